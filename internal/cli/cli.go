@@ -1,0 +1,587 @@
+// Package cli is the pipe contract every Control Plane binary follows
+// (DESIGN.md §2–3): a request built from a verb and flags or from a JSON
+// object on stdin (its "operation" names the verb), validated against the
+// verb's embedded JSON Schema, answered by one JSON envelope per request on
+// stdout, with upstream envelopes composed, errors mapped to one exit-code
+// table and human messages on stderr as "cp-x: error: ...".
+//
+// A tool declares its verbs in a Tool and calls Run from its own Run; main
+// calls Main, the only place os.Exit is called.
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Version is stamped by the Makefile with -ldflags "-X .../internal/cli.Version=...".
+var Version = "devel"
+
+// RunFunc is a tool's entry point: it reads stdin, writes stdout and stderr,
+// and returns the exit code. It never calls os.Exit.
+type RunFunc func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+
+// Main runs a tool as a process: it answers --capabilities from the embedded
+// capabilities document, cancels the context on SIGINT/SIGTERM, and exits with
+// run's code after deferred cleanup.
+func Main(name string, capabilities []byte, run RunFunc) {
+	code := func() int {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		args := os.Args[1:]
+		if len(args) == 1 && (args[0] == "--capabilities" || args[0] == "-capabilities") {
+			os.Stdout.Write(capabilities)
+			return ExitOK
+		}
+		return run(ctx, args, os.Stdin, os.Stdout, os.Stderr)
+	}()
+	os.Exit(code)
+}
+
+// Kind is a flag's value type and how it lands in the request.
+type Kind int
+
+// Flag kinds.
+const (
+	String Kind = iota // "x"
+	Int                // 12 (json.Number)
+	Bool               // true
+	List               // "a,b" → ["a","b"]
+	JSON               // a JSON value, e.g. --metadata '{"k":1}'
+)
+
+// Flag is a verb's flag; its value goes into the request field Field
+// (default: the flag name in snake_case). Flags override stdin fields.
+type Flag struct {
+	Name  string
+	Kind  Kind
+	Usage string
+	Field string
+}
+
+// Outcome is one request's answer: a result (with optional extra evidence),
+// or an error.
+type Outcome struct {
+	Result   any
+	Evidence map[string]any
+	Err      error
+}
+
+// Verb is one operation of a tool.
+type Verb struct {
+	Name string
+	// Schema is the file name of the request schema in package schemas.
+	Schema string
+	Flags  []Flag
+	// Args names the request fields filled from positional arguments.
+	Args []string
+	// Stream verbs take NDJSON on stdin, one request per line.
+	Stream bool
+	// Run answers one request.
+	Run func(ctx context.Context, c *Call, req Request) Outcome
+	// Batch, if set on a stream verb, answers requests that arrived together
+	// (group commit). It returns one outcome per request handled; it may
+	// stop early, and then its last outcome holds the error.
+	Batch func(ctx context.Context, c *Call, reqs []Request) []Outcome
+	// Text renders a result for people (--format text).
+	Text func(w io.Writer, result any) error
+	// Raw verbs write their own stdout lines on success (for example
+	// NDJSON entries); errors are still enveloped.
+	Raw bool
+}
+
+// Tool is one binary.
+type Tool struct {
+	Name  string
+	Usage string
+	Verbs []*Verb // the first is the default
+}
+
+// Call is the invocation context a verb runs in.
+type Call struct {
+	Tool    *Tool
+	Verb    *Verb
+	Stdout  io.Writer
+	Stderr  io.Writer
+	Format  string
+	Verbose bool
+	rootArg string
+	root    string
+}
+
+// Warnf prints "cp-x: warning: ..." on stderr.
+func (c *Call) Warnf(format string, args ...any) {
+	fmt.Fprintf(c.Stderr, "%s: warning: %s\n", c.Tool.Name, fmt.Sprintf(format, args...))
+}
+
+// Logf prints a progress line on stderr when -v was given.
+func (c *Call) Logf(format string, args ...any) {
+	if c.Verbose {
+		fmt.Fprintf(c.Stderr, "%s: %s\n", c.Tool.Name, fmt.Sprintf(format, args...))
+	}
+}
+
+// Run executes tool with the process-style arguments and streams. It is the
+// whole pipe contract: verb and flags or stdin JSON, schema validation,
+// envelopes, composition and exit codes.
+func Run(ctx context.Context, tool *Tool, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	out := bufio.NewWriterSize(stdout, 64<<10)
+	defer out.Flush()
+	r := &runner{tool: tool, out: out, stderr: stderr, start: time.Now()}
+	return r.run(ctx, args, stdin, stdout)
+}
+
+type runner struct {
+	tool   *Tool
+	out    *bufio.Writer
+	stderr io.Writer
+	start  time.Time
+	call   *Call
+}
+
+func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) int {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		switch a {
+		case "-h", "-help", "--help":
+			fmt.Fprint(r.stderr, r.tool.Usage)
+			return ExitOK
+		case "-version", "--version":
+			r.emitOK(map[string]any{"name": r.tool.Name, "version": Version, "go": runtime.Version()}, nil)
+			return ExitOK
+		}
+	}
+	var verb *Verb
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		if verb = r.tool.verb(args[0]); verb == nil {
+			return r.fail(Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("run %s -h", r.tool.Name))
+		}
+		args = args[1:]
+	}
+
+	// Read the first stdin request before parsing flags: its "operation" may
+	// name the verb. Stream verbs read NDJSON line by line; a first line that
+	// is not a whole JSON text is taken to start a pretty-printed document,
+	// and all of stdin is then one request.
+	var br *bufio.Reader
+	var firstIn *input
+	if hasInput(stdin) {
+		br = bufio.NewReaderSize(stdin, 256<<10)
+		var doc []byte
+		var err error
+		whole := verb != nil && !verb.Stream
+		if whole {
+			doc, err = readAllTrim(br)
+		} else {
+			doc, err = readLine(br)
+		}
+		if err != nil {
+			return r.fail(err)
+		}
+		if doc != nil {
+			in, perr := parseInput(doc)
+			if perr != nil && !whole {
+				rest, err := readAllTrim(br)
+				if err != nil {
+					return r.fail(err)
+				}
+				if rest != nil {
+					whole = true
+					in, perr = parseInput(append(doc, rest...))
+				}
+			}
+			if perr != nil {
+				return r.fail(perr)
+			}
+			if in.passthrough != nil {
+				return r.fail(in.passthrough)
+			}
+			op, err := takeOperation(in.req)
+			if err != nil {
+				return r.fail(err)
+			}
+			if op != "" {
+				v := r.tool.verb(op)
+				if v == nil {
+					return r.fail(Usagef("unknown operation %q (operations: %s)", op, r.tool.verbNames()))
+				}
+				if verb != nil && verb != v {
+					return r.fail(Usagef("verb %q and stdin operation %q disagree", verb.Name, op))
+				}
+				verb = v
+			}
+			if verb != nil && !verb.Stream && !whole {
+				if rest, err := readAllTrim(br); err != nil {
+					return r.fail(err)
+				} else if rest != nil {
+					return r.fail(Invalidf("INVALID_INPUT", "%s takes one request object; stdin holds more", verb.Name))
+				}
+			}
+			if whole {
+				br = nil
+			}
+			firstIn = &in
+		}
+	}
+	if verb == nil {
+		verb = r.tool.Verbs[0]
+	}
+
+	flagReq, common, err := r.parseFlags(verb, args)
+	if err != nil {
+		return r.fail(err)
+	}
+	r.call = &Call{Tool: r.tool, Verb: verb, Stdout: r.out, Stderr: r.stderr, Format: common.format,
+		Verbose: common.verbose, rootArg: common.root}
+	if r.call.Format == "" {
+		r.call.Format = "json"
+		if verb.Text != nil && isTerminal(stdout) {
+			r.call.Format = "text"
+		}
+	}
+	if r.call.Format != "json" && r.call.Format != "text" {
+		return r.fail(Usagef("--format must be json or text, got %q", r.call.Format))
+	}
+	schema, err := compileSchema(verb.Schema)
+	if err != nil {
+		return r.fail(err)
+	}
+	build := func(base Request) (Request, error) {
+		req := Request{}
+		for k, v := range base {
+			req[k] = v
+		}
+		for k, v := range flagReq {
+			req[k] = v
+		}
+		if err := validate(schema, verb, req); err != nil {
+			return nil, err
+		}
+		return req, nil
+	}
+
+	if verb.Stream && br != nil && firstIn != nil {
+		return r.stream(ctx, verb, br, *firstIn, build)
+	}
+	var base Request
+	if firstIn != nil {
+		base = firstIn.req
+	}
+	req, err := build(base)
+	if err != nil {
+		return r.fail(err)
+	}
+	return r.finish(verb, r.runBatch(ctx, verb, []Request{req})[0])
+}
+
+// finish prints one outcome and returns its exit code.
+func (r *runner) finish(verb *Verb, o Outcome) int {
+	if o.Err != nil {
+		return r.failWith(AsError(o.Err), o)
+	}
+	if verb.Raw {
+		return ExitOK
+	}
+	if r.call.Format == "text" && verb.Text != nil {
+		if err := verb.Text(r.out, o.Result); err != nil {
+			return r.fail(err)
+		}
+		return ExitOK
+	}
+	r.emitOK(o.Result, o.Evidence)
+	return ExitOK
+}
+
+// stream answers NDJSON requests. A reader goroutine decodes and validates
+// lines (on the second core) while this one runs them in batches of
+// whatever has already arrived, so a verb with Batch can group-commit. The
+// stream stops at the first failed request; its exit code is that failure's.
+func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first input, build func(Request) (Request, error)) int {
+	type item struct {
+		req Request
+		err error
+	}
+	items := make(chan item, 8192)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(items)
+		send := func(it item) bool {
+			select {
+			case items <- it:
+				return it.err == nil
+			case <-ctx.Done():
+				return false
+			}
+		}
+		handle := func(in input) bool {
+			if in.passthrough != nil {
+				return send(item{err: in.passthrough})
+			}
+			if op, err := takeOperation(in.req); err != nil {
+				return send(item{err: err})
+			} else if op != "" && op != verb.Name {
+				return send(item{err: Usagef("stream of %q holds operation %q", verb.Name, op)})
+			}
+			req, err := build(in.req)
+			return send(item{req: req, err: err})
+		}
+		if !handle(first) {
+			return
+		}
+		for {
+			line, err := readLine(br)
+			if err != nil {
+				send(item{err: err})
+				return
+			}
+			if line == nil {
+				return
+			}
+			in, err := parseInput(line)
+			if err != nil {
+				send(item{err: err})
+				return
+			}
+			if !handle(in) {
+				return
+			}
+		}
+	}()
+
+	const maxBatch = 4096
+	batch := make([]Request, 0, maxBatch)
+	for {
+		it, ok := <-items
+		if !ok {
+			return ExitOK
+		}
+		batch = batch[:0]
+		var stopErr error
+		if it.err != nil {
+			stopErr = it.err
+		} else {
+			batch = append(batch, it.req)
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case it, ok = <-items:
+					if !ok {
+						break drain
+					}
+					if it.err != nil {
+						stopErr = it.err
+						break drain
+					}
+					batch = append(batch, it.req)
+				default:
+					break drain
+				}
+			}
+		}
+		if len(batch) > 0 {
+			outs := r.runBatch(ctx, verb, batch)
+			for _, o := range outs {
+				if o.Err != nil {
+					return r.finish(verb, o)
+				}
+				r.finish(verb, o)
+			}
+			if err := r.out.Flush(); err != nil {
+				return ExitUnavailable
+			}
+		}
+		if stopErr != nil {
+			return r.fail(stopErr)
+		}
+		r.start = time.Now()
+	}
+}
+
+func (r *runner) runBatch(ctx context.Context, verb *Verb, reqs []Request) []Outcome {
+	if verb.Batch != nil {
+		return verb.Batch(ctx, r.call, reqs)
+	}
+	outs := make([]Outcome, 0, len(reqs))
+	for _, req := range reqs {
+		o := verb.Run(ctx, r.call, req)
+		outs = append(outs, o)
+		if o.Err != nil {
+			break
+		}
+	}
+	return outs
+}
+
+// takeOperation removes and returns the request's "operation" field.
+func takeOperation(req Request) (string, error) {
+	v, ok := req["operation"]
+	if !ok {
+		return "", nil
+	}
+	delete(req, "operation")
+	s, ok := v.(string)
+	if !ok {
+		return "", Invalidf("SCHEMA_VIOLATION", "operation must be a string, got %s", jsonKind(v))
+	}
+	return s, nil
+}
+
+type commonFlags struct {
+	root, format string
+	verbose      bool
+}
+
+// parseFlags parses args against the verb's flags plus the common ones
+// (--root, --format, -v) and returns the request fields they set.
+func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, error) {
+	var common commonFlags
+	fs := flag.NewFlagSet(r.tool.Name+" "+verb.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&common.root, "root", "", "plane root")
+	fs.StringVar(&common.format, "format", "", "json|text")
+	fs.BoolVar(&common.verbose, "v", false, "verbose")
+	values := map[string]*string{}
+	bools := map[string]*bool{}
+	for _, f := range verb.Flags {
+		if f.Kind == Bool {
+			bools[f.Name] = fs.Bool(f.Name, false, f.Usage)
+		} else {
+			values[f.Name] = fs.String(f.Name, "", f.Usage)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, common, Usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: ")).WithHint("run %s -h", r.tool.Name)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	req := Request{}
+	for _, f := range verb.Flags {
+		if !set[f.Name] {
+			continue
+		}
+		field := f.Field
+		if field == "" {
+			field = snake(f.Name)
+		}
+		switch f.Kind {
+		case Bool:
+			req[field] = *bools[f.Name]
+		case String:
+			req[field] = *values[f.Name]
+		case Int:
+			s := *values[f.Name]
+			if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+				return nil, common, Usagef("--%s: want an integer, got %q", f.Name, s)
+			}
+			req[field] = json.Number(s)
+		case List:
+			items := []any{}
+			for _, p := range strings.Split(*values[f.Name], ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					items = append(items, p)
+				}
+			}
+			req[field] = items
+		case JSON:
+			v, err := decodeValue([]byte(*values[f.Name]))
+			if err != nil {
+				return nil, common, Usagef("--%s: %v", f.Name, AsError(err).Message)
+			}
+			req[field] = v
+		}
+	}
+	pos := fs.Args()
+	if len(pos) > len(verb.Args) {
+		return nil, common, Usagef("%s: unexpected argument %q", verb.Name, pos[len(verb.Args)]).WithHint("run %s -h", r.tool.Name)
+	}
+	for i, a := range pos {
+		req[verb.Args[i]] = a
+	}
+	return req, common, nil
+}
+
+func (t *Tool) verb(name string) *Verb {
+	for _, v := range t.Verbs {
+		if v.Name == name {
+			return v
+		}
+	}
+	return nil
+}
+
+func (t *Tool) verbNames() string {
+	names := make([]string, len(t.Verbs))
+	for i, v := range t.Verbs {
+		names[i] = v.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// readLine returns the next non-blank line of an NDJSON stream, nil at EOF.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			return line, nil
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, Errorf(ExitUnavailable, "IO_ERROR", "reading stdin: %v", err)
+		}
+	}
+}
+
+// hasInput reports whether stdin may hold a request: it is not a terminal
+// (or /dev/null, also a character device).
+func hasInput(stdin io.Reader) bool {
+	if stdin == nil {
+		return false
+	}
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return true
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	return st.Mode()&os.ModeCharDevice == 0
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

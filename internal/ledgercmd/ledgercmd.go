@@ -1,0 +1,133 @@
+// Package ledgercmd is cp-ledger: append to, query, verify, checkpoint and
+// prove ledgers.
+//
+// It reads a request from flags or stdin (NDJSON for append) and writes one
+// JSON envelope per request to stdout; show writes one entry per line. Exit
+// status: 0 success, 1 a ledger or proof that does not verify (or a refused
+// GENESIS), 2 usage, 3 invalid input, 4 lock timeout or filesystem error,
+// 5 internal error.
+package ledgercmd
+
+import (
+	"context"
+	"io"
+
+	"github.com/control-plane/cp/internal/cli"
+)
+
+const usage = `cp-ledger: append-only, hash-chained, Merkle-rooted ledgers
+
+Usage:
+  cp-ledger append      [--event-type T] [--submission-id S] [--decision D] [--reason R]
+                        [--prompts-used a,b] [--metadata JSON]     (or NDJSON requests on stdin)
+  cp-ledger show        [--event-type T] [--submission-id S] [--since TIME] [--seq A:B]
+                        [--where 'gojq expression'] [--limit N]
+  cp-ledger verify      [--legacy] [--verify-key K] [--trusted-checkpoint FILE]
+                        (or a prove/consistency result on stdin: verify that proof offline)
+  cp-ledger checkpoint  [--sign-key K] [--origin O]
+  cp-ledger prove       --seq N [--tree-size S]
+  cp-ledger consistency --from A [--to B]
+  cp-ledger genesis     [--parent-ledger PATH] [--parent-hash H] [--metadata JSON]
+
+  Or a JSON request on stdin whose "operation" names the verb:
+  echo '{"operation":"prove","ledger":"l.jsonl","seq":3}' | cp-ledger
+
+Options (every verb):
+  --ledger PATH   a ledger file (created on first append); without it, the plane's
+                  tier ledger (--plane ho3|ho2|ho1, default: the tier of --root)
+  --root DIR      the plane root (else $CONTROL_PLANE, else the nearest HO3 ancestor)
+  --format F      json (default) or text
+  -v              progress on stderr
+  -h              this help; -version the version; --capabilities the operations
+
+Keys: --sign-key and $CONTROL_PLANE_SIGNING_KEY hold a note signer key or a path to
+one; --verify-key and $CONTROL_PLANE_VERIFY_KEY a verifier key or a path to one
+(cp-pkg keygen makes both). A signed checkpoint that no given key verifies fails
+verify: fail closed.
+
+Exit status:
+  0  success (the ledger or proof verifies)
+  1  verification failed, or GENESIS refused on a non-empty ledger
+  2  usage: unknown verb or flag, bad argument
+  3  invalid input: stdin not JSON, schema violation, bad --where expression
+  4  unavailable: lock timeout, filesystem error, cancelled
+  5  internal error
+
+Examples:
+  cp-ledger append --ledger audit.jsonl --event-type TOOL_CALL --decision ALLOW \
+      --metadata '{"tool":"bash"}'
+  printf '%s\n' '{"event_type":"A"}' '{"event_type":"B"}' | cp-ledger append --ledger audit.jsonl
+  cp-ledger show --ledger audit.jsonl --where '.metadata.tool == "bash"' | cp-ledger append --ledger copy.jsonl
+  cp-ledger checkpoint --ledger audit.jsonl --sign-key ops.key
+  cp-ledger verify --ledger audit.jsonl --verify-key ops.pub
+  cp-ledger prove --ledger audit.jsonl --seq 1 | cp-ledger verify --verify-key ops.pub
+  cp-ledger verify --legacy --ledger old/governance.jsonl
+`
+
+var common = []cli.Flag{
+	{Name: "ledger", Kind: cli.String, Usage: "ledger file"},
+	{Name: "plane", Kind: cli.String, Usage: "ho3|ho2|ho1"},
+}
+
+func flags(fs ...cli.Flag) []cli.Flag { return append(append([]cli.Flag{}, common...), fs...) }
+
+// Tool is cp-ledger's verb table.
+var Tool = &cli.Tool{Name: "cp-ledger", Usage: usage}
+
+func init() {
+	Tool.Verbs = []*cli.Verb{
+		{Name: "append", Schema: "cp-ledger.append.request.json", Stream: true, Batch: appendBatch,
+			Flags: flags(
+				cli.Flag{Name: "event-type", Kind: cli.String},
+				cli.Flag{Name: "submission-id", Kind: cli.String},
+				cli.Flag{Name: "decision", Kind: cli.String},
+				cli.Flag{Name: "reason", Kind: cli.String},
+				cli.Flag{Name: "prompts-used", Kind: cli.List},
+				cli.Flag{Name: "metadata", Kind: cli.JSON},
+			)},
+		{Name: "show", Schema: "cp-ledger.show.request.json", Run: show, Raw: true,
+			Flags: flags(
+				cli.Flag{Name: "event-type", Kind: cli.String},
+				cli.Flag{Name: "submission-id", Kind: cli.String},
+				cli.Flag{Name: "since", Kind: cli.String},
+				cli.Flag{Name: "seq", Kind: cli.String},
+				cli.Flag{Name: "where", Kind: cli.String},
+				cli.Flag{Name: "limit", Kind: cli.Int},
+			)},
+		{Name: "verify", Schema: "cp-ledger.verify.request.json", Run: verify, Text: verifyText,
+			Flags: flags(
+				cli.Flag{Name: "legacy", Kind: cli.Bool},
+				cli.Flag{Name: "verify-key", Kind: cli.String},
+				cli.Flag{Name: "trusted-checkpoint", Kind: cli.String},
+			)},
+		{Name: "checkpoint", Schema: "cp-ledger.checkpoint.request.json", Run: checkpoint,
+			Flags: flags(
+				cli.Flag{Name: "sign-key", Kind: cli.String},
+				cli.Flag{Name: "origin", Kind: cli.String},
+			)},
+		{Name: "prove", Schema: "cp-ledger.prove.request.json", Run: prove,
+			Flags: flags(
+				cli.Flag{Name: "seq", Kind: cli.Int},
+				cli.Flag{Name: "tree-size", Kind: cli.Int},
+				cli.Flag{Name: "origin", Kind: cli.String},
+			)},
+		{Name: "consistency", Schema: "cp-ledger.consistency.request.json", Run: consistency,
+			Flags: flags(
+				cli.Flag{Name: "from", Kind: cli.Int},
+				cli.Flag{Name: "to", Kind: cli.Int},
+			)},
+		{Name: "genesis", Schema: "cp-ledger.genesis.request.json", Run: genesis,
+			Flags: flags(
+				cli.Flag{Name: "parent-ledger", Kind: cli.String},
+				cli.Flag{Name: "parent-hash", Kind: cli.String},
+				cli.Flag{Name: "submission-id", Kind: cli.String},
+				cli.Flag{Name: "reason", Kind: cli.String},
+				cli.Flag{Name: "metadata", Kind: cli.JSON},
+			)},
+	}
+}
+
+// Run is cp-ledger's entry point.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return cli.Run(ctx, Tool, args, stdin, stdout, stderr)
+}

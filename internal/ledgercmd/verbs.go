@@ -1,0 +1,608 @@
+package ledgercmd
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/pkg/jcs"
+	"github.com/control-plane/cp/pkg/keys"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/ledger/legacy"
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/itchyny/gojq"
+	"github.com/tidwall/gjson"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// target is the ledger a request names.
+type target struct {
+	path   string
+	tier   string // "HO3"... for a plane ledger, "" for a bare file
+	origin string
+}
+
+// resolve finds the ledger of a request: --ledger, or the tier ledger of
+// --plane (default: the tier of the root).
+func resolve(c *cli.Call, req cli.Request) (target, error) {
+	if p := req.String("ledger"); p != "" {
+		if req.Has("plane") {
+			return target{}, cli.Usagef("give --ledger or --plane, not both")
+		}
+		return target{path: p, origin: ledger.DefaultOrigin(p)}, nil
+	}
+	root, err := c.Root()
+	if err != nil {
+		return target{}, err
+	}
+	dir := root
+	if id := req.String("plane"); id != "" {
+		if dir, err = plane.Dir(root, id); err != nil {
+			return target{}, cli.Usagef("%v", err)
+		}
+	}
+	t, err := plane.ReadTier(dir)
+	if err != nil {
+		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
+	}
+	path := filepath.Join(dir, t.LedgerPath)
+	return target{path: path, tier: t.Tier,
+		origin: t.PlaneID + "/" + strings.TrimSuffix(filepath.Base(path), ".jsonl")}, nil
+}
+
+// actor is who asks: the OS user while auth is not configured.
+var actor = sync.OnceValue(func() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "uid:" + strconv.Itoa(os.Getuid())
+})
+
+// writers keeps one open ledger per path for the life of a stream.
+var writers = struct {
+	sync.Mutex
+	m map[string]*ledger.Ledger
+}{m: map[string]*ledger.Ledger{}}
+
+func writer(path string) (*ledger.Ledger, error) {
+	writers.Lock()
+	defer writers.Unlock()
+	if l, ok := writers.m[path]; ok {
+		return l, nil
+	}
+	l, err := ledger.OpenWriter(path, ledger.Options{Actor: actor()})
+	if err != nil {
+		return nil, err
+	}
+	writers.m[path] = l
+	return l, nil
+}
+
+// appendBatch appends requests that arrived together; consecutive requests
+// for the same ledger go in one durable write.
+func appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Request) []cli.Outcome {
+	outs := make([]cli.Outcome, 0, len(reqs))
+	for len(reqs) > 0 {
+		t, err := resolve(c, reqs[0])
+		if err != nil {
+			return append(outs, cli.Outcome{Err: err})
+		}
+		run := 1
+		for run < len(reqs) && sameTarget(reqs[run], reqs[0]) {
+			run++
+		}
+		drafts := make([]ledger.Draft, 0, run)
+		var draftErr error
+		for _, req := range reqs[:run] {
+			d, err := draft(req, t)
+			if err != nil {
+				draftErr = err
+				break
+			}
+			drafts = append(drafts, d)
+		}
+		l, err := writer(t.path)
+		if err != nil {
+			return append(outs, cli.Outcome{Err: err})
+		}
+		entries, err := l.Append(ctx, drafts)
+		if r := l.LastRepair(); r.Any() {
+			c.Warnf("%s: repaired an unfinished append: %s", t.path, describeRepair(r))
+		}
+		for _, e := range entries {
+			outs = append(outs, cli.Outcome{
+				Result:   map[string]any{"seq": e.Seq, "id": e.ID, "entry_hash": e.EntryHash, "previous_hash": e.PreviousHash, "timestamp": e.Timestamp},
+				Evidence: map[string]any{"ledger_entry_id": e.ID, "seq": e.Seq},
+			})
+		}
+		if err == nil {
+			err = draftErr
+		}
+		if err != nil {
+			return append(outs, cli.Outcome{Err: err})
+		}
+		reqs = reqs[run:]
+	}
+	return outs
+}
+
+func sameTarget(a, b cli.Request) bool {
+	return a.String("ledger") == b.String("ledger") && a.String("plane") == b.String("plane")
+}
+
+func describeRepair(r ledger.Repair) string {
+	var parts []string
+	if r.TornBytes > 0 {
+		parts = append(parts, fmt.Sprintf("removed a partial line of %d bytes at offset %d", r.TornBytes, r.TornOffset))
+	}
+	if r.RebuiltHashes > 0 {
+		parts = append(parts, fmt.Sprintf("recomputed stored hashes of %d entries", r.RebuiltHashes))
+	}
+	if r.DroppedHashes > 0 {
+		parts = append(parts, fmt.Sprintf("dropped stored hashes of %d unwritten entries", r.DroppedHashes))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// draft turns a validated append request into a ledger draft, stamping the
+// tier of a plane ledger into metadata._tier.
+func draft(req cli.Request, t target) (ledger.Draft, error) {
+	d := ledger.Draft{
+		EventType: req.String("event_type"), SubmissionID: req.String("submission_id"),
+		Decision: req.String("decision"), Reason: req.String("reason"),
+		PromptsUsed: req.Strings("prompts_used"), Metadata: req.Object("metadata"),
+	}
+	if t.tier != "" {
+		if got, ok := d.Metadata["_tier"]; ok && got != t.tier {
+			return d, cli.Errorf(cli.ExitDenied, "TIER_MISMATCH", "metadata._tier %v does not match the ledger's tier %s", got, t.tier)
+		}
+		m := make(map[string]any, len(d.Metadata)+1)
+		for k, v := range d.Metadata {
+			m[k] = v
+		}
+		m["_tier"] = t.tier
+		d.Metadata = m
+	}
+	return d, nil
+}
+
+// show prints the entries that pass every filter, one per line, as stored.
+func show(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	t, err := resolve(c, req)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	f, err := filterFor(req)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	file, err := os.Open(t.path)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	defer file.Close()
+	limit, _, _ := req.Int("limit")
+	br := bufio.NewReaderSize(file, 1<<20)
+	var printed int64
+	for pos := int64(0); ; pos++ {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			var long []byte
+			long, err = readLong(br, line)
+			line = long
+		}
+		if errors.Is(err, io.EOF) {
+			if len(line) > 0 {
+				c.Warnf("%s: %d bytes after the last complete line (a torn tail) not shown", t.path, len(line))
+			}
+			return cli.Outcome{}
+		}
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		if pos < f.from {
+			continue
+		}
+		if f.to >= 0 && pos >= f.to {
+			return cli.Outcome{}
+		}
+		ok, err := f.match(ctx, line[:len(line)-1], pos)
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		if !ok {
+			continue
+		}
+		if _, err := c.Stdout.Write(line); err != nil {
+			return cli.Outcome{Err: err}
+		}
+		if printed++; limit > 0 && printed >= limit {
+			return cli.Outcome{}
+		}
+	}
+}
+
+func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
+	buf := append([]byte(nil), first...)
+	for {
+		more, err := br.ReadSlice('\n')
+		buf = append(buf, more...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return buf, err
+		}
+	}
+}
+
+// filter is show's compiled filters.
+type filter struct {
+	eventType, submission *string
+	since                 string
+	from, to              int64
+	where                 *gojq.Code
+}
+
+// whereTimeout bounds one evaluation of a --where expression.
+const whereTimeout = 2 * time.Second
+
+func filterFor(req cli.Request) (*filter, error) {
+	f := &filter{to: -1}
+	if req.Has("event_type") {
+		s := req.String("event_type")
+		f.eventType = &s
+	}
+	if req.Has("submission_id") {
+		s := req.String("submission_id")
+		f.submission = &s
+	}
+	if s := req.String("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, cli.Usagef("--since %q: want an RFC 3339 time", s)
+		}
+		f.since = t.UTC().Format(ledger.TimeFormat)
+	}
+	if s := req.String("seq"); s != "" {
+		a, b, isRange := strings.Cut(s, ":")
+		var err error
+		if a != "" {
+			if f.from, err = strconv.ParseInt(a, 10, 64); err != nil {
+				return nil, cli.Usagef("--seq %q: want A:B", s)
+			}
+		}
+		switch {
+		case !isRange:
+			f.to = f.from + 1
+		case b != "":
+			if f.to, err = strconv.ParseInt(b, 10, 64); err != nil {
+				return nil, cli.Usagef("--seq %q: want A:B", s)
+			}
+		}
+	}
+	if s := req.String("where"); s != "" {
+		q, err := gojq.Parse(s)
+		if err != nil {
+			return nil, cli.Invalidf("INVALID_INPUT", "--where: %v", err)
+		}
+		if f.where, err = gojq.Compile(q); err != nil {
+			return nil, cli.Invalidf("INVALID_INPUT", "--where: %v", err)
+		}
+	}
+	return f, nil
+}
+
+// match applies the filters to one line; the cheap ones read fields with
+// gjson, and only --where decodes the entry.
+func (f *filter) match(ctx context.Context, line []byte, pos int64) (bool, error) {
+	if f.eventType != nil || f.submission != nil || f.since != "" {
+		if !gjson.ValidBytes(line) {
+			return false, cli.Errorf(cli.ExitDenied, "LEDGER_INVALID", "entry %d is not valid JSON (run cp-ledger verify)", pos)
+		}
+		r := gjson.GetManyBytes(line, "event_type", "submission_id", "timestamp")
+		if f.eventType != nil && r[0].String() != *f.eventType {
+			return false, nil
+		}
+		if f.submission != nil && r[1].String() != *f.submission {
+			return false, nil
+		}
+		if f.since != "" && r[2].String() < f.since {
+			return false, nil
+		}
+	}
+	if f.where == nil {
+		return true, nil
+	}
+	v, err := jcs.Decode(line)
+	if err != nil {
+		return false, cli.Errorf(cli.ExitDenied, "LEDGER_INVALID", "entry %d is not valid JSON (run cp-ledger verify): %v", pos, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, whereTimeout)
+	defer cancel()
+	out, ok := f.where.RunWithContext(ctx, v).Next()
+	if !ok {
+		return false, nil
+	}
+	if err, isErr := out.(error); isErr {
+		return false, cli.Invalidf("INVALID_INPUT", "--where on entry %d: %v", pos, err)
+	}
+	return out != nil && out != false, nil
+}
+
+// verifiers returns the checkpoint verifier keys of a request.
+func verifiers(req cli.Request) (note.Verifiers, error) {
+	spec := req.String("verify_key")
+	if spec == "" {
+		spec = os.Getenv("CONTROL_PLANE_VERIFY_KEY")
+	}
+	if spec == "" {
+		return nil, nil
+	}
+	v, err := keys.Verifier(spec)
+	if err != nil {
+		return nil, err
+	}
+	return note.VerifierList(v), nil
+}
+
+func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	if req.Has("proof") {
+		return verifyProof(req)
+	}
+	t, err := resolve(c, req)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	var rep ledger.Report
+	if req.Bool("legacy") {
+		rep, err = verifyLegacy(t.path)
+	} else {
+		vs, verr := verifiers(req)
+		if verr != nil {
+			return cli.Outcome{Err: verr}
+		}
+		opts := ledger.VerifyOptions{Verifiers: vs}
+		if p := req.String("trusted_checkpoint"); p != "" {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return cli.Outcome{Err: err}
+			}
+			opts.Held = append(opts.Held, b)
+		}
+		rep, err = ledger.Verify(ctx, t.path, opts)
+	}
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if !rep.Valid {
+		first := rep.Issues[0]
+		e := cli.Errorf(cli.ExitDenied, "LEDGER_INVALID", "%s: seq %d: %s: %s", t.path, first.Seq, first.Code, first.Message)
+		e.Result = rep
+		if len(rep.Issues) > 1 {
+			e.Hint = fmt.Sprintf("%d issues in all; see .result.issues", len(rep.Issues))
+		}
+		return cli.Outcome{Err: e}
+	}
+	return cli.Outcome{Result: rep}
+}
+
+func verifyLegacy(path string) (ledger.Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ledger.Report{}, err
+	}
+	defer f.Close()
+	lr, err := legacy.Verify(f)
+	if err != nil {
+		return ledger.Report{}, err
+	}
+	rep := ledger.Report{Valid: len(lr.Issues) == 0, Entries: lr.Entries, RootHash: lr.LastHash, Issues: []ledger.Issue{}}
+	for _, is := range lr.Issues {
+		rep.Issues = append(rep.Issues, ledger.Issue{Seq: is.Seq, ID: is.ID, Code: is.Code, Message: is.Message})
+	}
+	if !rep.Valid {
+		first := rep.Issues[0].Seq
+		rep.FirstBadSeq = &first
+	}
+	return rep, nil
+}
+
+// verifyProof checks a prove or consistency result piped in, offline.
+func verifyProof(req cli.Request) cli.Outcome {
+	vs, err := verifiers(req)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	raw, _ := json.Marshal(req)
+	var held *ledger.Checkpoint
+	if p := req.String("trusted_checkpoint"); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		c, _, err := ledger.OpenCheckpoint(b, vs)
+		if err != nil {
+			return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "trusted checkpoint %s: %v", p, err)}
+		}
+		held = &c
+	}
+	if req.Has("leaf_hash") {
+		var p ledger.Inclusion
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return cli.Outcome{Err: cli.Invalidf("INVALID_INPUT", "inclusion proof: %v", err)}
+		}
+		err := ledger.VerifyInclusion(p, vs)
+		if err == nil && held != nil && held.Size == p.TreeSize && fmt.Sprintf("%x", held.Root[:]) != p.RootHash {
+			err = cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "the proof's root differs from the trusted checkpoint at size %d", held.Size)
+		}
+		res := map[string]any{"valid": err == nil, "proof_type": "inclusion", "seq": p.Seq, "tree_size": p.TreeSize}
+		return proofOutcome(res, err)
+	}
+	var p ledger.Consistency
+	if err := json.Unmarshal(raw, &p); err != nil || !req.Has("from_root") {
+		return cli.Outcome{Err: cli.Invalidf("INVALID_INPUT", "stdin holds a proof that is neither an inclusion (leaf_hash) nor a consistency (from_root) proof")}
+	}
+	err = ledger.VerifyConsistency(p)
+	if err == nil && held != nil && held.Size == p.From && fmt.Sprintf("%x", held.Root[:]) != p.FromRoot {
+		err = cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "the proof's from_root differs from the trusted checkpoint at size %d", held.Size)
+	}
+	res := map[string]any{"valid": err == nil, "proof_type": "consistency", "from": p.From, "to": p.To}
+	return proofOutcome(res, err)
+}
+
+func proofOutcome(res map[string]any, err error) cli.Outcome {
+	if err != nil {
+		e := cli.AsError(err)
+		e.Result = res
+		return cli.Outcome{Err: e}
+	}
+	return cli.Outcome{Result: res}
+}
+
+func verifyText(w io.Writer, result any) error {
+	rep, ok := result.(ledger.Report)
+	if !ok {
+		return json.NewEncoder(w).Encode(result)
+	}
+	_, err := fmt.Fprintf(w, "ledger valid: %d entries, root %s\n", rep.Entries, rep.RootHash)
+	return err
+}
+
+func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	t, err := resolve(c, req)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	spec := req.String("sign_key")
+	if spec == "" {
+		spec = os.Getenv("CONTROL_PLANE_SIGNING_KEY")
+	}
+	var signers []note.Signer
+	if spec != "" {
+		s, err := keys.Signer(spec)
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		signers = append(signers, s)
+	}
+	origin := req.String("origin")
+	if origin == "" {
+		origin = t.origin
+	}
+	l, err := ledger.Open(t.path, ledger.Options{})
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	defer l.Close()
+	ck, text, err := l.Checkpoint(ctx, origin, signers...)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	return cli.Outcome{Result: map[string]any{"tree_size": ck.Size, "root_hash": fmt.Sprintf("%x", ck.Root[:]),
+		"checkpoint": string(text), "signed": len(signers) > 0, "origin": origin}}
+}
+
+func prove(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	t, err := resolve(c, req)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	seq, _, _ := req.Int("seq")
+	size, _, _ := req.Int("tree_size")
+	origin := req.String("origin")
+	if origin == "" {
+		origin = t.origin
+	}
+	l, err := ledger.Open(t.path, ledger.Options{})
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	defer l.Close()
+	p, err := l.Prove(ctx, seq, size, origin)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	return cli.Outcome{Result: p}
+}
+
+func consistency(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	t, err := resolve(c, req)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	from, _, _ := req.Int("from")
+	to, _, _ := req.Int("to")
+	l, err := ledger.Open(t.path, ledger.Options{})
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	defer l.Close()
+	p, err := l.Consistency(ctx, from, to)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	return cli.Outcome{Result: p}
+}
+
+// genesis opens an empty ledger with a GENESIS entry. Given --parent-ledger
+// it reads that ledger's head itself; a --parent-hash that disagrees with it
+// is refused.
+func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	t, err := resolve(c, req)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	meta := map[string]any{}
+	for k, v := range req.Object("metadata") {
+		meta[k] = v
+	}
+	parentHash := req.String("parent_hash")
+	if pl := req.String("parent_ledger"); pl != "" {
+		p, err := ledger.Open(pl, ledger.Options{})
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		st, err := p.State(ctx)
+		p.Close()
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		if parentHash != "" && parentHash != st.Head {
+			return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, "PARENT_MISMATCH", "--parent-hash %s is not the head of %s (%s)", parentHash, pl, st.Head)}
+		}
+		parentHash = st.Head
+		meta["parent_ledger"] = filepath.ToSlash(pl)
+		meta["parent_size"] = json.Number(strconv.FormatInt(st.Size, 10))
+	}
+	if parentHash != "" || req.Has("parent_hash") {
+		meta["parent_hash"] = parentHash
+	}
+	if t.tier != "" {
+		meta["_tier"] = t.tier
+	}
+	l, err := ledger.OpenWriter(t.path, ledger.Options{Actor: actor()})
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	defer l.Close()
+	e, err := l.Genesis(ctx, ledger.Draft{SubmissionID: req.String("submission_id"), Reason: req.String("reason"), Metadata: meta})
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	return cli.Outcome{
+		Result:   map[string]any{"seq": e.Seq, "id": e.ID, "entry_hash": e.EntryHash, "previous_hash": e.PreviousHash, "timestamp": e.Timestamp},
+		Evidence: map[string]any{"ledger_entry_id": e.ID, "seq": e.Seq},
+	}
+}

@@ -1,0 +1,223 @@
+package ledger
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/control-plane/cp/pkg/jcs"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Entry is one ledger line (DESIGN.md §5). On disk it is canonical JSON
+// (RFC 8785) with every field present; EntryHash is the lowercase hex RFC 6962
+// leaf hash, SHA-256(0x00 ‖ canonical JSON of the entry without entry_hash),
+// and so also the entry's Merkle leaf at index Seq.
+type Entry struct {
+	Seq          int64          `json:"seq"`
+	ID           string         `json:"id"`
+	Timestamp    string         `json:"timestamp"`
+	EventType    string         `json:"event_type"`
+	SubmissionID string         `json:"submission_id"`
+	Decision     string         `json:"decision"`
+	Reason       string         `json:"reason"`
+	PromptsUsed  []string       `json:"prompts_used"`
+	Metadata     map[string]any `json:"metadata"`
+	Actor        string         `json:"actor"`
+	PreviousHash string         `json:"previous_hash"`
+	EntryHash    string         `json:"entry_hash"`
+}
+
+// Draft is what a caller asks to append; the ledger assigns the rest.
+type Draft struct {
+	EventType    string
+	SubmissionID string
+	Decision     string
+	Reason       string
+	PromptsUsed  []string
+	Metadata     map[string]any
+}
+
+// TimeFormat is the entry timestamp layout: RFC 3339 UTC with microseconds.
+const TimeFormat = "2006-01-02T15:04:05.000000Z"
+
+// newID returns "LED-" and 16 random lowercase hex digits.
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics on failure)
+	return "LED-" + hex.EncodeToString(b[:])
+}
+
+// encode fills e.EntryHash and returns the entry's line (canonical JSON and
+// "\n") appended to dst, and its leaf hash. Keys are written in RFC 8785
+// order by hand: the field set is fixed, and this is the append hot path.
+// entry_hash sorts between decision and event_type, so the hashed bytes are
+// the line without that one member.
+func encode(dst []byte, e *Entry) ([]byte, tlog.Hash, error) {
+	body := make([]byte, 0, 256)
+	var err error
+	body = append(body, `{"actor":`...)
+	if body, err = jcs.AppendString(body, e.Actor); err != nil {
+		return dst, tlog.Hash{}, fieldErr("actor", err)
+	}
+	body = append(body, `,"decision":`...)
+	if body, err = jcs.AppendString(body, e.Decision); err != nil {
+		return dst, tlog.Hash{}, fieldErr("decision", err)
+	}
+	body = append(body, ',')
+	split := len(body)
+	body = append(body, `"event_type":`...)
+	if body, err = jcs.AppendString(body, e.EventType); err != nil {
+		return dst, tlog.Hash{}, fieldErr("event_type", err)
+	}
+	body = append(body, `,"id":`...)
+	if body, err = jcs.AppendString(body, e.ID); err != nil {
+		return dst, tlog.Hash{}, fieldErr("id", err)
+	}
+	body = append(body, `,"metadata":`...)
+	if e.Metadata == nil {
+		body = append(body, "{}"...)
+	} else if body, err = jcs.Append(body, e.Metadata); err != nil {
+		return dst, tlog.Hash{}, fieldErr("metadata", err)
+	}
+	body = append(body, `,"previous_hash":`...)
+	if body, err = jcs.AppendString(body, e.PreviousHash); err != nil {
+		return dst, tlog.Hash{}, fieldErr("previous_hash", err)
+	}
+	body = append(body, `,"prompts_used":[`...)
+	for i, p := range e.PromptsUsed {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		if body, err = jcs.AppendString(body, p); err != nil {
+			return dst, tlog.Hash{}, fieldErr("prompts_used", err)
+		}
+	}
+	body = append(body, `],"reason":`...)
+	if body, err = jcs.AppendString(body, e.Reason); err != nil {
+		return dst, tlog.Hash{}, fieldErr("reason", err)
+	}
+	body = append(body, `,"seq":`...)
+	body = strconv.AppendInt(body, e.Seq, 10)
+	body = append(body, `,"submission_id":`...)
+	if body, err = jcs.AppendString(body, e.SubmissionID); err != nil {
+		return dst, tlog.Hash{}, fieldErr("submission_id", err)
+	}
+	body = append(body, `,"timestamp":`...)
+	if body, err = jcs.AppendString(body, e.Timestamp); err != nil {
+		return dst, tlog.Hash{}, fieldErr("timestamp", err)
+	}
+	body = append(body, '}')
+
+	// The hashed bytes: body without the ',' at split (the member list
+	// continues directly with event_type).
+	leaf := leafHash(body[:split], body[split:])
+	e.EntryHash = hex.EncodeToString(leaf[:])
+	dst = append(dst, body[:split]...)
+	dst = append(dst, `"entry_hash":"`...)
+	dst = append(dst, e.EntryHash...)
+	dst = append(dst, `",`...)
+	dst = append(dst, body[split:]...)
+	dst = append(dst, '\n')
+	return dst, leaf, nil
+}
+
+// leafHash is the RFC 6962 leaf hash of the concatenation of parts.
+func leafHash(parts ...[]byte) tlog.Hash {
+	h := sha256.New()
+	h.Write([]byte{0})
+	for _, p := range parts {
+		h.Write(p)
+	}
+	var out tlog.Hash
+	h.Sum(out[:0])
+	return out
+}
+
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.err.Error() }
+func (e *fieldError) Code() string  { return "INVALID_INPUT" }
+func (e *fieldError) ExitCode() int { return exitInvalid }
+func (e *fieldError) Unwrap() error { return e.err }
+
+func fieldErr(field string, err error) error { return &fieldError{field, err} }
+
+// ParseLine decodes one ledger line strictly: valid JSON, every field of
+// Entry present with its type, and no other field. It does not check
+// hashes (Verify does).
+func ParseLine(line []byte) (*Entry, error) {
+	v, err := jcs.Decode(line)
+	if err != nil {
+		return nil, err
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("entry is not a JSON object")
+	}
+	return entryFromObject(obj)
+}
+
+func entryFromObject(obj map[string]any) (*Entry, error) {
+	var e Entry
+	str := func(k string, dst *string) error {
+		s, ok := obj[k].(string)
+		if !ok {
+			return fmt.Errorf("field %s: missing or not a string", k)
+		}
+		*dst = s
+		return nil
+	}
+	for k, dst := range map[string]*string{
+		"id": &e.ID, "timestamp": &e.Timestamp, "event_type": &e.EventType, "submission_id": &e.SubmissionID,
+		"decision": &e.Decision, "reason": &e.Reason, "actor": &e.Actor, "previous_hash": &e.PreviousHash,
+		"entry_hash": &e.EntryHash,
+	} {
+		if err := str(k, dst); err != nil {
+			return nil, err
+		}
+	}
+	n, ok := obj["seq"].(json.Number)
+	if !ok {
+		return nil, fmt.Errorf("field seq: missing or not a number")
+	}
+	seq, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil || seq < 0 {
+		return nil, fmt.Errorf("field seq: not a non-negative integer: %s", n)
+	}
+	e.Seq = seq
+	prompts, ok := obj["prompts_used"].([]any)
+	if !ok {
+		return nil, fmt.Errorf("field prompts_used: missing or not an array")
+	}
+	e.PromptsUsed = make([]string, len(prompts))
+	for i, p := range prompts {
+		if e.PromptsUsed[i], ok = p.(string); !ok {
+			return nil, fmt.Errorf("field prompts_used: item %d is not a string", i)
+		}
+	}
+	if e.Metadata, ok = obj["metadata"].(map[string]any); !ok {
+		return nil, fmt.Errorf("field metadata: missing or not an object")
+	}
+	if len(obj) != 12 {
+		for k := range obj {
+			switch k {
+			case "seq", "id", "timestamp", "event_type", "submission_id", "decision", "reason",
+				"prompts_used", "metadata", "actor", "previous_hash", "entry_hash":
+			default:
+				return nil, fmt.Errorf("unknown field %q", k)
+			}
+		}
+	}
+	return &e, nil
+}
+
+// now returns the entry timestamp for t.
+func stamp(t time.Time) string { return t.UTC().Format(TimeFormat) }

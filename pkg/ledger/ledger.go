@@ -1,0 +1,489 @@
+// Package ledger is Control Plane's append-only, tamper-evident ledger
+// (DESIGN.md §5).
+//
+// A ledger is a JSONL file X.jsonl of canonical-JSON entries, each chained to
+// the previous one by previous_hash and forming the leaves of an RFC 6962
+// Merkle tree. Beside it live:
+//
+//	X.tlog        the tree's stored hashes (golang.org/x/mod/sumdb/tlog layout,
+//	              32 bytes each), so the root and any proof cost O(log n) reads
+//	X.checkpoint  the latest checkpoint, C2SP tlog-checkpoint text, optionally a
+//	              signed note (Ed25519)
+//	X.lock        the advisory lock that serializes appends across processes
+//
+// An append is acknowledged (Append returns) only after the new lines and
+// hashes are fsynced. A crash can lose only unacknowledged entries: the next
+// append truncates a partial last line (a torn tail) and brings X.tlog back in
+// step with X.jsonl, and Verify reports such a tail until then. Readers never
+// modify the files.
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Options configure a Ledger. Zero values are sensible defaults.
+type Options struct {
+	// LockTimeout bounds the wait for another writer (default 10s).
+	LockTimeout time.Duration
+	// Actor is stamped on every appended entry.
+	Actor string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Ledger is an open ledger file with its side files.
+type Ledger struct {
+	path     string
+	opts     Options
+	writable bool
+	lockF    *os.File
+	data     *os.File
+	hashes   hashFile
+
+	// State as of the last sync under the exclusive lock; valid while the
+	// on-disk sizes still equal dataSize and hashSize.
+	synced   bool
+	n        int64
+	head     string
+	dataSize int64
+	hashSize int64
+	repair   Repair
+}
+
+// Repair describes what an append had to mend before writing: a partial last
+// line from a crashed writer, or stored hashes out of step with the entries.
+type Repair struct {
+	TornBytes     int64 `json:"torn_bytes,omitempty"`     // bytes of a partial last line removed
+	TornOffset    int64 `json:"torn_offset,omitempty"`    // where they started
+	RebuiltHashes int64 `json:"rebuilt_hashes,omitempty"` // entries whose stored hashes were recomputed
+	DroppedHashes int64 `json:"dropped_hashes,omitempty"` // stored hashes beyond the last entry removed
+}
+
+// Any reports whether anything was repaired.
+func (r Repair) Any() bool { return r != Repair{} }
+
+// SidePaths returns the paths of the stored hashes, checkpoint and lock of
+// the ledger at path: X.jsonl has X.tlog, X.checkpoint and X.lock.
+func SidePaths(path string) (hashes, checkpoint, lock string) {
+	base := strings.TrimSuffix(path, ".jsonl")
+	return base + ".tlog", base + ".checkpoint", base + ".lock"
+}
+
+// Open opens an existing ledger for reading. A missing ledger is an error
+// satisfying errors.Is(err, fs.ErrNotExist).
+func Open(path string, opts Options) (*Ledger, error) {
+	return open(path, opts, false)
+}
+
+// OpenWriter opens the ledger at path for appending, creating it (and its
+// directory) if needed.
+func OpenWriter(path string, opts Options) (*Ledger, error) {
+	return open(path, opts, true)
+}
+
+func open(path string, opts Options, writable bool) (*Ledger, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	l := &Ledger{path: path, opts: opts, writable: writable}
+	hashPath, _, lockPath := SidePaths(path)
+	flags := os.O_RDONLY
+	if writable {
+		flags = os.O_RDWR | os.O_CREATE
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	created := false
+	if writable {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			created = true
+		}
+	}
+	var err error
+	if l.data, err = os.OpenFile(path, flags, 0o644); err != nil {
+		return nil, err
+	}
+	hf, err := os.OpenFile(hashPath, flags, 0o644)
+	if errors.Is(err, fs.ErrNotExist) && !writable {
+		// A ledger without stored hashes (copied without its side files):
+		// readers treat it as having none; Verify reports it.
+		hf, err = os.Open(os.DevNull)
+	}
+	if err != nil {
+		l.data.Close()
+		return nil, err
+	}
+	l.hashes.f = hf
+	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil && !writable {
+		lf, err = os.Open(lockPath) // read-only directory: lock shared if we can
+		if err != nil {
+			lf, err = nil, nil // no lock file and none can be made: no writer can exist either
+		}
+	}
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	l.lockF = lf
+	if created {
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// Path returns the ledger file's path.
+func (l *Ledger) Path() string { return l.path }
+
+// Close releases the ledger's files.
+func (l *Ledger) Close() error {
+	var errs []error
+	for _, f := range []*os.File{l.data, l.hashes.f, l.lockF} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Append appends drafts in order as one durable batch and returns the
+// entries written. If a draft cannot be encoded, the drafts before it are
+// still appended and returned with the error. Appends from any number of
+// processes are serialized by the lock; Append returns only after the new
+// bytes are fsynced.
+func (l *Ledger) Append(ctx context.Context, drafts []Draft) ([]Entry, error) {
+	return l.append(ctx, drafts, false)
+}
+
+// LastRepair returns what the most recent append had to repair.
+func (l *Ledger) LastRepair() Repair { return l.repair }
+
+// Genesis appends the GENESIS entry that opens a ledger; it refuses a ledger
+// that already holds entries (LEDGER_NOT_EMPTY). meta is stored as the
+// entry's metadata and should carry parent_hash (the parent ledger's head
+// entry_hash) and parent_ledger (its path relative to the plane root) for a
+// lower tier.
+func (l *Ledger) Genesis(ctx context.Context, d Draft) (Entry, error) {
+	d.EventType = "GENESIS"
+	es, err := l.append(ctx, []Draft{d}, true)
+	if err != nil {
+		return Entry{}, err
+	}
+	return es[0], nil
+}
+
+func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]Entry, error) {
+	if !l.writable {
+		return nil, errorf("INTERNAL", exitInternal, "ledger %s opened read-only", l.path)
+	}
+	if err := flock(ctx, l.lockF, true, l.opts.LockTimeout); err != nil {
+		return nil, err
+	}
+	defer funlock(l.lockF)
+	l.repair = Repair{}
+	if err := l.sync(); err != nil {
+		l.synced = false
+		return nil, err
+	}
+	if genesis && l.n != 0 {
+		return nil, errorf("LEDGER_NOT_EMPTY", exitDenied, "%s already holds %d entries; GENESIS opens an empty ledger", l.path, l.n)
+	}
+	buf := make([]byte, 0, len(drafts)*384)
+	entries := make([]Entry, 0, len(drafts))
+	l.hashes.base = l.hashSize / tlog.HashSize
+	l.hashes.pending = make([]tlog.Hash, 0, 2*len(drafts)+1)
+	prev := l.head
+	var encErr error
+	for i, d := range drafts {
+		e := Entry{
+			Seq: l.n + int64(i), ID: newID(), Timestamp: stamp(l.opts.Now()),
+			EventType: d.EventType, SubmissionID: d.SubmissionID, Decision: d.Decision, Reason: d.Reason,
+			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: l.opts.Actor, PreviousHash: prev,
+		}
+		if e.PromptsUsed == nil {
+			e.PromptsUsed = []string{}
+		}
+		var leaf tlog.Hash
+		var err error
+		if buf, leaf, err = encode(buf, &e); err != nil {
+			encErr = err
+			break
+		}
+		hs, err := tlog.StoredHashesForRecordHash(e.Seq, leaf, &l.hashes)
+		if err != nil {
+			l.synced = false
+			return nil, errorf("INTERNAL", exitInternal, "computing stored hashes for seq %d: %v", e.Seq, err)
+		}
+		l.hashes.pending = append(l.hashes.pending, hs...)
+		entries = append(entries, e)
+		prev = e.EntryHash
+	}
+	if len(entries) == 0 {
+		l.hashes.pending = nil
+		return nil, encErr
+	}
+	hbuf := make([]byte, 0, len(l.hashes.pending)*tlog.HashSize)
+	for _, h := range l.hashes.pending {
+		hbuf = append(hbuf, h[:]...)
+	}
+	l.hashes.pending = nil
+	if err := l.writeDurably(buf, hbuf); err != nil {
+		l.synced = false
+		return nil, err
+	}
+	l.n += int64(len(entries))
+	l.head = prev
+	l.dataSize += int64(len(buf))
+	l.hashSize += int64(len(hbuf))
+	return entries, encErr
+}
+
+// writeDurably writes the new lines and stored hashes at the ends of their
+// files and fsyncs both (in parallel: recovery handles any order of loss).
+func (l *Ledger) writeDurably(lines, hashes []byte) error {
+	if _, err := l.data.WriteAt(lines, l.dataSize); err != nil {
+		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.path, err)
+	}
+	if _, err := l.hashes.f.WriteAt(hashes, l.hashSize); err != nil {
+		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.hashes.f.Name(), err)
+	}
+	var wg sync.WaitGroup
+	var herr error
+	wg.Go(func() { herr = l.hashes.f.Sync() })
+	derr := l.data.Sync()
+	wg.Wait()
+	if err := errors.Join(derr, herr); err != nil {
+		return errorf("IO_ERROR", exitUnavailable, "fsync %s: %v", l.path, err)
+	}
+	return nil
+}
+
+// sync brings the in-memory head in step with the files, repairing a torn
+// tail, under the exclusive lock. It is cheap when no other process wrote
+// since our last append.
+func (l *Ledger) sync() error {
+	dst, err := l.data.Stat()
+	if err != nil {
+		return err
+	}
+	hst, err := l.hashes.f.Stat()
+	if err != nil {
+		return err
+	}
+	if l.synced && dst.Size() == l.dataSize && hst.Size() == l.hashSize {
+		return nil
+	}
+	t, err := readTail(l.data, dst.Size(), hst.Size())
+	if err != nil {
+		return err
+	}
+	if t.tornBytes > 0 {
+		if err := l.data.Truncate(t.dataEnd); err != nil {
+			return err
+		}
+		if err := l.data.Sync(); err != nil {
+			return err
+		}
+		l.repair.TornBytes, l.repair.TornOffset = t.tornBytes, t.dataEnd
+	}
+	want := tlog.StoredHashCount(min(t.hashTree, t.n)) * tlog.HashSize
+	if hst.Size() != want {
+		if t.hashTree > t.n {
+			l.repair.DroppedHashes = t.hashTree - t.n
+		}
+		if err := l.hashes.f.Truncate(want); err != nil {
+			return err
+		}
+	}
+	hashSize := want
+	if t.hashTree < t.n {
+		// The entries were written but their stored hashes were not:
+		// recompute them from the lines themselves.
+		lines, err := tailLines(l.data, t.dataEnd, int(t.n-t.hashTree))
+		if err != nil {
+			return err
+		}
+		l.hashes.base = hashSize / tlog.HashSize
+		l.hashes.pending = nil
+		var hbuf []byte
+		for i, line := range lines {
+			seq := t.hashTree + int64(i)
+			leaf, err := checkedLeaf(line, seq)
+			if err != nil {
+				return err
+			}
+			hs, err := tlog.StoredHashesForRecordHash(seq, leaf, &l.hashes)
+			if err != nil {
+				return err
+			}
+			l.hashes.pending = append(l.hashes.pending, hs...)
+			for _, h := range hs {
+				hbuf = append(hbuf, h[:]...)
+			}
+		}
+		l.hashes.pending = nil
+		if _, err := l.hashes.f.WriteAt(hbuf, hashSize); err != nil {
+			return err
+		}
+		hashSize += int64(len(hbuf))
+		l.repair.RebuiltHashes = t.n - t.hashTree
+	}
+	if hst.Size() != hashSize {
+		if err := l.hashes.f.Sync(); err != nil {
+			return err
+		}
+	}
+	if t.n > 0 {
+		hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, t.n-1)})
+		if err != nil {
+			return err
+		}
+		if hex.EncodeToString(hs[0][:]) != t.head {
+			return errorf("LEDGER_INVALID", exitDenied, "%s: stored leaf hash of seq %d differs from its entry_hash; refusing to append (run cp-ledger verify)", l.path, t.n-1)
+		}
+	}
+	l.n, l.head, l.dataSize, l.hashSize, l.synced = t.n, t.head, t.dataEnd, hashSize, true
+	return nil
+}
+
+// checkedLeaf parses a line and returns its leaf hash, refusing a line whose
+// seq or entry_hash is not what it must be.
+func checkedLeaf(line []byte, seq int64) (tlog.Hash, error) {
+	e, err := ParseLine(line)
+	if err != nil {
+		return tlog.Hash{}, errorf("LEDGER_INVALID", exitDenied, "entry %d unreadable: %v (run cp-ledger verify)", seq, err)
+	}
+	if e.Seq != seq {
+		return tlog.Hash{}, errorf("LEDGER_INVALID", exitDenied, "entry at position %d has seq %d (run cp-ledger verify)", seq, e.Seq)
+	}
+	stored := e.EntryHash
+	_, leaf, err := encode(nil, e)
+	if err != nil || e.EntryHash != stored {
+		return tlog.Hash{}, errorf("LEDGER_INVALID", exitDenied, "entry %d: entry_hash does not match its content (run cp-ledger verify)", seq)
+	}
+	return leaf, nil
+}
+
+// tail is what the end of a ledger's files says about its state.
+type tail struct {
+	n         int64  // entries: the last complete line's seq + 1
+	head      string // the last complete line's entry_hash
+	dataEnd   int64  // offset just past the last complete line
+	tornBytes int64  // bytes after dataEnd (a partial line)
+	hashTree  int64  // the tree size the stored hashes cover
+}
+
+// readTail inspects the last complete line and the stored-hash count.
+func readTail(data *os.File, dataSize, hashBytes int64) (tail, error) {
+	t := tail{hashTree: treeSizeForHashes(hashBytes / tlog.HashSize)}
+	lines, end, err := lastLines(data, dataSize, 1)
+	if err != nil {
+		return t, err
+	}
+	t.dataEnd = end
+	t.tornBytes = dataSize - end
+	if len(lines) == 0 {
+		return t, nil
+	}
+	e, err := ParseLine(lines[0])
+	if err != nil {
+		return t, errorf("LEDGER_INVALID", exitDenied, "%s: last entry unreadable: %v (run cp-ledger verify)", data.Name(), err)
+	}
+	t.n, t.head = e.Seq+1, e.EntryHash
+	return t, nil
+}
+
+// tailLines returns the last k complete lines ending at end.
+func tailLines(f *os.File, end int64, k int) ([][]byte, error) {
+	lines, _, err := lastLines(f, end, k)
+	if err != nil {
+		return nil, err
+	}
+	if len(lines) != k {
+		return nil, errorf("LEDGER_INVALID", exitDenied, "%s: expected %d lines before offset %d, found %d", f.Name(), k, end, len(lines))
+	}
+	return lines, nil
+}
+
+// lastLines reads backwards from size and returns up to k complete
+// ("\n"-terminated) lines, oldest first, without their newlines, and the
+// offset just past the last complete line. Bytes after it are a torn tail.
+func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
+	const chunk = 64 << 10
+	var buf []byte // the file's bytes from off to size
+	off := size
+	end := int64(-1)
+	for {
+		if end >= 0 {
+			// Count complete lines inside buf[0 : end-off].
+			region := buf[:end-off]
+			if bytes.Count(region, []byte{'\n'}) > k || off == 0 {
+				break
+			}
+		}
+		if off == 0 {
+			break
+		}
+		n := min(int64(chunk), off)
+		off -= n
+		more := make([]byte, n, n+int64(len(buf)))
+		if _, err := f.ReadAt(more, off); err != nil && err != io.EOF {
+			return nil, 0, err
+		}
+		buf = append(more, buf...)
+		if end < 0 {
+			if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+				end = off + int64(i) + 1
+			} else if off == 0 {
+				return nil, 0, nil // no complete line at all
+			}
+		}
+	}
+	if end < 0 {
+		return nil, 0, nil
+	}
+	region := buf[:end-off]
+	region = region[:len(region)-1] // drop the final newline
+	parts := bytes.Split(region, []byte{'\n'})
+	if off > 0 {
+		parts = parts[1:] // the first part is a fragment of an earlier line
+	}
+	if len(parts) > k {
+		parts = parts[len(parts)-k:]
+	}
+	return parts, end, nil
+}
+
+// syncDir fsyncs a directory so that a newly created file's name is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}

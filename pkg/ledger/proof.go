@@ -1,0 +1,316 @@
+package ledger
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// State is a consistent view of a ledger: Size entries whose lines and
+// stored hashes are both complete, their head and Merkle root.
+type State struct {
+	Size int64
+	Head string
+	Root tlog.Hash
+	t    tail
+}
+
+// State returns the ledger's current size, head and root. It holds the shared
+// lock only while reading the tails, and costs O(log n) reads.
+func (l *Ledger) State(ctx context.Context) (State, error) {
+	if l.lockF != nil {
+		if err := flock(ctx, l.lockF, false, l.opts.LockTimeout); err != nil {
+			return State{}, err
+		}
+		defer funlock(l.lockF)
+	}
+	dst, err := l.data.Stat()
+	if err != nil {
+		return State{}, err
+	}
+	hst, err := l.hashes.f.Stat()
+	if err != nil {
+		return State{}, err
+	}
+	t, err := readTail(l.data, dst.Size(), hst.Size())
+	if err != nil {
+		return State{}, err
+	}
+	s := State{Size: min(t.n, t.hashTree), t: t}
+	if s.Size == t.n {
+		s.Head = t.head
+	} else if s.Size > 0 {
+		hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, s.Size-1)})
+		if err != nil {
+			return State{}, err
+		}
+		s.Head = hex.EncodeToString(hs[0][:])
+	}
+	if s.Root, err = tlog.TreeHash(s.Size, &l.hashes); err != nil {
+		return State{}, err
+	}
+	return s, nil
+}
+
+// DefaultOrigin is the checkpoint origin for a ledger file: its base name
+// without .jsonl under "control-plane/". Plane ledgers use "<plane_id>/<name>".
+func DefaultOrigin(path string) string {
+	return "control-plane/" + strings.TrimSuffix(filepath.Base(path), ".jsonl")
+}
+
+// Checkpoint computes a checkpoint of the current tree, signs it when
+// signers are given, and stores it atomically as X.checkpoint. It returns
+// the checkpoint and the stored text.
+func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.Signer) (Checkpoint, []byte, error) {
+	st, err := l.State(ctx)
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	c := Checkpoint{Origin: origin, Size: st.Size, Root: st.Root}
+	text := []byte(c.Text())
+	if len(signers) > 0 {
+		if text, err = c.Sign(signers...); err != nil {
+			return c, nil, err
+		}
+	}
+	_, path, _ := SidePaths(l.path)
+	if err := writeFileAtomic(path, text); err != nil {
+		return c, nil, err
+	}
+	return c, text, nil
+}
+
+// ReadCheckpoint returns the stored X.checkpoint bytes, or nil if none.
+func (l *Ledger) ReadCheckpoint() ([]byte, error) {
+	_, path, _ := SidePaths(l.path)
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// Inclusion is an RFC 6962 inclusion proof of entry Seq in the tree of size
+// TreeSize, with the checkpoint it verifies against.
+type Inclusion struct {
+	Seq        int64    `json:"seq"`
+	TreeSize   int64    `json:"tree_size"`
+	LeafHash   string   `json:"leaf_hash"`
+	RootHash   string   `json:"root_hash"`
+	Proof      []string `json:"proof"`
+	Checkpoint string   `json:"checkpoint"`
+}
+
+// Prove returns an inclusion proof of seq. With treeSize 0 it proves against
+// the stored checkpoint when that covers seq, else against the current tree
+// (with an unsigned checkpoint body). It reads O(log n) stored hashes.
+func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) (Inclusion, error) {
+	st, err := l.State(ctx)
+	if err != nil {
+		return Inclusion{}, err
+	}
+	ckpt := ""
+	if treeSize == 0 {
+		treeSize = st.Size
+		// Prefer the stored checkpoint when it covers seq; its root is
+		// checked against the tree below, so a stale or forged file cannot
+		// mislead.
+		if b, _ := l.ReadCheckpoint(); b != nil {
+			if c, err := parseBody(b); err == nil && seq < c.Size && c.Size <= st.Size {
+				treeSize, ckpt = c.Size, string(b)
+			}
+		}
+	}
+	if seq < 0 || seq >= treeSize || treeSize > st.Size {
+		return Inclusion{}, errorf("OUT_OF_RANGE", exitDenied, "cannot prove seq %d in a tree of size %d (the ledger holds %d entries)", seq, treeSize, st.Size)
+	}
+	root, err := tlog.TreeHash(treeSize, &l.hashes)
+	if err != nil {
+		return Inclusion{}, err
+	}
+	if ckpt != "" {
+		if c, err := parseBody([]byte(ckpt)); err != nil || c.Root != root {
+			return Inclusion{}, errorf(CheckpointInconsistent, exitDenied, "stored checkpoint at size %d does not match the ledger's root (run cp-ledger verify)", treeSize)
+		}
+	} else {
+		ckpt = Checkpoint{Origin: origin, Size: treeSize, Root: root}.Text()
+	}
+	p, err := tlog.ProveRecord(treeSize, seq, &l.hashes)
+	if err != nil {
+		return Inclusion{}, err
+	}
+	leaf, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, seq)})
+	if err != nil {
+		return Inclusion{}, err
+	}
+	return Inclusion{Seq: seq, TreeSize: treeSize, LeafHash: hex.EncodeToString(leaf[0][:]),
+		RootHash: hex.EncodeToString(root[:]), Proof: hexes(p), Checkpoint: ckpt}, nil
+}
+
+// parseBody parses the body of a checkpoint file, signed or not, without
+// checking signatures.
+func parseBody(b []byte) (Checkpoint, error) {
+	text := string(b)
+	if i := strings.Index(text, "\n\n"); i >= 0 {
+		text = text[:i+1]
+	}
+	return ParseCheckpoint(text)
+}
+
+// Consistency is an RFC 6962 consistency proof between the trees of sizes
+// From and To.
+type Consistency struct {
+	From     int64    `json:"from"`
+	To       int64    `json:"to"`
+	FromRoot string   `json:"from_root"`
+	ToRoot   string   `json:"to_root"`
+	Proof    []string `json:"proof"`
+}
+
+// Consistency proves that the tree of size from is a prefix of the tree of
+// size to (0: the current size).
+func (l *Ledger) Consistency(ctx context.Context, from, to int64) (Consistency, error) {
+	st, err := l.State(ctx)
+	if err != nil {
+		return Consistency{}, err
+	}
+	if to == 0 {
+		to = st.Size
+	}
+	if from < 1 || from > to || to > st.Size {
+		return Consistency{}, errorf("OUT_OF_RANGE", exitDenied, "cannot prove consistency from %d to %d (the ledger holds %d entries)", from, to, st.Size)
+	}
+	p, err := tlog.ProveTree(to, from, &l.hashes)
+	if err != nil {
+		return Consistency{}, err
+	}
+	fr, err := tlog.TreeHash(from, &l.hashes)
+	if err != nil {
+		return Consistency{}, err
+	}
+	tr, err := tlog.TreeHash(to, &l.hashes)
+	if err != nil {
+		return Consistency{}, err
+	}
+	return Consistency{From: from, To: to, FromRoot: hex.EncodeToString(fr[:]), ToRoot: hex.EncodeToString(tr[:]), Proof: hexes(p)}, nil
+}
+
+// VerifyInclusion checks an inclusion proof offline: the checkpoint in the
+// proof must open (a signed one needs a verifier among verifiers), state the
+// proof's tree size and root, and the proof must lead from the leaf to that
+// root.
+func VerifyInclusion(p Inclusion, verifiers note.Verifiers) error {
+	c, _, err := OpenCheckpoint([]byte(p.Checkpoint), verifiers)
+	if err != nil {
+		return proofErr("checkpoint: %v", err)
+	}
+	root, err := parseHash(p.RootHash)
+	if err != nil {
+		return proofErr("root_hash: %v", err)
+	}
+	if c.Size != p.TreeSize || c.Root != root {
+		return proofErr("checkpoint states size %d and a different root than the proof (size %d)", c.Size, p.TreeSize)
+	}
+	leaf, err := parseHash(p.LeafHash)
+	if err != nil {
+		return proofErr("leaf_hash: %v", err)
+	}
+	proof, err := parseHashes(p.Proof)
+	if err != nil {
+		return proofErr("proof: %v", err)
+	}
+	if err := tlog.CheckRecord(proof, p.TreeSize, root, p.Seq, leaf); err != nil {
+		return proofErr("inclusion proof of seq %d in tree %d does not verify", p.Seq, p.TreeSize)
+	}
+	return nil
+}
+
+// VerifyConsistency checks a consistency proof offline.
+func VerifyConsistency(p Consistency) error {
+	fr, err := parseHash(p.FromRoot)
+	if err != nil {
+		return proofErr("from_root: %v", err)
+	}
+	tr, err := parseHash(p.ToRoot)
+	if err != nil {
+		return proofErr("to_root: %v", err)
+	}
+	proof, err := parseHashes(p.Proof)
+	if err != nil {
+		return proofErr("proof: %v", err)
+	}
+	if err := tlog.CheckTree(proof, p.To, tr, p.From, fr); err != nil {
+		return proofErr("consistency proof from %d to %d does not verify", p.From, p.To)
+	}
+	return nil
+}
+
+func proofErr(format string, args ...any) error {
+	return errorf("PROOF_INVALID", exitDenied, format, args...)
+}
+
+func hexes(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = hex.EncodeToString(h[:])
+	}
+	return out
+}
+
+func parseHash(s string) (tlog.Hash, error) {
+	var h tlog.Hash
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != tlog.HashSize || hex.EncodeToString(b) != s {
+		return h, fmt.Errorf("%q is not a lowercase hex SHA-256 hash", s)
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+func parseHashes(ss []string) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(ss))
+	for i, s := range ss {
+		h, err := parseHash(s)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// writeFileAtomic writes b to path through a temporary file, fsync and
+// rename, so readers see the old or the new content, never a mix.
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}

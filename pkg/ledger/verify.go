@@ -1,0 +1,634 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/control-plane/cp/pkg/jcs"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Issue is one problem Verify found. Seq is the 0-based line position of the
+// entry concerned (for a checkpoint, the last entry it covers).
+type Issue struct {
+	Seq     int64  `json:"seq"`
+	ID      string `json:"id"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Report is the outcome of Verify.
+type Report struct {
+	Valid    bool   `json:"valid"`
+	Entries  int64  `json:"entries"`
+	RootHash string `json:"root_hash"`
+	// FirstBadSeq is the lowest Seq among the issues, nil when valid.
+	FirstBadSeq *int64  `json:"first_bad_seq"`
+	Issues      []Issue `json:"issues"`
+	// IssuesTruncated is set when more than MaxIssues were found.
+	IssuesTruncated bool `json:"issues_truncated,omitempty"`
+	// Checkpoint describes the stored checkpoint, when there is one.
+	Checkpoint *CheckpointStatus `json:"checkpoint,omitempty"`
+}
+
+// CheckpointStatus is what Verify made of a checkpoint.
+type CheckpointStatus struct {
+	TreeSize int64    `json:"tree_size"`
+	Signed   bool     `json:"signed"`
+	Signers  []string `json:"signers,omitempty"`
+	Valid    bool     `json:"valid"`
+}
+
+// VerifyOptions configure Verify.
+type VerifyOptions struct {
+	// Verifiers check checkpoint signatures. A signed checkpoint that no
+	// verifier checks is CHECKPOINT_INVALID: fail closed.
+	Verifiers note.Verifiers
+	// Held are checkpoints kept elsewhere (for example by a witness) that the
+	// ledger must still be consistent with.
+	Held [][]byte
+	// MaxIssues caps the issues reported (default 1000).
+	MaxIssues int
+	// Workers is the number of hashing goroutines (default GOMAXPROCS).
+	Workers int
+}
+
+// Verify re-hashes every line of the ledger at path, checks every link and
+// seq, recomputes the Merkle tree and compares every stored hash in X.tlog,
+// and checks the stored checkpoint (and any held ones) against the tree and
+// their signatures. It never modifies the files. The error is for failures
+// to read; problems with the ledger are Issues in the Report.
+func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error) {
+	if opts.MaxIssues <= 0 {
+		opts.MaxIssues = 1000
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	l, err := Open(path, Options{})
+	if err != nil {
+		return Report{}, err
+	}
+	defer l.Close()
+
+	// Snapshot the sizes under the shared lock: appends after this are not
+	// looked at, and an append in progress cannot be half-seen.
+	if l.lockF != nil {
+		if err := flock(ctx, l.lockF, false, DefaultLockTimeout); err != nil {
+			return Report{}, err
+		}
+	}
+	dst, err1 := l.data.Stat()
+	hst, err2 := l.hashes.f.Stat()
+	if l.lockF != nil {
+		funlock(l.lockF)
+	}
+	if err1 != nil || err2 != nil {
+		return Report{}, fmt.Errorf("stat %s: %v %v", path, err1, err2)
+	}
+
+	v := &verifier{max: opts.MaxIssues}
+	leaves, lines, dataEnd, err := v.scanLines(ctx, l.data, dst.Size(), opts.Workers)
+	if err != nil {
+		return Report{}, err
+	}
+	if torn := dst.Size() - dataEnd; torn > 0 {
+		v.add(Issue{Seq: lines, Code: TornTail, Message: fmt.Sprintf("%d bytes after the last complete line at offset %d: an append did not finish (the next append removes them)", torn, dataEnd)})
+	}
+	levels, err := v.checkTree(ctx, l.hashes.f, hst.Size(), leaves, opts.Workers)
+	if err != nil {
+		return Report{}, err
+	}
+	rep := Report{Entries: lines}
+	root, err := rootOf(levels, lines)
+	if err != nil {
+		return Report{}, err
+	}
+	rep.RootHash = hex.EncodeToString(root[:])
+
+	if b, err := l.ReadCheckpoint(); err != nil {
+		return Report{}, err
+	} else if b != nil {
+		rep.Checkpoint = v.checkCheckpoint(b, opts.Verifiers, levels, lines, "stored checkpoint")
+	}
+	for i, b := range opts.Held {
+		v.checkCheckpoint(b, opts.Verifiers, levels, lines, fmt.Sprintf("held checkpoint %d", i+1))
+	}
+	slices.SortStableFunc(v.issues, func(a, b Issue) int { return int(a.Seq - b.Seq) })
+	rep.Issues, rep.IssuesTruncated = v.issues, v.truncated
+	if rep.Issues == nil {
+		rep.Issues = []Issue{}
+	}
+	rep.Valid = len(rep.Issues) == 0
+	if !rep.Valid {
+		first := rep.Issues[0].Seq
+		rep.FirstBadSeq = &first
+	}
+	return rep, nil
+}
+
+type verifier struct {
+	mu        sync.Mutex
+	issues    []Issue
+	max       int
+	truncated bool
+}
+
+func (v *verifier) add(is ...Issue) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, i := range is {
+		if len(v.issues) >= v.max {
+			v.truncated = true
+			return
+		}
+		v.issues = append(v.issues, i)
+	}
+}
+
+// block is a run of complete lines handed to a worker, and what the worker
+// found in it.
+type block struct {
+	data  []byte
+	first int64 // position of the block's first line
+	count int64 // lines in the block
+	// results
+	leaves      []tlog.Hash
+	issues      []Issue
+	head, tail  linkInfo // the first and last line's chain fields
+	headMissing bool
+}
+
+// linkInfo is what the chain check needs from a line.
+type linkInfo struct {
+	ok    bool // fields were readable
+	seq   int64
+	prev  string
+	entry string
+}
+
+// scanLines reads the complete lines of the data file in blocks, verifies
+// each line's hash on workers, then checks seq and previous_hash across
+// lines. It returns the recomputed leaf hashes, the number of complete
+// lines and the offset just past the last one.
+func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, workers int) ([]tlog.Hash, int64, int64, error) {
+	const blockSize = 4 << 20
+	in := make(chan *block, workers*2)
+	var blocks []*block
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for b := range in {
+				b.verify()
+			}
+		})
+	}
+	var off, pos int64
+	var carry []byte
+	var readErr error
+	for off < size {
+		if err := ctx.Err(); err != nil {
+			readErr = err
+			break
+		}
+		n := min(int64(blockSize), size-off)
+		buf := make([]byte, len(carry)+int(n))
+		copy(buf, carry)
+		if _, err := f.ReadAt(buf[len(carry):], off); err != nil && err != io.EOF {
+			readErr = err
+			break
+		}
+		off += n
+		cut := bytes.LastIndexByte(buf, '\n')
+		if cut < 0 {
+			carry = buf
+			continue
+		}
+		carry = append([]byte(nil), buf[cut+1:]...)
+		b := &block{data: buf[:cut+1], first: pos}
+		b.count = int64(bytes.Count(b.data, []byte{'\n'}))
+		pos += b.count
+		blocks = append(blocks, b)
+		in <- b
+	}
+	close(in)
+	wg.Wait()
+	if readErr != nil {
+		return nil, 0, 0, readErr
+	}
+	dataEnd := size - int64(len(carry))
+
+	leaves := make([]tlog.Hash, 0, pos)
+	var prev linkInfo
+	for i, b := range blocks {
+		v.add(b.issues...)
+		leaves = append(leaves, b.leaves...)
+		if i > 0 {
+			v.link(prev, b.head, b.first, b.data)
+		}
+		prev = b.tail
+	}
+	return leaves, pos, dataEnd, nil
+}
+
+// verify checks every line of the block: its hash, and the seq and chain
+// links between consecutive lines inside the block. The link into the
+// block's first line is checked by the caller.
+func (b *block) verify() {
+	b.leaves = make([]tlog.Hash, 0, b.count)
+	rest := b.data
+	var prev linkInfo
+	for i := int64(0); len(rest) > 0; i++ {
+		nl := bytes.IndexByte(rest, '\n')
+		line := rest[:nl]
+		rest = rest[nl+1:]
+		pos := b.first + i
+		leaf, info, issue := checkLine(line, pos)
+		b.leaves = append(b.leaves, leaf)
+		if issue != nil {
+			b.issues = append(b.issues, *issue)
+		}
+		if i == 0 {
+			b.head = info
+			if pos == 0 {
+				if info.ok && info.seq != 0 {
+					b.issues = append(b.issues, Issue{Seq: 0, ID: idOf(line), Code: SeqGap, Message: fmt.Sprintf("first entry has seq %d, want 0", info.seq)})
+				}
+				if info.ok && info.prev != "" {
+					b.issues = append(b.issues, Issue{Seq: 0, ID: idOf(line), Code: ChainBroken, Message: "first entry's previous_hash is not empty"})
+				}
+			}
+		} else if is := linkIssues(prev, info, pos, line); len(is) > 0 {
+			b.issues = append(b.issues, is...)
+		}
+		prev = info
+	}
+	b.tail = prev
+}
+
+// link checks the chain across a block boundary.
+func (v *verifier) link(prev, next linkInfo, pos int64, data []byte) {
+	line := data[:bytes.IndexByte(data, '\n')]
+	v.add(linkIssues(prev, next, pos, line)...)
+}
+
+func linkIssues(prev, cur linkInfo, pos int64, line []byte) []Issue {
+	if !prev.ok || !cur.ok {
+		return nil // a malformed neighbour is already reported
+	}
+	var out []Issue
+	if cur.seq != prev.seq+1 {
+		out = append(out, Issue{Seq: pos, ID: idOf(line), Code: SeqGap, Message: fmt.Sprintf("seq %d follows seq %d", cur.seq, prev.seq)})
+	}
+	if cur.prev != prev.entry {
+		out = append(out, Issue{Seq: pos, ID: idOf(line), Code: ChainBroken, Message: fmt.Sprintf("previous_hash %.12s… is not the prior entry's entry_hash %.12s…", cur.prev, prev.entry)})
+	}
+	return out
+}
+
+// checkLine verifies one line's entry_hash. The fast path: a line that is
+// canonical JSON with exactly the entry's fields in canonical order is hashed
+// as it stands, minus its entry_hash member. Anything else is decoded fully
+// to tell a non-canonical line from an edited one.
+func checkLine(line []byte, pos int64) (tlog.Hash, linkInfo, *Issue) {
+	if vals, ok := scanEntry(line); ok && jcs.Check(line) == nil {
+		eh := vals[fEntryHash]
+		keyStart := eh.a - len(`"entry_hash":`)
+		leaf := leafHash(line[:keyStart], line[eh.b+1:])
+		stored := string(line[eh.a+1 : eh.b-1])
+		seq, _ := strconv.ParseInt(string(line[vals[fSeq].a:vals[fSeq].b]), 10, 64)
+		info := linkInfo{ok: true, seq: seq, prev: string(line[vals[fPrev].a+1 : vals[fPrev].b-1]), entry: stored}
+		if hex.EncodeToString(leaf[:]) != stored {
+			return leaf, info, &Issue{Seq: pos, ID: string(line[vals[fID].a+1 : vals[fID].b-1]), Code: HashMismatch,
+				Message: fmt.Sprintf("entry_hash %.12s… does not match the entry's content (%x…)", stored, leaf[:6])}
+		}
+		return leaf, info, nil
+	}
+	// Slow path.
+	raw := leafHash(line)
+	e, err := ParseLine(line)
+	if err != nil {
+		return raw, linkInfo{}, &Issue{Seq: pos, ID: idOf(line), Code: Malformed, Message: "unreadable entry: " + err.Error()}
+	}
+	info := linkInfo{ok: true, seq: e.Seq, prev: e.PreviousHash, entry: e.EntryHash}
+	stored := e.EntryHash
+	_, leaf, err := encode(nil, e)
+	if err != nil {
+		return raw, info, &Issue{Seq: pos, ID: e.ID, Code: Malformed, Message: "entry cannot be canonicalized: " + err.Error()}
+	}
+	if e.EntryHash == stored {
+		return leaf, info, &Issue{Seq: pos, ID: e.ID, Code: Malformed, Message: "entry is not written in canonical JSON (its content matches entry_hash)"}
+	}
+	return leaf, info, &Issue{Seq: pos, ID: e.ID, Code: HashMismatch, Message: fmt.Sprintf("entry_hash %.12s… does not match the entry's content (%x…)", stored, leaf[:6])}
+}
+
+// Field positions in canonical order.
+const (
+	fActor = iota
+	fDecision
+	fEntryHash
+	fEventType
+	fID
+	fMetadata
+	fPrev
+	fPrompts
+	fReason
+	fSeq
+	fSubmission
+	fTimestamp
+	nFields
+)
+
+var entryKeys = [nFields]string{"actor", "decision", "entry_hash", "event_type", "id", "metadata",
+	"previous_hash", "prompts_used", "reason", "seq", "submission_id", "timestamp"}
+
+type span struct{ a, b int }
+
+// scanEntry walks a line that should be an entry in canonical form: exactly
+// the twelve fields in canonical key order, with the right value types. It
+// returns each value's byte span. It relies on jcs.Check for the rest of
+// canonical validity and on nothing else, and never panics on any input.
+func scanEntry(line []byte) (vals [nFields]span, ok bool) {
+	i := 0
+	if len(line) == 0 || line[0] != '{' {
+		return vals, false
+	}
+	i++
+	for k, key := range entryKeys {
+		if k > 0 {
+			if i >= len(line) || line[i] != ',' {
+				return vals, false
+			}
+			i++
+		}
+		if len(line)-i < len(key)+3 || line[i] != '"' || string(line[i+1:i+1+len(key)]) != key ||
+			line[i+1+len(key)] != '"' || line[i+2+len(key)] != ':' {
+			return vals, false
+		}
+		i += len(key) + 3
+		start := i
+		var end int
+		switch k {
+		case fMetadata:
+			end = skipComposite(line, i, '{', '}')
+		case fPrompts:
+			end = skipStringArray(line, i)
+		case fSeq:
+			end = i
+			for end < len(line) && line[end] >= '0' && line[end] <= '9' {
+				end++
+			}
+			if end == i || end-i > 18 {
+				end = -1
+			}
+		default:
+			end = skipString(line, i)
+		}
+		if end < 0 {
+			return vals, false
+		}
+		vals[k] = span{start, end}
+		i = end
+	}
+	if i != len(line)-1 || line[i] != '}' {
+		return vals, false
+	}
+	if !isHashHex(line[vals[fEntryHash].a:vals[fEntryHash].b], false) || !isHashHex(line[vals[fPrev].a:vals[fPrev].b], true) {
+		return vals, false
+	}
+	return vals, true
+}
+
+// isHashHex reports whether quoted is "<64 lowercase hex>" (or "" if empty is allowed).
+func isHashHex(quoted []byte, emptyOK bool) bool {
+	s := quoted[1 : len(quoted)-1]
+	if len(s) == 0 {
+		return emptyOK
+	}
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// skipString returns the index after the string literal at i, or -1.
+func skipString(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// skipStringArray returns the index after an array of strings at i, or -1.
+func skipStringArray(b []byte, i int) int {
+	if i >= len(b) || b[i] != '[' {
+		return -1
+	}
+	i++
+	if i < len(b) && b[i] == ']' {
+		return i + 1
+	}
+	for {
+		if i = skipString(b, i); i < 0 || i >= len(b) {
+			return -1
+		}
+		switch b[i] {
+		case ']':
+			return i + 1
+		case ',':
+			i++
+		default:
+			return -1
+		}
+	}
+}
+
+// skipComposite returns the index after the object or array at i, or -1.
+func skipComposite(b []byte, i int, open, close byte) int {
+	if i >= len(b) || b[i] != open {
+		return -1
+	}
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			if i = skipString(b, i); i < 0 {
+				return -1
+			}
+			i--
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
+}
+
+// idOf extracts an entry's id from a line for issue reports, or "".
+func idOf(line []byte) string {
+	if vals, ok := scanEntry(line); ok {
+		return string(line[vals[fID].a+1 : vals[fID].b-1])
+	}
+	if e, err := ParseLine(line); err == nil {
+		return e.ID
+	}
+	return ""
+}
+
+// checkTree recomputes every stored hash of the tree over leaves, level by
+// level, and compares it with X.tlog. It returns the levels (level 0 is the
+// leaves) for root and checkpoint computations.
+func (v *verifier) checkTree(ctx context.Context, f *os.File, hashBytes int64, leaves []tlog.Hash, workers int) ([][]tlog.Hash, error) {
+	n := int64(len(leaves))
+	stored := hashBytes / tlog.HashSize
+	storedTree := treeSizeForHashes(stored)
+	if hashBytes%tlog.HashSize != 0 || tlog.StoredHashCount(storedTree) != stored {
+		v.add(Issue{Seq: min(storedTree, n), Code: TornTail, Message: fmt.Sprintf("stored hashes end in a partial record (%d bytes): an append did not finish", hashBytes)})
+	}
+	if storedTree < n {
+		v.add(Issue{Seq: storedTree, Code: TornTail, Message: fmt.Sprintf("entries from seq %d have no stored hashes: an append did not finish (the next append rebuilds them)", storedTree)})
+	} else if storedTree > n {
+		v.add(Issue{Seq: n, Code: TornTail, Message: fmt.Sprintf("stored hashes cover %d entries but the ledger holds %d: an append did not finish", storedTree, n)})
+	}
+	m := min(n, storedTree)
+	tl := make([]byte, tlog.StoredHashCount(m)*tlog.HashSize)
+	if _, err := f.ReadAt(tl, 0); err != nil && err != io.EOF {
+		return nil, err
+	}
+	storedAt := func(level int, i int64) []byte {
+		idx := tlog.StoredHashIndex(level, i)
+		return tl[idx*tlog.HashSize : (idx+1)*tlog.HashSize]
+	}
+	levels := [][]tlog.Hash{leaves}
+	mismatch := false
+	check := func(level int, hs []tlog.Hash) {
+		if mismatch {
+			return
+		}
+		for i := range min(int64(len(hs)), m>>level) {
+			if !bytes.Equal(hs[i][:], storedAt(level, i)) {
+				mismatch = true
+				first := i << level
+				v.add(Issue{Seq: first, Code: MerkleMismatch, Message: fmt.Sprintf("stored hash at level %d over entries %d..%d differs from the recomputed tree", level, first, (i+1)<<level-1)})
+				return
+			}
+		}
+	}
+	check(0, leaves)
+	for level := 1; int64(len(levels[level-1])) >= 2; level++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		below := levels[level-1]
+		up := make([]tlog.Hash, len(below)/2)
+		parallel(len(up), workers, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				up[i] = tlog.NodeHash(below[2*i], below[2*i+1])
+			}
+		})
+		levels = append(levels, up)
+		check(level, up)
+	}
+	return levels, nil
+}
+
+// parallel runs fn over [0,n) split into contiguous ranges, one per worker
+// when n is large enough to be worth it.
+func parallel(n, workers int, fn func(lo, hi int)) {
+	if n < 1<<14 || workers < 2 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	step := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += step {
+		wg.Go(func() { fn(lo, min(lo+step, n)) })
+	}
+	wg.Wait()
+}
+
+// rootOf returns the RFC 6962 root of the first n leaves from the levels:
+// the subtrees of n's binary decomposition are the last complete node at each
+// level where n has a bit set.
+func rootOf(levels [][]tlog.Hash, n int64) (tlog.Hash, error) {
+	known := memStored{}
+	for level := 0; level < len(levels) && n>>level > 0; level++ {
+		if n>>level&1 == 1 {
+			i := n>>level - 1
+			known[tlog.StoredHashIndex(level, i)] = levels[level][i]
+		}
+	}
+	return tlog.TreeHash(n, known)
+}
+
+type memStored map[int64]tlog.Hash
+
+func (m memStored) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		h, ok := m[idx]
+		if !ok {
+			return nil, fmt.Errorf("stored hash %d not available", idx)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// checkCheckpoint opens a checkpoint and checks it against the tree.
+func (v *verifier) checkCheckpoint(b []byte, verifiers note.Verifiers, levels [][]tlog.Hash, n int64, what string) *CheckpointStatus {
+	st := &CheckpointStatus{}
+	c, signed, err := OpenCheckpoint(b, verifiers)
+	st.Signed = signed
+	if se, ok := err.(*SignatureError); ok {
+		st.Signers = se.Signers
+	}
+	if err != nil {
+		body, perr := parseBody(b)
+		seq := max(body.Size-1, 0)
+		if perr != nil {
+			seq = max(n-1, 0)
+		}
+		st.TreeSize = body.Size
+		v.add(Issue{Seq: seq, Code: CheckpointInvalid, Message: fmt.Sprintf("%s: %v", what, err)})
+		return st
+	}
+	st.TreeSize = c.Size
+	if c.Size > n {
+		v.add(Issue{Seq: n, Code: CheckpointInconsistent, Message: fmt.Sprintf("%s covers %d entries but the ledger holds %d: entries were removed", what, c.Size, n)})
+		return st
+	}
+	root, err := rootOf(levels, c.Size)
+	if err != nil || root != c.Root {
+		v.add(Issue{Seq: max(c.Size-1, 0), Code: CheckpointInconsistent, Message: fmt.Sprintf("%s: the ledger's root at size %d differs from the checkpoint's: history was rewritten", what, c.Size)})
+		return st
+	}
+	st.Valid = true
+	return st
+}

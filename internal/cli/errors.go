@@ -70,21 +70,21 @@ func (e *Error) WithDetails(d map[string]any) *Error {
 // errors that carry a Code() but not an ExitCode(). Unknown codes are
 // negative verdicts (exit 1): fail closed, never 0.
 var codeExit = map[string]int{
-	"USAGE":            ExitUsage,
-	"INVALID_JSON":     ExitInvalid,
-	"INVALID_INPUT":    ExitInvalid,
-	"SCHEMA_VIOLATION": ExitInvalid,
-	"ARCHIVE_UNSAFE":   ExitInvalid,
-	"MANIFEST_INVALID": ExitInvalid,
-	"UNSAFE_NUMBER":    ExitInvalid,
-	"LOCK_TIMEOUT":     ExitUnavailable,
-	"UNAVAILABLE":      ExitUnavailable,
-	"IO_ERROR":         ExitUnavailable,
-	"CANCELLED":        ExitUnavailable,
-	"PROVIDER_ERROR":   ExitUnavailable,
-	"NOT_FOUND":        ExitUnavailable,
+	"USAGE":             ExitUsage,
+	"INVALID_JSON":      ExitInvalid,
+	"INVALID_INPUT":     ExitInvalid,
+	"SCHEMA_VIOLATION":  ExitInvalid,
+	"ARCHIVE_UNSAFE":    ExitInvalid,
+	"MANIFEST_INVALID":  ExitInvalid,
+	"UNSAFE_NUMBER":     ExitInvalid,
+	"LOCK_TIMEOUT":      ExitUnavailable,
+	"UNAVAILABLE":       ExitUnavailable,
+	"IO_ERROR":          ExitUnavailable,
+	"CANCELLED":         ExitUnavailable,
+	"PROVIDER_ERROR":    ExitUnavailable,
+	"NOT_FOUND":         ExitUnavailable,
 	"PERMISSION_DENIED": ExitUnavailable,
-	"INTERNAL":         ExitInternal,
+	"INTERNAL":          ExitInternal,
 }
 
 // ExitFor returns the exit class of an error code.

@@ -21,7 +21,6 @@ package ledger
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -355,11 +354,21 @@ func (l *Ledger) sync() error {
 		}
 	}
 	if t.n > 0 {
+		// The new entries chain to the last one: re-hash it rather than
+		// trust its entry_hash, and check the tree agrees.
+		lines, err := tailLines(l.data, t.dataEnd, 1)
+		if err != nil {
+			return err
+		}
+		leaf, err := checkedLeaf(lines[0], t.n-1)
+		if err != nil {
+			return err
+		}
 		hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, t.n-1)})
 		if err != nil {
 			return err
 		}
-		if hex.EncodeToString(hs[0][:]) != t.head {
+		if hs[0] != leaf {
 			return errorf("LEDGER_INVALID", exitDenied, "%s: stored leaf hash of seq %d differs from its entry_hash; refusing to append (run cp-ledger verify)", l.path, t.n-1)
 		}
 	}

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/control-plane/cp/pkg/jcs"
+	"github.com/control-plane/cp/schemas"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	oracleMu    sync.Mutex
+	oracleCache = map[string]*jsonschema.Schema{}
+)
+
+// oracle compiles an embedded schema with santhosh-tekuri/jsonschema/v6, the
+// reference implementation our validator must agree with.
+func oracle(t testing.TB, name string) *jsonschema.Schema {
+	oracleMu.Lock()
+	defer oracleMu.Unlock()
+	if s, ok := oracleCache[name]; ok {
+		return s
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.UseLoader(jsonschema.SchemeURLLoader{"https": embeddedLoader{}})
+	s, err := c.Compile(schemas.BaseURL + name)
+	require.NoError(t, err, "v6 must compile %s", name)
+	oracleCache[name] = s
+	return s
+}
+
+type embeddedLoader struct{}
+
+func (embeddedLoader) Load(url string) (any, error) {
+	f, err := schemas.FS.Open(strings.TrimPrefix(url, schemas.BaseURL))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return jsonschema.UnmarshalJSON(f)
+}
+
+// Every embedded schema compiles under both validators.
+func TestSchemasCompile(t *testing.T) {
+	names, err := SchemaNames()
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	for _, n := range names {
+		t.Run(n, func(t *testing.T) {
+			oracle(t, n)
+			_, err := compileSchema(n)
+			require.NoError(t, err)
+		})
+	}
+}
+
+// corpus holds instances around the edges of the request schemas.
+var corpus = []string{
+	`{}`, `[]`, `null`, `"x"`, `1`,
+	`{"event_type":"A"}`, `{"event_type":""}`, `{"event_type":1}`, `{"event_type":"A","zzz":1}`,
+	`{"event_type":"A","prompts_used":["a","b"]}`, `{"event_type":"A","prompts_used":[""]}`, `{"event_type":"A","prompts_used":"a"}`,
+	`{"event_type":"A","metadata":{"x":[1,2,{"y":null}]}}`, `{"event_type":"A","metadata":[]}`,
+	`{"event_type":"A","seq":5,"id":"LED-1","entry_hash":"zz","actor":"a"}`,
+	`{"seq":0}`, `{"seq":-1}`, `{"seq":1.0}`, `{"seq":1.5}`, `{"seq":1e2}`, `{"seq":"1"}`,
+	`{"seq":3,"tree_size":1}`, `{"seq":3,"tree_size":0}`, `{"from":1,"to":2}`, `{"from":0}`,
+	`{"plane":"ho3"}`, `{"plane":"ho4"}`, `{"ledger":""}`, `{"ledger":"a.jsonl"}`,
+	`{"seq":"1:2"}`, `{"seq":":"}`, `{"seq":"a:b"}`, `{"where":".x"}`, `{"where":""}`, `{"limit":0}`, `{"limit":2}`,
+	`{"legacy":true}`, `{"legacy":"yes"}`, `{"proof":["00"]}`,
+	`{"proof":["` + strings.Repeat("a", 64) + `"],"leaf_hash":"` + strings.Repeat("b", 64) + `"}`,
+	`{"parent_hash":""}`, `{"parent_hash":"` + strings.Repeat("A", 64) + `"}`, `{"origin":" x"}`, `{"origin":"x"}`,
+	`{"event_type":"` + strings.Repeat("é", 256) + `"}`, `{"event_type":"` + strings.Repeat("é", 257) + `"}`,
+}
+
+func checkAgreement(t testing.TB, name string, doc []byte) {
+	v, err := jcs.Decode(doc)
+	if err != nil {
+		return
+	}
+	ours, err := compileSchema(name)
+	require.NoError(t, err)
+	theirs := oracle(t, name)
+	want := theirs.Validate(v) == nil
+	got := ours.Valid(v)
+	if got != want {
+		t.Fatalf("%s on %s: ours valid=%v, v6 valid=%v (%v)", name, doc, got, want, theirs.Validate(v))
+	}
+}
+
+func TestSchemaAgreesWithV6(t *testing.T) {
+	names, _ := SchemaNames()
+	for _, n := range names {
+		for _, doc := range corpus {
+			checkAgreement(t, n, []byte(doc))
+		}
+	}
+}
+
+// FuzzSchemaAgreement checks our validator and jsonschema/v6 accept exactly
+// the same instances of every embedded schema.
+func FuzzSchemaAgreement(f *testing.F) {
+	for _, doc := range corpus {
+		f.Add([]byte(doc))
+	}
+	names, _ := SchemaNames()
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		for _, n := range names {
+			checkAgreement(t, n, doc)
+		}
+	})
+}

@@ -1,0 +1,259 @@
+package jcs
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf16"
+)
+
+func TestMarshal(t *testing.T) {
+	tests := []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"nil", nil, `null`},
+		{"true", true, `true`},
+		{"false", false, `false`},
+		{"string", "héllo", `"héllo"`},
+		{"number", json.Number("1.50"), `1.5`},
+		{"float", 0.25, `0.25`},
+		{"int", 42, `42`},
+		{"int64", int64(-7), `-7`},
+		{"uint64", uint64(7), `7`},
+		{"empty object", map[string]any{}, `{}`},
+		{"empty array", []any{}, `[]`},
+		{"nil object", map[string]any(nil), `{}`},
+		{"nil array", []any(nil), `[]`},
+		{"strings", []string{"b", "a"}, `["b","a"]`},
+		{"string map", map[string]string{"b": "1", "a": "2"}, `{"a":"2","b":"1"}`},
+		{"nested", map[string]any{
+			"z": []any{nil, true, map[string]any{"y": 1, "x": "2"}},
+			"a": map[string]string{"k": "v"},
+		}, `{"a":{"k":"v"},"z":[null,true,{"x":"2","y":1}]}`},
+		{"many keys", manyKeys(40), manyKeysWant(40)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Marshal(tt.v)
+			if err != nil || string(got) != tt.want {
+				t.Fatalf("Marshal = %s, %v; want %s", got, err, tt.want)
+			}
+			if err := Check(got); err != nil {
+				t.Fatalf("Check(%s): %v", got, err)
+			}
+			// Append adds to what is there.
+			got, err = Append([]byte("prefix"), tt.v)
+			if err != nil || string(got) != "prefix"+tt.want {
+				t.Fatalf("Append = %s, %v", got, err)
+			}
+		})
+	}
+}
+
+func manyKeys(n int) map[string]any {
+	m := map[string]any{}
+	for i := range n {
+		m[string(rune('a'+i%26))+strings.Repeat("x", i/26)] = i
+	}
+	return m
+}
+
+func manyKeysWant(n int) string {
+	m := manyKeys(n)
+	keys := make([]string, 0, n)
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // ASCII: byte order is UTF-16 order
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"` + k + `":`)
+		got, _ := Marshal(m[k])
+		b.Write(got)
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func TestMarshalErrors(t *testing.T) {
+	deep := any(nil)
+	for range 1001 {
+		deep = []any{deep}
+	}
+	tests := []struct {
+		name string
+		v    any
+	}{
+		{"unsupported type", float32(1)},
+		{"struct", struct{}{}},
+		{"nested unsupported", map[string]any{"a": []any{1, int32(2)}}},
+		{"invalid UTF-8 value", map[string]any{"a": "\xff"}},
+		{"invalid UTF-8 key", map[string]any{"\xff": 1}},
+		{"invalid UTF-8 in []string", []string{"ok", "\xc3"}},
+		{"invalid UTF-8 in map[string]string", map[string]string{"a": "\xed\xa0\x80"}}, // a surrogate
+		{"invalid json.Number", json.Number("1.")},
+		{"inexact integer", json.Number("9007199254740993")},
+		{"too deep", deep},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := []byte("keep")
+			got, err := Append(dst, tt.v)
+			e, ok := err.(*Error)
+			if !ok || e.Offset != -1 || e.Reason == "" {
+				t.Fatalf("Append = %s, %#v", got, err)
+			}
+			if string(got) != "keep" {
+				t.Fatalf("Append left %q in dst", got)
+			}
+		})
+	}
+	t.Run("depth 1000", func(t *testing.T) {
+		v := any(nil)
+		for range 1000 {
+			v = []any{v}
+		}
+		if _, err := Marshal(v); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestAppendString(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", `""`},
+		{"abc", `"abc"`},
+		{`"`, `"\""`},
+		{`\`, `"\\"`},
+		{"\b\t\n\f\r", `"\b\t\n\f\r"`},
+		{"\x00\x01\x07\x0b\x0e\x1f", `"\u0000\u0001\u0007\u000b\u000e\u001f"`},
+		{"\x1a", `"\u001a"`},
+		{" !#$%&'()*+,-./", `" !#$%&'()*+,-./"`},
+		{"</script>&", `"</script>&"`},
+		{"\x7f", "\"\x7f\""},
+		{"\u0080\u00ff", "\"\u0080\u00ff\""},
+		{"\u2028\u2029", "\"\u2028\u2029\""},
+		{"€😀\U0010ffff\ufffd", "\"€😀\U0010ffff\ufffd\""},
+		{"a\"b\\c\nd", `"a\"b\\c\nd"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			got, err := AppendString([]byte("x"), tt.in)
+			if err != nil || string(got) != "x"+tt.want {
+				t.Fatalf("AppendString(%q) = %s, %v; want %s", tt.in, got, err, tt.want)
+			}
+			if err := Check(got[1:]); err != nil {
+				t.Fatalf("Check(%s): %v", got[1:], err)
+			}
+		})
+	}
+}
+
+func TestAppendStringInvalid(t *testing.T) {
+	tests := []struct {
+		in     string
+		offset int
+	}{
+		{"\xff", 0},
+		{"ab\x80", 2},
+		{"é\xc3", 2},            // truncated
+		{"\xc0\xaf", 0},         // overlong '/'
+		{"x\xed\xa0\x80", 1},    // surrogate U+D800
+		{"\xf4\x90\x80\x80", 0}, // above U+10FFFF
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := AppendString([]byte("x"), tt.in)
+			if e, ok := err.(*Error); !ok || e.Offset != tt.offset {
+				t.Fatalf("AppendString(%q) error %#v, want offset %d", tt.in, err, tt.offset)
+			}
+			if string(got) != "x" {
+				t.Fatalf("AppendString left %q", got)
+			}
+		})
+	}
+}
+
+// TestSortUTF16 checks the key order of RFC 8785 §3.2.3 and the cases where
+// UTF-16 order differs from UTF-8 byte order.
+func TestSortUTF16(t *testing.T) {
+	tests := []struct {
+		name string
+		keys []string // in the expected order
+	}{
+		{"RFC 8785 3.2.3", []string{"\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"}},
+		{"supplementary before U+E000", []string{"\U00010000", "\U0010ffff", "\ue000", "\uffff"}},
+		{"BMP below surrogates first", []string{"\ud7ff", "\U00010000", "\ue000"}},
+		{"prefix first", []string{"", "a", "ab", "b"}},
+		{"after common prefix", []string{"x\U0001f600", "x\uff01", "x\uff01a"}},
+		{"ASCII", []string{"A", "Z", "_", "a", "z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := map[string]any{}
+			var want strings.Builder
+			want.WriteByte('{')
+			for i, k := range tt.keys {
+				m[k] = i
+				if i > 0 {
+					want.WriteByte(',')
+				}
+				b, _ := AppendString(nil, k)
+				want.Write(b)
+				want.WriteString(":" + string(rune('0'+i)))
+			}
+			want.WriteByte('}')
+			got, err := Marshal(m)
+			if err != nil || string(got) != want.String() {
+				t.Fatalf("Marshal = %s, %v\nwant %s", got, err, want.String())
+			}
+			if err := Check(got); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	// RFC 8785 §3.2.3 in full.
+	in := `{"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One",` +
+		`"\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}`
+	want := "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u0080\":\"Control\",\"\u00f6\":\"Latin Small Letter O With Diaeresis\"," +
+		"\"\u20ac\":\"Euro Sign\",\"\U0001f600\":\"Emoji: Grinning Face\",\"\ufb33\":\"Hebrew Letter Dalet With Dagesh\"}"
+	if got, err := Canonicalize([]byte(in)); err != nil || string(got) != want {
+		t.Fatalf("Canonicalize = %s, %v\nwant %s", got, err, want)
+	}
+}
+
+// TestCompareKeys checks compareKeys against comparing UTF-16 code units
+// directly, on random strings drawn from the interesting ranges.
+func TestCompareKeys(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	runes := []rune{0, '\b', '\n', 0x1a, 0x1f, ' ', '"', '\\', 'a', 'b', 0x7f, 0x80, 0x7ff, 0x800, 0xd7ff, 0xe000, 0xefff, 0xf000, 0xfb33, 0xffff,
+		0x10000, 0x1f600, 0x1f601, 0x10ffff}
+	str := func() string {
+		s := make([]rune, r.IntN(4))
+		for i := range s {
+			s[i] = runes[r.IntN(len(runes))]
+		}
+		return string(s)
+	}
+	sign := func(x int) int { return min(max(x, -1), 1) }
+	for range 100000 {
+		a, b := str(), str()
+		want := slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
+		if got := sign(compareKeys(a, b)); got != want {
+			t.Fatalf("compareKeys(%+q, %+q) = %d, want %d", a, b, got, want)
+		}
+		ea, _ := AppendString(nil, a)
+		eb, _ := AppendString(nil, b)
+		if got := sign(compareEscaped(ea[1:len(ea)-1], eb[1:len(eb)-1])); got != want {
+			t.Fatalf("compareEscaped(%s, %s) = %d, want %d", ea, eb, got, want)
+		}
+	}
+}

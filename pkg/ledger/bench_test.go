@@ -1,0 +1,137 @@
+package ledger
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// benchDraft is a typical ~300-byte entry once encoded.
+func benchDraft(i int) Draft {
+	return Draft{EventType: "TOOL_CALL", SubmissionID: fmt.Sprintf("WO-20261124-%06d", i), Decision: "ALLOW",
+		Reason: "tool call within work-order scope", PromptsUsed: []string{"PRM-ADMIN-EXPLAIN-001"},
+		Metadata: map[string]any{"tool": "bash", "args": []any{"ls", "-la"}, "n": json.Number("3"), "ratio": json.Number("0.25"), "_tier": "HO1"}}
+}
+
+// BenchmarkAppendBatch measures durable appends in batches of 4096, as the
+// cp-ledger append stream group-commits them.
+func BenchmarkAppendBatch(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "b.jsonl")
+	l, err := OpenWriter(path, Options{Actor: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	drafts := make([]Draft, 4096)
+	for i := range drafts {
+		drafts[i] = benchDraft(i)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := l.Append(ctx, drafts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(drafts))/b.Elapsed().Seconds(), "entries/s")
+	st, _ := os.Stat(path)
+	b.ReportMetric(float64(st.Size())/float64(b.N*len(drafts)), "bytes/entry")
+}
+
+var (
+	bigOnce sync.Once
+	bigPath string
+	bigErr  error
+)
+
+// bigLedger builds a 1,000,000-entry ledger once per test process.
+func bigLedger(b *testing.B) string {
+	bigOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cp-bench-")
+		if err != nil {
+			bigErr = err
+			return
+		}
+		bigPath = filepath.Join(dir, "big.jsonl")
+		l, err := OpenWriter(bigPath, Options{Actor: "bench"})
+		if err != nil {
+			bigErr = err
+			return
+		}
+		defer l.Close()
+		drafts := make([]Draft, 10000)
+		for i := range drafts {
+			drafts[i] = benchDraft(i)
+		}
+		for range 100 {
+			if _, err := l.Append(ctx, drafts); err != nil {
+				bigErr = err
+				return
+			}
+		}
+	})
+	if bigErr != nil {
+		b.Fatal(bigErr)
+	}
+	return bigPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bigPath != "" {
+		os.RemoveAll(filepath.Dir(bigPath))
+	}
+	os.Exit(code)
+}
+
+// BenchmarkVerify1M verifies a 1,000,000-entry ledger end to end.
+func BenchmarkVerify1M(b *testing.B) {
+	path := bigLedger(b)
+	b.ResetTimer()
+	for range b.N {
+		rep, err := Verify(ctx, path, VerifyOptions{})
+		if err != nil || !rep.Valid || rep.Entries != 1_000_000 {
+			b.Fatalf("verify: %v %+v", err, rep.Issues)
+		}
+	}
+	b.ReportMetric(float64(b.N)*1e6/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkProve1M is one inclusion proof (State, stored checkpoint check
+// and the proof itself) at 1,000,000 entries.
+func BenchmarkProve1M(b *testing.B) {
+	l, err := Open(bigLedger(b), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	b.ResetTimer()
+	for i := range b.N {
+		p, err := l.Prove(ctx, int64(i*7919%1_000_000), 0, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i == 0 {
+			if err := VerifyInclusion(p, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkConsistency1M is one consistency proof at 1,000,000 entries.
+func BenchmarkConsistency1M(b *testing.B) {
+	l, err := Open(bigLedger(b), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := l.Consistency(ctx, int64(1+i*7919%999_999), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

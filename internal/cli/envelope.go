@@ -1,9 +1,10 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -15,34 +16,134 @@ type Envelope struct {
 	Evidence map[string]any `json:"evidence,omitempty"`
 }
 
-func (r *runner) evidence(extra map[string]any) map[string]any {
-	ev := map[string]any{
-		"timestamp":   time.Now().UTC().Format(time.RFC3339Nano),
-		"duration_ms": float64(time.Since(r.start).Microseconds()) / 1000,
-	}
-	for k, v := range extra {
-		ev[k] = v
-	}
-	return ev
+// JSONAppender is a result that encodes itself: results on hot paths (one
+// per appended entry) implement it to skip reflection.
+type JSONAppender interface {
+	AppendJSON(dst []byte) []byte
 }
 
 func (r *runner) emitOK(result any, extra map[string]any) {
-	r.write(Envelope{Status: "ok", Result: result, Evidence: r.evidence(extra)})
+	r.writeEnvelope("ok", result, nil, extra)
 }
 
-func (r *runner) write(env Envelope) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(env); err != nil {
-		// Results are built by our own code from JSON-safe values; failing to
-		// encode one is a bug, reported as such rather than half-printed.
-		fmt.Fprintf(r.stderr, "%s: error: encoding response: %v\n", r.tool.Name, err)
-		buf.Reset()
-		fallback := Envelope{Status: "error", Error: &Error{Code: "INTERNAL", Message: "encoding response: " + err.Error()}}
-		enc.Encode(fallback)
+// writeEnvelope encodes {"status","result","error","evidence"} into the
+// runner's reused buffer and writes it as one line. Evidence keys are sorted,
+// as encoding/json sorts map keys.
+func (r *runner) writeEnvelope(status string, result any, e *Error, extra map[string]any) {
+	b := append(r.buf[:0], `{"status":"`...)
+	b = append(b, status...)
+	b = append(b, '"')
+	var err error
+	if result != nil {
+		b = append(b, `,"result":`...)
+		if b, err = appendValue(b, result); err != nil {
+			r.encodingFailed(err)
+			return
+		}
 	}
-	r.out.Write(buf.Bytes())
+	if e != nil {
+		b = append(b, `,"error":`...)
+		if b, err = appendValue(b, e); err != nil {
+			r.encodingFailed(err)
+			return
+		}
+	}
+	b = append(b, `,"evidence":{"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(time.Since(r.start).Microseconds())/1000, 'f', -1, 64)
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		if k != "duration_ms" && k != "timestamp" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	i := 0
+	for ; i < len(keys) && keys[i] < "timestamp"; i++ {
+		if b, err = appendMember(b, keys[i], extra[keys[i]]); err != nil {
+			r.encodingFailed(err)
+			return
+		}
+	}
+	b = append(b, `,"timestamp":"`...)
+	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	for ; i < len(keys); i++ {
+		if b, err = appendMember(b, keys[i], extra[keys[i]]); err != nil {
+			r.encodingFailed(err)
+			return
+		}
+	}
+	b = append(b, "}}\n"...)
+	r.buf = b
+	r.out.Write(b)
+}
+
+func appendMember(b []byte, k string, v any) ([]byte, error) {
+	b = append(b, ',')
+	b = strconv.AppendQuote(b, k) // keys are our own ASCII names
+	b = append(b, ':')
+	return appendValue(b, v)
+}
+
+// appendValue encodes v: fast paths for our own hot types, encoding/json
+// (without HTML escaping) for the rest.
+func appendValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case JSONAppender:
+		return x.AppendJSON(b), nil
+	case string:
+		return appendJSONString(b, x), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	}
+	out, err := marshalNoEscape(v)
+	if err != nil {
+		return b, err
+	}
+	return append(b, out...), nil
+}
+
+// marshalNoEscape is json.Marshal without HTML escaping.
+func marshalNoEscape(v any) ([]byte, error) {
+	var buf []byte
+	w := &sliceWriter{&buf}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf[:len(buf)-1], nil // Encode adds a newline
+}
+
+type sliceWriter struct{ b *[]byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
+
+// appendJSONString appends s as a JSON string as encoding/json would with
+// HTML escaping off (invalid UTF-8 becomes U+FFFD).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			out, _ := marshalNoEscape(s)
+			return append(b, out...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// AppendJSONString is appendJSONString for tools' AppendJSON methods.
+func AppendJSONString(b []byte, s string) []byte { return appendJSONString(b, s) }
+
+func (r *runner) encodingFailed(err error) {
+	// Results are built by our own code from JSON-safe values; failing to
+	// encode one is a bug, reported as such rather than half-printed.
+	fmt.Fprintf(r.stderr, "%s: error: encoding response: %v\n", r.tool.Name, err)
+	fmt.Fprintf(r.out, `{"status":"error","error":{"code":"INTERNAL","message":%q}}`+"\n", "encoding response: "+err.Error())
 }
 
 // fail prints err as an error envelope and its message on stderr, and
@@ -61,7 +162,7 @@ func (r *runner) failWith(e *Error, o Outcome) int {
 	if result == nil {
 		result = o.Result
 	}
-	r.write(Envelope{Status: "error", Result: result, Error: e, Evidence: r.evidence(o.Evidence)})
+	r.writeEnvelope("error", result, e, o.Evidence)
 	fmt.Fprintf(r.stderr, "%s: error: %s\n", r.tool.Name, e.Message)
 	if e.Hint != "" {
 		fmt.Fprintf(r.stderr, "%s: hint: %s\n", r.tool.Name, e.Hint)

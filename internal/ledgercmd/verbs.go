@@ -124,10 +124,7 @@ func appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Request) []cli.Out
 			c.Warnf("%s: repaired an unfinished append: %s", t.path, describeRepair(r))
 		}
 		for _, e := range entries {
-			outs = append(outs, cli.Outcome{
-				Result:   map[string]any{"seq": e.Seq, "id": e.ID, "entry_hash": e.EntryHash, "previous_hash": e.PreviousHash, "timestamp": e.Timestamp},
-				Evidence: map[string]any{"ledger_entry_id": e.ID, "seq": e.Seq},
-			})
+			outs = append(outs, appended(e))
 		}
 		if err == nil {
 			err = draftErr
@@ -601,8 +598,31 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	return cli.Outcome{
-		Result:   map[string]any{"seq": e.Seq, "id": e.ID, "entry_hash": e.EntryHash, "previous_hash": e.PreviousHash, "timestamp": e.Timestamp},
-		Evidence: map[string]any{"ledger_entry_id": e.ID, "seq": e.Seq},
-	}
+	return appended(e)
+}
+
+// appendResult is what append and genesis answer for one entry. It encodes
+// itself: a stream prints one per entry.
+type appendResult struct{ e *ledger.Entry }
+
+// AppendJSON writes the result with keys in sorted order.
+func (r appendResult) AppendJSON(b []byte) []byte {
+	b = append(b, `{"entry_hash":"`...)
+	b = append(b, r.e.EntryHash...)
+	b = append(b, `","id":"`...)
+	b = append(b, r.e.ID...)
+	b = append(b, `","previous_hash":"`...)
+	b = append(b, r.e.PreviousHash...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendInt(b, r.e.Seq, 10)
+	b = append(b, `,"timestamp":"`...)
+	b = append(b, r.e.Timestamp...)
+	return append(b, `"}`...)
+}
+
+// MarshalJSON makes the result printable by encoding/json too.
+func (r appendResult) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
+
+func appended(e ledger.Entry) cli.Outcome {
+	return cli.Outcome{Result: appendResult{&e}, Evidence: map[string]any{"ledger_entry_id": e.ID, "seq": e.Seq}}
 }

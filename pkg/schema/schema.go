@@ -316,7 +316,7 @@ type Problem struct {
 // collecting after a few problems.
 func (s *Schema) Validate(v any) []Problem {
 	var ps []Problem
-	s.check(v, "", &ps)
+	s.check(v, nil, &ps)
 	return ps
 }
 
@@ -327,95 +327,117 @@ func (s *Schema) Valid(v any) bool {
 
 const maxProblems = 8
 
-func (s *Schema) check(v any, path string, ps *[]Problem) {
-	fail := func(format string, args ...any) {
-		if len(*ps) < maxProblems {
-			*ps = append(*ps, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
-		}
+// loc is an instance location, built into a JSON pointer only when a
+// problem is reported (valid requests allocate nothing for paths).
+type loc struct {
+	parent *loc
+	key    string
+}
+
+func (l *loc) String() string {
+	if l == nil {
+		return ""
 	}
+	return l.parent.String() + "/" + escape(l.key)
+}
+
+func fail(ps *[]Problem, at *loc, format string, args ...any) {
+	if len(*ps) < maxProblems {
+		*ps = append(*ps, Problem{Path: at.String(), Message: fmt.Sprintf(format, args...)})
+	}
+}
+
+func (s *Schema) check(v any, at *loc, ps *[]Problem) {
 	if s.bool_ != nil {
 		if !*s.bool_ {
-			fail("not allowed")
+			fail(ps, at, "not allowed")
 		}
 		return
 	}
 	if s.ref != nil {
-		s.ref.check(v, path, ps)
+		s.ref.check(v, at, ps)
 	}
-	if len(s.types) > 0 && !slices.ContainsFunc(s.types, func(t string) bool { return hasType(v, t) }) {
-		fail("want %s, got %s", strings.Join(s.types, " or "), kind(v))
-		return
+	if len(s.types) > 0 {
+		ok := false
+		for _, t := range s.types {
+			if hasType(v, t) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			fail(ps, at, "want %s, got %s", strings.Join(s.types, " or "), kind(v))
+			return
+		}
 	}
 	if s.enum != nil && !slices.ContainsFunc(s.enum, func(e any) bool { return equal(e, v) }) {
-		fail("value is not one of the allowed values")
+		fail(ps, at, "value is not one of the allowed values")
 	}
 	if s.constV != nil && !equal(*s.constV, v) {
-		fail("value is not the allowed constant")
+		fail(ps, at, "value is not the allowed constant")
 	}
 	switch x := v.(type) {
 	case map[string]any:
 		for _, r := range s.required {
 			if _, ok := x[r]; !ok {
-				fail("missing property %q", r)
+				fail(ps, at, "missing property %q", r)
 			}
 		}
 		if s.props != nil || s.addlProps != nil {
 			for k, val := range x {
 				if p, ok := s.props[k]; ok {
-					p.check(val, path+"/"+escape(k), ps)
+					p.check(val, &loc{at, k}, ps)
 				} else if s.addlProps != nil {
 					if s.addlProps.bool_ != nil && !*s.addlProps.bool_ {
-						if len(*ps) < maxProblems {
-							*ps = append(*ps, Problem{Path: path + "/" + escape(k), Message: fmt.Sprintf("unknown property %q", k)})
-						}
+						fail(ps, &loc{at, k}, "unknown property %q", k)
 						continue
 					}
-					s.addlProps.check(val, path+"/"+escape(k), ps)
+					s.addlProps.check(val, &loc{at, k}, ps)
 				}
 			}
 		}
 	case []any:
 		if s.minItems != nil && len(x) < *s.minItems {
-			fail("want at least %d items, got %d", *s.minItems, len(x))
+			fail(ps, at, "want at least %d items, got %d", *s.minItems, len(x))
 		}
 		if s.maxItems != nil && len(x) > *s.maxItems {
-			fail("want at most %d items, got %d", *s.maxItems, len(x))
+			fail(ps, at, "want at most %d items, got %d", *s.maxItems, len(x))
 		}
 		if s.items != nil {
 			for i, item := range x {
-				s.items.check(item, path+"/"+strconv.Itoa(i), ps)
+				s.items.check(item, &loc{at, strconv.Itoa(i)}, ps)
 			}
 		}
 	case string:
 		if s.minLength != nil || s.maxLength != nil {
 			n := utf8.RuneCountInString(x)
 			if s.minLength != nil && n < *s.minLength {
-				fail("want at least %d characters, got %d", *s.minLength, n)
+				fail(ps, at, "want at least %d characters, got %d", *s.minLength, n)
 			}
 			if s.maxLength != nil && n > *s.maxLength {
-				fail("want at most %d characters, got %d", *s.maxLength, n)
+				fail(ps, at, "want at most %d characters, got %d", *s.maxLength, n)
 			}
 		}
 		if s.pattern != nil && !s.pattern.MatchString(x) {
-			fail("does not match pattern %s", s.pattern)
+			fail(ps, at, "does not match pattern %s", s.pattern)
 		}
 	default:
 		if s.minimum != nil || s.maximum != nil {
 			if r, ok := numberRat(v); ok {
 				if s.minimum != nil && r.Cmp(s.minimum) < 0 {
-					fail("want at least %s", s.minimum.RatString())
+					fail(ps, at, "want at least %s", s.minimum.RatString())
 				}
 				if s.maximum != nil && r.Cmp(s.maximum) > 0 {
-					fail("want at most %s", s.maximum.RatString())
+					fail(ps, at, "want at most %s", s.maximum.RatString())
 				}
 			}
 		}
 	}
 	for _, a := range s.allOf {
-		a.check(v, path, ps)
+		a.check(v, at, ps)
 	}
 	if s.anyOf != nil && !slices.ContainsFunc(s.anyOf, func(a *Schema) bool { return a.Valid(v) }) {
-		fail("matches none of anyOf")
+		fail(ps, at, "matches none of anyOf")
 	}
 	if s.oneOf != nil {
 		n := 0
@@ -425,11 +447,11 @@ func (s *Schema) check(v any, path string, ps *[]Problem) {
 			}
 		}
 		if n != 1 {
-			fail("matches %d of oneOf, want exactly 1", n)
+			fail(ps, at, "matches %d of oneOf, want exactly 1", n)
 		}
 	}
 	if s.not != nil && s.not.Valid(v) {
-		fail("matches a schema it must not")
+		fail(ps, at, "matches a schema it must not")
 	}
 }
 

@@ -1,0 +1,125 @@
+// Package bench holds the whole-process benchmarks quoted in the README:
+// they run the real binaries as a user would.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/control-plane/cp/internal/ledgercmd"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cp-bench-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "../../cmd/cp-ledger", "./testdata/bare")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requests returns n NDJSON append requests that become ~300-byte entries.
+func requests(n int) []byte {
+	var b bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&b, `{"event_type":"TOOL_CALL","submission_id":"WO-20261124-%06d","decision":"ALLOW","reason":"within scope","metadata":{"tool":"bash","n":%d}}`+"\n", i, i)
+	}
+	return b.Bytes()
+}
+
+// BenchmarkStreamAppendProcess pipes 200,000 requests through one
+// cp-ledger append process: durable (fsynced group commits).
+func BenchmarkStreamAppendProcess(b *testing.B) {
+	const n = 200_000
+	in := requests(n)
+	var entryBytes int64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		path := filepath.Join(b.TempDir(), "s.jsonl")
+		b.StartTimer()
+		cmd := exec.Command(filepath.Join(binDir, "cp-ledger"), "append", "--ledger", path)
+		cmd.Stdin = bytes.NewReader(in)
+		out, err := cmd.Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if got := bytes.Count(out, []byte(`"status":"ok"`)); got != n {
+			b.Fatalf("%d acknowledgements, want %d", got, n)
+		}
+		st, _ := os.Stat(path)
+		entryBytes = st.Size() / n
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(float64(entryBytes), "bytes/entry")
+}
+
+// BenchmarkStreamAppendInProcess is the same stream through ledgercmd.Run
+// in this process, for profiling (-cpuprofile).
+func BenchmarkStreamAppendInProcess(b *testing.B) {
+	const n = 100_000
+	in := requests(n)
+	b.ResetTimer()
+	for range b.N {
+		path := filepath.Join(b.TempDir(), "s.jsonl")
+		var out countWriter
+		if code := ledgercmd.Run(context.Background(), []string{"append", "--ledger", path}, bytes.NewReader(in), &out, io.Discard); code != 0 {
+			b.Fatalf("exit %d", code)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
+}
+
+type countWriter struct{ n int }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
+
+// runProcess runs name with one request on stdin.
+func runProcess(b *testing.B, stdin []byte, name string, args ...string) {
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	cmd.Stdout = io.Discard
+	if err := cmd.Run(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkSingleAppendProcess is one cp-ledger append process appending one
+// entry (read from stdin, fsynced) to a ledger of 10,000 entries; compare
+// with BenchmarkBareProcess.
+func BenchmarkSingleAppendProcess(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "one.jsonl")
+	runProcess(b, requests(10_000), "cp-ledger", "append", "--ledger", path)
+	one := requests(1)
+	b.ResetTimer()
+	for range b.N {
+		runProcess(b, one, "cp-ledger", "append", "--ledger", path)
+	}
+}
+
+// BenchmarkBareProcess is a Go process that only reads stdin: the baseline.
+func BenchmarkBareProcess(b *testing.B) {
+	one := requests(1)
+	for range b.N {
+		runProcess(b, one, "bare")
+	}
+}
+

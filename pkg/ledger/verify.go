@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/control-plane/cp/pkg/jcs"
@@ -158,7 +157,8 @@ func (v *verifier) add(is ...Issue) {
 // block is a run of complete lines handed to a worker, and what the worker
 // found in it.
 type block struct {
-	data  []byte
+	data      []byte // released to blockPool once verified
+	firstLine []byte // kept for reporting the link into the block
 	first int64 // position of the block's first line
 	count int64 // lines in the block
 	// results
@@ -170,10 +170,12 @@ type block struct {
 
 // linkInfo is what the chain check needs from a line.
 type linkInfo struct {
-	ok    bool // fields were readable
-	seq   int64
-	prev  string
-	entry string
+	ok        bool // fields were readable
+	seq       int64
+	prev      tlog.Hash
+	prevEmpty bool // previous_hash is ""
+	prevBad   bool // previous_hash is neither "" nor a hash
+	entry     tlog.Hash
 }
 
 // scanLines reads the complete lines of the data file in blocks, verifies
@@ -201,7 +203,7 @@ func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, worker
 			break
 		}
 		n := min(int64(blockSize), size-off)
-		buf := make([]byte, len(carry)+int(n))
+		buf := getBlock(len(carry) + int(n))
 		copy(buf, carry)
 		if _, err := f.ReadAt(buf[len(carry):], off); err != nil && err != io.EOF {
 			readErr = err
@@ -233,7 +235,7 @@ func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, worker
 		v.add(b.issues...)
 		leaves = append(leaves, b.leaves...)
 		if i > 0 {
-			v.link(prev, b.head, b.first, b.data)
+			v.add(linkIssues(prev, b.head, b.first, b.firstLine)...)
 		}
 		prev = b.tail
 	}
@@ -259,11 +261,12 @@ func (b *block) verify() {
 		}
 		if i == 0 {
 			b.head = info
+			b.firstLine = bytes.Clone(line)
 			if pos == 0 {
 				if info.ok && info.seq != 0 {
 					b.issues = append(b.issues, Issue{Seq: 0, ID: idOf(line), Code: SeqGap, Message: fmt.Sprintf("first entry has seq %d, want 0", info.seq)})
 				}
-				if info.ok && info.prev != "" {
+				if info.ok && !info.prevEmpty {
 					b.issues = append(b.issues, Issue{Seq: 0, ID: idOf(line), Code: ChainBroken, Message: "first entry's previous_hash is not empty"})
 				}
 			}
@@ -273,13 +276,21 @@ func (b *block) verify() {
 		prev = info
 	}
 	b.tail = prev
+	putBlock(b.data)
+	b.data = nil
 }
 
-// link checks the chain across a block boundary.
-func (v *verifier) link(prev, next linkInfo, pos int64, data []byte) {
-	line := data[:bytes.IndexByte(data, '\n')]
-	v.add(linkIssues(prev, next, pos, line)...)
+// blockPool recycles the verifier's read buffers: no zeroing, no garbage.
+var blockPool sync.Pool
+
+func getBlock(n int) []byte {
+	if p, ok := blockPool.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]byte, n, max(n, 4<<20+64<<10))
 }
+
+func putBlock(b []byte) { blockPool.Put(&b) }
 
 func linkIssues(prev, cur linkInfo, pos int64, line []byte) []Issue {
 	if !prev.ok || !cur.ok {
@@ -289,8 +300,8 @@ func linkIssues(prev, cur linkInfo, pos int64, line []byte) []Issue {
 	if cur.seq != prev.seq+1 {
 		out = append(out, Issue{Seq: pos, ID: idOf(line), Code: SeqGap, Message: fmt.Sprintf("seq %d follows seq %d", cur.seq, prev.seq)})
 	}
-	if cur.prev != prev.entry {
-		out = append(out, Issue{Seq: pos, ID: idOf(line), Code: ChainBroken, Message: fmt.Sprintf("previous_hash %.12s… is not the prior entry's entry_hash %.12s…", cur.prev, prev.entry)})
+	if cur.prevBad || cur.prevEmpty || cur.prev != prev.entry {
+		out = append(out, Issue{Seq: pos, ID: idOf(line), Code: ChainBroken, Message: fmt.Sprintf("previous_hash %x… is not the prior entry's entry_hash %x…", cur.prev[:6], prev.entry[:6])})
 	}
 	return out
 }
@@ -304,12 +315,17 @@ func checkLine(line []byte, pos int64) (tlog.Hash, linkInfo, *Issue) {
 		eh := vals[fEntryHash]
 		keyStart := eh.a - len(`"entry_hash":`)
 		leaf := leafHash(line[:keyStart], line[eh.b+1:])
-		stored := string(line[eh.a+1 : eh.b-1])
-		seq, _ := strconv.ParseInt(string(line[vals[fSeq].a:vals[fSeq].b]), 10, 64)
-		info := linkInfo{ok: true, seq: seq, prev: string(line[vals[fPrev].a+1 : vals[fPrev].b-1]), entry: stored}
-		if hex.EncodeToString(leaf[:]) != stored {
+		info := linkInfo{ok: true, seq: parseDigits(line[vals[fSeq].a:vals[fSeq].b])}
+		// scanEntry checked both are lowercase hex (or an empty previous_hash).
+		hex.Decode(info.entry[:], line[eh.a+1:eh.b-1])
+		if p := line[vals[fPrev].a+1 : vals[fPrev].b-1]; len(p) == 0 {
+			info.prevEmpty = true
+		} else {
+			hex.Decode(info.prev[:], p)
+		}
+		if leaf != info.entry {
 			return leaf, info, &Issue{Seq: pos, ID: string(line[vals[fID].a+1 : vals[fID].b-1]), Code: HashMismatch,
-				Message: fmt.Sprintf("entry_hash %.12s… does not match the entry's content (%x…)", stored, leaf[:6])}
+				Message: fmt.Sprintf("entry_hash %x… does not match the entry's content (%x…)", info.entry[:6], leaf[:6])}
 		}
 		return leaf, info, nil
 	}
@@ -319,16 +335,31 @@ func checkLine(line []byte, pos int64) (tlog.Hash, linkInfo, *Issue) {
 	if err != nil {
 		return raw, linkInfo{}, &Issue{Seq: pos, ID: idOf(line), Code: Malformed, Message: "unreadable entry: " + err.Error()}
 	}
-	info := linkInfo{ok: true, seq: e.Seq, prev: e.PreviousHash, entry: e.EntryHash}
-	stored := e.EntryHash
+	info := linkInfo{ok: true, seq: e.Seq}
+	stored, serr := parseHash(e.EntryHash)
+	info.entry = stored
+	if e.PreviousHash == "" {
+		info.prevEmpty = true
+	} else if info.prev, err = parseHash(e.PreviousHash); err != nil {
+		info.prevBad = true
+	}
 	_, leaf, err := encode(nil, e)
 	if err != nil {
 		return raw, info, &Issue{Seq: pos, ID: e.ID, Code: Malformed, Message: "entry cannot be canonicalized: " + err.Error()}
 	}
-	if e.EntryHash == stored {
+	if serr == nil && leaf == stored {
 		return leaf, info, &Issue{Seq: pos, ID: e.ID, Code: Malformed, Message: "entry is not written in canonical JSON (its content matches entry_hash)"}
 	}
-	return leaf, info, &Issue{Seq: pos, ID: e.ID, Code: HashMismatch, Message: fmt.Sprintf("entry_hash %.12s… does not match the entry's content (%x…)", stored, leaf[:6])}
+	return leaf, info, &Issue{Seq: pos, ID: e.ID, Code: HashMismatch, Message: fmt.Sprintf("entry_hash %.12s… does not match the entry's content (%x…)", e.EntryHash, leaf[:6])}
+}
+
+// parseDigits parses the ASCII digits scanEntry accepted (at most 18).
+func parseDigits(b []byte) int64 {
+	var n int64
+	for _, c := range b {
+		n = n*10 + int64(c-'0')
+	}
+	return n
 }
 
 // Field positions in canonical order.
@@ -417,13 +448,22 @@ func isHashHex(quoted []byte, emptyOK bool) bool {
 	if len(s) != 64 {
 		return false
 	}
+	bad := byte(0)
 	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
+		bad |= notHex[c]
+	}
+	return bad == 0
+}
+
+// notHex is 1 for every byte that is not a lowercase hex digit.
+var notHex = func() (t [256]byte) {
+	for i := range t {
+		if !(i >= '0' && i <= '9' || i >= 'a' && i <= 'f') {
+			t[i] = 1
 		}
 	}
-	return true
-}
+	return t
+}()
 
 // skipString returns the index after the string literal at i, or -1.
 func skipString(b []byte, i int) int {

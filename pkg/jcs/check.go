@@ -13,9 +13,8 @@ import (
 // invalid UTF-8 or data after the value.
 //
 // Check(data) == nil exactly when Canonicalize(data) succeeds and returns
-// data unchanged, but Check is a single pass over data that does not
-// allocate on success, except to convert a number literal longer than 32
-// bytes (never canonical) or to nest deeper than the goroutine stack allows.
+// data unchanged, but Check is a single pass over data that allocates only
+// to report an error.
 func Check(data []byte) error {
 	end, err := checkValue(data, 0, 0)
 	if err != nil {
@@ -171,28 +170,18 @@ func checkNumber(data []byte, i int) (int, *Error) {
 	// Not canonical: say why, allocating as needed.
 	want, reason := appendLiteral(nil, string(lit), intLit, false)
 	if reason == "" {
-		reason = "number not in canonical form, want " + string(want)
+		reason = "number not in canonical form (want " + string(want) + ")"
 	}
 	return i, &Error{Offset: i, Reason: reason}
 }
-
-// stringClass classifies ASCII bytes inside a canonical string.
-var stringClass = func() (t [utf8.RuneSelf]byte) {
-	for c := range t {
-		switch {
-		case c < ' ':
-			t[c] = 'c' // must have been escaped
-		case c == '"', c == '\\':
-			t[c] = byte(c)
-		}
-	}
-	return t
-}()
 
 // checkString checks the canonical string literal at data[i] == '"' and
 // returns the index just past it and whether it holds any escape.
 func checkString(data []byte, i int) (end int, escaped bool, err *Error) {
 	for i++; i < len(data); {
+		if i = skipPlain(data, i); i >= len(data) {
+			break
+		}
 		c := data[i]
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRune(data[i:])
@@ -202,7 +191,7 @@ func checkString(data []byte, i int) (end int, escaped bool, err *Error) {
 			i += size
 			continue
 		}
-		switch stringClass[c] {
+		switch escapes[c] {
 		case 0:
 			i++
 		case '"':

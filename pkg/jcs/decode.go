@@ -207,6 +207,9 @@ func (d *decoder) string(i int) (string, int, *Error) {
 	start := i + 1
 	// Most strings have no escapes and are a copy of their source bytes.
 	for i = start; i < len(data); {
+		if i = skipPlain(data, i); i >= len(data) {
+			break
+		}
 		switch c := data[i]; {
 		case c == '"':
 			return string(data[start:i]), i + 1, nil
@@ -232,15 +235,15 @@ func (d *decoder) string(i int) (string, int, *Error) {
 func (d *decoder) unescape(start, i int) (string, int, *Error) {
 	data := d.data
 	b := append(d.buf[:0], data[start:i]...)
-	defer func() { d.buf = b }()
 	for i < len(data) {
 		c := data[i]
 		switch {
 		case c == '"':
+			d.buf = b // reuse the grown buffer for the next string
 			return string(b), i + 1, nil
 		case c == '\\':
 			if i+1 >= len(data) {
-				break
+				return "", i + 1, &Error{Offset: i + 1, Reason: "unterminated string"}
 			}
 			switch e := data[i+1]; e {
 			case '"', '\\', '/':

@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"sync"
@@ -48,12 +49,12 @@ type Error struct {
 	Reason string
 }
 
-// Error returns "jcs: " followed by the reason and, when known, the offset.
+// Error returns "jcs: offset N: reason", or "jcs: reason" when Offset is -1.
 func (e *Error) Error() string {
 	if e.Offset < 0 {
 		return "jcs: " + e.Reason
 	}
-	return "jcs: " + e.Reason + " at offset " + strconv.Itoa(e.Offset)
+	return "jcs: offset " + strconv.Itoa(e.Offset) + ": " + e.Reason
 }
 
 // valueError reports a problem with a Go value given to Marshal or Append.
@@ -147,6 +148,9 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(dst, ']'), nil
 	case []string:
+		if depth >= maxDepth {
+			return dst, valueError("nesting deeper than 1000")
+		}
 		dst = append(dst, '[')
 		for i, s := range x {
 			if i > 0 {
@@ -159,6 +163,9 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(dst, ']'), nil
 	case map[string]string:
+		if depth >= maxDepth {
+			return dst, valueError("nesting deeper than 1000")
+		}
 		return appendStringMap(dst, x)
 	}
 	return dst, valueError(fmt.Sprintf("unsupported type %T", v))
@@ -293,6 +300,9 @@ func appendString(dst []byte, s string) ([]byte, int) {
 	dst = append(dst, '"')
 	start := 0 // s[start:i] is pending, to be copied in one append
 	for i := 0; i < len(s); {
+		if i = skipPlain(s, i); i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRuneInString(s[i:])
@@ -318,6 +328,38 @@ func appendString(dst []byte, s string) ([]byte, int) {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"'), -1
+}
+
+// Word-at-a-time scanning of string contents: plain ASCII is most of what is
+// written and checked, and finding the next byte that needs a closer look
+// eight bytes at a time makes a string cost little more than copying it.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// skipPlain returns the index of the first byte at or after s[i] that is a
+// control character, '"', '\\' or not ASCII, or an index from which fewer than
+// eight bytes remain.
+func skipPlain[T ~string | ~[]byte](s T, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		w := load64(s[i : i+8])
+		// The classic "has a byte less than n" and "has a zero byte" tricks.
+		// A flagged byte can make the one above it flagged too, by a borrow,
+		// but the lowest flagged byte is always right.
+		q, b := w^(lsb*'"'), w^(lsb*'\\')
+		if m := ((w-lsb*' ')&^w | (q-lsb)&^q | (b-lsb)&^b | w) & msb; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	return i
+}
+
+// load64 returns the eight bytes of s little-endian: one load instruction.
+func load64[T ~string | ~[]byte](s T) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // appendValueString is appendString for Marshal's errors, which have no

@@ -2,6 +2,7 @@ package jcs
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -116,15 +117,24 @@ func TestMarshalErrors(t *testing.T) {
 			}
 		})
 	}
-	t.Run("depth 1000", func(t *testing.T) {
-		v := any(nil)
-		for range 1000 {
-			v = []any{v}
+	// The innermost container counts too, whatever its type.
+	for _, inner := range []any{[]any{}, map[string]any{}, []string{}, map[string]string{}} {
+		for _, depth := range []int{1000, 1001} {
+			v := inner
+			for range depth - 1 {
+				v = []any{v}
+			}
+			got, err := Marshal(v)
+			if (err == nil) != (depth == 1000) {
+				t.Fatalf("%T at depth %d: %v", inner, depth, err)
+			}
+			if err == nil {
+				if err := Check(got); err != nil {
+					t.Fatalf("%T at depth %d: Check: %v", inner, depth, err)
+				}
+			}
 		}
-		if _, err := Marshal(v); err != nil {
-			t.Fatal(err)
-		}
-	})
+	}
 }
 
 func TestAppendString(t *testing.T) {
@@ -254,6 +264,81 @@ func TestCompareKeys(t *testing.T) {
 		eb, _ := AppendString(nil, b)
 		if got := sign(compareEscaped(ea[1:len(ea)-1], eb[1:len(eb)-1])); got != want {
 			t.Fatalf("compareEscaped(%s, %s) = %d, want %d", ea, eb, got, want)
+		}
+	}
+}
+
+// TestMarshalCheckRandom checks, on random values, what the ledger relies
+// on: whatever Marshal writes, Check accepts and Canonicalize leaves alone,
+// and it decodes to the value written.
+func TestMarshalCheckRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	runes := []rune{0, '\b', '\t', '\n', 0x0b, '\f', '\r', 0x1f, ' ', '"', '/', '\\', 'a', 'z', 0x7f, 0x80,
+		0xe9, 0x2028, 0xd7ff, 0xe000, 0xfb33, 0xfffd, 0xffff, 0x10000, 0x1f600, 0x10ffff}
+	str := func() string {
+		s := make([]rune, r.IntN(5))
+		for i := range s {
+			s[i] = runes[r.IntN(len(runes))]
+		}
+		return string(s)
+	}
+	var value func(depth int) any
+	value = func(depth int) any {
+		switch k := r.IntN(12); {
+		case k == 0:
+			return nil
+		case k == 1:
+			return r.IntN(2) == 0
+		case k == 2:
+			return str()
+		case k == 3:
+			for {
+				if f := math.Float64frombits(r.Uint64()); !math.IsNaN(f) && !math.IsInf(f, 0) {
+					return f
+				}
+			}
+		case k == 4:
+			return float64(r.IntN(2000)-1000) / 8
+		case k == 5:
+			return r.Int64N(2*two53+1) - two53
+		case k == 6:
+			return []string{str(), str()}
+		case k == 7:
+			return map[string]string{str(): str()}
+		case depth > 4:
+			return str()
+		case k <= 9:
+			a := make([]any, r.IntN(4))
+			for i := range a {
+				a[i] = value(depth + 1)
+			}
+			return a
+		default:
+			m := map[string]any{}
+			for range r.IntN(20) {
+				m[str()] = value(depth + 1)
+			}
+			return m
+		}
+	}
+	for range 20000 {
+		v := value(0)
+		out, err := Marshal(v)
+		if err != nil {
+			t.Fatalf("Marshal(%#v): %v", v, err)
+		}
+		if err := Check(out); err != nil {
+			t.Fatalf("Check(%s): %v", out, err)
+		}
+		if again, err := Canonicalize(out); err != nil || string(again) != string(out) {
+			t.Fatalf("Canonicalize(%s) = %s, %v", out, again, err)
+		}
+		back, err := Decode(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := Marshal(back); err != nil || string(again) != string(out) {
+			t.Fatalf("Marshal(Decode(%s)) = %s, %v", out, again, err)
 		}
 	}
 }

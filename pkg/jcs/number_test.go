@@ -136,6 +136,9 @@ func TestNumberNode(t *testing.T) {
 				if buf = appendFloat(buf[:0], x); string(buf) != want {
 					t.Fatalf("%s: got %s, want %s", hex, buf, want)
 				}
+				if len(want) > maxCanonNumber {
+					t.Fatalf("%s is longer than maxCanonNumber", want)
+				}
 				if err := Check([]byte(want)); err != nil {
 					t.Fatalf("Check(%s): %v", want, err)
 				}
@@ -168,11 +171,11 @@ func TestNumberLiteral(t *testing.T) {
 		{"0.000000000000000000000000001", "1e-27"},
 		{"333333333.33333329", "333333333.3333333"},
 		{"0.1e1", "1"},
-		{"1e-400", "0"},     // underflow rounds to 0 as RFC 8785 says
-		{"-1e-400", "0"},    // and -0 is written 0
-		{"1e400", ""},       // overflow has no double
-		{"-1.8e308", ""},    // nor here
-		{"1.8e308", ""},     // nor here
+		{"1e-400", "0"},  // underflow rounds to 0 as RFC 8785 says
+		{"-1e-400", "0"}, // and -0 is written 0
+		{"1e400", ""},    // overflow has no double
+		{"-1.8e308", ""}, // nor here
+		{"1.8e308", ""},  // nor here
 		{"1.7976931348623157e308", "1.7976931348623157e+308"},
 		{"123456789012345678", ""}, // rounds to 123456789012345680: refused
 		{"9007199254740992", "9007199254740992"},
@@ -181,12 +184,12 @@ func TestNumberLiteral(t *testing.T) {
 		{"-9007199254740993", ""},
 		{"9007199254740994", "9007199254740994"}, // exactly a double, written so
 		{"9007199254740995", ""},
-		{"18446744073709551615", ""},   // 2^64-1
-		{"18446744073709551616", ""},   // 2^64 is exact, but its canonical text is 18446744073709552000
+		{"18446744073709551615", ""}, // 2^64-1
+		{"18446744073709551616", ""}, // 2^64 is exact, but its canonical text is 18446744073709552000
 		{"18446744073709552000", "18446744073709552000"},
 		{"295147905179352830000", "295147905179352830000"}, // RFC 8785's text for 2^68
 		{"100000000000000000000", "100000000000000000000"},
-		{"1000000000000000000000", ""}, // 1e21 is written 1e+21, so this integer is not kept
+		{"1000000000000000000000", ""},                  // 1e21 is written 1e+21, so this integer is not kept
 		{"9007199254740993.0", "9007199254740992"},      // not an integer literal: rounded
 		{"9.007199254740993e15", "9007199254740992"},    // nor this one
 		{"123456789012345678e0", "123456789012345680"},  // nor this one

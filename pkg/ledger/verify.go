@@ -159,8 +159,8 @@ func (v *verifier) add(is ...Issue) {
 type block struct {
 	data      []byte // released to blockPool once verified
 	firstLine []byte // kept for reporting the link into the block
-	first int64 // position of the block's first line
-	count int64 // lines in the block
+	first     int64  // position of the block's first line
+	count     int64  // lines in the block
 	// results
 	leaves      []tlog.Hash
 	issues      []Issue

@@ -33,6 +33,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseLine -fuzztime $(FUZZTIME) ./pkg/ledger/
 	$(GO) test -run '^$$' -fuzz FuzzParseCheckpoint -fuzztime $(FUZZTIME) ./pkg/ledger/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./pkg/ledger/legacy/
+	$(GO) test -run '^$$' -fuzz FuzzParseInput -fuzztime $(FUZZTIME) ./internal/cli/
+	$(GO) test -run '^$$' -fuzz FuzzSchemaAgreement -fuzztime $(FUZZTIME) ./internal/cli/
+	$(GO) test -run '^$$' -fuzz FuzzExtract -fuzztime $(FUZZTIME) ./pkg/archive/
+	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./pkg/registry/
 
 demo: build
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh

@@ -122,4 +122,3 @@ func BenchmarkBareProcess(b *testing.B) {
 		runProcess(b, one, "bare")
 	}
 }
-

@@ -20,8 +20,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,6 +127,25 @@ type Call struct {
 // Warnf prints "cp-x: warning: ..." on stderr.
 func (c *Call) Warnf(format string, args ...any) {
 	fmt.Fprintf(c.Stderr, "%s: warning: %s\n", c.Tool.Name, fmt.Sprintf(format, args...))
+}
+
+// Progress returns a function that keeps one progress line up to date on
+// stderr, or nil when stderr is not a terminal (pipelines and logs get no
+// progress noise). Call the returned done func when finished.
+func (c *Call) Progress(what string) (update func(done, total int64), finish func()) {
+	if !isTerminal(c.Stderr) {
+		return nil, func() {}
+	}
+	last := time.Now()
+	update = func(done, total int64) {
+		if time.Since(last) < 200*time.Millisecond || total == 0 {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(c.Stderr, "\r%s: %s: %3d%%", c.Tool.Name, what, done*100/total)
+	}
+	finish = func() { fmt.Fprint(c.Stderr, "\r\033[K") }
+	return update, finish
 }
 
 // Logf prints a progress line on stderr when -v was given.
@@ -273,7 +292,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 			req[k] = v
 		}
 		if err := validate(schema, verb, req); err != nil {
-			return nil, err
+			return nil, flagBlame(err, flagReq)
 		}
 		return req, nil
 	}
@@ -434,6 +453,24 @@ func (r *runner) runBatch(ctx context.Context, verb *Verb, reqs []Request) []Out
 	return outs
 }
 
+// flagBlame turns a schema violation in a field that a flag set into a
+// usage error (exit 2): a bad argument, not bad input.
+func flagBlame(err error, flagReq Request) error {
+	e := AsError(err)
+	probs, _ := e.Details["problems"].([]any)
+	if len(probs) == 0 {
+		return err
+	}
+	path, _ := probs[0].(map[string]any)["path"].(string)
+	field, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	if _, ok := flagReq[field]; !ok || field == "" {
+		return err
+	}
+	e.Exit, e.Code = ExitUsage, "USAGE"
+	e.Message = strings.Replace(e.Message, "/"+field, "--"+strings.ReplaceAll(field, "_", "-"), 1)
+	return e
+}
+
 // takeOperation removes and returns the request's "operation" field.
 func takeOperation(req Request) (string, error) {
 	v, ok := req["operation"]
@@ -472,7 +509,11 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, common, Usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: ")).WithHint("run %s -h", r.tool.Name)
+		msg := err.Error()
+		if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+			msg = "unknown flag " + f
+		}
+		return nil, common, Usagef("%s %s", verb.Name, msg).WithHint("run %s -h", r.tool.Name)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

@@ -120,6 +120,7 @@ func appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Request) []cli.Out
 			return append(outs, cli.Outcome{Err: err})
 		}
 		entries, err := l.Append(ctx, drafts)
+		c.Logf("appended %d entries to %s", len(entries), t.path)
 		if r := l.LastRepair(); r.Any() {
 			c.Warnf("%s: repaired an unfinished append: %s", t.path, describeRepair(r))
 		}
@@ -148,6 +149,9 @@ func describeRepair(r ledger.Repair) string {
 	}
 	if r.RebuiltHashes > 0 {
 		parts = append(parts, fmt.Sprintf("recomputed stored hashes of %d entries", r.RebuiltHashes))
+	}
+	if r.TornHashBytes > 0 {
+		parts = append(parts, fmt.Sprintf("removed a partial stored hash of %d bytes", r.TornHashBytes))
 	}
 	if r.DroppedHashes > 0 {
 		parts = append(parts, fmt.Sprintf("dropped stored hashes of %d unwritten entries", r.DroppedHashes))
@@ -370,7 +374,9 @@ func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		if verr != nil {
 			return cli.Outcome{Err: verr}
 		}
-		opts := ledger.VerifyOptions{Verifiers: vs}
+		progress, finish := c.Progress("verifying " + t.path)
+		defer finish()
+		opts := ledger.VerifyOptions{Verifiers: vs, Progress: progress}
 		if p := req.String("trusted_checkpoint"); p != "" {
 			b, err := os.ReadFile(p)
 			if err != nil {
@@ -380,6 +386,7 @@ func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		}
 		rep, err = ledger.Verify(ctx, t.path, opts)
 	}
+	c.Logf("verified %d entries of %s", rep.Entries, t.path)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -553,6 +560,30 @@ func consistency(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	return cli.Outcome{Result: p}
 }
 
+// relativeParent returns the parent ledger's path as stored in GENESIS
+// metadata: relative to the plane root for a plane ledger, else relative to
+// the child ledger's directory. No absolute path is ever written.
+func relativeParent(c *cli.Call, t target, parent string) (string, error) {
+	base := filepath.Dir(t.path)
+	if t.tier != "" {
+		root, err := c.Root()
+		if err != nil {
+			return "", err
+		}
+		base = root
+	}
+	absBase, err1 := filepath.Abs(base)
+	absParent, err2 := filepath.Abs(parent)
+	if err1 != nil || err2 != nil {
+		return "", cli.Usagef("--parent-ledger %s: cannot make it relative", parent)
+	}
+	rel, err := filepath.Rel(absBase, absParent)
+	if err != nil {
+		return "", cli.Usagef("--parent-ledger %s: cannot make it relative to %s", parent, base)
+	}
+	return filepath.ToSlash(rel), nil
+}
+
 // genesis opens an empty ledger with a GENESIS entry. Given --parent-ledger
 // it reads that ledger's head itself; a --parent-hash that disagrees with it
 // is refused.
@@ -580,7 +611,11 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 			return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, "PARENT_MISMATCH", "--parent-hash %s is not the head of %s (%s)", parentHash, pl, st.Head)}
 		}
 		parentHash = st.Head
-		meta["parent_ledger"] = filepath.ToSlash(pl)
+		rel, err := relativeParent(c, t, pl)
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		meta["parent_ledger"] = rel
 		meta["parent_size"] = json.Number(strconv.FormatInt(st.Size, 10))
 	}
 	if parentHash != "" || req.Has("parent_hash") {

@@ -85,13 +85,17 @@ type SignatureError struct {
 func (e *SignatureError) Error() string { return e.Reason }
 
 // OpenCheckpoint parses a checkpoint file's content: either a bare body or a
-// signed note. For a signed note, at least one signature must verify with
-// verifiers and none by a known key may be invalid; with no verifiers a
-// signed checkpoint is refused (its signature cannot be checked). signed
-// reports whether the note carried any signature.
+// signed note. Fail closed both ways: with verifiers, the checkpoint must be
+// signed and at least one signature must verify (none by a known key may be
+// invalid); without verifiers, a signed checkpoint is refused because its
+// signature cannot be checked. signed reports whether the note carried any
+// signature.
 func OpenCheckpoint(msg []byte, verifiers note.Verifiers) (c Checkpoint, signed bool, err error) {
 	if !bytes.Contains(msg, []byte("\n\n")) {
 		c, err = ParseCheckpoint(string(msg))
+		if err == nil && verifiers != nil {
+			err = &SignatureError{Reason: "the checkpoint is not signed, but a verifier key was given: a signature by it is required"}
+		}
 		return c, false, err
 	}
 	if verifiers == nil {

@@ -66,10 +66,11 @@ type Ledger struct {
 // Repair describes what an append had to mend before writing: a partial last
 // line from a crashed writer, or stored hashes out of step with the entries.
 type Repair struct {
-	TornBytes     int64 `json:"torn_bytes,omitempty"`     // bytes of a partial last line removed
-	TornOffset    int64 `json:"torn_offset,omitempty"`    // where they started
-	RebuiltHashes int64 `json:"rebuilt_hashes,omitempty"` // entries whose stored hashes were recomputed
-	DroppedHashes int64 `json:"dropped_hashes,omitempty"` // stored hashes beyond the last entry removed
+	TornBytes     int64 `json:"torn_bytes,omitempty"`      // bytes of a partial last line removed
+	TornOffset    int64 `json:"torn_offset,omitempty"`     // where they started
+	RebuiltHashes int64 `json:"rebuilt_hashes,omitempty"`  // entries whose stored hashes were recomputed
+	DroppedHashes int64 `json:"dropped_hashes,omitempty"`  // stored hashes beyond the last entry removed
+	TornHashBytes int64 `json:"torn_hash_bytes,omitempty"` // bytes of a partial stored hash removed
 }
 
 // Any reports whether anything was repaired.
@@ -307,6 +308,9 @@ func (l *Ledger) sync() error {
 		l.repair.TornBytes, l.repair.TornOffset = t.tornBytes, t.dataEnd
 	}
 	want := tlog.StoredHashCount(min(t.hashTree, t.n)) * tlog.HashSize
+	if partial := hst.Size() % tlog.HashSize; partial != 0 {
+		l.repair.TornHashBytes = partial
+	}
 	if hst.Size() != want {
 		if t.hashTree > t.n {
 			l.repair.DroppedHashes = t.hashTree - t.n

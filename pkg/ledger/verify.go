@@ -50,7 +50,8 @@ type CheckpointStatus struct {
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
 	// Verifiers check checkpoint signatures. A signed checkpoint that no
-	// verifier checks is CHECKPOINT_INVALID: fail closed.
+	// verifier checks is CHECKPOINT_INVALID: fail closed. Given verifiers, an
+	// unsigned or missing checkpoint is CHECKPOINT_INVALID too.
 	Verifiers note.Verifiers
 	// Held are checkpoints kept elsewhere (for example by a witness) that the
 	// ledger must still be consistent with.
@@ -59,6 +60,9 @@ type VerifyOptions struct {
 	MaxIssues int
 	// Workers is the number of hashing goroutines (default GOMAXPROCS).
 	Workers int
+	// Progress, if set, is called after each block read with the bytes
+	// read so far and the total (for a progress line).
+	Progress func(done, total int64)
 }
 
 // Verify re-hashes every line of the ledger at path, checks every link and
@@ -96,7 +100,7 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 	}
 
 	v := &verifier{max: opts.MaxIssues}
-	leaves, lines, dataEnd, err := v.scanLines(ctx, l.data, dst.Size(), opts.Workers)
+	leaves, lines, dataEnd, err := v.scanLines(ctx, l.data, dst.Size(), opts.Workers, opts.Progress)
 	if err != nil {
 		return Report{}, err
 	}
@@ -118,6 +122,10 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 		return Report{}, err
 	} else if b != nil {
 		rep.Checkpoint = v.checkCheckpoint(b, opts.Verifiers, levels, lines, "stored checkpoint")
+	} else if opts.Verifiers != nil && len(opts.Held) == 0 {
+		// A verifier key asks for a signed checkpoint; deleting the
+		// checkpoint must not be a way around it.
+		v.add(Issue{Seq: max(lines-1, 0), Code: CheckpointInvalid, Message: "no checkpoint, but a verifier key was given: a checkpoint signed by it is required"})
 	}
 	for i, b := range opts.Held {
 		v.checkCheckpoint(b, opts.Verifiers, levels, lines, fmt.Sprintf("held checkpoint %d", i+1))
@@ -182,7 +190,7 @@ type linkInfo struct {
 // each line's hash on workers, then checks seq and previous_hash across
 // lines. It returns the recomputed leaf hashes, the number of complete
 // lines and the offset just past the last one.
-func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, workers int) ([]tlog.Hash, int64, int64, error) {
+func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, workers int, progress func(done, total int64)) ([]tlog.Hash, int64, int64, error) {
 	const blockSize = 4 << 20
 	in := make(chan *block, workers*2)
 	var blocks []*block
@@ -210,6 +218,9 @@ func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, worker
 			break
 		}
 		off += n
+		if progress != nil {
+			progress(off, size)
+		}
 		cut := bytes.LastIndexByte(buf, '\n')
 		if cut < 0 {
 			carry = buf

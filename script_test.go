@@ -1,0 +1,318 @@
+package cp_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/control-plane/cp/pkg/jcs"
+	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/tidwall/gjson"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// binDir holds the binaries built from ./cmd/... once for all scripts.
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "cp-script-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	binDir = filepath.Join(tmp, "bin")
+	if out, err := build("./cmd/..."); err != nil {
+		// One binary that does not build must not hide the others' scripts:
+		// build them one by one, and let a script that needs a missing one
+		// fail with "executable file not found".
+		fmt.Fprintf(os.Stderr, "building ./cmd/...: %v\n%s", err, out)
+		dirs, _ := filepath.Glob("cmd/*")
+		for _, d := range dirs {
+			if out, err := build("./" + d); err != nil {
+				fmt.Fprintf(os.Stderr, "building ./%s: %v\n%s", d, err, out)
+			}
+		}
+	}
+	return m.Run()
+}
+
+// build builds packages into binDir, from the module root (the test's
+// working directory: this file lives there).
+func build(pkgs string) ([]byte, error) {
+	cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator), pkgs)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd.CombinedOutput()
+}
+
+// TestScripts runs the whole-binary scripts in testdata/script. Each script
+// has its own work directory, which is also its HOME; no Control Plane
+// variable of the caller's environment reaches the binaries.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			vars := env.Vars[:0]
+			for _, kv := range env.Vars {
+				k, _, _ := strings.Cut(kv, "=")
+				switch k {
+				case "CONTROL_PLANE", "CONTROL_PLANE_SIGNING_KEY", "CONTROL_PLANE_VERIFY_KEY":
+					continue
+				}
+				vars = append(vars, kv)
+			}
+			env.Vars = vars
+			env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
+			env.Setenv("HOME", env.WorkDir)
+			env.Values[heldLocks{}] = map[string]*os.File{}
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"exits":     cmdExits,
+			"jsonfield": cmdJSONField,
+			"jsonvar":   cmdJSONVar,
+			"tamper":    cmdTamper,
+			"rehash":    cmdRehash,
+			"keygen":    cmdKeygen,
+			"appendraw": cmdAppendRaw,
+			"holdlock":  cmdHoldLock,
+		},
+	})
+}
+
+// exits N PROG [ARGS...] runs PROG like exec and requires exit status N.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits N PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		got = ee.ExitCode()
+	case err != nil:
+		ts.Fatalf("%s: %v", args[1], err)
+	}
+	if got != want {
+		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
+}
+
+// jsonfield FILE PATH [WANT] checks that FILE (stdout, stderr or a file) is
+// one JSON document or NDJSON and that the gjson PATH exists (and, given WANT, that
+// its value's text is WANT; objects, arrays and null compare as raw JSON). With !,
+// the path must be missing (or differ from WANT). "..#" and "..N.x" address
+// the lines of NDJSON.
+func cmdJSONField(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 && len(args) != 3 {
+		ts.Fatalf("usage: jsonfield FILE PATH [WANT]")
+	}
+	data := ts.ReadFile(args[0])
+	if !json.Valid([]byte(data)) { // one document, else NDJSON
+		for i, line := range strings.Split(strings.TrimSuffix(data, "\n"), "\n") {
+			if !json.Valid([]byte(line)) {
+				ts.Fatalf("%s line %d is not JSON: %q", args[0], i+1, line)
+			}
+		}
+	}
+	r := gjson.Get(data, args[1])
+	if len(args) == 2 {
+		if r.Exists() == neg {
+			ts.Fatalf("%s: path %s exists=%v", args[0], args[1], r.Exists())
+		}
+		return
+	}
+	if !r.Exists() && !neg {
+		ts.Fatalf("%s: path %s missing", args[0], args[1])
+	}
+	got := r.String()
+	if r.IsObject() || r.IsArray() || r.Type == gjson.Null {
+		got = r.Raw
+	}
+	if (got == args[2]) == neg {
+		ts.Fatalf("%s: %s = %s, want %s%s", args[0], args[1], got, map[bool]string{true: "not ", false: ""}[neg], args[2])
+	}
+}
+
+// jsonvar VAR FILE PATH sets $VAR to the text of the gjson PATH in FILE, so
+// that later lines can compare fields across outputs.
+func cmdJSONVar(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: jsonvar VAR FILE PATH")
+	}
+	data := ts.ReadFile(args[1])
+	r := gjson.Get(data, args[2])
+	if !json.Valid([]byte(data)) && !strings.HasPrefix(args[2], "..") || !r.Exists() {
+		ts.Fatalf("%s: no JSON value at %s", args[1], args[2])
+	}
+	ts.Setenv(args[0], r.String())
+}
+
+// tamper FILE SEQ REGEX REPL replaces the first match of REGEX in line SEQ
+// (0-based, without its newline) of FILE, expanding $1 in REPL; tamper
+// -delete FILE SEQ removes that line.
+func cmdTamper(ts *testscript.TestScript, neg bool, args []string) {
+	del := len(args) == 3 && args[0] == "-delete"
+	if del {
+		args = args[1:]
+	} else if len(args) != 4 {
+		ts.Fatalf("usage: tamper FILE SEQ REGEX REPL | tamper -delete FILE SEQ")
+	}
+	path := ts.MkAbs(args[0])
+	b, err := os.ReadFile(path)
+	ts.Check(err)
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	seq, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	if seq < 0 || seq >= len(lines) {
+		ts.Fatalf("%s has no line %d", args[0], seq)
+	}
+	if del {
+		lines = append(lines[:seq], lines[seq+1:]...)
+	} else {
+		re, err := regexp.Compile(args[2])
+		ts.Check(err)
+		l, nl := bytes.CutSuffix(lines[seq], []byte("\n"))
+		m := re.FindSubmatchIndex(l)
+		if m == nil {
+			ts.Fatalf("line %d of %s does not match %s", seq, args[0], args[2])
+		}
+		edited := re.Expand(append([]byte{}, l[:m[0]]...), []byte(args[3]), l, m)
+		edited = append(edited, l[m[1]:]...)
+		if nl {
+			edited = append(edited, '\n')
+		}
+		lines[seq] = edited
+	}
+	ts.Check(os.WriteFile(path, bytes.Join(lines, nil), 0o644))
+}
+
+// rehash FILE rewrites the ledger FILE as a forger with a script would after
+// editing it: every seq, previous_hash and entry_hash recomputed in
+// canonical JSON, and FILE's stored hashes (.tlog) rebuilt to match. Only a
+// checkpoint kept from before can tell.
+func cmdRehash(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: rehash FILE")
+	}
+	path := ts.MkAbs(args[0])
+	b, err := os.ReadFile(path)
+	ts.Check(err)
+	var out []byte
+	var stored memHashes
+	prev := ""
+	for i, line := range bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) {
+		v, err := jcs.Decode(line)
+		ts.Check(err)
+		e := v.(map[string]any)
+		delete(e, "entry_hash")
+		e["seq"] = json.Number(strconv.Itoa(i))
+		e["previous_hash"] = prev
+		body, err := jcs.Marshal(e)
+		ts.Check(err)
+		leaf := tlog.RecordHash(body)
+		hs, err := tlog.StoredHashesForRecordHash(int64(i), leaf, stored)
+		ts.Check(err)
+		stored = append(stored, hs...)
+		prev = hex.EncodeToString(leaf[:])
+		e["entry_hash"] = prev
+		full, err := jcs.Marshal(e)
+		ts.Check(err)
+		out = append(append(out, full...), '\n')
+	}
+	var tl []byte
+	for _, h := range stored {
+		tl = append(tl, h[:]...)
+	}
+	ts.Check(os.WriteFile(path, out, 0o644))
+	ts.Check(os.WriteFile(strings.TrimSuffix(path, ".jsonl")+".tlog", tl, 0o644))
+}
+
+type memHashes []tlog.Hash
+
+func (m memHashes) ReadHashes(idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	for i, j := range idx {
+		if j < 0 || j >= int64(len(m)) {
+			return nil, fmt.Errorf("stored hash %d not available", j)
+		}
+		out[i] = m[j]
+	}
+	return out, nil
+}
+
+// keygen NAME writes a note signer key to NAME.key (mode 0600) and its
+// verifier key to NAME.pub.
+func cmdKeygen(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: keygen NAME")
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, args[0])
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]+".key"), []byte(skey+"\n"), 0o600))
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]+".pub"), []byte(vkey+"\n"), 0o644))
+}
+
+// appendraw FILE TEXT appends TEXT to FILE as it stands: no newline is added,
+// as a writer that crashed mid-line would leave it. TEXT may hold Go escapes
+// such as \x00 or \n.
+func cmdAppendRaw(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: appendraw FILE TEXT")
+	}
+	text, err := strconv.Unquote(`"` + strings.ReplaceAll(args[1], `"`, `\"`) + `"`)
+	ts.Check(err)
+	f, err := os.OpenFile(ts.MkAbs(args[0]), os.O_WRONLY|os.O_APPEND, 0)
+	ts.Check(err)
+	_, err = f.WriteString(text)
+	ts.Check(errors.Join(err, f.Close()))
+}
+
+type heldLocks struct{}
+
+// holdlock FILE takes the exclusive advisory lock on FILE (a ledger's X.lock)
+// as another writer would, until the script ends; ! holdlock FILE releases it.
+func cmdHoldLock(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: [!] holdlock FILE")
+	}
+	held := ts.Value(heldLocks{}).(map[string]*os.File)
+	path := ts.MkAbs(args[0])
+	if neg {
+		f := held[path]
+		if f == nil {
+			ts.Fatalf("%s is not held", args[0])
+		}
+		delete(held, path)
+		ts.Check(f.Close())
+		return
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	ts.Check(err)
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		ts.Fatalf("locking %s: %v", args[0], err)
+	}
+	held[path] = f
+	ts.Defer(func() { f.Close() })
+}

@@ -63,6 +63,7 @@ const (
 	Bool               // true
 	List               // "a,b" → ["a","b"]
 	JSON               // a JSON value, e.g. --metadata '{"k":1}'
+	Multi              // repeatable: --trust-key a --trust-key b → ["a","b"]
 )
 
 // Flag is a verb's flag; its value goes into the request field Field
@@ -501,19 +502,40 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 	fs.BoolVar(&common.verbose, "v", false, "verbose")
 	values := map[string]*string{}
 	bools := map[string]*bool{}
+	multis := map[string]*[]any{}
 	for _, f := range verb.Flags {
-		if f.Kind == Bool {
+		switch f.Kind {
+		case Bool:
 			bools[f.Name] = fs.Bool(f.Name, false, f.Usage)
-		} else {
+		case Multi:
+			vals := &[]any{}
+			multis[f.Name] = vals
+			fs.Func(f.Name, f.Usage, func(v string) error { *vals = append(*vals, v); return nil })
+		default:
 			values[f.Name] = fs.String(f.Name, "", f.Usage)
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		msg := err.Error()
-		if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
-			msg = "unknown flag " + f
+	// Positional arguments may come before, between or after flags
+	// (cp-pkg stage PKG-X --src dir); "--" ends flag parsing.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			msg := err.Error()
+			if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+				msg = "unknown flag " + f
+			}
+			return nil, common, Usagef("%s %s", verb.Name, msg).WithHint("run %s -h", r.tool.Name)
 		}
-		return nil, common, Usagef("%s %s", verb.Name, msg).WithHint("run %s -h", r.tool.Name)
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -529,6 +551,8 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 		switch f.Kind {
 		case Bool:
 			req[field] = *bools[f.Name]
+		case Multi:
+			req[field] = *multis[f.Name]
 		case String:
 			req[field] = *values[f.Name]
 		case Int:
@@ -553,7 +577,6 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 			req[field] = v
 		}
 	}
-	pos := fs.Args()
 	if len(pos) > len(verb.Args) {
 		return nil, common, Usagef("%s: unexpected argument %q", verb.Name, pos[len(verb.Args)]).WithHint("run %s -h", r.tool.Name)
 	}

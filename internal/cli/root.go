@@ -42,6 +42,15 @@ func (c *Call) Root() (string, error) {
 		WithHint("create one with cp-install bootstrap --root DIR")
 }
 
+// RootArg returns --root as given (or $CONTROL_PLANE), without resolving or
+// searching: for commands such as bootstrap that create the plane.
+func (c *Call) RootArg() string {
+	if c.rootArg != "" {
+		return c.rootArg
+	}
+	return os.Getenv("CONTROL_PLANE")
+}
+
 func isHO3(path string) bool {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -61,17 +60,6 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 		origin: t.PlaneID + "/" + strings.TrimSuffix(filepath.Base(path), ".jsonl")}, nil
 }
 
-// actor is who asks: the OS user while auth is not configured.
-var actor = sync.OnceValue(func() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	if u := os.Getenv("USER"); u != "" {
-		return u
-	}
-	return "uid:" + strconv.Itoa(os.Getuid())
-})
-
 // writers keeps one open ledger per path for the life of a stream.
 var writers = struct {
 	sync.Mutex
@@ -84,7 +72,7 @@ func writer(path string) (*ledger.Ledger, error) {
 	if l, ok := writers.m[path]; ok {
 		return l, nil
 	}
-	l, err := ledger.OpenWriter(path, ledger.Options{Actor: actor()})
+	l, err := ledger.OpenWriter(path, ledger.Options{Actor: cli.Actor()})
 	if err != nil {
 		return nil, err
 	}
@@ -624,7 +612,7 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if t.tier != "" {
 		meta["_tier"] = t.tier
 	}
-	l, err := ledger.OpenWriter(t.path, ledger.Options{Actor: actor()})
+	l, err := ledger.OpenWriter(t.path, ledger.Options{Actor: cli.Actor()})
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

@@ -51,10 +51,14 @@ Examples:
 `
 
 var tool = &cli.Tool{Name: "cp-pkg", Usage: usage, Verbs: []*cli.Verb{
+	// DESIGN.md order: init, init-agent, preflight, stage, sign, keygen,
+	// register-framework, register-spec, check-framework.
+	preflightVerb,
 	{Name: "keygen", Schema: "cp-pkg.keygen.request.json", Run: keygen, Flags: []cli.Flag{
 		{Name: "name", Kind: cli.String, Usage: "key name"},
 		{Name: "out", Kind: cli.String, Usage: "output directory"},
 	}},
+	registerFrameworkVerb, registerSpecVerb, checkFrameworkVerb,
 }}
 
 // Run is cp-pkg's entry point.

@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"os"
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestDecode(t *testing.T) {
@@ -35,9 +36,8 @@ func TestDecode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := Decode([]byte(tt.in))
-			if err != nil || !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("Decode = %#v, %v; want %#v", got, err, tt.want)
-			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
 		})
 	}
 }
@@ -105,10 +105,9 @@ func TestDecodeErrors(t *testing.T) {
 				"Canonicalize": func(b []byte) (any, error) { return Canonicalize(b) },
 			} {
 				v, err := f([]byte(tt.in))
-				e, ok := err.(*Error)
-				if !ok || e.Offset != tt.offset {
-					t.Fatalf("%s(%q) = %v, %#v; want offset %d", name, tt.in, v, err, tt.offset)
-				}
+				var e *Error
+				require.ErrorAs(t, err, &e, "%s(%q) = %v", name, tt.in, v)
+				require.Equal(t, tt.offset, e.Offset, "%s(%q): %v", name, tt.in, err)
 			}
 		})
 	}
@@ -125,8 +124,12 @@ func TestDecodeDepth(t *testing.T) {
 			_, err := Decode(in)
 			_, cerr := Canonicalize(in)
 			kerr := Check(in)
-			if (err == nil) != tt.ok || (cerr == nil) != tt.ok || (kerr == nil) != tt.ok {
-				t.Errorf("depth %d of %s: Decode %v, Canonicalize %v, Check %v", tt.depth, open, err, cerr, kerr)
+			for _, err := range []error{err, cerr, kerr} {
+				if tt.ok {
+					require.NoError(t, err, "depth %d of %s", tt.depth, open)
+				} else {
+					require.Error(t, err, "depth %d of %s", tt.depth, open)
+				}
 			}
 		}
 	}
@@ -150,12 +153,9 @@ func TestCanonicalize(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Canonicalize([]byte(tt.in))
-			if err != nil || string(got) != tt.want {
-				t.Fatalf("Canonicalize = %s, %v\nwant %s", got, err, tt.want)
-			}
-			if err := Check(got); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, string(got))
+			require.NoError(t, Check(got))
 		})
 	}
 }
@@ -173,18 +173,14 @@ func TestCanonicalizeNode(t *testing.T) {
 	for _, name := range files {
 		t.Run(name, func(t *testing.T) {
 			f, err := os.Open(name)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer f.Close()
 			sc := bufio.NewScanner(f)
 			sc.Buffer(nil, 1<<20)
 			n := 0
 			for sc.Scan() {
 				var pair [2]string
-				if err := json.Unmarshal(sc.Bytes(), &pair); err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, json.Unmarshal(sc.Bytes(), &pair))
 				in, want := pair[0], pair[1]
 				got, err := Canonicalize([]byte(in))
 				if err != nil || string(got) != want {
@@ -198,9 +194,8 @@ func TestCanonicalizeNode(t *testing.T) {
 				}
 				n++
 			}
-			if err := sc.Err(); err != nil || n < 100 {
-				t.Fatalf("read %d lines: %v", n, err)
-			}
+			require.NoError(t, sc.Err())
+			require.Greater(t, n, 100)
 		})
 	}
 }

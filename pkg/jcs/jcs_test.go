@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf16"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestMarshal(t *testing.T) {
@@ -40,17 +42,13 @@ func TestMarshal(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Marshal(tt.v)
-			if err != nil || string(got) != tt.want {
-				t.Fatalf("Marshal = %s, %v; want %s", got, err, tt.want)
-			}
-			if err := Check(got); err != nil {
-				t.Fatalf("Check(%s): %v", got, err)
-			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, string(got))
+			require.NoError(t, Check(got))
 			// Append adds to what is there.
 			got, err = Append([]byte("prefix"), tt.v)
-			if err != nil || string(got) != "prefix"+tt.want {
-				t.Fatalf("Append = %s, %v", got, err)
-			}
+			require.NoError(t, err)
+			require.Equal(t, "prefix"+tt.want, string(got))
 		})
 	}
 }
@@ -106,15 +104,12 @@ func TestMarshalErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dst := []byte("keep")
-			got, err := Append(dst, tt.v)
-			e, ok := err.(*Error)
-			if !ok || e.Offset != -1 || e.Reason == "" {
-				t.Fatalf("Append = %s, %#v", got, err)
-			}
-			if string(got) != "keep" {
-				t.Fatalf("Append left %q in dst", got)
-			}
+			got, err := Append([]byte("keep"), tt.v)
+			var e *Error
+			require.ErrorAs(t, err, &e)
+			require.Equal(t, -1, e.Offset)
+			require.NotEmpty(t, e.Reason)
+			require.Equal(t, "keep", string(got), "Append must leave dst as it was")
 		})
 	}
 	// The innermost container counts too, whatever its type.
@@ -125,14 +120,12 @@ func TestMarshalErrors(t *testing.T) {
 				v = []any{v}
 			}
 			got, err := Marshal(v)
-			if (err == nil) != (depth == 1000) {
-				t.Fatalf("%T at depth %d: %v", inner, depth, err)
+			if depth > 1000 {
+				require.Error(t, err, "%T at depth %d", inner, depth)
+				continue
 			}
-			if err == nil {
-				if err := Check(got); err != nil {
-					t.Fatalf("%T at depth %d: Check: %v", inner, depth, err)
-				}
-			}
+			require.NoError(t, err, "%T at depth %d", inner, depth)
+			require.NoError(t, Check(got))
 		}
 	}
 }
@@ -157,12 +150,9 @@ func TestAppendString(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
 			got, err := AppendString([]byte("x"), tt.in)
-			if err != nil || string(got) != "x"+tt.want {
-				t.Fatalf("AppendString(%q) = %s, %v; want %s", tt.in, got, err, tt.want)
-			}
-			if err := Check(got[1:]); err != nil {
-				t.Fatalf("Check(%s): %v", got[1:], err)
-			}
+			require.NoError(t, err)
+			require.Equal(t, "x"+tt.want, string(got))
+			require.NoError(t, Check(got[1:]))
 		})
 	}
 }
@@ -182,12 +172,10 @@ func TestAppendStringInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := AppendString([]byte("x"), tt.in)
-			if e, ok := err.(*Error); !ok || e.Offset != tt.offset {
-				t.Fatalf("AppendString(%q) error %#v, want offset %d", tt.in, err, tt.offset)
-			}
-			if string(got) != "x" {
-				t.Fatalf("AppendString left %q", got)
-			}
+			var e *Error
+			require.ErrorAs(t, err, &e)
+			require.Equal(t, tt.offset, e.Offset)
+			require.Equal(t, "x", string(got), "AppendString must leave dst as it was")
 		})
 	}
 }
@@ -222,12 +210,9 @@ func TestSortUTF16(t *testing.T) {
 			}
 			want.WriteByte('}')
 			got, err := Marshal(m)
-			if err != nil || string(got) != want.String() {
-				t.Fatalf("Marshal = %s, %v\nwant %s", got, err, want.String())
-			}
-			if err := Check(got); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
+			require.Equal(t, want.String(), string(got))
+			require.NoError(t, Check(got))
 		})
 	}
 	// RFC 8785 §3.2.3 in full.
@@ -235,9 +220,9 @@ func TestSortUTF16(t *testing.T) {
 		`"\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}`
 	want := "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u0080\":\"Control\",\"\u00f6\":\"Latin Small Letter O With Diaeresis\"," +
 		"\"\u20ac\":\"Euro Sign\",\"\U0001f600\":\"Emoji: Grinning Face\",\"\ufb33\":\"Hebrew Letter Dalet With Dagesh\"}"
-	if got, err := Canonicalize([]byte(in)); err != nil || string(got) != want {
-		t.Fatalf("Canonicalize = %s, %v\nwant %s", got, err, want)
-	}
+	got, err := Canonicalize([]byte(in))
+	require.NoError(t, err)
+	require.Equal(t, want, string(got))
 }
 
 // TestCompareKeys checks compareKeys against comparing UTF-16 code units
@@ -315,13 +300,17 @@ func TestMarshalCheckRandom(t *testing.T) {
 			return a
 		default:
 			m := map[string]any{}
-			for range r.IntN(20) {
+			n := r.IntN(8)
+			if depth == 0 && r.IntN(4) == 0 {
+				n = 17 + r.IntN(30) // sorted by slices.SortFunc
+			}
+			for range n {
 				m[str()] = value(depth + 1)
 			}
 			return m
 		}
 	}
-	for range 20000 {
+	for range 10000 {
 		v := value(0)
 		out, err := Marshal(v)
 		if err != nil {
@@ -339,6 +328,35 @@ func TestMarshalCheckRandom(t *testing.T) {
 		}
 		if again, err := Marshal(back); err != nil || string(again) != string(out) {
 			t.Fatalf("Marshal(Decode(%s)) = %s, %v", out, again, err)
+		}
+	}
+}
+
+// TestSkipPlain checks the word-at-a-time scan against a byte-at-a-time one:
+// it must never pass a byte that needs a closer look.
+func TestSkipPlain(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	alphabet := []byte{'a', ' ', '~', 0x7f, 0, 0x1f, '"', '\\', 0x80, 0xff, '!', '#', '[', ']'}
+	for range 200000 {
+		s := make([]byte, r.IntN(20))
+		for i := range s {
+			if r.IntN(4) == 0 {
+				s[i] = alphabet[r.IntN(len(alphabet))]
+			} else {
+				s[i] = 'a'
+			}
+		}
+		i := r.IntN(len(s) + 1)
+		want := i
+		for want < len(s) && s[want] < 0x80 && escapes[s[want]] == 0 {
+			want++
+		}
+		got := skipPlain(string(s), i)
+		if got < i || got > want {
+			t.Fatalf("skipPlain(%q, %d) = %d, want %d (or less, but not below %d)", s, i, got, want, i)
+		}
+		if got2 := skipPlain(s, i); got2 != got {
+			t.Fatalf("skipPlain differs for string and []byte")
 		}
 	}
 }

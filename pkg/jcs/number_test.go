@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // TestNumberRFC8785 checks the IEEE-754 → text table of RFC 8785 Appendix B.
@@ -93,18 +95,16 @@ func TestNumberES(t *testing.T) {
 // and that the literal want canonicalizes to itself.
 func checkNumberText(t *testing.T, f float64, want string) {
 	t.Helper()
-	if got, err := Marshal(f); err != nil || string(got) != want {
-		t.Fatalf("Marshal(%v) = %s, %v; want %s", f, got, err, want)
-	}
-	if err := Check([]byte(want)); err != nil {
-		t.Fatalf("Check(%s): %v", want, err)
-	}
-	if got, err := Canonicalize([]byte(want)); err != nil || string(got) != want {
-		t.Fatalf("Canonicalize(%s) = %s, %v", want, got, err)
-	}
-	if back, err := strconv.ParseFloat(want, 64); err != nil || back != f {
-		t.Fatalf("%s does not round-trip to %v", want, f)
-	}
+	got, err := Marshal(f)
+	require.NoError(t, err)
+	require.Equal(t, want, string(got), "Marshal(%v)", f)
+	require.NoError(t, Check(got))
+	got, err = Canonicalize(got)
+	require.NoError(t, err)
+	require.Equal(t, want, string(got))
+	back, err := strconv.ParseFloat(want, 64)
+	require.NoError(t, err)
+	require.True(t, back == f, "%s reads back as %v, want %v", want, back, f) // -0 is written 0
 }
 
 // TestNumberNode checks the committed vectors of testdata/es6numbers.txt,
@@ -119,9 +119,7 @@ func TestNumberNode(t *testing.T) {
 	for _, name := range files {
 		t.Run(name, func(t *testing.T) {
 			f, err := os.Open(name)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer f.Close()
 			sc := bufio.NewScanner(f)
 			n := 0
@@ -144,9 +142,8 @@ func TestNumberNode(t *testing.T) {
 				}
 				n++
 			}
-			if err := sc.Err(); err != nil || n < 1000 {
-				t.Fatalf("read %d lines: %v", n, err)
-			}
+			require.NoError(t, sc.Err())
+			require.Greater(t, n, 1000)
 		})
 	}
 }
@@ -204,16 +201,18 @@ func TestNumberLiteral(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := Canonicalize([]byte(tt.in))
-			if tt.want == "" && err == nil || tt.want != "" && (err != nil || string(got) != tt.want) {
-				t.Errorf("Canonicalize = %s, %v; want %q", got, err, tt.want)
+			got2, err2 := Marshal(json.Number(tt.in))
+			if tt.want == "" {
+				require.Error(t, err, "Canonicalize gave %s", got)
+				require.Error(t, err2, "Marshal gave %s", got2)
+				require.Error(t, Check([]byte(tt.in)))
+				return
 			}
-			got, err = Marshal(json.Number(tt.in))
-			if tt.want == "" && err == nil || tt.want != "" && (err != nil || string(got) != tt.want) {
-				t.Errorf("Marshal(json.Number) = %s, %v; want %q", got, err, tt.want)
-			}
-			if err := Check([]byte(tt.in)); (err == nil) != (tt.in == tt.want) {
-				t.Errorf("Check: %v", err)
-			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, string(got))
+			require.NoError(t, err2)
+			require.Equal(t, tt.want, string(got2))
+			require.Equal(t, tt.in == tt.want, Check([]byte(tt.in)) == nil, "Check(%s)", tt.in)
 		})
 	}
 }
@@ -223,22 +222,17 @@ func TestNumberInvalid(t *testing.T) {
 	for _, in := range []string{"", "-", "+1", "01", "-01", "00", ".5", "1.", "1.e5", "1e", "1e+", "--1",
 		"0x10", "1_000", "Infinity", "NaN", "1.5.5", "١"} {
 		t.Run(in, func(t *testing.T) {
-			if got, err := Marshal(json.Number(in)); err == nil {
-				t.Errorf("Marshal(json.Number) = %s", got)
-			}
-			if got, err := Canonicalize([]byte(in)); err == nil {
-				t.Errorf("Canonicalize = %s", got)
-			}
-			if Check([]byte(in)) == nil {
-				t.Errorf("Check passed")
-			}
+			_, err := Marshal(json.Number(in))
+			require.Error(t, err)
+			_, err = Canonicalize([]byte(in))
+			require.Error(t, err)
+			require.Error(t, Check([]byte(in)))
 		})
 	}
 	// Whitespace is fine around a JSON text, not in a json.Number.
 	for _, in := range []string{"1 ", " 1", "1\n"} {
-		if got, err := Marshal(json.Number(in)); err == nil {
-			t.Errorf("Marshal(json.Number(%q)) = %s", in, got)
-		}
+		_, err := Marshal(json.Number(in))
+		require.Error(t, err, "Marshal(json.Number(%q))", in)
 	}
 }
 
@@ -267,9 +261,12 @@ func TestMarshalIntegers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strconv.Quote(tt.want), func(t *testing.T) {
 			got, err := Marshal(tt.v)
-			if tt.want == "" && err == nil || tt.want != "" && (err != nil || string(got) != tt.want) {
-				t.Errorf("Marshal(%v) = %s, %v; want %q", tt.v, got, err, tt.want)
+			if tt.want == "" {
+				require.Error(t, err, "got %s", got)
+				return
 			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, string(got))
 		})
 	}
 }
@@ -278,9 +275,9 @@ func TestMarshalIntegers(t *testing.T) {
 func TestMarshalNonFinite(t *testing.T) {
 	for _, f := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
 		_, err := Marshal(map[string]any{"x": []any{f}})
-		if e, ok := err.(*Error); !ok || e.Offset != -1 {
-			t.Errorf("Marshal(%v): %v", f, err)
-		}
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		require.Equal(t, -1, e.Offset)
 	}
 }
 

@@ -1,0 +1,81 @@
+package pkgcmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/pkg/gate"
+)
+
+var preflightVerb = &cli.Verb{Name: "preflight", Schema: "cp-pkg.preflight.request.json", Run: preflight, Text: preflightText,
+	Args: []string{"package_id"}, Flags: []cli.Flag{
+		{Name: "src", Kind: cli.String, Usage: "package source tree"},
+		{Name: "archive", Kind: cli.String, Usage: "staged archive"},
+	}}
+
+// preflight runs every check an install would run, short of writing: on a
+// source tree (PKG-ID --src DIR) or a staged archive (--archive A). It
+// writes nothing, not even a ledger entry.
+func preflight(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	src := gate.Source{Dir: req.String("src"), Archive: req.String("archive")}
+	if (src.Dir == "") == (src.Archive == "") {
+		return cli.Outcome{Err: cli.Usagef("preflight needs PKG-ID --src DIR or --archive A")}
+	}
+	rep, err := gate.Preflight(ctx, root, src, gateOptions())
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if id := req.String("package_id"); id != "" && id != rep.PackageID {
+		return cli.Outcome{Err: cli.Invalidf("MANIFEST_INVALID", "the manifest is package %s, not %s", rep.PackageID, id)}
+	}
+	if !rep.Passed {
+		e := cli.Errorf(cli.ExitDenied, "PREFLIGHT_FAILED", "%s %s: %s", rep.PackageID, rep.Version, firstFailure(rep))
+		e.Result = rep
+		return cli.Outcome{Err: e}
+	}
+	return cli.Outcome{Result: rep}
+}
+
+// gateOptions reads the environment switches of the package gates.
+func gateOptions() gate.Options {
+	return gate.Options{AllowUnsigned: os.Getenv("CONTROL_PLANE_ALLOW_UNSIGNED") == "1", VerifyKey: os.Getenv("CONTROL_PLANE_VERIFY_KEY")}
+}
+
+func firstFailure(rep *gate.Report) string {
+	for _, r := range rep.Results {
+		if !r.Passed && len(r.Errors) > 0 {
+			return fmt.Sprintf("%s: %s %s: %s", r.Gate, r.Errors[0].Code, r.Errors[0].Path, r.Errors[0].Message)
+		}
+	}
+	return "a check failed"
+}
+
+// preflightText is the view for people.
+func preflightText(w io.Writer, result any) error {
+	rep, ok := result.(*gate.Report)
+	if !ok {
+		return fmt.Errorf("unexpected result %T", result)
+	}
+	fmt.Fprintf(w, "%s %s (manifest %s)\n", rep.PackageID, rep.Version, rep.ManifestHash)
+	for _, r := range rep.Results {
+		mark := "PASS"
+		if !r.Passed {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s %-9s %s\n", mark, r.Gate, r.Message)
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "       error   %s %s: %s\n", e.Code, e.Path, e.Message)
+		}
+		for _, e := range r.Warnings {
+			fmt.Fprintf(w, "       warning %s %s: %s\n", e.Code, e.Path, e.Message)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,310 @@
+package pkgcmd
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/pkg/framework"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/registry"
+	"github.com/control-plane/cp/pkg/spec"
+)
+
+var (
+	registerFrameworkVerb = &cli.Verb{Name: "register-framework", Schema: "cp-pkg.register-framework.request.json",
+		Run: registerFramework, Args: []string{"framework_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "framework document"}}}
+	registerSpecVerb = &cli.Verb{Name: "register-spec", Schema: "cp-pkg.register-spec.request.json",
+		Run: registerSpec, Args: []string{"spec_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "spec directory"}}}
+	checkFrameworkVerb = &cli.Verb{Name: "check-framework", Schema: "cp-pkg.check-framework.request.json",
+		Run: checkFramework, Args: []string{"framework_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "candidate framework document"}}}
+)
+
+// recorded answers with result and the ledger entry that recorded it.
+func recorded(c *cli.Call, root string, result any, err error, d ledger.Draft) cli.Outcome {
+	e, lerr := plane.Record(context.Background(), root, cli.Actor(), d)
+	if lerr != nil {
+		return cli.Outcome{Err: errors.Join(err, lerr)}
+	}
+	ev := map[string]any{"ledger_entry_id": e.ID, "seq": e.Seq}
+	if err != nil {
+		ce := cli.AsError(err)
+		if ce.Result == nil {
+			ce.Result = result
+		}
+		return cli.Outcome{Err: ce, Evidence: ev}
+	}
+	return cli.Outcome{Result: result, Evidence: ev}
+}
+
+// registerFramework registers a framework document, or a newer version of
+// one whose MUST invariants are all kept.
+func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	id := req.String("framework_id")
+	doc, err := os.ReadFile(req.String("src"))
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	fw, err := framework.Parse(doc)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if fw.ID != id {
+		return cli.Outcome{Err: cli.Invalidf("FRAMEWORK_INVALID", "the document is framework %s, not %s", fw.ID, id)}
+	}
+	path := plane.FrameworkPath(id, fw.Version)
+	sha := plane.SHA256(doc)
+	result := map[string]any{"framework_id": id, "version": fw.Version, "path": path, "sha256": sha, "invariants": len(fw.Invariants), "changed": false}
+	var refusal error
+	err = registry.Update(ctx, root, registry.Frameworks, func(rows []registry.Row) ([]registry.Row, error) {
+		old := find(rows, "framework_id", id)
+		if old != nil {
+			result["previous_version"] = old["version"]
+			if old["sha256"] == sha {
+				return rows, nil // the same document: nothing to do
+			}
+			if manifest.CompareVersions(fw.Version, old["version"]) <= 0 {
+				refusal = cli.Errorf(cli.ExitDenied, "VERSION_NOT_NEWER", "framework %s %s is registered; a changed document needs a higher version than %s", id, old["version"], fw.Version)
+				return nil, refusal
+			}
+			prev, err := registeredFramework(root, old)
+			if err != nil {
+				return nil, err
+			}
+			if removed := framework.Removed(prev, fw); len(removed) > 0 {
+				result["removed"] = removed
+				refusal = cli.Errorf(cli.ExitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q: register it under a new framework id", id, fw.Version, len(removed), old["version"], removed[0])
+				return nil, refusal
+			}
+		}
+		if err := writeRegistered(root, path, doc); err != nil {
+			return nil, err
+		}
+		row := registry.Framework{ID: id, Title: fw.Title, Version: fw.Version, Status: fw.Status, Path: path, SHA256: sha,
+			RegisteredAt: time.Now().UTC(), RegisteredBy: cli.Actor()}.Row()
+		result["changed"] = true
+		return replace(rows, "framework_id", id, row), nil
+	})
+	if refusal != nil {
+		return recorded(c, root, result, refusal, ledger.Draft{EventType: "FRAMEWORK_REGISTRATION_REFUSED", SubmissionID: id,
+			Decision: "DENIED", Reason: refusal.Error(), Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha}})
+	}
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if result["changed"] == false {
+		return cli.Outcome{Result: result}
+	}
+	return recorded(c, root, result, nil, ledger.Draft{EventType: "FRAMEWORK_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
+		Reason: "framework registered", Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha, "path": path}})
+}
+
+// registerSpec registers a spec whose framework is registered and active.
+func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	id := req.String("spec_id")
+	b, isYAML, err := readSpec(req.String("src"))
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	s, err := spec.Parse(b, isYAML)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if s.SpecID != id {
+		return cli.Outcome{Err: cli.Invalidf("SPEC_INVALID", "the manifest is spec %s, not %s", s.SpecID, id)}
+	}
+	path := plane.SpecPath(id, s.Version, isYAML)
+	sha := plane.SHA256(b)
+	result := map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "path": path, "sha256": sha, "assets": s.Assets, "changed": false}
+	var refusal error
+	err = registry.UpdateMany(ctx, root, []registry.Table{registry.Specs, registry.Frameworks}, func(t map[string][]registry.Row) (map[string][]registry.Row, error) {
+		fw := find(t[registry.Frameworks.File], "framework_id", s.FrameworkID)
+		switch {
+		case fw == nil:
+			refusal = cli.Errorf(cli.ExitDenied, "FRAMEWORK_NOT_FOUND", "spec %s answers to framework %s, which is not registered", id, s.FrameworkID)
+		case fw["status"] != registry.StatusActive:
+			refusal = cli.Errorf(cli.ExitDenied, "FRAMEWORK_INACTIVE", "framework %s is %s", s.FrameworkID, fw["status"])
+		}
+		rows := t[registry.Specs.File]
+		if old := find(rows, "spec_id", id); refusal == nil && old != nil {
+			result["previous_version"] = old["version"]
+			if old["sha256"] == sha {
+				return map[string][]registry.Row{}, nil
+			}
+			if manifest.CompareVersions(s.Version, old["version"]) <= 0 {
+				refusal = cli.Errorf(cli.ExitDenied, "VERSION_NOT_NEWER", "spec %s %s is registered; a changed manifest needs a higher version than %s", id, old["version"], s.Version)
+			}
+		}
+		if refusal != nil {
+			return nil, refusal
+		}
+		if err := writeRegistered(root, path, b); err != nil {
+			return nil, err
+		}
+		row := registry.Spec{ID: id, FrameworkID: s.FrameworkID, Title: s.Title, Version: s.Version, Status: s.Status, Path: path,
+			SHA256: sha, RegisteredAt: time.Now().UTC(), RegisteredBy: cli.Actor()}.Row()
+		result["changed"] = true
+		return map[string][]registry.Row{registry.Specs.File: replace(rows, "spec_id", id, row)}, nil
+	})
+	if refusal != nil {
+		return recorded(c, root, result, refusal, ledger.Draft{EventType: "SPEC_REGISTRATION_REFUSED", SubmissionID: id,
+			Decision: "DENIED", Reason: refusal.Error(), Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version}})
+	}
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if result["changed"] == false {
+		return cli.Outcome{Result: result}
+	}
+	return recorded(c, root, result, nil, ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
+		Reason: "spec registered", Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "sha256": sha, "path": path}})
+}
+
+// checkFramework compares a candidate framework document with the
+// registered one: a MUST invariant removed is a breaking change (exit 1).
+func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	id := req.String("framework_id")
+	doc, err := os.ReadFile(req.String("src"))
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	next, err := framework.Parse(doc)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	rows, err := registry.Read(root, registry.Frameworks)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	old := find(rows, "framework_id", id)
+	if old == nil {
+		return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, "FRAMEWORK_NOT_FOUND", "framework %s is not registered", id)}
+	}
+	prev, err := registeredFramework(root, old)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	removed := framework.Removed(prev, next)
+	added := framework.Removed(next, prev)
+	result := map[string]any{"framework_id": id, "registered_version": old["version"], "candidate_version": next.Version,
+		"breaking": len(removed) > 0, "removed": nonNil(removed), "added": nonNil(added)}
+	decision, reason := "COMPATIBLE", "every MUST invariant is kept"
+	var verdict error
+	if len(removed) > 0 {
+		decision, reason = "BREAKING", "MUST invariants removed"
+		verdict = cli.Errorf(cli.ExitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q", id, next.Version, len(removed), old["version"], removed[0])
+	}
+	return recorded(c, root, result, verdict, ledger.Draft{EventType: "FRAMEWORK_CHECKED", SubmissionID: id, Decision: decision,
+		Reason: reason, Metadata: map[string]any{"framework_id": id, "registered_version": old["version"], "candidate_version": next.Version, "removed": anySlice(removed)}})
+}
+
+// registeredFramework reads a registered framework, checking its bytes are
+// the registered ones.
+func registeredFramework(root string, row registry.Row) (*framework.Framework, error) {
+	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
+	if err != nil {
+		return nil, err
+	}
+	if got := plane.SHA256(b); got != row["sha256"] {
+		return nil, cli.Errorf(cli.ExitDenied, "HASH_MISMATCH", "%s changed since it was registered (%s, registered %s)", row["path"], got, row["sha256"])
+	}
+	return framework.Parse(b)
+}
+
+// readSpec reads DIR/manifest.json or DIR/manifest.yaml (exactly one).
+func readSpec(dir string) ([]byte, bool, error) {
+	j, jerr := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	y, yerr := os.ReadFile(filepath.Join(dir, "manifest.yaml"))
+	switch {
+	case jerr == nil && yerr == nil:
+		return nil, false, cli.Invalidf("SPEC_INVALID", "%s holds both manifest.json and manifest.yaml", dir)
+	case jerr == nil:
+		return j, false, nil
+	case yerr == nil:
+		return y, true, nil
+	case errors.Is(jerr, fs.ErrNotExist) && errors.Is(yerr, fs.ErrNotExist):
+		return nil, false, cli.Invalidf("SPEC_INVALID", "%s holds no manifest.json or manifest.yaml", dir)
+	}
+	return nil, false, errors.Join(jerr, yerr)
+}
+
+// writeRegistered stores a registered document, read-only. An existing file
+// must hold the same bytes: registered versions never change.
+func writeRegistered(root, rel string, b []byte) error {
+	path := filepath.Join(root, filepath.FromSlash(rel))
+	if old, err := os.ReadFile(path); err == nil {
+		if string(old) != string(b) {
+			return cli.Errorf(cli.ExitDenied, "VERSION_EXISTS", "%s already holds a different document of this version", rel)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o444); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		return err
+	}
+	serr := f.Sync()
+	f.Close()
+	if serr != nil {
+		return serr
+	}
+	return os.Rename(tmp, path)
+}
+
+func find(rows []registry.Row, key, val string) registry.Row {
+	for _, r := range rows {
+		if r[key] == val {
+			return r
+		}
+	}
+	return nil
+}
+
+func replace(rows []registry.Row, key, val string, row registry.Row) []registry.Row {
+	out := make([]registry.Row, 0, len(rows)+1)
+	for _, r := range rows {
+		if r[key] != val {
+			out = append(out, r)
+		}
+	}
+	return append(out, row)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func anySlice(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}

@@ -1,0 +1,378 @@
+package gate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/control-plane/cp/pkg/archive"
+	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/pkgsig"
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/registry"
+	"github.com/control-plane/cp/pkg/spec"
+)
+
+// SourceError is a package source tree that cannot be read safely (a
+// symlink or special file). Its code is SOURCE_UNSAFE (exit 3).
+type SourceError struct{ Path, Msg string }
+
+func (e *SourceError) Error() string { return e.Path + ": " + e.Msg }
+
+// Code returns SOURCE_UNSAFE.
+func (e *SourceError) Code() string { return "SOURCE_UNSAFE" }
+
+// ExitCode returns 3.
+func (e *SourceError) ExitCode() int { return 3 }
+
+// file is what a source holds at one path.
+type file struct {
+	sha  string
+	size int64
+}
+
+func preflight(ctx context.Context, root string, src Source, opts Options) (*Report, error) {
+	var raw []byte
+	var files map[string]file
+	var sig []byte
+	var archiveHash string
+	var err error
+	switch {
+	case src.Archive != "":
+		raw, files, archiveHash, err = readArchive(src.Archive)
+		if err != nil {
+			return nil, err
+		}
+		sig, err = os.ReadFile(src.Archive + ".sig")
+		if errors.Is(err, fs.ErrNotExist) {
+			sig, err = nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	case src.Dir != "":
+		raw, files, err = ReadTree(src.Dir)
+		if err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errors.New("gate: preflight needs a source dir or an archive")
+	}
+	m, err := manifest.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	mhash, err := m.Hash()
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: archiveHash}
+	g0a, err := G0A(root, m, files)
+	if err != nil {
+		return nil, err
+	}
+	g1, err := G1(root, m)
+	if err != nil {
+		return nil, err
+	}
+	own, err := Ownership(root, m)
+	if err != nil {
+		return nil, err
+	}
+	g5, err := G5(root, m, mhash, archiveHash, sig, src.Archive != "", opts)
+	if err != nil {
+		return nil, err
+	}
+	rep.Results = []Result{*g0a, *g1, *own, *g5}
+	rep.Passed = true
+	for _, r := range rep.Results {
+		rep.Passed = rep.Passed && r.Passed
+	}
+	return rep, nil
+}
+
+// readArchive scans a package archive with the extraction rules (writing
+// nothing) and returns its manifest bytes, its files and its hash.
+func readArchive(path string) ([]byte, map[string]file, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer f.Close()
+	c, err := archive.Scan(f, archive.DefaultLimits())
+	if err != nil {
+		return nil, nil, "", err
+	}
+	files := map[string]file{}
+	for _, cf := range c.Files {
+		if cf.Path != archive.ManifestName {
+			files[cf.Path] = file{sha: "sha256:" + cf.SHA256, size: cf.Size}
+		}
+	}
+	return c.Manifest, files, "sha256:" + c.ArchiveSHA256, nil
+}
+
+// ReadTree reads a package source tree: its manifest.json and the hash and
+// size of every other regular file (slash paths). A symlink or special file
+// anywhere is SOURCE_UNSAFE: the tree must be what the archive will be.
+func ReadTree(dir string) ([]byte, map[string]file, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, manifest.FileName))
+	if err != nil {
+		return nil, nil, err
+	}
+	files := map[string]file{}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		switch {
+		case d.IsDir():
+			return nil
+		case !d.Type().IsRegular():
+			return &SourceError{Path: rel, Msg: "not a regular file (symlinks and special files are refused)"}
+		case rel == manifest.FileName:
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		n, err := io.Copy(h, f)
+		if err != nil {
+			return err
+		}
+		files[rel] = file{sha: "sha256:" + hex.EncodeToString(h.Sum(nil)), size: n}
+		return nil
+	})
+	return raw, files, err
+}
+
+// GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
+// malformed is an error: the gates fail closed.
+func GovernedRoots(root string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(root, "config", "governed_roots.json"))
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	var c plane.GovernedRootsConfig
+	if err := dec.Decode(&c); err != nil || len(c.GovernedRoots) == 0 {
+		return nil, &SourceError{Path: "config/governed_roots.json", Msg: "malformed or empty governed_roots"}
+	}
+	return c.GovernedRoots, nil
+}
+
+func under(p string, dirs []string) bool {
+	for _, d := range dirs {
+		d = strings.TrimSuffix(d, "/")
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// G0A checks the package declaration: every file declared, every declared
+// file present with its size and hash, every path safe: not a reserved plane
+// path and under a governed root.
+func G0A(root string, m *manifest.Manifest, files map[string]file) (*Result, error) {
+	r := newResult("G0A")
+	roots, err := GovernedRoots(root)
+	if err != nil {
+		return nil, err
+	}
+	declared := map[string]bool{}
+	for _, a := range m.Assets {
+		declared[a.Path] = true
+		switch {
+		case under(a.Path, plane.Reserved):
+			r.fail("RESERVED_TARGET", a.Path, "packages may never write %s", a.Path)
+		case !under(a.Path, roots):
+			r.fail("NOT_GOVERNED", a.Path, "%s is outside the governed roots %v", a.Path, roots)
+		}
+		f, ok := files[a.Path]
+		switch {
+		case !ok:
+			r.fail("MISSING", a.Path, "declared but not in the package")
+		case f.size != a.Size:
+			r.fail("SIZE_MISMATCH", a.Path, "declared %d bytes, holds %d", a.Size, f.size)
+		case f.sha != a.SHA256:
+			r.fail("HASH_MISMATCH", a.Path, "declared %s, holds %s", a.SHA256, f.sha)
+		}
+	}
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		if !declared[p] {
+			r.fail("UNDECLARED", p, "in the package but not declared in manifest.json")
+		}
+	}
+	r.Details["assets"] = len(m.Assets)
+	return r.done("every file declared, present, and matching its size and hash"), nil
+}
+
+// G1 checks the framework/spec chain: the spec registered and active, its
+// framework registered and active and the package's, every asset inside the
+// spec's declared assets, and every dependency installed at an allowed
+// version.
+func G1(root string, m *manifest.Manifest) (*Result, error) {
+	r := newResult("G1")
+	specs, err := registry.Read(root, registry.Specs)
+	if err != nil {
+		return nil, err
+	}
+	fws, err := registry.Read(root, registry.Frameworks)
+	if err != nil {
+		return nil, err
+	}
+	row := find(specs, "spec_id", m.SpecID)
+	if row == nil {
+		r.fail("SPEC_NOT_FOUND", m.SpecID, "spec %s is not registered", m.SpecID)
+		return r.done(""), nil
+	}
+	if row["status"] != registry.StatusActive {
+		r.fail("SPEC_INACTIVE", m.SpecID, "spec %s is %s", m.SpecID, row["status"])
+	}
+	if row["framework_id"] != m.FrameworkID {
+		r.fail("FRAMEWORK_MISMATCH", m.SpecID, "spec %s answers to %s, the package names %s", m.SpecID, row["framework_id"], m.FrameworkID)
+	}
+	fw := find(fws, "framework_id", row["framework_id"])
+	switch {
+	case fw == nil:
+		r.fail("FRAMEWORK_NOT_FOUND", row["framework_id"], "framework %s is not registered", row["framework_id"])
+	case fw["status"] != registry.StatusActive:
+		r.fail("FRAMEWORK_INACTIVE", row["framework_id"], "framework %s is %s", row["framework_id"], fw["status"])
+	}
+	s, err := registeredSpec(root, row)
+	if err != nil {
+		r.fail("SPEC_INVALID", row["path"], "%v", err)
+		return r.done(""), nil
+	}
+	for _, a := range m.Assets {
+		if !s.Covers(a.Path) {
+			r.fail("ASSET_NOT_IN_SPEC", a.Path, "not inside spec %s's assets %v", s.SpecID, s.Assets)
+		}
+	}
+	pkgs, err := registry.Read(root, registry.Packages)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range m.Dependencies {
+		dep, err := manifest.ParseDependency(d)
+		if err != nil {
+			r.fail("DEPENDENCY_INVALID", d, "%v", err)
+			continue
+		}
+		p := find(pkgs, "package_id", dep.PackageID)
+		switch {
+		case p == nil || p["status"] != registry.StatusInstalled:
+			r.fail("DEPENDENCY_MISSING", dep.PackageID, "dependency %s is not installed", dep.PackageID)
+		case !dep.Allows(p["version"]):
+			r.fail("DEPENDENCY_VERSION", dep.PackageID, "%s %s is installed; %s requires %s", dep.PackageID, p["version"], m.PackageID, d)
+		}
+	}
+	r.Details["spec_id"], r.Details["framework_id"] = m.SpecID, m.FrameworkID
+	return r.done("spec and framework registered and active; assets within the spec; dependencies installed"), nil
+}
+
+// registeredSpec reads a registered spec and checks it is the registered
+// bytes.
+func registeredSpec(root string, row registry.Row) (*spec.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
+	if err != nil {
+		return nil, err
+	}
+	if got := plane.SHA256(b); got != row["sha256"] {
+		return nil, errors.New("the registered spec file changed since registration (hash " + got + ")")
+	}
+	return spec.Parse(b, strings.HasSuffix(row["path"], ".yaml"))
+}
+
+// Ownership checks that no file the package declares is owned by another
+// installed package.
+func Ownership(root string, m *manifest.Manifest) (*Result, error) {
+	r := newResult("OWNERSHIP")
+	owners, err := registry.Read(root, registry.Ownership)
+	if err != nil {
+		return nil, err
+	}
+	byPath := map[string]string{}
+	for _, o := range owners {
+		byPath[o["path"]] = o["package_id"]
+	}
+	for _, a := range m.Assets {
+		if o, ok := byPath[a.Path]; ok && o != m.PackageID {
+			r.fail("OWNERSHIP_CONFLICT", a.Path, "owned by %s; %s declares it too", o, m.PackageID)
+		}
+	}
+	return r.done("no declared file is owned by another package"), nil
+}
+
+// G5 checks the archive's signature against the plane's trusted keys (and
+// CONTROL_PLANE_VERIFY_KEY). A missing signature fails unless unsigned
+// packages are allowed, and then passes as a recorded waiver; an invalid or
+// untrusted one always fails. A source tree has nothing to sign yet: G5 says
+// it does not apply, rather than passing silently.
+func G5(root string, m *manifest.Manifest, mhash, archiveHash string, sig []byte, isArchive bool, opts Options) (*Result, error) {
+	r := newResult("G5")
+	if !isArchive {
+		r.Message = "not applicable: a source tree has no archive to sign yet (stage, sign, then preflight --archive)"
+		r.Details["applicable"] = false
+		return r.done(""), nil
+	}
+	r.Details["applicable"] = true
+	trusted, err := pkgsig.LoadTrusted(root)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposePackage, opts.VerifyKey)
+	if err != nil {
+		return nil, err
+	}
+	stmt := pkgsig.Statement{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveHash: archiveHash}
+	res, err := pkgsig.Check(sig, stmt, vs, opts.AllowUnsigned)
+	if err != nil {
+		var se *pkgsig.Error
+		if errors.As(err, &se) {
+			r.fail(se.Code(), m.PackageID, "%s", se.Error())
+			return r.done(""), nil
+		}
+		return nil, err
+	}
+	if res.Waived {
+		r.warn("SIGNATURE_WAIVED", m.PackageID, "%s", res.Waiver.Reason)
+		r.Details["waived"] = true
+		r.Message = "waived: unsigned package allowed by CONTROL_PLANE_ALLOW_UNSIGNED=1 (a weakened control, recorded)"
+		return r.done(""), nil
+	}
+	r.Details["signed_by"] = res.KeyName
+	return r.done("signed by trusted key " + res.KeyName), nil
+}
+
+func find(rows []registry.Row, key, val string) registry.Row {
+	for _, r := range rows {
+		if r[key] == val {
+			return r
+		}
+	}
+	return nil
+}

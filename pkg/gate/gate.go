@@ -1,0 +1,52 @@
+// Package gate runs Control Plane's gates (DESIGN.md §7) and reports them
+// in one shape. This part holds the package gates that preflight and install
+// run before anything is written: the manifest and archive checks, G0A
+// (declaration), G1 (framework/spec chain), ownership and G5 (signature).
+//
+// A gate's result is never a silent pass: a gate that cannot judge its
+// input (G5 on a source tree that has no archive yet) says so in Message
+// and Details["applicable"] = false.
+package gate
+
+// Finding is one error or warning of a gate: a stable code and the path or
+// id it concerns.
+type Finding struct {
+	Code    string `json:"code"`
+	Path    string `json:"path"`
+	Message string `json:"message"`
+}
+
+// Result is one gate's outcome.
+type Result struct {
+	Gate     string         `json:"gate"`
+	Passed   bool           `json:"passed"`
+	Message  string         `json:"message"`
+	Errors   []Finding      `json:"errors"`
+	Warnings []Finding      `json:"warnings"`
+	Details  map[string]any `json:"details,omitempty"`
+}
+
+func newResult(gate string) *Result {
+	return &Result{Gate: gate, Errors: []Finding{}, Warnings: []Finding{}, Details: map[string]any{}}
+}
+
+func (r *Result) fail(code, path, format string, args ...any) {
+	r.Errors = append(r.Errors, Finding{Code: code, Path: path, Message: sprintf(format, args...)})
+}
+
+func (r *Result) warn(code, path, format string, args ...any) {
+	r.Warnings = append(r.Warnings, Finding{Code: code, Path: path, Message: sprintf(format, args...)})
+}
+
+// done sets Passed and a summary message.
+func (r *Result) done(ok string) *Result {
+	r.Passed = len(r.Errors) == 0
+	if r.Passed {
+		if r.Message == "" {
+			r.Message = ok
+		}
+	} else {
+		r.Message = sprintf("%d error(s); first: %s: %s", len(r.Errors), r.Errors[0].Code, r.Errors[0].Message)
+	}
+	return r
+}

@@ -1,0 +1,45 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+)
+
+var sprintf = fmt.Sprintf
+
+// Source is what preflight examines: a package source tree (Dir, whose
+// manifest.json is at its root) or a staged archive (Archive, with its
+// signature at Archive+".sig").
+type Source struct {
+	Dir     string
+	Archive string
+}
+
+// Options configure Preflight.
+type Options struct {
+	// AllowUnsigned turns a missing signature into a recorded waiver
+	// (CONTROL_PLANE_ALLOW_UNSIGNED=1); it never excuses an invalid one.
+	AllowUnsigned bool
+	// VerifyKey is CONTROL_PLANE_VERIFY_KEY: one more trusted key.
+	VerifyKey string
+}
+
+// Report is a preflight's outcome: every check an install would run short
+// of writing.
+type Report struct {
+	Passed        bool     `json:"passed"`
+	PackageID     string   `json:"package_id"`
+	Version       string   `json:"version"`
+	ManifestHash  string   `json:"manifest_hash"`
+	ArchiveSHA256 string   `json:"archive_sha256,omitempty"`
+	Results       []Result `json:"results"`
+}
+
+// Preflight runs the package gates against the plane at root without
+// writing anything anywhere: archive safety and the manifest (errors with
+// codes ARCHIVE_UNSAFE and MANIFEST_INVALID, exit 3, returned as err), then
+// G0A, G1, OWNERSHIP and G5 as Results. It is what cp-pkg preflight and
+// stage run, and what cp-install install runs first.
+func Preflight(ctx context.Context, root string, src Source, opts Options) (*Report, error) {
+	return preflight(ctx, root, src, opts)
+}

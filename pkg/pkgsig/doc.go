@@ -1,0 +1,70 @@
+// Package pkgsig signs and verifies package archives (gate G5, DESIGN.md §6).
+//
+// # Signature file
+//
+// A package archive A.tar.gz is signed by A.tar.gz.sig, a C2SP signed note
+// (golang.org/x/mod/sumdb/note, Ed25519 keys) whose text is exactly five
+// lines, each ending in a newline:
+//
+//	control-plane/package/v1
+//	PKG-DEMO-001
+//	1.2.0
+//	sha256:<64 hex: the manifest hash, see pkg/manifest>
+//	sha256:<64 hex: SHA-256 of the archive file's bytes>
+//
+// followed by the note's blank line and signature lines ("— name base64").
+// The first line states the purpose: a note whose first line is anything
+// else (a ledger checkpoint, whose first line is its origin, or a later
+// package format) never verifies as a package signature, even when a
+// trusted key made it. The statement binds both hashes, so a signature
+// follows neither a rebuilt archive of the same manifest nor a re-signed
+// manifest in the same archive bytes. Version lines are compared as
+// strings: 1.2.0 is not 1.2.0-rc.1.
+//
+// Verify reports every failure as an *Error with exit code 1 and one of
+// three codes:
+//
+//	SIGNATURE_MISSING  no signature bytes (no .sig file, or an empty one)
+//	SIGNATURE_INVALID  not a signed note; a first line other than
+//	                   control-plane/package/v1; not five lines; a
+//	                   statement for another package, version, manifest
+//	                   hash or archive hash; or a signature by a trusted key
+//	                   that does not verify
+//	KEY_UNTRUSTED      a well-formed statement for this package whose only
+//	                   signatures are by keys not trusted for packages
+//
+// CONTROL_PLANE_ALLOW_UNSIGNED=1 (Check's allowUnsigned) turns
+// SIGNATURE_MISSING, and nothing else, into a waiver that the caller
+// records in the ledger as a weakened control: a present but bad or
+// untrusted signature is never waived.
+//
+// # Trusted keys
+//
+// The keys that may sign packages are listed in
+// <root>/config/trusted_keys.json, described by
+// schemas/trusted_keys.schema.json:
+//
+//	{"keys": [
+//	  {"name": "ops", "key": "ops+1a2b3c4d+AQ…", "purposes": ["package", "checkpoint"],
+//	   "added_at": "2025-01-31T12:00:00Z"}
+//	]}
+//
+// name must equal the key's own name (the text before its first "+"),
+// which is what signature lines carry; key is a note verifier key;
+// purposes is a non-empty set of package, checkpoint and work_order: a key
+// verifies only what it is listed for; added_at, optional, is an RFC 3339
+// time. Unknown members are refused, as is a key (name and key hash) or a
+// purpose listed twice; two keys may share a name (during a rotation). A
+// missing file trusts no key; a file that cannot be read or parsed is an
+// error, never an empty list. CONTROL_PLANE_VERIFY_KEY (a key or the path
+// of a file holding one, see pkg/keys) adds one key trusted for every
+// purpose.
+//
+// # Compatibility
+//
+// The first line of the statement versions the signature format; a new
+// format gets a new first line (control-plane/package/v2), which this
+// version refuses. trusted_keys.json refuses unknown members and
+// purposes, so a file written for a later version fails closed here
+// rather than being half understood.
+package pkgsig

@@ -1,0 +1,189 @@
+package pkgsig
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/control-plane/cp/pkg/jcs"
+	"github.com/control-plane/cp/pkg/keys"
+	"github.com/control-plane/cp/pkg/schema"
+	"github.com/control-plane/cp/schemas"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// TrustedKeysFile is the trusted-keys file's path below a plane root.
+const TrustedKeysFile = "config/trusted_keys.json"
+
+// TrustedKeysSchema is the embedded schema of the trusted-keys file.
+const TrustedKeysSchema = "trusted_keys.schema.json"
+
+// Purposes a trusted key may be listed for.
+const (
+	PurposePackage    = "package"    // package signatures (G5)
+	PurposeCheckpoint = "checkpoint" // signed ledger checkpoints
+	PurposeWorkOrder  = "work_order" // work-order approvals (G2)
+)
+
+var purposes = []string{PurposePackage, PurposeCheckpoint, PurposeWorkOrder}
+
+// TrustedKey is one entry of the trusted-keys file.
+type TrustedKey struct {
+	Name     string   `json:"name"`
+	Key      string   `json:"key"` // note verifier key: name+hash+base64
+	Purposes []string `json:"purposes"`
+	AddedAt  string   `json:"added_at,omitempty"` // RFC 3339
+}
+
+// TrustError is a trusted-keys file that cannot be used. Its Code is
+// TRUSTED_KEYS_INVALID.
+type TrustError struct {
+	File   string // the file, when the error is about one
+	Path   string // JSON pointer into it; "" for the whole document
+	Reason string
+}
+
+func (e *TrustError) Error() string {
+	s := "trusted keys"
+	if e.File != "" {
+		s += " " + e.File
+	}
+	if e.Path != "" {
+		s += ": " + e.Path
+	}
+	return s + ": " + e.Reason
+}
+
+// Code returns TRUSTED_KEYS_INVALID.
+func (e *TrustError) Code() string { return "TRUSTED_KEYS_INVALID" }
+
+// ExitCode returns 3: the file is invalid input.
+func (e *TrustError) ExitCode() int { return 3 }
+
+var trustSchema = sync.OnceValues(func() (*schema.Schema, error) {
+	return schema.NewCompiler(schemas.FS, schemas.BaseURL).Compile(TrustedKeysSchema)
+})
+
+// LoadTrusted reads <root>/config/trusted_keys.json. A missing file yields
+// no keys; a file that cannot be read or is not valid (see the package
+// comment) is an error, so that a damaged file never silently trusts
+// nothing or something else. Format errors are *TrustError.
+func LoadTrusted(root string) ([]TrustedKey, error) {
+	file := filepath.Join(root, filepath.FromSlash(TrustedKeysFile))
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ks, err := parseTrusted(b)
+	if err != nil {
+		var te *TrustError
+		if errors.As(err, &te) {
+			te.File = file
+		}
+		return nil, err
+	}
+	return ks, nil
+}
+
+// parseTrusted parses the trusted-keys file strictly.
+func parseTrusted(b []byte) ([]TrustedKey, error) {
+	v, err := jcs.Decode(b)
+	if err != nil {
+		return nil, &TrustError{Reason: fmt.Sprintf("not valid JSON: %v", err)}
+	}
+	s, err := trustSchema()
+	if err != nil {
+		return nil, fmt.Errorf("pkgsig: compiling %s: %w", TrustedKeysSchema, err)
+	}
+	if ps := s.Validate(v); len(ps) > 0 {
+		p := slices.MinFunc(ps, func(a, b schema.Problem) int {
+			return cmp.Or(strings.Compare(a.Path, b.Path), strings.Compare(a.Message, b.Message))
+		})
+		return nil, &TrustError{Path: p.Path, Reason: p.Message}
+	}
+	type nameHash struct {
+		name string
+		hash uint32
+	}
+	seen := map[nameHash]int{}
+	var out []TrustedKey
+	for i, x := range v.(map[string]any)["keys"].([]any) {
+		o := x.(map[string]any)
+		at := func(field string) string { return fmt.Sprintf("/keys/%d/%s", i, field) }
+		k := TrustedKey{Name: o["name"].(string), Key: o["key"].(string)}
+		if t, ok := o["added_at"]; ok {
+			k.AddedAt = t.(string)
+			if _, err := time.Parse(time.RFC3339, k.AddedAt); err != nil {
+				return nil, &TrustError{Path: at("added_at"), Reason: fmt.Sprintf("%q is not an RFC 3339 time", k.AddedAt)}
+			}
+		}
+		for j, p := range o["purposes"].([]any) {
+			if slices.Contains(k.Purposes, p.(string)) {
+				return nil, &TrustError{Path: fmt.Sprintf("%s/%d", at("purposes"), j), Reason: fmt.Sprintf("purpose %q listed twice", p)}
+			}
+			k.Purposes = append(k.Purposes, p.(string))
+		}
+		ver, err := note.NewVerifier(k.Key)
+		if err != nil {
+			return nil, &TrustError{Path: at("key"), Reason: fmt.Sprintf("not a note verifier key: %v", err)}
+		}
+		if ver.Name() != k.Name {
+			return nil, &TrustError{Path: at("name"), Reason: fmt.Sprintf("%q differs from the key's own name %q", k.Name, ver.Name())}
+		}
+		id := nameHash{ver.Name(), ver.KeyHash()}
+		if j, ok := seen[id]; ok {
+			return nil, &TrustError{Path: at("key"), Reason: fmt.Sprintf("key %s+%08x is also /keys/%d", id.name, id.hash, j)}
+		}
+		seen[id] = i
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// Verifiers returns the keys trusted for purpose: those of trusted listed
+// for it, and envKey (CONTROL_PLANE_VERIFY_KEY: a key or a path, loaded
+// with pkg/keys; "" for none) whatever the purpose. When two keys have the
+// same name and key hash, the first is used. A key that does not load is
+// an error: trust is never quietly narrowed or widened.
+func Verifiers(trusted []TrustedKey, purpose string, envKey string) (note.Verifiers, error) {
+	if !slices.Contains(purposes, purpose) {
+		return nil, fmt.Errorf("pkgsig: unknown key purpose %q", purpose)
+	}
+	var list []note.Verifier
+	seen := map[string]bool{}
+	add := func(v note.Verifier) {
+		id := fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash())
+		if !seen[id] {
+			seen[id] = true
+			list = append(list, v)
+		}
+	}
+	for i, k := range trusted {
+		if !slices.Contains(k.Purposes, purpose) {
+			continue
+		}
+		v, err := note.NewVerifier(k.Key)
+		if err != nil {
+			return nil, &TrustError{Path: fmt.Sprintf("/keys/%d/key", i), Reason: fmt.Sprintf("not a note verifier key: %v", err)}
+		}
+		add(v)
+	}
+	if envKey != "" {
+		v, err := keys.Verifier(envKey)
+		if err != nil {
+			return nil, err
+		}
+		add(v)
+	}
+	return note.VerifierList(list...), nil
+}

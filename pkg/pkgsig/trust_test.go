@@ -1,0 +1,222 @@
+package pkgsig
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/control-plane/cp/pkg/jcs"
+	"github.com/control-plane/cp/pkg/keys"
+	"github.com/control-plane/cp/schemas"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/stretchr/testify/require"
+)
+
+const trustedFile = `{"keys": [
+  {"name": "ops", "key": "` + opsVerifier + `", "purposes": ["package", "checkpoint"], "added_at": "2025-01-31T12:00:00Z"},
+  {"name": "ops", "key": "` + opsOldVerifier + `", "purposes": ["checkpoint"]},
+  {"name": "rogue", "key": "` + rogueVerifier + `", "purposes": ["work_order"], "added_at": "2025-01-31T12:00:00.5+01:00"}
+]}
+`
+
+func writeTrusted(t *testing.T, body string) string {
+	t.Helper()
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "config"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "config", "trusted_keys.json"), []byte(body), 0o644))
+	return root
+}
+
+func TestLoadTrusted(t *testing.T) {
+	ks, err := LoadTrusted(writeTrusted(t, trustedFile))
+	require.NoError(t, err)
+	require.Equal(t, []TrustedKey{
+		{Name: "ops", Key: opsVerifier, Purposes: []string{"package", "checkpoint"}, AddedAt: "2025-01-31T12:00:00Z"},
+		{Name: "ops", Key: opsOldVerifier, Purposes: []string{"checkpoint"}},
+		{Name: "rogue", Key: rogueVerifier, Purposes: []string{"work_order"}, AddedAt: "2025-01-31T12:00:00.5+01:00"},
+	}, ks)
+
+	ks, err = LoadTrusted(writeTrusted(t, `{"keys":[]}`))
+	require.NoError(t, err)
+	require.Empty(t, ks)
+}
+
+func TestLoadTrustedMissing(t *testing.T) {
+	root := t.TempDir()
+	ks, err := LoadTrusted(root) // no config directory
+	require.NoError(t, err)
+	require.Empty(t, ks)
+	require.NoError(t, os.Mkdir(filepath.Join(root, "config"), 0o755))
+	ks, err = LoadTrusted(root) // no file
+	require.NoError(t, err)
+	require.Empty(t, ks)
+}
+
+func TestLoadTrustedUnreadable(t *testing.T) {
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "config", "trusted_keys.json"), 0o755))
+	_, err := LoadTrusted(root)
+	require.Error(t, err, "a directory in place of the file")
+
+	file := filepath.Join(t.TempDir(), "config")
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	_, err = LoadTrusted(filepath.Dir(file))
+	require.Error(t, err, "config is a file")
+}
+
+// trustRefusals lists trusted-keys files that must be refused, with the
+// JSON pointer and a fragment of the reason.
+var trustRefusals = []struct {
+	name, doc, path, reason string
+}{
+	{"empty", ``, "", "not valid JSON"},
+	{"truncated", trustedFile[:40], "", "not valid JSON"},
+	{"duplicate member", `{"keys":[],"keys":[]}`, "", "duplicate key"},
+	{"array", `[]`, "", "want object"},
+	{"no keys", `{}`, "", `missing property "keys"`},
+	{"keys null", `{"keys":null}`, "/keys", "want array"},
+	{"unknown member", `{"keys":[],"version":1}`, "/version", "unknown property"},
+	{"unknown entry member", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":["package"],"expires":"x"}]}`, "/keys/0/expires", "unknown property"},
+	{"entry not object", `{"keys":["` + opsVerifier + `"]}`, "/keys/0", "want object"},
+	{"missing name", `{"keys":[{"key":"` + opsVerifier + `","purposes":["package"]}]}`, "/keys/0", `missing property "name"`},
+	{"missing key", `{"keys":[{"name":"ops","purposes":["package"]}]}`, "/keys/0", `missing property "key"`},
+	{"missing purposes", `{"keys":[{"name":"ops","key":"` + opsVerifier + `"}]}`, "/keys/0", `missing property "purposes"`},
+	{"no purposes", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":[]}]}`, "/keys/0/purposes", "at least 1"},
+	{"unknown purpose", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":["everything"]}]}`, "/keys/0/purposes/0", "allowed values"},
+	{"purpose twice", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":["package","package"]}]}`, "/keys/0/purposes/1", "listed twice"},
+	{"signer key", `{"keys":[{"name":"ops","key":"` + opsSigner + `","purposes":["package"]}]}`, "/keys/0/key", "pattern"},
+	{"key bad base64", `{"keys":[{"name":"ops","key":"ops+9a953d33+AAAA","purposes":["package"]}]}`, "/keys/0/key", "not a note verifier key"},
+	{"key wrong hash", `{"keys":[{"name":"ops","key":"` + strings.Replace(opsVerifier, "9a953d33", "9a953d34", 1) + `","purposes":["package"]}]}`,
+		"/keys/0/key", "not a note verifier key"},
+	{"name differs", `{"keys":[{"name":"ci","key":"` + opsVerifier + `","purposes":["package"]}]}`, "/keys/0/name", `differs from the key's own name "ops"`},
+	{"name with plus", `{"keys":[{"name":"o+s","key":"` + opsVerifier + `","purposes":["package"]}]}`, "/keys/0/name", "pattern"},
+	{"same key twice", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":["package"]},{"name":"ops","key":"` + opsVerifier + `","purposes":["checkpoint"]}]}`,
+		"/keys/1/key", "also /keys/0"},
+	{"added_at date only", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":["package"],"added_at":"2025-01-31"}]}`, "/keys/0/added_at", "pattern"},
+	{"added_at impossible", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":["package"],"added_at":"2025-02-30T00:00:00Z"}]}`, "/keys/0/added_at", "not an RFC 3339 time"},
+	{"added_at number", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":["package"],"added_at":1}]}`, "/keys/0/added_at", "want string"},
+}
+
+func TestLoadTrustedRefuses(t *testing.T) {
+	for _, tt := range trustRefusals {
+		t.Run(tt.name, func(t *testing.T) {
+			root := writeTrusted(t, tt.doc)
+			ks, err := LoadTrusted(root)
+			require.Error(t, err)
+			require.Nil(t, ks)
+			var e *TrustError
+			require.True(t, errors.As(err, &e), "error %T %v", err, err)
+			require.Equal(t, "TRUSTED_KEYS_INVALID", e.Code())
+			require.Equal(t, 3, e.ExitCode())
+			require.Equal(t, filepath.Join(root, "config", "trusted_keys.json"), e.File)
+			require.Equal(t, tt.path, e.Path, "%v", err)
+			require.Contains(t, e.Reason, tt.reason)
+		})
+	}
+}
+
+func TestVerifiers(t *testing.T) {
+	ks, err := LoadTrusted(writeTrusted(t, trustedFile))
+	require.NoError(t, err)
+	pkgSig := sign(t, stmt, opsSigner)
+	oldSig := sign(t, stmt, opsOldSigner)
+	rogueSig := sign(t, stmt, rogueSigner)
+
+	verdict := func(v any, sig []byte) string {
+		t.Helper()
+		vs, err := Verifiers(ks, PurposePackage, v.(string))
+		require.NoError(t, err)
+		name, err := Verify(sig, stmt, vs)
+		if err != nil {
+			var e *Error
+			require.True(t, errors.As(err, &e))
+			return e.Code()
+		}
+		return "ok:" + name
+	}
+	// Purposes: ops is trusted for packages; ops (old) only for
+	// checkpoints, rogue only for work orders.
+	require.Equal(t, "ok:ops", verdict("", pkgSig))
+	require.Equal(t, CodeUntrusted, verdict("", oldSig))
+	require.Equal(t, CodeUntrusted, verdict("", rogueSig))
+
+	// The environment key is trusted for every purpose, given as text or
+	// as a path, and may repeat a listed key.
+	require.Equal(t, "ok:rogue", verdict(rogueVerifier, rogueSig))
+	path := filepath.Join(t.TempDir(), "rogue.pub")
+	require.NoError(t, os.WriteFile(path, []byte(rogueVerifier+"\n"), 0o644))
+	require.Equal(t, "ok:rogue", verdict(path, rogueSig))
+	require.Equal(t, "ok:ops", verdict(opsVerifier, pkgSig))
+	require.Equal(t, CodeUntrusted, verdict(rogueVerifier, oldSig))
+
+	for _, purpose := range []string{PurposeCheckpoint, PurposeWorkOrder} {
+		vs, err := Verifiers(ks, purpose, rogueVerifier)
+		require.NoError(t, err)
+		_, err = Verify(rogueSig, stmt, vs)
+		require.NoError(t, err, purpose)
+	}
+	vs, err := Verifiers(ks, PurposeCheckpoint, "")
+	require.NoError(t, err)
+	_, err = Verify(oldSig, stmt, vs)
+	require.NoError(t, err, "ops (old) is trusted for checkpoints")
+
+	_, err = Verifiers(ks, "everything", "")
+	require.Error(t, err)
+
+	_, err = Verifiers(ks, PurposePackage, filepath.Join(t.TempDir(), "missing.pub"))
+	var ke *keys.Error
+	require.True(t, errors.As(err, &ke), "%v", err)
+	_, err = Verifiers(ks, PurposePackage, opsSigner)
+	require.Error(t, err, "a signer key is no verifier key")
+
+	_, err = Verifiers([]TrustedKey{{Name: "x", Key: "x+00000000+AAAA", Purposes: []string{PurposePackage}}}, PurposePackage, "")
+	require.Error(t, err)
+	vs, err = Verifiers(nil, PurposePackage, "")
+	require.NoError(t, err)
+	_, err = Verify(pkgSig, stmt, vs)
+	var e *Error
+	require.True(t, errors.As(err, &e))
+	require.Equal(t, CodeUntrusted, e.Code())
+}
+
+// trustOracle compiles the trusted-keys schema with jsonschema/v6, as
+// internal/cli's schema tests do.
+var trustOracle = sync.OnceValues(func() (*jsonschema.Schema, error) {
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.UseLoader(jsonschema.SchemeURLLoader{"https": embeddedLoader{}})
+	return c.Compile(schemas.BaseURL + TrustedKeysSchema)
+})
+
+type embeddedLoader struct{}
+
+func (embeddedLoader) Load(url string) (any, error) {
+	f, err := schemas.FS.Open(strings.TrimPrefix(url, schemas.BaseURL))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return jsonschema.UnmarshalJSON(f)
+}
+
+func TestTrustSchemaAgreesWithV6(t *testing.T) {
+	theirs, err := trustOracle()
+	require.NoError(t, err, "v6 must compile %s", TrustedKeysSchema)
+	ours, err := trustSchema()
+	require.NoError(t, err)
+	docs := []string{trustedFile, `{"keys":[]}`}
+	for _, r := range trustRefusals {
+		docs = append(docs, r.doc)
+	}
+	for _, doc := range docs {
+		v, err := jcs.Decode([]byte(doc))
+		if err != nil {
+			continue
+		}
+		verr := theirs.Validate(v)
+		require.Equal(t, verr == nil, ours.Valid(v), "on %s: v6 says %v", doc, verr)
+	}
+}

@@ -1,0 +1,460 @@
+package plane
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/control-plane/cp/pkg/archive"
+	"github.com/control-plane/cp/pkg/keys"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/pkgsig"
+	"github.com/control-plane/cp/pkg/registry"
+)
+
+// Error is a plane-level refusal with a stable code.
+type Error struct {
+	code string
+	exit int
+	msg  string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+// Code returns the stable code (PLANE_EXISTS, PLANE_DIR_NOT_EMPTY, ...).
+func (e *Error) Code() string { return e.code }
+
+// ExitCode returns the exit class.
+func (e *Error) ExitCode() int { return e.exit }
+
+func refuse(code string, exit int, format string, args ...any) *Error {
+	return &Error{code: code, exit: exit, msg: fmt.Sprintf(format, args...)}
+}
+
+// TierLayout is where one tier lives, relative to the HO3 root.
+type TierLayout struct {
+	PlaneID string // ho3, ho2, ho1
+	Tier    string // HO3, HO2, HO1
+	Dir     string // "" for HO3, planes/ho2, planes/ho1
+	Ledger  string // relative to the tier's Dir
+	Parent  string // the parent tier's ledger, relative to the HO3 root; "" for HO3
+}
+
+// Layout lists the three tiers, highest first.
+var Layout = []TierLayout{
+	{PlaneID: "ho3", Tier: "HO3", Dir: "", Ledger: "ledger/governance.jsonl"},
+	{PlaneID: "ho2", Tier: "HO2", Dir: "planes/ho2", Ledger: "ledger/workorder.jsonl", Parent: "ledger/governance.jsonl"},
+	{PlaneID: "ho1", Tier: "HO1", Dir: "planes/ho1", Ledger: "ledger/worker.jsonl", Parent: "planes/ho2/ledger/workorder.jsonl"},
+}
+
+// FrameworkPath is where a registered framework version's document is kept,
+// relative to the HO3 root: outside the governed roots (registration makes
+// no package-owned file) and one file per version (history is kept).
+func FrameworkPath(id, version string) string {
+	return "registries/frameworks/" + id + "/" + version + ".md"
+}
+
+// SpecPath is where a registered spec version's manifest is kept.
+func SpecPath(id, version string, yaml bool) string {
+	name := "manifest.json"
+	if yaml {
+		name = "manifest.yaml"
+	}
+	return "registries/specs/" + id + "/" + version + "/" + name
+}
+
+// Receipt is installed/<PKG-ID>/receipt.json: what an install put on disk.
+type Receipt struct {
+	PackageID     string        `json:"package_id"`
+	Version       string        `json:"version"`
+	ManifestHash  string        `json:"manifest_hash"`
+	ArchiveSHA256 string        `json:"archive_sha256"`
+	PlaneID       string        `json:"plane_id"`
+	InstalledAt   string        `json:"installed_at"`
+	Actor         string        `json:"actor"`
+	WorkOrderID   string        `json:"work_order_id"`
+	Signature     string        `json:"signature"` // "signed:<key name>" or "waived"
+	Files         []ReceiptFile `json:"files"`
+}
+
+// ReceiptFile is one installed file.
+type ReceiptFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// BootstrapOptions configure Bootstrap.
+type BootstrapOptions struct {
+	TrustKeys []string // verifier keys (or paths to them) trusted for packages and checkpoints
+	Actor     string
+	Now       func() time.Time
+}
+
+// TierResult describes one created tier.
+type TierResult struct {
+	PlaneID     string `json:"plane_id"`
+	Tier        string `json:"tier"`
+	Dir         string `json:"dir"`
+	Ledger      string `json:"ledger"`
+	GenesisHash string `json:"genesis_hash"`
+	ParentHash  string `json:"parent_hash"`
+	Head        string `json:"head"`
+	Entries     int64  `json:"entries"`
+}
+
+// BootstrapResult is what Bootstrap made.
+type BootstrapResult struct {
+	Tiers         []TierResult `json:"tiers"`
+	KernelID      string       `json:"kernel_id"`
+	KernelVersion string       `json:"kernel_version"`
+	ManifestHash  string       `json:"manifest_hash"`
+	ArchiveSHA256 string       `json:"archive_sha256"`
+	TrustedKeys   []string     `json:"trusted_keys"`
+}
+
+// Bootstrap creates a plane at dir: the three tiers with their tier.json,
+// ledgers opened by GENESIS entries (each lower tier's recording its parent
+// ledger's head), empty registries, default config and the kernel package
+// installed on every tier. It builds the plane in a sibling temporary
+// directory and renames it into place, so dir either does not hold a plane
+// or holds a whole one. It refuses a dir that already holds a plane
+// (PLANE_EXISTS) or anything else (PLANE_DIR_NOT_EMPTY): running it twice
+// never damages a plane. No absolute path is written anywhere.
+func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*BootstrapResult, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTarget(dir); err != nil {
+		return nil, err
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".bootstrap-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp) // a no-op after the rename
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	res, err := build(ctx, tmp, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTarget(dir); err != nil { // nobody made a plane meanwhile
+		return nil, err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return nil, fmt.Errorf("moving the new plane into place: %w", err)
+	}
+	return res, syncDir(parent)
+}
+
+// checkTarget refuses a directory that holds a plane or anything else.
+func checkTarget(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tier.json")); err == nil {
+		return refuse("PLANE_EXISTS", 1, "%s already holds a plane; bootstrap leaves it as it is", dir)
+	}
+	if len(entries) > 0 {
+		return refuse("PLANE_DIR_NOT_EMPTY", 1, "%s is not empty; bootstrap creates a plane only in a new or empty directory", dir)
+	}
+	return nil
+}
+
+func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapResult, error) {
+	now := opts.Now().UTC()
+	stamp := now.Format(time.RFC3339Nano)
+	trusted, names, err := trustedKeys(opts.TrustKeys, stamp)
+	if err != nil {
+		return nil, err
+	}
+	files, err := kernelFiles(trusted)
+	if err != nil {
+		return nil, err
+	}
+	m := kernelManifest(files)
+	mhash, err := m.Hash()
+	if err != nil {
+		return nil, err
+	}
+	mbytes, err := m.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	archiveBytes, err := kernelArchive(files, mbytes)
+	if err != nil {
+		return nil, err
+	}
+	ahash := SHA256(archiveBytes)
+	res := &BootstrapResult{KernelID: KernelID, KernelVersion: KernelVersion, ManifestHash: mhash, ArchiveSHA256: ahash, TrustedKeys: names}
+
+	for _, d := range []string{"packages_store", "versions", "work_orders", "_staging", "planes/ho1/sessions"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeFile(filepath.Join(root, "packages_store", KernelID+"-"+KernelVersion+".tar.gz"), archiveBytes, 0o444); err != nil {
+		return nil, err
+	}
+	fwPath := FrameworkPath(KernelFramework, "1.0.0")
+	specPath := SpecPath(KernelSpec, "1.0.0", false)
+	if err := writeFile(filepath.Join(root, fwPath), []byte(kernelFramework), 0o444); err != nil {
+		return nil, err
+	}
+	if err := writeFile(filepath.Join(root, specPath), []byte(kernelSpec), 0o444); err != nil {
+		return nil, err
+	}
+
+	receipt := Receipt{PackageID: KernelID, Version: KernelVersion, ManifestHash: mhash, ArchiveSHA256: ahash,
+		PlaneID: "", InstalledAt: stamp, Actor: opts.Actor, Signature: registry.SignatureWaived}
+	for _, a := range m.Assets {
+		receipt.Files = append(receipt.Files, ReceiptFile{Path: a.Path, SHA256: a.SHA256, Size: a.Size})
+	}
+	parentHash := ""
+	for _, t := range Layout {
+		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
+		if err := os.MkdirAll(tdir, 0o755); err != nil {
+			return nil, err
+		}
+		var parentLedger *string
+		if t.Parent != "" {
+			p := t.Parent
+			parentLedger = &p
+		}
+		tj, err := json.MarshalIndent(Tier{Tier: t.Tier, PlaneID: t.PlaneID, LedgerPath: t.Ledger, ParentLedger: parentLedger, CreatedAt: stamp}, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFile(filepath.Join(tdir, "tier.json"), append(tj, '\n'), 0o644); err != nil {
+			return nil, err
+		}
+		if err := registry.Create(tdir); err != nil {
+			return nil, err
+		}
+		for p, b := range files {
+			if err := writeFile(filepath.Join(tdir, filepath.FromSlash(p)), b, 0o444); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := pkgsig.LoadTrusted(tdir); err != nil {
+			return nil, err // what we wrote must be what the gates will read
+		}
+		inst := filepath.Join(tdir, "installed", KernelID)
+		if err := os.MkdirAll(inst, 0o755); err != nil {
+			return nil, err
+		}
+		receipt.PlaneID = t.PlaneID
+		rb, err := json.MarshalIndent(receipt, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFile(filepath.Join(inst, "manifest.json"), mbytes, 0o444); err != nil {
+			return nil, err
+		}
+		if err := writeFile(filepath.Join(inst, "receipt.json"), append(rb, '\n'), 0o444); err != nil {
+			return nil, err
+		}
+		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor, fwPath, specPath); err != nil {
+			return nil, err
+		}
+		tr, err := openLedgers(ctx, tdir, t, parentHash, mhash, ahash, opts.Actor)
+		if err != nil {
+			return nil, err
+		}
+		tr.Dir = t.Dir
+		res.Tiers = append(res.Tiers, tr)
+		parentHash = tr.Head
+	}
+	return res, nil
+}
+
+// registerKernel fills one tier's registries: the kernel's files and state,
+// and on HO3 the kernel framework and spec.
+func registerKernel(ctx context.Context, tdir string, t TierLayout, m *manifest.Manifest, mhash, ahash string, now time.Time, actor, fwPath, specPath string) error {
+	tables := []registry.Table{registry.Ownership, registry.Packages}
+	if t.PlaneID == "ho3" {
+		tables = append(tables, registry.Frameworks, registry.Specs)
+	}
+	return registry.UpdateMany(ctx, tdir, tables, func(map[string][]registry.Row) (map[string][]registry.Row, error) {
+		out := map[string][]registry.Row{}
+		for _, a := range m.Assets {
+			out[registry.Ownership.File] = append(out[registry.Ownership.File], registry.Owner{Path: a.Path, PackageID: KernelID,
+				SHA256: a.SHA256, Size: a.Size, Classification: a.Classification, InstalledAt: now}.Row())
+		}
+		out[registry.Packages.File] = []registry.Row{registry.Package{ID: KernelID, Version: KernelVersion, ManifestHash: mhash,
+			ArchiveSHA256: ahash, Status: registry.StatusInstalled, Signature: registry.SignatureWaived, InstalledAt: now, Actor: actor}.Row()}
+		if t.PlaneID == "ho3" {
+			out[registry.Frameworks.File] = []registry.Row{registry.Framework{ID: KernelFramework, Title: "Control Plane kernel",
+				Version: "1.0.0", Status: registry.StatusActive, Path: fwPath, SHA256: SHA256([]byte(kernelFramework)),
+				RegisteredAt: now, RegisteredBy: actor}.Row()}
+			out[registry.Specs.File] = []registry.Row{registry.Spec{ID: KernelSpec, FrameworkID: KernelFramework,
+				Title: "Control Plane kernel: core config and schemas", Version: "1.0.0", Status: registry.StatusActive,
+				Path: specPath, SHA256: SHA256([]byte(kernelSpec)), RegisteredAt: now, RegisteredBy: actor}.Row()}
+		}
+		return out, nil
+	})
+}
+
+// openLedgers writes the tier's GENESIS (recording its parent's head) and
+// the events of its creation, and returns the tier's ledger state.
+func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash, mhash, ahash, actor string) (TierResult, error) {
+	l, err := ledger.OpenWriter(filepath.Join(tdir, filepath.FromSlash(t.Ledger)), ledger.Options{Actor: actor})
+	if err != nil {
+		return TierResult{}, err
+	}
+	defer l.Close()
+	meta := map[string]any{"plane_id": t.PlaneID, "_tier": t.Tier, "parent_hash": parentHash}
+	if t.Parent != "" {
+		meta["parent_ledger"] = t.Parent
+	}
+	g, err := l.Genesis(ctx, ledger.Draft{SubmissionID: t.PlaneID, Decision: "CREATED", Reason: "plane bootstrap", Metadata: meta})
+	if err != nil {
+		return TierResult{}, err
+	}
+	var drafts []ledger.Draft
+	if t.PlaneID == "ho3" {
+		drafts = append(drafts,
+			ledger.Draft{EventType: "FRAMEWORK_REGISTERED", SubmissionID: KernelFramework, Decision: "REGISTERED", Reason: "plane bootstrap",
+				Metadata: map[string]any{"_tier": t.Tier, "framework_id": KernelFramework, "version": "1.0.0", "sha256": SHA256([]byte(kernelFramework))}},
+			ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: KernelSpec, Decision: "REGISTERED", Reason: "plane bootstrap",
+				Metadata: map[string]any{"_tier": t.Tier, "spec_id": KernelSpec, "framework_id": KernelFramework, "version": "1.0.0", "sha256": SHA256([]byte(kernelSpec))}})
+	}
+	drafts = append(drafts, ledger.Draft{EventType: "INSTALLED", SubmissionID: KernelID, Decision: "INSTALLED",
+		Reason: "kernel installed by plane bootstrap",
+		Metadata: map[string]any{"_tier": t.Tier, "package_id": KernelID, "version": KernelVersion, "manifest_hash": mhash,
+			"archive_sha256": ahash, "signature": registry.SignatureWaived,
+			"weakened_control": "G5 waived: the bootstrap kernel is built by cp-install itself, not signed"}})
+	if _, err := l.Append(ctx, drafts); err != nil {
+		return TierResult{}, err
+	}
+	st, err := l.State(ctx)
+	if err != nil {
+		return TierResult{}, err
+	}
+	return TierResult{PlaneID: t.PlaneID, Tier: t.Tier, Ledger: t.Ledger, GenesisHash: g.EntryHash, ParentHash: parentHash,
+		Head: st.Head, Entries: st.Size}, nil
+}
+
+// trustedKeys builds config/trusted_keys.json from key specs.
+func trustedKeys(specs []string, stamp string) ([]byte, []string, error) {
+	type entry struct {
+		Name     string   `json:"name"`
+		Key      string   `json:"key"`
+		Purposes []string `json:"purposes"`
+		AddedAt  string   `json:"added_at"`
+	}
+	doc := struct {
+		Keys []entry `json:"keys"`
+	}{Keys: []entry{}}
+	var names []string
+	for _, s := range specs {
+		v, err := keys.Verifier(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		text, err := verifierText(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		if slices.Contains(names, v.Name()) {
+			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: two keys named %s", v.Name())
+		}
+		names = append(names, v.Name())
+		doc.Keys = append(doc.Keys, entry{Name: v.Name(), Key: text, Purposes: []string{"package", "checkpoint"}, AddedAt: stamp})
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(b, '\n'), names, nil
+}
+
+// verifierText returns the verifier key text of a key spec.
+func verifierText(spec string) (string, error) {
+	if _, err := keys.Verifier(spec); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(spec)
+	if err != nil {
+		return spec, nil // the spec is the key itself
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+// kernelArchive is the kernel as a deterministic package archive.
+func kernelArchive(files map[string][]byte, manifestBytes []byte) ([]byte, error) {
+	src, err := os.MkdirTemp("", "cp-kernel-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(src)
+	paths := []string{"manifest.json"}
+	if err := writeFile(filepath.Join(src, "manifest.json"), manifestBytes, 0o644); err != nil {
+		return nil, err
+	}
+	for p, b := range files {
+		if err := writeFile(filepath.Join(src, filepath.FromSlash(p)), b, 0o644); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	var buf bytes.Buffer
+	if err := archive.Write(&buf, src, paths); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeFile creates path (and its directory) with mode perm, fsynced.
+func writeFile(path string, b []byte, perm fs.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Chmod(path, perm) // whatever the umask
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

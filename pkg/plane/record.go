@@ -1,0 +1,34 @@
+package plane
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// Record appends governance events to the HO3 ledger of the plane at root
+// and returns the last entry written. Every registration, check and refusal
+// that changes or judges the plane goes through it.
+func Record(ctx context.Context, root, actor string, drafts ...ledger.Draft) (ledger.Entry, error) {
+	t, err := ReadTier(root)
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	l, err := ledger.OpenWriter(filepath.Join(root, filepath.FromSlash(t.LedgerPath)), ledger.Options{Actor: actor})
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	defer l.Close()
+	for i := range drafts {
+		if drafts[i].Metadata == nil {
+			drafts[i].Metadata = map[string]any{}
+		}
+		drafts[i].Metadata["_tier"] = t.Tier
+	}
+	es, err := l.Append(ctx, drafts)
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	return es[len(es)-1], nil
+}

@@ -78,9 +78,14 @@ type Flag struct {
 // Outcome is one request's answer: a result (with optional extra evidence),
 // or an error.
 type Outcome struct {
-	Result   any
+	Result any
+	Err    error
+	// LedgerEntryID and Seq are the evidence of a ledger write: the entry
+	// that recorded this request (set LedgerEntryID to print both).
+	LedgerEntryID string
+	Seq           int64
+	// Evidence holds any other evidence fields.
 	Evidence map[string]any
-	Err      error
 }
 
 // Verb is one operation of a tool.
@@ -284,10 +289,12 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	if err != nil {
 		return r.fail(err)
 	}
+	// build merges the flags into a request freshly decoded from stdin (it
+	// is ours to change: no copy) and validates it.
 	build := func(base Request) (Request, error) {
-		req := Request{}
-		for k, v := range base {
-			req[k] = v
+		req := base
+		if req == nil {
+			req = Request{}
 		}
 		for k, v := range flagReq {
 			req[k] = v
@@ -326,7 +333,7 @@ func (r *runner) finish(verb *Verb, o Outcome) int {
 		}
 		return ExitOK
 	}
-	r.emitOK(o.Result, o.Evidence)
+	r.writeEnvelope("ok", o.Result, nil, o)
 	return ExitOK
 }
 
@@ -341,7 +348,7 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 	}
 	// A stream allocates small, short-lived request maps at a high rate;
 	// trading some memory for fewer collections is worth ~15% here.
-	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	defer debug.SetGCPercent(debug.SetGCPercent(800))
 	items := make(chan item, 8192)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -604,10 +611,24 @@ func (t *Tool) verbNames() string {
 }
 
 // readLine returns the next non-blank line of an NDJSON stream, nil at EOF.
+// The line is valid until the next read: callers decode it (decoding copies
+// what it keeps) before reading again.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	for {
-		line, err := br.ReadBytes('\n')
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer: collect it.
+			long := append([]byte(nil), line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
 		if len(bytes.TrimSpace(line)) > 0 {
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, Errorf(ExitUnavailable, "IO_ERROR", "reading stdin: %v", err)
+			}
 			return line, nil
 		}
 		if errors.Is(err, io.EOF) {

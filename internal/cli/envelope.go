@@ -23,13 +23,26 @@ type JSONAppender interface {
 }
 
 func (r *runner) emitOK(result any, extra map[string]any) {
-	r.writeEnvelope("ok", result, nil, extra)
+	r.writeEnvelope("ok", result, nil, Outcome{Evidence: extra})
 }
 
 // writeEnvelope encodes {"status","result","error","evidence"} into the
 // runner's reused buffer and writes it as one line. Evidence keys are sorted,
 // as encoding/json sorts map keys.
-func (r *runner) writeEnvelope(status string, result any, e *Error, extra map[string]any) {
+func (r *runner) writeEnvelope(status string, result any, e *Error, o Outcome) {
+	extra := o.Evidence
+	if o.LedgerEntryID != "" && len(extra) == 0 {
+		// The hot case (one per appended entry): no map.
+		r.writeEnvelopeLedger(status, result, e, o)
+		return
+	}
+	if o.LedgerEntryID != "" {
+		extra = make(map[string]any, len(o.Evidence)+2)
+		for k, v := range o.Evidence {
+			extra[k] = v
+		}
+		extra["ledger_entry_id"], extra["seq"] = o.LedgerEntryID, o.Seq
+	}
 	b := append(r.buf[:0], `{"status":"`...)
 	b = append(b, status...)
 	b = append(b, '"')
@@ -74,6 +87,40 @@ func (r *runner) writeEnvelope(status string, result any, e *Error, extra map[st
 		}
 	}
 	b = append(b, "}}\n"...)
+	r.buf = b
+	r.out.Write(b)
+}
+
+// writeEnvelopeLedger is writeEnvelope for evidence that is only the ledger
+// entry: duration_ms, ledger_entry_id, seq, timestamp in sorted order.
+func (r *runner) writeEnvelopeLedger(status string, result any, e *Error, o Outcome) {
+	b := append(r.buf[:0], `{"status":"`...)
+	b = append(b, status...)
+	b = append(b, '"')
+	var err error
+	if result != nil {
+		b = append(b, `,"result":`...)
+		if b, err = appendValue(b, result); err != nil {
+			r.encodingFailed(err)
+			return
+		}
+	}
+	if e != nil {
+		b = append(b, `,"error":`...)
+		if b, err = appendValue(b, e); err != nil {
+			r.encodingFailed(err)
+			return
+		}
+	}
+	b = append(b, `,"evidence":{"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(time.Since(r.start).Microseconds())/1000, 'f', -1, 64)
+	b = append(b, `,"ledger_entry_id":`...)
+	b = appendJSONString(b, o.LedgerEntryID)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, o.Seq, 10)
+	b = append(b, `,"timestamp":"`...)
+	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, "\"}}\n"...)
 	r.buf = b
 	r.out.Write(b)
 }
@@ -162,7 +209,7 @@ func (r *runner) failWith(e *Error, o Outcome) int {
 	if result == nil {
 		result = o.Result
 	}
-	r.writeEnvelope("error", result, e, o.Evidence)
+	r.writeEnvelope("error", result, e, o)
 	fmt.Fprintf(r.stderr, "%s: error: %s\n", r.tool.Name, e.Message)
 	if e.Hint != "" {
 		fmt.Fprintf(r.stderr, "%s: hint: %s\n", r.tool.Name, e.Hint)

@@ -122,7 +122,7 @@ func parseInput(b []byte) (input, error) {
 			}
 			msg, _ = e["message"].(string)
 		}
-		raw := bytes.TrimSpace(b)
+		raw := bytes.Clone(bytes.TrimSpace(b)) // b is the reader's buffer
 		return input{passthrough: &Error{Exit: ExitFor(code), Code: code, Message: "upstream: " + msg, passthrough: raw}}, nil
 	default:
 		return input{}, Invalidf("INVALID_INPUT", "upstream envelope has unknown status %q", status)

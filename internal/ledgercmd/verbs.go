@@ -647,5 +647,5 @@ func (r appendResult) AppendJSON(b []byte) []byte {
 func (r appendResult) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
 
 func appended(e ledger.Entry) cli.Outcome {
-	return cli.Outcome{Result: appendResult{&e}, Evidence: map[string]any{"ledger_entry_id": e.ID, "seq": e.Seq}}
+	return cli.Outcome{Result: appendResult{&e}, LedgerEntryID: e.ID, Seq: e.Seq}
 }

@@ -32,15 +32,14 @@ func recorded(c *cli.Call, root string, result any, err error, d ledger.Draft) c
 	if lerr != nil {
 		return cli.Outcome{Err: errors.Join(err, lerr)}
 	}
-	ev := map[string]any{"ledger_entry_id": e.ID, "seq": e.Seq}
 	if err != nil {
 		ce := cli.AsError(err)
 		if ce.Result == nil {
 			ce.Result = result
 		}
-		return cli.Outcome{Err: ce, Evidence: ev}
+		return cli.Outcome{Err: ce, LedgerEntryID: e.ID, Seq: e.Seq}
 	}
-	return cli.Outcome{Result: result, Evidence: ev}
+	return cli.Outcome{Result: result, LedgerEntryID: e.ID, Seq: e.Seq}
 }
 
 // registerFramework registers a framework document, or a newer version of

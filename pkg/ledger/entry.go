@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"crypto/rand"
+	mathrand "math/rand/v2"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -45,11 +46,24 @@ type Draft struct {
 // TimeFormat is the entry timestamp layout: RFC 3339 UTC with microseconds.
 const TimeFormat = "2006-01-02T15:04:05.000000Z"
 
-// newID returns "LED-" and 16 random lowercase hex digits.
-func newID() string {
+// ids makes entry ids: "LED-" and 16 lowercase hex digits from a ChaCha8
+// stream seeded from crypto/rand. Ids need to be unique, not secret; one
+// seeded stream per ledger keeps a getrandom call off every append.
+type ids struct{ r *mathrand.ChaCha8 }
+
+func newIDs() ids {
+	var seed [32]byte
+	rand.Read(seed[:]) // never fails (crypto/rand panics on failure)
+	return ids{mathrand.NewChaCha8(seed)}
+}
+
+func (g ids) next() string {
 	var b [8]byte
-	rand.Read(b[:]) // never fails (crypto/rand panics on failure)
-	return "LED-" + hex.EncodeToString(b[:])
+	g.r.Read(b[:])
+	var out [20]byte
+	copy(out[:], "LED-")
+	hex.Encode(out[4:], b[:])
+	return string(out[:])
 }
 
 // encode fills e.EntryHash and returns the entry's line (canonical JSON and
@@ -58,7 +72,15 @@ func newID() string {
 // entry_hash sorts between decision and event_type, so the hashed bytes are
 // the line without that one member.
 func encode(dst []byte, e *Entry) ([]byte, tlog.Hash, error) {
-	body := make([]byte, 0, 256)
+	var scratch []byte
+	return encodeWith(dst, &scratch, e)
+}
+
+// encodeWith is encode with a caller's scratch buffer for the body (the
+// append loop reuses one).
+func encodeWith(dst []byte, scratch *[]byte, e *Entry) ([]byte, tlog.Hash, error) {
+	body := (*scratch)[:0]
+	defer func() { *scratch = body }()
 	var err error
 	body = append(body, `{"actor":`...)
 	if body, err = jcs.AppendString(body, e.Actor); err != nil {

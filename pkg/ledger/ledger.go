@@ -61,6 +61,12 @@ type Ledger struct {
 	dataSize int64
 	hashSize int64
 	repair   Repair
+	// frontier[L] is the hash of the last complete level-L subtree when it
+	// is a left child still waiting for its sibling (bit L of n is 1): all an
+	// append needs to compute the new stored hashes, without reading X.tlog.
+	frontier [64]tlog.Hash
+	ids      ids
+	scratch  []byte
 }
 
 // Repair describes what an append had to mend before writing: a partial last
@@ -102,7 +108,7 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Ledger{path: path, opts: opts, writable: writable}
+	l := &Ledger{path: path, opts: opts, writable: writable, ids: newIDs()}
 	hashPath, _, lockPath := SidePaths(path)
 	flags := os.O_RDONLY
 	if writable {
@@ -210,14 +216,14 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 		return nil, errorf("LEDGER_NOT_EMPTY", exitDenied, "%s already holds %d entries; GENESIS opens an empty ledger", l.path, l.n)
 	}
 	buf := make([]byte, 0, len(drafts)*384)
+	hbuf := make([]byte, 0, (2*len(drafts)+64)*tlog.HashSize)
 	entries := make([]Entry, 0, len(drafts))
-	l.hashes.base = l.hashSize / tlog.HashSize
-	l.hashes.pending = make([]tlog.Hash, 0, 2*len(drafts)+1)
 	prev := l.head
+	frontier := l.frontier
 	var encErr error
 	for i, d := range drafts {
 		e := Entry{
-			Seq: l.n + int64(i), ID: newID(), Timestamp: stamp(l.opts.Now()),
+			Seq: l.n + int64(i), ID: l.ids.next(), Timestamp: stamp(l.opts.Now()),
 			EventType: d.EventType, SubmissionID: d.SubmissionID, Decision: d.Decision, Reason: d.Reason,
 			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: l.opts.Actor, PreviousHash: prev,
 		}
@@ -226,34 +232,24 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 		}
 		var leaf tlog.Hash
 		var err error
-		if buf, leaf, err = encode(buf, &e); err != nil {
+		if buf, leaf, err = encodeWith(buf, &l.scratch, &e); err != nil {
 			encErr = err
 			break
 		}
-		hs, err := tlog.StoredHashesForRecordHash(e.Seq, leaf, &l.hashes)
-		if err != nil {
-			l.synced = false
-			return nil, errorf("INTERNAL", exitInternal, "computing stored hashes for seq %d: %v", e.Seq, err)
-		}
-		l.hashes.pending = append(l.hashes.pending, hs...)
+		hbuf = appendStoredHashes(hbuf, &frontier, e.Seq, leaf)
 		entries = append(entries, e)
 		prev = e.EntryHash
 	}
 	if len(entries) == 0 {
-		l.hashes.pending = nil
 		return nil, encErr
 	}
-	hbuf := make([]byte, 0, len(l.hashes.pending)*tlog.HashSize)
-	for _, h := range l.hashes.pending {
-		hbuf = append(hbuf, h[:]...)
-	}
-	l.hashes.pending = nil
 	if err := l.writeDurably(buf, hbuf); err != nil {
 		l.synced = false
 		return nil, err
 	}
 	l.n += int64(len(entries))
 	l.head = prev
+	l.frontier = frontier
 	l.dataSize += int64(len(buf))
 	l.hashSize += int64(len(hbuf))
 	return entries, encErr
@@ -376,8 +372,51 @@ func (l *Ledger) sync() error {
 			return errorf("LEDGER_INVALID", exitDenied, "%s: stored leaf hash of seq %d differs from its entry_hash; refusing to append (run cp-ledger verify)", l.path, t.n-1)
 		}
 	}
+	if err := l.loadFrontier(t.n); err != nil {
+		return err
+	}
 	l.n, l.head, l.dataSize, l.hashSize, l.synced = t.n, t.head, t.dataEnd, hashSize, true
 	return nil
+}
+
+// loadFrontier reads the left siblings an append of leaf n will need: for
+// each set bit L of n, the last complete level-L node. O(log n) reads.
+func (l *Ledger) loadFrontier(n int64) error {
+	l.frontier = [64]tlog.Hash{}
+	var idx []int64
+	var levels []int
+	for level := 0; n>>level > 0; level++ {
+		if n>>level&1 == 1 {
+			idx = append(idx, tlog.StoredHashIndex(level, n>>level-1))
+			levels = append(levels, level)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	hs, err := l.hashes.ReadHashes(idx)
+	if err != nil {
+		return err
+	}
+	for i, level := range levels {
+		l.frontier[level] = hs[i]
+	}
+	return nil
+}
+
+// appendStoredHashes appends the stored hashes that leaf n adds to the tree
+// (the leaf, then every node it completes, in tlog.StoredHashIndex order) and
+// updates the frontier. It is tlog.StoredHashesForRecordHash without reads.
+func appendStoredHashes(dst []byte, frontier *[64]tlog.Hash, n int64, leaf tlog.Hash) []byte {
+	dst = append(dst, leaf[:]...)
+	h := leaf
+	level := 0
+	for ; n>>level&1 == 1; level++ {
+		h = tlog.NodeHash(frontier[level], h)
+		dst = append(dst, h[:]...)
+	}
+	frontier[level] = h
+	return dst
 }
 
 // checkedLeaf parses a line and returns its leaf hash, refusing a line whose

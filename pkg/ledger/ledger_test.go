@@ -521,3 +521,23 @@ func newLedgerF(f *testing.F) string {
 	}
 	return path
 }
+
+// The append path's frontier computes exactly the stored hashes of
+// tlog.StoredHashesForRecordHash.
+func TestStoredHashesMatchTlog(t *testing.T) {
+	var stored memHashes
+	var frontier [64]tlog.Hash
+	var got []byte
+	for n := int64(0); n < 3000; n++ {
+		leaf := tlog.RecordHash([]byte(fmt.Sprint(n)))
+		want, err := tlog.StoredHashesForRecordHash(n, leaf, stored)
+		require.NoError(t, err)
+		stored = append(stored, want...)
+		got = appendStoredHashes(got, &frontier, n, leaf)
+	}
+	var all []byte
+	for _, h := range stored {
+		all = append(all, h[:]...)
+	}
+	require.Equal(t, all, got)
+}

@@ -315,9 +315,9 @@ type Problem struct {
 // Validate reports the problems of v against s; none means valid. It stops
 // collecting after a few problems.
 func (s *Schema) Validate(v any) []Problem {
-	var ps []Problem
-	s.check(v, nil, &ps)
-	return ps
+	w := walker{}
+	s.check(v, &w)
+	return w.problems
 }
 
 // Valid reports whether v is valid against s.
@@ -327,35 +327,43 @@ func (s *Schema) Valid(v any) bool {
 
 const maxProblems = 8
 
-// loc is an instance location, built into a JSON pointer only when a
-// problem is reported (valid requests allocate nothing for paths).
-type loc struct {
-	parent *loc
-	key    string
+// walker holds a validation's instance path as a stack, built into a JSON
+// pointer only when a problem is reported: a valid request allocates
+// nothing for paths.
+type walker struct {
+	path     []string
+	stack    [16]string
+	problems []Problem
 }
 
-func (l *loc) String() string {
-	if l == nil {
-		return ""
+func (w *walker) push(k string) {
+	if w.path == nil {
+		w.path = w.stack[:0]
 	}
-	return l.parent.String() + "/" + escape(l.key)
+	w.path = append(w.path, k)
 }
 
-func fail(ps *[]Problem, at *loc, format string, args ...any) {
-	if len(*ps) < maxProblems {
-		*ps = append(*ps, Problem{Path: at.String(), Message: fmt.Sprintf(format, args...)})
+func (w *walker) pop() { w.path = w.path[:len(w.path)-1] }
+
+func (w *walker) fail(format string, args ...any) {
+	if len(w.problems) < maxProblems {
+		var b strings.Builder
+		for _, k := range w.path {
+			b.WriteString("/" + escape(k))
+		}
+		w.problems = append(w.problems, Problem{Path: b.String(), Message: fmt.Sprintf(format, args...)})
 	}
 }
 
-func (s *Schema) check(v any, at *loc, ps *[]Problem) {
+func (s *Schema) check(v any, w *walker) {
 	if s.bool_ != nil {
 		if !*s.bool_ {
-			fail(ps, at, "not allowed")
+			w.fail("not allowed")
 		}
 		return
 	}
 	if s.ref != nil {
-		s.ref.check(v, at, ps)
+		s.ref.check(v, w)
 	}
 	if len(s.types) > 0 {
 		ok := false
@@ -366,78 +374,84 @@ func (s *Schema) check(v any, at *loc, ps *[]Problem) {
 			}
 		}
 		if !ok {
-			fail(ps, at, "want %s, got %s", strings.Join(s.types, " or "), kind(v))
+			w.fail("want %s, got %s", strings.Join(s.types, " or "), kind(v))
 			return
 		}
 	}
 	if s.enum != nil && !slices.ContainsFunc(s.enum, func(e any) bool { return equal(e, v) }) {
-		fail(ps, at, "value is not one of the allowed values")
+		w.fail("value is not one of the allowed values")
 	}
 	if s.constV != nil && !equal(*s.constV, v) {
-		fail(ps, at, "value is not the allowed constant")
+		w.fail("value is not the allowed constant")
 	}
 	switch x := v.(type) {
 	case map[string]any:
 		for _, r := range s.required {
 			if _, ok := x[r]; !ok {
-				fail(ps, at, "missing property %q", r)
+				w.fail("missing property %q", r)
 			}
 		}
 		if s.props != nil || s.addlProps != nil {
 			for k, val := range x {
 				if p, ok := s.props[k]; ok {
-					p.check(val, &loc{at, k}, ps)
+					w.push(k)
+					p.check(val, w)
+					w.pop()
 				} else if s.addlProps != nil {
+					w.push(k)
 					if s.addlProps.bool_ != nil && !*s.addlProps.bool_ {
-						fail(ps, &loc{at, k}, "unknown property %q", k)
-						continue
+						w.fail("unknown property %q", k)
+					} else {
+						s.addlProps.check(val, w)
 					}
-					s.addlProps.check(val, &loc{at, k}, ps)
+					w.pop()
 				}
 			}
 		}
 	case []any:
 		if s.minItems != nil && len(x) < *s.minItems {
-			fail(ps, at, "want at least %d items, got %d", *s.minItems, len(x))
+			w.fail("want at least %d items, got %d", *s.minItems, len(x))
 		}
 		if s.maxItems != nil && len(x) > *s.maxItems {
-			fail(ps, at, "want at most %d items, got %d", *s.maxItems, len(x))
+			w.fail("want at most %d items, got %d", *s.maxItems, len(x))
 		}
 		if s.items != nil {
 			for i, item := range x {
-				s.items.check(item, &loc{at, strconv.Itoa(i)}, ps)
+				w.push(strconv.Itoa(i))
+				s.items.check(item, w)
+				w.pop()
 			}
 		}
 	case string:
 		if s.minLength != nil || s.maxLength != nil {
 			n := utf8.RuneCountInString(x)
 			if s.minLength != nil && n < *s.minLength {
-				fail(ps, at, "want at least %d characters, got %d", *s.minLength, n)
+				w.fail("want at least %d characters, got %d", *s.minLength, n)
 			}
 			if s.maxLength != nil && n > *s.maxLength {
-				fail(ps, at, "want at most %d characters, got %d", *s.maxLength, n)
+				w.fail("want at most %d characters, got %d", *s.maxLength, n)
 			}
 		}
 		if s.pattern != nil && !s.pattern.MatchString(x) {
-			fail(ps, at, "does not match pattern %s", s.pattern)
+			w.fail("does not match pattern %s", s.pattern)
 		}
 	default:
 		if s.minimum != nil || s.maximum != nil {
 			if r, ok := numberRat(v); ok {
 				if s.minimum != nil && r.Cmp(s.minimum) < 0 {
-					fail(ps, at, "want at least %s", s.minimum.RatString())
+					w.fail("want at least %s", s.minimum.RatString())
 				}
 				if s.maximum != nil && r.Cmp(s.maximum) > 0 {
-					fail(ps, at, "want at most %s", s.maximum.RatString())
+					w.fail("want at most %s", s.maximum.RatString())
 				}
 			}
 		}
 	}
 	for _, a := range s.allOf {
-		a.check(v, at, ps)
+		a.check(v, w)
 	}
 	if s.anyOf != nil && !slices.ContainsFunc(s.anyOf, func(a *Schema) bool { return a.Valid(v) }) {
-		fail(ps, at, "matches none of anyOf")
+		w.fail("matches none of anyOf")
 	}
 	if s.oneOf != nil {
 		n := 0
@@ -447,11 +461,11 @@ func (s *Schema) check(v any, at *loc, ps *[]Problem) {
 			}
 		}
 		if n != 1 {
-			fail(ps, at, "matches %d of oneOf, want exactly 1", n)
+			w.fail("matches %d of oneOf, want exactly 1", n)
 		}
 	}
 	if s.not != nil && s.not.Valid(v) {
-		fail(ps, at, "matches a schema it must not")
+		w.fail("matches a schema it must not")
 	}
 }
 

@@ -2,11 +2,11 @@ package ledger
 
 import (
 	"crypto/rand"
-	mathrand "math/rand/v2"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	mathrand "math/rand/v2"
 	"strconv"
 	"time"
 

@@ -343,11 +343,17 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 			WithDetails(map[string]any{"manifest_package_id": got, "package_id": id}))
 	}
 
-	onDisk, err := walkTree(srcRoot)
+	// One hashing pass over the tree serves the manifest and preflight.
+	tree, err := gate.ReadTree(src)
 	if err != nil {
 		return fail(err)
 	}
-	declared, err := fillAssets(srcRoot, doc, onDisk)
+	onDisk := make([]string, 0, len(tree.Files))
+	for p := range tree.Files {
+		onDisk = append(onDisk, p)
+	}
+	slices.Sort(onDisk)
+	declared, err := fillAssets(tree, doc)
 	if err != nil {
 		return fail(err)
 	}
@@ -364,7 +370,7 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 			WithDetails(map[string]any{"undeclared": undeclared}))
 	}
 	if len(undeclared) > 0 {
-		if err := declare(srcRoot, doc, undeclared); err != nil {
+		if err := declare(tree, doc, undeclared); err != nil {
 			return fail(err)
 		}
 	}
@@ -391,7 +397,8 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		}
 	}
 
-	rep, err := gate.Preflight(ctx, root, gate.Source{Dir: src}, gateOptions())
+	tree.Manifest = mb
+	rep, err := gate.Preflight(ctx, root, gate.Source{Tree: tree}, gateOptions())
 	if err != nil {
 		return fail(err)
 	}
@@ -442,56 +449,16 @@ func looseManifest(b []byte) (map[string]any, error) {
 	return doc, nil
 }
 
-// walkTree lists the regular files under root, sorted; a symlink or any
-// other special file is refused, since the archive could not carry it
-// faithfully and extraction would refuse it anyway.
-func walkTree(root *os.Root) ([]string, error) {
-	var files []string
-	err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		switch {
-		case err != nil:
-			return err
-		case p == ".", d.IsDir():
-			return nil
-		case d.Type().IsRegular():
-			files = append(files, p)
-			return nil
-		}
-		kind := "special file"
-		switch t := d.Type(); {
-		case t&fs.ModeSymlink != 0:
-			kind = "symlink"
-		case t&fs.ModeNamedPipe != 0:
-			kind = "named pipe"
-		case t&fs.ModeSocket != 0:
-			kind = "socket"
-		case t&fs.ModeDevice != 0:
-			kind = "device"
-		}
-		return cli.Invalidf("SOURCE_UNSAFE", "%s is a %s; a package holds regular files only", p, kind).
-			WithDetails(map[string]any{"path": p, "kind": kind})
-	})
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(files)
-	return files, nil
-}
-
 // fillAssets sets each declared asset's sha256 and size from the file on
 // disk (and a missing classification from its top directory), and returns
 // the declared paths. A declared file that is not in the tree is MISSING.
 // Entries it cannot read (not an object, no string path) are left for
 // manifest.Parse to report.
-func fillAssets(root *os.Root, doc map[string]any, onDisk []string) (map[string]bool, error) {
+func fillAssets(tree *gate.Tree, doc map[string]any) (map[string]bool, error) {
 	declared := map[string]bool{}
 	assets, ok := doc["assets"].([]any)
 	if !ok {
 		return declared, nil
-	}
-	present := map[string]bool{}
-	for _, p := range onDisk {
-		present[p] = true
 	}
 	var missing []string
 	for i, x := range assets {
@@ -507,15 +474,12 @@ func fillAssets(root *os.Root, doc map[string]any, onDisk []string) (map[string]
 			return nil, &manifest.Error{Path: fmt.Sprintf("/assets/%d/path", i), Message: fmt.Sprintf("%q is not a clean relative path", p)}
 		}
 		declared[p] = true
-		if !present[p] {
+		f, present := tree.Files[p]
+		if !present {
 			missing = append(missing, p)
 			continue
 		}
-		sum, size, err := hashFile(root, p)
-		if err != nil {
-			return nil, err
-		}
-		a["sha256"], a["size"] = sum, json.Number(strconv.FormatInt(size, 10))
+		a["sha256"], a["size"] = f.SHA256, json.Number(strconv.FormatInt(f.Size, 10))
 		if _, ok := a["classification"]; !ok {
 			a["classification"] = classify(p)
 		}
@@ -529,7 +493,7 @@ func fillAssets(root *os.Root, doc map[string]any, onDisk []string) (map[string]
 }
 
 // declare appends the undeclared files (sorted) to the manifest's assets.
-func declare(root *os.Root, doc map[string]any, paths []string) error {
+func declare(tree *gate.Tree, doc map[string]any, paths []string) error {
 	assets, ok := doc["assets"].([]any)
 	if !ok {
 		if _, present := doc["assets"]; present {
@@ -538,12 +502,9 @@ func declare(root *os.Root, doc map[string]any, paths []string) error {
 		assets = []any{}
 	}
 	for _, p := range paths {
-		sum, size, err := hashFile(root, p)
-		if err != nil {
-			return err
-		}
-		assets = append(assets, map[string]any{"path": p, "sha256": sum,
-			"size": json.Number(strconv.FormatInt(size, 10)), "classification": classify(p)})
+		f := tree.Files[p]
+		assets = append(assets, map[string]any{"path": p, "sha256": f.SHA256,
+			"size": json.Number(strconv.FormatInt(f.Size, 10)), "classification": classify(p)})
 	}
 	doc["assets"] = assets
 	return nil
@@ -563,21 +524,6 @@ func classify(p string) string {
 		return c
 	}
 	return "doc"
-}
-
-// hashFile returns the "sha256:"-prefixed hash and the size of p under root.
-func hashFile(root *os.Root, p string) (string, int64, error) {
-	f, err := root.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // preflightFailed is the negative verdict of a failed preflight: the

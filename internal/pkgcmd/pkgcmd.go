@@ -1,11 +1,16 @@
-// Package pkgcmd is cp-pkg, the author side of packages. This first part
-// makes the note keys that sign checkpoints and packages.
+// Package pkgcmd is cp-pkg, the author side of packages and the
+// framework/spec registries: init and init-agent scaffold a package source
+// tree; stage fills its hashes, runs preflight and writes a deterministic
+// archive; sign writes the archive's signature note; preflight runs every
+// check an install would run without writing; keygen makes note keys;
+// register-framework, register-spec and check-framework keep the registries
+// and record every outcome in HO3's governance ledger.
 //
-// keygen writes NAME.key (the signer key, mode 0600, created exclusively:
-// an existing key is never overwritten) and NAME.pub (the verifier key) in
-// --out, and prints their paths and the verifier key. Exit status: 0
-// success, 1 a key file already exists, 2 usage, 3 invalid input, 4
-// filesystem error, 5 internal error.
+// It reads a request from flags or stdin and writes one JSON envelope to
+// stdout. Exit status: 0 success, 1 refused (a failed gate, a breaking
+// framework change, an existing key, ...), 2 usage, 3 invalid input
+// (malformed JSON, manifest or archive), 4 filesystem error, 5 internal
+// error.
 package pkgcmd
 
 import (
@@ -25,9 +30,13 @@ const usage = `cp-pkg: the author side of Control Plane packages
 Usage:
   cp-pkg init       PKG-ID --spec SPEC-ID [--framework FMWK-ID] --output DIR
   cp-pkg init-agent PKG-ID --spec SPEC-ID [--framework FMWK-ID] --output DIR
+  cp-pkg preflight  (PKG-ID --src DIR | --archive A)
   cp-pkg stage      PKG-ID --src DIR [--out DIR] [--declare]
   cp-pkg sign       --archive A [--key K]
   cp-pkg keygen     --name NAME [--out DIR]
+  cp-pkg register-framework FMWK-ID --src DOC.md
+  cp-pkg register-spec      SPEC-ID --src DIR
+  cp-pkg check-framework    FMWK-ID --src DOC.md
 
   Or a JSON request on stdin whose "operation" names the verb:
   echo '{"operation":"keygen","name":"ops"}' | cp-pkg
@@ -41,6 +50,19 @@ config/x.json), then stage with --declare.
 init-agent is init for an agent package: it also writes
 modules/<pkg-id>/capabilities.json and governed_prompts/<PKG-ID>/system.md, both
 declared already, so the tree stages without --declare once they fit the spec.
+
+preflight runs every check an install would run, short of writing, on a source
+tree or a staged archive, and writes nothing at all (not even a ledger entry):
+the archive rules (ARCHIVE_UNSAFE, exit 3), the manifest (MANIFEST_INVALID,
+exit 3), then the gates G0A (every file declared, present, matching size and
+hash; paths under the governed roots and never reserved), G1 (spec and
+framework registered and active, assets inside the spec's patterns,
+dependencies installed at allowed versions), OWNERSHIP (no file owned by
+another package) and G5 (the archive's signature by a trusted key from
+config/trusted_keys.json or CONTROL_PLANE_VERIFY_KEY; CONTROL_PLANE_ALLOW_UNSIGNED=1
+turns a missing signature into a recorded waiver, never an invalid one; on a
+source tree G5 reports "not applicable"). Any failed gate: exit 1,
+PREFLIGHT_FAILED, the report at .result.
 
 stage reads DIR/manifest.json, fills every asset's sha256 and size from the tree,
 writes the manifest back, runs preflight against the plane (every check an
@@ -57,6 +79,16 @@ manifest) and writes A.sig: a signed note binding package id, version, manifest
 hash and archive hash. It replaces an earlier A.sig. The key comes from --key,
 else CONTROL_PLANE_SIGNING_KEY (a signer key or the path of one).
 
+register-framework registers a framework document (markdown opening with a
+---/framework_id/title/version/status/--- block; its MUST list items are the
+invariants), keeping it under registries/frameworks/ID/VERSION.md. The same
+document again changes nothing; a changed one needs a higher version and must
+keep every MUST invariant (else BREAKING_CHANGE). register-spec registers
+DIR/manifest.json or DIR/manifest.yaml (spec_id, framework_id, assets patterns
+with ** for any depth, invariants; its framework registered and active).
+check-framework compares a candidate document with the registered one. Each
+writes its outcome, refusals included, to HO3's governance ledger.
+
 keygen writes NAME.key (a note signer key, mode 0600) and NAME.pub (its verifier
 key) into DIR (default: the working directory). It never overwrites a key.
 Give NAME.key to cp-pkg sign --key or cp-ledger checkpoint --sign-key (or
@@ -67,10 +99,11 @@ Options:
   --spec SPEC-ID       init: the spec the package implements
   --framework FMWK-ID  init: its framework (default: from the plane's specs registry)
   --output DIR         init: the source tree to create
-  --src DIR            stage: the source tree
+  --src DIR            stage, preflight: the source tree; register-*, check-framework:
+                       the document or spec directory
   --out DIR            stage: where to write the archive; keygen: the key files
   --declare            stage: declare every undeclared file
-  --archive A          sign: the archive
+  --archive A          sign, preflight: the archive
   --key K              sign: a signer key, or the path of a file holding one
   --name NAME          keygen: the key name, recorded in every signature it makes
   --root DIR           the plane (else $CONTROL_PLANE, else the nearest HO3
@@ -82,7 +115,8 @@ Options:
 Exit status:
   0  success
   1  refused: output not empty, spec not registered, undeclared or missing
-     files, package id not the manifest's, preflight failed, key file exists
+     files, package id not the manifest's, preflight failed, key file exists,
+     breaking framework change, version not newer, framework not registered
   2  usage: unknown verb or flag, missing or bad argument, no plane, no key
   3  invalid input: stdin not JSON, schema violation, malformed manifest or
      archive, a symlink or special file in the source tree
@@ -91,6 +125,10 @@ Exit status:
 
 Examples:
   cp-pkg keygen --name ops --out ~/.config/control-plane
+  cp-pkg register-framework FMWK-DEMO-001 --src fmwk-demo.md --root plane
+  cp-pkg register-spec SPEC-DEMO-001 --src spec-demo/ --root plane
+  cp-pkg check-framework FMWK-DEMO-001 --src fmwk-demo-v2.md --root plane
+  cp-pkg preflight --archive plane/_staging/PKG-DEMO-001.tar.gz --root plane --format text
   cp-pkg init PKG-DEMO-001 --spec SPEC-DEMO-001 --output demo --root plane
   mkdir -p demo/config && echo '{"greeting":"hi"}' > demo/config/demo.json
   cp-pkg stage PKG-DEMO-001 --src demo --declare --root plane

@@ -5,7 +5,8 @@
 // directory entries), mtime 0, uid/gid 0, empty uname/gname, mode 0644 (0755
 // when the source file has any execute bit), PAX-capable USTAR headers, and a
 // gzip header with zero mtime, no name, OS byte 255 and a fixed compression
-// level (9, best compression). The archive is flat: manifest.json sits at
+// level (1, best speed: staging a 50 MB package must not be dominated by
+// compression, and package text still shrinks well). The archive is flat: manifest.json sits at
 // the root and every asset sits at its install path (frameworks/FMWK-001.md,
 // lib/x.py, ...).
 //

@@ -10,8 +10,10 @@ import (
 	"time"
 )
 
-// gzipLevel is the fixed compression level of [Write].
-const gzipLevel = gzip.BestCompression
+// gzipLevel is the fixed compression level of [Write]. Level 9 made
+// staging a 50 MB package take seconds and its Huffman-coded output slow to
+// inflate; level 1 keeps compression from dominating stage and preflight.
+const gzipLevel = gzip.BestSpeed
 
 // gzipOSUnknown is the gzip header OS byte [Write] emits ("unknown").
 const gzipOSUnknown = 255

@@ -95,7 +95,7 @@ func TestWriteFormat(t *testing.T) {
 	require.Equal(t, "", zr.Name)
 	require.Equal(t, "", zr.Comment)
 	require.Equal(t, byte(255), zr.OS)
-	require.Equal(t, byte(2), data[8], "XFL for the fixed best-compression level")
+	require.Equal(t, byte(4), data[8], "XFL for the fixed best-speed level")
 
 	tr := tar.NewReader(zr)
 	var names []string

@@ -4,6 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"encoding/json"
 	"errors"
 	"io"
@@ -30,18 +34,28 @@ func (e *SourceError) Error() string { return e.Path + ": " + e.Msg }
 // Code returns SOURCE_UNSAFE.
 func (e *SourceError) Code() string { return "SOURCE_UNSAFE" }
 
+// ErrorDetails names the path concerned.
+func (e *SourceError) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }
+
 // ExitCode returns 3.
 func (e *SourceError) ExitCode() int { return 3 }
 
-// file is what a source holds at one path.
-type file struct {
-	sha  string
-	size int64
+// File is what a package source holds at one path.
+type File struct {
+	SHA256 string // "sha256:" + hex
+	Size   int64
+}
+
+// Tree is a package source tree as read once: its manifest bytes and every
+// other regular file's hash and size, by slash path.
+type Tree struct {
+	Manifest []byte
+	Files    map[string]File
 }
 
 func preflight(ctx context.Context, root string, src Source, opts Options) (*Report, error) {
 	var raw []byte
-	var files map[string]file
+	var files map[string]File
 	var sig []byte
 	var archiveHash string
 	var err error
@@ -58,11 +72,14 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 		if err != nil {
 			return nil, err
 		}
+	case src.Tree != nil:
+		raw, files = src.Tree.Manifest, src.Tree.Files
 	case src.Dir != "":
-		raw, files, err = ReadTree(src.Dir)
+		t, err := ReadTree(src.Dir)
 		if err != nil {
 			return nil, err
 		}
+		raw, files = t.Manifest, t.Files
 	default:
 		return nil, errors.New("gate: preflight needs a source dir or an archive")
 	}
@@ -101,7 +118,7 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 
 // readArchive scans a package archive with the extraction rules (writing
 // nothing) and returns its manifest bytes, its files and its hash.
-func readArchive(path string) ([]byte, map[string]file, string, error) {
+func readArchive(path string) ([]byte, map[string]File, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, "", err
@@ -111,55 +128,100 @@ func readArchive(path string) ([]byte, map[string]file, string, error) {
 	if err != nil {
 		return nil, nil, "", err
 	}
-	files := map[string]file{}
+	files := map[string]File{}
 	for _, cf := range c.Files {
 		if cf.Path != archive.ManifestName {
-			files[cf.Path] = file{sha: "sha256:" + cf.SHA256, size: cf.Size}
+			files[cf.Path] = File{SHA256: "sha256:" + cf.SHA256, Size: cf.Size}
 		}
 	}
 	return c.Manifest, files, "sha256:" + c.ArchiveSHA256, nil
 }
 
 // ReadTree reads a package source tree: its manifest.json and the hash and
-// size of every other regular file (slash paths). A symlink or special file
-// anywhere is SOURCE_UNSAFE: the tree must be what the archive will be.
-func ReadTree(dir string) ([]byte, map[string]file, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, manifest.FileName))
+// size of every other regular file (slash paths), hashed in parallel and
+// opened through os.Root so nothing outside dir is read. A symlink or
+// special file anywhere is SOURCE_UNSAFE: the tree must be what the archive
+// will be.
+func ReadTree(dir string) (*Tree, error) {
+	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	files := map[string]file{}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
+	defer root.Close()
+	raw, err := root.ReadFile(manifest.FileName)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		switch {
-		case d.IsDir():
+		case err != nil:
+			return err
+		case d.IsDir() || p == manifest.FileName:
 			return nil
 		case !d.Type().IsRegular():
-			return &SourceError{Path: rel, Msg: "not a regular file (symlinks and special files are refused)"}
-		case rel == manifest.FileName:
-			return nil
+			return &SourceError{Path: p, Msg: "a " + kindOf(d.Type()) + "; a package holds regular files only"}
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		h := sha256.New()
-		n, err := io.Copy(h, f)
-		if err != nil {
-			return err
-		}
-		files[rel] = file{sha: "sha256:" + hex.EncodeToString(h.Sum(nil)), size: n}
+		paths = append(paths, p)
 		return nil
 	})
-	return raw, files, err
+	if err != nil {
+		return nil, err
+	}
+	sums := make([]File, len(paths))
+	errs := make([]error, len(paths))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			h := sha256.New()
+			buf := make([]byte, 256<<10)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(paths) {
+					return
+				}
+				sums[i], errs[i] = hashIn(root, paths[i], h, buf)
+			}
+		})
+	}
+	wg.Wait()
+	t := &Tree{Manifest: raw, Files: make(map[string]File, len(paths))}
+	for i, p := range paths {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		t.Files[p] = sums[i]
+	}
+	return t, nil
+}
+
+func hashIn(root *os.Root, p string, h hash.Hash, buf []byte) (File, error) {
+	f, err := root.Open(p)
+	if err != nil {
+		return File{}, err
+	}
+	defer f.Close()
+	h.Reset()
+	n, err := io.CopyBuffer(h, f, buf)
+	if err != nil {
+		return File{}, err
+	}
+	return File{SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+}
+
+func kindOf(t fs.FileMode) string {
+	switch {
+	case t&fs.ModeSymlink != 0:
+		return "symlink"
+	case t&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case t&fs.ModeSocket != 0:
+		return "socket"
+	case t&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
 }
 
 // GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
@@ -191,7 +253,7 @@ func under(p string, dirs []string) bool {
 // G0A checks the package declaration: every file declared, every declared
 // file present with its size and hash, every path safe: not a reserved plane
 // path and under a governed root.
-func G0A(root string, m *manifest.Manifest, files map[string]file) (*Result, error) {
+func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, error) {
 	r := newResult("G0A")
 	roots, err := GovernedRoots(root)
 	if err != nil {
@@ -210,10 +272,10 @@ func G0A(root string, m *manifest.Manifest, files map[string]file) (*Result, err
 		switch {
 		case !ok:
 			r.fail("MISSING", a.Path, "declared but not in the package")
-		case f.size != a.Size:
-			r.fail("SIZE_MISMATCH", a.Path, "declared %d bytes, holds %d", a.Size, f.size)
-		case f.sha != a.SHA256:
-			r.fail("HASH_MISMATCH", a.Path, "declared %s, holds %s", a.SHA256, f.sha)
+		case f.Size != a.Size:
+			r.fail("SIZE_MISMATCH", a.Path, "declared %d bytes, holds %d", a.Size, f.Size)
+		case f.SHA256 != a.SHA256:
+			r.fail("HASH_MISMATCH", a.Path, "declared %s, holds %s", a.SHA256, f.SHA256)
 		}
 	}
 	paths := make([]string, 0, len(files))

@@ -8,10 +8,11 @@ import (
 var sprintf = fmt.Sprintf
 
 // Source is what preflight examines: a package source tree (Dir, whose
-// manifest.json is at its root) or a staged archive (Archive, with its
-// signature at Archive+".sig").
+// manifest.json is at its root; or Tree, a tree already read by ReadTree)
+// or a staged archive (Archive, with its signature at Archive+".sig").
 type Source struct {
 	Dir     string
+	Tree    *Tree
 	Archive string
 }
 

@@ -77,4 +77,66 @@ if cp-ledger verify --ledger audit.jsonl --trusted-checkpoint witness-copy.check
 fi
 cat verdict.err
 
+step "10. a plane: three tiers, GENESIS-linked ledgers, registries, the kernel package (cp-install bootstrap)"
+run cp-install bootstrap --root plane --trust-key demo-ops.pub > bootstrap.json
+printf 'tiers: '; grep -o '"plane_id":"ho[123]"' bootstrap.json | tr '\n' ' '; echo
+printf 'HO2 GENESIS records HO3 head: '; grep -o '"parent_hash":"[0-9a-f]\{12\}' plane/planes/ho2/ledger/workorder.jsonl | head -n1
+export CONTROL_PLANE="$work/plane"
+run cp-ledger verify --plane ho1 --format text
+printf '$ cp-install bootstrap --root plane   (again)\n'
+if cp-install bootstrap --root plane >/dev/null 2>err.txt; then echo "demo: error: bootstrap ran twice" >&2; exit 1; fi
+cat err.txt
+
+step "11. law: register a framework (MUST invariants) and a spec (what packages may install)"
+cat > fmwk-tools.md <<'DOC'
+---
+framework_id: FMWK-TOOLS-001
+title: Agent tools
+version: 1.0.0
+---
+# Agent tools
+- MUST declare every tool in capabilities.json.
+- MUST log every tool call to the worker ledger.
+DOC
+mkdir -p spec-tools && cat > spec-tools/manifest.yaml <<'DOC'
+spec_id: SPEC-TOOLS-001
+framework_id: FMWK-TOOLS-001
+title: Shell tools for agents
+assets: ["lib/tools/**", "config/tools.json"]
+DOC
+run cp-pkg register-framework FMWK-TOOLS-001 --src fmwk-tools.md >/dev/null
+run cp-pkg register-spec SPEC-TOOLS-001 --src spec-tools >/dev/null
+sed -e 's/version: 1.0.0/version: 1.1.0/' -e '/log every tool call/d' fmwk-tools.md > fmwk-tools-v2.md
+printf '$ cp-pkg check-framework FMWK-TOOLS-001 --src fmwk-tools-v2.md   (drops a MUST)\n'
+if cp-pkg check-framework FMWK-TOOLS-001 --src fmwk-tools-v2.md >/dev/null 2>err.txt; then echo "demo: error: a breaking change passed" >&2; exit 1; fi
+cat err.txt
+
+step "12. a package: init, add files, stage (hashes, preflight, deterministic archive), sign, preflight the archive"
+run cp-pkg init PKG-TOOLS-001 --spec SPEC-TOOLS-001 --output tools >/dev/null
+mkdir -p tools/lib/tools tools/config
+printf '#!/bin/sh\nls -la "$@"\n' > tools/lib/tools/list.sh
+printf '{"tools":["list"]}\n' > tools/config/tools.json
+run cp-pkg stage PKG-TOOLS-001 --src tools --declare > stage.json
+printf 'archive %s\n' "$(field archive_sha256 < stage.json)"
+run cp-pkg sign --archive plane/_staging/PKG-TOOLS-001.tar.gz --key demo-ops.key >/dev/null
+run cp-pkg preflight --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
+
+step "13. refusals: a file owned by the kernel, and an archive that tries to escape"
+cp-pkg init PKG-THIEF-001 --spec SPEC-KERNEL-001 --output thief2 >/dev/null
+mkdir -p thief2/config && printf '{"routes":[]}\n' > thief2/config/router_policy.json
+printf '$ cp-pkg stage PKG-THIEF-001 --src thief2 --declare --out dist   (declares config/router_policy.json)\n'
+if cp-pkg stage PKG-THIEF-001 --src thief2 --declare --out dist >/dev/null 2>err.txt; then echo "demo: error: an owned file was staged" >&2; exit 1; fi
+cat err.txt
+python3 - <<'PY' 2>/dev/null || printf 'evil' | gzip > evil.tar.gz
+import io, tarfile
+with tarfile.open("evil.tar.gz", "w:gz") as t:
+    for name, data in [("manifest.json", b"{}"), ("../../escape.txt", b"pwned")]:
+        info = tarfile.TarInfo(name); info.size = len(data); t.addfile(info, io.BytesIO(data))
+PY
+printf '$ cp-pkg preflight --archive evil.tar.gz\n'
+if cp-pkg preflight --archive evil.tar.gz >/dev/null 2>err.txt; then echo "demo: error: a hostile archive passed" >&2; exit 1; fi
+cat err.txt
+test ! -e ../escape.txt && test ! -e escape.txt && echo "nothing was written outside (or inside) the plane"
+run cp-ledger verify --format text
+
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

@@ -482,8 +482,8 @@ func tailLines(f *os.File, end int64, k int) ([][]byte, error) {
 // ("\n"-terminated) lines, oldest first, without their newlines, and the
 // offset just past the last complete line. Bytes after it are a torn tail.
 func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
-	const chunk = 64 << 10
-	var buf []byte // the file's bytes from off to size
+	chunk := int64(4 << 10) // grows: most tails are one short line
+	var buf []byte          // the file's bytes from off to size
 	off := size
 	end := int64(-1)
 	for {
@@ -497,7 +497,8 @@ func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
 		if off == 0 {
 			break
 		}
-		n := min(int64(chunk), off)
+		n := min(chunk, off)
+		chunk = min(chunk*4, 1<<20)
 		off -= n
 		more := make([]byte, n, n+int64(len(buf)))
 		if _, err := f.ReadAt(more, off); err != nil && err != io.EOF {

@@ -1,12 +1,17 @@
 package cp_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +20,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -93,6 +99,10 @@ func TestScripts(t *testing.T) {
 			"keygen":    cmdKeygen,
 			"appendraw": cmdAppendRaw,
 			"holdlock":  cmdHoldLock,
+			"treehash":  cmdTreeHash,
+			"noabs":     cmdNoAbs,
+			"perm":      cmdPerm,
+			"hostile":   cmdHostile,
 		},
 	})
 }
@@ -315,4 +325,269 @@ func cmdHoldLock(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	held[path] = f
 	ts.Defer(func() { f.Close() })
+}
+
+// treehash DIR... prints one line per file, directory and symlink under each
+// DIR (mode, size, mtime in ns, SHA-256 of the bytes or the link target,
+// path), then "tree sha256:..." over those lines. Saved with cp stdout and
+// compared with cmp stdout, it shows that a command wrote nothing, and if
+// it did, the diff names what changed.
+func cmdTreeHash(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) == 0 {
+		ts.Fatalf("usage: treehash DIR...")
+	}
+	var list strings.Builder
+	for _, d := range args {
+		root := ts.MkAbs(d)
+		err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			fi, err := e.Info()
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			sum := "-"
+			switch {
+			case fi.Mode().IsRegular():
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				sum = fmt.Sprintf("%x", sha256.Sum256(b))
+			case fi.Mode()&fs.ModeSymlink != 0:
+				t, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				sum = "-> " + t
+			}
+			size := fi.Size()
+			if fi.IsDir() {
+				size = 0
+			}
+			fmt.Fprintf(&list, "%v %d %d %s %s\n", fi.Mode(), size, fi.ModTime().UnixNano(), sum, filepath.ToSlash(filepath.Join(d, rel)))
+			return nil
+		})
+		ts.Check(err)
+	}
+	fmt.Fprintf(ts.Stdout(), "%stree sha256:%x\n", list.String(), sha256.Sum256([]byte(list.String())))
+}
+
+// noabs DIR... fails if any file under a DIR holds the absolute path of
+// $WORK (as given or with symlinks resolved), in its bytes, in the
+// decompressed bytes of a gzip file, or in a symlink target. With !, some
+// file must hold it (to check the checker).
+func cmdNoAbs(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: [!] noabs DIR...")
+	}
+	work := ts.Getenv("WORK")
+	needles := [][]byte{[]byte(work)}
+	if real, err := filepath.EvalSymlinks(work); err == nil && real != work {
+		needles = append(needles, []byte(real))
+	}
+	holds := func(b []byte) bool {
+		for _, n := range needles {
+			if bytes.Contains(b, n) {
+				return true
+			}
+		}
+		return false
+	}
+	var found []string
+	for _, d := range args {
+		err := filepath.WalkDir(ts.MkAbs(d), func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			var b []byte
+			switch {
+			case e.Type()&fs.ModeSymlink != 0:
+				t, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				b = []byte(t)
+			case e.Type().IsRegular():
+				if b, err = os.ReadFile(p); err != nil {
+					return err
+				}
+				if zr, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
+					if plain, err := io.ReadAll(zr); err == nil {
+						b = append(b, plain...)
+					}
+				}
+			default:
+				return nil
+			}
+			if holds(b) {
+				found = append(found, p)
+			}
+			return nil
+		})
+		ts.Check(err)
+	}
+	switch {
+	case !neg && len(found) > 0:
+		ts.Fatalf("absolute path %s written into: %s", work, strings.Join(found, ", "))
+	case neg && len(found) == 0:
+		ts.Fatalf("no file under %s holds %s", strings.Join(args, " "), work)
+	}
+}
+
+// perm MODE PATH... requires every regular file at or under each PATH to
+// have permission bits MODE (octal, e.g. 0444).
+func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: perm MODE PATH...")
+	}
+	want, err := strconv.ParseUint(args[0], 8, 32)
+	ts.Check(err)
+	n := 0
+	for _, p := range args[1:] {
+		err := filepath.WalkDir(ts.MkAbs(p), func(p string, e fs.DirEntry, err error) error {
+			if err != nil || !e.Type().IsRegular() {
+				return err
+			}
+			fi, err := e.Info()
+			if err != nil {
+				return err
+			}
+			n++
+			if got := fi.Mode().Perm(); got != fs.FileMode(want) {
+				ts.Fatalf("%s has mode %#o, want %#o", p, got, want)
+			}
+			return nil
+		})
+		ts.Check(err)
+	}
+	if n == 0 {
+		ts.Fatalf("no regular file under %s", strings.Join(args[1:], " "))
+	}
+}
+
+// hostile OUT KIND [ARGS...] writes a package archive OUT that breaks one
+// extraction rule, written with archive/tar and compress/gzip directly.
+// Every archive but nomanifest opens with a manifest.json (package
+// PKG-HOSTILE-001 under SPEC-KERNEL-001) that declares each regular file
+// with its hash, so that the hostile part is the only thing wrong with it:
+//
+//	file NAME...          regular files NAME (the same name twice: duplicate;
+//	                      A.md a.md: case fold; ../evil, /etc/x, ledger/x ...)
+//	symlink NAME TARGET   a symbolic link
+//	hardlink NAME TARGET  a hard link
+//	chardev NAME          a character device (1, 3)
+//	fifo NAME             a named pipe
+//	sizelie NAME          a header of 100 bytes with 10 bytes of data, and
+//	                      then the (well-closed) gzip stream ends
+//	truncgz               a good archive with its gzip stream cut in half
+//	trailing              a good archive followed by bytes after the gzip stream
+//	notgzip               a good archive as a plain tar
+//	nomanifest NAME...    regular files only, no manifest.json at the root
+//
+// "A good archive" holds config/hostile.json.
+func cmdHostile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: hostile OUT KIND [ARGS...]")
+	}
+	out, kind, rest := ts.MkAbs(args[0]), args[1], args[2:]
+	body := func(name string) []byte { return []byte("hostile " + name + "\n") }
+	hdr := func(name string, typ byte, size int64) *tar.Header {
+		return &tar.Header{Name: name, Typeflag: typ, Mode: 0o644, Size: size, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
+	}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	regular := func(names ...string) {
+		for _, n := range names {
+			ts.Check(tw.WriteHeader(hdr(n, tar.TypeReg, int64(len(body(n))))))
+			_, err := tw.Write(body(n))
+			ts.Check(err)
+		}
+	}
+	withManifest := func(files ...string) {
+		var assets []map[string]any
+		for _, n := range files {
+			assets = append(assets, map[string]any{"path": n, "sha256": fmt.Sprintf("sha256:%x", sha256.Sum256(body(n))),
+				"size": len(body(n)), "classification": "config"})
+		}
+		if assets == nil {
+			assets = []map[string]any{}
+		}
+		m, err := json.MarshalIndent(map[string]any{"schema_version": "1.2", "package_id": "PKG-HOSTILE-001", "version": "1.0.0",
+			"package_type": "standard", "spec_id": "SPEC-KERNEL-001", "framework_id": "FMWK-KERNEL-001", "plane_id": "ho3",
+			"dependencies": []string{}, "assets": assets}, "", "  ")
+		ts.Check(err)
+		ts.Check(tw.WriteHeader(hdr("manifest.json", tar.TypeReg, int64(len(m)))))
+		_, err = tw.Write(m)
+		ts.Check(err)
+	}
+	need := func(n int) {
+		if len(rest) != n {
+			ts.Fatalf("hostile %s takes %d argument(s)", kind, n)
+		}
+	}
+	gz := true
+	var cut, extra bool
+	switch kind {
+	case "file":
+		withManifest(rest...)
+		regular(rest...)
+	case "nomanifest":
+		regular(rest...)
+	case "symlink", "hardlink":
+		need(2)
+		withManifest()
+		h := hdr(rest[0], tar.TypeSymlink, 0)
+		if kind == "hardlink" {
+			h.Typeflag = tar.TypeLink
+		}
+		h.Linkname = rest[1]
+		ts.Check(tw.WriteHeader(h))
+	case "chardev", "fifo":
+		need(1)
+		withManifest()
+		h := hdr(rest[0], tar.TypeFifo, 0)
+		if kind == "chardev" {
+			h.Typeflag, h.Devmajor, h.Devminor = tar.TypeChar, 1, 3
+		}
+		ts.Check(tw.WriteHeader(h))
+	case "sizelie":
+		need(1)
+		withManifest()
+		ts.Check(tw.WriteHeader(hdr(rest[0], tar.TypeReg, 100)))
+		_, err := tw.Write([]byte("ten bytes\n"))
+		ts.Check(err)
+		// No Close: the tar stream ends inside the member's data.
+	case "truncgz", "trailing", "notgzip":
+		need(0)
+		withManifest("config/hostile.json")
+		regular("config/hostile.json")
+		cut, extra, gz = kind == "truncgz", kind == "trailing", kind != "notgzip"
+	default:
+		ts.Fatalf("hostile: unknown kind %q", kind)
+	}
+	if kind != "sizelie" {
+		ts.Check(tw.Close())
+	}
+	data := tb.Bytes()
+	if gz {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		_, err := zw.Write(data)
+		ts.Check(err)
+		ts.Check(zw.Close())
+		data = zb.Bytes()
+	}
+	if cut {
+		data = data[:len(data)/2]
+	}
+	if extra {
+		data = append(data, "trailing garbage"...)
+	}
+	ts.Check(os.WriteFile(out, data, 0o644))
 }

@@ -476,20 +476,28 @@ var notHex = func() (t [256]byte) {
 	return t
 }()
 
-// skipString returns the index after the string literal at i, or -1.
+// skipString returns the index after the string literal at i, or -1. It
+// jumps from quote to quote (bytes.IndexByte is vectorized) and counts the
+// backslashes before each to tell an escaped quote from the closing one.
 func skipString(b []byte, i int) int {
 	if i >= len(b) || b[i] != '"' {
 		return -1
 	}
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	for i++; ; {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return -1
 		}
+		q := i + j
+		n := 0
+		for k := q - 1; k >= i && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1
+		}
+		i = q + 1
 	}
-	return -1
 }
 
 // skipStringArray returns the index after an array of strings at i, or -1.
@@ -582,13 +590,26 @@ func (v *verifier) checkTree(ctx context.Context, f *os.File, hashBytes int64, l
 		if mismatch {
 			return
 		}
-		for i := range min(int64(len(hs)), m>>level) {
-			if !bytes.Equal(hs[i][:], storedAt(level, i)) {
-				mismatch = true
-				first := i << level
-				v.add(Issue{Seq: first, Code: MerkleMismatch, Message: fmt.Sprintf("stored hash at level %d over entries %d..%d differs from the recomputed tree", level, first, (i+1)<<level-1)})
-				return
+		// Find the first differing stored hash, in parallel ranges.
+		n := int(min(int64(len(hs)), m>>level))
+		var mu sync.Mutex
+		bad := int64(-1)
+		parallel(n, workers, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				if !bytes.Equal(hs[i][:], storedAt(level, int64(i))) {
+					mu.Lock()
+					if bad < 0 || int64(i) < bad {
+						bad = int64(i)
+					}
+					mu.Unlock()
+					return
+				}
 			}
+		})
+		if bad >= 0 {
+			mismatch = true
+			first := bad << level
+			v.add(Issue{Seq: first, Code: MerkleMismatch, Message: fmt.Sprintf("stored hash at level %d over entries %d..%d differs from the recomputed tree", level, first, (bad+1)<<level-1)})
 		}
 	}
 	check(0, leaves)

@@ -398,11 +398,52 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 	}()
 
 	const maxBatch = 4096
+	// Acknowledgements are formatted and written by their own goroutine,
+	// in order, while the next batch is appended: a batch is handed over
+	// only after runBatch returned, that is after its fsync.
+	type acked struct {
+		outs  []Outcome
+		start time.Time
+	}
+	acks := make(chan acked, 2)
+	writerDone := make(chan error, 1)
+	go func() {
+		var werr error
+		for a := range acks {
+			if werr != nil {
+				continue
+			}
+			r.start = a.start
+			for _, o := range a.outs {
+				r.finish(verb, o)
+			}
+			werr = r.out.Flush()
+		}
+		writerDone <- werr
+	}()
+	// stop waits for every acknowledgement to be written; the final error
+	// (if any) is printed after them by the caller.
+	stop := func() int {
+		close(acks)
+		if err := <-writerDone; err != nil {
+			return ExitUnavailable
+		}
+		return ExitOK
+	}
+	// Group commit: a batch is whatever requests have arrived. Under a
+	// flood (the last batch was large) the loop lingers up to a millisecond
+	// for the batch to fill, so that one fsync covers thousands of entries;
+	// a caller sending one request at a time never waits.
+	const floodBatch, linger = 256, time.Millisecond
 	batch := make([]Request, 0, maxBatch)
+	start := r.start
+	last := 0
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		it, ok := <-items
 		if !ok {
-			return ExitOK
+			return stop()
 		}
 		batch = batch[:0]
 		var stopErr error
@@ -410,39 +451,61 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 			stopErr = it.err
 		} else {
 			batch = append(batch, it.req)
+			var deadline <-chan time.Time
+			if last >= floodBatch {
+				timer.Reset(linger)
+				deadline = timer.C
+			}
 		drain:
 			for len(batch) < maxBatch {
+				var more <-chan item
 				select {
 				case it, ok = <-items:
-					if !ok {
-						break drain
-					}
-					if it.err != nil {
-						stopErr = it.err
-						break drain
-					}
-					batch = append(batch, it.req)
 				default:
+					if deadline == nil {
+						break drain
+					}
+					more = items
+					select {
+					case it, ok = <-more:
+					case <-deadline:
+						deadline = nil
+						break drain
+					}
+				}
+				if !ok {
 					break drain
 				}
+				if it.err != nil {
+					stopErr = it.err
+					break drain
+				}
+				batch = append(batch, it.req)
+			}
+			if deadline != nil && !timer.Stop() {
+				<-timer.C
 			}
 		}
+		last = len(batch)
 		if len(batch) > 0 {
 			outs := r.runBatch(ctx, verb, batch)
-			for _, o := range outs {
-				if o.Err != nil {
-					return r.finish(verb, o)
+			if n := len(outs); n > 0 && outs[n-1].Err != nil {
+				acks <- acked{outs[:n-1], start}
+				if code := stop(); code != ExitOK {
+					return code
 				}
-				r.finish(verb, o)
+				r.start = start
+				return r.finish(verb, outs[n-1])
 			}
-			if err := r.out.Flush(); err != nil {
-				return ExitUnavailable
-			}
+			acks <- acked{outs, start}
 		}
 		if stopErr != nil {
+			if code := stop(); code != ExitOK {
+				return code
+			}
 			return r.fail(stopErr)
 		}
-		r.start = time.Now()
+		start = time.Now()
 	}
 }
 

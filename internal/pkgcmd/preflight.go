@@ -33,7 +33,7 @@ func preflight(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: err}
 	}
 	if id := req.String("package_id"); id != "" && id != rep.PackageID {
-		return cli.Outcome{Err: cli.Invalidf("MANIFEST_INVALID", "the manifest is package %s, not %s", rep.PackageID, id)}
+		return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, "PACKAGE_ID_MISMATCH", "the manifest declares package %s, not %s", rep.PackageID, id)}
 	}
 	if !rep.Passed {
 		e := cli.Errorf(cli.ExitDenied, "PREFLIGHT_FAILED", "%s %s: %s", rep.PackageID, rep.Version, firstFailure(rep))

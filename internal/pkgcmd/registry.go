@@ -73,7 +73,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 				return rows, nil // the same document: nothing to do
 			}
 			if manifest.CompareVersions(fw.Version, old["version"]) <= 0 {
-				refusal = cli.Errorf(cli.ExitDenied, "VERSION_NOT_NEWER", "framework %s %s is registered; a changed document needs a higher version than %s", id, old["version"], fw.Version)
+				refusal = cli.Errorf(cli.ExitDenied, "VERSION_NOT_NEWER", "framework %s %s is registered; a changed document needs a higher version than %s (got %s)", id, old["version"], old["version"], fw.Version)
 				return nil, refusal
 			}
 			prev, err := registeredFramework(root, old)
@@ -145,7 +145,7 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 				return map[string][]registry.Row{}, nil
 			}
 			if manifest.CompareVersions(s.Version, old["version"]) <= 0 {
-				refusal = cli.Errorf(cli.ExitDenied, "VERSION_NOT_NEWER", "spec %s %s is registered; a changed manifest needs a higher version than %s", id, old["version"], s.Version)
+				refusal = cli.Errorf(cli.ExitDenied, "VERSION_NOT_NEWER", "spec %s %s is registered; a changed manifest needs a higher version than %s (got %s)", id, old["version"], old["version"], s.Version)
 			}
 		}
 		if refusal != nil {
@@ -188,6 +188,9 @@ func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 	next, err := framework.Parse(doc)
 	if err != nil {
 		return cli.Outcome{Err: err}
+	}
+	if next.ID != id {
+		return cli.Outcome{Err: cli.Invalidf("FRAMEWORK_INVALID", "the document is framework %s, not %s", next.ID, id)}
 	}
 	rows, err := registry.Read(root, registry.Frameworks)
 	if err != nil {

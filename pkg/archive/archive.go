@@ -130,6 +130,12 @@ func (e *UnsafeError) Error() string {
 // Code returns "ARCHIVE_UNSAFE".
 func (e *UnsafeError) Code() string { return Code }
 
+// ErrorDetails gives the rule and member name to the JSON error, so callers
+// need not parse the message.
+func (e *UnsafeError) ErrorDetails() map[string]any {
+	return map[string]any{"rule": e.Rule, "name": e.Name}
+}
+
 func unsafeErr(rule, name, format string, args ...any) *UnsafeError {
 	return &UnsafeError{Rule: rule, Name: name, Message: fmt.Sprintf(format, args...)}
 }

@@ -241,5 +241,32 @@ func entryFromObject(obj map[string]any) (*Entry, error) {
 	return &e, nil
 }
 
-// now returns the entry timestamp for t.
-func stamp(t time.Time) string { return t.UTC().Format(TimeFormat) }
+// stamp returns the entry timestamp for t, formatted as TimeFormat without
+// going through the layout interpreter (it runs once per appended entry).
+func stamp(t time.Time) string {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	h, mi, sec := t.Clock()
+	var b [27]byte
+	put := func(i, v, width int) {
+		for j := i + width - 1; j >= i; j-- {
+			b[j] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, y, 4)
+	b[4] = '-'
+	put(5, int(mo), 2)
+	b[7] = '-'
+	put(8, d, 2)
+	b[10] = 'T'
+	put(11, h, 2)
+	b[13] = ':'
+	put(14, mi, 2)
+	b[16] = ':'
+	put(17, sec, 2)
+	b[19] = '.'
+	put(20, t.Nanosecond()/1000, 6)
+	b[26] = 'Z'
+	return string(b[:])
+}

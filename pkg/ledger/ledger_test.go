@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
@@ -540,4 +541,11 @@ func TestStoredHashesMatchTlog(t *testing.T) {
 		all = append(all, h[:]...)
 	}
 	require.Equal(t, all, got)
+}
+
+func TestStampMatchesTimeFormat(t *testing.T) {
+	for _, ts := range []time.Time{time.Unix(0, 0), time.Date(2026, 11, 24, 23, 59, 59, 999999999, time.UTC),
+		time.Date(9999, 1, 2, 3, 4, 5, 6000, time.FixedZone("x", 3600)), time.Now()} {
+		require.Equal(t, ts.UTC().Format(TimeFormat), stamp(ts))
+	}
 }

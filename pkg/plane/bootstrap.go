@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/control-plane/cp/pkg/archive"
@@ -159,7 +160,9 @@ func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*Bootstr
 	if err := checkTarget(dir); err != nil { // nobody made a plane meanwhile
 		return nil, err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	// rename(2) replaces an empty directory atomically; os.Rename refuses
+	// any existing directory, so call the system call itself.
+	if err := syscall.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("moving the new plane into place: %w", err)
 	}
 	return res, syncDir(parent)
@@ -232,7 +235,7 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 	for _, a := range m.Assets {
 		receipt.Files = append(receipt.Files, ReceiptFile{Path: a.Path, SHA256: a.SHA256, Size: a.Size})
 	}
-	parentHash := ""
+	parentHash, parentSize := "", int64(0)
 	for _, t := range Layout {
 		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
 		if err := os.MkdirAll(tdir, 0o755); err != nil {
@@ -279,13 +282,13 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor, fwPath, specPath); err != nil {
 			return nil, err
 		}
-		tr, err := openLedgers(ctx, tdir, t, parentHash, mhash, ahash, opts.Actor)
+		tr, err := openLedgers(ctx, tdir, t, parentHash, parentSize, mhash, ahash, opts.Actor)
 		if err != nil {
 			return nil, err
 		}
 		tr.Dir = t.Dir
 		res.Tiers = append(res.Tiers, tr)
-		parentHash = tr.Head
+		parentHash, parentSize = tr.Head, tr.Entries
 	}
 	return res, nil
 }
@@ -319,7 +322,7 @@ func registerKernel(ctx context.Context, tdir string, t TierLayout, m *manifest.
 
 // openLedgers writes the tier's GENESIS (recording its parent's head) and
 // the events of its creation, and returns the tier's ledger state.
-func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash, mhash, ahash, actor string) (TierResult, error) {
+func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
 	l, err := ledger.OpenWriter(filepath.Join(tdir, filepath.FromSlash(t.Ledger)), ledger.Options{Actor: actor})
 	if err != nil {
 		return TierResult{}, err
@@ -328,6 +331,7 @@ func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash, mha
 	meta := map[string]any{"plane_id": t.PlaneID, "_tier": t.Tier, "parent_hash": parentHash}
 	if t.Parent != "" {
 		meta["parent_ledger"] = t.Parent
+		meta["parent_size"] = json.Number(fmt.Sprint(parentSize))
 	}
 	g, err := l.Genesis(ctx, ledger.Draft{SubmissionID: t.PlaneID, Decision: "CREATED", Reason: "plane bootstrap", Metadata: meta})
 	if err != nil {

@@ -127,7 +127,7 @@ func Parse(doc []byte) (*Framework, error) {
 		return nil, &Error{0, fmt.Sprintf("framework_id %q must match %s", f.ID, idRE)}
 	case f.Title == "":
 		return nil, &Error{0, "title is required"}
-	case !semver.IsValid("v" + f.Version):
+	case semver.Canonical("v"+f.Version) != "v"+f.Version: // full MAJOR.MINOR.PATCH, no build metadata
 		return nil, &Error{0, fmt.Sprintf("version %q is not a semantic version", f.Version)}
 	case !slices.Contains([]string{"active", "deprecated", "retired"}, f.Status):
 		return nil, &Error{0, fmt.Sprintf("status %q: want active, deprecated or retired", f.Status)}

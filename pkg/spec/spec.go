@@ -89,7 +89,7 @@ func Parse(b []byte, isYAML bool) (*Spec, error) {
 		return nil, &Error{fmt.Sprintf("spec_id %q must match %s", s.SpecID, specRE)}
 	case !fmwkRE.MatchString(s.FrameworkID):
 		return nil, &Error{fmt.Sprintf("framework_id %q must match %s", s.FrameworkID, fmwkRE)}
-	case !semver.IsValid("v" + s.Version):
+	case semver.Canonical("v"+s.Version) != "v"+s.Version: // full MAJOR.MINOR.PATCH, no build metadata
 		return nil, &Error{fmt.Sprintf("version %q is not a semantic version", s.Version)}
 	case !slices.Contains([]string{"active", "deprecated", "retired"}, s.Status):
 		return nil, &Error{fmt.Sprintf("status %q: want active, deprecated or retired", s.Status)}

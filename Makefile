@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/control-plane/cp/internal/cli.Version=$(VERSION)
 # Static binaries: no dynamic loader at start-up (it costs a millisecond per process).
 export CGO_ENABLED = 0
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: build test bench lint demo fuzz clean
 

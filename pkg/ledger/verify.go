@@ -170,10 +170,9 @@ type block struct {
 	first     int64  // position of the block's first line
 	count     int64  // lines in the block
 	// results
-	leaves      []tlog.Hash
-	issues      []Issue
-	head, tail  linkInfo // the first and last line's chain fields
-	headMissing bool
+	leaves     []tlog.Hash
+	issues     []Issue
+	head, tail linkInfo // the first and last line's chain fields
 }
 
 // linkInfo is what the chain check needs from a line.

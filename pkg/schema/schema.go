@@ -40,28 +40,27 @@ type Schema struct {
 	url   string
 	bool_ *bool // a boolean schema
 
-	types       []string
-	enum        []any
-	constV      *any
-	props       map[string]*Schema
-	propOrder   []string
-	required    []string
-	addlProps   *Schema
-	items       *Schema
-	minItems    *int
-	maxItems    *int
-	pattern     *regexp.Regexp
-	minLength   *int
-	maxLength   *int
-	minimum     *big.Rat
-	maximum     *big.Rat
-	oneOf       []*Schema
-	anyOf       []*Schema
-	allOf       []*Schema
-	not         *Schema
-	ref         *Schema
-	refURL      string
-	hasAnything bool
+	types     []string
+	enum      []any
+	constV    *any
+	props     map[string]*Schema
+	propOrder []string
+	required  []string
+	addlProps *Schema
+	items     *Schema
+	minItems  *int
+	maxItems  *int
+	pattern   *regexp.Regexp
+	minLength *int
+	maxLength *int
+	minimum   *big.Rat
+	maximum   *big.Rat
+	oneOf     []*Schema
+	anyOf     []*Schema
+	allOf     []*Schema
+	not       *Schema
+	ref       *Schema
+	refURL    string
 }
 
 // Compiler compiles schemas from a file system of schema files whose $id is

@@ -548,9 +548,8 @@ func preflightFailed(rep *gate.Report) *cli.Error {
 }
 
 // writeArchive writes <res.Archive> from src through a temporary file in
-// the same directory: archive.Write, fsync, then archive.Scan (the
-// installer's own reader) to check that the bytes are what the manifest
-// declares, then rename. A .sig left beside an older, different archive is
+// the same directory: archive.WriteContents, fsync, a check that the bytes
+// written are what the manifest declares, then rename. A .sig left beside an older, different archive is
 // removed: it can no longer verify.
 func writeArchive(src string, m *manifest.Manifest, mb []byte, res *stageResult) error {
 	dir := filepath.Dir(res.Archive)
@@ -566,20 +565,15 @@ func writeArchive(src string, m *manifest.Manifest, mb []byte, res *stageResult)
 		return err
 	}
 	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if err := archive.Write(tmp, src, paths); err != nil {
+	// WriteContents describes the archive from the bytes it wrote (a file
+	// changed since it was hashed shows up here), so the check against the
+	// manifest needs no second read.
+	contents, err := archive.WriteContents(tmp, src, paths)
+	if err != nil {
 		tmp.Close()
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		tmp.Close()
-		return err
-	}
-	contents, err := archive.Scan(tmp, archive.DefaultLimits())
-	if err != nil {
 		tmp.Close()
 		return err
 	}

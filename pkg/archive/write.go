@@ -2,9 +2,14 @@ package archive
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"time"
@@ -29,67 +34,91 @@ const gzipOSUnknown = 255
 // are emitted (no directory entries); each has mtime 0, uid/gid 0, empty
 // uname/gname and mode 0755 if the source has any execute bit, else 0644;
 // headers are USTAR, or PAX where a name needs it; the gzip header has zero
-// mtime, no name and OS byte 255, at a fixed compression level. The bytes
+// mtime, no name and OS byte 255, and the deflate stream is made of 1 MiB
+// blocks compressed independently (in parallel) at a fixed level. The bytes
 // depend on the Go toolchain's compress/flate, so compare content hashes,
 // not archive bytes, across toolchains.
 //
 // Names are checked before anything is written; an error met later (a
 // missing file, a symlink, a failing w) leaves a partial archive in w.
 func Write(w io.Writer, srcDir string, paths []string) error {
+	_, err := WriteContents(w, srcDir, paths)
+	return err
+}
+
+// WriteContents is [Write] that also describes what it wrote, as [Scan]
+// would read it back: every file's hash and size computed from the bytes
+// that went into the archive (not from a separate read, so a file changing
+// underneath cannot slip by), the manifest.json bytes, and the hash of the
+// compressed output.
+func WriteContents(w io.Writer, srcDir string, paths []string) (*Contents, error) {
 	sorted := slices.Clone(paths)
 	slices.Sort(sorted)
 	names := nameSet{}
 	for _, p := range sorted {
 		name, uerr := checkName(p, false, DefaultMaxNameBytes)
 		if uerr != nil {
-			return uerr
+			return nil, uerr
 		}
 		if uerr := names.add(name, false); uerr != nil {
-			return uerr
+			return nil, uerr
 		}
 	}
 	root, err := os.OpenRoot(srcDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer root.Close()
-	zw, err := gzip.NewWriterLevel(w, gzipLevel)
+	archiveHash := sha256.New()
+	zw, err := newParallelGzip(io.MultiWriter(w, archiveHash))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	zw.Header = gzip.Header{OS: gzipOSUnknown}
 	tw := tar.NewWriter(zw)
+	c := &Contents{}
+	h := sha256.New()
 	for _, p := range sorted {
-		if err := writeFile(tw, root, p); err != nil {
-			return err
+		f, manifest, err := writeFile(tw, root, p, h)
+		if err != nil {
+			return nil, err
+		}
+		c.Files = append(c.Files, f)
+		if p == ManifestName {
+			c.Manifest = manifest
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	return zw.Close()
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	c.ArchiveSHA256 = hex.EncodeToString(archiveHash.Sum(nil))
+	return c, nil
 }
 
-// writeFile appends the regular file p under root to tw.
-func writeFile(tw *tar.Writer, root *os.Root, p string) error {
+// writeFile appends the regular file p under root to tw and describes it
+// from the bytes written (h is a reused hash); for manifest.json it also
+// returns those bytes.
+func writeFile(tw *tar.Writer, root *os.Root, p string, h hash.Hash) (File, []byte, error) {
 	lfi, err := root.Lstat(p)
 	if err != nil {
-		return err
+		return File{}, nil, err
 	}
 	if !lfi.Mode().IsRegular() {
-		return fmt.Errorf("archive: %s is not a regular file (%s)", p, lfi.Mode().Type())
+		return File{}, nil, fmt.Errorf("archive: %s is not a regular file (%s)", p, lfi.Mode().Type())
 	}
 	f, err := root.Open(p)
 	if err != nil {
-		return err
+		return File{}, nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return File{}, nil, err
 	}
 	if !os.SameFile(lfi, fi) {
-		return fmt.Errorf("archive: %s changed while being archived", p)
+		return File{}, nil, fmt.Errorf("archive: %s changed while being archived", p)
 	}
 	mode := int64(0o644)
 	if fi.Mode().Perm()&0o111 != 0 {
@@ -104,10 +133,16 @@ func writeFile(tw *tar.Writer, root *os.Root, p string) error {
 		Format:   tar.FormatPAX,
 	}
 	if err := tw.WriteHeader(hdr); err != nil {
-		return err
+		return File{}, nil, err
 	}
-	if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
-		return fmt.Errorf("archive: copying %s: %w", p, err)
+	h.Reset()
+	var manifest bytes.Buffer
+	dst := io.MultiWriter(tw, h)
+	if p == ManifestName {
+		dst = io.MultiWriter(tw, h, &manifest)
 	}
-	return nil
+	if _, err := io.CopyN(dst, f, fi.Size()); err != nil {
+		return File{}, nil, fmt.Errorf("archive: copying %s: %w", p, err)
+	}
+	return File{Path: p, Size: fi.Size(), SHA256: hex.EncodeToString(h.Sum(nil)), Mode: fs.FileMode(mode)}, manifest.Bytes(), nil
 }

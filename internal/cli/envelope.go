@@ -28,21 +28,9 @@ func (r *runner) emitOK(result any, extra map[string]any) {
 
 // writeEnvelope encodes {"status","result","error","evidence"} into the
 // runner's reused buffer and writes it as one line. Evidence keys are sorted,
-// as encoding/json sorts map keys.
+// as encoding/json sorts map keys: duration_ms, the outcome's own evidence
+// (with ledger_entry_id and seq when a ledger was written), timestamp.
 func (r *runner) writeEnvelope(status string, result any, e *Error, o Outcome) {
-	extra := o.Evidence
-	if o.LedgerEntryID != "" && len(extra) == 0 {
-		// The hot case (one per appended entry): no map.
-		r.writeEnvelopeLedger(status, result, e, o)
-		return
-	}
-	if o.LedgerEntryID != "" {
-		extra = make(map[string]any, len(o.Evidence)+2)
-		for k, v := range o.Evidence {
-			extra[k] = v
-		}
-		extra["ledger_entry_id"], extra["seq"] = o.LedgerEntryID, o.Seq
-	}
 	b := append(r.buf[:0], `{"status":"`...)
 	b = append(b, status...)
 	b = append(b, '"')
@@ -63,64 +51,38 @@ func (r *runner) writeEnvelope(status string, result any, e *Error, o Outcome) {
 	}
 	b = append(b, `,"evidence":{"duration_ms":`...)
 	b = strconv.AppendFloat(b, float64(time.Since(r.start).Microseconds())/1000, 'f', -1, 64)
-	keys := make([]string, 0, len(extra))
-	for k := range extra {
-		if k != "duration_ms" && k != "timestamp" {
+	var stack [8]string
+	keys := stack[:0]
+	for k := range o.Evidence {
+		if k != "duration_ms" && k != "timestamp" && (o.LedgerEntryID == "" || k != "ledger_entry_id" && k != "seq") {
 			keys = append(keys, k)
 		}
 	}
-	slices.Sort(keys)
-	i := 0
-	for ; i < len(keys) && keys[i] < "timestamp"; i++ {
-		if b, err = appendMember(b, keys[i], extra[keys[i]]); err != nil {
-			r.encodingFailed(err)
-			return
-		}
+	if o.LedgerEntryID != "" {
+		keys = append(keys, "ledger_entry_id", "seq")
 	}
-	b = append(b, `,"timestamp":"`...)
-	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, '"')
-	for ; i < len(keys); i++ {
-		if b, err = appendMember(b, keys[i], extra[keys[i]]); err != nil {
-			r.encodingFailed(err)
-			return
+	keys = append(keys, "timestamp")
+	slices.Sort(keys)
+	for _, k := range keys {
+		switch {
+		case k == "timestamp":
+			b = append(b, `,"timestamp":"`...)
+			b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
+			b = append(b, '"')
+		case k == "ledger_entry_id" && o.LedgerEntryID != "":
+			b = append(b, `,"ledger_entry_id":`...)
+			b = appendJSONString(b, o.LedgerEntryID)
+		case k == "seq" && o.LedgerEntryID != "":
+			b = append(b, `,"seq":`...)
+			b = strconv.AppendInt(b, o.Seq, 10)
+		default:
+			if b, err = appendMember(b, k, o.Evidence[k]); err != nil {
+				r.encodingFailed(err)
+				return
+			}
 		}
 	}
 	b = append(b, "}}\n"...)
-	r.buf = b
-	r.out.Write(b)
-}
-
-// writeEnvelopeLedger is writeEnvelope for evidence that is only the ledger
-// entry: duration_ms, ledger_entry_id, seq, timestamp in sorted order.
-func (r *runner) writeEnvelopeLedger(status string, result any, e *Error, o Outcome) {
-	b := append(r.buf[:0], `{"status":"`...)
-	b = append(b, status...)
-	b = append(b, '"')
-	var err error
-	if result != nil {
-		b = append(b, `,"result":`...)
-		if b, err = appendValue(b, result); err != nil {
-			r.encodingFailed(err)
-			return
-		}
-	}
-	if e != nil {
-		b = append(b, `,"error":`...)
-		if b, err = appendValue(b, e); err != nil {
-			r.encodingFailed(err)
-			return
-		}
-	}
-	b = append(b, `,"evidence":{"duration_ms":`...)
-	b = strconv.AppendFloat(b, float64(time.Since(r.start).Microseconds())/1000, 'f', -1, 64)
-	b = append(b, `,"ledger_entry_id":`...)
-	b = appendJSONString(b, o.LedgerEntryID)
-	b = append(b, `,"seq":`...)
-	b = strconv.AppendInt(b, o.Seq, 10)
-	b = append(b, `,"timestamp":"`...)
-	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, "\"}}\n"...)
 	r.buf = b
 	r.out.Write(b)
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -260,7 +261,7 @@ func writeTree(dir string, files map[string][]byte) error {
 	if err := os.Rename(tmp, abs); err != nil {
 		return fmt.Errorf("moving the new tree into place: %w", err)
 	}
-	return syncDir(parent)
+	return atomicfile.SyncDir(parent)
 }
 
 func textInit(w io.Writer, result any) error {
@@ -392,7 +393,7 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return fail(err)
 	}
 	if !bytes.Equal(mb, orig) {
-		if err := writeAtomic(src, manifest.FileName, mb, 0o644); err != nil {
+		if err := atomicfile.Write(filepath.Join(src, manifest.FileName), mb, 0o644); err != nil {
 			return fail(err)
 		}
 	}
@@ -609,7 +610,7 @@ func writeArchive(src string, m *manifest.Manifest, mb []byte, res *stageResult)
 		}
 		res.RemovedSignature = sig
 	}
-	return syncDir(dir)
+	return atomicfile.SyncDir(dir)
 }
 
 // matchManifest checks that an archive holds exactly manifest bytes mb and
@@ -724,7 +725,7 @@ func sign(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return fail(err)
 	}
-	if err := writeAtomic(filepath.Dir(a), filepath.Base(a)+".sig", sig, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(filepath.Dir(a), filepath.Base(a)+".sig"), sig, 0o644); err != nil {
 		return fail(err)
 	}
 	return cli.Outcome{Result: signResult{Signature: a + ".sig", Archive: a, KeyName: signer.Name(),
@@ -740,34 +741,6 @@ func textSign(w io.Writer, result any) error {
 
 // ---- files ----
 
-// writeAtomic replaces dir/name with b: a temporary file in dir, fsynced,
-// renamed over name, and the directory fsynced.
-func writeAtomic(dir, name string, b []byte, perm fs.FileMode) error {
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), perm); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
 // fileSHA256 returns the "sha256:"-prefixed hash of a file's bytes.
 func fileSHA256(p string) (string, error) {
 	f, err := os.Open(p)
@@ -780,15 +753,6 @@ func fileSHA256(p string) (string, error) {
 		return "", err
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func fail(err error) cli.Outcome { return cli.Outcome{Err: err} }

@@ -16,6 +16,7 @@ package pkgcmd
 import (
 	"context"
 	"errors"
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -178,22 +179,12 @@ func keygen(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	return cli.Outcome{Result: map[string]any{"name": name, "private_key_path": keyPath, "public_key_path": pubPath, "verifier_key": vkey}}
 }
 
-// writeNew creates path exclusively with mode perm, fsynced.
+// writeNew creates path exclusively with mode perm, fsynced: a key is never
+// overwritten.
 func writeNew(path, content string, perm fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	err := atomicfile.Create(path, []byte(content), perm)
 	if errors.Is(err, fs.ErrExist) {
 		return cli.Errorf(cli.ExitDenied, "KEY_EXISTS", "%s already exists; refusing to overwrite a key", path)
 	}
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return err
 }

@@ -3,6 +3,7 @@ package pkgcmd
 import (
 	"context"
 	"errors"
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -261,20 +262,7 @@ func writeRegistered(root, rel string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o444); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err != nil {
-		return err
-	}
-	serr := f.Sync()
-	f.Close()
-	if serr != nil {
-		return serr
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, 0o444)
 }
 
 func find(rows []registry.Row, key, val string) registry.Row {

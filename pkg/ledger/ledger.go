@@ -20,9 +20,10 @@ package ledger
 
 import (
 	"bytes"
+
 	"context"
 	"errors"
-	"fmt"
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -151,7 +152,7 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 	}
 	l.lockF = lf
 	if created {
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 			l.Close()
 			return nil, err
 		}
@@ -526,17 +527,4 @@ func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
 		parts = parts[len(parts)-k:]
 	}
 	return parts, end, nil
-}
-
-// syncDir fsyncs a directory so that a newly created file's name is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }

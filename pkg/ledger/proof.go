@@ -2,8 +2,10 @@ package ledger
 
 import (
 	"context"
+
 	"encoding/hex"
 	"fmt"
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +82,7 @@ func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.
 		}
 	}
 	_, path, _ := SidePaths(l.path)
-	if err := writeFileAtomic(path, text); err != nil {
+	if err := atomicfile.Write(path, text, 0o644); err != nil {
 		return c, nil, err
 	}
 	return c, text, nil
@@ -283,34 +285,4 @@ func parseHashes(ss []string) ([]tlog.Hash, error) {
 		out[i] = h
 	}
 	return out, nil
-}
-
-// writeFileAtomic writes b to path through a temporary file, fsync and
-// rename, so readers see the old or the new content, never a mix.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/pkg/archive"
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/manifest"
@@ -165,7 +166,7 @@ func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*Bootstr
 	if err := syscall.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("moving the new plane into place: %w", err)
 	}
-	return res, syncDir(parent)
+	return res, atomicfile.SyncDir(parent)
 }
 
 // checkTarget refuses a directory that holds a plane or anything else.
@@ -436,29 +437,5 @@ func writeFile(path string, b []byte, perm fs.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Chmod(path, perm) // whatever the umask
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Create(path, b, perm)
 }

@@ -73,6 +73,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -170,7 +171,7 @@ func Create(root string) error {
 	if err := commit(dir, ws); err != nil {
 		return err
 	}
-	return syncDir(root)
+	return atomicfile.SyncDir(root)
 }
 
 var bom = []byte("\uFEFF")

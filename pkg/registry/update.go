@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"maps"
 	"os"
 	"path/filepath"
@@ -150,7 +151,7 @@ func commit(dir string, ws []write) error {
 		}
 		hook("renamed", w.t.File)
 	}
-	return syncDir(dir)
+	return atomicfile.SyncDir(dir)
 }
 
 // writeTemp writes w to a new temporary file in dir, fsynced, and returns
@@ -233,16 +234,4 @@ func lock(ctx context.Context, dir string) (*heldLock, error) {
 func (l *heldLock) unlock() {
 	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
 	l.f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -105,6 +105,9 @@ Options:
   --out DIR            stage: where to write the archive; keygen: the key files
   --declare            stage: declare every undeclared file
   --archive A          sign, preflight: the archive
+  --max-files N        preflight: archive cap on members (default 20,000)
+  --max-total-bytes N  preflight: archive cap on decompressed bytes (default 1 GiB)
+  --max-file-bytes N   preflight: archive cap on one file's bytes (default 256 MiB)
   --key K              sign: a signer key, or the path of a file holding one
   --name NAME          keygen: the key name, recorded in every signature it makes
   --root DIR           the plane (else $CONTROL_PLANE, else the nearest HO3

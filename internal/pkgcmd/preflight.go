@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/gate"
 )
 
@@ -14,6 +15,9 @@ var preflightVerb = &cli.Verb{Name: "preflight", Schema: "cp-pkg.preflight.reque
 	Args: []string{"package_id"}, Flags: []cli.Flag{
 		{Name: "src", Kind: cli.String, Usage: "package source tree"},
 		{Name: "archive", Kind: cli.String, Usage: "staged archive"},
+		{Name: "max-files", Kind: cli.Int, Usage: "archive cap: members"},
+		{Name: "max-total-bytes", Kind: cli.Int, Usage: "archive cap: bytes in all"},
+		{Name: "max-file-bytes", Kind: cli.Int, Usage: "archive cap: bytes per file"},
 	}}
 
 // preflight runs every check an install would run, short of writing: on a
@@ -28,7 +32,9 @@ func preflight(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if (src.Dir == "") == (src.Archive == "") {
 		return cli.Outcome{Err: cli.Usagef("preflight needs PKG-ID --src DIR or --archive A")}
 	}
-	rep, err := gate.Preflight(ctx, root, src, gateOptions())
+	opts := gateOptions()
+	opts.Limits = limits(req)
+	rep, err := gate.Preflight(ctx, root, src, opts)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -41,6 +47,22 @@ func preflight(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: e}
 	}
 	return cli.Outcome{Result: rep}
+}
+
+// limits reads the archive caps of a request; absent ones keep the
+// defaults of archive.DefaultLimits.
+func limits(req cli.Request) archive.Limits {
+	var lim archive.Limits
+	if n, ok, _ := req.Int("max_files"); ok {
+		lim.MaxFiles = int(n)
+	}
+	if n, ok, _ := req.Int("max_total_bytes"); ok {
+		lim.MaxTotalBytes = n
+	}
+	if n, ok, _ := req.Int("max_file_bytes"); ok {
+		lim.MaxFileBytes = n
+	}
+	return lim
 }
 
 // gateOptions reads the environment switches of the package gates.

@@ -61,7 +61,7 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	var err error
 	switch {
 	case src.Archive != "":
-		raw, files, archiveHash, err = readArchive(src.Archive)
+		raw, files, archiveHash, err = readArchive(src.Archive, opts.Limits)
 		if err != nil {
 			return nil, err
 		}
@@ -118,13 +118,13 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 
 // readArchive scans a package archive with the extraction rules (writing
 // nothing) and returns its manifest bytes, its files and its hash.
-func readArchive(path string) ([]byte, map[string]File, string, error) {
+func readArchive(path string, lim archive.Limits) ([]byte, map[string]File, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	defer f.Close()
-	c, err := archive.Scan(f, archive.DefaultLimits())
+	c, err := archive.Scan(f, lim)
 	if err != nil {
 		return nil, nil, "", err
 	}

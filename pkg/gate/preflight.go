@@ -3,6 +3,8 @@ package gate
 import (
 	"context"
 	"fmt"
+
+	"github.com/control-plane/cp/pkg/archive"
 )
 
 var sprintf = fmt.Sprintf
@@ -23,6 +25,9 @@ type Options struct {
 	AllowUnsigned bool
 	// VerifyKey is CONTROL_PLANE_VERIFY_KEY: one more trusted key.
 	VerifyKey string
+	// Limits cap what an archive may hold (zero fields: the defaults of
+	// archive.DefaultLimits).
+	Limits archive.Limits
 }
 
 // Report is a preflight's outcome: every check an install would run short

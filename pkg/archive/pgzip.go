@@ -74,11 +74,12 @@ func (z *parallelGzip) flushBlock(final bool) {
 		} else {
 			fw.Flush()
 		}
-		z.pool.Put(block[:0])
+		block = block[:0]
+		z.pool.Put(&block)
 		out <- b.Bytes()
 	}()
-	if next, ok := z.pool.Get().([]byte); ok {
-		z.buf = next
+	if next, ok := z.pool.Get().(*[]byte); ok {
+		z.buf = *next
 	} else {
 		z.buf = make([]byte, 0, blockSize)
 	}

@@ -44,3 +44,29 @@ func TestParallelGzipRoundTrip(t *testing.T) {
 		require.Equal(t, data, got, "round trip at %d bytes", n)
 	}
 }
+
+// Incompressible blocks are stored, compressible ones deflated, and both
+// round-trip.
+func TestIncompressibleBlocksStored(t *testing.T) {
+	random := make([]byte, 3*blockSize)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	require.True(t, incompressible(random[:blockSize]))
+	text := bytes.Repeat([]byte(`{"tool":"bash","args":["ls","-la"]}`+"\n"), blockSize/36+1)[:blockSize]
+	require.False(t, incompressible(text))
+
+	var buf bytes.Buffer
+	z, err := newParallelGzip(&buf)
+	require.NoError(t, err)
+	z.Write(random)
+	z.Write(text)
+	require.NoError(t, z.Close())
+	require.Less(t, buf.Len(), len(random)+len(text)/4, "text still compresses; random costs little more than its size")
+	r, err := gzip.NewReader(bytes.NewReader(buf.Bytes()))
+	require.NoError(t, err)
+	got, err := io.ReadAll(r)
+	require.NoError(t, err)
+	require.Equal(t, append(append([]byte{}, random...), text...), got)
+}

@@ -11,7 +11,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -68,7 +70,8 @@ func WriteContents(w io.Writer, srcDir string, paths []string) (*Contents, error
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
+	dirs := NewDirRoots(root)
+	defer dirs.Close()
 	archiveHash := sha256.New()
 	zw, err := newParallelGzip(io.MultiWriter(w, archiveHash))
 	if err != nil {
@@ -78,7 +81,11 @@ func WriteContents(w io.Writer, srcDir string, paths []string) (*Contents, error
 	c := &Contents{}
 	h := sha256.New()
 	for _, p := range sorted {
-		f, manifest, err := writeFile(tw, root, p, h)
+		dir, base, err := dirs.Split(p)
+		if err != nil {
+			return nil, err
+		}
+		f, manifest, err := writeFile(tw, dir, base, p, h)
 		if err != nil {
 			return nil, err
 		}
@@ -97,18 +104,18 @@ func WriteContents(w io.Writer, srcDir string, paths []string) (*Contents, error
 	return c, nil
 }
 
-// writeFile appends the regular file p under root to tw and describes it
-// from the bytes written (h is a reused hash); for manifest.json it also
-// returns those bytes.
-func writeFile(tw *tar.Writer, root *os.Root, p string, h hash.Hash) (File, []byte, error) {
-	lfi, err := root.Lstat(p)
+// writeFile appends the regular file base in dir (archived as p) to tw and
+// describes it from the bytes written (h is a reused hash); for
+// manifest.json it also returns those bytes.
+func writeFile(tw *tar.Writer, dir *os.Root, base, p string, h hash.Hash) (File, []byte, error) {
+	lfi, err := dir.Lstat(base)
 	if err != nil {
 		return File{}, nil, err
 	}
 	if !lfi.Mode().IsRegular() {
 		return File{}, nil, fmt.Errorf("archive: %s is not a regular file (%s)", p, lfi.Mode().Type())
 	}
-	f, err := root.Open(p)
+	f, err := dir.Open(base)
 	if err != nil {
 		return File{}, nil, err
 	}
@@ -145,4 +152,46 @@ func writeFile(tw *tar.Writer, root *os.Root, p string, h hash.Hash) (File, []by
 		return File{}, nil, fmt.Errorf("archive: copying %s: %w", p, err)
 	}
 	return File{Path: p, Size: fi.Size(), SHA256: hex.EncodeToString(h.Sum(nil)), Mode: fs.FileMode(mode)}, manifest.Bytes(), nil
+}
+
+// DirRoots opens each directory of a tree once, as an os.Root of its own
+// under the tree's root, so that opening many files costs one
+// single-component call each instead of a walk from the top for every
+// operation. Nothing it opens can be outside the tree's root.
+type DirRoots struct {
+	root *os.Root
+	subs map[string]*os.Root
+}
+
+// NewDirRoots starts a DirRoots over root, which it then owns (Close
+// closes it). Split is safe for concurrent use only once every directory
+// needed has been split once.
+func NewDirRoots(root *os.Root) *DirRoots {
+	return &DirRoots{root: root, subs: map[string]*os.Root{".": root}}
+}
+
+// Split returns the root of p's directory and p's last element.
+func (d *DirRoots) Split(p string) (*os.Root, string, error) {
+	dir, base := path.Split(p)
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "" {
+		dir = "."
+	}
+	if r, ok := d.subs[dir]; ok {
+		return r, base, nil
+	}
+	r, err := d.root.OpenRoot(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	d.subs[dir] = r
+	return r, base, nil
+}
+
+// Close closes every root it opened, the tree's root included.
+func (d *DirRoots) Close() error {
+	for _, r := range d.subs {
+		r.Close()
+	}
+	return nil
 }

@@ -147,7 +147,8 @@ func ReadTree(dir string) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
+	dirs := archive.NewDirRoots(root) // owns root from here
+	defer dirs.Close()
 	raw, err := root.ReadFile(manifest.FileName)
 	if err != nil {
 		return nil, err
@@ -168,6 +169,13 @@ func ReadTree(dir string) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Open each directory once (here, on one goroutine), so that every
+	// hash below opens its file with a single-component call.
+	for _, p := range paths {
+		if _, _, err := dirs.Split(p); err != nil {
+			return nil, err
+		}
+	}
 	sums := make([]File, len(paths))
 	errs := make([]error, len(paths))
 	var next atomic.Int64
@@ -181,7 +189,12 @@ func ReadTree(dir string) (*Tree, error) {
 				if i >= len(paths) {
 					return
 				}
-				sums[i], errs[i] = hashIn(root, paths[i], h, buf)
+				dir, base, err := dirs.Split(paths[i]) // opened above: a map read
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				sums[i], errs[i] = hashIn(dir, base, h, buf)
 			}
 		})
 	}
@@ -196,8 +209,8 @@ func ReadTree(dir string) (*Tree, error) {
 	return t, nil
 }
 
-func hashIn(root *os.Root, p string, h hash.Hash, buf []byte) (File, error) {
-	f, err := root.Open(p)
+func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {
+	f, err := dir.Open(base)
 	if err != nil {
 		return File{}, err
 	}

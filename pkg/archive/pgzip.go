@@ -31,7 +31,7 @@ type parallelGzip struct {
 	crc   uint32
 	size  uint32
 	order chan chan *bytes.Buffer // compressed blocks, in order; bounds memory
-	done  chan error       // the writer's result
+	done  chan error              // the writer's result
 	sem   chan struct{}
 	err   error
 	pool  sync.Pool // input block buffers

@@ -180,8 +180,11 @@ type runner struct {
 }
 
 func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) int {
-	for _, a := range args {
-		if a == "--" {
+	// -h and -version as the first argument (or right after the verb); in
+	// any other place flag parsing sees them, so a flag's value "-h" is a
+	// value, not a request for help.
+	for i, a := range args {
+		if i > 1 || (i == 1 && strings.HasPrefix(args[0], "-")) {
 			break
 		}
 		switch a {
@@ -252,6 +255,9 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 				}
 				verb = v
 			}
+			if verb == nil {
+				verb = r.tool.Verbs[0] // the default verb; known before checking for more input
+			}
 			if verb != nil && !verb.Stream && !whole {
 				if rest, err := readAllTrim(br); err != nil {
 					return r.fail(err)
@@ -270,6 +276,10 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	}
 
 	flagReq, common, err := r.parseFlags(verb, args)
+	if errors.Is(err, errHelp) {
+		fmt.Fprint(r.stderr, r.tool.Usage)
+		return ExitOK
+	}
 	if err != nil {
 		return r.fail(err)
 	}
@@ -291,6 +301,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	// build merges the flags into a request freshly decoded from stdin (it
 	// is ours to change: no copy) and validates it.
 	build := func(base Request) (Request, error) {
+		fromFlags := base == nil
 		req := base
 		if req == nil {
 			req = Request{}
@@ -299,6 +310,12 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 			req[k] = v
 		}
 		if err := validate(schema, verb, req); err != nil {
+			if fromFlags { // a missing or bad flag: a usage error
+				e := AsError(flagBlame(err, flagReq))
+				e.Exit, e.Code = ExitUsage, "USAGE"
+				e.Hint = "run " + r.tool.Name + " -h"
+				return nil, e
+			}
 			return nil, flagBlame(err, flagReq)
 		}
 		return req, nil
@@ -555,6 +572,9 @@ func takeOperation(req Request) (string, error) {
 	return s, nil
 }
 
+// errHelp is -h met among a verb's flags.
+var errHelp = errors.New("help requested")
+
 type commonFlags struct {
 	root, format string
 	verbose      bool
@@ -589,6 +609,9 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, common, errHelp
+			}
 			msg := err.Error()
 			if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
 				msg = "unknown flag " + f

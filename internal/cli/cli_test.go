@@ -196,3 +196,24 @@ func FuzzParseInput(f *testing.F) {
 		}
 	})
 }
+
+func TestFlagEdgeCases(t *testing.T) {
+	// "-h" as a flag's value is a value, not a request for help.
+	r := run(t, "", "echo", "--name", "-h")
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	require.Equal(t, "-h", r.lines[0]["result"].(map[string]any)["name"])
+	// -h among a verb's flags is help.
+	var out, errb bytes.Buffer
+	require.Equal(t, ExitOK, Run(context.Background(), echoTool(), []string{"echo", "--name", "x", "-h"}, nil, &out, &errb))
+	require.Equal(t, "usage text\n", errb.String())
+	// A request from flags alone that the schema refuses is a usage error.
+	r = run(t, "", "echo", "--n", "-1")
+	require.Equal(t, ExitUsage, r.code)
+	require.Equal(t, "USAGE", errCode(r.lines[0]))
+	// The same from stdin is invalid input.
+	r = run(t, `{"n":-1}`, "echo")
+	require.Equal(t, ExitInvalid, r.code)
+	// With no verb and no operation, the default verb still takes one object.
+	r = run(t, "{\"name\":\"a\"}\n{\"name\":\"b\"}\n")
+	require.Equal(t, ExitInvalid, r.code)
+}

@@ -138,6 +138,9 @@ func describeRepair(r ledger.Repair) string {
 	if r.RebuiltHashes > 0 {
 		parts = append(parts, fmt.Sprintf("recomputed stored hashes of %d entries", r.RebuiltHashes))
 	}
+	if r.CompletedLine {
+		parts = append(parts, "restored the newline of a whole last entry")
+	}
 	if r.TornHashBytes > 0 {
 		parts = append(parts, fmt.Sprintf("removed a partial stored hash of %d bytes", r.TornHashBytes))
 	}

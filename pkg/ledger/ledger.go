@@ -78,6 +78,7 @@ type Repair struct {
 	RebuiltHashes int64 `json:"rebuilt_hashes,omitempty"`  // entries whose stored hashes were recomputed
 	DroppedHashes int64 `json:"dropped_hashes,omitempty"`  // stored hashes beyond the last entry removed
 	TornHashBytes int64 `json:"torn_hash_bytes,omitempty"` // bytes of a partial stored hash removed
+	CompletedLine bool  `json:"completed_line,omitempty"`  // a whole last entry lacked only its newline
 }
 
 // Any reports whether anything was repaired.
@@ -295,6 +296,24 @@ func (l *Ledger) sync() error {
 	if err != nil {
 		return err
 	}
+	if t.tornBytes > 0 && t.hashTree > t.n {
+		// The stored hashes already hold the entry after the last newline:
+		// if those bytes are that very entry, only its newline is missing.
+		// Complete the line rather than drop an entry that may have been
+		// acknowledged.
+		completed, err := l.completeLine(t)
+		if err != nil {
+			return err
+		}
+		if completed {
+			if dst, err = l.data.Stat(); err != nil {
+				return err
+			}
+			if t, err = readTail(l.data, dst.Size(), hst.Size()); err != nil {
+				return err
+			}
+		}
+	}
 	if t.tornBytes > 0 {
 		if err := l.data.Truncate(t.dataEnd); err != nil {
 			return err
@@ -418,6 +437,31 @@ func appendStoredHashes(dst []byte, frontier *[64]tlog.Hash, n int64, leaf tlog.
 	}
 	frontier[level] = h
 	return dst
+}
+
+// completeLine appends the missing newline when the bytes after the last
+// one are exactly the entry whose leaf the stored hashes hold at seq t.n.
+func (l *Ledger) completeLine(t tail) (bool, error) {
+	frag := make([]byte, t.tornBytes)
+	if _, err := l.data.ReadAt(frag, t.dataEnd); err != nil {
+		return false, err
+	}
+	leaf, err := checkedLeaf(frag, t.n)
+	if err != nil {
+		return false, nil // not a whole entry: a torn write
+	}
+	hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, t.n)})
+	if err != nil || hs[0] != leaf {
+		return false, nil
+	}
+	if _, err := l.data.WriteAt([]byte{'\n'}, t.dataEnd+t.tornBytes); err != nil {
+		return false, err
+	}
+	if err := l.data.Sync(); err != nil {
+		return false, err
+	}
+	l.repair.CompletedLine = true
+	return true, nil
 }
 
 // checkedLeaf parses a line and returns its leaf hash, refusing a line whose

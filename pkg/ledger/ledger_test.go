@@ -549,3 +549,22 @@ func TestStampMatchesTimeFormat(t *testing.T) {
 		require.Equal(t, ts.UTC().Format(TimeFormat), stamp(ts))
 	}
 }
+
+// A whole last entry that lost only its newline is restored, not dropped:
+// the stored hashes vouch for it.
+func TestMissingNewlineRestored(t *testing.T) {
+	path := newLedger(t, 4)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, b[:len(b)-1], 0o644))
+	l, err := OpenWriter(path, Options{})
+	require.NoError(t, err)
+	es, err := l.Append(ctx, []Draft{{EventType: "AFTER"}})
+	require.NoError(t, err)
+	require.EqualValues(t, 4, es[0].Seq, "entry 3 kept")
+	require.True(t, l.LastRepair().CompletedLine)
+	l.Close()
+	rep := verify(t, path, VerifyOptions{})
+	require.True(t, rep.Valid, "%+v", rep.Issues)
+	require.EqualValues(t, 5, rep.Entries)
+}

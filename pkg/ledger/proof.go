@@ -32,6 +32,11 @@ func (l *Ledger) State(ctx context.Context) (State, error) {
 		}
 		defer funlock(l.lockF)
 	}
+	return l.state()
+}
+
+// state is State for a caller holding the lock.
+func (l *Ledger) state() (State, error) {
 	dst, err := l.data.Stat()
 	if err != nil {
 		return State{}, err
@@ -70,7 +75,16 @@ func DefaultOrigin(path string) string {
 // signers are given, and stores it atomically as X.checkpoint. It returns
 // the checkpoint and the stored text.
 func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.Signer) (Checkpoint, []byte, error) {
-	st, err := l.State(ctx)
+	// Under the exclusive lock: two checkpoints cannot interleave (an older,
+	// smaller one replacing a newer), and verify, which reads X.checkpoint
+	// under the shared lock, sees it together with the tree it describes.
+	if l.lockF != nil {
+		if err := flock(ctx, l.lockF, true, l.opts.LockTimeout); err != nil {
+			return Checkpoint{}, nil, err
+		}
+		defer funlock(l.lockF)
+	}
+	st, err := l.state()
 	if err != nil {
 		return Checkpoint{}, nil, err
 	}

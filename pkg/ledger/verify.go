@@ -92,11 +92,15 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 	}
 	dst, err1 := l.data.Stat()
 	hst, err2 := l.hashes.f.Stat()
+	ckpt, err3 := l.ReadCheckpoint() // with the sizes it belongs to
 	if l.lockF != nil {
 		funlock(l.lockF)
 	}
 	if err1 != nil || err2 != nil {
 		return Report{}, fmt.Errorf("stat %s: %v %v", path, err1, err2)
+	}
+	if err3 != nil {
+		return Report{}, err3
 	}
 
 	v := &verifier{max: opts.MaxIssues}
@@ -118,9 +122,7 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 	}
 	rep.RootHash = hex.EncodeToString(root[:])
 
-	if b, err := l.ReadCheckpoint(); err != nil {
-		return Report{}, err
-	} else if b != nil {
+	if b := ckpt; b != nil {
 		rep.Checkpoint = v.checkCheckpoint(b, opts.Verifiers, levels, lines, "stored checkpoint")
 	} else if opts.Verifiers != nil && len(opts.Held) == 0 {
 		// A verifier key asks for a signed checkpoint; deleting the

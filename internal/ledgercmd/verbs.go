@@ -19,6 +19,7 @@ import (
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/ledger/legacy"
+	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
 	"github.com/itchyny/gojq"
 	"github.com/tidwall/gjson"
@@ -333,25 +334,36 @@ func (f *filter) match(ctx context.Context, line []byte, pos int64) (bool, error
 	return out != nil && out != false, nil
 }
 
-// verifiers returns the checkpoint verifier keys of a request.
-func verifiers(req cli.Request) (note.Verifiers, error) {
+// verifiers returns the checkpoint verifier keys for a request: the key it
+// names (--verify-key, else CONTROL_PLANE_VERIFY_KEY), which makes a signed
+// checkpoint mandatory, plus, for a plane ledger, the plane's keys trusted
+// for checkpoints (config/trusted_keys.json), which check the signatures
+// there are.
+func verifiers(c *cli.Call, req cli.Request, t target) (vs note.Verifiers, explicit bool, err error) {
 	spec := req.String("verify_key")
 	if spec == "" {
 		spec = os.Getenv("CONTROL_PLANE_VERIFY_KEY")
 	}
-	if spec == "" {
-		return nil, nil
+	var trusted []pkgsig.TrustedKey
+	if t.tier != "" {
+		root, err := c.Root()
+		if err != nil {
+			return nil, false, err
+		}
+		if trusted, err = pkgsig.LoadTrusted(root); err != nil {
+			return nil, false, err
+		}
 	}
-	v, err := keys.Verifier(spec)
-	if err != nil {
-		return nil, err
+	if spec == "" && len(trusted) == 0 {
+		return nil, false, nil
 	}
-	return note.VerifierList(v), nil
+	vs, err = pkgsig.Verifiers(trusted, pkgsig.PurposeCheckpoint, spec)
+	return vs, spec != "", err
 }
 
 func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if req.Has("proof") {
-		return verifyProof(req)
+		return verifyProof(c, req)
 	}
 	t, err := resolve(c, req)
 	if err != nil {
@@ -361,13 +373,13 @@ func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if req.Bool("legacy") {
 		rep, err = verifyLegacy(t.path)
 	} else {
-		vs, verr := verifiers(req)
+		vs, explicit, verr := verifiers(c, req, t)
 		if verr != nil {
 			return cli.Outcome{Err: verr}
 		}
 		progress, finish := c.Progress("verifying " + t.path)
 		defer finish()
-		opts := ledger.VerifyOptions{Verifiers: vs, Progress: progress}
+		opts := ledger.VerifyOptions{Verifiers: vs, RequireSigned: explicit, Progress: progress}
 		if p := req.String("trusted_checkpoint"); p != "" {
 			b, err := os.ReadFile(p)
 			if err != nil {
@@ -414,9 +426,12 @@ func verifyLegacy(path string) (ledger.Report, error) {
 	return rep, nil
 }
 
-// verifyProof checks a prove or consistency result piped in, offline.
-func verifyProof(req cli.Request) cli.Outcome {
-	vs, err := verifiers(req)
+// verifyProof checks a prove or consistency result piped in, offline. A
+// proof is anchored when a named verifier key checked the checkpoint it
+// carries, or when it matches a trusted checkpoint kept elsewhere; an
+// unanchored proof is only consistent with itself, and the result says so.
+func verifyProof(c *cli.Call, req cli.Request) cli.Outcome {
+	vs, explicit, err := verifiers(c, req, target{})
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -433,31 +448,39 @@ func verifyProof(req cli.Request) cli.Outcome {
 		}
 		held = &c
 	}
+	root := func(h ledger.Checkpoint) string { return fmt.Sprintf("%x", h.Root[:]) }
 	if req.Has("leaf_hash") {
 		var p ledger.Inclusion
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return cli.Outcome{Err: cli.Invalidf("INVALID_INPUT", "inclusion proof: %v", err)}
 		}
 		err := ledger.VerifyInclusion(p, vs)
-		if err == nil && held != nil && held.Size == p.TreeSize && fmt.Sprintf("%x", held.Root[:]) != p.RootHash {
-			err = cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "the proof's root differs from the trusted checkpoint at size %d", held.Size)
+		if err == nil && held != nil && (held.Size != p.TreeSize || root(*held) != p.RootHash) {
+			err = cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "the proof is against a tree of size %d, the trusted checkpoint is of size %d with another root: prove against it (--tree-size %d)", p.TreeSize, held.Size, held.Size)
 		}
-		res := map[string]any{"valid": err == nil, "proof_type": "inclusion", "seq": p.Seq, "tree_size": p.TreeSize}
-		return proofOutcome(res, err)
+		res := map[string]any{"valid": err == nil, "proof_type": "inclusion", "seq": p.Seq, "tree_size": p.TreeSize, "anchored": explicit || held != nil}
+		return proofOutcome(c, res, err)
 	}
 	var p ledger.Consistency
 	if err := json.Unmarshal(raw, &p); err != nil || !req.Has("from_root") {
 		return cli.Outcome{Err: cli.Invalidf("INVALID_INPUT", "stdin holds a proof that is neither an inclusion (leaf_hash) nor a consistency (from_root) proof")}
 	}
 	err = ledger.VerifyConsistency(p)
-	if err == nil && held != nil && held.Size == p.From && fmt.Sprintf("%x", held.Root[:]) != p.FromRoot {
-		err = cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "the proof's from_root differs from the trusted checkpoint at size %d", held.Size)
+	if err == nil && held != nil {
+		switch {
+		case held.Size == p.From && root(*held) == p.FromRoot, held.Size == p.To && root(*held) == p.ToRoot:
+		default:
+			err = cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "neither end of the proof (sizes %d and %d) is the trusted checkpoint (size %d and its root)", p.From, p.To, held.Size)
+		}
 	}
-	res := map[string]any{"valid": err == nil, "proof_type": "consistency", "from": p.From, "to": p.To}
-	return proofOutcome(res, err)
+	res := map[string]any{"valid": err == nil, "proof_type": "consistency", "from": p.From, "to": p.To, "anchored": held != nil}
+	return proofOutcome(c, res, err)
 }
 
-func proofOutcome(res map[string]any, err error) cli.Outcome {
+func proofOutcome(c *cli.Call, res map[string]any, err error) cli.Outcome {
+	if err == nil && res["anchored"] == false {
+		c.Warnf("the proof holds together, but nothing vouches for its roots: give --verify-key (a signed checkpoint) or --trusted-checkpoint")
+	}
 	if err != nil {
 		e := cli.AsError(err)
 		e.Result = res

@@ -50,9 +50,12 @@ type CheckpointStatus struct {
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
 	// Verifiers check checkpoint signatures. A signed checkpoint that no
-	// verifier checks is CHECKPOINT_INVALID: fail closed. Given verifiers, an
-	// unsigned or missing checkpoint is CHECKPOINT_INVALID too.
+	// verifier checks is CHECKPOINT_INVALID: fail closed.
 	Verifiers note.Verifiers
+	// RequireSigned (a key the caller named) makes an unsigned or missing
+	// checkpoint CHECKPOINT_INVALID too. Without it, verifiers (a plane's
+	// trusted keys) check the signatures there are.
+	RequireSigned bool
 	// Held are checkpoints kept elsewhere (for example by a witness) that the
 	// ledger must still be consistent with.
 	Held [][]byte
@@ -123,14 +126,14 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 	rep.RootHash = hex.EncodeToString(root[:])
 
 	if b := ckpt; b != nil {
-		rep.Checkpoint = v.checkCheckpoint(b, opts.Verifiers, levels, lines, "stored checkpoint")
-	} else if opts.Verifiers != nil && len(opts.Held) == 0 {
+		rep.Checkpoint = v.checkCheckpoint(b, opts.verifiersFor(b), levels, lines, "stored checkpoint")
+	} else if opts.RequireSigned && len(opts.Held) == 0 {
 		// A verifier key asks for a signed checkpoint; deleting the
 		// checkpoint must not be a way around it.
 		v.add(Issue{Seq: max(lines-1, 0), Code: CheckpointInvalid, Message: "no checkpoint, but a verifier key was given: a checkpoint signed by it is required"})
 	}
 	for i, b := range opts.Held {
-		v.checkCheckpoint(b, opts.Verifiers, levels, lines, fmt.Sprintf("held checkpoint %d", i+1))
+		v.checkCheckpoint(b, opts.verifiersFor(b), levels, lines, fmt.Sprintf("held checkpoint %d", i+1))
 	}
 	slices.SortStableFunc(v.issues, func(a, b Issue) int { return int(a.Seq - b.Seq) })
 	rep.Issues, rep.IssuesTruncated = v.issues, v.truncated
@@ -143,6 +146,15 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 		rep.FirstBadSeq = &first
 	}
 	return rep, nil
+}
+
+// verifiersFor returns the verifiers to open checkpoint b with: none for an
+// unsigned checkpoint unless a signature is required.
+func (o VerifyOptions) verifiersFor(b []byte) note.Verifiers {
+	if !o.RequireSigned && !bytes.Contains(b, []byte("\n\n")) {
+		return nil
+	}
+	return o.Verifiers
 }
 
 type verifier struct {

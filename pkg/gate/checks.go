@@ -108,7 +108,11 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	rep.Results = []Result{*g0a, *g1, *own, *g5}
+	ver, err := Version(root, m, mhash)
+	if err != nil {
+		return nil, err
+	}
+	rep.Results = []Result{*g0a, *g1, *own, *g5, *ver}
 	rep.Passed = true
 	for _, r := range rep.Results {
 		rep.Passed = rep.Passed && r.Passed
@@ -441,6 +445,36 @@ func G5(root string, m *manifest.Manifest, mhash, archiveHash string, sig []byte
 	}
 	r.Details["signed_by"] = res.KeyName
 	return r.done("signed by trusted key " + res.KeyName), nil
+}
+
+// Version applies the version rule against what is installed (DESIGN.md
+// §6): a lower version than installed is refused (VERSION_DOWNGRADE); the
+// same version with a different manifest hash is refused
+// (VERSION_CONFLICT); the same version and hash is a no-op (a warning,
+// ALREADY_INSTALLED); a higher version is an upgrade.
+func Version(root string, m *manifest.Manifest, mhash string) (*Result, error) {
+	r := newResult("VERSION")
+	pkgs, err := registry.Read(root, registry.Packages)
+	if err != nil {
+		return nil, err
+	}
+	p := find(pkgs, "package_id", m.PackageID)
+	if p == nil || p["status"] != registry.StatusInstalled {
+		return r.done("not installed: a new install"), nil
+	}
+	r.Details["installed_version"] = p["version"]
+	switch c := manifest.CompareVersions(m.Version, p["version"]); {
+	case c < 0:
+		r.fail("VERSION_DOWNGRADE", m.PackageID, "%s %s is installed; %s is lower", m.PackageID, p["version"], m.Version)
+	case c == 0 && p["manifest_hash"] != mhash:
+		r.fail("VERSION_CONFLICT", m.PackageID, "%s %s is installed with manifest %s; this %s has manifest %s: a changed package needs a new version", m.PackageID, p["version"], p["manifest_hash"], m.Version, mhash)
+	case c == 0:
+		r.warn("ALREADY_INSTALLED", m.PackageID, "%s %s is installed with this manifest: installing it changes nothing", m.PackageID, m.Version)
+		return r.done("already installed: a no-op"), nil
+	default:
+		return r.done("an upgrade from " + p["version"]), nil
+	}
+	return r.done(""), nil
 }
 
 func find(rows []registry.Row, key, val string) registry.Row {

@@ -1,7 +1,8 @@
 // Package gate runs Control Plane's gates (DESIGN.md §7) and reports them
 // in one shape. This part holds the package gates that preflight and install
 // run before anything is written: the manifest and archive checks, G0A
-// (declaration), G1 (framework/spec chain), ownership and G5 (signature).
+// (declaration), G1 (framework/spec chain), ownership, G5 (signature) and
+// the version rule (VERSION).
 //
 // A gate's result is never a silent pass: a gate that cannot judge its
 // input (G5 on a source tree that has no archive yet) says so in Message

@@ -314,6 +314,9 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err := checkOutside(src, out); err != nil {
 		return fail(err)
 	}
+	if err := checkOutOfPlane(root, out); err != nil {
+		return fail(err)
+	}
 	if fi, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
 		return fail(cli.Usagef("--src %s does not exist", src))
 	} else if err != nil {
@@ -434,6 +437,25 @@ func checkOutside(src, out string) error {
 		return cli.Usagef("--out %s is inside --src %s; the archive would become part of the package", out, src)
 	}
 	return nil
+}
+
+// checkOutOfPlane refuses an --out inside the plane other than _staging/
+// or packages_store/: an archive under a governed root would be a file no
+// package owns, and installed/ is immutable.
+func checkOutOfPlane(root, out string) error {
+	ao, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(root, ao)
+	if err != nil || !filepath.IsLocal(rel) && rel != "." {
+		return nil // outside the plane
+	}
+	top, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+	if top == "_staging" || top == "packages_store" {
+		return nil
+	}
+	return cli.Usagef("--out %s is inside the plane; archives go to _staging/ or packages_store/, or outside the plane", out)
 }
 
 // looseManifest decodes manifest.json before its hashes are filled in: one

@@ -46,7 +46,7 @@ func recorded(c *cli.Call, root string, result any, err error, d ledger.Draft) c
 // registerFramework registers a framework document, or a newer version of
 // one whose MUST invariants are all kept.
 func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
-	root, err := c.Root()
+	root, err := planeRoot(c) // frameworks and specs live in HO3
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -111,7 +111,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 
 // registerSpec registers a spec whose framework is registered and active.
 func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
-	root, err := c.Root()
+	root, err := planeRoot(c) // frameworks and specs live in HO3
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -177,7 +177,7 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 // checkFramework compares a candidate framework document with the
 // registered one: a MUST invariant removed is a breaking change (exit 1).
 func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
-	root, err := c.Root()
+	root, err := planeRoot(c) // frameworks and specs live in HO3
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

@@ -169,8 +169,17 @@ func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*Bootstr
 	return res, atomicfile.SyncDir(parent)
 }
 
-// checkTarget refuses a directory that holds a plane or anything else.
+// checkTarget refuses a directory that holds a plane or anything else, or
+// that lies inside a plane (planes do not nest).
 func checkTarget(dir string) error {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "tier.json")); err == nil {
+			return refuse("PLANE_NESTED", 1, "%s is inside the plane at %s; planes do not nest", dir, d)
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

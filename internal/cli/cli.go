@@ -115,6 +115,9 @@ type Tool struct {
 	Name  string
 	Usage string
 	Verbs []*Verb // the first is the default
+	// NoDefault makes a request that names no verb a usage error (for a
+	// tool whose default verb, by the design, is not built yet).
+	NoDefault bool
 }
 
 // Call is the invocation context a verb runs in.
@@ -255,7 +258,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 				}
 				verb = v
 			}
-			if verb == nil {
+			if verb == nil && !r.tool.NoDefault {
 				verb = r.tool.Verbs[0] // the default verb; known before checking for more input
 			}
 			if verb != nil && !verb.Stream && !whole {
@@ -270,6 +273,9 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 			}
 			firstIn = &in
 		}
+	}
+	if verb == nil && r.tool.NoDefault {
+		return r.fail(Usagef("%s needs a verb (%s)", r.tool.Name, r.tool.verbNames()).WithHint("run %s -h", r.tool.Name))
 	}
 	if verb == nil {
 		verb = r.tool.Verbs[0]

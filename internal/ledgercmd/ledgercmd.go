@@ -71,12 +71,11 @@ var common = []cli.Flag{
 
 func flags(fs ...cli.Flag) []cli.Flag { return append(append([]cli.Flag{}, common...), fs...) }
 
-// Tool is cp-ledger's verb table.
-var Tool = &cli.Tool{Name: "cp-ledger", Usage: usage}
-
-func init() {
-	Tool.Verbs = []*cli.Verb{
-		{Name: "append", Schema: "cp-ledger.append.request.json", Stream: true, Batch: appendBatch,
+// tool is cp-ledger's verb table for one run; w holds the run's open
+// ledgers.
+func tool(w *writers) *cli.Tool {
+	return &cli.Tool{Name: "cp-ledger", Usage: usage, Verbs: []*cli.Verb{
+		{Name: "append", Schema: "cp-ledger.append.request.json", Stream: true, Batch: w.appendBatch,
 			Flags: flags(
 				cli.Flag{Name: "event-type", Kind: cli.String},
 				cli.Flag{Name: "submission-id", Kind: cli.String},
@@ -124,10 +123,12 @@ func init() {
 				cli.Flag{Name: "reason", Kind: cli.String},
 				cli.Flag{Name: "metadata", Kind: cli.JSON},
 			)},
-	}
+	}}
 }
 
 // Run is cp-ledger's entry point.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return cli.Run(ctx, Tool, args, stdin, stdout, stderr)
+	var w writers
+	defer w.close()
+	return cli.Run(ctx, tool(&w), args, stdin, stdout, stderr)
 }

@@ -61,29 +61,43 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 		origin: t.PlaneID + "/" + strings.TrimSuffix(filepath.Base(path), ".jsonl")}, nil
 }
 
-// writers keeps one open ledger per path for the life of a stream.
-var writers = struct {
-	sync.Mutex
-	m map[string]*ledger.Ledger
-}{m: map[string]*ledger.Ledger{}}
+// writers keeps one open ledger per path for the life of one Run (a
+// stream appends batch after batch to the same files), and closes them when
+// the run ends.
+type writers struct {
+	mu sync.Mutex
+	m  map[string]*ledger.Ledger
+}
 
-func writer(path string) (*ledger.Ledger, error) {
-	writers.Lock()
-	defer writers.Unlock()
-	if l, ok := writers.m[path]; ok {
+func (w *writers) get(path string) (*ledger.Ledger, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l, ok := w.m[path]; ok {
 		return l, nil
 	}
 	l, err := ledger.OpenWriter(path, ledger.Options{Actor: cli.Actor()})
 	if err != nil {
 		return nil, err
 	}
-	writers.m[path] = l
+	if w.m == nil {
+		w.m = map[string]*ledger.Ledger{}
+	}
+	w.m[path] = l
 	return l, nil
+}
+
+func (w *writers) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.m {
+		l.Close()
+	}
+	w.m = nil
 }
 
 // appendBatch appends requests that arrived together; consecutive requests
 // for the same ledger go in one durable write.
-func appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Request) []cli.Outcome {
+func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Request) []cli.Outcome {
 	outs := make([]cli.Outcome, 0, len(reqs))
 	for len(reqs) > 0 {
 		t, err := resolve(c, reqs[0])
@@ -104,7 +118,7 @@ func appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Request) []cli.Out
 			}
 			drafts = append(drafts, d)
 		}
-		l, err := writer(t.path)
+		l, err := w.get(t.path)
 		if err != nil {
 			return append(outs, cli.Outcome{Err: err})
 		}

@@ -113,7 +113,7 @@ func writeFile(tw *tar.Writer, dir *os.Root, base, p string, h hash.Hash) (File,
 		return File{}, nil, err
 	}
 	if !lfi.Mode().IsRegular() {
-		return File{}, nil, fmt.Errorf("archive: %s is not a regular file (%s)", p, lfi.Mode().Type())
+		return File{}, nil, &ChangedError{Path: p, Msg: fmt.Sprintf("not a regular file (%s)", lfi.Mode().Type())}
 	}
 	f, err := dir.Open(base)
 	if err != nil {
@@ -125,7 +125,7 @@ func writeFile(tw *tar.Writer, dir *os.Root, base, p string, h hash.Hash) (File,
 		return File{}, nil, err
 	}
 	if !os.SameFile(lfi, fi) {
-		return File{}, nil, fmt.Errorf("archive: %s changed while being archived", p)
+		return File{}, nil, &ChangedError{Path: p, Msg: "replaced while being archived"}
 	}
 	mode := int64(0o644)
 	if fi.Mode().Perm()&0o111 != 0 {
@@ -149,10 +149,20 @@ func writeFile(tw *tar.Writer, dir *os.Root, base, p string, h hash.Hash) (File,
 		dst = io.MultiWriter(tw, h, &manifest)
 	}
 	if _, err := io.CopyN(dst, f, fi.Size()); err != nil {
-		return File{}, nil, fmt.Errorf("archive: copying %s: %w", p, err)
+		return File{}, nil, &ChangedError{Path: p, Msg: "shrank or could not be read while being archived: " + err.Error()}
 	}
 	return File{Path: p, Size: fi.Size(), SHA256: hex.EncodeToString(h.Sum(nil)), Mode: fs.FileMode(mode)}, manifest.Bytes(), nil
 }
+
+// ChangedError is a source file that changed (or was never a regular file)
+// while Write archived it. Its code is SOURCE_CHANGED: try again once the
+// tree is still.
+type ChangedError struct{ Path, Msg string }
+
+func (e *ChangedError) Error() string { return "archive: " + e.Path + ": " + e.Msg }
+
+// Code returns SOURCE_CHANGED.
+func (e *ChangedError) Code() string { return "SOURCE_CHANGED" }
 
 // DirRoots opens each directory of a tree once, as an os.Root of its own
 // under the tree's root, so that opening many files costs one

@@ -40,6 +40,11 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 		if req.Has("plane") {
 			return target{}, cli.Usagef("give --ledger or --plane, not both")
 		}
+		if !strings.HasSuffix(p, ".jsonl") || filepath.Base(p) == ".jsonl" {
+			// X.jsonl has X.tlog, X.checkpoint and X.lock beside it; any
+			// other name would let "x" and "x.jsonl" share them.
+			return target{}, cli.Usagef("--ledger %s: a ledger is a file named X.jsonl", p)
+		}
 		return target{path: p, origin: ledger.DefaultOrigin(p)}, nil
 	}
 	root, err := c.Root()

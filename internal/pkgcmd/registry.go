@@ -27,9 +27,12 @@ var (
 		Run: checkFramework, Args: []string{"framework_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "candidate framework document"}}}
 )
 
-// recorded answers with result and the ledger entry that recorded it.
-func recorded(c *cli.Call, root string, result any, err error, d ledger.Draft) cli.Outcome {
-	e, lerr := plane.Record(context.Background(), root, cli.Actor(), d)
+// recorded answers with result and the ledger entry that recorded it. The
+// registry was written first: if recording fails, the registration stands
+// without its entry and the error says so (install's journal, next, is
+// what makes such pairs atomic).
+func recorded(ctx context.Context, root string, result any, err error, d ledger.Draft) cli.Outcome {
+	e, lerr := plane.Record(ctx, root, cli.Actor(), d)
 	if lerr != nil {
 		return cli.Outcome{Err: errors.Join(err, lerr)}
 	}
@@ -96,7 +99,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 		return replace(rows, "framework_id", id, row), nil
 	})
 	if refusal != nil {
-		return recorded(c, root, result, refusal, ledger.Draft{EventType: "FRAMEWORK_REGISTRATION_REFUSED", SubmissionID: id,
+		return recorded(ctx, root, result, refusal, ledger.Draft{EventType: "FRAMEWORK_REGISTRATION_REFUSED", SubmissionID: id,
 			Decision: "DENIED", Reason: refusal.Error(), Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha}})
 	}
 	if err != nil {
@@ -105,7 +108,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 	if result["changed"] == false {
 		return cli.Outcome{Result: result}
 	}
-	return recorded(c, root, result, nil, ledger.Draft{EventType: "FRAMEWORK_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
+	return recorded(ctx, root, result, nil, ledger.Draft{EventType: "FRAMEWORK_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
 		Reason: "framework registered", Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha, "path": path}})
 }
 
@@ -161,7 +164,7 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 		return map[string][]registry.Row{registry.Specs.File: replace(rows, "spec_id", id, row)}, nil
 	})
 	if refusal != nil {
-		return recorded(c, root, result, refusal, ledger.Draft{EventType: "SPEC_REGISTRATION_REFUSED", SubmissionID: id,
+		return recorded(ctx, root, result, refusal, ledger.Draft{EventType: "SPEC_REGISTRATION_REFUSED", SubmissionID: id,
 			Decision: "DENIED", Reason: refusal.Error(), Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version}})
 	}
 	if err != nil {
@@ -170,7 +173,7 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 	if result["changed"] == false {
 		return cli.Outcome{Result: result}
 	}
-	return recorded(c, root, result, nil, ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
+	return recorded(ctx, root, result, nil, ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
 		Reason: "spec registered", Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "sha256": sha, "path": path}})
 }
 
@@ -215,7 +218,7 @@ func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 		decision, reason = "BREAKING", "MUST invariants removed"
 		verdict = cli.Errorf(cli.ExitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q", id, next.Version, len(removed), old["version"], removed[0])
 	}
-	return recorded(c, root, result, verdict, ledger.Draft{EventType: "FRAMEWORK_CHECKED", SubmissionID: id, Decision: decision,
+	return recorded(ctx, root, result, verdict, ledger.Draft{EventType: "FRAMEWORK_CHECKED", SubmissionID: id, Decision: decision,
 		Reason: reason, Metadata: map[string]any{"framework_id": id, "registered_version": old["version"], "candidate_version": next.Version, "removed": anySlice(removed)}})
 }
 

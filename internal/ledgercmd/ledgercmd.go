@@ -42,8 +42,13 @@ Options (every verb):
 
 Keys: --sign-key and $CONTROL_PLANE_SIGNING_KEY hold a note signer key or a path to
 one; --verify-key and $CONTROL_PLANE_VERIFY_KEY a verifier key or a path to one
-(cp-pkg keygen makes both). A signed checkpoint that no given key verifies fails
-verify: fail closed.
+(cp-pkg keygen makes both). A plane ledger's checkpoint signatures are also checked
+against the plane's keys trusted for checkpoints (config/trusted_keys.json). Fail
+closed: a signed checkpoint that no known key verifies fails verify, and a named
+key makes a signed checkpoint mandatory. A piped proof is "anchored" only when a
+named key checked its checkpoint or it matches --trusted-checkpoint (a checkpoint
+kept elsewhere, of the proof's tree or one end of a consistency proof); an
+unanchored proof verifies with a warning that nothing vouches for its roots.
 
 Exit status:
   0  success (the ledger or proof verifies)

@@ -315,7 +315,7 @@ func TestFoldMatchesEqualFold(t *testing.T) {
 }
 
 func TestReserved(t *testing.T) {
-	for _, n := range []string{"ledger", "ledger/x", "LEDGER/x", "installed/a/b", "registries", "versions/v1", "packages_store/x", "_staging/x", "planes/p", "tier.json", "Tier.JSON", "tier.json/x"} {
+	for _, n := range []string{"ledger", "ledger/x", "LEDGER/x", "installed/a/b", "registries", "versions/v1", "packages_store/x", "_staging/x", "_journal/x", "planes/p", "tier.json", "Tier.JSON", "tier.json/x"} {
 		require.NotNil(t, checkReserved(n), n)
 	}
 	for _, n := range []string{"lib/tier.json", "lib/ledger/x", "ledgers/x", "tier.json5", "_staging2", "frameworks/planes"} {

@@ -15,7 +15,7 @@ const maxElemBytes = 255
 // elements, in folded form.
 var reserved = []string{
 	"ledger", "installed", "registries", "versions",
-	"packages_store", "_staging", "planes", "tier.json",
+	"packages_store", "_staging", "_journal", "planes", "tier.json",
 }
 
 // checkName validates a member name and returns it without the trailing

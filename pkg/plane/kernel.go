@@ -27,7 +27,7 @@ var DefaultGovernedRoots = []string{"frameworks/", "specs/", "schemas/", "polici
 	"modules/", "governed_prompts/", "config/"}
 
 // Reserved are plane paths no package may target.
-var Reserved = []string{"ledger/", "installed/", "registries/", "versions/", "packages_store/", "_staging/",
+var Reserved = []string{"ledger/", "installed/", "registries/", "versions/", "packages_store/", "_staging/", "_journal/",
 	"tier.json", "planes/"}
 
 // kernelFramework is the law the kernel answers to; it is registered at

@@ -1,0 +1,821 @@
+// Package journal applies a set of file changes under a plane root so that a
+// crash at any instant leaves the plane wholly before or wholly after the
+// change set (DESIGN.md §6, "atomic apply").
+//
+// # On-disk format
+//
+// While an Apply is in flight the journal lives at <root>/_journal/, beside
+// the governed roots and never under one:
+//
+//	_journal/new/<n>    the new bytes of change n (a write), with its final mode,
+//	                    fsynced
+//	_journal/old/<n>    the bytes the target of change n had before, when it
+//	                    existed: a hard link to the target (a copy where links
+//	                    fail), fsynced
+//	_journal/plan.json  the plan, written to plan.json.tmp, fsynced and renamed:
+//	                    it is never seen half written
+//
+// plan.json is a JSON object:
+//
+//	{"version": 1, "changes": [
+//	  {"n": 0, "path": "frameworks/a.md", "op": "write", "mode": "0444",
+//	   "existed": true, "old_mode": "0644", "old_sha256": "<hex>", "new_sha256": "<hex>"},
+//	  {"n": 1, "path": "specs/old.json", "op": "remove", "existed": false}
+//	]}
+//
+// n indexes new/ and old/; paths are slash-separated, clean and relative to
+// the root; old_* are present only when existed, new_sha256 and mode only for
+// writes. A reader refuses any other version.
+//
+// Apply writes new/, then old/, then plan.json, then renames each new/<n> over
+// its target (creating parent directories) or removes the target, fsyncs every
+// directory it touched, and retires the journal: _journal is renamed to
+// _journal.done-<random> (root fsynced) and that is removed.
+//
+// # Recovery rule
+//
+// The durable rename of plan.json is the commit point. Recover, given a root:
+//
+//   - no _journal: nothing was in flight; stray _journal.done-* directories
+//     (a retired journal whose removal was cut short) are deleted.
+//   - _journal without plan.json: Apply stopped before committing and no
+//     target was touched; the journal is deleted (RolledBack).
+//   - plan.json unparsable or invalid: an *Error with code JOURNAL_CORRUPT;
+//     nothing is touched (fail closed).
+//   - plan.json valid: Recover rolls forward (RolledForward). Each write whose
+//     target does not already hold new_sha256 is re-done from new/<n>, whose
+//     hash is checked first; each remove is re-done; then every target is
+//     verified by SHA-256 (and mode) against the plan. A crash after the plan
+//     is durable therefore always ends wholly after.
+//   - Only if rolling forward is impossible (a new/<n> is missing or altered
+//     while its target does not hold the new bytes) does Recover roll back from
+//     old/<n> (RolledBack), each old file's hash checked first; if neither
+//     direction can be completed nothing is touched and the error is
+//     JOURNAL_CORRUPT. Directories created for new files are left in place.
+//
+// Every step of Recover is idempotent, so a crash during Recover followed by
+// another Recover still ends wholly before or wholly after.
+//
+// Callers serialize mutations of a root (the plane's lock); Apply refuses to
+// start while a journal exists (JOURNAL_PENDING), so callers run Recover first,
+// as every mutating command does.
+package journal
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Dir is the journal directory's name under the root.
+const Dir = "_journal"
+
+const (
+	newDir    = Dir + "/new"
+	oldDir    = Dir + "/old"
+	planFile  = Dir + "/plan.json"
+	planTmp   = Dir + "/plan.json.tmp"
+	donePref  = Dir + ".done-"
+	opWrite   = "write"
+	opRemove  = "remove"
+	planVer   = 1
+	dirPerm   = 0o755
+	journPerm = 0o700
+)
+
+// Change is one file to write (Data != nil, with Mode, e.g. 0444) or remove
+// (Remove true), at a slash path relative to the root.
+type Change struct {
+	Path   string
+	Data   []byte
+	Mode   fs.FileMode
+	Remove bool
+}
+
+// Outcome reports what Recover did.
+type Outcome struct {
+	Found         bool `json:"found"`          // a journal was present
+	RolledForward bool `json:"rolled_forward"` // the committed changes were finished
+	RolledBack    bool `json:"rolled_back"`    // the changes were undone (or had not begun)
+	Paths         int  `json:"paths"`          // paths in the plan (0 when there was none)
+}
+
+// Error is a journal failure that callers act on. Its Code is one of
+// INVALID_INPUT (a bad change set; exit 3), JOURNAL_PENDING (a journal must be
+// recovered first; exit 4) or JOURNAL_CORRUPT (a journal that can be neither
+// finished nor undone; nothing was touched; exit 5).
+type Error struct {
+	code string
+	exit int
+	Path string // the offending path, if any
+	msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Path == "" {
+		return "journal: " + e.msg
+	}
+	return "journal: " + e.Path + ": " + e.msg
+}
+
+// Code returns the stable error code.
+func (e *Error) Code() string { return e.code }
+
+// ExitCode returns the exit class of the error.
+func (e *Error) ExitCode() int { return e.exit }
+
+func invalid(p, format string, args ...any) *Error {
+	return &Error{code: "INVALID_INPUT", exit: 3, Path: p, msg: fmt.Sprintf(format, args...)}
+}
+
+func corrupt(p, format string, args ...any) *Error {
+	return &Error{code: "JOURNAL_CORRUPT", exit: 5, Path: p, msg: fmt.Sprintf(format, args...)}
+}
+
+// crashAt, set by tests, is asked at every step boundary; true makes Apply or
+// Recover stop there as if the process had died (no cleanup runs).
+var crashAt func(step string) bool
+
+var errCrash = errors.New("journal: simulated crash")
+
+func crash(step string) error {
+	if crashAt != nil && crashAt(step) {
+		return errCrash
+	}
+	return nil
+}
+
+type plan struct {
+	Version int     `json:"version"`
+	Changes []entry `json:"changes"`
+}
+
+type entry struct {
+	N         int    `json:"n"`
+	Path      string `json:"path"`
+	Op        string `json:"op"`
+	Mode      string `json:"mode,omitempty"`
+	Existed   bool   `json:"existed"`
+	OldMode   string `json:"old_mode,omitempty"`
+	OldSHA256 string `json:"old_sha256,omitempty"`
+	NewSHA256 string `json:"new_sha256,omitempty"`
+}
+
+func (e entry) newName() string { return newDir + "/" + strconv.Itoa(e.N) }
+func (e entry) oldName() string { return oldDir + "/" + strconv.Itoa(e.N) }
+
+// Apply makes all changes under root atomically with respect to crashes:
+// after a crash at any instant, Recover(root) leaves every path either wholly
+// as before Apply or wholly as after. Apply returns only when the changes are
+// durable and the journal is gone.
+//
+// Targets must be regular files or absent; removing an absent path is a no-op.
+// An error before the commit point removes the journal and leaves the root as
+// it was; an error after it leaves the journal for Recover, which finishes it.
+func Apply(root string, changes []Change) (err error) {
+	if len(changes) == 0 {
+		return nil
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := checkChanges(r, changes); err != nil {
+		return err
+	}
+	if _, err := r.Lstat(Dir); err == nil {
+		return &Error{code: "JOURNAL_PENDING", exit: 4, msg: "an interrupted apply must be recovered first"}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := r.Mkdir(Dir, journPerm); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return &Error{code: "JOURNAL_PENDING", exit: 4, msg: "another apply is in progress"}
+		}
+		return err
+	}
+	committed := false
+	defer func() {
+		if err != nil && !committed && !errors.Is(err, errCrash) {
+			r.RemoveAll(Dir) // nothing was touched: undo
+		}
+	}()
+	if err := crash("begin"); err != nil {
+		return err
+	}
+	p, err := prepare(r, changes)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := writeSynced(r, planTmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := crash("plan-tmp"); err != nil {
+		return err
+	}
+	if err := r.Rename(planTmp, planFile); err != nil {
+		return err
+	}
+	if err := syncDir(r, Dir); err != nil {
+		return err
+	}
+	committed = true
+	if err := crash("plan"); err != nil {
+		return err
+	}
+	if err := forward(r, p, "apply"); err != nil {
+		return err
+	}
+	return retire(r, "")
+}
+
+// Recover finishes (if the journal was committed) or undoes (if not) an
+// interrupted Apply; it is a no-op when there is no journal. It reports what
+// it did. See the package documentation for the rule.
+func Recover(root string) (Outcome, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer r.Close()
+	if _, err := r.Lstat(Dir); errors.Is(err, fs.ErrNotExist) {
+		return Outcome{}, removeRetired(r)
+	} else if err != nil {
+		return Outcome{}, err
+	}
+	out := Outcome{Found: true}
+	b, err := r.ReadFile(planFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		out.RolledBack = true
+		return out, retire(r, "recover:")
+	} else if err != nil {
+		return out, err
+	}
+	p, err := parsePlan(b)
+	if err != nil {
+		return out, err
+	}
+	out.Paths = len(p.Changes)
+	fwd, back := true, true
+	for _, e := range p.Changes {
+		t, err := inspect(r, e.Path)
+		if err != nil {
+			return out, err
+		}
+		if !t.canForward(r, e) {
+			fwd = false
+		}
+		if back && !t.canBack(r, e) {
+			back = false
+		}
+	}
+	switch {
+	case fwd:
+		if err := forward(r, p, "recover"); err != nil {
+			return out, err
+		}
+		out.RolledForward = true
+	case back:
+		if err := backward(r, p); err != nil {
+			return out, err
+		}
+		out.RolledBack = true
+	default:
+		return out, corrupt(Dir, "the plan can be neither finished nor undone: new and old copies are missing or altered")
+	}
+	return out, retire(r, "recover:")
+}
+
+// checkChanges refuses a change set that could fail half way: bad or
+// duplicate paths, a path under another, targets that are not regular files,
+// parents that are not directories.
+func checkChanges(r *os.Root, changes []Change) error {
+	seen := make(map[string]bool, len(changes))
+	for _, c := range changes {
+		if err := checkPath(c.Path); err != nil {
+			return err
+		}
+		if seen[c.Path] {
+			return invalid(c.Path, "duplicate path")
+		}
+		seen[c.Path] = true
+		switch {
+		case c.Remove && c.Data != nil:
+			return invalid(c.Path, "a change either writes data or removes, not both")
+		case !c.Remove && c.Data == nil:
+			return invalid(c.Path, "a write needs data (empty, not nil, for an empty file)")
+		case !c.Remove && (c.Mode == 0 || c.Mode&^fs.ModePerm != 0):
+			return invalid(c.Path, "mode %v: want permission bits only, not zero", c.Mode)
+		}
+	}
+	for _, c := range changes {
+		for d := path.Dir(c.Path); d != "."; d = path.Dir(d) {
+			if seen[d] {
+				return invalid(c.Path, "under %s, which is also changed", d)
+			}
+		}
+		parents := true
+		for d := path.Dir(c.Path); d != "."; d = path.Dir(d) {
+			fi, err := r.Stat(d)
+			if errors.Is(err, fs.ErrNotExist) {
+				parents = false
+				continue
+			} else if err != nil {
+				return err
+			}
+			if !fi.IsDir() {
+				return invalid(c.Path, "parent %s is not a directory", d)
+			}
+		}
+		if !parents {
+			continue // the target is absent
+		}
+		fi, err := r.Lstat(c.Path)
+		if err == nil && !fi.Mode().IsRegular() {
+			return invalid(c.Path, "target is a %v, not a regular file", fi.Mode().Type())
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkPath(p string) error {
+	if !fs.ValidPath(p) || p == "." || strings.Contains(p, `\`) {
+		return invalid(p, "not a clean relative slash path inside the root")
+	}
+	first, _, _ := strings.Cut(p, "/")
+	if first == Dir || strings.HasPrefix(first, donePref) {
+		return invalid(p, "inside the journal")
+	}
+	return nil
+}
+
+// prepare writes new/ and old/ and returns the plan.
+func prepare(r *os.Root, changes []Change) (*plan, error) {
+	for _, d := range []string{newDir, oldDir} {
+		if err := r.Mkdir(d, journPerm); err != nil {
+			return nil, err
+		}
+	}
+	p := &plan{Version: planVer, Changes: make([]entry, len(changes))}
+	var written []string
+	for i, c := range changes {
+		e := entry{N: i, Path: c.Path, Op: opRemove}
+		if !c.Remove {
+			e.Op, e.Mode, e.NewSHA256 = opWrite, fmtMode(c.Mode), sum(c.Data)
+			if err := writeFile(r, e.newName(), c.Data, c.Mode); err != nil {
+				return nil, err
+			}
+			written = append(written, e.newName())
+		}
+		p.Changes[i] = e
+	}
+	if err := syncFiles(r, written); err != nil {
+		return nil, err
+	}
+	if err := syncDir(r, newDir); err != nil {
+		return nil, err
+	}
+	if err := crash("new"); err != nil {
+		return nil, err
+	}
+	var kept []string
+	for i := range p.Changes {
+		e := &p.Changes[i]
+		h, mode, err := hashFile(r, e.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		e.Existed, e.OldSHA256, e.OldMode = true, h, fmtMode(mode)
+		if err := keepOld(r, e.Path, e.oldName(), mode); err != nil {
+			return nil, err
+		}
+		kept = append(kept, e.oldName())
+	}
+	// A kept target's data may never have been fsynced by its writer.
+	if err := syncFiles(r, kept); err != nil {
+		return nil, err
+	}
+	if err := syncDir(r, oldDir); err != nil {
+		return nil, err
+	}
+	return p, crash("old")
+}
+
+// keepOld preserves the current bytes of target at name: a hard link (the
+// target is only ever replaced by rename, never written in place), or a copy.
+func keepOld(r *os.Root, target, name string, mode fs.FileMode) error {
+	if err := r.Link(target, name); err == nil {
+		return nil
+	}
+	b, err := r.ReadFile(target)
+	if err != nil {
+		return err
+	}
+	return writeFile(r, name, b, mode)
+}
+
+// syncParallel bounds the fsyncs in flight: concurrent fsyncs share journal
+// commits on most filesystems, several times faster than one after another.
+const syncParallel = 64
+
+// syncFiles fsyncs the named files.
+func syncFiles(r *os.Root, names []string) error {
+	work := make(chan string)
+	errs := make(chan error, syncParallel)
+	n := min(syncParallel, len(names))
+	for range n {
+		go func() {
+			var first error
+			for name := range work {
+				if first == nil {
+					first = syncFile(r, name)
+				}
+			}
+			errs <- first
+		}()
+	}
+	for _, name := range names {
+		work <- name
+	}
+	close(work)
+	var first error
+	for range n {
+		if err := <-errs; first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func syncFile(r *os.Root, name string) error {
+	f, err := r.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", name, err)
+	}
+	return nil
+}
+
+// forward brings every target to its planned new state, idempotently, and
+// fsyncs the directories it touched. Under "recover" it verifies the result.
+func forward(r *os.Root, p *plan, step string) error {
+	dirs := map[string]bool{}
+	for i, e := range p.Changes {
+		mode, _ := parseMode(e.Mode)
+		if e.Op == opRemove {
+			if err := r.Remove(e.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			dirs[path.Dir(e.Path)] = true
+		} else {
+			done := false
+			if step == "recover" {
+				h, m, err := hashFile(r, e.Path)
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+				if err == nil && h == e.NewSHA256 {
+					if _, nerr := r.Lstat(e.newName()); errors.Is(nerr, fs.ErrNotExist) || m == mode {
+						// Renamed already (or identical bytes and mode before).
+						if m != mode {
+							if err := r.Chmod(e.Path, mode); err != nil {
+								return err
+							}
+						}
+						done = true
+					}
+				}
+			}
+			if !done {
+				if err := makeParents(r, path.Dir(e.Path), dirs); err != nil {
+					return err
+				}
+				if step == "recover" {
+					if err := r.Chmod(e.newName(), mode); err != nil {
+						return err
+					}
+				}
+				if err := r.Rename(e.newName(), e.Path); err != nil {
+					return err
+				}
+				dirs[path.Dir(e.Path)] = true
+			}
+		}
+		if err := crash(step + ":" + strconv.Itoa(i)); err != nil {
+			return err
+		}
+	}
+	if err := syncDirs(r, dirs); err != nil {
+		return err
+	}
+	if step == "recover" {
+		for _, e := range p.Changes {
+			h, m, err := hashFile(r, e.Path)
+			switch {
+			case e.Op == opRemove && errors.Is(err, fs.ErrNotExist):
+			case e.Op == opRemove:
+				return corrupt(e.Path, "still present after roll forward")
+			case err != nil:
+				return err
+			case h != e.NewSHA256 || fmtMode(m) != e.Mode:
+				return corrupt(e.Path, "holds sha256 %s mode %s after roll forward, want %s %s", h, fmtMode(m), e.NewSHA256, e.Mode)
+			}
+		}
+	}
+	return crash(step + ":synced")
+}
+
+// backward restores every target to its state before the plan.
+func backward(r *os.Root, p *plan) error {
+	dirs := map[string]bool{}
+	for i, e := range p.Changes {
+		if !e.Existed {
+			if err := r.Remove(e.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		} else {
+			h, m, err := hashFile(r, e.Path)
+			mode, _ := parseMode(e.OldMode)
+			if err != nil || h != e.OldSHA256 {
+				if err := makeParents(r, path.Dir(e.Path), dirs); err != nil {
+					return err
+				}
+				if err := r.Chmod(e.oldName(), mode); err != nil {
+					return err
+				}
+				if err := r.Rename(e.oldName(), e.Path); err != nil {
+					return err
+				}
+			} else if m != mode {
+				if err := r.Chmod(e.Path, mode); err != nil {
+					return err
+				}
+			}
+		}
+		dirs[path.Dir(e.Path)] = true
+		if err := crash("rollback:" + strconv.Itoa(i)); err != nil {
+			return err
+		}
+	}
+	return syncDirs(r, dirs)
+}
+
+// target is what Recover found at a planned path.
+type target struct {
+	exists bool
+	sha    string
+	mode   fs.FileMode
+}
+
+func inspect(r *os.Root, p string) (target, error) {
+	fi, err := r.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return target{}, nil
+	} else if err != nil {
+		return target{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return target{exists: true}, nil // never matches a hash: neither direction is assumed done
+	}
+	h, m, err := hashFile(r, p)
+	return target{exists: true, sha: h, mode: m}, err
+}
+
+func (t target) canForward(r *os.Root, e entry) bool {
+	if e.Op == opRemove {
+		return !t.exists || t.sha != ""
+	}
+	if t.sha == e.NewSHA256 {
+		return true
+	}
+	h, _, err := hashFile(r, e.newName())
+	return err == nil && h == e.NewSHA256 && (!t.exists || t.sha != "")
+}
+
+func (t target) canBack(r *os.Root, e entry) bool {
+	if !e.Existed {
+		return !t.exists || t.sha != ""
+	}
+	if t.sha == e.OldSHA256 {
+		return true
+	}
+	h, _, err := hashFile(r, e.oldName())
+	return err == nil && h == e.OldSHA256 && (!t.exists || t.sha != "")
+}
+
+func parsePlan(b []byte) (*plan, error) {
+	var p plan
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return nil, corrupt(planFile, "unparsable: %v", err)
+	}
+	if dec.More() {
+		return nil, corrupt(planFile, "trailing data")
+	}
+	if p.Version != planVer {
+		return nil, corrupt(planFile, "version %d, want %d", p.Version, planVer)
+	}
+	seen := map[string]bool{}
+	for i, e := range p.Changes {
+		if e.N != i {
+			return nil, corrupt(planFile, "change %d has n %d", i, e.N)
+		}
+		if err := checkPath(e.Path); err != nil || seen[e.Path] {
+			return nil, corrupt(planFile, "change %d: bad or duplicate path %q", i, e.Path)
+		}
+		seen[e.Path] = true
+		if e.Existed && (!isHash(e.OldSHA256) || !validMode(e.OldMode)) {
+			return nil, corrupt(planFile, "change %d: bad old_sha256 or old_mode", i)
+		}
+		switch e.Op {
+		case opWrite:
+			if !isHash(e.NewSHA256) || !validMode(e.Mode) {
+				return nil, corrupt(planFile, "change %d: bad new_sha256 or mode", i)
+			}
+		case opRemove:
+		default:
+			return nil, corrupt(planFile, "change %d: op %q", i, e.Op)
+		}
+	}
+	return &p, nil
+}
+
+// retire removes the journal: renamed away first, so that a journal is either
+// whole or absent, then deleted.
+func retire(r *os.Root, step string) error {
+	done := donePref + randHex()
+	if err := r.Rename(Dir, done); err != nil {
+		return err
+	}
+	if err := syncDir(r, "."); err != nil {
+		return err
+	}
+	if err := crash(step + "retired"); err != nil {
+		return err
+	}
+	return r.RemoveAll(done)
+}
+
+func removeRetired(r *os.Root) error {
+	f, err := r.Open(".")
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if strings.HasPrefix(n, donePref) {
+			if err := r.RemoveAll(n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// makeParents creates dir and its missing ancestors, marking the directories
+// whose entries changed for fsync.
+func makeParents(r *os.Root, dir string, dirs map[string]bool) error {
+	if dir == "." {
+		return nil
+	}
+	if fi, err := r.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	if err := makeParents(r, path.Dir(dir), dirs); err != nil {
+		return err
+	}
+	if err := r.Mkdir(dir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	dirs[path.Dir(dir)] = true
+	return nil
+}
+
+func syncDirs(r *os.Root, dirs map[string]bool) error {
+	names := make([]string, 0, len(dirs))
+	for d := range dirs {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	for _, d := range names {
+		if err := syncDir(r, d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(r *os.Root, dir string) error {
+	d, err := r.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// writeSynced writes name (mode exact, whatever the umask) and fsyncs it.
+func writeSynced(r *os.Root, name string, b []byte, mode fs.FileMode) error {
+	if err := writeFile(r, name, b, mode); err != nil {
+		return err
+	}
+	return syncFile(r, name)
+}
+
+// writeFile writes name, mode exact; the caller fsyncs it.
+func writeFile(r *os.Root, name string, b []byte, mode fs.FileMode) error {
+	f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// hashFile returns the hex SHA-256 and permission bits of the regular file
+// at name.
+func hashFile(r *os.Root, name string) (string, fs.FileMode, error) {
+	fi, err := r.Lstat(name)
+	if err != nil {
+		return "", 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("%s: not a regular file", name)
+	}
+	f, err := r.Open(name)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), fi.Mode().Perm(), nil
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func isHash(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil && len(s) == 64 && strings.ToLower(s) == s
+}
+
+func fmtMode(m fs.FileMode) string { return fmt.Sprintf("%04o", uint32(m.Perm())) }
+
+func parseMode(s string) (fs.FileMode, error) {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v&^uint64(fs.ModePerm) != 0 {
+		return 0, fmt.Errorf("bad mode %q", s)
+	}
+	return fs.FileMode(v), nil
+}
+
+func validMode(s string) bool { _, err := parseMode(s); return err == nil && len(s) == 4 }
+
+func randHex() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

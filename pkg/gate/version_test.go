@@ -13,11 +13,11 @@ import (
 // The version rule against the kernel installed by bootstrap (1.0.0).
 func TestVersion(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "plane")
-	res, err := plane.Bootstrap(context.Background(), root, plane.BootstrapOptions{})
+	res, err := plane.Bootstrap(context.Background(), root, plane.BootstrapOptions{Actor: "tester"})
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		version, hash, code string
-		passed             bool
+		passed              bool
 	}{
 		{"1.0.0", res.ManifestHash, "ALREADY_INSTALLED", true},
 		{"1.0.0", "sha256:" + "00" + res.ManifestHash[9:], "VERSION_CONFLICT", false},

@@ -480,16 +480,14 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 			}
 		drain:
 			for len(batch) < maxBatch {
-				var more <-chan item
 				select {
 				case it, ok = <-items:
 				default:
 					if deadline == nil {
 						break drain
 					}
-					more = items
 					select {
-					case it, ok = <-more:
+					case it, ok = <-items:
 					case <-deadline:
 						deadline = nil
 						break drain
@@ -504,8 +502,10 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 				}
 				batch = append(batch, it.req)
 			}
-			if deadline != nil && !timer.Stop() {
-				<-timer.C
+			if deadline != nil {
+				// Since Go 1.23 a stopped timer delivers no stale value:
+				// no drain (a drain could block forever).
+				timer.Stop()
 			}
 		}
 		last = len(batch)

@@ -26,16 +26,17 @@ const blockSize = 1 << 20
 // compressed blocks to w in order, so that whatever w does (a file, a hash)
 // does not hold up the caller.
 type parallelGzip struct {
-	w     io.Writer
-	buf   []byte
-	crc   uint32
-	size  uint32
-	order chan chan *bytes.Buffer // compressed blocks, in order; bounds memory
-	done  chan error              // the writer's result
-	sem   chan struct{}
-	err   error
-	pool  sync.Pool // input block buffers
-	outs  sync.Pool // compressed block buffers
+	w      io.Writer
+	buf    []byte
+	crc    uint32
+	size   uint32
+	order  chan chan *bytes.Buffer // compressed blocks, in order; bounds memory
+	done   chan error              // the writer's result
+	sem    chan struct{}
+	err    error
+	pool   sync.Pool // input block buffers
+	outs   sync.Pool // compressed block buffers
+	closed bool
 }
 
 func newParallelGzip(w io.Writer) (*parallelGzip, error) {
@@ -136,6 +137,7 @@ func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); 
 // Close compresses the last block, writes every block and the trailer.
 func (z *parallelGzip) Close() error {
 	z.flushBlock(true)
+	z.closed = true
 	close(z.order)
 	if err := <-z.done; err != nil {
 		z.err = err
@@ -146,4 +148,15 @@ func (z *parallelGzip) Close() error {
 	binary.LittleEndian.PutUint32(trailer[4:], z.size)
 	_, z.err = z.w.Write(trailer[:])
 	return z.err
+}
+
+// abort stops the writer goroutine of a stream that will not be closed (an
+// error part-way): it waits for blocks in flight and writes no trailer.
+func (z *parallelGzip) abort() {
+	if z.closed {
+		return
+	}
+	z.closed = true
+	close(z.order)
+	<-z.done
 }

@@ -77,6 +77,7 @@ func WriteContents(w io.Writer, srcDir string, paths []string) (*Contents, error
 	if err != nil {
 		return nil, err
 	}
+	defer zw.abort() // a no-op after Close
 	tw := tar.NewWriter(zw)
 	c := &Contents{}
 	h := sha256.New()

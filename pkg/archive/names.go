@@ -77,10 +77,11 @@ func checkReserved(name string) *UnsafeError {
 	return nil
 }
 
-// fold maps s to a key such that fold(a) == fold(b) exactly when
+// Fold maps s to a key such that Fold(a) == Fold(b) exactly when
 // strings.EqualFold(a, b), for valid UTF-8: each rune becomes the smallest
-// rune of its Unicode simple-folding orbit.
-func fold(s string) string {
+// rune of its Unicode simple-folding orbit. It is how member names (and
+// manifest asset paths) are compared for case-fold collisions.
+func Fold(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	for _, r := range s {
@@ -112,7 +113,7 @@ func (s nameSet) add(name string, isDir bool) *UnsafeError {
 			continue
 		}
 		parent := name[:i]
-		k := fold(parent)
+		k := Fold(parent)
 		n, ok := s[k]
 		switch {
 		case !ok:
@@ -123,7 +124,7 @@ func (s nameSet) add(name string, isDir bool) *UnsafeError {
 			return unsafeErr("case_fold_collision", name, "directory %q collides with %q when case-folded", parent, n.name)
 		}
 	}
-	k := fold(name)
+	k := Fold(name)
 	n, ok := s[k]
 	switch {
 	case !ok:

@@ -7,13 +7,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/control-plane/cp/pkg/archive"
 	"math/big"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"unicode"
 
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/schema"
@@ -208,7 +208,7 @@ func (m *Manifest) check() error {
 		}
 		seen[dep.PackageID] = i
 	}
-	paths := pathSet{fold(FileName): {name: FileName}}
+	paths := pathSet{archive.Fold(FileName): {name: FileName}}
 	for i, a := range m.Assets {
 		ptr := fmt.Sprintf("/assets/%d/path", i)
 		if msg := checkPath(a.Path); msg != "" {
@@ -268,7 +268,7 @@ func (s pathSet) add(p string) string {
 			continue
 		}
 		parent := p[:i]
-		k := fold(parent)
+		k := archive.Fold(parent)
 		e, ok := s[k]
 		switch {
 		case !ok:
@@ -279,7 +279,7 @@ func (s pathSet) add(p string) string {
 			return fmt.Sprintf("has directory %q, which collides with %q when case-folded", parent, e.name)
 		}
 	}
-	k := fold(p)
+	k := archive.Fold(p)
 	e, ok := s[k]
 	switch {
 	case !ok:
@@ -293,22 +293,6 @@ func (s pathSet) add(p string) string {
 		return "is listed more than once"
 	}
 	return fmt.Sprintf("collides with %q when case-folded", e.name)
-}
-
-// fold maps s to a key such that fold(a) == fold(b) exactly when
-// strings.EqualFold(a, b): each rune becomes the smallest rune of its
-// Unicode simple-folding orbit (as pkg/archive compares member names).
-func fold(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		m := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			m = min(m, f)
-		}
-		b.WriteRune(m)
-	}
-	return b.String()
 }
 
 // hashed returns the manifest without metadata as a value for jcs.Marshal.

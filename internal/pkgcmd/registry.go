@@ -54,16 +54,9 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 		return cli.Outcome{Err: err}
 	}
 	id := req.String("framework_id")
-	doc, err := os.ReadFile(req.String("src"))
+	fw, doc, err := readFramework(req.String("src"), id)
 	if err != nil {
 		return cli.Outcome{Err: err}
-	}
-	fw, err := framework.Parse(doc)
-	if err != nil {
-		return cli.Outcome{Err: err}
-	}
-	if fw.ID != id {
-		return cli.Outcome{Err: cli.Invalidf("FRAMEWORK_INVALID", "the document is framework %s, not %s", fw.ID, id)}
 	}
 	path := plane.FrameworkPath(id, fw.Version)
 	sha := plane.SHA256(doc)
@@ -185,16 +178,9 @@ func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 		return cli.Outcome{Err: err}
 	}
 	id := req.String("framework_id")
-	doc, err := os.ReadFile(req.String("src"))
+	next, _, err := readFramework(req.String("src"), id)
 	if err != nil {
 		return cli.Outcome{Err: err}
-	}
-	next, err := framework.Parse(doc)
-	if err != nil {
-		return cli.Outcome{Err: err}
-	}
-	if next.ID != id {
-		return cli.Outcome{Err: cli.Invalidf("FRAMEWORK_INVALID", "the document is framework %s, not %s", next.ID, id)}
 	}
 	rows, err := registry.Read(root, registry.Frameworks)
 	if err != nil {
@@ -220,6 +206,23 @@ func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 	}
 	return recorded(ctx, root, result, verdict, ledger.Draft{EventType: "FRAMEWORK_CHECKED", SubmissionID: id, Decision: decision,
 		Reason: reason, Metadata: map[string]any{"framework_id": id, "registered_version": old["version"], "candidate_version": next.Version, "removed": anySlice(removed)}})
+}
+
+// readFramework reads and parses a framework document, which must be the
+// framework named id.
+func readFramework(src, id string) (*framework.Framework, []byte, error) {
+	doc, err := os.ReadFile(src)
+	if err != nil {
+		return nil, nil, err
+	}
+	fw, err := framework.Parse(doc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fw.ID != id {
+		return nil, nil, cli.Invalidf("FRAMEWORK_INVALID", "the document is framework %s, not %s", fw.ID, id)
+	}
+	return fw, doc, nil
 }
 
 // registeredFramework reads a registered framework, checking its bytes are

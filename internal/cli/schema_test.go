@@ -2,46 +2,20 @@ package cli
 
 import (
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/control-plane/cp/internal/schematest"
 	"github.com/control-plane/cp/pkg/jcs"
-	"github.com/control-plane/cp/schemas"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
-)
-
-var (
-	oracleMu    sync.Mutex
-	oracleCache = map[string]*jsonschema.Schema{}
 )
 
 // oracle compiles an embedded schema with santhosh-tekuri/jsonschema/v6, the
 // reference implementation our validator must agree with.
 func oracle(t testing.TB, name string) *jsonschema.Schema {
-	oracleMu.Lock()
-	defer oracleMu.Unlock()
-	if s, ok := oracleCache[name]; ok {
-		return s
-	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.UseLoader(jsonschema.SchemeURLLoader{"https": embeddedLoader{}})
-	s, err := c.Compile(schemas.BaseURL + name)
+	s, err := schematest.Oracle(name)
 	require.NoError(t, err, "v6 must compile %s", name)
-	oracleCache[name] = s
 	return s
-}
-
-type embeddedLoader struct{}
-
-func (embeddedLoader) Load(url string) (any, error) {
-	f, err := schemas.FS.Open(strings.TrimPrefix(url, schemas.BaseURL))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return jsonschema.UnmarshalJSON(f)
 }
 
 // Every embedded schema compiles under both validators.

@@ -4,10 +4,9 @@ import (
 	"encoding/json"
 	"io/fs"
 	"regexp"
-	"strings"
-	"sync"
 	"testing"
 
+	"github.com/control-plane/cp/internal/schematest"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/schemas"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -16,23 +15,7 @@ import (
 
 // oracle compiles the manifest schema with santhosh-tekuri/jsonschema/v6,
 // the reference implementation pkg/schema must agree with.
-var oracle = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.UseLoader(jsonschema.SchemeURLLoader{"https": embeddedLoader{}})
-	return c.Compile(schemas.BaseURL + SchemaName)
-})
-
-type embeddedLoader struct{}
-
-func (embeddedLoader) Load(url string) (any, error) {
-	f, err := schemas.FS.Open(strings.TrimPrefix(url, schemas.BaseURL))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return jsonschema.UnmarshalJSON(f)
-}
+func oracle() (*jsonschema.Schema, error) { return schematest.Oracle(SchemaName) }
 
 func TestSchemaCompiles(t *testing.T) {
 	_, err := oracle()

@@ -2,15 +2,14 @@ package pkgsig
 
 import (
 	"errors"
+	"github.com/control-plane/cp/internal/schematest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/keys"
-	"github.com/control-plane/cp/schemas"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
 )
@@ -182,25 +181,9 @@ func TestVerifiers(t *testing.T) {
 	require.Equal(t, CodeUntrusted, e.Code())
 }
 
-// trustOracle compiles the trusted-keys schema with jsonschema/v6, as
-// internal/cli's schema tests do.
-var trustOracle = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.UseLoader(jsonschema.SchemeURLLoader{"https": embeddedLoader{}})
-	return c.Compile(schemas.BaseURL + TrustedKeysSchema)
-})
-
-type embeddedLoader struct{}
-
-func (embeddedLoader) Load(url string) (any, error) {
-	f, err := schemas.FS.Open(strings.TrimPrefix(url, schemas.BaseURL))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return jsonschema.UnmarshalJSON(f)
-}
+// trustOracle compiles the trusted-keys schema with santhosh-tekuri/jsonschema/v6,
+// the reference implementation pkg/schema must agree with.
+func trustOracle() (*jsonschema.Schema, error) { return schematest.Oracle(TrustedKeysSchema) }
 
 func TestTrustSchemaAgreesWithV6(t *testing.T) {
 	theirs, err := trustOracle()

@@ -23,11 +23,10 @@ package framework
 import (
 	"bufio"
 	"fmt"
+	"github.com/control-plane/cp/pkg/manifest"
 	"regexp"
 	"slices"
 	"strings"
-
-	"golang.org/x/mod/semver"
 )
 
 // Framework is a parsed framework document.
@@ -127,7 +126,7 @@ func Parse(doc []byte) (*Framework, error) {
 		return nil, &Error{0, fmt.Sprintf("framework_id %q must match %s", f.ID, idRE)}
 	case f.Title == "":
 		return nil, &Error{0, "title is required"}
-	case semver.Canonical("v"+f.Version) != "v"+f.Version: // full MAJOR.MINOR.PATCH, no build metadata
+	case !manifest.ValidVersion(f.Version):
 		return nil, &Error{0, fmt.Sprintf("version %q is not a semantic version", f.Version)}
 	case !slices.Contains([]string{"active", "deprecated", "retired"}, f.Status):
 		return nil, &Error{0, fmt.Sprintf("status %q: want active, deprecated or retired", f.Status)}

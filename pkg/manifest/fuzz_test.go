@@ -68,7 +68,7 @@ func FuzzParseDependency(f *testing.F) {
 			return
 		}
 		require.Equal(t, s, d.String())
-		if d.Allows(version) && !validVersion(version) {
+		if d.Allows(version) && !ValidVersion(version) {
 			t.Fatalf("%s allows %q, which is not a version", s, version)
 		}
 	})

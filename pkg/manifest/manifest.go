@@ -118,7 +118,7 @@ func Parse(b []byte) (*Manifest, error) {
 func explain(v any, p schema.Problem) string {
 	o, _ := v.(map[string]any)
 	if p.Path == "/version" {
-		if s, ok := o["version"].(string); ok && !validVersion(s) {
+		if s, ok := o["version"].(string); ok && !ValidVersion(s) {
 			return fmt.Sprintf("%q is not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE], no leading v, no build metadata)", s)
 		}
 	}
@@ -190,7 +190,7 @@ func integer(v any) (int64, bool) {
 
 // check applies the rules the schema cannot state.
 func (m *Manifest) check() error {
-	if !validVersion(m.Version) {
+	if !ValidVersion(m.Version) {
 		return invalid("/version", "%q is not a semantic version", m.Version)
 	}
 	seen := map[string]int{}

@@ -98,6 +98,6 @@ func TestSchemaPatternsAgreeWithGo(t *testing.T) {
 	}
 	ver := schemaPattern(t, "$defs", "version", "pattern")
 	for _, s := range versionCorpus() {
-		require.Equal(t, validVersion(s), ver.MatchString(s), "version %q", s)
+		require.Equal(t, ValidVersion(s), ver.MatchString(s), "version %q", s)
 	}
 }

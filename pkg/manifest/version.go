@@ -8,9 +8,10 @@ import (
 	"golang.org/x/mod/semver"
 )
 
-// validVersion reports whether v is a full semantic version without a
-// leading "v" or build metadata: "1.2.0", "2.0.0-rc.1".
-func validVersion(v string) bool {
+// ValidVersion reports whether v is a full semantic version without a
+// leading "v" or build metadata: "1.2.0", "2.0.0-rc.1". It is the version
+// rule for packages, signatures, frameworks and specs alike.
+func ValidVersion(v string) bool {
 	if v == "" || v[0] < '0' || v[0] > '9' {
 		return false
 	}
@@ -27,7 +28,7 @@ func CompareVersions(a, b string) int {
 
 // vPrefix makes v an x/mod/semver version, or "" if it is not one of ours.
 func vPrefix(v string) string {
-	if !validVersion(v) {
+	if !ValidVersion(v) {
 		return ""
 	}
 	return "v" + v
@@ -61,6 +62,10 @@ func ParseDependency(s string) (Dependency, error) {
 	}
 	return Dependency{PackageID: id, Constraint: c}, nil
 }
+
+// ValidPackageID reports whether id is a package id: PKG- and one or more
+// of A-Z 0-9 -.
+func ValidPackageID(id string) bool { return validID(id, "PKG-") }
 
 // validID reports whether id is prefix followed by one or more of A-Z 0-9 -.
 func validID(id, prefix string) bool {
@@ -123,7 +128,7 @@ func parseConstraint(c string) ([]clause, error) {
 		if cl.op == "" {
 			return nil, fmt.Errorf("constraint clause %q does not start with one of %s", part, strings.Join(ops, " "))
 		}
-		if !validVersion(cl.v) {
+		if !ValidVersion(cl.v) {
 			return nil, fmt.Errorf("constraint clause %q: %q is not a semantic version", part, cl.v)
 		}
 		cl.v = "v" + cl.v

@@ -3,9 +3,9 @@ package pkgsig
 import (
 	"errors"
 	"fmt"
+	"github.com/control-plane/cp/pkg/manifest"
 	"strings"
 
-	"golang.org/x/mod/semver"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -43,9 +43,9 @@ func (s Statement) Text() string {
 // check refuses a statement whose text would not parse back to it.
 func (s Statement) check() error {
 	switch {
-	case !validID(s.PackageID):
+	case !manifest.ValidPackageID(s.PackageID):
 		return fmt.Errorf("package id %q is not PKG-[A-Z0-9-]+", s.PackageID)
-	case !validVersion(s.Version):
+	case !manifest.ValidVersion(s.Version):
 		return fmt.Errorf("version %q is not a semantic version", s.Version)
 	case !validHash(s.ManifestHash):
 		return fmt.Errorf("manifest hash %q is not sha256:<64 lowercase hex>", s.ManifestHash)
@@ -53,26 +53,6 @@ func (s Statement) check() error {
 		return fmt.Errorf("archive hash %q is not sha256:<64 lowercase hex>", s.ArchiveHash)
 	}
 	return nil
-}
-
-func validID(id string) bool {
-	rest, ok := strings.CutPrefix(id, "PKG-")
-	if !ok || rest == "" {
-		return false
-	}
-	for i := 0; i < len(rest); i++ {
-		c := rest[i]
-		if !('A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// validVersion is pkg/manifest's rule: full semver, no "v", no build
-// metadata.
-func validVersion(v string) bool {
-	return v != "" && '0' <= v[0] && v[0] <= '9' && semver.IsValid("v"+v) && semver.Canonical("v"+v) == "v"+v
 }
 
 func validHash(h string) bool {

@@ -20,13 +20,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/control-plane/cp/pkg/manifest"
 	"path"
 	"regexp"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-	"golang.org/x/mod/semver"
 )
 
 // Spec is a parsed spec manifest.
@@ -89,7 +89,7 @@ func Parse(b []byte, isYAML bool) (*Spec, error) {
 		return nil, &Error{fmt.Sprintf("spec_id %q must match %s", s.SpecID, specRE)}
 	case !fmwkRE.MatchString(s.FrameworkID):
 		return nil, &Error{fmt.Sprintf("framework_id %q must match %s", s.FrameworkID, fmwkRE)}
-	case semver.Canonical("v"+s.Version) != "v"+s.Version: // full MAJOR.MINOR.PATCH, no build metadata
+	case !manifest.ValidVersion(s.Version):
 		return nil, &Error{fmt.Sprintf("version %q is not a semantic version", s.Version)}
 	case !slices.Contains([]string{"active", "deprecated", "retired"}, s.Status):
 		return nil, &Error{fmt.Sprintf("status %q: want active, deprecated or retired", s.Status)}

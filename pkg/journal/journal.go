@@ -7,8 +7,11 @@
 // While an Apply is in flight the journal lives at <root>/_journal/, beside
 // the governed roots and never under one:
 //
-//	_journal/new/<n>    the new bytes of change n (a write), with its final mode,
-//	                    fsynced
+//	_journal/meta.json  the caller's description of the change (Options.Meta),
+//	                    written first by rename, so whole or absent; handed back
+//	                    to Recover's finish function
+//	_journal/new/<n>    the new bytes of change n (a write, or a file moved in
+//	                    from Change.Src), with its final mode, fsynced
 //	_journal/old/<n>    the bytes the target of change n had before, when it
 //	                    existed: a hard link to the target (a copy where links
 //	                    fail), fsynced
@@ -27,10 +30,11 @@
 // the root; old_* are present only when existed, new_sha256 and mode only for
 // writes. A reader refuses any other version.
 //
-// Apply writes new/, then old/, then plan.json, then renames each new/<n> over
-// its target (creating parent directories) or removes the target, fsyncs every
-// directory it touched, and retires the journal: _journal is renamed to
-// _journal.done-<random> (root fsynced) and that is removed.
+// Apply writes meta.json, new/, then old/, then plan.json, then renames each
+// new/<n> over its target (creating parent directories) or removes the
+// target, fsyncs every directory it touched, calls Options.Committed, and
+// retires the journal: _journal is renamed to _journal.done-<random> (root
+// fsynced) and that is removed.
 //
 // # Recovery rule
 //
@@ -39,7 +43,8 @@
 //   - no _journal: nothing was in flight; stray _journal.done-* directories
 //     (a retired journal whose removal was cut short) are deleted.
 //   - _journal without plan.json: Apply stopped before committing and no
-//     target was touched; the journal is deleted (RolledBack).
+//     target was touched; finish is called and the journal deleted
+//     (RolledBack).
 //   - plan.json unparsable or invalid: an *Error with code JOURNAL_CORRUPT;
 //     nothing is touched (fail closed).
 //   - plan.json valid: Recover rolls forward (RolledForward). Each write whose
@@ -53,8 +58,12 @@
 //     direction can be completed nothing is touched and the error is
 //     JOURNAL_CORRUPT. Directories created for new files are left in place.
 //
-// Every step of Recover is idempotent, so a crash during Recover followed by
-// another Recover still ends wholly before or wholly after.
+// Recover then calls its finish function with what it did and the journal's
+// meta.json (so the caller can record the outcome), and retires the journal
+// only if finish succeeds. Every step of Recover is idempotent, so a crash
+// during Recover followed by another Recover still ends wholly before or
+// wholly after; finish may therefore be called more than once for one
+// journal and must be idempotent too.
 //
 // Callers serialize mutations of a root (the plane's lock); Apply refuses to
 // start while a journal exists (JOURNAL_PENDING), so callers run Recover first,
@@ -86,6 +95,8 @@ const (
 	oldDir    = Dir + "/old"
 	planFile  = Dir + "/plan.json"
 	planTmp   = Dir + "/plan.json.tmp"
+	metaFile  = Dir + "/meta.json"
+	metaTmp   = Dir + "/meta.json.tmp"
 	donePref  = Dir + ".done-"
 	opWrite   = "write"
 	opRemove  = "remove"
@@ -94,21 +105,39 @@ const (
 	journPerm = 0o700
 )
 
-// Change is one file to write (Data != nil, with Mode, e.g. 0444) or remove
-// (Remove true), at a slash path relative to the root.
+// Change is one file to write or remove at Path, a slash path relative to
+// the root. A write takes its bytes from Data (non-nil; empty for an empty
+// file) or moves in the regular file at Src (a slash path relative to the
+// root, so on the same filesystem: the caller's staged copy, which Apply
+// consumes) and gets Mode (permission bits, e.g. 0444). A removal sets
+// Remove.
 type Change struct {
 	Path   string
 	Data   []byte
+	Src    string
 	Mode   fs.FileMode
 	Remove bool
 }
 
+// Options configure Apply.
+type Options struct {
+	// Meta is kept in the journal as meta.json and handed back to Recover's
+	// finish function, so that whoever recovers can tell what the change was
+	// (cp-install records its outcome in the ledger from it). Nil: none.
+	Meta []byte
+	// Committed, if set, is called once every change is durable in place,
+	// before the journal is retired. If it fails, the journal stays (so the
+	// next Recover calls its finish function) and Apply returns the error.
+	Committed func() error
+}
+
 // Outcome reports what Recover did.
 type Outcome struct {
-	Found         bool `json:"found"`          // a journal was present
-	RolledForward bool `json:"rolled_forward"` // the committed changes were finished
-	RolledBack    bool `json:"rolled_back"`    // the changes were undone (or had not begun)
-	Paths         int  `json:"paths"`          // paths in the plan (0 when there was none)
+	Found         bool   `json:"found"`          // a journal was present
+	RolledForward bool   `json:"rolled_forward"` // the committed changes were finished
+	RolledBack    bool   `json:"rolled_back"`    // the changes were undone (or had not begun)
+	Paths         int    `json:"paths"`          // paths in the plan (0 when there was none)
+	Meta          []byte `json:"-"`              // the journal's meta.json; nil if it had none
 }
 
 // Error is a journal failure that callers act on. Its Code is one of
@@ -183,7 +212,7 @@ func (e entry) oldName() string { return oldDir + "/" + strconv.Itoa(e.N) }
 // Targets must be regular files or absent; removing an absent path is a no-op.
 // An error before the commit point removes the journal and leaves the root as
 // it was; an error after it leaves the journal for Recover, which finishes it.
-func Apply(root string, changes []Change) (err error) {
+func Apply(root string, changes []Change, opts Options) (err error) {
 	if len(changes) == 0 {
 		return nil
 	}
@@ -215,6 +244,14 @@ func Apply(root string, changes []Change) (err error) {
 	if err := crash("begin"); err != nil {
 		return err
 	}
+	if opts.Meta != nil {
+		if err := writeSynced(r, metaTmp, opts.Meta, 0o600); err != nil {
+			return err
+		}
+		if err := r.Rename(metaTmp, metaFile); err != nil {
+			return err
+		}
+	}
 	p, err := prepare(r, changes)
 	if err != nil {
 		return err
@@ -242,13 +279,21 @@ func Apply(root string, changes []Change) (err error) {
 	if err := forward(r, p, "apply"); err != nil {
 		return err
 	}
+	if opts.Committed != nil {
+		if err := opts.Committed(); err != nil {
+			return err
+		}
+	}
 	return retire(r, "")
 }
 
 // Recover finishes (if the journal was committed) or undoes (if not) an
-// interrupted Apply; it is a no-op when there is no journal. It reports what
-// it did. See the package documentation for the rule.
-func Recover(root string) (Outcome, error) {
+// interrupted Apply; it is a no-op when there is no journal. When there was
+// one, it calls finish (if not nil) with what it did and the journal's Meta
+// before retiring the journal; an error from finish leaves the journal for
+// the next Recover. It reports what it did. See the package documentation
+// for the rule.
+func Recover(root string, finish func(Outcome) error) (Outcome, error) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return Outcome{}, err
@@ -260,10 +305,23 @@ func Recover(root string) (Outcome, error) {
 		return Outcome{}, err
 	}
 	out := Outcome{Found: true}
+	if m, err := r.ReadFile(metaFile); err == nil {
+		out.Meta = m
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return out, err
+	}
+	done := func() error {
+		if finish != nil {
+			if err := finish(out); err != nil {
+				return err
+			}
+		}
+		return retire(r, "recover:")
+	}
 	b, err := r.ReadFile(planFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		out.RolledBack = true
-		return out, retire(r, "recover:")
+		return out, done()
 	} else if err != nil {
 		return out, err
 	}
@@ -299,7 +357,7 @@ func Recover(root string) (Outcome, error) {
 	default:
 		return out, corrupt(Dir, "the plan can be neither finished nor undone: new and old copies are missing or altered")
 	}
-	return out, retire(r, "recover:")
+	return out, done()
 }
 
 // checkChanges refuses a change set that could fail half way: bad or
@@ -315,13 +373,29 @@ func checkChanges(r *os.Root, changes []Change) error {
 			return invalid(c.Path, "duplicate path")
 		}
 		seen[c.Path] = true
+		kinds := 0
+		for _, set := range []bool{c.Remove, c.Data != nil, c.Src != ""} {
+			if set {
+				kinds++
+			}
+		}
 		switch {
-		case c.Remove && c.Data != nil:
-			return invalid(c.Path, "a change either writes data or removes, not both")
-		case !c.Remove && c.Data == nil:
-			return invalid(c.Path, "a write needs data (empty, not nil, for an empty file)")
+		case kinds != 1:
+			return invalid(c.Path, "a change either writes Data, moves in Src or removes: exactly one (empty Data, not nil, for an empty file)")
 		case !c.Remove && (c.Mode == 0 || c.Mode&^fs.ModePerm != 0):
 			return invalid(c.Path, "mode %v: want permission bits only, not zero", c.Mode)
+		}
+		if c.Src != "" {
+			if err := checkPath(c.Src); err != nil {
+				return err
+			}
+			fi, err := r.Lstat(c.Src)
+			if err != nil {
+				return err
+			}
+			if !fi.Mode().IsRegular() {
+				return invalid(c.Src, "source is a %v, not a regular file", fi.Mode().Type())
+			}
 		}
 	}
 	for _, c := range changes {
@@ -375,19 +449,39 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 		}
 	}
 	p := &plan{Version: planVer, Changes: make([]entry, len(changes))}
-	var written []string
+	var written []int
 	for i, c := range changes {
 		e := entry{N: i, Path: c.Path, Op: opRemove}
-		if !c.Remove {
+		switch {
+		case c.Src != "":
+			e.Op, e.Mode = opWrite, fmtMode(c.Mode)
+			if err := r.Rename(c.Src, e.newName()); err != nil {
+				return nil, err
+			}
+			if err := r.Chmod(e.newName(), c.Mode); err != nil {
+				return nil, err
+			}
+			written = append(written, i)
+		case !c.Remove:
 			e.Op, e.Mode, e.NewSHA256 = opWrite, fmtMode(c.Mode), sum(c.Data)
 			if err := writeFile(r, e.newName(), c.Data, c.Mode); err != nil {
 				return nil, err
 			}
-			written = append(written, e.newName())
+			written = append(written, i)
 		}
 		p.Changes[i] = e
 	}
-	if err := syncFiles(r, written); err != nil {
+	// Moved-in files are hashed here, from the bytes the journal now holds.
+	err := parallel(len(written), func(k int) error {
+		e := &p.Changes[written[k]]
+		if e.NewSHA256 != "" {
+			return syncFile(r, e.newName())
+		}
+		h, err := hashSync(r, e.newName())
+		e.NewSHA256 = h
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	if err := syncDir(r, newDir); err != nil {
@@ -396,7 +490,7 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 	if err := crash("new"); err != nil {
 		return nil, err
 	}
-	var kept []string
+	var kept []int
 	for i := range p.Changes {
 		e := &p.Changes[i]
 		h, mode, err := hashFile(r, e.Path)
@@ -409,10 +503,10 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 		if err := keepOld(r, e.Path, e.oldName(), mode); err != nil {
 			return nil, err
 		}
-		kept = append(kept, e.oldName())
+		kept = append(kept, i)
 	}
 	// A kept target's data may never have been fsynced by its writer.
-	if err := syncFiles(r, kept); err != nil {
+	if err := parallel(len(kept), func(k int) error { return syncFile(r, p.Changes[kept[k]].oldName()) }); err != nil {
 		return nil, err
 	}
 	if err := syncDir(r, oldDir); err != nil {
@@ -438,33 +532,51 @@ func keepOld(r *os.Root, target, name string, mode fs.FileMode) error {
 // commits on most filesystems, several times faster than one after another.
 const syncParallel = 64
 
-// syncFiles fsyncs the named files.
-func syncFiles(r *os.Root, names []string) error {
-	work := make(chan string)
+// parallel calls fn(0) ... fn(n-1) from at most syncParallel goroutines and
+// returns the first error; after one, the remaining calls are skipped.
+func parallel(n int, fn func(i int) error) error {
+	work := make(chan int)
 	errs := make(chan error, syncParallel)
-	n := min(syncParallel, len(names))
-	for range n {
+	workers := min(syncParallel, n)
+	for range workers {
 		go func() {
 			var first error
-			for name := range work {
+			for i := range work {
 				if first == nil {
-					first = syncFile(r, name)
+					first = fn(i)
 				}
 			}
 			errs <- first
 		}()
 	}
-	for _, name := range names {
-		work <- name
+	for i := range n {
+		work <- i
 	}
 	close(work)
 	var first error
-	for range n {
+	for range workers {
 		if err := <-errs; first == nil {
 			first = err
 		}
 	}
 	return first
+}
+
+// hashSync returns the hex SHA-256 of name and fsyncs it.
+func hashSync(r *os.Root, name string) (string, error) {
+	f, err := r.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("fsync %s: %w", name, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func syncFile(r *os.Root, name string) error {

@@ -33,6 +33,9 @@ func snapshot(t testing.TB, root string) tree {
 		}
 		rel, _ := filepath.Rel(root, p)
 		rel = filepath.ToSlash(rel)
+		if rel == "stage" {
+			return filepath.SkipDir // a caller's staging area: Src files are consumed either way
+		}
 		fi, err := d.Info()
 		if err != nil {
 			return err
@@ -170,7 +173,7 @@ func TestApply(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			writeTree(t, root, base, 0o644)
-			require.NoError(t, Apply(root, tt.changes))
+			require.NoError(t, Apply(root, tt.changes, Options{}))
 			for p, w := range tt.want {
 				full := filepath.Join(root, filepath.FromSlash(p))
 				fi, err := os.Stat(full)
@@ -190,7 +193,7 @@ func TestApply(t *testing.T) {
 				require.False(t, strings.HasPrefix(e.Name(), Dir), "leftover %s", e.Name())
 			}
 			before := snapshot(t, root)
-			out, err := Recover(root)
+			out, err := Recover(root, nil)
 			require.NoError(t, err)
 			require.Equal(t, Outcome{}, out, "Recover on a clean root is a no-op")
 			require.Empty(t, diff(snapshot(t, root), before))
@@ -225,7 +228,7 @@ func TestApplyRefuses(t *testing.T) {
 			require.NoError(t, os.Mkdir(filepath.Join(root, "d"), 0o755))
 			writeTree(t, root, map[string]string{"f": "file"}, 0o644)
 			before := snapshot(t, root)
-			err := Apply(root, tt.changes)
+			err := Apply(root, tt.changes, Options{})
 			var je *Error
 			require.ErrorAs(t, err, &je)
 			require.Equal(t, "INVALID_INPUT", je.Code())
@@ -242,12 +245,12 @@ func TestPendingAndCorrupt(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(root, Dir, "plan.json"), []byte(`{"version":1,"changes":[{"n":0,`), 0o600))
 	before := snapshot(t, root)
 
-	err := Apply(root, []Change{{Path: "a", Remove: true}})
+	err := Apply(root, []Change{{Path: "a", Remove: true}}, Options{})
 	var je *Error
 	require.ErrorAs(t, err, &je)
 	require.Equal(t, "JOURNAL_PENDING", je.Code())
 
-	out, err := Recover(root)
+	out, err := Recover(root, nil)
 	require.ErrorAs(t, err, &je)
 	require.Equal(t, "JOURNAL_CORRUPT", je.Code())
 	require.Equal(t, 5, je.ExitCode())
@@ -257,7 +260,7 @@ func TestPendingAndCorrupt(t *testing.T) {
 	// A plan that is valid JSON but names a path outside the root.
 	plan := `{"version":1,"changes":[{"n":0,"path":"../a","op":"remove","existed":false}]}`
 	require.NoError(t, os.WriteFile(filepath.Join(root, Dir, "plan.json"), []byte(plan), 0o600))
-	_, err = Recover(root)
+	_, err = Recover(root, nil)
 	require.ErrorAs(t, err, &je)
 	require.Equal(t, "JOURNAL_CORRUPT", je.Code())
 }
@@ -265,8 +268,9 @@ func TestPendingAndCorrupt(t *testing.T) {
 // crashFixture is a small change set exercising every kind of change.
 func crashFixture(t *testing.T) (root string, changes []Change, before, after tree) {
 	t.Helper()
-	files := map[string]string{"a": "alpha", "b": "beta", "c": "gamma", "d/e": "epsilon", "keep": "kept"}
+	files := map[string]string{"a": "alpha", "b": "beta", "c": "gamma", "d/e": "epsilon", "keep": "kept", "stage/m": "moved in"}
 	changes = []Change{
+		{Path: "s/moved", Src: "stage/m", Mode: 0o444},
 		{Path: "a", Data: []byte("ALPHA"), Mode: 0o444},
 		{Path: "b", Remove: true},
 		{Path: "c", Data: []byte("gamma"), Mode: 0o600},
@@ -278,7 +282,7 @@ func crashFixture(t *testing.T) (root string, changes []Change, before, after tr
 	ref := t.TempDir()
 	writeTree(t, ref, files, 0o644)
 	before = snapshot(t, ref)
-	require.NoError(t, Apply(ref, changes))
+	require.NoError(t, Apply(ref, changes, Options{}))
 	after = snapshot(t, ref)
 	root = t.TempDir()
 	writeTree(t, root, files, 0o644)
@@ -302,7 +306,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 		root, changes, before, after := crashFixture(t)
 		var steps []string
 		crashAt = crashAfter(k, &steps)
-		err := Apply(root, changes)
+		err := Apply(root, changes, Options{})
 		crashAt = nil
 		if err == nil {
 			require.Greater(t, k, 5, "the hook saw too few steps: %v", steps)
@@ -324,9 +328,9 @@ func TestCrashAtEveryStep(t *testing.T) {
 			copyTree(t, state, r)
 			var rsteps []string
 			crashAt = crashAfter(j, &rsteps)
-			_, rerr := Recover(r)
+			_, rerr := Recover(r, nil)
 			crashAt = nil
-			out, err := Recover(r)
+			out, err := Recover(r, nil)
 			require.NoError(t, err, "crash at %s, recover crash at %v", crashed, rsteps)
 			got := snapshot(t, r)
 			want := before
@@ -346,10 +350,10 @@ func TestRollBackWhenForwardImpossible(t *testing.T) {
 	t.Cleanup(func() { crashAt = nil })
 	root, changes, before, _ := crashFixture(t)
 	crashAt = func(step string) bool { return step == "plan" }
-	require.ErrorIs(t, Apply(root, changes), errCrash)
+	require.ErrorIs(t, Apply(root, changes, Options{}), errCrash)
 	crashAt = nil
 	require.NoError(t, os.Remove(filepath.Join(root, Dir, "new", "0"))) // new bytes of "a" lost
-	out, err := Recover(root)
+	out, err := Recover(root, nil)
 	require.NoError(t, err)
 	require.Equal(t, Outcome{Found: true, RolledBack: true, Paths: len(changes)}, out)
 	require.Empty(t, diff(snapshot(t, root), before))
@@ -405,7 +409,7 @@ func TestKillChild(t *testing.T) {
 		}
 		return false
 	}
-	if err := Apply(root, changes); err != nil {
+	if err := Apply(root, changes, Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -420,7 +424,7 @@ func TestKillProcess(t *testing.T) {
 	ref := t.TempDir()
 	writeTree(t, ref, files, 0o644)
 	before := snapshot(t, ref)
-	require.NoError(t, Apply(ref, changes))
+	require.NoError(t, Apply(ref, changes, Options{}))
 	after := snapshot(t, ref)
 
 	// run starts a child applying to root and SIGKILLs it once step has been
@@ -510,7 +514,7 @@ func TestKillProcess(t *testing.T) {
 				root := filepath.Join(t.TempDir(), "plane")
 				writeTree(t, root, files, 0o644)
 				killed, _ := run(t, root, k.step, k.delay)
-				out, err := Recover(root)
+				out, err := Recover(root, nil)
 				require.NoError(t, err)
 				got := snapshot(t, root)
 				switch {
@@ -534,7 +538,7 @@ func TestKillProcess(t *testing.T) {
 				default:
 					count("no journal")
 				}
-				require.NoError(t, Apply(root, changes), "re-apply")
+				require.NoError(t, Apply(root, changes, Options{}), "re-apply")
 				require.Empty(t, diff(snapshot(t, root), after), "re-apply")
 			})
 		}
@@ -549,8 +553,73 @@ func BenchmarkApply300(b *testing.B) {
 		root := filepath.Join(b.TempDir(), strconv.Itoa(i))
 		writeTree(b, root, files, 0o644)
 		b.StartTimer()
-		if err := Apply(root, changes); err != nil {
+		if err := Apply(root, changes, Options{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestMetaCommittedFinish(t *testing.T) {
+	t.Cleanup(func() { crashAt = nil })
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{"a": "alpha"}, 0o644)
+	meta := []byte(`{"op":"install"}`)
+
+	// Committed fails: the change is in place, the journal stays, and
+	// Recover hands its meta to finish; finish failing keeps it again.
+	boom := errors.New("ledger unavailable")
+	err := Apply(root, []Change{{Path: "a", Data: []byte("A"), Mode: 0o444}}, Options{Meta: meta, Committed: func() error { return boom }})
+	require.ErrorIs(t, err, boom)
+	got, err := os.ReadFile(filepath.Join(root, "a"))
+	require.NoError(t, err)
+	require.Equal(t, "A", string(got))
+	_, err = Recover(root, func(Outcome) error { return boom })
+	require.ErrorIs(t, err, boom)
+	var seen Outcome
+	out, err := Recover(root, func(o Outcome) error { seen = o; return nil })
+	require.NoError(t, err)
+	require.True(t, out.RolledForward)
+	require.Equal(t, meta, seen.Meta)
+	require.True(t, seen.RolledForward)
+	_, err = os.Stat(filepath.Join(root, Dir))
+	require.ErrorIs(t, err, fs.ErrNotExist)
+
+	// A crash before the commit point: finish still learns what was meant.
+	crashAt = func(step string) bool { return step == "new" }
+	err = Apply(root, []Change{{Path: "a", Data: []byte("B"), Mode: 0o444}}, Options{Meta: meta})
+	require.ErrorIs(t, err, errCrash)
+	crashAt = nil
+	seen = Outcome{}
+	_, err = Recover(root, func(o Outcome) error { seen = o; return nil })
+	require.NoError(t, err)
+	require.True(t, seen.RolledBack)
+	require.Equal(t, meta, seen.Meta)
+	got, err = os.ReadFile(filepath.Join(root, "a"))
+	require.NoError(t, err)
+	require.Equal(t, "A", string(got))
+
+	// No journal: finish is not called.
+	_, err = Recover(root, func(Outcome) error { t.Fatal("finish called without a journal"); return nil })
+	require.NoError(t, err)
+}
+
+func TestSrcMovedIn(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{"stage/x": "staged bytes"}, 0o600)
+	require.NoError(t, Apply(root, []Change{{Path: "lib/x", Src: "stage/x", Mode: 0o444}}, Options{}))
+	fi, err := os.Stat(filepath.Join(root, "lib/x"))
+	require.NoError(t, err)
+	require.Equal(t, fs.FileMode(0o444), fi.Mode().Perm())
+	_, err = os.Stat(filepath.Join(root, "stage/x"))
+	require.ErrorIs(t, err, fs.ErrNotExist, "a Src file is consumed")
+
+	for name, c := range map[string]Change{
+		"missing src":    {Path: "lib/y", Src: "stage/none", Mode: 0o444},
+		"src and data":   {Path: "lib/y", Src: "stage/x", Data: []byte("x"), Mode: 0o444},
+		"src in journal": {Path: "lib/y", Src: "_journal/x", Mode: 0o444},
+		"src is a dir":   {Path: "lib/y", Src: "stage", Mode: 0o444},
+	} {
+		writeTree(t, root, map[string]string{"stage/x": "again"}, 0o600)
+		require.Error(t, Apply(root, []Change{c}, Options{}), name)
 	}
 }

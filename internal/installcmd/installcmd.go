@@ -1,59 +1,129 @@
-// Package installcmd is cp-install, the only writer of INSTALLED. This part
-// creates planes: bootstrap builds the three tiers with their ledgers,
-// registries, default config and the kernel package.
+// Package installcmd is cp-install, the only writer of INSTALLED: it
+// bootstraps planes, installs and upgrades packages atomically, takes
+// checkpoints, rolls back to them and recovers interrupted changes. The
+// engine is package install; this is its command line.
 //
 // It reads a request from flags or stdin and writes one JSON envelope to
-// stdout. Exit status: 0 success, 1 refused (a plane or other files already
-// at --root), 2 usage, 3 invalid input, 4 filesystem error, 5 internal error.
+// stdout. Exit status: 0 success, 1 refused (a failed gate, a downgrade,
+// drift, an ownership conflict, a plane already at --root, a failed
+// integrity check after rollback), 2 usage, 3 invalid input (malformed JSON,
+// archive or manifest), 4 unavailable (lock timeout, filesystem error), 5
+// internal error (a journal that can be neither finished nor undone).
 package installcmd
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"time"
 
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/pkg/gate"
+	"github.com/control-plane/cp/pkg/install"
 	"github.com/control-plane/cp/pkg/plane"
 )
 
-const usage = `cp-install: plane bootstrap (install, checkpoints and rollback are next)
+const usage = `cp-install: install packages into a plane, atomically; checkpoints and rollback
 
 Usage:
+  cp-install [install] --archive A [--id PKG-ID] [--dry-run] [--force] [--work-order WO-ID]
+  cp-install checkpoint --label L
+  cp-install versions
+  cp-install rollback --version-id VER-...
+  cp-install recover
   cp-install bootstrap --root DIR [--trust-key PUB ...]
 
-  Or a JSON request on stdin: echo '{"operation":"bootstrap","root":"DIR"}' | cp-install
+  Or a JSON request on stdin whose "operation" names the verb (default install):
+  echo '{"archive":"PKG-X.tar.gz","dry_run":true}' | cp-install --root plane
+
+install checks the archive A (signature: A.sig) and installs it into the HO3
+plane, each step fail-closed: the archive rules (ARCHIVE_UNSAFE, exit 3), the
+manifest (MANIFEST_INVALID, exit 3), then the gates G0A, G1, OWNERSHIP, G5 and
+VERSION (a failed gate: exit 1 with the gate's first error code, the report at
+.result), then the disk: a file the package would overwrite or remove that was
+edited since it was installed, or an unowned file in the way, is HASH_MISMATCH
+unless --force. Then an automatic checkpoint, and one journaled change writes the
+files (0444), the receipt and the registries: a crash at any instant leaves the
+plane wholly before or wholly after. An upgrade removes the files the new
+version drops. A lower version than installed is VERSION_DOWNGRADE; the same
+version with another manifest is VERSION_CONFLICT; the same version and
+manifest is a no-op that writes nothing ("action":"none"); --force re-applies
+it (repairing drift), never a downgrade. HO3's ledger gets INSTALL_STARTED, then
+INSTALLED or INSTALL_FAILED with the reason. --dry-run runs every check and
+reports what would change (added, replaced, removed) and writes nothing, not
+even a ledger entry.
+
+checkpoint records the installed state as VER-...: receipts, registries and the
+bytes of every owned file, content-addressed under versions/ (each distinct
+blob stored once). versions lists checkpoints, oldest first. rollback restores
+one exactly (files installed since are removed, files removed since come back),
+atomically like install, after checkpointing the current state; it records
+ROLLED_BACK and then runs the integrity checks (G0B and RECEIPTS): a plane
+that fails them is INTEGRITY_FAILED, exit 1, with the rollback at .result.
+
+recover finishes or undoes an interrupted install or rollback and records its
+outcome; every mutating command runs it first.
 
 bootstrap creates a plane in DIR (which must not exist or be empty): the HO3
 governance tier at DIR, HO2 at DIR/planes/ho2 and HO1 at DIR/planes/ho1, each with
 tier.json, a ledger opened by a GENESIS entry (a lower tier's records its parent
-ledger's head hash), the five registries, config/ (governed roots, router policy
-placeholder, trusted keys) and the kernel package PKG-KERNEL-001 installed
-identically on all three. The plane is built beside DIR and renamed into place:
-DIR holds a whole plane or none. A directory that already holds a plane is
-refused, and left as it is.
+ledger's head hash), the five registries, config/ and the kernel package
+PKG-KERNEL-001 installed identically on all three. DIR holds a whole plane or
+none; a directory that already holds a plane is refused and left as it is.
 
 Options:
-  --root DIR        where to create the plane
-  --trust-key PUB   a verifier key (or a path to one) to trust for packages and
-                    checkpoints; repeat for several (cp-pkg keygen makes keys)
-  -h                this help; -version the version; --capabilities the operations
+  --archive A        the package archive to install
+  --id PKG-ID        refuse unless the manifest declares this package
+  --dry-run          check and report; write nothing
+  --force            re-apply the installed version; overwrite drift (recorded)
+  --work-order WO    the work order this install belongs to (recorded)
+  --label L          what a checkpoint is
+  --version-id VER   the checkpoint to roll back to
+  --trust-key PUB    bootstrap: a verifier key (or a path to one) to trust for
+                     packages and checkpoints; repeat for several
+  --root DIR         the plane (default: $CONTROL_PLANE, else the nearest plane
+                     above the working directory)
+  --format text      a summary for people instead of JSON
+  -h                 this help; -version the version; --capabilities the operations
+
+Environment:
+  CONTROL_PLANE_ALLOW_UNSIGNED=1  install an unsigned package; the waiver is
+                                  recorded as a weakened control
+  CONTROL_PLANE_VERIFY_KEY        one more trusted verifier key (or a path)
 
 Exit status:
   0  success
-  1  refused: DIR already holds a plane, or other files
-  2  usage: unknown verb or flag, bad argument, unreadable key
-  3  invalid input: stdin not JSON, schema violation
-  4  unavailable: filesystem error
-  5  internal error
+  1  refused: a gate, drift, a downgrade, a conflict, integrity after rollback
+  2  usage: unknown verb or flag, bad argument
+  3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest
+  4  unavailable: lock timeout, filesystem error, a journal pending (dry run)
+  5  internal error, or a journal that can be neither finished nor undone
 
 Examples:
-  cp-pkg keygen --name ops --out keys
   cp-install bootstrap --root plane --trust-key keys/ops.pub
-  cp-ledger verify --root plane --plane ho2
+  cp-install --root plane --archive PKG-HELLO-001.tar.gz --dry-run
+  cp-install --root plane --archive PKG-HELLO-001.tar.gz --work-order WO-7
+  cp-install --root plane checkpoint --label "before hello 2" | jq -r .result.version_id
+  cp-install --root plane rollback --version-id VER-20261125T020304Z-1a2b3c4d
+  cp-ledger show --root plane --event-type INSTALLED
 `
 
-// The design's default verb is install, which comes with the next issue:
-// until then a request must name its verb.
-var tool = &cli.Tool{Name: "cp-install", Usage: usage, NoDefault: true, Verbs: []*cli.Verb{
+var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
+	{Name: "install", Schema: "cp-install.install.request.json", Run: installVerb, Text: installText, Flags: []cli.Flag{
+		{Name: "archive", Kind: cli.String, Usage: "package archive"},
+		{Name: "id", Kind: cli.String, Usage: "expected package id"},
+		{Name: "dry-run", Kind: cli.Bool, Usage: "check and report, write nothing"},
+		{Name: "force", Kind: cli.Bool, Usage: "re-apply; overwrite drift"},
+		{Name: "work-order", Kind: cli.String, Usage: "work order id"},
+	}},
+	{Name: "checkpoint", Schema: "cp-install.checkpoint.request.json", Run: checkpoint, Flags: []cli.Flag{
+		{Name: "label", Kind: cli.String, Usage: "what the checkpoint is"},
+	}},
+	{Name: "versions", Schema: "cp-install.versions.request.json", Run: versions, Text: versionsText},
+	{Name: "rollback", Schema: "cp-install.rollback.request.json", Run: rollback, Text: rollbackText, Flags: []cli.Flag{
+		{Name: "version-id", Kind: cli.String, Usage: "checkpoint to restore"},
+	}},
+	{Name: "recover", Schema: "cp-install.recover.request.json", Run: recoverVerb},
 	{Name: "bootstrap", Schema: "cp-install.bootstrap.request.json", Run: bootstrap, Flags: []cli.Flag{
 		{Name: "trust-key", Kind: cli.Multi, Usage: "verifier key to trust"},
 		{Name: "plane-root", Kind: cli.String, Field: "root", Usage: "(stdin form of --root)"},
@@ -63,6 +133,88 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, NoDefault: true, Verbs: [
 // Run is cp-install's entry point.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return cli.Run(ctx, tool, args, stdin, stdout, stderr)
+}
+
+func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if req.String("archive") == "" {
+		return cli.Outcome{Err: cli.Usagef("install needs --archive A")}
+	}
+	res, err := install.Install(ctx, root, install.Options{Archive: req.String("archive"), ID: req.String("id"),
+		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: cli.Actor(), Gate: gate.EnvOptions()})
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	switch {
+	case res.Action == install.ActionNone:
+		c.Logf("%s %s is already installed with this manifest: nothing to do", res.PackageID, res.Version)
+	case len(res.DriftOverwritten) > 0:
+		c.Warnf("--force overwrote %d file(s) edited since install (recorded): %v", len(res.DriftOverwritten), res.DriftOverwritten)
+	}
+	if res.Signature == "waived" && !res.DryRun && res.Action != install.ActionNone {
+		c.Warnf("%s installed unsigned under CONTROL_PLANE_ALLOW_UNSIGNED=1: a weakened control, recorded", res.PackageID)
+	}
+	return cli.Outcome{Result: res, LedgerEntryID: res.LedgerEntryID}
+}
+
+func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if req.String("label") == "" {
+		return cli.Outcome{Err: cli.Usagef("checkpoint needs --label L")}
+	}
+	s, id, err := install.Checkpoint(ctx, root, req.String("label"), cli.Actor(), time.Now())
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	return cli.Outcome{Result: s, LedgerEntryID: id}
+}
+
+func versions(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	vs, err := install.Versions(root)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	return cli.Outcome{Result: map[string]any{"versions": vs}}
+}
+
+func rollback(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if req.String("version_id") == "" {
+		return cli.Outcome{Err: cli.Usagef("rollback needs --version-id VER-...").WithHint("cp-install versions lists them")}
+	}
+	res, err := install.Rollback(ctx, root, req.String("version_id"), cli.Actor(), time.Now())
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	return cli.Outcome{Result: res, LedgerEntryID: res.LedgerEntryID}
+}
+
+func recoverVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	res, err := install.Recover(ctx, root, cli.Actor())
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if res.Found {
+		c.Logf("recovered an interrupted %s (%s): rolled forward %v, rolled back %v", res.Op, res.OpID, res.RolledForward, res.RolledBack)
+	}
+	return cli.Outcome{Result: res}
 }
 
 func bootstrap(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
@@ -78,4 +230,35 @@ func bootstrap(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: err}
 	}
 	return cli.Outcome{Result: res}
+}
+
+func installText(w io.Writer, result any) error {
+	r := result.(*install.Result)
+	verb := "installed"
+	if r.DryRun {
+		verb = "would install"
+	}
+	if r.Action == install.ActionNone {
+		_, err := fmt.Fprintf(w, "%s %s already installed: nothing to do\n", r.PackageID, r.Version)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s %s %s (%s from %q): %d added, %d replaced, %d removed, %d unchanged; checkpoint %s\n",
+		verb, r.PackageID, r.Version, r.Action, r.PreviousVersion, len(r.Added), len(r.Replaced), len(r.Removed), r.Unchanged, r.Checkpoint)
+	return err
+}
+
+func versionsText(w io.Writer, result any) error {
+	for _, v := range result.(map[string]any)["versions"].([]install.Summary) {
+		if _, err := fmt.Fprintf(w, "%s  %s  %d files  %s\n", v.VersionID, v.CreatedAt, v.Files, v.Label); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func rollbackText(w io.Writer, result any) error {
+	r := result.(*install.RollbackResult)
+	_, err := fmt.Fprintf(w, "rolled back to %s (%s): %d restored, %d removed, %d unchanged; integrity passed: %v; undo with --version-id %s\n",
+		r.VersionID, r.Label, len(r.Restored), len(r.Removed), r.Unchanged, r.Integrity.AllPassed, r.Checkpoint)
+	return err
 }

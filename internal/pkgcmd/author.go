@@ -402,7 +402,7 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 
 	tree.Manifest = mb
-	rep, err := gate.Preflight(ctx, root, gate.Source{Tree: tree}, gateOptions())
+	rep, err := gate.Preflight(ctx, root, gate.Source{Tree: tree}, gate.EnvOptions())
 	if err != nil {
 		return fail(err)
 	}

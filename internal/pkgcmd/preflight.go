@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/pkg/archive"
@@ -32,7 +31,7 @@ func preflight(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if (src.Dir == "") == (src.Archive == "") {
 		return cli.Outcome{Err: cli.Usagef("preflight needs PKG-ID --src DIR or --archive A")}
 	}
-	opts := gateOptions()
+	opts := gate.EnvOptions()
 	opts.Limits = limits(req)
 	rep, err := gate.Preflight(ctx, root, src, opts)
 	if err != nil {
@@ -63,11 +62,6 @@ func limits(req cli.Request) archive.Limits {
 		lim.MaxFileBytes = n
 	}
 	return lim
-}
-
-// gateOptions reads the environment switches of the package gates.
-func gateOptions() gate.Options {
-	return gate.Options{AllowUnsigned: os.Getenv("CONTROL_PLANE_ALLOW_UNSIGNED") == "1", VerifyKey: os.Getenv("CONTROL_PLANE_VERIFY_KEY")}
 }
 
 func firstFailure(rep *gate.Report) string {

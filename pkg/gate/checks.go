@@ -61,8 +61,9 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	var err error
 	switch {
 	case src.Archive != "":
-		raw, files, archiveHash, err = readArchive(src.Archive, opts.Limits)
-		if err != nil {
+		if src.Contents != nil {
+			raw, files, archiveHash = contentsFiles(src.Contents)
+		} else if raw, files, archiveHash, err = readArchive(src.Archive, opts.Limits); err != nil {
 			return nil, err
 		}
 		sig, err = os.ReadFile(src.Archive + ".sig")
@@ -132,13 +133,20 @@ func readArchive(path string, lim archive.Limits) ([]byte, map[string]File, stri
 	if err != nil {
 		return nil, nil, "", err
 	}
-	files := map[string]File{}
+	raw, files, hash := contentsFiles(c)
+	return raw, files, hash, nil
+}
+
+// contentsFiles returns an archive's manifest bytes, its other files and
+// its hash.
+func contentsFiles(c *archive.Contents) ([]byte, map[string]File, string) {
+	files := make(map[string]File, len(c.Files))
 	for _, cf := range c.Files {
 		if cf.Path != archive.ManifestName {
 			files[cf.Path] = File{SHA256: "sha256:" + cf.SHA256, Size: cf.Size}
 		}
 	}
-	return c.Manifest, files, "sha256:" + c.ArchiveSHA256, nil
+	return c.Manifest, files, "sha256:" + c.ArchiveSHA256
 }
 
 // ReadTree reads a package source tree: its manifest.json and the hash and
@@ -173,8 +181,22 @@ func ReadTree(dir string) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Open each directory once (here, on one goroutine), so that every
-	// hash below opens its file with a single-component call.
+	sums, err := hashPaths(dirs, paths)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tree{Manifest: raw, Files: make(map[string]File, len(paths))}
+	for i, p := range paths {
+		t.Files[p] = sums[i]
+	}
+	return t, nil
+}
+
+// hashPaths hashes the regular files at paths (slash paths under dirs'
+// root) on every core and returns their hashes and sizes in order; the
+// first error (in path order) wins. Each directory is opened once, here,
+// so that every hash opens its file with a single-component call.
+func hashPaths(dirs *archive.DirRoots, paths []string) ([]File, error) {
 	for _, p := range paths {
 		if _, _, err := dirs.Split(p); err != nil {
 			return nil, err
@@ -203,14 +225,12 @@ func ReadTree(dir string) (*Tree, error) {
 		})
 	}
 	wg.Wait()
-	t := &Tree{Manifest: raw, Files: make(map[string]File, len(paths))}
-	for i, p := range paths {
-		if errs[i] != nil {
-			return nil, errs[i]
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
-		t.Files[p] = sums[i]
 	}
-	return t, nil
+	return sums, nil
 }
 
 func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {

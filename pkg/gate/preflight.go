@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/control-plane/cp/pkg/archive"
 )
@@ -11,11 +12,14 @@ var sprintf = fmt.Sprintf
 
 // Source is what preflight examines: a package source tree (Dir, whose
 // manifest.json is at its root; or Tree, a tree already read by ReadTree)
-// or a staged archive (Archive, with its signature at Archive+".sig").
+// or a staged archive (Archive, with its signature at Archive+".sig"; with
+// Contents, what archive.Extract or Scan already read from it, so that it is
+// not read twice).
 type Source struct {
-	Dir     string
-	Tree    *Tree
-	Archive string
+	Dir      string
+	Tree     *Tree
+	Archive  string
+	Contents *archive.Contents
 }
 
 // Options configure Preflight.
@@ -28,6 +32,12 @@ type Options struct {
 	// Limits cap what an archive may hold (zero fields: the defaults of
 	// archive.DefaultLimits).
 	Limits archive.Limits
+}
+
+// EnvOptions reads the environment switches of the package gates:
+// CONTROL_PLANE_ALLOW_UNSIGNED=1 and CONTROL_PLANE_VERIFY_KEY.
+func EnvOptions() Options {
+	return Options{AllowUnsigned: os.Getenv("CONTROL_PLANE_ALLOW_UNSIGNED") == "1", VerifyKey: os.Getenv("CONTROL_PLANE_VERIFY_KEY")}
 }
 
 // Report is a preflight's outcome: every check an install would run short

@@ -73,27 +73,6 @@ func SpecPath(id, version string, yaml bool) string {
 	return "registries/specs/" + id + "/" + version + "/" + name
 }
 
-// Receipt is installed/<PKG-ID>/receipt.json: what an install put on disk.
-type Receipt struct {
-	PackageID     string        `json:"package_id"`
-	Version       string        `json:"version"`
-	ManifestHash  string        `json:"manifest_hash"`
-	ArchiveSHA256 string        `json:"archive_sha256"`
-	PlaneID       string        `json:"plane_id"`
-	InstalledAt   string        `json:"installed_at"`
-	Actor         string        `json:"actor"`
-	WorkOrderID   string        `json:"work_order_id"`
-	Signature     string        `json:"signature"` // "signed:<key name>" or "waived"
-	Files         []ReceiptFile `json:"files"`
-}
-
-// ReceiptFile is one installed file.
-type ReceiptFile struct {
-	Path   string `json:"path"`
-	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size"`
-}
-
 // BootstrapOptions configure Bootstrap.
 type BootstrapOptions struct {
 	TrustKeys []string // verifier keys (or paths to them) trusted for packages and checkpoints
@@ -279,14 +258,14 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 			return nil, err
 		}
 		receipt.PlaneID = t.PlaneID
-		rb, err := json.MarshalIndent(receipt, "", "  ")
+		rb, err := receipt.Marshal()
 		if err != nil {
 			return nil, err
 		}
 		if err := writeFile(filepath.Join(inst, "manifest.json"), mbytes, 0o444); err != nil {
 			return nil, err
 		}
-		if err := writeFile(filepath.Join(inst, "receipt.json"), append(rb, '\n'), 0o444); err != nil {
+		if err := writeFile(filepath.Join(inst, "receipt.json"), rb, 0o444); err != nil {
 			return nil, err
 		}
 		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor, fwPath, specPath); err != nil {

@@ -4,9 +4,10 @@ import "fmt"
 
 // Codes carried by *Error. They are stable: scripts match on them.
 const (
-	CodeInvalid     = "REGISTRY_INVALID" // a file, or rows handed to Update, break the format in the package doc
-	CodeExists      = "REGISTRY_EXISTS"  // Create found a registry already in place
-	CodeLockTimeout = "LOCK_TIMEOUT"     // another writer held registries/.lock for DefaultLockTimeout
+	CodeInvalid        = "REGISTRY_INVALID" // a file, or rows handed to Update, break the format in the package doc
+	CodeExists         = "REGISTRY_EXISTS"  // Create found a registry already in place
+	CodeLockTimeout    = "LOCK_TIMEOUT"     // another writer held registries/.lock for DefaultLockTimeout
+	CodeJournalPending = "JOURNAL_PENDING"  // an interrupted cp-install journal must be recovered before registries change
 )
 
 // Exit classes, mirroring internal/cli (the library does not import it).

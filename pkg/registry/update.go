@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/control-plane/cp/pkg/atomicfile"
+	"github.com/control-plane/cp/pkg/journal"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -71,6 +73,12 @@ func UpdateMany(ctx context.Context, root string, tables []Table, fn func(map[st
 		return err
 	}
 	defer l.unlock()
+	if _, err := os.Lstat(filepath.Join(root, journal.Dir)); err == nil {
+		return &Error{File: journal.Dir, code: CodeJournalPending, exit: exitUnavailable,
+			Msg: "an interrupted cp-install change is pending; run cp-install recover first"}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	removeTemps(dir)
 
 	old := make(map[string][]byte, len(tables))
@@ -190,6 +198,42 @@ func hook(point, file string) {
 		testHook(point, file)
 	}
 }
+
+// Lock is the plane's registry lock, registries/.lock, held by a writer
+// that changes registries together with other files through its own
+// journal (cp-install: installs, rollbacks and checkpoints hold it from
+// their first read to their last write). While it is held, Update and
+// UpdateMany in any process wait, and they refuse (JOURNAL_PENDING) while
+// a journal is left under the root.
+type Lock struct{ h *heldLock }
+
+// Acquire takes the registry lock of the plane at root, waiting at most
+// DefaultLockTimeout (LOCK_TIMEOUT). A process holding it must not call
+// Update: flock excludes a second description in the same process too.
+func Acquire(ctx context.Context, root string) (*Lock, error) {
+	h, err := lock(ctx, filepath.Join(root, Dir))
+	if err != nil {
+		return nil, err
+	}
+	return &Lock{h}, nil
+}
+
+// Release releases the lock.
+func (l *Lock) Release() { l.h.unlock() }
+
+// Encode checks rows as the new contents of t (the rules of Update) and
+// returns the file's bytes, rows sorted by primary key: for a holder of
+// the Lock that writes registries through its own journal.
+func Encode(t Table, rows []Row) ([]byte, error) {
+	if err := validate(t, rows); err != nil {
+		return nil, err
+	}
+	return format(t, sorted(t, rows)), nil
+}
+
+// Decode checks data as the contents of t's file, as Read does, and
+// returns its rows.
+func Decode(t Table, data []byte) ([]Row, error) { return parse(t, data) }
 
 // A heldLock is registries/.lock, locked through its own open file
 // description: flock(2) excludes other descriptions in this process too.

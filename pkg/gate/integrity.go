@@ -1,0 +1,218 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/control-plane/cp/pkg/archive"
+	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/registry"
+)
+
+// Integrity is the plane health sweep of one tier at root: G0B (every file
+// under the governed roots owned and intact) and RECEIPTS (receipts,
+// installed manifests and registries agree). It reads every owned file once,
+// hashing on every core, and writes nothing. A registry or governed-roots
+// file that cannot be read is an error, never "nothing to check".
+func Integrity(ctx context.Context, root string) ([]Result, error) {
+	g0b, err := G0B(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := Receipts(root)
+	if err != nil {
+		return nil, err
+	}
+	return []Result{*g0b, *rec}, nil
+}
+
+// G0B checks plane ownership against the bytes: every regular file under a
+// governed root is owned in file_ownership.csv (else ORPHAN) and holds the
+// owned hash (else HASH_MISMATCH); every owned file exists (else MISSING);
+// every owner is an installed package (else OWNERSHIP_CONFLICT). Anything
+// under a governed root that is not a regular file or directory is
+// NOT_REGULAR. Findings are sorted by path.
+func G0B(ctx context.Context, root string) (*Result, error) {
+	r := newResult("G0B")
+	roots, err := GovernedRoots(root)
+	if err != nil {
+		return nil, err
+	}
+	owners, err := registry.Read(root, registry.Ownership)
+	if err != nil {
+		return nil, err
+	}
+	pkgs, err := registry.Read(root, registry.Packages)
+	if err != nil {
+		return nil, err
+	}
+	installed := map[string]bool{}
+	for _, p := range pkgs {
+		installed[p["package_id"]] = p["status"] == registry.StatusInstalled
+	}
+	owned := make(map[string]registry.Row, len(owners))
+	for _, o := range owners {
+		owned[o["path"]] = o
+	}
+	pr, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	dirs := archive.NewDirRoots(pr)
+	defer dirs.Close()
+	onDisk := map[string]bool{}
+	var paths []string
+	for _, g := range roots {
+		g = strings.TrimSuffix(g, "/")
+		err := fs.WalkDir(pr.FS(), g, func(p string, d fs.DirEntry, err error) error {
+			switch {
+			case errors.Is(err, fs.ErrNotExist) && p == g:
+				return fs.SkipDir // a governed root nothing was installed under
+			case err != nil:
+				return err
+			case d.IsDir():
+				return ctx.Err()
+			case !d.Type().IsRegular():
+				r.fail("NOT_REGULAR", p, "a %s under a governed root; packages install regular files only", kindOf(d.Type()))
+				return nil
+			}
+			onDisk[p] = true
+			if _, ok := owned[p]; !ok {
+				r.fail("ORPHAN", p, "not owned by any installed package")
+				return nil
+			}
+			paths = append(paths, p)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sums, err := hashPaths(dirs, paths)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range paths {
+		o := owned[p]
+		if sums[i].SHA256 != o["sha256"] || fmt.Sprint(sums[i].Size) != o["size"] {
+			r.fail("HASH_MISMATCH", p, "holds %s (%d bytes); %s installed %s (%s bytes)", sums[i].SHA256, sums[i].Size, o["package_id"], o["sha256"], o["size"])
+		}
+	}
+	for _, o := range owners {
+		p := o["path"]
+		if !installed[o["package_id"]] {
+			r.fail("OWNERSHIP_CONFLICT", p, "owned by %s, which is not an installed package", o["package_id"])
+		}
+		if !onDisk[p] && under(p, roots) {
+			if _, err := pr.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+				r.fail("MISSING", p, "owned by %s but not on disk", o["package_id"])
+			} else if err != nil {
+				return nil, err
+			}
+		} else if !under(p, roots) {
+			r.fail("NOT_GOVERNED", p, "owned by %s but outside the governed roots %v", o["package_id"], roots)
+		}
+	}
+	slices.SortStableFunc(r.Errors, func(a, b Finding) int { return strings.Compare(a.Path, b.Path) })
+	r.Details["files"] = len(onDisk)
+	r.Details["owned"] = len(owners)
+	return r.done("every file under the governed roots is owned by one installed package and matches its hash"), nil
+}
+
+// Receipts checks that what installed/ says agrees with the registries:
+// every installed package in packages_state.csv has a receipt and manifest
+// that match its row (RECEIPT_MISSING, RECEIPT_INVALID, RECEIPT_MISMATCH);
+// every receipt's files are exactly the files the ownership registry gives
+// its package (OWNERSHIP_CONFLICT when another package owns one, MISSING when
+// none does, UNDECLARED for an owned file the receipt does not list); and
+// every directory under installed/ belongs to an installed package
+// (RECEIPT_ORPHAN).
+func Receipts(root string) (*Result, error) {
+	r := newResult("RECEIPTS")
+	pkgs, err := registry.Read(root, registry.Packages)
+	if err != nil {
+		return nil, err
+	}
+	owners, err := registry.Read(root, registry.Ownership)
+	if err != nil {
+		return nil, err
+	}
+	byPkg := map[string]map[string]registry.Row{}
+	for _, o := range owners {
+		if byPkg[o["package_id"]] == nil {
+			byPkg[o["package_id"]] = map[string]registry.Row{}
+		}
+		byPkg[o["package_id"]][o["path"]] = o
+	}
+	ownerOf := map[string]string{}
+	for _, o := range owners {
+		ownerOf[o["path"]] = o["package_id"]
+	}
+	known := map[string]bool{}
+	for _, p := range pkgs {
+		id := p["package_id"]
+		if p["status"] != registry.StatusInstalled {
+			continue
+		}
+		known[id] = true
+		rc, err := plane.ReadReceipt(root, id)
+		if errors.Is(err, fs.ErrNotExist) {
+			r.fail("RECEIPT_MISSING", plane.ReceiptPath(id), "%s is installed but has no receipt", id)
+			continue
+		} else if err != nil {
+			r.fail("RECEIPT_INVALID", plane.ReceiptPath(id), "%v", err)
+			continue
+		}
+		if rc.PackageID != id || rc.Version != p["version"] || rc.ManifestHash != p["manifest_hash"] || rc.ArchiveSHA256 != p["archive_sha256"] {
+			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "receipt says %s %s %s, packages_state.csv says %s %s %s",
+				rc.PackageID, rc.Version, rc.ManifestHash, id, p["version"], p["manifest_hash"])
+		}
+		if mb, err := os.ReadFile(root + "/" + plane.ManifestPath(id)); err != nil {
+			r.fail("RECEIPT_MISSING", plane.ManifestPath(id), "%v", errors.Unwrap(err))
+		} else if m, err := manifest.Parse(mb); err != nil {
+			r.fail("RECEIPT_INVALID", plane.ManifestPath(id), "%v", err)
+		} else if h, err := m.Hash(); err != nil || h != p["manifest_hash"] {
+			r.fail("RECEIPT_MISMATCH", plane.ManifestPath(id), "the installed manifest hashes to %s, packages_state.csv says %s", h, p["manifest_hash"])
+		}
+		listed := map[string]bool{}
+		for _, f := range rc.Files {
+			listed[f.Path] = true
+			o, ok := byPkg[id][f.Path]
+			switch {
+			case ok && (o["sha256"] != f.SHA256 || o["size"] != fmt.Sprint(f.Size)):
+				r.fail("RECEIPT_MISMATCH", f.Path, "%s's receipt says %s, the ownership registry %s", id, f.SHA256, o["sha256"])
+			case ok:
+			case ownerOf[f.Path] != "":
+				r.fail("OWNERSHIP_CONFLICT", f.Path, "in %s's receipt but owned by %s", id, ownerOf[f.Path])
+			default:
+				r.fail("MISSING", f.Path, "in %s's receipt but owned by no package", id)
+			}
+		}
+		for p := range byPkg[id] {
+			if !listed[p] {
+				r.fail("UNDECLARED", p, "owned by %s but not in its receipt", id)
+			}
+		}
+	}
+	entries, err := os.ReadDir(root + "/" + plane.InstalledDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if sub, err := os.ReadDir(root + "/" + plane.InstalledDir + "/" + e.Name()); err == nil && len(sub) == 0 {
+			continue // an empty directory left by a removal: nothing is installed there
+		}
+		if !known[e.Name()] {
+			r.fail("RECEIPT_ORPHAN", plane.InstalledDir+"/"+e.Name(), "no installed package %s in packages_state.csv", e.Name())
+		}
+	}
+	slices.SortStableFunc(r.Errors, func(a, b Finding) int { return strings.Compare(a.Path, b.Path) })
+	r.Details["packages"] = len(known)
+	return r.done("receipts, installed manifests and registries agree"), nil
+}

@@ -1,0 +1,410 @@
+// Package install is cp-install's engine (DESIGN.md §6): it installs and
+// upgrades package archives into the HO3 plane, takes checkpoints, rolls
+// back to them and recovers interrupted changes, so that a crash at any
+// instant leaves the plane wholly before or wholly after a change.
+//
+// # The order of an install
+//
+// Every step fails closed; the first refusal ends the install.
+//
+//  1. the plane's registry lock is taken and any interrupted change is
+//     recovered (Recover);
+//  2. the archive is extracted, through the reader's safety rules, into a
+//     private directory under _staging/ (Scan only, for a dry run);
+//  3. the manifest is parsed and checked against its schema;
+//  4. the package gates run: G0A, G1, OWNERSHIP, G5 and VERSION; a package
+//     already installed at this version and manifest hash is a no-op that
+//     writes nothing at all (unless Force);
+//  5. INSTALL_STARTED is recorded in HO3's ledger; a gate failure is then
+//     recorded as INSTALL_FAILED and refused;
+//  6. the change is planned against the disk: a target whose bytes differ
+//     from what its owner installed (drift), or an unowned file in the way,
+//     is refused as HASH_MISMATCH unless Force, which overwrites it and
+//     records the paths;
+//  7. an automatic checkpoint is taken (package snapshot);
+//  8. the files, receipt, installed manifest and both registries are
+//     written as one journaled change (package journal), and INSTALLED is
+//     recorded before the journal is retired.
+//
+// Files that the previous version held and the new one does not are
+// removed. Installed files and receipts are 0444.
+//
+// # Ledger events
+//
+// INSTALL_STARTED, INSTALLED, INSTALL_FAILED, CHECKPOINT_CREATED,
+// ROLLBACK_STARTED, ROLLED_BACK and ROLLBACK_FAILED, each in HO3's ledger
+// with metadata package_id, version, manifest_hash, archive_sha256 (or
+// version_id for checkpoints and rollbacks), actor, work_order_id when given,
+// and op_id: one id per operation, which Recover uses to record an
+// interrupted operation's outcome exactly once.
+package install
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/control-plane/cp/pkg/archive"
+	"github.com/control-plane/cp/pkg/gate"
+	"github.com/control-plane/cp/pkg/journal"
+	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/registry"
+	"github.com/control-plane/cp/pkg/snapshot"
+)
+
+// Options configure Install.
+type Options struct {
+	Archive   string // the package archive; its signature is Archive+".sig"
+	ID        string // the package id the caller expects, or ""
+	DryRun    bool   // run every check and report the plan; write nothing
+	Force     bool   // re-apply the installed version; overwrite drift
+	WorkOrder string // recorded with the install, or ""
+	Actor     string
+	Gate      gate.Options
+	Now       func() time.Time
+}
+
+// Actions an install reports.
+const (
+	ActionInstall   = "install"   // not installed before
+	ActionUpgrade   = "upgrade"   // a higher version replaces a lower one
+	ActionReinstall = "reinstall" // the installed version re-applied (Force)
+	ActionNone      = "none"      // already installed: nothing was written
+)
+
+// Result is what an install did, or (DryRun) would do.
+type Result struct {
+	PackageID        string        `json:"package_id"`
+	Version          string        `json:"version"`
+	PreviousVersion  string        `json:"previous_version"`
+	ManifestHash     string        `json:"manifest_hash"`
+	ArchiveSHA256    string        `json:"archive_sha256"`
+	Action           string        `json:"action"`
+	DryRun           bool          `json:"dry_run"`
+	Added            []string      `json:"added"`
+	Replaced         []string      `json:"replaced"`
+	Removed          []string      `json:"removed"`
+	Unchanged        int           `json:"unchanged"`
+	DriftOverwritten []string      `json:"drift_overwritten"`
+	Signature        string        `json:"signature"`
+	Checkpoint       string        `json:"checkpoint"`
+	Gates            []gate.Result `json:"gates"`
+	LedgerEntryID    string        `json:"-"`
+}
+
+// Error is a refusal or failure of an install, rollback or checkpoint. Its
+// Result, when set, is the full verdict (the gates' results).
+type Error struct {
+	code    string
+	exit    int
+	Msg     string
+	Details map[string]any
+	Result  any
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Code returns the stable error code.
+func (e *Error) Code() string { return e.code }
+
+// ExitCode returns the exit class.
+func (e *Error) ExitCode() int { return e.exit }
+
+// ErrorDetails returns the error's details.
+func (e *Error) ErrorDetails() map[string]any { return e.Details }
+
+// ErrorResult returns the verdict that goes with the error, if any.
+func (e *Error) ErrorResult() any { return e.Result }
+
+func refuse(code, format string, args ...any) *Error {
+	return &Error{code: code, exit: 1, Msg: fmt.Sprintf(format, args...)}
+}
+
+// stagingPrefix names the private extraction directories under _staging/;
+// Recover removes any a crashed install left.
+const stagingPrefix = ".cp-install-"
+
+// Install installs or upgrades the package archive opts.Archive into the
+// HO3 plane at root. See the package documentation for the order of steps.
+// Refusals are *Error (exit 1) or the archive and manifest errors of the
+// reader (exit 3); the returned Result is non-nil whenever the package
+// could be read.
+func Install(ctx context.Context, root string, opts Options) (*Result, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := checkHO3(root); err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		if pending, err := journalPending(root); err != nil || pending {
+			return nil, errors.Join(err, pendingErr())
+		}
+		return install(ctx, root, opts, nil)
+	}
+	lock, err := registry.Acquire(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	if _, err := recoverLocked(ctx, root, opts.Actor); err != nil {
+		return nil, err
+	}
+	rec := &recorder{root: root, actor: opts.Actor, opID: newOpID(), workOrder: opts.WorkOrder, archive: filepath.Base(opts.Archive)}
+	res, err := install(ctx, root, opts, rec)
+	if err != nil && !rec.outcome {
+		// Every refusal is an outcome, an unreadable archive included.
+		if rerr := rec.failed(ctx, err); rerr != nil {
+			return res, errors.Join(err, rerr)
+		}
+	}
+	return res, err
+}
+
+// install runs the steps after the lock; rec is nil for a dry run.
+func install(ctx context.Context, root string, opts Options, rec *recorder) (*Result, error) {
+	f, err := os.Open(opts.Archive)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var contents *archive.Contents
+	var stage string // the extraction directory, relative to root
+	if rec == nil {
+		contents, err = archive.Scan(f, opts.Gate.Limits)
+	} else {
+		stage = "_staging/" + stagingPrefix + randHex()
+		if err = os.MkdirAll(filepath.Join(root, filepath.FromSlash(stage)), 0o700); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(filepath.Join(root, filepath.FromSlash(stage)))
+		contents, err = archive.Extract(f, filepath.Join(root, filepath.FromSlash(stage)), opts.Gate.Limits)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := manifest.Parse(contents.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	mhash, err := m.Hash()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: "sha256:" + contents.ArchiveSHA256,
+		DryRun: opts.DryRun, Added: []string{}, Replaced: []string{}, Removed: []string{}, DriftOverwritten: []string{}, Gates: []gate.Result{}}
+	if rec != nil {
+		rec.pkg = res
+	}
+	if opts.ID != "" && opts.ID != m.PackageID {
+		return res, refuse("PACKAGE_ID_MISMATCH", "the manifest declares package %s, not %s", m.PackageID, opts.ID)
+	}
+	if m.PlaneID != "ho3" {
+		return res, refuse("PLANE_MISMATCH", "%s targets plane %s; cp-install installs into the HO3 plane (plane_id ho3)", m.PackageID, m.PlaneID)
+	}
+	rep, err := gate.Preflight(ctx, root, gate.Source{Archive: opts.Archive, Contents: contents}, opts.Gate)
+	if err != nil {
+		return res, err
+	}
+	res.Gates = rep.Results
+	installed, err := currentPackage(root, m.PackageID)
+	if err != nil {
+		return res, err
+	}
+	res.Action = ActionInstall
+	if installed != nil {
+		res.PreviousVersion = installed["version"]
+		res.Action = ActionUpgrade
+		if installed["version"] == m.Version {
+			res.Action = ActionReinstall
+		}
+	}
+	if rep.Passed && res.Action == ActionReinstall && !opts.Force {
+		res.Action = ActionNone
+		return res, nil // the same version and hash: nothing to do, nothing written
+	}
+	if rec != nil {
+		if err := rec.start(ctx); err != nil {
+			return res, err
+		}
+	}
+	if !rep.Passed {
+		return res, gateRefusal(rep, res)
+	}
+	res.Signature = signatureOf(rep)
+
+	p, err := plan(root, m, installed, stage)
+	if err != nil {
+		return res, err
+	}
+	res.Added, res.Replaced, res.Removed, res.Unchanged = p.added, p.replaced, p.removed, p.unchanged
+	if len(p.drift) > 0 && !opts.Force {
+		e := refuse("HASH_MISMATCH", "%d governed file(s) changed on disk since they were installed (first: %s: %s); --force overwrites them and records it",
+			len(p.drift), p.drift[0].path, p.drift[0].why)
+		e.Details = map[string]any{"path": p.drift[0].path, "paths": driftPaths(p.drift)}
+		e.Result = res
+		return res, e
+	}
+	res.DriftOverwritten = driftPaths(p.drift)
+	if opts.DryRun {
+		return res, nil
+	}
+
+	now := opts.Now().UTC()
+	v, err := snapshot.Take(root, snapshot.Options{Label: "auto: before " + res.Action + " " + m.PackageID + " " + m.Version, Actor: opts.Actor, Now: now})
+	if err != nil {
+		return res, err
+	}
+	res.Checkpoint = v.VersionID
+	if err := rec.checkpoint(ctx, v, true); err != nil {
+		return res, err
+	}
+
+	receipt := plane.Receipt{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
+		PlaneID: "ho3", InstalledAt: now.Format(time.RFC3339Nano), Actor: opts.Actor, WorkOrderID: opts.WorkOrder, Signature: res.Signature,
+		Files: []plane.ReceiptFile{}}
+	for _, a := range m.Assets {
+		receipt.Files = append(receipt.Files, plane.ReceiptFile{Path: a.Path, SHA256: a.SHA256, Size: a.Size})
+	}
+	changes, err := p.finish(root, m, receipt, contents.Manifest, now)
+	if err != nil {
+		return res, err
+	}
+	meta, err := json.Marshal(opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, WorkOrder: opts.WorkOrder,
+		PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
+		PreviousVersion: res.PreviousVersion, Checkpoint: v.VersionID, Action: res.Action, Drift: res.DriftOverwritten, Signature: res.Signature})
+	if err != nil {
+		return res, err
+	}
+	rec.applying = true
+	err = journal.Apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
+		e, err := rec.installed(ctx, res, false)
+		res.LedgerEntryID, rec.outcome = e.ID, err == nil
+		return err
+	}})
+	if err != nil {
+		return res, err
+	}
+	pruneEmpty(root, res.Removed)
+	return res, nil
+}
+
+// checkHO3 refuses a root that is not an HO3 plane.
+func checkHO3(root string) error {
+	t, err := plane.ReadTier(root)
+	if err != nil || t.Tier != "HO3" {
+		return refuse("NOT_A_PLANE", "%s is not an HO3 plane root (create one with cp-install bootstrap --root DIR)", filepath.Base(root))
+	}
+	return nil
+}
+
+func journalPending(root string) (bool, error) {
+	_, err := os.Lstat(filepath.Join(root, journal.Dir))
+	if err == nil {
+		return true, nil
+	} else if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return false, err
+}
+
+func pendingErr() error {
+	return &Error{code: "JOURNAL_PENDING", exit: 4, Msg: "an interrupted cp-install change is pending; run cp-install recover (a dry run does not recover)"}
+}
+
+// currentPackage returns the installed row of id, or nil.
+func currentPackage(root, id string) (registry.Row, error) {
+	rows, err := registry.Read(root, registry.Packages)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		if r["package_id"] == id && r["status"] == registry.StatusInstalled {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
+// gateRefusal is the refusal for a failed preflight: the code of the first
+// error of the first failed gate; res, with every gate's result, as the
+// result.
+func gateRefusal(rep *gate.Report, res *Result) *Error {
+	for _, r := range rep.Results {
+		if !r.Passed && len(r.Errors) > 0 {
+			f := r.Errors[0]
+			e := refuse(f.Code, "%s: %s %s: %s", r.Gate, f.Code, f.Path, f.Message)
+			e.Details = map[string]any{"gate": r.Gate, "path": f.Path}
+			e.Result = res
+			return e
+		}
+	}
+	e := refuse("GATE_FAILED", "a gate failed")
+	e.Result = res
+	return e
+}
+
+func signatureOf(rep *gate.Report) string {
+	for _, r := range rep.Results {
+		if r.Gate != "G5" {
+			continue
+		}
+		if k, ok := r.Details["signed_by"].(string); ok {
+			return "signed:" + k
+		}
+	}
+	return registry.SignatureWaived
+}
+
+// pruneEmpty removes the directories that removals left empty, up to the
+// top-level directory. It is tidiness, not state: a crash here leaves only
+// empty directories, which no check counts.
+func pruneEmpty(root string, removed []string) {
+	dirs := map[string]bool{}
+	for _, p := range removed {
+		for d := path.Dir(p); strings.Contains(d, "/"); d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	sorted := slices.Collect(maps.Keys(dirs))
+	slices.SortFunc(sorted, func(a, b string) int { return len(b) - len(a) }) // deepest first
+	for _, d := range sorted {
+		os.Remove(filepath.Join(root, filepath.FromSlash(d))) // fails, harmlessly, unless empty
+	}
+}
+
+// opMeta is what a journal's meta.json says about the operation in flight.
+type opMeta struct {
+	Op              string   `json:"op"` // install or rollback
+	OpID            string   `json:"op_id"`
+	Actor           string   `json:"actor"`
+	WorkOrder       string   `json:"work_order_id,omitempty"`
+	PackageID       string   `json:"package_id,omitempty"`
+	Version         string   `json:"version,omitempty"`
+	ManifestHash    string   `json:"manifest_hash,omitempty"`
+	ArchiveSHA256   string   `json:"archive_sha256,omitempty"`
+	PreviousVersion string   `json:"previous_version,omitempty"`
+	Action          string   `json:"action,omitempty"`
+	Signature       string   `json:"signature,omitempty"`
+	Checkpoint      string   `json:"checkpoint,omitempty"` // the automatic checkpoint taken first
+	VersionID       string   `json:"version_id,omitempty"` // a rollback's target
+	Drift           []string `json:"drift,omitempty"`
+}
+
+// ledgerOf returns the HO3 ledger path of the plane at root.
+func ledgerOf(root string) (string, error) {
+	t, err := plane.ReadTier(root)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, filepath.FromSlash(t.LedgerPath)), nil
+}

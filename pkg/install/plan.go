@@ -1,0 +1,159 @@
+package install
+
+import (
+	"time"
+
+	"github.com/control-plane/cp/pkg/journal"
+	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/registry"
+	"github.com/control-plane/cp/pkg/snapshot"
+)
+
+// Modes on disk: installed files, receipts and manifests are read-only;
+// registries are rewritten only by rename.
+const (
+	fileMode     = 0o444
+	registryMode = 0o644
+)
+
+// drift is a governed file whose bytes are not what its owner installed,
+// or an unowned file in the way.
+type drift struct{ path, why string }
+
+func driftPaths(ds []drift) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.path
+	}
+	return out
+}
+
+// planned is an install's change to the governed files, judged against
+// the disk.
+type planned struct {
+	changes                 []journal.Change
+	added, replaced         []string
+	removed                 []string
+	unchanged               int
+	drift                   []drift
+	ownerRows, packagesRows []registry.Row
+}
+
+// plan compares the package's assets (and the files of the installed
+// version it replaces) with the disk. stage is where the archive was
+// extracted (relative to root), or "" for a dry run, which plans no changes.
+func plan(root string, m *manifest.Manifest, installed registry.Row, stage string) (*planned, error) {
+	owners, err := registry.Read(root, registry.Ownership)
+	if err != nil {
+		return nil, err
+	}
+	pkgs, err := registry.Read(root, registry.Packages)
+	if err != nil {
+		return nil, err
+	}
+	p := &planned{added: []string{}, replaced: []string{}, removed: []string{}, ownerRows: owners, packagesRows: pkgs}
+	byPath := make(map[string]registry.Row, len(owners))
+	for _, o := range owners {
+		byPath[o["path"]] = o
+	}
+	declared := make(map[string]bool, len(m.Assets))
+	paths := make([]string, 0, len(m.Assets))
+	for _, a := range m.Assets {
+		declared[a.Path] = true
+		paths = append(paths, a.Path)
+	}
+	var dropped []registry.Row
+	if installed != nil {
+		for _, o := range owners {
+			if o["package_id"] == m.PackageID && !declared[o["path"]] {
+				dropped = append(dropped, o)
+				paths = append(paths, o["path"])
+			}
+		}
+	}
+	stats, err := snapshot.StatAll(root, paths)
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range m.Assets {
+		st := stats[i]
+		switch {
+		case !st.Exists:
+			p.added = append(p.added, a.Path)
+		case st.File.SHA256 == a.SHA256 && st.File.Mode == snapshot.FormatMode(fileMode):
+			p.unchanged++
+			continue
+		default:
+			p.replaced = append(p.replaced, a.Path)
+			o := byPath[a.Path]
+			switch {
+			case st.File.SHA256 == a.SHA256:
+				// the new bytes already: only the mode is put right
+			case o == nil:
+				p.drift = append(p.drift, drift{a.Path, "exists but is owned by no package"})
+			case o["sha256"] != st.File.SHA256:
+				p.drift = append(p.drift, drift{a.Path, "holds " + st.File.SHA256 + ", " + o["package_id"] + " installed " + o["sha256"]})
+			}
+		}
+		if stage != "" {
+			p.changes = append(p.changes, journal.Change{Path: a.Path, Src: stage + "/" + a.Path, Mode: fileMode})
+		}
+	}
+	for j, o := range dropped {
+		st := stats[len(m.Assets)+j]
+		if !st.Exists {
+			continue // already gone; its row goes below
+		}
+		p.removed = append(p.removed, o["path"])
+		if st.File.SHA256 != o["sha256"] {
+			p.drift = append(p.drift, drift{o["path"], "holds " + st.File.SHA256 + ", " + o["package_id"] + " installed " + o["sha256"]})
+		}
+		if stage != "" {
+			p.changes = append(p.changes, journal.Change{Path: o["path"], Remove: true})
+		}
+	}
+	return p, nil
+}
+
+// finish adds the receipt, the installed manifest and the two registries
+// to the planned changes and returns them all.
+func (p *planned) finish(root string, m *manifest.Manifest, receipt plane.Receipt, manifestBytes []byte, now time.Time) ([]journal.Change, error) {
+	rb, err := receipt.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	owners := make([]registry.Row, 0, len(p.ownerRows)+len(m.Assets))
+	for _, o := range p.ownerRows {
+		if o["package_id"] != m.PackageID {
+			owners = append(owners, o)
+		}
+	}
+	for _, a := range m.Assets {
+		owners = append(owners, registry.Owner{Path: a.Path, PackageID: m.PackageID, SHA256: a.SHA256, Size: a.Size,
+			Classification: a.Classification, InstalledAt: now}.Row())
+	}
+	pkgs := make([]registry.Row, 0, len(p.packagesRows)+1)
+	for _, r := range p.packagesRows {
+		if r["package_id"] != m.PackageID {
+			pkgs = append(pkgs, r)
+		}
+	}
+	pkgs = append(pkgs, registry.Package{ID: m.PackageID, Version: m.Version, ManifestHash: receipt.ManifestHash,
+		ArchiveSHA256: receipt.ArchiveSHA256, Status: registry.StatusInstalled, Signature: receipt.Signature,
+		InstalledAt: now, Actor: receipt.Actor, WorkOrderID: receipt.WorkOrderID}.Row())
+	ob, err := registry.Encode(registry.Ownership, owners)
+	if err != nil {
+		return nil, err
+	}
+	pb, err := registry.Encode(registry.Packages, pkgs)
+	if err != nil {
+		return nil, err
+	}
+	return append(p.changes,
+		journal.Change{Path: plane.ReceiptPath(m.PackageID), Data: rb, Mode: fileMode},
+		journal.Change{Path: plane.ManifestPath(m.PackageID), Data: manifestBytes, Mode: fileMode},
+		journal.Change{Path: registry.Dir + "/" + registry.Ownership.File, Data: ob, Mode: registryMode},
+		journal.Change{Path: registry.Dir + "/" + registry.Packages.File, Data: pb, Mode: registryMode},
+	), nil
+}

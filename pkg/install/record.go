@@ -1,0 +1,280 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/control-plane/cp/pkg/journal"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/registry"
+	"github.com/control-plane/cp/pkg/snapshot"
+)
+
+// recorder writes one operation's events to HO3's ledger.
+type recorder struct {
+	root, actor, opID, workOrder, archive string
+	pkg                                   *Result // set once the manifest is read
+	started                               bool    // INSTALL_STARTED is in the ledger
+	applying                              bool    // the journal owns the outcome from here
+	outcome                               bool    // the outcome event is in the ledger
+	lastEntry                             string  // the id of the outcome event
+}
+
+func newOpID() string { return "OP-" + randHex() }
+
+func randHex() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// meta returns the metadata every event of the operation carries.
+func (r *recorder) meta() map[string]any {
+	m := map[string]any{"op_id": r.opID, "actor": r.actor}
+	if r.workOrder != "" {
+		m["work_order_id"], m["_work_order_id"] = r.workOrder, r.workOrder
+	}
+	if r.archive != "" {
+		m["archive"] = r.archive
+	}
+	if p := r.pkg; p != nil {
+		m["package_id"], m["version"], m["manifest_hash"], m["archive_sha256"] = p.PackageID, p.Version, p.ManifestHash, p.ArchiveSHA256
+		if p.PreviousVersion != "" {
+			m["previous_version"] = p.PreviousVersion
+		}
+	}
+	return m
+}
+
+func (r *recorder) record(ctx context.Context, d ledger.Draft) (ledger.Entry, error) {
+	return plane.Record(ctx, r.root, r.actor, d)
+}
+
+func (r *recorder) subject() string {
+	if r.pkg != nil {
+		return r.pkg.PackageID
+	}
+	return r.archive
+}
+
+func (r *recorder) start(ctx context.Context) error {
+	_, err := r.record(ctx, ledger.Draft{EventType: "INSTALL_STARTED", SubmissionID: r.subject(), Decision: "STARTED",
+		Reason: r.pkg.Action + " " + r.pkg.PackageID + " " + r.pkg.Version, Metadata: r.meta()})
+	r.started = err == nil
+	return err
+}
+
+// failed records INSTALL_FAILED with the reason, unless the journal
+// already owns the outcome (it was committed: Recover records it).
+func (r *recorder) failed(ctx context.Context, cause error) error {
+	if r.applying {
+		if pending, _ := journalPending(r.root); pending {
+			return nil
+		}
+	}
+	m := r.meta()
+	var coded interface{ Code() string }
+	if errors.As(cause, &coded) {
+		m["code"] = coded.Code()
+	}
+	_, err := r.record(ctx, ledger.Draft{EventType: "INSTALL_FAILED", SubmissionID: r.subject(), Decision: "FAILED",
+		Reason: relative(r.root, cause.Error()), Metadata: m})
+	return err
+}
+
+// installed records INSTALLED; recovered marks an outcome recorded by
+// Recover after a crash.
+func (r *recorder) installed(ctx context.Context, res *Result, recovered bool) (ledger.Entry, error) {
+	m := r.meta()
+	m["action"], m["checkpoint"], m["signature"] = res.Action, res.Checkpoint, res.Signature
+	m["files"] = len(res.Added) + len(res.Replaced) + res.Unchanged
+	m["removed"] = len(res.Removed)
+	if recovered {
+		m["recovered"] = true
+	}
+	if res.Signature == "waived" {
+		m["weakened_control"] = "G5 waived: unsigned package allowed by CONTROL_PLANE_ALLOW_UNSIGNED=1"
+	}
+	if len(res.DriftOverwritten) > 0 {
+		m["drift_overwritten"] = res.DriftOverwritten
+	}
+	return r.record(ctx, ledger.Draft{EventType: "INSTALLED", SubmissionID: res.PackageID, Decision: "INSTALLED",
+		Reason: res.Action + " " + res.PackageID + " " + res.Version, Metadata: m})
+}
+
+// checkpoint records CHECKPOINT_CREATED; auto marks one taken before an
+// install or rollback.
+func (r *recorder) checkpoint(ctx context.Context, v *snapshot.Version, auto bool) error {
+	m := map[string]any{"op_id": r.opID, "actor": r.actor, "version_id": v.VersionID, "label": v.Label, "files": len(v.Files), "automatic": auto}
+	_, err := r.record(ctx, ledger.Draft{EventType: "CHECKPOINT_CREATED", SubmissionID: v.VersionID, Decision: "CREATED", Reason: v.Label, Metadata: m})
+	return err
+}
+
+// relative strips the plane root from a message: no absolute path is
+// written to a ledger.
+func relative(root, msg string) string {
+	if abs, err := filepath.Abs(root); err == nil {
+		msg = strings.ReplaceAll(msg, abs+string(filepath.Separator), "")
+	}
+	return strings.ReplaceAll(msg, root+string(filepath.Separator), "")
+}
+
+// Recovered is what Recover did.
+type Recovered struct {
+	journal.Outcome
+	Op      string `json:"op,omitempty"`    // install or rollback
+	OpID    string `json:"op_id,omitempty"` // the interrupted operation
+	Staging int    `json:"staging_removed"` // abandoned extraction directories removed
+}
+
+// Recover finishes or undoes an interrupted install or rollback of the
+// plane at root under its registry lock, records the operation's outcome
+// in the ledger if it is not there yet, and removes abandoned extraction
+// directories. Every mutating command runs it first.
+func Recover(ctx context.Context, root, actor string) (*Recovered, error) {
+	if err := checkHO3(root); err != nil {
+		return nil, err
+	}
+	lock, err := registry.Acquire(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	return recoverLocked(ctx, root, actor)
+}
+
+func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) {
+	rec := &Recovered{}
+	out, err := journal.Recover(root, func(o journal.Outcome) error {
+		var m opMeta
+		if o.Meta == nil {
+			return nil // nothing is known of the operation: nothing to record
+		}
+		if err := json.Unmarshal(o.Meta, &m); err != nil {
+			return &Error{code: "JOURNAL_CORRUPT", exit: 5, Msg: "journal meta.json: " + err.Error()}
+		}
+		rec.Op, rec.OpID = m.Op, m.OpID
+		return recordRecovered(ctx, root, actor, m, o)
+	})
+	rec.Outcome = out
+	if err != nil {
+		return rec, err
+	}
+	rec.Staging, err = removeStaging(root)
+	return rec, err
+}
+
+// recordRecovered records the outcome of an interrupted operation, once:
+// if the ledger already holds it (the crash came after it was written),
+// nothing is appended.
+func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journal.Outcome) error {
+	done, err := outcomeRecorded(root, m.OpID)
+	if err != nil || done {
+		return err
+	}
+	r := &recorder{root: root, actor: m.Actor, opID: m.OpID, workOrder: m.WorkOrder}
+	if r.actor == "" {
+		r.actor = actor
+	}
+	switch m.Op {
+	case "install":
+		r.pkg = &Result{PackageID: m.PackageID, Version: m.Version, ManifestHash: m.ManifestHash, ArchiveSHA256: m.ArchiveSHA256,
+			PreviousVersion: m.PreviousVersion, Action: m.Action, Checkpoint: m.Checkpoint, Signature: m.Signature, DriftOverwritten: m.Drift}
+		if o.RolledForward {
+			_, err := r.installed(ctx, r.pkg, true)
+			return err
+		}
+		return r.failed(ctx, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))
+	case "rollback":
+		if o.RolledForward {
+			return r.rolledBack(ctx, m.VersionID, m.Checkpoint, true)
+		}
+		return r.rollbackFailed(ctx, m.VersionID, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))
+	}
+	return &Error{code: "JOURNAL_CORRUPT", exit: 5, Msg: "journal meta.json: unknown op " + m.Op}
+}
+
+// outcomeEvents end an operation.
+var outcomeEvents = map[string]bool{"INSTALLED": true, "INSTALL_FAILED": true, "ROLLED_BACK": true, "ROLLBACK_FAILED": true}
+
+// outcomeRecorded reports whether HO3's ledger holds the outcome of
+// operation opID. It reads the ledger backwards from its end and stops at
+// the operation's start event.
+func outcomeRecorded(root, opID string) (bool, error) {
+	path, err := ledgerOf(root)
+	if err != nil {
+		return false, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	needle := []byte(`"op_id":"` + opID + `"`)
+	const chunk = 256 << 10
+	var carry []byte
+	for end := fi.Size(); end > 0; {
+		start := max(0, end-chunk)
+		buf := make([]byte, end-start, end-start+int64(len(carry)))
+		if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+			return false, err
+		}
+		buf = append(buf, carry...)
+		lines := bytes.Split(buf, []byte{'\n'})
+		first := 0
+		if start > 0 {
+			carry, first = lines[0], 1 // may be a partial line: read with the next chunk
+		}
+		for i := len(lines) - 1; i >= first; i-- {
+			if !bytes.Contains(lines[i], needle) {
+				continue
+			}
+			e, err := ledger.ParseLine(lines[i])
+			if err != nil {
+				continue // a torn tail; verify reports it
+			}
+			if outcomeEvents[e.EventType] {
+				return true, nil
+			}
+			if strings.HasSuffix(e.EventType, "_STARTED") {
+				return false, nil
+			}
+		}
+		end = start
+	}
+	return false, nil
+}
+
+// removeStaging removes extraction directories that crashed installs left
+// under _staging/. The caller holds the lock, so none is in use.
+func removeStaging(root string) (int, error) {
+	entries, err := os.ReadDir(filepath.Join(root, "_staging"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), stagingPrefix) {
+			if err := os.RemoveAll(filepath.Join(root, "_staging", e.Name())); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}

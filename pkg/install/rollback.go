@@ -1,0 +1,266 @@
+package install
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/control-plane/cp/pkg/gate"
+	"github.com/control-plane/cp/pkg/journal"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/registry"
+	"github.com/control-plane/cp/pkg/snapshot"
+)
+
+// Summary describes one checkpoint.
+type Summary struct {
+	VersionID string             `json:"version_id"`
+	Label     string             `json:"label"`
+	CreatedAt string             `json:"created_at"`
+	Actor     string             `json:"actor"`
+	Files     int                `json:"files"`
+	Packages  []snapshot.Package `json:"packages"`
+}
+
+func summarize(v *snapshot.Version) Summary {
+	return Summary{VersionID: v.VersionID, Label: v.Label, CreatedAt: v.CreatedAt, Actor: v.Actor, Files: len(v.Files), Packages: v.Packages}
+}
+
+// Checkpoint records the plane's installed state as a new version (see
+// package snapshot) under the registry lock, after recovering any
+// interrupted change, and records CHECKPOINT_CREATED.
+func Checkpoint(ctx context.Context, root, label, actor string, now time.Time) (*Summary, string, error) {
+	if err := checkHO3(root); err != nil {
+		return nil, "", err
+	}
+	lock, err := registry.Acquire(ctx, root)
+	if err != nil {
+		return nil, "", err
+	}
+	defer lock.Release()
+	if _, err := recoverLocked(ctx, root, actor); err != nil {
+		return nil, "", err
+	}
+	v, err := snapshot.Take(root, snapshot.Options{Label: label, Actor: actor, Now: now})
+	if err != nil {
+		return nil, "", err
+	}
+	rec := &recorder{root: root, actor: actor, opID: newOpID()}
+	m := map[string]any{"op_id": rec.opID, "actor": actor, "version_id": v.VersionID, "label": label, "files": len(v.Files), "automatic": false}
+	e, err := rec.record(ctx, ledger.Draft{EventType: "CHECKPOINT_CREATED", SubmissionID: v.VersionID, Decision: "CREATED", Reason: label, Metadata: m})
+	s := summarize(v)
+	return &s, e.ID, err
+}
+
+// Versions lists the plane's checkpoints, oldest first.
+func Versions(root string) ([]Summary, error) {
+	if err := checkHO3(root); err != nil {
+		return nil, err
+	}
+	vs, err := snapshot.List(root)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Summary, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, summarize(v))
+	}
+	return out, nil
+}
+
+// RollbackResult is what a rollback did, and the integrity check after it.
+type RollbackResult struct {
+	VersionID     string             `json:"version_id"`
+	Label         string             `json:"label"`
+	Checkpoint    string             `json:"checkpoint"` // the state before, checkpointed first
+	Restored      []string           `json:"restored"`
+	Removed       []string           `json:"removed"`
+	Unchanged     int                `json:"unchanged"`
+	Packages      []snapshot.Package `json:"packages"`
+	Integrity     Integrity          `json:"integrity"`
+	LedgerEntryID string             `json:"-"`
+}
+
+// Integrity is the health sweep run after a rollback.
+type Integrity struct {
+	AllPassed bool          `json:"all_passed"`
+	Results   []gate.Result `json:"results"`
+}
+
+// Rollback restores the plane at root to checkpoint id exactly: every file
+// in the checkpoint's scope gets its recorded bytes and mode back, and every
+// file in today's scope that the checkpoint lacks is removed (receipts and
+// registries included), as one journaled change. The current state is
+// checkpointed first, so a rollback can itself be undone. ROLLBACK_STARTED
+// and ROLLED_BACK are recorded; then the integrity checks run. A plane that
+// fails them after the rollback is INTEGRITY_FAILED (exit 1), with the
+// rollback's result attached: the rollback happened, the plane is not
+// sound.
+func Rollback(ctx context.Context, root, id, actor string, now time.Time) (*RollbackResult, error) {
+	if err := checkHO3(root); err != nil {
+		return nil, err
+	}
+	lock, err := registry.Acquire(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	if _, err := recoverLocked(ctx, root, actor); err != nil {
+		return nil, err
+	}
+	rec := &recorder{root: root, actor: actor, opID: newOpID()}
+	res, err := rollback(ctx, root, id, now, rec)
+	if err != nil && !rec.outcome {
+		if pending, _ := journalPending(root); !pending { // else the journal owns the outcome
+			if rerr := rec.rollbackFailed(ctx, id, err); rerr != nil {
+				return nil, errors.Join(err, rerr)
+			}
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	pruneEmpty(root, res.Removed)
+	results, err := gate.Integrity(ctx, root)
+	if err != nil {
+		return res, err
+	}
+	res.Integrity = Integrity{AllPassed: true, Results: results}
+	for _, r := range results {
+		if !r.Passed {
+			res.Integrity.AllPassed = false
+			e := refuse("INTEGRITY_FAILED", "rolled back to %s, but the plane fails %s: %s", id, r.Gate, r.Message)
+			e.Result = res
+			return res, e
+		}
+	}
+	return res, nil
+}
+
+// rollback plans, checkpoints and applies a rollback under the lock.
+func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder) (*RollbackResult, error) {
+	actor := rec.actor
+	v, err := snapshot.Load(root, id)
+	if err != nil {
+		return nil, err
+	}
+	res := &RollbackResult{VersionID: v.VersionID, Label: v.Label, Restored: []string{}, Removed: []string{}, Packages: v.Packages}
+	stage := "_staging/" + stagingPrefix + randHex()
+	if err := os.MkdirAll(filepath.Join(root, filepath.FromSlash(stage)), 0o700); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(filepath.Join(root, filepath.FromSlash(stage)))
+	changes, err := restorePlan(root, v, stage, res)
+	if err != nil {
+		return nil, err
+	}
+
+	before, err := snapshot.Take(root, snapshot.Options{Label: "auto: before rollback to " + v.VersionID, Actor: actor, Now: now})
+	if err != nil {
+		return nil, err
+	}
+	res.Checkpoint = before.VersionID
+	if err := rec.checkpoint(ctx, before, true); err != nil {
+		return nil, err
+	}
+	_, err = rec.record(ctx, ledger.Draft{EventType: "ROLLBACK_STARTED", SubmissionID: v.VersionID, Decision: "STARTED",
+		Reason: "rollback to " + v.VersionID + " (" + v.Label + ")", Metadata: map[string]any{"op_id": rec.opID, "actor": actor,
+			"version_id": v.VersionID, "checkpoint": before.VersionID, "restore": len(res.Restored), "remove": len(res.Removed)}})
+	if err != nil {
+		return nil, err
+	}
+	meta, err := json.Marshal(opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID, Checkpoint: before.VersionID})
+	if err != nil {
+		return nil, err
+	}
+	err = journal.Apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
+		err := rec.rolledBack(ctx, v.VersionID, before.VersionID, false)
+		rec.outcome = err == nil
+		return err
+	}})
+	return res, err
+}
+
+// restorePlan compares the checkpoint with the disk and returns the
+// journal changes that restore it, staging every blob needed (hash-checked)
+// under stage first: a missing or altered blob refuses the rollback before
+// anything changes.
+func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackResult) ([]journal.Change, error) {
+	now, err := snapshot.Scope(root)
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[string]bool, len(v.Files))
+	paths := make([]string, 0, len(v.Files)+len(now))
+	for _, f := range v.Files {
+		want[f.Path] = true
+		paths = append(paths, f.Path)
+	}
+	for _, p := range now {
+		if !want[p] {
+			paths = append(paths, p)
+		}
+	}
+	stats, err := snapshot.StatAll(root, paths)
+	if err != nil {
+		return nil, err
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var changes []journal.Change
+	for i, f := range v.Files {
+		if st := stats[i]; st.Exists && st.File.SHA256 == f.SHA256 && st.File.Mode == f.Mode {
+			res.Unchanged++
+			continue
+		}
+		mode, err := snapshot.ParseMode(f.Mode)
+		if err != nil {
+			return nil, err
+		}
+		src := stage + "/" + strconv.Itoa(i)
+		if err := snapshot.CopyObject(r, f, src); err != nil {
+			return nil, err
+		}
+		changes = append(changes, journal.Change{Path: f.Path, Src: src, Mode: mode})
+		res.Restored = append(res.Restored, f.Path)
+	}
+	for i := len(v.Files); i < len(paths); i++ {
+		if stats[i].Exists {
+			changes = append(changes, journal.Change{Path: paths[i], Remove: true})
+			res.Removed = append(res.Removed, paths[i])
+		}
+	}
+	return changes, nil
+}
+
+func (r *recorder) rolledBack(ctx context.Context, versionID, checkpoint string, recovered bool) error {
+	m := map[string]any{"op_id": r.opID, "actor": r.actor, "version_id": versionID, "checkpoint": checkpoint}
+	if recovered {
+		m["recovered"] = true
+	}
+	e, err := r.record(ctx, ledger.Draft{EventType: "ROLLED_BACK", SubmissionID: versionID, Decision: "ROLLED_BACK",
+		Reason: "plane restored to " + versionID, Metadata: m})
+	if err == nil {
+		r.lastEntry = e.ID
+	}
+	return err
+}
+
+func (r *recorder) rollbackFailed(ctx context.Context, versionID string, cause error) error {
+	m := map[string]any{"op_id": r.opID, "actor": r.actor, "version_id": versionID}
+	var coded interface{ Code() string }
+	if errors.As(cause, &coded) {
+		m["code"] = coded.Code()
+	}
+	_, err := r.record(ctx, ledger.Draft{EventType: "ROLLBACK_FAILED", SubmissionID: versionID, Decision: "FAILED",
+		Reason: relative(r.root, cause.Error()), Metadata: m})
+	return err
+}

@@ -1,0 +1,528 @@
+// Package snapshot keeps the checkpoints of a plane's installed state that
+// cp-install calls versions (VER-...; DESIGN.md §6): the receipts and
+// installed manifests, the registries and the bytes of every owned file,
+// stored content-addressed so that each distinct blob is kept once however
+// many checkpoints hold it.
+//
+// # On-disk format
+//
+// Under the plane root:
+//
+//	versions/objects/<h[:2]>/<h[2:]>   a blob whose lowercase hex SHA-256 is h,
+//	                                   mode 0444, written to a temporary name,
+//	                                   fsynced, then renamed: whole or absent
+//	versions/<VER-ID>.json             one checkpoint (a Version), written
+//	                                   after all of its blobs are durable
+//
+// A checkpoint file is JSON:
+//
+//	{"version_id": "VER-20261125T020304Z-1a2b3c4d", "label": "before upgrade",
+//	 "created_at": "2026-11-25T02:03:04.123456Z", "actor": "ops",
+//	 "packages": [{"package_id": "PKG-KERNEL-001", "version": "1.0.0"}],
+//	 "files": [{"path": "registries/file_ownership.csv", "sha256": "sha256:<hex>",
+//	            "size": 812, "mode": "0644"}, ...]}
+//
+// files are sorted by path and cover the state's scope (Scope): the five
+// registries, every file under installed/, and every owned file that exists
+// on disk, with the bytes and mode found there. Readers refuse unknown
+// fields (fail closed). A checkpoint is never changed or deleted.
+//
+// Blobs are copies, never hard links to governed files: a governed file
+// edited in place must not alter the history kept of it.
+package snapshot
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/control-plane/cp/pkg/atomicfile"
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/registry"
+)
+
+// Dir is the versions directory relative to the plane root.
+const Dir = "versions"
+
+const objectsDir = Dir + "/objects"
+
+// File is one file of a checkpoint.
+type File struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"` // "sha256:" + hex
+	Size   int64  `json:"size"`
+	Mode   string `json:"mode"` // octal permission bits, e.g. "0444"
+}
+
+// Package is one installed package at checkpoint time.
+type Package struct {
+	PackageID string `json:"package_id"`
+	Version   string `json:"version"`
+}
+
+// Version is one checkpoint.
+type Version struct {
+	VersionID string    `json:"version_id"`
+	Label     string    `json:"label"`
+	CreatedAt string    `json:"created_at"`
+	Actor     string    `json:"actor"`
+	Packages  []Package `json:"packages"`
+	Files     []File    `json:"files"`
+}
+
+// Error is a snapshot failure callers act on: VERSION_NOT_FOUND (exit 1),
+// VERSION_INVALID or OBJECT_CORRUPT (the stored history is damaged; exit 1:
+// nothing is restored from it).
+type Error struct {
+	code string
+	Path string
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Path + ": " + e.Msg }
+
+// Code returns the stable error code.
+func (e *Error) Code() string { return e.code }
+
+// ExitCode returns 1: the request is refused.
+func (e *Error) ExitCode() int { return 1 }
+
+// ErrorDetails names the path concerned.
+func (e *Error) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }
+
+var idPattern = regexp.MustCompile(`^VER-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$`)
+
+// ValidID reports whether id has the form of a version id.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// NewID returns a fresh version id for time t: sortable by time, unique by
+// its random suffix.
+func NewID(t time.Time) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return "VER-" + t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// Scope lists the plane-relative paths a checkpoint covers right now: the
+// five registries, every regular file under installed/, and every path in
+// file_ownership.csv (whether or not it exists on disk). Sorted, unique.
+func Scope(root string) ([]string, error) {
+	set := map[string]bool{}
+	for _, t := range registry.All {
+		set[registry.Dir+"/"+t.File] = true
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	err = fs.WalkDir(r.FS(), plane.InstalledDir, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir():
+			return nil
+		case !d.Type().IsRegular():
+			return &Error{code: "STATE_UNSAFE", Path: p, Msg: "not a regular file"}
+		}
+		set[p] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	owners, err := registry.Read(root, registry.Ownership)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range owners {
+		set[o["path"]] = true
+	}
+	out := make([]string, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Stat describes the file at a path now: absent, or its hash, size and
+// mode.
+type Stat struct {
+	Exists bool
+	File   File
+}
+
+// StatAll hashes the files at paths under root in parallel, reading each
+// once. A path that does not exist is reported absent; one that is not a
+// regular file is STATE_UNSAFE.
+func StatAll(root string, paths []string) ([]Stat, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	out := make([]Stat, len(paths))
+	err = parallel(len(paths), func(i int) error {
+		st, err := statFile(r, paths[i])
+		out[i] = st
+		return err
+	})
+	return out, err
+}
+
+func statFile(r *os.Root, p string) (Stat, error) {
+	fi, err := r.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return Stat{}, nil
+	} else if err != nil {
+		return Stat{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return Stat{}, &Error{code: "STATE_UNSAFE", Path: p, Msg: "not a regular file"}
+	}
+	f, err := r.Open(p)
+	if err != nil {
+		return Stat{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return Stat{}, err
+	}
+	return Stat{Exists: true, File: File{Path: p, SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n, Mode: FormatMode(fi.Mode())}}, nil
+}
+
+// FormatMode formats permission bits as a checkpoint records them.
+func FormatMode(m fs.FileMode) string { return fmt.Sprintf("%04o", uint32(m.Perm())) }
+
+// ParseMode parses a recorded mode.
+func ParseMode(s string) (fs.FileMode, error) {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || len(s) != 4 || v&^uint64(fs.ModePerm) != 0 {
+		return 0, fmt.Errorf("bad mode %q", s)
+	}
+	return fs.FileMode(v), nil
+}
+
+// Options describe a checkpoint being taken.
+type Options struct {
+	Label string
+	Actor string
+	Now   time.Time
+}
+
+// Take checkpoints the state of the plane at root: it hashes every file in
+// Scope, stores the blobs not stored yet, then writes versions/<id>.json.
+// The caller holds the plane's registry lock, so the state cannot change
+// underneath. A crash leaves at most some unreferenced blobs, which are
+// harmless (a later checkpoint reuses them).
+func Take(root string, opts Options) (*Version, error) {
+	paths, err := Scope(root)
+	if err != nil {
+		return nil, err
+	}
+	stats, err := StatAll(root, paths)
+	if err != nil {
+		return nil, err
+	}
+	pkgs, err := registry.Read(root, registry.Packages)
+	if err != nil {
+		return nil, err
+	}
+	v := &Version{VersionID: NewID(opts.Now), Label: opts.Label, CreatedAt: opts.Now.UTC().Format("2006-01-02T15:04:05.000000Z"),
+		Actor: opts.Actor, Packages: []Package{}, Files: []File{}}
+	for _, p := range pkgs {
+		if p["status"] == registry.StatusInstalled {
+			v.Packages = append(v.Packages, Package{PackageID: p["package_id"], Version: p["version"]})
+		}
+	}
+	for _, st := range stats {
+		if st.Exists {
+			v.Files = append(v.Files, st.File)
+		}
+	}
+	if err := store(root, v.Files); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(filepath.Join(root, Dir, v.VersionID+".json"), append(b, '\n'), 0o444); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// store copies into the object store every file whose blob is not there
+// yet, each durable before the checkpoint that names it is written.
+func store(root string, files []File) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := r.MkdirAll(objectsDir, 0o755); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	made := map[string]bool{}
+	seen := map[string]bool{}
+	var todo []File
+	for _, f := range files {
+		if !seen[f.SHA256] {
+			seen[f.SHA256] = true
+			todo = append(todo, f)
+		}
+	}
+	var wrote atomic.Bool
+	err = parallel(len(todo), func(i int) error {
+		f := todo[i]
+		obj := ObjectPath(f.SHA256)
+		if _, err := r.Lstat(obj); err == nil {
+			return nil
+		}
+		dir := path.Dir(obj)
+		mu.Lock()
+		if !made[dir] {
+			if err := r.MkdirAll(dir, 0o755); err != nil {
+				mu.Unlock()
+				return err
+			}
+			made[dir] = true
+		}
+		mu.Unlock()
+		wrote.Store(true)
+		return copyObject(r, f, obj)
+	})
+	if err != nil || !wrote.Load() {
+		return err
+	}
+	for d := range made {
+		if err := syncDir(r, d); err != nil {
+			return err
+		}
+	}
+	return syncDir(r, objectsDir)
+}
+
+// copyObject copies f's file to obj through a temporary name, checking
+// that the bytes copied are the bytes hashed.
+func copyObject(r *os.Root, f File, obj string) error {
+	src, err := r.Open(f.Path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tmp := obj + ".tmp-" + randHex()
+	dst, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer r.Remove(tmp) // a no-op after the rename
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(dst, h), src)
+	if err == nil && "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+		err = &Error{code: "STATE_CHANGED", Path: f.Path, Msg: "changed while being checkpointed"}
+	}
+	if err == nil {
+		err = dst.Chmod(0o444)
+	}
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return r.Rename(tmp, obj)
+}
+
+// ObjectPath is where the blob with the given "sha256:<hex>" hash is kept,
+// relative to the plane root.
+func ObjectPath(sha string) string {
+	h := strings.TrimPrefix(sha, "sha256:")
+	return objectsDir + "/" + h[:2] + "/" + h[2:]
+}
+
+// Load reads checkpoint id of the plane at root (VERSION_NOT_FOUND,
+// VERSION_INVALID).
+func Load(root, id string) (*Version, error) {
+	if !ValidID(id) {
+		return nil, &Error{code: "VERSION_NOT_FOUND", Path: id, Msg: "not a version id (VER-YYYYMMDDTHHMMSSZ-xxxxxxxx)"}
+	}
+	name := Dir + "/" + id + ".json"
+	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &Error{code: "VERSION_NOT_FOUND", Path: id, Msg: "no such checkpoint (cp-install versions lists them)"}
+	} else if err != nil {
+		return nil, err
+	}
+	v, err := parse(b)
+	if err != nil {
+		return nil, &Error{code: "VERSION_INVALID", Path: name, Msg: err.Error()}
+	}
+	if v.VersionID != id {
+		return nil, &Error{code: "VERSION_INVALID", Path: name, Msg: "holds version " + v.VersionID}
+	}
+	return v, nil
+}
+
+func parse(b []byte) (*Version, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var v Version
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data")
+	}
+	prev := ""
+	for _, f := range v.Files {
+		if !fs.ValidPath(f.Path) || f.Path == "." || strings.Contains(f.Path, `\`) || f.Path <= prev {
+			return nil, fmt.Errorf("bad, duplicate or unsorted path %q", f.Path)
+		}
+		prev = f.Path
+		if _, err := ParseMode(f.Mode); err != nil {
+			return nil, fmt.Errorf("%s: %v", f.Path, err)
+		}
+		if h := strings.TrimPrefix(f.SHA256, "sha256:"); len(h) != 64 || h == f.SHA256 || strings.ToLower(h) != h {
+			return nil, fmt.Errorf("%s: bad sha256 %q", f.Path, f.SHA256)
+		} else if _, err := hex.DecodeString(h); err != nil {
+			return nil, fmt.Errorf("%s: bad sha256 %q", f.Path, f.SHA256)
+		}
+		if f.Size < 0 {
+			return nil, fmt.Errorf("%s: negative size", f.Path)
+		}
+	}
+	return &v, nil
+}
+
+// List returns every checkpoint of the plane at root, oldest first. A
+// checkpoint file that does not parse is VERSION_INVALID: history that
+// cannot be read is not skipped.
+func List(root string) ([]*Version, error) {
+	entries, err := os.ReadDir(filepath.Join(root, Dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var out []*Version
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !ValidID(id) {
+			continue // objects/ and temporary files
+		}
+		v, err := Load(root, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b *Version) int {
+		if c := strings.Compare(a.CreatedAt, b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.VersionID, b.VersionID)
+	})
+	return out, nil
+}
+
+// CopyObject copies the blob of f to dst (a root-relative path, created
+// exclusively, mode 0600), checking its hash and size: a blob that is
+// missing or altered is OBJECT_CORRUPT, so nothing is restored from it.
+func CopyObject(r *os.Root, f File, dst string) error {
+	src, err := r.Open(ObjectPath(f.SHA256))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Error{code: "OBJECT_CORRUPT", Path: f.Path, Msg: "the blob " + f.SHA256 + " is missing from " + objectsDir}
+	} else if err != nil {
+		return err
+	}
+	defer src.Close()
+	out, err := r.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(out, h), src)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.SHA256 || n != f.Size {
+		return &Error{code: "OBJECT_CORRUPT", Path: f.Path, Msg: "the blob " + f.SHA256 + " no longer holds those bytes"}
+	}
+	return nil
+}
+
+// parallel calls fn(0) ... fn(n-1) from a bounded number of goroutines
+// (I/O bound: fsyncs in flight share journal commits) and returns the
+// first error.
+func parallel(n int, fn func(i int) error) error {
+	const workers = 32
+	var next atomic.Int64
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				errs[i] = fn(i)
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr(errs)
+}
+
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(r *os.Root, dir string) error {
+	d, err := r.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func randHex() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -331,10 +331,16 @@ func cmdHoldLock(ts *testscript.TestScript, neg bool, args []string) {
 // DIR (mode, size, mtime in ns, SHA-256 of the bytes or the link target,
 // path), then "tree sha256:..." over those lines. Saved with cp stdout and
 // compared with cmp stdout, it shows that a command wrote nothing, and if
-// it did, the diff names what changed.
+// it did, the diff names what changed. With -content, mtimes are printed as
+// 0: the listing then shows that a tree holds the same bytes and modes as
+// before (after a rollback), however it got them.
 func cmdTreeHash(ts *testscript.TestScript, neg bool, args []string) {
+	content := len(args) > 0 && args[0] == "-content"
+	if content {
+		args = args[1:]
+	}
 	if neg || len(args) == 0 {
-		ts.Fatalf("usage: treehash DIR...")
+		ts.Fatalf("usage: treehash [-content] DIR...")
 	}
 	var list strings.Builder
 	for _, d := range args {
@@ -370,7 +376,11 @@ func cmdTreeHash(ts *testscript.TestScript, neg bool, args []string) {
 			if fi.IsDir() {
 				size = 0
 			}
-			fmt.Fprintf(&list, "%v %d %d %s %s\n", fi.Mode(), size, fi.ModTime().UnixNano(), sum, filepath.ToSlash(filepath.Join(d, rel)))
+			mtime := fi.ModTime().UnixNano()
+			if content {
+				mtime = 0
+			}
+			fmt.Fprintf(&list, "%v %d %d %s %s\n", fi.Mode(), size, mtime, sum, filepath.ToSlash(filepath.Join(d, rel)))
 			return nil
 		})
 		ts.Check(err)

@@ -216,6 +216,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 		return res, err
 	}
 	res.Gates = rep.Results
+	res.Signature = signatureOf(rep)
 	installed, err := currentPackage(root, m.PackageID)
 	if err != nil {
 		return res, err
@@ -240,7 +241,6 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if !rep.Passed {
 		return res, gateRefusal(rep, res)
 	}
-	res.Signature = signatureOf(rep)
 
 	p, err := plan(root, m, installed, stage)
 	if err != nil {

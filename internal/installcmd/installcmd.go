@@ -242,9 +242,19 @@ func installText(w io.Writer, result any) error {
 		_, err := fmt.Fprintf(w, "%s %s already installed: nothing to do\n", r.PackageID, r.Version)
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%s %s %s (%s from %q): %d added, %d replaced, %d removed, %d unchanged; checkpoint %s\n",
-		verb, r.PackageID, r.Version, r.Action, r.PreviousVersion, len(r.Added), len(r.Replaced), len(r.Removed), r.Unchanged, r.Checkpoint)
-	return err
+	how := "a new install"
+	if r.PreviousVersion != "" {
+		how = r.Action + " from " + r.PreviousVersion
+	}
+	if _, err := fmt.Fprintf(w, "%s %s %s (%s): %d added, %d replaced, %d removed, %d unchanged\n",
+		verb, r.PackageID, r.Version, how, len(r.Added), len(r.Replaced), len(r.Removed), r.Unchanged); err != nil {
+		return err
+	}
+	if r.Checkpoint != "" {
+		_, err := fmt.Fprintf(w, "the state before is checkpoint %s\n", r.Checkpoint)
+		return err
+	}
+	return nil
 }
 
 func versionsText(w io.Writer, result any) error {

@@ -78,6 +78,7 @@ const (
 	ActionInstall   = "install"   // not installed before
 	ActionUpgrade   = "upgrade"   // a higher version replaces a lower one
 	ActionReinstall = "reinstall" // the installed version re-applied (Force)
+	ActionDowngrade = "downgrade" // a lower version: always refused
 	ActionNone      = "none"      // already installed: nothing was written
 )
 
@@ -224,9 +225,13 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	res.Action = ActionInstall
 	if installed != nil {
 		res.PreviousVersion = installed["version"]
-		res.Action = ActionUpgrade
-		if installed["version"] == m.Version {
+		switch c := manifest.CompareVersions(m.Version, installed["version"]); {
+		case c > 0:
+			res.Action = ActionUpgrade
+		case c == 0:
 			res.Action = ActionReinstall
+		default:
+			res.Action = ActionDowngrade
 		}
 	}
 	if rep.Passed && res.Action == ActionReinstall && !opts.Force {

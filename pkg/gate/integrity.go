@@ -70,10 +70,16 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 	var paths []string
 	for _, g := range roots {
 		g = strings.TrimSuffix(g, "/")
+		if fi, err := pr.Lstat(g); errors.Is(err, fs.ErrNotExist) {
+			continue // a governed root nothing was installed under
+		} else if err != nil {
+			return nil, err
+		} else if !fi.IsDir() {
+			r.fail("NOT_REGULAR", g, "a governed root that is a %s, not a directory", kindOf(fi.Mode().Type()))
+			continue
+		}
 		err := fs.WalkDir(pr.FS(), g, func(p string, d fs.DirEntry, err error) error {
 			switch {
-			case errors.Is(err, fs.ErrNotExist) && p == g:
-				return fs.SkipDir // a governed root nothing was installed under
 			case err != nil:
 				return err
 			case d.IsDir():

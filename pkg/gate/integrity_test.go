@@ -1,0 +1,112 @@
+package gate
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/stretchr/testify/require"
+)
+
+// findings returns "GATE CODE path" for every error of the results.
+func findings(rs []Result) []string {
+	var out []string
+	for _, r := range rs {
+		for _, e := range r.Errors {
+			out = append(out, r.Gate+" "+e.Code+" "+e.Path)
+		}
+	}
+	return out
+}
+
+func TestIntegrity(t *testing.T) {
+	ctx := context.Background()
+	fresh := func(t *testing.T) string {
+		root := filepath.Join(t.TempDir(), "plane")
+		_, err := plane.Bootstrap(ctx, root, plane.BootstrapOptions{Actor: "tester"})
+		require.NoError(t, err)
+		return root
+	}
+	write := func(t *testing.T, root, p, data string) {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		os.Chmod(full, 0o644)
+		require.NoError(t, os.WriteFile(full, []byte(data), 0o644))
+	}
+
+	root := fresh(t)
+	rs, err := Integrity(ctx, root)
+	require.NoError(t, err)
+	require.Empty(t, findings(rs))
+	require.Equal(t, []string{"G0B", "RECEIPTS"}, []string{rs[0].Gate, rs[1].Gate})
+	require.True(t, rs[0].Passed && rs[1].Passed)
+	require.Greater(t, rs[0].Details["owned"], 0)
+
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, root string)
+		want   []string
+	}{
+		{"orphan", func(t *testing.T, root string) { write(t, root, "lib/stray.py", "x") }, []string{"G0B ORPHAN lib/stray.py"}},
+		{"edited", func(t *testing.T, root string) { write(t, root, "config/router_policy.json", "{}") },
+			[]string{"G0B HASH_MISMATCH config/router_policy.json"}},
+		{"missing", func(t *testing.T, root string) {
+			require.NoError(t, os.Remove(filepath.Join(root, "config", "router_policy.json")))
+		}, []string{"G0B MISSING config/router_policy.json"}},
+		{"symlink", func(t *testing.T, root string) {
+			require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(root, "lib")))
+		}, []string{"G0B NOT_REGULAR lib"}},
+		{"receipt gone", func(t *testing.T, root string) {
+			require.NoError(t, os.Remove(filepath.Join(root, "installed", plane.KernelID, "receipt.json")))
+		}, []string{"RECEIPTS RECEIPT_MISSING installed/PKG-KERNEL-001/receipt.json"}},
+		{"receipt unknown field", func(t *testing.T, root string) {
+			p := "installed/" + plane.KernelID + "/receipt.json"
+			b, err := os.ReadFile(filepath.Join(root, p))
+			require.NoError(t, err)
+			write(t, root, p, strings.Replace(string(b), "{", `{"extra": 1,`, 1))
+		}, []string{"RECEIPTS RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json"}},
+		{"receipt version", func(t *testing.T, root string) {
+			p := "installed/" + plane.KernelID + "/receipt.json"
+			b, err := os.ReadFile(filepath.Join(root, p))
+			require.NoError(t, err)
+			write(t, root, p, strings.Replace(string(b), `"version": "1.0.0"`, `"version": "9.0.0"`, 1))
+		}, []string{"RECEIPTS RECEIPT_MISMATCH installed/PKG-KERNEL-001/receipt.json"}},
+		{"installed manifest", func(t *testing.T, root string) {
+			p := "installed/" + plane.KernelID + "/manifest.json"
+			b, err := os.ReadFile(filepath.Join(root, p))
+			require.NoError(t, err)
+			require.Contains(t, string(b), `"version": "1.0.0"`)
+			write(t, root, p, strings.Replace(string(b), `"version": "1.0.0"`, `"version": "1.0.1"`, 1))
+		}, []string{"RECEIPTS RECEIPT_MISMATCH installed/PKG-KERNEL-001/manifest.json"}},
+		{"orphan receipt dir", func(t *testing.T, root string) { write(t, root, "installed/PKG-GHOST-001/receipt.json", "{}") },
+			[]string{"RECEIPTS RECEIPT_ORPHAN installed/PKG-GHOST-001"}},
+		{"empty dir is nothing", func(t *testing.T, root string) {
+			require.NoError(t, os.MkdirAll(filepath.Join(root, "installed", "PKG-GONE-001"), 0o755))
+			require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "empty"), 0o755))
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := fresh(t)
+			tc.damage(t, root)
+			rs, err := Integrity(ctx, root)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, findings(rs))
+			for _, r := range rs {
+				require.Equal(t, len(r.Errors) == 0, r.Passed, r.Gate)
+			}
+		})
+	}
+
+	// Unreadable inputs are errors, never "nothing to check".
+	root = fresh(t)
+	require.NoError(t, os.Remove(filepath.Join(root, "registries", "file_ownership.csv")))
+	_, err = Integrity(ctx, root)
+	require.Error(t, err)
+	root = fresh(t)
+	write(t, root, "config/governed_roots.json", "not json")
+	_, err = Integrity(ctx, root)
+	require.Error(t, err)
+}

@@ -623,3 +623,31 @@ func TestSrcMovedIn(t *testing.T) {
 		require.Error(t, Apply(root, []Change{c}, Options{}), name)
 	}
 }
+
+func FuzzParsePlan(f *testing.F) {
+	h := strings.Repeat("ab", 32)
+	f.Add([]byte(`{"version":1,"changes":[{"n":0,"path":"a/b","op":"write","mode":"0444","existed":false,"new_sha256":"` + h + `"}]}`))
+	f.Add([]byte(`{"version":1,"changes":[{"n":0,"path":"a","op":"remove","existed":true,"old_mode":"0644","old_sha256":"` + h + `"}]}`))
+	f.Add([]byte(`{"version":1,"changes":[{"n":0,"path":"../x","op":"write"}]}`))
+	f.Add([]byte(`{"version":2,"changes":[]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := parsePlan(b)
+		if err != nil {
+			var je *Error
+			if !errors.As(err, &je) || je.Code() != "JOURNAL_CORRUPT" {
+				t.Fatalf("a bad plan must be JOURNAL_CORRUPT, got %v", err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for i, e := range p.Changes {
+			if e.N != i || checkPath(e.Path) != nil || seen[e.Path] {
+				t.Fatalf("accepted change %d: %+v", i, e)
+			}
+			seen[e.Path] = true
+			if e.Op == opWrite && (!isHash(e.NewSHA256) || !validMode(e.Mode)) {
+				t.Fatalf("accepted write %+v", e)
+			}
+		}
+	})
+}

@@ -1,0 +1,212 @@
+package install
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/control-plane/cp/pkg/gate"
+	"github.com/control-plane/cp/pkg/journal"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/plane"
+	"github.com/stretchr/testify/require"
+)
+
+func newPlane(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "plane")
+	_, err := plane.Bootstrap(context.Background(), root, plane.BootstrapOptions{Actor: "tester"})
+	require.NoError(t, err)
+	return root
+}
+
+// events returns the HO3 ledger's entries whose metadata.op_id is op.
+func events(t *testing.T, root, op string) []ledger.Entry {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "ledger", "governance.jsonl"))
+	require.NoError(t, err)
+	var out []ledger.Entry
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		e, err := ledger.ParseLine([]byte(line))
+		require.NoError(t, err)
+		if e.Metadata["op_id"] == op {
+			out = append(out, *e)
+		}
+	}
+	return out
+}
+
+func types(es []ledger.Entry) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.EventType)
+	}
+	return out
+}
+
+// The kernel's own archive, re-applied with Force: the whole path runs
+// (gates, checkpoint, journal, ledger) and changes no governed byte.
+func TestReinstallKernel(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	archive := filepath.Join(root, "packages_store", plane.KernelID+"-"+plane.KernelVersion+".tar.gz")
+	opts := Options{Archive: archive, Actor: "tester", Gate: gate.Options{AllowUnsigned: true}}
+
+	res, err := Install(ctx, root, opts)
+	require.NoError(t, err)
+	require.Equal(t, ActionNone, res.Action)
+	require.Empty(t, res.Checkpoint)
+
+	opts.Force = true
+	res, err = Install(ctx, root, opts)
+	require.NoError(t, err)
+	require.Equal(t, ActionReinstall, res.Action)
+	require.Empty(t, res.Added)
+	require.Empty(t, res.Replaced)
+	require.Positive(t, res.Unchanged)
+	require.NotEmpty(t, res.Checkpoint)
+	require.Equal(t, "waived", res.Signature)
+
+	var e ledger.Entry
+	b, err := os.ReadFile(filepath.Join(root, "ledger", "governance.jsonl"))
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &e))
+	require.Equal(t, "INSTALLED", e.EventType)
+	require.Equal(t, []string{"INSTALL_STARTED", "CHECKPOINT_CREATED", "INSTALLED"}, types(events(t, root, e.Metadata["op_id"].(string))))
+	require.Contains(t, e.Metadata["weakened_control"], "G5 waived")
+
+	rs, err := gate.Integrity(ctx, root)
+	require.NoError(t, err)
+	for _, r := range rs {
+		require.True(t, r.Passed, "%+v", r)
+	}
+}
+
+func TestNotAPlane(t *testing.T) {
+	_, err := Install(context.Background(), t.TempDir(), Options{Archive: "x.tar.gz"})
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "NOT_A_PLANE", e.Code())
+}
+
+// A crash after the commit point and before the outcome was recorded:
+// Recover finishes the change and records INSTALLED once, however often it
+// runs; a crash after the outcome was recorded adds nothing.
+func TestRecoverRecordsOutcomeOnce(t *testing.T) {
+	ctx := context.Background()
+	for _, already := range []bool{false, true} {
+		root := newPlane(t)
+		op := newOpID()
+		meta, err := json.Marshal(opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall})
+		require.NoError(t, err)
+		rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
+		require.NoError(t, rec.start(ctx))
+		crash := os.ErrDeadlineExceeded
+		err = journal.Apply(root, []journal.Change{{Path: "lib/x/a.py", Data: []byte("a"), Mode: 0o444}}, journal.Options{Meta: meta,
+			Committed: func() error {
+				if already {
+					if _, err := rec.installed(ctx, rec.pkg, false); err != nil {
+						return err
+					}
+				}
+				return crash
+			}})
+		require.ErrorIs(t, err, crash)
+
+		got, err := Recover(ctx, root, "someone")
+		require.NoError(t, err)
+		require.True(t, got.Found && got.RolledForward)
+		require.Equal(t, "install", got.Op)
+		require.Equal(t, op, got.OpID)
+		es := events(t, root, op)
+		require.Equal(t, []string{"INSTALL_STARTED", "INSTALLED"}, types(es))
+		require.Equal(t, !already, es[1].Metadata["recovered"] == true)
+		require.Equal(t, "tester", es[1].Actor)
+
+		got, err = Recover(ctx, root, "someone")
+		require.NoError(t, err)
+		require.False(t, got.Found)
+		require.Len(t, events(t, root, op), 2)
+	}
+}
+
+// A crash before the commit point: nothing changed; the outcome is
+// INSTALL_FAILED, recorded once.
+func TestRecoverUncommitted(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	op := newOpID()
+	meta, err := json.Marshal(opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall})
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, journal.Dir, "new"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(root, journal.Dir, "meta.json"), meta, 0o600))
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "_staging", stagingPrefix+"dead"), 0o700))
+
+	got, err := Recover(ctx, root, "someone")
+	require.NoError(t, err)
+	require.True(t, got.Found && got.RolledBack)
+	require.Equal(t, 1, got.Staging)
+	es := events(t, root, op)
+	require.Equal(t, []string{"INSTALL_FAILED"}, types(es))
+	require.Contains(t, es[0].Reason, "recovery rolled it back")
+	_, err = os.Stat(filepath.Join(root, journal.Dir))
+	require.True(t, os.IsNotExist(err))
+}
+
+// outcomeRecorded reads the ledger backwards in chunks: lines that straddle
+// chunk boundaries are read whole.
+func TestOutcomeRecorded(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	rec := func(event, op string) {
+		_, err := plane.Record(ctx, root, "tester", ledger.Draft{EventType: event, SubmissionID: "PKG-X-001",
+			Metadata: map[string]any{"op_id": op, "pad": strings.Repeat("p", 97)}})
+		require.NoError(t, err)
+	}
+	filler := func(n int) {
+		drafts := make([]ledger.Draft, n)
+		for i := range drafts {
+			drafts[i] = ledger.Draft{EventType: "FILLER", Metadata: map[string]any{"pad": strings.Repeat("f", 211)}}
+		}
+		_, err := plane.Record(ctx, root, "tester", drafts...)
+		require.NoError(t, err)
+	}
+	rec("INSTALL_STARTED", "OP-a")
+	filler(1500)
+	rec("INSTALLED", "OP-a")
+	rec("INSTALL_STARTED", "OP-b")
+	filler(1700)
+	fi, err := os.Stat(filepath.Join(root, "ledger", "governance.jsonl"))
+	require.NoError(t, err)
+	require.Greater(t, fi.Size(), int64(3*256<<10), "the ledger must span several chunks")
+
+	for op, want := range map[string]bool{"OP-a": true, "OP-b": false, "OP-none": false} {
+		got, err := outcomeRecorded(root, op)
+		require.NoError(t, err)
+		require.Equal(t, want, got, op)
+	}
+}
+
+func TestCheckpointAndVersions(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	s, id, err := Checkpoint(ctx, root, "first", "tester", time.Now())
+	require.NoError(t, err)
+	require.NotEmpty(t, id)
+	vs, err := Versions(root)
+	require.NoError(t, err)
+	require.Len(t, vs, 1)
+	require.Equal(t, *s, vs[0])
+
+	// Rolling back to the present state changes nothing and passes integrity.
+	r, err := Rollback(ctx, root, s.VersionID, "tester", time.Now())
+	require.NoError(t, err)
+	require.Empty(t, r.Restored)
+	require.Empty(t, r.Removed)
+	require.True(t, r.Integrity.AllPassed)
+}

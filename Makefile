@@ -41,6 +41,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSchemaAgreement -fuzztime $(FUZZTIME) ./internal/cli/
 	$(GO) test -run '^$$' -fuzz FuzzExtract -fuzztime $(FUZZTIME) ./pkg/archive/
 	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./pkg/registry/
+	$(GO) test -run '^$$' -fuzz FuzzParsePlan -fuzztime $(FUZZTIME) ./pkg/journal/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./pkg/snapshot/
+	$(GO) test -run '^$$' -fuzz FuzzParseReceipt -fuzztime $(FUZZTIME) ./pkg/plane/
 
 demo: build
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh

@@ -160,7 +160,8 @@ func Install(ctx context.Context, root string, opts Options) (*Result, error) {
 	if _, err := recoverLocked(ctx, root, opts.Actor); err != nil {
 		return nil, err
 	}
-	rec := &recorder{root: root, actor: opts.Actor, opID: newOpID(), workOrder: opts.WorkOrder, archive: filepath.Base(opts.Archive)}
+	rec := &recorder{root: root, actor: opts.Actor, opID: newOpID(), workOrder: opts.WorkOrder,
+		archive: filepath.Base(opts.Archive), archivePath: opts.Archive}
 	res, err := install(ctx, root, opts, rec)
 	if err != nil && !rec.outcome {
 		// Every refusal is an outcome, an unreadable archive included.

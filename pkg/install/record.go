@@ -22,6 +22,7 @@ import (
 // recorder writes one operation's events to HO3's ledger.
 type recorder struct {
 	root, actor, opID, workOrder, archive string
+	archivePath                           string  // as given: kept out of recorded messages
 	pkg                                   *Result // set once the manifest is read
 	started                               bool    // INSTALL_STARTED is in the ledger
 	applying                              bool    // the journal owns the outcome from here
@@ -86,8 +87,12 @@ func (r *recorder) failed(ctx context.Context, cause error) error {
 	if errors.As(cause, &coded) {
 		m["code"] = coded.Code()
 	}
+	reason := cause.Error()
+	if r.archivePath != "" {
+		reason = strings.ReplaceAll(reason, r.archivePath, r.archive)
+	}
 	_, err := r.record(ctx, ledger.Draft{EventType: "INSTALL_FAILED", SubmissionID: r.subject(), Decision: "FAILED",
-		Reason: relative(r.root, cause.Error()), Metadata: m})
+		Reason: relative(r.root, reason), Metadata: m})
 	return err
 }
 

@@ -66,11 +66,9 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 		} else if raw, files, archiveHash, err = readArchive(src.Archive, opts.Limits); err != nil {
 			return nil, err
 		}
-		sig, err = os.ReadFile(src.Archive + ".sig")
-		if errors.Is(err, fs.ErrNotExist) {
-			sig, err = nil, nil
-		}
-		if err != nil {
+		if src.SigRead {
+			sig = src.Sig
+		} else if sig, err = ReadSig(src.Archive); err != nil {
 			return nil, err
 		}
 	case src.Tree != nil:
@@ -119,6 +117,15 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 		rep.Passed = rep.Passed && r.Passed
 	}
 	return rep, nil
+}
+
+// ReadSig reads archive's signature, archive+".sig": nil if there is none.
+func ReadSig(archive string) ([]byte, error) {
+	sig, err := os.ReadFile(archive + ".sig")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return sig, err
 }
 
 // readArchive scans a package archive with the extraction rules (writing

@@ -20,6 +20,10 @@ type Source struct {
 	Tree     *Tree
 	Archive  string
 	Contents *archive.Contents
+	// SigRead says Sig holds the signature already read from Archive+".sig"
+	// (nil: there was none), so that the bytes judged are the bytes kept.
+	SigRead bool
+	Sig     []byte
 }
 
 // Options configure Preflight.

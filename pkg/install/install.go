@@ -41,9 +41,12 @@ package install
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path"
@@ -180,15 +183,16 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	}
 	defer f.Close()
 	var contents *archive.Contents
-	var stage string // the extraction directory, relative to root
+	var scratch, stage string // the private directory and the extraction directory in it, relative to root
 	if rec == nil {
 		contents, err = archive.Scan(f, opts.Gate.Limits)
 	} else {
-		stage = "_staging/" + stagingPrefix + randHex()
+		scratch = "_staging/" + stagingPrefix + randHex()
+		stage = scratch + "/files"
 		if err = os.MkdirAll(filepath.Join(root, filepath.FromSlash(stage)), 0o700); err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(filepath.Join(root, filepath.FromSlash(stage)))
+		defer os.RemoveAll(filepath.Join(root, filepath.FromSlash(scratch)))
 		contents, err = archive.Extract(f, filepath.Join(root, filepath.FromSlash(stage)), opts.Gate.Limits)
 	}
 	if err != nil {
@@ -213,7 +217,11 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if m.PlaneID != "ho3" {
 		return res, refuse("PLANE_MISMATCH", "%s targets plane %s; cp-install installs into the HO3 plane (plane_id ho3)", m.PackageID, m.PlaneID)
 	}
-	rep, err := gate.Preflight(ctx, root, gate.Source{Archive: opts.Archive, Contents: contents}, opts.Gate)
+	sig, err := gate.ReadSig(opts.Archive)
+	if err != nil {
+		return res, err
+	}
+	rep, err := gate.Preflight(ctx, root, gate.Source{Archive: opts.Archive, Contents: contents, SigRead: true, Sig: sig}, opts.Gate)
 	if err != nil {
 		return res, err
 	}
@@ -285,6 +293,11 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if err != nil {
 		return res, err
 	}
+	kept, err := keepArchive(root, opts.Archive, scratch, m, "sha256:"+contents.ArchiveSHA256, sig)
+	if err != nil {
+		return res, err
+	}
+	changes = append(changes, kept...)
 	meta, err := json.Marshal(opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, WorkOrder: opts.WorkOrder,
 		PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
 		PreviousVersion: res.PreviousVersion, Checkpoint: v.VersionID, Action: res.Action, Drift: res.DriftOverwritten, Signature: res.Signature})
@@ -302,6 +315,48 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	}
 	pruneEmpty(root, res.Removed)
 	return res, nil
+}
+
+// StorePath is where an installed package version's archive is kept,
+// relative to the plane root; its signature, when it had one, is beside it
+// with ".sig" appended. G5 re-verifies installed packages from there.
+func StorePath(id, version string) string {
+	return "packages_store/" + id + "-" + version + ".tar.gz"
+}
+
+// keepArchive plans the copy of the installed archive and its signature
+// (the bytes G5 judged; nil: none) into packages_store/ (0444), as part of
+// the install's one change. The archive is copied to the scratch directory
+// first and checked against the hash the gates saw; a stale signature of
+// the same version is removed.
+func keepArchive(root, src, scratch string, m *manifest.Manifest, sha string, sig []byte) ([]journal.Change, error) {
+	store := StorePath(m.PackageID, m.Version)
+	tmp := scratch + "/archive"
+	in, err := os.Open(src)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(filepath.Join(root, filepath.FromSlash(tmp)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(out, h), in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != sha {
+		return nil, refuse("SOURCE_CHANGED", "%s changed while it was being installed (%s, then %s)", filepath.Base(src), sha, got)
+	}
+	changes := []journal.Change{{Path: store, Src: tmp, Mode: fileMode}}
+	if sig != nil {
+		return append(changes, journal.Change{Path: store + ".sig", Data: sig, Mode: fileMode}), nil
+	}
+	return append(changes, journal.Change{Path: store + ".sig", Remove: true}), nil
 }
 
 // checkHO3 refuses a root that is not an HO3 plane.

@@ -1,4 +1,5 @@
-// Command cp-install creates planes and (next) installs packages into them.
+// Command cp-install creates planes, installs packages into them atomically,
+// checkpoints them and rolls them back.
 // See internal/installcmd and cp-install -h.
 package main
 

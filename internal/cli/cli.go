@@ -18,10 +18,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,6 +97,10 @@ type Verb struct {
 	Flags  []Flag
 	// Args names the request fields filled from positional arguments.
 	Args []string
+	// Rest, if set, names an array field that collects the positional
+	// arguments beyond Args, after any values its flag gave
+	// ("--gate G0B G6" as well as "--gate G0B --gate G6").
+	Rest string
 	// Stream verbs take NDJSON on stdin, one request per line.
 	Stream bool
 	// Run answers one request.
@@ -103,8 +109,14 @@ type Verb struct {
 	// (group commit). It returns one outcome per request handled; it may
 	// stop early, and then its last outcome holds the error.
 	Batch func(ctx context.Context, c *Call, reqs []Request) []Outcome
-	// Text renders a result for people (--format text).
+	// Text renders a result for people (--format text), for a success and
+	// for a negative verdict that carries its result.
 	Text func(w io.Writer, result any) error
+	// Formats render a result in further formats, by --format name (cp-gate:
+	// sarif, junit). The rendering replaces the envelope on stdout, for a
+	// success and for a negative verdict that carries its result; the error
+	// still goes to stderr and sets the exit code.
+	Formats map[string]func(w io.Writer, result any) error
 	// Raw verbs write their own stdout lines on success (for example
 	// NDJSON entries); errors are still enveloped.
 	Raw bool
@@ -297,8 +309,12 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 			r.call.Format = "text"
 		}
 	}
-	if r.call.Format != "json" && r.call.Format != "text" {
-		return r.fail(Usagef("--format must be json or text, got %q", r.call.Format))
+	if _, extra := verb.Formats[r.call.Format]; !extra && r.call.Format != "json" && r.call.Format != "text" {
+		names := "json or text"
+		for _, n := range slices.Sorted(maps.Keys(verb.Formats)) {
+			names += ", " + n
+		}
+		return r.fail(Usagef("--format must be %s, got %q", names, r.call.Format))
 	}
 	schema, err := compileSchema(verb.Schema)
 	if err != nil {
@@ -347,6 +363,12 @@ func (r *runner) finish(verb *Verb, o Outcome) int {
 		return r.failWith(AsError(o.Err), o)
 	}
 	if verb.Raw {
+		return ExitOK
+	}
+	if render, ok := verb.Formats[r.call.Format]; ok {
+		if err := render(r.out, o.Result); err != nil {
+			return r.fail(err)
+		}
 		return ExitOK
 	}
 	if r.call.Format == "text" && verb.Text != nil {
@@ -674,6 +696,13 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 			}
 			req[field] = v
 		}
+	}
+	if len(pos) > len(verb.Args) && verb.Rest != "" {
+		rest, _ := req[verb.Rest].([]any)
+		for _, a := range pos[len(verb.Args):] {
+			rest = append(rest, a)
+		}
+		req[verb.Rest], pos = rest, pos[:len(verb.Args)]
 	}
 	if len(pos) > len(verb.Args) {
 		return nil, common, Usagef("%s: unexpected argument %q", verb.Name, pos[len(verb.Args)]).WithHint("run %s -h", r.tool.Name)

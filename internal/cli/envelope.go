@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"time"
@@ -171,7 +173,19 @@ func (r *runner) failWith(e *Error, o Outcome) int {
 	if result == nil {
 		result = o.Result
 	}
-	r.writeEnvelope("error", result, e, o)
+	var render func(io.Writer, any) error
+	if r.call != nil && r.call.Verb != nil {
+		render = r.call.Verb.Formats[r.call.Format]
+		if r.call.Format == "text" {
+			render = r.call.Verb.Text
+		}
+	}
+	var rendered bytes.Buffer
+	if render != nil && result != nil && render(&rendered, result) == nil {
+		r.out.Write(rendered.Bytes()) // the verdict in the format asked for; stderr says why
+	} else {
+		r.writeEnvelope("error", result, e, o)
+	}
 	fmt.Fprintf(r.stderr, "%s: error: %s\n", r.tool.Name, e.Message)
 	if e.Hint != "" {
 		fmt.Fprintf(r.stderr, "%s: hint: %s\n", r.tool.Name, e.Hint)

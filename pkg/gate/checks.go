@@ -303,6 +303,15 @@ func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, err
 	if err != nil {
 		return nil, err
 	}
+	declaration(r, roots, m, files)
+	r.Details["assets"] = len(m.Assets)
+	return r.done("every file declared, present, and matching its size and hash"), nil
+}
+
+// declaration adds to r what is wrong between m's assets and files: paths
+// reserved or outside roots, declared files missing or differing in size or
+// hash, files not declared.
+func declaration(r *Result, roots []string, m *manifest.Manifest, files map[string]File) {
 	declared := map[string]bool{}
 	for _, a := range m.Assets {
 		declared[a.Path] = true
@@ -332,8 +341,6 @@ func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, err
 			r.fail("UNDECLARED", p, "in the package but not declared in manifest.json")
 		}
 	}
-	r.Details["assets"] = len(m.Assets)
-	return r.done("every file declared, present, and matching its size and hash"), nil
 }
 
 // G1 checks the framework/spec chain: the spec registered and active, its
@@ -341,63 +348,96 @@ func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, err
 // spec's declared assets, and every dependency installed at an allowed
 // version.
 func G1(root string, m *manifest.Manifest) (*Result, error) {
+	l, err := loadLaw(root, root)
+	if err != nil {
+		return nil, err
+	}
 	r := newResult("G1")
-	specs, err := registry.Read(root, registry.Specs)
-	if err != nil {
+	l.check(r, m, "")
+	r.Details["spec_id"], r.Details["framework_id"] = m.SpecID, m.FrameworkID
+	return r.done("spec and framework registered and active; assets within the spec; dependencies installed"), nil
+}
+
+// law is what G1 judges against, read once: the frameworks and specs
+// registered in HO3 (lawRoot), and the packages installed in the tier
+// checked (tierRoot). Parsed specs are kept by registry path.
+type law struct {
+	lawRoot   string
+	specs     []registry.Row
+	fws       []registry.Row
+	pkgs      []registry.Row
+	parsed    map[string]*spec.Spec
+	parseErrs map[string]error
+}
+
+func loadLaw(lawRoot, tierRoot string) (*law, error) {
+	l := &law{lawRoot: lawRoot, parsed: map[string]*spec.Spec{}, parseErrs: map[string]error{}}
+	var err error
+	if l.specs, err = registry.Read(lawRoot, registry.Specs); err != nil {
 		return nil, err
 	}
-	fws, err := registry.Read(root, registry.Frameworks)
-	if err != nil {
+	if l.fws, err = registry.Read(lawRoot, registry.Frameworks); err != nil {
 		return nil, err
 	}
-	row := find(specs, "spec_id", m.SpecID)
+	if l.pkgs, err = registry.Read(tierRoot, registry.Packages); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// check adds m's G1 findings to r; prefix (a package id and ": ") begins
+// each message when several packages share one result.
+func (l *law) check(r *Result, m *manifest.Manifest, prefix string) {
+	fail := func(code, path, format string, args ...any) { r.fail(code, path, prefix+format, args...) }
+	row := find(l.specs, "spec_id", m.SpecID)
 	if row == nil {
-		r.fail("SPEC_NOT_FOUND", m.SpecID, "spec %s is not registered", m.SpecID)
-		return r.done(""), nil
+		fail("SPEC_NOT_FOUND", m.SpecID, "spec %s is not registered", m.SpecID)
+		return
 	}
 	if row["status"] != registry.StatusActive {
-		r.fail("SPEC_INACTIVE", m.SpecID, "spec %s is %s", m.SpecID, row["status"])
+		fail("SPEC_INACTIVE", m.SpecID, "spec %s is %s", m.SpecID, row["status"])
 	}
 	if row["framework_id"] != m.FrameworkID {
-		r.fail("FRAMEWORK_MISMATCH", m.SpecID, "spec %s answers to %s, the package names %s", m.SpecID, row["framework_id"], m.FrameworkID)
+		fail("FRAMEWORK_MISMATCH", m.SpecID, "spec %s answers to %s, the package names %s", m.SpecID, row["framework_id"], m.FrameworkID)
 	}
-	fw := find(fws, "framework_id", row["framework_id"])
+	fw := find(l.fws, "framework_id", row["framework_id"])
 	switch {
 	case fw == nil:
-		r.fail("FRAMEWORK_NOT_FOUND", row["framework_id"], "framework %s is not registered", row["framework_id"])
+		fail("FRAMEWORK_NOT_FOUND", row["framework_id"], "framework %s is not registered", row["framework_id"])
 	case fw["status"] != registry.StatusActive:
-		r.fail("FRAMEWORK_INACTIVE", row["framework_id"], "framework %s is %s", row["framework_id"], fw["status"])
+		fail("FRAMEWORK_INACTIVE", row["framework_id"], "framework %s is %s", row["framework_id"], fw["status"])
 	}
-	s, err := registeredSpec(root, row)
-	if err != nil {
-		r.fail("SPEC_INVALID", row["path"], "%v", err)
-		return r.done(""), nil
+	s, ok := l.parsed[row["path"]]
+	if !ok {
+		var err error
+		if s, err = registeredSpec(l.lawRoot, row); err != nil {
+			l.parseErrs[row["path"]] = err
+		}
+		l.parsed[row["path"]] = s
+	}
+	if s == nil {
+		fail("SPEC_INVALID", row["path"], "%v", l.parseErrs[row["path"]])
+		return
 	}
 	for _, a := range m.Assets {
 		if !s.Covers(a.Path) {
-			r.fail("ASSET_NOT_IN_SPEC", a.Path, "not inside spec %s's assets %v", s.SpecID, s.Assets)
+			fail("ASSET_NOT_IN_SPEC", a.Path, "not inside spec %s's assets %v", s.SpecID, s.Assets)
 		}
-	}
-	pkgs, err := registry.Read(root, registry.Packages)
-	if err != nil {
-		return nil, err
 	}
 	for _, d := range m.Dependencies {
 		dep, err := manifest.ParseDependency(d)
 		if err != nil {
-			r.fail("DEPENDENCY_INVALID", d, "%v", err)
+			fail("DEPENDENCY_INVALID", d, "%v", err)
 			continue
 		}
-		p := find(pkgs, "package_id", dep.PackageID)
+		p := find(l.pkgs, "package_id", dep.PackageID)
 		switch {
 		case p == nil || p["status"] != registry.StatusInstalled:
-			r.fail("DEPENDENCY_MISSING", dep.PackageID, "dependency %s is not installed", dep.PackageID)
+			fail("DEPENDENCY_MISSING", dep.PackageID, "dependency %s is not installed", dep.PackageID)
 		case !dep.Allows(p["version"]):
-			r.fail("DEPENDENCY_VERSION", dep.PackageID, "%s %s is installed; %s requires %s", dep.PackageID, p["version"], m.PackageID, d)
+			fail("DEPENDENCY_VERSION", dep.PackageID, "%s %s is installed; %s requires %s", dep.PackageID, p["version"], m.PackageID, d)
 		}
 	}
-	r.Details["spec_id"], r.Details["framework_id"] = m.SpecID, m.FrameworkID
-	return r.done("spec and framework registered and active; assets within the spec; dependencies installed"), nil
 }
 
 // registeredSpec reads a registered spec and checks it is the registered

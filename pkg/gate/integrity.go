@@ -15,21 +15,34 @@ import (
 	"github.com/control-plane/cp/pkg/registry"
 )
 
-// Integrity is the plane health sweep of one tier at root: G0B (every file
-// under the governed roots owned and intact) and RECEIPTS (receipts,
-// installed manifests and registries agree). It reads every owned file once,
-// hashing on every core, and writes nothing. A registry or governed-roots
-// file that cannot be read is an error, never "nothing to check".
-func Integrity(ctx context.Context, root string) ([]Result, error) {
-	g0b, err := G0B(ctx, root)
+// Integrity is the plane health sweep of the tier planeID ("" for ho3) of
+// the plane whose HO3 root is root: G0B (every file under the tier's
+// governed roots owned and intact), G6 (every ledger of every tier) and
+// RECEIPTS (receipts, installed manifests and registries agree). It reads
+// every owned file once, hashing on every core, and writes nothing. A
+// registry or governed-roots file that cannot be read is an error, never
+// "nothing to check".
+func Integrity(ctx context.Context, root, planeID string) ([]Result, error) {
+	if planeID == "" {
+		planeID = "ho3"
+	}
+	tdir, err := plane.Dir(root, planeID)
+	if err != nil {
+		return nil, &SourceError{Path: planeID, Msg: err.Error()}
+	}
+	g0b, err := G0B(ctx, tdir)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := Receipts(root)
+	g6, err := G6(ctx, root)
 	if err != nil {
 		return nil, err
 	}
-	return []Result{*g0b, *rec}, nil
+	rec, err := Receipts(tdir)
+	if err != nil {
+		return nil, err
+	}
+	return []Result{*g0b, *g6, *rec}, nil
 }
 
 // G0B checks plane ownership against the bytes: every regular file under a

@@ -38,11 +38,11 @@ func TestIntegrity(t *testing.T) {
 	}
 
 	root := fresh(t)
-	rs, err := Integrity(ctx, root)
+	rs, err := Integrity(ctx, root, "")
 	require.NoError(t, err)
 	require.Empty(t, findings(rs))
-	require.Equal(t, []string{"G0B", "RECEIPTS"}, []string{rs[0].Gate, rs[1].Gate})
-	require.True(t, rs[0].Passed && rs[1].Passed)
+	require.Equal(t, []string{"G0B", "G6", "RECEIPTS"}, []string{rs[0].Gate, rs[1].Gate, rs[2].Gate})
+	require.True(t, rs[0].Passed && rs[1].Passed && rs[2].Passed)
 	require.Greater(t, rs[0].Details["owned"], 0)
 
 	for _, tc := range []struct {
@@ -91,7 +91,7 @@ func TestIntegrity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := fresh(t)
 			tc.damage(t, root)
-			rs, err := Integrity(ctx, root)
+			rs, err := Integrity(ctx, root, "")
 			require.NoError(t, err)
 			require.Equal(t, tc.want, findings(rs))
 			for _, r := range rs {
@@ -103,10 +103,10 @@ func TestIntegrity(t *testing.T) {
 	// Unreadable inputs are errors, never "nothing to check".
 	root = fresh(t)
 	require.NoError(t, os.Remove(filepath.Join(root, "registries", "file_ownership.csv")))
-	_, err = Integrity(ctx, root)
+	_, err = Integrity(ctx, root, "")
 	require.Error(t, err)
 	root = fresh(t)
 	write(t, root, "config/governed_roots.json", "not json")
-	_, err = Integrity(ctx, root)
+	_, err = Integrity(ctx, root, "")
 	require.Error(t, err)
 }

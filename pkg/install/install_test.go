@@ -80,7 +80,7 @@ func TestReinstallKernel(t *testing.T) {
 	require.Equal(t, []string{"INSTALL_STARTED", "CHECKPOINT_CREATED", "INSTALLED"}, types(events(t, root, e.Metadata["op_id"].(string))))
 	require.Contains(t, e.Metadata["weakened_control"], "G5 waived")
 
-	rs, err := gate.Integrity(ctx, root)
+	rs, err := gate.Integrity(ctx, root, "")
 	require.NoError(t, err)
 	for _, r := range rs {
 		require.True(t, r.Passed, "%+v", r)

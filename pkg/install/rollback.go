@@ -126,7 +126,7 @@ func Rollback(ctx context.Context, root, id, actor string, now time.Time) (*Roll
 		return nil, err
 	}
 	pruneEmpty(root, res.Removed)
-	results, err := gate.Integrity(ctx, root)
+	results, err := gate.Integrity(ctx, root, "ho3")
 	if err != nil {
 		return res, err
 	}

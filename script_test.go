@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -67,12 +68,17 @@ func build(pkgs string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
+// updateGolden rewrites the golden files that scripts compare with "cmp
+// stdout FILE" (go test -run TestScripts/gate -update): review the diff.
+var updateGolden = flag.Bool("update", false, "rewrite scripts' golden files from the output")
+
 // TestScripts runs the whole-binary scripts in testdata/script. Each script
 // has its own work directory, which is also its HOME; no Control Plane
 // variable of the caller's environment reaches the binaries.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
+		UpdateScripts:       *updateGolden,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			vars := env.Vars[:0]

@@ -15,6 +15,7 @@ import (
 	"context"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/control-plane/cp/internal/cli"
@@ -130,8 +131,11 @@ func check(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	var gates []string
 	for _, g := range req.Strings("gate") {
 		for _, one := range strings.Split(g, ",") {
-			if one = strings.TrimSpace(one); one != "" {
-				gates = append(gates, strings.ToUpper(one))
+			if one = strings.ToUpper(strings.TrimSpace(one)); one != "" {
+				if !slices.Contains(gate.All, one) {
+					return cli.Outcome{Err: cli.Usagef("unknown gate %q (want %s)", one, strings.Join(gate.All, " "))}
+				}
+				gates = append(gates, one)
 			}
 		}
 	}

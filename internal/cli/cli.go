@@ -217,6 +217,11 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 			return r.fail(Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("run %s -h", r.tool.Name))
 		}
 		args = args[1:]
+	} else if i := afterCommonFlags(args); i < len(args) {
+		// "cp-x --root P verb ...": the verb may follow the common flags.
+		if v := r.tool.verb(args[i]); v != nil {
+			verb, args = v, append(args[:i:i], args[i+1:]...)
+		}
 	}
 
 	// Read the first stdin request before parsing flags: its "operation" may
@@ -711,6 +716,30 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 		req[verb.Args[i]] = a
 	}
 	return req, common, nil
+}
+
+// afterCommonFlags returns the index of the first argument after a run of
+// the flags every verb takes (--root DIR, --format F, -v), or len(args).
+func afterCommonFlags(args []string) int {
+	i := 0
+	for i < len(args) {
+		name, hasValue := strings.TrimLeft(args[i], "-"), strings.Contains(args[i], "=")
+		if !strings.HasPrefix(args[i], "-") {
+			return i
+		}
+		name, _, _ = strings.Cut(name, "=")
+		switch {
+		case name == "v":
+			i++
+		case (name == "root" || name == "format") && hasValue:
+			i++
+		case name == "root" || name == "format":
+			i += 2
+		default:
+			return len(args)
+		}
+	}
+	return len(args)
 }
 
 func (t *Tool) verb(name string) *Verb {

@@ -81,6 +81,8 @@ func TestRequestBuilding(t *testing.T) {
 		{"flags override stdin", `{"name":"e","n":1}`, []string{"echo", "--n", "2"}, map[string]any{"name": "e", "n": json.Number("2")}},
 		{"upstream ok envelope", `{"status":"ok","result":{"name":"f"},"evidence":{}}`, []string{"echo"}, map[string]any{"name": "f"}},
 		{"positional", "", []string{"pos", "g"}, map[string]any{"name": "g"}},
+		{"verb after common flags", "", []string{"--format", "json", "pos", "h"}, map[string]any{"name": "h"}},
+		{"verb after common flags with =", "", []string{"--format=json", "pos", "--", "i"}, map[string]any{"name": "i"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := run(t, tc.stdin, tc.args...)

@@ -151,7 +151,8 @@ type reader struct {
 	st       *stream
 	tr       *tar.Reader
 	names    nameSet
-	dirs     map[string]bool // directories made under root
+	dirs     map[string]bool     // directories made under root
+	subs     map[string]*os.Root // directories opened under root, so that each file is created with one call
 	members  int
 	total    int64
 	files    []File
@@ -181,8 +182,14 @@ func read(r io.Reader, lim Limits, root *os.Root) (*Contents, error) {
 		st:    &stream{r: gz, max: lim.streamCap()},
 		names: nameSet{},
 		dirs:  map[string]bool{},
+		subs:  map[string]*os.Root{},
 		buf:   make([]byte, 32<<10),
 	}
+	defer func() {
+		for _, d := range x.subs {
+			d.Close()
+		}
+	}()
 	x.tr = tar.NewReader(x.st)
 	for {
 		hdr, err := x.tr.Next()
@@ -344,6 +351,25 @@ func (x *reader) mkdirAll(dir string) error {
 	return nil
 }
 
+// dirRoot makes dir under the root if needed and returns it opened, once.
+func (x *reader) dirRoot(dir string) (*os.Root, error) {
+	if dir == "." {
+		return x.root, nil
+	}
+	if d, ok := x.subs[dir]; ok {
+		return d, nil
+	}
+	if err := x.mkdirAll(dir); err != nil {
+		return nil, err
+	}
+	d, err := x.root.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	x.subs[dir] = d
+	return d, nil
+}
+
 // copyFile copies the current member's data to name under the root (if
 // any), hashing it, and returns its File.
 func (x *reader) copyFile(name string, size int64, mode fs.FileMode) (File, error) {
@@ -352,10 +378,11 @@ func (x *reader) copyFile(name string, size int64, mode fs.FileMode) (File, erro
 	h := sha256.New()
 	var out *os.File
 	if x.root != nil {
-		if err := x.mkdirAll(path.Dir(name)); err != nil {
+		dir, err := x.dirRoot(path.Dir(name))
+		if err != nil {
 			return File{}, err
 		}
-		f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		f, err := dir.OpenFile(path.Base(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 		if err != nil {
 			return File{}, err
 		}

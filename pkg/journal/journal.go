@@ -398,6 +398,14 @@ func checkChanges(r *os.Root, changes []Change) error {
 			}
 		}
 	}
+	// What each parent directory is, looked up once however many changes
+	// share it.
+	const (
+		isDir = iota + 1
+		absent
+		notDir
+	)
+	parentOf := map[string]int{}
 	for _, c := range changes {
 		for d := path.Dir(c.Path); d != "."; d = path.Dir(d) {
 			if seen[d] {
@@ -406,14 +414,25 @@ func checkChanges(r *os.Root, changes []Change) error {
 		}
 		parents := true
 		for d := path.Dir(c.Path); d != "."; d = path.Dir(d) {
-			fi, err := r.Stat(d)
-			if errors.Is(err, fs.ErrNotExist) {
-				parents = false
-				continue
-			} else if err != nil {
-				return err
+			state, ok := parentOf[d]
+			if !ok {
+				fi, err := r.Stat(d)
+				switch {
+				case errors.Is(err, fs.ErrNotExist):
+					state = absent
+				case err != nil:
+					return err
+				case fi.IsDir():
+					state = isDir
+				default:
+					state = notDir
+				}
+				parentOf[d] = state
 			}
-			if !fi.IsDir() {
+			switch state {
+			case absent:
+				parents = false
+			case notDir:
 				return invalid(c.Path, "parent %s is not a directory", d)
 			}
 		}
@@ -594,14 +613,14 @@ func syncFile(r *os.Root, name string) error {
 // forward brings every target to its planned new state, idempotently, and
 // fsyncs the directories it touched. Under "recover" it verifies the result.
 func forward(r *os.Root, p *plan, step string) error {
-	dirs := map[string]bool{}
+	dirs := newDirSet()
 	for i, e := range p.Changes {
 		mode, _ := parseMode(e.Mode)
 		if e.Op == opRemove {
 			if err := r.Remove(e.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
-			dirs[path.Dir(e.Path)] = true
+			dirs.changed[path.Dir(e.Path)] = true
 		} else {
 			done := false
 			if step == "recover" {
@@ -633,7 +652,7 @@ func forward(r *os.Root, p *plan, step string) error {
 				if err := r.Rename(e.newName(), e.Path); err != nil {
 					return err
 				}
-				dirs[path.Dir(e.Path)] = true
+				dirs.changed[path.Dir(e.Path)] = true
 			}
 		}
 		if err := crash(step + ":" + strconv.Itoa(i)); err != nil {
@@ -662,7 +681,7 @@ func forward(r *os.Root, p *plan, step string) error {
 
 // backward restores every target to its state before the plan.
 func backward(r *os.Root, p *plan) error {
-	dirs := map[string]bool{}
+	dirs := newDirSet()
 	for i, e := range p.Changes {
 		if !e.Existed {
 			if err := r.Remove(e.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -687,7 +706,7 @@ func backward(r *os.Root, p *plan) error {
 				}
 			}
 		}
-		dirs[path.Dir(e.Path)] = true
+		dirs.changed[path.Dir(e.Path)] = true
 		if err := crash("rollback:" + strconv.Itoa(i)); err != nil {
 			return err
 		}
@@ -813,13 +832,21 @@ func removeRetired(r *os.Root) error {
 	return nil
 }
 
+// dirSet tracks the directories of a forward or backward pass: those whose
+// entries changed (fsynced at the end) and those known to exist (not
+// looked up again).
+type dirSet struct{ changed, exists map[string]bool }
+
+func newDirSet() dirSet { return dirSet{changed: map[string]bool{}, exists: map[string]bool{}} }
+
 // makeParents creates dir and its missing ancestors, marking the directories
 // whose entries changed for fsync.
-func makeParents(r *os.Root, dir string, dirs map[string]bool) error {
-	if dir == "." {
+func makeParents(r *os.Root, dir string, dirs dirSet) error {
+	if dir == "." || dirs.exists[dir] {
 		return nil
 	}
 	if fi, err := r.Stat(dir); err == nil && fi.IsDir() {
+		dirs.exists[dir] = true
 		return nil
 	}
 	if err := makeParents(r, path.Dir(dir), dirs); err != nil {
@@ -828,13 +855,15 @@ func makeParents(r *os.Root, dir string, dirs map[string]bool) error {
 	if err := r.Mkdir(dir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	dirs[path.Dir(dir)] = true
+	dirs.changed[path.Dir(dir)] = true
+	dirs.exists[dir] = true
 	return nil
 }
 
-func syncDirs(r *os.Root, dirs map[string]bool) error {
-	names := make([]string, 0, len(dirs))
-	for d := range dirs {
+// syncDirs fsyncs the directories whose entries changed.
+func syncDirs(r *os.Root, dirs dirSet) error {
+	names := make([]string, 0, len(dirs.changed))
+	for d := range dirs.changed {
 		names = append(names, d)
 	}
 	sort.Strings(names)

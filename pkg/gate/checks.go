@@ -247,7 +247,8 @@ func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {
 	}
 	defer f.Close()
 	h.Reset()
-	n, err := io.CopyBuffer(h, f, buf)
+	// Hide *os.File's WriterTo: it would copy through a fresh buffer per file.
+	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf)
 	if err != nil {
 		return File{}, err
 	}

@@ -85,6 +85,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Dir is the journal directory's name under the root.
@@ -589,7 +590,7 @@ func hashSync(r *os.Root, name string) (string, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := copyBuf(h, f); err != nil {
 		return "", err
 	}
 	if err := f.Sync(); err != nil {
@@ -875,6 +876,16 @@ func syncDirs(r *os.Root, dirs dirSet) error {
 	return nil
 }
 
+var bufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+
+// copyBuf copies src to dst through a pooled buffer: *os.File's WriterTo
+// would allocate one per file, and an apply hashes thousands.
+func copyBuf(dst io.Writer, src io.Reader) (int64, error) {
+	b := bufs.Get().(*[]byte)
+	defer bufs.Put(b)
+	return io.CopyBuffer(dst, struct{ io.Reader }{src}, *b)
+}
+
 func syncDir(r *os.Root, dir string) error {
 	d, err := r.Open(dir)
 	if err != nil {
@@ -927,7 +938,7 @@ func hashFile(r *os.Root, name string) (string, fs.FileMode, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := copyBuf(h, f); err != nil {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), fi.Mode().Perm(), nil

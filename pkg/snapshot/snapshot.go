@@ -204,7 +204,7 @@ func statFile(r *os.Root, p string) (Stat, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := copyBuf(h, f)
 	if err != nil {
 		return Stat{}, err
 	}
@@ -340,7 +340,7 @@ func copyObject(r *os.Root, f File, obj string) error {
 	}
 	defer r.Remove(tmp) // a no-op after the rename
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(dst, h), src)
+	_, err = copyBuf(io.MultiWriter(dst, h), src)
 	if err == nil && "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
 		err = &Error{code: "STATE_CHANGED", Path: f.Path, Msg: "changed while being checkpointed"}
 	}
@@ -467,7 +467,7 @@ func CopyObject(r *os.Root, f File, dst string) error {
 		return err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), src)
+	n, err := copyBuf(io.MultiWriter(out, h), src)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -510,6 +510,16 @@ func firstErr(errs []error) error {
 		}
 	}
 	return nil
+}
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+
+// copyBuf copies src to dst through a pooled buffer: *os.File's WriterTo
+// would allocate one per file, and a checkpoint copies thousands.
+func copyBuf(dst io.Writer, src io.Reader) (int64, error) {
+	b := bufs.Get().(*[]byte)
+	defer bufs.Put(b)
+	return io.CopyBuffer(dst, struct{ io.Reader }{src}, *b)
 }
 
 func syncDir(r *os.Root, dir string) error {

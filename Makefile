@@ -16,7 +16,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
-# Whole-process and library benchmarks quoted in the README (~3 minutes).
+# Whole-process and library benchmarks quoted in the README (~7 minutes).
 bench: build
 	$(GO) test -run '^$$' -bench 'StreamAppendProcess' -benchtime 5x ./internal/bench/
 	$(GO) test -run '^$$' -bench 'SingleAppendProcess|BareProcess' -benchtime 500x ./internal/bench/
@@ -24,6 +24,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Prove1M|Consistency1M' -benchtime 2000x -timeout 30m ./pkg/ledger/
 	$(GO) test -run '^$$' -bench '5000' -benchtime 5x ./internal/bench/
 	$(GO) test -run '^$$' -bench '2500' -benchtime 5x ./internal/bench/
+	$(GO) test -run '^$$' -bench 'Gate' -benchtime 10x ./internal/bench/
 
 lint:
 	$(GO) vet ./...

@@ -248,6 +248,12 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 		return res, nil // the same version and hash: nothing to do, nothing written
 	}
 	if rec != nil {
+		err := rec.intend(scratch, opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, WorkOrder: opts.WorkOrder,
+			PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
+			PreviousVersion: res.PreviousVersion, Action: res.Action, Signature: res.Signature})
+		if err != nil {
+			return res, err
+		}
 		if err := rec.start(ctx); err != nil {
 			return res, err
 		}
@@ -300,7 +306,8 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	changes = append(changes, kept...)
 	meta, err := json.Marshal(opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, WorkOrder: opts.WorkOrder,
 		PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
-		PreviousVersion: res.PreviousVersion, Checkpoint: v.VersionID, Action: res.Action, Drift: res.DriftOverwritten, Signature: res.Signature})
+		PreviousVersion: res.PreviousVersion, Checkpoint: v.VersionID, Action: res.Action, Drift: res.DriftOverwritten, Signature: res.Signature,
+		LedgerSize: rec.ledgerSize})
 	if err != nil {
 		return res, err
 	}
@@ -459,6 +466,9 @@ type opMeta struct {
 	Checkpoint      string   `json:"checkpoint,omitempty"` // the automatic checkpoint taken first
 	VersionID       string   `json:"version_id,omitempty"` // a rollback's target
 	Drift           []string `json:"drift,omitempty"`
+	// LedgerSize is the size in bytes of HO3's ledger before the operation
+	// recorded anything: Recover looks for its events after that offset only.
+	LedgerSize int64 `json:"ledger_size"`
 }
 
 // ledgerOf returns the HO3 ledger path of the plane at root.

@@ -136,26 +136,49 @@ func TestRecoverRecordsOutcomeOnce(t *testing.T) {
 }
 
 // A crash before the commit point: nothing changed; the outcome is
-// INSTALL_FAILED, recorded once.
+// INSTALL_FAILED, recorded once, whether the journal already said what the
+// operation was (meta.json) or only its private directory did (op.json),
+// and nothing at all for an operation that had recorded nothing.
 func TestRecoverUncommitted(t *testing.T) {
 	ctx := context.Background()
-	root := newPlane(t)
-	op := newOpID()
-	meta, err := json.Marshal(opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall})
-	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(filepath.Join(root, journal.Dir, "new"), 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(root, journal.Dir, "meta.json"), meta, 0o600))
-	require.NoError(t, os.MkdirAll(filepath.Join(root, "_staging", stagingPrefix+"dead"), 0o700))
+	for _, where := range []string{"journal", "staging", "both", "not started"} {
+		root := newPlane(t)
+		op := newOpID()
+		rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
+		dir := "_staging/" + stagingPrefix + "dead"
+		require.NoError(t, os.MkdirAll(filepath.Join(root, dir), 0o700))
+		m := opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}
+		if where != "journal" {
+			require.NoError(t, rec.intend(dir, m))
+		}
+		if where != "not started" {
+			require.NoError(t, rec.start(ctx))
+		}
+		if where == "journal" || where == "both" {
+			m.LedgerSize = rec.ledgerSize
+			meta, err := json.Marshal(m)
+			require.NoError(t, err)
+			require.NoError(t, os.MkdirAll(filepath.Join(root, journal.Dir, "new"), 0o700))
+			require.NoError(t, os.WriteFile(filepath.Join(root, journal.Dir, "meta.json"), meta, 0o600))
+		}
 
-	got, err := Recover(ctx, root, "someone")
-	require.NoError(t, err)
-	require.True(t, got.Found && got.RolledBack)
-	require.Equal(t, 1, got.Staging)
-	es := events(t, root, op)
-	require.Equal(t, []string{"INSTALL_FAILED"}, types(es))
-	require.Contains(t, es[0].Reason, "recovery rolled it back")
-	_, err = os.Stat(filepath.Join(root, journal.Dir))
-	require.True(t, os.IsNotExist(err))
+		got, err := Recover(ctx, root, "someone")
+		require.NoError(t, err, where)
+		require.Equal(t, 1, got.Staging, where)
+		es := events(t, root, op)
+		if where == "not started" {
+			require.Empty(t, es)
+			continue
+		}
+		require.Equal(t, []string{"INSTALL_STARTED", "INSTALL_FAILED"}, types(es), where)
+		require.Contains(t, es[1].Reason, "recovery rolled it back")
+		require.Equal(t, op, got.OpID, where)
+		_, err = os.Stat(filepath.Join(root, journal.Dir))
+		require.True(t, os.IsNotExist(err))
+		_, err = Recover(ctx, root, "someone")
+		require.NoError(t, err)
+		require.Len(t, events(t, root, op), 2, where)
+	}
 }
 
 // outcomeRecorded reads the ledger backwards in chunks: lines that straddle
@@ -185,11 +208,15 @@ func TestOutcomeRecorded(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, fi.Size(), int64(3*256<<10), "the ledger must span several chunks")
 
-	for op, want := range map[string]bool{"OP-a": true, "OP-b": false, "OP-none": false} {
-		got, err := outcomeRecorded(root, op)
+	for op, want := range map[string][2]bool{"OP-a": {true, true}, "OP-b": {true, false}, "OP-none": {false, false}} {
+		started, done, err := outcomeRecorded(root, op, 0)
 		require.NoError(t, err)
-		require.Equal(t, want, got, op)
+		require.Equal(t, want, [2]bool{started, done}, op)
 	}
+	// Only what follows since is read.
+	started, done, err := outcomeRecorded(root, "OP-a", fi.Size()-10)
+	require.NoError(t, err)
+	require.False(t, started || done)
 }
 
 func TestCheckpointAndVersions(t *testing.T) {

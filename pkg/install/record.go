@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"github.com/control-plane/cp/pkg/journal"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/plane"
@@ -28,6 +29,32 @@ type recorder struct {
 	applying                              bool    // the journal owns the outcome from here
 	outcome                               bool    // the outcome event is in the ledger
 	lastEntry                             string  // the id of the outcome event
+	ledgerSize                            int64   // HO3's ledger size before the operation recorded anything
+}
+
+// intentFile, in an operation's private directory under _staging/, says
+// what the operation is before it records anything: if the process dies
+// before its journal holds the same, Recover finds the operation there.
+const intentFile = "op.json"
+
+// intend notes HO3's ledger size and writes the operation's intent (m,
+// with that size) durably into dir, its private directory under _staging/.
+func (r *recorder) intend(dir string, m opMeta) error {
+	path, err := ledgerOf(r.root)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	r.ledgerSize = fi.Size()
+	m.LedgerSize = r.ledgerSize
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(r.root, filepath.FromSlash(dir), intentFile), b, 0o600)
 }
 
 func newOpID() string { return "OP-" + randHex() }
@@ -174,16 +201,22 @@ func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) 
 	if err != nil {
 		return rec, err
 	}
-	rec.Staging, err = removeStaging(root)
+	rec.Staging, err = removeStaging(root, func(m opMeta) error {
+		if rec.OpID == "" {
+			rec.Op, rec.OpID = m.Op, m.OpID
+		}
+		return recordRecovered(ctx, root, actor, m, journal.Outcome{Found: true, RolledBack: true})
+	})
 	return rec, err
 }
 
 // recordRecovered records the outcome of an interrupted operation, once:
 // if the ledger already holds it (the crash came after it was written),
-// nothing is appended.
+// nothing is appended, and an operation that had not recorded its start
+// gets no outcome either.
 func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journal.Outcome) error {
-	done, err := outcomeRecorded(root, m.OpID)
-	if err != nil || done {
+	started, done, err := outcomeRecorded(root, m.OpID, m.LedgerSize)
+	if err != nil || done || !started {
 		return err
 	}
 	r := &recorder{root: root, actor: m.Actor, opID: m.OpID, workOrder: m.WorkOrder}
@@ -211,36 +244,38 @@ func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journa
 // outcomeEvents end an operation.
 var outcomeEvents = map[string]bool{"INSTALLED": true, "INSTALL_FAILED": true, "ROLLED_BACK": true, "ROLLBACK_FAILED": true}
 
-// outcomeRecorded reports whether HO3's ledger holds the outcome of
-// operation opID. It reads the ledger backwards from its end and stops at
+// outcomeRecorded reports whether HO3's ledger holds the start and the
+// outcome of operation opID. It reads the ledger backwards from its end,
+// down to since (the ledger's size before the operation), and stops at
 // the operation's start event.
-func outcomeRecorded(root, opID string) (bool, error) {
+func outcomeRecorded(root, opID string, since int64) (started, done bool, err error) {
 	path, err := ledgerOf(root)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
+	since = max(0, min(since, fi.Size()))
 	needle := []byte(`"op_id":"` + opID + `"`)
 	const chunk = 256 << 10
 	var carry []byte
-	for end := fi.Size(); end > 0; {
-		start := max(0, end-chunk)
+	for end := fi.Size(); end > since; {
+		start := max(since, end-chunk)
 		buf := make([]byte, end-start, end-start+int64(len(carry)))
 		if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
-			return false, err
+			return false, false, err
 		}
 		buf = append(buf, carry...)
 		lines := bytes.Split(buf, []byte{'\n'})
 		first := 0
-		if start > 0 {
+		if start > since {
 			carry, first = lines[0], 1 // may be a partial line: read with the next chunk
 		}
 		for i := len(lines) - 1; i >= first; i-- {
@@ -252,20 +287,21 @@ func outcomeRecorded(root, opID string) (bool, error) {
 				continue // a torn tail; verify reports it
 			}
 			if outcomeEvents[e.EventType] {
-				return true, nil
+				done = true
 			}
 			if strings.HasSuffix(e.EventType, "_STARTED") {
-				return false, nil
+				return true, done, nil
 			}
 		}
 		end = start
 	}
-	return false, nil
+	return false, done, nil
 }
 
-// removeStaging removes extraction directories that crashed installs left
-// under _staging/. The caller holds the lock, so none is in use.
-func removeStaging(root string) (int, error) {
+// removeStaging removes the private directories that crashed operations
+// left under _staging/, first handing each one's intent (op.json, when it
+// was written) to interrupted. The caller holds the lock, so none is in use.
+func removeStaging(root string, interrupted func(opMeta) error) (int, error) {
 	entries, err := os.ReadDir(filepath.Join(root, "_staging"))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -274,12 +310,22 @@ func removeStaging(root string) (int, error) {
 	}
 	n := 0
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), stagingPrefix) {
-			if err := os.RemoveAll(filepath.Join(root, "_staging", e.Name())); err != nil {
-				return n, err
-			}
-			n++
+		if !strings.HasPrefix(e.Name(), stagingPrefix) {
+			continue
 		}
+		dir := filepath.Join(root, "_staging", e.Name())
+		if b, err := os.ReadFile(filepath.Join(dir, intentFile)); err == nil {
+			var m opMeta
+			if json.Unmarshal(b, &m) == nil && m.OpID != "" {
+				if err := interrupted(m); err != nil {
+					return n, err
+				}
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return n, err
+		}
+		n++
 	}
 	return n, nil
 }

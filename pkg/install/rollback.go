@@ -159,6 +159,9 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	if err != nil {
 		return nil, err
 	}
+	if err := rec.intend(stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID}); err != nil {
+		return nil, err
+	}
 
 	before, err := snapshot.Take(root, snapshot.Options{Label: "auto: before rollback to " + v.VersionID, Actor: actor, Now: now})
 	if err != nil {
@@ -174,7 +177,8 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	if err != nil {
 		return nil, err
 	}
-	meta, err := json.Marshal(opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID, Checkpoint: before.VersionID})
+	meta, err := json.Marshal(opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID, Checkpoint: before.VersionID,
+		LedgerSize: rec.ledgerSize})
 	if err != nil {
 		return nil, err
 	}

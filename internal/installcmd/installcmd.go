@@ -144,7 +144,8 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 		return cli.Outcome{Err: cli.Usagef("install needs --archive A")}
 	}
 	res, err := install.Install(ctx, root, install.Options{Archive: req.String("archive"), ID: req.String("id"),
-		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: cli.Actor(), Gate: gate.EnvOptions()})
+		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: cli.Actor(), Gate: gate.EnvOptions(),
+		Log: c.Logf})
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

@@ -15,8 +15,10 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Extract reads a tar.gz from r and writes its files under dir through an
@@ -153,6 +155,7 @@ type reader struct {
 	names    nameSet
 	dirs     map[string]bool     // directories made under root
 	subs     map[string]*os.Root // directories opened under root, so that each file is created with one call
+	pool     *writePool          // writes small files beside the reading goroutine
 	members  int
 	total    int64
 	files    []File
@@ -190,6 +193,10 @@ func read(r io.Reader, lim Limits, root *os.Root) (*Contents, error) {
 			d.Close()
 		}
 	}()
+	if root != nil {
+		x.pool = newWritePool(runtime.GOMAXPROCS(0))
+		defer x.pool.wait() // before the directories close; a no-op after the wait below
+	}
 	x.tr = tar.NewReader(x.st)
 	for {
 		hdr, err := x.tr.Next()
@@ -219,6 +226,11 @@ func read(r io.Reader, lim Limits, root *os.Root) (*Contents, error) {
 	}
 	if !x.haveMan {
 		return nil, unsafeErr("manifest_missing", ManifestName, "no regular file %s at the archive root", ManifestName)
+	}
+	if x.pool != nil {
+		if err := x.pool.wait(); err != nil {
+			return nil, err
+		}
 	}
 	slices.SortFunc(x.files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	return &Contents{
@@ -370,24 +382,36 @@ func (x *reader) dirRoot(dir string) (*os.Root, error) {
 	return d, nil
 }
 
+// smallFile is the size up to which a file's bytes are read whole and
+// handed to the write pool: file creation, not reading, bounds extraction.
+const smallFile = 1 << 20
+
 // copyFile copies the current member's data to name under the root (if
-// any), hashing it, and returns its File.
+// any), hashing it, and returns its File. Small files are written by the
+// pool; their write errors surface when the pool is waited for.
 func (x *reader) copyFile(name string, size int64, mode fs.FileMode) (File, error) {
 	isMan := name == ManifestName
 	var man bytes.Buffer
 	h := sha256.New()
-	var out *os.File
+	var out io.Writer
+	var f *os.File
+	var small *bytes.Buffer
+	var dir *os.Root
 	if x.root != nil {
-		dir, err := x.dirRoot(path.Dir(name))
-		if err != nil {
+		var err error
+		if dir, err = x.dirRoot(path.Dir(name)); err != nil {
 			return File{}, err
 		}
-		f, err := dir.OpenFile(path.Base(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-		if err != nil {
-			return File{}, err
+		if size <= smallFile {
+			small = bytes.NewBuffer(make([]byte, 0, size))
+			out = small
+		} else {
+			if f, err = dir.OpenFile(path.Base(name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode); err != nil {
+				return File{}, err
+			}
+			defer f.Close()
+			out = f
 		}
-		defer f.Close()
-		out = f
 	}
 	n, err := x.copyData(out, h, &man, isMan, size)
 	if err != nil {
@@ -396,12 +420,13 @@ func (x *reader) copyFile(name string, size int64, mode fs.FileMode) (File, erro
 	if n != size {
 		return File{}, unsafeErr("size_mismatch", name, "header declares %d bytes, data has %d", size, n)
 	}
-	if out != nil {
-		// Set the mode exactly, whatever the umask.
-		if err := out.Chmod(mode); err != nil {
+	switch {
+	case small != nil:
+		if err := x.pool.write(dir, path.Base(name), small.Bytes(), mode); err != nil {
 			return File{}, err
 		}
-		if err := out.Close(); err != nil {
+	case f != nil:
+		if err := finishFile(f, mode); err != nil {
 			return File{}, err
 		}
 	}
@@ -411,9 +436,98 @@ func (x *reader) copyFile(name string, size int64, mode fs.FileMode) (File, erro
 	return File{Path: name, Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Mode: mode}, nil
 }
 
+// finishFile sets f's mode exactly, whatever the umask, and closes it.
+func finishFile(f *os.File, mode fs.FileMode) error {
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// writePool creates files on several goroutines: on a filesystem where
+// creating an inode costs more than reading and hashing its bytes, two
+// cores create twice as many.
+type writePool struct {
+	jobs chan writeJob
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+	done bool
+}
+
+type writeJob struct {
+	dir  *os.Root
+	name string
+	data []byte
+	mode fs.FileMode
+}
+
+func newWritePool(workers int) *writePool {
+	p := &writePool{jobs: make(chan writeJob, 64)}
+	for range workers {
+		p.wg.Go(func() {
+			for j := range p.jobs {
+				if p.failed() != nil {
+					continue
+				}
+				if err := writeNew(j); err != nil {
+					p.mu.Lock()
+					if p.err == nil {
+						p.err = err
+					}
+					p.mu.Unlock()
+				}
+			}
+		})
+	}
+	return p
+}
+
+func (p *writePool) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// write queues a file, or returns the error of one written before.
+func (p *writePool) write(dir *os.Root, name string, data []byte, mode fs.FileMode) error {
+	if err := p.failed(); err != nil {
+		return err
+	}
+	p.jobs <- writeJob{dir, name, data, mode}
+	return nil
+}
+
+// wait waits for every queued file and returns the first error; later
+// calls return the same.
+func (p *writePool) wait() error {
+	p.mu.Lock()
+	if !p.done {
+		p.done = true
+		p.mu.Unlock()
+		close(p.jobs)
+		p.wg.Wait()
+		p.mu.Lock()
+	}
+	defer p.mu.Unlock()
+	return p.err
+}
+
+func writeNew(j writeJob) error {
+	f, err := j.dir.OpenFile(j.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, j.mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(j.data); err != nil {
+		f.Close()
+		return err
+	}
+	return finishFile(f, j.mode)
+}
+
 // copyData reads the current member to its end, writing to out (if not
 // nil), h, and man (if isMan). It never accepts more than size bytes.
-func (x *reader) copyData(out *os.File, h hash.Hash, man *bytes.Buffer, isMan bool, size int64) (int64, error) {
+func (x *reader) copyData(out io.Writer, h hash.Hash, man *bytes.Buffer, isMan bool, size int64) (int64, error) {
 	var n int64
 	for {
 		k, rerr := x.tr.Read(x.buf)

@@ -74,6 +74,19 @@ type Options struct {
 	Actor     string
 	Gate      gate.Options
 	Now       func() time.Time
+	// Log, if set, is told each phase and how long it took (cp-install -v).
+	Log func(format string, args ...any)
+}
+
+// phase returns a function that logs what was done and how long it took
+// since phase was called.
+func (o Options) phase() func(format string, args ...any) {
+	start := time.Now()
+	return func(format string, args ...any) {
+		if o.Log != nil {
+			o.Log("%s: "+format, append([]any{time.Since(start).Round(time.Millisecond)}, args...)...)
+		}
+	}
 }
 
 // Actions an install reports.
@@ -182,6 +195,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 		return nil, err
 	}
 	defer f.Close()
+	done := opts.phase()
 	var contents *archive.Contents
 	var scratch, stage string // the private directory and the extraction directory in it, relative to root
 	if rec == nil {
@@ -198,6 +212,8 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if err != nil {
 		return nil, err
 	}
+	done("read the archive: %d files", len(contents.Files))
+	done = opts.phase()
 	m, err := manifest.Parse(contents.Manifest)
 	if err != nil {
 		return nil, err
@@ -227,6 +243,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	}
 	res.Gates = rep.Results
 	res.Signature = signatureOf(rep)
+	done("manifest and gates")
 	installed, err := currentPackage(root, m.PackageID)
 	if err != nil {
 		return res, err
@@ -262,10 +279,12 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 		return res, gateRefusal(rep, res)
 	}
 
+	done = opts.phase()
 	p, err := plan(root, m, installed, stage)
 	if err != nil {
 		return res, err
 	}
+	done("planned against the disk: %d added, %d replaced, %d removed, %d unchanged", len(p.added), len(p.replaced), len(p.removed), p.unchanged)
 	res.Added, res.Replaced, res.Removed, res.Unchanged = p.added, p.replaced, p.removed, p.unchanged
 	if len(p.drift) > 0 && !opts.Force {
 		e := refuse("HASH_MISMATCH", "%d governed file(s) changed on disk since they were installed (first: %s: %s); --force overwrites them and records it",
@@ -280,6 +299,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	}
 
 	now := opts.Now().UTC()
+	done = opts.phase()
 	v, err := snapshot.Take(root, snapshot.Options{Label: "auto: before " + res.Action + " " + m.PackageID + " " + m.Version, Actor: opts.Actor, Now: now})
 	if err != nil {
 		return res, err
@@ -288,6 +308,8 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if err := rec.checkpoint(ctx, v, true); err != nil {
 		return res, err
 	}
+	done("checkpoint %s: %d files", v.VersionID, len(v.Files))
+	done = opts.phase()
 
 	receipt := plane.Receipt{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
 		PlaneID: "ho3", InstalledAt: now.Format(time.RFC3339Nano), Actor: opts.Actor, WorkOrderID: opts.WorkOrder, Signature: res.Signature,
@@ -311,6 +333,8 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if err != nil {
 		return res, err
 	}
+	done("registries, receipt and archive prepared")
+	done = opts.phase()
 	rec.applying = true
 	err = journal.Apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
 		e, err := rec.installed(ctx, res, false)
@@ -320,6 +344,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if err != nil {
 		return res, err
 	}
+	done("journaled apply: %d changes", len(changes))
 	pruneEmpty(root, res.Removed)
 	return res, nil
 }

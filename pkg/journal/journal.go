@@ -86,6 +86,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Dir is the journal directory's name under the root.
@@ -472,30 +473,28 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 	var written []int
 	for i, c := range changes {
 		e := entry{N: i, Path: c.Path, Op: opRemove}
-		switch {
-		case c.Src != "":
+		if !c.Remove {
 			e.Op, e.Mode = opWrite, fmtMode(c.Mode)
-			if err := r.Rename(c.Src, e.newName()); err != nil {
-				return nil, err
-			}
-			if err := r.Chmod(e.newName(), c.Mode); err != nil {
-				return nil, err
-			}
-			written = append(written, i)
-		case !c.Remove:
-			e.Op, e.Mode, e.NewSHA256 = opWrite, fmtMode(c.Mode), sum(c.Data)
-			if err := writeFile(r, e.newName(), c.Data, c.Mode); err != nil {
-				return nil, err
-			}
 			written = append(written, i)
 		}
 		p.Changes[i] = e
 	}
-	// Moved-in files are hashed here, from the bytes the journal now holds.
+	// New bytes land in new/ on every core: written from Data, or moved in
+	// from Src and hashed from the bytes the journal now holds; each fsynced.
 	err := parallel(len(written), func(k int) error {
-		e := &p.Changes[written[k]]
-		if e.NewSHA256 != "" {
+		e, c := &p.Changes[written[k]], changes[written[k]]
+		if c.Src == "" {
+			e.NewSHA256 = sum(c.Data)
+			if err := writeFile(r, e.newName(), c.Data, c.Mode); err != nil {
+				return err
+			}
 			return syncFile(r, e.newName())
+		}
+		if err := r.Rename(c.Src, e.newName()); err != nil {
+			return err
+		}
+		if err := r.Chmod(e.newName(), c.Mode); err != nil {
+			return err
 		}
 		h, err := hashSync(r, e.newName())
 		e.NewSHA256 = h
@@ -510,23 +509,24 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 	if err := crash("new"); err != nil {
 		return nil, err
 	}
-	var kept []int
-	for i := range p.Changes {
+	// The bytes each target holds now are kept in old/ (a hard link, else a
+	// copy) and fsynced: a kept target's data may never have been fsynced
+	// by its writer. On every core.
+	err = parallel(len(p.Changes), func(i int) error {
 		e := &p.Changes[i]
 		h, mode, err := hashFile(r, e.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
 		} else if err != nil {
-			return nil, err
+			return err
 		}
 		e.Existed, e.OldSHA256, e.OldMode = true, h, fmtMode(mode)
 		if err := keepOld(r, e.Path, e.oldName(), mode); err != nil {
-			return nil, err
+			return err
 		}
-		kept = append(kept, i)
-	}
-	// A kept target's data may never have been fsynced by its writer.
-	if err := parallel(len(kept), func(k int) error { return syncFile(r, p.Changes[kept[k]].oldName()) }); err != nil {
+		return syncFile(r, e.oldName())
+	})
+	if err != nil {
 		return nil, err
 	}
 	if err := syncDir(r, oldDir); err != nil {

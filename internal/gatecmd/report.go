@@ -16,18 +16,8 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // text renders a verdict for people: a line per gate, then its findings.
 func text(w io.Writer, result any) error {
 	v := result.(*Verdict)
-	for _, r := range v.Results {
-		mark := "PASS"
-		if !r.Passed {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "  %s %-9s %s\n", mark, r.Gate, r.Message)
-		for _, e := range r.Errors {
-			fmt.Fprintf(w, "       error   %s %s: %s\n", e.Code, e.Path, e.Message)
-		}
-		for _, e := range r.Warnings {
-			fmt.Fprintf(w, "       warning %s %s: %s\n", e.Code, e.Path, e.Message)
-		}
+	if err := gate.WriteText(w, v.Results); err != nil {
+		return err
 	}
 	_, err := fmt.Fprintln(w, summary(v))
 	return err

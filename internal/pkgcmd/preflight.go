@@ -80,18 +80,5 @@ func preflightText(w io.Writer, result any) error {
 		return fmt.Errorf("unexpected result %T", result)
 	}
 	fmt.Fprintf(w, "%s %s (manifest %s)\n", rep.PackageID, rep.Version, rep.ManifestHash)
-	for _, r := range rep.Results {
-		mark := "PASS"
-		if !r.Passed {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(w, "  %s %-9s %s\n", mark, r.Gate, r.Message)
-		for _, e := range r.Errors {
-			fmt.Fprintf(w, "       error   %s %s: %s\n", e.Code, e.Path, e.Message)
-		}
-		for _, e := range r.Warnings {
-			fmt.Fprintf(w, "       warning %s %s: %s\n", e.Code, e.Path, e.Message)
-		}
-	}
-	return nil
+	return gate.WriteText(w, rep.Results)
 }

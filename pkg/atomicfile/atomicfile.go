@@ -80,3 +80,17 @@ func SyncDir(dir string) error {
 	}
 	return nil
 }
+
+// SyncDirIn is SyncDir for a directory named relative to an os.Root, for
+// writers that work only through one.
+func SyncDirIn(r *os.Root, dir string) error {
+	d, err := r.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}

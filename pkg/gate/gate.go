@@ -9,6 +9,11 @@
 // and Details["applicable"] = false.
 package gate
 
+import (
+	"fmt"
+	"io"
+)
+
 // Finding is one error or warning of a gate: a stable code and the path or
 // id it concerns.
 type Finding struct {
@@ -50,4 +55,25 @@ func (r *Result) done(ok string) *Result {
 		r.Message = sprintf("%d error(s); first: %s: %s", len(r.Errors), r.Errors[0].Code, r.Errors[0].Message)
 	}
 	return r
+}
+
+// WriteText writes results for people: a PASS or FAIL line per gate with
+// its message, then a line per error and warning.
+func WriteText(w io.Writer, results []Result) error {
+	for _, r := range results {
+		mark := "PASS"
+		if !r.Passed {
+			mark = "FAIL"
+		}
+		if _, err := fmt.Fprintf(w, "  %s %-9s %s\n", mark, r.Gate, r.Message); err != nil {
+			return err
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "       error   %s %s: %s\n", e.Code, e.Path, e.Message)
+		}
+		for _, e := range r.Warnings {
+			fmt.Fprintf(w, "       warning %s %s: %s\n", e.Code, e.Path, e.Message)
+		}
+	}
+	return nil
 }

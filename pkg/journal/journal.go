@@ -87,6 +87,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/control-plane/cp/pkg/atomicfile"
 )
 
 // Dir is the journal directory's name under the root.
@@ -271,7 +273,7 @@ func Apply(root string, changes []Change, opts Options) (err error) {
 	if err := r.Rename(planTmp, planFile); err != nil {
 		return err
 	}
-	if err := syncDir(r, Dir); err != nil {
+	if err := atomicfile.SyncDirIn(r, Dir); err != nil {
 		return err
 	}
 	committed = true
@@ -503,7 +505,7 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syncDir(r, newDir); err != nil {
+	if err := atomicfile.SyncDirIn(r, newDir); err != nil {
 		return nil, err
 	}
 	if err := crash("new"); err != nil {
@@ -529,7 +531,7 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syncDir(r, oldDir); err != nil {
+	if err := atomicfile.SyncDirIn(r, oldDir); err != nil {
 		return nil, err
 	}
 	return p, crash("old")
@@ -803,7 +805,7 @@ func retire(r *os.Root, step string) error {
 	if err := r.Rename(Dir, done); err != nil {
 		return err
 	}
-	if err := syncDir(r, "."); err != nil {
+	if err := atomicfile.SyncDirIn(r, "."); err != nil {
 		return err
 	}
 	if err := crash(step + "retired"); err != nil {
@@ -869,7 +871,7 @@ func syncDirs(r *os.Root, dirs dirSet) error {
 	}
 	sort.Strings(names)
 	for _, d := range names {
-		if err := syncDir(r, d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := atomicfile.SyncDirIn(r, d); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
@@ -884,18 +886,6 @@ func copyBuf(dst io.Writer, src io.Reader) (int64, error) {
 	b := bufs.Get().(*[]byte)
 	defer bufs.Put(b)
 	return io.CopyBuffer(dst, struct{ io.Reader }{src}, *b)
-}
-
-func syncDir(r *os.Root, dir string) error {
-	d, err := r.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // writeSynced writes name (mode exact, whatever the umask) and fsyncs it.

@@ -318,11 +318,11 @@ func store(root string, files []File) error {
 		return err
 	}
 	for d := range made {
-		if err := syncDir(r, d); err != nil {
+		if err := atomicfile.SyncDirIn(r, d); err != nil {
 			return err
 		}
 	}
-	return syncDir(r, objectsDir)
+	return atomicfile.SyncDirIn(r, objectsDir)
 }
 
 // copyObject copies f's file to obj through a temporary name, checking
@@ -520,15 +520,6 @@ func copyBuf(dst io.Writer, src io.Reader) (int64, error) {
 	b := bufs.Get().(*[]byte)
 	defer bufs.Put(b)
 	return io.CopyBuffer(dst, struct{ io.Reader }{src}, *b)
-}
-
-func syncDir(r *os.Root, dir string) error {
-	d, err := r.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func randHex() string {

@@ -147,7 +147,7 @@ func check(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		Enforce: req.Bool("enforce"), Options: gate.EnvOptions()}
 	results, err := gate.Check(ctx, root, opts)
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return cli.Outcome{Err: unevaluable(err)}
 	}
 	v := &Verdict{PlaneID: planeID, Verb: "check", Results: results}
 	if opts.Archive != "" {
@@ -164,9 +164,21 @@ func integrity(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	planeID := planeOf(req)
 	results, err := gate.Integrity(ctx, root, planeID)
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return cli.Outcome{Err: unevaluable(err)}
 	}
 	return verdict(ctx, c, root, req, &Verdict{PlaneID: planeID, Verb: "integrity", Results: results})
+}
+
+// unevaluable keeps exit 1 for a gate that fails: an error that stopped the
+// gates from judging at all (a registry that does not parse, a missing
+// file) is "could not evaluate", exit 4, whatever its code.
+func unevaluable(err error) error {
+	e := cli.AsError(err)
+	if e.Exit == cli.ExitDenied {
+		e.Exit = cli.ExitUnavailable
+		e.Hint = "the plane could not be evaluated; nothing passed"
+	}
+	return e
 }
 
 func planeOf(req cli.Request) string {

@@ -262,7 +262,7 @@ func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 			continue
 		}
 		key := strings.TrimPrefix(sig, "signed:")
-		store := "packages_store/" + id + "-" + version + ".tar.gz.sig"
+		store := plane.StorePath(id, version) + ".sig"
 		b, err := os.ReadFile(filepath.Join(tdir, filepath.FromSlash(store)))
 		if errors.Is(err, fs.ErrNotExist) {
 			r.fail("SIGNATURE_MISSING", store, "%s %s is recorded as signed by %s, but its signature is not kept", id, version, key)

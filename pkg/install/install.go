@@ -336,7 +336,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	done("registries, receipt and archive prepared")
 	done = opts.phase()
 	rec.applying = true
-	err = journal.Apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
+	err = apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
 		e, err := rec.installed(ctx, res, false)
 		res.LedgerEntryID, rec.outcome = e.ID, err == nil
 		return err
@@ -349,20 +349,13 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	return res, nil
 }
 
-// StorePath is where an installed package version's archive is kept,
-// relative to the plane root; its signature, when it had one, is beside it
-// with ".sig" appended. G5 re-verifies installed packages from there.
-func StorePath(id, version string) string {
-	return "packages_store/" + id + "-" + version + ".tar.gz"
-}
-
 // keepArchive plans the copy of the installed archive and its signature
 // (the bytes G5 judged; nil: none) into packages_store/ (0444), as part of
 // the install's one change. The archive is copied to the scratch directory
 // first and checked against the hash the gates saw; a stale signature of
 // the same version is removed.
 func keepArchive(root, src, scratch string, m *manifest.Manifest, sha string, sig []byte) ([]journal.Change, error) {
-	store := StorePath(m.PackageID, m.Version)
+	store := plane.StorePath(m.PackageID, m.Version)
 	tmp := scratch + "/archive"
 	in, err := os.Open(src)
 	if err != nil {
@@ -389,6 +382,24 @@ func keepArchive(root, src, scratch string, m *manifest.Manifest, sha string, si
 		return append(changes, journal.Change{Path: store + ".sig", Data: sig, Mode: fileMode}), nil
 	}
 	return append(changes, journal.Change{Path: store + ".sig", Remove: true}), nil
+}
+
+// apply is journal.Apply behind one last check: every path the change
+// writes or removes is part of the installed state (snapshot.Unmanaged),
+// whatever the registries or a checkpoint file said.
+func apply(root string, changes []journal.Change, opts journal.Options) error {
+	governed, err := gate.GovernedRoots(root)
+	if err != nil {
+		return err
+	}
+	paths := make([]string, len(changes))
+	for i, c := range changes {
+		paths[i] = c.Path
+	}
+	if err := snapshot.CheckManaged(paths, governed); err != nil {
+		return err
+	}
+	return journal.Apply(root, changes, opts)
 }
 
 // checkHO3 refuses a root that is not an HO3 plane.

@@ -3,6 +3,7 @@ package install
 import (
 	"time"
 
+	"github.com/control-plane/cp/pkg/gate"
 	"github.com/control-plane/cp/pkg/journal"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/plane"
@@ -65,8 +66,15 @@ func plan(root string, m *manifest.Manifest, installed registry.Row, stage strin
 	}
 	var dropped []registry.Row
 	if installed != nil {
+		governed, err := gate.GovernedRoots(root)
+		if err != nil {
+			return nil, err
+		}
 		for _, o := range owners {
 			if o["package_id"] == m.PackageID && !declared[o["path"]] {
+				if err := snapshot.CheckManaged([]string{o["path"]}, governed); err != nil {
+					return nil, err // a tampered ownership row: never remove what it names
+				}
 				dropped = append(dropped, o)
 				paths = append(paths, o["path"])
 			}

@@ -182,7 +182,7 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	if err != nil {
 		return nil, err
 	}
-	err = journal.Apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
+	err = apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
 		err := rec.rolledBack(ctx, v.VersionID, before.VersionID, false)
 		rec.outcome = err == nil
 		return err

@@ -75,3 +75,10 @@ func ParseReceipt(b []byte) (*Receipt, error) {
 	}
 	return &r, nil
 }
+
+// StorePath is where an installed package version's archive is kept,
+// relative to its tier's root; its signature, when it had one, is beside it
+// with ".sig" appended. G5 re-verifies installed packages from there.
+func StorePath(id, version string) string {
+	return "packages_store/" + id + "-" + version + ".tar.gz"
+}

@@ -23,8 +23,10 @@
 //	            "size": 812, "mode": "0644"}, ...]}
 //
 // files are sorted by path and cover the state's scope (Scope): the five
-// registries, every file under installed/, and every owned file that exists
-// on disk, with the bytes and mode found there. Readers refuse unknown
+// registries, every file under installed/, the kept archives and signatures
+// of the installed packages, and every owned file that exists on disk, with
+// the bytes and mode found there. No other path is ever part of a
+// checkpoint (Unmanaged). Readers refuse unknown
 // fields (fail closed). A checkpoint is never changed or deleted.
 //
 // Blobs are copies, never hard links to governed files: a governed file
@@ -54,6 +56,8 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/pkg/atomicfile"
+	"github.com/control-plane/cp/pkg/gate"
+	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/plane"
 	"github.com/control-plane/cp/pkg/registry"
 )
@@ -120,13 +124,89 @@ func NewID(t time.Time) string {
 	return "VER-" + t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
+// Unmanaged says why p is not a path of a plane's installed state, or ""
+// when it is. The state is: the five registries,
+// installed/<PKG-ID>/receipt.json and manifest.json,
+// packages_store/<PKG-ID>-<version>.tar.gz and its .sig, and the files
+// under the governed roots that no reserved path covers. Installs and
+// rollbacks write and remove nothing else, whatever a registry or a
+// checkpoint file says: tier.json, ledgers, checkpoints and the lower tiers
+// are out of their reach.
+func Unmanaged(p string, governed []string) string {
+	if !fs.ValidPath(p) || p == "." || strings.Contains(p, `\`) {
+		return "not a clean relative path"
+	}
+	for _, t := range registry.All {
+		if p == registry.Dir+"/"+t.File {
+			return ""
+		}
+	}
+	dir, name := path.Split(p)
+	switch {
+	case strings.HasPrefix(p, plane.InstalledDir+"/"):
+		id := strings.TrimSuffix(strings.TrimPrefix(dir, plane.InstalledDir+"/"), "/")
+		if manifest.ValidPackageID(id) && (name == "receipt.json" || name == "manifest.json") {
+			return ""
+		}
+		return "not a receipt or an installed manifest"
+	case dir == "packages_store/":
+		if strings.HasPrefix(name, "PKG-") && (strings.HasSuffix(name, ".tar.gz") || strings.HasSuffix(name, ".tar.gz.sig")) {
+			return ""
+		}
+		return "not a kept package archive or signature"
+	case p == "tier.json" || underAny(p, plane.Reserved):
+		return "a reserved plane path"
+	case !underAny(p, governed):
+		return "outside the governed roots"
+	}
+	return ""
+}
+
+func underAny(p string, dirs []string) bool {
+	for _, d := range dirs {
+		d = strings.TrimSuffix(d, "/")
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckManaged refuses (STATE_UNSAFE) the first path that Unmanaged
+// rejects.
+func CheckManaged(paths []string, governed []string) error {
+	for _, p := range paths {
+		if why := Unmanaged(p, governed); why != "" {
+			return &Error{code: "STATE_UNSAFE", Path: p, Msg: why + ": an install or rollback never writes or removes it"}
+		}
+	}
+	return nil
+}
+
 // Scope lists the plane-relative paths a checkpoint covers right now: the
-// five registries, every regular file under installed/, and every path in
+// five registries, every regular file under installed/, the kept archive
+// and signature of every installed package, and every path in
 // file_ownership.csv (whether or not it exists on disk). Sorted, unique.
+// A registry row naming a path outside the state (Unmanaged) is
+// STATE_UNSAFE: a tampered registry never widens what a rollback touches.
 func Scope(root string) ([]string, error) {
+	governed, err := gate.GovernedRoots(root)
+	if err != nil {
+		return nil, err
+	}
 	set := map[string]bool{}
 	for _, t := range registry.All {
 		set[registry.Dir+"/"+t.File] = true
+	}
+	pkgs, err := registry.Read(root, registry.Packages)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pkgs {
+		if p["status"] == registry.StatusInstalled {
+			store := plane.StorePath(p["package_id"], p["version"])
+			set[store], set[store+".sig"] = true, true
+		}
 	}
 	r, err := os.OpenRoot(root)
 	if err != nil {
@@ -160,7 +240,7 @@ func Scope(root string) ([]string, error) {
 		out = append(out, p)
 	}
 	slices.Sort(out)
-	return out, nil
+	return out, CheckManaged(out, governed)
 }
 
 // Stat describes the file at a path now: absent, or its hash, size and
@@ -385,6 +465,15 @@ func Load(root, id string) (*Version, error) {
 	}
 	if v.VersionID != id {
 		return nil, &Error{code: "VERSION_INVALID", Path: name, Msg: "holds version " + v.VersionID}
+	}
+	governed, err := gate.GovernedRoots(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range v.Files {
+		if why := Unmanaged(f.Path, governed); why != "" {
+			return nil, &Error{code: "VERSION_INVALID", Path: name, Msg: f.Path + ": " + why}
+		}
 	}
 	return v, nil
 }

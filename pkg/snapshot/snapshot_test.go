@@ -184,3 +184,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestUnmanaged(t *testing.T) {
+	governed := []string{"config/", "lib/", "schemas/"}
+	for p, ok := range map[string]bool{
+		"registries/file_ownership.csv":             true,
+		"registries/other.csv":                      false,
+		"installed/PKG-X-001/receipt.json":          true,
+		"installed/PKG-X-001/manifest.json":         true,
+		"installed/PKG-X-001/evil.sh":               false,
+		"installed/not-an-id/receipt.json":          false,
+		"packages_store/PKG-X-001-1.0.0.tar.gz":     true,
+		"packages_store/PKG-X-001-1.0.0.tar.gz.sig": true,
+		"packages_store/other.txt":                  false,
+		"lib/x.py":                                  true,
+		"config/a/b.json":                           true,
+		"tier.json":                                 false,
+		"ledger/governance.jsonl":                   false,
+		"versions/VER-x.json":                       false,
+		"planes/ho2/tier.json":                      false,
+		"_journal/plan.json":                        false,
+		"docs/readme.md":                            false,
+		"../etc/passwd":                             false,
+		"/etc/passwd":                               false,
+		"lib/../tier.json":                          false,
+	} {
+		require.Equal(t, ok, Unmanaged(p, governed) == "", "%s: %q", p, Unmanaged(p, governed))
+	}
+}

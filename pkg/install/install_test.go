@@ -237,3 +237,32 @@ func TestCheckpointAndVersions(t *testing.T) {
 	require.Empty(t, r.Removed)
 	require.True(t, r.Integrity.AllPassed)
 }
+
+// A torn tail (a writer killed mid-line) is cut by the next append: the
+// offset an operation searches from is before it, so the operation's own
+// start event is found.
+func TestWholeLinesAndTornTail(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	path := filepath.Join(root, "ledger", "governance.jsonl")
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"actor":"root","decision":"tor`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	n, err := wholeLines(path)
+	require.NoError(t, err)
+	require.Equal(t, fi.Size(), n)
+
+	op := newOpID()
+	dir := "_staging/" + stagingPrefix + "torn"
+	require.NoError(t, os.MkdirAll(filepath.Join(root, dir), 0o700))
+	rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
+	require.NoError(t, rec.intend(dir, opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0"}))
+	require.NoError(t, rec.start(ctx)) // repairs the tail, then appends
+	_, err = Recover(ctx, root, "someone")
+	require.NoError(t, err)
+	require.Equal(t, []string{"INSTALL_STARTED", "INSTALL_FAILED"}, types(events(t, root, op)))
+}

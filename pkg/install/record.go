@@ -44,11 +44,9 @@ func (r *recorder) intend(dir string, m opMeta) error {
 	if err != nil {
 		return err
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
+	if r.ledgerSize, err = wholeLines(path); err != nil {
 		return err
 	}
-	r.ledgerSize = fi.Size()
 	m.LedgerSize = r.ledgerSize
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -296,6 +294,34 @@ func outcomeRecorded(root, opID string, since int64) (started, done bool, err er
 		end = start
 	}
 	return false, done, nil
+}
+
+// wholeLines returns the length of the ledger at path up to its last
+// newline: a torn tail after it is truncated by the next append, so events
+// the operation records start at or before that offset, never after it.
+func wholeLines(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 64<<10)
+	for end := fi.Size(); end > 0; {
+		start := max(0, end-int64(len(buf)))
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return start + int64(i) + 1, nil
+		}
+		end = start
+	}
+	return 0, nil
 }
 
 // removeStaging removes the private directories that crashed operations

@@ -44,6 +44,7 @@ func (e *SourceError) ExitCode() int { return 3 }
 type File struct {
 	SHA256 string // "sha256:" + hex
 	Size   int64
+	Mode   fs.FileMode // permission bits, when read from disk by hashPaths
 }
 
 // Tree is a package source tree as read once: its manifest bytes and every
@@ -252,7 +253,11 @@ func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	return File{SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+	fi, err := f.Stat()
+	if err != nil {
+		return File{}, err
+	}
+	return File{SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n, Mode: fi.Mode().Perm()}, nil
 }
 
 func kindOf(t fs.FileMode) string {

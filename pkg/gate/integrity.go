@@ -46,11 +46,15 @@ func Integrity(ctx context.Context, root, planeID string) ([]Result, error) {
 }
 
 // G0B checks plane ownership against the bytes: every regular file under a
-// governed root is owned in file_ownership.csv (else ORPHAN) and holds the
-// owned hash (else HASH_MISMATCH); every owned file exists (else MISSING);
-// every owner is an installed package (else OWNERSHIP_CONFLICT). Anything
-// under a governed root that is not a regular file or directory is
-// NOT_REGULAR. Findings are sorted by path.
+// governed root is owned in file_ownership.csv (else ORPHAN), listed in its
+// owner's receipt (else OWNERSHIP_CONFLICT), and holds the hash both record
+// (else HASH_MISMATCH: a CSV row edited to match an edited file still
+// differs from the receipt, which G0A and G5 tie to the signed manifest);
+// installed files are read-only, 0444 (else MODE_MISMATCH); every owned
+// file exists (else MISSING); every owner is an installed package (else
+// OWNERSHIP_CONFLICT); an owner's receipt that cannot be read is
+// RECEIPT_INVALID. Anything under a governed root that is not a regular file
+// or directory is NOT_REGULAR. Findings are sorted by path.
 func G0B(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G0B")
 	roots, err := GovernedRoots(root)
@@ -72,6 +76,22 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 	owned := make(map[string]registry.Row, len(owners))
 	for _, o := range owners {
 		owned[o["path"]] = o
+	}
+	receipted := map[string]map[string]plane.ReceiptFile{} // package id → path → file
+	for _, p := range pkgs {
+		if p["status"] != registry.StatusInstalled {
+			continue
+		}
+		rc, err := plane.ReadReceipt(root, p["package_id"])
+		if err != nil {
+			r.fail("RECEIPT_INVALID", plane.ReceiptPath(p["package_id"]), "%v", unwrapPath(err))
+			continue
+		}
+		files := make(map[string]plane.ReceiptFile, len(rc.Files))
+		for _, f := range rc.Files {
+			files[f.Path] = f
+		}
+		receipted[p["package_id"]] = files
 	}
 	pr, err := os.OpenRoot(root)
 	if err != nil {
@@ -119,8 +139,17 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 	}
 	for i, p := range paths {
 		o := owned[p]
-		if sums[i].SHA256 != o["sha256"] || fmt.Sprint(sums[i].Size) != o["size"] {
+		files, haveReceipt := receipted[o["package_id"]]
+		rf, listed := files[p]
+		switch {
+		case sums[i].SHA256 != o["sha256"] || fmt.Sprint(sums[i].Size) != o["size"]:
 			r.fail("HASH_MISMATCH", p, "holds %s (%d bytes); %s installed %s (%s bytes)", sums[i].SHA256, sums[i].Size, o["package_id"], o["sha256"], o["size"])
+		case haveReceipt && !listed:
+			r.fail("OWNERSHIP_CONFLICT", p, "owned by %s in file_ownership.csv, but %s's receipt does not list it", o["package_id"], o["package_id"])
+		case haveReceipt && (rf.SHA256 != sums[i].SHA256 || rf.Size != sums[i].Size):
+			r.fail("HASH_MISMATCH", p, "holds %s, as file_ownership.csv says, but %s's receipt records %s: the registry was edited", sums[i].SHA256, o["package_id"], rf.SHA256)
+		case sums[i].Mode != 0 && sums[i].Mode != 0o444:
+			r.fail("MODE_MISMATCH", p, "mode %04o; installed files are read-only, 0444", uint32(sums[i].Mode))
 		}
 	}
 	for _, o := range owners {

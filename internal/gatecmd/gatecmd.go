@@ -47,8 +47,9 @@ bytes on disk:
        registered and active in HO3, its assets within its spec, its
        dependencies installed at allowed versions
   G2   work order (approval, payload, scope) and
-  G3   constraints: work orders are not built yet; both report "not
-       applicable" (details.applicable false), never a silent pass
+  G3   constraints: work orders are not built yet. Without --wo both report
+       "not applicable" (details.applicable false), never a silent pass; with
+       --wo they fail, NOT_EVALUATED: a work order named is never taken as checked
   G5   signatures: each installed package's kept signature
        (packages_store/PKG-VERSION.tar.gz.sig) verifies by the recorded trusted
        key, or its waiver is recorded in a ledger

@@ -38,7 +38,8 @@ type CheckOptions struct {
 // the framework/spec chain against HO3's registries (G1), the kept
 // signature or the recorded waiver (G5). G0B judges the tier's governed
 // files, G0K and G6 every tier. G2 and G3 judge work orders, which do not
-// exist yet: they report "not applicable" (details.applicable false).
+// exist yet: without one they report "not applicable" (details.applicable
+// false); given one (--wo) they fail with NOT_EVALUATED.
 //
 // The error is for a plane that cannot be evaluated (an unreadable
 // registry, tier.json or governed-roots file); what is wrong with the plane
@@ -497,16 +498,19 @@ func intOf(v any) (int64, bool) {
 	return 0, false
 }
 
-// workOrderGate is G2 or G3 until work orders exist: never a silent pass.
+// workOrderGate is G2 or G3 until work orders exist. Without a work order
+// it does not apply and says so (details.applicable false), never a silent
+// pass. Asked to judge a work order it cannot judge, it fails closed:
+// NOT_EVALUATED, so that no pipeline takes "--wo W" for a checked W.
 func workOrderGate(g, wo string) *Result {
 	r := newResult(g)
 	r.Details["applicable"] = false
 	what := map[string]string{"G2": "approval, payload and scope", "G3": "dependency constraints"}[g]
 	if wo == "" {
 		r.Message = "not applicable: no work order given (--wo WO-ID); " + g + " judges a work order's " + what
-	} else {
-		r.Details["work_order_id"] = wo
-		r.Message = "not applicable: work orders are not built yet, so " + wo + "'s " + what + " cannot be judged"
+		return r.done("")
 	}
+	r.Details["work_order_id"] = wo
+	r.fail("NOT_EVALUATED", wo, "work orders are not built yet: %s's %s cannot be judged, so %s does not pass", wo, what, g)
 	return r.done("")
 }

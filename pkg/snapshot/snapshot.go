@@ -378,8 +378,8 @@ func store(root string, files []File) error {
 	err = parallel(len(todo), func(i int) error {
 		f := todo[i]
 		obj := ObjectPath(f.SHA256)
-		if _, err := r.Lstat(obj); err == nil {
-			return nil
+		if blobHolds(r, obj, f) {
+			return nil // stored before, and still the bytes it is named by
 		}
 		dir := path.Dir(obj)
 		mu.Lock()
@@ -403,6 +403,20 @@ func store(root string, files []File) error {
 		}
 	}
 	return atomicfile.SyncDirIn(r, objectsDir)
+}
+
+// blobHolds reports whether the blob obj exists and holds f's bytes: a
+// blob altered since it was stored is copied again, not trusted, so a new
+// checkpoint is always restorable.
+func blobHolds(r *os.Root, obj string, f File) bool {
+	b, err := r.Open(obj)
+	if err != nil {
+		return false
+	}
+	defer b.Close()
+	h := sha256.New()
+	n, err := copyBuf(h, b)
+	return err == nil && n == f.Size && "sha256:"+hex.EncodeToString(h.Sum(nil)) == f.SHA256
 }
 
 // copyObject copies f's file to obj through a temporary name, checking

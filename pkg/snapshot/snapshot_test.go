@@ -212,3 +212,21 @@ func TestUnmanaged(t *testing.T) {
 		require.Equal(t, ok, Unmanaged(p, governed) == "", "%s: %q", p, Unmanaged(p, governed))
 	}
 }
+
+// A blob altered after it was stored is not reused: the next checkpoint
+// stores the bytes again, and is restorable.
+func TestTakeRepairsAlteredBlob(t *testing.T) {
+	root := newPlane(t)
+	v, err := Take(root, Options{Label: "a", Actor: "tester", Now: time.Now()})
+	require.NoError(t, err)
+	f := v.Files[0]
+	obj := filepath.Join(root, ObjectPath(f.SHA256))
+	require.NoError(t, os.Chmod(obj, 0o644))
+	require.NoError(t, os.WriteFile(obj, []byte("altered"), 0o644))
+	_, err = Take(root, Options{Label: "b", Actor: "tester", Now: time.Now()})
+	require.NoError(t, err)
+	r, err := os.OpenRoot(root)
+	require.NoError(t, err)
+	defer r.Close()
+	require.NoError(t, CopyObject(r, f, "_staging/check"))
+}

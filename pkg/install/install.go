@@ -56,6 +56,7 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/pkg/archive"
+	"github.com/control-plane/cp/pkg/atomicfile"
 	"github.com/control-plane/cp/pkg/gate"
 	"github.com/control-plane/cp/pkg/journal"
 	"github.com/control-plane/cp/pkg/manifest"
@@ -146,8 +147,8 @@ func refuse(code, format string, args ...any) *Error {
 	return &Error{code: code, exit: 1, Msg: fmt.Sprintf(format, args...)}
 }
 
-// stagingPrefix names the private extraction directories under _staging/;
-// Recover removes any a crashed install left.
+// stagingPrefix names the private directories of operations under
+// _staging/; Recover removes any a crashed operation left.
 const stagingPrefix = ".cp-install-"
 
 // Install installs or upgrades the package archive opts.Archive into the
@@ -168,16 +169,18 @@ func Install(ctx context.Context, root string, opts Options) (*Result, error) {
 		}
 		return install(ctx, root, opts, nil)
 	}
+	rec := &recorder{root: root, actor: opts.Actor, opID: newOpID(), workOrder: opts.WorkOrder,
+		archive: filepath.Base(opts.Archive), archivePath: opts.Archive}
+	// Refusals before the install begins (a lock held too long, a plane
+	// that cannot be recovered) are outcomes too.
 	lock, err := registry.Acquire(ctx, root)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, rec.failed(ctx, err))
 	}
 	defer lock.Release()
 	if _, err := recoverLocked(ctx, root, opts.Actor); err != nil {
-		return nil, err
+		return nil, errors.Join(err, rec.failed(ctx, err))
 	}
-	rec := &recorder{root: root, actor: opts.Actor, opID: newOpID(), workOrder: opts.WorkOrder,
-		archive: filepath.Base(opts.Archive), archivePath: opts.Archive}
 	res, err := install(ctx, root, opts, rec)
 	if err != nil && !rec.outcome {
 		// Every refusal is an outcome, an unreadable archive included.
@@ -201,12 +204,15 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if rec == nil {
 		contents, err = archive.Scan(f, opts.Gate.Limits)
 	} else {
-		scratch = "_staging/" + stagingPrefix + randHex()
-		stage = scratch + "/files"
-		if err = os.MkdirAll(filepath.Join(root, filepath.FromSlash(stage)), 0o700); err != nil {
+		var cleanup func()
+		if scratch, cleanup, err = privateDir(root); err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(filepath.Join(root, filepath.FromSlash(scratch)))
+		defer cleanup()
+		stage = scratch + "/files"
+		if err = os.Mkdir(filepath.Join(root, filepath.FromSlash(stage)), 0o700); err != nil {
+			return nil, err
+		}
 		contents, err = archive.Extract(f, filepath.Join(root, filepath.FromSlash(stage)), opts.Gate.Limits)
 	}
 	if err != nil {
@@ -362,7 +368,12 @@ func keepArchive(root, src, scratch string, m *manifest.Manifest, sha string, si
 		return nil, err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(filepath.Join(root, filepath.FromSlash(tmp)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	out, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -382,6 +393,48 @@ func keepArchive(root, src, scratch string, m *manifest.Manifest, sha string, si
 		return append(changes, journal.Change{Path: store + ".sig", Data: sig, Mode: fileMode}), nil
 	}
 	return append(changes, journal.Change{Path: store + ".sig", Remove: true}), nil
+}
+
+// privateDir makes an operation's private directory under _staging/
+// (which must be a real directory of the plane, not a symlink: everything
+// is written and removed inside the plane) and returns its path relative
+// to root and a function that removes it.
+func privateDir(root string) (string, func(), error) {
+	if err := realStaging(root); err != nil {
+		return "", nil, err
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return "", nil, err
+	}
+	defer r.Close()
+	dir := "_staging/" + stagingPrefix + randHex()
+	if err := r.Mkdir(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	if err := atomicfile.SyncDirIn(r, "_staging"); err != nil {
+		return "", nil, err
+	}
+	return dir, func() {
+		if r, err := os.OpenRoot(root); err == nil {
+			r.RemoveAll(dir)
+			r.Close()
+		}
+	}, nil
+}
+
+// realStaging refuses a _staging that is not a directory of the plane.
+func realStaging(root string) error {
+	fi, err := os.Lstat(filepath.Join(root, "_staging"))
+	if errors.Is(err, os.ErrNotExist) {
+		return os.Mkdir(filepath.Join(root, "_staging"), 0o755)
+	} else if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &Error{code: "STATE_UNSAFE", exit: 1, Msg: "_staging is a " + fi.Mode().Type().String() + ", not a directory of the plane"}
+	}
+	return nil
 }
 
 // apply is journal.Apply behind one last check: every path the change

@@ -328,10 +328,16 @@ func wholeLines(path string) (int64, error) {
 // left under _staging/, first handing each one's intent (op.json, when it
 // was written) to interrupted. The caller holds the lock, so none is in use.
 func removeStaging(root string, interrupted func(opMeta) error) (int, error) {
+	if err := realStaging(root); err != nil {
+		return 0, err
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
 	entries, err := os.ReadDir(filepath.Join(root, "_staging"))
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	} else if err != nil {
+	if err != nil {
 		return 0, err
 	}
 	n := 0
@@ -339,8 +345,8 @@ func removeStaging(root string, interrupted func(opMeta) error) (int, error) {
 		if !strings.HasPrefix(e.Name(), stagingPrefix) {
 			continue
 		}
-		dir := filepath.Join(root, "_staging", e.Name())
-		if b, err := os.ReadFile(filepath.Join(dir, intentFile)); err == nil {
+		dir := "_staging/" + e.Name()
+		if b, err := r.ReadFile(dir + "/" + intentFile); err == nil {
 			var m opMeta
 			if json.Unmarshal(b, &m) == nil && m.OpID != "" {
 				if err := interrupted(m); err != nil {
@@ -348,7 +354,7 @@ func removeStaging(root string, interrupted func(opMeta) error) (int, error) {
 				}
 			}
 		}
-		if err := os.RemoveAll(dir); err != nil {
+		if err := r.RemoveAll(dir); err != nil {
 			return n, err
 		}
 		n++

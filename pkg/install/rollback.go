@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -104,15 +103,15 @@ func Rollback(ctx context.Context, root, id, actor string, now time.Time) (*Roll
 	if err := checkHO3(root); err != nil {
 		return nil, err
 	}
+	rec := &recorder{root: root, actor: actor, opID: newOpID()}
 	lock, err := registry.Acquire(ctx, root)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, rec.rollbackFailed(ctx, id, err))
 	}
 	defer lock.Release()
 	if _, err := recoverLocked(ctx, root, actor); err != nil {
-		return nil, err
+		return nil, errors.Join(err, rec.rollbackFailed(ctx, id, err))
 	}
-	rec := &recorder{root: root, actor: actor, opID: newOpID()}
 	res, err := rollback(ctx, root, id, now, rec)
 	if err != nil && !rec.outcome {
 		if pending, _ := journalPending(root); !pending { // else the journal owns the outcome
@@ -150,11 +149,11 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 		return nil, err
 	}
 	res := &RollbackResult{VersionID: v.VersionID, Label: v.Label, Restored: []string{}, Removed: []string{}, Packages: v.Packages}
-	stage := "_staging/" + stagingPrefix + randHex()
-	if err := os.MkdirAll(filepath.Join(root, filepath.FromSlash(stage)), 0o700); err != nil {
+	stage, cleanup, err := privateDir(root)
+	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(filepath.Join(root, filepath.FromSlash(stage)))
+	defer cleanup()
 	changes, err := restorePlan(root, v, stage, res)
 	if err != nil {
 		return nil, err

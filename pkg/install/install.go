@@ -510,16 +510,21 @@ func gateRefusal(rep *gate.Report, res *Result) *Error {
 	return e
 }
 
+// signatureOf is what G5 found: "signed:<key>", "waived", or "" when it
+// did not pass.
 func signatureOf(rep *gate.Report) string {
 	for _, r := range rep.Results {
-		if r.Gate != "G5" {
-			continue
-		}
-		if k, ok := r.Details["signed_by"].(string); ok {
-			return "signed:" + k
+		switch {
+		case r.Gate != "G5" || !r.Passed:
+		case r.Details["waived"] == true:
+			return registry.SignatureWaived
+		default:
+			if k, ok := r.Details["signed_by"].(string); ok {
+				return "signed:" + k
+			}
 		}
 	}
-	return registry.SignatureWaived
+	return ""
 }
 
 // pruneEmpty removes the directories that removals left empty, up to the

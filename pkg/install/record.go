@@ -203,6 +203,9 @@ func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) 
 		if rec.OpID == "" {
 			rec.Op, rec.OpID = m.Op, m.OpID
 		}
+		if !rec.Found { // known only from its private directory: it never committed
+			rec.Found, rec.RolledBack = true, true
+		}
 		return recordRecovered(ctx, root, actor, m, journal.Outcome{Found: true, RolledBack: true})
 	})
 	return rec, err

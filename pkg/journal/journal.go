@@ -239,6 +239,11 @@ func Apply(root string, changes []Change, opts Options) (err error) {
 		}
 		return err
 	}
+	// The journal's own name must survive a power cut once a target moves.
+	if err := atomicfile.SyncDirIn(r, "."); err != nil {
+		r.RemoveAll(Dir)
+		return err
+	}
 	committed := false
 	defer func() {
 		if err != nil && !committed && !errors.Is(err, errCrash) {

@@ -191,6 +191,9 @@ func parse(t Table, data []byte) ([]Row, error) {
 	}
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = -1 // counted below, with a better message
+	r.ReuseRecord = true   // the fields are copied into each Row
+	var canon bytes.Buffer // each record re-encoded, to compare with its bytes
+	cw := csv.NewWriter(&canon)
 	var (
 		rows   []Row
 		header bool
@@ -211,7 +214,10 @@ func parse(t Table, data []byte) ([]Row, error) {
 		}
 		line, _ := r.FieldPos(0)
 		off := r.InputOffset()
-		if got, want := data[prev:off], formatRecord(rec); !bytes.Equal(got, want) {
+		canon.Reset()
+		cw.Write(rec)
+		cw.Flush() // writing to a bytes.Buffer cannot fail
+		if got, want := data[prev:off], canon.Bytes(); !bytes.Equal(got, want) {
 			switch {
 			case got[0] == '\n':
 				return nil, invalidf(file, lineAt(prev), "blank line")
@@ -337,13 +343,5 @@ func format(t Table, rows []Row) []byte {
 		w.Write(rec)
 	}
 	w.Flush() // writing to a bytes.Buffer cannot fail
-	return b.Bytes()
-}
-
-func formatRecord(rec []string) []byte {
-	var b bytes.Buffer
-	w := csv.NewWriter(&b)
-	w.Write(rec)
-	w.Flush()
 	return b.Bytes()
 }

@@ -111,17 +111,76 @@ func mustPlane(t *testing.T, bin, root, dir string, args ...string) result {
 // nothing, if it died before INSTALL_STARTED), and the plane to take the
 // upgrade afterwards.
 func TestKillDuringUpgrade(t *testing.T) {
-	install, pkg := planeTools(t)
-	began := time.Now()
 	rounds := 20
 	if testing.Short() {
 		rounds = 5
 	}
+	kp := newKillPlane(t)
+	killRounds(t, kp, killOp{
+		name: "upgrade", did: "upgraded",
+		args:  func(root string) []string { return []string{"--root", root, "--archive", kp.archive2} },
+		start: "INSTALL_STARTED", done: "INSTALLED", failed: "INSTALL_FAILED",
+		events: []string{"INSTALL_STARTED", "CHECKPOINT_CREATED", "INSTALLED"},
+		// Two runs of the same upgrade differ in their installed_at.
+		afterNorm: true,
+	}, rounds)
+}
+
+// TestKillDuringRollback is TestKillDuringUpgrade for a rollback: from the
+// plane with v0.2.0 installed (the upgrade done), cp-install rollback back to
+// the checkpoint taken right after v0.1.0 was installed is killed at
+// instants spread over it; after recover the plane must be exactly the
+// v0.2.0 state (before) or exactly the checkpoint's (after: its very bytes,
+// installed_at included, packages_store/ too), the ledger must verify and
+// hold, for the killed operation, CHECKPOINT_CREATED (the automatic
+// checkpoint of the state before), ROLLBACK_STARTED and exactly one outcome
+// matching the plane (ROLLED_BACK after, ROLLBACK_FAILED before), or, killed
+// before ROLLBACK_STARTED, no outcome and the plane before; and the plane
+// must take the rollback afterwards.
+func TestKillDuringRollback(t *testing.T) {
+	rounds := 12
+	if testing.Short() {
+		rounds = 4
+	}
+	kp := newKillPlane(t)
+	// After: the plane as the checkpoint recorded it, byte for byte.
+	checkpointed := snapshotPlane(t, kp.base)
+	mustPlane(t, kp.install, kp.base, kp.work, "--root", kp.base, "--archive", kp.archive2)
+	killRounds(t, kp, killOp{
+		name: "rollback", did: "rolled back",
+		args: func(root string) []string {
+			return []string{"rollback", "--version-id", kp.checkpoint1, "--root", root}
+		},
+		start: "ROLLBACK_STARTED", done: "ROLLED_BACK", failed: "ROLLBACK_FAILED",
+		events: []string{"CHECKPOINT_CREATED", "ROLLBACK_STARTED", "ROLLED_BACK"},
+		after:  checkpointed,
+	}, rounds)
+}
+
+// killPlane is where a kill test starts: a plane with killPkg v0.1.0
+// installed and checkpointed, and v0.2.0 of it staged and signed.
+type killPlane struct {
+	install, pkg string    // the binaries
+	work, base   string    // the test's directory; the plane
+	archive2     string    // v0.2.0's archive
+	checkpoint1  string    // the version_id of the checkpoint of v0.1.0 installed
+	began        time.Time // when the test began
+}
+
+// newKillPlane makes the plane of a kill test in a temporary directory of
+// t: a trusted key, a framework and a spec for lib/kill/**, killPkg v0.1.0
+// (1,500 files) installed and checkpointed, v0.2.0 (about a third of them
+// changed, a tenth removed, some added) staged and signed.
+func newKillPlane(t *testing.T) *killPlane {
+	t.Helper()
+	install, pkg := planeTools(t)
+	kp := &killPlane{install: install, pkg: pkg, work: t.TempDir(), began: time.Now()}
 	const files = 1500
-	work := t.TempDir()
+	work := kp.work
 
 	// 1. A plane, a trusted key, a framework and a spec for lib/kill/**.
 	base := filepath.Join(work, "base")
+	kp.base = base
 	keys := filepath.Join(work, "keys")
 	require.NoError(t, os.Mkdir(keys, 0o755))
 	mustPlane(t, pkg, base, work, "keygen", "--name", "ops", "--out", keys)
@@ -157,46 +216,97 @@ func TestKillDuringUpgrade(t *testing.T) {
 	mustPlane(t, install, base, work, "--root", base, "--archive", archive1)
 	// A checkpoint of v0.1.0 installed: the upgrade's automatic checkpoint
 	// then finds its files' blobs stored already, as on a plane that keeps
-	// checkpoints, which keeps each round short.
-	mustPlane(t, install, base, work, "checkpoint", "--root", base, "--label", "v0.1.0 installed")
-	archive2 := buildPackage(t, pkg, base, work, "0.2.0", v2, filepath.Join(keys, "ops.key"))
+	// checkpoints, which keeps each round short; the rollback test rolls
+	// back to it.
+	r := mustPlane(t, install, base, work, "checkpoint", "--root", base, "--label", "v0.1.0 installed")
+	var cp struct {
+		Result struct {
+			VersionID string `json:"version_id"`
+		} `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(r.stdout, &cp), "cp-install checkpoint's output: %s", r.stdout)
+	require.NotEmpty(t, cp.Result.VersionID, "cp-install checkpoint's output: %s", r.stdout)
+	kp.checkpoint1 = cp.Result.VersionID
+	kp.archive2 = buildPackage(t, pkg, base, work, "0.2.0", v2, filepath.Join(keys, "ops.key"))
+	return kp
+}
+
+// killOp is the cp-install operation a kill test interrupts.
+type killOp struct {
+	name, did string                     // "upgrade", "upgraded": for messages
+	args      func(root string) []string // cp-install's arguments, on the plane at root
+	start     string                     // its *_STARTED event
+	done      string                     // its outcome when it took effect: the plane is after
+	failed    string                     // its outcome when it did not: the plane is before
+	events    []string                   // the events of an uninterrupted run; those before start may be all a kill leaves
+	afterNorm bool                       // compare with the after state's normalised bytes, not its raw bytes
+	after     planeState                 // the after state, if known beforehand: the uninterrupted run must end in it, raw
+}
+
+// prelude returns the events the operation records before its start.
+func (op killOp) prelude() []string {
+	return op.events[:slices.Index(op.events, op.start)]
+}
+
+// anchor names what a kill's delay counts from, for op.
+func (op killOp) anchor(a anchor) string {
+	if a == fromStarted {
+		return op.events[0]
+	}
+	return a.String()
+}
+
+// killRounds runs op on a copy of kp's plane uninterrupted, to learn the
+// after state and how long each step takes, then kills it rounds times at
+// spread-out instants and checks, after cp-install recover, the plane, the
+// ledger and the operation's events; a plane left before runs op again, up
+// to twice. kp.base must not change. (Not a helper: its messages name
+// its own lines.)
+func killRounds(t *testing.T, kp *killPlane, op killOp, rounds int) {
+	install, work, base, began := kp.install, kp.work, kp.base, kp.began
 	setup := time.Since(began)
 
-	// 3. Before: the plane now; after: a scratch copy upgraded to the end,
-	// which also times an uninterrupted upgrade.
+	// 3. Before: the plane now; after: a scratch copy taken through op to
+	// the end, which also times an uninterrupted run.
 	baseEntries := showLedger(t, base)
 	before := snapshotPlane(t, base)
 	scratch := filepath.Join(work, "scratch")
 	syncTree(t, base, scratch)
-	killed, r, ref := killAfter(t, install, scratch, noKill, 0, "--root", scratch, "--archive", archive2)
+	killed, r, ref := killAfter(t, install, scratch, noKill, 0, op.args(scratch)...)
 	require.False(t, killed)
-	require.Equal(t, 0, r.code, "the uninterrupted upgrade: %s%s", r.stdout, r.stderr)
+	require.Equal(t, 0, r.code, "the uninterrupted %s: %s%s", op.name, r.stdout, r.stderr)
 	require.True(t, ref.started >= 0 && ref.journal >= ref.started && ref.plan >= ref.journal && ref.retired >= ref.plan,
-		"the uninterrupted upgrade's steps were not all seen: %v", ref)
+		"the uninterrupted %s's steps were not all seen: %v", op.name, ref)
 	spans := [anchors]time.Duration{fromStart: ref.exited, fromStarted: ref.journal - ref.started,
 		fromJournal: ref.plan - ref.journal, fromPlan: (ref.retired - ref.plan) * 3 / 2}
 	after := snapshotPlane(t, scratch)
-	require.NotEmpty(t, diffStates(before, after, true), "the upgrade changed nothing")
-	events := readOpEvents(t, showLedger(t, scratch)[len(baseEntries):])
-	require.Equal(t, []string{"INSTALL_STARTED", "CHECKPOINT_CREATED", "INSTALLED"}, events.types, "the uninterrupted upgrade's events")
-	t.Logf("setup %v (binaries built in %v); the uninterrupted upgrade: %v; before %d files, after %d files, %d paths differ",
-		setup.Round(time.Millisecond), planeToolsBuildTime.Round(time.Millisecond), ref, len(before), len(after),
+	if op.after != nil {
+		require.Empty(t, diffStates(op.after, after, false), "the uninterrupted %s does not end in the expected state", op.name)
+		after = op.after
+	}
+	require.NotEmpty(t, diffStates(before, after, true), "the %s changed nothing", op.name)
+	events := readOpEvents(t, showLedger(t, scratch)[len(baseEntries):], op)
+	require.Equal(t, op.events, events.types, "the uninterrupted %s's events", op.name)
+	t.Logf("setup %v (binaries built in %v); the uninterrupted %s: %v; before %d files, after %d files, %d paths differ",
+		setup.Round(time.Millisecond), planeToolsBuildTime.Round(time.Millisecond), op.name, ref, len(before), len(after),
 		len(diffStates(before, after, true)))
 
 	// 4-6. The rounds.
-	var nBefore, nAfter, nNoStart, nCompleted, reupgrades int
-	reupgradeStarted := false
+	prelude := op.prelude()
+	var nBefore, nAfter, nNoStart, nCompleted, again int
+	againStarted := false
 	for round := range rounds {
 		// A quarter of the rounds kill at delays spread from the start to
-		// 1.1 times the uninterrupted upgrade. The timing of a real process
+		// 1.1 times the uninterrupted run. The timing of a real process
 		// varies too much from run to run to aim at its steps that way, so
 		// the others count from a step seen on disk, each spread over 1.1
-		// times the time to the next step of the uninterrupted upgrade:
-		// from INSTALL_STARTED (the plan, the checkpoint), from the journal's
-		// appearance (the journal is written: undone on recovery), and from
-		// plan.json's, over 1.5 times the time to the journal's retirement
-		// (the commit point: the files are moved in, INSTALLED, the journal
-		// retired; finished on recovery; then the tidying after it).
+		// times the time to the next step of the uninterrupted run: from
+		// the first event in the ledger (the start, the plan, the
+		// checkpoint), from the journal's appearance (the journal is
+		// written: undone on recovery), and from plan.json's, over 1.5
+		// times the time to the journal's retirement (the commit point: the
+		// files are moved in, the outcome recorded, the journal retired;
+		// finished on recovery; then the tidying after it).
 		from, k := anchor(round%int(anchors)), round/int(anchors)
 		n := (rounds - int(from) + int(anchors) - 1) / int(anchors) // rounds of this kind
 		frac := 0.5
@@ -204,18 +314,18 @@ func TestKillDuringUpgrade(t *testing.T) {
 			frac = float64(k) / float64(n-1)
 		}
 		delay := time.Duration(float64(spans[from]) * 1.1 * frac)
-		how := fmt.Sprintf("%v after %v", delay.Round(time.Millisecond), from)
+		how := fmt.Sprintf("%v after %v", delay.Round(time.Millisecond), op.anchor(from))
 		roundBegan := time.Now()
 		// Each round starts from an exact copy of the base plane.
 		dir := filepath.Join(work, "plane")
 		syncTree(t, base, dir)
 		copied := time.Since(roundBegan)
 
-		killed, out, ph := killAfter(t, install, dir, from, delay, "--root", dir, "--archive", archive2)
+		killed, out, ph := killAfter(t, install, dir, from, delay, op.args(dir)...)
 		if !killed {
 			nCompleted++
 			if out.code != 0 {
-				t.Errorf("round %d: the upgrade finished before the kill (%s) but failed: %s%s", round, how, out.stdout, out.stderr)
+				t.Errorf("round %d: the %s finished before the kill (%s) but failed: %s%s", round, op.name, how, out.stdout, out.stderr)
 				continue
 			}
 		}
@@ -245,7 +355,7 @@ func TestKillDuringUpgrade(t *testing.T) {
 
 		// The plane: wholly before or wholly after.
 		got := snapshotPlane(t, dir)
-		dBefore, dAfter := diffStates(before, got, false), diffStates(after, got, true)
+		dBefore, dAfter := diffStates(before, got, false), diffStates(after, got, op.afterNorm)
 		isBefore, isAfter := len(dBefore) == 0, len(dAfter) == 0
 		state := "NEITHER"
 		switch {
@@ -256,38 +366,43 @@ func TestKillDuringUpgrade(t *testing.T) {
 			state = "after"
 			nAfter++
 		default:
-			t.Errorf("round %d (killed %s): the plane is neither before nor after the upgrade\nleft by the kill: %s\nrecover: %s\n"+
+			t.Errorf("round %d (killed %s): the plane is neither before nor after the %s\nleft by the kill: %s\nrecover: %s\n"+
 				"differs from before (%d paths): %s\ndiffers from after (%d paths): %s",
-				round, how, left, bytes.TrimSpace(rec.stdout), len(dBefore), headLines(dBefore, 12), len(dAfter), headLines(dAfter, 12))
+				round, how, op.name, left, bytes.TrimSpace(rec.stdout), len(dBefore), headLines(dBefore, 12), len(dAfter), headLines(dAfter, 12))
 		}
 
 		// The ledger: verifies; the earlier entries untouched; the killed
-		// operation has INSTALL_STARTED and exactly one outcome, which
-		// matches the plane, or (killed before it started) nothing.
+		// operation has its start and exactly one outcome, which matches
+		// the plane, or (killed before it started) no outcome and at most
+		// the events it records before its start.
 		v := run(t, nil, "verify", "--root", dir)
 		if v.code != 0 {
 			t.Errorf("round %d (killed %s): cp-ledger verify exited %d: %s%s", round, how, v.code, v.stdout, v.stderr)
 		}
 		entries := showLedger(t, dir)
 		requireSameHistory(t, baseEntries, entries, fmt.Sprintf("round %d", round))
-		ev := readOpEvents(t, entries[len(baseEntries):])
+		ev := readOpEvents(t, entries[len(baseEntries):], op)
 		switch {
-		case len(ev.types) == 0:
+		case ev.started == 0 && ev.outcomes == 0 && len(ev.types) <= len(prelude) && slices.Equal(ev.types, prelude[:len(ev.types)]):
 			nNoStart++
 			if !isBefore {
-				t.Errorf("round %d (killed %s): no event of the upgrade in the ledger, but the plane is %s", round, how, state)
+				t.Errorf("round %d (killed %s): no %s of the %s in the ledger (events %v), but the plane is %s",
+					round, how, op.start, op.name, ev.types, state)
 			}
-		case ev.types[0] != "INSTALL_STARTED", ev.started != 1:
-			t.Errorf("round %d (killed %s): the upgrade's events %v do not open with one INSTALL_STARTED", round, how, ev.types)
+		case ev.started != 1, len(ev.types) <= len(prelude), !slices.Equal(ev.types[:len(prelude)], prelude), ev.types[len(prelude)] != op.start:
+			t.Errorf("round %d (killed %s): the %s's events %v do not open with %v then one %s", round, how, op.name, ev.types, prelude, op.start)
 		case ev.outcomes != 1:
 			t.Errorf("round %d (killed %s): operation %s has %d outcome entries after recovery, want exactly 1: events %v; plane %s\n"+
 				"left by the kill: %s\nrecover: %s", round, how, ev.opID, ev.outcomes, ev.types, state, left, bytes.TrimSpace(rec.stdout))
-		case ev.last == "INSTALLED" && !isAfter:
-			t.Errorf("round %d (killed %s): INSTALLED is recorded but the plane is %s", round, how, state)
-		case ev.last == "INSTALL_FAILED" && !isBefore:
-			t.Errorf("round %d (killed %s): INSTALL_FAILED is recorded but the plane is %s", round, how, state)
+		case ev.last == op.done && !isAfter:
+			t.Errorf("round %d (killed %s): %s is recorded but the plane is %s", round, how, op.done, state)
+		case ev.last == op.failed && !isBefore:
+			t.Errorf("round %d (killed %s): %s is recorded but the plane is %s", round, how, op.failed, state)
 		}
-		if recovered.Result.Found && recovered.Result.OpID != "" && recovered.Result.OpID != ev.opID {
+		// (An operation killed after writing its intent but before
+		// recording anything is found by recover, by its intent, and has
+		// no event to compare with.)
+		if recovered.Result.Found && recovered.Result.OpID != "" && ev.opID != "" && recovered.Result.OpID != ev.opID {
 			t.Errorf("round %d: recover names operation %s, the ledger %s", round, recovered.Result.OpID, ev.opID)
 		}
 		t.Logf("round %2d: kill %s: %s (seen: %v); left %s; recover: found %v, forward %v, back %v, staging removed %d; events %v -> %s (round: %v, restore %v, recover %v)",
@@ -295,39 +410,39 @@ func TestKillDuringUpgrade(t *testing.T) {
 			recovered.Result.Found, recovered.Result.RolledForward, recovered.Result.RolledBack, recovered.Result.Staging, ev.types, state,
 			time.Since(roundBegan).Round(time.Millisecond), copied.Round(time.Millisecond), recoverTook.Round(time.Millisecond))
 
-		// 6. A plane left before takes the upgrade: once after a kill that
-		// came after INSTALL_STARTED and once after one that came before, if
-		// the rounds give both, else twice.
-		if isBefore && reupgrades < 2 && (reupgrades == 0 || (len(ev.types) > 0) != reupgradeStarted || round >= rounds/2) {
-			reupgrades++
-			reupgradeStarted = len(ev.types) > 0
+		// 6. A plane left before takes op: once after a kill that came
+		// after its start and once after one that came before, if the
+		// rounds give both, else twice.
+		if isBefore && again < 2 && (again == 0 || (ev.started > 0) != againStarted || round >= rounds/2) {
+			again++
+			againStarted = ev.started > 0
 			start := time.Now()
-			r := runPlane(t, install, dir, work, "--root", dir, "--archive", archive2)
+			r := runPlane(t, install, dir, work, op.args(dir)...)
 			took := time.Since(start)
 			if r.code != 0 {
-				t.Errorf("round %d: the upgrade after recovery exited %d: %s%s", round, r.code, r.stdout, r.stderr)
-			} else if d := diffStates(after, snapshotPlane(t, dir), true); len(d) > 0 {
-				t.Errorf("round %d: the upgrade after recovery does not end in the after state (%d paths): %s", round, len(d), headLines(d, 12))
+				t.Errorf("round %d: the %s after recovery exited %d: %s%s", round, op.name, r.code, r.stdout, r.stderr)
+			} else if d := diffStates(after, snapshotPlane(t, dir), op.afterNorm); len(d) > 0 {
+				t.Errorf("round %d: the %s after recovery does not end in the after state (%d paths): %s", round, op.name, len(d), headLines(d, 12))
 			}
 			if v := run(t, nil, "verify", "--root", dir); v.code != 0 {
-				t.Errorf("round %d: cp-ledger verify after the second upgrade exited %d: %s%s", round, v.code, v.stdout, v.stderr)
+				t.Errorf("round %d: cp-ledger verify after the second %s exited %d: %s%s", round, op.name, v.code, v.stdout, v.stderr)
 			}
-			again := showLedger(t, dir)
-			requireSameHistory(t, entries, again, fmt.Sprintf("round %d, second upgrade", round))
-			if ev2 := readOpEvents(t, again[len(entries):]); !slices.Equal(ev2.types, []string{"INSTALL_STARTED", "CHECKPOINT_CREATED", "INSTALLED"}) || ev2.opID == ev.opID {
-				t.Errorf("round %d: the second upgrade recorded %v as %s (the killed one was %s)", round, ev2.types, ev2.opID, ev.opID)
+			more := showLedger(t, dir)
+			requireSameHistory(t, entries, more, fmt.Sprintf("round %d, second %s", round, op.name))
+			if ev2 := readOpEvents(t, more[len(entries):], op); !slices.Equal(ev2.types, op.events) || ev2.opID == ev.opID {
+				t.Errorf("round %d: the second %s recorded %v as %s (the killed one was %s)", round, op.name, ev2.types, ev2.opID, ev.opID)
 			}
-			t.Logf("round %2d: upgraded again after recovery in %v: after", round, took.Round(time.Millisecond))
+			t.Logf("round %2d: %s again after recovery in %v: after", round, op.did, took.Round(time.Millisecond))
 		}
 	}
 	require.Equal(t, before, snapshotPlane(t, base), "the base plane changed")
-	t.Logf("%d rounds in %v: %d ended before (%d of them before INSTALL_STARTED), %d after (%d finished before the kill); %d upgraded again",
-		rounds, time.Since(began).Round(time.Millisecond), nBefore, nNoStart, nAfter, nCompleted, reupgrades)
+	t.Logf("%d rounds in %v: %d ended before (%d of them before %s), %d after (%d finished before the kill); %d %s again",
+		rounds, time.Since(began).Round(time.Millisecond), nBefore, nNoStart, op.start, nAfter, nCompleted, again, op.did)
 	if nBefore == 0 || nAfter == 0 {
 		t.Logf("WARNING: the kills did not land on both sides of the commit point (%d before, %d after): this run proves less than it should", nBefore, nAfter)
 	}
-	if reupgrades == 0 {
-		t.Logf("WARNING: no round ended before, so no plane was upgraded again after recovery")
+	if again == 0 {
+		t.Logf("WARNING: no round ended before, so no plane was %s again after recovery", op.did)
 	}
 }
 
@@ -370,10 +485,10 @@ func buildPackage(t *testing.T, pkg, root, work, version string, files map[strin
 	return archive
 }
 
-// phases is when the steps of an install became visible on disk, since the
-// process started; -1 for a step not seen.
+// phases is when the steps of an install or rollback became visible on
+// disk, since the process started; -1 for a step not seen.
 type phases struct {
-	started time.Duration // HO3's ledger grew: INSTALL_STARTED
+	started time.Duration // HO3's ledger grew: INSTALL_STARTED (a rollback: its CHECKPOINT_CREATED)
 	journal time.Duration // _journal appeared: the atomic apply began
 	plan    time.Duration // _journal/plan.json appeared: the commit point
 	retired time.Duration // _journal went away again
@@ -395,7 +510,7 @@ type anchor int
 
 const (
 	fromStart   anchor = iota // the process started
-	fromStarted               // INSTALL_STARTED reached the ledger: the checkpoint and the plan follow
+	fromStarted               // the operation's first event reached the ledger (killOp.anchor names it)
 	fromJournal               // the journal appeared: the atomic apply
 	fromPlan                  // plan.json appeared: the commit point; the rest is rolled forward
 	anchors                   // how many there are
@@ -838,14 +953,14 @@ func requireSameHistory(t *testing.T, want, got []entry, who string) {
 type opEvents struct {
 	opID     string
 	types    []string
-	started  int    // INSTALL_STARTED entries
-	outcomes int    // INSTALLED and INSTALL_FAILED entries
+	started  int    // start entries (INSTALL_STARTED, ROLLBACK_STARTED)
+	outcomes int    // outcome entries (INSTALLED and INSTALL_FAILED, ROLLED_BACK and ROLLBACK_FAILED)
 	last     string // the last outcome's type
 }
 
-// readOpEvents reads entries (all of one operation, which it requires) and
-// returns their event types.
-func readOpEvents(t *testing.T, entries []entry) opEvents {
+// readOpEvents reads entries (all of one operation, op, which it requires)
+// and returns their event types.
+func readOpEvents(t *testing.T, entries []entry, op killOp) opEvents {
 	t.Helper()
 	var ev opEvents
 	for _, e := range entries {
@@ -861,14 +976,14 @@ func readOpEvents(t *testing.T, entries []entry) opEvents {
 		}
 		ev.types = append(ev.types, typ)
 		switch e.EventType {
-		case "INSTALLED", "INSTALL_FAILED":
+		case op.done, op.failed:
 			ev.outcomes++
 			ev.last = e.EventType
-		case "INSTALL_STARTED":
+		case op.start:
 			ev.started++
 		case "CHECKPOINT_CREATED":
 		default:
-			t.Errorf("entry %d: unexpected event %s in an upgrade", e.Seq, e.EventType)
+			t.Errorf("entry %d: unexpected event %s in a %s", e.Seq, e.EventType, op.name)
 		}
 	}
 	return ev

@@ -208,15 +208,20 @@ func TestOutcomeRecorded(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, fi.Size(), int64(3*256<<10), "the ledger must span several chunks")
 
-	for op, want := range map[string][2]bool{"OP-a": {true, true}, "OP-b": {true, false}, "OP-none": {false, false}} {
-		started, done, err := outcomeRecorded(root, op, 0)
+	for op, want := range map[string]struct {
+		started bool
+		outcome string
+	}{"OP-a": {true, "INSTALLED"}, "OP-b": {true, ""}, "OP-none": {false, ""}} {
+		started, outcome, err := outcomeRecorded(root, op, 0)
 		require.NoError(t, err)
-		require.Equal(t, want, [2]bool{started, done}, op)
+		require.Equal(t, want.started, started, op)
+		require.Equal(t, want.outcome, outcome, op)
 	}
 	// Only what follows since is read.
-	started, done, err := outcomeRecorded(root, "OP-a", fi.Size()-10)
+	started, outcome, err := outcomeRecorded(root, "OP-a", fi.Size()-10)
 	require.NoError(t, err)
-	require.False(t, started || done)
+	require.False(t, started)
+	require.Empty(t, outcome)
 }
 
 func TestCheckpointAndVersions(t *testing.T) {
@@ -265,4 +270,25 @@ func TestWholeLinesAndTornTail(t *testing.T) {
 	_, err = Recover(ctx, root, "someone")
 	require.NoError(t, err)
 	require.Equal(t, []string{"INSTALL_STARTED", "INSTALL_FAILED"}, types(events(t, root, op)))
+}
+
+// An operation that completed, killed before it tidied its private
+// directory away: recover only removes the directory, records nothing and
+// reports nothing recovered.
+func TestRecoverCompletedLeftovers(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	op := newOpID()
+	rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
+	dir := "_staging/" + stagingPrefix + "done"
+	require.NoError(t, os.MkdirAll(filepath.Join(root, dir), 0o700))
+	require.NoError(t, rec.intend(dir, opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0"}))
+	require.NoError(t, rec.start(ctx))
+	_, err := rec.installed(ctx, rec.pkg, false)
+	require.NoError(t, err)
+	got, err := Recover(ctx, root, "someone")
+	require.NoError(t, err)
+	require.Equal(t, 1, got.Staging)
+	require.False(t, got.Found || got.RolledBack || got.RolledForward)
+	require.Equal(t, []string{"INSTALL_STARTED", "INSTALLED"}, types(events(t, root, op)))
 }

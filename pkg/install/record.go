@@ -193,7 +193,8 @@ func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) 
 			return &Error{code: "JOURNAL_CORRUPT", exit: 5, Msg: "journal meta.json: " + err.Error()}
 		}
 		rec.Op, rec.OpID = m.Op, m.OpID
-		return recordRecovered(ctx, root, actor, m, o)
+		_, err := recordRecovered(ctx, root, actor, m, o)
+		return err
 	})
 	rec.Outcome = out
 	if err != nil {
@@ -203,10 +204,14 @@ func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) 
 		if rec.OpID == "" {
 			rec.Op, rec.OpID = m.Op, m.OpID
 		}
-		if !rec.Found { // known only from its private directory: it never committed
+		outcome, err := recordRecovered(ctx, root, actor, m, journal.Outcome{Found: true, RolledBack: true})
+		if failedEvents[outcome] && !rec.Found {
+			// Known only from its private directory, and it never took
+			// effect. (One that did had recorded its outcome already: its
+			// directory is only tidied away.)
 			rec.Found, rec.RolledBack = true, true
 		}
-		return recordRecovered(ctx, root, actor, m, journal.Outcome{Found: true, RolledBack: true})
+		return err
 	})
 	return rec, err
 }
@@ -215,10 +220,13 @@ func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) 
 // if the ledger already holds it (the crash came after it was written),
 // nothing is appended, and an operation that had not recorded its start
 // gets no outcome either.
-func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journal.Outcome) error {
-	started, done, err := outcomeRecorded(root, m.OpID, m.LedgerSize)
-	if err != nil || done || !started {
-		return err
+//
+// It returns the operation's outcome event as the ledger now holds it, or
+// "" when it has none.
+func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journal.Outcome) (string, error) {
+	started, outcome, err := outcomeRecorded(root, m.OpID, m.LedgerSize)
+	if err != nil || outcome != "" || !started {
+		return outcome, err
 	}
 	r := &recorder{root: root, actor: m.Actor, opID: m.OpID, workOrder: m.WorkOrder}
 	if r.actor == "" {
@@ -230,38 +238,41 @@ func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journa
 			PreviousVersion: m.PreviousVersion, Action: m.Action, Checkpoint: m.Checkpoint, Signature: m.Signature, DriftOverwritten: m.Drift}
 		if o.RolledForward {
 			_, err := r.installed(ctx, r.pkg, true)
-			return err
+			return "INSTALLED", err
 		}
-		return r.failed(ctx, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))
+		return "INSTALL_FAILED", r.failed(ctx, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))
 	case "rollback":
 		if o.RolledForward {
-			return r.rolledBack(ctx, m.VersionID, m.Checkpoint, true)
+			return "ROLLED_BACK", r.rolledBack(ctx, m.VersionID, m.Checkpoint, true)
 		}
-		return r.rollbackFailed(ctx, m.VersionID, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))
+		return "ROLLBACK_FAILED", r.rollbackFailed(ctx, m.VersionID, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))
 	}
-	return &Error{code: "JOURNAL_CORRUPT", exit: 5, Msg: "journal meta.json: unknown op " + m.Op}
+	return "", &Error{code: "JOURNAL_CORRUPT", exit: 5, Msg: "journal meta.json: unknown op " + m.Op}
 }
+
+// failedEvents are the outcomes of operations that did not take effect.
+var failedEvents = map[string]bool{"INSTALL_FAILED": true, "ROLLBACK_FAILED": true}
 
 // outcomeEvents end an operation.
 var outcomeEvents = map[string]bool{"INSTALLED": true, "INSTALL_FAILED": true, "ROLLED_BACK": true, "ROLLBACK_FAILED": true}
 
-// outcomeRecorded reports whether HO3's ledger holds the start and the
-// outcome of operation opID. It reads the ledger backwards from its end,
-// down to since (the ledger's size before the operation), and stops at
-// the operation's start event.
-func outcomeRecorded(root, opID string, since int64) (started, done bool, err error) {
+// outcomeRecorded reports whether HO3's ledger holds the start of
+// operation opID, and its outcome event ("" if none). It reads the ledger
+// backwards from its end, down to since (the ledger's size before the
+// operation), and stops at the operation's start event.
+func outcomeRecorded(root, opID string, since int64) (started bool, outcome string, err error) {
 	path, err := ledgerOf(root)
 	if err != nil {
-		return false, false, err
+		return false, "", err
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return false, false, err
+		return false, "", err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return false, false, err
+		return false, "", err
 	}
 	since = max(0, min(since, fi.Size()))
 	needle := []byte(`"op_id":"` + opID + `"`)
@@ -271,7 +282,7 @@ func outcomeRecorded(root, opID string, since int64) (started, done bool, err er
 		start := max(since, end-chunk)
 		buf := make([]byte, end-start, end-start+int64(len(carry)))
 		if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
-			return false, false, err
+			return false, "", err
 		}
 		buf = append(buf, carry...)
 		lines := bytes.Split(buf, []byte{'\n'})
@@ -287,16 +298,16 @@ func outcomeRecorded(root, opID string, since int64) (started, done bool, err er
 			if err != nil {
 				continue // a torn tail; verify reports it
 			}
-			if outcomeEvents[e.EventType] {
-				done = true
+			if outcomeEvents[e.EventType] && outcome == "" {
+				outcome = e.EventType
 			}
 			if strings.HasSuffix(e.EventType, "_STARTED") {
-				return true, done, nil
+				return true, outcome, nil
 			}
 		}
 		end = start
 	}
-	return false, done, nil
+	return false, outcome, nil
 }
 
 // wholeLines returns the length of the ledger at path up to its last

@@ -196,7 +196,7 @@ func rollback(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if req.String("version_id") == "" {
 		return cli.Outcome{Err: cli.Usagef("rollback needs --version-id VER-...").WithHint("cp-install versions lists them")}
 	}
-	res, err := install.Rollback(ctx, root, req.String("version_id"), cli.Actor(), time.Now())
+	res, err := install.Rollback(ctx, root, req.String("version_id"), cli.Actor(), time.Now(), c.Logf)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

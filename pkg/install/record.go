@@ -30,6 +30,8 @@ type recorder struct {
 	outcome                               bool    // the outcome event is in the ledger
 	lastEntry                             string  // the id of the outcome event
 	ledgerSize                            int64   // HO3's ledger size before the operation recorded anything
+	sized                                 bool    // ledgerSize is set
+	log                                   func(format string, args ...any)
 }
 
 // intentFile, in an operation's private directory under _staging/, says
@@ -44,8 +46,11 @@ func (r *recorder) intend(dir string, m opMeta) error {
 	if err != nil {
 		return err
 	}
-	if r.ledgerSize, err = wholeLines(path); err != nil {
-		return err
+	if !r.sized { // a second intent of the same operation keeps the first offset
+		if r.ledgerSize, err = wholeLines(path); err != nil {
+			return err
+		}
+		r.sized = true
 	}
 	m.LedgerSize = r.ledgerSize
 	b, err := json.Marshal(m)
@@ -224,6 +229,12 @@ func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) 
 // It returns the operation's outcome event as the ledger now holds it, or
 // "" when it has none.
 func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journal.Outcome) (string, error) {
+	if m.Op == "rollback" && !o.RolledForward && m.Checkpoint != "" {
+		// Its checkpoint may hold links to files that stay in the plane.
+		if err := snapshot.Detach(root, m.Checkpoint); err != nil {
+			return "", err
+		}
+	}
 	started, outcome, err := outcomeRecorded(root, m.OpID, m.LedgerSize)
 	if err != nil || outcome != "" || !started {
 		return outcome, err
@@ -245,6 +256,7 @@ func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journa
 		if o.RolledForward {
 			return "ROLLED_BACK", r.rolledBack(ctx, m.VersionID, m.Checkpoint, true)
 		}
+
 		return "ROLLBACK_FAILED", r.rollbackFailed(ctx, m.VersionID, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))
 	}
 	return "", &Error{code: "JOURNAL_CORRUPT", exit: 5, Msg: "journal meta.json: unknown op " + m.Op}

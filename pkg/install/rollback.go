@@ -99,7 +99,9 @@ type Integrity struct {
 // fails them after the rollback is INTEGRITY_FAILED (exit 1), with the
 // rollback's result attached: the rollback happened, the plane is not
 // sound.
-func Rollback(ctx context.Context, root, id, actor string, now time.Time) (*RollbackResult, error) {
+//
+// log, if not nil, is told each phase and how long it took (cp-install -v).
+func Rollback(ctx context.Context, root, id, actor string, now time.Time, log func(format string, args ...any)) (*RollbackResult, error) {
 	if err := checkHO3(root); err != nil {
 		return nil, err
 	}
@@ -112,6 +114,7 @@ func Rollback(ctx context.Context, root, id, actor string, now time.Time) (*Roll
 	if _, err := recoverLocked(ctx, root, actor); err != nil {
 		return nil, errors.Join(err, rec.rollbackFailed(ctx, id, err))
 	}
+	rec.log = log
 	res, err := rollback(ctx, root, id, now, rec)
 	if err != nil && !rec.outcome {
 		if pending, _ := journalPending(root); !pending { // else the journal owns the outcome
@@ -125,7 +128,9 @@ func Rollback(ctx context.Context, root, id, actor string, now time.Time) (*Roll
 		return nil, err
 	}
 	pruneEmpty(root, res.Removed)
+	done := Options{Log: log}.phase()
 	results, err := gate.Integrity(ctx, root, "ho3")
+	done("integrity sweep")
 	if err != nil {
 		return res, err
 	}
@@ -154,7 +159,9 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 		return nil, err
 	}
 	defer cleanup()
-	changes, err := restorePlan(root, v, stage, res)
+	done := Options{Log: rec.log}.phase()
+	known := map[string]snapshot.Stat{} // the state now, hashed once for the plan and the checkpoint
+	changes, err := restorePlan(root, v, stage, res, known)
 	if err != nil {
 		return nil, err
 	}
@@ -162,11 +169,33 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 		return nil, err
 	}
 
-	before, err := snapshot.Take(root, snapshot.Options{Label: "auto: before rollback to " + v.VersionID, Actor: actor, Now: now})
+	done("planned and staged from the checkpoint: %d to restore, %d to remove, %d unchanged", len(res.Restored), len(res.Removed), res.Unchanged)
+	done = Options{Log: rec.log}.phase()
+	// The files this rollback replaces or removes leave the plane when it
+	// commits: their inodes can be the checkpoint's blobs, uncopied.
+	displaced := make(map[string]bool, len(changes))
+	for _, c := range changes {
+		displaced[c.Path] = true
+	}
+	before, err := snapshot.Take(root, snapshot.Options{Label: "auto: before rollback to " + v.VersionID, Actor: actor, Now: now,
+		Known: known, Displaced: func(p string) bool { return displaced[p] }})
 	if err != nil {
 		return nil, err
 	}
+	committed := false
+	defer func() {
+		if !committed {
+			if pending, _ := journalPending(root); !pending {
+				snapshot.Forget(root, before) // the displaced files stay: no history may share their inodes
+			}
+		}
+	}()
 	res.Checkpoint = before.VersionID
+	// Recovery must know the checkpoint to detach its links if this
+	// rollback never commits.
+	if err := rec.intend(stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID, Checkpoint: before.VersionID}); err != nil {
+		return nil, err
+	}
 	if err := rec.checkpoint(ctx, before, true); err != nil {
 		return nil, err
 	}
@@ -181,7 +210,11 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	if err != nil {
 		return nil, err
 	}
+	done("checkpoint %s of the state left: %d files", before.VersionID, len(before.Files))
+	done = Options{Log: rec.log}.phase()
+	defer func() { done("journaled apply: %d changes", len(changes)) }()
 	err = apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
+		committed = true
 		err := rec.rolledBack(ctx, v.VersionID, before.VersionID, false)
 		rec.outcome = err == nil
 		return err
@@ -193,7 +226,7 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 // journal changes that restore it, staging every blob needed (hash-checked)
 // under stage first: a missing or altered blob refuses the rollback before
 // anything changes.
-func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackResult) ([]journal.Change, error) {
+func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackResult, known map[string]snapshot.Stat) ([]journal.Change, error) {
 	now, err := snapshot.Scope(root)
 	if err != nil {
 		return nil, err
@@ -213,12 +246,17 @@ func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackRe
 	if err != nil {
 		return nil, err
 	}
+	for i, p := range paths {
+		known[p] = stats[i]
+	}
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
 	var changes []journal.Change
+	var blobs []snapshot.File
+	var dsts []string
 	for i, f := range v.Files {
 		if st := stats[i]; st.Exists && st.File.SHA256 == f.SHA256 && st.File.Mode == f.Mode {
 			res.Unchanged++
@@ -229,11 +267,12 @@ func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackRe
 			return nil, err
 		}
 		src := stage + "/" + strconv.Itoa(i)
-		if err := snapshot.CopyObject(r, f, src); err != nil {
-			return nil, err
-		}
+		blobs, dsts = append(blobs, f), append(dsts, src)
 		changes = append(changes, journal.Change{Path: f.Path, Src: src, Mode: mode})
 		res.Restored = append(res.Restored, f.Path)
+	}
+	if err := snapshot.CopyObjects(r, blobs, dsts); err != nil {
+		return nil, err
 	}
 	for i := len(v.Files); i < len(paths); i++ {
 		if stats[i].Exists {

@@ -30,7 +30,11 @@
 // fields (fail closed). A checkpoint is never changed or deleted.
 //
 // Blobs are copies, never hard links to governed files: a governed file
-// edited in place must not alter the history kept of it.
+// edited in place must not alter the history kept of it. The one exception
+// is a rollback's own checkpoint of the state it leaves (Options.Displaced):
+// the read-only files it replaces or removes leave the plane when it
+// commits, so their inodes become the blobs; if the rollback does not
+// happen, Forget removes those links.
 package snapshot
 
 import (
@@ -89,6 +93,7 @@ type Version struct {
 	Actor     string    `json:"actor"`
 	Packages  []Package `json:"packages"`
 	Files     []File    `json:"files"`
+	linked    []string  // blobs Take hard-linked to displaced files
 }
 
 // Error is a snapshot failure callers act on: VERSION_NOT_FOUND (exit 1),
@@ -308,6 +313,15 @@ type Options struct {
 	Label string
 	Actor string
 	Now   time.Time
+	// Known holds files already hashed under the same lock (by path), so
+	// that they are not read again; the rest of the scope is hashed.
+	Known map[string]Stat
+	// Displaced, if set, names the read-only (0444) files that the caller
+	// is about to replace or remove for good (a rollback's targets): their
+	// blobs may be hard links to them rather than copies, since their
+	// inodes leave the plane when the change commits. If it does not, the
+	// caller calls Forget.
+	Displaced func(path string) bool
 }
 
 // Take checkpoints the state of the plane at root: it hashes every file in
@@ -320,9 +334,24 @@ func Take(root string, opts Options) (*Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	stats, err := StatAll(root, paths)
+	var todo []string
+	for _, p := range paths {
+		if _, ok := opts.Known[p]; !ok {
+			todo = append(todo, p)
+		}
+	}
+	hashed, err := StatAll(root, todo)
 	if err != nil {
 		return nil, err
+	}
+	stats := make([]Stat, 0, len(paths))
+	for i, j := 0, 0; i < len(paths); i++ {
+		if st, ok := opts.Known[paths[i]]; ok {
+			stats = append(stats, st)
+		} else {
+			stats = append(stats, hashed[j])
+			j++
+		}
 	}
 	pkgs, err := registry.Read(root, registry.Packages)
 	if err != nil {
@@ -340,9 +369,11 @@ func Take(root string, opts Options) (*Version, error) {
 			v.Files = append(v.Files, st.File)
 		}
 	}
-	if err := store(root, v.Files); err != nil {
+	linked, err := store(root, v.Files, opts.Displaced)
+	if err != nil {
 		return nil, err
 	}
+	v.linked = linked
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return nil, err
@@ -355,19 +386,20 @@ func Take(root string, opts Options) (*Version, error) {
 
 // store copies into the object store every file whose blob is not there
 // yet, each durable before the checkpoint that names it is written.
-func store(root string, files []File) error {
+func store(root string, files []File, displaced func(string) bool) ([]string, error) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer r.Close()
 	if err := r.MkdirAll(objectsDir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	var mu sync.Mutex
 	made := map[string]bool{}
 	seen := map[string]bool{}
 	var todo []File
+	var linked []string
 	for _, f := range files {
 		if !seen[f.SHA256] {
 			seen[f.SHA256] = true
@@ -392,17 +424,129 @@ func store(root string, files []File) error {
 		}
 		mu.Unlock()
 		wrote.Store(true)
+		if displaced != nil && f.Mode == "0444" && displaced(f.Path) {
+			if ok, err := linkObject(r, f, obj); err != nil || ok {
+				if ok {
+					mu.Lock()
+					linked = append(linked, obj)
+					mu.Unlock()
+				}
+				return err
+			}
+		}
 		return copyObject(r, f, obj)
 	})
 	if err != nil || !wrote.Load() {
-		return err
+		return linked, err
 	}
 	for d := range made {
 		if err := atomicfile.SyncDirIn(r, d); err != nil {
+			return linked, err
+		}
+	}
+	return linked, atomicfile.SyncDirIn(r, objectsDir)
+}
+
+// linkObject stores f's blob as a hard link to f's file, after checking the
+// bytes; false (and no error) when the link cannot be made, so that the
+// caller copies instead.
+func linkObject(r *os.Root, f File, obj string) (bool, error) {
+	tmp := obj + ".tmp-" + randHex()
+	if err := r.Link(f.Path, tmp); err != nil {
+		return false, nil
+	}
+	if !blobHolds(r, tmp, f) {
+		r.Remove(tmp)
+		return false, &Error{code: "STATE_CHANGED", Path: f.Path, Msg: "changed while being checkpointed"}
+	}
+	if err := r.Rename(tmp, obj); err != nil {
+		r.Remove(tmp)
+		return false, err
+	}
+	return true, nil
+}
+
+// Detach makes every blob of checkpoint id that shares its inode with the
+// file now at its path (a link Take made for a rollback that did not
+// commit) a copy of its own, so that no history shares an inode with the
+// plane. Recovery of an interrupted rollback calls it.
+func Detach(root, id string) error {
+	v, err := Load(root, id)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.code == "VERSION_NOT_FOUND" {
+			return nil // the checkpoint was never written
+		}
+		return err
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for _, f := range v.Files {
+		obj := ObjectPath(f.SHA256)
+		a, errA := r.Lstat(obj)
+		b, errB := r.Lstat(f.Path)
+		if errA != nil || errB != nil || !os.SameFile(a, b) {
+			continue
+		}
+		tmp := obj + ".tmp-" + randHex()
+		if err := copyTo(r, obj, tmp, f); err != nil {
+			return err
+		}
+		if err := r.Rename(tmp, obj); err != nil {
 			return err
 		}
 	}
-	return atomicfile.SyncDirIn(r, objectsDir)
+	return nil
+}
+
+// copyTo copies the file src to a new file dst (0444, fsynced), checking
+// f's hash.
+func copyTo(r *os.Root, src, dst string, f File) error {
+	in, err := r.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := r.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	_, err = copyBuf(io.MultiWriter(out, h), in)
+	if err == nil && "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+		err = &Error{code: "OBJECT_CORRUPT", Path: f.Path, Msg: "the blob " + f.SHA256 + " no longer holds those bytes"}
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		r.Remove(dst)
+	}
+	return err
+}
+
+// Forget removes a checkpoint that Take made for a change that then did
+// not happen: its file, and the blobs it hard-linked to files that stay in
+// the plane (which must never share an inode with history).
+func Forget(root string, v *Version) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var first error
+	for _, obj := range append([]string{Dir + "/" + v.VersionID + ".json"}, v.linked...) {
+		if err := r.Remove(obj); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // blobHolds reports whether the blob obj exists and holds f's bytes: a
@@ -552,6 +696,12 @@ func List(root string) ([]*Version, error) {
 		return strings.Compare(a.VersionID, b.VersionID)
 	})
 	return out, nil
+}
+
+// CopyObjects is CopyObject for many files on several goroutines (file
+// creation, not copying, bounds it); the first error wins.
+func CopyObjects(r *os.Root, files []File, dsts []string) error {
+	return parallel(len(files), func(i int) error { return CopyObject(r, files[i], dsts[i]) })
 }
 
 // CopyObject copies the blob of f to dst (a root-relative path, created

@@ -230,3 +230,46 @@ func TestTakeRepairsAlteredBlob(t *testing.T) {
 	defer r.Close()
 	require.NoError(t, CopyObject(r, f, "_staging/check"))
 }
+
+// A rollback's checkpoint links the blobs of the read-only files it
+// displaces; Forget (the rollback did not happen) or Detach (recovery)
+// leaves no blob sharing an inode with the plane.
+func TestDisplacedLinks(t *testing.T) {
+	root := newPlane(t)
+	const p = "config/router_policy.json"
+	sameInode := func(v *Version) bool {
+		for _, f := range v.Files {
+			if f.Path == p {
+				a, err := os.Stat(filepath.Join(root, ObjectPath(f.SHA256)))
+				require.NoError(t, err)
+				b, err := os.Stat(filepath.Join(root, p))
+				require.NoError(t, err)
+				return os.SameFile(a, b)
+			}
+		}
+		t.Fatalf("%s not in the checkpoint", p)
+		return false
+	}
+	opts := Options{Label: "before", Actor: "tester", Now: time.Now(), Displaced: func(q string) bool { return q == p }}
+	v, err := Take(root, opts)
+	require.NoError(t, err)
+	require.True(t, sameInode(v), "a displaced file's blob is a link")
+	require.Equal(t, 1, len(v.linked))
+	require.NoError(t, Forget(root, v))
+	_, err = Load(root, v.VersionID)
+	require.Error(t, err)
+
+	v, err = Take(root, opts)
+	require.NoError(t, err)
+	require.True(t, sameInode(v))
+	require.NoError(t, Detach(root, v.VersionID))
+	require.False(t, sameInode(v), "after Detach the blob is a copy")
+	r, err := os.OpenRoot(root)
+	require.NoError(t, err)
+	defer r.Close()
+	for _, f := range v.Files {
+		if f.Path == p {
+			require.NoError(t, CopyObject(r, f, "_staging/check"))
+		}
+	}
+}

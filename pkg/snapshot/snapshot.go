@@ -447,6 +447,12 @@ func store(root string, files []File, displaced func(string) bool) ([]string, er
 	return linked, atomicfile.SyncDirIn(r, objectsDir)
 }
 
+// linkedElsewhere reports whether the file has more than one name.
+func linkedElsewhere(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink > 1
+}
+
 // linkObject stores f's blob as a hard link to f's file, after checking the
 // bytes; false (and no error) when the link cannot be made, so that the
 // caller copies instead.
@@ -455,7 +461,7 @@ func linkObject(r *os.Root, f File, obj string) (bool, error) {
 	if err := r.Link(f.Path, tmp); err != nil {
 		return false, nil
 	}
-	if !blobHolds(r, tmp, f) {
+	if !holds(r, tmp, f) {
 		r.Remove(tmp)
 		return false, &Error{code: "STATE_CHANGED", Path: f.Path, Msg: "changed while being checkpointed"}
 	}
@@ -549,15 +555,34 @@ func Forget(root string, v *Version) error {
 	return first
 }
 
-// blobHolds reports whether the blob obj exists and holds f's bytes: a
-// blob altered since it was stored is copied again, not trusted, so a new
-// checkpoint is always restorable.
+// blobHolds reports whether the blob obj exists, has no other name and
+// holds f's bytes: a blob altered since it was stored, or still linked to a
+// file of the plane by a rollback that was cut short, is copied again, not
+// trusted, so a new checkpoint is always restorable and never shares an
+// inode with the plane.
 func blobHolds(r *os.Root, obj string, f File) bool {
 	b, err := r.Open(obj)
 	if err != nil {
 		return false
 	}
 	defer b.Close()
+	if fi, err := b.Stat(); err != nil || linkedElsewhere(fi) {
+		return false // shares its inode with a file outside history (a rollback cut short): store a copy
+	}
+	return readHolds(b, f)
+}
+
+// holds reports whether the file name holds f's bytes.
+func holds(r *os.Root, name string, f File) bool {
+	b, err := r.Open(name)
+	if err != nil {
+		return false
+	}
+	defer b.Close()
+	return readHolds(b, f)
+}
+
+func readHolds(b *os.File, f File) bool {
 	h := sha256.New()
 	n, err := copyBuf(h, b)
 	return err == nil && n == f.Size && "sha256:"+hex.EncodeToString(h.Sum(nil)) == f.SHA256

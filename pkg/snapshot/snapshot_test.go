@@ -273,3 +273,24 @@ func TestDisplacedLinks(t *testing.T) {
 		}
 	}
 }
+
+// A blob left linked to a governed file (a rollback cut short before any
+// checkpoint named it) is never reused: the next checkpoint stores a copy.
+func TestLinkedBlobNotReused(t *testing.T) {
+	root := newPlane(t)
+	const p = "config/router_policy.json"
+	v, err := Take(root, Options{Label: "a", Actor: "tester", Now: time.Now(), Displaced: func(q string) bool { return q == p }})
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(filepath.Join(root, Dir, v.VersionID+".json"))) // as if cut short before the file was written
+	w, err := Take(root, Options{Label: "b", Actor: "tester", Now: time.Now()})
+	require.NoError(t, err)
+	for _, f := range w.Files {
+		if f.Path == p {
+			a, err := os.Stat(filepath.Join(root, ObjectPath(f.SHA256)))
+			require.NoError(t, err)
+			b, err := os.Stat(filepath.Join(root, p))
+			require.NoError(t, err)
+			require.False(t, os.SameFile(a, b))
+		}
+	}
+}

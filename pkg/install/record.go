@@ -1,6 +1,7 @@
 package install
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -149,9 +150,48 @@ func (r *recorder) installed(ctx context.Context, res *Result, recovered bool) (
 // checkpoint records CHECKPOINT_CREATED; auto marks one taken before an
 // install or rollback.
 func (r *recorder) checkpoint(ctx context.Context, v *snapshot.Version, auto bool) error {
-	m := map[string]any{"op_id": r.opID, "actor": r.actor, "version_id": v.VersionID, "label": v.Label, "files": len(v.Files), "automatic": auto}
+	m := map[string]any{"op_id": r.opID, "actor": r.actor, "version_id": v.VersionID, "label": v.Label, "files": len(v.Files), "automatic": auto,
+		"sha256": v.FileSHA256()}
 	_, err := r.record(ctx, ledger.Draft{EventType: "CHECKPOINT_CREATED", SubmissionID: v.VersionID, Decision: "CREATED", Reason: v.Label, Metadata: m})
 	return err
+}
+
+// checkpointRecorded refuses (VERSION_UNRECORDED) a checkpoint whose file
+// is not the one HO3's ledger recorded when it was made: a checkpoint file
+// edited since, or one the ledger never saw, is not restored from.
+func checkpointRecorded(root string, v *snapshot.Version) error {
+	path, err := ledgerOf(root)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	needle := []byte(`"submission_id":"` + v.VersionID + `"`)
+	recorded := ""
+	for sc.Scan() {
+		if !bytes.Contains(sc.Bytes(), needle) {
+			continue
+		}
+		e, err := ledger.ParseLine(sc.Bytes())
+		if err == nil && e.EventType == "CHECKPOINT_CREATED" {
+			recorded, _ = e.Metadata["sha256"].(string)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	switch recorded {
+	case v.FileSHA256():
+		return nil
+	case "":
+		return refuse("VERSION_UNRECORDED", "%s: no CHECKPOINT_CREATED entry in the ledger records this checkpoint file's hash", v.VersionID)
+	}
+	return refuse("VERSION_UNRECORDED", "%s: the checkpoint file hashes to %s; the ledger recorded %s when it was made", v.VersionID, v.FileSHA256(), recorded)
 }
 
 // relative strips the plane root from a message: no absolute path is

@@ -49,7 +49,8 @@ func Checkpoint(ctx context.Context, root, label, actor string, now time.Time) (
 		return nil, "", err
 	}
 	rec := &recorder{root: root, actor: actor, opID: newOpID()}
-	m := map[string]any{"op_id": rec.opID, "actor": actor, "version_id": v.VersionID, "label": label, "files": len(v.Files), "automatic": false}
+	m := map[string]any{"op_id": rec.opID, "actor": actor, "version_id": v.VersionID, "label": label, "files": len(v.Files), "automatic": false,
+		"sha256": v.FileSHA256()}
 	e, err := rec.record(ctx, ledger.Draft{EventType: "CHECKPOINT_CREATED", SubmissionID: v.VersionID, Decision: "CREATED", Reason: label, Metadata: m})
 	s := summarize(v)
 	return &s, e.ID, err
@@ -151,6 +152,9 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	actor := rec.actor
 	v, err := snapshot.Load(root, id)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkpointRecorded(root, v); err != nil {
 		return nil, err
 	}
 	res := &RollbackResult{VersionID: v.VersionID, Label: v.Label, Restored: []string{}, Removed: []string{}, Packages: v.Packages}

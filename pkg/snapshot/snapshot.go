@@ -94,7 +94,13 @@ type Version struct {
 	Packages  []Package `json:"packages"`
 	Files     []File    `json:"files"`
 	linked    []string  // blobs Take hard-linked to displaced files
+	fileHash  string    // "sha256:<hex>" of the checkpoint file's bytes
 }
+
+// FileSHA256 is "sha256:<hex>" of the checkpoint file's bytes, as Take
+// wrote them or Load read them: recorded in the ledger when the checkpoint
+// is made, and checked before a rollback trusts the file.
+func (v *Version) FileSHA256() string { return v.fileHash }
 
 // Error is a snapshot failure callers act on: VERSION_NOT_FOUND (exit 1),
 // VERSION_INVALID or OBJECT_CORRUPT (the stored history is damaged; exit 1:
@@ -378,9 +384,11 @@ func Take(root string, opts Options) (*Version, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(filepath.Join(root, Dir, v.VersionID+".json"), append(b, '\n'), 0o444); err != nil {
+	b = append(b, '\n')
+	if err := atomicfile.Write(filepath.Join(root, Dir, v.VersionID+".json"), b, 0o444); err != nil {
 		return nil, err
 	}
+	v.fileHash = plane.SHA256(b)
 	return v, nil
 }
 
@@ -646,6 +654,7 @@ func Load(root, id string) (*Version, error) {
 	if err != nil {
 		return nil, &Error{code: "VERSION_INVALID", Path: name, Msg: err.Error()}
 	}
+	v.fileHash = plane.SHA256(b)
 	if v.VersionID != id {
 		return nil, &Error{code: "VERSION_INVALID", Path: name, Msg: "holds version " + v.VersionID}
 	}

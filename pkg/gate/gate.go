@@ -1,12 +1,20 @@
 // Package gate runs Control Plane's gates (DESIGN.md §7) and reports them
-// in one shape. This part holds the package gates that preflight and install
-// run before anything is written: the manifest and archive checks, G0A
-// (declaration), G1 (framework/spec chain), ownership, G5 (signature) and
-// the version rule (VERSION).
+// in one shape (Result). It holds:
+//
+//   - the package gates that preflight and install run before anything is
+//     written (Preflight; checks.go): the manifest and archive checks, G0A
+//     (declaration), G1 (framework/spec chain), OWNERSHIP, G5 (signature)
+//     and the version rule (VERSION);
+//   - the plane gates of cp-gate check (Check; plane.go): G0A, G1 and G5
+//     re-judged for every installed package, G0K (kernel parity), G6
+//     (ledgers) and G2/G3 (work orders, not built yet);
+//   - the integrity sweep (Integrity; integrity.go): G0B (governed files
+//     against ownership, receipts and modes), G6 and RECEIPTS.
 //
 // A gate's result is never a silent pass: a gate that cannot judge its
-// input (G5 on a source tree that has no archive yet) says so in Message
-// and Details["applicable"] = false.
+// input (G5 on a source tree that has no archive yet, G2 without a work
+// order) says so in Message and Details["applicable"] = false. An input a
+// gate needs but cannot read is an error, never "nothing to check".
 package gate
 
 import (

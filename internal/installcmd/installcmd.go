@@ -53,13 +53,16 @@ INSTALLED or INSTALL_FAILED with the reason. --dry-run runs every check and
 reports what would change (added, replaced, removed) and writes nothing, not
 even a ledger entry.
 
-checkpoint records the installed state as VER-...: receipts, registries and the
-bytes of every owned file, content-addressed under versions/ (each distinct
-blob stored once). versions lists checkpoints, oldest first. rollback restores
-one exactly (files installed since are removed, files removed since come back),
-atomically like install, after checkpointing the current state; it records
-ROLLED_BACK and then runs the integrity checks (G0B and RECEIPTS): a plane
-that fails them is INTEGRITY_FAILED, exit 1, with the rollback at .result.
+checkpoint records the installed state as VER-...: receipts, registries, kept
+archives and the bytes of every owned file, content-addressed under versions/
+(each distinct blob stored once), its file's hash in the ledger. versions lists
+checkpoints, oldest first. rollback restores one exactly (files installed since
+are removed, files removed since come back), atomically like install, after
+checkpointing the current state (.result.checkpoint: roll back to it to undo);
+a checkpoint file the ledger did not record, or one naming a path outside the
+installed state, is refused. It records ROLLED_BACK and then runs the integrity
+sweep (G0B, G6 and RECEIPTS, as cp-gate integrity): a plane that fails it is
+INTEGRITY_FAILED, exit 1, with the rollback at .result.
 
 recover finishes or undoes an interrupted install or rollback and records its
 outcome; every mutating command runs it first.

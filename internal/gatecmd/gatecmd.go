@@ -40,8 +40,9 @@ bytes on disk:
        manifest hash) declares exactly the files its receipt lists, with their
        sizes and hashes, at governed, unreserved paths
   G0B  ownership: every file under the governed roots is owned by exactly one
-       installed package and holds the owned hash (ORPHAN, MISSING,
-       HASH_MISMATCH, OWNERSHIP_CONFLICT, NOT_REGULAR)
+       installed package, listed in its receipt, holds the hash both record and
+       is read-only (ORPHAN, MISSING, HASH_MISMATCH, OWNERSHIP_CONFLICT,
+       MODE_MISMATCH, NOT_REGULAR)
   G0K  kernel parity: PKG-KERNEL-001 has one manifest hash on HO3, HO2 and HO1
   G1   framework/spec chain: each installed package's spec and framework are
        registered and active in HO3, its assets within its spec, its

@@ -1,13 +1,16 @@
 // Package atomicfile writes files so that a crash at any instant leaves
 // either the old content or the new, never a mix, and an acknowledged write
-// is on disk.
+// is on disk. It also holds the two primitives such writers share:
+// directory fsyncs (SyncDir, SyncDirIn) and a pooled copy (Copy).
 package atomicfile
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // Write replaces path with b, mode perm: a temporary file in the same
@@ -93,4 +96,15 @@ func SyncDirIn(r *os.Root, dir string) error {
 		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
+}
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
+
+// Copy copies src to dst through a pooled buffer, for the writers and
+// hashers that move thousands of small files: *os.File's WriterTo would
+// allocate a buffer per file.
+func Copy(dst io.Writer, src io.Reader) (int64, error) {
+	b := bufs.Get().(*[]byte)
+	defer bufs.Put(b)
+	return io.CopyBuffer(dst, struct{ io.Reader }{src}, *b)
 }

@@ -290,16 +290,6 @@ func GovernedRoots(root string) ([]string, error) {
 	return c.GovernedRoots, nil
 }
 
-func under(p string, dirs []string) bool {
-	for _, d := range dirs {
-		d = strings.TrimSuffix(d, "/")
-		if p == d || strings.HasPrefix(p, d+"/") {
-			return true
-		}
-	}
-	return false
-}
-
 // G0A checks the package declaration: every file declared, every declared
 // file present with its size and hash, every path safe: not a reserved plane
 // path and under a governed root.
@@ -322,9 +312,9 @@ func declaration(r *Result, roots []string, m *manifest.Manifest, files map[stri
 	for _, a := range m.Assets {
 		declared[a.Path] = true
 		switch {
-		case under(a.Path, plane.Reserved):
+		case plane.Under(a.Path, plane.Reserved):
 			r.fail("RESERVED_TARGET", a.Path, "packages may never write %s", a.Path)
-		case !under(a.Path, roots):
+		case !plane.Under(a.Path, roots):
 			r.fail("NOT_GOVERNED", a.Path, "%s is outside the governed roots %v", a.Path, roots)
 		}
 		f, ok := files[a.Path]

@@ -157,13 +157,13 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 		if !installed[o["package_id"]] {
 			r.fail("OWNERSHIP_CONFLICT", p, "owned by %s, which is not an installed package", o["package_id"])
 		}
-		if !onDisk[p] && under(p, roots) {
+		if !onDisk[p] && plane.Under(p, roots) {
 			if _, err := pr.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 				r.fail("MISSING", p, "owned by %s but not on disk", o["package_id"])
 			} else if err != nil {
 				return nil, err
 			}
-		} else if !under(p, roots) {
+		} else if !plane.Under(p, roots) {
 			r.fail("NOT_GOVERNED", p, "owned by %s but outside the governed roots %v", o["package_id"], roots)
 		}
 	}

@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -320,23 +319,10 @@ func recordedWaivers(root, tdir string) (map[string]bool, error) {
 // eachEntry calls fn on every entry of the ledger at path until fn returns
 // false. Lines that do not parse are skipped: G6 judges the ledger itself.
 func eachEntry(path string, fn func(*ledger.Entry) bool) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		e, err := ledger.ParseLine(sc.Bytes())
-		if err != nil {
-			continue
-		}
-		if !fn(e) {
-			return nil
-		}
-	}
-	return sc.Err()
+	return ledger.Lines(path, func(line []byte) bool {
+		e, err := ledger.ParseLine(line)
+		return err != nil || fn(e)
+	})
 }
 
 // G0K checks kernel parity: the kernel package is installed on HO3, HO2 and

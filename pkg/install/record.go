@@ -1,7 +1,6 @@
 package install
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -164,25 +163,17 @@ func checkpointRecorded(root string, v *snapshot.Version) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	needle := []byte(`"submission_id":"` + v.VersionID + `"`)
 	recorded := ""
-	for sc.Scan() {
-		if !bytes.Contains(sc.Bytes(), needle) {
-			continue
+	err = ledger.Lines(path, func(line []byte) bool {
+		if bytes.Contains(line, needle) {
+			if e, err := ledger.ParseLine(line); err == nil && e.EventType == "CHECKPOINT_CREATED" {
+				recorded, _ = e.Metadata["sha256"].(string)
+			}
 		}
-		e, err := ledger.ParseLine(sc.Bytes())
-		if err == nil && e.EventType == "CHECKPOINT_CREATED" {
-			recorded, _ = e.Metadata["sha256"].(string)
-		}
-	}
-	if err := sc.Err(); err != nil {
+		return true
+	})
+	if err != nil {
 		return err
 	}
 	switch recorded {

@@ -78,14 +78,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/control-plane/cp/pkg/atomicfile"
@@ -597,7 +595,7 @@ func hashSync(r *os.Root, name string) (string, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := copyBuf(h, f); err != nil {
+	if _, err := atomicfile.Copy(h, f); err != nil {
 		return "", err
 	}
 	if err := f.Sync(); err != nil {
@@ -883,16 +881,6 @@ func syncDirs(r *os.Root, dirs dirSet) error {
 	return nil
 }
 
-var bufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
-
-// copyBuf copies src to dst through a pooled buffer: *os.File's WriterTo
-// would allocate one per file, and an apply hashes thousands.
-func copyBuf(dst io.Writer, src io.Reader) (int64, error) {
-	b := bufs.Get().(*[]byte)
-	defer bufs.Put(b)
-	return io.CopyBuffer(dst, struct{ io.Reader }{src}, *b)
-}
-
 // writeSynced writes name (mode exact, whatever the umask) and fsyncs it.
 func writeSynced(r *os.Root, name string, b []byte, mode fs.FileMode) error {
 	if err := writeFile(r, name, b, mode); err != nil {
@@ -933,7 +921,7 @@ func hashFile(r *os.Root, name string) (string, fs.FileMode, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := copyBuf(h, f); err != nil {
+	if _, err := atomicfile.Copy(h, f); err != nil {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), fi.Mode().Perm(), nil

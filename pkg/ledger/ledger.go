@@ -19,6 +19,7 @@
 package ledger
 
 import (
+	"bufio"
 	"bytes"
 
 	"context"
@@ -571,4 +572,23 @@ func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
 		parts = parts[len(parts)-k:]
 	}
 	return parts, end, nil
+}
+
+// Lines calls fn with each line of the ledger file at path, without its
+// newline, until fn returns false. It reads; it checks nothing (Verify
+// does). The slice is valid only during the call.
+func Lines(path string, fn func(line []byte) bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		if !fn(sc.Bytes()) {
+			return nil
+		}
+	}
+	return sc.Err()
 }

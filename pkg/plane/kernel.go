@@ -128,3 +128,16 @@ func SHA256(b []byte) string {
 	h := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(h[:])
 }
+
+// Under reports whether the slash path p is one of dirs or inside one;
+// dirs are written as Reserved and governed_roots.json write them, with or
+// without a trailing slash.
+func Under(p string, dirs []string) bool {
+	for _, d := range dirs {
+		d = strings.TrimSuffix(d, "/")
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}

@@ -165,22 +165,12 @@ func Unmanaged(p string, governed []string) string {
 			return ""
 		}
 		return "not a kept package archive or signature"
-	case p == "tier.json" || underAny(p, plane.Reserved):
+	case p == "tier.json" || plane.Under(p, plane.Reserved):
 		return "a reserved plane path"
-	case !underAny(p, governed):
+	case !plane.Under(p, governed):
 		return "outside the governed roots"
 	}
 	return ""
-}
-
-func underAny(p string, dirs []string) bool {
-	for _, d := range dirs {
-		d = strings.TrimSuffix(d, "/")
-		if p == d || strings.HasPrefix(p, d+"/") {
-			return true
-		}
-	}
-	return false
 }
 
 // CheckManaged refuses (STATE_UNSAFE) the first path that Unmanaged
@@ -295,7 +285,7 @@ func statFile(r *os.Root, p string) (Stat, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := copyBuf(h, f)
+	n, err := atomicfile.Copy(h, f)
 	if err != nil {
 		return Stat{}, err
 	}
@@ -505,44 +495,11 @@ func Detach(root, id string) error {
 		if errA != nil || errB != nil || !os.SameFile(a, b) {
 			continue
 		}
-		tmp := obj + ".tmp-" + randHex()
-		if err := copyTo(r, obj, tmp, f); err != nil {
-			return err
-		}
-		if err := r.Rename(tmp, obj); err != nil {
+		if err := copyIn(r, obj, obj, f, corruptBlob(f)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// copyTo copies the file src to a new file dst (0444, fsynced), checking
-// f's hash.
-func copyTo(r *os.Root, src, dst string, f File) error {
-	in, err := r.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := r.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return err
-	}
-	h := sha256.New()
-	_, err = copyBuf(io.MultiWriter(out, h), in)
-	if err == nil && "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
-		err = &Error{code: "OBJECT_CORRUPT", Path: f.Path, Msg: "the blob " + f.SHA256 + " no longer holds those bytes"}
-	}
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		r.Remove(dst)
-	}
-	return err
 }
 
 // Forget removes a checkpoint that Take made for a change that then did
@@ -592,42 +549,56 @@ func holds(r *os.Root, name string, f File) bool {
 
 func readHolds(b *os.File, f File) bool {
 	h := sha256.New()
-	n, err := copyBuf(h, b)
+	n, err := atomicfile.Copy(h, b)
 	return err == nil && n == f.Size && "sha256:"+hex.EncodeToString(h.Sum(nil)) == f.SHA256
 }
 
-// copyObject copies f's file to obj through a temporary name, checking
-// that the bytes copied are the bytes hashed.
+// copyObject stores the blob obj from f's file through a temporary name,
+// checking that the bytes copied are the bytes hashed.
 func copyObject(r *os.Root, f File, obj string) error {
-	src, err := r.Open(f.Path)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	tmp := obj + ".tmp-" + randHex()
-	dst, err := r.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
+	return copyIn(r, f.Path, obj, f, &Error{code: "STATE_CHANGED", Path: f.Path, Msg: "changed while being checkpointed"})
+}
+
+// copyIn replaces dst with a copy of src (mode 0444, fsynced, through a
+// temporary name) whose bytes must be f's, else the copy is dropped and the
+// error is changed.
+func copyIn(r *os.Root, src, dst string, f File, changed error) error {
+	tmp := dst + ".tmp-" + randHex()
 	defer r.Remove(tmp) // a no-op after the rename
+	if err := copyChecked(r, src, tmp, f, 0o444, true, changed); err != nil {
+		return err
+	}
+	return r.Rename(tmp, dst)
+}
+
+// copyChecked copies src to a new file dst (exclusive; mode exact, whatever
+// the umask; fsynced if sync) and returns changed unless the bytes copied
+// are f's size and hash. dst is left for the caller to remove on error.
+func copyChecked(r *os.Root, src, dst string, f File, mode fs.FileMode, sync bool, changed error) error {
+	in, err := r.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := r.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
 	h := sha256.New()
-	_, err = copyBuf(io.MultiWriter(dst, h), src)
-	if err == nil && "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
-		err = &Error{code: "STATE_CHANGED", Path: f.Path, Msg: "changed while being checkpointed"}
+	n, err := atomicfile.Copy(io.MultiWriter(out, h), in)
+	if err == nil && (n != f.Size || "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.SHA256) {
+		err = changed
 	}
 	if err == nil {
-		err = dst.Chmod(0o444)
+		err = out.Chmod(mode)
 	}
-	if err == nil {
-		err = dst.Sync()
+	if err == nil && sync {
+		err = out.Sync()
 	}
-	if cerr := dst.Close(); err == nil {
+	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return err
-	}
-	return r.Rename(tmp, obj)
+	return err
 }
 
 // ObjectPath is where the blob with the given "sha256:<hex>" hash is kept,
@@ -742,29 +713,16 @@ func CopyObjects(r *os.Root, files []File, dsts []string) error {
 // exclusively, mode 0600), checking its hash and size: a blob that is
 // missing or altered is OBJECT_CORRUPT, so nothing is restored from it.
 func CopyObject(r *os.Root, f File, dst string) error {
-	src, err := r.Open(ObjectPath(f.SHA256))
-	if errors.Is(err, fs.ErrNotExist) {
+	obj := ObjectPath(f.SHA256)
+	if _, err := r.Lstat(obj); errors.Is(err, fs.ErrNotExist) {
 		return &Error{code: "OBJECT_CORRUPT", Path: f.Path, Msg: "the blob " + f.SHA256 + " is missing from " + objectsDir}
-	} else if err != nil {
-		return err
 	}
-	defer src.Close()
-	out, err := r.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	h := sha256.New()
-	n, err := copyBuf(io.MultiWriter(out, h), src)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if "sha256:"+hex.EncodeToString(h.Sum(nil)) != f.SHA256 || n != f.Size {
-		return &Error{code: "OBJECT_CORRUPT", Path: f.Path, Msg: "the blob " + f.SHA256 + " no longer holds those bytes"}
-	}
-	return nil
+	// Not fsynced here: the journal that takes the copy fsyncs it.
+	return copyChecked(r, obj, dst, f, 0o600, false, corruptBlob(f))
+}
+
+func corruptBlob(f File) *Error {
+	return &Error{code: "OBJECT_CORRUPT", Path: f.Path, Msg: "the blob " + f.SHA256 + " no longer holds those bytes"}
 }
 
 // parallel calls fn(0) ... fn(n-1) from a bounded number of goroutines
@@ -797,16 +755,6 @@ func firstErr(errs []error) error {
 		}
 	}
 	return nil
-}
-
-var bufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
-
-// copyBuf copies src to dst through a pooled buffer: *os.File's WriterTo
-// would allocate one per file, and a checkpoint copies thousands.
-func copyBuf(dst io.Writer, src io.Reader) (int64, error) {
-	b := bufs.Get().(*[]byte)
-	defer bufs.Put(b)
-	return io.CopyBuffer(dst, struct{ io.Reader }{src}, *b)
 }
 
 func randHex() string {

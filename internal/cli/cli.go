@@ -20,13 +20,11 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -38,11 +36,11 @@ var Version = "devel"
 type RunFunc func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
 // Main runs a tool as a process: it answers --capabilities from the embedded
-// capabilities document, cancels the context on SIGINT/SIGTERM, and exits with
-// run's code after deferred cleanup.
+// capabilities document, lets the runner cancel the context on SIGINT/SIGTERM
+// (see watchSignals), and exits with run's code after deferred cleanup.
 func Main(name string, capabilities []byte, run RunFunc) {
 	code := func() int {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		ctx, stop := withSignals(context.Background())
 		defer stop()
 		args := os.Args[1:]
 		if len(args) == 1 && (args[0] == "--capabilities" || args[0] == "-capabilities") {
@@ -359,6 +357,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	if err != nil {
 		return r.fail(err)
 	}
+	watchSignals(ctx)
 	return r.finish(verb, r.runBatch(ctx, verb, []Request{req})[0])
 }
 
@@ -435,6 +434,7 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 			if line == nil {
 				return
 			}
+			watchSignals(ctx) // a second request: this stream may run long
 			in, err := parseInput(line)
 			if err != nil {
 				send(item{err: err})

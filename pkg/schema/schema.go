@@ -33,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/control-plane/cp/pkg/jcs"
 )
 
 // Schema is a compiled schema.
@@ -98,10 +100,11 @@ func (c *Compiler) doc(url string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := json.NewDecoder(strings.NewReader(string(b)))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
+	// pkg/jcs's decoder, not encoding/json's: a process that validates one
+	// request (one append) would otherwise page in encoding/json's
+	// reflection-driven decoder for this alone.
+	v, err := jcs.Decode(b)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %v", name, err)
 	}
 	c.docs[url] = v

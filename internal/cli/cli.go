@@ -490,7 +490,20 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
-		it, ok := <-items
+		var it item
+		var ok bool
+		select {
+		case it, ok = <-items:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			// SIGINT or SIGTERM (see watchSignals): every acknowledged
+			// request stands; requests read but not run are not applied.
+			if code := stop(); code != ExitOK {
+				return code
+			}
+			return r.fail(Errorf(ExitUnavailable, "CANCELLED", "%s stream interrupted: the requests acknowledged above were applied, none after them", verb.Name))
+		}
 		if !ok {
 			return stop()
 		}

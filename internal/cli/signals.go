@@ -13,10 +13,12 @@ import (
 // starting it costs about 0.3 ms, a sixth of a one-entry `cp-ledger append`.
 // So a verb's context is cancelled on SIGINT or SIGTERM from the moment the
 // runner calls watchSignals: before any non-stream verb runs, and in a stream
-// once a second request arrives. A one-request stream (one append) keeps the
-// default dispositions: a signal ends the process at once, and the ledger's
-// crash safety (a torn tail is repaired, an acknowledged entry is durable)
-// covers it as it covers kill -9.
+// once a second request arrives. A cancelled stream stops at once, even
+// while it waits on stdin: the acknowledged requests stand, the rest are not
+// run, and the answer is CANCELLED (exit 4). A one-request stream (one
+// append) keeps the default dispositions: a signal ends the process at once,
+// and the ledger's crash safety (a torn tail is repaired, an acknowledged
+// entry is durable) covers it as it covers kill -9.
 
 type signalKey struct{}
 

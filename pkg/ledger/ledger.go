@@ -67,7 +67,6 @@ type Ledger struct {
 	// is a left child still waiting for its sibling (bit L of n is 1): all an
 	// append needs to compute the new stored hashes, without reading X.tlog.
 	frontier [64]tlog.Hash
-	ids      ids
 	scratch  []byte
 }
 
@@ -111,7 +110,7 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Ledger{path: path, opts: opts, writable: writable, ids: newIDs()}
+	l := &Ledger{path: path, opts: opts, writable: writable}
 	hashPath, _, lockPath := SidePaths(path)
 	flags := os.O_RDONLY
 	if writable {
@@ -226,7 +225,7 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	var encErr error
 	for i, d := range drafts {
 		e := Entry{
-			Seq: l.n + int64(i), ID: l.ids.next(), Timestamp: stamp(l.opts.Now()),
+			Seq: l.n + int64(i), ID: newID(), Timestamp: stamp(l.opts.Now()),
 			EventType: d.EventType, SubmissionID: d.SubmissionID, Decision: d.Decision, Reason: d.Reason,
 			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: l.opts.Actor, PreviousHash: prev,
 		}

@@ -385,11 +385,51 @@ func (r *runner) finish(verb *Verb, o Outcome) int {
 	return ExitOK
 }
 
-// stream answers NDJSON requests. A reader goroutine decodes and validates
-// lines (on the second core) while this one runs them in batches of
-// whatever has already arrived, so a verb with Batch can group-commit. The
-// stream stops at the first failed request; its exit code is that failure's.
+// stream answers NDJSON requests. The first runs by itself, answered and
+// flushed before stdin is read again: most streams are one request (an
+// agent appending one event per process), and those then start no
+// goroutine, and a coprocess gets its first answer as soon as it can. From
+// the second request on, a reader goroutine decodes and validates lines
+// (on the second core) while this one runs them in batches of whatever has
+// already arrived, so a verb with Batch can group-commit. The stream stops
+// at the first failed request; its exit code is that failure's.
 func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first input, build func(Request) (Request, error)) int {
+	// request turns one decoded input into a validated request.
+	request := func(in input) (Request, error) {
+		if in.passthrough != nil {
+			return nil, in.passthrough
+		}
+		if op, err := takeOperation(in.req); err != nil {
+			return nil, err
+		} else if op != "" && op != verb.Name {
+			return nil, Usagef("stream of %q holds operation %q", verb.Name, op)
+		}
+		return build(in.req)
+	}
+	req, err := request(first)
+	if err != nil {
+		return r.fail(err)
+	}
+	if code := r.finish(verb, r.runBatch(ctx, verb, []Request{req})[0]); code != ExitOK {
+		return code
+	}
+	if err := r.out.Flush(); err != nil {
+		return ExitUnavailable
+	}
+	line, err := readLine(br)
+	if err != nil {
+		return r.fail(err)
+	}
+	if line == nil {
+		return ExitOK
+	}
+	watchSignals(ctx) // a second request: this stream may run long
+	second, err := parseInput(line)
+	if err != nil {
+		return r.fail(err)
+	}
+	r.start = time.Now()
+
 	type item struct {
 		req Request
 		err error
@@ -411,18 +451,10 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 			}
 		}
 		handle := func(in input) bool {
-			if in.passthrough != nil {
-				return send(item{err: in.passthrough})
-			}
-			if op, err := takeOperation(in.req); err != nil {
-				return send(item{err: err})
-			} else if op != "" && op != verb.Name {
-				return send(item{err: Usagef("stream of %q holds operation %q", verb.Name, op)})
-			}
-			req, err := build(in.req)
+			req, err := request(in)
 			return send(item{req: req, err: err})
 		}
-		if !handle(first) {
+		if !handle(second) {
 			return
 		}
 		for {
@@ -434,7 +466,6 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 			if line == nil {
 				return
 			}
-			watchSignals(ctx) // a second request: this stream may run long
 			in, err := parseInput(line)
 			if err != nil {
 				send(item{err: err})

@@ -26,6 +26,20 @@ func Check(data []byte) error {
 	return nil
 }
 
+// CheckAt is Check for one value inside a larger text, for scanners that
+// walk a known structure and want each value checked in the same pass: it
+// checks that the value starting at data[i] is in canonical form and
+// returns the index just past it. depth is the value's nesting depth in the
+// whole text (0 for the top-level value, 1 for a member of a top-level
+// object), so that the nesting limit is Check's.
+func CheckAt(data []byte, i, depth int) (int, error) {
+	end, err := checkValue(data, i, depth)
+	if err != nil {
+		return end, err
+	}
+	return end, nil
+}
+
 // unexpected reports that data[i] is not what canonical form requires there.
 func unexpected(data []byte, i int, want string) *Error {
 	if i >= len(data) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -473,6 +474,9 @@ func FuzzParseLine(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := ParseLine(line)
 		leaf, info, issue := checkLine(line, 0)
+		if _, ok := scanEntry(line); ok && jcs.Check(line) != nil {
+			t.Fatalf("scanEntry accepted a line that is not canonical JSON: %q", line)
+		}
 		if err != nil {
 			if issue == nil {
 				t.Fatalf("unparsable line passed checkLine: %q", line)

@@ -335,7 +335,7 @@ func linkIssues(prev, cur linkInfo, pos int64, line []byte) []Issue {
 // as it stands, minus its entry_hash member. Anything else is decoded fully
 // to tell a non-canonical line from an edited one.
 func checkLine(line []byte, pos int64) (tlog.Hash, linkInfo, *Issue) {
-	if vals, ok := scanEntry(line); ok && jcs.Check(line) == nil {
+	if vals, ok := scanEntry(line); ok {
 		eh := vals[fEntryHash]
 		keyStart := eh.a - len(`"entry_hash":`)
 		leaf := leafHash(line[:keyStart], line[eh.b+1:])
@@ -408,10 +408,13 @@ var entryKeys = [nFields]string{"actor", "decision", "entry_hash", "event_type",
 
 type span struct{ a, b int }
 
-// scanEntry walks a line that should be an entry in canonical form: exactly
-// the twelve fields in canonical key order, with the right value types. It
-// returns each value's byte span. It relies on jcs.Check for the rest of
-// canonical validity and on nothing else, and never panics on any input.
+// scanEntry walks a line that should be an entry in canonical form and
+// returns each value's byte span; ok means it is one: exactly the twelve
+// fields in canonical key order, each value of the right type and in
+// canonical form (jcs.CheckAt checks each as the walk passes it, so the
+// line is read once), and nothing after the object. ok is true exactly when
+// jcs.Check accepts the line and it has the entry's shape (FuzzParseLine
+// holds it to that). It never panics on any input.
 func scanEntry(line []byte) (vals [nFields]span, ok bool) {
 	i := 0
 	if len(line) == 0 || line[0] != '{' {
@@ -425,33 +428,45 @@ func scanEntry(line []byte) (vals [nFields]span, ok bool) {
 			}
 			i++
 		}
-		if len(line)-i < len(key)+3 || line[i] != '"' || string(line[i+1:i+1+len(key)]) != key ||
+		if len(line)-i < len(key)+4 || line[i] != '"' || string(line[i+1:i+1+len(key)]) != key ||
 			line[i+1+len(key)] != '"' || line[i+2+len(key)] != ':' {
 			return vals, false
 		}
 		i += len(key) + 3
-		start := i
-		var end int
+		want := byte('"')
 		switch k {
 		case fMetadata:
-			end = skipComposite(line, i, '{', '}')
+			want = '{'
 		case fPrompts:
-			end = skipStringArray(line, i)
+			want = '['
 		case fSeq:
-			end = i
-			for end < len(line) && line[end] >= '0' && line[end] <= '9' {
-				end++
-			}
-			if end == i || end-i > 18 {
-				end = -1
-			}
-		default:
-			end = skipString(line, i)
+			want = 0 // digits
 		}
-		if end < 0 {
+		if c := line[i]; want != 0 && c != want || want == 0 && (c < '0' || c > '9') {
 			return vals, false
 		}
-		vals[k] = span{start, end}
+		end, err := jcs.CheckAt(line, i, 1)
+		if err != nil {
+			return vals, false
+		}
+		switch k {
+		case fPrompts:
+			if skipStringArray(line, i) != end {
+				return vals, false
+			}
+		case fSeq:
+			// A canonical number that starts with a digit: digits only
+			// unless it has a fraction or an exponent.
+			for _, c := range line[i:end] {
+				if c < '0' || c > '9' {
+					return vals, false
+				}
+			}
+			if end-i > 18 {
+				return vals, false
+			}
+		}
+		vals[k] = span{i, end}
 		i = end
 	}
 	if i != len(line)-1 || line[i] != '}' {
@@ -535,31 +550,6 @@ func skipStringArray(b []byte, i int) int {
 			return -1
 		}
 	}
-}
-
-// skipComposite returns the index after the object or array at i, or -1.
-func skipComposite(b []byte, i int, open, close byte) int {
-	if i >= len(b) || b[i] != open {
-		return -1
-	}
-	depth := 0
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			if i = skipString(b, i); i < 0 {
-				return -1
-			}
-			i--
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-		}
-	}
-	return -1
 }
 
 // idOf extracts an entry's id from a line for issue reports, or "".

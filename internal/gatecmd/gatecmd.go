@@ -3,8 +3,9 @@
 // The checks live in package gate; this is the command line and the
 // report formats (report.go).
 //
-// It reads a request from flags or stdin and writes one report to stdout:
-// the JSON envelope, or with --format text, sarif or junit that format,
+// It reads a request from flags or stdin (check: NDJSON, a report per
+// line, stopping at the first that is not a pass) and writes one report per
+// request to stdout: the JSON envelope, or with --format text, sarif or junit that format,
 // for a passing run and a failing one alike. Exit status: 0 every gate
 // passed, 1 a gate failed, 2 usage, 3 invalid input (a malformed archive or
 // manifest), 4 or 5 the plane could not be evaluated (an unreadable
@@ -33,6 +34,9 @@ Usage:
 
   Or a JSON request on stdin whose "operation" names the verb (default check):
   echo '{"gate":["G0B","G6"]}' | cp-gate --root plane
+  check is a stream verb: NDJSON, one request per line, one report each; the
+  stream stops at the first report that is not a pass (its exit status):
+  printf '%s\n' '{"plane":"ho3"}' '{"plane":"ho2","gate":["G6"]}' | cp-gate
 
 check runs the gates, every one by default, in this order, each against the
 bytes on disk:
@@ -96,7 +100,7 @@ Examples:
 var formats = map[string]func(io.Writer, any) error{"sarif": sarif, "junit": junit}
 
 var tool = &cli.Tool{Name: "cp-gate", Usage: usage, Verbs: []*cli.Verb{
-	{Name: "check", Schema: "cp-gate.check.request.json", Run: check, Text: text, Formats: formats, Rest: "gate", Flags: []cli.Flag{
+	{Name: "check", Schema: "cp-gate.check.request.json", Run: check, Text: text, Formats: formats, Rest: "gate", Stream: true, Flags: []cli.Flag{
 		{Name: "all", Kind: cli.Bool, Usage: "every gate"},
 		{Name: "gate", Kind: cli.Multi, Usage: "a gate to run"},
 		{Name: "plane", Kind: cli.String, Usage: "tier: ho3, ho2 or ho1"},

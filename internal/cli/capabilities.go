@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/control-plane/cp/schemas"
+)
+
+// CheckCapabilities reports every way a tool's capabilities document
+// (cmd/<tool>/capabilities.json, printed by --capabilities) disagrees with
+// its verb table: the name, the operations and their order, the default
+// operation, which are streams, and the request schema each validates
+// against; and it requires every schema the document names to be
+// embedded. Each tool's tests call it, so the document agents read cannot
+// drift from what the binary does.
+func CheckCapabilities(tool *Tool, doc []byte) error {
+	var c struct {
+		Name       string `json:"name"`
+		Default    string `json:"default_operation"`
+		Envelope   string `json:"envelope_schema"`
+		Operations []struct {
+			Operation string `json:"operation"`
+			Stream    bool   `json:"stream"`
+			Request   string `json:"request_schema"`
+			Response  string `json:"response_schema"`
+		} `json:"operations"`
+	}
+	if err := json.Unmarshal(doc, &c); err != nil {
+		return fmt.Errorf("capabilities document: %v", err)
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	embedded := func(what, id string) {
+		name, ok := strings.CutPrefix(id, schemas.BaseURL)
+		if _, err := fs.Stat(schemas.FS, name); !ok || err != nil {
+			bad("%s %q is not an embedded schema", what, id)
+		}
+	}
+	if c.Name != tool.Name {
+		bad("name %q, tool %q", c.Name, tool.Name)
+	}
+	wantDefault := ""
+	if !tool.NoDefault && len(tool.Verbs) > 0 {
+		wantDefault = tool.Verbs[0].Name
+	}
+	if c.Default != wantDefault {
+		bad("default_operation %q, tool's default %q", c.Default, wantDefault)
+	}
+	embedded("envelope_schema", c.Envelope)
+	if len(c.Operations) != len(tool.Verbs) {
+		bad("%d operations, tool has %d verbs", len(c.Operations), len(tool.Verbs))
+	}
+	for i, op := range c.Operations {
+		if i >= len(tool.Verbs) {
+			break
+		}
+		v := tool.Verbs[i]
+		if op.Operation != v.Name {
+			bad("operation %d is %q, verb %d is %q", i, op.Operation, i, v.Name)
+			continue
+		}
+		if op.Stream != v.Stream {
+			bad("%s: stream %v, verb says %v", v.Name, op.Stream, v.Stream)
+		}
+		if op.Request != schemas.BaseURL+v.Schema {
+			bad("%s: request_schema %q, verb validates against %q", v.Name, op.Request, v.Schema)
+		}
+		embedded(v.Name+": request_schema", op.Request)
+		embedded(v.Name+": response_schema", op.Response)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,19 @@
+package pkgcmd
+
+import (
+	"os"
+	"testing"
+
+	"github.com/control-plane/cp/internal/cli"
+)
+
+// TestCapabilities holds cp-pkg's --capabilities document to its verb table.
+func TestCapabilities(t *testing.T) {
+	doc, err := os.ReadFile("../../cmd/cp-pkg/capabilities.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.CheckCapabilities(tool, doc); err != nil {
+		t.Fatal(err)
+	}
+}

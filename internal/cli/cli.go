@@ -151,7 +151,7 @@ func (c *Call) Warnf(format string, args ...any) {
 // stderr, or nil when stderr is not a terminal (pipelines and logs get no
 // progress noise). Call the returned done func when finished.
 func (c *Call) Progress(what string) (update func(done, total int64), finish func()) {
-	if !isTerminal(c.Stderr) {
+	if !stderrIsTerminal(c.Stderr) {
 		return nil, func() {}
 	}
 	last := time.Now()
@@ -165,6 +165,34 @@ func (c *Call) Progress(what string) (update func(done, total int64), finish fun
 	finish = func() { fmt.Fprint(c.Stderr, "\r\033[K") }
 	return update, finish
 }
+
+// Steps returns a logger for the steps of long work (an install's phases):
+// with -v each step is a line on stderr, as Logf prints; otherwise, when
+// stderr is a terminal, one line shows the latest step and finish clears
+// it; otherwise (a pipeline, a log file) nothing is printed. Call finish
+// before the outcome is printed.
+func (c *Call) Steps() (step func(format string, args ...any), finish func()) {
+	switch {
+	case c.Verbose:
+		return c.Logf, func() {}
+	case !stderrIsTerminal(c.Stderr):
+		return func(string, ...any) {}, func() {}
+	}
+	shown := false
+	step = func(format string, args ...any) {
+		fmt.Fprintf(c.Stderr, "\r\033[K%s: %s", c.Tool.Name, fmt.Sprintf(format, args...))
+		shown = true
+	}
+	finish = func() {
+		if shown {
+			fmt.Fprint(c.Stderr, "\r\033[K")
+		}
+	}
+	return step, finish
+}
+
+// stderrIsTerminal is isTerminal, replaced by tests.
+var stderrIsTerminal = isTerminal
 
 // Logf prints a progress line on stderr when -v was given.
 func (c *Call) Logf(format string, args ...any) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -218,4 +219,32 @@ func TestFlagEdgeCases(t *testing.T) {
 	// With no verb and no operation, the default verb still takes one object.
 	r = run(t, "{\"name\":\"a\"}\n{\"name\":\"b\"}\n")
 	require.Equal(t, ExitInvalid, r.code)
+}
+
+// Steps: -v prints each step as a line; a terminal gets one line kept up
+// to date and cleared at the end; a pipe gets nothing.
+func TestSteps(t *testing.T) {
+	defer func(f func(io.Writer) bool) { stderrIsTerminal = f }(stderrIsTerminal)
+	tool := &Tool{Name: "cp-test"}
+	for _, tc := range []struct {
+		name     string
+		verbose  bool
+		terminal bool
+		want     string
+	}{
+		{"verbose", true, true, "cp-test: read 3 files\ncp-test: applied\n"},
+		{"terminal", false, true, "\r\033[Kcp-test: read 3 files\r\033[Kcp-test: applied\r\033[K"},
+		{"pipe", false, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stderrIsTerminal = func(io.Writer) bool { return tc.terminal }
+			var stderr bytes.Buffer
+			c := &Call{Tool: tool, Stderr: &stderr, Verbose: tc.verbose}
+			step, finish := c.Steps()
+			step("read %d files", 3)
+			step("applied")
+			finish()
+			require.Equal(t, tc.want, stderr.String())
+		})
+	}
 }

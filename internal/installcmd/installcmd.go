@@ -87,6 +87,8 @@ Options:
   --root DIR         the plane (default: $CONTROL_PLANE, else the nearest plane
                      above the working directory)
   --format text      a summary for people instead of JSON
+  -v                 each phase of an install or rollback, timed, on stderr (on
+                     a terminal without -v, one line shows the latest phase)
   -h                 this help; -version the version; --capabilities the operations
 
 Environment:
@@ -146,9 +148,11 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	if req.String("archive") == "" {
 		return cli.Outcome{Err: cli.Usagef("install needs --archive A")}
 	}
+	step, finish := c.Steps()
 	res, err := install.Install(ctx, root, install.Options{Archive: req.String("archive"), ID: req.String("id"),
 		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: cli.Actor(), Gate: gate.EnvOptions(),
-		Log: c.Logf})
+		Log: step})
+	finish()
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -199,7 +203,9 @@ func rollback(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if req.String("version_id") == "" {
 		return cli.Outcome{Err: cli.Usagef("rollback needs --version-id VER-...").WithHint("cp-install versions lists them")}
 	}
-	res, err := install.Rollback(ctx, root, req.String("version_id"), cli.Actor(), time.Now(), c.Logf)
+	step, finish := c.Steps()
+	res, err := install.Rollback(ctx, root, req.String("version_id"), cli.Actor(), time.Now(), step)
+	finish()
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

@@ -80,7 +80,9 @@ type Outcome struct {
 	Result any
 	Err    error
 	// LedgerEntryID and Seq are the evidence of a ledger write: the entry
-	// that recorded this request (set LedgerEntryID to print both).
+	// that recorded this request (set LedgerEntryID to print both). A
+	// refusal that was recorded may say so instead: an Err with a method
+	// RecordedAs() (id string, seq int64) supplies both.
 	LedgerEntryID string
 	Seq           int64
 	// Evidence holds any other evidence fields.
@@ -392,6 +394,10 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 // finish prints one outcome and returns its exit code.
 func (r *runner) finish(verb *Verb, o Outcome) int {
 	if o.Err != nil {
+		var rec interface{ RecordedAs() (id string, seq int64) }
+		if o.LedgerEntryID == "" && errors.As(o.Err, &rec) {
+			o.LedgerEntryID, o.Seq = rec.RecordedAs()
+		}
 		return r.failWith(AsError(o.Err), o)
 	}
 	if verb.Raw {

@@ -165,7 +165,7 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	if res.Signature == "waived" && !res.DryRun && res.Action != install.ActionNone {
 		c.Warnf("%s installed unsigned under CONTROL_PLANE_ALLOW_UNSIGNED=1: a weakened control, recorded", res.PackageID)
 	}
-	return cli.Outcome{Result: res, LedgerEntryID: res.LedgerEntryID}
+	return cli.Outcome{Result: res, LedgerEntryID: res.LedgerEntryID, Seq: res.LedgerSeq}
 }
 
 func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
@@ -176,11 +176,11 @@ func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if req.String("label") == "" {
 		return cli.Outcome{Err: cli.Usagef("checkpoint needs --label L")}
 	}
-	s, id, err := install.Checkpoint(ctx, root, req.String("label"), cli.Actor(), time.Now())
+	s, e, err := install.Checkpoint(ctx, root, req.String("label"), cli.Actor(), time.Now())
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	return cli.Outcome{Result: s, LedgerEntryID: id}
+	return cli.Outcome{Result: s, LedgerEntryID: e.ID, Seq: e.Seq}
 }
 
 func versions(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
@@ -206,10 +206,11 @@ func rollback(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	step, finish := c.Steps()
 	res, err := install.Rollback(ctx, root, req.String("version_id"), cli.Actor(), time.Now(), step)
 	finish()
-	if err != nil {
-		return cli.Outcome{Err: err}
+	out := cli.Outcome{Err: err}
+	if res != nil { // rolled back (and perhaps INTEGRITY_FAILED after it)
+		out.Result, out.LedgerEntryID, out.Seq = res, res.LedgerEntryID, res.LedgerSeq
 	}
-	return cli.Outcome{Result: res, LedgerEntryID: res.LedgerEntryID}
+	return out
 }
 
 func recoverVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {

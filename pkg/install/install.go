@@ -116,7 +116,8 @@ type Result struct {
 	Signature        string        `json:"signature"`
 	Checkpoint       string        `json:"checkpoint"`
 	Gates            []gate.Result `json:"gates"`
-	LedgerEntryID    string        `json:"-"`
+	LedgerEntryID    string        `json:"-"` // the INSTALLED entry
+	LedgerSeq        int64         `json:"-"`
 }
 
 // Error is a refusal or failure of an install, rollback or checkpoint. Its
@@ -175,18 +176,21 @@ func Install(ctx context.Context, root string, opts Options) (*Result, error) {
 	// that cannot be recovered) are outcomes too.
 	lock, err := registry.Acquire(ctx, root)
 	if err != nil {
-		return nil, errors.Join(err, rec.failed(ctx, err))
+		return nil, rec.refused(err, rec.failed(ctx, err))
 	}
 	defer lock.Release()
 	if _, err := recoverLocked(ctx, root, opts.Actor); err != nil {
-		return nil, errors.Join(err, rec.failed(ctx, err))
+		return nil, rec.refused(err, rec.failed(ctx, err))
 	}
 	res, err := install(ctx, root, opts, rec)
 	if err != nil && !rec.outcome {
 		// Every refusal is an outcome, an unreadable archive included.
-		if rerr := rec.failed(ctx, err); rerr != nil {
-			return res, errors.Join(err, rerr)
+		if rec.applying {
+			if pending, _ := journalPending(root); pending {
+				return res, err // the journal owns the outcome: Recover records it
+			}
 		}
+		return res, rec.refused(err, rec.failed(ctx, err))
 	}
 	return res, err
 }
@@ -344,7 +348,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	rec.applying = true
 	err = apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
 		e, err := rec.installed(ctx, res, false)
-		res.LedgerEntryID, rec.outcome = e.ID, err == nil
+		res.LedgerEntryID, res.LedgerSeq, rec.outcome = e.ID, e.Seq, err == nil
 		return err
 	}})
 	if err != nil {

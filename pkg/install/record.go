@@ -23,14 +23,14 @@ import (
 // recorder writes one operation's events to HO3's ledger.
 type recorder struct {
 	root, actor, opID, workOrder, archive string
-	archivePath                           string  // as given: kept out of recorded messages
-	pkg                                   *Result // set once the manifest is read
-	started                               bool    // INSTALL_STARTED is in the ledger
-	applying                              bool    // the journal owns the outcome from here
-	outcome                               bool    // the outcome event is in the ledger
-	lastEntry                             string  // the id of the outcome event
-	ledgerSize                            int64   // HO3's ledger size before the operation recorded anything
-	sized                                 bool    // ledgerSize is set
+	archivePath                           string       // as given: kept out of recorded messages
+	pkg                                   *Result      // set once the manifest is read
+	started                               bool         // INSTALL_STARTED is in the ledger
+	applying                              bool         // the journal owns the outcome from here
+	outcome                               bool         // the outcome event is in the ledger
+	last                                  ledger.Entry // the entry this operation recorded last
+	ledgerSize                            int64        // HO3's ledger size before the operation recorded anything
+	sized                                 bool         // ledgerSize is set
 	log                                   func(format string, args ...any)
 }
 
@@ -87,7 +87,34 @@ func (r *recorder) meta() map[string]any {
 }
 
 func (r *recorder) record(ctx context.Context, d ledger.Draft) (ledger.Entry, error) {
-	return plane.Record(ctx, r.root, r.actor, d)
+	e, err := plane.Record(ctx, r.root, r.actor, d)
+	if err == nil {
+		r.last = e
+	}
+	return e, err
+}
+
+// Recorded is a refusal together with the ledger entry that records it
+// (INSTALL_FAILED, ROLLBACK_FAILED): cp-install's answer cites that entry
+// in its evidence (ledger_entry_id, seq). It unwraps to the refusal.
+type Recorded struct {
+	Err   error
+	Entry ledger.Entry
+}
+
+func (e *Recorded) Error() string { return e.Err.Error() }
+func (e *Recorded) Unwrap() error { return e.Err }
+
+// RecordedAs gives the recording entry's id and seq.
+func (e *Recorded) RecordedAs() (string, int64) { return e.Entry.ID, e.Entry.Seq }
+
+// refused returns err as recorded by the entry r wrote last, or, when
+// recording it failed (rerr), both errors.
+func (r *recorder) refused(err, rerr error) error {
+	if rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return &Recorded{Err: err, Entry: r.last}
 }
 
 func (r *recorder) subject() string {
@@ -104,14 +131,10 @@ func (r *recorder) start(ctx context.Context) error {
 	return err
 }
 
-// failed records INSTALL_FAILED with the reason, unless the journal
-// already owns the outcome (it was committed: Recover records it).
+// failed records INSTALL_FAILED with the reason. (Once a journal holds
+// the change, the outcome is the journal's: Install does not call failed,
+// Recover records it.)
 func (r *recorder) failed(ctx context.Context, cause error) error {
-	if r.applying {
-		if pending, _ := journalPending(r.root); pending {
-			return nil
-		}
-	}
 	m := r.meta()
 	var coded interface{ Code() string }
 	if errors.As(cause, &coded) {

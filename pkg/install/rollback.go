@@ -31,29 +31,29 @@ func summarize(v *snapshot.Version) Summary {
 
 // Checkpoint records the plane's installed state as a new version (see
 // package snapshot) under the registry lock, after recovering any
-// interrupted change, and records CHECKPOINT_CREATED.
-func Checkpoint(ctx context.Context, root, label, actor string, now time.Time) (*Summary, string, error) {
+// interrupted change, and records CHECKPOINT_CREATED (the entry returned).
+func Checkpoint(ctx context.Context, root, label, actor string, now time.Time) (*Summary, ledger.Entry, error) {
 	if err := checkHO3(root); err != nil {
-		return nil, "", err
+		return nil, ledger.Entry{}, err
 	}
 	lock, err := registry.Acquire(ctx, root)
 	if err != nil {
-		return nil, "", err
+		return nil, ledger.Entry{}, err
 	}
 	defer lock.Release()
 	if _, err := recoverLocked(ctx, root, actor); err != nil {
-		return nil, "", err
+		return nil, ledger.Entry{}, err
 	}
 	v, err := snapshot.Take(root, snapshot.Options{Label: label, Actor: actor, Now: now})
 	if err != nil {
-		return nil, "", err
+		return nil, ledger.Entry{}, err
 	}
 	rec := &recorder{root: root, actor: actor, opID: newOpID()}
 	m := map[string]any{"op_id": rec.opID, "actor": actor, "version_id": v.VersionID, "label": label, "files": len(v.Files), "automatic": false,
 		"sha256": v.FileSHA256()}
 	e, err := rec.record(ctx, ledger.Draft{EventType: "CHECKPOINT_CREATED", SubmissionID: v.VersionID, Decision: "CREATED", Reason: label, Metadata: m})
 	s := summarize(v)
-	return &s, e.ID, err
+	return &s, e, err
 }
 
 // Versions lists the plane's checkpoints, oldest first.
@@ -74,15 +74,17 @@ func Versions(root string) ([]Summary, error) {
 
 // RollbackResult is what a rollback did, and the integrity check after it.
 type RollbackResult struct {
-	VersionID     string             `json:"version_id"`
-	Label         string             `json:"label"`
-	Checkpoint    string             `json:"checkpoint"` // the state before, checkpointed first
-	Restored      []string           `json:"restored"`
-	Removed       []string           `json:"removed"`
-	Unchanged     int                `json:"unchanged"`
-	Packages      []snapshot.Package `json:"packages"`
-	Integrity     Integrity          `json:"integrity"`
-	LedgerEntryID string             `json:"-"`
+	VersionID  string             `json:"version_id"`
+	Label      string             `json:"label"`
+	Checkpoint string             `json:"checkpoint"` // the state before, checkpointed first
+	Restored   []string           `json:"restored"`
+	Removed    []string           `json:"removed"`
+	Unchanged  int                `json:"unchanged"`
+	Packages   []snapshot.Package `json:"packages"`
+	Integrity  Integrity          `json:"integrity"`
+	// LedgerEntryID and LedgerSeq name the ROLLED_BACK entry.
+	LedgerEntryID string `json:"-"`
+	LedgerSeq     int64  `json:"-"`
 }
 
 // Integrity is the health sweep run after a rollback.
@@ -109,25 +111,24 @@ func Rollback(ctx context.Context, root, id, actor string, now time.Time, log fu
 	rec := &recorder{root: root, actor: actor, opID: newOpID()}
 	lock, err := registry.Acquire(ctx, root)
 	if err != nil {
-		return nil, errors.Join(err, rec.rollbackFailed(ctx, id, err))
+		return nil, rec.refused(err, rec.rollbackFailed(ctx, id, err))
 	}
 	defer lock.Release()
 	if _, err := recoverLocked(ctx, root, actor); err != nil {
-		return nil, errors.Join(err, rec.rollbackFailed(ctx, id, err))
+		return nil, rec.refused(err, rec.rollbackFailed(ctx, id, err))
 	}
 	rec.log = log
 	res, err := rollback(ctx, root, id, now, rec)
 	if err != nil && !rec.outcome {
 		if pending, _ := journalPending(root); !pending { // else the journal owns the outcome
-			if rerr := rec.rollbackFailed(ctx, id, err); rerr != nil {
-				return nil, errors.Join(err, rerr)
-			}
+			return nil, rec.refused(err, rec.rollbackFailed(ctx, id, err))
 		}
 		return nil, err
 	}
 	if err != nil {
 		return nil, err
 	}
+	res.LedgerEntryID, res.LedgerSeq = rec.last.ID, rec.last.Seq // ROLLED_BACK
 	pruneEmpty(root, res.Removed)
 	done := Options{Log: log}.phase()
 	results, err := gate.Integrity(ctx, root, "ho3")
@@ -292,11 +293,8 @@ func (r *recorder) rolledBack(ctx context.Context, versionID, checkpoint string,
 	if recovered {
 		m["recovered"] = true
 	}
-	e, err := r.record(ctx, ledger.Draft{EventType: "ROLLED_BACK", SubmissionID: versionID, Decision: "ROLLED_BACK",
+	_, err := r.record(ctx, ledger.Draft{EventType: "ROLLED_BACK", SubmissionID: versionID, Decision: "ROLLED_BACK",
 		Reason: "plane restored to " + versionID, Metadata: m})
-	if err == nil {
-		r.lastEntry = e.ID
-	}
 	return err
 }
 

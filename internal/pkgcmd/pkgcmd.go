@@ -170,6 +170,10 @@ func keygen(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return cli.Outcome{Err: cli.Usagef("--name %q: %v", name, err)}
 	}
+	// A new key directory is private: it holds a private key.
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return cli.Outcome{Err: err}
+	}
 	keyPath := filepath.Join(out, name+".key")
 	pubPath := filepath.Join(out, name+".pub")
 	if err := writeNew(keyPath, skey+"\n", 0o600); err != nil {

@@ -38,8 +38,8 @@ Usage:
 
 install checks the archive A (signature: A.sig) and installs it into the HO3
 plane, each step fail-closed: the archive rules (ARCHIVE_UNSAFE, exit 3), the
-manifest (MANIFEST_INVALID, exit 3), then the gates G0A, G1, OWNERSHIP, G5 and
-VERSION (a failed gate: exit 1 with the gate's first error code, the report at
+manifest (MANIFEST_INVALID, exit 3), then the gates G0A, G1, G5, VERSION and
+OWNERSHIP (a failed gate: exit 1 with the first failing gate's code, the report at
 .result), then the disk: a file the package would overwrite or remove that was
 edited since it was installed, or an unowned file in the way, is HASH_MISMATCH
 unless --force. Then an automatic checkpoint, and one journaled change writes the

@@ -58,11 +58,12 @@ the archive rules (ARCHIVE_UNSAFE, exit 3), the manifest (MANIFEST_INVALID,
 exit 3), then the gates G0A (every file declared, present, matching size and
 hash; paths under the governed roots and never reserved), G1 (spec and
 framework registered and active, assets inside the spec's patterns,
-dependencies installed at allowed versions), OWNERSHIP (no file owned by
-another package) and G5 (the archive's signature by a trusted key from
-config/trusted_keys.json or CONTROL_PLANE_VERIFY_KEY; CONTROL_PLANE_ALLOW_UNSIGNED=1
-turns a missing signature into a recorded waiver, never an invalid one; on a
-source tree G5 reports "not applicable"). Any failed gate: exit 1,
+dependencies installed at allowed versions), G5 (the archive's signature by a
+trusted key from config/trusted_keys.json or CONTROL_PLANE_VERIFY_KEY;
+CONTROL_PLANE_ALLOW_UNSIGNED=1 turns a missing signature into a recorded waiver,
+never an invalid one; on a source tree G5 reports "not applicable"), VERSION
+(no downgrade, no second manifest for one version) and OWNERSHIP (no file owned
+by another package), in that order (DESIGN.md §6). Any failed gate: exit 1,
 PREFLIGHT_FAILED, the report at .result.
 
 stage reads DIR/manifest.json, fills every asset's sha256 and size from the tree,

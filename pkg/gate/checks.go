@@ -100,10 +100,6 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	own, err := Ownership(root, m)
-	if err != nil {
-		return nil, err
-	}
 	g5, err := G5(root, m, mhash, archiveHash, sig, src.Archive != "", opts)
 	if err != nil {
 		return nil, err
@@ -112,7 +108,12 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	rep.Results = []Result{*g0a, *g1, *own, *g5, *ver}
+	own, err := Ownership(root, m)
+	if err != nil {
+		return nil, err
+	}
+	// DESIGN.md §6's order: the first that fails is the refusal's code.
+	rep.Results = []Result{*g0a, *g1, *g5, *ver, *own}
 	rep.Passed = true
 	for _, r := range rep.Results {
 		rep.Passed = rep.Passed && r.Passed

@@ -3,8 +3,8 @@
 //
 //   - the package gates that preflight and install run before anything is
 //     written (Preflight; checks.go): the manifest and archive checks, G0A
-//     (declaration), G1 (framework/spec chain), OWNERSHIP, G5 (signature)
-//     and the version rule (VERSION);
+//     (declaration), G1 (framework/spec chain), G5 (signature), the
+//     version rule (VERSION) and OWNERSHIP, in DESIGN.md §6's order;
 //   - the plane gates of cp-gate check (Check; plane.go): G0A, G1 and G5
 //     re-judged for every installed package, G0K (kernel parity), G6
 //     (ledgers) and G2/G3 (work orders, not built yet);

@@ -58,8 +58,9 @@ type Report struct {
 // Preflight runs the package gates against the plane at root without
 // writing anything anywhere: archive safety and the manifest (errors with
 // codes ARCHIVE_UNSAFE and MANIFEST_INVALID, exit 3, returned as err), then
-// G0A, G1, OWNERSHIP and G5 as Results. It is what cp-pkg preflight and
-// stage run, and what cp-install install runs first.
+// G0A, G1, G5, VERSION and OWNERSHIP as Results, in DESIGN.md §6's order
+// (every gate runs; the first that fails names the refusal). It is what
+// cp-pkg preflight and stage run, and what cp-install install runs first.
 func Preflight(ctx context.Context, root string, src Source, opts Options) (*Report, error) {
 	return preflight(ctx, root, src, opts)
 }

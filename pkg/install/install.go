@@ -12,7 +12,7 @@
 //  2. the archive is extracted, through the reader's safety rules, into a
 //     private directory under _staging/ (Scan only, for a dry run);
 //  3. the manifest is parsed and checked against its schema;
-//  4. the package gates run: G0A, G1, OWNERSHIP, G5 and VERSION; a package
+//  4. the package gates run: G0A, G1, G5, VERSION and OWNERSHIP; a package
 //     already installed at this version and manifest hash is a no-op that
 //     writes nothing at all (unless Force);
 //  5. INSTALL_STARTED is recorded in HO3's ledger; a gate failure is then

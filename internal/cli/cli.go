@@ -241,10 +241,11 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	}
 	var verb *Verb
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		if verb = r.tool.verb(args[0]); verb == nil {
+		if verb = r.tool.verb(args[0]); verb != nil {
+			args = args[1:]
+		} else if !r.tool.defaultTakes(args[0]) {
 			return r.fail(Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("run %s -h", r.tool.Name))
-		}
-		args = args[1:]
+		} // else the default verb's first argument: cp-pkg PKG-X-001 --spec S
 	} else if i := afterCommonFlags(args); i < len(args) {
 		// "cp-x --root P verb ...": the verb may follow the common flags.
 		if v := r.tool.verb(args[i]); v != nil {
@@ -827,6 +828,22 @@ func (t *Tool) verb(name string) *Verb {
 		}
 	}
 	return nil
+}
+
+// defaultTakes reports whether word, first on the command line and not a
+// verb, is the default verb's first positional argument. A word shaped like
+// a verb (lower-case letters and hyphens) never is: a mistyped verb is
+// reported as one.
+func (t *Tool) defaultTakes(word string) bool {
+	if t.NoDefault || len(t.Verbs) == 0 || len(t.Verbs[0].Args) == 0 {
+		return false
+	}
+	for _, c := range word {
+		if !('a' <= c && c <= 'z' || c == '-') {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Tool) verbNames() string {

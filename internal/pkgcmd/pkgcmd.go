@@ -29,7 +29,7 @@ import (
 const usage = `cp-pkg: the author side of Control Plane packages
 
 Usage:
-  cp-pkg init       PKG-ID --spec SPEC-ID [--framework FMWK-ID] --output DIR
+  cp-pkg [init]     PKG-ID --spec SPEC-ID [--framework FMWK-ID] --output DIR
   cp-pkg init-agent PKG-ID --spec SPEC-ID [--framework FMWK-ID] --output DIR
   cp-pkg preflight  (PKG-ID --src DIR | --archive A)
   cp-pkg stage      PKG-ID --src DIR [--out DIR] [--declare]
@@ -39,7 +39,7 @@ Usage:
   cp-pkg register-spec      SPEC-ID --src DIR
   cp-pkg check-framework    FMWK-ID --src DOC.md
 
-  Or a JSON request on stdin whose "operation" names the verb:
+  Or a JSON request on stdin whose "operation" names the verb (default init):
   echo '{"operation":"keygen","name":"ops"}' | cp-pkg
 
 init creates DIR (new or empty) holding a manifest.json skeleton: version 0.1.0,

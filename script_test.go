@@ -23,8 +23,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/control-plane/cp/internal/schematest"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/tidwall/gjson"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -109,8 +111,40 @@ func TestScripts(t *testing.T) {
 			"noabs":     cmdNoAbs,
 			"perm":      cmdPerm,
 			"hostile":   cmdHostile,
+			"conforms":  cmdConforms,
 		},
 	})
+}
+
+// conforms SCHEMA FILE... requires each file (globs allowed) to be valid
+// against the embedded schema, as santhosh-tekuri/jsonschema/v6 judges
+// it: the file formats the binaries write hold to the schemas published
+// for them. ! conforms requires each to be invalid.
+func cmdConforms(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: conforms SCHEMA FILE...")
+	}
+	s, err := schematest.Oracle(args[0])
+	ts.Check(err)
+	n := 0
+	for _, pat := range args[1:] {
+		paths, err := filepath.Glob(ts.MkAbs(pat))
+		ts.Check(err)
+		for _, p := range paths {
+			n++
+			f, err := os.Open(p)
+			ts.Check(err)
+			v, err := jsonschema.UnmarshalJSON(f)
+			f.Close()
+			ts.Check(err)
+			if err := s.Validate(v); (err == nil) == neg {
+				ts.Fatalf("%s against %s: %v", p, args[0], err)
+			}
+		}
+	}
+	if n == 0 {
+		ts.Fatalf("no file matches %s", strings.Join(args[1:], " "))
+	}
 }
 
 // exits N PROG [ARGS...] runs PROG like exec and requires exit status N.

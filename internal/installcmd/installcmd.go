@@ -148,8 +148,16 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	if req.String("archive") == "" {
 		return cli.Outcome{Err: cli.Usagef("install needs --archive A")}
 	}
+	id := req.String("id")
+	if pid := req.String("package_id"); pid != "" { // a stage or sign result piped in
+		if id != "" && id != pid {
+			return cli.Outcome{Err: cli.Usagef("--id %s and package_id %s disagree", id, pid)}
+		}
+		id = pid
+	}
 	step, finish := c.Steps()
-	res, err := install.Install(ctx, root, install.Options{Archive: req.String("archive"), ID: req.String("id"),
+	res, err := install.Install(ctx, root, install.Options{Archive: req.String("archive"), ID: id,
+		ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash"),
 		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: cli.Actor(), Gate: gate.EnvOptions(),
 		Log: step})
 	finish()

@@ -77,6 +77,10 @@ type Options struct {
 	Now       func() time.Time
 	// Log, if set, is told each phase and how long it took (cp-install -v).
 	Log func(format string, args ...any)
+	// ArchiveSHA256 and ManifestHash, when set, are what an upstream step
+	// (cp-pkg stage or sign, piped in) judged: the archive must still
+	// hash to them, else HASH_MISMATCH.
+	ArchiveSHA256, ManifestHash string
 }
 
 // phase returns a function that logs what was done and how long it took
@@ -239,6 +243,11 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	}
 	if opts.ID != "" && opts.ID != m.PackageID {
 		return res, refuse("PACKAGE_ID_MISMATCH", "the manifest declares package %s, not %s", m.PackageID, opts.ID)
+	}
+	for _, h := range []struct{ field, want, got string }{{"archive_sha256", opts.ArchiveSHA256, res.ArchiveSHA256}, {"manifest_hash", opts.ManifestHash, mhash}} {
+		if h.want != "" && h.want != h.got {
+			return res, refuse("HASH_MISMATCH", "%s has %s %s, not %s as requested (changed since it was staged or signed?)", filepath.Base(opts.Archive), h.field, h.got, h.want)
+		}
 	}
 	if m.PlaneID != "ho3" {
 		return res, refuse("PLANE_MISMATCH", "%s targets plane %s; cp-install installs into the HO3 plane (plane_id ho3)", m.PackageID, m.PlaneID)

@@ -272,6 +272,9 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 		if err != nil {
 			return r.fail(err)
 		}
+		// A request's clock (duration_ms) starts once it has been read: a
+		// caller that takes its time to send it is not the verb's time.
+		r.start = time.Now()
 		if doc != nil {
 			in, perr := parseInput(doc)
 			if perr != nil && !whole {
@@ -459,11 +462,11 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 		return ExitOK
 	}
 	watchSignals(ctx) // a second request: this stream may run long
+	r.start = time.Now()
 	second, err := parseInput(line)
 	if err != nil {
 		return r.fail(err)
 	}
-	r.start = time.Now()
 
 	type item struct {
 		req Request
@@ -551,7 +554,7 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 	// a caller sending one request at a time never waits.
 	const floodBatch, linger = 256, time.Millisecond
 	batch := make([]Request, 0, maxBatch)
-	start := r.start
+	var start time.Time
 	last := 0
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -573,6 +576,7 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 		if !ok {
 			return stop()
 		}
+		start = time.Now() // the batch's clock: from its first request's arrival
 		batch = batch[:0]
 		var stopErr error
 		if it.err != nil {
@@ -633,7 +637,6 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 			}
 			return r.fail(stopErr)
 		}
-		start = time.Now()
 	}
 }
 

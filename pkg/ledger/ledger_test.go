@@ -178,6 +178,30 @@ func TestVerifyFindsTampering(t *testing.T) {
 	}
 }
 
+// An unreadable line still names its entry when its shape does: the
+// report says which entry broke, not only where.
+func TestVerifyNamesBrokenEntries(t *testing.T) {
+	for name, broken := range map[string]string{
+		"bad escape":     `"reason":"r\q"`,
+		"invalid UTF-8":  "\"reason\":\"r\xff\"",
+		"lone surrogate": `"reason":"r\ud800"`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := newLedger(t, 3)
+			lines := readLines(t, path)
+			lines = lines[:len(lines)-1]
+			e, err := ParseLine([]byte(strings.TrimSuffix(lines[1], "\n")))
+			require.NoError(t, err)
+			lines[1] = strings.Replace(lines[1], `"reason":"r"`, broken, 1)
+			writeLines(t, path, lines)
+			rep := verify(t, path, VerifyOptions{})
+			require.NotEmpty(t, rep.Issues)
+			require.Equal(t, Malformed, rep.Issues[0].Code, "issues: %+v", rep.Issues)
+			require.Equal(t, e.ID, rep.Issues[0].ID)
+		})
+	}
+}
+
 func TestVerifyFindsTlogTampering(t *testing.T) {
 	path := newLedger(t, 20)
 	hp, _, _ := SidePaths(path)
@@ -474,8 +498,12 @@ func FuzzParseLine(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := ParseLine(line)
 		leaf, info, issue := checkLine(line, 0)
-		if _, ok := scanEntry(line); ok && jcs.Check(line) != nil {
+		vals, ok := scanEntry(line)
+		if ok && jcs.Check(line) != nil {
 			t.Fatalf("scanEntry accepted a line that is not canonical JSON: %q", line)
+		}
+		if shape, shaped := scan(line, false); ok && (!shaped || shape != vals) {
+			t.Fatalf("the shape-only scan disagrees on a canonical entry: %q", line)
 		}
 		if err != nil {
 			if issue == nil {

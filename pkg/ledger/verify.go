@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -415,7 +416,12 @@ type span struct{ a, b int }
 // line is read once), and nothing after the object. ok is true exactly when
 // jcs.Check accepts the line and it has the entry's shape (FuzzParseLine
 // holds it to that). It never panics on any input.
-func scanEntry(line []byte) (vals [nFields]span, ok bool) {
+func scanEntry(line []byte) (vals [nFields]span, ok bool) { return scan(line, true) }
+
+// scan is scanEntry; with canonical false it checks the shape only,
+// skipping over values without judging them (idOf, to name the entry a
+// broken line holds).
+func scan(line []byte, canonical bool) (vals [nFields]span, ok bool) {
 	i := 0
 	if len(line) == 0 || line[0] != '{' {
 		return vals, false
@@ -445,7 +451,7 @@ func scanEntry(line []byte) (vals [nFields]span, ok bool) {
 		if c := line[i]; want != 0 && c != want || want == 0 && (c < '0' || c > '9') {
 			return vals, false
 		}
-		end, err := jcs.CheckAt(line, i, 1)
+		end, err := skipValue(line, i, k, canonical)
 		if err != nil {
 			return vals, false
 		}
@@ -476,6 +482,57 @@ func scanEntry(line []byte) (vals [nFields]span, ok bool) {
 		return vals, false
 	}
 	return vals, true
+}
+
+// skipValue returns the index after field k's value at line[i]: checked
+// for canonical form (jcs.CheckAt), or only skipped over.
+func skipValue(line []byte, i, k int, canonical bool) (int, error) {
+	if canonical {
+		return jcs.CheckAt(line, i, 1)
+	}
+	end := -1
+	switch k {
+	case fMetadata:
+		end = skipComposite(line, i, '{', '}')
+	case fPrompts:
+		end = skipStringArray(line, i)
+	case fSeq:
+		for end = i; end < len(line) && line[end] >= '0' && line[end] <= '9'; end++ {
+		}
+	default:
+		end = skipString(line, i)
+	}
+	if end < 0 {
+		return i, errNotEntry
+	}
+	return end, nil
+}
+
+var errNotEntry = errors.New("not an entry")
+
+// skipComposite returns the index after the object or array at i, or -1.
+func skipComposite(b []byte, i int, open, close byte) int {
+	if i >= len(b) || b[i] != open {
+		return -1
+	}
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			if i = skipString(b, i); i < 0 {
+				return -1
+			}
+			i--
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+	}
+	return -1
 }
 
 // isHashHex reports whether quoted is "<64 lowercase hex>" (or "" if empty is allowed).
@@ -554,7 +611,7 @@ func skipStringArray(b []byte, i int) int {
 
 // idOf extracts an entry's id from a line for issue reports, or "".
 func idOf(line []byte) string {
-	if vals, ok := scanEntry(line); ok {
+	if vals, ok := scan(line, false); ok {
 		return string(line[vals[fID].a+1 : vals[fID].b-1])
 	}
 	if e, err := ParseLine(line); err == nil {

@@ -60,7 +60,11 @@ bytes on disk:
        key, or its waiver is recorded in a ledger
   G6   ledgers: every ledger of every tier verifies (lines, links, Merkle tree,
        checkpoint signatures), and each lower tier's GENESIS links to its parent
-With --archive A, G0A, G1 and G5 judge the archive as an install would.
+With --archive A, G0A, G1 and G5 judge the archive as an install would, and
+after the gates the install rules VERSION (no downgrade, no second manifest
+for one version) and OWNERSHIP (no file owned by another package) judge it
+too: a check that passes means the install's gates pass. --gate may name
+them with an archive.
 --enforce stops at the first gate that fails. --record appends GATE_PASSED or
 GATE_FAILED to the checked tier's ledger.
 
@@ -72,7 +76,7 @@ Options:
   --all            every gate (the default)
   --gate G...      the gates to run: repeat, list with commas, or follow with names
   --plane P        the tier checked: ho3 (default), ho2 or ho1
-  --archive A      judge this package archive (G0A, G1, G5)
+  --archive A      judge this package archive (G0A, G1, G5, VERSION, OWNERSHIP)
   --wo WO-ID       the work order G2 and G3 judge
   --enforce        stop at the first failure
   --record         record the verdict in the tier's ledger
@@ -134,12 +138,16 @@ func check(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
+	known := gate.All
+	if req.String("archive") != "" {
+		known = slices.Concat(gate.All, gate.ArchiveRules)
+	}
 	var gates []string
 	for _, g := range req.Strings("gate") {
 		for _, one := range strings.Split(g, ",") {
 			if one = strings.ToUpper(strings.TrimSpace(one)); one != "" {
-				if !slices.Contains(gate.All, one) {
-					return cli.Outcome{Err: cli.Usagef("unknown gate %q (want %s)", one, strings.Join(gate.All, " "))}
+				if !slices.Contains(known, one) {
+					return cli.Outcome{Err: cli.Usagef("unknown gate %q (want %s)", one, strings.Join(known, " "))}
 				}
 				gates = append(gates, one)
 			}

@@ -20,11 +20,17 @@ import (
 // All names the gates cp-gate check runs, in the order it runs them.
 var All = []string{"G0A", "G0B", "G0K", "G1", "G2", "G3", "G5", "G6"}
 
+// ArchiveRules are the install rules an archive is judged by besides its
+// gates (preflight's VERSION and OWNERSHIP): with an archive, cp-gate
+// check runs them after All, so that a check that passes means the
+// install's gates pass too.
+var ArchiveRules = []string{"VERSION", "OWNERSHIP"}
+
 // CheckOptions configure Check.
 type CheckOptions struct {
 	Gates     []string // nil: All
 	PlaneID   string   // the tier checked: ho3 (default), ho2 or ho1
-	Archive   string   // judge this archive (G0A, G1, G5) instead of the installed packages
+	Archive   string   // judge this archive (G0A, G1, G5, and ArchiveRules) instead of the installed packages
 	WorkOrder string   // for G2 and G3
 	Enforce   bool     // stop at the first gate that fails
 	Options            // signature switches and archive caps, for an archive
@@ -44,13 +50,17 @@ type CheckOptions struct {
 // registry, tier.json or governed-roots file); what is wrong with the plane
 // is in the results.
 func Check(ctx context.Context, root string, opts CheckOptions) ([]Result, error) {
+	order := All
+	if opts.Archive != "" {
+		order = slices.Concat(All, ArchiveRules)
+	}
 	gates := opts.Gates
 	if len(gates) == 0 {
-		gates = All
+		gates = order
 	}
 	for _, g := range gates {
-		if !slices.Contains(All, g) && g != "RECEIPTS" {
-			return nil, &SourceError{Path: g, Msg: fmt.Sprintf("unknown gate (want one of %v)", All)}
+		if !slices.Contains(order, g) && g != "RECEIPTS" {
+			return nil, &SourceError{Path: g, Msg: fmt.Sprintf("unknown gate (want one of %v)", order)}
 		}
 	}
 	if opts.PlaneID == "" {
@@ -68,7 +78,7 @@ func Check(ctx context.Context, root string, opts CheckOptions) ([]Result, error
 	}
 	var inst *installed
 	var out []Result
-	for _, g := range All {
+	for _, g := range order {
 		if !slices.Contains(gates, g) {
 			continue
 		}
@@ -76,7 +86,7 @@ func Check(ctx context.Context, root string, opts CheckOptions) ([]Result, error
 			return nil, err
 		}
 		var r *Result
-		if rep != nil && (g == "G0A" || g == "G1" || g == "G5") {
+		if rep != nil && (g == "G0A" || g == "G1" || g == "G5" || slices.Contains(ArchiveRules, g)) {
 			for i := range rep.Results {
 				if rep.Results[i].Gate == g {
 					r = &rep.Results[i]

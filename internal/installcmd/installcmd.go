@@ -99,7 +99,7 @@ Environment:
 Exit status:
   0  success
   1  refused: a gate, drift, a downgrade, a conflict, integrity after rollback
-  2  usage: unknown verb or flag, bad argument
+  2  usage: unknown verb or flag, bad argument (a checkpoint that does not exist)
   3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest
   4  unavailable: lock timeout, filesystem error, a journal pending (dry run)
   5  internal error, or a journal that can be neither finished nor undone

@@ -53,7 +53,7 @@ unanchored proof verifies with a warning that nothing vouches for its roots.
 Exit status:
   0  success (the ledger or proof verifies)
   1  verification failed, or GENESIS refused on a non-empty ledger
-  2  usage: unknown verb or flag, bad argument
+  2  usage: unknown verb or flag, bad argument (a seq or size outside the ledger)
   3  invalid input: stdin not JSON, schema violation, bad --where expression
   4  unavailable: lock timeout, filesystem error, cancelled
   5  internal error

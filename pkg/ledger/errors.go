@@ -39,6 +39,7 @@ func errorf(code string, exit int, format string, args ...any) *Error {
 // Exit classes, mirroring internal/cli (the library does not import it).
 const (
 	exitDenied      = 1
+	exitUsage       = 2 // a bad argument: a seq or size outside the ledger
 	exitInvalid     = 3
 	exitUnavailable = 4
 	exitInternal    = 5

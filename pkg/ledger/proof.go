@@ -144,7 +144,7 @@ func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) 
 		}
 	}
 	if seq < 0 || seq >= treeSize || treeSize > st.Size {
-		return Inclusion{}, errorf("OUT_OF_RANGE", exitDenied, "cannot prove seq %d in a tree of size %d (the ledger holds %d entries)", seq, treeSize, st.Size)
+		return Inclusion{}, errorf("OUT_OF_RANGE", exitUsage, "cannot prove seq %d in a tree of size %d (the ledger holds %d entries)", seq, treeSize, st.Size)
 	}
 	root, err := tlog.TreeHash(treeSize, &l.hashes)
 	if err != nil {
@@ -200,7 +200,7 @@ func (l *Ledger) Consistency(ctx context.Context, from, to int64) (Consistency, 
 		to = st.Size
 	}
 	if from < 1 || from > to || to > st.Size {
-		return Consistency{}, errorf("OUT_OF_RANGE", exitDenied, "cannot prove consistency from %d to %d (the ledger holds %d entries)", from, to, st.Size)
+		return Consistency{}, errorf("OUT_OF_RANGE", exitUsage, "cannot prove consistency from %d to %d (the ledger holds %d entries)", from, to, st.Size)
 	}
 	p, err := tlog.ProveTree(to, from, &l.hashes)
 	if err != nil {

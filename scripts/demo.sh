@@ -148,7 +148,7 @@ run cp-install checkpoint --label "tools 0.1.0" > checkpoint.json
 v1=$(field version_id < checkpoint.json)
 echo "checkpoint $v1"
 
-step "15. upgrade to 0.2.0: list.sh changes, find.sh arrives, the old config goes"
+step "15. upgrade to 0.2.0 in one pipeline: list.sh changes, find.sh arrives, the old config goes"
 printf '#!/bin/sh\nls -la --color=never "$@"\n' > tools/lib/tools/list.sh
 printf '#!/bin/sh\nfind "$@" -maxdepth 2\n' > tools/lib/tools/find.sh
 rm tools/config/tools.json
@@ -158,9 +158,10 @@ import json
 m = json.load(open("tools/manifest.json")); del m["old"]
 json.dump(m, open("tools/manifest.json", "w"), indent=2)
 PY
-cp-pkg stage PKG-TOOLS-001 --src tools --declare >/dev/null
-cp-pkg sign --archive plane/_staging/PKG-TOOLS-001.tar.gz --key demo-ops.key >/dev/null
-run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
+# Each result is the next request (DESIGN.md §3); the archive and manifest
+# hashes stage saw must still hold when sign and install act.
+printf '$ cp-pkg stage PKG-TOOLS-001 --src tools --declare | cp-pkg sign --key demo-ops.key | cp-install --format text\n' >&2
+cp-pkg stage PKG-TOOLS-001 --src tools --declare | cp-pkg sign --key demo-ops.key | cp-install --format text
 ls plane/lib/tools plane/config | tr '\n' ' '; echo
 
 step "16. a downgrade is refused (and recorded); so is overwriting a file edited on disk"

@@ -1,14 +1,32 @@
-package cli
+// Package clitest holds test support for the tools built on internal/cli.
+// Only tests import it.
+package clitest
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
+	"testing"
 
+	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/schemas"
 )
+
+// Capabilities fails t unless the capabilities document at path agrees
+// with tool (see CheckCapabilities).
+func Capabilities(t testing.TB, tool *cli.Tool, path string) {
+	t.Helper()
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckCapabilities(tool, doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
 
 // CheckCapabilities reports every way a tool's capabilities document
 // (cmd/<tool>/capabilities.json, printed by --capabilities) disagrees with
@@ -16,8 +34,8 @@ import (
 // operation, which are streams, and the request schema each validates
 // against; and it requires every schema the document names to be
 // embedded. Each tool's tests call it, so the document agents read cannot
-// drift from what the binary does.
-func CheckCapabilities(tool *Tool, doc []byte) error {
+// drift from what the binary does. Capabilities is the test helper.
+func CheckCapabilities(tool *cli.Tool, doc []byte) error {
 	var c struct {
 		Name       string `json:"name"`
 		Default    string `json:"default_operation"`

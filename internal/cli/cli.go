@@ -243,9 +243,14 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		if verb = r.tool.verb(args[0]); verb != nil {
 			args = args[1:]
-		} else if !r.tool.defaultTakes(args[0]) {
+		} else if r.tool.defaultTakes(args[0]) {
+			// The default verb's first argument (cp-pkg PKG-X-001 --spec S):
+			// the verb is fixed, so a stdin "operation" naming another one
+			// disagrees rather than inheriting the argument.
+			verb = r.tool.Verbs[0]
+		} else {
 			return r.fail(Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("run %s -h", r.tool.Name))
-		} // else the default verb's first argument: cp-pkg PKG-X-001 --spec S
+		}
 	} else if i := afterCommonFlags(args); i < len(args) {
 		// "cp-x --root P verb ...": the verb may follow the common flags.
 		if v := r.tool.verb(args[i]); v != nil {

@@ -14,6 +14,7 @@ package gatecmd
 
 import (
 	"context"
+	"errors"
 	"io"
 	"path/filepath"
 	"slices"
@@ -158,7 +159,8 @@ func check(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 	planeID := planeOf(req)
 	opts := gate.CheckOptions{Gates: gates, PlaneID: planeID, Archive: req.String("archive"), WorkOrder: req.String("wo"),
-		Enforce: req.Bool("enforce"), Options: gate.EnvOptions()}
+		Enforce: req.Bool("enforce"), Options: gate.EnvOptions(),
+		Expect: gate.Expect{PackageID: req.String("package_id"), ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash")}}
 	results, err := gate.Check(ctx, root, opts)
 	if err != nil {
 		return cli.Outcome{Err: unevaluable(err)}
@@ -187,6 +189,10 @@ func integrity(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 // gates from judging at all (a registry that does not parse, a missing
 // file) is "could not evaluate", exit 4, whatever its code.
 func unevaluable(err error) error {
+	var mismatch *gate.MismatchError
+	if errors.As(err, &mismatch) { // not the archive a piped stage or sign result judged: refused
+		return err
+	}
 	e := cli.AsError(err)
 	if e.Exit == cli.ExitDenied {
 		e.Exit = cli.ExitUnavailable

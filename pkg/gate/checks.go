@@ -91,6 +91,9 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
+	if err := src.Expect.check(src.Archive, m.PackageID, archiveHash, mhash); err != nil {
+		return nil, err
+	}
 	rep := &Report{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: archiveHash}
 	g0a, err := G0A(root, m, files)
 	if err != nil {
@@ -291,14 +294,22 @@ func GovernedRoots(root string) ([]string, error) {
 	return c.GovernedRoots, nil
 }
 
-// G0A checks the package declaration: every file declared, every declared
-// file present with its size and hash, every path safe: not a reserved plane
-// path and under a governed root.
+// G0A checks the package declaration: the tier at root is the plane the
+// manifest targets (PLANE_MISMATCH), every file declared, every declared
+// file present with its size and hash, every path safe: not a reserved
+// plane path and under a governed root.
 func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, error) {
 	r := newResult("G0A")
 	roots, err := GovernedRoots(root)
 	if err != nil {
 		return nil, err
+	}
+	t, err := plane.ReadTier(root)
+	if err != nil {
+		return nil, err
+	}
+	if m.PlaneID != t.PlaneID {
+		r.fail("PLANE_MISMATCH", m.PackageID, "the manifest targets plane %s; this is plane %s", m.PlaneID, t.PlaneID)
 	}
 	declaration(r, roots, m, files)
 	r.Details["assets"] = len(m.Assets)

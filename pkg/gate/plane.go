@@ -33,6 +33,7 @@ type CheckOptions struct {
 	Archive   string   // judge this archive (G0A, G1, G5, and ArchiveRules) instead of the installed packages
 	WorkOrder string   // for G2 and G3
 	Enforce   bool     // stop at the first gate that fails
+	Expect    Expect   // what a piped stage or sign result says of the archive
 	Options            // signature switches and archive caps, for an archive
 }
 
@@ -72,7 +73,7 @@ func Check(ctx context.Context, root string, opts CheckOptions) ([]Result, error
 	}
 	var rep *Report
 	if opts.Archive != "" {
-		if rep, err = Preflight(ctx, tdir, Source{Archive: opts.Archive}, opts.Options); err != nil {
+		if rep, err = Preflight(ctx, tdir, Source{Archive: opts.Archive, Expect: opts.Expect}, opts.Options); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/control-plane/cp/pkg/archive"
 )
@@ -24,6 +25,57 @@ type Source struct {
 	// (nil: there was none), so that the bytes judged are the bytes kept.
 	SigRead bool
 	Sig     []byte
+	// Expect is what an upstream step (cp-pkg stage or sign, piped in)
+	// judged; Preflight refuses an archive that no longer matches it.
+	Expect Expect
+}
+
+// Expect is what a stage or sign result says of an archive. Each member
+// that is set must hold for the archive judged, else Preflight returns a
+// *MismatchError: what is installed or passed is what was judged upstream.
+type Expect struct {
+	PackageID, ArchiveSHA256, ManifestHash string
+}
+
+// MismatchError is an archive that is not the one the request described:
+// HASH_MISMATCH (or PACKAGE_ID_MISMATCH), exit 1.
+type MismatchError struct {
+	Archive, Field, Got, Want string
+}
+
+func (e *MismatchError) Error() string {
+	if e.Field == "package_id" {
+		return fmt.Sprintf("the manifest declares package %s, not %s", e.Got, e.Want)
+	}
+	return fmt.Sprintf("%s has %s %s, not %s as requested (changed since it was staged or signed?)", e.Archive, e.Field, e.Got, e.Want)
+}
+
+// Code returns HASH_MISMATCH, or PACKAGE_ID_MISMATCH for the package id.
+func (e *MismatchError) Code() string {
+	if e.Field == "package_id" {
+		return "PACKAGE_ID_MISMATCH"
+	}
+	return "HASH_MISMATCH"
+}
+
+// ExitCode returns 1: the request is refused.
+func (e *MismatchError) ExitCode() int { return 1 }
+
+// ErrorDetails names the field and both values.
+func (e *MismatchError) ErrorDetails() map[string]any {
+	return map[string]any{"field": e.Field, "got": e.Got, "want": e.Want}
+}
+
+// check returns the first member of x that the archive does not hold.
+func (x Expect) check(archive, id, archiveHash, mhash string) error {
+	for _, c := range []struct{ field, want, got string }{
+		{"package_id", x.PackageID, id}, {"archive_sha256", x.ArchiveSHA256, archiveHash}, {"manifest_hash", x.ManifestHash, mhash},
+	} {
+		if c.want != "" && c.want != c.got {
+			return &MismatchError{Archive: filepath.Base(archive), Field: c.field, Got: c.got, Want: c.want}
+		}
+	}
+	return nil
 }
 
 // Options configure Preflight.

@@ -244,11 +244,6 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if opts.ID != "" && opts.ID != m.PackageID {
 		return res, refuse("PACKAGE_ID_MISMATCH", "the manifest declares package %s, not %s", m.PackageID, opts.ID)
 	}
-	for _, h := range []struct{ field, want, got string }{{"archive_sha256", opts.ArchiveSHA256, res.ArchiveSHA256}, {"manifest_hash", opts.ManifestHash, mhash}} {
-		if h.want != "" && h.want != h.got {
-			return res, refuse("HASH_MISMATCH", "%s has %s %s, not %s as requested (changed since it was staged or signed?)", filepath.Base(opts.Archive), h.field, h.got, h.want)
-		}
-	}
 	if m.PlaneID != "ho3" {
 		return res, refuse("PLANE_MISMATCH", "%s targets plane %s; cp-install installs into the HO3 plane (plane_id ho3)", m.PackageID, m.PlaneID)
 	}
@@ -256,7 +251,8 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if err != nil {
 		return res, err
 	}
-	rep, err := gate.Preflight(ctx, root, gate.Source{Archive: opts.Archive, Contents: contents, SigRead: true, Sig: sig}, opts.Gate)
+	rep, err := gate.Preflight(ctx, root, gate.Source{Archive: opts.Archive, Contents: contents, SigRead: true, Sig: sig,
+		Expect: gate.Expect{ArchiveSHA256: opts.ArchiveSHA256, ManifestHash: opts.ManifestHash}}, opts.Gate)
 	if err != nil {
 		return res, err
 	}

@@ -101,7 +101,9 @@ type Integrity struct {
 // and ROLLED_BACK are recorded; then the integrity checks run. A plane that
 // fails them after the rollback is INTEGRITY_FAILED (exit 1), with the
 // rollback's result attached: the rollback happened, the plane is not
-// sound.
+// sound. A rollback to the state the plane already holds writes nothing (no
+// checkpoint, no ledger entry; result.checkpoint is empty) and still runs
+// the integrity checks.
 //
 // log, if not nil, is told each phase and how long it took (cp-install -v).
 func Rollback(ctx context.Context, root, id, actor string, now time.Time, log func(format string, args ...any)) (*RollbackResult, error) {
@@ -169,6 +171,13 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	changes, err := restorePlan(root, v, stage, res, known)
 	if err != nil {
 		return nil, err
+	}
+	if len(changes) == 0 {
+		// The plane already holds the checkpoint's state. Nothing changes,
+		// so nothing is written: no checkpoint of the state left, no ledger
+		// entry (as an install of what is installed writes nothing).
+		done("the plane already holds %s: nothing to restore or remove (%d unchanged)", v.VersionID, res.Unchanged)
+		return res, nil
 	}
 	if err := rec.intend(stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID}); err != nil {
 		return nil, err

@@ -9,7 +9,10 @@
 //
 // spec_id, framework_id and assets (at least one) are required; title,
 // version (default 1.0.0), status (active, deprecated, retired; default
-// active) and invariants are optional. No other key is allowed.
+// active) and invariants are optional. No other key is allowed. The decoded
+// document must first be valid against schemas/spec_manifest.schema.json
+// (keys exactly as spelled, no nulls, no duplicates), so the file the
+// registry keeps is one that schema describes.
 //
 // Asset patterns are slash paths matched segment by segment with path.Match
 // syntax (* ? [..] within a segment), and a whole segment ** matches any
@@ -20,14 +23,41 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/control-plane/cp/pkg/manifest"
 	"path"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
+	"github.com/control-plane/cp/pkg/jcs"
+	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/schema"
+	"github.com/control-plane/cp/schemas"
 	"go.yaml.in/yaml/v3"
 )
+
+// SchemaName is the embedded schema of a spec manifest.
+const SchemaName = "spec_manifest.schema.json"
+
+var specSchema = sync.OnceValues(func() (*schema.Schema, error) {
+	return schema.NewCompiler(schemas.FS, schemas.BaseURL).Compile(SchemaName)
+})
+
+// conforms checks the decoded document against the schema.
+func conforms(doc any) error {
+	s, err := specSchema()
+	if err != nil {
+		return &Error{fmt.Sprintf("compiling %s: %v", SchemaName, err)}
+	}
+	if problems := s.Validate(doc); len(problems) > 0 {
+		p := problems[0]
+		if p.Path == "" {
+			p.Path = "/"
+		}
+		return &Error{fmt.Sprintf("%s: %s", p.Path, p.Message)}
+	}
+	return nil
+}
 
 // Spec is a parsed spec manifest.
 type Spec struct {
@@ -58,6 +88,19 @@ var (
 
 // Parse reads a spec manifest; yaml selects the YAML form.
 func Parse(b []byte, isYAML bool) (*Spec, error) {
+	var doc any
+	var err error
+	if isYAML {
+		err = yaml.Unmarshal(b, &doc)
+	} else {
+		doc, err = jcs.Decode(b)
+	}
+	if err != nil {
+		return nil, &Error{err.Error()}
+	}
+	if err := conforms(doc); err != nil {
+		return nil, err
+	}
 	var s Spec
 	if isYAML {
 		dec := yaml.NewDecoder(bytes.NewReader(b))

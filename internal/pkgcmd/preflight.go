@@ -28,7 +28,7 @@ func preflight(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: err}
 	}
 	src := gate.Source{Dir: req.String("src"), Archive: req.String("archive"),
-		Expect: gate.Expect{ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash")}}
+		Expect: gate.Expect{PackageID: req.String("package_id"), ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash")}}
 	if (src.Dir == "") == (src.Archive == "") {
 		return cli.Outcome{Err: cli.Usagef("preflight needs PKG-ID --src DIR or --archive A")}
 	}
@@ -37,9 +37,6 @@ func preflight(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	rep, err := gate.Preflight(ctx, root, src, opts)
 	if err != nil {
 		return cli.Outcome{Err: err}
-	}
-	if id := req.String("package_id"); id != "" && id != rep.PackageID {
-		return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, "PACKAGE_ID_MISMATCH", "the manifest declares package %s, not %s", rep.PackageID, id)}
 	}
 	if !rep.Passed {
 		e := cli.Errorf(cli.ExitDenied, "PREFLIGHT_FAILED", "%s %s: %s", rep.PackageID, rep.Version, firstFailure(rep))

@@ -1,7 +1,7 @@
 // Package atomicfile writes files so that a crash at any instant leaves
 // either the old content or the new, never a mix, and an acknowledged write
 // is on disk. It also holds the two primitives such writers share:
-// directory fsyncs (SyncDir, SyncDirIn) and a pooled copy (Copy).
+// directory fsyncs (SyncDir, SyncIn) and a pooled copy (Copy).
 package atomicfile
 
 import (
@@ -84,16 +84,16 @@ func SyncDir(dir string) error {
 	return nil
 }
 
-// SyncDirIn is SyncDir for a directory named relative to an os.Root, for
-// writers that work only through one.
-func SyncDirIn(r *os.Root, dir string) error {
-	d, err := r.Open(dir)
+// SyncIn fsyncs a file or directory named relative to an os.Root, for
+// writers that work only through one (SyncDir for a directory by path).
+func SyncIn(r *os.Root, name string) error {
+	f, err := r.Open(name)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", name, err)
 	}
 	return nil
 }

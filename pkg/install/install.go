@@ -241,18 +241,12 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if rec != nil {
 		rec.pkg = res
 	}
-	if opts.ID != "" && opts.ID != m.PackageID {
-		return res, refuse("PACKAGE_ID_MISMATCH", "the manifest declares package %s, not %s", m.PackageID, opts.ID)
-	}
-	if m.PlaneID != "ho3" {
-		return res, refuse("PLANE_MISMATCH", "%s targets plane %s; cp-install installs into the HO3 plane (plane_id ho3)", m.PackageID, m.PlaneID)
-	}
 	sig, err := gate.ReadSig(opts.Archive)
 	if err != nil {
 		return res, err
 	}
 	rep, err := gate.Preflight(ctx, root, gate.Source{Archive: opts.Archive, Contents: contents, SigRead: true, Sig: sig,
-		Expect: gate.Expect{ArchiveSHA256: opts.ArchiveSHA256, ManifestHash: opts.ManifestHash}}, opts.Gate)
+		Expect: gate.Expect{PackageID: opts.ID, ArchiveSHA256: opts.ArchiveSHA256, ManifestHash: opts.ManifestHash}}, opts.Gate)
 	if err != nil {
 		return res, err
 	}
@@ -421,7 +415,7 @@ func privateDir(root string) (string, func(), error) {
 	if err := r.Mkdir(dir, 0o700); err != nil {
 		return "", nil, err
 	}
-	if err := atomicfile.SyncDirIn(r, "_staging"); err != nil {
+	if err := atomicfile.SyncIn(r, "_staging"); err != nil {
 		return "", nil, err
 	}
 	return dir, func() {

@@ -1,8 +1,11 @@
 package install
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +88,63 @@ func TestReinstallKernel(t *testing.T) {
 	for _, r := range rs {
 		require.True(t, r.Passed, "%+v", r)
 	}
+}
+
+// A manifest for another plane is refused by G0A (cp-install installs
+// into HO3 only), before anything is written, and recorded.
+func TestPlaneMismatch(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	kernel := filepath.Join(root, "packages_store", plane.KernelID+"-"+plane.KernelVersion+".tar.gz")
+	archive := filepath.Join(t.TempDir(), "ho2.tar.gz")
+	rewriteManifest(t, kernel, archive, func(m []byte) []byte {
+		return []byte(strings.Replace(string(m), `"plane_id": "ho3"`, `"plane_id": "ho2"`, 1))
+	})
+	_, err := Install(ctx, root, Options{Archive: archive, Actor: "tester", Force: true, Gate: gate.Options{AllowUnsigned: true}})
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "PLANE_MISMATCH", e.Code())
+	require.Equal(t, "G0A", e.Details["gate"])
+	var rec *Recorded
+	require.ErrorAs(t, err, &rec)
+	require.Equal(t, "INSTALL_FAILED", rec.Entry.EventType)
+}
+
+// rewriteManifest copies the package archive src to dst with its
+// manifest.json passed through edit.
+func rewriteManifest(t *testing.T, src, dst string, edit func([]byte) []byte) {
+	t.Helper()
+	in, err := os.Open(src)
+	require.NoError(t, err)
+	defer in.Close()
+	zr, err := gzip.NewReader(in)
+	require.NoError(t, err)
+	tr := tar.NewReader(zr)
+	out, err := os.Create(dst)
+	require.NoError(t, err)
+	defer out.Close()
+	zw := gzip.NewWriter(out)
+	tw := tar.NewWriter(zw)
+	edited := false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		b, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		if h.Name == "manifest.json" {
+			b, edited = edit(b), true
+			h.Size = int64(len(b))
+		}
+		require.NoError(t, tw.WriteHeader(h))
+		_, err = tw.Write(b)
+		require.NoError(t, err)
+	}
+	require.True(t, edited, "no manifest.json in %s", src)
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
 }
 
 func TestNotAPlane(t *testing.T) {

@@ -238,7 +238,7 @@ func Apply(root string, changes []Change, opts Options) (err error) {
 		return err
 	}
 	// The journal's own name must survive a power cut once a target moves.
-	if err := atomicfile.SyncDirIn(r, "."); err != nil {
+	if err := atomicfile.SyncIn(r, "."); err != nil {
 		r.RemoveAll(Dir)
 		return err
 	}
@@ -276,7 +276,7 @@ func Apply(root string, changes []Change, opts Options) (err error) {
 	if err := r.Rename(planTmp, planFile); err != nil {
 		return err
 	}
-	if err := atomicfile.SyncDirIn(r, Dir); err != nil {
+	if err := atomicfile.SyncIn(r, Dir); err != nil {
 		return err
 	}
 	committed = true
@@ -493,7 +493,7 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 			if err := writeFile(r, e.newName(), c.Data, c.Mode); err != nil {
 				return err
 			}
-			return syncFile(r, e.newName())
+			return atomicfile.SyncIn(r, e.newName())
 		}
 		if err := r.Rename(c.Src, e.newName()); err != nil {
 			return err
@@ -508,7 +508,7 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.SyncDirIn(r, newDir); err != nil {
+	if err := atomicfile.SyncIn(r, newDir); err != nil {
 		return nil, err
 	}
 	if err := crash("new"); err != nil {
@@ -529,12 +529,12 @@ func prepare(r *os.Root, changes []Change) (*plan, error) {
 		if err := keepOld(r, e.Path, e.oldName(), mode); err != nil {
 			return err
 		}
-		return syncFile(r, e.oldName())
+		return atomicfile.SyncIn(r, e.oldName())
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.SyncDirIn(r, oldDir); err != nil {
+	if err := atomicfile.SyncIn(r, oldDir); err != nil {
 		return nil, err
 	}
 	return p, crash("old")
@@ -602,18 +602,6 @@ func hashSync(r *os.Root, name string) (string, error) {
 		return "", fmt.Errorf("fsync %s: %w", name, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func syncFile(r *os.Root, name string) error {
-	f, err := r.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", name, err)
-	}
-	return nil
 }
 
 // forward brings every target to its planned new state, idempotently, and
@@ -808,7 +796,7 @@ func retire(r *os.Root, step string) error {
 	if err := r.Rename(Dir, done); err != nil {
 		return err
 	}
-	if err := atomicfile.SyncDirIn(r, "."); err != nil {
+	if err := atomicfile.SyncIn(r, "."); err != nil {
 		return err
 	}
 	if err := crash(step + "retired"); err != nil {
@@ -874,7 +862,7 @@ func syncDirs(r *os.Root, dirs dirSet) error {
 	}
 	sort.Strings(names)
 	for _, d := range names {
-		if err := atomicfile.SyncDirIn(r, d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := atomicfile.SyncIn(r, d); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
@@ -886,7 +874,7 @@ func writeSynced(r *os.Root, name string, b []byte, mode fs.FileMode) error {
 	if err := writeFile(r, name, b, mode); err != nil {
 		return err
 	}
-	return syncFile(r, name)
+	return atomicfile.SyncIn(r, name)
 }
 
 // writeFile writes name, mode exact; the caller fsyncs it.

@@ -445,11 +445,11 @@ func store(root string, files []File, displaced func(string) bool) ([]string, er
 		return linked, err
 	}
 	for d := range made {
-		if err := atomicfile.SyncDirIn(r, d); err != nil {
+		if err := atomicfile.SyncIn(r, d); err != nil {
 			return linked, err
 		}
 	}
-	return linked, atomicfile.SyncDirIn(r, objectsDir)
+	return linked, atomicfile.SyncIn(r, objectsDir)
 }
 
 // linkedElsewhere reports whether the file has more than one name.

@@ -241,9 +241,6 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if rec != nil {
 		rec.pkg = res
 	}
-	if m.PackageID == plane.KernelID || m.PackageType == "kernel" {
-		return res, kernelRefusal(m)
-	}
 	sig, err := gate.ReadSig(opts.Archive)
 	if err != nil {
 		return res, err
@@ -271,6 +268,9 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 		default:
 			res.Action = ActionDowngrade
 		}
+	}
+	if rep.Passed && !keepsParity(m, mhash, installed) {
+		return res, kernelRefusal(m)
 	}
 	if rep.Passed && res.Action == ActionReinstall && !opts.Force {
 		res.Action = ActionNone

@@ -30,10 +30,21 @@ import (
 // and covers the lower tiers' files under planes/. A crash at any instant
 // leaves all three tiers before or all three after.
 
+// keepsParity reports whether installing manifest m (hashing to mhash)
+// from an archive keeps kernel parity: it is not a kernel, or it is the
+// installed kernel itself (the same manifest hash: a no-op, or with Force a
+// repair of HO3's copy). installed is the row of m's package id, or nil.
+func keepsParity(m *manifest.Manifest, mhash string, installed registry.Row) bool {
+	if m.PackageID != plane.KernelID {
+		return m.PackageType != "kernel"
+	}
+	return installed != nil && installed["manifest_hash"] == mhash
+}
+
 // kernelRefusal refuses a kernel package that arrives as an archive.
 func kernelRefusal(m *manifest.Manifest) *Error {
-	return refuse("KERNEL_PARITY", "%s %s is a kernel package (type %s): installed from an archive it would land on HO3 alone and break kernel parity (G0K); "+
-		"kernel releases are built by cp-install and installed on every tier at once (cp-install trust add|remove)", m.PackageID, m.Version, m.PackageType)
+	return refuse("KERNEL_PARITY", "%s %s (type %s) would change the kernel on HO3 alone and break kernel parity (G0K): only %s is a kernel, "+
+		"its releases are built by cp-install and installed on every tier at once (cp-install trust add|remove)", m.PackageID, m.Version, m.PackageType, plane.KernelID)
 }
 
 // kernelKept refuses (KERNEL_PARITY) a rollback to checkpoint v when v

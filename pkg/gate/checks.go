@@ -534,6 +534,19 @@ func Version(root string, m *manifest.Manifest, mhash string) (*Result, error) {
 		return nil, err
 	}
 	p := find(pkgs, "package_id", m.PackageID)
+	// Installed from an archive, a kernel would change one tier's kernel
+	// alone and break parity (G0K): kernel releases are built by cp-install
+	// and installed on every tier at once.
+	if m.PackageID == plane.KernelID || m.PackageType == "kernel" {
+		defer func() {
+			if r.Passed && (p == nil || p["manifest_hash"] != mhash) {
+				r.fail("KERNEL_PARITY", m.PackageID, "%s %s (type %s) would change the kernel of this tier alone and break kernel parity (G0K): only %s is a kernel, "+
+					"and its releases are built by cp-install and installed on every tier at once (cp-install trust add|remove)", m.PackageID, m.Version, m.PackageType, plane.KernelID)
+				r.Message = ""
+				r.done("")
+			}
+		}()
+	}
 	if p == nil || p["status"] != registry.StatusInstalled {
 		return r.done("not installed: a new install"), nil
 	}

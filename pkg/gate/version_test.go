@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/control-plane/cp/pkg/manifest"
@@ -41,4 +42,17 @@ func TestVersion(t *testing.T) {
 	r, err := Version(root, &manifest.Manifest{PackageID: "PKG-NEW", Version: "0.1.0"}, "sha256:x")
 	require.NoError(t, err)
 	require.True(t, r.Passed)
+
+	// A kernel from an archive (a new release of the kernel, or another
+	// package of type kernel) would change HO3's kernel alone: refused.
+	for _, m := range []*manifest.Manifest{
+		{PackageID: plane.KernelID, Version: "1.0.1", PackageType: "kernel"},
+		{PackageID: plane.KernelID, Version: "2.0.0", PackageType: "standard"},
+		{PackageID: "PKG-OTHER-001", Version: "1.0.0", PackageType: "kernel"},
+	} {
+		r, err := Version(root, m, "sha256:"+strings.Repeat("ab", 32))
+		require.NoError(t, err)
+		require.False(t, r.Passed, m.PackageID)
+		require.Equal(t, "KERNEL_PARITY", r.Errors[0].Code, m.PackageID)
+	}
 }

@@ -269,9 +269,6 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 			res.Action = ActionDowngrade
 		}
 	}
-	if rep.Passed && !keepsParity(m, mhash, installed) {
-		return res, kernelRefusal(m)
-	}
 	if rep.Passed && res.Action == ActionReinstall && !opts.Force {
 		res.Action = ActionNone
 		return res, nil // the same version and hash: nothing to do, nothing written

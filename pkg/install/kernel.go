@@ -15,7 +15,6 @@ import (
 	"github.com/control-plane/cp/pkg/journal"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/ledger"
-	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
 	"github.com/control-plane/cp/pkg/registry"
@@ -28,24 +27,8 @@ import (
 // built by cp-install itself (plane.BuildRelease) and installed on all
 // three tiers as one journaled change, whose journal lives at the HO3 root
 // and covers the lower tiers' files under planes/. A crash at any instant
-// leaves all three tiers before or all three after.
-
-// keepsParity reports whether installing manifest m (hashing to mhash)
-// from an archive keeps kernel parity: it is not a kernel, or it is the
-// installed kernel itself (the same manifest hash: a no-op, or with Force a
-// repair of HO3's copy). installed is the row of m's package id, or nil.
-func keepsParity(m *manifest.Manifest, mhash string, installed registry.Row) bool {
-	if m.PackageID != plane.KernelID {
-		return m.PackageType != "kernel"
-	}
-	return installed != nil && installed["manifest_hash"] == mhash
-}
-
-// kernelRefusal refuses a kernel package that arrives as an archive.
-func kernelRefusal(m *manifest.Manifest) *Error {
-	return refuse("KERNEL_PARITY", "%s %s (type %s) would change the kernel on HO3 alone and break kernel parity (G0K): only %s is a kernel, "+
-		"its releases are built by cp-install and installed on every tier at once (cp-install trust add|remove)", m.PackageID, m.Version, m.PackageType, plane.KernelID)
-}
+// leaves all three tiers before or all three after. (The VERSION rule of
+// package gate refuses a kernel archive: KERNEL_PARITY.)
 
 // kernelKept refuses (KERNEL_PARITY) a rollback to checkpoint v when v
 // holds another kernel version than the plane: a checkpoint covers HO3
@@ -176,8 +159,11 @@ func Trust(ctx context.Context, root string, opts TrustOptions) (*TrustResult, e
 		return nil, err
 	}
 	list, change, err := changeTrust(root, trusted, opts)
-	if err != nil || change.Change == "none" {
-		return &TrustResult{TrustChange: *change}, err
+	if err != nil {
+		return nil, err
+	}
+	if change.Change == "none" {
+		return &TrustResult{TrustChange: *change}, nil
 	}
 	res, err := installKernel(ctx, root, list, change, opts)
 	out := &TrustResult{TrustChange: *change, Kernel: res}
@@ -202,7 +188,13 @@ func changeTrust(root string, trusted []pkgsig.TrustedKey, opts TrustOptions) ([
 	}
 	if at < 0 {
 		v, err := keys.Verifier(opts.Key)
-		if err != nil {
+		if err != nil && !opts.Add && !strings.ContainsAny(opts.Key, "/+.") {
+			names := make([]string, len(list))
+			for i, k := range list {
+				names[i] = k.Name
+			}
+			return nil, nil, refuse("KEY_NOT_TRUSTED", "%s is not the name of a trusted key (trusted: %s)", opts.Key, strings.Join(names, ", "))
+		} else if err != nil {
 			return nil, nil, err
 		}
 		if text, err = plane.VerifierText(opts.Key); err != nil {

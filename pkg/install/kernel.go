@@ -358,8 +358,15 @@ func installKernel(ctx context.Context, root string, trusted []pkgsig.TrustedKey
 	if err != nil {
 		return nil, err
 	}
+	return installRelease(ctx, root, rel, installed["version"], change, opts)
+}
+
+// installRelease installs kernel release rel, replacing previous, on every
+// tier in one journaled change, recorded with change.
+func installRelease(ctx context.Context, root string, rel *plane.Release, previous string, change *TrustChange, opts TrustOptions) (*Result, error) {
+	version := rel.Version
 	change.PackageID, change.Version = plane.KernelID, version
-	res := &Result{PackageID: plane.KernelID, Version: version, PreviousVersion: installed["version"], ManifestHash: rel.ManifestHash,
+	res := &Result{PackageID: plane.KernelID, Version: version, PreviousVersion: previous, ManifestHash: rel.ManifestHash,
 		ArchiveSHA256: rel.ArchiveSHA256, Action: ActionUpgrade, Added: []string{}, Replaced: []string{}, Removed: []string{},
 		DriftOverwritten: []string{}, Signature: registry.SignatureWaived, Gates: []gate.Result{}}
 	rec := &recorder{root: root, actor: opts.Actor, opID: newOpID(), archive: filepath.Base(plane.StorePath(plane.KernelID, version)),

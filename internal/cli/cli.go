@@ -241,8 +241,8 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	}
 	var verb *Verb
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		if verb = r.tool.verb(args[0]); verb != nil {
-			args = args[1:]
+		if v, n := r.tool.verbAt(args, 0); v != nil {
+			verb, args = v, args[n:]
 		} else if r.tool.defaultTakes(args[0]) {
 			// The default verb's first argument (cp-pkg PKG-X-001 --spec S):
 			// the verb is fixed, so a stdin "operation" naming another one
@@ -253,8 +253,8 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 		}
 	} else if i := afterCommonFlags(args); i < len(args) {
 		// "cp-x --root P verb ...": the verb may follow the common flags.
-		if v := r.tool.verb(args[i]); v != nil {
-			verb, args = v, append(args[:i:i], args[i+1:]...)
+		if v, n := r.tool.verbAt(args, i); v != nil {
+			verb, args = v, append(args[:i:i], args[i+n:]...)
 		}
 	}
 
@@ -836,6 +836,17 @@ func (t *Tool) verb(name string) *Verb {
 		}
 	}
 	return nil
+}
+
+// verbAt returns the verb named at args[i] and how many words name it: a
+// verb of two words ("trust add") is the verb "trust-add" (DESIGN.md §3).
+func (t *Tool) verbAt(args []string, i int) (*Verb, int) {
+	if i+1 < len(args) {
+		if v := t.verb(args[i] + "-" + args[i+1]); v != nil {
+			return v, 2
+		}
+	}
+	return t.verb(args[i]), 1
 }
 
 // defaultTakes reports whether word, first on the command line and not a

@@ -15,11 +15,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/pkg/gate"
 	"github.com/control-plane/cp/pkg/install"
+	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
 )
 
@@ -31,7 +33,9 @@ Usage:
   cp-install versions
   cp-install rollback --version-id VER-...
   cp-install recover
-  cp-install bootstrap --root DIR [--trust-key PUB ...]
+  cp-install bootstrap --root DIR [--trust-key [PURPOSE,...=]PUB ...]
+  cp-install trust add --purpose P[,P...] PUB
+  cp-install trust remove [--purpose P[,P...]] [--force] PUB|NAME
 
   Or a JSON request on stdin whose "operation" names the verb (default install):
   echo '{"archive":"PKG-X.tar.gz","dry_run":true}' | cp-install --root plane
@@ -73,6 +77,20 @@ tier.json, a ledger opened by a GENESIS entry (a lower tier's records its parent
 ledger's head hash), the five registries, config/ and the kernel package
 PKG-KERNEL-001 installed identically on all three. DIR holds a whole plane or
 none; a directory that already holds a plane is refused and left as it is.
+--trust-key trusts a key at birth: PURPOSE,...=PUB for the purposes named
+(package, checkpoint, work_order, auth), plain PUB for package and checkpoint.
+
+trust add and trust remove are the one way to change config/trusted_keys.json
+afterwards: cp-install builds the next kernel patch release (PKG-KERNEL-001
+1.0.0 -> 1.0.1) with the changed file and installs it on HO3, HO2 and HO1 in one
+journaled change (a crash leaves all three before or all three after),
+recorded in HO3's ledger as INSTALL_STARTED, INSTALLED and TRUST_CHANGED. A
+key is trusted once per name. Removing the package purpose of a key that
+installed packages are signed by is KEY_IN_USE unless --force (G5 then fails
+for those packages until they are reinstalled signed by another key). A
+kernel package is never installed from an archive, and a rollback to a
+checkpoint holding another kernel release is refused (KERNEL_PARITY): either
+would change HO3's kernel alone.
 
 Options:
   --archive A        the package archive to install
@@ -82,8 +100,9 @@ Options:
   --work-order WO    the work order this install belongs to (recorded)
   --label L          what a checkpoint is
   --version-id VER   the checkpoint to roll back to
-  --trust-key PUB    bootstrap: a verifier key (or a path to one) to trust for
-                     packages and checkpoints; repeat for several
+  --trust-key SPEC   bootstrap: [PURPOSE,...=]PUB, a verifier key (or a path to
+                     one) to trust; repeat for several
+  --purpose P,...    trust add/remove: package, checkpoint, work_order, auth
   --root DIR         the plane (default: $CONTROL_PLANE, else the nearest plane
                      above the working directory)
   --format text      a summary for people instead of JSON
@@ -105,7 +124,9 @@ Exit status:
   5  internal error, or a journal that can be neither finished nor undone
 
 Examples:
-  cp-install bootstrap --root plane --trust-key keys/ops.pub
+  cp-install bootstrap --root plane --trust-key keys/ops.pub --trust-key work_order=keys/approver.pub
+  cp-install --root plane trust add --purpose package keys/release.pub
+  cp-install --root plane trust remove --purpose package ops
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --dry-run
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --work-order WO-7
   cp-install --root plane checkpoint --label "before hello 2" | jq -r .result.version_id
@@ -132,6 +153,13 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 	{Name: "bootstrap", Schema: "cp-install.bootstrap.request.json", Run: bootstrap, Flags: []cli.Flag{
 		{Name: "trust-key", Kind: cli.Multi, Usage: "verifier key to trust"},
 		{Name: "plane-root", Kind: cli.String, Field: "root", Usage: "(stdin form of --root)"},
+	}},
+	{Name: "trust-add", Schema: "cp-install.trust-add.request.json", Args: []string{"key"}, Run: trustVerb(true), Text: trustText, Flags: []cli.Flag{
+		{Name: "purpose", Kind: cli.List, Usage: "purposes to add"},
+	}},
+	{Name: "trust-remove", Schema: "cp-install.trust-remove.request.json", Args: []string{"key"}, Run: trustVerb(false), Text: trustText, Flags: []cli.Flag{
+		{Name: "purpose", Kind: cli.List, Usage: "purposes to remove (default: all)"},
+		{Name: "force", Kind: cli.Bool, Usage: "remove a package key installed packages are signed by"},
 	}},
 }}
 
@@ -249,6 +277,52 @@ func bootstrap(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: err}
 	}
 	return cli.Outcome{Result: res}
+}
+
+// trustVerb is trust add (add) or trust remove: KEY is "[PURPOSE,...=]PUB"
+// as for bootstrap, its purposes joined to --purpose.
+func trustVerb(add bool) func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	return func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+		root, err := c.Root()
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		verb := map[bool]string{true: "trust add", false: "trust remove"}[add]
+		if req.String("key") == "" {
+			return cli.Outcome{Err: cli.Usagef("%s needs a key: cp-install %s --purpose P PUB", verb, verb)}
+		}
+		purposes, key, err := pkgsig.ParseKeySpec(req.String("key"))
+		if err != nil {
+			return cli.Outcome{Err: cli.Usagef("%s: %v", verb, err)}
+		}
+		for _, p := range req.Strings("purpose") {
+			if !slices.Contains(purposes, p) {
+				purposes = append(purposes, p)
+			}
+		}
+		res, err := install.Trust(ctx, root, install.TrustOptions{Add: add, Key: key, Purposes: purposes, Force: req.Bool("force"), Actor: cli.Actor()})
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		switch {
+		case res.Change == "none":
+			c.Logf("%s is already trusted for exactly that: nothing to do", res.KeyName)
+		case len(res.InUse) > 0:
+			c.Warnf("%s no longer trusted for packages; G5 now fails for %v until they are reinstalled signed by a trusted key", res.KeyName, res.InUse)
+		}
+		return cli.Outcome{Result: res, LedgerEntryID: res.LedgerEntryID, Seq: res.LedgerSeq}
+	}
+}
+
+func trustText(w io.Writer, result any) error {
+	r := result.(*install.TrustResult)
+	if r.Change == "none" {
+		_, err := fmt.Fprintf(w, "%s+%s: nothing to change; trusted for %v\n", r.KeyName, r.KeyHash, r.KeyPurposes)
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s %s+%s for %v (now trusted for %v): kernel %s %s installed on HO3, HO2 and HO1\n",
+		r.Change, r.KeyName, r.KeyHash, r.Purposes, r.KeyPurposes, r.PackageID, r.Version)
+	return err
 }
 
 func installText(w io.Writer, result any) error {

@@ -534,7 +534,20 @@ func Version(root string, m *manifest.Manifest, mhash string) (*Result, error) {
 		return nil, err
 	}
 	p := find(pkgs, "package_id", m.PackageID)
+	// Installed from an archive, a kernel would change one tier's kernel
+	// alone and break parity (G0K): kernel releases are built by cp-install
+	// and installed on every tier at once. Only the installed kernel itself
+	// (a no-op, or a forced repair) passes.
+	kernel := m.PackageID == plane.KernelID || m.PackageType == "kernel"
+	parity := func() *Result {
+		r.fail("KERNEL_PARITY", m.PackageID, "%s %s (type %s) would change the kernel of this tier alone and break kernel parity (G0K): only %s is a kernel, "+
+			"and its releases are built by cp-install and installed on every tier at once (cp-install trust add|remove)", m.PackageID, m.Version, m.PackageType, plane.KernelID)
+		return r.done("")
+	}
 	if p == nil || p["status"] != registry.StatusInstalled {
+		if kernel {
+			return parity(), nil
+		}
 		return r.done("not installed: a new install"), nil
 	}
 	r.Details["installed_version"] = p["version"]
@@ -546,6 +559,8 @@ func Version(root string, m *manifest.Manifest, mhash string) (*Result, error) {
 	case c == 0:
 		r.warn("ALREADY_INSTALLED", m.PackageID, "%s %s is installed with this manifest: installing it changes nothing", m.PackageID, m.Version)
 		return r.done("already installed: a no-op"), nil
+	case kernel:
+		return parity(), nil
 	default:
 		return r.done("an upgrade from " + p["version"]), nil
 	}

@@ -51,11 +51,11 @@ func TestIntegrity(t *testing.T) {
 		want   []string
 	}{
 		{"orphan", func(t *testing.T, root string) { write(t, root, "lib/stray.py", "x") }, []string{"G0B ORPHAN lib/stray.py"}},
-		{"edited", func(t *testing.T, root string) { write(t, root, "config/router_policy.json", "{}") },
-			[]string{"G0B HASH_MISMATCH config/router_policy.json"}},
+		{"edited", func(t *testing.T, root string) { write(t, root, "schemas/receipt.schema.json", "{}") },
+			[]string{"G0B HASH_MISMATCH schemas/receipt.schema.json"}},
 		{"missing", func(t *testing.T, root string) {
-			require.NoError(t, os.Remove(filepath.Join(root, "config", "router_policy.json")))
-		}, []string{"G0B MISSING config/router_policy.json"}},
+			require.NoError(t, os.Remove(filepath.Join(root, "schemas", "receipt.schema.json")))
+		}, []string{"G0B MISSING schemas/receipt.schema.json"}},
 		{"symlink", func(t *testing.T, root string) {
 			require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(root, "lib")))
 		}, []string{"G0B NOT_REGULAR lib"}},
@@ -69,24 +69,24 @@ func TestIntegrity(t *testing.T) {
 			write(t, root, p, strings.Replace(string(b), "{", `{"extra": 1,`, 1))
 		}, []string{"G0B RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json", "RECEIPTS RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json"}},
 		{"file and its row edited together", func(t *testing.T, root string) {
-			write(t, root, "config/router_policy.json", "{}")
-			require.NoError(t, os.Chmod(filepath.Join(root, "config", "router_policy.json"), 0o444))
+			write(t, root, "schemas/receipt.schema.json", "{}")
+			require.NoError(t, os.Chmod(filepath.Join(root, "schemas", "receipt.schema.json"), 0o444))
 			p := filepath.Join(root, "registries", "file_ownership.csv")
 			b, err := os.ReadFile(p)
 			require.NoError(t, err)
 			lines := strings.Split(string(b), "\n")
 			for i, l := range lines {
-				if strings.HasPrefix(l, "config/router_policy.json,") {
+				if strings.HasPrefix(l, "schemas/receipt.schema.json,") {
 					f := strings.Split(l, ",")
 					f[2], f[3] = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "2"
 					lines[i] = strings.Join(f, ",")
 				}
 			}
 			require.NoError(t, os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644))
-		}, []string{"G0B HASH_MISMATCH config/router_policy.json", "RECEIPTS RECEIPT_MISMATCH config/router_policy.json"}},
+		}, []string{"G0B HASH_MISMATCH schemas/receipt.schema.json", "RECEIPTS RECEIPT_MISMATCH schemas/receipt.schema.json"}},
 		{"writable", func(t *testing.T, root string) {
-			require.NoError(t, os.Chmod(filepath.Join(root, "config", "router_policy.json"), 0o644))
-		}, []string{"G0B MODE_MISMATCH config/router_policy.json"}},
+			require.NoError(t, os.Chmod(filepath.Join(root, "schemas", "receipt.schema.json"), 0o644))
+		}, []string{"G0B MODE_MISMATCH schemas/receipt.schema.json"}},
 		{"receipt version", func(t *testing.T, root string) {
 			p := "installed/" + plane.KernelID + "/receipt.json"
 			b, err := os.ReadFile(filepath.Join(root, p))

@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/control-plane/cp/pkg/manifest"
@@ -22,7 +23,7 @@ func TestVersion(t *testing.T) {
 		{"1.0.0", res.ManifestHash, "ALREADY_INSTALLED", true},
 		{"1.0.0", "sha256:" + "00" + res.ManifestHash[9:], "VERSION_CONFLICT", false},
 		{"0.9.0", res.ManifestHash, "VERSION_DOWNGRADE", false},
-		{"1.0.1", res.ManifestHash, "", true},
+		{"1.0.1", res.ManifestHash, "KERNEL_PARITY", false}, // issue 10: a kernel upgrade from an archive breaks parity
 	} {
 		m := &manifest.Manifest{PackageID: plane.KernelID, Version: tc.version}
 		r, err := Version(root, m, tc.hash)
@@ -41,4 +42,17 @@ func TestVersion(t *testing.T) {
 	r, err := Version(root, &manifest.Manifest{PackageID: "PKG-NEW", Version: "0.1.0"}, "sha256:x")
 	require.NoError(t, err)
 	require.True(t, r.Passed)
+
+	// A kernel from an archive (a new release of the kernel, or another
+	// package of type kernel) would change HO3's kernel alone: refused.
+	for _, m := range []*manifest.Manifest{
+		{PackageID: plane.KernelID, Version: "1.0.1", PackageType: "kernel"},
+		{PackageID: plane.KernelID, Version: "2.0.0", PackageType: "standard"},
+		{PackageID: "PKG-OTHER-001", Version: "1.0.0", PackageType: "kernel"},
+	} {
+		r, err := Version(root, m, "sha256:"+strings.Repeat("ab", 32))
+		require.NoError(t, err)
+		require.False(t, r.Passed, m.PackageID)
+		require.Equal(t, "KERNEL_PARITY", r.Errors[0].Code, m.PackageID)
+	}
 }

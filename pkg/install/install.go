@@ -563,6 +563,8 @@ type opMeta struct {
 	Checkpoint      string   `json:"checkpoint,omitempty"` // the automatic checkpoint taken first
 	VersionID       string   `json:"version_id,omitempty"` // a rollback's target
 	Drift           []string `json:"drift,omitempty"`
+	// Trust is a trust change's TRUST_CHANGED, owed after its INSTALLED.
+	Trust *TrustChange `json:"trust,omitempty"`
 	// LedgerSize is the size in bytes of HO3's ledger before the operation
 	// recorded anything: Recover looks for its events after that offset only.
 	LedgerSize int64 `json:"ledger_size"`

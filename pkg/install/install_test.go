@@ -272,13 +272,13 @@ func TestOutcomeRecorded(t *testing.T) {
 		started bool
 		outcome string
 	}{"OP-a": {true, "INSTALLED"}, "OP-b": {true, ""}, "OP-none": {false, ""}} {
-		started, outcome, err := outcomeRecorded(root, op, 0)
+		started, outcome, err := outcomeRecorded(root, op, 0, nil)
 		require.NoError(t, err)
 		require.Equal(t, want.started, started, op)
 		require.Equal(t, want.outcome, outcome, op)
 	}
 	// Only what follows since is read.
-	started, outcome, err := outcomeRecorded(root, "OP-a", fi.Size()-10)
+	started, outcome, err := outcomeRecorded(root, "OP-a", fi.Size()-10, nil)
 	require.NoError(t, err)
 	require.False(t, started)
 	require.Empty(t, outcome)

@@ -32,6 +32,7 @@ type recorder struct {
 	ledgerSize                            int64        // HO3's ledger size before the operation recorded anything
 	sized                                 bool         // ledgerSize is set
 	log                                   func(format string, args ...any)
+	trust                                 *TrustChange // a trust change's TRUST_CHANGED, recorded with INSTALLED
 }
 
 // intentFile, in an operation's private directory under _staging/, says
@@ -86,8 +87,8 @@ func (r *recorder) meta() map[string]any {
 	return m
 }
 
-func (r *recorder) record(ctx context.Context, d ledger.Draft) (ledger.Entry, error) {
-	e, err := plane.Record(ctx, r.root, r.actor, d)
+func (r *recorder) record(ctx context.Context, d ...ledger.Draft) (ledger.Entry, error) {
+	e, err := plane.Record(ctx, r.root, r.actor, d...)
 	if err == nil {
 		r.last = e
 	}
@@ -149,9 +150,18 @@ func (r *recorder) failed(ctx context.Context, cause error) error {
 	return err
 }
 
-// installed records INSTALLED; recovered marks an outcome recorded by
+// installed records INSTALLED (and, for a trust change, TRUST_CHANGED
+// after it, in the same append); recovered marks an outcome recorded by
 // Recover after a crash.
 func (r *recorder) installed(ctx context.Context, res *Result, recovered bool) (ledger.Entry, error) {
+	d := r.installedDraft(res, recovered)
+	if r.trust == nil {
+		return r.record(ctx, d)
+	}
+	return r.record(ctx, d, r.trust.draft(r.opID, r.actor, recovered))
+}
+
+func (r *recorder) installedDraft(res *Result, recovered bool) ledger.Draft {
 	m := r.meta()
 	m["action"], m["checkpoint"], m["signature"] = res.Action, res.Checkpoint, res.Signature
 	m["files"] = len(res.Added) + len(res.Replaced) + res.Unchanged
@@ -159,14 +169,18 @@ func (r *recorder) installed(ctx context.Context, res *Result, recovered bool) (
 	if recovered {
 		m["recovered"] = true
 	}
-	if res.Signature == "waived" {
+	switch {
+	case res.Signature == "waived" && res.PackageID == plane.KernelID:
+		m["weakened_control"] = "G5 waived: the kernel release is built by cp-install itself, not signed"
+		m["tiers"] = []any{"ho3", "ho2", "ho1"}
+	case res.Signature == "waived":
 		m["weakened_control"] = "G5 waived: unsigned package allowed by CONTROL_PLANE_ALLOW_UNSIGNED=1"
 	}
 	if len(res.DriftOverwritten) > 0 {
 		m["drift_overwritten"] = res.DriftOverwritten
 	}
-	return r.record(ctx, ledger.Draft{EventType: "INSTALLED", SubmissionID: res.PackageID, Decision: "INSTALLED",
-		Reason: res.Action + " " + res.PackageID + " " + res.Version, Metadata: m})
+	return ledger.Draft{EventType: "INSTALLED", SubmissionID: res.PackageID, Decision: "INSTALLED",
+		Reason: res.Action + " " + res.PackageID + " " + res.Version, Metadata: m}
 }
 
 // checkpoint records CHECKPOINT_CREATED; auto marks one taken before an
@@ -289,13 +303,19 @@ func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journa
 			return "", err
 		}
 	}
-	started, outcome, err := outcomeRecorded(root, m.OpID, m.LedgerSize)
-	if err != nil || outcome != "" || !started {
-		return outcome, err
-	}
-	r := &recorder{root: root, actor: m.Actor, opID: m.OpID, workOrder: m.WorkOrder}
+	seen := map[string]bool{}
+	started, outcome, err := outcomeRecorded(root, m.OpID, m.LedgerSize, seen)
+	r := &recorder{root: root, actor: m.Actor, opID: m.OpID, workOrder: m.WorkOrder, trust: m.Trust}
 	if r.actor == "" {
 		r.actor = actor
+	}
+	if err == nil && outcome == "INSTALLED" && m.Trust != nil && !seen["TRUST_CHANGED"] {
+		// The crash cut the append after INSTALLED: its TRUST_CHANGED is owed.
+		_, err = r.record(ctx, m.Trust.draft(m.OpID, r.actor, true))
+		return outcome, err
+	}
+	if err != nil || outcome != "" || !started {
+		return outcome, err
 	}
 	switch m.Op {
 	case "install":
@@ -325,8 +345,9 @@ var outcomeEvents = map[string]bool{"INSTALLED": true, "INSTALL_FAILED": true, "
 // outcomeRecorded reports whether HO3's ledger holds the start of
 // operation opID, and its outcome event ("" if none). It reads the ledger
 // backwards from its end, down to since (the ledger's size before the
-// operation), and stops at the operation's start event.
-func outcomeRecorded(root, opID string, since int64) (started bool, outcome string, err error) {
+// operation), and stops at the operation's start event. Every event type
+// of the operation it meets is added to seen.
+func outcomeRecorded(root, opID string, since int64, seen map[string]bool) (started bool, outcome string, err error) {
 	path, err := ledgerOf(root)
 	if err != nil {
 		return false, "", err
@@ -363,6 +384,9 @@ func outcomeRecorded(root, opID string, since int64) (started bool, outcome stri
 			e, err := ledger.ParseLine(lines[i])
 			if err != nil {
 				continue // a torn tail; verify reports it
+			}
+			if seen != nil {
+				seen[e.EventType] = true
 			}
 			if outcomeEvents[e.EventType] && outcome == "" {
 				outcome = e.EventType

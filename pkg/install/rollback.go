@@ -160,6 +160,9 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	if err := checkpointRecorded(root, v); err != nil {
 		return nil, err
 	}
+	if err := kernelKept(root, v); err != nil {
+		return nil, err
+	}
 	res := &RollbackResult{VersionID: v.VersionID, Label: v.Label, Restored: []string{}, Removed: []string{}, Packages: v.Packages}
 	stage, cleanup, err := privateDir(root)
 	if err != nil {

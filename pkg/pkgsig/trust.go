@@ -2,6 +2,7 @@ package pkgsig
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,9 +31,64 @@ const (
 	PurposePackage    = "package"    // package signatures (G5)
 	PurposeCheckpoint = "checkpoint" // signed ledger checkpoints
 	PurposeWorkOrder  = "work_order" // work-order approvals (G2)
+	PurposeAuth       = "auth"       // token signatures (cp-auth)
 )
 
-var purposes = []string{PurposePackage, PurposeCheckpoint, PurposeWorkOrder}
+// Purposes lists every purpose a key may be trusted for.
+var Purposes = []string{PurposePackage, PurposeCheckpoint, PurposeWorkOrder, PurposeAuth}
+
+// DefaultPurposes are what a key given without purposes is trusted for at
+// bootstrap.
+var DefaultPurposes = []string{PurposePackage, PurposeCheckpoint}
+
+var purposes = Purposes
+
+// ParseKeySpec splits a trust spec "[PURPOSE,...=]PUB" (DESIGN.md §6) into
+// its purposes (nil when none is given) and PUB, a verifier key or a path
+// to one. The text before the first "=" is read as purposes only when every
+// comma-separated word of it is a known purpose, so a key or a path that
+// holds "=" is never misread; an empty or repeated purpose is an error.
+func ParseKeySpec(spec string) ([]string, string, error) {
+	head, pub, ok := strings.Cut(spec, "=")
+	if !ok || strings.Trim(head, "abcdefghijklmnopqrstuvwxyz_,") != "" {
+		return nil, spec, nil // no purpose list: a key (base64 may hold "=") or a path
+	}
+	var out []string
+	for _, w := range strings.Split(head, ",") {
+		switch {
+		case !slices.Contains(Purposes, w):
+			return nil, "", fmt.Errorf("unknown key purpose %q (want %s)", w, strings.Join(Purposes, ", "))
+		case slices.Contains(out, w):
+			return nil, "", fmt.Errorf("purpose %q given twice", w)
+		}
+		out = append(out, w)
+	}
+	if pub == "" {
+		return nil, "", fmt.Errorf("%q names purposes but no key", spec)
+	}
+	return out, pub, nil
+}
+
+// MarshalTrusted encodes keys as config/trusted_keys.json is written:
+// indented, newline-ended, in the order given. It checks what it wrote
+// with the reader's rules, so a file that LoadTrusted would refuse is
+// never produced.
+func MarshalTrusted(keys []TrustedKey) ([]byte, error) {
+	if keys == nil {
+		keys = []TrustedKey{}
+	}
+	b, err := json.MarshalIndent(struct {
+		Keys []TrustedKey `json:"keys"`
+	}{keys}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, '\n')
+	if _, err := parseTrusted(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
 
 // TrustedKey is one entry of the trusted-keys file.
 type TrustedKey struct {

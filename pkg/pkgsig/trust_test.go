@@ -203,3 +203,31 @@ func TestTrustSchemaAgreesWithV6(t *testing.T) {
 		require.Equal(t, verr == nil, ours.Valid(v), "on %s: v6 says %v", doc, verr)
 	}
 }
+
+// ParseKeySpec reads "[PURPOSE,...=]PUB" without misreading a key or a
+// path that holds "=".
+func TestParseKeySpec(t *testing.T) {
+	for _, tc := range []struct {
+		spec     string
+		purposes []string
+		pub, err string
+	}{
+		{"keys/ops.pub", nil, "keys/ops.pub", ""},
+		{"ops+01234567+AbCd==", nil, "ops+01234567+AbCd==", ""},
+		{"work_order=keys/a.pub", []string{"work_order"}, "keys/a.pub", ""},
+		{"package,checkpoint=ops+01234567+AbCd==", []string{"package", "checkpoint"}, "ops+01234567+AbCd==", ""},
+		{"./a=b.pub", nil, "./a=b.pub", ""},
+		{"bogus=a.pub", nil, "", `unknown key purpose "bogus"`},
+		{"package,package=a.pub", nil, "", "given twice"},
+		{"package=", nil, "", "no key"},
+	} {
+		purposes, pub, err := ParseKeySpec(tc.spec)
+		if tc.err != "" {
+			require.ErrorContains(t, err, tc.err, tc.spec)
+			continue
+		}
+		require.NoError(t, err, tc.spec)
+		require.Equal(t, tc.purposes, purposes, tc.spec)
+		require.Equal(t, tc.pub, pub, tc.spec)
+	}
+}

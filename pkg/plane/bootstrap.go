@@ -182,24 +182,19 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 	if err != nil {
 		return nil, err
 	}
-	files, err := kernelFiles(trusted)
+	roots, err := DefaultGovernedRootsJSON()
 	if err != nil {
 		return nil, err
 	}
-	m := kernelManifest(files)
-	mhash, err := m.Hash()
+	files, err := KernelFiles(roots, trusted)
 	if err != nil {
 		return nil, err
 	}
-	mbytes, err := m.Marshal()
+	rel, err := BuildRelease(KernelVersion, files)
 	if err != nil {
 		return nil, err
 	}
-	archiveBytes, err := kernelArchive(files, mbytes)
-	if err != nil {
-		return nil, err
-	}
-	ahash := SHA256(archiveBytes)
+	m, mhash, mbytes, archiveBytes, ahash := rel.Manifest, rel.ManifestHash, rel.ManifestBytes, rel.Archive, rel.ArchiveSHA256
 	res := &BootstrapResult{KernelID: KernelID, KernelVersion: KernelVersion, ManifestHash: mhash, ArchiveSHA256: ahash, TrustedKeys: names}
 
 	for _, d := range []string{"packages_store", "versions", "work_orders", "_staging", "planes/ho1/sessions"} {
@@ -350,24 +345,24 @@ func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash stri
 		Head: st.Head, Entries: st.Size}, nil
 }
 
-// trustedKeys builds config/trusted_keys.json from key specs.
+// trustedKeys builds config/trusted_keys.json from key specs
+// "[PURPOSE,...=]PUB" (no purpose given: package and checkpoint).
 func trustedKeys(specs []string, stamp string) ([]byte, []string, error) {
-	type entry struct {
-		Name     string   `json:"name"`
-		Key      string   `json:"key"`
-		Purposes []string `json:"purposes"`
-		AddedAt  string   `json:"added_at"`
-	}
-	doc := struct {
-		Keys []entry `json:"keys"`
-	}{Keys: []entry{}}
+	var list []pkgsig.TrustedKey
 	var names []string
 	for _, s := range specs {
-		v, err := keys.Verifier(s)
+		purposes, pub, err := pkgsig.ParseKeySpec(s)
+		if err != nil {
+			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: %v", err)
+		}
+		if purposes == nil {
+			purposes = pkgsig.DefaultPurposes
+		}
+		v, err := keys.Verifier(pub)
 		if err != nil {
 			return nil, nil, err
 		}
-		text, err := verifierText(s)
+		text, err := VerifierText(pub)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -375,17 +370,18 @@ func trustedKeys(specs []string, stamp string) ([]byte, []string, error) {
 			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: two keys named %s", v.Name())
 		}
 		names = append(names, v.Name())
-		doc.Keys = append(doc.Keys, entry{Name: v.Name(), Key: text, Purposes: []string{"package", "checkpoint"}, AddedAt: stamp})
+		list = append(list, pkgsig.TrustedKey{Name: v.Name(), Key: text, Purposes: purposes, AddedAt: stamp})
 	}
-	b, err := json.MarshalIndent(doc, "", "  ")
+	b, err := pkgsig.MarshalTrusted(list)
 	if err != nil {
 		return nil, nil, err
 	}
-	return append(b, '\n'), names, nil
+	return b, names, nil
 }
 
-// verifierText returns the verifier key text of a key spec.
-func verifierText(spec string) (string, error) {
+// VerifierText returns the verifier key text of a key spec: the key
+// itself, or the trimmed contents of the file it names.
+func VerifierText(spec string) (string, error) {
 	if _, err := keys.Verifier(spec); err != nil {
 		return "", err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/schemas"
 )
 
@@ -66,16 +67,28 @@ type GovernedRootsConfig struct {
 	GovernedRoots []string `json:"governed_roots"`
 }
 
-// kernelFiles returns the kernel's files by plane-relative path.
-func kernelFiles(trusted []byte) (map[string][]byte, error) {
-	files := map[string][]byte{}
+// GovernedRootsFile is, with pkgsig.TrustedKeysFile, the only file of
+// config/ the kernel owns. Operator configuration (providers, router
+// policy, governance, Cedar policies) is governed but not kernel (DESIGN.md
+// §4): it arrives in a config package.
+const GovernedRootsFile = "config/governed_roots.json"
+
+// DefaultGovernedRootsJSON is config/governed_roots.json as bootstrap
+// writes it.
+func DefaultGovernedRootsJSON() ([]byte, error) {
 	roots, err := json.MarshalIndent(GovernedRootsConfig{GovernedRoots: DefaultGovernedRoots}, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	files["config/governed_roots.json"] = append(roots, '\n')
-	files["config/router_policy.json"] = []byte(routerPolicy)
-	files["config/trusted_keys.json"] = trusted
+	return append(roots, '\n'), nil
+}
+
+// KernelFiles returns the files of a kernel release by plane-relative
+// path: the given governed roots and trusted keys, and the schemas this
+// binary embeds. A release is always built by the tool from these, never
+// taken from an archive, so that every tier gets the same bytes.
+func KernelFiles(governedRoots, trusted []byte) (map[string][]byte, error) {
+	files := map[string][]byte{GovernedRootsFile: governedRoots, pkgsig.TrustedKeysFile: trusted}
 	names, err := fs.Glob(schemas.FS, "*.json")
 	if err != nil {
 		return nil, err
@@ -93,19 +106,41 @@ func kernelFiles(trusted []byte) (map[string][]byte, error) {
 	return files, nil
 }
 
-// routerPolicy is the router policy placeholder: no routes yet, and a
-// default that routes nothing to an LLM.
-const routerPolicy = `{
-  "routes": [],
-  "deny": [],
-  "default": {"handler": "unrouted", "mode": "tools_first", "prompt_pack_id": ""}
+// Release is one kernel release as the tool builds it: its files, its
+// manifest and its deterministic archive.
+type Release struct {
+	Version       string
+	Files         map[string][]byte
+	Manifest      *manifest.Manifest
+	ManifestBytes []byte
+	ManifestHash  string
+	Archive       []byte
+	ArchiveSHA256 string
 }
-`
+
+// BuildRelease builds kernel release version over files (KernelFiles).
+func BuildRelease(version string, files map[string][]byte) (*Release, error) {
+	m := kernelManifest(version, files)
+	mhash, err := m.Hash()
+	if err != nil {
+		return nil, err
+	}
+	mbytes, err := m.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	ab, err := kernelArchive(files, mbytes)
+	if err != nil {
+		return nil, err
+	}
+	return &Release{Version: version, Files: files, Manifest: m, ManifestBytes: mbytes, ManifestHash: mhash,
+		Archive: ab, ArchiveSHA256: SHA256(ab)}, nil
+}
 
 // kernelManifest builds the kernel's manifest over its files.
-func kernelManifest(files map[string][]byte) *manifest.Manifest {
+func kernelManifest(version string, files map[string][]byte) *manifest.Manifest {
 	m := &manifest.Manifest{
-		SchemaVersion: manifest.SchemaVersion, PackageID: KernelID, Version: KernelVersion, PackageType: "kernel",
+		SchemaVersion: manifest.SchemaVersion, PackageID: KernelID, Version: version, PackageType: "kernel",
 		SpecID: KernelSpec, FrameworkID: KernelFramework, PlaneID: "ho3", Dependencies: []string{},
 	}
 	paths := make([]string, 0, len(files))

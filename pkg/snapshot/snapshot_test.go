@@ -236,7 +236,7 @@ func TestTakeRepairsAlteredBlob(t *testing.T) {
 // leaves no blob sharing an inode with the plane.
 func TestDisplacedLinks(t *testing.T) {
 	root := newPlane(t)
-	const p = "config/router_policy.json"
+	const p = "schemas/receipt.schema.json"
 	sameInode := func(v *Version) bool {
 		for _, f := range v.Files {
 			if f.Path == p {
@@ -278,7 +278,7 @@ func TestDisplacedLinks(t *testing.T) {
 // checkpoint named it) is never reused: the next checkpoint stores a copy.
 func TestLinkedBlobNotReused(t *testing.T) {
 	root := newPlane(t)
-	const p = "config/router_policy.json"
+	const p = "schemas/receipt.schema.json"
 	v, err := Take(root, Options{Label: "a", Actor: "tester", Now: time.Now(), Displaced: func(q string) bool { return q == p }})
 	require.NoError(t, err)
 	require.NoError(t, os.Remove(filepath.Join(root, Dir, v.VersionID+".json"))) // as if cut short before the file was written

@@ -81,8 +81,8 @@ func checkReserved(name string) *UnsafeError {
 
 // Fold maps s to a key such that Fold(a) == Fold(b) exactly when
 // strings.EqualFold(a, b), for valid UTF-8: each rune becomes the smallest
-// rune of its Unicode simple-folding orbit. It is how member names (and
-// manifest asset paths) are compared for case-fold collisions.
+// rune of its Unicode simple-folding orbit. [Key] builds on it to compare
+// member names (and manifest asset paths) for collisions.
 func Fold(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))

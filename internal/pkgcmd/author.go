@@ -512,7 +512,7 @@ func checkOutOfPlane(root, out string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	real, err := resolveExisting(ao)
+	real, err := realPath(out)
 	if err != nil {
 		return "", err
 	}
@@ -526,7 +526,7 @@ func checkOutOfPlane(root, out string) (string, error) {
 	}
 	write := out
 	if real != ao {
-		write = real
+		write = real // a symlink on the way: write where it was judged
 	}
 	rel, err := filepath.Rel(realRoot, real)
 	if err != nil || !filepath.IsLocal(rel) && rel != "." {
@@ -543,26 +543,41 @@ func checkOutOfPlane(root, out string) (string, error) {
 	return "", cli.Usagef("--out %s is inside the plane; archives go to _staging/ or packages_store/, or outside the plane", out)
 }
 
-// resolveExisting resolves the symlinks of the longest existing prefix of
-// the absolute path p and joins the rest, which does not exist yet (stage
-// creates it).
-func resolveExisting(p string) (string, error) {
-	rest := ""
-	for {
-		real, err := filepath.EvalSymlinks(p)
-		if err == nil {
-			return filepath.Join(real, rest), nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
+// realPath returns where the OS takes path p: each existing component
+// resolved in turn, a ".." applied after the symlinks before it (as the
+// OS does, and filepath.Abs does not), and the part that does not exist
+// yet (stage creates it) joined as written.
+func realPath(p string) (string, error) {
+	if !filepath.IsAbs(p) {
+		wd, err := os.Getwd()
+		if err != nil {
 			return "", err
 		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return "", err
-		}
-		rest = filepath.Join(filepath.Base(p), rest)
-		p = parent
+		p = wd + string(filepath.Separator) + p
 	}
+	cur, err := filepath.EvalSymlinks(filepath.VolumeName(p) + string(filepath.Separator))
+	if err != nil {
+		return "", err
+	}
+	elems := strings.Split(filepath.ToSlash(p), "/")
+	for i, e := range elems {
+		switch e {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur) // cur is real: its parent is where ".." goes
+			continue
+		}
+		next := filepath.Join(cur, e)
+		r, err := filepath.EvalSymlinks(next)
+		if errors.Is(err, fs.ErrNotExist) {
+			return filepath.Join(append([]string{next}, elems[i+1:]...)...), nil
+		} else if err != nil {
+			return "", err
+		}
+		cur = r
+	}
+	return cur, nil
 }
 
 // looseManifest decodes manifest.json before its hashes are filled in: one

@@ -114,7 +114,7 @@ cat err.txt
 step "12. a package: init, add files, stage (hashes, preflight, deterministic archive), sign, preflight the archive"
 run cp-pkg init PKG-TOOLS-001 --spec SPEC-TOOLS-001 --output tools >/dev/null
 mkdir -p tools/lib/tools tools/config
-printf '#!/bin/sh\nls -la "$@"\n' > tools/lib/tools/list.sh
+printf '#!/bin/sh\nls -la "$@"\n' > tools/lib/tools/list.sh && chmod +x tools/lib/tools/list.sh
 printf '{"tools":["list"]}\n' > tools/config/tools.json
 run cp-pkg stage PKG-TOOLS-001 --src tools --declare > stage.json
 printf 'archive %s\n' "$(field archive_sha256 < stage.json)"
@@ -139,10 +139,11 @@ cat err.txt
 test ! -e ../escape.txt && test ! -e escape.txt && echo "nothing was written outside (or inside) the plane"
 run cp-ledger verify --format text
 
-step "14. install: every gate again, then one journaled change (files 0444, receipt, registries, ledger)"
+step "14. install: every gate again, then one journaled change (files 0444, scripts 0555, receipt, registries, ledger)"
 run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --dry-run --format text
 run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --work-order WO-1 --format text
 ls -l plane/lib/tools plane/installed
+run plane/lib/tools/list.sh plane/installed   # an installed script runs
 mkdir -p v1 && cp plane/_staging/PKG-TOOLS-001.tar.gz plane/_staging/PKG-TOOLS-001.tar.gz.sig v1/
 run cp-install checkpoint --label "tools 0.1.0" > checkpoint.json
 v1=$(field version_id < checkpoint.json)
@@ -150,14 +151,9 @@ echo "checkpoint $v1"
 
 step "15. upgrade to 0.2.0 in one pipeline: list.sh changes, find.sh arrives, the old config goes"
 printf '#!/bin/sh\nls -la --color=never "$@"\n' > tools/lib/tools/list.sh
-printf '#!/bin/sh\nfind "$@" -maxdepth 2\n' > tools/lib/tools/find.sh
-rm tools/config/tools.json
-sed -i -e 's/"version": "0.1.0"/"version": "0.2.0"/' -e 's/"assets": \[/"assets": [ ],"old": [/' tools/manifest.json
-python3 - <<'PY'
-import json
-m = json.load(open("tools/manifest.json")); del m["old"]
-json.dump(m, open("tools/manifest.json", "w"), indent=2)
-PY
+printf '#!/bin/sh\nfind "$@" -maxdepth 2\n' > tools/lib/tools/find.sh && chmod +x tools/lib/tools/find.sh
+rm tools/config/tools.json   # stage --declare rewrites the asset list from the tree: it drops this one
+sed -i -e 's/"version": "0.1.0"/"version": "0.2.0"/' tools/manifest.json
 # Each result is the next request (DESIGN.md §3); the archive and manifest
 # hashes stage saw must still hold when sign and install act.
 printf '$ cp-pkg stage PKG-TOOLS-001 --src tools --declare | cp-pkg sign --key demo-ops.key | cp-install --format text\n' >&2

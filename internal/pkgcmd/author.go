@@ -44,7 +44,7 @@ var (
 		Run: stage, Text: textStage, Flags: []cli.Flag{
 			{Name: "src", Kind: cli.String, Usage: "package source tree"},
 			{Name: "out", Kind: cli.String, Usage: "directory for the archive"},
-			{Name: "declare", Kind: cli.Bool, Usage: "declare undeclared files"},
+			{Name: "declare", Kind: cli.Bool, Usage: "rewrite the asset list from the tree"},
 		}}
 	signVerb = &cli.Verb{Name: "sign", Schema: "cp-pkg.sign.request.json", Run: sign, Text: textSign, Flags: []cli.Flag{
 		{Name: "archive", Kind: cli.String, Usage: "package archive"},
@@ -76,11 +76,15 @@ type initResult struct {
 }
 
 // initTree creates --output holding a manifest.json skeleton (and, for an
-// agent, a capabilities document and a system prompt, already declared). It
-// reads the specs registry only when --framework is not given. The tree is
-// built beside --output and renamed into place, so --output ends up whole
-// or untouched. Exit status: 1 --output is not empty or the spec is not
-// registered, 2 usage (missing argument, no framework and no plane), 4
+// agent, a capabilities document and a system prompt, already declared).
+// Either --spec or --framework may be left out (the seed's form is
+// init-agent PKG --framework F): the plane's specs registry gives the
+// framework of a spec, or the one active spec of a framework; a framework
+// with no spec registered yet gets SPEC-<name of the package>, to register
+// before staging. The tree is built beside --output and renamed into
+// place, so --output ends up whole or untouched. Exit status: 1 --output is
+// not empty, the spec is not registered, or the framework has several
+// specs; 2 usage (missing argument, no framework and no plane), 4
 // filesystem error.
 func initTree(c *cli.Call, req cli.Request, agent bool) cli.Outcome {
 	verb := c.Verb.Name
@@ -88,8 +92,8 @@ func initTree(c *cli.Call, req cli.Request, agent bool) cli.Outcome {
 	switch {
 	case id == "":
 		return fail(cli.Usagef("%s needs a package id: cp-pkg %s PKG-ID --spec SPEC-ID --output DIR", verb, verb))
-	case specID == "":
-		return fail(cli.Usagef("%s needs --spec SPEC-ID", verb))
+	case specID == "" && req.String("framework") == "":
+		return fail(cli.Usagef("%s needs --spec SPEC-ID or --framework FMWK-ID", verb))
 	case out == "":
 		return fail(cli.Usagef("%s needs --output DIR", verb))
 	}
@@ -97,9 +101,16 @@ func initTree(c *cli.Call, req cli.Request, agent bool) cli.Outcome {
 		return fail(err)
 	}
 	fwID := req.String("framework")
+	unregistered := false
 	if fwID == "" {
 		var err error
 		if fwID, err = specFramework(c, specID); err != nil {
+			return fail(err)
+		}
+	}
+	if specID == "" {
+		var err error
+		if specID, unregistered, err = frameworkSpec(c, fwID, id); err != nil {
 			return fail(err)
 		}
 	}
@@ -129,6 +140,10 @@ func initTree(c *cli.Call, req cli.Request, agent bool) cli.Outcome {
 		}
 		next = fmt.Sprintf("edit %s and %s, then: cp-pkg stage %s --src %s",
 			filepath.Join(out, filepath.FromSlash(promptPath)), filepath.Join(out, filepath.FromSlash(capPath)), id, out)
+	}
+	if unregistered {
+		next = fmt.Sprintf("register spec %s (framework %s, its assets covering this package's paths) with cp-pkg register-spec %s --src DIR; %s",
+			specID, fwID, specID, next)
 	}
 	mb, err := m.Marshal()
 	if err != nil {
@@ -196,6 +211,38 @@ func specFramework(c *cli.Call, specID string) (string, error) {
 	}
 	return "", cli.Errorf(cli.ExitDenied, "SPEC_NOT_FOUND", "%s is not in the specs registry of the plane at %s", specID, root).
 		WithHint("register it with cp-pkg register-spec %s --src DIR, or give --framework FMWK-ID", specID)
+}
+
+// frameworkSpec chooses the spec of a package made with --framework and no
+// --spec: the one active spec of the framework in the plane's specs
+// registry; with none (or no plane to look in), SPEC-<name of the package>,
+// which the caller reports as still to register (unregistered true).
+// Several active specs are ambiguous: the author must choose.
+func frameworkSpec(c *cli.Call, fwID, pkgID string) (specID string, unregistered bool, err error) {
+	derived := "SPEC-" + strings.TrimPrefix(pkgID, "PKG-")
+	root, err := planeRoot(c)
+	if err != nil {
+		return derived, true, nil // no plane: nothing registered to choose from
+	}
+	rows, err := registry.Read(root, registry.Specs)
+	if err != nil {
+		return "", false, err
+	}
+	var found []string
+	for _, r := range rows {
+		if r["framework_id"] == fwID && r["status"] == registry.StatusActive {
+			found = append(found, r["spec_id"])
+		}
+	}
+	switch len(found) {
+	case 0:
+		return derived, true, nil
+	case 1:
+		return found[0], false, nil
+	}
+	slices.Sort(found)
+	return "", false, cli.Errorf(cli.ExitDenied, "SPEC_AMBIGUOUS", "framework %s has %d active specs (%s); choose one with --spec", fwID, len(found), strings.Join(found, ", ")).
+		WithDetails(map[string]any{"specs": found})
 }
 
 // planeRoot resolves the plane (--root, $CONTROL_PLANE, or the nearest HO3
@@ -283,17 +330,22 @@ type stageResult struct {
 	Files            int          `json:"files"`
 	Bytes            int64        `json:"bytes"`
 	Declared         []string     `json:"declared"`
+	Dropped          []string     `json:"dropped"`
 	RemovedSignature string       `json:"removed_signature,omitempty"`
 	Preflight        *gate.Report `json:"preflight"`
 }
 
-// stage reads --src/manifest.json, fills every asset's sha256 and size from
-// the tree (declaring undeclared files with --declare), writes the manifest
-// back, runs preflight against the plane and writes <out>/<PKG-ID>.tar.gz
-// (default out: <root>/_staging). Exit status: 1 undeclared or missing
-// files, a package id that differs from the manifest's, a failed
-// preflight; 2 usage (no plane); 3 a malformed manifest or a symlink or
-// special file in the tree; 4 filesystem error.
+// stage reads --src/manifest.json, fills every asset's sha256, size and
+// mode from the tree (with --declare, rewrites the asset list from the
+// tree: files not listed are declared, listed files no longer in the tree
+// are dropped, and the others keep their classification), writes the
+// manifest back, runs preflight against the plane and writes
+// <out>/<PKG-ID>.tar.gz (default out: <root>/_staging). Exit status: 1
+// undeclared or missing files (without --declare), a package id that
+// differs from the manifest's, a failed preflight; 2 usage (no plane, an
+// --out that is or leads into the plane outside _staging/ and
+// packages_store/); 3 a malformed manifest or a symlink or special file in
+// the tree; 4 filesystem error.
 func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	id, src, out := req.String("package_id"), req.String("src"), req.String("out")
 	switch {
@@ -314,7 +366,7 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err := checkOutside(src, out); err != nil {
 		return fail(err)
 	}
-	if err := checkOutOfPlane(root, out); err != nil {
+	if out, err = checkOutOfPlane(root, out); err != nil {
 		return fail(err)
 	}
 	if fi, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
@@ -357,6 +409,12 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		onDisk = append(onDisk, p)
 	}
 	slices.Sort(onDisk)
+	var dropped []string
+	if req.Bool("declare") {
+		if dropped, err = dropMissing(tree, doc); err != nil {
+			return fail(err)
+		}
+	}
 	declared, err := fillAssets(tree, doc)
 	if err != nil {
 		return fail(err)
@@ -411,9 +469,12 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 
 	res := stageResult{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash,
-		Archive: filepath.Join(out, id+".tar.gz"), Files: len(m.Assets) + 1, Declared: undeclared, Preflight: rep}
+		Archive: filepath.Join(out, id+".tar.gz"), Files: len(m.Assets) + 1, Declared: undeclared, Dropped: dropped, Preflight: rep}
 	if res.Declared == nil {
 		res.Declared = []string{}
+	}
+	if res.Dropped == nil {
+		res.Dropped = []string{}
 	}
 	if err := writeArchive(src, m, mb, &res); err != nil {
 		return fail(err)
@@ -441,21 +502,82 @@ func checkOutside(src, out string) error {
 
 // checkOutOfPlane refuses an --out inside the plane other than _staging/
 // or packages_store/: an archive under a governed root would be a file no
-// package owns, and installed/ is immutable.
-func checkOutOfPlane(root, out string) error {
+// package owns, and installed/ is immutable. It judges where --out really
+// is (its symlinks resolved, as far as it exists), refuses an --out that
+// reaches into the plane through a symlink, and returns the resolved
+// directory (out itself when no symlink is involved), which the archive is
+// then written to: a symlink changed after the check is not followed again.
+func checkOutOfPlane(root, out string) (string, error) {
 	ao, err := filepath.Abs(out)
 	if err != nil {
-		return err
+		return "", err
 	}
-	rel, err := filepath.Rel(root, ao)
+	real, err := realPath(out)
+	if err != nil {
+		return "", err
+	}
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		return "", err
+	}
+	realRoot, err := filepath.EvalSymlinks(absRoot)
+	if err != nil {
+		return "", err
+	}
+	write := out
+	if real != ao {
+		write = real // a symlink on the way: write where it was judged
+	}
+	rel, err := filepath.Rel(realRoot, real)
 	if err != nil || !filepath.IsLocal(rel) && rel != "." {
-		return nil // outside the plane
+		return write, nil // outside the plane
+	}
+	lexical := func(base string) string { r, _ := filepath.Rel(base, ao); return r }
+	if lexical(absRoot) != rel && lexical(realRoot) != rel {
+		return "", cli.Usagef("--out %s leads into the plane (%s) through a symlink; give the directory itself", out, filepath.ToSlash(rel))
 	}
 	top, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
 	if top == "_staging" || top == "packages_store" {
-		return nil
+		return write, nil
 	}
-	return cli.Usagef("--out %s is inside the plane; archives go to _staging/ or packages_store/, or outside the plane", out)
+	return "", cli.Usagef("--out %s is inside the plane; archives go to _staging/ or packages_store/, or outside the plane", out)
+}
+
+// realPath returns where the OS takes path p: each existing component
+// resolved in turn, a ".." applied after the symlinks before it (as the
+// OS does, and filepath.Abs does not), and the part that does not exist
+// yet (stage creates it) joined as written.
+func realPath(p string) (string, error) {
+	if !filepath.IsAbs(p) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		p = wd + string(filepath.Separator) + p
+	}
+	cur, err := filepath.EvalSymlinks(filepath.VolumeName(p) + string(filepath.Separator))
+	if err != nil {
+		return "", err
+	}
+	elems := strings.Split(filepath.ToSlash(p), "/")
+	for i, e := range elems {
+		switch e {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur) // cur is real: its parent is where ".." goes
+			continue
+		}
+		next := filepath.Join(cur, e)
+		r, err := filepath.EvalSymlinks(next)
+		if errors.Is(err, fs.ErrNotExist) {
+			return filepath.Join(append([]string{next}, elems[i+1:]...)...), nil
+		} else if err != nil {
+			return "", err
+		}
+		cur = r
+	}
+	return cur, nil
 }
 
 // looseManifest decodes manifest.json before its hashes are filled in: one
@@ -472,8 +594,9 @@ func looseManifest(b []byte) (map[string]any, error) {
 	return doc, nil
 }
 
-// fillAssets sets each declared asset's sha256 and size from the file on
-// disk (and a missing classification from its top directory), and returns
+// fillAssets sets each declared asset's sha256, size and mode from the
+// file on disk (and a missing classification from its top directory), sets
+// schema_version 1.3 (the version whose assets carry a mode), and returns
 // the declared paths. A declared file that is not in the tree is MISSING.
 // Entries it cannot read (not an object, no string path) are left for
 // manifest.Parse to report.
@@ -502,17 +625,44 @@ func fillAssets(tree *gate.Tree, doc map[string]any) (map[string]bool, error) {
 			missing = append(missing, p)
 			continue
 		}
-		a["sha256"], a["size"] = f.SHA256, json.Number(strconv.FormatInt(f.Size, 10))
+		a["sha256"], a["size"], a["mode"] = f.SHA256, json.Number(strconv.FormatInt(f.Size, 10)), manifest.ModeFor(f.Mode)
 		if _, ok := a["classification"]; !ok {
 			a["classification"] = classify(p)
 		}
 	}
 	if len(missing) > 0 {
 		return nil, cli.Errorf(cli.ExitDenied, "MISSING", "%d declared file(s) not in the tree: %s", len(missing), strings.Join(missing, ", ")).
-			WithHint("add the files, or remove them from manifest.json").
+			WithHint("add the files, or run again with --declare to drop them from manifest.json").
 			WithDetails(map[string]any{"missing": missing})
 	}
+	doc["schema_version"] = manifest.SchemaVersionModes
 	return declared, nil
+}
+
+// dropMissing removes from the manifest's assets (for --declare) every
+// entry whose path is a string naming no file of the tree, and returns
+// those paths, sorted. Entries it cannot read are left for manifest.Parse.
+func dropMissing(tree *gate.Tree, doc map[string]any) ([]string, error) {
+	assets, ok := doc["assets"].([]any)
+	if !ok {
+		return nil, nil
+	}
+	kept := assets[:0:0]
+	var dropped []string
+	for _, x := range assets {
+		if a, ok := x.(map[string]any); ok {
+			if p, ok := a["path"].(string); ok {
+				if _, present := tree.Files[p]; !present {
+					dropped = append(dropped, p)
+					continue
+				}
+			}
+		}
+		kept = append(kept, x)
+	}
+	doc["assets"] = kept
+	slices.Sort(dropped)
+	return dropped, nil
 }
 
 // declare appends the undeclared files (sorted) to the manifest's assets.
@@ -527,7 +677,7 @@ func declare(tree *gate.Tree, doc map[string]any, paths []string) error {
 	for _, p := range paths {
 		f := tree.Files[p]
 		assets = append(assets, map[string]any{"path": p, "sha256": f.SHA256,
-			"size": json.Number(strconv.FormatInt(f.Size, 10)), "classification": classify(p)})
+			"size": json.Number(strconv.FormatInt(f.Size, 10)), "classification": classify(p), "mode": manifest.ModeFor(f.Mode)})
 	}
 	doc["assets"] = assets
 	return nil

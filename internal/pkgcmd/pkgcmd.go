@@ -29,8 +29,8 @@ import (
 const usage = `cp-pkg: the author side of Control Plane packages
 
 Usage:
-  cp-pkg [init]     PKG-ID --spec SPEC-ID [--framework FMWK-ID] --output DIR
-  cp-pkg init-agent PKG-ID --spec SPEC-ID [--framework FMWK-ID] --output DIR
+  cp-pkg [init]     PKG-ID (--spec SPEC-ID | --framework FMWK-ID) --output DIR
+  cp-pkg init-agent PKG-ID (--spec SPEC-ID | --framework FMWK-ID) --output DIR
   cp-pkg preflight  (PKG-ID --src DIR | --archive A)
   cp-pkg stage      PKG-ID --src DIR [--out DIR] [--declare]
   cp-pkg sign       --archive A [--key K]
@@ -44,7 +44,9 @@ Usage:
 
 init creates DIR (new or empty) holding a manifest.json skeleton: version 0.1.0,
 type standard, plane ho3, no dependencies, no assets. Without --framework, the
-framework is the one the plane's specs registry gives for SPEC-ID. Put each file
+framework is the one the plane's specs registry gives for SPEC-ID; without
+--spec, the spec is the framework's one active spec there (several: refused),
+else SPEC-<name> after the package, to register before staging. Put each file
 of the package under DIR at its install path (DIR/config/x.json installs as
 config/x.json), then stage with --declare.
 
@@ -66,14 +68,19 @@ never an invalid one; on a source tree G5 reports "not applicable"), VERSION
 by another package), in that order (DESIGN.md §6). Any failed gate: exit 1,
 PREFLIGHT_FAILED, the report at .result.
 
-stage reads DIR/manifest.json, fills every asset's sha256 and size from the tree,
+stage reads DIR/manifest.json, fills every asset's sha256, size and mode (0555
+when the file has an execute bit, else 0444: installed files are never writable)
+from the tree,
 writes the manifest back, runs preflight against the plane (every check an
 install would run short of writing) and writes PKG-ID.tar.gz into --out (default:
 <root>/_staging/). The same tree gives the same archive bytes whatever its
-mtimes, owners or umask. Every file in DIR but manifest.json must be declared;
---declare declares the others, classified by top directory (config/ config,
-lib/ library, modules/ module, governed_prompts/ prompt, schemas/ schema, ...;
-anything else doc). A symlink or special file in DIR is refused. A .sig left
+mtimes, owners or umask. Every file in DIR but manifest.json must be declared,
+and every declared file present; --declare rewrites the asset list from the
+tree instead: it declares the others, classified by top directory (config/
+config, lib/ library, modules/ module, governed_prompts/ prompt, schemas/
+schema, ...; anything else doc), and drops the files gone. A symlink or special
+file in DIR is refused, and so is an --out that leads into the plane through a
+symlink. A .sig left
 beside an older, different archive is removed: it could no longer verify.
 
 sign checks A as an install reads it (archive rules, files against the
@@ -104,7 +111,7 @@ Options:
   --src DIR            stage, preflight: the source tree; register-*, check-framework:
                        the document or spec directory
   --out DIR            stage: where to write the archive; keygen: the key files
-  --declare            stage: declare every undeclared file
+  --declare            stage: rewrite the asset list from the tree
   --archive A          sign, preflight: the archive
   --max-files N        preflight: archive cap on members (default 20,000)
   --max-total-bytes N  preflight: archive cap on decompressed bytes (default 1 GiB)

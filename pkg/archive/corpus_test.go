@@ -287,6 +287,8 @@ func hostileCorpus() []hostile {
 		{name: "case fold", rule: "case_fold_collision", data: fixed(tgz(manifest(), file("A.md", "a"), file("a.md", "b")))},
 		{name: "case fold kelvin", rule: "case_fold_collision", data: fixed(tgz(manifest(), file("\u212a.md", "a"), file("k.md", "b")))},
 		{name: "case fold dirs", rule: "case_fold_collision", data: fixed(tgz(manifest(), file("LIB/x", "a"), file("lib/y", "b")))},
+		{name: "NFC and NFD twins", rule: "case_fold_collision", data: fixed(tgz(manifest(), file("lib/caf\u00e9.md", "a"), file("lib/cafe\u0301.md", "b")))},
+		{name: "NFD twin dirs", rule: "case_fold_collision", data: fixed(tgz(manifest(), file("lib/e\u0301/x", "a"), file("lib/\u00c9/y", "b")))},
 		{name: "file then dir prefix", rule: "case_fold_collision", data: fixed(tgz(manifest(), file("lib", "a"), file("lib/x", "b")))},
 		{name: "dir prefix then file", rule: "case_fold_collision", data: fixed(tgz(manifest(), file("lib/x", "a"), file("lib", "b")))},
 		{name: "dir entry then file", rule: "case_fold_collision", data: fixed(tgz(manifest(), dir("lib/"), file("Lib", "b")))},

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/text/unicode/norm"
 	"io"
 	"io/fs"
 	"os"
@@ -310,6 +311,23 @@ func TestFoldMatchesEqualFold(t *testing.T) {
 	for _, a := range words {
 		for _, b := range words {
 			require.Equal(t, strings.EqualFold(a, b), Fold(a) == Fold(b), "%q %q", a, b)
+		}
+	}
+}
+
+// Key is Fold for names that are not canonically equivalent to another,
+// and one key for canonical twins (NFC and NFD spellings), in any case.
+func TestKey(t *testing.T) {
+	require.Equal(t, Fold("lib/X.md"), Key("lib/X.md"))
+	require.Equal(t, Key("caf\u00e9"), Key("cafe\u0301"))
+	require.Equal(t, Key("CAF\u00c9"), Key("cafe\u0301"))
+	require.Equal(t, Key("\u212a"), Key("k"))
+	require.NotEqual(t, Key("cafe"), Key("caf\u00e9"))
+	words := []string{"a", "A", "ß", "K", "\u212a", "Σ", "ς", "lib", "LIB", "é", "É", "e\u0301", "E\u0301", "\u00c5", "\u212b", "A\u030a"}
+	for _, a := range words {
+		for _, b := range words {
+			na, nb := norm.NFC.String(a), norm.NFC.String(b)
+			require.Equal(t, strings.EqualFold(na, nb), Key(a) == Key(b), "%+q %+q", a, b)
 		}
 	}
 }

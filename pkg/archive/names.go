@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // maxElemBytes caps one path element, whatever Limits.MaxNameBytes says:
@@ -79,8 +81,8 @@ func checkReserved(name string) *UnsafeError {
 
 // Fold maps s to a key such that Fold(a) == Fold(b) exactly when
 // strings.EqualFold(a, b), for valid UTF-8: each rune becomes the smallest
-// rune of its Unicode simple-folding orbit. It is how member names (and
-// manifest asset paths) are compared for case-fold collisions.
+// rune of its Unicode simple-folding orbit. [Key] builds on it to compare
+// member names (and manifest asset paths) for collisions.
 func Fold(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
@@ -94,6 +96,24 @@ func Fold(s string) string {
 	return b.String()
 }
 
+// Key maps a name to the key under which names collide when they are
+// extracted: Key(a) == Key(b) when a and b are equal under Unicode simple
+// case folding ([Fold]) or canonically equivalent (the same NFC form, as
+// "é" written precomposed, U+00E9, and as "e" + U+0301). Case-insensitive
+// file systems fold case, and some (APFS, HFS+) also normalise, so such
+// twins would land on one file: names are compared by Key wherever a
+// collision is refused (members of one archive, assets of one manifest,
+// files owned across packages). It decomposes (NFD) before folding, so that
+// the case of a base letter folds whatever marks follow it.
+func Key(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return Fold(norm.NFD.String(s))
+		}
+	}
+	return Fold(s)
+}
+
 // node is a path seen in an archive, keyed by its folded form.
 type node struct {
 	name     string // exact name as first seen
@@ -101,8 +121,8 @@ type node struct {
 	explicit bool   // named by a member of its own
 }
 
-// nameSet detects duplicate names, case-fold collisions, and files used as
-// directories.
+// nameSet detects duplicate names, case-fold and normalisation collisions
+// (see [Key]), and files used as directories.
 type nameSet map[string]node
 
 // add records a clean member name, refusing it if it clashes with one
@@ -113,7 +133,7 @@ func (s nameSet) add(name string, isDir bool) *UnsafeError {
 			continue
 		}
 		parent := name[:i]
-		k := Fold(parent)
+		k := Key(parent)
 		n, ok := s[k]
 		switch {
 		case !ok:
@@ -121,10 +141,10 @@ func (s nameSet) add(name string, isDir bool) *UnsafeError {
 		case !n.dir:
 			return unsafeErr("case_fold_collision", name, "%q is a file, so it cannot be a directory", n.name)
 		case n.name != parent:
-			return unsafeErr("case_fold_collision", name, "directory %q collides with %q when case-folded", parent, n.name)
+			return unsafeErr("case_fold_collision", name, "directory %q collides with %q when case-folded or normalised", parent, n.name)
 		}
 	}
-	k := Fold(name)
+	k := Key(name)
 	n, ok := s[k]
 	switch {
 	case !ok:
@@ -133,7 +153,7 @@ func (s nameSet) add(name string, isDir bool) *UnsafeError {
 	case n.name == name && n.explicit:
 		return unsafeErr("duplicate_name", name, "name appears more than once")
 	case n.name != name:
-		return unsafeErr("case_fold_collision", name, "collides with %q when case-folded", n.name)
+		return unsafeErr("case_fold_collision", name, "collides with %q when case-folded or normalised", n.name)
 	case !isDir:
 		return unsafeErr("case_fold_collision", name, "%q is a directory, so it cannot be a file", n.name)
 	}

@@ -44,7 +44,7 @@ func (e *SourceError) ExitCode() int { return 3 }
 type File struct {
 	SHA256 string // "sha256:" + hex
 	Size   int64
-	Mode   fs.FileMode // permission bits, when read from disk by hashPaths
+	Mode   fs.FileMode // permission, setuid, setgid and sticky bits as found (an archive member: 0644 or 0755); 0: unknown
 }
 
 // Tree is a package source tree as read once: its manifest bytes and every
@@ -124,11 +124,17 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	return rep, nil
 }
 
-// ReadSig reads archive's signature, archive+".sig": nil if there is none.
+// ReadSig reads archive's signature, archive+".sig": nil if there is none,
+// and a non-nil empty slice for an empty file, which G5 judges
+// SIGNATURE_INVALID (present but empty is not missing, so no waiver
+// excuses it).
 func ReadSig(archive string) ([]byte, error) {
 	sig, err := os.ReadFile(archive + ".sig")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	}
+	if err == nil && sig == nil {
+		sig = []byte{}
 	}
 	return sig, err
 }
@@ -155,7 +161,7 @@ func contentsFiles(c *archive.Contents) ([]byte, map[string]File, string) {
 	files := make(map[string]File, len(c.Files))
 	for _, cf := range c.Files {
 		if cf.Path != archive.ManifestName {
-			files[cf.Path] = File{SHA256: "sha256:" + cf.SHA256, Size: cf.Size}
+			files[cf.Path] = File{SHA256: "sha256:" + cf.SHA256, Size: cf.Size, Mode: cf.Mode}
 		}
 	}
 	return c.Manifest, files, "sha256:" + c.ArchiveSHA256
@@ -261,7 +267,7 @@ func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	return File{SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n, Mode: fi.Mode().Perm()}, nil
+	return File{SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n, Mode: modeBits(fi.Mode())}, nil
 }
 
 func kindOf(t fs.FileMode) string {
@@ -296,8 +302,10 @@ func GovernedRoots(root string) ([]string, error) {
 
 // G0A checks the package declaration: the tier at root is the plane the
 // manifest targets (PLANE_MISMATCH), every file declared, every declared
-// file present with its size and hash, every path safe: not a reserved
-// plane path and under a governed root.
+// file present with its size, hash and declared mode, every path safe: not
+// a reserved plane path, not a governed root itself, and under a governed
+// root; and the kernel's id and type are the kernel's (KERNEL_RESERVED, see
+// kernelRule).
 func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, error) {
 	r := newResult("G0A")
 	roots, err := GovernedRoots(root)
@@ -312,6 +320,7 @@ func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, err
 		r.fail("PLANE_MISMATCH", m.PackageID, "the manifest targets plane %s; this is plane %s", m.PlaneID, t.PlaneID)
 	}
 	declaration(r, roots, m, files)
+	kernelRule(r, m)
 	r.Details["assets"] = len(m.Assets)
 	return r.done("every file declared, present, and matching its size and hash"), nil
 }
@@ -328,6 +337,8 @@ func declaration(r *Result, roots []string, m *manifest.Manifest, files map[stri
 			r.fail("RESERVED_TARGET", a.Path, "packages may never write %s", a.Path)
 		case !plane.Under(a.Path, roots):
 			r.fail("NOT_GOVERNED", a.Path, "%s is outside the governed roots %v", a.Path, roots)
+		case isRoot(a.Path, roots):
+			r.fail("RESERVED_TARGET", a.Path, "%s is a governed root itself; an asset is a file under one (DESIGN.md §4)", a.Path)
 		}
 		f, ok := files[a.Path]
 		switch {
@@ -337,6 +348,8 @@ func declaration(r *Result, roots []string, m *manifest.Manifest, files map[stri
 			r.fail("SIZE_MISMATCH", a.Path, "declared %d bytes, holds %d", a.Size, f.Size)
 		case f.SHA256 != a.SHA256:
 			r.fail("HASH_MISMATCH", a.Path, "declared %s, holds %s", a.SHA256, f.SHA256)
+		default:
+			declaredMode(r, a, f)
 		}
 	}
 	paths := make([]string, 0, len(files))
@@ -462,23 +475,30 @@ func registeredSpec(root string, row registry.Row) (*spec.Spec, error) {
 }
 
 // Ownership checks that no file the package declares is owned by another
-// installed package.
+// installed package, or collides with one on a case-insensitive or
+// normalising file system, or would sit under another's file or in place of
+// its directory (OWNERSHIP_CONFLICT); and that nothing on disk stands where
+// a file or its directories go (PATH_CONFLICT). See pathConflicts.
 func Ownership(root string, m *manifest.Manifest) (*Result, error) {
 	r := newResult("OWNERSHIP")
 	owners, err := registry.Read(root, registry.Ownership)
 	if err != nil {
 		return nil, err
 	}
-	byPath := map[string]string{}
-	for _, o := range owners {
-		byPath[o["path"]] = o["package_id"]
+	if err := pathConflicts(r, root, m, owners); err != nil {
+		return nil, err
 	}
-	for _, a := range m.Assets {
-		if o, ok := byPath[a.Path]; ok && o != m.PackageID {
-			r.fail("OWNERSHIP_CONFLICT", a.Path, "owned by %s; %s declares it too", o, m.PackageID)
+	return r.done("no declared file is owned by another package, and nothing on disk is in the way"), nil
+}
+
+// isRoot reports whether p names one of the governed roots itself.
+func isRoot(p string, roots []string) bool {
+	for _, g := range roots {
+		if p == strings.TrimSuffix(g, "/") {
+			return true
 		}
 	}
-	return r.done("no declared file is owned by another package"), nil
+	return false
 }
 
 // G5 checks the archive's signature against the plane's trusted keys (and

@@ -50,7 +50,8 @@ func Integrity(ctx context.Context, root, planeID string) ([]Result, error) {
 // owner's receipt (else OWNERSHIP_CONFLICT), and holds the hash both record
 // (else HASH_MISMATCH: a CSV row edited to match an edited file still
 // differs from the receipt, which G0A and G5 tie to the signed manifest);
-// installed files are read-only, 0444 (else MODE_MISMATCH); every owned
+// installed files have the mode their receipt records, 0444 or 0555, and
+// never a setuid, setgid or write bit (else MODE_MISMATCH); every owned
 // file exists (else MISSING); every owner is an installed package (else
 // OWNERSHIP_CONFLICT); an owner's receipt that cannot be read is
 // RECEIPT_INVALID. Anything under a governed root that is not a regular file
@@ -148,8 +149,10 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 			r.fail("OWNERSHIP_CONFLICT", p, "owned by %s in file_ownership.csv, but %s's receipt does not list it", o["package_id"], o["package_id"])
 		case haveReceipt && (rf.SHA256 != sums[i].SHA256 || rf.Size != sums[i].Size):
 			r.fail("HASH_MISMATCH", p, "holds %s, as file_ownership.csv says, but %s's receipt records %s: the registry was edited", sums[i].SHA256, o["package_id"], rf.SHA256)
-		case sums[i].Mode != 0 && sums[i].Mode != 0o444:
-			r.fail("MODE_MISMATCH", p, "mode %04o; installed files are read-only, 0444", uint32(sums[i].Mode))
+		default:
+			if why := modeProblem(sums[i].Mode, rf.FileMode()); why != "" {
+				r.fail("MODE_MISMATCH", p, "%s", why)
+			}
 		}
 	}
 	for _, o := range owners {

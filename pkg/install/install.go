@@ -27,7 +27,8 @@
 //     recorded before the journal is retired.
 //
 // Files that the previous version held and the new one does not are
-// removed. Installed files and receipts are 0444.
+// removed. Installed files are 0444, or 0555 for an asset the manifest
+// declares executable; receipts record each file's mode and are 0444.
 //
 // # Ledger events
 //
@@ -324,7 +325,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 		PlaneID: "ho3", InstalledAt: now.Format(time.RFC3339Nano), Actor: opts.Actor, WorkOrderID: opts.WorkOrder, Signature: res.Signature,
 		Files: []plane.ReceiptFile{}}
 	for _, a := range m.Assets {
-		receipt.Files = append(receipt.Files, plane.ReceiptFile{Path: a.Path, SHA256: a.SHA256, Size: a.Size})
+		receipt.Files = append(receipt.Files, plane.ReceiptFile{Path: a.Path, SHA256: a.SHA256, Size: a.Size, Mode: a.InstalledMode()})
 	}
 	changes, err := p.finish(root, m, receipt, contents.Manifest, now)
 	if err != nil {

@@ -11,8 +11,9 @@ import (
 	"github.com/control-plane/cp/pkg/snapshot"
 )
 
-// Modes on disk: installed files, receipts and manifests are read-only;
-// registries are rewritten only by rename.
+// Modes on disk: receipts, manifests and kept archives are read-only;
+// registries are rewritten only by rename. Installed files get their
+// asset's mode (manifest.Asset.FileMode): 0444, or 0555 for an executable.
 const (
 	fileMode     = 0o444
 	registryMode = 0o644
@@ -89,7 +90,7 @@ func plan(root string, m *manifest.Manifest, installed registry.Row, stage strin
 		switch {
 		case !st.Exists:
 			p.added = append(p.added, a.Path)
-		case st.File.SHA256 == a.SHA256 && st.File.Mode == snapshot.FormatMode(fileMode):
+		case st.File.SHA256 == a.SHA256 && st.File.Mode == snapshot.FormatMode(a.FileMode()):
 			p.unchanged++
 			continue
 		default:
@@ -105,7 +106,7 @@ func plan(root string, m *manifest.Manifest, installed registry.Row, stage strin
 			}
 		}
 		if stage != "" {
-			p.changes = append(p.changes, journal.Change{Path: a.Path, Src: stage + "/" + a.Path, Mode: fileMode})
+			p.changes = append(p.changes, journal.Change{Path: a.Path, Src: stage + "/" + a.Path, Mode: a.FileMode()})
 		}
 	}
 	for j, o := range dropped {

@@ -7,7 +7,7 @@
 // schemas/package_manifest.schema.json (draft 2020-12). Every member but
 // metadata is required, and no other member is allowed, here or in an asset:
 //
-//	schema_version  "1.2", exactly
+//	schema_version  "1.2", or "1.3" when an asset carries a mode
 //	package_id      ^PKG-[A-Z0-9-]+$ (at most 128 characters)
 //	version         semver 2.0.0 without a leading "v": MAJOR.MINOR.PATCH with
 //	                an optional pre-release ("1.2.0", "2.0.0-rc.1"); build
@@ -18,14 +18,16 @@
 //	framework_id    ^FMWK-[A-Z0-9-]+$
 //	plane_id        ho3 | ho2 | ho1
 //	dependencies    array of dependency strings (below), possibly empty
-//	assets          array of {path, sha256, size, classification}, possibly empty
+//	assets          array of {path, sha256, size, classification[, mode]}, possibly empty
 //	metadata        optional object, free-form
 //
 // An asset's path is its install path relative to the plane root; sha256 is
 // "sha256:" and 64 lowercase hex digits of the file's bytes; size is its
 // length in bytes (an integer from 0 to 2^53-1); classification is one of
 // framework, spec, schema, policy, library, script, module, prompt, config,
-// test or doc.
+// test or doc; mode (schema_version 1.3 only) is "0444" or "0555", the
+// mode the file is installed with (absent: "0444"). The hash covers mode
+// only when present, so a 1.2 manifest keeps its hash.
 //
 // Parse reads strictly: the text must be one JSON value without duplicate
 // keys (pkg/jcs.Decode), valid against the schema, and it must pass the
@@ -34,10 +36,12 @@
 //   - an asset path is a clean relative slash path: not empty, no leading
 //     "/" or drive letter ("C:"), no backslash, no trailing slash, no "."
 //     or ".." element, no empty element ("a//b"), no control character;
-//   - no two asset paths are equal or equal under Unicode simple case
-//     folding (A.md and a.md), and no asset is a directory prefix of
-//     another (lib and lib/x.py), compared case-insensitively, because such
-//     a pair cannot be extracted onto a case-insensitive file system;
+//   - no two asset paths are equal, equal under Unicode simple case
+//     folding (A.md and a.md) or canonically equivalent (NFC and NFD
+//     spellings of é), and no asset is a directory prefix of another (lib
+//     and lib/x.py), compared the same way (archive.Key), because such a
+//     pair cannot be extracted onto a case-insensitive or normalising file
+//     system;
 //   - manifest.json itself (in any letter case) is not an asset;
 //   - every dependency parses (see ParseDependency), no package depends on
 //     itself, and no package is named by two dependencies (join the

@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/control-plane/cp/pkg/archive"
+	"io/fs"
 	"math/big"
 	"path"
 	"slices"
@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/schema"
 	"github.com/control-plane/cp/schemas"
@@ -23,8 +24,22 @@ import (
 // SchemaName is the embedded schema file a manifest is validated against.
 const SchemaName = "package_manifest.schema.json"
 
-// SchemaVersion is the only schema_version this package reads and writes.
+// SchemaVersion is the schema_version of a manifest whose assets carry no
+// mode. Parse reads it and SchemaVersionModes.
 const SchemaVersion = "1.2"
+
+// SchemaVersionModes is the schema_version of a manifest whose assets may
+// carry a mode (DESIGN.md §6): a reader that knows only 1.2 refuses it
+// rather than install an executable file read-only.
+const SchemaVersionModes = "1.3"
+
+// Installed file modes an asset may declare: read-only, or read-only and
+// executable. An asset without a mode is ModeReadOnly. No write, setuid or
+// setgid bit is ever installed.
+const (
+	ModeReadOnly   = "0444"
+	ModeExecutable = "0555"
+)
 
 // FileName is the manifest's name at the root of a package archive; it can
 // never also be an asset.
@@ -51,6 +66,34 @@ type Asset struct {
 	SHA256         string `json:"sha256"` // "sha256:" + 64 lowercase hex
 	Size           int64  `json:"size"`
 	Classification string `json:"classification"`
+	Mode           string `json:"mode,omitempty"` // ModeReadOnly, ModeExecutable, or "" (read-only); schema_version 1.3
+}
+
+// FileMode is the mode the asset is installed with: 0555 for an executable
+// asset, else 0444.
+func (a Asset) FileMode() fs.FileMode {
+	if a.Mode == ModeExecutable {
+		return 0o555
+	}
+	return 0o444
+}
+
+// InstalledMode is the asset's mode as receipts record it: "0444" or "0555".
+func (a Asset) InstalledMode() string {
+	if a.Mode == ModeExecutable {
+		return ModeExecutable
+	}
+	return ModeReadOnly
+}
+
+// ModeFor is the mode an asset declares for a source file with permission
+// bits perm: executable when any execute bit is set, as the archive keeps it
+// (0755), else read-only.
+func ModeFor(perm fs.FileMode) string {
+	if perm&0o111 != 0 {
+		return ModeExecutable
+	}
+	return ModeReadOnly
 }
 
 // Error is a manifest that Parse refuses. Its Code is MANIFEST_INVALID.
@@ -158,11 +201,13 @@ func fromValue(o map[string]any) (*Manifest, error) {
 		if !ok {
 			return nil, invalid(fmt.Sprintf("/assets/%d/size", i), "not an integer in range")
 		}
+		mode, _ := a["mode"].(string)
 		m.Assets = append(m.Assets, Asset{
 			Path:           a["path"].(string),
 			SHA256:         a["sha256"].(string),
 			Size:           size,
 			Classification: a["classification"].(string),
+			Mode:           mode,
 		})
 	}
 	if md, ok := o["metadata"]; ok {
@@ -208,7 +253,7 @@ func (m *Manifest) check() error {
 		}
 		seen[dep.PackageID] = i
 	}
-	paths := pathSet{archive.Fold(FileName): {name: FileName}}
+	paths := pathSet{archive.Key(FileName): {name: FileName}}
 	for i, a := range m.Assets {
 		ptr := fmt.Sprintf("/assets/%d/path", i)
 		if msg := checkPath(a.Path); msg != "" {
@@ -216,6 +261,9 @@ func (m *Manifest) check() error {
 		}
 		if msg := paths.add(a.Path); msg != "" {
 			return invalid(ptr, "%q %s", a.Path, msg)
+		}
+		if a.Mode != "" && m.SchemaVersion != SchemaVersionModes {
+			return invalid(fmt.Sprintf("/assets/%d/mode", i), "an asset mode needs schema_version %q", SchemaVersionModes)
 		}
 	}
 	return nil
@@ -268,7 +316,7 @@ func (s pathSet) add(p string) string {
 			continue
 		}
 		parent := p[:i]
-		k := archive.Fold(parent)
+		k := archive.Key(parent)
 		e, ok := s[k]
 		switch {
 		case !ok:
@@ -276,10 +324,10 @@ func (s pathSet) add(p string) string {
 		case !e.dir:
 			return fmt.Sprintf("needs %q to be a directory, but it is a file", e.name)
 		case e.name != parent:
-			return fmt.Sprintf("has directory %q, which collides with %q when case-folded", parent, e.name)
+			return fmt.Sprintf("has directory %q, which collides with %q when case-folded or normalised", parent, e.name)
 		}
 	}
-	k := archive.Fold(p)
+	k := archive.Key(p)
 	e, ok := s[k]
 	switch {
 	case !ok:
@@ -292,7 +340,7 @@ func (s pathSet) add(p string) string {
 	case e.name == p:
 		return "is listed more than once"
 	}
-	return fmt.Sprintf("collides with %q when case-folded", e.name)
+	return fmt.Sprintf("collides with %q when case-folded or normalised", e.name)
 }
 
 // hashed returns the manifest without metadata as a value for jcs.Marshal.
@@ -303,12 +351,16 @@ func (m *Manifest) hashed() map[string]any {
 	}
 	assets := make([]any, len(m.Assets))
 	for i, a := range m.Assets {
-		assets[i] = map[string]any{
+		o := map[string]any{
 			"path":           a.Path,
 			"sha256":         a.SHA256,
 			"size":           a.Size,
 			"classification": a.Classification,
 		}
+		if a.Mode != "" { // absent stays absent: a 1.2 manifest hashes as it always did
+			o["mode"] = a.Mode
+		}
+		assets[i] = o
 	}
 	return map[string]any{
 		"schema_version": m.SchemaVersion,
@@ -339,7 +391,7 @@ func (m *Manifest) Hash() (string, error) {
 // Marshal returns manifest.json as cp-pkg writes it: members in schema
 // order (schema_version, package_id, version, package_type, spec_id,
 // framework_id, plane_id, dependencies, assets, metadata), asset members in
-// the order path, sha256, size, classification, metadata keys sorted,
+// the order path, sha256, size, classification, mode (when set), metadata keys sorted,
 // indented by two spaces, no HTML escaping, and a final newline. Nil
 // Dependencies and Assets are written as [], and metadata is omitted only
 // when Metadata is nil. The output is stable, but it is not what the hash

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 
@@ -178,9 +179,15 @@ func refusals(t testing.TB) []struct {
 		raw("array", "", "want object", `[]`),
 		raw("null", "", "want object", `null`),
 		m("unknown member", "/extra", "unknown property", set("extra", 1)),
-		m("unknown asset member", "/assets/0/mode", "unknown property", setAsset("mode", "0644")),
-		m("schema_version 1.1", "/schema_version", "constant", set("schema_version", "1.1")),
-		m("schema_version number", "/schema_version", "constant", set("schema_version", 1.2)),
+		m("unknown asset member", "/assets/0/owner", "unknown property", setAsset("owner", "root")),
+		m("schema_version 1.1", "/schema_version", "allowed values", set("schema_version", "1.1")),
+		m("schema_version number", "/schema_version", "allowed values", set("schema_version", 1.2)),
+		m("asset mode 0644", "/assets/0/mode", "allowed values", func(m map[string]any) { m["schema_version"] = "1.3"; asset(m, 0)["mode"] = "0644" }),
+		m("asset mode setuid", "/assets/0/mode", "allowed values", func(m map[string]any) { m["schema_version"] = "1.3"; asset(m, 0)["mode"] = "4555" }),
+		m("asset mode under 1.2", "/assets/0/mode", `needs schema_version "1.3"`, setAsset("mode", "0555")),
+		m("path NFC and NFD twins", "/assets/1/path", "normalised", withPaths("docs/résumé.md", "docs/résumé.md")),
+		m("path NFD directory twin", "/assets/1/path", "normalised", withPaths("lib/café/a", "lib/café/b")),
+		m("path NFD case twin", "/assets/1/path", "normalised", withPaths("lib/É.md", "lib/é.md")),
 		m("package_id lower case", "/package_id", "pattern", set("package_id", "PKG-demo")),
 		m("package_id bare prefix", "/package_id", "pattern", set("package_id", "PKG-")),
 		m("package_id underscore", "/package_id", "pattern", set("package_id", "PKG_DEMO")),
@@ -323,6 +330,32 @@ func TestHash(t *testing.T) {
 	h, err = m.Hash()
 	require.NoError(t, err)
 	require.Equal(t, got, h, "dropping metadata changes the hash")
+}
+
+// A mode is part of the hash when present; a manifest without one hashes
+// as it did before modes existed (schema_version aside).
+func TestHashMode(t *testing.T) {
+	m, err := Parse(mutate(t, func(m map[string]any) { m["schema_version"] = "1.3" }))
+	require.NoError(t, err)
+	plain, err := m.Hash()
+	require.NoError(t, err)
+	m2, err := Parse(mutate(t, func(m map[string]any) { m["schema_version"] = "1.3"; asset(m, 0)["mode"] = "0555" }))
+	require.NoError(t, err)
+	require.Equal(t, "0555", m2.Assets[0].Mode)
+	require.Equal(t, fs.FileMode(0o555), m2.Assets[0].FileMode())
+	require.Equal(t, fs.FileMode(0o444), m2.Assets[1].FileMode())
+	exec, err := m2.Hash()
+	require.NoError(t, err)
+	require.NotEqual(t, plain, exec)
+	b, err := m2.Marshal()
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"classification": "library",
+      "mode": "0555"`)
+	m3, err := Parse(b)
+	require.NoError(t, err)
+	h3, err := m3.Hash()
+	require.NoError(t, err)
+	require.Equal(t, exec, h3)
 }
 
 func TestHashSensitive(t *testing.T) {

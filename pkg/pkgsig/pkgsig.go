@@ -114,7 +114,9 @@ func sigError(code, key, format string, args ...any) *Error {
 }
 
 // Verify checks that sig, the bytes of a signature file (nil when there is
-// none), is a signature of want by one of verifiers, and returns the name
+// none: SIGNATURE_MISSING; a file that is present but empty is
+// SIGNATURE_INVALID, never a missing signature that a waiver could excuse),
+// is a signature of want by one of verifiers, and returns the name
 // of the key that made it. Failures are *Error (see the package comment);
 // a malformed want is a caller's bug and a plain error.
 //
@@ -126,8 +128,11 @@ func Verify(sig []byte, want Statement, verifiers note.Verifiers) (keyName strin
 	if err := want.check(); err != nil {
 		return "", fmt.Errorf("pkgsig: verify: expected statement: %w", err)
 	}
-	if len(sig) == 0 {
+	if sig == nil {
 		return "", sigError(CodeMissing, "", "package %s %s is not signed", want.PackageID, want.Version)
+	}
+	if len(sig) == 0 {
+		return "", sigError(CodeInvalid, "", "the signature file of %s %s is empty", want.PackageID, want.Version)
 	}
 	n, err := note.Open(sig, verifiers)
 	if err != nil {

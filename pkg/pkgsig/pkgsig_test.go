@@ -147,7 +147,7 @@ func TestVerify(t *testing.T) {
 		{name: "trusted and untrusted signers", sig: sign(t, stmt, rogueSigner, opsSigner), keyName: "ops"},
 		{name: "duplicated signature line", sig: append(bytes.Clone(good), good[len(stmt.Text())+1:]...), keyName: "ops"},
 		{name: "absent", sig: nil, code: CodeMissing, reason: "PKG-DEMO-001 1.2.0 is not signed"},
-		{name: "empty file", sig: []byte{}, code: CodeMissing},
+		{name: "empty file", sig: []byte{}, code: CodeInvalid, reason: "signature file of PKG-DEMO-001 1.2.0 is empty"},
 		{name: "garbage", sig: []byte("hello\n"), code: CodeInvalid, reason: "not a signed note"},
 		{name: "binary", sig: []byte{0x1f, 0x8b, 0, 0}, code: CodeInvalid, reason: "not a signed note"},
 		{name: "text only", sig: []byte(stmt.Text()), code: CodeInvalid, reason: "not a signed note"},
@@ -224,11 +224,7 @@ func TestVerifyEveryTruncation(t *testing.T) {
 		_, err := Verify(good[:n], stmt, trusted)
 		var e *Error
 		require.True(t, errors.As(err, &e), "prefix %d: %v", n, err)
-		want := CodeInvalid
-		if n == 0 {
-			want = CodeMissing
-		}
-		require.Equal(t, want, e.Code(), "prefix %d: %v", n, err)
+		require.Equal(t, CodeInvalid, e.Code(), "prefix %d: %v", n, err) // an empty file is present, not missing
 	}
 }
 
@@ -266,7 +262,8 @@ func TestCheck(t *testing.T) {
 		code  string
 	}{
 		{"missing, not allowed", nil, stmt, false, CodeMissing},
-		{"empty, not allowed", []byte{}, stmt, false, CodeMissing},
+		{"empty, not allowed", []byte{}, stmt, false, CodeInvalid},
+		{"empty, allowed: not waived", []byte{}, stmt, true, CodeInvalid},
 		{"garbage", []byte("x"), stmt, true, CodeInvalid},
 		{"whitespace only", []byte("\n"), stmt, true, CodeInvalid},
 		{"checkpoint", checkpointNote(t), stmt, true, CodeInvalid},

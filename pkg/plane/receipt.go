@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -33,6 +34,17 @@ type ReceiptFile struct {
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+	// Mode is the mode installed, "0444" or "0555" (an executable asset);
+	// "" in receipts written before modes were recorded, meaning "0444".
+	Mode string `json:"mode,omitempty"`
+}
+
+// FileMode is the permission bits f was installed with.
+func (f ReceiptFile) FileMode() fs.FileMode {
+	if f.Mode == "0555" {
+		return 0o555
+	}
+	return 0o444
 }
 
 // ReceiptPath is where package id's receipt lives, relative to its tier's
@@ -72,6 +84,11 @@ func ParseReceipt(b []byte) (*Receipt, error) {
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("receipt: trailing data")
+	}
+	for _, f := range r.Files {
+		if f.Mode != "" && f.Mode != "0444" && f.Mode != "0555" {
+			return nil, fmt.Errorf("receipt: %s: mode %q is neither 0444 nor 0555", f.Path, f.Mode)
+		}
 	}
 	return &r, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 )
 
@@ -711,7 +712,7 @@ func sign(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return fail(err)
 	}
-	f, err := os.Open(a)
+	f, err := regfile.Open(a)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fail(cli.Usagef("--archive %s does not exist", a))
 	}
@@ -765,7 +766,7 @@ func textSign(w io.Writer, result any) error {
 
 // fileSHA256 returns the "sha256:"-prefixed hash of a file's bytes.
 func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
+	f, err := regfile.Open(p)
 	if err != nil {
 		return "", err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 	"github.com/control-plane/cp/pkg/spec"
 )
@@ -126,7 +127,7 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 
 // ReadSig reads archive's signature, archive+".sig": nil if there is none.
 func ReadSig(archive string) ([]byte, error) {
-	sig, err := os.ReadFile(archive + ".sig")
+	sig, err := regfile.ReadFile(archive + ".sig")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -136,7 +137,7 @@ func ReadSig(archive string) ([]byte, error) {
 // readArchive scans a package archive with the extraction rules (writing
 // nothing) and returns its manifest bytes, its files and its hash.
 func readArchive(path string, lim archive.Limits) ([]byte, map[string]File, string, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -281,7 +282,7 @@ func kindOf(t fs.FileMode) string {
 // GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
 // malformed is an error: the gates fail closed.
 func GovernedRoots(root string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(root, "config", "governed_roots.json"))
+	b, err := regfile.ReadFile(filepath.Join(root, "config", "governed_roots.json"))
 	if err != nil {
 		return nil, err
 	}
@@ -451,7 +452,7 @@ func (l *law) check(r *Result, m *manifest.Manifest, prefix string) {
 // registeredSpec reads a registered spec and checks it is the registered
 // bytes.
 func registeredSpec(root string, row registry.Row) (*spec.Spec, error) {
-	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
+	b, err := regfile.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/control-plane/cp/pkg/atomicfile"
 	"github.com/control-plane/cp/pkg/journal"
+	"github.com/control-plane/cp/pkg/regfile"
 	"io/fs"
 	"maps"
 	"os"
@@ -84,7 +85,7 @@ func UpdateMany(ctx context.Context, root string, tables []Table, fn func(map[st
 	old := make(map[string][]byte, len(tables))
 	cur := make(map[string][]Row, len(tables))
 	for _, t := range tables {
-		data, err := os.ReadFile(filepath.Join(dir, t.File))
+		data, err := regfile.ReadFile(filepath.Join(dir, t.File))
 		if err != nil {
 			return err
 		}

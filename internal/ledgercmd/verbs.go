@@ -285,10 +285,11 @@ type filter struct {
 // and the heap may grow by at most whereMemory while they run. Past any of
 // them show stops with WHERE_TIMEOUT or WHERE_TOO_LARGE (exit 3). Only the
 // first value an expression yields is looked at (it decides the entry).
-const (
-	whereTimeout = 2 * time.Second
-	whereBudget  = 10 * time.Second
-	whereMemory  = 512 << 20
+// Variables only so that tests can shrink them.
+var (
+	whereTimeout        = 2 * time.Second
+	whereBudget         = 10 * time.Second
+	whereMemory  uint64 = 512 << 20
 )
 
 var (
@@ -314,7 +315,7 @@ func (f *filter) guard(parent context.Context) func() {
 		}
 		return sample[0].Value.Uint64()
 	}
-	base := heap()
+	limit := heap() + whereMemory
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(5 * time.Millisecond)
@@ -324,7 +325,7 @@ func (f *filter) guard(parent context.Context) func() {
 			case <-done:
 				return
 			case <-t.C:
-				if heap() > base+whereMemory {
+				if heap() > limit {
 					cancel(errWhereMemory)
 					return
 				}

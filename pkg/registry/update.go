@@ -243,7 +243,7 @@ type heldLock struct{ f *os.File }
 // lock takes the exclusive lock on dir/.lock, polling so that a stuck
 // writer becomes LOCK_TIMEOUT rather than a hang.
 func lock(ctx context.Context, dir string) (*heldLock, error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := regfile.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE|regfile.NoFollow, 0o644) // never through a planted link
 	if err != nil {
 		return nil, err
 	}

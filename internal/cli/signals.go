@@ -45,7 +45,7 @@ type signalWatch struct {
 // by the signal itself, as if no handler had been installed: the first
 // signal always ends the process. The ledger's crash safety and the
 // install journal cover an end at any instant, as they cover kill -9.
-const signalGrace = 3 * time.Second
+const signalGrace = 5 * time.Second
 
 // watchSignals starts cancelling ctx on the first SIGINT or SIGTERM, if ctx
 // came from withSignals (tests pass their own contexts: no handler). After

@@ -192,7 +192,7 @@ func OpenFile(path string) (*os.File, error) { return openData(path, os.O_RDONLY
 func openData(path string, flags int) (*os.File, error) {
 	f, err := regfile.OpenFile(path, flags|regfile.NoFollow, 0o644)
 	var re *regfile.Error
-	if errors.As(err, &re) && re.What == "a symbolic link" {
+	if errors.As(err, &re) && re.Mode&fs.ModeSymlink != 0 {
 		return nil, errorf(regfile.Code, exitInvalid, "ledger %s is a symbolic link: refused (name the ledger by its real path: its side files and lock are named after the path)", path)
 	}
 	return f, err

@@ -34,11 +34,14 @@ const Code = "NOT_REGULAR"
 // the tool reads; a retry cannot help.
 type Error struct {
 	Path string
-	What string // "a FIFO", "a directory", "a symbolic link", ...
+	// Mode is the type found: fs.ModeSymlink for a link refused by
+	// NoFollow, fs.ModeNamedPipe|fs.ModeSocket when the kernel said only
+	// "no reader" (ENXIO).
+	Mode fs.FileMode
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("%s is %s, not a regular file: refused", e.Path, e.What)
+	return fmt.Sprintf("%s is %s, not a regular file: refused", e.Path, describe(e.Mode))
 }
 
 // Code returns NOT_REGULAR.
@@ -60,10 +63,10 @@ func OpenFile(path string, flag int, perm fs.FileMode) (*os.File, error) {
 	f, err := os.OpenFile(path, flag|syscall.O_NONBLOCK, perm)
 	if err != nil {
 		if flag&NoFollow != 0 && errors.Is(err, syscall.ELOOP) {
-			return nil, &Error{Path: path, What: "a symbolic link"}
+			return nil, &Error{Path: path, Mode: fs.ModeSymlink}
 		}
 		if errors.Is(err, syscall.ENXIO) {
-			return nil, &Error{Path: path, What: "a FIFO or socket with no reader"}
+			return nil, &Error{Path: path, Mode: fs.ModeNamedPipe | fs.ModeSocket}
 		}
 		return nil, err
 	}
@@ -74,7 +77,7 @@ func OpenFile(path string, flag int, perm fs.FileMode) (*os.File, error) {
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, &Error{Path: path, What: describe(st.Mode())}
+		return nil, &Error{Path: path, Mode: st.Mode().Type()}
 	}
 	// Regular files ignore O_NONBLOCK, but clear it so the descriptor is
 	// exactly what a plain open gives (and reads never see EAGAIN).
@@ -103,13 +106,15 @@ func Check(f *os.File) error {
 		return err
 	}
 	if !st.Mode().IsRegular() {
-		return &Error{Path: f.Name(), What: describe(st.Mode())}
+		return &Error{Path: f.Name(), Mode: st.Mode().Type()}
 	}
 	return nil
 }
 
 func describe(m fs.FileMode) string {
 	switch {
+	case m&fs.ModeNamedPipe != 0 && m&fs.ModeSocket != 0:
+		return "a FIFO or a socket"
 	case m&fs.ModeNamedPipe != 0:
 		return "a FIFO"
 	case m&fs.ModeSocket != 0:

@@ -154,6 +154,15 @@ func TestFIFOsRefused(t *testing.T) {
 	r = runPrompt(t, nil, pkg, "sign", "--archive", archive, "--key", filepath.Join(keys, "ops.key"))
 	require.Equal(t, 3, r.code, "%s%s", r.stdout, r.stderr)
 	require.Equal(t, "NOT_REGULAR", errorCode(t, r.stdout))
+	// A source tree whose manifest.json is a FIFO.
+	src := filepath.Join(dir, "src")
+	require.NoError(t, os.Mkdir(src, 0o755))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(src, "manifest.json"), 0o644))
+	for _, verb := range []string{"preflight"} { // stage needs a plane first
+		r = runPrompt(t, nil, pkg, verb, "PKG-X-001", "--src", src, "--root", dir)
+		require.NotEqual(t, 0, r.code, "%s: %s%s", verb, r.stdout, r.stderr)
+		require.Contains(t, string(r.stderr), "is a FIFO, not a regular file", "%s: %s", verb, r.stdout)
+	}
 }
 
 // TestGateRefusesFIFOSessionLedger: a FIFO planted where G6 expects a

@@ -331,7 +331,7 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return fail(err)
 	}
 	defer srcRoot.Close()
-	orig, err := srcRoot.ReadFile(manifest.FileName)
+	orig, err := regfile.ReadIn(srcRoot, manifest.FileName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fail(cli.Invalidf("MANIFEST_INVALID", "%s has no %s", src, manifest.FileName).
 			WithHint("create the tree with cp-pkg init %s --spec SPEC-ID --output %s", id, src))

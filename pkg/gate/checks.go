@@ -174,7 +174,7 @@ func ReadTree(dir string) (*Tree, error) {
 	}
 	dirs := archive.NewDirRoots(root) // owns root from here
 	defer dirs.Close()
-	raw, err := root.ReadFile(manifest.FileName)
+	raw, err := regfile.ReadIn(root, manifest.FileName)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func hashPaths(dirs *archive.DirRoots, paths []string) ([]File, error) {
 }
 
 func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {
-	f, err := dir.Open(base)
+	f, err := regfile.OpenIn(dir, base) // a FIFO swapped in after the walk: refused, not waited on
 	if err != nil {
 		return File{}, err
 	}

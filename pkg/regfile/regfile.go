@@ -70,6 +70,12 @@ func OpenFile(path string, flag int, perm fs.FileMode) (*os.File, error) {
 		}
 		return nil, err
 	}
+	return regular(f, path)
+}
+
+// regular checks an open file is regular and clears O_NONBLOCK; it closes
+// the file on failure.
+func regular(f *os.File, path string) (*os.File, error) {
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -86,6 +92,28 @@ func OpenFile(path string, flag int, perm fs.FileMode) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// OpenIn is Open for a name inside an os.Root (which never leaves it).
+func OpenIn(r *os.Root, name string) (*os.File, error) {
+	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ENXIO) {
+			return nil, &Error{Path: name, Mode: fs.ModeNamedPipe | fs.ModeSocket}
+		}
+		return nil, err
+	}
+	return regular(f, name)
+}
+
+// ReadIn is ReadFile for a name inside an os.Root.
+func ReadIn(r *os.Root, name string) ([]byte, error) {
+	f, err := OpenIn(r, name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // ReadFile is os.ReadFile for a regular file only.

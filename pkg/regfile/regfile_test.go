@@ -69,4 +69,14 @@ func TestRefusesWithoutBlocking(t *testing.T) {
 	require.NoError(t, err)
 	defer f.Close()
 	require.NoError(t, Check(f))
+
+	r, err := os.OpenRoot(dir)
+	require.NoError(t, err)
+	defer r.Close()
+	_, err = ReadIn(r, "fifo")
+	var re *Error
+	require.ErrorAs(t, err, &re)
+	b, err = ReadIn(r, "reg")
+	require.NoError(t, err)
+	require.Equal(t, "x", string(b))
 }

@@ -254,6 +254,8 @@ func show(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 }
 
+// readLong reads the rest of a line longer than the buffer, up to
+// ledger.MaxLine.
 func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
 	buf := append([]byte(nil), first...)
 	for {
@@ -261,6 +263,9 @@ func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
 		buf = append(buf, more...)
 		if !errors.Is(err, bufio.ErrBufferFull) {
 			return buf, err
+		}
+		if len(buf) > ledger.MaxLine {
+			return nil, cli.Errorf(cli.ExitDenied, "LEDGER_INVALID", "a line longer than %d bytes: not a ledger line (run cp-ledger verify)", ledger.MaxLine)
 		}
 	}
 }

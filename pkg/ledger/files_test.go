@@ -162,3 +162,16 @@ func TestNotRegular(t *testing.T) {
 		}
 	}
 }
+
+// TestEndlessLine: a file of one line longer than MaxLine (what /dev/zero
+// looked like) is refused by verify rather than held in memory.
+func TestEndlessLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "long.jsonl")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(MaxLine+4<<20)) // zeros, no newline
+	require.NoError(t, f.Close())
+	_, err = Verify(context.Background(), path, VerifyOptions{})
+	requireCode(t, err, "LEDGER_INVALID")
+	require.Contains(t, err.Error(), "longer than")
+}

@@ -629,6 +629,11 @@ func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
 	return parts, end, nil
 }
 
+// MaxLine bounds one ledger line: readers refuse a longer one rather than
+// hold it in memory (a file of a single endless line must not exhaust the
+// machine). Entries are far smaller.
+const MaxLine = 64 << 20
+
 // Lines calls fn with each line of the ledger file at path, without its
 // newline, until fn returns false. It reads; it checks nothing (Verify
 // does). The slice is valid only during the call.
@@ -639,7 +644,7 @@ func Lines(path string, fn func(line []byte) bool) error {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	sc.Buffer(make([]byte, 1<<20), MaxLine)
 	for sc.Scan() {
 		if !fn(sc.Bytes()) {
 			return nil

@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Signal handling is installed per request, not per process: os/signal
@@ -38,10 +39,18 @@ type signalWatch struct {
 	ch     chan os.Signal // nil until started
 }
 
+// signalGrace is how long a verb has, after the first SIGINT or SIGTERM
+// cancelled its context, to answer CANCELLED and return. A verb that does
+// not (one blocked in a system call that no context reaches) is then ended
+// by the signal itself, as if no handler had been installed: the first
+// signal always ends the process. The ledger's crash safety and the
+// install journal cover an end at any instant, as they cover kill -9.
+const signalGrace = 5 * time.Second
+
 // watchSignals starts cancelling ctx on the first SIGINT or SIGTERM, if ctx
 // came from withSignals (tests pass their own contexts: no handler). After
 // the first signal the default dispositions return, so a second one ends
-// the process as usual.
+// the process as usual, and so does the first after signalGrace.
 func watchSignals(ctx context.Context) {
 	w, _ := ctx.Value(signalKey{}).(*signalWatch)
 	if w == nil {
@@ -53,9 +62,16 @@ func watchSignals(ctx context.Context) {
 		w.ch = make(chan os.Signal, 1)
 		signal.Notify(w.ch, os.Interrupt, syscall.SIGTERM)
 		go func(ch chan os.Signal) {
-			if _, ok := <-ch; ok {
-				signal.Stop(ch)
-				w.cancel()
+			sig, ok := <-ch
+			if !ok {
+				return
+			}
+			signal.Stop(ch)
+			w.cancel()
+			// When the verb returns, the process exits before this wakes.
+			time.Sleep(signalGrace)
+			if s, ok := sig.(syscall.Signal); ok {
+				syscall.Kill(os.Getpid(), s)
 			}
 		}(w.ch)
 	})

@@ -54,7 +54,9 @@ Exit status:
   0  success (the ledger or proof verifies)
   1  verification failed, or GENESIS refused on a non-empty ledger
   2  usage: unknown verb or flag, bad argument (a seq or size outside the ledger)
-  3  invalid input: stdin not JSON, schema violation, bad --where expression
+  3  invalid input: stdin not JSON, schema violation, bad --where expression or one
+     past its limits (2 s an entry, 10 s in all, 512 MiB), a path that is not a
+     regular file or a ledger named through a link (NOT_REGULAR, LEDGER_LINKED)
   4  unavailable: lock timeout, filesystem error, cancelled
   5  internal error
 

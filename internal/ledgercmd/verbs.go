@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/control-plane/cp/pkg/ledger/legacy"
 	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/itchyny/gojq"
 	"github.com/tidwall/gjson"
 	"golang.org/x/mod/sumdb/note"
@@ -202,11 +204,15 @@ func show(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	file, err := os.Open(t.path)
+	file, err := ledger.OpenFile(t.path)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
 	defer file.Close()
+	if f.where != nil {
+		stop := f.guard(ctx)
+		defer stop()
+	}
 	limit, _, _ := req.Int("limit")
 	br := bufio.NewReaderSize(file, 1<<20)
 	var printed int64
@@ -248,6 +254,8 @@ func show(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 }
 
+// readLong reads the rest of a line longer than the buffer, up to
+// ledger.MaxLine.
 func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
 	buf := append([]byte(nil), first...)
 	for {
@@ -255,6 +263,9 @@ func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
 		buf = append(buf, more...)
 		if !errors.Is(err, bufio.ErrBufferFull) {
 			return buf, err
+		}
+		if len(buf) > ledger.MaxLine {
+			return nil, cli.Errorf(cli.ExitDenied, "LEDGER_INVALID", "a line longer than %d bytes: not a ledger line (run cp-ledger verify)", ledger.MaxLine)
 		}
 	}
 }
@@ -265,10 +276,69 @@ type filter struct {
 	since                 string
 	from, to              int64
 	where                 *gojq.Code
+
+	// The --where budget: evaluation time spent so far, and the context
+	// the memory guard cancels (see guard).
+	spent    time.Duration
+	whereCtx context.Context
 }
 
-// whereTimeout bounds one evaluation of a --where expression.
-const whereTimeout = 2 * time.Second
+// Bounds on --where, so that a hostile or careless expression cannot hang
+// the tool or exhaust the machine. Each evaluation may take whereTimeout;
+// all the evaluations of one show together whereBudget (time spent reading
+// the ledger or writing output, a reader paging slowly, is not counted);
+// and the heap may grow by at most whereMemory while they run. Past any of
+// them show stops with WHERE_TIMEOUT or WHERE_TOO_LARGE (exit 3). Only the
+// first value an expression yields is looked at (it decides the entry).
+// Variables only so that tests can shrink them.
+var (
+	whereTimeout        = 2 * time.Second
+	whereBudget         = 10 * time.Second
+	whereMemory  uint64 = 512 << 20
+)
+
+var (
+	errWhereEntry  = errors.New("entry deadline")
+	errWhereBudget = errors.New("total budget")
+	errWhereMemory = errors.New("memory bound")
+)
+
+// guard watches the heap while --where runs: it samples the bytes held by
+// heap objects every few milliseconds and cancels the evaluation context
+// once they grow past whereMemory (gojq checks its context at every step,
+// so a growing value stops within one sample). A single builtin call can
+// still allocate up to gojq's own limits (a 2 GiB string) before the guard
+// sees it. The returned function stops the guard.
+func (f *filter) guard(parent context.Context) func() {
+	ctx, cancel := context.WithCancelCause(parent)
+	f.whereCtx = ctx
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	heap := func() uint64 {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return sample[0].Value.Uint64()
+	}
+	limit := heap() + whereMemory
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if heap() > limit {
+					cancel(errWhereMemory)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done); cancel(nil) }
+}
 
 func filterFor(req cli.Request) (*filter, error) {
 	f := &filter{to: -1}
@@ -341,9 +411,30 @@ func (f *filter) match(ctx context.Context, line []byte, pos int64) (bool, error
 	if err != nil {
 		return false, cli.Errorf(cli.ExitDenied, "LEDGER_INVALID", "entry %d is not valid JSON (run cp-ledger verify): %v", pos, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, whereTimeout)
+	if f.whereCtx != nil {
+		ctx = f.whereCtx
+	}
+	left := whereBudget - f.spent
+	cause := errWhereBudget
+	if left > whereTimeout {
+		left, cause = whereTimeout, errWhereEntry
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, left, cause)
 	defer cancel()
+	start := time.Now()
 	out, ok := f.where.RunWithContext(ctx, v).Next()
+	f.spent += time.Since(start)
+	if _, isErr := out.(error); isErr && ctx.Err() != nil {
+		switch context.Cause(ctx) {
+		case errWhereEntry:
+			return false, cli.Invalidf("WHERE_TIMEOUT", "--where on entry %d: still running after %s (the limit for one entry)", pos, whereTimeout)
+		case errWhereBudget:
+			return false, cli.Invalidf("WHERE_TIMEOUT", "--where: evaluations took %s in all by entry %d (the limit for one show); narrow the entries with --seq, --since or --event-type", whereBudget, pos)
+		case errWhereMemory:
+			return false, cli.Invalidf("WHERE_TOO_LARGE", "--where on entry %d: the expression's values grew past %d MiB", pos, whereMemory>>20)
+		}
+		return false, ctx.Err() // cancelled: a signal
+	}
 	if !ok {
 		return false, nil
 	}
@@ -400,7 +491,7 @@ func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		defer finish()
 		opts := ledger.VerifyOptions{Verifiers: vs, RequireSigned: explicit, Progress: progress}
 		if p := req.String("trusted_checkpoint"); p != "" {
-			b, err := os.ReadFile(p)
+			b, err := regfile.ReadFile(p)
 			if err != nil {
 				return cli.Outcome{Err: err}
 			}
@@ -425,7 +516,7 @@ func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 }
 
 func verifyLegacy(path string) (ledger.Report, error) {
-	f, err := os.Open(path)
+	f, err := ledger.OpenFile(path)
 	if err != nil {
 		return ledger.Report{}, err
 	}
@@ -457,7 +548,7 @@ func verifyProof(c *cli.Call, req cli.Request) cli.Outcome {
 	raw, _ := json.Marshal(req)
 	var held *ledger.Checkpoint
 	if p := req.String("trusted_checkpoint"); p != "" {
-		b, err := os.ReadFile(p)
+		b, err := regfile.ReadFile(p)
 		if err != nil {
 			return cli.Outcome{Err: err}
 		}

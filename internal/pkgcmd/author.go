@@ -25,6 +25,7 @@ import (
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 )
 
@@ -382,7 +383,7 @@ func stage(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return fail(err)
 	}
 	defer srcRoot.Close()
-	orig, err := srcRoot.ReadFile(manifest.FileName)
+	orig, err := regfile.ReadIn(srcRoot, manifest.FileName)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fail(cli.Invalidf("MANIFEST_INVALID", "%s has no %s", src, manifest.FileName).
 			WithHint("create the tree with cp-pkg init %s --spec SPEC-ID --output %s", id, src))
@@ -861,7 +862,7 @@ func sign(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return fail(err)
 	}
-	f, err := os.Open(a)
+	f, err := regfile.Open(a)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fail(cli.Usagef("--archive %s does not exist", a))
 	}
@@ -915,7 +916,7 @@ func textSign(w io.Writer, result any) error {
 
 // fileSHA256 returns the "sha256:"-prefixed hash of a file's bytes.
 func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
+	f, err := regfile.Open(p)
 	if err != nil {
 		return "", err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 	"github.com/control-plane/cp/pkg/spec"
 )
@@ -211,7 +212,7 @@ func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 // readFramework reads and parses a framework document, which must be the
 // framework named id.
 func readFramework(src, id string) (*framework.Framework, []byte, error) {
-	doc, err := os.ReadFile(src)
+	doc, err := regfile.ReadFile(src)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -228,7 +229,7 @@ func readFramework(src, id string) (*framework.Framework, []byte, error) {
 // registeredFramework reads a registered framework, checking its bytes are
 // the registered ones.
 func registeredFramework(root string, row registry.Row) (*framework.Framework, error) {
-	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
+	b, err := regfile.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
 	if err != nil {
 		return nil, err
 	}
@@ -240,8 +241,8 @@ func registeredFramework(root string, row registry.Row) (*framework.Framework, e
 
 // readSpec reads DIR/manifest.json or DIR/manifest.yaml (exactly one).
 func readSpec(dir string) ([]byte, bool, error) {
-	j, jerr := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	y, yerr := os.ReadFile(filepath.Join(dir, "manifest.yaml"))
+	j, jerr := regfile.ReadFile(filepath.Join(dir, "manifest.json"))
+	y, yerr := regfile.ReadFile(filepath.Join(dir, "manifest.yaml"))
 	switch {
 	case jerr == nil && yerr == nil:
 		return nil, false, cli.Invalidf("SPEC_INVALID", "%s holds both manifest.json and manifest.yaml", dir)
@@ -259,7 +260,7 @@ func readSpec(dir string) ([]byte, bool, error) {
 // must hold the same bytes: registered versions never change.
 func writeRegistered(root, rel string, b []byte) error {
 	path := filepath.Join(root, filepath.FromSlash(rel))
-	if old, err := os.ReadFile(path); err == nil {
+	if old, err := regfile.ReadFile(path); err == nil {
 		if string(old) != string(b) {
 			return cli.Errorf(cli.ExitDenied, "VERSION_EXISTS", "%s already holds a different document of this version", rel)
 		}

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/control-plane/cp/pkg/regfile"
 )
 
 // gzipLevel is the fixed compression level of [Write]. Level 9 made
@@ -116,7 +118,7 @@ func writeFile(tw *tar.Writer, dir *os.Root, base, p string, h hash.Hash) (File,
 	if !lfi.Mode().IsRegular() {
 		return File{}, nil, &ChangedError{Path: p, Msg: fmt.Sprintf("not a regular file (%s)", lfi.Mode().Type())}
 	}
-	f, err := dir.Open(base)
+	f, err := regfile.OpenIn(dir, base) // never waits on a FIFO swapped in after the Lstat
 	if err != nil {
 		return File{}, nil, err
 	}

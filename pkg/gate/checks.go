@@ -21,6 +21,7 @@ import (
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 	"github.com/control-plane/cp/pkg/spec"
 )
@@ -129,7 +130,7 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 // SIGNATURE_INVALID (present but empty is not missing, so no waiver
 // excuses it).
 func ReadSig(archive string) ([]byte, error) {
-	sig, err := os.ReadFile(archive + ".sig")
+	sig, err := regfile.ReadFile(archive + ".sig")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -142,7 +143,7 @@ func ReadSig(archive string) ([]byte, error) {
 // readArchive scans a package archive with the extraction rules (writing
 // nothing) and returns its manifest bytes, its files and its hash.
 func readArchive(path string, lim archive.Limits) ([]byte, map[string]File, string, error) {
-	f, err := os.Open(path)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -179,7 +180,7 @@ func ReadTree(dir string) (*Tree, error) {
 	}
 	dirs := archive.NewDirRoots(root) // owns root from here
 	defer dirs.Close()
-	raw, err := root.ReadFile(manifest.FileName)
+	raw, err := regfile.ReadIn(root, manifest.FileName)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +253,7 @@ func hashPaths(dirs *archive.DirRoots, paths []string) ([]File, error) {
 }
 
 func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {
-	f, err := dir.Open(base)
+	f, err := regfile.OpenIn(dir, base) // a FIFO swapped in after the walk: refused, not waited on
 	if err != nil {
 		return File{}, err
 	}
@@ -287,7 +288,7 @@ func kindOf(t fs.FileMode) string {
 // GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
 // malformed is an error: the gates fail closed.
 func GovernedRoots(root string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(root, "config", "governed_roots.json"))
+	b, err := regfile.ReadFile(filepath.Join(root, "config", "governed_roots.json"))
 	if err != nil {
 		return nil, err
 	}
@@ -464,7 +465,7 @@ func (l *law) check(r *Result, m *manifest.Manifest, prefix string) {
 // registeredSpec reads a registered spec and checks it is the registered
 // bytes.
 func registeredSpec(root string, row registry.Row) (*spec.Spec, error) {
-	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
+	b, err := regfile.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 )
 
@@ -224,7 +225,7 @@ func Receipts(root string) (*Result, error) {
 			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "receipt says %s %s %s, packages_state.csv says %s %s %s",
 				rc.PackageID, rc.Version, rc.ManifestHash, id, p["version"], p["manifest_hash"])
 		}
-		if mb, err := os.ReadFile(root + "/" + plane.ManifestPath(id)); err != nil {
+		if mb, err := regfile.ReadFile(root + "/" + plane.ManifestPath(id)); err != nil {
 			r.fail("RECEIPT_MISSING", plane.ManifestPath(id), "%v", errors.Unwrap(err))
 		} else if m, err := manifest.Parse(mb); err != nil {
 			r.fail("RECEIPT_INVALID", plane.ManifestPath(id), "%v", err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 )
 
@@ -156,7 +156,7 @@ func readInstalled(tdir string) (*installed, error) {
 		}
 		id := row["package_id"]
 		p := &installedPkg{row: row, manifest: plane.ManifestPath(id)}
-		if b, err := os.ReadFile(filepath.Join(tdir, filepath.FromSlash(p.manifest))); err != nil {
+		if b, err := regfile.ReadFile(filepath.Join(tdir, filepath.FromSlash(p.manifest))); err != nil {
 			p.mErr = unwrapPath(err)
 		} else if p.m, err = manifest.Parse(b); err != nil {
 			p.mErr = err
@@ -275,7 +275,7 @@ func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 		}
 		key := strings.TrimPrefix(sig, "signed:")
 		store := plane.StorePath(id, version) + ".sig"
-		b, err := os.ReadFile(filepath.Join(tdir, filepath.FromSlash(store)))
+		b, err := regfile.ReadFile(filepath.Join(tdir, filepath.FromSlash(store)))
 		if errors.Is(err, fs.ErrNotExist) {
 			r.fail("SIGNATURE_MISSING", store, "%s %s is recorded as signed by %s, but its signature is not kept", id, version, key)
 			continue
@@ -355,7 +355,7 @@ func G0K(root string) (*Result, error) {
 			r.fail("KERNEL_MISSING", t.PlaneID, "%s is not installed on %s", plane.KernelID, t.Tier)
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(tdir, filepath.FromSlash(plane.ManifestPath(plane.KernelID))))
+		b, err := regfile.ReadFile(filepath.Join(tdir, filepath.FromSlash(plane.ManifestPath(plane.KernelID))))
 		if err != nil {
 			r.fail("KERNEL_MISSING", mpath, "%v", unwrapPath(err))
 			continue

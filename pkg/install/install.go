@@ -62,6 +62,7 @@ import (
 	"github.com/control-plane/cp/pkg/journal"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 	"github.com/control-plane/cp/pkg/snapshot"
 )
@@ -202,7 +203,7 @@ func Install(ctx context.Context, root string, opts Options) (*Result, error) {
 
 // install runs the steps after the lock; rec is nil for a dry run.
 func install(ctx context.Context, root string, opts Options, rec *recorder) (*Result, error) {
-	f, err := os.Open(opts.Archive)
+	f, err := regfile.Open(opts.Archive)
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +368,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 func keepArchive(root, src, scratch string, m *manifest.Manifest, sha string, sig []byte) ([]journal.Change, error) {
 	store := plane.StorePath(m.PackageID, m.Version)
 	tmp := scratch + "/archive"
-	in, err := os.Open(src)
+	in, err := regfile.Open(src)
 	if err != nil {
 		return nil, err
 	}

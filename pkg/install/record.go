@@ -352,7 +352,7 @@ func outcomeRecorded(root, opID string, since int64, seen map[string]bool) (star
 	if err != nil {
 		return false, "", err
 	}
-	f, err := os.Open(path)
+	f, err := ledger.OpenFile(path)
 	if err != nil {
 		return false, "", err
 	}
@@ -404,7 +404,7 @@ func outcomeRecorded(root, opID string, since int64, seen map[string]bool) (star
 // newline: a torn tail after it is truncated by the next append, so events
 // the operation records start at or before that offset, never after it.
 func wholeLines(path string) (int64, error) {
-	f, err := os.Open(path)
+	f, err := ledger.OpenFile(path)
 	if err != nil {
 		return 0, err
 	}

@@ -10,10 +10,11 @@ package keys
 import (
 	"crypto/rand"
 	"fmt"
-	"os"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/control-plane/cp/pkg/regfile"
 )
 
 // Error is a key that cannot be loaded; Code is KEY_INVALID.
@@ -76,7 +77,7 @@ func resolve(spec, prefix string) (string, error) {
 	if prefix == "" && looksLikeVerifier(spec) {
 		return spec, nil
 	}
-	b, err := os.ReadFile(spec)
+	b, err := regfile.ReadFile(spec)
 	if err != nil {
 		return "", err
 	}

@@ -11,6 +11,7 @@ const (
 	Malformed              = "MALFORMED"               // not canonical JSON, or a field missing or of the wrong type
 	TornTail               = "TORN_TAIL"               // a partial last line or stored hashes out of step: an append did not finish
 	MerkleMismatch         = "MERKLE_MISMATCH"         // a stored hash in X.tlog differs from the recomputed tree
+	TlogMissing            = "TLOG_MISSING"            // X.tlog is absent or covers fewer entries than the ledger
 	CheckpointInvalid      = "CHECKPOINT_INVALID"      // unparsable checkpoint, or a signature that does not verify
 	CheckpointInconsistent = "CHECKPOINT_INCONSISTENT" // a checkpoint's root is not this ledger's root at that size
 )

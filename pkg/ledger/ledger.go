@@ -21,18 +21,19 @@ package ledger
 import (
 	"bufio"
 	"bytes"
-
 	"context"
 	"errors"
-	"github.com/control-plane/cp/pkg/atomicfile"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/control-plane/cp/pkg/atomicfile"
+	"github.com/control-plane/cp/pkg/regfile"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -54,6 +55,7 @@ type Ledger struct {
 	lockF    *os.File
 	data     *os.File
 	hashes   hashFile
+	noHashes bool // a reader found no X.tlog
 
 	// State as of the last sync under the exclusive lock; valid while the
 	// on-disk sizes still equal dataSize and hashSize.
@@ -121,30 +123,42 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 	}
 	created := false
 	if writable {
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 			created = true
 		}
 	}
 	var err error
-	if l.data, err = os.OpenFile(path, flags, 0o644); err != nil {
+	if l.data, err = openData(path, flags); err != nil {
 		return nil, err
 	}
-	hf, err := os.OpenFile(hashPath, flags, 0o644)
+	if writable {
+		if err := checkOneName(l.data); err != nil {
+			l.data.Close()
+			return nil, err
+		}
+	}
+	// The side files are never followed through a symbolic link and must
+	// be regular: a link planted in a writable directory would otherwise
+	// aim the next append's writes at any file its writer may write.
+	hf, err := regfile.OpenFile(hashPath, flags|regfile.NoFollow, 0o644)
 	if errors.Is(err, fs.ErrNotExist) && !writable {
 		// A ledger without stored hashes (copied without its side files):
-		// readers treat it as having none; Verify reports it.
+		// readers treat it as having none; Verify reports TLOG_MISSING.
 		hf, err = os.Open(os.DevNull)
+		l.noHashes = true
 	}
 	if err != nil {
 		l.data.Close()
 		return nil, err
 	}
 	l.hashes.f = hf
-	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil && !writable {
-		lf, err = os.Open(lockPath) // read-only directory: lock shared if we can
-		if err != nil {
-			lf, err = nil, nil // no lock file and none can be made: no writer can exist either
+	lf, err := regfile.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|regfile.NoFollow, 0o644)
+	if err != nil && !writable && !isRefusal(err) {
+		// A read-only directory: lock shared if we can; with no lock file
+		// and none can be made, no writer can exist either.
+		lf, err = regfile.OpenFile(lockPath, os.O_RDONLY|regfile.NoFollow, 0)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			lf, err = nil, nil
 		}
 	}
 	if err != nil {
@@ -159,6 +173,48 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		}
 	}
 	return l, nil
+}
+
+// OpenFile opens the ledger file at path for reading its lines, refusing
+// what Open refuses: a symbolic link (see openData) and anything that is
+// not a regular file. Every reader of a ledger by path goes through it.
+func OpenFile(path string) (*os.File, error) { return openData(path, os.O_RDONLY) }
+
+// openData is the one place a ledger file is opened by path. A symbolic
+// link as the ledger's own name is refused, never resolved: its side files
+// are named after the path (X.tlog, X.lock beside X.jsonl), so two names of
+// one ledger would take two locks and keep two trees, and writers through
+// both lose acknowledged entries. Resolving the link instead would let
+// whoever can write the directory point a privileged writer at any file
+// named *.jsonl. Symbolic links in the directories above are followed.
+// Anything but a regular file (a FIFO, /dev/zero) is refused without
+// blocking (NOT_REGULAR).
+func openData(path string, flags int) (*os.File, error) {
+	f, err := regfile.OpenFile(path, flags|regfile.NoFollow, 0o644)
+	var re *regfile.Error
+	if errors.As(err, &re) && re.Mode&fs.ModeSymlink != 0 {
+		return nil, errorf(regfile.Code, exitInvalid, "ledger %s is a symbolic link: refused (name the ledger by its real path: its side files and lock are named after the path)", path)
+	}
+	return f, err
+}
+
+// checkOneName refuses to write a ledger file that has another hard link:
+// like a symbolic link, a second name takes a second lock and keeps a
+// second tree.
+func checkOneName(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if s, ok := st.Sys().(*syscall.Stat_t); ok && s.Nlink > 1 {
+		return errorf("LEDGER_LINKED", exitInvalid, "%s has %d hard links: a ledger written under two names takes two locks and loses entries; copy it to a file of its own", f.Name(), s.Nlink)
+	}
+	return nil
+}
+
+func isRefusal(err error) bool {
+	var re *regfile.Error
+	return errors.As(err, &re)
 }
 
 // Path returns the ledger file's path.
@@ -573,17 +629,22 @@ func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
 	return parts, end, nil
 }
 
+// MaxLine bounds one ledger line: readers refuse a longer one rather than
+// hold it in memory (a file of a single endless line must not exhaust the
+// machine). Entries are far smaller.
+const MaxLine = 64 << 20
+
 // Lines calls fn with each line of the ledger file at path, without its
 // newline, until fn returns false. It reads; it checks nothing (Verify
 // does). The slice is valid only during the call.
 func Lines(path string, fn func(line []byte) bool) error {
-	f, err := os.Open(path)
+	f, err := OpenFile(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	sc.Buffer(make([]byte, 1<<20), MaxLine)
 	for sc.Scan() {
 		if !fn(sc.Bytes()) {
 			return nil

@@ -2,14 +2,15 @@ package ledger
 
 import (
 	"context"
-
 	"encoding/hex"
 	"fmt"
-	"github.com/control-plane/cp/pkg/atomicfile"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/control-plane/cp/pkg/atomicfile"
+	"github.com/control-plane/cp/pkg/regfile"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -103,14 +104,28 @@ func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.
 }
 
 // ReadCheckpoint returns the stored X.checkpoint bytes, or nil if none.
+// Like every side file it is never read through a symbolic link, must be a
+// regular file, and is at most maxCheckpoint bytes.
 func (l *Ledger) ReadCheckpoint() ([]byte, error) {
 	_, path, _ := SidePaths(l.path)
-	b, err := os.ReadFile(path)
+	f, err := regfile.OpenFile(path, os.O_RDONLY|regfile.NoFollow, 0)
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxCheckpoint+1))
+	if err == nil && len(b) > maxCheckpoint {
+		return nil, errorf(CheckpointInvalid, exitDenied, "%s is larger than %d bytes: not a checkpoint", path, maxCheckpoint)
+	}
 	return b, err
 }
+
+// maxCheckpoint bounds a checkpoint file: a note of a few lines and its
+// signatures is far smaller.
+const maxCheckpoint = 1 << 20
 
 // Inclusion is an RFC 6962 inclusion proof of entry Seq in the tree of size
 // TreeSize, with the checkpoint it verifies against.

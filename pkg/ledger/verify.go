@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -31,7 +32,8 @@ type Report struct {
 	Valid    bool   `json:"valid"`
 	Entries  int64  `json:"entries"`
 	RootHash string `json:"root_hash"`
-	// FirstBadSeq is the lowest Seq among the issues, nil when valid.
+	// FirstBadSeq is the Seq of the first issue (the lowest among entry
+	// findings; TLOG_MISSING is listed after them), nil when valid.
 	FirstBadSeq *int64  `json:"first_bad_seq"`
 	Issues      []Issue `json:"issues"`
 	// IssuesTruncated is set when more than MaxIssues were found.
@@ -115,7 +117,8 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 	if torn := dst.Size() - dataEnd; torn > 0 {
 		v.add(Issue{Seq: lines, Code: TornTail, Message: fmt.Sprintf("%d bytes after the last complete line at offset %d: an append did not finish (the next append removes them)", torn, dataEnd)})
 	}
-	levels, err := v.checkTree(ctx, l.hashes.f, hst.Size(), leaves, opts.Workers)
+	hashPath, _, _ := SidePaths(path)
+	levels, err := v.checkTree(ctx, l.hashes.f, hashPath, l.noHashes, hst.Size(), leaves, opts.Workers)
 	if err != nil {
 		return Report{}, err
 	}
@@ -136,7 +139,17 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 	for i, b := range opts.Held {
 		v.checkCheckpoint(b, opts.verifiersFor(b), levels, lines, fmt.Sprintf("held checkpoint %d", i+1))
 	}
-	slices.SortStableFunc(v.issues, func(a, b Issue) int { return int(a.Seq - b.Seq) })
+	// Findings about entries come first, by seq; TLOG_MISSING, about the
+	// side file, after them, so an edited entry is named before it.
+	slices.SortStableFunc(v.issues, func(a, b Issue) int {
+		if am, bm := a.Code == TlogMissing, b.Code == TlogMissing; am != bm {
+			if am {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
 	rep.Issues, rep.IssuesTruncated = v.issues, v.truncated
 	if rep.Issues == nil {
 		rep.Issues = []Issue{}
@@ -237,6 +250,10 @@ func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, worker
 		}
 		cut := bytes.LastIndexByte(buf, '\n')
 		if cut < 0 {
+			if len(buf) > MaxLine {
+				readErr = errorf("LEDGER_INVALID", exitDenied, "%s: line %d is longer than %d bytes: not a ledger line", f.Name(), pos, MaxLine)
+				break
+			}
 			carry = buf
 			continue
 		}
@@ -623,16 +640,22 @@ func idOf(line []byte) string {
 // checkTree recomputes every stored hash of the tree over leaves, level by
 // level, and compares it with X.tlog. It returns the levels (level 0 is the
 // leaves) for root and checkpoint computations.
-func (v *verifier) checkTree(ctx context.Context, f *os.File, hashBytes int64, leaves []tlog.Hash, workers int) ([][]tlog.Hash, error) {
+// A missing X.tlog (missing) or one that covers fewer entries than the
+// lines is TLOG_MISSING: the lines are still checked in full (an auditor
+// may be handed the .jsonl alone).
+func (v *verifier) checkTree(ctx context.Context, f *os.File, hashName string, missing bool, hashBytes int64, leaves []tlog.Hash, workers int) ([][]tlog.Hash, error) {
 	n := int64(len(leaves))
 	stored := hashBytes / tlog.HashSize
 	storedTree := treeSizeForHashes(stored)
 	if hashBytes%tlog.HashSize != 0 || tlog.StoredHashCount(storedTree) != stored {
 		v.add(Issue{Seq: min(storedTree, n), Code: TornTail, Message: fmt.Sprintf("stored hashes end in a partial record (%d bytes): an append did not finish", hashBytes)})
 	}
-	if storedTree < n {
-		v.add(Issue{Seq: storedTree, Code: TornTail, Message: fmt.Sprintf("entries from seq %d have no stored hashes: an append did not finish (the next append rebuilds them)", storedTree)})
-	} else if storedTree > n {
+	switch {
+	case missing:
+		v.add(Issue{Seq: 0, Code: TlogMissing, Message: fmt.Sprintf("no stored hashes (%s is missing): every entry and the Merkle root were recomputed from the lines, but nothing on disk was compared with them", hashName)})
+	case storedTree < n:
+		v.add(Issue{Seq: storedTree, Code: TlogMissing, Message: fmt.Sprintf("stored hashes cover %d of %d entries: %s was cut or copied early, or an append did not finish (the next append rebuilds them); the entries from seq %d were checked from their lines alone", storedTree, n, hashName, storedTree)})
+	case storedTree > n:
 		v.add(Issue{Seq: n, Code: TornTail, Message: fmt.Sprintf("stored hashes cover %d entries but the ledger holds %d: an append did not finish", storedTree, n)})
 	}
 	m := min(n, storedTree)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/keys"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/schema"
 	"github.com/control-plane/cp/schemas"
 	"golang.org/x/mod/sumdb/note"
@@ -133,7 +133,7 @@ var trustSchema = sync.OnceValues(func() (*schema.Schema, error) {
 // nothing or something else. Format errors are *TrustError.
 func LoadTrusted(root string) ([]TrustedKey, error) {
 	file := filepath.Join(root, filepath.FromSlash(TrustedKeysFile))
-	b, err := os.ReadFile(file)
+	b, err := regfile.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

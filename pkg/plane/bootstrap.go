@@ -19,6 +19,7 @@ import (
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 )
 
@@ -385,7 +386,7 @@ func VerifierText(spec string) (string, error) {
 	if _, err := keys.Verifier(spec); err != nil {
 		return "", err
 	}
-	b, err := os.ReadFile(spec)
+	b, err := regfile.ReadFile(spec)
 	if err != nil {
 		return spec, nil // the spec is the key itself
 	}

@@ -5,9 +5,10 @@ package plane
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/control-plane/cp/pkg/regfile"
 )
 
 // Tier is a plane's tier.json.
@@ -26,7 +27,7 @@ var Tiers = []string{"HO3", "HO2", "HO1"}
 // violations are errors: tier.json decides where ledgers are written.
 func ReadTier(dir string) (Tier, error) {
 	var t Tier
-	b, err := os.ReadFile(filepath.Join(dir, "tier.json"))
+	b, err := regfile.ReadFile(filepath.Join(dir, "tier.json"))
 	if err != nil {
 		return t, err
 	}

@@ -74,6 +74,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/control-plane/cp/pkg/atomicfile"
+	"github.com/control-plane/cp/pkg/regfile"
 	"io"
 	"io/fs"
 	"os"
@@ -134,7 +135,7 @@ func (t Table) name() string { return Dir + "/" + t.File }
 // repeats a primary key, is a REGISTRY_INVALID *Error; a missing file is an
 // error satisfying errors.Is(err, fs.ErrNotExist).
 func Read(root string, t Table) ([]Row, error) {
-	data, err := os.ReadFile(filepath.Join(root, Dir, t.File))
+	data, err := regfile.ReadFile(filepath.Join(root, Dir, t.File))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/control-plane/cp/pkg/atomicfile"
 	"github.com/control-plane/cp/pkg/journal"
+	"github.com/control-plane/cp/pkg/regfile"
 	"io/fs"
 	"maps"
 	"os"
@@ -84,7 +85,7 @@ func UpdateMany(ctx context.Context, root string, tables []Table, fn func(map[st
 	old := make(map[string][]byte, len(tables))
 	cur := make(map[string][]Row, len(tables))
 	for _, t := range tables {
-		data, err := os.ReadFile(filepath.Join(dir, t.File))
+		data, err := regfile.ReadFile(filepath.Join(dir, t.File))
 		if err != nil {
 			return err
 		}
@@ -242,7 +243,7 @@ type heldLock struct{ f *os.File }
 // lock takes the exclusive lock on dir/.lock, polling so that a stuck
 // writer becomes LOCK_TIMEOUT rather than a hang.
 func lock(ctx context.Context, dir string) (*heldLock, error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := regfile.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE|regfile.NoFollow, 0o644) // never through a planted link
 	if err != nil {
 		return nil, err
 	}

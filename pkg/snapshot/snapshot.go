@@ -63,6 +63,7 @@ import (
 	"github.com/control-plane/cp/pkg/gate"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/plane"
+	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
 )
 
@@ -622,7 +623,7 @@ func Load(root, id string) (*Version, error) {
 		return nil, &Error{code: "VERSION_NOT_FOUND", Path: id, Msg: "not a version id (VER-YYYYMMDDTHHMMSSZ-xxxxxxxx)"}
 	}
 	name := Dir + "/" + id + ".json"
-	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+	b, err := regfile.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &Error{code: "VERSION_NOT_FOUND", Path: id, Msg: "no such checkpoint (cp-install versions lists them)"}
 	} else if err != nil {

@@ -244,7 +244,7 @@ func g1Installed(root, tdir string, inst *installed) (*Result, error) {
 // packages_store/ and it must verify, by that key, against the recorded
 // package id, version, manifest hash and archive hash and the tier's
 // trusted keys; a package recorded as "waived" must have its waiver in a
-// ledger (an INSTALLED entry carrying weakened_control).
+// ledger (recordedWaivers).
 func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 	r := newResult("G5")
 	trusted, err := pkgsig.LoadTrusted(tdir)
@@ -266,8 +266,8 @@ func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 					return nil, err
 				}
 			}
-			if !waivers[id+"@"+version] {
-				r.fail("WAIVER_UNRECORDED", id, "%s %s is recorded as installed unsigned, but no ledger records the waiver", id, version)
+			if !waivers[waiverKey(id, version, p.row["manifest_hash"], p.row["archive_sha256"])] {
+				r.fail("WAIVER_UNRECORDED", id, "%s %s is recorded as installed unsigned, but no ledger records its waiver beside the install that made it (INSTALL_STARTED and INSTALLED of one op_id, with these hashes)", id, version)
 			}
 			waived++
 			continue
@@ -299,8 +299,13 @@ func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 	return r.done("every installed package's signature verifies by a trusted key, or its waiver is recorded"), nil
 }
 
-// recordedWaivers returns "id@version" for every INSTALLED entry with a
-// weakened_control in the tier's ledger and HO3's.
+// recordedWaivers returns the waivers recorded in the tier's ledger and
+// HO3's, keyed by waiverKey. A waiver is an INSTALLED entry with a
+// weakened_control that stands beside its own operation: an INSTALL_STARTED
+// earlier in the same ledger with the same op_id, package, version,
+// manifest hash and archive hash (DESIGN.md §8). cp-ledger append refuses
+// both types, so an entry appended by hand never counts; nor does a lone
+// INSTALLED, or one whose hashes differ from its operation's.
 func recordedWaivers(root, tdir string) (map[string]bool, error) {
 	out := map[string]bool{}
 	dirs := []string{tdir}
@@ -312,11 +317,19 @@ func recordedWaivers(root, tdir string) (map[string]bool, error) {
 		if err != nil {
 			return nil, err
 		}
+		started := map[string]string{} // op_id → waiverKey of its INSTALL_STARTED
 		err = eachEntry(filepath.Join(d, filepath.FromSlash(t.LedgerPath)), func(e *ledger.Entry) bool {
-			if e.EventType == "INSTALLED" && e.Metadata["weakened_control"] != nil {
-				id, _ := e.Metadata["package_id"].(string)
-				v, _ := e.Metadata["version"].(string)
-				out[id+"@"+v] = true
+			op, _ := e.Metadata["op_id"].(string)
+			switch {
+			case op == "":
+			case e.EventType == "INSTALL_STARTED":
+				if _, dup := started[op]; !dup { // an operation starts once
+					started[op] = entryWaiverKey(e)
+				}
+			case e.EventType == "INSTALLED" && e.Metadata["weakened_control"] != nil:
+				if k, ok := started[op]; ok && k == entryWaiverKey(e) {
+					out[k] = true
+				}
 			}
 			return true
 		})
@@ -325,6 +338,16 @@ func recordedWaivers(root, tdir string) (map[string]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// waiverKey is what a waiver waives: one package version's exact bytes.
+func waiverKey(id, version, manifestHash, archiveHash string) string {
+	return id + "@" + version + " " + manifestHash + " " + archiveHash
+}
+
+func entryWaiverKey(e *ledger.Entry) string {
+	s := func(k string) string { v, _ := e.Metadata[k].(string); return v }
+	return waiverKey(s("package_id"), s("version"), s("manifest_hash"), s("archive_sha256"))
 }
 
 // eachEntry calls fn on every entry of the ledger at path until fn returns

@@ -3,6 +3,8 @@ package plane
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -334,11 +336,22 @@ func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash stri
 			ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: KernelSpec, Decision: "REGISTERED", Reason: "plane bootstrap",
 				Metadata: map[string]any{"_tier": t.Tier, "spec_id": KernelSpec, "framework_id": KernelFramework, "version": "1.0.0", "sha256": SHA256([]byte(kernelSpec))}})
 	}
-	drafts = append(drafts, ledger.Draft{EventType: "INSTALLED", SubmissionID: KernelID, Decision: "INSTALLED",
-		Reason: "kernel installed by plane bootstrap",
-		Metadata: map[string]any{"_tier": t.Tier, "package_id": KernelID, "version": KernelVersion, "manifest_hash": mhash,
-			"archive_sha256": ahash, "signature": registry.SignatureWaived,
-			"weakened_control": "G5 waived: the bootstrap kernel is built by cp-install itself, not signed"}})
+	// The kernel's install is an operation like any other: INSTALL_STARTED
+	// then INSTALLED under one op_id, so that G5 finds its waiver beside
+	// the operation it waives.
+	opID := "OP-" + randHex()
+	op := func() map[string]any {
+		return map[string]any{"_tier": t.Tier, "op_id": opID, "actor": actor, "package_id": KernelID, "version": KernelVersion,
+			"manifest_hash": mhash, "archive_sha256": ahash}
+	}
+	done := op()
+	done["action"], done["signature"] = "install", registry.SignatureWaived
+	done["weakened_control"] = "G5 waived: the bootstrap kernel is built by cp-install itself, not signed"
+	drafts = append(drafts,
+		ledger.Draft{EventType: "INSTALL_STARTED", SubmissionID: KernelID, Decision: "STARTED",
+			Reason: "install " + KernelID + " " + KernelVersion, Metadata: op()},
+		ledger.Draft{EventType: "INSTALLED", SubmissionID: KernelID, Decision: "INSTALLED",
+			Reason: "kernel installed by plane bootstrap", Metadata: done})
 	if _, err := l.Append(ctx, drafts); err != nil {
 		return TierResult{}, err
 	}
@@ -348,6 +361,12 @@ func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash stri
 	}
 	return TierResult{PlaneID: t.PlaneID, Tier: t.Tier, Ledger: t.Ledger, GenesisHash: g.EntryHash, ParentHash: parentHash,
 		Head: st.Head, Entries: st.Size}, nil
+}
+
+func randHex() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // trustedKeys builds config/trusted_keys.json from key specs.

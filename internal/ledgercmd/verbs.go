@@ -58,7 +58,10 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 		}
 	}
 	t, err := plane.ReadTier(dir)
-	if err != nil {
+	var coded interface{ Code() string }
+	if errors.As(err, &coded) {
+		return target{}, err // TIER_INVALID: invalid input, exit 3
+	} else if err != nil {
 		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 	}
 	path := filepath.Join(dir, t.LedgerPath)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -405,19 +406,30 @@ func G0K(root string) (*Result, error) {
 
 // G6 checks every ledger of every tier with the ledger library (lines,
 // links, Merkle tree, stored hashes, checkpoint signatures against the
-// tier's keys trusted for checkpoints), session ledgers under HO1 included,
-// and that each lower tier's GENESIS records its parent ledger's head at
-// creation: parent_ledger names the parent's ledger and parent_hash is the
-// hash of its entry parent_size-1.
+// tier's keys trusted for checkpoints), and the tiers themselves:
+//
+//   - which files are ledgers: every *.jsonl in a tier's ledger/ directory
+//     (ledger/, planes/ho2/ledger/, planes/ho1/ledger/) and in each HO1
+//     session's sessions/<id>/ledger/. Nothing else in a tier is a ledger,
+//     and nothing else may sit in a ledger directory: beside a ledger X.jsonl
+//     only its side files (LedgerSideFiles) and the leftovers of an
+//     interrupted atomic write (a warning); anything else is LEDGER_STRAY,
+//     and a symlink, FIFO or directory there is LEDGER_UNSAFE (never
+//     opened);
+//   - tier.json: it parses (else TIER_INVALID), agrees with the canonical
+//     layout (tier, plane_id, ledger_path, parent_ledger; else
+//     TIER_MISMATCH: a ledger_path moved to a fresh ledger is one), and
+//     hashes to what the tier's GENESIS recorded when it was made (else
+//     TIER_UNRECORDED);
+//   - each lower tier's GENESIS records its parent ledger's head at
+//     creation: parent_ledger names the parent's ledger and parent_hash is
+//     the hash of its entry parent_size-1.
 func G6(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G6")
 	n := 0
 	for _, t := range plane.Layout {
 		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
-		tier, err := plane.ReadTier(tdir)
-		if err != nil {
-			return nil, err
-		}
+		tier := checkTier(r, root, t)
 		trusted, err := pkgsig.LoadTrusted(tdir)
 		if err != nil {
 			return nil, err
@@ -426,43 +438,172 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		paths := []string{filepath.ToSlash(filepath.Join(t.Dir, tier.LedgerPath))}
-		if t.PlaneID == "ho1" {
-			sessions, _ := filepath.Glob(filepath.Join(tdir, "sessions", "*", "ledger", "*.jsonl"))
-			for _, s := range sessions {
-				rel, err := filepath.Rel(root, s)
-				if err != nil {
-					return nil, err
-				}
-				paths = append(paths, filepath.ToSlash(rel))
-			}
+		paths, err := ledgerFiles(r, root, t)
+		if err != nil {
+			return nil, err
+		}
+		if own := path.Join(t.Dir, t.Ledger); !slices.Contains(paths, own) {
+			r.fail("LEDGER_INVALID", own, "missing: %s's ledger is not on disk", t.Tier)
 		}
 		for _, p := range paths {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			n++
 			rep, err := ledger.Verify(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, MaxIssues: 10})
 			if errors.Is(err, fs.ErrNotExist) {
 				r.fail("LEDGER_INVALID", p, "missing")
 				continue
 			} else if err != nil {
+				var coded interface{ Code() string }
+				if errors.As(err, &coded) {
+					r.fail("LEDGER_INVALID", p, "%s: %v", coded.Code(), unwrapPath(err))
+					continue
+				}
 				return nil, err
 			}
 			for _, is := range rep.Issues {
 				r.fail("LEDGER_INVALID", p, "seq %d: %s: %s", is.Seq, is.Code, is.Message)
 			}
 		}
-		if t.Parent != "" {
-			if err := genesisLink(r, root, t, tier); err != nil {
-				return nil, err
-			}
+		if err := genesisLink(r, root, t, tier); err != nil {
+			return nil, err
 		}
 	}
 	r.Details["ledgers"] = n
-	return r.done("every ledger of every tier verifies, and each lower tier's GENESIS links to its parent"), nil
+	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, and each lower tier's GENESIS links to its parent"), nil
+}
+
+// LedgerSideFiles are the suffixes of the files a ledger X.jsonl may have
+// beside it: X.tlog (stored hashes), X.checkpoint (the latest checkpoint)
+// and X.lock (the append lock).
+var LedgerSideFiles = []string{".tlog", ".checkpoint", ".lock"}
+
+// ledgerFiles returns the ledgers of tier t (paths relative to root,
+// sorted) and adds a finding for anything else in its ledger directories.
+// Entries are judged by their directory listing (lstat), so a FIFO or a
+// symlink is reported without being opened.
+func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
+	dirs := []string{path.Join(t.Dir, "ledger")}
+	if t.PlaneID == "ho1" {
+		sessions := path.Join(t.Dir, "sessions")
+		entries, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(sessions)))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		for _, e := range entries {
+			switch {
+			case e.IsDir():
+				dirs = append(dirs, path.Join(sessions, e.Name(), "ledger"))
+			case e.Type().IsRegular():
+				r.fail("LEDGER_STRAY", path.Join(sessions, e.Name()), "a file where session directories live")
+			default:
+				r.fail("LEDGER_UNSAFE", path.Join(sessions, e.Name()), "a %s where session directories live", kindOf(e.Type()))
+			}
+		}
+	}
+	var out []string
+	for _, d := range dirs {
+		if fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(d))); err == nil && !fi.IsDir() {
+			r.fail("LEDGER_UNSAFE", d, "a %s where a ledger directory belongs", kindOf(fi.Mode().Type()))
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(d)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a session whose ledger is not made yet; the tier's own is required by G6
+		} else if err != nil {
+			return nil, err
+		}
+		ledgers := map[string]bool{}
+		for _, e := range entries {
+			if base, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && e.Type().IsRegular() && base != "" {
+				ledgers[base] = true
+				out = append(out, path.Join(d, e.Name()))
+			}
+		}
+		for _, e := range entries {
+			p := path.Join(d, e.Name())
+			base, side := sideOf(e.Name())
+			switch {
+			case !e.Type().IsRegular():
+				r.fail("LEDGER_UNSAFE", p, "a %s in a ledger directory; ledgers and their side files are regular files", kindOf(e.Type()))
+			case ledgers[strings.TrimSuffix(e.Name(), ".jsonl")] && strings.HasSuffix(e.Name(), ".jsonl"):
+			case side && ledgers[base]:
+			case strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-"):
+				r.warn("LEDGER_LEFTOVER", p, "the leftover of an interrupted write; safe to remove")
+			case side:
+				r.fail("LEDGER_STRAY", p, "the side file of a ledger %s.jsonl that is not there", base)
+			default:
+				r.fail("LEDGER_STRAY", p, "not a ledger (*.jsonl) or a ledger's side file (%s)", strings.Join(LedgerSideFiles, " "))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// sideOf returns the ledger base name of a side file's name.
+func sideOf(name string) (string, bool) {
+	for _, s := range LedgerSideFiles {
+		if base, ok := strings.CutSuffix(name, s); ok && base != "" {
+			return base, true
+		}
+	}
+	return "", false
+}
+
+// checkTier reads tier t's tier.json and adds a finding when it does not
+// parse, differs from the canonical layout, or is not the file the tier's
+// GENESIS recorded. It returns the tier as the layout has it: G6 goes on to
+// verify the canonical ledgers whatever tier.json says.
+func checkTier(r *Result, root string, t plane.TierLayout) plane.Tier {
+	var parent *string
+	if t.Parent != "" {
+		p := t.Parent
+		parent = &p
+	}
+	want := plane.Tier{Tier: t.Tier, PlaneID: t.PlaneID, LedgerPath: t.Ledger, ParentLedger: parent}
+	tp := path.Join(t.Dir, "tier.json")
+	tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
+	got, err := plane.ReadTier(tdir)
+	if err != nil {
+		r.fail("TIER_INVALID", tp, "%s", strings.ReplaceAll(unwrapPath(err).Error(), root+string(filepath.Separator), ""))
+		return want
+	}
+	if got.Tier != want.Tier || got.PlaneID != want.PlaneID || filepath.ToSlash(filepath.Clean(got.LedgerPath)) != want.LedgerPath ||
+		(got.ParentLedger == nil) != (parent == nil) || (parent != nil && *got.ParentLedger != *parent) {
+		r.fail("TIER_MISMATCH", tp, "says tier %s, plane_id %s, ledger_path %s, parent_ledger %v; the plane's layout has %s, %s, %s, %v",
+			got.Tier, got.PlaneID, got.LedgerPath, strOrNull(got.ParentLedger), want.Tier, want.PlaneID, want.LedgerPath, strOrNull(parent))
+	}
+	b, err := os.ReadFile(filepath.Join(tdir, "tier.json"))
+	if err != nil {
+		r.fail("TIER_INVALID", tp, "%v", unwrapPath(err))
+		return want
+	}
+	var g *ledger.Entry
+	err = eachEntry(filepath.Join(root, filepath.FromSlash(path.Join(t.Dir, t.Ledger))), func(e *ledger.Entry) bool { g = e; return false })
+	if err != nil || g == nil || g.EventType != "GENESIS" {
+		return want // the ledger's own findings say why
+	}
+	if rec, _ := g.Metadata["tier_sha256"].(string); rec != plane.SHA256(b) {
+		r.fail("TIER_UNRECORDED", tp, "hashes to %s; %s's GENESIS recorded %q when the tier was made", plane.SHA256(b), t.Tier, rec)
+	}
+	return want
+}
+
+func strOrNull(s *string) string {
+	if s == nil {
+		return "null"
+	}
+	return *s
 }
 
 // genesisLink checks that tier t's first entry is a GENESIS recording its
 // parent ledger's head at creation.
 func genesisLink(r *Result, root string, t plane.TierLayout, tier plane.Tier) error {
+	if t.Parent == "" {
+		return nil
+	}
 	path := filepath.ToSlash(filepath.Join(t.Dir, tier.LedgerPath))
 	var g *ledger.Entry
 	if err := eachEntry(filepath.Join(root, filepath.FromSlash(path)), func(e *ledger.Entry) bool { g = e; return false }); err != nil {

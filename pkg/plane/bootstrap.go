@@ -241,7 +241,8 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFile(filepath.Join(tdir, "tier.json"), append(tj, '\n'), 0o644); err != nil {
+		tj = append(tj, '\n')
+		if err := writeFile(filepath.Join(tdir, "tier.json"), tj, 0o644); err != nil {
 			return nil, err
 		}
 		if err := registry.Create(tdir); err != nil {
@@ -273,7 +274,7 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor, fwPath, specPath); err != nil {
 			return nil, err
 		}
-		tr, err := openLedgers(ctx, tdir, t, parentHash, parentSize, mhash, ahash, opts.Actor)
+		tr, err := openLedgers(ctx, tdir, t, SHA256(tj), parentHash, parentSize, mhash, ahash, opts.Actor)
 		if err != nil {
 			return nil, err
 		}
@@ -311,15 +312,16 @@ func registerKernel(ctx context.Context, tdir string, t TierLayout, m *manifest.
 	})
 }
 
-// openLedgers writes the tier's GENESIS (recording its parent's head) and
-// the events of its creation, and returns the tier's ledger state.
-func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
+// openLedgers writes the tier's GENESIS (recording its parent's head and
+// the hash of its tier.json, which G6 holds tier.json to) and the events
+// of its creation, and returns the tier's ledger state.
+func openLedgers(ctx context.Context, tdir string, t TierLayout, tierHash, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
 	l, err := ledger.OpenWriter(filepath.Join(tdir, filepath.FromSlash(t.Ledger)), ledger.Options{Actor: actor})
 	if err != nil {
 		return TierResult{}, err
 	}
 	defer l.Close()
-	meta := map[string]any{"plane_id": t.PlaneID, "_tier": t.Tier, "parent_hash": parentHash}
+	meta := map[string]any{"plane_id": t.PlaneID, "_tier": t.Tier, "parent_hash": parentHash, "tier_sha256": tierHash}
 	if t.Parent != "" {
 		meta["parent_ledger"] = t.Parent
 		meta["parent_size"] = json.Number(fmt.Sprint(parentSize))

@@ -45,6 +45,7 @@ type File struct {
 	SHA256 string // "sha256:" + hex
 	Size   int64
 	Mode   fs.FileMode // permission bits, when read from disk by hashPaths
+	owner  owner       // links and owner, when read from disk by hashPaths
 }
 
 // Tree is a package source tree as read once: its manifest bytes and every
@@ -261,7 +262,7 @@ func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	return File{SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n, Mode: fi.Mode().Perm()}, nil
+	return File{SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n, Mode: fi.Mode().Perm(), owner: ownerOf(fi)}, nil
 }
 
 func kindOf(t fs.FileMode) string {

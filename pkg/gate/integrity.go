@@ -54,7 +54,11 @@ func Integrity(ctx context.Context, root, planeID string) ([]Result, error) {
 // file exists (else MISSING); every owner is an installed package (else
 // OWNERSHIP_CONFLICT); an owner's receipt that cannot be read is
 // RECEIPT_INVALID. Anything under a governed root that is not a regular file
-// or directory is NOT_REGULAR. Findings are sorted by path.
+// or directory is NOT_REGULAR. An owned file with another name (HARD_LINK)
+// or another owner than the plane root (OWNER_MISMATCH) is a finding, and so
+// is what keptState finds: a pending journal, receipts and manifests that
+// are not read-only, kept archives missing or changed. Findings are sorted
+// by path.
 func G0B(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G0B")
 	roots, err := GovernedRoots(root)
@@ -78,6 +82,7 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 		owned[o["path"]] = o
 	}
 	receipted := map[string]map[string]plane.ReceiptFile{} // package id → path → file
+	archiveOf := map[string]string{}                       // package id → the receipt's archive_sha256
 	for _, p := range pkgs {
 		if p["status"] != registry.StatusInstalled {
 			continue
@@ -92,6 +97,7 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 			files[f.Path] = f
 		}
 		receipted[p["package_id"]] = files
+		archiveOf[p["package_id"]] = rc.ArchiveSHA256
 	}
 	pr, err := os.OpenRoot(root)
 	if err != nil {
@@ -99,6 +105,14 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 	}
 	dirs := archive.NewDirRoots(pr)
 	defer dirs.Close()
+	rootInfo, err := pr.Stat(".")
+	if err != nil {
+		return nil, err
+	}
+	planeOwner := ownerOf(rootInfo)
+	if err := keptState(r, root, pr, dirs, pkgs, archiveOf, planeOwner); err != nil {
+		return nil, err
+	}
 	onDisk := map[string]bool{}
 	var paths []string
 	for _, g := range roots {
@@ -152,6 +166,9 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 			r.fail("MODE_MISMATCH", p, "mode %04o; installed files are read-only, 0444", uint32(sums[i].Mode))
 		}
 	}
+	for i, p := range paths {
+		checkOwner(r, p, sums[i].owner, planeOwner)
+	}
 	for _, o := range owners {
 		p := o["path"]
 		if !installed[o["package_id"]] {
@@ -171,6 +188,24 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 	r.Details["files"] = len(onDisk)
 	r.Details["owned"] = len(owners)
 	return r.done("every file under the governed roots is owned by one installed package and matches its hash"), nil
+}
+
+// receiptDisagrees says how a receipt differs from its packages_state.csv
+// row in what both record of the install (package, version, manifest hash,
+// archive hash, signature), or "" when they agree. A receipt edited to
+// "waived", or to another archive, is caught here; the row edited to match
+// is caught by G5 (a waiver stands only beside its operation) and G0B (the
+// kept archive).
+func receiptDisagrees(rc *plane.Receipt, row registry.Row) string {
+	got := []string{rc.PackageID, rc.Version, rc.ManifestHash, rc.ArchiveSHA256, rc.Signature}
+	want := []string{row["package_id"], row["version"], row["manifest_hash"], row["archive_sha256"], row["signature"]}
+	names := []string{"package_id", "version", "manifest_hash", "archive_sha256", "signature"}
+	for i := range got {
+		if got[i] != want[i] {
+			return fmt.Sprintf("the receipt's %s is %q; packages_state.csv records %q", names[i], got[i], want[i])
+		}
+	}
+	return ""
 }
 
 // Receipts checks that what installed/ says agrees with the registries:
@@ -217,9 +252,8 @@ func Receipts(root string) (*Result, error) {
 			r.fail("RECEIPT_INVALID", plane.ReceiptPath(id), "%v", err)
 			continue
 		}
-		if rc.PackageID != id || rc.Version != p["version"] || rc.ManifestHash != p["manifest_hash"] || rc.ArchiveSHA256 != p["archive_sha256"] {
-			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "receipt says %s %s %s, packages_state.csv says %s %s %s",
-				rc.PackageID, rc.Version, rc.ManifestHash, id, p["version"], p["manifest_hash"])
+		if why := receiptDisagrees(rc, p); why != "" {
+			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "%s", why)
 		}
 		if mb, err := os.ReadFile(root + "/" + plane.ManifestPath(id)); err != nil {
 			r.fail("RECEIPT_MISSING", plane.ManifestPath(id), "%v", errors.Unwrap(err))

@@ -184,6 +184,7 @@ func unwrapPath(err error) error {
 }
 
 // g0aInstalled re-checks each installed package's declaration: its
+// receipt agrees with its packages_state.csv row (receiptDisagrees), its
 // installed manifest hashes to the recorded manifest hash, and declares
 // exactly the files its receipt lists, with their sizes and hashes, at safe
 // governed paths.
@@ -202,6 +203,8 @@ func g0aInstalled(tdir string, inst *installed) (*Result, error) {
 		case p.rcptErr != nil:
 			r.fail("RECEIPT_INVALID", plane.ReceiptPath(id), "%s: %v", id, p.rcptErr)
 			continue
+		case receiptDisagrees(p.receipt, p.row) != "":
+			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "%s: %s", id, receiptDisagrees(p.receipt, p.row))
 		case p.mhash != p.row["manifest_hash"]:
 			r.fail("HASH_MISMATCH", p.manifest, "%s: the installed manifest hashes to %s, packages_state.csv records %s", id, p.mhash, p.row["manifest_hash"])
 		case p.m.PackageID != id:

@@ -209,9 +209,6 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 			return nil, err
 		}
 	}
-	if err := writeFile(filepath.Join(root, "packages_store", KernelID+"-"+KernelVersion+".tar.gz"), archiveBytes, 0o444); err != nil {
-		return nil, err
-	}
 	fwPath := FrameworkPath(KernelFramework, "1.0.0")
 	specPath := SpecPath(KernelSpec, "1.0.0", false)
 	if err := writeFile(filepath.Join(root, fwPath), []byte(kernelFramework), 0o444); err != nil {
@@ -252,6 +249,10 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 			if err := writeFile(filepath.Join(tdir, filepath.FromSlash(p)), b, 0o444); err != nil {
 				return nil, err
 			}
+		}
+		// Every tier keeps the archive of what it installed: G0B re-hashes it.
+		if err := writeFile(filepath.Join(tdir, filepath.FromSlash(StorePath(KernelID, KernelVersion))), archiveBytes, 0o444); err != nil {
+			return nil, err
 		}
 		if _, err := pkgsig.LoadTrusted(tdir); err != nil {
 			return nil, err // what we wrote must be what the gates will read

@@ -267,6 +267,10 @@ func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {
 
 func kindOf(t fs.FileMode) string {
 	switch {
+	case t.IsRegular():
+		return "regular file"
+	case t.IsDir():
+		return "directory"
 	case t&fs.ModeSymlink != 0:
 		return "symlink"
 	case t&fs.ModeNamedPipe != 0:

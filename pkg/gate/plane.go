@@ -490,8 +490,10 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
 	dirs := []string{path.Join(t.Dir, "ledger")}
 	if t.PlaneID == "ho1" {
 		sessions := path.Join(t.Dir, "sessions")
-		entries, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(sessions)))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		var entries []fs.DirEntry
+		if fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(sessions))); err == nil && !fi.IsDir() {
+			r.fail("LEDGER_UNSAFE", sessions, "a %s where the session directories belong", kindOf(fi.Mode().Type()))
+		} else if entries, err = os.ReadDir(filepath.Join(root, filepath.FromSlash(sessions))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
 		for _, e := range entries {
@@ -578,7 +580,7 @@ func checkTier(r *Result, root string, t plane.TierLayout) plane.Tier {
 		r.fail("TIER_MISMATCH", tp, "says tier %s, plane_id %s, ledger_path %s, parent_ledger %v; the plane's layout has %s, %s, %s, %v",
 			got.Tier, got.PlaneID, got.LedgerPath, strOrNull(got.ParentLedger), want.Tier, want.PlaneID, want.LedgerPath, strOrNull(parent))
 	}
-	b, err := os.ReadFile(filepath.Join(tdir, "tier.json"))
+	b, err := plane.ReadRegular(filepath.Join(tdir, "tier.json"))
 	if err != nil {
 		r.fail("TIER_INVALID", tp, "%v", unwrapPath(err))
 		return want

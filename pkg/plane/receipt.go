@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 )
 
@@ -55,7 +54,7 @@ func (r *Receipt) Marshal() ([]byte, error) {
 // ReadReceipt reads and strictly decodes the receipt of package id in the
 // tier at dir: an unknown field or trailing data is an error (fail closed).
 func ReadReceipt(dir, id string) (*Receipt, error) {
-	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(ReceiptPath(id))))
+	b, err := ReadRegular(filepath.Join(dir, filepath.FromSlash(ReceiptPath(id))))
 	if err != nil {
 		return nil, err
 	}

@@ -4,10 +4,14 @@ package plane
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Tier is a plane's tier.json.
@@ -29,8 +33,11 @@ var Tiers = []string{"HO3", "HO2", "HO1"}
 func ReadTier(dir string) (Tier, error) {
 	var t Tier
 	name := filepath.Join(dir, "tier.json")
-	b, err := os.ReadFile(name)
-	if err != nil {
+	b, err := ReadRegular(name)
+	var pe *fs.PathError
+	if errors.As(err, &pe) && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+		return t, refuse("TIER_INVALID", 3, "%s: %v", name, pe.Err)
+	} else if err != nil {
 		return t, err
 	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
@@ -62,4 +69,28 @@ func Dir(root, planeID string) (string, error) {
 		return filepath.Join(root, "planes", planeID), nil
 	}
 	return "", fmt.Errorf("unknown plane %q (want ho3, ho2 or ho1)", planeID)
+}
+
+// ReadRegular reads the regular file at path, refusing anything else
+// without blocking on it: a FIFO, device or socket planted where a plane
+// file belongs (tier.json, a receipt) would otherwise hang every tool that
+// reads it, and a symlink would read a file outside the plane. The file is
+// opened non-blocking and not followed, then judged by its own fstat, so
+// no swap between a check and the open is possible.
+func ReadRegular(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: errors.New("a symlink, not a regular file")}
+	} else if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: errors.New("not a regular file")}
+	}
+	return io.ReadAll(f)
 }

@@ -286,7 +286,7 @@ func kindOf(t fs.FileMode) string {
 // GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
 // malformed is an error: the gates fail closed.
 func GovernedRoots(root string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(root, "config", "governed_roots.json"))
+	b, err := plane.ReadRegular(filepath.Join(root, "config", "governed_roots.json"))
 	if err != nil {
 		return nil, err
 	}
@@ -456,7 +456,7 @@ func (l *law) check(r *Result, m *manifest.Manifest, prefix string) {
 // registeredSpec reads a registered spec and checks it is the registered
 // bytes.
 func registeredSpec(root string, row registry.Row) (*spec.Spec, error) {
-	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
+	b, err := plane.ReadRegular(filepath.Join(root, filepath.FromSlash(row["path"])))
 	if err != nil {
 		return nil, err
 	}

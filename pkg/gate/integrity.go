@@ -255,7 +255,7 @@ func Receipts(root string) (*Result, error) {
 		if why := receiptDisagrees(rc, p); why != "" {
 			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "%s", why)
 		}
-		if mb, err := os.ReadFile(root + "/" + plane.ManifestPath(id)); err != nil {
+		if mb, err := plane.ReadRegular(root + "/" + plane.ManifestPath(id)); err != nil {
 			r.fail("RECEIPT_MISSING", plane.ManifestPath(id), "%v", errors.Unwrap(err))
 		} else if m, err := manifest.Parse(mb); err != nil {
 			r.fail("RECEIPT_INVALID", plane.ManifestPath(id), "%v", err)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/control-plane/cp/pkg/plane"
@@ -126,6 +127,15 @@ func TestIntegrity(t *testing.T) {
 		}, []string{"G0B JOURNAL_PENDING _journal"}},
 		{"journal corrupt", func(t *testing.T, root string) { write(t, root, "_journal/plan.json", "{nope") },
 			[]string{"G0B JOURNAL_CORRUPT _journal"}},
+		{"journal plan a FIFO", func(t *testing.T, root string) {
+			require.NoError(t, os.Mkdir(filepath.Join(root, "_journal"), 0o700))
+			require.NoError(t, syscall.Mkfifo(filepath.Join(root, "_journal", "plan.json"), 0o600))
+		}, []string{"G0B JOURNAL_CORRUPT _journal"}},
+		{"receipt a FIFO", func(t *testing.T, root string) {
+			p := filepath.Join(root, "installed", plane.KernelID, "receipt.json")
+			require.NoError(t, os.Remove(p))
+			require.NoError(t, syscall.Mkfifo(p, 0o444))
+		}, []string{"G0B RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json", "G0B NOT_REGULAR installed/PKG-KERNEL-001/receipt.json", "RECEIPTS RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json"}},
 		{"hard link", func(t *testing.T, root string) {
 			require.NoError(t, os.Link(filepath.Join(root, "config", "governed_roots.json"), filepath.Join(t.TempDir(), "outside")))
 		}, []string{"G0B HARD_LINK config/governed_roots.json"}},

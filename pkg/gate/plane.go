@@ -157,7 +157,7 @@ func readInstalled(tdir string) (*installed, error) {
 		}
 		id := row["package_id"]
 		p := &installedPkg{row: row, manifest: plane.ManifestPath(id)}
-		if b, err := os.ReadFile(filepath.Join(tdir, filepath.FromSlash(p.manifest))); err != nil {
+		if b, err := plane.ReadRegular(filepath.Join(tdir, filepath.FromSlash(p.manifest))); err != nil {
 			p.mErr = unwrapPath(err)
 		} else if p.m, err = manifest.Parse(b); err != nil {
 			p.mErr = err
@@ -278,12 +278,13 @@ func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 		}
 		key := strings.TrimPrefix(sig, "signed:")
 		store := plane.StorePath(id, version) + ".sig"
-		b, err := os.ReadFile(filepath.Join(tdir, filepath.FromSlash(store)))
+		b, err := plane.ReadRegular(filepath.Join(tdir, filepath.FromSlash(store)))
 		if errors.Is(err, fs.ErrNotExist) {
 			r.fail("SIGNATURE_MISSING", store, "%s %s is recorded as signed by %s, but its signature is not kept", id, version, key)
 			continue
 		} else if err != nil {
-			return nil, err
+			r.fail("SIGNATURE_INVALID", store, "%s %s: %v", id, version, unwrapPath(err))
+			continue
 		}
 		stmt := pkgsig.Statement{PackageID: id, Version: version, ManifestHash: p.row["manifest_hash"], ArchiveHash: p.row["archive_sha256"]}
 		name, err := pkgsig.Verify(b, stmt, vs)
@@ -381,7 +382,7 @@ func G0K(root string) (*Result, error) {
 			r.fail("KERNEL_MISSING", t.PlaneID, "%s is not installed on %s", plane.KernelID, t.Tier)
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(tdir, filepath.FromSlash(plane.ManifestPath(plane.KernelID))))
+		b, err := plane.ReadRegular(filepath.Join(tdir, filepath.FromSlash(plane.ManifestPath(plane.KernelID))))
 		if err != nil {
 			r.fail("KERNEL_MISSING", mpath, "%v", unwrapPath(err))
 			continue

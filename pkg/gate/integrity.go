@@ -11,6 +11,7 @@ import (
 
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
 	"github.com/control-plane/cp/pkg/registry"
 )
@@ -215,7 +216,9 @@ func receiptDisagrees(rc *plane.Receipt, row registry.Row) string {
 // its package (OWNERSHIP_CONFLICT when another package owns one, MISSING when
 // none does, UNDECLARED for an owned file the receipt does not list); and
 // every directory under installed/ belongs to an installed package
-// (RECEIPT_ORPHAN).
+// (RECEIPT_ORPHAN); the kept signature of every package recorded as signed
+// verifies (keptSignature: SIGNATURE_MISSING, SIGNATURE_INVALID,
+// KEY_UNTRUSTED), as G5 checks it in cp-gate check.
 func Receipts(root string) (*Result, error) {
 	r := newResult("RECEIPTS")
 	pkgs, err := registry.Read(root, registry.Packages)
@@ -237,6 +240,14 @@ func Receipts(root string) (*Result, error) {
 	for _, o := range owners {
 		ownerOf[o["path"]] = o["package_id"]
 	}
+	trusted, err := pkgsig.LoadTrusted(root)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposePackage, "")
+	if err != nil {
+		return nil, err
+	}
 	known := map[string]bool{}
 	for _, p := range pkgs {
 		id := p["package_id"]
@@ -244,6 +255,11 @@ func Receipts(root string) (*Result, error) {
 			continue
 		}
 		known[id] = true
+		if strings.HasPrefix(p["signature"], "signed:") {
+			if _, err := keptSignature(r, root, p, vs); err != nil {
+				return nil, err
+			}
+		}
 		rc, err := plane.ReadReceipt(root, id)
 		if errors.Is(err, fs.ErrNotExist) {
 			r.fail("RECEIPT_MISSING", plane.ReceiptPath(id), "%s is installed but has no receipt", id)

@@ -54,10 +54,9 @@ func checkOwner(r *Result, p string, o, plane owner) {
 //     else MODE_MISMATCH), single-named and the plane's (checkOwner);
 //   - its kept archive, packages_store/<PKG-ID>-<version>.tar.gz, is there
 //     (ARCHIVE_MISSING) and hashes to the archive_sha256 that both
-//     packages_state.csv and the receipt recorded (HASH_MISMATCH); its
-//     signature, when the package is recorded as signed, is kept beside it
-//     (SIGNATURE_MISSING; G5 verifies it); both read-only, single-named and
-//     the plane's.
+//     packages_state.csv and the receipt recorded (HASH_MISMATCH); it and
+//     its signature, when there is one, are read-only, single-named and the
+//     plane's (G5, and RECEIPTS in integrity, verify the signature).
 //
 // Archives are hashed on every core, with the rest of G0B's files.
 func keptState(r *Result, root string, pr *os.Root, dirs *archive.DirRoots, pkgs []registry.Row, receipts map[string]string, planeOwner owner) error {
@@ -90,12 +89,9 @@ func keptState(r *Result, root string, pr *os.Root, dirs *archive.DirRoots, pkgs
 			archives = append(archives, store)
 			want = append(want, p)
 		}
-		if strings.HasPrefix(p["signature"], "signed:") {
-			if fi, err := keptFile(r, pr, store+".sig", planeOwner); err != nil {
-				return err
-			} else if fi == nil {
-				r.fail("SIGNATURE_MISSING", store+".sig", "%s %s is recorded as %s, but its signature is not kept", id, p["version"], p["signature"])
-			}
+		// a missing or bad signature is G5's finding (RECEIPTS' in integrity)
+		if _, err := keptFile(r, pr, store+".sig", planeOwner); err != nil {
+			return err
 		}
 	}
 	sums, err := hashPaths(dirs, archives)

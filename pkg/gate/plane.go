@@ -16,6 +16,7 @@ import (
 	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
 	"github.com/control-plane/cp/pkg/registry"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // All names the gates cp-gate check runs, in the order it runs them.
@@ -276,32 +277,47 @@ func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 			waived++
 			continue
 		}
-		key := strings.TrimPrefix(sig, "signed:")
-		store := plane.StorePath(id, version) + ".sig"
-		b, err := plane.ReadRegular(filepath.Join(tdir, filepath.FromSlash(store)))
-		if errors.Is(err, fs.ErrNotExist) {
-			r.fail("SIGNATURE_MISSING", store, "%s %s is recorded as signed by %s, but its signature is not kept", id, version, key)
-			continue
-		} else if err != nil {
-			r.fail("SIGNATURE_INVALID", store, "%s %s: %v", id, version, unwrapPath(err))
-			continue
-		}
-		stmt := pkgsig.Statement{PackageID: id, Version: version, ManifestHash: p.row["manifest_hash"], ArchiveHash: p.row["archive_sha256"]}
-		name, err := pkgsig.Verify(b, stmt, vs)
-		var se *pkgsig.Error
-		switch {
-		case errors.As(err, &se):
-			r.fail(se.Code(), store, "%s %s: %s", id, version, se.Error())
-		case err != nil:
+		if ok, err := keptSignature(r, tdir, p.row, vs); err != nil {
 			return nil, err
-		case name != key:
-			r.fail("SIGNATURE_INVALID", store, "%s %s is recorded as signed by %s; its signature is by %s", id, version, key, name)
-		default:
+		} else if ok {
 			signed++
 		}
 	}
 	r.Details["signed"], r.Details["waived"] = signed, waived
 	return r.done("every installed package's signature verifies by a trusted key, or its waiver is recorded"), nil
+}
+
+// keptSignature checks the package of row, recorded "signed:<key>": its
+// signature is kept beside its archive in packages_store/ and verifies, by
+// that key among vs, against the recorded package id, version, manifest
+// hash and archive hash. It adds what is wrong to r and reports whether
+// the signature held.
+func keptSignature(r *Result, tdir string, row registry.Row, vs note.Verifiers) (bool, error) {
+	id, version := row["package_id"], row["version"]
+	key := strings.TrimPrefix(row["signature"], "signed:")
+	store := plane.StorePath(id, version) + ".sig"
+	b, err := plane.ReadRegular(filepath.Join(tdir, filepath.FromSlash(store)))
+	if errors.Is(err, fs.ErrNotExist) {
+		r.fail("SIGNATURE_MISSING", store, "%s %s is recorded as signed by %s, but its signature is not kept", id, version, key)
+		return false, nil
+	} else if err != nil {
+		r.fail("SIGNATURE_INVALID", store, "%s %s: %v", id, version, unwrapPath(err))
+		return false, nil
+	}
+	stmt := pkgsig.Statement{PackageID: id, Version: version, ManifestHash: row["manifest_hash"], ArchiveHash: row["archive_sha256"]}
+	name, err := pkgsig.Verify(b, stmt, vs)
+	var se *pkgsig.Error
+	switch {
+	case errors.As(err, &se):
+		r.fail(se.Code(), store, "%s %s: %s", id, version, se.Error())
+	case err != nil:
+		return false, err
+	case name != key:
+		r.fail("SIGNATURE_INVALID", store, "%s %s is recorded as signed by %s; its signature is by %s", id, version, key, name)
+	default:
+		return true, nil
+	}
+	return false, nil
 }
 
 // recordedWaivers returns the waivers recorded in the tier's ledger and

@@ -58,7 +58,7 @@ func checkOwner(r *Result, p string, o, plane owner) {
 //     its signature, when there is one, are read-only, single-named and the
 //     plane's (G5, and RECEIPTS in integrity, verify the signature).
 //
-// Archives are hashed on every core, with the rest of G0B's files.
+// Archives are hashed on every core (hashPaths), one file per core at a time.
 func keptState(r *Result, root string, pr *os.Root, dirs *archive.DirRoots, pkgs []registry.Row, receipts map[string]string, planeOwner owner) error {
 	if err := journal.Pending(root); err != nil {
 		var je *journal.Error

@@ -24,7 +24,7 @@ run cp-ledger append --ledger audit.jsonl --event-type SESSION_START --submissio
 printf '%s\n' \
 	'{"event_type":"TOOL_CALL","submission_id":"WO-1","decision":"ALLOW","metadata":{"tool":"bash","args":["ls"]}}' \
 	'{"event_type":"TOOL_CALL","submission_id":"WO-1","decision":"DENY","reason":"outside scope","metadata":{"tool":"rm"}}' \
-	'{"event_type":"LLM_CALL","submission_id":"WO-1","decision":"ALLOW","prompts_used":["PRM-ADMIN-EXPLAIN-001"]}' \
+	'{"event_type":"MODEL_CALL","submission_id":"WO-1","decision":"ALLOW","prompts_used":["PRM-ADMIN-EXPLAIN-001"]}' \
 	| run cp-ledger append --ledger audit.jsonl
 
 step "3. query with a gojq filter"

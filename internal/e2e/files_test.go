@@ -17,38 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var (
-	cpGateOnce sync.Once
-	cpGate     string
-	cpGateErr  error
-)
-
-// gateTool builds cp-gate once, beside the other tools.
-func gateTool(t *testing.T) string {
-	t.Helper()
-	cpGateOnce.Do(func() {
-		dir := filepath.Join(filepath.Dir(home), "gate-bin")
-		if cpGateErr = os.Mkdir(dir, 0o755); cpGateErr != nil {
-			return
-		}
-		gomod, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			cpGateErr = err
-			return
-		}
-		build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/cp-gate")
-		build.Dir = filepath.Dir(string(bytes.TrimSpace(gomod)))
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			cpGateErr = fmt.Errorf("building cp-gate: %v\n%s", err, out)
-			return
-		}
-		cpGate = filepath.Join(dir, "cp-gate")
-	})
-	require.NoError(t, cpGateErr)
-	return cpGate
-}
-
 // runPrompt runs bin with args (stdin /dev/null) and fails the test if it
 // has not ended within 20 s: a tool handed a FIFO must refuse it, not wait
 // on it.
@@ -167,7 +135,7 @@ func TestFIFOsRefused(t *testing.T) {
 
 // TestGateRefusesFIFOSessionLedger: a FIFO planted where G6 expects a
 // session ledger (an HO1 worker can make one) no longer blocks every gate
-// run: cp-gate check --all ends at once, and not with a pass.
+// run: cp-gate check --all ends at once with G6 failing on it (exit 1).
 func TestGateRefusesFIFOSessionLedger(t *testing.T) {
 	install, _ := planeTools(t)
 	gate := gateTool(t)
@@ -178,8 +146,8 @@ func TestGateRefusesFIFOSessionLedger(t *testing.T) {
 	require.NoError(t, os.MkdirAll(sdir, 0o755))
 	require.NoError(t, syscall.Mkfifo(filepath.Join(sdir, "session.jsonl"), 0o644))
 	r := runPrompt(t, []string{"CONTROL_PLANE=" + root}, gate, "check", "--all", "--root", root)
-	require.NotEqual(t, 0, r.code, "%s%s", r.stdout, r.stderr)
-	require.Contains(t, string(r.stdout)+string(r.stderr), "FIFO")
+	require.Equal(t, 1, r.code, "%s%s", r.stdout, r.stderr)
+	require.Contains(t, string(r.stdout), `"code":"LEDGER_UNSAFE","path":"planes/ho1/sessions/SES-20260101-0badf00d/ledger/session.jsonl"`)
 }
 
 // TestAppendThroughTwoNames: writers through a ledger's own name and

@@ -60,7 +60,10 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 		}
 	}
 	t, err := plane.ReadTier(dir)
-	if err != nil {
+	var coded interface{ Code() string }
+	if errors.As(err, &coded) {
+		return target{}, err // TIER_INVALID: invalid input, exit 3
+	} else if err != nil {
 		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 	}
 	path := filepath.Join(dir, t.LedgerPath)
@@ -125,6 +128,9 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 			}
 			drafts = append(drafts, d)
 		}
+		if len(drafts) == 0 { // nothing to write: leave the ledger untouched, uncreated
+			return append(outs, cli.Outcome{Err: draftErr})
+		}
 		l, err := w.get(t.path)
 		if err != nil {
 			return append(outs, cli.Outcome{Err: err})
@@ -179,6 +185,13 @@ func draft(req cli.Request, t target) (ledger.Draft, error) {
 		EventType: req.String("event_type"), SubmissionID: req.String("submission_id"),
 		Decision: req.String("decision"), Reason: req.String("reason"),
 		PromptsUsed: req.Strings("prompts_used"), Metadata: req.Object("metadata"),
+	}
+	// A tool-owned type appended by hand would be read by the gates as the
+	// tool's own record (a forged INSTALLED waiver voids G5): refused on
+	// every ledger, plane or not.
+	if ledger.Reserved(d.EventType) {
+		return d, cli.Errorf(cli.ExitDenied, "RESERVED_EVENT_TYPE", "event type %s is reserved to the tool that owns it; cp-ledger append never writes it", d.EventType).
+			WithHint("choose a type outside the event catalogue (DESIGN.md §8)")
 	}
 	if t.tier != "" {
 		if got, ok := d.Metadata["_tier"]; ok && got != t.tier {

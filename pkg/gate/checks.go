@@ -46,6 +46,7 @@ type File struct {
 	SHA256 string // "sha256:" + hex
 	Size   int64
 	Mode   fs.FileMode // permission, setuid, setgid and sticky bits as found (an archive member: 0644 or 0755); 0: unknown
+	owner  owner       // links and owner, when read from disk by hashPaths
 }
 
 // Tree is a package source tree as read once: its manifest bytes and every
@@ -268,11 +269,15 @@ func hashIn(dir *os.Root, base string, h hash.Hash, buf []byte) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	return File{SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n, Mode: modeBits(fi.Mode())}, nil
+	return File{SHA256: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: n, Mode: modeBits(fi.Mode()), owner: ownerOf(fi)}, nil
 }
 
 func kindOf(t fs.FileMode) string {
 	switch {
+	case t.IsRegular():
+		return "regular file"
+	case t.IsDir():
+		return "directory"
 	case t&fs.ModeSymlink != 0:
 		return "symlink"
 	case t&fs.ModeNamedPipe != 0:
@@ -288,7 +293,7 @@ func kindOf(t fs.FileMode) string {
 // GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
 // malformed is an error: the gates fail closed.
 func GovernedRoots(root string) ([]string, error) {
-	b, err := regfile.ReadFile(filepath.Join(root, "config", "governed_roots.json"))
+	b, err := regfile.ReadNoFollow(filepath.Join(root, "config", "governed_roots.json"))
 	if err != nil {
 		return nil, err
 	}
@@ -465,7 +470,7 @@ func (l *law) check(r *Result, m *manifest.Manifest, prefix string) {
 // registeredSpec reads a registered spec and checks it is the registered
 // bytes.
 func registeredSpec(root string, row registry.Row) (*spec.Spec, error) {
-	b, err := regfile.ReadFile(filepath.Join(root, filepath.FromSlash(row["path"])))
+	b, err := regfile.ReadNoFollow(filepath.Join(root, filepath.FromSlash(row["path"])))
 	if err != nil {
 		return nil, err
 	}

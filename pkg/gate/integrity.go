@@ -11,6 +11,7 @@ import (
 
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/pkg/plane"
 	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
@@ -56,7 +57,11 @@ func Integrity(ctx context.Context, root, planeID string) ([]Result, error) {
 // file exists (else MISSING); every owner is an installed package (else
 // OWNERSHIP_CONFLICT); an owner's receipt that cannot be read is
 // RECEIPT_INVALID. Anything under a governed root that is not a regular file
-// or directory is NOT_REGULAR. Findings are sorted by path.
+// or directory is NOT_REGULAR. An owned file with another name (HARD_LINK)
+// or another owner than the plane root (OWNER_MISMATCH) is a finding, and so
+// is what keptState finds: a pending journal, receipts and manifests that
+// are not read-only, kept archives missing or changed. Findings are sorted
+// by path.
 func G0B(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G0B")
 	roots, err := GovernedRoots(root)
@@ -80,6 +85,7 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 		owned[o["path"]] = o
 	}
 	receipted := map[string]map[string]plane.ReceiptFile{} // package id → path → file
+	archiveOf := map[string]string{}                       // package id → the receipt's archive_sha256
 	for _, p := range pkgs {
 		if p["status"] != registry.StatusInstalled {
 			continue
@@ -94,6 +100,7 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 			files[f.Path] = f
 		}
 		receipted[p["package_id"]] = files
+		archiveOf[p["package_id"]] = rc.ArchiveSHA256
 	}
 	pr, err := os.OpenRoot(root)
 	if err != nil {
@@ -101,6 +108,14 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 	}
 	dirs := archive.NewDirRoots(pr)
 	defer dirs.Close()
+	rootInfo, err := pr.Stat(".")
+	if err != nil {
+		return nil, err
+	}
+	planeOwner := ownerOf(rootInfo)
+	if err := keptState(r, root, pr, dirs, pkgs, archiveOf, planeOwner); err != nil {
+		return nil, err
+	}
 	onDisk := map[string]bool{}
 	var paths []string
 	for _, g := range roots {
@@ -156,6 +171,9 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 			}
 		}
 	}
+	for i, p := range paths {
+		checkOwner(r, p, sums[i].owner, planeOwner)
+	}
 	for _, o := range owners {
 		p := o["path"]
 		if !installed[o["package_id"]] {
@@ -177,6 +195,24 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 	return r.done("every file under the governed roots is owned by one installed package and matches its hash"), nil
 }
 
+// receiptDisagrees says how a receipt differs from its packages_state.csv
+// row in what both record of the install (package, version, manifest hash,
+// archive hash, signature), or "" when they agree. A receipt edited to
+// "waived", or to another archive, is caught here; the row edited to match
+// is caught by G5 (a waiver stands only beside its operation) and G0B (the
+// kept archive).
+func receiptDisagrees(rc *plane.Receipt, row registry.Row) string {
+	got := []string{rc.PackageID, rc.Version, rc.ManifestHash, rc.ArchiveSHA256, rc.Signature}
+	want := []string{row["package_id"], row["version"], row["manifest_hash"], row["archive_sha256"], row["signature"]}
+	names := []string{"package_id", "version", "manifest_hash", "archive_sha256", "signature"}
+	for i := range got {
+		if got[i] != want[i] {
+			return fmt.Sprintf("the receipt's %s is %q; packages_state.csv records %q", names[i], got[i], want[i])
+		}
+	}
+	return ""
+}
+
 // Receipts checks that what installed/ says agrees with the registries:
 // every installed package in packages_state.csv has a receipt and manifest
 // that match its row (RECEIPT_MISSING, RECEIPT_INVALID, RECEIPT_MISMATCH);
@@ -184,7 +220,9 @@ func G0B(ctx context.Context, root string) (*Result, error) {
 // its package (OWNERSHIP_CONFLICT when another package owns one, MISSING when
 // none does, UNDECLARED for an owned file the receipt does not list); and
 // every directory under installed/ belongs to an installed package
-// (RECEIPT_ORPHAN).
+// (RECEIPT_ORPHAN); the kept signature of every package recorded as signed
+// verifies (keptSignature: SIGNATURE_MISSING, SIGNATURE_INVALID,
+// KEY_UNTRUSTED), as G5 checks it in cp-gate check.
 func Receipts(root string) (*Result, error) {
 	r := newResult("RECEIPTS")
 	pkgs, err := registry.Read(root, registry.Packages)
@@ -206,6 +244,14 @@ func Receipts(root string) (*Result, error) {
 	for _, o := range owners {
 		ownerOf[o["path"]] = o["package_id"]
 	}
+	trusted, err := pkgsig.LoadTrusted(root)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposePackage, "")
+	if err != nil {
+		return nil, err
+	}
 	known := map[string]bool{}
 	for _, p := range pkgs {
 		id := p["package_id"]
@@ -213,6 +259,11 @@ func Receipts(root string) (*Result, error) {
 			continue
 		}
 		known[id] = true
+		if strings.HasPrefix(p["signature"], "signed:") {
+			if _, err := keptSignature(r, root, p, vs); err != nil {
+				return nil, err
+			}
+		}
 		rc, err := plane.ReadReceipt(root, id)
 		if errors.Is(err, fs.ErrNotExist) {
 			r.fail("RECEIPT_MISSING", plane.ReceiptPath(id), "%s is installed but has no receipt", id)
@@ -221,11 +272,10 @@ func Receipts(root string) (*Result, error) {
 			r.fail("RECEIPT_INVALID", plane.ReceiptPath(id), "%v", err)
 			continue
 		}
-		if rc.PackageID != id || rc.Version != p["version"] || rc.ManifestHash != p["manifest_hash"] || rc.ArchiveSHA256 != p["archive_sha256"] {
-			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "receipt says %s %s %s, packages_state.csv says %s %s %s",
-				rc.PackageID, rc.Version, rc.ManifestHash, id, p["version"], p["manifest_hash"])
+		if why := receiptDisagrees(rc, p); why != "" {
+			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "%s", why)
 		}
-		if mb, err := regfile.ReadFile(root + "/" + plane.ManifestPath(id)); err != nil {
+		if mb, err := regfile.ReadNoFollow(root + "/" + plane.ManifestPath(id)); err != nil {
 			r.fail("RECEIPT_MISSING", plane.ManifestPath(id), "%v", errors.Unwrap(err))
 		} else if m, err := manifest.Parse(mb); err != nil {
 			r.fail("RECEIPT_INVALID", plane.ManifestPath(id), "%v", err)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/control-plane/cp/pkg/plane"
@@ -21,6 +22,8 @@ func findings(rs []Result) []string {
 	}
 	return out
 }
+
+var kernelStore = plane.StorePath(plane.KernelID, plane.KernelVersion)
 
 func TestIntegrity(t *testing.T) {
 	ctx := context.Background()
@@ -67,7 +70,7 @@ func TestIntegrity(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(root, p))
 			require.NoError(t, err)
 			write(t, root, p, strings.Replace(string(b), "{", `{"extra": 1,`, 1))
-		}, []string{"G0B RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json", "RECEIPTS RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json"}},
+		}, []string{"G0B RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json", "G0B MODE_MISMATCH installed/PKG-KERNEL-001/receipt.json", "RECEIPTS RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json"}},
 		{"file and its row edited together", func(t *testing.T, root string) {
 			write(t, root, "schemas/receipt.schema.json", "{}")
 			require.NoError(t, os.Chmod(filepath.Join(root, "schemas", "receipt.schema.json"), 0o444))
@@ -92,14 +95,57 @@ func TestIntegrity(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(root, p))
 			require.NoError(t, err)
 			write(t, root, p, strings.Replace(string(b), `"version": "1.0.0"`, `"version": "9.0.0"`, 1))
-		}, []string{"RECEIPTS RECEIPT_MISMATCH installed/PKG-KERNEL-001/receipt.json"}},
+		}, []string{"G0B MODE_MISMATCH installed/PKG-KERNEL-001/receipt.json", "RECEIPTS RECEIPT_MISMATCH installed/PKG-KERNEL-001/receipt.json"}},
 		{"installed manifest", func(t *testing.T, root string) {
 			p := "installed/" + plane.KernelID + "/manifest.json"
 			b, err := os.ReadFile(filepath.Join(root, p))
 			require.NoError(t, err)
 			require.Contains(t, string(b), `"version": "1.0.0"`)
 			write(t, root, p, strings.Replace(string(b), `"version": "1.0.0"`, `"version": "1.0.1"`, 1))
-		}, []string{"RECEIPTS RECEIPT_MISMATCH installed/PKG-KERNEL-001/manifest.json"}},
+		}, []string{"G0B MODE_MISMATCH installed/PKG-KERNEL-001/manifest.json", "RECEIPTS RECEIPT_MISMATCH installed/PKG-KERNEL-001/manifest.json"}},
+		// issue 10 items 16 and 18: the kept archive, receipt modes and
+		// fields, a pending journal, hard links and owners.
+		{"kept archive replaced", func(t *testing.T, root string) {
+			write(t, root, kernelStore, "not the kernel")
+			require.NoError(t, os.Chmod(filepath.Join(root, kernelStore), 0o444))
+		}, []string{"G0B HASH_MISMATCH " + kernelStore}},
+		{"kept archive deleted", func(t *testing.T, root string) {
+			require.NoError(t, os.Remove(filepath.Join(root, kernelStore)))
+		}, []string{"G0B ARCHIVE_MISSING " + kernelStore}},
+		{"receipt mode only", func(t *testing.T, root string) {
+			require.NoError(t, os.Chmod(filepath.Join(root, "installed", plane.KernelID, "receipt.json"), 0o644))
+		}, []string{"G0B MODE_MISMATCH installed/PKG-KERNEL-001/receipt.json"}},
+		{"receipt says signed", func(t *testing.T, root string) {
+			p := "installed/" + plane.KernelID + "/receipt.json"
+			b, err := os.ReadFile(filepath.Join(root, p))
+			require.NoError(t, err)
+			write(t, root, p, strings.Replace(string(b), `"signature": "waived"`, `"signature": "signed:ops"`, 1))
+			require.NoError(t, os.Chmod(filepath.Join(root, p), 0o444))
+		}, []string{"RECEIPTS RECEIPT_MISMATCH installed/PKG-KERNEL-001/receipt.json"}},
+		{"journal pending", func(t *testing.T, root string) {
+			require.NoError(t, os.Mkdir(filepath.Join(root, "_journal"), 0o700))
+		}, []string{"G0B JOURNAL_PENDING _journal"}},
+		{"journal corrupt", func(t *testing.T, root string) { write(t, root, "_journal/plan.json", "{nope") },
+			[]string{"G0B JOURNAL_CORRUPT _journal"}},
+		{"journal plan a FIFO", func(t *testing.T, root string) {
+			require.NoError(t, os.Mkdir(filepath.Join(root, "_journal"), 0o700))
+			require.NoError(t, syscall.Mkfifo(filepath.Join(root, "_journal", "plan.json"), 0o600))
+		}, []string{"G0B JOURNAL_CORRUPT _journal"}},
+		{"receipt a FIFO", func(t *testing.T, root string) {
+			p := filepath.Join(root, "installed", plane.KernelID, "receipt.json")
+			require.NoError(t, os.Remove(p))
+			require.NoError(t, syscall.Mkfifo(p, 0o444))
+		}, []string{"G0B RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json", "G0B NOT_REGULAR installed/PKG-KERNEL-001/receipt.json", "RECEIPTS RECEIPT_INVALID installed/PKG-KERNEL-001/receipt.json"}},
+		{"hard link", func(t *testing.T, root string) {
+			require.NoError(t, os.Link(filepath.Join(root, "config", "governed_roots.json"), filepath.Join(t.TempDir(), "outside")))
+		}, []string{"G0B HARD_LINK config/governed_roots.json"}},
+		{"owner changed", func(t *testing.T, root string) {
+			if os.Geteuid() != 0 {
+				t.Skip("changing a file's owner needs root")
+			}
+			require.NoError(t, os.Lchown(filepath.Join(root, "config", "governed_roots.json"), 4242, 4242))
+			require.NoError(t, os.Lchown(filepath.Join(root, "installed", plane.KernelID, "receipt.json"), 4242, 4242))
+		}, []string{"G0B OWNER_MISMATCH config/governed_roots.json", "G0B OWNER_MISMATCH installed/PKG-KERNEL-001/receipt.json"}},
 		{"orphan receipt dir", func(t *testing.T, root string) { write(t, root, "installed/PKG-GHOST-001/receipt.json", "{}") },
 			[]string{"RECEIPTS RECEIPT_ORPHAN installed/PKG-GHOST-001"}},
 		{"empty dir is nothing", func(t *testing.T, root string) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/control-plane/cp/pkg/plane"
 	"github.com/control-plane/cp/pkg/regfile"
 	"github.com/control-plane/cp/pkg/registry"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // All names the gates cp-gate check runs, in the order it runs them.
@@ -156,7 +159,7 @@ func readInstalled(tdir string) (*installed, error) {
 		}
 		id := row["package_id"]
 		p := &installedPkg{row: row, manifest: plane.ManifestPath(id)}
-		if b, err := regfile.ReadFile(filepath.Join(tdir, filepath.FromSlash(p.manifest))); err != nil {
+		if b, err := regfile.ReadNoFollow(filepath.Join(tdir, filepath.FromSlash(p.manifest))); err != nil {
 			p.mErr = unwrapPath(err)
 		} else if p.m, err = manifest.Parse(b); err != nil {
 			p.mErr = err
@@ -183,6 +186,7 @@ func unwrapPath(err error) error {
 }
 
 // g0aInstalled re-checks each installed package's declaration: its
+// receipt agrees with its packages_state.csv row (receiptDisagrees), its
 // installed manifest hashes to the recorded manifest hash, and declares
 // exactly the files its receipt lists, with their sizes and hashes, at safe
 // governed paths.
@@ -201,6 +205,8 @@ func g0aInstalled(tdir string, inst *installed) (*Result, error) {
 		case p.rcptErr != nil:
 			r.fail("RECEIPT_INVALID", plane.ReceiptPath(id), "%s: %v", id, p.rcptErr)
 			continue
+		case receiptDisagrees(p.receipt, p.row) != "":
+			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "%s: %s", id, receiptDisagrees(p.receipt, p.row))
 		case p.mhash != p.row["manifest_hash"]:
 			r.fail("HASH_MISMATCH", p.manifest, "%s: the installed manifest hashes to %s, packages_state.csv records %s", id, p.mhash, p.row["manifest_hash"])
 		case p.m.PackageID != id:
@@ -245,7 +251,7 @@ func g1Installed(root, tdir string, inst *installed) (*Result, error) {
 // packages_store/ and it must verify, by that key, against the recorded
 // package id, version, manifest hash and archive hash and the tier's
 // trusted keys; a package recorded as "waived" must have its waiver in a
-// ledger (an INSTALLED entry carrying weakened_control).
+// ledger (recordedWaivers).
 func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 	r := newResult("G5")
 	trusted, err := pkgsig.LoadTrusted(tdir)
@@ -267,32 +273,15 @@ func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 					return nil, err
 				}
 			}
-			if !waivers[id+"@"+version] {
-				r.fail("WAIVER_UNRECORDED", id, "%s %s is recorded as installed unsigned, but no ledger records the waiver", id, version)
+			if !waivers[waiverKey(id, version, p.row["manifest_hash"], p.row["archive_sha256"])] {
+				r.fail("WAIVER_UNRECORDED", id, "%s %s is recorded as installed unsigned, but no ledger records its waiver beside the install that made it (INSTALL_STARTED and INSTALLED of one op_id, with these hashes)", id, version)
 			}
 			waived++
 			continue
 		}
-		key := strings.TrimPrefix(sig, "signed:")
-		store := plane.StorePath(id, version) + ".sig"
-		b, err := regfile.ReadFile(filepath.Join(tdir, filepath.FromSlash(store)))
-		if errors.Is(err, fs.ErrNotExist) {
-			r.fail("SIGNATURE_MISSING", store, "%s %s is recorded as signed by %s, but its signature is not kept", id, version, key)
-			continue
-		} else if err != nil {
+		if ok, err := keptSignature(r, tdir, p.row, vs); err != nil {
 			return nil, err
-		}
-		stmt := pkgsig.Statement{PackageID: id, Version: version, ManifestHash: p.row["manifest_hash"], ArchiveHash: p.row["archive_sha256"]}
-		name, err := pkgsig.Verify(b, stmt, vs)
-		var se *pkgsig.Error
-		switch {
-		case errors.As(err, &se):
-			r.fail(se.Code(), store, "%s %s: %s", id, version, se.Error())
-		case err != nil:
-			return nil, err
-		case name != key:
-			r.fail("SIGNATURE_INVALID", store, "%s %s is recorded as signed by %s; its signature is by %s", id, version, key, name)
-		default:
+		} else if ok {
 			signed++
 		}
 	}
@@ -300,8 +289,46 @@ func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 	return r.done("every installed package's signature verifies by a trusted key, or its waiver is recorded"), nil
 }
 
-// recordedWaivers returns "id@version" for every INSTALLED entry with a
-// weakened_control in the tier's ledger and HO3's.
+// keptSignature checks the package of row, recorded "signed:<key>": its
+// signature is kept beside its archive in packages_store/ and verifies, by
+// that key among vs, against the recorded package id, version, manifest
+// hash and archive hash. It adds what is wrong to r and reports whether
+// the signature held.
+func keptSignature(r *Result, tdir string, row registry.Row, vs note.Verifiers) (bool, error) {
+	id, version := row["package_id"], row["version"]
+	key := strings.TrimPrefix(row["signature"], "signed:")
+	store := plane.StorePath(id, version) + ".sig"
+	b, err := regfile.ReadNoFollow(filepath.Join(tdir, filepath.FromSlash(store)))
+	if errors.Is(err, fs.ErrNotExist) {
+		r.fail("SIGNATURE_MISSING", store, "%s %s is recorded as signed by %s, but its signature is not kept", id, version, key)
+		return false, nil
+	} else if err != nil {
+		r.fail("SIGNATURE_INVALID", store, "%s %s: %v", id, version, unwrapPath(err))
+		return false, nil
+	}
+	stmt := pkgsig.Statement{PackageID: id, Version: version, ManifestHash: row["manifest_hash"], ArchiveHash: row["archive_sha256"]}
+	name, err := pkgsig.Verify(b, stmt, vs)
+	var se *pkgsig.Error
+	switch {
+	case errors.As(err, &se):
+		r.fail(se.Code(), store, "%s %s: %s", id, version, se.Error())
+	case err != nil:
+		return false, err
+	case name != key:
+		r.fail("SIGNATURE_INVALID", store, "%s %s is recorded as signed by %s; its signature is by %s", id, version, key, name)
+	default:
+		return true, nil
+	}
+	return false, nil
+}
+
+// recordedWaivers returns the waivers recorded in the tier's ledger and
+// HO3's, keyed by waiverKey. A waiver is an INSTALLED entry with a
+// weakened_control that stands beside its own operation: an INSTALL_STARTED
+// earlier in the same ledger with the same op_id, package, version,
+// manifest hash and archive hash (DESIGN.md §8). cp-ledger append refuses
+// both types, so an entry appended by hand never counts; nor does a lone
+// INSTALLED, or one whose hashes differ from its operation's.
 func recordedWaivers(root, tdir string) (map[string]bool, error) {
 	out := map[string]bool{}
 	dirs := []string{tdir}
@@ -313,11 +340,19 @@ func recordedWaivers(root, tdir string) (map[string]bool, error) {
 		if err != nil {
 			return nil, err
 		}
+		started := map[string]string{} // op_id → waiverKey of its INSTALL_STARTED
 		err = eachEntry(filepath.Join(d, filepath.FromSlash(t.LedgerPath)), func(e *ledger.Entry) bool {
-			if e.EventType == "INSTALLED" && e.Metadata["weakened_control"] != nil {
-				id, _ := e.Metadata["package_id"].(string)
-				v, _ := e.Metadata["version"].(string)
-				out[id+"@"+v] = true
+			op, _ := e.Metadata["op_id"].(string)
+			switch {
+			case op == "":
+			case e.EventType == "INSTALL_STARTED":
+				if _, dup := started[op]; !dup { // an operation starts once
+					started[op] = entryWaiverKey(e)
+				}
+			case e.EventType == "INSTALLED" && e.Metadata["weakened_control"] != nil:
+				if k, ok := started[op]; ok && k == entryWaiverKey(e) {
+					out[k] = true
+				}
 			}
 			return true
 		})
@@ -326,6 +361,16 @@ func recordedWaivers(root, tdir string) (map[string]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// waiverKey is what a waiver waives: one package version's exact bytes.
+func waiverKey(id, version, manifestHash, archiveHash string) string {
+	return id + "@" + version + " " + manifestHash + " " + archiveHash
+}
+
+func entryWaiverKey(e *ledger.Entry) string {
+	s := func(k string) string { v, _ := e.Metadata[k].(string); return v }
+	return waiverKey(s("package_id"), s("version"), s("manifest_hash"), s("archive_sha256"))
 }
 
 // eachEntry calls fn on every entry of the ledger at path until fn returns
@@ -355,7 +400,7 @@ func G0K(root string) (*Result, error) {
 			r.fail("KERNEL_MISSING", t.PlaneID, "%s is not installed on %s", plane.KernelID, t.Tier)
 			continue
 		}
-		b, err := regfile.ReadFile(filepath.Join(tdir, filepath.FromSlash(plane.ManifestPath(plane.KernelID))))
+		b, err := regfile.ReadNoFollow(filepath.Join(tdir, filepath.FromSlash(plane.ManifestPath(plane.KernelID))))
 		if err != nil {
 			r.fail("KERNEL_MISSING", mpath, "%v", unwrapPath(err))
 			continue
@@ -383,19 +428,30 @@ func G0K(root string) (*Result, error) {
 
 // G6 checks every ledger of every tier with the ledger library (lines,
 // links, Merkle tree, stored hashes, checkpoint signatures against the
-// tier's keys trusted for checkpoints), session ledgers under HO1 included,
-// and that each lower tier's GENESIS records its parent ledger's head at
-// creation: parent_ledger names the parent's ledger and parent_hash is the
-// hash of its entry parent_size-1.
+// tier's keys trusted for checkpoints), and the tiers themselves:
+//
+//   - which files are ledgers: every *.jsonl in a tier's ledger/ directory
+//     (ledger/, planes/ho2/ledger/, planes/ho1/ledger/) and in each HO1
+//     session's sessions/<id>/ledger/. Nothing else in a tier is a ledger,
+//     and nothing else may sit in a ledger directory: beside a ledger X.jsonl
+//     only its side files (LedgerSideFiles) and the leftovers of an
+//     interrupted atomic write (a warning); anything else is LEDGER_STRAY,
+//     and a symlink, FIFO or directory there is LEDGER_UNSAFE (never
+//     opened);
+//   - tier.json: it parses (else TIER_INVALID), agrees with the canonical
+//     layout (tier, plane_id, ledger_path, parent_ledger; else
+//     TIER_MISMATCH: a ledger_path moved to a fresh ledger is one), and
+//     hashes to what the tier's GENESIS recorded when it was made (else
+//     TIER_UNRECORDED);
+//   - each lower tier's GENESIS records its parent ledger's head at
+//     creation: parent_ledger names the parent's ledger and parent_hash is
+//     the hash of its entry parent_size-1.
 func G6(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G6")
 	n := 0
 	for _, t := range plane.Layout {
 		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
-		tier, err := plane.ReadTier(tdir)
-		if err != nil {
-			return nil, err
-		}
+		tier := checkTier(r, root, t)
 		trusted, err := pkgsig.LoadTrusted(tdir)
 		if err != nil {
 			return nil, err
@@ -404,43 +460,174 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		paths := []string{filepath.ToSlash(filepath.Join(t.Dir, tier.LedgerPath))}
-		if t.PlaneID == "ho1" {
-			sessions, _ := filepath.Glob(filepath.Join(tdir, "sessions", "*", "ledger", "*.jsonl"))
-			for _, s := range sessions {
-				rel, err := filepath.Rel(root, s)
-				if err != nil {
-					return nil, err
-				}
-				paths = append(paths, filepath.ToSlash(rel))
-			}
+		paths, err := ledgerFiles(r, root, t)
+		if err != nil {
+			return nil, err
+		}
+		if own := path.Join(t.Dir, t.Ledger); !slices.Contains(paths, own) {
+			r.fail("LEDGER_INVALID", own, "missing: %s's ledger is not on disk", t.Tier)
 		}
 		for _, p := range paths {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			n++
 			rep, err := ledger.Verify(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, MaxIssues: 10})
 			if errors.Is(err, fs.ErrNotExist) {
 				r.fail("LEDGER_INVALID", p, "missing")
 				continue
 			} else if err != nil {
+				var coded interface{ Code() string }
+				if errors.As(err, &coded) {
+					r.fail("LEDGER_INVALID", p, "%s: %v", coded.Code(), unwrapPath(err))
+					continue
+				}
 				return nil, err
 			}
 			for _, is := range rep.Issues {
 				r.fail("LEDGER_INVALID", p, "seq %d: %s: %s", is.Seq, is.Code, is.Message)
 			}
 		}
-		if t.Parent != "" {
-			if err := genesisLink(r, root, t, tier); err != nil {
-				return nil, err
-			}
+		if err := genesisLink(r, root, t, tier); err != nil {
+			return nil, err
 		}
 	}
 	r.Details["ledgers"] = n
-	return r.done("every ledger of every tier verifies, and each lower tier's GENESIS links to its parent"), nil
+	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, and each lower tier's GENESIS links to its parent"), nil
+}
+
+// LedgerSideFiles are the suffixes of the files a ledger X.jsonl may have
+// beside it: X.tlog (stored hashes), X.checkpoint (the latest checkpoint)
+// and X.lock (the append lock).
+var LedgerSideFiles = []string{".tlog", ".checkpoint", ".lock"}
+
+// ledgerFiles returns the ledgers of tier t (paths relative to root,
+// sorted) and adds a finding for anything else in its ledger directories.
+// Entries are judged by their directory listing (lstat), so a FIFO or a
+// symlink is reported without being opened.
+func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
+	dirs := []string{path.Join(t.Dir, "ledger")}
+	if t.PlaneID == "ho1" {
+		sessions := path.Join(t.Dir, "sessions")
+		var entries []fs.DirEntry
+		if fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(sessions))); err == nil && !fi.IsDir() {
+			r.fail("LEDGER_UNSAFE", sessions, "a %s where the session directories belong", kindOf(fi.Mode().Type()))
+		} else if entries, err = os.ReadDir(filepath.Join(root, filepath.FromSlash(sessions))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		for _, e := range entries {
+			switch {
+			case e.IsDir():
+				dirs = append(dirs, path.Join(sessions, e.Name(), "ledger"))
+			case e.Type().IsRegular():
+				r.fail("LEDGER_STRAY", path.Join(sessions, e.Name()), "a file where session directories live")
+			default:
+				r.fail("LEDGER_UNSAFE", path.Join(sessions, e.Name()), "a %s where session directories live", kindOf(e.Type()))
+			}
+		}
+	}
+	var out []string
+	for _, d := range dirs {
+		if fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(d))); err == nil && !fi.IsDir() {
+			r.fail("LEDGER_UNSAFE", d, "a %s where a ledger directory belongs", kindOf(fi.Mode().Type()))
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(d)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a session whose ledger is not made yet; the tier's own is required by G6
+		} else if err != nil {
+			return nil, err
+		}
+		ledgers := map[string]bool{}
+		for _, e := range entries {
+			if base, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && e.Type().IsRegular() && base != "" {
+				ledgers[base] = true
+				out = append(out, path.Join(d, e.Name()))
+			}
+		}
+		for _, e := range entries {
+			p := path.Join(d, e.Name())
+			base, side := sideOf(e.Name())
+			switch {
+			case !e.Type().IsRegular():
+				r.fail("LEDGER_UNSAFE", p, "a %s in a ledger directory; ledgers and their side files are regular files", kindOf(e.Type()))
+			case ledgers[strings.TrimSuffix(e.Name(), ".jsonl")] && strings.HasSuffix(e.Name(), ".jsonl"):
+			case side && ledgers[base]:
+			case strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-"):
+				r.warn("LEDGER_LEFTOVER", p, "the leftover of an interrupted write; safe to remove")
+			case side:
+				r.fail("LEDGER_STRAY", p, "the side file of a ledger %s.jsonl that is not there", base)
+			default:
+				r.fail("LEDGER_STRAY", p, "not a ledger (*.jsonl) or a ledger's side file (%s)", strings.Join(LedgerSideFiles, " "))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// sideOf returns the ledger base name of a side file's name.
+func sideOf(name string) (string, bool) {
+	for _, s := range LedgerSideFiles {
+		if base, ok := strings.CutSuffix(name, s); ok && base != "" {
+			return base, true
+		}
+	}
+	return "", false
+}
+
+// checkTier reads tier t's tier.json and adds a finding when it does not
+// parse, differs from the canonical layout, or is not the file the tier's
+// GENESIS recorded. It returns the tier as the layout has it: G6 goes on to
+// verify the canonical ledgers whatever tier.json says.
+func checkTier(r *Result, root string, t plane.TierLayout) plane.Tier {
+	var parent *string
+	if t.Parent != "" {
+		p := t.Parent
+		parent = &p
+	}
+	want := plane.Tier{Tier: t.Tier, PlaneID: t.PlaneID, LedgerPath: t.Ledger, ParentLedger: parent}
+	tp := path.Join(t.Dir, "tier.json")
+	tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
+	got, err := plane.ReadTier(tdir)
+	if err != nil {
+		r.fail("TIER_INVALID", tp, "%s", strings.ReplaceAll(unwrapPath(err).Error(), root+string(filepath.Separator), ""))
+		return want
+	}
+	if got.Tier != want.Tier || got.PlaneID != want.PlaneID || filepath.ToSlash(filepath.Clean(got.LedgerPath)) != want.LedgerPath ||
+		(got.ParentLedger == nil) != (parent == nil) || (parent != nil && *got.ParentLedger != *parent) {
+		r.fail("TIER_MISMATCH", tp, "says tier %s, plane_id %s, ledger_path %s, parent_ledger %v; the plane's layout has %s, %s, %s, %v",
+			got.Tier, got.PlaneID, got.LedgerPath, strOrNull(got.ParentLedger), want.Tier, want.PlaneID, want.LedgerPath, strOrNull(parent))
+	}
+	b, err := regfile.ReadNoFollow(filepath.Join(tdir, "tier.json"))
+	if err != nil {
+		r.fail("TIER_INVALID", tp, "%v", unwrapPath(err))
+		return want
+	}
+	var g *ledger.Entry
+	err = eachEntry(filepath.Join(root, filepath.FromSlash(path.Join(t.Dir, t.Ledger))), func(e *ledger.Entry) bool { g = e; return false })
+	if err != nil || g == nil || g.EventType != "GENESIS" {
+		return want // the ledger's own findings say why
+	}
+	if rec, _ := g.Metadata["tier_sha256"].(string); rec != plane.SHA256(b) {
+		r.fail("TIER_UNRECORDED", tp, "hashes to %s; %s's GENESIS recorded %q when the tier was made", plane.SHA256(b), t.Tier, rec)
+	}
+	return want
+}
+
+func strOrNull(s *string) string {
+	if s == nil {
+		return "null"
+	}
+	return *s
 }
 
 // genesisLink checks that tier t's first entry is a GENESIS recording its
 // parent ledger's head at creation.
 func genesisLink(r *Result, root string, t plane.TierLayout, tier plane.Tier) error {
+	if t.Parent == "" {
+		return nil
+	}
 	path := filepath.ToSlash(filepath.Join(t.Dir, tier.LedgerPath))
 	var g *ledger.Entry
 	if err := eachEntry(filepath.Join(root, filepath.FromSlash(path)), func(e *ledger.Entry) bool { g = e; return false }); err != nil {

@@ -381,10 +381,6 @@ func installRelease(ctx context.Context, root string, rel *plane.Release, previo
 		}
 		changes = append(changes, tc...)
 	}
-	store := plane.StorePath(plane.KernelID, version)
-	changes = append(changes, journal.Change{Path: store, Data: rel.Archive, Mode: fileMode},
-		journal.Change{Path: store + ".sig", Remove: true})
-
 	scratch, cleanup, err := privateDir(root)
 	if err != nil {
 		return res, err
@@ -459,6 +455,11 @@ func kernelTier(root string, t plane.TierLayout, rel *plane.Release, res *Result
 	if err != nil {
 		return nil, err
 	}
+	// Every tier keeps the archive of the kernel it installed (G0B
+	// re-hashes it); a release is built, never signed.
+	store := plane.StorePath(plane.KernelID, rel.Version)
+	changes = append(changes, journal.Change{Path: store, Data: rel.Archive, Mode: fileMode},
+		journal.Change{Path: store + ".sig", Remove: true})
 	if t.Dir != "" {
 		for i := range changes {
 			changes[i].Path = t.Dir + "/" + changes[i].Path

@@ -1,6 +1,8 @@
 package install
 
 import (
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/control-plane/cp/pkg/gate"
@@ -85,6 +87,15 @@ func plan(root string, m *manifest.Manifest, installed registry.Row, stage strin
 	if err != nil {
 		return nil, err
 	}
+	promised := newPromises(root, pkgs)
+	// changed says why a file's bytes (sha) are not what its owner o was
+	// installed with, or "" when every record of the install agrees.
+	changed := func(o registry.Row, p, sha string) string {
+		if o["sha256"] != sha {
+			return "holds " + sha + ", " + o["package_id"] + " installed " + o["sha256"]
+		}
+		return promised.check(o["package_id"], p, sha)
+	}
 	for i, a := range m.Assets {
 		st := stats[i]
 		switch {
@@ -101,8 +112,10 @@ func plan(root string, m *manifest.Manifest, installed registry.Row, stage strin
 				// the new bytes already: only the mode is put right
 			case o == nil:
 				p.drift = append(p.drift, drift{a.Path, "exists but is owned by no package"})
-			case o["sha256"] != st.File.SHA256:
-				p.drift = append(p.drift, drift{a.Path, "holds " + st.File.SHA256 + ", " + o["package_id"] + " installed " + o["sha256"]})
+			default:
+				if why := changed(o, a.Path, st.File.SHA256); why != "" {
+					p.drift = append(p.drift, drift{a.Path, why})
+				}
 			}
 		}
 		if stage != "" {
@@ -115,14 +128,97 @@ func plan(root string, m *manifest.Manifest, installed registry.Row, stage strin
 			continue // already gone; its row goes below
 		}
 		p.removed = append(p.removed, o["path"])
-		if st.File.SHA256 != o["sha256"] {
-			p.drift = append(p.drift, drift{o["path"], "holds " + st.File.SHA256 + ", " + o["package_id"] + " installed " + o["sha256"]})
+		if why := changed(o, o["path"], st.File.SHA256); why != "" {
+			p.drift = append(p.drift, drift{o["path"], why})
 		}
 		if stage != "" {
 			p.changes = append(p.changes, journal.Change{Path: o["path"], Remove: true})
 		}
 	}
 	return p, nil
+}
+
+// promises are what the plane promised of each installed package's files,
+// besides file_ownership.csv: the hashes its receipt lists and the hashes
+// its installed manifest declares, that manifest being the one
+// packages_state.csv records (whose hash G5's signature and the kept
+// archive vouch for). A CSV row edited to match an edited file is drift
+// all the same. Read once per package, on first use.
+type promises struct {
+	root string
+	rows map[string]registry.Row
+	byID map[string]*promise
+}
+
+type promise struct {
+	receipt, manifest map[string]string // path → sha256
+	err               string            // why the package's records cannot vouch for any file
+}
+
+func newPromises(root string, pkgs []registry.Row) *promises {
+	rows := map[string]registry.Row{}
+	for _, r := range pkgs {
+		if r["status"] == registry.StatusInstalled {
+			rows[r["package_id"]] = r
+		}
+	}
+	return &promises{root: root, rows: rows, byID: map[string]*promise{}}
+}
+
+// check says why sha is not what package id promised for path, or "".
+func (ps *promises) check(id, path, sha string) string {
+	p, ok := ps.byID[id]
+	if !ok {
+		p = ps.load(id)
+		ps.byID[id] = p
+	}
+	switch {
+	case p.err != "":
+		return p.err
+	case p.receipt[path] != sha:
+		return "holds " + sha + ", as file_ownership.csv says, but " + id + "'s receipt records " + orNone(p.receipt[path])
+	case p.manifest[path] != sha:
+		return "holds " + sha + ", but " + id + "'s installed manifest declares " + orNone(p.manifest[path])
+	}
+	return ""
+}
+
+func (ps *promises) load(id string) *promise {
+	row := ps.rows[id]
+	if row == nil {
+		return &promise{err: "owned by " + id + ", which is not an installed package"}
+	}
+	rc, err := plane.ReadReceipt(ps.root, id)
+	if err != nil {
+		return &promise{err: id + "'s receipt cannot vouch for it: it is unreadable or invalid"}
+	}
+	b, err := os.ReadFile(filepath.Join(ps.root, filepath.FromSlash(plane.ManifestPath(id))))
+	if err != nil {
+		return &promise{err: id + "'s installed manifest cannot vouch for it: it is unreadable"}
+	}
+	m, err := manifest.Parse(b)
+	var h string
+	if err == nil {
+		h, err = m.Hash()
+	}
+	if err != nil || h != row["manifest_hash"] || rc.ManifestHash != h {
+		return &promise{err: id + "'s installed manifest is not the one packages_state.csv records"}
+	}
+	p := &promise{receipt: map[string]string{}, manifest: map[string]string{}}
+	for _, f := range rc.Files {
+		p.receipt[f.Path] = f.SHA256
+	}
+	for _, a := range m.Assets {
+		p.manifest[a.Path] = a.SHA256
+	}
+	return p
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nothing"
+	}
+	return s
 }
 
 // finish adds the receipt, the installed manifest and the two registries

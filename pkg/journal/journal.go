@@ -367,6 +367,35 @@ func Recover(root string, finish func(Outcome) error) (Outcome, error) {
 	return out, done()
 }
 
+// Pending says whether root holds a journal, without touching it: nil when
+// there is none; JOURNAL_CORRUPT when its plan does not parse (Recover would
+// refuse it); else JOURNAL_PENDING, an interrupted change that the next
+// cp-install recover (or mutating command) finishes or undoes. The gates
+// report either as a finding: the plane is mid-change.
+func Pending(root string) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if _, err := r.Lstat(Dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if fi, err := r.Lstat(planFile); err == nil && !fi.Mode().IsRegular() {
+		return corrupt(planFile, "not a regular file") // never opened: a FIFO would block
+	}
+	if b, err := r.ReadFile(planFile); err == nil {
+		if _, err := parsePlan(b); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return corrupt(planFile, "unreadable: %v", err)
+	}
+	return &Error{code: "JOURNAL_PENDING", exit: 4, Path: Dir, msg: "an interrupted change is pending; cp-install recover finishes or undoes it"}
+}
+
 // checkChanges refuses a change set that could fail half way: bad or
 // duplicate paths, a path under another, targets that are not regular files,
 // parents that are not directories.

@@ -3,6 +3,8 @@ package plane
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -203,9 +205,6 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 			return nil, err
 		}
 	}
-	if err := writeFile(filepath.Join(root, "packages_store", KernelID+"-"+KernelVersion+".tar.gz"), archiveBytes, 0o444); err != nil {
-		return nil, err
-	}
 	fwPath := FrameworkPath(KernelFramework, "1.0.0")
 	specPath := SpecPath(KernelSpec, "1.0.0", false)
 	if err := writeFile(filepath.Join(root, fwPath), []byte(kernelFramework), 0o444); err != nil {
@@ -235,7 +234,8 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFile(filepath.Join(tdir, "tier.json"), append(tj, '\n'), 0o644); err != nil {
+		tj = append(tj, '\n')
+		if err := writeFile(filepath.Join(tdir, "tier.json"), tj, 0o644); err != nil {
 			return nil, err
 		}
 		if err := registry.Create(tdir); err != nil {
@@ -245,6 +245,10 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 			if err := writeFile(filepath.Join(tdir, filepath.FromSlash(p)), b, 0o444); err != nil {
 				return nil, err
 			}
+		}
+		// Every tier keeps the archive of what it installed: G0B re-hashes it.
+		if err := writeFile(filepath.Join(tdir, filepath.FromSlash(StorePath(KernelID, KernelVersion))), archiveBytes, 0o444); err != nil {
+			return nil, err
 		}
 		if _, err := pkgsig.LoadTrusted(tdir); err != nil {
 			return nil, err // what we wrote must be what the gates will read
@@ -267,7 +271,7 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor, fwPath, specPath); err != nil {
 			return nil, err
 		}
-		tr, err := openLedgers(ctx, tdir, t, parentHash, parentSize, mhash, ahash, opts.Actor)
+		tr, err := openLedgers(ctx, tdir, t, SHA256(tj), parentHash, parentSize, mhash, ahash, opts.Actor)
 		if err != nil {
 			return nil, err
 		}
@@ -305,15 +309,16 @@ func registerKernel(ctx context.Context, tdir string, t TierLayout, m *manifest.
 	})
 }
 
-// openLedgers writes the tier's GENESIS (recording its parent's head) and
-// the events of its creation, and returns the tier's ledger state.
-func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
+// openLedgers writes the tier's GENESIS (recording its parent's head and
+// the hash of its tier.json, which G6 holds tier.json to) and the events
+// of its creation, and returns the tier's ledger state.
+func openLedgers(ctx context.Context, tdir string, t TierLayout, tierHash, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
 	l, err := ledger.OpenWriter(filepath.Join(tdir, filepath.FromSlash(t.Ledger)), ledger.Options{Actor: actor})
 	if err != nil {
 		return TierResult{}, err
 	}
 	defer l.Close()
-	meta := map[string]any{"plane_id": t.PlaneID, "_tier": t.Tier, "parent_hash": parentHash}
+	meta := map[string]any{"plane_id": t.PlaneID, "_tier": t.Tier, "parent_hash": parentHash, "tier_sha256": tierHash}
 	if t.Parent != "" {
 		meta["parent_ledger"] = t.Parent
 		meta["parent_size"] = json.Number(fmt.Sprint(parentSize))
@@ -330,11 +335,22 @@ func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash stri
 			ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: KernelSpec, Decision: "REGISTERED", Reason: "plane bootstrap",
 				Metadata: map[string]any{"_tier": t.Tier, "spec_id": KernelSpec, "framework_id": KernelFramework, "version": "1.0.0", "sha256": SHA256([]byte(kernelSpec))}})
 	}
-	drafts = append(drafts, ledger.Draft{EventType: "INSTALLED", SubmissionID: KernelID, Decision: "INSTALLED",
-		Reason: "kernel installed by plane bootstrap",
-		Metadata: map[string]any{"_tier": t.Tier, "package_id": KernelID, "version": KernelVersion, "manifest_hash": mhash,
-			"archive_sha256": ahash, "signature": registry.SignatureWaived,
-			"weakened_control": "G5 waived: the bootstrap kernel is built by cp-install itself, not signed"}})
+	// The kernel's install is an operation like any other: INSTALL_STARTED
+	// then INSTALLED under one op_id, so that G5 finds its waiver beside
+	// the operation it waives.
+	opID := "OP-" + randHex()
+	op := func() map[string]any {
+		return map[string]any{"_tier": t.Tier, "op_id": opID, "actor": actor, "package_id": KernelID, "version": KernelVersion,
+			"manifest_hash": mhash, "archive_sha256": ahash}
+	}
+	done := op()
+	done["action"], done["signature"] = "install", registry.SignatureWaived
+	done["weakened_control"] = "G5 waived: the bootstrap kernel is built by cp-install itself, not signed"
+	drafts = append(drafts,
+		ledger.Draft{EventType: "INSTALL_STARTED", SubmissionID: KernelID, Decision: "STARTED",
+			Reason: "install " + KernelID + " " + KernelVersion, Metadata: op()},
+		ledger.Draft{EventType: "INSTALLED", SubmissionID: KernelID, Decision: "INSTALLED",
+			Reason: "kernel installed by plane bootstrap", Metadata: done})
 	if _, err := l.Append(ctx, drafts); err != nil {
 		return TierResult{}, err
 	}
@@ -344,6 +360,12 @@ func openLedgers(ctx context.Context, tdir string, t TierLayout, parentHash stri
 	}
 	return TierResult{PlaneID: t.PlaneID, Tier: t.Tier, Ledger: t.Ledger, GenesisHash: g.EntryHash, ParentHash: parentHash,
 		Head: st.Head, Entries: st.Size}, nil
+}
+
+func randHex() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // trustedKeys builds config/trusted_keys.json from key specs

@@ -68,7 +68,7 @@ func (r *Receipt) Marshal() ([]byte, error) {
 // ReadReceipt reads and strictly decodes the receipt of package id in the
 // tier at dir: an unknown field or trailing data is an error (fail closed).
 func ReadReceipt(dir, id string) (*Receipt, error) {
-	b, err := regfile.ReadFile(filepath.Join(dir, filepath.FromSlash(ReceiptPath(id))))
+	b, err := regfile.ReadNoFollow(filepath.Join(dir, filepath.FromSlash(ReceiptPath(id))))
 	if err != nil {
 		return nil, err
 	}

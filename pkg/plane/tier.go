@@ -4,6 +4,7 @@ package plane
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -24,25 +25,34 @@ type Tier struct {
 var Tiers = []string{"HO3", "HO2", "HO1"}
 
 // ReadTier reads and checks dir/tier.json. Unknown fields and relative-path
-// violations are errors: tier.json decides where ledgers are written.
+// violations are errors: tier.json decides where ledgers are written. A
+// tier.json that is not valid is TIER_INVALID (exit 3, invalid input); one
+// that cannot be read is the file error.
 func ReadTier(dir string) (Tier, error) {
 	var t Tier
-	b, err := regfile.ReadFile(filepath.Join(dir, "tier.json"))
-	if err != nil {
+	name := filepath.Join(dir, "tier.json")
+	b, err := regfile.ReadNoFollow(name)
+	var re *regfile.Error
+	if errors.As(err, &re) {
+		return t, refuse("TIER_INVALID", 3, "%v", re)
+	} else if err != nil {
 		return t, err
 	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&t); err != nil {
-		return t, fmt.Errorf("%s: %w", filepath.Join(dir, "tier.json"), err)
+		return t, refuse("TIER_INVALID", 3, "%s: %v", name, err)
+	}
+	if dec.More() {
+		return t, refuse("TIER_INVALID", 3, "%s: trailing data after the tier object", name)
 	}
 	switch t.Tier {
 	case "HO3", "HO2", "HO1":
 	default:
-		return t, fmt.Errorf("%s: unknown tier %q", filepath.Join(dir, "tier.json"), t.Tier)
+		return t, refuse("TIER_INVALID", 3, "%s: unknown tier %q", name, t.Tier)
 	}
-	if !filepath.IsLocal(t.LedgerPath) {
-		return t, fmt.Errorf("%s: ledger_path %q must be a relative path inside the plane", filepath.Join(dir, "tier.json"), t.LedgerPath)
+	if !filepath.IsLocal(t.LedgerPath) || !strings.HasSuffix(t.LedgerPath, ".jsonl") {
+		return t, refuse("TIER_INVALID", 3, "%s: ledger_path %q must be a relative path inside the plane, to a .jsonl file", name, t.LedgerPath)
 	}
 	return t, nil
 }

@@ -126,6 +126,19 @@ func ReadFile(path string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
+// ReadNoFollow is ReadFile that also refuses a symbolic link as the last
+// component: for plane files (tier.json, receipts, manifests, kept
+// archives) that a link would let a writer of the directory point outside
+// the plane.
+func ReadNoFollow(path string) ([]byte, error) {
+	f, err := OpenFile(path, os.O_RDONLY|NoFollow, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
 // Check refuses an open file that is not regular: for descriptors that came
 // from elsewhere (an os.Root, a caller).
 func Check(f *os.File) error {

@@ -44,6 +44,10 @@ type Options struct {
 	Actor string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Checkpoint, when set, makes every append leave a checkpoint signed
+	// by its key, and refuse to build on a stored one that the ledger
+	// contradicts (see CheckpointKey).
+	Checkpoint *CheckpointKey
 }
 
 // Ledger is an open ledger file with its side files.
@@ -68,6 +72,9 @@ type Ledger struct {
 	// append needs to compute the new stored hashes, without reading X.tlog.
 	frontier [64]tlog.Hash
 	scratch  []byte
+	// ckptLast is the stored checkpoint this process last wrote or
+	// accepted (Options.Checkpoint).
+	ckptLast []byte
 }
 
 // Repair describes what an append had to mend before writing: a partial last
@@ -217,6 +224,11 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	if genesis && l.n != 0 {
 		return nil, errorf("LEDGER_NOT_EMPTY", exitDenied, "%s already holds %d entries; GENESIS opens an empty ledger", l.path, l.n)
 	}
+	if l.opts.Checkpoint != nil {
+		if err := l.checkStored(l.n, genesis, l.rootAt); err != nil {
+			return nil, err
+		}
+	}
 	buf := make([]byte, 0, len(drafts)*384)
 	hbuf := make([]byte, 0, (2*len(drafts)+64)*tlog.HashSize)
 	entries := make([]Entry, 0, len(drafts))
@@ -245,7 +257,7 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	if len(entries) == 0 {
 		return nil, encErr
 	}
-	if err := l.writeDurably(buf, hbuf); err != nil {
+	if err := l.writeDurably(buf, hbuf, l.n+int64(len(entries)), &frontier); err != nil {
 		l.synced = false
 		return nil, err
 	}
@@ -259,7 +271,11 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 
 // writeDurably writes the new lines and stored hashes at the ends of their
 // files and fsyncs both (in parallel: recovery handles any order of loss).
-func (l *Ledger) writeDurably(lines, hashes []byte) error {
+// With a checkpoint key, the checkpoint of the new tree (size n, frontier
+// f) is signed and fsynced to a temporary file at the same time, and
+// renamed into place only after all three are durable: a checkpoint never
+// claims an entry that is not.
+func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash) error {
 	if _, err := l.data.WriteAt(lines, l.dataSize); err != nil {
 		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.path, err)
 	}
@@ -267,14 +283,34 @@ func (l *Ledger) writeDurably(lines, hashes []byte) error {
 		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.hashes.f.Name(), err)
 	}
 	var wg sync.WaitGroup
-	var herr error
+	var herr, cerr error
+	var ckpt []byte
 	wg.Go(func() { herr = l.hashes.f.Sync() })
+	if l.opts.Checkpoint != nil {
+		wg.Go(func() { ckpt, cerr = l.stageCheckpoint(n, frontierRoot(f, n)) })
+	}
 	derr := l.data.Sync()
 	wg.Wait()
 	if err := errors.Join(derr, herr); err != nil {
 		return errorf("IO_ERROR", exitUnavailable, "fsync %s: %v", l.path, err)
 	}
+	if cerr != nil {
+		return errorf("IO_ERROR", exitUnavailable, "writing the checkpoint of %s: %v", l.path, cerr)
+	}
+	if ckpt != nil {
+		return l.publishCheckpoint(ckpt)
+	}
 	return nil
+}
+
+// rootAt returns the root of the first size entries, for a writer synced
+// under the lock: from the frontier at the current size, else O(log n)
+// stored hashes.
+func (l *Ledger) rootAt(size int64) (tlog.Hash, error) {
+	if size == l.n {
+		return frontierRoot(&l.frontier, l.n), nil
+	}
+	return tlog.TreeHash(size, &l.hashes)
 }
 
 // sync brings the in-memory head in step with the files, repairing a torn

@@ -1,0 +1,195 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// CheckpointKey makes every append leave a signed checkpoint in
+// X.checkpoint (a plane's ledgers: DESIGN.md §5). With it, a ledger whose
+// tail was cut, or whose history was rewritten, contradicts a checkpoint
+// only the key's holder can make.
+type CheckpointKey struct {
+	// Origin is the first line of every checkpoint.
+	Origin string
+	// Signer signs each checkpoint: the plane's own key.
+	Signer note.Signer
+	// Trusted returns the keys whose signature on a stored checkpoint is
+	// accepted when Signer did not make it (a rotated key, a checkpoint
+	// cosigned by hand). nil accepts only Signer's own checkpoints.
+	Trusted func() (note.Verifiers, error)
+}
+
+// CheckpointMissing is the Verify issue (and append refusal) for a ledger
+// expected to carry a signed checkpoint that has none.
+const CheckpointMissing = "CHECKPOINT_MISSING"
+
+// checkStored refuses to build on a stored checkpoint that this ledger of n
+// entries contradicts, or that no accepted key signed: signing a new
+// checkpoint over it would launder a cut or rewritten tail. A missing
+// checkpoint is refused unless allowMissing (a GENESIS opening the ledger,
+// or a checkpoint an operator asks for to re-anchor it). rootAt returns the
+// tree's root at a size up to n. The checkpoint accepted is remembered, so
+// a stream re-checks its own last checkpoint without signing again.
+func (l *Ledger) checkStored(n int64, allowMissing bool, rootAt func(int64) (tlog.Hash, error)) error {
+	_, path, _ := SidePaths(l.path)
+	b, err := readSide(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if allowMissing {
+			return nil
+		}
+		return errorf(CheckpointMissing, exitDenied, "%s has no checkpoint, but its plane signs one with every append: it was removed; refusing to append (run cp-ledger verify, compare with a witness copy)", l.path)
+	}
+	if err != nil {
+		return errorf("IO_ERROR", exitUnavailable, "reading %s: %v", path, err)
+	}
+	c, err := parseBody(b)
+	if err != nil {
+		return errorf(CheckpointInvalid, exitDenied, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
+	}
+	if c.Size > n {
+		return errorf(CheckpointInconsistent, exitDenied, "%s covers %d entries but the ledger holds %d: entries were removed; refusing to append (run cp-ledger verify)", path, c.Size, n)
+	}
+	root, err := rootAt(c.Size)
+	if err != nil {
+		return err
+	}
+	if root != c.Root {
+		return errorf(CheckpointInconsistent, exitDenied, "%s: the ledger's root at size %d differs from the checkpoint's: history was rewritten; refusing to append (run cp-ledger verify)", path, c.Size)
+	}
+	if !bytes.Equal(b, l.ckptLast) {
+		if err := l.checkSigned(b, c); err != nil {
+			return errorf(CheckpointInvalid, exitDenied, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
+		}
+	}
+	l.ckptLast = b
+	return nil
+}
+
+// checkSigned accepts a stored checkpoint signed by the ledger's key, or
+// by a key Trusted returns. Ed25519 signatures are deterministic, so the
+// common case (our own note) is checked by signing its text again.
+func (l *Ledger) checkSigned(b []byte, c Checkpoint) error {
+	k := l.opts.Checkpoint
+	if mine, err := c.Sign(k.Signer); err == nil && bytes.Equal(mine, b) {
+		return nil
+	}
+	if k.Trusted == nil {
+		return errors.New("not a checkpoint signed by the plane's key")
+	}
+	vs, err := k.Trusted()
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(b, []byte("\n\n")) {
+		return errors.New("not signed, but the plane signs every checkpoint")
+	}
+	_, _, err = OpenCheckpoint(b, vs)
+	return err
+}
+
+// frontierRoot returns the root of the tree of size n from its frontier
+// (see Ledger.frontier): the subtrees of n's binary decomposition, folded
+// from the smallest, as tlog.TreeHash does, without reading X.tlog.
+func frontierRoot(f *[64]tlog.Hash, n int64) tlog.Hash {
+	if n == 0 {
+		h, _ := tlog.TreeHash(0, nil)
+		return h
+	}
+	var h tlog.Hash
+	first := true
+	for level := 0; n>>level > 0; level++ {
+		if n>>level&1 == 0 {
+			continue
+		}
+		if first {
+			h, first = f[level], false
+		} else {
+			h = tlog.NodeHash(f[level], h)
+		}
+	}
+	return h
+}
+
+// stageCheckpoint signs the checkpoint of size n and root and writes it,
+// fsynced, to X.checkpoint.tmp, which publish renames over X.checkpoint once
+// the entries it covers are durable. It runs in parallel with the entries'
+// fsyncs. The temporary name is fixed (writers hold the exclusive lock) and
+// created afresh, never opened through a symlink.
+func (l *Ledger) stageCheckpoint(n int64, root tlog.Hash) ([]byte, error) {
+	k := l.opts.Checkpoint
+	text, err := Checkpoint{Origin: k.Origin, Size: n, Root: root}.Sign(k.Signer)
+	if err != nil {
+		return nil, err
+	}
+	tmp := l.checkpointTemp()
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(text)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return text, err
+}
+
+// publishCheckpoint makes the staged checkpoint X.checkpoint. The
+// directory is not fsynced: losing the rename in a crash loses only the
+// newest checkpoint, and the one left behind is still consistent with the
+// ledger (it covers a prefix of the durable entries).
+func (l *Ledger) publishCheckpoint(text []byte) error {
+	_, path, _ := SidePaths(l.path)
+	if err := os.Rename(l.checkpointTemp(), path); err != nil {
+		return errorf("IO_ERROR", exitUnavailable, "publishing %s: %v", path, err)
+	}
+	l.ckptLast = text
+	return nil
+}
+
+func (l *Ledger) checkpointTemp() string {
+	_, path, _ := SidePaths(l.path)
+	return path + ".tmp"
+}
+
+// maxCheckpoint bounds a checkpoint file: a few lines and signatures.
+const maxCheckpoint = 64 << 10
+
+// readSide reads a small side file without following a symlink, so that a
+// planted link cannot make the ledger read (or vouch for) another file.
+func readSide(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxCheckpoint+1)); err != nil {
+		return nil, err
+	}
+	if buf.Len() > maxCheckpoint {
+		return nil, fmt.Errorf("%s is larger than a checkpoint can be (%d bytes)", path, maxCheckpoint)
+	}
+	return buf.Bytes(), nil
+}

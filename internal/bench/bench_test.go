@@ -25,6 +25,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
+	// The planes' checkpoint keys go to a temporary XDG_CONFIG_HOME, which
+	// the benchmarked processes inherit: never the user's home.
+	if err := os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config")); err != nil {
+		panic(err)
+	}
 	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dir+"/", "../../cmd/cp-ledger", "../../cmd/cp-pkg", "../../cmd/cp-install", "../../cmd/cp-gate", "./testdata/bare")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stderr = os.Stderr

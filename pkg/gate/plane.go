@@ -414,9 +414,13 @@ func G6(ctx context.Context, root string) (*Result, error) {
 				paths = append(paths, filepath.ToSlash(rel))
 			}
 		}
-		for _, p := range paths {
+		for i, p := range paths {
 			n++
-			rep, err := ledger.Verify(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, MaxIssues: 10})
+			// The tier's own ledger carries its plane's signed checkpoint
+			// (a tier with a plane_name signs one with every append):
+			// a missing, unsigned or contradicted one is a finding.
+			expect := i == 0 && tier.PlaneName != ""
+			rep, err := ledger.Verify(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, Expect: expect, MaxIssues: 10})
 			if errors.Is(err, fs.ErrNotExist) {
 				r.fail("LEDGER_INVALID", p, "missing")
 				continue

@@ -14,6 +14,12 @@ import (
 type Tier struct {
 	Tier         string  `json:"tier"`
 	PlaneID      string  `json:"plane_id"`
+	// PlaneName is unique per plane (the same on its three tiers): the
+	// tokens' audience, the name of its key directory outside the plane
+	// (KeyDir) and the origin prefix of its checkpoints. A tier that has
+	// one signs a checkpoint with every append to its ledger. "" in a
+	// plane made by hand without it.
+	PlaneName string `json:"plane_name,omitempty"`
 	LedgerPath   string  `json:"ledger_path"`
 	ParentLedger *string `json:"parent_ledger"`
 	CreatedAt    string  `json:"created_at"`
@@ -35,10 +41,17 @@ func ReadTier(dir string) (Tier, error) {
 	if err := dec.Decode(&t); err != nil {
 		return t, fmt.Errorf("%s: %w", filepath.Join(dir, "tier.json"), err)
 	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return t, fmt.Errorf("%s: %w", filepath.Join(dir, "tier.json"), err)
+	}
 	switch t.Tier {
 	case "HO3", "HO2", "HO1":
 	default:
 		return t, fmt.Errorf("%s: unknown tier %q", filepath.Join(dir, "tier.json"), t.Tier)
+	}
+	if _, ok := raw["plane_name"]; ok && !ValidPlaneName(t.PlaneName) {
+		return t, fmt.Errorf("%s: plane_name %q: want lower-case letters, digits and hyphens", filepath.Join(dir, "tier.json"), t.PlaneName)
 	}
 	if !filepath.IsLocal(t.LedgerPath) {
 		return t, fmt.Errorf("%s: ledger_path %q must be a relative path inside the plane", filepath.Join(dir, "tier.json"), t.LedgerPath)

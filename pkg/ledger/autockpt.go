@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -192,4 +193,29 @@ func readSide(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than a checkpoint can be (%d bytes)", path, maxCheckpoint)
 	}
 	return buf.Bytes(), nil
+}
+
+// Ready reports whether an append could proceed now, appending nothing:
+// under the exclusive lock it brings the ledger in step (repairing a torn
+// tail, as an append would) and, with a checkpoint key, checks the stored
+// checkpoint as Append does. A caller that changes other state before it
+// records the change (a registry written first) calls it first, so that a
+// refusal comes before the change.
+func (l *Ledger) Ready(ctx context.Context) error {
+	if !l.writable {
+		return errorf("INTERNAL", exitInternal, "ledger %s opened read-only", l.path)
+	}
+	if err := flock(ctx, l.lockF, true, l.opts.LockTimeout); err != nil {
+		return err
+	}
+	defer funlock(l.lockF)
+	l.repair = Repair{}
+	if err := l.sync(); err != nil {
+		l.synced = false
+		return err
+	}
+	if l.opts.Checkpoint == nil {
+		return nil
+	}
+	return l.checkStored(l.n, false, l.rootAt)
 }

@@ -12,14 +12,14 @@ import (
 
 // Tier is a plane's tier.json.
 type Tier struct {
-	Tier         string  `json:"tier"`
-	PlaneID      string  `json:"plane_id"`
+	Tier    string `json:"tier"`
+	PlaneID string `json:"plane_id"`
 	// PlaneName is unique per plane (the same on its three tiers): the
 	// tokens' audience, the name of its key directory outside the plane
 	// (KeyDir) and the origin prefix of its checkpoints. A tier that has
 	// one signs a checkpoint with every append to its ledger. "" in a
 	// plane made by hand without it.
-	PlaneName string `json:"plane_name,omitempty"`
+	PlaneName    string  `json:"plane_name,omitempty"`
 	LedgerPath   string  `json:"ledger_path"`
 	ParentLedger *string `json:"parent_ledger"`
 	CreatedAt    string  `json:"created_at"`

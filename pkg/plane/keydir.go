@@ -20,8 +20,13 @@ import (
 )
 
 // CheckpointKeyFile is the plane's checkpoint signing key, in its key
-// directory (KeyDir), outside the plane.
-const CheckpointKeyFile = "checkpoint.key"
+// directory (KeyDir), outside the plane; CheckpointPubFile is its verifier
+// key, beside it, so that a process signs without deriving it
+// (keys.PairSigner).
+const (
+	CheckpointKeyFile = "checkpoint.key"
+	CheckpointPubFile = "checkpoint.pub"
+)
 
 // planeNameRE is what a plane_name may be: it names a directory, a token
 // audience, a note key and a checkpoint origin prefix.
@@ -113,9 +118,13 @@ func checkpointSigner(name string) (note.Signer, error) {
 	if err != nil {
 		return nil, keyUnavailable(name, path, err)
 	}
-	s, err := keys.Signer(string(b))
+	pub, err := readKey(filepath.Join(dir, CheckpointPubFile))
 	if err != nil {
-		return nil, keyUnavailable(name, path, errors.New("not a note signer key"))
+		return nil, keyUnavailable(name, path, err)
+	}
+	s, err := keys.PairSigner(string(b), string(pub))
+	if err != nil {
+		return nil, keyUnavailable(name, path, err)
 	}
 	signers.Store(name, s)
 	return s, nil
@@ -170,16 +179,22 @@ func makeCheckpointKey(name, root string) (verifier, path string, undo func(), e
 			os.Remove(dir)
 		}
 	}
+	pubPath := filepath.Join(dir, CheckpointPubFile)
 	if err := atomicfile.Create(path, []byte(skey+"\n"), 0o600); err != nil {
 		rmdir() // and never remove a key someone else made meanwhile
 		return "", "", nil, err
 	}
 	undo = func() {
 		os.Remove(path)
+		os.Remove(pubPath)
 		rmdir()
 		signers.Delete(name)
 	}
-	s, err := keys.Signer(skey)
+	if err := atomicfile.Create(pubPath, []byte(vkey+"\n"), 0o600); err != nil {
+		undo()
+		return "", "", nil, err
+	}
+	s, err := keys.PairSigner(skey, vkey)
 	if err != nil {
 		undo()
 		return "", "", nil, err

@@ -120,24 +120,29 @@ func frontierRoot(f *[64]tlog.Hash, n int64) tlog.Hash {
 	return h
 }
 
-// stageCheckpoint signs the checkpoint of size n and root and writes it,
-// fsynced, to X.checkpoint.tmp, which publish renames over X.checkpoint once
-// the entries it covers are durable. It runs in parallel with the entries'
-// fsyncs. The temporary name is fixed (writers hold the exclusive lock) and
-// created afresh, never opened through a symlink.
-func (l *Ledger) stageCheckpoint(n int64, root tlog.Hash) ([]byte, error) {
+// stageCheckpoint signs the checkpoint of size n and root. It runs in
+// parallel with the entries' fsyncs, and nothing it does can make the new
+// checkpoint durable before them. A checkpoint of the same length as the
+// stored one (the usual case: only the size and root change, and the size
+// gains a digit rarely) is returned to be written over the stored one in
+// place once the entries are durable (publishCheckpoint): no file is
+// created, renamed or fsynced, which here costs more than the append
+// itself. Any other is written and fsynced to X.checkpoint.tmp now, to be
+// renamed into place then (staged). The temporary name is fixed (writers
+// hold the exclusive lock) and created afresh, never through a symlink.
+func (l *Ledger) stageCheckpoint(n int64, root tlog.Hash) (text []byte, staged bool, err error) {
 	k := l.opts.Checkpoint
-	text, err := Checkpoint{Origin: k.Origin, Size: n, Root: root}.Sign(k.Signer)
-	if err != nil {
-		return nil, err
+	text, err = Checkpoint{Origin: k.Origin, Size: n, Root: root}.Sign(k.Signer)
+	if err != nil || l.ckptLast != nil && len(text) == len(l.ckptLast) {
+		return text, false, err
 	}
 	tmp := l.checkpointTemp()
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return nil, false, err
 	}
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	_, err = f.Write(text)
 	if err == nil {
@@ -146,20 +151,49 @@ func (l *Ledger) stageCheckpoint(n int64, root tlog.Hash) ([]byte, error) {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return text, err
+	return text, true, err
 }
 
-// publishCheckpoint makes the staged checkpoint X.checkpoint. The
-// directory is not fsynced: losing the rename in a crash loses only the
-// newest checkpoint, and the one left behind is still consistent with the
-// ledger (it covers a prefix of the durable entries).
-func (l *Ledger) publishCheckpoint(text []byte) error {
+// publishCheckpoint makes the new checkpoint X.checkpoint, once the entries
+// it covers are durable: a staged one by rename, any other by writing it
+// over the stored one, which has the same length, in place. Neither is
+// fsynced: a crash may lose the newest checkpoint, and the one left behind
+// covers a prefix of the durable entries, so it still holds. An in-place
+// write of a file this small (under one 512-byte sector, which disks write
+// whole) leaves the old bytes or the new, never a mix.
+func (l *Ledger) publishCheckpoint(text []byte, staged bool) error {
 	_, path, _ := SidePaths(l.path)
-	if err := os.Rename(l.checkpointTemp(), path); err != nil {
+	var err error
+	if staged {
+		err = os.Rename(l.checkpointTemp(), path)
+	} else {
+		err = overwrite(path, text)
+	}
+	if err != nil {
 		return errorf("IO_ERROR", exitUnavailable, "publishing %s: %v", path, err)
 	}
 	l.ckptLast = text
 	return nil
+}
+
+// overwrite writes b over the start of the existing regular file at path,
+// never through a symlink.
+func overwrite(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err == nil && (!st.Mode().IsRegular() || st.Size() != int64(len(b))) {
+		err = fmt.Errorf("%s changed under the lock", path)
+	}
+	if err == nil {
+		_, err = f.WriteAt(b, 0)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (l *Ledger) checkpointTemp() string {

@@ -272,9 +272,9 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 // writeDurably writes the new lines and stored hashes at the ends of their
 // files and fsyncs both (in parallel: recovery handles any order of loss).
 // With a checkpoint key, the checkpoint of the new tree (size n, frontier
-// f) is signed and fsynced to a temporary file at the same time, and
-// renamed into place only after all three are durable: a checkpoint never
-// claims an entry that is not.
+// f) is signed at the same time (and, when it cannot be written in place,
+// fsynced to a temporary file), and made X.checkpoint only after the
+// entries are durable: a checkpoint never claims an entry that is not.
 func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash) error {
 	if _, err := l.data.WriteAt(lines, l.dataSize); err != nil {
 		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.path, err)
@@ -285,9 +285,10 @@ func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash) e
 	var wg sync.WaitGroup
 	var herr, cerr error
 	var ckpt []byte
+	var staged bool
 	wg.Go(func() { herr = l.hashes.f.Sync() })
 	if l.opts.Checkpoint != nil {
-		wg.Go(func() { ckpt, cerr = l.stageCheckpoint(n, frontierRoot(f, n)) })
+		wg.Go(func() { ckpt, staged, cerr = l.stageCheckpoint(n, frontierRoot(f, n)) })
 	}
 	derr := l.data.Sync()
 	wg.Wait()
@@ -298,7 +299,7 @@ func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash) e
 		return errorf("IO_ERROR", exitUnavailable, "writing the checkpoint of %s: %v", l.path, cerr)
 	}
 	if ckpt != nil {
-		return l.publishCheckpoint(ckpt)
+		return l.publishCheckpoint(ckpt, staged)
 	}
 	return nil
 }

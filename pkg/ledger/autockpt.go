@@ -38,41 +38,67 @@ const CheckpointMissing = "CHECKPOINT_MISSING"
 // checkpoint over it would launder a cut or rewritten tail. A missing
 // checkpoint is refused unless allowMissing (a GENESIS opening the ledger,
 // or a checkpoint an operator asks for to re-anchor it). rootAt returns the
-// tree's root at a size up to n. The checkpoint accepted is remembered, so
-// a stream re-checks its own last checkpoint without signing again.
-func (l *Ledger) checkStored(n int64, allowMissing bool, rootAt func(int64) (tlog.Hash, error)) error {
+// tree's root at a size up to n. It checks what the checkpoint states now
+// and returns the check of its signature, for the caller to run (an append
+// runs it while its entries are fsynced: it costs a signature); nil when
+// there is none to run, as for the checkpoint this process last wrote or
+// accepted (a stream's next batch).
+func (l *Ledger) checkStored(n int64, allowMissing bool, rootAt func(int64) (tlog.Hash, error)) (checkSig func() error, err error) {
 	_, path, _ := SidePaths(l.path)
 	b, err := readSide(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if allowMissing {
-			return nil
+			return nil, nil
 		}
-		return errorf(CheckpointMissing, exitDenied, "%s has no checkpoint, but its plane signs one with every append: it was removed; refusing to append (run cp-ledger verify, compare with a witness copy)", l.path)
+		return nil, errorf(CheckpointMissing, exitDenied, "%s has no checkpoint, but its plane signs one with every append: it was removed; refusing to append (run cp-ledger verify, compare with a witness copy)", l.path)
 	}
 	if err != nil {
-		return errorf("IO_ERROR", exitUnavailable, "reading %s: %v", path, err)
+		return nil, errorf("IO_ERROR", exitUnavailable, "reading %s: %v", path, err)
 	}
 	c, err := parseBody(b)
 	if err != nil {
-		return errorf(CheckpointInvalid, exitDenied, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
+		return nil, errorf(CheckpointInvalid, exitDenied, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
 	}
 	if c.Size > n {
-		return errorf(CheckpointInconsistent, exitDenied, "%s covers %d entries but the ledger holds %d: entries were removed; refusing to append (run cp-ledger verify)", path, c.Size, n)
+		return nil, errorf(CheckpointInconsistent, exitDenied, "%s covers %d entries but the ledger holds %d: entries were removed; refusing to append (run cp-ledger verify)", path, c.Size, n)
 	}
 	root, err := rootAt(c.Size)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if root != c.Root {
-		return errorf(CheckpointInconsistent, exitDenied, "%s: the ledger's root at size %d differs from the checkpoint's: history was rewritten; refusing to append (run cp-ledger verify)", path, c.Size)
+		return nil, errorf(CheckpointInconsistent, exitDenied, "%s: the ledger's root at size %d differs from the checkpoint's: history was rewritten; refusing to append (run cp-ledger verify)", path, c.Size)
 	}
-	if !bytes.Equal(b, l.ckptLast) {
+	if bytes.Equal(b, l.ckptLast) {
+		return nil, nil
+	}
+	return func() error {
 		if err := l.checkSigned(b, c); err != nil {
 			return errorf(CheckpointInvalid, exitDenied, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
 		}
+		l.ckptLast = b
+		return nil
+	}, nil
+}
+
+// checkStoredNow is checkStored with its signature check run at once.
+func (l *Ledger) checkStoredNow(n int64, allowMissing bool, rootAt func(int64) (tlog.Hash, error)) error {
+	checkSig, err := l.checkStored(n, allowMissing, rootAt)
+	if err == nil && checkSig != nil {
+		err = checkSig()
 	}
-	l.ckptLast = b
-	return nil
+	return err
+}
+
+// unappend removes the lines and stored hashes an append wrote but must
+// not acknowledge (the checkpoint it would have built on proved not
+// authentic), under the lock, as the repair of a torn tail would.
+func (l *Ledger) unappend() error {
+	err := errors.Join(l.data.Truncate(l.dataSize), l.hashes.f.Truncate(l.hashSize))
+	if err == nil {
+		err = errors.Join(l.data.Sync(), l.hashes.f.Sync())
+	}
+	return err
 }
 
 // checkSigned accepts a stored checkpoint signed by the ledger's key, or
@@ -251,5 +277,5 @@ func (l *Ledger) Ready(ctx context.Context) error {
 	if l.opts.Checkpoint == nil {
 		return nil
 	}
-	return l.checkStored(l.n, false, l.rootAt)
+	return l.checkStoredNow(l.n, false, l.rootAt)
 }

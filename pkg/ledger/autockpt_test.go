@@ -130,7 +130,15 @@ func TestCheckpointCatchesTailCut(t *testing.T) {
 	require.NoError(t, os.WriteFile(cp, []byte(c.Text()), 0o644))
 	rep = verify(t, path, VerifyOptions{Verifiers: vs, Expect: true})
 	require.Equal(t, CheckpointInvalid, rep.Issues[0].Code)
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
 	require.Equal(t, CheckpointInvalid, code(appendN(t, l, 1)))
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the refused append's entry was removed")
+	rep = verify(t, path, VerifyOptions{})
+	require.Equal(t, int64(5), rep.Entries)
+	require.Empty(t, rep.Issues, "lines and stored hashes in step after the refusal")
 
 	// Signed by a key nobody trusts: refused.
 	other, _ := planeKey(t)

@@ -224,8 +224,10 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	if genesis && l.n != 0 {
 		return nil, errorf("LEDGER_NOT_EMPTY", exitDenied, "%s already holds %d entries; GENESIS opens an empty ledger", l.path, l.n)
 	}
+	var checkSig func() error
 	if l.opts.Checkpoint != nil {
-		if err := l.checkStored(l.n, genesis, l.rootAt); err != nil {
+		var err error
+		if checkSig, err = l.checkStored(l.n, genesis, l.rootAt); err != nil {
 			return nil, err
 		}
 	}
@@ -257,7 +259,7 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	if len(entries) == 0 {
 		return nil, encErr
 	}
-	if err := l.writeDurably(buf, hbuf, l.n+int64(len(entries)), &frontier); err != nil {
+	if err := l.writeDurably(buf, hbuf, l.n+int64(len(entries)), &frontier, checkSig); err != nil {
 		l.synced = false
 		return nil, err
 	}
@@ -275,7 +277,9 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 // f) is signed at the same time (and, when it cannot be written in place,
 // fsynced to a temporary file), and made X.checkpoint only after the
 // entries are durable: a checkpoint never claims an entry that is not.
-func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash) error {
+// checkSig, the stored checkpoint's signature check, runs meanwhile too;
+// if it fails, the entries are removed again and nothing is published.
+func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash, checkSig func() error) error {
 	if _, err := l.data.WriteAt(lines, l.dataSize); err != nil {
 		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.path, err)
 	}
@@ -283,17 +287,31 @@ func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash) e
 		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.hashes.f.Name(), err)
 	}
 	var wg sync.WaitGroup
-	var herr, cerr error
+	var herr, cerr, serr error
 	var ckpt []byte
 	var staged bool
-	wg.Go(func() { herr = l.hashes.f.Sync() })
-	if l.opts.Checkpoint != nil {
-		wg.Go(func() { ckpt, staged, cerr = l.stageCheckpoint(n, frontierRoot(f, n)) })
-	}
+	wg.Go(func() {
+		// The signatures first, on this goroutine: they take less time
+		// than the data's fsync on the other, and a third goroutine would
+		// cost a thread.
+		if checkSig != nil {
+			serr = checkSig()
+		}
+		if l.opts.Checkpoint != nil && serr == nil {
+			ckpt, staged, cerr = l.stageCheckpoint(n, frontierRoot(f, n))
+		}
+		herr = l.hashes.f.Sync()
+	})
 	derr := l.data.Sync()
 	wg.Wait()
 	if err := errors.Join(derr, herr); err != nil {
 		return errorf("IO_ERROR", exitUnavailable, "fsync %s: %v", l.path, err)
+	}
+	if serr != nil {
+		if err := l.unappend(); err != nil {
+			return errorf("IO_ERROR", exitUnavailable, "%v; and removing the entries not acknowledged: %v", serr, err)
+		}
+		return serr
 	}
 	if cerr != nil {
 		return errorf("IO_ERROR", exitUnavailable, "writing the checkpoint of %s: %v", l.path, cerr)

@@ -93,7 +93,7 @@ func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.
 		// A plane ledger: never sign over a stored checkpoint the ledger
 		// contradicts; a missing one may be re-anchored on request.
 		rootAt := func(size int64) (tlog.Hash, error) { return tlog.TreeHash(size, &l.hashes) }
-		if err := l.checkStored(st.Size, true, rootAt); err != nil {
+		if err := l.checkStoredNow(st.Size, true, rootAt); err != nil {
 			return Checkpoint{}, nil, err
 		}
 		signers = append([]note.Signer{k.Signer}, signers...)

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -28,12 +27,22 @@ const (
 	CheckpointPubFile = "checkpoint.pub"
 )
 
-// planeNameRE is what a plane_name may be: it names a directory, a token
-// audience, a note key and a checkpoint origin prefix.
-var planeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
-// ValidPlaneName reports whether name can be a plane_name.
-func ValidPlaneName(name string) bool { return planeNameRE.MatchString(name) }
+// ValidPlaneName reports whether name can be a plane_name (it names a
+// directory, a token audience, a note key and a checkpoint origin prefix):
+// 1-63 lower-case letters, digits and hyphens, not starting with a hyphen
+// (tier.schema.json's pattern; no regexp, whose initialisation a one-entry
+// append cannot afford).
+func ValidPlaneName(name string) bool {
+	if len(name) == 0 || len(name) > 63 || name[0] == '-' {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // NewPlaneName returns a random plane_name.
 func NewPlaneName() string {

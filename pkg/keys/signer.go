@@ -2,6 +2,7 @@ package keys
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/binary"
@@ -95,4 +96,42 @@ func (p *pairSigner) Sign(msg []byte) ([]byte, error) {
 		return nil, err
 	}
 	return append(R, edwards25519.NewScalar().MultiplyAdd(k, p.s, r).Bytes()...), nil
+}
+
+// Self returns a note verifier that accepts exactly the signatures this
+// signer makes, and checks one without a scalar multiplication: it
+// recomputes S = r + H(R‖A‖M)·s (RFC 8032) with R taken from the signature
+// and compares. r comes from the secret half of the hashed seed and s from
+// the other, so only the key's holder can make S match: a process checks
+// its own earlier notes (the stored checkpoint it builds on) for the cost
+// of two hashes. It is no public verifier: other keys' signatures, and
+// this key's used with any other nonce, are refused.
+func (p *pairSigner) Self() note.Verifier { return selfVerifier{p} }
+
+type selfVerifier struct{ p *pairSigner }
+
+func (v selfVerifier) Name() string    { return v.p.name }
+func (v selfVerifier) KeyHash() uint32 { return v.p.hash }
+
+func (v selfVerifier) Verify(msg, sig []byte) bool {
+	if len(sig) != 64 {
+		return false
+	}
+	rh := sha512.New()
+	rh.Write(v.p.prefix)
+	rh.Write(msg)
+	r, err := edwards25519.NewScalar().SetUniformBytes(rh.Sum(nil))
+	if err != nil {
+		return false
+	}
+	kh := sha512.New()
+	kh.Write(sig[:32])
+	kh.Write(v.p.pub)
+	kh.Write(msg)
+	k, err := edwards25519.NewScalar().SetUniformBytes(kh.Sum(nil))
+	if err != nil {
+		return false
+	}
+	s := edwards25519.NewScalar().MultiplyAdd(k, v.p.s, r).Bytes()
+	return subtle.ConstantTimeCompare(s, sig[32:]) == 1
 }

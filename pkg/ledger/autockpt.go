@@ -164,7 +164,7 @@ func frontierRoot(f *[64]tlog.Hash, n int64) tlog.Hash {
 func (l *Ledger) stageCheckpoint(n int64, root tlog.Hash) (text []byte, staged bool, err error) {
 	k := l.opts.Checkpoint
 	text, err = Checkpoint{Origin: k.Origin, Size: n, Root: root}.Sign(k.Signer)
-	if err != nil || l.ckptLast != nil && len(text) == len(l.ckptLast) {
+	if err != nil || l.ckptLast != nil && len(text) == len(l.ckptLast) && len(text) <= sector {
 		return text, false, err
 	}
 	tmp := l.checkpointTemp()
@@ -184,6 +184,10 @@ func (l *Ledger) stageCheckpoint(n int64, root tlog.Hash) (text []byte, staged b
 	}
 	return text, true, err
 }
+
+// sector is the size a disk writes whole: a checkpoint no longer than it,
+// written in place, is found after a crash either old or new.
+const sector = 512
 
 // publishCheckpoint makes the new checkpoint X.checkpoint, once the entries
 // it covers are durable: a staged one by rename, any other by writing it

@@ -2,8 +2,8 @@ package keys
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/sha512"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"

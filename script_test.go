@@ -95,6 +95,9 @@ func TestScripts(t *testing.T) {
 			env.Vars = vars
 			env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("HOME", env.WorkDir)
+			// Planes' checkpoint keys live under XDG_CONFIG_HOME: in the
+			// script's own directory, never the caller's.
+			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
 			env.Values[heldLocks{}] = map[string]*os.File{}
 			return nil
 		},

@@ -7,6 +7,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cp-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 unset CONTROL_PLANE CONTROL_PLANE_SIGNING_KEY CONTROL_PLANE_VERIFY_KEY
+# The plane's checkpoint key is made outside the plane, under XDG_CONFIG_HOME:
+# keep the demo's in its own directory, never the user's.
+export XDG_CONFIG_HOME="$work/config"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*" >&2; "$@"; }

@@ -354,7 +354,7 @@ func TestKillDuringAppend(t *testing.T) {
 	for round := range rounds {
 		delay := time.Duration(round*7%31) * time.Millisecond
 		mode := killMode(round % 3)
-		acks, stderr := killedWriter(t, path, round, delay, mode)
+		acks, stderr := killedWriter(t, []string{"append", "--ledger", path}, round, delay, mode)
 		allAcks = append(allAcks, acks...)
 
 		torn := ledger.read(t)
@@ -407,9 +407,9 @@ func (m killMode) String() string {
 // and collects its acknowledgements as they arrive, and kills it with
 // SIGKILL after delay. It returns the acknowledgements read completely
 // before the process died, and its stderr.
-func killedWriter(t *testing.T, path string, round int, delay time.Duration, mode killMode) ([]ack, []byte) {
+func killedWriter(t *testing.T, args []string, round int, delay time.Duration, mode killMode) ([]ack, []byte) {
 	t.Helper()
-	cmd := command("append", "--ledger", path)
+	cmd := command(args...)
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()

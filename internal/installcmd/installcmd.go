@@ -33,7 +33,7 @@ Usage:
   cp-install versions
   cp-install rollback --version-id VER-...
   cp-install recover
-  cp-install bootstrap --root DIR [--trust-key [PURPOSE,...=]PUB ...]
+  cp-install bootstrap --root DIR [--trust-key [PURPOSE,...=]PUB ...] [--plane-name NAME]
   cp-install trust add --purpose P[,P...] PUB
   cp-install trust remove [--purpose P[,P...]] [--force] PUB|NAME
 
@@ -103,6 +103,9 @@ Options:
   --trust-key SPEC   bootstrap: [PURPOSE,...=]PUB, a verifier key (or a path to
                      one) to trust; repeat for several
   --purpose P,...    trust add/remove: package, checkpoint, work_order, auth
+  --plane-name NAME  bootstrap: the plane's unique name (default: random); its
+                     checkpoint key is made in $XDG_CONFIG_HOME/control-plane/NAME/
+                     (default $HOME/.config/...), outside the plane
   --root DIR         the plane (default: $CONTROL_PLANE, else the nearest plane
                      above the working directory)
   --format text      a summary for people instead of JSON
@@ -152,6 +155,7 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 	{Name: "recover", Schema: "cp-install.recover.request.json", Run: recoverVerb},
 	{Name: "bootstrap", Schema: "cp-install.bootstrap.request.json", Run: bootstrap, Flags: []cli.Flag{
 		{Name: "trust-key", Kind: cli.Multi, Usage: "verifier key to trust"},
+		{Name: "plane-name", Kind: cli.String, Usage: "the plane's unique name"},
 		{Name: "plane-root", Kind: cli.String, Field: "root", Usage: "(stdin form of --root)"},
 	}},
 	{Name: "trust-add", Schema: "cp-install.trust-add.request.json", Args: []string{"key"}, Run: trustVerb(true), Text: trustText, Flags: []cli.Flag{
@@ -272,7 +276,7 @@ func bootstrap(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if root == "" {
 		return cli.Outcome{Err: cli.Usagef("bootstrap needs --root DIR")}
 	}
-	res, err := plane.Bootstrap(ctx, root, plane.BootstrapOptions{TrustKeys: req.Strings("trust_key"), Actor: cli.Actor()})
+	res, err := plane.Bootstrap(ctx, root, plane.BootstrapOptions{TrustKeys: req.Strings("trust_key"), PlaneName: req.String("plane_name"), Actor: cli.Actor()})
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

@@ -50,6 +50,12 @@ named key checked its checkpoint or it matches --trusted-checkpoint (a checkpoin
 kept elsewhere, of the proof's tree or one end of a consistency proof); an
 unanchored proof verifies with a warning that nothing vouches for its roots.
 
+A plane's tier ledger (bootstrapped with a plane_name) gets a checkpoint signed
+by the plane's own key ($XDG_CONFIG_HOME/control-plane/NAME/checkpoint.key,
+outside the plane) with every append; an append that cannot read the key is
+refused (CHECKPOINT_KEY_UNAVAILABLE), and verify requires that checkpoint
+(CHECKPOINT_MISSING, CHECKPOINT_INVALID, CHECKPOINT_INCONSISTENT).
+
 Exit status:
   0  success (the ledger or proof verifies)
   1  verification failed, or GENESIS refused on a non-empty ledger

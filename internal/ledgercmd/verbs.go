@@ -33,7 +33,22 @@ type target struct {
 	path   string
 	tier   string // "HO3"... for a plane ledger, "" for a bare file
 	origin string
+	dir    string     // the tier's directory, for a plane ledger
+	plane  plane.Tier // its tier.json
 }
+
+// options returns the options to write the target: a plane ledger leaves
+// its plane's signed checkpoint with every append (plane.LedgerOptions).
+func (t target) options() (ledger.Options, error) {
+	if t.tier == "" {
+		return ledger.Options{Actor: cli.Actor()}, nil
+	}
+	return plane.LedgerOptions(t.dir, t.plane, t.path, cli.Actor())
+}
+
+// expectsCheckpoint reports whether the target's plane signs a checkpoint
+// with every append, so that verify requires one.
+func (t target) expectsCheckpoint() bool { return t.tier != "" && t.plane.PlaneName != "" }
 
 // resolve finds the ledger of a request: --ledger, or the tier ledger of
 // --plane (default: the tier of the root).
@@ -67,8 +82,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 	}
 	path := filepath.Join(dir, t.LedgerPath)
-	return target{path: path, tier: t.Tier,
-		origin: t.PlaneID + "/" + strings.TrimSuffix(filepath.Base(path), ".jsonl")}, nil
+	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t}, nil
 }
 
 // writers keeps one open ledger per path for the life of one Run (a
@@ -79,20 +93,24 @@ type writers struct {
 	m  map[string]*ledger.Ledger
 }
 
-func (w *writers) get(path string) (*ledger.Ledger, error) {
+func (w *writers) get(t target) (*ledger.Ledger, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if l, ok := w.m[path]; ok {
+	if l, ok := w.m[t.path]; ok {
 		return l, nil
 	}
-	l, err := ledger.OpenWriter(path, ledger.Options{Actor: cli.Actor()})
+	opts, err := t.options()
+	if err != nil {
+		return nil, err
+	}
+	l, err := ledger.OpenWriter(t.path, opts)
 	if err != nil {
 		return nil, err
 	}
 	if w.m == nil {
 		w.m = map[string]*ledger.Ledger{}
 	}
-	w.m[path] = l
+	w.m[t.path] = l
 	return l, nil
 }
 
@@ -131,7 +149,7 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 		if len(drafts) == 0 { // nothing to write: leave the ledger untouched, uncreated
 			return append(outs, cli.Outcome{Err: draftErr})
 		}
-		l, err := w.get(t.path)
+		l, err := w.get(t)
 		if err != nil {
 			return append(outs, cli.Outcome{Err: err})
 		}
@@ -502,7 +520,7 @@ func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		}
 		progress, finish := c.Progress("verifying " + t.path)
 		defer finish()
-		opts := ledger.VerifyOptions{Verifiers: vs, RequireSigned: explicit, Progress: progress}
+		opts := ledger.VerifyOptions{Verifiers: vs, RequireSigned: explicit, Expect: t.expectsCheckpoint(), Progress: progress}
 		if p := req.String("trusted_checkpoint"); p != "" {
 			b, err := regfile.ReadFile(p)
 			if err != nil {
@@ -554,10 +572,12 @@ func verifyLegacy(path string) (ledger.Report, error) {
 // carries, or when it matches a trusted checkpoint kept elsewhere; an
 // unanchored proof is only consistent with itself, and the result says so.
 func verifyProof(c *cli.Call, req cli.Request) cli.Outcome {
-	vs, explicit, err := verifiers(c, req, target{})
+	pt := proofPlane(c, req)
+	vs, explicit, err := verifiers(c, req, pt)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
+	planeKeys := pt.tier != "" // a key the plane trusts checked the proof's signed checkpoint
 	raw, _ := json.Marshal(req)
 	var held *ledger.Checkpoint
 	if p := req.String("trusted_checkpoint"); p != "" {
@@ -581,7 +601,7 @@ func verifyProof(c *cli.Call, req cli.Request) cli.Outcome {
 		if err == nil && held != nil && (held.Size != p.TreeSize || root(*held) != p.RootHash) {
 			err = cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "the proof is against a tree of size %d, the trusted checkpoint is of size %d with another root: prove against it (--tree-size %d)", p.TreeSize, held.Size, held.Size)
 		}
-		res := map[string]any{"valid": err == nil, "proof_type": "inclusion", "seq": p.Seq, "tree_size": p.TreeSize, "anchored": explicit || held != nil}
+		res := map[string]any{"valid": err == nil, "proof_type": "inclusion", "seq": p.Seq, "tree_size": p.TreeSize, "anchored": explicit || held != nil || planeKeys}
 		return proofOutcome(c, res, err)
 	}
 	var p ledger.Consistency
@@ -598,6 +618,22 @@ func verifyProof(c *cli.Call, req cli.Request) cli.Outcome {
 	}
 	res := map[string]any{"valid": err == nil, "proof_type": "consistency", "from": p.From, "to": p.To, "anchored": held != nil}
 	return proofOutcome(c, res, err)
+}
+
+// proofPlane is the plane whose keys trusted for checkpoints may vouch for
+// a piped inclusion proof's signed checkpoint (a plane ledger's proofs
+// carry its signed checkpoint): the plane the request names (--root,
+// --plane, $CONTROL_PLANE) or the working directory is in. None for an
+// unsigned checkpoint, or outside a plane.
+func proofPlane(c *cli.Call, req cli.Request) target {
+	if !strings.Contains(req.String("checkpoint"), "\n\n") {
+		return target{}
+	}
+	t, err := resolve(c, req)
+	if err != nil {
+		return target{}
+	}
+	return t
 }
 
 func proofOutcome(c *cli.Call, res map[string]any, err error) cli.Outcome {
@@ -642,7 +678,11 @@ func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if origin == "" {
 		origin = t.origin
 	}
-	l, err := ledger.Open(t.path, ledger.Options{})
+	opts, err := t.options() // a plane ledger's checkpoint is signed by its key first
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	l, err := ledger.Open(t.path, opts)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -652,7 +692,7 @@ func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: err}
 	}
 	return cli.Outcome{Result: map[string]any{"tree_size": ck.Size, "root_hash": fmt.Sprintf("%x", ck.Root[:]),
-		"checkpoint": string(text), "signed": len(signers) > 0, "origin": origin}}
+		"checkpoint": string(text), "signed": len(signers) > 0 || opts.Checkpoint != nil, "origin": origin}}
 }
 
 func prove(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
@@ -761,7 +801,11 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if t.tier != "" {
 		meta["_tier"] = t.tier
 	}
-	l, err := ledger.OpenWriter(t.path, ledger.Options{Actor: cli.Actor()})
+	opts, err := t.options()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	l, err := ledger.OpenWriter(t.path, opts)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

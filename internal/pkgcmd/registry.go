@@ -54,6 +54,9 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
+	if err := plane.CheckRecord(ctx, root, cli.Actor()); err != nil {
+		return cli.Outcome{Err: err} // the registry is written first: refuse before it
+	}
 	id := req.String("framework_id")
 	fw, doc, err := readFramework(req.String("src"), id)
 	if err != nil {
@@ -111,6 +114,9 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 	root, err := planeRoot(c) // frameworks and specs live in HO3
 	if err != nil {
 		return cli.Outcome{Err: err}
+	}
+	if err := plane.CheckRecord(ctx, root, cli.Actor()); err != nil {
+		return cli.Outcome{Err: err} // the registry is written first: refuse before it
 	}
 	id := req.String("spec_id")
 	b, isYAML, err := readSpec(req.String("src"))

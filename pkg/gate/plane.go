@@ -464,7 +464,8 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if own := path.Join(t.Dir, t.Ledger); !slices.Contains(paths, own) {
+		own := path.Join(t.Dir, t.Ledger)
+		if !slices.Contains(paths, own) {
 			r.fail("LEDGER_INVALID", own, "missing: %s's ledger is not on disk", t.Tier)
 		}
 		for _, p := range paths {
@@ -472,7 +473,11 @@ func G6(ctx context.Context, root string) (*Result, error) {
 				return nil, err
 			}
 			n++
-			rep, err := ledger.Verify(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, MaxIssues: 10})
+			// The tier's own ledger carries its plane's signed checkpoint
+			// (a tier with a plane_name signs one with every append):
+			// a missing, unsigned or contradicted one is a finding.
+			expect := p == own && tier.PlaneName != ""
+			rep, err := ledger.Verify(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, Expect: expect, MaxIssues: 10})
 			if errors.Is(err, fs.ErrNotExist) {
 				r.fail("LEDGER_INVALID", p, "missing")
 				continue
@@ -594,6 +599,9 @@ func checkTier(r *Result, root string, t plane.TierLayout) plane.Tier {
 		r.fail("TIER_INVALID", tp, "%s", strings.ReplaceAll(unwrapPath(err).Error(), root+string(filepath.Separator), ""))
 		return want
 	}
+	// plane_name is the plane's own (no layout fixes it); dropping it to
+	// spare a ledger its checkpoint is TIER_UNRECORDED below.
+	want.PlaneName = got.PlaneName
 	if got.Tier != want.Tier || got.PlaneID != want.PlaneID || filepath.ToSlash(filepath.Clean(got.LedgerPath)) != want.LedgerPath ||
 		(got.ParentLedger == nil) != (parent == nil) || (parent != nil && *got.ParentLedger != *parent) {
 		r.fail("TIER_MISMATCH", tp, "says tier %s, plane_id %s, ledger_path %s, parent_ledger %v; the plane's layout has %s, %s, %s, %v",

@@ -45,6 +45,10 @@ type Options struct {
 	Actor string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Checkpoint, when set, makes every append leave a checkpoint signed
+	// by its key, and refuse to build on a stored one that the ledger
+	// contradicts (see CheckpointKey).
+	Checkpoint *CheckpointKey
 }
 
 // Ledger is an open ledger file with its side files.
@@ -70,6 +74,9 @@ type Ledger struct {
 	// append needs to compute the new stored hashes, without reading X.tlog.
 	frontier [64]tlog.Hash
 	scratch  []byte
+	// ckptLast is the stored checkpoint this process last wrote or
+	// accepted (Options.Checkpoint).
+	ckptLast []byte
 }
 
 // Repair describes what an append had to mend before writing: a partial last
@@ -273,6 +280,13 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	if genesis && l.n != 0 {
 		return nil, errorf("LEDGER_NOT_EMPTY", exitDenied, "%s already holds %d entries; GENESIS opens an empty ledger", l.path, l.n)
 	}
+	var checkSig func() error
+	if l.opts.Checkpoint != nil {
+		var err error
+		if checkSig, err = l.checkStored(l.n, genesis, l.rootAt); err != nil {
+			return nil, err
+		}
+	}
 	buf := make([]byte, 0, len(drafts)*384)
 	hbuf := make([]byte, 0, (2*len(drafts)+64)*tlog.HashSize)
 	entries := make([]Entry, 0, len(drafts))
@@ -301,7 +315,7 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	if len(entries) == 0 {
 		return nil, encErr
 	}
-	if err := l.writeDurably(buf, hbuf); err != nil {
+	if err := l.writeDurably(buf, hbuf, l.n+int64(len(entries)), &frontier, checkSig); err != nil {
 		l.synced = false
 		return nil, err
 	}
@@ -315,7 +329,13 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 
 // writeDurably writes the new lines and stored hashes at the ends of their
 // files and fsyncs both (in parallel: recovery handles any order of loss).
-func (l *Ledger) writeDurably(lines, hashes []byte) error {
+// With a checkpoint key, the checkpoint of the new tree (size n, frontier
+// f) is signed at the same time (and, when it cannot be written in place,
+// fsynced to a temporary file), and made X.checkpoint only after the
+// entries are durable: a checkpoint never claims an entry that is not.
+// checkSig, the stored checkpoint's signature check, runs meanwhile too;
+// if it fails, the entries are removed again and nothing is published.
+func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash, checkSig func() error) error {
 	if _, err := l.data.WriteAt(lines, l.dataSize); err != nil {
 		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.path, err)
 	}
@@ -323,14 +343,49 @@ func (l *Ledger) writeDurably(lines, hashes []byte) error {
 		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.hashes.f.Name(), err)
 	}
 	var wg sync.WaitGroup
-	var herr error
-	wg.Go(func() { herr = l.hashes.f.Sync() })
+	var herr, cerr, serr error
+	var ckpt []byte
+	var staged bool
+	wg.Go(func() {
+		// The signatures first, on this goroutine: they take less time
+		// than the data's fsync on the other, and a third goroutine would
+		// cost a thread.
+		if checkSig != nil {
+			serr = checkSig()
+		}
+		if l.opts.Checkpoint != nil && serr == nil {
+			ckpt, staged, cerr = l.stageCheckpoint(n, frontierRoot(f, n))
+		}
+		herr = l.hashes.f.Sync()
+	})
 	derr := l.data.Sync()
 	wg.Wait()
 	if err := errors.Join(derr, herr); err != nil {
 		return errorf("IO_ERROR", exitUnavailable, "fsync %s: %v", l.path, err)
 	}
+	if serr != nil {
+		if err := l.unappend(); err != nil {
+			return errorf("IO_ERROR", exitUnavailable, "%v; and removing the entries not acknowledged: %v", serr, err)
+		}
+		return serr
+	}
+	if cerr != nil {
+		return errorf("IO_ERROR", exitUnavailable, "writing the checkpoint of %s: %v", l.path, cerr)
+	}
+	if ckpt != nil {
+		return l.publishCheckpoint(ckpt, staged)
+	}
 	return nil
+}
+
+// rootAt returns the root of the first size entries, for a writer synced
+// under the lock: from the frontier at the current size, else O(log n)
+// stored hashes.
+func (l *Ledger) rootAt(size int64) (tlog.Hash, error) {
+	if size == l.n {
+		return frontierRoot(&l.frontier, l.n), nil
+	}
+	return tlog.TreeHash(size, &l.hashes)
 }
 
 // sync brings the in-memory head in step with the files, repairing a torn

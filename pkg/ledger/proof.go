@@ -73,7 +73,8 @@ func DefaultOrigin(path string) string {
 }
 
 // Checkpoint computes a checkpoint of the current tree, signs it when
-// signers are given, and stores it atomically as X.checkpoint. It returns
+// signers are given (and with Options.Checkpoint's key first, when set),
+// and stores it atomically as X.checkpoint. It returns
 // the checkpoint and the stored text.
 func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.Signer) (Checkpoint, []byte, error) {
 	// Under the exclusive lock: two checkpoints cannot interleave (an older,
@@ -88,6 +89,15 @@ func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.
 	st, err := l.state()
 	if err != nil {
 		return Checkpoint{}, nil, err
+	}
+	if k := l.opts.Checkpoint; k != nil {
+		// A plane ledger: never sign over a stored checkpoint the ledger
+		// contradicts; a missing one may be re-anchored on request.
+		rootAt := func(size int64) (tlog.Hash, error) { return tlog.TreeHash(size, &l.hashes) }
+		if err := l.checkStoredNow(st.Size, true, rootAt); err != nil {
+			return Checkpoint{}, nil, err
+		}
+		signers = append([]note.Signer{k.Signer}, signers...)
 	}
 	c := Checkpoint{Origin: origin, Size: st.Size, Root: st.Root}
 	text := []byte(c.Text())

@@ -59,6 +59,12 @@ type VerifyOptions struct {
 	// checkpoint CHECKPOINT_INVALID too. Without it, verifiers (a plane's
 	// trusted keys) check the signatures there are.
 	RequireSigned bool
+	// Expect says the ledger's plane signs a checkpoint with every append
+	// (Options.Checkpoint): the stored checkpoint must exist
+	// (CHECKPOINT_MISSING otherwise) and be signed by one of Verifiers
+	// (CHECKPOINT_INVALID otherwise), so that deleting or replacing it is
+	// not a way around it.
+	Expect bool
 	// Held are checkpoints kept elsewhere (for example by a witness) that the
 	// ledger must still be consistent with.
 	Held [][]byte
@@ -129,8 +135,16 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 	}
 	rep.RootHash = hex.EncodeToString(root[:])
 
-	if b := ckpt; b != nil {
+	if b := ckpt; b != nil && opts.Expect && !bytes.Contains(b, []byte("\n\n")) {
+		rep.Checkpoint = &CheckpointStatus{}
+		if c, err := parseBody(b); err == nil {
+			rep.Checkpoint.TreeSize = c.Size
+		}
+		v.add(Issue{Seq: max(min(rep.Checkpoint.TreeSize, lines)-1, 0), Code: CheckpointInvalid, Message: "stored checkpoint is not signed, but this plane signs every checkpoint with its key"})
+	} else if b != nil {
 		rep.Checkpoint = v.checkCheckpoint(b, opts.verifiersFor(b), levels, lines, "stored checkpoint")
+	} else if opts.Expect {
+		v.add(Issue{Seq: max(lines-1, 0), Code: CheckpointMissing, Message: "no checkpoint, but this plane leaves a signed checkpoint with every append: it was removed (restore it, or compare the ledger with a witness copy)"})
 	} else if opts.RequireSigned && len(opts.Held) == 0 {
 		// A verifier key asks for a signed checkpoint; deleting the
 		// checkpoint must not be a way around it.
@@ -167,6 +181,9 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 func (o VerifyOptions) verifiersFor(b []byte) note.Verifiers {
 	if !o.RequireSigned && !bytes.Contains(b, []byte("\n\n")) {
 		return nil
+	}
+	if o.Verifiers == nil && o.Expect {
+		return note.VerifierList() // signed, and no key trusted to check it
 	}
 	return o.Verifiers
 }
@@ -764,6 +781,7 @@ func (v *verifier) checkCheckpoint(b []byte, verifiers note.Verifiers, levels []
 	if se, ok := err.(*SignatureError); ok {
 		st.Signers = se.Signers
 	}
+	sigOnly := false
 	if err != nil {
 		body, perr := parseBody(b)
 		seq := max(body.Size-1, 0)
@@ -772,7 +790,12 @@ func (v *verifier) checkCheckpoint(b []byte, verifiers note.Verifiers, levels []
 		}
 		st.TreeSize = body.Size
 		v.add(Issue{Seq: seq, Code: CheckpointInvalid, Message: fmt.Sprintf("%s: %v", what, err)})
-		return st
+		if _, isSig := err.(*SignatureError); !isSig || perr != nil {
+			return st
+		}
+		// The signature is not accepted, but what the checkpoint states
+		// can still be held against the ledger: name a cut or rewrite too.
+		c, sigOnly = body, true
 	}
 	st.TreeSize = c.Size
 	if c.Size > n {
@@ -784,6 +807,6 @@ func (v *verifier) checkCheckpoint(b []byte, verifiers note.Verifiers, levels []
 		v.add(Issue{Seq: max(c.Size-1, 0), Code: CheckpointInconsistent, Message: fmt.Sprintf("%s: the ledger's root at size %d differs from the checkpoint's: history was rewritten", what, c.Size)})
 		return st
 	}
-	st.Valid = true
+	st.Valid = !sigOnly
 	return st
 }

@@ -79,6 +79,9 @@ func SpecPath(id, version string, yaml bool) string {
 // BootstrapOptions configure Bootstrap.
 type BootstrapOptions struct {
 	TrustKeys []string // verifier keys (or paths to them) trusted for packages and checkpoints
+	// PlaneName is the plane's unique name (tier.json plane_name); ""
+	// draws a random one. Its checkpoint key is made in KeyDir(PlaneName).
+	PlaneName string
 	Actor     string
 	Now       func() time.Time
 }
@@ -103,6 +106,11 @@ type BootstrapResult struct {
 	ManifestHash  string       `json:"manifest_hash"`
 	ArchiveSHA256 string       `json:"archive_sha256"`
 	TrustedKeys   []string     `json:"trusted_keys"`
+	PlaneName     string       `json:"plane_name"`
+	// CheckpointKey is the verifier key of the plane's checkpoint key, and
+	// CheckpointKeyFile where its signer key was made (outside the plane).
+	CheckpointKey     string `json:"checkpoint_key"`
+	CheckpointKeyFile string `json:"checkpoint_key_file"`
 }
 
 // Bootstrap creates a plane at dir: the three tiers with their tier.json,
@@ -124,6 +132,22 @@ func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*Bootstr
 	if err := checkTarget(dir); err != nil {
 		return nil, err
 	}
+	if opts.PlaneName == "" {
+		opts.PlaneName = NewPlaneName()
+	}
+	if !ValidPlaneName(opts.PlaneName) {
+		return nil, refuse("PLANE_NAME_INVALID", 2, "--plane-name %q: want 1-63 lower-case letters, digits and hyphens, starting with a letter or digit", opts.PlaneName)
+	}
+	vkey, keyFile, undo, err := makeCheckpointKey(opts.PlaneName, dir)
+	if err != nil {
+		return nil, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			undo() // a plane that was not made leaves no key behind
+		}
+	}()
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
@@ -136,10 +160,11 @@ func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*Bootstr
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	res, err := build(ctx, tmp, opts)
+	res, err := build(ctx, tmp, opts, vkey)
 	if err != nil {
 		return nil, err
 	}
+	res.CheckpointKeyFile = keyFile
 	if err := checkTarget(dir); err != nil { // nobody made a plane meanwhile
 		return nil, err
 	}
@@ -148,6 +173,7 @@ func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*Bootstr
 	if err := syscall.Rename(tmp, dir); err != nil {
 		return nil, fmt.Errorf("moving the new plane into place: %w", err)
 	}
+	committed = true
 	return res, atomicfile.SyncDir(parent)
 }
 
@@ -178,10 +204,10 @@ func checkTarget(dir string) error {
 	return nil
 }
 
-func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapResult, error) {
+func build(ctx context.Context, root string, opts BootstrapOptions, checkpointKey string) (*BootstrapResult, error) {
 	now := opts.Now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
-	trusted, names, err := trustedKeys(opts.TrustKeys, stamp)
+	trusted, names, err := trustedKeys(opts.TrustKeys, stamp, checkpointKey)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +224,8 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 		return nil, err
 	}
 	m, mhash, mbytes, archiveBytes, ahash := rel.Manifest, rel.ManifestHash, rel.ManifestBytes, rel.Archive, rel.ArchiveSHA256
-	res := &BootstrapResult{KernelID: KernelID, KernelVersion: KernelVersion, ManifestHash: mhash, ArchiveSHA256: ahash, TrustedKeys: names}
+	res := &BootstrapResult{KernelID: KernelID, KernelVersion: KernelVersion, ManifestHash: mhash, ArchiveSHA256: ahash, TrustedKeys: names,
+		PlaneName: opts.PlaneName, CheckpointKey: checkpointKey}
 
 	for _, d := range []string{"packages_store", "versions", "work_orders", "_staging", "planes/ho1/sessions"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
@@ -230,7 +257,8 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 			p := t.Parent
 			parentLedger = &p
 		}
-		tj, err := json.MarshalIndent(Tier{Tier: t.Tier, PlaneID: t.PlaneID, LedgerPath: t.Ledger, ParentLedger: parentLedger, CreatedAt: stamp}, "", "  ")
+		tier := Tier{Tier: t.Tier, PlaneID: t.PlaneID, PlaneName: opts.PlaneName, LedgerPath: t.Ledger, ParentLedger: parentLedger, CreatedAt: stamp}
+		tj, err := json.MarshalIndent(tier, "", "  ")
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +299,7 @@ func build(ctx context.Context, root string, opts BootstrapOptions) (*BootstrapR
 		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor, fwPath, specPath); err != nil {
 			return nil, err
 		}
-		tr, err := openLedgers(ctx, tdir, t, SHA256(tj), parentHash, parentSize, mhash, ahash, opts.Actor)
+		tr, err := openLedgers(ctx, tdir, t, tier, SHA256(tj), parentHash, parentSize, mhash, ahash, opts.Actor)
 		if err != nil {
 			return nil, err
 		}
@@ -312,8 +340,13 @@ func registerKernel(ctx context.Context, tdir string, t TierLayout, m *manifest.
 // openLedgers writes the tier's GENESIS (recording its parent's head and
 // the hash of its tier.json, which G6 holds tier.json to) and the events
 // of its creation, and returns the tier's ledger state.
-func openLedgers(ctx context.Context, tdir string, t TierLayout, tierHash, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
-	l, err := ledger.OpenWriter(filepath.Join(tdir, filepath.FromSlash(t.Ledger)), ledger.Options{Actor: actor})
+func openLedgers(ctx context.Context, tdir string, t TierLayout, tier Tier, tierHash, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
+	path := filepath.Join(tdir, filepath.FromSlash(t.Ledger))
+	opts, err := LedgerOptions(tdir, tier, path, actor) // every append leaves the plane's checkpoint
+	if err != nil {
+		return TierResult{}, err
+	}
+	l, err := ledger.OpenWriter(path, opts)
 	if err != nil {
 		return TierResult{}, err
 	}
@@ -369,8 +402,10 @@ func randHex() string {
 }
 
 // trustedKeys builds config/trusted_keys.json from key specs
-// "[PURPOSE,...=]PUB" (no purpose given: package and checkpoint).
-func trustedKeys(specs []string, stamp string) ([]byte, []string, error) {
+// "[PURPOSE,...=]PUB" (no purpose given: package and checkpoint) and the
+// plane's own checkpoint key (a verifier key, trusted for checkpoints only:
+// a normal entry, so it survives every kernel release that keeps trust).
+func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string, error) {
 	var list []pkgsig.TrustedKey
 	var names []string
 	for _, s := range specs {
@@ -394,6 +429,16 @@ func trustedKeys(specs []string, stamp string) ([]byte, []string, error) {
 		}
 		names = append(names, v.Name())
 		list = append(list, pkgsig.TrustedKey{Name: v.Name(), Key: text, Purposes: purposes, AddedAt: stamp})
+	}
+	if checkpointKey != "" {
+		v, err := keys.Verifier(checkpointKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		if slices.Contains(names, v.Name()) {
+			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: a key named %s is the plane's own checkpoint key's name", v.Name())
+		}
+		list = append(list, pkgsig.TrustedKey{Name: v.Name(), Key: checkpointKey, Purposes: []string{pkgsig.PurposeCheckpoint}, AddedAt: stamp})
 	}
 	b, err := pkgsig.MarshalTrusted(list)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/stretchr/testify/require"
 )
 
@@ -24,9 +25,18 @@ func TestBootstrap(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, Layout[i].Tier, tier.Tier)
 		lpath := filepath.Join(dir, filepath.FromSlash(tr.Dir), filepath.FromSlash(tier.LedgerPath))
-		rep, err := ledger.Verify(context.Background(), lpath, ledger.VerifyOptions{})
+		require.Equal(t, res.PlaneName, tier.PlaneName)
+		// Every tier ledger carries a checkpoint signed by the plane's own
+		// key, trusted for checkpoints, covering every entry.
+		trusted, err := pkgsig.LoadTrusted(filepath.Join(dir, filepath.FromSlash(tr.Dir)))
+		require.NoError(t, err)
+		vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposeCheckpoint, "")
+		require.NoError(t, err)
+		rep, err := ledger.Verify(context.Background(), lpath, ledger.VerifyOptions{Verifiers: vs, Expect: true})
 		require.NoError(t, err)
 		require.True(t, rep.Valid, "%s: %+v", tr.PlaneID, rep.Issues)
+		require.True(t, rep.Checkpoint.Valid && rep.Checkpoint.Signed)
+		require.Equal(t, rep.Entries, rep.Checkpoint.TreeSize)
 		b, err := os.ReadFile(lpath)
 		require.NoError(t, err)
 		genesis, err := ledger.ParseLine([]byte(strings.SplitN(string(b), "\n", 2)[0]))
@@ -37,6 +47,17 @@ func TestBootstrap(t *testing.T) {
 			require.Equal(t, Layout[i].Parent, genesis.Metadata["parent_ledger"])
 		}
 	}
+
+	// The key is outside the plane, in the plane's key directory: 0700, 0600.
+	keyDir, err := KeyDir(res.PlaneName)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(keyDir, CheckpointKeyFile), res.CheckpointKeyFile)
+	st, err := os.Stat(keyDir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
+	st, err = os.Stat(res.CheckpointKeyFile)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 
 	// The kernel manifest is the same bytes on every tier.
 	var manifests []string
@@ -70,4 +91,48 @@ func TestBootstrap(t *testing.T) {
 	require.Equal(t, "PLANE_EXISTS", err.(*Error).Code())
 	_, err = Bootstrap(context.Background(), filepath.Join(dir, "planes", "ho2", "x"), BootstrapOptions{})
 	require.Equal(t, "PLANE_NESTED", err.(*Error).Code())
+
+	// A plane name whose key directory holds a key is taken; an invalid
+	// one is refused; neither leaves a plane behind.
+	other := filepath.Join(t.TempDir(), "other")
+	_, err = Bootstrap(context.Background(), other, BootstrapOptions{PlaneName: res.PlaneName})
+	require.Equal(t, "PLANE_NAME_TAKEN", err.(*Error).Code())
+	_, err = Bootstrap(context.Background(), other, BootstrapOptions{PlaneName: "Bad/Name"})
+	require.Equal(t, "PLANE_NAME_INVALID", err.(*Error).Code())
+	require.NoDirExists(t, other)
+}
+
+// TestKeyDirInsidePlaneRefused: a checkpoint key kept inside the plane
+// would protect nothing.
+func TestKeyDirInsidePlaneRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "plane")
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	_, err := Bootstrap(context.Background(), dir, BootstrapOptions{})
+	require.Equal(t, "KEY_DIR_INSIDE_PLANE", err.(*Error).Code())
+	require.NoDirExists(t, dir)
+}
+
+// TestRecordWithoutKeyRefused: a plane that signs its checkpoints refuses
+// to record when its key cannot be read (another OS user, another HOME),
+// and writes nothing.
+func TestRecordWithoutKeyRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "plane")
+	res, err := Bootstrap(context.Background(), dir, BootstrapOptions{Actor: "tester"})
+	require.NoError(t, err)
+	before, err := os.ReadFile(filepath.Join(dir, "ledger", "governance.jsonl"))
+	require.NoError(t, err)
+	signers.Delete(res.PlaneName) // as a new process would
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	_, err = Record(context.Background(), dir, "tester", ledger.Draft{EventType: "X"})
+	require.Equal(t, "CHECKPOINT_KEY_UNAVAILABLE", err.(*Error).Code())
+	after, err := os.ReadFile(filepath.Join(dir, "ledger", "governance.jsonl"))
+	require.NoError(t, err)
+	require.Equal(t, before, after)
+}
+
+func TestValidPlaneName(t *testing.T) {
+	for name, want := range map[string]bool{"a": true, "plane-0f3a": true, "ops-1": true, strings.Repeat("a", 63): true,
+		"": false, "-a": false, "A": false, "a/b": false, "..": false, "a b": false, "a_b": false, strings.Repeat("a", 64): false, "é": false} {
+		require.Equal(t, want, ValidPlaneName(name), "%q", name)
+	}
 }

@@ -9,13 +9,19 @@ import (
 
 // Record appends governance events to the HO3 ledger of the plane at root
 // and returns the last entry written. Every registration, check and refusal
-// that changes or judges the plane goes through it.
+// that changes or judges the plane goes through it, and leaves the plane's
+// signed checkpoint (LedgerOptions).
 func Record(ctx context.Context, root, actor string, drafts ...ledger.Draft) (ledger.Entry, error) {
 	t, err := ReadTier(root)
 	if err != nil {
 		return ledger.Entry{}, err
 	}
-	l, err := ledger.OpenWriter(filepath.Join(root, filepath.FromSlash(t.LedgerPath)), ledger.Options{Actor: actor})
+	path := filepath.Join(root, filepath.FromSlash(t.LedgerPath))
+	opts, err := LedgerOptions(root, t, path, actor)
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	l, err := ledger.OpenWriter(path, opts)
 	if err != nil {
 		return ledger.Entry{}, err
 	}
@@ -31,4 +37,26 @@ func Record(ctx context.Context, root, actor string, drafts ...ledger.Draft) (le
 		return ledger.Entry{}, err
 	}
 	return es[len(es)-1], nil
+}
+
+// CheckRecord reports whether Record could append to the HO3 ledger of the
+// plane at root now (its checkpoint key readable, its stored checkpoint
+// consistent), appending nothing: a verb that changes the plane before it
+// records the change calls it first, so that nothing changes unrecorded.
+func CheckRecord(ctx context.Context, root, actor string) error {
+	t, err := ReadTier(root)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(root, filepath.FromSlash(t.LedgerPath))
+	opts, err := LedgerOptions(root, t, path, actor)
+	if err != nil {
+		return err
+	}
+	l, err := ledger.OpenWriter(path, opts)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	return l.Ready(ctx)
 }

@@ -14,8 +14,14 @@ import (
 
 // Tier is a plane's tier.json.
 type Tier struct {
-	Tier         string  `json:"tier"`
-	PlaneID      string  `json:"plane_id"`
+	Tier    string `json:"tier"`
+	PlaneID string `json:"plane_id"`
+	// PlaneName is unique per plane (the same on its three tiers): the
+	// tokens' audience, the name of its key directory outside the plane
+	// (KeyDir) and the origin prefix of its checkpoints. A tier that has
+	// one signs a checkpoint with every append to its ledger. "" in a
+	// plane made by hand without it.
+	PlaneName    string  `json:"plane_name,omitempty"`
 	LedgerPath   string  `json:"ledger_path"`
 	ParentLedger *string `json:"parent_ledger"`
 	CreatedAt    string  `json:"created_at"`
@@ -46,10 +52,17 @@ func ReadTier(dir string) (Tier, error) {
 	if dec.More() {
 		return t, refuse("TIER_INVALID", 3, "%s: trailing data after the tier object", name)
 	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return t, refuse("TIER_INVALID", 3, "%s: %v", name, err)
+	}
 	switch t.Tier {
 	case "HO3", "HO2", "HO1":
 	default:
 		return t, refuse("TIER_INVALID", 3, "%s: unknown tier %q", name, t.Tier)
+	}
+	if _, ok := raw["plane_name"]; ok && !ValidPlaneName(t.PlaneName) {
+		return t, refuse("TIER_INVALID", 3, "%s: plane_name %q: want lower-case letters, digits and hyphens", name, t.PlaneName)
 	}
 	if !filepath.IsLocal(t.LedgerPath) || !strings.HasSuffix(t.LedgerPath, ".jsonl") {
 		return t, refuse("TIER_INVALID", 3, "%s: ledger_path %q must be a relative path inside the plane, to a .jsonl file", name, t.LedgerPath)

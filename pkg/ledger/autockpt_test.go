@@ -1,0 +1,206 @@
+package ledger
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// planeKey returns a checkpoint key and the verifiers that trust it.
+func planeKey(t *testing.T) (*CheckpointKey, note.Verifiers) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "plane-test-checkpoint")
+	require.NoError(t, err)
+	s, err := note.NewSigner(skey)
+	require.NoError(t, err)
+	v, err := note.NewVerifier(vkey)
+	require.NoError(t, err)
+	vs := note.VerifierList(v)
+	return &CheckpointKey{Origin: "plane-test/ho3/governance", Signer: s,
+		Trusted: func() (note.Verifiers, error) { return vs, nil }}, vs
+}
+
+func appendN(t *testing.T, l *Ledger, n int) error {
+	t.Helper()
+	var drafts []Draft
+	for i := range n {
+		drafts = append(drafts, Draft{EventType: "EV", SubmissionID: fmt.Sprint(i)})
+	}
+	_, err := l.Append(ctx, drafts)
+	return err
+}
+
+func code(err error) string {
+	if e, ok := err.(*Error); ok {
+		return e.Code()
+	}
+	return fmt.Sprint(err)
+}
+
+func TestFrontierRootIsTreeHash(t *testing.T) {
+	var f [64]tlog.Hash
+	var stored memHashes
+	for n := int64(0); n < 70; n++ {
+		got := frontierRoot(&f, n)
+		want, err := tlog.TreeHash(n, stored)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "size %d", n)
+		leaf := tlog.RecordHash([]byte(fmt.Sprint(n)))
+		var b []byte
+		b = appendStoredHashes(b, &f, n, leaf)
+		for i := 0; i < len(b); i += tlog.HashSize {
+			stored = append(stored, tlog.Hash(b[i:i+tlog.HashSize]))
+		}
+	}
+}
+
+// TestAppendLeavesSignedCheckpoint: every append (GENESIS, a batch, one
+// entry) leaves X.checkpoint signed by the key, covering every entry, and
+// verify with Expect accepts it.
+func TestAppendLeavesSignedCheckpoint(t *testing.T) {
+	k, vs := planeKey(t)
+	path := filepath.Join(t.TempDir(), "governance.jsonl")
+	l, err := OpenWriter(path, Options{Checkpoint: k})
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = l.Genesis(ctx, Draft{})
+	require.NoError(t, err)
+	for _, n := range []int{1, 5, 1, 100} {
+		require.NoError(t, appendN(t, l, n))
+		st, err := l.State(ctx)
+		require.NoError(t, err)
+		b, err := l.ReadCheckpoint()
+		require.NoError(t, err)
+		c, signed, err := OpenCheckpoint(b, vs)
+		require.NoError(t, err)
+		require.True(t, signed)
+		require.Equal(t, st.Size, c.Size)
+		require.Equal(t, st.Root, c.Root)
+		require.Equal(t, k.Origin, c.Origin)
+	}
+	rep := verify(t, path, VerifyOptions{Verifiers: vs, Expect: true})
+	require.True(t, rep.Valid, "%+v", rep.Issues)
+	_, cp, _ := SidePaths(path)
+	_, err = os.Stat(cp + ".tmp")
+	require.ErrorIs(t, err, fs.ErrNotExist, "the temporary file was renamed into place")
+}
+
+// TestCheckpointCatchesTailCut: cutting the tail (and X.tlog to match)
+// fails verify, and the next append refuses to sign over the cut.
+func TestCheckpointCatchesTailCut(t *testing.T) {
+	k, vs := planeKey(t)
+	path := filepath.Join(t.TempDir(), "governance.jsonl")
+	l, err := OpenWriter(path, Options{Checkpoint: k})
+	require.NoError(t, err)
+	_, err = l.Genesis(ctx, Draft{})
+	require.NoError(t, err)
+	require.NoError(t, appendN(t, l, 6))
+	l.Close()
+
+	lines := readLines(t, path)
+	writeLines(t, path, lines[:5]) // 7 entries → 5 (the last element is "")
+	tl, _, _ := SidePaths(path)
+	require.NoError(t, os.Truncate(tl, tlog.StoredHashCount(5)*tlog.HashSize))
+	rep := verify(t, path, VerifyOptions{})
+	require.Equal(t, CheckpointInconsistent, rep.Issues[0].Code, "%+v", rep.Issues)
+
+	l, err = OpenWriter(path, Options{Checkpoint: k})
+	require.NoError(t, err)
+	defer l.Close()
+	require.Equal(t, CheckpointInconsistent, code(appendN(t, l, 1)))
+	require.Len(t, readLines(t, path), 6, "nothing appended")
+
+	// Deleting the checkpoint as well: verify and append both refuse.
+	_, cp, _ := SidePaths(path)
+	require.NoError(t, os.Remove(cp))
+	rep = verify(t, path, VerifyOptions{Verifiers: vs, Expect: true})
+	require.Equal(t, CheckpointMissing, rep.Issues[0].Code)
+	require.Equal(t, CheckpointMissing, code(appendN(t, l, 1)))
+
+	// An unsigned checkpoint that matches the cut: refused too.
+	c, _, err := l.Checkpoint(ctx, k.Origin) // re-anchors: signed by the key
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(cp, []byte(c.Text()), 0o644))
+	rep = verify(t, path, VerifyOptions{Verifiers: vs, Expect: true})
+	require.Equal(t, CheckpointInvalid, rep.Issues[0].Code)
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, CheckpointInvalid, code(appendN(t, l, 1)))
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the refused append's entry was removed")
+	rep = verify(t, path, VerifyOptions{})
+	require.Equal(t, int64(5), rep.Entries)
+	require.Empty(t, rep.Issues, "lines and stored hashes in step after the refusal")
+
+	// Signed by a key nobody trusts: refused.
+	other, _ := planeKey(t)
+	b, err := c.Sign(other.Signer)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(cp, b, 0o644))
+	rep = verify(t, path, VerifyOptions{Verifiers: vs, Expect: true})
+	require.Equal(t, CheckpointInvalid, rep.Issues[0].Code)
+	require.Equal(t, CheckpointInvalid, code(appendN(t, l, 1)))
+
+	// Cosigned by a trusted key and another: accepted.
+	b, err = c.Sign(k.Signer, other.Signer)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(cp, b, 0o644))
+	require.NoError(t, appendN(t, l, 1))
+	rep = verify(t, path, VerifyOptions{Verifiers: vs, Expect: true})
+	require.True(t, rep.Valid, "%+v", rep.Issues)
+}
+
+// TestCheckpointNeverAheadOfLedger: a failed append (a draft that cannot
+// be encoded first) writes no checkpoint, and a stale temporary file from
+// a crash is never taken for the checkpoint.
+func TestCheckpointNeverAheadOfLedger(t *testing.T) {
+	k, vs := planeKey(t)
+	path := filepath.Join(t.TempDir(), "governance.jsonl")
+	l, err := OpenWriter(path, Options{Checkpoint: k})
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = l.Genesis(ctx, Draft{})
+	require.NoError(t, err)
+	_, cp, _ := SidePaths(path)
+	require.NoError(t, os.WriteFile(cp+".tmp", []byte("junk"), 0o644))
+	_, err = l.Append(ctx, []Draft{{EventType: "EV", Metadata: map[string]any{"bad": make(chan int)}}})
+	require.Error(t, err)
+	rep := verify(t, path, VerifyOptions{Verifiers: vs, Expect: true})
+	require.True(t, rep.Valid, "%+v", rep.Issues)
+	require.Equal(t, int64(1), rep.Checkpoint.TreeSize)
+	require.NoError(t, appendN(t, l, 2))
+	rep = verify(t, path, VerifyOptions{Verifiers: vs, Expect: true})
+	require.True(t, rep.Valid, "%+v", rep.Issues)
+	require.Equal(t, int64(3), rep.Checkpoint.TreeSize)
+}
+
+// TestCheckpointSymlinkRefused: a planted X.checkpoint symlink is neither
+// read nor written through.
+func TestCheckpointSymlinkRefused(t *testing.T) {
+	k, _ := planeKey(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "governance.jsonl")
+	l, err := OpenWriter(path, Options{Checkpoint: k})
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = l.Genesis(ctx, Draft{})
+	require.NoError(t, err)
+	_, cp, _ := SidePaths(path)
+	target := filepath.Join(dir, "victim")
+	require.NoError(t, os.WriteFile(target, []byte("keep"), 0o600))
+	require.NoError(t, os.Symlink(target, cp+".tmp"))
+	require.NoError(t, appendN(t, l, 1)) // the link is replaced, not followed
+	b, _ := os.ReadFile(target)
+	require.Equal(t, "keep", string(b))
+	require.NoError(t, os.Remove(cp))
+	require.NoError(t, os.Symlink(target, cp))
+	require.Error(t, appendN(t, l, 1))
+}

@@ -98,7 +98,7 @@ func tool(w *writers) *cli.Tool {
 				cli.Flag{Name: "where", Kind: cli.String},
 				cli.Flag{Name: "limit", Kind: cli.Int},
 			)},
-		{Name: "verify", Schema: "cp-ledger.verify.request.json", Run: verify, Text: verifyText,
+		{Name: "verify", Schema: "cp-ledger.verify.request.json", Run: verify, Text: verifyText, FailedText: verifyFailedText,
 			Flags: flags(
 				cli.Flag{Name: "legacy", Kind: cli.Bool},
 				cli.Flag{Name: "verify-key", Kind: cli.String},

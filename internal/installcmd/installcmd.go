@@ -114,7 +114,7 @@ Examples:
 `
 
 var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
-	{Name: "install", Schema: "cp-install.install.request.json", Run: installVerb, Text: installText, Flags: []cli.Flag{
+	{Name: "install", Schema: "cp-install.install.request.json", Run: installVerb, Text: installText, FailedText: installFailedText, Flags: []cli.Flag{
 		{Name: "archive", Kind: cli.String, Usage: "package archive"},
 		{Name: "id", Kind: cli.String, Usage: "expected package id"},
 		{Name: "dry-run", Kind: cli.Bool, Usage: "check and report, write nothing"},
@@ -274,6 +274,18 @@ func installText(w io.Writer, result any) error {
 		return err
 	}
 	return nil
+}
+
+// installFailedText shows what a refused install was and its gates, under
+// the runner's error line (installText, the success view, is never called
+// for a failure).
+func installFailedText(w io.Writer, result any) error {
+	r, ok := result.(*install.Result)
+	if !ok {
+		return fmt.Errorf("unexpected result %T", result)
+	}
+	fmt.Fprintf(w, "%s %s (archive %s)\n", r.PackageID, r.Version, r.ArchiveSHA256)
+	return gate.WriteText(w, r.Gates)
 }
 
 func versionsText(w io.Writer, result any) error {

@@ -535,7 +535,11 @@ func verifyFailedText(w io.Writer, result any) error {
 	}
 	fmt.Fprintf(w, "ledger NOT valid: %d entries read, %d issues\n", rep.Entries, len(rep.Issues))
 	for _, is := range rep.Issues {
-		fmt.Fprintf(w, "  seq %d %s %s: %s\n", is.Seq, is.ID, is.Code, is.Message)
+		id := ""
+		if is.ID != "" {
+			id = " " + is.ID
+		}
+		fmt.Fprintf(w, "  seq %d%s %s: %s\n", is.Seq, id, is.Code, is.Message)
 	}
 	if rep.IssuesTruncated {
 		fmt.Fprintln(w, "  (more issues not listed)")

@@ -81,7 +81,7 @@ Options:
   --wo WO-ID       the work order G2 and G3 judge
   --enforce        stop at the first failure
   --record         record the verdict in the tier's ledger
-  --format F       json (default), text, sarif (SARIF 2.1.0) or junit (JUnit XML)
+  --format F       json (default; text on a terminal), text, sarif (SARIF 2.1.0) or junit (JUnit XML)
   --root DIR       the plane (default: $CONTROL_PLANE, else the nearest plane
                    above the working directory)
   -h               this help; -version the version; --capabilities the operations
@@ -90,7 +90,8 @@ Exit status:
   0  every gate passed (a gate that does not apply passes and says so)
   1  a gate failed: the report says which, with codes and paths
   2  usage: unknown verb, flag or gate
-  3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest
+  3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest,
+     a request over 16 MiB (REQUEST_TOO_LARGE)
   4  could not evaluate: an unreadable file, a lock timeout
   5  could not evaluate: internal error
 

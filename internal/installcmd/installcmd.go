@@ -86,7 +86,7 @@ Options:
                      packages and checkpoints; repeat for several
   --root DIR         the plane (default: $CONTROL_PLANE, else the nearest plane
                      above the working directory)
-  --format text      a summary for people instead of JSON
+  --format text      a summary for people instead of JSON (the default on a terminal)
   -v                 each phase of an install or rollback, timed, on stderr (on
                      a terminal without -v, one line shows the latest phase)
   -h                 this help; -version the version; --capabilities the operations
@@ -100,7 +100,8 @@ Exit status:
   0  success
   1  refused: a gate, drift, a downgrade, a conflict, integrity after rollback
   2  usage: unknown verb or flag, bad argument (a checkpoint that does not exist)
-  3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest
+  3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest,
+     a request over 16 MiB (REQUEST_TOO_LARGE)
   4  unavailable: lock timeout, filesystem error, a journal pending (dry run)
   5  internal error, or a journal that can be neither finished nor undone
 

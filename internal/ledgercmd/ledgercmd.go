@@ -36,7 +36,7 @@ Options (every verb):
   --ledger PATH   a ledger file (created on first append); without it, the plane's
                   tier ledger (--plane ho3|ho2|ho1, default: the tier of --root)
   --root DIR      the plane root (else $CONTROL_PLANE, else the nearest HO3 ancestor)
-  --format F      json (default) or text
+  --format F      json (default) or text (the default on a terminal)
   -v              progress on stderr
   -h              this help; -version the version; --capabilities the operations
 
@@ -54,7 +54,8 @@ Exit status:
   0  success (the ledger or proof verifies)
   1  verification failed, or GENESIS refused on a non-empty ledger
   2  usage: unknown verb or flag, bad argument (a seq or size outside the ledger)
-  3  invalid input: stdin not JSON, schema violation, bad --where expression
+  3  invalid input: stdin not JSON, schema violation, bad --where expression,
+     a request over 16 MiB (REQUEST_TOO_LARGE)
   4  unavailable: lock timeout, filesystem error, cancelled
   5  internal error
 

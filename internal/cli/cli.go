@@ -217,9 +217,9 @@ func (c *Call) Logf(format string, args ...any) {
 func Run(ctx context.Context, tool *Tool, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	defer out.Flush()
-	r := &runner{tool: tool, out: out, stderr: stderr, start: time.Now(), terminal: isTerminal(stdout)}
+	r := &runner{tool: tool, out: out, stderr: stderr, start: time.Now(), text: isTerminal(stdout)}
 	if f := formatArg(args); f != "" {
-		r.terminal = f == "text" // for errors met before the flags are parsed
+		r.text = f == "text" // for errors met before the flags are parsed
 	}
 	return r.run(ctx, args, stdin, stdout)
 }
@@ -231,10 +231,9 @@ type runner struct {
 	start  time.Time
 	call   *Call
 	buf    []byte // reused envelope buffer
-	// terminal is stdout being a terminal (or --format text given): text
-	// is then the default format, for errors met before the flags are
-	// parsed too.
-	terminal bool
+	// text is stdout being a terminal, or --format text given: text is
+	// then the format, for errors met before the flags are parsed too.
+	text bool
 }
 
 func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) int {
@@ -365,7 +364,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 		Verbose: common.verbose, rootArg: common.root}
 	if r.call.Format == "" {
 		r.call.Format = "json"
-		if r.terminal {
+		if r.text {
 			r.call.Format = "text"
 		}
 	}

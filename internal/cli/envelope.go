@@ -163,9 +163,14 @@ func (r *runner) fail(err error) int { return r.failWith(AsError(err), Outcome{}
 
 func (r *runner) failWith(e *Error, o Outcome) int {
 	if e.passthrough != nil {
-		// An upstream failure: print it unchanged, act on nothing.
-		r.out.Write(e.passthrough)
-		r.out.WriteString("\n")
+		// An upstream failure: print it unchanged (for a person at a
+		// terminal, as an error line), act on nothing.
+		if r.text && (r.call == nil || r.call.Format == "text") {
+			r.renderText(nil, nil, e)
+		} else {
+			r.out.Write(e.passthrough)
+			r.out.WriteString("\n")
+		}
 		fmt.Fprintf(r.stderr, "%s: error: %s\n", r.tool.Name, e.Message)
 		return e.Exit
 	}
@@ -179,7 +184,7 @@ func (r *runner) failWith(e *Error, o Outcome) int {
 	switch {
 	case r.call != nil:
 		format, verb = r.call.Format, r.call.Verb
-	case r.terminal: // failed before --format was read
+	case r.text: // failed before --format was read
 		format = "text"
 	}
 	if render := verbFormat(verb, format); render != nil && result != nil && safeRenderTo(r.out, render, result) {

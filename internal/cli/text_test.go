@@ -225,3 +225,13 @@ func TestClosest(t *testing.T) {
 		require.Equal(t, want, closest(word, names), word)
 	}
 }
+
+// An upstream error envelope shown as text reads as an error too.
+func TestTextPassthrough(t *testing.T) {
+	code, out, _ := runText(t, `{"status":"error","error":{"code":"LOCK_TIMEOUT","message":"ledger lock held"}}`, "echo", "--format", "text")
+	require.Equal(t, ExitUnavailable, code)
+	require.Equal(t, "error: LOCK_TIMEOUT: upstream: ledger lock held\n", out)
+	code, out, _ = runText(t, `{"status":"error","error":{"code":"LOCK_TIMEOUT","message":"ledger lock held"}}`, "echo")
+	require.Equal(t, ExitUnavailable, code)
+	require.Equal(t, `{"status":"error","error":{"code":"LOCK_TIMEOUT","message":"ledger lock held"}}`+"\n", out)
+}

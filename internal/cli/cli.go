@@ -263,7 +263,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 			// disagrees rather than inheriting the argument.
 			verb = r.tool.Verbs[0]
 		} else {
-			return r.fail(Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("run %s -h", r.tool.Name))
+			return r.fail(Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("%s", r.tool.nearVerb(args[0])))
 		}
 	} else if i := afterCommonFlags(args); i < len(args) {
 		// "cp-x --root P verb ...": the verb may follow the common flags.
@@ -749,7 +749,7 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 			msg := err.Error()
 			hint := "run " + r.tool.Name + " -h"
 			if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
-				msg = "unknown flag " + f
+				msg = "unknown flag --" + strings.TrimLeft(f, "-")
 				var names []string
 				fs.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
 				if near := closest(strings.TrimLeft(f, "-"), names); near != "" {
@@ -893,6 +893,18 @@ func (t *Tool) defaultTakes(word string) bool {
 		}
 	}
 	return false
+}
+
+// nearVerb is the hint for a mistyped verb: the nearest verb, or -h.
+func (t *Tool) nearVerb(word string) string {
+	names := make([]string, len(t.Verbs))
+	for i, v := range t.Verbs {
+		names[i] = v.Name
+	}
+	if near := closest(word, names); near != "" {
+		return "did you mean " + t.Name + " " + near + "?"
+	}
+	return "run " + t.Name + " -h"
 }
 
 func (t *Tool) verbNames() string {

@@ -154,7 +154,7 @@ type Call struct {
 
 // Warnf prints "cp-x: warning: ..." on stderr.
 func (c *Call) Warnf(format string, args ...any) {
-	fmt.Fprintf(c.Stderr, "%s: warning: %s\n", c.Tool.Name, fmt.Sprintf(format, args...))
+	fmt.Fprintf(c.Stderr, "%s: warning: %s\n", c.Tool.Name, userMessage(fmt.Sprintf(format, args...)))
 }
 
 // Progress returns a function that keeps one progress line up to date on

@@ -114,28 +114,35 @@ func resolveRoot(dir, from string) (root, id string, err error) {
 		return "", "", notPlane("no tier.json")
 	case err != nil:
 		return "", "", Errorf(ExitUnavailable, "PLANE_INVALID", "%s %s: invalid tier.json: %v", from, dir, tierReason(err))
-	case t.Tier == "HO3":
-		return abs, "ho3", nil
 	}
-	// A lower tier lives at ROOT/planes/<id>; its HO3 root is two levels up
-	// (through symlinks, if the name given is one).
-	id = strings.ToLower(t.Tier)
+	// A lower tier lives at ROOT/planes/<id>, its HO3 root two levels up
+	// (through symlinks, if the name given is one). Where it lives decides
+	// which tier it is: a tier.json there that claims another tier (an HO1
+	// worker's edit claiming HO3) is refused, never believed.
 	for _, p := range []string{abs, evalSymlinks(abs)} {
-		if p != "" && filepath.Base(p) == id && filepath.Base(filepath.Dir(p)) == "planes" {
-			if up := filepath.Dir(filepath.Dir(p)); isHO3(filepath.Join(up, "tier.json")) {
-				return up, id, nil
+		id := filepath.Base(p)
+		if p == "" || (id != "ho2" && id != "ho1") || filepath.Base(filepath.Dir(p)) != "planes" {
+			continue
+		}
+		if up := filepath.Dir(filepath.Dir(p)); isHO3(filepath.Join(up, "tier.json")) {
+			if t.Tier != strings.ToUpper(id) {
+				return "", "", Errorf(ExitUnavailable, "PLANE_INVALID", "%s %s: its tier.json says %s, but it is planes/%s of the plane at %s", from, dir, t.Tier, id, up)
 			}
+			return up, id, nil
 		}
 	}
-	return "", "", notPlane("its tier.json says " + t.Tier + ", but it is not planes/" + id + " of an HO3 plane")
+	if t.Tier == "HO3" {
+		return abs, "ho3", nil
+	}
+	return "", "", notPlane("its tier.json says " + t.Tier + ", but it is not planes/" + strings.ToLower(t.Tier) + " of an HO3 plane")
 }
 
 func evalSymlinks(p string) string {
-	real, err := filepath.EvalSymlinks(p)
+	resolved, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		return ""
 	}
-	return real
+	return resolved
 }
 
 // tierReason drops the path that plane.ReadTier's message starts with:

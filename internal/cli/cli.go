@@ -435,7 +435,7 @@ func (r *runner) finish(verb *Verb, o Outcome) int {
 		}
 		return ExitOK
 	}
-	if r.call.Format == "text" && (o.Result == nil || r.renderText(verb, o.Result, nil)) {
+	if r.call.Format == "text" && (o.Result == nil || r.renderText(verb, o.Result, nil, o)) {
 		return ExitOK // nothing to say is said with silence
 	}
 	r.writeEnvelope("ok", o.Result, nil, o)

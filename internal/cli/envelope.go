@@ -166,7 +166,7 @@ func (r *runner) failWith(e *Error, o Outcome) int {
 		// An upstream failure: print it unchanged (for a person at a
 		// terminal, as an error line), act on nothing.
 		if r.text && (r.call == nil || r.call.Format == "text") {
-			r.renderText(nil, nil, e)
+			r.renderText(nil, nil, e, Outcome{})
 		} else {
 			r.out.Write(e.passthrough)
 			r.out.WriteString("\n")
@@ -190,7 +190,7 @@ func (r *runner) failWith(e *Error, o Outcome) int {
 	if render := verbFormat(verb, format); render != nil && result != nil && safeRenderTo(r.out, render, result) {
 		// the verdict in the machine format asked for (SARIF, JUnit);
 		// stderr says why
-	} else if format != "text" || !r.renderText(verb, result, e) {
+	} else if format != "text" || !r.renderText(verb, result, e, o) {
 		r.writeEnvelope("error", result, e, o)
 	}
 	fmt.Fprintf(r.stderr, "%s: error: %s\n", r.tool.Name, e.Message)

@@ -19,12 +19,15 @@ import (
 
 // renderText writes one outcome's text view and returns false when no view
 // could be rendered (the caller then prints the JSON envelope instead).
-func (r *runner) renderText(verb *Verb, result any, e *Error) bool {
+func (r *runner) renderText(verb *Verb, result any, e *Error, o Outcome) bool {
 	var b bytes.Buffer
 	if e != nil {
 		fmt.Fprintf(&b, "error: %s: %s\n", e.Code, e.Message)
 		if e.Hint != "" {
 			fmt.Fprintf(&b, "hint: %s\n", e.Hint)
+		}
+		if o.LedgerEntryID != "" { // a refusal is itself recorded
+			fmt.Fprintf(&b, "recorded: %s (seq %d)\n", o.LedgerEntryID, o.Seq)
 		}
 		if result != nil {
 			var view func(io.Writer, any) error

@@ -12,9 +12,16 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
+# The packages whose code starts goroutines (found by grep, so a new one is
+# not forgotten) run under the race detector (it needs cgo: gcc), the
+# others as they are: every package runs once.
+GOROUTINES := '(^|[^[:alnum:]_])go (func|[[:alpha:]_][[:alnum:]_.]*)\(|\.Go\('
 test:
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	@race=$$(grep -rlE --include='*.go' --exclude='*_test.go' $(GOROUTINES) cmd internal pkg | xargs -n1 dirname | sort -u | sed 's|^|./|'); \
+	rest=$$($(GO) list -f '{{.Dir}}' ./... | sed 's|^$(CURDIR)|.|' | grep -vxF "$$race"); \
+	echo "go test -race:" $$race; \
+	$(GO) test -count=1 $$rest && CGO_ENABLED=1 $(GO) test -race -count=1 $$race
 
 # Whole-process and library benchmarks quoted in the README (~7 minutes).
 bench: build

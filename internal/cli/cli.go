@@ -109,9 +109,16 @@ type Verb struct {
 	// (group commit). It returns one outcome per request handled; it may
 	// stop early, and then its last outcome holds the error.
 	Batch func(ctx context.Context, c *Call, reqs []Request) []Outcome
-	// Text renders a result for people (--format text), for a success and
-	// for a negative verdict that carries its result.
+	// Text renders a successful result for people (--format text, the
+	// default on a terminal). It is never called for a failure: then the
+	// runner writes "error: CODE: message" itself, then the failure's result
+	// (if any) by FailedText (see text.go). A verb without Text gets the
+	// neutral key/value view, Fields.
 	Text func(w io.Writer, result any) error
+	// FailedText, if set, renders the result a failure carries (a failed
+	// gate's findings, a ledger's issues) under the runner's error line;
+	// without it that result is shown by Fields.
+	FailedText func(w io.Writer, result any) error
 	// Formats render a result in further formats, by --format name (cp-gate:
 	// sarif, junit). The rendering replaces the envelope on stdout, for a
 	// success and for a negative verdict that carries its result; the error
@@ -134,19 +141,20 @@ type Tool struct {
 
 // Call is the invocation context a verb runs in.
 type Call struct {
-	Tool    *Tool
-	Verb    *Verb
-	Stdout  io.Writer
-	Stderr  io.Writer
-	Format  string
-	Verbose bool
-	rootArg string
-	root    string
+	Tool      *Tool
+	Verb      *Verb
+	Stdout    io.Writer
+	Stderr    io.Writer
+	Format    string
+	Verbose   bool
+	rootArg   string
+	root      string
+	rootPlane string
 }
 
 // Warnf prints "cp-x: warning: ..." on stderr.
 func (c *Call) Warnf(format string, args ...any) {
-	fmt.Fprintf(c.Stderr, "%s: warning: %s\n", c.Tool.Name, fmt.Sprintf(format, args...))
+	fmt.Fprintf(c.Stderr, "%s: warning: %s\n", c.Tool.Name, userMessage(fmt.Sprintf(format, args...)))
 }
 
 // Progress returns a function that keeps one progress line up to date on
@@ -209,7 +217,10 @@ func (c *Call) Logf(format string, args ...any) {
 func Run(ctx context.Context, tool *Tool, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	defer out.Flush()
-	r := &runner{tool: tool, out: out, stderr: stderr, start: time.Now()}
+	r := &runner{tool: tool, out: out, stderr: stderr, start: time.Now(), text: isTerminal(stdout)}
+	if f := formatArg(args); f != "" {
+		r.text = f == "text" // for errors met before the flags are parsed
+	}
 	return r.run(ctx, args, stdin, stdout)
 }
 
@@ -220,6 +231,9 @@ type runner struct {
 	start  time.Time
 	call   *Call
 	buf    []byte // reused envelope buffer
+	// text is stdout being a terminal, or --format text given: text is
+	// then the format, for errors met before the flags are parsed too.
+	text bool
 }
 
 func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) int {
@@ -249,7 +263,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 			// disagrees rather than inheriting the argument.
 			verb = r.tool.Verbs[0]
 		} else {
-			return r.fail(Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("run %s -h", r.tool.Name))
+			return r.fail(Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("%s", r.tool.nearVerb(args[0])))
 		}
 	} else if i := afterCommonFlags(args); i < len(args) {
 		// "cp-x --root P verb ...": the verb may follow the common flags.
@@ -270,7 +284,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 		var err error
 		whole := verb != nil && !verb.Stream
 		if whole {
-			doc, err = readAllTrim(br)
+			doc, err = readAllTrim(br, MaxRequest)
 		} else {
 			doc, err = readLine(br)
 		}
@@ -283,7 +297,10 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 		if doc != nil {
 			in, perr := parseInput(doc)
 			if perr != nil && !whole {
-				rest, err := readAllTrim(br)
+				// doc may point into br's buffer, which the next read
+				// overwrites: keep a copy of it.
+				doc = bytes.Clone(doc)
+				rest, err := readAllTrim(br, MaxRequest-len(doc))
 				if err != nil {
 					return r.fail(err)
 				}
@@ -316,7 +333,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 				verb = r.tool.Verbs[0] // the default verb; known before checking for more input
 			}
 			if verb != nil && !verb.Stream && !whole {
-				if rest, err := readAllTrim(br); err != nil {
+				if rest, err := readAllTrim(br, MaxRequest); err != nil {
 					return r.fail(err)
 				} else if rest != nil {
 					return r.fail(Invalidf("INVALID_INPUT", "%s takes one request object; stdin holds more", verb.Name))
@@ -347,7 +364,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 		Verbose: common.verbose, rootArg: common.root}
 	if r.call.Format == "" {
 		r.call.Format = "json"
-		if verb.Text != nil && isTerminal(stdout) {
+		if r.text {
 			r.call.Format = "text"
 		}
 	}
@@ -418,11 +435,8 @@ func (r *runner) finish(verb *Verb, o Outcome) int {
 		}
 		return ExitOK
 	}
-	if r.call.Format == "text" && verb.Text != nil {
-		if err := verb.Text(r.out, o.Result); err != nil {
-			return r.fail(err)
-		}
-		return ExitOK
+	if r.call.Format == "text" && (o.Result == nil || r.renderText(verb, o.Result, nil, o)) {
+		return ExitOK // nothing to say is said with silence
 	}
 	r.writeEnvelope("ok", o.Result, nil, o)
 	return ExitOK
@@ -733,10 +747,16 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 				return nil, common, errHelp
 			}
 			msg := err.Error()
+			hint := "run " + r.tool.Name + " -h"
 			if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
-				msg = "unknown flag " + f
+				msg = "unknown flag --" + strings.TrimLeft(f, "-")
+				var names []string
+				fs.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
+				if near := closest(strings.TrimLeft(f, "-"), names); near != "" {
+					hint = "did you mean --" + near + "?"
+				}
 			}
-			return nil, common, Usagef("%s %s", verb.Name, msg).WithHint("run %s -h", r.tool.Name)
+			return nil, common, Usagef("%s %s", verb.Name, msg).WithHint("%s", hint)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -784,7 +804,7 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 		case JSON:
 			v, err := decodeValue([]byte(*values[f.Name]))
 			if err != nil {
-				return nil, common, Usagef("--%s: %v", f.Name, AsError(err).Message)
+				return nil, common, Usagef("--%s is not valid JSON: %s", f.Name, strings.TrimPrefix(AsError(err).Message, "stdin is not valid JSON: "))
 			}
 			req[field] = v
 		}
@@ -803,6 +823,27 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 		req[verb.Args[i]] = a
 	}
 	return req, common, nil
+}
+
+// formatArg returns the value of a --format flag among args, or "": an
+// error met before the flags are parsed is shown in the format asked for.
+func formatArg(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "format" {
+			continue
+		}
+		if hasValue {
+			return value
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // afterCommonFlags returns the index of the first argument after a run of
@@ -865,6 +906,18 @@ func (t *Tool) defaultTakes(word string) bool {
 	return false
 }
 
+// nearVerb is the hint for a mistyped verb: the nearest verb, or -h.
+func (t *Tool) nearVerb(word string) string {
+	names := make([]string, len(t.Verbs))
+	for i, v := range t.Verbs {
+		names[i] = v.Name
+	}
+	if near := closest(word, names); near != "" {
+		return "did you mean " + t.Name + " " + near + "?"
+	}
+	return "run " + t.Name + " -h"
+}
+
 func (t *Tool) verbNames() string {
 	names := make([]string, len(t.Verbs))
 	for i, v := range t.Verbs {
@@ -873,18 +926,37 @@ func (t *Tool) verbNames() string {
 	return strings.Join(names, ", ")
 }
 
+// MaxRequest is the most bytes one request may take: one NDJSON line, or
+// one whole (pretty-printed) document. Decoding costs memory many times a
+// request's size, so a larger one is refused (REQUEST_TOO_LARGE, exit 3)
+// before it is held whole. Lines shorter than the read buffer (256 KiB,
+// every request of a fast stream) are never measured.
+const MaxRequest = 16 << 20
+
+func errTooLarge() *Error {
+	return Invalidf("REQUEST_TOO_LARGE", "a request on stdin is larger than %d MiB", MaxRequest>>20).
+		WithHint("split it: one request per line, each under %d MiB", MaxRequest>>20)
+}
+
 // readLine returns the next non-blank line of an NDJSON stream, nil at EOF.
-// The line is valid until the next read: callers decode it (decoding copies
-// what it keeps) before reading again.
+// A line that fits the reader's buffer is returned in place: it is valid
+// until the next read, so callers decode it (decoding copies what it
+// keeps), or copy it, before reading again.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// A line longer than the buffer: collect it.
+			// A line longer than the buffer: collect it, up to the cap.
 			long := append([]byte(nil), line...)
 			for errors.Is(err, bufio.ErrBufferFull) {
+				if len(long) > MaxRequest {
+					return nil, errTooLarge()
+				}
 				line, err = br.ReadSlice('\n')
 				long = append(long, line...)
+			}
+			if len(bytes.TrimSpace(long)) > MaxRequest {
+				return nil, errTooLarge()
 			}
 			line = long
 		}
@@ -918,13 +990,4 @@ func hasInput(stdin io.Reader) bool {
 		return false
 	}
 	return st.Mode()&os.ModeCharDevice == 0
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

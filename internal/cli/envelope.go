@@ -163,27 +163,34 @@ func (r *runner) fail(err error) int { return r.failWith(AsError(err), Outcome{}
 
 func (r *runner) failWith(e *Error, o Outcome) int {
 	if e.passthrough != nil {
-		// An upstream failure: print it unchanged, act on nothing.
-		r.out.Write(e.passthrough)
-		r.out.WriteString("\n")
+		// An upstream failure: print it unchanged (for a person at a
+		// terminal, as an error line), act on nothing.
+		if r.text && (r.call == nil || r.call.Format == "text") {
+			r.renderText(nil, nil, e, Outcome{})
+		} else {
+			r.out.Write(e.passthrough)
+			r.out.WriteString("\n")
+		}
 		fmt.Fprintf(r.stderr, "%s: error: %s\n", r.tool.Name, e.Message)
 		return e.Exit
 	}
+	e.Message = userMessage(e.Message)
 	result := e.Result
 	if result == nil {
 		result = o.Result
 	}
-	var render func(io.Writer, any) error
-	if r.call != nil && r.call.Verb != nil {
-		render = r.call.Verb.Formats[r.call.Format]
-		if r.call.Format == "text" {
-			render = r.call.Verb.Text
-		}
+	format := "json"
+	var verb *Verb
+	switch {
+	case r.call != nil:
+		format, verb = r.call.Format, r.call.Verb
+	case r.text: // failed before --format was read
+		format = "text"
 	}
-	var rendered bytes.Buffer
-	if render != nil && result != nil && render(&rendered, result) == nil {
-		r.out.Write(rendered.Bytes()) // the verdict in the format asked for; stderr says why
-	} else {
+	if render := verbFormat(verb, format); render != nil && result != nil && safeRenderTo(r.out, render, result) {
+		// the verdict in the machine format asked for (SARIF, JUnit);
+		// stderr says why
+	} else if format != "text" || !r.renderText(verb, result, e, o) {
 		r.writeEnvelope("error", result, e, o)
 	}
 	fmt.Fprintf(r.stderr, "%s: error: %s\n", r.tool.Name, e.Message)
@@ -194,4 +201,24 @@ func (r *runner) failWith(e *Error, o Outcome) int {
 		return ExitInternal // an error is never success
 	}
 	return e.Exit
+}
+
+// verbFormat returns the verb's renderer for a further format (not json or
+// text), or nil.
+func verbFormat(verb *Verb, format string) func(io.Writer, any) error {
+	if verb == nil || format == "json" || format == "text" {
+		return nil
+	}
+	return verb.Formats[format]
+}
+
+// safeRenderTo renders result into w whole, or writes nothing and reports
+// false.
+func safeRenderTo(w io.Writer, render func(io.Writer, any) error, result any) bool {
+	var b bytes.Buffer
+	if !safeRender(&b, render, result) {
+		return false
+	}
+	w.Write(b.Bytes())
+	return true
 }

@@ -78,6 +78,8 @@ var codeExit = map[string]int{
 	"ARCHIVE_UNSAFE":    ExitInvalid,
 	"MANIFEST_INVALID":  ExitInvalid,
 	"UNSAFE_NUMBER":     ExitInvalid,
+	"REQUEST_TOO_LARGE": ExitInvalid,
+	"NOT_A_PLANE":       ExitUsage,
 	"LOCK_TIMEOUT":      ExitUnavailable,
 	"UNAVAILABLE":       ExitUnavailable,
 	"IO_ERROR":          ExitUnavailable,

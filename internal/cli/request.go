@@ -147,13 +147,21 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// readAllTrim reads the rest of r; a document that is only whitespace is nil.
-func readAllTrim(r io.Reader) ([]byte, error) {
-	b, err := io.ReadAll(r)
+// readAllTrim reads the rest of r; more than limit bytes, once leading and
+// trailing whitespace is trimmed, is REQUEST_TOO_LARGE (nothing past the
+// cap and a little slack for that whitespace is read); a document that is
+// only whitespace is nil.
+func readAllTrim(r io.Reader, limit int) ([]byte, error) {
+	const slack = 64 << 10
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+slack+1))
 	if err != nil {
 		return nil, Errorf(ExitUnavailable, "IO_ERROR", "reading stdin: %v", err)
 	}
-	if len(bytes.TrimSpace(b)) == 0 {
+	trimmed := bytes.TrimSpace(b)
+	if len(b) > limit+slack || len(trimmed) > limit {
+		return nil, errTooLarge()
+	}
+	if len(trimmed) == 0 {
 		return nil, nil
 	}
 	return b, nil

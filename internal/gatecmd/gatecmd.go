@@ -81,7 +81,7 @@ Options:
   --wo WO-ID       the work order G2 and G3 judge
   --enforce        stop at the first failure
   --record         record the verdict in the tier's ledger
-  --format F       json (default), text, sarif (SARIF 2.1.0) or junit (JUnit XML)
+  --format F       json (default; text on a terminal), text, sarif (SARIF 2.1.0) or junit (JUnit XML)
   --root DIR       the plane (default: $CONTROL_PLANE, else the nearest plane
                    above the working directory)
   -h               this help; -version the version; --capabilities the operations
@@ -90,7 +90,8 @@ Exit status:
   0  every gate passed (a gate that does not apply passes and says so)
   1  a gate failed: the report says which, with codes and paths
   2  usage: unknown verb, flag or gate
-  3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest
+  3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest,
+     a request over 16 MiB (REQUEST_TOO_LARGE)
   4  could not evaluate: an unreadable file, a lock timeout
   5  could not evaluate: internal error
 
@@ -105,7 +106,7 @@ Examples:
 var formats = map[string]func(io.Writer, any) error{"sarif": sarif, "junit": junit}
 
 var tool = &cli.Tool{Name: "cp-gate", Usage: usage, Verbs: []*cli.Verb{
-	{Name: "check", Schema: "cp-gate.check.request.json", Run: check, Text: text, Formats: formats, Rest: "gate", Stream: true, Flags: []cli.Flag{
+	{Name: "check", Schema: "cp-gate.check.request.json", Run: check, Text: text, FailedText: text, Formats: formats, Rest: "gate", Stream: true, Flags: []cli.Flag{
 		{Name: "all", Kind: cli.Bool, Usage: "every gate"},
 		{Name: "gate", Kind: cli.Multi, Usage: "a gate to run"},
 		{Name: "plane", Kind: cli.String, Usage: "tier: ho3, ho2 or ho1"},
@@ -114,7 +115,7 @@ var tool = &cli.Tool{Name: "cp-gate", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "enforce", Kind: cli.Bool, Usage: "stop at the first failure"},
 		{Name: "record", Kind: cli.Bool, Usage: "record the verdict"},
 	}},
-	{Name: "integrity", Schema: "cp-gate.integrity.request.json", Run: integrity, Text: text, Formats: formats, Flags: []cli.Flag{
+	{Name: "integrity", Schema: "cp-gate.integrity.request.json", Run: integrity, Text: text, FailedText: text, Formats: formats, Flags: []cli.Flag{
 		{Name: "plane", Kind: cli.String, Usage: "tier: ho3, ho2 or ho1"},
 		{Name: "record", Kind: cli.Bool, Usage: "record the verdict"},
 	}},
@@ -157,7 +158,7 @@ func check(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if req.Bool("all") && len(gates) > 0 {
 		return cli.Outcome{Err: cli.Usagef("--all and --gate: give one")}
 	}
-	planeID := planeOf(req)
+	planeID := planeOf(c, req)
 	opts := gate.CheckOptions{Gates: gates, PlaneID: planeID, Archive: req.String("archive"), WorkOrder: req.String("wo"),
 		Enforce: req.Bool("enforce"), Options: gate.EnvOptions(),
 		Expect: gate.Expect{PackageID: req.String("package_id"), ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash")}}
@@ -177,7 +178,7 @@ func integrity(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	planeID := planeOf(req)
+	planeID := planeOf(c, req)
 	results, err := gate.Integrity(ctx, root, planeID)
 	if err != nil {
 		return cli.Outcome{Err: unevaluable(err)}
@@ -201,11 +202,12 @@ func unevaluable(err error) error {
 	return e
 }
 
-func planeOf(req cli.Request) string {
+// planeOf is the tier a request names, else the tier --root named.
+func planeOf(c *cli.Call, req cli.Request) string {
 	if p := req.String("plane"); p != "" {
 		return p
 	}
-	return "ho3"
+	return c.RootPlane()
 }
 
 // verdict records the run if asked and turns a failure into GATE_FAILED

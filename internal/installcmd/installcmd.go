@@ -108,7 +108,7 @@ Options:
                      (default $HOME/.config/...), outside the plane
   --root DIR         the plane (default: $CONTROL_PLANE, else the nearest plane
                      above the working directory)
-  --format text      a summary for people instead of JSON
+  --format text      a summary for people instead of JSON (the default on a terminal)
   -v                 each phase of an install or rollback, timed, on stderr (on
                      a terminal without -v, one line shows the latest phase)
   -h                 this help; -version the version; --capabilities the operations
@@ -122,7 +122,8 @@ Exit status:
   0  success
   1  refused: a gate, drift, a downgrade, a conflict, integrity after rollback
   2  usage: unknown verb or flag, bad argument (a checkpoint that does not exist)
-  3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest
+  3  invalid input: stdin not JSON, schema violation, unsafe archive, bad manifest,
+     a request over 16 MiB (REQUEST_TOO_LARGE)
   4  unavailable: lock timeout, filesystem error, a journal pending (dry run)
   5  internal error, or a journal that can be neither finished nor undone
 
@@ -138,7 +139,7 @@ Examples:
 `
 
 var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
-	{Name: "install", Schema: "cp-install.install.request.json", Run: installVerb, Text: installText, Flags: []cli.Flag{
+	{Name: "install", Schema: "cp-install.install.request.json", Run: installVerb, Text: installText, FailedText: installFailedText, Flags: []cli.Flag{
 		{Name: "archive", Kind: cli.String, Usage: "package archive"},
 		{Name: "id", Kind: cli.String, Usage: "expected package id"},
 		{Name: "dry-run", Kind: cli.Bool, Usage: "check and report, write nothing"},
@@ -352,6 +353,18 @@ func installText(w io.Writer, result any) error {
 		return err
 	}
 	return nil
+}
+
+// installFailedText shows what a refused install was and its gates, under
+// the runner's error line (installText, the success view, is never called
+// for a failure).
+func installFailedText(w io.Writer, result any) error {
+	r, ok := result.(*install.Result)
+	if !ok {
+		return fmt.Errorf("unexpected result %T", result)
+	}
+	fmt.Fprintf(w, "%s %s (archive %s)\n", r.PackageID, r.Version, r.ArchiveSHA256)
+	return gate.WriteText(w, r.Gates)
 }
 
 func versionsText(w io.Writer, result any) error {

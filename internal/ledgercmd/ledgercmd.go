@@ -36,7 +36,7 @@ Options (every verb):
   --ledger PATH   a ledger file (created on first append); without it, the plane's
                   tier ledger (--plane ho3|ho2|ho1, default: the tier of --root)
   --root DIR      the plane root (else $CONTROL_PLANE, else the nearest HO3 ancestor)
-  --format F      json (default) or text
+  --format F      json (default) or text (the default on a terminal)
   -v              progress on stderr
   -h              this help; -version the version; --capabilities the operations
 
@@ -60,9 +60,10 @@ Exit status:
   0  success (the ledger or proof verifies)
   1  verification failed, or GENESIS refused on a non-empty ledger
   2  usage: unknown verb or flag, bad argument (a seq or size outside the ledger)
-  3  invalid input: stdin not JSON, schema violation, bad --where expression or one
-     past its limits (2 s an entry, 10 s in all, 512 MiB), a path that is not a
-     regular file or a ledger named through a link (NOT_REGULAR, LEDGER_LINKED)
+  3  invalid input: stdin not JSON, schema violation, a request over 16 MiB
+     (REQUEST_TOO_LARGE), bad --where expression or one past its limits (2 s an
+     entry, 10 s in all, 512 MiB), a path that is not a regular file or a ledger
+     named through a link (NOT_REGULAR, LEDGER_LINKED)
   4  unavailable: lock timeout, filesystem error, cancelled
   5  internal error
 
@@ -106,7 +107,7 @@ func tool(w *writers) *cli.Tool {
 				cli.Flag{Name: "where", Kind: cli.String},
 				cli.Flag{Name: "limit", Kind: cli.Int},
 			)},
-		{Name: "verify", Schema: "cp-ledger.verify.request.json", Run: verify, Text: verifyText,
+		{Name: "verify", Schema: "cp-ledger.verify.request.json", Run: verify, Text: verifyText, FailedText: verifyFailedText,
 			Flags: flags(
 				cli.Flag{Name: "legacy", Kind: cli.Bool},
 				cli.Flag{Name: "verify-key", Kind: cli.String},

@@ -68,11 +68,13 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 	if err != nil {
 		return target{}, err
 	}
-	dir := root
-	if id := req.String("plane"); id != "" {
-		if dir, err = plane.Dir(root, id); err != nil {
-			return target{}, cli.Usagef("%v", err)
-		}
+	id := req.String("plane")
+	if id == "" {
+		id = c.RootPlane() // the tier --root named
+	}
+	dir, err := plane.Dir(root, id)
+	if err != nil {
+		return target{}, cli.Usagef("%v", err)
 	}
 	t, err := plane.ReadTier(dir)
 	var coded interface{ Code() string }
@@ -276,7 +278,12 @@ func show(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		if !ok {
 			continue
 		}
-		if _, err := c.Stdout.Write(line); err != nil {
+		if c.Format == "text" {
+			err = entryText(c.Stdout, line)
+		} else {
+			_, err = c.Stdout.Write(line)
+		}
+		if err != nil {
 			return cli.Outcome{Err: err}
 		}
 		if printed++; limit > 0 && printed >= limit {
@@ -648,13 +655,53 @@ func proofOutcome(c *cli.Call, res map[string]any, err error) cli.Outcome {
 	return cli.Outcome{Result: res}
 }
 
+// verifyText is the view of a ledger that verified (the runner never
+// calls it for a failure: see verifyFailedText).
 func verifyText(w io.Writer, result any) error {
 	rep, ok := result.(ledger.Report)
-	if !ok {
-		return json.NewEncoder(w).Encode(result)
+	if !ok || !rep.Valid {
+		return fmt.Errorf("not a valid ledger's report: %T", result)
 	}
 	_, err := fmt.Fprintf(w, "ledger valid: %d entries, root %s\n", rep.Entries, rep.RootHash)
 	return err
+}
+
+// verifyFailedText lists a failed verify's issues, under the runner's
+// error line.
+func verifyFailedText(w io.Writer, result any) error {
+	rep, ok := result.(ledger.Report)
+	if !ok {
+		return fmt.Errorf("unexpected result %T", result)
+	}
+	fmt.Fprintf(w, "ledger NOT valid: %d entries read, %d issues\n", rep.Entries, len(rep.Issues))
+	for _, is := range rep.Issues {
+		id := ""
+		if is.ID != "" {
+			id = " " + is.ID
+		}
+		fmt.Fprintf(w, "  seq %d%s %s: %s\n", is.Seq, id, is.Code, is.Message)
+	}
+	if rep.IssuesTruncated {
+		fmt.Fprintln(w, "  (more issues not listed)")
+	}
+	return nil
+}
+
+// entryText is show's text view of one entry line (bytes the filter has
+// already parsed as JSON): seq, time, event type, decision, subject, reason.
+func entryText(w io.Writer, line []byte) error {
+	g := gjson.ParseBytes(line)
+	_, err := fmt.Fprintf(w, "%6d  %s  %s  %s  %s  %s\n", g.Get("seq").Int(), g.Get("timestamp").String(),
+		orDash(g.Get("event_type").String()), orDash(g.Get("decision").String()),
+		orDash(g.Get("submission_id").String()), orDash(g.Get("reason").String()))
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {

@@ -42,7 +42,7 @@ var (
 		Run:  func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome { return initTree(c, req, true) },
 		Text: textInit, Flags: initFlags}
 	stageVerb = &cli.Verb{Name: "stage", Schema: "cp-pkg.stage.request.json", Args: []string{"package_id"},
-		Run: stage, Text: textStage, Flags: []cli.Flag{
+		Run: stage, Text: textStage, FailedText: preflightText, Flags: []cli.Flag{
 			{Name: "src", Kind: cli.String, Usage: "package source tree"},
 			{Name: "out", Kind: cli.String, Usage: "directory for the archive"},
 			{Name: "declare", Kind: cli.Bool, Usage: "rewrite the asset list from the tree"},

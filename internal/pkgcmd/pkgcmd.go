@@ -121,7 +121,7 @@ Options:
   --root DIR           the plane (else $CONTROL_PLANE, else the nearest HO3
                        ancestor); stage always needs one, init only to look up
                        a framework
-  --format F           json (default) or text
+  --format F           json (default) or text (the default on a terminal)
   -h                   this help; -version the version; --capabilities the operations
 
 Exit status:
@@ -131,7 +131,8 @@ Exit status:
      breaking framework change, version not newer, framework not registered
   2  usage: unknown verb or flag, missing or bad argument, no plane, no key
   3  invalid input: stdin not JSON, schema violation, malformed manifest or
-     archive, a symlink or special file in the source tree
+     archive, a symlink or special file in the source tree, a request over
+     16 MiB (REQUEST_TOO_LARGE)
   4  unavailable: filesystem error
   5  internal error
 

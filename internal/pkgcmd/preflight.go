@@ -10,7 +10,7 @@ import (
 	"github.com/control-plane/cp/pkg/gate"
 )
 
-var preflightVerb = &cli.Verb{Name: "preflight", Schema: "cp-pkg.preflight.request.json", Run: preflight, Text: preflightText,
+var preflightVerb = &cli.Verb{Name: "preflight", Schema: "cp-pkg.preflight.request.json", Run: preflight, Text: preflightText, FailedText: preflightText,
 	Args: []string{"package_id"}, Flags: []cli.Flag{
 		{Name: "src", Kind: cli.String, Usage: "package source tree"},
 		{Name: "archive", Kind: cli.String, Usage: "staged archive"},

@@ -111,12 +111,15 @@ func TestFIFOsRefused(t *testing.T) {
 	require.Equal(t, 3, r.code, "%s%s", r.stdout, r.stderr)
 	require.Equal(t, "NOT_REGULAR", errorCode(t, r.stdout))
 
-	// cp-pkg: a FIFO as an archive or a signing key.
-	_, pkg := planeTools(t)
+	// cp-pkg: a FIFO as an archive or a signing key, against a real plane
+	// (a --root that is no plane is refused before anything is read).
+	install, pkg := planeTools(t)
 	keys := t.TempDir()
 	mustPlane(t, pkg, dir, dir, "keygen", "--name", "ops", "--out", keys)
+	root := filepath.Join(t.TempDir(), "plane")
+	mustPlane(t, install, root, dir, "bootstrap", "--root", root)
 	archive := fifo("PKG-X.tar.gz")
-	r = runPrompt(t, nil, pkg, "preflight", "--archive", archive, "--root", dir)
+	r = runPrompt(t, nil, pkg, "preflight", "--archive", archive, "--root", root)
 	require.NotEqual(t, 0, r.code)
 	require.Contains(t, string(r.stderr), "is a FIFO, not a regular file", "%s", r.stdout)
 	r = runPrompt(t, nil, pkg, "sign", "--archive", archive, "--key", filepath.Join(keys, "ops.key"))
@@ -127,7 +130,7 @@ func TestFIFOsRefused(t *testing.T) {
 	require.NoError(t, os.Mkdir(src, 0o755))
 	require.NoError(t, syscall.Mkfifo(filepath.Join(src, "manifest.json"), 0o644))
 	for _, verb := range []string{"preflight"} { // stage needs a plane first
-		r = runPrompt(t, nil, pkg, verb, "PKG-X-001", "--src", src, "--root", dir)
+		r = runPrompt(t, nil, pkg, verb, "PKG-X-001", "--src", src, "--root", root)
 		require.NotEqual(t, 0, r.code, "%s: %s%s", verb, r.stdout, r.stderr)
 		require.Contains(t, string(r.stderr), "is a FIFO, not a regular file", "%s: %s", verb, r.stdout)
 	}

@@ -49,17 +49,17 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseInput -fuzztime $(FUZZTIME) ./internal/cli/
 	$(GO) test -run '^$$' -fuzz FuzzSchemaAgreement -fuzztime $(FUZZTIME) ./internal/cli/
 	$(GO) test -run '^$$' -fuzz FuzzExtract -fuzztime $(FUZZTIME) ./pkg/archive/
-	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./pkg/registry/
-	$(GO) test -run '^$$' -fuzz FuzzParsePlan -fuzztime $(FUZZTIME) ./pkg/journal/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/snapshot/
-	$(GO) test -run '^$$' -fuzz FuzzParseReceipt -fuzztime $(FUZZTIME) ./pkg/plane/
+	$(GO) test -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME) ./internal/registry/
+	$(GO) test -run '^$$' -fuzz FuzzParsePlan -fuzztime $(FUZZTIME) ./internal/journal/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/snapshot/
+	$(GO) test -run '^$$' -fuzz FuzzParseReceipt -fuzztime $(FUZZTIME) ./internal/plane/
 	$(GO) test -run '^$$' -fuzz FuzzFloat -fuzztime $(FUZZTIME) ./pkg/jcs/
 	$(GO) test -run '^$$' -fuzz FuzzDumps -fuzztime $(FUZZTIME) ./pkg/ledger/legacy/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/manifest/
 	$(GO) test -run '^$$' -fuzz FuzzParseDependency -fuzztime $(FUZZTIME) ./pkg/manifest/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/spec/
-	$(GO) test -run '^$$' -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./pkg/spec/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/framework/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/spec/
+	$(GO) test -run '^$$' -fuzz FuzzMatch -fuzztime $(FUZZTIME) ./internal/spec/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/framework/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./pkg/pkgsig/
 	$(GO) test -run '^$$' -fuzz FuzzParseTrusted -fuzztime $(FUZZTIME) ./pkg/pkgsig/
 	$(GO) test -run '^$$' -fuzz FuzzTarStream -fuzztime $(FUZZTIME) ./pkg/archive/

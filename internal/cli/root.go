@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/control-plane/cp/pkg/plane"
-	"github.com/control-plane/cp/pkg/regfile"
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/regfile"
 )
 
 // Root returns the HO3 plane root: from --root, else $CONTROL_PLANE, else

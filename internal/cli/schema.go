@@ -4,7 +4,7 @@ import (
 	"io/fs"
 	"sync"
 
-	"github.com/control-plane/cp/pkg/schema"
+	"github.com/control-plane/cp/internal/schema"
 	"github.com/control-plane/cp/schemas"
 )
 

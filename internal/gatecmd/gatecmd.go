@@ -21,9 +21,9 @@ import (
 	"strings"
 
 	"github.com/control-plane/cp/internal/cli"
-	"github.com/control-plane/cp/pkg/gate"
+	"github.com/control-plane/cp/internal/gate"
+	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/pkg/ledger"
-	"github.com/control-plane/cp/pkg/plane"
 )
 
 const usage = `cp-gate: run the gates against a plane or a package archive

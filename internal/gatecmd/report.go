@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/control-plane/cp/pkg/gate"
+	"github.com/control-plane/cp/internal/gate"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -19,10 +19,10 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/internal/cli"
-	"github.com/control-plane/cp/pkg/gate"
-	"github.com/control-plane/cp/pkg/install"
+	"github.com/control-plane/cp/internal/gate"
+	"github.com/control-plane/cp/internal/install"
+	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/pkg/pkgsig"
-	"github.com/control-plane/cp/pkg/plane"
 )
 
 const usage = `cp-install: install packages into a plane, atomically; checkpoints and rollback

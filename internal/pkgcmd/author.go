@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/control-plane/cp/pkg/atomicfile"
+	"github.com/control-plane/cp/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -18,15 +18,15 @@ import (
 	"strings"
 
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/gate"
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/pkg/archive"
-	"github.com/control-plane/cp/pkg/gate"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
-	"github.com/control-plane/cp/pkg/plane"
-	"github.com/control-plane/cp/pkg/regfile"
-	"github.com/control-plane/cp/pkg/registry"
 )
 
 // The author verbs: init and init-agent lay out a package source tree,

@@ -16,7 +16,7 @@ package pkgcmd
 import (
 	"context"
 	"errors"
-	"github.com/control-plane/cp/pkg/atomicfile"
+	"github.com/control-plane/cp/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"

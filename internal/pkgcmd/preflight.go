@@ -6,8 +6,8 @@ import (
 	"io"
 
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/pkg/archive"
-	"github.com/control-plane/cp/pkg/gate"
 )
 
 var preflightVerb = &cli.Verb{Name: "preflight", Schema: "cp-pkg.preflight.request.json", Run: preflight, Text: preflightText, FailedText: preflightText,

@@ -3,20 +3,20 @@ package pkgcmd
 import (
 	"context"
 	"errors"
-	"github.com/control-plane/cp/pkg/atomicfile"
+	"github.com/control-plane/cp/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/control-plane/cp/internal/cli"
-	"github.com/control-plane/cp/pkg/framework"
+	"github.com/control-plane/cp/internal/framework"
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/internal/spec"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/manifest"
-	"github.com/control-plane/cp/pkg/plane"
-	"github.com/control-plane/cp/pkg/regfile"
-	"github.com/control-plane/cp/pkg/registry"
-	"github.com/control-plane/cp/pkg/spec"
 )
 
 var (

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/control-plane/cp/pkg/regfile"
+	"github.com/control-plane/cp/internal/regfile"
 )
 
 // gzipLevel is the fixed compression level of [Write]. Level 9 made

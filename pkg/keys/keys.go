@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/control-plane/cp/pkg/regfile"
+	"github.com/control-plane/cp/internal/regfile"
 )
 
 // Error is a key that cannot be loaded; Code is KEY_INVALID.

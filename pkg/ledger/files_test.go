@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/control-plane/cp/pkg/regfile"
+	"github.com/control-plane/cp/internal/regfile"
 	"github.com/stretchr/testify/require"
 )
 

@@ -32,8 +32,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/control-plane/cp/pkg/atomicfile"
-	"github.com/control-plane/cp/pkg/regfile"
+	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/internal/regfile"
 	"golang.org/x/mod/sumdb/tlog"
 )
 

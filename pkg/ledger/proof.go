@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/control-plane/cp/pkg/atomicfile"
-	"github.com/control-plane/cp/pkg/regfile"
+	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/internal/regfile"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )

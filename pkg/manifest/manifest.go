@@ -15,9 +15,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/control-plane/cp/internal/schema"
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/jcs"
-	"github.com/control-plane/cp/pkg/schema"
 	"github.com/control-plane/cp/schemas"
 )
 

@@ -12,10 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/schema"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/keys"
-	"github.com/control-plane/cp/pkg/regfile"
-	"github.com/control-plane/cp/pkg/schema"
 	"github.com/control-plane/cp/schemas"
 	"golang.org/x/mod/sumdb/note"
 )

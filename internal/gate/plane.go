@@ -1,0 +1,709 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/pkgsig"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// All names the gates cp-gate check runs, in the order it runs them.
+var All = []string{"G0A", "G0B", "G0K", "G1", "G2", "G3", "G5", "G6"}
+
+// ArchiveRules are the install rules an archive is judged by besides its
+// gates (preflight's VERSION and OWNERSHIP): with an archive, cp-gate
+// check runs them after All, so that a check that passes means the
+// install's gates pass too.
+var ArchiveRules = []string{"VERSION", "OWNERSHIP"}
+
+// CheckOptions configure Check.
+type CheckOptions struct {
+	Gates     []string // nil: All
+	PlaneID   string   // the tier checked: ho3 (default), ho2 or ho1
+	Archive   string   // judge this archive (G0A, G1, G5, and ArchiveRules) instead of the installed packages
+	WorkOrder string   // for G2 and G3
+	Enforce   bool     // stop at the first gate that fails
+	Expect    Expect   // what a piped stage or sign result says of the archive
+	Options            // signature switches and archive caps, for an archive
+}
+
+// Check runs the chosen gates against the plane whose HO3 root is root, in
+// the order of All, and returns their results. Without an archive, G0A, G1
+// and G5 re-check every package installed in the tier against what was
+// recorded at install: the installed manifest against the receipt (G0A),
+// the framework/spec chain against HO3's registries (G1), the kept
+// signature or the recorded waiver (G5). G0B judges the tier's governed
+// files, G0K and G6 every tier. G2 and G3 judge work orders, which do not
+// exist yet: without one they report "not applicable" (details.applicable
+// false); given one (--wo) they fail with NOT_EVALUATED.
+//
+// The error is for a plane that cannot be evaluated (an unreadable
+// registry, tier.json or governed-roots file); what is wrong with the plane
+// is in the results.
+func Check(ctx context.Context, root string, opts CheckOptions) ([]Result, error) {
+	order := All
+	if opts.Archive != "" {
+		order = slices.Concat(All, ArchiveRules)
+	}
+	gates := opts.Gates
+	if len(gates) == 0 {
+		gates = order
+	}
+	for _, g := range gates {
+		if !slices.Contains(order, g) && g != "RECEIPTS" {
+			return nil, &SourceError{Path: g, Msg: fmt.Sprintf("unknown gate (want one of %v)", order)}
+		}
+	}
+	if opts.PlaneID == "" {
+		opts.PlaneID = "ho3"
+	}
+	tdir, err := plane.Dir(root, opts.PlaneID)
+	if err != nil {
+		return nil, &SourceError{Path: opts.PlaneID, Msg: err.Error()}
+	}
+	var rep *Report
+	if opts.Archive != "" {
+		if rep, err = Preflight(ctx, tdir, Source{Archive: opts.Archive, Expect: opts.Expect}, opts.Options); err != nil {
+			return nil, err
+		}
+	}
+	var inst *installed
+	var out []Result
+	for _, g := range order {
+		if !slices.Contains(gates, g) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var r *Result
+		if rep != nil && (g == "G0A" || g == "G1" || g == "G5" || slices.Contains(ArchiveRules, g)) {
+			for i := range rep.Results {
+				if rep.Results[i].Gate == g {
+					r = &rep.Results[i]
+				}
+			}
+		} else {
+			if inst == nil && (g == "G0A" || g == "G1" || g == "G5") {
+				if inst, err = readInstalled(tdir); err != nil {
+					return nil, err
+				}
+			}
+			switch g {
+			case "G0A":
+				r, err = g0aInstalled(tdir, inst)
+			case "G0B":
+				r, err = G0B(ctx, tdir)
+			case "G0K":
+				r, err = G0K(root)
+			case "G1":
+				r, err = g1Installed(root, tdir, inst)
+			case "G2", "G3":
+				r = workOrderGate(g, opts.WorkOrder)
+			case "G5":
+				r, err = g5Installed(root, tdir, inst)
+			case "G6":
+				r, err = G6(ctx, root)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, *r)
+		if opts.Enforce && !r.Passed {
+			break
+		}
+	}
+	return out, nil
+}
+
+// installed is what a tier says is installed: its packages_state rows and,
+// for each, the installed manifest and receipt (or why they are unreadable).
+type installed struct {
+	rows []registry.Row
+	pkgs []*installedPkg
+}
+
+type installedPkg struct {
+	row      registry.Row
+	m        *manifest.Manifest
+	mhash    string
+	receipt  *plane.Receipt
+	mErr     error // the installed manifest is unreadable or invalid
+	rcptErr  error // the receipt is unreadable or invalid
+	manifest string
+}
+
+func readInstalled(tdir string) (*installed, error) {
+	rows, err := registry.Read(tdir, registry.Packages)
+	if err != nil {
+		return nil, err
+	}
+	inst := &installed{rows: rows}
+	for _, row := range rows {
+		if row["status"] != registry.StatusInstalled {
+			continue
+		}
+		id := row["package_id"]
+		p := &installedPkg{row: row, manifest: plane.ManifestPath(id)}
+		if b, err := regfile.ReadNoFollow(filepath.Join(tdir, filepath.FromSlash(p.manifest))); err != nil {
+			p.mErr = unwrapPath(err)
+		} else if p.m, err = manifest.Parse(b); err != nil {
+			p.mErr = err
+		} else if p.mhash, err = p.m.Hash(); err != nil {
+			p.mErr = err
+		}
+		p.receipt, p.rcptErr = plane.ReadReceipt(tdir, id)
+		if p.rcptErr != nil {
+			p.rcptErr = unwrapPath(p.rcptErr)
+		}
+		inst.pkgs = append(inst.pkgs, p)
+	}
+	return inst, nil
+}
+
+// unwrapPath drops the absolute path from a file error's message: findings
+// may be written to a ledger.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// g0aInstalled re-checks each installed package's declaration: its
+// receipt agrees with its packages_state.csv row (receiptDisagrees), its
+// installed manifest hashes to the recorded manifest hash, and declares
+// exactly the files its receipt lists, with their sizes and hashes, at safe
+// governed paths.
+func g0aInstalled(tdir string, inst *installed) (*Result, error) {
+	r := newResult("G0A")
+	roots, err := GovernedRoots(tdir)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range inst.pkgs {
+		id := p.row["package_id"]
+		switch {
+		case p.mErr != nil:
+			r.fail("MANIFEST_INVALID", p.manifest, "%s: %v", id, p.mErr)
+			continue
+		case p.rcptErr != nil:
+			r.fail("RECEIPT_INVALID", plane.ReceiptPath(id), "%s: %v", id, p.rcptErr)
+			continue
+		case receiptDisagrees(p.receipt, p.row) != "":
+			r.fail("RECEIPT_MISMATCH", plane.ReceiptPath(id), "%s: %s", id, receiptDisagrees(p.receipt, p.row))
+		case p.mhash != p.row["manifest_hash"]:
+			r.fail("HASH_MISMATCH", p.manifest, "%s: the installed manifest hashes to %s, packages_state.csv records %s", id, p.mhash, p.row["manifest_hash"])
+		case p.m.PackageID != id:
+			r.fail("MANIFEST_INVALID", p.manifest, "%s: the installed manifest declares %s", id, p.m.PackageID)
+		}
+		files := make(map[string]File, len(p.receipt.Files))
+		for _, f := range p.receipt.Files {
+			files[f.Path] = File{SHA256: f.SHA256, Size: f.Size}
+		}
+		one := newResult("G0A")
+		declaration(one, roots, p.m, files)
+		receiptModes(one, p.m, p.receipt)
+		for _, e := range one.Errors {
+			r.fail(e.Code, e.Path, "%s: %s", id, e.Message)
+		}
+	}
+	r.Details["packages"] = len(inst.pkgs)
+	return r.done("every installed package declares exactly the files its receipt lists, at governed paths"), nil
+}
+
+// g1Installed re-checks every installed package's framework/spec chain
+// against HO3's registries and the tier's installed packages.
+func g1Installed(root, tdir string, inst *installed) (*Result, error) {
+	r := newResult("G1")
+	l, err := loadLaw(root, tdir)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range inst.pkgs {
+		if p.m == nil {
+			r.fail("MANIFEST_INVALID", p.manifest, "%s: %v", p.row["package_id"], p.mErr)
+			continue
+		}
+		l.check(r, p.m, p.m.PackageID+": ")
+	}
+	r.Details["packages"] = len(inst.pkgs)
+	return r.done("every installed package's spec and framework are registered and active, its assets within its spec, its dependencies installed"), nil
+}
+
+// g5Installed re-checks every installed package's signature: a package
+// recorded as "signed:<key>" must have its signature kept in
+// packages_store/ and it must verify, by that key, against the recorded
+// package id, version, manifest hash and archive hash and the tier's
+// trusted keys; a package recorded as "waived" must have its waiver in a
+// ledger (recordedWaivers).
+func g5Installed(root, tdir string, inst *installed) (*Result, error) {
+	r := newResult("G5")
+	trusted, err := pkgsig.LoadTrusted(tdir)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposePackage, "")
+	if err != nil {
+		return nil, err
+	}
+	var waivers map[string]bool
+	signed, waived := 0, 0
+	for _, p := range inst.pkgs {
+		id, version := p.row["package_id"], p.row["version"]
+		sig := p.row["signature"]
+		if sig == registry.SignatureWaived {
+			if waivers == nil {
+				if waivers, err = recordedWaivers(root, tdir); err != nil {
+					return nil, err
+				}
+			}
+			if !waivers[waiverKey(id, version, p.row["manifest_hash"], p.row["archive_sha256"])] {
+				r.fail("WAIVER_UNRECORDED", id, "%s %s is recorded as installed unsigned, but no ledger records its waiver beside the install that made it (INSTALL_STARTED and INSTALLED of one op_id, with these hashes)", id, version)
+			}
+			waived++
+			continue
+		}
+		if ok, err := keptSignature(r, tdir, p.row, vs); err != nil {
+			return nil, err
+		} else if ok {
+			signed++
+		}
+	}
+	r.Details["signed"], r.Details["waived"] = signed, waived
+	return r.done("every installed package's signature verifies by a trusted key, or its waiver is recorded"), nil
+}
+
+// keptSignature checks the package of row, recorded "signed:<key>": its
+// signature is kept beside its archive in packages_store/ and verifies, by
+// that key among vs, against the recorded package id, version, manifest
+// hash and archive hash. It adds what is wrong to r and reports whether
+// the signature held.
+func keptSignature(r *Result, tdir string, row registry.Row, vs note.Verifiers) (bool, error) {
+	id, version := row["package_id"], row["version"]
+	key := strings.TrimPrefix(row["signature"], "signed:")
+	store := plane.StorePath(id, version) + ".sig"
+	b, err := regfile.ReadNoFollow(filepath.Join(tdir, filepath.FromSlash(store)))
+	if errors.Is(err, fs.ErrNotExist) {
+		r.fail("SIGNATURE_MISSING", store, "%s %s is recorded as signed by %s, but its signature is not kept", id, version, key)
+		return false, nil
+	} else if err != nil {
+		r.fail("SIGNATURE_INVALID", store, "%s %s: %v", id, version, unwrapPath(err))
+		return false, nil
+	}
+	stmt := pkgsig.Statement{PackageID: id, Version: version, ManifestHash: row["manifest_hash"], ArchiveHash: row["archive_sha256"]}
+	name, err := pkgsig.Verify(b, stmt, vs)
+	var se *pkgsig.Error
+	switch {
+	case errors.As(err, &se):
+		r.fail(se.Code(), store, "%s %s: %s", id, version, se.Error())
+	case err != nil:
+		return false, err
+	case name != key:
+		r.fail("SIGNATURE_INVALID", store, "%s %s is recorded as signed by %s; its signature is by %s", id, version, key, name)
+	default:
+		return true, nil
+	}
+	return false, nil
+}
+
+// recordedWaivers returns the waivers recorded in the tier's ledger and
+// HO3's, keyed by waiverKey. A waiver is an INSTALLED entry with a
+// weakened_control that stands beside its own operation: an INSTALL_STARTED
+// earlier in the same ledger with the same op_id, package, version,
+// manifest hash and archive hash (DESIGN.md §8). cp-ledger append refuses
+// both types, so an entry appended by hand never counts; nor does a lone
+// INSTALLED, or one whose hashes differ from its operation's.
+func recordedWaivers(root, tdir string) (map[string]bool, error) {
+	out := map[string]bool{}
+	dirs := []string{tdir}
+	if tdir != root {
+		dirs = append(dirs, root)
+	}
+	for _, d := range dirs {
+		t, err := plane.ReadTier(d)
+		if err != nil {
+			return nil, err
+		}
+		started := map[string]string{} // op_id → waiverKey of its INSTALL_STARTED
+		err = eachEntry(filepath.Join(d, filepath.FromSlash(t.LedgerPath)), func(e *ledger.Entry) bool {
+			op, _ := e.Metadata["op_id"].(string)
+			switch {
+			case op == "":
+			case e.EventType == "INSTALL_STARTED":
+				if _, dup := started[op]; !dup { // an operation starts once
+					started[op] = entryWaiverKey(e)
+				}
+			case e.EventType == "INSTALLED" && e.Metadata["weakened_control"] != nil:
+				if k, ok := started[op]; ok && k == entryWaiverKey(e) {
+					out[k] = true
+				}
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// waiverKey is what a waiver waives: one package version's exact bytes.
+func waiverKey(id, version, manifestHash, archiveHash string) string {
+	return id + "@" + version + " " + manifestHash + " " + archiveHash
+}
+
+func entryWaiverKey(e *ledger.Entry) string {
+	s := func(k string) string { v, _ := e.Metadata[k].(string); return v }
+	return waiverKey(s("package_id"), s("version"), s("manifest_hash"), s("archive_sha256"))
+}
+
+// eachEntry calls fn on every entry of the ledger at path until fn returns
+// false. Lines that do not parse are skipped: G6 judges the ledger itself.
+func eachEntry(path string, fn func(*ledger.Entry) bool) error {
+	return ledger.Lines(path, func(line []byte) bool {
+		e, err := ledger.ParseLine(line)
+		return err != nil || fn(e)
+	})
+}
+
+// G0K checks kernel parity: the kernel package is installed on HO3, HO2 and
+// HO1 with one manifest hash, and each tier's installed manifest hashes to
+// what its packages_state.csv records.
+func G0K(root string) (*Result, error) {
+	r := newResult("G0K")
+	hashes := map[string]string{}
+	for _, t := range plane.Layout {
+		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
+		mpath := filepath.ToSlash(filepath.Join(t.Dir, plane.ManifestPath(plane.KernelID)))
+		rows, err := registry.Read(tdir, registry.Packages)
+		if err != nil {
+			return nil, err
+		}
+		row := find(rows, "package_id", plane.KernelID)
+		if row == nil || row["status"] != registry.StatusInstalled {
+			r.fail("KERNEL_MISSING", t.PlaneID, "%s is not installed on %s", plane.KernelID, t.Tier)
+			continue
+		}
+		b, err := regfile.ReadNoFollow(filepath.Join(tdir, filepath.FromSlash(plane.ManifestPath(plane.KernelID))))
+		if err != nil {
+			r.fail("KERNEL_MISSING", mpath, "%v", unwrapPath(err))
+			continue
+		}
+		m, err := manifest.Parse(b)
+		if err != nil {
+			r.fail("MANIFEST_INVALID", mpath, "%v", err)
+			continue
+		}
+		h, err := m.Hash()
+		if err != nil {
+			return nil, err
+		}
+		if h != row["manifest_hash"] {
+			r.fail("HASH_MISMATCH", mpath, "hashes to %s; %s's packages_state.csv records %s", h, t.Tier, row["manifest_hash"])
+		}
+		hashes[t.PlaneID] = h
+		if ho3, ok := hashes["ho3"]; ok && t.PlaneID != "ho3" && h != ho3 {
+			r.fail("KERNEL_MISMATCH", mpath, "%s's kernel manifest %s differs from HO3's %s", t.Tier, h, ho3)
+		}
+	}
+	r.Details["manifest_hashes"] = hashes
+	return r.done("the kernel's manifest hash is identical on HO3, HO2 and HO1"), nil
+}
+
+// G6 checks every ledger of every tier with the ledger library (lines,
+// links, Merkle tree, stored hashes, checkpoint signatures against the
+// tier's keys trusted for checkpoints), and the tiers themselves:
+//
+//   - which files are ledgers: every *.jsonl in a tier's ledger/ directory
+//     (ledger/, planes/ho2/ledger/, planes/ho1/ledger/) and in each HO1
+//     session's sessions/<id>/ledger/. Nothing else in a tier is a ledger,
+//     and nothing else may sit in a ledger directory: beside a ledger X.jsonl
+//     only its side files (LedgerSideFiles) and the leftovers of an
+//     interrupted atomic write (a warning); anything else is LEDGER_STRAY,
+//     and a symlink, FIFO or directory there is LEDGER_UNSAFE (never
+//     opened);
+//   - tier.json: it parses (else TIER_INVALID), agrees with the canonical
+//     layout (tier, plane_id, ledger_path, parent_ledger; else
+//     TIER_MISMATCH: a ledger_path moved to a fresh ledger is one), and
+//     hashes to what the tier's GENESIS recorded when it was made (else
+//     TIER_UNRECORDED);
+//   - each lower tier's GENESIS records its parent ledger's head at
+//     creation: parent_ledger names the parent's ledger and parent_hash is
+//     the hash of its entry parent_size-1.
+func G6(ctx context.Context, root string) (*Result, error) {
+	r := newResult("G6")
+	n := 0
+	for _, t := range plane.Layout {
+		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
+		tier := checkTier(r, root, t)
+		trusted, err := pkgsig.LoadTrusted(tdir)
+		if err != nil {
+			return nil, err
+		}
+		vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposeCheckpoint, "")
+		if err != nil {
+			return nil, err
+		}
+		paths, err := ledgerFiles(r, root, t)
+		if err != nil {
+			return nil, err
+		}
+		own := path.Join(t.Dir, t.Ledger)
+		if !slices.Contains(paths, own) {
+			r.fail("LEDGER_INVALID", own, "missing: %s's ledger is not on disk", t.Tier)
+		}
+		for _, p := range paths {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			n++
+			// The tier's own ledger carries its plane's signed checkpoint
+			// (a tier with a plane_name signs one with every append):
+			// a missing, unsigned or contradicted one is a finding.
+			expect := p == own && tier.PlaneName != ""
+			rep, err := ledger.Verify(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, Expect: expect, MaxIssues: 10})
+			if errors.Is(err, fs.ErrNotExist) {
+				r.fail("LEDGER_INVALID", p, "missing")
+				continue
+			} else if err != nil {
+				var coded interface{ Code() string }
+				if errors.As(err, &coded) {
+					r.fail("LEDGER_INVALID", p, "%s: %v", coded.Code(), unwrapPath(err))
+					continue
+				}
+				return nil, err
+			}
+			for _, is := range rep.Issues {
+				r.fail("LEDGER_INVALID", p, "seq %d: %s: %s", is.Seq, is.Code, is.Message)
+			}
+		}
+		if err := genesisLink(r, root, t, tier); err != nil {
+			return nil, err
+		}
+	}
+	r.Details["ledgers"] = n
+	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, and each lower tier's GENESIS links to its parent"), nil
+}
+
+// LedgerSideFiles are the suffixes of the files a ledger X.jsonl may have
+// beside it: X.tlog (stored hashes), X.checkpoint (the latest checkpoint)
+// and X.lock (the append lock).
+var LedgerSideFiles = []string{".tlog", ".checkpoint", ".lock"}
+
+// ledgerFiles returns the ledgers of tier t (paths relative to root,
+// sorted) and adds a finding for anything else in its ledger directories.
+// Entries are judged by their directory listing (lstat), so a FIFO or a
+// symlink is reported without being opened.
+func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
+	dirs := []string{path.Join(t.Dir, "ledger")}
+	if t.PlaneID == "ho1" {
+		sessions := path.Join(t.Dir, "sessions")
+		var entries []fs.DirEntry
+		if fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(sessions))); err == nil && !fi.IsDir() {
+			r.fail("LEDGER_UNSAFE", sessions, "a %s where the session directories belong", kindOf(fi.Mode().Type()))
+		} else if entries, err = os.ReadDir(filepath.Join(root, filepath.FromSlash(sessions))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		for _, e := range entries {
+			switch {
+			case e.IsDir():
+				dirs = append(dirs, path.Join(sessions, e.Name(), "ledger"))
+			case e.Type().IsRegular():
+				r.fail("LEDGER_STRAY", path.Join(sessions, e.Name()), "a file where session directories live")
+			default:
+				r.fail("LEDGER_UNSAFE", path.Join(sessions, e.Name()), "a %s where session directories live", kindOf(e.Type()))
+			}
+		}
+	}
+	var out []string
+	for _, d := range dirs {
+		if fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(d))); err == nil && !fi.IsDir() {
+			r.fail("LEDGER_UNSAFE", d, "a %s where a ledger directory belongs", kindOf(fi.Mode().Type()))
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(d)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a session whose ledger is not made yet; the tier's own is required by G6
+		} else if err != nil {
+			return nil, err
+		}
+		ledgers := map[string]bool{}
+		for _, e := range entries {
+			if base, ok := strings.CutSuffix(e.Name(), ".jsonl"); ok && e.Type().IsRegular() && base != "" {
+				ledgers[base] = true
+				out = append(out, path.Join(d, e.Name()))
+			}
+		}
+		for _, e := range entries {
+			p := path.Join(d, e.Name())
+			base, side := sideOf(e.Name())
+			switch {
+			case !e.Type().IsRegular():
+				r.fail("LEDGER_UNSAFE", p, "a %s in a ledger directory; ledgers and their side files are regular files", kindOf(e.Type()))
+			case ledgers[strings.TrimSuffix(e.Name(), ".jsonl")] && strings.HasSuffix(e.Name(), ".jsonl"):
+			case side && ledgers[base]:
+			case strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-"):
+				r.warn("LEDGER_LEFTOVER", p, "the leftover of an interrupted write; safe to remove")
+			case side:
+				r.fail("LEDGER_STRAY", p, "the side file of a ledger %s.jsonl that is not there", base)
+			default:
+				r.fail("LEDGER_STRAY", p, "not a ledger (*.jsonl) or a ledger's side file (%s)", strings.Join(LedgerSideFiles, " "))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// sideOf returns the ledger base name of a side file's name.
+func sideOf(name string) (string, bool) {
+	for _, s := range LedgerSideFiles {
+		if base, ok := strings.CutSuffix(name, s); ok && base != "" {
+			return base, true
+		}
+	}
+	return "", false
+}
+
+// checkTier reads tier t's tier.json and adds a finding when it does not
+// parse, differs from the canonical layout, or is not the file the tier's
+// GENESIS recorded. It returns the tier as the layout has it: G6 goes on to
+// verify the canonical ledgers whatever tier.json says.
+func checkTier(r *Result, root string, t plane.TierLayout) plane.Tier {
+	var parent *string
+	if t.Parent != "" {
+		p := t.Parent
+		parent = &p
+	}
+	want := plane.Tier{Tier: t.Tier, PlaneID: t.PlaneID, LedgerPath: t.Ledger, ParentLedger: parent}
+	tp := path.Join(t.Dir, "tier.json")
+	tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
+	got, err := plane.ReadTier(tdir)
+	if err != nil {
+		r.fail("TIER_INVALID", tp, "%s", strings.ReplaceAll(unwrapPath(err).Error(), root+string(filepath.Separator), ""))
+		return want
+	}
+	// plane_name is the plane's own (no layout fixes it); dropping it to
+	// spare a ledger its checkpoint is TIER_UNRECORDED below.
+	want.PlaneName = got.PlaneName
+	if got.Tier != want.Tier || got.PlaneID != want.PlaneID || filepath.ToSlash(filepath.Clean(got.LedgerPath)) != want.LedgerPath ||
+		(got.ParentLedger == nil) != (parent == nil) || (parent != nil && *got.ParentLedger != *parent) {
+		r.fail("TIER_MISMATCH", tp, "says tier %s, plane_id %s, ledger_path %s, parent_ledger %v; the plane's layout has %s, %s, %s, %v",
+			got.Tier, got.PlaneID, got.LedgerPath, strOrNull(got.ParentLedger), want.Tier, want.PlaneID, want.LedgerPath, strOrNull(parent))
+	}
+	b, err := regfile.ReadNoFollow(filepath.Join(tdir, "tier.json"))
+	if err != nil {
+		r.fail("TIER_INVALID", tp, "%v", unwrapPath(err))
+		return want
+	}
+	var g *ledger.Entry
+	err = eachEntry(filepath.Join(root, filepath.FromSlash(path.Join(t.Dir, t.Ledger))), func(e *ledger.Entry) bool { g = e; return false })
+	if err != nil || g == nil || g.EventType != "GENESIS" {
+		return want // the ledger's own findings say why
+	}
+	if rec, _ := g.Metadata["tier_sha256"].(string); rec != plane.SHA256(b) {
+		r.fail("TIER_UNRECORDED", tp, "hashes to %s; %s's GENESIS recorded %q when the tier was made", plane.SHA256(b), t.Tier, rec)
+	}
+	return want
+}
+
+func strOrNull(s *string) string {
+	if s == nil {
+		return "null"
+	}
+	return *s
+}
+
+// genesisLink checks that tier t's first entry is a GENESIS recording its
+// parent ledger's head at creation.
+func genesisLink(r *Result, root string, t plane.TierLayout, tier plane.Tier) error {
+	if t.Parent == "" {
+		return nil
+	}
+	path := filepath.ToSlash(filepath.Join(t.Dir, tier.LedgerPath))
+	var g *ledger.Entry
+	if err := eachEntry(filepath.Join(root, filepath.FromSlash(path)), func(e *ledger.Entry) bool { g = e; return false }); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // reported by the verify above
+		}
+		return err
+	}
+	if g == nil || g.EventType != "GENESIS" {
+		r.fail("GENESIS_MISSING", path, "the first entry of %s's ledger is not a GENESIS", t.Tier)
+		return nil
+	}
+	parent, _ := g.Metadata["parent_ledger"].(string)
+	want, _ := g.Metadata["parent_hash"].(string)
+	size, ok := intOf(g.Metadata["parent_size"])
+	if parent != t.Parent || tier.ParentLedger == nil || *tier.ParentLedger != t.Parent || !ok || size < 1 {
+		r.fail("GENESIS_UNLINKED", path, "GENESIS names parent %q (size %v), tier.json %v; want %s", parent, g.Metadata["parent_size"], tier.ParentLedger, t.Parent)
+		return nil
+	}
+	var at *ledger.Entry
+	i := int64(0)
+	err := eachEntry(filepath.Join(root, filepath.FromSlash(parent)), func(e *ledger.Entry) bool {
+		if i == size-1 {
+			at = e
+			return false
+		}
+		i++
+		return true
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if at == nil || at.EntryHash != want {
+		got := "<none>"
+		if at != nil {
+			got = at.EntryHash
+		}
+		r.fail("GENESIS_UNLINKED", path, "GENESIS records parent head %s at size %d; %s holds %s there", want, size, parent, got)
+	}
+	return nil
+}
+
+func intOf(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case float64:
+		return int64(n), n == float64(int64(n))
+	case interface{ Int64() (int64, error) }:
+		i, err := n.Int64()
+		return i, err == nil
+	}
+	return 0, false
+}
+
+// workOrderGate is G2 or G3 until work orders exist. Without a work order
+// it does not apply and says so (details.applicable false), never a silent
+// pass. Asked to judge a work order it cannot judge, it fails closed:
+// NOT_EVALUATED, so that no pipeline takes "--wo W" for a checked W.
+func workOrderGate(g, wo string) *Result {
+	r := newResult(g)
+	r.Details["applicable"] = false
+	what := map[string]string{"G2": "approval, payload and scope", "G3": "dependency constraints"}[g]
+	if wo == "" {
+		r.Message = "not applicable: no work order given (--wo WO-ID); " + g + " judges a work order's " + what
+		return r.done("")
+	}
+	r.Details["work_order_id"] = wo
+	r.fail("NOT_EVALUATED", wo, "work orders are not built yet: %s's %s cannot be judged, so %s does not pass", wo, what, g)
+	return r.done("")
+}

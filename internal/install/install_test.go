@@ -1,0 +1,354 @@
+package install
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/control-plane/cp/internal/gate"
+	"github.com/control-plane/cp/internal/journal"
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/stretchr/testify/require"
+)
+
+func newPlane(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "plane")
+	_, err := plane.Bootstrap(context.Background(), root, plane.BootstrapOptions{Actor: "tester"})
+	require.NoError(t, err)
+	return root
+}
+
+// events returns the HO3 ledger's entries whose metadata.op_id is op.
+func events(t *testing.T, root, op string) []ledger.Entry {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "ledger", "governance.jsonl"))
+	require.NoError(t, err)
+	var out []ledger.Entry
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		e, err := ledger.ParseLine([]byte(line))
+		require.NoError(t, err)
+		if e.Metadata["op_id"] == op {
+			out = append(out, *e)
+		}
+	}
+	return out
+}
+
+func types(es []ledger.Entry) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.EventType)
+	}
+	return out
+}
+
+// The kernel's own archive, re-applied with Force: the whole path runs
+// (gates, checkpoint, journal, ledger) and changes no governed byte.
+func TestReinstallKernel(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	archive := filepath.Join(root, "packages_store", plane.KernelID+"-"+plane.KernelVersion+".tar.gz")
+	opts := Options{Archive: archive, Actor: "tester", Gate: gate.Options{AllowUnsigned: true}}
+
+	res, err := Install(ctx, root, opts)
+	require.NoError(t, err)
+	require.Equal(t, ActionNone, res.Action)
+	require.Empty(t, res.Checkpoint)
+
+	opts.Force = true
+	res, err = Install(ctx, root, opts)
+	require.NoError(t, err)
+	require.Equal(t, ActionReinstall, res.Action)
+	require.Empty(t, res.Added)
+	require.Empty(t, res.Replaced)
+	require.Positive(t, res.Unchanged)
+	require.NotEmpty(t, res.Checkpoint)
+	require.Equal(t, "waived", res.Signature)
+
+	var e ledger.Entry
+	b, err := os.ReadFile(filepath.Join(root, "ledger", "governance.jsonl"))
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &e))
+	require.Equal(t, "INSTALLED", e.EventType)
+	require.Equal(t, []string{"INSTALL_STARTED", "CHECKPOINT_CREATED", "INSTALLED"}, types(events(t, root, e.Metadata["op_id"].(string))))
+	require.Contains(t, e.Metadata["weakened_control"], "G5 waived")
+
+	rs, err := gate.Integrity(ctx, root, "")
+	require.NoError(t, err)
+	for _, r := range rs {
+		require.True(t, r.Passed, "%+v", r)
+	}
+}
+
+// A manifest for another plane is refused by G0A (cp-install installs
+// into HO3 only), before anything is written, and recorded.
+func TestPlaneMismatch(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	kernel := filepath.Join(root, "packages_store", plane.KernelID+"-"+plane.KernelVersion+".tar.gz")
+	archive := filepath.Join(t.TempDir(), "ho2.tar.gz")
+	rewriteManifest(t, kernel, archive, func(m []byte) []byte {
+		return []byte(strings.Replace(string(m), `"plane_id": "ho3"`, `"plane_id": "ho2"`, 1))
+	})
+	_, err := Install(ctx, root, Options{Archive: archive, Actor: "tester", Force: true, Gate: gate.Options{AllowUnsigned: true}})
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "PLANE_MISMATCH", e.Code())
+	require.Equal(t, "G0A", e.Details["gate"])
+	var rec *Recorded
+	require.ErrorAs(t, err, &rec)
+	require.Equal(t, "INSTALL_FAILED", rec.Entry.EventType)
+}
+
+// rewriteManifest copies the package archive src to dst with its
+// manifest.json passed through edit.
+func rewriteManifest(t *testing.T, src, dst string, edit func([]byte) []byte) {
+	t.Helper()
+	in, err := os.Open(src)
+	require.NoError(t, err)
+	defer in.Close()
+	zr, err := gzip.NewReader(in)
+	require.NoError(t, err)
+	tr := tar.NewReader(zr)
+	out, err := os.Create(dst)
+	require.NoError(t, err)
+	defer out.Close()
+	zw := gzip.NewWriter(out)
+	tw := tar.NewWriter(zw)
+	edited := false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		b, err := io.ReadAll(tr)
+		require.NoError(t, err)
+		if h.Name == "manifest.json" {
+			b, edited = edit(b), true
+			h.Size = int64(len(b))
+		}
+		require.NoError(t, tw.WriteHeader(h))
+		_, err = tw.Write(b)
+		require.NoError(t, err)
+	}
+	require.True(t, edited, "no manifest.json in %s", src)
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
+}
+
+func TestNotAPlane(t *testing.T) {
+	_, err := Install(context.Background(), t.TempDir(), Options{Archive: "x.tar.gz"})
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "NOT_A_PLANE", e.Code())
+}
+
+// A crash after the commit point and before the outcome was recorded:
+// Recover finishes the change and records INSTALLED once, however often it
+// runs; a crash after the outcome was recorded adds nothing.
+func TestRecoverRecordsOutcomeOnce(t *testing.T) {
+	ctx := context.Background()
+	for _, already := range []bool{false, true} {
+		root := newPlane(t)
+		op := newOpID()
+		meta, err := json.Marshal(opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall})
+		require.NoError(t, err)
+		rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
+		require.NoError(t, rec.start(ctx))
+		crash := os.ErrDeadlineExceeded
+		err = journal.Apply(root, []journal.Change{{Path: "lib/x/a.py", Data: []byte("a"), Mode: 0o444}}, journal.Options{Meta: meta,
+			Committed: func() error {
+				if already {
+					if _, err := rec.installed(ctx, rec.pkg, false); err != nil {
+						return err
+					}
+				}
+				return crash
+			}})
+		require.ErrorIs(t, err, crash)
+
+		got, err := Recover(ctx, root, "someone")
+		require.NoError(t, err)
+		require.True(t, got.Found && got.RolledForward)
+		require.Equal(t, "install", got.Op)
+		require.Equal(t, op, got.OpID)
+		es := events(t, root, op)
+		require.Equal(t, []string{"INSTALL_STARTED", "INSTALLED"}, types(es))
+		require.Equal(t, !already, es[1].Metadata["recovered"] == true)
+		require.Equal(t, "tester", es[1].Actor)
+
+		got, err = Recover(ctx, root, "someone")
+		require.NoError(t, err)
+		require.False(t, got.Found)
+		require.Len(t, events(t, root, op), 2)
+	}
+}
+
+// A crash before the commit point: nothing changed; the outcome is
+// INSTALL_FAILED, recorded once, whether the journal already said what the
+// operation was (meta.json) or only its private directory did (op.json),
+// and nothing at all for an operation that had recorded nothing.
+func TestRecoverUncommitted(t *testing.T) {
+	ctx := context.Background()
+	for _, where := range []string{"journal", "staging", "both", "not started"} {
+		root := newPlane(t)
+		op := newOpID()
+		rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
+		dir := "_staging/" + stagingPrefix + "dead"
+		require.NoError(t, os.MkdirAll(filepath.Join(root, dir), 0o700))
+		m := opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}
+		if where != "journal" {
+			require.NoError(t, rec.intend(dir, m))
+		}
+		if where != "not started" {
+			require.NoError(t, rec.start(ctx))
+		}
+		if where == "journal" || where == "both" {
+			m.LedgerSize = rec.ledgerSize
+			meta, err := json.Marshal(m)
+			require.NoError(t, err)
+			require.NoError(t, os.MkdirAll(filepath.Join(root, journal.Dir, "new"), 0o700))
+			require.NoError(t, os.WriteFile(filepath.Join(root, journal.Dir, "meta.json"), meta, 0o600))
+		}
+
+		got, err := Recover(ctx, root, "someone")
+		require.NoError(t, err, where)
+		require.Equal(t, 1, got.Staging, where)
+		es := events(t, root, op)
+		if where == "not started" {
+			require.Empty(t, es)
+			continue
+		}
+		require.Equal(t, []string{"INSTALL_STARTED", "INSTALL_FAILED"}, types(es), where)
+		require.Contains(t, es[1].Reason, "recovery rolled it back")
+		require.Equal(t, op, got.OpID, where)
+		_, err = os.Stat(filepath.Join(root, journal.Dir))
+		require.True(t, os.IsNotExist(err))
+		_, err = Recover(ctx, root, "someone")
+		require.NoError(t, err)
+		require.Len(t, events(t, root, op), 2, where)
+	}
+}
+
+// outcomeRecorded reads the ledger backwards in chunks: lines that straddle
+// chunk boundaries are read whole.
+func TestOutcomeRecorded(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	rec := func(event, op string) {
+		_, err := plane.Record(ctx, root, "tester", ledger.Draft{EventType: event, SubmissionID: "PKG-X-001",
+			Metadata: map[string]any{"op_id": op, "pad": strings.Repeat("p", 97)}})
+		require.NoError(t, err)
+	}
+	filler := func(n int) {
+		drafts := make([]ledger.Draft, n)
+		for i := range drafts {
+			drafts[i] = ledger.Draft{EventType: "FILLER", Metadata: map[string]any{"pad": strings.Repeat("f", 211)}}
+		}
+		_, err := plane.Record(ctx, root, "tester", drafts...)
+		require.NoError(t, err)
+	}
+	rec("INSTALL_STARTED", "OP-a")
+	filler(1500)
+	rec("INSTALLED", "OP-a")
+	rec("INSTALL_STARTED", "OP-b")
+	filler(1700)
+	fi, err := os.Stat(filepath.Join(root, "ledger", "governance.jsonl"))
+	require.NoError(t, err)
+	require.Greater(t, fi.Size(), int64(3*256<<10), "the ledger must span several chunks")
+
+	for op, want := range map[string]struct {
+		started bool
+		outcome string
+	}{"OP-a": {true, "INSTALLED"}, "OP-b": {true, ""}, "OP-none": {false, ""}} {
+		started, outcome, err := outcomeRecorded(root, op, 0, nil)
+		require.NoError(t, err)
+		require.Equal(t, want.started, started, op)
+		require.Equal(t, want.outcome, outcome, op)
+	}
+	// Only what follows since is read.
+	started, outcome, err := outcomeRecorded(root, "OP-a", fi.Size()-10, nil)
+	require.NoError(t, err)
+	require.False(t, started)
+	require.Empty(t, outcome)
+}
+
+func TestCheckpointAndVersions(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	s, id, err := Checkpoint(ctx, root, "first", "tester", time.Now())
+	require.NoError(t, err)
+	require.NotEmpty(t, id)
+	vs, err := Versions(root)
+	require.NoError(t, err)
+	require.Len(t, vs, 1)
+	require.Equal(t, *s, vs[0])
+
+	// Rolling back to the present state changes nothing and passes integrity.
+	r, err := Rollback(ctx, root, s.VersionID, "tester", time.Now(), nil)
+	require.NoError(t, err)
+	require.Empty(t, r.Restored)
+	require.Empty(t, r.Removed)
+	require.True(t, r.Integrity.AllPassed)
+}
+
+// A torn tail (a writer killed mid-line) is cut by the next append: the
+// offset an operation searches from is before it, so the operation's own
+// start event is found.
+func TestWholeLinesAndTornTail(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	path := filepath.Join(root, "ledger", "governance.jsonl")
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString(`{"actor":"root","decision":"tor`)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	n, err := wholeLines(path)
+	require.NoError(t, err)
+	require.Equal(t, fi.Size(), n)
+
+	op := newOpID()
+	dir := "_staging/" + stagingPrefix + "torn"
+	require.NoError(t, os.MkdirAll(filepath.Join(root, dir), 0o700))
+	rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
+	require.NoError(t, rec.intend(dir, opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0"}))
+	require.NoError(t, rec.start(ctx)) // repairs the tail, then appends
+	_, err = Recover(ctx, root, "someone")
+	require.NoError(t, err)
+	require.Equal(t, []string{"INSTALL_STARTED", "INSTALL_FAILED"}, types(events(t, root, op)))
+}
+
+// An operation that completed, killed before it tidied its private
+// directory away: recover only removes the directory, records nothing and
+// reports nothing recovered.
+func TestRecoverCompletedLeftovers(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	op := newOpID()
+	rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
+	dir := "_staging/" + stagingPrefix + "done"
+	require.NoError(t, os.MkdirAll(filepath.Join(root, dir), 0o700))
+	require.NoError(t, rec.intend(dir, opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0"}))
+	require.NoError(t, rec.start(ctx))
+	_, err := rec.installed(ctx, rec.pkg, false)
+	require.NoError(t, err)
+	got, err := Recover(ctx, root, "someone")
+	require.NoError(t, err)
+	require.Equal(t, 1, got.Staging)
+	require.False(t, got.Found || got.RolledBack || got.RolledForward)
+	require.Equal(t, []string{"INSTALL_STARTED", "INSTALLED"}, types(events(t, root, op)))
+}

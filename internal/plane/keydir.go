@@ -1,0 +1,213 @@
+package plane
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/pkg/keys"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/pkgsig"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// CheckpointKeyFile is the plane's checkpoint signing key, in its key
+// directory (KeyDir), outside the plane; CheckpointPubFile is its verifier
+// key, beside it, so that a process signs without deriving it
+// (keys.PairSigner).
+const (
+	CheckpointKeyFile = "checkpoint.key"
+	CheckpointPubFile = "checkpoint.pub"
+)
+
+// ValidPlaneName reports whether name can be a plane_name (it names a
+// directory, a token audience, a note key and a checkpoint origin prefix):
+// 1-63 lower-case letters, digits and hyphens, not starting with a hyphen
+// (tier.schema.json's pattern; no regexp, whose initialisation a one-entry
+// append cannot afford).
+func ValidPlaneName(name string) bool {
+	if len(name) == 0 || len(name) > 63 || name[0] == '-' {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// NewPlaneName returns a random plane_name.
+func NewPlaneName() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "plane-" + hex.EncodeToString(b)
+}
+
+// KeyDir returns the key directory of the plane named name, outside the
+// plane: $XDG_CONFIG_HOME/control-plane/<name>, with XDG's default
+// $HOME/.config (a relative XDG_CONFIG_HOME is ignored, as the XDG spec says).
+func KeyDir(name string) (string, error) {
+	if !ValidPlaneName(name) {
+		return "", fmt.Errorf("plane name %q: want lower-case letters, digits and hyphens", name)
+	}
+	base := os.Getenv("XDG_CONFIG_HOME")
+	if !filepath.IsAbs(base) {
+		home := os.Getenv("HOME")
+		if !filepath.IsAbs(home) {
+			return "", errors.New("neither XDG_CONFIG_HOME nor HOME is an absolute path: no key directory")
+		}
+		base = filepath.Join(home, ".config")
+	}
+	return filepath.Join(base, "control-plane", name), nil
+}
+
+// CheckpointKeyName is the note key name of a plane's checkpoint key, as
+// trusted in config/trusted_keys.json.
+func CheckpointKeyName(planeName string) string { return planeName + "-checkpoint" }
+
+// Origin is the checkpoint origin of a tier's ledger at path:
+// <plane_name>/<plane_id>/<ledger name>, or <plane_id>/<ledger name> for a
+// plane without a plane_name.
+func Origin(t Tier, path string) string {
+	o := t.PlaneID + "/" + strings.TrimSuffix(filepath.Base(path), ".jsonl")
+	if t.PlaneName != "" {
+		o = t.PlaneName + "/" + o
+	}
+	return o
+}
+
+// LedgerOptions returns the options to append to the ledger at path of the
+// tier t whose directory is dir. A tier with a plane_name signs a
+// checkpoint with every append, with the plane's key (read once per
+// process); when that key cannot be read, appending is refused
+// (CHECKPOINT_KEY_UNAVAILABLE): an entry no checkpoint covers could be cut
+// unseen, and a plane's recorder must not go on silently without it.
+func LedgerOptions(dir string, t Tier, path, actor string) (ledger.Options, error) {
+	opts := ledger.Options{Actor: actor}
+	if t.PlaneName == "" {
+		return opts, nil
+	}
+	s, err := checkpointSigner(t.PlaneName)
+	if err != nil {
+		return opts, err
+	}
+	opts.Checkpoint = &ledger.CheckpointKey{Origin: Origin(t, path), Signer: s,
+		Trusted: func() (note.Verifiers, error) {
+			ks, err := pkgsig.LoadTrusted(dir)
+			if err != nil {
+				return nil, err
+			}
+			return pkgsig.Verifiers(ks, pkgsig.PurposeCheckpoint, "")
+		}}
+	return opts, nil
+}
+
+// signers caches each plane's checkpoint signer: the key is read once per
+// process, however many ledgers and batches it signs for.
+var signers sync.Map // plane name → note.Signer
+
+func checkpointSigner(name string) (note.Signer, error) {
+	if s, ok := signers.Load(name); ok {
+		return s.(note.Signer), nil
+	}
+	dir, err := KeyDir(name)
+	if err != nil {
+		return nil, keyUnavailable(name, "", err)
+	}
+	path := filepath.Join(dir, CheckpointKeyFile)
+	b, err := readKey(path)
+	if err != nil {
+		return nil, keyUnavailable(name, path, err)
+	}
+	pub, err := readKey(filepath.Join(dir, CheckpointPubFile))
+	if err != nil {
+		return nil, keyUnavailable(name, path, err)
+	}
+	s, err := keys.PairSigner(string(b), string(pub))
+	if err != nil {
+		return nil, keyUnavailable(name, path, err)
+	}
+	signers.Store(name, s)
+	return s, nil
+}
+
+func keyUnavailable(name, path string, err error) error {
+	return refuse("CHECKPOINT_KEY_UNAVAILABLE", 4,
+		"plane %s signs a checkpoint with every append, and its key %s cannot be used: %v (run as the plane's owner, with the XDG_CONFIG_HOME or HOME the plane was made with)", name, path, err)
+}
+
+// readKey reads a key file that must be a regular file, not a link.
+func readKey(path string) ([]byte, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return os.ReadFile(path)
+}
+
+// makeCheckpointKey creates the plane's checkpoint key in its key
+// directory (0700, the key 0600), refusing a directory inside the plane
+// (root) or one that already holds a key (the name is taken). It returns
+// the verifier key and a function that removes what it made.
+func makeCheckpointKey(name, root string) (verifier, path string, undo func(), err error) {
+	dir, err := KeyDir(name)
+	if err != nil {
+		return "", "", nil, refuse("PLANE_NAME_INVALID", 2, "%v", err)
+	}
+	if rel, err := filepath.Rel(root, dir); err == nil && filepath.IsLocal(rel) {
+		return "", "", nil, refuse("KEY_DIR_INSIDE_PLANE", 2, "the key directory %s is inside the plane %s: a key kept in the plane protects nothing", dir, root)
+	}
+	path = filepath.Join(dir, CheckpointKeyFile)
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		return "", "", nil, refuse("PLANE_NAME_TAKEN", 1, "%s already exists: plane name %s is taken (choose another --plane-name)", path, name)
+	}
+	skey, vkey, err := keys.Generate(CheckpointKeyName(name))
+	if err != nil {
+		return "", "", nil, err
+	}
+	_, statErr := os.Stat(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", nil, err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", "", nil, err
+	}
+	rmdir := func() {
+		if errors.Is(statErr, fs.ErrNotExist) {
+			os.Remove(dir)
+		}
+	}
+	pubPath := filepath.Join(dir, CheckpointPubFile)
+	if err := atomicfile.Create(path, []byte(skey+"\n"), 0o600); err != nil {
+		rmdir() // and never remove a key someone else made meanwhile
+		return "", "", nil, err
+	}
+	undo = func() {
+		os.Remove(path)
+		os.Remove(pubPath)
+		rmdir()
+		signers.Delete(name)
+	}
+	if err := atomicfile.Create(pubPath, []byte(vkey+"\n"), 0o600); err != nil {
+		undo()
+		return "", "", nil, err
+	}
+	s, err := keys.PairSigner(skey, vkey)
+	if err != nil {
+		undo()
+		return "", "", nil, err
+	}
+	signers.Store(name, s)
+	return vkey, path, undo, nil
+}

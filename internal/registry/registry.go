@@ -1,0 +1,348 @@
+// Package registry reads and writes the plane's five CSV registries under
+// <root>/registries/ (DESIGN.md §4). Only cp-install and cp-pkg write them,
+// and only through Update and UpdateMany; everything else reads.
+//
+// # Files
+//
+// A registry is RFC 4180 CSV exactly as encoding/csv writes it: UTF-8
+// without a byte order mark, "\n" line endings, a field quoted only when it
+// must be. The first line is the header, the table's columns in order; each
+// further line is one row with as many fields. Update writes rows sorted by
+// the primary key (byte-wise), so equal tables are equal files. The layouts,
+// primary key first:
+//
+//	frameworks_registry.csv  framework_id,title,version,status,path,sha256,registered_at,registered_by
+//	specs_registry.csv       spec_id,framework_id,title,version,status,path,sha256,registered_at,registered_by
+//	prompts_registry.csv     prompt_pack_id,package_id,path,sha256,version,status,registered_at
+//	file_ownership.csv       path,package_id,sha256,size,classification,installed_at
+//	packages_state.csv       package_id,version,manifest_hash,archive_sha256,status,signature,installed_at,actor,work_order_id
+//
+// Field values:
+//
+//   - every field is valid UTF-8 without NUL, CR or LF;
+//   - primary keys are unique and non-empty;
+//   - framework_id, spec_id, prompt_pack_id, version, classification,
+//     registered_by and actor are non-empty and hold no white space;
+//     work_order_id is empty or likewise; title is free text;
+//   - package_id matches ^PKG-[A-Z0-9-]+$ (DESIGN.md §6);
+//   - path is a clean slash path relative to the plane root: never absolute
+//     (no leading "/", no drive letter), no backslash, no "." or ".."
+//     element, no empty element, no trailing slash;
+//   - sha256, manifest_hash and archive_sha256 are "sha256:" followed by 64
+//     lower-case hex digits;
+//   - registered_at and installed_at are RFC 3339 UTC times exactly as
+//     time.RFC3339Nano formats them ("2026-01-02T03:04:05Z");
+//   - size is a byte count in decimal, without sign or leading zeros;
+//   - status is active, deprecated or retired in the frameworks, specs and
+//     prompts registries, installed or failed in packages_state.csv;
+//   - signature is "signed:<key name>" (a note key name: no white space, no
+//     '+') or "waived" (CONTROL_PLANE_ALLOW_UNSIGNED).
+//
+// Read accepts a file only if it is exactly the encoding of its own rows and
+// every rule holds; anything else (a missing, extra or reordered column, a
+// wrong field count, a stray quote, a CR, a blank line, a missing final
+// newline, an empty file) is a REGISTRY_INVALID *Error naming the file and
+// line. Update refuses, the same way, rows that would break a rule.
+//
+// Compatibility: a column is never renamed, removed, reordered or given a
+// new meaning. Adding one changes the header, which older readers refuse (fail
+// closed), so a new column ships together with every reader that knows it.
+//
+// # Writing and atomicity
+//
+// Writers serialize on an advisory lock, registries/.lock (flock(2),
+// exclusive). Update re-reads the table under the lock, lets the caller
+// compute the new rows, writes them to a temporary file in registries/,
+// fsyncs it, renames it over the table and fsyncs the directory. A crash at
+// any instant leaves each file wholly old or wholly new; a temporary file it
+// leaves behind is ignored by Read and removed by the next writer. Readers
+// take no lock: a rename replaces a file in one step (but a reader of several
+// tables can see an UpdateMany half done).
+//
+// UpdateMany writes several tables under the one lock, but several renames
+// are not one atomic step: a crash between them leaves the tables renamed so
+// far new and the rest old, each file whole. A caller that needs the tables
+// to change together (cp-install, for file_ownership.csv and
+// packages_state.csv) records its intent in its own journal and finishes or
+// undoes it on recovery.
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/internal/regfile"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Table describes one registry file.
+type Table struct {
+	File    string   // file name inside registries/
+	Columns []string // the header, in order
+	Key     string   // the primary-key column
+}
+
+// The five registries (DESIGN.md §4).
+var (
+	Frameworks = Table{File: "frameworks_registry.csv", Key: "framework_id",
+		Columns: []string{"framework_id", "title", "version", "status", "path", "sha256", "registered_at", "registered_by"}}
+	Specs = Table{File: "specs_registry.csv", Key: "spec_id",
+		Columns: []string{"spec_id", "framework_id", "title", "version", "status", "path", "sha256", "registered_at", "registered_by"}}
+	Prompts = Table{File: "prompts_registry.csv", Key: "prompt_pack_id",
+		Columns: []string{"prompt_pack_id", "package_id", "path", "sha256", "version", "status", "registered_at"}}
+	Ownership = Table{File: "file_ownership.csv", Key: "path",
+		Columns: []string{"path", "package_id", "sha256", "size", "classification", "installed_at"}}
+	Packages = Table{File: "packages_state.csv", Key: "package_id",
+		Columns: []string{"package_id", "version", "manifest_hash", "archive_sha256", "status", "signature", "installed_at", "actor", "work_order_id"}}
+)
+
+// All lists the five registries in the order Create writes them.
+var All = []Table{Frameworks, Specs, Prompts, Ownership, Packages}
+
+// Dir is the registries directory relative to the plane root.
+const Dir = "registries"
+
+// Row is one registry row, keyed by column name. A valid row holds exactly
+// its table's columns.
+type Row map[string]string
+
+// Status values.
+const (
+	StatusActive     = "active"     // frameworks, specs, prompts
+	StatusDeprecated = "deprecated" // frameworks, specs, prompts
+	StatusRetired    = "retired"    // frameworks, specs, prompts
+	StatusInstalled  = "installed"  // packages
+	StatusFailed     = "failed"     // packages
+)
+
+// SignatureWaived is the signature column of a package installed under
+// CONTROL_PLANE_ALLOW_UNSIGNED=1; a signed package has "signed:<key name>".
+const SignatureWaived = "waived"
+
+// name is how errors name t's file: relative to the plane root.
+func (t Table) name() string { return Dir + "/" + t.File }
+
+// Read reads and checks the table t of the plane at root and returns its
+// rows in file order. A file that breaks the format in the package doc, or
+// repeats a primary key, is a REGISTRY_INVALID *Error; a missing file is an
+// error satisfying errors.Is(err, fs.ErrNotExist).
+func Read(root string, t Table) ([]Row, error) {
+	data, err := regfile.ReadFile(filepath.Join(root, Dir, t.File))
+	if err != nil {
+		return nil, err
+	}
+	return parse(t, data)
+}
+
+// Create writes all five registries of the plane at root with their headers
+// and no rows, creating registries/ if needed. It refuses (REGISTRY_EXISTS)
+// if any of them exists, and then writes nothing. Each file is written
+// atomically; a crash part way leaves some registries absent, which the next
+// Create refuses: bootstrap's own recovery owns that case.
+func Create(root string) error {
+	dir := filepath.Join(root, Dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	l, err := lock(context.Background(), dir)
+	if err != nil {
+		return err
+	}
+	defer l.unlock()
+	removeTemps(dir)
+	for _, t := range All {
+		if _, err := os.Lstat(filepath.Join(dir, t.File)); err == nil {
+			return &Error{File: t.name(), Msg: "registry already exists", code: CodeExists, exit: exitDenied}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	var ws []write
+	for _, t := range All {
+		ws = append(ws, write{t: t, data: format(t, nil)})
+	}
+	if err := commit(dir, ws); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(root)
+}
+
+var bom = []byte("\uFEFF")
+
+// parse checks data as the contents of t's file and returns its rows.
+func parse(t Table, data []byte) ([]Row, error) {
+	file := t.name()
+	lineAt := func(off int64) int { return 1 + bytes.Count(data[:off], []byte("\n")) }
+	switch {
+	case len(data) == 0:
+		return nil, invalidf(file, 1, "empty file: want header %q", strings.Join(t.Columns, ","))
+	case bytes.HasPrefix(data, bom):
+		return nil, invalidf(file, 1, "file starts with a byte order mark")
+	}
+	if i := bytes.IndexByte(data, '\r'); i >= 0 {
+		return nil, invalidf(file, lineAt(int64(i)), "carriage return: lines end with \\n alone")
+	}
+	r := csv.NewReader(bytes.NewReader(data))
+	r.FieldsPerRecord = -1 // counted below, with a better message
+	r.ReuseRecord = true   // the fields are copied into each Row
+	var canon bytes.Buffer // each record re-encoded, to compare with its bytes
+	cw := csv.NewWriter(&canon)
+	var (
+		rows   []Row
+		header bool
+		keys   = map[string]int{} // primary key → line
+		prev   int64              // end of the last record read
+	)
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, &Error{File: file, Line: pe.Line, Msg: pe.Err.Error(), code: CodeInvalid, exit: exitDenied, err: err}
+			}
+			return nil, err
+		}
+		line, _ := r.FieldPos(0)
+		off := r.InputOffset()
+		canon.Reset()
+		cw.Write(rec)
+		cw.Flush() // writing to a bytes.Buffer cannot fail
+		if got, want := data[prev:off], canon.Bytes(); !bytes.Equal(got, want) {
+			switch {
+			case got[0] == '\n':
+				return nil, invalidf(file, lineAt(prev), "blank line")
+			case got[len(got)-1] != '\n':
+				return nil, invalidf(file, line, "last line does not end with a newline")
+			}
+			return nil, invalidf(file, line, "not in canonical CSV form: want %q", want)
+		}
+		prev = off
+		if !header {
+			if err := checkHeader(t, rec); err != "" {
+				return nil, invalidf(file, line, "%s; want header %q", err, strings.Join(t.Columns, ","))
+			}
+			header = true
+			continue
+		}
+		if len(rec) != len(t.Columns) {
+			return nil, invalidf(file, line, "%d fields, want %d", len(rec), len(t.Columns))
+		}
+		row := make(Row, len(t.Columns))
+		for i, c := range t.Columns {
+			row[c] = rec[i]
+		}
+		if col, p := checkRow(t, row); p != "" {
+			l, _ := r.FieldPos(slices.Index(t.Columns, col))
+			return nil, invalidf(file, l, "%s: %s", col, p)
+		}
+		k := row[t.Key]
+		if first, dup := keys[k]; dup {
+			return nil, invalidf(file, line, "duplicate %s %q (first on line %d)", t.Key, k, first)
+		}
+		keys[k] = line
+		rows = append(rows, row)
+	}
+	if prev != int64(len(data)) {
+		return nil, invalidf(file, lineAt(prev), "blank line")
+	}
+	if !header {
+		return nil, invalidf(file, 1, "no header: want %q", strings.Join(t.Columns, ","))
+	}
+	return rows, nil
+}
+
+// checkHeader says how rec differs from t's columns, or returns "".
+func checkHeader(t Table, rec []string) string {
+	if slices.Equal(rec, t.Columns) {
+		return ""
+	}
+	for _, c := range t.Columns {
+		if !slices.Contains(rec, c) {
+			return fmt.Sprintf("missing column %q", c)
+		}
+	}
+	for _, c := range rec {
+		if !slices.Contains(t.Columns, c) {
+			return fmt.Sprintf("unknown column %q", c)
+		}
+	}
+	if len(rec) != len(t.Columns) {
+		return "repeated column"
+	}
+	return "columns out of order"
+}
+
+// validate checks rows as the new contents of t: every row is valid and
+// the primary keys are unique.
+func validate(t Table, rows []Row) error {
+	keys := make(map[string]int, len(rows))
+	for i, row := range rows {
+		if p := checkShape(t, row); p != "" {
+			return invalidf(t.name(), 0, "refusing to write rows[%d]: %s", i, p)
+		}
+		k := row[t.Key]
+		if j, dup := keys[k]; dup {
+			return invalidf(t.name(), 0, "refusing to write rows[%d]: duplicate %s %q (also rows[%d])", i, t.Key, k, j)
+		}
+		keys[k] = i
+	}
+	return nil
+}
+
+// checkShape checks that row holds exactly t's columns and that every value
+// follows its rule, and says what is wrong or returns "".
+func checkShape(t Table, row Row) string {
+	for _, c := range t.Columns {
+		if _, ok := row[c]; !ok {
+			return fmt.Sprintf("missing column %q", c)
+		}
+	}
+	if len(row) != len(t.Columns) {
+		var extra []string
+		for c := range row {
+			if !slices.Contains(t.Columns, c) {
+				extra = append(extra, c)
+			}
+		}
+		slices.Sort(extra)
+		return fmt.Sprintf("unknown column %q", extra[0])
+	}
+	if col, p := checkRow(t, row); p != "" {
+		return fmt.Sprintf("%s %q: %s: %s", t.Key, row[t.Key], col, p)
+	}
+	return ""
+}
+
+// sorted returns rows sorted by t's primary key; rows is not modified.
+func sorted(t Table, rows []Row) []Row {
+	rows = slices.Clone(rows)
+	slices.SortFunc(rows, func(a, b Row) int { return strings.Compare(a[t.Key], b[t.Key]) })
+	return rows
+}
+
+// format encodes the header and rows, in the order given, as t's file.
+func format(t Table, rows []Row) []byte {
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	w.Write(t.Columns)
+	rec := make([]string, len(t.Columns))
+	for _, row := range rows {
+		for i, c := range t.Columns {
+			rec[i] = row[c]
+		}
+		w.Write(rec)
+	}
+	w.Flush() // writing to a bytes.Buffer cannot fail
+	return b.Bytes()
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"hash"
 	"io"
@@ -290,22 +289,6 @@ func kindOf(t fs.FileMode) string {
 	return "special file"
 }
 
-// GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
-// malformed is an error: the gates fail closed.
-func GovernedRoots(root string) ([]string, error) {
-	b, err := regfile.ReadNoFollow(filepath.Join(root, "config", "governed_roots.json"))
-	if err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	var c plane.GovernedRootsConfig
-	if err := dec.Decode(&c); err != nil || len(c.GovernedRoots) == 0 {
-		return nil, &SourceError{Path: "config/governed_roots.json", Msg: "malformed or empty governed_roots"}
-	}
-	return c.GovernedRoots, nil
-}
-
 // G0A checks the package declaration: the tier at root is the plane the
 // manifest targets (PLANE_MISMATCH), every file declared, every declared
 // file present with its size, hash and declared mode, every path safe: not
@@ -314,7 +297,7 @@ func GovernedRoots(root string) ([]string, error) {
 // kernelRule).
 func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, error) {
 	r := newResult("G0A")
-	roots, err := GovernedRoots(root)
+	roots, err := plane.GovernedRoots(root)
 	if err != nil {
 		return nil, err
 	}

@@ -64,7 +64,7 @@ func Integrity(ctx context.Context, root, planeID string) ([]Result, error) {
 // by path.
 func G0B(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G0B")
-	roots, err := GovernedRoots(root)
+	roots, err := plane.GovernedRoots(root)
 	if err != nil {
 		return nil, err
 	}

@@ -192,7 +192,7 @@ func unwrapPath(err error) error {
 // governed paths.
 func g0aInstalled(tdir string, inst *installed) (*Result, error) {
 	r := newResult("G0A")
-	roots, err := GovernedRoots(tdir)
+	roots, err := plane.GovernedRoots(tdir)
 	if err != nil {
 		return nil, err
 	}

@@ -483,7 +483,7 @@ func checkTiersManaged(root string, changes []journal.Change) error {
 		g, ok := governed[t.PlaneID]
 		if !ok {
 			var err error
-			if g, err = gate.GovernedRoots(filepath.Join(root, filepath.FromSlash(t.Dir))); err != nil {
+			if g, err = plane.GovernedRoots(filepath.Join(root, filepath.FromSlash(t.Dir))); err != nil {
 				return err
 			}
 			governed[t.PlaneID] = g

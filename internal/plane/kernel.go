@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/schemas"
@@ -65,6 +67,22 @@ const kernelSpec = `{
 // GovernedRootsConfig is config/governed_roots.json.
 type GovernedRootsConfig struct {
 	GovernedRoots []string `json:"governed_roots"`
+}
+
+// GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
+// malformed is an error: the gates fail closed.
+func GovernedRoots(root string) ([]string, error) {
+	b, err := regfile.ReadNoFollow(filepath.Join(root, "config", "governed_roots.json"))
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	var c GovernedRootsConfig
+	if err := dec.Decode(&c); err != nil || len(c.GovernedRoots) == 0 {
+		return nil, &FileError{Path: "config/governed_roots.json", Msg: "malformed or empty governed_roots"}
+	}
+	return c.GovernedRoots, nil
 }
 
 // GovernedRootsFile is, with pkgsig.TrustedKeysFile, the only file of
@@ -176,3 +194,19 @@ func Under(p string, dirs []string) bool {
 	}
 	return false
 }
+
+// FileError is a plane file that cannot be read safely or is malformed
+// (config/governed_roots.json). Its code is SOURCE_UNSAFE (exit 3), as the
+// gates have always reported it.
+type FileError struct{ Path, Msg string }
+
+func (e *FileError) Error() string { return e.Path + ": " + e.Msg }
+
+// Code returns SOURCE_UNSAFE.
+func (e *FileError) Code() string { return "SOURCE_UNSAFE" }
+
+// ErrorDetails names the path concerned.
+func (e *FileError) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }
+
+// ExitCode returns 3.
+func (e *FileError) ExitCode() int { return 3 }

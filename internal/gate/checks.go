@@ -20,6 +20,7 @@ import (
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/spec"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
@@ -503,11 +504,11 @@ func G5(root string, m *manifest.Manifest, mhash, archiveHash string, sig []byte
 		return r.done(""), nil
 	}
 	r.Details["applicable"] = true
-	trusted, err := pkgsig.LoadTrusted(root)
+	trusted, err := trust.LoadTrusted(root)
 	if err != nil {
 		return nil, err
 	}
-	vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposePackage, opts.VerifyKey)
+	vs, err := trust.Verifiers(trusted, trust.PurposePackage, opts.VerifyKey)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/install"
 	"github.com/control-plane/cp/internal/plane"
-	"github.com/control-plane/cp/pkg/pkgsig"
+	"github.com/control-plane/cp/internal/trust"
 )
 
 const usage = `cp-install: install packages into a plane, atomically; checkpoints and rollback
@@ -296,7 +296,7 @@ func trustVerb(add bool) func(ctx context.Context, c *cli.Call, req cli.Request)
 		if req.String("key") == "" {
 			return cli.Outcome{Err: cli.Usagef("%s needs a key: cp-install %s --purpose P PUB", verb, verb)}
 		}
-		purposes, key, err := pkgsig.ParseKeySpec(req.String("key"))
+		purposes, key, err := trust.ParseKeySpec(req.String("key"))
 		if err != nil {
 			return cli.Outcome{Err: cli.Usagef("%s: %v", verb, err)}
 		}

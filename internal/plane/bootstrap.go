@@ -18,11 +18,11 @@ import (
 	"github.com/control-plane/cp/internal/atomicfile"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/manifest"
-	"github.com/control-plane/cp/pkg/pkgsig"
 )
 
 // Error is a plane-level refusal with a stable code.
@@ -278,7 +278,7 @@ func build(ctx context.Context, root string, opts BootstrapOptions, checkpointKe
 		if err := writeFile(filepath.Join(tdir, filepath.FromSlash(StorePath(KernelID, KernelVersion))), archiveBytes, 0o444); err != nil {
 			return nil, err
 		}
-		if _, err := pkgsig.LoadTrusted(tdir); err != nil {
+		if _, err := trust.LoadTrusted(tdir); err != nil {
 			return nil, err // what we wrote must be what the gates will read
 		}
 		inst := filepath.Join(tdir, "installed", KernelID)
@@ -406,15 +406,15 @@ func randHex() string {
 // plane's own checkpoint key (a verifier key, trusted for checkpoints only:
 // a normal entry, so it survives every kernel release that keeps trust).
 func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string, error) {
-	var list []pkgsig.TrustedKey
+	var list []trust.TrustedKey
 	var names []string
 	for _, s := range specs {
-		purposes, pub, err := pkgsig.ParseKeySpec(s)
+		purposes, pub, err := trust.ParseKeySpec(s)
 		if err != nil {
 			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: %v", err)
 		}
 		if purposes == nil {
-			purposes = pkgsig.DefaultPurposes
+			purposes = trust.DefaultPurposes
 		}
 		v, err := keys.Verifier(pub)
 		if err != nil {
@@ -428,7 +428,7 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: two keys named %s", v.Name())
 		}
 		names = append(names, v.Name())
-		list = append(list, pkgsig.TrustedKey{Name: v.Name(), Key: text, Purposes: purposes, AddedAt: stamp})
+		list = append(list, trust.TrustedKey{Name: v.Name(), Key: text, Purposes: purposes, AddedAt: stamp})
 	}
 	if checkpointKey != "" {
 		v, err := keys.Verifier(checkpointKey)
@@ -438,9 +438,9 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 		if slices.Contains(names, v.Name()) {
 			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: a key named %s is the plane's own checkpoint key's name", v.Name())
 		}
-		list = append(list, pkgsig.TrustedKey{Name: v.Name(), Key: checkpointKey, Purposes: []string{pkgsig.PurposeCheckpoint}, AddedAt: stamp})
+		list = append(list, trust.TrustedKey{Name: v.Name(), Key: checkpointKey, Purposes: []string{trust.PurposeCheckpoint}, AddedAt: stamp})
 	}
-	b, err := pkgsig.MarshalTrusted(list)
+	b, err := trust.MarshalTrusted(list)
 	if err != nil {
 		return nil, nil, err
 	}

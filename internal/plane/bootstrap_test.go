@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/ledger"
-	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/stretchr/testify/require"
 )
 
@@ -28,9 +28,9 @@ func TestBootstrap(t *testing.T) {
 		require.Equal(t, res.PlaneName, tier.PlaneName)
 		// Every tier ledger carries a checkpoint signed by the plane's own
 		// key, trusted for checkpoints, covering every entry.
-		trusted, err := pkgsig.LoadTrusted(filepath.Join(dir, filepath.FromSlash(tr.Dir)))
+		trusted, err := trust.LoadTrusted(filepath.Join(dir, filepath.FromSlash(tr.Dir)))
 		require.NoError(t, err)
-		vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposeCheckpoint, "")
+		vs, err := trust.Verifiers(trusted, trust.PurposeCheckpoint, "")
 		require.NoError(t, err)
 		rep, err := ledger.Verify(context.Background(), lpath, ledger.VerifyOptions{Verifiers: vs, Expect: true})
 		require.NoError(t, err)

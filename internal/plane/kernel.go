@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/manifest"
-	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/schemas"
 )
 
@@ -85,7 +85,7 @@ func GovernedRoots(root string) ([]string, error) {
 	return c.GovernedRoots, nil
 }
 
-// GovernedRootsFile is, with pkgsig.TrustedKeysFile, the only file of
+// GovernedRootsFile is, with trust.TrustedKeysFile, the only file of
 // config/ the kernel owns. Operator configuration (providers, router
 // policy, governance, Cedar policies) is governed but not kernel (DESIGN.md
 // §4): it arrives in a config package.
@@ -106,7 +106,7 @@ func DefaultGovernedRootsJSON() ([]byte, error) {
 // binary embeds. A release is always built by the tool from these, never
 // taken from an archive, so that every tier gets the same bytes.
 func KernelFiles(governedRoots, trusted []byte) (map[string][]byte, error) {
-	files := map[string][]byte{GovernedRootsFile: governedRoots, pkgsig.TrustedKeysFile: trusted}
+	files := map[string][]byte{GovernedRootsFile: governedRoots, trust.TrustedKeysFile: trusted}
 	names, err := fs.Glob(schemas.FS, "*.json")
 	if err != nil {
 		return nil, err

@@ -12,9 +12,9 @@ import (
 	"sync"
 
 	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/ledger"
-	"github.com/control-plane/cp/pkg/pkgsig"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -101,11 +101,11 @@ func LedgerOptions(dir string, t Tier, path, actor string) (ledger.Options, erro
 	}
 	opts.Checkpoint = &ledger.CheckpointKey{Origin: Origin(t, path), Signer: s,
 		Trusted: func() (note.Verifiers, error) {
-			ks, err := pkgsig.LoadTrusted(dir)
+			ks, err := trust.LoadTrusted(dir)
 			if err != nil {
 				return nil, err
 			}
-			return pkgsig.Verifiers(ks, pkgsig.PurposeCheckpoint, "")
+			return trust.Verifiers(ks, trust.PurposeCheckpoint, "")
 		}}
 	return opts, nil
 }

@@ -1,4 +1,4 @@
-package pkgsig
+package trust
 
 import (
 	"cmp"

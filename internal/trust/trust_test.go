@@ -1,18 +1,48 @@
-package pkgsig
+package trust
 
 import (
 	"errors"
-	"github.com/control-plane/cp/internal/schematest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/control-plane/cp/internal/schematest"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/keys"
+	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
 )
+
+// Test keys, the same as pkg/pkgsig's, so that fuzz corpora stay
+// reproducible. opsOld has the same name as ops but is another key.
+const (
+	opsSigner      = "PRIVATE+KEY+ops+9a953d33+AYYjsCbWSfW1pbK9KpI5sPN8799B8CIyhC71mF7kFlPw"
+	rogueSigner    = "PRIVATE+KEY+rogue+644e746b+AaqHS3CIYLapfx8k1GQgQp8yNsuypTB1fQL0BaphWGVY"
+	opsOldSigner   = "PRIVATE+KEY+ops+d3bf3b98+ATisNtGz53/hGKHS/sC/83KVxPNoT1N9eblAZ+6Tt5TK"
+	opsVerifier    = "ops+9a953d33+AWriOtxQGb8MVhODStJyZ27yQtVSIpdvDt4YlfEIBtyC"
+	rogueVerifier  = "rogue+644e746b+AX5iGkEGw6Xf/VIXtne6roKCHGHvKGfHTxhGrr6ZGkKE"
+	opsOldVerifier = "ops+d3bf3b98+AW6JkNVSefxMMEKfIoOHfhmc/jZqrY9mjbflcUFofX4D"
+)
+
+var stmt = pkgsig.Statement{PackageID: "PKG-DEMO-001", Version: "1.2.0",
+	ManifestHash: "sha256:" + strings.Repeat("1", 64), ArchiveHash: "sha256:" + strings.Repeat("a", 64)}
+
+// sign signs s with the signer keys skeys.
+func sign(t testing.TB, s pkgsig.Statement, skeys ...string) []byte {
+	t.Helper()
+	var signers []note.Signer
+	for _, k := range skeys {
+		n, err := note.NewSigner(k)
+		require.NoError(t, err)
+		signers = append(signers, n)
+	}
+	msg, err := note.Sign(&note.Note{Text: s.Text()}, signers...)
+	require.NoError(t, err)
+	return msg
+}
 
 const trustedFile = `{"keys": [
   {"name": "ops", "key": "` + opsVerifier + `", "purposes": ["package", "checkpoint"], "added_at": "2025-01-31T12:00:00Z"},
@@ -128,9 +158,9 @@ func TestVerifiers(t *testing.T) {
 		t.Helper()
 		vs, err := Verifiers(ks, PurposePackage, v.(string))
 		require.NoError(t, err)
-		name, err := Verify(sig, stmt, vs)
+		name, err := pkgsig.Verify(sig, stmt, vs)
 		if err != nil {
-			var e *Error
+			var e *pkgsig.Error
 			require.True(t, errors.As(err, &e))
 			return e.Code()
 		}
@@ -139,8 +169,8 @@ func TestVerifiers(t *testing.T) {
 	// Purposes: ops is trusted for packages; ops (old) only for
 	// checkpoints, rogue only for work orders.
 	require.Equal(t, "ok:ops", verdict("", pkgSig))
-	require.Equal(t, CodeUntrusted, verdict("", oldSig))
-	require.Equal(t, CodeUntrusted, verdict("", rogueSig))
+	require.Equal(t, pkgsig.CodeUntrusted, verdict("", oldSig))
+	require.Equal(t, pkgsig.CodeUntrusted, verdict("", rogueSig))
 
 	// The environment key is trusted for every purpose, given as text or
 	// as a path, and may repeat a listed key.
@@ -149,17 +179,17 @@ func TestVerifiers(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(rogueVerifier+"\n"), 0o644))
 	require.Equal(t, "ok:rogue", verdict(path, rogueSig))
 	require.Equal(t, "ok:ops", verdict(opsVerifier, pkgSig))
-	require.Equal(t, CodeUntrusted, verdict(rogueVerifier, oldSig))
+	require.Equal(t, pkgsig.CodeUntrusted, verdict(rogueVerifier, oldSig))
 
 	for _, purpose := range []string{PurposeCheckpoint, PurposeWorkOrder} {
 		vs, err := Verifiers(ks, purpose, rogueVerifier)
 		require.NoError(t, err)
-		_, err = Verify(rogueSig, stmt, vs)
+		_, err = pkgsig.Verify(rogueSig, stmt, vs)
 		require.NoError(t, err, purpose)
 	}
 	vs, err := Verifiers(ks, PurposeCheckpoint, "")
 	require.NoError(t, err)
-	_, err = Verify(oldSig, stmt, vs)
+	_, err = pkgsig.Verify(oldSig, stmt, vs)
 	require.NoError(t, err, "ops (old) is trusted for checkpoints")
 
 	_, err = Verifiers(ks, "everything", "")
@@ -175,10 +205,10 @@ func TestVerifiers(t *testing.T) {
 	require.Error(t, err)
 	vs, err = Verifiers(nil, PurposePackage, "")
 	require.NoError(t, err)
-	_, err = Verify(pkgSig, stmt, vs)
-	var e *Error
+	_, err = pkgsig.Verify(pkgSig, stmt, vs)
+	var e *pkgsig.Error
 	require.True(t, errors.As(err, &e))
-	require.Equal(t, CodeUntrusted, e.Code())
+	require.Equal(t, pkgsig.CodeUntrusted, e.Code())
 }
 
 // trustOracle compiles the trusted-keys schema with santhosh-tekuri/jsonschema/v6,

@@ -197,7 +197,7 @@ func changeTrust(root string, trusted []trust.TrustedKey, opts TrustOptions) ([]
 		} else if err != nil {
 			return nil, nil, err
 		}
-		if text, err = plane.VerifierText(opts.Key); err != nil {
+		if text, err = trust.VerifierText(opts.Key); err != nil {
 			return nil, nil, err
 		}
 		name, hash = v.Name(), v.KeyHash()

@@ -1,17 +1,21 @@
 package plane
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/control-plane/cp/internal/atomicfile"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/trust"
+	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/schemas"
 )
@@ -33,9 +37,9 @@ var DefaultGovernedRoots = []string{"frameworks/", "specs/", "schemas/", "polici
 var Reserved = []string{"ledger/", "installed/", "registries/", "versions/", "packages_store/", "_staging/", "_journal/",
 	"tier.json", "planes/"}
 
-// kernelFramework is the law the kernel answers to; it is registered at
+// KernelFrameworkDocument is the law the kernel answers to; it is registered at
 // bootstrap and kept under registries/frameworks/.
-const kernelFramework = `---
+const KernelFrameworkDocument = `---
 framework_id: FMWK-KERNEL-001
 title: Control Plane kernel
 version: 1.0.0
@@ -52,8 +56,8 @@ installed identically on HO3, HO2 and HO1.
 - MUST NOT let a lower tier write a higher tier's files or ledgers.
 `
 
-// kernelSpec is the kernel's spec manifest, kept under registries/specs/.
-const kernelSpec = `{
+// KernelSpecManifest is the kernel's spec manifest, kept under registries/specs/.
+const KernelSpecManifest = `{
   "spec_id": "SPEC-KERNEL-001",
   "framework_id": "FMWK-KERNEL-001",
   "title": "Control Plane kernel: core config and schemas",
@@ -210,3 +214,35 @@ func (e *FileError) ErrorDetails() map[string]any { return map[string]any{"path"
 
 // ExitCode returns 3.
 func (e *FileError) ExitCode() int { return 3 }
+
+// kernelArchive is the kernel as a deterministic package archive.
+func kernelArchive(files map[string][]byte, manifestBytes []byte) ([]byte, error) {
+	src, err := os.MkdirTemp("", "cp-kernel-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(src)
+	paths := []string{"manifest.json"}
+	if err := writeFile(filepath.Join(src, "manifest.json"), manifestBytes, 0o644); err != nil {
+		return nil, err
+	}
+	for p, b := range files {
+		if err := writeFile(filepath.Join(src, filepath.FromSlash(p)), b, 0o644); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	var buf bytes.Buffer
+	if err := archive.Write(&buf, src, paths); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeFile creates path (and its directory) with mode perm, fsynced.
+func writeFile(path string, b []byte, perm fs.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Create(path, b, perm)
+}

@@ -156,11 +156,11 @@ func readKey(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// makeCheckpointKey creates the plane's checkpoint key in its key
+// MakeCheckpointKey creates the plane's checkpoint key in its key
 // directory (0700, the key 0600), refusing a directory inside the plane
 // (root) or one that already holds a key (the name is taken). It returns
 // the verifier key and a function that removes what it made.
-func makeCheckpointKey(name, root string) (verifier, path string, undo func(), err error) {
+func MakeCheckpointKey(name, root string) (verifier, path string, undo func(), err error) {
 	dir, err := KeyDir(name)
 	if err != nil {
 		return "", "", nil, refuse("PLANE_NAME_INVALID", 2, "%v", err)

@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -242,4 +243,17 @@ func Verifiers(trusted []TrustedKey, purpose string, envKey string) (note.Verifi
 		add(v)
 	}
 	return note.VerifierList(list...), nil
+}
+
+// VerifierText returns the verifier key text of a key spec: the key
+// itself, or the trimmed contents of the file it names.
+func VerifierText(spec string) (string, error) {
+	if _, err := keys.Verifier(spec); err != nil {
+		return "", err
+	}
+	b, err := regfile.ReadFile(spec)
+	if err != nil {
+		return spec, nil // the spec is the key itself
+	}
+	return string(bytes.TrimSpace(b)), nil
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
-	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/internal/registry/register"
 	"github.com/control-plane/cp/internal/stage"
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/keys"
@@ -181,7 +181,7 @@ func checkOutput(out string) error {
 }
 
 // specFramework looks up the framework of a registered spec in the plane's
-// specs registry.
+// specs registry (register.SpecFramework).
 func specFramework(c *cli.Call, specID string) (string, error) {
 	root, err := planeRoot(c)
 	if err != nil {
@@ -192,54 +192,18 @@ func specFramework(c *cli.Call, specID string) (string, error) {
 		}
 		return "", e
 	}
-	rows, err := registry.Read(root, registry.Specs)
-	if err != nil {
-		return "", err
-	}
-	for _, r := range rows {
-		if r["spec_id"] != specID {
-			continue
-		}
-		s, err := registry.ParseSpec(r)
-		if err != nil {
-			return "", err
-		}
-		return s.FrameworkID, nil
-	}
-	return "", cli.Errorf(cli.ExitDenied, "SPEC_NOT_FOUND", "%s is not in the specs registry of the plane at %s", specID, root).
-		WithHint("register it with cp-pkg register-spec %s --src DIR, or give --framework FMWK-ID", specID)
+	return register.SpecFramework(root, specID)
 }
 
 // frameworkSpec chooses the spec of a package made with --framework and no
-// --spec: the one active spec of the framework in the plane's specs
-// registry; with none (or no plane to look in), SPEC-<name of the package>,
-// which the caller reports as still to register (unregistered true).
-// Several active specs are ambiguous: the author must choose.
+// --spec (register.FrameworkSpec); with no plane to look in,
+// SPEC-<name of the package>, still to register (unregistered true).
 func frameworkSpec(c *cli.Call, fwID, pkgID string) (specID string, unregistered bool, err error) {
-	derived := "SPEC-" + strings.TrimPrefix(pkgID, "PKG-")
 	root, err := planeRoot(c)
 	if err != nil {
-		return derived, true, nil // no plane: nothing registered to choose from
+		return register.DerivedSpec(pkgID), true, nil // no plane: nothing registered to choose from
 	}
-	rows, err := registry.Read(root, registry.Specs)
-	if err != nil {
-		return "", false, err
-	}
-	var found []string
-	for _, r := range rows {
-		if r["framework_id"] == fwID && r["status"] == registry.StatusActive {
-			found = append(found, r["spec_id"])
-		}
-	}
-	switch len(found) {
-	case 0:
-		return derived, true, nil
-	case 1:
-		return found[0], false, nil
-	}
-	slices.Sort(found)
-	return "", false, cli.Errorf(cli.ExitDenied, "SPEC_AMBIGUOUS", "framework %s has %d active specs (%s); choose one with --spec", fwID, len(found), strings.Join(found, ", ")).
-		WithDetails(map[string]any{"specs": found})
+	return register.FrameworkSpec(root, fwID, pkgID)
 }
 
 // planeRoot resolves the plane (--root, $CONTROL_PLANE, or the nearest HO3

@@ -16,13 +16,10 @@ import (
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/plane"
-	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry/register"
 	"github.com/control-plane/cp/internal/stage"
-	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/manifest"
-	"github.com/control-plane/cp/pkg/pkgsig"
 )
 
 // The author verbs: init and init-agent lay out a package source tree,
@@ -323,26 +320,12 @@ func textStage(w io.Writer, result any) error {
 
 // ---- sign ----
 
-// signResult is what sign answers: the signature file and the statement
-// it signs.
-type signResult struct {
-	Signature     string `json:"signature"`
-	Archive       string `json:"archive"`
-	KeyName       string `json:"key_name"`
-	KeyHash       string `json:"key_hash"`
-	Purpose       string `json:"purpose"`
-	PackageID     string `json:"package_id"`
-	Version       string `json:"version"`
-	ManifestHash  string `json:"manifest_hash"`
-	ArchiveSHA256 string `json:"archive_sha256"`
-}
-
-// sign reads --archive (checked as the installer checks it, and its files
-// against its manifest) and writes <archive>.sig, a package signature by
+// sign reads --archive and writes <archive>.sig, a package signature by
 // --key (or $CONTROL_PLANE_SIGNING_KEY), replacing any earlier one
-// atomically. Exit status: 1 the archive does not match its manifest (or
-// the archive_sha256/manifest_hash piped from stage); 2 usage (no key, a
-// bad key); 3 an unsafe archive or malformed manifest; 4 filesystem error.
+// atomically (stage.Sign). Exit status: 1 the archive does not match its
+// manifest (or the archive_sha256/manifest_hash piped from stage); 2 usage
+// (no key, a bad key); 3 an unsafe archive or malformed manifest; 4
+// filesystem error.
 func sign(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	a := req.String("archive")
 	if a == "" {
@@ -360,52 +343,15 @@ func sign(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return fail(err)
 	}
-	f, err := regfile.Open(a)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fail(cli.Usagef("--archive %s does not exist", a))
-	}
+	res, err := stage.Sign(a, signer, stage.Hashes{ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash")})
 	if err != nil {
 		return fail(err)
 	}
-	contents, err := archive.Scan(f, archive.DefaultLimits())
-	f.Close()
-	if err != nil {
-		return fail(err)
-	}
-	m, err := manifest.Parse(contents.Manifest)
-	if err != nil {
-		return fail(err)
-	}
-	mhash, err := m.Hash()
-	if err != nil {
-		return fail(err)
-	}
-	if err := stage.MatchManifest(contents, m, contents.Manifest); err != nil {
-		e := cli.AsError(err)
-		e.Message = a + ": " + e.Message
-		return fail(e)
-	}
-	ahash := "sha256:" + contents.ArchiveSHA256
-	for field, got := range map[string]string{"archive_sha256": ahash, "manifest_hash": mhash} {
-		if want := req.String(field); want != "" && want != got {
-			return fail(cli.Errorf(cli.ExitDenied, "HASH_MISMATCH", "%s has %s %s, not %s as requested (changed since it was staged?)", a, field, got, want))
-		}
-	}
-	st := pkgsig.Statement{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveHash: ahash}
-	sig, err := pkgsig.Sign(st, signer)
-	if err != nil {
-		return fail(err)
-	}
-	if err := atomicfile.Write(filepath.Join(filepath.Dir(a), filepath.Base(a)+".sig"), sig, 0o644); err != nil {
-		return fail(err)
-	}
-	return cli.Outcome{Result: signResult{Signature: a + ".sig", Archive: a, KeyName: signer.Name(),
-		KeyHash: fmt.Sprintf("%08x", signer.KeyHash()), Purpose: pkgsig.Purpose, PackageID: m.PackageID,
-		Version: m.Version, ManifestHash: mhash, ArchiveSHA256: ahash}}
+	return cli.Outcome{Result: *res}
 }
 
 func textSign(w io.Writer, result any) error {
-	r := result.(signResult)
+	r := result.(stage.SignResult)
 	_, err := fmt.Fprintf(w, "signed %s %s by %s: %s\n", r.PackageID, r.Version, r.KeyName, r.Signature)
 	return err
 }

@@ -1,7 +1,8 @@
 // Package stage turns a package source tree into a deterministic archive
 // that passed preflight (cp-pkg stage): it hashes the tree, fills the
 // manifest (declaring the tree's files on request), refuses an output
-// directory that leads into the plane, and writes the archive.
+// directory that leads into the plane, and writes the archive; Sign then
+// writes the archive's signature (cp-pkg sign).
 package stage
 
 import (

@@ -32,8 +32,8 @@ func refuse(code string, exit int, format string, args ...any) *plane.Error {
 	return plane.Refuse(code, exit, format, args...)
 }
 
-// BootstrapOptions configure Bootstrap.
-type BootstrapOptions struct {
+// Options configure Plane.
+type Options struct {
 	TrustKeys []string // verifier keys (or paths to them) trusted for packages and checkpoints
 	// PlaneName is the plane's unique name (tier.json plane_name); ""
 	// draws a random one. Its checkpoint key is made in KeyDir(PlaneName).
@@ -54,8 +54,8 @@ type TierResult struct {
 	Entries     int64  `json:"entries"`
 }
 
-// BootstrapResult is what Bootstrap made.
-type BootstrapResult struct {
+// Result is what Plane made.
+type Result struct {
 	Tiers         []TierResult `json:"tiers"`
 	KernelID      string       `json:"kernel_id"`
 	KernelVersion string       `json:"kernel_version"`
@@ -69,7 +69,7 @@ type BootstrapResult struct {
 	CheckpointKeyFile string `json:"checkpoint_key_file"`
 }
 
-// Bootstrap creates a plane at dir: the three tiers with their tier.json,
+// Plane creates a plane at dir: the three tiers with their tier.json,
 // ledgers opened by GENESIS entries (each lower tier's recording its parent
 // ledger's head), empty registries, default config and the kernel package
 // installed on every tier. It builds the plane in a sibling temporary
@@ -77,7 +77,7 @@ type BootstrapResult struct {
 // or holds a whole one. It refuses a dir that already holds a plane
 // (PLANE_EXISTS) or anything else (PLANE_DIR_NOT_EMPTY): running it twice
 // never damages a plane. No absolute path is written anywhere.
-func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*BootstrapResult, error) {
+func Plane(ctx context.Context, dir string, opts Options) (*Result, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -160,7 +160,7 @@ func checkTarget(dir string) error {
 	return nil
 }
 
-func build(ctx context.Context, root string, opts BootstrapOptions, checkpointKey string) (*BootstrapResult, error) {
+func build(ctx context.Context, root string, opts Options, checkpointKey string) (*Result, error) {
 	now := opts.Now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
 	trusted, names, err := trustedKeys(opts.TrustKeys, stamp, checkpointKey)
@@ -180,7 +180,7 @@ func build(ctx context.Context, root string, opts BootstrapOptions, checkpointKe
 		return nil, err
 	}
 	m, mhash, mbytes, archiveBytes, ahash := rel.Manifest, rel.ManifestHash, rel.ManifestBytes, rel.Archive, rel.ArchiveSHA256
-	res := &BootstrapResult{KernelID: plane.KernelID, KernelVersion: plane.KernelVersion, ManifestHash: mhash, ArchiveSHA256: ahash, TrustedKeys: names,
+	res := &Result{KernelID: plane.KernelID, KernelVersion: plane.KernelVersion, ManifestHash: mhash, ArchiveSHA256: ahash, TrustedKeys: names,
 		PlaneName: opts.PlaneName, CheckpointKey: checkpointKey}
 
 	for _, d := range []string{"packages_store", "versions", "work_orders", "_staging", "planes/ho1/sessions"} {

@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestBootstrap(t *testing.T) {
+func TestPlane(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "plane")
-	res, err := Bootstrap(context.Background(), dir, BootstrapOptions{Actor: "tester"})
+	res, err := Plane(context.Background(), dir, Options{Actor: "tester"})
 	require.NoError(t, err)
 	require.Len(t, res.Tiers, 3)
 
@@ -87,18 +87,18 @@ func TestBootstrap(t *testing.T) {
 	}))
 
 	// Twice: refused, and nothing changed.
-	_, err = Bootstrap(context.Background(), dir, BootstrapOptions{})
+	_, err = Plane(context.Background(), dir, Options{})
 	require.Error(t, err)
 	require.Equal(t, "PLANE_EXISTS", err.(*plane.Error).Code())
-	_, err = Bootstrap(context.Background(), filepath.Join(dir, "planes", "ho2", "x"), BootstrapOptions{})
+	_, err = Plane(context.Background(), filepath.Join(dir, "planes", "ho2", "x"), Options{})
 	require.Equal(t, "PLANE_NESTED", err.(*plane.Error).Code())
 
 	// A plane name whose key directory holds a key is taken; an invalid
 	// one is refused; neither leaves a plane behind.
 	other := filepath.Join(t.TempDir(), "other")
-	_, err = Bootstrap(context.Background(), other, BootstrapOptions{PlaneName: res.PlaneName})
+	_, err = Plane(context.Background(), other, Options{PlaneName: res.PlaneName})
 	require.Equal(t, "PLANE_NAME_TAKEN", err.(*plane.Error).Code())
-	_, err = Bootstrap(context.Background(), other, BootstrapOptions{PlaneName: "Bad/Name"})
+	_, err = Plane(context.Background(), other, Options{PlaneName: "Bad/Name"})
 	require.Equal(t, "PLANE_NAME_INVALID", err.(*plane.Error).Code())
 	require.NoDirExists(t, other)
 }
@@ -108,7 +108,7 @@ func TestBootstrap(t *testing.T) {
 func TestKeyDirInsidePlaneRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "plane")
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	_, err := Bootstrap(context.Background(), dir, BootstrapOptions{})
+	_, err := Plane(context.Background(), dir, Options{})
 	require.Equal(t, "KEY_DIR_INSIDE_PLANE", err.(*plane.Error).Code())
 	require.NoDirExists(t, dir)
 }

@@ -277,7 +277,7 @@ func bootstrapVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcom
 	if root == "" {
 		return cli.Outcome{Err: cli.Usagef("bootstrap needs --root DIR")}
 	}
-	res, err := bootstrap.Bootstrap(ctx, root, bootstrap.BootstrapOptions{TrustKeys: req.Strings("trust_key"), PlaneName: req.String("plane_name"), Actor: cli.Actor()})
+	res, err := bootstrap.Plane(ctx, root, bootstrap.Options{TrustKeys: req.Strings("trust_key"), PlaneName: req.String("plane_name"), Actor: cli.Actor()})
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

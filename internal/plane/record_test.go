@@ -17,7 +17,7 @@ import (
 // and writes nothing.
 func TestRecordWithoutKeyRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "plane")
-	res, err := bootstrap.Bootstrap(context.Background(), dir, bootstrap.BootstrapOptions{Actor: "tester"})
+	res, err := bootstrap.Plane(context.Background(), dir, bootstrap.Options{Actor: "tester"})
 	require.NoError(t, err)
 	before, err := os.ReadFile(filepath.Join(dir, "ledger", "governance.jsonl"))
 	require.NoError(t, err)

@@ -19,7 +19,7 @@ import (
 func newPlane(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "plane")
-	_, err := bootstrap.Bootstrap(context.Background(), root, bootstrap.BootstrapOptions{Actor: "tester"})
+	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: "tester"})
 	require.NoError(t, err)
 	return root
 }

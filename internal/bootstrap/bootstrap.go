@@ -234,7 +234,7 @@ func build(ctx context.Context, root string, opts Options, checkpointKey string)
 		if err := writeFile(filepath.Join(tdir, filepath.FromSlash(plane.StorePath(plane.KernelID, plane.KernelVersion))), archiveBytes, 0o444); err != nil {
 			return nil, err
 		}
-		if _, err := trust.LoadTrusted(tdir); err != nil {
+		if _, err := trust.Load(tdir); err != nil {
 			return nil, err // what we wrote must be what the gates will read
 		}
 		inst := filepath.Join(tdir, "installed", plane.KernelID)
@@ -362,7 +362,7 @@ func randHex() string {
 // plane's own checkpoint key (a verifier key, trusted for checkpoints only:
 // a normal entry, so it survives every kernel release that keeps trust).
 func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string, error) {
-	var list []trust.TrustedKey
+	var list []trust.Key
 	var names []string
 	for _, s := range specs {
 		purposes, pub, err := trust.ParseKeySpec(s)
@@ -384,7 +384,7 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: two keys named %s", v.Name())
 		}
 		names = append(names, v.Name())
-		list = append(list, trust.TrustedKey{Name: v.Name(), Key: text, Purposes: purposes, AddedAt: stamp})
+		list = append(list, trust.Key{Name: v.Name(), Key: text, Purposes: purposes, AddedAt: stamp})
 	}
 	if checkpointKey != "" {
 		v, err := keys.Verifier(checkpointKey)
@@ -394,9 +394,9 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 		if slices.Contains(names, v.Name()) {
 			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: a key named %s is the plane's own checkpoint key's name", v.Name())
 		}
-		list = append(list, trust.TrustedKey{Name: v.Name(), Key: checkpointKey, Purposes: []string{trust.PurposeCheckpoint}, AddedAt: stamp})
+		list = append(list, trust.Key{Name: v.Name(), Key: checkpointKey, Purposes: []string{trust.PurposeCheckpoint}, AddedAt: stamp})
 	}
-	b, err := trust.MarshalTrusted(list)
+	b, err := trust.Marshal(list)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -29,7 +29,7 @@ func TestPlane(t *testing.T) {
 		require.Equal(t, res.PlaneName, tier.PlaneName)
 		// Every tier ledger carries a checkpoint signed by the plane's own
 		// key, trusted for checkpoints, covering every entry.
-		trusted, err := trust.LoadTrusted(filepath.Join(dir, filepath.FromSlash(tr.Dir)))
+		trusted, err := trust.Load(filepath.Join(dir, filepath.FromSlash(tr.Dir)))
 		require.NoError(t, err)
 		vs, err := trust.Verifiers(trusted, trust.PurposeCheckpoint, "")
 		require.NoError(t, err)

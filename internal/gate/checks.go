@@ -504,7 +504,7 @@ func G5(root string, m *manifest.Manifest, mhash, archiveHash string, sig []byte
 		return r.done(""), nil
 	}
 	r.Details["applicable"] = true
-	trusted, err := trust.LoadTrusted(root)
+	trusted, err := trust.Load(root)
 	if err != nil {
 		return nil, err
 	}

@@ -244,7 +244,7 @@ func Receipts(root string) (*Result, error) {
 	for _, o := range owners {
 		ownerOf[o["path"]] = o["package_id"]
 	}
-	trusted, err := trust.LoadTrusted(root)
+	trusted, err := trust.Load(root)
 	if err != nil {
 		return nil, err
 	}

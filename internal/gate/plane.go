@@ -255,7 +255,7 @@ func g1Installed(root, tdir string, inst *installed) (*Result, error) {
 // ledger (recordedWaivers).
 func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 	r := newResult("G5")
-	trusted, err := trust.LoadTrusted(tdir)
+	trusted, err := trust.Load(tdir)
 	if err != nil {
 		return nil, err
 	}
@@ -453,7 +453,7 @@ func G6(ctx context.Context, root string) (*Result, error) {
 	for _, t := range plane.Layout {
 		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
 		tier := checkTier(r, root, t)
-		trusted, err := trust.LoadTrusted(tdir)
+		trusted, err := trust.Load(tdir)
 		if err != nil {
 			return nil, err
 		}

@@ -154,7 +154,7 @@ func Trust(ctx context.Context, root string, opts TrustOptions) (*TrustResult, e
 		e.Details = map[string]any{"gate": "G0K"}
 		return nil, e
 	}
-	trusted, err := trust.LoadTrusted(root)
+	trusted, err := trust.Load(root)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func Trust(ctx context.Context, root string, opts TrustOptions) (*TrustResult, e
 }
 
 // changeTrust returns the trusted keys after the change, and the change.
-func changeTrust(root string, trusted []trust.TrustedKey, opts TrustOptions) ([]trust.TrustedKey, *TrustChange, error) {
+func changeTrust(root string, trusted []trust.Key, opts TrustOptions) ([]trust.Key, *TrustChange, error) {
 	list := slices.Clone(trusted)
 	at := -1
 	var name, text string
@@ -225,7 +225,7 @@ func changeTrust(root string, trusted []trust.TrustedKey, opts TrustOptions) ([]
 	c := &TrustChange{Change: "none", KeyName: name, KeyHash: fmt.Sprintf("%08x", hash), Key: text, Purposes: []string{}}
 	if opts.Add {
 		if at < 0 {
-			list = append(list, trust.TrustedKey{Name: name, Key: text, AddedAt: opts.Now().UTC().Format(time.RFC3339Nano)})
+			list = append(list, trust.Key{Name: name, Key: text, AddedAt: opts.Now().UTC().Format(time.RFC3339Nano)})
 			at = len(list) - 1
 		}
 		k := &list[at]
@@ -330,8 +330,8 @@ func nextPatch(version string) (string, error) {
 
 // installKernel builds the next kernel patch release with trusted as its
 // trusted keys and installs it on every tier in one journaled change.
-func installKernel(ctx context.Context, root string, trusted []trust.TrustedKey, change *TrustChange, opts TrustOptions) (*Result, error) {
-	tb, err := trust.MarshalTrusted(trusted)
+func installKernel(ctx context.Context, root string, trusted []trust.Key, change *TrustChange, opts TrustOptions) (*Result, error) {
+	tb, err := trust.Marshal(trusted)
 	if err != nil {
 		return nil, err
 	}

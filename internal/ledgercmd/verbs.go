@@ -492,13 +492,13 @@ func verifiers(c *cli.Call, req cli.Request, t target) (vs note.Verifiers, expli
 	if spec == "" {
 		spec = os.Getenv("CONTROL_PLANE_VERIFY_KEY")
 	}
-	var trusted []trust.TrustedKey
+	var trusted []trust.Key
 	if t.tier != "" {
 		root, err := c.Root()
 		if err != nil {
 			return nil, false, err
 		}
-		if trusted, err = trust.LoadTrusted(root); err != nil {
+		if trusted, err = trust.Load(root); err != nil {
 			return nil, false, err
 		}
 	}

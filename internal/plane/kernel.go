@@ -89,7 +89,7 @@ func GovernedRoots(root string) ([]string, error) {
 	return c.GovernedRoots, nil
 }
 
-// GovernedRootsFile is, with trust.TrustedKeysFile, the only file of
+// GovernedRootsFile is, with trust.File, the only file of
 // config/ the kernel owns. Operator configuration (providers, router
 // policy, governance, Cedar policies) is governed but not kernel (DESIGN.md
 // §4): it arrives in a config package.
@@ -110,7 +110,7 @@ func DefaultGovernedRootsJSON() ([]byte, error) {
 // binary embeds. A release is always built by the tool from these, never
 // taken from an archive, so that every tier gets the same bytes.
 func KernelFiles(governedRoots, trusted []byte) (map[string][]byte, error) {
-	files := map[string][]byte{GovernedRootsFile: governedRoots, trust.TrustedKeysFile: trusted}
+	files := map[string][]byte{GovernedRootsFile: governedRoots, trust.File: trusted}
 	names, err := fs.Glob(schemas.FS, "*.json")
 	if err != nil {
 		return nil, err

@@ -101,7 +101,7 @@ func LedgerOptions(dir string, t Tier, path, actor string) (ledger.Options, erro
 	}
 	opts.Checkpoint = &ledger.CheckpointKey{Origin: Origin(t, path), Signer: s,
 		Trusted: func() (note.Verifiers, error) {
-			ks, err := trust.LoadTrusted(dir)
+			ks, err := trust.Load(dir)
 			if err != nil {
 				return nil, err
 			}

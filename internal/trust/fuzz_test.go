@@ -9,7 +9,7 @@ import (
 )
 
 // FuzzParseTrusted checks that the trusted-keys parser never panics,
-// refuses only with *TrustError, agrees with jsonschema/v6 on the schema,
+// refuses only with *Error, agrees with jsonschema/v6 on the schema,
 // and that what it accepts yields verifiers for every purpose.
 func FuzzParseTrusted(f *testing.F) {
 	f.Add([]byte(trustedFile))
@@ -25,9 +25,9 @@ func FuzzParseTrusted(f *testing.F) {
 			verr := theirs.Validate(v)
 			require.Equal(t, verr == nil, ours.Valid(v), "on %s: v6 says %v", data, verr)
 		}
-		ks, err := parseTrusted(data)
+		ks, err := parse(data)
 		if err != nil {
-			var e *TrustError
+			var e *Error
 			require.True(t, errors.As(err, &e), "error %T: %v", err, err)
 			return
 		}

@@ -59,40 +59,40 @@ func writeTrusted(t *testing.T, body string) string {
 	return root
 }
 
-func TestLoadTrusted(t *testing.T) {
-	ks, err := LoadTrusted(writeTrusted(t, trustedFile))
+func TestLoad(t *testing.T) {
+	ks, err := Load(writeTrusted(t, trustedFile))
 	require.NoError(t, err)
-	require.Equal(t, []TrustedKey{
+	require.Equal(t, []Key{
 		{Name: "ops", Key: opsVerifier, Purposes: []string{"package", "checkpoint"}, AddedAt: "2025-01-31T12:00:00Z"},
 		{Name: "ops", Key: opsOldVerifier, Purposes: []string{"checkpoint"}},
 		{Name: "rogue", Key: rogueVerifier, Purposes: []string{"work_order"}, AddedAt: "2025-01-31T12:00:00.5+01:00"},
 	}, ks)
 
-	ks, err = LoadTrusted(writeTrusted(t, `{"keys":[]}`))
+	ks, err = Load(writeTrusted(t, `{"keys":[]}`))
 	require.NoError(t, err)
 	require.Empty(t, ks)
 }
 
-func TestLoadTrustedMissing(t *testing.T) {
+func TestLoadMissing(t *testing.T) {
 	root := t.TempDir()
-	ks, err := LoadTrusted(root) // no config directory
+	ks, err := Load(root) // no config directory
 	require.NoError(t, err)
 	require.Empty(t, ks)
 	require.NoError(t, os.Mkdir(filepath.Join(root, "config"), 0o755))
-	ks, err = LoadTrusted(root) // no file
+	ks, err = Load(root) // no file
 	require.NoError(t, err)
 	require.Empty(t, ks)
 }
 
-func TestLoadTrustedUnreadable(t *testing.T) {
+func TestLoadUnreadable(t *testing.T) {
 	root := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "config", "trusted_keys.json"), 0o755))
-	_, err := LoadTrusted(root)
+	_, err := Load(root)
 	require.Error(t, err, "a directory in place of the file")
 
 	file := filepath.Join(t.TempDir(), "config")
 	require.NoError(t, os.WriteFile(file, nil, 0o644))
-	_, err = LoadTrusted(filepath.Dir(file))
+	_, err = Load(filepath.Dir(file))
 	require.Error(t, err, "config is a file")
 }
 
@@ -129,14 +129,14 @@ var trustRefusals = []struct {
 	{"added_at number", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":["package"],"added_at":1}]}`, "/keys/0/added_at", "want string"},
 }
 
-func TestLoadTrustedRefuses(t *testing.T) {
+func TestLoadRefuses(t *testing.T) {
 	for _, tt := range trustRefusals {
 		t.Run(tt.name, func(t *testing.T) {
 			root := writeTrusted(t, tt.doc)
-			ks, err := LoadTrusted(root)
+			ks, err := Load(root)
 			require.Error(t, err)
 			require.Nil(t, ks)
-			var e *TrustError
+			var e *Error
 			require.True(t, errors.As(err, &e), "error %T %v", err, err)
 			require.Equal(t, "TRUSTED_KEYS_INVALID", e.Code())
 			require.Equal(t, 3, e.ExitCode())
@@ -148,7 +148,7 @@ func TestLoadTrustedRefuses(t *testing.T) {
 }
 
 func TestVerifiers(t *testing.T) {
-	ks, err := LoadTrusted(writeTrusted(t, trustedFile))
+	ks, err := Load(writeTrusted(t, trustedFile))
 	require.NoError(t, err)
 	pkgSig := sign(t, stmt, opsSigner)
 	oldSig := sign(t, stmt, opsOldSigner)
@@ -201,7 +201,7 @@ func TestVerifiers(t *testing.T) {
 	_, err = Verifiers(ks, PurposePackage, opsSigner)
 	require.Error(t, err, "a signer key is no verifier key")
 
-	_, err = Verifiers([]TrustedKey{{Name: "x", Key: "x+00000000+AAAA", Purposes: []string{PurposePackage}}}, PurposePackage, "")
+	_, err = Verifiers([]Key{{Name: "x", Key: "x+00000000+AAAA", Purposes: []string{PurposePackage}}}, PurposePackage, "")
 	require.Error(t, err)
 	vs, err = Verifiers(nil, PurposePackage, "")
 	require.NoError(t, err)
@@ -213,11 +213,11 @@ func TestVerifiers(t *testing.T) {
 
 // trustOracle compiles the trusted-keys schema with santhosh-tekuri/jsonschema/v6,
 // the reference implementation pkg/schema must agree with.
-func trustOracle() (*jsonschema.Schema, error) { return schematest.Oracle(TrustedKeysSchema) }
+func trustOracle() (*jsonschema.Schema, error) { return schematest.Oracle(SchemaName) }
 
 func TestTrustSchemaAgreesWithV6(t *testing.T) {
 	theirs, err := trustOracle()
-	require.NoError(t, err, "v6 must compile %s", TrustedKeysSchema)
+	require.NoError(t, err, "v6 must compile %s", SchemaName)
 	ours, err := trustSchema()
 	require.NoError(t, err)
 	docs := []string{trustedFile, `{"keys":[]}`}

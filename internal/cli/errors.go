@@ -20,8 +20,8 @@ const (
 )
 
 // Error is the one error type the envelope knows how to print. Library errors
-// that implement Code() (and optionally ExitCode(), ErrorDetails() and
-// ErrorResult(), a negative verdict's full result) are converted to it by
+// that implement Code() (and optionally ExitCode(), ErrorDetails(),
+// ErrorHint() and ErrorResult(), a negative verdict's full result) are converted to it by
 // AsError; everything else becomes INTERNAL or, for filesystem errors,
 // UNAVAILABLE.
 type Error struct {
@@ -117,6 +117,10 @@ func AsError(err error) *Error {
 		var detailer interface{ ErrorDetails() map[string]any }
 		if errors.As(err, &detailer) {
 			out.Details = detailer.ErrorDetails()
+		}
+		var hinter interface{ ErrorHint() string }
+		if errors.As(err, &hinter) {
+			out.Hint = hinter.ErrorHint()
 		}
 		var resulter interface{ ErrorResult() any }
 		if errors.As(err, &resulter) {

@@ -13,9 +13,10 @@ import (
 // package directories of this module.
 var goPrefixes = []string{
 	// this module: pkg/ and internal/
-	"archive", "atomicfile", "bare", "bench", "cli", "clitest", "e2e", "framework", "gate", "gatecmd",
+	"archive", "atomicfile", "bare", "bench", "bootstrap", "cli", "clitest", "e2e", "framework", "gate", "gatecmd",
 	"install", "installcmd", "jcs", "journal", "keys", "ledger", "ledgercmd", "legacy", "manifest",
-	"pkgcmd", "pkgsig", "plane", "regfile", "registry", "schema", "schematest", "snapshot", "spec",
+	"pkgcmd", "pkgsig", "plane", "regfile", "register", "registry", "schema", "schematest", "snapshot", "spec",
+	"stage", "trust",
 	// the standard library
 	"json", "archive/tar", "tar", "gzip", "flate", "encoding/hex", "strconv", "tlog",
 }

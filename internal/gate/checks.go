@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"hash"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/spec"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
@@ -290,22 +290,6 @@ func kindOf(t fs.FileMode) string {
 	return "special file"
 }
 
-// GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
-// malformed is an error: the gates fail closed.
-func GovernedRoots(root string) ([]string, error) {
-	b, err := regfile.ReadNoFollow(filepath.Join(root, "config", "governed_roots.json"))
-	if err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	var c plane.GovernedRootsConfig
-	if err := dec.Decode(&c); err != nil || len(c.GovernedRoots) == 0 {
-		return nil, &SourceError{Path: "config/governed_roots.json", Msg: "malformed or empty governed_roots"}
-	}
-	return c.GovernedRoots, nil
-}
-
 // G0A checks the package declaration: the tier at root is the plane the
 // manifest targets (PLANE_MISMATCH), every file declared, every declared
 // file present with its size, hash and declared mode, every path safe: not
@@ -314,7 +298,7 @@ func GovernedRoots(root string) ([]string, error) {
 // kernelRule).
 func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, error) {
 	r := newResult("G0A")
-	roots, err := GovernedRoots(root)
+	roots, err := plane.GovernedRoots(root)
 	if err != nil {
 		return nil, err
 	}
@@ -520,11 +504,11 @@ func G5(root string, m *manifest.Manifest, mhash, archiveHash string, sig []byte
 		return r.done(""), nil
 	}
 	r.Details["applicable"] = true
-	trusted, err := pkgsig.LoadTrusted(root)
+	trusted, err := trust.Load(root)
 	if err != nil {
 		return nil, err
 	}
-	vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposePackage, opts.VerifyKey)
+	vs, err := trust.Verifiers(trusted, trust.PurposePackage, opts.VerifyKey)
 	if err != nil {
 		return nil, err
 	}

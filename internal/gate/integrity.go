@@ -12,9 +12,9 @@ import (
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/manifest"
-	"github.com/control-plane/cp/pkg/pkgsig"
 )
 
 // Integrity is the plane health sweep of the tier planeID ("" for ho3) of
@@ -64,7 +64,7 @@ func Integrity(ctx context.Context, root, planeID string) ([]Result, error) {
 // by path.
 func G0B(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G0B")
-	roots, err := GovernedRoots(root)
+	roots, err := plane.GovernedRoots(root)
 	if err != nil {
 		return nil, err
 	}
@@ -244,11 +244,11 @@ func Receipts(root string) (*Result, error) {
 	for _, o := range owners {
 		ownerOf[o["path"]] = o["package_id"]
 	}
-	trusted, err := pkgsig.LoadTrusted(root)
+	trusted, err := trust.Load(root)
 	if err != nil {
 		return nil, err
 	}
-	vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposePackage, "")
+	vs, err := trust.Verifiers(trusted, trust.PurposePackage, "")
 	if err != nil {
 		return nil, err
 	}

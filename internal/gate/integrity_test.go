@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/control-plane/cp/internal/bootstrap"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +30,7 @@ func TestIntegrity(t *testing.T) {
 	ctx := context.Background()
 	fresh := func(t *testing.T) string {
 		root := filepath.Join(t.TempDir(), "plane")
-		_, err := plane.Bootstrap(ctx, root, plane.BootstrapOptions{Actor: "tester"})
+		_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: "tester"})
 		require.NoError(t, err)
 		return root
 	}

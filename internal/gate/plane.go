@@ -14,6 +14,7 @@ import (
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
@@ -192,7 +193,7 @@ func unwrapPath(err error) error {
 // governed paths.
 func g0aInstalled(tdir string, inst *installed) (*Result, error) {
 	r := newResult("G0A")
-	roots, err := GovernedRoots(tdir)
+	roots, err := plane.GovernedRoots(tdir)
 	if err != nil {
 		return nil, err
 	}
@@ -254,11 +255,11 @@ func g1Installed(root, tdir string, inst *installed) (*Result, error) {
 // ledger (recordedWaivers).
 func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 	r := newResult("G5")
-	trusted, err := pkgsig.LoadTrusted(tdir)
+	trusted, err := trust.Load(tdir)
 	if err != nil {
 		return nil, err
 	}
-	vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposePackage, "")
+	vs, err := trust.Verifiers(trusted, trust.PurposePackage, "")
 	if err != nil {
 		return nil, err
 	}
@@ -452,11 +453,11 @@ func G6(ctx context.Context, root string) (*Result, error) {
 	for _, t := range plane.Layout {
 		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
 		tier := checkTier(r, root, t)
-		trusted, err := pkgsig.LoadTrusted(tdir)
+		trusted, err := trust.Load(tdir)
 		if err != nil {
 			return nil, err
 		}
-		vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposeCheckpoint, "")
+		vs, err := trust.Verifiers(trusted, trust.PurposeCheckpoint, "")
 		if err != nil {
 			return nil, err
 		}

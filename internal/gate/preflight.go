@@ -107,6 +107,17 @@ type Report struct {
 	Results       []Result `json:"results"`
 }
 
+// FirstFailure describes the report's first failed check, for a one-line
+// message: "GATE: CODE PATH: message".
+func (rep *Report) FirstFailure() string {
+	for _, r := range rep.Results {
+		if !r.Passed && len(r.Errors) > 0 {
+			return fmt.Sprintf("%s: %s %s: %s", r.Gate, r.Errors[0].Code, r.Errors[0].Path, r.Errors[0].Message)
+		}
+	}
+	return "a check failed"
+}
+
 // Preflight runs the package gates against the plane at root without
 // writing anything anywhere: archive safety and the manifest (errors with
 // codes ARCHIVE_UNSAFE and MANIFEST_INVALID, exit 3, returned as err), then

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/control-plane/cp/internal/bootstrap"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/stretchr/testify/require"
@@ -14,7 +15,7 @@ import (
 // The version rule against the kernel installed by bootstrap (1.0.0).
 func TestVersion(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "plane")
-	res, err := plane.Bootstrap(context.Background(), root, plane.BootstrapOptions{Actor: "tester"})
+	res, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: "tester"})
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		version, hash, code string

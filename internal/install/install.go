@@ -446,7 +446,7 @@ func realStaging(root string) error {
 // writes or removes is part of the installed state (snapshot.Unmanaged),
 // whatever the registries or a checkpoint file said.
 func apply(root string, changes []journal.Change, opts journal.Options) error {
-	governed, err := gate.GovernedRoots(root)
+	governed, err := plane.GovernedRoots(root)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/control-plane/cp/internal/bootstrap"
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/journal"
 	"github.com/control-plane/cp/internal/plane"
@@ -22,7 +23,7 @@ import (
 func newPlane(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "plane")
-	_, err := plane.Bootstrap(context.Background(), root, plane.BootstrapOptions{Actor: "tester"})
+	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: "tester"})
 	require.NoError(t, err)
 	return root
 }

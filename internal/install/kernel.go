@@ -16,9 +16,9 @@ import (
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/ledger"
-	"github.com/control-plane/cp/pkg/pkgsig"
 )
 
 // The kernel is installed identically on HO3, HO2 and HO1 (G0K). An
@@ -128,12 +128,12 @@ func Trust(ctx context.Context, root string, opts TrustOptions) (*TrustResult, e
 		return nil, err
 	}
 	for _, p := range opts.Purposes {
-		if !slices.Contains(pkgsig.Purposes, p) {
-			return nil, &Error{code: "USAGE", exit: 2, Msg: fmt.Sprintf("unknown key purpose %q (want %s)", p, strings.Join(pkgsig.Purposes, ", "))}
+		if !slices.Contains(trust.Purposes, p) {
+			return nil, &Error{code: "USAGE", exit: 2, Msg: fmt.Sprintf("unknown key purpose %q (want %s)", p, strings.Join(trust.Purposes, ", "))}
 		}
 	}
 	if opts.Add && len(opts.Purposes) == 0 {
-		return nil, &Error{code: "USAGE", exit: 2, Msg: "trust add needs --purpose P (" + strings.Join(pkgsig.Purposes, ", ") + ")"}
+		return nil, &Error{code: "USAGE", exit: 2, Msg: "trust add needs --purpose P (" + strings.Join(trust.Purposes, ", ") + ")"}
 	}
 	lock, err := registry.Acquire(ctx, root)
 	if err != nil {
@@ -154,7 +154,7 @@ func Trust(ctx context.Context, root string, opts TrustOptions) (*TrustResult, e
 		e.Details = map[string]any{"gate": "G0K"}
 		return nil, e
 	}
-	trusted, err := pkgsig.LoadTrusted(root)
+	trusted, err := trust.Load(root)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func Trust(ctx context.Context, root string, opts TrustOptions) (*TrustResult, e
 }
 
 // changeTrust returns the trusted keys after the change, and the change.
-func changeTrust(root string, trusted []pkgsig.TrustedKey, opts TrustOptions) ([]pkgsig.TrustedKey, *TrustChange, error) {
+func changeTrust(root string, trusted []trust.Key, opts TrustOptions) ([]trust.Key, *TrustChange, error) {
 	list := slices.Clone(trusted)
 	at := -1
 	var name, text string
@@ -197,7 +197,7 @@ func changeTrust(root string, trusted []pkgsig.TrustedKey, opts TrustOptions) ([
 		} else if err != nil {
 			return nil, nil, err
 		}
-		if text, err = plane.VerifierText(opts.Key); err != nil {
+		if text, err = trust.VerifierText(opts.Key); err != nil {
 			return nil, nil, err
 		}
 		name, hash = v.Name(), v.KeyHash()
@@ -225,7 +225,7 @@ func changeTrust(root string, trusted []pkgsig.TrustedKey, opts TrustOptions) ([
 	c := &TrustChange{Change: "none", KeyName: name, KeyHash: fmt.Sprintf("%08x", hash), Key: text, Purposes: []string{}}
 	if opts.Add {
 		if at < 0 {
-			list = append(list, pkgsig.TrustedKey{Name: name, Key: text, AddedAt: opts.Now().UTC().Format(time.RFC3339Nano)})
+			list = append(list, trust.Key{Name: name, Key: text, AddedAt: opts.Now().UTC().Format(time.RFC3339Nano)})
 			at = len(list) - 1
 		}
 		k := &list[at]
@@ -262,7 +262,7 @@ func changeTrust(root string, trusted []pkgsig.TrustedKey, opts TrustOptions) ([
 		return list, c, nil
 	}
 	c.Change = "removed"
-	if slices.Contains(c.Purposes, pkgsig.PurposePackage) {
+	if slices.Contains(c.Purposes, trust.PurposePackage) {
 		inUse, err := signedBy(root, name)
 		if err != nil {
 			return nil, nil, err
@@ -330,8 +330,8 @@ func nextPatch(version string) (string, error) {
 
 // installKernel builds the next kernel patch release with trusted as its
 // trusted keys and installs it on every tier in one journaled change.
-func installKernel(ctx context.Context, root string, trusted []pkgsig.TrustedKey, change *TrustChange, opts TrustOptions) (*Result, error) {
-	tb, err := pkgsig.MarshalTrusted(trusted)
+func installKernel(ctx context.Context, root string, trusted []trust.Key, change *TrustChange, opts TrustOptions) (*Result, error) {
+	tb, err := trust.Marshal(trusted)
 	if err != nil {
 		return nil, err
 	}
@@ -483,7 +483,7 @@ func checkTiersManaged(root string, changes []journal.Change) error {
 		g, ok := governed[t.PlaneID]
 		if !ok {
 			var err error
-			if g, err = gate.GovernedRoots(filepath.Join(root, filepath.FromSlash(t.Dir))); err != nil {
+			if g, err = plane.GovernedRoots(filepath.Join(root, filepath.FromSlash(t.Dir))); err != nil {
 				return err
 			}
 			governed[t.PlaneID] = g

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/journal"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/registry"
@@ -69,7 +68,7 @@ func plan(root string, m *manifest.Manifest, installed registry.Row, stage strin
 	}
 	var dropped []registry.Row
 	if installed != nil {
-		governed, err := gate.GovernedRoots(root)
+		governed, err := plane.GovernedRoots(root)
 		if err != nil {
 			return nil, err
 		}

@@ -18,11 +18,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/control-plane/cp/internal/bootstrap"
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/install"
-	"github.com/control-plane/cp/internal/plane"
-	"github.com/control-plane/cp/pkg/pkgsig"
+	"github.com/control-plane/cp/internal/trust"
 )
 
 const usage = `cp-install: install packages into a plane, atomically; checkpoints and rollback
@@ -154,7 +154,7 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "version-id", Kind: cli.String, Usage: "checkpoint to restore"},
 	}},
 	{Name: "recover", Schema: "cp-install.recover.request.json", Run: recoverVerb},
-	{Name: "bootstrap", Schema: "cp-install.bootstrap.request.json", Run: bootstrap, Flags: []cli.Flag{
+	{Name: "bootstrap", Schema: "cp-install.bootstrap.request.json", Run: bootstrapVerb, Flags: []cli.Flag{
 		{Name: "trust-key", Kind: cli.Multi, Usage: "verifier key to trust"},
 		{Name: "plane-name", Kind: cli.String, Usage: "the plane's unique name"},
 		{Name: "plane-root", Kind: cli.String, Field: "root", Usage: "(stdin form of --root)"},
@@ -269,7 +269,7 @@ func recoverVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	return cli.Outcome{Result: res}
 }
 
-func bootstrap(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+func bootstrapVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	root := req.String("root")
 	if root == "" {
 		root = c.RootArg()
@@ -277,7 +277,7 @@ func bootstrap(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if root == "" {
 		return cli.Outcome{Err: cli.Usagef("bootstrap needs --root DIR")}
 	}
-	res, err := plane.Bootstrap(ctx, root, plane.BootstrapOptions{TrustKeys: req.Strings("trust_key"), PlaneName: req.String("plane_name"), Actor: cli.Actor()})
+	res, err := bootstrap.Plane(ctx, root, bootstrap.Options{TrustKeys: req.Strings("trust_key"), PlaneName: req.String("plane_name"), Actor: cli.Actor()})
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -296,7 +296,7 @@ func trustVerb(add bool) func(ctx context.Context, c *cli.Call, req cli.Request)
 		if req.String("key") == "" {
 			return cli.Outcome{Err: cli.Usagef("%s needs a key: cp-install %s --purpose P PUB", verb, verb)}
 		}
-		purposes, key, err := pkgsig.ParseKeySpec(req.String("key"))
+		purposes, key, err := trust.ParseKeySpec(req.String("key"))
 		if err != nil {
 			return cli.Outcome{Err: cli.Usagef("%s: %v", verb, err)}
 		}

@@ -18,11 +18,11 @@ import (
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/ledger/legacy"
-	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/itchyny/gojq"
 	"github.com/tidwall/gjson"
 	"golang.org/x/mod/sumdb/note"
@@ -492,20 +492,20 @@ func verifiers(c *cli.Call, req cli.Request, t target) (vs note.Verifiers, expli
 	if spec == "" {
 		spec = os.Getenv("CONTROL_PLANE_VERIFY_KEY")
 	}
-	var trusted []pkgsig.TrustedKey
+	var trusted []trust.Key
 	if t.tier != "" {
 		root, err := c.Root()
 		if err != nil {
 			return nil, false, err
 		}
-		if trusted, err = pkgsig.LoadTrusted(root); err != nil {
+		if trusted, err = trust.Load(root); err != nil {
 			return nil, false, err
 		}
 	}
 	if spec == "" && len(trusted) == 0 {
 		return nil, false, nil
 	}
-	vs, err = pkgsig.Verifiers(trusted, pkgsig.PurposeCheckpoint, spec)
+	vs, err = trust.Verifiers(trusted, trust.PurposeCheckpoint, spec)
 	return vs, spec != "", err
 }
 

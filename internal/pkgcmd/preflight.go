@@ -39,7 +39,7 @@ func preflight(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: err}
 	}
 	if !rep.Passed {
-		e := cli.Errorf(cli.ExitDenied, "PREFLIGHT_FAILED", "%s %s: %s", rep.PackageID, rep.Version, firstFailure(rep))
+		e := cli.Errorf(cli.ExitDenied, "PREFLIGHT_FAILED", "%s %s: %s", rep.PackageID, rep.Version, rep.FirstFailure())
 		e.Result = rep
 		return cli.Outcome{Err: e}
 	}
@@ -60,15 +60,6 @@ func limits(req cli.Request) archive.Limits {
 		lim.MaxFileBytes = n
 	}
 	return lim
-}
-
-func firstFailure(rep *gate.Report) string {
-	for _, r := range rep.Results {
-		if !r.Passed && len(r.Errors) > 0 {
-			return fmt.Sprintf("%s: %s %s: %s", r.Gate, r.Errors[0].Code, r.Errors[0].Path, r.Errors[0].Message)
-		}
-	}
-	return "a check failed"
 }
 
 // preflightText is the view for people.

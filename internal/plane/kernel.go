@@ -1,16 +1,22 @@
 package plane
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/trust"
+	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/manifest"
-	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/control-plane/cp/schemas"
 )
 
@@ -31,9 +37,9 @@ var DefaultGovernedRoots = []string{"frameworks/", "specs/", "schemas/", "polici
 var Reserved = []string{"ledger/", "installed/", "registries/", "versions/", "packages_store/", "_staging/", "_journal/",
 	"tier.json", "planes/"}
 
-// kernelFramework is the law the kernel answers to; it is registered at
+// KernelFrameworkDocument is the law the kernel answers to; it is registered at
 // bootstrap and kept under registries/frameworks/.
-const kernelFramework = `---
+const KernelFrameworkDocument = `---
 framework_id: FMWK-KERNEL-001
 title: Control Plane kernel
 version: 1.0.0
@@ -50,8 +56,8 @@ installed identically on HO3, HO2 and HO1.
 - MUST NOT let a lower tier write a higher tier's files or ledgers.
 `
 
-// kernelSpec is the kernel's spec manifest, kept under registries/specs/.
-const kernelSpec = `{
+// KernelSpecManifest is the kernel's spec manifest, kept under registries/specs/.
+const KernelSpecManifest = `{
   "spec_id": "SPEC-KERNEL-001",
   "framework_id": "FMWK-KERNEL-001",
   "title": "Control Plane kernel: core config and schemas",
@@ -67,7 +73,23 @@ type GovernedRootsConfig struct {
 	GovernedRoots []string `json:"governed_roots"`
 }
 
-// GovernedRootsFile is, with pkgsig.TrustedKeysFile, the only file of
+// GovernedRoots reads the plane's config/governed_roots.json. Unreadable or
+// malformed is an error: the gates fail closed.
+func GovernedRoots(root string) ([]string, error) {
+	b, err := regfile.ReadNoFollow(filepath.Join(root, "config", "governed_roots.json"))
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	var c GovernedRootsConfig
+	if err := dec.Decode(&c); err != nil || len(c.GovernedRoots) == 0 {
+		return nil, &FileError{Path: "config/governed_roots.json", Msg: "malformed or empty governed_roots"}
+	}
+	return c.GovernedRoots, nil
+}
+
+// GovernedRootsFile is, with trust.File, the only file of
 // config/ the kernel owns. Operator configuration (providers, router
 // policy, governance, Cedar policies) is governed but not kernel (DESIGN.md
 // §4): it arrives in a config package.
@@ -88,7 +110,7 @@ func DefaultGovernedRootsJSON() ([]byte, error) {
 // binary embeds. A release is always built by the tool from these, never
 // taken from an archive, so that every tier gets the same bytes.
 func KernelFiles(governedRoots, trusted []byte) (map[string][]byte, error) {
-	files := map[string][]byte{GovernedRootsFile: governedRoots, pkgsig.TrustedKeysFile: trusted}
+	files := map[string][]byte{GovernedRootsFile: governedRoots, trust.File: trusted}
 	names, err := fs.Glob(schemas.FS, "*.json")
 	if err != nil {
 		return nil, err
@@ -175,4 +197,52 @@ func Under(p string, dirs []string) bool {
 		}
 	}
 	return false
+}
+
+// FileError is a plane file that cannot be read safely or is malformed
+// (config/governed_roots.json). Its code is SOURCE_UNSAFE (exit 3), as the
+// gates have always reported it.
+type FileError struct{ Path, Msg string }
+
+func (e *FileError) Error() string { return e.Path + ": " + e.Msg }
+
+// Code returns SOURCE_UNSAFE.
+func (e *FileError) Code() string { return "SOURCE_UNSAFE" }
+
+// ErrorDetails names the path concerned.
+func (e *FileError) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }
+
+// ExitCode returns 3.
+func (e *FileError) ExitCode() int { return 3 }
+
+// kernelArchive is the kernel as a deterministic package archive.
+func kernelArchive(files map[string][]byte, manifestBytes []byte) ([]byte, error) {
+	src, err := os.MkdirTemp("", "cp-kernel-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(src)
+	paths := []string{"manifest.json"}
+	if err := writeFile(filepath.Join(src, "manifest.json"), manifestBytes, 0o644); err != nil {
+		return nil, err
+	}
+	for p, b := range files {
+		if err := writeFile(filepath.Join(src, filepath.FromSlash(p)), b, 0o644); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	var buf bytes.Buffer
+	if err := archive.Write(&buf, src, paths); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeFile creates path (and its directory) with mode perm, fsynced.
+func writeFile(path string, b []byte, perm fs.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Create(path, b, perm)
 }

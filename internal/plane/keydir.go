@@ -12,9 +12,9 @@ import (
 	"sync"
 
 	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/ledger"
-	"github.com/control-plane/cp/pkg/pkgsig"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -101,11 +101,11 @@ func LedgerOptions(dir string, t Tier, path, actor string) (ledger.Options, erro
 	}
 	opts.Checkpoint = &ledger.CheckpointKey{Origin: Origin(t, path), Signer: s,
 		Trusted: func() (note.Verifiers, error) {
-			ks, err := pkgsig.LoadTrusted(dir)
+			ks, err := trust.Load(dir)
 			if err != nil {
 				return nil, err
 			}
-			return pkgsig.Verifiers(ks, pkgsig.PurposeCheckpoint, "")
+			return trust.Verifiers(ks, trust.PurposeCheckpoint, "")
 		}}
 	return opts, nil
 }
@@ -156,11 +156,11 @@ func readKey(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// makeCheckpointKey creates the plane's checkpoint key in its key
+// MakeCheckpointKey creates the plane's checkpoint key in its key
 // directory (0700, the key 0600), refusing a directory inside the plane
 // (root) or one that already holds a key (the name is taken). It returns
 // the verifier key and a function that removes what it made.
-func makeCheckpointKey(name, root string) (verifier, path string, undo func(), err error) {
+func MakeCheckpointKey(name, root string) (verifier, path string, undo func(), err error) {
 	dir, err := KeyDir(name)
 	if err != nil {
 		return "", "", nil, refuse("PLANE_NAME_INVALID", 2, "%v", err)

@@ -60,7 +60,6 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/internal/atomicfile"
-	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
@@ -199,7 +198,7 @@ func CheckManaged(paths []string, governed []string) error {
 // A registry row naming a path outside the state (Unmanaged) is
 // STATE_UNSAFE: a tampered registry never widens what a rollback touches.
 func Scope(root string) ([]string, error) {
-	governed, err := gate.GovernedRoots(root)
+	governed, err := plane.GovernedRoots(root)
 	if err != nil {
 		return nil, err
 	}
@@ -637,7 +636,7 @@ func Load(root, id string) (*Version, error) {
 	if v.VersionID != id {
 		return nil, &Error{code: "VERSION_INVALID", Path: name, Msg: "holds version " + v.VersionID}
 	}
-	governed, err := gate.GovernedRoots(root)
+	governed, err := plane.GovernedRoots(root)
 	if err != nil {
 		return nil, err
 	}

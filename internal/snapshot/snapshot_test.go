@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/control-plane/cp/internal/bootstrap"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/stretchr/testify/require"
 )
@@ -18,7 +19,7 @@ import (
 func newPlane(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "plane")
-	_, err := plane.Bootstrap(context.Background(), root, plane.BootstrapOptions{Actor: "tester"})
+	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: "tester"})
 	require.NoError(t, err)
 	return root
 }

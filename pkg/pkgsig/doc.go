@@ -40,31 +40,13 @@
 //
 // # Trusted keys
 //
-// The keys that may sign packages are listed in
-// <root>/config/trusted_keys.json, described by
-// schemas/trusted_keys.schema.json:
-//
-//	{"keys": [
-//	  {"name": "ops", "key": "ops+1a2b3c4d+AQ…", "purposes": ["package", "checkpoint"],
-//	   "added_at": "2025-01-31T12:00:00Z"}
-//	]}
-//
-// name must equal the key's own name (the text before its first "+"),
-// which is what signature lines carry; key is a note verifier key;
-// purposes is a non-empty set of package, checkpoint and work_order: a key
-// verifies only what it is listed for; added_at, optional, is an RFC 3339
-// time. Unknown members are refused, as is a key (name and key hash) or a
-// purpose listed twice; two keys may share a name (during a rotation). A
-// missing file trusts no key; a file that cannot be read or parsed is an
-// error, never an empty list. CONTROL_PLANE_VERIFY_KEY (a key or the path
-// of a file holding one, see pkg/keys) adds one key trusted for every
-// purpose.
+// Which keys are trusted, and for what, is internal/trust's business
+// (config/trusted_keys.json); Verify and Check take the note.Verifiers it
+// gives for purpose package, or any others.
 //
 // # Compatibility
 //
 // The first line of the statement versions the signature format; a new
 // format gets a new first line (control-plane/package/v2), which this
-// version refuses. trusted_keys.json refuses unknown members and
-// purposes, so a file written for a later version fails closed here
-// rather than being half understood.
+// version refuses.
 package pkgsig

@@ -1,15 +1,27 @@
-package pkgcmd
+// Package register holds the rules of the plane's framework and spec
+// registries (cp-pkg register-framework, register-spec, check-framework):
+// the same document again changes nothing, a changed one needs a higher
+// version, a framework must keep every MUST invariant of the version it
+// replaces (else BREAKING_CHANGE), a spec's framework must be registered
+// and active, a registered version's document never changes. Every
+// outcome, refusals included, is recorded in HO3's governance ledger.
+//
+// It lives beside internal/registry, not in it: the registry is the CSV
+// tables' storage (format, lock, journal-aware updates) that gate,
+// install and bootstrap share; these rules also need the framework and
+// spec parsers and the plane's ledger, which that storage must not
+// depend on.
+package register
 
 import (
 	"context"
 	"errors"
-	"github.com/control-plane/cp/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/atomicfile"
 	"github.com/control-plane/cp/internal/framework"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
@@ -19,53 +31,54 @@ import (
 	"github.com/control-plane/cp/pkg/manifest"
 )
 
-var (
-	registerFrameworkVerb = &cli.Verb{Name: "register-framework", Schema: "cp-pkg.register-framework.request.json",
-		Run: registerFramework, Args: []string{"framework_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "framework document"}}}
-	registerSpecVerb = &cli.Verb{Name: "register-spec", Schema: "cp-pkg.register-spec.request.json",
-		Run: registerSpec, Args: []string{"spec_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "spec directory"}}}
-	checkFrameworkVerb = &cli.Verb{Name: "check-framework", Schema: "cp-pkg.check-framework.request.json",
-		Run: checkFramework, Args: []string{"framework_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "candidate framework document"}}}
-)
+// Outcome is what a registration answers: its result, and the HO3 ledger
+// entry that recorded it (LedgerEntryID "" when nothing was recorded: the
+// same document again). A refusal is an *Error whose ErrorResult is the
+// result, returned beside an Outcome that names the entry recording it.
+type Outcome struct {
+	Result        any
+	LedgerEntryID string
+	Seq           int64
+}
 
 // recorded answers with result and the ledger entry that recorded it. The
 // registry was written first: if recording fails, the registration stands
 // without its entry and the error says so (install's journal, next, is
 // what makes such pairs atomic).
-func recorded(ctx context.Context, root string, result any, err error, d ledger.Draft) cli.Outcome {
-	e, lerr := plane.Record(ctx, root, cli.Actor(), d)
+func recorded(ctx context.Context, root, actor string, result any, err error, d ledger.Draft) (Outcome, error) {
+	e, lerr := plane.Record(ctx, root, actor, d)
 	if lerr != nil {
-		return cli.Outcome{Err: errors.Join(err, lerr)}
+		return Outcome{}, errors.Join(err, lerr)
 	}
 	if err != nil {
-		ce := cli.AsError(err)
-		if ce.Result == nil {
-			ce.Result = result
+		var ce *Error
+		if errors.As(err, &ce) && ce.result == nil {
+			ce.result = result
 		}
-		return cli.Outcome{Err: ce, LedgerEntryID: e.ID, Seq: e.Seq}
+		return Outcome{LedgerEntryID: e.ID, Seq: e.Seq}, err
 	}
-	return cli.Outcome{Result: result, LedgerEntryID: e.ID, Seq: e.Seq}
+	return Outcome{Result: result, LedgerEntryID: e.ID, Seq: e.Seq}, nil
 }
 
-// registerFramework registers a framework document, or a newer version of
-// one whose MUST invariants are all kept.
-func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
-	root, err := planeRoot(c) // frameworks and specs live in HO3
-	if err != nil {
-		return cli.Outcome{Err: err}
+// Framework registers the framework document at src, which must be
+// framework id, in the HO3 plane at root on behalf of actor: a new id, or
+// a newer version of one whose MUST invariants are all kept. The same
+// document again changes nothing and records nothing. Refusals
+// (VERSION_NOT_NEWER, BREAKING_CHANGE, VERSION_EXISTS, HASH_MISMATCH) are
+// recorded as FRAMEWORK_REGISTRATION_REFUSED, a registration as
+// FRAMEWORK_REGISTERED; nothing is written when the plane cannot record.
+func Framework(ctx context.Context, root, actor, id, src string) (Outcome, error) {
+	if err := plane.CheckRecord(ctx, root, actor); err != nil {
+		return Outcome{}, err // the registry is written first: refuse before it
 	}
-	if err := plane.CheckRecord(ctx, root, cli.Actor()); err != nil {
-		return cli.Outcome{Err: err} // the registry is written first: refuse before it
-	}
-	id := req.String("framework_id")
-	fw, doc, err := readFramework(req.String("src"), id)
+	fw, doc, err := readFramework(src, id)
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return Outcome{}, err
 	}
 	path := plane.FrameworkPath(id, fw.Version)
 	sha := plane.SHA256(doc)
 	result := map[string]any{"framework_id": id, "version": fw.Version, "path": path, "sha256": sha, "invariants": len(fw.Invariants), "changed": false}
-	var refusal error
+	var refusal *Error
 	err = registry.Update(ctx, root, registry.Frameworks, func(rows []registry.Row) ([]registry.Row, error) {
 		old := find(rows, "framework_id", id)
 		if old != nil {
@@ -74,7 +87,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 				return rows, nil // the same document: nothing to do
 			}
 			if manifest.CompareVersions(fw.Version, old["version"]) <= 0 {
-				refusal = cli.Errorf(cli.ExitDenied, "VERSION_NOT_NEWER", "framework %s %s is registered; a changed document needs a higher version than %s (got %s)", id, old["version"], old["version"], fw.Version)
+				refusal = errorf(exitDenied, "VERSION_NOT_NEWER", "framework %s %s is registered; a changed document needs a higher version than %s (got %s)", id, old["version"], old["version"], fw.Version)
 				return nil, refusal
 			}
 			prev, err := registeredFramework(root, old)
@@ -83,7 +96,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 			}
 			if removed := framework.Removed(prev, fw); len(removed) > 0 {
 				result["removed"] = removed
-				refusal = cli.Errorf(cli.ExitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q: register it under a new framework id", id, fw.Version, len(removed), old["version"], removed[0])
+				refusal = errorf(exitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q: register it under a new framework id", id, fw.Version, len(removed), old["version"], removed[0])
 				return nil, refusal
 			}
 		}
@@ -91,56 +104,56 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 			return nil, err
 		}
 		row := registry.Framework{ID: id, Title: fw.Title, Version: fw.Version, Status: fw.Status, Path: path, SHA256: sha,
-			RegisteredAt: time.Now().UTC(), RegisteredBy: cli.Actor()}.Row()
+			RegisteredAt: time.Now().UTC(), RegisteredBy: actor}.Row()
 		result["changed"] = true
 		return replace(rows, "framework_id", id, row), nil
 	})
 	if refusal != nil {
-		return recorded(ctx, root, result, refusal, ledger.Draft{EventType: "FRAMEWORK_REGISTRATION_REFUSED", SubmissionID: id,
-			Decision: "DENIED", Reason: refusal.Error(), Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha}})
+		return recorded(ctx, root, actor, result, refusal, ledger.Draft{EventType: "FRAMEWORK_REGISTRATION_REFUSED", SubmissionID: id,
+			Decision: "DENIED", Reason: refusal.reason(), Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha}})
 	}
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return Outcome{}, err
 	}
 	if result["changed"] == false {
-		return cli.Outcome{Result: result}
+		return Outcome{Result: result}, nil
 	}
-	return recorded(ctx, root, result, nil, ledger.Draft{EventType: "FRAMEWORK_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
+	return recorded(ctx, root, actor, result, nil, ledger.Draft{EventType: "FRAMEWORK_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
 		Reason: "framework registered", Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha, "path": path}})
 }
 
-// registerSpec registers a spec whose framework is registered and active.
-func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
-	root, err := planeRoot(c) // frameworks and specs live in HO3
-	if err != nil {
-		return cli.Outcome{Err: err}
+// Spec registers the spec manifest in directory src (manifest.json or
+// manifest.yaml), which must be spec id, whose framework is registered and
+// active; as Framework, a changed manifest needs a higher version.
+// Refusals (FRAMEWORK_NOT_FOUND, FRAMEWORK_INACTIVE, VERSION_NOT_NEWER,
+// VERSION_EXISTS) are recorded as SPEC_REGISTRATION_REFUSED, a
+// registration as SPEC_REGISTERED.
+func Spec(ctx context.Context, root, actor, id, src string) (Outcome, error) {
+	if err := plane.CheckRecord(ctx, root, actor); err != nil {
+		return Outcome{}, err // the registry is written first: refuse before it
 	}
-	if err := plane.CheckRecord(ctx, root, cli.Actor()); err != nil {
-		return cli.Outcome{Err: err} // the registry is written first: refuse before it
-	}
-	id := req.String("spec_id")
-	b, isYAML, err := readSpec(req.String("src"))
+	b, isYAML, err := readSpec(src)
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return Outcome{}, err
 	}
 	s, err := spec.Parse(b, isYAML)
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return Outcome{}, err
 	}
 	if s.SpecID != id {
-		return cli.Outcome{Err: cli.Invalidf("SPEC_INVALID", "the manifest is spec %s, not %s", s.SpecID, id)}
+		return Outcome{}, invalidf("SPEC_INVALID", "the manifest is spec %s, not %s", s.SpecID, id)
 	}
 	path := plane.SpecPath(id, s.Version, isYAML)
 	sha := plane.SHA256(b)
 	result := map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "path": path, "sha256": sha, "assets": s.Assets, "changed": false}
-	var refusal error
+	var refusal *Error
 	err = registry.UpdateMany(ctx, root, []registry.Table{registry.Specs, registry.Frameworks}, func(t map[string][]registry.Row) (map[string][]registry.Row, error) {
 		fw := find(t[registry.Frameworks.File], "framework_id", s.FrameworkID)
 		switch {
 		case fw == nil:
-			refusal = cli.Errorf(cli.ExitDenied, "FRAMEWORK_NOT_FOUND", "spec %s answers to framework %s, which is not registered", id, s.FrameworkID)
+			refusal = errorf(exitDenied, "FRAMEWORK_NOT_FOUND", "spec %s answers to framework %s, which is not registered", id, s.FrameworkID)
 		case fw["status"] != registry.StatusActive:
-			refusal = cli.Errorf(cli.ExitDenied, "FRAMEWORK_INACTIVE", "framework %s is %s", s.FrameworkID, fw["status"])
+			refusal = errorf(exitDenied, "FRAMEWORK_INACTIVE", "framework %s is %s", s.FrameworkID, fw["status"])
 		}
 		rows := t[registry.Specs.File]
 		if old := find(rows, "spec_id", id); refusal == nil && old != nil {
@@ -149,7 +162,7 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 				return map[string][]registry.Row{}, nil
 			}
 			if manifest.CompareVersions(s.Version, old["version"]) <= 0 {
-				refusal = cli.Errorf(cli.ExitDenied, "VERSION_NOT_NEWER", "spec %s %s is registered; a changed manifest needs a higher version than %s (got %s)", id, old["version"], old["version"], s.Version)
+				refusal = errorf(exitDenied, "VERSION_NOT_NEWER", "spec %s %s is registered; a changed manifest needs a higher version than %s (got %s)", id, old["version"], old["version"], s.Version)
 			}
 		}
 		if refusal != nil {
@@ -159,47 +172,44 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 			return nil, err
 		}
 		row := registry.Spec{ID: id, FrameworkID: s.FrameworkID, Title: s.Title, Version: s.Version, Status: s.Status, Path: path,
-			SHA256: sha, RegisteredAt: time.Now().UTC(), RegisteredBy: cli.Actor()}.Row()
+			SHA256: sha, RegisteredAt: time.Now().UTC(), RegisteredBy: actor}.Row()
 		result["changed"] = true
 		return map[string][]registry.Row{registry.Specs.File: replace(rows, "spec_id", id, row)}, nil
 	})
 	if refusal != nil {
-		return recorded(ctx, root, result, refusal, ledger.Draft{EventType: "SPEC_REGISTRATION_REFUSED", SubmissionID: id,
-			Decision: "DENIED", Reason: refusal.Error(), Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version}})
+		return recorded(ctx, root, actor, result, refusal, ledger.Draft{EventType: "SPEC_REGISTRATION_REFUSED", SubmissionID: id,
+			Decision: "DENIED", Reason: refusal.reason(), Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version}})
 	}
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return Outcome{}, err
 	}
 	if result["changed"] == false {
-		return cli.Outcome{Result: result}
+		return Outcome{Result: result}, nil
 	}
-	return recorded(ctx, root, result, nil, ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
+	return recorded(ctx, root, actor, result, nil, ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
 		Reason: "spec registered", Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "sha256": sha, "path": path}})
 }
 
-// checkFramework compares a candidate framework document with the
-// registered one: a MUST invariant removed is a breaking change (exit 1).
-func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
-	root, err := planeRoot(c) // frameworks and specs live in HO3
+// CheckFramework compares a candidate framework document with the
+// registered one and records FRAMEWORK_CHECKED: a MUST invariant removed
+// is a breaking change (BREAKING_CHANGE, carrying the result), a new id
+// FRAMEWORK_NOT_FOUND.
+func CheckFramework(ctx context.Context, root, actor, id, src string) (Outcome, error) {
+	next, _, err := readFramework(src, id)
 	if err != nil {
-		return cli.Outcome{Err: err}
-	}
-	id := req.String("framework_id")
-	next, _, err := readFramework(req.String("src"), id)
-	if err != nil {
-		return cli.Outcome{Err: err}
+		return Outcome{}, err
 	}
 	rows, err := registry.Read(root, registry.Frameworks)
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return Outcome{}, err
 	}
 	old := find(rows, "framework_id", id)
 	if old == nil {
-		return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, "FRAMEWORK_NOT_FOUND", "framework %s is not registered", id)}
+		return Outcome{}, errorf(exitDenied, "FRAMEWORK_NOT_FOUND", "framework %s is not registered", id)
 	}
 	prev, err := registeredFramework(root, old)
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return Outcome{}, err
 	}
 	removed := framework.Removed(prev, next)
 	added := framework.Removed(next, prev)
@@ -209,9 +219,9 @@ func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 	var verdict error
 	if len(removed) > 0 {
 		decision, reason = "BREAKING", "MUST invariants removed"
-		verdict = cli.Errorf(cli.ExitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q", id, next.Version, len(removed), old["version"], removed[0])
+		verdict = errorf(exitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q", id, next.Version, len(removed), old["version"], removed[0])
 	}
-	return recorded(ctx, root, result, verdict, ledger.Draft{EventType: "FRAMEWORK_CHECKED", SubmissionID: id, Decision: decision,
+	return recorded(ctx, root, actor, result, verdict, ledger.Draft{EventType: "FRAMEWORK_CHECKED", SubmissionID: id, Decision: decision,
 		Reason: reason, Metadata: map[string]any{"framework_id": id, "registered_version": old["version"], "candidate_version": next.Version, "removed": anySlice(removed)}})
 }
 
@@ -227,7 +237,7 @@ func readFramework(src, id string) (*framework.Framework, []byte, error) {
 		return nil, nil, err
 	}
 	if fw.ID != id {
-		return nil, nil, cli.Invalidf("FRAMEWORK_INVALID", "the document is framework %s, not %s", fw.ID, id)
+		return nil, nil, invalidf("FRAMEWORK_INVALID", "the document is framework %s, not %s", fw.ID, id)
 	}
 	return fw, doc, nil
 }
@@ -240,7 +250,7 @@ func registeredFramework(root string, row registry.Row) (*framework.Framework, e
 		return nil, err
 	}
 	if got := plane.SHA256(b); got != row["sha256"] {
-		return nil, cli.Errorf(cli.ExitDenied, "HASH_MISMATCH", "%s changed since it was registered (%s, registered %s)", row["path"], got, row["sha256"])
+		return nil, errorf(exitDenied, "HASH_MISMATCH", "%s changed since it was registered (%s, registered %s)", row["path"], got, row["sha256"])
 	}
 	return framework.Parse(b)
 }
@@ -251,13 +261,13 @@ func readSpec(dir string) ([]byte, bool, error) {
 	y, yerr := regfile.ReadFile(filepath.Join(dir, "manifest.yaml"))
 	switch {
 	case jerr == nil && yerr == nil:
-		return nil, false, cli.Invalidf("SPEC_INVALID", "%s holds both manifest.json and manifest.yaml", dir)
+		return nil, false, invalidf("SPEC_INVALID", "%s holds both manifest.json and manifest.yaml", dir)
 	case jerr == nil:
 		return j, false, nil
 	case yerr == nil:
 		return y, true, nil
 	case errors.Is(jerr, fs.ErrNotExist) && errors.Is(yerr, fs.ErrNotExist):
-		return nil, false, cli.Invalidf("SPEC_INVALID", "%s holds no manifest.json or manifest.yaml", dir)
+		return nil, false, invalidf("SPEC_INVALID", "%s holds no manifest.json or manifest.yaml", dir)
 	}
 	return nil, false, errors.Join(jerr, yerr)
 }
@@ -268,7 +278,7 @@ func writeRegistered(root, rel string, b []byte) error {
 	path := filepath.Join(root, filepath.FromSlash(rel))
 	if old, err := regfile.ReadFile(path); err == nil {
 		if string(old) != string(b) {
-			return cli.Errorf(cli.ExitDenied, "VERSION_EXISTS", "%s already holds a different document of this version", rel)
+			return errorf(exitDenied, "VERSION_EXISTS", "%s already holds a different document of this version", rel)
 		}
 		return nil
 	}

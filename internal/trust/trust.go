@@ -1,6 +1,7 @@
-package pkgsig
+package trust
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -20,11 +21,11 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
-// TrustedKeysFile is the trusted-keys file's path below a plane root.
-const TrustedKeysFile = "config/trusted_keys.json"
+// File is the trusted-keys file's path below a plane root.
+const File = "config/trusted_keys.json"
 
-// TrustedKeysSchema is the embedded schema of the trusted-keys file.
-const TrustedKeysSchema = "trusted_keys.schema.json"
+// SchemaName is the embedded schema of the trusted-keys file.
+const SchemaName = "trusted_keys.schema.json"
 
 // Purposes a trusted key may be listed for.
 const (
@@ -69,44 +70,44 @@ func ParseKeySpec(spec string) ([]string, string, error) {
 	return out, pub, nil
 }
 
-// MarshalTrusted encodes keys as config/trusted_keys.json is written:
+// Marshal encodes keys as config/trusted_keys.json is written:
 // indented, newline-ended, in the order given. It checks what it wrote
-// with the reader's rules, so a file that LoadTrusted would refuse is
+// with the reader's rules, so a file that Load would refuse is
 // never produced.
-func MarshalTrusted(keys []TrustedKey) ([]byte, error) {
+func Marshal(keys []Key) ([]byte, error) {
 	if keys == nil {
-		keys = []TrustedKey{}
+		keys = []Key{}
 	}
 	b, err := json.MarshalIndent(struct {
-		Keys []TrustedKey `json:"keys"`
+		Keys []Key `json:"keys"`
 	}{keys}, "", "  ")
 	if err != nil {
 		return nil, err
 	}
 	b = append(b, '\n')
-	if _, err := parseTrusted(b); err != nil {
+	if _, err := parse(b); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// TrustedKey is one entry of the trusted-keys file.
-type TrustedKey struct {
+// Key is one entry of the trusted-keys file.
+type Key struct {
 	Name     string   `json:"name"`
 	Key      string   `json:"key"` // note verifier key: name+hash+base64
 	Purposes []string `json:"purposes"`
 	AddedAt  string   `json:"added_at,omitempty"` // RFC 3339
 }
 
-// TrustError is a trusted-keys file that cannot be used. Its Code is
+// Error is a trusted-keys file that cannot be used. Its Code is
 // TRUSTED_KEYS_INVALID.
-type TrustError struct {
+type Error struct {
 	File   string // the file, when the error is about one
 	Path   string // JSON pointer into it; "" for the whole document
 	Reason string
 }
 
-func (e *TrustError) Error() string {
+func (e *Error) Error() string {
 	s := "trusted keys"
 	if e.File != "" {
 		s += " " + e.File
@@ -118,21 +119,21 @@ func (e *TrustError) Error() string {
 }
 
 // Code returns TRUSTED_KEYS_INVALID.
-func (e *TrustError) Code() string { return "TRUSTED_KEYS_INVALID" }
+func (e *Error) Code() string { return "TRUSTED_KEYS_INVALID" }
 
 // ExitCode returns 3: the file is invalid input.
-func (e *TrustError) ExitCode() int { return 3 }
+func (e *Error) ExitCode() int { return 3 }
 
 var trustSchema = sync.OnceValues(func() (*schema.Schema, error) {
-	return schema.NewCompiler(schemas.FS, schemas.BaseURL).Compile(TrustedKeysSchema)
+	return schema.NewCompiler(schemas.FS, schemas.BaseURL).Compile(SchemaName)
 })
 
-// LoadTrusted reads <root>/config/trusted_keys.json. A missing file yields
+// Load reads <root>/config/trusted_keys.json. A missing file yields
 // no keys; a file that cannot be read or is not valid (see the package
 // comment) is an error, so that a damaged file never silently trusts
-// nothing or something else. Format errors are *TrustError.
-func LoadTrusted(root string) ([]TrustedKey, error) {
-	file := filepath.Join(root, filepath.FromSlash(TrustedKeysFile))
+// nothing or something else. Format errors are *Error.
+func Load(root string) ([]Key, error) {
+	file := filepath.Join(root, filepath.FromSlash(File))
 	b, err := regfile.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -140,9 +141,9 @@ func LoadTrusted(root string) ([]TrustedKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks, err := parseTrusted(b)
+	ks, err := parse(b)
 	if err != nil {
-		var te *TrustError
+		var te *Error
 		if errors.As(err, &te) {
 			te.File = file
 		}
@@ -151,54 +152,54 @@ func LoadTrusted(root string) ([]TrustedKey, error) {
 	return ks, nil
 }
 
-// parseTrusted parses the trusted-keys file strictly.
-func parseTrusted(b []byte) ([]TrustedKey, error) {
+// parse parses the trusted-keys file strictly.
+func parse(b []byte) ([]Key, error) {
 	v, err := jcs.Decode(b)
 	if err != nil {
-		return nil, &TrustError{Reason: fmt.Sprintf("not valid JSON: %v", err)}
+		return nil, &Error{Reason: fmt.Sprintf("not valid JSON: %v", err)}
 	}
 	s, err := trustSchema()
 	if err != nil {
-		return nil, fmt.Errorf("pkgsig: compiling %s: %w", TrustedKeysSchema, err)
+		return nil, fmt.Errorf("trust: compiling %s: %w", SchemaName, err)
 	}
 	if ps := s.Validate(v); len(ps) > 0 {
 		p := slices.MinFunc(ps, func(a, b schema.Problem) int {
 			return cmp.Or(strings.Compare(a.Path, b.Path), strings.Compare(a.Message, b.Message))
 		})
-		return nil, &TrustError{Path: p.Path, Reason: p.Message}
+		return nil, &Error{Path: p.Path, Reason: p.Message}
 	}
 	type nameHash struct {
 		name string
 		hash uint32
 	}
 	seen := map[nameHash]int{}
-	var out []TrustedKey
+	var out []Key
 	for i, x := range v.(map[string]any)["keys"].([]any) {
 		o := x.(map[string]any)
 		at := func(field string) string { return fmt.Sprintf("/keys/%d/%s", i, field) }
-		k := TrustedKey{Name: o["name"].(string), Key: o["key"].(string)}
+		k := Key{Name: o["name"].(string), Key: o["key"].(string)}
 		if t, ok := o["added_at"]; ok {
 			k.AddedAt = t.(string)
 			if _, err := time.Parse(time.RFC3339, k.AddedAt); err != nil {
-				return nil, &TrustError{Path: at("added_at"), Reason: fmt.Sprintf("%q is not an RFC 3339 time", k.AddedAt)}
+				return nil, &Error{Path: at("added_at"), Reason: fmt.Sprintf("%q is not an RFC 3339 time", k.AddedAt)}
 			}
 		}
 		for j, p := range o["purposes"].([]any) {
 			if slices.Contains(k.Purposes, p.(string)) {
-				return nil, &TrustError{Path: fmt.Sprintf("%s/%d", at("purposes"), j), Reason: fmt.Sprintf("purpose %q listed twice", p)}
+				return nil, &Error{Path: fmt.Sprintf("%s/%d", at("purposes"), j), Reason: fmt.Sprintf("purpose %q listed twice", p)}
 			}
 			k.Purposes = append(k.Purposes, p.(string))
 		}
 		ver, err := note.NewVerifier(k.Key)
 		if err != nil {
-			return nil, &TrustError{Path: at("key"), Reason: fmt.Sprintf("not a note verifier key: %v", err)}
+			return nil, &Error{Path: at("key"), Reason: fmt.Sprintf("not a note verifier key: %v", err)}
 		}
 		if ver.Name() != k.Name {
-			return nil, &TrustError{Path: at("name"), Reason: fmt.Sprintf("%q differs from the key's own name %q", k.Name, ver.Name())}
+			return nil, &Error{Path: at("name"), Reason: fmt.Sprintf("%q differs from the key's own name %q", k.Name, ver.Name())}
 		}
 		id := nameHash{ver.Name(), ver.KeyHash()}
 		if j, ok := seen[id]; ok {
-			return nil, &TrustError{Path: at("key"), Reason: fmt.Sprintf("key %s+%08x is also /keys/%d", id.name, id.hash, j)}
+			return nil, &Error{Path: at("key"), Reason: fmt.Sprintf("key %s+%08x is also /keys/%d", id.name, id.hash, j)}
 		}
 		seen[id] = i
 		out = append(out, k)
@@ -211,9 +212,9 @@ func parseTrusted(b []byte) ([]TrustedKey, error) {
 // with pkg/keys; "" for none) whatever the purpose. When two keys have the
 // same name and key hash, the first is used. A key that does not load is
 // an error: trust is never quietly narrowed or widened.
-func Verifiers(trusted []TrustedKey, purpose string, envKey string) (note.Verifiers, error) {
+func Verifiers(trusted []Key, purpose string, envKey string) (note.Verifiers, error) {
 	if !slices.Contains(purposes, purpose) {
-		return nil, fmt.Errorf("pkgsig: unknown key purpose %q", purpose)
+		return nil, fmt.Errorf("trust: unknown key purpose %q", purpose)
 	}
 	var list []note.Verifier
 	seen := map[string]bool{}
@@ -230,7 +231,7 @@ func Verifiers(trusted []TrustedKey, purpose string, envKey string) (note.Verifi
 		}
 		v, err := note.NewVerifier(k.Key)
 		if err != nil {
-			return nil, &TrustError{Path: fmt.Sprintf("/keys/%d/key", i), Reason: fmt.Sprintf("not a note verifier key: %v", err)}
+			return nil, &Error{Path: fmt.Sprintf("/keys/%d/key", i), Reason: fmt.Sprintf("not a note verifier key: %v", err)}
 		}
 		add(v)
 	}
@@ -242,4 +243,17 @@ func Verifiers(trusted []TrustedKey, purpose string, envKey string) (note.Verifi
 		add(v)
 	}
 	return note.VerifierList(list...), nil
+}
+
+// VerifierText returns the verifier key text of a key spec: the key
+// itself, or the trimmed contents of the file it names.
+func VerifierText(spec string) (string, error) {
+	if _, err := keys.Verifier(spec); err != nil {
+		return "", err
+	}
+	b, err := regfile.ReadFile(spec)
+	if err != nil {
+		return spec, nil // the spec is the key itself
+	}
+	return string(bytes.TrimSpace(b)), nil
 }

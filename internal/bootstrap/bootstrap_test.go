@@ -1,4 +1,4 @@
-package plane
+package bootstrap
 
 import (
 	"context"
@@ -8,29 +8,30 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/ledger"
-	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/stretchr/testify/require"
 )
 
-func TestBootstrap(t *testing.T) {
+func TestPlane(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "plane")
-	res, err := Bootstrap(context.Background(), dir, BootstrapOptions{Actor: "tester"})
+	res, err := Plane(context.Background(), dir, Options{Actor: "tester"})
 	require.NoError(t, err)
 	require.Len(t, res.Tiers, 3)
 
 	// Each lower tier's GENESIS records its parent's head at creation.
 	for i, tr := range res.Tiers {
-		tier, err := ReadTier(filepath.Join(dir, filepath.FromSlash(tr.Dir)))
+		tier, err := plane.ReadTier(filepath.Join(dir, filepath.FromSlash(tr.Dir)))
 		require.NoError(t, err)
-		require.Equal(t, Layout[i].Tier, tier.Tier)
+		require.Equal(t, plane.Layout[i].Tier, tier.Tier)
 		lpath := filepath.Join(dir, filepath.FromSlash(tr.Dir), filepath.FromSlash(tier.LedgerPath))
 		require.Equal(t, res.PlaneName, tier.PlaneName)
 		// Every tier ledger carries a checkpoint signed by the plane's own
 		// key, trusted for checkpoints, covering every entry.
-		trusted, err := pkgsig.LoadTrusted(filepath.Join(dir, filepath.FromSlash(tr.Dir)))
+		trusted, err := trust.Load(filepath.Join(dir, filepath.FromSlash(tr.Dir)))
 		require.NoError(t, err)
-		vs, err := pkgsig.Verifiers(trusted, pkgsig.PurposeCheckpoint, "")
+		vs, err := trust.Verifiers(trusted, trust.PurposeCheckpoint, "")
 		require.NoError(t, err)
 		rep, err := ledger.Verify(context.Background(), lpath, ledger.VerifyOptions{Verifiers: vs, Expect: true})
 		require.NoError(t, err)
@@ -44,14 +45,14 @@ func TestBootstrap(t *testing.T) {
 		require.Equal(t, "GENESIS", genesis.EventType)
 		if i > 0 {
 			require.Equal(t, res.Tiers[i-1].Head, genesis.Metadata["parent_hash"])
-			require.Equal(t, Layout[i].Parent, genesis.Metadata["parent_ledger"])
+			require.Equal(t, plane.Layout[i].Parent, genesis.Metadata["parent_ledger"])
 		}
 	}
 
 	// The key is outside the plane, in the plane's key directory: 0700, 0600.
-	keyDir, err := KeyDir(res.PlaneName)
+	keyDir, err := plane.KeyDir(res.PlaneName)
 	require.NoError(t, err)
-	require.Equal(t, filepath.Join(keyDir, CheckpointKeyFile), res.CheckpointKeyFile)
+	require.Equal(t, filepath.Join(keyDir, plane.CheckpointKeyFile), res.CheckpointKeyFile)
 	st, err := os.Stat(keyDir)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
@@ -62,11 +63,11 @@ func TestBootstrap(t *testing.T) {
 	// The kernel manifest is the same bytes on every tier.
 	var manifests []string
 	for _, tr := range res.Tiers {
-		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(tr.Dir), "installed", KernelID, "manifest.json"))
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(tr.Dir), "installed", plane.KernelID, "manifest.json"))
 		require.NoError(t, err)
 		manifests = append(manifests, string(b))
-		var r Receipt
-		rb, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(tr.Dir), "installed", KernelID, "receipt.json"))
+		var r plane.Receipt
+		rb, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(tr.Dir), "installed", plane.KernelID, "receipt.json"))
 		require.NoError(t, err)
 		require.NoError(t, json.Unmarshal(rb, &r))
 		require.Equal(t, res.ManifestHash, r.ManifestHash)
@@ -86,19 +87,19 @@ func TestBootstrap(t *testing.T) {
 	}))
 
 	// Twice: refused, and nothing changed.
-	_, err = Bootstrap(context.Background(), dir, BootstrapOptions{})
+	_, err = Plane(context.Background(), dir, Options{})
 	require.Error(t, err)
-	require.Equal(t, "PLANE_EXISTS", err.(*Error).Code())
-	_, err = Bootstrap(context.Background(), filepath.Join(dir, "planes", "ho2", "x"), BootstrapOptions{})
-	require.Equal(t, "PLANE_NESTED", err.(*Error).Code())
+	require.Equal(t, "PLANE_EXISTS", err.(*plane.Error).Code())
+	_, err = Plane(context.Background(), filepath.Join(dir, "planes", "ho2", "x"), Options{})
+	require.Equal(t, "PLANE_NESTED", err.(*plane.Error).Code())
 
 	// A plane name whose key directory holds a key is taken; an invalid
 	// one is refused; neither leaves a plane behind.
 	other := filepath.Join(t.TempDir(), "other")
-	_, err = Bootstrap(context.Background(), other, BootstrapOptions{PlaneName: res.PlaneName})
-	require.Equal(t, "PLANE_NAME_TAKEN", err.(*Error).Code())
-	_, err = Bootstrap(context.Background(), other, BootstrapOptions{PlaneName: "Bad/Name"})
-	require.Equal(t, "PLANE_NAME_INVALID", err.(*Error).Code())
+	_, err = Plane(context.Background(), other, Options{PlaneName: res.PlaneName})
+	require.Equal(t, "PLANE_NAME_TAKEN", err.(*plane.Error).Code())
+	_, err = Plane(context.Background(), other, Options{PlaneName: "Bad/Name"})
+	require.Equal(t, "PLANE_NAME_INVALID", err.(*plane.Error).Code())
 	require.NoDirExists(t, other)
 }
 
@@ -107,32 +108,7 @@ func TestBootstrap(t *testing.T) {
 func TestKeyDirInsidePlaneRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "plane")
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	_, err := Bootstrap(context.Background(), dir, BootstrapOptions{})
-	require.Equal(t, "KEY_DIR_INSIDE_PLANE", err.(*Error).Code())
+	_, err := Plane(context.Background(), dir, Options{})
+	require.Equal(t, "KEY_DIR_INSIDE_PLANE", err.(*plane.Error).Code())
 	require.NoDirExists(t, dir)
-}
-
-// TestRecordWithoutKeyRefused: a plane that signs its checkpoints refuses
-// to record when its key cannot be read (another OS user, another HOME),
-// and writes nothing.
-func TestRecordWithoutKeyRefused(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "plane")
-	res, err := Bootstrap(context.Background(), dir, BootstrapOptions{Actor: "tester"})
-	require.NoError(t, err)
-	before, err := os.ReadFile(filepath.Join(dir, "ledger", "governance.jsonl"))
-	require.NoError(t, err)
-	signers.Delete(res.PlaneName) // as a new process would
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	_, err = Record(context.Background(), dir, "tester", ledger.Draft{EventType: "X"})
-	require.Equal(t, "CHECKPOINT_KEY_UNAVAILABLE", err.(*Error).Code())
-	after, err := os.ReadFile(filepath.Join(dir, "ledger", "governance.jsonl"))
-	require.NoError(t, err)
-	require.Equal(t, before, after)
-}
-
-func TestValidPlaneName(t *testing.T) {
-	for name, want := range map[string]bool{"a": true, "plane-0f3a": true, "ops-1": true, strings.Repeat("a", 63): true,
-		"": false, "-a": false, "A": false, "a/b": false, "..": false, "a b": false, "a_b": false, strings.Repeat("a", 64): false, "é": false} {
-		require.Equal(t, want, ValidPlaneName(name), "%q", name)
-	}
 }

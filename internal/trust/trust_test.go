@@ -1,18 +1,48 @@
-package pkgsig
+package trust
 
 import (
 	"errors"
-	"github.com/control-plane/cp/internal/schematest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/control-plane/cp/internal/schematest"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/keys"
+	"github.com/control-plane/cp/pkg/pkgsig"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/note"
 )
+
+// Test keys, the same as pkg/pkgsig's, so that fuzz corpora stay
+// reproducible. opsOld has the same name as ops but is another key.
+const (
+	opsSigner      = "PRIVATE+KEY+ops+9a953d33+AYYjsCbWSfW1pbK9KpI5sPN8799B8CIyhC71mF7kFlPw"
+	rogueSigner    = "PRIVATE+KEY+rogue+644e746b+AaqHS3CIYLapfx8k1GQgQp8yNsuypTB1fQL0BaphWGVY"
+	opsOldSigner   = "PRIVATE+KEY+ops+d3bf3b98+ATisNtGz53/hGKHS/sC/83KVxPNoT1N9eblAZ+6Tt5TK"
+	opsVerifier    = "ops+9a953d33+AWriOtxQGb8MVhODStJyZ27yQtVSIpdvDt4YlfEIBtyC"
+	rogueVerifier  = "rogue+644e746b+AX5iGkEGw6Xf/VIXtne6roKCHGHvKGfHTxhGrr6ZGkKE"
+	opsOldVerifier = "ops+d3bf3b98+AW6JkNVSefxMMEKfIoOHfhmc/jZqrY9mjbflcUFofX4D"
+)
+
+var stmt = pkgsig.Statement{PackageID: "PKG-DEMO-001", Version: "1.2.0",
+	ManifestHash: "sha256:" + strings.Repeat("1", 64), ArchiveHash: "sha256:" + strings.Repeat("a", 64)}
+
+// sign signs s with the signer keys skeys.
+func sign(t testing.TB, s pkgsig.Statement, skeys ...string) []byte {
+	t.Helper()
+	var signers []note.Signer
+	for _, k := range skeys {
+		n, err := note.NewSigner(k)
+		require.NoError(t, err)
+		signers = append(signers, n)
+	}
+	msg, err := note.Sign(&note.Note{Text: s.Text()}, signers...)
+	require.NoError(t, err)
+	return msg
+}
 
 const trustedFile = `{"keys": [
   {"name": "ops", "key": "` + opsVerifier + `", "purposes": ["package", "checkpoint"], "added_at": "2025-01-31T12:00:00Z"},
@@ -29,40 +59,40 @@ func writeTrusted(t *testing.T, body string) string {
 	return root
 }
 
-func TestLoadTrusted(t *testing.T) {
-	ks, err := LoadTrusted(writeTrusted(t, trustedFile))
+func TestLoad(t *testing.T) {
+	ks, err := Load(writeTrusted(t, trustedFile))
 	require.NoError(t, err)
-	require.Equal(t, []TrustedKey{
+	require.Equal(t, []Key{
 		{Name: "ops", Key: opsVerifier, Purposes: []string{"package", "checkpoint"}, AddedAt: "2025-01-31T12:00:00Z"},
 		{Name: "ops", Key: opsOldVerifier, Purposes: []string{"checkpoint"}},
 		{Name: "rogue", Key: rogueVerifier, Purposes: []string{"work_order"}, AddedAt: "2025-01-31T12:00:00.5+01:00"},
 	}, ks)
 
-	ks, err = LoadTrusted(writeTrusted(t, `{"keys":[]}`))
+	ks, err = Load(writeTrusted(t, `{"keys":[]}`))
 	require.NoError(t, err)
 	require.Empty(t, ks)
 }
 
-func TestLoadTrustedMissing(t *testing.T) {
+func TestLoadMissing(t *testing.T) {
 	root := t.TempDir()
-	ks, err := LoadTrusted(root) // no config directory
+	ks, err := Load(root) // no config directory
 	require.NoError(t, err)
 	require.Empty(t, ks)
 	require.NoError(t, os.Mkdir(filepath.Join(root, "config"), 0o755))
-	ks, err = LoadTrusted(root) // no file
+	ks, err = Load(root) // no file
 	require.NoError(t, err)
 	require.Empty(t, ks)
 }
 
-func TestLoadTrustedUnreadable(t *testing.T) {
+func TestLoadUnreadable(t *testing.T) {
 	root := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "config", "trusted_keys.json"), 0o755))
-	_, err := LoadTrusted(root)
+	_, err := Load(root)
 	require.Error(t, err, "a directory in place of the file")
 
 	file := filepath.Join(t.TempDir(), "config")
 	require.NoError(t, os.WriteFile(file, nil, 0o644))
-	_, err = LoadTrusted(filepath.Dir(file))
+	_, err = Load(filepath.Dir(file))
 	require.Error(t, err, "config is a file")
 }
 
@@ -99,14 +129,14 @@ var trustRefusals = []struct {
 	{"added_at number", `{"keys":[{"name":"ops","key":"` + opsVerifier + `","purposes":["package"],"added_at":1}]}`, "/keys/0/added_at", "want string"},
 }
 
-func TestLoadTrustedRefuses(t *testing.T) {
+func TestLoadRefuses(t *testing.T) {
 	for _, tt := range trustRefusals {
 		t.Run(tt.name, func(t *testing.T) {
 			root := writeTrusted(t, tt.doc)
-			ks, err := LoadTrusted(root)
+			ks, err := Load(root)
 			require.Error(t, err)
 			require.Nil(t, ks)
-			var e *TrustError
+			var e *Error
 			require.True(t, errors.As(err, &e), "error %T %v", err, err)
 			require.Equal(t, "TRUSTED_KEYS_INVALID", e.Code())
 			require.Equal(t, 3, e.ExitCode())
@@ -118,7 +148,7 @@ func TestLoadTrustedRefuses(t *testing.T) {
 }
 
 func TestVerifiers(t *testing.T) {
-	ks, err := LoadTrusted(writeTrusted(t, trustedFile))
+	ks, err := Load(writeTrusted(t, trustedFile))
 	require.NoError(t, err)
 	pkgSig := sign(t, stmt, opsSigner)
 	oldSig := sign(t, stmt, opsOldSigner)
@@ -128,9 +158,9 @@ func TestVerifiers(t *testing.T) {
 		t.Helper()
 		vs, err := Verifiers(ks, PurposePackage, v.(string))
 		require.NoError(t, err)
-		name, err := Verify(sig, stmt, vs)
+		name, err := pkgsig.Verify(sig, stmt, vs)
 		if err != nil {
-			var e *Error
+			var e *pkgsig.Error
 			require.True(t, errors.As(err, &e))
 			return e.Code()
 		}
@@ -139,8 +169,8 @@ func TestVerifiers(t *testing.T) {
 	// Purposes: ops is trusted for packages; ops (old) only for
 	// checkpoints, rogue only for work orders.
 	require.Equal(t, "ok:ops", verdict("", pkgSig))
-	require.Equal(t, CodeUntrusted, verdict("", oldSig))
-	require.Equal(t, CodeUntrusted, verdict("", rogueSig))
+	require.Equal(t, pkgsig.CodeUntrusted, verdict("", oldSig))
+	require.Equal(t, pkgsig.CodeUntrusted, verdict("", rogueSig))
 
 	// The environment key is trusted for every purpose, given as text or
 	// as a path, and may repeat a listed key.
@@ -149,17 +179,17 @@ func TestVerifiers(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte(rogueVerifier+"\n"), 0o644))
 	require.Equal(t, "ok:rogue", verdict(path, rogueSig))
 	require.Equal(t, "ok:ops", verdict(opsVerifier, pkgSig))
-	require.Equal(t, CodeUntrusted, verdict(rogueVerifier, oldSig))
+	require.Equal(t, pkgsig.CodeUntrusted, verdict(rogueVerifier, oldSig))
 
 	for _, purpose := range []string{PurposeCheckpoint, PurposeWorkOrder} {
 		vs, err := Verifiers(ks, purpose, rogueVerifier)
 		require.NoError(t, err)
-		_, err = Verify(rogueSig, stmt, vs)
+		_, err = pkgsig.Verify(rogueSig, stmt, vs)
 		require.NoError(t, err, purpose)
 	}
 	vs, err := Verifiers(ks, PurposeCheckpoint, "")
 	require.NoError(t, err)
-	_, err = Verify(oldSig, stmt, vs)
+	_, err = pkgsig.Verify(oldSig, stmt, vs)
 	require.NoError(t, err, "ops (old) is trusted for checkpoints")
 
 	_, err = Verifiers(ks, "everything", "")
@@ -171,23 +201,23 @@ func TestVerifiers(t *testing.T) {
 	_, err = Verifiers(ks, PurposePackage, opsSigner)
 	require.Error(t, err, "a signer key is no verifier key")
 
-	_, err = Verifiers([]TrustedKey{{Name: "x", Key: "x+00000000+AAAA", Purposes: []string{PurposePackage}}}, PurposePackage, "")
+	_, err = Verifiers([]Key{{Name: "x", Key: "x+00000000+AAAA", Purposes: []string{PurposePackage}}}, PurposePackage, "")
 	require.Error(t, err)
 	vs, err = Verifiers(nil, PurposePackage, "")
 	require.NoError(t, err)
-	_, err = Verify(pkgSig, stmt, vs)
-	var e *Error
+	_, err = pkgsig.Verify(pkgSig, stmt, vs)
+	var e *pkgsig.Error
 	require.True(t, errors.As(err, &e))
-	require.Equal(t, CodeUntrusted, e.Code())
+	require.Equal(t, pkgsig.CodeUntrusted, e.Code())
 }
 
 // trustOracle compiles the trusted-keys schema with santhosh-tekuri/jsonschema/v6,
 // the reference implementation pkg/schema must agree with.
-func trustOracle() (*jsonschema.Schema, error) { return schematest.Oracle(TrustedKeysSchema) }
+func trustOracle() (*jsonschema.Schema, error) { return schematest.Oracle(SchemaName) }
 
 func TestTrustSchemaAgreesWithV6(t *testing.T) {
 	theirs, err := trustOracle()
-	require.NoError(t, err, "v6 must compile %s", TrustedKeysSchema)
+	require.NoError(t, err, "v6 must compile %s", SchemaName)
 	ours, err := trustSchema()
 	require.NoError(t, err)
 	docs := []string{trustedFile, `{"keys":[]}`}

@@ -97,6 +97,12 @@ type Verb struct {
 	// arguments beyond Args, after any values its flag gave
 	// ("--gate G0B G6" as well as "--gate G0B --gate G6").
 	Rest string
+	// Action and Tier are what the verb does and the tier it does it to,
+	// as the firewall judges a request (DESIGN.md §8) and capabilities.json
+	// lists them: Tier is "ho3", TierPlane (the tier the request names) or
+	// TierNone.
+	Action Action
+	Tier   string
 	// Stream verbs take NDJSON on stdin, one request per line.
 	Stream bool
 	// Run answers one request.
@@ -137,12 +143,18 @@ type Tool struct {
 
 // Call is the invocation context a verb runs in.
 type Call struct {
-	Tool      *Tool
-	Verb      *Verb
-	Stdout    io.Writer
-	Stderr    io.Writer
-	Format    string
-	Verbose   bool
+	Tool    *Tool
+	Verb    *Verb
+	Stdout  io.Writer
+	Stderr  io.Writer
+	Format  string
+	Verbose bool
+	// Identity is who asks, resolved once before the verb runs (the OS
+	// user while auth is off); verbs pass Identity.Subject to libraries as
+	// their Actor.
+	Identity Identity
+	// Env is the Control Plane environment, read once for the request path.
+	Env       Env
 	rootArg   string
 	root      string
 	rootPlane string
@@ -211,9 +223,15 @@ func (c *Call) Logf(format string, args ...any) {
 // whole pipe contract: verb and flags or stdin JSON, schema validation,
 // envelopes, composition and exit codes.
 func Run(ctx context.Context, tool *Tool, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return RunWith(ctx, tool, Options{}, args, stdin, stdout, stderr)
+}
+
+// RunWith is Run under opts: a given identity, environment, firewall and
+// refusal recorder.
+func RunWith(ctx context.Context, tool *Tool, opts Options, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	defer out.Flush()
-	r := &runner{tool: tool, out: out, stderr: stderr, start: time.Now(), text: isTerminal(stdout)}
+	r := &runner{tool: tool, opts: opts, out: out, stderr: stderr, start: time.Now(), text: isTerminal(stdout)}
 	if f := formatArg(args); f != "" {
 		r.text = f == "text" // for errors met before the flags are parsed
 	}
@@ -221,12 +239,16 @@ func Run(ctx context.Context, tool *Tool, args []string, stdin io.Reader, stdout
 }
 
 type runner struct {
-	tool   *Tool
-	out    *bufio.Writer
-	stderr io.Writer
-	start  time.Time
-	call   *Call
-	buf    []byte // reused envelope buffer
+	tool *Tool
+	opts Options
+	// decisions holds the firewall's decision per access: in a stream it
+	// is made once per (subject, action, tier).
+	decisions map[Access]*Outcome
+	out       *bufio.Writer
+	stderr    io.Writer
+	start     time.Time
+	call      *Call
+	buf       []byte // reused envelope buffer
 	// text is stdout being a terminal, or --format text given: text is
 	// then the format, for errors met before the flags are parsed too.
 	text bool
@@ -357,7 +379,15 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 		return r.fail(err)
 	}
 	r.call = &Call{Tool: r.tool, Verb: verb, Stdout: r.out, Stderr: r.stderr, Format: common.format,
-		Verbose: common.verbose, rootArg: common.root}
+		Verbose: common.verbose, rootArg: common.root, Identity: r.opts.Identity}
+	if r.call.Identity == (Identity{}) {
+		r.call.Identity = OSIdentity()
+	}
+	if r.opts.Env != nil {
+		r.call.Env = *r.opts.Env
+	} else {
+		r.call.Env = ReadEnv()
+	}
 	if r.call.Format == "" {
 		r.call.Format = "json"
 		if r.text {
@@ -413,7 +443,29 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	return r.finish(verb, r.runBatch(ctx, verb, []Request{req})[0])
 }
 
+// runBatch runs requests that passed validation: each through the firewall
+// first (when there is one), then the verb. A refused request ends the
+// batch with its refusal; the requests before it run.
 func (r *runner) runBatch(ctx context.Context, verb *Verb, reqs []Request) []Outcome {
+	if r.opts.Firewall != nil {
+		for i, req := range reqs {
+			if refusal := r.authorize(ctx, req); refusal != nil {
+				outs := r.runVerb(ctx, verb, reqs[:i])
+				if len(outs) < i || (i > 0 && outs[len(outs)-1].Err != nil) {
+					return outs
+				}
+				return append(outs, *refusal)
+			}
+		}
+	}
+	return r.runVerb(ctx, verb, reqs)
+}
+
+// runVerb runs the verb over requests the firewall allowed.
+func (r *runner) runVerb(ctx context.Context, verb *Verb, reqs []Request) []Outcome {
+	if len(reqs) == 0 {
+		return nil
+	}
 	if verb.Batch != nil {
 		return verb.Batch(ctx, r.call, reqs)
 	}

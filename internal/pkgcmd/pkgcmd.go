@@ -157,7 +157,7 @@ var tool = &cli.Tool{Name: "cp-pkg", Usage: usage, Verbs: []*cli.Verb{
 	initVerb, initAgentVerb, // author.go
 	preflightVerb,
 	stageVerb, signVerb, // author.go
-	{Name: "keygen", Schema: "cp-pkg.keygen.request.json", Run: keygen, Flags: []cli.Flag{
+	{Name: "keygen", Schema: "cp-pkg.keygen.request.json", Action: cli.ActionKeygen, Tier: cli.TierHO3, Run: keygen, Flags: []cli.Flag{
 		{Name: "name", Kind: cli.String, Usage: "key name"},
 		{Name: "out", Kind: cli.String, Usage: "output directory"},
 	}},

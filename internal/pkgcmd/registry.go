@@ -20,11 +20,11 @@ import (
 )
 
 var (
-	registerFrameworkVerb = &cli.Verb{Name: "register-framework", Schema: "cp-pkg.register-framework.request.json",
+	registerFrameworkVerb = &cli.Verb{Name: "register-framework", Schema: "cp-pkg.register-framework.request.json", Action: cli.ActionRegister, Tier: cli.TierHO3,
 		Run: registerFramework, Args: []string{"framework_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "framework document"}}}
-	registerSpecVerb = &cli.Verb{Name: "register-spec", Schema: "cp-pkg.register-spec.request.json",
+	registerSpecVerb = &cli.Verb{Name: "register-spec", Schema: "cp-pkg.register-spec.request.json", Action: cli.ActionRegister, Tier: cli.TierHO3,
 		Run: registerSpec, Args: []string{"spec_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "spec directory"}}}
-	checkFrameworkVerb = &cli.Verb{Name: "check-framework", Schema: "cp-pkg.check-framework.request.json",
+	checkFrameworkVerb = &cli.Verb{Name: "check-framework", Schema: "cp-pkg.check-framework.request.json", Action: cli.ActionRead, Tier: cli.TierHO3,
 		Run: checkFramework, Args: []string{"framework_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "candidate framework document"}}}
 )
 
@@ -32,8 +32,8 @@ var (
 // registry was written first: if recording fails, the registration stands
 // without its entry and the error says so (install's journal, next, is
 // what makes such pairs atomic).
-func recorded(ctx context.Context, root string, result any, err error, d ledger.Draft) cli.Outcome {
-	e, lerr := plane.Record(ctx, root, cli.Actor(), d)
+func recorded(ctx context.Context, c *cli.Call, root string, result any, err error, d ledger.Draft) cli.Outcome {
+	e, lerr := plane.Record(ctx, root, c.Identity.Subject, d)
 	if lerr != nil {
 		return cli.Outcome{Err: errors.Join(err, lerr)}
 	}
@@ -54,7 +54,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	if err := plane.CheckRecord(ctx, root, cli.Actor()); err != nil {
+	if err := plane.CheckRecord(ctx, root, c.Identity.Subject); err != nil {
 		return cli.Outcome{Err: err} // the registry is written first: refuse before it
 	}
 	id := req.String("framework_id")
@@ -91,12 +91,12 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 			return nil, err
 		}
 		row := registry.Framework{ID: id, Title: fw.Title, Version: fw.Version, Status: fw.Status, Path: path, SHA256: sha,
-			RegisteredAt: time.Now().UTC(), RegisteredBy: cli.Actor()}.Row()
+			RegisteredAt: time.Now().UTC(), RegisteredBy: c.Identity.Subject}.Row()
 		result["changed"] = true
 		return replace(rows, "framework_id", id, row), nil
 	})
 	if refusal != nil {
-		return recorded(ctx, root, result, refusal, ledger.Draft{EventType: "FRAMEWORK_REGISTRATION_REFUSED", SubmissionID: id,
+		return recorded(ctx, c, root, result, refusal, ledger.Draft{EventType: "FRAMEWORK_REGISTRATION_REFUSED", SubmissionID: id,
 			Decision: "DENIED", Reason: refusal.Error(), Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha}})
 	}
 	if err != nil {
@@ -105,7 +105,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 	if result["changed"] == false {
 		return cli.Outcome{Result: result}
 	}
-	return recorded(ctx, root, result, nil, ledger.Draft{EventType: "FRAMEWORK_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
+	return recorded(ctx, c, root, result, nil, ledger.Draft{EventType: "FRAMEWORK_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
 		Reason: "framework registered", Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha, "path": path}})
 }
 
@@ -115,7 +115,7 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	if err := plane.CheckRecord(ctx, root, cli.Actor()); err != nil {
+	if err := plane.CheckRecord(ctx, root, c.Identity.Subject); err != nil {
 		return cli.Outcome{Err: err} // the registry is written first: refuse before it
 	}
 	id := req.String("spec_id")
@@ -159,12 +159,12 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 			return nil, err
 		}
 		row := registry.Spec{ID: id, FrameworkID: s.FrameworkID, Title: s.Title, Version: s.Version, Status: s.Status, Path: path,
-			SHA256: sha, RegisteredAt: time.Now().UTC(), RegisteredBy: cli.Actor()}.Row()
+			SHA256: sha, RegisteredAt: time.Now().UTC(), RegisteredBy: c.Identity.Subject}.Row()
 		result["changed"] = true
 		return map[string][]registry.Row{registry.Specs.File: replace(rows, "spec_id", id, row)}, nil
 	})
 	if refusal != nil {
-		return recorded(ctx, root, result, refusal, ledger.Draft{EventType: "SPEC_REGISTRATION_REFUSED", SubmissionID: id,
+		return recorded(ctx, c, root, result, refusal, ledger.Draft{EventType: "SPEC_REGISTRATION_REFUSED", SubmissionID: id,
 			Decision: "DENIED", Reason: refusal.Error(), Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version}})
 	}
 	if err != nil {
@@ -173,7 +173,7 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 	if result["changed"] == false {
 		return cli.Outcome{Result: result}
 	}
-	return recorded(ctx, root, result, nil, ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
+	return recorded(ctx, c, root, result, nil, ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
 		Reason: "spec registered", Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "sha256": sha, "path": path}})
 }
 
@@ -211,7 +211,7 @@ func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 		decision, reason = "BREAKING", "MUST invariants removed"
 		verdict = cli.Errorf(cli.ExitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q", id, next.Version, len(removed), old["version"], removed[0])
 	}
-	return recorded(ctx, root, result, verdict, ledger.Draft{EventType: "FRAMEWORK_CHECKED", SubmissionID: id, Decision: decision,
+	return recorded(ctx, c, root, result, verdict, ledger.Draft{EventType: "FRAMEWORK_CHECKED", SubmissionID: id, Decision: decision,
 		Reason: reason, Metadata: map[string]any{"framework_id": id, "registered_version": old["version"], "candidate_version": next.Version, "removed": anySlice(removed)}})
 }
 

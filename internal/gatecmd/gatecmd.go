@@ -126,6 +126,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return cli.Run(ctx, tool, args, stdin, stdout, stderr)
 }
 
+// Dispatch runs one cp-gate request in-process (cli.Dispatch).
+func Dispatch(ctx context.Context, req cli.Request, opts cli.Options) cli.Response {
+	return cli.Dispatch(ctx, tool, req, opts)
+}
+
 // Verdict is a run's result: DESIGN.md §7's shape.
 type Verdict struct {
 	AllPassed bool          `json:"all_passed"`

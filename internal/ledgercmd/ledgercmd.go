@@ -146,3 +146,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer w.close()
 	return cli.Run(ctx, tool(&w), args, stdin, stdout, stderr)
 }
+
+// Dispatch runs one cp-ledger request in-process (cli.Dispatch).
+func Dispatch(ctx context.Context, req cli.Request, opts cli.Options) cli.Response {
+	var w writers
+	defer w.close()
+	return cli.Dispatch(ctx, tool(&w), req, opts)
+}

@@ -169,6 +169,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return cli.Run(ctx, tool, args, stdin, stdout, stderr)
 }
 
+// Dispatch runs one cp-pkg request in-process (cli.Dispatch).
+func Dispatch(ctx context.Context, req cli.Request, opts cli.Options) cli.Response {
+	return cli.Dispatch(ctx, tool, req, opts)
+}
+
 func keygen(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	name := req.String("name")
 	out := req.String("out")

@@ -44,28 +44,55 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 	fs.StringVar(&common.root, "root", "", "plane root")
 	fs.StringVar(&common.format, "format", "", "json|text")
 	fs.BoolVar(&common.verbose, "v", false, "verbose")
-	values := map[string]*string{}
-	bools := map[string]*bool{}
-	multis := map[string]*[]any{}
-	for _, f := range verb.Flags {
+	vals := defineFlags(fs, verb.Flags)
+	pos, err := r.parseArgs(fs, verb, args)
+	if err != nil {
+		return nil, common, err
+	}
+	req, err := vals.request(fs, verb.Flags)
+	if err != nil {
+		return nil, common, err
+	}
+	if err := r.positional(verb, pos, req); err != nil {
+		return nil, common, err
+	}
+	return req, common, nil
+}
+
+// flagValues holds the values a verb's flags parse into, by flag name.
+type flagValues struct {
+	strings map[string]*string
+	bools   map[string]*bool
+	multis  map[string]*[]any
+}
+
+// defineFlags defines the verb's flags on fs.
+func defineFlags(fs *flag.FlagSet, flags []Flag) flagValues {
+	v := flagValues{strings: map[string]*string{}, bools: map[string]*bool{}, multis: map[string]*[]any{}}
+	for _, f := range flags {
 		switch f.Kind {
 		case Bool:
-			bools[f.Name] = fs.Bool(f.Name, false, f.Usage)
+			v.bools[f.Name] = fs.Bool(f.Name, false, f.Usage)
 		case Multi:
 			vals := &[]any{}
-			multis[f.Name] = vals
-			fs.Func(f.Name, f.Usage, func(v string) error { *vals = append(*vals, v); return nil })
+			v.multis[f.Name] = vals
+			fs.Func(f.Name, f.Usage, func(s string) error { *vals = append(*vals, s); return nil })
 		default:
-			values[f.Name] = fs.String(f.Name, "", f.Usage)
+			v.strings[f.Name] = fs.String(f.Name, "", f.Usage)
 		}
 	}
-	// Positional arguments may come before, between or after flags
-	// (cp-pkg stage PKG-X --src dir); "--" ends flag parsing.
+	return v
+}
+
+// parseArgs parses args with fs and returns the positional arguments:
+// they may come before, between or after flags (cp-pkg stage PKG-X --src
+// dir); "--" ends flag parsing.
+func (r *runner) parseArgs(fs *flag.FlagSet, verb *Verb, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, common, errHelp
+				return nil, errHelp
 			}
 			msg := err.Error()
 			hint := "run " + r.tool.Name + " -h"
@@ -77,23 +104,27 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 					hint = "did you mean --" + near + "?"
 				}
 			}
-			return nil, common, Usagef("%s %s", verb.Name, msg).WithHint("%s", hint)
+			return nil, Usagef("%s %s", verb.Name, msg).WithHint("%s", hint)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
-			break
+			return pos, nil
 		}
 		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			pos = append(pos, rest...)
-			break
+			return append(pos, rest...), nil
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// request returns the request fields the flags given on the command line
+// set, each as its kind says.
+func (v flagValues) request(fs *flag.FlagSet, flags []Flag) (Request, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	req := Request{}
-	for _, f := range verb.Flags {
+	for _, f := range flags {
 		if !set[f.Name] {
 			continue
 		}
@@ -103,33 +134,39 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 		}
 		switch f.Kind {
 		case Bool:
-			req[field] = *bools[f.Name]
+			req[field] = *v.bools[f.Name]
 		case Multi:
-			req[field] = *multis[f.Name]
+			req[field] = *v.multis[f.Name]
 		case String:
-			req[field] = *values[f.Name]
+			req[field] = *v.strings[f.Name]
 		case Int:
-			s := *values[f.Name]
+			s := *v.strings[f.Name]
 			if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-				return nil, common, Usagef("--%s: want an integer, got %q", f.Name, s)
+				return nil, Usagef("--%s: want an integer, got %q", f.Name, s)
 			}
 			req[field] = json.Number(s)
 		case List:
 			items := []any{}
-			for _, p := range strings.Split(*values[f.Name], ",") {
+			for _, p := range strings.Split(*v.strings[f.Name], ",") {
 				if p = strings.TrimSpace(p); p != "" {
 					items = append(items, p)
 				}
 			}
 			req[field] = items
 		case JSON:
-			v, err := decodeValue([]byte(*values[f.Name]))
+			val, err := decodeValue([]byte(*v.strings[f.Name]))
 			if err != nil {
-				return nil, common, Usagef("--%s is not valid JSON: %s", f.Name, strings.TrimPrefix(AsError(err).Message, "stdin is not valid JSON: "))
+				return nil, Usagef("--%s is not valid JSON: %s", f.Name, strings.TrimPrefix(AsError(err).Message, "stdin is not valid JSON: "))
 			}
-			req[field] = v
+			req[field] = val
 		}
 	}
+	return req, nil
+}
+
+// positional puts the positional arguments into the request fields the
+// verb names (Args, then Rest).
+func (r *runner) positional(verb *Verb, pos []string, req Request) error {
 	if len(pos) > len(verb.Args) && verb.Rest != "" {
 		rest, _ := req[verb.Rest].([]any)
 		for _, a := range pos[len(verb.Args):] {
@@ -138,12 +175,12 @@ func (r *runner) parseFlags(verb *Verb, args []string) (Request, commonFlags, er
 		req[verb.Rest], pos = rest, pos[:len(verb.Args)]
 	}
 	if len(pos) > len(verb.Args) {
-		return nil, common, Usagef("%s: unexpected argument %q", verb.Name, pos[len(verb.Args)]).WithHint("run %s -h", r.tool.Name)
+		return Usagef("%s: unexpected argument %q", verb.Name, pos[len(verb.Args)]).WithHint("run %s -h", r.tool.Name)
 	}
 	for i, a := range pos {
 		req[verb.Args[i]] = a
 	}
-	return req, common, nil
+	return nil
 }
 
 // formatArg returns the value of a --format flag among args, or "": an

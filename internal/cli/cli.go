@@ -254,114 +254,21 @@ type runner struct {
 	text bool
 }
 
+// run is the request path of one invocation, in steps: the verb the
+// arguments name, the first request on stdin (its "operation" may name
+// the verb), the flags, the call, then one request, or a stream, through
+// runBatch (the firewall, then the verb) and finish.
 func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) int {
-	// -h and -version as the first argument (or right after the verb); in
-	// any other place flag parsing sees them, so a flag's value "-h" is a
-	// value, not a request for help.
-	for i, a := range args {
-		if i > 1 || (i == 1 && strings.HasPrefix(args[0], "-")) {
-			break
-		}
-		switch a {
-		case "-h", "-help", "--help":
-			fmt.Fprint(r.stderr, r.tool.Usage)
-			return ExitOK
-		case "-version", "--version":
-			r.emitOK(map[string]any{"name": r.tool.Name, "version": Version, "go": runtime.Version()}, nil)
-			return ExitOK
-		}
+	if code, done := r.helpOrVersion(args); done {
+		return code
 	}
-	var verb *Verb
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		if v, n := r.tool.verbAt(args, 0); v != nil {
-			verb, args = v, args[n:]
-		} else if r.tool.defaultTakes(args[0]) {
-			// The default verb's first argument (cp-pkg PKG-X-001 --spec S):
-			// the verb is fixed, so a stdin "operation" naming another one
-			// disagrees rather than inheriting the argument.
-			verb = r.tool.Verbs[0]
-		} else {
-			return r.fail(Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("%s", r.tool.nearVerb(args[0])))
-		}
-	} else if i := afterCommonFlags(args); i < len(args) {
-		// "cp-x --root P verb ...": the verb may follow the common flags.
-		if v, n := r.tool.verbAt(args, i); v != nil {
-			verb, args = v, append(args[:i:i], args[i+n:]...)
-		}
+	verb, args, err := r.verbOfArgs(args)
+	if err != nil {
+		return r.fail(err)
 	}
-
-	// Read the first stdin request before parsing flags: its "operation" may
-	// name the verb. Stream verbs read NDJSON line by line; a first line that
-	// is not a whole JSON text is taken to start a pretty-printed document,
-	// and all of stdin is then one request.
-	var br *bufio.Reader
-	var firstIn *input
-	if hasInput(stdin) {
-		br = bufio.NewReaderSize(stdin, 256<<10)
-		var doc []byte
-		var err error
-		whole := verb != nil && !verb.Stream
-		if whole {
-			doc, err = readAllTrim(br, MaxRequest)
-		} else {
-			doc, err = readLine(br)
-		}
-		if err != nil {
-			return r.fail(err)
-		}
-		// A request's clock (duration_ms) starts once it has been read: a
-		// caller that takes its time to send it is not the verb's time.
-		r.start = time.Now()
-		if doc != nil {
-			in, perr := parseInput(doc)
-			if perr != nil && !whole {
-				// doc may point into br's buffer, which the next read
-				// overwrites: keep a copy of it.
-				doc = bytes.Clone(doc)
-				rest, err := readAllTrim(br, MaxRequest-len(doc))
-				if err != nil {
-					return r.fail(err)
-				}
-				if rest != nil {
-					whole = true
-					in, perr = parseInput(append(doc, rest...))
-				}
-			}
-			if perr != nil {
-				return r.fail(perr)
-			}
-			if in.passthrough != nil {
-				return r.fail(in.passthrough)
-			}
-			op, err := takeOperation(in.req)
-			if err != nil {
-				return r.fail(err)
-			}
-			if op != "" {
-				v := r.tool.verb(op)
-				if v == nil {
-					return r.fail(Usagef("unknown operation %q (operations: %s)", op, r.tool.verbNames()))
-				}
-				if verb != nil && verb != v {
-					return r.fail(Usagef("verb %q and stdin operation %q disagree", verb.Name, op))
-				}
-				verb = v
-			}
-			if verb == nil && !r.tool.NoDefault {
-				verb = r.tool.Verbs[0] // the default verb; known before checking for more input
-			}
-			if verb != nil && !verb.Stream && !whole {
-				if rest, err := readAllTrim(br, MaxRequest); err != nil {
-					return r.fail(err)
-				} else if rest != nil {
-					return r.fail(Invalidf("INVALID_INPUT", "%s takes one request object; stdin holds more", verb.Name))
-				}
-			}
-			if whole {
-				br = nil
-			}
-			firstIn = &in
-		}
+	verb, br, firstIn, err := r.readFirst(verb, stdin)
+	if err != nil {
+		return r.fail(err)
 	}
 	if verb == nil && r.tool.NoDefault {
 		return r.fail(Usagef("%s needs a verb (%s)", r.tool.Name, r.tool.verbNames()).WithHint("run %s -h", r.tool.Name))
@@ -378,36 +285,189 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	if err != nil {
 		return r.fail(err)
 	}
-	r.call = &Call{Tool: r.tool, Verb: verb, Stdout: r.out, Stderr: r.stderr, Format: common.format,
-		Verbose: common.verbose, rootArg: common.root, Identity: r.opts.Identity}
-	if r.call.Identity == (Identity{}) {
-		r.call.Identity = OSIdentity()
+	if err := r.newCall(verb, common); err != nil {
+		return r.fail(err)
 	}
-	if r.opts.Env != nil {
-		r.call.Env = *r.opts.Env
-	} else {
-		r.call.Env = ReadEnv()
+	build, err := r.builder(verb, flagReq)
+	if err != nil {
+		return r.fail(err)
 	}
-	if r.call.Format == "" {
-		r.call.Format = "json"
-		if r.text {
-			r.call.Format = "text"
+	if verb.Stream && br != nil && firstIn != nil {
+		return r.stream(ctx, verb, br, *firstIn, build)
+	}
+	var base Request
+	if firstIn != nil {
+		base = firstIn.req
+	}
+	req, err := build(base)
+	if err != nil {
+		return r.fail(err)
+	}
+	watchSignals(ctx)
+	return r.finish(verb, r.runBatch(ctx, verb, []Request{req})[0])
+}
+
+// helpOrVersion answers -h and -version as the first argument (or right
+// after the verb); in any other place flag parsing sees them, so a flag's
+// value "-h" is a value, not a request for help.
+func (r *runner) helpOrVersion(args []string) (code int, done bool) {
+	for i, a := range args {
+		if i > 1 || (i == 1 && strings.HasPrefix(args[0], "-")) {
+			break
+		}
+		switch a {
+		case "-h", "-help", "--help":
+			fmt.Fprint(r.stderr, r.tool.Usage)
+			return ExitOK, true
+		case "-version", "--version":
+			r.emitOK(map[string]any{"name": r.tool.Name, "version": Version, "go": runtime.Version()}, nil)
+			return ExitOK, true
 		}
 	}
-	if _, extra := verb.Formats[r.call.Format]; !extra && r.call.Format != "json" && r.call.Format != "text" {
+	return 0, false
+}
+
+// verbOfArgs returns the verb the arguments name, if any, and the
+// arguments without it.
+func (r *runner) verbOfArgs(args []string) (*Verb, []string, error) {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		if v, n := r.tool.verbAt(args, 0); v != nil {
+			return v, args[n:], nil
+		}
+		if r.tool.defaultTakes(args[0]) {
+			// The default verb's first argument (cp-pkg PKG-X-001 --spec S):
+			// the verb is fixed, so a stdin "operation" naming another one
+			// disagrees rather than inheriting the argument.
+			return r.tool.Verbs[0], args, nil
+		}
+		return nil, nil, Usagef("unknown verb %q (verbs: %s)", args[0], r.tool.verbNames()).WithHint("%s", r.tool.nearVerb(args[0]))
+	}
+	if i := afterCommonFlags(args); i < len(args) {
+		// "cp-x --root P verb ...": the verb may follow the common flags.
+		if v, n := r.tool.verbAt(args, i); v != nil {
+			return v, append(args[:i:i], args[i+n:]...), nil
+		}
+	}
+	return nil, args, nil
+}
+
+// readFirst reads the first request on stdin, if stdin may hold one, and
+// returns the verb (the one given, else the one its "operation" names,
+// else the default) and the reader the rest of a stream is read from (nil
+// once stdin is read whole). Stream verbs read NDJSON line by line; a first
+// line that is not a whole JSON text is taken to start a pretty-printed
+// document, and all of stdin is then one request.
+func (r *runner) readFirst(verb *Verb, stdin io.Reader) (*Verb, *bufio.Reader, *input, error) {
+	if !hasInput(stdin) {
+		return verb, nil, nil, nil
+	}
+	br := bufio.NewReaderSize(stdin, 256<<10)
+	var doc []byte
+	var err error
+	whole := verb != nil && !verb.Stream
+	if whole {
+		doc, err = readAllTrim(br, MaxRequest)
+	} else {
+		doc, err = readLine(br)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// A request's clock (duration_ms) starts once it has been read: a
+	// caller that takes its time to send it is not the verb's time.
+	r.start = time.Now()
+	if doc == nil {
+		return verb, br, nil, nil
+	}
+	in, perr := parseInput(doc)
+	if perr != nil && !whole {
+		// doc may point into br's buffer, which the next read overwrites:
+		// keep a copy of it.
+		doc = bytes.Clone(doc)
+		rest, err := readAllTrim(br, MaxRequest-len(doc))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if rest != nil {
+			whole = true
+			in, perr = parseInput(append(doc, rest...))
+		}
+	}
+	if perr != nil {
+		return nil, nil, nil, perr
+	}
+	if in.passthrough != nil {
+		return nil, nil, nil, in.passthrough
+	}
+	op, err := takeOperation(in.req)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if op != "" {
+		v := r.tool.verb(op)
+		if v == nil {
+			return nil, nil, nil, Usagef("unknown operation %q (operations: %s)", op, r.tool.verbNames())
+		}
+		if verb != nil && verb != v {
+			return nil, nil, nil, Usagef("verb %q and stdin operation %q disagree", verb.Name, op)
+		}
+		verb = v
+	}
+	if verb == nil && !r.tool.NoDefault {
+		verb = r.tool.Verbs[0] // the default verb; known before checking for more input
+	}
+	if verb != nil && !verb.Stream && !whole {
+		if rest, err := readAllTrim(br, MaxRequest); err != nil {
+			return nil, nil, nil, err
+		} else if rest != nil {
+			return nil, nil, nil, Invalidf("INVALID_INPUT", "%s takes one request object; stdin holds more", verb.Name)
+		}
+	}
+	if whole {
+		br = nil
+	}
+	return verb, br, &in, nil
+}
+
+// newCall makes the call the verb runs in: its output format, the caller's
+// identity and the environment, each settled once here.
+func (r *runner) newCall(verb *Verb, common commonFlags) error {
+	c := &Call{Tool: r.tool, Verb: verb, Stdout: r.out, Stderr: r.stderr, Format: common.format,
+		Verbose: common.verbose, rootArg: common.root, Identity: r.opts.Identity}
+	r.call = c
+	if c.Identity == (Identity{}) {
+		c.Identity = OSIdentity()
+	}
+	if r.opts.Env != nil {
+		c.Env = *r.opts.Env
+	} else {
+		c.Env = ReadEnv()
+	}
+	if c.Format == "" {
+		c.Format = "json"
+		if r.text {
+			c.Format = "text"
+		}
+	}
+	if _, extra := verb.Formats[c.Format]; !extra && c.Format != "json" && c.Format != "text" {
 		names := "json or text"
 		for _, n := range slices.Sorted(maps.Keys(verb.Formats)) {
 			names += ", " + n
 		}
-		return r.fail(Usagef("--format must be %s, got %q", names, r.call.Format))
+		return Usagef("--format must be %s, got %q", names, c.Format)
 	}
+	return nil
+}
+
+// builder returns the function that merges the flags into a request
+// freshly decoded from stdin (it is ours to change: no copy), or into an
+// empty one, and validates it against the verb's schema.
+func (r *runner) builder(verb *Verb, flagReq Request) (func(Request) (Request, error), error) {
 	schema, err := compileSchema(verb.Schema)
 	if err != nil {
-		return r.fail(err)
+		return nil, err
 	}
-	// build merges the flags into a request freshly decoded from stdin (it
-	// is ours to change: no copy) and validates it.
-	build := func(base Request) (Request, error) {
+	return func(base Request) (Request, error) {
 		fromFlags := base == nil
 		req := base
 		if req == nil {
@@ -426,21 +486,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 			return nil, flagBlame(err, flagReq)
 		}
 		return req, nil
-	}
-
-	if verb.Stream && br != nil && firstIn != nil {
-		return r.stream(ctx, verb, br, *firstIn, build)
-	}
-	var base Request
-	if firstIn != nil {
-		base = firstIn.req
-	}
-	req, err := build(base)
-	if err != nil {
-		return r.fail(err)
-	}
-	watchSignals(ctx)
-	return r.finish(verb, r.runBatch(ctx, verb, []Request{req})[0])
+	}, nil
 }
 
 // runBatch runs requests that passed validation: each through the firewall

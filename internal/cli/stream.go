@@ -52,16 +52,28 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 		return r.fail(err)
 	}
 
-	type item struct {
-		req Request
-		err error
-	}
 	// A stream allocates small, short-lived request maps at a high rate;
 	// trading some memory for fewer collections is worth ~15% here.
 	defer debug.SetGCPercent(debug.SetGCPercent(800))
-	items := make(chan item, 8192)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	items := readRequests(ctx, br, second, request)
+	acks, stop := r.acknowledge(verb)
+	return r.runBatches(ctx, verb, items, acks, stop)
+}
+
+// item is one request of a stream, decoded and validated, or the error
+// that ends the stream.
+type item struct {
+	req Request
+	err error
+}
+
+// readRequests decodes and validates the stream's requests from the second
+// on, in a goroutine of its own, and hands them over in order. The channel
+// closes at the end of stdin, after the first error, or when ctx ends.
+func readRequests(ctx context.Context, br *bufio.Reader, second input, request func(input) (Request, error)) <-chan item {
+	items := make(chan item, 8192)
 	go func() {
 		defer close(items)
 		send := func(it item) bool {
@@ -98,20 +110,27 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 			}
 		}
 	}()
+	return items
+}
 
-	const maxBatch = 4096
-	// Acknowledgements are formatted and written by their own goroutine,
-	// in order, while the next batch is appended: a batch is handed over
-	// only after runBatch returned, that is after its fsync.
-	type acked struct {
-		outs  []Outcome
-		start time.Time
-	}
-	acks := make(chan acked, 2)
+// acked is a batch's outcomes, handed to the acknowledging goroutine with
+// the batch's clock.
+type acked struct {
+	outs  []Outcome
+	start time.Time
+}
+
+// acknowledge starts the goroutine that formats and writes
+// acknowledgements, in order, while the next batch is appended: a batch is
+// handed over only after runBatch returned, that is after its fsync. stop
+// waits for every acknowledgement to be written; the final error (if any)
+// is printed after them by the caller.
+func (r *runner) acknowledge(verb *Verb) (acks chan<- acked, stop func() int) {
+	ch := make(chan acked, 2)
 	writerDone := make(chan error, 1)
 	go func() {
 		var werr error
-		for a := range acks {
+		for a := range ch {
 			if werr != nil {
 				continue
 			}
@@ -123,25 +142,26 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 		}
 		writerDone <- werr
 	}()
-	// stop waits for every acknowledgement to be written; the final error
-	// (if any) is printed after them by the caller.
-	stop := func() int {
-		close(acks)
+	stop = func() int {
+		close(ch)
 		if err := <-writerDone; err != nil {
 			return ExitUnavailable
 		}
 		return ExitOK
 	}
-	// Group commit: a batch is whatever requests have arrived. Under a
-	// flood (the last batch was large) the loop lingers up to a millisecond
-	// for the batch to fill, so that one fsync covers thousands of entries;
-	// a caller sending one request at a time never waits.
-	const floodBatch, linger = 256, time.Millisecond
+	return ch, stop
+}
+
+// maxBatch is the most requests one batch (one group commit) takes.
+const maxBatch = 4096
+
+// runBatches runs the stream's requests in batches of whatever has arrived
+// (group commit) until the stream ends, fails or is cancelled.
+func (r *runner) runBatches(ctx context.Context, verb *Verb, items <-chan item, acks chan<- acked, stop func() int) int {
 	batch := make([]Request, 0, maxBatch)
-	var start time.Time
-	last := 0
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	last := 0
 	for {
 		var it item
 		var ok bool
@@ -160,47 +180,13 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 		if !ok {
 			return stop()
 		}
-		start = time.Now() // the batch's clock: from its first request's arrival
+		start := time.Now() // the batch's clock: from its first request's arrival
 		batch = batch[:0]
 		var stopErr error
 		if it.err != nil {
 			stopErr = it.err
 		} else {
-			batch = append(batch, it.req)
-			var deadline <-chan time.Time
-			if last >= floodBatch {
-				timer.Reset(linger)
-				deadline = timer.C
-			}
-		drain:
-			for len(batch) < maxBatch {
-				select {
-				case it, ok = <-items:
-				default:
-					if deadline == nil {
-						break drain
-					}
-					select {
-					case it, ok = <-items:
-					case <-deadline:
-						deadline = nil
-						break drain
-					}
-				}
-				if !ok {
-					break drain
-				}
-				if it.err != nil {
-					stopErr = it.err
-					break drain
-				}
-				batch = append(batch, it.req)
-			}
-			if deadline != nil {
-				// Since Go 1.23 a stopped timer delivers no stale value:
-				// no drain (a drain could block forever).
-				timer.Stop()
-			}
+			batch, stopErr = fill(items, append(batch, it.req), last, timer)
 		}
 		last = len(batch)
 		if len(batch) > 0 {
@@ -222,4 +208,45 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 			return r.fail(stopErr)
 		}
 	}
+}
+
+// fill adds to batch the requests that have already arrived, up to
+// maxBatch, and returns it with the error that ends the stream, if one
+// came. Under a flood (the last batch was large) it lingers up to a
+// millisecond for the batch to fill, so that one fsync covers thousands of
+// entries; a caller sending one request at a time never waits.
+func fill(items <-chan item, batch []Request, last int, timer *time.Timer) ([]Request, error) {
+	const floodBatch, linger = 256, time.Millisecond
+	var deadline <-chan time.Time
+	if last >= floodBatch {
+		timer.Reset(linger)
+		deadline = timer.C
+		// Since Go 1.23 a stopped timer delivers no stale value: no drain
+		// (a drain could block forever).
+		defer timer.Stop()
+	}
+	for len(batch) < maxBatch {
+		var it item
+		var ok bool
+		select {
+		case it, ok = <-items:
+		default:
+			if deadline == nil {
+				return batch, nil
+			}
+			select {
+			case it, ok = <-items:
+			case <-deadline:
+				return batch, nil
+			}
+		}
+		if !ok {
+			return batch, nil
+		}
+		if it.err != nil {
+			return batch, it.err
+		}
+		batch = append(batch, it.req)
+	}
+	return batch, nil
 }

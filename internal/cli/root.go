@@ -34,7 +34,7 @@ func (c *Call) Root() (string, error) {
 	}
 	dir, from := c.rootArg, "--root"
 	if dir == "" {
-		dir, from = os.Getenv("CONTROL_PLANE"), "$CONTROL_PLANE"
+		dir, from = c.Env.Root, "$CONTROL_PLANE"
 	}
 	if dir != "" {
 		root, id, err := resolveRoot(dir, from)
@@ -167,7 +167,7 @@ func (c *Call) RootArg() string {
 	if c.rootArg != "" {
 		return c.rootArg
 	}
-	return os.Getenv("CONTROL_PLANE")
+	return c.Env.Root
 }
 
 func isHO3(path string) bool {

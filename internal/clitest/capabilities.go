@@ -31,9 +31,9 @@ func Capabilities(t testing.TB, tool *cli.Tool, path string) {
 // CheckCapabilities reports every way a tool's capabilities document
 // (cmd/<tool>/capabilities.json, printed by --capabilities) disagrees with
 // its verb table: the name, the operations and their order, the default
-// operation, which are streams, and the request schema each validates
-// against; and it requires every schema the document names to be
-// embedded. Each tool's tests call it, so the document agents read cannot
+// operation, which are streams, the action and tier each declares to the
+// firewall (DESIGN.md §8), and the request schema each validates against;
+// and it requires every schema the document names to be embedded. Each tool's tests call it, so the document agents read cannot
 // drift from what the binary does. Capabilities is the test helper.
 func CheckCapabilities(tool *cli.Tool, doc []byte) error {
 	var c struct {
@@ -43,6 +43,8 @@ func CheckCapabilities(tool *cli.Tool, doc []byte) error {
 		Operations []struct {
 			Operation string `json:"operation"`
 			Stream    bool   `json:"stream"`
+			Action    string `json:"action"`
+			Tier      string `json:"tier"`
 			Request   string `json:"request_schema"`
 			Response  string `json:"response_schema"`
 		} `json:"operations"`
@@ -83,6 +85,12 @@ func CheckCapabilities(tool *cli.Tool, doc []byte) error {
 		}
 		if op.Stream != v.Stream {
 			bad("%s: stream %v, verb says %v", v.Name, op.Stream, v.Stream)
+		}
+		if v.Action == "" || v.Tier == "" {
+			bad("%s: the verb declares no action or tier for the firewall", v.Name)
+		}
+		if op.Action != string(v.Action) || op.Tier != v.Tier {
+			bad("%s: action %q tier %q, verb declares %q %q", v.Name, op.Action, op.Tier, v.Action, v.Tier)
 		}
 		if op.Request != schemas.BaseURL+v.Schema {
 			bad("%s: request_schema %q, verb validates against %q", v.Name, op.Request, v.Schema)

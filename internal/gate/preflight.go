@@ -3,7 +3,6 @@ package gate
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/control-plane/cp/pkg/archive"
@@ -88,12 +87,6 @@ type Options struct {
 	// Limits cap what an archive may hold (zero fields: the defaults of
 	// archive.DefaultLimits).
 	Limits archive.Limits
-}
-
-// EnvOptions reads the environment switches of the package gates:
-// CONTROL_PLANE_ALLOW_UNSIGNED=1 and CONTROL_PLANE_VERIFY_KEY.
-func EnvOptions() Options {
-	return Options{AllowUnsigned: os.Getenv("CONTROL_PLANE_ALLOW_UNSIGNED") == "1", VerifyKey: os.Getenv("CONTROL_PLANE_VERIFY_KEY")}
 }
 
 // Report is a preflight's outcome: every check an install would run short

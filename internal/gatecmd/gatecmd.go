@@ -106,7 +106,7 @@ Examples:
 var formats = map[string]func(io.Writer, any) error{"sarif": sarif, "junit": junit}
 
 var tool = &cli.Tool{Name: "cp-gate", Usage: usage, Verbs: []*cli.Verb{
-	{Name: "check", Schema: "cp-gate.check.request.json", Run: check, Text: text, FailedText: text, Formats: formats, Rest: "gate", Stream: true, Flags: []cli.Flag{
+	{Name: "check", Schema: "cp-gate.check.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Run: check, Text: text, FailedText: text, Formats: formats, Rest: "gate", Stream: true, Flags: []cli.Flag{
 		{Name: "all", Kind: cli.Bool, Usage: "every gate"},
 		{Name: "gate", Kind: cli.Multi, Usage: "a gate to run"},
 		{Name: "plane", Kind: cli.String, Usage: "tier: ho3, ho2 or ho1"},
@@ -115,7 +115,7 @@ var tool = &cli.Tool{Name: "cp-gate", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "enforce", Kind: cli.Bool, Usage: "stop at the first failure"},
 		{Name: "record", Kind: cli.Bool, Usage: "record the verdict"},
 	}},
-	{Name: "integrity", Schema: "cp-gate.integrity.request.json", Run: integrity, Text: text, FailedText: text, Formats: formats, Flags: []cli.Flag{
+	{Name: "integrity", Schema: "cp-gate.integrity.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Run: integrity, Text: text, FailedText: text, Formats: formats, Flags: []cli.Flag{
 		{Name: "plane", Kind: cli.String, Usage: "tier: ho3, ho2 or ho1"},
 		{Name: "record", Kind: cli.Bool, Usage: "record the verdict"},
 	}},
@@ -124,6 +124,11 @@ var tool = &cli.Tool{Name: "cp-gate", Usage: usage, Verbs: []*cli.Verb{
 // Run is cp-gate's entry point.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return cli.Run(ctx, tool, args, stdin, stdout, stderr)
+}
+
+// Dispatch runs one cp-gate request in-process (cli.Dispatch).
+func Dispatch(ctx context.Context, req cli.Request, opts cli.Options) cli.Response {
+	return cli.Dispatch(ctx, tool, req, opts)
 }
 
 // Verdict is a run's result: DESIGN.md §7's shape.
@@ -160,7 +165,7 @@ func check(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 	planeID := planeOf(c, req)
 	opts := gate.CheckOptions{Gates: gates, PlaneID: planeID, Archive: req.String("archive"), WorkOrder: req.String("wo"),
-		Enforce: req.Bool("enforce"), Options: gate.EnvOptions(),
+		Enforce: req.Bool("enforce"), Options: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey},
 		Expect: gate.Expect{PackageID: req.String("package_id"), ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash")}}
 	results, err := gate.Check(ctx, root, opts)
 	if err != nil {
@@ -242,7 +247,7 @@ func verdict(ctx context.Context, c *cli.Call, root string, req cli.Request, v *
 		if v.Archive != "" {
 			subject = v.Archive
 		}
-		e, err := plane.Record(ctx, tdir, cli.Actor(), ledger.Draft{EventType: event, SubmissionID: subject, Decision: decision,
+		e, err := plane.Record(ctx, tdir, c.Identity.Subject, ledger.Draft{EventType: event, SubmissionID: subject, Decision: decision,
 			Reason: summary(v), Metadata: map[string]any{"verb": v.Verb, "plane_id": v.PlaneID, "gates": gates,
 				"failed": nonNil(failed), "codes": nonNil(uniq(codes))}})
 		if err != nil {

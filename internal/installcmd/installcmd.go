@@ -139,30 +139,30 @@ Examples:
 `
 
 var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
-	{Name: "install", Schema: "cp-install.install.request.json", Run: installVerb, Text: installText, FailedText: installFailedText, Flags: []cli.Flag{
+	{Name: "install", Schema: "cp-install.install.request.json", Action: cli.ActionInstall, Tier: cli.TierHO3, Run: installVerb, Text: installText, FailedText: installFailedText, Flags: []cli.Flag{
 		{Name: "archive", Kind: cli.String, Usage: "package archive"},
 		{Name: "id", Kind: cli.String, Usage: "expected package id"},
 		{Name: "dry-run", Kind: cli.Bool, Usage: "check and report, write nothing"},
 		{Name: "force", Kind: cli.Bool, Usage: "re-apply; overwrite drift"},
 		{Name: "work-order", Kind: cli.String, Usage: "work order id"},
 	}},
-	{Name: "checkpoint", Schema: "cp-install.checkpoint.request.json", Run: checkpoint, Flags: []cli.Flag{
+	{Name: "checkpoint", Schema: "cp-install.checkpoint.request.json", Action: cli.ActionCheckpoint, Tier: cli.TierHO3, Run: checkpoint, Flags: []cli.Flag{
 		{Name: "label", Kind: cli.String, Usage: "what the checkpoint is"},
 	}},
-	{Name: "versions", Schema: "cp-install.versions.request.json", Run: versions, Text: versionsText},
-	{Name: "rollback", Schema: "cp-install.rollback.request.json", Run: rollback, Text: rollbackText, Flags: []cli.Flag{
+	{Name: "versions", Schema: "cp-install.versions.request.json", Action: cli.ActionRead, Tier: cli.TierHO3, Run: versions, Text: versionsText},
+	{Name: "rollback", Schema: "cp-install.rollback.request.json", Action: cli.ActionRollback, Tier: cli.TierHO3, Run: rollback, Text: rollbackText, Flags: []cli.Flag{
 		{Name: "version-id", Kind: cli.String, Usage: "checkpoint to restore"},
 	}},
-	{Name: "recover", Schema: "cp-install.recover.request.json", Run: recoverVerb},
-	{Name: "bootstrap", Schema: "cp-install.bootstrap.request.json", Run: bootstrapVerb, Flags: []cli.Flag{
+	{Name: "recover", Schema: "cp-install.recover.request.json", Action: cli.ActionRecover, Tier: cli.TierHO3, Run: recoverVerb},
+	{Name: "bootstrap", Schema: "cp-install.bootstrap.request.json", Action: cli.ActionBootstrap, Tier: cli.TierHO3, Run: bootstrapVerb, Flags: []cli.Flag{
 		{Name: "trust-key", Kind: cli.Multi, Usage: "verifier key to trust"},
 		{Name: "plane-name", Kind: cli.String, Usage: "the plane's unique name"},
 		{Name: "plane-root", Kind: cli.String, Field: "root", Usage: "(stdin form of --root)"},
 	}},
-	{Name: "trust-add", Schema: "cp-install.trust-add.request.json", Args: []string{"key"}, Run: trustVerb(true), Text: trustText, Flags: []cli.Flag{
+	{Name: "trust-add", Schema: "cp-install.trust-add.request.json", Action: cli.ActionTrust, Tier: cli.TierHO3, Args: []string{"key"}, Run: trustVerb(true), Text: trustText, Flags: []cli.Flag{
 		{Name: "purpose", Kind: cli.List, Usage: "purposes to add"},
 	}},
-	{Name: "trust-remove", Schema: "cp-install.trust-remove.request.json", Args: []string{"key"}, Run: trustVerb(false), Text: trustText, Flags: []cli.Flag{
+	{Name: "trust-remove", Schema: "cp-install.trust-remove.request.json", Action: cli.ActionTrust, Tier: cli.TierHO3, Args: []string{"key"}, Run: trustVerb(false), Text: trustText, Flags: []cli.Flag{
 		{Name: "purpose", Kind: cli.List, Usage: "purposes to remove (default: all)"},
 		{Name: "force", Kind: cli.Bool, Usage: "remove a package key installed packages are signed by"},
 	}},
@@ -171,6 +171,11 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 // Run is cp-install's entry point.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return cli.Run(ctx, tool, args, stdin, stdout, stderr)
+}
+
+// Dispatch runs one cp-install request in-process (cli.Dispatch).
+func Dispatch(ctx context.Context, req cli.Request, opts cli.Options) cli.Response {
+	return cli.Dispatch(ctx, tool, req, opts)
 }
 
 func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
@@ -191,7 +196,7 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	step, finish := c.Steps()
 	res, err := install.Install(ctx, root, install.Options{Archive: req.String("archive"), ID: id,
 		ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash"),
-		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: cli.Actor(), Gate: gate.EnvOptions(),
+		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: c.Identity.Subject, Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey},
 		Log: step})
 	finish()
 	if err != nil {
@@ -217,7 +222,7 @@ func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if req.String("label") == "" {
 		return cli.Outcome{Err: cli.Usagef("checkpoint needs --label L")}
 	}
-	s, e, err := install.Checkpoint(ctx, root, req.String("label"), cli.Actor(), time.Now())
+	s, e, err := install.Checkpoint(ctx, root, req.String("label"), c.Identity.Subject, time.Now())
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -245,7 +250,7 @@ func rollback(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: cli.Usagef("rollback needs --version-id VER-...").WithHint("cp-install versions lists them")}
 	}
 	step, finish := c.Steps()
-	res, err := install.Rollback(ctx, root, req.String("version_id"), cli.Actor(), time.Now(), step)
+	res, err := install.Rollback(ctx, root, req.String("version_id"), c.Identity.Subject, time.Now(), step)
 	finish()
 	out := cli.Outcome{Err: err}
 	if res != nil { // rolled back (and perhaps INTEGRITY_FAILED after it)
@@ -259,7 +264,7 @@ func recoverVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	res, err := install.Recover(ctx, root, cli.Actor())
+	res, err := install.Recover(ctx, root, c.Identity.Subject)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -277,7 +282,7 @@ func bootstrapVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcom
 	if root == "" {
 		return cli.Outcome{Err: cli.Usagef("bootstrap needs --root DIR")}
 	}
-	res, err := bootstrap.Plane(ctx, root, bootstrap.Options{TrustKeys: req.Strings("trust_key"), PlaneName: req.String("plane_name"), Actor: cli.Actor()})
+	res, err := bootstrap.Plane(ctx, root, bootstrap.Options{TrustKeys: req.Strings("trust_key"), PlaneName: req.String("plane_name"), Actor: c.Identity.Subject})
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -305,7 +310,7 @@ func trustVerb(add bool) func(ctx context.Context, c *cli.Call, req cli.Request)
 				purposes = append(purposes, p)
 			}
 		}
-		res, err := install.Trust(ctx, root, install.TrustOptions{Add: add, Key: key, Purposes: purposes, Force: req.Bool("force"), Actor: cli.Actor()})
+		res, err := install.Trust(ctx, root, install.TrustOptions{Add: add, Key: key, Purposes: purposes, Force: req.Bool("force"), Actor: c.Identity.Subject})
 		if err != nil {
 			return cli.Outcome{Err: err}
 		}

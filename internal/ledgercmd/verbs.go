@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime/metrics"
 	"strconv"
@@ -35,15 +34,16 @@ type target struct {
 	origin string
 	dir    string     // the tier's directory, for a plane ledger
 	plane  plane.Tier // its tier.json
+	actor  string     // who asks: the call's identity, stamped on entries
 }
 
 // options returns the options to write the target: a plane ledger leaves
 // its plane's signed checkpoint with every append (plane.LedgerOptions).
 func (t target) options() (ledger.Options, error) {
 	if t.tier == "" {
-		return ledger.Options{Actor: cli.Actor()}, nil
+		return ledger.Options{Actor: t.actor}, nil
 	}
-	return plane.LedgerOptions(t.dir, t.plane, t.path, cli.Actor())
+	return plane.LedgerOptions(t.dir, t.plane, t.path, t.actor)
 }
 
 // expectsCheckpoint reports whether the target's plane signs a checkpoint
@@ -62,7 +62,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 			// other name would let "x" and "x.jsonl" share them.
 			return target{}, cli.Usagef("--ledger %s: a ledger is a file named X.jsonl", p)
 		}
-		return target{path: p, origin: ledger.DefaultOrigin(p)}, nil
+		return target{path: p, origin: ledger.DefaultOrigin(p), actor: c.Identity.Subject}, nil
 	}
 	root, err := c.Root()
 	if err != nil {
@@ -84,7 +84,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 	}
 	path := filepath.Join(dir, t.LedgerPath)
-	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t}, nil
+	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t, actor: c.Identity.Subject}, nil
 }
 
 // writers keeps one open ledger per path for the life of one Run (a
@@ -490,7 +490,7 @@ func (f *filter) match(ctx context.Context, line []byte, pos int64) (bool, error
 func verifiers(c *cli.Call, req cli.Request, t target) (vs note.Verifiers, explicit bool, err error) {
 	spec := req.String("verify_key")
 	if spec == "" {
-		spec = os.Getenv("CONTROL_PLANE_VERIFY_KEY")
+		spec = c.Env.VerifyKey
 	}
 	var trusted []trust.Key
 	if t.tier != "" {
@@ -711,7 +711,7 @@ func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 	spec := req.String("sign_key")
 	if spec == "" {
-		spec = os.Getenv("CONTROL_PLANE_SIGNING_KEY")
+		spec = c.Env.SigningKey
 	}
 	var signers []note.Signer
 	if spec != "" {

@@ -28,19 +28,19 @@ import (
 // to (the tree, the archive, the .sig), never a ledger or a registry.
 
 var (
-	initVerb = &cli.Verb{Name: "init", Schema: "cp-pkg.init.request.json", Args: []string{"package_id"},
+	initVerb = &cli.Verb{Name: "init", Schema: "cp-pkg.init.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
 		Run:  func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome { return initTree(c, req, false) },
 		Text: textInit, Flags: initFlags}
-	initAgentVerb = &cli.Verb{Name: "init-agent", Schema: "cp-pkg.init-agent.request.json", Args: []string{"package_id"},
+	initAgentVerb = &cli.Verb{Name: "init-agent", Schema: "cp-pkg.init-agent.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
 		Run:  func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome { return initTree(c, req, true) },
 		Text: textInit, Flags: initFlags}
-	stageVerb = &cli.Verb{Name: "stage", Schema: "cp-pkg.stage.request.json", Args: []string{"package_id"},
+	stageVerb = &cli.Verb{Name: "stage", Schema: "cp-pkg.stage.request.json", Action: cli.ActionAuthor, Tier: cli.TierHO3, Args: []string{"package_id"},
 		Run: stageTree, Text: textStage, FailedText: preflightText, Flags: []cli.Flag{
 			{Name: "src", Kind: cli.String, Usage: "package source tree"},
 			{Name: "out", Kind: cli.String, Usage: "directory for the archive"},
 			{Name: "declare", Kind: cli.Bool, Usage: "rewrite the asset list from the tree"},
 		}}
-	signVerb = &cli.Verb{Name: "sign", Schema: "cp-pkg.sign.request.json", Run: sign, Text: textSign, Flags: []cli.Flag{
+	signVerb = &cli.Verb{Name: "sign", Schema: "cp-pkg.sign.request.json", Action: cli.ActionSign, Tier: cli.TierHO3, Run: sign, Text: textSign, Flags: []cli.Flag{
 		{Name: "archive", Kind: cli.String, Usage: "package archive"},
 		{Name: "key", Kind: cli.String, Usage: "signer key or path"},
 	}}
@@ -303,7 +303,7 @@ func stageTree(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		e.Message = "stage runs preflight against a plane: " + e.Message
 		return fail(e)
 	}
-	res, err := stage.Archive(ctx, root, stage.Options{PackageID: id, Src: src, Out: out, Declare: req.Bool("declare"), Gate: gate.EnvOptions()})
+	res, err := stage.Archive(ctx, root, stage.Options{PackageID: id, Src: src, Out: out, Declare: req.Bool("declare"), Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey}})
 	if err != nil {
 		return fail(err)
 	}
@@ -333,7 +333,7 @@ func sign(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 	spec := req.String("key")
 	if spec == "" {
-		spec = os.Getenv(envSigningKey)
+		spec = c.Env.SigningKey
 	}
 	if spec == "" {
 		return fail(cli.Usagef("sign needs a key: --key K or %s (a signer key or its path)", envSigningKey).

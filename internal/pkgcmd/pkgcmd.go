@@ -157,7 +157,7 @@ var tool = &cli.Tool{Name: "cp-pkg", Usage: usage, Verbs: []*cli.Verb{
 	initVerb, initAgentVerb, // author.go
 	preflightVerb,
 	stageVerb, signVerb, // author.go
-	{Name: "keygen", Schema: "cp-pkg.keygen.request.json", Run: keygen, Flags: []cli.Flag{
+	{Name: "keygen", Schema: "cp-pkg.keygen.request.json", Action: cli.ActionKeygen, Tier: cli.TierHO3, Run: keygen, Flags: []cli.Flag{
 		{Name: "name", Kind: cli.String, Usage: "key name"},
 		{Name: "out", Kind: cli.String, Usage: "output directory"},
 	}},
@@ -167,6 +167,11 @@ var tool = &cli.Tool{Name: "cp-pkg", Usage: usage, Verbs: []*cli.Verb{
 // Run is cp-pkg's entry point.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return cli.Run(ctx, tool, args, stdin, stdout, stderr)
+}
+
+// Dispatch runs one cp-pkg request in-process (cli.Dispatch).
+func Dispatch(ctx context.Context, req cli.Request, opts cli.Options) cli.Response {
+	return cli.Dispatch(ctx, tool, req, opts)
 }
 
 func keygen(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {

@@ -10,7 +10,7 @@ import (
 	"github.com/control-plane/cp/pkg/archive"
 )
 
-var preflightVerb = &cli.Verb{Name: "preflight", Schema: "cp-pkg.preflight.request.json", Run: preflight, Text: preflightText, FailedText: preflightText,
+var preflightVerb = &cli.Verb{Name: "preflight", Schema: "cp-pkg.preflight.request.json", Action: cli.ActionRead, Tier: cli.TierHO3, Run: preflight, Text: preflightText, FailedText: preflightText,
 	Args: []string{"package_id"}, Flags: []cli.Flag{
 		{Name: "src", Kind: cli.String, Usage: "package source tree"},
 		{Name: "archive", Kind: cli.String, Usage: "staged archive"},
@@ -32,7 +32,7 @@ func preflight(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if (src.Dir == "") == (src.Archive == "") {
 		return cli.Outcome{Err: cli.Usagef("preflight needs PKG-ID --src DIR or --archive A")}
 	}
-	opts := gate.EnvOptions()
+	opts := gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey}
 	opts.Limits = limits(req)
 	rep, err := gate.Preflight(ctx, root, src, opts)
 	if err != nil {

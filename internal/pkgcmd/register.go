@@ -8,11 +8,11 @@ import (
 )
 
 var (
-	registerFrameworkVerb = &cli.Verb{Name: "register-framework", Schema: "cp-pkg.register-framework.request.json",
+	registerFrameworkVerb = &cli.Verb{Name: "register-framework", Schema: "cp-pkg.register-framework.request.json", Action: cli.ActionRegister, Tier: cli.TierHO3,
 		Run: registerFramework, Args: []string{"framework_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "framework document"}}}
-	registerSpecVerb = &cli.Verb{Name: "register-spec", Schema: "cp-pkg.register-spec.request.json",
+	registerSpecVerb = &cli.Verb{Name: "register-spec", Schema: "cp-pkg.register-spec.request.json", Action: cli.ActionRegister, Tier: cli.TierHO3,
 		Run: registerSpec, Args: []string{"spec_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "spec directory"}}}
-	checkFrameworkVerb = &cli.Verb{Name: "check-framework", Schema: "cp-pkg.check-framework.request.json",
+	checkFrameworkVerb = &cli.Verb{Name: "check-framework", Schema: "cp-pkg.check-framework.request.json", Action: cli.ActionRead, Tier: cli.TierHO3,
 		Run: checkFramework, Args: []string{"framework_id"}, Flags: []cli.Flag{{Name: "src", Kind: cli.String, Usage: "candidate framework document"}}}
 )
 
@@ -23,7 +23,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 	if err != nil {
 		return fail(err)
 	}
-	return registered(register.Framework(ctx, root, cli.Actor(), req.String("framework_id"), req.String("src")))
+	return registered(register.Framework(ctx, root, c.Identity.Subject, req.String("framework_id"), req.String("src")))
 }
 
 // registerSpec registers a spec whose framework is registered and active
@@ -33,7 +33,7 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 	if err != nil {
 		return fail(err)
 	}
-	return registered(register.Spec(ctx, root, cli.Actor(), req.String("spec_id"), req.String("src")))
+	return registered(register.Spec(ctx, root, c.Identity.Subject, req.String("spec_id"), req.String("src")))
 }
 
 // checkFramework compares a candidate framework document with the
@@ -44,7 +44,7 @@ func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 	if err != nil {
 		return fail(err)
 	}
-	return registered(register.CheckFramework(ctx, root, cli.Actor(), req.String("framework_id"), req.String("src")))
+	return registered(register.CheckFramework(ctx, root, c.Identity.Subject, req.String("framework_id"), req.String("src")))
 }
 
 // registered answers with a registration's outcome: its result, or its

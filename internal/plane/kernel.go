@@ -116,9 +116,6 @@ func KernelFiles(governedRoots, trusted []byte) (map[string][]byte, error) {
 		return nil, err
 	}
 	for _, n := range names {
-		if strings.HasPrefix(n, "cp-test.") {
-			continue // test-only schemas are not part of the plane
-		}
 		b, err := fs.ReadFile(schemas.FS, n)
 		if err != nil {
 			return nil, err

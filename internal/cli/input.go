@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+)
+
+// takeOperation removes and returns the request's "operation" field.
+func takeOperation(req Request) (string, error) {
+	v, ok := req["operation"]
+	if !ok {
+		return "", nil
+	}
+	delete(req, "operation")
+	s, ok := v.(string)
+	if !ok {
+		return "", Invalidf("SCHEMA_VIOLATION", "operation must be a string, got %s", jsonKind(v))
+	}
+	return s, nil
+}
+
+// MaxRequest is the most bytes one request may take: one NDJSON line, or
+// one whole (pretty-printed) document. Decoding costs memory many times a
+// request's size, so a larger one is refused (REQUEST_TOO_LARGE, exit 3)
+// before it is held whole. Lines shorter than the read buffer (256 KiB,
+// every request of a fast stream) are never measured.
+const MaxRequest = 16 << 20
+
+func errTooLarge() *Error {
+	return Invalidf("REQUEST_TOO_LARGE", "a request on stdin is larger than %d MiB", MaxRequest>>20).
+		WithHint("split it: one request per line, each under %d MiB", MaxRequest>>20)
+}
+
+// readLine returns the next non-blank line of an NDJSON stream, nil at EOF.
+// A line that fits the reader's buffer is returned in place: it is valid
+// until the next read, so callers decode it (decoding copies what it
+// keeps), or copy it, before reading again.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer: collect it, up to the cap.
+			long := append([]byte(nil), line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				if len(long) > MaxRequest {
+					return nil, errTooLarge()
+				}
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			if len(bytes.TrimSpace(long)) > MaxRequest {
+				return nil, errTooLarge()
+			}
+			line = long
+		}
+		if len(bytes.TrimSpace(line)) > 0 {
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, Errorf(ExitUnavailable, "IO_ERROR", "reading stdin: %v", err)
+			}
+			return line, nil
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, Errorf(ExitUnavailable, "IO_ERROR", "reading stdin: %v", err)
+		}
+	}
+}
+
+// hasInput reports whether stdin may hold a request: it is not a terminal
+// (or /dev/null, also a character device).
+func hasInput(stdin io.Reader) bool {
+	if stdin == nil {
+		return false
+	}
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return true
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	return st.Mode()&os.ModeCharDevice == 0
+}

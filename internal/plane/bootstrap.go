@@ -28,7 +28,7 @@ import (
 // Error is a plane-level refusal with a stable code.
 type Error struct {
 	code string
-	exit int
+	kind string // kindArgument, or "" when the code alone says what the error is
 	msg  string
 }
 
@@ -37,11 +37,21 @@ func (e *Error) Error() string { return e.msg }
 // Code returns the stable code (PLANE_EXISTS, PLANE_DIR_NOT_EMPTY, ...).
 func (e *Error) Code() string { return e.code }
 
-// ExitCode returns the exit class.
-func (e *Error) ExitCode() int { return e.exit }
+// Kind says what the error is where its code alone does not: "argument"
+// (the kind internal/cli reads) when the fault is in a command-line
+// argument. A --trust-key that does not parse is TRUSTED_KEYS_INVALID,
+// like a trusted-keys file that does not, but the fix is in the command.
+func (e *Error) Kind() string { return e.kind }
 
-func refuse(code string, exit int, format string, args ...any) *Error {
-	return &Error{code: code, exit: exit, msg: fmt.Sprintf(format, args...)}
+const kindArgument = "argument"
+
+func refuse(code, format string, args ...any) *Error {
+	return &Error{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// badArg is a refusal of a command-line argument.
+func badArg(code, format string, args ...any) *Error {
+	return &Error{code: code, kind: kindArgument, msg: fmt.Sprintf(format, args...)}
 }
 
 // TierLayout is where one tier lives, relative to the HO3 root.
@@ -136,7 +146,7 @@ func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*Bootstr
 		opts.PlaneName = NewPlaneName()
 	}
 	if !ValidPlaneName(opts.PlaneName) {
-		return nil, refuse("PLANE_NAME_INVALID", 2, "--plane-name %q: want 1-63 lower-case letters, digits and hyphens, starting with a letter or digit", opts.PlaneName)
+		return nil, badArg("PLANE_NAME_INVALID", "--plane-name %q: want 1-63 lower-case letters, digits and hyphens, starting with a letter or digit", opts.PlaneName)
 	}
 	vkey, keyFile, undo, err := makeCheckpointKey(opts.PlaneName, dir)
 	if err != nil {
@@ -182,7 +192,7 @@ func Bootstrap(ctx context.Context, dir string, opts BootstrapOptions) (*Bootstr
 func checkTarget(dir string) error {
 	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "tier.json")); err == nil {
-			return refuse("PLANE_NESTED", 1, "%s is inside the plane at %s; planes do not nest", dir, d)
+			return refuse("PLANE_NESTED", "%s is inside the plane at %s; planes do not nest", dir, d)
 		}
 		if filepath.Dir(d) == d {
 			break
@@ -196,10 +206,10 @@ func checkTarget(dir string) error {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tier.json")); err == nil {
-		return refuse("PLANE_EXISTS", 1, "%s already holds a plane; bootstrap leaves it as it is", dir)
+		return refuse("PLANE_EXISTS", "%s already holds a plane; bootstrap leaves it as it is", dir)
 	}
 	if len(entries) > 0 {
-		return refuse("PLANE_DIR_NOT_EMPTY", 1, "%s is not empty; bootstrap creates a plane only in a new or empty directory", dir)
+		return refuse("PLANE_DIR_NOT_EMPTY", "%s is not empty; bootstrap creates a plane only in a new or empty directory", dir)
 	}
 	return nil
 }
@@ -411,7 +421,7 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 	for _, s := range specs {
 		purposes, pub, err := pkgsig.ParseKeySpec(s)
 		if err != nil {
-			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: %v", err)
+			return nil, nil, badArg("TRUSTED_KEYS_INVALID", "--trust-key: %v", err)
 		}
 		if purposes == nil {
 			purposes = pkgsig.DefaultPurposes
@@ -425,7 +435,7 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 			return nil, nil, err
 		}
 		if slices.Contains(names, v.Name()) {
-			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: two keys named %s", v.Name())
+			return nil, nil, badArg("TRUSTED_KEYS_INVALID", "--trust-key: two keys named %s", v.Name())
 		}
 		names = append(names, v.Name())
 		list = append(list, pkgsig.TrustedKey{Name: v.Name(), Key: text, Purposes: purposes, AddedAt: stamp})
@@ -436,7 +446,7 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 			return nil, nil, err
 		}
 		if slices.Contains(names, v.Name()) {
-			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: a key named %s is the plane's own checkpoint key's name", v.Name())
+			return nil, nil, badArg("TRUSTED_KEYS_INVALID", "--trust-key: a key named %s is the plane's own checkpoint key's name", v.Name())
 		}
 		list = append(list, pkgsig.TrustedKey{Name: v.Name(), Key: checkpointKey, Purposes: []string{pkgsig.PurposeCheckpoint}, AddedAt: stamp})
 	}

@@ -120,9 +120,6 @@ func (e *TrustError) Error() string {
 // Code returns TRUSTED_KEYS_INVALID.
 func (e *TrustError) Code() string { return "TRUSTED_KEYS_INVALID" }
 
-// ExitCode returns 3: the file is invalid input.
-func (e *TrustError) ExitCode() int { return 3 }
-
 var trustSchema = sync.OnceValues(func() (*schema.Schema, error) {
 	return schema.NewCompiler(schemas.FS, schemas.BaseURL).Compile(TrustedKeysSchema)
 })

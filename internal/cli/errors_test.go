@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -14,6 +15,17 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/internal/framework"
+	"github.com/control-plane/cp/internal/journal"
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/internal/snapshot"
+	"github.com/control-plane/cp/internal/spec"
+	"github.com/control-plane/cp/pkg/keys"
+	"github.com/control-plane/cp/pkg/manifest"
+	"github.com/control-plane/cp/pkg/pkgsig"
 )
 
 // module is the module path, to resolve constants named through an import.
@@ -361,4 +373,57 @@ func TestAsErrorClasses(t *testing.T) {
 	require.Equal(t, "REGISTRY_INVALID", e.Code, "the mark keeps the code")
 	require.Equal(t, "nothing passed", e.Hint)
 	require.Empty(t, AsError(Unevaluated(&coded{code: "IO_ERROR"}, "nothing passed")).Hint, "the hint goes with the class it explains")
+}
+
+// TestLibraryClasses holds the classes that library errors had when each
+// carried its own exit number (and its own tests asserted it): they come
+// from the table now.
+func TestLibraryClasses(t *testing.T) {
+	dir := t.TempDir()
+	write := func(rel, data string) {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(data), 0o644))
+	}
+	write(pkgsig.TrustedKeysFile, "{")
+	write("tier.json", "{")
+	write(registry.Dir+"/"+registry.Specs.File, "not,a,registry\n")
+	zeros := "sha256:" + strings.Repeat("0", 64)
+
+	_, manifestErr := manifest.Parse([]byte(`{}`))
+	_, signatureErr := pkgsig.Verify(nil, pkgsig.Statement{PackageID: "PKG-A-001", Version: "1.0.0", ManifestHash: zeros, ArchiveHash: zeros}, nil)
+	_, trustErr := pkgsig.LoadTrusted(dir)
+	_, keyErr := keys.Verifier(filepath.Join(dir, "no-such.pub"))
+	journalErr := journal.Apply(dir, []journal.Change{{Path: "../x", Data: []byte("x"), Mode: 0o644}}, journal.Options{})
+	_, specErr := spec.Parse([]byte("{"), false)
+	_, frameworkErr := framework.Parse(nil)
+	_, regularErr := regfile.Open(dir)
+	_, tierErr := plane.ReadTier(dir)
+	_, versionErr := snapshot.Load(dir, "VER-nope")
+	_, registryErr := registry.Read(dir, registry.Specs)
+
+	for _, tc := range []struct {
+		err  error
+		code string
+		exit int
+	}{
+		{manifestErr, "MANIFEST_INVALID", ExitInvalid},
+		{signatureErr, "SIGNATURE_MISSING", ExitDenied},
+		{trustErr, "TRUSTED_KEYS_INVALID", ExitInvalid},
+		{keyErr, "KEY_INVALID", ExitUsage},
+		{journalErr, "INVALID_INPUT", ExitInvalid},
+		{specErr, "SPEC_INVALID", ExitInvalid},
+		{frameworkErr, "FRAMEWORK_INVALID", ExitInvalid},
+		{regularErr, "NOT_REGULAR", ExitInvalid},
+		{tierErr, "TIER_INVALID", ExitInvalid},
+		{versionErr, "VERSION_NOT_FOUND", ExitUsage},
+		{registryErr, "REGISTRY_INVALID", ExitDenied},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			require.Error(t, tc.err)
+			e := AsError(tc.err)
+			require.Equal(t, tc.code, e.Code, "%v", tc.err)
+			require.Equal(t, tc.exit, e.Exit, "%v", tc.err)
+		})
+	}
 }

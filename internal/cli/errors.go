@@ -21,9 +21,9 @@ const (
 
 // Error is the one error type the envelope knows how to print. Library
 // errors carry a stable Code() and data, never an exit status: AsError
-// converts them, and classes reads their exit class from the code (see
-// classes). ErrorDetails() and ErrorResult() (a negative verdict's full
-// result), when a library error has them, become Details and Result.
+// converts them, with the exit class that the table (classes, and kinds)
+// gives their code. ErrorDetails() and ErrorResult() (a negative verdict's
+// full result), when a library error has them, become Details and Result.
 // Everything else becomes INTERNAL or, for filesystem errors, UNAVAILABLE.
 type Error struct {
 	// Exit is the exit class. Errorf sets it for the errors the request

@@ -173,8 +173,7 @@ const stagingPrefix = ".cp-install-"
 // Install installs or upgrades the package archive opts.Archive into the
 // HO3 plane at root. See the package documentation for the order of steps.
 // Refusals are *Error or the archive and manifest errors of the reader;
-// the returned Result is non-nil whenever the package
-// could be read.
+// the returned Result is non-nil whenever the package could be read.
 func Install(ctx context.Context, root string, opts Options) (*Result, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now

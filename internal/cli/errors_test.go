@@ -427,3 +427,18 @@ func TestLibraryClasses(t *testing.T) {
 		})
 	}
 }
+
+// TestPassthroughClass: an upstream error envelope exits with its code's
+// class from the same table (DESIGN.md §3); one without a code fails closed.
+func TestPassthroughClass(t *testing.T) {
+	for code, exit := range map[string]int{"JOURNAL_PENDING": ExitUnavailable, "SPEC_INVALID": ExitInvalid, "GATE_FAILED": ExitDenied, "SOMETHING_NEW": ExitDenied} {
+		in, err := parseInput([]byte(`{"status":"error","error":{"code":"` + code + `","message":"m"}}`))
+		require.NoError(t, err)
+		require.NotNil(t, in.passthrough)
+		require.Equal(t, exit, in.passthrough.Exit, code)
+	}
+	in, err := parseInput([]byte(`{"status":"error","error":{}}`))
+	require.NoError(t, err)
+	require.Equal(t, "UPSTREAM_ERROR", in.passthrough.Code)
+	require.Equal(t, ExitDenied, in.passthrough.Exit)
+}

@@ -56,9 +56,9 @@ type emitted map[string][]string
 // code that nothing raises (reserved aside).
 //
 // A code is raised where a string constant (a literal, or a constant
-// named in this module) is: the code argument of Errorf, Invalidf and
-// the libraries' constructors (errorf, refuse, badArg, sigError, a gate's
-// fail); the value of a code or Code field in a composite literal; assigned
+// named in this module) is: an argument to a parameter named code (of
+// cli.Errorf and Invalidf, of the libraries' constructors, of a gate's
+// fail, not of its warn); the value of a code or Code field in a composite literal; assigned
 // to code or to a .Code field; returned by a Code() method; or a constant
 // named Code or Code*. A kind is the value of a kind field or a constant
 // named kind*.
@@ -109,9 +109,19 @@ func sortedKeys[V any](m map[string]V) []string {
 
 var codeRE = regexp.MustCompile(`^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$`)
 
-// codeArg is the index of the code argument of the functions that raise
-// one.
-var codeArg = map[string]int{"Errorf": 1, "Invalidf": 0, "errorf": 0, "refuse": 0, "badArg": 0, "sigError": 0, "fail": 0}
+// codeParam returns the index of the parameter named code in ft, or -1.
+func codeParam(ft *ast.FuncType) int {
+	i := 0
+	for _, field := range ft.Params.List {
+		for _, n := range field.Names {
+			if n.Name == "code" {
+				return i
+			}
+			i++
+		}
+	}
+	return -1
+}
 
 // exitConst are the names of the exit classes.
 var exitConst = map[string]int{"ExitOK": ExitOK, "ExitDenied": ExitDenied, "ExitUsage": ExitUsage,
@@ -130,6 +140,7 @@ func scanModule(t *testing.T, root string) (codes, kindsUsed, explicit emitted) 
 	fset := token.NewFileSet()
 	var files []goFile
 	consts := map[string]map[string]string{} // import path -> constant -> string value
+	raisers := map[string]map[string]int{}   // import path -> function, method or func literal -> index of its code parameter
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -154,8 +165,24 @@ func scanModule(t *testing.T, root string) (codes, kindsUsed, explicit emitted) 
 		}
 		files = append(files, goFile{pkg, f, p})
 		if consts[pkg] == nil {
-			consts[pkg] = map[string]string{}
+			consts[pkg], raisers[pkg] = map[string]string{}, map[string]int{}
 		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.FuncDecl:
+				if i := codeParam(n.Type); i >= 0 {
+					raisers[pkg][n.Name.Name] = i
+				}
+			case *ast.AssignStmt: // fail := func(code, path, format string, ...)
+				for i, rhs := range n.Rhs {
+					id, ok := n.Lhs[i].(*ast.Ident)
+					if lit, isLit := rhs.(*ast.FuncLit); ok && isLit && codeParam(lit.Type) >= 0 {
+						raisers[pkg][id.Name] = codeParam(lit.Type)
+					}
+				}
+			}
+			return true
+		})
 		for _, decl := range f.Decls {
 			if g, ok := decl.(*ast.GenDecl); ok && g.Tok == token.CONST {
 				for _, spec := range g.Specs {
@@ -231,31 +258,29 @@ func scanModule(t *testing.T, root string) (codes, kindsUsed, explicit emitted) 
 		}
 		ast.Inspect(gf.file, func(n ast.Node) bool {
 			switch n := n.(type) {
-			case *ast.CallExpr:
-				name := ""
+			case *ast.CallExpr: // a constant passed to a parameter named code
+				pkg, name := gf.pkg, ""
 				switch fn := n.Fun.(type) {
 				case *ast.Ident:
 					name = fn.Name
 				case *ast.SelectorExpr:
 					name = fn.Sel.Name
-					if x, ok := fn.X.(*ast.Ident); ok && name == "Errorf" && imports[x.Name] != module+"/internal/cli" {
-						name = "" // fmt.Errorf, t.Errorf
+					if x, ok := fn.X.(*ast.Ident); ok && imports[x.Name] != "" {
+						pkg = imports[x.Name] // else a method of this package's
 					}
 				}
-				i, ok := codeArg[name]
-				if !ok || i >= len(n.Args) {
+				i, ok := raisers[pkg][name]
+				if !ok || i >= len(n.Args) || name == "warn" { // a gate's warnings never reach an exit status
 					break
 				}
 				c := code(n.Args[i])
-				if c == "" {
-					break
-				}
-				switch name {
-				case "Errorf":
+				switch {
+				case c == "" || pkg != module+"/internal/cli":
+				case name == "Errorf":
 					if x, ok := class(n.Args[0]); ok {
 						explicit[c] = append(explicit[c], strconv.Itoa(x)+" "+at(n))
 					}
-				case "Invalidf":
+				case name == "Invalidf":
 					explicit[c] = append(explicit[c], strconv.Itoa(ExitInvalid)+" "+at(n))
 				}
 			case *ast.CompositeLit:

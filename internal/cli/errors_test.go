@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -58,27 +59,27 @@ type emitted map[string][]string
 // A code is raised where a string constant (a literal, or a constant
 // named in this module) is: an argument to a parameter named code (of
 // cli.Errorf and Invalidf, of the libraries' constructors, of a gate's
-// fail, not of its warn); the value of a code or Code field in a composite literal; assigned
-// to code or to a .Code field; returned by a Code() method; or a constant
-// named Code or Code*. A kind is the value of a kind field or a constant
-// named kind*.
+// fail, not of its warn); the value of a code or Code field in a composite
+// literal; assigned to code or to a .Code field; returned by a Code()
+// method; or a constant named Code or Code*. A kind is the value of a kind
+// field or a constant named kind*.
 func TestClassesComplete(t *testing.T) {
 	codes, kindsUsed, explicit := scanModule(t, filepath.Join("..", ".."))
 	require.NotEmpty(t, codes["LEDGER_INVALID"], "the scan found the ledger's errors")
 	require.NotEmpty(t, codes["ASSET_NOT_IN_SPEC"], "the scan found the gates' findings")
 	require.NotEmpty(t, kindsUsed[KindRefusal], "the scan found cp-install's refusals")
 
-	for _, code := range sortedKeys(codes) {
+	for _, code := range slices.Sorted(maps.Keys(codes)) {
 		if _, ok := classes[code]; !ok {
 			t.Errorf("code %s (raised at %s) is missing from classes in errors.go", code, strings.Join(codes[code], ", "))
 		}
 	}
-	for _, k := range sortedKeys(kindsUsed) {
+	for _, k := range slices.Sorted(maps.Keys(kindsUsed)) {
 		if _, ok := kinds[k]; !ok {
 			t.Errorf("kind %q (at %s) is not one errors.go knows", k, strings.Join(kindsUsed[k], ", "))
 		}
 	}
-	for _, code := range sortedKeys(explicit) {
+	for _, code := range slices.Sorted(maps.Keys(explicit)) {
 		if _, ok := classes[code]; !ok {
 			continue // said above
 		}
@@ -96,15 +97,6 @@ func TestClassesComplete(t *testing.T) {
 			t.Errorf("classes holds %s, which nothing raises (a code renamed? else list it in reserved)", code)
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 var codeRE = regexp.MustCompile(`^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$`)

@@ -26,10 +26,14 @@ import (
 	"github.com/control-plane/cp/pkg/manifest"
 )
 
-// refuse is a plane-level refusal (*plane.Error): bootstrap's codes are
-// the plane's.
-func refuse(code string, exit int, format string, args ...any) *plane.Error {
-	return plane.Refuse(code, exit, format, args...)
+// refuse and badArg are plane-level refusals (*plane.Error): bootstrap's
+// codes are the plane's.
+func refuse(code, format string, args ...any) *plane.Error {
+	return plane.Refuse(code, format, args...)
+}
+
+func badArg(code, format string, args ...any) *plane.Error {
+	return plane.BadArg(code, format, args...)
 }
 
 // Options configure Plane.
@@ -92,7 +96,7 @@ func Plane(ctx context.Context, dir string, opts Options) (*Result, error) {
 		opts.PlaneName = plane.NewPlaneName()
 	}
 	if !plane.ValidPlaneName(opts.PlaneName) {
-		return nil, refuse("PLANE_NAME_INVALID", 2, "--plane-name %q: want 1-63 lower-case letters, digits and hyphens, starting with a letter or digit", opts.PlaneName)
+		return nil, badArg("PLANE_NAME_INVALID", "--plane-name %q: want 1-63 lower-case letters, digits and hyphens, starting with a letter or digit", opts.PlaneName)
 	}
 	vkey, keyFile, undo, err := plane.MakeCheckpointKey(opts.PlaneName, dir)
 	if err != nil {
@@ -138,7 +142,7 @@ func Plane(ctx context.Context, dir string, opts Options) (*Result, error) {
 func checkTarget(dir string) error {
 	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "tier.json")); err == nil {
-			return refuse("PLANE_NESTED", 1, "%s is inside the plane at %s; planes do not nest", dir, d)
+			return refuse("PLANE_NESTED", "%s is inside the plane at %s; planes do not nest", dir, d)
 		}
 		if filepath.Dir(d) == d {
 			break
@@ -152,10 +156,10 @@ func checkTarget(dir string) error {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tier.json")); err == nil {
-		return refuse("PLANE_EXISTS", 1, "%s already holds a plane; bootstrap leaves it as it is", dir)
+		return refuse("PLANE_EXISTS", "%s already holds a plane; bootstrap leaves it as it is", dir)
 	}
 	if len(entries) > 0 {
-		return refuse("PLANE_DIR_NOT_EMPTY", 1, "%s is not empty; bootstrap creates a plane only in a new or empty directory", dir)
+		return refuse("PLANE_DIR_NOT_EMPTY", "%s is not empty; bootstrap creates a plane only in a new or empty directory", dir)
 	}
 	return nil
 }
@@ -367,7 +371,7 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 	for _, s := range specs {
 		purposes, pub, err := trust.ParseKeySpec(s)
 		if err != nil {
-			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: %v", err)
+			return nil, nil, badArg("TRUSTED_KEYS_INVALID", "--trust-key: %v", err)
 		}
 		if purposes == nil {
 			purposes = trust.DefaultPurposes
@@ -381,7 +385,7 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 			return nil, nil, err
 		}
 		if slices.Contains(names, v.Name()) {
-			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: two keys named %s", v.Name())
+			return nil, nil, badArg("TRUSTED_KEYS_INVALID", "--trust-key: two keys named %s", v.Name())
 		}
 		names = append(names, v.Name())
 		list = append(list, trust.Key{Name: v.Name(), Key: text, Purposes: purposes, AddedAt: stamp})
@@ -392,7 +396,7 @@ func trustedKeys(specs []string, stamp, checkpointKey string) ([]byte, []string,
 			return nil, nil, err
 		}
 		if slices.Contains(names, v.Name()) {
-			return nil, nil, refuse("TRUSTED_KEYS_INVALID", 2, "--trust-key: a key named %s is the plane's own checkpoint key's name", v.Name())
+			return nil, nil, badArg("TRUSTED_KEYS_INVALID", "--trust-key: a key named %s is the plane's own checkpoint key's name", v.Name())
 		}
 		list = append(list, trust.Key{Name: v.Name(), Key: checkpointKey, Purposes: []string{trust.PurposeCheckpoint}, AddedAt: stamp})
 	}

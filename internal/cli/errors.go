@@ -19,12 +19,17 @@ const (
 	ExitInternal    = 5 // a bug or broken invariant
 )
 
-// Error is the one error type the envelope knows how to print. Library errors
-// that implement Code() (and optionally ExitCode(), ErrorDetails(),
-// ErrorHint() and ErrorResult(), a negative verdict's full result) are converted to it by
-// AsError; everything else becomes INTERNAL or, for filesystem errors,
-// UNAVAILABLE.
+// Error is the one error type the envelope knows how to print. Library
+// errors carry a stable Code() and data, never an exit status: AsError
+// converts them, with the exit class that the table (classes, and kinds)
+// gives their code. ErrorDetails(), ErrorHint() and ErrorResult() (a
+// negative verdict's full result), when a library error has them, become
+// Details, Hint and Result.
+// Everything else becomes INTERNAL or, for filesystem errors, UNAVAILABLE.
 type Error struct {
+	// Exit is the exit class. Errorf sets it for the errors the request
+	// path and the command packages build; AsError sets it from classes
+	// for every other error.
 	Exit    int            `json:"-"`
 	Code    string         `json:"code"`
 	Message string         `json:"message"`
@@ -67,39 +72,236 @@ func (e *Error) WithDetails(d map[string]any) *Error {
 	return e
 }
 
-// codeExit maps well-known error codes to their exit class, for library
-// errors that carry a Code() but not an ExitCode(). Unknown codes are
-// negative verdicts (exit 1): fail closed, never 0.
-var codeExit = map[string]int{
-	"USAGE":             ExitUsage,
-	"INVALID_JSON":      ExitInvalid,
-	"INVALID_INPUT":     ExitInvalid,
-	"SCHEMA_VIOLATION":  ExitInvalid,
-	"ARCHIVE_UNSAFE":    ExitInvalid,
-	"MANIFEST_INVALID":  ExitInvalid,
-	"UNSAFE_NUMBER":     ExitInvalid,
-	"REQUEST_TOO_LARGE": ExitInvalid,
-	"NOT_A_PLANE":       ExitUsage,
-	"LOCK_TIMEOUT":      ExitUnavailable,
-	"UNAVAILABLE":       ExitUnavailable,
-	"IO_ERROR":          ExitUnavailable,
-	"CANCELLED":         ExitUnavailable,
-	"PROVIDER_ERROR":    ExitUnavailable,
-	"NOT_FOUND":         ExitUnavailable,
-	"PERMISSION_DENIED": ExitUnavailable,
-	"INTERNAL":          ExitInternal,
+// classes is the one code-to-exit table (DESIGN.md §3): every code that a
+// library, a command package or this package emits, with its exit class.
+// A code not listed is a negative verdict (exit 1): fail closed, never 0.
+// TestClassesComplete fails when a code emitted anywhere in the source is
+// missing here.
+//
+// A code names a condition; where one condition has two classes (a
+// MANIFEST_INVALID that cp-install's gates judged is a refusal, a
+// MANIFEST_INVALID read from a file is invalid input), the error says which
+// with its Kind (see kinds), not with a number.
+var classes = map[string]int{
+	// 2: usage, a bad argument.
+	"USAGE":                ExitUsage,
+	"NOT_A_PLANE":          ExitUsage, // --root or $CONTROL_PLANE names no plane
+	"KEY_INVALID":          ExitUsage, // a key argument that does not load
+	"OUT_OF_RANGE":         ExitUsage, // a seq or size outside the ledger
+	"VERSION_NOT_FOUND":    ExitUsage, // a checkpoint that does not exist
+	"PLANE_NAME_INVALID":   ExitUsage,
+	"KEY_DIR_INSIDE_PLANE": ExitUsage,
+
+	// 3: invalid input.
+	"INVALID_JSON":         ExitInvalid,
+	"INVALID_INPUT":        ExitInvalid,
+	"SCHEMA_VIOLATION":     ExitInvalid,
+	"UNSAFE_NUMBER":        ExitInvalid,
+	"REQUEST_TOO_LARGE":    ExitInvalid,
+	"ARCHIVE_UNSAFE":       ExitInvalid,
+	"MANIFEST_INVALID":     ExitInvalid,
+	"SPEC_INVALID":         ExitInvalid,
+	"FRAMEWORK_INVALID":    ExitInvalid,
+	"TRUSTED_KEYS_INVALID": ExitInvalid,
+	"TIER_INVALID":         ExitInvalid,
+	"NOT_REGULAR":          ExitInvalid, // a FIFO, device, socket or link where a file is read
+	"LEDGER_LINKED":        ExitInvalid,
+	"SOURCE_UNSAFE":        ExitInvalid,
+	"WHERE_TIMEOUT":        ExitInvalid,
+	"WHERE_TOO_LARGE":      ExitInvalid,
+
+	// 4: unavailable; a retry may succeed.
+	"UNAVAILABLE":                ExitUnavailable,
+	"PROVIDER_ERROR":             ExitUnavailable,
+	"LOCK_TIMEOUT":               ExitUnavailable,
+	"IO_ERROR":                   ExitUnavailable,
+	"NOT_FOUND":                  ExitUnavailable,
+	"PERMISSION_DENIED":          ExitUnavailable,
+	"CANCELLED":                  ExitUnavailable,
+	"JOURNAL_PENDING":            ExitUnavailable, // cp-install recover first
+	"CHECKPOINT_KEY_UNAVAILABLE": ExitUnavailable,
+	"PLANE_INVALID":              ExitUnavailable, // a tier the plane should have cannot be read
+
+	// 5: internal, a bug or a broken invariant.
+	"INTERNAL":        ExitInternal,
+	"JOURNAL_CORRUPT": ExitInternal, // a journal that can be neither finished nor undone
+
+	// 1: a negative verdict. Listed so that the table is the whole
+	// vocabulary; a code missing here would be 1 all the same.
+	// The ledger and its proofs.
+	"LEDGER_INVALID":          ExitDenied,
+	"LEDGER_NOT_EMPTY":        ExitDenied,
+	"TORN_TAIL":               ExitDenied,
+	"PROOF_INVALID":           ExitDenied,
+	"CHECKPOINT_INVALID":      ExitDenied,
+	"CHECKPOINT_INCONSISTENT": ExitDenied,
+	"CHECKPOINT_MISSING":      ExitDenied,
+	"PARENT_MISMATCH":         ExitDenied,
+	"RESERVED_EVENT_TYPE":     ExitDenied,
+	"TIER_MISMATCH":           ExitDenied, // the request path's own check of --root says 3: a tier.json that lies
+	"UPSTREAM_ERROR":          ExitDenied, // an upstream error envelope without a code
+	// cp-ledger verify's issue codes (in LEDGER_INVALID's result).
+	"CHAIN_BROKEN":    ExitDenied,
+	"SEQ_GAP":         ExitDenied,
+	"MALFORMED":       ExitDenied,
+	"MERKLE_MISMATCH": ExitDenied,
+	"TLOG_MISSING":    ExitDenied,
+	// Signatures and trust.
+	"SIGNATURE_MISSING": ExitDenied,
+	"SIGNATURE_INVALID": ExitDenied,
+	"KEY_UNTRUSTED":     ExitDenied,
+	"KEY_NOT_TRUSTED":   ExitDenied,
+	"KEY_IN_USE":        ExitDenied,
+	"KEY_NAME_TAKEN":    ExitDenied,
+	"KEY_EXISTS":        ExitDenied,
+	// Registries and registration.
+	"REGISTRY_INVALID":    ExitDenied, // a plane whose registries cannot be trusted denies
+	"REGISTRY_EXISTS":     ExitDenied,
+	"VERSION_NOT_NEWER":   ExitDenied,
+	"VERSION_EXISTS":      ExitDenied,
+	"BREAKING_CHANGE":     ExitDenied,
+	"FRAMEWORK_NOT_FOUND": ExitDenied,
+	"FRAMEWORK_INACTIVE":  ExitDenied,
+	"SPEC_NOT_FOUND":      ExitDenied,
+	"SPEC_AMBIGUOUS":      ExitDenied,
+	// Planes and authoring.
+	"PLANE_NESTED":        ExitDenied,
+	"PLANE_EXISTS":        ExitDenied,
+	"PLANE_DIR_NOT_EMPTY": ExitDenied,
+	"PLANE_NAME_TAKEN":    ExitDenied,
+	"OUTPUT_NOT_EMPTY":    ExitDenied,
+	// Installs, rollbacks and checkpoints.
+	"GATE_FAILED":         ExitDenied,
+	"PREFLIGHT_FAILED":    ExitDenied,
+	"INTEGRITY_FAILED":    ExitDenied,
+	"HASH_MISMATCH":       ExitDenied,
+	"PACKAGE_ID_MISMATCH": ExitDenied,
+	"SOURCE_CHANGED":      ExitDenied,
+	"KERNEL_MISMATCH":     ExitDenied,
+	"KERNEL_PARITY":       ExitDenied,
+	"VERSION_UNRECORDED":  ExitDenied,
+	"VERSION_INVALID":     ExitDenied, // stored history that is damaged: nothing is restored from it
+	"OBJECT_CORRUPT":      ExitDenied,
+	"STATE_UNSAFE":        ExitDenied,
+	"STATE_CHANGED":       ExitDenied,
+	// The gates' findings, which cp-install refuses with.
+	"ARCHIVE_MISSING":    ExitDenied,
+	"ASSET_NOT_IN_SPEC":  ExitDenied,
+	"DEPENDENCY_INVALID": ExitDenied,
+	"DEPENDENCY_MISSING": ExitDenied,
+	"DEPENDENCY_VERSION": ExitDenied,
+	"FRAMEWORK_MISMATCH": ExitDenied,
+	"GENESIS_MISSING":    ExitDenied,
+	"GENESIS_UNLINKED":   ExitDenied,
+	"HARD_LINK":          ExitDenied,
+	"KERNEL_MISSING":     ExitDenied,
+	"KERNEL_RESERVED":    ExitDenied,
+	"LEDGER_STRAY":       ExitDenied,
+	"LEDGER_UNSAFE":      ExitDenied,
+	"MISSING":            ExitDenied,
+	"MODE_MISMATCH":      ExitDenied,
+	"NOT_EVALUATED":      ExitDenied,
+	"NOT_GOVERNED":       ExitDenied,
+	"ORPHAN":             ExitDenied,
+	"OWNERSHIP_CONFLICT": ExitDenied,
+	"OWNER_MISMATCH":     ExitDenied,
+	"PATH_CONFLICT":      ExitDenied,
+	"PLANE_MISMATCH":     ExitDenied,
+	"RECEIPT_INVALID":    ExitDenied,
+	"RECEIPT_MISMATCH":   ExitDenied,
+	"RECEIPT_MISSING":    ExitDenied,
+	"RECEIPT_ORPHAN":     ExitDenied,
+	"RESERVED_TARGET":    ExitDenied,
+	"SIZE_MISMATCH":      ExitDenied,
+	"SPEC_INACTIVE":      ExitDenied,
+	"TIER_UNRECORDED":    ExitDenied,
+	"UNDECLARED":         ExitDenied,
+	"VERSION_CONFLICT":   ExitDenied,
+	"VERSION_DOWNGRADE":  ExitDenied,
+	"WAIVER_UNRECORDED":  ExitDenied,
+	// The firewall's refusals (DESIGN.md §8).
+	"FIREWALL_DENIED": ExitDenied,
+	"AUTH_MISSING":    ExitDenied,
+	"AUTH_INVALID":    ExitDenied,
+	"AUTH_EXPIRED":    ExitDenied,
+	"AUTH_REVOKED":    ExitDenied,
+}
+
+// Kinds a library error may give with a Kind() string method, for a code
+// whose class where it was raised is not the code's class in classes. A
+// kind says what the error is, in the library's terms; classes and kinds
+// together are the only place that turns that into an exit status.
+const (
+	// KindRefusal: a judgement refused the request. cp-install refuses with
+	// the code of the first finding of the first gate that failed
+	// (MANIFEST_INVALID, NOT_REGULAR, JOURNAL_PENDING, ...): a negative
+	// verdict, exit 1, whatever the finding's code.
+	KindRefusal = "refusal"
+	// KindArgument: the fault is in a command-line argument (a --trust-key
+	// that does not parse is TRUSTED_KEYS_INVALID, but a usage error, 2).
+	KindArgument = "argument"
+	// KindBroken: stored state breaks an invariant the tools keep (an
+	// installed kernel whose version is not MAJOR.MINOR.PATCH): exit 5.
+	KindBroken = "broken"
+)
+
+var kinds = map[string]int{
+	KindRefusal:  ExitDenied,
+	KindArgument: ExitUsage,
+	KindBroken:   ExitInternal,
 }
 
 // ExitFor returns the exit class of an error code.
 func ExitFor(code string) int {
-	if e, ok := codeExit[code]; ok {
+	if e, ok := classes[code]; ok {
 		return e
 	}
 	return ExitDenied
 }
 
+// exitOf is the exit class of a library error: its kind's, if it gives a
+// known one, else its code's.
+func exitOf(coded interface{ Code() string }) int {
+	if k, ok := coded.(interface{ Kind() string }); ok {
+		if e, ok := kinds[k.Kind()]; ok {
+			return e
+		}
+	}
+	return ExitFor(coded.Code())
+}
+
+// Unevaluated marks err as an error that stopped a judgement before it
+// was made (cp-gate's gates could not run). For such an error, exit 1 would
+// read as the judgement's negative verdict, which was never reached: a
+// refusal met on the way (a registry that does not parse) is then
+// "could not evaluate", exit 4, with hint; an error of another class
+// keeps it.
+func Unevaluated(err error, hint string) error {
+	if err == nil {
+		return nil
+	}
+	return &unevaluated{err: err, hint: hint}
+}
+
+type unevaluated struct {
+	err  error
+	hint string
+}
+
+func (u *unevaluated) Error() string { return u.err.Error() }
+func (u *unevaluated) Unwrap() error { return u.err }
+
 // AsError converts any error into an *Error with a stable code and exit class.
 func AsError(err error) *Error {
+	e := asError(err)
+	var u *unevaluated
+	if errors.As(err, &u) && e.Exit == ExitDenied {
+		e.Exit, e.Hint = ExitUnavailable, u.hint
+	}
+	return e
+}
+
+func asError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		if e.Exit == 0 && e.passthrough == nil {
@@ -109,11 +311,7 @@ func AsError(err error) *Error {
 	}
 	var coded interface{ Code() string }
 	if errors.As(err, &coded) {
-		out := &Error{Code: coded.Code(), Message: err.Error(), Exit: ExitFor(coded.Code())}
-		var exiter interface{ ExitCode() int }
-		if errors.As(err, &exiter) {
-			out.Exit = exiter.ExitCode()
-		}
+		out := &Error{Code: coded.Code(), Message: err.Error(), Exit: exitOf(coded)}
 		var detailer interface{ ErrorDetails() map[string]any }
 		if errors.As(err, &detailer) {
 			out.Details = detailer.ErrorDetails()

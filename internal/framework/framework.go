@@ -38,7 +38,7 @@ type Framework struct {
 	Invariants []string // normalized text after MUST, in document order
 }
 
-// Error is an invalid document; Code is FRAMEWORK_INVALID (exit 3).
+// Error is an invalid document; Code is FRAMEWORK_INVALID.
 type Error struct {
 	Line int
 	Msg  string
@@ -53,9 +53,6 @@ func (e *Error) Error() string {
 
 // Code returns FRAMEWORK_INVALID.
 func (e *Error) Code() string { return "FRAMEWORK_INVALID" }
-
-// ExitCode returns 3.
-func (e *Error) ExitCode() int { return 3 }
 
 var (
 	idRE        = regexp.MustCompile(`^FMWK-[A-Z0-9-]+$`)

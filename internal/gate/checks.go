@@ -27,7 +27,7 @@ import (
 )
 
 // SourceError is a package source tree that cannot be read safely (a
-// symlink or special file). Its code is SOURCE_UNSAFE (exit 3).
+// symlink or special file). Its code is SOURCE_UNSAFE.
 type SourceError struct{ Path, Msg string }
 
 func (e *SourceError) Error() string { return e.Path + ": " + e.Msg }
@@ -37,9 +37,6 @@ func (e *SourceError) Code() string { return "SOURCE_UNSAFE" }
 
 // ErrorDetails names the path concerned.
 func (e *SourceError) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }
-
-// ExitCode returns 3.
-func (e *SourceError) ExitCode() int { return 3 }
 
 // File is what a package source holds at one path.
 type File struct {

@@ -37,7 +37,7 @@ type Expect struct {
 }
 
 // MismatchError is an archive that is not the one the request described:
-// HASH_MISMATCH (or PACKAGE_ID_MISMATCH), exit 1.
+// HASH_MISMATCH (or PACKAGE_ID_MISMATCH), a refusal.
 type MismatchError struct {
 	Archive, Field, Got, Want string
 }
@@ -56,9 +56,6 @@ func (e *MismatchError) Code() string {
 	}
 	return "HASH_MISMATCH"
 }
-
-// ExitCode returns 1: the request is refused.
-func (e *MismatchError) ExitCode() int { return 1 }
 
 // ErrorDetails names the field and both values.
 func (e *MismatchError) ErrorDetails() map[string]any {
@@ -113,7 +110,7 @@ func (rep *Report) FirstFailure() string {
 
 // Preflight runs the package gates against the plane at root without
 // writing anything anywhere: archive safety and the manifest (errors with
-// codes ARCHIVE_UNSAFE and MANIFEST_INVALID, exit 3, returned as err), then
+// codes ARCHIVE_UNSAFE and MANIFEST_INVALID, returned as err), then
 // G0A, G1, G5, VERSION and OWNERSHIP as Results, in DESIGN.md §6's order
 // (every gate runs; the first that fails names the refusal). It is what
 // cp-pkg preflight and stage run, and what cp-install install runs first.

@@ -191,20 +191,17 @@ func integrity(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	return verdict(ctx, c, root, req, &Verdict{PlaneID: planeID, Verb: "integrity", Results: results})
 }
 
-// unevaluable keeps exit 1 for a gate that fails: an error that stopped the
-// gates from judging at all (a registry that does not parse, a missing
-// file) is "could not evaluate", exit 4, whatever its code.
+// unevaluable marks an error that stopped the gates from judging at all (a
+// registry that does not parse, a missing file): a refusal met on the way
+// is then "could not evaluate", not the gates' verdict (internal/cli reads
+// the mark). An archive that is not the one a piped stage or sign result
+// judged stays a refusal.
 func unevaluable(err error) error {
 	var mismatch *gate.MismatchError
-	if errors.As(err, &mismatch) { // not the archive a piped stage or sign result judged: refused
+	if errors.As(err, &mismatch) {
 		return err
 	}
-	e := cli.AsError(err)
-	if e.Exit == cli.ExitDenied {
-		e.Exit = cli.ExitUnavailable
-		e.Hint = "the plane could not be evaluated; nothing passed"
-	}
-	return e
+	return cli.Unevaluated(err, "the plane could not be evaluated; nothing passed")
 }
 
 // planeOf is the tier a request names, else the tier --root named.

@@ -130,7 +130,7 @@ type Result struct {
 // Result, when set, is the full verdict (the gates' results).
 type Error struct {
 	code    string
-	exit    int
+	kind    string // kindRefusal, kindBroken, or "" when the code alone says what the error is
 	Msg     string
 	Details map[string]any
 	Result  any
@@ -141,8 +141,20 @@ func (e *Error) Error() string { return e.Msg }
 // Code returns the stable error code.
 func (e *Error) Code() string { return e.code }
 
-// ExitCode returns the exit class.
-func (e *Error) ExitCode() int { return e.exit }
+// Kind says what the error is where its code alone does not: "refusal"
+// or "broken" (the kinds internal/cli reads).
+func (e *Error) Kind() string { return e.kind }
+
+const (
+	// kindRefusal: the install, rollback or trust change was judged and
+	// refused, whatever the code: a refusal by a gate carries the code of
+	// the gate's finding (MANIFEST_INVALID, NOT_REGULAR, JOURNAL_PENDING,
+	// ...), which elsewhere names invalid input or a busy plane.
+	kindRefusal = "refusal"
+	// kindBroken: the plane's recorded state breaks an invariant that the
+	// tools keep.
+	kindBroken = "broken"
+)
 
 // ErrorDetails returns the error's details.
 func (e *Error) ErrorDetails() map[string]any { return e.Details }
@@ -151,7 +163,7 @@ func (e *Error) ErrorDetails() map[string]any { return e.Details }
 func (e *Error) ErrorResult() any { return e.Result }
 
 func refuse(code, format string, args ...any) *Error {
-	return &Error{code: code, exit: 1, Msg: fmt.Sprintf(format, args...)}
+	return &Error{code: code, kind: kindRefusal, Msg: fmt.Sprintf(format, args...)}
 }
 
 // stagingPrefix names the private directories of operations under
@@ -160,9 +172,8 @@ const stagingPrefix = ".cp-install-"
 
 // Install installs or upgrades the package archive opts.Archive into the
 // HO3 plane at root. See the package documentation for the order of steps.
-// Refusals are *Error (exit 1) or the archive and manifest errors of the
-// reader (exit 3); the returned Result is non-nil whenever the package
-// could be read.
+// Refusals are *Error or the archive and manifest errors of the reader;
+// the returned Result is non-nil whenever the package could be read.
 func Install(ctx context.Context, root string, opts Options) (*Result, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -437,7 +448,7 @@ func realStaging(root string) error {
 		return err
 	}
 	if !fi.IsDir() {
-		return &Error{code: "STATE_UNSAFE", exit: 1, Msg: "_staging is a " + fi.Mode().Type().String() + ", not a directory of the plane"}
+		return &Error{code: "STATE_UNSAFE", kind: kindRefusal, Msg: "_staging is a " + fi.Mode().Type().String() + ", not a directory of the plane"}
 	}
 	return nil
 }
@@ -480,7 +491,7 @@ func journalPending(root string) (bool, error) {
 }
 
 func pendingErr() error {
-	return &Error{code: "JOURNAL_PENDING", exit: 4, Msg: "an interrupted cp-install change is pending; run cp-install recover (a dry run does not recover)"}
+	return &Error{code: "JOURNAL_PENDING", Msg: "an interrupted cp-install change is pending; run cp-install recover (a dry run does not recover)"}
 }
 
 // currentPackage returns the installed row of id, or nil.

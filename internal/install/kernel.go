@@ -129,11 +129,11 @@ func Trust(ctx context.Context, root string, opts TrustOptions) (*TrustResult, e
 	}
 	for _, p := range opts.Purposes {
 		if !slices.Contains(trust.Purposes, p) {
-			return nil, &Error{code: "USAGE", exit: 2, Msg: fmt.Sprintf("unknown key purpose %q (want %s)", p, strings.Join(trust.Purposes, ", "))}
+			return nil, &Error{code: "USAGE", Msg: fmt.Sprintf("unknown key purpose %q (want %s)", p, strings.Join(trust.Purposes, ", "))}
 		}
 	}
 	if opts.Add && len(opts.Purposes) == 0 {
-		return nil, &Error{code: "USAGE", exit: 2, Msg: "trust add needs --purpose P (" + strings.Join(trust.Purposes, ", ") + ")"}
+		return nil, &Error{code: "USAGE", Msg: "trust add needs --purpose P (" + strings.Join(trust.Purposes, ", ") + ")"}
 	}
 	lock, err := registry.Acquire(ctx, root)
 	if err != nil {
@@ -312,7 +312,7 @@ func realTiers(root string) error {
 			return err
 		}
 		if !fi.IsDir() {
-			return &Error{code: "STATE_UNSAFE", exit: 1, Msg: d + " is a " + fi.Mode().Type().String() + ", not a directory of the plane"}
+			return &Error{code: "STATE_UNSAFE", kind: kindRefusal, Msg: d + " is a " + fi.Mode().Type().String() + ", not a directory of the plane"}
 		}
 	}
 	return nil
@@ -323,7 +323,7 @@ func nextPatch(version string) (string, error) {
 	i := strings.LastIndexByte(version, '.')
 	n, err := strconv.Atoi(version[i+1:])
 	if i < 0 || err != nil || n < 0 || strings.Count(version, ".") != 2 {
-		return "", &Error{code: "KERNEL_MISMATCH", exit: 5, Msg: fmt.Sprintf("the installed kernel's version %q is not MAJOR.MINOR.PATCH", version)}
+		return "", &Error{code: "KERNEL_MISMATCH", kind: kindBroken, Msg: fmt.Sprintf("the installed kernel's version %q is not MAJOR.MINOR.PATCH", version)}
 	}
 	return version[:i+1] + strconv.Itoa(n+1), nil
 }

@@ -263,7 +263,7 @@ func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) 
 			return nil // nothing is known of the operation: nothing to record
 		}
 		if err := json.Unmarshal(o.Meta, &m); err != nil {
-			return &Error{code: "JOURNAL_CORRUPT", exit: 5, Msg: "journal meta.json: " + err.Error()}
+			return &Error{code: "JOURNAL_CORRUPT", Msg: "journal meta.json: " + err.Error()}
 		}
 		rec.Op, rec.OpID = m.Op, m.OpID
 		_, err := recordRecovered(ctx, root, actor, m, o)
@@ -333,7 +333,7 @@ func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journa
 
 		return "ROLLBACK_FAILED", r.rollbackFailed(ctx, m.VersionID, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))
 	}
-	return "", &Error{code: "JOURNAL_CORRUPT", exit: 5, Msg: "journal meta.json: unknown op " + m.Op}
+	return "", &Error{code: "JOURNAL_CORRUPT", Msg: "journal meta.json: unknown op " + m.Op}
 }
 
 // failedEvents are the outcomes of operations that did not take effect.

@@ -99,7 +99,7 @@ type Integrity struct {
 // registries included), as one journaled change. The current state is
 // checkpointed first, so a rollback can itself be undone. ROLLBACK_STARTED
 // and ROLLED_BACK are recorded; then the integrity checks run. A plane that
-// fails them after the rollback is INTEGRITY_FAILED (exit 1), with the
+// fails them after the rollback is INTEGRITY_FAILED (a refusal), with the
 // rollback's result attached: the rollback happened, the plane is not
 // sound. A rollback to the state the plane already holds writes nothing (no
 // checkpoint, no ledger entry; result.checkpoint is empty) and still runs

@@ -143,12 +143,11 @@ type Outcome struct {
 }
 
 // Error is a journal failure that callers act on. Its Code is one of
-// INVALID_INPUT (a bad change set; exit 3), JOURNAL_PENDING (a journal must be
-// recovered first; exit 4) or JOURNAL_CORRUPT (a journal that can be neither
-// finished nor undone; nothing was touched; exit 5).
+// INVALID_INPUT (a bad change set), JOURNAL_PENDING (a journal must be
+// recovered first) or JOURNAL_CORRUPT (a journal that can be neither
+// finished nor undone; nothing was touched).
 type Error struct {
 	code string
-	exit int
 	Path string // the offending path, if any
 	msg  string
 }
@@ -163,15 +162,12 @@ func (e *Error) Error() string {
 // Code returns the stable error code.
 func (e *Error) Code() string { return e.code }
 
-// ExitCode returns the exit class of the error.
-func (e *Error) ExitCode() int { return e.exit }
-
 func invalid(p, format string, args ...any) *Error {
-	return &Error{code: "INVALID_INPUT", exit: 3, Path: p, msg: fmt.Sprintf(format, args...)}
+	return &Error{code: "INVALID_INPUT", Path: p, msg: fmt.Sprintf(format, args...)}
 }
 
 func corrupt(p, format string, args ...any) *Error {
-	return &Error{code: "JOURNAL_CORRUPT", exit: 5, Path: p, msg: fmt.Sprintf(format, args...)}
+	return &Error{code: "JOURNAL_CORRUPT", Path: p, msg: fmt.Sprintf(format, args...)}
 }
 
 // crashAt, set by tests, is asked at every step boundary; true makes Apply or
@@ -227,13 +223,13 @@ func Apply(root string, changes []Change, opts Options) (err error) {
 		return err
 	}
 	if _, err := r.Lstat(Dir); err == nil {
-		return &Error{code: "JOURNAL_PENDING", exit: 4, msg: "an interrupted apply must be recovered first"}
+		return &Error{code: "JOURNAL_PENDING", msg: "an interrupted apply must be recovered first"}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	if err := r.Mkdir(Dir, journPerm); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return &Error{code: "JOURNAL_PENDING", exit: 4, msg: "another apply is in progress"}
+			return &Error{code: "JOURNAL_PENDING", msg: "another apply is in progress"}
 		}
 		return err
 	}
@@ -393,7 +389,7 @@ func Pending(root string) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return corrupt(planFile, "unreadable: %v", err)
 	}
-	return &Error{code: "JOURNAL_PENDING", exit: 4, Path: Dir, msg: "an interrupted change is pending; cp-install recover finishes or undoes it"}
+	return &Error{code: "JOURNAL_PENDING", Path: Dir, msg: "an interrupted change is pending; cp-install recover finishes or undoes it"}
 }
 
 // checkChanges refuses a change set that could fail half way: bad or

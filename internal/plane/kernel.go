@@ -197,8 +197,8 @@ func Under(p string, dirs []string) bool {
 }
 
 // FileError is a plane file that cannot be read safely or is malformed
-// (config/governed_roots.json). Its code is SOURCE_UNSAFE (exit 3), as the
-// gates have always reported it.
+// (config/governed_roots.json). Its code is SOURCE_UNSAFE (invalid input),
+// as the gates have always reported it.
 type FileError struct{ Path, Msg string }
 
 func (e *FileError) Error() string { return e.Path + ": " + e.Msg }
@@ -208,9 +208,6 @@ func (e *FileError) Code() string { return "SOURCE_UNSAFE" }
 
 // ErrorDetails names the path concerned.
 func (e *FileError) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }
-
-// ExitCode returns 3.
-func (e *FileError) ExitCode() int { return 3 }
 
 // kernelArchive is the kernel as a deterministic package archive.
 func kernelArchive(files map[string][]byte, manifestBytes []byte) ([]byte, error) {

@@ -140,7 +140,7 @@ func checkpointSigner(name string) (note.Signer, error) {
 }
 
 func keyUnavailable(name, path string, err error) error {
-	return refuse("CHECKPOINT_KEY_UNAVAILABLE", 4,
+	return refuse("CHECKPOINT_KEY_UNAVAILABLE",
 		"plane %s signs a checkpoint with every append, and its key %s cannot be used: %v (run as the plane's owner, with the XDG_CONFIG_HOME or HOME the plane was made with)", name, path, err)
 }
 
@@ -163,14 +163,14 @@ func readKey(path string) ([]byte, error) {
 func MakeCheckpointKey(name, root string) (verifier, path string, undo func(), err error) {
 	dir, err := KeyDir(name)
 	if err != nil {
-		return "", "", nil, refuse("PLANE_NAME_INVALID", 2, "%v", err)
+		return "", "", nil, refuse("PLANE_NAME_INVALID", "%v", err)
 	}
 	if rel, err := filepath.Rel(root, dir); err == nil && filepath.IsLocal(rel) {
-		return "", "", nil, refuse("KEY_DIR_INSIDE_PLANE", 2, "the key directory %s is inside the plane %s: a key kept in the plane protects nothing", dir, root)
+		return "", "", nil, refuse("KEY_DIR_INSIDE_PLANE", "the key directory %s is inside the plane %s: a key kept in the plane protects nothing", dir, root)
 	}
 	path = filepath.Join(dir, CheckpointKeyFile)
 	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
-		return "", "", nil, refuse("PLANE_NAME_TAKEN", 1, "%s already exists: plane name %s is taken (choose another --plane-name)", path, name)
+		return "", "", nil, refuse("PLANE_NAME_TAKEN", "%s already exists: plane name %s is taken (choose another --plane-name)", path, name)
 	}
 	skey, vkey, err := keys.Generate(CheckpointKeyName(name))
 	if err != nil {

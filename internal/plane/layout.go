@@ -5,7 +5,7 @@ import "fmt"
 // Error is a plane-level refusal with a stable code.
 type Error struct {
 	code string
-	exit int
+	kind string // kindArgument, or "" when the code alone says what the error is
 	msg  string
 }
 
@@ -14,11 +14,16 @@ func (e *Error) Error() string { return e.msg }
 // Code returns the stable code (PLANE_EXISTS, PLANE_DIR_NOT_EMPTY, ...).
 func (e *Error) Code() string { return e.code }
 
-// ExitCode returns the exit class.
-func (e *Error) ExitCode() int { return e.exit }
+// Kind says what the error is where its code alone does not: "argument"
+// (the kind internal/cli reads) when the fault is in a command-line
+// argument. A --trust-key that does not parse is TRUSTED_KEYS_INVALID,
+// like a trusted-keys file that does not, but the fix is in the command.
+func (e *Error) Kind() string { return e.kind }
 
-func refuse(code string, exit int, format string, args ...any) *Error {
-	return &Error{code: code, exit: exit, msg: fmt.Sprintf(format, args...)}
+const kindArgument = "argument"
+
+func refuse(code, format string, args ...any) *Error {
+	return &Error{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
 // TierLayout is where one tier lives, relative to the HO3 root.
@@ -55,6 +60,12 @@ func SpecPath(id, version string, yaml bool) string {
 
 // Refuse returns a plane-level refusal: internal/bootstrap's codes are the
 // plane's (PLANE_EXISTS, PLANE_NESTED, ...).
-func Refuse(code string, exit int, format string, args ...any) *Error {
-	return refuse(code, exit, format, args...)
+func Refuse(code, format string, args ...any) *Error {
+	return refuse(code, format, args...)
+}
+
+// BadArg returns a plane-level refusal of a command-line argument (kind
+// "argument").
+func BadArg(code, format string, args ...any) *Error {
+	return &Error{code: code, kind: kindArgument, msg: fmt.Sprintf(format, args...)}
 }

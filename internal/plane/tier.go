@@ -32,7 +32,7 @@ var Tiers = []string{"HO3", "HO2", "HO1"}
 
 // ReadTier reads and checks dir/tier.json. Unknown fields and relative-path
 // violations are errors: tier.json decides where ledgers are written. A
-// tier.json that is not valid is TIER_INVALID (exit 3, invalid input); one
+// tier.json that is not valid is TIER_INVALID (invalid input); one
 // that cannot be read is the file error.
 func ReadTier(dir string) (Tier, error) {
 	var t Tier
@@ -40,32 +40,32 @@ func ReadTier(dir string) (Tier, error) {
 	b, err := regfile.ReadNoFollow(name)
 	var re *regfile.Error
 	if errors.As(err, &re) {
-		return t, refuse("TIER_INVALID", 3, "%v", re)
+		return t, refuse("TIER_INVALID", "%v", re)
 	} else if err != nil {
 		return t, err
 	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&t); err != nil {
-		return t, refuse("TIER_INVALID", 3, "%s: %v", name, err)
+		return t, refuse("TIER_INVALID", "%s: %v", name, err)
 	}
 	if dec.More() {
-		return t, refuse("TIER_INVALID", 3, "%s: trailing data after the tier object", name)
+		return t, refuse("TIER_INVALID", "%s: trailing data after the tier object", name)
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return t, refuse("TIER_INVALID", 3, "%s: %v", name, err)
+		return t, refuse("TIER_INVALID", "%s: %v", name, err)
 	}
 	switch t.Tier {
 	case "HO3", "HO2", "HO1":
 	default:
-		return t, refuse("TIER_INVALID", 3, "%s: unknown tier %q", name, t.Tier)
+		return t, refuse("TIER_INVALID", "%s: unknown tier %q", name, t.Tier)
 	}
 	if _, ok := raw["plane_name"]; ok && !ValidPlaneName(t.PlaneName) {
-		return t, refuse("TIER_INVALID", 3, "%s: plane_name %q: want lower-case letters, digits and hyphens", name, t.PlaneName)
+		return t, refuse("TIER_INVALID", "%s: plane_name %q: want lower-case letters, digits and hyphens", name, t.PlaneName)
 	}
 	if !filepath.IsLocal(t.LedgerPath) || !strings.HasSuffix(t.LedgerPath, ".jsonl") {
-		return t, refuse("TIER_INVALID", 3, "%s: ledger_path %q must be a relative path inside the plane, to a .jsonl file", name, t.LedgerPath)
+		return t, refuse("TIER_INVALID", "%s: ledger_path %q must be a relative path inside the plane, to a .jsonl file", name, t.LedgerPath)
 	}
 	return t, nil
 }

@@ -30,8 +30,8 @@ const NoFollow = syscall.O_NOFOLLOW
 const Code = "NOT_REGULAR"
 
 // Error is a refusal: the path names something other than a regular file.
-// Its exit class is 3 (invalid input): the file given is not of the kind
-// the tool reads; a retry cannot help.
+// It is invalid input: the file given is not of the kind the tool reads; a
+// retry cannot help.
 type Error struct {
 	Path string
 	// Mode is the type found: fs.ModeSymlink for a link refused by
@@ -46,9 +46,6 @@ func (e *Error) Error() string {
 
 // Code returns NOT_REGULAR.
 func (e *Error) Code() string { return Code }
-
-// ExitCode returns 3, invalid input.
-func (e *Error) ExitCode() int { return 3 }
 
 // Open opens path for reading, following symbolic links, and refuses
 // anything that is not a regular file.

@@ -10,16 +10,10 @@ const (
 	CodeJournalPending = "JOURNAL_PENDING"  // an interrupted cp-install journal must be recovered before registries change
 )
 
-// Exit classes, mirroring internal/cli (the library does not import it).
-const (
-	exitDenied      = 1
-	exitUnavailable = 4
-)
-
 // Error is a registry failure that callers act on. Its Code is one of the
-// Code constants and ExitCode its class in the shared exit-code table:
-// REGISTRY_INVALID and REGISTRY_EXISTS are 1 (a plane whose registries
-// cannot be trusted denies), LOCK_TIMEOUT is 4.
+// Code constants: REGISTRY_INVALID and REGISTRY_EXISTS refuse (a plane
+// whose registries cannot be trusted denies), LOCK_TIMEOUT and
+// JOURNAL_PENDING say the registries are busy for now.
 type Error struct {
 	// File is the registry file at fault, relative to the plane root
 	// ("registries/specs_registry.csv"): no absolute path ever reaches a
@@ -32,7 +26,6 @@ type Error struct {
 	Msg string
 
 	code string
-	exit int
 	err  error
 }
 
@@ -48,9 +41,6 @@ func (e *Error) Error() string {
 
 // Code returns the stable error code.
 func (e *Error) Code() string { return e.code }
-
-// ExitCode returns the exit class of the error.
-func (e *Error) ExitCode() int { return e.exit }
 
 // Unwrap returns the underlying error, if any (a *csv.ParseError, say).
 func (e *Error) Unwrap() error { return e.err }
@@ -68,5 +58,5 @@ func (e *Error) ErrorDetails() map[string]any {
 }
 
 func invalidf(file string, line int, format string, args ...any) *Error {
-	return &Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...), code: CodeInvalid, exit: exitDenied}
+	return &Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...), code: CodeInvalid}
 }

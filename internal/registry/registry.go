@@ -160,7 +160,7 @@ func Create(root string) error {
 	removeTemps(dir)
 	for _, t := range All {
 		if _, err := os.Lstat(filepath.Join(dir, t.File)); err == nil {
-			return &Error{File: t.name(), Msg: "registry already exists", code: CodeExists, exit: exitDenied}
+			return &Error{File: t.name(), Msg: "registry already exists", code: CodeExists}
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -209,7 +209,7 @@ func parse(t Table, data []byte) ([]Row, error) {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				return nil, &Error{File: file, Line: pe.Line, Msg: pe.Err.Error(), code: CodeInvalid, exit: exitDenied, err: err}
+				return nil, &Error{File: file, Line: pe.Line, Msg: pe.Err.Error(), code: CodeInvalid, err: err}
 			}
 			return nil, err
 		}

@@ -80,12 +80,11 @@ func writeFile(t *testing.T, root string, tb Table, data string) {
 
 // requireError checks that err is a registry *Error with the given code,
 // file, line and a message containing msg.
-func requireError(t *testing.T, err error, code string, exit int, file string, line int, msg string) {
+func requireError(t *testing.T, err error, code, file string, line int, msg string) {
 	t.Helper()
 	var e *Error
 	require.ErrorAs(t, err, &e, "got %v", err)
 	require.Equal(t, code, e.Code(), "code of %q", err)
-	require.Equal(t, exit, e.ExitCode(), "exit of %q", err)
 	require.Equal(t, file, e.File, "file of %q", err)
 	require.Equal(t, line, e.Line, "line of %q", err)
 	require.Contains(t, e.Error(), msg)
@@ -109,7 +108,7 @@ func TestCreate(t *testing.T) {
 		"file_ownership.csv", "packages_state.csv"}, names, "no temporary files left")
 
 	err = Create(root)
-	requireError(t, err, CodeExists, 1, "registries/frameworks_registry.csv", 0, "already exists")
+	requireError(t, err, CodeExists, "registries/frameworks_registry.csv", 0, "already exists")
 }
 
 func TestCreateRefusesIfAnyExists(t *testing.T) {
@@ -117,7 +116,7 @@ func TestCreateRefusesIfAnyExists(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(root, Dir), 0o755))
 	writeFile(t, root, Packages, "anything")
 	err := Create(root)
-	requireError(t, err, CodeExists, 1, "registries/packages_state.csv", 0, "already exists")
+	requireError(t, err, CodeExists, "registries/packages_state.csv", 0, "already exists")
 	for _, tb := range All[:4] {
 		_, err := os.Stat(filepath.Join(root, Dir, tb.File))
 		require.ErrorIs(t, err, fs.ErrNotExist, "%s written by a refused Create", tb.File)
@@ -301,7 +300,7 @@ func TestReadRefusals(t *testing.T) {
 			writeFile(t, root, tc.tb, tc.data)
 			rows, err := Read(root, tc.tb)
 			require.Nil(t, rows)
-			requireError(t, err, CodeInvalid, 1, "registries/"+tc.tb.File, tc.line, tc.msg)
+			requireError(t, err, CodeInvalid, "registries/"+tc.tb.File, tc.line, tc.msg)
 		})
 	}
 }
@@ -327,11 +326,11 @@ func TestReadAcceptsUnsorted(t *testing.T) {
 
 func TestParseRefusesBadRows(t *testing.T) {
 	_, err := ParseOwner(Row{"path": "lib/a.py"})
-	requireError(t, err, CodeInvalid, 1, "registries/file_ownership.csv", 0, `missing column "package_id"`)
+	requireError(t, err, CodeInvalid, "registries/file_ownership.csv", 0, `missing column "package_id"`)
 	_, err = ParsePackage(withField(fixtures()[Packages.File][0], "signature", ""))
-	requireError(t, err, CodeInvalid, 1, "registries/packages_state.csv", 0, "signature:")
+	requireError(t, err, CodeInvalid, "registries/packages_state.csv", 0, "signature:")
 	r := withField(fixtures()[Specs.File][0], "extra", "x")
 	_, err = ParseSpec(r)
-	requireError(t, err, CodeInvalid, 1, "registries/specs_registry.csv", 0, `unknown column "extra"`)
+	requireError(t, err, CodeInvalid, "registries/specs_registry.csv", 0, `unknown column "extra"`)
 	require.True(t, errors.As(err, new(*Error)))
 }

@@ -75,7 +75,7 @@ func UpdateMany(ctx context.Context, root string, tables []Table, fn func(map[st
 	}
 	defer l.unlock()
 	if _, err := os.Lstat(filepath.Join(root, journal.Dir)); err == nil {
-		return &Error{File: journal.Dir, code: CodeJournalPending, exit: exitUnavailable,
+		return &Error{File: journal.Dir, code: CodeJournalPending,
 			Msg: "an interrupted cp-install change is pending; run cp-install recover first"}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -260,7 +260,7 @@ func lock(ctx context.Context, dir string) (*heldLock, error) {
 		}
 		if time.Now().After(deadline) {
 			f.Close()
-			return nil, &Error{File: Dir + "/.lock", code: CodeLockTimeout, exit: exitUnavailable,
+			return nil, &Error{File: Dir + "/.lock", code: CodeLockTimeout,
 				Msg: fmt.Sprintf("still held by another writer after %s", lockTimeout)}
 		}
 		select {

@@ -102,10 +102,11 @@ type Version struct {
 // is made, and checked before a rollback trusts the file.
 func (v *Version) FileSHA256() string { return v.fileHash }
 
-// Error is a snapshot failure callers act on: VERSION_NOT_FOUND (exit 2:
-// the caller named a checkpoint that does not exist), VERSION_INVALID or
-// OBJECT_CORRUPT (the stored history is damaged; exit 1: nothing is
-// restored from it).
+// Error is a snapshot failure callers act on: VERSION_NOT_FOUND (the
+// caller named a checkpoint that does not exist), VERSION_INVALID or
+// OBJECT_CORRUPT (the stored history is damaged: nothing is restored from
+// it), STATE_UNSAFE or STATE_CHANGED (the state is not one a checkpoint or
+// a rollback may take or write).
 type Error struct {
 	code string
 	Path string
@@ -116,15 +117,6 @@ func (e *Error) Error() string { return e.Path + ": " + e.Msg }
 
 // Code returns the stable error code.
 func (e *Error) Code() string { return e.code }
-
-// ExitCode returns 2 for a checkpoint that does not exist (a bad
-// argument), else 1: the request is refused.
-func (e *Error) ExitCode() int {
-	if e.code == "VERSION_NOT_FOUND" {
-		return 2
-	}
-	return 1
-}
 
 // ErrorDetails names the path concerned.
 func (e *Error) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }

@@ -70,16 +70,13 @@ type Spec struct {
 	Invariants  []string `json:"invariants" yaml:"invariants"`
 }
 
-// Error is an invalid spec; Code is SPEC_INVALID (exit 3).
+// Error is an invalid spec; Code is SPEC_INVALID.
 type Error struct{ Msg string }
 
 func (e *Error) Error() string { return "spec manifest: " + e.Msg }
 
 // Code returns SPEC_INVALID.
 func (e *Error) Code() string { return "SPEC_INVALID" }
-
-// ExitCode returns 3.
-func (e *Error) ExitCode() int { return 3 }
 
 var (
 	specRE = regexp.MustCompile(`^SPEC-[A-Z0-9-]+$`)

@@ -2,14 +2,6 @@ package stage
 
 import "fmt"
 
-// Exit classes of stage's errors in the shared exit-code table (DESIGN.md
-// §3); the library does not import internal/cli.
-const (
-	exitDenied  = 1
-	exitUsage   = 2
-	exitInvalid = 3
-)
-
 // Error is a refusal to stage: its Code (UNDECLARED, MISSING,
 // PACKAGE_ID_MISMATCH, PREFLIGHT_FAILED, HASH_MISMATCH, MANIFEST_INVALID,
 // USAGE) is stable, and it may carry a hint for the person at the
@@ -17,7 +9,6 @@ const (
 // preflight's report).
 type Error struct {
 	code    string
-	exit    int
 	msg     string
 	hint    string
 	details map[string]any
@@ -28,9 +19,6 @@ func (e *Error) Error() string { return e.msg }
 
 // Code returns the stable error code.
 func (e *Error) Code() string { return e.code }
-
-// ExitCode returns the exit class.
-func (e *Error) ExitCode() int { return e.exit }
 
 // ErrorHint returns what to do about it, or "".
 func (e *Error) ErrorHint() string { return e.hint }
@@ -53,14 +41,14 @@ func (e *Error) WithDetails(d map[string]any) *Error {
 	return e
 }
 
-func errorf(exit int, code, format string, args ...any) *Error {
-	return &Error{code: code, exit: exit, msg: fmt.Sprintf(format, args...)}
+func errorf(code, format string, args ...any) *Error {
+	return &Error{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
 func usagef(format string, args ...any) *Error {
-	return errorf(exitUsage, "USAGE", format, args...)
+	return errorf("USAGE", format, args...)
 }
 
 func invalidf(code, format string, args ...any) *Error {
-	return errorf(exitInvalid, code, format, args...)
+	return errorf(code, format, args...)
 }

@@ -70,7 +70,7 @@ func Sign(a string, signer note.Signer, expect Hashes) (*SignResult, error) {
 	ahash := "sha256:" + contents.ArchiveSHA256
 	for field, got := range map[string]string{"archive_sha256": ahash, "manifest_hash": mhash} {
 		if want := map[string]string{"archive_sha256": expect.ArchiveSHA256, "manifest_hash": expect.ManifestHash}[field]; want != "" && want != got {
-			return nil, errorf(exitDenied, "HASH_MISMATCH", "%s has %s %s, not %s as requested (changed since it was staged?)", a, field, got, want)
+			return nil, errorf("HASH_MISMATCH", "%s has %s %s, not %s as requested (changed since it was staged?)", a, field, got, want)
 		}
 	}
 	st := pkgsig.Statement{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveHash: ahash}

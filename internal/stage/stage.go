@@ -103,7 +103,7 @@ func Archive(ctx context.Context, root string, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if got, ok := doc["package_id"].(string); ok && got != id {
-		return nil, errorf(exitDenied, "PACKAGE_ID_MISMATCH", "%s declares package %s, not %s", filepath.Join(src, manifest.FileName), got, id).
+		return nil, errorf("PACKAGE_ID_MISMATCH", "%s declares package %s, not %s", filepath.Join(src, manifest.FileName), got, id).
 			WithDetails(map[string]any{"manifest_package_id": got, "package_id": id})
 	}
 
@@ -134,7 +134,7 @@ func Archive(ctx context.Context, root string, opts Options) (*Result, error) {
 		}
 	}
 	if len(undeclared) > 0 && !opts.Declare {
-		return nil, errorf(exitDenied, "UNDECLARED", "%d file(s) in %s not declared in %s: %s",
+		return nil, errorf("UNDECLARED", "%d file(s) in %s not declared in %s: %s",
 			len(undeclared), src, manifest.FileName, strings.Join(undeclared, ", ")).
 			WithHint("declare them in %s, or run again with --declare", filepath.Join(src, manifest.FileName)).
 			WithDetails(map[string]any{"undeclared": undeclared})
@@ -338,7 +338,7 @@ func fillAssets(tree *gate.Tree, doc map[string]any) (map[string]bool, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, errorf(exitDenied, "MISSING", "%d declared file(s) not in the tree: %s", len(missing), strings.Join(missing, ", ")).
+		return nil, errorf("MISSING", "%d declared file(s) not in the tree: %s", len(missing), strings.Join(missing, ", ")).
 			WithHint("add the files, or run again with --declare to drop them from manifest.json").
 			WithDetails(map[string]any{"missing": missing})
 	}
@@ -420,7 +420,7 @@ func preflightFailed(rep *gate.Report) *Error {
 			codes = append(codes, f.Code)
 		}
 	}
-	e := errorf(exitDenied, "PREFLIGHT_FAILED", "preflight of %s %s failed: %s", rep.PackageID, rep.Version, rep.FirstFailure()).
+	e := errorf("PREFLIGHT_FAILED", "preflight of %s %s failed: %s", rep.PackageID, rep.Version, rep.FirstFailure()).
 		WithDetails(map[string]any{"failed_gates": gates, "codes": codes}).
 		WithHint("no archive was written; .result.results holds every gate's findings")
 	e.result = rep
@@ -497,7 +497,7 @@ func writeArchive(src string, m *manifest.Manifest, mb []byte, res *Result) erro
 // change between hashing and archiving.
 func MatchManifest(c *archive.Contents, m *manifest.Manifest, mb []byte) error {
 	if !bytes.Equal(c.Manifest, mb) {
-		return errorf(exitDenied, "HASH_MISMATCH", "manifest.json changed while the archive was written")
+		return errorf("HASH_MISMATCH", "manifest.json changed while the archive was written")
 	}
 	want := map[string]manifest.Asset{}
 	for _, a := range m.Assets {
@@ -509,15 +509,15 @@ func MatchManifest(c *archive.Contents, m *manifest.Manifest, mb []byte) error {
 		}
 		a, ok := want[f.Path]
 		if !ok {
-			return errorf(exitDenied, "UNDECLARED", "%s is in the archive but not declared", f.Path)
+			return errorf("UNDECLARED", "%s is in the archive but not declared", f.Path)
 		}
 		if a.SHA256 != "sha256:"+f.SHA256 || a.Size != f.Size {
-			return errorf(exitDenied, "HASH_MISMATCH", "%s changed while the archive was written (or does not match its declaration)", f.Path)
+			return errorf("HASH_MISMATCH", "%s changed while the archive was written (or does not match its declaration)", f.Path)
 		}
 		delete(want, f.Path)
 	}
 	for p := range want {
-		return errorf(exitDenied, "MISSING", "%s is declared but not in the archive", p)
+		return errorf("MISSING", "%s is declared but not in the archive", p)
 	}
 	return nil
 }

@@ -45,6 +45,6 @@ func TestCheckOutOfPlane(t *testing.T) {
 		e, ok := err.(*Error)
 		require.True(t, ok, "%s: %v", tt.out, err)
 		require.Equal(t, tt.code, e.Code(), tt.out)
-		require.Equal(t, exitUsage, e.ExitCode())
+		require.Equal(t, "USAGE", e.Code())
 	}
 }

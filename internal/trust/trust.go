@@ -121,9 +121,6 @@ func (e *Error) Error() string {
 // Code returns TRUSTED_KEYS_INVALID.
 func (e *Error) Code() string { return "TRUSTED_KEYS_INVALID" }
 
-// ExitCode returns 3: the file is invalid input.
-func (e *Error) ExitCode() int { return 3 }
-
 var trustSchema = sync.OnceValues(func() (*schema.Schema, error) {
 	return schema.NewCompiler(schemas.FS, schemas.BaseURL).Compile(SchemaName)
 })

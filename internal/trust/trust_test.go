@@ -139,7 +139,6 @@ func TestLoadRefuses(t *testing.T) {
 			var e *Error
 			require.True(t, errors.As(err, &e), "error %T %v", err, err)
 			require.Equal(t, "TRUSTED_KEYS_INVALID", e.Code())
-			require.Equal(t, 3, e.ExitCode())
 			require.Equal(t, filepath.Join(root, "config", "trusted_keys.json"), e.File)
 			require.Equal(t, tt.path, e.Path, "%v", err)
 			require.Contains(t, e.Reason, tt.reason)

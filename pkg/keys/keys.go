@@ -28,9 +28,6 @@ func (e *Error) Error() string { return fmt.Sprintf("key %s: %v", e.Spec, e.Err)
 // Code returns KEY_INVALID.
 func (e *Error) Code() string { return "KEY_INVALID" }
 
-// ExitCode returns 2: a bad key argument is a usage error.
-func (e *Error) ExitCode() int { return 2 }
-
 func (e *Error) Unwrap() error { return e.Err }
 
 // Generate returns a new signer key and its verifier key for name.

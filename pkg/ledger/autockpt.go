@@ -49,34 +49,34 @@ func (l *Ledger) checkStored(n int64, allowMissing bool, rootAt func(int64) (tlo
 		if allowMissing {
 			return nil, nil
 		}
-		return nil, errorf(CheckpointMissing, exitDenied, "%s has no checkpoint, but its plane signs one with every append: it was removed; refusing to append (run cp-ledger verify, compare with a witness copy)", l.path)
+		return nil, errorf(CheckpointMissing, "%s has no checkpoint, but its plane signs one with every append: it was removed; refusing to append (run cp-ledger verify, compare with a witness copy)", l.path)
 	}
 	var coded interface{ Code() string }
 	if errors.As(err, &coded) { // not a regular file, or too large to be a checkpoint
 		return nil, err
 	} else if err != nil {
-		return nil, errorf("IO_ERROR", exitUnavailable, "reading %s: %v", path, err)
+		return nil, errorf("IO_ERROR", "reading %s: %v", path, err)
 	}
 	c, err := parseBody(b)
 	if err != nil {
-		return nil, errorf(CheckpointInvalid, exitDenied, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
+		return nil, errorf(CheckpointInvalid, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
 	}
 	if c.Size > n {
-		return nil, errorf(CheckpointInconsistent, exitDenied, "%s covers %d entries but the ledger holds %d: entries were removed; refusing to append (run cp-ledger verify)", path, c.Size, n)
+		return nil, errorf(CheckpointInconsistent, "%s covers %d entries but the ledger holds %d: entries were removed; refusing to append (run cp-ledger verify)", path, c.Size, n)
 	}
 	root, err := rootAt(c.Size)
 	if err != nil {
 		return nil, err
 	}
 	if root != c.Root {
-		return nil, errorf(CheckpointInconsistent, exitDenied, "%s: the ledger's root at size %d differs from the checkpoint's: history was rewritten; refusing to append (run cp-ledger verify)", path, c.Size)
+		return nil, errorf(CheckpointInconsistent, "%s: the ledger's root at size %d differs from the checkpoint's: history was rewritten; refusing to append (run cp-ledger verify)", path, c.Size)
 	}
 	if bytes.Equal(b, l.ckptLast) {
 		return nil, nil
 	}
 	return func() error {
 		if err := l.checkSigned(b, c); err != nil {
-			return errorf(CheckpointInvalid, exitDenied, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
+			return errorf(CheckpointInvalid, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
 		}
 		l.ckptLast = b
 		return nil
@@ -207,7 +207,7 @@ func (l *Ledger) publishCheckpoint(text []byte, staged bool) error {
 		err = overwrite(path, text)
 	}
 	if err != nil {
-		return errorf("IO_ERROR", exitUnavailable, "publishing %s: %v", path, err)
+		return errorf("IO_ERROR", "publishing %s: %v", path, err)
 	}
 	l.ckptLast = text
 	return nil
@@ -246,7 +246,7 @@ func (l *Ledger) checkpointTemp() string {
 // refusal comes before the change.
 func (l *Ledger) Ready(ctx context.Context) error {
 	if !l.writable {
-		return errorf("INTERNAL", exitInternal, "ledger %s opened read-only", l.path)
+		return errorf("INTERNAL", "ledger %s opened read-only", l.path)
 	}
 	if err := flock(ctx, l.lockF, true, l.opts.LockTimeout); err != nil {
 		return err

@@ -162,7 +162,6 @@ type fieldError struct {
 
 func (e *fieldError) Error() string { return e.field + ": " + e.err.Error() }
 func (e *fieldError) Code() string  { return "INVALID_INPUT" }
-func (e *fieldError) ExitCode() int { return exitInvalid }
 func (e *fieldError) Unwrap() error { return e.err }
 
 func fieldErr(field string, err error) error { return &fieldError{field, err} }

@@ -17,11 +17,11 @@ const (
 )
 
 // Error is a ledger failure that callers act on: Code is stable (for example
-// LOCK_TIMEOUT, LEDGER_INVALID, LEDGER_NOT_EMPTY, INVALID_INPUT) and its
-// exit class in the shared exit-code table is ExitCode.
+// LOCK_TIMEOUT, LEDGER_INVALID, LEDGER_NOT_EMPTY, INVALID_INPUT) and names
+// the condition; what a caller does about it (a process's exit status) is
+// the caller's.
 type Error struct {
 	code string
-	exit int
 	msg  string
 }
 
@@ -30,18 +30,6 @@ func (e *Error) Error() string { return e.msg }
 // Code returns the stable error code.
 func (e *Error) Code() string { return e.code }
 
-// ExitCode returns the exit class of the error.
-func (e *Error) ExitCode() int { return e.exit }
-
-func errorf(code string, exit int, format string, args ...any) *Error {
-	return &Error{code: code, exit: exit, msg: fmt.Sprintf(format, args...)}
+func errorf(code, format string, args ...any) *Error {
+	return &Error{code: code, msg: fmt.Sprintf(format, args...)}
 }
-
-// Exit classes, mirroring internal/cli (the library does not import it).
-const (
-	exitDenied      = 1
-	exitUsage       = 2 // a bad argument: a seq or size outside the ledger
-	exitInvalid     = 3
-	exitUnavailable = 4
-	exitInternal    = 5
-)

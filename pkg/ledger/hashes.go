@@ -32,7 +32,7 @@ func (h *hashFile) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		}
 		if _, err := h.f.ReadAt(out[i][:], idx*tlog.HashSize); err != nil {
 			if err == io.EOF {
-				return nil, errorf(TornTail, exitDenied, "%s: stored hash %d missing", h.f.Name(), idx)
+				return nil, errorf(TornTail, "%s: stored hash %d missing", h.f.Name(), idx)
 			}
 			return nil, err
 		}

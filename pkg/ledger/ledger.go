@@ -200,7 +200,7 @@ func openData(path string, flags int) (*os.File, error) {
 	f, err := regfile.OpenFile(path, flags|regfile.NoFollow, 0o644)
 	var re *regfile.Error
 	if errors.As(err, &re) && re.Mode&fs.ModeSymlink != 0 {
-		return nil, errorf(regfile.Code, exitInvalid, "ledger %s is a symbolic link: refused (name the ledger by its real path: its side files and lock are named after the path)", path)
+		return nil, errorf(regfile.Code, "ledger %s is a symbolic link: refused (name the ledger by its real path: its side files and lock are named after the path)", path)
 	}
 	return f, err
 }
@@ -214,7 +214,7 @@ func checkOneName(f *os.File) error {
 		return err
 	}
 	if s, ok := st.Sys().(*syscall.Stat_t); ok && s.Nlink > 1 {
-		return errorf("LEDGER_LINKED", exitInvalid, "%s has %d hard links: a ledger written under two names takes two locks and loses entries; copy it to a file of its own", f.Name(), s.Nlink)
+		return errorf("LEDGER_LINKED", "%s has %d hard links: a ledger written under two names takes two locks and loses entries; copy it to a file of its own", f.Name(), s.Nlink)
 	}
 	return nil
 }
@@ -266,7 +266,7 @@ func (l *Ledger) Genesis(ctx context.Context, d Draft) (Entry, error) {
 
 func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]Entry, error) {
 	if !l.writable {
-		return nil, errorf("INTERNAL", exitInternal, "ledger %s opened read-only", l.path)
+		return nil, errorf("INTERNAL", "ledger %s opened read-only", l.path)
 	}
 	if err := flock(ctx, l.lockF, true, l.opts.LockTimeout); err != nil {
 		return nil, err
@@ -278,7 +278,7 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 		return nil, err
 	}
 	if genesis && l.n != 0 {
-		return nil, errorf("LEDGER_NOT_EMPTY", exitDenied, "%s already holds %d entries; GENESIS opens an empty ledger", l.path, l.n)
+		return nil, errorf("LEDGER_NOT_EMPTY", "%s already holds %d entries; GENESIS opens an empty ledger", l.path, l.n)
 	}
 	var checkSig func() error
 	if l.opts.Checkpoint != nil {
@@ -337,10 +337,10 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 // if it fails, the entries are removed again and nothing is published.
 func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash, checkSig func() error) error {
 	if _, err := l.data.WriteAt(lines, l.dataSize); err != nil {
-		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.path, err)
+		return errorf("IO_ERROR", "writing %s: %v", l.path, err)
 	}
 	if _, err := l.hashes.f.WriteAt(hashes, l.hashSize); err != nil {
-		return errorf("IO_ERROR", exitUnavailable, "writing %s: %v", l.hashes.f.Name(), err)
+		return errorf("IO_ERROR", "writing %s: %v", l.hashes.f.Name(), err)
 	}
 	var wg sync.WaitGroup
 	var herr, cerr, serr error
@@ -361,16 +361,16 @@ func (l *Ledger) writeDurably(lines, hashes []byte, n int64, f *[64]tlog.Hash, c
 	derr := l.data.Sync()
 	wg.Wait()
 	if err := errors.Join(derr, herr); err != nil {
-		return errorf("IO_ERROR", exitUnavailable, "fsync %s: %v", l.path, err)
+		return errorf("IO_ERROR", "fsync %s: %v", l.path, err)
 	}
 	if serr != nil {
 		if err := l.unappend(); err != nil {
-			return errorf("IO_ERROR", exitUnavailable, "%v; and removing the entries not acknowledged: %v", serr, err)
+			return errorf("IO_ERROR", "%v; and removing the entries not acknowledged: %v", serr, err)
 		}
 		return serr
 	}
 	if cerr != nil {
-		return errorf("IO_ERROR", exitUnavailable, "writing the checkpoint of %s: %v", l.path, cerr)
+		return errorf("IO_ERROR", "writing the checkpoint of %s: %v", l.path, cerr)
 	}
 	if ckpt != nil {
 		return l.publishCheckpoint(ckpt, staged)
@@ -500,7 +500,7 @@ func (l *Ledger) sync() error {
 			return err
 		}
 		if hs[0] != leaf {
-			return errorf("LEDGER_INVALID", exitDenied, "%s: stored leaf hash of seq %d differs from its entry_hash; refusing to append (run cp-ledger verify)", l.path, t.n-1)
+			return errorf("LEDGER_INVALID", "%s: stored leaf hash of seq %d differs from its entry_hash; refusing to append (run cp-ledger verify)", l.path, t.n-1)
 		}
 	}
 	if err := l.loadFrontier(t.n); err != nil {
@@ -580,15 +580,15 @@ func (l *Ledger) completeLine(t tail) (bool, error) {
 func checkedLeaf(line []byte, seq int64) (tlog.Hash, error) {
 	e, err := ParseLine(line)
 	if err != nil {
-		return tlog.Hash{}, errorf("LEDGER_INVALID", exitDenied, "entry %d unreadable: %v (run cp-ledger verify)", seq, err)
+		return tlog.Hash{}, errorf("LEDGER_INVALID", "entry %d unreadable: %v (run cp-ledger verify)", seq, err)
 	}
 	if e.Seq != seq {
-		return tlog.Hash{}, errorf("LEDGER_INVALID", exitDenied, "entry at position %d has seq %d (run cp-ledger verify)", seq, e.Seq)
+		return tlog.Hash{}, errorf("LEDGER_INVALID", "entry at position %d has seq %d (run cp-ledger verify)", seq, e.Seq)
 	}
 	stored := e.EntryHash
 	_, leaf, err := encode(nil, e)
 	if err != nil || e.EntryHash != stored {
-		return tlog.Hash{}, errorf("LEDGER_INVALID", exitDenied, "entry %d: entry_hash does not match its content (run cp-ledger verify)", seq)
+		return tlog.Hash{}, errorf("LEDGER_INVALID", "entry %d: entry_hash does not match its content (run cp-ledger verify)", seq)
 	}
 	return leaf, nil
 }
@@ -616,7 +616,7 @@ func readTail(data *os.File, dataSize, hashBytes int64) (tail, error) {
 	}
 	e, err := ParseLine(lines[0])
 	if err != nil {
-		return t, errorf("LEDGER_INVALID", exitDenied, "%s: last entry unreadable: %v (run cp-ledger verify)", data.Name(), err)
+		return t, errorf("LEDGER_INVALID", "%s: last entry unreadable: %v (run cp-ledger verify)", data.Name(), err)
 	}
 	t.n, t.head = e.Seq+1, e.EntryHash
 	return t, nil
@@ -629,7 +629,7 @@ func tailLines(f *os.File, end int64, k int) ([][]byte, error) {
 		return nil, err
 	}
 	if len(lines) != k {
-		return nil, errorf("LEDGER_INVALID", exitDenied, "%s: expected %d lines before offset %d, found %d", f.Name(), k, end, len(lines))
+		return nil, errorf("LEDGER_INVALID", "%s: expected %d lines before offset %d, found %d", f.Name(), k, end, len(lines))
 	}
 	return lines, nil
 }

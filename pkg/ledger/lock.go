@@ -26,10 +26,10 @@ func flock(ctx context.Context, f *os.File, exclusive bool, timeout time.Duratio
 			return nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			return errorf("IO_ERROR", exitUnavailable, "locking %s: %v", f.Name(), err)
+			return errorf("IO_ERROR", "locking %s: %v", f.Name(), err)
 		}
 		if time.Now().After(deadline) {
-			return errorf("LOCK_TIMEOUT", exitUnavailable, "ledger lock %s still held by another process after %s", f.Name(), timeout)
+			return errorf("LOCK_TIMEOUT", "ledger lock %s still held by another process after %s", f.Name(), timeout)
 		}
 		select {
 		case <-ctx.Done():

@@ -128,7 +128,7 @@ func (l *Ledger) ReadCheckpoint() ([]byte, error) {
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxCheckpoint+1))
 	if err == nil && len(b) > maxCheckpoint {
-		return nil, errorf(CheckpointInvalid, exitDenied, "%s is larger than %d bytes: not a checkpoint", path, maxCheckpoint)
+		return nil, errorf(CheckpointInvalid, "%s is larger than %d bytes: not a checkpoint", path, maxCheckpoint)
 	}
 	return b, err
 }
@@ -169,7 +169,7 @@ func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) 
 		}
 	}
 	if seq < 0 || seq >= treeSize || treeSize > st.Size {
-		return Inclusion{}, errorf("OUT_OF_RANGE", exitUsage, "cannot prove seq %d in a tree of size %d (the ledger holds %d entries)", seq, treeSize, st.Size)
+		return Inclusion{}, errorf("OUT_OF_RANGE", "cannot prove seq %d in a tree of size %d (the ledger holds %d entries)", seq, treeSize, st.Size)
 	}
 	root, err := tlog.TreeHash(treeSize, &l.hashes)
 	if err != nil {
@@ -177,7 +177,7 @@ func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) 
 	}
 	if ckpt != "" {
 		if c, err := parseBody([]byte(ckpt)); err != nil || c.Root != root {
-			return Inclusion{}, errorf(CheckpointInconsistent, exitDenied, "stored checkpoint at size %d does not match the ledger's root (run cp-ledger verify)", treeSize)
+			return Inclusion{}, errorf(CheckpointInconsistent, "stored checkpoint at size %d does not match the ledger's root (run cp-ledger verify)", treeSize)
 		}
 	} else {
 		ckpt = Checkpoint{Origin: origin, Size: treeSize, Root: root}.Text()
@@ -225,7 +225,7 @@ func (l *Ledger) Consistency(ctx context.Context, from, to int64) (Consistency, 
 		to = st.Size
 	}
 	if from < 1 || from > to || to > st.Size {
-		return Consistency{}, errorf("OUT_OF_RANGE", exitUsage, "cannot prove consistency from %d to %d (the ledger holds %d entries)", from, to, st.Size)
+		return Consistency{}, errorf("OUT_OF_RANGE", "cannot prove consistency from %d to %d (the ledger holds %d entries)", from, to, st.Size)
 	}
 	p, err := tlog.ProveTree(to, from, &l.hashes)
 	if err != nil {
@@ -293,7 +293,7 @@ func VerifyConsistency(p Consistency) error {
 }
 
 func proofErr(format string, args ...any) error {
-	return errorf("PROOF_INVALID", exitDenied, format, args...)
+	return errorf("PROOF_INVALID", format, args...)
 }
 
 func hexes(hs []tlog.Hash) []string {

@@ -268,7 +268,7 @@ func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, worker
 		cut := bytes.LastIndexByte(buf, '\n')
 		if cut < 0 {
 			if len(buf) > MaxLine {
-				readErr = errorf("LEDGER_INVALID", exitDenied, "%s: line %d is longer than %d bytes: not a ledger line", f.Name(), pos, MaxLine)
+				readErr = errorf("LEDGER_INVALID", "%s: line %d is longer than %d bytes: not a ledger line", f.Name(), pos, MaxLine)
 				break
 			}
 			carry = buf

@@ -47,7 +47,7 @@
 //     itself, and no package is named by two dependencies (join the
 //     constraints with "," instead).
 //
-// Every refusal is an *Error with code MANIFEST_INVALID, exit code 3, and
+// Every refusal is an *Error with code MANIFEST_INVALID and
 // the JSON pointer of the offending value.
 //
 // # Dependencies

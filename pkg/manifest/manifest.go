@@ -112,9 +112,6 @@ func (e *Error) Error() string {
 // Code returns MANIFEST_INVALID.
 func (e *Error) Code() string { return "MANIFEST_INVALID" }
 
-// ExitCode returns 3: a malformed manifest is invalid input.
-func (e *Error) ExitCode() int { return 3 }
-
 // ErrorDetails returns the pointer for the error envelope's details.
 func (e *Error) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }
 

@@ -270,7 +270,6 @@ func TestParseRefuses(t *testing.T) {
 			var e *Error
 			require.True(t, errors.As(err, &e), "error %T %v is not *Error", err, err)
 			require.Equal(t, "MANIFEST_INVALID", e.Code())
-			require.Equal(t, 3, e.ExitCode())
 			require.Equal(t, tt.path, e.Path, "path of %v", err)
 			require.Contains(t, e.Message, tt.msg)
 		})

@@ -21,7 +21,7 @@
 // manifest in the same archive bytes. Version lines are compared as
 // strings: 1.2.0 is not 1.2.0-rc.1.
 //
-// Verify reports every failure as an *Error with exit code 1 and one of
+// Verify reports every failure as an *Error with one of
 // three codes:
 //
 //	SIGNATURE_MISSING  no signature bytes (no .sig file, or an empty one)

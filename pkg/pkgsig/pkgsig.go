@@ -97,10 +97,6 @@ func (e *Error) Error() string { return "package signature: " + e.Reason }
 // Code returns SIGNATURE_MISSING, SIGNATURE_INVALID or KEY_UNTRUSTED.
 func (e *Error) Code() string { return e.code }
 
-// ExitCode returns 1: a signature that does not verify is a negative
-// verdict.
-func (e *Error) ExitCode() int { return 1 }
-
 // ErrorDetails returns the key concerned for the error envelope.
 func (e *Error) ErrorDetails() map[string]any {
 	if e.KeyName == "" {

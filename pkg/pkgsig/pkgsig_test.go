@@ -208,7 +208,6 @@ func TestVerify(t *testing.T) {
 			var e *Error
 			require.True(t, errors.As(err, &e), "error %T %v", err, err)
 			require.Equal(t, tt.code, e.Code(), "%v", err)
-			require.Equal(t, 1, e.ExitCode())
 			require.Contains(t, e.Reason, tt.reason)
 			require.Equal(t, tt.keyName, e.KeyName)
 		})

@@ -24,7 +24,7 @@ func SpecFramework(root, specID string) (string, error) {
 		}
 		return s.FrameworkID, nil
 	}
-	return "", errorf(exitDenied, "SPEC_NOT_FOUND", "%s is not in the specs registry of the plane at %s", specID, root).
+	return "", errorf("SPEC_NOT_FOUND", "%s is not in the specs registry of the plane at %s", specID, root).
 		WithHint("register it with cp-pkg register-spec %s --src DIR, or give --framework FMWK-ID", specID)
 }
 
@@ -57,6 +57,6 @@ func FrameworkSpec(root, fwID, pkgID string) (specID string, unregistered bool, 
 		return found[0], false, nil
 	}
 	slices.Sort(found)
-	return "", false, errorf(exitDenied, "SPEC_AMBIGUOUS", "framework %s has %d active specs (%s); choose one with --spec", fwID, len(found), strings.Join(found, ", ")).
+	return "", false, errorf("SPEC_AMBIGUOUS", "framework %s has %d active specs (%s); choose one with --spec", fwID, len(found), strings.Join(found, ", ")).
 		WithDetails(map[string]any{"specs": found})
 }

@@ -87,7 +87,7 @@ func Framework(ctx context.Context, root, actor, id, src string) (Outcome, error
 				return rows, nil // the same document: nothing to do
 			}
 			if manifest.CompareVersions(fw.Version, old["version"]) <= 0 {
-				refusal = errorf(exitDenied, "VERSION_NOT_NEWER", "framework %s %s is registered; a changed document needs a higher version than %s (got %s)", id, old["version"], old["version"], fw.Version)
+				refusal = errorf("VERSION_NOT_NEWER", "framework %s %s is registered; a changed document needs a higher version than %s (got %s)", id, old["version"], old["version"], fw.Version)
 				return nil, refusal
 			}
 			prev, err := registeredFramework(root, old)
@@ -96,7 +96,7 @@ func Framework(ctx context.Context, root, actor, id, src string) (Outcome, error
 			}
 			if removed := framework.Removed(prev, fw); len(removed) > 0 {
 				result["removed"] = removed
-				refusal = errorf(exitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q: register it under a new framework id", id, fw.Version, len(removed), old["version"], removed[0])
+				refusal = errorf("BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q: register it under a new framework id", id, fw.Version, len(removed), old["version"], removed[0])
 				return nil, refusal
 			}
 		}
@@ -151,9 +151,9 @@ func Spec(ctx context.Context, root, actor, id, src string) (Outcome, error) {
 		fw := find(t[registry.Frameworks.File], "framework_id", s.FrameworkID)
 		switch {
 		case fw == nil:
-			refusal = errorf(exitDenied, "FRAMEWORK_NOT_FOUND", "spec %s answers to framework %s, which is not registered", id, s.FrameworkID)
+			refusal = errorf("FRAMEWORK_NOT_FOUND", "spec %s answers to framework %s, which is not registered", id, s.FrameworkID)
 		case fw["status"] != registry.StatusActive:
-			refusal = errorf(exitDenied, "FRAMEWORK_INACTIVE", "framework %s is %s", s.FrameworkID, fw["status"])
+			refusal = errorf("FRAMEWORK_INACTIVE", "framework %s is %s", s.FrameworkID, fw["status"])
 		}
 		rows := t[registry.Specs.File]
 		if old := find(rows, "spec_id", id); refusal == nil && old != nil {
@@ -162,7 +162,7 @@ func Spec(ctx context.Context, root, actor, id, src string) (Outcome, error) {
 				return map[string][]registry.Row{}, nil
 			}
 			if manifest.CompareVersions(s.Version, old["version"]) <= 0 {
-				refusal = errorf(exitDenied, "VERSION_NOT_NEWER", "spec %s %s is registered; a changed manifest needs a higher version than %s (got %s)", id, old["version"], old["version"], s.Version)
+				refusal = errorf("VERSION_NOT_NEWER", "spec %s %s is registered; a changed manifest needs a higher version than %s (got %s)", id, old["version"], old["version"], s.Version)
 			}
 		}
 		if refusal != nil {
@@ -205,7 +205,7 @@ func CheckFramework(ctx context.Context, root, actor, id, src string) (Outcome, 
 	}
 	old := find(rows, "framework_id", id)
 	if old == nil {
-		return Outcome{}, errorf(exitDenied, "FRAMEWORK_NOT_FOUND", "framework %s is not registered", id)
+		return Outcome{}, errorf("FRAMEWORK_NOT_FOUND", "framework %s is not registered", id)
 	}
 	prev, err := registeredFramework(root, old)
 	if err != nil {
@@ -219,7 +219,7 @@ func CheckFramework(ctx context.Context, root, actor, id, src string) (Outcome, 
 	var verdict error
 	if len(removed) > 0 {
 		decision, reason = "BREAKING", "MUST invariants removed"
-		verdict = errorf(exitDenied, "BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q", id, next.Version, len(removed), old["version"], removed[0])
+		verdict = errorf("BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q", id, next.Version, len(removed), old["version"], removed[0])
 	}
 	return recorded(ctx, root, actor, result, verdict, ledger.Draft{EventType: "FRAMEWORK_CHECKED", SubmissionID: id, Decision: decision,
 		Reason: reason, Metadata: map[string]any{"framework_id": id, "registered_version": old["version"], "candidate_version": next.Version, "removed": anySlice(removed)}})
@@ -250,7 +250,7 @@ func registeredFramework(root string, row registry.Row) (*framework.Framework, e
 		return nil, err
 	}
 	if got := plane.SHA256(b); got != row["sha256"] {
-		return nil, errorf(exitDenied, "HASH_MISMATCH", "%s changed since it was registered (%s, registered %s)", row["path"], got, row["sha256"])
+		return nil, errorf("HASH_MISMATCH", "%s changed since it was registered (%s, registered %s)", row["path"], got, row["sha256"])
 	}
 	return framework.Parse(b)
 }
@@ -278,7 +278,7 @@ func writeRegistered(root, rel string, b []byte) error {
 	path := filepath.Join(root, filepath.FromSlash(rel))
 	if old, err := regfile.ReadFile(path); err == nil {
 		if string(old) != string(b) {
-			return errorf(exitDenied, "VERSION_EXISTS", "%s already holds a different document of this version", rel)
+			return errorf("VERSION_EXISTS", "%s already holds a different document of this version", rel)
 		}
 		return nil
 	}

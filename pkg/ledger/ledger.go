@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/internal/lockfile"
 	"github.com/control-plane/cp/internal/regfile"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -159,7 +160,7 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		return nil, err
 	}
 	l.hashes.f = hf
-	lf, err := regfile.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|regfile.NoFollow, 0o644)
+	lf, err := lockfile.Open(lockPath)
 	if err != nil && !writable && !isRefusal(err) {
 		// A read-only directory: lock shared if we can; with no lock file
 		// and none can be made, no writer can exist either.

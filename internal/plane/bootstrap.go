@@ -341,12 +341,7 @@ func registerKernel(ctx context.Context, tdir string, t TierLayout, m *manifest.
 // the hash of its tier.json, which G6 holds tier.json to) and the events
 // of its creation, and returns the tier's ledger state.
 func openLedgers(ctx context.Context, tdir string, t TierLayout, tier Tier, tierHash, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
-	path := filepath.Join(tdir, filepath.FromSlash(t.Ledger))
-	opts, err := LedgerOptions(tdir, tier, path, actor) // every append leaves the plane's checkpoint
-	if err != nil {
-		return TierResult{}, err
-	}
-	l, err := ledger.OpenWriter(path, opts)
+	l, err := openLedger(tdir, tier, ForAppend, actor) // every append leaves the plane's checkpoint
 	if err != nil {
 		return TierResult{}, err
 	}
@@ -356,7 +351,7 @@ func openLedgers(ctx context.Context, tdir string, t TierLayout, tier Tier, tier
 		meta["parent_ledger"] = t.Parent
 		meta["parent_size"] = json.Number(fmt.Sprint(parentSize))
 	}
-	g, err := l.Genesis(ctx, ledger.Draft{SubmissionID: t.PlaneID, Decision: "CREATED", Reason: "plane bootstrap", Metadata: meta})
+	g, err := ledger.Genesis(ctx, l, ledger.Draft{SubmissionID: t.PlaneID, Decision: "CREATED", Reason: "plane bootstrap", Metadata: meta})
 	if err != nil {
 		return TierResult{}, err
 	}

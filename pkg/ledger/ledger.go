@@ -239,31 +239,19 @@ func (l *Ledger) Close() error {
 	return errors.Join(errs...)
 }
 
-// Append appends drafts in order as one durable batch and returns the
-// entries written. If a draft cannot be encoded, the drafts before it are
-// still appended and returned with the error. Appends from any number of
-// processes are serialized by the lock; Append returns only after the new
-// bytes are fsynced.
+// Append implements Store.Append: appends from any number of processes are
+// serialized by X.lock, and Append returns only after the new lines and
+// stored hashes are fsynced (and, with Options.Checkpoint, the new
+// checkpoint published).
 func (l *Ledger) Append(ctx context.Context, drafts []Draft) ([]Entry, error) {
-	return l.append(ctx, drafts, false)
+	if len(drafts) == 0 {
+		return nil, l.ready(ctx)
+	}
+	return l.append(ctx, drafts, drafts[0].EventType == "GENESIS")
 }
 
 // LastRepair returns what the most recent append had to repair.
 func (l *Ledger) LastRepair() Repair { return l.repair }
-
-// Genesis appends the GENESIS entry that opens a ledger; it refuses a ledger
-// that already holds entries (LEDGER_NOT_EMPTY). meta is stored as the
-// entry's metadata and should carry parent_hash (the parent ledger's head
-// entry_hash) and parent_ledger (its path relative to the plane root) for a
-// lower tier.
-func (l *Ledger) Genesis(ctx context.Context, d Draft) (Entry, error) {
-	d.EventType = "GENESIS"
-	es, err := l.append(ctx, []Draft{d}, true)
-	if err != nil {
-		return Entry{}, err
-	}
-	return es[0], nil
-}
 
 func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]Entry, error) {
 	if !l.writable {
@@ -690,21 +678,78 @@ func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
 // machine). Entries are far smaller.
 const MaxLine = 64 << 20
 
-// Lines calls fn with each line of the ledger file at path, without its
-// newline, until fn returns false. It reads; it checks nothing (Verify
-// does). The slice is valid only during the call.
-func Lines(path string, fn func(line []byte) bool) error {
-	f, err := OpenFile(path)
+// Lines implements Store.Lines over the complete ("\n"-terminated) lines
+// of X.jsonl, whether or not X.tlog covers them yet; a partial last line
+// (TornBytes) is not one. A line longer than MaxLine is LEDGER_INVALID.
+func (l *Ledger) Lines(ctx context.Context, from, to int64, fn func(seq int64, line []byte) bool) error {
+	st, err := l.data.Stat()
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), MaxLine)
-	for sc.Scan() {
-		if !fn(sc.Bytes()) {
+	br := bufio.NewReaderSize(io.NewSectionReader(l.data, 0, st.Size()), 1<<20)
+	for seq := int64(0); to < 0 || seq < to; seq++ {
+		if seq&4095 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			line, err = readLong(br, line)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil // no line, or a partial one
+		}
+		if err != nil {
+			return err
+		}
+		if seq >= from && !fn(seq, line[:len(line)-1]) {
 			return nil
 		}
 	}
-	return sc.Err()
+	return nil
+}
+
+// readLong reads the rest of a line longer than the reader's buffer, up to
+// MaxLine.
+func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
+	buf := append([]byte(nil), first...)
+	for {
+		more, err := br.ReadSlice('\n')
+		buf = append(buf, more...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return buf, err
+		}
+		if len(buf) > MaxLine {
+			return nil, errorf("LEDGER_INVALID", exitDenied, "a line longer than %d bytes: not a ledger line (run cp-ledger verify)", MaxLine)
+		}
+	}
+}
+
+// TornBytes returns the length of the bytes after the last complete line
+// of X.jsonl: an append that did not finish (the next one removes them).
+func (l *Ledger) TornBytes() (int64, error) {
+	st, err := l.data.Stat()
+	if err != nil {
+		return 0, err
+	}
+	_, end, err := lastLines(l.data, st.Size(), 1)
+	return st.Size() - end, err
+}
+
+// Find implements Store.Find with a scan of the lines from q.From: a line
+// is parsed only when the fields q names, read cheaply, match.
+func (l *Ledger) Find(ctx context.Context, q Query, fn func(*Entry) bool) error {
+	return l.Lines(ctx, q.From, -1, func(_ int64, line []byte) bool {
+		if !q.match(line) {
+			return true
+		}
+		e, err := ParseLine(line)
+		return err != nil || !q.selects(e) || fn(e)
+	})
+}
+
+// ReadHashes implements Store.ReadHashes from X.tlog.
+func (l *Ledger) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	return l.hashes.ReadHashes(indexes)
 }

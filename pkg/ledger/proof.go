@@ -148,11 +148,12 @@ type Inclusion struct {
 	Checkpoint string   `json:"checkpoint"`
 }
 
-// Prove returns an inclusion proof of seq. With treeSize 0 it proves against
-// the stored checkpoint when that covers seq, else against the current tree
-// (with an unsigned checkpoint body). It reads O(log n) stored hashes.
-func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) (Inclusion, error) {
-	st, err := l.State(ctx)
+// ProveInclusion returns an inclusion proof of seq in the ledger s. With
+// treeSize 0 it proves against the stored checkpoint when that covers seq,
+// else against the current tree (with an unsigned checkpoint body). It
+// reads O(log n) stored hashes.
+func ProveInclusion(ctx context.Context, s Store, seq, treeSize int64, origin string) (Inclusion, error) {
+	st, err := s.State(ctx)
 	if err != nil {
 		return Inclusion{}, err
 	}
@@ -162,7 +163,7 @@ func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) 
 		// Prefer the stored checkpoint when it covers seq; its root is
 		// checked against the tree below, so a stale or forged file cannot
 		// mislead.
-		if b, _ := l.ReadCheckpoint(); b != nil {
+		if b, _ := s.ReadCheckpoint(); b != nil {
 			if c, err := parseBody(b); err == nil && seq < c.Size && c.Size <= st.Size {
 				treeSize, ckpt = c.Size, string(b)
 			}
@@ -171,7 +172,7 @@ func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) 
 	if seq < 0 || seq >= treeSize || treeSize > st.Size {
 		return Inclusion{}, errorf("OUT_OF_RANGE", exitUsage, "cannot prove seq %d in a tree of size %d (the ledger holds %d entries)", seq, treeSize, st.Size)
 	}
-	root, err := tlog.TreeHash(treeSize, &l.hashes)
+	root, err := tlog.TreeHash(treeSize, s)
 	if err != nil {
 		return Inclusion{}, err
 	}
@@ -182,11 +183,11 @@ func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) 
 	} else {
 		ckpt = Checkpoint{Origin: origin, Size: treeSize, Root: root}.Text()
 	}
-	p, err := tlog.ProveRecord(treeSize, seq, &l.hashes)
+	p, err := tlog.ProveRecord(treeSize, seq, s)
 	if err != nil {
 		return Inclusion{}, err
 	}
-	leaf, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, seq)})
+	leaf, err := s.ReadHashes([]int64{tlog.StoredHashIndex(0, seq)})
 	if err != nil {
 		return Inclusion{}, err
 	}
@@ -214,10 +215,10 @@ type Consistency struct {
 	Proof    []string `json:"proof"`
 }
 
-// Consistency proves that the tree of size from is a prefix of the tree of
-// size to (0: the current size).
-func (l *Ledger) Consistency(ctx context.Context, from, to int64) (Consistency, error) {
-	st, err := l.State(ctx)
+// ProveConsistency proves that the tree of size from of the ledger s is a
+// prefix of its tree of size to (0: the current size).
+func ProveConsistency(ctx context.Context, s Store, from, to int64) (Consistency, error) {
+	st, err := s.State(ctx)
 	if err != nil {
 		return Consistency{}, err
 	}
@@ -227,15 +228,15 @@ func (l *Ledger) Consistency(ctx context.Context, from, to int64) (Consistency, 
 	if from < 1 || from > to || to > st.Size {
 		return Consistency{}, errorf("OUT_OF_RANGE", exitUsage, "cannot prove consistency from %d to %d (the ledger holds %d entries)", from, to, st.Size)
 	}
-	p, err := tlog.ProveTree(to, from, &l.hashes)
+	p, err := tlog.ProveTree(to, from, s)
 	if err != nil {
 		return Consistency{}, err
 	}
-	fr, err := tlog.TreeHash(from, &l.hashes)
+	fr, err := tlog.TreeHash(from, s)
 	if err != nil {
 		return Consistency{}, err
 	}
-	tr, err := tlog.TreeHash(to, &l.hashes)
+	tr, err := tlog.TreeHash(to, s)
 	if err != nil {
 		return Consistency{}, err
 	}

@@ -573,12 +573,3 @@ type opMeta struct {
 	// earlier releases instead is searched from the start.)
 	LedgerEntries int64 `json:"ledger_entries"`
 }
-
-// ledgerOf returns the HO3 ledger path of the plane at root.
-func ledgerOf(root string) (string, error) {
-	t, err := plane.ReadTier(root)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(root, filepath.FromSlash(t.LedgerPath)), nil
-}

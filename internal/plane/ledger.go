@@ -26,7 +26,7 @@ const (
 // one place a tier's ledger is opened: the store a tier uses is resolved
 // here (the file store at ledger_path today; a database store, named by
 // tier.json's ledger_store, adds its case here and nowhere else, DESIGN.md
-// §11), and so is the plane's checkpoint key attached (LedgerOptions):
+// §11), and so is the plane's checkpoint key attached (ledgerOptions):
 // every append through the store, and every checkpoint asked of it,
 // carries the plane's signature. actor is stamped on what is appended.
 func OpenLedger(dir string, a Access, actor string) (ledger.Store, Tier, error) {
@@ -43,7 +43,7 @@ func openLedger(dir string, t Tier, a Access, actor string) (ledger.Store, error
 	opts := ledger.Options{Actor: actor}
 	if a != ForReading {
 		var err error
-		if opts, err = LedgerOptions(dir, t, path, actor); err != nil {
+		if opts, err = ledgerOptions(dir, t, path, actor); err != nil {
 			return nil, err
 		}
 	}

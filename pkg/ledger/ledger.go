@@ -1,9 +1,18 @@
 // Package ledger is Control Plane's append-only, tamper-evident ledger
-// (DESIGN.md §5).
+// (DESIGN.md §5): its entries and their canonical encoding, the Merkle tree
+// over them, inclusion and consistency proofs, C2SP checkpoints, and
+// Verify.
 //
-// A ledger is a JSONL file X.jsonl of canonical-JSON entries, each chained to
-// the previous one by previous_hash and forming the leaves of an RFC 6962
-// Merkle tree. Beside it live:
+// Where a ledger lives is behind Store (store.go), the interface its
+// callers need: append a batch, read the state, read lines, read stored
+// hashes, find entries, read and write the checkpoint. Proofs and Genesis
+// are functions over a Store. The file store, *Ledger (Open, OpenWriter),
+// is the embedded driver; a tier's ledger is opened through the plane's
+// one opener (internal/plane.OpenLedger), which reads tier.json.
+//
+// The file store is a JSONL file X.jsonl of canonical-JSON entries, each
+// chained to the previous one by previous_hash and forming the leaves of an
+// RFC 6962 Merkle tree. Beside it live:
 //
 //	X.tlog        the tree's stored hashes (golang.org/x/mod/sumdb/tlog layout,
 //	              32 bytes each), so the root and any proof cost O(log n) reads
@@ -52,7 +61,8 @@ type Options struct {
 	Checkpoint *CheckpointKey
 }
 
-// Ledger is an open ledger file with its side files.
+// Ledger is the file store: an open ledger file with its side files. It
+// implements Store.
 type Ledger struct {
 	path     string
 	opts     Options
@@ -101,14 +111,16 @@ func SidePaths(path string) (hashes, checkpoint, lock string) {
 	return base + ".tlog", base + ".checkpoint", base + ".lock"
 }
 
-// Open opens an existing ledger for reading. A missing ledger is an error
-// satisfying errors.Is(err, fs.ErrNotExist).
+// Open opens the file store of an existing ledger for reading. A missing
+// ledger is an error satisfying errors.Is(err, fs.ErrNotExist). (A tier's
+// ledger is opened by plane.OpenLedger; Open is for a ledger file named by
+// path: cp-ledger --ledger, G6's audit of the files on disk.)
 func Open(path string, opts Options) (*Ledger, error) {
 	return open(path, opts, false)
 }
 
-// OpenWriter opens the ledger at path for appending, creating it (and its
-// directory) if needed.
+// OpenWriter opens the file store of the ledger at path for appending,
+// creating it (and its directory) if needed.
 func OpenWriter(path string, opts Options) (*Ledger, error) {
 	return open(path, opts, true)
 }

@@ -446,7 +446,7 @@ func G0K(root string) (*Result, error) {
 //     (ledger/, planes/ho2/ledger/, planes/ho1/ledger/) and in each HO1
 //     session's sessions/<id>/ledger/. Nothing else in a tier is a ledger,
 //     and nothing else may sit in a ledger directory: beside a ledger X.jsonl
-//     only its side files (LedgerSideFiles) and the leftovers of an
+//     only its side files (ledger.SideFiles) and the leftovers of an
 //     interrupted atomic write (a warning); anything else is LEDGER_STRAY,
 //     and a symlink, FIFO or directory there is LEDGER_UNSAFE (never
 //     opened);
@@ -513,11 +513,6 @@ func G6(ctx context.Context, root string) (*Result, error) {
 	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, and each lower tier's GENESIS links to its parent"), nil
 }
 
-// LedgerSideFiles are the suffixes of the files a ledger X.jsonl may have
-// beside it: X.tlog (stored hashes), X.checkpoint (the latest checkpoint)
-// and X.lock (the append lock).
-var LedgerSideFiles = []string{".tlog", ".checkpoint", ".lock"}
-
 // ledgerFiles returns the ledgers of tier t (paths relative to root,
 // sorted) and adds a finding for anything else in its ledger directories.
 // Entries are judged by their directory listing (lstat), so a FIFO or a
@@ -575,7 +570,7 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
 			case side:
 				r.fail("LEDGER_STRAY", p, "the side file of a ledger %s.jsonl that is not there", base)
 			default:
-				r.fail("LEDGER_STRAY", p, "not a ledger (*.jsonl) or a ledger's side file (%s)", strings.Join(LedgerSideFiles, " "))
+				r.fail("LEDGER_STRAY", p, "not a ledger (*.jsonl) or a ledger's side file (%s)", strings.Join(ledger.SideFiles, " "))
 			}
 		}
 	}
@@ -585,7 +580,7 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
 
 // sideOf returns the ledger base name of a side file's name.
 func sideOf(name string) (string, bool) {
-	for _, s := range LedgerSideFiles {
+	for _, s := range ledger.SideFiles {
 		if base, ok := strings.CutSuffix(name, s); ok && base != "" {
 			return base, true
 		}

@@ -104,6 +104,11 @@ type Repair struct {
 // Any reports whether anything was repaired.
 func (r Repair) Any() bool { return r != Repair{} }
 
+// SideFiles are the suffixes of the files the file store keeps beside a
+// ledger X.jsonl: X.tlog (stored hashes), X.checkpoint (the latest
+// checkpoint) and X.lock (the append lock).
+var SideFiles = []string{".tlog", ".checkpoint", ".lock"}
+
 // SidePaths returns the paths of the stored hashes, checkpoint and lock of
 // the ledger at path: X.jsonl has X.tlog, X.checkpoint and X.lock.
 func SidePaths(path string) (hashes, checkpoint, lock string) {

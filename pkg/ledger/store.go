@@ -82,7 +82,9 @@ type Query struct {
 }
 
 // match reports whether a line may hold an entry q selects, reading only
-// the fields q names: a cheap filter before the line is parsed.
+// the fields q names: a cheap filter before the line is parsed. On a line
+// that is not valid JSON its answer means nothing, and does not matter:
+// such a line does not parse, and Find skips it either way.
 func (q Query) match(line []byte) bool {
 	if len(q.EventTypes) == 0 && q.Subject == "" && q.OpID == "" {
 		return true

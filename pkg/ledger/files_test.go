@@ -132,7 +132,15 @@ func TestNotRegular(t *testing.T) {
 	ops := map[string]func(string) error{
 		"Verify":     func(p string) error { _, err := Verify(context.Background(), p, VerifyOptions{}); return err },
 		"OpenWriter": func(p string) error { _, err := OpenWriter(p, Options{}); return err },
-		"Open":       func(p string) error { _, err := Open(p, Options{}); return err },
+		"State": func(p string) error {
+			l, err := Open(p, Options{})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			_, err = l.State(context.Background())
+			return err
+		},
 	}
 	for _, op := range ops {
 		requireCode(t, within(t, func() error { return op(fifo) }), regfile.Code)
@@ -151,7 +159,7 @@ func TestNotRegular(t *testing.T) {
 		for name, op := range ops {
 			err := within(t, func() error { return op(path) })
 			if name != "Verify" && side == ".checkpoint" {
-				require.NoError(t, err) // opening does not read the checkpoint
+				require.NoError(t, err) // an append or State does not read the checkpoint
 				continue
 			}
 			requireCode(t, err, regfile.Code)

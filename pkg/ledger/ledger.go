@@ -30,6 +30,7 @@ package ledger
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -71,6 +72,9 @@ type Ledger struct {
 	data     *os.File
 	hashes   hashFile
 	noHashes bool // a reader found no X.tlog
+	// sideErr is a reader's refusal of X.tlog or X.lock (not a regular
+	// file): Lines and Find go on without them, the rest fail with it.
+	sideErr error
 
 	// State as of the last sync under the exclusive lock; valid while the
 	// on-disk sizes still equal dataSize and hashSize.
@@ -172,6 +176,14 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		hf, err = os.Open(os.DevNull)
 		l.noHashes = true
 	}
+	if err != nil && !writable && isRefusal(err) {
+		// A reader of lines needs neither the stored hashes nor the lock:
+		// the refusal waits for what does (sideFiles), so that a FIFO
+		// planted beside a ledger cannot stop its lines being read.
+		l.sideErr = err
+		hf, err = os.Open(os.DevNull)
+		l.noHashes = true
+	}
 	if err != nil {
 		l.data.Close()
 		return nil, err
@@ -185,6 +197,10 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 			lf, err = nil, nil
 		}
+	}
+	if err != nil && !writable && isRefusal(err) {
+		l.sideErr = cmp.Or(l.sideErr, err)
+		lf, err = nil, nil
 	}
 	if err != nil {
 		l.Close()
@@ -768,5 +784,8 @@ func (l *Ledger) Find(ctx context.Context, q Query, fn func(*Entry) bool) error 
 
 // ReadHashes implements Store.ReadHashes from X.tlog.
 func (l *Ledger) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	if l.sideErr != nil {
+		return nil, l.sideErr
+	}
 	return l.hashes.ReadHashes(indexes)
 }

@@ -27,6 +27,9 @@ type State struct {
 // State returns the ledger's current size, head and root. It holds the shared
 // lock only while reading the tails, and costs O(log n) reads.
 func (l *Ledger) State(ctx context.Context) (State, error) {
+	if l.sideErr != nil {
+		return State{}, l.sideErr
+	}
 	if l.lockF != nil {
 		if err := flock(ctx, l.lockF, false, l.opts.LockTimeout); err != nil {
 			return State{}, err
@@ -77,6 +80,9 @@ func DefaultOrigin(path string) string {
 // and stores it atomically as X.checkpoint. It returns
 // the checkpoint and the stored text.
 func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.Signer) (Checkpoint, []byte, error) {
+	if l.sideErr != nil {
+		return Checkpoint{}, nil, l.sideErr
+	}
 	// Under the exclusive lock: two checkpoints cannot interleave (an older,
 	// smaller one replacing a newer), and verify, which reads X.checkpoint
 	// under the shared lock, sees it together with the tree it describes.

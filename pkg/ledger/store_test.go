@@ -3,8 +3,11 @@ package ledger
 import (
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/control-plane/cp/internal/regfile"
 	"github.com/stretchr/testify/require"
 )
 
@@ -96,4 +99,23 @@ func TestAppendEmptyAndGenesisBatches(t *testing.T) {
 	s.(*Ledger).opts.Checkpoint, _ = planeKey(t)
 	_, err = s.Append(ctx, nil)
 	requireCode(t, err, CheckpointMissing) // as an append would be refused
+}
+
+// A reader of lines needs only the lines: a FIFO planted as X.tlog or
+// X.lock stops what needs them (State), not Lines or Find.
+func TestLinesBesideRefusedSideFile(t *testing.T) {
+	for _, side := range []string{".tlog", ".lock"} {
+		path := newLedger(t, 3)
+		sp := strings.TrimSuffix(path, ".jsonl") + side
+		require.NoError(t, os.Remove(sp))
+		require.NoError(t, syscall.Mkfifo(sp, 0o644))
+		l, err := Open(path, Options{})
+		require.NoError(t, err, side)
+		n := 0
+		require.NoError(t, l.Find(ctx, Query{EventTypes: []string{"EV"}}, func(*Entry) bool { n++; return true }), side)
+		require.Equal(t, 3, n, side)
+		_, err = l.State(ctx)
+		requireCode(t, err, regfile.Code)
+		l.Close()
+	}
 }

@@ -259,7 +259,7 @@ func build(ctx context.Context, root string, opts Options, checkpointKey string)
 		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor, fwPath, specPath); err != nil {
 			return nil, err
 		}
-		tr, err := openLedgers(ctx, tdir, t, tier, plane.SHA256(tj), parentHash, parentSize, mhash, ahash, opts.Actor)
+		tr, err := openLedgers(ctx, tdir, t, plane.SHA256(tj), parentHash, parentSize, mhash, ahash, opts.Actor)
 		if err != nil {
 			return nil, err
 		}
@@ -300,13 +300,8 @@ func registerKernel(ctx context.Context, tdir string, t plane.TierLayout, m *man
 // openLedgers writes the tier's GENESIS (recording its parent's head and
 // the hash of its tier.json, which G6 holds tier.json to) and the events
 // of its creation, and returns the tier's ledger state.
-func openLedgers(ctx context.Context, tdir string, t plane.TierLayout, tier plane.Tier, tierHash, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
-	path := filepath.Join(tdir, filepath.FromSlash(t.Ledger))
-	opts, err := plane.LedgerOptions(tdir, tier, path, actor) // every append leaves the plane's checkpoint
-	if err != nil {
-		return TierResult{}, err
-	}
-	l, err := ledger.OpenWriter(path, opts)
+func openLedgers(ctx context.Context, tdir string, t plane.TierLayout, tierHash, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
+	l, _, err := plane.OpenLedger(tdir, plane.ForAppend, actor) // every append leaves the plane's checkpoint
 	if err != nil {
 		return TierResult{}, err
 	}
@@ -316,7 +311,7 @@ func openLedgers(ctx context.Context, tdir string, t plane.TierLayout, tier plan
 		meta["parent_ledger"] = t.Parent
 		meta["parent_size"] = json.Number(fmt.Sprint(parentSize))
 	}
-	g, err := l.Genesis(ctx, ledger.Draft{SubmissionID: t.PlaneID, Decision: "CREATED", Reason: "plane bootstrap", Metadata: meta})
+	g, err := ledger.Genesis(ctx, l, ledger.Draft{SubmissionID: t.PlaneID, Decision: "CREATED", Reason: "plane bootstrap", Metadata: meta})
 	if err != nil {
 		return TierResult{}, err
 	}

@@ -14,7 +14,7 @@ import (
 var goPrefixes = []string{
 	// this module: pkg/ and internal/
 	"archive", "atomicfile", "bare", "bench", "bootstrap", "cli", "clitest", "e2e", "framework", "gate", "gatecmd",
-	"install", "installcmd", "jcs", "journal", "keys", "ledger", "ledgercmd", "legacy", "manifest",
+	"install", "installcmd", "jcs", "journal", "keys", "ledger", "ledgercmd", "legacy", "lockfile", "manifest",
 	"pkgcmd", "pkgsig", "plane", "regfile", "register", "registry", "schema", "schematest", "snapshot", "spec",
 	"stage", "trust",
 	// the standard library

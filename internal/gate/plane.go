@@ -115,7 +115,7 @@ func Check(ctx context.Context, root string, opts CheckOptions) ([]Result, error
 			case "G2", "G3":
 				r = workOrderGate(g, opts.WorkOrder)
 			case "G5":
-				r, err = g5Installed(root, tdir, inst)
+				r, err = g5Installed(ctx, root, tdir, inst)
 			case "G6":
 				r, err = G6(ctx, root)
 			}
@@ -253,7 +253,7 @@ func g1Installed(root, tdir string, inst *installed) (*Result, error) {
 // package id, version, manifest hash and archive hash and the tier's
 // trusted keys; a package recorded as "waived" must have its waiver in a
 // ledger (recordedWaivers).
-func g5Installed(root, tdir string, inst *installed) (*Result, error) {
+func g5Installed(ctx context.Context, root, tdir string, inst *installed) (*Result, error) {
 	r := newResult("G5")
 	trusted, err := trust.Load(tdir)
 	if err != nil {
@@ -270,7 +270,7 @@ func g5Installed(root, tdir string, inst *installed) (*Result, error) {
 		sig := p.row["signature"]
 		if sig == registry.SignatureWaived {
 			if waivers == nil {
-				if waivers, err = recordedWaivers(root, tdir); err != nil {
+				if waivers, err = recordedWaivers(ctx, root, tdir); err != nil {
 					return nil, err
 				}
 			}
@@ -330,19 +330,19 @@ func keptSignature(r *Result, tdir string, row registry.Row, vs note.Verifiers) 
 // manifest hash and archive hash (DESIGN.md §8). cp-ledger append refuses
 // both types, so an entry appended by hand never counts; nor does a lone
 // INSTALLED, or one whose hashes differ from its operation's.
-func recordedWaivers(root, tdir string) (map[string]bool, error) {
+func recordedWaivers(ctx context.Context, root, tdir string) (map[string]bool, error) {
 	out := map[string]bool{}
 	dirs := []string{tdir}
 	if tdir != root {
 		dirs = append(dirs, root)
 	}
 	for _, d := range dirs {
-		t, err := plane.ReadTier(d)
+		l, _, err := plane.OpenLedger(d, plane.ForReading, "")
 		if err != nil {
 			return nil, err
 		}
 		started := map[string]string{} // op_id → waiverKey of its INSTALL_STARTED
-		err = eachEntry(filepath.Join(d, filepath.FromSlash(t.LedgerPath)), func(e *ledger.Entry) bool {
+		err = l.Find(ctx, ledger.Query{EventTypes: []string{"INSTALL_STARTED", "INSTALLED"}}, func(e *ledger.Entry) bool {
 			op, _ := e.Metadata["op_id"].(string)
 			switch {
 			case op == "":
@@ -357,6 +357,7 @@ func recordedWaivers(root, tdir string) (map[string]bool, error) {
 			}
 			return true
 		})
+		l.Close()
 		if err != nil {
 			return nil, err
 		}
@@ -374,13 +375,24 @@ func entryWaiverKey(e *ledger.Entry) string {
 	return waiverKey(s("package_id"), s("version"), s("manifest_hash"), s("archive_sha256"))
 }
 
-// eachEntry calls fn on every entry of the ledger at path until fn returns
-// false. Lines that do not parse are skipped: G6 judges the ledger itself.
-func eachEntry(path string, fn func(*ledger.Entry) bool) error {
-	return ledger.Lines(path, func(line []byte) bool {
-		e, err := ledger.ParseLine(line)
-		return err != nil || fn(e)
+// entryAt returns the entry at seq of the ledger file at path (a path of
+// the canonical layout: G6 judges the files there, whatever tier.json
+// says), or nil when it holds no such line or the line does not parse: G6
+// judges the ledger itself.
+func entryAt(ctx context.Context, path string, seq int64) (*ledger.Entry, error) {
+	l, err := ledger.Open(path, ledger.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	var e *ledger.Entry
+	err = l.Lines(ctx, seq, seq+1, func(_ int64, line []byte) bool {
+		if p, err := ledger.ParseLine(line); err == nil {
+			e = p
+		}
+		return false
 	})
+	return e, err
 }
 
 // G0K checks kernel parity: the kernel package is installed on HO3, HO2 and
@@ -435,7 +447,7 @@ func G0K(root string) (*Result, error) {
 //     (ledger/, planes/ho2/ledger/, planes/ho1/ledger/) and in each HO1
 //     session's sessions/<id>/ledger/. Nothing else in a tier is a ledger,
 //     and nothing else may sit in a ledger directory: beside a ledger X.jsonl
-//     only its side files (LedgerSideFiles) and the leftovers of an
+//     only its side files (ledger.SideFiles) and the leftovers of an
 //     interrupted atomic write (a warning); anything else is LEDGER_STRAY,
 //     and a symlink, FIFO or directory there is LEDGER_UNSAFE (never
 //     opened);
@@ -452,7 +464,7 @@ func G6(ctx context.Context, root string) (*Result, error) {
 	n := 0
 	for _, t := range plane.Layout {
 		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
-		tier := checkTier(r, root, t)
+		tier := checkTier(ctx, r, root, t)
 		trusted, err := trust.Load(tdir)
 		if err != nil {
 			return nil, err
@@ -494,18 +506,13 @@ func G6(ctx context.Context, root string) (*Result, error) {
 				r.fail("LEDGER_INVALID", p, "seq %d: %s: %s", is.Seq, is.Code, is.Message)
 			}
 		}
-		if err := genesisLink(r, root, t, tier); err != nil {
+		if err := genesisLink(ctx, r, root, t, tier); err != nil {
 			return nil, err
 		}
 	}
 	r.Details["ledgers"] = n
 	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, and each lower tier's GENESIS links to its parent"), nil
 }
-
-// LedgerSideFiles are the suffixes of the files a ledger X.jsonl may have
-// beside it: X.tlog (stored hashes), X.checkpoint (the latest checkpoint)
-// and X.lock (the append lock).
-var LedgerSideFiles = []string{".tlog", ".checkpoint", ".lock"}
 
 // ledgerFiles returns the ledgers of tier t (paths relative to root,
 // sorted) and adds a finding for anything else in its ledger directories.
@@ -564,7 +571,7 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
 			case side:
 				r.fail("LEDGER_STRAY", p, "the side file of a ledger %s.jsonl that is not there", base)
 			default:
-				r.fail("LEDGER_STRAY", p, "not a ledger (*.jsonl) or a ledger's side file (%s)", strings.Join(LedgerSideFiles, " "))
+				r.fail("LEDGER_STRAY", p, "not a ledger (*.jsonl) or a ledger's side file (%s)", strings.Join(ledger.SideFiles, " "))
 			}
 		}
 	}
@@ -574,7 +581,7 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
 
 // sideOf returns the ledger base name of a side file's name.
 func sideOf(name string) (string, bool) {
-	for _, s := range LedgerSideFiles {
+	for _, s := range ledger.SideFiles {
 		if base, ok := strings.CutSuffix(name, s); ok && base != "" {
 			return base, true
 		}
@@ -586,7 +593,7 @@ func sideOf(name string) (string, bool) {
 // parse, differs from the canonical layout, or is not the file the tier's
 // GENESIS recorded. It returns the tier as the layout has it: G6 goes on to
 // verify the canonical ledgers whatever tier.json says.
-func checkTier(r *Result, root string, t plane.TierLayout) plane.Tier {
+func checkTier(ctx context.Context, r *Result, root string, t plane.TierLayout) plane.Tier {
 	var parent *string
 	if t.Parent != "" {
 		p := t.Parent
@@ -613,8 +620,7 @@ func checkTier(r *Result, root string, t plane.TierLayout) plane.Tier {
 		r.fail("TIER_INVALID", tp, "%v", unwrapPath(err))
 		return want
 	}
-	var g *ledger.Entry
-	err = eachEntry(filepath.Join(root, filepath.FromSlash(path.Join(t.Dir, t.Ledger))), func(e *ledger.Entry) bool { g = e; return false })
+	g, err := entryAt(ctx, filepath.Join(root, filepath.FromSlash(path.Join(t.Dir, t.Ledger))), 0)
 	if err != nil || g == nil || g.EventType != "GENESIS" {
 		return want // the ledger's own findings say why
 	}
@@ -633,13 +639,13 @@ func strOrNull(s *string) string {
 
 // genesisLink checks that tier t's first entry is a GENESIS recording its
 // parent ledger's head at creation.
-func genesisLink(r *Result, root string, t plane.TierLayout, tier plane.Tier) error {
+func genesisLink(ctx context.Context, r *Result, root string, t plane.TierLayout, tier plane.Tier) error {
 	if t.Parent == "" {
 		return nil
 	}
 	path := filepath.ToSlash(filepath.Join(t.Dir, tier.LedgerPath))
-	var g *ledger.Entry
-	if err := eachEntry(filepath.Join(root, filepath.FromSlash(path)), func(e *ledger.Entry) bool { g = e; return false }); err != nil {
+	g, err := entryAt(ctx, filepath.Join(root, filepath.FromSlash(path)), 0)
+	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // reported by the verify above
 		}
@@ -656,16 +662,7 @@ func genesisLink(r *Result, root string, t plane.TierLayout, tier plane.Tier) er
 		r.fail("GENESIS_UNLINKED", path, "GENESIS names parent %q (size %v), tier.json %v; want %s", parent, g.Metadata["parent_size"], tier.ParentLedger, t.Parent)
 		return nil
 	}
-	var at *ledger.Entry
-	i := int64(0)
-	err := eachEntry(filepath.Join(root, filepath.FromSlash(parent)), func(e *ledger.Entry) bool {
-		if i == size-1 {
-			at = e
-			return false
-		}
-		i++
-		return true
-	})
+	at, err := entryAt(ctx, filepath.Join(root, filepath.FromSlash(parent)), size-1)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

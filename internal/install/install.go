@@ -287,7 +287,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 		return res, nil // the same version and hash: nothing to do, nothing written
 	}
 	if rec != nil {
-		err := rec.intend(scratch, opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, WorkOrder: opts.WorkOrder,
+		err := rec.intend(ctx, scratch, opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, WorkOrder: opts.WorkOrder,
 			PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
 			PreviousVersion: res.PreviousVersion, Action: res.Action, Signature: res.Signature})
 		if err != nil {
@@ -351,7 +351,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	meta, err := json.Marshal(opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, WorkOrder: opts.WorkOrder,
 		PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
 		PreviousVersion: res.PreviousVersion, Checkpoint: v.VersionID, Action: res.Action, Drift: res.DriftOverwritten, Signature: res.Signature,
-		LedgerSize: rec.ledgerSize})
+		LedgerEntries: rec.ledgerEntries})
 	if err != nil {
 		return res, err
 	}
@@ -578,16 +578,9 @@ type opMeta struct {
 	Drift           []string `json:"drift,omitempty"`
 	// Trust is a trust change's TRUST_CHANGED, owed after its INSTALLED.
 	Trust *TrustChange `json:"trust,omitempty"`
-	// LedgerSize is the size in bytes of HO3's ledger before the operation
-	// recorded anything: Recover looks for its events after that offset only.
-	LedgerSize int64 `json:"ledger_size"`
-}
-
-// ledgerOf returns the HO3 ledger path of the plane at root.
-func ledgerOf(root string) (string, error) {
-	t, err := plane.ReadTier(root)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(root, filepath.FromSlash(t.LedgerPath)), nil
+	// LedgerEntries is the number of entries in HO3's ledger before the
+	// operation recorded anything: Recover looks for its events from that
+	// seq only. (A journal that carries the byte offset ledger_size of
+	// earlier releases instead is searched from the start.)
+	LedgerEntries int64 `json:"ledger_entries"`
 }

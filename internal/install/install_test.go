@@ -210,13 +210,13 @@ func TestRecoverUncommitted(t *testing.T) {
 		require.NoError(t, os.MkdirAll(filepath.Join(root, dir), 0o700))
 		m := opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}
 		if where != "journal" {
-			require.NoError(t, rec.intend(dir, m))
+			require.NoError(t, rec.intend(ctx, dir, m))
 		}
 		if where != "not started" {
 			require.NoError(t, rec.start(ctx))
 		}
 		if where == "journal" || where == "both" {
-			m.LedgerSize = rec.ledgerSize
+			m.LedgerEntries = rec.ledgerEntries
 			meta, err := json.Marshal(m)
 			require.NoError(t, err)
 			require.NoError(t, os.MkdirAll(filepath.Join(root, journal.Dir, "new"), 0o700))
@@ -242,8 +242,8 @@ func TestRecoverUncommitted(t *testing.T) {
 	}
 }
 
-// outcomeRecorded reads the ledger backwards in chunks: lines that straddle
-// chunk boundaries are read whole.
+// outcomeRecorded finds an operation's start and outcome among many
+// entries, from a given seq on.
 func TestOutcomeRecorded(t *testing.T) {
 	ctx := context.Background()
 	root := newPlane(t)
@@ -265,21 +265,20 @@ func TestOutcomeRecorded(t *testing.T) {
 	rec("INSTALLED", "OP-a")
 	rec("INSTALL_STARTED", "OP-b")
 	filler(1700)
-	fi, err := os.Stat(filepath.Join(root, "ledger", "governance.jsonl"))
+	size, err := ledgerEntries(ctx, root)
 	require.NoError(t, err)
-	require.Greater(t, fi.Size(), int64(3*256<<10), "the ledger must span several chunks")
 
 	for op, want := range map[string]struct {
 		started bool
 		outcome string
 	}{"OP-a": {true, "INSTALLED"}, "OP-b": {true, ""}, "OP-none": {false, ""}} {
-		started, outcome, err := outcomeRecorded(root, op, 0, nil)
+		started, outcome, err := outcomeRecorded(ctx, root, op, 0, nil)
 		require.NoError(t, err)
 		require.Equal(t, want.started, started, op)
 		require.Equal(t, want.outcome, outcome, op)
 	}
 	// Only what follows since is read.
-	started, outcome, err := outcomeRecorded(root, "OP-a", fi.Size()-10, nil)
+	started, outcome, err := outcomeRecorded(ctx, root, "OP-a", size-1, nil)
 	require.NoError(t, err)
 	require.False(t, started)
 	require.Empty(t, outcome)
@@ -305,28 +304,28 @@ func TestCheckpointAndVersions(t *testing.T) {
 }
 
 // A torn tail (a writer killed mid-line) is cut by the next append: the
-// offset an operation searches from is before it, so the operation's own
+// seq an operation searches from is before it, so the operation's own
 // start event is found.
-func TestWholeLinesAndTornTail(t *testing.T) {
+func TestLedgerEntriesAndTornTail(t *testing.T) {
 	ctx := context.Background()
 	root := newPlane(t)
 	path := filepath.Join(root, "ledger", "governance.jsonl")
-	fi, err := os.Stat(path)
+	before, err := ledgerEntries(ctx, root)
 	require.NoError(t, err)
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	require.NoError(t, err)
 	_, err = f.WriteString(`{"actor":"root","decision":"tor`)
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
-	n, err := wholeLines(path)
+	n, err := ledgerEntries(ctx, root)
 	require.NoError(t, err)
-	require.Equal(t, fi.Size(), n)
+	require.Equal(t, before, n)
 
 	op := newOpID()
 	dir := "_staging/" + stagingPrefix + "torn"
 	require.NoError(t, os.MkdirAll(filepath.Join(root, dir), 0o700))
 	rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
-	require.NoError(t, rec.intend(dir, opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0"}))
+	require.NoError(t, rec.intend(ctx, dir, opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0"}))
 	require.NoError(t, rec.start(ctx)) // repairs the tail, then appends
 	_, err = Recover(ctx, root, "someone")
 	require.NoError(t, err)
@@ -343,7 +342,7 @@ func TestRecoverCompletedLeftovers(t *testing.T) {
 	rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
 	dir := "_staging/" + stagingPrefix + "done"
 	require.NoError(t, os.MkdirAll(filepath.Join(root, dir), 0o700))
-	require.NoError(t, rec.intend(dir, opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0"}))
+	require.NoError(t, rec.intend(ctx, dir, opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0"}))
 	require.NoError(t, rec.start(ctx))
 	_, err := rec.installed(ctx, rec.pkg, false)
 	require.NoError(t, err)

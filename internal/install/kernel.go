@@ -388,13 +388,13 @@ func installRelease(ctx context.Context, root string, rel *plane.Release, previo
 	defer cleanup()
 	op := opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, PackageID: plane.KernelID, Version: version, ManifestHash: rel.ManifestHash,
 		ArchiveSHA256: rel.ArchiveSHA256, PreviousVersion: res.PreviousVersion, Action: res.Action, Signature: res.Signature, Trust: change}
-	if err := rec.intend(scratch, op); err != nil {
+	if err := rec.intend(ctx, scratch, op); err != nil {
 		return res, err
 	}
 	if err := rec.start(ctx); err != nil {
 		return res, err
 	}
-	op.LedgerSize = rec.ledgerSize
+	op.LedgerEntries = rec.ledgerEntries
 	meta, err := json.Marshal(op)
 	if err != nil {
 		return res, rec.refused(err, rec.failed(ctx, err))

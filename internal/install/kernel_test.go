@@ -109,8 +109,11 @@ func TestTrust(t *testing.T) {
 func opOf(t *testing.T, root, id string) string {
 	t.Helper()
 	var op string
-	require.NoError(t, ledger.Lines(filepath.Join(root, "ledger", "governance.jsonl"), func(line []byte) bool {
-		if e, err := ledger.ParseLine(line); err == nil && e.ID == id {
+	l, _, err := plane.OpenLedger(root, plane.ForReading, "")
+	require.NoError(t, err)
+	defer l.Close()
+	require.NoError(t, l.Find(context.Background(), ledger.Query{}, func(e *ledger.Entry) bool {
+		if e.ID == id {
 			op, _ = e.Metadata["op_id"].(string)
 		}
 		return true

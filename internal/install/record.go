@@ -1,13 +1,12 @@
 package install
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,8 +28,8 @@ type recorder struct {
 	applying                              bool         // the journal owns the outcome from here
 	outcome                               bool         // the outcome event is in the ledger
 	last                                  ledger.Entry // the entry this operation recorded last
-	ledgerSize                            int64        // HO3's ledger size before the operation recorded anything
-	sized                                 bool         // ledgerSize is set
+	ledgerEntries                         int64        // HO3's ledger size (entries) before the operation recorded anything
+	sized                                 bool         // ledgerEntries is set
 	log                                   func(format string, args ...any)
 	trust                                 *TrustChange // a trust change's TRUST_CHANGED, recorded with INSTALLED
 }
@@ -42,18 +41,15 @@ const intentFile = "op.json"
 
 // intend notes HO3's ledger size and writes the operation's intent (m,
 // with that size) durably into dir, its private directory under _staging/.
-func (r *recorder) intend(dir string, m opMeta) error {
-	path, err := ledgerOf(r.root)
-	if err != nil {
-		return err
-	}
-	if !r.sized { // a second intent of the same operation keeps the first offset
-		if r.ledgerSize, err = wholeLines(path); err != nil {
+func (r *recorder) intend(ctx context.Context, dir string, m opMeta) error {
+	if !r.sized { // a second intent of the same operation keeps the first size
+		n, err := ledgerEntries(ctx, r.root)
+		if err != nil {
 			return err
 		}
-		r.sized = true
+		r.ledgerEntries, r.sized = n, true
 	}
-	m.LedgerSize = r.ledgerSize
+	m.LedgerEntries = r.ledgerEntries
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -195,19 +191,15 @@ func (r *recorder) checkpoint(ctx context.Context, v *snapshot.Version, auto boo
 // checkpointRecorded refuses (VERSION_UNRECORDED) a checkpoint whose file
 // is not the one HO3's ledger recorded when it was made: a checkpoint file
 // edited since, or one the ledger never saw, is not restored from.
-func checkpointRecorded(root string, v *snapshot.Version) error {
-	path, err := ledgerOf(root)
+func checkpointRecorded(ctx context.Context, root string, v *snapshot.Version) error {
+	l, _, err := plane.OpenLedger(root, plane.ForReading, "")
 	if err != nil {
 		return err
 	}
-	needle := []byte(`"submission_id":"` + v.VersionID + `"`)
+	defer l.Close()
 	recorded := ""
-	err = ledger.Lines(path, func(line []byte) bool {
-		if bytes.Contains(line, needle) {
-			if e, err := ledger.ParseLine(line); err == nil && e.EventType == "CHECKPOINT_CREATED" {
-				recorded, _ = e.Metadata["sha256"].(string)
-			}
-		}
+	err = l.Find(ctx, ledger.Query{EventTypes: []string{"CHECKPOINT_CREATED"}, Subject: v.VersionID}, func(e *ledger.Entry) bool {
+		recorded, _ = e.Metadata["sha256"].(string)
 		return true
 	})
 	if err != nil {
@@ -304,7 +296,7 @@ func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journa
 		}
 	}
 	seen := map[string]bool{}
-	started, outcome, err := outcomeRecorded(root, m.OpID, m.LedgerSize, seen)
+	started, outcome, err := outcomeRecorded(ctx, root, m.OpID, m.LedgerEntries, seen)
 	r := &recorder{root: root, actor: m.Actor, opID: m.OpID, workOrder: m.WorkOrder, trust: m.Trust}
 	if r.actor == "" {
 		r.actor = actor
@@ -343,89 +335,49 @@ var failedEvents = map[string]bool{"INSTALL_FAILED": true, "ROLLBACK_FAILED": tr
 var outcomeEvents = map[string]bool{"INSTALLED": true, "INSTALL_FAILED": true, "ROLLED_BACK": true, "ROLLBACK_FAILED": true}
 
 // outcomeRecorded reports whether HO3's ledger holds the start of
-// operation opID, and its outcome event ("" if none). It reads the ledger
-// backwards from its end, down to since (the ledger's size before the
-// operation), and stops at the operation's start event. Every event type
-// of the operation it meets is added to seen.
-func outcomeRecorded(root, opID string, since int64, seen map[string]bool) (started bool, outcome string, err error) {
-	path, err := ledgerOf(root)
+// operation opID, and its outcome event ("" if none), looking at the
+// entries from seq since (the ledger's size before the operation) only.
+// An operation starts once: events of the operation before its last start
+// event do not count. Every event type of the operation from that start on
+// is added to seen.
+func outcomeRecorded(ctx context.Context, root, opID string, since int64, seen map[string]bool) (started bool, outcome string, err error) {
+	l, _, err := plane.OpenLedger(root, plane.ForReading, "")
 	if err != nil {
 		return false, "", err
 	}
-	f, err := ledger.OpenFile(path)
+	defer l.Close()
+	found := map[string]bool{}
+	err = l.Find(ctx, ledger.Query{OpID: opID, From: max(since, 0)}, func(e *ledger.Entry) bool {
+		if strings.HasSuffix(e.EventType, "_STARTED") {
+			started, outcome = true, ""
+			clear(found)
+		}
+		found[e.EventType] = true
+		if outcomeEvents[e.EventType] {
+			outcome = e.EventType
+		}
+		return true
+	})
 	if err != nil {
 		return false, "", err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false, "", err
+	if seen != nil {
+		maps.Copy(seen, found)
 	}
-	since = max(0, min(since, fi.Size()))
-	needle := []byte(`"op_id":"` + opID + `"`)
-	const chunk = 256 << 10
-	var carry []byte
-	for end := fi.Size(); end > since; {
-		start := max(since, end-chunk)
-		buf := make([]byte, end-start, end-start+int64(len(carry)))
-		if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
-			return false, "", err
-		}
-		buf = append(buf, carry...)
-		lines := bytes.Split(buf, []byte{'\n'})
-		first := 0
-		if start > since {
-			carry, first = lines[0], 1 // may be a partial line: read with the next chunk
-		}
-		for i := len(lines) - 1; i >= first; i-- {
-			if !bytes.Contains(lines[i], needle) {
-				continue
-			}
-			e, err := ledger.ParseLine(lines[i])
-			if err != nil {
-				continue // a torn tail; verify reports it
-			}
-			if seen != nil {
-				seen[e.EventType] = true
-			}
-			if outcomeEvents[e.EventType] && outcome == "" {
-				outcome = e.EventType
-			}
-			if strings.HasSuffix(e.EventType, "_STARTED") {
-				return true, outcome, nil
-			}
-		}
-		end = start
-	}
-	return false, outcome, nil
+	return started, outcome, nil
 }
 
-// wholeLines returns the length of the ledger at path up to its last
-// newline: a torn tail after it is truncated by the next append, so events
-// the operation records start at or before that offset, never after it.
-func wholeLines(path string) (int64, error) {
-	f, err := ledger.OpenFile(path)
+// ledgerEntries returns the number of entries in HO3's ledger of the plane at
+// root: the events an operation records from now on have seq at least
+// this (a torn tail after them is cut by the next append).
+func ledgerEntries(ctx context.Context, root string) (int64, error) {
+	l, _, err := plane.OpenLedger(root, plane.ForReading, "")
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	buf := make([]byte, 64<<10)
-	for end := fi.Size(); end > 0; {
-		start := max(0, end-int64(len(buf)))
-		n, err := f.ReadAt(buf[:end-start], start)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, err
-		}
-		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
-			return start + int64(i) + 1, nil
-		}
-		end = start
-	}
-	return 0, nil
+	defer l.Close()
+	st, err := l.State(ctx)
+	return st.Size, err
 }
 
 // removeStaging removes the private directories that crashed operations

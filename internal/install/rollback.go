@@ -157,7 +157,7 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	if err != nil {
 		return nil, err
 	}
-	if err := checkpointRecorded(root, v); err != nil {
+	if err := checkpointRecorded(ctx, root, v); err != nil {
 		return nil, err
 	}
 	if err := kernelKept(root, v); err != nil {
@@ -182,7 +182,7 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 		done("the plane already holds %s: nothing to restore or remove (%d unchanged)", v.VersionID, res.Unchanged)
 		return res, nil
 	}
-	if err := rec.intend(stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID}); err != nil {
+	if err := rec.intend(ctx, stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID}); err != nil {
 		return nil, err
 	}
 
@@ -210,7 +210,7 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	res.Checkpoint = before.VersionID
 	// Recovery must know the checkpoint to detach its links if this
 	// rollback never commits.
-	if err := rec.intend(stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID, Checkpoint: before.VersionID}); err != nil {
+	if err := rec.intend(ctx, stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID, Checkpoint: before.VersionID}); err != nil {
 		return nil, err
 	}
 	if err := rec.checkpoint(ctx, before, true); err != nil {
@@ -223,7 +223,7 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 		return nil, err
 	}
 	meta, err := json.Marshal(opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID, Checkpoint: before.VersionID,
-		LedgerSize: rec.ledgerSize})
+		LedgerEntries: rec.ledgerEntries})
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package ledgercmd
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,13 +36,18 @@ type target struct {
 	actor  string     // who asks: the call's identity, stamped on entries
 }
 
-// options returns the options to write the target: a plane ledger leaves
-// its plane's signed checkpoint with every append (plane.LedgerOptions).
-func (t target) options() (ledger.Options, error) {
-	if t.tier == "" {
-		return ledger.Options{Actor: t.actor}, nil
+// open opens the target's ledger for a: a plane ledger through the plane's
+// opener (which signs its checkpoints with the plane's key), a file named
+// by --ledger as a file store of its own.
+func (t target) open(a plane.Access) (ledger.Store, error) {
+	if t.tier != "" {
+		s, _, err := plane.OpenLedger(t.dir, a, t.actor)
+		return s, err
 	}
-	return plane.LedgerOptions(t.dir, t.plane, t.path, t.actor)
+	if a == plane.ForAppend {
+		return ledger.OpenWriter(t.path, ledger.Options{Actor: t.actor})
+	}
+	return ledger.Open(t.path, ledger.Options{})
 }
 
 // expectsCheckpoint reports whether the target's plane signs a checkpoint
@@ -83,7 +87,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 	} else if err != nil {
 		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 	}
-	path := filepath.Join(dir, t.LedgerPath)
+	path := plane.LedgerPath(dir, t)
 	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t, actor: c.Identity.Subject}, nil
 }
 
@@ -92,25 +96,21 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 // the run ends.
 type writers struct {
 	mu sync.Mutex
-	m  map[string]*ledger.Ledger
+	m  map[string]ledger.Store
 }
 
-func (w *writers) get(t target) (*ledger.Ledger, error) {
+func (w *writers) get(t target) (ledger.Store, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if l, ok := w.m[t.path]; ok {
 		return l, nil
 	}
-	opts, err := t.options()
-	if err != nil {
-		return nil, err
-	}
-	l, err := ledger.OpenWriter(t.path, opts)
+	l, err := t.open(plane.ForAppend)
 	if err != nil {
 		return nil, err
 	}
 	if w.m == nil {
-		w.m = map[string]*ledger.Ledger{}
+		w.m = map[string]ledger.Store{}
 	}
 	w.m[t.path] = l
 	return l, nil
@@ -157,8 +157,8 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 		}
 		entries, err := l.Append(ctx, drafts)
 		c.Logf("appended %d entries to %s", len(entries), t.path)
-		if r := l.LastRepair(); r.Any() {
-			c.Warnf("%s: repaired an unfinished append: %s", t.path, describeRepair(r))
+		if r, ok := l.(repairer); ok && r.LastRepair().Any() {
+			c.Warnf("%s: repaired an unfinished append: %s", t.path, describeRepair(r.LastRepair()))
 		}
 		for _, e := range entries {
 			outs = append(outs, appended(e))
@@ -177,6 +177,10 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 func sameTarget(a, b cli.Request) bool {
 	return a.String("ledger") == b.String("ledger") && a.String("plane") == b.String("plane")
 }
+
+// repairer is a store that can say what an append had to mend (the file
+// store: a torn tail, stored hashes out of step).
+type repairer interface{ LastRepair() ledger.Repair }
 
 func describeRepair(r ledger.Repair) string {
 	var parts []string
@@ -237,75 +241,58 @@ func show(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	file, err := ledger.OpenFile(t.path)
+	l, err := t.open(plane.ForReading)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	defer file.Close()
+	defer l.Close()
 	if f.where != nil {
 		stop := f.guard(ctx)
 		defer stop()
 	}
 	limit, _, _ := req.Int("limit")
-	br := bufio.NewReaderSize(file, 1<<20)
 	var printed int64
-	for pos := int64(0); ; pos++ {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			var long []byte
-			long, err = readLong(br, line)
-			line = long
-		}
-		if errors.Is(err, io.EOF) {
-			if len(line) > 0 {
-				c.Warnf("%s: %d bytes after the last complete line (a torn tail) not shown", t.path, len(line))
-			}
-			return cli.Outcome{}
-		}
-		if err != nil {
-			return cli.Outcome{Err: err}
-		}
-		if pos < f.from {
-			continue
-		}
+	var ferr error
+	stopped := false
+	buf := make([]byte, 0, 4<<10)
+	err = l.Lines(ctx, f.from, -1, func(pos int64, line []byte) bool {
 		if f.to >= 0 && pos >= f.to {
-			return cli.Outcome{}
+			stopped = true
+			return false
 		}
-		ok, err := f.match(ctx, line[:len(line)-1], pos)
-		if err != nil {
-			return cli.Outcome{Err: err}
+		ok, err := f.match(ctx, line, pos)
+		if err != nil || !ok {
+			ferr = err
+			return err == nil
 		}
-		if !ok {
-			continue
-		}
+		buf = append(append(buf[:0], line...), '\n')
 		if c.Format == "text" {
-			err = entryText(c.Stdout, line)
+			err = entryText(c.Stdout, buf)
 		} else {
-			_, err = c.Stdout.Write(line)
+			_, err = c.Stdout.Write(buf)
 		}
 		if err != nil {
-			return cli.Outcome{Err: err}
+			ferr = err
+			return false
 		}
 		if printed++; limit > 0 && printed >= limit {
-			return cli.Outcome{}
+			stopped = true
+			return false
+		}
+		return true
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if tb, ok := l.(interface{ TornBytes() (int64, error) }); ok && !stopped {
+		if n, err := tb.TornBytes(); err == nil && n > 0 {
+			c.Warnf("%s: %d bytes after the last complete line (a torn tail) not shown", t.path, n)
 		}
 	}
-}
-
-// readLong reads the rest of a line longer than the buffer, up to
-// ledger.MaxLine.
-func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
-	buf := append([]byte(nil), first...)
-	for {
-		more, err := br.ReadSlice('\n')
-		buf = append(buf, more...)
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return buf, err
-		}
-		if len(buf) > ledger.MaxLine {
-			return nil, cli.Errorf(cli.ExitDenied, "LEDGER_INVALID", "a line longer than %d bytes: not a ledger line (run cp-ledger verify)", ledger.MaxLine)
-		}
-	}
+	return cli.Outcome{}
 }
 
 // filter is show's compiled filters.
@@ -725,11 +712,7 @@ func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if origin == "" {
 		origin = t.origin
 	}
-	opts, err := t.options() // a plane ledger's checkpoint is signed by its key first
-	if err != nil {
-		return cli.Outcome{Err: err}
-	}
-	l, err := ledger.Open(t.path, opts)
+	l, err := t.open(plane.ForCheckpoint) // a plane ledger's checkpoint is signed by its key first
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -739,7 +722,7 @@ func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: err}
 	}
 	return cli.Outcome{Result: map[string]any{"tree_size": ck.Size, "root_hash": fmt.Sprintf("%x", ck.Root[:]),
-		"checkpoint": string(text), "signed": len(signers) > 0 || opts.Checkpoint != nil, "origin": origin}}
+		"checkpoint": string(text), "signed": len(signers) > 0 || t.expectsCheckpoint(), "origin": origin}}
 }
 
 func prove(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
@@ -753,12 +736,12 @@ func prove(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if origin == "" {
 		origin = t.origin
 	}
-	l, err := ledger.Open(t.path, ledger.Options{})
+	l, err := t.open(plane.ForReading)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
 	defer l.Close()
-	p, err := l.Prove(ctx, seq, size, origin)
+	p, err := ledger.ProveInclusion(ctx, l, seq, size, origin)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -772,12 +755,12 @@ func consistency(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	}
 	from, _, _ := req.Int("from")
 	to, _, _ := req.Int("to")
-	l, err := ledger.Open(t.path, ledger.Options{})
+	l, err := t.open(plane.ForReading)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
 	defer l.Close()
-	p, err := l.Consistency(ctx, from, to)
+	p, err := ledger.ProveConsistency(ctx, l, from, to)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -848,16 +831,12 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if t.tier != "" {
 		meta["_tier"] = t.tier
 	}
-	opts, err := t.options()
-	if err != nil {
-		return cli.Outcome{Err: err}
-	}
-	l, err := ledger.OpenWriter(t.path, opts)
+	l, err := t.open(plane.ForAppend)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
 	defer l.Close()
-	e, err := l.Genesis(ctx, ledger.Draft{SubmissionID: req.String("submission_id"), Reason: req.String("reason"), Metadata: meta})
+	e, err := ledger.Genesis(ctx, l, ledger.Draft{SubmissionID: req.String("submission_id"), Reason: req.String("reason"), Metadata: meta})
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

@@ -84,13 +84,13 @@ func Origin(t Tier, path string) string {
 	return o
 }
 
-// LedgerOptions returns the options to append to the ledger at path of the
+// ledgerOptions returns the options to append to the ledger at path of the
 // tier t whose directory is dir. A tier with a plane_name signs a
 // checkpoint with every append, with the plane's key (read once per
 // process); when that key cannot be read, appending is refused
 // (CHECKPOINT_KEY_UNAVAILABLE): an entry no checkpoint covers could be cut
 // unseen, and a plane's recorder must not go on silently without it.
-func LedgerOptions(dir string, t Tier, path, actor string) (ledger.Options, error) {
+func ledgerOptions(dir string, t Tier, path, actor string) (ledger.Options, error) {
 	opts := ledger.Options{Actor: actor}
 	if t.PlaneName == "" {
 		return opts, nil

@@ -2,7 +2,6 @@ package plane
 
 import (
 	"context"
-	"path/filepath"
 
 	"github.com/control-plane/cp/pkg/ledger"
 )
@@ -10,18 +9,9 @@ import (
 // Record appends governance events to the HO3 ledger of the plane at root
 // and returns the last entry written. Every registration, check and refusal
 // that changes or judges the plane goes through it, and leaves the plane's
-// signed checkpoint (LedgerOptions).
+// signed checkpoint (OpenLedger).
 func Record(ctx context.Context, root, actor string, drafts ...ledger.Draft) (ledger.Entry, error) {
-	t, err := ReadTier(root)
-	if err != nil {
-		return ledger.Entry{}, err
-	}
-	path := filepath.Join(root, filepath.FromSlash(t.LedgerPath))
-	opts, err := LedgerOptions(root, t, path, actor)
-	if err != nil {
-		return ledger.Entry{}, err
-	}
-	l, err := ledger.OpenWriter(path, opts)
+	l, t, err := OpenLedger(root, ForAppend, actor)
 	if err != nil {
 		return ledger.Entry{}, err
 	}
@@ -44,19 +34,11 @@ func Record(ctx context.Context, root, actor string, drafts ...ledger.Draft) (le
 // consistent), appending nothing: a verb that changes the plane before it
 // records the change calls it first, so that nothing changes unrecorded.
 func CheckRecord(ctx context.Context, root, actor string) error {
-	t, err := ReadTier(root)
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(root, filepath.FromSlash(t.LedgerPath))
-	opts, err := LedgerOptions(root, t, path, actor)
-	if err != nil {
-		return err
-	}
-	l, err := ledger.OpenWriter(path, opts)
+	l, _, err := OpenLedger(root, ForAppend, actor)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	return l.Ready(ctx)
+	_, err = l.Append(ctx, nil)
+	return err
 }

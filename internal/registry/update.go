@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"github.com/control-plane/cp/internal/atomicfile"
 	"github.com/control-plane/cp/internal/journal"
+	"github.com/control-plane/cp/internal/lockfile"
 	"github.com/control-plane/cp/internal/regfile"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 )
 
@@ -240,43 +240,29 @@ func Decode(t Table, data []byte) ([]Row, error) { return parse(t, data) }
 // description: flock(2) excludes other descriptions in this process too.
 type heldLock struct{ f *os.File }
 
-// lock takes the exclusive lock on dir/.lock, polling so that a stuck
-// writer becomes LOCK_TIMEOUT rather than a hang.
+// lock takes the exclusive lock on dir/.lock, so that a stuck writer
+// becomes LOCK_TIMEOUT rather than a hang.
 func lock(ctx context.Context, dir string) (*heldLock, error) {
-	f, err := regfile.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE|regfile.NoFollow, 0o644) // never through a planted link
+	f, err := lockfile.Open(filepath.Join(dir, ".lock")) // never through a planted link
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(lockTimeout)
-	wait := 50 * time.Microsecond
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return &heldLock{f}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
-		}
-		if time.Now().After(deadline) {
-			f.Close()
-			return nil, &Error{File: Dir + "/.lock", code: CodeLockTimeout,
-				Msg: fmt.Sprintf("still held by another writer after %s", lockTimeout)}
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		if wait < 5*time.Millisecond {
-			wait *= 2
-		}
+	err = lockfile.Lock(ctx, f, true, lockTimeout)
+	switch {
+	case err == nil:
+		return &heldLock{f}, nil
+	case errors.Is(err, lockfile.ErrTimeout):
+		err = &Error{File: Dir + "/.lock", code: CodeLockTimeout,
+			Msg: fmt.Sprintf("still held by another writer after %s", lockTimeout)}
+	case ctx.Err() == nil:
+		err = fmt.Errorf("locking %s: %w", f.Name(), err)
 	}
+	f.Close()
+	return nil, err
 }
 
 // unlock releases the lock; closing the description would too.
 func (l *heldLock) unlock() {
-	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	lockfile.Unlock(l.f)
 	l.f.Close()
 }

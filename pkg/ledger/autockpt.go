@@ -238,13 +238,11 @@ func (l *Ledger) checkpointTemp() string {
 	return path + ".tmp"
 }
 
-// Ready reports whether an append could proceed now, appending nothing:
-// under the exclusive lock it brings the ledger in step (repairing a torn
-// tail, as an append would) and, with a checkpoint key, checks the stored
-// checkpoint as Append does. A caller that changes other state before it
-// records the change (a registry written first) calls it first, so that a
-// refusal comes before the change.
-func (l *Ledger) Ready(ctx context.Context) error {
+// ready is Append of an empty batch: under the exclusive lock it brings the
+// ledger in step (repairing a torn tail, as an append would) and, with a
+// checkpoint key, checks the stored checkpoint as Append does, appending
+// nothing.
+func (l *Ledger) ready(ctx context.Context) error {
 	if !l.writable {
 		return errorf("INTERNAL", "ledger %s opened read-only", l.path)
 	}

@@ -109,7 +109,7 @@ func BenchmarkProve1M(b *testing.B) {
 	defer l.Close()
 	b.ResetTimer()
 	for i := range b.N {
-		p, err := l.Prove(ctx, int64(i*7919%1_000_000), 0, "bench")
+		p, err := ProveInclusion(ctx, l, int64(i*7919%1_000_000), 0, "bench")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -130,7 +130,7 @@ func BenchmarkConsistency1M(b *testing.B) {
 	defer l.Close()
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := l.Consistency(ctx, int64(1+i*7919%999_999), 0); err != nil {
+		if _, err := ProveConsistency(ctx, l, int64(1+i*7919%999_999), 0); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,9 +1,18 @@
 // Package ledger is Control Plane's append-only, tamper-evident ledger
-// (DESIGN.md §5).
+// (DESIGN.md §5): its entries and their canonical encoding, the Merkle tree
+// over them, inclusion and consistency proofs, C2SP checkpoints, and
+// Verify.
 //
-// A ledger is a JSONL file X.jsonl of canonical-JSON entries, each chained to
-// the previous one by previous_hash and forming the leaves of an RFC 6962
-// Merkle tree. Beside it live:
+// Where a ledger lives is behind Store (store.go), the interface its
+// callers need: append a batch, read the state, read lines, read stored
+// hashes, find entries, read and write the checkpoint. Proofs and Genesis
+// are functions over a Store. The file store, *Ledger (Open, OpenWriter),
+// is the embedded driver; a tier's ledger is opened through the plane's
+// one opener (internal/plane.OpenLedger), which reads tier.json.
+//
+// The file store is a JSONL file X.jsonl of canonical-JSON entries, each
+// chained to the previous one by previous_hash and forming the leaves of an
+// RFC 6962 Merkle tree. Beside it live:
 //
 //	X.tlog        the tree's stored hashes (golang.org/x/mod/sumdb/tlog layout,
 //	              32 bytes each), so the root and any proof cost O(log n) reads
@@ -21,6 +30,7 @@ package ledger
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -33,6 +43,7 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/internal/lockfile"
 	"github.com/control-plane/cp/internal/regfile"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -51,7 +62,8 @@ type Options struct {
 	Checkpoint *CheckpointKey
 }
 
-// Ledger is an open ledger file with its side files.
+// Ledger is the file store: an open ledger file with its side files. It
+// implements Store.
 type Ledger struct {
 	path     string
 	opts     Options
@@ -60,6 +72,9 @@ type Ledger struct {
 	data     *os.File
 	hashes   hashFile
 	noHashes bool // a reader found no X.tlog
+	// sideErr is a reader's refusal of X.tlog or X.lock (not a regular
+	// file): Lines and Find go on without them, the rest fail with it.
+	sideErr error
 
 	// State as of the last sync under the exclusive lock; valid while the
 	// on-disk sizes still equal dataSize and hashSize.
@@ -93,6 +108,11 @@ type Repair struct {
 // Any reports whether anything was repaired.
 func (r Repair) Any() bool { return r != Repair{} }
 
+// SideFiles are the suffixes of the files the file store keeps beside a
+// ledger X.jsonl: X.tlog (stored hashes), X.checkpoint (the latest
+// checkpoint) and X.lock (the append lock).
+var SideFiles = []string{".tlog", ".checkpoint", ".lock"}
+
 // SidePaths returns the paths of the stored hashes, checkpoint and lock of
 // the ledger at path: X.jsonl has X.tlog, X.checkpoint and X.lock.
 func SidePaths(path string) (hashes, checkpoint, lock string) {
@@ -100,14 +120,16 @@ func SidePaths(path string) (hashes, checkpoint, lock string) {
 	return base + ".tlog", base + ".checkpoint", base + ".lock"
 }
 
-// Open opens an existing ledger for reading. A missing ledger is an error
-// satisfying errors.Is(err, fs.ErrNotExist).
+// Open opens the file store of an existing ledger for reading. A missing
+// ledger is an error satisfying errors.Is(err, fs.ErrNotExist). (A tier's
+// ledger is opened by plane.OpenLedger; Open is for a ledger file named by
+// path: cp-ledger --ledger, G6's audit of the files on disk.)
 func Open(path string, opts Options) (*Ledger, error) {
 	return open(path, opts, false)
 }
 
-// OpenWriter opens the ledger at path for appending, creating it (and its
-// directory) if needed.
+// OpenWriter opens the file store of the ledger at path for appending,
+// creating it (and its directory) if needed.
 func OpenWriter(path string, opts Options) (*Ledger, error) {
 	return open(path, opts, true)
 }
@@ -154,12 +176,20 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		hf, err = os.Open(os.DevNull)
 		l.noHashes = true
 	}
+	if err != nil && !writable && isRefusal(err) {
+		// A reader of lines needs neither the stored hashes nor the lock:
+		// the refusal waits for what does (sideFiles), so that a FIFO
+		// planted beside a ledger cannot stop its lines being read.
+		l.sideErr = err
+		hf, err = os.Open(os.DevNull)
+		l.noHashes = true
+	}
 	if err != nil {
 		l.data.Close()
 		return nil, err
 	}
 	l.hashes.f = hf
-	lf, err := regfile.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|regfile.NoFollow, 0o644)
+	lf, err := lockfile.Open(lockPath)
 	if err != nil && !writable && !isRefusal(err) {
 		// A read-only directory: lock shared if we can; with no lock file
 		// and none can be made, no writer can exist either.
@@ -167,6 +197,10 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
 			lf, err = nil, nil
 		}
+	}
+	if err != nil && !writable && isRefusal(err) {
+		l.sideErr = cmp.Or(l.sideErr, err)
+		lf, err = nil, nil
 	}
 	if err != nil {
 		l.Close()
@@ -238,31 +272,19 @@ func (l *Ledger) Close() error {
 	return errors.Join(errs...)
 }
 
-// Append appends drafts in order as one durable batch and returns the
-// entries written. If a draft cannot be encoded, the drafts before it are
-// still appended and returned with the error. Appends from any number of
-// processes are serialized by the lock; Append returns only after the new
-// bytes are fsynced.
+// Append implements Store.Append: appends from any number of processes are
+// serialized by X.lock, and Append returns only after the new lines and
+// stored hashes are fsynced (and, with Options.Checkpoint, the new
+// checkpoint published).
 func (l *Ledger) Append(ctx context.Context, drafts []Draft) ([]Entry, error) {
-	return l.append(ctx, drafts, false)
+	if len(drafts) == 0 {
+		return nil, l.ready(ctx)
+	}
+	return l.append(ctx, drafts, drafts[0].EventType == "GENESIS")
 }
 
 // LastRepair returns what the most recent append had to repair.
 func (l *Ledger) LastRepair() Repair { return l.repair }
-
-// Genesis appends the GENESIS entry that opens a ledger; it refuses a ledger
-// that already holds entries (LEDGER_NOT_EMPTY). meta is stored as the
-// entry's metadata and should carry parent_hash (the parent ledger's head
-// entry_hash) and parent_ledger (its path relative to the plane root) for a
-// lower tier.
-func (l *Ledger) Genesis(ctx context.Context, d Draft) (Entry, error) {
-	d.EventType = "GENESIS"
-	es, err := l.append(ctx, []Draft{d}, true)
-	if err != nil {
-		return Entry{}, err
-	}
-	return es[0], nil
-}
 
 func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]Entry, error) {
 	if !l.writable {
@@ -689,21 +711,81 @@ func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
 // machine). Entries are far smaller.
 const MaxLine = 64 << 20
 
-// Lines calls fn with each line of the ledger file at path, without its
-// newline, until fn returns false. It reads; it checks nothing (Verify
-// does). The slice is valid only during the call.
-func Lines(path string, fn func(line []byte) bool) error {
-	f, err := OpenFile(path)
+// Lines implements Store.Lines over the complete ("\n"-terminated) lines
+// of X.jsonl, whether or not X.tlog covers them yet; a partial last line
+// (TornBytes) is not one. A line longer than MaxLine is LEDGER_INVALID.
+func (l *Ledger) Lines(ctx context.Context, from, to int64, fn func(seq int64, line []byte) bool) error {
+	st, err := l.data.Stat()
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), MaxLine)
-	for sc.Scan() {
-		if !fn(sc.Bytes()) {
+	br := bufio.NewReaderSize(io.NewSectionReader(l.data, 0, st.Size()), 1<<20)
+	for seq := int64(0); to < 0 || seq < to; seq++ {
+		if seq&4095 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			line, err = readLong(br, line)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil // no line, or a partial one
+		}
+		if err != nil {
+			return err
+		}
+		if seq >= from && !fn(seq, line[:len(line)-1]) {
 			return nil
 		}
 	}
-	return sc.Err()
+	return nil
+}
+
+// readLong reads the rest of a line longer than the reader's buffer, up to
+// MaxLine.
+func readLong(br *bufio.Reader, first []byte) ([]byte, error) {
+	buf := append([]byte(nil), first...)
+	for {
+		more, err := br.ReadSlice('\n')
+		buf = append(buf, more...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return buf, err
+		}
+		if len(buf) > MaxLine {
+			return nil, errorf("LEDGER_INVALID", "a line longer than %d bytes: not a ledger line (run cp-ledger verify)", MaxLine)
+		}
+	}
+}
+
+// TornBytes returns the length of the bytes after the last complete line
+// of X.jsonl: an append that did not finish (the next one removes them).
+func (l *Ledger) TornBytes() (int64, error) {
+	st, err := l.data.Stat()
+	if err != nil {
+		return 0, err
+	}
+	_, end, err := lastLines(l.data, st.Size(), 1)
+	return st.Size() - end, err
+}
+
+// Find implements Store.Find with a scan of the lines from q.From: a line
+// is parsed only when the fields q names, read cheaply, match.
+func (l *Ledger) Find(ctx context.Context, q Query, fn func(*Entry) bool) error {
+	return l.Lines(ctx, q.From, -1, func(_ int64, line []byte) bool {
+		if !q.match(line) {
+			return true
+		}
+		e, err := ParseLine(line)
+		return err != nil || !q.selects(e) || fn(e)
+	})
+}
+
+// ReadHashes implements Store.ReadHashes from X.tlog.
+func (l *Ledger) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	if l.sideErr != nil {
+		return nil, l.sideErr
+	}
+	return l.hashes.ReadHashes(indexes)
 }

@@ -373,11 +373,11 @@ func TestGenesis(t *testing.T) {
 	cl, err := OpenWriter(child, Options{})
 	require.NoError(t, err)
 	defer cl.Close()
-	e, err := cl.Genesis(ctx, Draft{Metadata: map[string]any{"parent_hash": st.Head}})
+	e, err := Genesis(ctx, cl, Draft{Metadata: map[string]any{"parent_hash": st.Head}})
 	require.NoError(t, err)
 	require.Equal(t, "GENESIS", e.EventType)
 	require.EqualValues(t, 0, e.Seq)
-	_, err = cl.Genesis(ctx, Draft{})
+	_, err = Genesis(ctx, cl, Draft{})
 	require.Error(t, err)
 	require.Equal(t, "LEDGER_NOT_EMPTY", err.(*Error).Code())
 }
@@ -388,7 +388,7 @@ func TestProofs(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 	for _, tc := range []struct{ seq, size int64 }{{0, 0}, {36, 0}, {5, 6}, {5, 37}, {0, 1}, {17, 20}} {
-		p, err := l.Prove(ctx, tc.seq, tc.size, "o")
+		p, err := ProveInclusion(ctx, l, tc.seq, tc.size, "o")
 		require.NoError(t, err)
 		require.NoError(t, VerifyInclusion(p, nil), "seq %d size %d", tc.seq, tc.size)
 		bad := p
@@ -401,7 +401,7 @@ func TestProofs(t *testing.T) {
 		require.Error(t, VerifyInclusion(bad, nil))
 	}
 	for _, tc := range []struct{ from, to int64 }{{1, 37}, {36, 37}, {37, 37}, {8, 16}, {7, 0}} {
-		p, err := l.Consistency(ctx, tc.from, tc.to)
+		p, err := ProveConsistency(ctx, l, tc.from, tc.to)
 		require.NoError(t, err)
 		require.NoError(t, VerifyConsistency(p))
 		if p.From != p.To {
@@ -409,11 +409,11 @@ func TestProofs(t *testing.T) {
 			require.Error(t, VerifyConsistency(p))
 		}
 	}
-	_, err = l.Prove(ctx, 37, 0, "o")
+	_, err = ProveInclusion(ctx, l, 37, 0, "o")
 	require.Error(t, err)
-	_, err = l.Consistency(ctx, 0, 5)
+	_, err = ProveConsistency(ctx, l, 0, 5)
 	require.Error(t, err)
-	_, err = l.Consistency(ctx, 5, 38)
+	_, err = ProveConsistency(ctx, l, 5, 38)
 	require.Error(t, err)
 }
 
@@ -432,13 +432,13 @@ func TestProveAgainstSignedCheckpoint(t *testing.T) {
 	_, err = l.Append(ctx, []Draft{{EventType: "LATER"}})
 	require.NoError(t, err)
 
-	p, err := l.Prove(ctx, 3, 0, "o")
+	p, err := ProveInclusion(ctx, l, 3, 0, "o")
 	require.NoError(t, err)
 	require.EqualValues(t, 12, p.TreeSize, "proves against the stored checkpoint")
 	require.NoError(t, VerifyInclusion(p, note.VerifierList(v)))
 	require.Error(t, VerifyInclusion(p, nil), "signed checkpoint without a key")
 
-	p, err = l.Prove(ctx, 12, 0, "o")
+	p, err = ProveInclusion(ctx, l, 12, 0, "o")
 	require.NoError(t, err)
 	require.EqualValues(t, 13, p.TreeSize, "the checkpoint does not cover seq 12: the current tree")
 }

@@ -27,6 +27,9 @@ type State struct {
 // State returns the ledger's current size, head and root. It holds the shared
 // lock only while reading the tails, and costs O(log n) reads.
 func (l *Ledger) State(ctx context.Context) (State, error) {
+	if l.sideErr != nil {
+		return State{}, l.sideErr
+	}
 	if l.lockF != nil {
 		if err := flock(ctx, l.lockF, false, l.opts.LockTimeout); err != nil {
 			return State{}, err
@@ -77,6 +80,9 @@ func DefaultOrigin(path string) string {
 // and stores it atomically as X.checkpoint. It returns
 // the checkpoint and the stored text.
 func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.Signer) (Checkpoint, []byte, error) {
+	if l.sideErr != nil {
+		return Checkpoint{}, nil, l.sideErr
+	}
 	// Under the exclusive lock: two checkpoints cannot interleave (an older,
 	// smaller one replacing a newer), and verify, which reads X.checkpoint
 	// under the shared lock, sees it together with the tree it describes.
@@ -148,11 +154,12 @@ type Inclusion struct {
 	Checkpoint string   `json:"checkpoint"`
 }
 
-// Prove returns an inclusion proof of seq. With treeSize 0 it proves against
-// the stored checkpoint when that covers seq, else against the current tree
-// (with an unsigned checkpoint body). It reads O(log n) stored hashes.
-func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) (Inclusion, error) {
-	st, err := l.State(ctx)
+// ProveInclusion returns an inclusion proof of seq in the ledger s. With
+// treeSize 0 it proves against the stored checkpoint when that covers seq,
+// else against the current tree (with an unsigned checkpoint body). It
+// reads O(log n) stored hashes.
+func ProveInclusion(ctx context.Context, s Store, seq, treeSize int64, origin string) (Inclusion, error) {
+	st, err := s.State(ctx)
 	if err != nil {
 		return Inclusion{}, err
 	}
@@ -162,7 +169,7 @@ func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) 
 		// Prefer the stored checkpoint when it covers seq; its root is
 		// checked against the tree below, so a stale or forged file cannot
 		// mislead.
-		if b, _ := l.ReadCheckpoint(); b != nil {
+		if b, _ := s.ReadCheckpoint(); b != nil {
 			if c, err := parseBody(b); err == nil && seq < c.Size && c.Size <= st.Size {
 				treeSize, ckpt = c.Size, string(b)
 			}
@@ -171,7 +178,7 @@ func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) 
 	if seq < 0 || seq >= treeSize || treeSize > st.Size {
 		return Inclusion{}, errorf("OUT_OF_RANGE", "cannot prove seq %d in a tree of size %d (the ledger holds %d entries)", seq, treeSize, st.Size)
 	}
-	root, err := tlog.TreeHash(treeSize, &l.hashes)
+	root, err := tlog.TreeHash(treeSize, s)
 	if err != nil {
 		return Inclusion{}, err
 	}
@@ -182,11 +189,11 @@ func (l *Ledger) Prove(ctx context.Context, seq, treeSize int64, origin string) 
 	} else {
 		ckpt = Checkpoint{Origin: origin, Size: treeSize, Root: root}.Text()
 	}
-	p, err := tlog.ProveRecord(treeSize, seq, &l.hashes)
+	p, err := tlog.ProveRecord(treeSize, seq, s)
 	if err != nil {
 		return Inclusion{}, err
 	}
-	leaf, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, seq)})
+	leaf, err := s.ReadHashes([]int64{tlog.StoredHashIndex(0, seq)})
 	if err != nil {
 		return Inclusion{}, err
 	}
@@ -214,10 +221,10 @@ type Consistency struct {
 	Proof    []string `json:"proof"`
 }
 
-// Consistency proves that the tree of size from is a prefix of the tree of
-// size to (0: the current size).
-func (l *Ledger) Consistency(ctx context.Context, from, to int64) (Consistency, error) {
-	st, err := l.State(ctx)
+// ProveConsistency proves that the tree of size from of the ledger s is a
+// prefix of its tree of size to (0: the current size).
+func ProveConsistency(ctx context.Context, s Store, from, to int64) (Consistency, error) {
+	st, err := s.State(ctx)
 	if err != nil {
 		return Consistency{}, err
 	}
@@ -227,15 +234,15 @@ func (l *Ledger) Consistency(ctx context.Context, from, to int64) (Consistency, 
 	if from < 1 || from > to || to > st.Size {
 		return Consistency{}, errorf("OUT_OF_RANGE", "cannot prove consistency from %d to %d (the ledger holds %d entries)", from, to, st.Size)
 	}
-	p, err := tlog.ProveTree(to, from, &l.hashes)
+	p, err := tlog.ProveTree(to, from, s)
 	if err != nil {
 		return Consistency{}, err
 	}
-	fr, err := tlog.TreeHash(from, &l.hashes)
+	fr, err := tlog.TreeHash(from, s)
 	if err != nil {
 		return Consistency{}, err
 	}
-	tr, err := tlog.TreeHash(to, &l.hashes)
+	tr, err := tlog.TreeHash(to, s)
 	if err != nil {
 		return Consistency{}, err
 	}

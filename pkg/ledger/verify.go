@@ -94,6 +94,9 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 		return Report{}, err
 	}
 	defer l.Close()
+	if l.sideErr != nil {
+		return Report{}, l.sideErr
+	}
 
 	// Snapshot the sizes under the shared lock: appends after this are not
 	// looked at, and an append in progress cannot be half-seen.

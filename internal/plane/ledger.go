@@ -1,0 +1,61 @@
+package plane
+
+import (
+	"path/filepath"
+
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// Access is what a tier's ledger is opened for (OpenLedger).
+type Access int
+
+const (
+	// ForReading reads entries, state and proofs: nothing is created and
+	// no key is needed (an auditor, a gate).
+	ForReading Access = iota
+	// ForCheckpoint also writes checkpoints, signed with the plane's key
+	// first (cp-ledger checkpoint).
+	ForCheckpoint
+	// ForAppend appends (creating the ledger if needed), each append
+	// leaving the plane's signed checkpoint.
+	ForAppend
+)
+
+// OpenLedger opens the ledger of the tier whose directory is dir, where
+// its tier.json says it is, and returns it with that tier.json. It is the
+// one place a tier's ledger is opened: the store a tier uses is resolved
+// here (the file store at ledger_path today; a database store, named by
+// tier.json's ledger_store, adds its case here and nowhere else, DESIGN.md
+// §11), and so is the plane's checkpoint key attached (ledgerOptions):
+// every append through the store, and every checkpoint asked of it,
+// carries the plane's signature. actor is stamped on what is appended.
+func OpenLedger(dir string, a Access, actor string) (ledger.Store, Tier, error) {
+	t, err := ReadTier(dir)
+	if err != nil {
+		return nil, t, err
+	}
+	s, err := openLedger(dir, t, a, actor)
+	return s, t, err
+}
+
+func openLedger(dir string, t Tier, a Access, actor string) (ledger.Store, error) {
+	path := filepath.Join(dir, filepath.FromSlash(t.LedgerPath))
+	opts := ledger.Options{Actor: actor}
+	if a != ForReading {
+		var err error
+		if opts, err = ledgerOptions(dir, t, path, actor); err != nil {
+			return nil, err
+		}
+	}
+	if a == ForAppend {
+		return ledger.OpenWriter(path, opts)
+	}
+	return ledger.Open(path, opts)
+}
+
+// LedgerPath returns the path of the file store of tier t, whose
+// directory is dir: for what names the file (messages, cp-ledger's
+// answers), never to open it.
+func LedgerPath(dir string, t Tier) string {
+	return filepath.Join(dir, filepath.FromSlash(t.LedgerPath))
+}

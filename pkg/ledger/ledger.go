@@ -159,6 +159,14 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		return nil, err
 	}
 	l.hashes.f = hf
+	if writable {
+		// A hard link planted as X.tlog is refused like a symbolic link:
+		// the append would write stored hashes into the file behind it.
+		if err := checkOneName(hf); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
 	lf, err := regfile.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|regfile.NoFollow, 0o644)
 	if err != nil && !writable && !isRefusal(err) {
 		// A read-only directory: lock shared if we can; with no lock file
@@ -205,9 +213,10 @@ func openData(path string, flags int) (*os.File, error) {
 	return f, err
 }
 
-// checkOneName refuses to write a ledger file that has another hard link:
-// like a symbolic link, a second name takes a second lock and keeps a
-// second tree.
+// checkOneName refuses to write a ledger file, or its stored hashes, that
+// has another hard link: like a symbolic link, a second name takes a second
+// lock and keeps a second tree, or aims the append's writes at a file
+// outside the ledger.
 func checkOneName(f *os.File) error {
 	st, err := f.Stat()
 	if err != nil {

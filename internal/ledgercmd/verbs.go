@@ -62,7 +62,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 			// other name would let "x" and "x.jsonl" share them.
 			return target{}, cli.Usagef("--ledger %s: a ledger is a file named X.jsonl", p)
 		}
-		return target{path: p, origin: ledger.DefaultOrigin(p)}, nil
+		return ledgerTarget(p)
 	}
 	root, err := c.Root()
 	if err != nil {
@@ -85,6 +85,46 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 	}
 	path := filepath.Join(dir, t.LedgerPath)
 	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t}, nil
+}
+
+// ledgerTarget is the target of --ledger p. A ledger inside a plane (an
+// X.jsonl in a tier's ledger/ directory, or in an HO1 session's
+// sessions/<id>/ledger/) is that plane's ledger however it is named: it
+// leaves the plane's signed checkpoint with every append and verify
+// requires one, as G6 does, so a tail appended through --ledger cannot be
+// cut unseen. Symbolic links in the directories above are resolved to find
+// the plane; the ledger keeps the path it was given.
+func ledgerTarget(p string) (target, error) {
+	bare := target{path: p, origin: ledger.DefaultOrigin(p)}
+	abs, err := filepath.Abs(filepath.Dir(p))
+	if err != nil {
+		return bare, nil
+	}
+	d, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		d = abs // a directory not made yet: judged by its name
+	}
+	if filepath.Base(d) != "ledger" {
+		return bare, nil
+	}
+	dirs := []string{filepath.Dir(d)}
+	if s := filepath.Dir(filepath.Dir(d)); filepath.Base(s) == "sessions" {
+		dirs = []string{filepath.Dir(s), filepath.Dir(d)} // the tier's, first
+	}
+	for _, dir := range dirs {
+		if _, err := os.Lstat(filepath.Join(dir, "tier.json")); err != nil {
+			continue
+		}
+		t, err := plane.ReadTier(dir)
+		var coded interface{ Code() string }
+		if errors.As(err, &coded) {
+			return target{}, err
+		} else if err != nil {
+			return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
+		}
+		return target{path: p, tier: t.Tier, origin: plane.Origin(t, p), dir: dir, plane: t}, nil
+	}
+	return bare, nil
 }
 
 // writers keeps one open ledger per path for the life of one Run (a

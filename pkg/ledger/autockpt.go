@@ -268,5 +268,5 @@ func (l *Ledger) Ready(ctx context.Context) error {
 	if l.opts.Checkpoint == nil {
 		return nil
 	}
-	return l.checkStoredNow(l.n, false, l.rootAt)
+	return l.checkStoredNow(l.n, l.n == 0, l.rootAt)
 }

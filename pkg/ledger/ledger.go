@@ -292,7 +292,10 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	var checkSig func() error
 	if l.opts.Checkpoint != nil {
 		var err error
-		if checkSig, err = l.checkStored(l.n, genesis, l.rootAt); err != nil {
+		// An empty ledger has no checkpoint to keep: its first append
+		// (a GENESIS, or the first entry of a worker's or a session's
+		// ledger) makes the first one.
+		if checkSig, err = l.checkStored(l.n, genesis || l.n == 0, l.rootAt); err != nil {
 			return nil, err
 		}
 	}

@@ -207,6 +207,7 @@ var classes = map[string]int{
 	"OWNER_MISMATCH":     ExitDenied,
 	"PATH_CONFLICT":      ExitDenied,
 	"PLANE_MISMATCH":     ExitDenied,
+	"PLANE_UNSAFE":       ExitDenied,
 	"RECEIPT_INVALID":    ExitDenied,
 	"RECEIPT_MISMATCH":   ExitDenied,
 	"RECEIPT_MISSING":    ExitDenied,

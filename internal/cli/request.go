@@ -147,8 +147,8 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// readAllTrim reads the rest of r; more than limit bytes, once leading and
-// trailing whitespace is trimmed, is REQUEST_TOO_LARGE (nothing past the
+// readAllTrim reads the rest of r; more than limit bytes, once trailing
+// whitespace is trimmed, is REQUEST_TOO_LARGE (nothing past the
 // cap and a little slack for that whitespace is read); a document that is
 // only whitespace is nil.
 func readAllTrim(r io.Reader, limit int) ([]byte, error) {
@@ -157,11 +157,14 @@ func readAllTrim(r io.Reader, limit int) ([]byte, error) {
 	if err != nil {
 		return nil, Errorf(ExitUnavailable, "IO_ERROR", "reading stdin: %v", err)
 	}
-	trimmed := bytes.TrimSpace(b)
+	// Trailing whitespace (a final newline) is not the request's; leading
+	// whitespace may be the indentation of a pretty-printed document's
+	// second line, read after its first: it counts.
+	trimmed := bytes.TrimRight(b, " \t\r\n")
 	if len(b) > limit+slack || len(trimmed) > limit {
 		return nil, errTooLarge()
 	}
-	if len(trimmed) == 0 {
+	if len(bytes.TrimSpace(trimmed)) == 0 {
 		return nil, nil
 	}
 	return b, nil

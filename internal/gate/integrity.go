@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -64,9 +65,15 @@ func Integrity(ctx context.Context, root, planeID string) ([]Result, error) {
 // by path.
 func G0B(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G0B")
+	if unsafeDirs(r, root, planeDirs, "PLANE_UNSAFE") {
+		return r.done(""), nil
+	}
 	roots, err := plane.GovernedRoots(root)
 	if err != nil {
 		return nil, err
+	}
+	if unsafeDirs(r, root, roots, "NOT_REGULAR") {
+		return r.done(""), nil // a governed root's files are not read through it
 	}
 	owners, err := registry.Read(root, registry.Ownership)
 	if err != nil {
@@ -317,4 +324,29 @@ func Receipts(root string) (*Result, error) {
 	slices.SortStableFunc(r.Errors, func(a, b Finding) int { return strings.Compare(a.Path, b.Path) })
 	r.Details["packages"] = len(known)
 	return r.done("receipts, installed manifests and registries agree"), nil
+}
+
+// planeDirs are the directories of a tier the tools read and write (the
+// governed roots are added from config/governed_roots.json).
+var planeDirs = []string{"config", "registries", "installed", "packages_store", "versions", "ledger",
+	"_staging", "_journal", "work_orders", "blobs", "planes", "sessions"}
+
+// unsafeDirs adds a finding (code) for each of dirs (relative to the
+// tier's root) that exists as anything but a real directory: a symlink
+// planted there would aim the tools' writes (registries, checkpoints,
+// receipts, installed files, run as the plane's owner) outside the plane,
+// and their reads at copies that pass. It reports whether it found any: G0B
+// then stops, reading nothing through them.
+func unsafeDirs(r *Result, root string, dirs []string, code string) bool {
+	found := false
+	for _, d := range dirs {
+		d = strings.TrimSuffix(d, "/")
+		fi, err := os.Lstat(filepath.Join(root, filepath.FromSlash(d)))
+		if err != nil || fi.IsDir() {
+			continue
+		}
+		r.fail(code, d, "a %s where the plane's %s/ directory belongs, not a directory: the tools' reads and writes would follow it out of the plane", kindOf(fi.Mode().Type()), d)
+		found = true
+	}
+	return found
 }

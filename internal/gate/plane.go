@@ -486,10 +486,11 @@ func G6(ctx context.Context, root string) (*Result, error) {
 				return nil, err
 			}
 			n++
-			// The tier's own ledger carries its plane's signed checkpoint
-			// (a tier with a plane_name signs one with every append):
-			// a missing, unsigned or contradicted one is a finding.
-			expect := p == own && tier.PlaneName != ""
+			// Every ledger of a tier carries its plane's signed
+			// checkpoint (a tier with a plane_name signs one with every
+			// append, through --plane or --ledger alike): a missing,
+			// unsigned or contradicted one is a finding.
+			expect := tier.PlaneName != ""
 			rep, err := ledger.Verify(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, Expect: expect, MaxIssues: 10})
 			if errors.Is(err, fs.ErrNotExist) {
 				r.fail("LEDGER_INVALID", p, "missing")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,11 +15,13 @@ import (
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/journal"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
 	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/ledger"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // The kernel is installed identically on HO3, HO2 and HO1 (G0K). An
@@ -275,12 +278,65 @@ func changeTrust(root string, trusted []trust.Key, opts TrustOptions) ([]trust.K
 		}
 		c.InUse = inUse
 	}
+	if slices.Contains(c.Purposes, trust.PurposeCheckpoint) {
+		var others []string
+		for i, k := range list {
+			if i != at && slices.Contains(k.Purposes, trust.PurposeCheckpoint) {
+				others = append(others, k.Key)
+			}
+		}
+		inUse, err := checkpointsSignedBy(root, list[at].Key, others)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(inUse) > 0 && !opts.Force {
+			e := refuse("KEY_IN_USE", "the stored checkpoints of %d ledger(s) are signed by %s and by no other key trusted for checkpoints (first: %s): without it verify and G6 fail for them; trust its successor and let the plane sign with it first, or --force to revoke it anyway",
+				len(inUse), name, inUse[0])
+			e.Details = map[string]any{"ledgers": strs(inUse)}
+			return nil, nil, e
+		}
+	}
 	if len(keep) == 0 {
 		list = slices.Delete(list, at, at+1)
 	} else {
 		list[at].Purposes = keep
 	}
 	return list, c, nil
+}
+
+// checkpointsSignedBy lists the tier ledgers (paths relative to root)
+// whose stored checkpoint is signed by the key text and by none of others:
+// distrusting that key for checkpoints would leave them unverifiable.
+func checkpointsSignedBy(root, text string, others []string) ([]string, error) {
+	v, err := keys.Verifier(text)
+	if err != nil {
+		return nil, err
+	}
+	var rest []note.Verifier
+	for _, o := range others {
+		if ov, err := keys.Verifier(o); err == nil {
+			rest = append(rest, ov)
+		}
+	}
+	var out []string
+	for _, t := range plane.Layout {
+		rel := path.Join(t.Dir, t.Ledger)
+		_, ckpt, _ := ledger.SidePaths(filepath.Join(root, filepath.FromSlash(rel)))
+		b, err := regfile.ReadNoFollow(ckpt)
+		if err != nil {
+			continue // none, or unreadable: verify and G6 report it either way
+		}
+		if _, err := note.Open(b, note.VerifierList(v)); err != nil {
+			continue
+		}
+		if len(rest) > 0 {
+			if _, err := note.Open(b, note.VerifierList(rest...)); err == nil {
+				continue
+			}
+		}
+		out = append(out, rel)
+	}
+	return out, nil
 }
 
 // signedBy lists the packages installed on any tier (PKG@version) whose

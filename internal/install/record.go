@@ -289,8 +289,10 @@ func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) 
 // It returns the operation's outcome event as the ledger now holds it, or
 // "" when it has none.
 func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journal.Outcome) (string, error) {
-	if m.Op == "rollback" && !o.RolledForward && m.Checkpoint != "" {
-		// Its checkpoint may hold links to files that stay in the plane.
+	if m.Op == "rollback" && !o.RolledForward {
+		// Its checkpoint may hold links to files that stay in the plane;
+		// one cut short before its id was known, or before its file was
+		// written, may have linked blobs already (Detach finds them).
 		if err := snapshot.Detach(root, m.Checkpoint); err != nil {
 			return "", err
 		}

@@ -87,7 +87,9 @@ journaled change (a crash leaves all three before or all three after),
 recorded in HO3's ledger as INSTALL_STARTED, INSTALLED and TRUST_CHANGED. A
 key is trusted once per name. Removing the package purpose of a key that
 installed packages are signed by is KEY_IN_USE unless --force (G5 then fails
-for those packages until they are reinstalled signed by another key). A
+for those packages until they are reinstalled signed by another key); so is
+removing the checkpoint purpose of the key the tier ledgers' stored
+checkpoints are signed by, and no other trusted key (the plane's own). A
 kernel package is never installed from an archive, and a rollback to a
 checkpoint holding another kernel release is refused (KERNEL_PARITY): either
 would change HO3's kernel alone.

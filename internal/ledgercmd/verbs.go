@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"runtime/metrics"
 	"strconv"
@@ -41,8 +42,7 @@ type target struct {
 // by --ledger as a file store of its own.
 func (t target) open(a plane.Access) (ledger.Store, error) {
 	if t.tier != "" {
-		s, _, err := plane.OpenLedger(t.dir, a, t.actor)
-		return s, err
+		return plane.OpenTierLedger(t.dir, t.plane, t.path, a, t.actor)
 	}
 	if a == plane.ForAppend {
 		return ledger.OpenWriter(t.path, ledger.Options{Actor: t.actor})
@@ -66,7 +66,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 			// other name would let "x" and "x.jsonl" share them.
 			return target{}, cli.Usagef("--ledger %s: a ledger is a file named X.jsonl", p)
 		}
-		return target{path: p, origin: ledger.DefaultOrigin(p), actor: c.Identity.Subject}, nil
+		return ledgerTarget(p, c.Identity.Subject)
 	}
 	root, err := c.Root()
 	if err != nil {
@@ -89,6 +89,46 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 	}
 	path := plane.LedgerPath(dir, t)
 	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t, actor: c.Identity.Subject}, nil
+}
+
+// ledgerTarget is the target of --ledger p. A ledger inside a plane (an
+// X.jsonl in a tier's ledger/ directory, or in an HO1 session's
+// sessions/<id>/ledger/) is that plane's ledger however it is named: it
+// leaves the plane's signed checkpoint with every append and verify
+// requires one, as G6 does, so a tail appended through --ledger cannot be
+// cut unseen. Symbolic links in the directories above are resolved to find
+// the plane; the ledger keeps the path it was given.
+func ledgerTarget(p, actor string) (target, error) {
+	bare := target{path: p, origin: ledger.DefaultOrigin(p), actor: actor}
+	abs, err := filepath.Abs(filepath.Dir(p))
+	if err != nil {
+		return bare, nil
+	}
+	d, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		d = abs // a directory not made yet: judged by its name
+	}
+	if filepath.Base(d) != "ledger" {
+		return bare, nil
+	}
+	dirs := []string{filepath.Dir(d)}
+	if s := filepath.Dir(filepath.Dir(d)); filepath.Base(s) == "sessions" {
+		dirs = []string{filepath.Dir(s), filepath.Dir(d)} // the tier's, first
+	}
+	for _, dir := range dirs {
+		if _, err := os.Lstat(filepath.Join(dir, "tier.json")); err != nil {
+			continue
+		}
+		t, err := plane.ReadTier(dir)
+		var coded interface{ Code() string }
+		if errors.As(err, &coded) {
+			return target{}, err
+		} else if err != nil {
+			return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
+		}
+		return target{path: p, tier: t.Tier, origin: plane.Origin(t, p), dir: dir, plane: t, actor: actor}, nil
+	}
+	return bare, nil
 }
 
 // writers keeps one open ledger per path for the life of one Run (a

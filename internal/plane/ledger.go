@@ -34,12 +34,15 @@ func OpenLedger(dir string, a Access, actor string) (ledger.Store, Tier, error) 
 	if err != nil {
 		return nil, t, err
 	}
-	s, err := openLedger(dir, t, a, actor)
+	s, err := OpenTierLedger(dir, t, LedgerPath(dir, t), a, actor)
 	return s, t, err
 }
 
-func openLedger(dir string, t Tier, a Access, actor string) (ledger.Store, error) {
-	path := filepath.Join(dir, filepath.FromSlash(t.LedgerPath))
+// OpenTierLedger opens the ledger file at path, one of the ledgers of the
+// tier t whose directory is dir (its own, or another in its ledger
+// directories, as cp-ledger --ledger names one): like the tier's own, it
+// carries the plane's signed checkpoint.
+func OpenTierLedger(dir string, t Tier, path string, a Access, actor string) (ledger.Store, error) {
 	opts := ledger.Options{Actor: actor}
 	if a != ForReading {
 		var err error

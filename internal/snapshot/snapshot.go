@@ -278,7 +278,7 @@ func statFile(r *os.Root, p string) (Stat, error) {
 	if !fi.Mode().IsRegular() {
 		return Stat{}, &Error{code: "STATE_UNSAFE", Path: p, Msg: "not a regular file"}
 	}
-	f, err := r.Open(p)
+	f, err := regfile.OpenIn(r, p)
 	if err != nil {
 		return Stat{}, err
 	}
@@ -473,12 +473,20 @@ func linkObject(r *os.Root, f File, obj string) (bool, error) {
 // file now at its path (a link Take made for a rollback that did not
 // commit) a copy of its own, so that no history shares an inode with the
 // plane. Recovery of an interrupted rollback calls it.
+//
+// A checkpoint never written (id unknown, or its file missing: the
+// rollback was cut short inside Take) names no blobs, but Take may have
+// linked some already: every blob with another name is then made a copy of
+// its own (blobs have one name at rest; their bytes are unchanged).
 func Detach(root, id string) error {
+	if id == "" {
+		return detachLinked(root)
+	}
 	v, err := Load(root, id)
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) && e.code == "VERSION_NOT_FOUND" {
-			return nil // the checkpoint was never written
+			return detachLinked(root) // the checkpoint was never written
 		}
 		return err
 	}
@@ -499,6 +507,43 @@ func Detach(root, id string) error {
 		}
 	}
 	return nil
+}
+
+// detachLinked makes every blob in the object store that has another name
+// a copy of its own.
+func detachLinked(root string) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	dir := filepath.Join(root, filepath.FromSlash(objectsDir))
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil || !linkedElsewhere(fi) {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		obj := filepath.ToSlash(rel)
+		if strings.Contains(obj, ".tmp-") {
+			return nil // a leftover, not a blob
+		}
+		sum := strings.ReplaceAll(strings.TrimPrefix(obj, objectsDir+"/"), "/", "")
+		f := File{SHA256: "sha256:" + sum, Size: fi.Size()}
+		err = copyIn(r, obj, obj, f, corruptBlob(f))
+		if e := (*Error)(nil); errors.As(err, &e) && e.code == "OBJECT_CORRUPT" {
+			return nil // no longer its bytes: the next checkpoint stores the blob again
+		}
+		return err
+	})
 }
 
 // Forget removes a checkpoint that Take made for a change that then did
@@ -525,7 +570,7 @@ func Forget(root string, v *Version) error {
 // trusted, so a new checkpoint is always restorable and never shares an
 // inode with the plane.
 func blobHolds(r *os.Root, obj string, f File) bool {
-	b, err := r.Open(obj)
+	b, err := regfile.OpenIn(r, obj) // a FIFO or device is no blob: store a copy
 	if err != nil {
 		return false
 	}
@@ -538,7 +583,7 @@ func blobHolds(r *os.Root, obj string, f File) bool {
 
 // holds reports whether the file name holds f's bytes.
 func holds(r *os.Root, name string, f File) bool {
-	b, err := r.Open(name)
+	b, err := regfile.OpenIn(r, name)
 	if err != nil {
 		return false
 	}
@@ -574,7 +619,7 @@ func copyIn(r *os.Root, src, dst string, f File, changed error) error {
 // the umask; fsynced if sync) and returns changed unless the bytes copied
 // are f's size and hash. dst is left for the caller to remove on error.
 func copyChecked(r *os.Root, src, dst string, f File, mode fs.FileMode, sync bool, changed error) error {
-	in, err := r.Open(src)
+	in, err := regfile.OpenIn(r, src)
 	if err != nil {
 		return err
 	}

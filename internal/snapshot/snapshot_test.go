@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -294,4 +295,56 @@ func TestLinkedBlobNotReused(t *testing.T) {
 			require.False(t, os.SameFile(a, b))
 		}
 	}
+}
+
+// A rollback cut short after Take linked a displaced file's blob but
+// before the checkpoint file was written (or before recovery knew its id)
+// leaves a blob sharing the plane file's inode, which G0B reports as a
+// HARD_LINK: Detach of a checkpoint never written, or of none, makes every
+// blob that has another name a copy of its own.
+func TestDetachUnwrittenCheckpoint(t *testing.T) {
+	for _, id := range []string{"", "named"} {
+		root := newPlane(t)
+		const p = "schemas/receipt.schema.json"
+		v, err := Take(root, Options{Label: "a", Actor: "tester", Now: time.Now(), Displaced: func(q string) bool { return q == p }})
+		require.NoError(t, err)
+		require.NoError(t, os.Remove(filepath.Join(root, Dir, v.VersionID+".json"))) // cut short before the file was written
+		if id == "named" {
+			id = v.VersionID
+		}
+		require.NoError(t, Detach(root, id))
+		b, err := os.Stat(filepath.Join(root, p))
+		require.NoError(t, err)
+		for _, o := range objects(t, root) {
+			a, err := os.Stat(o)
+			require.NoError(t, err)
+			require.False(t, os.SameFile(a, b), "blob %s still shares %s's inode", o, p)
+			require.Equal(t, fs.FileMode(0o444), a.Mode().Perm())
+		}
+	}
+}
+
+// A FIFO where a blob is stored is never opened blocking: the next
+// checkpoint stores the blob again (issue 10 item 15).
+func TestFIFOBlob(t *testing.T) {
+	root := newPlane(t)
+	v, err := Take(root, Options{Label: "a", Actor: "tester", Now: time.Now()})
+	require.NoError(t, err)
+	obj := filepath.Join(root, ObjectPath(v.Files[0].SHA256))
+	require.NoError(t, os.Remove(obj))
+	require.NoError(t, syscall.Mkfifo(obj, 0o644))
+	done := make(chan error, 1)
+	go func() {
+		_, err := Take(root, Options{Label: "b", Actor: "tester", Now: time.Now()})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Take blocked on a FIFO blob")
+	}
+	fi, err := os.Lstat(obj)
+	require.NoError(t, err)
+	require.True(t, fi.Mode().IsRegular())
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/control-plane/cp/internal/atomicfile"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -203,8 +204,8 @@ func (l *Ledger) publishCheckpoint(text []byte, staged bool) error {
 	var err error
 	if staged {
 		err = os.Rename(l.checkpointTemp(), path)
-	} else {
-		err = overwrite(path, text)
+	} else if err = overwrite(path, text); errors.Is(err, errLinked) {
+		err = atomicfile.Write(path, text, 0o644)
 	}
 	if err != nil {
 		return errorf("IO_ERROR", "publishing %s: %v", path, err)
@@ -212,6 +213,8 @@ func (l *Ledger) publishCheckpoint(text []byte, staged bool) error {
 	l.ckptLast = text
 	return nil
 }
+
+var errLinked = errors.New("the stored checkpoint has another hard link")
 
 // overwrite writes b over the start of the existing regular file at path,
 // never through a symlink.
@@ -223,6 +226,11 @@ func overwrite(path string, b []byte) error {
 	st, err := f.Stat()
 	if err == nil && (!st.Mode().IsRegular() || st.Size() != int64(len(b))) {
 		err = fmt.Errorf("%s changed under the lock", path)
+	}
+	if s, ok := st.Sys().(*syscall.Stat_t); err == nil && ok && s.Nlink > 1 {
+		// A planted hard link: never write through it; the checkpoint
+		// is written afresh and renamed over the link instead.
+		err = errLinked
 	}
 	if err == nil {
 		_, err = f.WriteAt(b, 0)
@@ -258,5 +266,5 @@ func (l *Ledger) ready(ctx context.Context) error {
 	if l.opts.Checkpoint == nil {
 		return nil
 	}
-	return l.checkStoredNow(l.n, false, l.rootAt)
+	return l.checkStoredNow(l.n, l.n == 0, l.rootAt)
 }

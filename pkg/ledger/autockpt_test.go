@@ -204,3 +204,34 @@ func TestCheckpointSymlinkRefused(t *testing.T) {
 	require.NoError(t, os.Symlink(target, cp))
 	require.Error(t, appendN(t, l, 1))
 }
+
+// TestCheckpointHardLinkNotWrittenThrough: a hard link planted as the
+// stored checkpoint (its target the same length, so the next checkpoint
+// would be written over it in place) is replaced by a fresh file, and the
+// file behind it keeps its bytes.
+func TestCheckpointHardLinkNotWrittenThrough(t *testing.T) {
+	k, vs := planeKey(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "governance.jsonl")
+	l, err := OpenWriter(path, Options{Checkpoint: k})
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = Genesis(ctx, l, Draft{})
+	require.NoError(t, err)
+	require.NoError(t, appendN(t, l, 1))
+	_, cp, _ := SidePaths(path)
+	old, err := os.ReadFile(cp)
+	require.NoError(t, err)
+	victim := filepath.Join(dir, "victim")
+	require.NoError(t, os.WriteFile(victim, old, 0o600))
+	require.NoError(t, os.Remove(cp))
+	require.NoError(t, os.Link(victim, cp))
+	require.NoError(t, appendN(t, l, 1))
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	require.Equal(t, string(old), string(b), "the checkpoint was written through a hard link")
+	rep, err := Verify(ctx, path, VerifyOptions{Verifiers: vs, Expect: true})
+	require.NoError(t, err)
+	require.True(t, rep.Valid, "%v", rep.Issues)
+	require.Equal(t, int64(3), rep.Checkpoint.TreeSize)
+}

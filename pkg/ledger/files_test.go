@@ -94,6 +94,59 @@ func TestPlantedSideFileLinks(t *testing.T) {
 	})
 }
 
+// TestPlantedSideFileHardLinks: a hard link planted as X.tlog or
+// X.checkpoint (to a file its planter cannot write, where
+// fs.protected_hardlinks is off, or for root) is refused like a symbolic
+// link: the next append would otherwise write the stored hashes, or the
+// checkpoint in place, into the file behind the link.
+func TestPlantedSideFileHardLinks(t *testing.T) {
+	for _, side := range []string{".tlog", ".checkpoint"} {
+		t.Run(side, func(t *testing.T) {
+			path := newLedger(t, 3)
+			sp := strings.TrimSuffix(path, ".jsonl") + side
+			if side == ".checkpoint" {
+				l, err := OpenWriter(path, Options{})
+				require.NoError(t, err)
+				_, _, err = l.Checkpoint(context.Background(), "o")
+				require.NoError(t, err)
+				l.Close()
+			}
+			old, err := os.ReadFile(sp)
+			require.NoError(t, err)
+			// The victim has the side file's length, so that an in-place
+			// write of a checkpoint of the same length would go through.
+			outside := filepath.Join(filepath.Dir(path), "victim.txt")
+			secret := []byte(strings.Repeat("s", len(old)))
+			require.NoError(t, os.WriteFile(outside, secret, 0o600))
+			require.NoError(t, os.Remove(sp))
+			require.NoError(t, os.Link(outside, sp))
+			require.NoError(t, os.WriteFile(outside, old, 0o600)) // a valid side file, for now
+			err = within(t, func() error {
+				l, err := OpenWriter(path, Options{})
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+				if _, err := l.Append(context.Background(), []Draft{{EventType: "X"}}); err != nil {
+					return err
+				}
+				_, _, err = l.Checkpoint(context.Background(), "o")
+				return err
+			})
+			b, rerr := os.ReadFile(outside)
+			require.NoError(t, rerr)
+			if side == ".checkpoint" {
+				// Replaced by rename: the link is replaced, its target kept.
+				require.NoError(t, err)
+				require.Equal(t, string(old), string(b), "the file behind the link was written")
+				return
+			}
+			requireCode(t, err, "LEDGER_LINKED")
+			require.Equal(t, string(old), string(b), "the file behind the link was written")
+		})
+	}
+}
+
 // TestLedgerNamedThroughLink: a ledger is opened only by its own name: a
 // symbolic link to it (whose side files and lock would be another's) is
 // refused by every way of opening it, and so is writing a ledger file that

@@ -189,6 +189,14 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		return nil, err
 	}
 	l.hashes.f = hf
+	if writable {
+		// A hard link planted as X.tlog is refused like a symbolic link:
+		// the append would write stored hashes into the file behind it.
+		if err := checkOneName(hf); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
 	lf, err := lockfile.Open(lockPath)
 	if err != nil && !writable && !isRefusal(err) {
 		// A read-only directory: lock shared if we can; with no lock file
@@ -239,9 +247,10 @@ func openData(path string, flags int) (*os.File, error) {
 	return f, err
 }
 
-// checkOneName refuses to write a ledger file that has another hard link:
-// like a symbolic link, a second name takes a second lock and keeps a
-// second tree.
+// checkOneName refuses to write a ledger file, or its stored hashes, that
+// has another hard link: like a symbolic link, a second name takes a second
+// lock and keeps a second tree, or aims the append's writes at a file
+// outside the ledger.
 func checkOneName(f *os.File) error {
 	st, err := f.Stat()
 	if err != nil {
@@ -305,7 +314,10 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	var checkSig func() error
 	if l.opts.Checkpoint != nil {
 		var err error
-		if checkSig, err = l.checkStored(l.n, genesis, l.rootAt); err != nil {
+		// An empty ledger has no checkpoint to keep: its first append
+		// (a GENESIS, or the first entry of a worker's or a session's
+		// ledger) makes the first one.
+		if checkSig, err = l.checkStored(l.n, genesis || l.n == 0, l.rootAt); err != nil {
 			return nil, err
 		}
 	}

@@ -104,7 +104,7 @@ func (r *runner) parseArgs(fs *flag.FlagSet, verb *Verb, args []string) ([]strin
 					hint = "did you mean --" + near + "?"
 				}
 			}
-			return nil, Usagef("%s %s", verb.Name, msg).WithHint("%s", hint)
+			return nil, Usagef("%s: %s", verb.Name, msg).WithHint("%s", hint)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

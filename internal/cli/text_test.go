@@ -83,7 +83,7 @@ func TestTextVerdict(t *testing.T) {
 			"error: HASH_MISMATCH: seq 1 does not hash to its entry_hash", []string{"valid: false"}, []string{"panic"}},
 		{"no view: fields, not JSON", "", []string{"plain", "--format", "text"}, ExitOK, "valid: true", []string{"entries: 3", "issues: (none)"}, []string{"{"}},
 		{"usage error", "", []string{"echo", "--nme", "x", "--format", "text"}, ExitUsage,
-			"error: USAGE: echo unknown flag --nme", []string{"hint: did you mean --name?"}, []string{"{"}},
+			"error: USAGE: echo: unknown flag --nme", []string{"hint: did you mean --name?"}, []string{"{"}},
 		{"error before the flags are read", "", []string{"nosuch", "--format=text"}, ExitUsage, `error: USAGE: unknown verb "nosuch"`, []string{"hint: run cp-test -h"}, []string{"{"}},
 		{"a mistyped verb", "", []string{"ecko", "--format", "text"}, ExitUsage, `error: USAGE: unknown verb "ecko"`, []string{"hint: did you mean cp-test echo?"}, nil},
 		{"invalid stdin", "{bad", []string{"echo", "--format", "text"}, ExitInvalid, "error: INVALID_JSON: stdin is not valid JSON: offset 1: ", nil, []string{"jcs:"}},

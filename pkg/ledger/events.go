@@ -64,8 +64,11 @@ var Events = []EventType{
 }
 
 // Reserved reports whether eventType is in the event catalogue, by name or
-// family: only its owning tool may write it.
+// family: only its owning tool may write it. Case and surrounding spaces are
+// ignored, so that no lookalike ("installed", " INSTALLED") stands in a
+// ledger beside the tools' own entries and reads as one of them in show.
 func Reserved(eventType string) bool {
+	eventType = strings.ToUpper(strings.TrimSpace(eventType))
 	for _, e := range Events {
 		if prefix, ok := strings.CutSuffix(e.Name, "*"); ok {
 			if strings.HasPrefix(eventType, prefix) {

@@ -17,7 +17,8 @@ func TestReserved(t *testing.T) {
 		{"INSTALLED", true}, {"INSTALL_STARTED", true}, {"INSTALL_ANYTHING", true}, {"GENESIS", true},
 		{"LLM_CALL", true}, {"WO_NEW", true}, {"TURN", true}, {"GATE_PASSED", true}, {"AUTHZ_DENIED", true},
 		{"ROUTE_DECISION", true}, {"FRAMEWORK_REGISTERED", true}, {"TRUST_CHANGED", true},
-		{"TOOL_CALL", false}, {"SESSION_START", false}, {"INSTALLEDX", false}, {"TURNS", false}, {"installed", false}, {"", false},
+		{"TOOL_CALL", false}, {"SESSION_START", false}, {"INSTALLEDX", false}, {"TURNS", false}, {"", false},
+		{"installed", true}, {" INSTALLED", true}, {"Llm_Call\n", true}, {"tool_call", false},
 	} {
 		if got := Reserved(tc.typ); got != tc.want {
 			t.Errorf("Reserved(%q) = %v, want %v", tc.typ, got, tc.want)

@@ -91,7 +91,7 @@ func BenchmarkVerify1M(b *testing.B) {
 	path := bigLedger(b)
 	b.ResetTimer()
 	for range b.N {
-		rep, err := Verify(ctx, path, VerifyOptions{})
+		rep, err := verifyPath(ctx, path, VerifyOptions{})
 		if err != nil || !rep.Valid || rep.Entries != 1_000_000 {
 			b.Fatalf("verify: %v %+v", err, rep.Issues)
 		}

@@ -72,8 +72,9 @@ type VerifyOptions struct {
 	MaxIssues int
 	// Workers is the number of hashing goroutines (default GOMAXPROCS).
 	Workers int
-	// Progress, if set, is called after each block read with the bytes
-	// read so far and the total (for a progress line).
+	// Progress, if set, is called after each block read with how much is
+	// read so far and the total (for a progress line): bytes of the file
+	// store, entries of another store.
 	Progress func(done, total int64)
 }
 
@@ -85,7 +86,7 @@ type VerifyOptions struct {
 //
 // Verify reads a store through Store.State, Lines, ReadHashes and
 // ReadCheckpoint, and needs nothing else of a driver. The file store
-// hands it more (fileStore.snapshot): its files read whole, and what only
+// hands it more (snapshotter): its files read whole, and what only
 // files can have wrong, a partial last line (TORN_TAIL) or an X.tlog
 // missing, short or torn (TLOG_MISSING, TORN_TAIL).
 func Verify(ctx context.Context, s Store, opts VerifyOptions) (Report, error) {
@@ -97,9 +98,7 @@ func Verify(ctx context.Context, s Store, opts VerifyOptions) (Report, error) {
 	}
 	var snap snapshot
 	var err error
-	if f, ok := s.(interface {
-		snapshot(context.Context, func(done, total int64)) (snapshot, error)
-	}); ok {
+	if f, ok := s.(snapshotter); ok {
 		snap, err = f.snapshot(ctx, opts.Progress)
 	} else {
 		snap, err = storeSnapshot(ctx, s, opts.Progress)
@@ -189,6 +188,13 @@ type snapshot struct {
 	// findings, when set, are what the storage itself has wrong, given
 	// the number of complete lines read: reported before the tree's.
 	findings func(lines int64) []Issue
+}
+
+// snapshotter is a store that hands Verify its storage more directly than
+// the Store interface does, and what that storage can have wrong beyond
+// the entries: the file store (*Ledger). Another driver need not be one.
+type snapshotter interface {
+	snapshot(ctx context.Context, progress func(done, total int64)) (snapshot, error)
 }
 
 // verifyBlock is the size of the runs of lines Verify hashes on a worker.

@@ -380,7 +380,7 @@ func entryWaiverKey(e *ledger.Entry) string {
 // says), or nil when it holds no such line or the line does not parse: G6
 // judges the ledger itself.
 func entryAt(ctx context.Context, path string, seq int64) (*ledger.Entry, error) {
-	l, err := ledger.Open(path, ledger.Options{})
+	l, err := ledger.OpenFileStore(path)
 	if err != nil {
 		return nil, err
 	}
@@ -491,7 +491,7 @@ func G6(ctx context.Context, root string) (*Result, error) {
 			// append, through --plane or --ledger alike): a missing,
 			// unsigned or contradicted one is a finding.
 			expect := tier.PlaneName != ""
-			rep, err := ledger.Verify(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, Expect: expect, MaxIssues: 10})
+			rep, err := verifyFile(ctx, filepath.Join(root, filepath.FromSlash(p)), ledger.VerifyOptions{Verifiers: vs, Expect: expect, MaxIssues: 10})
 			if errors.Is(err, fs.ErrNotExist) {
 				r.fail("LEDGER_INVALID", p, "missing")
 				continue
@@ -513,6 +513,18 @@ func G6(ctx context.Context, root string) (*Result, error) {
 	}
 	r.Details["ledgers"] = n
 	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, and each lower tier's GENESIS links to its parent"), nil
+}
+
+// verifyFile verifies the ledger file at path: G6 audits the files of the
+// canonical layout, whatever tier.json says, so it opens each as a file
+// store of its own rather than through the plane's opener.
+func verifyFile(ctx context.Context, path string, opts ledger.VerifyOptions) (ledger.Report, error) {
+	s, err := ledger.OpenFileStore(path)
+	if err != nil {
+		return ledger.Report{}, err
+	}
+	defer s.Close()
+	return ledger.Verify(ctx, s, opts)
 }
 
 // ledgerFiles returns the ledgers of tier t (paths relative to root,

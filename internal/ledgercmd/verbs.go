@@ -47,7 +47,7 @@ func (t target) open(a plane.Access) (ledger.Store, error) {
 	if a == plane.ForAppend {
 		return ledger.OpenWriter(t.path, ledger.Options{Actor: t.actor})
 	}
-	return ledger.Open(t.path, ledger.Options{})
+	return ledger.OpenFileStore(t.path)
 }
 
 // expectsCheckpoint reports whether the target's plane signs a checkpoint
@@ -562,7 +562,7 @@ func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 			}
 			opts.Held = append(opts.Held, b)
 		}
-		rep, err = ledger.Verify(ctx, t.path, opts)
+		rep, err = verifyTarget(ctx, t, opts)
 	}
 	c.Logf("verified %d entries of %s", rep.Entries, t.path)
 	if err != nil {
@@ -578,6 +578,16 @@ func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: e}
 	}
 	return cli.Outcome{Result: rep}
+}
+
+// verifyTarget verifies the target's ledger, opened for reading.
+func verifyTarget(ctx context.Context, t target, opts ledger.VerifyOptions) (ledger.Report, error) {
+	s, err := t.open(plane.ForReading)
+	if err != nil {
+		return ledger.Report{}, err
+	}
+	defer s.Close()
+	return ledger.Verify(ctx, s, opts)
 }
 
 func verifyLegacy(path string) (ledger.Report, error) {
@@ -845,7 +855,7 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 	parentHash := req.String("parent_hash")
 	if pl := req.String("parent_ledger"); pl != "" {
-		p, err := ledger.Open(pl, ledger.Options{})
+		p, err := ledger.OpenFileStore(pl)
 		if err != nil {
 			return cli.Outcome{Err: err}
 		}

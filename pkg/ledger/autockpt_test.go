@@ -230,7 +230,7 @@ func TestCheckpointHardLinkNotWrittenThrough(t *testing.T) {
 	b, err := os.ReadFile(victim)
 	require.NoError(t, err)
 	require.Equal(t, string(old), string(b), "the checkpoint was written through a hard link")
-	rep, err := Verify(ctx, path, VerifyOptions{Verifiers: vs, Expect: true})
+	rep, err := verifyPath(ctx, path, VerifyOptions{Verifiers: vs, Expect: true})
 	require.NoError(t, err)
 	require.True(t, rep.Valid, "%v", rep.Issues)
 	require.Equal(t, int64(3), rep.Checkpoint.TreeSize)

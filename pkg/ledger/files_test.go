@@ -79,7 +79,7 @@ func TestPlantedSideFileLinks(t *testing.T) {
 
 			// Readers refuse a planted link too.
 			if !strings.HasSuffix(side, ".checkpoint") {
-				_, err = Verify(context.Background(), path, VerifyOptions{})
+				_, err = verifyPath(context.Background(), path, VerifyOptions{})
 				requireCode(t, err, regfile.Code)
 			}
 		})
@@ -89,7 +89,7 @@ func TestPlantedSideFileLinks(t *testing.T) {
 		outside := filepath.Join(t.TempDir(), "x")
 		require.NoError(t, os.WriteFile(outside, []byte("x\n1\nAAAA\n"), 0o600))
 		require.NoError(t, os.Symlink(outside, strings.TrimSuffix(path, ".jsonl")+".checkpoint"))
-		_, err := Verify(context.Background(), path, VerifyOptions{})
+		_, err := verifyPath(context.Background(), path, VerifyOptions{})
 		requireCode(t, err, regfile.Code)
 	})
 }
@@ -159,7 +159,7 @@ func TestLedgerNamedThroughLink(t *testing.T) {
 		"OpenWriter": func() error { _, err := OpenWriter(link, Options{}); return err },
 		"Open":       func() error { _, err := Open(link, Options{}); return err },
 		"OpenFile":   func() error { _, err := OpenFile(link); return err },
-		"Verify":     func() error { _, err := Verify(context.Background(), link, VerifyOptions{}); return err },
+		"Verify":     func() error { _, err := verifyPath(context.Background(), link, VerifyOptions{}); return err },
 	} {
 		err := open()
 		requireCode(t, err, regfile.Code)
@@ -171,7 +171,7 @@ func TestLedgerNamedThroughLink(t *testing.T) {
 		_, err := OpenWriter(p, Options{})
 		requireCode(t, err, "LEDGER_LINKED")
 	}
-	_, err := Verify(context.Background(), path, VerifyOptions{})
+	_, err := verifyPath(context.Background(), path, VerifyOptions{})
 	require.NoError(t, err, "reading a hard-linked ledger is allowed")
 }
 
@@ -183,7 +183,7 @@ func TestNotRegular(t *testing.T) {
 	fifo := filepath.Join(dir, "fifo.jsonl")
 	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
 	ops := map[string]func(string) error{
-		"Verify":     func(p string) error { _, err := Verify(context.Background(), p, VerifyOptions{}); return err },
+		"Verify":     func(p string) error { _, err := verifyPath(context.Background(), p, VerifyOptions{}); return err },
 		"OpenWriter": func(p string) error { _, err := OpenWriter(p, Options{}); return err },
 		"State": func(p string) error {
 			l, err := Open(p, Options{})
@@ -200,7 +200,7 @@ func TestNotRegular(t *testing.T) {
 	}
 	// /dev/zero itself (the tools refuse a name without .jsonl, and a link
 	// to it is refused as a link; the device is refused as a device).
-	_, err := Verify(context.Background(), "/dev/zero", VerifyOptions{})
+	_, err := verifyPath(context.Background(), "/dev/zero", VerifyOptions{})
 	requireCode(t, err, regfile.Code)
 	require.Contains(t, err.Error(), "a device")
 
@@ -228,7 +228,7 @@ func TestEndlessLine(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Truncate(MaxLine+4<<20)) // zeros, no newline
 	require.NoError(t, f.Close())
-	_, err = Verify(context.Background(), path, VerifyOptions{})
+	_, err = verifyPath(context.Background(), path, VerifyOptions{})
 	requireCode(t, err, "LEDGER_INVALID")
 	require.Contains(t, err.Error(), "longer than")
 }

@@ -122,10 +122,22 @@ func SidePaths(path string) (hashes, checkpoint, lock string) {
 
 // Open opens the file store of an existing ledger for reading. A missing
 // ledger is an error satisfying errors.Is(err, fs.ErrNotExist). (A tier's
-// ledger is opened by plane.OpenLedger; Open is for a ledger file named by
-// path: cp-ledger --ledger, G6's audit of the files on disk.)
+// ledger is opened by plane.OpenLedger; a ledger file named by its path,
+// by OpenFileStore.)
 func Open(path string, opts Options) (*Ledger, error) {
 	return open(path, opts, false)
+}
+
+// OpenFileStore opens the ledger file at path as a Store for reading:
+// for a ledger named by its file rather than by its tier (cp-ledger
+// --ledger, G6's audit of the files of the canonical layout). A missing
+// ledger is an error satisfying errors.Is(err, fs.ErrNotExist).
+func OpenFileStore(path string) (Store, error) {
+	l, err := Open(path, Options{})
+	if err != nil {
+		return nil, err // not a nil *Ledger in a non-nil Store
+	}
+	return l, nil
 }
 
 // OpenWriter opens the file store of the ledger at path for appending,

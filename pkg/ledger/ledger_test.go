@@ -43,9 +43,19 @@ func newLedger(t *testing.T, n int) string {
 
 func verify(t *testing.T, path string, opts VerifyOptions) Report {
 	t.Helper()
-	rep, err := Verify(ctx, path, opts)
+	rep, err := verifyPath(ctx, path, opts)
 	require.NoError(t, err)
 	return rep
+}
+
+// verifyPath verifies the ledger file at path, as cp-ledger --ledger does.
+func verifyPath(ctx context.Context, path string, opts VerifyOptions) (Report, error) {
+	s, err := OpenFileStore(path)
+	if err != nil {
+		return Report{}, err
+	}
+	defer s.Close()
+	return Verify(ctx, s, opts)
 }
 
 func readLines(t *testing.T, path string) []string {

@@ -14,12 +14,12 @@ import (
 // hashed, what a proof or checkpoint says) and its storage. It is what the
 // tools that read and write ledgers need, and nothing more: a driver
 // (the file store of this package, *Ledger; a database later, DESIGN.md
-// §11) implements it, and proofs (ProveInclusion, ProveConsistency) and
-// Genesis are functions over it. The checkpoint is the store's too: an
-// append with a checkpoint key publishes one in the same step. A tier's
-// ledger is opened by the plane's one opener (plane.OpenLedger), which
-// reads tier.json. (Verify audits the file store's own files, torn tails
-// and X.tlog included, by path.)
+// §11) implements it, and proofs (ProveInclusion, ProveConsistency),
+// Genesis and Verify are functions over it. The checkpoint is the store's
+// too: an append with a checkpoint key publishes one in the same step. A
+// tier's ledger is opened by the plane's one opener (plane.OpenLedger),
+// which reads tier.json; a ledger file named by its path, by
+// OpenFileStore.
 //
 // Contract, for every driver:
 //

@@ -119,3 +119,38 @@ func TestLinesBesideRefusedSideFile(t *testing.T) {
 		l.Close()
 	}
 }
+
+// seamOnly is a store seen only through the Store interface, as a driver
+// of another package is: Verify reads it through State, Lines, ReadHashes
+// and ReadCheckpoint alone.
+type seamOnly struct{ Store }
+
+// TestVerifyThroughTheSeam: Verify over the Store interface alone finds
+// what it finds over the file store's own files (everything but what only
+// files can have wrong), over more than one block of lines.
+func TestVerifyThroughTheSeam(t *testing.T) {
+	path := newLedger(t, 20000)
+	both := func() (Report, Report) {
+		t.Helper()
+		s, err := OpenFileStore(path)
+		require.NoError(t, err)
+		defer s.Close()
+		file, err := Verify(ctx, s, VerifyOptions{})
+		require.NoError(t, err)
+		seam, err := Verify(ctx, seamOnly{s}, VerifyOptions{})
+		require.NoError(t, err)
+		return file, seam
+	}
+	file, seam := both()
+	require.True(t, file.Valid)
+	require.Equal(t, file, seam)
+
+	// An entry edited in place, its line the same length.
+	lines := readLines(t, path)
+	lines[12345] = strings.Replace(lines[12345], `"r"`, `"R"`, 1)
+	writeLines(t, path, lines)
+	file, seam = both()
+	require.False(t, file.Valid)
+	require.Equal(t, HashMismatch, file.Issues[0].Code)
+	require.Equal(t, file, seam)
+}

@@ -72,62 +72,55 @@ type VerifyOptions struct {
 	MaxIssues int
 	// Workers is the number of hashing goroutines (default GOMAXPROCS).
 	Workers int
-	// Progress, if set, is called after each block read with the bytes
-	// read so far and the total (for a progress line).
+	// Progress, if set, is called after each block read with how much is
+	// read so far and the total (for a progress line): bytes of the file
+	// store, entries of another store.
 	Progress func(done, total int64)
 }
 
-// Verify re-hashes every line of the ledger at path, checks every link and
-// seq, recomputes the Merkle tree and compares every stored hash in X.tlog,
+// Verify re-hashes every line of the ledger in s, checks every link and
+// seq, recomputes the Merkle tree and compares every stored hash with it,
 // and checks the stored checkpoint (and any held ones) against the tree and
-// their signatures. It never modifies the files. The error is for failures
+// their signatures. It never modifies the store. The error is for failures
 // to read; problems with the ledger are Issues in the Report.
-func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error) {
+//
+// Verify reads a store through Store.State, Lines, ReadHashes and
+// ReadCheckpoint, and needs nothing else of a driver. The file store
+// hands it more (snapshotter): its files read whole, and what only
+// files can have wrong, a partial last line (TORN_TAIL) or an X.tlog
+// missing, short or torn (TLOG_MISSING, TORN_TAIL).
+func Verify(ctx context.Context, s Store, opts VerifyOptions) (Report, error) {
 	if opts.MaxIssues <= 0 {
 		opts.MaxIssues = 1000
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
-	l, err := Open(path, Options{})
+	var snap snapshot
+	var err error
+	if f, ok := s.(snapshotter); ok {
+		snap, err = f.snapshot(ctx, opts.Progress)
+	} else {
+		snap, err = storeSnapshot(ctx, s, opts.Progress)
+	}
 	if err != nil {
 		return Report{}, err
-	}
-	defer l.Close()
-	if l.sideErr != nil {
-		return Report{}, l.sideErr
-	}
-
-	// Snapshot the sizes under the shared lock: appends after this are not
-	// looked at, and an append in progress cannot be half-seen.
-	if l.lockF != nil {
-		if err := flock(ctx, l.lockF, false, DefaultLockTimeout); err != nil {
-			return Report{}, err
-		}
-	}
-	dst, err1 := l.data.Stat()
-	hst, err2 := l.hashes.f.Stat()
-	ckpt, err3 := l.ReadCheckpoint() // with the sizes it belongs to
-	if l.lockF != nil {
-		funlock(l.lockF)
-	}
-	if err1 != nil || err2 != nil {
-		return Report{}, fmt.Errorf("stat %s: %v %v", path, err1, err2)
-	}
-	if err3 != nil {
-		return Report{}, err3
 	}
 
 	v := &verifier{max: opts.MaxIssues}
-	leaves, lines, dataEnd, err := v.scanLines(ctx, l.data, dst.Size(), opts.Workers, opts.Progress)
+	leaves, lines, err := v.scanLines(snap.lines, opts.Workers)
 	if err != nil {
 		return Report{}, err
 	}
-	if torn := dst.Size() - dataEnd; torn > 0 {
-		v.add(Issue{Seq: lines, Code: TornTail, Message: fmt.Sprintf("%d bytes after the last complete line at offset %d: an append did not finish (the next append removes them)", torn, dataEnd)})
+	if snap.findings != nil {
+		v.add(snap.findings(lines)...)
 	}
-	hashPath, _, _ := SidePaths(path)
-	levels, err := v.checkTree(ctx, l.hashes.f, hashPath, l.noHashes, hst.Size(), leaves, opts.Workers)
+	m := min(lines, snap.storedTree)
+	stored, err := snap.stored(m)
+	if err != nil {
+		return Report{}, err
+	}
+	levels, err := v.checkTree(ctx, stored, m, leaves, opts.Workers)
 	if err != nil {
 		return Report{}, err
 	}
@@ -138,7 +131,7 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 	}
 	rep.RootHash = hex.EncodeToString(root[:])
 
-	if b := ckpt; b != nil && opts.Expect && !bytes.Contains(b, []byte("\n\n")) {
+	if b := snap.checkpoint; b != nil && opts.Expect && !bytes.Contains(b, []byte("\n\n")) {
 		rep.Checkpoint = &CheckpointStatus{}
 		if c, err := parseBody(b); err == nil {
 			rep.Checkpoint.TreeSize = c.Size
@@ -177,6 +170,190 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (Report, error
 		rep.FirstBadSeq = &first
 	}
 	return rep, nil
+}
+
+// snapshot is what Verify reads of a store, as of one moment: appends
+// after it are not looked at.
+type snapshot struct {
+	checkpoint []byte // the stored checkpoint, or nil
+	// lines calls emit with runs of complete lines in seq order, each
+	// line ending in "\n", in buffers from getBlock that emit owns; emit
+	// returns the number of lines it has been given so far.
+	lines func(emit func(block []byte) int64) error
+	// storedTree is the number of entries the stored hashes cover.
+	storedTree int64
+	// stored returns the stored hashes of the tree of the first m
+	// entries (m <= storedTree), in tlog.StoredHashIndex order.
+	stored func(m int64) ([]byte, error)
+	// findings, when set, are what the storage itself has wrong, given
+	// the number of complete lines read: reported before the tree's.
+	findings func(lines int64) []Issue
+}
+
+// snapshotter is a store that hands Verify its storage more directly than
+// the Store interface does, and what that storage can have wrong beyond
+// the entries: the file store (*Ledger). Another driver need not be one.
+type snapshotter interface {
+	snapshot(ctx context.Context, progress func(done, total int64)) (snapshot, error)
+}
+
+// verifyBlock is the size of the runs of lines Verify hashes on a worker.
+const verifyBlock = 4 << 20
+
+// storeSnapshot reads any Store through its interface: the entries of its
+// State, in blocks of lines, and their stored hashes.
+func storeSnapshot(ctx context.Context, s Store, progress func(done, total int64)) (snapshot, error) {
+	st, err := s.State(ctx)
+	if err != nil {
+		return snapshot{}, err
+	}
+	ckpt, err := s.ReadCheckpoint()
+	if err != nil {
+		return snapshot{}, err
+	}
+	lines := func(emit func([]byte) int64) error {
+		buf := getBlock(0)
+		err := s.Lines(ctx, 0, st.Size, func(seq int64, line []byte) bool {
+			buf = append(append(buf, line...), '\n')
+			if len(buf) >= verifyBlock {
+				emit(buf)
+				buf = getBlock(0)
+				if progress != nil {
+					progress(seq+1, st.Size)
+				}
+			}
+			return true
+		})
+		if len(buf) > 0 {
+			emit(buf)
+		}
+		if progress != nil {
+			progress(st.Size, st.Size)
+		}
+		return err
+	}
+	stored := func(m int64) ([]byte, error) {
+		n := tlog.StoredHashCount(m)
+		out := make([]byte, 0, n*tlog.HashSize)
+		idx := make([]int64, 0, 1<<16)
+		for lo := int64(0); lo < n; lo += 1 << 16 {
+			idx = idx[:0]
+			for i := lo; i < min(lo+1<<16, n); i++ {
+				idx = append(idx, i)
+			}
+			hs, err := s.ReadHashes(idx)
+			if err != nil {
+				return nil, err
+			}
+			for _, h := range hs {
+				out = append(out, h[:]...)
+			}
+		}
+		return out, nil
+	}
+	return snapshot{checkpoint: ckpt, lines: lines, storedTree: st.Size, stored: stored}, nil
+}
+
+// snapshot is the file store's part of Verify: its files read whole, and
+// what only files can have wrong. The sizes are taken under the shared
+// lock: appends after this are not looked at, and an append in progress
+// cannot be half-seen.
+func (l *Ledger) snapshot(ctx context.Context, progress func(done, total int64)) (snapshot, error) {
+	if l.sideErr != nil {
+		return snapshot{}, l.sideErr
+	}
+	if l.lockF != nil {
+		if err := flock(ctx, l.lockF, false, DefaultLockTimeout); err != nil {
+			return snapshot{}, err
+		}
+	}
+	dst, err1 := l.data.Stat()
+	hst, err2 := l.hashes.f.Stat()
+	ckpt, err3 := l.ReadCheckpoint() // with the sizes it belongs to
+	if l.lockF != nil {
+		funlock(l.lockF)
+	}
+	if err1 != nil || err2 != nil {
+		return snapshot{}, fmt.Errorf("stat %s: %v %v", l.path, err1, err2)
+	}
+	if err3 != nil {
+		return snapshot{}, err3
+	}
+	size, hashBytes := dst.Size(), hst.Size()
+	stored := hashBytes / tlog.HashSize
+	storedTree := treeSizeForHashes(stored)
+	hashPath, _, _ := SidePaths(l.path)
+	var dataEnd int64
+	return snapshot{
+		checkpoint: ckpt,
+		lines: func(emit func([]byte) int64) (err error) {
+			dataEnd, err = readBlocks(ctx, l.data, size, progress, emit)
+			return err
+		},
+		storedTree: storedTree,
+		stored: func(m int64) ([]byte, error) {
+			tl := make([]byte, tlog.StoredHashCount(m)*tlog.HashSize)
+			if _, err := l.hashes.f.ReadAt(tl, 0); err != nil && err != io.EOF {
+				return nil, err
+			}
+			return tl, nil
+		},
+		// A missing X.tlog, or one that covers fewer entries than the
+		// lines, is TLOG_MISSING: the lines are still checked in full
+		// (an auditor may be handed the .jsonl alone).
+		findings: func(n int64) []Issue {
+			var out []Issue
+			if torn := size - dataEnd; torn > 0 {
+				out = append(out, Issue{Seq: n, Code: TornTail, Message: fmt.Sprintf("%d bytes after the last complete line at offset %d: an append did not finish (the next append removes them)", torn, dataEnd)})
+			}
+			if hashBytes%tlog.HashSize != 0 || tlog.StoredHashCount(storedTree) != stored {
+				out = append(out, Issue{Seq: min(storedTree, n), Code: TornTail, Message: fmt.Sprintf("stored hashes end in a partial record (%d bytes): an append did not finish", hashBytes)})
+			}
+			switch {
+			case l.noHashes:
+				out = append(out, Issue{Seq: 0, Code: TlogMissing, Message: fmt.Sprintf("no stored hashes (%s is missing): every entry and the Merkle root were recomputed from the lines, but nothing on disk was compared with them", hashPath)})
+			case storedTree < n:
+				out = append(out, Issue{Seq: storedTree, Code: TlogMissing, Message: fmt.Sprintf("stored hashes cover %d of %d entries: %s was cut or copied early, or an append did not finish (the next append rebuilds them); the entries from seq %d were checked from their lines alone", storedTree, n, hashPath, storedTree)})
+			case storedTree > n:
+				out = append(out, Issue{Seq: n, Code: TornTail, Message: fmt.Sprintf("stored hashes cover %d entries but the ledger holds %d: an append did not finish", storedTree, n)})
+			}
+			return out
+		},
+	}, nil
+}
+
+// readBlocks reads the first size bytes of the data file f in blocks and
+// calls emit with each run of complete lines. It returns the offset just
+// past the last complete line.
+func readBlocks(ctx context.Context, f *os.File, size int64, progress func(done, total int64), emit func([]byte) int64) (int64, error) {
+	var off, pos int64
+	var carry []byte
+	for off < size {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		n := min(int64(verifyBlock), size-off)
+		buf := getBlock(len(carry) + int(n))
+		copy(buf, carry)
+		if _, err := f.ReadAt(buf[len(carry):], off); err != nil && err != io.EOF {
+			return 0, err
+		}
+		off += n
+		if progress != nil {
+			progress(off, size)
+		}
+		cut := bytes.LastIndexByte(buf, '\n')
+		if cut < 0 {
+			if len(buf) > MaxLine {
+				return 0, errorf("LEDGER_INVALID", "%s: line %d is longer than %d bytes: not a ledger line", f.Name(), pos, MaxLine)
+			}
+			carry = buf
+			continue
+		}
+		carry = append([]byte(nil), buf[cut+1:]...)
+		pos = emit(buf[:cut+1])
+	}
+	return size - int64(len(carry)), nil
 }
 
 // verifiersFor returns the verifiers to open checkpoint b with: none for an
@@ -233,12 +410,10 @@ type linkInfo struct {
 	entry     tlog.Hash
 }
 
-// scanLines reads the complete lines of the data file in blocks, verifies
-// each line's hash on workers, then checks seq and previous_hash across
-// lines. It returns the recomputed leaf hashes, the number of complete
-// lines and the offset just past the last one.
-func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, workers int, progress func(done, total int64)) ([]tlog.Hash, int64, int64, error) {
-	const blockSize = 4 << 20
+// scanLines hands the blocks of lines that read emits to workers, which
+// verify each line's hash, then checks seq and previous_hash across
+// blocks. It returns the recomputed leaf hashes and the number of lines.
+func (v *verifier) scanLines(read func(emit func([]byte) int64) error, workers int) ([]tlog.Hash, int64, error) {
 	in := make(chan *block, workers*2)
 	var blocks []*block
 	var wg sync.WaitGroup
@@ -249,47 +424,20 @@ func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, worker
 			}
 		})
 	}
-	var off, pos int64
-	var carry []byte
-	var readErr error
-	for off < size {
-		if err := ctx.Err(); err != nil {
-			readErr = err
-			break
-		}
-		n := min(int64(blockSize), size-off)
-		buf := getBlock(len(carry) + int(n))
-		copy(buf, carry)
-		if _, err := f.ReadAt(buf[len(carry):], off); err != nil && err != io.EOF {
-			readErr = err
-			break
-		}
-		off += n
-		if progress != nil {
-			progress(off, size)
-		}
-		cut := bytes.LastIndexByte(buf, '\n')
-		if cut < 0 {
-			if len(buf) > MaxLine {
-				readErr = errorf("LEDGER_INVALID", "%s: line %d is longer than %d bytes: not a ledger line", f.Name(), pos, MaxLine)
-				break
-			}
-			carry = buf
-			continue
-		}
-		carry = append([]byte(nil), buf[cut+1:]...)
-		b := &block{data: buf[:cut+1], first: pos}
+	var pos int64
+	readErr := read(func(data []byte) int64 {
+		b := &block{data: data, first: pos}
 		b.count = int64(bytes.Count(b.data, []byte{'\n'}))
 		pos += b.count
 		blocks = append(blocks, b)
 		in <- b
-	}
+		return pos
+	})
 	close(in)
 	wg.Wait()
 	if readErr != nil {
-		return nil, 0, 0, readErr
+		return nil, 0, readErr
 	}
-	dataEnd := size - int64(len(carry))
 
 	leaves := make([]tlog.Hash, 0, pos)
 	var prev linkInfo
@@ -301,7 +449,7 @@ func (v *verifier) scanLines(ctx context.Context, f *os.File, size int64, worker
 		}
 		prev = b.tail
 	}
-	return leaves, pos, dataEnd, nil
+	return leaves, pos, nil
 }
 
 // verify checks every line of the block: its hash, and the seq and chain
@@ -658,31 +806,10 @@ func idOf(line []byte) string {
 }
 
 // checkTree recomputes every stored hash of the tree over leaves, level by
-// level, and compares it with X.tlog. It returns the levels (level 0 is the
-// leaves) for root and checkpoint computations.
-// A missing X.tlog (missing) or one that covers fewer entries than the
-// lines is TLOG_MISSING: the lines are still checked in full (an auditor
-// may be handed the .jsonl alone).
-func (v *verifier) checkTree(ctx context.Context, f *os.File, hashName string, missing bool, hashBytes int64, leaves []tlog.Hash, workers int) ([][]tlog.Hash, error) {
-	n := int64(len(leaves))
-	stored := hashBytes / tlog.HashSize
-	storedTree := treeSizeForHashes(stored)
-	if hashBytes%tlog.HashSize != 0 || tlog.StoredHashCount(storedTree) != stored {
-		v.add(Issue{Seq: min(storedTree, n), Code: TornTail, Message: fmt.Sprintf("stored hashes end in a partial record (%d bytes): an append did not finish", hashBytes)})
-	}
-	switch {
-	case missing:
-		v.add(Issue{Seq: 0, Code: TlogMissing, Message: fmt.Sprintf("no stored hashes (%s is missing): every entry and the Merkle root were recomputed from the lines, but nothing on disk was compared with them", hashName)})
-	case storedTree < n:
-		v.add(Issue{Seq: storedTree, Code: TlogMissing, Message: fmt.Sprintf("stored hashes cover %d of %d entries: %s was cut or copied early, or an append did not finish (the next append rebuilds them); the entries from seq %d were checked from their lines alone", storedTree, n, hashName, storedTree)})
-	case storedTree > n:
-		v.add(Issue{Seq: n, Code: TornTail, Message: fmt.Sprintf("stored hashes cover %d entries but the ledger holds %d: an append did not finish", storedTree, n)})
-	}
-	m := min(n, storedTree)
-	tl := make([]byte, tlog.StoredHashCount(m)*tlog.HashSize)
-	if _, err := f.ReadAt(tl, 0); err != nil && err != io.EOF {
-		return nil, err
-	}
+// level, and compares it with tl, the stored hashes of the tree of the
+// first m leaves. It returns the levels (level 0 is the leaves) for root
+// and checkpoint computations.
+func (v *verifier) checkTree(ctx context.Context, tl []byte, m int64, leaves []tlog.Hash, workers int) ([][]tlog.Hash, error) {
 	storedAt := func(level int, i int64) []byte {
 		idx := tlog.StoredHashIndex(level, i)
 		return tl[idx*tlog.HashSize : (idx+1)*tlog.HashSize]

@@ -1,20 +1,11 @@
 package register_test
 
 import (
-	"os"
 	"testing"
+
+	"github.com/control-plane/cp/internal/testenv"
 )
 
-// TestMain keeps the checkpoint keys that the test planes make (under
-// $XDG_CONFIG_HOME/control-plane/) in a temporary directory, never in the
-// home directory of the user running the tests.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cp-test-config-")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("XDG_CONFIG_HOME", dir)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+// TestMain keeps the checkpoint keys of the planes these tests bootstrap out
+// of the home directory (testenv.Main).
+func TestMain(m *testing.M) { testenv.Main(m) }

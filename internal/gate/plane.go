@@ -337,7 +337,7 @@ func recordedWaivers(ctx context.Context, root, tdir string) (map[string]bool, e
 		dirs = append(dirs, root)
 	}
 	for _, d := range dirs {
-		l, _, err := plane.OpenLedger(d, plane.ForReading, "")
+		l, _, err := plane.OpenLedger(d, plane.ForReading, plane.Actor{})
 		if err != nil {
 			return nil, err
 		}

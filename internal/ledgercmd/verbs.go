@@ -32,9 +32,9 @@ type target struct {
 	path   string
 	tier   string // "HO3"... for a plane ledger, "" for a bare file
 	origin string
-	dir    string     // the tier's directory, for a plane ledger
-	plane  plane.Tier // its tier.json
-	actor  string     // who asks: the call's identity, stamped on entries
+	dir    string      // the tier's directory, for a plane ledger
+	plane  plane.Tier  // its tier.json
+	actor  plane.Actor // who asks: the call's identity, stamped on entries
 }
 
 // open opens the target's ledger for a: a plane ledger through the plane's
@@ -45,7 +45,7 @@ func (t target) open(a plane.Access) (ledger.Store, error) {
 		return plane.OpenTierLedger(t.dir, t.plane, t.path, a, t.actor)
 	}
 	if a == plane.ForAppend {
-		return ledger.OpenWriter(t.path, ledger.Options{Actor: t.actor})
+		return ledger.OpenWriter(t.path, ledger.Options{Actor: t.actor.Name, AuthOff: t.actor.AuthOff})
 	}
 	return ledger.OpenFileStore(t.path)
 }
@@ -66,7 +66,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 			// other name would let "x" and "x.jsonl" share them.
 			return target{}, cli.Usagef("--ledger %s: a ledger is a file named X.jsonl", p)
 		}
-		return ledgerTarget(p, c.Identity.Subject)
+		return ledgerTarget(p, c.Actor())
 	}
 	root, err := c.Root()
 	if err != nil {
@@ -88,7 +88,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 	}
 	path := plane.LedgerPath(dir, t)
-	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t, actor: c.Identity.Subject}, nil
+	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t, actor: c.Actor()}, nil
 }
 
 // ledgerTarget is the target of --ledger p. A ledger inside a plane (an
@@ -98,7 +98,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 // requires one, as G6 does, so a tail appended through --ledger cannot be
 // cut unseen. Symbolic links in the directories above are resolved to find
 // the plane; the ledger keeps the path it was given.
-func ledgerTarget(p, actor string) (target, error) {
+func ledgerTarget(p string, actor plane.Actor) (target, error) {
 	bare := target{path: p, origin: ledger.DefaultOrigin(p), actor: actor}
 	abs, err := filepath.Abs(filepath.Dir(p))
 	if err != nil {

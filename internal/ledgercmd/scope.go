@@ -1,0 +1,144 @@
+package ledgercmd
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/plane"
+)
+
+// sessionRE is an HO1 session id (DESIGN.md §13), checked before any path
+// is built from one.
+var sessionRE = regexp.MustCompile(`^SES-[0-9]{8}-[0-9a-f]{8}$`)
+
+// checkSession refuses a session id that is not one.
+func checkSession(id string) error {
+	if !sessionRE.MatchString(id) {
+		return cli.Invalidf("INVALID_INPUT", "--session %q is not a session id (SES-YYYYMMDD-<8 hex digits>)", id)
+	}
+	return nil
+}
+
+// scope is what a cp-ledger request acts on, for the firewall (cli.Verb's
+// Scope): the plane, tier and session of the ledger it names. A ledger
+// named by path is judged by where the file really is: a path into a
+// plane, through symbolic links or not, acts on the tier whose directory
+// holds it (an HO3 ledger named as ledger/governance.jsonl is HO3's, a file
+// under planes/ho1/sessions/S/ is session S's); a path outside every plane
+// acts on none.
+func scope(c *cli.Call, req cli.Request) (root, tier, session string, err error) {
+	if p := req.String("ledger"); p != "" {
+		return pathScope(p)
+	}
+	session = req.String("session_id")
+	if session != "" {
+		if err := checkSession(session); err != nil {
+			return "", "", "", err
+		}
+	}
+	if root, err = c.Root(); err != nil {
+		if session != "" || req.Has("plane") {
+			return "", "", "", err
+		}
+		// No plane: the verb acts on none (a proof piped to verify), or
+		// meets this error itself.
+		return "", "", "", nil
+	}
+	tier = req.String("plane")
+	switch {
+	case tier == "" && session != "":
+		tier = "ho1"
+	case tier == "":
+		tier = c.RootPlane()
+	}
+	return root, tier, session, nil
+}
+
+// pathScope finds the plane a file path belongs to: the nearest directory
+// above the file's real location (symbolic links resolved, as far as the
+// path exists) that holds a tier.json.
+func pathScope(p string) (root, tier, session string, err error) {
+	abs, err := filepath.Abs(filepath.Dir(p))
+	if err != nil {
+		return "", "", "", cli.Usagef("--ledger %s: %v", p, err)
+	}
+	dir, err := realDir(abs)
+	if err != nil {
+		return "", "", "", cli.Errorf(cli.ExitUnavailable, "IO_ERROR", "--ledger %s: %v", p, err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(filepath.Join(d, "tier.json")); err == nil {
+			return tierScope(d, dir)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			// Fail closed: a tier.json we cannot look at may be a plane's.
+			return "", "", "", cli.Errorf(cli.ExitUnavailable, "IO_ERROR", "--ledger %s: %v", p, err)
+		}
+		if filepath.Dir(d) == d {
+			return "", "", "", nil // outside every plane
+		}
+	}
+}
+
+// realDir resolves the symbolic links of dir, or of its nearest existing
+// ancestor when dir is not made yet (an append creates it).
+func realDir(dir string) (string, error) {
+	rest := ""
+	for d := dir; ; d = filepath.Dir(d) {
+		r, err := filepath.EvalSymlinks(d)
+		if err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		if filepath.Dir(d) == d {
+			return dir, nil
+		}
+		rest = filepath.Join(filepath.Base(d), rest)
+	}
+}
+
+// tierScope is the scope of a file in dir under the tier directory t.
+func tierScope(t, dir string) (root, tier, session string, err error) {
+	tj, err := plane.ReadTier(t)
+	var coded interface{ Code() string }
+	if errors.As(err, &coded) {
+		return "", "", "", err // TIER_INVALID
+	} else if err != nil {
+		return "", "", "", cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
+	}
+	tier = strings.ToLower(tj.Tier)
+	if id := filepath.Base(t); (id == "ho2" || id == "ho1") && filepath.Base(filepath.Dir(t)) == "planes" && isHO3(filepath.Dir(filepath.Dir(t))) && id != tier {
+		// Where it lives decides which tier it is: a tier.json that claims
+		// another is refused, never believed.
+		return "", "", "", cli.Errorf(cli.ExitInvalid, "TIER_MISMATCH", "%s: its tier.json says %s, but it is planes/%s", t, tj.Tier, id)
+	}
+	switch tier {
+	case "ho3":
+		root = t
+	case "ho2", "ho1":
+		root = filepath.Dir(filepath.Dir(t))
+		if filepath.Base(t) != tier || filepath.Base(filepath.Dir(t)) != "planes" || !isHO3(root) {
+			return "", "", "", cli.Errorf(cli.ExitInvalid, "TIER_MISMATCH", "%s: its tier.json says %s, but it is not planes/%s of an HO3 plane", t, tj.Tier, tier)
+		}
+	default:
+		return "", "", "", cli.Errorf(cli.ExitInvalid, "TIER_INVALID", "%s: tier %q", t, tj.Tier)
+	}
+	if rel, err := filepath.Rel(t, dir); err == nil && tier == "ho1" {
+		parts := strings.Split(filepath.ToSlash(rel), "/")
+		if len(parts) >= 2 && parts[0] == "sessions" {
+			session = parts[1]
+		}
+	}
+	return root, tier, session, nil
+}
+
+func isHO3(dir string) bool {
+	t, err := plane.ReadTier(dir)
+	return err == nil && t.Tier == "HO3"
+}

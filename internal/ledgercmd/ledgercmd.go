@@ -35,6 +35,11 @@ Usage:
 Options (every verb):
   --ledger PATH   a ledger file (created on first append); without it, the plane's
                   tier ledger (--plane ho3|ho2|ho1, default: the tier of --root)
+  --session SES   the ledger of HO1 session SES (planes/ho1/sessions/SES/ledger/
+                  session.jsonl; --plane defaults to ho1); an append to one not
+                  started yet starts it with a GENESIS recording HO2's head
+  --wo WO         the work order the request acts for (judged by the firewall,
+                  stamped metadata._work_order_id on appended entries)
   --root DIR      the plane root (else $CONTROL_PLANE, else the nearest HO3 ancestor)
   --format F      json (default) or text (the default on a terminal)
   -v              progress on stderr
@@ -81,6 +86,8 @@ Examples:
 var common = []cli.Flag{
 	{Name: "ledger", Kind: cli.String, Usage: "ledger file"},
 	{Name: "plane", Kind: cli.String, Usage: "ho3|ho2|ho1"},
+	{Name: "session", Kind: cli.String, Field: "session_id", Usage: "an HO1 session's ledger (SES-YYYYMMDD-<8 hex>)"},
+	{Name: "wo", Kind: cli.String, Field: "work_order_id", Usage: "the work order the request acts for"},
 }
 
 func flags(fs ...cli.Flag) []cli.Flag { return append(append([]cli.Flag{}, common...), fs...) }

@@ -263,9 +263,13 @@ func (r *runner) decide(ctx context.Context, req Request) decision {
 		return decision{refusal: &Outcome{Err: err}}
 	}
 	adm := r.admit(ctx, s.root)
+	// The work order the request names: work_order_id (DESIGN.md §3), or
+	// the older fields of cp-install (--work-order) and cp-gate (--wo).
 	wo := req.String("work_order_id")
-	if wo == "" {
-		wo = req.String("work_order")
+	for _, f := range []string{"work_order", "wo"} {
+		if wo == "" {
+			wo = req.String(f)
+		}
 	}
 	a := Access{Root: s.root, Subject: adm.id.Subject, Action: c.Verb.Action, Tier: s.tier, Session: s.session,
 		WorkOrder: wo, Tool: c.Tool.Name, Verb: c.Verb.Name}

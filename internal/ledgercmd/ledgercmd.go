@@ -96,7 +96,7 @@ func flags(fs ...cli.Flag) []cli.Flag { return append(append([]cli.Flag{}, commo
 // ledgers.
 func tool(w *writers) *cli.Tool {
 	return &cli.Tool{Name: "cp-ledger", Usage: usage, Verbs: []*cli.Verb{
-		{Name: "append", Schema: "cp-ledger.append.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Scope: scope, Stream: true, Batch: w.appendBatch,
+		{Name: "append", Schema: "cp-ledger.append.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Scope: w.scope, Stream: true, Batch: w.appendBatch,
 			Flags: flags(
 				cli.Flag{Name: "event-type", Kind: cli.String},
 				cli.Flag{Name: "submission-id", Kind: cli.String},
@@ -105,7 +105,7 @@ func tool(w *writers) *cli.Tool {
 				cli.Flag{Name: "prompts-used", Kind: cli.List},
 				cli.Flag{Name: "metadata", Kind: cli.JSON},
 			)},
-		{Name: "show", Schema: "cp-ledger.show.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: scope, Run: show, Raw: true,
+		{Name: "show", Schema: "cp-ledger.show.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: w.scope, Run: show, Raw: true,
 			Flags: flags(
 				cli.Flag{Name: "event-type", Kind: cli.String},
 				cli.Flag{Name: "submission-id", Kind: cli.String},
@@ -114,29 +114,29 @@ func tool(w *writers) *cli.Tool {
 				cli.Flag{Name: "where", Kind: cli.String},
 				cli.Flag{Name: "limit", Kind: cli.Int},
 			)},
-		{Name: "verify", Schema: "cp-ledger.verify.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: scope, Run: verify, Text: verifyText, FailedText: verifyFailedText,
+		{Name: "verify", Schema: "cp-ledger.verify.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: w.scope, Run: verify, Text: verifyText, FailedText: verifyFailedText,
 			Flags: flags(
 				cli.Flag{Name: "legacy", Kind: cli.Bool},
 				cli.Flag{Name: "verify-key", Kind: cli.String},
 				cli.Flag{Name: "trusted-checkpoint", Kind: cli.String},
 			)},
-		{Name: "checkpoint", Schema: "cp-ledger.checkpoint.request.json", Action: cli.ActionCheckpoint, Tier: cli.TierPlane, Scope: scope, Run: checkpoint,
+		{Name: "checkpoint", Schema: "cp-ledger.checkpoint.request.json", Action: cli.ActionCheckpoint, Tier: cli.TierPlane, Scope: w.scope, Run: checkpoint,
 			Flags: flags(
 				cli.Flag{Name: "sign-key", Kind: cli.String},
 				cli.Flag{Name: "origin", Kind: cli.String},
 			)},
-		{Name: "prove", Schema: "cp-ledger.prove.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: scope, Run: prove,
+		{Name: "prove", Schema: "cp-ledger.prove.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: w.scope, Run: prove,
 			Flags: flags(
 				cli.Flag{Name: "seq", Kind: cli.Int},
 				cli.Flag{Name: "tree-size", Kind: cli.Int},
 				cli.Flag{Name: "origin", Kind: cli.String},
 			)},
-		{Name: "consistency", Schema: "cp-ledger.consistency.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: scope, Run: consistency,
+		{Name: "consistency", Schema: "cp-ledger.consistency.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: w.scope, Run: consistency,
 			Flags: flags(
 				cli.Flag{Name: "from", Kind: cli.Int},
 				cli.Flag{Name: "to", Kind: cli.Int},
 			)},
-		{Name: "genesis", Schema: "cp-ledger.genesis.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Scope: scope, Run: genesis,
+		{Name: "genesis", Schema: "cp-ledger.genesis.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Scope: w.scope, Run: genesis,
 			Flags: flags(
 				cli.Flag{Name: "parent-ledger", Kind: cli.String},
 				cli.Flag{Name: "parent-hash", Kind: cli.String},

@@ -31,9 +31,27 @@ func checkSession(id string) error {
 // holds it (an HO3 ledger named as ledger/governance.jsonl is HO3's, a file
 // under planes/ho1/sessions/S/ is session S's); a path outside every plane
 // acts on none.
-func scope(c *cli.Call, req cli.Request) (root, tier, session string, err error) {
+//
+// A path's scope is found once per run (a stream names the same file
+// line after line): w keeps it.
+func (w *writers) scope(c *cli.Call, req cli.Request) (root, tier, session string, err error) {
 	if p := req.String("ledger"); p != "" {
-		return pathScope(p)
+		w.mu.Lock()
+		sc, ok := w.scopes[p]
+		w.mu.Unlock()
+		if ok {
+			return sc[0], sc[1], sc[2], nil
+		}
+		if root, tier, session, err = pathScope(p); err != nil {
+			return "", "", "", err
+		}
+		w.mu.Lock()
+		if w.scopes == nil {
+			w.scopes = map[string][3]string{}
+		}
+		w.scopes[p] = [3]string{root, tier, session}
+		w.mu.Unlock()
+		return root, tier, session, nil
 	}
 	session = req.String("session_id")
 	if session != "" {

@@ -195,8 +195,9 @@ func ledgerTarget(p string, actor plane.Actor) (target, error) {
 // stream appends batch after batch to the same files), and closes them when
 // the run ends.
 type writers struct {
-	mu sync.Mutex
-	m  map[string]ledger.Store
+	mu     sync.Mutex
+	m      map[string]ledger.Store
+	scopes map[string][3]string // --ledger path: the root, tier and session it acts on
 }
 
 func (w *writers) get(t target) (ledger.Store, error) {

@@ -487,12 +487,12 @@ func (r *runner) builder(verb *Verb, flagReq Request) (func(Request) (Request, e
 		}
 		if err := validate(schema, verb, req); err != nil {
 			if fromFlags { // a missing or bad flag: a usage error
-				e := AsError(flagBlame(err, flagReq))
+				e := AsError(flagBlame(err, flagReq, verb.Flags))
 				e.Exit, e.Code = ExitUsage, "USAGE"
 				e.Hint = "run " + r.tool.Name + " -h"
 				return nil, e
 			}
-			return nil, flagBlame(err, flagReq)
+			return nil, flagBlame(err, flagReq, verb.Flags)
 		}
 		return req, nil
 	}, nil

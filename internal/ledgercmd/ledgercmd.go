@@ -4,8 +4,8 @@
 // It reads a request from flags or stdin (NDJSON for append) and writes one
 // JSON envelope per request to stdout; show writes one entry per line. Exit
 // status: 0 success, 1 a ledger or proof that does not verify (or a refused
-// GENESIS), 2 usage, 3 invalid input, 4 lock timeout or filesystem error,
-// 5 internal error.
+// GENESIS, reserved type or key, or firewall refusal), 2 usage, 3 invalid
+// input, 4 lock timeout or filesystem error, 5 internal error.
 package ledgercmd
 
 import (
@@ -63,7 +63,10 @@ refused (CHECKPOINT_KEY_UNAVAILABLE), and verify requires that checkpoint
 
 Exit status:
   0  success (the ledger or proof verifies)
-  1  verification failed, or GENESIS refused on a non-empty ledger
+  1  verification failed, GENESIS refused on a non-empty ledger, or a request
+     refused: a reserved event type or metadata key (RESERVED_EVENT_TYPE,
+     RESERVED_METADATA: keys beginning with _ are stamped by the tools), or
+     the firewall (FIREWALL_DENIED, AUTH_*; recorded as AUTHZ_DENIED in HO3)
   2  usage: unknown verb or flag, bad argument (a seq or size outside the ledger)
   3  invalid input: stdin not JSON, schema violation, a request over 16 MiB
      (REQUEST_TOO_LARGE), bad --where expression or one past its limits (2 s an

@@ -69,8 +69,14 @@ func TestLedgerPathIsJudgedAsItsTier(t *testing.T) {
 	link := filepath.Join(t.TempDir(), "innocent")
 	require.NoError(t, os.Symlink(filepath.Join(root, "ledger"), link))
 	ho1 := filepath.Join(root, "planes", "ho1")
+	fileLink := filepath.Join(t.TempDir(), "mine.jsonl")
+	require.NoError(t, os.Symlink(gov, fileLink))
+	// planes/ho1/up -> planes: "planes/ho1/up/../ledger/x" is HO3's ledger
+	// directory to the kernel, though it reads as HO1's.
+	require.NoError(t, os.Symlink(filepath.Join(root, "planes"), filepath.Join(ho1, "up")))
+	dotdot := ho1 + "/up/../ledger/governance.jsonl"
 	for _, p := range []string{gov, filepath.Join(link, "governance.jsonl"), filepath.Join(root, "ledger", "other.jsonl"),
-		filepath.Join(root, "config", "x.jsonl"), filepath.Join(ho1, "..", "..", "ledger", "governance.jsonl")} {
+		filepath.Join(root, "config", "x.jsonl"), filepath.Join(ho1, "..", "..", "ledger", "governance.jsonl"), fileLink, dotdot} {
 		t.Run(p, func(t *testing.T) {
 			before := len(entries(t, gov))
 			g := &workerGuard{}

@@ -81,11 +81,26 @@ func (w *writers) scope(c *cli.Call, req cli.Request) (root, tier, session strin
 // above the file's real location (symbolic links resolved, as far as the
 // path exists) that holds a tier.json.
 func pathScope(p string) (root, tier, session string, err error) {
-	abs, err := filepath.Abs(filepath.Dir(p))
-	if err != nil {
-		return "", "", "", cli.Usagef("--ledger %s: %v", p, err)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		// The store refuses a ledger named through a link (LEDGER_LINKED);
+		// the firewall judges it by where it leads all the same.
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
 	}
-	dir, err := realDir(abs)
+	// The path is resolved as the kernel will open it: never cleaned
+	// first, since "L/.." is not "" when L is a link (planes/ho1/L/../x
+	// is HO3's x when L points at planes).
+	raw := p
+	if !filepath.IsAbs(raw) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", "", "", cli.Errorf(cli.ExitUnavailable, "IO_ERROR", "working directory: %v", err)
+		}
+		raw = wd + string(filepath.Separator) + raw
+	}
+	parent := raw[:strings.LastIndexByte(raw, filepath.Separator)+1]
+	dir, err := realDir(parent)
 	if err != nil {
 		return "", "", "", cli.Errorf(cli.ExitUnavailable, "IO_ERROR", "--ledger %s: %v", p, err)
 	}
@@ -102,11 +117,16 @@ func pathScope(p string) (root, tier, session string, err error) {
 	}
 }
 
-// realDir resolves the symbolic links of dir, or of its nearest existing
-// ancestor when dir is not made yet (an append creates it).
+// realDir resolves dir as the kernel would (symbolic links, then ".."),
+// or, when the end of it is not made yet (an append creates it), its
+// nearest existing ancestor with the names below it.
 func realDir(dir string) (string, error) {
 	rest := ""
-	for d := dir; ; d = filepath.Dir(d) {
+	d := strings.TrimRight(dir, string(filepath.Separator))
+	for {
+		if d == "" {
+			d = string(filepath.Separator)
+		}
 		r, err := filepath.EvalSymlinks(d)
 		if err == nil {
 			return filepath.Join(r, rest), nil
@@ -114,10 +134,18 @@ func realDir(dir string) (string, error) {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
-		if filepath.Dir(d) == d {
-			return dir, nil
+		i := strings.LastIndexByte(d, filepath.Separator)
+		if i < 0 || d == string(filepath.Separator) {
+			return "", err
 		}
-		rest = filepath.Join(filepath.Base(d), rest)
+		switch base := d[i+1:]; base {
+		case "..", ".":
+			// ".." after a name that does not exist: the open fails too.
+			return "", err
+		default:
+			rest = filepath.Join(base, rest)
+		}
+		d = strings.TrimRight(d[:i], string(filepath.Separator))
 	}
 }
 

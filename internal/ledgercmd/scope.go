@@ -88,21 +88,9 @@ func pathScope(p string) (root, tier, session string, err error) {
 			p = real
 		}
 	}
-	// The path is resolved as the kernel will open it: never cleaned
-	// first, since "L/.." is not "" when L is a link (planes/ho1/L/../x
-	// is HO3's x when L points at planes).
-	raw := p
-	if !filepath.IsAbs(raw) {
-		wd, err := os.Getwd()
-		if err != nil {
-			return "", "", "", cli.Errorf(cli.ExitUnavailable, "IO_ERROR", "working directory: %v", err)
-		}
-		raw = wd + string(filepath.Separator) + raw
-	}
-	parent := raw[:strings.LastIndexByte(raw, filepath.Separator)+1]
-	dir, err := realDir(parent)
+	dir, err := realParent(p)
 	if err != nil {
-		return "", "", "", cli.Errorf(cli.ExitUnavailable, "IO_ERROR", "--ledger %s: %v", p, err)
+		return "", "", "", err
 	}
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Lstat(filepath.Join(d, "tier.json")); err == nil {
@@ -115,6 +103,25 @@ func pathScope(p string) (root, tier, session string, err error) {
 			return "", "", "", nil // outside every plane
 		}
 	}
+}
+
+// realParent is the directory the file p is in, resolved as the kernel
+// will open p: never cleaned first, since "L/.." is not "" when L is a
+// link (planes/ho1/L/../x is HO3's x when L points at planes).
+func realParent(p string) (string, error) {
+	raw := p
+	if !filepath.IsAbs(raw) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", cli.Errorf(cli.ExitUnavailable, "IO_ERROR", "working directory: %v", err)
+		}
+		raw = wd + string(filepath.Separator) + raw
+	}
+	dir, err := realDir(raw[:strings.LastIndexByte(raw, filepath.Separator)+1])
+	if err != nil {
+		return "", cli.Errorf(cli.ExitUnavailable, "IO_ERROR", "--ledger %s: %v", p, err)
+	}
+	return dir, nil
 }
 
 // realDir resolves dir as the kernel would (symbolic links, then ".."),

@@ -160,13 +160,9 @@ func sessionGenesis(ctx context.Context, t target) (ledger.Draft, error) {
 // the plane; the ledger keeps the path it was given.
 func ledgerTarget(p string, actor plane.Actor) (target, error) {
 	bare := target{path: p, origin: ledger.DefaultOrigin(p), actor: actor}
-	abs, err := filepath.Abs(filepath.Dir(p))
+	d, err := realParent(p) // as the kernel resolves it: links, then ".."
 	if err != nil {
-		return bare, nil
-	}
-	d, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		d = abs // a directory not made yet: judged by its name
+		return target{}, err
 	}
 	if filepath.Base(d) != "ledger" {
 		return bare, nil

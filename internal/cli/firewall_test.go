@@ -235,3 +235,31 @@ func TestRecordDenial(t *testing.T) {
 	}
 	require.NotContains(t, e.Metadata, "_auth", "written as a verified token's subject: no stamp")
 }
+
+// TestRecordAdmitRefusal: a caller the Guard does not admit is recorded in
+// HO3 as "unauthenticated", with the Guard's code.
+func TestRecordAdmitRefusal(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	root := filepath.Join(t.TempDir(), "plane")
+	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: plane.Actor{Name: "admin"}})
+	require.NoError(t, err)
+	var ran int
+	var who Identity
+	g := &fakeGuard{admitErr: Errorf(ExitDenied, "AUTH_MISSING", "this plane requires a token: set CONTROL_PLANE_TOKEN")}
+	resp := Dispatch(context.Background(), guardedTool(&ran, &who), Request{"operation": "echo", "name": "x"},
+		Options{Env: &Env{Root: root}, Guard: g})
+	require.Equal(t, ExitDenied, resp.Exit)
+	require.Zero(t, ran)
+	led, err := os.ReadFile(filepath.Join(root, "ledger", "governance.jsonl"))
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(led)), "\n")
+	e, err := ledger.ParseLine([]byte(lines[len(lines)-1]))
+	require.NoError(t, err)
+	require.Equal(t, "AUTHZ_DENIED", e.EventType)
+	require.Equal(t, "unauthenticated", e.Actor)
+	require.Equal(t, "unauthenticated", e.Metadata["subject"])
+	require.Equal(t, "AUTH_MISSING", e.Metadata["code"])
+	require.Equal(t, "", e.Metadata["role"])
+	require.Equal(t, "off", e.Metadata["_auth"], "written without a verified token")
+	require.Equal(t, "this plane requires a token: set CONTROL_PLANE_TOKEN", e.Reason)
+}

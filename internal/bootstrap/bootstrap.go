@@ -42,7 +42,7 @@ type Options struct {
 	// PlaneName is the plane's unique name (tier.json plane_name); ""
 	// draws a random one. Its checkpoint key is made in KeyDir(PlaneName).
 	PlaneName string
-	Actor     string
+	Actor     plane.Actor
 	Now       func() time.Time
 }
 
@@ -202,7 +202,7 @@ func build(ctx context.Context, root string, opts Options, checkpointKey string)
 	}
 
 	receipt := plane.Receipt{PackageID: plane.KernelID, Version: plane.KernelVersion, ManifestHash: mhash, ArchiveSHA256: ahash,
-		PlaneID: "", InstalledAt: stamp, Actor: opts.Actor, Signature: registry.SignatureWaived}
+		PlaneID: "", InstalledAt: stamp, Actor: opts.Actor.Name, Signature: registry.SignatureWaived}
 	for _, a := range m.Assets {
 		receipt.Files = append(receipt.Files, plane.ReceiptFile{Path: a.Path, SHA256: a.SHA256, Size: a.Size})
 	}
@@ -256,7 +256,7 @@ func build(ctx context.Context, root string, opts Options, checkpointKey string)
 		if err := writeFile(filepath.Join(inst, "receipt.json"), rb, 0o444); err != nil {
 			return nil, err
 		}
-		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor, fwPath, specPath); err != nil {
+		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor.Name, fwPath, specPath); err != nil {
 			return nil, err
 		}
 		tr, err := openLedgers(ctx, tdir, t, plane.SHA256(tj), parentHash, parentSize, mhash, ahash, opts.Actor)
@@ -300,7 +300,7 @@ func registerKernel(ctx context.Context, tdir string, t plane.TierLayout, m *man
 // openLedgers writes the tier's GENESIS (recording its parent's head and
 // the hash of its tier.json, which G6 holds tier.json to) and the events
 // of its creation, and returns the tier's ledger state.
-func openLedgers(ctx context.Context, tdir string, t plane.TierLayout, tierHash, parentHash string, parentSize int64, mhash, ahash, actor string) (TierResult, error) {
+func openLedgers(ctx context.Context, tdir string, t plane.TierLayout, tierHash, parentHash string, parentSize int64, mhash, ahash string, actor plane.Actor) (TierResult, error) {
 	l, _, err := plane.OpenLedger(tdir, plane.ForAppend, actor) // every append leaves the plane's checkpoint
 	if err != nil {
 		return TierResult{}, err
@@ -328,7 +328,7 @@ func openLedgers(ctx context.Context, tdir string, t plane.TierLayout, tierHash,
 	// the operation it waives.
 	opID := "OP-" + randHex()
 	op := func() map[string]any {
-		return map[string]any{"_tier": t.Tier, "op_id": opID, "actor": actor, "package_id": plane.KernelID, "version": plane.KernelVersion,
+		return map[string]any{"_tier": t.Tier, "op_id": opID, "actor": actor.Name, "package_id": plane.KernelID, "version": plane.KernelVersion,
 			"manifest_hash": mhash, "archive_sha256": ahash}
 	}
 	done := op()

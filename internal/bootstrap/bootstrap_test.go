@@ -16,7 +16,7 @@ import (
 
 func TestPlane(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "plane")
-	res, err := Plane(context.Background(), dir, Options{Actor: "tester"})
+	res, err := Plane(context.Background(), dir, Options{Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	require.Len(t, res.Tiers, 3)
 
@@ -33,7 +33,7 @@ func TestPlane(t *testing.T) {
 		require.NoError(t, err)
 		vs, err := trust.Verifiers(trusted, trust.PurposeCheckpoint, "")
 		require.NoError(t, err)
-		s, _, err := plane.OpenLedger(filepath.Join(dir, filepath.FromSlash(tr.Dir)), plane.ForReading, "")
+		s, _, err := plane.OpenLedger(filepath.Join(dir, filepath.FromSlash(tr.Dir)), plane.ForReading, plane.Actor{Name: ""})
 		require.NoError(t, err)
 		rep, err := ledger.Verify(context.Background(), s, ledger.VerifyOptions{Verifiers: vs, Expect: true})
 		s.Close()

@@ -11,7 +11,7 @@ import (
 
 // flagBlame turns a schema violation in a field that a flag set into a
 // usage error (exit 2): a bad argument, not bad input.
-func flagBlame(err error, flagReq Request) error {
+func flagBlame(err error, flagReq Request, flags []Flag) error {
 	e := AsError(err)
 	probs, _ := e.Details["problems"].([]any)
 	if len(probs) == 0 {
@@ -23,7 +23,13 @@ func flagBlame(err error, flagReq Request) error {
 		return err
 	}
 	e.Exit, e.Code = ExitUsage, "USAGE"
-	e.Message = strings.Replace(e.Message, "/"+field, "--"+strings.ReplaceAll(field, "_", "-"), 1)
+	name := strings.ReplaceAll(field, "_", "-")
+	for _, f := range flags {
+		if f.Field == field {
+			name = f.Name // a flag named otherwise than its field: --session for session_id
+		}
+	}
+	e.Message = strings.Replace(e.Message, "/"+field, "--"+name, 1)
 	return e
 }
 

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/control-plane/cp/internal/auth"
 	"io"
 	"maps"
 	"os"
@@ -103,6 +104,12 @@ type Verb struct {
 	// TierNone.
 	Action Action
 	Tier   string
+	// Scope, if set, says what a request acts on, for the firewall: the HO3
+	// root of its plane ("" for none), its tier and HO1 session. A verb
+	// whose request may name a file inside a plane by path (cp-ledger
+	// --ledger) declares it, so that the file is judged as the tier it
+	// really belongs to.
+	Scope func(c *Call, req Request) (root, tier, session string, err error)
 	// Stream verbs take NDJSON on stdin, one request per line.
 	Stream bool
 	// Run answers one request.
@@ -149,9 +156,8 @@ type Call struct {
 	Stderr  io.Writer
 	Format  string
 	Verbose bool
-	// Identity is who asks, resolved once before the verb runs (the OS
-	// user while auth is off); verbs pass Identity.Subject to libraries as
-	// their Actor.
+	// Identity is who asks, admitted by the Guard before the verb runs
+	// (the OS user while auth is off); verbs pass Actor() to libraries.
 	Identity Identity
 	// Env is the Control Plane environment, read once for the request path.
 	Env       Env
@@ -241,9 +247,11 @@ func RunWith(ctx context.Context, tool *Tool, opts Options, args []string, stdin
 type runner struct {
 	tool *Tool
 	opts Options
-	// decisions holds the firewall's decision per access: in a stream it
-	// is made once per (subject, action, tier).
-	decisions map[Access]*Outcome
+	// guard admits and judges; admitted holds its Admit per plane root,
+	// decisions its decision per access: in a stream each is made once.
+	guard     Guard
+	admitted  map[string]admission
+	decisions map[Access]decision
 	out       *bufio.Writer
 	stderr    io.Writer
 	start     time.Time
@@ -433,15 +441,16 @@ func (r *runner) readFirst(verb *Verb, stdin io.Reader) (*Verb, *bufio.Reader, *
 // identity and the environment, each settled once here.
 func (r *runner) newCall(verb *Verb, common commonFlags) error {
 	c := &Call{Tool: r.tool, Verb: verb, Stdout: r.out, Stderr: r.stderr, Format: common.format,
-		Verbose: common.verbose, rootArg: common.root, Identity: r.opts.Identity}
+		Verbose: common.verbose, rootArg: common.root}
 	r.call = c
-	if c.Identity == (Identity{}) {
-		c.Identity = OSIdentity()
-	}
 	if r.opts.Env != nil {
 		c.Env = *r.opts.Env
 	} else {
 		c.Env = ReadEnv()
+	}
+	r.guard = r.opts.Guard
+	if r.guard == nil {
+		r.guard = auth.NewGuard(auth.Config{Token: c.Env.Token, Off: c.Env.AuthOff, OSUser: osUser()})
 	}
 	if c.Format == "" {
 		c.Format = "json"
@@ -478,33 +487,53 @@ func (r *runner) builder(verb *Verb, flagReq Request) (func(Request) (Request, e
 		}
 		if err := validate(schema, verb, req); err != nil {
 			if fromFlags { // a missing or bad flag: a usage error
-				e := AsError(flagBlame(err, flagReq))
+				e := AsError(flagBlame(err, flagReq, verb.Flags))
 				e.Exit, e.Code = ExitUsage, "USAGE"
 				e.Hint = "run " + r.tool.Name + " -h"
 				return nil, e
 			}
-			return nil, flagBlame(err, flagReq)
+			return nil, flagBlame(err, flagReq, verb.Flags)
 		}
 		return req, nil
 	}, nil
 }
 
-// runBatch runs requests that passed validation: each through the firewall
-// first (when there is one), then the verb. A refused request ends the
-// batch with its refusal; the requests before it run.
+// runBatch runs requests that passed validation: each is decided by the
+// Guard first (the caller admitted, the request authorized), then the verb
+// runs as the identity admitted. A refused request ends the batch with its
+// refusal; the requests before it run, and nothing of it.
 func (r *runner) runBatch(ctx context.Context, verb *Verb, reqs []Request) []Outcome {
-	if r.opts.Firewall != nil {
-		for i, req := range reqs {
-			if refusal := r.authorize(ctx, req); refusal != nil {
-				outs := r.runVerb(ctx, verb, reqs[:i])
-				if len(outs) < i || (i > 0 && outs[len(outs)-1].Err != nil) {
-					return outs
-				}
-				return append(outs, *refusal)
+	var outs []Outcome
+	start := 0 // the first request not run yet
+	flush := func(end int) bool {
+		if end == start {
+			return true
+		}
+		n := end - start
+		o := r.runVerb(ctx, verb, reqs[start:end])
+		outs = append(outs, o...)
+		start = end
+		return len(o) == n && o[n-1].Err == nil
+	}
+	for i, req := range reqs {
+		d := r.decide(ctx, req)
+		if d.refusal != nil {
+			if !flush(i) {
+				return outs
+			}
+			return append(outs, *d.refusal)
+		}
+		if d.id != r.call.Identity && i > start {
+			// Another plane of a stream admitted another identity: the
+			// requests before run as theirs.
+			if !flush(i) {
+				return outs
 			}
 		}
+		r.call.Identity = d.id
 	}
-	return r.runVerb(ctx, verb, reqs)
+	flush(len(reqs))
+	return outs
 }
 
 // runVerb runs the verb over requests the firewall allowed.

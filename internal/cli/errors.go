@@ -138,6 +138,7 @@ var classes = map[string]int{
 	"CHECKPOINT_MISSING":      ExitDenied,
 	"PARENT_MISMATCH":         ExitDenied,
 	"RESERVED_EVENT_TYPE":     ExitDenied,
+	"RESERVED_METADATA":       ExitDenied, // a metadata key the tools stamp (_auth, _tier, ...)
 	"TIER_MISMATCH":           ExitDenied, // the request path's own check of --root says 3: a tier.json that lies
 	"UPSTREAM_ERROR":          ExitDenied, // an upstream error envelope without a code
 	// cp-ledger verify's issue codes (in LEDGER_INVALID's result).

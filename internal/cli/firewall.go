@@ -8,52 +8,58 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/pkg/ledger"
 )
 
 // Action is what a verb does, as the firewall judges it (DESIGN.md §8):
 // every verb declares one, and capabilities.json lists it.
-type Action string
+type Action = auth.Action
 
-// Actions of DESIGN.md §8's table that the four tools' verbs declare.
+// Actions of DESIGN.md §8's table that verbs declare (auth's, by their
+// request-path names).
 const (
-	ActionRead       Action = "read"       // show, verify, prove, check, integrity, versions, ...
-	ActionAppend     Action = "append"     // a tier's ledger grows by the request's entries
-	ActionAuthor     Action = "author"     // package sources and archives in the author's own directory
-	ActionInstall    Action = "install"    // a package into the plane
-	ActionRollback   Action = "rollback"   // the plane back to a checkpoint
-	ActionCheckpoint Action = "checkpoint" // a version point, or a ledger's signed checkpoint
-	ActionRecover    Action = "recover"    // an interrupted install finished or undone
-	ActionBootstrap  Action = "bootstrap"  // a new plane
-	ActionRegister   Action = "register"   // a framework or spec into the registries
-	ActionSign       Action = "sign"       // a package archive signed
-	ActionKeygen     Action = "keygen"     // a signing key made
-	ActionTrust      Action = "trust"      // the plane's trusted keys changed
+	ActionRead       = auth.ActionRead
+	ActionAppend     = auth.ActionAppend
+	ActionAuthor     = auth.ActionAuthor
+	ActionInstall    = auth.ActionInstall
+	ActionRollback   = auth.ActionRollback
+	ActionCheckpoint = auth.ActionCheckpoint
+	ActionRecover    = auth.ActionRecover
+	ActionBootstrap  = auth.ActionBootstrap
+	ActionRegister   = auth.ActionRegister
+	ActionSign       = auth.ActionSign
+	ActionKeygen     = auth.ActionKeygen
+	ActionTrust      = auth.ActionTrust
+	ActionToken      = auth.ActionToken
+	ActionRevoke     = auth.ActionRevoke
+	ActionWOCreate   = auth.ActionWOCreate
+	ActionWOCancel   = auth.ActionWOCancel
+	ActionWOApprove  = auth.ActionWOApprove
+	ActionWOStep     = auth.ActionWOStep
+	ActionRoute      = auth.ActionRoute
+	ActionLLM        = auth.ActionLLM
 )
 
 // Tiers a verb declares (Verb.Tier).
 const (
 	TierHO3 = "ho3" // the plane as a whole, through its HO3 root
 	// TierPlane is the tier the request names: its "plane" field, else the
-	// tier --root names (a request that names a ledger file by path acts
-	// on no tier).
+	// tier --root names; a verb whose request may name a ledger file by
+	// path says which tier that file belongs to through Verb.Scope.
 	TierPlane = "plane"
 	// TierNone acts on no plane: files in the caller's own directories.
 	TierNone = "none"
 )
 
-// Identity is who asks, resolved once per request path, before any verb
-// runs, and handed to libraries through their options (the Actor stamped on
-// ledger entries and receipts).
-type Identity struct {
-	// Subject is the OS user while auth is off; a token's subject once
-	// cp-auth issues tokens.
-	Subject string
-	// Auth is how the subject was established: "off" (the OS user, no
-	// token) today.
-	Auth string
-}
+// Identity is who asks (auth.Identity), established once per request path
+// by the Guard before any verb runs, and handed to libraries through their
+// options (the actor stamped on ledger entries and receipts).
+type Identity = auth.Identity
+
+// Access is one request as the firewall judges it (auth.Access).
+type Access = auth.Access
 
 // osUser is the OS user, looked up once per process: a stream or an
 // in-process server resolves it once, not per request.
@@ -68,7 +74,14 @@ var osUser = sync.OnceValue(func() string {
 })
 
 // OSIdentity is the caller while auth is off: the OS user.
-func OSIdentity() Identity { return Identity{Subject: osUser(), Auth: "off"} }
+func OSIdentity() Identity { return Identity{Subject: osUser(), Auth: auth.AuthOff} }
+
+// Actor is the identity as libraries stamp it: its subject on entries and
+// receipts, and metadata._auth "off" on every entry written without a
+// verified token (DESIGN.md §8).
+func (c *Call) Actor() plane.Actor {
+	return plane.Actor{Name: c.Identity.Subject, AuthOff: c.Identity.Auth != auth.AuthToken}
+}
 
 // Env is the Control Plane's environment, read once per request path onto
 // the Call; libraries get these values through their options and never
@@ -85,6 +98,11 @@ type Env struct {
 	// SigningKey is CONTROL_PLANE_SIGNING_KEY: the signer key (or its path)
 	// when a verb's key flag is not given.
 	SigningKey string
+	// Token is CONTROL_PLANE_TOKEN: the caller's token, or a path to it.
+	Token string
+	// AuthOff is CONTROL_PLANE_AUTH=off: no token, honoured (by the Guard)
+	// only for the OS user that owns the plane.
+	AuthOff bool
 }
 
 // ReadEnv reads the Control Plane variables of the process environment.
@@ -94,116 +112,216 @@ func ReadEnv() Env {
 		AllowUnsigned: os.Getenv("CONTROL_PLANE_ALLOW_UNSIGNED") == "1",
 		VerifyKey:     os.Getenv("CONTROL_PLANE_VERIFY_KEY"),
 		SigningKey:    os.Getenv("CONTROL_PLANE_SIGNING_KEY"),
+		Token:         os.Getenv("CONTROL_PLANE_TOKEN"),
+		AuthOff:       os.Getenv("CONTROL_PLANE_AUTH") == "off",
 	}
 }
 
-// Access is one request as the firewall judges it: who, doing what, where.
-type Access struct {
-	Subject string
-	Action  Action
-	Tier    string // "ho3", "ho2", "ho1", or "" for no tier
-	Tool    string
-	Verb    string
+// Guard admits callers and judges their requests (*auth.Guard is the
+// process's). Its errors are refusals: a coded error's Code is the
+// refusal's (AUTH_*, FIREWALL_DENIED, POLICY_INVALID, PLANE_NOT_WRITABLE);
+// an uncoded one is FIREWALL_DENIED.
+type Guard interface {
+	// Admit establishes who calls, for the plane whose HO3 root is root
+	// ("" when the request names none).
+	Admit(ctx context.Context, root string) (auth.Identity, error)
+	// Authorize judges one access by an admitted identity.
+	Authorize(ctx context.Context, id auth.Identity, a auth.Access) error
 }
-
-// Firewall decides whether an access is allowed: nil allows it; an error
-// refuses it (its Code, if it has one, is the refusal's: FIREWALL_DENIED,
-// AUTH_MISSING, ...; without one the refusal is FIREWALL_DENIED).
-type Firewall func(ctx context.Context, a Access) error
 
 // DenialRecorder records a refusal (DESIGN.md §8: AUTHZ_DENIED in HO3's
 // ledger) and returns the entry that holds it. The request path calls it,
 // and only it: verbs never record refusals of the firewall.
 type DenialRecorder func(ctx context.Context, c *Call, a Access, refusal *Error) (id string, seq int64, err error)
 
-// Options configure a request path. The zero value is a process's: the OS
-// user, the process environment, auth off (no firewall).
+// Options configure a request path. The zero value is a process's: the
+// process environment and its Guard (auth.NewGuard over it).
 type Options struct {
-	// Identity is the caller; zero: OSIdentity.
+	// Identity, if set, is the caller, taken as admitted (a test, a server
+	// that authenticated its client); the Guard still authorizes each
+	// request.
 	Identity Identity
 	// Env is the Control Plane environment; nil: ReadEnv.
 	Env *Env
-	// Firewall judges each request before its verb runs; nil is auth off,
-	// which allows everything and costs nothing.
-	Firewall Firewall
+	// Guard admits the caller and judges each request before its verb
+	// runs; nil: auth.NewGuard over Env.
+	Guard Guard
 	// Record records a refusal; nil: RecordDenial.
 	Record DenialRecorder
 }
 
-// RecordDenial appends AUTHZ_DENIED (subject, action, tier, reason; never a
-// token) to the HO3 ledger of the plane the call names. A refusal of a
-// request that names no plane is not recorded.
+// unauthenticated is the subject of a refusal met before anyone was
+// admitted.
+const unauthenticated = "unauthenticated"
+
+// RecordDenial appends AUTHZ_DENIED (subject, role, action, tier, session,
+// reason, code; never a token) to the HO3 ledger of the plane a.Root. A
+// refusal of a request that names no plane is not recorded.
 func RecordDenial(ctx context.Context, c *Call, a Access, refusal *Error) (string, int64, error) {
-	root, err := c.Root()
-	if err != nil {
+	if a.Root == "" {
 		return "", 0, nil // no plane to record in: the refusal stands unrecorded
 	}
-	e, err := plane.Record(ctx, root, a.Subject, ledger.Draft{EventType: "AUTHZ_DENIED", SubmissionID: a.Tool + " " + a.Verb,
-		Decision: "DENIED", Reason: refusal.Message, Metadata: map[string]any{
-			"subject": a.Subject, "action": string(a.Action), "tier": a.Tier, "code": refusal.Code, "_auth": c.Identity.Auth}})
+	role := ""
+	if c.Identity.Claims != nil {
+		role = c.Identity.Claims.Role
+	}
+	meta := map[string]any{"subject": a.Subject, "role": role, "action": string(a.Action), "tier": a.Tier,
+		"code": refusal.Code}
+	if a.Session != "" {
+		meta["session_id"] = a.Session
+	}
+	if a.WorkOrder != "" {
+		meta["work_order_id"] = a.WorkOrder
+	}
+	if a.EventType != "" {
+		meta["event_type"] = a.EventType
+	}
+	actor := plane.Actor{Name: a.Subject, AuthOff: c.Identity.Auth != auth.AuthToken}
+	e, err := plane.Record(ctx, a.Root, actor, ledger.Draft{EventType: "AUTHZ_DENIED", SubmissionID: a.Tool + " " + a.Verb,
+		Decision: "DENIED", Reason: refusal.Message, Metadata: meta})
 	if err != nil {
 		return "", 0, err
 	}
 	return e.ID, e.Seq, nil
 }
 
-// tierOf resolves the tier a request acts on, from the verb's declaration.
-func (c *Call) tierOf(req Request) (string, error) {
-	switch c.Verb.Tier {
-	case TierPlane:
-		if p := req.String("plane"); p != "" {
-			return p, nil
-		}
-		if req.String("ledger") != "" {
-			return "", nil
-		}
-		if _, err := c.Root(); err != nil {
-			return "", err
-		}
-		return c.RootPlane(), nil
-	case TierNone:
-		return "", nil
+// scope is what a request acts on, for the firewall: the HO3 root of its
+// plane ("" for none), its tier and HO1 session.
+type scope struct{ root, tier, session string }
+
+// scopeOf resolves what a request acts on, from the verb's declaration: its
+// Scope if it has one (a request naming a ledger file by path is judged by
+// the plane and tier the file is in), else its Tier.
+func (c *Call) scopeOf(req Request) (scope, error) {
+	if c.Verb.Scope != nil {
+		root, tier, session, err := c.Verb.Scope(c, req)
+		return scope{root: root, tier: tier, session: session}, err
 	}
-	return c.Verb.Tier, nil
+	switch c.Verb.Tier {
+	case TierNone:
+		return scope{}, nil
+	case TierPlane:
+		root, err := c.Root()
+		if err != nil {
+			return scope{}, err
+		}
+		tier := req.String("plane")
+		if tier == "" {
+			tier = c.RootPlane()
+		}
+		return scope{root: root, tier: tier, session: req.String("session_id")}, nil
+	}
+	// A verb of the whole plane: a plane that cannot be found is the
+	// verb's own error to report (bootstrap makes one); it has nothing
+	// the firewall could guard.
+	root, err := c.Root()
+	if err != nil {
+		root = ""
+	}
+	return scope{root: root, tier: c.Verb.Tier}, nil
 }
 
-// authorize runs the firewall over one request, once per (subject, action,
-// tier) in a run, and records a refusal the first time it is met. It
-// returns the refusal as the request's outcome, or nil.
-func (r *runner) authorize(ctx context.Context, req Request) *Outcome {
+// admission is the Guard's answer to Admit for one plane: who calls, or
+// the refusal.
+type admission struct {
+	id  Identity
+	err error
+}
+
+// admit establishes the caller for the plane at root, once per plane in a
+// run: Options.Identity when given (taken as admitted), else the Guard's
+// Admit.
+func (r *runner) admit(ctx context.Context, root string) admission {
+	if r.opts.Identity != (Identity{}) {
+		return admission{id: r.opts.Identity}
+	}
+	if a, ok := r.admitted[root]; ok {
+		return a
+	}
+	id, err := r.guard.Admit(ctx, root)
+	a := admission{id: id, err: err}
+	if r.admitted == nil {
+		r.admitted = map[string]admission{}
+	}
+	r.admitted[root] = a
+	return a
+}
+
+// decision is the firewall's answer for one request: the identity it runs
+// as, and the refusal (nil: allowed).
+type decision struct {
+	id      Identity
+	refusal *Outcome
+}
+
+// decide admits the caller and authorizes one request, once per distinct
+// Access in a run, and records a refusal the first time it is met.
+func (r *runner) decide(ctx context.Context, req Request) decision {
 	c := r.call
-	tier, err := c.tierOf(req)
+	s, err := c.scopeOf(req)
 	if err != nil {
-		return &Outcome{Err: err}
+		return decision{refusal: &Outcome{Err: err}}
 	}
-	a := Access{Subject: c.Identity.Subject, Action: c.Verb.Action, Tier: tier, Tool: c.Tool.Name, Verb: c.Verb.Name}
-	if o, ok := r.decisions[a]; ok {
-		return o
+	adm := r.admit(ctx, s.root)
+	// The work order the request names: work_order_id (DESIGN.md §3), or
+	// the older fields of cp-install (--work-order) and cp-gate (--wo).
+	wo := req.String("work_order_id")
+	for _, f := range []string{"work_order", "wo"} {
+		if wo == "" {
+			wo = req.String(f)
+		}
 	}
-	var o *Outcome
-	if err := r.opts.Firewall(ctx, a); err != nil {
-		refusal := AsError(err)
-		var coded interface{ Code() string }
-		if !errors.As(err, &coded) {
-			refusal = Errorf(ExitDenied, "FIREWALL_DENIED", "%s %s: %v", c.Tool.Name, c.Verb.Name, err)
-		}
-		if refusal.Exit != ExitDenied {
-			refusal.Exit = ExitDenied // a refusal is a negative verdict, whatever its code
-		}
-		o = &Outcome{Err: refusal}
-		record := r.opts.Record
-		if record == nil {
-			record = RecordDenial
-		}
-		id, seq, rerr := record(ctx, c, a, refusal)
-		if rerr != nil {
-			c.Warnf("recording the refusal: %v", rerr)
-		}
-		o.LedgerEntryID, o.Seq = id, seq
+	a := Access{Root: s.root, Subject: adm.id.Subject, Action: c.Verb.Action, Tier: s.tier, Session: s.session,
+		WorkOrder: wo, Tool: c.Tool.Name, Verb: c.Verb.Name}
+	if c.Verb.Action == ActionAppend {
+		a.EventType = req.String("event_type")
+	}
+	if adm.err != nil {
+		a.Subject = unauthenticated
+	}
+	if d, ok := r.decisions[a]; ok {
+		return d
+	}
+	d := decision{id: adm.id}
+	err = adm.err
+	if err == nil {
+		err = r.guard.Authorize(ctx, adm.id, a)
+	}
+	if err != nil {
+		d.refusal = r.refuse(ctx, a, adm.id, err)
 	}
 	if r.decisions == nil {
-		r.decisions = map[Access]*Outcome{}
+		r.decisions = map[Access]decision{}
 	}
-	r.decisions[a] = o
+	r.decisions[a] = d
+	return d
+}
+
+// refuse turns the Guard's error into the request's refusal (exit 1, its
+// code, or FIREWALL_DENIED) and records it as AUTHZ_DENIED.
+func (r *runner) refuse(ctx context.Context, a Access, id Identity, err error) *Outcome {
+	c := r.call
+	var refusal *Error
+	var ce *Error
+	var coded interface{ Code() string }
+	if errors.As(err, &ce) || errors.As(err, &coded) {
+		e := *AsError(err) // a copy: the Guard's error is not ours to change
+		refusal = &e
+	}
+	if refusal == nil || refusal.Code == "" {
+		refusal = Errorf(ExitDenied, "FIREWALL_DENIED", "%s %s: %v", c.Tool.Name, c.Verb.Name, err)
+	}
+	refusal.Exit = ExitDenied // a refusal is a negative verdict, whatever its code
+	o := &Outcome{Err: refusal}
+	record := r.opts.Record
+	if record == nil {
+		record = RecordDenial
+	}
+	c.Identity = id
+	rid, seq, rerr := record(ctx, c, a, refusal)
+	if rerr != nil {
+		c.Warnf("recording the refusal: %v", rerr)
+	}
+	o.LedgerEntryID, o.Seq = rid, seq
 	return o
 }

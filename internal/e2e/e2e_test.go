@@ -249,7 +249,7 @@ func TestConcurrentAppendProcesses(t *testing.T) {
 		require.NoError(t, err)
 		cmd.Stdout, cmd.Stderr = &pr.stdout, &pr.stderr
 		for n := range perStream {
-			pr.want = append(pr.want, map[string]any{"p": float64(p), "n": float64(n)})
+			pr.want = append(pr.want, map[string]any{"p": float64(p), "n": float64(n), "_auth": "off"})
 		}
 		wg.Go(func() {
 			<-start
@@ -272,7 +272,7 @@ func TestConcurrentAppendProcesses(t *testing.T) {
 		pr := &proc{name: fmt.Sprintf("single-%d", s)}
 		procs = append(procs, pr)
 		for n := range perSingler {
-			pr.want = append(pr.want, map[string]any{"s": float64(s), "n": float64(n)})
+			pr.want = append(pr.want, map[string]any{"s": float64(s), "n": float64(n), "_auth": "off"})
 		}
 		wg.Go(func() {
 			<-start

@@ -30,7 +30,7 @@ func TestIntegrity(t *testing.T) {
 	ctx := context.Background()
 	fresh := func(t *testing.T) string {
 		root := filepath.Join(t.TempDir(), "plane")
-		_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: "tester"})
+		_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: plane.Actor{Name: "tester"}})
 		require.NoError(t, err)
 		return root
 	}

@@ -337,7 +337,7 @@ func recordedWaivers(ctx context.Context, root, tdir string) (map[string]bool, e
 		dirs = append(dirs, root)
 	}
 	for _, d := range dirs {
-		l, _, err := plane.OpenLedger(d, plane.ForReading, "")
+		l, _, err := plane.OpenLedger(d, plane.ForReading, plane.Actor{})
 		if err != nil {
 			return nil, err
 		}
@@ -462,6 +462,7 @@ func G0K(root string) (*Result, error) {
 func G6(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G6")
 	n := 0
+	var all []string // every ledger, for the auth-off warnings
 	for _, t := range plane.Layout {
 		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
 		tier := checkTier(ctx, r, root, t)
@@ -477,6 +478,7 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		all = append(all, paths...)
 		own := path.Join(t.Dir, t.Ledger)
 		if !slices.Contains(paths, own) {
 			r.fail("LEDGER_INVALID", own, "missing: %s's ledger is not on disk", t.Tier)
@@ -512,6 +514,10 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		}
 	}
 	r.Details["ledgers"] = n
+	ho3 := plane.Layout[0]
+	if err := authOffFindings(ctx, r, root, path.Join(ho3.Dir, ho3.Ledger), all); err != nil {
+		return nil, err
+	}
 	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, and each lower tier's GENESIS links to its parent"), nil
 }
 

@@ -15,7 +15,7 @@ import (
 // The version rule against the kernel installed by bootstrap (1.0.0).
 func TestVersion(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "plane")
-	res, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: "tester"})
+	res, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	for _, tc := range []struct {
 		version, hash, code string

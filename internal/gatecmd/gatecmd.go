@@ -244,7 +244,7 @@ func verdict(ctx context.Context, c *cli.Call, root string, req cli.Request, v *
 		if v.Archive != "" {
 			subject = v.Archive
 		}
-		e, err := plane.Record(ctx, tdir, c.Identity.Subject, ledger.Draft{EventType: event, SubmissionID: subject, Decision: decision,
+		e, err := plane.Record(ctx, tdir, c.Actor(), ledger.Draft{EventType: event, SubmissionID: subject, Decision: decision,
 			Reason: summary(v), Metadata: map[string]any{"verb": v.Verb, "plane_id": v.PlaneID, "gates": gates,
 				"failed": nonNil(failed), "codes": nonNil(uniq(codes))}})
 		if err != nil {

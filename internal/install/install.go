@@ -74,7 +74,7 @@ type Options struct {
 	DryRun    bool   // run every check and report the plan; write nothing
 	Force     bool   // re-apply the installed version; overwrite drift
 	WorkOrder string // recorded with the install, or ""
-	Actor     string
+	Actor     plane.Actor
 	Gate      gate.Options
 	Now       func() time.Time
 	// Log, if set, is told each phase and how long it took (cp-install -v).
@@ -187,7 +187,7 @@ func Install(ctx context.Context, root string, opts Options) (*Result, error) {
 		}
 		return install(ctx, root, opts, nil)
 	}
-	rec := &recorder{root: root, actor: opts.Actor, opID: newOpID(), workOrder: opts.WorkOrder,
+	rec := &recorder{root: root, actor: opts.Actor.Name, authOff: opts.Actor.AuthOff, opID: newOpID(), workOrder: opts.WorkOrder,
 		archive: filepath.Base(opts.Archive), archivePath: opts.Archive}
 	// Refusals before the install begins (a lock held too long, a plane
 	// that cannot be recovered) are outcomes too.
@@ -287,7 +287,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 		return res, nil // the same version and hash: nothing to do, nothing written
 	}
 	if rec != nil {
-		err := rec.intend(ctx, scratch, opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, WorkOrder: opts.WorkOrder,
+		err := rec.intend(ctx, scratch, opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor.Name, WorkOrder: opts.WorkOrder,
 			PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
 			PreviousVersion: res.PreviousVersion, Action: res.Action, Signature: res.Signature})
 		if err != nil {
@@ -322,7 +322,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 
 	now := opts.Now().UTC()
 	done = opts.phase()
-	v, err := snapshot.Take(root, snapshot.Options{Label: "auto: before " + res.Action + " " + m.PackageID + " " + m.Version, Actor: opts.Actor, Now: now})
+	v, err := snapshot.Take(root, snapshot.Options{Label: "auto: before " + res.Action + " " + m.PackageID + " " + m.Version, Actor: opts.Actor.Name, Now: now})
 	if err != nil {
 		return res, err
 	}
@@ -334,7 +334,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	done = opts.phase()
 
 	receipt := plane.Receipt{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
-		PlaneID: "ho3", InstalledAt: now.Format(time.RFC3339Nano), Actor: opts.Actor, WorkOrderID: opts.WorkOrder, Signature: res.Signature,
+		PlaneID: "ho3", InstalledAt: now.Format(time.RFC3339Nano), Actor: opts.Actor.Name, WorkOrderID: opts.WorkOrder, Signature: res.Signature,
 		Files: []plane.ReceiptFile{}}
 	for _, a := range m.Assets {
 		receipt.Files = append(receipt.Files, plane.ReceiptFile{Path: a.Path, SHA256: a.SHA256, Size: a.Size, Mode: a.InstalledMode()})
@@ -348,7 +348,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 		return res, err
 	}
 	changes = append(changes, kept...)
-	meta, err := json.Marshal(opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, WorkOrder: opts.WorkOrder,
+	meta, err := json.Marshal(opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor.Name, WorkOrder: opts.WorkOrder,
 		PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
 		PreviousVersion: res.PreviousVersion, Checkpoint: v.VersionID, Action: res.Action, Drift: res.DriftOverwritten, Signature: res.Signature,
 		LedgerEntries: rec.ledgerEntries})

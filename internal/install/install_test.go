@@ -23,7 +23,7 @@ import (
 func newPlane(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "plane")
-	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: "tester"})
+	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	return root
 }
@@ -58,7 +58,7 @@ func TestReinstallKernel(t *testing.T) {
 	ctx := context.Background()
 	root := newPlane(t)
 	archive := filepath.Join(root, "packages_store", plane.KernelID+"-"+plane.KernelVersion+".tar.gz")
-	opts := Options{Archive: archive, Actor: "tester", Gate: gate.Options{AllowUnsigned: true}}
+	opts := Options{Archive: archive, Actor: plane.Actor{Name: "tester"}, Gate: gate.Options{AllowUnsigned: true}}
 
 	res, err := Install(ctx, root, opts)
 	require.NoError(t, err)
@@ -101,7 +101,7 @@ func TestPlaneMismatch(t *testing.T) {
 	rewriteManifest(t, kernel, archive, func(m []byte) []byte {
 		return []byte(strings.Replace(string(m), `"plane_id": "ho3"`, `"plane_id": "ho2"`, 1))
 	})
-	_, err := Install(ctx, root, Options{Archive: archive, Actor: "tester", Force: true, Gate: gate.Options{AllowUnsigned: true}})
+	_, err := Install(ctx, root, Options{Archive: archive, Actor: plane.Actor{Name: "tester"}, Force: true, Gate: gate.Options{AllowUnsigned: true}})
 	var e *Error
 	require.ErrorAs(t, err, &e)
 	require.Equal(t, "PLANE_MISMATCH", e.Code())
@@ -179,7 +179,7 @@ func TestRecoverRecordsOutcomeOnce(t *testing.T) {
 			}})
 		require.ErrorIs(t, err, crash)
 
-		got, err := Recover(ctx, root, "someone")
+		got, err := Recover(ctx, root, plane.Actor{Name: "someone"})
 		require.NoError(t, err)
 		require.True(t, got.Found && got.RolledForward)
 		require.Equal(t, "install", got.Op)
@@ -189,7 +189,7 @@ func TestRecoverRecordsOutcomeOnce(t *testing.T) {
 		require.Equal(t, !already, es[1].Metadata["recovered"] == true)
 		require.Equal(t, "tester", es[1].Actor)
 
-		got, err = Recover(ctx, root, "someone")
+		got, err = Recover(ctx, root, plane.Actor{Name: "someone"})
 		require.NoError(t, err)
 		require.False(t, got.Found)
 		require.Len(t, events(t, root, op), 2)
@@ -223,7 +223,7 @@ func TestRecoverUncommitted(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(root, journal.Dir, "meta.json"), meta, 0o600))
 		}
 
-		got, err := Recover(ctx, root, "someone")
+		got, err := Recover(ctx, root, plane.Actor{Name: "someone"})
 		require.NoError(t, err, where)
 		require.Equal(t, 1, got.Staging, where)
 		es := events(t, root, op)
@@ -236,7 +236,7 @@ func TestRecoverUncommitted(t *testing.T) {
 		require.Equal(t, op, got.OpID, where)
 		_, err = os.Stat(filepath.Join(root, journal.Dir))
 		require.True(t, os.IsNotExist(err))
-		_, err = Recover(ctx, root, "someone")
+		_, err = Recover(ctx, root, plane.Actor{Name: "someone"})
 		require.NoError(t, err)
 		require.Len(t, events(t, root, op), 2, where)
 	}
@@ -248,7 +248,7 @@ func TestOutcomeRecorded(t *testing.T) {
 	ctx := context.Background()
 	root := newPlane(t)
 	rec := func(event, op string) {
-		_, err := plane.Record(ctx, root, "tester", ledger.Draft{EventType: event, SubmissionID: "PKG-X-001",
+		_, err := plane.Record(ctx, root, plane.Actor{Name: "tester"}, ledger.Draft{EventType: event, SubmissionID: "PKG-X-001",
 			Metadata: map[string]any{"op_id": op, "pad": strings.Repeat("p", 97)}})
 		require.NoError(t, err)
 	}
@@ -257,7 +257,7 @@ func TestOutcomeRecorded(t *testing.T) {
 		for i := range drafts {
 			drafts[i] = ledger.Draft{EventType: "FILLER", Metadata: map[string]any{"pad": strings.Repeat("f", 211)}}
 		}
-		_, err := plane.Record(ctx, root, "tester", drafts...)
+		_, err := plane.Record(ctx, root, plane.Actor{Name: "tester"}, drafts...)
 		require.NoError(t, err)
 	}
 	rec("INSTALL_STARTED", "OP-a")
@@ -287,7 +287,7 @@ func TestOutcomeRecorded(t *testing.T) {
 func TestCheckpointAndVersions(t *testing.T) {
 	ctx := context.Background()
 	root := newPlane(t)
-	s, id, err := Checkpoint(ctx, root, "first", "tester", time.Now())
+	s, id, err := Checkpoint(ctx, root, "first", plane.Actor{Name: "tester"}, time.Now())
 	require.NoError(t, err)
 	require.NotEmpty(t, id)
 	vs, err := Versions(root)
@@ -296,7 +296,7 @@ func TestCheckpointAndVersions(t *testing.T) {
 	require.Equal(t, *s, vs[0])
 
 	// Rolling back to the present state changes nothing and passes integrity.
-	r, err := Rollback(ctx, root, s.VersionID, "tester", time.Now(), nil)
+	r, err := Rollback(ctx, root, s.VersionID, plane.Actor{Name: "tester"}, time.Now(), nil)
 	require.NoError(t, err)
 	require.Empty(t, r.Restored)
 	require.Empty(t, r.Removed)
@@ -327,7 +327,7 @@ func TestLedgerEntriesAndTornTail(t *testing.T) {
 	rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
 	require.NoError(t, rec.intend(ctx, dir, opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0"}))
 	require.NoError(t, rec.start(ctx)) // repairs the tail, then appends
-	_, err = Recover(ctx, root, "someone")
+	_, err = Recover(ctx, root, plane.Actor{Name: "someone"})
 	require.NoError(t, err)
 	require.Equal(t, []string{"INSTALL_STARTED", "INSTALL_FAILED"}, types(events(t, root, op)))
 }
@@ -346,7 +346,7 @@ func TestRecoverCompletedLeftovers(t *testing.T) {
 	require.NoError(t, rec.start(ctx))
 	_, err := rec.installed(ctx, rec.pkg, false)
 	require.NoError(t, err)
-	got, err := Recover(ctx, root, "someone")
+	got, err := Recover(ctx, root, plane.Actor{Name: "someone"})
 	require.NoError(t, err)
 	require.Equal(t, 1, got.Staging)
 	require.False(t, got.Found || got.RolledBack || got.RolledForward)

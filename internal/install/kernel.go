@@ -65,7 +65,7 @@ type TrustOptions struct {
 	// are signed by: G5 then fails for them until they are reinstalled
 	// signed by another trusted key (revoking a compromised key).
 	Force bool
-	Actor string
+	Actor plane.Actor
 	Now   func() time.Time
 }
 
@@ -425,13 +425,13 @@ func installRelease(ctx context.Context, root string, rel *plane.Release, previo
 	res := &Result{PackageID: plane.KernelID, Version: version, PreviousVersion: previous, ManifestHash: rel.ManifestHash,
 		ArchiveSHA256: rel.ArchiveSHA256, Action: ActionUpgrade, Added: []string{}, Replaced: []string{}, Removed: []string{},
 		DriftOverwritten: []string{}, Signature: registry.SignatureWaived, Gates: []gate.Result{}}
-	rec := &recorder{root: root, actor: opts.Actor, opID: newOpID(), archive: filepath.Base(plane.StorePath(plane.KernelID, version)),
+	rec := &recorder{root: root, actor: opts.Actor.Name, authOff: opts.Actor.AuthOff, opID: newOpID(), archive: filepath.Base(plane.StorePath(plane.KernelID, version)),
 		pkg: res, trust: change}
 	now := opts.Now().UTC()
 
 	var changes []journal.Change
 	for _, t := range plane.Layout {
-		tc, err := kernelTier(root, t, rel, res, now, opts.Actor)
+		tc, err := kernelTier(root, t, rel, res, now, opts.Actor.Name)
 		if err != nil {
 			return res, err
 		}
@@ -442,7 +442,7 @@ func installRelease(ctx context.Context, root string, rel *plane.Release, previo
 		return res, err
 	}
 	defer cleanup()
-	op := opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor, PackageID: plane.KernelID, Version: version, ManifestHash: rel.ManifestHash,
+	op := opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor.Name, PackageID: plane.KernelID, Version: version, ManifestHash: rel.ManifestHash,
 		ArchiveSHA256: rel.ArchiveSHA256, PreviousVersion: res.PreviousVersion, Action: res.Action, Signature: res.Signature, Trust: change}
 	if err := rec.intend(ctx, scratch, op); err != nil {
 		return res, err

@@ -62,7 +62,7 @@ func TestTrust(t *testing.T) {
 	root := newPlane(t)
 	rel := verifierKey(t, "rel")
 
-	res, err := Trust(ctx, root, TrustOptions{Add: true, Key: rel, Purposes: []string{"package", "work_order"}, Actor: "tester"})
+	res, err := Trust(ctx, root, TrustOptions{Add: true, Key: rel, Purposes: []string{"package", "work_order"}, Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	require.Equal(t, "added", res.Change)
 	require.Equal(t, []string{"package", "work_order"}, res.Purposes)
@@ -85,17 +85,17 @@ func TestTrust(t *testing.T) {
 	}
 
 	size := ledgerSize(t, root)
-	res, err = Trust(ctx, root, TrustOptions{Add: true, Key: rel, Purposes: []string{"package"}, Actor: "tester"})
+	res, err = Trust(ctx, root, TrustOptions{Add: true, Key: rel, Purposes: []string{"package"}, Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	require.Equal(t, "none", res.Change)
 	require.Nil(t, res.Kernel)
 	require.Equal(t, size, ledgerSize(t, root), "nothing recorded")
 
-	res, err = Trust(ctx, root, TrustOptions{Key: "rel", Purposes: []string{"work_order"}, Actor: "tester"})
+	res, err = Trust(ctx, root, TrustOptions{Key: "rel", Purposes: []string{"work_order"}, Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	require.Equal(t, "removed", res.Change)
 	require.Equal(t, []string{"package"}, res.KeyPurposes)
-	res, err = Trust(ctx, root, TrustOptions{Key: rel, Actor: "tester"})
+	res, err = Trust(ctx, root, TrustOptions{Key: rel, Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	require.Equal(t, "1.0.3", res.Kernel.Version)
 	require.Empty(t, res.KeyPurposes)
@@ -109,7 +109,7 @@ func TestTrust(t *testing.T) {
 func opOf(t *testing.T, root, id string) string {
 	t.Helper()
 	var op string
-	l, _, err := plane.OpenLedger(root, plane.ForReading, "")
+	l, _, err := plane.OpenLedger(root, plane.ForReading, plane.Actor{Name: ""})
 	require.NoError(t, err)
 	defer l.Close()
 	require.NoError(t, l.Find(context.Background(), ledger.Query{}, func(e *ledger.Entry) bool {
@@ -127,7 +127,7 @@ func TestTrustRefusals(t *testing.T) {
 	ctx := context.Background()
 	root := newPlane(t)
 	rel := verifierKey(t, "rel")
-	_, err := Trust(ctx, root, TrustOptions{Add: true, Key: rel, Purposes: []string{"package"}, Actor: "tester"})
+	_, err := Trust(ctx, root, TrustOptions{Add: true, Key: rel, Purposes: []string{"package"}, Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	code := func(err error) string {
 		var e *Error
@@ -135,11 +135,11 @@ func TestTrustRefusals(t *testing.T) {
 		return e.Code()
 	}
 
-	_, err = Trust(ctx, root, TrustOptions{Add: true, Key: verifierKey(t, "rel"), Purposes: []string{"package"}, Actor: "tester"})
+	_, err = Trust(ctx, root, TrustOptions{Add: true, Key: verifierKey(t, "rel"), Purposes: []string{"package"}, Actor: plane.Actor{Name: "tester"}})
 	require.Equal(t, "KEY_NAME_TAKEN", code(err))
-	_, err = Trust(ctx, root, TrustOptions{Key: "nobody", Actor: "tester"})
+	_, err = Trust(ctx, root, TrustOptions{Key: "nobody", Actor: plane.Actor{Name: "tester"}})
 	require.Equal(t, "KEY_NOT_TRUSTED", code(err))
-	_, err = Trust(ctx, root, TrustOptions{Add: true, Key: rel, Actor: "tester"})
+	_, err = Trust(ctx, root, TrustOptions{Add: true, Key: rel, Actor: plane.Actor{Name: "tester"}})
 	require.Equal(t, "USAGE", code(err))
 
 	// A kernel file edited on HO1: refused before anything is written.
@@ -147,7 +147,7 @@ func TestTrustRefusals(t *testing.T) {
 	require.NoError(t, os.Chmod(p, 0o644))
 	require.NoError(t, os.WriteFile(p, []byte("{}"), 0o644))
 	size := ledgerSize(t, root)
-	_, err = Trust(ctx, root, TrustOptions{Add: true, Key: verifierKey(t, "other"), Purposes: []string{"package"}, Actor: "tester"})
+	_, err = Trust(ctx, root, TrustOptions{Add: true, Key: verifierKey(t, "other"), Purposes: []string{"package"}, Actor: plane.Actor{Name: "tester"}})
 	require.Equal(t, "HASH_MISMATCH", code(err))
 	require.Equal(t, []string{"1.0.1", "1.0.1", "1.0.1"}, kernelRows(t, root))
 	require.Equal(t, size, ledgerSize(t, root))
@@ -156,7 +156,7 @@ func TestTrustRefusals(t *testing.T) {
 	ho2 := filepath.Join(root, "planes", "ho2")
 	require.NoError(t, os.Rename(ho2, ho2+".real"))
 	require.NoError(t, os.Symlink("ho2.real", ho2))
-	_, err = Trust(ctx, root, TrustOptions{Add: true, Key: verifierKey(t, "other"), Purposes: []string{"package"}, Actor: "tester"})
+	_, err = Trust(ctx, root, TrustOptions{Add: true, Key: verifierKey(t, "other"), Purposes: []string{"package"}, Actor: plane.Actor{Name: "tester"}})
 	require.Equal(t, "STATE_UNSAFE", code(err))
 }
 
@@ -175,11 +175,11 @@ func TestReleaseDropsFiles(t *testing.T) {
 	old, err := plane.BuildRelease("1.0.1", files)
 	require.NoError(t, err)
 	_, err = installRelease(ctx, root, old, "1.0.0", &TrustChange{Change: "none", KeyName: "x", Purposes: []string{}, KeyPurposes: []string{}},
-		TrustOptions{Actor: "tester", Now: time.Now})
+		TrustOptions{Actor: plane.Actor{Name: "tester"}, Now: time.Now})
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(root, "planes", "ho1", "config", "router_policy.json"))
 
-	res, err := Trust(ctx, root, TrustOptions{Add: true, Key: verifierKey(t, "rel"), Purposes: []string{"package"}, Actor: "tester"})
+	res, err := Trust(ctx, root, TrustOptions{Add: true, Key: verifierKey(t, "rel"), Purposes: []string{"package"}, Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	require.Equal(t, "1.0.2", res.Kernel.Version)
 	require.Equal(t, []string{"config/router_policy.json"}, res.Kernel.Removed)
@@ -210,7 +210,7 @@ func TestRecoverOwesTrustChanged(t *testing.T) {
 	m := opMeta{Op: "install", OpID: rec.opID, Actor: "tester", PackageID: plane.KernelID, Version: "1.0.1", ManifestHash: "sha256:aa",
 		ArchiveSHA256: "sha256:bb", PreviousVersion: "1.0.0", Action: ActionUpgrade, Signature: registry.SignatureWaived, Trust: change}
 	for range 2 {
-		outcome, err := recordRecovered(ctx, root, "tester", m, journal.Outcome{Found: true, RolledForward: true})
+		outcome, err := recordRecovered(ctx, root, plane.Actor{Name: "tester"}, m, journal.Outcome{Found: true, RolledForward: true})
 		require.NoError(t, err)
 		require.Equal(t, "INSTALLED", outcome)
 	}

@@ -22,6 +22,7 @@ import (
 // recorder writes one operation's events to HO3's ledger.
 type recorder struct {
 	root, actor, opID, workOrder, archive string
+	authOff                               bool         // stamp metadata._auth "off" (plane.Actor)
 	archivePath                           string       // as given: kept out of recorded messages
 	pkg                                   *Result      // set once the manifest is read
 	started                               bool         // INSTALL_STARTED is in the ledger
@@ -84,7 +85,7 @@ func (r *recorder) meta() map[string]any {
 }
 
 func (r *recorder) record(ctx context.Context, d ...ledger.Draft) (ledger.Entry, error) {
-	e, err := plane.Record(ctx, r.root, r.actor, d...)
+	e, err := plane.Record(ctx, r.root, plane.Actor{Name: r.actor, AuthOff: r.authOff}, d...)
 	if err == nil {
 		r.last = e
 	}
@@ -192,7 +193,7 @@ func (r *recorder) checkpoint(ctx context.Context, v *snapshot.Version, auto boo
 // is not the one HO3's ledger recorded when it was made: a checkpoint file
 // edited since, or one the ledger never saw, is not restored from.
 func checkpointRecorded(ctx context.Context, root string, v *snapshot.Version) error {
-	l, _, err := plane.OpenLedger(root, plane.ForReading, "")
+	l, _, err := plane.OpenLedger(root, plane.ForReading, plane.Actor{})
 	if err != nil {
 		return err
 	}
@@ -235,7 +236,7 @@ type Recovered struct {
 // plane at root under its registry lock, records the operation's outcome
 // in the ledger if it is not there yet, and removes abandoned extraction
 // directories. Every mutating command runs it first.
-func Recover(ctx context.Context, root, actor string) (*Recovered, error) {
+func Recover(ctx context.Context, root string, actor plane.Actor) (*Recovered, error) {
 	if err := checkHO3(root); err != nil {
 		return nil, err
 	}
@@ -247,7 +248,7 @@ func Recover(ctx context.Context, root, actor string) (*Recovered, error) {
 	return recoverLocked(ctx, root, actor)
 }
 
-func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) {
+func recoverLocked(ctx context.Context, root string, actor plane.Actor) (*Recovered, error) {
 	rec := &Recovered{}
 	out, err := journal.Recover(root, func(o journal.Outcome) error {
 		var m opMeta
@@ -288,7 +289,7 @@ func recoverLocked(ctx context.Context, root, actor string) (*Recovered, error) 
 //
 // It returns the operation's outcome event as the ledger now holds it, or
 // "" when it has none.
-func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journal.Outcome) (string, error) {
+func recordRecovered(ctx context.Context, root string, actor plane.Actor, m opMeta, o journal.Outcome) (string, error) {
 	if m.Op == "rollback" && !o.RolledForward {
 		// Its checkpoint may hold links to files that stay in the plane;
 		// one cut short before its id was known, or before its file was
@@ -299,9 +300,9 @@ func recordRecovered(ctx context.Context, root, actor string, m opMeta, o journa
 	}
 	seen := map[string]bool{}
 	started, outcome, err := outcomeRecorded(ctx, root, m.OpID, m.LedgerEntries, seen)
-	r := &recorder{root: root, actor: m.Actor, opID: m.OpID, workOrder: m.WorkOrder, trust: m.Trust}
+	r := &recorder{root: root, actor: m.Actor, authOff: actor.AuthOff, opID: m.OpID, workOrder: m.WorkOrder, trust: m.Trust}
 	if r.actor == "" {
-		r.actor = actor
+		r.actor = actor.Name
 	}
 	if err == nil && outcome == "INSTALLED" && m.Trust != nil && !seen["TRUST_CHANGED"] {
 		// The crash cut the append after INSTALLED: its TRUST_CHANGED is owed.
@@ -343,7 +344,7 @@ var outcomeEvents = map[string]bool{"INSTALLED": true, "INSTALL_FAILED": true, "
 // event do not count. Every event type of the operation from that start on
 // is added to seen.
 func outcomeRecorded(ctx context.Context, root, opID string, since int64, seen map[string]bool) (started bool, outcome string, err error) {
-	l, _, err := plane.OpenLedger(root, plane.ForReading, "")
+	l, _, err := plane.OpenLedger(root, plane.ForReading, plane.Actor{})
 	if err != nil {
 		return false, "", err
 	}
@@ -373,7 +374,7 @@ func outcomeRecorded(ctx context.Context, root, opID string, since int64, seen m
 // root: the events an operation records from now on have seq at least
 // this (a torn tail after them is cut by the next append).
 func ledgerEntries(ctx context.Context, root string) (int64, error) {
-	l, _, err := plane.OpenLedger(root, plane.ForReading, "")
+	l, _, err := plane.OpenLedger(root, plane.ForReading, plane.Actor{})
 	if err != nil {
 		return 0, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/control-plane/cp/internal/plane"
 	"os"
 	"strconv"
 	"time"
@@ -32,7 +33,7 @@ func summarize(v *snapshot.Version) Summary {
 // Checkpoint records the plane's installed state as a new version (see
 // package snapshot) under the registry lock, after recovering any
 // interrupted change, and records CHECKPOINT_CREATED (the entry returned).
-func Checkpoint(ctx context.Context, root, label, actor string, now time.Time) (*Summary, ledger.Entry, error) {
+func Checkpoint(ctx context.Context, root, label string, actor plane.Actor, now time.Time) (*Summary, ledger.Entry, error) {
 	if err := checkHO3(root); err != nil {
 		return nil, ledger.Entry{}, err
 	}
@@ -44,12 +45,12 @@ func Checkpoint(ctx context.Context, root, label, actor string, now time.Time) (
 	if _, err := recoverLocked(ctx, root, actor); err != nil {
 		return nil, ledger.Entry{}, err
 	}
-	v, err := snapshot.Take(root, snapshot.Options{Label: label, Actor: actor, Now: now})
+	v, err := snapshot.Take(root, snapshot.Options{Label: label, Actor: actor.Name, Now: now})
 	if err != nil {
 		return nil, ledger.Entry{}, err
 	}
-	rec := &recorder{root: root, actor: actor, opID: newOpID()}
-	m := map[string]any{"op_id": rec.opID, "actor": actor, "version_id": v.VersionID, "label": label, "files": len(v.Files), "automatic": false,
+	rec := &recorder{root: root, actor: actor.Name, authOff: actor.AuthOff, opID: newOpID()}
+	m := map[string]any{"op_id": rec.opID, "actor": actor.Name, "version_id": v.VersionID, "label": label, "files": len(v.Files), "automatic": false,
 		"sha256": v.FileSHA256()}
 	e, err := rec.record(ctx, ledger.Draft{EventType: "CHECKPOINT_CREATED", SubmissionID: v.VersionID, Decision: "CREATED", Reason: label, Metadata: m})
 	s := summarize(v)
@@ -106,11 +107,11 @@ type Integrity struct {
 // the integrity checks.
 //
 // log, if not nil, is told each phase and how long it took (cp-install -v).
-func Rollback(ctx context.Context, root, id, actor string, now time.Time, log func(format string, args ...any)) (*RollbackResult, error) {
+func Rollback(ctx context.Context, root, id string, actor plane.Actor, now time.Time, log func(format string, args ...any)) (*RollbackResult, error) {
 	if err := checkHO3(root); err != nil {
 		return nil, err
 	}
-	rec := &recorder{root: root, actor: actor, opID: newOpID()}
+	rec := &recorder{root: root, actor: actor.Name, authOff: actor.AuthOff, opID: newOpID()}
 	lock, err := registry.Acquire(ctx, root)
 	if err != nil {
 		return nil, rec.refused(err, rec.rollbackFailed(ctx, id, err))

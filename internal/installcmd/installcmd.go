@@ -198,7 +198,7 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	step, finish := c.Steps()
 	res, err := install.Install(ctx, root, install.Options{Archive: req.String("archive"), ID: id,
 		ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash"),
-		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: c.Identity.Subject, Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey},
+		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: c.Actor(), Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey},
 		Log: step})
 	finish()
 	if err != nil {
@@ -224,7 +224,7 @@ func checkpoint(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if req.String("label") == "" {
 		return cli.Outcome{Err: cli.Usagef("checkpoint needs --label L")}
 	}
-	s, e, err := install.Checkpoint(ctx, root, req.String("label"), c.Identity.Subject, time.Now())
+	s, e, err := install.Checkpoint(ctx, root, req.String("label"), c.Actor(), time.Now())
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -252,7 +252,7 @@ func rollback(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: cli.Usagef("rollback needs --version-id VER-...").WithHint("cp-install versions lists them")}
 	}
 	step, finish := c.Steps()
-	res, err := install.Rollback(ctx, root, req.String("version_id"), c.Identity.Subject, time.Now(), step)
+	res, err := install.Rollback(ctx, root, req.String("version_id"), c.Actor(), time.Now(), step)
 	finish()
 	out := cli.Outcome{Err: err}
 	if res != nil { // rolled back (and perhaps INTEGRITY_FAILED after it)
@@ -266,7 +266,7 @@ func recoverVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	res, err := install.Recover(ctx, root, c.Identity.Subject)
+	res, err := install.Recover(ctx, root, c.Actor())
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -284,7 +284,7 @@ func bootstrapVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcom
 	if root == "" {
 		return cli.Outcome{Err: cli.Usagef("bootstrap needs --root DIR")}
 	}
-	res, err := bootstrap.Plane(ctx, root, bootstrap.Options{TrustKeys: req.Strings("trust_key"), PlaneName: req.String("plane_name"), Actor: c.Identity.Subject})
+	res, err := bootstrap.Plane(ctx, root, bootstrap.Options{TrustKeys: req.Strings("trust_key"), PlaneName: req.String("plane_name"), Actor: c.Actor()})
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -312,7 +312,7 @@ func trustVerb(add bool) func(ctx context.Context, c *cli.Call, req cli.Request)
 				purposes = append(purposes, p)
 			}
 		}
-		res, err := install.Trust(ctx, root, install.TrustOptions{Add: add, Key: key, Purposes: purposes, Force: req.Bool("force"), Actor: c.Identity.Subject})
+		res, err := install.Trust(ctx, root, install.TrustOptions{Add: add, Key: key, Purposes: purposes, Force: req.Bool("force"), Actor: c.Actor()})
 		if err != nil {
 			return cli.Outcome{Err: err}
 		}

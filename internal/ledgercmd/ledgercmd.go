@@ -4,8 +4,8 @@
 // It reads a request from flags or stdin (NDJSON for append) and writes one
 // JSON envelope per request to stdout; show writes one entry per line. Exit
 // status: 0 success, 1 a ledger or proof that does not verify (or a refused
-// GENESIS), 2 usage, 3 invalid input, 4 lock timeout or filesystem error,
-// 5 internal error.
+// GENESIS, reserved type or key, or firewall refusal), 2 usage, 3 invalid
+// input, 4 lock timeout or filesystem error, 5 internal error.
 package ledgercmd
 
 import (
@@ -35,6 +35,11 @@ Usage:
 Options (every verb):
   --ledger PATH   a ledger file (created on first append); without it, the plane's
                   tier ledger (--plane ho3|ho2|ho1, default: the tier of --root)
+  --session SES   the ledger of HO1 session SES (planes/ho1/sessions/SES/ledger/
+                  session.jsonl; --plane defaults to ho1); an append to one not
+                  started yet starts it with a GENESIS recording HO2's head
+  --wo WO         the work order the request acts for (judged by the firewall,
+                  stamped metadata._work_order_id on appended entries)
   --root DIR      the plane root (else $CONTROL_PLANE, else the nearest HO3 ancestor)
   --format F      json (default) or text (the default on a terminal)
   -v              progress on stderr
@@ -58,7 +63,10 @@ refused (CHECKPOINT_KEY_UNAVAILABLE), and verify requires that checkpoint
 
 Exit status:
   0  success (the ledger or proof verifies)
-  1  verification failed, or GENESIS refused on a non-empty ledger
+  1  verification failed, GENESIS refused on a non-empty ledger, or a request
+     refused: a reserved event type or metadata key (RESERVED_EVENT_TYPE,
+     RESERVED_METADATA: keys beginning with _ are stamped by the tools), or
+     the firewall (FIREWALL_DENIED, AUTH_*; recorded as AUTHZ_DENIED in HO3)
   2  usage: unknown verb or flag, bad argument (a seq or size outside the ledger)
   3  invalid input: stdin not JSON, schema violation, a request over 16 MiB
      (REQUEST_TOO_LARGE), bad --where expression or one past its limits (2 s an
@@ -81,6 +89,8 @@ Examples:
 var common = []cli.Flag{
 	{Name: "ledger", Kind: cli.String, Usage: "ledger file"},
 	{Name: "plane", Kind: cli.String, Usage: "ho3|ho2|ho1"},
+	{Name: "session", Kind: cli.String, Field: "session_id", Usage: "an HO1 session's ledger (SES-YYYYMMDD-<8 hex>)"},
+	{Name: "wo", Kind: cli.String, Field: "work_order_id", Usage: "the work order the request acts for"},
 }
 
 func flags(fs ...cli.Flag) []cli.Flag { return append(append([]cli.Flag{}, common...), fs...) }
@@ -89,7 +99,7 @@ func flags(fs ...cli.Flag) []cli.Flag { return append(append([]cli.Flag{}, commo
 // ledgers.
 func tool(w *writers) *cli.Tool {
 	return &cli.Tool{Name: "cp-ledger", Usage: usage, Verbs: []*cli.Verb{
-		{Name: "append", Schema: "cp-ledger.append.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Stream: true, Batch: w.appendBatch,
+		{Name: "append", Schema: "cp-ledger.append.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Scope: w.scope, Stream: true, Batch: w.appendBatch,
 			Flags: flags(
 				cli.Flag{Name: "event-type", Kind: cli.String},
 				cli.Flag{Name: "submission-id", Kind: cli.String},
@@ -98,7 +108,7 @@ func tool(w *writers) *cli.Tool {
 				cli.Flag{Name: "prompts-used", Kind: cli.List},
 				cli.Flag{Name: "metadata", Kind: cli.JSON},
 			)},
-		{Name: "show", Schema: "cp-ledger.show.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Run: show, Raw: true,
+		{Name: "show", Schema: "cp-ledger.show.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: w.scope, Run: show, Raw: true,
 			Flags: flags(
 				cli.Flag{Name: "event-type", Kind: cli.String},
 				cli.Flag{Name: "submission-id", Kind: cli.String},
@@ -107,29 +117,29 @@ func tool(w *writers) *cli.Tool {
 				cli.Flag{Name: "where", Kind: cli.String},
 				cli.Flag{Name: "limit", Kind: cli.Int},
 			)},
-		{Name: "verify", Schema: "cp-ledger.verify.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Run: verify, Text: verifyText, FailedText: verifyFailedText,
+		{Name: "verify", Schema: "cp-ledger.verify.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: w.scope, Run: verify, Text: verifyText, FailedText: verifyFailedText,
 			Flags: flags(
 				cli.Flag{Name: "legacy", Kind: cli.Bool},
 				cli.Flag{Name: "verify-key", Kind: cli.String},
 				cli.Flag{Name: "trusted-checkpoint", Kind: cli.String},
 			)},
-		{Name: "checkpoint", Schema: "cp-ledger.checkpoint.request.json", Action: cli.ActionCheckpoint, Tier: cli.TierPlane, Run: checkpoint,
+		{Name: "checkpoint", Schema: "cp-ledger.checkpoint.request.json", Action: cli.ActionCheckpoint, Tier: cli.TierPlane, Scope: w.scope, Run: checkpoint,
 			Flags: flags(
 				cli.Flag{Name: "sign-key", Kind: cli.String},
 				cli.Flag{Name: "origin", Kind: cli.String},
 			)},
-		{Name: "prove", Schema: "cp-ledger.prove.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Run: prove,
+		{Name: "prove", Schema: "cp-ledger.prove.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: w.scope, Run: prove,
 			Flags: flags(
 				cli.Flag{Name: "seq", Kind: cli.Int},
 				cli.Flag{Name: "tree-size", Kind: cli.Int},
 				cli.Flag{Name: "origin", Kind: cli.String},
 			)},
-		{Name: "consistency", Schema: "cp-ledger.consistency.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Run: consistency,
+		{Name: "consistency", Schema: "cp-ledger.consistency.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: w.scope, Run: consistency,
 			Flags: flags(
 				cli.Flag{Name: "from", Kind: cli.Int},
 				cli.Flag{Name: "to", Kind: cli.Int},
 			)},
-		{Name: "genesis", Schema: "cp-ledger.genesis.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Run: genesis,
+		{Name: "genesis", Schema: "cp-ledger.genesis.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Scope: w.scope, Run: genesis,
 			Flags: flags(
 				cli.Flag{Name: "parent-ledger", Kind: cli.String},
 				cli.Flag{Name: "parent-hash", Kind: cli.String},

@@ -32,9 +32,13 @@ type target struct {
 	path   string
 	tier   string // "HO3"... for a plane ledger, "" for a bare file
 	origin string
-	dir    string     // the tier's directory, for a plane ledger
-	plane  plane.Tier // its tier.json
-	actor  string     // who asks: the call's identity, stamped on entries
+	dir    string      // the tier's directory, for a plane ledger
+	plane  plane.Tier  // its tier.json
+	actor  plane.Actor // who asks: the call's identity, stamped on entries
+	// session is the HO1 session whose ledger this is (--session), and
+	// root the plane's HO3 root then (a new session ledger's GENESIS
+	// records HO2's head).
+	session, root string
 }
 
 // open opens the target's ledger for a: a plane ledger through the plane's
@@ -45,7 +49,7 @@ func (t target) open(a plane.Access) (ledger.Store, error) {
 		return plane.OpenTierLedger(t.dir, t.plane, t.path, a, t.actor)
 	}
 	if a == plane.ForAppend {
-		return ledger.OpenWriter(t.path, ledger.Options{Actor: t.actor})
+		return ledger.OpenWriter(t.path, ledger.Options{Actor: t.actor.Name, AuthOff: t.actor.AuthOff})
 	}
 	return ledger.OpenFileStore(t.path)
 }
@@ -57,6 +61,9 @@ func (t target) expectsCheckpoint() bool { return t.tier != "" && t.plane.PlaneN
 // resolve finds the ledger of a request: --ledger, or the tier ledger of
 // --plane (default: the tier of the root).
 func resolve(c *cli.Call, req cli.Request) (target, error) {
+	if s := req.String("session_id"); s != "" {
+		return sessionTarget(c, req, s)
+	}
 	if p := req.String("ledger"); p != "" {
 		if req.Has("plane") {
 			return target{}, cli.Usagef("give --ledger or --plane, not both")
@@ -66,7 +73,7 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 			// other name would let "x" and "x.jsonl" share them.
 			return target{}, cli.Usagef("--ledger %s: a ledger is a file named X.jsonl", p)
 		}
-		return ledgerTarget(p, c.Identity.Subject)
+		return ledgerTarget(p, c.Actor())
 	}
 	root, err := c.Root()
 	if err != nil {
@@ -88,7 +95,60 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 	}
 	path := plane.LedgerPath(dir, t)
-	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t, actor: c.Identity.Subject}, nil
+	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t, actor: c.Actor()}, nil
+}
+
+// sessionTarget is the ledger of HO1 session id (--session, DESIGN.md §13):
+// planes/ho1/sessions/<id>/ledger/session.jsonl, its id checked before
+// any path is built from it.
+func sessionTarget(c *cli.Call, req cli.Request, id string) (target, error) {
+	if req.Has("ledger") {
+		return target{}, cli.Usagef("give --ledger or --session, not both")
+	}
+	if p := req.String("plane"); p != "" && p != "ho1" {
+		return target{}, cli.Usagef("--session names an HO1 session; --plane %s is not HO1", p)
+	}
+	if err := checkSession(id); err != nil {
+		return target{}, err
+	}
+	root, err := c.Root()
+	if err != nil {
+		return target{}, err
+	}
+	dir, _ := plane.Dir(root, "ho1")
+	t, err := plane.ReadTier(dir)
+	var coded interface{ Code() string }
+	if errors.As(err, &coded) {
+		return target{}, err
+	} else if err != nil {
+		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
+	}
+	path := filepath.Join(dir, "sessions", id, "ledger", "session.jsonl")
+	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t, actor: c.Actor(),
+		session: id, root: root}, nil
+}
+
+// sessionGenesis is the GENESIS that starts a session's ledger: it records
+// the head of HO2's ledger (as cp-wo start does), so that the session
+// hangs off the plane's history.
+func sessionGenesis(ctx context.Context, t target) (ledger.Draft, error) {
+	dir, _ := plane.Dir(t.root, "ho2")
+	l, tier, err := plane.OpenLedger(dir, plane.ForReading, plane.Actor{})
+	if err != nil {
+		return ledger.Draft{}, err
+	}
+	defer l.Close()
+	st, err := l.State(ctx)
+	if err != nil {
+		return ledger.Draft{}, err
+	}
+	rel, err := filepath.Rel(t.root, plane.LedgerPath(dir, tier))
+	if err != nil {
+		return ledger.Draft{}, cli.Errorf(cli.ExitInternal, "INTERNAL", "HO2 ledger path: %v", err)
+	}
+	return ledger.Draft{EventType: "GENESIS", SubmissionID: t.session, Decision: "CREATED", Reason: "session ledger",
+		Metadata: map[string]any{"_tier": t.tier, "_session_id": t.session, "parent_ledger": filepath.ToSlash(rel),
+			"parent_hash": st.Head, "parent_size": json.Number(strconv.FormatInt(st.Size, 10))}}, nil
 }
 
 // ledgerTarget is the target of --ledger p. A ledger inside a plane (an
@@ -98,15 +158,11 @@ func resolve(c *cli.Call, req cli.Request) (target, error) {
 // requires one, as G6 does, so a tail appended through --ledger cannot be
 // cut unseen. Symbolic links in the directories above are resolved to find
 // the plane; the ledger keeps the path it was given.
-func ledgerTarget(p, actor string) (target, error) {
+func ledgerTarget(p string, actor plane.Actor) (target, error) {
 	bare := target{path: p, origin: ledger.DefaultOrigin(p), actor: actor}
-	abs, err := filepath.Abs(filepath.Dir(p))
+	d, err := realParent(p) // as the kernel resolves it: links, then ".."
 	if err != nil {
-		return bare, nil
-	}
-	d, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		d = abs // a directory not made yet: judged by its name
+		return target{}, err
 	}
 	if filepath.Base(d) != "ledger" {
 		return bare, nil
@@ -135,8 +191,9 @@ func ledgerTarget(p, actor string) (target, error) {
 // stream appends batch after batch to the same files), and closes them when
 // the run ends.
 type writers struct {
-	mu sync.Mutex
-	m  map[string]ledger.Store
+	mu     sync.Mutex
+	m      map[string]ledger.Store
+	scopes map[string][3]string // --ledger path: the root, tier and session it acts on
 }
 
 func (w *writers) get(t target) (ledger.Store, error) {
@@ -195,7 +252,7 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 		if err != nil {
 			return append(outs, cli.Outcome{Err: err})
 		}
-		entries, err := l.Append(ctx, drafts)
+		entries, err := appendTo(ctx, l, t, drafts)
 		c.Logf("appended %d entries to %s", len(entries), t.path)
 		if r, ok := l.(repairer); ok && r.LastRepair().Any() {
 			c.Warnf("%s: repaired an unfinished append: %s", t.path, describeRepair(r.LastRepair()))
@@ -215,7 +272,33 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 }
 
 func sameTarget(a, b cli.Request) bool {
-	return a.String("ledger") == b.String("ledger") && a.String("plane") == b.String("plane")
+	return a.String("ledger") == b.String("ledger") && a.String("plane") == b.String("plane") &&
+		a.String("session_id") == b.String("session_id") && a.String("work_order_id") == b.String("work_order_id")
+}
+
+// appendTo appends drafts to the target's open ledger. A session ledger
+// that is still empty is started in the same write by its GENESIS (whose
+// entry is not one of the answers: the requests' entries are).
+func appendTo(ctx context.Context, l ledger.Store, t target, drafts []ledger.Draft) ([]ledger.Entry, error) {
+	if t.session == "" {
+		return l.Append(ctx, drafts)
+	}
+	st, err := l.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st.Size > 0 {
+		return l.Append(ctx, drafts)
+	}
+	g, err := sessionGenesis(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	es, err := l.Append(ctx, append([]ledger.Draft{g}, drafts...))
+	if len(es) > 0 {
+		es = es[1:]
+	}
+	return es, err
 }
 
 // repairer is a store that can say what an append had to mend (the file
@@ -257,6 +340,9 @@ func draft(req cli.Request, t target) (ledger.Draft, error) {
 		return d, cli.Errorf(cli.ExitDenied, "RESERVED_EVENT_TYPE", "event type %s is reserved to the tool that owns it; cp-ledger append never writes it", d.EventType).
 			WithHint("choose a type outside the event catalogue (DESIGN.md §8)")
 	}
+	if err := reservedMetadata(d.Metadata, t, req); err != nil {
+		return d, err
+	}
 	if t.tier != "" {
 		if got, ok := d.Metadata["_tier"]; ok && got != t.tier {
 			return d, cli.Errorf(cli.ExitDenied, "TIER_MISMATCH", "metadata._tier %v does not match the ledger's tier %s", got, t.tier)
@@ -266,9 +352,39 @@ func draft(req cli.Request, t target) (ledger.Draft, error) {
 			m[k] = v
 		}
 		m["_tier"] = t.tier
+		if t.session != "" {
+			m["_session_id"] = t.session
+		}
+		if wo := req.String("work_order_id"); wo != "" {
+			m["_work_order_id"] = wo
+		}
 		d.Metadata = m
 	}
 	return d, nil
+}
+
+// reservedMetadata refuses metadata keys that begin with "_": the tools
+// stamp them (DESIGN.md §5, §8), so a caller could otherwise forge them or
+// hide a stamp. Two are accepted when they say what the stamp will say
+// anyway, so that entries piped from show append as they are: _tier equal
+// to the ledger's tier (checked by draft, TIER_MISMATCH), _session_id and
+// _work_order_id equal to the request's, and _auth "off" from a caller
+// without a verified token (stamped "off" all the same).
+func reservedMetadata(meta map[string]any, t target, req cli.Request) error {
+	for k, v := range meta {
+		if !strings.HasPrefix(k, "_") || k == "_tier" && t.tier != "" {
+			continue
+		}
+		switch {
+		case k == "_auth" && v == "off" && t.actor.AuthOff,
+			k == "_session_id" && t.session != "" && v == t.session,
+			k == "_work_order_id" && t.tier != "" && v == req.String("work_order_id") && v != "":
+			continue
+		}
+		return cli.Errorf(cli.ExitDenied, "RESERVED_METADATA", "metadata key %s is reserved to the tools (keys beginning with _ are stamped, never given)", k).
+			WithHint("rename the key without its leading _")
+	}
+	return nil
 }
 
 // show prints the entries that pass every filter, one per line, as stored.
@@ -849,6 +965,9 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
+	if err := reservedMetadata(req.Object("metadata"), t, req); err != nil {
+		return cli.Outcome{Err: err}
+	}
 	meta := map[string]any{}
 	for k, v := range req.Object("metadata") {
 		meta[k] = v
@@ -880,6 +999,9 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	}
 	if t.tier != "" {
 		meta["_tier"] = t.tier
+	}
+	if t.session != "" {
+		meta["_session_id"] = t.session
 	}
 	l, err := t.open(plane.ForAppend)
 	if err != nil {

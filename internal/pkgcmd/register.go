@@ -23,7 +23,7 @@ func registerFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Ou
 	if err != nil {
 		return fail(err)
 	}
-	return registered(register.Framework(ctx, root, c.Identity.Subject, req.String("framework_id"), req.String("src")))
+	return registered(register.Framework(ctx, root, c.Actor(), req.String("framework_id"), req.String("src")))
 }
 
 // registerSpec registers a spec whose framework is registered and active
@@ -33,7 +33,7 @@ func registerSpec(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 	if err != nil {
 		return fail(err)
 	}
-	return registered(register.Spec(ctx, root, c.Identity.Subject, req.String("spec_id"), req.String("src")))
+	return registered(register.Spec(ctx, root, c.Actor(), req.String("spec_id"), req.String("src")))
 }
 
 // checkFramework compares a candidate framework document with the
@@ -44,7 +44,7 @@ func checkFramework(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 	if err != nil {
 		return fail(err)
 	}
-	return registered(register.CheckFramework(ctx, root, c.Identity.Subject, req.String("framework_id"), req.String("src")))
+	return registered(register.CheckFramework(ctx, root, c.Actor(), req.String("framework_id"), req.String("src")))
 }
 
 // registered answers with a registration's outcome: its result, or its

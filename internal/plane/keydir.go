@@ -90,8 +90,8 @@ func Origin(t Tier, path string) string {
 // process); when that key cannot be read, appending is refused
 // (CHECKPOINT_KEY_UNAVAILABLE): an entry no checkpoint covers could be cut
 // unseen, and a plane's recorder must not go on silently without it.
-func ledgerOptions(dir string, t Tier, path, actor string) (ledger.Options, error) {
-	opts := ledger.Options{Actor: actor}
+func ledgerOptions(dir string, t Tier, path string, actor Actor) (ledger.Options, error) {
+	opts := ledger.Options{Actor: actor.Name, AuthOff: actor.AuthOff}
 	if t.PlaneName == "" {
 		return opts, nil
 	}

@@ -21,6 +21,15 @@ const (
 	ForAppend
 )
 
+// Actor is who writes to a plane's ledgers, as the request path admitted
+// them: Name is stamped as each entry's actor (receipts and snapshots keep
+// it too), and AuthOff stamps metadata._auth "off" on every entry written
+// without a verified token (DESIGN.md §8).
+type Actor struct {
+	Name    string
+	AuthOff bool
+}
+
 // OpenLedger opens the ledger of the tier whose directory is dir, where
 // its tier.json says it is, and returns it with that tier.json. It is the
 // one place a tier's ledger is opened: the store a tier uses is resolved
@@ -29,7 +38,7 @@ const (
 // §11), and so is the plane's checkpoint key attached (ledgerOptions):
 // every append through the store, and every checkpoint asked of it,
 // carries the plane's signature. actor is stamped on what is appended.
-func OpenLedger(dir string, a Access, actor string) (ledger.Store, Tier, error) {
+func OpenLedger(dir string, a Access, actor Actor) (ledger.Store, Tier, error) {
 	t, err := ReadTier(dir)
 	if err != nil {
 		return nil, t, err
@@ -42,8 +51,8 @@ func OpenLedger(dir string, a Access, actor string) (ledger.Store, Tier, error) 
 // tier t whose directory is dir (its own, or another in its ledger
 // directories, as cp-ledger --ledger names one): like the tier's own, it
 // carries the plane's signed checkpoint.
-func OpenTierLedger(dir string, t Tier, path string, a Access, actor string) (ledger.Store, error) {
-	opts := ledger.Options{Actor: actor}
+func OpenTierLedger(dir string, t Tier, path string, a Access, actor Actor) (ledger.Store, error) {
+	opts := ledger.Options{Actor: actor.Name, AuthOff: actor.AuthOff}
 	if a != ForReading {
 		var err error
 		if opts, err = ledgerOptions(dir, t, path, actor); err != nil {

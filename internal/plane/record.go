@@ -10,7 +10,7 @@ import (
 // and returns the last entry written. Every registration, check and refusal
 // that changes or judges the plane goes through it, and leaves the plane's
 // signed checkpoint (OpenLedger).
-func Record(ctx context.Context, root, actor string, drafts ...ledger.Draft) (ledger.Entry, error) {
+func Record(ctx context.Context, root string, actor Actor, drafts ...ledger.Draft) (ledger.Entry, error) {
 	l, t, err := OpenLedger(root, ForAppend, actor)
 	if err != nil {
 		return ledger.Entry{}, err
@@ -33,7 +33,7 @@ func Record(ctx context.Context, root, actor string, drafts ...ledger.Draft) (le
 // plane at root now (its checkpoint key readable, its stored checkpoint
 // consistent), appending nothing: a verb that changes the plane before it
 // records the change calls it first, so that nothing changes unrecorded.
-func CheckRecord(ctx context.Context, root, actor string) error {
+func CheckRecord(ctx context.Context, root string, actor Actor) error {
 	l, _, err := OpenLedger(root, ForAppend, actor)
 	if err != nil {
 		return err

@@ -20,7 +20,7 @@ import (
 func newPlane(t *testing.T) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "plane")
-	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: "tester"})
+	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	return root
 }

@@ -54,6 +54,10 @@ type Options struct {
 	LockTimeout time.Duration
 	// Actor is stamped on every appended entry.
 	Actor string
+	// AuthOff stamps metadata._auth "off" on every appended entry: it was
+	// written without a verified token (DESIGN.md §8). The stamp goes into
+	// a copy of the draft's metadata; the caller's map is never changed.
+	AuthOff bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Checkpoint, when set, makes every append leave a checkpoint signed
@@ -347,6 +351,9 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 		}
 		if e.PromptsUsed == nil {
 			e.PromptsUsed = []string{}
+		}
+		if l.opts.AuthOff {
+			e.Metadata = stampAuthOff(d.Metadata)
 		}
 		var leaf tlog.Hash
 		var err error
@@ -812,4 +819,14 @@ func (l *Ledger) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		return nil, l.sideErr
 	}
 	return l.hashes.ReadHashes(indexes)
+}
+
+// stampAuthOff returns a copy of meta with _auth "off" (DESIGN.md §8).
+func stampAuthOff(meta map[string]any) map[string]any {
+	m := make(map[string]any, len(meta)+1)
+	for k, v := range meta {
+		m[k] = v
+	}
+	m["_auth"] = "off"
+	return m
 }

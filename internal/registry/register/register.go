@@ -45,7 +45,7 @@ type Outcome struct {
 // registry was written first: if recording fails, the registration stands
 // without its entry and the error says so (install's journal, next, is
 // what makes such pairs atomic).
-func recorded(ctx context.Context, root, actor string, result any, err error, d ledger.Draft) (Outcome, error) {
+func recorded(ctx context.Context, root string, actor plane.Actor, result any, err error, d ledger.Draft) (Outcome, error) {
 	e, lerr := plane.Record(ctx, root, actor, d)
 	if lerr != nil {
 		return Outcome{}, errors.Join(err, lerr)
@@ -67,7 +67,7 @@ func recorded(ctx context.Context, root, actor string, result any, err error, d 
 // (VERSION_NOT_NEWER, BREAKING_CHANGE, VERSION_EXISTS, HASH_MISMATCH) are
 // recorded as FRAMEWORK_REGISTRATION_REFUSED, a registration as
 // FRAMEWORK_REGISTERED; nothing is written when the plane cannot record.
-func Framework(ctx context.Context, root, actor, id, src string) (Outcome, error) {
+func Framework(ctx context.Context, root string, actor plane.Actor, id, src string) (Outcome, error) {
 	if err := plane.CheckRecord(ctx, root, actor); err != nil {
 		return Outcome{}, err // the registry is written first: refuse before it
 	}
@@ -104,7 +104,7 @@ func Framework(ctx context.Context, root, actor, id, src string) (Outcome, error
 			return nil, err
 		}
 		row := registry.Framework{ID: id, Title: fw.Title, Version: fw.Version, Status: fw.Status, Path: path, SHA256: sha,
-			RegisteredAt: time.Now().UTC(), RegisteredBy: actor}.Row()
+			RegisteredAt: time.Now().UTC(), RegisteredBy: actor.Name}.Row()
 		result["changed"] = true
 		return replace(rows, "framework_id", id, row), nil
 	})
@@ -128,7 +128,7 @@ func Framework(ctx context.Context, root, actor, id, src string) (Outcome, error
 // Refusals (FRAMEWORK_NOT_FOUND, FRAMEWORK_INACTIVE, VERSION_NOT_NEWER,
 // VERSION_EXISTS) are recorded as SPEC_REGISTRATION_REFUSED, a
 // registration as SPEC_REGISTERED.
-func Spec(ctx context.Context, root, actor, id, src string) (Outcome, error) {
+func Spec(ctx context.Context, root string, actor plane.Actor, id, src string) (Outcome, error) {
 	if err := plane.CheckRecord(ctx, root, actor); err != nil {
 		return Outcome{}, err // the registry is written first: refuse before it
 	}
@@ -172,7 +172,7 @@ func Spec(ctx context.Context, root, actor, id, src string) (Outcome, error) {
 			return nil, err
 		}
 		row := registry.Spec{ID: id, FrameworkID: s.FrameworkID, Title: s.Title, Version: s.Version, Status: s.Status, Path: path,
-			SHA256: sha, RegisteredAt: time.Now().UTC(), RegisteredBy: actor}.Row()
+			SHA256: sha, RegisteredAt: time.Now().UTC(), RegisteredBy: actor.Name}.Row()
 		result["changed"] = true
 		return map[string][]registry.Row{registry.Specs.File: replace(rows, "spec_id", id, row)}, nil
 	})
@@ -194,7 +194,7 @@ func Spec(ctx context.Context, root, actor, id, src string) (Outcome, error) {
 // registered one and records FRAMEWORK_CHECKED: a MUST invariant removed
 // is a breaking change (BREAKING_CHANGE, carrying the result), a new id
 // FRAMEWORK_NOT_FOUND.
-func CheckFramework(ctx context.Context, root, actor, id, src string) (Outcome, error) {
+func CheckFramework(ctx context.Context, root string, actor plane.Actor, id, src string) (Outcome, error) {
 	next, _, err := readFramework(src, id)
 	if err != nil {
 		return Outcome{}, err

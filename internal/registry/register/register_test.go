@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/control-plane/cp/internal/bootstrap"
+	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/registry/register"
 	"github.com/stretchr/testify/require"
 )
@@ -45,18 +46,18 @@ func code(t *testing.T, err error) string {
 func TestFrameworkRules(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "plane")
-	_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: "tester"})
+	_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	src := t.TempDir()
 	v1 := write(t, src, "v1.md", framework("1.0.0", "MUST declare every file.", "MUST sign every package."))
 
-	o, err := register.Framework(ctx, root, "tester", "FMWK-DEMO-001", v1)
+	o, err := register.Framework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", v1)
 	require.NoError(t, err)
 	require.Equal(t, true, o.Result.(map[string]any)["changed"])
 	require.NotEmpty(t, o.LedgerEntryID, "a registration is recorded")
 
 	// The same document again: a no-op, recorded nowhere.
-	o, err = register.Framework(ctx, root, "tester", "FMWK-DEMO-001", v1)
+	o, err = register.Framework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", v1)
 	require.NoError(t, err)
 	require.Equal(t, false, o.Result.(map[string]any)["changed"])
 	require.Empty(t, o.LedgerEntryID)
@@ -72,7 +73,7 @@ func TestFrameworkRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := register.Framework(ctx, root, "tester", "FMWK-DEMO-001", write(t, src, tt.name+".md", tt.doc))
+			o, err := register.Framework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", write(t, src, tt.name+".md", tt.doc))
 			require.Equal(t, tt.code, code(t, err), "%v", err)
 			if tt.code == "VERSION_NOT_NEWER" || tt.code == "BREAKING_CHANGE" {
 				require.NotEmpty(t, o.LedgerEntryID, "a refusal is recorded")
@@ -82,10 +83,10 @@ func TestFrameworkRules(t *testing.T) {
 	}
 
 	// check-framework judges a candidate against the registered 1.2.0.
-	o, err = register.CheckFramework(ctx, root, "tester", "FMWK-DEMO-001", write(t, src, "next.md", framework("1.3.0", "MUST declare every file.")))
+	o, err = register.CheckFramework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", write(t, src, "next.md", framework("1.3.0", "MUST declare every file.")))
 	require.Equal(t, "BREAKING_CHANGE", code(t, err))
 	require.NotEmpty(t, o.LedgerEntryID)
-	_, err = register.CheckFramework(ctx, root, "tester", "FMWK-NONE-001", write(t, src, "none.md", "---\nframework_id: FMWK-NONE-001\ntitle: x\nversion: 1.0.0\nstatus: active\n---\n"))
+	_, err = register.CheckFramework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-NONE-001", write(t, src, "none.md", "---\nframework_id: FMWK-NONE-001\ntitle: x\nversion: 1.0.0\nstatus: active\n---\n"))
 	require.Equal(t, "FRAMEWORK_NOT_FOUND", code(t, err))
 }
 
@@ -93,7 +94,7 @@ func TestFrameworkRules(t *testing.T) {
 func TestSpecLookups(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "plane")
-	_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: "tester"})
+	_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: plane.Actor{Name: "tester"}})
 	require.NoError(t, err)
 	fw, err := register.SpecFramework(root, "SPEC-KERNEL-001")
 	require.NoError(t, err)

@@ -18,6 +18,7 @@ require (
 )
 
 require (
+	github.com/go-jose/go-jose/v4 v4.1.9 // indirect
 	github.com/go-json-experiment/json v1.27.2 // indirect
 	github.com/itchyny/timefmt-go v0.1.9 // indirect
 	github.com/tidwall/match v1.1.1 // indirect

@@ -162,18 +162,25 @@ func (p *Policy) Evaluate(r Request) error {
 		Action: cedar.NewEntityUID("Action", cedar.String(a.Action)), Resource: resource, Context: cedar.NewRecord(ctx)})
 	if len(diag.Errors) > 0 {
 		e := diag.Errors[0]
-		return &Error{code: CodeDenied, Policy: policyName(e.PolicyID, e.Position),
-			msg: fmt.Sprintf("policy %s could not be evaluated (%s): a forbid that cannot be evaluated forbids", policyName(e.PolicyID, e.Position), e.Message)}
+		return &Error{code: CodeDenied, Policy: p.name(e.PolicyID, e.Position),
+			msg: fmt.Sprintf("policy %s could not be evaluated (%s): a forbid that cannot be evaluated forbids", p.name(e.PolicyID, e.Position), e.Message)}
 	}
 	if len(diag.Reasons) > 0 {
 		e := diag.Reasons[0]
-		return &Error{code: CodeDenied, Policy: policyName(e.PolicyID, e.Position),
-			msg: fmt.Sprintf("forbidden by policy %s of %s", policyName(e.PolicyID, e.Position), PolicyFile)}
+		return &Error{code: CodeDenied, Policy: p.name(e.PolicyID, e.Position),
+			msg: fmt.Sprintf("forbidden by policy %s of %s", p.name(e.PolicyID, e.Position), PolicyFile)}
 	}
 	return nil
 }
 
-func policyName(id cedar.PolicyID, pos cedar.Position) string {
+// name is a policy's @id annotation if it has one, else cedar-go's
+// positional id (policy0, ...), with the line it starts on.
+func (p *Policy) name(id cedar.PolicyID, pos cedar.Position) string {
+	if po := p.set.Get(id); po != nil {
+		if v, ok := po.Annotations()["id"]; ok && v != "" {
+			return fmt.Sprintf("%s (line %d)", v, pos.Line)
+		}
+	}
 	return fmt.Sprintf("%s (line %d)", id, pos.Line)
 }
 

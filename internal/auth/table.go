@@ -176,3 +176,17 @@ func Allows(c *Claims) []Allowance {
 }
 
 var _ = fmt.Sprintf
+
+// DecideTool is the table's rule for an agent's own tool call (cp-auth
+// check): auditor and reader may only read (an action named "read" or
+// ending in ".read"); every other role may call any tool, subject to the
+// Cedar policies. c nil (auth off) is allowed. The refusal is TOOL_DENIED.
+func DecideTool(c *Claims, action string) error {
+	if c == nil || action == "read" || strings.HasSuffix(action, ".read") {
+		return nil
+	}
+	if c.Role == RoleAuditor || c.Role == RoleReader {
+		return refuse("TOOL_DENIED", "role %s may only read (actions \"read\" or \"*.read\"), not %s", c.Role, action)
+	}
+	return nil
+}

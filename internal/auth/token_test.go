@@ -88,8 +88,14 @@ func TestVerifyRefusals(t *testing.T) {
 	}{
 		{"empty", "", CodeMissing},
 		{"expired", with(func(c *Claims) { c.ExpiresAt = testNow.Add(-time.Minute).Unix() }), CodeExpired},
-		{"not yet valid (nbf)", with(func(c *Claims) { c.NotBefore = testNow.Add(time.Hour).Unix(); c.ExpiresAt = testNow.Add(2 * time.Hour).Unix() }), CodeExpired},
-		{"issued in the future", with(func(c *Claims) { c.IssuedAt = testNow.Add(time.Hour).Unix(); c.ExpiresAt = testNow.Add(2 * time.Hour).Unix() }), CodeExpired},
+		{"not yet valid (nbf)", with(func(c *Claims) {
+			c.NotBefore = testNow.Add(time.Hour).Unix()
+			c.ExpiresAt = testNow.Add(2 * time.Hour).Unix()
+		}), CodeExpired},
+		{"issued in the future", with(func(c *Claims) {
+			c.IssuedAt = testNow.Add(time.Hour).Unix()
+			c.ExpiresAt = testNow.Add(2 * time.Hour).Unix()
+		}), CodeExpired},
 		{"other plane", with(func(c *Claims) { c.Audience = "plane-b" }), CodeInvalid},
 		{"other key", mustMint(t, otherPriv, testClaims()), CodeInvalid},
 		{"alg none", enc.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".", CodeInvalid},
@@ -126,7 +132,10 @@ func TestVerifyRefusals(t *testing.T) {
 	_, err = Verify(signRaw(priv, `{"alg":"EdDSA","typ":"JWT"}`, payload(`,"admin":true`)), keys, "plane-a", testNow)
 	require.ErrorContains(t, err, "admin")
 	// Within the leeway: still valid.
-	_, err = Verify(with(func(c *Claims) { c.ExpiresAt = testNow.Add(-Leeway / 2).Unix(); c.IssuedAt = testNow.Add(-time.Hour).Unix() }), keys, "plane-a", testNow)
+	_, err = Verify(with(func(c *Claims) {
+		c.ExpiresAt = testNow.Add(-Leeway / 2).Unix()
+		c.IssuedAt = testNow.Add(-time.Hour).Unix()
+	}), keys, "plane-a", testNow)
 	require.NoError(t, err)
 }
 

@@ -26,7 +26,7 @@ type testPlane struct {
 
 // newPlane bootstraps a plane and, when withAuth, makes its auth key and
 // trusts it for purpose auth (what cp-auth init does).
-func newPlane(t *testing.T, withAuth bool) *testPlane {
+func newPlane(t testing.TB, withAuth bool) *testPlane {
 	t.Helper()
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "plane")
@@ -45,7 +45,7 @@ func newPlane(t *testing.T, withAuth bool) *testPlane {
 	return p
 }
 
-func (p *testPlane) mint(t *testing.T, c auth.Claims) string {
+func (p *testPlane) mint(t testing.TB, c auth.Claims) string {
 	t.Helper()
 	priv, _, err := auth.LoadKey(p.key)
 	require.NoError(t, err)
@@ -66,7 +66,7 @@ func (p *testPlane) mint(t *testing.T, c auth.Claims) string {
 	return tok
 }
 
-func (p *testPlane) revoke(t *testing.T, r auth.Revocation) {
+func (p *testPlane) revoke(t testing.TB, r auth.Revocation) {
 	t.Helper()
 	require.NoError(t, r.Check())
 	_, err := plane.Record(context.Background(), p.root, "tester", ledger.Draft{EventType: auth.EventRevoked, Decision: "REVOKED", Metadata: r.Metadata()})

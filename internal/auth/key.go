@@ -1,14 +1,18 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -125,24 +129,78 @@ func VerifierOf(priv ed25519.PrivateKey, name string) (string, error) {
 
 // TrustedKeys returns the Ed25519 keys the plane at root trusts for
 // purpose auth (config/trusted_keys.json). None means the plane was never
-// initialized for auth. A file that cannot be read or parsed is an error.
+// initialized for auth. A file that cannot be read or is not valid is an
+// error (fail closed).
+//
+// It decodes the file itself, as strictly as trust.Load (no unknown field,
+// every key a note verifier key of its name, purposes known and not
+// repeated, added_at RFC 3339) but without compiling the file's JSON
+// Schema, which costs a token-checking process more than the whole rest of
+// the check.
 func TrustedKeys(root string) ([]ed25519.PublicKey, error) {
-	ks, err := trust.Load(root)
+	file := filepath.Join(root, filepath.FromSlash(trust.File))
+	b, err := regfile.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
+	return authKeys(b, file)
+}
+
+func authKeys(b []byte, file string) ([]ed25519.PublicKey, error) {
+	var doc struct {
+		Keys *[]struct {
+			Name     string   `json:"name"`
+			Key      string   `json:"key"`
+			Purposes []string `json:"purposes"`
+			AddedAt  *string  `json:"added_at"`
+		} `json:"keys"`
+	}
+	bad := func(format string, args ...any) error {
+		return refuse(CodeInvalid, "%s: %s: no token can be checked against it", file, fmt.Sprintf(format, args...))
+	}
+	if err := noDuplicateKeys(b); err != nil {
+		return nil, bad("%v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, bad("%v", err)
+	}
+	if dec.More() || doc.Keys == nil {
+		return nil, bad("not one object with a keys list")
+	}
 	var out []ed25519.PublicKey
-	for _, k := range ks {
-		for _, p := range k.Purposes {
-			if p != trust.PurposeAuth {
-				continue
-			}
-			pub, err := publicKey(k.Key)
-			if err != nil {
-				return nil, refuse(CodeInvalid, "trusted key %s for auth: %v", k.Name, err)
-			}
-			out = append(out, pub)
+	for i, k := range *doc.Keys {
+		if k.Name == "" || len(k.Purposes) == 0 {
+			return nil, bad("/keys/%d: name and purposes are required", i)
 		}
+		if k.AddedAt != nil {
+			if _, err := time.Parse(time.RFC3339, *k.AddedAt); err != nil {
+				return nil, bad("/keys/%d/added_at: not an RFC 3339 time", i)
+			}
+		}
+		v, err := note.NewVerifier(k.Key)
+		if err != nil || v.Name() != k.Name {
+			return nil, bad("/keys/%d/key: not a note verifier key named %q", i, k.Name)
+		}
+		isAuth := false
+		for j, p := range k.Purposes {
+			if !slices.Contains(trust.Purposes, p) || slices.Contains(k.Purposes[:j], p) {
+				return nil, bad("/keys/%d/purposes/%d: unknown or repeated purpose %q", i, j, p)
+			}
+			isAuth = isAuth || p == trust.PurposeAuth
+		}
+		if !isAuth {
+			continue
+		}
+		pub, err := publicKey(k.Key)
+		if err != nil {
+			return nil, bad("/keys/%d/key: %v", i, err)
+		}
+		out = append(out, pub)
 	}
 	return out, nil
 }

@@ -174,7 +174,8 @@ func ownsPlane(root string) error {
 }
 
 // ReadToken returns the token that spec (CONTROL_PLANE_TOKEN) holds: the
-// token itself (three dot-separated segments, no slash), or the contents
+// token itself (three dot-separated segments starting "eyJ", the base64url
+// of a JSON object's opening, and no slash), or the contents
 // of the regular file it names, at most MaxTokenSize bytes. Empty:
 // AUTH_MISSING.
 func ReadToken(spec string) (string, error) {
@@ -182,7 +183,7 @@ func ReadToken(spec string) (string, error) {
 	if spec == "" {
 		return "", refuse(CodeMissing, "this plane requires a token (cp-auth init has run): set CONTROL_PLANE_TOKEN to a token or a file holding one")
 	}
-	if strings.Count(spec, ".") == 2 && !strings.ContainsAny(spec, "/\\") {
+	if strings.HasPrefix(spec, "eyJ") && strings.Count(spec, ".") == 2 && !strings.ContainsAny(spec, "/\\") {
 		return spec, nil
 	}
 	f, err := regfile.Open(spec)

@@ -165,6 +165,9 @@ func decodeClaims(token string) (*Claims, error) {
 	if len(parts) != 3 {
 		return nil, errors.New("not three segments")
 	}
+	if err := checkHeader(parts[0]); err != nil {
+		return nil, err
+	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
 	if err != nil {
 		return nil, errors.New("payload is not base64url")
@@ -211,6 +214,34 @@ func noDuplicateKeys(b []byte) error {
 	}
 	if n != len(m) {
 		return errors.New("a claim is named twice")
+	}
+	return nil
+}
+
+// checkHeader refuses a header that says more than alg EdDSA, typ JWT and
+// a kid (which selects nothing: every trusted key is tried): crit, jku,
+// x5u, jwk and the rest are never honoured, so they are refused rather
+// than ignored.
+func checkHeader(seg string) error {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+	if err != nil {
+		return errors.New("header is not base64url")
+	}
+	if err := noDuplicateKeys(b); err != nil {
+		return fmt.Errorf("header: %v", err)
+	}
+	var h struct {
+		Alg string  `json:"alg"`
+		Typ *string `json:"typ"`
+		Kid *string `json:"kid"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil {
+		return fmt.Errorf("header: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if h.Alg != "EdDSA" || h.Typ != nil && *h.Typ != "JWT" {
+		return errors.New("header: want alg EdDSA, typ JWT")
 	}
 	return nil
 }

@@ -232,3 +232,23 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkVerify(b *testing.B) {
+	pub, priv := testKey(b)
+	tok := mustMint(b, priv, testClaims())
+	keys := []ed25519.PublicKey{pub}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Verify(tok, keys, "plane-a", testNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyEd25519(b *testing.B) {
+	pub, priv := testKey(b)
+	sig := ed25519.Sign(priv, []byte("message"))
+	for b.Loop() {
+		verifyEd25519(pub, []byte("message"), sig)
+	}
+}

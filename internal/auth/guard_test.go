@@ -219,3 +219,27 @@ func TestGuardPolicy(t *testing.T) {
 	require.Equal(t, auth.CodePolicy, code(err), "%v", err)
 	require.NoError(t, g.Authorize(ctx, id, auth.Access{Root: p.root, Action: auth.ActionRead, Tier: "ho1"}))
 }
+
+// While auth is off, a mutating verb on a tier the OS user cannot write is
+// refused before it acts; reads and the caller's own files are not.
+func TestGuardNotWritable(t *testing.T) {
+	ctx := context.Background()
+	p := newPlane(t, false)
+	g := auth.NewGuard(auth.Config{OSUser: "u"})
+	id, err := g.Admit(ctx, p.root)
+	require.NoError(t, err)
+	ho1 := filepath.Join(p.root, "planes", "ho1")
+	require.NoError(t, g.Authorize(ctx, id, auth.Access{Root: p.root, Action: auth.ActionAppend, Tier: "ho1"}))
+	if os.Geteuid() == 0 {
+		// root writes anything: stand in a tier that is not there.
+		require.NoError(t, os.Rename(ho1, ho1+".away"))
+		defer os.Rename(ho1+".away", ho1)
+	} else {
+		require.NoError(t, os.Chmod(ho1, 0o555))
+		defer os.Chmod(ho1, 0o755)
+	}
+	err = g.Authorize(ctx, id, auth.Access{Root: p.root, Action: auth.ActionAppend, Tier: "ho1", Tool: "cp-ledger", Verb: "append"})
+	require.Equal(t, auth.CodeNotWritable, code(err), "%v", err)
+	require.NoError(t, g.Authorize(ctx, id, auth.Access{Root: p.root, Action: auth.ActionRead, Tier: "ho1"}))
+	require.NoError(t, g.Authorize(ctx, id, auth.Access{Root: p.root, Action: auth.ActionKeygen}))
+}

@@ -5,16 +5,15 @@ import "fmt"
 // Codes of the auth engine's refusals (DESIGN.md §8). All are refusals:
 // a negative verdict, exit 1.
 const (
-	CodeMissing      = "AUTH_MISSING"       // no token where one is required
-	CodeInvalid      = "AUTH_INVALID"       // a token that does not verify or decode strictly
-	CodeExpired      = "AUTH_EXPIRED"       // exp passed, or nbf/iat in the future beyond Leeway
-	CodeRevoked      = "AUTH_REVOKED"       // named by a TOKEN_REVOKED entry in HO3
-	CodeOffRefused   = "AUTH_OFF_REFUSED"   // CONTROL_PLANE_AUTH=off from a user that does not own the plane
-	CodeDenied       = "FIREWALL_DENIED"    // the built-in table refuses the access
-	CodePolicyDenied = "FIREWALL_DENIED"    // a Cedar forbid matched (same code: a denial)
-	CodePolicy       = "POLICY_INVALID"     // config/policy.cedar does not parse, holds a permit, or cannot be read
-	CodeNotWritable  = "PLANE_NOT_WRITABLE" // auth off, a mutating verb from a user that cannot write the tier
-	CodeKey          = "AUTH_KEY_UNAVAILABLE"
+	CodeMissing     = "AUTH_MISSING"       // no token where one is required
+	CodeInvalid     = "AUTH_INVALID"       // a token that does not verify or decode strictly
+	CodeExpired     = "AUTH_EXPIRED"       // exp passed, or nbf/iat in the future beyond Leeway
+	CodeRevoked     = "AUTH_REVOKED"       // named by a TOKEN_REVOKED entry in HO3
+	CodeOffRefused  = "AUTH_OFF_REFUSED"   // CONTROL_PLANE_AUTH=off from a user that does not own the plane
+	CodeDenied      = "FIREWALL_DENIED"    // the table, or a Cedar forbid, refuses the access
+	CodePolicy      = "POLICY_INVALID"     // config/policy.cedar does not parse, holds a permit, or cannot be read
+	CodeNotWritable = "PLANE_NOT_WRITABLE" // auth off, a mutating verb from a user that cannot write the tier
+	CodeKey         = "AUTH_KEY_UNAVAILABLE"
 )
 
 // Error is a refusal of the auth engine, with a stable Code. Its message

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -272,5 +271,3 @@ func Whoami(ctx context.Context, g *Guard, root string) (Identity, []Allowance, 
 	}
 	return id, Allows(id.Claims), nil
 }
-
-var _ = fmt.Sprint

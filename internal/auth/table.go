@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 )
@@ -30,19 +29,19 @@ func tierRank(t string) int {
 // and author. An action Decide does not know is refused.
 func Decide(c *Claims, a Access) error {
 	if c == nil {
-		return deny(a, "no verified token")
+		return deny("no verified token")
 	}
 	role := c.Role
 	has := func(t string) bool { return slices.Contains(c.Tiers, t) }
 	inTier := func() error { // the access's tier, if any, must be one of the token's
 		if a.Tier != "" && !has(a.Tier) {
-			return deny(a, "role %s may not %s at %s: the token's tiers are %s", role, a.Action, strings.ToUpper(a.Tier), tierList(c.Tiers))
+			return deny("role %s may not %s at %s: the token's tiers are %s", role, a.Action, strings.ToUpper(a.Tier), tierList(c.Tiers))
 		}
 		return nil
 	}
 	adminOrMaintainer := func(what string) error {
 		if role != RoleAdmin && role != RoleMaintainer {
-			return deny(a, "role %s may not %s (%s)", role, a.Action, what)
+			return deny("role %s may not %s (%s)", role, a.Action, what)
 		}
 		return nil
 	}
@@ -51,7 +50,7 @@ func Decide(c *Claims, a Access) error {
 			return err
 		}
 		if !has("ho3") {
-			return deny(a, "role %s may not %s without HO3 in its tiers (%s)", role, a.Action, what)
+			return deny("role %s may not %s without HO3 in its tiers (%s)", role, a.Action, what)
 		}
 		return inTier()
 	}
@@ -65,7 +64,7 @@ func Decide(c *Claims, a Access) error {
 				return nil
 			}
 		}
-		return deny(a, "role %s may not read %s: a token reads its tiers (%s) and higher ones", role, strings.ToUpper(a.Tier), tierList(c.Tiers))
+		return deny("role %s may not read %s: a token reads its tiers (%s) and higher ones", role, strings.ToUpper(a.Tier), tierList(c.Tiers))
 	case ActionAuthor:
 		if a.Tier == "" {
 			return nil
@@ -77,17 +76,17 @@ func Decide(c *Claims, a Access) error {
 			return inTier()
 		case RoleWorker:
 			if a.Tier != "ho1" {
-				return deny(a, "role worker may append only to its own HO1 session ledger, not %s", tierName(a.Tier))
+				return deny("role worker may append only to its own HO1 session ledger, not %s", tierName(a.Tier))
 			}
 			if err := inTier(); err != nil {
 				return err
 			}
 			if c.Session == "" || a.Session != c.Session {
-				return deny(a, "role worker may append only to its own session %q, not %q", c.Session, a.Session)
+				return deny("role worker may append only to its own session %q, not %q", c.Session, a.Session)
 			}
 			return nil
 		}
-		return deny(a, "role %s may not append (reads only)", role)
+		return deny("role %s may not append (reads only)", role)
 	case ActionInstall, ActionRollback, ActionRecover, ActionBootstrap, ActionRegister, ActionSign, ActionKeygen:
 		return ho3("HO3 only for admin and maintainer")
 	case ActionCheckpoint:
@@ -111,24 +110,24 @@ func Decide(c *Claims, a Access) error {
 			return inTier()
 		case RoleWorker:
 			if a.WorkOrder != "" && a.WorkOrder != c.WorkOrder {
-				return deny(a, "role worker may act only for its work order %s, not %s", c.WorkOrder, a.WorkOrder)
+				return deny("role worker may act only for its work order %s, not %s", c.WorkOrder, a.WorkOrder)
 			}
 			return inTier()
 		}
-		return deny(a, "role %s may not %s (reads only)", role, a.Action)
+		return deny("role %s may not %s (reads only)", role, a.Action)
 	case ActionTrust, ActionToken, ActionRevoke:
 		if role != RoleAdmin {
-			return deny(a, "role %s may not %s (admin only, with HO3)", role, a.Action)
+			return deny("role %s may not %s (admin only, with HO3)", role, a.Action)
 		}
 		if !has("ho3") {
-			return deny(a, "role admin may not %s without HO3 in its tiers", a.Action)
+			return deny("role admin may not %s without HO3 in its tiers", a.Action)
 		}
 		return inTier()
 	}
-	return deny(a, "unknown action %q: refused", a.Action)
+	return deny("unknown action %q: refused", a.Action)
 }
 
-func deny(a Access, format string, args ...any) *Error {
+func deny(format string, args ...any) *Error {
 	return refuse(CodeDenied, format, args...)
 }
 
@@ -174,8 +173,6 @@ func Allows(c *Claims) []Allowance {
 	}
 	return out
 }
-
-var _ = fmt.Sprintf
 
 // DecideTool is the table's rule for an agent's own tool call (cp-auth
 // check): auditor and reader may only read (an action named "read" or

@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./pkg/pkgsig/
 	$(GO) test -run '^$$' -fuzz FuzzParseTrusted -fuzztime $(FUZZTIME) ./pkg/pkgsig/
 	$(GO) test -run '^$$' -fuzz FuzzTarStream -fuzztime $(FUZZTIME) ./pkg/archive/
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./internal/auth/
 
 demo: build
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh

@@ -198,4 +198,22 @@ printf '$ cp-gate --gate G0B --format sarif > gate.sarif\n'
 check 1 cp-gate --gate G0B --format sarif > gate.sarif
 grep -E '"(version|ruleId|uri)"' gate.sarif | sed 's/^ */  /'
 
+step "20. identity: cp-auth init trusts an auth key (outside the plane) and mints a first admin token; a worker token is bound to one work order and one HO1 session"
+printf '$ cp-auth init --sub demo-ops\n'
+admin=$(check 0 cp-auth init --sub demo-ops --format json | field token)
+export CONTROL_PLANE_TOKEN=$admin
+printf '$ W=$(cp-auth token --sub w1 --role worker --tiers ho1 --wo WO-7 --session SES-7 --ttl 1h --format text)\n'
+worker=$(check 0 cp-auth token --sub w1 --role worker --tiers ho1 --wo WO-7 --session SES-7 --ttl 1h --format text)
+printf '$ CONTROL_PLANE_TOKEN=$W cp-auth whoami --format text\n'
+CONTROL_PLANE_TOKEN=$worker check 0 cp-auth whoami --format text
+printf '$ CONTROL_PLANE_TOKEN=$W cp-auth check --action shell --resource curl   (under a forbid policy)\n'
+printf '@id("no-curl") forbid (principal, action == Action::"shell", resource == Resource::"curl");\n' > plane/config/policy.cedar
+CONTROL_PLANE_TOKEN=$worker check 1 cp-auth check --action shell --resource curl --format text
+rm plane/config/policy.cedar
+run cp-auth revoke --sub w1 --format text
+printf '$ CONTROL_PLANE_TOKEN=$W cp-auth whoami   (revoked)\n'
+CONTROL_PLANE_TOKEN=$worker check 1 cp-auth whoami --format text
+printf '$ cp-ledger show --where %s\n' "'.event_type | test(\"TOKEN_|TOOL_\")'"
+check 0 cp-ledger show --where '.event_type | test("TOKEN_|TOOL_")' | sed -E 's/.*"event_type":"([^"]*)".*"reason":"([^"]*)".*"seq":([0-9]+).*/  seq \3  \1: \2/'
+
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

@@ -227,6 +227,14 @@ var classes = map[string]int{
 	"AUTH_INVALID":    ExitDenied,
 	"AUTH_EXPIRED":    ExitDenied,
 	"AUTH_REVOKED":    ExitDenied,
+	// cp-auth and the Guard (internal/auth).
+	"AUTH_OFF_REFUSED":     ExitDenied,
+	"AUTH_INITIALIZED":     ExitDenied,
+	"AUTH_KEY_UNAVAILABLE": ExitDenied,
+	"POLICY_INVALID":       ExitDenied,
+	"PLANE_NOT_WRITABLE":   ExitDenied,
+	"PLANE_NAME_MISSING":   ExitDenied,
+	"TOOL_DENIED":          ExitDenied,
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

@@ -5,20 +5,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/plane"
 )
 
-// sessionRE is an HO1 session id (DESIGN.md §13), checked before any path
-// is built from one.
-var sessionRE = regexp.MustCompile(`^SES-[0-9]{8}-[0-9a-f]{8}$`)
-
 // checkSession refuses a session id that is not one.
 func checkSession(id string) error {
-	if !sessionRE.MatchString(id) {
+	if !plane.ValidSessionID(id) {
 		return cli.Invalidf("INVALID_INPUT", "--session %q is not a session id (SES-YYYYMMDD-<8 hex digits>)", id)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/control-plane/cp/internal/regfile"
@@ -81,3 +82,11 @@ func Dir(root, planeID string) (string, error) {
 	}
 	return "", fmt.Errorf("unknown plane %q (want ho3, ho2 or ho1)", planeID)
 }
+
+// sessionID is an HO1 session id (DESIGN.md §13): SES-YYYYMMDD-<8 hex>.
+var sessionID = regexp.MustCompile(`^SES-[0-9]{8}-[0-9a-f]{8}$`)
+
+// ValidSessionID reports whether id is an HO1 session id. Check it before
+// a path is built from one (planes/ho1/sessions/<id>/...), and before a
+// token is bound to one.
+func ValidSessionID(id string) bool { return sessionID.MatchString(id) }

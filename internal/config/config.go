@@ -35,6 +35,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/schema"
@@ -465,6 +466,11 @@ func load(root, rel string) (any, Source, error) {
 	src.SHA256 = sum(b)
 	if owner == nil {
 		return nil, src, invalid(rel, "present but owned by no installed package; operator configuration is installed by a config package")
+	}
+	if owner["package_id"] == plane.KernelID {
+		// Kernels before issue 10 shipped a placeholder router policy; the
+		// next kernel release (any cp-install trust change) drops it.
+		return nil, src, invalid(rel, "owned by the kernel %s, which owns no operator configuration: an older kernel's placeholder, which the next kernel release (cp-install trust add|remove) removes", plane.KernelID)
 	}
 	if owner["sha256"] != src.SHA256 {
 		return nil, src, invalid(rel, "changed since %s installed it (holds %s, installed %s)", owner["package_id"], src.SHA256, owner["sha256"])

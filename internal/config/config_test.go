@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/control-plane/cp/internal/installcmd"
 	"github.com/control-plane/cp/internal/pkgcmd"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/keys"
 	"github.com/control-plane/cp/pkg/manifest"
@@ -204,6 +206,20 @@ func TestFailClosed(t *testing.T) {
 		require.NoError(t, os.Mkdir(filepath.Join(root, "config", "policy.cedar"), 0o755))
 		_, _, err := config.PolicyText(root)
 		require.Error(t, err)
+	})
+	t.Run("an older kernel's placeholder", func(t *testing.T) {
+		root, _ := newPlane(t)
+		b := []byte(`{"routes":[]}` + "\n")
+		require.NoError(t, os.WriteFile(filepath.Join(root, "config", "router_policy.json"), b, 0o444))
+		require.NoError(t, registry.UpdateMany(context.Background(), root, []registry.Table{registry.Ownership},
+			func(cur map[string][]registry.Row) (map[string][]registry.Row, error) {
+				rows := append(cur[registry.Ownership.File], registry.Owner{Path: config.RouterPolicyPath, PackageID: plane.KernelID,
+					SHA256: plane.SHA256(b), Size: int64(len(b)), Classification: "config", InstalledAt: time.Now()}.Row())
+				return map[string][]registry.Row{registry.Ownership.File: rows}, nil
+			}))
+		_, _, err := config.RouterPolicy(root)
+		require.Equal(t, "CONFIG_INVALID", code(err))
+		require.Contains(t, err.Error(), "an older kernel's placeholder")
 	})
 	t.Run("unreadable registry", func(t *testing.T) {
 		root, _ := newPlane(t)

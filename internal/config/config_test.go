@@ -29,7 +29,7 @@ import (
 type runFunc func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
 // run runs a tool in-process and returns its envelope's result.
-func run(t *testing.T, tool runFunc, args ...string) map[string]any {
+func run(t testing.TB, tool runFunc, args ...string) map[string]any {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := tool(context.Background(), args, nil, &out, &errb)
@@ -43,7 +43,7 @@ func run(t *testing.T, tool runFunc, args ...string) map[string]any {
 
 // newPlane bootstraps a plane trusting a fresh key and returns its root
 // and the signer key's path.
-func newPlane(t *testing.T) (root, key string) {
+func newPlane(t testing.TB) (root, key string) {
 	t.Helper()
 	dir := t.TempDir()
 	skey, vkey, err := keys.Generate("ops")
@@ -57,7 +57,7 @@ func newPlane(t *testing.T) (root, key string) {
 }
 
 // publish stages, signs and installs the config package source at src.
-func publish(t *testing.T, root, key, id, src string) map[string]any {
+func publish(t testing.TB, root, key, id, src string) map[string]any {
 	t.Helper()
 	out := t.TempDir()
 	run(t, pkgcmd.Run, "stage", id, "--src", src, "--out", out, "--root", root)

@@ -1,6 +1,8 @@
 // Package bootstrap creates a plane (cp-install bootstrap): the three
-// tiers, their ledgers opened by GENESIS, empty registries, the default
-// config and the kernel package installed on every tier.
+// tiers, their ledgers opened by GENESIS, empty registries, and the kernel
+// package (its config: governed roots and trusted keys) installed on every
+// tier. It writes no operator configuration (DESIGN.md §4): until a config
+// package is installed, internal/config's built-in defaults apply.
 package bootstrap
 
 import (
@@ -75,8 +77,8 @@ type Result struct {
 
 // Plane creates a plane at dir: the three tiers with their tier.json,
 // ledgers opened by GENESIS entries (each lower tier's recording its parent
-// ledger's head), empty registries, default config and the kernel package
-// installed on every tier. It builds the plane in a sibling temporary
+// ledger's head), empty registries and the kernel package (governed roots,
+// trusted keys, schemas) installed on every tier; no operator configuration. It builds the plane in a sibling temporary
 // directory and renames it into place, so dir either does not hold a plane
 // or holds a whole one. It refuses a dir that already holds a plane
 // (PLANE_EXISTS) or anything else (PLANE_DIR_NOT_EMPTY): running it twice

@@ -103,6 +103,7 @@ var classes = map[string]int{
 	"SPEC_INVALID":         ExitInvalid,
 	"FRAMEWORK_INVALID":    ExitInvalid,
 	"TRUSTED_KEYS_INVALID": ExitInvalid,
+	"CONFIG_INVALID":       ExitInvalid, // an installed operator configuration file unowned, drifted or invalid
 	"TIER_INVALID":         ExitInvalid,
 	"NOT_REGULAR":          ExitInvalid, // a FIFO, device, socket or link where a file is read
 	"LEDGER_LINKED":        ExitInvalid,
@@ -193,6 +194,9 @@ var classes = map[string]int{
 	"DEPENDENCY_VERSION": ExitDenied,
 	"FRAMEWORK_MISMATCH": ExitDenied,
 	"GENESIS_MISSING":    ExitDenied,
+	// a gate finding: operator configuration outside a config package, or invalid in one
+	"CONFIG_ASSET_INVALID": ExitDenied,
+
 	"GENESIS_UNLINKED":   ExitDenied,
 	"HARD_LINK":          ExitDenied,
 	"KERNEL_MISSING":     ExitDenied,

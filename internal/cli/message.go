@@ -13,7 +13,7 @@ import (
 // package directories of this module.
 var goPrefixes = []string{
 	// this module: pkg/ and internal/
-	"archive", "atomicfile", "auth", "authcmd", "bare", "bench", "bootstrap", "cli", "clitest", "e2e", "framework", "gate", "gatecmd",
+	"archive", "atomicfile", "auth", "authcmd", "bare", "bench", "bootstrap", "cli", "clitest", "config", "e2e", "framework", "gate", "gatecmd",
 	"install", "installcmd", "jcs", "journal", "keys", "ledger", "ledgercmd", "legacy", "lockfile", "manifest",
 	"pkgcmd", "pkgsig", "plane", "regfile", "register", "registry", "schema", "schematest", "snapshot", "spec",
 	"stage", "testenv", "trust",

@@ -51,6 +51,7 @@ type File struct {
 type Tree struct {
 	Manifest []byte
 	Files    map[string]File
+	dir      string // where it was read from, for the files preflight reads back (configContent)
 }
 
 func preflight(ctx context.Context, root string, src Source, opts Options) (*Report, error) {
@@ -96,6 +97,9 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	rep := &Report{PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: archiveHash}
 	g0a, err := G0A(root, m, files)
 	if err != nil {
+		return nil, err
+	}
+	if err := configContent(g0a, m, src, files); err != nil {
 		return nil, err
 	}
 	g1, err := G1(root, m)
@@ -202,7 +206,7 @@ func ReadTree(dir string) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tree{Manifest: raw, Files: make(map[string]File, len(paths))}
+	t := &Tree{Manifest: raw, Files: make(map[string]File, len(paths)), dir: dir}
 	for i, p := range paths {
 		t.Files[p] = sums[i]
 	}
@@ -292,7 +296,8 @@ func kindOf(t fs.FileMode) string {
 // file present with its size, hash and declared mode, every path safe: not
 // a reserved plane path, not a governed root itself, and under a governed
 // root; and the kernel's id and type are the kernel's (KERNEL_RESERVED, see
-// kernelRule).
+// kernelRule); and operator configuration only in a config package, which
+// holds nothing else (CONFIG_ASSET_INVALID, see configRule).
 func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, error) {
 	r := newResult("G0A")
 	roots, err := plane.GovernedRoots(root)
@@ -308,6 +313,7 @@ func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, err
 	}
 	declaration(r, roots, m, files)
 	kernelRule(r, m)
+	configRule(r, m)
 	r.Details["assets"] = len(m.Assets)
 	return r.done("every file declared, present, and matching its size and hash"), nil
 }

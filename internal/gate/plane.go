@@ -219,6 +219,7 @@ func g0aInstalled(tdir string, inst *installed) (*Result, error) {
 		}
 		one := newResult("G0A")
 		declaration(one, roots, p.m, files)
+		configRule(one, p.m)
 		receiptModes(one, p.m, p.receipt)
 		for _, e := range one.Errors {
 			r.fail(e.Code, e.Path, "%s: %s", id, e.Message)

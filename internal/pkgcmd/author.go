@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/registry/register"
@@ -34,6 +35,10 @@ var (
 	initAgentVerb = &cli.Verb{Name: "init-agent", Schema: "cp-pkg.init-agent.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
 		Run:  func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome { return initTree(c, req, true) },
 		Text: textInit, Flags: initFlags}
+	initConfigVerb = &cli.Verb{Name: "init-config", Schema: "cp-pkg.init-config.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
+		Run: initConfig, Text: textInit, Flags: []cli.Flag{
+			{Name: "output", Kind: cli.String, Usage: "directory to create (default: PKG-ID)"},
+		}}
 	stageVerb = &cli.Verb{Name: "stage", Schema: "cp-pkg.stage.request.json", Action: cli.ActionAuthor, Tier: cli.TierHO3, Args: []string{"package_id"},
 		Run: stageTree, Text: textStage, FailedText: preflightText, Flags: []cli.Flag{
 			{Name: "src", Kind: cli.String, Usage: "package source tree"},
@@ -152,6 +157,56 @@ func initTree(c *cli.Call, req cli.Request, agent bool) cli.Outcome {
 	}
 	res := initResult{PackageID: id, PackageType: m.PackageType, Version: m.Version, SpecID: specID,
 		FrameworkID: fwID, Output: out, Next: next}
+	for p := range files {
+		res.Files = append(res.Files, filepath.Join(out, filepath.FromSlash(p)))
+	}
+	slices.Sort(res.Files)
+	return cli.Outcome{Result: res}
+}
+
+// ---- init-config ----
+
+// initConfig creates --output (default: the package id, in the working
+// directory) holding a config package (DESIGN.md §4): a manifest.json of
+// type config under the kernel's spec and framework, and the built-in
+// defaults of every operator configuration file (internal/config), already
+// declared, so that the tree stages, signs and installs as it is and
+// changes nothing but where the configuration comes from. The tree is built
+// beside --output and renamed into place. Exit status: 1 --output is not
+// empty; 2 usage (missing package id); 4 filesystem error.
+func initConfig(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	id, out := req.String("package_id"), req.String("output")
+	if id == "" {
+		return fail(cli.Usagef("init-config needs a package id: cp-pkg init-config PKG-ID [--output DIR]"))
+	}
+	if out == "" {
+		out = id
+	}
+	if err := checkOutput(out); err != nil {
+		return fail(err)
+	}
+	m := &manifest.Manifest{SchemaVersion: manifest.SchemaVersion, PackageID: id, Version: "0.1.0",
+		PackageType: config.PackageType, SpecID: plane.KernelSpec, FrameworkID: plane.KernelFramework, PlaneID: "ho3",
+		Dependencies: []string{}, Assets: []manifest.Asset{}}
+	files := config.Defaults()
+	for _, p := range config.Paths { // sorted
+		m.Assets = append(m.Assets, manifest.Asset{Path: p, SHA256: plane.SHA256(files[p]), Size: int64(len(files[p])),
+			Classification: stage.Classify(p)})
+	}
+	mb, err := m.Marshal()
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := manifest.Parse(mb); err != nil {
+		return fail(err) // an id the schema let through but the manifest refuses
+	}
+	files[manifest.FileName] = mb
+	if err := writeTree(out, files); err != nil {
+		return fail(err)
+	}
+	res := initResult{PackageID: id, PackageType: m.PackageType, Version: m.Version, SpecID: m.SpecID, FrameworkID: m.FrameworkID, Output: out,
+		Next: fmt.Sprintf("edit the files under %s (then raise the version in %s for an upgrade), then: cp-pkg stage %s --src %s | cp-pkg sign --key KEY | cp-install install",
+			filepath.Join(out, "config"), filepath.Join(out, manifest.FileName), id, out)}
 	for p := range files {
 		res.Files = append(res.Files, filepath.Join(out, filepath.FromSlash(p)))
 	}

@@ -38,6 +38,10 @@ func TestRun(t *testing.T) {
 		{Name: "sign it", Args: []string{"sign", "--archive", "$DIR/dist/PKG-DEMO-001.tar.gz", "--key", "$DIR/ops.key"}, Stdout: []string{`"status":"ok"`}},
 		{Name: "preflight passes", Args: with("preflight", "--archive", "$DIR/dist/PKG-DEMO-001.tar.gz"), Stdout: []string{`"status":"ok"`}},
 		{Name: "check the framework", Args: with("check-framework", "FMWK-DEMO-001", "--src", "$DIR/fw.md"), Stdout: []string{`"status":"ok"`}},
+		{Name: "init-config scaffolds the defaults", Args: []string{"init-config", "PKG-CONFIG-001", "--output", "$DIR/opconf"},
+			Stdout: []string{`"package_type":"config"`, `"$DIR/opconf/config/policy.cedar"`}},
+		{Name: "which stage as they are", Args: with("stage", "PKG-CONFIG-001", "--src", "$DIR/opconf", "--out", "$DIR/dist"), Stdout: []string{`"status":"ok"`}},
+		{Name: "init-config needs a package id", Args: []string{"init-config"}, Exit: cli.ExitUsage, Stderr: []string{"init-config needs a package id"}},
 		{Name: "sign needs a key", Args: []string{"sign", "--archive", "$DIR/dist/PKG-DEMO-001.tar.gz"}, Exit: cli.ExitUsage,
 			Stderr: []string{"sign needs a key"}},
 	})

@@ -31,6 +31,7 @@ const usage = `cp-pkg: the author side of Control Plane packages
 Usage:
   cp-pkg [init]     PKG-ID (--spec SPEC-ID | --framework FMWK-ID) --output DIR
   cp-pkg init-agent PKG-ID (--spec SPEC-ID | --framework FMWK-ID) --output DIR
+  cp-pkg init-config PKG-ID [--output DIR]
   cp-pkg preflight  (PKG-ID --src DIR | --archive A)
   cp-pkg stage      PKG-ID --src DIR [--out DIR] [--declare]
   cp-pkg sign       --archive A [--key K]
@@ -53,6 +54,21 @@ config/x.json), then stage with --declare.
 init-agent is init for an agent package: it also writes
 modules/<pkg-id>/capabilities.json and governed_prompts/<PKG-ID>/system.md, both
 declared already, so the tree stages without --declare once they fit the spec.
+
+init-config creates DIR (default: PKG-ID) holding a config package: the
+operator configuration (DESIGN.md §4) as built-in defaults, declared in a
+manifest of type config under SPEC-KERNEL-001: config/governance.json (work
+orders optional), config/providers.json (the mock provider),
+config/router_policy.json (the default route only) and config/policy.cedar (no
+policy; a commented example forbid). Until a config package is installed the
+tools use these same defaults. Operator configuration changes only this way: a
+config package may hold nothing but these four files (never
+config/trusted_keys.json or config/governed_roots.json, which change only
+through cp-install trust), no other package may hold them, and each is
+validated when the package is staged, preflighted and installed
+(CONFIG_ASSET_INVALID, exit 1). Edit the files, raise the version for an
+upgrade, then stage, sign and install; cp-install rollback restores the
+configuration before.
 
 preflight runs every check an install would run, short of writing, on a source
 tree or a staged archive, and writes nothing at all (not even a ledger entry):
@@ -107,7 +123,7 @@ cp-ledger verify --verify-key (or CONTROL_PLANE_VERIFY_KEY).
 Options:
   --spec SPEC-ID       init: the spec the package implements
   --framework FMWK-ID  init: its framework (default: from the plane's specs registry)
-  --output DIR         init: the source tree to create
+  --output DIR         init, init-agent, init-config: the source tree to create
   --src DIR            stage, preflight: the source tree; register-*, check-framework:
                        the document or spec directory
   --out DIR            stage: where to write the archive; keygen: the key files
@@ -149,12 +165,19 @@ Examples:
   cp-pkg stage PKG-DEMO-001 --src demo --out dist --root plane | cp-pkg sign --key ops.key
   cp-pkg init-agent PKG-HELPER-001 --spec SPEC-AGENTS-001 --framework FMWK-AGENTS-001 --output helper
   cp-ledger checkpoint --ledger audit.jsonl --sign-key ~/.config/control-plane/ops.key
+
+  # operator configuration: scaffold the defaults, require work orders, install
+  cp-pkg init-config PKG-CONFIG-001 --output opconf
+  echo '{"work_orders":"required"}' > opconf/config/governance.json
+  cp-pkg stage PKG-CONFIG-001 --src opconf --out dist --root plane |
+    cp-pkg sign --key ~/.config/control-plane/ops.key |
+    cp-install install --root plane
 `
 
 var tool = &cli.Tool{Name: "cp-pkg", Usage: usage, Verbs: []*cli.Verb{
 	// DESIGN.md order: init, init-agent, preflight, stage, sign, keygen,
 	// register-framework, register-spec, check-framework.
-	initVerb, initAgentVerb, // author.go
+	initVerb, initAgentVerb, initConfigVerb, // author.go
 	preflightVerb,
 	stageVerb, signVerb, // author.go
 	{Name: "keygen", Schema: "cp-pkg.keygen.request.json", Action: cli.ActionKeygen, Tier: cli.TierHO3, Run: keygen, Flags: []cli.Flag{

@@ -63,8 +63,8 @@ const KernelSpecManifest = `{
   "title": "Control Plane kernel: core config and schemas",
   "version": "1.0.0",
   "status": "active",
-  "assets": ["config/*.json", "schemas/*.json"],
-  "invariants": ["config/governed_roots.json lists the governed roots", "config/trusted_keys.json lists the trusted verifier keys"]
+  "assets": ["config/*.json", "config/policy.cedar", "schemas/*.json"],
+  "invariants": ["config/governed_roots.json lists the governed roots", "config/trusted_keys.json lists the trusted verifier keys", "operator configuration (config/governance.json, providers.json, router_policy.json, policy.cedar) arrives only in a package of type config"]
 }
 `
 

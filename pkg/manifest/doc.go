@@ -13,7 +13,7 @@
 //	                an optional pre-release ("1.2.0", "2.0.0-rc.1"); build
 //	                metadata ("+build") is refused, so that two different
 //	                version strings never compare equal
-//	package_type    standard | agent | kernel | framework | spec | prompt_pack
+//	package_type    standard | agent | kernel | framework | spec | prompt_pack | config
 //	spec_id         ^SPEC-[A-Z0-9-]+$
 //	framework_id    ^FMWK-[A-Z0-9-]+$
 //	plane_id        ho3 | ho2 | ho1

@@ -1,0 +1,28 @@
+package config_test
+
+import (
+	"testing"
+
+	"github.com/control-plane/cp/internal/config"
+)
+
+// FuzzValidate holds Validate to never panicking, and to accepting only
+// what it can load: a valid JSON file decodes again without error.
+func FuzzValidate(f *testing.F) {
+	for _, p := range config.Paths {
+		f.Add(uint8(len(p)), config.Defaults()[p])
+	}
+	f.Add(uint8(0), []byte(`{"work_orders":"required"}`))
+	f.Add(uint8(1), []byte("forbid (principal, action, resource);"))
+	f.Add(uint8(2), []byte(`{"default_provider":"o","providers":[{"id":"o","type":"openai","models":[{"id":"m","input_usd_per_mtok":"1.5","output_usd_per_mtok":"2"}]}],"caps":{"providers":{"o":1}}}`))
+	f.Add(uint8(3), []byte(`{"routes":[{"when":"true","handler":"h","mode":"tools_first"}],"default_route":{"handler":"h","mode":"llm_assisted"}}`))
+	f.Fuzz(func(t *testing.T, which uint8, b []byte) {
+		p := config.Paths[int(which)%len(config.Paths)]
+		if err := config.Validate(p, b); err != nil {
+			return
+		}
+		if err := config.Validate(p, b); err != nil {
+			t.Fatalf("%s: valid once, then %v", p, err)
+		}
+	})
+}

@@ -208,23 +208,27 @@ func ReadToken(spec string) (string, error) {
 // of DESIGN.md §8, then the plane's Cedar forbid policies. Its error is the
 // refusal (FIREWALL_DENIED, POLICY_INVALID, PLANE_NOT_WRITABLE).
 //
-// While auth is off (no token) everything is allowed, except a mutating
-// action on a tier the OS user cannot write: PLANE_NOT_WRITABLE, before
-// the verb acts (DESIGN.md §8's enforced setup).
+// While auth is off (no token) the table and policies do not apply. With
+// or without a token, a mutating action on a tier the OS user cannot write
+// is refused before the verb acts: PLANE_NOT_WRITABLE (DESIGN.md §8's
+// enforced setup: agents that hold tokens but no write access reach the
+// plane through a process running as its owner).
 func (g *Guard) Authorize(ctx context.Context, id Identity, a Access) error {
 	if a.Root == "" {
 		return nil
 	}
-	if id.Auth != AuthToken {
-		if a.Action.Mutating() {
-			return writable(a)
+	if id.Auth == AuthToken {
+		if err := Decide(id.Claims, a); err != nil {
+			return err
 		}
-		return nil
+		if err := g.Policy(a.Root).Evaluate(Request{Claims: id.Claims, Access: a, Now: g.cfg.Now()}); err != nil {
+			return err
+		}
 	}
-	if err := Decide(id.Claims, a); err != nil {
-		return err
+	if a.Action.Mutating() {
+		return writable(a)
 	}
-	return g.Policy(a.Root).Evaluate(Request{Claims: id.Claims, Access: a, Now: g.cfg.Now()})
+	return nil
 }
 
 // Policy returns the plane's policies, loaded once per Guard.

@@ -198,22 +198,63 @@ printf '$ cp-gate --gate G0B --format sarif > gate.sarif\n'
 check 1 cp-gate --gate G0B --format sarif > gate.sarif
 grep -E '"(version|ruleId|uri)"' gate.sarif | sed 's/^ */  /'
 
-step "20. identity: cp-auth init trusts an auth key (outside the plane) and mints a first admin token; a worker token is bound to one work order and one HO1 session"
+step "20. identity: cp-auth init trusts an auth key (kept outside the plane) and mints a first admin token; from now on every tool wants a token"
 printf '$ cp-auth init --sub demo-ops\n'
 admin=$(check 0 cp-auth init --sub demo-ops --format json | field token)
+printf '$ cp-ledger verify   (no token)\n'
+check 1 cp-ledger verify >/dev/null
 export CONTROL_PLANE_TOKEN=$admin
-printf '$ W=$(cp-auth token --sub w1 --role worker --tiers ho1 --wo WO-7 --session SES-7 --ttl 1h --format text)\n'
-worker=$(check 0 cp-auth token --sub w1 --role worker --tiers ho1 --wo WO-7 --session SES-7 --ttl 1h --format text)
-printf '$ CONTROL_PLANE_TOKEN=$W cp-auth whoami --format text\n'
-CONTROL_PLANE_TOKEN=$worker check 0 cp-auth whoami --format text
-printf '$ CONTROL_PLANE_TOKEN=$W cp-auth check --action shell --resource curl   (under a forbid policy)\n'
-printf '@id("no-curl") forbid (principal, action == Action::"shell", resource == Resource::"curl");\n' > plane/config/policy.cedar
+run cp-auth whoami --format text | head -n 3
+
+step "21. a worker token, bound to one work order and one HO1 session"
+wo=WO-20261206-001 ses=SES-20261206-0a1b2c3d
+printf '$ W=$(cp-auth token --sub builder --role worker --tiers ho1 --wo %s --session %s --ttl 1h --format text)\n' "$wo" "$ses"
+worker=$(check 0 cp-auth token --sub builder --role worker --tiers ho1 --wo "$wo" --session "$ses" --ttl 1h --format text)
+printf '$ export CONTROL_PLANE_TOKEN=$W\n'
+export CONTROL_PLANE_TOKEN=$worker
+run cp-auth whoami --format text
+
+step "22. the worker appends to its own session ledger (started with a GENESIS linked to HO2's head), and nowhere else"
+run cp-ledger append --session "$ses" --event-type TOOL_CALL --submission-id "$wo" --decision ALLOW --metadata '{"tool":"bash"}'
+run cp-ledger show --session "$ses" --format text
+printf '$ cp-ledger append --plane ho3 --event-type NOTE   (HO3: governance)\n'
+check 1 cp-ledger append --plane ho3 --event-type NOTE >/dev/null
+printf '$ cp-ledger append --ledger plane/ledger/governance.jsonl --event-type NOTE   (HO3 by its path)\n'
+check 1 cp-ledger append --ledger plane/ledger/governance.jsonl --event-type NOTE >/dev/null
+printf '$ cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz   (an install)\n'
+check 1 cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz >/dev/null
+export CONTROL_PLANE_TOKEN=$admin
+printf '$ cp-ledger show --event-type AUTHZ_DENIED   (as admin: every refusal is evidence in HO3, written by the tool)\n'
+check 0 cp-ledger show --event-type AUTHZ_DENIED --format text
+check 0 cp-ledger show --event-type AUTHZ_DENIED | tail -n 1 | grep -o '"metadata":{[^}]*}'
+
+step "23. policy arrives as a config package: a Cedar forbid that tightens the table (no worker may append DEPLOY)"
+run cp-pkg init-config PKG-CONFIG-001 --output cfg >/dev/null
+cat > cfg/config/policy.cedar <<'CEDAR'
+@id("no-worker-deploy")
+forbid (principal, action == Action::"append", resource)
+when { principal.role == "worker" && context.event_type == "DEPLOY" };
+
+@id("no-curl")
+forbid (principal, action == Action::"shell", resource == Resource::"curl");
+CEDAR
+printf '$ cp-pkg stage PKG-CONFIG-001 --src cfg --declare | cp-pkg sign --key demo-ops.key | cp-install --format text\n' >&2
+check 0 cp-pkg stage PKG-CONFIG-001 --src cfg --declare | check 0 cp-pkg sign --key demo-ops.key | check 0 cp-install --format text
+printf '$ CONTROL_PLANE_TOKEN=$W cp-ledger append --session %s --event-type DEPLOY\n' "$ses"
+CONTROL_PLANE_TOKEN=$worker check 1 cp-ledger append --session "$ses" --event-type DEPLOY >/dev/null
+printf '$ CONTROL_PLANE_TOKEN=$W cp-auth check --action shell --resource curl   (an agent asks before its own tool call)\n'
 CONTROL_PLANE_TOKEN=$worker check 1 cp-auth check --action shell --resource curl --format text
-rm plane/config/policy.cedar
-run cp-auth revoke --sub w1 --format text
-printf '$ CONTROL_PLANE_TOKEN=$W cp-auth whoami   (revoked)\n'
-CONTROL_PLANE_TOKEN=$worker check 1 cp-auth whoami --format text
-printf '$ cp-ledger show --where %s\n' "'.event_type | test(\"TOKEN_|TOOL_\")'"
-check 0 cp-ledger show --where '.event_type | test("TOKEN_|TOOL_")' | sed -E 's/.*"event_type":"([^"]*)".*"reason":"([^"]*)".*"seq":([0-9]+).*/  seq \3  \1: \2/'
+
+step "24. revocation: from the next call on, every binary refuses the worker's token"
+run cp-auth revoke --sub builder --format text
+printf '$ CONTROL_PLANE_TOKEN=$W cp-ledger append --session %s --event-type TOOL_CALL\n' "$ses"
+CONTROL_PLANE_TOKEN=$worker check 1 cp-ledger append --session "$ses" --event-type TOOL_CALL >/dev/null
+
+step "25. the plane's owner may bypass tokens (CONTROL_PLANE_AUTH=off); every entry so written is stamped, and the gates name it"
+printf '$ CONTROL_PLANE_AUTH=off cp-ledger append --plane ho2 --event-type MAINTENANCE\n'
+CONTROL_PLANE_TOKEN= CONTROL_PLANE_AUTH=off check 0 cp-ledger append --plane ho2 --event-type MAINTENANCE --reason "owner at the console" >/dev/null
+run cp-gate --plane ho2 --gate G6 --format text
+run cp-ledger show --where '.event_type | test("TOKEN_|TOOL_|AUTHZ")' --format text
+run cp-ledger verify --format text
 
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

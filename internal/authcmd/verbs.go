@@ -45,7 +45,10 @@ func duration(req cli.Request, def time.Duration) (time.Duration, error) {
 }
 
 // issue mints c with priv and records TOKEN_ISSUED (never the token).
-func issue(ctx context.Context, root string, actor plane.Actor, priv ed25519.PrivateKey, c auth.Claims) (string, ledger.Entry, error) {
+//
+// opID, when set, is the operation the mint belongs to (init's trust
+// change): the entry carries it, so the gates count it as part of init.
+func issue(ctx context.Context, root string, actor plane.Actor, priv ed25519.PrivateKey, c auth.Claims, opID string) (string, ledger.Entry, error) {
 	tok, err := auth.Mint(priv, c)
 	if err != nil {
 		return "", ledger.Entry{}, err
@@ -57,6 +60,9 @@ func issue(ctx context.Context, root string, actor plane.Actor, priv ed25519.Pri
 	}
 	if c.Session != "" {
 		m["session"] = c.Session
+	}
+	if opID != "" {
+		m["op_id"] = opID
 	}
 	e, err := plane.Record(ctx, root, actor, ledger.Draft{EventType: auth.EventIssued, SubmissionID: c.ID, Decision: "ISSUED",
 		Reason: fmt.Sprintf("token for %s, role %s, tiers %s", c.Subject, c.Role, strings.Join(c.Tiers, ",")), Metadata: m})
@@ -128,7 +134,11 @@ func initVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	now := time.Now()
 	cl := auth.Claims{Subject: sub, Role: auth.RoleAdmin, Tiers: []string{"ho3", "ho2", "ho1"}, Audience: name,
 		IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix(), ID: auth.NewID()}
-	tok, e, err := issue(ctx, root, c.Actor(), priv, cl)
+	opID := "" // the first token belongs to init's trust change
+	if tr.Kernel != nil {
+		opID = tr.Kernel.OpID
+	}
+	tok, e, err := issue(ctx, root, c.Actor(), priv, cl, opID)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -182,7 +192,7 @@ func token(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, auth.CodeKey, "key %s (%s) is not trusted for auth on this plane: its tokens would be refused", keyPath, kname).
 			WithHint("run cp-auth init first, or trust the key: cp-install trust add --purpose auth PUB")}
 	}
-	tok, e, err := issue(ctx, root, c.Actor(), priv, cl)
+	tok, e, err := issue(ctx, root, c.Actor(), priv, cl, "")
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -239,14 +249,19 @@ func whoamiText(w io.Writer, result any) error {
 	if cl.WorkOrder != "" || cl.Session != "" {
 		fmt.Fprintf(w, "work order %s, session %s\n", cl.WorkOrder, cl.Session)
 	}
+	var denied []string
 	for _, a := range r.Allows {
-		ts := strings.Join(a.Tiers, ",")
-		if ts == "" {
-			ts = "no"
+		if len(a.Tiers) == 0 {
+			denied = append(denied, string(a.Action))
+			continue
 		}
-		if _, err := fmt.Fprintf(w, "  %-11s %s\n", a.Action, ts); err != nil {
+		if _, err := fmt.Fprintf(w, "  %-11s %s\n", a.Action, strings.Join(a.Tiers, ",")); err != nil {
 			return err
 		}
+	}
+	if len(denied) > 0 {
+		_, err := fmt.Fprintf(w, "  not allowed: %s\n", strings.Join(denied, " "))
+		return err
 	}
 	return nil
 }

@@ -49,7 +49,9 @@ func authInit(ctx context.Context, root, ho3Ledger string) (seq int64, at, opID 
 // written after auth was initialized: evidence of a bypass by the plane's
 // owner (CONTROL_PLANE_AUTH=off, DESIGN.md §8), named by ledger and seq.
 // Never an error: the bypass is allowed, and kept in view forever. In
-// HO3's ledger "after" is by seq; in the other ledgers, by timestamp.
+// HO3's ledger "after" is by seq; in the other ledgers, by timestamp. The
+// init's own entries (its op_id) and AUTHZ_DENIED entries (the refusal of
+// a caller without a valid token, written by the tool) are no bypass.
 func authOffFindings(ctx context.Context, r *Result, root, ho3Ledger string, ledgers []string) error {
 	initSeq, initAt, initOp, ok, err := authInit(ctx, root, ho3Ledger)
 	if errors.Is(err, fs.ErrNotExist) || !ok {
@@ -70,6 +72,9 @@ func authOffFindings(ctx context.Context, r *Result, root, ho3Ledger string, led
 			g := gjson.ParseBytes(line)
 			if g.Get("metadata._auth").String() != "off" {
 				return true
+			}
+			if g.Get("event_type").String() == "AUTHZ_DENIED" {
+				return true // a refusal the tool recorded, of a caller it could not admit: no bypass
 			}
 			after := g.Get("timestamp").String() > initAt
 			if p == ho3Ledger {

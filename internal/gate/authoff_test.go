@@ -44,7 +44,14 @@ func TestG6WarnsOfAuthOffAfterInit(t *testing.T) {
 
 	_, vkey, err := keys.Generate("auth")
 	require.NoError(t, err)
-	_, err = install.Trust(ctx, root, install.TrustOptions{Add: true, Key: vkey, Purposes: []string{"auth"}, Actor: owner})
+	tr, err := install.Trust(ctx, root, install.TrustOptions{Add: true, Key: vkey, Purposes: []string{"auth"}, Actor: owner})
+	require.NoError(t, err)
+	// cp-auth init's first token carries the trust change's op_id; a
+	// refusal the tool recorded of a caller it could not admit is stamped
+	// off too (no token was verified) but is no bypass.
+	_, err = plane.Record(ctx, root, owner, ledger.Draft{EventType: "TOKEN_ISSUED", Metadata: map[string]any{"op_id": tr.Kernel.OpID}})
+	require.NoError(t, err)
+	_, err = plane.Record(ctx, root, plane.Actor{Name: "unauthenticated", AuthOff: true}, ledger.Draft{EventType: "AUTHZ_DENIED"})
 	require.NoError(t, err)
 	after := appendTo(ho1, owner, "AFTER")
 	appendTo(ho1, plane.Actor{Name: "worker-1"}, "WITH_TOKEN")
@@ -68,6 +75,8 @@ func TestG6WarnsOfAuthOffAfterInit(t *testing.T) {
 		require.NotContains(t, g, "WITH_TOKEN")
 		require.NotContains(t, g, "TRUST_CHANGED")
 		require.NotContains(t, g, "INSTALL")
+		require.NotContains(t, g, "TOKEN_ISSUED")
+		require.NotContains(t, g, "AUTHZ_DENIED")
 	}
 	require.True(t, found, "%v", got)
 	require.Len(t, got, 1, "only the bypass: %v", got)

@@ -124,6 +124,9 @@ type Result struct {
 	Gates            []gate.Result `json:"gates"`
 	LedgerEntryID    string        `json:"-"` // the INSTALLED entry
 	LedgerSeq        int64         `json:"-"`
+	// OpID is the operation's op_id, on every entry it wrote (a later
+	// entry that belongs to the same operation carries it too).
+	OpID string `json:"-"`
 }
 
 // Error is a refusal or failure of an install, rollback or checkpoint. Its

@@ -461,6 +461,7 @@ func installRelease(ctx context.Context, root string, rel *plane.Release, previo
 	err = journal.Apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
 		e, err := rec.installed(ctx, res, false)
 		res.LedgerEntryID, res.LedgerSeq, rec.outcome = e.ID, e.Seq, err == nil
+		res.OpID = rec.opID
 		return err
 	}})
 	if err != nil && !rec.outcome {

@@ -317,7 +317,7 @@ func (l *Ledger) snapshot(ctx context.Context, progress func(done, total int64))
 			case storedTree > n:
 				out = append(out, Issue{Seq: n, Code: TornTail, Message: fmt.Sprintf("stored hashes cover %d entries but the ledger holds %d: an append did not finish", storedTree, n)})
 			}
-			return out
+			return append(out, l.indexFindings(ctx)...)
 		},
 	}, nil
 }

@@ -1,0 +1,799 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"hash/crc32"
+	"io"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/tidwall/gjson"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// The index X.idx beside a ledger X.jsonl maps keys (an event type, a
+// submission_id, a value of an indexed metadata key) to the seqs and byte
+// offsets of the entries that carry them, so that Find by those keys costs
+// what the matches cost (plus the entries appended after the index), not a
+// scan of the ledger. It is a cache, rebuilt from the ledger, and never
+// trusted over it:
+//
+//   - it says which entries it covers (their count, the ledger offset they
+//     end at, the last one's leaf hash); a reader checks that leaf against
+//     X.tlog and reads the entries after it from the ledger itself;
+//   - every entry Find returns through it is read from the ledger at the
+//     offset the index gives, parsed, re-hashed, and its leaf compared with
+//     X.tlog at its seq: an index can make Find return nothing that is not
+//     in the ledger, and nothing its query does not select. A posting that
+//     fails the check sends Find back to a scan from that seq;
+//   - a missing, torn, garbled or stale index (one that covers more than
+//     the ledger holds, or another history), one a writer was interrupted
+//     writing (its dirty mark), or one written before the machine last
+//     booted (its pages were never fsynced: a cache, it costs no fsync of
+//     its own) is not used: a reader scans, the next writer rebuilds it.
+//
+// What is not guaranteed by a reader: that a well-formed index lists every
+// entry it claims to cover. An index edited to omit a posting hides that
+// entry from Find by its key. Verify rebuilds the index in memory and
+// compares it with the file (INDEX_MISMATCH), so cp-ledger verify and
+// cp-gate's G6 find such an edit; and whoever can edit X.idx can edit
+// X.jsonl, which Verify catches the same way.
+//
+// Layout (little endian): a 128-byte header, then a table of 2^k bucket
+// heads (8 bytes: a posting number + 1, 0 for none), then postings of 40
+// bytes in seq order: key hash, seq, offset, the previous posting in the
+// same bucket (+1), line length and a CRC-32 of those 36 bytes. A key's
+// postings are its bucket's chain, newest first. The whole file is a pure
+// function of the bucket count and the ledger's lines: Verify compares it
+// byte for byte with a rebuild.
+
+// IndexSuffix is the index's suffix beside a ledger: X.jsonl has X.idx.
+const IndexSuffix = ".idx"
+
+// IndexPath returns the path of the index of the ledger at path.
+func IndexPath(path string) string { return strings.TrimSuffix(path, ".jsonl") + IndexSuffix }
+
+// indexedMetadata are the metadata keys whose string values the index
+// maps to entries (Query.Metadata; Query.OpID is op_id). Adding one here
+// is all that issue 14's lookups (package_id, path) need: the list is part
+// of the index's identity (idxKeyset), so every index built with another
+// list is rebuilt by the next writer and not used until then.
+var indexedMetadata = []string{"op_id", "package_id", "path"}
+
+const (
+	idxMagic       = "CPIDX1\n\x00"
+	idxHeaderSize  = 128
+	idxPostingSize = 40
+	idxMinBuckets  = 256
+	idxMaxBuckets  = 1 << 26
+	// idxLoad is the most postings per bucket before a writer rebuilds
+	// the index with more buckets (to idxLoad/4 per bucket).
+	idxLoad = 8
+)
+
+var idxKeyset = func() uint64 {
+	return keyHash("cp-ledger-index/1\x00" + strings.Join(indexedMetadata, "\x00"))
+}()
+
+// keyHash is 64-bit FNV-1a. A collision costs a lookup a longer chain,
+// never a wrong answer: every posting is checked against its entry.
+func keyHash(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+func eventKey(t string) uint64        { return keyHash("t\x00" + t) }
+func subjectKey(s string) uint64      { return keyHash("s\x00" + s) }
+func metaKey(k, v string) uint64      { return keyHash("m\x00" + k + "\x00" + v) }
+func indexedKey(k string) bool        { return slices.Contains(indexedMetadata, k) }
+func bucketOf(key uint64, b int) int  { return int(key & uint64(b-1)) }
+func postingAt(b int, i int64) int64  { return idxHeaderSize + int64(b)*8 + i*idxPostingSize }
+func slotAt(slot int) int64           { return idxHeaderSize + int64(slot)*8 }
+func validBuckets(b uint64) bool      { return b >= idxMinBuckets && b <= idxMaxBuckets && b&(b-1) == 0 }
+func bucketsFor(postings int64) int64 { return max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings/(idxLoad/4)))) }
+
+// entryKeys appends the key hashes of an entry with these fields.
+func keysOf(dst []uint64, eventType, subject string, meta func(k string) (string, bool)) []uint64 {
+	dst = append(dst, eventKey(eventType))
+	if subject != "" {
+		dst = append(dst, subjectKey(subject))
+	}
+	for _, k := range indexedMetadata {
+		if v, ok := meta(k); ok && v != "" {
+			dst = append(dst, metaKey(k, v))
+		}
+	}
+	return dst
+}
+
+// lineKeys returns the key hashes of a ledger line (nil if it is not JSON
+// with the fields of an entry: such a line does not parse, and Find skips
+// it either way).
+func lineKeys(dst []uint64, line []byte) []uint64 {
+	paths := make([]string, 0, 2+len(indexedMetadata))
+	paths = append(paths, "event_type", "submission_id")
+	for _, k := range indexedMetadata {
+		paths = append(paths, "metadata."+gjsonEscape(k))
+	}
+	r := gjson.GetManyBytes(line, paths...)
+	return keysOf(dst, r[0].String(), r[1].String(), func(k string) (string, bool) {
+		v := r[2+slices.Index(indexedMetadata, k)]
+		return v.Str, v.Type == gjson.String
+	})
+}
+
+func gjsonEscape(k string) string {
+	var b strings.Builder
+	for _, c := range k {
+		if strings.ContainsRune(`.*?|#@\!=<>%`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// idxHeader is the index's first 128 bytes.
+type idxHeader struct {
+	keyset   uint64
+	boot     [16]byte
+	buckets  uint64
+	postings uint64
+	entries  uint64 // entries covered: seqs 0..entries-1
+	dataEnd  uint64 // the ledger offset just past the last covered line
+	leaf     tlog.Hash
+	dirty    uint64 // a writer is changing the file
+	gen      uint64 // bumped by every write
+}
+
+func (h *idxHeader) encode() []byte {
+	b := make([]byte, idxHeaderSize)
+	copy(b, idxMagic)
+	le := binary.LittleEndian
+	le.PutUint64(b[8:], h.keyset)
+	copy(b[16:32], h.boot[:])
+	le.PutUint64(b[32:], h.buckets)
+	le.PutUint64(b[40:], h.postings)
+	le.PutUint64(b[48:], h.entries)
+	le.PutUint64(b[56:], h.dataEnd)
+	copy(b[64:96], h.leaf[:])
+	le.PutUint64(b[96:], h.dirty)
+	le.PutUint64(b[104:], h.gen)
+	le.PutUint32(b[124:], crc32.ChecksumIEEE(b[:124]))
+	return b
+}
+
+var errIndex = errors.New("index unusable")
+
+// decodeHeader parses and checks an index header: its magic, checksum,
+// key set and bucket count, and that it is clean.
+func decodeHeader(b []byte) (idxHeader, error) {
+	var h idxHeader
+	le := binary.LittleEndian
+	if len(b) < idxHeaderSize || string(b[:8]) != idxMagic || le.Uint32(b[124:]) != crc32.ChecksumIEEE(b[:124]) {
+		return h, errIndex
+	}
+	h.keyset = le.Uint64(b[8:])
+	copy(h.boot[:], b[16:32])
+	h.buckets = le.Uint64(b[32:])
+	h.postings = le.Uint64(b[40:])
+	h.entries = le.Uint64(b[48:])
+	h.dataEnd = le.Uint64(b[56:])
+	copy(h.leaf[:], b[64:96])
+	h.dirty = le.Uint64(b[96:])
+	h.gen = le.Uint64(b[104:])
+	if h.keyset != idxKeyset || !validBuckets(h.buckets) || h.postings > 1<<40 || h.entries > 1<<40 ||
+		h.dataEnd > 1<<56 || (h.entries == 0) != (h.dataEnd == 0) || h.dirty != 0 {
+		return h, errIndex
+	}
+	return h, nil
+}
+
+// posting is one (key, entry) pair of the index.
+type posting struct {
+	key  uint64
+	seq  int64
+	off  int64
+	prev uint64 // the bucket's previous posting + 1; 0 for none
+	len  uint32 // the line's length without its newline
+}
+
+func (p *posting) put(b []byte) {
+	le := binary.LittleEndian
+	le.PutUint64(b[0:], p.key)
+	le.PutUint64(b[8:], uint64(p.seq))
+	le.PutUint64(b[16:], uint64(p.off))
+	le.PutUint64(b[24:], p.prev)
+	le.PutUint32(b[32:], p.len)
+	le.PutUint32(b[36:], crc32.ChecksumIEEE(b[:36]))
+}
+
+func decodePosting(b []byte) (posting, error) {
+	le := binary.LittleEndian
+	if len(b) < idxPostingSize || le.Uint32(b[36:]) != crc32.ChecksumIEEE(b[:36]) {
+		return posting{}, errIndex
+	}
+	p := posting{key: le.Uint64(b[0:]), seq: int64(le.Uint64(b[8:])), off: int64(le.Uint64(b[16:])), prev: le.Uint64(b[24:]), len: le.Uint32(b[32:])}
+	if p.seq < 0 || p.off < 0 || p.len > MaxLine {
+		return posting{}, errIndex
+	}
+	return p, nil
+}
+
+// bootID identifies this boot of the machine: an index stamped with
+// another was written by a process whose unsynced pages a crash may have
+// lost in part. Without one (not Linux) the index is neither written nor
+// used.
+var bootID = sync.OnceValue(func() (id [16]byte) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if s := strings.TrimSpace(string(b)); err == nil && len(s) >= 32 {
+		sum := sha256.Sum256([]byte(s))
+		copy(id[:], sum[:])
+	}
+	return id
+})
+
+func indexEnabled() bool { return bootID() != [16]byte{} }
+
+// idxFile is an open index with its header, as a reader checked it.
+type idxFile struct {
+	f *os.File
+	h idxHeader
+}
+
+// openIndex opens the index of l for reading and checks it against the
+// ledger's current files: nil when there is none fit to use.
+func (l *Ledger) openIndex() *idxFile {
+	if !indexEnabled() || l.sideErr != nil || l.noHashes {
+		return nil
+	}
+	f, err := regfile.OpenFile(IndexPath(l.path), os.O_RDONLY|regfile.NoFollow, 0)
+	if err != nil {
+		return nil
+	}
+	x := &idxFile{f: f}
+	if !l.checkIndex(x) {
+		f.Close()
+		return nil
+	}
+	return x
+}
+
+// checkIndex reads x's header and reports whether it describes a clean
+// index of this boot over a prefix of the ledger as it is now.
+func (l *Ledger) checkIndex(x *idxFile) bool {
+	hb := make([]byte, idxHeaderSize)
+	if _, err := x.f.ReadAt(hb, 0); err != nil {
+		return false
+	}
+	h, err := decodeHeader(hb)
+	if err != nil || h.boot != bootID() {
+		return false
+	}
+	st, err := x.f.Stat()
+	if err != nil || st.Size() < postingAt(int(h.buckets), int64(h.postings)) {
+		return false
+	}
+	dst, err := l.data.Stat()
+	if err != nil || uint64(dst.Size()) < h.dataEnd {
+		return false
+	}
+	if h.entries > 0 {
+		var nl [1]byte
+		if _, err := l.data.ReadAt(nl[:], int64(h.dataEnd)-1); err != nil || nl[0] != '\n' {
+			return false
+		}
+		hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(h.entries)-1)})
+		if err != nil || hs[0] != h.leaf {
+			return false
+		}
+	}
+	x.h = h
+	return true
+}
+
+// lookup returns the postings of key with seq >= from among the entries
+// x covers, newest first; an error if the chain is not well formed.
+func (x *idxFile) lookup(key uint64, from int64, out []posting) ([]posting, error) {
+	b := int(x.h.buckets)
+	bucket := bucketOf(key, b)
+	var sb [8]byte
+	if _, err := x.f.ReadAt(sb[:], slotAt(bucket)); err != nil {
+		return out, errIndex
+	}
+	next := binary.LittleEndian.Uint64(sb[:])
+	pb := make([]byte, idxPostingSize)
+	lastSeq := int64(1<<63 - 1)
+	for next != 0 {
+		// A posting past the header's count is one a writer is adding
+		// now: readable (postings are written before the heads that
+		// name them), and dropped below by its seq.
+		if _, err := x.f.ReadAt(pb, postingAt(b, int64(next-1))); err != nil {
+			return out, errIndex
+		}
+		p, err := decodePosting(pb)
+		if err != nil || bucketOf(p.key, b) != bucket || p.prev >= next || p.seq > lastSeq {
+			return out, errIndex
+		}
+		lastSeq = p.seq
+		if p.seq < from {
+			break
+		}
+		if p.key == key && uint64(p.seq) < x.h.entries {
+			out = append(out, p)
+		}
+		next = p.prev
+	}
+	return out, nil
+}
+
+// indexKeys returns the keys whose postings hold every entry q selects
+// (any of them: the union), or nil when q names no indexed condition.
+func (q Query) indexKeys() []uint64 {
+	switch {
+	case q.Subject != "":
+		return []uint64{subjectKey(q.Subject)}
+	case q.OpID != "":
+		return []uint64{metaKey("op_id", q.OpID)}
+	}
+	for _, k := range slices.Sorted(mapKeys(q.Metadata)) {
+		if indexedKey(k) {
+			return []uint64{metaKey(k, q.Metadata[k])}
+		}
+	}
+	if len(q.EventTypes) > 0 {
+		keys := make([]uint64, 0, len(q.EventTypes))
+		for _, t := range q.EventTypes {
+			keys = append(keys, eventKey(t))
+		}
+		return keys
+	}
+	return nil
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// findIndexed is Find through the index. It reports false, having called
+// fn for nothing, when there is no index fit to use.
+func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn func(*Entry) bool) (bool, error) {
+	x := l.openIndex()
+	if x == nil {
+		return false, nil
+	}
+	defer x.f.Close()
+	var ps []posting
+	for _, k := range keys {
+		var err error
+		if ps, err = x.lookup(k, q.From, ps); err != nil {
+			return false, nil
+		}
+	}
+	slices.SortFunc(ps, func(a, b posting) int { return int(a.seq - b.seq) })
+	ps = slices.CompactFunc(ps, func(a, b posting) bool { return a.seq == b.seq })
+	var line []byte
+	for i, p := range ps {
+		if i&255 == 0 {
+			if err := ctx.Err(); err != nil {
+				return true, err
+			}
+		}
+		e, ok := l.entryAt(p, x.h.dataEnd, &line)
+		if !ok {
+			// The index is wrong about this entry: what it has not yet
+			// given is found by a scan.
+			return true, l.scan(ctx, q, p.seq, fn)
+		}
+		if q.selects(e) && !fn(e) {
+			return true, nil
+		}
+	}
+	return true, l.scanFrom(ctx, q, int64(x.h.dataEnd), int64(x.h.entries), fn)
+}
+
+// entryAt reads, parses and checks the entry posting p names: the line at
+// its offset is entry p.seq and its leaf is the stored hash at that seq.
+func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
+	if uint64(p.off)+uint64(p.len)+1 > end {
+		return nil, false
+	}
+	if cap(*buf) < int(p.len)+1 {
+		*buf = make([]byte, p.len+1)
+	}
+	line := (*buf)[:p.len+1]
+	if _, err := l.data.ReadAt(line, p.off); err != nil || line[p.len] != '\n' || (p.off > 0 && !l.newlineBefore(p.off)) {
+		return nil, false
+	}
+	line = line[:p.len]
+	e, err := ParseLine(line)
+	if err != nil || e.Seq != p.seq {
+		return nil, false
+	}
+	stored := e.EntryHash
+	_, leaf, err := encode(nil, e)
+	if err != nil || e.EntryHash != stored {
+		return nil, false
+	}
+	hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, p.seq)})
+	if err != nil || hs[0] != leaf {
+		return nil, false
+	}
+	return e, true
+}
+
+func (l *Ledger) newlineBefore(off int64) bool {
+	var b [1]byte
+	_, err := l.data.ReadAt(b[:], off-1)
+	return err == nil && b[0] == '\n'
+}
+
+// scan is Find by scanning the lines from seq from (at least q.From).
+func (l *Ledger) scan(ctx context.Context, q Query, from int64, fn func(*Entry) bool) error {
+	q.From = max(q.From, from)
+	return l.Lines(ctx, q.From, -1, func(_ int64, line []byte) bool {
+		if !q.match(line) {
+			return true
+		}
+		e, err := ParseLine(line)
+		return err != nil || !q.selects(e) || fn(e)
+	})
+}
+
+// scanFrom scans the lines from byte offset off, whose first line is
+// entry seq: the entries appended after those the index covers.
+func (l *Ledger) scanFrom(ctx context.Context, q Query, off, seq int64, fn func(*Entry) bool) error {
+	return l.linesAt(ctx, off, seq, func(s int64, line []byte) bool {
+		if s < q.From || !q.match(line) {
+			return true
+		}
+		e, err := ParseLine(line)
+		return err != nil || !q.selects(e) || fn(e)
+	})
+}
+
+// ---- the writer's side ----
+
+// idxWriter is a writer's open index. table, when loaded, is the bucket
+// table as of header gen (valid while the file's gen is still that).
+type idxWriter struct {
+	f     *os.File
+	ino   uint64
+	h     idxHeader
+	table []uint64
+}
+
+func fileID(fi os.FileInfo) uint64 {
+	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(s.Ino)<<8 ^ uint64(s.Dev)
+	}
+	return 0
+}
+
+// updateIndex brings the index in step with the ledger after an append of
+// entries (whose lines end at ends) to a ledger that held prevN entries
+// ending at prevEnd. The index is a cache: failing to write it fails
+// nothing (readers will not use it; the next writer rebuilds it).
+func (l *Ledger) updateIndex(prevN, prevEnd int64, entries []Entry, ends []int64) {
+	if !indexEnabled() {
+		return
+	}
+	if err := l.updateIndexErr(prevN, prevEnd, entries, ends); err != nil {
+		l.idx = nil
+		if l.idxF != nil {
+			l.idxF.Close()
+			l.idxF = nil
+		}
+	}
+}
+
+func (l *Ledger) updateIndexErr(prevN, prevEnd int64, entries []Entry, ends []int64) error {
+	path := IndexPath(l.path)
+	w := l.idx
+	fi, err := os.Lstat(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if w == nil || err != nil || fileID(fi) != w.ino {
+		// Opened afresh: another writer may have rebuilt it.
+		if l.idxF != nil {
+			l.idxF.Close()
+			l.idxF = nil
+		}
+		if err != nil {
+			return l.rebuildIndex()
+		}
+		f, err := regfile.OpenFile(path, os.O_RDWR|regfile.NoFollow, 0)
+		if err != nil {
+			return err
+		}
+		l.idxF = f
+		w = &idxWriter{f: f, ino: fileID(fi)}
+		l.idx = w
+	}
+	hb := make([]byte, idxHeaderSize)
+	if _, err := w.f.ReadAt(hb, 0); err != nil {
+		return l.rebuildIndex()
+	}
+	h, err := decodeHeader(hb)
+	if err != nil || h.boot != bootID() || int64(h.entries) > prevN || int64(h.dataEnd) > prevEnd {
+		return l.rebuildIndex()
+	}
+	if h.gen != w.h.gen || w.table == nil {
+		w.table = nil
+	}
+	x := &idxFile{f: w.f}
+	if !l.checkIndex(x) || x.h != h {
+		return l.rebuildIndex()
+	}
+	var ps []posting
+	var keys []uint64
+	if int64(h.entries) < prevN {
+		// Behind (a writer stopped between the ledger and the index):
+		// index the lines it misses from the ledger.
+		off := int64(h.dataEnd)
+		err := l.linesIn(context.Background(), off, int64(h.entries), prevEnd, func(seq int64, line []byte) bool {
+			keys = lineKeys(keys[:0], line)
+			for _, k := range keys {
+				ps = append(ps, posting{key: k, seq: seq, off: off, len: uint32(len(line))})
+			}
+			off += int64(len(line)) + 1
+			return true
+		})
+		if err != nil || off != prevEnd {
+			return l.rebuildIndex()
+		}
+	}
+	off := prevEnd
+	for i := range entries {
+		e := &entries[i]
+		keys = keysOf(keys[:0], e.EventType, e.SubmissionID, func(k string) (string, bool) {
+			v, ok := e.Metadata[k].(string)
+			return v, ok
+		})
+		for _, k := range keys {
+			ps = append(ps, posting{key: k, seq: e.Seq, off: off, len: uint32(ends[i] - off - 1)})
+		}
+		off = ends[i]
+	}
+	total := int64(h.postings) + int64(len(ps))
+	if total > idxLoad*int64(h.buckets) && int64(h.buckets) < idxMaxBuckets {
+		return l.rebuildIndex()
+	}
+	w.h = h
+	return w.add(ps, int64(entries[len(entries)-1].Seq)+1, off, entries[len(entries)-1].EntryHash)
+}
+
+// add appends postings to the index and links them into their buckets:
+// the header marked dirty first, the postings, the bucket heads, then the
+// header that covers them. A writer stopped in between leaves it dirty.
+func (w *idxWriter) add(ps []posting, n, end int64, head string) error {
+	h := w.h
+	b := int(h.buckets)
+	h.dirty, h.gen = 1, h.gen+1
+	if _, err := w.f.WriteAt(h.encode(), 0); err != nil {
+		return err
+	}
+	if w.table == nil && len(ps) > 32 {
+		tb := make([]byte, b*8)
+		if _, err := w.f.ReadAt(tb, slotAt(0)); err != nil {
+			return err
+		}
+		w.table = make([]uint64, b)
+		for i := range w.table {
+			w.table[i] = binary.LittleEndian.Uint64(tb[i*8:])
+		}
+	}
+	changed := map[int]uint64{}
+	get := func(slot int) (uint64, error) {
+		if v, ok := changed[slot]; ok {
+			return v, nil
+		}
+		if w.table != nil {
+			return w.table[slot], nil
+		}
+		var sb [8]byte
+		if _, err := w.f.ReadAt(sb[:], slotAt(slot)); err != nil {
+			return 0, err
+		}
+		return binary.LittleEndian.Uint64(sb[:]), nil
+	}
+	pbuf := make([]byte, len(ps)*idxPostingSize)
+	for i := range ps {
+		slot := bucketOf(ps[i].key, b)
+		prev, err := get(slot)
+		if err != nil {
+			return err
+		}
+		ps[i].prev = prev
+		ps[i].put(pbuf[i*idxPostingSize:])
+		changed[slot] = h.postings + uint64(i) + 1
+	}
+	if _, err := w.f.WriteAt(pbuf, postingAt(b, int64(h.postings))); err != nil {
+		return err
+	}
+	var sb [8]byte
+	for slot, v := range changed {
+		if w.table != nil {
+			w.table[slot] = v
+		}
+		binary.LittleEndian.PutUint64(sb[:], v)
+		if _, err := w.f.WriteAt(sb[:], slotAt(slot)); err != nil {
+			return err
+		}
+	}
+	h.postings += uint64(len(ps))
+	h.entries, h.dataEnd, h.dirty = uint64(n), uint64(end), 0
+	if _, err := hex.Decode(h.leaf[:], []byte(head)); err != nil {
+		return err
+	}
+	if _, err := w.f.WriteAt(h.encode(), 0); err != nil {
+		return err
+	}
+	w.h = h
+	return nil
+}
+
+// rebuildIndex builds the index of the whole ledger as it is (the caller
+// holds the append lock) and puts it in place of X.idx atomically.
+func (l *Ledger) rebuildIndex() error {
+	l.idx = nil
+	if l.idxF != nil {
+		l.idxF.Close()
+		l.idxF = nil
+	}
+	st, err := l.data.Stat()
+	if err != nil {
+		return err
+	}
+	b, h, err := buildIndex(context.Background(), l, st.Size(), 0)
+	if err != nil {
+		return err
+	}
+	path := IndexPath(l.path)
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	l.idxF = f
+	l.idx = &idxWriter{f: f, ino: fileID(fi), h: h}
+	return nil
+}
+
+// buildIndex returns the bytes of the index of the complete lines in the
+// first size bytes of l's ledger, with the given bucket count (0: chosen
+// by the number of postings). It is deterministic: Verify compares a
+// rebuild with the file.
+func buildIndex(ctx context.Context, l *Ledger, size int64, buckets int64) ([]byte, idxHeader, error) {
+	var ps []posting
+	var keys []uint64
+	var off, n int64
+	var last []byte
+	err := l.linesIn(ctx, 0, 0, size, func(seq int64, line []byte) bool {
+		keys = lineKeys(keys[:0], line)
+		for _, k := range keys {
+			ps = append(ps, posting{key: k, seq: seq, off: off, len: uint32(len(line))})
+		}
+		off += int64(len(line)) + 1
+		n = seq + 1
+		last = append(last[:0], line...)
+		return true
+	})
+	if err != nil {
+		return nil, idxHeader{}, err
+	}
+	if buckets == 0 {
+		buckets = bucketsFor(int64(len(ps)))
+	}
+	h := idxHeader{keyset: idxKeyset, boot: bootID(), buckets: uint64(buckets), postings: uint64(len(ps)), entries: uint64(n), dataEnd: uint64(off)}
+	if n > 0 {
+		e, err := ParseLine(last)
+		if err != nil {
+			return nil, h, err
+		}
+		if _, err := hex.Decode(h.leaf[:], []byte(e.EntryHash)); err != nil {
+			return nil, h, err
+		}
+	}
+	out := make([]byte, postingAt(int(buckets), int64(len(ps))))
+	table := out[idxHeaderSize:postingAt(int(buckets), 0)]
+	for i := range ps {
+		slot := bucketOf(ps[i].key, int(buckets))
+		ps[i].prev = binary.LittleEndian.Uint64(table[slot*8:])
+		ps[i].put(out[postingAt(int(buckets), int64(i)):])
+		binary.LittleEndian.PutUint64(table[slot*8:], uint64(i)+1)
+	}
+	copy(out, h.encode())
+	return out, h, nil
+}
+
+// indexFindings is Verify's check of the index: an index a reader would
+// use must be exactly the rebuild of the entries it covers
+// (INDEX_MISMATCH otherwise). One a reader would not use (missing, dirty,
+// stale, of another boot) is no finding: it is never trusted.
+func (l *Ledger) indexFindings(ctx context.Context) []Issue {
+	out := l.compareIndex(ctx)
+	if out != nil && l.lockF != nil {
+		// A writer may have been changing the index as it was read:
+		// look again with appends held off (only when it differed).
+		if err := flock(ctx, l.lockF, false, DefaultLockTimeout); err != nil {
+			return out
+		}
+		defer funlock(l.lockF)
+		out = l.compareIndex(ctx)
+	}
+	return out
+}
+
+func (l *Ledger) compareIndex(ctx context.Context) []Issue {
+	x := l.openIndex()
+	if x == nil {
+		return nil
+	}
+	defer x.f.Close()
+	want, _, err := buildIndex(ctx, l, int64(x.h.dataEnd), int64(x.h.buckets))
+	if err != nil {
+		return []Issue{{Seq: 0, Code: IndexMismatch, Message: "the index could not be rebuilt from the lines it covers: " + err.Error()}}
+	}
+	got := make([]byte, len(want))
+	if _, err := x.f.ReadAt(got, 0); err != nil && err != io.EOF {
+		return []Issue{{Seq: 0, Code: IndexMismatch, Message: "the index could not be read: " + err.Error()}}
+	}
+	// The header's gen is the writer's counter, not a fact of the ledger.
+	if !bytes.Equal(got[idxHeaderSize:], want[idxHeaderSize:]) || x.h.postings != binary.LittleEndian.Uint64(want[40:]) || x.h.entries != binary.LittleEndian.Uint64(want[48:]) {
+		seq := firstPostingDiff(got, want, int(x.h.buckets))
+		return []Issue{{Seq: seq, Code: IndexMismatch, Message: "the index X.idx differs from its rebuild from the ledger (an edited or damaged index may hide entries from lookups; remove it and the next append rebuilds it)"}}
+	}
+	return nil
+}
+
+// firstPostingDiff returns the seq of the first posting that differs
+// between two index images, or 0.
+func firstPostingDiff(got, want []byte, b int) int64 {
+	for off := postingAt(b, 0); off+idxPostingSize <= int64(len(want)); off += idxPostingSize {
+		if !bytes.Equal(got[off:off+idxPostingSize], want[off:off+idxPostingSize]) {
+			return int64(binary.LittleEndian.Uint64(want[off+8:]))
+		}
+	}
+	return 0
+}

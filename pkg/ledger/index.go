@@ -98,15 +98,17 @@ func keyHash(s string) uint64 {
 	return h
 }
 
-func eventKey(t string) uint64        { return keyHash("t\x00" + t) }
-func subjectKey(s string) uint64      { return keyHash("s\x00" + s) }
-func metaKey(k, v string) uint64      { return keyHash("m\x00" + k + "\x00" + v) }
-func indexedKey(k string) bool        { return slices.Contains(indexedMetadata, k) }
-func bucketOf(key uint64, b int) int  { return int(key & uint64(b-1)) }
-func postingAt(b int, i int64) int64  { return idxHeaderSize + int64(b)*8 + i*idxPostingSize }
-func slotAt(slot int) int64           { return idxHeaderSize + int64(slot)*8 }
-func validBuckets(b uint64) bool      { return b >= idxMinBuckets && b <= idxMaxBuckets && b&(b-1) == 0 }
-func bucketsFor(postings int64) int64 { return max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings/(idxLoad/4)))) }
+func eventKey(t string) uint64       { return keyHash("t\x00" + t) }
+func subjectKey(s string) uint64     { return keyHash("s\x00" + s) }
+func metaKey(k, v string) uint64     { return keyHash("m\x00" + k + "\x00" + v) }
+func indexedKey(k string) bool       { return slices.Contains(indexedMetadata, k) }
+func bucketOf(key uint64, b int) int { return int(key & uint64(b-1)) }
+func postingAt(b int, i int64) int64 { return idxHeaderSize + int64(b)*8 + i*idxPostingSize }
+func slotAt(slot int) int64          { return idxHeaderSize + int64(slot)*8 }
+func validBuckets(b uint64) bool     { return b >= idxMinBuckets && b <= idxMaxBuckets && b&(b-1) == 0 }
+func bucketsFor(postings int64) int64 {
+	return max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings/(idxLoad/4))))
+}
 
 // entryKeys appends the key hashes of an entry with these fields.
 func keysOf(dst []uint64, eventType, subject string, meta func(k string) (string, bool)) []uint64 {

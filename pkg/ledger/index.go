@@ -79,7 +79,10 @@ const (
 	idxMinBuckets  = 256
 	idxMaxBuckets  = 1 << 26
 	// idxLoad is the most postings per bucket before a writer rebuilds
-	// the index with more buckets (to idxLoad/4 per bucket).
+	// the index with more buckets (to at most one per bucket): a rare
+	// key's lookup reads a few postings, and the index is rebuilt each
+	// time its postings grow eightfold (from its own postings, not the
+	// ledger).
 	idxLoad = 8
 )
 
@@ -107,7 +110,7 @@ func postingAt(b int, i int64) int64 { return idxHeaderSize + int64(b)*8 + i*idx
 func slotAt(slot int) int64          { return idxHeaderSize + int64(slot)*8 }
 func validBuckets(b uint64) bool     { return b >= idxMinBuckets && b <= idxMaxBuckets && b&(b-1) == 0 }
 func bucketsFor(postings int64) int64 {
-	return max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings/(idxLoad/4))))
+	return min(idxMaxBuckets, max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings))))
 }
 
 // entryKeys appends the key hashes of an entry with these fields.
@@ -582,7 +585,7 @@ func (l *Ledger) updateIndexErr(prevN, prevEnd int64, entries []Entry, ends []in
 	}
 	total := int64(h.postings) + int64(len(ps))
 	if total > idxLoad*int64(h.buckets) && int64(h.buckets) < idxMaxBuckets {
-		return l.rebuildIndex()
+		return l.regrowIndex(w, h, ps, entries[len(entries)-1].Seq+1, off, entries[len(entries)-1].EntryHash)
 	}
 	w.h = h
 	return w.add(ps, int64(entries[len(entries)-1].Seq)+1, off, entries[len(entries)-1].EntryHash)
@@ -636,15 +639,8 @@ func (w *idxWriter) add(ps []posting, n, end int64, head string) error {
 	if _, err := w.f.WriteAt(pbuf, postingAt(b, int64(h.postings))); err != nil {
 		return err
 	}
-	var sb [8]byte
-	for slot, v := range changed {
-		if w.table != nil {
-			w.table[slot] = v
-		}
-		binary.LittleEndian.PutUint64(sb[:], v)
-		if _, err := w.f.WriteAt(sb[:], slotAt(slot)); err != nil {
-			return err
-		}
+	if err := w.writeSlots(changed); err != nil {
+		return err
 	}
 	h.postings += uint64(len(ps))
 	h.entries, h.dataEnd, h.dirty = uint64(n), uint64(end), 0
@@ -655,6 +651,49 @@ func (w *idxWriter) add(ps []posting, n, end int64, head string) error {
 		return err
 	}
 	w.h = h
+	return nil
+}
+
+// writeSlots writes the changed bucket heads: one by one for a few, else
+// the runs of 4 KiB pages of the table that hold them.
+func (w *idxWriter) writeSlots(changed map[int]uint64) error {
+	var sb [8]byte
+	if w.table == nil || len(changed) <= 8 {
+		for slot, v := range changed {
+			if w.table != nil {
+				w.table[slot] = v
+			}
+			binary.LittleEndian.PutUint64(sb[:], v)
+			if _, err := w.f.WriteAt(sb[:], slotAt(slot)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	const perPage = 512
+	pages := make([]int, 0, len(changed))
+	for slot, v := range changed {
+		w.table[slot] = v
+		pages = append(pages, slot/perPage)
+	}
+	slices.Sort(pages)
+	pages = slices.Compact(pages)
+	var buf []byte
+	for i := 0; i < len(pages); {
+		j := i + 1
+		for j < len(pages) && pages[j] == pages[j-1]+1 {
+			j++
+		}
+		lo, hi := pages[i]*perPage, min((pages[j-1]+1)*perPage, len(w.table))
+		buf = buf[:0]
+		for _, v := range w.table[lo:hi] {
+			buf = binary.LittleEndian.AppendUint64(buf, v)
+		}
+		if _, err := w.f.WriteAt(buf, slotAt(lo)); err != nil {
+			return err
+		}
+		i = j
+	}
 	return nil
 }
 
@@ -673,6 +712,17 @@ func (l *Ledger) rebuildIndex() error {
 	b, h, err := buildIndex(context.Background(), l, st.Size(), 0)
 	if err != nil {
 		return err
+	}
+	return l.putIndex(b, h)
+}
+
+// putIndex puts the index image b (header h) in place of X.idx atomically
+// and makes it the writer's.
+func (l *Ledger) putIndex(b []byte, h idxHeader) error {
+	l.idx = nil
+	if l.idxF != nil {
+		l.idxF.Close()
+		l.idxF = nil
 	}
 	path := IndexPath(l.path)
 	var rnd [6]byte
@@ -724,16 +774,26 @@ func buildIndex(ctx context.Context, l *Ledger, size int64, buckets int64) ([]by
 	if err != nil {
 		return nil, idxHeader{}, err
 	}
-	if buckets == 0 {
-		buckets = bucketsFor(int64(len(ps)))
-	}
-	h := idxHeader{keyset: idxKeyset, boot: bootID(), buckets: uint64(buckets), postings: uint64(len(ps)), entries: uint64(n), dataEnd: uint64(off)}
+	head := ""
 	if n > 0 {
 		e, err := ParseLine(last)
 		if err != nil {
-			return nil, h, err
+			return nil, idxHeader{}, err
 		}
-		if _, err := hex.Decode(h.leaf[:], []byte(e.EntryHash)); err != nil {
+		head = e.EntryHash
+	}
+	return indexImage(ps, buckets, n, off, head)
+}
+
+// indexImage lays out the index of postings (in seq order) over n entries
+// ending at offset end, the last with entry_hash head.
+func indexImage(ps []posting, buckets, n, end int64, head string) ([]byte, idxHeader, error) {
+	if buckets == 0 {
+		buckets = bucketsFor(int64(len(ps)))
+	}
+	h := idxHeader{keyset: idxKeyset, boot: bootID(), buckets: uint64(buckets), postings: uint64(len(ps)), entries: uint64(n), dataEnd: uint64(end)}
+	if n > 0 {
+		if _, err := hex.Decode(h.leaf[:], []byte(head)); err != nil {
 			return nil, h, err
 		}
 	}
@@ -747,6 +807,29 @@ func buildIndex(ctx context.Context, l *Ledger, size int64, buckets int64) ([]by
 	}
 	copy(out, h.encode())
 	return out, h, nil
+}
+
+// regrowIndex rebuilds the index with more buckets from its own postings
+// and the new ones (ps), without reading the ledger; from the ledger if a
+// posting does not decode.
+func (l *Ledger) regrowIndex(w *idxWriter, h idxHeader, ps []posting, n, end int64, head string) error {
+	b := make([]byte, h.postings*idxPostingSize)
+	if _, err := w.f.ReadAt(b, postingAt(int(h.buckets), 0)); err != nil {
+		return l.rebuildIndex()
+	}
+	all := make([]posting, 0, int(h.postings)+len(ps))
+	for i := range int(h.postings) {
+		p, err := decodePosting(b[i*idxPostingSize:])
+		if err != nil {
+			return l.rebuildIndex()
+		}
+		all = append(all, p)
+	}
+	img, nh, err := indexImage(append(all, ps...), 0, n, end, head)
+	if err != nil {
+		return err
+	}
+	return l.putIndex(img, nh)
 }
 
 // indexFindings is Verify's check of the index: an index a reader would

@@ -240,7 +240,7 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		// like one beside X.tlog: the writer would write through it.
 		if fi, err := os.Lstat(IndexPath(path)); err == nil && !fi.Mode().IsRegular() {
 			l.Close()
-			return nil, errorf(regfile.Code, "%s is not a regular file (a %s): refused", IndexPath(path), fi.Mode().Type())
+			return nil, errorf(regfile.Code, "%s is not a regular file (%s): refused, never opened", IndexPath(path), kindOf(fi.Mode()))
 		}
 	}
 	if created {
@@ -852,4 +852,17 @@ func (l *Ledger) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		return nil, l.sideErr
 	}
 	return l.hashes.ReadHashes(indexes)
+}
+
+// kindOf names a file mode's type for a message.
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "a special file"
 }

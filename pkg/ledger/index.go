@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"hash/crc32"
 	"io"
@@ -127,18 +128,72 @@ func keysOf(dst []uint64, eventType, subject string, meta func(k string) (string
 	return dst
 }
 
-// lineKeys returns the key hashes of a ledger line (nil if it is not JSON
-// with the fields of an entry: such a line does not parse, and Find skips
-// it either way).
+// lineKeys returns the key hashes of a ledger line, as keysOf does for
+// the entry it holds. A canonical entry line is walked once (scan) and
+// only its metadata object is searched; any other line through gjson
+// (such a line does not parse, and Find skips it either way).
 func lineKeys(dst []uint64, line []byte) []uint64 {
-	paths := make([]string, 0, 2+len(indexedMetadata))
-	paths = append(paths, "event_type", "submission_id")
-	for _, k := range indexedMetadata {
-		paths = append(paths, "metadata."+gjsonEscape(k))
+	vals, ok := scan(line, false)
+	if !ok {
+		return slowLineKeys(dst, line)
 	}
-	r := gjson.GetManyBytes(line, paths...)
+	et, ok1 := rawString(line[vals[fEventType].a:vals[fEventType].b])
+	sub, ok2 := rawString(line[vals[fSubmission].a:vals[fSubmission].b])
+	if !ok1 || !ok2 {
+		return slowLineKeys(dst, line)
+	}
+	md := line[vals[fMetadata].a:vals[fMetadata].b]
+	var r []gjson.Result
+	for _, k := range metaQuoted {
+		if bytes.Contains(md, k) {
+			r = gjson.GetManyBytes(md, metaPaths...)
+			break
+		}
+	}
+	return keysOf(dst, et, sub, func(k string) (string, bool) {
+		if r == nil {
+			return "", false
+		}
+		v := r[slices.Index(indexedMetadata, k)]
+		return v.Str, v.Type == gjson.String
+	})
+}
+
+// metaQuoted are the indexed keys as JSON strings: a metadata object
+// without any of them is not searched.
+var metaQuoted = func() [][]byte {
+	var qs [][]byte
+	for _, k := range indexedMetadata {
+		q, _ := json.Marshal(k)
+		qs = append(qs, q)
+	}
+	return qs
+}()
+
+var metaPaths = func() []string {
+	var ps []string
+	for _, k := range indexedMetadata {
+		ps = append(ps, gjsonEscape(k))
+	}
+	return ps
+}()
+
+// rawString returns the text of a JSON string without escapes.
+func rawString(q []byte) (string, bool) {
+	if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' || bytes.IndexByte(q, '\\') >= 0 {
+		return "", false
+	}
+	return string(q[1 : len(q)-1]), true
+}
+
+func slowLineKeys(dst []uint64, line []byte) []uint64 {
+	r := gjson.GetManyBytes(line, "event_type", "submission_id", "metadata")
+	if !r[0].Exists() || !r[2].IsObject() {
+		return keysOf(dst, r[0].String(), r[1].String(), func(string) (string, bool) { return "", false })
+	}
+	m := gjson.GetMany(r[2].Raw, metaPaths...)
 	return keysOf(dst, r[0].String(), r[1].String(), func(k string) (string, bool) {
-		v := r[2+slices.Index(indexedMetadata, k)]
+		v := m[slices.Index(indexedMetadata, k)]
 		return v.Str, v.Type == gjson.String
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/crc32"
+	"io/fs"
 	"io"
 	"math/bits"
 	"os"
@@ -556,11 +557,11 @@ func fileID(fi os.FileInfo) uint64 {
 // entries (whose lines end at ends) to a ledger that held prevN entries
 // ending at prevEnd. The index is a cache: failing to write it fails
 // nothing (readers will not use it; the next writer rebuilds it).
-func (l *Ledger) updateIndex(prevN, prevEnd int64, entries []Entry, ends []int64) {
+func (l *Ledger) updateIndex(prevN, prevEnd int64, prevHead string, entries []Entry, ends []int64) {
 	if !indexEnabled() {
 		return
 	}
-	if err := l.updateIndexErr(prevN, prevEnd, entries, ends); err != nil {
+	if err := l.updateIndexErr(prevN, prevEnd, prevHead, entries, ends); err != nil {
 		l.idx = nil
 		if l.idxF != nil {
 			l.idxF.Close()
@@ -569,44 +570,60 @@ func (l *Ledger) updateIndex(prevN, prevEnd int64, entries []Entry, ends []int64
 	}
 }
 
-func (l *Ledger) updateIndexErr(prevN, prevEnd int64, entries []Entry, ends []int64) error {
+func (l *Ledger) updateIndexErr(prevN, prevEnd int64, prevHead string, entries []Entry, ends []int64) error {
 	path := IndexPath(l.path)
 	w := l.idx
-	fi, err := os.Lstat(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	if w == nil || err != nil || fileID(fi) != w.ino {
-		// Opened afresh: another writer may have rebuilt it.
-		if l.idxF != nil {
+	if w != nil {
+		// Another writer may have rebuilt it under a new inode.
+		if fi, err := os.Lstat(path); err != nil || fileID(fi) != w.ino {
+			l.idx, w = nil, nil
 			l.idxF.Close()
 			l.idxF = nil
 		}
-		if err != nil {
-			return l.rebuildIndex()
-		}
+	}
+	var size int64
+	if w == nil {
 		f, err := regfile.OpenFile(path, os.O_RDWR|regfile.NoFollow, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			return l.rebuildIndex()
+		} else if err != nil {
+			return err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		l.idxF, size = f, fi.Size()
+		w = &idxWriter{f: f, ino: fileID(fi)}
+		l.idx = w
+	} else {
+		fi, err := w.f.Stat()
 		if err != nil {
 			return err
 		}
-		l.idxF = f
-		w = &idxWriter{f: f, ino: fileID(fi)}
-		l.idx = w
+		size = fi.Size()
 	}
 	hb := make([]byte, idxHeaderSize)
 	if _, err := w.f.ReadAt(hb, 0); err != nil {
 		return l.rebuildIndex()
 	}
 	h, err := decodeHeader(hb)
-	if err != nil || h.boot != bootID() || int64(h.entries) > prevN || int64(h.dataEnd) > prevEnd {
+	if err != nil || h.boot != bootID() || int64(h.entries) > prevN || int64(h.dataEnd) > prevEnd ||
+		size < postingAt(int(h.buckets), int64(h.postings)) {
 		return l.rebuildIndex()
 	}
-	if h.gen != w.h.gen || w.table == nil {
+	if h.gen != w.h.gen {
 		w.table = nil
 	}
-	x := &idxFile{f: w.f}
-	if !l.checkIndex(x) || x.h != h {
-		return l.rebuildIndex()
+	if int64(h.entries) != prevN || hex.EncodeToString(h.leaf[:]) != prevHead {
+		// Not the index of the ledger this writer holds, as it was before
+		// this append: check it against the files (and so rebuild it
+		// unless it is only behind).
+		x := &idxFile{f: w.f}
+		if !l.checkIndex(x) || x.h != h {
+			return l.rebuildIndex()
+		}
 	}
 	var ps []posting
 	var keys []uint64

@@ -383,14 +383,14 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 		l.synced = false
 		return nil, err
 	}
-	prevN, prevEnd := l.n, l.dataSize
+	prevN, prevEnd, prevHead := l.n, l.dataSize, l.head
 	l.n += int64(len(entries))
 	l.head = prev
 	l.frontier = frontier
 	l.dataSize += int64(len(buf))
 	l.hashSize += int64(len(hbuf))
 	// The entries are durable: now the index may name them.
-	l.updateIndex(prevN, prevEnd, entries, ends)
+	l.updateIndex(prevN, prevEnd, prevHead, entries, ends)
 	return entries, encErr
 }
 

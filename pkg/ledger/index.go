@@ -81,11 +81,12 @@ const (
 	idxMinBuckets  = 256
 	idxMaxBuckets  = 1 << 26
 	// idxLoad is the most postings per bucket before a writer rebuilds
-	// the index with more buckets (to at most one per bucket): a rare
-	// key's lookup reads a few postings, and the index is rebuilt each
-	// time its postings grow eightfold (from its own postings, not the
+	// the index with more buckets (to at most four per bucket): a rare
+	// key's lookup reads a few postings, the table a batch rewrites is
+	// small beside the postings, and the index is rebuilt each time its
+	// postings grow four- to eightfold (from its own postings, not the
 	// ledger).
-	idxLoad = 8
+	idxLoad = 16
 )
 
 var idxKeyset = func() uint64 {
@@ -94,8 +95,11 @@ var idxKeyset = func() uint64 {
 
 // keyHash is 64-bit FNV-1a. A collision costs a lookup a longer chain,
 // never a wrong answer: every posting is checked against its entry.
-func keyHash(s string) uint64 {
-	h := uint64(14695981039346656037)
+func keyHash(s string) uint64 { return fnvAdd(fnvOffset, s) }
+
+const fnvOffset = 14695981039346656037
+
+func fnvAdd(h uint64, s string) uint64 {
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
 		h *= 1099511628211
@@ -103,16 +107,20 @@ func keyHash(s string) uint64 {
 	return h
 }
 
-func eventKey(t string) uint64       { return keyHash("t\x00" + t) }
-func subjectKey(s string) uint64     { return keyHash("s\x00" + s) }
-func metaKey(k, v string) uint64     { return keyHash("m\x00" + k + "\x00" + v) }
+// The keys are the hashes of "t\x00"+type, "s\x00"+subject and
+// "m\x00"+k+"\x00"+v, hashed without building those strings.
+func eventKey(t string) uint64   { return fnvAdd(fnvAdd(fnvOffset, "t\x00"), t) }
+func subjectKey(s string) uint64 { return fnvAdd(fnvAdd(fnvOffset, "s\x00"), s) }
+func metaKey(k, v string) uint64 {
+	return fnvAdd(fnvAdd(fnvAdd(fnvAdd(fnvOffset, "m\x00"), k), "\x00"), v)
+}
 func indexedKey(k string) bool       { return slices.Contains(indexedMetadata, k) }
 func bucketOf(key uint64, b int) int { return int(key & uint64(b-1)) }
 func postingAt(b int, i int64) int64 { return idxHeaderSize + int64(b)*8 + i*idxPostingSize }
 func slotAt(slot int) int64          { return idxHeaderSize + int64(slot)*8 }
 func validBuckets(b uint64) bool     { return b >= idxMinBuckets && b <= idxMaxBuckets && b&(b-1) == 0 }
 func bucketsFor(postings int64) int64 {
-	return min(idxMaxBuckets, max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings))))
+	return min(idxMaxBuckets, max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings/4))))
 }
 
 // entryKeys appends the key hashes of an entry with these fields.
@@ -543,7 +551,7 @@ type idxWriter struct {
 	f     *os.File
 	ino   uint64
 	h     idxHeader
-	table []uint64
+	table []byte
 }
 
 func fileID(fi os.FileInfo) uint64 {
@@ -644,6 +652,7 @@ func (l *Ledger) updateIndexErr(prevN, prevEnd int64, prevHead string, entries [
 		}
 	}
 	off := prevEnd
+	ps = slices.Grow(ps, 3*len(entries))
 	for i := range entries {
 		e := &entries[i]
 		keys = keysOf(keys[:0], e.EventType, e.SubmissionID, func(k string) (string, bool) {
@@ -674,45 +683,69 @@ func (w *idxWriter) add(ps []posting, n, end int64, head string) error {
 		return err
 	}
 	if w.table == nil && len(ps) > 32 {
-		tb := make([]byte, b*8)
-		if _, err := w.f.ReadAt(tb, slotAt(0)); err != nil {
+		// A batch: the table in memory (kept while no other writer
+		// changes the file), written back by the pages it touched.
+		w.table = make([]byte, b*8)
+		if _, err := w.f.ReadAt(w.table, slotAt(0)); err != nil {
+			w.table = nil
 			return err
 		}
-		w.table = make([]uint64, b)
-		for i := range w.table {
-			w.table[i] = binary.LittleEndian.Uint64(tb[i*8:])
-		}
-	}
-	changed := map[int]uint64{}
-	get := func(slot int) (uint64, error) {
-		if v, ok := changed[slot]; ok {
-			return v, nil
-		}
-		if w.table != nil {
-			return w.table[slot], nil
-		}
-		var sb [8]byte
-		if _, err := w.f.ReadAt(sb[:], slotAt(slot)); err != nil {
-			return 0, err
-		}
-		return binary.LittleEndian.Uint64(sb[:]), nil
 	}
 	pbuf := make([]byte, len(ps)*idxPostingSize)
-	for i := range ps {
-		slot := bucketOf(ps[i].key, b)
-		prev, err := get(slot)
-		if err != nil {
+	le := binary.LittleEndian
+	if w.table != nil {
+		const page = 4096
+		dirty := make([]bool, (len(w.table)+page-1)/page)
+		for i := range ps {
+			slot := bucketOf(ps[i].key, b)
+			ps[i].prev = le.Uint64(w.table[slot*8:])
+			ps[i].put(pbuf[i*idxPostingSize:])
+			le.PutUint64(w.table[slot*8:], h.postings+uint64(i)+1)
+			dirty[slot*8/page] = true
+		}
+		if _, err := w.f.WriteAt(pbuf, postingAt(b, int64(h.postings))); err != nil {
 			return err
 		}
-		ps[i].prev = prev
-		ps[i].put(pbuf[i*idxPostingSize:])
-		changed[slot] = h.postings + uint64(i) + 1
-	}
-	if _, err := w.f.WriteAt(pbuf, postingAt(b, int64(h.postings))); err != nil {
-		return err
-	}
-	if err := w.writeSlots(changed); err != nil {
-		return err
+		for i := 0; i < len(dirty); {
+			if !dirty[i] {
+				i++
+				continue
+			}
+			j := i
+			for j < len(dirty) && dirty[j] {
+				j++
+			}
+			lo, hi := i*page, min(j*page, len(w.table))
+			if _, err := w.f.WriteAt(w.table[lo:hi], slotAt(0)+int64(lo)); err != nil {
+				return err
+			}
+			i = j
+		}
+	} else {
+		changed := map[int]uint64{}
+		var sb [8]byte
+		for i := range ps {
+			slot := bucketOf(ps[i].key, b)
+			prev, ok := changed[slot]
+			if !ok {
+				if _, err := w.f.ReadAt(sb[:], slotAt(slot)); err != nil {
+					return err
+				}
+				prev = le.Uint64(sb[:])
+			}
+			ps[i].prev = prev
+			ps[i].put(pbuf[i*idxPostingSize:])
+			changed[slot] = h.postings + uint64(i) + 1
+		}
+		if _, err := w.f.WriteAt(pbuf, postingAt(b, int64(h.postings))); err != nil {
+			return err
+		}
+		for slot, v := range changed {
+			le.PutUint64(sb[:], v)
+			if _, err := w.f.WriteAt(sb[:], slotAt(slot)); err != nil {
+				return err
+			}
+		}
 	}
 	h.postings += uint64(len(ps))
 	h.entries, h.dataEnd, h.dirty = uint64(n), uint64(end), 0
@@ -723,49 +756,6 @@ func (w *idxWriter) add(ps []posting, n, end int64, head string) error {
 		return err
 	}
 	w.h = h
-	return nil
-}
-
-// writeSlots writes the changed bucket heads: one by one for a few, else
-// the runs of 4 KiB pages of the table that hold them.
-func (w *idxWriter) writeSlots(changed map[int]uint64) error {
-	var sb [8]byte
-	if w.table == nil || len(changed) <= 8 {
-		for slot, v := range changed {
-			if w.table != nil {
-				w.table[slot] = v
-			}
-			binary.LittleEndian.PutUint64(sb[:], v)
-			if _, err := w.f.WriteAt(sb[:], slotAt(slot)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	const perPage = 512
-	pages := make([]int, 0, len(changed))
-	for slot, v := range changed {
-		w.table[slot] = v
-		pages = append(pages, slot/perPage)
-	}
-	slices.Sort(pages)
-	pages = slices.Compact(pages)
-	var buf []byte
-	for i := 0; i < len(pages); {
-		j := i + 1
-		for j < len(pages) && pages[j] == pages[j-1]+1 {
-			j++
-		}
-		lo, hi := pages[i]*perPage, min((pages[j-1]+1)*perPage, len(w.table))
-		buf = buf[:0]
-		for _, v := range w.table[lo:hi] {
-			buf = binary.LittleEndian.AppendUint64(buf, v)
-		}
-		if _, err := w.f.WriteAt(buf, slotAt(lo)); err != nil {
-			return err
-		}
-		i = j
-	}
 	return nil
 }
 

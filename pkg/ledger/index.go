@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -146,6 +148,11 @@ func lineKeys(dst []uint64, line []byte) []uint64 {
 	if !ok {
 		return slowLineKeys(dst, line)
 	}
+	return valsKeys(dst, line, &vals)
+}
+
+// valsKeys is lineKeys given the spans of the line's values.
+func valsKeys(dst []uint64, line []byte, vals *[nFields]span) []uint64 {
 	et, ok1 := rawString(line[vals[fEventType].a:vals[fEventType].b])
 	sub, ok2 := rawString(line[vals[fSubmission].a:vals[fSubmission].b])
 	if !ok1 || !ok2 {
@@ -894,53 +901,107 @@ func (l *Ledger) regrowIndex(w *idxWriter, h idxHeader, ps []posting, n, end int
 	return l.putIndex(img, nh)
 }
 
-// indexFindings is Verify's check of the index: an index a reader would
-// use must be exactly the rebuild of the entries it covers
+// compareIndex is Verify's check of the index, on its own: an index a
+// reader would use must be exactly the rebuild of the entries it covers
 // (INDEX_MISMATCH otherwise). One a reader would not use (missing, dirty,
-// stale, of another boot) is no finding: it is never trusted.
-func (l *Ledger) indexFindings(ctx context.Context) []Issue {
-	out := l.compareIndex(ctx)
-	if out != nil && l.lockF != nil {
-		// A writer may have been changing the index as it was read:
-		// look again with appends held off (only when it differed).
-		if err := flock(ctx, l.lockF, false, DefaultLockTimeout); err != nil {
-			return out
-		}
-		defer funlock(l.lockF)
-		out = l.compareIndex(ctx)
+// stale, of another boot) is no finding: it is never trusted. (Verify
+// itself compares the keys its own pass over the lines collects.)
+func (l *Ledger) compareIndex(ctx context.Context) []Issue {
+	c := l.newIndexComparer()
+	if c == nil {
+		return nil
 	}
-	return out
+	var keys []uint64
+	err := l.linesIn(ctx, 0, 0, int64(c.h.dataEnd), func(seq int64, line []byte) bool {
+		keys = lineKeys(keys[:0], line)
+		return c.line(seq, uint32(len(line)), keys)
+	})
+	if err != nil {
+		c.close()
+		return []Issue{{Seq: 0, Code: IndexMismatch, Message: "the index could not be compared with the ledger: " + err.Error()}}
+	}
+	return c.finish()
 }
 
-func (l *Ledger) compareIndex(ctx context.Context) []Issue {
+// indexComparer compares an index with the rebuild of the lines it covers,
+// streamed: each line's postings (line) are compared with the file's in
+// order, the bucket chains replayed in a table of heads compared with the
+// file's (as read when the comparer was made) at the end (finish).
+type indexComparer struct {
+	x       *idxFile
+	h       idxHeader
+	path    string
+	fileTab []byte
+	table   []uint64
+	r       *bufio.Reader
+	pb      []byte
+	i       uint64
+	off, n  int64
+	bad     int64
+}
+
+// newIndexComparer opens the index of l if it is fit to use (nil
+// otherwise) and reads its table of heads. Called under the shared lock,
+// it sees the index as of the same moment as the ledger.
+func (l *Ledger) newIndexComparer() *indexComparer {
 	x := l.openIndex()
 	if x == nil {
 		return nil
 	}
-	defer x.f.Close()
-	want, _, err := buildIndex(ctx, l, int64(x.h.dataEnd), int64(x.h.buckets))
-	if err != nil {
-		return []Issue{{Seq: 0, Code: IndexMismatch, Message: "the index could not be rebuilt from the lines it covers: " + err.Error()}}
+	b := int(x.h.buckets)
+	c := &indexComparer{x: x, h: x.h, path: IndexPath(l.path), table: make([]uint64, b), fileTab: make([]byte, b*8), bad: -1,
+		r:  bufio.NewReaderSize(io.NewSectionReader(x.f, postingAt(b, 0), int64(x.h.postings)*idxPostingSize), 1<<20),
+		pb: make([]byte, idxPostingSize)}
+	if _, err := x.f.ReadAt(c.fileTab, slotAt(0)); err != nil {
+		c.bad = 0
 	}
-	got := make([]byte, len(want))
-	if _, err := x.f.ReadAt(got, 0); err != nil && err != io.EOF {
-		return []Issue{{Seq: 0, Code: IndexMismatch, Message: "the index could not be read: " + err.Error()}}
-	}
-	// The header's gen is the writer's counter, not a fact of the ledger.
-	if !bytes.Equal(got[idxHeaderSize:], want[idxHeaderSize:]) || x.h.postings != binary.LittleEndian.Uint64(want[40:]) || x.h.entries != binary.LittleEndian.Uint64(want[48:]) {
-		seq := firstPostingDiff(got, want, int(x.h.buckets))
-		return []Issue{{Seq: seq, Code: IndexMismatch, Message: "the index X.idx differs from its rebuild from the ledger (an edited or damaged index may hide entries from lookups; remove it and the next append rebuilds it)"}}
-	}
-	return nil
+	return c
 }
 
-// firstPostingDiff returns the seq of the first posting that differs
-// between two index images, or 0.
-func firstPostingDiff(got, want []byte, b int) int64 {
-	for off := postingAt(b, 0); off+idxPostingSize <= int64(len(want)); off += idxPostingSize {
-		if !bytes.Equal(got[off:off+idxPostingSize], want[off:off+idxPostingSize]) {
-			return int64(binary.LittleEndian.Uint64(want[off+8:]))
+func (c *indexComparer) close() { c.x.f.Close() }
+
+// line takes the next line's index keys; false once a difference is found
+// or the lines the index covers are done.
+func (c *indexComparer) line(seq int64, n uint32, keys []uint64) bool {
+	if c.bad >= 0 || uint64(seq) >= c.h.entries {
+		return false
+	}
+	b := int(c.h.buckets)
+	for _, k := range keys {
+		if _, err := io.ReadFull(c.r, c.pb); err != nil {
+			c.bad = seq
+			return false
+		}
+		p, err := decodePosting(c.pb)
+		slot := bucketOf(k, b)
+		if err != nil || p.key != k || p.seq != seq || p.off != c.off || p.len != n || p.prev != c.table[slot] {
+			c.bad = seq
+			return false
+		}
+		c.table[slot] = c.i + 1
+		c.i++
+	}
+	c.off += int64(n) + 1
+	c.n = seq + 1
+	return true
+}
+
+// finish returns INDEX_MISMATCH if the index differs from the rebuild.
+func (c *indexComparer) finish() []Issue {
+	defer c.close()
+	if c.bad < 0 && (c.i != c.h.postings || uint64(c.n) != c.h.entries || uint64(c.off) != c.h.dataEnd) {
+		c.bad = c.n
+	}
+	if c.bad < 0 {
+		for s, v := range c.table {
+			if binary.LittleEndian.Uint64(c.fileTab[s*8:]) != v {
+				c.bad = max(c.n-1, 0)
+				break
+			}
 		}
 	}
-	return 0
+	if c.bad < 0 {
+		return nil
+	}
+	return []Issue{{Seq: c.bad, Code: IndexMismatch, Message: fmt.Sprintf("the index %s differs from its rebuild from the ledger (first at seq %d): an edited or damaged index can hide entries from lookups by event type, subject or metadata; remove it and the next append rebuilds it", filepath.Base(c.path), c.bad)}}
 }

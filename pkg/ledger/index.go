@@ -153,26 +153,40 @@ func lineKeys(dst []uint64, line []byte) []uint64 {
 
 // valsKeys is lineKeys given the spans of the line's values.
 func valsKeys(dst []uint64, line []byte, vals *[nFields]span) []uint64 {
-	et, ok1 := rawString(line[vals[fEventType].a:vals[fEventType].b])
-	sub, ok2 := rawString(line[vals[fSubmission].a:vals[fSubmission].b])
+	et, ok1 := rawBytes(line[vals[fEventType].a:vals[fEventType].b])
+	sub, ok2 := rawBytes(line[vals[fSubmission].a:vals[fSubmission].b])
 	if !ok1 || !ok2 {
 		return slowLineKeys(dst, line)
 	}
 	md := line[vals[fMetadata].a:vals[fMetadata].b]
-	var r []gjson.Result
 	for _, k := range metaQuoted {
 		if bytes.Contains(md, k) {
-			r = gjson.GetManyBytes(md, metaPaths...)
-			break
+			// Rare enough to take the general path.
+			return slowLineKeys(dst, line)
 		}
 	}
-	return keysOf(dst, et, sub, func(k string) (string, bool) {
-		if r == nil {
-			return "", false
-		}
-		v := r[slices.Index(indexedMetadata, k)]
-		return v.Str, v.Type == gjson.String
-	})
+	// keysOf's keys, without building strings.
+	dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "t\x00"), et))
+	if len(sub) > 0 {
+		dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "s\x00"), sub))
+	}
+	return dst
+}
+
+func fnvAddBytes(h uint64, s []byte) uint64 {
+	for _, c := range s {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// rawBytes returns the text of a JSON string without escapes.
+func rawBytes(q []byte) ([]byte, bool) {
+	if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' || bytes.IndexByte(q, '\\') >= 0 {
+		return nil, false
+	}
+	return q[1 : len(q)-1], true
 }
 
 // metaQuoted are the indexed keys as JSON strings: a metadata object
@@ -193,14 +207,6 @@ var metaPaths = func() []string {
 	}
 	return ps
 }()
-
-// rawString returns the text of a JSON string without escapes.
-func rawString(q []byte) (string, bool) {
-	if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' || bytes.IndexByte(q, '\\') >= 0 {
-		return "", false
-	}
-	return string(q[1 : len(q)-1]), true
-}
 
 func slowLineKeys(dst []uint64, line []byte) []uint64 {
 	r := gjson.GetManyBytes(line, "event_type", "submission_id", "metadata")

@@ -159,11 +159,9 @@ func valsKeys(dst []uint64, line []byte, vals *[nFields]span) []uint64 {
 		return slowLineKeys(dst, line)
 	}
 	md := line[vals[fMetadata].a:vals[fMetadata].b]
-	for _, k := range metaQuoted {
-		if bytes.Contains(md, k) {
-			// Rare enough to take the general path.
-			return slowLineKeys(dst, line)
-		}
+	if hasIndexedKey(md) {
+		// Rare enough to take the general path.
+		return slowLineKeys(dst, line)
 	}
 	// keysOf's keys, without building strings.
 	dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "t\x00"), et))
@@ -171,6 +169,25 @@ func valsKeys(dst []uint64, line []byte, vals *[nFields]span) []uint64 {
 		dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "s\x00"), sub))
 	}
 	return dst
+}
+
+// hasIndexedKey reports whether md holds one of the quoted indexed keys
+// anywhere: one pass over its quotes.
+func hasIndexedKey(md []byte) bool {
+	for i := bytes.IndexByte(md, '"'); i >= 0; {
+		rest := md[i:]
+		for _, k := range metaQuoted {
+			if bytes.HasPrefix(rest, k) {
+				return true
+			}
+		}
+		j := bytes.IndexByte(rest[1:], '"')
+		if j < 0 {
+			return false
+		}
+		i += j + 1
+	}
+	return false
 }
 
 func fnvAddBytes(h uint64, s []byte) uint64 {

@@ -3,6 +3,7 @@ package ledger
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -491,7 +492,7 @@ func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn fun
 			return false, nil
 		}
 	}
-	slices.SortFunc(ps, func(a, b posting) int { return int(a.seq - b.seq) })
+	slices.SortFunc(ps, func(a, b posting) int { return cmp.Compare(a.seq, b.seq) })
 	ps = slices.CompactFunc(ps, func(a, b posting) bool { return a.seq == b.seq })
 	var line []byte
 	for i, p := range ps {

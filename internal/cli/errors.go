@@ -148,6 +148,7 @@ var classes = map[string]int{
 	"MALFORMED":       ExitDenied,
 	"MERKLE_MISMATCH": ExitDenied,
 	"TLOG_MISSING":    ExitDenied,
+	"INDEX_MISMATCH":  ExitDenied,
 	// Signatures and trust.
 	"SIGNATURE_MISSING": ExitDenied,
 	"SIGNATURE_INVALID": ExitDenied,

@@ -328,6 +328,9 @@ func TestConcurrentAppendProcesses(t *testing.T) {
 	}
 	require.Len(t, acked, total)
 	requireVerifies(t, path, total)
+	// The index the processes kept between them answers as the lines do.
+	requireFindByType(t, path, entries, "STREAM", "concurrent appenders")
+	requireFindByType(t, path, entries, "SINGLE", "concurrent appenders")
 
 	switches := 0
 	for i := 1; i < total; i++ {
@@ -360,6 +363,10 @@ func TestKillDuringAppend(t *testing.T) {
 		torn := ledger.read(t)
 		complete := len(ledger.entries)
 		requireAcked(t, ledger.entries, allAcks, fmt.Sprintf("round %d (killed %v after start or first ack)", round, delay))
+		// Whatever the kill left of the index, lookups through it answer
+		// what the lines do.
+		requireFindByType(t, path, ledger.entries, "KILLED", fmt.Sprintf("round %d, after the kill", round))
+		requireFindByType(t, path, ledger.entries, "AFTER_KILL", fmt.Sprintf("round %d, after the kill", round))
 
 		// One more append must succeed at the next seq after the complete
 		// lines (the kill can lose only a partial line, never a complete
@@ -383,6 +390,7 @@ func TestKillDuringAppend(t *testing.T) {
 		require.Len(t, ledger.entries, complete+1)
 		requireAcked(t, ledger.entries, allAcks, fmt.Sprintf("round %d after repair", round))
 		requireVerifies(t, path, complete+1)
+		requireFindByType(t, path, ledger.entries, "AFTER_KILL", fmt.Sprintf("round %d, after the repair", round))
 		t.Logf("round %2d: killed after %2v (%s): %4d acknowledged, %5d complete lines, %3d torn bytes; repair: %q; killed writer's stderr: %q",
 			round, delay, mode, len(acks), complete, torn,
 			firstLine(r.stderr), firstLine(stderr))

@@ -154,3 +154,48 @@ func BenchmarkConsistency1M(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFindByEventType finds the 10 entries of a rare event type in a
+// 200,000-entry ledger: through the index (Find) and by a scan.
+func BenchmarkFindByEventType(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "find.jsonl")
+	l, err := OpenWriter(path, Options{Actor: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	drafts := make([]Draft, 10000)
+	for i := range 20 {
+		for j := range drafts {
+			drafts[j] = benchDraft(i*10000 + j)
+		}
+		if i%2 == 0 {
+			drafts[i*397%10000].EventType = "RARE"
+		}
+		if _, err := l.Append(ctx, drafts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	l.Close()
+	q := Query{EventTypes: []string{"RARE"}}
+	for _, mode := range []string{"index", "scan"} {
+		b.Run(mode, func(b *testing.B) {
+			for range b.N {
+				r, err := Open(path, Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				count := func(*Entry) bool { n++; return true }
+				if mode == "index" {
+					err = r.Find(ctx, q, count)
+				} else {
+					err = r.scan(ctx, q, 0, count)
+				}
+				r.Close()
+				if err != nil || n != 10 {
+					b.Fatalf("%d found, %v", n, err)
+				}
+			}
+		})
+	}
+}

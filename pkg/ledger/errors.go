@@ -14,6 +14,7 @@ const (
 	TlogMissing            = "TLOG_MISSING"            // X.tlog is absent or covers fewer entries than the ledger
 	CheckpointInvalid      = "CHECKPOINT_INVALID"      // unparsable checkpoint, or a signature that does not verify
 	CheckpointInconsistent = "CHECKPOINT_INCONSISTENT" // a checkpoint's root is not this ledger's root at that size
+	IndexMismatch          = "INDEX_MISMATCH"          // X.idx, fit to use, differs from its rebuild from the ledger: it may hide entries from Find
 )
 
 // Error is a ledger failure that callers act on: Code is stable (for example

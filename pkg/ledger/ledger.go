@@ -19,6 +19,10 @@
 //	X.checkpoint  the latest checkpoint, C2SP tlog-checkpoint text, optionally a
 //	              signed note (Ed25519)
 //	X.lock        the advisory lock that serializes appends across processes
+//	X.idx         the index of entries by event type, submission_id and indexed
+//	              metadata (op_id, package_id, path), so Find by them is not a
+//	              scan: a cache, rebuilt from the ledger and never trusted over
+//	              it (index.go says exactly what it does and does not promise)
 //
 // An append is acknowledged (Append returns) only after the new lines and
 // hashes are fsynced. A crash can lose only unacknowledged entries: the next
@@ -96,6 +100,9 @@ type Ledger struct {
 	// ckptLast is the stored checkpoint this process last wrote or
 	// accepted (Options.Checkpoint).
 	ckptLast []byte
+	// idx is a writer's open index (X.idx, index.go), idxF its file.
+	idx  *idxWriter
+	idxF *os.File
 }
 
 // Repair describes what an append had to mend before writing: a partial last
@@ -114,8 +121,9 @@ func (r Repair) Any() bool { return r != Repair{} }
 
 // SideFiles are the suffixes of the files the file store keeps beside a
 // ledger X.jsonl: X.tlog (stored hashes), X.checkpoint (the latest
-// checkpoint) and X.lock (the append lock).
-var SideFiles = []string{".tlog", ".checkpoint", ".lock"}
+// checkpoint), X.lock (the append lock) and X.idx (the index, a cache
+// rebuilt from the ledger: index.go).
+var SideFiles = []string{".tlog", ".checkpoint", ".lock", IndexSuffix}
 
 // SidePaths returns the paths of the stored hashes, checkpoint and lock of
 // the ledger at path: X.jsonl has X.tlog, X.checkpoint and X.lock.
@@ -231,6 +239,14 @@ func open(path string, opts Options, writable bool) (*Ledger, error) {
 		return nil, err
 	}
 	l.lockF = lf
+	if writable {
+		// The index is a cache, but a link or FIFO in its place is refused
+		// like one beside X.tlog: the writer would write through it.
+		if fi, err := os.Lstat(IndexPath(path)); err == nil && !fi.Mode().IsRegular() {
+			l.Close()
+			return nil, errorf(regfile.Code, "%s is not a regular file (%s): refused, never opened", IndexPath(path), kindOf(fi.Mode()))
+		}
+	}
 	if created {
 		if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 			l.Close()
@@ -289,7 +305,7 @@ func (l *Ledger) Path() string { return l.path }
 // Close releases the ledger's files.
 func (l *Ledger) Close() error {
 	var errs []error
-	for _, f := range []*os.File{l.data, l.hashes.f, l.lockF} {
+	for _, f := range []*os.File{l.data, l.hashes.f, l.lockF, l.idxF} {
 		if f != nil {
 			errs = append(errs, f.Close())
 		}
@@ -338,6 +354,7 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 		}
 	}
 	buf := make([]byte, 0, len(drafts)*384)
+	ends := make([]int64, 0, len(drafts))
 	hbuf := make([]byte, 0, (2*len(drafts)+64)*tlog.HashSize)
 	entries := make([]Entry, 0, len(drafts))
 	prev := l.head
@@ -363,6 +380,7 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 		}
 		hbuf = appendStoredHashes(hbuf, &frontier, e.Seq, leaf)
 		entries = append(entries, e)
+		ends = append(ends, l.dataSize+int64(len(buf)))
 		prev = e.EntryHash
 	}
 	if len(entries) == 0 {
@@ -372,11 +390,14 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 		l.synced = false
 		return nil, err
 	}
+	prevN, prevEnd, prevHead := l.n, l.dataSize, l.head
 	l.n += int64(len(entries))
 	l.head = prev
 	l.frontier = frontier
 	l.dataSize += int64(len(buf))
 	l.hashSize += int64(len(hbuf))
+	// The entries are durable: now the index may name them.
+	l.updateIndex(prevN, prevEnd, prevHead, entries, ends)
 	return entries, encErr
 }
 
@@ -746,12 +767,28 @@ const MaxLine = 64 << 20
 // of X.jsonl, whether or not X.tlog covers them yet; a partial last line
 // (TornBytes) is not one. A line longer than MaxLine is LEDGER_INVALID.
 func (l *Ledger) Lines(ctx context.Context, from, to int64, fn func(seq int64, line []byte) bool) error {
+	return l.linesAt(ctx, 0, 0, func(seq int64, line []byte) bool {
+		if to >= 0 && seq >= to {
+			return false
+		}
+		return seq < from || fn(seq, line)
+	})
+}
+
+// linesAt calls fn with each complete line from byte offset off to the
+// end of X.jsonl, the first being entry seq, until fn returns false.
+func (l *Ledger) linesAt(ctx context.Context, off, seq int64, fn func(seq int64, line []byte) bool) error {
 	st, err := l.data.Stat()
 	if err != nil {
 		return err
 	}
-	br := bufio.NewReaderSize(io.NewSectionReader(l.data, 0, st.Size()), 1<<20)
-	for seq := int64(0); to < 0 || seq < to; seq++ {
+	return l.linesIn(ctx, off, seq, st.Size(), fn)
+}
+
+// linesIn is linesAt up to byte offset end.
+func (l *Ledger) linesIn(ctx context.Context, off, seq, end int64, fn func(seq int64, line []byte) bool) error {
+	br := bufio.NewReaderSize(io.NewSectionReader(l.data, off, max(end-off, 0)), 1<<20)
+	for ; ; seq++ {
 		if seq&4095 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -767,11 +804,10 @@ func (l *Ledger) Lines(ctx context.Context, from, to int64, fn func(seq int64, l
 		if err != nil {
 			return err
 		}
-		if seq >= from && !fn(seq, line[:len(line)-1]) {
+		if !fn(seq, line[:len(line)-1]) {
 			return nil
 		}
 	}
-	return nil
 }
 
 // readLong reads the rest of a line longer than the reader's buffer, up to
@@ -801,16 +837,20 @@ func (l *Ledger) TornBytes() (int64, error) {
 	return st.Size() - end, err
 }
 
-// Find implements Store.Find with a scan of the lines from q.From: a line
-// is parsed only when the fields q names, read cheaply, match.
+// Find implements Store.Find. A query that names an event type, a
+// subject or an indexed metadata value goes through the index (X.idx,
+// index.go) when there is one fit to use: the matches it lists, each read
+// from the ledger and checked against X.tlog, then the entries after those
+// it covers. Otherwise, a scan of the lines from q.From: a line is parsed
+// only when the fields q names, read cheaply, match. Either way the
+// answer is the scan's.
 func (l *Ledger) Find(ctx context.Context, q Query, fn func(*Entry) bool) error {
-	return l.Lines(ctx, q.From, -1, func(_ int64, line []byte) bool {
-		if !q.match(line) {
-			return true
+	if keys := q.indexKeys(); keys != nil {
+		if done, err := l.findIndexed(ctx, q, keys, fn); done || err != nil {
+			return err
 		}
-		e, err := ParseLine(line)
-		return err != nil || !q.selects(e) || fn(e)
-	})
+	}
+	return l.scan(ctx, q, q.From, fn)
 }
 
 // ReadHashes implements Store.ReadHashes from X.tlog.
@@ -829,4 +869,17 @@ func stampAuthOff(meta map[string]any) map[string]any {
 	}
 	m["_auth"] = "off"
 	return m
+}
+
+// kindOf names a file mode's type for a message.
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "a special file"
 }

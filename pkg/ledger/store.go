@@ -80,6 +80,11 @@ type Query struct {
 	// OpID, when set, selects entries whose metadata.op_id is this (the
 	// events of one install or rollback operation).
 	OpID string
+	// Metadata, when set, selects entries whose metadata[k] is the string
+	// v for every k, v in it. Keys the file store indexes (op_id,
+	// package_id, path: indexedMetadata) are looked up through its index;
+	// others filter.
+	Metadata map[string]string
 	// From selects entries with seq >= From.
 	From int64
 }
@@ -89,22 +94,38 @@ type Query struct {
 // that is not valid JSON its answer means nothing, and does not matter:
 // such a line does not parse, and Find skips it either way.
 func (q Query) match(line []byte) bool {
-	if len(q.EventTypes) == 0 && q.Subject == "" && q.OpID == "" {
+	if len(q.EventTypes) == 0 && q.Subject == "" && q.OpID == "" && len(q.Metadata) == 0 {
 		return true
 	}
 	r := gjson.GetManyBytes(line, "event_type", "submission_id", "metadata.op_id")
-	return (len(q.EventTypes) == 0 || slices.Contains(q.EventTypes, r[0].String())) &&
+	if !((len(q.EventTypes) == 0 || slices.Contains(q.EventTypes, r[0].String())) &&
 		(q.Subject == "" || r[1].String() == q.Subject) &&
-		(q.OpID == "" || r[2].String() == q.OpID)
+		(q.OpID == "" || r[2].String() == q.OpID)) {
+		return false
+	}
+	for k, v := range q.Metadata {
+		if gjson.GetBytes(line, "metadata."+gjsonEscape(k)).String() != v {
+			return false
+		}
+	}
+	return true
 }
 
 // selects reports whether the parsed entry e is one q selects.
 func (q Query) selects(e *Entry) bool {
 	op, _ := e.Metadata["op_id"].(string)
-	return e.Seq >= q.From &&
+	if !(e.Seq >= q.From &&
 		(len(q.EventTypes) == 0 || slices.Contains(q.EventTypes, e.EventType)) &&
 		(q.Subject == "" || e.SubmissionID == q.Subject) &&
-		(q.OpID == "" || op == q.OpID)
+		(q.OpID == "" || op == q.OpID)) {
+		return false
+	}
+	for k, v := range q.Metadata {
+		if s, ok := e.Metadata[k].(string); !ok || s != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Genesis appends the GENESIS entry that opens an empty ledger; it refuses

@@ -107,13 +107,19 @@ func Verify(ctx context.Context, s Store, opts VerifyOptions) (Report, error) {
 		return Report{}, err
 	}
 
-	v := &verifier{max: opts.MaxIssues}
+	v := &verifier{max: opts.MaxIssues, idx: snap.index}
 	leaves, lines, err := v.scanLines(snap.lines, opts.Workers)
 	if err != nil {
+		if v.idx != nil {
+			v.idx.close()
+		}
 		return Report{}, err
 	}
 	if snap.findings != nil {
 		v.add(snap.findings(lines)...)
+	}
+	if v.idx != nil {
+		v.add(v.idx.finish()...)
 	}
 	m := min(lines, snap.storedTree)
 	stored, err := snap.stored(m)
@@ -188,6 +194,10 @@ type snapshot struct {
 	// findings, when set, are what the storage itself has wrong, given
 	// the number of complete lines read: reported before the tree's.
 	findings func(lines int64) []Issue
+	// index, when set, is the file store's index (X.idx) as of the same
+	// moment, fit to use: Verify compares it with the lines
+	// (INDEX_MISMATCH).
+	index *indexComparer
 }
 
 // snapshotter is a store that hands Verify its storage more directly than
@@ -270,8 +280,14 @@ func (l *Ledger) snapshot(ctx context.Context, progress func(done, total int64))
 	dst, err1 := l.data.Stat()
 	hst, err2 := l.hashes.f.Stat()
 	ckpt, err3 := l.ReadCheckpoint() // with the sizes it belongs to
+	idx := l.newIndexComparer()      // and the index
 	if l.lockF != nil {
 		funlock(l.lockF)
+	}
+	if err1 != nil || err2 != nil || err3 != nil {
+		if idx != nil {
+			idx.close()
+		}
 	}
 	if err1 != nil || err2 != nil {
 		return snapshot{}, fmt.Errorf("stat %s: %v %v", l.path, err1, err2)
@@ -290,6 +306,7 @@ func (l *Ledger) snapshot(ctx context.Context, progress func(done, total int64))
 			dataEnd, err = readBlocks(ctx, l.data, size, progress, emit)
 			return err
 		},
+		index:      idx,
 		storedTree: storedTree,
 		stored: func(m int64) ([]byte, error) {
 			tl := make([]byte, tlog.StoredHashCount(m)*tlog.HashSize)
@@ -373,6 +390,10 @@ type verifier struct {
 	issues    []Issue
 	max       int
 	truncated bool
+	// idx, when set, is the index to compare with the lines: each
+	// block collects its lines' index keys, and scanLines hands them on
+	// in order.
+	idx *indexComparer
 }
 
 func (v *verifier) add(is ...Issue) {
@@ -394,7 +415,11 @@ type block struct {
 	firstLine []byte // kept for reporting the link into the block
 	first     int64  // position of the block's first line
 	count     int64  // lines in the block
+	wantKeys  bool
 	// results
+	keys       []uint64 // the index keys of its lines, in order
+	nkeys      []uint8  // how many keys each line has
+	lens       []uint32 // each line's length
 	leaves     []tlog.Hash
 	issues     []Issue
 	head, tail linkInfo // the first and last line's chain fields
@@ -426,7 +451,7 @@ func (v *verifier) scanLines(read func(emit func([]byte) int64) error, workers i
 	}
 	var pos int64
 	readErr := read(func(data []byte) int64 {
-		b := &block{data: data, first: pos}
+		b := &block{data: data, first: pos, wantKeys: v.idx != nil}
 		b.count = int64(bytes.Count(b.data, []byte{'\n'}))
 		pos += b.count
 		blocks = append(blocks, b)
@@ -448,6 +473,13 @@ func (v *verifier) scanLines(read func(emit func([]byte) int64) error, workers i
 			v.add(linkIssues(prev, b.head, b.first, b.firstLine)...)
 		}
 		prev = b.tail
+		if v.idx != nil {
+			k := 0
+			for j, n := range b.nkeys {
+				v.idx.line(b.first+int64(j), b.lens[j], b.keys[k:k+int(n)])
+				k += int(n)
+			}
+		}
 	}
 	return leaves, pos, nil
 }
@@ -464,8 +496,18 @@ func (b *block) verify() {
 		line := rest[:nl]
 		rest = rest[nl+1:]
 		pos := b.first + i
-		leaf, info, issue := checkLine(line, pos)
+		leaf, info, issue, vals, canonical := checkLineVals(line, pos)
 		b.leaves = append(b.leaves, leaf)
+		if b.wantKeys {
+			n := len(b.keys)
+			if canonical {
+				b.keys = valsKeys(b.keys, line, &vals)
+			} else {
+				b.keys = lineKeys(b.keys, line)
+			}
+			b.nkeys = append(b.nkeys, uint8(len(b.keys)-n))
+			b.lens = append(b.lens, uint32(len(line)))
+		}
 		if issue != nil {
 			b.issues = append(b.issues, *issue)
 		}
@@ -521,6 +563,13 @@ func linkIssues(prev, cur linkInfo, pos int64, line []byte) []Issue {
 // as it stands, minus its entry_hash member. Anything else is decoded fully
 // to tell a non-canonical line from an edited one.
 func checkLine(line []byte, pos int64) (tlog.Hash, linkInfo, *Issue) {
+	leaf, info, issue, _, _ := checkLineVals(line, pos)
+	return leaf, info, issue
+}
+
+// checkLineVals is checkLine that also returns the spans of the line's
+// values when it is canonical (nil otherwise).
+func checkLineVals(line []byte, pos int64) (tlog.Hash, linkInfo, *Issue, [nFields]span, bool) {
 	if vals, ok := scanEntry(line); ok {
 		eh := vals[fEntryHash]
 		keyStart := eh.a - len(`"entry_hash":`)
@@ -535,15 +584,15 @@ func checkLine(line []byte, pos int64) (tlog.Hash, linkInfo, *Issue) {
 		}
 		if leaf != info.entry {
 			return leaf, info, &Issue{Seq: pos, ID: string(line[vals[fID].a+1 : vals[fID].b-1]), Code: HashMismatch,
-				Message: fmt.Sprintf("entry_hash %x… does not match the entry's content (%x…)", info.entry[:6], leaf[:6])}
+				Message: fmt.Sprintf("entry_hash %x… does not match the entry's content (%x…)", info.entry[:6], leaf[:6])}, vals, true
 		}
-		return leaf, info, nil
+		return leaf, info, nil, vals, true
 	}
 	// Slow path.
 	raw := leafHash(line)
 	e, err := ParseLine(line)
 	if err != nil {
-		return raw, linkInfo{}, &Issue{Seq: pos, ID: idOf(line), Code: Malformed, Message: "unreadable entry: " + err.Error()}
+		return raw, linkInfo{}, &Issue{Seq: pos, ID: idOf(line), Code: Malformed, Message: "unreadable entry: " + err.Error()}, [nFields]span{}, false
 	}
 	info := linkInfo{ok: true, seq: e.Seq}
 	stored, serr := parseHash(e.EntryHash)
@@ -555,12 +604,12 @@ func checkLine(line []byte, pos int64) (tlog.Hash, linkInfo, *Issue) {
 	}
 	_, leaf, err := encode(nil, e)
 	if err != nil {
-		return raw, info, &Issue{Seq: pos, ID: e.ID, Code: Malformed, Message: "entry cannot be canonicalized: " + err.Error()}
+		return raw, info, &Issue{Seq: pos, ID: e.ID, Code: Malformed, Message: "entry cannot be canonicalized: " + err.Error()}, [nFields]span{}, false
 	}
 	if serr == nil && leaf == stored {
-		return leaf, info, &Issue{Seq: pos, ID: e.ID, Code: Malformed, Message: "entry is not written in canonical JSON (its content matches entry_hash)"}
+		return leaf, info, &Issue{Seq: pos, ID: e.ID, Code: Malformed, Message: "entry is not written in canonical JSON (its content matches entry_hash)"}, [nFields]span{}, false
 	}
-	return leaf, info, &Issue{Seq: pos, ID: e.ID, Code: HashMismatch, Message: fmt.Sprintf("entry_hash %.12s… does not match the entry's content (%x…)", e.EntryHash, leaf[:6])}
+	return leaf, info, &Issue{Seq: pos, ID: e.ID, Code: HashMismatch, Message: fmt.Sprintf("entry_hash %.12s… does not match the entry's content (%x…)", e.EntryHash, leaf[:6])}, [nFields]span{}, false
 }
 
 // parseDigits parses the ASCII digits scanEntry accepted (at most 18).

@@ -1,0 +1,1034 @@
+package ledger
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/tidwall/gjson"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// The index X.idx beside a ledger X.jsonl maps keys (an event type, a
+// submission_id, a value of an indexed metadata key) to the seqs and byte
+// offsets of the entries that carry them, so that Find by those keys costs
+// what the matches cost (plus the entries appended after the index), not a
+// scan of the ledger. It is a cache, rebuilt from the ledger, and never
+// trusted over it:
+//
+//   - it says which entries it covers (their count, the ledger offset they
+//     end at, the last one's leaf hash); a reader checks that leaf against
+//     X.tlog and reads the entries after it from the ledger itself;
+//   - every entry Find returns through it is read from the ledger at the
+//     offset the index gives, parsed, re-hashed, and its leaf compared with
+//     X.tlog at its seq: an index can make Find return nothing that is not
+//     in the ledger, and nothing its query does not select. A posting that
+//     fails the check sends Find back to a scan from that seq;
+//   - a missing, torn, garbled or stale index (one that covers more than
+//     the ledger holds, or another history), one a writer was interrupted
+//     writing (its dirty mark), or one written before the machine last
+//     booted (its pages were never fsynced: a cache, it costs no fsync of
+//     its own) is not used: a reader scans, the next writer rebuilds it.
+//
+// What is not guaranteed by a reader: that a well-formed index lists every
+// entry it claims to cover. An index edited to omit a posting hides that
+// entry from Find by its key. Verify rebuilds the index in memory and
+// compares it with the file (INDEX_MISMATCH), so cp-ledger verify and
+// cp-gate's G6 find such an edit; and whoever can edit X.idx can edit
+// X.jsonl, which Verify catches the same way.
+//
+// Layout (little endian): a 128-byte header, then a table of 2^k bucket
+// heads (8 bytes: a posting number + 1, 0 for none), then postings of 40
+// bytes in seq order: key hash, seq, offset, the previous posting in the
+// same bucket (+1), line length and a CRC-32C of those 36 bytes. A key's
+// postings are its bucket's chain, newest first. The whole file is a pure
+// function of the bucket count and the ledger's lines: Verify compares it
+// byte for byte with a rebuild.
+
+// IndexSuffix is the index's suffix beside a ledger: X.jsonl has X.idx.
+const IndexSuffix = ".idx"
+
+// IndexPath returns the path of the index of the ledger at path.
+func IndexPath(path string) string { return strings.TrimSuffix(path, ".jsonl") + IndexSuffix }
+
+// indexedMetadata are the metadata keys whose string values the index
+// maps to entries (Query.Metadata; Query.OpID is op_id). Adding one here
+// is all that issue 14's lookups (package_id, path) need: the list is part
+// of the index's identity (idxKeyset), so every index built with another
+// list is rebuilt by the next writer and not used until then.
+var indexedMetadata = []string{"op_id", "package_id", "path"}
+
+const (
+	idxMagic       = "CPIDX1\n\x00"
+	idxHeaderSize  = 128
+	idxPostingSize = 40
+	idxMinBuckets  = 256
+	idxMaxBuckets  = 1 << 26
+	// idxLoad is the most postings per bucket before a writer rebuilds
+	// the index with more buckets (to at most four per bucket): a rare
+	// key's lookup reads a few postings, the table a batch rewrites is
+	// small beside the postings, and the index is rebuilt each time its
+	// postings grow four- to eightfold (from its own postings, not the
+	// ledger).
+	idxLoad = 16
+)
+
+var idxKeyset = func() uint64 {
+	return keyHash("cp-ledger-index/1\x00" + strings.Join(indexedMetadata, "\x00"))
+}()
+
+// keyHash is 64-bit FNV-1a. A collision costs a lookup a longer chain,
+// never a wrong answer: every posting is checked against its entry.
+func keyHash(s string) uint64 { return fnvAdd(fnvOffset, s) }
+
+const fnvOffset = 14695981039346656037
+
+func fnvAdd(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// The keys are the hashes of "t\x00"+type, "s\x00"+subject and
+// "m\x00"+k+"\x00"+v, hashed without building those strings.
+func eventKey(t string) uint64   { return fnvAdd(fnvAdd(fnvOffset, "t\x00"), t) }
+func subjectKey(s string) uint64 { return fnvAdd(fnvAdd(fnvOffset, "s\x00"), s) }
+func metaKey(k, v string) uint64 {
+	return fnvAdd(fnvAdd(fnvAdd(fnvAdd(fnvOffset, "m\x00"), k), "\x00"), v)
+}
+func indexedKey(k string) bool       { return slices.Contains(indexedMetadata, k) }
+func bucketOf(key uint64, b int) int { return int(key & uint64(b-1)) }
+func postingAt(b int, i int64) int64 { return idxHeaderSize + int64(b)*8 + i*idxPostingSize }
+func slotAt(slot int) int64          { return idxHeaderSize + int64(slot)*8 }
+func validBuckets(b uint64) bool     { return b >= idxMinBuckets && b <= idxMaxBuckets && b&(b-1) == 0 }
+func bucketsFor(postings int64) int64 {
+	return min(idxMaxBuckets, max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings/4))))
+}
+
+// entryKeys appends the key hashes of an entry with these fields.
+func keysOf(dst []uint64, eventType, subject string, meta func(k string) (string, bool)) []uint64 {
+	dst = append(dst, eventKey(eventType))
+	if subject != "" {
+		dst = append(dst, subjectKey(subject))
+	}
+	for _, k := range indexedMetadata {
+		if v, ok := meta(k); ok && v != "" {
+			dst = append(dst, metaKey(k, v))
+		}
+	}
+	return dst
+}
+
+// lineKeys returns the key hashes of a ledger line, as keysOf does for
+// the entry it holds. A canonical entry line is walked once (scan) and
+// only its metadata object is searched; any other line through gjson
+// (such a line does not parse, and Find skips it either way).
+func lineKeys(dst []uint64, line []byte) []uint64 {
+	vals, ok := scan(line, false)
+	if !ok {
+		return slowLineKeys(dst, line)
+	}
+	return valsKeys(dst, line, &vals)
+}
+
+// valsKeys is lineKeys given the spans of the line's values.
+func valsKeys(dst []uint64, line []byte, vals *[nFields]span) []uint64 {
+	et, ok1 := rawBytes(line[vals[fEventType].a:vals[fEventType].b])
+	sub, ok2 := rawBytes(line[vals[fSubmission].a:vals[fSubmission].b])
+	if !ok1 || !ok2 {
+		return slowLineKeys(dst, line)
+	}
+	md := line[vals[fMetadata].a:vals[fMetadata].b]
+	if hasIndexedKey(md) {
+		// Rare enough to take the general path.
+		return slowLineKeys(dst, line)
+	}
+	// keysOf's keys, without building strings.
+	dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "t\x00"), et))
+	if len(sub) > 0 {
+		dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "s\x00"), sub))
+	}
+	return dst
+}
+
+// hasIndexedKey reports whether md holds one of the quoted indexed keys
+// anywhere: one pass over its quotes.
+func hasIndexedKey(md []byte) bool {
+	for i := bytes.IndexByte(md, '"'); i >= 0; {
+		rest := md[i:]
+		for _, k := range metaQuoted {
+			if bytes.HasPrefix(rest, k) {
+				return true
+			}
+		}
+		j := bytes.IndexByte(rest[1:], '"')
+		if j < 0 {
+			return false
+		}
+		i += j + 1
+	}
+	return false
+}
+
+func fnvAddBytes(h uint64, s []byte) uint64 {
+	for _, c := range s {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// rawBytes returns the text of a JSON string without escapes.
+func rawBytes(q []byte) ([]byte, bool) {
+	if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' || bytes.IndexByte(q, '\\') >= 0 {
+		return nil, false
+	}
+	return q[1 : len(q)-1], true
+}
+
+// metaQuoted are the indexed keys as JSON strings: a metadata object
+// without any of them is not searched.
+var metaQuoted = func() [][]byte {
+	var qs [][]byte
+	for _, k := range indexedMetadata {
+		q, _ := json.Marshal(k)
+		qs = append(qs, q)
+	}
+	return qs
+}()
+
+var metaPaths = func() []string {
+	var ps []string
+	for _, k := range indexedMetadata {
+		ps = append(ps, gjsonEscape(k))
+	}
+	return ps
+}()
+
+func slowLineKeys(dst []uint64, line []byte) []uint64 {
+	r := gjson.GetManyBytes(line, "event_type", "submission_id", "metadata")
+	if !r[0].Exists() || !r[2].IsObject() {
+		return keysOf(dst, r[0].String(), r[1].String(), func(string) (string, bool) { return "", false })
+	}
+	m := gjson.GetMany(r[2].Raw, metaPaths...)
+	return keysOf(dst, r[0].String(), r[1].String(), func(k string) (string, bool) {
+		v := m[slices.Index(indexedMetadata, k)]
+		return v.Str, v.Type == gjson.String
+	})
+}
+
+func gjsonEscape(k string) string {
+	var b strings.Builder
+	for _, c := range k {
+		if strings.ContainsRune(`.*?|#@\!=<>%`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// idxHeader is the index's first 128 bytes.
+type idxHeader struct {
+	keyset   uint64
+	boot     [16]byte
+	buckets  uint64
+	postings uint64
+	entries  uint64 // entries covered: seqs 0..entries-1
+	dataEnd  uint64 // the ledger offset just past the last covered line
+	leaf     tlog.Hash
+	dirty    uint64 // a writer is changing the file
+	gen      uint64 // bumped by every write
+}
+
+func (h *idxHeader) encode() []byte {
+	b := make([]byte, idxHeaderSize)
+	copy(b, idxMagic)
+	le := binary.LittleEndian
+	le.PutUint64(b[8:], h.keyset)
+	copy(b[16:32], h.boot[:])
+	le.PutUint64(b[32:], h.buckets)
+	le.PutUint64(b[40:], h.postings)
+	le.PutUint64(b[48:], h.entries)
+	le.PutUint64(b[56:], h.dataEnd)
+	copy(b[64:96], h.leaf[:])
+	le.PutUint64(b[96:], h.dirty)
+	le.PutUint64(b[104:], h.gen)
+	le.PutUint32(b[124:], crc32.Checksum(b[:124], castagnoli))
+	return b
+}
+
+var errIndex = errors.New("index unusable")
+
+// castagnoli is CRC-32C: one instruction a word on amd64 and arm64.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// decodeHeader parses and checks an index header: its magic, checksum,
+// key set and bucket count, and that it is clean.
+func decodeHeader(b []byte) (idxHeader, error) {
+	var h idxHeader
+	le := binary.LittleEndian
+	if len(b) < idxHeaderSize || string(b[:8]) != idxMagic || le.Uint32(b[124:]) != crc32.Checksum(b[:124], castagnoli) {
+		return h, errIndex
+	}
+	h.keyset = le.Uint64(b[8:])
+	copy(h.boot[:], b[16:32])
+	h.buckets = le.Uint64(b[32:])
+	h.postings = le.Uint64(b[40:])
+	h.entries = le.Uint64(b[48:])
+	h.dataEnd = le.Uint64(b[56:])
+	copy(h.leaf[:], b[64:96])
+	h.dirty = le.Uint64(b[96:])
+	h.gen = le.Uint64(b[104:])
+	if h.keyset != idxKeyset || !validBuckets(h.buckets) || h.postings > 1<<40 || h.entries > 1<<40 ||
+		h.dataEnd > 1<<56 || (h.entries == 0) != (h.dataEnd == 0) || h.dirty != 0 {
+		return h, errIndex
+	}
+	return h, nil
+}
+
+// posting is one (key, entry) pair of the index.
+type posting struct {
+	key  uint64
+	seq  int64
+	off  int64
+	prev uint64 // the bucket's previous posting + 1; 0 for none
+	len  uint32 // the line's length without its newline
+}
+
+func (p *posting) put(b []byte) {
+	le := binary.LittleEndian
+	le.PutUint64(b[0:], p.key)
+	le.PutUint64(b[8:], uint64(p.seq))
+	le.PutUint64(b[16:], uint64(p.off))
+	le.PutUint64(b[24:], p.prev)
+	le.PutUint32(b[32:], p.len)
+	le.PutUint32(b[36:], crc32.Checksum(b[:36], castagnoli))
+}
+
+func decodePosting(b []byte) (posting, error) {
+	le := binary.LittleEndian
+	if len(b) < idxPostingSize || le.Uint32(b[36:]) != crc32.Checksum(b[:36], castagnoli) {
+		return posting{}, errIndex
+	}
+	p := posting{key: le.Uint64(b[0:]), seq: int64(le.Uint64(b[8:])), off: int64(le.Uint64(b[16:])), prev: le.Uint64(b[24:]), len: le.Uint32(b[32:])}
+	if p.seq < 0 || p.off < 0 || p.len > MaxLine {
+		return posting{}, errIndex
+	}
+	return p, nil
+}
+
+// bootID identifies this boot of the machine: an index stamped with
+// another was written by a process whose unsynced pages a crash may have
+// lost in part. Without one (not Linux) the index is neither written nor
+// used.
+var bootID = sync.OnceValue(func() (id [16]byte) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if s := strings.TrimSpace(string(b)); err == nil && len(s) >= 32 {
+		sum := sha256.Sum256([]byte(s))
+		copy(id[:], sum[:])
+	}
+	return id
+})
+
+func indexEnabled() bool { return bootID() != [16]byte{} }
+
+// idxFile is an open index with its header, as a reader checked it.
+type idxFile struct {
+	f *os.File
+	h idxHeader
+}
+
+// openIndex opens the index of l for reading and checks it against the
+// ledger's current files: nil when there is none fit to use.
+func (l *Ledger) openIndex() *idxFile {
+	if !indexEnabled() || l.sideErr != nil || l.noHashes {
+		return nil
+	}
+	f, err := regfile.OpenFile(IndexPath(l.path), os.O_RDONLY|regfile.NoFollow, 0)
+	if err != nil {
+		return nil
+	}
+	x := &idxFile{f: f}
+	if !l.checkIndex(x) {
+		f.Close()
+		return nil
+	}
+	return x
+}
+
+// checkIndex reads x's header and reports whether it describes a clean
+// index of this boot over a prefix of the ledger as it is now.
+func (l *Ledger) checkIndex(x *idxFile) bool {
+	hb := make([]byte, idxHeaderSize)
+	if _, err := x.f.ReadAt(hb, 0); err != nil {
+		return false
+	}
+	h, err := decodeHeader(hb)
+	if err != nil || h.boot != bootID() {
+		return false
+	}
+	st, err := x.f.Stat()
+	if err != nil || st.Size() < postingAt(int(h.buckets), int64(h.postings)) {
+		return false
+	}
+	dst, err := l.data.Stat()
+	if err != nil || uint64(dst.Size()) < h.dataEnd {
+		return false
+	}
+	if h.entries > 0 {
+		var nl [1]byte
+		if _, err := l.data.ReadAt(nl[:], int64(h.dataEnd)-1); err != nil || nl[0] != '\n' {
+			return false
+		}
+		hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(h.entries)-1)})
+		if err != nil || hs[0] != h.leaf {
+			return false
+		}
+	}
+	x.h = h
+	return true
+}
+
+// lookup returns the postings of key with seq >= from among the entries
+// x covers, newest first; an error if the chain is not well formed.
+func (x *idxFile) lookup(key uint64, from int64, out []posting) ([]posting, error) {
+	b := int(x.h.buckets)
+	bucket := bucketOf(key, b)
+	var sb [8]byte
+	if _, err := x.f.ReadAt(sb[:], slotAt(bucket)); err != nil {
+		return out, errIndex
+	}
+	next := binary.LittleEndian.Uint64(sb[:])
+	pb := make([]byte, idxPostingSize)
+	lastSeq := int64(1<<63 - 1)
+	for next != 0 {
+		// A posting past the header's count is one a writer is adding
+		// now: readable (postings are written before the heads that
+		// name them), and dropped below by its seq.
+		if _, err := x.f.ReadAt(pb, postingAt(b, int64(next-1))); err != nil {
+			return out, errIndex
+		}
+		p, err := decodePosting(pb)
+		if err != nil || bucketOf(p.key, b) != bucket || p.prev >= next || p.seq > lastSeq {
+			return out, errIndex
+		}
+		lastSeq = p.seq
+		if p.seq < from {
+			break
+		}
+		if p.key == key && uint64(p.seq) < x.h.entries {
+			out = append(out, p)
+		}
+		next = p.prev
+	}
+	return out, nil
+}
+
+// indexKeys returns the keys whose postings hold every entry q selects
+// (any of them: the union), or nil when q names no indexed condition.
+func (q Query) indexKeys() []uint64 {
+	switch {
+	case q.Subject != "":
+		return []uint64{subjectKey(q.Subject)}
+	case q.OpID != "":
+		return []uint64{metaKey("op_id", q.OpID)}
+	}
+	for _, k := range slices.Sorted(mapKeys(q.Metadata)) {
+		if indexedKey(k) {
+			return []uint64{metaKey(k, q.Metadata[k])}
+		}
+	}
+	if len(q.EventTypes) > 0 {
+		keys := make([]uint64, 0, len(q.EventTypes))
+		for _, t := range q.EventTypes {
+			keys = append(keys, eventKey(t))
+		}
+		return keys
+	}
+	return nil
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// findIndexed is Find through the index. It reports false, having called
+// fn for nothing, when there is no index fit to use.
+func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn func(*Entry) bool) (bool, error) {
+	x := l.openIndex()
+	if x == nil {
+		return false, nil
+	}
+	defer x.f.Close()
+	var ps []posting
+	for _, k := range keys {
+		var err error
+		if ps, err = x.lookup(k, q.From, ps); err != nil {
+			return false, nil
+		}
+	}
+	slices.SortFunc(ps, func(a, b posting) int { return cmp.Compare(a.seq, b.seq) })
+	ps = slices.CompactFunc(ps, func(a, b posting) bool { return a.seq == b.seq })
+	var line []byte
+	for i, p := range ps {
+		if i&255 == 0 {
+			if err := ctx.Err(); err != nil {
+				return true, err
+			}
+		}
+		e, ok := l.entryAt(p, x.h.dataEnd, &line)
+		if !ok {
+			// The index is wrong about this entry: what it has not yet
+			// given is found by a scan.
+			return true, l.scan(ctx, q, p.seq, fn)
+		}
+		if q.selects(e) && !fn(e) {
+			return true, nil
+		}
+	}
+	return true, l.scanFrom(ctx, q, int64(x.h.dataEnd), int64(x.h.entries), fn)
+}
+
+// entryAt reads, parses and checks the entry posting p names: the line at
+// its offset is entry p.seq and its leaf is the stored hash at that seq.
+func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
+	if uint64(p.off)+uint64(p.len)+1 > end {
+		return nil, false
+	}
+	if cap(*buf) < int(p.len)+1 {
+		*buf = make([]byte, p.len+1)
+	}
+	line := (*buf)[:p.len+1]
+	if _, err := l.data.ReadAt(line, p.off); err != nil || line[p.len] != '\n' || (p.off > 0 && !l.newlineBefore(p.off)) {
+		return nil, false
+	}
+	line = line[:p.len]
+	e, err := ParseLine(line)
+	if err != nil || e.Seq != p.seq {
+		return nil, false
+	}
+	stored := e.EntryHash
+	_, leaf, err := encode(nil, e)
+	if err != nil || e.EntryHash != stored {
+		return nil, false
+	}
+	hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, p.seq)})
+	if err != nil || hs[0] != leaf {
+		return nil, false
+	}
+	return e, true
+}
+
+func (l *Ledger) newlineBefore(off int64) bool {
+	var b [1]byte
+	_, err := l.data.ReadAt(b[:], off-1)
+	return err == nil && b[0] == '\n'
+}
+
+// scan is Find by scanning the lines from seq from (at least q.From).
+func (l *Ledger) scan(ctx context.Context, q Query, from int64, fn func(*Entry) bool) error {
+	q.From = max(q.From, from)
+	return l.Lines(ctx, q.From, -1, func(_ int64, line []byte) bool {
+		if !q.match(line) {
+			return true
+		}
+		e, err := ParseLine(line)
+		return err != nil || !q.selects(e) || fn(e)
+	})
+}
+
+// scanFrom scans the lines from byte offset off, whose first line is
+// entry seq: the entries appended after those the index covers.
+func (l *Ledger) scanFrom(ctx context.Context, q Query, off, seq int64, fn func(*Entry) bool) error {
+	return l.linesAt(ctx, off, seq, func(s int64, line []byte) bool {
+		if s < q.From || !q.match(line) {
+			return true
+		}
+		e, err := ParseLine(line)
+		return err != nil || !q.selects(e) || fn(e)
+	})
+}
+
+// ---- the writer's side ----
+
+// idxWriter is a writer's open index. table, when loaded, is the bucket
+// table as of header gen (valid while the file's gen is still that).
+type idxWriter struct {
+	f     *os.File
+	ino   uint64
+	h     idxHeader
+	table []byte
+}
+
+func fileID(fi os.FileInfo) uint64 {
+	if s, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(s.Ino)<<8 ^ uint64(s.Dev)
+	}
+	return 0
+}
+
+// updateIndex brings the index in step with the ledger after an append of
+// entries (whose lines end at ends) to a ledger that held prevN entries
+// ending at prevEnd. The index is a cache: failing to write it fails
+// nothing (readers will not use it; the next writer rebuilds it).
+func (l *Ledger) updateIndex(prevN, prevEnd int64, prevHead string, entries []Entry, ends []int64) {
+	if !indexEnabled() {
+		return
+	}
+	if err := l.updateIndexErr(prevN, prevEnd, prevHead, entries, ends); err != nil {
+		l.idx = nil
+		if l.idxF != nil {
+			l.idxF.Close()
+			l.idxF = nil
+		}
+	}
+}
+
+func (l *Ledger) updateIndexErr(prevN, prevEnd int64, prevHead string, entries []Entry, ends []int64) error {
+	path := IndexPath(l.path)
+	w := l.idx
+	if w != nil {
+		// Another writer may have rebuilt it under a new inode.
+		if fi, err := os.Lstat(path); err != nil || fileID(fi) != w.ino {
+			l.idx, w = nil, nil
+			l.idxF.Close()
+			l.idxF = nil
+		}
+	}
+	var size int64
+	if w == nil {
+		f, err := regfile.OpenFile(path, os.O_RDWR|regfile.NoFollow, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			return l.rebuildIndex()
+		} else if err != nil {
+			return err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		l.idxF, size = f, fi.Size()
+		w = &idxWriter{f: f, ino: fileID(fi)}
+		l.idx = w
+	} else {
+		fi, err := w.f.Stat()
+		if err != nil {
+			return err
+		}
+		size = fi.Size()
+	}
+	hb := make([]byte, idxHeaderSize)
+	if _, err := w.f.ReadAt(hb, 0); err != nil {
+		return l.rebuildIndex()
+	}
+	h, err := decodeHeader(hb)
+	if err != nil || h.boot != bootID() || int64(h.entries) > prevN || int64(h.dataEnd) > prevEnd ||
+		size < postingAt(int(h.buckets), int64(h.postings)) {
+		return l.rebuildIndex()
+	}
+	if h.gen != w.h.gen {
+		w.table = nil
+	}
+	if int64(h.entries) != prevN || hex.EncodeToString(h.leaf[:]) != prevHead {
+		// Not the index of the ledger this writer holds, as it was before
+		// this append: check it against the files (and so rebuild it
+		// unless it is only behind).
+		x := &idxFile{f: w.f}
+		if !l.checkIndex(x) || x.h != h {
+			return l.rebuildIndex()
+		}
+	}
+	var ps []posting
+	var keys []uint64
+	if int64(h.entries) < prevN {
+		// Behind (a writer stopped between the ledger and the index):
+		// index the lines it misses from the ledger.
+		off := int64(h.dataEnd)
+		err := l.linesIn(context.Background(), off, int64(h.entries), prevEnd, func(seq int64, line []byte) bool {
+			keys = lineKeys(keys[:0], line)
+			for _, k := range keys {
+				ps = append(ps, posting{key: k, seq: seq, off: off, len: uint32(len(line))})
+			}
+			off += int64(len(line)) + 1
+			return true
+		})
+		if err != nil || off != prevEnd {
+			return l.rebuildIndex()
+		}
+	}
+	off := prevEnd
+	ps = slices.Grow(ps, 3*len(entries))
+	for i := range entries {
+		e := &entries[i]
+		keys = keysOf(keys[:0], e.EventType, e.SubmissionID, func(k string) (string, bool) {
+			v, ok := e.Metadata[k].(string)
+			return v, ok
+		})
+		for _, k := range keys {
+			ps = append(ps, posting{key: k, seq: e.Seq, off: off, len: uint32(ends[i] - off - 1)})
+		}
+		off = ends[i]
+	}
+	total := int64(h.postings) + int64(len(ps))
+	if total > idxLoad*int64(h.buckets) && int64(h.buckets) < idxMaxBuckets {
+		return l.regrowIndex(w, h, ps, entries[len(entries)-1].Seq+1, off, entries[len(entries)-1].EntryHash)
+	}
+	w.h = h
+	return w.add(ps, int64(entries[len(entries)-1].Seq)+1, off, entries[len(entries)-1].EntryHash)
+}
+
+// add appends postings to the index and links them into their buckets:
+// the header marked dirty first, the postings, the bucket heads, then the
+// header that covers them. A writer stopped in between leaves it dirty.
+func (w *idxWriter) add(ps []posting, n, end int64, head string) error {
+	h := w.h
+	b := int(h.buckets)
+	h.dirty, h.gen = 1, h.gen+1
+	if _, err := w.f.WriteAt(h.encode(), 0); err != nil {
+		return err
+	}
+	if w.table == nil && len(ps) > 32 {
+		// A batch: the table in memory (kept while no other writer
+		// changes the file), written back by the pages it touched.
+		w.table = make([]byte, b*8)
+		if _, err := w.f.ReadAt(w.table, slotAt(0)); err != nil {
+			w.table = nil
+			return err
+		}
+	}
+	pbuf := make([]byte, len(ps)*idxPostingSize)
+	le := binary.LittleEndian
+	if w.table != nil {
+		const page = 4096
+		dirty := make([]bool, (len(w.table)+page-1)/page)
+		for i := range ps {
+			slot := bucketOf(ps[i].key, b)
+			ps[i].prev = le.Uint64(w.table[slot*8:])
+			ps[i].put(pbuf[i*idxPostingSize:])
+			le.PutUint64(w.table[slot*8:], h.postings+uint64(i)+1)
+			dirty[slot*8/page] = true
+		}
+		if _, err := w.f.WriteAt(pbuf, postingAt(b, int64(h.postings))); err != nil {
+			return err
+		}
+		for i := 0; i < len(dirty); {
+			if !dirty[i] {
+				i++
+				continue
+			}
+			j := i
+			for j < len(dirty) && dirty[j] {
+				j++
+			}
+			lo, hi := i*page, min(j*page, len(w.table))
+			if _, err := w.f.WriteAt(w.table[lo:hi], slotAt(0)+int64(lo)); err != nil {
+				return err
+			}
+			i = j
+		}
+	} else {
+		changed := map[int]uint64{}
+		var sb [8]byte
+		for i := range ps {
+			slot := bucketOf(ps[i].key, b)
+			prev, ok := changed[slot]
+			if !ok {
+				if _, err := w.f.ReadAt(sb[:], slotAt(slot)); err != nil {
+					return err
+				}
+				prev = le.Uint64(sb[:])
+			}
+			ps[i].prev = prev
+			ps[i].put(pbuf[i*idxPostingSize:])
+			changed[slot] = h.postings + uint64(i) + 1
+		}
+		if _, err := w.f.WriteAt(pbuf, postingAt(b, int64(h.postings))); err != nil {
+			return err
+		}
+		for slot, v := range changed {
+			le.PutUint64(sb[:], v)
+			if _, err := w.f.WriteAt(sb[:], slotAt(slot)); err != nil {
+				return err
+			}
+		}
+	}
+	h.postings += uint64(len(ps))
+	h.entries, h.dataEnd, h.dirty = uint64(n), uint64(end), 0
+	if _, err := hex.Decode(h.leaf[:], []byte(head)); err != nil {
+		return err
+	}
+	if _, err := w.f.WriteAt(h.encode(), 0); err != nil {
+		return err
+	}
+	w.h = h
+	return nil
+}
+
+// rebuildIndex builds the index of the whole ledger as it is (the caller
+// holds the append lock) and puts it in place of X.idx atomically.
+func (l *Ledger) rebuildIndex() error {
+	l.idx = nil
+	if l.idxF != nil {
+		l.idxF.Close()
+		l.idxF = nil
+	}
+	st, err := l.data.Stat()
+	if err != nil {
+		return err
+	}
+	b, h, err := buildIndex(context.Background(), l, st.Size(), 0)
+	if err != nil {
+		return err
+	}
+	return l.putIndex(b, h)
+}
+
+// putIndex puts the index image b (header h) in place of X.idx atomically
+// and makes it the writer's.
+func (l *Ledger) putIndex(b []byte, h idxHeader) error {
+	l.idx = nil
+	if l.idxF != nil {
+		l.idxF.Close()
+		l.idxF = nil
+	}
+	path := IndexPath(l.path)
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	l.idxF = f
+	l.idx = &idxWriter{f: f, ino: fileID(fi), h: h}
+	return nil
+}
+
+// buildIndex returns the bytes of the index of the complete lines in the
+// first size bytes of l's ledger, with the given bucket count (0: chosen
+// by the number of postings). It is deterministic: Verify compares a
+// rebuild with the file.
+func buildIndex(ctx context.Context, l *Ledger, size int64, buckets int64) ([]byte, idxHeader, error) {
+	var ps []posting
+	var keys []uint64
+	var off, n int64
+	var last []byte
+	err := l.linesIn(ctx, 0, 0, size, func(seq int64, line []byte) bool {
+		keys = lineKeys(keys[:0], line)
+		for _, k := range keys {
+			ps = append(ps, posting{key: k, seq: seq, off: off, len: uint32(len(line))})
+		}
+		off += int64(len(line)) + 1
+		n = seq + 1
+		last = append(last[:0], line...)
+		return true
+	})
+	if err != nil {
+		return nil, idxHeader{}, err
+	}
+	head := ""
+	if n > 0 {
+		e, err := ParseLine(last)
+		if err != nil {
+			return nil, idxHeader{}, err
+		}
+		head = e.EntryHash
+	}
+	return indexImage(ps, buckets, n, off, head)
+}
+
+// indexImage lays out the index of postings (in seq order) over n entries
+// ending at offset end, the last with entry_hash head.
+func indexImage(ps []posting, buckets, n, end int64, head string) ([]byte, idxHeader, error) {
+	if buckets == 0 {
+		buckets = bucketsFor(int64(len(ps)))
+	}
+	h := idxHeader{keyset: idxKeyset, boot: bootID(), buckets: uint64(buckets), postings: uint64(len(ps)), entries: uint64(n), dataEnd: uint64(end)}
+	if n > 0 {
+		if _, err := hex.Decode(h.leaf[:], []byte(head)); err != nil {
+			return nil, h, err
+		}
+	}
+	out := make([]byte, postingAt(int(buckets), int64(len(ps))))
+	table := out[idxHeaderSize:postingAt(int(buckets), 0)]
+	for i := range ps {
+		slot := bucketOf(ps[i].key, int(buckets))
+		ps[i].prev = binary.LittleEndian.Uint64(table[slot*8:])
+		ps[i].put(out[postingAt(int(buckets), int64(i)):])
+		binary.LittleEndian.PutUint64(table[slot*8:], uint64(i)+1)
+	}
+	copy(out, h.encode())
+	return out, h, nil
+}
+
+// regrowIndex rebuilds the index with more buckets from its own postings
+// and the new ones (ps), without reading the ledger; from the ledger if a
+// posting does not decode.
+func (l *Ledger) regrowIndex(w *idxWriter, h idxHeader, ps []posting, n, end int64, head string) error {
+	b := make([]byte, h.postings*idxPostingSize)
+	if _, err := w.f.ReadAt(b, postingAt(int(h.buckets), 0)); err != nil {
+		return l.rebuildIndex()
+	}
+	all := make([]posting, 0, int(h.postings)+len(ps))
+	for i := range int(h.postings) {
+		p, err := decodePosting(b[i*idxPostingSize:])
+		if err != nil {
+			return l.rebuildIndex()
+		}
+		all = append(all, p)
+	}
+	img, nh, err := indexImage(append(all, ps...), 0, n, end, head)
+	if err != nil {
+		return err
+	}
+	return l.putIndex(img, nh)
+}
+
+// compareIndex is Verify's check of the index, on its own: an index a
+// reader would use must be exactly the rebuild of the entries it covers
+// (INDEX_MISMATCH otherwise). One a reader would not use (missing, dirty,
+// stale, of another boot) is no finding: it is never trusted. (Verify
+// itself compares the keys its own pass over the lines collects.)
+func (l *Ledger) compareIndex(ctx context.Context) []Issue {
+	c := l.newIndexComparer()
+	if c == nil {
+		return nil
+	}
+	var keys []uint64
+	err := l.linesIn(ctx, 0, 0, int64(c.h.dataEnd), func(seq int64, line []byte) bool {
+		keys = lineKeys(keys[:0], line)
+		return c.line(seq, uint32(len(line)), keys)
+	})
+	if err != nil {
+		c.close()
+		return []Issue{{Seq: 0, Code: IndexMismatch, Message: "the index could not be compared with the ledger: " + err.Error()}}
+	}
+	return c.finish()
+}
+
+// indexComparer compares an index with the rebuild of the lines it covers,
+// streamed: each line's postings (line) are compared with the file's in
+// order, the bucket chains replayed in a table of heads compared with the
+// file's (as read when the comparer was made) at the end (finish).
+type indexComparer struct {
+	x       *idxFile
+	h       idxHeader
+	path    string
+	fileTab []byte
+	table   []uint64
+	r       *bufio.Reader
+	pb      []byte
+	i       uint64
+	off, n  int64
+	bad     int64
+}
+
+// newIndexComparer opens the index of l if it is fit to use (nil
+// otherwise) and reads its table of heads. Called under the shared lock,
+// it sees the index as of the same moment as the ledger.
+func (l *Ledger) newIndexComparer() *indexComparer {
+	x := l.openIndex()
+	if x == nil {
+		return nil
+	}
+	b := int(x.h.buckets)
+	c := &indexComparer{x: x, h: x.h, path: IndexPath(l.path), table: make([]uint64, b), fileTab: make([]byte, b*8), bad: -1,
+		r:  bufio.NewReaderSize(io.NewSectionReader(x.f, postingAt(b, 0), int64(x.h.postings)*idxPostingSize), 1<<20),
+		pb: make([]byte, idxPostingSize)}
+	if _, err := x.f.ReadAt(c.fileTab, slotAt(0)); err != nil {
+		c.bad = 0
+	}
+	return c
+}
+
+func (c *indexComparer) close() { c.x.f.Close() }
+
+// line takes the next line's index keys; false once a difference is found
+// or the lines the index covers are done.
+func (c *indexComparer) line(seq int64, n uint32, keys []uint64) bool {
+	if c.bad >= 0 || uint64(seq) >= c.h.entries {
+		return false
+	}
+	b := int(c.h.buckets)
+	for _, k := range keys {
+		if _, err := io.ReadFull(c.r, c.pb); err != nil {
+			c.bad = seq
+			return false
+		}
+		p, err := decodePosting(c.pb)
+		slot := bucketOf(k, b)
+		if err != nil || p.key != k || p.seq != seq || p.off != c.off || p.len != n || p.prev != c.table[slot] {
+			c.bad = seq
+			return false
+		}
+		c.table[slot] = c.i + 1
+		c.i++
+	}
+	c.off += int64(n) + 1
+	c.n = seq + 1
+	return true
+}
+
+// finish returns INDEX_MISMATCH if the index differs from the rebuild.
+func (c *indexComparer) finish() []Issue {
+	defer c.close()
+	if c.bad < 0 && (c.i != c.h.postings || uint64(c.n) != c.h.entries || uint64(c.off) != c.h.dataEnd) {
+		c.bad = c.n
+	}
+	if c.bad < 0 {
+		for s, v := range c.table {
+			if binary.LittleEndian.Uint64(c.fileTab[s*8:]) != v {
+				c.bad = max(c.n-1, 0)
+				break
+			}
+		}
+	}
+	if c.bad < 0 {
+		return nil
+	}
+	return []Issue{{Seq: c.bad, Code: IndexMismatch, Message: fmt.Sprintf("the index %s differs from its rebuild from the ledger (first at seq %d): an edited or damaged index can hide entries from lookups by event type, subject or metadata; remove it and the next append rebuilds it", filepath.Base(c.path), c.bad)}}
+}

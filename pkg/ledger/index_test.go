@@ -1,0 +1,442 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// randomLedger appends n entries in random batches with a few event
+// types, subjects, op ids, package ids and paths.
+func randomLedger(t testing.TB, r *rand.Rand, path string, n int) {
+	l, err := OpenWriter(path, Options{Actor: "tester"})
+	require.NoError(t, err)
+	defer l.Close()
+	for done := 0; done < n; {
+		k := min(1+r.IntN(40), n-done)
+		var ds []Draft
+		for range k {
+			md := map[string]any{"i": float64(done)}
+			if r.IntN(3) == 0 {
+				md["op_id"] = fmt.Sprintf("OP-%d", r.IntN(5))
+			}
+			if r.IntN(4) == 0 {
+				md["package_id"] = fmt.Sprintf("PKG-%d", r.IntN(3))
+			}
+			if r.IntN(5) == 0 {
+				md["path"] = fmt.Sprintf("a/%d.txt", r.IntN(3))
+			}
+			if r.IntN(7) == 0 {
+				md["op_id"] = float64(r.IntN(3)) // not a string: not indexed
+			}
+			sub := ""
+			if r.IntN(4) != 0 {
+				sub = fmt.Sprintf("S-%d", r.IntN(20))
+			}
+			ds = append(ds, Draft{EventType: fmt.Sprintf("EV%d", r.IntN(6)), SubmissionID: sub, Metadata: md})
+			done++
+		}
+		_, err := l.Append(ctx, ds)
+		require.NoError(t, err)
+	}
+}
+
+func randomQuery(r *rand.Rand) Query {
+	var q Query
+	switch r.IntN(6) {
+	case 0:
+		q.EventTypes = []string{fmt.Sprintf("EV%d", r.IntN(7))}
+	case 1:
+		q.EventTypes = []string{fmt.Sprintf("EV%d", r.IntN(7)), fmt.Sprintf("EV%d", r.IntN(7))}
+	case 2:
+		q.Subject = fmt.Sprintf("S-%d", r.IntN(22))
+	case 3:
+		q.OpID = fmt.Sprintf("OP-%d", r.IntN(6))
+	case 4:
+		q.Metadata = map[string]string{"package_id": fmt.Sprintf("PKG-%d", r.IntN(4))}
+	case 5:
+		q.Metadata = map[string]string{"path": fmt.Sprintf("a/%d.txt", r.IntN(4))}
+	}
+	if r.IntN(3) == 0 {
+		q.EventTypes = append(q.EventTypes, fmt.Sprintf("EV%d", r.IntN(6)))
+	}
+	if r.IntN(3) == 0 {
+		q.From = int64(r.IntN(200))
+	}
+	return q
+}
+
+// findBoth returns the seqs Find returns and those a scan returns, and
+// whether Find could use the index.
+func findBoth(t testing.TB, path string, q Query) (got, want []string, indexed bool) {
+	l, err := Open(path, Options{})
+	require.NoError(t, err)
+	defer l.Close()
+	if x := l.openIndex(); x != nil {
+		indexed = true
+		x.f.Close()
+	}
+	require.NoError(t, l.Find(ctx, q, func(e *Entry) bool { got = append(got, tag(e)); return true }))
+	require.NoError(t, l.scan(ctx, q, q.From, func(e *Entry) bool { want = append(want, tag(e)); return true }))
+	return got, want, indexed
+}
+
+// tag names an entry by seq and hash, for comparing answers.
+func tag(e *Entry) string { return fmt.Sprintf("%d:%s", e.Seq, e.EntryHash) }
+
+func TestIndexFindEqualsScan(t *testing.T) {
+	for seed := range uint64(12) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		path := filepath.Join(t.TempDir(), "x.jsonl")
+		randomLedger(t, r, path, 1+r.IntN(400))
+		for range 60 {
+			q := randomQuery(r)
+			got, want, indexed := findBoth(t, path, q)
+			require.True(t, indexed, "seed %d: the index was not used", seed)
+			require.Equal(t, want, got, "seed %d query %+v", seed, q)
+		}
+		rep := verify(t, path, VerifyOptions{})
+		require.True(t, rep.Valid, "%+v", rep.Issues)
+	}
+}
+
+// The writer's index is, byte for byte, what a rebuild makes.
+func TestIndexIsItsRebuild(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	randomLedger(t, r, path, 3000) // grows through several bucket counts
+	l, err := Open(path, Options{})
+	require.NoError(t, err)
+	defer l.Close()
+	require.Nil(t, l.compareIndex(ctx))
+	x := l.openIndex()
+	require.NotNil(t, x)
+	defer x.f.Close()
+	require.EqualValues(t, 3000, x.h.entries)
+}
+
+func indexFile(path string) string { return IndexPath(path) }
+
+// damage applies fn to the index of path and checks that Find still
+// answers what a scan does, and that the next append repairs the index.
+func damage(t *testing.T, name string, fn func(t *testing.T, path string)) {
+	damageInside(t, name, false, fn)
+}
+
+// damageInside is damage for damage inside the postings, under a header
+// that holds: a writer does not read them all, so it does not see it.
+// Readers that meet it scan; Verify reports it (INDEX_MISMATCH), and with
+// the index removed the next append rebuilds it.
+func damageInside(t *testing.T, name string, inside bool, fn func(t *testing.T, path string)) {
+	t.Run(name, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(3, 4))
+		path := filepath.Join(t.TempDir(), "x.jsonl")
+		randomLedger(t, r, path, 300)
+		fn(t, path)
+		for range 40 {
+			q := randomQuery(r)
+			got, want, _ := findBoth(t, path, q)
+			require.Equal(t, want, got, "query %+v", q)
+		}
+		if inside {
+			rep := verify(t, path, VerifyOptions{})
+			require.False(t, rep.Valid)
+			require.Equal(t, IndexMismatch, rep.Issues[0].Code)
+			require.NoError(t, os.Remove(indexFile(path)))
+		}
+		l, err := OpenWriter(path, Options{})
+		require.NoError(t, err)
+		_, err = l.Append(ctx, []Draft{{EventType: "EV1", SubmissionID: "S-1"}})
+		require.NoError(t, err)
+		l.Close()
+		l, err = Open(path, Options{})
+		require.NoError(t, err)
+		defer l.Close()
+		require.Nil(t, l.compareIndex(ctx))
+		require.NotNil(t, l.openIndex(), "the next append rebuilt the index")
+		got, want, _ := findBoth(t, path, Query{EventTypes: []string{"EV1"}})
+		require.Equal(t, want, got)
+	})
+}
+
+func readHeader(t *testing.T, path string) idxHeader {
+	b, err := os.ReadFile(indexFile(path))
+	require.NoError(t, err)
+	h, err := decodeHeader(b)
+	require.NoError(t, err)
+	return h
+}
+
+func writeHeader(t *testing.T, path string, h idxHeader) {
+	f, err := os.OpenFile(indexFile(path), os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.WriteAt(h.encode(), 0)
+	require.NoError(t, err)
+}
+
+// rewritePostings applies fn to every posting and writes it back with a
+// valid checksum: an index forged by someone who knows the format.
+func rewritePostings(t *testing.T, path string, fn func(i int, p *posting)) {
+	h := readHeader(t, path)
+	b, err := os.ReadFile(indexFile(path))
+	require.NoError(t, err)
+	for i := range int(h.postings) {
+		off := postingAt(int(h.buckets), int64(i))
+		p, err := decodePosting(b[off:])
+		require.NoError(t, err)
+		fn(i, &p)
+		p.put(b[off:])
+	}
+	require.NoError(t, os.WriteFile(indexFile(path), b, 0o644))
+}
+
+func TestIndexDamaged(t *testing.T) {
+	damage(t, "deleted", func(t *testing.T, path string) {
+		require.NoError(t, os.Remove(indexFile(path)))
+	})
+	damage(t, "truncated", func(t *testing.T, path string) {
+		st, err := os.Stat(indexFile(path))
+		require.NoError(t, err)
+		require.NoError(t, os.Truncate(indexFile(path), st.Size()/2))
+	})
+	damage(t, "header only", func(t *testing.T, path string) {
+		require.NoError(t, os.Truncate(indexFile(path), idxHeaderSize))
+	})
+	damage(t, "garbage", func(t *testing.T, path string) {
+		b := make([]byte, 9000)
+		for i := range b {
+			b[i] = byte(i * 7)
+		}
+		require.NoError(t, os.WriteFile(indexFile(path), b, 0o644))
+	})
+	damageInside(t, "flipped posting byte", true, func(t *testing.T, path string) {
+		f, err := os.OpenFile(indexFile(path), os.O_RDWR, 0)
+		require.NoError(t, err)
+		defer f.Close()
+		h := readHeader(t, path)
+		_, err = f.WriteAt([]byte{0xff}, postingAt(int(h.buckets), 5)+17)
+		require.NoError(t, err)
+	})
+	damageInside(t, "wrong offsets", true, func(t *testing.T, path string) {
+		rewritePostings(t, path, func(i int, p *posting) { p.off += 37 })
+	})
+	damageInside(t, "offsets of other entries", true, func(t *testing.T, path string) {
+		// Each posting names the line of the entry before: well-formed
+		// lines, wrong seqs.
+		var offs []int64
+		rewritePostings(t, path, func(i int, p *posting) {
+			offs = append(offs, p.off)
+		})
+		rewritePostings(t, path, func(i int, p *posting) {
+			if i > 0 {
+				p.off = offs[i-1]
+			}
+		})
+	})
+	damage(t, "claims more entries than exist", func(t *testing.T, path string) {
+		h := readHeader(t, path)
+		h.entries += 50
+		h.dataEnd += 5000
+		writeHeader(t, path, h)
+	})
+	damage(t, "claims another history", func(t *testing.T, path string) {
+		h := readHeader(t, path)
+		h.leaf[0] ^= 1
+		writeHeader(t, path, h)
+	})
+	damage(t, "left dirty by a stopped writer", func(t *testing.T, path string) {
+		h := readHeader(t, path)
+		h.dirty = 1
+		writeHeader(t, path, h)
+	})
+	damage(t, "written before the last boot", func(t *testing.T, path string) {
+		h := readHeader(t, path)
+		h.boot[0] ^= 1
+		writeHeader(t, path, h)
+	})
+	damage(t, "behind the ledger", func(t *testing.T, path string) {
+		// A writer stopped after its entries were durable and before the
+		// index named them: the index of an earlier moment.
+		old, err := os.ReadFile(indexFile(path))
+		require.NoError(t, err)
+		randomLedger(t, rand.New(rand.NewPCG(9, 9)), path, 57)
+		require.NoError(t, os.WriteFile(indexFile(path), old, 0o644))
+	})
+}
+
+// A forged index that omits an entry hides it from Find by that key: what
+// Verify (and so G6) reports as INDEX_MISMATCH.
+func TestIndexOmissionIsVerifyFinding(t *testing.T) {
+	path := newLedger(t, 50) // subjects S-0..S-49
+	rep := verify(t, path, VerifyOptions{})
+	require.True(t, rep.Valid)
+	// Unlink S-7's posting from its bucket chain.
+	h := readHeader(t, path)
+	b, err := os.ReadFile(indexFile(path))
+	require.NoError(t, err)
+	key := subjectKey("S-7")
+	slot := bucketOf(key, int(h.buckets))
+	head := binary.LittleEndian.Uint64(b[slotAt(slot):])
+	var prevOf func(i uint64) posting
+	prevOf = func(i uint64) posting {
+		p, err := decodePosting(b[postingAt(int(h.buckets), int64(i-1)):])
+		require.NoError(t, err)
+		return p
+	}
+	if p := prevOf(head); p.key == key {
+		binary.LittleEndian.PutUint64(b[slotAt(slot):], p.prev)
+	} else {
+		for i := head; i != 0; i = prevOf(i).prev {
+			if q := prevOf(i); q.prev != 0 && prevOf(q.prev).key == key {
+				q.prev = prevOf(q.prev).prev
+				q.put(b[postingAt(int(h.buckets), int64(i-1)):])
+				break
+			}
+		}
+	}
+	require.NoError(t, os.WriteFile(indexFile(path), b, 0o644))
+	got, want, indexed := findBoth(t, path, Query{Subject: "S-7"})
+	require.True(t, indexed)
+	require.Len(t, want, 1)
+	require.Empty(t, got, "the omission hides the entry from a reader")
+	rep = verify(t, path, VerifyOptions{})
+	require.False(t, rep.Valid)
+	require.Equal(t, IndexMismatch, rep.Issues[0].Code)
+}
+
+// Appenders on several handles (as several processes) leave an index that
+// is the rebuild of what they wrote.
+func TestIndexConcurrentAppenders(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			l, err := OpenWriter(path, Options{Actor: fmt.Sprint(w)})
+			require.NoError(t, err)
+			defer l.Close()
+			for i := range 40 {
+				var ds []Draft
+				for j := range 1 + i%5 {
+					ds = append(ds, Draft{EventType: fmt.Sprintf("EV%d", j), SubmissionID: fmt.Sprintf("W%d-%d", w, i), Metadata: map[string]any{"op_id": fmt.Sprintf("OP-%d", w)}})
+				}
+				_, err := l.Append(ctx, ds)
+				require.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	rep := verify(t, path, VerifyOptions{})
+	require.True(t, rep.Valid, "%+v", rep.Issues)
+	for _, q := range []Query{{EventTypes: []string{"EV0"}}, {OpID: "OP-2"}, {Subject: "W3-39"}, {EventTypes: []string{"EV4"}, From: 100}} {
+		got, want, indexed := findBoth(t, path, q)
+		require.True(t, indexed)
+		require.Equal(t, want, got)
+	}
+}
+
+// A writer stopped part way through writing the index (postings and bucket
+// heads written, the header not yet) leaves it marked dirty: not used, and
+// rebuilt by the next writer.
+func TestIndexTornWrite(t *testing.T) {
+	path := newLedger(t, 20)
+	l, err := OpenWriter(path, Options{})
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = l.Append(ctx, []Draft{{EventType: "EV", SubmissionID: "S-new"}})
+	require.NoError(t, err)
+	// Replay the steps of an index write by hand, stopping before the last.
+	w := l.idx
+	require.NotNil(t, w)
+	h := w.h
+	h.dirty = 1
+	_, err = w.f.WriteAt(h.encode(), 0)
+	require.NoError(t, err)
+	junk := posting{key: subjectKey("S-3"), seq: 3, off: 0, len: 10}
+	pb := make([]byte, idxPostingSize)
+	junk.put(pb)
+	_, err = w.f.WriteAt(pb, postingAt(int(h.buckets), int64(h.postings)))
+	require.NoError(t, err)
+	got, want, indexed := findBoth(t, path, Query{Subject: "S-3"})
+	require.False(t, indexed)
+	require.Equal(t, want, got)
+	_, err = l.Append(ctx, []Draft{{EventType: "EV", SubmissionID: "S-3"}})
+	require.NoError(t, err)
+	got, want, indexed = findBoth(t, path, Query{Subject: "S-3"})
+	require.True(t, indexed)
+	require.Len(t, want, 2)
+	require.Equal(t, want, got)
+}
+
+// A link or FIFO in the index's place is never opened: a writer refuses the
+// ledger, a reader scans.
+func TestIndexNotRegular(t *testing.T) {
+	for _, kind := range []string{"symlink", "fifo"} {
+		t.Run(kind, func(t *testing.T) {
+			path := newLedger(t, 10)
+			require.NoError(t, os.Remove(indexFile(path)))
+			target := filepath.Join(t.TempDir(), "elsewhere")
+			require.NoError(t, os.WriteFile(target, nil, 0o644))
+			if kind == "symlink" {
+				require.NoError(t, os.Symlink(target, indexFile(path)))
+			} else {
+				require.NoError(t, syscall.Mkfifo(indexFile(path), 0o644))
+			}
+			_, err := OpenWriter(path, Options{})
+			requireCode(t, err, "NOT_REGULAR")
+			err = within(t, func() error {
+				got, want, indexed := findBoth(t, path, Query{Subject: "S-3"})
+				require.False(t, indexed)
+				require.Equal(t, want, got)
+				return nil
+			})
+			require.NoError(t, err)
+			b, _ := os.ReadFile(target)
+			require.Empty(t, b)
+		})
+	}
+}
+
+// FuzzIndex gives Find an arbitrary index beside a real ledger: whatever
+// it says, Find returns only entries of the ledger that its query selects,
+// in seq order, each once, and nothing panics.
+func FuzzIndex(f *testing.F) {
+	dir := f.TempDir()
+	path := filepath.Join(dir, "x.jsonl")
+	randomLedger(f, rand.New(rand.NewPCG(5, 5)), path, 60)
+	good, err := os.ReadFile(IndexPath(path))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good, uint8(0))
+	f.Add(good[:idxHeaderSize], uint8(1))
+	f.Add([]byte{}, uint8(2))
+	f.Fuzz(func(t *testing.T, b []byte, qi uint8) {
+		_, _ = decodeHeader(b)
+		_, _ = decodePosting(b)
+		p := filepath.Join(t.TempDir(), "x.jsonl")
+		data, _ := os.ReadFile(path)
+		tl, _ := os.ReadFile(filepath.Join(dir, "x.tlog"))
+		require.NoError(t, os.WriteFile(p, data, 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(p), "x.tlog"), tl, 0o644))
+		require.NoError(t, os.WriteFile(IndexPath(p), b, 0o644))
+		q := randomQuery(rand.New(rand.NewPCG(uint64(qi), 1)))
+		got, want, _ := findBoth(t, p, q)
+		// Everything returned is in the scan's answer, in order, once.
+		j := 0
+		for _, g := range got {
+			for j < len(want) && want[j] != g {
+				j++
+			}
+			require.Less(t, j, len(want), "returned %s, not selected by %+v", g, q)
+			j++
+		}
+	})
+}

@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"io"
 	"io/fs"
@@ -87,11 +88,11 @@ func (g *Guard) Admit(ctx context.Context, root string) (Identity, error) {
 
 func (g *Guard) admit(ctx context.Context, root string) (Identity, error) {
 	off := Identity{Subject: g.cfg.OSUser, Auth: AuthOff}
-	on, err := Initialized(root)
+	pubs, err := authKeysOf(root)
 	if err != nil {
 		return Identity{}, err
 	}
-	if !on {
+	if len(pubs) == 0 {
 		return off, nil
 	}
 	if g.cfg.Off {
@@ -104,7 +105,7 @@ func (g *Guard) admit(ctx context.Context, root string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	c, err := VerifyForPlane(ctx, root, tok, g.cfg.Now())
+	c, err := verifyForPlane(ctx, root, tok, pubs, g.cfg.Now())
 	if err != nil {
 		return Identity{}, err
 	}
@@ -119,6 +120,11 @@ func VerifyForPlane(ctx context.Context, root, tok string, now time.Time) (*Clai
 	if err != nil {
 		return nil, err
 	}
+	return verifyForPlane(ctx, root, tok, pubs, now)
+}
+
+// verifyForPlane is VerifyForPlane with the plane's auth keys read.
+func verifyForPlane(ctx context.Context, root, tok string, pubs []ed25519.PublicKey, now time.Time) (*Claims, error) {
 	t, err := plane.ReadTier(root)
 	if err != nil {
 		return nil, err
@@ -141,21 +147,25 @@ func VerifyForPlane(ctx context.Context, root, tok string, now time.Time) (*Clai
 // mention purpose auth is answered from one read of the file, without
 // parsing it: what a plane without auth pays.
 func Initialized(root string) (bool, error) {
+	pubs, err := authKeysOf(root)
+	return len(pubs) > 0, err
+}
+
+// authKeysOf returns the keys the plane at root trusts for purpose auth:
+// none (and no error) when it has no trusted-keys file or one that cannot
+// mention purpose auth, which one read of the file tells.
+func authKeysOf(root string) ([]ed25519.PublicKey, error) {
 	b, err := regfile.ReadFile(filepath.Join(root, filepath.FromSlash(trust.File)))
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if !bytes.Contains(b, []byte(`"auth"`)) && !bytes.Contains(b, []byte(`\u`)) {
-		return false, nil
+		return nil, nil
 	}
-	pubs, err := TrustedKeys(root)
-	if err != nil {
-		return false, err
-	}
-	return len(pubs) > 0, nil
+	return TrustedKeys(root)
 }
 
 // ownsPlane refuses CONTROL_PLANE_AUTH=off from a user that does not own

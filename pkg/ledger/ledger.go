@@ -787,7 +787,11 @@ func (l *Ledger) linesAt(ctx context.Context, off, seq int64, fn func(seq int64,
 
 // linesIn is linesAt up to byte offset end.
 func (l *Ledger) linesIn(ctx context.Context, off, seq, end int64, fn func(seq int64, line []byte) bool) error {
-	br := bufio.NewReaderSize(io.NewSectionReader(l.data, off, max(end-off, 0)), 1<<20)
+	// A buffer no larger than the bytes to read: a short tail (Find's
+	// entries after those its index covers) must not cost a 1 MiB
+	// allocation that a one-shot process pays in page faults.
+	size := int(min(max(end-off, 4096), 1<<20))
+	br := bufio.NewReaderSize(io.NewSectionReader(l.data, off, max(end-off, 0)), size)
 	for ; ; seq++ {
 		if seq&4095 == 0 {
 			if err := ctx.Err(); err != nil {

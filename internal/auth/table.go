@@ -54,6 +54,12 @@ func Decide(c *Claims, a Access) error {
 		}
 		return inTier()
 	}
+	// A worker's token serves one work order (and one session): a request
+	// that names another acts outside it, whatever the action (DESIGN.md
+	// §3: --wo and --session must match the token's claims).
+	if role == RoleWorker && a.WorkOrder != "" && a.WorkOrder != c.WorkOrder {
+		return deny("role worker may act only for its work order %s, not %s", c.WorkOrder, a.WorkOrder)
+	}
 	switch a.Action {
 	case ActionRead:
 		if a.Tier == "" {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -99,7 +100,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	a := Access{Root: "/plane", Action: ActionAppend, Tier: "ho1", Session: "SES-20261206-00000001", EventType: "NOTE", Tool: "cp-ledger", Verb: "append"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := g.Authorize(nil, id, a); err != nil {
+		if err := g.Authorize(context.Background(), id, a); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -285,8 +285,7 @@ func TestIndexOmissionIsVerifyFinding(t *testing.T) {
 	key := subjectKey("S-7")
 	slot := bucketOf(key, int(h.buckets))
 	head := binary.LittleEndian.Uint64(b[slotAt(slot):])
-	var prevOf func(i uint64) posting
-	prevOf = func(i uint64) posting {
+	prevOf := func(i uint64) posting {
 		p, err := decodePosting(b[postingAt(int(h.buckets), int64(i-1)):])
 		require.NoError(t, err)
 		return p

@@ -108,6 +108,10 @@ func TestDecideWorkerBindings(t *testing.T) {
 	err := Decide(w, Access{Action: ActionWOStep, Tier: "ho1", WorkOrder: "WO-2"})
 	require.ErrorContains(t, err, "only for its work order WO-1, not WO-2")
 	require.Error(t, Decide(w, Access{Action: ActionLLM, WorkOrder: "WO-2"}))
+	// Its own session, under another work order: refused; its own, allowed.
+	err = Decide(w, Access{Action: ActionAppend, Tier: "ho1", Session: w.Session, WorkOrder: "WO-2"})
+	require.ErrorContains(t, err, "only for its work order WO-1, not WO-2")
+	require.NoError(t, Decide(w, Access{Action: ActionAppend, Tier: "ho1", Session: w.Session, WorkOrder: "WO-1"}))
 	// A worker without a session may append nowhere.
 	w2 := claimsFor(RoleWorker, []string{"ho1"})
 	w2.Session = ""

@@ -3,6 +3,7 @@ package authcmd
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -44,8 +45,10 @@ func duration(req cli.Request, def time.Duration) (time.Duration, error) {
 	return d, nil
 }
 
-// issue mints c with priv and records TOKEN_ISSUED (never the token).
-func issue(ctx context.Context, root string, actor plane.Actor, priv ed25519.PrivateKey, c auth.Claims) (string, ledger.Entry, error) {
+// issue mints c with priv and records TOKEN_ISSUED (never the token). A
+// non-empty opID stamps the entry as part of that operation (init's first
+// admin token belongs to its trust change: no bypass for cp-gate to name).
+func issue(ctx context.Context, root string, actor plane.Actor, priv ed25519.PrivateKey, c auth.Claims, opID string) (string, ledger.Entry, error) {
 	tok, err := auth.Mint(priv, c)
 	if err != nil {
 		return "", ledger.Entry{}, err
@@ -57,6 +60,9 @@ func issue(ctx context.Context, root string, actor plane.Actor, priv ed25519.Pri
 	}
 	if c.Session != "" {
 		m["session"] = c.Session
+	}
+	if opID != "" {
+		m["op_id"] = opID
 	}
 	e, err := plane.Record(ctx, root, actor, ledger.Draft{EventType: auth.EventIssued, SubmissionID: c.ID, Decision: "ISSUED",
 		Reason: fmt.Sprintf("token for %s, role %s, tiers %s", c.Subject, c.Role, strings.Join(c.Tiers, ",")), Metadata: m})
@@ -128,12 +134,48 @@ func initVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	now := time.Now()
 	cl := auth.Claims{Subject: sub, Role: auth.RoleAdmin, Tiers: []string{"ho3", "ho2", "ho1"}, Audience: name,
 		IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix(), ID: auth.NewID()}
-	tok, e, err := issue(ctx, root, c.Actor(), priv, cl)
+	opID, err := trustOpID(ctx, root, tr.LedgerSeq)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	tok, e, err := issue(ctx, root, c.Actor(), priv, cl, opID)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
 	return cli.Outcome{Result: &TokenResult{Token: tok, Claims: cl, KeyFile: keyPath, VerifierKey: vkey, TrustVersion: tr.Version},
 		LedgerEntryID: e.ID, Seq: e.Seq}
+}
+
+// trustOpID returns the op_id of the TRUST_CHANGED entry at seq in the HO3
+// ledger of the plane at root: the operation init's trust change was.
+func trustOpID(ctx context.Context, root string, seq int64) (string, error) {
+	t, err := plane.ReadTier(root)
+	if err != nil {
+		return "", err
+	}
+	s, err := ledger.OpenFileStore(plane.LedgerPath(root, t))
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	var e struct {
+		EventType string `json:"event_type"`
+		Metadata  struct {
+			OpID string `json:"op_id"`
+		} `json:"metadata"`
+	}
+	var perr error
+	err = s.Lines(ctx, seq, seq+1, func(_ int64, line []byte) bool {
+		perr = json.Unmarshal(line, &e)
+		return false
+	})
+	if err == nil {
+		err = perr
+	}
+	if err == nil && (e.EventType != "TRUST_CHANGED" || e.Metadata.OpID == "") {
+		err = fmt.Errorf("HO3 seq %d is not the trust change's TRUST_CHANGED with an op_id", seq)
+	}
+	return e.Metadata.OpID, err
 }
 
 func initText(w io.Writer, result any) error {
@@ -182,7 +224,7 @@ func token(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, auth.CodeKey, "key %s (%s) is not trusted for auth on this plane: its tokens would be refused", keyPath, kname).
 			WithHint("run cp-auth init first, or trust the key: cp-install trust add --purpose auth PUB")}
 	}
-	tok, e, err := issue(ctx, root, c.Actor(), priv, cl)
+	tok, e, err := issue(ctx, root, c.Actor(), priv, cl, "")
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

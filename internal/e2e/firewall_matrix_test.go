@@ -418,3 +418,49 @@ func requireNoToken(t *testing.T, root string, toks []string) {
 		return nil
 	}))
 }
+
+// TestFirewallPolicyTightens: a Cedar forbid in config/policy.cedar refuses
+// what the table allows (FIREWALL_DENIED naming the policy, recorded), and
+// allows nothing the table refuses; a policy file that does not parse
+// refuses every mutating request (POLICY_INVALID, recorded) and no read.
+func TestFirewallPolicyTightens(t *testing.T) {
+	p := newMatrixPlane(t)
+	maint := p.mint(t, "m1", auth.RoleMaintainer, []string{"ho3", "ho2", "ho1"}, "", "")
+	reader := p.mint(t, "r1", auth.RoleReader, []string{"ho3"}, "", "")
+	policy := filepath.Join(p.root, "config", "policy.cedar")
+	require.NoError(t, os.WriteFile(policy, []byte(`@id("no-deploy")
+forbid (principal, action == Action::"append", resource) when { context.event_type == "DEPLOY" };
+@id("no-reader-anything")
+forbid (principal, action, resource) when { principal.role == "reader" && action != Action::"read" };
+`), 0o644))
+
+	before, _ := p.denials(t)
+	resp := p.as("cp-ledger", maint, cli.Request{"operation": "append", "plane": "ho3", "event_type": "DEPLOY"})
+	p.requireRecorded(t, resp, before, auth.CodeDenied, "m1", auth.RoleMaintainer, auth.ActionAppend, "ho3")
+	require.Contains(t, string(resp.Stderr), "forbidden by policy no-deploy")
+	resp = p.as("cp-ledger", maint, cli.Request{"operation": "append", "plane": "ho3", "event_type": "NOTE"})
+	require.Equal(t, cli.ExitOK, resp.Exit, "the table allows it and no policy forbids it: %s", resp.Stdout)
+	// The table's refusal stands, whatever the policies say (a forbid can
+	// only add refusals): the reader's append is the table's denial.
+	before, _ = p.denials(t)
+	resp = p.as("cp-ledger", reader, cli.Request{"operation": "append", "plane": "ho3", "event_type": "NOTE"})
+	p.requireRecorded(t, resp, before, auth.CodeDenied, "r1", auth.RoleReader, auth.ActionAppend, "ho3")
+	require.Contains(t, string(resp.Stderr), "role reader may not append")
+
+	// A policy that does not parse: every mutating request refused, reads not.
+	require.NoError(t, os.WriteFile(policy, []byte("forbid (principal, action, resource) when { context.hour_utc >= };\n"), 0o644))
+	before, _ = p.denials(t)
+	resp = p.as("cp-ledger", maint, cli.Request{"operation": "append", "plane": "ho3", "event_type": "NOTE"})
+	p.requireRecorded(t, resp, before, auth.CodePolicy, "m1", auth.RoleMaintainer, auth.ActionAppend, "ho3")
+	before, _ = p.denials(t)
+	resp = p.as("cp-install", p.admin, cli.Request{"operation": "checkpoint", "label": "x"})
+	p.requireRecorded(t, resp, before, auth.CodePolicy, "ops", auth.RoleAdmin, auth.ActionCheckpoint, "ho3")
+	resp = p.as("cp-ledger", maint, cli.Request{"operation": "verify", "plane": "ho3"})
+	require.Equal(t, cli.ExitOK, resp.Exit, "%s", resp.Stdout)
+	// A file where the policy should be that is not a regular file: refused.
+	require.NoError(t, os.Remove(policy))
+	require.NoError(t, os.Symlink(filepath.Join(t.TempDir(), "elsewhere.cedar"), policy))
+	before, _ = p.denials(t)
+	resp = p.as("cp-ledger", maint, cli.Request{"operation": "append", "plane": "ho3", "event_type": "NOTE"})
+	p.requireRecorded(t, resp, before, auth.CodePolicy, "m1", auth.RoleMaintainer, auth.ActionAppend, "ho3")
+}

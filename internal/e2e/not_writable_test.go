@@ -158,6 +158,21 @@ func TestMutatingVerbFromUserThatCannotWrite(t *testing.T) {
 			require.Regexp(t, `(?m)^cp-ledger: error: cp-ledger append: the OS user cannot write `, errb.String())
 			t.Logf("as %s: %s", map[bool]string{true: "nobody", false: "a user with a read-only plane"}[asRoot], strings.TrimSpace(errb.String()))
 			require.Equal(t, before, treeListing(t, root), "the plane is unchanged, byte for byte")
+
+			if withAuth && asRoot {
+				// CONTROL_PLANE_AUTH=off from a user that does not own the
+				// plane: refused, even for a read.
+				off := exec.Command(setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", cpLedger, "verify", "--root", root, "--format", "json")
+				off.Env = append(env[:3:3], "CONTROL_PLANE_AUTH=off")
+				var out, errb bytes.Buffer
+				off.Stdout, off.Stderr = &out, &errb
+				err := off.Run()
+				require.ErrorAs(t, err, &ee, "stdout %s", out.String())
+				require.Equal(t, cli.ExitDenied, ee.ExitCode())
+				require.Contains(t, out.String(), `"code":"AUTH_OFF_REFUSED"`)
+				require.Regexp(t, `(?m)^cp-ledger: error: CONTROL_PLANE_AUTH=off is honoured only for the OS user that owns the plane`, errb.String())
+				require.Equal(t, before, treeListing(t, root))
+			}
 		})
 	}
 }

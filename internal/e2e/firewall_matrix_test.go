@@ -372,10 +372,15 @@ func TestFirewallBadTokens(t *testing.T) {
 		{"none at all", "", auth.CodeMissing},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			for _, tool := range []string{"cp-ledger", "cp-auth", "cp-gate"} {
+			for _, tool := range []string{"cp-ledger", "cp-pkg", "cp-install", "cp-gate", "cp-auth"} {
 				before, _ := p.denials(t)
-				op := map[string]string{"cp-ledger": "show", "cp-auth": "whoami", "cp-gate": "integrity"}[tool]
-				resp := tools[tool](ctx, cli.Request{"operation": op}, cli.Options{Env: &cli.Env{Root: p.root, Token: c.tok}})
+				op := map[string]string{"cp-ledger": "show", "cp-pkg": "check-framework", "cp-install": "versions",
+					"cp-gate": "integrity", "cp-auth": "whoami"}[tool]
+				req := cli.Request{"operation": op}
+				if tool == "cp-pkg" {
+					req["framework_id"], req["src"] = "FMWK-X-001", "x.md"
+				}
+				resp := tools[tool](ctx, req, cli.Options{Env: &cli.Env{Root: p.root, Token: c.tok}})
 				p.requireRecorded(t, resp, before, c.code, "unauthenticated", "", auth.ActionRead, "ho3")
 				if c.tok != "" {
 					require.NotContains(t, string(resp.Stdout)+string(resp.Stderr), c.tok)

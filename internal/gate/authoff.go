@@ -80,7 +80,11 @@ func authOffFindings(ctx context.Context, r *Result, root, ho3Ledger string, led
 			if p == ho3Ledger {
 				after = pos > initSeq
 			}
-			if after && (initOp == "" || g.Get("metadata.op_id").String() != initOp) {
+			// A refusal recorded before anyone was admitted (AUTH_*,
+			// AUTH_OFF_REFUSED) has no verified token either, but it is the
+			// firewall saying no, never a bypass.
+			refusal := g.Get("event_type").String() == "AUTHZ_DENIED"
+			if after && !refusal && (initOp == "" || g.Get("metadata.op_id").String() != initOp) {
 				r.warn("AUTH_OFF", p, "seq %d (%s, by %s) was written with auth off after auth was initialized (HO3 seq %d): a bypass by the plane's owner",
 					pos, g.Get("event_type").String(), g.Get("actor").String(), initSeq)
 			}

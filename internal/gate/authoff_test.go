@@ -55,6 +55,9 @@ func TestG6WarnsOfAuthOffAfterInit(t *testing.T) {
 	require.NoError(t, err)
 	after := appendTo(ho1, owner, "AFTER")
 	appendTo(ho1, plane.Actor{Name: "worker-1"}, "WITH_TOKEN")
+	// The firewall's refusal of a caller it never admitted is stamped off
+	// too (no verified token wrote it), but it is no bypass.
+	appendTo(root, plane.Actor{Name: "unauthenticated", AuthOff: true}, "AUTHZ_DENIED")
 	r, err = gate.G6(ctx, root)
 	require.NoError(t, err)
 	require.True(t, r.Passed, "a warning, never a failure: %+v", r.Errors)

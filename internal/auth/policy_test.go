@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -92,12 +94,17 @@ func TestPolicyNilAllows(t *testing.T) {
 }
 
 // BenchmarkAuthorize is one decision in-process: the table, then five
-// Cedar forbid policies. Target: under 20 µs.
+// Cedar forbid policies, then the tier directory's access(2). Target:
+// under 20 µs.
 func BenchmarkAuthorize(b *testing.B) {
 	g := NewGuard(Config{Now: func() time.Time { return time.Date(2026, 12, 7, 19, 0, 0, 0, time.UTC) }})
-	g.policy["/plane"] = ParsePolicy([]byte(fivePolicies))
+	root := b.TempDir() // a real tier directory: the decision ends by asking whether it is writable
+	if err := os.MkdirAll(filepath.Join(root, "planes", "ho1"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	g.policy[root] = ParsePolicy([]byte(fivePolicies))
 	id := Identity{Subject: "w", Auth: AuthToken, Claims: worker()}
-	a := Access{Root: "/plane", Action: ActionAppend, Tier: "ho1", Session: "SES-20261206-00000001", EventType: "NOTE", Tool: "cp-ledger", Verb: "append"}
+	a := Access{Root: root, Action: ActionAppend, Tier: "ho1", Session: "SES-20261206-00000001", EventType: "NOTE", Tool: "cp-ledger", Verb: "append"}
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := g.Authorize(context.Background(), id, a); err != nil {

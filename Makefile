@@ -32,6 +32,9 @@ bench: build
 	$(GO) test -run '^$$' -bench '5000' -benchtime 5x ./internal/bench/
 	$(GO) test -run '^$$' -bench '2500' -benchtime 5x ./internal/bench/
 	$(GO) test -run '^$$' -bench 'Gate' -benchtime 10x ./internal/bench/
+	$(GO) test -run '^$$' -bench 'SingleAppendTokenOverOff' -benchtime 300x ./internal/bench/
+	$(GO) test -run '^$$' -bench 'Authorize|BenchmarkVerify$$' -benchtime 5000x ./internal/auth/
+	$(GO) test -run '^$$' -bench 'FindByEventType' -benchtime 20x ./pkg/ledger/
 
 lint:
 	$(GO) vet ./...

@@ -136,7 +136,7 @@ func verifyForPlane(ctx context.Context, root, tok string, pubs []ed25519.Public
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckRevoked(ctx, root, c); err != nil {
+	if err := checkRevoked(ctx, root, t, c); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -85,7 +85,16 @@ func (r Revocation) revokes(c *Claims) (bool, error) {
 // opened or read, or a TOKEN_REVOKED entry that names nothing usable, is a
 // refusal (AUTH_INVALID), never "not revoked".
 func CheckRevoked(ctx context.Context, root string, c *Claims) error {
-	s, _, err := plane.OpenLedger(root, plane.ForReading, plane.Actor{})
+	t, err := plane.ReadTier(root)
+	if err != nil {
+		return refuse(CodeInvalid, "revocations cannot be read from HO3's ledger: %v", err)
+	}
+	return checkRevoked(ctx, root, t, c)
+}
+
+// checkRevoked is CheckRevoked with the HO3 tier.json read.
+func checkRevoked(ctx context.Context, root string, t plane.Tier, c *Claims) error {
+	s, err := plane.OpenTierLedger(root, t, plane.LedgerPath(root, t), plane.ForReading, plane.Actor{})
 	if err != nil {
 		return refuse(CodeInvalid, "revocations cannot be read from HO3's ledger: %v", err)
 	}

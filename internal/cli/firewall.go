@@ -271,9 +271,13 @@ func (r *runner) decide(ctx context.Context, req Request) decision {
 			wo = req.String(f)
 		}
 	}
-	a := Access{Root: s.root, Subject: adm.id.Subject, Action: c.Verb.Action, Tier: s.tier, Session: s.session,
+	action := c.Verb.Action
+	if c.Verb.ActionOf != nil {
+		action = c.Verb.ActionOf(req)
+	}
+	a := Access{Root: s.root, Subject: adm.id.Subject, Action: action, Tier: s.tier, Session: s.session,
 		WorkOrder: wo, Tool: c.Tool.Name, Verb: c.Verb.Name}
-	if c.Verb.Action == ActionAppend {
+	if action == ActionAppend {
 		a.EventType = req.String("event_type")
 	}
 	if adm.err != nil {

@@ -160,7 +160,7 @@ func sessionGenesis(ctx context.Context, t target) (ledger.Draft, error) {
 // the plane; the ledger keeps the path it was given.
 func ledgerTarget(p string, actor plane.Actor) (target, error) {
 	bare := target{path: p, origin: ledger.DefaultOrigin(p), actor: actor}
-	d, err := realParent(p) // as the kernel resolves it: links, then ".."
+	d, err := cli.RealParent(p) // as the kernel resolves it: links, then ".."
 	if err != nil {
 		return target{}, err
 	}

@@ -29,13 +29,13 @@ import (
 // to (the tree, the archive, the .sig), never a ledger or a registry.
 
 var (
-	initVerb = &cli.Verb{Name: "init", Schema: "cp-pkg.init.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
+	initVerb = &cli.Verb{Name: "init", Schema: "cp-pkg.init.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Scope: outputScope, Args: []string{"package_id"},
 		Run:  func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome { return initTree(c, req, false) },
 		Text: textInit, Flags: initFlags}
-	initAgentVerb = &cli.Verb{Name: "init-agent", Schema: "cp-pkg.init-agent.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
+	initAgentVerb = &cli.Verb{Name: "init-agent", Schema: "cp-pkg.init-agent.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Scope: outputScope, Args: []string{"package_id"},
 		Run:  func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome { return initTree(c, req, true) },
 		Text: textInit, Flags: initFlags}
-	initConfigVerb = &cli.Verb{Name: "init-config", Schema: "cp-pkg.init-config.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
+	initConfigVerb = &cli.Verb{Name: "init-config", Schema: "cp-pkg.init-config.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Scope: outputScope, Args: []string{"package_id"},
 		Run: initConfig, Text: textInit, Flags: []cli.Flag{
 			{Name: "output", Kind: cli.String, Usage: "directory to create (default: PKG-ID)"},
 		}}
@@ -50,6 +50,24 @@ var (
 		{Name: "key", Kind: cli.String, Usage: "signer key or path"},
 	}}
 )
+
+// outputScope is what an init verb acts on, for the firewall: the tree it
+// creates at --output (init-config: PKG-ID by default) is the caller's own
+// files, unless it lies inside a plane (through symbolic links or ".."
+// too): then it is authoring into that plane's tier, which DESIGN.md §8
+// allows admin and maintainer only.
+func outputScope(c *cli.Call, req cli.Request) (root, tier, session string, err error) {
+	out := req.String("output")
+	if out == "" && c.Verb.Name == "init-config" {
+		out = req.String("package_id")
+	}
+	if out == "" {
+		return "", "", "", nil // the verb refuses it
+	}
+	// Not filepath.Join: "L/.." is not "" when L is a link.
+	root, tier, _, err = cli.PathScope(out + string(filepath.Separator) + "manifest.json")
+	return root, tier, "", err
+}
 
 var initFlags = []cli.Flag{
 	{Name: "spec", Kind: cli.String, Usage: "spec id"},

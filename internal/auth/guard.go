@@ -218,6 +218,11 @@ func (g *Guard) Authorize(ctx context.Context, id Identity, a Access) error {
 		return nil
 	}
 	if id.Auth == AuthToken {
+		// A token admitted once (a stream, a server) is judged again
+		// when its time is up: past exp it allows nothing.
+		if id.Claims != nil && g.cfg.Now().Add(-Leeway).Unix() > id.Claims.ExpiresAt {
+			return refuse(CodeExpired, "token expired")
+		}
 		if err := Decide(id.Claims, a); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/plane"
@@ -252,6 +253,10 @@ func (r *runner) admit(ctx context.Context, root string) admission {
 type decision struct {
 	id      Identity
 	refusal *Outcome
+	// until is when an allowed decision lapses (Unix seconds): the
+	// token's exp, leeway included; 0 never. A stream that outlives its
+	// token is judged again, and refused.
+	until int64
 }
 
 // decide admits the caller and authorizes one request, once per distinct
@@ -283,10 +288,13 @@ func (r *runner) decide(ctx context.Context, req Request) decision {
 	if adm.err != nil {
 		a.Subject = unauthenticated
 	}
-	if d, ok := r.decisions[a]; ok {
+	if d, ok := r.decisions[a]; ok && (d.until == 0 || time.Now().Unix() <= d.until) {
 		return d
 	}
 	d := decision{id: adm.id}
+	if c := adm.id.Claims; c != nil && adm.id.Auth == auth.AuthToken {
+		d.until = c.ExpiresAt + int64(auth.Leeway/time.Second)
+	}
 	err = adm.err
 	if err == nil {
 		err = r.guard.Authorize(ctx, adm.id, a)

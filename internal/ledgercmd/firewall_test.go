@@ -1,13 +1,17 @@
 package ledgercmd
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -217,4 +221,45 @@ func TestAuthStamp(t *testing.T) {
 	}
 	require.Len(t, entries(t, path), 3, "nothing refused was written")
 	require.Equal(t, map[string]any{"k": "v"}, meta, "the caller's map is not changed")
+}
+
+// TestStreamOutlivesItsToken: a stream admits its caller once, but a token
+// that expires while the stream runs allows nothing after: the next
+// request is refused (AUTH_EXPIRED) and recorded, and nothing of it is
+// written.
+func TestStreamOutlivesItsToken(t *testing.T) {
+	root := newPlane(t)
+	exp := time.Now().Add(-time.Hour) // the clock below decides; the token's exp is in the real past
+	var now atomic.Int64
+	now.Store(exp.Add(-time.Minute).Unix())
+	g := auth.NewGuard(auth.Config{Now: func() time.Time { return time.Unix(now.Load(), 0) }})
+	c := &auth.Claims{Subject: "w1", Role: auth.RoleWorker, Tiers: []string{"ho1"}, WorkOrder: "WO-20261206-001",
+		Session: ses, ExpiresAt: exp.Unix()}
+	opts := cli.Options{Env: &cli.Env{Root: root}, Guard: g, Identity: auth.Identity{Subject: "w1", Auth: auth.AuthToken, Claims: c}}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var w writers
+	done := make(chan int)
+	go func() {
+		defer w.close()
+		code := cli.RunWith(context.Background(), tool(&w), opts, []string{"append", "--session", ses, "--format", "json"}, inR, outW, io.Discard)
+		outW.Close()
+		done <- code
+	}()
+	out := bufio.NewReader(outR)
+	fmt.Fprintln(inW, `{"event_type":"ONE"}`)
+	line, err := out.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, `"status":"ok"`)
+	now.Store(exp.Add(time.Hour).Unix()) // the token's time is up
+	fmt.Fprintln(inW, `{"event_type":"TWO"}`)
+	inW.Close()
+	rest, _ := io.ReadAll(out)
+	require.Equal(t, cli.ExitDenied, <-done, string(rest))
+	require.Contains(t, string(rest), `"code":"AUTH_EXPIRED"`)
+	es := entries(t, filepath.Join(root, "planes", "ho1", "sessions", ses, "ledger", "session.jsonl"))
+	require.Equal(t, "ONE", es[len(es)-1].EventType, "nothing after the token expired")
+	ho3 := entries(t, filepath.Join(root, "ledger", "governance.jsonl"))
+	require.Equal(t, "AUTHZ_DENIED", ho3[len(ho3)-1].EventType)
+	require.Equal(t, "AUTH_EXPIRED", ho3[len(ho3)-1].Metadata["code"])
 }

@@ -219,8 +219,10 @@ func (g *Guard) Authorize(ctx context.Context, id Identity, a Access) error {
 	}
 	if id.Auth == AuthToken {
 		// A token admitted once (a stream, a server) is judged again
-		// when its time is up: past exp it allows nothing.
-		if id.Claims != nil && g.cfg.Now().Add(-Leeway).Unix() > id.Claims.ExpiresAt {
+		// when its time is up: past exp it allows nothing. (A verified
+		// token always has an exp; claims without one were handed in by
+		// an in-process caller that admitted them, Options.Identity.)
+		if c := id.Claims; c != nil && c.ExpiresAt > 0 && g.cfg.Now().Add(-Leeway).Unix() > c.ExpiresAt {
 			return refuse(CodeExpired, "token expired")
 		}
 		if err := Decide(id.Claims, a); err != nil {

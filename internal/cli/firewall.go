@@ -292,7 +292,7 @@ func (r *runner) decide(ctx context.Context, req Request) decision {
 		return d
 	}
 	d := decision{id: adm.id}
-	if c := adm.id.Claims; c != nil && adm.id.Auth == auth.AuthToken {
+	if c := adm.id.Claims; c != nil && adm.id.Auth == auth.AuthToken && c.ExpiresAt > 0 {
 		d.until = c.ExpiresAt + int64(auth.Leeway/time.Second)
 	}
 	err = adm.err

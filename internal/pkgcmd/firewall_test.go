@@ -69,3 +69,32 @@ func TestInitIntoThePlaneIsAuthoring(t *testing.T) {
 		"output": filepath.Join(mine, "conf")}, opts)
 	require.Equal(t, cli.ExitOK, resp.Exit, string(resp.Stdout))
 }
+
+// TestKeygenSignIntoThePlane: keygen and sign are admin and maintainer
+// verbs of HO3, but with no plane named (no --root, no $CONTROL_PLANE, the
+// working directory outside every plane) they ran unguarded: a reader
+// could write a key into the plane, or replace a staged archive's .sig
+// with its own. Where they write is judged instead.
+func TestKeygenSignIntoThePlane(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "plane")
+	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: plane.Actor{Name: "admin"}})
+	require.NoError(t, err)
+	reader := &auth.Claims{Subject: "r1", Role: auth.RoleReader, Tiers: []string{"ho3"}}
+	opts := cli.Options{Env: &cli.Env{}, Identity: auth.Identity{Subject: "r1", Auth: auth.AuthToken, Claims: reader}}
+	for _, req := range []cli.Request{
+		{"operation": "keygen", "name": "evil", "out": filepath.Join(root, "config")},
+		{"operation": "sign", "archive": filepath.Join(root, "_staging", "PKG-X-001.tar.gz"), "key": "k"},
+		{"operation": "stage", "package_id": "PKG-X-001", "src": t.TempDir(), "out": filepath.Join(root, "_staging")},
+	} {
+		resp := Dispatch(context.Background(), req, opts)
+		require.Equal(t, cli.ExitDenied, resp.Exit, "%v: %s", req, resp.Stdout)
+		env, err := resp.Envelope()
+		require.NoError(t, err)
+		require.Equal(t, "FIREWALL_DENIED", env.Error.Code, "%v", req)
+	}
+	require.NoFileExists(t, filepath.Join(root, "config", "evil.key"))
+	// Outside every plane, with no plane named, a key is the caller's own.
+	mine := t.TempDir()
+	resp := Dispatch(context.Background(), cli.Request{"operation": "keygen", "name": "mine", "out": mine}, opts)
+	require.Equal(t, cli.ExitOK, resp.Exit, string(resp.Stdout))
+}

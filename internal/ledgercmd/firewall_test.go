@@ -263,3 +263,35 @@ func TestStreamOutlivesItsToken(t *testing.T) {
 	require.Equal(t, "AUTHZ_DENIED", ho3[len(ho3)-1].EventType)
 	require.Equal(t, "AUTH_EXPIRED", ho3[len(ho3)-1].Metadata["code"])
 }
+
+// TestSessionGenesisParent: a session's GENESIS records HO2's head as the
+// tool reads it. A worker starting its own session with cp-ledger genesis
+// could name any parent hash (G6 does not check a session's parent), so
+// the session hung off a history it chose: now a named parent is refused
+// and the tool records HO2's head.
+func TestSessionGenesisParent(t *testing.T) {
+	root := newPlane(t)
+	ho2 := entries(t, filepath.Join(root, "planes", "ho2", "ledger", "workorder.jsonl"))
+	opts := cli.Options{Env: &cli.Env{Root: root}, Guard: &workerGuard{}}
+	path := filepath.Join(root, "planes", "ho1", "sessions", ses, "ledger", "session.jsonl")
+	for _, req := range []cli.Request{
+		{"operation": "genesis", "session_id": ses, "parent_hash": strings.Repeat("0", 64)},
+		{"operation": "genesis", "session_id": ses, "parent_ledger": filepath.Join(root, "ledger", "governance.jsonl")},
+	} {
+		resp := Dispatch(context.Background(), req, opts)
+		require.Equal(t, cli.ExitDenied, resp.Exit, string(resp.Stdout))
+		env, err := resp.Envelope()
+		require.NoError(t, err)
+		require.Equal(t, "PARENT_MISMATCH", env.Error.Code)
+		require.NoFileExists(t, path)
+	}
+	resp := Dispatch(context.Background(), cli.Request{"operation": "genesis", "session_id": ses, "metadata": map[string]any{"k": "v"}}, opts)
+	require.Equal(t, cli.ExitOK, resp.Exit, string(resp.Stdout))
+	es := entries(t, path)
+	require.Len(t, es, 1)
+	require.Equal(t, "GENESIS", es[0].EventType)
+	require.Equal(t, ho2[len(ho2)-1].EntryHash, es[0].Metadata["parent_hash"])
+	require.Equal(t, "planes/ho2/ledger/workorder.jsonl", es[0].Metadata["parent_ledger"])
+	require.Equal(t, ses, es[0].Metadata["_session_id"])
+	require.Equal(t, "v", es[0].Metadata["k"])
+}

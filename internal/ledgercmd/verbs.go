@@ -973,7 +973,21 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		meta[k] = v
 	}
 	parentHash := req.String("parent_hash")
-	if pl := req.String("parent_ledger"); pl != "" {
+	if t.session != "" {
+		// A session's GENESIS records HO2's head as the tool finds it
+		// (as an append that starts the session does): a parent the
+		// caller names would hang the session off a history it chose.
+		if req.Has("parent_ledger") || req.Has("parent_hash") {
+			return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, "PARENT_MISMATCH", "session %s's GENESIS records the head of HO2's ledger, which cp-ledger reads itself: give no --parent-ledger or --parent-hash", t.session)}
+		}
+		g, err := sessionGenesis(ctx, t)
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		for k, v := range g.Metadata {
+			meta[k] = v
+		}
+	} else if pl := req.String("parent_ledger"); pl != "" {
 		p, err := ledger.OpenFileStore(pl)
 		if err != nil {
 			return cli.Outcome{Err: err}

@@ -64,15 +64,18 @@ type Access = auth.Access
 
 // osUser is the OS user, looked up once per process: a stream or an
 // in-process server resolves it once, not per request.
-var osUser = sync.OnceValue(func() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
+var osUser = sync.OnceValue(func() string { return osUserName(user.Current) })
+
+// osUserName is the name of the process's user, as the system knows it,
+// else its uid: never $USER, which any caller sets, while this name is
+// stamped as the actor of every entry written with auth off (the evidence
+// of a bypass names who made it).
+func osUserName(current func() (*user.User, error)) string {
+	if u, err := current(); err == nil && u.Username != "" {
 		return u.Username
 	}
-	if u := os.Getenv("USER"); u != "" {
-		return u
-	}
-	return "uid:" + strconv.Itoa(os.Getuid())
-})
+	return "uid:" + strconv.Itoa(os.Geteuid())
+}
 
 // OSIdentity is the caller while auth is off: the OS user.
 func OSIdentity() Identity { return Identity{Subject: osUser(), Auth: auth.AuthOff} }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -262,4 +264,15 @@ func TestRecordAdmitRefusal(t *testing.T) {
 	require.Equal(t, "", e.Metadata["role"])
 	require.Equal(t, "off", e.Metadata["_auth"], "written without a verified token")
 	require.Equal(t, "this plane requires a token: set CONTROL_PLANE_TOKEN", e.Reason)
+}
+
+// TestOSUserNotFromEnv: while auth is off the OS user is the actor stamped
+// on entries. A process whose uid the system cannot name (a container
+// without a passwd entry) was named by $USER, which the caller sets: now
+// by its uid.
+func TestOSUserNotFromEnv(t *testing.T) {
+	t.Setenv("USER", "alice")
+	name := osUserName(func() (*user.User, error) { return nil, errors.New("unknown userid") })
+	require.Equal(t, "uid:"+strconv.Itoa(os.Geteuid()), name)
+	require.Equal(t, "bob", osUserName(func() (*user.User, error) { return &user.User{Username: "bob"}, nil }))
 }

@@ -236,14 +236,33 @@ type admission struct {
 // run: Options.Identity when given (taken as admitted), else the Guard's
 // Admit.
 func (r *runner) admit(ctx context.Context, root string) admission {
-	if r.opts.Identity != (Identity{}) {
-		return admission{id: r.opts.Identity}
-	}
 	if a, ok := r.admitted[root]; ok {
 		return a
 	}
-	id, err := r.guard.Admit(ctx, root)
-	a := admission{id: id, err: err}
+	var a admission
+	switch id := r.opts.Identity; {
+	case id == (Identity{}):
+		a.id, a.err = r.guard.Admit(ctx, root)
+	case id.Auth == auth.AuthToken:
+		a.id = id // the table refuses a token identity without claims
+	case id.Auth == auth.AuthOff:
+		// An identity without a token is taken only where the Guard
+		// itself admits without one (a plane without auth, or auth off
+		// by the plane's owner): an in-process caller cannot skip the
+		// tokens an initialized plane requires by naming its user.
+		g, err := r.guard.Admit(ctx, root)
+		switch {
+		case err != nil:
+			a.err = err
+		case g.Auth != auth.AuthOff:
+			a.err = Errorf(ExitDenied, "AUTH_MISSING", "the plane at %s requires a token: an identity without one (%s, auth off) is not admitted", root, id.Subject)
+		default:
+			a.id = id
+		}
+	default:
+		// Neither a verified token nor auth off: nothing to judge it by.
+		a.err = Errorf(ExitDenied, "AUTH_INVALID", "identity %q is neither a verified token (auth %q) nor auth off (auth %q)", id.Subject, auth.AuthToken, auth.AuthOff)
+	}
 	if r.admitted == nil {
 		r.admitted = map[string]admission{}
 	}

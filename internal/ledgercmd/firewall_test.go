@@ -295,3 +295,45 @@ func TestSessionGenesisParent(t *testing.T) {
 	require.Equal(t, ses, es[0].Metadata["_session_id"])
 	require.Equal(t, "v", es[0].Metadata["k"])
 }
+
+// TestBorrowedPlaneDirectories: a directory holding a copy of a plane's
+// tier.json, its ledger/ and planes/ho1 linked to the real plane's, is a
+// plane of its own to the firewall: it trusts no key for auth, so it asks
+// no token, and a worker's append as "auth off" landed in the real plane's
+// HO3 or HO1 ledger, signed with its key. A plane's ledger is now opened
+// only where it is: through a link in the plane, the append is refused and
+// the real ledger is untouched.
+func TestBorrowedPlaneDirectories(t *testing.T) {
+	root := newPlane(t)
+	fake := filepath.Join(t.TempDir(), "mine")
+	require.NoError(t, os.MkdirAll(filepath.Join(fake, "planes"), 0o755))
+	tj, err := os.ReadFile(filepath.Join(root, "tier.json"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(fake, "tier.json"), tj, 0o644))
+	require.NoError(t, os.Symlink(filepath.Join(root, "ledger"), filepath.Join(fake, "ledger")))
+	for _, id := range []string{"ho2", "ho1"} {
+		require.NoError(t, os.Symlink(filepath.Join(root, "planes", id), filepath.Join(fake, "planes", id)))
+	}
+	gov := filepath.Join(root, "ledger", "governance.jsonl")
+	ho1 := filepath.Join(root, "planes", "ho1", "ledger", "execution.jsonl")
+	if _, err := os.Stat(ho1); err != nil {
+		matches, _ := filepath.Glob(filepath.Join(root, "planes", "ho1", "ledger", "*.jsonl"))
+		require.NotEmpty(t, matches)
+		ho1 = matches[0]
+	}
+	before, before1 := len(entries(t, gov)), len(entries(t, ho1))
+	for _, req := range []cli.Request{
+		{"operation": "append", "event_type": "EVIL"},
+		{"operation": "append", "event_type": "EVIL", "plane": "ho1"},
+		{"operation": "append", "event_type": "EVIL", "session_id": ses},
+	} {
+		resp := Dispatch(context.Background(), req, cli.Options{Env: &cli.Env{Root: fake}})
+		require.NotEqual(t, cli.ExitOK, resp.Exit, "%v: %s", req, resp.Stdout)
+		env, err := resp.Envelope()
+		require.NoError(t, err)
+		require.Equal(t, "LEDGER_LINKED", env.Error.Code, "%v", req)
+	}
+	require.Len(t, entries(t, gov), before, "nothing lands in the real HO3 ledger")
+	require.Len(t, entries(t, ho1), before1, "nor in HO1's")
+	require.NoDirExists(t, filepath.Join(root, "planes", "ho1", "sessions", ses))
+}

@@ -182,7 +182,10 @@ func ledgerTarget(p string, actor plane.Actor) (target, error) {
 		} else if err != nil {
 			return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 		}
-		return target{path: p, tier: t.Tier, origin: plane.Origin(t, p), dir: dir, plane: t, actor: actor}, nil
+		// Opened where it really is: a plane's ledger is never opened
+		// through a link (its origin keeps the name it was given).
+		real := filepath.Join(d, filepath.Base(p))
+		return target{path: real, tier: t.Tier, origin: plane.Origin(t, p), dir: dir, plane: t, actor: actor}, nil
 	}
 	return bare, nil
 }

@@ -67,7 +67,8 @@ for one version) and OWNERSHIP (no file owned by another package) judge it
 too: a check that passes means the install's gates pass. --gate may name
 them with an archive.
 --enforce stops at the first gate that fails. --record appends GATE_PASSED or
-GATE_FAILED to the checked tier's ledger.
+GATE_FAILED to the checked tier's ledger: the firewall judges it as an append
+there (admin and maintainer), not a read.
 
 integrity is the plane health sweep, fast enough for every agent turn: G0B, G6
 and RECEIPTS (receipts and installed manifests agree with packages_state.csv

@@ -337,3 +337,21 @@ func TestBorrowedPlaneDirectories(t *testing.T) {
 	require.Len(t, entries(t, ho1), before1, "nor in HO1's")
 	require.NoDirExists(t, filepath.Join(root, "planes", "ho1", "sessions", ses))
 }
+
+// TestSessionLedgerByPath: a session's ledger named by path is the
+// session's, as --session names it: an empty one starts with the GENESIS
+// that records HO2's head, and its entries carry _session_id (a worker
+// started its session by path with no GENESIS and unstamped entries).
+func TestSessionLedgerByPath(t *testing.T) {
+	root := newPlane(t)
+	ho2 := entries(t, filepath.Join(root, "planes", "ho2", "ledger", "workorder.jsonl"))
+	p := filepath.Join(root, "planes", "ho1", "sessions", ses, "ledger", "session.jsonl")
+	resp := Dispatch(context.Background(), cli.Request{"operation": "append", "ledger": p, "event_type": "NOTE"},
+		cli.Options{Env: &cli.Env{}, Guard: &workerGuard{}})
+	require.Equal(t, cli.ExitOK, resp.Exit, string(resp.Stdout))
+	es := entries(t, p)
+	require.Len(t, es, 2)
+	require.Equal(t, "GENESIS", es[0].EventType)
+	require.Equal(t, ho2[len(ho2)-1].EntryHash, es[0].Metadata["parent_hash"])
+	require.Equal(t, ses, es[1].Metadata["_session_id"])
+}

@@ -185,7 +185,14 @@ func ledgerTarget(p string, actor plane.Actor) (target, error) {
 		// Opened where it really is: a plane's ledger is never opened
 		// through a link (its origin keeps the name it was given).
 		real := filepath.Join(d, filepath.Base(p))
-		return target{path: real, tier: t.Tier, origin: plane.Origin(t, p), dir: dir, plane: t, actor: actor}, nil
+		tg := target{path: real, tier: t.Tier, origin: plane.Origin(t, p), dir: dir, plane: t, actor: actor}
+		if id := filepath.Base(filepath.Dir(d)); len(dirs) == 2 && dir == dirs[0] && t.Tier == "HO1" && plane.ValidSessionID(id) {
+			// A ledger of session id, named by path: the session's, as
+			// --session names it (its entries stamped _session_id, an
+			// empty one started by the GENESIS that records HO2's head).
+			tg.session, tg.root = id, filepath.Dir(filepath.Dir(dir))
+		}
+		return tg, nil
 	}
 	return bare, nil
 }

@@ -47,7 +47,13 @@ type Guard struct {
 type admitted struct {
 	id  Identity
 	err error
+	at  time.Time
 }
+
+// Recheck is how long an admission stands in one process (a stream, a
+// server) before the token is verified again, revocations included: a
+// token revoked while a stream runs is refused within it.
+var Recheck = 5 * time.Second
 
 // NewGuard returns the Guard for a process's configuration.
 func NewGuard(cfg Config) *Guard {
@@ -74,14 +80,15 @@ func (g *Guard) Admit(ctx context.Context, root string) (Identity, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if a, ok := g.admits[root]; ok {
+	now := g.cfg.Now()
+	if a, ok := g.admits[root]; ok && now.Sub(a.at) < Recheck {
 		return a.id, a.err
 	}
 	id, err := g.admit(ctx, root)
 	if err != nil {
 		id = Identity{}
 	}
-	g.admits[root] = admitted{id, err}
+	g.admits[root] = admitted{id, err, now}
 	return id, err
 }
 

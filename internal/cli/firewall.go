@@ -230,16 +230,17 @@ func (c *Call) scopeOf(req Request) (scope, error) {
 type admission struct {
 	id  Identity
 	err error
+	at  time.Time // when: an admission stands auth.Recheck, then is made again
 }
 
 // admit establishes the caller for the plane at root, once per plane in a
 // run: Options.Identity when given (taken as admitted), else the Guard's
 // Admit.
 func (r *runner) admit(ctx context.Context, root string) admission {
-	if a, ok := r.admitted[root]; ok {
+	if a, ok := r.admitted[root]; ok && time.Since(a.at) < auth.Recheck {
 		return a
 	}
-	var a admission
+	a := admission{at: time.Now()}
 	switch id := r.opts.Identity; {
 	case id == (Identity{}):
 		a.id, a.err = r.guard.Admit(ctx, root)
@@ -275,10 +276,10 @@ func (r *runner) admit(ctx context.Context, root string) admission {
 type decision struct {
 	id      Identity
 	refusal *Outcome
-	// until is when an allowed decision lapses (Unix seconds): the
-	// token's exp, leeway included; 0 never. A stream that outlives its
-	// token is judged again, and refused.
-	until int64
+	// until is when the decision lapses: auth.Recheck after it was made,
+	// or the token's exp (leeway included) if sooner. A stream is then
+	// judged again: a token revoked or expired meanwhile is refused.
+	until time.Time
 }
 
 // decide admits the caller and authorizes one request, once per distinct
@@ -310,12 +311,15 @@ func (r *runner) decide(ctx context.Context, req Request) decision {
 	if adm.err != nil {
 		a.Subject = unauthenticated
 	}
-	if d, ok := r.decisions[a]; ok && (d.until == 0 || time.Now().Unix() <= d.until) {
+	now := time.Now()
+	if d, ok := r.decisions[a]; ok && now.Before(d.until) {
 		return d
 	}
-	d := decision{id: adm.id}
+	d := decision{id: adm.id, until: now.Add(auth.Recheck)}
 	if c := adm.id.Claims; c != nil && adm.id.Auth == auth.AuthToken && c.ExpiresAt > 0 {
-		d.until = c.ExpiresAt + int64(auth.Leeway/time.Second)
+		if exp := time.Unix(c.ExpiresAt, 0).Add(auth.Leeway); exp.Before(d.until) {
+			d.until = exp
+		}
 	}
 	err = adm.err
 	if err == nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/control-plane/cp/internal/auth"
+	"github.com/control-plane/cp/internal/authcmd"
 	"github.com/control-plane/cp/internal/bootstrap"
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/plane"
@@ -354,4 +355,49 @@ func TestSessionLedgerByPath(t *testing.T) {
 	require.Equal(t, "GENESIS", es[0].EventType)
 	require.Equal(t, ho2[len(ho2)-1].EntryHash, es[0].Metadata["parent_hash"])
 	require.Equal(t, ses, es[1].Metadata["_session_id"])
+}
+
+// TestStreamHonoursRevocation: a stream admitted a token once and kept
+// using it after cp-auth revoke: a revocation took effect only in the next
+// process. An admission now stands auth.Recheck (here: not at all), then
+// the token is verified again, revocations included.
+func TestStreamHonoursRevocation(t *testing.T) {
+	defer func(r time.Duration) { auth.Recheck = r }(auth.Recheck)
+	auth.Recheck = 0
+	root := newPlane(t)
+	authRun := func(tok string, req cli.Request) map[string]any {
+		resp := authcmd.Dispatch(context.Background(), req, cli.Options{Env: &cli.Env{Root: root, Token: tok}})
+		require.Equal(t, 0, resp.Exit, string(resp.Stdout))
+		env, err := resp.Envelope()
+		require.NoError(t, err)
+		return env.Result.(map[string]any)
+	}
+	admin := authRun("", cli.Request{"operation": "init", "sub": "ops"})["token"].(string)
+	worker := authRun(admin, cli.Request{"operation": "token", "sub": "w1", "role": "worker", "tiers": []any{"ho1"},
+		"wo": "WO-20261206-001", "session": ses})["token"].(string)
+
+	opts := cli.Options{Env: &cli.Env{Root: root, Token: worker}}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var w writers
+	done := make(chan int)
+	go func() {
+		defer w.close()
+		code := cli.RunWith(context.Background(), tool(&w), opts, []string{"append", "--session", ses, "--format", "json"}, inR, outW, io.Discard)
+		outW.Close()
+		done <- code
+	}()
+	out := bufio.NewReader(outR)
+	fmt.Fprintln(inW, `{"event_type":"ONE"}`)
+	line, err := out.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, `"status":"ok"`)
+	authRun(admin, cli.Request{"operation": "revoke", "sub": "w1"})
+	fmt.Fprintln(inW, `{"event_type":"TWO"}`)
+	inW.Close()
+	rest, _ := io.ReadAll(out)
+	require.Equal(t, cli.ExitDenied, <-done, string(rest))
+	require.Contains(t, string(rest), `"code":"AUTH_REVOKED"`)
+	es := entries(t, filepath.Join(root, "planes", "ho1", "sessions", ses, "ledger", "session.jsonl"))
+	require.Equal(t, "ONE", es[len(es)-1].EventType, "nothing after the revocation")
 }

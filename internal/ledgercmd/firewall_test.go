@@ -401,3 +401,46 @@ func TestStreamHonoursRevocation(t *testing.T) {
 	es := entries(t, filepath.Join(root, "planes", "ho1", "sessions", ses, "ledger", "session.jsonl"))
 	require.Equal(t, "ONE", es[len(es)-1].EventType, "nothing after the revocation")
 }
+
+// TestLedgerLinkFlippedInAStream: a stream names a ledger through a
+// directory link of its own, first pointing outside every plane (judged:
+// no plane), then, between two lines, at HO3's ledger directory. The
+// firewall's judgement of the path stands for the stream, so the verb must
+// not go where the path leads now: the second line is refused and HO3's
+// ledger is untouched.
+func TestLedgerLinkFlippedInAStream(t *testing.T) {
+	root := newPlane(t)
+	gov := filepath.Join(root, "ledger", "governance.jsonl")
+	mine := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(mine, "real"), 0o755))
+	link := filepath.Join(mine, "d")
+	require.NoError(t, os.Symlink(filepath.Join(mine, "real"), link))
+	before := len(entries(t, gov))
+
+	g := &workerGuard{}
+	opts := cli.Options{Env: &cli.Env{}, Guard: g}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var w writers
+	done := make(chan int)
+	go func() {
+		defer w.close()
+		code := cli.RunWith(context.Background(), tool(&w), opts, []string{"append", "--format", "json"}, inR, outW, io.Discard)
+		outW.Close()
+		done <- code
+	}()
+	out := bufio.NewReader(outR)
+	p := filepath.Join(link, "governance.jsonl")
+	fmt.Fprintf(inW, `{"event_type":"ONE","ledger":%q}`+"\n", p)
+	line, err := out.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, `"status":"ok"`)
+	require.NoError(t, os.Remove(link))
+	require.NoError(t, os.Symlink(filepath.Join(root, "ledger"), link))
+	fmt.Fprintf(inW, `{"event_type":"TWO","ledger":%q}`+"\n", p)
+	inW.Close()
+	rest, _ := io.ReadAll(out)
+	code := <-done
+	require.Len(t, entries(t, gov), before, "nothing lands in HO3's ledger: %s", rest)
+	require.NotEqual(t, cli.ExitOK, code, string(rest))
+}

@@ -238,6 +238,9 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 	outs := make([]cli.Outcome, 0, len(reqs))
 	for len(reqs) > 0 {
 		t, err := resolve(c, reqs[0])
+		if err == nil {
+			err = w.judged(reqs[0], t)
+		}
 		if err != nil {
 			return append(outs, cli.Outcome{Err: err})
 		}
@@ -279,6 +282,29 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 		reqs = reqs[run:]
 	}
 	return outs
+}
+
+// judged refuses a target named by --ledger that is no longer where the
+// firewall judged the path to lead (a directory link of the caller's
+// changed since, in a stream whose judgement of the path stands): the
+// file the append would open must have the plane, tier and session the
+// request was allowed for.
+func (w *writers) judged(req cli.Request, t target) error {
+	p := req.String("ledger")
+	if p == "" {
+		return nil
+	}
+	w.mu.Lock()
+	sc, ok := w.scopes[p]
+	w.mu.Unlock()
+	root, tier, session, err := cli.PathScope(t.path)
+	if err != nil {
+		return err
+	}
+	if !ok || sc != [3]string{root, tier, session} {
+		return cli.Errorf(cli.ExitInvalid, "LEDGER_LINKED", "--ledger %s now leads to %s, not where the firewall judged it to lead (a link on its way changed): refused", p, t.path)
+	}
+	return nil
 }
 
 func sameTarget(a, b cli.Request) bool {

@@ -48,7 +48,13 @@ type Guard struct {
 type admitted struct {
 	id  Identity
 	err error
+	at  time.Time
 }
+
+// Recheck is how long an admission stands in one process (a stream, a
+// server) before the token is verified again, revocations included: a
+// token revoked while a stream runs is refused within it.
+var Recheck = 5 * time.Second
 
 // NewGuard returns the Guard for a process's configuration.
 func NewGuard(cfg Config) *Guard {
@@ -75,14 +81,15 @@ func (g *Guard) Admit(ctx context.Context, root string) (Identity, error) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if a, ok := g.admits[root]; ok {
+	now := g.cfg.Now()
+	if a, ok := g.admits[root]; ok && now.Sub(a.at) < Recheck {
 		return a.id, a.err
 	}
 	id, err := g.admit(ctx, root)
 	if err != nil {
 		id = Identity{}
 	}
-	g.admits[root] = admitted{id, err}
+	g.admits[root] = admitted{id, err, now}
 	return id, err
 }
 
@@ -228,6 +235,13 @@ func (g *Guard) Authorize(ctx context.Context, id Identity, a Access) error {
 		return nil
 	}
 	if id.Auth == AuthToken {
+		// A token admitted once (a stream, a server) is judged again
+		// when its time is up: past exp it allows nothing. (A verified
+		// token always has an exp; claims without one were handed in by
+		// an in-process caller that admitted them, Options.Identity.)
+		if c := id.Claims; c != nil && c.ExpiresAt > 0 && g.cfg.Now().Add(-Leeway).Unix() > c.ExpiresAt {
+			return refuse(CodeExpired, "token expired")
+		}
 		if err := Decide(id.Claims, a); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
@@ -146,8 +147,12 @@ func (p *Policy) Evaluate(r Request) error {
 		resource = cedar.NewEntityUID("Resource", cedar.String(r.Resource))
 	}
 	now := r.Now.UTC()
+	// The event type as the catalogue compares them (pkg/ledger.Reserved:
+	// case and surrounding space ignored), so that a forbid on "DEPLOY" is
+	// not evaded by appending "deploy" or "DEPLOY ".
+	eventType := strings.ToUpper(strings.TrimSpace(a.EventType))
 	ctx := cedar.RecordMap{
-		"tool": cedar.String(a.Tool), "verb": cedar.String(a.Verb), "event_type": cedar.String(a.EventType),
+		"tool": cedar.String(a.Tool), "verb": cedar.String(a.Verb), "event_type": cedar.String(eventType),
 		"work_order": cedar.String(a.WorkOrder), "session": cedar.String(a.Session),
 		"hour_utc": cedar.Long(now.Hour()), "weekday": cedar.String(now.Weekday().String()[:3]),
 	}

@@ -44,6 +44,13 @@ func TestPolicyForbids(t *testing.T) {
 	require.ErrorContains(t, err, `no-deploy-after-hours`)
 	require.Equal(t, "no-deploy-after-hours (line 2)", err.(*Error).Policy)
 	require.NoError(t, p.Evaluate(Request{Claims: worker(), Access: deploy, Now: morning}))
+	// The event type as the catalogue compares it: another case or a space
+	// does not evade the forbid.
+	for _, et := range []string{"deploy", "Deploy", " DEPLOY", "DEPLOY\t"} {
+		evade := deploy
+		evade.EventType = et
+		requireCode(t, p.Evaluate(Request{Claims: worker(), Access: evade, Now: evening}), CodeDenied)
+	}
 	require.NoError(t, p.Evaluate(Request{Claims: claimsFor(RoleAdmin, all3), Access: deploy, Now: evening}))
 	m := claimsFor(RoleWorker, []string{"ho1"})
 	m.Subject = "mallory"

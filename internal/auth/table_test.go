@@ -104,6 +104,14 @@ func TestDecideWorkerBindings(t *testing.T) {
 	w := claimsFor(RoleWorker, []string{"ho1"})
 	require.Error(t, Decide(w, Access{Action: ActionAppend, Tier: "ho1", Session: "SES-20261206-00000002"}), "another session")
 	require.Error(t, Decide(w, Access{Action: ActionAppend, Tier: "ho1"}), "no session named")
+	// Its own session, but entries stamped for another work order
+	// (cp-ledger --wo stamps metadata._work_order_id): refused.
+	own := Access{Action: ActionAppend, Tier: "ho1", Session: w.Session}
+	require.NoError(t, Decide(w, own))
+	own.WorkOrder = "WO-1"
+	require.NoError(t, Decide(w, own))
+	own.WorkOrder = "WO-2"
+	require.ErrorContains(t, Decide(w, own), "only for its work order WO-1, not WO-2")
 	require.NoError(t, Decide(w, Access{Action: ActionWOStep, Tier: "ho1", WorkOrder: "WO-1"}))
 	err := Decide(w, Access{Action: ActionWOStep, Tier: "ho1", WorkOrder: "WO-2"})
 	require.ErrorContains(t, err, "only for its work order WO-1, not WO-2")

@@ -104,6 +104,10 @@ type Verb struct {
 	// TierNone.
 	Action Action
 	Tier   string
+	// ActionOf, if set, is the action one request takes when it is not
+	// always Action: a read that records its verdict in a tier's ledger
+	// (cp-gate --record) appends there, and is judged so.
+	ActionOf func(req Request) Action
 	// Scope, if set, says what a request acts on, for the firewall: the HO3
 	// root of its plane ("" for none), its tier and HO1 session. A verb
 	// whose request may name a file inside a plane by path (cp-ledger

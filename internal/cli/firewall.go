@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/plane"
@@ -63,15 +64,18 @@ type Access = auth.Access
 
 // osUser is the OS user, looked up once per process: a stream or an
 // in-process server resolves it once, not per request.
-var osUser = sync.OnceValue(func() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
+var osUser = sync.OnceValue(func() string { return osUserName(user.Current) })
+
+// osUserName is the name of the process's user, as the system knows it,
+// else its uid: never $USER, which any caller sets, while this name is
+// stamped as the actor of every entry written with auth off (the evidence
+// of a bypass names who made it).
+func osUserName(current func() (*user.User, error)) string {
+	if u, err := current(); err == nil && u.Username != "" {
 		return u.Username
 	}
-	if u := os.Getenv("USER"); u != "" {
-		return u
-	}
-	return "uid:" + strconv.Itoa(os.Getuid())
-})
+	return "uid:" + strconv.Itoa(os.Geteuid())
+}
 
 // OSIdentity is the caller while auth is off: the OS user.
 func OSIdentity() Identity { return Identity{Subject: osUser(), Auth: auth.AuthOff} }
@@ -226,20 +230,40 @@ func (c *Call) scopeOf(req Request) (scope, error) {
 type admission struct {
 	id  Identity
 	err error
+	at  time.Time // when: an admission stands auth.Recheck, then is made again
 }
 
 // admit establishes the caller for the plane at root, once per plane in a
 // run: Options.Identity when given (taken as admitted), else the Guard's
 // Admit.
 func (r *runner) admit(ctx context.Context, root string) admission {
-	if r.opts.Identity != (Identity{}) {
-		return admission{id: r.opts.Identity}
-	}
-	if a, ok := r.admitted[root]; ok {
+	if a, ok := r.admitted[root]; ok && time.Since(a.at) < auth.Recheck {
 		return a
 	}
-	id, err := r.guard.Admit(ctx, root)
-	a := admission{id: id, err: err}
+	a := admission{at: time.Now()}
+	switch id := r.opts.Identity; {
+	case id == (Identity{}):
+		a.id, a.err = r.guard.Admit(ctx, root)
+	case id.Auth == auth.AuthToken:
+		a.id = id // the table refuses a token identity without claims
+	case id.Auth == auth.AuthOff:
+		// An identity without a token is taken only where the Guard
+		// itself admits without one (a plane without auth, or auth off
+		// by the plane's owner): an in-process caller cannot skip the
+		// tokens an initialized plane requires by naming its user.
+		g, err := r.guard.Admit(ctx, root)
+		switch {
+		case err != nil:
+			a.err = err
+		case g.Auth != auth.AuthOff:
+			a.err = Errorf(ExitDenied, "AUTH_MISSING", "the plane at %s requires a token: an identity without one (%s, auth off) is not admitted", root, id.Subject)
+		default:
+			a.id = id
+		}
+	default:
+		// Neither a verified token nor auth off: nothing to judge it by.
+		a.err = Errorf(ExitDenied, "AUTH_INVALID", "identity %q is neither a verified token (auth %q) nor auth off (auth %q)", id.Subject, auth.AuthToken, auth.AuthOff)
+	}
 	if r.admitted == nil {
 		r.admitted = map[string]admission{}
 	}
@@ -252,6 +276,10 @@ func (r *runner) admit(ctx context.Context, root string) admission {
 type decision struct {
 	id      Identity
 	refusal *Outcome
+	// until is when the decision lapses: auth.Recheck after it was made,
+	// or the token's exp (leeway included) if sooner. A stream is then
+	// judged again: a token revoked or expired meanwhile is refused.
+	until time.Time
 }
 
 // decide admits the caller and authorizes one request, once per distinct
@@ -271,18 +299,28 @@ func (r *runner) decide(ctx context.Context, req Request) decision {
 			wo = req.String(f)
 		}
 	}
-	a := Access{Root: s.root, Subject: adm.id.Subject, Action: c.Verb.Action, Tier: s.tier, Session: s.session,
+	action := c.Verb.Action
+	if c.Verb.ActionOf != nil {
+		action = c.Verb.ActionOf(req)
+	}
+	a := Access{Root: s.root, Subject: adm.id.Subject, Action: action, Tier: s.tier, Session: s.session,
 		WorkOrder: wo, Tool: c.Tool.Name, Verb: c.Verb.Name}
-	if c.Verb.Action == ActionAppend {
+	if action == ActionAppend {
 		a.EventType = req.String("event_type")
 	}
 	if adm.err != nil {
 		a.Subject = unauthenticated
 	}
-	if d, ok := r.decisions[a]; ok {
+	now := time.Now()
+	if d, ok := r.decisions[a]; ok && now.Before(d.until) {
 		return d
 	}
-	d := decision{id: adm.id}
+	d := decision{id: adm.id, until: now.Add(auth.Recheck)}
+	if c := adm.id.Claims; c != nil && adm.id.Auth == auth.AuthToken && c.ExpiresAt > 0 {
+		if exp := time.Unix(c.ExpiresAt, 0).Add(auth.Leeway); exp.Before(d.until) {
+			d.until = exp
+		}
+	}
 	err = adm.err
 	if err == nil {
 		err = r.guard.Authorize(ctx, adm.id, a)

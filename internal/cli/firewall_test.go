@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -262,4 +264,56 @@ func TestRecordAdmitRefusal(t *testing.T) {
 	require.Equal(t, "", e.Metadata["role"])
 	require.Equal(t, "off", e.Metadata["_auth"], "written without a verified token")
 	require.Equal(t, "this plane requires a token: set CONTROL_PLANE_TOKEN", e.Reason)
+}
+
+// TestOSUserNotFromEnv: while auth is off the OS user is the actor stamped
+// on entries. A process whose uid the system cannot name (a container
+// without a passwd entry) was named by $USER, which the caller sets: now
+// by its uid.
+func TestOSUserNotFromEnv(t *testing.T) {
+	t.Setenv("USER", "alice")
+	name := osUserName(func() (*user.User, error) { return nil, errors.New("unknown userid") })
+	require.Equal(t, "uid:"+strconv.Itoa(os.Geteuid()), name)
+	require.Equal(t, "bob", osUserName(func() (*user.User, error) { return &user.User{Username: "bob"}, nil }))
+}
+
+// TestIdentityOptionCannotSkipTokens: Options.Identity is a caller an
+// in-process server admitted. One without a token (auth off) was taken as
+// is, even for a plane that requires tokens, and one that is neither a
+// token nor auth off skipped the table as if auth were off. Now auth off
+// is taken only where the Guard admits without a token, and anything else
+// is refused.
+func TestIdentityOptionCannotSkipTokens(t *testing.T) {
+	rec := func(context.Context, *Call, Access, *Error) (string, int64, error) { return "", 0, nil }
+	for _, c := range []struct {
+		name  string
+		guard Identity // what the Guard admits (a plane with tokens: a token identity)
+		given Identity
+		code  string
+	}{
+		{"auth off on a plane with tokens", Identity{Subject: "svc", Auth: auth.AuthToken, Claims: &auth.Claims{}}, Identity{Subject: "alice", Auth: auth.AuthOff}, "AUTH_MISSING"},
+		{"no auth named", Identity{Subject: "me", Auth: auth.AuthOff}, Identity{Subject: "alice"}, "AUTH_INVALID"},
+		{"an unknown auth", Identity{Subject: "me", Auth: auth.AuthOff}, Identity{Subject: "alice", Auth: "trusted"}, "AUTH_INVALID"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var ran int
+			var who Identity
+			g := &fakeGuard{id: c.guard}
+			resp := Dispatch(context.Background(), guardedTool(&ran, &who), Request{"operation": "echo", "name": "x"},
+				Options{Env: &Env{}, Guard: g, Identity: c.given, Record: rec})
+			require.Equal(t, ExitDenied, resp.Exit, string(resp.Stdout))
+			env, err := resp.Envelope()
+			require.NoError(t, err)
+			require.Equal(t, c.code, env.Error.Code)
+			require.Zero(t, ran)
+		})
+	}
+	// Where the Guard admits without a token, the given identity is the caller.
+	var ran int
+	var who Identity
+	g := &fakeGuard{id: Identity{Subject: "os-user", Auth: auth.AuthOff}}
+	resp := Dispatch(context.Background(), guardedTool(&ran, &who), Request{"operation": "echo", "name": "x"},
+		Options{Env: &Env{}, Guard: g, Identity: Identity{Subject: "alice", Auth: auth.AuthOff}, Record: rec})
+	require.Equal(t, ExitOK, resp.Exit, string(resp.Stdout))
+	require.Equal(t, "alice", who.Subject)
 }

@@ -67,7 +67,8 @@ for one version) and OWNERSHIP (no file owned by another package) judge it
 too: a check that passes means the install's gates pass. --gate may name
 them with an archive.
 --enforce stops at the first gate that fails. --record appends GATE_PASSED or
-GATE_FAILED to the checked tier's ledger.
+GATE_FAILED to the checked tier's ledger: the firewall judges it as an append
+there (admin and maintainer), not a read.
 
 integrity is the plane health sweep, fast enough for every agent turn: G0B, G6
 and RECEIPTS (receipts and installed manifests agree with packages_state.csv
@@ -106,7 +107,7 @@ Examples:
 var formats = map[string]func(io.Writer, any) error{"sarif": sarif, "junit": junit}
 
 var tool = &cli.Tool{Name: "cp-gate", Usage: usage, Verbs: []*cli.Verb{
-	{Name: "check", Schema: "cp-gate.check.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Run: check, Text: text, FailedText: text, Formats: formats, Rest: "gate", Stream: true, Flags: []cli.Flag{
+	{Name: "check", Schema: "cp-gate.check.request.json", Action: cli.ActionRead, ActionOf: recordAppends, Tier: cli.TierPlane, Run: check, Text: text, FailedText: text, Formats: formats, Rest: "gate", Stream: true, Flags: []cli.Flag{
 		{Name: "all", Kind: cli.Bool, Usage: "every gate"},
 		{Name: "gate", Kind: cli.Multi, Usage: "a gate to run"},
 		{Name: "plane", Kind: cli.String, Usage: "tier: ho3, ho2 or ho1"},
@@ -115,11 +116,22 @@ var tool = &cli.Tool{Name: "cp-gate", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "enforce", Kind: cli.Bool, Usage: "stop at the first failure"},
 		{Name: "record", Kind: cli.Bool, Usage: "record the verdict"},
 	}},
-	{Name: "integrity", Schema: "cp-gate.integrity.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Run: integrity, Text: text, FailedText: text, Formats: formats, Flags: []cli.Flag{
+	{Name: "integrity", Schema: "cp-gate.integrity.request.json", Action: cli.ActionRead, ActionOf: recordAppends, Tier: cli.TierPlane, Run: integrity, Text: text, FailedText: text, Formats: formats, Flags: []cli.Flag{
 		{Name: "plane", Kind: cli.String, Usage: "tier: ho3, ho2 or ho1"},
 		{Name: "record", Kind: cli.Bool, Usage: "record the verdict"},
 	}},
 }}
+
+// recordAppends is the action of a check or integrity request: a read,
+// but one that records its verdict (--record) appends GATE_PASSED or
+// GATE_FAILED to the checked tier's ledger, and is judged as that append
+// (DESIGN.md §8: a reader or an auditor reads, and appends nowhere).
+func recordAppends(req cli.Request) cli.Action {
+	if req.Bool("record") {
+		return cli.ActionAppend
+	}
+	return cli.ActionRead
+}
 
 // Run is cp-gate's entry point.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {

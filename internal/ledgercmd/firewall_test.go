@@ -1,17 +1,22 @@
 package ledgercmd
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/control-plane/cp/internal/auth"
+	"github.com/control-plane/cp/internal/authcmd"
 	"github.com/control-plane/cp/internal/bootstrap"
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/plane"
@@ -217,4 +222,225 @@ func TestAuthStamp(t *testing.T) {
 	}
 	require.Len(t, entries(t, path), 3, "nothing refused was written")
 	require.Equal(t, map[string]any{"k": "v"}, meta, "the caller's map is not changed")
+}
+
+// TestStreamOutlivesItsToken: a stream admits its caller once, but a token
+// that expires while the stream runs allows nothing after: the next
+// request is refused (AUTH_EXPIRED) and recorded, and nothing of it is
+// written.
+func TestStreamOutlivesItsToken(t *testing.T) {
+	root := newPlane(t)
+	exp := time.Now().Add(-time.Hour) // the clock below decides; the token's exp is in the real past
+	var now atomic.Int64
+	now.Store(exp.Add(-time.Minute).Unix())
+	g := auth.NewGuard(auth.Config{Now: func() time.Time { return time.Unix(now.Load(), 0) }})
+	c := &auth.Claims{Subject: "w1", Role: auth.RoleWorker, Tiers: []string{"ho1"}, WorkOrder: "WO-20261206-001",
+		Session: ses, ExpiresAt: exp.Unix()}
+	opts := cli.Options{Env: &cli.Env{Root: root}, Guard: g, Identity: auth.Identity{Subject: "w1", Auth: auth.AuthToken, Claims: c}}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var w writers
+	done := make(chan int)
+	go func() {
+		defer w.close()
+		code := cli.RunWith(context.Background(), tool(&w), opts, []string{"append", "--session", ses, "--format", "json"}, inR, outW, io.Discard)
+		outW.Close()
+		done <- code
+	}()
+	out := bufio.NewReader(outR)
+	fmt.Fprintln(inW, `{"event_type":"ONE"}`)
+	line, err := out.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, `"status":"ok"`)
+	now.Store(exp.Add(time.Hour).Unix()) // the token's time is up
+	fmt.Fprintln(inW, `{"event_type":"TWO"}`)
+	inW.Close()
+	rest, _ := io.ReadAll(out)
+	require.Equal(t, cli.ExitDenied, <-done, string(rest))
+	require.Contains(t, string(rest), `"code":"AUTH_EXPIRED"`)
+	es := entries(t, filepath.Join(root, "planes", "ho1", "sessions", ses, "ledger", "session.jsonl"))
+	require.Equal(t, "ONE", es[len(es)-1].EventType, "nothing after the token expired")
+	ho3 := entries(t, filepath.Join(root, "ledger", "governance.jsonl"))
+	require.Equal(t, "AUTHZ_DENIED", ho3[len(ho3)-1].EventType)
+	require.Equal(t, "AUTH_EXPIRED", ho3[len(ho3)-1].Metadata["code"])
+}
+
+// TestSessionGenesisParent: a session's GENESIS records HO2's head as the
+// tool reads it. A worker starting its own session with cp-ledger genesis
+// could name any parent hash (G6 does not check a session's parent), so
+// the session hung off a history it chose: now a named parent is refused
+// and the tool records HO2's head.
+func TestSessionGenesisParent(t *testing.T) {
+	root := newPlane(t)
+	ho2 := entries(t, filepath.Join(root, "planes", "ho2", "ledger", "workorder.jsonl"))
+	opts := cli.Options{Env: &cli.Env{Root: root}, Guard: &workerGuard{}}
+	path := filepath.Join(root, "planes", "ho1", "sessions", ses, "ledger", "session.jsonl")
+	for _, req := range []cli.Request{
+		{"operation": "genesis", "session_id": ses, "parent_hash": strings.Repeat("0", 64)},
+		{"operation": "genesis", "session_id": ses, "parent_ledger": filepath.Join(root, "ledger", "governance.jsonl")},
+	} {
+		resp := Dispatch(context.Background(), req, opts)
+		require.Equal(t, cli.ExitDenied, resp.Exit, string(resp.Stdout))
+		env, err := resp.Envelope()
+		require.NoError(t, err)
+		require.Equal(t, "PARENT_MISMATCH", env.Error.Code)
+		require.NoFileExists(t, path)
+	}
+	resp := Dispatch(context.Background(), cli.Request{"operation": "genesis", "session_id": ses, "metadata": map[string]any{"k": "v"}}, opts)
+	require.Equal(t, cli.ExitOK, resp.Exit, string(resp.Stdout))
+	es := entries(t, path)
+	require.Len(t, es, 1)
+	require.Equal(t, "GENESIS", es[0].EventType)
+	require.Equal(t, ho2[len(ho2)-1].EntryHash, es[0].Metadata["parent_hash"])
+	require.Equal(t, "planes/ho2/ledger/workorder.jsonl", es[0].Metadata["parent_ledger"])
+	require.Equal(t, ses, es[0].Metadata["_session_id"])
+	require.Equal(t, "v", es[0].Metadata["k"])
+}
+
+// TestBorrowedPlaneDirectories: a directory holding a copy of a plane's
+// tier.json, its ledger/ and planes/ho1 linked to the real plane's, is a
+// plane of its own to the firewall: it trusts no key for auth, so it asks
+// no token, and a worker's append as "auth off" landed in the real plane's
+// HO3 or HO1 ledger, signed with its key. A plane's ledger is now opened
+// only where it is: through a link in the plane, the append is refused and
+// the real ledger is untouched.
+func TestBorrowedPlaneDirectories(t *testing.T) {
+	root := newPlane(t)
+	fake := filepath.Join(t.TempDir(), "mine")
+	require.NoError(t, os.MkdirAll(filepath.Join(fake, "planes"), 0o755))
+	tj, err := os.ReadFile(filepath.Join(root, "tier.json"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(fake, "tier.json"), tj, 0o644))
+	require.NoError(t, os.Symlink(filepath.Join(root, "ledger"), filepath.Join(fake, "ledger")))
+	for _, id := range []string{"ho2", "ho1"} {
+		require.NoError(t, os.Symlink(filepath.Join(root, "planes", id), filepath.Join(fake, "planes", id)))
+	}
+	gov := filepath.Join(root, "ledger", "governance.jsonl")
+	ho1 := filepath.Join(root, "planes", "ho1", "ledger", "execution.jsonl")
+	if _, err := os.Stat(ho1); err != nil {
+		matches, _ := filepath.Glob(filepath.Join(root, "planes", "ho1", "ledger", "*.jsonl"))
+		require.NotEmpty(t, matches)
+		ho1 = matches[0]
+	}
+	before, before1 := len(entries(t, gov)), len(entries(t, ho1))
+	for _, req := range []cli.Request{
+		{"operation": "append", "event_type": "EVIL"},
+		{"operation": "append", "event_type": "EVIL", "plane": "ho1"},
+		{"operation": "append", "event_type": "EVIL", "session_id": ses},
+	} {
+		resp := Dispatch(context.Background(), req, cli.Options{Env: &cli.Env{Root: fake}})
+		require.NotEqual(t, cli.ExitOK, resp.Exit, "%v: %s", req, resp.Stdout)
+		env, err := resp.Envelope()
+		require.NoError(t, err)
+		require.Equal(t, "LEDGER_LINKED", env.Error.Code, "%v", req)
+	}
+	require.Len(t, entries(t, gov), before, "nothing lands in the real HO3 ledger")
+	require.Len(t, entries(t, ho1), before1, "nor in HO1's")
+	require.NoDirExists(t, filepath.Join(root, "planes", "ho1", "sessions", ses))
+}
+
+// TestSessionLedgerByPath: a session's ledger named by path is the
+// session's, as --session names it: an empty one starts with the GENESIS
+// that records HO2's head, and its entries carry _session_id (a worker
+// started its session by path with no GENESIS and unstamped entries).
+func TestSessionLedgerByPath(t *testing.T) {
+	root := newPlane(t)
+	ho2 := entries(t, filepath.Join(root, "planes", "ho2", "ledger", "workorder.jsonl"))
+	p := filepath.Join(root, "planes", "ho1", "sessions", ses, "ledger", "session.jsonl")
+	resp := Dispatch(context.Background(), cli.Request{"operation": "append", "ledger": p, "event_type": "NOTE"},
+		cli.Options{Env: &cli.Env{}, Guard: &workerGuard{}})
+	require.Equal(t, cli.ExitOK, resp.Exit, string(resp.Stdout))
+	es := entries(t, p)
+	require.Len(t, es, 2)
+	require.Equal(t, "GENESIS", es[0].EventType)
+	require.Equal(t, ho2[len(ho2)-1].EntryHash, es[0].Metadata["parent_hash"])
+	require.Equal(t, ses, es[1].Metadata["_session_id"])
+}
+
+// TestStreamHonoursRevocation: a stream admitted a token once and kept
+// using it after cp-auth revoke: a revocation took effect only in the next
+// process. An admission now stands auth.Recheck (here: not at all), then
+// the token is verified again, revocations included.
+func TestStreamHonoursRevocation(t *testing.T) {
+	defer func(r time.Duration) { auth.Recheck = r }(auth.Recheck)
+	auth.Recheck = 0
+	root := newPlane(t)
+	authRun := func(tok string, req cli.Request) map[string]any {
+		resp := authcmd.Dispatch(context.Background(), req, cli.Options{Env: &cli.Env{Root: root, Token: tok}})
+		require.Equal(t, 0, resp.Exit, string(resp.Stdout))
+		env, err := resp.Envelope()
+		require.NoError(t, err)
+		return env.Result.(map[string]any)
+	}
+	admin := authRun("", cli.Request{"operation": "init", "sub": "ops"})["token"].(string)
+	worker := authRun(admin, cli.Request{"operation": "token", "sub": "w1", "role": "worker", "tiers": []any{"ho1"},
+		"wo": "WO-20261206-001", "session": ses})["token"].(string)
+
+	opts := cli.Options{Env: &cli.Env{Root: root, Token: worker}}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var w writers
+	done := make(chan int)
+	go func() {
+		defer w.close()
+		code := cli.RunWith(context.Background(), tool(&w), opts, []string{"append", "--session", ses, "--format", "json"}, inR, outW, io.Discard)
+		outW.Close()
+		done <- code
+	}()
+	out := bufio.NewReader(outR)
+	fmt.Fprintln(inW, `{"event_type":"ONE"}`)
+	line, err := out.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, `"status":"ok"`)
+	authRun(admin, cli.Request{"operation": "revoke", "sub": "w1"})
+	fmt.Fprintln(inW, `{"event_type":"TWO"}`)
+	inW.Close()
+	rest, _ := io.ReadAll(out)
+	require.Equal(t, cli.ExitDenied, <-done, string(rest))
+	require.Contains(t, string(rest), `"code":"AUTH_REVOKED"`)
+	es := entries(t, filepath.Join(root, "planes", "ho1", "sessions", ses, "ledger", "session.jsonl"))
+	require.Equal(t, "ONE", es[len(es)-1].EventType, "nothing after the revocation")
+}
+
+// TestLedgerLinkFlippedInAStream: a stream names a ledger through a
+// directory link of its own, first pointing outside every plane (judged:
+// no plane), then, between two lines, at HO3's ledger directory. The
+// firewall's judgement of the path stands for the stream, so the verb must
+// not go where the path leads now: the second line is refused and HO3's
+// ledger is untouched.
+func TestLedgerLinkFlippedInAStream(t *testing.T) {
+	root := newPlane(t)
+	gov := filepath.Join(root, "ledger", "governance.jsonl")
+	mine := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(mine, "real"), 0o755))
+	link := filepath.Join(mine, "d")
+	require.NoError(t, os.Symlink(filepath.Join(mine, "real"), link))
+	before := len(entries(t, gov))
+
+	g := &workerGuard{}
+	opts := cli.Options{Env: &cli.Env{}, Guard: g}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var w writers
+	done := make(chan int)
+	go func() {
+		defer w.close()
+		code := cli.RunWith(context.Background(), tool(&w), opts, []string{"append", "--format", "json"}, inR, outW, io.Discard)
+		outW.Close()
+		done <- code
+	}()
+	out := bufio.NewReader(outR)
+	p := filepath.Join(link, "governance.jsonl")
+	fmt.Fprintf(inW, `{"event_type":"ONE","ledger":%q}`+"\n", p)
+	line, err := out.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, `"status":"ok"`)
+	require.NoError(t, os.Remove(link))
+	require.NoError(t, os.Symlink(filepath.Join(root, "ledger"), link))
+	fmt.Fprintf(inW, `{"event_type":"TWO","ledger":%q}`+"\n", p)
+	inW.Close()
+	rest, _ := io.ReadAll(out)
+	code := <-done
+	require.Len(t, entries(t, gov), before, "nothing lands in HO3's ledger: %s", rest)
+	require.NotEqual(t, cli.ExitOK, code, string(rest))
 }

@@ -160,7 +160,7 @@ func sessionGenesis(ctx context.Context, t target) (ledger.Draft, error) {
 // the plane; the ledger keeps the path it was given.
 func ledgerTarget(p string, actor plane.Actor) (target, error) {
 	bare := target{path: p, origin: ledger.DefaultOrigin(p), actor: actor}
-	d, err := realParent(p) // as the kernel resolves it: links, then ".."
+	d, err := cli.RealParent(p) // as the kernel resolves it: links, then ".."
 	if err != nil {
 		return target{}, err
 	}
@@ -182,7 +182,17 @@ func ledgerTarget(p string, actor plane.Actor) (target, error) {
 		} else if err != nil {
 			return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 		}
-		return target{path: p, tier: t.Tier, origin: plane.Origin(t, p), dir: dir, plane: t, actor: actor}, nil
+		// Opened where it really is: a plane's ledger is never opened
+		// through a link (its origin keeps the name it was given).
+		real := filepath.Join(d, filepath.Base(p))
+		tg := target{path: real, tier: t.Tier, origin: plane.Origin(t, p), dir: dir, plane: t, actor: actor}
+		if id := filepath.Base(filepath.Dir(d)); len(dirs) == 2 && dir == dirs[0] && t.Tier == "HO1" && plane.ValidSessionID(id) {
+			// A ledger of session id, named by path: the session's, as
+			// --session names it (its entries stamped _session_id, an
+			// empty one started by the GENESIS that records HO2's head).
+			tg.session, tg.root = id, filepath.Dir(filepath.Dir(dir))
+		}
+		return tg, nil
 	}
 	return bare, nil
 }
@@ -228,6 +238,9 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 	outs := make([]cli.Outcome, 0, len(reqs))
 	for len(reqs) > 0 {
 		t, err := resolve(c, reqs[0])
+		if err == nil {
+			err = w.judged(reqs[0], t)
+		}
 		if err != nil {
 			return append(outs, cli.Outcome{Err: err})
 		}
@@ -269,6 +282,29 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 		reqs = reqs[run:]
 	}
 	return outs
+}
+
+// judged refuses a target named by --ledger that is no longer where the
+// firewall judged the path to lead (a directory link of the caller's
+// changed since, in a stream whose judgement of the path stands): the
+// file the append would open must have the plane, tier and session the
+// request was allowed for.
+func (w *writers) judged(req cli.Request, t target) error {
+	p := req.String("ledger")
+	if p == "" {
+		return nil
+	}
+	w.mu.Lock()
+	sc, ok := w.scopes[p]
+	w.mu.Unlock()
+	root, tier, session, err := cli.PathScope(t.path)
+	if err != nil {
+		return err
+	}
+	if !ok || sc != [3]string{root, tier, session} {
+		return cli.Errorf(cli.ExitInvalid, "LEDGER_LINKED", "--ledger %s now leads to %s, not where the firewall judged it to lead (a link on its way changed): refused", p, t.path)
+	}
+	return nil
 }
 
 func sameTarget(a, b cli.Request) bool {
@@ -973,7 +1009,21 @@ func genesis(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		meta[k] = v
 	}
 	parentHash := req.String("parent_hash")
-	if pl := req.String("parent_ledger"); pl != "" {
+	if t.session != "" {
+		// A session's GENESIS records HO2's head as the tool finds it
+		// (as an append that starts the session does): a parent the
+		// caller names would hang the session off a history it chose.
+		if req.Has("parent_ledger") || req.Has("parent_hash") {
+			return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, "PARENT_MISMATCH", "session %s's GENESIS records the head of HO2's ledger, which cp-ledger reads itself: give no --parent-ledger or --parent-hash", t.session)}
+		}
+		g, err := sessionGenesis(ctx, t)
+		if err != nil {
+			return cli.Outcome{Err: err}
+		}
+		for k, v := range g.Metadata {
+			meta[k] = v
+		}
+	} else if pl := req.String("parent_ledger"); pl != "" {
 		p, err := ledger.OpenFileStore(pl)
 		if err != nil {
 			return cli.Outcome{Err: err}

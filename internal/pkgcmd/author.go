@@ -29,27 +29,66 @@ import (
 // to (the tree, the archive, the .sig), never a ledger or a registry.
 
 var (
-	initVerb = &cli.Verb{Name: "init", Schema: "cp-pkg.init.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
+	initVerb = &cli.Verb{Name: "init", Schema: "cp-pkg.init.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Scope: writesScope("output"), Args: []string{"package_id"},
 		Run:  func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome { return initTree(c, req, false) },
 		Text: textInit, Flags: initFlags}
-	initAgentVerb = &cli.Verb{Name: "init-agent", Schema: "cp-pkg.init-agent.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
+	initAgentVerb = &cli.Verb{Name: "init-agent", Schema: "cp-pkg.init-agent.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Scope: writesScope("output"), Args: []string{"package_id"},
 		Run:  func(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome { return initTree(c, req, true) },
 		Text: textInit, Flags: initFlags}
-	initConfigVerb = &cli.Verb{Name: "init-config", Schema: "cp-pkg.init-config.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Args: []string{"package_id"},
+	initConfigVerb = &cli.Verb{Name: "init-config", Schema: "cp-pkg.init-config.request.json", Action: cli.ActionAuthor, Tier: cli.TierNone, Scope: writesScope("output"), Args: []string{"package_id"},
 		Run: initConfig, Text: textInit, Flags: []cli.Flag{
 			{Name: "output", Kind: cli.String, Usage: "directory to create (default: PKG-ID)"},
 		}}
-	stageVerb = &cli.Verb{Name: "stage", Schema: "cp-pkg.stage.request.json", Action: cli.ActionAuthor, Tier: cli.TierHO3, Args: []string{"package_id"},
+	stageVerb = &cli.Verb{Name: "stage", Schema: "cp-pkg.stage.request.json", Action: cli.ActionAuthor, Tier: cli.TierHO3, Scope: writesScope("out"), Args: []string{"package_id"},
 		Run: stageTree, Text: textStage, FailedText: preflightText, Flags: []cli.Flag{
 			{Name: "src", Kind: cli.String, Usage: "package source tree"},
 			{Name: "out", Kind: cli.String, Usage: "directory for the archive"},
 			{Name: "declare", Kind: cli.Bool, Usage: "rewrite the asset list from the tree"},
 		}}
-	signVerb = &cli.Verb{Name: "sign", Schema: "cp-pkg.sign.request.json", Action: cli.ActionSign, Tier: cli.TierHO3, Run: sign, Text: textSign, Flags: []cli.Flag{
+	signVerb = &cli.Verb{Name: "sign", Schema: "cp-pkg.sign.request.json", Action: cli.ActionSign, Tier: cli.TierHO3, Scope: writesScope("archive"), Run: sign, Text: textSign, Flags: []cli.Flag{
 		{Name: "archive", Kind: cli.String, Usage: "package archive"},
 		{Name: "key", Kind: cli.String, Usage: "signer key or path"},
 	}}
 )
+
+// writesScope is what a verb that writes files where its request says
+// (init's --output, stage's --out, sign's .sig beside --archive, keygen's
+// --out) acts on, for the firewall. The place is judged by where it really
+// is, symbolic links and ".." resolved (cli.PathScope, as cp-ledger
+// --ledger is): inside a plane it is authoring into that plane's tier,
+// whatever --root says, which DESIGN.md §8 allows admin and maintainer
+// only. Elsewhere it is the verb's declared tier: TierNone, the caller's
+// own files; TierHO3, the plane of --root.
+func writesScope(field string) func(c *cli.Call, req cli.Request) (root, tier, session string, err error) {
+	return func(c *cli.Call, req cli.Request) (string, string, string, error) {
+		dir := req.String(field)
+		switch {
+		case dir != "":
+		case c.Verb.Name == "init-config":
+			dir = req.String("package_id")
+		case c.Verb.Name == "keygen":
+			dir = "."
+		}
+		if dir != "" {
+			p := dir + string(filepath.Separator) + "x" // a file in it; not filepath.Join: "L/.." is not "" when L is a link
+			if field == "archive" {
+				p = dir // the .sig goes beside it
+			}
+			root, tier, _, err := cli.PathScope(p)
+			if err != nil || root != "" {
+				return root, tier, "", err
+			}
+		}
+		if c.Verb.Tier == cli.TierNone {
+			return "", "", "", nil
+		}
+		root, err := c.Root()
+		if err != nil {
+			root = "" // the verb reports it, or needs no plane
+		}
+		return root, c.Verb.Tier, "", nil
+	}
+}
 
 var initFlags = []cli.Flag{
 	{Name: "spec", Kind: cli.String, Usage: "spec id"},

@@ -180,7 +180,7 @@ var tool = &cli.Tool{Name: "cp-pkg", Usage: usage, Verbs: []*cli.Verb{
 	initVerb, initAgentVerb, initConfigVerb, // author.go
 	preflightVerb,
 	stageVerb, signVerb, // author.go
-	{Name: "keygen", Schema: "cp-pkg.keygen.request.json", Action: cli.ActionKeygen, Tier: cli.TierHO3, Run: keygen, Flags: []cli.Flag{
+	{Name: "keygen", Schema: "cp-pkg.keygen.request.json", Action: cli.ActionKeygen, Tier: cli.TierHO3, Scope: writesScope("out"), Run: keygen, Flags: []cli.Flag{
 		{Name: "name", Kind: cli.String, Usage: "key name"},
 		{Name: "out", Kind: cli.String, Usage: "output directory"},
 	}},

@@ -1,7 +1,11 @@
 package plane
 
 import (
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/control-plane/cp/pkg/ledger"
 )
@@ -52,6 +56,9 @@ func OpenLedger(dir string, a Access, actor Actor) (ledger.Store, Tier, error) {
 // directories, as cp-ledger --ledger names one): like the tier's own, it
 // carries the plane's signed checkpoint.
 func OpenTierLedger(dir string, t Tier, path string, a Access, actor Actor) (ledger.Store, error) {
+	if err := noLinksInPlane(dir, t, path); err != nil {
+		return nil, err
+	}
 	opts := ledger.Options{Actor: actor.Name, AuthOff: actor.AuthOff}
 	if a != ForReading {
 		var err error
@@ -70,4 +77,39 @@ func OpenTierLedger(dir string, t Tier, path string, a Access, actor Actor) (led
 // answers), never to open it.
 func LedgerPath(dir string, t Tier) string {
 	return filepath.Join(dir, filepath.FromSlash(t.LedgerPath))
+}
+
+// noLinksInPlane refuses a symbolic link on the way from the plane's HO3
+// root down to the ledger at path of tier t, whose directory is dir (the
+// root itself may be named through links). A plane's ledger is opened
+// where it is, never through a link: a directory that copies a plane's
+// tier.json and links its ledger/ (or planes/ho1) to a real plane's would
+// otherwise be a plane of its own to the firewall (no trusted keys, so no
+// tokens) whose appends land in the real plane's ledger, signed with its
+// key. What does not exist yet (a session's directory) is made, not
+// followed.
+func noLinksInPlane(dir string, t Tier, path string) error {
+	base := dir
+	if t.Tier != "HO3" {
+		base = filepath.Dir(filepath.Dir(dir)) // planes/hoN
+	}
+	rel, err := filepath.Rel(base, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return refuse("LEDGER_LINKED", "ledger %s is not inside the plane at %s: refused", path, base)
+	}
+	p := base
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return refuse("LEDGER_LINKED", "%s is a symbolic link: a plane's ledger is opened where it is, never through a link", p)
+		}
+	}
+	return nil
 }

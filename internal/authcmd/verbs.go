@@ -29,6 +29,11 @@ func planeName(root string) (string, error) {
 	if t.PlaneName == "" {
 		return "", cli.Errorf(cli.ExitDenied, "PLANE_NAME_MISSING", "the plane at %s has no plane_name: tokens are bound to one (bootstrap the plane with cp-install bootstrap)", root)
 	}
+	// A directory holding a copy of the plane's tier.json is not the
+	// plane: no key is made for it, no token minted with the plane's key.
+	if err := plane.KeyRoot(t.PlaneName, root); err != nil {
+		return "", err
+	}
 	return t.PlaneName, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/control-plane/cp/internal/plane"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -62,11 +63,20 @@ func installOutput(dir, name string, args ...string) ([]byte, error) {
 }
 
 // copyPlane copies the plane src to dst (which must not exist), keeping
-// modes, and flushes everything to disk so that the write-back of the copy
-// does not land on the measured process.
+// modes, moves the plane's key binding to the copy (the keys serve one
+// plane: plane.KeyRoot; the copy is the one the benchmark works on next),
+// and flushes everything to disk so that the write-back of the copy does
+// not land on the measured process.
 func copyPlane(src, dst string) error {
 	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
 		return fmt.Errorf("cp -a %s %s: %v\n%s", src, dst, err, out)
+	}
+	t, err := plane.ReadTier(dst)
+	if err != nil {
+		return err
+	}
+	if err := plane.BindRoot(t.PlaneName, dst); err != nil {
+		return err
 	}
 	syscall.Sync()
 	return nil

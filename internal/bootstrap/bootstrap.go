@@ -136,6 +136,12 @@ func Plane(ctx context.Context, dir string, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("moving the new plane into place: %w", err)
 	}
 	committed = true
+	// From now on the plane's keys serve this directory and no other
+	// (plane.KeyRoot). Should the binding fail, the plane's first use
+	// binds it.
+	if err := plane.BindRoot(opts.PlaneName, dir); err != nil {
+		return res, fmt.Errorf("binding the key directory to the plane: %w", err)
+	}
 	return res, atomicfile.SyncDir(parent)
 }
 

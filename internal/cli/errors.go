@@ -172,6 +172,7 @@ var classes = map[string]int{
 	"PLANE_EXISTS":        ExitDenied,
 	"PLANE_DIR_NOT_EMPTY": ExitDenied,
 	"PLANE_NAME_TAKEN":    ExitDenied,
+	"PLANE_KEY_BOUND":     ExitDenied,
 	"OUTPUT_NOT_EMPTY":    ExitDenied,
 	// Installs, rollbacks and checkpoints.
 	"GATE_FAILED":         ExitDenied,

@@ -25,6 +25,12 @@ import (
 const (
 	CheckpointKeyFile = "checkpoint.key"
 	CheckpointPubFile = "checkpoint.pub"
+	// RootFile binds the key directory to the one plane its keys serve:
+	// the real path of that plane's HO3 root, one line. A directory that
+	// copies the plane's tier.json (and so names its plane_name) is not
+	// that plane: its ledgers are not signed, its tokens not minted
+	// (KeyRoot). Moving a plane is rewriting this file.
+	RootFile = "root"
 )
 
 // ValidPlaneName reports whether name can be a plane_name (it names a
@@ -95,6 +101,9 @@ func ledgerOptions(dir string, t Tier, path string, actor Actor) (ledger.Options
 	if t.PlaneName == "" {
 		return opts, nil
 	}
+	if err := KeyRoot(t.PlaneName, HO3Root(dir, t)); err != nil {
+		return opts, err
+	}
 	s, err := checkpointSigner(t.PlaneName)
 	if err != nil {
 		return opts, err
@@ -108,6 +117,86 @@ func ledgerOptions(dir string, t Tier, path string, actor Actor) (ledger.Options
 			return trust.Verifiers(ks, trust.PurposeCheckpoint, "")
 		}}
 	return opts, nil
+}
+
+// HO3Root returns the HO3 root of the tier t whose directory is dir.
+func HO3Root(dir string, t Tier) string {
+	if t.Tier == "HO3" {
+		return dir
+	}
+	return filepath.Dir(filepath.Dir(dir)) // <root>/planes/ho2
+}
+
+// making holds the plane names whose key this process made and has not
+// bound yet: bootstrap signs its GENESIS entries in the directory it
+// builds the plane in, before the plane takes its place (BindRoot).
+var making sync.Map // plane name → true
+
+// KeyRoot refuses to use the keys of the plane named name for a plane
+// whose HO3 root is not the one its key directory is bound to (RootFile):
+// a directory holding a copy of the plane's tier.json would otherwise have
+// its own ledgers signed with the plane's checkpoint key, or tokens minted
+// with its auth key (PLANE_KEY_BOUND). A key directory without the file
+// (a plane made before keys were bound) is bound on this first use.
+func KeyRoot(name, root string) error {
+	if _, ok := making.Load(name); ok {
+		return nil
+	}
+	dir, err := KeyDir(name)
+	if err != nil {
+		return keyUnavailable(name, "", err)
+	}
+	real, err := realPath(root)
+	if err != nil {
+		return keyUnavailable(name, dir, err)
+	}
+	path := filepath.Join(dir, RootFile)
+	b, err := readKey(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Lstat(filepath.Join(dir, CheckpointKeyFile)); serr != nil {
+			return keyUnavailable(name, dir, serr) // no key at all: nothing to bind
+		}
+		if err = atomicfile.Create(path, []byte(real+"\n"), 0o600); err == nil {
+			return nil
+		}
+		if b, err = readKey(path); err != nil { // bound meanwhile by another process
+			return keyUnavailable(name, path, err)
+		}
+	} else if err != nil {
+		return keyUnavailable(name, path, err)
+	}
+	if bound := strings.TrimSuffix(string(b), "\n"); bound != real {
+		return refuse("PLANE_KEY_BOUND", "the keys of plane %s serve the plane at %s, not %s: a copy of a plane's tier.json does not make a plane (to move a plane, write its new path into %s)", name, bound, real, path)
+	}
+	return nil
+}
+
+// BindRoot binds the key directory of the plane named name to the plane at
+// root (bootstrap, once the plane has taken its place), replacing any
+// binding: a plane moved, or copied to be worked on instead.
+func BindRoot(name, root string) error {
+	dir, err := KeyDir(name)
+	if err != nil {
+		return err
+	}
+	real, err := realPath(root)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, RootFile), []byte(real+"\n"), 0o600); err != nil {
+		return err
+	}
+	making.Delete(name)
+	return nil
+}
+
+// realPath is root's absolute path with every symbolic link resolved.
+func realPath(root string) (string, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
 }
 
 // signers caches each plane's checkpoint signer: the key is read once per
@@ -196,8 +285,10 @@ func MakeCheckpointKey(name, root string) (verifier, path string, undo func(), e
 	undo = func() {
 		os.Remove(path)
 		os.Remove(pubPath)
+		os.Remove(filepath.Join(dir, RootFile))
 		rmdir()
 		signers.Delete(name)
+		making.Delete(name)
 	}
 	if err := atomicfile.Create(pubPath, []byte(vkey+"\n"), 0o600); err != nil {
 		undo()
@@ -209,5 +300,6 @@ func MakeCheckpointKey(name, root string) (verifier, path string, undo func(), e
 		return "", "", nil, err
 	}
 	signers.Store(name, s)
+	making.Store(name, true) // until BindRoot: the plane is being built elsewhere
 	return vkey, path, undo, nil
 }

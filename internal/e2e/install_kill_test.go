@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/control-plane/cp/internal/plane"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -699,6 +700,7 @@ func syncTree(t *testing.T, src, dst string) {
 		require.NoError(t, os.Chmod(dirs[i].path, dirs[i].mode))
 	}
 	require.Equal(t, treeOf(t, src), treeOf(t, dst), "%s is not a copy of %s", dst, src)
+	bindKeys(t, dst)
 }
 
 // treeOf describes every directory and regular file under root, with its
@@ -987,4 +989,19 @@ func readOpEvents(t *testing.T, entries []entry, op killOp) opEvents {
 		}
 	}
 	return ev
+}
+
+// bindKeys moves the binding of the copied plane's key directory (under the
+// tools' HOME) to dst: a plane's keys serve one directory (plane.KeyRoot),
+// and the copy is the one the tools work on next.
+func bindKeys(t *testing.T, dst string) {
+	t.Helper()
+	tr, err := plane.ReadTier(dst)
+	if err != nil || tr.PlaneName == "" {
+		return // not a plane, or one without keys
+	}
+	real, err := filepath.EvalSymlinks(dst)
+	require.NoError(t, err)
+	dir := filepath.Join(home, ".config", "control-plane", tr.PlaneName)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, plane.RootFile), []byte(real+"\n"), 0o600))
 }

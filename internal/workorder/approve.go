@@ -167,11 +167,6 @@ func Approve(ctx context.Context, root, id string, signer note.Signer, opts Opti
 	if st.State != StateCreated {
 		return nil, stateRefusal(st, "approve", StateCreated)
 	}
-	if opts.Actor.Name == w.CreatedBy || opts.Actor.Name == st.created.Actor {
-		return nil, refuse(CodeSelfApproval, map[string]any{"wo_id": id, "approver": opts.Actor.Name, "created_by": w.CreatedBy},
-			"%s created work order %s and may not approve it", opts.Actor.Name, id).
-			withHint("another admin or maintainer approves it")
-	}
 	vs, n, err := workOrderKeys(root)
 	if err != nil {
 		return nil, err
@@ -192,6 +187,11 @@ func Approve(ctx context.Context, root, id string, signer note.Signer, opts Opti
 		return nil, refuse(CodeKeyUntrusted, map[string]any{"key_name": signer.Name(), "purpose": trust.PurposeWorkOrder},
 			"key %s is not trusted for work_order on this plane", signer.Name()).
 			withHint("trust it first (cp-install trust add --purpose work_order PUB), or sign with a trusted key")
+	}
+	if opts.Actor.Name == w.CreatedBy || opts.Actor.Name == st.created.Actor {
+		return nil, refuse(CodeSelfApproval, map[string]any{"wo_id": id, "approver": opts.Actor.Name, "created_by": w.CreatedBy},
+			"%s created work order %s and may not approve it", opts.Actor.Name, id).
+			withHint("another admin or maintainer approves it")
 	}
 	rel := NotePath(id)
 	path := filepath.Join(root, filepath.FromSlash(rel))

@@ -1,7 +1,9 @@
 package workorder
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +16,7 @@ import (
 	"github.com/control-plane/cp/internal/atomicfile"
 	"github.com/control-plane/cp/internal/lockfile"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/ledger"
 )
 
@@ -107,12 +110,7 @@ type Created struct {
 // WO_EXPIRED) before anything is written.
 func Create(ctx context.Context, root string, d Draft, opts Options) (*Created, error) {
 	now := opts.now()
-	w := &WorkOrder{ID: "WO-" + now.Format("20060102") + "-001", Type: d.Type, Title: d.Title, Description: d.Description,
-		Tier: d.Tier, Scope: d.Scope, Budget: d.Budget, ExpiresAt: d.ExpiresAt, CreatedBy: opts.Actor.Name,
-		CreatedAt: now.Truncate(time.Second).Format(time.RFC3339)}
-	if w.Scope.Paths == nil {
-		w.Scope.Paths = []string{}
-	}
+	w := d.workOrder("WO-"+now.Format("20060102")+"-001", opts.Actor.Name, now)
 	if err := w.Check(now); err != nil {
 		return nil, err
 	}
@@ -147,6 +145,42 @@ func Create(ctx context.Context, root string, d Draft, opts Options) (*Created, 
 		return nil, err
 	}
 	return &Created{WorkOrder: w, PayloadHash: h, Path: rel, Entry: e}, nil
+}
+
+// workOrder is the work order d makes, created by createdBy at now.
+func (d Draft) workOrder(id, createdBy string, now time.Time) *WorkOrder {
+	w := &WorkOrder{ID: id, Type: d.Type, Title: d.Title, Description: d.Description, Tier: d.Tier, Scope: d.Scope,
+		Budget: d.Budget, ExpiresAt: d.ExpiresAt, CreatedBy: createdBy, CreatedAt: now.UTC().Truncate(time.Second).Format(time.RFC3339)}
+	if w.Scope.Paths == nil {
+		w.Scope.Paths = []string{}
+	}
+	return w
+}
+
+// CheckDraft holds d to the rules Create holds it to, for createdBy at
+// now, writing nothing (cp-wo validate --file).
+func CheckDraft(d Draft, createdBy string, now time.Time) error {
+	if createdBy == "" {
+		createdBy = "?"
+	}
+	return d.workOrder("WO-"+now.UTC().Format("20060102")+"-001", createdBy, now).Check(now)
+}
+
+// ParseDraft reads a draft document strictly: a JSON object of Draft's
+// fields and no other (WO_INVALID otherwise). Its rules are checked by
+// CheckDraft or Create.
+func ParseDraft(b []byte) (Draft, error) {
+	var d Draft
+	if _, err := jcs.Decode(b); err != nil { // duplicate keys, bad numbers
+		return d, refuse(CodeInvalid, nil, "not valid JSON: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return d, refuse(CodeInvalid, nil, "work-order draft: %v", err)
+	}
+	return d, nil
 }
 
 // nextID returns the next free id of now's day: one more than the highest

@@ -129,6 +129,11 @@ func Create(ctx context.Context, root string, d Draft, opts Options) (*Created, 
 	if err != nil {
 		return nil, err
 	}
+	// What is written is what Read will return (numbers in canonical
+	// form): read back with the reader's rules before it is written.
+	if w, _, err = Parse(b); err != nil {
+		return nil, err
+	}
 	rel := FilePath(w.ID)
 	if err := writeOnce(filepath.Join(root, filepath.FromSlash(rel)), append(b, '\n')); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/control-plane/cp/internal/bootstrap"
+	"github.com/control-plane/cp/internal/install"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/testenv"
 	"github.com/control-plane/cp/pkg/keys"
@@ -270,11 +271,10 @@ func TestApprovedAttacks(t *testing.T) {
 	})
 	t.Run("key no longer trusted", func(t *testing.T) {
 		root, _, id := approved(t)
-		p := filepath.Join(root, "config/trusted_keys.json")
-		b, _ := os.ReadFile(p)
-		replace(t, p, []byte(strings.Replace(string(b), `"work_order"`, `"package"`, 1)))
-		_, err := Approved(ctx, root, id)
-		require.Contains(t, []string{CodeKeyUntrusted, "TRUSTED_KEYS_INVALID"}, code(t, err))
+		_, err := install.Trust(ctx, root, install.TrustOptions{Key: "approver", Purposes: []string{"work_order"}, Actor: plane.Actor{Name: "tester"}})
+		require.NoError(t, err)
+		_, err = Approved(ctx, root, id)
+		require.Equal(t, CodeKeyUntrusted, code(t, err))
 	})
 	t.Run("expired after approval", func(t *testing.T) {
 		root, _, id := approved(t)

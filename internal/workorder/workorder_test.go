@@ -30,7 +30,7 @@ var (
 
 // newPlane bootstraps a plane trusting one work_order key and returns its
 // root and that key's signer.
-func newPlane(t *testing.T) (string, note.Signer) {
+func newPlane(t testing.TB) (string, note.Signer) {
 	t.Helper()
 	skey, vkey, err := keys.Generate("approver")
 	require.NoError(t, err)

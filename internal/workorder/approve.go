@@ -81,28 +81,35 @@ func workOrderKeys(root string) (note.Verifiers, int, error) {
 }
 
 // open reads a work order and its state under the lock, for a step that
-// changes it: the file must hash to what WO_CREATED recorded, and an
+// changes it. strict (approve): the file must read and hash to what
+// WO_CREATED recorded. Otherwise (reject, cancel: closing is always
+// allowed) a file that does not read is named in fileErr, not refused. An
 // expiry that passed is recorded (WO_EXPIRED) and refused.
-func open(ctx context.Context, root, id string, opts Options, checkHash bool) (*WorkOrder, string, *Status, error) {
-	w, h, err := Read(root, id)
-	if err != nil {
-		return nil, "", nil, err
+func open(ctx context.Context, root, id string, opts Options, strict bool) (w *WorkOrder, h string, st *Status, fileErr string, err error) {
+	if err := CheckID(id); err != nil {
+		return nil, "", nil, "", err
 	}
-	st, err := State(ctx, root, id, opts.now())
+	w, h, err = Read(root, id)
 	if err != nil {
-		return nil, "", nil, err
+		if strict {
+			return nil, "", nil, "", err
+		}
+		fileErr = err.Error()
 	}
-	if checkHash && h != st.PayloadHash {
-		return nil, "", nil, payloadChanged(id, st.PayloadHash, h, "created")
+	if st, err = State(ctx, root, id, opts.now()); err != nil {
+		return nil, "", nil, "", err
+	}
+	if strict && h != st.PayloadHash {
+		return nil, "", nil, "", payloadChanged(id, st.PayloadHash, h, "created")
 	}
 	if st.ExpiryPending {
 		if err := recordExpired(ctx, root, st, opts); err != nil {
-			return nil, "", nil, err
+			return nil, "", nil, "", err
 		}
-		return nil, "", nil, refuse(CodeExpired, map[string]any{"wo_id": id, "expires_at": st.ExpiresAt},
+		return nil, "", nil, "", refuse(CodeExpired, map[string]any{"wo_id": id, "expires_at": st.ExpiresAt},
 			"work order %s expired at %s (WO_EXPIRED recorded)", id, st.ExpiresAt)
 	}
-	return w, h, st, nil
+	return w, h, st, fileErr, nil
 }
 
 func payloadChanged(id, want, got, when string) *Error {
@@ -160,7 +167,7 @@ func Approve(ctx context.Context, root, id string, signer note.Signer, opts Opti
 		return nil, err
 	}
 	defer unlock()
-	w, h, st, err := open(ctx, root, id, opts, true)
+	w, h, st, _, err := open(ctx, root, id, opts, true)
 	if err != nil {
 		return nil, err
 	}
@@ -230,6 +237,16 @@ type Decision struct {
 	Entry       ledger.Entry `json:"-"`
 }
 
+// fileMeta adds to m what the file hashes to now, or why it does not read.
+func fileMeta(m map[string]any, h, fileErr string) map[string]any {
+	if fileErr != "" {
+		m["file_error"] = fileErr
+	} else {
+		m["file_hash"] = h
+	}
+	return m
+}
+
 // Reject records WO_REJECTED in HO3 for work order id, which must be
 // created (not yet approved, rejected, cancelled or expired).
 func Reject(ctx context.Context, root, id, reason string, opts Options) (*Decision, error) {
@@ -238,7 +255,7 @@ func Reject(ctx context.Context, root, id, reason string, opts Options) (*Decisi
 		return nil, err
 	}
 	defer unlock()
-	_, h, st, err := open(ctx, root, id, opts, false)
+	_, h, st, fileErr, err := open(ctx, root, id, opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +266,7 @@ func Reject(ctx context.Context, root, id, reason string, opts Options) (*Decisi
 		reason = "rejected"
 	}
 	e, err := plane.Record(ctx, root, opts.Actor, ledger.Draft{EventType: EventRejected, SubmissionID: id, Decision: "REJECTED",
-		Reason: reason, Metadata: map[string]any{"wo_id": id, "payload_hash": st.PayloadHash, "file_hash": h}})
+		Reason: reason, Metadata: fileMeta(map[string]any{"wo_id": id, "payload_hash": st.PayloadHash}, h, fileErr)})
 	if err != nil {
 		return nil, err
 	}
@@ -257,15 +274,16 @@ func Reject(ctx context.Context, root, id, reason string, opts Options) (*Decisi
 }
 
 // Cancel records WO_CANCELLED in HO2 for work order id, which must not be
-// closed. A file changed since creation does not stop a cancel: closing
-// is always allowed.
+// closed. A file changed since creation, or gone, does not stop a cancel
+// (nor a reject): closing is always allowed, and the entry says what the
+// file hashed to, or why it did not read.
 func Cancel(ctx context.Context, root, id, reason string, opts Options) (*Decision, error) {
 	unlock, err := lock(ctx, root)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	_, h, st, err := open(ctx, root, id, opts, false)
+	_, h, st, fileErr, err := open(ctx, root, id, opts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +294,7 @@ func Cancel(ctx context.Context, root, id, reason string, opts Options) (*Decisi
 		reason = "cancelled"
 	}
 	e, err := recordHO2(ctx, root, opts.Actor, ledger.Draft{EventType: EventCancelled, SubmissionID: id, Decision: "CANCELLED",
-		Reason: reason, Metadata: map[string]any{"wo_id": id, "payload_hash": st.PayloadHash, "file_hash": h, "was": st.State}})
+		Reason: reason, Metadata: fileMeta(map[string]any{"wo_id": id, "payload_hash": st.PayloadHash, "was": st.State}, h, fileErr)})
 	if err != nil {
 		return nil, err
 	}

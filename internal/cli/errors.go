@@ -241,6 +241,17 @@ var classes = map[string]int{
 	"PLANE_NOT_WRITABLE":   ExitDenied,
 	"PLANE_NAME_MISSING":   ExitDenied,
 	"TOOL_DENIED":          ExitDenied,
+	// cp-wo and G2's question (internal/workorder).
+	"WO_INVALID":         ExitInvalid, // a work-order document or id that breaks its schema or a rule of §13
+	"WO_NOT_FOUND":       ExitDenied,
+	"WO_NOT_APPROVED":    ExitDenied,
+	"WO_PAYLOAD_CHANGED": ExitDenied,
+	"WO_EXPIRED":         ExitDenied,
+	"WO_CLOSED":          ExitDenied,
+	"WO_STATE":           ExitDenied,
+	"WO_IDS_EXHAUSTED":   ExitDenied,
+	"APPROVAL_INVALID":   ExitDenied,
+	"SELF_APPROVAL":      ExitDenied,
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

@@ -16,7 +16,7 @@ var goPrefixes = []string{
 	"archive", "atomicfile", "auth", "authcmd", "bare", "bench", "bootstrap", "cli", "clitest", "config", "e2e", "framework", "gate", "gatecmd",
 	"install", "installcmd", "jcs", "journal", "keys", "ledger", "ledgercmd", "legacy", "lockfile", "manifest",
 	"pkgcmd", "pkgsig", "plane", "regfile", "register", "registry", "schema", "schematest", "snapshot", "spec",
-	"stage", "testenv", "trust",
+	"stage", "testenv", "trust", "workorder", "wocmd",
 	// the standard library
 	"json", "archive/tar", "tar", "gzip", "flate", "encoding/hex", "strconv", "tlog",
 }

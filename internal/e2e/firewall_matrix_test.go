@@ -26,6 +26,7 @@ import (
 	"github.com/control-plane/cp/internal/ledgercmd"
 	"github.com/control-plane/cp/internal/pkgcmd"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/wocmd"
 	"github.com/control-plane/cp/pkg/ledger"
 )
 
@@ -38,6 +39,7 @@ var tools = map[string]dispatcher{
 	"cp-install": installcmd.Dispatch,
 	"cp-gate":    gatecmd.Dispatch,
 	"cp-auth":    authcmd.Dispatch,
+	"cp-wo":      wocmd.Dispatch,
 }
 
 // The tokens of the matrix, one column each, in this order: every role
@@ -129,6 +131,13 @@ func matrixCases(dir string) []matrixCase {
 		{"AAAAAAAAAA", "cp-gate", r("check", "plane", "ho3", "gate", []any{"G0K"}), auth.ActionRead, "ho3"},
 		{"ADADADADAA", "cp-gate", r("check", "plane", "ho1", "gate", []any{"G0K"}), auth.ActionRead, "ho1"},
 		{"AAAAAAAAAA", "cp-gate", r("integrity", "plane", "ho2"), auth.ActionRead, "ho2"},
+
+		{"AAAADDDDDD", "cp-wo", r("create", "type", "investigation", "title", "matrix"), auth.ActionWOCreate, "ho2"},
+		{"AAAAAAAAAA", "cp-wo", r("status", "work_order_id", matrixWO), auth.ActionRead, "ho2"},
+		{"AAAAAAAAAA", "cp-wo", r("validate", "work_order_id", matrixWO), auth.ActionRead, "ho2"},
+		{"ADADDDDDDD", "cp-wo", r("approve", "work_order_id", matrixWO, "key", missing+".key"), auth.ActionWOApprove, "ho3"},
+		{"ADADDDDDDD", "cp-wo", r("reject", "work_order_id", matrixWO), auth.ActionWOApprove, "ho3"},
+		{"AAAADDDDDD", "cp-wo", r("cancel", "work_order_id", matrixWO), auth.ActionWOCancel, "ho2"},
 
 		{"AAAAAAAAAA", "cp-auth", r("whoami"), auth.ActionRead, "ho3"},
 		{"AAAAAAAAAA", "cp-auth", r("check", "action", "file.read", "resource", "/etc/hosts"), auth.ActionRead, "ho3"},

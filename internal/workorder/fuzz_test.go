@@ -1,0 +1,63 @@
+package workorder
+
+import (
+	"testing"
+)
+
+// FuzzParse: the work-order reader never panics, and what it accepts has
+// one payload hash whatever its layout (the hash is of the canonical form,
+// and the canonical form reads back to the same work order).
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"wo_id":"WO-20261206-001","type":"investigation","title":"t","description":"","tier":"ho1","scope":{"paths":["lib/**"]},"budget":{"turns":1,"llm_cost_usd":1.50},"expires_at":"2099-01-01T00:00:00Z","created_by":"ops","created_at":"2026-12-06T00:00:00Z"}`))
+	f.Add([]byte(`{"wo_id":"WO-20261206-001","wo_id":"WO-20261206-002"}`))
+	f.Add([]byte(`{"scope":{"paths":["../x"]}}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		w, h, err := Parse(b)
+		if err != nil {
+			return
+		}
+		canon, err := w.Canonical()
+		if err != nil {
+			t.Fatalf("accepted but does not encode: %v", err)
+		}
+		w2, h2, err := Parse(canon)
+		if err != nil {
+			t.Fatalf("canonical form refused: %v\n%s", err, canon)
+		}
+		if h != h2 || h != PayloadHash(canon) {
+			t.Fatalf("hash %s of the input, %s of its canonical form", h, h2)
+		}
+		if w2.ID != w.ID || w2.ExpiresAt != w.ExpiresAt {
+			t.Fatalf("canonical form reads back differently")
+		}
+	})
+}
+
+// FuzzPattern: CheckPattern and Match never panic, and a pattern accepted
+// matches itself when it holds no metacharacter.
+func FuzzPattern(f *testing.F) {
+	for _, s := range []string{"lib/**", "a/*.go", "[", "**/x", "a\\b", "/abs", "a//b"} {
+		f.Add(s, "lib/a/b.go")
+	}
+	f.Fuzz(func(t *testing.T, p, name string) {
+		if CheckPattern(p) != nil {
+			return
+		}
+		Match(p, name)
+		if !containsAny(p, "*?[\\") && !Match(p, p) {
+			t.Fatalf("%q does not match itself", p)
+		}
+	})
+}
+
+func containsAny(s, chars string) bool {
+	for _, c := range chars {
+		for _, d := range s {
+			if c == d {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -257,4 +257,18 @@ run cp-gate --plane ho2 --gate G6 --format text
 run cp-ledger show --where '.event_type | test("TOKEN_|TOOL_|AUTHZ")' --format text
 run cp-ledger verify --format text
 
+step "26. a work order (cp-wo): created by the admin, approved by a maintainer with a key trusted for work_order, never by its creator"
+export CONTROL_PLANE_TOKEN=$admin
+run cp-pkg keygen --name demo-approver --out . >/dev/null
+run cp-install trust add --purpose work_order demo-approver.pub --format text
+maint=$(check 0 cp-auth token --sub maint --role maintainer --tiers ho3,ho2 --ttl 1h --format text)
+printf '$ cp-wo create --type code_change --title "tools: list.sh colours" --paths "lib/tools/**" --turns 4 --expires-in 2h\n'
+wo2=$(check 0 cp-wo create --type code_change --title "tools: list.sh colours" --paths "lib/tools/**" --turns 4 --expires-in 2h | field wo_id)
+printf '$ cp-wo approve %s --key demo-approver.key   (by its creator)\n' "$wo2"
+check 1 cp-wo approve "$wo2" --key demo-approver.key >/dev/null
+printf '$ CONTROL_PLANE_TOKEN=$MAINT cp-wo approve %s --key demo-approver.key\n' "$wo2"
+CONTROL_PLANE_TOKEN=$maint check 0 cp-wo approve "$wo2" --key demo-approver.key --format text
+run cp-wo status "$wo2" --format text
+run cp-wo validate "$wo2" --format text
+
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

@@ -17,12 +17,27 @@ import (
 // directory is written, fsynced, renamed over path, and the directory
 // fsynced. Readers see the old bytes or the new ones.
 func Write(path string, b []byte, perm fs.FileMode) error {
+	return place(path, b, perm, os.Rename)
+}
+
+// Publish writes b to a new file at path, mode perm, as Write does, but
+// links the temporary file into place instead of renaming it: a complete
+// file appears or none does, and an existing one is never replaced (the
+// error then satisfies errors.Is(err, fs.ErrExist)). For files written
+// once: work orders, approvals, a key directory's binding.
+func Publish(path string, b []byte, perm fs.FileMode) error {
+	return place(path, b, perm, os.Link)
+}
+
+// place writes b to a temporary file beside path, fsyncs it, puts it at
+// path with put (rename or link) and fsyncs the directory.
+func place(path string, b []byte, perm fs.FileMode, put func(from, to string) error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
+	defer os.Remove(tmp.Name()) // a no-op after a rename; the extra name after a link
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return err
@@ -38,7 +53,7 @@ func Write(path string, b []byte, perm fs.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := put(tmp.Name(), path); err != nil {
 		return err
 	}
 	return SyncDir(dir)

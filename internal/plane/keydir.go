@@ -156,7 +156,7 @@ func KeyRoot(name, root string) error {
 		if _, serr := os.Lstat(filepath.Join(dir, CheckpointKeyFile)); serr != nil {
 			return keyUnavailable(name, dir, serr) // no key at all: nothing to bind
 		}
-		if err = atomicfile.Create(path, []byte(real+"\n"), 0o600); err == nil {
+		if err = atomicfile.Publish(path, []byte(real+"\n"), 0o600); err == nil {
 			return nil
 		}
 		if b, err = readKey(path); err != nil { // bound meanwhile by another process

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/control-plane/cp/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -212,7 +213,7 @@ func Approve(ctx context.Context, root, id string, signer note.Signer, opts Opti
 	if err := plane.CheckRecord(ctx, root, opts.Actor); err != nil {
 		return nil, err
 	}
-	if err := writeOnce(path, msg); err != nil {
+	if err := atomicfile.Publish(path, msg, 0o444); err != nil {
 		return nil, err
 	}
 	a := &Approval{ID: id, PayloadHash: h, ExpiresAt: w.ExpiresAt, ApprovedBy: opts.Actor.Name, KeyName: signer.Name(),

@@ -135,7 +135,7 @@ func Create(ctx context.Context, root string, d Draft, opts Options) (*Created, 
 		return nil, err
 	}
 	rel := FilePath(w.ID)
-	if err := writeOnce(filepath.Join(root, filepath.FromSlash(rel)), append(b, '\n')); err != nil {
+	if err := atomicfile.Publish(filepath.Join(root, filepath.FromSlash(rel)), append(b, '\n'), 0o444); err != nil {
 		return nil, err
 	}
 	h := PayloadHash(b)
@@ -212,37 +212,4 @@ func nextID(root string, now time.Time) (string, error) {
 		return "", refuse(CodeIDsExhausted, map[string]any{"day": day}, "999 work orders were created on %s already", day)
 	}
 	return fmt.Sprintf("%s%03d", prefix, top+1), nil
-}
-
-// writeOnce writes b to a new file at path, mode 0444, atomically (a
-// complete file appears or none does) and never over an existing file
-// (fs.ErrExist): written to a temporary name, fsynced, then linked into
-// place.
-func writeOnce(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name)
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o444); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(name, path); err != nil {
-		return err
-	}
-	return atomicfile.SyncDir(dir)
 }

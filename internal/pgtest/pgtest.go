@@ -1,0 +1,186 @@
+// Package pgtest starts a throwaway PostgreSQL cluster for a test binary:
+// initdb and pg_ctl on a temporary directory, listening only on a Unix
+// socket there, run as an unprivileged user (nobody, when the tests run
+// as root: PostgreSQL refuses to run as root). Each test gets a database
+// of its own in it (DB). In CI (CI=true) a missing PostgreSQL fails the
+// tests; elsewhere they are skipped, and say so.
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// cluster is the running cluster's socket directory, "" when none.
+var (
+	socketDir string
+	skipWhy   string
+	dbSeq     atomic.Int64
+)
+
+// User is the cluster's superuser (trust authentication on its socket).
+const User = "cp"
+
+// Main starts the cluster, runs the tests and stops it: a test
+// package's TestMain. CONTROL_PLANE_TEST_DSN, when set, names a server to
+// use instead (a database per test is created in it).
+func Main(m *testing.M) {
+	if os.Getenv("CONTROL_PLANE_TEST_DSN") != "" {
+		os.Exit(m.Run())
+	}
+	stop, err := start()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintf(os.Stderr, "pgtest: %v: in CI PostgreSQL is required (.ci/run installs it)\n", err)
+			os.Exit(1)
+		}
+		skipWhy = err.Error()
+		fmt.Fprintf(os.Stderr, "pgtest: SKIPPING the PostgreSQL tests: %v\n", err)
+	}
+	code := m.Run()
+	if stop != nil {
+		stop()
+	}
+	os.Exit(code)
+}
+
+// binDir finds initdb: on PATH, else in Debian's /usr/lib/postgresql/N/bin.
+func binDir() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	ms, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(ms) > 0 {
+		return filepath.Dir(ms[len(ms)-1]), nil
+	}
+	return "", fmt.Errorf("PostgreSQL not found (no initdb on PATH or in /usr/lib/postgresql/*/bin)")
+}
+
+func start() (func(), error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return nil, err
+	}
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("running as root and no user nobody to run PostgreSQL as: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	run := func(name string, args ...string) error {
+		cmd := exec.Command(filepath.Join(bin, name), args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "LC_ALL=C", "PGTZ=UTC", "HOME="+dir)
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %v\n%s", name, err, out)
+		}
+		return nil
+	}
+	data := filepath.Join(dir, "data")
+	cleanup := func() { os.RemoveAll(dir) }
+	if err := run("initdb", "-D", data, "-U", User, "--auth=trust", "--no-sync", "-E", "UTF8", "--no-instructions"); err != nil {
+		cleanup()
+		return nil, err
+	}
+	// Only the Unix socket; fsync off: a throwaway cluster for tests
+	// (the benchmarks run with a durable one).
+	opts := fmt.Sprintf("-c listen_addresses= -k %s -c fsync=off -c full_page_writes=off -c max_connections=60", dir)
+	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
+		cleanup()
+		return nil, err
+	}
+	socketDir = dir
+	return func() {
+		run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+		cleanup()
+	}, nil
+}
+
+// serverDSN is the DSN of the cluster's maintenance database.
+func serverDSN() string {
+	if d := os.Getenv("CONTROL_PLANE_TEST_DSN"); d != "" {
+		return d
+	}
+	return fmt.Sprintf("host=%s user=%s dbname=postgres sslmode=disable", socketDir, User)
+}
+
+// Available reports whether a server is running for the tests.
+func Available() bool { return socketDir != "" || os.Getenv("CONTROL_PLANE_TEST_DSN") != "" }
+
+// DB creates a fresh, empty database for the test and returns its DSN;
+// it is dropped when the test ends. Without a server the test is
+// skipped (Main has failed the run already in CI).
+func DB(t testing.TB) string {
+	t.Helper()
+	if !Available() {
+		t.Skipf("PostgreSQL tests skipped: %s", skipWhy)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, serverDSN())
+	if err != nil {
+		t.Fatalf("pgtest: connecting: %v", err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, serverDSN()); err == nil {
+			c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	})
+	cfg, err := pgx.ParseConfig(serverDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsnWith(cfg, name)
+}
+
+func dsnWith(cfg *pgx.ConnConfig, db string) string {
+	parts := []string{"host=" + cfg.Host, "user=" + cfg.User, "dbname=" + db, "sslmode=disable"}
+	if cfg.Port != 0 && !strings.HasPrefix(cfg.Host, "/") {
+		parts = append(parts, fmt.Sprintf("port=%d", cfg.Port))
+	}
+	if cfg.Password != "" {
+		parts = append(parts, "password="+cfg.Password)
+	}
+	return strings.Join(parts, " ")
+}

@@ -36,24 +36,32 @@ const User = "cp"
 // Main starts the cluster, runs the tests and stops it: a test
 // package's TestMain. CONTROL_PLANE_TEST_DSN, when set, names a server to
 // use instead (a database per test is created in it).
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(M(m).Run()) }
+
+// M wraps m so that its Run starts the cluster first and stops it after:
+// for a TestMain that also does other things (testenv.Main(pgtest.M(m))).
+func M(m interface{ Run() int }) interface{ Run() int } { return runner{m} }
+
+type runner struct{ m interface{ Run() int } }
+
+func (r runner) Run() int {
 	if os.Getenv("CONTROL_PLANE_TEST_DSN") != "" {
-		os.Exit(m.Run())
+		return r.m.Run()
 	}
 	stop, err := start()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			fmt.Fprintf(os.Stderr, "pgtest: %v: in CI PostgreSQL is required (.ci/run installs it)\n", err)
-			os.Exit(1)
+			return 1
 		}
 		skipWhy = err.Error()
 		fmt.Fprintf(os.Stderr, "pgtest: SKIPPING the PostgreSQL tests: %v\n", err)
 	}
-	code := m.Run()
+	code := r.m.Run()
 	if stop != nil {
 		stop()
 	}
-	os.Exit(code)
+	return code
 }
 
 // binDir finds initdb: on PATH, else in Debian's /usr/lib/postgresql/N/bin.

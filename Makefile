@@ -18,6 +18,10 @@ build:
 GOROUTINES := '(^|[^[:alnum:]_])go (func|[[:alpha:]_][[:alnum:]_.]*)\(|\.Go\('
 test:
 	$(GO) vet ./...
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$CI" = true ]; then echo "make test: PostgreSQL (initdb) not found, and CI requires it (.ci/run installs it)" >&2; exit 1; fi; \
+		echo "make test: PostgreSQL (initdb) not found: the PostgreSQL ledger store's tests are SKIPPED (install postgresql to run them)"; \
+	fi
 	@race=$$(grep -rlE --include='*.go' --exclude='*_test.go' $(GOROUTINES) cmd internal pkg | xargs -n1 dirname | sort -u | sed 's|^|./|'); \
 	rest=$$($(GO) list -f '{{.Dir}}' ./... | sed 's|^$(CURDIR)|.|' | grep -vxF "$$race"); \
 	echo "go test -race:" $$race; \

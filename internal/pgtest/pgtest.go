@@ -148,6 +148,37 @@ func serverDSN() string {
 // Available reports whether a server is running for the tests.
 func Available() bool { return socketDir != "" || os.Getenv("CONTROL_PLANE_TEST_DSN") != "" }
 
+// NewDB creates a fresh, empty database and returns its DSN and the
+// function that drops it: DB without a testing.TB (a testscript's Setup).
+func NewDB() (dsn string, drop func(), err error) {
+	if !Available() {
+		return "", nil, fmt.Errorf("no PostgreSQL: %s", skipWhy)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, serverDSN())
+	if err != nil {
+		return "", nil, fmt.Errorf("pgtest: connecting: %v", err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, fmt.Errorf("pgtest: %v", err)
+	}
+	cfg, err := pgx.ParseConfig(serverDSN())
+	if err != nil {
+		return "", nil, err
+	}
+	return dsnWith(cfg, name), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if c, err := pgx.Connect(ctx, serverDSN()); err == nil {
+			c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	}, nil
+}
+
 // DB creates a fresh, empty database for the test and returns its DSN;
 // it is dropped when the test ends. Without a server the test is
 // skipped (Main has failed the run already in CI).
@@ -156,30 +187,12 @@ func DB(t testing.TB) string {
 	if !Available() {
 		t.Skipf("PostgreSQL tests skipped: %s", skipWhy)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, serverDSN())
-	if err != nil {
-		t.Fatalf("pgtest: connecting: %v", err)
-	}
-	defer conn.Close(ctx)
-	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if c, err := pgx.Connect(ctx, serverDSN()); err == nil {
-			c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			c.Close(ctx)
-		}
-	})
-	cfg, err := pgx.ParseConfig(serverDSN())
+	dsn, drop, err := NewDB()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dsnWith(cfg, name)
+	t.Cleanup(drop)
+	return dsn
 }
 
 func dsnWith(cfg *pgx.ConnConfig, db string) string {

@@ -81,7 +81,14 @@ func start() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	// Under root the cluster runs as nobody, who must reach its
+	// directory: /tmp, whatever TMPDIR says (it may be under /root).
+	// The path is short too, as a Unix socket's must be.
+	parent := ""
+	if os.Geteuid() == 0 {
+		parent = "/tmp"
+	}
+	dir, err := os.MkdirTemp(parent, "pgtest-")
 	if err != nil {
 		return nil, err
 	}
@@ -124,8 +131,11 @@ func start() (func(), error) {
 		return nil, err
 	}
 	// Only the Unix socket; fsync off: a throwaway cluster for tests
-	// (the benchmarks run with a durable one).
-	opts := fmt.Sprintf("-c listen_addresses= -k %s -c fsync=off -c full_page_writes=off -c max_connections=60", dir)
+	// (the benchmarks run with a durable one); small memory, none of it
+	// in /dev/shm (a container's is small), as several test binaries run
+	// a cluster each at once.
+	opts := fmt.Sprintf("-c listen_addresses= -k %s -c fsync=off -c full_page_writes=off -c max_connections=60"+
+		" -c shared_buffers=16MB -c dynamic_shared_memory_type=mmap -c max_wal_size=256MB", dir)
 	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
 		cleanup()
 		return nil, err

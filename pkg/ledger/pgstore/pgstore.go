@@ -100,6 +100,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		// The DSN may hold a password: never echo it.
 		return nil, ledger.Errorf(Unavailable, "the ledger database's DSN does not parse (%s)", redact(err))
 	}
+	// Plans for the values each statement runs with: a generic plan of a
+	// prepared statement, made before the tables have statistics, scans
+	// the stored hashes for idx = ANY($2) (4x slower appends of 100 at
+	// 30,000 entries, and worse as they grow; BenchmarkAppend).
+	cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	cfg.ConnectTimeout = opts.ConnectTimeout
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second

@@ -23,7 +23,7 @@ var migrations = []string{
 		checkpoint bytea
 	);
 	CREATE TABLE cp_entries (
-		ledger        text   NOT NULL REFERENCES cp_ledgers (name),
+		ledger        text   NOT NULL,
 		seq           bigint NOT NULL CHECK (seq >= 0),
 		line          bytea  NOT NULL,
 		entry_hash    text   NOT NULL,
@@ -36,7 +36,7 @@ var migrations = []string{
 	CREATE INDEX cp_entries_submission_id ON cp_entries (ledger, submission_id, seq);
 	CREATE INDEX cp_entries_op_id ON cp_entries (ledger, op_id, seq) WHERE op_id IS NOT NULL;
 	CREATE TABLE cp_hashes (
-		ledger text   NOT NULL REFERENCES cp_ledgers (name),
+		ledger text   NOT NULL,
 		idx    bigint NOT NULL CHECK (idx >= 0),
 		hash   bytea  NOT NULL CHECK (length(hash) = 32),
 		PRIMARY KEY (ledger, idx)

@@ -1,0 +1,42 @@
+package pgstore
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/control-plane/cp/internal/pgtest"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/ledger/storetest"
+)
+
+// BenchmarkAppend: one writer's appends of batches of 1 and 100, with the
+// plane's checkpoint key, with and without the copy outside the database.
+// The test cluster runs with fsync off: these measure the driver's own
+// cost, not a durable commit (the targets need a durable one).
+func BenchmarkAppend(b *testing.B) {
+	for _, batch := range []int{1, 100} {
+		for _, outside := range []bool{false, true} {
+			b.Run(fmt.Sprintf("batch=%d/outside=%v", batch, outside), func(b *testing.B) {
+				dsn := pgtest.DB(b)
+				k, _ := storetest.Key(b, "bench/ho3/governance")
+				file := ""
+				if outside {
+					file = filepath.Join(b.TempDir(), "governance.checkpoint")
+				}
+				s := open(b, dsn, "governance", ledger.Options{Actor: "bench", Checkpoint: k}, file)
+				drafts := make([]ledger.Draft, batch)
+				for i := range drafts {
+					drafts[i] = ledger.Draft{EventType: "EV", SubmissionID: "S", Metadata: map[string]any{"op_id": "OP-1"}}
+				}
+				b.ResetTimer()
+				for b.Loop() {
+					if _, err := s.Append(ctx, drafts); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "entries/s")
+			})
+		}
+	}
+}

@@ -39,6 +39,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'SingleAppendTokenOverOff' -benchtime 300x ./internal/bench/
 	$(GO) test -run '^$$' -bench 'Authorize|BenchmarkVerify$$' -benchtime 5000x ./internal/auth/
 	$(GO) test -run '^$$' -bench 'FindByEventType' -benchtime 20x ./pkg/ledger/
+	PGTEST_DURABLE=1 $(GO) test -run '^$$' -bench 'WriterProcesses' -benchtime 5x ./pkg/ledger/pgstore/
 
 lint:
 	$(GO) vet ./...

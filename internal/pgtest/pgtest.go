@@ -134,8 +134,14 @@ func start() (func(), error) {
 	// (the benchmarks run with a durable one); small memory, none of it
 	// in /dev/shm (a container's is small), as several test binaries run
 	// a cluster each at once.
-	opts := fmt.Sprintf("-c listen_addresses= -k %s -c fsync=off -c full_page_writes=off -c max_connections=60"+
-		" -c shared_buffers=16MB -c dynamic_shared_memory_type=mmap -c max_wal_size=256MB", dir)
+	// PGTEST_DURABLE=1 keeps fsync on (synchronous_commit is on either
+	// way): for benchmarks of durable appends.
+	durability := "-c fsync=off -c full_page_writes=off"
+	if os.Getenv("PGTEST_DURABLE") == "1" {
+		durability = "-c fsync=on -c synchronous_commit=on"
+	}
+	opts := fmt.Sprintf("-c listen_addresses= -k %s %s -c max_connections=60"+
+		" -c shared_buffers=16MB -c dynamic_shared_memory_type=mmap -c max_wal_size=256MB", dir, durability)
 	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
 		cleanup()
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/control-plane/cp/internal/pgtest"
 	"github.com/control-plane/cp/pkg/ledger"
@@ -38,5 +39,28 @@ func BenchmarkAppend(b *testing.B) {
 				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "entries/s")
 			})
 		}
+	}
+}
+
+// BenchmarkWriterProcesses: 8 writer processes streaming batches of 100
+// (the target shape), each with the plane's key and the copy
+// outside; entries/s in total. fsync is off in the test cluster unless
+// PGTEST_DURABLE=1.
+func BenchmarkWriterProcesses(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		dsn := pgtest.DB(b)
+		skey, _ := processKey(b)
+		ckpt := filepath.Join(b.TempDir(), "governance.checkpoint")
+		b.StartTimer()
+		start := time.Now()
+		cmds, results := startWriters(b, 8, 20, 100, dsn, skey, ckpt)
+		for i, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				b.Fatalf("writer %d: %v", i, err)
+			}
+			<-results[i]
+		}
+		b.ReportMetric(float64(8*20*100)/time.Since(start).Seconds(), "entries/s")
 	}
 }

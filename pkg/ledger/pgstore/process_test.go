@@ -69,7 +69,7 @@ type acked struct {
 	first []int64
 }
 
-func startWriters(t *testing.T, n, batches, size int, dsn, skey, ckpt string) ([]*exec.Cmd, []chan acked) {
+func startWriters(t testing.TB, n, batches, size int, dsn, skey, ckpt string) ([]*exec.Cmd, []chan acked) {
 	t.Helper()
 	cmds := make([]*exec.Cmd, n)
 	results := make([]chan acked, n)
@@ -127,7 +127,7 @@ func checkAcked(t *testing.T, s *Store, as []acked, size int, vs note.Verifiers)
 	return rep.Entries
 }
 
-func processKey(t *testing.T) (string, note.Verifiers) {
+func processKey(t testing.TB) (string, note.Verifiers) {
 	skey, vkey, err := note.GenerateKey(nil, "proc-checkpoint")
 	require.NoError(t, err)
 	v, err := note.NewVerifier(vkey)

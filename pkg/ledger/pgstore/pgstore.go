@@ -210,6 +210,9 @@ func (h hashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	if len(indexes) == 0 {
 		return nil, nil
 	}
+	if contiguous(indexes) {
+		return h.readRange(indexes[0], int64(len(indexes)))
+	}
 	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`, h.name, indexes)
 	if err != nil {
 		return nil, dbErr(h.name, "reading stored hashes", err)
@@ -234,6 +237,45 @@ func (h hashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			return nil, ledger.Errorf(ledger.TornTail, "ledger %s: stored hash %d missing (run cp-ledger verify)", h.name, x)
 		}
 		out[i] = hh
+	}
+	return out, nil
+}
+
+// contiguous reports whether indexes are lo, lo+1, ..., as Verify asks.
+func contiguous(indexes []int64) bool {
+	for i, x := range indexes {
+		if x != indexes[0]+int64(i) {
+			return false
+		}
+	}
+	return len(indexes) > 1
+}
+
+// readRange reads the n stored hashes from lo on, in one range scan.
+func (h hashes) readRange(lo, n int64) ([]tlog.Hash, error) {
+	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx >= $2 AND idx < $3 ORDER BY idx`, h.name, lo, lo+n)
+	if err != nil {
+		return nil, dbErr(h.name, "reading stored hashes", err)
+	}
+	out := make([]tlog.Hash, 0, n)
+	var idx int64
+	var b []byte
+	_, err = pgx.ForEachRow(rows, []any{&idx, &b}, func() error {
+		want := lo + int64(len(out))
+		if idx != want {
+			return ledger.Errorf(ledger.TornTail, "ledger %s: stored hash %d missing (run cp-ledger verify)", h.name, want)
+		}
+		if len(b) != tlog.HashSize {
+			return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", h.name, idx, len(b), tlog.HashSize)
+		}
+		out = append(out, tlog.Hash(b))
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr(h.name, "reading stored hashes", err)
+	}
+	if int64(len(out)) != n {
+		return nil, ledger.Errorf(ledger.TornTail, "ledger %s: stored hash %d missing (run cp-ledger verify)", h.name, lo+int64(len(out)))
 	}
 	return out, nil
 }
@@ -264,7 +306,7 @@ func (s *Store) State(ctx context.Context) (ledger.State, error) {
 }
 
 // page is how many rows Lines and Find read per query.
-const page = 4096
+const page = 16384
 
 // Lines implements ledger.Store.Lines, reading pages of rows in seq
 // order. A row missing from the middle is not filled in: Verify, which

@@ -311,3 +311,17 @@ func TestSchema(t *testing.T) {
 	_, err = Open(ctx, dsn, Options{Name: "governance"})
 	storetest.RequireCode(t, err, "LEDGER_SCHEMA_NEWER")
 }
+
+// A stored hash deleted from the database: verify cannot build the tree
+// and fails closed (TORN_TAIL, naming the hash), and no append builds on
+// a tree with a hole in its right edge.
+func TestDeletedStoredHash(t *testing.T) {
+	dsn, s, vo := tampered(t, 20)
+	sql(t, dsn, `DELETE FROM cp_hashes WHERE idx = $1`, tlog.StoredHashIndex(0, 9))
+	_, err := ledger.Verify(ctx, s, vo[0])
+	storetest.RequireCode(t, err, ledger.TornTail)
+	require.Contains(t, err.Error(), fmt.Sprintf("stored hash %d missing", tlog.StoredHashIndex(0, 9)))
+	sql(t, dsn, `DELETE FROM cp_hashes WHERE idx = $1`, tlog.StoredHashIndex(4, 0))
+	_, err = s.Append(ctx, []ledger.Draft{{EventType: "AFTER"}})
+	storetest.RequireCode(t, err, ledger.TornTail)
+}

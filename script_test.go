@@ -30,16 +30,20 @@ import (
 	"github.com/tidwall/gjson"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/control-plane/cp/internal/pgtest"
 )
 
 // binDir holds the binaries built from ./cmd/... once for all scripts.
 var binDir string
 
+// TestMain builds the binaries and starts a throwaway PostgreSQL for the
+// scripts of tiers whose ledger is in a database (pgtest; [postgres]).
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
+	os.Exit(runMain(pgtest.M(m)))
 }
 
-func runMain(m *testing.M) int {
+func runMain(m interface{ Run() int }) int {
 	tmp, err := os.MkdirTemp("", "cp-script-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -99,7 +103,24 @@ func TestScripts(t *testing.T) {
 			// script's own directory, never the caller's.
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
 			env.Values[heldLocks{}] = map[string]*os.File{}
+			// A script named postgres* gets a database of its own, its
+			// DSN in $PGDSN (testscript names the work directory after
+			// the script).
+			if strings.Contains(filepath.Base(env.WorkDir), "postgres") && pgtest.Available() {
+				dsn, drop, err := pgtest.NewDB()
+				if err != nil {
+					return err
+				}
+				env.Defer(drop)
+				env.Setenv("PGDSN", dsn)
+			}
 			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "postgres" {
+				return pgtest.Available(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":     cmdExits,
@@ -115,8 +136,26 @@ func TestScripts(t *testing.T) {
 			"perm":      cmdPerm,
 			"hostile":   cmdHostile,
 			"conforms":  cmdConforms,
+			"setstore":  cmdSetStore,
 		},
 	})
+}
+
+// setstore TIER_JSON STORE sets tier.json's ledger_store to the JSON
+// object STORE, as an operator editing it by hand would.
+func cmdSetStore(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: setstore TIER_JSON STORE")
+	}
+	p := ts.MkAbs(args[0])
+	b, err := os.ReadFile(p)
+	ts.Check(err)
+	var m map[string]json.RawMessage
+	ts.Check(json.Unmarshal(b, &m))
+	m["ledger_store"] = json.RawMessage(args[1])
+	b, err = json.Marshal(m)
+	ts.Check(err)
+	ts.Check(os.WriteFile(p, b, 0o644))
 }
 
 // conforms SCHEMA FILE... requires each file (globs allowed) to be valid

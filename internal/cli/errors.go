@@ -122,6 +122,8 @@ var classes = map[string]int{
 	"JOURNAL_PENDING":            ExitUnavailable, // cp-install recover first
 	"CHECKPOINT_KEY_UNAVAILABLE": ExitUnavailable,
 	"PLANE_INVALID":              ExitUnavailable, // a tier the plane should have cannot be read
+	"LEDGER_UNAVAILABLE":         ExitUnavailable, // a tier's ledger database unreachable or failing: never an empty ledger
+	"LEDGER_SCHEMA_NEWER":        ExitUnavailable, // the ledger database's schema is newer than this tool
 
 	// 5: internal, a bug or a broken invariant.
 	"INTERNAL":        ExitInternal,

@@ -15,8 +15,8 @@ var goPrefixes = []string{
 	// this module: pkg/ and internal/
 	"archive", "atomicfile", "auth", "authcmd", "bare", "bench", "bootstrap", "cli", "clitest", "config", "e2e", "framework", "gate", "gatecmd",
 	"install", "installcmd", "jcs", "journal", "keys", "ledger", "ledgercmd", "legacy", "lockfile", "manifest",
-	"pkgcmd", "pkgsig", "plane", "regfile", "register", "registry", "schema", "schematest", "snapshot", "spec",
-	"stage", "testenv", "trust", "workorder", "wocmd",
+	"pgstore", "pgtest", "pkgcmd", "pkgsig", "plane", "regfile", "register", "registry", "schema", "schematest", "snapshot", "spec",
+	"stage", "storetest", "testenv", "trust", "workorder", "wocmd",
 	// the standard library
 	"json", "archive/tar", "tar", "gzip", "flate", "encoding/hex", "strconv", "tlog",
 }

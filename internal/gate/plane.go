@@ -475,13 +475,25 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		paths, err := ledgerFiles(r, root, t)
+		// A ledger in PostgreSQL keeps its checkpoints outside the
+		// database too, in ledger/<name>.checkpoint (and its lock).
+		outside := map[string]bool{}
+		if tier.Postgres() {
+			ck := path.Join(t.Dir, "ledger", tier.LedgerStore.Name+".checkpoint")
+			outside[ck], outside[ck+".lock"] = true, true
+		}
+		paths, err := ledgerFiles(r, root, t, outside)
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, paths...)
 		own := path.Join(t.Dir, t.Ledger)
-		if !slices.Contains(paths, own) {
+		if tier.Postgres() {
+			n++
+			if err := verifyPostgres(ctx, r, tdir, tier, vs); err != nil {
+				return nil, err
+			}
+		} else if !slices.Contains(paths, own) {
 			r.fail("LEDGER_INVALID", own, "missing: %s's ledger is not on disk", t.Tier)
 		}
 		for _, p := range paths {
@@ -522,6 +534,30 @@ func G6(ctx context.Context, root string) (*Result, error) {
 	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, and each lower tier's GENESIS links to its parent"), nil
 }
 
+// verifyPostgres verifies tier's own ledger in PostgreSQL, opened by the
+// plane's opener, against its checkpoints (the latest of the database's
+// and the copy outside it). A database that cannot be reached is the
+// gate's error (LEDGER_UNAVAILABLE, exit 4), never a pass.
+func verifyPostgres(ctx context.Context, r *Result, tdir string, tier plane.Tier, vs note.Verifiers) error {
+	s, err := plane.OpenTierLedger(tdir, tier, plane.LedgerPath(tdir, tier), plane.ForReading, plane.Actor{})
+	what := "postgres:" + tier.LedgerStore.Name
+	if errors.Is(err, fs.ErrNotExist) {
+		r.fail("LEDGER_INVALID", what, "missing: %s's ledger is not in the database", tier.Tier)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	defer s.Close()
+	rep, err := ledger.Verify(ctx, s, ledger.VerifyOptions{Verifiers: vs, Expect: tier.PlaneName != "", MaxIssues: 10})
+	if err != nil {
+		return err
+	}
+	for _, is := range rep.Issues {
+		r.fail("LEDGER_INVALID", what, "seq %d: %s: %s", is.Seq, is.Code, is.Message)
+	}
+	return nil
+}
+
 // verifyFile verifies the ledger file at path: G6 audits the files of the
 // canonical layout, whatever tier.json says, so it opens each as a file
 // store of its own rather than through the plane's opener.
@@ -538,7 +574,7 @@ func verifyFile(ctx context.Context, path string, opts ledger.VerifyOptions) (le
 // sorted) and adds a finding for anything else in its ledger directories.
 // Entries are judged by their directory listing (lstat), so a FIFO or a
 // symlink is reported without being opened.
-func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
+func ledgerFiles(r *Result, root string, t plane.TierLayout, outside map[string]bool) ([]string, error) {
 	dirs := []string{path.Join(t.Dir, "ledger")}
 	if t.PlaneID == "ho1" {
 		sessions := path.Join(t.Dir, "sessions")
@@ -586,6 +622,7 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout) ([]string, error) {
 				r.fail("LEDGER_UNSAFE", p, "a %s in a ledger directory; ledgers and their side files are regular files", kindOf(e.Type()))
 			case ledgers[strings.TrimSuffix(e.Name(), ".jsonl")] && strings.HasSuffix(e.Name(), ".jsonl"):
 			case side && ledgers[base]:
+			case outside[p] && e.Type().IsRegular():
 			case strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-"):
 				r.warn("LEDGER_LEFTOVER", p, "the leftover of an interrupted write; safe to remove")
 			case side:
@@ -630,6 +667,9 @@ func checkTier(ctx context.Context, r *Result, root string, t plane.TierLayout) 
 	// plane_name is the plane's own (no layout fixes it); dropping it to
 	// spare a ledger its checkpoint is TIER_UNRECORDED below.
 	want.PlaneName = got.PlaneName
+	// Where the tier's ledger lives (DESIGN.md §11) is tier.json's too:
+	// G6 verifies a ledger in PostgreSQL through the plane's opener.
+	want.LedgerStore = got.LedgerStore
 	if got.Tier != want.Tier || got.PlaneID != want.PlaneID || filepath.ToSlash(filepath.Clean(got.LedgerPath)) != want.LedgerPath ||
 		(got.ParentLedger == nil) != (parent == nil) || (parent != nil && *got.ParentLedger != *parent) {
 		r.fail("TIER_MISMATCH", tp, "says tier %s, plane_id %s, ledger_path %s, parent_ledger %v; the plane's layout has %s, %s, %s, %v",

@@ -1,6 +1,7 @@
 package plane
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/ledger/pgstore"
 )
 
 // Access is what a tier's ledger is opened for (OpenLedger).
@@ -51,10 +53,12 @@ func OpenLedger(dir string, a Access, actor Actor) (ledger.Store, Tier, error) {
 	return s, t, err
 }
 
-// OpenTierLedger opens the ledger file at path, one of the ledgers of the
-// tier t whose directory is dir (its own, or another in its ledger
-// directories, as cp-ledger --ledger names one): like the tier's own, it
-// carries the plane's signed checkpoint.
+// OpenTierLedger opens the ledger at path, one of the ledgers of the tier
+// t whose directory is dir (its own, or another in its ledger directories,
+// as cp-ledger --ledger names one): like the tier's own, it carries the
+// plane's signed checkpoint. The tier's own ledger (path is LedgerPath) is
+// in PostgreSQL when tier.json's ledger_store says so: the one place a
+// store is chosen. Its other ledgers (workers', sessions') stay files.
 func OpenTierLedger(dir string, t Tier, path string, a Access, actor Actor) (ledger.Store, error) {
 	if err := noLinksInPlane(dir, t, path); err != nil {
 		return nil, err
@@ -65,6 +69,9 @@ func OpenTierLedger(dir string, t Tier, path string, a Access, actor Actor) (led
 		if opts, err = ledgerOptions(dir, t, path, actor); err != nil {
 			return nil, err
 		}
+	}
+	if t.Postgres() && filepath.Clean(path) == filepath.Clean(LedgerPath(dir, t)) {
+		return openPostgres(dir, t, a, opts)
 	}
 	if a == ForAppend {
 		return ledger.OpenWriter(path, opts)
@@ -112,4 +119,32 @@ func noLinksInPlane(dir string, t Tier, path string) error {
 		}
 	}
 	return nil
+}
+
+// openPostgres opens the tier's ledger in PostgreSQL, the DSN read from
+// the environment variable tier.json names (never from tier.json: it holds
+// the password). Unset, or a database that cannot be reached, is
+// LEDGER_UNAVAILABLE: fail closed, never an empty ledger.
+func openPostgres(dir string, t Tier, a Access, opts ledger.Options) (ledger.Store, error) {
+	ls := t.LedgerStore
+	dsn := os.Getenv(ls.DSNEnv)
+	if dsn == "" {
+		return nil, ledger.Errorf(pgstore.Unavailable, "%s's ledger is in PostgreSQL (tier.json ledger_store), and $%s, which must hold its DSN, is not set", t.Tier, ls.DSNEnv)
+	}
+	s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{
+		Name: ls.Name, Ledger: opts, Writable: a == ForAppend,
+		CheckpointFile: PostgresCheckpointPath(dir, t),
+	})
+	if err != nil {
+		return nil, err // not a nil *pgstore.Store in a non-nil Store
+	}
+	return s, nil
+}
+
+// PostgresCheckpointPath is where the checkpoints of tier t's ledger in
+// PostgreSQL are also kept, outside the database: ledger/<name>.checkpoint
+// in the tier's directory dir, so that rows cut from the database's tail
+// are caught (DESIGN.md §11).
+func PostgresCheckpointPath(dir string, t Tier) string {
+	return filepath.Join(dir, "ledger", t.LedgerStore.Name+".checkpoint")
 }

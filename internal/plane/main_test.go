@@ -3,9 +3,11 @@ package plane
 import (
 	"testing"
 
+	"github.com/control-plane/cp/internal/pgtest"
 	"github.com/control-plane/cp/internal/testenv"
 )
 
 // TestMain keeps the checkpoint keys of the planes these tests bootstrap out
-// of the home directory (testenv.Main).
-func TestMain(m *testing.M) { testenv.Main(m) }
+// of the home directory (testenv.Main), and starts a throwaway PostgreSQL
+// for the tiers whose ledger is in a database (pgtest).
+func TestMain(m *testing.M) { testenv.Main(pgtest.M(m)) }

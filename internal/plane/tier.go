@@ -26,6 +26,79 @@ type Tier struct {
 	LedgerPath   string  `json:"ledger_path"`
 	ParentLedger *string `json:"parent_ledger"`
 	CreatedAt    string  `json:"created_at"`
+	// LedgerStore, when set, says where the tier's own ledger lives if
+	// not in the file at LedgerPath (DESIGN.md §11): absent, the file
+	// store.
+	LedgerStore *LedgerStore `json:"ledger_store,omitempty"`
+}
+
+// LedgerStore is tier.json's ledger_store: a tier's ledger in PostgreSQL,
+// {"kind":"postgres","dsn_env":"CONTROL_PLANE_LEDGER_DSN","name":"governance"}.
+// The DSN (which holds the database's password) is never in tier.json:
+// only the name of the environment variable that holds it.
+type LedgerStore struct {
+	Kind   string `json:"kind"`
+	DSNEnv string `json:"dsn_env"`
+	Name   string `json:"name"`
+}
+
+// Store kinds of tier.json's ledger_store.
+const (
+	StoreFile     = "file"
+	StorePostgres = "postgres"
+)
+
+// validEnvName: tier.schema.json's dsn_env pattern, ^[A-Z_][A-Z0-9_]{0,127}$
+// (no regexp: see ValidPlaneName).
+func validEnvName(s string) bool {
+	if len(s) == 0 || len(s) > 128 || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validLedgerName: tier.schema.json's ledger_store.name pattern,
+// ^[a-z0-9][a-z0-9_-]{0,62}$.
+func validLedgerName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[0] == '_' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Postgres reports whether the tier's own ledger is in PostgreSQL.
+func (t Tier) Postgres() bool { return t.LedgerStore != nil && t.LedgerStore.Kind == StorePostgres }
+
+// check refuses a ledger_store this tool cannot honour: an unknown kind
+// must not fall back to the file store (the tier's entries would go
+// where its other writers do not look).
+func (s *LedgerStore) check(name string) error {
+	switch s.Kind {
+	case StoreFile:
+		if s.DSNEnv != "" || s.Name != "" {
+			return refuse("TIER_INVALID", "%s: ledger_store of kind file takes no dsn_env or name", name)
+		}
+	case StorePostgres:
+		if !validEnvName(s.DSNEnv) {
+			return refuse("TIER_INVALID", "%s: ledger_store.dsn_env %q: want the name of an environment variable (A-Z, 0-9, _): the DSN itself is never written in tier.json", name, s.DSNEnv)
+		}
+		if !validLedgerName(s.Name) {
+			return refuse("TIER_INVALID", "%s: ledger_store.name %q: want lower-case letters, digits, - and _", name, s.Name)
+		}
+	default:
+		return refuse("TIER_INVALID", "%s: ledger_store.kind %q: want \"file\" or \"postgres\"", name, s.Kind)
+	}
+	return nil
 }
 
 // Tiers are the three tier names, highest first.
@@ -67,6 +140,14 @@ func ReadTier(dir string) (Tier, error) {
 	}
 	if !filepath.IsLocal(t.LedgerPath) || !strings.HasSuffix(t.LedgerPath, ".jsonl") {
 		return t, refuse("TIER_INVALID", "%s: ledger_path %q must be a relative path inside the plane, to a .jsonl file", name, t.LedgerPath)
+	}
+	if _, ok := raw["ledger_store"]; ok && t.LedgerStore == nil {
+		return t, refuse("TIER_INVALID", "%s: ledger_store is null: leave it out for the file store", name)
+	}
+	if t.LedgerStore != nil {
+		if err := t.LedgerStore.check(name); err != nil {
+			return t, err
+		}
 	}
 	return t, nil
 }

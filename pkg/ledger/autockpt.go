@@ -46,17 +46,53 @@ const CheckpointMissing = "CHECKPOINT_MISSING"
 func (l *Ledger) checkStored(n int64, allowMissing bool, rootAt func(int64) (tlog.Hash, error)) (checkSig func() error, err error) {
 	_, path, _ := SidePaths(l.path)
 	b, err := l.ReadCheckpoint()
-	if err == nil && b == nil {
-		if allowMissing {
-			return nil, nil
-		}
-		return nil, errorf(CheckpointMissing, "%s has no checkpoint, but its plane signs one with every append: it was removed; refusing to append (run cp-ledger verify, compare with a witness copy)", l.path)
-	}
 	var coded interface{ Code() string }
 	if errors.As(err, &coded) { // not a regular file, or too large to be a checkpoint
 		return nil, err
 	} else if err != nil {
 		return nil, errorf("IO_ERROR", "reading %s: %v", path, err)
+	}
+	if bytes.Equal(b, l.ckptLast) && b != nil {
+		// This process wrote or accepted it: only what it states is checked.
+		_, err := l.opts.Checkpoint.checkStored(b, path, l.path, n, allowMissing, rootAt)
+		return nil, err
+	}
+	check, err := l.opts.Checkpoint.checkStored(b, path, l.path, n, allowMissing, rootAt)
+	if err != nil || check == nil {
+		return nil, err
+	}
+	return func() error {
+		if err := check(); err != nil {
+			return err
+		}
+		l.ckptLast = b
+		return nil
+	}, nil
+}
+
+// CheckStored is the check every append to a plane's ledger makes of the
+// stored checkpoint b (nil: none), whatever the store: that a ledger of n
+// entries, whose root at a size up to n rootAt returns, does not
+// contradict it (CHECKPOINT_INCONSISTENT), that it is signed by k's key
+// or a key k trusts (CHECKPOINT_INVALID), and that it exists unless
+// allowMissing (CHECKPOINT_MISSING). where names the checkpoint, ledger
+// the ledger, in messages.
+func (k *CheckpointKey) CheckStored(b []byte, where, ledger string, n int64, allowMissing bool, rootAt func(int64) (tlog.Hash, error)) error {
+	check, err := k.checkStored(b, where, ledger, n, allowMissing, rootAt)
+	if err == nil && check != nil {
+		err = check()
+	}
+	return err
+}
+
+// checkStored checks what b states now and returns the check of its
+// signature, for the caller to run (nil when there is no checkpoint).
+func (k *CheckpointKey) checkStored(b []byte, path, ledger string, n int64, allowMissing bool, rootAt func(int64) (tlog.Hash, error)) (checkSig func() error, err error) {
+	if b == nil {
+		if allowMissing {
+			return nil, nil
+		}
+		return nil, errorf(CheckpointMissing, "%s has no checkpoint, but its plane signs one with every append: it was removed; refusing to append (run cp-ledger verify, compare with a witness copy)", ledger)
 	}
 	c, err := parseBody(b)
 	if err != nil {
@@ -72,14 +108,10 @@ func (l *Ledger) checkStored(n int64, allowMissing bool, rootAt func(int64) (tlo
 	if root != c.Root {
 		return nil, errorf(CheckpointInconsistent, "%s: the ledger's root at size %d differs from the checkpoint's: history was rewritten; refusing to append (run cp-ledger verify)", path, c.Size)
 	}
-	if bytes.Equal(b, l.ckptLast) {
-		return nil, nil
-	}
 	return func() error {
-		if err := l.checkSigned(b, c); err != nil {
+		if err := k.checkSigned(b, c); err != nil {
 			return errorf(CheckpointInvalid, "%s: %v; refusing to append (run cp-ledger verify)", path, err)
 		}
-		l.ckptLast = b
 		return nil
 	}, nil
 }
@@ -108,8 +140,7 @@ func (l *Ledger) unappend() error {
 // by a key Trusted returns. The common case, our own note, is checked
 // cheaply: by the signer's own verifier when it has one (keys.PairSigner's
 // Self), else by signing its text again (Ed25519 is deterministic).
-func (l *Ledger) checkSigned(b []byte, c Checkpoint) error {
-	k := l.opts.Checkpoint
+func (k *CheckpointKey) checkSigned(b []byte, c Checkpoint) error {
 	if s, ok := k.Signer.(interface{ Self() note.Verifier }); ok {
 		if _, err := note.Open(b, note.VerifierList(s.Self())); err == nil {
 			return nil

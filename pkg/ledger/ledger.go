@@ -354,38 +354,13 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 		}
 	}
 	buf := make([]byte, 0, len(drafts)*384)
-	ends := make([]int64, 0, len(drafts))
 	hbuf := make([]byte, 0, (2*len(drafts)+64)*tlog.HashSize)
-	entries := make([]Entry, 0, len(drafts))
-	prev := l.head
 	frontier := l.frontier
-	var encErr error
-	for i, d := range drafts {
-		e := Entry{
-			Seq: l.n + int64(i), ID: newID(), Timestamp: stamp(l.opts.Now()),
-			EventType: d.EventType, SubmissionID: d.SubmissionID, Decision: d.Decision, Reason: d.Reason,
-			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: l.opts.Actor, PreviousHash: prev,
-		}
-		if e.PromptsUsed == nil {
-			e.PromptsUsed = []string{}
-		}
-		if l.opts.AuthOff {
-			e.Metadata = stampAuthOff(d.Metadata)
-		}
-		var leaf tlog.Hash
-		var err error
-		if buf, leaf, err = encodeWith(buf, &l.scratch, &e); err != nil {
-			encErr = err
-			break
-		}
-		hbuf = appendStoredHashes(hbuf, &frontier, e.Seq, leaf)
-		entries = append(entries, e)
-		ends = append(ends, l.dataSize+int64(len(buf)))
-		prev = e.EntryHash
-	}
+	buf, hbuf, entries, ends, encErr := build(buf, hbuf, &l.scratch, &frontier, l.n, l.head, l.dataSize, drafts, l.opts)
 	if len(entries) == 0 {
 		return nil, encErr
 	}
+	prev := entries[len(entries)-1].EntryHash
 	if err := l.writeDurably(buf, hbuf, l.n+int64(len(entries)), &frontier, checkSig); err != nil {
 		l.synced = false
 		return nil, err
@@ -399,6 +374,44 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	// The entries are durable: now the index may name them.
 	l.updateIndex(prevN, prevEnd, prevHead, entries, ends)
 	return entries, encErr
+}
+
+// build encodes drafts as the entries after seq n-1 (whose entry_hash is
+// head), with opts' actor, clock and auth stamp: their lines appended to
+// buf, the stored hashes they add to hbuf (the frontier advanced), and each
+// line's end offset counted from off. It is the one place entries are made,
+// for every driver (Tree.Build). If a draft cannot be encoded, the entries
+// before it are returned with the error.
+func build(buf, hbuf []byte, scratch *[]byte, frontier *[64]tlog.Hash, n int64, head string, off int64, drafts []Draft, opts Options) ([]byte, []byte, []Entry, []int64, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	ends := make([]int64, 0, len(drafts))
+	entries := make([]Entry, 0, len(drafts))
+	prev := head
+	for i, d := range drafts {
+		e := Entry{
+			Seq: n + int64(i), ID: newID(), Timestamp: stamp(opts.Now()),
+			EventType: d.EventType, SubmissionID: d.SubmissionID, Decision: d.Decision, Reason: d.Reason,
+			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: opts.Actor, PreviousHash: prev,
+		}
+		if e.PromptsUsed == nil {
+			e.PromptsUsed = []string{}
+		}
+		if opts.AuthOff {
+			e.Metadata = stampAuthOff(d.Metadata)
+		}
+		var leaf tlog.Hash
+		var err error
+		if buf, leaf, err = encodeWith(buf, scratch, &e); err != nil {
+			return buf, hbuf, entries, ends, err
+		}
+		hbuf = appendStoredHashes(hbuf, frontier, e.Seq, leaf)
+		entries = append(entries, e)
+		ends = append(ends, off+int64(len(buf)))
+		prev = e.EntryHash
+	}
+	return buf, hbuf, entries, ends, nil
 }
 
 // writeDurably writes the new lines and stored hashes at the ends of their

@@ -1,0 +1,91 @@
+package pgstore
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/control-plane/cp/internal/pgtest"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/pkg/ledger/storetest"
+)
+
+// BenchmarkAppend: one writer's appends of batches of 1 and 100, with the
+// plane's checkpoint key, with and without the copy outside the database.
+// The test cluster runs with fsync off: these measure the driver's own
+// cost, not a durable commit (the issue's targets need a durable one).
+func BenchmarkAppend(b *testing.B) {
+	for _, batch := range []int{1, 100} {
+		for _, outside := range []bool{false, true} {
+			b.Run(fmt.Sprintf("batch=%d/outside=%v", batch, outside), func(b *testing.B) {
+				dsn := pgtest.DB(b)
+				k, _ := storetest.Key(b, "bench/ho3/governance")
+				file := ""
+				if outside {
+					file = filepath.Join(b.TempDir(), "governance.checkpoint")
+				}
+				s := open(b, dsn, "governance", ledger.Options{Actor: "bench", Checkpoint: k}, file)
+				drafts := make([]ledger.Draft, batch)
+				for i := range drafts {
+					drafts[i] = ledger.Draft{EventType: "EV", SubmissionID: "S", Metadata: map[string]any{"op_id": "OP-1"}}
+				}
+				b.ResetTimer()
+				for b.Loop() {
+					if _, err := s.Append(ctx, drafts); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "entries/s")
+			})
+		}
+	}
+}
+
+// BenchmarkWriterProcesses: 8 writer processes streaming batches of 100
+// (the issue's target shape), each with the plane's key and the copy
+// outside; entries/s in total. fsync is off in the test cluster unless
+// PGTEST_DURABLE=1.
+func BenchmarkWriterProcesses(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		dsn := pgtest.DB(b)
+		skey, _ := processKey(b)
+		ckpt := filepath.Join(b.TempDir(), "governance.checkpoint")
+		b.StartTimer()
+		start := time.Now()
+		cmds, results := startWriters(b, 8, 20, 100, dsn, skey, ckpt)
+		for i, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				b.Fatalf("writer %d: %v", i, err)
+			}
+			<-results[i]
+		}
+		b.ReportMetric(float64(8*20*100)/time.Since(start).Seconds(), "entries/s")
+	}
+}
+
+// BenchmarkVerify100k: ledger.Verify over the Store interface of a
+// PostgreSQL ledger of 100,000 entries; entries/s.
+func BenchmarkVerify100k(b *testing.B) {
+	const n, batch = 100_000, 1000
+	dsn := pgtest.DB(b)
+	s := open(b, dsn, "governance", ledger.Options{Actor: "bench"}, "")
+	drafts := make([]ledger.Draft, batch)
+	for i := range drafts {
+		drafts[i] = ledger.Draft{EventType: "EV", SubmissionID: "S", Reason: "r", Metadata: map[string]any{"i": i}}
+	}
+	for range n / batch {
+		if _, err := s.Append(ctx, drafts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := ledger.Verify(ctx, s, ledger.VerifyOptions{})
+		if err != nil || !rep.Valid {
+			b.Fatal(err, rep.Issues)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
+}

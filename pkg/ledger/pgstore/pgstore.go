@@ -1,0 +1,724 @@
+// Package pgstore is the PostgreSQL driver of ledger.Store (DESIGN.md
+// §11): one ledger that agents on many machines append to, with the same
+// canonical entries, stored hashes, proofs and checkpoints as the file
+// store, because it makes them with pkg/ledger's own code (ledger.Tree).
+//
+// It lives beside pkg/ledger, not in it, so that the ledger library and
+// every binary that only reads files do not link a database client: only
+// the plane's one opener (internal/plane.OpenTierLedger) imports it.
+//
+// In the database (schema.go, created and migrated by the tool, its
+// version in cp_schema):
+//
+//	cp_ledgers  one head row per ledger: size, head entry_hash, the latest
+//	            checkpoint. An append locks it (SELECT ... FOR UPDATE): the
+//	            database serializes appends from any process or machine.
+//	cp_entries  each entry's canonical line bytes, with seq, entry_hash,
+//	            event_type, submission_id and metadata.op_id as columns
+//	            (indexed: Find is a lookup, not a scan).
+//	cp_hashes   the tree's stored hashes at their tlog.StoredHashIndex.
+//
+// A batch is one transaction, acknowledged (Append returns) only after
+// its commit; with a checkpoint key the new signed checkpoint is in the
+// same transaction and, after the commit, also written to a file outside
+// the database (Options.CheckpointFile), so that rows cut from the
+// database's tail, checkpoint and all, are still caught.
+package pgstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/control-plane/cp/internal/atomicfile"
+	"github.com/control-plane/cp/internal/lockfile"
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Unavailable is the code of every failure to reach or use the database:
+// the caller fails closed (exit 4), never reads it as an empty ledger.
+const Unavailable = "LEDGER_UNAVAILABLE"
+
+// Options configure a Store.
+type Options struct {
+	// Name is the ledger's name in the database (tier.json's
+	// ledger_store.name).
+	Name string
+	// Ledger are the ledger's options: actor, clock, auth stamp and the
+	// plane's checkpoint key (LockTimeout bounds the wait for the head
+	// row, default 10s).
+	Ledger ledger.Options
+	// CheckpointFile, when set, is where each checkpoint is also kept
+	// outside the database (the plane's ledger/<name>.checkpoint).
+	CheckpointFile string
+	// Writable opens the ledger for appending: the schema is created or
+	// migrated if needed. A reader needs the schema and the ledger to
+	// exist (fs.ErrNotExist otherwise), and writes nothing.
+	Writable bool
+	// ConnectTimeout bounds the connection (default 10s).
+	ConnectTimeout time.Duration
+}
+
+// Store is a ledger in PostgreSQL. It implements ledger.Store. Its
+// methods may be called from several goroutines; they share one
+// connection, held only for a query at a time (Lines and Find read pages
+// of rows, then call fn).
+type Store struct {
+	opts Options
+	mu   sync.Mutex
+	conn *pgx.Conn
+}
+
+var _ ledger.Store = (*Store)(nil)
+
+// Open connects to the database named by dsn and opens the ledger
+// opts.Name. A database that cannot be reached is LEDGER_UNAVAILABLE.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	if opts.Name == "" {
+		return nil, ledger.Errorf("INVALID_INPUT", "a PostgreSQL ledger needs a name")
+	}
+	if opts.Ledger.LockTimeout <= 0 {
+		opts.Ledger.LockTimeout = ledger.DefaultLockTimeout
+	}
+	if opts.Ledger.Now == nil {
+		opts.Ledger.Now = time.Now
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// The DSN may hold a password: never echo it.
+		return nil, ledger.Errorf(Unavailable, "the ledger database's DSN does not parse (%s)", redact(err))
+	}
+	// Plans for the values each statement runs with: a generic plan of a
+	// prepared statement, made before the tables have statistics, scans
+	// the stored hashes for idx = ANY($2) (4x slower appends of 100 at
+	// 30,000 entries, and worse as they grow; BenchmarkAppend).
+	cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	cfg.ConnectTimeout = opts.ConnectTimeout
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, ledger.Errorf(Unavailable, "ledger %s: the database is unreachable: %s", opts.Name, redact(err))
+	}
+	s := &Store{opts: opts, conn: conn}
+	if err := s.init(ctx); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+// redact returns err's message without the connection string pgx may
+// quote in it.
+func redact(err error) string {
+	var pe *pgconn.ConnectError
+	if errors.As(err, &pe) {
+		return pe.Unwrap().Error()
+	}
+	var perr *pgconn.ParseConfigError
+	if errors.As(err, &perr) {
+		return "invalid connection string"
+	}
+	return err.Error()
+}
+
+func (s *Store) init(ctx context.Context) error {
+	if s.opts.Writable {
+		if err := migrate(ctx, s.conn); err != nil {
+			return dbErr(s.opts.Name, "creating the schema", err)
+		}
+		return nil
+	}
+	v, err := schemaVersion(ctx, s.conn)
+	if err != nil {
+		return dbErr(s.opts.Name, "reading the schema version", err)
+	}
+	switch {
+	case v == 0:
+		return fmt.Errorf("ledger %s: the database holds no ledgers: %w", s.opts.Name, fs.ErrNotExist)
+	case v > SchemaVersion:
+		return ledger.Errorf("LEDGER_SCHEMA_NEWER", "the ledger database's schema is version %d; this tool knows up to %d: upgrade the tool", v, SchemaVersion)
+	case v < SchemaVersion:
+		return ledger.Errorf(Unavailable, "the ledger database's schema is version %d, older than this tool's %d: a writer migrates it", v, SchemaVersion)
+	}
+	var one int
+	err = s.conn.QueryRow(ctx, `SELECT 1 FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("ledger %s is not in the database: %w", s.opts.Name, fs.ErrNotExist)
+	}
+	return dbErr(s.opts.Name, "reading", err)
+}
+
+// dbErr codes a database failure: a row that breaks a constraint (an
+// entry or stored hash already there, planted by hand) is LEDGER_INVALID;
+// anything else, a connection lost or refused, LEDGER_UNAVAILABLE.
+func dbErr(name, doing string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var coded interface{ Code() string }
+	if errors.As(err, &coded) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && len(pe.Code) == 5 && pe.Code[:2] == "23" { // integrity_constraint_violation
+		return ledger.Errorf("LEDGER_INVALID", "ledger %s: %s: the database refused the rows (%s): it holds rows this ledger's head does not account for (run cp-ledger verify)", name, doing, pe.Message)
+	}
+	return ledger.Errorf(Unavailable, "ledger %s: %s: %s", name, doing, redact(err))
+}
+
+// Name returns the ledger's name in the database.
+func (s *Store) Name() string { return s.opts.Name }
+
+// Close closes the connection.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn.Close(context.Background())
+}
+
+// querier is a connection or a transaction.
+type querier interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
+// hashes reads stored hashes through q: a tlog.HashReader.
+type hashes struct {
+	ctx  context.Context
+	q    querier
+	name string
+}
+
+func (h hashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	if len(indexes) == 0 {
+		return nil, nil
+	}
+	if contiguous(indexes) {
+		return h.readRange(indexes[0], int64(len(indexes)))
+	}
+	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`, h.name, indexes)
+	if err != nil {
+		return nil, dbErr(h.name, "reading stored hashes", err)
+	}
+	got := make(map[int64]tlog.Hash, len(indexes))
+	var idx int64
+	var b []byte
+	_, err = pgx.ForEachRow(rows, []any{&idx, &b}, func() error {
+		if len(b) != tlog.HashSize {
+			return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", h.name, idx, len(b), tlog.HashSize)
+		}
+		got[idx] = tlog.Hash(b)
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr(h.name, "reading stored hashes", err)
+	}
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		hh, ok := got[x]
+		if !ok {
+			return nil, ledger.Errorf(ledger.TornTail, "ledger %s: stored hash %d missing (run cp-ledger verify)", h.name, x)
+		}
+		out[i] = hh
+	}
+	return out, nil
+}
+
+// contiguous reports whether indexes are lo, lo+1, ..., as Verify asks.
+func contiguous(indexes []int64) bool {
+	for i, x := range indexes {
+		if x != indexes[0]+int64(i) {
+			return false
+		}
+	}
+	return len(indexes) > 1
+}
+
+// readRange reads the n stored hashes from lo on, in one range scan.
+func (h hashes) readRange(lo, n int64) ([]tlog.Hash, error) {
+	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx >= $2 AND idx < $3 ORDER BY idx`, h.name, lo, lo+n)
+	if err != nil {
+		return nil, dbErr(h.name, "reading stored hashes", err)
+	}
+	out := make([]tlog.Hash, 0, n)
+	var idx int64
+	var b []byte
+	_, err = pgx.ForEachRow(rows, []any{&idx, &b}, func() error {
+		want := lo + int64(len(out))
+		if idx != want {
+			return ledger.Errorf(ledger.TornTail, "ledger %s: stored hash %d missing (run cp-ledger verify)", h.name, want)
+		}
+		if len(b) != tlog.HashSize {
+			return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", h.name, idx, len(b), tlog.HashSize)
+		}
+		out = append(out, tlog.Hash(b))
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr(h.name, "reading stored hashes", err)
+	}
+	if int64(len(out)) != n {
+		return nil, ledger.Errorf(ledger.TornTail, "ledger %s: stored hash %d missing (run cp-ledger verify)", h.name, lo+int64(len(out)))
+	}
+	return out, nil
+}
+
+// ReadHashes implements ledger.Store.ReadHashes.
+func (s *Store) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return hashes{context.Background(), s.conn, s.opts.Name}.ReadHashes(indexes)
+}
+
+// State implements ledger.Store.State: the head row's size and head, and
+// the root of the stored hashes (committed with them in one transaction).
+func (s *Store) State(ctx context.Context) (ledger.State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st ledger.State
+	err := s.conn.QueryRow(ctx, `SELECT size, head FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&st.Size, &st.Head)
+	if errors.Is(err, pgx.ErrNoRows) {
+		st.Root, _ = tlog.TreeHash(0, nil)
+		return st, nil // a writer's ledger before its first append
+	}
+	if err != nil {
+		return st, dbErr(s.opts.Name, "reading its state", err)
+	}
+	st.Root, err = tlog.TreeHash(st.Size, hashes{ctx, s.conn, s.opts.Name})
+	return st, err
+}
+
+// page is how many rows Lines and Find read per query.
+const page = 16384
+
+// Lines implements ledger.Store.Lines, reading pages of rows in seq
+// order. A row missing from the middle is not filled in: Verify, which
+// checks each line's seq against its position, names it.
+func (s *Store) Lines(ctx context.Context, from, to int64, fn func(seq int64, line []byte) bool) error {
+	type row struct {
+		seq  int64
+		line []byte
+	}
+	buf := make([]row, 0, page)
+	for {
+		buf = buf[:0]
+		err := s.query(ctx, "reading entries", func(q querier) error {
+			rows, err := q.Query(ctx, `SELECT seq, line FROM cp_entries WHERE ledger = $1 AND seq >= $2 AND ($3 < 0 OR seq < $3) ORDER BY seq LIMIT $4`, s.opts.Name, from, to, page)
+			if err != nil {
+				return err
+			}
+			var r row
+			_, err = pgx.ForEachRow(rows, []any{&r.seq, &r.line}, func() error {
+				buf = append(buf, r)
+				r.line = nil // a fresh slice for the next row
+				return nil
+			})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range buf {
+			if !fn(r.seq, r.line) {
+				return nil
+			}
+		}
+		if len(buf) < page {
+			return nil
+		}
+		from = buf[len(buf)-1].seq + 1
+	}
+}
+
+// query runs fn with the connection held.
+func (s *Store) query(ctx context.Context, doing string, fn func(querier) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return dbErr(s.opts.Name, doing, fn(s.conn))
+}
+
+// Find implements ledger.Store.Find: the event type, subject and op_id
+// conditions are SQL lookups through their indexes; each row is then
+// parsed and held to the whole query (ledger.Query.Selects), so the
+// answer is a scan's.
+func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry) bool) error {
+	sql := `SELECT seq, line FROM cp_entries WHERE ledger = $1 AND seq >= $2`
+	args := []any{s.opts.Name, q.From}
+	if len(q.EventTypes) > 0 {
+		args = append(args, q.EventTypes)
+		sql += fmt.Sprintf(` AND event_type = ANY($%d)`, len(args))
+	}
+	if q.Subject != "" {
+		args = append(args, q.Subject)
+		sql += fmt.Sprintf(` AND submission_id = $%d`, len(args))
+	}
+	if op := q.OpID; op != "" || q.Metadata["op_id"] != "" {
+		if op == "" {
+			op = q.Metadata["op_id"]
+		}
+		args = append(args, op)
+		sql += fmt.Sprintf(` AND op_id = $%d`, len(args))
+	}
+	sql += fmt.Sprintf(` ORDER BY seq LIMIT %d`, page)
+	var lines [][]byte
+	for {
+		lines = lines[:0]
+		last := int64(-1)
+		err := s.query(ctx, "finding entries", func(qr querier) error {
+			rows, err := qr.Query(ctx, sql, args...)
+			if err != nil {
+				return err
+			}
+			var seq int64
+			var line []byte
+			_, err = pgx.ForEachRow(rows, []any{&seq, &line}, func() error {
+				lines = append(lines, line)
+				line, last = nil, seq
+				return nil
+			})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, line := range lines {
+			e, err := ledger.ParseLine(line)
+			if err != nil || !q.Selects(e) {
+				continue // Verify reports what does not parse
+			}
+			if !fn(e) {
+				return nil
+			}
+		}
+		if len(lines) < page {
+			return nil
+		}
+		args[1] = last + 1
+	}
+}
+
+// Append implements ledger.Store.Append: one transaction per batch, the
+// head row locked for it, acknowledged only after the commit.
+func (s *Store) Append(ctx context.Context, drafts []ledger.Draft) ([]ledger.Entry, error) {
+	if !s.opts.Writable {
+		return nil, ledger.Errorf("INTERNAL", "ledger %s opened read-only", s.opts.Name)
+	}
+	genesis := len(drafts) > 0 && drafts[0].EventType == "GENESIS"
+	var entries []ledger.Entry
+	var encErr error
+	var ckpt []byte
+	err := s.locked(ctx, func(tx pgx.Tx, tree *ledger.Tree, stored []byte) error {
+		if genesis && tree.Size != 0 {
+			return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s already holds %d entries; GENESIS opens an empty ledger", s.opts.Name, tree.Size)
+		}
+		hr := hashes{ctx, tx, s.opts.Name}
+		if k := s.opts.Ledger.Checkpoint; k != nil {
+			// An empty ledger has no checkpoint to keep: its first append
+			// makes the first one.
+			if err := k.CheckStored(stored, s.where(), s.opts.Name, tree.Size, genesis || tree.Size == 0, rootAt(tree, hr)); err != nil {
+				return err
+			}
+		}
+		if len(drafts) == 0 {
+			return errReady // an empty batch: it could proceed; nothing to write
+		}
+		old := tlog.StoredHashCount(tree.Size)
+		b, err := tree.Build(drafts, s.opts.Ledger)
+		if len(b.Entries) == 0 {
+			return err
+		}
+		entries, encErr = b.Entries, err
+		rows := make([][]any, len(b.Entries))
+		for i, e := range b.Entries {
+			var op any
+			if v, ok := e.Metadata["op_id"].(string); ok {
+				op = v
+			}
+			rows[i] = []any{s.opts.Name, e.Seq, b.Lines[i], e.EntryHash, e.EventType, e.SubmissionID, op}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_entries"}, []string{"ledger", "seq", "line", "entry_hash", "event_type", "submission_id", "op_id"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+		hrows := make([][]any, len(b.Hashes))
+		for i, h := range b.Hashes {
+			hrows[i] = []any{s.opts.Name, old + int64(i), h[:]}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_hashes"}, []string{"ledger", "idx", "hash"}, pgx.CopyFromRows(hrows)); err != nil {
+			return err
+		}
+		if k := s.opts.Ledger.Checkpoint; k != nil {
+			if ckpt, err = (ledger.Checkpoint{Origin: k.Origin, Size: tree.Size, Root: tree.Root()}).Sign(k.Signer); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE cp_ledgers SET size = $2, head = $3, checkpoint = COALESCE($4, checkpoint) WHERE name = $1`, s.opts.Name, tree.Size, tree.Head, ckpt)
+		return err
+	})
+	if errors.Is(err, errReady) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ckpt != nil {
+		if err := s.keepOutside(ckpt); err != nil {
+			return entries, err
+		}
+	}
+	return entries, encErr
+}
+
+// beforeCommit, when set (by tests), runs just before a commit.
+var beforeCommit func()
+
+// errReady ends the transaction of an empty batch: rolled back, not an
+// error.
+var errReady = errors.New("ready")
+
+// rootAt returns the tree's root at a size up to tree.Size.
+func rootAt(tree *ledger.Tree, hr tlog.HashReader) func(int64) (tlog.Hash, error) {
+	return func(size int64) (tlog.Hash, error) {
+		if size == tree.Size {
+			return tree.Root(), nil
+		}
+		return tlog.TreeHash(size, hr)
+	}
+}
+
+// locked runs fn in a transaction holding the ledger's head row (created
+// if missing): the database serializes every writer of the ledger, on any
+// machine, here. fn gets the tree as the head row and stored hashes say,
+// its last entry re-hashed and checked against both, and the latest stored
+// checkpoint. The transaction commits when fn returns nil.
+func (s *Store) locked(ctx context.Context, fn func(tx pgx.Tx, tree *ledger.Tree, stored []byte) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := s.opts.Name
+	tx, err := s.conn.Begin(ctx)
+	if err != nil {
+		return dbErr(name, "beginning a transaction", err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, s.opts.Ledger.LockTimeout.Milliseconds())); err != nil {
+		return dbErr(name, "setting the lock timeout", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO cp_ledgers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, name); err != nil {
+		return lockErr(name, s.opts.Ledger.LockTimeout, err)
+	}
+	var size int64
+	var head string
+	var dbCkpt []byte
+	if err := tx.QueryRow(ctx, `SELECT size, head, checkpoint FROM cp_ledgers WHERE name = $1 FOR UPDATE`, name).Scan(&size, &head, &dbCkpt); err != nil {
+		return lockErr(name, s.opts.Ledger.LockTimeout, err)
+	}
+	hr := hashes{ctx, tx, name}
+	if size > 0 {
+		// The new entries chain to the last one: re-hash it rather than
+		// trust the head row, and check the tree agrees.
+		var line []byte
+		err := tx.QueryRow(ctx, `SELECT line FROM cp_entries WHERE ledger = $1 AND seq = $2`, name, size-1).Scan(&line)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ledger.Errorf("LEDGER_INVALID", "ledger %s: entry %d, its head, is missing: rows were deleted; refusing to append (run cp-ledger verify)", name, size-1)
+		} else if err != nil {
+			return dbErr(name, "reading its head", err)
+		}
+		leaf, err := ledger.LeafOf(line, size-1)
+		if err != nil {
+			return err
+		}
+		hs, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(0, size-1)})
+		if err != nil {
+			return err
+		}
+		if hs[0] != leaf || hex.EncodeToString(leaf[:]) != head {
+			return ledger.Errorf("LEDGER_INVALID", "ledger %s: entry %d's hash differs from its stored leaf hash or the head row; refusing to append (run cp-ledger verify)", name, size-1)
+		}
+	}
+	tree, err := ledger.LoadTree(size, head, hr)
+	if err != nil {
+		return err
+	}
+	stored, err := s.latest(dbCkpt)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx, &tree, stored); errors.Is(err, errReady) {
+		return err
+	} else if err != nil {
+		return dbErr(name, "appending", err)
+	}
+	if beforeCommit != nil {
+		beforeCommit()
+	}
+	if err := tx.Commit(ctx); err != nil {
+		// A commit whose answer was lost may or may not have happened:
+		// it is not acknowledged; State and verify say which.
+		return ledger.Errorf(Unavailable, "ledger %s: the commit was not acknowledged (%s): the batch is not acknowledged (check with cp-ledger state)", name, redact(err))
+	}
+	return nil
+}
+
+// lockErr codes a failure to take the head row: a lock timeout is
+// LOCK_TIMEOUT, as with files.
+func lockErr(name string, timeout time.Duration, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+		return ledger.Errorf("LOCK_TIMEOUT", "ledger %s: its head row still locked by another writer after %s", name, timeout)
+	}
+	return dbErr(name, "locking its head row", err)
+}
+
+// ReadCheckpoint implements ledger.Store.ReadCheckpoint: the latest of the
+// checkpoint in the database and its copy outside (CheckpointFile), the
+// one of the larger tree; on a tie, the copy outside. So a tail cut from
+// the database with its checkpoint rolled back is still held to the
+// checkpoint outside.
+func (s *Store) ReadCheckpoint() ([]byte, error) {
+	var db []byte
+	err := s.query(context.Background(), "reading its checkpoint", func(q querier) error {
+		err := q.QueryRow(context.Background(), `SELECT checkpoint FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&db)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.latest(db)
+}
+
+// latest returns the later of the database's checkpoint db and the copy
+// outside.
+func (s *Store) latest(db []byte) ([]byte, error) {
+	file, err := s.readOutside()
+	if err != nil || file == nil {
+		return db, err
+	}
+	if db == nil {
+		return file, nil
+	}
+	if size(db) > size(file) {
+		return db, nil
+	}
+	return file, nil
+}
+
+// size is the tree size a checkpoint states, -1 if it does not parse (so
+// that the other one is read, and Verify reports this one by its absence
+// from the tree it names only if it is the one kept).
+func size(b []byte) int64 {
+	text := b
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+		text = b[:i+1]
+	}
+	c, err := ledger.ParseCheckpoint(string(text))
+	if err != nil {
+		return -1
+	}
+	return c.Size
+}
+
+// where names the checkpoint in messages.
+func (s *Store) where() string {
+	if s.opts.CheckpointFile != "" {
+		return s.opts.CheckpointFile
+	}
+	return "the checkpoint of ledger " + s.opts.Name
+}
+
+func (s *Store) readOutside() ([]byte, error) {
+	if s.opts.CheckpointFile == "" {
+		return nil, nil
+	}
+	b, err := regfile.ReadNoFollow(s.opts.CheckpointFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// keepOutside writes ckpt to CheckpointFile unless the file already
+// holds a checkpoint of a larger tree (a writer that committed after
+// this one and wrote first): under a lock file beside it, so two writers
+// of one machine do not replace a newer checkpoint with an older one.
+func (s *Store) keepOutside(ckpt []byte) error {
+	path := s.opts.CheckpointFile
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return ledger.Errorf("IO_ERROR", "keeping the checkpoint in %s: %v", path, err)
+	}
+	lf, err := lockfile.Open(path + ".lock")
+	if err != nil {
+		return ledger.Errorf("IO_ERROR", "keeping the checkpoint in %s: %v", path, err)
+	}
+	defer lf.Close()
+	if err := lockfile.Lock(context.Background(), lf, true, s.opts.Ledger.LockTimeout); err != nil {
+		return ledger.Errorf("LOCK_TIMEOUT", "keeping the checkpoint in %s: %v", path, err)
+	}
+	defer lockfile.Unlock(lf)
+	old, err := s.readOutside()
+	if err != nil {
+		return err
+	}
+	if old != nil && size(old) > size(ckpt) {
+		return nil
+	}
+	if err := atomicfile.Write(path, ckpt, 0o644); err != nil {
+		return ledger.Errorf("IO_ERROR", "keeping the checkpoint in %s: %v", path, err)
+	}
+	return nil
+}
+
+// Checkpoint implements ledger.Store.Checkpoint, under the head row's
+// lock: stored in the database and kept outside it.
+func (s *Store) Checkpoint(ctx context.Context, origin string, signers ...note.Signer) (ledger.Checkpoint, []byte, error) {
+	var c ledger.Checkpoint
+	var text []byte
+	err := s.locked(ctx, func(tx pgx.Tx, tree *ledger.Tree, stored []byte) error {
+		if k := s.opts.Ledger.Checkpoint; k != nil {
+			// Never sign over a stored checkpoint the ledger contradicts;
+			// a missing one may be re-anchored on request.
+			if err := k.CheckStored(stored, s.where(), s.opts.Name, tree.Size, true, rootAt(tree, hashes{ctx, tx, s.opts.Name})); err != nil {
+				return err
+			}
+			signers = append([]note.Signer{k.Signer}, signers...)
+		}
+		c = ledger.Checkpoint{Origin: origin, Size: tree.Size, Root: tree.Root()}
+		text = []byte(c.Text())
+		if len(signers) > 0 {
+			var err error
+			if text, err = c.Sign(signers...); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `UPDATE cp_ledgers SET checkpoint = $2 WHERE name = $1`, s.opts.Name, text)
+		return err
+	})
+	if err != nil {
+		return c, nil, err
+	}
+	return c, text, s.keepOutside(text)
+}

@@ -291,6 +291,11 @@ func (r *runner) decide(ctx context.Context, req Request) decision {
 		return decision{refusal: &Outcome{Err: err}}
 	}
 	adm := r.admit(ctx, s.root)
+	if fillFromClaims(c.Verb, req, adm.id.Claims) {
+		if s, err = c.scopeOf(req); err != nil {
+			return decision{refusal: &Outcome{Err: err}}
+		}
+	}
 	// The work order the request names: work_order_id (DESIGN.md §3), or
 	// the older fields of cp-install (--work-order) and cp-gate (--wo).
 	wo := req.String("work_order_id")
@@ -362,4 +367,34 @@ func (r *runner) refuse(ctx context.Context, a Access, id Identity, err error) *
 	}
 	o.LedgerEntryID, o.Seq = rid, seq
 	return o
+}
+
+// fillFromClaims gives a request that names no session or work order those
+// of the caller's token, where the verb takes them (DESIGN.md §3: --session
+// and --wo default to the token's claims and must match them; the firewall
+// refuses any other). A request that names a tier (--plane) or a ledger
+// file itself is not given a session: it said where it acts. It reports
+// whether it filled the session, which changes what the request acts on.
+func fillFromClaims(v *Verb, req Request, cl *auth.Claims) (session bool) {
+	if cl == nil {
+		return false
+	}
+	if cl.WorkOrder != "" && v.takes("work_order_id") && !req.Has("work_order_id") {
+		req["work_order_id"] = cl.WorkOrder
+	}
+	if cl.Session != "" && v.takes("session_id") && !req.Has("session_id") && !req.Has("plane") && !req.Has("ledger") {
+		req["session_id"] = cl.Session
+		return true
+	}
+	return false
+}
+
+// takes reports whether the verb has a flag that fills the request field.
+func (v *Verb) takes(field string) bool {
+	for _, f := range v.Flags {
+		if f.Field == field || f.Field == "" && snake(f.Name) == field {
+			return true
+		}
+	}
+	return false
 }

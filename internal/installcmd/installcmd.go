@@ -28,7 +28,7 @@ import (
 const usage = `cp-install: install packages into a plane, atomically; checkpoints and rollback
 
 Usage:
-  cp-install [install] --archive A [--id PKG-ID] [--dry-run] [--force] [--work-order WO-ID]
+  cp-install [install] --archive A [--id PKG-ID] [--dry-run] [--force] [--wo WO-ID]
   cp-install checkpoint --label L
   cp-install versions
   cp-install rollback --version-id VER-...
@@ -99,7 +99,12 @@ Options:
   --id PKG-ID        refuse unless the manifest declares this package
   --dry-run          check and report; write nothing
   --force            re-apply the installed version; overwrite drift (recorded)
-  --work-order WO    the work order this install belongs to (recorded)
+  --wo WO-ID         the work order the install is done under (--work-order: an
+                     alias): G2 (approved, unchanged, not expired, every path
+                     added, replaced or removed inside its scope) and G3
+                     (dependencies change only under dependency_add) judge it
+                     before a byte lands; recorded. config/governance.json
+                     work_orders: required makes it mandatory (WO_REQUIRED)
   --label L          what a checkpoint is
   --version-id VER   the checkpoint to roll back to
   --trust-key SPEC   bootstrap: [PURPOSE,...=]PUB, a verifier key (or a path to
@@ -134,7 +139,7 @@ Examples:
   cp-install --root plane trust add --purpose package keys/release.pub
   cp-install --root plane trust remove --purpose package ops
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --dry-run
-  cp-install --root plane --archive PKG-HELLO-001.tar.gz --work-order WO-7
+  cp-install --root plane --archive PKG-HELLO-001.tar.gz --wo WO-20261206-001
   cp-install --root plane checkpoint --label "before hello 2" | jq -r .result.version_id
   cp-install --root plane rollback --version-id VER-20261125T020304Z-1a2b3c4d
   cp-ledger show --root plane --event-type INSTALLED
@@ -146,7 +151,8 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "id", Kind: cli.String, Usage: "expected package id"},
 		{Name: "dry-run", Kind: cli.Bool, Usage: "check and report, write nothing"},
 		{Name: "force", Kind: cli.Bool, Usage: "re-apply; overwrite drift"},
-		{Name: "work-order", Kind: cli.String, Usage: "work order id"},
+		{Name: "wo", Kind: cli.String, Field: "work_order_id", Usage: "the work order the install is done under (G2, G3)"},
+		{Name: "work-order", Kind: cli.String, Usage: "alias of --wo"},
 	}},
 	{Name: "checkpoint", Schema: "cp-install.checkpoint.request.json", Action: cli.ActionCheckpoint, Tier: cli.TierHO3, Run: checkpoint, Flags: []cli.Flag{
 		{Name: "label", Kind: cli.String, Usage: "what the checkpoint is"},
@@ -195,10 +201,17 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 		}
 		id = pid
 	}
+	wo := req.String("work_order_id")
+	if alias := req.String("work_order"); alias != "" {
+		if wo != "" && wo != alias {
+			return cli.Outcome{Err: cli.Usagef("--wo %s and --work-order %s disagree", wo, alias)}
+		}
+		wo = alias
+	}
 	step, finish := c.Steps()
 	res, err := install.Install(ctx, root, install.Options{Archive: req.String("archive"), ID: id,
 		ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash"),
-		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: c.Actor(), Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey},
+		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: wo, Actor: c.Actor(), Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey},
 		Log: step})
 	finish()
 	if err != nil {

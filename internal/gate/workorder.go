@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/plane"
@@ -146,7 +148,9 @@ func G2(ctx context.Context, root string, a WOAction) (*Result, *workorder.Appro
 	}
 	r.Details["state"], r.Details["payload_hash"], r.Details["approval_seq"] = ap.State, ap.PayloadHash, ap.Seq
 	for _, p := range a.Paths {
-		if !ap.WorkOrder.Scope.Covers(p) {
+		if !cleanRel(p) { // "lib/x/../../etc" would match "lib/x/**"
+			r.fail(CodeScopeViolation, p, "%q is not a clean plane-relative path, so no scope covers it", p)
+		} else if !ap.WorkOrder.Scope.Covers(p) {
 			r.fail(CodeScopeViolation, p, "%s is outside work order %s's scope.paths", p, a.WorkOrder)
 		}
 	}
@@ -186,6 +190,13 @@ func G3(a WOAction, ap *workorder.Approval) *Result {
 		r.fail(CodeDependencyChange, "dependencies", "dependencies change (+%v -%v): work order %s is %s, not dependency_add", added, removed, ap.ID, ap.WorkOrder.Type)
 	}
 	return r.done(fmt.Sprintf("dependency change authorised by dependency_add work order %s", a.WorkOrder))
+}
+
+// cleanRel reports whether p is a clean slash path relative to the plane
+// root: not empty, not absolute, no ".", ".." or empty segment, no
+// backslash.
+func cleanRel(p string) bool {
+	return p != "" && path.Clean(p) == p && !path.IsAbs(p) && p != ".." && !strings.HasPrefix(p, "../") && !strings.Contains(p, `\`)
 }
 
 // diffDeps returns what next adds to prev and what it drops, sorted.

@@ -223,6 +223,17 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 	case len(res.DriftOverwritten) > 0:
 		c.Warnf("--force overwrote %d file(s) edited since install (recorded): %v", len(res.DriftOverwritten), res.DriftOverwritten)
 	}
+	for _, g := range res.Gates {
+		for _, w := range g.Warnings {
+			if w.Code == gate.CodeWeakenedControl {
+				if res.DryRun {
+					c.Warnf("%s %s: %s: a weakened control (a dry run: nothing recorded)", g.Gate, w.Code, w.Message)
+				} else {
+					c.Warnf("%s %s: %s: a weakened control, recorded", g.Gate, w.Code, w.Message)
+				}
+			}
+		}
+	}
 	if res.Signature == "waived" && !res.DryRun && res.Action != install.ActionNone {
 		c.Warnf("%s installed unsigned under CONTROL_PLANE_ALLOW_UNSIGNED=1: a weakened control, recorded", res.PackageID)
 	}

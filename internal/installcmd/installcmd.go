@@ -31,7 +31,7 @@ Usage:
   cp-install [install] --archive A [--id PKG-ID] [--dry-run] [--force] [--wo WO-ID]
   cp-install checkpoint --label L
   cp-install versions
-  cp-install rollback --version-id VER-...
+  cp-install rollback --version-id VER-... [--wo WO-ID]
   cp-install recover
   cp-install bootstrap --root DIR [--trust-key [PURPOSE,...=]PUB ...] [--plane-name NAME]
   cp-install trust add --purpose P[,P...] PUB
@@ -99,12 +99,14 @@ Options:
   --id PKG-ID        refuse unless the manifest declares this package
   --dry-run          check and report; write nothing
   --force            re-apply the installed version; overwrite drift (recorded)
-  --wo WO-ID         the work order the install is done under (--work-order: an
-                     alias): G2 (approved, unchanged, not expired, every path
-                     added, replaced or removed inside its scope) and G3
-                     (dependencies change only under dependency_add) judge it
-                     before a byte lands; recorded. config/governance.json
-                     work_orders: required makes it mandatory (WO_REQUIRED)
+  --wo WO-ID         the work order an install or rollback is done under
+                     (--work-order: an alias, install only): G2 (approved,
+                     unchanged, not expired, every path added, replaced or
+                     removed inside its scope; a rollback's registries and
+                     receipts too) and, for an install, G3 (dependencies change
+                     only under dependency_add) judge it before a byte lands;
+                     recorded. config/governance.json work_orders: required
+                     makes it mandatory (WO_REQUIRED)
   --label L          what a checkpoint is
   --version-id VER   the checkpoint to roll back to
   --trust-key SPEC   bootstrap: [PURPOSE,...=]PUB, a verifier key (or a path to
@@ -160,6 +162,7 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 	{Name: "versions", Schema: "cp-install.versions.request.json", Action: cli.ActionRead, Tier: cli.TierHO3, Run: versions, Text: versionsText},
 	{Name: "rollback", Schema: "cp-install.rollback.request.json", Action: cli.ActionRollback, Tier: cli.TierHO3, Run: rollback, Text: rollbackText, Flags: []cli.Flag{
 		{Name: "version-id", Kind: cli.String, Usage: "checkpoint to restore"},
+		{Name: "wo", Kind: cli.String, Field: "work_order_id", Usage: "the work order the rollback is done under (G2)"},
 	}},
 	{Name: "recover", Schema: "cp-install.recover.request.json", Action: cli.ActionRecover, Tier: cli.TierHO3, Run: recoverVerb},
 	{Name: "bootstrap", Schema: "cp-install.bootstrap.request.json", Action: cli.ActionBootstrap, Tier: cli.TierHO3, Run: bootstrapVerb, Flags: []cli.Flag{
@@ -276,7 +279,7 @@ func rollback(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: cli.Usagef("rollback needs --version-id VER-...").WithHint("cp-install versions lists them")}
 	}
 	step, finish := c.Steps()
-	res, err := install.Rollback(ctx, root, req.String("version_id"), c.Actor(), time.Now(), step)
+	res, err := install.Rollback(ctx, root, req.String("version_id"), req.String("work_order_id"), c.Actor(), time.Now(), step)
 	finish()
 	out := cli.Outcome{Err: err}
 	if res != nil { // rolled back (and perhaps INTEGRITY_FAILED after it)

@@ -216,3 +216,42 @@ func diffDeps(prev, next []string) (added, removed []string) {
 	slices.Sort(removed)
 	return added, removed
 }
+
+// Refusal is a failed G2 or G3 as an error, for an action that refuses
+// when its gate fails: the code and path of the first error, and the
+// gate's result. Its kind is "refusal" (exit 1), whatever the code.
+type Refusal struct{ Result *Result }
+
+func (e *Refusal) Error() string {
+	f := e.Result.Errors[0]
+	return fmt.Sprintf("%s: %s %s: %s", e.Result.Gate, f.Code, f.Path, f.Message)
+}
+
+// Code returns the code of the gate's first error.
+func (e *Refusal) Code() string { return e.Result.Errors[0].Code }
+
+// Kind says the error is a refusal by a judgement (internal/cli's kinds).
+func (e *Refusal) Kind() string { return kindRefusal }
+
+// kindRefusal is internal/cli's kind of an error that a judgement refused.
+const kindRefusal = "refusal"
+
+// ErrorDetails names the gate and the path of its first error.
+func (e *Refusal) ErrorDetails() map[string]any {
+	return map[string]any{"gate": e.Result.Gate, "path": e.Result.Errors[0].Path}
+}
+
+// ErrorResult returns the gate's result.
+func (e *Refusal) ErrorResult() any { return e.Result }
+
+// RequireG2 runs G2 for a and returns a *Refusal when it fails.
+func RequireG2(ctx context.Context, root string, a WOAction) (*Result, error) {
+	r, _, err := G2(ctx, root, a)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Passed {
+		return r, &Refusal{Result: r}
+	}
+	return r, nil
+}

@@ -147,10 +147,11 @@ func G2(ctx context.Context, root string, a WOAction) (*Result, *workorder.Appro
 		return r.done(""), nil, nil
 	}
 	r.Details["state"], r.Details["payload_hash"], r.Details["approval_seq"] = ap.State, ap.PayloadHash, ap.Seq
+	scope := ap.WorkOrder.Scope.Matcher()
 	for _, p := range a.Paths {
 		if !cleanRel(p) { // "lib/x/../../etc" would match "lib/x/**"
 			r.fail(CodeScopeViolation, p, "%q is not a clean plane-relative path, so no scope covers it", p)
-		} else if !ap.WorkOrder.Scope.Covers(p) {
+		} else if !scope.Covers(p) {
 			r.fail(CodeScopeViolation, p, "%s is outside work order %s's scope.paths", p, a.WorkOrder)
 		}
 	}

@@ -26,7 +26,7 @@ var (
 )
 
 // woPlane bootstraps a plane trusting one work_order key.
-func woPlane(t *testing.T) (string, note.Signer) {
+func woPlane(t testing.TB) (string, note.Signer) {
 	t.Helper()
 	skey, vkey, err := keys.Generate("approver")
 	require.NoError(t, err)
@@ -45,7 +45,7 @@ func woDraft(typ string, ttl time.Duration) workorder.Draft {
 }
 
 // newWO creates a work order by alice and, if approve, has bob approve it.
-func newWO(t *testing.T, root string, signer note.Signer, d workorder.Draft, approve bool) string {
+func newWO(t testing.TB, root string, signer note.Signer, d workorder.Draft, approve bool) string {
 	t.Helper()
 	c, err := workorder.Create(context.Background(), root, d, alice)
 	require.NoError(t, err)

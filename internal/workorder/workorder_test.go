@@ -367,3 +367,16 @@ func TestMatch(t *testing.T) {
 		require.Equal(t, tc.want, Match(tc.p, tc.name), "%s ~ %s", tc.p, tc.name)
 	}
 }
+
+// TestMatcherAgrees: the compiled Matcher answers as Scope.Covers.
+func TestMatcherAgrees(t *testing.T) {
+	s := Scope{Paths: []string{"lib/router/**", "config/router_policy.json", "**/*.md", "lib/*/x.py", "a/b/c", "a/b", "a/**/c/*", "d/[ab]*/e", "**"}}
+	names := []string{"lib/router/a.py", "lib/router", "lib/routers/a", "config/router_policy.json", "config/x.json", "docs/a.md", "a.md",
+		"lib/demo/x.py", "lib/demo/y.py", "a/b/c", "a/b", "a/b/c/d", "a/x/y/c/z", "a/c/z", "d/ax/e", "d/cx/e", "", "x"}
+	for _, scope := range []Scope{s, {Paths: s.Paths[:8]}, {Paths: []string{"lib/router/**"}}, {}} {
+		m := scope.Matcher()
+		for _, n := range names {
+			require.Equal(t, scope.Covers(n), m.Covers(n), "scope %v, %q", scope.Paths, n)
+		}
+	}
+}

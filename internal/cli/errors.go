@@ -209,7 +209,6 @@ var classes = map[string]int{
 	"LEDGER_UNSAFE":      ExitDenied,
 	"MISSING":            ExitDenied,
 	"MODE_MISMATCH":      ExitDenied,
-	"NOT_EVALUATED":      ExitDenied,
 	"NOT_GOVERNED":       ExitDenied,
 	"ORPHAN":             ExitDenied,
 	"OWNERSHIP_CONFLICT": ExitDenied,
@@ -254,6 +253,11 @@ var classes = map[string]int{
 	"WO_IDS_EXHAUSTED":   ExitDenied,
 	"APPROVAL_INVALID":   ExitDenied,
 	"SELF_APPROVAL":      ExitDenied,
+	// G2 and G3 (internal/gate/workorder.go).
+	"SCOPE_VIOLATION":                ExitDenied, // a path the action touches is outside the work order's scope.paths
+	"WO_REQUIRED":                    ExitDenied, // config/governance.json requires a work order and none was given
+	"DEPENDENCY_CHANGE_UNAUTHORIZED": ExitDenied, // dependencies change without a dependency_add work order
+	"WEAKENED_CONTROL":               ExitDenied, // a warning of G3: a dependency change no work order judged
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

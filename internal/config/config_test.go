@@ -129,14 +129,17 @@ func TestPackageLifecycle(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "opconf")
 	res := run(t, pkgcmd.Run, "init-config", "PKG-CONFIG-001", "--output", src)
 	require.Equal(t, "config", res["package_type"])
-	require.NoError(t, os.WriteFile(filepath.Join(src, "config", "governance.json"), []byte(`{"work_orders":"required"}`+"\n"), 0o644))
+	// Work orders optional, spelled out: "required" would make the upgrade
+	// and rollback below need one (G2: config_package.txtar runs that).
+	gov := []byte(`{"work_orders": "optional"}` + "\n")
+	require.NoError(t, os.WriteFile(filepath.Join(src, "config", "governance.json"), gov, 0o644))
 	res = publish(t, root, key, "PKG-CONFIG-001", src)
 	require.Equal(t, "install", res["action"])
 
 	g, gsrc, err := config.Governance(root)
 	require.NoError(t, err)
-	require.True(t, g.WorkOrdersRequired())
-	require.Equal(t, config.Source{Package: "PKG-CONFIG-001", Path: config.GovernancePath, SHA256: plane.SHA256([]byte(`{"work_orders":"required"}` + "\n"))}, gsrc)
+	require.False(t, g.WorkOrdersRequired())
+	require.Equal(t, config.Source{Package: "PKG-CONFIG-001", Path: config.GovernancePath, SHA256: plane.SHA256(gov)}, gsrc)
 	_, psrc, err := config.Providers(root)
 	require.NoError(t, err)
 	require.Equal(t, "PKG-CONFIG-001", psrc.Package)
@@ -177,9 +180,9 @@ func TestPackageLifecycle(t *testing.T) {
 	text, _, err = config.PolicyText(root)
 	require.NoError(t, err)
 	require.Equal(t, string(config.DefaultPolicy), text)
-	g, _, err = config.Governance(root)
+	_, gsrc, err = config.Governance(root)
 	require.NoError(t, err)
-	require.True(t, g.WorkOrdersRequired(), "0.1.0's governance is back")
+	require.Equal(t, plane.SHA256(gov), gsrc.SHA256, "0.1.0's governance is back")
 }
 
 // A file the loaders cannot vouch for is an error, never the default.

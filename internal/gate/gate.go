@@ -7,7 +7,7 @@
 //     version rule (VERSION) and OWNERSHIP, in DESIGN.md §6's order;
 //   - the plane gates of cp-gate check (Check; plane.go): G0A, G1 and G5
 //     re-judged for every installed package, G0K (kernel parity), G6
-//     (ledgers) and G2/G3 (work orders, not built yet);
+//     (ledgers) and G2/G3 (work orders; workorder.go);
 //   - the integrity sweep (Integrity; integrity.go): G0B (governed files
 //     against ownership, receipts and modes), G6 and RECEIPTS.
 //

@@ -47,9 +47,9 @@ type CheckOptions struct {
 // recorded at install: the installed manifest against the receipt (G0A),
 // the framework/spec chain against HO3's registries (G1), the kept
 // signature or the recorded waiver (G5). G0B judges the tier's governed
-// files, G0K and G6 every tier. G2 and G3 judge work orders, which do not
-// exist yet: without one they report "not applicable" (details.applicable
-// false); given one (--wo) they fail with NOT_EVALUATED.
+// files, G0K and G6 every tier. G2 and G3 judge the work order opts.WorkOrder
+// (checkWorkOrder): without one, and without an archive, they report "not
+// applicable" (details.applicable false).
 //
 // The error is for a plane that cannot be evaluated (an unreadable
 // registry, tier.json or governed-roots file); what is wrong with the plane
@@ -82,6 +82,7 @@ func Check(ctx context.Context, root string, opts CheckOptions) ([]Result, error
 		}
 	}
 	var inst *installed
+	var wo map[string]*Result // G2 and G3, judged together
 	var out []Result
 	for _, g := range order {
 		if !slices.Contains(gates, g) {
@@ -113,7 +114,12 @@ func Check(ctx context.Context, root string, opts CheckOptions) ([]Result, error
 			case "G1":
 				r, err = g1Installed(root, tdir, inst)
 			case "G2", "G3":
-				r = workOrderGate(g, opts.WorkOrder)
+				if wo == nil {
+					if wo, err = checkWorkOrder(ctx, root, tdir, opts); err != nil {
+						return nil, err
+					}
+				}
+				r = wo[g]
 			case "G5":
 				r, err = g5Installed(ctx, root, tdir, inst)
 			case "G6":
@@ -749,19 +755,46 @@ func intOf(v any) (int64, bool) {
 	return 0, false
 }
 
-// workOrderGate is G2 or G3 until work orders exist. Without a work order
-// it does not apply and says so (details.applicable false), never a silent
-// pass. Asked to judge a work order it cannot judge, it fails closed:
-// NOT_EVALUATED, so that no pipeline takes "--wo W" for a checked W.
-func workOrderGate(g, wo string) *Result {
-	r := newResult(g)
-	r.Details["applicable"] = false
-	what := map[string]string{"G2": "approval, payload and scope", "G3": "dependency constraints"}[g]
-	if wo == "" {
-		r.Message = "not applicable: no work order given (--wo WO-ID); " + g + " judges a work order's " + what
-		return r.done("")
+// checkWorkOrder is G2 and G3 for cp-gate check. With an archive they
+// judge its install under opts.WorkOrder as cp-install would
+// (InstallAction: governance, paths, dependencies). Without one, G2
+// judges the work order's approval alone (nothing is touched: no path to
+// judge, no work order required) and G3 does not apply.
+func checkWorkOrder(ctx context.Context, root, tdir string, opts CheckOptions) (map[string]*Result, error) {
+	if opts.Archive == "" {
+		g2, _, err := G2(ctx, root, WOAction{WorkOrder: opts.WorkOrder})
+		if err != nil {
+			return nil, err
+		}
+		g3 := newResult("G3")
+		g3.Details["applicable"] = false
+		g3.Message = "not applicable: no archive given (--archive A): no dependency change to judge"
+		if opts.WorkOrder == "" {
+			g3.Message = "not applicable: no work order given (--wo WO-ID); G3 judges a work order's dependency constraints"
+		}
+		return map[string]*Result{"G2": g2, "G3": g3.done("")}, nil
 	}
-	r.Details["work_order_id"] = wo
-	r.fail("NOT_EVALUATED", wo, "work orders are not built yet: %s's %s cannot be judged, so %s does not pass", wo, what, g)
-	return r.done("")
+	raw, _, _, err := readArchive(opts.Archive, opts.Limits)
+	if err != nil {
+		return nil, err
+	}
+	m, err := manifest.Parse(raw)
+	if err != nil { // G0A names it; G2 and G3 cannot judge what they cannot read
+		out := map[string]*Result{}
+		for _, g := range []string{"G2", "G3"} {
+			r := newResult(g)
+			r.fail("MANIFEST_INVALID", opts.Archive, "the archive's manifest does not read, so its paths and dependencies cannot be judged: %v", err)
+			out[g] = r.done("")
+		}
+		return out, nil
+	}
+	a, err := InstallAction(tdir, m, opts.WorkOrder)
+	if err != nil {
+		return nil, err
+	}
+	g2, g3, err := WorkOrderGates(ctx, root, a)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*Result{"G2": g2, "G3": g3}, nil
 }

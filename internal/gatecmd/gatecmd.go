@@ -52,10 +52,17 @@ bytes on disk:
   G1   framework/spec chain: each installed package's spec and framework are
        registered and active in HO3, its assets within its spec, its
        dependencies installed at allowed versions
-  G2   work order (approval, payload, scope) and
-  G3   constraints: work orders are not built yet. Without --wo both report
-       "not applicable" (details.applicable false), never a silent pass; with
-       --wo they fail, NOT_EVALUATED: a work order named is never taken as checked
+  G2   work order (--wo W): approved in HO3 by a key trusted for work_order
+       now, payload unchanged, not expired, a state that allows work
+       (WO_NOT_APPROVED, WO_PAYLOAD_CHANGED, WO_EXPIRED, WO_CLOSED,
+       KEY_UNTRUSTED, APPROVAL_INVALID); with --archive, every path the install
+       adds, replaces or removes inside scope.paths (SCOPE_VIOLATION), and
+       --wo mandatory where config/governance.json requires work orders
+       (WO_REQUIRED). Without --wo or --archive: "not applicable"
+  G3   constraints (with --archive): dependencies that differ from the
+       installed version's need a dependency_add work order when one is given
+       or required (DEPENDENCY_CHANGE_UNAUTHORIZED); else a WEAKENED_CONTROL
+       warning
   G5   signatures: each installed package's kept signature
        (packages_store/PKG-VERSION.tar.gz.sig) verifies by the recorded trusted
        key, or its waiver is recorded in a ledger
@@ -78,7 +85,7 @@ Options:
   --all            every gate (the default)
   --gate G...      the gates to run: repeat, list with commas, or follow with names
   --plane P        the tier checked: ho3 (default), ho2 or ho1
-  --archive A      judge this package archive (G0A, G1, G5, VERSION, OWNERSHIP)
+  --archive A      judge this package archive (G0A, G1, G2, G3, G5, VERSION, OWNERSHIP)
   --wo WO-ID       the work order G2 and G3 judge
   --enforce        stop at the first failure
   --record         record the verdict in the tier's ledger

@@ -69,11 +69,14 @@ import (
 
 // Options configure Install.
 type Options struct {
-	Archive   string // the package archive; its signature is Archive+".sig"
-	ID        string // the package id the caller expects, or ""
-	DryRun    bool   // run every check and report the plan; write nothing
-	Force     bool   // re-apply the installed version; overwrite drift
-	WorkOrder string // recorded with the install, or ""
+	Archive string // the package archive; its signature is Archive+".sig"
+	ID      string // the package id the caller expects, or ""
+	DryRun  bool   // run every check and report the plan; write nothing
+	Force   bool   // re-apply the installed version; overwrite drift
+	// WorkOrder is the work order the install is done under, or "": G2
+	// and G3 judge it before anything is written (config/governance.json
+	// work_orders: required makes it mandatory), and it is recorded.
+	WorkOrder string
 	Actor     plane.Actor
 	Gate      gate.Options
 	Now       func() time.Time
@@ -285,6 +288,10 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 			res.Action = ActionDowngrade
 		}
 	}
+	if err := workOrderGates(ctx, root, m, opts.WorkOrder, opts.Force, rep, rec); err != nil {
+		return res, err
+	}
+	res.Gates = rep.Results
 	if rep.Passed && res.Action == ActionReinstall && !opts.Force {
 		res.Action = ActionNone
 		return res, nil // the same version and hash: nothing to do, nothing written
@@ -292,7 +299,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	if rec != nil {
 		err := rec.intend(ctx, scratch, opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor.Name, WorkOrder: opts.WorkOrder,
 			PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
-			PreviousVersion: res.PreviousVersion, Action: res.Action, Signature: res.Signature})
+			PreviousVersion: res.PreviousVersion, Action: res.Action, Signature: res.Signature, Weakened: rec.weakened})
 		if err != nil {
 			return res, err
 		}
@@ -353,7 +360,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	changes = append(changes, kept...)
 	meta, err := json.Marshal(opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor.Name, WorkOrder: opts.WorkOrder,
 		PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
-		PreviousVersion: res.PreviousVersion, Checkpoint: v.VersionID, Action: res.Action, Drift: res.DriftOverwritten, Signature: res.Signature,
+		PreviousVersion: res.PreviousVersion, Checkpoint: v.VersionID, Action: res.Action, Drift: res.DriftOverwritten, Signature: res.Signature, Weakened: rec.weakened,
 		LedgerEntries: rec.ledgerEntries})
 	if err != nil {
 		return res, err
@@ -565,10 +572,13 @@ func pruneEmpty(root string, removed []string) {
 
 // opMeta is what a journal's meta.json says about the operation in flight.
 type opMeta struct {
-	Op              string   `json:"op"` // install or rollback
-	OpID            string   `json:"op_id"`
-	Actor           string   `json:"actor"`
-	WorkOrder       string   `json:"work_order_id,omitempty"`
+	Op        string `json:"op"` // install or rollback
+	OpID      string `json:"op_id"`
+	Actor     string `json:"actor"`
+	WorkOrder string `json:"work_order_id,omitempty"`
+	// Weakened lists the controls the operation went without (G3's
+	// WEAKENED_CONTROL: dependencies changed with no work order).
+	Weakened        []string `json:"weakened_controls,omitempty"`
 	PackageID       string   `json:"package_id,omitempty"`
 	Version         string   `json:"version,omitempty"`
 	ManifestHash    string   `json:"manifest_hash,omitempty"`

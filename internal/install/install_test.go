@@ -296,7 +296,7 @@ func TestCheckpointAndVersions(t *testing.T) {
 	require.Equal(t, *s, vs[0])
 
 	// Rolling back to the present state changes nothing and passes integrity.
-	r, err := Rollback(ctx, root, s.VersionID, plane.Actor{Name: "tester"}, time.Now(), nil)
+	r, err := Rollback(ctx, root, s.VersionID, "", plane.Actor{Name: "tester"}, time.Now(), nil)
 	require.NoError(t, err)
 	require.Empty(t, r.Restored)
 	require.Empty(t, r.Removed)

@@ -33,6 +33,7 @@ type recorder struct {
 	sized                                 bool         // ledgerEntries is set
 	log                                   func(format string, args ...any)
 	trust                                 *TrustChange // a trust change's TRUST_CHANGED, recorded with INSTALLED
+	weakened                              []string     // controls the operation went without (G3), recorded on its events
 }
 
 // intentFile, in an operation's private directory under _staging/, says
@@ -74,6 +75,9 @@ func (r *recorder) meta() map[string]any {
 	}
 	if r.archive != "" {
 		m["archive"] = r.archive
+	}
+	if len(r.weakened) > 0 {
+		m["weakened_controls"] = r.weakened
 	}
 	if p := r.pkg; p != nil {
 		m["package_id"], m["version"], m["manifest_hash"], m["archive_sha256"] = p.PackageID, p.Version, p.ManifestHash, p.ArchiveSHA256
@@ -300,7 +304,7 @@ func recordRecovered(ctx context.Context, root string, actor plane.Actor, m opMe
 	}
 	seen := map[string]bool{}
 	started, outcome, err := outcomeRecorded(ctx, root, m.OpID, m.LedgerEntries, seen)
-	r := &recorder{root: root, actor: m.Actor, authOff: actor.AuthOff, opID: m.OpID, workOrder: m.WorkOrder, trust: m.Trust}
+	r := &recorder{root: root, actor: m.Actor, authOff: actor.AuthOff, opID: m.OpID, workOrder: m.WorkOrder, trust: m.Trust, weakened: m.Weakened}
 	if r.actor == "" {
 		r.actor = actor.Name
 	}

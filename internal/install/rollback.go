@@ -6,9 +6,11 @@ import (
 	"errors"
 	"github.com/control-plane/cp/internal/plane"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/journal"
 	"github.com/control-plane/cp/internal/registry"
@@ -83,6 +85,9 @@ type RollbackResult struct {
 	Unchanged  int                `json:"unchanged"`
 	Packages   []snapshot.Package `json:"packages"`
 	Integrity  Integrity          `json:"integrity"`
+	// WorkOrder is G2's verdict on the rollback's diff, when a work order
+	// was given or required.
+	WorkOrder *gate.Result `json:"work_order,omitempty"`
 	// LedgerEntryID and LedgerSeq name the ROLLED_BACK entry.
 	LedgerEntryID string `json:"-"`
 	LedgerSeq     int64  `json:"-"`
@@ -106,12 +111,18 @@ type Integrity struct {
 // checkpoint, no ledger entry; result.checkpoint is empty) and still runs
 // the integrity checks.
 //
+// wo is the work order the rollback is done under, or "": G2 judges it
+// (every path the rollback restores or removes inside its scope.paths:
+// registries and receipts are files it restores too) before anything is
+// written, and config/governance.json work_orders: required makes it
+// mandatory. A refusal is recorded as ROLLBACK_FAILED.
+//
 // log, if not nil, is told each phase and how long it took (cp-install -v).
-func Rollback(ctx context.Context, root, id string, actor plane.Actor, now time.Time, log func(format string, args ...any)) (*RollbackResult, error) {
+func Rollback(ctx context.Context, root, id, wo string, actor plane.Actor, now time.Time, log func(format string, args ...any)) (*RollbackResult, error) {
 	if err := checkHO3(root); err != nil {
 		return nil, err
 	}
-	rec := &recorder{root: root, actor: actor.Name, authOff: actor.AuthOff, opID: newOpID()}
+	rec := &recorder{root: root, actor: actor.Name, authOff: actor.AuthOff, opID: newOpID(), workOrder: wo}
 	lock, err := registry.Acquire(ctx, root)
 	if err != nil {
 		return nil, rec.refused(err, rec.rollbackFailed(ctx, id, err))
@@ -176,6 +187,9 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	if err != nil {
 		return nil, err
 	}
+	if err := rollbackG2(ctx, root, rec.workOrder, res, len(changes) == 0); err != nil {
+		return nil, err
+	}
 	if len(changes) == 0 {
 		// The plane already holds the checkpoint's state. Nothing changes,
 		// so nothing is written: no checkpoint of the state left, no ledger
@@ -183,7 +197,7 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 		done("the plane already holds %s: nothing to restore or remove (%d unchanged)", v.VersionID, res.Unchanged)
 		return res, nil
 	}
-	if err := rec.intend(ctx, stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID}); err != nil {
+	if err := rec.intend(ctx, stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, WorkOrder: rec.workOrder, VersionID: v.VersionID}); err != nil {
 		return nil, err
 	}
 
@@ -211,19 +225,19 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	res.Checkpoint = before.VersionID
 	// Recovery must know the checkpoint to detach its links if this
 	// rollback never commits.
-	if err := rec.intend(ctx, stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID, Checkpoint: before.VersionID}); err != nil {
+	if err := rec.intend(ctx, stage, opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, WorkOrder: rec.workOrder, VersionID: v.VersionID, Checkpoint: before.VersionID}); err != nil {
 		return nil, err
 	}
 	if err := rec.checkpoint(ctx, before, true); err != nil {
 		return nil, err
 	}
 	_, err = rec.record(ctx, ledger.Draft{EventType: "ROLLBACK_STARTED", SubmissionID: v.VersionID, Decision: "STARTED",
-		Reason: "rollback to " + v.VersionID + " (" + v.Label + ")", Metadata: map[string]any{"op_id": rec.opID, "actor": actor,
-			"version_id": v.VersionID, "checkpoint": before.VersionID, "restore": len(res.Restored), "remove": len(res.Removed)}})
+		Reason: "rollback to " + v.VersionID + " (" + v.Label + ")", Metadata: withWO(map[string]any{"op_id": rec.opID, "actor": actor,
+			"version_id": v.VersionID, "checkpoint": before.VersionID, "restore": len(res.Restored), "remove": len(res.Removed)}, rec.workOrder)})
 	if err != nil {
 		return nil, err
 	}
-	meta, err := json.Marshal(opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, VersionID: v.VersionID, Checkpoint: before.VersionID,
+	meta, err := json.Marshal(opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, WorkOrder: rec.workOrder, VersionID: v.VersionID, Checkpoint: before.VersionID,
 		LedgerEntries: rec.ledgerEntries})
 	if err != nil {
 		return nil, err
@@ -303,6 +317,7 @@ func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackRe
 
 func (r *recorder) rolledBack(ctx context.Context, versionID, checkpoint string, recovered bool) error {
 	m := map[string]any{"op_id": r.opID, "actor": r.actor, "version_id": versionID, "checkpoint": checkpoint}
+	withWO(m, r.workOrder)
 	if recovered {
 		m["recovered"] = true
 	}
@@ -313,6 +328,7 @@ func (r *recorder) rolledBack(ctx context.Context, versionID, checkpoint string,
 
 func (r *recorder) rollbackFailed(ctx context.Context, versionID string, cause error) error {
 	m := map[string]any{"op_id": r.opID, "actor": r.actor, "version_id": versionID}
+	withWO(m, r.workOrder)
 	var coded interface{ Code() string }
 	if errors.As(cause, &coded) {
 		m["code"] = coded.Code()
@@ -320,4 +336,41 @@ func (r *recorder) rollbackFailed(ctx context.Context, versionID string, cause e
 	_, err := r.record(ctx, ledger.Draft{EventType: "ROLLBACK_FAILED", SubmissionID: versionID, Decision: "FAILED",
 		Reason: relative(r.root, cause.Error()), Metadata: m})
 	return err
+}
+
+// withWO adds work_order_id to a ledger entry's metadata m when the
+// operation has one.
+func withWO(m map[string]any, wo string) map[string]any {
+	if wo != "" {
+		m["work_order_id"] = wo
+	}
+	return m
+}
+
+// rollbackG2 runs G2 on the rollback res plans under work order wo: every
+// path it restores or removes must be inside the work order's scope. noop:
+// the plane already holds the checkpoint (a replay G2 allows after
+// WO_COMPLETED). A failure is a refusal with the code of G2's first error,
+// and G2's result.
+func rollbackG2(ctx context.Context, root, wo string, res *RollbackResult, noop bool) error {
+	gov, _, err := config.Governance(root)
+	if err != nil {
+		return err
+	}
+	a := gate.WOAction{WorkOrder: wo, Required: gov.WorkOrdersRequired(), Paths: slices.Concat(res.Restored, res.Removed), Replay: noop}
+	r, _, err := gate.G2(ctx, root, a)
+	if err != nil {
+		return err
+	}
+	if wo != "" || a.Required {
+		res.WorkOrder = r
+	}
+	if r.Passed {
+		return nil
+	}
+	f := r.Errors[0]
+	e := refuse(f.Code, "G2: %s %s: %s", f.Code, f.Path, f.Message)
+	e.Details = map[string]any{"gate": "G2", "path": f.Path}
+	e.Result = res
+	return e
 }

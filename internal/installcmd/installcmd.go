@@ -28,10 +28,10 @@ import (
 const usage = `cp-install: install packages into a plane, atomically; checkpoints and rollback
 
 Usage:
-  cp-install [install] --archive A [--id PKG-ID] [--dry-run] [--force] [--work-order WO-ID]
+  cp-install [install] --archive A [--id PKG-ID] [--dry-run] [--force] [--wo WO-ID]
   cp-install checkpoint --label L
   cp-install versions
-  cp-install rollback --version-id VER-...
+  cp-install rollback --version-id VER-... [--wo WO-ID]
   cp-install recover
   cp-install bootstrap --root DIR [--trust-key [PURPOSE,...=]PUB ...] [--plane-name NAME]
   cp-install trust add --purpose P[,P...] PUB
@@ -99,7 +99,14 @@ Options:
   --id PKG-ID        refuse unless the manifest declares this package
   --dry-run          check and report; write nothing
   --force            re-apply the installed version; overwrite drift (recorded)
-  --work-order WO    the work order this install belongs to (recorded)
+  --wo WO-ID         the work order an install or rollback is done under
+                     (--work-order: an alias, install only): G2 (approved,
+                     unchanged, not expired, every path added, replaced or
+                     removed inside its scope; a rollback's registries and
+                     receipts too) and, for an install, G3 (dependencies change
+                     only under dependency_add) judge it before a byte lands;
+                     recorded. config/governance.json work_orders: required
+                     makes it mandatory (WO_REQUIRED)
   --label L          what a checkpoint is
   --version-id VER   the checkpoint to roll back to
   --trust-key SPEC   bootstrap: [PURPOSE,...=]PUB, a verifier key (or a path to
@@ -134,7 +141,7 @@ Examples:
   cp-install --root plane trust add --purpose package keys/release.pub
   cp-install --root plane trust remove --purpose package ops
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --dry-run
-  cp-install --root plane --archive PKG-HELLO-001.tar.gz --work-order WO-7
+  cp-install --root plane --archive PKG-HELLO-001.tar.gz --wo WO-20261206-001
   cp-install --root plane checkpoint --label "before hello 2" | jq -r .result.version_id
   cp-install --root plane rollback --version-id VER-20261125T020304Z-1a2b3c4d
   cp-ledger show --root plane --event-type INSTALLED
@@ -146,7 +153,8 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "id", Kind: cli.String, Usage: "expected package id"},
 		{Name: "dry-run", Kind: cli.Bool, Usage: "check and report, write nothing"},
 		{Name: "force", Kind: cli.Bool, Usage: "re-apply; overwrite drift"},
-		{Name: "work-order", Kind: cli.String, Usage: "work order id"},
+		{Name: "wo", Kind: cli.String, Field: "work_order_id", Usage: "the work order the install is done under (G2, G3)"},
+		{Name: "work-order", Kind: cli.String, Usage: "alias of --wo"},
 	}},
 	{Name: "checkpoint", Schema: "cp-install.checkpoint.request.json", Action: cli.ActionCheckpoint, Tier: cli.TierHO3, Run: checkpoint, Flags: []cli.Flag{
 		{Name: "label", Kind: cli.String, Usage: "what the checkpoint is"},
@@ -154,6 +162,7 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 	{Name: "versions", Schema: "cp-install.versions.request.json", Action: cli.ActionRead, Tier: cli.TierHO3, Run: versions, Text: versionsText},
 	{Name: "rollback", Schema: "cp-install.rollback.request.json", Action: cli.ActionRollback, Tier: cli.TierHO3, Run: rollback, Text: rollbackText, Flags: []cli.Flag{
 		{Name: "version-id", Kind: cli.String, Usage: "checkpoint to restore"},
+		{Name: "wo", Kind: cli.String, Field: "work_order_id", Usage: "the work order the rollback is done under (G2)"},
 	}},
 	{Name: "recover", Schema: "cp-install.recover.request.json", Action: cli.ActionRecover, Tier: cli.TierHO3, Run: recoverVerb},
 	{Name: "bootstrap", Schema: "cp-install.bootstrap.request.json", Action: cli.ActionBootstrap, Tier: cli.TierHO3, Run: bootstrapVerb, Flags: []cli.Flag{
@@ -195,10 +204,17 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 		}
 		id = pid
 	}
+	wo := req.String("work_order_id")
+	if alias := req.String("work_order"); alias != "" {
+		if wo != "" && wo != alias {
+			return cli.Outcome{Err: cli.Usagef("--wo %s and --work-order %s disagree", wo, alias)}
+		}
+		wo = alias
+	}
 	step, finish := c.Steps()
 	res, err := install.Install(ctx, root, install.Options{Archive: req.String("archive"), ID: id,
 		ArchiveSHA256: req.String("archive_sha256"), ManifestHash: req.String("manifest_hash"),
-		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: req.String("work_order"), Actor: c.Actor(), Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey},
+		DryRun: req.Bool("dry_run"), Force: req.Bool("force"), WorkOrder: wo, Actor: c.Actor(), Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey},
 		Log: step})
 	finish()
 	if err != nil {
@@ -209,6 +225,17 @@ func installVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 		c.Logf("%s %s is already installed with this manifest: nothing to do", res.PackageID, res.Version)
 	case len(res.DriftOverwritten) > 0:
 		c.Warnf("--force overwrote %d file(s) edited since install (recorded): %v", len(res.DriftOverwritten), res.DriftOverwritten)
+	}
+	for _, g := range res.Gates {
+		for _, w := range g.Warnings {
+			if w.Code == gate.CodeWeakenedControl {
+				if res.DryRun {
+					c.Warnf("%s %s: %s: a weakened control (a dry run: nothing recorded)", g.Gate, w.Code, w.Message)
+				} else {
+					c.Warnf("%s %s: %s: a weakened control, recorded", g.Gate, w.Code, w.Message)
+				}
+			}
+		}
 	}
 	if res.Signature == "waived" && !res.DryRun && res.Action != install.ActionNone {
 		c.Warnf("%s installed unsigned under CONTROL_PLANE_ALLOW_UNSIGNED=1: a weakened control, recorded", res.PackageID)
@@ -252,7 +279,7 @@ func rollback(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		return cli.Outcome{Err: cli.Usagef("rollback needs --version-id VER-...").WithHint("cp-install versions lists them")}
 	}
 	step, finish := c.Steps()
-	res, err := install.Rollback(ctx, root, req.String("version_id"), c.Actor(), time.Now(), step)
+	res, err := install.Rollback(ctx, root, req.String("version_id"), req.String("work_order_id"), c.Actor(), time.Now(), step)
 	finish()
 	out := cli.Outcome{Err: err}
 	if res != nil { // rolled back (and perhaps INTEGRITY_FAILED after it)

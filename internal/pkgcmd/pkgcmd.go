@@ -36,8 +36,8 @@ Usage:
   cp-pkg stage      PKG-ID --src DIR [--out DIR] [--declare]
   cp-pkg sign       --archive A [--key K]
   cp-pkg keygen     --name NAME [--out DIR]
-  cp-pkg register-framework FMWK-ID --src DOC.md
-  cp-pkg register-spec      SPEC-ID --src DIR
+  cp-pkg register-framework FMWK-ID --src DOC.md [--wo WO-ID]
+  cp-pkg register-spec      SPEC-ID --src DIR [--wo WO-ID]
   cp-pkg check-framework    FMWK-ID --src DOC.md
 
   Or a JSON request on stdin whose "operation" names the verb (default init):
@@ -112,7 +112,11 @@ keep every MUST invariant (else BREAKING_CHANGE). register-spec registers
 DIR/manifest.json or DIR/manifest.yaml (spec_id, framework_id, assets patterns
 with ** for any depth, invariants; its framework registered and active).
 check-framework compares a candidate document with the registered one. Each
-writes its outcome, refusals included, to HO3's governance ledger.
+writes its outcome, refusals included, to HO3's governance ledger. With --wo
+WO-ID (mandatory where config/governance.json says work_orders: required),
+register-* first runs G2: the work order approved, unchanged and not expired,
+and the document's path and the registry's inside its scope (SCOPE_VIOLATION,
+WO_REQUIRED, ...: refused and recorded, nothing written).
 
 keygen writes NAME.key (a note signer key, mode 0600) and NAME.pub (its verifier
 key) into DIR (default: the working directory). It never overwrites a key.
@@ -129,6 +133,7 @@ Options:
   --out DIR            stage: where to write the archive; keygen: the key files
   --declare            stage: rewrite the asset list from the tree
   --archive A          sign, preflight: the archive
+  --wo WO-ID           register-*: the work order the registration is done under (G2)
   --max-files N        preflight: archive cap on members (default 20,000)
   --max-total-bytes N  preflight: archive cap on decompressed bytes (default 1 GiB)
   --max-file-bytes N   preflight: archive cap on one file's bytes (default 256 MiB)

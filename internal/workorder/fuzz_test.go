@@ -34,8 +34,9 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzPattern: CheckPattern and Match never panic, and a pattern accepted
-// matches itself when it holds no metacharacter.
+// FuzzPattern: CheckPattern and Match never panic, the compiled Matcher
+// answers as Scope.Covers, and a pattern accepted matches itself when it
+// holds no metacharacter.
 func FuzzPattern(f *testing.F) {
 	for _, s := range []string{"lib/**", "a/*.go", "[", "**/x", "a\\b", "/abs", "a//b"} {
 		f.Add(s, "lib/a/b.go")
@@ -44,7 +45,10 @@ func FuzzPattern(f *testing.F) {
 		if CheckPattern(p) != nil {
 			return
 		}
-		Match(p, name)
+		s := Scope{Paths: []string{p, "lib/fixed/**"}}
+		if got, want := s.Matcher().Covers(name), s.Covers(name); got != want {
+			t.Fatalf("Matcher.Covers(%q) = %v, Scope.Covers = %v, for %q", name, got, want, p)
+		}
 		if !containsAny(p, "*?[\\") && !Match(p, p) {
 			t.Fatalf("%q does not match itself", p)
 		}

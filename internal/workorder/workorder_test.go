@@ -15,7 +15,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/control-plane/cp/internal/bootstrap"
-	"github.com/control-plane/cp/internal/install"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/testenv"
 	"github.com/control-plane/cp/pkg/keys"
@@ -269,13 +268,8 @@ func TestApprovedAttacks(t *testing.T) {
 		_, err := Approved(ctx, root, id)
 		require.Equal(t, CodeApprovalBad, code(t, err))
 	})
-	t.Run("key no longer trusted", func(t *testing.T) {
-		root, _, id := approved(t)
-		_, err := install.Trust(ctx, root, install.TrustOptions{Key: "approver", Purposes: []string{"work_order"}, Actor: plane.Actor{Name: "tester"}})
-		require.NoError(t, err)
-		_, err = Approved(ctx, root, id)
-		require.Equal(t, CodeKeyUntrusted, code(t, err))
-	})
+	// A key untrusted after approval: internal/gate's TestG2 (it needs
+	// internal/install, which imports this package through internal/gate).
 	t.Run("expired after approval", func(t *testing.T) {
 		root, _, id := approved(t)
 		_, err := approvedAt(ctx, root, id, time.Now().Add(2*time.Hour))
@@ -371,5 +365,18 @@ func TestMatch(t *testing.T) {
 		{"config/router_policy.json", "config/providers.json", false},
 	} {
 		require.Equal(t, tc.want, Match(tc.p, tc.name), "%s ~ %s", tc.p, tc.name)
+	}
+}
+
+// TestMatcherAgrees: the compiled Matcher answers as Scope.Covers.
+func TestMatcherAgrees(t *testing.T) {
+	s := Scope{Paths: []string{"lib/router/**", "config/router_policy.json", "**/*.md", "lib/*/x.py", "a/b/c", "a/b", "a/**/c/*", "d/[ab]*/e", "**"}}
+	names := []string{"lib/router/a.py", "lib/router", "lib/routers/a", "config/router_policy.json", "config/x.json", "docs/a.md", "a.md",
+		"lib/demo/x.py", "lib/demo/y.py", "a/b/c", "a/b", "a/b/c/d", "a/x/y/c/z", "a/c/z", "d/ax/e", "d/cx/e", "", "x"}
+	for _, scope := range []Scope{s, {Paths: s.Paths[:8]}, {Paths: []string{"lib/router/**"}}, {}} {
+		m := scope.Matcher()
+		for _, n := range names {
+			require.Equal(t, scope.Covers(n), m.Covers(n), "scope %v, %q", scope.Paths, n)
+		}
 	}
 }

@@ -41,6 +41,32 @@ type Outcome struct {
 	Seq           int64
 }
 
+// Guard, when not nil, is asked before a registration writes anything,
+// with the plane-relative paths it would write (the registered document
+// and the registry): an error refuses the registration, recorded as its
+// refusal (cp-pkg register-* --wo: G2).
+type Guard func(ctx context.Context, paths []string) error
+
+// guarded asks guard about paths; a refusal comes back as an *Error with
+// the guard's code (GUARD_REFUSED when it has none) and details.
+func guarded(ctx context.Context, guard Guard, paths []string) (*Error, error) {
+	if guard == nil {
+		return nil, nil
+	}
+	err := guard(ctx, paths)
+	if err == nil {
+		return nil, nil
+	}
+	var coded interface {
+		Code() string
+		ErrorDetails() map[string]any
+	}
+	if !errors.As(err, &coded) {
+		return nil, err // not a judgement: the plane could not be read
+	}
+	return errorf(coded.Code(), "%s", err.Error()).WithDetails(coded.ErrorDetails()), nil
+}
+
 // recorded answers with result and the ledger entry that recorded it. The
 // registry was written first: if recording fails, the registration stands
 // without its entry and the error says so (install's journal, next, is
@@ -67,7 +93,7 @@ func recorded(ctx context.Context, root string, actor plane.Actor, result any, e
 // (VERSION_NOT_NEWER, BREAKING_CHANGE, VERSION_EXISTS, HASH_MISMATCH) are
 // recorded as FRAMEWORK_REGISTRATION_REFUSED, a registration as
 // FRAMEWORK_REGISTERED; nothing is written when the plane cannot record.
-func Framework(ctx context.Context, root string, actor plane.Actor, id, src string) (Outcome, error) {
+func Framework(ctx context.Context, root string, actor plane.Actor, id, src string, guard Guard) (Outcome, error) {
 	if err := plane.CheckRecord(ctx, root, actor); err != nil {
 		return Outcome{}, err // the registry is written first: refuse before it
 	}
@@ -78,36 +104,41 @@ func Framework(ctx context.Context, root string, actor plane.Actor, id, src stri
 	path := plane.FrameworkPath(id, fw.Version)
 	sha := plane.SHA256(doc)
 	result := map[string]any{"framework_id": id, "version": fw.Version, "path": path, "sha256": sha, "invariants": len(fw.Invariants), "changed": false}
-	var refusal *Error
-	err = registry.Update(ctx, root, registry.Frameworks, func(rows []registry.Row) ([]registry.Row, error) {
-		old := find(rows, "framework_id", id)
-		if old != nil {
-			result["previous_version"] = old["version"]
-			if old["sha256"] == sha {
-				return rows, nil // the same document: nothing to do
+	refusal, err := guarded(ctx, guard, []string{path, registry.Dir + "/" + registry.Frameworks.File})
+	if err != nil {
+		return Outcome{}, err
+	}
+	if refusal == nil {
+		err = registry.Update(ctx, root, registry.Frameworks, func(rows []registry.Row) ([]registry.Row, error) {
+			old := find(rows, "framework_id", id)
+			if old != nil {
+				result["previous_version"] = old["version"]
+				if old["sha256"] == sha {
+					return rows, nil // the same document: nothing to do
+				}
+				if manifest.CompareVersions(fw.Version, old["version"]) <= 0 {
+					refusal = errorf("VERSION_NOT_NEWER", "framework %s %s is registered; a changed document needs a higher version than %s (got %s)", id, old["version"], old["version"], fw.Version)
+					return nil, refusal
+				}
+				prev, err := registeredFramework(root, old)
+				if err != nil {
+					return nil, err
+				}
+				if removed := framework.Removed(prev, fw); len(removed) > 0 {
+					result["removed"] = removed
+					refusal = errorf("BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q: register it under a new framework id", id, fw.Version, len(removed), old["version"], removed[0])
+					return nil, refusal
+				}
 			}
-			if manifest.CompareVersions(fw.Version, old["version"]) <= 0 {
-				refusal = errorf("VERSION_NOT_NEWER", "framework %s %s is registered; a changed document needs a higher version than %s (got %s)", id, old["version"], old["version"], fw.Version)
-				return nil, refusal
-			}
-			prev, err := registeredFramework(root, old)
-			if err != nil {
+			if err := writeRegistered(root, path, doc); err != nil {
 				return nil, err
 			}
-			if removed := framework.Removed(prev, fw); len(removed) > 0 {
-				result["removed"] = removed
-				refusal = errorf("BREAKING_CHANGE", "%s %s removes %d MUST invariant(s) of %s, e.g. %q: register it under a new framework id", id, fw.Version, len(removed), old["version"], removed[0])
-				return nil, refusal
-			}
-		}
-		if err := writeRegistered(root, path, doc); err != nil {
-			return nil, err
-		}
-		row := registry.Framework{ID: id, Title: fw.Title, Version: fw.Version, Status: fw.Status, Path: path, SHA256: sha,
-			RegisteredAt: time.Now().UTC(), RegisteredBy: actor.Name}.Row()
-		result["changed"] = true
-		return replace(rows, "framework_id", id, row), nil
-	})
+			row := registry.Framework{ID: id, Title: fw.Title, Version: fw.Version, Status: fw.Status, Path: path, SHA256: sha,
+				RegisteredAt: time.Now().UTC(), RegisteredBy: actor.Name}.Row()
+			result["changed"] = true
+			return replace(rows, "framework_id", id, row), nil
+		})
+	}
 	if refusal != nil {
 		return recorded(ctx, root, actor, result, refusal, ledger.Draft{EventType: "FRAMEWORK_REGISTRATION_REFUSED", SubmissionID: id,
 			Decision: "DENIED", Reason: refusal.reason(), Metadata: map[string]any{"framework_id": id, "version": fw.Version, "sha256": sha}})
@@ -128,7 +159,7 @@ func Framework(ctx context.Context, root string, actor plane.Actor, id, src stri
 // Refusals (FRAMEWORK_NOT_FOUND, FRAMEWORK_INACTIVE, VERSION_NOT_NEWER,
 // VERSION_EXISTS) are recorded as SPEC_REGISTRATION_REFUSED, a
 // registration as SPEC_REGISTERED.
-func Spec(ctx context.Context, root string, actor plane.Actor, id, src string) (Outcome, error) {
+func Spec(ctx context.Context, root string, actor plane.Actor, id, src string, guard Guard) (Outcome, error) {
 	if err := plane.CheckRecord(ctx, root, actor); err != nil {
 		return Outcome{}, err // the registry is written first: refuse before it
 	}
@@ -146,36 +177,41 @@ func Spec(ctx context.Context, root string, actor plane.Actor, id, src string) (
 	path := plane.SpecPath(id, s.Version, isYAML)
 	sha := plane.SHA256(b)
 	result := map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "path": path, "sha256": sha, "assets": s.Assets, "changed": false}
-	var refusal *Error
-	err = registry.UpdateMany(ctx, root, []registry.Table{registry.Specs, registry.Frameworks}, func(t map[string][]registry.Row) (map[string][]registry.Row, error) {
-		fw := find(t[registry.Frameworks.File], "framework_id", s.FrameworkID)
-		switch {
-		case fw == nil:
-			refusal = errorf("FRAMEWORK_NOT_FOUND", "spec %s answers to framework %s, which is not registered", id, s.FrameworkID)
-		case fw["status"] != registry.StatusActive:
-			refusal = errorf("FRAMEWORK_INACTIVE", "framework %s is %s", s.FrameworkID, fw["status"])
-		}
-		rows := t[registry.Specs.File]
-		if old := find(rows, "spec_id", id); refusal == nil && old != nil {
-			result["previous_version"] = old["version"]
-			if old["sha256"] == sha {
-				return map[string][]registry.Row{}, nil
+	refusal, err := guarded(ctx, guard, []string{path, registry.Dir + "/" + registry.Specs.File})
+	if err != nil {
+		return Outcome{}, err
+	}
+	if refusal == nil {
+		err = registry.UpdateMany(ctx, root, []registry.Table{registry.Specs, registry.Frameworks}, func(t map[string][]registry.Row) (map[string][]registry.Row, error) {
+			fw := find(t[registry.Frameworks.File], "framework_id", s.FrameworkID)
+			switch {
+			case fw == nil:
+				refusal = errorf("FRAMEWORK_NOT_FOUND", "spec %s answers to framework %s, which is not registered", id, s.FrameworkID)
+			case fw["status"] != registry.StatusActive:
+				refusal = errorf("FRAMEWORK_INACTIVE", "framework %s is %s", s.FrameworkID, fw["status"])
 			}
-			if manifest.CompareVersions(s.Version, old["version"]) <= 0 {
-				refusal = errorf("VERSION_NOT_NEWER", "spec %s %s is registered; a changed manifest needs a higher version than %s (got %s)", id, old["version"], old["version"], s.Version)
+			rows := t[registry.Specs.File]
+			if old := find(rows, "spec_id", id); refusal == nil && old != nil {
+				result["previous_version"] = old["version"]
+				if old["sha256"] == sha {
+					return map[string][]registry.Row{}, nil
+				}
+				if manifest.CompareVersions(s.Version, old["version"]) <= 0 {
+					refusal = errorf("VERSION_NOT_NEWER", "spec %s %s is registered; a changed manifest needs a higher version than %s (got %s)", id, old["version"], old["version"], s.Version)
+				}
 			}
-		}
-		if refusal != nil {
-			return nil, refusal
-		}
-		if err := writeRegistered(root, path, b); err != nil {
-			return nil, err
-		}
-		row := registry.Spec{ID: id, FrameworkID: s.FrameworkID, Title: s.Title, Version: s.Version, Status: s.Status, Path: path,
-			SHA256: sha, RegisteredAt: time.Now().UTC(), RegisteredBy: actor.Name}.Row()
-		result["changed"] = true
-		return map[string][]registry.Row{registry.Specs.File: replace(rows, "spec_id", id, row)}, nil
-	})
+			if refusal != nil {
+				return nil, refusal
+			}
+			if err := writeRegistered(root, path, b); err != nil {
+				return nil, err
+			}
+			row := registry.Spec{ID: id, FrameworkID: s.FrameworkID, Title: s.Title, Version: s.Version, Status: s.Status, Path: path,
+				SHA256: sha, RegisteredAt: time.Now().UTC(), RegisteredBy: actor.Name}.Row()
+			result["changed"] = true
+			return map[string][]registry.Row{registry.Specs.File: replace(rows, "spec_id", id, row)}, nil
+		})
+	}
 	if refusal != nil {
 		return recorded(ctx, root, actor, result, refusal, ledger.Draft{EventType: "SPEC_REGISTRATION_REFUSED", SubmissionID: id,
 			Decision: "DENIED", Reason: refusal.reason(), Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version}})

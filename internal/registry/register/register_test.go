@@ -51,13 +51,13 @@ func TestFrameworkRules(t *testing.T) {
 	src := t.TempDir()
 	v1 := write(t, src, "v1.md", framework("1.0.0", "MUST declare every file.", "MUST sign every package."))
 
-	o, err := register.Framework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", v1)
+	o, err := register.Framework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", v1, nil)
 	require.NoError(t, err)
 	require.Equal(t, true, o.Result.(map[string]any)["changed"])
 	require.NotEmpty(t, o.LedgerEntryID, "a registration is recorded")
 
 	// The same document again: a no-op, recorded nowhere.
-	o, err = register.Framework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", v1)
+	o, err = register.Framework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", v1, nil)
 	require.NoError(t, err)
 	require.Equal(t, false, o.Result.(map[string]any)["changed"])
 	require.Empty(t, o.LedgerEntryID)
@@ -73,7 +73,7 @@ func TestFrameworkRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o, err := register.Framework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", write(t, src, tt.name+".md", tt.doc))
+			o, err := register.Framework(ctx, root, plane.Actor{Name: "tester"}, "FMWK-DEMO-001", write(t, src, tt.name+".md", tt.doc), nil)
 			require.Equal(t, tt.code, code(t, err), "%v", err)
 			if tt.code == "VERSION_NOT_NEWER" || tt.code == "BREAKING_CHANGE" {
 				require.NotEmpty(t, o.LedgerEntryID, "a refusal is recorded")

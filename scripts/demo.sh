@@ -149,7 +149,7 @@ run cp-ledger verify --format text
 
 step "14. install: every gate again, then one journaled change (files 0444, scripts 0555, receipt, registries, ledger)"
 run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --dry-run --format text
-run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --work-order WO-1 --format text
+run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
 ls -l plane/lib/tools plane/installed
 run plane/lib/tools/list.sh plane/installed   # an installed script runs
 mkdir -p v1 && cp plane/_staging/PKG-TOOLS-001.tar.gz plane/_staging/PKG-TOOLS-001.tar.gz.sig v1/
@@ -270,5 +270,7 @@ printf '$ CONTROL_PLANE_TOKEN=$MAINT cp-wo approve %s --key demo-approver.key\n'
 CONTROL_PLANE_TOKEN=$maint check 0 cp-wo approve "$wo2" --key demo-approver.key --format text
 run cp-wo status "$wo2" --format text
 run cp-wo validate "$wo2" --format text
+printf '$ cp-gate --gate G2 --wo %s --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text   (the upgrade would drop config/tools.json: outside the scope)\n' "$wo2"
+check 1 cp-gate --gate G2 --wo "$wo2" --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
 
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

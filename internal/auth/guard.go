@@ -119,18 +119,9 @@ func (g *Guard) admit(ctx context.Context, root string) (Identity, error) {
 	return Identity{Subject: c.Subject, Auth: AuthToken, Claims: c}, nil
 }
 
-// VerifyForPlane verifies tok for the plane at root: against the keys it
-// trusts for auth, with its plane_name as audience, then against the
-// revocations in its HO3 ledger.
-func VerifyForPlane(ctx context.Context, root, tok string, now time.Time) (*Claims, error) {
-	pubs, err := TrustedKeys(root)
-	if err != nil {
-		return nil, err
-	}
-	return verifyForPlane(ctx, root, tok, pubs, now)
-}
-
-// verifyForPlane is VerifyForPlane with the plane's auth keys read.
+// verifyForPlane verifies tok for the plane at root: against pubs, the
+// keys it trusts for auth, with its plane_name as audience, then against
+// the revocations in its HO3 ledger.
 func verifyForPlane(ctx context.Context, root, tok string, pubs []ed25519.PublicKey, now time.Time) (*Claims, error) {
 	t, err := plane.ReadTier(root)
 	if err != nil {
@@ -285,17 +276,4 @@ func writable(a Access) error {
 		return refuse(CodeNotWritable, "%s %s: the OS user cannot write %s (%v): a mutating verb is refused before it acts; reach the plane through a process running as its owner", a.Tool, a.Verb, dir, err)
 	}
 	return nil
-}
-
-// Whoami is the identity the Guard admits for root, with what the table
-// allows it (nil while auth is off).
-func Whoami(ctx context.Context, g *Guard, root string) (Identity, []Allowance, error) {
-	id, err := g.Admit(ctx, root)
-	if err != nil {
-		return id, nil, err
-	}
-	if id.Claims == nil {
-		return id, nil, nil
-	}
-	return id, Allows(id.Claims), nil
 }

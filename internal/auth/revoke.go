@@ -79,20 +79,11 @@ func (r Revocation) revokes(c *Claims) (bool, error) {
 	return false, fmt.Errorf("names nothing")
 }
 
-// CheckRevoked returns AUTH_REVOKED if a TOKEN_REVOKED entry of the HO3
-// ledger of the plane at root names c's jti, sub or role, or an
-// issued_before later than its iat. Fail closed: a ledger that cannot be
-// opened or read, or a TOKEN_REVOKED entry that names nothing usable, is a
-// refusal (AUTH_INVALID), never "not revoked".
-func CheckRevoked(ctx context.Context, root string, c *Claims) error {
-	t, err := plane.ReadTier(root)
-	if err != nil {
-		return refuse(CodeInvalid, "revocations cannot be read from HO3's ledger: %v", err)
-	}
-	return checkRevoked(ctx, root, t, c)
-}
-
-// checkRevoked is CheckRevoked with the HO3 tier.json read.
+// checkRevoked returns AUTH_REVOKED if a TOKEN_REVOKED entry of the HO3
+// ledger of the plane at root (whose tier.json is t) names c's jti, sub or
+// role, or an issued_before later than its iat. Fail closed: a ledger that
+// cannot be opened or read, or a TOKEN_REVOKED entry that names nothing
+// usable, is a refusal (AUTH_INVALID), never "not revoked".
 func checkRevoked(ctx context.Context, root string, t plane.Tier, c *Claims) error {
 	s, err := plane.OpenTierLedger(root, t, plane.LedgerPath(root, t), plane.ForReading, plane.Actor{})
 	if err != nil {

@@ -68,7 +68,7 @@ Exit status:
 Examples:
   cp-auth init --root plane --sub ops
   export CONTROL_PLANE_TOKEN=$(cp-auth token --root plane --sub w1 --role worker \
-      --tiers ho1 --wo WO-7 --session SES-20261206-00000007 --ttl 1h --format text)
+      --tiers ho1 --wo WO-20261206-007 --session SES-20261206-00000007 --ttl 1h --format text)
   cp-auth whoami --root plane --format text
   cp-auth revoke --root plane --sub w1
   cp-auth revoke --root plane --issued-before 2026-12-06T00:00:00Z

@@ -1,0 +1,578 @@
+package cli
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// This file derives, from the Go sources alone (go/parser and go/ast, no
+// type checker), where each error code is emitted and which emitters (a
+// binary's verb, a gate, the request path) reach those places. The
+// catalogue test (catalog_test.go) checks every row's EmittedBy against it.
+//
+// What it reads: every non-test .go file of the module outside testdata,
+// vendor and dot directories.
+//
+// Sites. A code is emitted at a site inside a function where a string
+// constant (a literal, or a constant of this module named directly or
+// through an import) that looks like a code (codeRE) is:
+//   - an argument to a parameter named code (cli.Errorf, Invalidf, the
+//     libraries' refuse/newError helpers, a gate's fail and warn: a
+//     warning's code is one a user reads, too);
+//   - the value of a code or Code field in a composite literal;
+//   - assigned to a variable named code or to a .Code field;
+//   - the construction of a type whose Code() method returns constants
+//     (spec.Error is SPEC_INVALID wherever one is built): a composite
+//     literal of that type is a site of each code its Code() returns.
+//
+// Constant declarations (workorder.CodeNotFound = "WO_NOT_FOUND") and the
+// Code() methods themselves are declarations, not sites: the site is where
+// the constant is used or the type is built. TestClassesComplete counts them
+// as places a code is raised; this derivation does not, so that a code
+// declared and never used is "emitted nowhere".
+//
+// Reach. Each function declaration (and each package-level variable, for
+// the func literals in its initializer) is a node; a func literal belongs
+// to the declaration it is written in. A node references: a function or
+// variable of its own package named by an identifier, a function or
+// variable of an imported module package named pkg.Name, and, for any
+// other selector x.M, every method named M declared in its own package or
+// in a module package it imports, directly or not (methods are matched by
+// name: an interface call reaches every implementation the importing
+// package can see). Error-protocol methods (Code, Kind, Error,
+// ErrorDetails, ErrorHint, ErrorResult, Unwrap) are not followed: a Code()
+// call reads a code, it does not emit one.
+//
+// Emitters and their roots:
+//   - "cp-x verb": the Run, Batch and Scope functions of a cli.Verb literal
+//     in the package that also holds cp-x's cli.Tool literal (verb names
+//     with a hyphen are written with a space: "cp-install trust add");
+//   - a gate ("G0A", "G2", "VERSION", "RECEIPTS", ...): every function of
+//     internal/gate that calls newResult with that name;
+//   - "request path": cli.Main, cli.RunWith and cli.Dispatch, the code every
+//     verb of every binary runs before and after its own.
+//
+// The reach is an over-approximation (methods by name), so a written
+// emitter that reaches no site of its code is certainly wrong, and a site
+// no written emitter reaches is certainly missed.
+
+// site is one place a code is emitted.
+type site struct {
+	at   string // file:line, relative to the module root
+	node string // the function (or package variable) it is written in
+}
+
+// emitScan is what derive returns.
+type emitScan struct {
+	sites    map[string][]site   // code -> where it is emitted
+	reach    map[string][]string // emitter -> nodes it reaches (sorted)
+	reaches  map[string]map[string]bool
+	emitters []string // every emitter, sorted
+	verbs    map[string][]string
+}
+
+// derivedEmitters returns, for a code, the emitters that reach at least
+// one of its sites.
+func (s *emitScan) derivedEmitters(code string) []string {
+	var out []string
+	for _, e := range s.emitters {
+		for _, st := range s.sites[code] {
+			if s.reaches[e][st.node] {
+				out = append(out, e)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// reachedBy returns the emitters that reach a site.
+func (s *emitScan) reachedBy(st site) []string {
+	var out []string
+	for _, e := range s.emitters {
+		if s.reaches[e][st.node] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// notFollowed are the error-protocol methods: calling them reads an error,
+// it emits nothing.
+var notFollowed = map[string]bool{"Code": true, "Kind": true, "Error": true, "ErrorDetails": true,
+	"ErrorHint": true, "ErrorResult": true, "Unwrap": true}
+
+type srcFile struct {
+	pkg     string
+	file    *ast.File
+	imports map[string]string // name in the file -> import path (module packages only)
+}
+
+type srcPkg struct {
+	funcs     map[string]bool     // top-level functions
+	vars      map[string]bool     // package-level variables
+	methods   map[string][]string // method name -> node keys
+	consts    map[string]string   // string constants
+	raisers   map[string]int      // function, method or func var -> index of its code parameter
+	typeCodes map[string][]string // type -> the constant codes its Code() returns
+	imports   map[string]bool     // module packages imported by any file
+}
+
+// derive scans the module under root.
+func derive(t *testing.T, root string) *emitScan {
+	t.Helper()
+	fset := token.NewFileSet()
+	var files []srcFile
+	pkgs := map[string]*srcPkg{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); p != root && (n == "testdata" || n == "vendor" || strings.HasPrefix(n, ".")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(p))
+		pkg := module
+		if rel != "." {
+			pkg += "/" + filepath.ToSlash(rel)
+		}
+		sf := srcFile{pkg: pkg, file: f, imports: map[string]string{}}
+		sp := pkgs[pkg]
+		if sp == nil {
+			sp = &srcPkg{funcs: map[string]bool{}, vars: map[string]bool{}, methods: map[string][]string{},
+				consts: map[string]string{}, raisers: map[string]int{}, typeCodes: map[string][]string{}, imports: map[string]bool{}}
+			pkgs[pkg] = sp
+		}
+		for _, im := range f.Imports {
+			path, _ := strconv.Unquote(im.Path.Value)
+			if path != module && !strings.HasPrefix(path, module+"/") {
+				continue
+			}
+			name := path[strings.LastIndexByte(path, '/')+1:]
+			if im.Name != nil {
+				name = im.Name.Name
+			}
+			sf.imports[name] = path
+			sp.imports[path] = true
+		}
+		files = append(files, sf)
+		for _, decl := range f.Decls {
+			switch d := decl.(type) {
+			case *ast.FuncDecl:
+				if d.Recv == nil {
+					sp.funcs[d.Name.Name] = true
+				} else {
+					sp.methods[d.Name.Name] = append(sp.methods[d.Name.Name], nodeKey(pkg, d))
+				}
+				if i := codeParam(d.Type); i >= 0 {
+					sp.raisers[d.Name.Name] = i
+				}
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					vs, ok := spec.(*ast.ValueSpec)
+					if !ok {
+						continue
+					}
+					for i, n := range vs.Names {
+						if d.Tok == token.VAR {
+							sp.vars[n.Name] = true
+						}
+						if i >= len(vs.Values) {
+							continue
+						}
+						if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING && d.Tok == token.CONST {
+							sp.consts[n.Name], _ = strconv.Unquote(lit.Value)
+						}
+					}
+				}
+			}
+		}
+		ast.Inspect(f, func(n ast.Node) bool { // fail := func(code, path, format string, ...)
+			if a, ok := n.(*ast.AssignStmt); ok {
+				for i, rhs := range a.Rhs {
+					id, ok := a.Lhs[i].(*ast.Ident)
+					if lit, isLit := rhs.(*ast.FuncLit); ok && isLit && codeParam(lit.Type) >= 0 {
+						sp.raisers[id.Name] = codeParam(lit.Type)
+					}
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	require.NoError(t, err)
+
+	// The types whose Code() returns constants (a second pass: the
+	// constants of every file are known now).
+	for _, sf := range files {
+		for _, decl := range sf.file.Decls {
+			d, ok := decl.(*ast.FuncDecl)
+			if !ok || d.Recv == nil || d.Name.Name != "Code" || d.Body == nil {
+				continue
+			}
+			typ := recvType(d)
+			ast.Inspect(d.Body, func(m ast.Node) bool {
+				if r, ok := m.(*ast.ReturnStmt); ok && len(r.Results) == 1 {
+					if s, ok := constValue(pkgs, sf, r.Results[0]); ok && codeRE.MatchString(s) {
+						pkgs[sf.pkg].typeCodes[typ] = append(pkgs[sf.pkg].typeCodes[typ], s)
+					}
+				}
+				return true
+			})
+		}
+	}
+
+	// closure: the module packages a package imports, directly or not.
+	closure := map[string][]string{}
+	for pkg := range pkgs {
+		seen := map[string]bool{pkg: true}
+		stack := []string{pkg}
+		for len(stack) > 0 {
+			p := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if pkgs[p] == nil {
+				continue
+			}
+			for q := range pkgs[p].imports {
+				if !seen[q] {
+					seen[q] = true
+					stack = append(stack, q)
+				}
+			}
+		}
+		closure[pkg] = slices.Sorted(maps.Keys(seen))
+	}
+
+	scan := &emitScan{sites: map[string][]site{}, verbs: map[string][]string{}}
+	edges := map[string]map[string]bool{}
+	roots := map[string][]string{} // emitter -> root nodes
+	toolOf := map[string]string{}  // package -> the tool its cli.Tool literal names
+	type verbLit struct {
+		pkg string
+		lit *ast.CompositeLit
+	}
+	var verbLits []verbLit
+
+	at := func(n ast.Node) string {
+		p := fset.Position(n.Pos())
+		rel, _ := filepath.Rel(root, p.Filename)
+		return filepath.ToSlash(rel) + ":" + strconv.Itoa(p.Line)
+	}
+
+	// walk collects the references and sites of one node's body.
+	walk := func(sf srcFile, key string, body ast.Node) {
+		sp := pkgs[sf.pkg]
+		out := edges[key]
+		if out == nil {
+			out = map[string]bool{}
+			edges[key] = out
+		}
+		emit := func(e ast.Expr) {
+			if s, ok := constValue(pkgs, sf, e); ok && codeRE.MatchString(s) {
+				scan.sites[s] = append(scan.sites[s], site{at: at(e), node: key})
+			}
+		}
+		ast.Inspect(body, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.Ident:
+				if sp.funcs[n.Name] {
+					out[sf.pkg+"."+n.Name] = true
+				} else if sp.vars[n.Name] {
+					out[sf.pkg+".var."+n.Name] = true
+				}
+			case *ast.SelectorExpr:
+				if x, ok := n.X.(*ast.Ident); ok && sf.imports[x.Name] != "" {
+					path := sf.imports[x.Name]
+					if q := pkgs[path]; q != nil {
+						if q.funcs[n.Sel.Name] {
+							out[path+"."+n.Sel.Name] = true
+						} else if q.vars[n.Sel.Name] {
+							out[path+".var."+n.Sel.Name] = true
+						}
+					}
+					return false
+				}
+				if !notFollowed[n.Sel.Name] {
+					for _, p := range closure[sf.pkg] {
+						if q := pkgs[p]; q != nil {
+							for _, m := range q.methods[n.Sel.Name] {
+								out[m] = true
+							}
+						}
+					}
+				}
+			case *ast.CallExpr:
+				pkg, name := sf.pkg, ""
+				switch fn := n.Fun.(type) {
+				case *ast.Ident:
+					name = fn.Name
+				case *ast.SelectorExpr:
+					name = fn.Sel.Name
+					if x, ok := fn.X.(*ast.Ident); ok && sf.imports[x.Name] != "" {
+						pkg = sf.imports[x.Name]
+					}
+				}
+				if q := pkgs[pkg]; q != nil {
+					if i, ok := q.raisers[name]; ok && i < len(n.Args) {
+						emit(n.Args[i])
+					}
+				}
+			case *ast.CompositeLit:
+				if tpkg, tname := litType(sf, n.Type); tname != "" && pkgs[tpkg] != nil {
+					for _, c := range pkgs[tpkg].typeCodes[tname] {
+						scan.sites[c] = append(scan.sites[c], site{at: at(n), node: key})
+					}
+				}
+				for _, el := range n.Elts {
+					if kv, ok := el.(*ast.KeyValueExpr); ok {
+						if k, ok := kv.Key.(*ast.Ident); ok && (k.Name == "code" || k.Name == "Code") {
+							emit(kv.Value)
+						}
+					}
+				}
+			case *ast.AssignStmt:
+				for i, lhs := range n.Lhs {
+					if i >= len(n.Rhs) {
+						break
+					}
+					switch l := lhs.(type) {
+					case *ast.Ident:
+						if l.Name == "code" {
+							emit(n.Rhs[i])
+						}
+					case *ast.SelectorExpr:
+						if l.Sel.Name == "Code" {
+							emit(n.Rhs[i])
+						}
+					}
+				}
+			}
+			return true
+		})
+	}
+
+	for _, sf := range files {
+		for _, decl := range sf.file.Decls {
+			switch d := decl.(type) {
+			case *ast.FuncDecl:
+				if d.Body == nil {
+					continue
+				}
+				key := nodeKey(sf.pkg, d)
+				walk(sf, key, d.Body)
+				if sf.pkg == module+"/internal/gate" {
+					ast.Inspect(d.Body, func(n ast.Node) bool {
+						if c, ok := n.(*ast.CallExpr); ok {
+							if id, ok := c.Fun.(*ast.Ident); ok && id.Name == "newResult" && len(c.Args) == 1 {
+								if lit, ok := c.Args[0].(*ast.BasicLit); ok {
+									g, _ := strconv.Unquote(lit.Value)
+									roots[g] = append(roots[g], key)
+								}
+							}
+						}
+						return true
+					})
+				}
+				if sf.pkg == module+"/internal/cli" && d.Recv == nil && (d.Name.Name == "Main" || d.Name.Name == "RunWith" || d.Name.Name == "Dispatch") {
+					roots["request path"] = append(roots["request path"], key)
+				}
+			case *ast.GenDecl:
+				if d.Tok != token.VAR {
+					continue
+				}
+				for _, spec := range d.Specs {
+					vs := spec.(*ast.ValueSpec)
+					for i, n := range vs.Names {
+						if i < len(vs.Values) {
+							walk(sf, sf.pkg+".var."+n.Name, vs.Values[i])
+						}
+					}
+				}
+			}
+		}
+		// cli.Tool and cli.Verb literals: the binaries and their verbs.
+		ast.Inspect(sf.file, func(n ast.Node) bool {
+			lit, ok := n.(*ast.CompositeLit)
+			if !ok {
+				return true
+			}
+			tpkg, tname := litType(sf, lit.Type)
+			if tpkg == module+"/internal/cli" && tname == "Tool" {
+				for _, el := range lit.Elts {
+					kv, ok := el.(*ast.KeyValueExpr)
+					if !ok {
+						continue
+					}
+					if k, _ := kv.Key.(*ast.Ident); k != nil && k.Name == "Name" {
+						toolOf[sf.pkg], _ = constValue(pkgs, sf, kv.Value)
+					}
+				}
+			}
+			if tpkg == module+"/internal/cli" && tname == "Verb" {
+				verbLits = append(verbLits, verbLit{sf.pkg, lit})
+			}
+			if arr, ok := lit.Type.(*ast.ArrayType); ok {
+				elt := arr.Elt
+				if st, ok := elt.(*ast.StarExpr); ok {
+					elt = st.X
+				}
+				if p, name := litType(sf, elt); p == module+"/internal/cli" && name == "Verb" {
+					for _, el := range lit.Elts {
+						if v, ok := el.(*ast.CompositeLit); ok {
+							verbLits = append(verbLits, verbLit{sf.pkg, v})
+						} else if u, ok := el.(*ast.UnaryExpr); ok {
+							if v, ok := u.X.(*ast.CompositeLit); ok {
+								verbLits = append(verbLits, verbLit{sf.pkg, v})
+							}
+						}
+					}
+				}
+			}
+			return true
+		})
+	}
+	for _, vl := range verbLits {
+		sf := srcFile{pkg: vl.pkg, imports: map[string]string{}}
+		for _, f := range files {
+			if f.pkg == vl.pkg {
+				maps.Copy(sf.imports, f.imports)
+			}
+		}
+		var name string
+		var fns []ast.Expr
+		for _, el := range vl.lit.Elts {
+			kv, ok := el.(*ast.KeyValueExpr)
+			if !ok {
+				continue
+			}
+			switch k, _ := kv.Key.(*ast.Ident); {
+			case k == nil:
+			case k.Name == "Name":
+				name, _ = constValue(pkgs, sf, kv.Value)
+			case k.Name == "Run" || k.Name == "Batch" || k.Name == "Scope":
+				fns = append(fns, kv.Value)
+			}
+		}
+		tool := toolOf[vl.pkg]
+		require.NotEmpty(t, tool, "the cli.Tool literal of %s (for verb %q)", vl.pkg, name)
+		require.NotEmpty(t, name, "a verb of %s without a constant Name", tool)
+		emitter := tool + " " + strings.ReplaceAll(name, "-", " ")
+		scan.verbs[tool] = append(scan.verbs[tool], emitter)
+		key := vl.pkg + ".verb." + name
+		for _, fn := range fns {
+			walk(sf, key, fn) // an identifier, a call of a factory, or a func literal
+		}
+		roots[emitter] = append(roots[emitter], key)
+	}
+
+	scan.reach, scan.reaches = map[string][]string{}, map[string]map[string]bool{}
+	for e, rs := range roots {
+		seen := map[string]bool{}
+		stack := slices.Clone(rs)
+		for _, r := range rs {
+			seen[r] = true
+		}
+		for len(stack) > 0 {
+			n := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			for m := range edges[n] {
+				if !seen[m] {
+					seen[m] = true
+					stack = append(stack, m)
+				}
+			}
+		}
+		scan.reaches[e] = seen
+		scan.reach[e] = slices.Sorted(maps.Keys(seen))
+		scan.emitters = append(scan.emitters, e)
+	}
+	slices.Sort(scan.emitters)
+	require.Contains(t, scan.emitters, "cp-install install", "the scan found cp-install's verbs")
+	require.Contains(t, scan.emitters, "G2", "the scan found the gates")
+	require.Contains(t, scan.emitters, "request path", "the scan found the request path")
+	return scan
+}
+
+// nodeKey names a function or method declaration: pkg.F or pkg.T.M.
+func nodeKey(pkg string, d *ast.FuncDecl) string {
+	if d.Recv == nil {
+		return pkg + "." + d.Name.Name
+	}
+	return pkg + "." + recvType(d) + "." + d.Name.Name
+}
+
+// recvType is the name of a method's receiver type.
+func recvType(d *ast.FuncDecl) string {
+	t := d.Recv.List[0].Type
+	if s, ok := t.(*ast.StarExpr); ok {
+		t = s.X
+	}
+	switch t := t.(type) {
+	case *ast.Ident:
+		return t.Name
+	case *ast.IndexExpr:
+		if id, ok := t.X.(*ast.Ident); ok {
+			return id.Name
+		}
+	}
+	return "?"
+}
+
+// litType is the package and name of a composite literal's type, if it is
+// a named type of this module.
+func litType(sf srcFile, e ast.Expr) (pkg, name string) {
+	switch e := e.(type) {
+	case *ast.Ident:
+		return sf.pkg, e.Name
+	case *ast.SelectorExpr:
+		if x, ok := e.X.(*ast.Ident); ok && sf.imports[x.Name] != "" {
+			return sf.imports[x.Name], e.Sel.Name
+		}
+	}
+	return "", ""
+}
+
+// constValue is the value of a string literal or of a string constant of
+// this module.
+func constValue(pkgs map[string]*srcPkg, sf srcFile, e ast.Expr) (string, bool) {
+	switch e := e.(type) {
+	case *ast.BasicLit:
+		if e.Kind == token.STRING {
+			s, err := strconv.Unquote(e.Value)
+			return s, err == nil
+		}
+	case *ast.Ident:
+		if p := pkgs[sf.pkg]; p != nil {
+			s, ok := p.consts[e.Name]
+			return s, ok
+		}
+	case *ast.SelectorExpr:
+		if x, ok := e.X.(*ast.Ident); ok && sf.imports[x.Name] != "" {
+			if p := pkgs[sf.imports[x.Name]]; p != nil {
+				s, ok := p.consts[e.Sel.Name]
+				return s, ok
+			}
+		}
+	}
+	return "", false
+}

@@ -254,3 +254,54 @@ func TestErrorsHelp(t *testing.T) {
 	}
 	require.Contains(t, errorsHelp("cp-install"), "gate findings", "cp-install refuses with the gates' codes")
 }
+
+// docFile is the catalogue as a document: generated, never edited.
+var docFile = filepath.Join("..", "..", "docs", "errors.md")
+
+// TestCatalogDoc holds docs/errors.md to the catalogue: `go test
+// ./internal/cli -run TestCatalog -update` rewrites it.
+func TestCatalogDoc(t *testing.T) {
+	want := catalogDoc()
+	if *updateCatalog {
+		require.NoError(t, os.MkdirAll(filepath.Dir(docFile), 0o755))
+		require.NoError(t, os.WriteFile(docFile, want, 0o644))
+		return
+	}
+	have, err := os.ReadFile(docFile)
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(have), "docs/errors.md drifted from the catalogue: run go test ./internal/cli -run TestCatalog -update")
+}
+
+func catalogDoc() []byte {
+	var b bytes.Buffer
+	b.WriteString(`# Error codes
+
+<!-- Generated from internal/cli (catalog_rows.go, errors.go, catalog_emitters.go)
+by go test ./internal/cli -run TestCatalog -update; do not edit. -->
+
+Every error a Control Plane binary prints carries one of these codes in ` + "`.error.code`" + `
+(and in its stderr line), and exits with the code's class (DESIGN.md §3): 1 a negative
+verdict, 2 usage, 3 invalid input, 4 unavailable (a retry may succeed), 5 internal. A
+gate's findings (in ` + "`.result`" + `) use the same codes; a few are warnings, which never set
+an exit status. Look a code up with ` + "`cp-x -h`" + ` (its Errors section) or here;
+` + "`cp-trace compliance troubleshoot --error CODE`" + ` serves the same catalogue.
+
+**Emitted by**: a verb (` + "`cp-install install`" + `), every verb of a binary (` + "`cp-gate`" + `), verbs of
+every binary (` + "`every binary`" + `), the request path every verb runs first (reading, validating
+and admitting the request), or a gate or install rule (` + "`G0A`" + ` … ` + "`G6`" + `, ` + "`VERSION`" + `,
+` + "`OWNERSHIP`" + `, ` + "`RECEIPTS`" + `), whose findings ` + "`cp-gate`" + ` reports and ` + "`cp-install`" + ` refuses with.
+It is derived from the sources by a test, so it holds where the code can arise.
+
+| code | exit | meaning | fix | emitted by |
+|---|---|---|---|---|
+`)
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	for _, c := range Codes() {
+		by := "reserved: nothing emits it yet"
+		if len(c.EmittedBy) > 0 {
+			by = strings.Join(c.EmittedBy, ", ")
+		}
+		fmt.Fprintf(&b, "| `%s` | %d | %s | %s | %s |\n", c.Code, c.Exit, cell(c.Meaning), cell(c.Fix), cell(by))
+	}
+	return b.Bytes()
+}

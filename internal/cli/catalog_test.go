@@ -56,6 +56,16 @@ func TestCatalogRows(t *testing.T) {
 // docs/errors.md).
 func TestCatalogEmitters(t *testing.T) {
 	scan := derive(t, filepath.Join("..", ".."))
+	require.Contains(t, scan.emitters, "cp-install install", "the scan found cp-install's verbs")
+	require.Contains(t, scan.emitters, "G2", "the scan found the gates")
+	require.Contains(t, scan.emitters, "request path", "the scan found the request path")
+	for _, code := range slices.Sorted(maps.Keys(scan.sites)) {
+		for _, st := range scan.sites[code] {
+			if len(scan.reachedBy(st)) == 0 {
+				t.Logf("%s at %s (in %s): no verb, gate or request path reaches it (test support, or code only tests call)", code, st.at, st.node)
+			}
+		}
+	}
 	want := map[string][]string{}
 	for _, code := range slices.Sorted(maps.Keys(scan.sites)) {
 		by := compress(scan.derivedEmitters(code), scan.verbs)

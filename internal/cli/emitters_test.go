@@ -507,9 +507,6 @@ func derive(t *testing.T, root string) *emitScan {
 		scan.emitters = append(scan.emitters, e)
 	}
 	slices.Sort(scan.emitters)
-	require.Contains(t, scan.emitters, "cp-install install", "the scan found cp-install's verbs")
-	require.Contains(t, scan.emitters, "G2", "the scan found the gates")
-	require.Contains(t, scan.emitters, "request path", "the scan found the request path")
 	return scan
 }
 
@@ -575,4 +572,42 @@ func constValue(pkgs map[string]*srcPkg, sf srcFile, e ast.Expr) (string, bool) 
 		}
 	}
 	return "", false
+}
+
+// TestDeriveFixture runs the scan on a module in miniature
+// (testdata/emitmod), one way of emitting a code per case.
+func TestDeriveFixture(t *testing.T) {
+	scan := derive(t, filepath.Join("testdata", "emitmod"))
+	require.Equal(t, []string{"G1", "G2", "cp-x check all", "cp-x other", "cp-x run", "cp-x scoped", "request path"}, scan.emitters)
+	for code, want := range map[string][]string{
+		"INVALID_JSON":      {"request path"},         // cli.Errorf in the request path
+		"X_REFUSED":         {"cp-x run"},             // cli.Errorf in a verb's Run
+		"X_SCOPE":           {"cp-x scoped"},          // in a verb's Scope
+		"LIB_BUSY":          {"cp-x scoped"},          // a constant through an import, to a code parameter, from a factory's closure
+		"LIB_BAD":           {"cp-x check all"},       // a type whose Code() is a constant, built in a func literal's callee
+		"LIB_APPEND":        {"cp-x other"},           // assigned to code, in a method reached through an interface
+		"G1_FINDING":        {"G1", "cp-x check all"}, // a gate's fail
+		"G1_WARNING":        {"G1", "cp-x check all"}, // a gate's warn, in a helper
+		"G2_FINDING":        {"G2", "cp-x other"},     // a func literal with a code parameter
+		"DEAD_CODE":         nil,                      // emitted where nothing reaches
+		"LIB_DECLARED_ONLY": nil,                      // declared, never used
+	} {
+		require.Equal(t, want, scan.derivedEmitters(code), code)
+	}
+	require.Len(t, scan.sites["DEAD_CODE"], 1, "a site all the same")
+	require.Empty(t, scan.sites["LIB_DECLARED_ONLY"], "a declaration is not a site")
+	require.ElementsMatch(t, []string{"cp-x check all", "cp-x other", "cp-x run", "cp-x scoped"}, scan.verbs["cp-x"], "a verb in the tool's list or in a variable of its package")
+}
+
+func TestCompress(t *testing.T) {
+	verbs := map[string][]string{"cp-a": {"cp-a one", "cp-a two"}, "cp-b": {"cp-b one"}}
+	for _, tc := range []struct{ derived, want []string }{
+		{[]string{"cp-a one"}, []string{"cp-a one"}},
+		{[]string{"cp-a one", "cp-a two"}, []string{"cp-a"}},
+		{[]string{"cp-a one", "cp-b one"}, []string{"every binary"}},
+		{[]string{"G6", "RECEIPTS", "G0A", "request path", "cp-a two"}, []string{"request path", "cp-a two", "G0A", "G6", "RECEIPTS"}},
+		{nil, nil},
+	} {
+		require.Equal(t, tc.want, compress(tc.derived, verbs), "%q", tc.derived)
+	}
 }

@@ -66,6 +66,9 @@ func TestCatalogEmitters(t *testing.T) {
 			}
 		}
 	}
+	for _, b := range scan.built {
+		t.Errorf("%s: a code built at run time; emit constant codes, so that the catalogue can hold each", b)
+	}
 	want := map[string][]string{}
 	for _, code := range slices.Sorted(maps.Keys(scan.sites)) {
 		by := compress(scan.derivedEmitters(code), scan.verbs)

@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"go/types"
 	"io/fs"
 	"maps"
 	"path/filepath"
@@ -34,6 +35,12 @@ import (
 //   - the construction of a type whose Code() method returns constants
 //     (spec.Error is SPEC_INVALID wherever one is built): a composite
 //     literal of that type is a site of each code its Code() returns.
+//
+// A code in one of those positions that is built at run time (a
+// concatenation, fmt.Sprintf, a call into strings) fails the catalogue
+// test: only a constant code can have a row. Passing a code along (a
+// parameter named code, a .Code field, a Code() call) is neither a site
+// nor a built code.
 //
 // Constant declarations (workorder.CodeNotFound = "WO_NOT_FOUND") and the
 // Code() methods themselves are declarations, not sites: the site is where
@@ -79,6 +86,7 @@ type emitScan struct {
 	reaches  map[string]map[string]bool
 	emitters []string // every emitter, sorted
 	verbs    map[string][]string
+	built    []string // codes built at run time: "file:line expression"
 }
 
 // derivedEmitters returns, for a code, the emitters that reach at least
@@ -290,6 +298,8 @@ func derive(t *testing.T, root string) *emitScan {
 		emit := func(e ast.Expr) {
 			if s, ok := constValue(pkgs, sf, e); ok && codeRE.MatchString(s) {
 				scan.sites[s] = append(scan.sites[s], site{at: at(e), node: key})
+			} else if built(sf, e) {
+				scan.built = append(scan.built, at(e)+" "+types.ExprString(e))
 			}
 		}
 		ast.Inspect(body, func(n ast.Node) bool {
@@ -510,6 +520,28 @@ func derive(t *testing.T, root string) *emitScan {
 	return scan
 }
 
+// built reports whether e, in a code's position, builds a code at run
+// time ("WO_" + x, fmt.Sprintf, strings.ToUpper): such a code could be
+// none the catalogue holds. Passing a code along (a parameter named code,
+// a .Code field, a Code() call) is not building one.
+func built(sf srcFile, e ast.Expr) bool {
+	switch e := e.(type) {
+	case *ast.BinaryExpr:
+		return true
+	case *ast.ParenExpr:
+		return built(sf, e.X)
+	case *ast.CallExpr:
+		if s, ok := e.Fun.(*ast.SelectorExpr); ok {
+			x, ok := s.X.(*ast.Ident)
+			return ok && x.Name != "" && (sf.imports[x.Name] != "" || stdlib[x.Name])
+		}
+	}
+	return false
+}
+
+// stdlib are the standard packages a code could be built with.
+var stdlib = map[string]bool{"fmt": true, "strings": true, "strconv": true}
+
 // nodeKey names a function or method declaration: pkg.F or pkg.T.M.
 func nodeKey(pkg string, d *ast.FuncDecl) string {
 	if d.Recv == nil {
@@ -594,6 +626,7 @@ func TestDeriveFixture(t *testing.T) {
 	} {
 		require.Equal(t, want, scan.derivedEmitters(code), code)
 	}
+	require.Equal(t, []string{`internal/xcmd/x.go:33 "X_" + kind`}, scan.built, "a code built at run time is found")
 	require.Len(t, scan.sites["DEAD_CODE"], 1, "a site all the same")
 	require.Empty(t, scan.sites["LIB_DECLARED_ONLY"], "a declaration is not a site")
 	require.ElementsMatch(t, []string{"cp-x check all", "cp-x other", "cp-x run", "cp-x scoped"}, scan.verbs["cp-x"], "a verb in the tool's list or in a variable of its package")

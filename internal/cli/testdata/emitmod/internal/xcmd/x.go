@@ -29,3 +29,5 @@ func other_() error {
 	gate.G2()
 	return a.Append()
 }
+
+func builtCode(kind string) error { return cli.Errorf(1, "X_"+kind, "x") }

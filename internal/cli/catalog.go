@@ -85,12 +85,12 @@ func emittedByTool(by []string, tool string) bool {
 // errorsHelp is the "Errors" section of tool's -h, drawn from the
 // catalogue (never copied by hand): each code its own verbs emit, with its
 // meaning; then, by name only, the gates' findings its verbs report or
-// refuse with, and the codes every binary may exit with.
+// refuse with (for gateRunners), and the codes every binary may exit with.
 func errorsHelp(tool string) string {
 	var own, findings, common []CodeInfo
 	for _, c := range Codes() {
 		switch {
-		case emittedByTool(c.EmittedBy, tool) && slices.ContainsFunc(c.EmittedBy, isGate):
+		case emittedByTool(c.EmittedBy, tool) && slices.Contains(gateRunners, tool) && slices.ContainsFunc(c.EmittedBy, isGate):
 			findings = append(findings, c)
 		case emittedByTool(c.EmittedBy, tool):
 			own = append(own, c)
@@ -119,6 +119,14 @@ func errorsHelp(tool string) string {
 	codeList(&b, "and, from any binary:", common)
 	return b.String()
 }
+
+// gateRunners are the binaries whose verbs run the gates and answer with
+// their findings (DESIGN.md §7): cp-gate reports them, cp-install refuses
+// with them, cp-pkg preflight, stage and sign judge an archive by them,
+// and cp-auth init trusts its key through cp-install's trust path (a
+// kernel release, judged like any install). Their -h lists the gates'
+// codes by name, so that it stays readable.
+var gateRunners = []string{"cp-auth", "cp-gate", "cp-install", "cp-pkg"}
 
 // isGate reports whether an EmittedBy element names a gate or rule.
 func isGate(e string) bool {

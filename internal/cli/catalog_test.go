@@ -92,6 +92,8 @@ func TestCatalogEmitters(t *testing.T) {
 	}
 	if *updateCatalog {
 		writeEmitters(t, want)
+		require.NoError(t, os.MkdirAll(filepath.Dir(docFile), 0o755))
+		require.NoError(t, os.WriteFile(docFile, catalogDoc(want), 0o644))
 		return
 	}
 	for _, code := range slices.Sorted(maps.Keys(classes)) {
@@ -274,18 +276,17 @@ var docFile = filepath.Join("..", "..", "docs", "errors.md")
 // TestCatalogDoc holds docs/errors.md to the catalogue: `go test
 // ./internal/cli -run TestCatalog -update` rewrites it.
 func TestCatalogDoc(t *testing.T) {
-	want := catalogDoc()
 	if *updateCatalog {
-		require.NoError(t, os.MkdirAll(filepath.Dir(docFile), 0o755))
-		require.NoError(t, os.WriteFile(docFile, want, 0o644))
-		return
+		t.Skip("TestCatalogEmitters writes it, with the emitters it derives")
 	}
+	want := catalogDoc(emittedBy)
 	have, err := os.ReadFile(docFile)
 	require.NoError(t, err)
 	require.Equal(t, string(want), string(have), "docs/errors.md drifted from the catalogue: run go test ./internal/cli -run TestCatalog -update")
 }
 
-func catalogDoc() []byte {
+// catalogDoc renders the catalogue with the given emitters.
+func catalogDoc(by map[string][]string) []byte {
 	var b bytes.Buffer
 	b.WriteString(`# Error codes
 
@@ -310,11 +311,11 @@ It is derived from the sources by a test, so it holds where the code can arise.
 `)
 	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 	for _, c := range Codes() {
-		by := "reserved: nothing emits it yet"
-		if len(c.EmittedBy) > 0 {
-			by = strings.Join(c.EmittedBy, ", ")
+		who := "reserved: nothing emits it yet"
+		if len(by[c.Code]) > 0 {
+			who = strings.Join(by[c.Code], ", ")
 		}
-		fmt.Fprintf(&b, "| `%s` | %d | %s | %s | %s |\n", c.Code, c.Exit, cell(c.Meaning), cell(c.Fix), cell(by))
+		fmt.Fprintf(&b, "| `%s` | %d | %s | %s | %s |\n", c.Code, c.Exit, cell(c.Meaning), cell(c.Fix), cell(who))
 	}
 	return b.Bytes()
 }

@@ -36,8 +36,7 @@ const module = "github.com/control-plane/cp"
 // reserved are codes in classes that no code emits yet: DESIGN.md names
 // them for binaries to come (the firewall, the LLM gateway) or for input
 // checks kept in the vocabulary.
-var reserved = []string{"UNAVAILABLE", "PROVIDER_ERROR", "UNSAFE_NUMBER",
-	"FIREWALL_DENIED", "AUTH_MISSING", "AUTH_INVALID", "AUTH_EXPIRED", "AUTH_REVOKED"}
+var reserved = []string{"UNAVAILABLE", "PROVIDER_ERROR", "UNSAFE_NUMBER"}
 
 // twoClasses are codes that the request path or a command package raises
 // with cli.Errorf in a class other than the table's, on purpose.

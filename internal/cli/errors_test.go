@@ -34,7 +34,7 @@ import (
 const module = "github.com/control-plane/cp"
 
 // reserved are codes in classes that no code emits yet: DESIGN.md names
-// them for binaries to come (the firewall, the LLM gateway) or for input
+// them for binaries to come (the LLM gateway) or for input
 // checks kept in the vocabulary.
 var reserved = []string{"UNAVAILABLE", "PROVIDER_ERROR", "UNSAFE_NUMBER"}
 

@@ -57,18 +57,21 @@ func Codes() []CodeInfo {
 	return out
 }
 
-// LookupCode returns the catalogue's row for code (as written: codes are
-// upper case), and whether there is one.
+// LookupCode returns the catalogue's row for code, and whether there is
+// one. Codes are upper case; a code typed in lower case, or with spaces
+// around it, is found all the same.
 func LookupCode(code string) (CodeInfo, bool) {
-	info, ok := catalogue()[code]
+	info, ok := catalogue()[strings.ToUpper(strings.TrimSpace(code))]
 	if !ok {
 		return CodeInfo{}, false
 	}
 	return clone(info), true
 }
 
+// clone copies a row; EmittedBy is never nil (a reserved code's is empty),
+// so that its JSON is a list.
 func clone(c CodeInfo) CodeInfo {
-	c.EmittedBy = slices.Clone(c.EmittedBy)
+	c.EmittedBy = append([]string{}, c.EmittedBy...)
 	return c
 }
 

@@ -239,8 +239,17 @@ func TestCodesAPI(t *testing.T) {
 	}
 	_, ok := LookupCode("NO_SUCH_CODE")
 	require.False(t, ok)
-	_, ok = LookupCode("ledger_invalid")
-	require.False(t, ok, "codes are looked up as written")
+	got, ok := LookupCode(" ledger_invalid\n")
+	require.True(t, ok, "a code typed in lower case is found")
+	require.Equal(t, "LEDGER_INVALID", got.Code)
+	_, ok = LookupCode("")
+	require.False(t, ok)
+
+	provider, ok := LookupCode("PROVIDER_ERROR")
+	require.True(t, ok)
+	raw, err := json.Marshal(provider)
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"emitted_by":[]`, "a reserved code's emitters are an empty list, not null")
 
 	c, _ := LookupCode("WO_REQUIRED")
 	require.NotEmpty(t, c.EmittedBy)
@@ -248,7 +257,7 @@ func TestCodesAPI(t *testing.T) {
 	c2, _ := LookupCode("WO_REQUIRED")
 	require.NotEqual(t, "changed", c2.EmittedBy[0], "a caller cannot change the catalogue")
 
-	raw, err := json.Marshal(c2)
+	raw, err = json.Marshal(c2)
 	require.NoError(t, err)
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(raw, &m))

@@ -39,9 +39,10 @@ type codeRow struct {
 
 var catalogue = sync.OnceValue(func() map[string]CodeInfo {
 	m := make(map[string]CodeInfo, len(codeRows))
+	by := emittedBy()
 	for _, r := range codeRows {
 		m[r.code] = CodeInfo{Code: r.code, Exit: ExitFor(r.code), Meaning: r.meaning, Fix: r.fix,
-			EmittedBy: emittedBy[r.code]}
+			EmittedBy: by[r.code]}
 	}
 	return m
 })

@@ -254,7 +254,7 @@ var codeRows = []codeRow{
 		"Restore the path as a regular file or directory of the plane (cp-install rollback), then run again."},
 	{"TIER_INVALID", "A tier.json is missing, does not parse, or breaks its schema.",
 		"Restore the tier.json from a copy; tier.json is written by cp-install bootstrap only."},
-	{"TIER_MISMATCH", "A tier.json, or an entry's metadata._tier, names another tier than where it is.",
+	{"TIER_MISMATCH", "A tier.json, or an entry's metadata._tier, names another tier than where it is (exit 3 when a lower tier's tier.json lies).",
 		"Point --root at the right tier; restore a tier.json that lies."},
 	{"TIER_UNRECORDED", "A tier.json does not hash to what its GENESIS recorded (G6).",
 		"Restore the tier.json from a copy."},

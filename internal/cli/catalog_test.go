@@ -311,7 +311,9 @@ Every error a Control Plane binary prints carries one of these codes in ` + "`.e
 (and in its stderr line), and exits with the code's class (DESIGN.md §3): 1 a negative
 verdict, 2 usage, 3 invalid input, 4 unavailable (a retry may succeed), 5 internal. A
 gate's findings (in ` + "`.result`" + `) use the same codes; a few are warnings, which never set
-an exit status. Look a code up with ` + "`cp-x -h`" + ` (its Errors section) or here;
+an exit status. A verb that refuses with a gate's finding (` + "`cp-install`" + `; G2 and G3 before
+` + "`cp-pkg register-*`" + `) exits 1 whatever the code's class: the refusal is the verdict. Look a
+code up with ` + "`cp-x -h`" + ` (its Errors section) or here;
 ` + "`cp-trace compliance troubleshoot --error CODE`" + ` serves the same catalogue.
 
 **Emitted by**: a verb (` + "`cp-install install`" + `), every verb of a binary (` + "`cp-gate`" + `), verbs of

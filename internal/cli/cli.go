@@ -291,7 +291,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 
 	flagReq, common, err := r.parseFlags(verb, args)
 	if errors.Is(err, errHelp) {
-		fmt.Fprint(r.stderr, r.tool.Usage)
+		fmt.Fprint(r.stderr, r.tool.help())
 		return ExitOK
 	}
 	if err != nil {
@@ -329,7 +329,7 @@ func (r *runner) helpOrVersion(args []string) (code int, done bool) {
 		}
 		switch a {
 		case "-h", "-help", "--help":
-			fmt.Fprint(r.stderr, r.tool.Usage)
+			fmt.Fprint(r.stderr, r.tool.help())
 			return ExitOK, true
 		case "-version", "--version":
 			r.emitOK(map[string]any{"name": r.tool.Name, "version": Version, "go": runtime.Version()}, nil)

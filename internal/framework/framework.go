@@ -27,6 +27,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Framework is a parsed framework document.
@@ -54,9 +55,10 @@ func (e *Error) Error() string {
 // Code returns FRAMEWORK_INVALID.
 func (e *Error) Code() string { return "FRAMEWORK_INVALID" }
 
+// Compiled on first use, not at package init: every binary links this package.
 var (
-	idRE        = regexp.MustCompile(`^FMWK-[A-Z0-9-]+$`)
-	invariantRE = regexp.MustCompile(`^\s*[-*]\s+(?:\*\*MUST\*\*|MUST)\s+(.+)$`)
+	idRE        = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^FMWK-[A-Z0-9-]+$`) })
+	invariantRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\s*[-*]\s+(?:\*\*MUST\*\*|MUST)\s+(.+)$`) })
 )
 
 // Parse reads a framework document.
@@ -111,7 +113,7 @@ func Parse(doc []byte) (*Framework, error) {
 		if !ok {
 			break
 		}
-		if m := invariantRE.FindStringSubmatch(l); m != nil {
+		if m := invariantRE().FindStringSubmatch(l); m != nil {
 			f.Invariants = append(f.Invariants, normalize(m[1]))
 		}
 	}
@@ -119,8 +121,8 @@ func Parse(doc []byte) (*Framework, error) {
 		return nil, &Error{line, err.Error()}
 	}
 	switch {
-	case !idRE.MatchString(f.ID):
-		return nil, &Error{0, fmt.Sprintf("framework_id %q must match %s", f.ID, idRE)}
+	case !idRE().MatchString(f.ID):
+		return nil, &Error{0, fmt.Sprintf("framework_id %q must match %s", f.ID, idRE())}
 	case f.Title == "":
 		return nil, &Error{0, "title is required"}
 	case !manifest.ValidVersion(f.Version):

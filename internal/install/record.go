@@ -239,7 +239,8 @@ type Recovered struct {
 // Recover finishes or undoes an interrupted install or rollback of the
 // plane at root under its registry lock, records the operation's outcome
 // in the ledger if it is not there yet, and removes abandoned extraction
-// directories. Every mutating command runs it first.
+// directories; then it brings HO3's ledger in step. Every mutating command
+// runs the first part first (and its own append then repairs the ledger).
 func Recover(ctx context.Context, root string, actor plane.Actor) (*Recovered, error) {
 	if err := checkHO3(root); err != nil {
 		return nil, err
@@ -249,7 +250,17 @@ func Recover(ctx context.Context, root string, actor plane.Actor) (*Recovered, e
 		return nil, err
 	}
 	defer lock.Release()
-	return recoverLocked(ctx, root, actor)
+	rec, err := recoverLocked(ctx, root, actor)
+	if err != nil {
+		return rec, err
+	}
+	// An append killed between its line and its stored hashes (before the
+	// operation recorded its start, say: its automatic checkpoint's entry)
+	// leaves no outcome to record, and the ledger out of step until its
+	// next append: verify reports TLOG_MISSING meanwhile. An empty append
+	// repairs it now, as any append would, and checks the stored
+	// checkpoint.
+	return rec, plane.CheckRecord(ctx, root, actor)
 }
 
 func recoverLocked(ctx context.Context, root string, actor plane.Actor) (*Recovered, error) {

@@ -1,7 +1,6 @@
 package plane
 
 import (
-	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/control-plane/cp/pkg/ledger"
-	"github.com/control-plane/cp/pkg/ledger/pgstore"
 )
 
 // Access is what a tier's ledger is opened for (OpenLedger).
@@ -119,26 +117,6 @@ func noLinksInPlane(dir string, t Tier, path string) error {
 		}
 	}
 	return nil
-}
-
-// openPostgres opens the tier's ledger in PostgreSQL, the DSN read from
-// the environment variable tier.json names (never from tier.json: it holds
-// the password). Unset, or a database that cannot be reached, is
-// LEDGER_UNAVAILABLE: fail closed, never an empty ledger.
-func openPostgres(dir string, t Tier, a Access, opts ledger.Options) (ledger.Store, error) {
-	ls := t.LedgerStore
-	dsn := os.Getenv(ls.DSNEnv)
-	if dsn == "" {
-		return nil, ledger.Errorf(pgstore.Unavailable, "%s's ledger is in PostgreSQL (tier.json ledger_store), and $%s, which must hold its DSN, is not set", t.Tier, ls.DSNEnv)
-	}
-	s, err := pgstore.Open(context.Background(), dsn, pgstore.Options{
-		Name: ls.Name, Ledger: opts, Writable: a == ForAppend,
-		CheckpointFile: PostgresCheckpointPath(dir, t),
-	})
-	if err != nil {
-		return nil, err // not a nil *pgstore.Store in a non-nil Store
-	}
-	return s, nil
 }
 
 // PostgresCheckpointPath is where the checkpoints of tier t's ledger in

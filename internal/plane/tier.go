@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/control-plane/cp/internal/regfile"
 )
@@ -164,10 +165,11 @@ func Dir(root, planeID string) (string, error) {
 	return "", fmt.Errorf("unknown plane %q (want ho3, ho2 or ho1)", planeID)
 }
 
-// sessionID is an HO1 session id (DESIGN.md §13): SES-YYYYMMDD-<8 hex>.
-var sessionID = regexp.MustCompile(`^SES-[0-9]{8}-[0-9a-f]{8}$`)
+// sessionID is an HO1 session id (DESIGN.md §13): SES-YYYYMMDD-<8 hex>;
+// compiled on first use, not at package init (every binary links plane).
+var sessionID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^SES-[0-9]{8}-[0-9a-f]{8}$`) })
 
 // ValidSessionID reports whether id is an HO1 session id. Check it before
 // a path is built from one (planes/ho1/sessions/<id>/...), and before a
 // token is bound to one.
-func ValidSessionID(id string) bool { return sessionID.MatchString(id) }
+func ValidSessionID(id string) bool { return sessionID().MatchString(id) }

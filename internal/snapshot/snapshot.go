@@ -121,10 +121,11 @@ func (e *Error) Code() string { return e.code }
 // ErrorDetails names the path concerned.
 func (e *Error) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }
 
-var idPattern = regexp.MustCompile(`^VER-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$`)
+// Compiled on first use, not at package init: every binary links this package.
+var idPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^VER-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$`) })
 
 // ValidID reports whether id has the form of a version id.
-func ValidID(id string) bool { return idPattern.MatchString(id) }
+func ValidID(id string) bool { return idPattern().MatchString(id) }
 
 // NewID returns a fresh version id for time t: sortable by time, unique by
 // its random suffix.

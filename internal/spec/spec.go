@@ -78,9 +78,10 @@ func (e *Error) Error() string { return "spec manifest: " + e.Msg }
 // Code returns SPEC_INVALID.
 func (e *Error) Code() string { return "SPEC_INVALID" }
 
+// Compiled on first use, not at package init: every binary links this package.
 var (
-	specRE = regexp.MustCompile(`^SPEC-[A-Z0-9-]+$`)
-	fmwkRE = regexp.MustCompile(`^FMWK-[A-Z0-9-]+$`)
+	specRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^SPEC-[A-Z0-9-]+$`) })
+	fmwkRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^FMWK-[A-Z0-9-]+$`) })
 )
 
 // Parse reads a spec manifest; yaml selects the YAML form.
@@ -125,10 +126,10 @@ func Parse(b []byte, isYAML bool) (*Spec, error) {
 		s.Invariants = []string{}
 	}
 	switch {
-	case !specRE.MatchString(s.SpecID):
-		return nil, &Error{fmt.Sprintf("spec_id %q must match %s", s.SpecID, specRE)}
-	case !fmwkRE.MatchString(s.FrameworkID):
-		return nil, &Error{fmt.Sprintf("framework_id %q must match %s", s.FrameworkID, fmwkRE)}
+	case !specRE().MatchString(s.SpecID):
+		return nil, &Error{fmt.Sprintf("spec_id %q must match %s", s.SpecID, specRE())}
+	case !fmwkRE().MatchString(s.FrameworkID):
+		return nil, &Error{fmt.Sprintf("framework_id %q must match %s", s.FrameworkID, fmwkRE())}
 	case !manifest.ValidVersion(s.Version):
 		return nil, &Error{fmt.Sprintf("version %q is not a semantic version", s.Version)}
 	case !slices.Contains([]string{"active", "deprecated", "retired"}, s.Status):

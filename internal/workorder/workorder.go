@@ -89,12 +89,13 @@ type Draft struct {
 	ExpiresAt   string `json:"expires_at"`
 }
 
-var idRE = regexp.MustCompile(`^WO-([0-9]{8})-([0-9]{3})$`)
+// Compiled on first use, not at package init: every binary links this package.
+var idRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^WO-([0-9]{8})-([0-9]{3})$`) })
 
 // ValidID reports whether id has the form WO-YYYYMMDD-NNN with a real date
 // and NNN from 001.
 func ValidID(id string) bool {
-	m := idRE.FindStringSubmatch(id)
+	m := idRE().FindStringSubmatch(id)
 	if m == nil || m[2] == "000" {
 		return false
 	}

@@ -103,7 +103,11 @@ func Framework(ctx context.Context, root string, actor plane.Actor, id, src stri
 	}
 	path := plane.FrameworkPath(id, fw.Version)
 	sha := plane.SHA256(doc)
-	result := map[string]any{"framework_id": id, "version": fw.Version, "path": path, "sha256": sha, "invariants": len(fw.Invariants), "changed": false}
+	result := map[string]any{"framework_id": id, "version": fw.Version, "path": path, "sha256": sha, "invariants": len(fw.Invariants), "changed": false,
+		"metadata_from": fw.Sources}
+	if len(fw.Notes) > 0 {
+		result["notes"] = fw.Notes
+	}
 	refusal, err := guarded(ctx, guard, []string{path, registry.Dir + "/" + registry.Frameworks.File})
 	if err != nil {
 		return Outcome{}, err
@@ -268,7 +272,7 @@ func readFramework(src, id string) (*framework.Framework, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	fw, err := framework.Parse(doc)
+	fw, err := framework.ParseNamed(src, doc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -288,7 +292,9 @@ func registeredFramework(root string, row registry.Row) (*framework.Framework, e
 	if got := plane.SHA256(b); got != row["sha256"] {
 		return nil, errorf("HASH_MISMATCH", "%s changed since it was registered (%s, registered %s)", row["path"], got, row["sha256"])
 	}
-	return framework.Parse(b)
+	// Stored as ID/VERSION.md: the registry's id stands in for the file name
+	// a CPv2 document may have taken its id from.
+	return framework.ParseNamed(row["framework_id"]+".md", b)
 }
 
 // readSpec reads DIR/manifest.json or DIR/manifest.yaml (exactly one).

@@ -172,8 +172,15 @@ func scan(lines []string, first int) (*scanned, error) {
 	inv := invariants{seen: map[string]bool{}}
 	invariantTable := false
 	var tableHeader []string
-	for i, l := range lines {
+	comment := false // inside an HTML comment: not shown, so it states nothing
+	for i, raw := range lines {
 		n := first + i + 1
+		l := raw
+		if fence == "" {
+			if l, comment = stripComments(raw, comment); l != raw && strings.TrimSpace(l) == "" {
+				continue // all comment
+			}
+		}
 		if m := fenceRE.FindStringSubmatch(l); m != nil {
 			inv.flush()
 			if fence == "" {
@@ -277,6 +284,29 @@ func scan(lines []string, first int) (*scanned, error) {
 	inv.flush()
 	sc.invariants = inv.out
 	return sc, nil
+}
+
+// stripComments drops the HTML comments from a line; open says whether
+// one is open at its start, and the result whether one is open at its end.
+func stripComments(l string, open bool) (string, bool) {
+	var b strings.Builder
+	for {
+		if open {
+			end := strings.Index(l, "-->")
+			if end < 0 {
+				return b.String(), true
+			}
+			l, open = l[end+3:], false
+			continue
+		}
+		start := strings.Index(l, "<!--")
+		if start < 0 {
+			b.WriteString(l)
+			return b.String(), false
+		}
+		b.WriteString(l[:start])
+		l, open = l[start+4:], true
+	}
 }
 
 // heading reads the first H1: "FMWK-123: Title" states the id and title,

@@ -160,6 +160,9 @@ func TestForms(t *testing.T) {
 		{"version four parts", "", "# FMWK-1: Law\n**Version:** 1.2.3.4\n", want{}, `version "1.2.3.4" in a bold line (line 2): not a semantic version`},
 		{"status upper case", "", "# FMWK-1: Law\n**Status:** ACTIVE\n", want{"FMWK-1", "Law", "1.0.0", "active", FormHeading}, ""},
 		{"status unknown", "", "# FMWK-1: Law\n**Status:** proposed\n", want{}, `status "proposed" in a bold line (line 2): want active, draft, deprecated, retired`},
+		// HTML comments (not shown) state nothing.
+		{"comments", "", "# FMWK-1: Law\n<!-- **Status:** retired -->\n<!--\n**Framework ID:** FMWK-2\n## Status\nretired\n-->\n**Version:** 1.0.0 <!-- was 0.9 --> \n", want{"FMWK-1", "Law", "1.0.0", "active", FormHeading}, ""},
+		{"comment in heading", "", "# <!-- FMWK-2: --> Law\n", want{}, "states no framework id"},
 		// Code blocks state nothing.
 		{"fenced metadata", "", "# FMWK-1: Law\n```\n**Framework ID:** FMWK-2\n## Status\nretired\n```\n~~~md\n# FMWK-3: x\n~~~\n", want{"FMWK-1", "Law", "1.0.0", "active", FormHeading}, ""},
 	} {
@@ -195,6 +198,7 @@ func TestCPv2Invariants(t *testing.T) {
 		{"duplicates once", "- [MUST] a\n- [MUST] a\n", []string{"MUST a"}},
 		{"metadata and status say nothing", "## Metadata\n- note: MUST x\n## Status\nActive. It MUST y.\n", nil},
 		{"fences", "```\n- [MUST] no\n```\n- [MUST] yes\n", []string{"MUST yes"}},
+		{"comments", "<!-- - [MUST] hidden -->\n<!--\nAll MUST hide.\n-->\n- [MUST] shown <!-- not this -->\n", []string{"MUST shown"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := ParseNamed("FMWK-1.md", []byte(tc.doc))

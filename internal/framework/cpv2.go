@@ -227,7 +227,7 @@ func scan(lines []string, first int) (*scanned, error) {
 				if m := itemRE.FindStringSubmatch(l); m != nil {
 					v = m[2]
 				}
-				if kv := keyValueRE.FindStringSubmatch(v); kv != nil && normKey(kv[1]) == "status" {
+				if kv := keyValueRE.FindStringSubmatch(v); kv != nil && strings.Contains(normKey(kv[1]), "status") {
 					v = kv[2]
 				}
 				sc.state(fieldStatus, strings.ToLower(cleanValue(v)), FormStatusSection, n)

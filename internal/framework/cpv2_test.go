@@ -129,6 +129,7 @@ func TestForms(t *testing.T) {
 		{"bold framework name is not an id", "", "# FMWK-1: Law\n**Framework:** Package law\n", want{"FMWK-1", "Law", "1.0.0", "active", FormHeading}, ""},
 		{"status section", "", "# FMWK-1: Law\n\n## Status\n\n**Deprecated** since 2025-03.\n", want{"FMWK-1", "Law", "1.0.0", "deprecated", FormHeading}, ""},
 		{"status section key", "", "# FMWK-1: Law\n## Status\n- Status: retired\n", want{"FMWK-1", "Law", "1.0.0", "retired", FormHeading}, ""},
+		{"status section labelled", "", "# FMWK-1: Law\n## Status\nCurrent status: **Retired**\n", want{"FMWK-1", "Law", "1.0.0", "retired", FormHeading}, ""},
 		{"status section prose", "", "# FMWK-1: Law\n## Status\nThis is in review.\n", want{}, `status "this" in the ## Status section (line 3)`},
 		{"heading dash", "", "# FMWK-1 — The law\n", want{"FMWK-1", "The law", "1.0.0", "active", FormHeading}, ""},
 		{"heading hyphen", "", "# FMWK-AB-1 - The law\n", want{"FMWK-AB-1", "The law", "1.0.0", "active", FormHeading}, ""},

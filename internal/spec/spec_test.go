@@ -68,10 +68,27 @@ func TestParse(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"spec_id":"SPEC-1","framework_id":"FMWK-1","assets":["lib/**"]}`), false)
 	f.Add([]byte("spec_id: SPEC-1\nframework_id: FMWK-1\nassets: [\"lib/**\"]\n"), true)
+	// CPv2's specs, with every field of theirs.
+	for _, dir := range []string{"SPEC-GATE-001", "SPEC-DOCS-002", "SPEC-RUNTIME-003", "refused/SPEC-ORPHAN-001"} {
+		for _, name := range []string{"manifest.yaml", "manifest.json"} {
+			if b, err := os.ReadFile(filepath.Join(cpv2Dir, dir, name)); err == nil {
+				f.Add(b, name == "manifest.yaml")
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, doc []byte, isYAML bool) {
 		s, err := Parse(doc, isYAML)
 		if err != nil {
 			return
+		}
+		refs, err := s.Refs()
+		if err != nil {
+			t.Fatalf("Parse accepted dependencies Refs refuses: %v", err)
+		}
+		for _, r := range refs {
+			if r.Kind == RefSpec && r.ID == s.SpecID {
+				t.Fatalf("accepted a spec depending on itself")
+			}
 		}
 		for _, p := range s.Assets {
 			if p == "" || p[0] == '/' {

@@ -256,11 +256,11 @@ func scan(lines []string, first int) (*scanned, error) {
 			tableHeader = nil
 		case strings.HasPrefix(trimmed, "|"):
 			inv.flush()
-			cells := tableCells(trimmed)
 			if tableSepRE.MatchString(trimmed) {
 				continue
 			}
 			if tableHeader == nil {
+				cells := tableCells(trimmed)
 				// A table's first row is its header when a separator follows.
 				if i+1 < len(lines) && strings.HasPrefix(strings.TrimSpace(lines[i+1]), "|") && tableSepRE.MatchString(strings.TrimSpace(lines[i+1])) {
 					tableHeader = cells
@@ -270,7 +270,7 @@ func scan(lines []string, first int) (*scanned, error) {
 				tableHeader = []string{}
 			}
 			if invariantTable || mustRE.MatchString(mentionRE.ReplaceAllString(trimmed, "")) {
-				inv.add(strings.Join(cells, " | "))
+				inv.add(strings.Join(tableCells(trimmed), " | "))
 			}
 		default:
 			if m := itemRE.FindStringSubmatch(l); m != nil {
@@ -395,10 +395,9 @@ func (v *invariants) add(s string) {
 
 // cleanStatement is a statement's text: emphasis markers dropped, spaces
 // collapsed.
-func cleanStatement(s string) string {
-	s = strings.NewReplacer("**", "", "__", "").Replace(s)
-	return normalize(s)
-}
+func cleanStatement(s string) string { return normalize(emphasis.Replace(s)) }
+
+var emphasis = strings.NewReplacer("**", "", "__", "")
 
 // sentences splits a paragraph after ".", "!" or "?" followed by a space
 // and a capital letter (or an opening mark).

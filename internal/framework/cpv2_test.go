@@ -133,6 +133,7 @@ func TestForms(t *testing.T) {
 		{"status section prose", "", "# FMWK-1: Law\n## Status\nThis is in review.\n", want{}, `status "this" in the ## Status section (line 3)`},
 		{"heading dash", "", "# FMWK-1 — The law\n", want{"FMWK-1", "The law", "1.0.0", "active", FormHeading}, ""},
 		{"heading hyphen", "", "# FMWK-AB-1 - The law\n", want{"FMWK-AB-1", "The law", "1.0.0", "active", FormHeading}, ""},
+		{"byte order mark", "", "\ufeff# FMWK-1: Law\r\n\r\n**Status:** draft\r\n", want{"FMWK-1", "Law", "1.0.0", "draft", FormHeading}, ""},
 		{"heading id only", "", "# FMWK-1\n", want{"FMWK-1", "FMWK-1", "1.0.0", "active", FormHeading}, ""},
 		{"heading bad id", "", "# FMWK-abc: Law\n", want{}, `framework id "FMWK-abc" must match`},
 		{"only the first H1", "", "# FMWK-1: Law\n# FMWK-2: Other\n", want{"FMWK-1", "Law", "1.0.0", "active", FormHeading}, ""},

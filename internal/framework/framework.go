@@ -101,6 +101,9 @@ func ParseNamed(name string, doc []byte) (*Framework, error) {
 	if len(lines) > 0 && lines[0] == "---" {
 		return parseOurs(name, lines)
 	}
+	if len(lines) > 0 {
+		lines[0] = strings.TrimPrefix(lines[0], "\ufeff") // CPv2 documents saved by Windows editors
+	}
 	return parseCPv2(name, lines)
 }
 

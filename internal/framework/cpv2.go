@@ -93,8 +93,8 @@ var (
 	fenceRE    = regexp.MustCompile("^ {0,3}(```|~~~)")
 	headingRE  = regexp.MustCompile(`^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$`)
 	itemRE     = regexp.MustCompile(`^(\s*)(?:[-*+]|\d{1,9}[.)])\s+(.*)$`)
-	keyValueRE = regexp.MustCompile(`^(?:\*\*|__)?` + "`?" + `([A-Za-z][A-Za-z0-9 _-]{0,40}?)` + "`?" + `(?:\s*:\s*(?:\*\*|__)|(?:\*\*|__)\s*:|\s*:)\s*(.*)$`)
-	boldRE     = regexp.MustCompile(`^\s*(?:[-*+]\s+)?(?:\*\*|__)([A-Za-z][A-Za-z0-9 _-]{0,40}?)(?:\s*:\s*(?:\*\*|__)|(?:\*\*|__)\s*:)\s*(.*)$`)
+	keyValueRE = regexp.MustCompile(`^(?:\*\*|__)?` + "`?" + `([A-Za-z][A-Za-z0-9 _-]*?)` + "`?" + `(?:\s*:\s*(?:\*\*|__)|(?:\*\*|__)\s*:|\s*:)\s*(.*)$`)
+	boldRE     = regexp.MustCompile(`^\s*(?:[-*+]\s+)?(?:\*\*|__)([A-Za-z][A-Za-z0-9 _-]*?)(?:\s*:\s*(?:\*\*|__)|(?:\*\*|__)\s*:)\s*(.*)$`)
 	// An id in a heading: "FMWK-123: Title", "FMWK-123 — Title", "FMWK-123 Title", "FMWK-123".
 	headingIDRE = regexp.MustCompile(`^(FMWK-[A-Za-z0-9-]*[A-Za-z0-9])(?:\s*[:–—]\s*|\s+-\s+|\s+|$)(.*)$`)
 	mustRE      = regexp.MustCompile(`\bMUST\b`)
@@ -193,7 +193,7 @@ func scan(lines []string, first int) (*scanned, error) {
 		if fence != "" {
 			continue
 		}
-		if m := headingRE.FindStringSubmatch(l); m != nil {
+		if m := heading(l); m != nil {
 			inv.flush()
 			level = len(m[1])
 			section = strings.ToLower(cleanValue(m[2]))
@@ -234,7 +234,7 @@ func scan(lines []string, first int) (*scanned, error) {
 			}
 			continue
 		}
-		if m := boldRE.FindStringSubmatch(l); m != nil {
+		if m := boldLine(l); m != nil {
 			key := normKey(m[1])
 			if key == "framework" && !strings.HasPrefix(cleanValue(m[2]), "FMWK-") {
 				key = "" // "**Framework:** Package law" names, it does not identify
@@ -307,6 +307,27 @@ func stripComments(l string, open bool) (string, bool) {
 		b.WriteString(l[:start])
 		l, open = l[start+4:], true
 	}
+}
+
+// heading matches headingRE, which only a line starting with # (after at
+// most three spaces) can.
+func heading(l string) []string {
+	if !strings.HasPrefix(strings.TrimLeft(l, " "), "#") {
+		return nil
+	}
+	return headingRE.FindStringSubmatch(l)
+}
+
+// boldLine matches boldRE, which only a line holding ** or __ can, with a
+// key of at most 40 characters.
+func boldLine(l string) []string {
+	if !strings.Contains(l, "**") && !strings.Contains(l, "__") {
+		return nil
+	}
+	if m := boldRE.FindStringSubmatch(l); m != nil && len(m[1]) <= 40 {
+		return m
+	}
+	return nil
 }
 
 // heading reads the first H1: "FMWK-123: Title" states the id and title,

@@ -366,3 +366,25 @@ func parseBefore(doc []byte) (*Framework, error) {
 	}
 	return f, nil
 }
+
+// BenchmarkParse reads our form (the baseline) and CPv2's largest fixture
+// forms in the same run.
+func BenchmarkParse(b *testing.B) {
+	for _, tc := range []struct{ name, file string }{
+		{"ours", ""}, {"cpv2-metadata-list", "FMWK-000_governance_kernel.md"}, {"cpv2-bold-sentences", "FMWK-001_package_law.md"},
+		{"cpv2-status-table", "FMWK-002_agent_runtime.md"},
+	} {
+		text := []byte(doc)
+		if tc.file != "" {
+			text = readFixture(b, tc.file)
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				if _, err := ParseNamed(tc.file, text); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

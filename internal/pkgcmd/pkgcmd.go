@@ -106,11 +106,17 @@ else CONTROL_PLANE_SIGNING_KEY (a signer key or the path of one).
 
 register-framework registers a framework document (markdown opening with a
 ---/framework_id/title/version/status/--- block; its MUST list items are the
-invariants), keeping it under registries/frameworks/ID/VERSION.md. The same
-document again changes nothing; a changed one needs a higher version and must
-keep every MUST invariant (else BREAKING_CHANGE). register-spec registers
-DIR/manifest.json or DIR/manifest.yaml (spec_id, framework_id, assets patterns
-with ** for any depth, invariants; its framework registered and active).
+invariants; or a CPv2 document: a ## Metadata list, **Version:** lines, a
+## Status section, the # FMWK-ID: Title heading or an FMWK-ID_title.md file
+name, with its [MUST] items, MUST sentences and invariant tables; see the
+README's Coming from CPv2), keeping it under registries/frameworks/ID/VERSION.md.
+The same document again changes nothing; a changed one needs a higher version
+and must keep every MUST invariant (else BREAKING_CHANGE). register-spec
+registers DIR/manifest.json or DIR/manifest.yaml (spec_id, framework_id, assets
+patterns with ** for any depth, invariants; CPv2's plane_id, tier, interfaces,
+acceptance, non_goals, dependencies and status draft; its framework registered
+and active, or draft for a draft spec; plane_id this plane's; the specs and
+frameworks it depends on registered).
 check-framework compares a candidate document with the registered one. Each
 writes its outcome, refusals included, to HO3's governance ledger. With --wo
 WO-ID (mandatory where config/governance.json says work_orders: required),

@@ -17,11 +17,11 @@ type check func(v string) string
 // and column. A Table not listed here gets the structural rules only.
 var checks = map[string]map[string]check{
 	Frameworks.File: {
-		"framework_id": token, "title": text, "version": token, "status": oneOf(StatusActive, StatusDeprecated, StatusRetired),
+		"framework_id": token, "title": text, "version": token, "status": oneOf(StatusActive, StatusDeprecated, StatusRetired, StatusDraft),
 		"path": planePath, "sha256": hash, "registered_at": timestamp, "registered_by": token,
 	},
 	Specs.File: {
-		"spec_id": token, "framework_id": token, "title": text, "version": token, "status": oneOf(StatusActive, StatusDeprecated, StatusRetired),
+		"spec_id": token, "framework_id": token, "title": text, "version": token, "status": oneOf(StatusActive, StatusDeprecated, StatusRetired, StatusDraft),
 		"path": planePath, "sha256": hash, "registered_at": timestamp, "registered_by": token,
 	},
 	Prompts.File: {

@@ -119,6 +119,7 @@ const (
 	StatusActive     = "active"     // frameworks, specs, prompts
 	StatusDeprecated = "deprecated" // frameworks, specs, prompts
 	StatusRetired    = "retired"    // frameworks, specs, prompts
+	StatusDraft      = "draft"      // frameworks, specs (CPv2's): registered, not yet law a package can answer to
 	StatusInstalled  = "installed"  // packages
 	StatusFailed     = "failed"     // packages
 )

@@ -8,8 +8,13 @@
 //	 "assets":["lib/demo/**","config/demo.json"],"invariants":["..."]}
 //
 // spec_id, framework_id and assets (at least one) are required; title,
-// version (default 1.0.0), status (active, deprecated, retired; default
-// active) and invariants are optional. No other key is allowed. The decoded
+// version (default 1.0.0), status (active, draft, deprecated, retired;
+// default active) and invariants are optional. The Python Control Plane
+// v2's fields are kept: plane_id (the plane the spec's packages go to,
+// checked against the plane by registration), tier (ho1, ho2 or ho3, any
+// case), interfaces and acceptance (lists of strings or objects),
+// non_goals (strings) and dependencies (see Refs). No other key is
+// allowed. The decoded
 // document must first be valid against schemas/spec_manifest.schema.json
 // (keys exactly as spelled, no nulls, no duplicates), so the file the
 // registry keeps is one that schema describes.
@@ -68,7 +73,18 @@ type Spec struct {
 	Status      string   `json:"status" yaml:"status"`
 	Assets      []string `json:"assets" yaml:"assets"`
 	Invariants  []string `json:"invariants" yaml:"invariants"`
+
+	// CPv2's fields, kept.
+	PlaneID      string   `json:"plane_id,omitempty" yaml:"plane_id"`
+	Tier         string   `json:"tier,omitempty" yaml:"tier"`
+	Interfaces   []any    `json:"interfaces,omitempty" yaml:"interfaces"`
+	Acceptance   []any    `json:"acceptance,omitempty" yaml:"acceptance"`
+	NonGoals     []string `json:"non_goals,omitempty" yaml:"non_goals"`
+	Dependencies []any    `json:"dependencies,omitempty" yaml:"dependencies"`
 }
+
+// Statuses are the statuses a spec may have; draft is CPv2's.
+var Statuses = []string{"active", "draft", "deprecated", "retired"}
 
 // Error is an invalid spec; Code is SPEC_INVALID.
 type Error struct{ Msg string }
@@ -82,6 +98,8 @@ func (e *Error) Code() string { return "SPEC_INVALID" }
 var (
 	specRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^SPEC-[A-Z0-9-]+$`) })
 	fmwkRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^FMWK-[A-Z0-9-]+$`) })
+	// idRestRE() is what follows SPEC-, FMWK- or PKG- in one of our ids.
+	idRestRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Z0-9-]+$`) })
 )
 
 // Parse reads a spec manifest; yaml selects the YAML form.
@@ -132,10 +150,15 @@ func Parse(b []byte, isYAML bool) (*Spec, error) {
 		return nil, &Error{fmt.Sprintf("framework_id %q must match %s", s.FrameworkID, fmwkRE())}
 	case !manifest.ValidVersion(s.Version):
 		return nil, &Error{fmt.Sprintf("version %q is not a semantic version", s.Version)}
-	case !slices.Contains([]string{"active", "deprecated", "retired"}, s.Status):
-		return nil, &Error{fmt.Sprintf("status %q: want active, deprecated or retired", s.Status)}
+	case !slices.Contains(Statuses, s.Status):
+		return nil, &Error{fmt.Sprintf("status %q: want %s", s.Status, strings.Join(Statuses, ", "))}
 	case len(s.Assets) == 0:
 		return nil, &Error{"assets must list at least one pattern"}
+	case s.Tier != "" && !slices.Contains([]string{"ho1", "ho2", "ho3"}, strings.ToLower(s.Tier)):
+		return nil, &Error{fmt.Sprintf("tier %q: want ho1, ho2 or ho3", s.Tier)}
+	}
+	if _, err := s.Refs(); err != nil {
+		return nil, err
 	}
 	for _, p := range s.Assets {
 		if err := checkPattern(p); err != nil {
@@ -143,6 +166,93 @@ func Parse(b []byte, isYAML bool) (*Spec, error) {
 		}
 	}
 	return &s, nil
+}
+
+// Ref is one of a spec's dependencies as read: Kind is RefSpec,
+// RefFramework or RefPackage when it names one of our ids (ID, with a
+// version Constraint in manifest.ParseDependency's grammar, "" for any),
+// "" when it names something else (a library, a service), which is kept
+// and not checked. Text is the dependency as written.
+type Ref struct {
+	Kind, ID, Constraint, Text string
+}
+
+// Kinds of Ref.
+const (
+	RefSpec      = "spec"
+	RefFramework = "framework"
+	RefPackage   = "package"
+)
+
+// Allows reports whether version meets the ref's constraint.
+func (r Ref) Allows(version string) bool {
+	d, err := manifest.ParseDependency("PKG-X@" + r.Constraint)
+	if r.Constraint == "" {
+		d, err = manifest.ParseDependency("PKG-X")
+	}
+	return err == nil && d.Allows(version)
+}
+
+// Refs reads the spec's dependencies. A string is "ID" or "ID@constraint"
+// (SPEC-, FMWK- or PKG- ids; the constraint as a package dependency's), or
+// anything else, which names none of ours. An object names its id by
+// spec_id, framework_id, package_id or id, and may give a version
+// constraint as version; an object naming none is kept unchecked. A
+// dependency that begins like one of our ids but is not one, or whose
+// constraint does not parse, is SPEC_INVALID.
+func (s *Spec) Refs() ([]Ref, error) {
+	var out []Ref
+	for i, d := range s.Dependencies {
+		var r Ref
+		switch v := d.(type) {
+		case string:
+			r.Text = v
+			r.ID, r.Constraint, _ = strings.Cut(strings.TrimSpace(v), "@")
+		case map[string]any:
+			if b, err := jcs.Marshal(v); err == nil {
+				r.Text = string(b)
+			} else {
+				r.Text = fmt.Sprint(v)
+			}
+			for _, k := range []string{"spec_id", "framework_id", "package_id", "id"} {
+				if id, ok := v[k].(string); ok {
+					r.ID = id
+					break
+				}
+			}
+			if c, ok := v["version"]; ok {
+				cs, ok := c.(string)
+				if !ok {
+					return nil, &Error{fmt.Sprintf("dependencies[%d]: version must be a string", i)}
+				}
+				r.Constraint = cs
+			}
+		default:
+			return nil, &Error{fmt.Sprintf("dependencies[%d]: want a string or an object", i)}
+		}
+		for _, k := range []struct{ prefix, kind string }{{"SPEC-", RefSpec}, {"FMWK-", RefFramework}, {"PKG-", RefPackage}} {
+			if !strings.HasPrefix(r.ID, k.prefix) {
+				continue
+			}
+			r.Kind = k.kind
+			if !idRestRE().MatchString(strings.TrimPrefix(r.ID, k.prefix)) {
+				return nil, &Error{fmt.Sprintf("dependencies[%d] %q: %q is not a %s id", i, r.Text, r.ID, k.kind)}
+			}
+			if r.Constraint != "" {
+				if _, err := manifest.ParseDependency("PKG-X@" + r.Constraint); err != nil {
+					return nil, &Error{fmt.Sprintf("dependencies[%d] %q: version constraint %q: %v", i, r.Text, r.Constraint, err)}
+				}
+			}
+		}
+		if r.Kind == "" {
+			r.ID, r.Constraint = "", ""
+		}
+		if r.Kind == RefSpec && r.ID == s.SpecID {
+			return nil, &Error{fmt.Sprintf("dependencies[%d]: spec %s depends on itself", i, s.SpecID)}
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func checkPattern(p string) error {

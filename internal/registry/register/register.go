@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/control-plane/cp/internal/atomicfile"
@@ -103,7 +104,11 @@ func Framework(ctx context.Context, root string, actor plane.Actor, id, src stri
 	}
 	path := plane.FrameworkPath(id, fw.Version)
 	sha := plane.SHA256(doc)
-	result := map[string]any{"framework_id": id, "version": fw.Version, "path": path, "sha256": sha, "invariants": len(fw.Invariants), "changed": false}
+	result := map[string]any{"framework_id": id, "version": fw.Version, "path": path, "sha256": sha, "invariants": len(fw.Invariants), "changed": false,
+		"metadata_from": fw.Sources}
+	if len(fw.Notes) > 0 {
+		result["notes"] = fw.Notes
+	}
 	refusal, err := guarded(ctx, guard, []string{path, registry.Dir + "/" + registry.Frameworks.File})
 	if err != nil {
 		return Outcome{}, err
@@ -176,10 +181,26 @@ func Spec(ctx context.Context, root string, actor plane.Actor, id, src string, g
 	}
 	path := plane.SpecPath(id, s.Version, isYAML)
 	sha := plane.SHA256(b)
-	result := map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "path": path, "sha256": sha, "assets": s.Assets, "changed": false}
+	result := map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "path": path, "sha256": sha, "assets": s.Assets, "changed": false,
+		"status": s.Status}
+	refs, err := s.Refs()
+	if err != nil {
+		return Outcome{}, err
+	}
+	if s.PlaneID != "" {
+		result["plane_id"] = s.PlaneID
+	}
+	if s.Tier != "" {
+		result["tier"] = s.Tier
+	}
 	refusal, err := guarded(ctx, guard, []string{path, registry.Dir + "/" + registry.Specs.File})
 	if err != nil {
 		return Outcome{}, err
+	}
+	if refusal == nil && s.PlaneID != "" {
+		if refusal, err = checkPlaneID(root, id, s.PlaneID); err != nil {
+			return Outcome{}, err
+		}
 	}
 	if refusal == nil {
 		err = registry.UpdateMany(ctx, root, []registry.Table{registry.Specs, registry.Frameworks}, func(t map[string][]registry.Row) (map[string][]registry.Row, error) {
@@ -187,8 +208,17 @@ func Spec(ctx context.Context, root string, actor plane.Actor, id, src string, g
 			switch {
 			case fw == nil:
 				refusal = errorf("FRAMEWORK_NOT_FOUND", "spec %s answers to framework %s, which is not registered", id, s.FrameworkID)
+			case fw["status"] == registry.StatusDraft && s.Status == registry.StatusDraft:
+				// a draft spec may answer to a draft framework: neither is law yet
 			case fw["status"] != registry.StatusActive:
 				refusal = errorf("FRAMEWORK_INACTIVE", "framework %s is %s", s.FrameworkID, fw["status"])
+				if fw["status"] == registry.StatusDraft {
+					refusal.WithHint("register the spec as status: draft, or a version of the framework that is active")
+				}
+			}
+			if refusal == nil {
+				checked, unchecked, r := checkRefs(id, refs, t[registry.Specs.File], t[registry.Frameworks.File])
+				result["dependencies_checked"], result["dependencies_unchecked"], refusal = checked, unchecked, r
 			}
 			rows := t[registry.Specs.File]
 			if old := find(rows, "spec_id", id); refusal == nil && old != nil {
@@ -224,6 +254,56 @@ func Spec(ctx context.Context, root string, actor plane.Actor, id, src string, g
 	}
 	return recorded(ctx, root, actor, result, nil, ledger.Draft{EventType: "SPEC_REGISTERED", SubmissionID: id, Decision: "REGISTERED",
 		Reason: "spec registered", Metadata: map[string]any{"spec_id": id, "framework_id": s.FrameworkID, "version": s.Version, "sha256": sha, "path": path}})
+}
+
+// checkPlaneID refuses a spec whose CPv2 plane_id is not the plane at root:
+// its plane_id (the tier name, in any case) or its plane_name.
+func checkPlaneID(root, id, planeID string) (*Error, error) {
+	t, err := plane.ReadTier(root)
+	if err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(planeID, t.PlaneID) || (t.PlaneName != "" && planeID == t.PlaneName) {
+		return nil, nil
+	}
+	name := ""
+	if t.PlaneName != "" {
+		name = " (" + t.PlaneName + ")"
+	}
+	return errorf("PLANE_MISMATCH", "spec %s is for plane %q; this is plane %s%s", id, planeID, t.PlaneID, name).
+		WithHint("set plane_id to %s, or register the spec in the plane it names", t.PlaneID), nil
+}
+
+// checkRefs checks a spec's dependencies that name our specs and
+// frameworks against the registries: each must be registered, at a
+// version its constraint allows. Package dependencies and others are
+// returned unchecked (a package comes after its spec; G1 checks a
+// package's own dependencies when it is installed).
+func checkRefs(id string, refs []spec.Ref, specs, fws []registry.Row) (checked, unchecked []string, refusal *Error) {
+	checked, unchecked = []string{}, []string{}
+	for _, r := range refs {
+		var row registry.Row
+		switch r.Kind {
+		case spec.RefSpec:
+			if row = find(specs, "spec_id", r.ID); row == nil {
+				return nil, nil, errorf("SPEC_NOT_FOUND", "spec %s depends on spec %s, which is not registered", id, r.ID).
+					WithHint("register %s first", r.ID)
+			}
+		case spec.RefFramework:
+			if row = find(fws, "framework_id", r.ID); row == nil {
+				return nil, nil, errorf("FRAMEWORK_NOT_FOUND", "spec %s depends on framework %s, which is not registered", id, r.ID).
+					WithHint("register %s first", r.ID)
+			}
+		default:
+			unchecked = append(unchecked, r.Text)
+			continue
+		}
+		if !r.Allows(row["version"]) {
+			return nil, nil, errorf("DEPENDENCY_VERSION", "spec %s depends on %s@%s; %s is registered", id, r.ID, r.Constraint, row["version"])
+		}
+		checked = append(checked, r.Text)
+	}
+	return checked, unchecked, nil
 }
 
 // CheckFramework compares a candidate framework document with the
@@ -268,7 +348,7 @@ func readFramework(src, id string) (*framework.Framework, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	fw, err := framework.Parse(doc)
+	fw, err := framework.ParseNamed(src, doc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -288,7 +368,9 @@ func registeredFramework(root string, row registry.Row) (*framework.Framework, e
 	if got := plane.SHA256(b); got != row["sha256"] {
 		return nil, errorf("HASH_MISMATCH", "%s changed since it was registered (%s, registered %s)", row["path"], got, row["sha256"])
 	}
-	return framework.Parse(b)
+	// Stored as ID/VERSION.md: the registry's id stands in for the file name
+	// a CPv2 document may have taken its id from.
+	return framework.ParseNamed(row["framework_id"]+".md", b)
 }
 
 // readSpec reads DIR/manifest.json or DIR/manifest.yaml (exactly one).

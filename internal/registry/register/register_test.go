@@ -2,6 +2,7 @@ package register_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -110,4 +111,35 @@ func TestSpecLookups(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "SPEC-X-001", spec)
 	require.True(t, unregistered)
+}
+
+// TestCPv2SpecPlane: a CPv2 spec's plane_id is this plane's plane_id in
+// any case, or its plane_name; another plane's is refused and recorded.
+func TestCPv2SpecPlane(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "plane")
+	actor := plane.Actor{Name: "tester"}
+	_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: actor, PlaneName: "cpv2-import"})
+	require.NoError(t, err)
+	src := t.TempDir()
+	fw := write(t, src, "FMWK-7_law.md", "# FMWK-7: Law\n**Version:** 1.0\n\n- [MUST] hold.\n")
+	o, err := register.Framework(ctx, root, actor, "FMWK-7", fw, nil)
+	require.NoError(t, err)
+	res := o.Result.(map[string]any)
+	require.Equal(t, "1.0.0", res["version"])
+	require.Equal(t, []string{`version "1.0" read as 1.0.0`, "no status stated: active"}, res["notes"])
+
+	for i, tc := range []struct{ planeID, code string }{
+		{"ho3", ""}, {"HO3", ""}, {"cpv2-import", ""}, {"CPV2-IMPORT", "PLANE_MISMATCH"}, {"ho1", "PLANE_MISMATCH"}, {"prod-eu", "PLANE_MISMATCH"},
+	} {
+		id := fmt.Sprintf("SPEC-P-%d", i)
+		dir := filepath.Join(src, id)
+		write(t, dir, "manifest.yaml", "spec_id: "+id+"\nframework_id: FMWK-7\nplane_id: "+tc.planeID+"\nassets: [modules/p/**]\n")
+		o, err := register.Spec(ctx, root, actor, id, dir, nil)
+		require.Equal(t, tc.code, code(t, err), tc.planeID)
+		if tc.code != "" {
+			require.ErrorContains(t, err, fmt.Sprintf("spec %s is for plane %q; this is plane ho3 (cpv2-import)", id, tc.planeID))
+			require.NotEmpty(t, o.LedgerEntryID, "the refusal is recorded")
+		}
+	}
 }

@@ -23,16 +23,20 @@
 //
 // where e is the object as parsed from the line minus its top-level
 // "entry_hash" key; see Dumps for the exact text. The line's own spacing and
-// key order do not matter. An entry whose stored entry_hash is not exactly
-// that lowercase hex string, is missing, or is not a string has a
-// HASH_MISMATCH issue. An entry with a string holding a lone surrogate (such as
+// key order do not matter. The stored entry_hash is that lowercase hex
+// string, or the same string after a "sha256:" prefix (HashPrefix: CPv2's
+// agent runtime writes its session evidence ledgers that way; DESIGN.md §5
+// makes both forms the same rule, and a ledger may hold both). An entry
+// whose stored entry_hash is neither, is missing, or is not a string has a
+// HASH_MISMATCH issue (its message wants the form the entry used). An entry with a string holding a lone surrogate (such as
 // "\ud800") has a HASH_MISMATCH issue saying its text cannot be UTF-8 encoded:
 // Python's encode fails there, so no stored hash can be right.
 //
 // # Chain rule
 //
 // An entry's previous_hash must be a string equal to the stored entry_hash
-// string of the previous entry (whatever that string is, right or wrong), or
+// string of the previous entry as written (whatever that string is, right or
+// wrong, prefixed or not), or
 // "" for the first entry; otherwise the entry has a CHAIN_BROKEN issue. If
 // the previous entry has no string entry_hash, the entry always has a
 // CHAIN_BROKEN issue whose message says there is nothing to chain to.
@@ -53,7 +57,12 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
+
+// HashPrefix is the prefix CPv2's agent runtime writes before an entry_hash's
+// hex; an entry_hash with it or without it is checked by the same rule.
+const HashPrefix = "sha256:"
 
 // Issue codes.
 const (
@@ -75,6 +84,9 @@ type Report struct {
 	Entries  int64   // number of lines
 	Issues   []Issue // in seq order
 	LastHash string  // stored entry_hash of the last non-MALFORMED line, "" if none or not a string
+	// Prefixed counts the entries whose stored entry_hash carries
+	// HashPrefix (right or wrong): the sha256: form.
+	Prefixed int64
 }
 
 // Verify reads a legacy ledger from r and reports every broken entry; the
@@ -163,8 +175,15 @@ func (v *verifier) check(line []byte) {
 	v.text, err = appendDumps(v.text[:0], obj)
 	if err != nil {
 		v.add(seq, id, CodeHashMismatch, "entry cannot be hashed: %v", err)
-	} else if sum := sha256.Sum256(v.text); !storedOK || storedStr != hex.EncodeToString(sum[:]) {
-		v.add(seq, id, CodeHashMismatch, "entry_hash is %s, want %x", describe(stored, hasStored), sum)
+	} else if sum := sha256.Sum256(v.text); !storedOK || strings.TrimPrefix(storedStr, HashPrefix) != hex.EncodeToString(sum[:]) {
+		form := ""
+		if strings.HasPrefix(storedStr, HashPrefix) {
+			form = HashPrefix
+		}
+		v.add(seq, id, CodeHashMismatch, "entry_hash is %s, want %s%x", describe(stored, hasStored), form, sum)
+	}
+	if storedOK && strings.HasPrefix(storedStr, HashPrefix) {
+		v.rep.Prefixed++
 	}
 
 	prev, hasPrev := obj["previous_hash"]

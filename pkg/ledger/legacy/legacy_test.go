@@ -298,3 +298,108 @@ func TestParseValues(t *testing.T) {
 		t.Errorf("Dumps error = %v", err)
 	}
 }
+
+// cpv2Ledgers is where the CPv2 ledger fixtures live (made by
+// gen_ledgers.py there with Python's own json.dumps and hashlib).
+const cpv2Ledgers = "../../../testdata/cpv2/ledgers"
+
+func TestVerifyCPv2Forms(t *testing.T) {
+	for _, tc := range []struct {
+		file              string
+		entries, prefixed int64
+	}{
+		{"governance.jsonl", 12, 0},
+		{"session_evidence.jsonl", 10, 10},
+		{"session_mixed.jsonl", 10, 6},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join(cpv2Ledgers, tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			rep, err := Verify(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Entries != tc.entries || rep.Prefixed != tc.prefixed || len(rep.Issues) != 0 {
+				t.Fatalf("got %d entries, %d prefixed, issues:\n%s", rep.Entries, rep.Prefixed, fmtIssues(rep.Issues))
+			}
+			if tc.prefixed > 0 && !strings.HasPrefix(rep.LastHash, HashPrefix) {
+				t.Errorf("LastHash = %q: the last entry_hash as written", rep.LastHash)
+			}
+		})
+	}
+}
+
+func TestVerifyCPv2Broken(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(cpv2Ledgers, "BROKEN.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var broken map[string][][2]any
+	if err := json.Unmarshal(data, &broken); err != nil {
+		t.Fatal(err)
+	}
+	if len(broken) != 2 {
+		t.Fatalf("BROKEN.json lists %d files", len(broken))
+	}
+	for file, lines := range broken {
+		t.Run(file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join(cpv2Ledgers, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			rep, err := Verify(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got [][2]any
+			for _, is := range rep.Issues {
+				got = append(got, [2]any{float64(is.Seq), is.Code})
+			}
+			if fmt.Sprint(got) != fmt.Sprint(lines) {
+				t.Fatalf("issues:\n%s\nwant (line, code) %v", fmtIssues(rep.Issues), lines)
+			}
+		})
+	}
+}
+
+// prefixedLine is entryLine with the entry_hash in the sha256: form.
+func prefixedLine(t testing.TB, fields string) string {
+	return strings.Replace(entryLine(t, fields), `{"entry_hash": "`, `{"entry_hash": "sha256:`, 1)
+}
+
+func TestVerifyPrefixedLines(t *testing.T) {
+	a := prefixedLine(t, `{"id": "a", "previous_hash": ""}`)
+	ha := storedHashOf(t, a)
+	bare := strings.TrimPrefix(ha, HashPrefix)
+	b := prefixedLine(t, fmt.Sprintf(`{"id": "b", "previous_hash": %q}`, ha))
+	bBare := prefixedLine(t, fmt.Sprintf(`{"id": "b", "previous_hash": %q}`, bare))
+	tests := []struct {
+		name   string
+		in     string
+		issues []want
+	}{
+		{"prefixed chain", a + "\n" + b + "\n", nil},
+		{"bare then prefixed", entryLine(t, `{"id": "a", "previous_hash": ""}`) + "\n" +
+			prefixedLine(t, fmt.Sprintf(`{"id": "b", "previous_hash": %q}`, bare)) + "\n", nil},
+		// previous_hash is the previous entry_hash as written: the bare hex
+		// of a prefixed one is not it.
+		{"previous without prefix", a + "\n" + bBare + "\n", []want{{1, "b", CodeChainBroken, fmt.Sprintf("want %q", ha)}}},
+		{"upper-case prefix", strings.Replace(a, "sha256:", "SHA256:", 1), []want{{0, "a", CodeHashMismatch, "want " + bare}}},
+		{"double prefix", strings.Replace(a, "sha256:", "sha256:sha256:", 1), []want{{0, "a", CodeHashMismatch, "want " + ha}}},
+		{"prefix alone", strings.Replace(a, bare, "", 1), []want{{0, "a", CodeHashMismatch, "want " + ha}}},
+		{"edited prefixed", strings.Replace(a, `"id": "a"`, `"id": "a2"`, 1), []want{{0, "a2", CodeHashMismatch, `entry_hash is "sha256:`}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, err := Verify(strings.NewReader(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkIssues(t, rep.Issues, tt.issues)
+		})
+	}
+}

@@ -258,6 +258,11 @@ var classes = map[string]int{
 	"WO_REQUIRED":                    ExitDenied, // config/governance.json requires a work order and none was given
 	"DEPENDENCY_CHANGE_UNAUTHORIZED": ExitDenied, // dependencies change without a dependency_add work order
 	"WEAKENED_CONTROL":               ExitDenied, // a warning of G3: a dependency change no work order judged
+	// cp-wo start, turn, complete (internal/workorder/session.go, turn.go).
+	"SESSION_MISMATCH":        ExitDenied, // the session was not opened under this work order, or its ledger is not the one opened
+	"TURN_OUT_OF_ORDER":       ExitDenied, // turn_number is not the session's previous + 1 (a replay or a skip)
+	"TURN_BUDGET_EXCEEDED":    ExitDenied, // the work order's budget.turns is spent
+	"DECLARED_INPUT_MISMATCH": ExitDenied, // a declared input does not match the disk, the ledger or the registries
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

@@ -75,7 +75,7 @@ type Status struct {
 	ApprovalKey string `json:"approval_key,omitempty"`
 	// ExpiryPending: expires_at has passed but no WO_EXPIRED is recorded
 	// yet (State is already expired); the next cp-wo verb records it.
-	ExpiryPending bool    `json:"expiry_pending,omitempty"`
+	ExpiryPending bool `json:"expiry_pending,omitempty"`
 	// Sessions are the sessions its WO_STARTED entries opened, in order
 	// (their turn counts are filled by Sessions).
 	Sessions []Session `json:"sessions,omitempty"`

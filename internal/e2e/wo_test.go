@@ -17,9 +17,9 @@ import (
 )
 
 var (
-	woToolsOnce sync.Once
+	woToolsOnce  sync.Once
 	cpWO, cpAuth string
-	woToolsErr  error
+	woToolsErr   error
 )
 
 // woTools builds cp-wo and cp-auth once, beside the binaries planeTools

@@ -333,6 +333,12 @@ func approvedAt(ctx context.Context, root, id string, now time.Time) (*Approval,
 	if err != nil {
 		return nil, err
 	}
+	return approvedWith(root, id, w, h, st, now)
+}
+
+// approvedWith is approvedAt over the file (w, its hash h) and the state
+// st its caller has just read, under the work-order lock.
+func approvedWith(root, id string, w *WorkOrder, h string, st *Status, now time.Time) (*Approval, error) {
 	switch st.State {
 	case StateApproved, StateStarted:
 	case StateExpired:

@@ -62,10 +62,11 @@ func Start(ctx context.Context, root, id string, opts Options) (*Started, error)
 		return nil, err
 	}
 	defer unlock()
-	if _, _, _, _, err := open(ctx, root, id, opts, true); err != nil {
+	w, h, st, _, err := open(ctx, root, id, opts, true)
+	if err != nil {
 		return nil, err
 	}
-	a, err := approvedAt(ctx, root, id, opts.now())
+	a, err := approvedWith(root, id, w, h, st, opts.now())
 	if err != nil {
 		return nil, err
 	}
@@ -159,13 +160,14 @@ func Complete(ctx context.Context, root, id, resultHash string, opts Options) (*
 	if st.State == StateCompleted && st.completed != nil {
 		return completedAgain(ctx, root, st, resultHash)
 	}
-	if _, _, st, _, err = open(ctx, root, id, opts, true); err != nil {
+	w, h, st, _, err := open(ctx, root, id, opts, true)
+	if err != nil {
 		return nil, err
 	}
 	if st.State != StateStarted {
 		return nil, stateRefusal(st, "complete", StateStarted+" (cp-wo start opens a session)")
 	}
-	a, err := approvedAt(ctx, root, id, opts.now())
+	a, err := approvedWith(root, id, w, h, st, opts.now())
 	if err != nil {
 		return nil, err
 	}
@@ -242,12 +244,8 @@ func sessionTurns(ctx context.Context, root, sid string) (n, last int64, err err
 		return 0, 0, err
 	}
 	defer l.Close()
-	err = l.Find(ctx, ledger.Query{EventTypes: []string{EventTurn}}, func(e *ledger.Entry) bool {
-		n++
-		last = metaInt(e.Metadata["turn_number"])
-		return true
-	})
-	return n, last, err
+	last, err = lastTurn(ctx, l)
+	return last, last, err
 }
 
 // Sessions fills the turn counts of st's sessions (cp-wo status).

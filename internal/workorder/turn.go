@@ -149,7 +149,7 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	defer unlock()
-	_, _, st, _, err := open(ctx, root, id, opts, true)
+	w, fh, st, _, err := open(ctx, root, id, opts, true)
 	if err != nil {
 		return nil, err
 	}
@@ -166,11 +166,11 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, refuse(CodeSessionMismatch, map[string]any{"session_id": sid, "wo_id": id},
 			"session %s was not started under work order %s", sid, id)
 	}
-	a, err := approvedAt(ctx, root, id, opts.now())
+	a, err := approvedWith(root, id, w, fh, st, opts.now())
 	if err != nil {
 		return nil, err
 	}
-	w := a.WorkOrder
+	w = a.WorkOrder
 	var others int64
 	for _, s := range st.Sessions {
 		if s.ID == sid {
@@ -187,26 +187,21 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	defer l.Close()
-	var n, last int64
-	genesis := ""
-	err = l.Find(ctx, ledger.Query{EventTypes: []string{"GENESIS", EventTurn}}, func(e *ledger.Entry) bool {
-		if e.EventType == "GENESIS" {
-			if e.Seq == 0 {
-				genesis = e.EntryHash
-			}
-			return true
-		}
-		n++
-		last = metaInt(e.Metadata["turn_number"])
-		return true
-	})
+	genesis, err := firstEntry(ctx, l)
 	if err != nil {
 		return nil, err
 	}
-	if genesis == "" || genesis != ses.GenesisHash {
+	if genesis == nil || genesis.EventType != "GENESIS" || genesis.EntryHash != ses.GenesisHash {
 		return nil, refuse(CodeSessionMismatch, map[string]any{"session_id": sid, "wo_id": id, "genesis_hash": ses.GenesisHash},
 			"session %s's ledger does not start with the GENESIS WO_STARTED (HO2 seq %d) recorded", sid, ses.Seq)
 	}
+	// Turn numbers run 1, 2, ... in a session (each the previous + 1), so
+	// the last one is also the session's count.
+	last, err := lastTurn(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	n := last
 	stamp := func(m map[string]any) map[string]any {
 		m["_tier"], m["_session_id"], m["_work_order_id"] = "HO1", sid, id
 		m["turn_number"], m["header_sha256"] = h.TurnNumber, hh
@@ -540,4 +535,45 @@ func (c *inputChecker) artifact(i int, in Input) error {
 		return nil
 	}
 	return mismatch(i, d, "%s is not in %s/%s", in.Artifact, registry.Dir, t.File)
+}
+
+// firstEntry returns the entry at seq 0 of l if it is a GENESIS (found
+// through the store's index), or nil.
+func firstEntry(ctx context.Context, l ledger.Store) (*ledger.Entry, error) {
+	var g *ledger.Entry
+	err := l.Find(ctx, ledger.Query{EventTypes: []string{"GENESIS"}}, func(e *ledger.Entry) bool {
+		if e.Seq == 0 {
+			g = e
+		}
+		return false
+	})
+	return g, err
+}
+
+// lastTurn returns the turn_number of the last TURN entry of session
+// ledger l (0: none), looking back from its end through the store's index
+// over a window that doubles until it holds one, so that a turn costs
+// about the same however many came before it.
+func lastTurn(ctx context.Context, l ledger.Store) (int64, error) {
+	st, err := l.State(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for window := int64(4); ; window *= 2 {
+		from := max(0, st.Size-window)
+		var last *ledger.Entry
+		err := l.Find(ctx, ledger.Query{EventTypes: []string{EventTurn}, From: from}, func(e *ledger.Entry) bool {
+			last = e
+			return true
+		})
+		if err != nil {
+			return 0, err
+		}
+		if last != nil {
+			return metaInt(last.Metadata["turn_number"]), nil
+		}
+		if from == 0 {
+			return 0, nil
+		}
+	}
 }

@@ -35,7 +35,7 @@ type Started struct {
 	Entry       ledger.Entry `json:"-"` // WO_STARTED in HO2
 }
 
-// NewSessionID returns a fresh session id for day now:
+// newSessionID returns a fresh session id for the day of o.now():
 // SES-YYYYMMDD-<8 hex digits from crypto/rand>.
 func (o Options) newSessionID() (string, error) {
 	var b [4]byte

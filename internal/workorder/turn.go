@@ -373,25 +373,9 @@ func (c *inputChecker) file(i int, in Input) error {
 		c.r, c.buf = r, make([]byte, 128<<10)
 	}
 	d := map[string]any{"path": in.Path, "declared": in.SHA256}
-	segs := strings.Split(in.Path, "/")
-	for k := 1; k <= len(segs); k++ {
-		name := strings.Join(segs[:k], "/")
-		fi, err := c.r.Lstat(name)
-		if errors.Is(err, fs.ErrNotExist) {
-			return mismatch(i, d, "%s does not exist", in.Path)
-		}
-		if err != nil {
-			return err
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			return mismatch(i, d, "%s is a symbolic link: a declared input is read where it is, never through a link", name)
-		}
-		if k < len(segs) && !fi.IsDir() {
-			return mismatch(i, d, "%s is not a directory", name)
-		}
-		if k == len(segs) && !fi.Mode().IsRegular() {
-			return mismatch(i, d, "%s is not a regular file (%s)", in.Path, fi.Mode().Type())
-		}
+	fi, err := c.noLinks(i, d, in.Path)
+	if err != nil {
+		return err
 	}
 	f, err := c.r.OpenFile(in.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
@@ -400,6 +384,20 @@ func (c *inputChecker) file(i int, in Input) error {
 	defer f.Close()
 	if err := regfile.Check(f); err != nil {
 		return mismatch(i, d, "%s is not a regular file", in.Path)
+	}
+	// What was opened is what was checked: the same file, reached by a
+	// path that still holds no link (a directory swapped for a link in
+	// between is caught here).
+	ofi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	again, err := c.noLinks(i, d, in.Path)
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(fi, ofi) || !os.SameFile(again, ofi) {
+		return mismatch(i, d, "%s changed while it was opened", in.Path)
 	}
 	hs := sha256.New()
 	for {
@@ -418,6 +416,35 @@ func (c *inputChecker) file(i int, in Input) error {
 		return mismatch(i, d, "%s hashes to %s, not %s as declared", in.Path, got, in.SHA256)
 	}
 	return nil
+}
+
+// noLinks checks every component of the plane-relative path p with
+// Lstat: no symbolic link, directories on the way, a regular file at the
+// end, which it returns.
+func (c *inputChecker) noLinks(i int, d map[string]any, p string) (fs.FileInfo, error) {
+	segs := strings.Split(p, "/")
+	var fi fs.FileInfo
+	for k := 1; k <= len(segs); k++ {
+		name := strings.Join(segs[:k], "/")
+		var err error
+		fi, err = c.r.Lstat(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, mismatch(i, d, "%s does not exist", p)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, mismatch(i, d, "%s is a symbolic link: a declared input is read where it is, never through a link", name)
+		}
+		if k < len(segs) && !fi.IsDir() {
+			return nil, mismatch(i, d, "%s is not a directory", name)
+		}
+		if k == len(segs) && !fi.Mode().IsRegular() {
+			return nil, mismatch(i, d, "%s is not a regular file (%s)", p, fi.Mode().Type())
+		}
+	}
+	return fi, nil
 }
 
 // ledgerFor returns the ledger whose checkpoint origin is origin.

@@ -151,7 +151,10 @@ func turn(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	h, err := workorder.ParseHeader(b)
+	// The request path held the request to cp-wo.turn.request.json,
+	// whose fields are turn_header.schema.json's: decoded, not validated
+	// again.
+	h, err := workorder.DecodeHeader(b)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

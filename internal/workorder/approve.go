@@ -90,15 +90,15 @@ func open(ctx context.Context, root, id string, opts Options, strict bool) (w *W
 	if err := CheckID(id); err != nil {
 		return nil, "", nil, "", err
 	}
-	w, h, err = Read(root, id)
+	if st, err = State(ctx, root, id, opts.now()); err != nil {
+		return nil, "", nil, "", err
+	}
+	w, h, err = readKnown(root, id, st.PayloadHash)
 	if err != nil {
 		if strict {
 			return nil, "", nil, "", err
 		}
 		fileErr = err.Error()
-	}
-	if st, err = State(ctx, root, id, opts.now()); err != nil {
-		return nil, "", nil, "", err
 	}
 	if strict && h != st.PayloadHash {
 		return nil, "", nil, "", payloadChanged(id, st.PayloadHash, h, "created")

@@ -82,12 +82,23 @@ func ParseHeader(b []byte) (*Header, error) {
 		}
 		return nil, refuse(CodeInvalid, map[string]any{"path": ps[0].Path}, "turn header %s: %s", at, ps[0].Message)
 	}
+	return DecodeHeader(b)
+}
+
+// DecodeHeader decodes a turn header that was already held to
+// turn_header.schema.json (cp-wo turn's request schema holds its fields
+// to it), strictly: no unknown field, no second value (WO_INVALID
+// otherwise). Any other caller uses ParseHeader.
+func DecodeHeader(b []byte) (*Header, error) {
 	var h Header
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	d.DisallowUnknownFields()
 	if err := d.Decode(&h); err != nil {
 		return nil, refuse(CodeInvalid, nil, "turn header: %v", err)
+	}
+	if d.More() {
+		return nil, refuse(CodeInvalid, nil, "turn header: more than one JSON value")
 	}
 	return &h, nil
 }

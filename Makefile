@@ -45,6 +45,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 'SingleAppendTokenOverOff' -benchtime 300x ./internal/bench/
 	$(GO) test -run '^$$' -bench 'Authorize|BenchmarkVerify$$' -benchtime 5000x ./internal/auth/
 	$(GO) test -run '^$$' -bench 'FindByEventType' -benchtime 20x ./pkg/ledger/
+	$(GO) test -run '^$$' -bench 'WOTurnOverBare' -benchtime 100x ./internal/bench/
+	$(GO) test -run '^$$' -bench 'BenchmarkG2$$' -benchtime 20x ./internal/gate/
 	PGTEST_DURABLE=1 $(GO) test -run '^$$' -bench 'WriterProcesses' -benchtime 5x ./pkg/ledger/pgstore/
 
 lint:

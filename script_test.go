@@ -137,6 +137,8 @@ func TestScripts(t *testing.T) {
 			"hostile":   cmdHostile,
 			"conforms":  cmdConforms,
 			"setstore":  cmdSetStore,
+			"sha256var": cmdSHA256Var,
+			"expand":    cmdExpand,
 		},
 	})
 }
@@ -682,4 +684,24 @@ func cmdHostile(ts *testscript.TestScript, neg bool, args []string) {
 		data = append(data, "trailing garbage"...)
 	}
 	ts.Check(os.WriteFile(out, data, 0o644))
+}
+
+// sha256var VAR FILE sets $VAR to "sha256:" + the SHA-256 of FILE's bytes
+// (a turn header's declared input).
+func cmdSHA256Var(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: sha256var VAR FILE")
+	}
+	sum := sha256.Sum256([]byte(ts.ReadFile(args[1])))
+	ts.Setenv(args[0], "sha256:"+hex.EncodeToString(sum[:]))
+}
+
+// expand IN OUT writes IN to OUT with $VAR and ${VAR} replaced by the
+// script's variables (a request built from earlier answers).
+func cmdExpand(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: expand IN OUT")
+	}
+	out := os.Expand(ts.ReadFile(args[0]), ts.Getenv)
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(out), 0o644))
 }

@@ -273,4 +273,39 @@ run cp-wo validate "$wo2" --format text
 printf '$ cp-gate --gate G2 --wo %s --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text   (the upgrade would drop config/tools.json: outside the scope)\n' "$wo2"
 check 1 cp-gate --gate G2 --wo "$wo2" --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
 
+step "27. the promotion story under a work order: approved, started with a worker's token, two turns that declare what they read (checked as they are recorded), the install under it, completed once"
+printf '$ cp-wo create --type package_install --title "tools 0.2.0" --paths "lib/tools/**,config/tools.json,notes/**" --turns 2 --expires-in 2h\n'
+wo3=$(check 0 cp-wo create --type package_install --title "tools 0.2.0" --paths "lib/tools/**,config/tools.json,notes/**" --turns 2 --expires-in 2h | field wo_id)
+printf '$ CONTROL_PLANE_TOKEN=$MAINT cp-wo approve %s --key demo-approver.key\n' "$wo3"
+CONTROL_PLANE_TOKEN=$maint check 0 cp-wo approve "$wo3" --key demo-approver.key >/dev/null
+printf '$ cp-wo start %s --mint-token --ttl 1h   (a session: its ledger hangs off HO2 by its GENESIS; the token serves it alone)\n' "$wo3"
+check 0 cp-wo start "$wo3" --mint-token --ttl 1h > start.json
+ses3=$(field session_id < start.json)
+w3=$(field token < start.json)
+printf 'session %s, ledger %s\n' "$ses3" "$(field ledger < start.json)"
+mkdir -p plane/notes && printf 'list.sh: no colours, and a find.sh\n' > plane/notes/brief.txt
+turn() { # turn N FILE: a turn header declaring FILE (its hash now) and the installed PKG-TOOLS-001
+	printf '{"turn_number":%s,"work_order_id":"%s","declared_inputs":[{"path":"%s","sha256":"sha256:%s"},{"artifact":"PKG-TOOLS-001","version":"0.1.0"}],"prompts_used":[],"outputs":[{"text_sha256":"sha256:%s"}]}\n' \
+		"$1" "$wo3" "$2" "$(sha256sum "plane/$2" | cut -d' ' -f1)" "$(printf 'turn %s' "$1" | sha256sum | cut -d' ' -f1)"
+}
+turn 1 notes/brief.txt > turn1.json
+printf '$ CONTROL_PLANE_TOKEN=$W cp-wo turn < turn1.json   (%s)\n' "$(cut -c1-110 turn1.json)..."
+CONTROL_PLANE_TOKEN=$w3 check 0 cp-wo turn --format text < turn1.json
+turn 2 notes/brief.txt > turn2.json
+printf 'and colours after all\n' >> plane/notes/brief.txt
+printf '$ CONTROL_PLANE_TOKEN=$W cp-wo turn < turn2.json   (notes/brief.txt changed after the agent read it)\n'
+CONTROL_PLANE_TOKEN=$w3 check 1 cp-wo turn < turn2.json >/dev/null
+turn 2 notes/brief.txt > turn2.json
+printf '$ CONTROL_PLANE_TOKEN=$W cp-wo turn < turn2.json   (declaring what it holds now)\n'
+CONTROL_PLANE_TOKEN=$w3 check 0 cp-wo turn --format text < turn2.json
+printf '$ CONTROL_PLANE_TOKEN=$W cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --wo %s   (a worker never installs)\n' "$wo3"
+CONTROL_PLANE_TOKEN=$w3 check 1 cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --wo "$wo3" >/dev/null
+run cp-install --archive plane/_staging/PKG-TOOLS-001.tar.gz --wo "$wo3" --force --format text
+result=$(sha256sum plane/_staging/PKG-TOOLS-001.tar.gz | cut -d' ' -f1)
+run cp-wo complete "$wo3" --result-sha256 "sha256:$result" --format text
+run cp-wo complete "$wo3" --result-sha256 "sha256:$result" --format text
+run cp-wo status "$wo3" --format text
+run cp-ledger show --session "$ses3" --format text
+run cp-gate --gate G2 --wo "$wo3" --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
+
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

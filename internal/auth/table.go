@@ -115,7 +115,12 @@ func Decide(c *Claims, a Access) error {
 		case RoleAdmin, RoleMaintainer:
 			return inTier()
 		case RoleWorker:
-			return inTier() // its work order: checked above, for every action
+			// Its work order: checked above, for every action; and a
+			// step it takes in a session is in its own.
+			if a.Action == ActionWOStep && a.Session != "" && a.Session != c.Session {
+				return deny("role worker may act only in its own session %q, not %q", c.Session, a.Session)
+			}
+			return inTier()
 		}
 		return deny("role %s may not %s (reads only)", role, a.Action)
 	case ActionTrust, ActionToken, ActionRevoke:

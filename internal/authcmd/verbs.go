@@ -2,7 +2,7 @@ package authcmd
 
 import (
 	"context"
-	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -47,34 +47,6 @@ func duration(req cli.Request, def time.Duration) (time.Duration, error) {
 		return 0, cli.Usagef("--ttl %q: want a positive duration (90m, 1h, 24h)", s)
 	}
 	return d, nil
-}
-
-// issue mints c with priv and records TOKEN_ISSUED (never the token).
-//
-// opID, when set, is the operation the mint belongs to (init's trust
-// change): the entry carries it, so the gates count it as part of init.
-func issue(ctx context.Context, root string, actor plane.Actor, priv ed25519.PrivateKey, c auth.Claims, opID string) (string, ledger.Entry, error) {
-	tok, err := auth.Mint(priv, c)
-	if err != nil {
-		return "", ledger.Entry{}, err
-	}
-	m := map[string]any{"jti": c.ID, "sub": c.Subject, "role": c.Role, "tiers": c.Tiers,
-		"exp": time.Unix(c.ExpiresAt, 0).UTC().Format(time.RFC3339)}
-	if c.WorkOrder != "" {
-		m["wo"] = c.WorkOrder
-	}
-	if c.Session != "" {
-		m["session"] = c.Session
-	}
-	if opID != "" {
-		m["op_id"] = opID
-	}
-	e, err := plane.Record(ctx, root, actor, ledger.Draft{EventType: auth.EventIssued, SubmissionID: c.ID, Decision: "ISSUED",
-		Reason: fmt.Sprintf("token for %s, role %s, tiers %s", c.Subject, c.Role, strings.Join(c.Tiers, ",")), Metadata: m})
-	if err != nil {
-		return "", ledger.Entry{}, err
-	}
-	return tok, e, nil
 }
 
 // TokenResult is what init and token answer.
@@ -132,10 +104,6 @@ func initVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		undo()
 		return cli.Outcome{Err: err}
 	}
-	priv, _, err := auth.LoadKey(keyPath)
-	if err != nil {
-		return cli.Outcome{Err: err}
-	}
 	now := time.Now()
 	cl := auth.Claims{Subject: sub, Role: auth.RoleAdmin, Tiers: []string{"ho3", "ho2", "ho1"}, Audience: name,
 		IssuedAt: now.Unix(), ExpiresAt: now.Add(ttl).Unix(), ID: auth.NewID()}
@@ -143,7 +111,11 @@ func initVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	if tr.Kernel != nil {
 		opID = tr.Kernel.OpID
 	}
-	tok, e, err := issue(ctx, root, c.Actor(), priv, cl, opID)
+	priv, err := auth.Issuer(root, keyPath)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	tok, e, err := auth.Issue(ctx, root, c.Actor(), priv, cl, opID)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -183,21 +155,13 @@ func token(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 			return cli.Outcome{Err: err}
 		}
 	}
-	priv, kname, err := auth.LoadKey(keyPath)
+	// A token the plane would not accept is never minted (auth.Issue: the
+	// key must be one it trusts for auth).
+	priv, err := auth.Issuer(root, keyPath)
 	if err != nil {
-		return cli.Outcome{Err: err}
+		return cli.Outcome{Err: withKeyHint(err)}
 	}
-	// A token the plane would not accept is never minted: the key must be
-	// one it trusts for auth.
-	pubs, err := auth.TrustedKeys(root)
-	if err != nil {
-		return cli.Outcome{Err: err}
-	}
-	if !slices.ContainsFunc(pubs, func(p ed25519.PublicKey) bool { return p.Equal(priv.Public()) }) {
-		return cli.Outcome{Err: cli.Errorf(cli.ExitDenied, auth.CodeKey, "key %s (%s) is not trusted for auth on this plane: its tokens would be refused", keyPath, kname).
-			WithHint("run cp-auth init first, or trust the key: cp-install trust add --purpose auth PUB")}
-	}
-	tok, e, err := issue(ctx, root, c.Actor(), priv, cl, "")
+	tok, e, err := auth.Issue(ctx, root, c.Actor(), priv, cl, "")
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
@@ -317,5 +281,14 @@ func describe(r auth.Revocation) string {
 
 func revokeText(w io.Writer, result any) error {
 	_, err := fmt.Fprintf(w, "revoked %s\n", describe(result.(*RevokeResult).Revoked))
+	return err
+}
+
+// withKeyHint adds what to do to a key the plane does not trust for auth.
+func withKeyHint(err error) error {
+	var ae *auth.Error
+	if errors.As(err, &ae) && ae.Code() == auth.CodeKey {
+		return cli.AsError(err).WithHint("run cp-auth init first, or trust the key: cp-install trust add --purpose auth PUB")
+	}
 	return err
 }

@@ -108,6 +108,11 @@ type Verb struct {
 	// always Action: a read that records its verdict in a tier's ledger
 	// (cp-gate --record) appends there, and is judged so.
 	ActionOf func(req Request) Action
+	// AlsoOf, if set, names a second action one request takes beyond its
+	// own, and the tier it takes it at (cp-wo start --mint-token also
+	// mints a token: token at HO3); "" for none. The firewall judges it
+	// after the verb's own, and refuses and records it the same way.
+	AlsoOf func(req Request) (Action, string)
 	// Scope, if set, says what a request acts on, for the firewall: the HO3
 	// root of its plane ("" for none), its tier and HO1 session. A verb
 	// whose request may name a file inside a plane by path (cp-ledger

@@ -265,6 +265,11 @@ var classes = map[string]int{
 	"AUTH_OFF":          ExitDenied,
 	"LEDGER_LEFTOVER":   ExitDenied,
 	"SIGNATURE_WAIVED":  ExitDenied,
+	// cp-wo start, turn, complete (internal/workorder/session.go, turn.go).
+	"SESSION_MISMATCH":        ExitDenied, // the session was not opened under this work order, or its ledger is not the one opened
+	"TURN_OUT_OF_ORDER":       ExitDenied, // turn_number is not the session's previous + 1 (a replay or a skip)
+	"TURN_BUDGET_EXCEEDED":    ExitDenied, // the work order's budget.turns is spent
+	"DECLARED_INPUT_MISMATCH": ExitDenied, // a declared input does not match the disk, the ledger or the registries
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

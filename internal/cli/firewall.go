@@ -332,6 +332,15 @@ func (r *runner) decide(ctx context.Context, req Request) decision {
 	}
 	if err != nil {
 		d.refusal = r.refuse(ctx, a, adm.id, err)
+	} else if c.Verb.AlsoOf != nil {
+		if act, tier := c.Verb.AlsoOf(req); act != "" {
+			b := a
+			b.Action, b.Tier, b.EventType = act, tier, ""
+			if err := r.guard.Authorize(ctx, adm.id, b); err != nil {
+				d.refusal = r.refuse(ctx, b, adm.id, err)
+			}
+			return d // judged per request: not kept for the next one
+		}
 	}
 	if r.decisions == nil {
 		r.decisions = map[Access]decision{}

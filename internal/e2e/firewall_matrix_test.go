@@ -138,6 +138,10 @@ func matrixCases(dir string) []matrixCase {
 		{"ADADDDDDDD", "cp-wo", r("approve", "work_order_id", matrixWO, "key", missing+".key"), auth.ActionWOApprove, "ho3"},
 		{"ADADDDDDDD", "cp-wo", r("reject", "work_order_id", matrixWO), auth.ActionWOApprove, "ho3"},
 		{"AAAADDDDDD", "cp-wo", r("cancel", "work_order_id", matrixWO), auth.ActionWOCancel, "ho2"},
+		{"AAAADDDDAD", "cp-wo", r("start", "work_order_id", matrixWO), auth.ActionWOStep, "ho2"},
+		{"ADADDDDDAA", "cp-wo", r("turn", "session_id", matrixSES, "turn_number", 1, "work_order_id", matrixWO, "declared_inputs", []any{}), auth.ActionWOStep, "ho1"},
+		{"ADADDDDDDD", "cp-wo", r("turn", "session_id", otherSES, "turn_number", 1, "work_order_id", matrixWO, "declared_inputs", []any{}), auth.ActionWOStep, "ho1"},
+		{"AAAADDDDAD", "cp-wo", r("complete", "work_order_id", matrixWO), auth.ActionWOStep, "ho2"},
 
 		{"AAAAAAAAAA", "cp-auth", r("whoami"), auth.ActionRead, "ho3"},
 		{"AAAAAAAAAA", "cp-auth", r("check", "action", "file.read", "resource", "/etc/hosts"), auth.ActionRead, "ho3"},

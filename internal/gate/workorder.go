@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/workorder"
+	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/manifest"
 )
 
@@ -34,12 +36,47 @@ type WOAction struct {
 	Paths     []string // every plane-relative path the action adds, replaces or removes
 	// Replay: the action is a no-op already recorded under WorkOrder (the
 	// same version and hash installed under it): after WO_COMPLETED, only
-	// such a replay passes G2.
-	Replay bool
+	// such a replay passes G2, and only when ReplayOf names an entry of
+	// HO3's ledger that recorded it under that work order.
+	Replay   bool
+	ReplayOf ReplayRecord
 	// G3: the package's dependencies, and the installed version's
 	// (Upgrade false: nothing of the package is installed).
 	Deps, PrevDeps []string
 	Upgrade        bool
+}
+
+// ReplayRecord is the entry that recorded an action under a work order,
+// as G2 finds it in HO3's ledger (its work_order_id added): the event
+// type, its submission id and metadata values.
+type ReplayRecord struct {
+	EventType string
+	Subject   string
+	Metadata  map[string]string
+}
+
+// recorded reports whether HO3's ledger of the plane at root holds the
+// entry rr under work order wo, and its seq.
+func (rr ReplayRecord) recorded(ctx context.Context, root, wo string) (int64, bool, error) {
+	if rr.EventType == "" {
+		return 0, false, nil
+	}
+	l, _, err := plane.OpenLedger(root, plane.ForReading, plane.Actor{})
+	if err != nil {
+		return 0, false, err
+	}
+	defer l.Close()
+	md := map[string]string{"work_order_id": wo}
+	for k, v := range rr.Metadata {
+		md[k] = v
+	}
+	var seq int64
+	found := false
+	err = l.Find(ctx, ledger.Query{EventTypes: []string{rr.EventType}, Subject: rr.Subject, Metadata: md}, func(e *ledger.Entry) bool {
+		seq, found = e.Seq, true
+		return false
+	})
+	return seq, found, err
 }
 
 // InstallAction is what installing m into the HO3 plane at root under
@@ -96,6 +133,8 @@ func InstallAction(root string, m *manifest.Manifest, wo string) (WOAction, erro
 		return a, err
 	}
 	a.Replay = wo != "" && installed["version"] == m.Version && installed["manifest_hash"] == mhash && installed["work_order_id"] == wo
+	a.ReplayOf = ReplayRecord{EventType: "INSTALLED", Subject: m.PackageID,
+		Metadata: map[string]string{"package_id": m.PackageID, "version": m.Version, "manifest_hash": mhash}}
 	return a, nil
 }
 
@@ -139,8 +178,18 @@ func G2(ctx context.Context, root string, a WOAction) (*Result, *workorder.Appro
 			return nil, nil, err
 		}
 		if we.Code() == workorder.CodeClosed && we.ErrorDetails()["state"] == workorder.StateCompleted && a.Replay {
-			r.Details["replay"] = true
-			r.Message = fmt.Sprintf("work order %s is completed; the action is a no-op replay of what was done under it", a.WorkOrder)
+			// A no-op is a replay only of what HO3's ledger recorded under
+			// this work order, not of what a registry row says.
+			seq, ok, err := a.ReplayOf.recorded(ctx, root, a.WorkOrder)
+			if err != nil {
+				return nil, nil, err
+			}
+			if ok {
+				r.Details["replay"], r.Details["replay_seq"] = true, seq
+				r.Message = fmt.Sprintf("work order %s is completed; the action is a no-op replay of what was done under it (%s, HO3 seq %d)", a.WorkOrder, a.ReplayOf.EventType, seq)
+				return r.done(""), nil, nil
+			}
+			r.fail(workorder.CodeClosed, a.WorkOrder, "%v; the action would change nothing, but no %s under it in HO3's ledger records it, so it is no replay", we, cmp.Or(a.ReplayOf.EventType, "entry"))
 			return r.done(""), nil, nil
 		}
 		r.fail(we.Code(), a.WorkOrder, "%v", err)

@@ -176,9 +176,27 @@ func TestG2(t *testing.T) {
 		require.NoError(t, l.Close())
 		r := g2(t, root, gate.WOAction{WorkOrder: id, Paths: []string{"lib/router/a.py"}})
 		require.Equal(t, []string{workorder.CodeClosed}, codes(r))
+		// a no-op that no entry recorded under the work order is no replay
+		// (a registry row is not a record)
+		replay := gate.ReplayRecord{EventType: "INSTALLED", Subject: "PKG-R-001", Metadata: map[string]string{"version": "1.0.0"}}
+		r = g2(t, root, gate.WOAction{WorkOrder: id, Paths: []string{"lib/router/a.py"}, Replay: true, ReplayOf: replay})
+		require.Equal(t, []string{workorder.CodeClosed}, codes(r))
+		require.Contains(t, r.Errors[0].Message, "no INSTALLED under it")
 		r = g2(t, root, gate.WOAction{WorkOrder: id, Paths: []string{"lib/router/a.py"}, Replay: true})
+		require.Equal(t, []string{workorder.CodeClosed}, codes(r))
+		// recorded under another work order: still no replay of this one
+		_, err = plane.Record(ctx, root, plane.Actor{Name: "alice"}, ledger.Draft{EventType: "INSTALLED", SubmissionID: "PKG-R-001",
+			Decision: "INSTALLED", Metadata: map[string]any{"version": "1.0.0", "work_order_id": "WO-20200101-001"}})
+		require.NoError(t, err)
+		r = g2(t, root, gate.WOAction{WorkOrder: id, Paths: []string{"lib/router/a.py"}, Replay: true, ReplayOf: replay})
+		require.Equal(t, []string{workorder.CodeClosed}, codes(r))
+		e, err := plane.Record(ctx, root, plane.Actor{Name: "alice"}, ledger.Draft{EventType: "INSTALLED", SubmissionID: "PKG-R-001",
+			Decision: "INSTALLED", Metadata: map[string]any{"version": "1.0.0", "work_order_id": id}})
+		require.NoError(t, err)
+		r = g2(t, root, gate.WOAction{WorkOrder: id, Paths: []string{"lib/router/a.py"}, Replay: true, ReplayOf: replay})
 		require.True(t, r.Passed, r.Message)
 		require.Equal(t, true, r.Details["replay"])
+		require.EqualValues(t, e.Seq, r.Details["replay_seq"])
 	})
 }
 

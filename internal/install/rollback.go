@@ -357,7 +357,8 @@ func rollbackG2(ctx context.Context, root, wo string, res *RollbackResult, noop 
 	if err != nil {
 		return err
 	}
-	a := gate.WOAction{WorkOrder: wo, Required: gov.WorkOrdersRequired(), Paths: slices.Concat(res.Restored, res.Removed), Replay: noop}
+	a := gate.WOAction{WorkOrder: wo, Required: gov.WorkOrdersRequired(), Paths: slices.Concat(res.Restored, res.Removed), Replay: noop,
+		ReplayOf: gate.ReplayRecord{EventType: "ROLLED_BACK", Subject: res.VersionID}}
 	r, _, err := gate.G2(ctx, root, a)
 	if err != nil {
 		return err

@@ -123,32 +123,16 @@ func sessionTarget(c *cli.Call, req cli.Request, id string) (target, error) {
 	} else if err != nil {
 		return target{}, cli.Errorf(cli.ExitUnavailable, "PLANE_INVALID", "reading tier: %v", err)
 	}
-	path := filepath.Join(dir, "sessions", id, "ledger", "session.jsonl")
+	path := filepath.Join(dir, plane.SessionLedger(id))
 	return target{path: path, tier: t.Tier, origin: plane.Origin(t, path), dir: dir, plane: t, actor: c.Actor(),
 		session: id, root: root}, nil
 }
 
 // sessionGenesis is the GENESIS that starts a session's ledger: it records
-// the head of HO2's ledger (as cp-wo start does), so that the session
-// hangs off the plane's history.
+// the head of HO2's ledger (plane.SessionGenesis, as cp-wo start does), so
+// that the session hangs off the plane's history.
 func sessionGenesis(ctx context.Context, t target) (ledger.Draft, error) {
-	dir, _ := plane.Dir(t.root, "ho2")
-	l, tier, err := plane.OpenLedger(dir, plane.ForReading, plane.Actor{})
-	if err != nil {
-		return ledger.Draft{}, err
-	}
-	defer l.Close()
-	st, err := l.State(ctx)
-	if err != nil {
-		return ledger.Draft{}, err
-	}
-	rel, err := filepath.Rel(t.root, plane.LedgerPath(dir, tier))
-	if err != nil {
-		return ledger.Draft{}, cli.Errorf(cli.ExitInternal, "INTERNAL", "HO2 ledger path: %v", err)
-	}
-	return ledger.Draft{EventType: "GENESIS", SubmissionID: t.session, Decision: "CREATED", Reason: "session ledger",
-		Metadata: map[string]any{"_tier": t.tier, "_session_id": t.session, "parent_ledger": filepath.ToSlash(rel),
-			"parent_hash": st.Head, "parent_size": json.Number(strconv.FormatInt(st.Size, 10))}}, nil
+	return plane.SessionGenesis(ctx, t.root, t.session)
 }
 
 // ledgerTarget is the target of --ledger p. A ledger inside a plane (an

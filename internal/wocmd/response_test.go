@@ -3,8 +3,10 @@ package wocmd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -49,7 +51,25 @@ func TestResponsesConform(t *testing.T) {
 	conform("validate", run(Run, "validate", "--root", root, id))
 	conform("approve", run(bob, "approve", "--root", root, id, "--key", filepath.Join(dir, "appr.key")))
 	conform("status", run(Run, "status", "--root", root, id))
+	start := run(Run, "start", "--root", root, id)
+	conform("start", start)
+	var st struct {
+		Result struct {
+			SessionID string `json:"session_id"`
+		} `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(start, &st))
+	var out, errb bytes.Buffer
+	hdr := `{"turn_number":1,"work_order_id":"` + id + `","declared_inputs":[],"prompts_used":["PRM-X-001"],"outputs":[{"text_sha256":"sha256:` + strings.Repeat("0", 64) + `"}]}`
+	require.Equal(t, 0, Run(ctx, []string{"turn", "--root", root, "--session", st.Result.SessionID}, strings.NewReader(hdr), &out, &errb), "%s%s", out.String(), errb.String())
+	conform("turn", out.Bytes())
+	conform("status", run(Run, "status", "--root", root, id))
+	conform("complete", run(Run, "complete", "--root", root, id, "--result-sha256", "sha256:"+strings.Repeat("1", 64)))
+	conform("complete", run(Run, "complete", "--root", root, id))
+	id = "WO-" + today() + "-003"
+	run(Run, "create", "--root", root, "--type", "investigation", "--title", "z")
 	conform("reject", run(bob, "reject", "--root", root, "WO-"+today()+"-002"))
+	run(bob, "approve", "--root", root, id, "--key", filepath.Join(dir, "appr.key"))
 	conform("cancel", run(Run, "cancel", "--root", root, id))
 	f := filepath.Join(dir, "d.json")
 	require.NoError(t, os.WriteFile(f, []byte(`{"type":"rollback","title":"z","scope":{"paths":[]},"budget":{"turns":1},"expires_at":"2099-01-01T00:00:00Z"}`), 0o644))

@@ -283,6 +283,8 @@ type StatusResult struct {
 	*workorder.Status
 	FileHash  string `json:"file_hash,omitempty"`
 	FileError string `json:"file_error,omitempty"`
+	// Turns is the turns recorded in all its sessions (when it has one).
+	Turns *int64 `json:"turns,omitempty"`
 }
 
 func status(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
@@ -303,6 +305,11 @@ func status(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		}
 	}
 	r := &StatusResult{Status: st}
+	if n, err := workorder.Sessions(ctx, root, st); err != nil {
+		c.Warnf("counting turns: %v", err)
+	} else if len(st.Sessions) > 0 {
+		r.Turns = &n
+	}
 	if _, h, err := workorder.Read(root, id); err != nil {
 		r.FileError = cli.AsError(err).Message
 	} else {
@@ -322,6 +329,9 @@ func statusText(w io.Writer, result any) error {
 	}
 	if r.FileError != "" {
 		fmt.Fprintf(w, "file: %s\n", r.FileError)
+	}
+	for _, ses := range r.Sessions {
+		fmt.Fprintf(w, "session %s: %d turns (%s)\n", ses.ID, ses.Turns, ses.Ledger)
 	}
 	for _, e := range r.Events {
 		if _, err := fmt.Fprintf(w, "  %s seq %-4d %-13s %s  %s\n", e.Tier, e.Seq, e.EventType, e.Timestamp, e.Actor); err != nil {

@@ -90,15 +90,15 @@ func open(ctx context.Context, root, id string, opts Options, strict bool) (w *W
 	if err := CheckID(id); err != nil {
 		return nil, "", nil, "", err
 	}
-	w, h, err = Read(root, id)
+	if st, err = State(ctx, root, id, opts.now()); err != nil {
+		return nil, "", nil, "", err
+	}
+	w, h, err = readKnown(root, id, st.PayloadHash)
 	if err != nil {
 		if strict {
 			return nil, "", nil, "", err
 		}
 		fileErr = err.Error()
-	}
-	if st, err = State(ctx, root, id, opts.now()); err != nil {
-		return nil, "", nil, "", err
 	}
 	if strict && h != st.PayloadHash {
 		return nil, "", nil, "", payloadChanged(id, st.PayloadHash, h, "created")
@@ -333,6 +333,12 @@ func approvedAt(ctx context.Context, root, id string, now time.Time) (*Approval,
 	if err != nil {
 		return nil, err
 	}
+	return approvedWith(root, id, w, h, st, now)
+}
+
+// approvedWith is approvedAt over the file (w, its hash h) and the state
+// st its caller has just read, under the work-order lock.
+func approvedWith(root, id string, w *WorkOrder, h string, st *Status, now time.Time) (*Approval, error) {
 	switch st.State {
 	case StateApproved, StateStarted:
 	case StateExpired:

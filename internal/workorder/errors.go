@@ -46,3 +46,12 @@ func (e *Error) withHint(format string, args ...any) *Error {
 	e.hint = fmt.Sprintf(format, args...)
 	return e
 }
+
+// Error codes of sessions and turns (DESIGN.md §13).
+const (
+	CodeSessionMismatch = "SESSION_MISMATCH"        // the session was not opened under this work order (or is no session)
+	CodeTurnOrder       = "TURN_OUT_OF_ORDER"       // turn_number is not the previous + 1 (a replay or a skip)
+	CodeTurnBudget      = "TURN_BUDGET_EXCEEDED"    // the work order's budget.turns is spent
+	CodeInputMismatch   = "DECLARED_INPUT_MISMATCH" // a declared input does not match disk, ledger or registry
+	CodeScope           = "SCOPE_VIOLATION"         // a declared path is outside the work order's scope.paths
+)

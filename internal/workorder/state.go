@@ -75,11 +75,28 @@ type Status struct {
 	ApprovalKey string `json:"approval_key,omitempty"`
 	// ExpiryPending: expires_at has passed but no WO_EXPIRED is recorded
 	// yet (State is already expired); the next cp-wo verb records it.
-	ExpiryPending bool    `json:"expiry_pending,omitempty"`
-	Events        []Event `json:"events"`
+	ExpiryPending bool `json:"expiry_pending,omitempty"`
+	// Sessions are the sessions its WO_STARTED entries opened, in order
+	// (their turn counts are filled by Sessions).
+	Sessions []Session `json:"sessions,omitempty"`
+	Events   []Event   `json:"events"`
 
-	created  *ledger.Entry
-	approved *ledger.Entry
+	created   *ledger.Entry
+	approved  *ledger.Entry
+	completed *ledger.Entry
+}
+
+// Session is an HO1 session a WO_STARTED entry opened.
+type Session struct {
+	ID string `json:"session_id"`
+	// Ledger is the session ledger's path, relative to the plane root.
+	Ledger string `json:"ledger"`
+	// Seq is the WO_STARTED entry's in HO2; GenesisHash the hash of the
+	// session ledger's GENESIS it recorded.
+	Seq         int64  `json:"seq"`
+	GenesisHash string `json:"genesis_hash"`
+	// Turns is how many TURN entries its ledger holds (-1: not counted).
+	Turns int64 `json:"turns"`
 }
 
 // ho2Dir is HO2's tier directory below root.
@@ -132,6 +149,12 @@ func State(ctx context.Context, root, id string, now time.Time) (*Status, error)
 		st.Events = append(st.Events, Event{Tier: "ho3", Seq: e.Seq, EventType: e.EventType, Actor: e.Actor, Timestamp: e.Timestamp, EntryID: e.ID})
 	}
 	for _, e := range ho2 {
+		if e.EventType == EventStarted {
+			sid, _ := e.Metadata["session_id"].(string)
+			lp, _ := e.Metadata["ledger"].(string)
+			gh, _ := e.Metadata["genesis_hash"].(string)
+			st.Sessions = append(st.Sessions, Session{ID: sid, Ledger: lp, Seq: e.Seq, GenesisHash: gh, Turns: -1})
+		}
 		st.Events = append(st.Events, Event{Tier: "ho2", Seq: e.Seq, EventType: e.EventType, Actor: e.Actor, Timestamp: e.Timestamp, EntryID: e.ID})
 	}
 	sortEvents(st.Events)
@@ -149,6 +172,7 @@ func State(ctx context.Context, root, id string, now time.Time) (*Status, error)
 		st.ApprovedBy = a.Actor
 		st.ApprovalKey, _ = a.Metadata["key_name"].(string)
 	}
+	st.completed = first[EventCompleted]
 	switch {
 	case first[EventCancelled] != nil:
 		st.State = StateCancelled

@@ -50,6 +50,7 @@ var Events = []EventType{
 	{"WO_CANCELLED", "cp-wo cancel", "a work order cancelled (HO2)"},
 	{"WO_EXPIRED", "cp-wo", "a work order found expired (HO2)"},
 	{"TURN", "cp-wo turn", "an agent turn (the session ledger)"},
+	{"TURN_REFUSED", "cp-wo turn", "a turn header refused at record time, with its code and hash (the session ledger)"},
 	{"TOKEN_*", "cp-auth", "the token family"},
 	{"TOKEN_ISSUED", "cp-auth token", "a token minted (never the token itself)"},
 	{"TOKEN_REVOKED", "cp-auth revoke", "tokens revoked"},

@@ -1,0 +1,617 @@
+package workorder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/internal/schema"
+	"github.com/control-plane/cp/pkg/jcs"
+	"github.com/control-plane/cp/pkg/ledger"
+	"github.com/control-plane/cp/schemas"
+)
+
+// HeaderSchema is the embedded schema of a turn header.
+const HeaderSchema = "turn_header.schema.json"
+
+// Header is a turn header (DESIGN.md §13): what one agent turn declares.
+type Header struct {
+	TurnNumber     int64    `json:"turn_number"`
+	WorkOrderID    string   `json:"work_order_id"`
+	DeclaredInputs []Input  `json:"declared_inputs"`
+	PromptsUsed    []string `json:"prompts_used,omitempty"`
+	Outputs        []Output `json:"outputs,omitempty"`
+}
+
+// Input is one declared input, of exactly one of three forms: a file
+// ({path, sha256}), a ledger entry ({ledger, seq, entry_hash}, ledger its
+// checkpoint origin), or a registered artifact ({artifact, version}).
+type Input struct {
+	Path      string `json:"path,omitempty"`
+	SHA256    string `json:"sha256,omitempty"`
+	Ledger    string `json:"ledger,omitempty"`
+	Seq       *int64 `json:"seq,omitempty"`
+	EntryHash string `json:"entry_hash,omitempty"`
+	Artifact  string `json:"artifact,omitempty"`
+	Version   string `json:"version,omitempty"`
+}
+
+// Output is one declared output: a file ({path, sha256}) or a text
+// ({text_sha256}).
+type Output struct {
+	Path       string `json:"path,omitempty"`
+	SHA256     string `json:"sha256,omitempty"`
+	TextSHA256 string `json:"text_sha256,omitempty"`
+}
+
+var headerSchema = sync.OnceValues(func() (*schema.Schema, error) {
+	return schema.NewCompiler(schemas.FS, schemas.BaseURL).Compile(HeaderSchema)
+})
+
+// ParseHeader reads a turn header strictly: valid JSON without duplicate
+// keys, valid against turn_header.schema.json, no unknown field
+// (WO_INVALID otherwise).
+func ParseHeader(b []byte) (*Header, error) {
+	v, err := jcs.Decode(b)
+	if err != nil {
+		return nil, refuse(CodeInvalid, nil, "turn header: not valid JSON: %v", err)
+	}
+	s, err := headerSchema()
+	if err != nil {
+		return nil, fmt.Errorf("workorder: compiling %s: %w", HeaderSchema, err)
+	}
+	if ps := s.Validate(v); len(ps) > 0 {
+		at := ps[0].Path
+		if at == "" {
+			at = "/"
+		}
+		return nil, refuse(CodeInvalid, map[string]any{"path": ps[0].Path}, "turn header %s: %s", at, ps[0].Message)
+	}
+	return DecodeHeader(b)
+}
+
+// DecodeHeader decodes a turn header that was already held to
+// turn_header.schema.json (cp-wo turn's request schema holds its fields
+// to it), strictly: no unknown field, no second value (WO_INVALID
+// otherwise). Any other caller uses ParseHeader.
+func DecodeHeader(b []byte) (*Header, error) {
+	var h Header
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	d.DisallowUnknownFields()
+	if err := d.Decode(&h); err != nil {
+		return nil, refuse(CodeInvalid, nil, "turn header: %v", err)
+	}
+	if d.More() {
+		return nil, refuse(CodeInvalid, nil, "turn header: more than one JSON value")
+	}
+	return &h, nil
+}
+
+// Hash returns "sha256:" + the SHA-256 of the header's canonical JSON:
+// the hash TURN and TURN_REFUSED record.
+func (h *Header) Hash() (string, error) {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return "", err
+	}
+	c, err := jcs.Canonicalize(b)
+	if err != nil {
+		return "", err
+	}
+	return sha(c), nil
+}
+
+// TurnResult is what Turn recorded.
+type TurnResult struct {
+	ID            string       `json:"wo_id"`
+	SessionID     string       `json:"session_id"`
+	TurnNumber    int64        `json:"turn_number"`
+	TurnsUsed     int64        `json:"turns_used"`
+	TurnsBudget   int64        `json:"turns_budget"`
+	HeaderHash    string       `json:"header_sha256"`
+	InputsChecked int          `json:"inputs_checked"`
+	Seq           int64        `json:"seq"`
+	Entry         ledger.Entry `json:"-"`
+}
+
+// Turn records turn header h in session sid's ledger as TURN. Under the
+// plane's work-order lock (so that two turns with the same number, two
+// sessions spending the last turn of a budget, or a turn and a complete
+// are never judged on the same state): the work order must be started and
+// pass Approved; the session must be one its WO_STARTED entries opened,
+// its ledger still starting with the GENESIS WO_STARTED recorded
+// (SESSION_MISMATCH); then, refused and recorded in the session ledger as
+// TURN_REFUSED (code, reason, header hash): a turn_number that is not the
+// session's previous + 1 (TURN_OUT_OF_ORDER), a work order whose
+// budget.turns its sessions have spent (TURN_BUDGET_EXCEEDED), a declared
+// path or output outside scope.paths (SCOPE_VIOLATION), a declared input
+// that does not match the disk, the ledger or the registries
+// (DECLARED_INPUT_MISMATCH; see checkInputs).
+func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*TurnResult, error) {
+	if !plane.ValidSessionID(sid) {
+		return nil, refuse(CodeSessionMismatch, map[string]any{"session_id": sid}, "%q is not a session id (SES-YYYYMMDD-<8 hex>)", sid)
+	}
+	id := h.WorkOrderID
+	if err := CheckID(id); err != nil {
+		return nil, err
+	}
+	hh, err := h.Hash()
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := lock(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	w, fh, st, _, err := open(ctx, root, id, opts, true)
+	if err != nil {
+		return nil, err
+	}
+	if st.State != StateStarted {
+		return nil, stateRefusal(st, "turn", StateStarted)
+	}
+	var ses *Session
+	for i := range st.Sessions {
+		if st.Sessions[i].ID == sid {
+			ses = &st.Sessions[i]
+		}
+	}
+	if ses == nil {
+		return nil, refuse(CodeSessionMismatch, map[string]any{"session_id": sid, "wo_id": id},
+			"session %s was not started under work order %s", sid, id)
+	}
+	a, err := approvedWith(root, id, w, fh, st, opts.now())
+	if err != nil {
+		return nil, err
+	}
+	w = a.WorkOrder
+	var others int64
+	for _, s := range st.Sessions {
+		if s.ID == sid {
+			continue
+		}
+		n, _, err := sessionTurns(ctx, root, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		others += n
+	}
+	l, _, err := plane.OpenSessionLedger(root, sid, plane.ForAppend, opts.Actor)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	genesis, err := firstEntry(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	if genesis == nil || genesis.EventType != "GENESIS" || genesis.EntryHash != ses.GenesisHash {
+		return nil, refuse(CodeSessionMismatch, map[string]any{"session_id": sid, "wo_id": id, "genesis_hash": ses.GenesisHash},
+			"session %s's ledger does not start with the GENESIS WO_STARTED (HO2 seq %d) recorded", sid, ses.Seq)
+	}
+	// Turn numbers run 1, 2, ... in a session (each the previous + 1), so
+	// the last one is also the session's count.
+	last, err := lastTurn(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	n := last
+	stamp := func(m map[string]any) map[string]any {
+		m["_tier"], m["_session_id"], m["_work_order_id"] = "HO1", sid, id
+		m["turn_number"], m["header_sha256"] = h.TurnNumber, hh
+		return m
+	}
+	refused := func(e *Error) error {
+		m := stamp(map[string]any{"code": e.code})
+		if _, rerr := l.Append(ctx, []ledger.Draft{{EventType: EventTurnRefused, SubmissionID: id, Decision: "REFUSED",
+			Reason: e.msg, Metadata: m}}); rerr != nil {
+			return errors.Join(e, fmt.Errorf("recording the refusal: %w", rerr))
+		}
+		return e
+	}
+	if h.TurnNumber != last+1 {
+		return nil, refused(refuse(CodeTurnOrder, map[string]any{"session_id": sid, "turn_number": h.TurnNumber, "expected": last + 1},
+			"session %s: turn %d is not the next turn (%d)", sid, h.TurnNumber, last+1))
+	}
+	if used := others + n; used >= w.Budget.Turns {
+		return nil, refused(refuse(CodeTurnBudget, map[string]any{"wo_id": id, "turns": used, "budget": w.Budget.Turns},
+			"work order %s has spent its budget of %d turns (%d recorded)", id, w.Budget.Turns, used))
+	}
+	if err := checkInputs(ctx, root, sid, w, h); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return nil, refused(e)
+		}
+		return nil, err
+	}
+	inputs := make([]any, len(h.DeclaredInputs))
+	for i, in := range h.DeclaredInputs {
+		inputs[i] = in
+	}
+	outputs := make([]any, len(h.Outputs))
+	for i, o := range h.Outputs {
+		outputs[i] = o
+	}
+	es, err := l.Append(ctx, []ledger.Draft{{EventType: EventTurn, SubmissionID: id, Decision: "RECORDED",
+		Reason: fmt.Sprintf("turn %d: %d inputs checked", h.TurnNumber, len(h.DeclaredInputs)), PromptsUsed: h.PromptsUsed,
+		Metadata: stamp(map[string]any{"declared_inputs": jsonValue(inputs), "outputs": jsonValue(outputs)})}})
+	if err != nil {
+		return nil, err
+	}
+	// anchor: lead wires plane anchoring here
+	e := es[0]
+	return &TurnResult{ID: id, SessionID: sid, TurnNumber: h.TurnNumber, TurnsUsed: others + n + 1, TurnsBudget: w.Budget.Turns,
+		HeaderHash: hh, InputsChecked: len(h.DeclaredInputs), Seq: e.Seq, Entry: e}, nil
+}
+
+// jsonValue turns v into plain JSON values (maps, slices, json.Number),
+// as a ledger entry's metadata holds them.
+func jsonValue(v any) any {
+	b, _ := json.Marshal(v)
+	out, _ := jcs.Decode(b)
+	return out
+}
+
+// metaInt reads an integer metadata value (json.Number, or a Go number).
+func metaInt(v any) int64 {
+	switch n := v.(type) {
+	case json.Number:
+		i, _ := strconv.ParseInt(n.String(), 10, 64)
+		return i
+	case int64:
+		return n
+	case int:
+		return int64(n)
+	case float64:
+		return int64(n)
+	}
+	return 0
+}
+
+// checkPath refuses a declared path that is not a clean slash path
+// relative to the plane root, or that scope.paths does not cover.
+func checkPath(m *Matcher, id string, i int, kind, p string) error {
+	bad := strings.HasPrefix(p, "/") || strings.Contains(p, `\`) || strings.ContainsRune(p, 0)
+	for _, s := range strings.Split(p, "/") {
+		bad = bad || s == "" || s == "." || s == ".."
+	}
+	if bad {
+		return refuse(CodeScope, map[string]any{"index": i, "path": p}, "%s %d: %q is not a clean path relative to the plane root", kind, i, p)
+	}
+	if !m.Covers(p) {
+		return refuse(CodeScope, map[string]any{"index": i, "path": p, "wo_id": id},
+			"%s %d: %s is outside work order %s's scope.paths", kind, i, p, id)
+	}
+	return nil
+}
+
+// checkInputs checks every declared input of h, at record time, and every
+// declared output's path against scope.paths:
+//
+//   - {path, sha256}: the path inside scope.paths (SCOPE_VIOLATION), a
+//     regular file reached without a symbolic link anywhere on its path
+//     (through an os.Root at the plane root, so never outside it; a link,
+//     a FIFO, a device, a missing file: DECLARED_INPUT_MISMATCH) whose
+//     bytes, read once, hash to sha256;
+//   - {ledger, seq, entry_hash}: ledger is the checkpoint origin of one of
+//     the plane's three tier ledgers, or of this session's ledger (every
+//     session ledger's origin is <plane>/ho1/session, so it names the
+//     turn's own); the entry at seq exists and its entry_hash is the one
+//     declared (the chain itself is G6's to verify);
+//   - {artifact, version}: the id is registered (frameworks, specs,
+//     prompt packs) or installed (packages) at that version, not retired
+//     or failed; a registry that cannot be read refuses (fail closed).
+func checkInputs(ctx context.Context, root, sid string, w *WorkOrder, h *Header) error {
+	m := w.Scope.Matcher()
+	c := inputChecker{ctx: ctx, root: root, sid: sid}
+	defer c.close()
+	for i, in := range h.DeclaredInputs {
+		var err error
+		switch {
+		case in.Path != "":
+			if err = checkPath(m, w.ID, i, "declared input", in.Path); err == nil {
+				err = c.file(i, in)
+			}
+		case in.Ledger != "":
+			err = c.entry(i, in)
+		case in.Artifact != "":
+			err = c.artifact(i, in)
+		default:
+			err = refuse(CodeInvalid, map[string]any{"index": i}, "declared input %d has no path, ledger or artifact", i)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for i, o := range h.Outputs {
+		if o.Path != "" {
+			if err := checkPath(m, w.ID, i, "output", o.Path); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+type inputChecker struct {
+	ctx       context.Context
+	root, sid string
+	r         *os.Root
+	buf       []byte
+	origins   map[string]string // checkpoint origin → ledger path
+	stores    map[string]ledger.Store
+	rows      map[string][]registry.Row // by table file
+}
+
+func (c *inputChecker) close() {
+	if c.r != nil {
+		c.r.Close()
+	}
+	for _, s := range c.stores {
+		s.Close()
+	}
+}
+
+func mismatch(i int, details map[string]any, format string, args ...any) *Error {
+	details["index"] = i
+	return refuse(CodeInputMismatch, details, "declared input %d: %s", i, fmt.Sprintf(format, args...))
+}
+
+// file checks a {path, sha256} input.
+func (c *inputChecker) file(i int, in Input) error {
+	if c.r == nil {
+		r, err := os.OpenRoot(c.root)
+		if err != nil {
+			return err
+		}
+		c.r, c.buf = r, make([]byte, 128<<10)
+	}
+	d := map[string]any{"path": in.Path, "declared": in.SHA256}
+	fi, err := c.noLinks(i, d, in.Path)
+	if err != nil {
+		return err
+	}
+	f, err := c.r.OpenFile(in.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return mismatch(i, d, "%s cannot be opened: %v", in.Path, err)
+	}
+	defer f.Close()
+	if err := regfile.Check(f); err != nil {
+		return mismatch(i, d, "%s is not a regular file", in.Path)
+	}
+	// What was opened is what was checked: the same file, reached by a
+	// path that still holds no link (a directory swapped for a link in
+	// between is caught here).
+	ofi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	again, err := c.noLinks(i, d, in.Path)
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(fi, ofi) || !os.SameFile(again, ofi) {
+		return mismatch(i, d, "%s changed while it was opened", in.Path)
+	}
+	hs := sha256.New()
+	for {
+		n, err := f.Read(c.buf)
+		hs.Write(c.buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	got := "sha256:" + hex.EncodeToString(hs.Sum(nil))
+	if got != in.SHA256 {
+		d["actual"] = got
+		return mismatch(i, d, "%s hashes to %s, not %s as declared", in.Path, got, in.SHA256)
+	}
+	return nil
+}
+
+// noLinks checks every component of the plane-relative path p with
+// Lstat: no symbolic link, directories on the way, a regular file at the
+// end, which it returns.
+func (c *inputChecker) noLinks(i int, d map[string]any, p string) (fs.FileInfo, error) {
+	segs := strings.Split(p, "/")
+	var fi fs.FileInfo
+	for k := 1; k <= len(segs); k++ {
+		name := strings.Join(segs[:k], "/")
+		var err error
+		fi, err = c.r.Lstat(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, mismatch(i, d, "%s does not exist", p)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, mismatch(i, d, "%s is a symbolic link: a declared input is read where it is, never through a link", name)
+		}
+		if k < len(segs) && !fi.IsDir() {
+			return nil, mismatch(i, d, "%s is not a directory", name)
+		}
+		if k == len(segs) && !fi.Mode().IsRegular() {
+			return nil, mismatch(i, d, "%s is not a regular file (%s)", p, fi.Mode().Type())
+		}
+	}
+	return fi, nil
+}
+
+// ledgerFor returns the ledger whose checkpoint origin is origin.
+func (c *inputChecker) ledgerFor(origin string) (ledger.Store, error) {
+	if c.origins == nil {
+		c.origins, c.stores = map[string]string{}, map[string]ledger.Store{}
+		for _, lay := range plane.Layout {
+			dir := filepath.Join(c.root, filepath.FromSlash(lay.Dir))
+			t, err := plane.ReadTier(dir)
+			if err != nil {
+				return nil, err
+			}
+			c.origins[plane.Origin(t, plane.LedgerPath(dir, t))] = lay.PlaneID
+			if lay.PlaneID == "ho1" {
+				c.origins[plane.Origin(t, plane.SessionLedgerPath(c.root, c.sid))] = "session"
+			}
+		}
+	}
+	which, ok := c.origins[origin]
+	if !ok {
+		return nil, nil
+	}
+	if s := c.stores[which]; s != nil {
+		return s, nil
+	}
+	var s ledger.Store
+	var err error
+	if which == "session" {
+		s, _, err = plane.OpenSessionLedger(c.root, c.sid, plane.ForReading, plane.Actor{})
+	} else {
+		dir, _ := plane.Dir(c.root, which)
+		s, _, err = plane.OpenLedger(dir, plane.ForReading, plane.Actor{})
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.stores[which] = s
+	return s, nil
+}
+
+// entry checks a {ledger, seq, entry_hash} input.
+func (c *inputChecker) entry(i int, in Input) error {
+	d := map[string]any{"ledger": in.Ledger, "declared": in.EntryHash}
+	if in.Seq == nil {
+		return refuse(CodeInvalid, map[string]any{"index": i}, "declared input %d: a ledger input needs seq", i)
+	}
+	d["seq"] = *in.Seq
+	s, err := c.ledgerFor(in.Ledger)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		return mismatch(i, d, "%q is the checkpoint origin of no ledger of this plane (its tiers' ledgers, this session's)", in.Ledger)
+	}
+	var e *ledger.Entry
+	var perr error
+	err = s.Lines(c.ctx, *in.Seq, *in.Seq+1, func(_ int64, line []byte) bool {
+		e, perr = ledger.ParseLine(line)
+		return false
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case perr != nil:
+		return mismatch(i, d, "%s seq %d does not parse: %v", in.Ledger, *in.Seq, perr)
+	case e == nil:
+		return mismatch(i, d, "%s has no entry at seq %d", in.Ledger, *in.Seq)
+	case e.Seq != *in.Seq || e.EntryHash != in.EntryHash:
+		d["actual"] = e.EntryHash
+		return mismatch(i, d, "%s seq %d has entry_hash %s, not %s as declared", in.Ledger, *in.Seq, e.EntryHash, in.EntryHash)
+	}
+	return nil
+}
+
+// artifact checks an {artifact, version} input against the registries.
+func (c *inputChecker) artifact(i int, in Input) error {
+	d := map[string]any{"artifact": in.Artifact, "declared": in.Version}
+	var t registry.Table
+	bad := ""
+	switch {
+	case strings.HasPrefix(in.Artifact, "FMWK-"):
+		t, bad = registry.Frameworks, registry.StatusRetired
+	case strings.HasPrefix(in.Artifact, "SPEC-"):
+		t, bad = registry.Specs, registry.StatusRetired
+	case strings.HasPrefix(in.Artifact, "PRM-"):
+		t, bad = registry.Prompts, registry.StatusRetired
+	case strings.HasPrefix(in.Artifact, "PKG-"):
+		t, bad = registry.Packages, registry.StatusFailed
+	default:
+		return mismatch(i, d, "%s is not a framework, spec, package or prompt pack id", in.Artifact)
+	}
+	if c.rows == nil {
+		c.rows = map[string][]registry.Row{}
+	}
+	rows, ok := c.rows[t.File]
+	if !ok {
+		var err error
+		if rows, err = registry.Read(c.root, t); err != nil {
+			return mismatch(i, d, "registry %s/%s cannot be read (%v): the artifact cannot be checked, so the turn is refused", registry.Dir, t.File, err)
+		}
+		c.rows[t.File] = rows
+	}
+	for _, r := range rows {
+		if r[t.Key] != in.Artifact {
+			continue
+		}
+		if r["version"] != in.Version {
+			d["actual"] = r["version"]
+			return mismatch(i, d, "%s is at version %s in %s, not %s as declared", in.Artifact, r["version"], t.File, in.Version)
+		}
+		if r["status"] == bad {
+			return mismatch(i, d, "%s %s is %s in %s", in.Artifact, in.Version, bad, t.File)
+		}
+		return nil
+	}
+	return mismatch(i, d, "%s is not in %s/%s", in.Artifact, registry.Dir, t.File)
+}
+
+// firstEntry returns the entry at seq 0 of l if it is a GENESIS (found
+// through the store's index), or nil.
+func firstEntry(ctx context.Context, l ledger.Store) (*ledger.Entry, error) {
+	var g *ledger.Entry
+	err := l.Find(ctx, ledger.Query{EventTypes: []string{"GENESIS"}}, func(e *ledger.Entry) bool {
+		if e.Seq == 0 {
+			g = e
+		}
+		return false
+	})
+	return g, err
+}
+
+// lastTurn returns the turn_number of the last TURN entry of session
+// ledger l (0: none), looking back from its end through the store's index
+// over a window that doubles until it holds one, so that a turn costs
+// about the same however many came before it.
+func lastTurn(ctx context.Context, l ledger.Store) (int64, error) {
+	st, err := l.State(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for window := int64(4); ; window *= 2 {
+		from := max(0, st.Size-window)
+		var last *ledger.Entry
+		err := l.Find(ctx, ledger.Query{EventTypes: []string{EventTurn}, From: from}, func(e *ledger.Entry) bool {
+			last = e
+			return true
+		})
+		if err != nil {
+			return 0, err
+		}
+		if last != nil {
+			return metaInt(last.Metadata["turn_number"]), nil
+		}
+		if from == 0 {
+			return 0, nil
+		}
+	}
+}

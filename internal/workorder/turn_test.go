@@ -1,0 +1,167 @@
+package workorder
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// started creates, approves and starts a work order on a new plane whose
+// scope is lib/router/**, and returns the plane and the session.
+func started(t *testing.T, turns int64) (string, *Started) {
+	t.Helper()
+	root, signer := newPlane(t)
+	d := draft()
+	d.Budget.Turns = turns
+	c := create(t, root, d)
+	_, err := Approve(context.Background(), root, c.WorkOrder.ID, signer, bob)
+	require.NoError(t, err)
+	s, err := Start(context.Background(), root, c.WorkOrder.ID, alice)
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "router"), 0o755))
+	return root, s
+}
+
+func writeFile(t *testing.T, root, rel, body string) string {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(root, filepath.FromSlash(rel)), []byte(body), 0o644))
+	return sha([]byte(body))
+}
+
+// TestTurnInputs holds a turn's declared inputs to what is on disk, in
+// the ledgers and in the registries at record time, each refusal recorded
+// as TURN_REFUSED, and a turn that passes recorded as TURN.
+func TestTurnInputs(t *testing.T) {
+	ctx := context.Background()
+	root, s := started(t, 20)
+	h := writeFile(t, root, "lib/router/a.py", "print(1)\n")
+	seq := func(n int64) *int64 { return &n }
+	// HO2's WO_STARTED, declared by its checkpoint origin
+	ho2, _ := plane.Dir(root, "ho2")
+	tier, err := plane.ReadTier(ho2)
+	require.NoError(t, err)
+	ho2Origin := plane.Origin(tier, plane.LedgerPath(ho2, tier))
+	ho1, _ := plane.Dir(root, "ho1")
+	t1, err := plane.ReadTier(ho1)
+	require.NoError(t, err)
+	sesOrigin := plane.Origin(t1, plane.SessionLedgerPath(root, s.SessionID))
+	// a directory link inside the scope, pointing inside the plane
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "real"), 0o755))
+	writeFile(t, root, "lib/real/b.py", "b\n")
+	require.NoError(t, os.Symlink(filepath.Join(root, "lib", "real"), filepath.Join(root, "lib", "router", "linked")))
+
+	turn := func(n int64, in ...Input) error {
+		_, err := Turn(ctx, root, s.SessionID, &Header{TurnNumber: n, WorkOrderID: s.ID, DeclaredInputs: in}, alice)
+		return err
+	}
+	for _, c := range []struct {
+		name string
+		in   Input
+		code string
+	}{
+		{"a hash that is not the file's", Input{Path: "lib/router/a.py", SHA256: sha([]byte("other"))}, CodeInputMismatch},
+		{"a missing file", Input{Path: "lib/router/none.py", SHA256: h}, CodeInputMismatch},
+		{"a link on the way", Input{Path: "lib/router/linked/b.py", SHA256: sha([]byte("b\n"))}, CodeInputMismatch},
+		{"a directory", Input{Path: "lib/router", SHA256: h}, CodeInputMismatch},
+		{"outside the scope", Input{Path: "lib/real/b.py", SHA256: sha([]byte("b\n"))}, CodeScope},
+		{"absolute", Input{Path: "/etc/passwd", SHA256: h}, CodeScope},
+		{"an origin of no ledger", Input{Ledger: "elsewhere/ho2/workorder", Seq: seq(0), EntryHash: s.Entry.EntryHash}, CodeInputMismatch},
+		{"an entry past the end", Input{Ledger: ho2Origin, Seq: seq(1 << 40), EntryHash: s.Entry.EntryHash}, CodeInputMismatch},
+		{"another entry's hash", Input{Ledger: ho2Origin, Seq: seq(0), EntryHash: s.Entry.EntryHash}, CodeInputMismatch},
+		{"a framework at another version", Input{Artifact: "FMWK-KERNEL-001", Version: "9.9.9"}, CodeInputMismatch},
+		{"a package never installed", Input{Artifact: "PKG-NOPE-001", Version: "1.0.0"}, CodeInputMismatch},
+		{"an unknown kind of id", Input{Artifact: "XYZ-1", Version: "1"}, CodeInputMismatch},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, c.code, code(t, turn(1, c.in)))
+		})
+	}
+	// the prompt pack registry gone: fail closed
+	require.NoError(t, os.Rename(filepath.Join(root, registry.Dir, registry.Prompts.File), filepath.Join(root, "prompts.bak")))
+	err = turn(1, Input{Artifact: "PRM-ANY-001", Version: "1"})
+	require.Equal(t, CodeInputMismatch, code(t, err))
+	require.Contains(t, err.Error(), "cannot be read")
+
+	// every refusal is in the session's ledger
+	l, _, err := plane.OpenSessionLedger(root, s.SessionID, plane.ForReading, plane.Actor{})
+	require.NoError(t, err)
+	n := 0
+	require.NoError(t, l.Find(ctx, ledger.Query{EventTypes: []string{EventTurnRefused}}, func(*ledger.Entry) bool { n++; return true }))
+	require.NoError(t, l.Close())
+	require.Equal(t, 13, n)
+
+	// what holds: the file, WO_STARTED, the session's own GENESIS, the kernel's package
+	pk, err := registry.Read(root, registry.Packages)
+	require.NoError(t, err)
+	r, err := Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{
+		{Path: "lib/router/a.py", SHA256: h},
+		{Ledger: ho2Origin, Seq: seq(s.Entry.Seq), EntryHash: s.Entry.EntryHash},
+		{Ledger: sesOrigin, Seq: seq(0), EntryHash: s.GenesisHash},
+		{Artifact: "PKG-KERNEL-001", Version: pk[0]["version"]},
+	}}, alice)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, r.TurnNumber)
+	require.Equal(t, 4, r.InputsChecked)
+}
+
+// TestTurnSessionAndBudget: a session of another work order, a ledger
+// that is not the one started, turn numbers, the budget across sessions.
+func TestTurnSessionAndBudget(t *testing.T) {
+	ctx := context.Background()
+	root, s := started(t, 2)
+	h := func(n int64) *Header { return &Header{TurnNumber: n, WorkOrderID: s.ID, DeclaredInputs: []Input{}} }
+	require.Equal(t, CodeSessionMismatch, code(t, func() error { _, err := Turn(ctx, root, "SES-20260101-00000000", h(1), alice); return err }()))
+	require.Equal(t, CodeSessionMismatch, code(t, func() error { _, err := Turn(ctx, root, "../x", h(1), alice); return err }()))
+	_, err := Turn(ctx, root, s.SessionID, h(2), alice)
+	require.Equal(t, CodeTurnOrder, code(t, err))
+	_, err = Turn(ctx, root, s.SessionID, h(1), alice)
+	require.NoError(t, err)
+	// a second session of the same work order shares its budget
+	s2, err := Start(ctx, root, s.ID, alice)
+	require.NoError(t, err)
+	_, err = Turn(ctx, root, s2.SessionID, h(1), alice)
+	require.NoError(t, err)
+	_, err = Turn(ctx, root, s2.SessionID, h(2), alice)
+	require.Equal(t, CodeTurnBudget, code(t, err))
+	st, err := State(ctx, root, s.ID, alice.now())
+	require.NoError(t, err)
+	total, err := Sessions(ctx, root, st)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, total)
+	require.Len(t, st.Sessions, 2)
+
+	// a session ledger replaced by another (its GENESIS is not the one
+	// WO_STARTED recorded) is refused
+	p := plane.SessionLedgerPath(root, s.SessionID)
+	require.NoError(t, os.Rename(filepath.Dir(filepath.Dir(p)), filepath.Join(root, "old-session")))
+	g, err := plane.SessionGenesis(ctx, root, s.SessionID)
+	require.NoError(t, err)
+	l, _, err := plane.OpenSessionLedger(root, s.SessionID, plane.ForAppend, alice.Actor)
+	require.NoError(t, err)
+	_, err = l.Append(ctx, []ledger.Draft{g})
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	_, err = Turn(ctx, root, s.SessionID, h(1), alice)
+	require.Equal(t, CodeSessionMismatch, code(t, err))
+
+	// completed: no more turns; complete again is a no-op
+	c, err := Complete(ctx, root, s.ID, "", alice)
+	require.NoError(t, err)
+	require.False(t, c.NoOp)
+	c, err = Complete(ctx, root, s.ID, "", alice)
+	require.NoError(t, err)
+	require.True(t, c.NoOp)
+	_, err = Complete(ctx, root, s.ID, sha([]byte("x")), alice)
+	require.Equal(t, CodeClosed, code(t, err))
+	_, err = Turn(ctx, root, s2.SessionID, h(2), alice)
+	require.Equal(t, CodeClosed, code(t, err))
+	_, err = Start(ctx, root, s.ID, alice)
+	require.Equal(t, CodeClosed, code(t, err))
+}

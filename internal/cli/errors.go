@@ -258,6 +258,11 @@ var classes = map[string]int{
 	"WO_REQUIRED":                    ExitDenied, // config/governance.json requires a work order and none was given
 	"DEPENDENCY_CHANGE_UNAUTHORIZED": ExitDenied, // dependencies change without a dependency_add work order
 	"WEAKENED_CONTROL":               ExitDenied, // a warning of G3: a dependency change no work order judged
+	// Anchors of lower-tier ledgers in their parents' (internal/plane/anchor.go, G6).
+	"LEDGER_TRUNCATED":  ExitDenied, // a lower-tier ledger holds fewer entries than an anchor of it (cut, or gone)
+	"ANCHOR_MISMATCH":   ExitDenied, // a lower-tier ledger's root at an anchored size is not the anchored root
+	"ANCHOR_INVALID":    ExitDenied, // a CHECKPOINT_ANCHORED entry that does not hold together
+	"SESSION_NOT_FOUND": ExitDenied, // a session named to anchor has no ledger
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

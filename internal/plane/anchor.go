@@ -233,23 +233,40 @@ func storedCheckpoint(b []byte, dir string, t Tier) (ledger.Checkpoint, bool) {
 
 // LastAnchor returns the last anchor of the ledger rel (relative to the
 // HO3 root) in the parent ledger s, or nil when it has none. An anchor of
-// rel that does not parse is ANCHOR_INVALID.
+// rel that does not parse is ANCHOR_INVALID. It looks back from the
+// parent's head in widening windows (the file store's index walks an
+// anchor's postings from the newest down to the window's start), so that
+// its cost is that of the anchors since the window's start, not of all the
+// anchors the parent ever took: a step's anchor finds its predecessor among
+// the last few entries.
 func LastAnchor(ctx context.Context, s ledger.Store, rel string) (*Anchor, error) {
-	var last *Anchor
-	var bad error
-	err := s.Find(ctx, ledger.Query{EventTypes: []string{AnchorEvent}, Metadata: map[string]string{"path": rel}}, func(e *ledger.Entry) bool {
-		a, err := ParseAnchor(e)
-		if err != nil {
-			bad = err
-			return false
+	st, err := s.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for window := int64(8); ; window *= 16 {
+		from := max(st.Size-window, 0)
+		a, err := lastAnchorFrom(ctx, s, rel, from)
+		if a != nil || err != nil || from == 0 {
+			return a, err
 		}
-		last = &a
+	}
+}
+
+func lastAnchorFrom(ctx context.Context, s ledger.Store, rel string, from int64) (*Anchor, error) {
+	var last *ledger.Entry
+	err := s.Find(ctx, ledger.Query{EventTypes: []string{AnchorEvent}, Metadata: map[string]string{"path": rel}, From: from}, func(e *ledger.Entry) bool {
+		last = e
 		return true
 	})
-	if err == nil {
-		err = bad
+	if err != nil || last == nil {
+		return nil, err
 	}
-	return last, err
+	a, err := ParseAnchor(last)
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
 }
 
 // metadata returns a as an entry's metadata.

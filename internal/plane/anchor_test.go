@@ -345,3 +345,47 @@ func TestAnchorKill9(t *testing.T) {
 		require.True(t, r.Passed, "round %d: %v", i, r.Errors)
 	}
 }
+
+// BenchmarkAnchorChain is AnchorChain in process, HO2 → HO3 on a plane
+// whose HO3 ledger holds 10,000 entries: noop when HO2 did not grow (the
+// check every step makes before it acts), grown after one HO2 entry (the
+// anchor a step writes after its entry; the HO2 append is not timed).
+func BenchmarkAnchorChain(b *testing.B) {
+	ctx := context.Background()
+	root := filepath.Join(b.TempDir(), "plane")
+	_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: tester})
+	require.NoError(b, err)
+	s, _, err := plane.OpenLedger(root, plane.ForAppend, tester)
+	require.NoError(b, err)
+	drafts := make([]ledger.Draft, 10_000)
+	for i := range drafts {
+		drafts[i] = ledger.Draft{EventType: "TOOL_CALL", SubmissionID: "x", Decision: "ALLOW"}
+	}
+	_, err = s.Append(ctx, drafts)
+	require.NoError(b, err)
+	s.Close()
+	ho2, _, err := plane.OpenLedger(filepath.Join(root, "planes", "ho2"), plane.ForAppend, tester)
+	require.NoError(b, err)
+	defer ho2.Close()
+	_, err = plane.AnchorChain(ctx, root, tester, "", "")
+	require.NoError(b, err)
+	b.Run("noop", func(b *testing.B) {
+		for range b.N {
+			if _, err := plane.AnchorChain(ctx, root, tester, "", ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("grown", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			if _, err := ho2.Append(ctx, []ledger.Draft{{EventType: "NOTE", SubmissionID: "x", Decision: "OK"}}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if es, err := plane.AnchorChain(ctx, root, tester, "", ""); err != nil || len(es) != 1 {
+				b.Fatal(err, len(es))
+			}
+		}
+	})
+}

@@ -16,6 +16,10 @@ import (
 	"github.com/control-plane/cp/pkg/ledger"
 )
 
+// stepEvent is the benchmark's own entry, an event type any caller may
+// append (not a tool's: the catalogue does not reserve it).
+const stepEvent = "BENCH_STEP"
+
 func main() {
 	anchor := flag.Bool("anchor", false, "anchor the lower tiers before and after the entry")
 	session := flag.String("session", "", "also anchor this HO1 session's ledger")
@@ -39,7 +43,7 @@ func run(root string, anchor bool, session string) error {
 	if err != nil {
 		return err
 	}
-	_, err = l.Append(ctx, []ledger.Draft{{EventType: "NOTE", SubmissionID: wo, Decision: "OK", Metadata: map[string]any{"_tier": "HO2"}}})
+	_, err = l.Append(ctx, []ledger.Draft{{EventType: stepEvent, SubmissionID: wo, Decision: "OK", Metadata: map[string]any{"_tier": "HO2"}}})
 	if cerr := l.Close(); err == nil {
 		err = cerr
 	}

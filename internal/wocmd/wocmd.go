@@ -10,7 +10,7 @@
 // It reads a request from flags or a JSON object on stdin and writes one
 // JSON envelope to stdout. Exit status: 0 success, 1 refused (SELF_APPROVAL,
 // KEY_UNTRUSTED, WO_NOT_FOUND, WO_PAYLOAD_CHANGED, WO_EXPIRED, WO_CLOSED,
-// WO_STATE, a firewall refusal), 2 usage, 3 invalid input (WO_INVALID,
+// WO_STATE, LEDGER_TRUNCATED, ANCHOR_MISMATCH, a firewall refusal), 2 usage, 3 invalid input (WO_INVALID,
 // NOT_REGULAR), 4 filesystem error or lock timeout, 5 internal error.
 package wocmd
 
@@ -67,7 +67,9 @@ Exit status:
   0  success
   1  refused: SELF_APPROVAL, KEY_UNTRUSTED, WO_NOT_FOUND, WO_NOT_APPROVED,
      WO_PAYLOAD_CHANGED, WO_EXPIRED, WO_CLOSED, WO_STATE, APPROVAL_INVALID,
-     WO_IDS_EXHAUSTED, FIREWALL_DENIED, AUTH_*
+     WO_IDS_EXHAUSTED, FIREWALL_DENIED, AUTH_*; LEDGER_TRUNCATED,
+     ANCHOR_MISMATCH (a lower tier's ledger cut or rewritten below an anchor
+     of it: every step anchors HO2's checkpoint in HO3's ledger)
   2  usage: unknown verb or flag, bad argument (a duration, a key)
   3  invalid input: stdin not JSON, schema violation, WO_INVALID, NOT_REGULAR
   4  unavailable: lock timeout, filesystem error, cancelled

@@ -123,7 +123,9 @@ func AnchorChain(ctx context.Context, root string, actor Actor, woID, sessionID 
 	if err != nil {
 		return out, err
 	}
-	rel := filepath.ToSlash(filepath.Join("planes", "ho2", filepath.FromSlash(t.LedgerPath)))
+	// The canonical layout's path, as G6 judges it, whatever tier.json
+	// says (a ledger_path moved elsewhere is G6's TIER_MISMATCH).
+	rel := Layout[1].Dir + "/" + Layout[1].Ledger
 	e, err := anchor(ctx, root, actor, ho2, t, rel, root, Anchor{WorkOrderID: woID, SessionID: sessionID})
 	if err != nil {
 		return out, err
@@ -324,7 +326,7 @@ func ParseAnchor(e *ledger.Entry) (Anchor, error) {
 
 // anchorablePath reports whether p names a ledger AnchorChain anchors.
 func anchorablePath(p string) bool {
-	if p == "planes/ho2/"+Layout[1].Ledger {
+	if p == Layout[1].Dir+"/"+Layout[1].Ledger {
 		return true
 	}
 	id, ok := strings.CutPrefix(p, "planes/ho1/sessions/")
@@ -339,7 +341,7 @@ func anchorablePath(p string) bool {
 // anchor of the ledger p belongs: HO3's for HO2's, HO2's for a session's.
 func AnchorParent(p string) string {
 	if strings.HasPrefix(p, "planes/ho1/") {
-		return "planes/ho2/" + Layout[1].Ledger
+		return Layout[1].Dir + "/" + Layout[1].Ledger
 	}
 	return Layout[0].Ledger
 }

@@ -48,6 +48,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'WOTurnOverBare' -benchtime 100x ./internal/bench/
 	$(GO) test -run '^$$' -bench 'BenchmarkG2$$' -benchtime 20x ./internal/gate/
 	PGTEST_DURABLE=1 $(GO) test -run '^$$' -bench 'WriterProcesses' -benchtime 5x ./pkg/ledger/pgstore/
+	$(GO) test -run '^$$' -bench 'WOStepAnchorOverPlain' -benchtime 50x -count 5 ./internal/bench/
 
 lint:
 	$(GO) vet ./...

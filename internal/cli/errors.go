@@ -270,6 +270,11 @@ var classes = map[string]int{
 	"TURN_OUT_OF_ORDER":       ExitDenied, // turn_number is not the session's previous + 1 (a replay or a skip)
 	"TURN_BUDGET_EXCEEDED":    ExitDenied, // the work order's budget.turns is spent
 	"DECLARED_INPUT_MISMATCH": ExitDenied, // a declared input does not match the disk, the ledger or the registries
+	// Anchors of lower-tier ledgers in their parents' (internal/plane/anchor.go, G6).
+	"LEDGER_TRUNCATED":  ExitDenied, // a lower-tier ledger holds fewer entries than an anchor of it (cut, or gone)
+	"ANCHOR_MISMATCH":   ExitDenied, // a lower-tier ledger's root at an anchored size is not the anchored root
+	"ANCHOR_INVALID":    ExitDenied, // a CHECKPOINT_ANCHORED entry that does not hold together
+	"SESSION_NOT_FOUND": ExitDenied, // a session named to anchor has no ledger
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

@@ -465,14 +465,18 @@ func G0K(root string) (*Result, error) {
 //     TIER_UNRECORDED);
 //   - each lower tier's GENESIS records its parent ledger's head at
 //     creation: parent_ledger names the parent's ledger and parent_hash is
-//     the hash of its entry parent_size-1.
+//     the hash of its entry parent_size-1;
+//   - each lower-tier ledger holds what every CHECKPOINT_ANCHORED of it
+//     in its parent's ledger anchored (anchorFindings).
 func G6(ctx context.Context, root string) (*Result, error) {
 	r := newResult("G6")
 	n := 0
 	var all []string // every ledger, for the auth-off warnings
+	tiers := map[string]plane.Tier{}
 	for _, t := range plane.Layout {
 		tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
 		tier := checkTier(ctx, r, root, t)
+		tiers[t.PlaneID] = tier
 		trusted, err := trust.Load(tdir)
 		if err != nil {
 			return nil, err
@@ -533,11 +537,16 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		}
 	}
 	r.Details["ledgers"] = n
+	anchors, err := anchorFindings(ctx, r, root, tiers)
+	if err != nil {
+		return nil, err
+	}
+	r.Details["anchors"] = anchors
 	ho3 := plane.Layout[0]
 	if err := authOffFindings(ctx, r, root, path.Join(ho3.Dir, ho3.Ledger), all); err != nil {
 		return nil, err
 	}
-	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, and each lower tier's GENESIS links to its parent"), nil
+	return r.done("every ledger of every tier verifies, each tier.json is the one its GENESIS recorded, each lower tier's GENESIS links to its parent, and each lower-tier ledger extends every anchor of it"), nil
 }
 
 // verifyPostgres verifies tier's own ledger in PostgreSQL, opened by the

@@ -67,7 +67,9 @@ bytes on disk:
        (packages_store/PKG-VERSION.tar.gz.sig) verifies by the recorded trusted
        key, or its waiver is recorded in a ledger
   G6   ledgers: every ledger of every tier verifies (lines, links, Merkle tree,
-       checkpoint signatures), and each lower tier's GENESIS links to its parent
+       checkpoint signatures), each lower tier's GENESIS links to its parent,
+       and each lower-tier ledger extends every CHECKPOINT_ANCHORED of it in
+       its parent's ledger (LEDGER_TRUNCATED, ANCHOR_MISMATCH, ANCHOR_INVALID)
 With --archive A, G0A, G1 and G5 judge the archive as an install would, and
 after the gates the install rules VERSION (no downgrade, no second manifest
 for one version) and OWNERSHIP (no file owned by another package) judge it

@@ -39,7 +39,9 @@ Options (every verb):
                   session.jsonl; --plane defaults to ho1); an append to one not
                   started yet starts it with a GENESIS recording HO2's head
   --wo WO         the work order the request acts for (judged by the firewall,
-                  stamped metadata._work_order_id on appended entries)
+                  stamped metadata._work_order_id on appended entries); an append
+                  to a session within one anchors the session's checkpoint in
+                  HO2's ledger, and HO2's in HO3's (CHECKPOINT_ANCHORED)
   --root DIR      the plane root (else $CONTROL_PLANE, else the nearest HO3 ancestor)
   --format F      json (default) or text (the default on a terminal)
   -v              progress on stderr

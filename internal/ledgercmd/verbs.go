@@ -245,6 +245,9 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 		if len(drafts) == 0 { // nothing to write: leave the ledger untouched, uncreated
 			return append(outs, cli.Outcome{Err: draftErr})
 		}
+		if err := anchorSession(ctx, t, reqs[0], true); err != nil {
+			return append(outs, cli.Outcome{Err: err})
+		}
 		l, err := w.get(t)
 		if err != nil {
 			return append(outs, cli.Outcome{Err: err})
@@ -257,6 +260,15 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 		for _, e := range entries {
 			outs = append(outs, appended(e))
 		}
+		if err == nil && len(entries) > 0 {
+			if aerr := anchorSession(ctx, t, reqs[0], false); aerr != nil {
+				// One outcome per request: the last entry's answer says
+				// it was written, and that its anchor was not.
+				last := entries[len(entries)-1]
+				outs[len(outs)-1] = cli.Outcome{Err: anchorFailed(aerr, last), LedgerEntryID: last.ID, Seq: last.Seq}
+				return outs
+			}
+		}
 		if err == nil {
 			err = draftErr
 		}
@@ -266,6 +278,38 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 		reqs = reqs[run:]
 	}
 	return outs
+}
+
+// anchorSession anchors a session's ledger around an append to it within
+// a work order (--session with --wo, or a token's claims): such an append
+// is a work-order step, and each one leaves the session's checkpoint
+// anchored in HO2's ledger and HO2's in HO3's (plane.AnchorChain, DESIGN.md
+// §13). before, it runs ahead of the append, on a session ledger that
+// exists: a session that contradicts one of its anchors (cut or rewritten
+// below it) is refused before anything is written, and what it holds
+// unanchored is anchored. An append to a session outside any work order,
+// or to any other ledger, is anchored by the next work-order step (it
+// would otherwise cost two appends to the parents per append).
+func anchorSession(ctx context.Context, t target, req cli.Request, before bool) error {
+	wo := req.String("work_order_id")
+	if t.session == "" || t.root == "" || wo == "" {
+		return nil
+	}
+	if before {
+		if _, err := os.Lstat(t.path); err != nil {
+			return nil // a new session: its GENESIS is anchored after the append
+		}
+	}
+	_, err := plane.AnchorChain(ctx, t.root, t.actor, wo, t.session)
+	return err
+}
+
+// anchorFailed is the answer to an append whose entries were written but
+// whose anchor failed: the anchor's code, saying so.
+func anchorFailed(err error, last ledger.Entry) error {
+	e := cli.AsError(err)
+	e.Message = fmt.Sprintf("appended up to seq %d, but anchoring the session failed: %s", last.Seq, e.Message)
+	return e
 }
 
 // judged refuses a target named by --ledger that is no longer where the

@@ -14,7 +14,8 @@
 // JSON envelope to stdout. Exit status: 0 success, 1 refused (SELF_APPROVAL,
 // KEY_UNTRUSTED, WO_NOT_FOUND, WO_PAYLOAD_CHANGED, WO_EXPIRED, WO_CLOSED,
 // WO_STATE, SESSION_MISMATCH, TURN_OUT_OF_ORDER, TURN_BUDGET_EXCEEDED,
-// DECLARED_INPUT_MISMATCH, SCOPE_VIOLATION, a firewall refusal), 2 usage, 3 invalid input (WO_INVALID,
+// DECLARED_INPUT_MISMATCH, SCOPE_VIOLATION, LEDGER_TRUNCATED, ANCHOR_MISMATCH,
+// a firewall refusal), 2 usage, 3 invalid input (WO_INVALID,
 // NOT_REGULAR), 4 filesystem error or lock timeout, 5 internal error.
 package wocmd
 
@@ -95,7 +96,9 @@ Exit status:
      WO_PAYLOAD_CHANGED, WO_EXPIRED, WO_CLOSED, WO_STATE, APPROVAL_INVALID,
      WO_IDS_EXHAUSTED, SESSION_MISMATCH, TURN_OUT_OF_ORDER,
      TURN_BUDGET_EXCEEDED, DECLARED_INPUT_MISMATCH, SCOPE_VIOLATION,
-     AUTH_KEY_UNAVAILABLE, FIREWALL_DENIED, AUTH_*
+     AUTH_KEY_UNAVAILABLE, FIREWALL_DENIED, AUTH_*; LEDGER_TRUNCATED,
+     ANCHOR_MISMATCH (a lower tier's ledger cut or rewritten below an anchor
+     of it: every step anchors its session in HO2 and HO2 in HO3)
   2  usage: unknown verb or flag, bad argument (a duration, a key)
   3  invalid input: stdin not JSON, schema violation, WO_INVALID, NOT_REGULAR
   4  unavailable: lock timeout, filesystem error, cancelled

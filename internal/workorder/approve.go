@@ -120,10 +120,13 @@ func payloadChanged(id, want, got, when string) *Error {
 }
 
 func recordExpired(ctx context.Context, root string, st *Status, opts Options) error {
-	_, err := recordHO2(ctx, root, opts.Actor, ledger.Draft{EventType: EventExpired, SubmissionID: st.ID, Decision: "EXPIRED",
+	e, err := recordHO2(ctx, root, opts.Actor, ledger.Draft{EventType: EventExpired, SubmissionID: st.ID, Decision: "EXPIRED",
 		Reason:   fmt.Sprintf("expired at %s", st.ExpiresAt),
 		Metadata: map[string]any{"wo_id": st.ID, "payload_hash": st.PayloadHash, "expires_at": st.ExpiresAt}})
-	return err
+	if err != nil {
+		return err
+	}
+	return anchorAfter(ctx, root, opts, st.ID, e)
 }
 
 // RecordExpired records WO_EXPIRED for work order id if its expiry has
@@ -213,6 +216,9 @@ func Approve(ctx context.Context, root, id string, signer note.Signer, opts Opti
 	if err := plane.CheckRecord(ctx, root, opts.Actor); err != nil {
 		return nil, err
 	}
+	if err := anchorBefore(ctx, root, opts, id); err != nil {
+		return nil, err
+	}
 	if err := atomicfile.Publish(path, msg, 0o444); err != nil {
 		return nil, err
 	}
@@ -226,6 +232,9 @@ func Approve(ctx context.Context, root, id string, signer note.Signer, opts Opti
 		return nil, err
 	}
 	a.Seq, a.LedgerID = e.Seq, e.ID
+	if err := anchorAfter(ctx, root, opts, id, e); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -266,9 +275,15 @@ func Reject(ctx context.Context, root, id, reason string, opts Options) (*Decisi
 	if reason == "" {
 		reason = "rejected"
 	}
+	if err := anchorBefore(ctx, root, opts, id); err != nil {
+		return nil, err
+	}
 	e, err := plane.Record(ctx, root, opts.Actor, ledger.Draft{EventType: EventRejected, SubmissionID: id, Decision: "REJECTED",
 		Reason: reason, Metadata: fileMeta(map[string]any{"wo_id": id, "payload_hash": st.PayloadHash}, h, fileErr)})
 	if err != nil {
+		return nil, err
+	}
+	if err := anchorAfter(ctx, root, opts, id, e); err != nil {
 		return nil, err
 	}
 	return &Decision{ID: id, State: StateRejected, PayloadHash: st.PayloadHash, Reason: reason, Entry: e}, nil
@@ -294,9 +309,15 @@ func Cancel(ctx context.Context, root, id, reason string, opts Options) (*Decisi
 	if reason == "" {
 		reason = "cancelled"
 	}
+	if err := anchorBefore(ctx, root, opts, id); err != nil {
+		return nil, err
+	}
 	e, err := recordHO2(ctx, root, opts.Actor, ledger.Draft{EventType: EventCancelled, SubmissionID: id, Decision: "CANCELLED",
 		Reason: reason, Metadata: fileMeta(map[string]any{"wo_id": id, "payload_hash": st.PayloadHash, "was": st.State}, h, fileErr)})
 	if err != nil {
+		return nil, err
+	}
+	if err := anchorAfter(ctx, root, opts, id, e); err != nil {
 		return nil, err
 	}
 	return &Decision{ID: id, State: StateCancelled, PayloadHash: st.PayloadHash, Reason: reason, Entry: e}, nil

@@ -122,6 +122,9 @@ func Create(ctx context.Context, root string, d Draft, opts Options) (*Created, 
 	if err := checkHO2(ctx, root, opts.Actor); err != nil {
 		return nil, err
 	}
+	if err := anchorBefore(ctx, root, opts, ""); err != nil {
+		return nil, err
+	}
 	if w.ID, err = nextID(root, now); err != nil {
 		return nil, err
 	}
@@ -147,6 +150,9 @@ func Create(ctx context.Context, root string, d Draft, opts Options) (*Created, 
 	if err != nil {
 		// The file stays: without WO_CREATED it is no work order (State
 		// answers WO_NOT_FOUND), and its id is never given again.
+		return nil, err
+	}
+	if err := anchorAfter(ctx, root, opts, w.ID, e); err != nil {
 		return nil, err
 	}
 	return &Created{WorkOrder: w, PayloadHash: h, Path: rel, Entry: e}, nil

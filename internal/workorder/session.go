@@ -73,6 +73,9 @@ func Start(ctx context.Context, root, id string, opts Options) (*Started, error)
 	if err := checkHO2(ctx, root, opts.Actor); err != nil {
 		return nil, err
 	}
+	if err := anchorBefore(ctx, root, opts, id); err != nil {
+		return nil, err
+	}
 	var sid string
 	for range 8 {
 		if sid, err = opts.newSessionID(); err != nil {
@@ -117,7 +120,10 @@ func Start(ctx context.Context, root, id string, opts Options) (*Started, error)
 	if err != nil {
 		return nil, err
 	}
-	// anchor: lead wires plane anchoring here
+	// The new session's GENESIS is anchored in HO2 and HO2 in HO3.
+	if err := anchorAfter(ctx, root, opts, id, e, sid); err != nil {
+		return nil, err
+	}
 	return &Started{ID: id, SessionID: sid, Ledger: rel, GenesisSeq: ge.Seq, GenesisHash: ge.EntryHash, PayloadHash: a.PayloadHash,
 		WorkOrder: a.WorkOrder, Entry: e}, nil
 }
@@ -171,6 +177,15 @@ func Complete(ctx context.Context, root, id, resultHash string, opts Options) (*
 	if err != nil {
 		return nil, err
 	}
+	sessions := make([]string, len(st.Sessions))
+	for i, s := range st.Sessions {
+		sessions[i] = s.ID
+	}
+	// Every session's last turns (and any append to it outside a step) are
+	// anchored before the work order closes: a cut session stops it here.
+	if err := anchorBefore(ctx, root, opts, id, sessions...); err != nil {
+		return nil, err
+	}
 	turns, err := countTurns(ctx, root, st.Sessions)
 	if err != nil {
 		return nil, err
@@ -184,7 +199,9 @@ func Complete(ctx context.Context, root, id, resultHash string, opts Options) (*
 	if err != nil {
 		return nil, err
 	}
-	// anchor: lead wires plane anchoring here
+	if err := anchorAfter(ctx, root, opts, id, e); err != nil {
+		return nil, err
+	}
 	return &Completed{ID: id, State: StateCompleted, PayloadHash: a.PayloadHash, ResultHash: resultHash,
 		Sessions: len(st.Sessions), Turns: turns, Seq: e.Seq, Entry: e}, nil
 }

@@ -193,6 +193,11 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		}
 		others += n
 	}
+	// The session is held to its anchors before the turn: a session cut
+	// below one stops here, and what was appended to it since is anchored.
+	if err := anchorBefore(ctx, root, opts, id, sid); err != nil {
+		return nil, err
+	}
 	l, _, err := plane.OpenSessionLedger(root, sid, plane.ForAppend, opts.Actor)
 	if err != nil {
 		return nil, err
@@ -255,8 +260,10 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 	if err != nil {
 		return nil, err
 	}
-	// anchor: lead wires plane anchoring here
 	e := es[0]
+	if err := anchorAfter(ctx, root, opts, id, e, sid); err != nil {
+		return nil, err
+	}
 	return &TurnResult{ID: id, SessionID: sid, TurnNumber: h.TurnNumber, TurnsUsed: others + n + 1, TurnsBudget: w.Budget.Turns,
 		HeaderHash: hh, InputsChecked: len(h.DeclaredInputs), Seq: e.Seq, Entry: e}, nil
 }

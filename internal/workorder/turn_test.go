@@ -138,9 +138,11 @@ func TestTurnSessionAndBudget(t *testing.T) {
 	require.Len(t, st.Sessions, 2)
 
 	// a session ledger replaced by another (its GENESIS is not the one
-	// WO_STARTED recorded) is refused
+	// WO_STARTED recorded) is refused: by its anchor in HO2 first (it holds
+	// fewer entries than anchored); Turn's GENESIS check stays behind it
 	p := plane.SessionLedgerPath(root, s.SessionID)
-	require.NoError(t, os.Rename(filepath.Dir(filepath.Dir(p)), filepath.Join(root, "old-session")))
+	sesDir := filepath.Dir(filepath.Dir(p))
+	require.NoError(t, os.Rename(sesDir, filepath.Join(root, "old-session")))
 	g, err := plane.SessionGenesis(ctx, root, s.SessionID)
 	require.NoError(t, err)
 	l, _, err := plane.OpenSessionLedger(root, s.SessionID, plane.ForAppend, alice.Actor)
@@ -149,7 +151,9 @@ func TestTurnSessionAndBudget(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
 	_, err = Turn(ctx, root, s.SessionID, h(1), alice)
-	require.Equal(t, CodeSessionMismatch, code(t, err))
+	require.Equal(t, plane.CodeLedgerTruncated, code(t, err))
+	require.NoError(t, os.RemoveAll(sesDir))
+	require.NoError(t, os.Rename(filepath.Join(root, "old-session"), sesDir))
 
 	// completed: no more turns; complete again is a no-op
 	c, err := Complete(ctx, root, s.ID, "", alice)

@@ -1,0 +1,392 @@
+package plane
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/control-plane/cp/internal/trust"
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// AnchorEvent is the event type that anchors a lower tier's ledger in its
+// parent's (DESIGN.md §13): an HO1 session's ledger in HO2's, HO2's in
+// HO3's. The entry's metadata is Anchor's.
+const AnchorEvent = "CHECKPOINT_ANCHORED"
+
+// The codes of a lower-tier ledger that contradicts one of its anchors
+// (AnchorChain's refusals, G6's findings), and of an anchor that does not
+// say what it must.
+const (
+	// CodeLedgerTruncated: the ledger holds fewer entries than an anchor
+	// of it recorded (cut, or gone entirely).
+	CodeLedgerTruncated = "LEDGER_TRUNCATED"
+	// CodeAnchorMismatch: the ledger's root at the anchored size is not
+	// the anchored root (its history before the anchor was rewritten).
+	CodeAnchorMismatch = "ANCHOR_MISMATCH"
+	// CodeAnchorInvalid: a CHECKPOINT_ANCHORED entry whose metadata is
+	// missing a field, names no lower-tier ledger of its parent, or whose
+	// checkpoint note disagrees with it.
+	CodeAnchorInvalid = "ANCHOR_INVALID"
+)
+
+// Anchor is what a CHECKPOINT_ANCHORED entry states: the child ledger's
+// checkpoint at the time, kept whole (the signed note) in the parent's
+// ledger, whose own checkpoints cover it. Its JSON is the entry's
+// metadata.
+type Anchor struct {
+	// Path is the child ledger, relative to the HO3 root:
+	// planes/ho2/ledger/workorder.jsonl (in HO3's ledger) or
+	// planes/ho1/sessions/<SES>/ledger/session.jsonl (in HO2's). Under
+	// the key "path", which the file store indexes: the last anchor of
+	// a ledger is found without reading the parent's others.
+	Path string `json:"path"`
+	// Origin is the child checkpoint's origin line.
+	Origin string `json:"origin"`
+	// TreeSize and RootHash (lowercase hex) are the checkpoint's.
+	TreeSize int64  `json:"tree_size"`
+	RootHash string `json:"root_hash"`
+	// Checkpoint is the child's checkpoint note as stored (signed with
+	// the plane's key when the plane has a plane_name), and
+	// CheckpointHash its "sha256:" hash.
+	Checkpoint     string `json:"checkpoint"`
+	CheckpointHash string `json:"checkpoint_hash"`
+	// WorkOrderID and SessionID are the work-order step that anchored,
+	// when known.
+	WorkOrderID string `json:"wo_id,omitempty"`
+	SessionID   string `json:"session_id,omitempty"`
+
+	// Seq is the anchor entry's seq in its parent's ledger (not in the
+	// metadata).
+	Seq int64 `json:"-"`
+}
+
+// sessionLedger is the ledger of HO1 session id, relative to the HO3
+// root (DESIGN.md §13).
+func sessionLedger(id string) string {
+	return "planes/ho1/sessions/" + id + "/ledger/session.jsonl"
+}
+
+// AnchorChain anchors the lower tiers' ledgers in their parents', child
+// first: with sessionID, the ledger of HO1 session sessionID in HO2's
+// ledger, then HO2's ledger in HO3's. Every work-order step that writes
+// calls it after its own entry, and before it acts (so that a lower tier
+// whose ledger contradicts an anchor stops the step): woID and sessionID
+// are stamped on the anchors it writes (either may be ""; a sessionID is
+// checked before a path is built from it).
+//
+// For each link it takes the child's latest checkpoint (the stored one
+// when it states the ledger's current size and root and its signature
+// verifies by a key trusted for checkpoints, else a new one signed with
+// the plane's key, as cp-ledger checkpoint makes) and appends
+// CHECKPOINT_ANCHORED to the parent (Anchor's fields). Before that it
+// checks the child against the link's last anchor: a child holding fewer
+// entries than anchored is LEDGER_TRUNCATED, one whose root at the
+// anchored size differs is ANCHOR_MISMATCH, and nothing is written.
+//
+// It is idempotent: a child that did not grow since its last anchor (or
+// an empty one) is not anchored again. Two processes anchoring at once
+// each write a valid anchor (or find the other's): each states a
+// checkpoint the child really had, so both verify; only a duplicate anchor
+// of the same size can result. It returns the anchors written, oldest
+// first.
+func AnchorChain(ctx context.Context, root string, actor Actor, woID, sessionID string) ([]ledger.Entry, error) {
+	var out []ledger.Entry
+	ho1, ho2 := filepath.Join(root, "planes", "ho1"), filepath.Join(root, "planes", "ho2")
+	if sessionID != "" {
+		if !ValidSessionID(sessionID) {
+			return nil, BadArg("USAGE", "session id %q: want SES-YYYYMMDD-<8 hex>", sessionID)
+		}
+		t, err := ReadTier(ho1)
+		if err != nil {
+			return nil, err
+		}
+		rel := sessionLedger(sessionID)
+		e, err := anchor(ctx, root, actor, ho1, t, rel, ho2, Anchor{WorkOrderID: woID, SessionID: sessionID})
+		if err != nil {
+			return out, err
+		}
+		if e != nil {
+			out = append(out, *e)
+		}
+	}
+	t, err := ReadTier(ho2)
+	if err != nil {
+		return out, err
+	}
+	// The canonical layout's path, as G6 judges it, whatever tier.json
+	// says (a ledger_path moved elsewhere is G6's TIER_MISMATCH).
+	rel := Layout[1].Dir + "/" + Layout[1].Ledger
+	e, err := anchor(ctx, root, actor, ho2, t, rel, root, Anchor{WorkOrderID: woID, SessionID: sessionID})
+	if err != nil {
+		return out, err
+	}
+	if e != nil {
+		out = append(out, *e)
+	}
+	return out, nil
+}
+
+// anchor anchors the child ledger rel (relative to root) of the tier t
+// whose directory is dir in the ledger of the tier whose directory is
+// parentDir. It returns nil when nothing needed anchoring.
+func anchor(ctx context.Context, root string, actor Actor, dir string, t Tier, rel, parentDir string, a Anchor) (*ledger.Entry, error) {
+	ps, pt, err := OpenLedger(parentDir, ForAppend, actor)
+	if err != nil {
+		return nil, err
+	}
+	defer ps.Close()
+	last, err := LastAnchor(ctx, ps, rel)
+	if err != nil {
+		return nil, err
+	}
+	childPath := filepath.Join(root, filepath.FromSlash(rel))
+	cs, err := OpenTierLedger(dir, t, childPath, ForCheckpoint, actor)
+	if errors.Is(err, fs.ErrNotExist) {
+		if last != nil {
+			return nil, refuse(CodeLedgerTruncated, "%s is missing, but %s seq %d anchored it at size %d: a lower tier's history was cut",
+				rel, parentName(pt), last.Seq, last.TreeSize)
+		}
+		if a.SessionID != "" && strings.HasPrefix(rel, "planes/ho1/sessions/") {
+			return nil, refuse("SESSION_NOT_FOUND", "session %s has no ledger (%s): nothing to anchor", a.SessionID, rel)
+		}
+		return nil, err
+	} else if err != nil {
+		return nil, err
+	}
+	defer cs.Close()
+	st, err := cs.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if last != nil {
+		if err := checkAnchor(cs, st.Size, *last, parentName(pt)); err != nil {
+			return nil, err
+		}
+	}
+	if st.Size == 0 {
+		return nil, nil
+	}
+	c, note, err := latestCheckpoint(ctx, cs, st, dir, t, childPath)
+	if err != nil {
+		return nil, err
+	}
+	if last != nil && last.TreeSize >= c.Size {
+		return nil, nil // anchored already, at this size or a later one
+	}
+	a.Path, a.Origin, a.TreeSize = rel, c.Origin, c.Size
+	a.RootHash = hex.EncodeToString(c.Root[:])
+	a.Checkpoint, a.CheckpointHash = string(note), SHA256(note)
+	meta, err := a.metadata()
+	if err != nil {
+		return nil, err
+	}
+	meta["_tier"] = pt.Tier
+	es, err := ps.Append(ctx, []ledger.Draft{{EventType: AnchorEvent, SubmissionID: rel, Decision: "ANCHORED",
+		Reason: fmt.Sprintf("%s at size %d", rel, c.Size), Metadata: meta}})
+	if err != nil {
+		return nil, err
+	}
+	return &es[0], nil
+}
+
+func parentName(t Tier) string { return t.Tier + "'s ledger" }
+
+// latestCheckpoint returns the child's checkpoint at its current state st:
+// the stored one when it states st and is signed as the plane signs (by a
+// key trusted for checkpoints; unsigned on a plane without a plane_name),
+// else a new one (Store.Checkpoint, which refuses a child that contradicts
+// its stored checkpoint).
+func latestCheckpoint(ctx context.Context, cs ledger.Store, st ledger.State, dir string, t Tier, childPath string) (ledger.Checkpoint, []byte, error) {
+	if b, err := cs.ReadCheckpoint(); err == nil && b != nil {
+		if c, ok := storedCheckpoint(b, dir, t); ok && c.Size == st.Size && c.Root == st.Root {
+			return c, b, nil
+		}
+	}
+	return cs.Checkpoint(ctx, Origin(t, childPath))
+}
+
+// storedCheckpoint opens a stored checkpoint as G6 would accept it.
+func storedCheckpoint(b []byte, dir string, t Tier) (ledger.Checkpoint, bool) {
+	if t.PlaneName == "" {
+		c, signed, err := ledger.OpenCheckpoint(b, nil)
+		return c, err == nil && !signed
+	}
+	ks, err := trust.Load(dir)
+	if err != nil {
+		return ledger.Checkpoint{}, false
+	}
+	vs, err := trust.Verifiers(ks, trust.PurposeCheckpoint, "")
+	if err != nil {
+		return ledger.Checkpoint{}, false
+	}
+	c, _, err := ledger.OpenCheckpoint(b, vs)
+	return c, err == nil
+}
+
+// LastAnchor returns the last anchor of the ledger rel (relative to the
+// HO3 root) in the parent ledger s, or nil when it has none. An anchor of
+// rel that does not parse is ANCHOR_INVALID. It looks back from the
+// parent's head in widening windows (the file store's index walks an
+// anchor's postings from the newest down to the window's start), so that
+// its cost is that of the anchors since the window's start, not of all the
+// anchors the parent ever took: a step's anchor finds its predecessor among
+// the last few entries.
+func LastAnchor(ctx context.Context, s ledger.Store, rel string) (*Anchor, error) {
+	st, err := s.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for window := int64(8); ; window *= 16 {
+		from := max(st.Size-window, 0)
+		a, err := lastAnchorFrom(ctx, s, rel, from)
+		if a != nil || err != nil || from == 0 {
+			return a, err
+		}
+	}
+}
+
+func lastAnchorFrom(ctx context.Context, s ledger.Store, rel string, from int64) (*Anchor, error) {
+	var last *ledger.Entry
+	err := s.Find(ctx, ledger.Query{EventTypes: []string{AnchorEvent}, Metadata: map[string]string{"path": rel}, From: from}, func(e *ledger.Entry) bool {
+		last = e
+		return true
+	})
+	if err != nil || last == nil {
+		return nil, err
+	}
+	a, err := ParseAnchor(last)
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// metadata returns a as an entry's metadata.
+func (a Anchor) metadata() (map[string]any, error) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	return m, dec.Decode(&m)
+}
+
+// ParseAnchor reads the anchor a CHECKPOINT_ANCHORED entry states, and
+// checks that it holds together: every field present, a path that is a
+// lower tier's ledger (HO2's, or an HO1 session's), and a checkpoint note
+// that hashes to checkpoint_hash and states origin, tree_size and
+// root_hash (its signature is the child's business: G6 verifies the child
+// against its own checkpoints). ANCHOR_INVALID otherwise.
+func ParseAnchor(e *ledger.Entry) (Anchor, error) {
+	a := Anchor{Seq: e.Seq}
+	bad := func(format string, args ...any) (Anchor, error) {
+		return a, refuse(CodeAnchorInvalid, "%s seq %d: %s", AnchorEvent, e.Seq, fmt.Sprintf(format, args...))
+	}
+	str := func(k string) string { s, _ := e.Metadata[k].(string); return s }
+	a.Path, a.Origin, a.RootHash = str("path"), str("origin"), str("root_hash")
+	a.Checkpoint, a.CheckpointHash = str("checkpoint"), str("checkpoint_hash")
+	a.WorkOrderID, a.SessionID = str("wo_id"), str("session_id")
+	size, ok := int64Of(e.Metadata["tree_size"])
+	if !ok || size < 1 {
+		return bad("tree_size %v is not a positive integer", e.Metadata["tree_size"])
+	}
+	a.TreeSize = size
+	if !anchorablePath(a.Path) {
+		return bad("path %q is not a lower tier's ledger (planes/ho2/ledger/workorder.jsonl or planes/ho1/sessions/<SES>/ledger/session.jsonl)", a.Path)
+	}
+	if a.Checkpoint == "" || SHA256([]byte(a.Checkpoint)) != a.CheckpointHash {
+		return bad("the checkpoint note does not hash to checkpoint_hash %q", a.CheckpointHash)
+	}
+	body := a.Checkpoint
+	if i := strings.Index(body, "\n\n"); i >= 0 {
+		body = body[:i+1]
+	}
+	c, err := ledger.ParseCheckpoint(body)
+	if err != nil {
+		return bad("checkpoint note: %v", err)
+	}
+	if c.Origin != a.Origin || c.Size != a.TreeSize || hex.EncodeToString(c.Root[:]) != a.RootHash {
+		return bad("the checkpoint note states %s at size %d, root %x; the entry says %s at size %d, root %s",
+			c.Origin, c.Size, c.Root[:], a.Origin, a.TreeSize, a.RootHash)
+	}
+	return a, nil
+}
+
+// anchorablePath reports whether p names a ledger AnchorChain anchors.
+func anchorablePath(p string) bool {
+	if p == Layout[1].Dir+"/"+Layout[1].Ledger {
+		return true
+	}
+	id, ok := strings.CutPrefix(p, "planes/ho1/sessions/")
+	if !ok {
+		return false
+	}
+	id, ok = strings.CutSuffix(id, "/ledger/session.jsonl")
+	return ok && ValidSessionID(id) && path.Clean(p) == p
+}
+
+// AnchorParent returns the ledger (relative to the HO3 root) in which an
+// anchor of the ledger p belongs: HO3's for HO2's, HO2's for a session's.
+func AnchorParent(p string) string {
+	if strings.HasPrefix(p, "planes/ho1/") {
+		return Layout[1].Dir + "/" + Layout[1].Ledger
+	}
+	return Layout[0].Ledger
+}
+
+// CheckAnchor checks the child ledger s against its anchor a (by parent,
+// named in messages): it must hold at least a.TreeSize entries
+// (LEDGER_TRUNCATED) and its root at that size must be a.RootHash
+// (ANCHOR_MISMATCH): what the child holds now extends what was anchored.
+// G6 asks it of every anchor; AnchorChain of the last one before it
+// anchors again.
+func CheckAnchor(ctx context.Context, s ledger.Store, a Anchor, parent string) error {
+	st, err := s.State(ctx)
+	if err != nil {
+		return err
+	}
+	return checkAnchor(s, st.Size, a, parent)
+}
+
+func checkAnchor(s ledger.Store, size int64, a Anchor, parent string) error {
+	if size < a.TreeSize {
+		return refuse(CodeLedgerTruncated, "%s holds %d entries, but %s seq %d anchored it at size %d: its history was cut",
+			a.Path, size, parent, a.Seq, a.TreeSize)
+	}
+	root, err := tlog.TreeHash(a.TreeSize, s)
+	if err != nil {
+		return refuse(CodeAnchorMismatch, "%s: its root at size %d, anchored by %s seq %d, cannot be computed: %v", a.Path, a.TreeSize, parent, a.Seq, err)
+	}
+	if got := hex.EncodeToString(root[:]); got != a.RootHash {
+		return refuse(CodeAnchorMismatch, "%s: its root at size %d is %s, but %s seq %d anchored %s: its history was rewritten",
+			a.Path, a.TreeSize, got, parent, a.Seq, a.RootHash)
+	}
+	return nil
+}
+
+func int64Of(v any) (int64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := strconv.ParseInt(string(n), 10, 64)
+		return i, err == nil
+	case float64:
+		return int64(n), n == float64(int64(n))
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	}
+	return 0, false
+}

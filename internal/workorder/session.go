@@ -164,6 +164,13 @@ func Complete(ctx context.Context, root, id, resultHash string, opts Options) (*
 		return nil, err
 	}
 	if st.State == StateCompleted && st.completed != nil {
+		// A no-op writes nothing, but HO2's ledger is brought in step
+		// first (an empty append finishes a write a killed step left
+		// torn), so that complete, asked again after a crash, leaves HO2
+		// verifying.
+		if err := checkHO2(ctx, root, opts.Actor); err != nil {
+			return nil, err
+		}
 		return completedAgain(ctx, root, st, resultHash)
 	}
 	w, h, st, _, err := open(ctx, root, id, opts, true)

@@ -722,3 +722,150 @@ func (s *Store) Checkpoint(ctx context.Context, origin string, signers ...note.S
 	}
 	return c, text, s.keepOutside(text)
 }
+
+// importChunk is how many rows Import copies into the database at once.
+const importChunk = 8192
+
+// Import loads every entry of src, with its stored hashes, into this
+// ledger, which must be empty: no head row size, no entry or stored hash
+// row of this name, and no checkpoint kept outside the database (a ledger
+// whose rows were all deleted is a cut ledger, not an empty one). It is
+// one transaction: a failure or a crash leaves the ledger empty. The
+// entries are the source's canonical lines, byte for byte, each checked
+// on the way (it parses, its seq is its position, its entry_hash is its
+// leaf hash); the tree they make must have the source's root. With a
+// checkpoint key, the import signs the checkpoint of the tree it loaded,
+// in the same transaction, and keeps it outside the database too.
+//
+// The caller verifies src first (cp-ledger import does, and verifies
+// this ledger after): Import refuses what it meets on the way, but a
+// chain it does not walk whole is Verify's to judge.
+func (s *Store) Import(ctx context.Context, src ledger.Store) (ledger.State, error) {
+	if !s.opts.Writable {
+		return ledger.State{}, ledger.Errorf("INTERNAL", "ledger %s opened read-only", s.opts.Name)
+	}
+	want, err := src.State(ctx)
+	if err != nil {
+		return ledger.State{}, err
+	}
+	var got ledger.State
+	var ckpt []byte
+	err = s.locked(ctx, func(tx pgx.Tx, tree *ledger.Tree, stored []byte) error {
+		var rows bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cp_entries WHERE ledger = $1) OR EXISTS (SELECT 1 FROM cp_hashes WHERE ledger = $1)`, s.opts.Name).Scan(&rows); err != nil {
+			return err
+		}
+		if tree.Size != 0 || rows {
+			return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s already holds entries: import loads only into an empty ledger", s.opts.Name)
+		}
+		if stored != nil {
+			return ledger.Errorf(ledger.CheckpointInconsistent, "ledger %s holds no entries, but %s holds a checkpoint of %d: its rows were cut; import loads only into a ledger that never held any", s.opts.Name, s.where(), size(stored))
+		}
+		head, err := s.copyLines(ctx, tx, src, want.Size)
+		if err != nil {
+			return err
+		}
+		if err := s.copyHashes(ctx, tx, src, want.Size); err != nil {
+			return err
+		}
+		t, err := ledger.LoadTree(want.Size, head, hashes{ctx, tx, s.opts.Name})
+		if err != nil {
+			return err
+		}
+		got = ledger.State{Size: t.Size, Head: t.Head, Root: t.Root()}
+		if got.Size != want.Size || got.Head != want.Head || got.Root != want.Root {
+			return ledger.Errorf("LEDGER_INVALID", "ledger %s: the imported entries make a tree of %d entries with root %x, not the source's %d with root %x: refused (run cp-ledger verify on the source)", s.opts.Name, got.Size, got.Root[:], want.Size, want.Root[:])
+		}
+		if k := s.opts.Ledger.Checkpoint; k != nil {
+			if ckpt, err = (ledger.Checkpoint{Origin: k.Origin, Size: got.Size, Root: got.Root}).Sign(k.Signer); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE cp_ledgers SET size = $2, head = $3, checkpoint = $4 WHERE name = $1`, s.opts.Name, got.Size, got.Head, ckpt)
+		return err
+	})
+	if err != nil {
+		return ledger.State{}, err
+	}
+	if ckpt != nil {
+		if err := s.keepOutside(ckpt); err != nil {
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+// copyLines copies src's first n lines into cp_entries through tx, in
+// chunks, checking each, and returns the last one's entry_hash.
+func (s *Store) copyLines(ctx context.Context, tx pgx.Tx, src ledger.Store, n int64) (string, error) {
+	var head string
+	rows := make([][]any, 0, importChunk)
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_entries"}, []string{"ledger", "seq", "line", "entry_hash", "event_type", "submission_id", "op_id"}, pgx.CopyFromRows(rows))
+		rows = rows[:0]
+		return err
+	}
+	next := int64(0)
+	var lerr error
+	err := src.Lines(ctx, 0, n, func(seq int64, line []byte) bool {
+		if seq != next {
+			lerr = ledger.Errorf("LEDGER_INVALID", "the source has no entry %d (its next line is %d): refused", next, seq)
+			return false
+		}
+		if _, err := ledger.LeafOf(line, seq); err != nil {
+			lerr = err
+			return false
+		}
+		e, err := ledger.ParseLine(line)
+		if err != nil {
+			lerr = ledger.Errorf("LEDGER_INVALID", "the source's entry %d does not parse: %v", seq, err)
+			return false
+		}
+		var op any
+		if v, ok := e.Metadata["op_id"].(string); ok {
+			op = v
+		}
+		rows = append(rows, []any{s.opts.Name, seq, append([]byte(nil), line...), e.EntryHash, e.EventType, e.SubmissionID, op})
+		head = e.EntryHash
+		next++
+		if len(rows) == importChunk {
+			lerr = flush()
+		}
+		return lerr == nil
+	})
+	if err = errors.Join(err, lerr); err != nil {
+		return "", err
+	}
+	if next != n {
+		return "", ledger.Errorf("LEDGER_INVALID", "the source holds %d entries, not the %d its state says: refused", next, n)
+	}
+	return head, flush()
+}
+
+// copyHashes copies src's stored hashes of a tree of n entries into
+// cp_hashes through tx, in chunks.
+func (s *Store) copyHashes(ctx context.Context, tx pgx.Tx, src ledger.Store, n int64) error {
+	total := tlog.StoredHashCount(n)
+	idx := make([]int64, 0, importChunk)
+	rows := make([][]any, 0, importChunk)
+	for lo := int64(0); lo < total; lo += importChunk {
+		idx, rows = idx[:0], rows[:0]
+		for i := lo; i < min(lo+importChunk, total); i++ {
+			idx = append(idx, i)
+		}
+		hs, err := src.ReadHashes(idx)
+		if err != nil {
+			return err
+		}
+		for i, h := range hs {
+			rows = append(rows, []any{s.opts.Name, idx[i], h[:]})
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_hashes"}, []string{"ledger", "idx", "hash"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -483,6 +483,12 @@ func (l *Ledger) sync() error {
 	if err != nil {
 		return err
 	}
+	// A ledger file with no name left was moved to another store
+	// (cp-ledger migrate unlinks it under this lock) while this writer
+	// waited: what it would write here no reader would ever see.
+	if s, ok := dst.Sys().(*syscall.Stat_t); ok && s.Nlink == 0 {
+		return errorf("LEDGER_MOVED", "%s was moved to another store (cp-ledger migrate) or removed while this writer waited: nothing written; run again (tier.json names where the ledger is now)", l.path)
+	}
 	hst, err := l.hashes.f.Stat()
 	if err != nil {
 		return err

@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/control-plane/cp/internal/pgtest"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/ledger/storetest"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -170,4 +172,79 @@ func mustRead(t *testing.T, p string) []byte {
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	return b
+}
+
+// TestImportResumes: an import into a ledger that holds a prefix of the
+// source (a migration that stopped after its copy, the source appended to
+// since) loads the rest; a ledger holding anything else is refused.
+func TestImportResumes(t *testing.T) {
+	dir := t.TempDir()
+	k, vs := storetest.Key(t, "resume/ho3/governance")
+	f := fileLedger(t, filepath.Join(dir, "governance.jsonl"), 30, k)
+	dsn := pgtest.DB(t)
+	s := open(t, dsn, "governance", ledger.Options{Actor: "importer", Checkpoint: k}, filepath.Join(dir, "pg.checkpoint"))
+	_, err := s.Import(ctx, f)
+	require.NoError(t, err)
+	_, err = s.Import(ctx, f) // the same again: nothing to add
+	require.NoError(t, err)
+	_, err = f.Append(ctx, []ledger.Draft{{EventType: "LATER"}, {EventType: "LATER"}})
+	require.NoError(t, err)
+	st, err := s.Import(ctx, f)
+	require.NoError(t, err)
+	require.EqualValues(t, 32, st.Size)
+	rep, err := ledger.Verify(ctx, s, ledger.VerifyOptions{Verifiers: vs, Expect: true})
+	require.NoError(t, err)
+	require.True(t, rep.Valid, "%+v", rep.Issues)
+
+	other := fileLedger(t, filepath.Join(dir, "other.jsonl"), 40, k)
+	_, err = s.Import(ctx, other)
+	storetest.RequireCode(t, err, "LEDGER_NOT_EMPTY")
+	small := fileLedger(t, filepath.Join(dir, "small.jsonl"), 5, k)
+	_, err = s.Import(ctx, small)
+	storetest.RequireCode(t, err, "LEDGER_NOT_EMPTY")
+}
+
+// TestMoveOut: a ledger moved out refuses every later append, also the
+// one of a writer that was waiting for the head row while it moved; its
+// entries stay readable.
+func TestMoveOut(t *testing.T) {
+	dsn := pgtest.DB(t)
+	k, _ := storetest.Key(t, "move/ho3/governance")
+	s := open(t, dsn, "governance", ledger.Options{Actor: "a", Checkpoint: k}, "")
+	w := open(t, dsn, "governance", ledger.Options{Actor: "b", Checkpoint: k}, "")
+	_, err := s.Append(ctx, []ledger.Draft{{EventType: "A"}, {EventType: "B"}})
+	require.NoError(t, err)
+	waiting := make(chan error, 1)
+	err = s.MoveOut(ctx, "file", func(st ledger.State) error {
+		require.EqualValues(t, 2, st.Size)
+		go func() {
+			_, err := w.Append(ctx, []ledger.Draft{{EventType: "C"}})
+			waiting <- err
+		}()
+		// Wait until the writer is blocked on the head row.
+		for range 200 {
+			var n int
+			c, err := pgx.Connect(ctx, dsn)
+			require.NoError(t, err)
+			require.NoError(t, c.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&n))
+			c.Close(ctx)
+			if n > 0 {
+				return nil
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return fmt.Errorf("the writer never waited")
+	})
+	require.NoError(t, err)
+	storetest.RequireCode(t, <-waiting, "LEDGER_MOVED")
+	_, err = s.Append(ctx, []ledger.Draft{{EventType: "D"}})
+	storetest.RequireCode(t, err, "LEDGER_MOVED")
+	_, _, err = s.Checkpoint(ctx, k.Origin)
+	storetest.RequireCode(t, err, "LEDGER_MOVED")
+	moved, err := s.Moved(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "file", moved)
+	st, err := s.State(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, st.Size)
 }

@@ -151,8 +151,8 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("ledger %s: the database holds no ledgers: %w", s.opts.Name, fs.ErrNotExist)
 	case v > SchemaVersion:
 		return ledger.Errorf("LEDGER_SCHEMA_NEWER", "the ledger database's schema is version %d; this tool knows up to %d: upgrade the tool", v, SchemaVersion)
-	case v < SchemaVersion:
-		return ledger.Errorf(Unavailable, "the ledger database's schema is version %d, older than this tool's %d: a writer migrates it", v, SchemaVersion)
+	case v < readableSince:
+		return ledger.Errorf(Unavailable, "the ledger database's schema is version %d, older than this tool reads (%d): a writer migrates it", v, readableSince)
 	}
 	var one int
 	err = s.conn.QueryRow(ctx, `SELECT 1 FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&one)
@@ -528,8 +528,12 @@ func (s *Store) locked(ctx context.Context, fn func(tx pgx.Tx, tree *ledger.Tree
 	var size int64
 	var head string
 	var dbCkpt []byte
-	if err := tx.QueryRow(ctx, `SELECT size, head, checkpoint FROM cp_ledgers WHERE name = $1 FOR UPDATE`, name).Scan(&size, &head, &dbCkpt); err != nil {
+	var moved *string
+	if err := tx.QueryRow(ctx, `SELECT size, head, checkpoint, moved FROM cp_ledgers WHERE name = $1 FOR UPDATE`, name).Scan(&size, &head, &dbCkpt, &moved); err != nil {
 		return lockErr(name, s.opts.Ledger.LockTimeout, err)
+	}
+	if moved != nil {
+		return ledger.Errorf("LEDGER_MOVED", "ledger %s was moved to the %s store (cp-ledger migrate): nothing written; run again (tier.json names where the ledger is now)", name, *moved)
 	}
 	hr := hashes{ctx, tx, name}
 	if size > 0 {
@@ -726,20 +730,24 @@ func (s *Store) Checkpoint(ctx context.Context, origin string, signers ...note.S
 // importChunk is how many rows Import copies into the database at once.
 const importChunk = 8192
 
-// Import loads every entry of src, with its stored hashes, into this
-// ledger, which must be empty: no head row size, no entry or stored hash
-// row of this name, and no checkpoint kept outside the database (a ledger
-// whose rows were all deleted is a cut ledger, not an empty one). It is
-// one transaction: a failure or a crash leaves the ledger empty. The
-// entries are the source's canonical lines, byte for byte, each checked
-// on the way (it parses, its seq is its position, its entry_hash is its
-// leaf hash); the tree they make must have the source's root. With a
-// checkpoint key, the import signs the checkpoint of the tree it loaded,
-// in the same transaction, and keeps it outside the database too.
+// Import loads the entries of src, with their stored hashes, into this
+// ledger, which must be empty (no head row size, and no entry or stored
+// hash row of this name) or hold a prefix of src (the tree of its entries
+// is src's at that size: an import that stopped, resumed). It is one
+// transaction: a failure or a crash leaves the ledger as it was. The
+// entries are src's canonical lines, byte for byte, each checked on the
+// way (it parses, its seq is its position, its entry_hash is its leaf
+// hash), and the tree they make must have src's root. The checkpoint the
+// ledger keeps (in the database or outside it) must hold for the loaded
+// tree: a ledger whose rows were all deleted is a cut ledger, and a
+// history that is not the one its checkpoint signed is refused
+// (CHECKPOINT_INCONSISTENT). With a checkpoint key, the import signs the
+// checkpoint of the loaded tree in the same transaction and keeps it
+// outside the database too.
 //
-// The caller verifies src first (cp-ledger import does, and verifies
-// this ledger after): Import refuses what it meets on the way, but a
-// chain it does not walk whole is Verify's to judge.
+// The caller verifies src first (cp-ledger import and migrate do, and
+// verify this ledger after): Import refuses what it meets on the way, but
+// a chain it does not walk whole is Verify's to judge.
 func (s *Store) Import(ctx context.Context, src ledger.Store) (ledger.State, error) {
 	if !s.opts.Writable {
 		return ledger.State{}, ledger.Errorf("INTERNAL", "ledger %s opened read-only", s.opts.Name)
@@ -751,24 +759,34 @@ func (s *Store) Import(ctx context.Context, src ledger.Store) (ledger.State, err
 	var got ledger.State
 	var ckpt []byte
 	err = s.locked(ctx, func(tx pgx.Tx, tree *ledger.Tree, stored []byte) error {
-		var rows bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cp_entries WHERE ledger = $1) OR EXISTS (SELECT 1 FROM cp_hashes WHERE ledger = $1)`, s.opts.Name).Scan(&rows); err != nil {
+		from := tree.Size
+		if from == 0 {
+			var rows bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cp_entries WHERE ledger = $1) OR EXISTS (SELECT 1 FROM cp_hashes WHERE ledger = $1)`, s.opts.Name).Scan(&rows); err != nil {
+				return err
+			}
+			if rows {
+				return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s holds rows its head row does not account for: import loads only into an empty ledger (run cp-ledger verify)", s.opts.Name)
+			}
+		} else if from > want.Size {
+			return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s already holds %d entries, more than the source's %d: import loads only into an empty ledger", s.opts.Name, from, want.Size)
+		} else if r, err := tlog.TreeHash(from, src); err != nil {
 			return err
+		} else if r != tree.Root() {
+			return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s already holds %d entries that are not the source's first %d: import loads only into an empty ledger", s.opts.Name, from, from)
 		}
-		if tree.Size != 0 || rows {
-			return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s already holds entries: import loads only into an empty ledger", s.opts.Name)
-		}
-		if stored != nil {
-			return ledger.Errorf(ledger.CheckpointInconsistent, "ledger %s holds no entries, but %s holds a checkpoint of %d: its rows were cut; import loads only into a ledger that never held any", s.opts.Name, s.where(), size(stored))
-		}
-		head, err := s.copyLines(ctx, tx, src, want.Size)
+		head, err := s.copyLines(ctx, tx, src, from, want.Size)
 		if err != nil {
 			return err
 		}
-		if err := s.copyHashes(ctx, tx, src, want.Size); err != nil {
+		if head == "" {
+			head = tree.Head
+		}
+		if err := s.copyHashes(ctx, tx, src, from, want.Size); err != nil {
 			return err
 		}
-		t, err := ledger.LoadTree(want.Size, head, hashes{ctx, tx, s.opts.Name})
+		hr := hashes{ctx, tx, s.opts.Name}
+		t, err := ledger.LoadTree(want.Size, head, hr)
 		if err != nil {
 			return err
 		}
@@ -776,12 +794,15 @@ func (s *Store) Import(ctx context.Context, src ledger.Store) (ledger.State, err
 		if got.Size != want.Size || got.Head != want.Head || got.Root != want.Root {
 			return ledger.Errorf("LEDGER_INVALID", "ledger %s: the imported entries make a tree of %d entries with root %x, not the source's %d with root %x: refused (run cp-ledger verify on the source)", s.opts.Name, got.Size, got.Root[:], want.Size, want.Root[:])
 		}
+		if err := s.holds(stored, &t, hr); err != nil {
+			return err
+		}
 		if k := s.opts.Ledger.Checkpoint; k != nil {
 			if ckpt, err = (ledger.Checkpoint{Origin: k.Origin, Size: got.Size, Root: got.Root}).Sign(k.Signer); err != nil {
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE cp_ledgers SET size = $2, head = $3, checkpoint = $4 WHERE name = $1`, s.opts.Name, got.Size, got.Head, ckpt)
+		_, err = tx.Exec(ctx, `UPDATE cp_ledgers SET size = $2, head = $3, checkpoint = COALESCE($4, checkpoint) WHERE name = $1`, s.opts.Name, got.Size, got.Head, ckpt)
 		return err
 	})
 	if err != nil {
@@ -795,9 +816,41 @@ func (s *Store) Import(ctx context.Context, src ledger.Store) (ledger.State, err
 	return got, nil
 }
 
-// copyLines copies src's first n lines into cp_entries through tx, in
-// chunks, checking each, and returns the last one's entry_hash.
-func (s *Store) copyLines(ctx context.Context, tx pgx.Tx, src ledger.Store, n int64) (string, error) {
+// holds checks that the stored checkpoint (nil: none) holds for tree:
+// with the store's key, as an append checks it (signature included);
+// without one, its size and root.
+func (s *Store) holds(stored []byte, tree *ledger.Tree, hr tlog.HashReader) error {
+	if k := s.opts.Ledger.Checkpoint; k != nil {
+		return k.CheckStored(stored, s.where(), s.opts.Name, tree.Size, true, rootAt(tree, hr))
+	}
+	if stored == nil {
+		return nil
+	}
+	text := stored
+	if i := bytes.Index(stored, []byte("\n\n")); i >= 0 {
+		text = stored[:i+1]
+	}
+	c, err := ledger.ParseCheckpoint(string(text))
+	if err != nil {
+		return ledger.Errorf(ledger.CheckpointInvalid, "%s: %v", s.where(), err)
+	}
+	if c.Size > tree.Size {
+		return ledger.Errorf(ledger.CheckpointInconsistent, "%s covers %d entries, the ledger %d: its rows were cut", s.where(), c.Size, tree.Size)
+	}
+	r, err := rootAt(tree, hr)(c.Size)
+	if err != nil {
+		return err
+	}
+	if r != c.Root {
+		return ledger.Errorf(ledger.CheckpointInconsistent, "%s: the ledger's root at size %d differs from the checkpoint's: another history", s.where(), c.Size)
+	}
+	return nil
+}
+
+// copyLines copies src's lines from seq from up to n into cp_entries
+// through tx, in chunks, checking each, and returns the last one's
+// entry_hash ("" when there is none).
+func (s *Store) copyLines(ctx context.Context, tx pgx.Tx, src ledger.Store, from, n int64) (string, error) {
 	var head string
 	rows := make([][]any, 0, importChunk)
 	flush := func() error {
@@ -808,9 +861,9 @@ func (s *Store) copyLines(ctx context.Context, tx pgx.Tx, src ledger.Store, n in
 		rows = rows[:0]
 		return err
 	}
-	next := int64(0)
+	next := from
 	var lerr error
-	err := src.Lines(ctx, 0, n, func(seq int64, line []byte) bool {
+	err := src.Lines(ctx, from, n, func(seq int64, line []byte) bool {
 		if seq != next {
 			lerr = ledger.Errorf("LEDGER_INVALID", "the source has no entry %d (its next line is %d): refused", next, seq)
 			return false
@@ -845,13 +898,13 @@ func (s *Store) copyLines(ctx context.Context, tx pgx.Tx, src ledger.Store, n in
 	return head, flush()
 }
 
-// copyHashes copies src's stored hashes of a tree of n entries into
-// cp_hashes through tx, in chunks.
-func (s *Store) copyHashes(ctx context.Context, tx pgx.Tx, src ledger.Store, n int64) error {
+// copyHashes copies src's stored hashes that a tree of n entries adds to
+// one of from entries into cp_hashes through tx, in chunks.
+func (s *Store) copyHashes(ctx context.Context, tx pgx.Tx, src ledger.Store, from, n int64) error {
 	total := tlog.StoredHashCount(n)
 	idx := make([]int64, 0, importChunk)
 	rows := make([][]any, 0, importChunk)
-	for lo := int64(0); lo < total; lo += importChunk {
+	for lo := tlog.StoredHashCount(from); lo < total; lo += importChunk {
 		idx, rows = idx[:0], rows[:0]
 		for i := lo; i < min(lo+importChunk, total); i++ {
 			idx = append(idx, i)
@@ -868,4 +921,41 @@ func (s *Store) copyHashes(ctx context.Context, tx pgx.Tx, src ledger.Store, n i
 		}
 	}
 	return nil
+}
+
+// MoveOut closes the ledger to appends for good, as cp-ledger migrate
+// --to moves it to another store: in one transaction holding the head row
+// (so no append commits meanwhile), it calls fn with the ledger's state,
+// and, if fn succeeds, records in the head row that the ledger moved to
+// the store named to. From the commit on, every append, checkpoint and
+// import is refused (LEDGER_MOVED), also by writers that were waiting for
+// the row; reads go on. fn copies the ledger elsewhere through another
+// connection (another Store): plain reads are not blocked by the lock.
+func (s *Store) MoveOut(ctx context.Context, to string, fn func(ledger.State) error) error {
+	if !s.opts.Writable {
+		return ledger.Errorf("INTERNAL", "ledger %s opened read-only", s.opts.Name)
+	}
+	return s.locked(ctx, func(tx pgx.Tx, tree *ledger.Tree, _ []byte) error {
+		if err := fn(ledger.State{Size: tree.Size, Head: tree.Head, Root: tree.Root()}); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE cp_ledgers SET moved = $2 WHERE name = $1`, s.opts.Name, to)
+		return err
+	})
+}
+
+// Moved returns the store the ledger moved to (MoveOut), "" if it has not.
+func (s *Store) Moved(ctx context.Context) (string, error) {
+	var moved *string
+	err := s.query(ctx, "reading its head row", func(q querier) error {
+		err := q.QueryRow(ctx, `SELECT moved FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&moved)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil || moved == nil {
+		return "", err
+	}
+	return *moved, nil
 }

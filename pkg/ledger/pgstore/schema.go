@@ -41,10 +41,17 @@ var migrations = []string{
 		hash   bytea  NOT NULL CHECK (length(hash) = 32),
 		PRIMARY KEY (ledger, idx)
 	);`,
+	// 2: a ledger moved to another store (cp-ledger migrate --to file):
+	// its head row says where, and no append commits on it any more.
+	`ALTER TABLE cp_ledgers ADD COLUMN moved text;`,
 }
 
 // SchemaVersion is the version of the schema this driver reads and writes.
 var SchemaVersion = len(migrations)
+
+// readableSince is the oldest schema a reader reads: the steps since
+// change nothing a reader asks (a writer migrates before it writes).
+const readableSince = 1
 
 // migrateLock is the advisory lock key that serializes migrations: two
 // tools opening a new database at once create its tables once.

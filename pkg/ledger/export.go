@@ -42,7 +42,7 @@ func ExportFile(ctx context.Context, s Store, path string) (Export, error) {
 	hashPath, _, _ := SidePaths(path)
 	for _, p := range []string{path, hashPath} {
 		if _, err := os.Lstat(p); err == nil {
-			return Export{}, errorf("EXISTS", "%s already exists: an export never replaces a file", p)
+			return Export{}, errorf("LEDGER_EXISTS", "%s already exists: an export never replaces a file", p)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return Export{}, err
 		}
@@ -125,7 +125,7 @@ func ExportFile(ctx context.Context, s Store, path string) (Export, error) {
 
 func linkErr(path string, err error) error {
 	if errors.Is(err, fs.ErrExist) {
-		return errorf("EXISTS", "%s already exists: an export never replaces a file", path)
+		return errorf("LEDGER_EXISTS", "%s already exists: an export never replaces a file", path)
 	}
 	return fmt.Errorf("export: %w", err)
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -26,4 +27,34 @@ func TestAppendToUnlinkedLedger(t *testing.T) {
 	var coded interface{ Code() string }
 	require.ErrorAs(t, err, &coded)
 	require.Equal(t, "LEDGER_MOVED", coded.Code())
+}
+
+// TestHold: while a store holds its ledger's lock, other writers wait
+// (here, past their timeout) and its own reads go on.
+func TestHold(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "l.jsonl")
+	l, err := OpenWriter(path, Options{Actor: "t"})
+	require.NoError(t, err)
+	defer l.Close()
+	_, err = l.Append(ctx, []Draft{{EventType: "A"}})
+	require.NoError(t, err)
+	release, err := l.Hold(ctx)
+	require.NoError(t, err)
+	other, err := OpenWriter(path, Options{Actor: "o", LockTimeout: 50 * time.Millisecond})
+	require.NoError(t, err)
+	defer other.Close()
+	_, err = other.Append(ctx, []Draft{{EventType: "B"}})
+	var coded interface{ Code() string }
+	require.ErrorAs(t, err, &coded)
+	require.Equal(t, "LOCK_TIMEOUT", coded.Code())
+	rep, err := Verify(ctx, l, VerifyOptions{})
+	require.NoError(t, err)
+	require.True(t, rep.Valid)
+	st, err := l.State(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.Size)
+	release()
+	_, err = other.Append(ctx, []Draft{{EventType: "B"}})
+	require.NoError(t, err)
 }

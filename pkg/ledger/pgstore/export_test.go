@@ -97,10 +97,10 @@ func TestExportImportIdentical(t *testing.T) {
 
 	// An export never replaces a file.
 	_, err = ledger.ExportFile(ctx, s, viaPG)
-	storetest.RequireCode(t, err, "EXISTS")
+	storetest.RequireCode(t, err, "LEDGER_EXISTS")
 	require.NoError(t, os.Remove(viaPG))
 	_, err = ledger.ExportFile(ctx, s, viaPG) // its .tlog is still there
-	storetest.RequireCode(t, err, "EXISTS")
+	storetest.RequireCode(t, err, "LEDGER_EXISTS")
 }
 
 // TestImportRefused: import loads only into an empty ledger, and only a

@@ -85,7 +85,7 @@ func Import(ctx context.Context, dir, src, verifyKey string, actor Actor) (Impor
 	}
 	im.Imported = srcRep.Entries
 	es, err := pg.Append(ctx, []ledger.Draft{{EventType: "LEDGER_IMPORTED", SubmissionID: t.PlaneID, Decision: "IMPORTED",
-		Reason: "a file ledger loaded into the tier's empty ledger in PostgreSQL",
+		Reason:   "a file ledger loaded into the tier's empty ledger in PostgreSQL",
 		Metadata: map[string]any{"_tier": t.Tier, "source": filepath.Base(src), "entries": srcRep.Entries, "root_hash": srcRep.RootHash, "tier_sha256": im.TierSHA256}}})
 	if err != nil {
 		return im, err

@@ -482,11 +482,22 @@ func toFile(ctx context.Context, dir string, t Tier, actor Actor, m Migration) (
 	if err != nil {
 		return m, err
 	}
+	// The database's checkpoint kept outside it is the file's own when
+	// they share the name; else it goes, with its lock.
+	if ck := PostgresCheckpointPath(dir, t); ck != ckPath(path) {
+		os.Remove(ck)
+	}
+	os.Remove(PostgresCheckpointPath(dir, t) + ".lock")
 	if err := stop(5); err != nil {
 		return m, err
 	}
 	// 6. The switch.
 	return finish(dir, tj, m, rep, m.Seq)
+}
+
+func ckPath(path string) string {
+	_, ck, _ := ledger.SidePaths(path)
+	return ck
 }
 
 // leftover removes the file ledger at path that an earlier, unfinished

@@ -40,6 +40,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Authorize|BenchmarkVerify$$' -benchtime 5000x ./internal/auth/
 	$(GO) test -run '^$$' -bench 'FindByEventType' -benchtime 20x ./pkg/ledger/
 	PGTEST_DURABLE=1 $(GO) test -run '^$$' -bench 'WriterProcesses' -benchtime 5x ./pkg/ledger/pgstore/
+	$(GO) test -run '^$$' -bench 'Verify100k' -benchtime 3x ./pkg/ledger/pgstore/
+	$(GO) test -run '^$$' -bench 'Prove1MPostgresOverFile' -benchtime 200x -timeout 60m ./internal/bench/
 
 lint:
 	$(GO) vet ./...

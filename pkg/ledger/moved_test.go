@@ -58,3 +58,39 @@ func TestHold(t *testing.T) {
 	_, err = other.Append(ctx, []Draft{{EventType: "B"}})
 	require.NoError(t, err)
 }
+
+// TestExportFile: the export of a file store is its own .jsonl and .tlog,
+// byte for byte (pgstore's tests export a database ledger the same way);
+// an export never replaces a file.
+func TestExportFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "l.jsonl")
+	l, err := OpenWriter(path, Options{Actor: "t"})
+	require.NoError(t, err)
+	defer l.Close()
+	for i := range 20 {
+		_, err = l.Append(ctx, make([]Draft, i%4+1))
+		require.NoError(t, err)
+	}
+	out := filepath.Join(dir, "out", "copy.jsonl")
+	require.NoError(t, os.MkdirAll(filepath.Dir(out), 0o755))
+	ex, err := ExportFile(ctx, l, out)
+	require.NoError(t, err)
+	require.EqualValues(t, 50, ex.State.Size)
+	require.Nil(t, ex.Checkpoint)
+	for _, p := range [][2]string{{path, out}, {filepath.Join(dir, "l.tlog"), filepath.Join(dir, "out", "copy.tlog")}} {
+		a, err := os.ReadFile(p[0])
+		require.NoError(t, err)
+		b, err := os.ReadFile(p[1])
+		require.NoError(t, err)
+		require.Equal(t, a, b, p[1])
+	}
+	_, err = ExportFile(ctx, l, out)
+	var coded interface{ Code() string }
+	require.ErrorAs(t, err, &coded)
+	require.Equal(t, "LEDGER_EXISTS", coded.Code())
+	entries, err := os.ReadDir(filepath.Dir(out))
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "no temporary file left behind")
+}

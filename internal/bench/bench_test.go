@@ -42,6 +42,9 @@ func TestMain(m *testing.M) {
 	if bigPkg.dir != "" {
 		os.RemoveAll(bigPkg.dir)
 	}
+	if provePlanes.dir != "" {
+		os.RemoveAll(provePlanes.dir)
+	}
 	os.Exit(code)
 }
 

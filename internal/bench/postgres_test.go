@@ -18,6 +18,7 @@ import (
 // migrate; made once per run (the benchmark function runs more than once).
 var provePlanes struct {
 	once       sync.Once
+	dir        string // removed by TestMain
 	file, pg   string
 	dsn        string
 	err        error
@@ -34,6 +35,7 @@ func makeProvePlanes(b *testing.B) {
 			p.err = err
 			return
 		}
+		p.dir = dir
 		dsn, _, err := pgtest.NewDB() // dropped with the cluster
 		if err != nil {
 			p.err = err

@@ -155,7 +155,7 @@ func (s *Store) init(ctx context.Context) error {
 		return ledger.Errorf(Unavailable, "the ledger database's schema is version %d, older than this tool reads (%d): a writer migrates it", v, readableSince)
 	}
 	var one int
-	err = s.conn.QueryRow(ctx, `SELECT 1 FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&one)
+	err = s.conn.QueryRow(ctx, `SELECT 1 FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("ledger %s is not in the database: %w", s.opts.Name, fs.ErrNotExist)
 	}
@@ -193,6 +193,13 @@ func (s *Store) Close() error {
 	return s.conn.Close(context.Background())
 }
 
+// oneTrip runs a small query in one round trip (the unnamed statement,
+// text format) rather than two (prepare, then execute): a cp-ledger
+// process opens a connection, asks a few small questions and exits, so a
+// prepared statement is never reused, and each round trip is a wake-up
+// of the server's backend.
+const oneTrip = pgx.QueryExecModeExec
+
 // querier is a connection or a transaction.
 type querier interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
@@ -213,7 +220,7 @@ func (h hashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	if contiguous(indexes) {
 		return h.readRange(indexes[0], int64(len(indexes)))
 	}
-	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`, h.name, indexes)
+	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`, oneTrip, h.name, indexes)
 	if err != nil {
 		return nil, dbErr(h.name, "reading stored hashes", err)
 	}
@@ -293,7 +300,7 @@ func (s *Store) State(ctx context.Context) (ledger.State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var st ledger.State
-	err := s.conn.QueryRow(ctx, `SELECT size, head FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&st.Size, &st.Head)
+	err := s.conn.QueryRow(ctx, `SELECT size, head FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&st.Size, &st.Head)
 	if errors.Is(err, pgx.ErrNoRows) {
 		st.Root, _ = tlog.TreeHash(0, nil)
 		return st, nil // a writer's ledger before its first append
@@ -600,7 +607,7 @@ func lockErr(name string, timeout time.Duration, err error) error {
 func (s *Store) ReadCheckpoint() ([]byte, error) {
 	var db []byte
 	err := s.query(context.Background(), "reading its checkpoint", func(q querier) error {
-		err := q.QueryRow(context.Background(), `SELECT checkpoint FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&db)
+		err := q.QueryRow(context.Background(), `SELECT checkpoint FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&db)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}

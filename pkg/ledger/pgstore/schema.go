@@ -63,7 +63,7 @@ func schemaVersion(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (int, error) {
 	var v int
-	err := q.QueryRow(ctx, `SELECT version FROM cp_schema`).Scan(&v)
+	err := q.QueryRow(ctx, `SELECT version FROM cp_schema`, pgx.QueryExecModeExec).Scan(&v)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
 		return 0, nil

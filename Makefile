@@ -49,6 +49,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 'BenchmarkG2$$' -benchtime 20x ./internal/gate/
 	PGTEST_DURABLE=1 $(GO) test -run '^$$' -bench 'WriterProcesses' -benchtime 5x ./pkg/ledger/pgstore/
 	$(GO) test -run '^$$' -bench 'WOStepAnchorOverPlain' -benchtime 50x -count 5 ./internal/bench/
+	$(GO) test -run '^$$' -bench 'Verify100k' -benchtime 3x ./pkg/ledger/pgstore/
+	$(GO) test -run '^$$' -bench 'Prove1MPostgresOverFile' -benchtime 200x -timeout 60m ./internal/bench/
 
 lint:
 	$(GO) vet ./...

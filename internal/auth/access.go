@@ -28,6 +28,7 @@ const (
 	ActionTrust      Action = "trust"      // the plane's trusted keys changed (cp-install trust, cp-auth init)
 	ActionToken      Action = "token"      // a token minted (cp-auth token)
 	ActionRevoke     Action = "revoke"     // tokens revoked (cp-auth revoke)
+	ActionMigrate    Action = "migrate"    // a tier's ledger moved between stores, or loaded into an empty one (cp-ledger migrate, import)
 	ActionWOCreate   Action = "wo-create"  // a work order created
 	ActionWOCancel   Action = "wo-cancel"  // a work order cancelled
 	ActionWOApprove  Action = "wo-approve" // a work order approved or rejected

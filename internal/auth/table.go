@@ -123,7 +123,7 @@ func Decide(c *Claims, a Access) error {
 			return inTier()
 		}
 		return deny("role %s may not %s (reads only)", role, a.Action)
-	case ActionTrust, ActionToken, ActionRevoke:
+	case ActionTrust, ActionToken, ActionRevoke, ActionMigrate:
 		if role != RoleAdmin {
 			return deny("role %s may not %s (admin only, with HO3)", role, a.Action)
 		}
@@ -157,7 +157,7 @@ func tierList(ts []string) string {
 // Actions lists every action of DESIGN.md §8's table, in its order.
 var Actions = []Action{ActionRead, ActionAppend, ActionAuthor, ActionInstall, ActionRollback, ActionCheckpoint,
 	ActionRecover, ActionBootstrap, ActionRegister, ActionSign, ActionKeygen, ActionTrust, ActionToken,
-	ActionRevoke, ActionWOCreate, ActionWOCancel, ActionWOApprove, ActionWOStep, ActionRoute, ActionLLM}
+	ActionRevoke, ActionWOCreate, ActionWOCancel, ActionWOApprove, ActionWOStep, ActionRoute, ActionLLM, ActionMigrate}
 
 // Allowance is what a token may do with one action: the tiers at which the
 // table allows it (its own session and work order for a worker).

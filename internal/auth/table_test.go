@@ -45,6 +45,7 @@ var matrixAll = map[Action]map[string]string{
 	ActionTrust:      {"admin": "YYYY", "maintainer": "nnnn", "auditor": "nnnn", "reader": "nnnn", "worker": "nnnn"},
 	ActionToken:      {"admin": "YYYY", "maintainer": "nnnn", "auditor": "nnnn", "reader": "nnnn", "worker": "nnnn"},
 	ActionRevoke:     {"admin": "YYYY", "maintainer": "nnnn", "auditor": "nnnn", "reader": "nnnn", "worker": "nnnn"},
+	ActionMigrate:    {"admin": "YYYY", "maintainer": "nnnn", "auditor": "nnnn", "reader": "nnnn", "worker": "nnnn"},
 }
 
 // matrixHO1 is the same table for tokens that hold ho1 only: the tier
@@ -71,6 +72,7 @@ var matrixHO1 = map[Action]map[string]string{
 	ActionTrust:      {"admin": "nnnn", "maintainer": "nnnn", "auditor": "nnnn", "reader": "nnnn", "worker": "nnnn"},
 	ActionToken:      {"admin": "nnnn", "maintainer": "nnnn", "auditor": "nnnn", "reader": "nnnn", "worker": "nnnn"},
 	ActionRevoke:     {"admin": "nnnn", "maintainer": "nnnn", "auditor": "nnnn", "reader": "nnnn", "worker": "nnnn"},
+	ActionMigrate:    {"admin": "nnnn", "maintainer": "nnnn", "auditor": "nnnn", "reader": "nnnn", "worker": "nnnn"},
 }
 
 func TestDecideMatrix(t *testing.T) {

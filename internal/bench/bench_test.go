@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/internal/ledgercmd"
+	"github.com/control-plane/cp/internal/pgtest"
 )
 
 var binDir string
@@ -36,10 +37,13 @@ func TestMain(m *testing.M) {
 	if err := build.Run(); err != nil {
 		panic(err)
 	}
-	code := m.Run()
+	code := pgtest.M(m).Run() // a throwaway PostgreSQL for the ledger-store benchmarks
 	os.RemoveAll(dir)
 	if bigPkg.dir != "" {
 		os.RemoveAll(bigPkg.dir)
+	}
+	if provePlanes.dir != "" {
+		os.RemoveAll(provePlanes.dir)
 	}
 	os.Exit(code)
 }

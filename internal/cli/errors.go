@@ -124,6 +124,7 @@ var classes = map[string]int{
 	"PLANE_INVALID":              ExitUnavailable, // a tier the plane should have cannot be read
 	"LEDGER_UNAVAILABLE":         ExitUnavailable, // a tier's ledger database unreachable or failing: never an empty ledger
 	"LEDGER_SCHEMA_NEWER":        ExitUnavailable, // the ledger database's schema is newer than this tool
+	"LEDGER_MOVED":               ExitUnavailable, // the ledger moved to another store while the writer waited: run again
 
 	// 5: internal, a bug or a broken invariant.
 	"INTERNAL":        ExitInternal,
@@ -134,6 +135,8 @@ var classes = map[string]int{
 	// The ledger and its proofs.
 	"LEDGER_INVALID":          ExitDenied,
 	"LEDGER_NOT_EMPTY":        ExitDenied,
+	"LEDGER_EXISTS":           ExitDenied, // export and migrate never replace a file
+	"MIGRATE_REFUSED":         ExitDenied, // a move or import the tier's store does not allow
 	"TORN_TAIL":               ExitDenied,
 	"PROOF_INVALID":           ExitDenied,
 	"CHECKPOINT_INVALID":      ExitDenied,

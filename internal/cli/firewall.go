@@ -41,6 +41,7 @@ const (
 	ActionWOStep     = auth.ActionWOStep
 	ActionRoute      = auth.ActionRoute
 	ActionLLM        = auth.ActionLLM
+	ActionMigrate    = auth.ActionMigrate
 )
 
 // Tiers a verb declares (Verb.Tier).

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -491,6 +492,11 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		if tier.Postgres() {
 			ck := path.Join(t.Dir, "ledger", tier.LedgerStore.Name+".checkpoint")
 			outside[ck], outside[ck+".lock"] = true, true
+			// A tier moved there by cp-ledger migrate keeps its file
+			// ledger's checkpoint and lock: no writer can start an empty
+			// ledger in its place.
+			base := strings.TrimSuffix(path.Join(t.Dir, t.Ledger), ".jsonl")
+			outside[base+".checkpoint"], outside[base+".lock"] = true, true
 		}
 		paths, err := ledgerFiles(r, root, t, outside)
 		if err != nil {
@@ -695,14 +701,86 @@ func checkTier(ctx context.Context, r *Result, root string, t plane.TierLayout) 
 		r.fail("TIER_INVALID", tp, "%v", unwrapPath(err))
 		return want
 	}
-	g, err := entryAt(ctx, filepath.Join(root, filepath.FromSlash(path.Join(t.Dir, t.Ledger))), 0)
-	if err != nil || g == nil || g.EventType != "GENESIS" {
+	rec, err := recordedTier(ctx, root, t, got)
+	if err != nil {
 		return want // the ledger's own findings say why
 	}
-	if rec, _ := g.Metadata["tier_sha256"].(string); rec != plane.SHA256(b) {
-		r.fail("TIER_UNRECORDED", tp, "hashes to %s; %s's GENESIS recorded %q when the tier was made", plane.SHA256(b), t.Tier, rec)
+	if rec == nil {
+		r.fail("TIER_UNRECORDED", tp, "hashes to %s; %s's ledger records no tier.json (no GENESIS at seq 0, no move or import since)", plane.SHA256(b), t.Tier)
+		return want
+	}
+	if h, _ := rec.Metadata["tier_sha256"].(string); h != plane.SHA256(b) {
+		if rec.EventType == "GENESIS" {
+			r.fail("TIER_UNRECORDED", tp, "hashes to %s; %s's GENESIS recorded %q when the tier was made", plane.SHA256(b), t.Tier, h)
+		} else {
+			r.fail("TIER_UNRECORDED", tp, "hashes to %s; %s's ledger recorded %q at seq %d (%s): a tier.json changed by hand, or a move not finished (run the same cp-ledger migrate again)", plane.SHA256(b), t.Tier, h, rec.Seq, rec.EventType)
+		}
 	}
 	return want
+}
+
+// recordedTier returns the entry of tier t's ledger that records the
+// tier.json in force: its GENESIS, or the last move or import since
+// (LEDGER_MIGRATED, LEDGER_IMPORTED, reserved to cp-ledger). nil when
+// the ledger has none (its own findings say why).
+func recordedTier(ctx context.Context, root string, t plane.TierLayout, tier plane.Tier) (*ledger.Entry, error) {
+	s, err := tierStore(root, t, tier)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if st, err := s.State(ctx); err != nil || st.Size == 0 {
+		return nil, cmp.Or(err, fs.ErrNotExist) // an empty ledger: its own finding
+	}
+	var rec *ledger.Entry
+	err = s.Find(ctx, ledger.Query{EventTypes: []string{"GENESIS", "LEDGER_MIGRATED", "LEDGER_IMPORTED"}}, func(e *ledger.Entry) bool {
+		if e.EventType != "GENESIS" || e.Seq == 0 {
+			rec = e
+		}
+		return true
+	})
+	return rec, err
+}
+
+// tierStore opens tier t's own ledger for reading: the file of the
+// canonical layout (G6 audits those files, whatever tier.json says), or,
+// for a tier whose tier.json puts it in PostgreSQL, the database ledger
+// through the plane's opener.
+func tierStore(root string, t plane.TierLayout, tier plane.Tier) (ledger.Store, error) {
+	tdir := filepath.Join(root, filepath.FromSlash(t.Dir))
+	if tier.Postgres() {
+		return plane.OpenTierLedger(tdir, tier, plane.LedgerPath(tdir, tier), plane.ForReading, plane.Actor{})
+	}
+	return ledger.OpenFileStore(filepath.Join(root, filepath.FromSlash(path.Join(t.Dir, t.Ledger))))
+}
+
+// tierEntryAt returns the entry at seq of the ledger of the tier whose
+// canonical ledger path (relative to root) is ledgerPath, read where its
+// tier.json puts it; nil if there is none.
+func tierEntryAt(ctx context.Context, root, ledgerPath string, seq int64) (*ledger.Entry, error) {
+	for _, t := range plane.Layout {
+		if path.Join(t.Dir, t.Ledger) != ledgerPath {
+			continue
+		}
+		tier, err := plane.ReadTier(filepath.Join(root, filepath.FromSlash(t.Dir)))
+		if err != nil || !tier.Postgres() {
+			break
+		}
+		s, err := tierStore(root, t, tier)
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
+		var e *ledger.Entry
+		err = s.Lines(ctx, seq, seq+1, func(_ int64, line []byte) bool {
+			if p, err := ledger.ParseLine(line); err == nil {
+				e = p
+			}
+			return false
+		})
+		return e, err
+	}
+	return entryAt(ctx, filepath.Join(root, filepath.FromSlash(ledgerPath)), seq)
 }
 
 func strOrNull(s *string) string {
@@ -719,7 +797,7 @@ func genesisLink(ctx context.Context, r *Result, root string, t plane.TierLayout
 		return nil
 	}
 	path := filepath.ToSlash(filepath.Join(t.Dir, tier.LedgerPath))
-	g, err := entryAt(ctx, filepath.Join(root, filepath.FromSlash(path)), 0)
+	g, err := tierEntryAt(ctx, root, path, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // reported by the verify above
@@ -737,7 +815,7 @@ func genesisLink(ctx context.Context, r *Result, root string, t plane.TierLayout
 		r.fail("GENESIS_UNLINKED", path, "GENESIS names parent %q (size %v), tier.json %v; want %s", parent, g.Metadata["parent_size"], tier.ParentLedger, t.Parent)
 		return nil
 	}
-	at, err := entryAt(ctx, filepath.Join(root, filepath.FromSlash(parent)), size-1)
+	at, err := tierEntryAt(ctx, root, parent, size-1)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

@@ -45,9 +45,11 @@ func TestG6Postgres(t *testing.T) {
 		require.NoError(t, err)
 		return findings([]Result{*r})
 	}
-	// tier.json changed by hand is TIER_UNRECORDED (cp-ledger migrate,
-	// a later step, records the change); nothing else is found.
-	require.Equal(t, []string{"G6 TIER_UNRECORDED tier.json"}, g6())
+	// tier.json changed by hand is TIER_UNRECORDED (cp-ledger migrate
+	// records a change it makes); and the ledger it points at, which does
+	// not hold HO3's history, does not hold the head HO2's GENESIS links
+	// to either.
+	require.Equal(t, []string{"G6 TIER_UNRECORDED tier.json", "G6 GENESIS_UNLINKED planes/ho2/ledger/workorder.jsonl"}, g6())
 
 	c, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)

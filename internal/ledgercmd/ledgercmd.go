@@ -1,5 +1,5 @@
 // Package ledgercmd is cp-ledger: append to, query, verify, checkpoint and
-// prove ledgers.
+// prove ledgers; export them, import them, move a tier's between stores.
 //
 // It reads a request from flags or stdin (NDJSON for append) and writes one
 // JSON envelope per request to stdout; show writes one entry per line. Exit
@@ -28,6 +28,9 @@ Usage:
   cp-ledger prove       --seq N [--tree-size S]
   cp-ledger consistency --from A [--to B]
   cp-ledger genesis     [--parent-ledger PATH] [--parent-hash H] [--metadata JSON]
+  cp-ledger export      --out FILE.jsonl [--verify-key K]
+  cp-ledger import      --from FILE.jsonl [--verify-key K]          (admin, HO3; host-level)
+  cp-ledger migrate     --to postgres|file [--name N] [--dsn-env VAR] (admin, HO3)
 
   Or a JSON request on stdin whose "operation" names the verb:
   echo '{"operation":"prove","ledger":"l.jsonl","seq":3}' | cp-ledger
@@ -63,6 +66,13 @@ outside the plane) with every append; an append that cannot read the key is
 refused (CHECKPOINT_KEY_UNAVAILABLE), and verify requires that checkpoint
 (CHECKPOINT_MISSING, CHECKPOINT_INVALID, CHECKPOINT_INCONSISTENT).
 
+Ledgers in PostgreSQL (tier.json "ledger_store", the DSN in the environment
+variable it names): export writes any ledger as a file ledger (.jsonl and .tlog,
+byte-identical to the file store's) outside every plane and verifies the copy;
+import loads a verified file ledger into a tier's EMPTY ledger in PostgreSQL;
+migrate moves a tier's ledger between stores, recorded as LEDGER_MIGRATED,
+tier.json switched last (a move that stopped is finished by running it again).
+
 Exit status:
   0  success (the ledger or proof verifies)
   1  verification failed, GENESIS refused on a non-empty ledger, or a request
@@ -86,6 +96,8 @@ Examples:
   cp-ledger verify --ledger audit.jsonl --verify-key ops.pub
   cp-ledger prove --ledger audit.jsonl --seq 1 | cp-ledger verify --verify-key ops.pub
   cp-ledger verify --legacy --ledger old/governance.jsonl
+  CONTROL_PLANE_LEDGER_DSN='host=/var/run/postgresql dbname=cp' cp-ledger migrate --plane ho3 --to postgres
+  cp-ledger export --plane ho3 --out /backup/governance.jsonl
 `
 
 var common = []cli.Flag{
@@ -149,6 +161,24 @@ func tool(w *writers) *cli.Tool {
 				cli.Flag{Name: "reason", Kind: cli.String},
 				cli.Flag{Name: "metadata", Kind: cli.JSON},
 			)},
+		{Name: "export", Schema: "cp-ledger.export.request.json", Action: cli.ActionRead, Tier: cli.TierPlane, Scope: w.scope, Run: exportVerb,
+			Flags: flags(
+				cli.Flag{Name: "out", Kind: cli.String},
+				cli.Flag{Name: "verify-key", Kind: cli.String},
+			)},
+		{Name: "import", Schema: "cp-ledger.import.request.json", Action: cli.ActionMigrate, Tier: cli.TierPlane, Scope: w.scope, Run: importVerb,
+			Flags: []cli.Flag{
+				{Name: "plane", Kind: cli.String, Usage: "ho3|ho2|ho1"},
+				{Name: "from", Kind: cli.String},
+				{Name: "verify-key", Kind: cli.String},
+			}},
+		{Name: "migrate", Schema: "cp-ledger.migrate.request.json", Action: cli.ActionMigrate, Tier: cli.TierPlane, Scope: w.scope, Run: migrateVerb,
+			Flags: []cli.Flag{
+				{Name: "plane", Kind: cli.String, Usage: "ho3|ho2|ho1"},
+				{Name: "to", Kind: cli.String},
+				{Name: "name", Kind: cli.String},
+				{Name: "dsn-env", Kind: cli.String},
+			}},
 	}}
 }
 

@@ -63,7 +63,10 @@ func TestWhereBounds(t *testing.T) {
 		code, out, took := show(`[range(1e9)] | length > 0`)
 		require.Equal(t, 3, code, out)
 		require.Equal(t, "WHERE_TOO_LARGE", gjson.Get(out, "error.code").String(), out)
-		require.Less(t, took, 10*time.Second)
+		// 0.5 s on a quiet machine; the bound only says the guard stopped
+		// it (unguarded, it runs until the machine's memory is gone): 14 s
+		// were seen at load average 30, so it is generous.
+		require.Less(t, took, 60*time.Second)
 	})
 	t.Run("within bounds", func(t *testing.T) {
 		code, out, _ := show(`.metadata.k % 50 == 0`)

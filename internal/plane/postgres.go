@@ -35,3 +35,23 @@ func openPostgres(dir string, t Tier, a Access, opts ledger.Options) (ledger.Sto
 	}
 	return s, nil
 }
+
+// openDatabase opens ledger ls of the tier in the database, for appending,
+// with the plane's key: its origin is the tier ledger's, whatever the store.
+func openDatabase(ctx context.Context, dir string, t Tier, ls LedgerStore, actor Actor) (database, error) {
+	dsn := os.Getenv(ls.DSNEnv)
+	if dsn == "" {
+		return nil, ledger.Errorf(pgstore.Unavailable, "$%s, which must hold the DSN of %s's ledger database, is not set", ls.DSNEnv, t.Tier)
+	}
+	opts, err := ledgerOptions(dir, t, LedgerPath(dir, t), actor)
+	if err != nil {
+		return nil, err
+	}
+	pt := t
+	pt.LedgerStore = &ls
+	db, err := pgstore.Open(ctx, dsn, pgstore.Options{Name: ls.Name, Ledger: opts, Writable: true, CheckpointFile: PostgresCheckpointPath(dir, pt)})
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
+}

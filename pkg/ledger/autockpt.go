@@ -285,10 +285,10 @@ func (l *Ledger) ready(ctx context.Context) error {
 	if !l.writable {
 		return errorf("INTERNAL", "ledger %s opened read-only", l.path)
 	}
-	if err := flock(ctx, l.lockF, true, l.opts.LockTimeout); err != nil {
+	if err := l.lock(ctx, true, l.opts.LockTimeout); err != nil {
 		return err
 	}
-	defer funlock(l.lockF)
+	defer l.unlock()
 	l.repair = Repair{}
 	if err := l.sync(); err != nil {
 		l.synced = false

@@ -62,6 +62,8 @@ var Events = []EventType{
 	{"LLM_CALL", "cp-llm complete", "a model call, with its evidence"},
 	{"LLM_RESERVED", "cp-llm complete", "a budget reservation before a model call"},
 	{"ROUTE_DECISION", "cp-route route", "a routing decision"},
+	{"LEDGER_MIGRATED", "cp-ledger migrate", "a tier's ledger moved between stores: both stores and the hash of the tier.json it leads to"},
+	{"LEDGER_IMPORTED", "cp-ledger import", "a file ledger loaded into a tier's empty ledger in PostgreSQL: its entries, root and the tier.json in force"},
 }
 
 // Reserved reports whether eventType is in the event catalogue, by name or

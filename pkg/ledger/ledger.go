@@ -77,6 +77,7 @@ type Ledger struct {
 	opts     Options
 	writable bool
 	lockF    *os.File
+	held     bool // Hold holds lockF exclusively: this store's own calls do not lock it again
 	data     *os.File
 	hashes   hashFile
 	noHashes bool // a reader found no X.tlog
@@ -331,10 +332,10 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	if !l.writable {
 		return nil, errorf("INTERNAL", "ledger %s opened read-only", l.path)
 	}
-	if err := flock(ctx, l.lockF, true, l.opts.LockTimeout); err != nil {
+	if err := l.lock(ctx, true, l.opts.LockTimeout); err != nil {
 		return nil, err
 	}
-	defer funlock(l.lockF)
+	defer l.unlock()
 	l.repair = Repair{}
 	if err := l.sync(); err != nil {
 		l.synced = false
@@ -482,6 +483,12 @@ func (l *Ledger) sync() error {
 	dst, err := l.data.Stat()
 	if err != nil {
 		return err
+	}
+	// A ledger file with no name left was moved to another store
+	// (cp-ledger migrate unlinks it under this lock) while this writer
+	// waited: what it would write here no reader would ever see.
+	if s, ok := dst.Sys().(*syscall.Stat_t); ok && s.Nlink == 0 {
+		return errorf("LEDGER_MOVED", "%s was moved to another store (cp-ledger migrate) or removed while this writer waited: nothing written; run again (tier.json names where the ledger is now)", l.path)
 	}
 	hst, err := l.hashes.f.Stat()
 	if err != nil {

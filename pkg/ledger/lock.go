@@ -28,3 +28,42 @@ func flock(ctx context.Context, f *os.File, exclusive bool, timeout time.Duratio
 }
 
 func funlock(f *os.File) { lockfile.Unlock(f) }
+
+// lock takes the ledger's lock, unless Hold holds it already.
+func (l *Ledger) lock(ctx context.Context, exclusive bool, timeout time.Duration) error {
+	if l.held {
+		return nil
+	}
+	return flock(ctx, l.lockF, exclusive, timeout)
+}
+
+// unlock releases what lock took.
+func (l *Ledger) unlock() {
+	if !l.held {
+		funlock(l.lockF)
+	}
+}
+
+// Hold takes the ledger's append lock exclusively and keeps it until
+// release is called: every other writer (another process, another open
+// store) waits, while this store's own calls (State, Lines, Verify,
+// Append) go on without locking again. It is for a caller that copies the
+// ledger elsewhere and must know nothing is appended meanwhile, then
+// closes it to writers for good (cp-ledger migrate unlinks the file
+// before release: a writer that waited then writes nothing,
+// LEDGER_MOVED). Not safe for concurrent use with this store's other
+// methods.
+func (l *Ledger) Hold(ctx context.Context) (release func(), err error) {
+	if l.lockF == nil || l.held {
+		return nil, errorf("INTERNAL", "ledger %s: no lock to hold", l.path)
+	}
+	if err := flock(ctx, l.lockF, true, l.opts.LockTimeout); err != nil {
+		return nil, err
+	}
+	l.held = true
+	l.synced = false // read the files afresh under the lock
+	return func() {
+		l.held = false
+		funlock(l.lockF)
+	}, nil
+}

@@ -31,10 +31,10 @@ func (l *Ledger) State(ctx context.Context) (State, error) {
 		return State{}, l.sideErr
 	}
 	if l.lockF != nil {
-		if err := flock(ctx, l.lockF, false, l.opts.LockTimeout); err != nil {
+		if err := l.lock(ctx, false, l.opts.LockTimeout); err != nil {
 			return State{}, err
 		}
-		defer funlock(l.lockF)
+		defer l.unlock()
 	}
 	return l.state()
 }
@@ -87,10 +87,10 @@ func (l *Ledger) Checkpoint(ctx context.Context, origin string, signers ...note.
 	// smaller one replacing a newer), and verify, which reads X.checkpoint
 	// under the shared lock, sees it together with the tree it describes.
 	if l.lockF != nil {
-		if err := flock(ctx, l.lockF, true, l.opts.LockTimeout); err != nil {
+		if err := l.lock(ctx, true, l.opts.LockTimeout); err != nil {
 			return Checkpoint{}, nil, err
 		}
-		defer funlock(l.lockF)
+		defer l.unlock()
 	}
 	st, err := l.state()
 	if err != nil {

@@ -273,7 +273,7 @@ func (l *Ledger) snapshot(ctx context.Context, progress func(done, total int64))
 		return snapshot{}, l.sideErr
 	}
 	if l.lockF != nil {
-		if err := flock(ctx, l.lockF, false, DefaultLockTimeout); err != nil {
+		if err := l.lock(ctx, false, DefaultLockTimeout); err != nil {
 			return snapshot{}, err
 		}
 	}
@@ -282,7 +282,7 @@ func (l *Ledger) snapshot(ctx context.Context, progress func(done, total int64))
 	ckpt, err3 := l.ReadCheckpoint() // with the sizes it belongs to
 	idx := l.newIndexComparer()      // and the index
 	if l.lockF != nil {
-		funlock(l.lockF)
+		l.unlock()
 	}
 	if err1 != nil || err2 != nil || err3 != nil {
 		if idx != nil {

@@ -151,11 +151,11 @@ func (s *Store) init(ctx context.Context) error {
 		return fmt.Errorf("ledger %s: the database holds no ledgers: %w", s.opts.Name, fs.ErrNotExist)
 	case v > SchemaVersion:
 		return ledger.Errorf("LEDGER_SCHEMA_NEWER", "the ledger database's schema is version %d; this tool knows up to %d: upgrade the tool", v, SchemaVersion)
-	case v < SchemaVersion:
-		return ledger.Errorf(Unavailable, "the ledger database's schema is version %d, older than this tool's %d: a writer migrates it", v, SchemaVersion)
+	case v < readableSince:
+		return ledger.Errorf(Unavailable, "the ledger database's schema is version %d, older than this tool reads (%d): a writer migrates it", v, readableSince)
 	}
 	var one int
-	err = s.conn.QueryRow(ctx, `SELECT 1 FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&one)
+	err = s.conn.QueryRow(ctx, `SELECT 1 FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("ledger %s is not in the database: %w", s.opts.Name, fs.ErrNotExist)
 	}
@@ -193,6 +193,13 @@ func (s *Store) Close() error {
 	return s.conn.Close(context.Background())
 }
 
+// oneTrip runs a small query in one round trip (the unnamed statement,
+// text format) rather than two (prepare, then execute): a cp-ledger
+// process opens a connection, asks a few small questions and exits, so a
+// prepared statement is never reused, and each round trip is a wake-up
+// of the server's backend.
+const oneTrip = pgx.QueryExecModeExec
+
 // querier is a connection or a transaction.
 type querier interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
@@ -213,7 +220,7 @@ func (h hashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	if contiguous(indexes) {
 		return h.readRange(indexes[0], int64(len(indexes)))
 	}
-	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`, h.name, indexes)
+	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`, oneTrip, h.name, indexes)
 	if err != nil {
 		return nil, dbErr(h.name, "reading stored hashes", err)
 	}
@@ -293,7 +300,7 @@ func (s *Store) State(ctx context.Context) (ledger.State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var st ledger.State
-	err := s.conn.QueryRow(ctx, `SELECT size, head FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&st.Size, &st.Head)
+	err := s.conn.QueryRow(ctx, `SELECT size, head FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&st.Size, &st.Head)
 	if errors.Is(err, pgx.ErrNoRows) {
 		st.Root, _ = tlog.TreeHash(0, nil)
 		return st, nil // a writer's ledger before its first append
@@ -528,8 +535,12 @@ func (s *Store) locked(ctx context.Context, fn func(tx pgx.Tx, tree *ledger.Tree
 	var size int64
 	var head string
 	var dbCkpt []byte
-	if err := tx.QueryRow(ctx, `SELECT size, head, checkpoint FROM cp_ledgers WHERE name = $1 FOR UPDATE`, name).Scan(&size, &head, &dbCkpt); err != nil {
+	var moved *string
+	if err := tx.QueryRow(ctx, `SELECT size, head, checkpoint, moved FROM cp_ledgers WHERE name = $1 FOR UPDATE`, name).Scan(&size, &head, &dbCkpt, &moved); err != nil {
 		return lockErr(name, s.opts.Ledger.LockTimeout, err)
+	}
+	if moved != nil {
+		return ledger.Errorf("LEDGER_MOVED", "ledger %s was moved to the %s store (cp-ledger migrate): nothing written; run again (tier.json names where the ledger is now)", name, *moved)
 	}
 	hr := hashes{ctx, tx, name}
 	if size > 0 {
@@ -596,7 +607,7 @@ func lockErr(name string, timeout time.Duration, err error) error {
 func (s *Store) ReadCheckpoint() ([]byte, error) {
 	var db []byte
 	err := s.query(context.Background(), "reading its checkpoint", func(q querier) error {
-		err := q.QueryRow(context.Background(), `SELECT checkpoint FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&db)
+		err := q.QueryRow(context.Background(), `SELECT checkpoint FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&db)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -721,4 +732,237 @@ func (s *Store) Checkpoint(ctx context.Context, origin string, signers ...note.S
 		return c, nil, err
 	}
 	return c, text, s.keepOutside(text)
+}
+
+// importChunk is how many rows Import copies into the database at once.
+const importChunk = 8192
+
+// Import loads the entries of src, with their stored hashes, into this
+// ledger, which must be empty (no head row size, and no entry or stored
+// hash row of this name) or hold a prefix of src (the tree of its entries
+// is src's at that size: an import that stopped, resumed). It is one
+// transaction: a failure or a crash leaves the ledger as it was. The
+// entries are src's canonical lines, byte for byte, each checked on the
+// way (it parses, its seq is its position, its entry_hash is its leaf
+// hash), and the tree they make must have src's root. The checkpoint the
+// ledger keeps (in the database or outside it) must hold for the loaded
+// tree: a ledger whose rows were all deleted is a cut ledger, and a
+// history that is not the one its checkpoint signed is refused
+// (CHECKPOINT_INCONSISTENT). With a checkpoint key, the import signs the
+// checkpoint of the loaded tree in the same transaction and keeps it
+// outside the database too.
+//
+// The caller verifies src first (cp-ledger import and migrate do, and
+// verify this ledger after): Import refuses what it meets on the way, but
+// a chain it does not walk whole is Verify's to judge.
+func (s *Store) Import(ctx context.Context, src ledger.Store) (ledger.State, error) {
+	if !s.opts.Writable {
+		return ledger.State{}, ledger.Errorf("INTERNAL", "ledger %s opened read-only", s.opts.Name)
+	}
+	want, err := src.State(ctx)
+	if err != nil {
+		return ledger.State{}, err
+	}
+	var got ledger.State
+	var ckpt []byte
+	err = s.locked(ctx, func(tx pgx.Tx, tree *ledger.Tree, stored []byte) error {
+		from := tree.Size
+		if from == 0 {
+			var rows bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cp_entries WHERE ledger = $1) OR EXISTS (SELECT 1 FROM cp_hashes WHERE ledger = $1)`, s.opts.Name).Scan(&rows); err != nil {
+				return err
+			}
+			if rows {
+				return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s holds rows its head row does not account for: import loads only into an empty ledger (run cp-ledger verify)", s.opts.Name)
+			}
+		} else if from > want.Size {
+			return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s already holds %d entries, more than the source's %d: import loads only into an empty ledger", s.opts.Name, from, want.Size)
+		} else if r, err := tlog.TreeHash(from, src); err != nil {
+			return err
+		} else if r != tree.Root() {
+			return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s already holds %d entries that are not the source's first %d: import loads only into an empty ledger", s.opts.Name, from, from)
+		}
+		head, err := s.copyLines(ctx, tx, src, from, want.Size)
+		if err != nil {
+			return err
+		}
+		if head == "" {
+			head = tree.Head
+		}
+		if err := s.copyHashes(ctx, tx, src, from, want.Size); err != nil {
+			return err
+		}
+		hr := hashes{ctx, tx, s.opts.Name}
+		t, err := ledger.LoadTree(want.Size, head, hr)
+		if err != nil {
+			return err
+		}
+		got = ledger.State{Size: t.Size, Head: t.Head, Root: t.Root()}
+		if got.Size != want.Size || got.Head != want.Head || got.Root != want.Root {
+			return ledger.Errorf("LEDGER_INVALID", "ledger %s: the imported entries make a tree of %d entries with root %x, not the source's %d with root %x: refused (run cp-ledger verify on the source)", s.opts.Name, got.Size, got.Root[:], want.Size, want.Root[:])
+		}
+		if err := s.holds(stored, &t, hr); err != nil {
+			return err
+		}
+		if k := s.opts.Ledger.Checkpoint; k != nil {
+			if ckpt, err = (ledger.Checkpoint{Origin: k.Origin, Size: got.Size, Root: got.Root}).Sign(k.Signer); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE cp_ledgers SET size = $2, head = $3, checkpoint = COALESCE($4, checkpoint) WHERE name = $1`, s.opts.Name, got.Size, got.Head, ckpt)
+		return err
+	})
+	if err != nil {
+		return ledger.State{}, err
+	}
+	if ckpt != nil {
+		if err := s.keepOutside(ckpt); err != nil {
+			return got, err
+		}
+	}
+	return got, nil
+}
+
+// holds checks that the stored checkpoint (nil: none) holds for tree:
+// with the store's key, as an append checks it (signature included);
+// without one, its size and root.
+func (s *Store) holds(stored []byte, tree *ledger.Tree, hr tlog.HashReader) error {
+	if k := s.opts.Ledger.Checkpoint; k != nil {
+		return k.CheckStored(stored, s.where(), s.opts.Name, tree.Size, true, rootAt(tree, hr))
+	}
+	if stored == nil {
+		return nil
+	}
+	text := stored
+	if i := bytes.Index(stored, []byte("\n\n")); i >= 0 {
+		text = stored[:i+1]
+	}
+	c, err := ledger.ParseCheckpoint(string(text))
+	if err != nil {
+		return ledger.Errorf(ledger.CheckpointInvalid, "%s: %v", s.where(), err)
+	}
+	if c.Size > tree.Size {
+		return ledger.Errorf(ledger.CheckpointInconsistent, "%s covers %d entries, the ledger %d: its rows were cut", s.where(), c.Size, tree.Size)
+	}
+	r, err := rootAt(tree, hr)(c.Size)
+	if err != nil {
+		return err
+	}
+	if r != c.Root {
+		return ledger.Errorf(ledger.CheckpointInconsistent, "%s: the ledger's root at size %d differs from the checkpoint's: another history", s.where(), c.Size)
+	}
+	return nil
+}
+
+// copyLines copies src's lines from seq from up to n into cp_entries
+// through tx, in chunks, checking each, and returns the last one's
+// entry_hash ("" when there is none).
+func (s *Store) copyLines(ctx context.Context, tx pgx.Tx, src ledger.Store, from, n int64) (string, error) {
+	var head string
+	rows := make([][]any, 0, importChunk)
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_entries"}, []string{"ledger", "seq", "line", "entry_hash", "event_type", "submission_id", "op_id"}, pgx.CopyFromRows(rows))
+		rows = rows[:0]
+		return err
+	}
+	next := from
+	var lerr error
+	err := src.Lines(ctx, from, n, func(seq int64, line []byte) bool {
+		if seq != next {
+			lerr = ledger.Errorf("LEDGER_INVALID", "the source has no entry %d (its next line is %d): refused", next, seq)
+			return false
+		}
+		if _, err := ledger.LeafOf(line, seq); err != nil {
+			lerr = err
+			return false
+		}
+		e, err := ledger.ParseLine(line)
+		if err != nil {
+			lerr = ledger.Errorf("LEDGER_INVALID", "the source's entry %d does not parse: %v", seq, err)
+			return false
+		}
+		var op any
+		if v, ok := e.Metadata["op_id"].(string); ok {
+			op = v
+		}
+		rows = append(rows, []any{s.opts.Name, seq, append([]byte(nil), line...), e.EntryHash, e.EventType, e.SubmissionID, op})
+		head = e.EntryHash
+		next++
+		if len(rows) == importChunk {
+			lerr = flush()
+		}
+		return lerr == nil
+	})
+	if err = errors.Join(err, lerr); err != nil {
+		return "", err
+	}
+	if next != n {
+		return "", ledger.Errorf("LEDGER_INVALID", "the source holds %d entries, not the %d its state says: refused", next, n)
+	}
+	return head, flush()
+}
+
+// copyHashes copies src's stored hashes that a tree of n entries adds to
+// one of from entries into cp_hashes through tx, in chunks.
+func (s *Store) copyHashes(ctx context.Context, tx pgx.Tx, src ledger.Store, from, n int64) error {
+	total := tlog.StoredHashCount(n)
+	idx := make([]int64, 0, importChunk)
+	rows := make([][]any, 0, importChunk)
+	for lo := tlog.StoredHashCount(from); lo < total; lo += importChunk {
+		idx, rows = idx[:0], rows[:0]
+		for i := lo; i < min(lo+importChunk, total); i++ {
+			idx = append(idx, i)
+		}
+		hs, err := src.ReadHashes(idx)
+		if err != nil {
+			return err
+		}
+		for i, h := range hs {
+			rows = append(rows, []any{s.opts.Name, idx[i], h[:]})
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_hashes"}, []string{"ledger", "idx", "hash"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MoveOut closes the ledger to appends for good, as cp-ledger migrate
+// --to moves it to another store: in one transaction holding the head row
+// (so no append commits meanwhile), it calls fn with the ledger's state,
+// and, if fn succeeds, records in the head row that the ledger moved to
+// the store named to. From the commit on, every append, checkpoint and
+// import is refused (LEDGER_MOVED), also by writers that were waiting for
+// the row; reads go on. fn copies the ledger elsewhere through another
+// connection (another Store): plain reads are not blocked by the lock.
+func (s *Store) MoveOut(ctx context.Context, to string, fn func(ledger.State) error) error {
+	if !s.opts.Writable {
+		return ledger.Errorf("INTERNAL", "ledger %s opened read-only", s.opts.Name)
+	}
+	return s.locked(ctx, func(tx pgx.Tx, tree *ledger.Tree, _ []byte) error {
+		if err := fn(ledger.State{Size: tree.Size, Head: tree.Head, Root: tree.Root()}); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE cp_ledgers SET moved = $2 WHERE name = $1`, s.opts.Name, to)
+		return err
+	})
+}
+
+// Moved returns the store the ledger moved to (MoveOut), "" if it has not.
+func (s *Store) Moved(ctx context.Context) (string, error) {
+	var moved *string
+	err := s.query(ctx, "reading its head row", func(q querier) error {
+		err := q.QueryRow(ctx, `SELECT moved FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&moved)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil || moved == nil {
+		return "", err
+	}
+	return *moved, nil
 }

@@ -41,10 +41,17 @@ var migrations = []string{
 		hash   bytea  NOT NULL CHECK (length(hash) = 32),
 		PRIMARY KEY (ledger, idx)
 	);`,
+	// 2: a ledger moved to another store (cp-ledger migrate --to file):
+	// its head row says where, and no append commits on it any more.
+	`ALTER TABLE cp_ledgers ADD COLUMN moved text;`,
 }
 
 // SchemaVersion is the version of the schema this driver reads and writes.
 var SchemaVersion = len(migrations)
+
+// readableSince is the oldest schema a reader reads: the steps since
+// change nothing a reader asks (a writer migrates before it writes).
+const readableSince = 1
 
 // migrateLock is the advisory lock key that serializes migrations: two
 // tools opening a new database at once create its tables once.
@@ -56,7 +63,7 @@ func schemaVersion(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }) (int, error) {
 	var v int
-	err := q.QueryRow(ctx, `SELECT version FROM cp_schema`).Scan(&v)
+	err := q.QueryRow(ctx, `SELECT version FROM cp_schema`, pgx.QueryExecModeExec).Scan(&v)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
 		return 0, nil

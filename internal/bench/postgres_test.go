@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/control-plane/cp/internal/pgtest"
+)
+
+// provePlanes are two planes whose HO3 ledgers hold the same number of
+// entries, one in the file store, one moved to PostgreSQL by cp-ledger
+// migrate; made once per run (the benchmark function runs more than once).
+var provePlanes struct {
+	once       sync.Once
+	dir        string // removed by TestMain
+	file, pg   string
+	dsn        string
+	err        error
+	setupTimes string
+}
+
+const proveEntries = 1_000_000
+
+func makeProvePlanes(b *testing.B) {
+	p := &provePlanes
+	p.once.Do(func() {
+		dir, err := os.MkdirTemp("", "cp-bench-prove-")
+		if err != nil {
+			p.err = err
+			return
+		}
+		p.dir = dir
+		dsn, _, err := pgtest.NewDB() // dropped with the cluster
+		if err != nil {
+			p.err = err
+			return
+		}
+		p.dsn = dsn
+		// Bootstrap writes 5 entries to HO3; the move to PostgreSQL adds
+		// its record: both ledgers end at proveEntries.
+		for _, root := range []string{filepath.Join(dir, "file"), filepath.Join(dir, "pg")} {
+			n := proveEntries - 5
+			if filepath.Base(root) == "pg" {
+				n--
+			}
+			reqs := filepath.Join(dir, "requests.ndjson")
+			if p.err = os.WriteFile(reqs, requests(n), 0o644); p.err != nil {
+				return
+			}
+			if out, err := exec.Command(filepath.Join(binDir, "cp-install"), "bootstrap", "--root", root).CombinedOutput(); err != nil {
+				p.err = &setupError{"bootstrap", err, out}
+				return
+			}
+			cmd := exec.Command(filepath.Join(binDir, "cp-ledger"), "append", "--root", root)
+			in, err := os.Open(reqs)
+			if err != nil {
+				p.err = err
+				return
+			}
+			cmd.Stdin, cmd.Stdout = in, nil
+			out, err := cmd.CombinedOutput()
+			in.Close()
+			if err != nil {
+				p.err = &setupError{"append", err, out}
+				return
+			}
+		}
+		p.file, p.pg = filepath.Join(dir, "file"), filepath.Join(dir, "pg")
+		start := time.Now()
+		cmd := exec.Command(filepath.Join(binDir, "cp-ledger"), "migrate", "--root", p.pg, "--to", "postgres")
+		cmd.Env = append(os.Environ(), "CONTROL_PLANE_LEDGER_DSN="+dsn)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			p.err = &setupError{"migrate", err, out}
+			return
+		}
+		p.setupTimes = time.Since(start).String()
+	})
+	if p.err != nil {
+		b.Fatal(p.err)
+	}
+}
+
+type setupError struct {
+	what string
+	err  error
+	out  []byte
+}
+
+func (e *setupError) Error() string { return e.what + ": " + e.err.Error() + "\n" + string(e.out) }
+
+// BenchmarkProve1MPostgresOverFile is issue 18's proof target as a
+// measurement: each iteration runs one `cp-ledger prove --seq S` process
+// against a 1,000,000-entry HO3 ledger in the file store and one against
+// the same-size ledger in PostgreSQL (moved there by cp-ledger migrate;
+// connected over the server's Unix socket), back to back, and reports the
+// median of the paired differences (ms-pg-over-file) and of each. The
+// proof is of an entry that no checkpoint covers alone: the current tree.
+func BenchmarkProve1MPostgresOverFile(b *testing.B) {
+	if !pgtest.Available() {
+		b.Skip("no PostgreSQL")
+	}
+	makeProvePlanes(b)
+	b.Logf("migrating %d entries to PostgreSQL took %s (the machine is shared)", proveEntries, provePlanes.setupTimes)
+	env := append(os.Environ(), "CONTROL_PLANE_LEDGER_DSN="+provePlanes.dsn)
+	run := func(root string) time.Duration {
+		t0 := time.Now()
+		cmd := exec.Command(filepath.Join(binDir, "cp-ledger"), "prove", "--root", root, "--seq", "777777")
+		cmd.Env = env
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("prove %s: %v\n%s", root, err, out.String())
+		}
+		d := time.Since(t0)
+		if !bytes.Contains(out.Bytes(), []byte(`"tree_size":1000000`)) {
+			b.Fatalf("prove %s: %s", root, out.String())
+		}
+		return d
+	}
+	var diffs, files, pgs []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		var f, p time.Duration
+		if i%2 == 0 {
+			f, p = run(provePlanes.file), run(provePlanes.pg)
+		} else {
+			p, f = run(provePlanes.pg), run(provePlanes.file)
+		}
+		files, pgs, diffs = append(files, f), append(pgs, p), append(diffs, p-f)
+	}
+	med := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(med(diffs), "ms-pg-over-file")
+	b.ReportMetric(med(files), "ms-file")
+	b.ReportMetric(med(pgs), "ms-pg")
+}

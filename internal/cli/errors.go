@@ -258,6 +258,13 @@ var classes = map[string]int{
 	"WO_REQUIRED":                    ExitDenied, // config/governance.json requires a work order and none was given
 	"DEPENDENCY_CHANGE_UNAUTHORIZED": ExitDenied, // dependencies change without a dependency_add work order
 	"WEAKENED_CONTROL":               ExitDenied, // a warning of G3: a dependency change no work order judged
+	// The LLM providers (internal/llm, internal/llm/provider); PROVIDER_ERROR and CANCELLED are 4, above.
+	"LLM_OUTPUT_INVALID":     ExitDenied,      // structured output that does not validate against the request's schema
+	"LLM_SCHEMA_UNSUPPORTED": ExitInvalid,     // a request schema with a keyword package schema cannot enforce
+	"LLM_REQUEST_INVALID":    ExitInvalid,     // a request no provider should be sent (no model, max_tokens < 1, ...)
+	"LLM_PROVIDER_UNKNOWN":   ExitDenied,      // a provider config/providers.json does not list
+	"LLM_MODEL_UNKNOWN":      ExitDenied,      // a model without a price in config/providers.json
+	"LLM_KEY_MISSING":        ExitUnavailable, // the provider's key variable is unset in the gateway's environment
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

@@ -196,7 +196,7 @@ func (p *Provider) Stream(ctx context.Context, req provider.Request, onDelta fun
 		}
 		if !stopped {
 			return nil, &provider.AttemptError{Status: http.StatusOK, Message: "the stream ended before message_stop",
-				Usage: r.Usage, Text: text.String(), Final: streamed}
+				Usage: r.Usage, Text: text.String(), Final: streamed, Broken: true}
 		}
 		r.Text = text.String()
 		return r, nil

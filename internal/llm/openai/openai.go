@@ -285,7 +285,7 @@ func (p *Provider) Stream(ctx context.Context, req provider.Request, onDelta fun
 		}
 		if len(r.FinishReasons) == 0 {
 			return nil, &provider.AttemptError{Status: http.StatusOK, Message: "the stream ended without a finish reason",
-				Usage: r.Usage, Text: text.String(), Final: streamed}
+				Usage: r.Usage, Text: text.String(), Final: streamed, Broken: true}
 		}
 		r.Text = text.String()
 		return r, nil

@@ -122,7 +122,10 @@ type AttemptError struct {
 	Usage      Usage
 	Text       string
 	Final      bool
-	Err        error
+	// Broken marks an answer that broke off after a 2xx status (a stream
+	// cut short): retryable, unless Final.
+	Broken bool
+	Err    error
 }
 
 func (e *AttemptError) Error() string {

@@ -100,8 +100,9 @@ func (r Retry) Do(ctx context.Context, kind string, attempt func(ctx context.Con
 			}
 			return nil, fail(code)
 		}
-		if !Retryable(ae.Status) || n >= r.MaxAttempts {
-			if n >= r.MaxAttempts && Retryable(ae.Status) && n > 1 {
+		retryable := Retryable(ae.Status) || ae.Broken
+		if !retryable || n >= r.MaxAttempts {
+			if retryable && n > 1 {
 				ae.Message += " (after " + strconv.Itoa(n) + " attempts)"
 			}
 			return nil, fail(CodeProviderError)

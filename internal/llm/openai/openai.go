@@ -161,6 +161,14 @@ type exchange struct {
 	body   []byte
 }
 
+// answered reports whether the server accepted the request (a 2xx):
+// from then on it may bill tokens.
+func (x *exchange) answered() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.status >= 200 && x.status < 300
+}
+
 func (x *exchange) middleware(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
 	res, err := next(req)
 	if res != nil {
@@ -212,9 +220,10 @@ func (p *Provider) Complete(ctx context.Context, req provider.Request) (*provide
 }
 
 // content is a message's text: the string, or the text parts of an array
-// some compatible servers send instead.
+// some compatible servers send instead (which the SDK hands over as the
+// array's JSON text; raw, the field as it came, says which it was).
 func content(s, raw string) string {
-	if s != "" || !strings.HasPrefix(strings.TrimSpace(raw), "[") {
+	if !strings.HasPrefix(strings.TrimSpace(raw), "[") {
 		return s
 	}
 	var parts []struct {
@@ -274,14 +283,30 @@ func (p *Provider) Stream(ctx context.Context, req provider.Request, onDelta fun
 				streamed = true
 				if onDelta != nil {
 					if err := onDelta(provider.Delta{Text: c.Delta.Content}); err != nil {
+						u := r.Usage
+						if u == (provider.Usage{}) {
+							u = provider.EstimateUsage(&req, text.String())
+						}
 						return nil, &provider.AttemptError{Status: http.StatusOK, Message: err.Error(), Final: true,
-							Err: errors.Join(provider.ErrStopped, err), Usage: r.Usage, Text: text.String()}
+							Err: errors.Join(provider.ErrStopped, err), Usage: u, Text: text.String()}
 					}
 				}
 			}
 		}
 		if err := stream.Err(); err != nil {
-			return nil, p.attemptError(err, x, r.Usage, text.String(), streamed)
+			ae := p.attemptError(err, x, r.Usage, text.String(), streamed)
+			// A connection cut or a caller gone: the server may have billed
+			// what it had done. An error it sent (status >= 400) billed nothing.
+			if ae.Usage == (provider.Usage{}) && x.answered() && ae.Status < 400 {
+				ae.Usage = provider.EstimateUsage(&req, text.String())
+			}
+			return nil, ae
+		}
+		if r.Usage == (provider.Usage{}) && (len(r.FinishReasons) == 0 || streamed) {
+			// usage comes only in the last chunk; a stream without it
+			// (cut short, or a server that ignores include_usage) is
+			// charged the bound.
+			r.Usage = provider.EstimateUsage(&req, text.String())
 		}
 		if len(r.FinishReasons) == 0 {
 			return nil, &provider.AttemptError{Status: http.StatusOK, Message: "the stream ended without a finish reason",
@@ -322,8 +347,9 @@ func (p *Provider) attemptError(err error, x *exchange, u provider.Usage, text s
 		// data: {"error": {...}} inside a 200 stream: the server failed
 		// part-way; a status of its own, if it gave one, says how.
 		streamErr = err
-		ae.Message = strings.TrimPrefix(streamErr.Error(), "received error while streaming: ")
-		ae.Status = streamStatus(ae.Message)
+		raw := strings.TrimPrefix(streamErr.Error(), "received error while streaming: ")
+		ae.Status = streamStatus(raw)
+		ae.Message = bodyMessage([]byte(`{"error":`+raw+`}`), ae.Status)
 	default:
 		ae.Message = "request failed: " + err.Error()
 		if ae.Status == http.StatusOK {

@@ -99,6 +99,22 @@ func (r *Request) Check() error {
 type Usage struct {
 	InputTokens  int64 `json:"input_tokens"`
 	OutputTokens int64 `json:"output_tokens"`
+	// Estimated marks counts the provider never reported (an OpenAI
+	// stream stopped before its last chunk, the only one with usage):
+	// then they are upper bounds, EstimateUsage's, charged as such.
+	Estimated bool `json:"estimated,omitempty"`
+}
+
+// EstimateUsage bounds what a call that stopped part-way used when the
+// provider reported nothing: InputTokenBound for the input, one token per
+// byte of the text received for the output.
+func EstimateUsage(req *Request, text string) Usage {
+	return Usage{InputTokens: InputTokenBound(req), OutputTokens: int64(len(text)), Estimated: true}
+}
+
+func (u Usage) add(v Usage) Usage {
+	return Usage{InputTokens: u.InputTokens + v.InputTokens, OutputTokens: u.OutputTokens + v.OutputTokens,
+		Estimated: u.Estimated || v.Estimated}
 }
 
 // Attempt is one HTTP exchange with a provider: its status (0 when no

@@ -70,8 +70,7 @@ func (r Retry) Do(ctx context.Context, kind string, attempt func(ctx context.Con
 		cancel()
 		if err == nil {
 			resp.Provider = kind
-			resp.Usage.InputTokens += used.InputTokens
-			resp.Usage.OutputTokens += used.OutputTokens
+			resp.Usage = resp.Usage.add(used)
 			resp.Attempts = append(attempts, Attempt{Status: http.StatusOK})
 			return resp, nil
 		}
@@ -79,8 +78,7 @@ func (r Retry) Do(ctx context.Context, kind string, attempt func(ctx context.Con
 		if timedOut && ae.Status == 0 {
 			ae.Message = "no answer within " + r.Timeout.String()
 		}
-		used.InputTokens += ae.Usage.InputTokens
-		used.OutputTokens += ae.Usage.OutputTokens
+		used = used.add(ae.Usage)
 		a := Attempt{Status: ae.Status, Error: trim(ae.Message)}
 		fail := func(code string) error {
 			attempts = append(attempts, a)

@@ -240,9 +240,12 @@ func (p *Provider) attemptError(err error, u provider.Usage, text string, final 
 		ae.Err = nil // the SDK error holds the request: not kept
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		ae.Message = err.Error()
-	default:
+	case provider.Network(err):
 		ae.Message = "request failed: " + err.Error()
-		ae.Err = nil
+		ae.Err, ae.Broken = nil, true
+	default:
+		// an answer that came but cannot be read: not the Messages API
+		ae.Status, ae.Message, ae.Err = http.StatusOK, "unreadable answer: "+err.Error(), nil
 	}
 	ae.Message = provider.Redact(ae.Message, p.key)
 	return ae

@@ -233,6 +233,11 @@ func TestAnthropic(t *testing.T) {
 			want: result{text: "ok", attempts: 2, usage: provider.Usage{InputTokens: 60, OutputTokens: 3}, sleeps: []time.Duration{100 * time.Millisecond}, finish: "end_turn"}},
 		{name: "cancel mid-stream: usage so far, the connection closed", stream: true, stop: 1, steps: steps(events([]string{"one", "two", "three"}, 40, 9, 1, true)),
 			want: result{code: provider.CodeCancelled, status: 200, attempts: 1, usage: provider.Usage{InputTokens: 40, OutputTokens: 1}}},
+		{name: "a 200 that is not the API (a web page) is not retried", steps: steps(htmlPage),
+			want: result{code: provider.CodeProviderError, status: 200, attempts: 1}},
+		{name: "a connection cut mid-stream after text", stream: true, steps: steps(hardCut),
+			want: result{code: provider.CodeProviderError, attempts: 1, usage: provider.Usage{InputTokens: 11, OutputTokens: 1}},
+			check: func(t *testing.T, _ *server, err error) { require.Equal(t, "par", err.(*provider.Error).Text) }},
 		{name: "temperature is refused before any call", req: func(r *provider.Request) { t := 0.5; r.Temperature = &t },
 			want: result{code: provider.CodeRequestInvalid}},
 		{name: "a key echoed by the server stays out of the error", steps: steps(apiError(401, "authentication_error", "bad key "+key)),
@@ -338,4 +343,26 @@ func TestAnthropicTimeout(t *testing.T) {
 func TestAnthropicNeedsAKey(t *testing.T) {
 	_, err := anthropic.New(anthropic.Config{})
 	require.Error(t, err)
+}
+
+func htmlPage(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
+	w.Header().Set("Content-Type", "text/html")
+	io.WriteString(w, "<html>welcome to nginx</html>")
+}
+
+// hardCut sends the start of a stream, then drops the connection in the
+// middle of a chunk.
+func hardCut(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(200)
+	fmt.Fprint(w, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-test\",\"content\":[],\"usage\":{\"input_tokens\":11,\"output_tokens\":1}}}\n\n")
+	fmt.Fprint(w, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"par\"}}\n\n")
+	w.(http.Flusher).Flush()
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(err)
+	}
+	buf.WriteString("1f\r\nevent: content_block_delta\nda") // a chunk promised longer than sent
+	buf.Flush()
+	conn.Close()
 }

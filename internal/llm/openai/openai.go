@@ -350,10 +350,13 @@ func (p *Provider) attemptError(err error, x *exchange, u provider.Usage, text s
 		raw := strings.TrimPrefix(streamErr.Error(), "received error while streaming: ")
 		ae.Status = streamStatus(raw)
 		ae.Message = bodyMessage([]byte(`{"error":`+raw+`}`), ae.Status)
+	case provider.Network(err):
+		ae.Message, ae.Broken = "request failed: "+err.Error(), true
 	default:
-		ae.Message = "request failed: " + err.Error()
-		if ae.Status == http.StatusOK {
-			ae.Status = 0 // the answer broke off: a network failure, retryable
+		// an answer that came but cannot be read: not the Chat Completions API
+		ae.Message = "unreadable answer: " + err.Error()
+		if ae.Status == 0 {
+			ae.Status = http.StatusOK
 		}
 	}
 	ae.Message = provider.Redact(ae.Message, p.key)

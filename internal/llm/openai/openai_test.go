@@ -273,6 +273,10 @@ func TestOpenAI(t *testing.T) {
 			// charged the bound (542 = 512 + 16 + 14 bytes of text), and one
 			// token a byte received
 			want: result{code: provider.CodeCancelled, status: 200, attempts: 1, usage: provider.Usage{InputTokens: 542, OutputTokens: 3, Estimated: true}}},
+		{name: "a 200 that is not the API (a web page) is not retried", steps: []step{htmlPage},
+			want: result{code: provider.CodeProviderError, status: 200, attempts: 1}},
+		{name: "a stream without usage (include_usage ignored) is charged the bound", stream: true, steps: []step{noUsage},
+			want: result{text: "ok", attempts: 1, usage: provider.Usage{InputTokens: 542, OutputTokens: 2, Estimated: true}, finish: "stop"}},
 		{name: "a key echoed by the server stays out of the error", steps: []step{apiError(401, oaiError("Incorrect API key provided: "+key, "invalid_request_error"))},
 			want: result{code: provider.CodeProviderError, status: 401, attempts: 1},
 			check: func(t *testing.T, _ *server, err error) {
@@ -393,4 +397,16 @@ func TestBaseURL(t *testing.T) {
 		_, err := openai.BaseURL(bad)
 		require.Error(t, err, bad)
 	}
+}
+
+func htmlPage(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
+	w.Header().Set("Content-Type", "text/html")
+	io.WriteString(w, "<html>welcome to nginx</html>")
+}
+
+func noUsage(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","model":"gpt-test","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":null}]}`+"\n\n")
+	io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","model":"gpt-test","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\n")
+	io.WriteString(w, "data: [DONE]\n\n")
 }

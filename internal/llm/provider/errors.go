@@ -3,6 +3,9 @@ package provider
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"time"
 )
 
@@ -151,4 +154,14 @@ func asAttempt(err error) *AttemptError {
 		return ae
 	}
 	return &AttemptError{Message: err.Error(), Err: err}
+}
+
+// Network reports whether err is a failure to reach the provider or a
+// connection that broke (retryable), as against an answer that came whole
+// but could not be read (a base URL that serves something else: not).
+func Network(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
 }

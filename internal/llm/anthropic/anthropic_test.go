@@ -236,7 +236,7 @@ func TestAnthropic(t *testing.T) {
 		{name: "a 200 that is not the API (a web page) is not retried", steps: steps(htmlPage),
 			want: result{code: provider.CodeProviderError, status: 200, attempts: 1}},
 		{name: "a connection cut mid-stream after text", stream: true, steps: steps(hardCut),
-			want: result{code: provider.CodeProviderError, attempts: 1, usage: provider.Usage{InputTokens: 11, OutputTokens: 1}},
+			want:  result{code: provider.CodeProviderError, attempts: 1, usage: provider.Usage{InputTokens: 11, OutputTokens: 1}},
 			check: func(t *testing.T, _ *server, err error) { require.Equal(t, "par", err.(*provider.Error).Text) }},
 		{name: "temperature is refused before any call", req: func(r *provider.Request) { t := 0.5; r.Temperature = &t },
 			want: result{code: provider.CodeRequestInvalid}},

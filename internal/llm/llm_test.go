@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"path"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -164,4 +167,33 @@ func TestDefaultIsMock(t *testing.T) {
 	max, err := tg.MaxCost(&provider.Request{Model: "mock-1", Prompt: "x", MaxTokens: 100})
 	require.NoError(t, err)
 	require.Zero(t, max)
+}
+
+// TestSDKsOutOfBinaries holds the provider SDKs (and the packages over
+// them) out of every binary but the gateway's: today's tools must not pay
+// their init cost or size. Only internal/llm/price, which config parses
+// prices with, is everyone's.
+func TestSDKsOutOfBinaries(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	out, err := exec.Command(gobin, "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "../../cmd/...").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	gateway := map[string]bool{"cp-llm": true, "cp-route": true, "cp-mcp": true}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.NotEmpty(t, lines)
+	for _, line := range lines {
+		deps := strings.Fields(line)
+		cmd := path.Base(deps[0])
+		if gateway[cmd] {
+			continue
+		}
+		for _, dep := range deps[1:] {
+			if strings.Contains(dep, "anthropic-sdk-go") || strings.Contains(dep, "openai-go") ||
+				(strings.HasPrefix(dep, "github.com/control-plane/cp/internal/llm") && dep != "github.com/control-plane/cp/internal/llm/price") {
+				t.Errorf("%s links %s", cmd, dep)
+			}
+		}
+	}
 }

@@ -51,7 +51,7 @@ type Config struct {
 	Retry      provider.Retry
 }
 
-// Provider is an Anthropic provider.
+// Provider is an Anthropic provider, safe for concurrent use.
 type Provider struct {
 	client sdk.Client
 	key    string
@@ -129,7 +129,7 @@ func (p *Provider) Complete(ctx context.Context, req provider.Request) (*provide
 		if err != nil {
 			return nil, p.attemptError(err, provider.Usage{}, "", false)
 		}
-		r := &provider.Response{ID: msg.ID, Model: string(msg.Model), Usage: usage(msg.Usage)}
+		r := &provider.Response{ID: msg.ID, Model: string(msg.Model), Usage: usage(msg.Usage), FinishReasons: []string{}}
 		var text strings.Builder
 		for _, b := range msg.Content {
 			if b.Type == "text" {
@@ -159,7 +159,7 @@ func (p *Provider) Stream(ctx context.Context, req provider.Request, onDelta fun
 		defer cancel() // closes the connection when the caller stops reading
 		stream := p.client.Messages.NewStreaming(ctx, params)
 		defer stream.Close()
-		r := &provider.Response{}
+		r := &provider.Response{FinishReasons: []string{}}
 		var text strings.Builder
 		streamed, stopped := false, false
 		for stream.Next() {

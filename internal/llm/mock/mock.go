@@ -18,6 +18,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -29,7 +30,8 @@ import (
 // gen_ai.provider.name.
 const Name = "mock"
 
-// Provider is the mock provider. The zero value is ready.
+// Provider is the mock provider. The zero value is ready; it is safe for
+// concurrent use.
 type Provider struct {
 	// ChunkBytes is the size of a streamed delta (default 16 bytes).
 	ChunkBytes int
@@ -99,7 +101,7 @@ func (p Provider) Stream(ctx context.Context, req provider.Request, onDelta func
 // the same shape.
 func cancelled(in int64, sent string, cause error) error {
 	_, err := provider.Retry{MaxAttempts: 1}.Do(context.Background(), Name, func(context.Context) (*provider.Response, error) {
-		return nil, &provider.AttemptError{Message: cause.Error(), Final: true, Err: cause, Text: sent,
+		return nil, &provider.AttemptError{Message: cause.Error(), Final: true, Err: errors.Join(provider.ErrStopped, cause), Text: sent,
 			Usage: provider.Usage{InputTokens: in, OutputTokens: tokens(sent)}}
 	})
 	return err

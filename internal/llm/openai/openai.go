@@ -64,7 +64,7 @@ type Config struct {
 	Retry      provider.Retry
 }
 
-// Provider is an OpenAI-compatible provider.
+// Provider is an OpenAI-compatible provider, safe for concurrent use.
 type Provider struct {
 	chat     sdk.ChatCompletionService
 	key      string

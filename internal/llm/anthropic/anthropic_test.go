@@ -223,6 +223,8 @@ func TestAnthropic(t *testing.T) {
 			want: result{code: provider.CodeProviderError, status: 429, attempts: 1}},
 		{name: "retry: an overloaded error event before any text", stream: true, steps: steps(streamError("overloaded_error"), events([]string{"ok"}, 5, 1, -1, false)),
 			want: result{text: "ok", attempts: 2, usage: provider.Usage{InputTokens: 5, OutputTokens: 1}, sleeps: []time.Duration{100 * time.Millisecond}, finish: "end_turn"}},
+		{name: "streaming: a 429 before the stream, retried", stream: true, steps: steps(apiError(429, "rate_limit_error", "slow down", "Retry-After", "1"), events([]string{"ok"}, 5, 1, -1, false)),
+			want: result{text: "ok", attempts: 2, usage: provider.Usage{InputTokens: 5, OutputTokens: 1}, sleeps: []time.Duration{time.Second}, finish: "end_turn"}},
 		{name: "stream cut after text: not retried, usage so far", stream: true, steps: steps(events([]string{"hi", " there", "!"}, 30, 9, 2, false)),
 			want: result{code: provider.CodeProviderError, status: 200, attempts: 1, usage: provider.Usage{InputTokens: 30, OutputTokens: 1}},
 			check: func(t *testing.T, _ *server, err error) {

@@ -262,6 +262,8 @@ func TestOpenAI(t *testing.T) {
 			steps: []step{chunks([]string{"a", "b", "c"}, 0, 0, 2, false, `{"error":{"message":"context length exceeded","type":"invalid_request_error"}}`)},
 			want:  result{code: provider.CodeProviderError, status: 400, attempts: 1},
 			check: func(t *testing.T, _ *server, err error) { require.ErrorContains(t, err, "context length exceeded") }},
+		{name: "streaming: a 503 before the stream, retried", stream: true, steps: []step{apiError(503, oaiError("busy", "server_error")), chunks([]string{"ok"}, 5, 1, -1, false, "")},
+			want: result{text: "ok", attempts: 2, usage: provider.Usage{InputTokens: 5, OutputTokens: 1}, sleeps: []time.Duration{100 * time.Millisecond}, finish: "stop"}},
 		{name: "stream cut after text: not retried", stream: true, steps: []step{chunks([]string{"a", "b", "c"}, 9, 3, 2, false, "")},
 			want: result{code: provider.CodeProviderError, status: 200, attempts: 1, usage: provider.Usage{InputTokens: 542, OutputTokens: 2, Estimated: true}},
 			check: func(t *testing.T, _ *server, err error) {

@@ -113,7 +113,7 @@ func (p *Provider) params(req *provider.Request) (sdk.MessageNewParams, *provide
 		if out, err = provider.CompileSchema(req.Schema); err != nil {
 			return params, nil, err
 		}
-		params.OutputConfig = sdk.OutputConfigParam{Format: sdk.JSONOutputFormatParam{Schema: req.Schema}}
+		params.OutputConfig = sdk.OutputConfigParam{Format: sdk.JSONOutputFormatParam{Schema: provider.WireSchema(req.Schema)}}
 	}
 	return params, out, nil
 }

@@ -147,7 +147,7 @@ func (p *Provider) params(req *provider.Request) (sdk.ChatCompletionNewParams, *
 			return params, nil, err
 		}
 		params.ResponseFormat = sdk.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
-			JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "output", Schema: req.Schema}}}
+			JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "output", Schema: provider.WireSchema(req.Schema)}}}
 	}
 	return params, out, nil
 }

@@ -105,3 +105,38 @@ func InputTokenBound(req *Request) int64 {
 	}
 	return n
 }
+
+// WireSchema is a request's schema as an SDK is given it: a deep copy with
+// every json.Number turned into an int64 (or a float64 when it is not an
+// integer that fits), since the SDKs' encoders write a json.Number as a
+// string. The schema enforced on return is the original, numbers exact.
+func WireSchema(m map[string]any) map[string]any {
+	out, _ := wire(m).(map[string]any)
+	return out
+}
+
+func wire(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = wire(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = wire(e)
+		}
+		return out
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		if f, err := x.Float64(); err == nil {
+			return f
+		}
+		return string(x)
+	}
+	return v
+}

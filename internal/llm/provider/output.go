@@ -111,6 +111,9 @@ func InputTokenBound(req *Request) int64 {
 // integer that fits), since the SDKs' encoders write a json.Number as a
 // string. The schema enforced on return is the original, numbers exact.
 func WireSchema(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
 	out, _ := wire(m).(map[string]any)
 	return out
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -199,4 +200,16 @@ func TestRedact(t *testing.T) {
 	require.Equal(t, "bad key [redacted] sent", Redact("bad key sk-123456 sent", "sk-123456"))
 	require.Equal(t, "abc", Redact("abc", ""), "no key, nothing to redact")
 	require.False(t, strings.Contains(Redact("k=sk-1234 and sk-1234", "sk-1234"), "sk-1234"))
+}
+
+func TestWireSchema(t *testing.T) {
+	in := map[string]any{"minimum": json.Number("1"), "maximum": json.Number("10.5"),
+		"enum": []any{json.Number("99999999999999999999"), "x"}, "properties": map[string]any{"n": map[string]any{"maxLength": json.Number("3")}}}
+	got := WireSchema(in)
+	require.Equal(t, int64(1), got["minimum"])
+	require.Equal(t, 10.5, got["maximum"])
+	require.Equal(t, []any{1e20, "x"}, got["enum"])
+	require.Equal(t, int64(3), got["properties"].(map[string]any)["n"].(map[string]any)["maxLength"])
+	require.Equal(t, json.Number("1"), in["minimum"], "the original is left exact")
+	require.Nil(t, WireSchema(nil))
 }

@@ -278,6 +278,13 @@ var classes = map[string]int{
 	"ANCHOR_MISMATCH":   ExitDenied, // a lower-tier ledger's root at an anchored size is not the anchored root
 	"ANCHOR_INVALID":    ExitDenied, // a CHECKPOINT_ANCHORED entry that does not hold together
 	"SESSION_NOT_FOUND": ExitDenied, // a session named to anchor has no ledger
+	// The LLM providers (internal/llm, internal/llm/provider); PROVIDER_ERROR and CANCELLED are 4, above.
+	"LLM_OUTPUT_INVALID":     ExitDenied,      // structured output that does not validate against the request's schema
+	"LLM_SCHEMA_UNSUPPORTED": ExitInvalid,     // a request schema with a keyword package schema cannot enforce
+	"LLM_REQUEST_INVALID":    ExitInvalid,     // a request no provider should be sent (no model, max_tokens < 1, ...)
+	"LLM_PROVIDER_UNKNOWN":   ExitDenied,      // a provider config/providers.json does not list
+	"LLM_MODEL_UNKNOWN":      ExitDenied,      // a model without a price in config/providers.json
+	"LLM_KEY_MISSING":        ExitUnavailable, // the provider's key variable is unset in the gateway's environment
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

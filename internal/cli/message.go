@@ -19,6 +19,7 @@ var goPrefixes = []string{
 	"pgstore", "pgtest", "pkgcmd", "pkgsig", "plane", "regfile", "register", "registry", "schema", "schematest", "snapshot", "spec",
 	"stage", "storetest", "testenv", "trust", "workorder", "wocmd",
 	"cpv2",
+	"llm", "provider", "price", "anthropic", "openai", "mock",
 	// the standard library
 	"json", "archive/tar", "tar", "gzip", "flate", "encoding/hex", "strconv", "tlog",
 }

@@ -36,6 +36,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/control-plane/cp/internal/llm/price"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
@@ -364,12 +365,20 @@ func providerRules(d *ProvidersDoc) error {
 			return invalid(ProvidersPath, "/providers/%d: provider id %q listed twice", i, p.ID)
 		}
 		seen[p.ID] = true
+		if p.Type == "mock" && (p.BaseURL != "" || p.APIKeyEnv != "") {
+			return invalid(ProvidersPath, "/providers/%d: the mock provider %s calls no server: no base_url, no api_key_env", i, p.ID)
+		}
 		models := map[string]bool{}
 		for j, m := range p.Models {
 			if models[m.ID] {
 				return invalid(ProvidersPath, "/providers/%d/models/%d: model %q listed twice for provider %s", i, j, m.ID, p.ID)
 			}
 			models[m.ID] = true
+			// The schema's pattern admits only what price.Parse reads; the
+			// parser judging too keeps a price that loads one that costs.
+			if _, err := price.ParseRates(m.InputUSD, m.OutputUSD); err != nil {
+				return invalid(ProvidersPath, "/providers/%d/models/%d: %v", i, j, err)
+			}
 		}
 	}
 	if !seen[d.DefaultProvider] {

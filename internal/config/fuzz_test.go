@@ -1,9 +1,11 @@
 package config_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/control-plane/cp/internal/config"
+	"github.com/control-plane/cp/internal/llm/price"
 )
 
 // FuzzValidate holds Validate to never panicking, and to accepting only
@@ -24,5 +26,29 @@ func FuzzValidate(f *testing.F) {
 		if err := config.Validate(p, b); err != nil {
 			t.Fatalf("%s: valid once, then %v", p, err)
 		}
+		if p == config.ProvidersPath {
+			providersPrice(t, b)
+		}
 	})
+}
+
+// providersPrice holds a providers.json that validates to prices that
+// parse and cost: every model's rates, for any usage up to a billion
+// tokens, give a cost (no overflow) without a float in sight.
+func providersPrice(t *testing.T, b []byte) {
+	var d config.ProvidersDoc
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("valid providers.json does not decode: %v", err)
+	}
+	for _, p := range d.Providers {
+		for _, m := range p.Models {
+			r, err := price.ParseRates(m.InputUSD, m.OutputUSD)
+			if err != nil {
+				t.Fatalf("valid providers.json, price does not parse: %v", err)
+			}
+			if _, err := price.Cost(1e9, 1e9, r); err != nil {
+				t.Fatalf("a billion tokens at %v: %v", r, err)
+			}
+		}
+	}
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-
 // migratePlane bootstraps a plane with a few HO3 entries and points
 // CP_TEST_LEDGER_DSN at a fresh database.
 func migratePlane(t *testing.T) (root string, target plane.LedgerStore) {

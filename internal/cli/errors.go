@@ -258,6 +258,12 @@ var classes = map[string]int{
 	"WO_REQUIRED":                    ExitDenied, // config/governance.json requires a work order and none was given
 	"DEPENDENCY_CHANGE_UNAUTHORIZED": ExitDenied, // dependencies change without a dependency_add work order
 	"WEAKENED_CONTROL":               ExitDenied, // a warning of G3: a dependency change no work order judged
+	// cp-trace (internal/trace).
+	"FILE_NOT_OWNED":        ExitUsage,  // cp-trace file: a path no installed package owns
+	"ID_NOT_FOUND":          ExitUsage,  // cp-trace explain: an id nothing on the plane holds
+	"FILE_TAMPERED":         ExitDenied, // a file whose bytes or mode are not what its owner installed
+	"PROVENANCE_UNRECORDED": ExitDenied, // no ledger entry records the install of a file's owner
+	"PROVENANCE_INVALID":    ExitDenied, // a file's provenance whose entries, proofs, manifest or receipt do not hold together
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

@@ -17,6 +17,7 @@ var goPrefixes = []string{
 	"install", "installcmd", "jcs", "journal", "keys", "ledger", "ledgercmd", "legacy", "lockfile", "manifest",
 	"pgstore", "pgtest", "pkgcmd", "pkgsig", "plane", "regfile", "register", "registry", "schema", "schematest", "snapshot", "spec",
 	"stage", "storetest", "testenv", "trust", "workorder", "wocmd",
+	"trace", "tracecmd",
 	// the standard library
 	"json", "archive/tar", "tar", "gzip", "flate", "encoding/hex", "strconv", "tlog",
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
+	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/ledger"
 )
 
@@ -310,6 +311,17 @@ func history(ctx context.Context, root string, t tier, pv *Provenance, full stri
 	if err != nil {
 		return err
 	}
+	// The index re-checks what it returns, a scan does not: an entry
+	// edited in the ledger is not the leaf the Merkle tree holds.
+	for _, c := range []struct {
+		e *ledger.Entry
+		p ledger.Inclusion
+	}{{install, ip}, {latest, lp}} {
+		if h, err := entryLeaf(c.e); err != nil || h != c.p.LeafHash {
+			return refuse(CodeProvenanceInvalid, "%s: %s's ledger entry seq %d is not the entry its Merkle tree holds (leaf %s)", full, t.info.Tier, c.e.Seq, c.p.LeafHash).
+				withHint("run cp-ledger verify --plane %s", t.layout.PlaneID)
+		}
+	}
 	pv.Evidence = Evidence{Ledger: t.origin(), Install: *install, InstallProof: ip, Latest: *latest, LatestProof: lp,
 		Manifest: compact(mb), Receipt: compact(rb), CheckpointSize: ip.TreeSize}
 	return nil
@@ -341,4 +353,22 @@ func holds(root, vid, p string) bool {
 func str(m map[string]any, k string) string {
 	s, _ := m[k].(string)
 	return s
+}
+
+// entryLeaf is the leaf hash of e recomputed from its content (never its
+// entry_hash field): what the Merkle tree must hold at its seq.
+func entryLeaf(e *ledger.Entry) (string, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	line, err := jcs.Canonicalize(b)
+	if err != nil {
+		return "", err
+	}
+	leaf, err := ledger.LeafOf(line, e.Seq)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(leaf[:]), nil
 }

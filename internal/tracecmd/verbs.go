@@ -310,7 +310,11 @@ func contextText(w io.Writer, result any) error {
 	}
 	for _, group := range [][]trace.Artifact{a.Frameworks, a.Specs, a.Packages, a.PromptPacks} {
 		for _, x := range group {
-			rows = append(rows, []string{"artifact", x.Artifact, x.Version, x.SHA256})
+			name := x.Artifact
+			if x.Tier != "" {
+				name += " (" + x.Tier + ")"
+			}
+			rows = append(rows, []string{"artifact", name, x.Version, x.SHA256})
 		}
 	}
 	if err := table(w, "KIND NAME SEQ/VERSION HASH", rows); err != nil {

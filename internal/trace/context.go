@@ -2,7 +2,10 @@ package trace
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +14,7 @@ import (
 	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/workorder"
 )
@@ -121,14 +125,11 @@ func Context(ctx context.Context, root string, o ContextOptions) (*AgentContext,
 	if ses == "" {
 		ses = ac.Identity.Session
 	}
-	if ac.Config, err = configFiles(root); err != nil {
+	var notes []string
+	if ac.Config, notes, err = configFiles(root); err != nil {
 		return nil, err
 	}
-	for _, c := range ac.Config {
-		if c.Default {
-			ac.Notes = append(ac.Notes, c.Path+": no config package installed; the built-in default is in force")
-		}
-	}
+	ac.Notes = append(ac.Notes, notes...)
 	if ac.Ledgers, err = Heads(ctx, root); err != nil {
 		return nil, err
 	}
@@ -202,25 +203,52 @@ func caller(o ContextOptions) CallerIdentity {
 	return id
 }
 
-// configFiles lists the operator configuration in force, file by file.
-func configFiles(root string) ([]ConfigFile, error) {
+// configFiles lists the operator configuration in force, file by file:
+// the installed file (its owner and the hash of its bytes on disk), or the
+// built-in default (its bytes' hash). A file that is owned but drifted or
+// missing, or present but owned by none, is listed with what is on disk
+// and a note: the tools refuse to use it (CONFIG_INVALID), and the agent
+// is told so rather than handed a hash that nothing honours.
+func configFiles(root string) ([]ConfigFile, []string, error) {
 	var out []ConfigFile
-	add := func(src config.Source, err error) error {
+	var notes []string
+	defaults := config.Defaults()
+	for _, rel := range config.Paths {
+		o, owned, err := ownerRow(root, rel)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		out = append(out, ConfigFile{Path: src.Path, SHA256: src.SHA256, Package: src.Package, Default: src.Package == ""})
-		return nil
-	}
-	_, s1, e1 := config.Governance(root)
-	_, s2, e2 := config.Providers(root)
-	_, s3, e3 := config.RouterPolicy(root)
-	_, s4, e4 := config.PolicyText(root)
-	if err := errors.Join(add(s1, e1), add(s2, e2), add(s3, e3), add(s4, e4)); err != nil {
-		return nil, err
+		b, err := regfile.ReadNoFollow(filepath.Join(root, filepath.FromSlash(rel)))
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !owned:
+			out = append(out, ConfigFile{Path: rel, SHA256: sum(defaults[rel]), Default: true})
+			notes = append(notes, rel+": no config package installed; the built-in default is in force")
+			continue
+		case errors.Is(err, fs.ErrNotExist):
+			notes = append(notes, rel+": owned by "+o.PackageID+" but missing: the tools refuse it (CONFIG_INVALID)")
+			continue
+		case err != nil:
+			return nil, nil, err
+		}
+		f := ConfigFile{Path: rel, SHA256: sum(b)}
+		switch {
+		case !owned:
+			notes = append(notes, rel+": on disk but owned by no package: the tools refuse it (CONFIG_INVALID)")
+		case o.SHA256 != f.SHA256:
+			f.Package = o.PackageID
+			notes = append(notes, rel+": not the bytes "+o.PackageID+" installed: the tools refuse it (CONFIG_INVALID)")
+		default:
+			f.Package = o.PackageID
+		}
+		out = append(out, f)
 	}
 	slices.SortFunc(out, func(a, b ConfigFile) int { return compare(a.Path, b.Path) })
-	return out, nil
+	return out, notes, nil
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(h[:])
 }
 
 // registered lists a registry's rows as artifacts, by id.

@@ -18,7 +18,6 @@ import (
 
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
-	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/ledger"
@@ -147,16 +146,15 @@ func File(ctx context.Context, root, p string) (*Provenance, error) {
 		return nil, err
 	}
 	t := ts[0]
-	rows, err := registry.Read(t.dir, registry.Ownership)
+	owner, ok, err := ownerRow(t.dir, inTier)
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(rows, func(r registry.Row) bool { return r["path"] == inTier })
-	if i < 0 {
+	if !ok {
 		return nil, badArg(CodeNotOwned, "%s is not owned by any installed package", full).
 			withHint("cp-trace inventory lists the packages; only files under governed roots are owned")
 	}
-	pkgID := rows[i]["package_id"]
+	pkgID := owner.PackageID
 	rb, err := regfile.ReadNoFollow(filepath.Join(t.dir, filepath.FromSlash(plane.ReceiptPath(pkgID))))
 	if err != nil {
 		return nil, err

@@ -2,13 +2,13 @@ package trace
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/pkg/ledger"
-	"github.com/control-plane/cp/pkg/manifest"
 )
 
 // Inventory is the installed packages of each tier.
@@ -72,6 +72,17 @@ func tierPackages(ctx context.Context, s ledger.Store, t tier) ([]Package, error
 	if err != nil {
 		return nil, err
 	}
+	// One lookup of the tier's INSTALLED entries through the index, not
+	// one a package.
+	type key struct{ id, version, mh string }
+	installs := map[key]ledger.Entry{}
+	err = s.Find(ctx, ledger.Query{EventTypes: []string{"INSTALLED"}}, func(e *ledger.Entry) bool {
+		installs[key{e.SubmissionID, str(e.Metadata, "version"), str(e.Metadata, "manifest_hash")}] = *e // the last wins
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
 	out := []Package{}
 	for _, r := range rows {
 		if r["status"] != registry.StatusInstalled {
@@ -82,33 +93,15 @@ func tierPackages(ctx context.Context, s ledger.Store, t tier) ([]Package, error
 		if err != nil {
 			return nil, err
 		}
-		m, err := manifest.Parse(mb)
+		m, err := summarize(mb)
 		if err != nil {
-			return nil, err
+			return nil, &Error{code: "MANIFEST_INVALID", msg: fmt.Sprintf("%s: %v", plane.ManifestPath(p.PackageID), err)}
 		}
-		p.PackageType, p.SpecID, p.FrameworkID, p.Files = m.PackageType, m.SpecID, m.FrameworkID, len(m.Assets)
-		e, err := installEntry(ctx, s, p.PackageID, p.Version, p.ManifestHash)
-		if err != nil {
-			return nil, err
-		}
-		if e != nil {
+		p.PackageType, p.SpecID, p.FrameworkID, p.Files = m.PackageType, m.SpecID, m.FrameworkID, m.Assets
+		if e, ok := installs[key{p.PackageID, p.Version, p.ManifestHash}]; ok {
 			p.InstalledSeq, p.InstalledEntry = &e.Seq, e.ID
 		}
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// installEntry is the last INSTALLED entry of package id at version with
-// manifest hash mh, or nil.
-func installEntry(ctx context.Context, s ledger.Store, id, version, mh string) (*ledger.Entry, error) {
-	var found *ledger.Entry
-	err := s.Find(ctx, ledger.Query{EventTypes: []string{"INSTALLED"}, Subject: id}, func(e *ledger.Entry) bool {
-		if str(e.Metadata, "version") == version && str(e.Metadata, "manifest_hash") == mh {
-			c := *e
-			found = &c
-		}
-		return true
-	})
-	return found, err
 }

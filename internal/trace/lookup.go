@@ -1,0 +1,86 @@
+package trace
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
+
+	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/registry"
+	"github.com/tidwall/gjson"
+)
+
+// ownerRow finds the row of path in the tier's file_ownership.csv without
+// decoding the whole table (10,000 rows cost a CSV parse and a check of
+// each): the line that begins with the path's field, as the registry
+// encodes it, parsed and checked alone. The row only points at the owner:
+// File then holds the owner's receipt, manifest and install entry to it.
+// A header other than the registry's is REGISTRY_INVALID, as Read says.
+func ownerRow(dir, path string) (registry.Owner, bool, error) {
+	b, err := regfile.ReadNoFollow(filepath.Join(dir, registry.Dir, registry.Ownership.File))
+	if errors.Is(err, fs.ErrNotExist) {
+		return registry.Owner{}, false, nil
+	} else if err != nil {
+		return registry.Owner{}, false, err
+	}
+	header := strings.Join(registry.Ownership.Columns, ",") + "\n"
+	if !bytes.HasPrefix(b, []byte(header)) {
+		// Not the format this reader knows: let the full reader say why.
+		_, err := registry.Read(dir, registry.Ownership)
+		if err == nil {
+			err = errors.New("file_ownership.csv: unexpected header")
+		}
+		return registry.Owner{}, false, err
+	}
+	var field bytes.Buffer
+	w := csv.NewWriter(&field)
+	w.Write([]string{path})
+	w.Flush()
+	prefix := append([]byte{'\n'}, bytes.TrimSuffix(field.Bytes(), []byte("\n"))...)
+	prefix = append(prefix, ',')
+	i := bytes.Index(b[len(header)-1:], prefix)
+	if i < 0 {
+		return registry.Owner{}, false, nil
+	}
+	line := b[len(header)-1+i+1:]
+	if j := bytes.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	rec, err := csv.NewReader(bytes.NewReader(line)).Read()
+	if err != nil || len(rec) != len(registry.Ownership.Columns) {
+		_, err := registry.Read(dir, registry.Ownership)
+		if err == nil {
+			err = errors.New("file_ownership.csv: unreadable row for " + path)
+		}
+		return registry.Owner{}, false, err
+	}
+	row := registry.Row{}
+	for k, c := range registry.Ownership.Columns {
+		row[c] = rec[k]
+	}
+	o, err := registry.ParseOwner(row)
+	return o, err == nil, err
+}
+
+// manifestSummary is what inventory shows of a manifest: read without the
+// schema walk of manifest.Parse (the install checked it; G0A and G0B
+// re-check the files), by gjson over bytes checked to be JSON first. Its
+// hash is the registry's and the install entry's.
+type manifestSummary struct {
+	PackageType, SpecID, FrameworkID string
+	Assets                           int
+}
+
+func summarize(b []byte) (manifestSummary, error) {
+	if !gjson.ValidBytes(b) {
+		return manifestSummary{}, errors.New("not valid JSON")
+	}
+	r := gjson.GetManyBytes(b, "package_type", "spec_id", "framework_id", "assets.#")
+	if r[3].Type != gjson.Number {
+		return manifestSummary{}, errors.New("assets is not an array")
+	}
+	return manifestSummary{PackageType: r[0].String(), SpecID: r[1].String(), FrameworkID: r[2].String(), Assets: int(r[3].Int())}, nil
+}

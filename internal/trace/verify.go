@@ -56,8 +56,8 @@ type provenanceDoc struct {
 // disk differs):
 //
 //   - each entry hashes to its entry_hash, which is its proof's leaf, at
-//     its proof's seq; each proof leads to the root of a checkpoint that
-//     opens with verifiers (a signed checkpoint needs one of them);
+//     its proof's seq; each proof leads to the root of a checkpoint
+//     signed by one of verifiers (an unsigned checkpoint is refused);
 //   - the install entry is the INSTALLED of the owner's package, version
 //     and manifest hash; the latest entry is that one or a later
 //     ROLLED_BACK or INSTALLED of the same package;
@@ -161,6 +161,11 @@ func provedEntry(which string, raw json.RawMessage, proof ledger.Inclusion, veri
 	}
 	if err := ledger.VerifyInclusion(proof, verifiers); err != nil {
 		return nil, invalid("%s entry seq %d: %v", which, e.Seq, err)
+	}
+	// A provenance is a claim about the plane: only a checkpoint signed by
+	// a key the verifier holds makes it one (an unsigned tree is anyone's).
+	if _, signed, err := ledger.OpenCheckpoint([]byte(proof.Checkpoint), verifiers); err != nil || !signed {
+		return nil, invalid("%s entry seq %d: its checkpoint is not signed by a key the verifier holds: nothing vouches for it", which, e.Seq)
 	}
 	return e, nil
 }

@@ -273,4 +273,14 @@ run cp-wo validate "$wo2" --format text
 printf '$ cp-gate --gate G2 --wo %s --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text   (the upgrade would drop config/tools.json: outside the scope)\n' "$wo2"
 check 1 cp-gate --gate G2 --wo "$wo2" --archive plane/_staging/PKG-TOOLS-001.tar.gz --format text
 
+step "27. the audit story (cp-trace): what is installed, who put a file there (proved offline), the plane at a glance"
+run cp-trace inventory --format text
+run cp-trace file config/tools.json --format text
+printf '$ cp-trace file config/tools.json | cp-ledger verify --format text   (entries, inclusion proofs, signed checkpoint, manifest, receipt: checked offline)\n'
+check 0 cp-trace file config/tools.json | check 0 cp-ledger verify --format text
+printf '$ cp-trace file lib/tools/list.sh --format text   (edited in step 19: reported as tampered, never explained away)\n'
+check 1 cp-trace file lib/tools/list.sh --format text
+run cp-trace explain "$wo2" --format text
+run cp-trace compliance summary --format text
+
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

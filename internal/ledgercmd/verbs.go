@@ -893,6 +893,18 @@ func proofOutcome(c *cli.Call, res map[string]any, err error) cli.Outcome {
 // verifyText is the view of a ledger that verified (the runner never
 // calls it for a failure: see verifyFailedText).
 func verifyText(w io.Writer, result any) error {
+	if m, ok := result.(map[string]any); ok && m["valid"] == true {
+		// A proof or a file's provenance piped in and checked.
+		switch m["proof_type"] {
+		case "file_provenance":
+			_, err := fmt.Fprintf(w, "provenance valid: %v is %v %v (%v), installed at seq %v, latest seq %v, proved in a tree of %v, anchored %v\n",
+				m["path"], m["package_id"], m["version"], m["sha256"], m["install_seq"], m["latest_seq"], m["tree_size"], m["anchored"])
+			return err
+		default:
+			_, err := fmt.Fprintf(w, "%v proof valid, anchored %v\n", m["proof_type"], m["anchored"])
+			return err
+		}
+	}
 	rep, ok := result.(ledger.Report)
 	if !ok || !rep.Valid {
 		return fmt.Errorf("not a valid ledger's report: %T", result)

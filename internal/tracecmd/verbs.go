@@ -2,6 +2,7 @@ package tracecmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -199,7 +200,10 @@ func show(v any) string {
 	case string:
 		return dash(x)
 	}
-	return fmt.Sprintf("%+v", v)
+	if b, err := json.Marshal(v); err == nil {
+		return string(b)
+	}
+	return fmt.Sprint(v)
 }
 
 func frameworksText(w io.Writer, result any) error {

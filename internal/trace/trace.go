@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"strconv"
 
 	"github.com/control-plane/cp/internal/plane"
@@ -144,14 +143,6 @@ func find(ctx context.Context, s ledger.Store, q ledger.Query) ([]ledger.Entry, 
 		return true
 	})
 	return out, err
-}
-
-// rel is p relative to root, slash-separated, for messages.
-func rel(root, p string) string {
-	if r, err := filepath.Rel(root, p); err == nil {
-		return filepath.ToSlash(r)
-	}
-	return p
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -176,7 +176,7 @@ func File(ctx context.Context, root, p string) (*Provenance, error) {
 	pv := &Provenance{Path: full, Tier: tierID,
 		Owner:          Owner{PackageID: rc.PackageID, Version: rc.Version, ManifestHash: rc.ManifestHash},
 		RecordedSHA256: rf.SHA256, RecordedMode: modeOf(rf)}
-	pv.DiskSHA256, pv.DiskMode, pv.State, err = onDisk(filepath.Join(t.dir, filepath.FromSlash(inTier)), pv.RecordedSHA256, pv.RecordedMode)
+	pv.DiskSHA256, pv.DiskMode, pv.State, err = onDisk(root, full, pv.RecordedSHA256, pv.RecordedMode)
 	if err != nil {
 		return nil, err
 	}
@@ -207,9 +207,27 @@ func modeOf(f plane.ReceiptFile) string {
 	return f.Mode
 }
 
-// onDisk hashes the file at p without following a link and says how it
-// stands against the recorded hash and mode.
-func onDisk(p, sha, mode string) (diskSHA, diskMode, state string, err error) {
+// onDisk hashes the file at rel (slash-separated, below root) without
+// following a link, in the file or in any directory on the way down from
+// root, and says how it stands against the recorded hash and mode: a link
+// anywhere on the path is StateNotRegular (what is read through it is not
+// the plane's file, whatever its bytes).
+func onDisk(root, rel, sha, mode string) (diskSHA, diskMode, state string, err error) {
+	dir := root
+	parts := strings.Split(rel, "/")
+	for _, part := range parts[:len(parts)-1] {
+		dir = filepath.Join(dir, part)
+		fi, err := os.Lstat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return "", "", StateMissing, nil
+		case err != nil:
+			return "", "", "", err
+		case !fi.IsDir():
+			return "", "", StateNotRegular, nil
+		}
+	}
+	p := filepath.Join(dir, parts[len(parts)-1])
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -145,14 +145,23 @@ func Context(ctx context.Context, root string, o ContextOptions) (*AgentContext,
 	if len(ac.PromptPacks) == 0 {
 		ac.Notes = append(ac.Notes, "no prompt packs registered: LLM calls have no governed prompt to use")
 	}
-	inv, err := Installed(ctx, root, "")
+	// Packages per tier from each tier's packages_state.csv: the manifest
+	// hash is all a turn header declares of one (inventory reads the
+	// manifests; the context need not).
+	ts3, err := tiers(root, "")
 	if err != nil {
 		return nil, err
 	}
 	ac.Packages = []Artifact{}
-	for _, t := range inv.Tiers {
-		for _, p := range t.Packages {
-			ac.Packages = append(ac.Packages, Artifact{Artifact: p.PackageID, Version: p.Version, SHA256: p.ManifestHash, Tier: t.Tier})
+	for _, t := range ts3 {
+		rows, err := registry.Read(t.dir, registry.Packages)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			if r["status"] == registry.StatusInstalled {
+				ac.Packages = append(ac.Packages, Artifact{Artifact: r["package_id"], Version: r["version"], SHA256: r["manifest_hash"], Tier: t.layout.PlaneID})
+			}
 		}
 	}
 	slices.SortFunc(ac.Packages, func(a, b Artifact) int {
@@ -213,11 +222,12 @@ func configFiles(root string) ([]ConfigFile, []string, error) {
 	var out []ConfigFile
 	var notes []string
 	defaults := config.Defaults()
+	owners, err := ownerRows(root, config.Paths)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, rel := range config.Paths {
-		o, owned, err := ownerRow(root, rel)
-		if err != nil {
-			return nil, nil, err
-		}
+		o, owned := owners[rel]
 		b, err := regfile.ReadNoFollow(filepath.Join(root, filepath.FromSlash(rel)))
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && !owned:

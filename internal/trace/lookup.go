@@ -20,11 +20,19 @@ import (
 // File then holds the owner's receipt, manifest and install entry to it.
 // A header other than the registry's is REGISTRY_INVALID, as Read says.
 func ownerRow(dir, path string) (registry.Owner, bool, error) {
+	m, err := ownerRows(dir, []string{path})
+	o, ok := m[path]
+	return o, ok, err
+}
+
+// ownerRows is ownerRow for several paths, reading the table once.
+func ownerRows(dir string, paths []string) (map[string]registry.Owner, error) {
+	out := map[string]registry.Owner{}
 	b, err := regfile.ReadNoFollow(filepath.Join(dir, registry.Dir, registry.Ownership.File))
 	if errors.Is(err, fs.ErrNotExist) {
-		return registry.Owner{}, false, nil
+		return out, nil
 	} else if err != nil {
-		return registry.Owner{}, false, err
+		return nil, err
 	}
 	header := strings.Join(registry.Ownership.Columns, ",") + "\n"
 	if !bytes.HasPrefix(b, []byte(header)) {
@@ -33,36 +41,43 @@ func ownerRow(dir, path string) (registry.Owner, bool, error) {
 		if err == nil {
 			err = errors.New("file_ownership.csv: unexpected header")
 		}
-		return registry.Owner{}, false, err
+		return nil, err
 	}
-	var field bytes.Buffer
-	w := csv.NewWriter(&field)
-	w.Write([]string{path})
-	w.Flush()
-	prefix := append([]byte{'\n'}, bytes.TrimSuffix(field.Bytes(), []byte("\n"))...)
-	prefix = append(prefix, ',')
-	i := bytes.Index(b[len(header)-1:], prefix)
-	if i < 0 {
-		return registry.Owner{}, false, nil
-	}
-	line := b[len(header)-1+i+1:]
-	if j := bytes.IndexByte(line, '\n'); j >= 0 {
-		line = line[:j]
-	}
-	rec, err := csv.NewReader(bytes.NewReader(line)).Read()
-	if err != nil || len(rec) != len(registry.Ownership.Columns) {
-		_, err := registry.Read(dir, registry.Ownership)
-		if err == nil {
-			err = errors.New("file_ownership.csv: unreadable row for " + path)
+	body := b[len(header)-1:] // from the header's newline: every row follows a "\n"
+	for _, path := range paths {
+		var field bytes.Buffer
+		w := csv.NewWriter(&field)
+		w.Write([]string{path})
+		w.Flush()
+		prefix := append([]byte{'\n'}, bytes.TrimSuffix(field.Bytes(), []byte("\n"))...)
+		prefix = append(prefix, ',')
+		i := bytes.Index(body, prefix)
+		if i < 0 {
+			continue
 		}
-		return registry.Owner{}, false, err
+		line := body[i+1:]
+		if j := bytes.IndexByte(line, '\n'); j >= 0 {
+			line = line[:j]
+		}
+		rec, err := csv.NewReader(bytes.NewReader(line)).Read()
+		if err != nil || len(rec) != len(registry.Ownership.Columns) {
+			_, err := registry.Read(dir, registry.Ownership)
+			if err == nil {
+				err = errors.New("file_ownership.csv: unreadable row for " + path)
+			}
+			return nil, err
+		}
+		row := registry.Row{}
+		for k, c := range registry.Ownership.Columns {
+			row[c] = rec[k]
+		}
+		o, err := registry.ParseOwner(row)
+		if err != nil {
+			return nil, err
+		}
+		out[path] = o
 	}
-	row := registry.Row{}
-	for k, c := range registry.Ownership.Columns {
-		row[c] = rec[k]
-	}
-	o, err := registry.ParseOwner(row)
-	return o, err == nil, err
+	return out, nil
 }
 
 // manifestSummary is what inventory shows of a manifest: read without the

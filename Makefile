@@ -40,6 +40,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Authorize|BenchmarkVerify$$' -benchtime 5000x ./internal/auth/
 	$(GO) test -run '^$$' -bench 'FindByEventType' -benchtime 20x ./pkg/ledger/
 	PGTEST_DURABLE=1 $(GO) test -run '^$$' -bench 'WriterProcesses' -benchtime 5x ./pkg/ledger/pgstore/
+	$(GO) test -run '^$$' -bench 'Trace' -benchtime 10x -timeout 40m ./internal/bench/
 
 lint:
 	$(GO) vet ./...

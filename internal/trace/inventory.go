@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 
 	"github.com/control-plane/cp/internal/plane"
-	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/pkg/ledger"
 )
@@ -89,7 +88,7 @@ func tierPackages(ctx context.Context, s ledger.Store, t tier) ([]Package, error
 			continue
 		}
 		p := Package{PackageID: r["package_id"], Version: r["version"], ManifestHash: r["manifest_hash"], Signature: r["signature"], WorkOrderID: r["work_order_id"]}
-		mb, err := regfile.ReadNoFollow(filepath.Join(t.dir, filepath.FromSlash(plane.ManifestPath(p.PackageID))))
+		mb, err := readSized(filepath.Join(t.dir, filepath.FromSlash(plane.ManifestPath(p.PackageID))))
 		if err != nil {
 			return nil, err
 		}

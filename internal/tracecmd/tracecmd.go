@@ -36,8 +36,9 @@ Usage:
 file PATH takes a path relative to the plane root (planes/ho1/... for a lower
 tier) or an absolute path inside the plane. It answers the owning package and
 version, the sha256 and mode its receipt records and those on disk (read
-without following a link), every HO3 ledger entry that touched the file (the
-installs and upgrades of its package, the rollbacks that restored it), and the
+without following a link, in the file or a directory on the way), every entry
+of its tier's ledger that touched the file (the installs and upgrades of its
+package, the rollbacks that restored it), and the
 evidence that proves it: the entry that installed the owner's version and the
 latest entry, whole, each with an inclusion proof against the ledger's latest
 signed checkpoint, the installed manifest (its hash is in the install entry)

@@ -51,6 +51,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'WOStepAnchorOverPlain' -benchtime 50x -count 5 ./internal/bench/
 	$(GO) test -run '^$$' -bench 'Verify100k' -benchtime 3x ./pkg/ledger/pgstore/
 	$(GO) test -run '^$$' -bench 'Prove1MPostgresOverFile' -benchtime 200x -timeout 60m ./internal/bench/
+	$(GO) test -run '^$$' -bench 'Trace' -benchtime 10x -timeout 40m ./internal/bench/
 
 lint:
 	$(GO) vet ./...

@@ -285,6 +285,12 @@ var classes = map[string]int{
 	"LLM_PROVIDER_UNKNOWN":   ExitDenied,      // a provider config/providers.json does not list
 	"LLM_MODEL_UNKNOWN":      ExitDenied,      // a model without a price in config/providers.json
 	"LLM_KEY_MISSING":        ExitUnavailable, // the provider's key variable is unset in the gateway's environment
+	// cp-trace (internal/trace).
+	"FILE_NOT_OWNED":        ExitUsage,  // cp-trace file: a path no installed package owns
+	"ID_NOT_FOUND":          ExitUsage,  // cp-trace explain: an id nothing on the plane holds
+	"FILE_TAMPERED":         ExitDenied, // a file whose bytes or mode are not what its owner installed
+	"PROVENANCE_UNRECORDED": ExitDenied, // no ledger entry records the install of a file's owner
+	"PROVENANCE_INVALID":    ExitDenied, // a file's provenance whose entries, proofs, manifest or receipt do not hold together
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

@@ -23,7 +23,8 @@ Usage:
   cp-ledger show        [--event-type T] [--submission-id S] [--since TIME] [--seq A:B]
                         [--where 'gojq expression'] [--limit N]
   cp-ledger verify      [--legacy] [--verify-key K] [--trusted-checkpoint FILE]
-                        (or a prove/consistency result on stdin: verify that proof offline)
+                        (or a prove/consistency result on stdin: verify that proof offline;
+                        or a cp-trace file answer: verify that file's provenance offline)
   cp-ledger checkpoint  [--sign-key K] [--origin O]
   cp-ledger prove       --seq N [--tree-size S]
   cp-ledger consistency --from A [--to B]
@@ -95,6 +96,7 @@ Examples:
   cp-ledger checkpoint --ledger audit.jsonl --sign-key ops.key
   cp-ledger verify --ledger audit.jsonl --verify-key ops.pub
   cp-ledger prove --ledger audit.jsonl --seq 1 | cp-ledger verify --verify-key ops.pub
+  cp-trace file --root plane lib/tools/x.sh | cp-ledger verify --root plane
   cp-ledger verify --legacy --ledger old/governance.jsonl
   CONTROL_PLANE_LEDGER_DSN='host=/var/run/postgresql dbname=cp' cp-ledger migrate --plane ho3 --to postgres
   cp-ledger export --plane ho3 --out /backup/governance.jsonl

@@ -17,6 +17,7 @@ import (
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/trace"
 	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/keys"
@@ -717,6 +718,9 @@ func verifiers(c *cli.Call, req cli.Request, t target) (vs note.Verifiers, expli
 }
 
 func verify(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	if req.Has("provenance") {
+		return verifyProvenance(c, req)
+	}
 	if req.Has("proof") {
 		return verifyProof(c, req)
 	}
@@ -844,6 +848,48 @@ func verifyProof(c *cli.Call, req cli.Request) cli.Outcome {
 	return proofOutcome(c, res, err)
 }
 
+// verifyProvenance checks a file's provenance piped in from cp-trace file,
+// offline (trace.VerifyProvenance): its entries against their inclusion
+// proofs and the signed checkpoint, the manifest against the install
+// entry, the receipt and the file's hashes against both. The checkpoint's
+// signature is checked with --verify-key or the keys the plane (--root,
+// $CONTROL_PLANE, the working directory) trusts for checkpoints.
+func verifyProvenance(c *cli.Call, req cli.Request) cli.Outcome {
+	var pt target
+	if t, err := resolve(c, req); err == nil {
+		pt = t
+	}
+	vs, explicit, err := verifiers(c, req, pt)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	raw, err := json.Marshal(req)
+	if err != nil {
+		return cli.Outcome{Err: cli.Invalidf("INVALID_INPUT", "provenance: %v", err)}
+	}
+	v, err := trace.VerifyProvenance(raw, vs)
+	if err == nil {
+		if p := req.String("trusted_checkpoint"); p != "" {
+			b, rerr := regfile.ReadFile(p)
+			if rerr != nil {
+				return cli.Outcome{Err: rerr}
+			}
+			held, _, oerr := ledger.OpenCheckpoint(b, vs)
+			switch {
+			case oerr != nil:
+				err = cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "trusted checkpoint %s: %v", p, oerr)
+			case held.Size != v.TreeSize:
+				err = cli.Errorf(cli.ExitDenied, "PROOF_INVALID", "the provenance is proved against a tree of size %d, the trusted checkpoint is of size %d", v.TreeSize, held.Size)
+			}
+			explicit = true
+		}
+	}
+	res := map[string]any{"valid": err == nil, "proof_type": "file_provenance", "path": v.Path, "package_id": v.PackageID,
+		"version": v.Version, "sha256": v.SHA256, "install_seq": v.InstallSeq, "latest_seq": v.LatestSeq, "tree_size": v.TreeSize,
+		"anchored": explicit || pt.tier != ""}
+	return proofOutcome(c, res, err)
+}
+
 // proofPlane is the plane whose keys trusted for checkpoints may vouch for
 // a piped inclusion proof's signed checkpoint (a plane ledger's proofs
 // carry its signed checkpoint): the plane the request names (--root,
@@ -875,6 +921,18 @@ func proofOutcome(c *cli.Call, res map[string]any, err error) cli.Outcome {
 // verifyText is the view of a ledger that verified (the runner never
 // calls it for a failure: see verifyFailedText).
 func verifyText(w io.Writer, result any) error {
+	if m, ok := result.(map[string]any); ok && m["valid"] == true {
+		// A proof or a file's provenance piped in and checked.
+		switch m["proof_type"] {
+		case "file_provenance":
+			_, err := fmt.Fprintf(w, "provenance valid: %v is %v %v (%v), installed at seq %v, latest seq %v, proved in a tree of %v, anchored %v\n",
+				m["path"], m["package_id"], m["version"], m["sha256"], m["install_seq"], m["latest_seq"], m["tree_size"], m["anchored"])
+			return err
+		default:
+			_, err := fmt.Fprintf(w, "%v proof valid, anchored %v\n", m["proof_type"], m["anchored"])
+			return err
+		}
+	}
 	rep, ok := result.(ledger.Report)
 	if !ok || !rep.Valid {
 		return fmt.Errorf("not a valid ledger's report: %T", result)

@@ -1,0 +1,419 @@
+package trace
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/internal/snapshot"
+	"github.com/control-plane/cp/internal/workorder"
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// Kinds of id explain knows (DESIGN.md §14), by prefix.
+const (
+	IDFramework   = "framework"    // FMWK-
+	IDSpec        = "spec"         // SPEC-
+	IDPackage     = "package"      // PKG-
+	IDWorkOrder   = "work_order"   // WO-
+	IDPromptPack  = "prompt_pack"  // PRM-
+	IDCheckpoint  = "checkpoint"   // VER-
+	IDLedgerEntry = "ledger_entry" // LED-
+)
+
+var kinds = []struct{ prefix, kind string }{
+	{"FMWK-", IDFramework}, {"SPEC-", IDSpec}, {"PKG-", IDPackage}, {"WO-", IDWorkOrder},
+	{"PRM-", IDPromptPack}, {"VER-", IDCheckpoint}, {"LED-", IDLedgerEntry},
+}
+
+// KindOf returns the kind of id by its prefix, or "".
+func KindOf(id string) string {
+	for _, k := range kinds {
+		if strings.HasPrefix(id, k.prefix) && len(id) > len(k.prefix) {
+			return k.kind
+		}
+	}
+	return ""
+}
+
+// Explanation is what explain says of an id: its kind and status, what it
+// is (Attributes), what it relates to (Relations: sorted ids by relation
+// name) and the ledger entries about it (Entries, oldest first).
+type Explanation struct {
+	ID         string              `json:"id"`
+	Kind       string              `json:"kind"`
+	Status     string              `json:"status"`
+	Attributes map[string]any      `json:"attributes"`
+	Relations  map[string][]string `json:"relations"`
+	Entries    []Ref               `json:"entries"`
+}
+
+// Ref is one ledger entry explain cites.
+type Ref struct {
+	Tier      string `json:"tier"`
+	Ledger    string `json:"ledger"`
+	Seq       int64  `json:"seq"`
+	ID        string `json:"id"`
+	EventType string `json:"event_type"`
+	Decision  string `json:"decision"`
+	Timestamp string `json:"timestamp"`
+	EntryHash string `json:"entry_hash"`
+}
+
+func refOf(tierID, origin string, e *ledger.Entry) Ref {
+	return Ref{Tier: tierID, Ledger: origin, Seq: e.Seq, ID: e.ID, EventType: e.EventType, Decision: e.Decision, Timestamp: e.Timestamp, EntryHash: e.EntryHash}
+}
+
+// Explain explains id on the plane at root.
+func Explain(ctx context.Context, root, id string) (*Explanation, error) {
+	x := &Explanation{ID: id, Kind: KindOf(id), Attributes: map[string]any{}, Relations: map[string][]string{}, Entries: []Ref{}}
+	var err error
+	switch x.Kind {
+	case IDFramework:
+		err = explainFramework(ctx, root, x)
+	case IDSpec:
+		err = explainSpec(ctx, root, x)
+	case IDPackage:
+		err = explainPackage(ctx, root, x)
+	case IDWorkOrder:
+		err = explainWorkOrder(ctx, root, x)
+	case IDPromptPack:
+		err = explainPromptPack(ctx, root, x)
+	case IDCheckpoint:
+		err = explainCheckpoint(ctx, root, x)
+	case IDLedgerEntry:
+		err = explainEntry(ctx, root, x)
+	default:
+		return nil, badArg("USAGE", "%q is not an id explain knows: FMWK-, SPEC-, PKG-, WO-, PRM-, VER- or LED-", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range x.Relations {
+		slices.Sort(v)
+		x.Relations[k] = slices.Compact(v)
+	}
+	return x, nil
+}
+
+func notFound(kind, id, where string) *Error {
+	return badArg(CodeIDNotFound, "no %s %s on this plane (%s)", strings.ReplaceAll(kind, "_", " "), id, where)
+}
+
+// subjectEntries appends to x the HO3 entries whose subject is x.ID.
+func subjectEntries(ctx context.Context, root string, x *Explanation) error {
+	ts, err := tiers(root, "ho3")
+	if err != nil {
+		return err
+	}
+	s, err := ts[0].open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	es, err := find(ctx, s, ledger.Query{Subject: x.ID})
+	for i := range es {
+		x.Entries = append(x.Entries, refOf("ho3", ts[0].origin(), &es[i]))
+	}
+	return err
+}
+
+func explainFramework(ctx context.Context, root string, x *Explanation) error {
+	rows, err := registry.Read(root, registry.Frameworks)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(rows, func(r registry.Row) bool { return r["framework_id"] == x.ID })
+	if i < 0 {
+		return notFound(x.Kind, x.ID, "frameworks_registry.csv does not list it")
+	}
+	r := rows[i]
+	x.Status = r["status"]
+	x.Attributes = map[string]any{"title": r["title"], "version": r["version"], "path": r["path"], "sha256": r["sha256"], "registered_by": r["registered_by"], "registered_at": r["registered_at"]}
+	specs, err := registry.Read(root, registry.Specs)
+	if err != nil {
+		return err
+	}
+	x.Relations["specs"] = []string{}
+	for _, s := range specs {
+		if s["framework_id"] == x.ID {
+			x.Relations["specs"] = append(x.Relations["specs"], s["spec_id"])
+		}
+	}
+	if err := relatedPackages(ctx, root, x, func(p Package) bool { return p.FrameworkID == x.ID }); err != nil {
+		return err
+	}
+	return subjectEntries(ctx, root, x)
+}
+
+func explainSpec(ctx context.Context, root string, x *Explanation) error {
+	rows, err := registry.Read(root, registry.Specs)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(rows, func(r registry.Row) bool { return r["spec_id"] == x.ID })
+	if i < 0 {
+		return notFound(x.Kind, x.ID, "specs_registry.csv does not list it")
+	}
+	r := rows[i]
+	x.Status = r["status"]
+	x.Attributes = map[string]any{"title": r["title"], "version": r["version"], "path": r["path"], "sha256": r["sha256"], "registered_by": r["registered_by"], "registered_at": r["registered_at"]}
+	x.Relations["framework"] = []string{r["framework_id"]}
+	if err := relatedPackages(ctx, root, x, func(p Package) bool { return p.SpecID == x.ID }); err != nil {
+		return err
+	}
+	return subjectEntries(ctx, root, x)
+}
+
+// relatedPackages fills x's packages relation (id@version, per tier) and
+// file count from the installed packages that keep.
+func relatedPackages(ctx context.Context, root string, x *Explanation, keep func(Package) bool) error {
+	inv, err := Installed(ctx, root, "")
+	if err != nil {
+		return err
+	}
+	x.Relations["packages"] = []string{}
+	files := 0
+	for _, t := range inv.Tiers {
+		for _, p := range t.Packages {
+			if keep(p) {
+				x.Relations["packages"] = append(x.Relations["packages"], p.PackageID+"@"+p.Version+" ("+t.Tier+")")
+				files += p.Files
+			}
+		}
+	}
+	x.Attributes["files"] = files
+	return nil
+}
+
+func explainPackage(ctx context.Context, root string, x *Explanation) error {
+	inv, err := Installed(ctx, root, "")
+	if err != nil {
+		return err
+	}
+	var where []string
+	for _, t := range inv.Tiers {
+		for _, p := range t.Packages {
+			if p.PackageID != x.ID {
+				continue
+			}
+			where = append(where, t.Tier)
+			if t.Tier == "ho3" || x.Attributes["version"] == nil {
+				x.Attributes["version"], x.Attributes["package_type"], x.Attributes["manifest_hash"] = p.Version, p.PackageType, p.ManifestHash
+				x.Attributes["signature"], x.Attributes["files"], x.Attributes["installed_seq"] = p.Signature, p.Files, p.InstalledSeq
+				x.Relations["framework"] = []string{p.FrameworkID}
+				x.Relations["spec"] = []string{p.SpecID}
+			}
+		}
+	}
+	if err := subjectEntries(ctx, root, x); err != nil {
+		return err
+	}
+	switch {
+	case len(where) > 0:
+		x.Status = "installed"
+		x.Relations["tiers"] = where
+		t, _ := tiers(root, where[0])
+		rows, err := registry.Read(t[0].dir, registry.Ownership)
+		if err != nil {
+			return err
+		}
+		x.Relations["files"] = []string{}
+		for _, r := range rows {
+			if r["package_id"] == x.ID {
+				x.Relations["files"] = append(x.Relations["files"], r["path"])
+			}
+		}
+	case len(x.Entries) > 0:
+		x.Status = "not installed"
+	default:
+		return notFound(x.Kind, x.ID, "no tier has it installed and HO3's ledger never names it")
+	}
+	return nil
+}
+
+func explainWorkOrder(ctx context.Context, root string, x *Explanation) error {
+	if !workorder.ValidID(x.ID) {
+		return badArg("USAGE", "%q is not a work-order id (WO-YYYYMMDD-NNN)", x.ID)
+	}
+	st, err := workorder.State(ctx, root, x.ID, time.Now())
+	var coded interface{ Code() string }
+	if errors.As(err, &coded) && coded.Code() == workorder.CodeNotFound {
+		return notFound(x.Kind, x.ID, err.Error())
+	} else if err != nil {
+		return err
+	}
+	x.Status = st.State
+	x.Attributes = map[string]any{"payload_hash": st.PayloadHash, "created_by": st.CreatedBy, "type": st.Type, "expires_at": st.ExpiresAt}
+	if st.ApprovedBy != "" {
+		x.Attributes["approved_by"], x.Attributes["approval_key"] = st.ApprovedBy, st.ApprovalKey
+	}
+	if wo, _, err := workorder.Read(root, x.ID); err == nil {
+		x.Attributes["title"], x.Attributes["tier"], x.Attributes["scope"], x.Attributes["budget"] = wo.Title, wo.Tier, wo.Scope, wo.Budget
+	}
+	ts, err := tiers(root, "")
+	if err != nil {
+		return err
+	}
+	origins := map[string]string{}
+	for _, t := range ts {
+		origins[t.layout.PlaneID] = t.origin()
+	}
+	for _, ev := range st.Events {
+		x.Entries = append(x.Entries, Ref{Tier: ev.Tier, Ledger: origins[ev.Tier], Seq: ev.Seq, ID: ev.EntryID, EventType: ev.EventType, Timestamp: ev.Timestamp})
+	}
+	sessions, turns, calls, err := woSessions(ctx, root, x.ID)
+	if err != nil {
+		return err
+	}
+	x.Relations["sessions"] = sessions
+	x.Attributes["turns"], x.Attributes["llm_calls"] = turns, calls
+	return nil
+}
+
+// woSessions lists the HO1 sessions of work order id (the sessions whose
+// ledger entries are stamped with it) and counts their TURN and LLM_CALL
+// entries.
+func woSessions(ctx context.Context, root, id string) (sessions []string, turns, calls int, err error) {
+	sessions = []string{}
+	dir := filepath.Join(root, "planes", "ho1", "sessions")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return sessions, 0, 0, nil
+	} else if err != nil {
+		return nil, 0, 0, err
+	}
+	ho1, err := tiers(root, "ho1")
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	for _, d := range ents {
+		if !d.IsDir() || !plane.ValidSessionID(d.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, d.Name(), "ledger", "session.jsonl")
+		s, err := plane.OpenTierLedger(ho1[0].dir, ho1[0].info, p, plane.ForReading, plane.Actor{})
+		if err != nil {
+			continue
+		}
+		mine := false
+		err = s.Find(ctx, ledger.Query{Metadata: map[string]string{"_work_order_id": id}}, func(e *ledger.Entry) bool {
+			mine = true
+			switch e.EventType {
+			case "TURN":
+				turns++
+			case "LLM_CALL":
+				calls++
+			}
+			return true
+		})
+		s.Close()
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		if mine {
+			sessions = append(sessions, d.Name())
+		}
+	}
+	return sessions, turns, calls, nil
+}
+
+func explainPromptPack(ctx context.Context, root string, x *Explanation) error {
+	rows, err := registry.Read(root, registry.Prompts)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(rows, func(r registry.Row) bool { return r["prompt_pack_id"] == x.ID })
+	if i < 0 {
+		if len(rows) == 0 {
+			return notFound(x.Kind, x.ID, "no prompt-pack registry yet: registries/prompts_registry.csv holds no prompt packs")
+		}
+		return notFound(x.Kind, x.ID, "prompts_registry.csv does not list it")
+	}
+	r := rows[i]
+	x.Status = r["status"]
+	x.Attributes = map[string]any{"version": r["version"], "path": r["path"], "sha256": r["sha256"], "registered_at": r["registered_at"]}
+	x.Relations["package"] = []string{r["package_id"]}
+	return subjectEntries(ctx, root, x)
+}
+
+func explainCheckpoint(ctx context.Context, root string, x *Explanation) error {
+	if !snapshot.ValidID(x.ID) {
+		return badArg("USAGE", "%q is not a checkpoint id (VER-...)", x.ID)
+	}
+	v, err := snapshot.Load(root, x.ID)
+	var coded interface{ Code() string }
+	if errors.As(err, &coded) && coded.Code() == "VERSION_NOT_FOUND" {
+		return notFound(x.Kind, x.ID, "versions/ does not hold it")
+	} else if err != nil {
+		return err
+	}
+	x.Attributes = map[string]any{"label": v.Label, "created_at": v.CreatedAt, "actor": v.Actor, "files": len(v.Files), "sha256": v.FileSHA256()}
+	x.Relations["packages"] = []string{}
+	for _, p := range v.Packages {
+		x.Relations["packages"] = append(x.Relations["packages"], p.PackageID+"@"+p.Version)
+	}
+	if err := subjectEntries(ctx, root, x); err != nil {
+		return err
+	}
+	x.Status = "unrecorded"
+	for _, e := range x.Entries {
+		switch e.EventType {
+		case "CHECKPOINT_CREATED":
+			if x.Status == "unrecorded" {
+				x.Status = "recorded"
+			}
+		case "ROLLED_BACK":
+			x.Status = "restored"
+		}
+	}
+	return nil
+}
+
+// explainEntry finds a ledger entry by id in the tiers' own ledgers. No
+// index maps ids yet: this one lookup reads the ledgers.
+func explainEntry(ctx context.Context, root string, x *Explanation) error {
+	ts, err := tiers(root, "")
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		s, err := t.open()
+		if err != nil {
+			return err
+		}
+		var found *ledger.Entry
+		err = s.Lines(ctx, 0, -1, func(seq int64, line []byte) bool {
+			if !strings.Contains(string(line), `"id":"`+x.ID+`"`) {
+				return true
+			}
+			if e, perr := ledger.ParseLine(line); perr == nil && e.ID == x.ID {
+				found = e
+				return false
+			}
+			return true
+		})
+		if err == nil && found != nil {
+			var p ledger.Inclusion
+			p, err = ledger.ProveInclusion(ctx, s, found.Seq, 0, t.origin())
+			x.Status = "recorded in " + t.info.Tier + " at seq " + itoa(found.Seq)
+			x.Attributes = map[string]any{"tier": t.layout.PlaneID, "entry": found, "inclusion": p}
+			if found.SubmissionID != "" {
+				x.Relations["subject"] = []string{found.SubmissionID}
+			}
+			x.Entries = append(x.Entries, refOf(t.layout.PlaneID, t.origin(), found))
+		}
+		s.Close()
+		if err != nil || found != nil {
+			return err
+		}
+	}
+	return notFound(x.Kind, x.ID, "no tier's ledger holds it")
+}

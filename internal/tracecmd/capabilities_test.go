@@ -1,0 +1,12 @@
+package tracecmd
+
+import (
+	"testing"
+
+	"github.com/control-plane/cp/internal/clitest"
+)
+
+// TestCapabilities holds cp-trace's --capabilities document to its verb table.
+func TestCapabilities(t *testing.T) {
+	clitest.Capabilities(t, tool(), "../../cmd/cp-trace/capabilities.json")
+}

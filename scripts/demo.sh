@@ -310,14 +310,16 @@ run cp-gate --gate G2 --wo "$wo3" --archive plane/_staging/PKG-TOOLS-001.tar.gz 
 
 step "28. the audit story (cp-trace): what is installed, who put a file there (proved offline), the plane at a glance"
 run cp-trace inventory --format text
-run cp-trace file config/tools.json --format text
-printf '$ cp-trace file config/tools.json | cp-ledger verify --format text   (entries, inclusion proofs, signed checkpoint, manifest, receipt: checked offline)\n'
-check 0 cp-trace file config/tools.json | check 0 cp-ledger verify --format text
+run cp-trace file lib/tools/find.sh --format text
+printf '$ cp-trace file lib/tools/find.sh | cp-ledger verify --format text   (entries, inclusion proofs, signed checkpoint, manifest, receipt: checked offline)\n'
+check 0 cp-trace file lib/tools/find.sh | check 0 cp-ledger verify --format text
 printf '$ echo "# edited by hand" >> plane/lib/tools/list.sh   (a change no install made)\n'
 echo "# edited by hand" >> plane/lib/tools/list.sh
 printf '$ cp-trace file lib/tools/list.sh --format text   (reported as tampered, never explained away)\n'
 check 1 cp-trace file lib/tools/list.sh --format text
 run cp-trace explain "$wo3" --format text
 run cp-trace compliance summary --format text
+printf '$ cp-trace compliance troubleshoot --error FILE_TAMPERED --format text   (the error above: what it means, who emits it, the fix)\n'
+check 0 cp-trace compliance troubleshoot --error FILE_TAMPERED --format text
 
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

@@ -48,18 +48,25 @@ func installedAll(ctx context.Context, root string) ([]Package, error) {
 	return out, nil
 }
 
+// lawAndPackages reads the framework and spec registries and the installed
+// packages of every tier: what Frameworks and Specs count.
+func lawAndPackages(ctx context.Context, root string) (fws, specs []registry.Row, pkgs []Package, err error) {
+	if fws, err = registry.Read(root, registry.Frameworks); err != nil {
+		return nil, nil, nil, err
+	}
+	if specs, err = registry.Read(root, registry.Specs); err != nil {
+		return nil, nil, nil, err
+	}
+	if pkgs, err = installedAll(ctx, root); err != nil {
+		return nil, nil, nil, err
+	}
+	return fws, specs, pkgs, nil
+}
+
 // Frameworks lists the registered frameworks with how many specs and
 // installed packages (over all tiers) stand on each.
 func Frameworks(ctx context.Context, root string) ([]FrameworkRow, error) {
-	fws, err := registry.Read(root, registry.Frameworks)
-	if err != nil {
-		return nil, err
-	}
-	specs, err := registry.Read(root, registry.Specs)
-	if err != nil {
-		return nil, err
-	}
-	pkgs, err := installedAll(ctx, root)
+	fws, specs, pkgs, err := lawAndPackages(ctx, root)
 	if err != nil {
 		return nil, err
 	}
@@ -84,15 +91,7 @@ func Frameworks(ctx context.Context, root string) ([]FrameworkRow, error) {
 // Specs lists the registered specs with their framework and how many
 // installed packages stand on each.
 func Specs(ctx context.Context, root string) ([]SpecRow, error) {
-	fws, err := registry.Read(root, registry.Frameworks)
-	if err != nil {
-		return nil, err
-	}
-	specs, err := registry.Read(root, registry.Specs)
-	if err != nil {
-		return nil, err
-	}
-	pkgs, err := installedAll(ctx, root)
+	fws, specs, pkgs, err := lawAndPackages(ctx, root)
 	if err != nil {
 		return nil, err
 	}

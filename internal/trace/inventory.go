@@ -39,6 +39,10 @@ type Package struct {
 	// receipt the ledger never saw: a finding, not a detail).
 	InstalledSeq   *int64 `json:"installed_seq"`
 	InstalledEntry string `json:"installed_entry,omitempty"`
+	// InstalledTier is "ho3" when the entry is in HO3's ledger rather than
+	// the tier's own: a kernel release (cp-install trust add|remove) changes
+	// the kernel of every tier in one operation recorded in HO3.
+	InstalledTier string `json:"installed_tier,omitempty"`
 }
 
 // Installed returns the installed packages of the tiers of the plane at
@@ -51,34 +55,74 @@ func Installed(ctx context.Context, root, tierID string) (*Inventory, error) {
 		return nil, err
 	}
 	inv := &Inventory{Tiers: []TierInventory{}}
+	var ho3 map[installKey]ledger.Entry // HO3's INSTALLED entries, read when a lower tier's kernel needs them
 	for _, t := range ts {
 		s, err := t.open()
 		if err != nil {
 			return nil, err
 		}
-		pkgs, err := tierPackages(ctx, s, t)
+		installs, err := tierInstalls(ctx, s)
 		s.Close()
 		if err != nil {
 			return nil, err
+		}
+		if t.layout.PlaneID == "ho3" {
+			ho3 = installs
+		}
+		pkgs, err := tierPackages(t, installs)
+		if err != nil {
+			return nil, err
+		}
+		for i := range pkgs {
+			p := &pkgs[i]
+			if p.InstalledSeq != nil || t.layout.PlaneID == "ho3" || p.PackageType != "kernel" {
+				continue
+			}
+			if ho3 == nil {
+				if ho3, err = ho3Installs(ctx, root); err != nil {
+					return nil, err
+				}
+			}
+			if e, ok := ho3[installKey{p.PackageID, p.Version, p.ManifestHash}]; ok {
+				p.InstalledSeq, p.InstalledEntry, p.InstalledTier = &e.Seq, e.ID, "ho3"
+			}
 		}
 		inv.Tiers = append(inv.Tiers, TierInventory{Tier: t.layout.PlaneID, Packages: pkgs})
 	}
 	return inv, nil
 }
 
-func tierPackages(ctx context.Context, s ledger.Store, t tier) ([]Package, error) {
-	rows, err := registry.Read(t.dir, registry.Packages)
+// installKey names an install: package, version and manifest hash.
+type installKey struct{ id, version, mh string }
+
+// tierInstalls reads a ledger's INSTALLED entries in one lookup through
+// the index (not one a package), the last of each install winning.
+func tierInstalls(ctx context.Context, s ledger.Store) (map[installKey]ledger.Entry, error) {
+	installs := map[installKey]ledger.Entry{}
+	err := s.Find(ctx, ledger.Query{EventTypes: []string{"INSTALLED"}}, func(e *ledger.Entry) bool {
+		installs[installKey{e.SubmissionID, str(e.Metadata, "version"), str(e.Metadata, "manifest_hash")}] = *e
+		return true
+	})
+	return installs, err
+}
+
+// ho3Installs reads HO3's INSTALLED entries (for an inventory of a lower
+// tier alone).
+func ho3Installs(ctx context.Context, root string) (map[installKey]ledger.Entry, error) {
+	ts, err := tiers(root, "ho3")
 	if err != nil {
 		return nil, err
 	}
-	// One lookup of the tier's INSTALLED entries through the index, not
-	// one a package.
-	type key struct{ id, version, mh string }
-	installs := map[key]ledger.Entry{}
-	err = s.Find(ctx, ledger.Query{EventTypes: []string{"INSTALLED"}}, func(e *ledger.Entry) bool {
-		installs[key{e.SubmissionID, str(e.Metadata, "version"), str(e.Metadata, "manifest_hash")}] = *e // the last wins
-		return true
-	})
+	s, err := ts[0].open()
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return tierInstalls(ctx, s)
+}
+
+func tierPackages(t tier, installs map[installKey]ledger.Entry) ([]Package, error) {
+	rows, err := registry.Read(t.dir, registry.Packages)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +141,7 @@ func tierPackages(ctx context.Context, s ledger.Store, t tier) ([]Package, error
 			return nil, &Error{code: "MANIFEST_INVALID", msg: fmt.Sprintf("%s: %v", plane.ManifestPath(p.PackageID), err)}
 		}
 		p.PackageType, p.SpecID, p.FrameworkID, p.Files = m.PackageType, m.SpecID, m.FrameworkID, m.Assets
-		if e, ok := installs[key{p.PackageID, p.Version, p.ManifestHash}]; ok {
+		if e, ok := installs[installKey{p.PackageID, p.Version, p.ManifestHash}]; ok {
 			p.InstalledSeq, p.InstalledEntry = &e.Seq, e.ID
 		}
 		out = append(out, p)

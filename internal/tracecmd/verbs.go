@@ -122,13 +122,23 @@ func seqOf(p *int64) string {
 	return fmt.Sprint(*p)
 }
 
+// installedAt is the seq of the entry that installed p, prefixed with the
+// tier whose ledger holds it when that is not p's own (a kernel release,
+// recorded in HO3).
+func installedAt(p trace.Package) string {
+	if p.InstalledTier != "" && p.InstalledSeq != nil {
+		return p.InstalledTier + ":" + seqOf(p.InstalledSeq)
+	}
+	return seqOf(p.InstalledSeq)
+}
+
 func inventoryText(w io.Writer, result any) error {
 	inv := result.(*trace.Inventory)
 	var rows [][]string
 	for _, t := range inv.Tiers {
 		for _, p := range t.Packages {
 			rows = append(rows, []string{t.Tier, p.PackageID, p.Version, p.PackageType, dash(p.SpecID), dash(p.FrameworkID),
-				fmt.Sprint(p.Files), p.Signature, seqOf(p.InstalledSeq)})
+				fmt.Sprint(p.Files), p.Signature, installedAt(p)})
 		}
 	}
 	return table(w, "TIER PACKAGE VERSION TYPE SPEC FRAMEWORK FILES SIGNATURE INSTALLED_SEQ", rows)

@@ -82,6 +82,9 @@ type Touch struct {
 	Version   string `json:"version,omitempty"`
 	VersionID string `json:"version_id,omitempty"`
 	EntryHash string `json:"entry_hash"`
+	// Removed marks an install of the owner (an upgrade) that removed the
+	// file: it was in the state before and not in the state after.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // Evidence is a provenance's proof material: the entries (whole, as the
@@ -276,18 +279,42 @@ func history(ctx context.Context, root string, t tier, pv *Provenance, full stri
 	if err != nil {
 		return err
 	}
+	// An install of the owner touched the file only if the state before it
+	// (its checkpoint) or the state after it holds the file: the after is
+	// the checkpoint the next change of the tier took first or, for the
+	// tier's last change, the state on disk, where the owner holds it. An
+	// install whose states both lack the file (0.1.0 of a file 0.2.0 added)
+	// is not its history; one with the file only before removed it.
+	var after map[int64]string
+	if len(installs) > 0 {
+		if after, err = statesAfter(ctx, s, installs[0].Seq); err != nil {
+			return err
+		}
+	}
 	var install *ledger.Entry
+	shipped := installs[:0:0]
 	for i := range installs {
 		e := &installs[i]
 		if str(e.Metadata, "manifest_hash") == pv.Owner.ManifestHash && str(e.Metadata, "version") == pv.Owner.Version {
 			install = e
+		}
+		inAfter := true
+		if vid, ok := after[e.Seq]; ok {
+			inAfter = holds(root, vid, full)
+		}
+		inBefore := holds(root, str(e.Metadata, "checkpoint"), full)
+		if !inAfter && !inBefore {
+			continue
+		}
+		if inAfter {
+			shipped = append(shipped, *e)
 		}
 		act := str(e.Metadata, "action")
 		if act == "" {
 			act = "install"
 		}
 		pv.History = append(pv.History, Touch{Seq: e.Seq, ID: e.ID, EventType: e.EventType, Timestamp: e.Timestamp, Actor: e.Actor,
-			Action: act, Version: str(e.Metadata, "version"), EntryHash: e.EntryHash})
+			Action: act, Version: str(e.Metadata, "version"), EntryHash: e.EntryHash, Removed: !inAfter})
 	}
 	if install == nil {
 		return refuse(CodeUnrecorded, "%s: no INSTALLED entry in %s's ledger records %s %s with manifest %s", full, t.info.Tier,
@@ -311,9 +338,9 @@ func history(ctx context.Context, root string, t tier, pv *Provenance, full stri
 				latest = e
 			}
 		}
-		for i := range installs {
-			if installs[i].Seq > latest.Seq {
-				latest = &installs[i]
+		for i := range shipped {
+			if shipped[i].Seq > latest.Seq {
+				latest = &shipped[i]
 			}
 		}
 	}
@@ -354,6 +381,27 @@ func compact(b []byte) json.RawMessage {
 }
 
 // holds reports whether checkpoint vid holds the file at p (HO3-relative).
+// statesAfter maps the seq of each INSTALLED and ROLLED_BACK entry of s
+// from seq from on to the checkpoint of the state right after it: the
+// "checkpoint" (the state before) of the next such entry. The last one has
+// none: the state after it is the plane as it is.
+func statesAfter(ctx context.Context, s ledger.Store, from int64) (map[int64]string, error) {
+	changes, err := find(ctx, s, ledger.Query{EventTypes: []string{"INSTALLED", "ROLLED_BACK"}, From: from})
+	if err != nil {
+		return nil, err
+	}
+	after := map[int64]string{}
+	for i := 0; i+1 < len(changes); i++ {
+		// A change that took no checkpoint first (a kernel release of a
+		// trust change) leaves the state after the one before it unknown:
+		// not judged, so kept in the history.
+		if vid := str(changes[i+1].Metadata, "checkpoint"); vid != "" {
+			after[changes[i].Seq] = vid
+		}
+	}
+	return after, nil
+}
+
 func holds(root, vid, p string) bool {
 	if !snapshot.ValidID(vid) {
 		return false

@@ -162,7 +162,11 @@ func fileText(w io.Writer, result any) error {
 		if t.VersionID != "" {
 			what = t.VersionID
 		}
-		rows = append(rows, []string{fmt.Sprint(t.Seq), t.Timestamp, t.EventType, t.Action, what, t.Actor})
+		action := t.Action
+		if t.Removed {
+			action += " (removed it)"
+		}
+		rows = append(rows, []string{fmt.Sprint(t.Seq), t.Timestamp, t.EventType, action, what, t.Actor})
 	}
 	return table(w, "SEQ TIME EVENT ACTION VERSION ACTOR", rows)
 }

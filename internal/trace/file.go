@@ -285,25 +285,26 @@ func history(ctx context.Context, root string, t tier, pv *Provenance, full stri
 	// tier's last change, the state on disk, where the owner holds it. An
 	// install whose states both lack the file (0.1.0 of a file 0.2.0 added)
 	// is not its history; one with the file only before removed it.
-	var after map[int64]string
-	if len(installs) > 0 {
-		if after, err = statesAfter(ctx, s, installs[0].Seq); err != nil {
-			return err
-		}
+	after, err := statesAfter(ctx, s)
+	if err != nil {
+		return err
 	}
+	st := &states{root: root, loaded: map[string]*snapshot.Version{}}
 	var install *ledger.Entry
 	shipped := installs[:0:0]
 	for i := range installs {
 		e := &installs[i]
-		if str(e.Metadata, "manifest_hash") == pv.Owner.ManifestHash && str(e.Metadata, "version") == pv.Owner.Version {
+		current := str(e.Metadata, "manifest_hash") == pv.Owner.ManifestHash && str(e.Metadata, "version") == pv.Owner.Version
+		if current {
 			install = e
 		}
+		// The install of the owner's version shipped the file (its receipt
+		// lists it): no checkpoint is read for it, only for older ones.
 		inAfter := true
-		if vid, ok := after[e.Seq]; ok {
-			inAfter = holds(root, vid, full)
+		if vid, ok := after[e.Seq]; ok && !current {
+			inAfter = st.has(vid, full)
 		}
-		inBefore := holds(root, str(e.Metadata, "checkpoint"), full)
-		if !inAfter && !inBefore {
+		if !inAfter && !st.has(str(e.Metadata, "checkpoint"), full) {
 			continue
 		}
 		if inAfter {
@@ -329,7 +330,7 @@ func history(ctx context.Context, root string, t tier, pv *Provenance, full stri
 		for i := range rbs {
 			e := &rbs[i]
 			vid := str(e.Metadata, "version_id")
-			if !holds(root, vid, full) {
+			if !st.has(vid, full) {
 				continue
 			}
 			pv.History = append(pv.History, Touch{Seq: e.Seq, ID: e.ID, EventType: e.EventType, Timestamp: e.Timestamp, Actor: e.Actor,
@@ -382,11 +383,11 @@ func compact(b []byte) json.RawMessage {
 
 // holds reports whether checkpoint vid holds the file at p (HO3-relative).
 // statesAfter maps the seq of each INSTALLED and ROLLED_BACK entry of s
-// from seq from on to the checkpoint of the state right after it: the
-// "checkpoint" (the state before) of the next such entry. The last one has
-// none: the state after it is the plane as it is.
-func statesAfter(ctx context.Context, s ledger.Store, from int64) (map[int64]string, error) {
-	changes, err := find(ctx, s, ledger.Query{EventTypes: []string{"INSTALLED", "ROLLED_BACK"}, From: from})
+// (found through its index) to the checkpoint of the state right after it:
+// the "checkpoint" (the state before) of the next one. The last has none:
+// the state after it is the plane as it is.
+func statesAfter(ctx context.Context, s ledger.Store) (map[int64]string, error) {
+	changes, err := find(ctx, s, ledger.Query{EventTypes: []string{"INSTALLED", "ROLLED_BACK"}})
 	if err != nil {
 		return nil, err
 	}
@@ -402,15 +403,35 @@ func statesAfter(ctx context.Context, s ledger.Store, from int64) (map[int64]str
 	return after, nil
 }
 
-func holds(root, vid, p string) bool {
-	if !snapshot.ValidID(vid) {
-		return false
+// states reads checkpoints once each.
+type states struct {
+	root   string
+	loaded map[string]*snapshot.Version
+}
+
+// file returns path's entry in checkpoint vid (false: not there, or no
+// such checkpoint).
+func (st *states) file(vid, path string) (snapshot.File, bool) {
+	v, ok := st.loaded[vid]
+	if !ok {
+		if snapshot.ValidID(vid) {
+			v, _ = snapshot.Load(st.root, vid)
+		}
+		st.loaded[vid] = v
 	}
-	v, err := snapshot.Load(root, vid)
-	if err != nil {
-		return false
+	if v == nil {
+		return snapshot.File{}, false
 	}
-	return slices.ContainsFunc(v.Files, func(f snapshot.File) bool { return f.Path == p })
+	i := slices.IndexFunc(v.Files, func(f snapshot.File) bool { return f.Path == path })
+	if i < 0 {
+		return snapshot.File{}, false
+	}
+	return v.Files[i], true
+}
+
+func (st *states) has(vid, path string) bool {
+	_, ok := st.file(vid, path)
+	return ok
 }
 
 // str is m[k] when it is a string.

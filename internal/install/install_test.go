@@ -392,3 +392,70 @@ func TestRecoverRepairsLedgerTail(t *testing.T) {
 	require.True(t, rep.Valid, "%+v", rep.Issues)
 	require.Equal(t, rep.Entries, rep.Checkpoint.TreeSize)
 }
+
+// TestRecoverRepairsEveryLedger: the same kill in HO2's ledger and in a
+// session's (a work-order step's anchors append to both) is repaired by
+// cp-install recover too, not only by the next append to that ledger.
+func TestRecoverRepairsEveryLedger(t *testing.T) {
+	ctx := context.Background()
+	root := newPlane(t)
+	tester := plane.Actor{Name: "tester"}
+	const sid = "SES-20261206-0a1b2c3d"
+	g, err := plane.SessionGenesis(ctx, root, sid)
+	require.NoError(t, err)
+	ses, _, err := plane.OpenSessionLedger(root, sid, plane.ForAppend, tester)
+	require.NoError(t, err)
+	_, err = ses.Append(ctx, []ledger.Draft{g})
+	require.NoError(t, err)
+	require.NoError(t, ses.Close())
+	ho2, err := plane.Dir(root, "ho2")
+	require.NoError(t, err)
+
+	type target struct {
+		name string
+		tlog string
+		open func(plane.Access) (ledger.Store, error)
+	}
+	targets := []target{
+		{"ho2", filepath.Join(ho2, "ledger", "workorder.tlog"), func(a plane.Access) (ledger.Store, error) {
+			s, _, err := plane.OpenLedger(ho2, a, tester)
+			return s, err
+		}},
+		{"session", filepath.Join(filepath.Dir(plane.SessionLedgerPath(root, sid)), "session.tlog"), func(a plane.Access) (ledger.Store, error) {
+			s, _, err := plane.OpenSessionLedger(root, sid, a, tester)
+			return s, err
+		}},
+	}
+	trusted, err := trust.Load(root)
+	require.NoError(t, err)
+	vs, err := trust.Verifiers(trusted, trust.PurposeCheckpoint, "")
+	require.NoError(t, err)
+	verify := func(tg target) ledger.Report {
+		t.Helper()
+		s, err := tg.open(plane.ForReading)
+		require.NoError(t, err)
+		defer s.Close()
+		rep, err := ledger.Verify(ctx, s, ledger.VerifyOptions{Verifiers: vs, Expect: true})
+		require.NoError(t, err)
+		return rep
+	}
+	for _, tg := range targets {
+		st, err := os.Stat(tg.tlog)
+		require.NoError(t, err, tg.name)
+		s, err := tg.open(plane.ForAppend)
+		require.NoError(t, err)
+		_, err = s.Append(ctx, []ledger.Draft{{EventType: "NOTE"}})
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+		require.NoError(t, os.Truncate(tg.tlog, st.Size())) // the kill: the line is there, its hashes are not
+		rep := verify(tg)
+		require.False(t, rep.Valid, tg.name)
+		require.Equal(t, "TLOG_MISSING", rep.Issues[len(rep.Issues)-1].Code, tg.name)
+	}
+	_, err = Recover(ctx, root, plane.Actor{Name: "someone"})
+	require.NoError(t, err)
+	for _, tg := range targets {
+		rep := verify(tg)
+		require.True(t, rep.Valid, "%s: %+v", tg.name, rep.Issues)
+	}
+}

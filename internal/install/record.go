@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -255,12 +257,66 @@ func Recover(ctx context.Context, root string, actor plane.Actor) (*Recovered, e
 		return rec, err
 	}
 	// An append killed between its line and its stored hashes (before the
-	// operation recorded its start, say: its automatic checkpoint's entry)
-	// leaves no outcome to record, and the ledger out of step until its
-	// next append: verify reports TLOG_MISSING meanwhile. An empty append
-	// repairs it now, as any append would, and checks the stored
-	// checkpoint.
-	return rec, plane.CheckRecord(ctx, root, actor)
+	// operation recorded its start, say: its automatic checkpoint's entry;
+	// or a work-order step's, whose anchors append to HO2, HO3 and a
+	// session) leaves no outcome to record, and the ledger out of step
+	// until its next append: verify reports TLOG_MISSING meanwhile. An
+	// empty append repairs it now, as any append would, and checks the
+	// stored checkpoint: HO3's ledger, then HO2's and HO1's, then every
+	// session's.
+	if err := plane.CheckRecord(ctx, root, actor); err != nil {
+		return rec, err
+	}
+	return rec, inStep(ctx, root, actor)
+}
+
+// inStep brings the lower tiers' ledgers and every session ledger in step
+// with an empty append each. A tier a plane does not have (an old
+// bootstrap) is skipped; any other failure is reported, naming the ledger.
+func inStep(ctx context.Context, root string, actor plane.Actor) error {
+	step := func(s ledger.Store, what string) error {
+		defer s.Close()
+		if _, err := s.Append(ctx, nil); err != nil {
+			return fmt.Errorf("bringing %s in step: %w", what, err)
+		}
+		return nil
+	}
+	var errs []error
+	for _, id := range []string{"ho2", "ho1"} {
+		dir, err := plane.Dir(root, id)
+		if err == nil {
+			_, err = os.Lstat(filepath.Join(dir, "tier.json"))
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s, _, err := plane.OpenLedger(dir, plane.ForAppend, actor)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, step(s, id+"'s ledger"))
+	}
+	sessions, err := os.ReadDir(plane.SessionsDir(root))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, d := range sessions {
+		if !d.IsDir() || !plane.ValidSessionID(d.Name()) {
+			continue
+		}
+		s, _, err := plane.OpenSessionLedger(root, d.Name(), plane.ForAppend, actor)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, step(s, "session "+d.Name()+"'s ledger"))
+	}
+	return errors.Join(errs...)
 }
 
 func recoverLocked(ctx context.Context, root string, actor plane.Actor) (*Recovered, error) {

@@ -17,6 +17,13 @@ func SessionLedger(id string) string {
 	return filepath.Join("sessions", id, "ledger", "session.jsonl")
 }
 
+// SessionsDir is the directory that holds the HO1 sessions of the plane
+// whose HO3 root is root (one directory per session id).
+func SessionsDir(root string) string {
+	dir, _ := Dir(root, "ho1")
+	return filepath.Join(dir, "sessions")
+}
+
 // SessionLedgerPath is the path of session id's ledger in the plane whose
 // HO3 root is root.
 func SessionLedgerPath(root, id string) string {

@@ -100,7 +100,7 @@ func (s *Server) handler(t *served) mcp.ToolHandler {
 		if err != nil {
 			return errorResult(start, err), nil
 		}
-		r, err := s.request(t, req.Params.Arguments)
+		r, err := s.decodeArgs(t, req.Params.Arguments)
 		if err != nil {
 			return errorResult(start, err), nil
 		}
@@ -189,11 +189,11 @@ func Bearer(h http.Header) (string, error) {
 	return tok, nil
 }
 
-// request decodes a tool call's arguments into the verb's request: one
+// decodeArgs decodes a tool call's arguments into the verb's request: one
 // JSON object, strictly (duplicate keys refused, numbers exact), not an
 // envelope (a pipe's composition is not a tool call's), naming no other
 // operation, with its paths confined to the plane.
-func (s *Server) request(t *served, args json.RawMessage) (cli.Request, error) {
+func (s *Server) decodeArgs(t *served, args json.RawMessage) (cli.Request, error) {
 	if len(bytes.TrimSpace(args)) == 0 || bytes.Equal(bytes.TrimSpace(args), []byte("null")) {
 		args = []byte("{}")
 	}

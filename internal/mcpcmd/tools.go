@@ -27,13 +27,13 @@ type Binary struct {
 // A new binary is one line here (its package exports Tool and Dispatch);
 // its host-level verbs, if any, go in HostLevel.
 var Binaries = []Binary{
-	{ledgercmd.Tool, ledgercmd.Dispatch},
-	{pkgcmd.Tool, pkgcmd.Dispatch},
-	{installcmd.Tool, installcmd.Dispatch},
-	{gatecmd.Tool, gatecmd.Dispatch},
-	{authcmd.Tool, authcmd.Dispatch},
-	{wocmd.Tool, wocmd.Dispatch},
-	{tracecmd.Tool, tracecmd.Dispatch},
+	{ledgercmd.VerbTable, ledgercmd.Dispatch},
+	{pkgcmd.VerbTable, pkgcmd.Dispatch},
+	{installcmd.VerbTable, installcmd.Dispatch},
+	{gatecmd.VerbTable, gatecmd.Dispatch},
+	{authcmd.VerbTable, authcmd.Dispatch},
+	{wocmd.VerbTable, wocmd.Dispatch},
+	{tracecmd.VerbTable, tracecmd.Dispatch},
 }
 
 // HostLevel are the verbs that are not tools ("tool verb" → why): they act

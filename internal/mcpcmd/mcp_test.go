@@ -21,7 +21,18 @@ import (
 	"github.com/control-plane/cp/pkg/ledger"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) { testenv.Main(cleanup{m}) }
+
+// cleanup runs the tests, then removes the binary they built, if any.
+type cleanup struct{ m *testing.M }
+
+func (c cleanup) Run() int {
+	code := c.m.Run()
+	if bin, err := binary(); err == nil && binaryBuilt.Load() {
+		os.RemoveAll(filepath.Dir(bin))
+	}
+	return code
+}
 
 // testPlane is a bootstrapped plane, auth initialized when admin is set.
 type testPlane struct {
@@ -36,9 +47,7 @@ func newPlane(t *testing.T, withAuth bool) testPlane {
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(t.TempDir(), "config"))
 	dir, err := filepath.EvalSymlinks(t.TempDir())
 	require.NoError(t, err)
-	root := filepath.Join(dir, "plane")
-	_, err = bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: plane.Actor{Name: "ops"}})
-	require.NoError(t, err)
+	root := newPlaneAt(t, filepath.Join(dir, "plane"))
 	p := testPlane{root: root}
 	if withAuth {
 		resp := authcmd.Dispatch(context.Background(), cli.Request{"operation": "init", "sub": "ops"}, cli.Options{Env: &cli.Env{Root: root}})
@@ -48,6 +57,14 @@ func newPlane(t *testing.T, withAuth bool) testPlane {
 		p.admin = env.Result.(map[string]any)["token"].(string)
 	}
 	return p
+}
+
+// newPlaneAt bootstraps a plane at root (whose parent is real).
+func newPlaneAt(t testing.TB, root string) string {
+	t.Helper()
+	_, err := bootstrap.Plane(context.Background(), root, bootstrap.Options{Actor: plane.Actor{Name: "ops"}})
+	require.NoError(t, err)
+	return root
 }
 
 // mint mints a token through cp-auth token with the admin token.

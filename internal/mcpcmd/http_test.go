@@ -116,6 +116,13 @@ func TestHTTPBearer(t *testing.T) {
 	require.Equal(t, "FIREWALL_DENIED", errCode(env), "%v", env)
 	ds := denials(t, p.root)
 	require.Equal(t, "w1", ds[len(ds)-1].Metadata["subject"], "judged as the bearer, not the server's token")
+
+	res, env = call(t, worker, "cp_trace_file", map[string]any{"path": "/etc/passwd"})
+	require.True(t, res.IsError)
+	require.Equal(t, CodeOutsidePlane, errCode(env), "%v", env)
+	ds = denials(t, p.root)
+	require.Equal(t, "w1", ds[len(ds)-1].Metadata["subject"], "an escape attempt names the bearer")
+	require.Equal(t, CodeOutsidePlane, ds[len(ds)-1].Metadata["code"])
 }
 
 // TestHTTPNeedsAuth: on a plane without auth, the binaries admit the OS

@@ -368,9 +368,16 @@ func TestPathsConfined(t *testing.T) {
 		{"NUL", "cp_trace_file", map[string]any{"path": "a\x00b"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			before := len(denials(t, p.root))
 			res, env := call(t, cs, c.tool, c.args)
 			require.True(t, res.IsError)
 			require.Equal(t, CodeOutsidePlane, errCode(env), "%v", env)
+			ds := denials(t, p.root)
+			require.Len(t, ds, before+1, "the escape attempt is recorded")
+			d := ds[len(ds)-1]
+			require.Equal(t, CodeOutsidePlane, d.Metadata["code"])
+			require.Equal(t, "tester", d.Metadata["subject"], "the OS user, auth being off")
+			require.Equal(t, d.ID, env["evidence"].(map[string]any)["ledger_entry_id"])
 		})
 	}
 	// The default of init-config's output is the server's directory.

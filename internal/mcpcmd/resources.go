@@ -95,31 +95,48 @@ func (s *Server) readCheckpoint(ctx context.Context, h http.Header, tier string)
 // read), as the request path judges a verb's, and records a refusal in
 // HO3's ledger (AUTHZ_DENIED).
 func (s *Server) admitRead(ctx context.Context, h http.Header, tier, verb string) error {
-	env, guard, err := s.callEnv(h)
+	_, guard, err := s.callEnv(h)
 	if err != nil {
 		return err
 	}
-	_ = env
 	a := auth.Access{Root: s.root, Action: auth.ActionRead, Tier: tier, Tool: "cp-mcp", Verb: verb}
 	id, err := guard.Admit(ctx, s.root)
 	if err == nil {
 		a.Subject = id.Subject
 		err = guard.Authorize(ctx, id, a)
-	} else {
-		a.Subject = "unauthenticated"
 	}
 	if err == nil {
 		return nil
 	}
-	refusal := *cli.AsError(err)
-	refusal.Exit = cli.ExitDenied
+	refusal := cli.AsError(err)
 	if refusal.Code == "" || refusal.Code == "INTERNAL" {
-		refusal.Code = auth.CodeDenied
+		refusal = cli.Errorf(cli.ExitDenied, auth.CodeDenied, "%v", err)
 	}
-	if _, _, rerr := cli.RecordDenial(ctx, &cli.Call{Identity: id}, a, &refusal); rerr != nil {
-		return fmt.Errorf("%s (and recording the refusal: %v)", refusal.Message, rerr)
+	s.record(ctx, guard, a, refusal)
+	return refusal
+}
+
+// record appends a refusal to HO3's ledger as the request path does
+// (AUTHZ_DENIED: subject, role, action, tier, code, reason), the subject
+// being who guard admits (unauthenticated when no one), and returns the
+// entry's id and seq ("" when it could not be written: the refusal stands).
+func (s *Server) record(ctx context.Context, guard cli.Guard, a auth.Access, refusal *cli.Error) (string, int64) {
+	var id auth.Identity
+	if guard != nil {
+		var err error
+		if id, err = guard.Admit(ctx, s.root); err != nil {
+			id = auth.Identity{}
+		}
 	}
-	return &refusal
+	a.Subject = id.Subject
+	if a.Subject == "" {
+		a.Subject = "unauthenticated"
+	}
+	rid, seq, err := cli.RecordDenial(ctx, &cli.Call{Identity: id}, a, refusal)
+	if err != nil {
+		return "", 0
+	}
+	return rid, seq
 }
 
 // PromptText is the seam prompts are read through: the registered pack's

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -98,10 +97,20 @@ func (s *Server) handler(t *served) mcp.ToolHandler {
 		}
 		env, guard, err := s.callEnv(hdr)
 		if err != nil {
-			return errorResult(start, err), nil
+			return errorResult(start, err), nil // an HTTP request without a token, refused before the MCP layer too
 		}
 		r, err := s.decodeArgs(t, req.Params.Arguments)
 		if err != nil {
+			if e := cli.AsError(err); e.Code == CodeOutsidePlane {
+				// An escape attempt is evidence, recorded as the
+				// firewall's refusals are: AUTHZ_DENIED in HO3.
+				tier := t.verb.Tier
+				if tier == cli.TierPlane || tier == cli.TierNone {
+					tier = "ho3"
+				}
+				id, seq := s.record(ctx, guard, auth.Access{Root: s.root, Action: t.verb.Action, Tier: tier, Tool: t.tool.Name, Verb: t.verb.Name}, e)
+				return errorResult(start, e, id, seq), nil
+			}
 			return errorResult(start, err), nil
 		}
 		resp := t.bin.Dispatch(ctx, r, cli.Options{Env: &env, Guard: guard})
@@ -265,8 +274,9 @@ func envelopeResult(env []byte, isErr bool) *mcp.CallToolResult {
 }
 
 // errorResult is the error envelope of a call refused before it reached a
-// binary (its arguments, its paths, its token).
-func errorResult(start time.Time, err error) *mcp.CallToolResult {
+// binary (its arguments, its paths, its token), with the entry that
+// recorded it, if one did (an id, and its seq).
+func errorResult(start time.Time, err error, recorded ...any) *mcp.CallToolResult {
 	e := cli.AsError(err)
 	b, merr := json.Marshal(struct {
 		Status string     `json:"status"`
@@ -276,7 +286,11 @@ func errorResult(start time.Time, err error) *mcp.CallToolResult {
 		b = []byte(`{"status":"error","error":{"code":"INTERNAL","message":"encoding an error"}}`)
 	}
 	b = append(b[:len(b)-1], `,"evidence":`...)
-	b = append(b, evidence(start)...)
+	ev := evidence(start)
+	if len(recorded) == 2 && recorded[0] != "" {
+		ev = fmt.Sprintf(`{"ledger_entry_id":%q,"seq":%d,%s`, recorded[0], recorded[1], ev[1:])
+	}
+	b = append(b, ev...)
 	b = append(b, '}')
 	return envelopeResult(b, true)
 }
@@ -285,6 +299,3 @@ func evidence(start time.Time) string {
 	return `{"duration_ms":` + strconv.FormatFloat(float64(time.Since(start).Microseconds())/1000, 'f', -1, 64) +
 		`,"timestamp":"` + time.Now().UTC().Format(time.RFC3339Nano) + `"}`
 }
-
-// errNoTool is returned by a lookup of a tool that is not served.
-var errNoTool = errors.New("no such tool")

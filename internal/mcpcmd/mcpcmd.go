@@ -294,7 +294,7 @@ func ListTools(w io.Writer, format string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOOL\tVERB\tACTION\tTIER\tHINT")
 	for _, t := range ts {
-		hint := ""
+		hint := "additive" // destructiveHint false
 		switch {
 		case t.readOnly:
 			hint = "readOnly"

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -446,4 +448,39 @@ func TestPathFieldsComplete(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConcurrentCalls: calls in flight together on one session (clients
+// may pipeline) each get their own answer, and the appends they make land
+// once each in a ledger that still verifies.
+func TestConcurrentCalls(t *testing.T) {
+	p := newPlane(t, true)
+	cs := p.client(t, p.admin)
+	const n = 8
+	errs := make(chan error, 2*n)
+	for i := range n {
+		go func() {
+			res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "cp_ledger_append",
+				Arguments: map[string]any{"plane": "ho2", "event_type": "NOTE", "submission_id": "c" + strconv.Itoa(i)}})
+			if err == nil && res.IsError {
+				err = errors.New(res.Content[0].(*mcp.TextContent).Text)
+			}
+			errs <- err
+		}()
+		go func() {
+			res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "cp_trace_inventory", Arguments: map[string]any{}})
+			if err == nil && res.IsError {
+				err = errors.New(res.Content[0].(*mcp.TextContent).Text)
+			}
+			errs <- err
+		}()
+	}
+	for range 2 * n {
+		require.NoError(t, <-errs)
+	}
+	res, env := call(t, cs, "cp_ledger_show", map[string]any{"plane": "ho2", "event_type": "NOTE"})
+	require.False(t, res.IsError, "%v", env)
+	require.EqualValues(t, n, env["result"].(map[string]any)["count"])
+	res, env = call(t, cs, "cp_ledger_verify", map[string]any{"plane": "ho2"})
+	require.False(t, res.IsError, "%v", env)
 }

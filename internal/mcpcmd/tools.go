@@ -109,5 +109,9 @@ func (s *served) description() string {
 	if d == "" {
 		d = s.tool.Name + " " + s.verb.Name
 	}
-	return fmt.Sprintf("%s (action %s, tier %s; same request and envelope as the binary)", d, s.verb.Action, s.verb.Tier)
+	if sd, _ := s.schema["description"].(string); sd != "" {
+		d += ": " + sd
+	}
+	return fmt.Sprintf("%s. Arguments are the verb's request fields (its flags in snake_case: --event-type is event_type); "+
+		"the result is the binary's envelope. The firewall judges it as action %s at tier %s.", d, s.verb.Action, s.verb.Tier)
 }

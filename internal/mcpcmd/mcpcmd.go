@@ -151,17 +151,14 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return cli.ExitOK
 	}
-	t := &mcp.IOTransport{Reader: io.NopCloser(stdin), Writer: nopWriteCloser{stdout}}
+	d := newDrain(ctx, stdin, stdout)
+	t := &mcp.IOTransport{Reader: d, Writer: d}
 	if err := s.mcp.Run(ctx, t); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) && !strings.Contains(err.Error(), "EOF") {
 		fmt.Fprintf(stderr, "cp-mcp: error: %v\n", err)
 		return cli.ExitUnavailable
 	}
 	return cli.ExitOK
 }
-
-type nopWriteCloser struct{ io.Writer }
-
-func (nopWriteCloser) Close() error { return nil }
 
 func osUser() string {
 	if u, err := user.Current(); err == nil && u.Username != "" {

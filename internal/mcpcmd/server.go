@@ -288,7 +288,9 @@ func errorResult(start time.Time, err error, recorded ...any) *mcp.CallToolResul
 	b = append(b[:len(b)-1], `,"evidence":`...)
 	ev := evidence(start)
 	if len(recorded) == 2 && recorded[0] != "" {
-		ev = fmt.Sprintf(`{"ledger_entry_id":%q,"seq":%d,%s`, recorded[0], recorded[1], ev[1:])
+		// Keys sorted, as the binaries write them.
+		i := strings.Index(ev, `,"timestamp"`)
+		ev = fmt.Sprintf(`%s,"ledger_entry_id":%q,"seq":%d%s`, ev[:i], recorded[0], recorded[1], ev[i:])
 	}
 	b = append(b, ev...)
 	b = append(b, '}')

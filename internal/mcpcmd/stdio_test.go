@@ -227,3 +227,22 @@ func benchPlane(b *testing.B, dir string) string {
 	require.NoError(b, err)
 	return newPlaneAt(b, filepath.Join(real, "plane"))
 }
+
+// TestRunAnswersBeforeEOF: a client that writes its requests and closes
+// stdin at once (cat session.jsonl | cp-mcp serve) gets every answer.
+func TestRunAnswersBeforeEOF(t *testing.T) {
+	p := newPlane(t, false)
+	in := strings.Join([]string{initLine, initedLine,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"cp_ledger_verify","arguments":{"plane":"ho3"}}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"cp_trace_inventory","arguments":{}}}`}, "\n") + "\n"
+	var out, errb strings.Builder
+	require.Equal(t, cli.ExitOK, Run(context.Background(), []string{"serve", "--root", p.root}, strings.NewReader(in), &out, &errb), errb.String())
+	ids := map[float64]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &m), line)
+		require.NotContains(t, m, "error", line)
+		ids[m["id"].(float64)] = true
+	}
+	require.Equal(t, map[float64]bool{1: true, 2: true, 3: true}, ids)
+}

@@ -139,6 +139,8 @@ func TestHTTPNeedsAuth(t *testing.T) {
 	}
 	_, err := cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: CheckpointURI + "ho3"})
 	require.ErrorContains(t, err, "AUTH_MISSING")
+	_, err = cs.ListPrompts(context.Background(), nil)
+	require.ErrorContains(t, err, "AUTH_MISSING", "the registry is not listed to an unverified caller")
 }
 
 // TestCheckAddr: --http listens on loopback unless --allow-remote.

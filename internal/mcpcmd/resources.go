@@ -186,6 +186,11 @@ func (s *Server) addPrompts() error {
 	s.mcp.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			if method == "prompts/list" {
+				// The registry is the plane's: listing it is a read of
+				// HO3, judged like one (over HTTP, by the bearer token).
+				if err := s.admitRead(ctx, extra(req.GetExtra()), "ho3", "prompts"); err != nil {
+					return nil, err
+				}
 				if err := s.syncPrompts(); err != nil {
 					return nil, err
 				}

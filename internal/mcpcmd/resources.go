@@ -201,6 +201,10 @@ func (s *Server) addPrompts() error {
 	return nil
 }
 
+// syncPrompts brings the registered MCP prompts in line with the registry,
+// touching only what changed: each change notifies the clients
+// (prompts/list_changed), and a client that lists again on that
+// notification must not be sent another.
 func (s *Server) syncPrompts() error {
 	ps, err := s.prompts()
 	if err != nil {
@@ -208,18 +212,28 @@ func (s *Server) syncPrompts() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := map[string]registry.Prompt{}
+	for _, p := range ps {
+		now[p.ID] = p
+	}
 	var gone []string
-	for _, old := range s.promptIDs {
-		if !slices.ContainsFunc(ps, func(p registry.Prompt) bool { return p.ID == old }) {
-			gone = append(gone, old)
+	for id := range s.promptRows {
+		if _, ok := now[id]; !ok {
+			gone = append(gone, id)
+			delete(s.promptRows, id)
 		}
 	}
 	if len(gone) > 0 {
 		s.mcp.RemovePrompts(gone...)
 	}
-	s.promptIDs = s.promptIDs[:0]
+	if s.promptRows == nil {
+		s.promptRows = map[string]registry.Prompt{}
+	}
 	for _, p := range ps {
-		s.promptIDs = append(s.promptIDs, p.ID)
+		if old, ok := s.promptRows[p.ID]; ok && old == p {
+			continue
+		}
+		s.promptRows[p.ID] = p
 		s.mcp.AddPrompt(&mcp.Prompt{Name: p.ID, Title: p.ID + " " + p.Version,
 			Description: fmt.Sprintf("registered prompt pack %s %s (package %s, %s); arguments fill its template", p.ID, p.Version, p.PackageID, p.SHA256)},
 			s.getPrompt)

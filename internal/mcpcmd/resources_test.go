@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +68,28 @@ func TestPrompts(t *testing.T) {
 	list, err = cs.ListPrompts(context.Background(), nil)
 	require.NoError(t, err)
 	require.Len(t, list.Prompts, 1, "a pack registered since the server started is listed")
+
+	// A client that lists again on prompts/list_changed is not sent
+	// another for a registry that did not change.
+	var changed atomic.Int32
+	s, err := NewServer(Config{Root: p.root, OSUser: "tester"})
+	require.NoError(t, err)
+	ct, st := mcp.NewInMemoryTransports()
+	ss, err := s.MCP().Connect(context.Background(), st, nil)
+	require.NoError(t, err)
+	defer ss.Close()
+	c2, err := mcp.NewClient(&mcp.Implementation{Name: "c2"}, &mcp.ClientOptions{
+		PromptListChangedHandler: func(context.Context, *mcp.PromptListChangedRequest) { changed.Add(1) }}).Connect(context.Background(), ct, nil)
+	require.NoError(t, err)
+	defer c2.Close()
+	require.NotNil(t, c2.InitializeResult().Capabilities.Prompts, "prompts are advertised")
+	for range 3 {
+		l, err := c2.ListPrompts(context.Background(), nil)
+		require.NoError(t, err)
+		require.Len(t, l.Prompts, 1)
+	}
+	time.Sleep(100 * time.Millisecond)
+	require.Zero(t, changed.Load(), "no list_changed for an unchanged registry")
 	require.Equal(t, "PRM-HELLO-001", list.Prompts[0].Name)
 
 	got, err := cs.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "PRM-HELLO-001", Arguments: map[string]string{"name": "ops"}})

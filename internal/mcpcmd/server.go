@@ -15,6 +15,7 @@ import (
 
 	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/pkg/jcs"
 )
 
@@ -28,10 +29,10 @@ type Server struct {
 	tools []*served
 	mcp   *mcp.Server
 
-	mu        sync.Mutex
-	guard     *auth.Guard // the stdio server's, made again after auth.Recheck
-	guardTime time.Time
-	promptIDs []string // the prompts registered
+	mu         sync.Mutex
+	guard      *auth.Guard // the stdio server's, made again after auth.Recheck
+	guardTime  time.Time
+	promptRows map[string]registry.Prompt // the prompts registered, by id
 }
 
 // Config is how a server is made.
@@ -64,8 +65,12 @@ func NewServer(cfg Config) (*Server, error) {
 		s.env.Token, s.env.AuthOff, s.env.SigningKey = "", false, ""
 	}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: "cp-mcp", Version: cli.Version},
-		&mcp.ServerOptions{Instructions: "Control Plane tools for the plane at " + cfg.Root +
-			": each tool is one verb of a cp-* binary, its input the verb's request, its structured result the binary's envelope; the token the server holds (or, over HTTP, the request's bearer token) is judged by the same firewall."})
+		&mcp.ServerOptions{
+			// Prompts are served even while the plane has no pack yet: one
+			// registered later is listed (prompts/list syncs the registry).
+			Capabilities: &mcp.ServerCapabilities{Prompts: &mcp.PromptCapabilities{ListChanged: true}},
+			Instructions: "Control Plane tools for the plane at " + cfg.Root +
+				": each tool is one verb of a cp-* binary, its input the verb's request, its structured result the binary's envelope; the token the server holds (or, over HTTP, the request's bearer token) is judged by the same firewall."})
 	for _, t := range ts {
 		s.mcp.AddTool(t.mcpTool(), s.handler(t))
 	}

@@ -1,14 +1,17 @@
 package mcpcmd
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -152,4 +155,44 @@ func TestCheckAddr(t *testing.T) {
 	}
 	require.NoError(t, checkAddr("0.0.0.0:8765", true))
 	require.Error(t, checkAddr("nohost", true))
+}
+
+// TestHTTPProcess runs the real binary with --http on a loopback port the
+// kernel picks: it says where on stderr, refuses a request without a
+// bearer token, serves one with the admin's, and exits 0 on SIGTERM.
+func TestHTTPProcess(t *testing.T) {
+	p := newPlane(t, true)
+	bin, err := binary()
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "serve", "--root", p.root, "--http", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+os.Getenv("XDG_CONFIG_HOME"), "CONTROL_PLANE_TOKEN="+p.admin)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	done := false
+	t.Cleanup(func() {
+		if !done {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	require.NoError(t, err)
+	_, url, ok := strings.Cut(strings.TrimSpace(line), " at ")
+	require.True(t, ok, line)
+	require.True(t, strings.HasPrefix(url, "http://127.0.0.1:"), line)
+
+	status, body := post(t, url, "", listReq)
+	require.Equal(t, http.StatusUnauthorized, status, "the server's own token is not lent: %s", body)
+	require.Contains(t, body, "AUTH_MISSING")
+
+	cs := httpClient(t, url, p.admin)
+	res, env := call(t, cs, "cp_auth_whoami", map[string]any{})
+	require.False(t, res.IsError, "%v", env)
+	require.Equal(t, "ops", env["result"].(map[string]any)["subject"], "%v", env)
+	cs.Close()
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	done = true
+	require.NoError(t, cmd.Wait(), "exit 0 on SIGTERM")
 }

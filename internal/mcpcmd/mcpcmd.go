@@ -7,7 +7,8 @@
 // (cli.Dispatch) with the server's token, or over HTTP with the request's
 // bearer token; its paths are confined to the served plane. Errors met
 // before serving are an envelope on stdout and "cp-mcp: error: ..." on
-// stderr; exit 0 when the client closed the session, 2 for a usage error
+// stderr; exit 0 when the client closed the session or SIGINT or SIGTERM
+// stopped the server, 2 for a usage error
 // (a bad flag, a non-loopback --http without --allow-remote), 3 for an
 // invalid plane, 4 when the address cannot be listened on.
 package mcpcmd
@@ -22,11 +23,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -58,7 +61,7 @@ Options:
   --format F        json (default) or text, for --list-tools
 
 Exit status:
-  0  the client closed the session (or --list-tools)
+  0  the client closed the session, or SIGINT/SIGTERM stopped the server (or --list-tools)
   2  usage: a bad flag, a non-loopback --http without --allow-remote
   3  the plane's tier.json is invalid
   4  the address cannot be listened on
@@ -123,6 +126,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return cli.ExitOK
 	}
+	// A server runs until told to stop: SIGINT or SIGTERM ends it (exit
+	// 0) once the calls in flight have answered.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	env := cli.ReadEnv()
 	dir, err := findRoot(*root, env.Root)
 	if err != nil {

@@ -52,6 +52,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Verify100k' -benchtime 3x ./pkg/ledger/pgstore/
 	$(GO) test -run '^$$' -bench 'Prove1MPostgresOverFile' -benchtime 200x -timeout 60m ./internal/bench/
 	$(GO) test -run '^$$' -bench 'Trace' -benchtime 10x -timeout 40m ./internal/bench/
+	$(GO) test -run '^$$' -bench 'BenchmarkStdio' -benchtime 300x -count 5 ./internal/mcpcmd/
 
 lint:
 	$(GO) vet ./...
@@ -84,6 +85,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseTrusted -fuzztime $(FUZZTIME) ./pkg/pkgsig/
 	$(GO) test -run '^$$' -fuzz FuzzTarStream -fuzztime $(FUZZTIME) ./pkg/archive/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./internal/auth/
+	$(GO) test -run '^$$' -fuzz FuzzArguments -fuzztime $(FUZZTIME) ./internal/mcpcmd/
+	$(GO) test -run '^$$' -fuzz FuzzBearer -fuzztime $(FUZZTIME) ./internal/mcpcmd/
 
 demo: build
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh

@@ -166,6 +166,8 @@ var codeRows = []codeRow{
 		"The ledger was edited or damaged: restore it from a copy and run cp-ledger verify."},
 	{"MANIFEST_INVALID", "A package manifest breaks its schema or a rule.",
 		"Fix the manifest as the message says and stage the package again."},
+	{"MCP_PATH_OUTSIDE_PLANE", "A cp-mcp tool call names a path (archive, src, out, ledger, key, ...) that leads outside the plane the server serves: absolute, through '..', or through a link.",
+		"Name a path inside the served plane; relative paths are taken from its root."},
 	{"MERKLE_MISMATCH", "A ledger's stored hashes (its .tlog) do not match its entries.",
 		"Treat the ledger as tampered: compare it and its .tlog with a trusted copy, and restore both."},
 	{"MIGRATE_REFUSED", "cp-ledger migrate or import cannot go ahead: the tier is already in that store, the target ledger is not empty, or the source does not verify.",

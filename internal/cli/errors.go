@@ -291,6 +291,8 @@ var classes = map[string]int{
 	"FILE_TAMPERED":         ExitDenied, // a file whose bytes or mode are not what its owner installed
 	"PROVENANCE_UNRECORDED": ExitDenied, // no ledger entry records the install of a file's owner
 	"PROVENANCE_INVALID":    ExitDenied, // a file's provenance whose entries, proofs, manifest or receipt do not hold together
+	// cp-mcp (internal/mcpcmd).
+	"MCP_PATH_OUTSIDE_PLANE": ExitDenied, // a tool call's path argument leads outside the served plane
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

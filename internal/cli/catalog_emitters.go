@@ -113,6 +113,7 @@ func emittedBy() map[string][]string {
 		"PLANE_UNSAFE":                   {"cp-gate", "cp-install rollback", "G0B"},
 		"POLICY_INVALID":                 {"request path", "cp-auth check", "cp-gate check", "cp-install install", "cp-install rollback", "cp-pkg preflight", "cp-pkg register framework", "cp-pkg register spec", "cp-pkg sign", "cp-pkg stage", "cp-trace compliance summary", "G3"},
 		"PREFLIGHT_FAILED":               {"cp-pkg preflight", "cp-pkg sign", "cp-pkg stage"},
+		"PROMPT_PACK_INVALID":            {"cp-gate check", "cp-install install", "cp-pkg preflight", "cp-pkg sign", "cp-pkg stage", "G0A"},
 		"PROOF_INVALID":                  {"cp-ledger verify"},
 		"PROVENANCE_INVALID":             {"cp-ledger verify", "cp-trace agent context", "cp-trace file"},
 		"PROVENANCE_UNRECORDED":          {"cp-trace agent context", "cp-trace file"},

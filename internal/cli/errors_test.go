@@ -39,7 +39,10 @@ const module = "github.com/control-plane/cp"
 // which no binary links until cp-llm lands (issue 15): drop them from here
 // then.
 var reserved = []string{"UNAVAILABLE", "PROVIDER_ERROR", "UNSAFE_NUMBER",
-	"LLM_KEY_MISSING", "LLM_MODEL_UNKNOWN", "LLM_OUTPUT_INVALID", "LLM_PROVIDER_UNKNOWN", "LLM_REQUEST_INVALID", "LLM_SCHEMA_UNSUPPORTED"}
+	"LLM_KEY_MISSING", "LLM_MODEL_UNKNOWN", "LLM_OUTPUT_INVALID", "LLM_PROVIDER_UNKNOWN", "LLM_REQUEST_INVALID", "LLM_SCHEMA_UNSUPPORTED",
+	// internal/prompt's use-time codes: reached once cp-llm's tool lists
+	// load-prompt (internal/llmcmd/loadprompt.go) and complete; drop them then.
+	"PROMPT_HASH_MISMATCH", "PROMPT_LIMIT", "PROMPT_NOT_FOUND", "PROMPT_RENDER_FAILED", "PROMPT_VARIABLES_INVALID"}
 
 // twoClasses are codes that the request path or a command package raises
 // with cli.Errorf in a class other than the table's, on purpose.

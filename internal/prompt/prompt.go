@@ -51,6 +51,7 @@ import (
 	"sync"
 	"testing/fstest"
 	"text/template"
+	"text/template/parse"
 	"unicode/utf8"
 
 	"github.com/control-plane/cp/internal/schema"
@@ -205,7 +206,73 @@ func ParseTemplate(name string, b []byte) (*template.Template, error) {
 	if err != nil {
 		return nil, invalid("", "template %s does not parse: %v", name, trimTemplateErr(err))
 	}
+	for _, tt := range t.Templates() {
+		if tt.Tree == nil {
+			continue
+		}
+		if msg := checkRanges(tt.Root, 0); msg != "" {
+			return nil, invalid("", "template %s: %s", name, msg)
+		}
+	}
 	return t, nil
+}
+
+// MaxRangeDepth bounds how deeply a template's range actions nest.
+const MaxRangeDepth = 3
+
+// checkRanges bounds the work a render can do without writing (output is
+// capped by MaxTextBytes, loops that write nothing are not): a range goes
+// over a variable's value only (.items, $.a.b, $x), never over a number
+// or a function's result ({{range 1000000000}}, {{range len .s}}), and
+// ranges nest at most MaxRangeDepth deep, so the iterations are bounded
+// by the size of the variables.
+func checkRanges(n parse.Node, depth int) string {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return ""
+		}
+		for _, c := range n.Nodes {
+			if msg := checkRanges(c, depth); msg != "" {
+				return msg
+			}
+		}
+	case *parse.RangeNode:
+		if depth+1 > MaxRangeDepth {
+			return fmt.Sprintf("range actions nest more than %d deep", MaxRangeDepth)
+		}
+		cmds := n.Pipe.Cmds
+		if len(cmds) != 1 || len(cmds[0].Args) != 1 {
+			return fmt.Sprintf("{{range %s}}: a range goes over a variable's value (.items, $.items, $x), not a function's result", n.Pipe)
+		}
+		switch cmds[0].Args[0].(type) {
+		case *parse.FieldNode, *parse.VariableNode, *parse.ChainNode, *parse.DotNode:
+		default:
+			return fmt.Sprintf("{{range %s}}: a range goes over a variable's value (.items, $.items, $x), not a number or a function's result", n.Pipe)
+		}
+		if msg := checkRanges(n.List, depth+1); msg != "" {
+			return msg
+		}
+		return checkRanges(n.ElseList, depth)
+	case *parse.IfNode:
+		if msg := checkRanges(n.List, depth); msg != "" {
+			return msg
+		}
+		return checkRanges(n.ElseList, depth)
+	case *parse.WithNode:
+		if msg := checkRanges(n.List, depth); msg != "" {
+			return msg
+		}
+		return checkRanges(n.ElseList, depth)
+	case *parse.TemplateNode:
+		// {{template "x"}} runs another template of the same file, which
+		// is checked on its own; its ranges nest under this one's, so a
+		// call from inside a range is refused rather than counted.
+		if depth > 0 {
+			return fmt.Sprintf("{{template %q}} inside a range: call templates outside range actions", n.Name)
+		}
+	}
+	return ""
 }
 
 // trimTemplateErr drops text/template's "template: " prefix.

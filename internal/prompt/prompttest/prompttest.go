@@ -91,8 +91,14 @@ func PackJSON(id, version, vars string) string {
 // manifest declares none of them (stage with --declare, as Publish does).
 func Source(t testing.TB, pkgID, version string, files map[string]string) string {
 	t.Helper()
+	return SourceOfType(t, pkgID, version, "prompt_pack", files)
+}
+
+// SourceOfType is Source for a package of type typ.
+func SourceOfType(t testing.TB, pkgID, version, typ string, files map[string]string) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "src")
-	m := map[string]any{"schema_version": "1.2", "package_id": pkgID, "version": version, "package_type": "prompt_pack",
+	m := map[string]any{"schema_version": "1.2", "package_id": pkgID, "version": version, "package_type": typ,
 		"spec_id": Spec, "framework_id": Framework, "plane_id": "ho3", "dependencies": []any{}, "assets": []any{}}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

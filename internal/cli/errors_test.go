@@ -40,9 +40,8 @@ const module = "github.com/control-plane/cp"
 // then.
 var reserved = []string{"UNAVAILABLE", "PROVIDER_ERROR", "UNSAFE_NUMBER",
 	"LLM_KEY_MISSING", "LLM_MODEL_UNKNOWN", "LLM_OUTPUT_INVALID", "LLM_PROVIDER_UNKNOWN", "LLM_REQUEST_INVALID", "LLM_SCHEMA_UNSUPPORTED",
-	// internal/prompt's use-time codes: reached once cp-llm's tool lists
-	// load-prompt (internal/llmcmd/loadprompt.go) and complete; drop them then.
-	"PROMPT_HASH_MISMATCH", "PROMPT_LIMIT", "PROMPT_NOT_FOUND", "PROMPT_RENDER_FAILED", "PROMPT_VARIABLES_INVALID"}
+	// internal/prompt's: reached once cp-llm complete calls Pack.Check.
+	"PROMPT_LIMIT"}
 
 // twoClasses are codes that the request path or a command package raises
 // with cli.Errorf in a class other than the table's, on purpose.

@@ -21,12 +21,6 @@ import (
 	"github.com/control-plane/cp/schemas"
 )
 
-// loadPromptTool is a cp-llm holding load-prompt alone: the verb as the
-// gateway's tool will list it.
-func loadPromptTool() *cli.Tool {
-	return &cli.Tool{Name: "cp-llm", Usage: "cp-llm load-prompt PRM-ID [--variables JSON]\n", Verbs: []*cli.Verb{loadPromptVerb()}}
-}
-
 func loadPromptRunTool(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return cli.Run(ctx, loadPromptTool(), args, stdin, stdout, stderr)
 }

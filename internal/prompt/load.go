@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"sync"
 	"syscall"
 	"text/template"
 
@@ -32,7 +33,7 @@ type Pack struct {
 	Providers   []string
 	Models      []string
 	MaxTokens   int64
-	// Variables is the JSON Schema of the variables.
+	// Variables is the JSON Schema of the variables (shared: read only).
 	Variables map[string]any
 
 	vars *schema.Schema
@@ -99,7 +100,7 @@ func Load(root, id string) (*Pack, error) {
 		return nil, err
 	}
 	packSHA := sum(pb)
-	sp, perr := Parse(pb)
+	sp, perr := parsed.spec(packSHA, pb)
 	if perr != nil {
 		// The registered pack parsed (the gates saw to it): this one is
 		// not it.
@@ -129,13 +130,72 @@ func Load(root, id string) (*Pack, error) {
 		return nil, newErr(CodeInvalid, id, packPath, hashHint, "%s declares %s %s; the registry holds %s %s",
 			packPath, sp.PromptPackID, sp.Version, id, row.Version)
 	}
-	t, err := ParseTemplate(sp.Template, tb)
+	t, err := parsed.template(tmplSHA, sp.Template, tb)
 	if err != nil {
 		return nil, err
 	}
 	return &Pack{ID: id, Version: row.Version, PackageID: row.PackageID, Path: row.Path, SHA256: row.SHA256, Status: row.Status,
-		Template: sp.Template, Description: sp.Description, Providers: sp.Providers, Models: sp.Models, MaxTokens: sp.MaxTokens,
-		Variables: sp.Variables, vars: sp.vars, text: t}, nil
+		Template: sp.Template, Description: sp.Description, Providers: slices.Clone(sp.Providers), Models: slices.Clone(sp.Models),
+		MaxTokens: sp.MaxTokens, Variables: sp.Variables, vars: sp.vars, text: t}, nil
+}
+
+// parsed caches what Parse and ParseTemplate made of given bytes, by their
+// hash (and, for a template, its name): Load reads and hashes the files at
+// every call, and the same bytes always parse the same way, so only the
+// parsing is saved (half of a Load's work), never a check. Bounded: full,
+// it starts again empty.
+var parsed = &parseCache{specs: map[string]specResult{}, templates: map[string]*template.Template{}}
+
+const parseCacheMax = 256
+
+type specResult struct {
+	sp  *Spec
+	err error
+}
+
+type parseCache struct {
+	mu        sync.Mutex
+	specs     map[string]specResult
+	templates map[string]*template.Template
+}
+
+func (c *parseCache) spec(sha string, b []byte) (*Spec, error) {
+	c.mu.Lock()
+	r, ok := c.specs[sha]
+	c.mu.Unlock()
+	if ok {
+		return r.sp, r.err
+	}
+	sp, err := Parse(b)
+	c.mu.Lock()
+	if len(c.specs) >= parseCacheMax {
+		clear(c.specs)
+	}
+	c.specs[sha] = specResult{sp, err}
+	c.mu.Unlock()
+	return sp, err
+}
+
+// template caches templates that parse; an error is not cached.
+func (c *parseCache) template(sha, name string, b []byte) (*template.Template, error) {
+	key := sha + " " + name
+	c.mu.Lock()
+	t, ok := c.templates[key]
+	c.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := ParseTemplate(name, b)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.templates) >= parseCacheMax {
+		clear(c.templates)
+	}
+	c.templates[key] = t
+	c.mu.Unlock()
+	return t, nil
 }
 
 const hashHint = "a governed prompt changes only through a package: stage, sign and install a new version of its prompt_pack package (or cp-install rollback); cp-gate check names every file changed on disk"

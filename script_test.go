@@ -139,6 +139,7 @@ func TestScripts(t *testing.T) {
 			"setstore":  cmdSetStore,
 			"sha256var": cmdSHA256Var,
 			"expand":    cmdExpand,
+			"loadpack":  cmdLoadPack,
 		},
 	})
 }

@@ -293,6 +293,13 @@ var classes = map[string]int{
 	"PROVENANCE_INVALID":    ExitDenied, // a file's provenance whose entries, proofs, manifest or receipt do not hold together
 	// cp-mcp (internal/mcpcmd).
 	"MCP_PATH_OUTSIDE_PLANE": ExitDenied, // a tool call's path argument leads outside the served plane
+	// Prompt packs (internal/prompt).
+	"PROMPT_NOT_FOUND":         ExitDenied,  // a pack the registry does not list, or lists as retired
+	"PROMPT_HASH_MISMATCH":     ExitDenied,  // a pack's files no longer hash to its registered digest
+	"PROMPT_PACK_INVALID":      ExitDenied,  // a gate finding: a pack's files break the rules, or a pack outside a prompt_pack package
+	"PROMPT_VARIABLES_INVALID": ExitInvalid, // variables that do not validate against the pack's variables schema
+	"PROMPT_RENDER_FAILED":     ExitInvalid, // a template that does not render with the variables (one missing)
+	"PROMPT_LIMIT":             ExitDenied,  // a provider, model or max_tokens outside the pack's limits
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

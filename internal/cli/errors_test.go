@@ -42,7 +42,9 @@ var reserved = []string{"UNAVAILABLE", "PROVIDER_ERROR", "UNSAFE_NUMBER",
 	"LLM_KEY_MISSING", "LLM_MODEL_UNKNOWN", "LLM_OUTPUT_INVALID", "LLM_PROVIDER_UNKNOWN", "LLM_REQUEST_INVALID", "LLM_SCHEMA_UNSUPPORTED",
 	// Raised by internal/mcpcmd (cp-mcp serve), which the emitter scan
 	// does not root: cp-mcp has no cli.Verb (its one verb serves a session).
-	"MCP_PATH_OUTSIDE_PLANE"}
+	"MCP_PATH_OUTSIDE_PLANE",
+	// internal/prompt's: reached once cp-llm complete calls Pack.Check.
+	"PROMPT_LIMIT"}
 
 // twoClasses are codes that the request path or a command package raises
 // with cli.Errorf in a class other than the table's, on purpose.

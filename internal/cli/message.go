@@ -22,6 +22,7 @@ var goPrefixes = []string{
 	"llm", "provider", "price", "anthropic", "openai", "mock",
 	"trace", "tracecmd",
 	"mcpcmd",
+	"prompt", "prompttest", "llmcmd",
 	// the standard library
 	"json", "archive/tar", "tar", "gzip", "flate", "encoding/hex", "strconv", "tlog",
 }

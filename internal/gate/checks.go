@@ -102,6 +102,9 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	if err := configContent(g0a, m, src, files); err != nil {
 		return nil, err
 	}
+	if err := promptContent(g0a, m, src, files); err != nil {
+		return nil, err
+	}
 	g1, err := G1(root, m)
 	if err != nil {
 		return nil, err
@@ -297,7 +300,9 @@ func kindOf(t fs.FileMode) string {
 // a reserved plane path, not a governed root itself, and under a governed
 // root; and the kernel's id and type are the kernel's (KERNEL_RESERVED, see
 // kernelRule); and operator configuration only in a config package, which
-// holds nothing else (CONFIG_ASSET_INVALID, see configRule).
+// holds nothing else (CONFIG_ASSET_INVALID, see configRule); and prompt
+// packs only in a prompt_pack package, which holds nothing else
+// (PROMPT_PACK_INVALID, see promptRule).
 func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, error) {
 	r := newResult("G0A")
 	roots, err := plane.GovernedRoots(root)
@@ -314,6 +319,7 @@ func G0A(root string, m *manifest.Manifest, files map[string]File) (*Result, err
 	declaration(r, roots, m, files)
 	kernelRule(r, m)
 	configRule(r, m)
+	promptRule(r, m)
 	r.Details["assets"] = len(m.Assets)
 	return r.done("every file declared, present, and matching its size and hash"), nil
 }
@@ -471,7 +477,9 @@ func registeredSpec(root string, row registry.Row) (*spec.Spec, error) {
 // installed package, or collides with one on a case-insensitive or
 // normalising file system, or would sit under another's file or in place of
 // its directory (OWNERSHIP_CONFLICT); and that nothing on disk stands where
-// a file or its directories go (PATH_CONFLICT). See pathConflicts.
+// a file or its directories go (PATH_CONFLICT). See pathConflicts. A
+// prompt pack id registered to another package is an OWNERSHIP_CONFLICT
+// too (promptOwners).
 func Ownership(root string, m *manifest.Manifest) (*Result, error) {
 	r := newResult("OWNERSHIP")
 	owners, err := registry.Read(root, registry.Ownership)
@@ -479,6 +487,9 @@ func Ownership(root string, m *manifest.Manifest) (*Result, error) {
 		return nil, err
 	}
 	if err := pathConflicts(r, root, m, owners); err != nil {
+		return nil, err
+	}
+	if err := promptOwners(r, root, m); err != nil {
 		return nil, err
 	}
 	return r.done("no declared file is owned by another package, and nothing on disk is in the way"), nil

@@ -66,7 +66,7 @@ func configContent(g0a *Result, m *manifest.Manifest, src Source, files map[stri
 	for _, a := range m.Assets {
 		want[a.Path] = true
 	}
-	got, err := configBytes(src, want)
+	got, err := sourceBytes(src, want, config.MaxFileBytes)
 	if err != nil {
 		return err
 	}
@@ -91,11 +91,11 @@ func configContent(g0a *Result, m *manifest.Manifest, src Source, files map[stri
 	return nil
 }
 
-// configBytes reads the files named in want from src: a source directory
+// sourceBytes reads the files named in want from src: a source directory
 // through os.Root, or the archive (already judged safe by archive.Scan or
-// Extract) read once more. A file larger than config.MaxFileBytes is read
-// no further than the cap (and so will not hash as judged).
-func configBytes(src Source, want map[string]bool) (map[string][]byte, error) {
+// Extract) read once more. A file larger than limit is read no further
+// than the cap (and so will not hash as judged).
+func sourceBytes(src Source, want map[string]bool, limit int64) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	dir := src.Dir
 	if src.Tree != nil && src.Archive == "" {
@@ -115,7 +115,7 @@ func configBytes(src Source, want map[string]bool) (map[string][]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			b, err := io.ReadAll(io.LimitReader(f, config.MaxFileBytes+1))
+			b, err := io.ReadAll(io.LimitReader(f, limit+1))
 			f.Close()
 			if err != nil {
 				return nil, err
@@ -148,7 +148,7 @@ func configBytes(src Source, want map[string]bool) (map[string][]byte, error) {
 		if _, dup := out[hdr.Name]; dup {
 			return nil, &archive.UnsafeError{Rule: "duplicate", Name: hdr.Name, Message: "a member appears twice"}
 		}
-		b, err := io.ReadAll(io.LimitReader(tr, config.MaxFileBytes+1))
+		b, err := io.ReadAll(io.LimitReader(tr, limit+1))
 		if err != nil {
 			return nil, err
 		}

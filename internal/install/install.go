@@ -22,9 +22,11 @@
 //     is refused as HASH_MISMATCH unless Force, which overwrites it and
 //     records the paths;
 //  7. an automatic checkpoint is taken (package snapshot);
-//  8. the files, receipt, installed manifest and both registries are
-//     written as one journaled change (package journal), and INSTALLED is
-//     recorded before the journal is retired.
+//  8. the files, receipt, installed manifest and the registries
+//     (file_ownership.csv, packages_state.csv and, for a prompt_pack
+//     package, one prompts_registry.csv row per pack with its digest, see
+//     internal/prompt) are written as one journaled change (package
+//     journal), and INSTALLED is recorded before the journal is retired.
 //
 // Files that the previous version held and the new one does not are
 // removed. Installed files are 0444, or 0555 for an asset the manifest
@@ -60,6 +62,7 @@ import (
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/journal"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/prompt"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
@@ -125,11 +128,63 @@ type Result struct {
 	Signature        string        `json:"signature"`
 	Checkpoint       string        `json:"checkpoint"`
 	Gates            []gate.Result `json:"gates"`
-	LedgerEntryID    string        `json:"-"` // the INSTALLED entry
-	LedgerSeq        int64         `json:"-"`
+	// PromptPacks are the packs a prompt_pack package registers
+	// (registries/prompts_registry.csv), with their digests.
+	PromptPacks   []PromptPack `json:"prompt_packs,omitempty"`
+	LedgerEntryID string       `json:"-"` // the INSTALLED entry
+	LedgerSeq     int64        `json:"-"`
 	// OpID is the operation's op_id, on every entry it wrote (a later
 	// entry that belongs to the same operation carries it too).
 	OpID string `json:"-"`
+}
+
+// PromptPack is a pack an install registered.
+type PromptPack struct {
+	ID      string `json:"prompt_pack_id"`
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"` // the pack digest (internal/prompt)
+}
+
+// stagedPacks judges the packs of a prompt_pack package from the files
+// extracted to stage (relative to root) as preflight judged them from the
+// archive, and returns them with their digests. Preflight passed, so a
+// finding here is a broken invariant.
+func stagedPacks(root, stage string, m *manifest.Manifest) ([]gate.Pack, error) {
+	if m.PackageType != prompt.PackageType {
+		return nil, nil
+	}
+	r, err := os.OpenRoot(filepath.Join(root, filepath.FromSlash(stage)))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	hashes := map[string]string{}
+	for _, a := range m.Assets {
+		hashes[a.Path] = a.SHA256
+	}
+	var findings []string
+	packs, err := gate.PromptPacks(m, func(paths []string) (map[string][]byte, error) {
+		out := map[string][]byte{}
+		for _, p := range paths {
+			b, err := regfile.ReadIn(r, p)
+			if err != nil {
+				return nil, err
+			}
+			if plane.SHA256(b) == hashes[p] {
+				out[p] = b
+			}
+		}
+		return out, nil
+	}, func(path, format string, args ...any) {
+		findings = append(findings, path+": "+fmt.Sprintf(format, args...))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(findings) > 0 {
+		return nil, fmt.Errorf("install: the extracted prompt packs do not pass the checks preflight passed: %s", strings.Join(findings, "; "))
+	}
+	return packs, nil
 }
 
 // Error is a refusal or failure of an install, rollback or checkpoint. Its
@@ -349,7 +404,14 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	for _, a := range m.Assets {
 		receipt.Files = append(receipt.Files, plane.ReceiptFile{Path: a.Path, SHA256: a.SHA256, Size: a.Size, Mode: a.InstalledMode()})
 	}
-	changes, err := p.finish(root, m, receipt, contents.Manifest, now)
+	packs, err := stagedPacks(root, stage, m)
+	if err != nil {
+		return res, err
+	}
+	for _, pk := range packs {
+		res.PromptPacks = append(res.PromptPacks, PromptPack{ID: pk.ID, Version: pk.Version, SHA256: pk.SHA256})
+	}
+	changes, err := p.finish(root, m, receipt, contents.Manifest, now, packs)
 	if err != nil {
 		return res, err
 	}

@@ -508,7 +508,7 @@ func kernelTier(root string, t plane.TierLayout, rel *plane.Release, res *Result
 	for _, a := range rel.Manifest.Assets {
 		receipt.Files = append(receipt.Files, plane.ReceiptFile{Path: a.Path, SHA256: a.SHA256, Size: a.Size})
 	}
-	changes, err := p.finish(tdir, rel.Manifest, receipt, rel.ManifestBytes, now)
+	changes, err := p.finish(tdir, rel.Manifest, receipt, rel.ManifestBytes, now, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,15 @@
 package install
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/journal"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/prompt"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
 	"github.com/control-plane/cp/pkg/manifest"
@@ -41,6 +44,7 @@ type planned struct {
 	unchanged               int
 	drift                   []drift
 	ownerRows, packagesRows []registry.Row
+	promptRows              []registry.Row
 }
 
 // plan compares the package's assets (and the files of the installed
@@ -55,7 +59,11 @@ func plan(root string, m *manifest.Manifest, installed registry.Row, stage strin
 	if err != nil {
 		return nil, err
 	}
-	p := &planned{added: []string{}, replaced: []string{}, removed: []string{}, ownerRows: owners, packagesRows: pkgs}
+	prompts, err := registry.Read(root, registry.Prompts)
+	if err != nil {
+		return nil, err
+	}
+	p := &planned{added: []string{}, replaced: []string{}, removed: []string{}, ownerRows: owners, packagesRows: pkgs, promptRows: prompts}
 	byPath := make(map[string]registry.Row, len(owners))
 	for _, o := range owners {
 		byPath[o["path"]] = o
@@ -220,9 +228,12 @@ func orNone(s string) string {
 	return s
 }
 
-// finish adds the receipt, the installed manifest and the two registries
-// to the planned changes and returns them all.
-func (p *planned) finish(root string, m *manifest.Manifest, receipt plane.Receipt, manifestBytes []byte, now time.Time) ([]journal.Change, error) {
+// finish adds the receipt, the installed manifest and the registries to
+// the planned changes and returns them all: file_ownership.csv and
+// packages_state.csv always, prompts_registry.csv when the package's packs
+// (those of a prompt_pack package, as the gates judged them) change its
+// rows.
+func (p *planned) finish(root string, m *manifest.Manifest, receipt plane.Receipt, manifestBytes []byte, now time.Time, packs []gate.Pack) ([]journal.Change, error) {
 	rb, err := receipt.Marshal()
 	if err != nil {
 		return nil, err
@@ -254,10 +265,54 @@ func (p *planned) finish(root string, m *manifest.Manifest, receipt plane.Receip
 	if err != nil {
 		return nil, err
 	}
-	return append(p.changes,
+	changes := p.changes
+	if pc, err := p.promptChange(m, packs, now); err != nil {
+		return nil, err
+	} else if pc != nil {
+		changes = append(changes, *pc)
+	}
+	return append(changes,
 		journal.Change{Path: plane.ReceiptPath(m.PackageID), Data: rb, Mode: fileMode},
 		journal.Change{Path: plane.ManifestPath(m.PackageID), Data: manifestBytes, Mode: fileMode},
 		journal.Change{Path: registry.Dir + "/" + registry.Ownership.File, Data: ob, Mode: registryMode},
 		journal.Change{Path: registry.Dir + "/" + registry.Packages.File, Data: pb, Mode: registryMode},
 	), nil
+}
+
+// promptChange is the new prompts_registry.csv when the package's rows
+// change, or nil: the rows of other packages are kept, the package's own
+// are replaced by one active row per pack (a pack whose version and digest
+// are unchanged keeps its row and registered_at), so an upgrade that drops
+// a pack unregisters it.
+func (p *planned) promptChange(m *manifest.Manifest, packs []gate.Pack, now time.Time) (*journal.Change, error) {
+	old := map[string]registry.Row{}
+	rows := make([]registry.Row, 0, len(p.promptRows)+len(packs))
+	for _, r := range p.promptRows {
+		if r["package_id"] == m.PackageID {
+			old[r["prompt_pack_id"]] = r
+			continue
+		}
+		rows = append(rows, r)
+	}
+	for _, pk := range packs {
+		if o := old[pk.ID]; o != nil && o["sha256"] == pk.SHA256 && o["version"] == pk.Version && o["status"] == registry.StatusActive &&
+			o["path"] == prompt.PackDir(pk.ID) {
+			rows = append(rows, o)
+			continue
+		}
+		rows = append(rows, registry.Prompt{ID: pk.ID, PackageID: m.PackageID, Path: prompt.PackDir(pk.ID), SHA256: pk.SHA256,
+			Version: pk.Version, Status: registry.StatusActive, RegisteredAt: now}.Row())
+	}
+	before, err := registry.Encode(registry.Prompts, p.promptRows)
+	if err != nil {
+		return nil, err
+	}
+	after, err := registry.Encode(registry.Prompts, rows)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Equal(before, after) {
+		return nil, nil
+	}
+	return &journal.Change{Path: registry.Dir + "/" + registry.Prompts.File, Data: after, Mode: registryMode}, nil
 }

@@ -182,6 +182,13 @@ func (r *recorder) installedDraft(res *Result, recovered bool) ledger.Draft {
 	if len(res.DriftOverwritten) > 0 {
 		m["drift_overwritten"] = res.DriftOverwritten
 	}
+	if len(res.PromptPacks) > 0 {
+		packs := make([]any, len(res.PromptPacks))
+		for i, p := range res.PromptPacks {
+			packs[i] = map[string]any{"prompt_pack_id": p.ID, "version": p.Version, "sha256": p.SHA256}
+		}
+		m["prompt_packs"] = packs
+	}
 	return ledger.Draft{EventType: "INSTALLED", SubmissionID: res.PackageID, Decision: "INSTALLED",
 		Reason: res.Action + " " + res.PackageID + " " + res.Version, Metadata: m}
 }

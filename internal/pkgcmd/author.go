@@ -66,6 +66,8 @@ func writesScope(field string) func(c *cli.Call, req cli.Request) (root, tier, s
 		case dir != "":
 		case c.Verb.Name == "init-config":
 			dir = req.String("package_id")
+		case c.Verb.Name == "init-prompt-pack":
+			dir = req.String("prompt_pack_id")
 		case c.Verb.Name == "keygen":
 			dir = "."
 		}

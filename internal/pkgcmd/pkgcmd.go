@@ -32,6 +32,7 @@ Usage:
   cp-pkg [init]     PKG-ID (--spec SPEC-ID | --framework FMWK-ID) --output DIR
   cp-pkg init-agent PKG-ID (--spec SPEC-ID | --framework FMWK-ID) --output DIR
   cp-pkg init-config PKG-ID [--output DIR]
+  cp-pkg init-prompt-pack PRM-ID (--spec SPEC-ID | --framework FMWK-ID) [--package PKG-ID] [--output DIR]
   cp-pkg preflight  (PKG-ID --src DIR | --archive A)
   cp-pkg stage      PKG-ID --src DIR [--out DIR] [--declare]
   cp-pkg sign       --archive A [--key K]
@@ -54,6 +55,15 @@ config/x.json), then stage with --declare.
 init-agent is init for an agent package: it also writes
 modules/<pkg-id>/capabilities.json and governed_prompts/<PKG-ID>/system.md, both
 declared already, so the tree stages without --declare once they fit the spec.
+
+init-prompt-pack creates DIR (default: PRM-ID) holding a package of type
+prompt_pack (default id: PKG-<name of the pack>) with one prompt pack
+(DESIGN.md §9), declared: governed_prompts/PRM-ID/pack.json (its version, the
+JSON Schema of its variables, the providers, models and max_tokens it allows)
+and the template it names (Go text/template; a missing variable is an error).
+It stages, signs and installs as it is under a spec that allows
+governed_prompts/**; install registers the pack in prompts_registry.csv with
+the digest of both files, and the gateway refuses it if either changes.
 
 init-config creates DIR (default: PKG-ID) holding a config package: the
 operator configuration (DESIGN.md §4) as built-in defaults, declared in a
@@ -133,7 +143,8 @@ cp-ledger verify --verify-key (or CONTROL_PLANE_VERIFY_KEY).
 Options:
   --spec SPEC-ID       init: the spec the package implements
   --framework FMWK-ID  init: its framework (default: from the plane's specs registry)
-  --output DIR         init, init-agent, init-config: the source tree to create
+  --output DIR         init, init-agent, init-config, init-prompt-pack: the source tree to create
+  --package PKG-ID     init-prompt-pack: the package id (default: PKG-<name of the pack>)
   --src DIR            stage, preflight: the source tree; register-*, check-framework:
                        the document or spec directory
   --out DIR            stage: where to write the archive; keygen: the key files
@@ -177,6 +188,11 @@ Examples:
   cp-pkg init-agent PKG-HELPER-001 --spec SPEC-AGENTS-001 --framework FMWK-AGENTS-001 --output helper
   cp-ledger checkpoint --ledger audit.jsonl --sign-key ~/.config/control-plane/ops.key
 
+  # a prompt pack: scaffold, edit, publish
+  cp-pkg init-prompt-pack PRM-SUMMARIZE-001 --spec SPEC-PROMPTS-001 --root plane
+  cp-pkg stage PKG-SUMMARIZE-001 --src PRM-SUMMARIZE-001 --out dist --root plane |
+    cp-pkg sign --key ~/.config/control-plane/ops.key | cp-install install --root plane
+
   # operator configuration: scaffold the defaults, require work orders, install
   cp-pkg init-config PKG-CONFIG-001 --output opconf
   echo '{"work_orders":"required"}' > opconf/config/governance.json
@@ -189,6 +205,7 @@ var tool = &cli.Tool{Name: "cp-pkg", Usage: usage, Verbs: []*cli.Verb{
 	// DESIGN.md order: init, init-agent, preflight, stage, sign, keygen,
 	// register-framework, register-spec, check-framework.
 	initVerb, initAgentVerb, initConfigVerb, // author.go
+	initPromptPackVerb, // promptpack.go
 	preflightVerb,
 	stageVerb, signVerb, // author.go
 	{Name: "keygen", Schema: "cp-pkg.keygen.request.json", Action: cli.ActionKeygen, Tier: cli.TierHO3, Scope: writesScope("out"), Run: keygen, Flags: []cli.Flag{

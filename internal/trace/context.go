@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/prompt"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/workorder"
@@ -144,6 +146,17 @@ func Context(ctx context.Context, root string, o ContextOptions) (*AgentContext,
 	}
 	if len(ac.PromptPacks) == 0 {
 		ac.Notes = append(ac.Notes, "no prompt packs registered: LLM calls have no governed prompt to use")
+	}
+	// A pack is usable when the gateway would load it now: re-hashed
+	// against its registered digest, not retired.
+	for _, pp := range ac.PromptPacks {
+		if _, err := prompt.Load(root, pp.Artifact); err != nil {
+			var pe *prompt.Error
+			if !errors.As(err, &pe) {
+				return nil, err
+			}
+			ac.Notes = append(ac.Notes, fmt.Sprintf("prompt pack %s is not usable (%s): %s", pp.Artifact, pe.Code(), pe.Error()))
+		}
 	}
 	// Packages per tier from each tier's packages_state.csv: the manifest
 	// hash is all a turn header declares of one (inventory reads the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/prompt"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
 	"github.com/control-plane/cp/internal/workorder"
@@ -341,6 +342,23 @@ func explainPromptPack(ctx context.Context, root string, x *Explanation) error {
 	x.Status = r["status"]
 	x.Attributes = map[string]any{"version": r["version"], "path": r["path"], "sha256": r["sha256"], "registered_at": r["registered_at"]}
 	x.Relations["package"] = []string{r["package_id"]}
+	// The pack as the gateway would load it now: its files re-hashed
+	// against the registered digest.
+	if r["status"] != registry.StatusRetired {
+		if p, err := prompt.Load(root, x.ID); err == nil {
+			x.Attributes["template"], x.Attributes["providers"], x.Attributes["models"], x.Attributes["max_tokens"] = p.Template, p.Providers, p.Models, p.MaxTokens
+			x.Attributes["verified"] = true
+		} else {
+			var pe *prompt.Error
+			if !errors.As(err, &pe) {
+				return err
+			}
+			x.Attributes["verified"], x.Attributes["problem"] = false, pe.Error()
+			if c := pe.Code(); c == prompt.CodeHashMismatch || c == prompt.CodeInvalid {
+				x.Status = "tampered"
+			}
+		}
+	}
 	return subjectEntries(ctx, root, x)
 }
 

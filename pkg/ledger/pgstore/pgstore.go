@@ -34,6 +34,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,6 +80,7 @@ type Store struct {
 	opts Options
 	mu   sync.Mutex
 	conn *pgx.Conn
+	hint head // the head row as last read (Open, ReadProof)
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -106,6 +108,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	// 30,000 entries, and worse as they grow; BenchmarkAppend).
 	cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	cfg.ConnectTimeout = opts.ConnectTimeout
+	if testTracer != nil {
+		cfg.Tracer = testTracer
+	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
@@ -142,7 +147,19 @@ func (s *Store) init(ctx context.Context) error {
 		}
 		return nil
 	}
-	v, err := schemaVersion(ctx, s.conn)
+	// The schema's version and the ledger's head row, in one round trip.
+	// The head row is kept as a hint of which stored hashes a proof needs
+	// (ReadProof).
+	var v int
+	var n *int64
+	err := s.conn.QueryRow(ctx, `SELECT s.version, l.size, l.checkpoint FROM cp_schema s LEFT JOIN cp_ledgers l ON l.name = $1`, oneTrip, s.opts.Name).Scan(&v, &n, &s.hint.checkpoint)
+	if errors.Is(err, pgx.ErrNoRows) { // a schema table without its row: none
+		err = nil
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table: no schema yet
+		v, err = 0, nil
+	}
 	if err != nil {
 		return dbErr(s.opts.Name, "reading the schema version", err)
 	}
@@ -153,13 +170,11 @@ func (s *Store) init(ctx context.Context) error {
 		return ledger.Errorf("LEDGER_SCHEMA_NEWER", "the ledger database's schema is version %d; this tool knows up to %d: upgrade the tool", v, SchemaVersion)
 	case v < readableSince:
 		return ledger.Errorf(Unavailable, "the ledger database's schema is version %d, older than this tool reads (%d): a writer migrates it", v, readableSince)
-	}
-	var one int
-	err = s.conn.QueryRow(ctx, `SELECT 1 FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
+	case n == nil:
 		return fmt.Errorf("ledger %s is not in the database: %w", s.opts.Name, fs.ErrNotExist)
 	}
-	return dbErr(s.opts.Name, "reading", err)
+	s.hint.size = *n
+	return nil
 }
 
 // dbErr codes a database failure: a row that breaks a constraint (an
@@ -310,6 +325,154 @@ func (s *Store) State(ctx context.Context) (ledger.State, error) {
 	}
 	st.Root, err = tlog.TreeHash(st.Size, hashes{ctx, s.conn, s.opts.Name})
 	return st, err
+}
+
+var _ ledger.ProofReader = (*Store)(nil)
+
+// proofSQL reads in one statement ($1: the ledger, $2: stored hash
+// indexes) the head row's size and checkpoint and the stored hashes at
+// those indexes: one snapshot. No row when the ledger has no head row.
+const proofSQL = `SELECT l.size, l.checkpoint, h.idx, h.hash FROM cp_ledgers l, LATERAL (
+	SELECT array_agg(idx ORDER BY idx) AS idx, array_agg(hash ORDER BY idx) AS hash
+	FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)
+) h WHERE l.name = $1`
+
+// ReadProof implements ledger.ProofReader in one statement (proofSQL),
+// so that a cp-ledger prove process makes two round trips after
+// connecting (Open's and this one), not eight. Which stored hashes a
+// proof needs depends on the ledger's size and its checkpoint's, which
+// that same statement reads: it asks for those of the size and
+// checkpoint Open (or the last ReadProof) found, and when the ledger has
+// grown meanwhile, reads what the new size needs in a second statement.
+// A stored hash, once its entries are committed, never changes: the two
+// statements read one tree. The checkpoint kept outside the database is
+// read first, so its tree's hashes are asked for too.
+func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.ProofView, error) {
+	outside, err := s.readOutside()
+	if err != nil {
+		return ledger.ProofView{}, err
+	}
+	s.mu.Lock()
+	hint := s.hint
+	s.mu.Unlock()
+	asked := proofIndexes(seq, hint.size, treeSize, size(hint.checkpoint), size(outside))
+	var v ledger.ProofView
+	var db []byte
+	var idx []int64
+	var hs [][]byte
+	err = s.query(ctx, "reading a proof", func(q querier) error {
+		err := q.QueryRow(ctx, proofSQL, oneTrip, s.opts.Name, asked).Scan(&v.Size, &db, &idx, &hs)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // no head row: an empty ledger
+		}
+		return err
+	})
+	if err != nil {
+		return v, err
+	}
+	s.mu.Lock()
+	s.hint = head{v.Size, db}
+	s.mu.Unlock()
+	if len(idx) != len(hs) {
+		return v, ledger.Errorf("INTERNAL", "ledger %s: %d stored hash indexes for %d hashes", s.opts.Name, len(idx), len(hs))
+	}
+	got := make(hashMap, len(idx))
+	for i, x := range idx {
+		if len(hs[i]) != tlog.HashSize {
+			return v, ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", s.opts.Name, x, len(hs[i]), tlog.HashSize)
+		}
+		got[x] = tlog.Hash(hs[i])
+	}
+	if v.Checkpoint, err = s.latest(db); err != nil {
+		return v, err
+	}
+	// What the size and checkpoint read need that was not asked for.
+	var more []int64
+	have := make(map[int64]bool, len(asked))
+	for _, x := range asked {
+		have[x] = true
+	}
+	for _, x := range proofIndexes(seq, v.Size, treeSize, size(db), size(outside)) {
+		if !have[x] {
+			more = append(more, x)
+		}
+	}
+	if len(more) > 0 {
+		hs, err := s.ReadHashes(more)
+		if err != nil {
+			return v, err
+		}
+		for i, x := range more {
+			got[x] = hs[i]
+		}
+	}
+	v.Hashes = namedHashes{got, s.opts.Name}
+	return v, nil
+}
+
+// head is what a reader last read of the ledger's head row: a hint of
+// which stored hashes its next proof needs.
+type head struct {
+	size       int64
+	checkpoint []byte
+}
+
+// proofIndexes returns the indexes of the stored hashes that
+// ledger.ProveInclusion reads to prove seq in a ledger of size n: the
+// roots of the trees of size n and of each of sizes that can hold seq,
+// seq's leaf, and its proofs in those trees. tlog's own functions name
+// them (through a HashReader that records what they ask for).
+func proofIndexes(seq, n int64, sizes ...int64) []int64 {
+	r := recorder{}
+	tlog.TreeHash(n, r)
+	if 0 <= seq && seq < n {
+		r[tlog.StoredHashIndex(0, seq)] = true
+		for _, t := range append([]int64{n}, sizes...) {
+			if seq < t && t <= n {
+				tlog.TreeHash(t, r)
+				tlog.ProveRecord(t, seq, r)
+			}
+		}
+	}
+	out := make([]int64, 0, len(r))
+	for x := range r {
+		out = append(out, x)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// recorder is a tlog.HashReader that records the indexes it is asked
+// for and answers zero hashes.
+type recorder map[int64]bool
+
+func (r recorder) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	for _, x := range indexes {
+		r[x] = true
+	}
+	return make([]tlog.Hash, len(indexes)), nil
+}
+
+// hashMap holds stored hashes by index.
+type hashMap map[int64]tlog.Hash
+
+// namedHashes is a tlog.HashReader over the stored hashes a ReadProof
+// read: one it did not read is missing from the database.
+type namedHashes struct {
+	m    hashMap
+	name string
+}
+
+func (h namedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		hh, ok := h.m[x]
+		if !ok {
+			return nil, ledger.Errorf(ledger.TornTail, "ledger %s: stored hash %d missing (run cp-ledger verify)", h.name, x)
+		}
+		out[i] = hh
+	}
+	return out, nil
 }
 
 // page is how many rows Lines and Find read per query.
@@ -494,6 +657,9 @@ func (s *Store) Append(ctx context.Context, drafts []ledger.Draft) ([]ledger.Ent
 	}
 	return entries, encErr
 }
+
+// testTracer, when set (by tests), traces the connection and its queries.
+var testTracer pgx.QueryTracer
 
 // beforeCommit, when set (by tests), runs just before a commit.
 var beforeCommit func()

@@ -383,9 +383,7 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 		}
 		got[x] = tlog.Hash(hs[i])
 	}
-	if v.Checkpoint, err = s.latest(db); err != nil {
-		return v, err
-	}
+	v.Checkpoint = later(db, outside)
 	// What the size and checkpoint read need that was not asked for.
 	var more []int64
 	have := make(map[int64]bool, len(asked))
@@ -789,16 +787,24 @@ func (s *Store) ReadCheckpoint() ([]byte, error) {
 // outside.
 func (s *Store) latest(db []byte) ([]byte, error) {
 	file, err := s.readOutside()
-	if err != nil || file == nil {
+	if err != nil {
 		return db, err
 	}
-	if db == nil {
-		return file, nil
+	return later(db, file), nil
+}
+
+// later returns the checkpoint of the larger tree of the database's db
+// and the copy outside file (either nil if none); on a tie, file.
+func later(db, file []byte) []byte {
+	switch {
+	case file == nil:
+		return db
+	case db == nil:
+		return file
+	case size(db) > size(file):
+		return db
 	}
-	if size(db) > size(file) {
-		return db, nil
-	}
-	return file, nil
+	return file
 }
 
 // size is the tree size a checkpoint states, -1 if it does not parse (so

@@ -28,6 +28,7 @@ package pgstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -78,6 +79,7 @@ type Options struct {
 // of rows, then call fn).
 type Store struct {
 	opts Options
+	cfg  *pgx.ConnConfig // for a second connection (ReadStoredHashes)
 	mu   sync.Mutex
 	conn *pgx.Conn
 	hint head // the head row as last read (Open, ReadProof)
@@ -107,6 +109,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	// the stored hashes for idx = ANY($2) (4x slower appends of 100 at
 	// 30,000 entries, and worse as they grow; BenchmarkAppend).
 	cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	// No JIT compilation: it pays off for long analytic queries, and the
+	// reads of a whole ledger, estimated costly, would compile code for
+	// tens of milliseconds before their first row.
+	cfg.RuntimeParams["jit"] = "off"
 	cfg.ConnectTimeout = opts.ConnectTimeout
 	if testTracer != nil {
 		cfg.Tracer = testTracer
@@ -118,7 +124,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, ledger.Errorf(Unavailable, "ledger %s: the database is unreachable: %s", opts.Name, redact(err))
 	}
-	s := &Store{opts: opts, conn: conn}
+	s := &Store{opts: opts, cfg: cfg, conn: conn}
 	if err := s.init(ctx); err != nil {
 		conn.Close(context.Background())
 		return nil, err
@@ -473,46 +479,128 @@ func (h namedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
-// page is how many rows Lines and Find read per query.
+// page is how many rows Find reads per query.
 const page = 16384
 
-// Lines implements ledger.Store.Lines, reading pages of rows in seq
-// order. A row missing from the middle is not filled in: Verify, which
-// checks each line's seq against its position, names it.
+// linesPage and maxLinesPage bound the rows of each COPY of Lines: the
+// first reads linesPage, each next one twice as many, up to maxLinesPage
+// (a LIMIT the planner answers with the primary key's index scan, rather
+// than a scan and sort of the whole table). Variables for tests.
+var linesPage, maxLinesPage int64 = page, 1 << 16
+
+// Lines implements ledger.Store.Lines: COPY ... TO STDOUT (FORMAT
+// binary) of the rows in seq order, each row handed to fn as it streams
+// in, a page of rows per COPY (so that fn stopping early costs the rest of
+// one page, and the connection is not broken off). A row missing from the
+// middle is not filled in: Verify, which checks each line's seq against
+// its position, names it.
 func (s *Store) Lines(ctx context.Context, from, to int64, fn func(seq int64, line []byte) bool) error {
-	type row struct {
-		seq  int64
-		line []byte
+	name, err := literal(s.opts.Name)
+	if err != nil {
+		return err
 	}
-	buf := make([]row, 0, page)
-	for {
-		buf = buf[:0]
-		err := s.query(ctx, "reading entries", func(q querier) error {
-			rows, err := q.Query(ctx, `SELECT seq, line FROM cp_entries WHERE ledger = $1 AND seq >= $2 AND ($3 < 0 OR seq < $3) ORDER BY seq LIMIT $4`, s.opts.Name, from, to, page)
-			if err != nil {
-				return err
-			}
-			var r row
-			_, err = pgx.ForEachRow(rows, []any{&r.seq, &r.line}, func() error {
-				buf = append(buf, r)
-				r.line = nil // a fresh slice for the next row
-				return nil
-			})
-			return err
-		})
-		if err != nil {
-			return err
+	for n := linesPage; ; n = min(2*n, maxLinesPage) {
+		bound := ""
+		if to >= 0 {
+			bound = fmt.Sprintf(" AND seq < %d", to)
 		}
-		for _, r := range buf {
-			if !fn(r.seq, r.line) {
-				return nil
+		sql := fmt.Sprintf(`COPY (SELECT seq, line FROM cp_entries WHERE ledger = %s AND seq >= %d%s ORDER BY seq LIMIT %d) TO STDOUT (FORMAT binary)`, name, from, bound, n)
+		var rows int64
+		stopped := false
+		err := s.copy(ctx, "reading entries", sql, 2, func(vals [][]byte) error {
+			if len(vals[0]) != 8 || vals[1] == nil {
+				return fmt.Errorf("%w: a row of cp_entries with seq %d bytes, line %v", errCopyFormat, len(vals[0]), vals[1] != nil)
 			}
-		}
-		if len(buf) < page {
+			rows++
+			seq := int64(binary.BigEndian.Uint64(vals[0]))
+			from = seq + 1
+			if !stopped && !fn(seq, vals[1]) {
+				stopped = true // the rest of the page streams in, unread
+			}
 			return nil
+		})
+		if err != nil || stopped || rows < n {
+			return err
 		}
-		from = buf[len(buf)-1].seq + 1
 	}
+}
+
+// copy runs copyTo on the store's connection, held.
+func (s *Store) copy(ctx context.Context, doing, sql string, fields int, row func([][]byte) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return dbErr(s.opts.Name, doing, copyTo(ctx, s.conn, sql, fields, row))
+}
+
+var _ ledger.StoredHashesReader = (*Store)(nil)
+
+// ReadStoredHashes implements ledger.StoredHashesReader: one COPY of the
+// rows, in whatever order the server finds them (each row says its
+// index), on a connection of its own, so that Verify reads the stored
+// hashes while the lines stream in on the store's connection. An index
+// out of range, twice, or missing is refused, never read as a zero hash.
+func (s *Store) ReadStoredHashes(ctx context.Context, n int64) ([]byte, error) {
+	name, err := literal(s.opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, n*tlog.HashSize)
+	if n == 0 {
+		return out, nil
+	}
+	conn, err := pgx.ConnectConfig(ctx, s.cfg)
+	if err != nil {
+		return nil, ledger.Errorf(Unavailable, "ledger %s: the database is unreachable: %s", s.opts.Name, redact(err))
+	}
+	defer conn.Close(context.Background())
+	seen := make([]uint64, (n+63)/64)
+	var got int64
+	sql := fmt.Sprintf(`COPY (SELECT idx, hash FROM cp_hashes WHERE ledger = %s AND idx < %d) TO STDOUT (FORMAT binary)`, name, n)
+	err = copyTo(ctx, conn, sql, 2, func(vals [][]byte) error {
+		if len(vals[0]) != 8 {
+			return fmt.Errorf("%w: a row of cp_hashes with an index of %d bytes", errCopyFormat, len(vals[0]))
+		}
+		idx := int64(binary.BigEndian.Uint64(vals[0]))
+		if idx < 0 || idx >= n || seen[idx/64]&(1<<(idx%64)) != 0 {
+			return fmt.Errorf("%w: stored hash %d out of range or twice", errCopyFormat, idx)
+		}
+		if len(vals[1]) != tlog.HashSize {
+			return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", s.opts.Name, idx, len(vals[1]), tlog.HashSize)
+		}
+		seen[idx/64] |= 1 << (idx % 64)
+		copy(out[idx*tlog.HashSize:], vals[1])
+		got++
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr(s.opts.Name, "reading stored hashes", err)
+	}
+	if got != n {
+		for i := range n {
+			if seen[i/64]&(1<<(i%64)) == 0 {
+				return nil, ledger.Errorf(ledger.TornTail, "ledger %s: stored hash %d missing (run cp-ledger verify)", s.opts.Name, i)
+			}
+		}
+	}
+	return out, nil
+}
+
+// copyTo runs the COPY TO STDOUT (FORMAT binary) statement sql on conn,
+// calling row with each row of fields fields. The statement holds its
+// values as literals (COPY takes no parameters): it is refused by a
+// server that does not read them as literal() writes them.
+func copyTo(ctx context.Context, conn *pgx.Conn, sql string, fields int, row func([][]byte) error) error {
+	if conn.PgConn().ParameterStatus("standard_conforming_strings") != "on" {
+		return ledger.Errorf(Unavailable, "the database server has standard_conforming_strings off: this tool needs it on (the default since PostgreSQL 9.1)")
+	}
+	w := &copyRows{fields: fields, row: row}
+	if _, err := conn.PgConn().CopyTo(ctx, w, sql); err != nil {
+		return err
+	}
+	return w.finish()
 }
 
 // query runs fn with the connection held.
@@ -987,12 +1075,26 @@ func (s *Store) Import(ctx context.Context, src ledger.Store) (ledger.State, err
 	if err != nil {
 		return ledger.State{}, err
 	}
+	s.vacuum(ctx)
 	if ckpt != nil {
 		if err := s.keepOutside(ckpt); err != nil {
 			return got, err
 		}
 	}
 	return got, nil
+}
+
+// vacuum runs VACUUM (ANALYZE) on the tables a bulk load (Import) filled,
+// so that the first read does not have to set each new row's hint bits
+// (writing every page it reads: verify at a half or a third of its
+// speed), and the planner knows their size. Only what the load added is
+// scanned (the visibility map skips the rest). It is an optimisation: a
+// failure (a role that does not own the tables is only warned) changes
+// nothing that was committed, and is not reported.
+func (s *Store) vacuum(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conn.Exec(ctx, `VACUUM (ANALYZE) cp_entries, cp_hashes`, pgx.QueryExecModeSimpleProtocol)
 }
 
 // holds checks that the stored checkpoint (nil: none) holds for tree:

@@ -153,14 +153,26 @@ func (s *Store) init(ctx context.Context) error {
 		}
 		return nil
 	}
-	// The schema's version and the ledger's head row, in one round trip.
-	// The head row is kept as a hint of which stored hashes a proof needs
-	// (ReadProof).
-	var v int
+	// The schema's version and the ledger's head row, in one round trip
+	// (a statement of two plain scans: a backend that has just started
+	// plans it quickly). The head row is kept as a hint of which stored
+	// hashes a proof needs (ReadProof).
+	var v int64
 	var n *int64
-	err := s.conn.QueryRow(ctx, `SELECT s.version, l.size, l.checkpoint FROM cp_schema s LEFT JOIN cp_ledgers l ON l.name = $1`, oneTrip, s.opts.Name).Scan(&v, &n, &s.hint.checkpoint)
-	if errors.Is(err, pgx.ErrNoRows) { // a schema table without its row: none
-		err = nil
+	rows, err := s.conn.Query(ctx, `SELECT 0, version::bigint, NULL::bytea FROM cp_schema
+		UNION ALL SELECT 1, size, checkpoint FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name)
+	if err == nil {
+		var k, x int64
+		var b []byte
+		_, err = pgx.ForEachRow(rows, []any{&k, &x, &b}, func() error {
+			if k == 0 {
+				v = x
+			} else {
+				size := x
+				n, s.hint.checkpoint, b = &size, b, nil
+			}
+			return nil
+		})
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table: no schema yet
@@ -172,9 +184,9 @@ func (s *Store) init(ctx context.Context) error {
 	switch {
 	case v == 0:
 		return fmt.Errorf("ledger %s: the database holds no ledgers: %w", s.opts.Name, fs.ErrNotExist)
-	case v > SchemaVersion:
+	case v > int64(SchemaVersion):
 		return ledger.Errorf("LEDGER_SCHEMA_NEWER", "the ledger database's schema is version %d; this tool knows up to %d: upgrade the tool", v, SchemaVersion)
-	case v < readableSince:
+	case v < int64(readableSince):
 		return ledger.Errorf(Unavailable, "the ledger database's schema is version %d, older than this tool reads (%d): a writer migrates it", v, readableSince)
 	case n == nil:
 		return fmt.Errorf("ledger %s is not in the database: %w", s.opts.Name, fs.ErrNotExist)
@@ -336,12 +348,10 @@ func (s *Store) State(ctx context.Context) (ledger.State, error) {
 var _ ledger.ProofReader = (*Store)(nil)
 
 // proofSQL reads in one statement ($1: the ledger, $2: stored hash
-// indexes) the head row's size and checkpoint and the stored hashes at
-// those indexes: one snapshot. No row when the ledger has no head row.
-const proofSQL = `SELECT l.size, l.checkpoint, h.idx, h.hash FROM cp_ledgers l, LATERAL (
-	SELECT array_agg(idx ORDER BY idx) AS idx, array_agg(hash ORDER BY idx) AS hash
-	FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)
-) h WHERE l.name = $1`
+// indexes) the head row's size and checkpoint (the row whose index is -1)
+// and the stored hashes at those indexes: one snapshot, two plain scans.
+const proofSQL = `SELECT -1, size, checkpoint FROM cp_ledgers WHERE name = $1
+	UNION ALL SELECT idx, NULL, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`
 
 // ReadProof implements ledger.ProofReader in one statement (proofSQL),
 // so that a cp-ledger prove process makes two round trips after
@@ -364,14 +374,27 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 	asked := proofIndexes(seq, hint.size, treeSize, size(hint.checkpoint), size(outside))
 	var v ledger.ProofView
 	var db []byte
-	var idx []int64
-	var hs [][]byte
+	got := make(hashMap, len(asked))
 	err = s.query(ctx, "reading a proof", func(q querier) error {
-		err := q.QueryRow(ctx, proofSQL, oneTrip, s.opts.Name, asked).Scan(&v.Size, &db, &idx, &hs)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // no head row: an empty ledger
+		rows, err := q.Query(ctx, proofSQL, oneTrip, s.opts.Name, asked)
+		if err != nil {
+			return err
 		}
-		return err
+		var x int64
+		var n *int64
+		var b []byte
+		_, err = pgx.ForEachRow(rows, []any{&x, &n, &b}, func() error {
+			switch {
+			case x == -1 && n != nil:
+				v.Size, db, b = *n, b, nil // b: a fresh slice for the next row
+			case len(b) != tlog.HashSize:
+				return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", s.opts.Name, x, len(b), tlog.HashSize)
+			default:
+				got[x] = tlog.Hash(b)
+			}
+			return nil
+		})
+		return err // no head row: an empty ledger
 	})
 	if err != nil {
 		return v, err
@@ -379,16 +402,6 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 	s.mu.Lock()
 	s.hint = head{v.Size, db}
 	s.mu.Unlock()
-	if len(idx) != len(hs) {
-		return v, ledger.Errorf("INTERNAL", "ledger %s: %d stored hash indexes for %d hashes", s.opts.Name, len(idx), len(hs))
-	}
-	got := make(hashMap, len(idx))
-	for i, x := range idx {
-		if len(hs[i]) != tlog.HashSize {
-			return v, ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", s.opts.Name, x, len(hs[i]), tlog.HashSize)
-		}
-		got[x] = tlog.Hash(hs[i])
-	}
 	v.Checkpoint = later(db, outside)
 	// What the size and checkpoint read need that was not asked for.
 	var more []int64

@@ -153,6 +153,10 @@ func TestLinesPages(t *testing.T) {
 	st, err := s.State(ctx) // the connection after an early stop
 	require.NoError(t, err)
 	require.EqualValues(t, 40, st.Size)
+	// The planner settings of a COPY end with it.
+	var sorts, bitmaps string
+	require.NoError(t, s.conn.QueryRow(ctx, `SELECT current_setting('enable_sort'), current_setting('enable_bitmapscan')`).Scan(&sorts, &bitmaps))
+	require.Equal(t, []string{"on", "on"}, []string{sorts, bitmaps})
 	rep, err := ledger.Verify(ctx, s, ledger.VerifyOptions{})
 	require.NoError(t, err)
 	require.True(t, rep.Valid, "%+v", rep.Issues)

@@ -451,15 +451,6 @@ func proofIndexes(seq, n int64, sizes ...int64) []int64 {
 			}
 		}
 	}
-	return r.indexes()
-}
-
-// recorder is a tlog.HashReader that records the indexes it is asked
-// for and answers zero hashes.
-type recorder map[int64]bool
-
-// indexes returns the indexes recorded, in order.
-func (r recorder) indexes() []int64 {
 	out := make([]int64, 0, len(r))
 	for x := range r {
 		out = append(out, x)
@@ -468,38 +459,9 @@ func (r recorder) indexes() []int64 {
 	return out
 }
 
-// prefetched is a tlog.HashReader over stored hashes read ahead (m),
-// which reads any other through next.
-type prefetched struct {
-	m    hashMap
-	next tlog.HashReader
-}
-
-func (p prefetched) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	var miss []int64
-	for i, x := range indexes {
-		h, ok := p.m[x]
-		if !ok {
-			miss = append(miss, x)
-		}
-		out[i] = h
-	}
-	if len(miss) == 0 {
-		return out, nil
-	}
-	hs, err := p.next.ReadHashes(miss)
-	if err != nil {
-		return nil, err
-	}
-	for i, x := range miss {
-		p.m[x] = hs[i]
-	}
-	for i, x := range indexes {
-		out[i] = p.m[x]
-	}
-	return out, nil
-}
+// recorder is a tlog.HashReader that records the indexes it is asked
+// for and answers zero hashes.
+type recorder map[int64]bool
 
 func (r recorder) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	for _, x := range indexes {
@@ -762,26 +724,30 @@ func (s *Store) Append(ctx context.Context, drafts []ledger.Draft) ([]ledger.Ent
 			return err
 		}
 		entries, encErr = b.Entries, err
-		n := len(b.Entries)
-		seqs, ehs, types, subjects, ops := make([]int64, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+		rows := make([][]any, len(b.Entries))
 		for i, e := range b.Entries {
+			var op any
 			if v, ok := e.Metadata["op_id"].(string); ok {
-				ops[i] = &v
+				op = v
 			}
-			seqs[i], ehs[i], types[i], subjects[i] = e.Seq, e.EntryHash, e.EventType, e.SubmissionID
+			rows[i] = []any{s.opts.Name, e.Seq, b.Lines[i], e.EntryHash, e.EventType, e.SubmissionID, op}
 		}
-		idx, hs := make([]int64, len(b.Hashes)), make([][]byte, len(b.Hashes))
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_entries"}, []string{"ledger", "seq", "line", "entry_hash", "event_type", "submission_id", "op_id"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+		hrows := make([][]any, len(b.Hashes))
 		for i, h := range b.Hashes {
-			idx[i], hs[i] = old+int64(i), h[:]
+			hrows[i] = []any{s.opts.Name, old + int64(i), h[:]}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_hashes"}, []string{"ledger", "idx", "hash"}, pgx.CopyFromRows(hrows)); err != nil {
+			return err
 		}
 		if k := s.opts.Ledger.Checkpoint; k != nil {
 			if ckpt, err = (ledger.Checkpoint{Origin: k.Origin, Size: tree.Size, Root: tree.Root()}).Sign(k.Signer); err != nil {
 				return err
 			}
 		}
-		// The entries, their stored hashes and the head row in one
-		// statement: one round trip holding the head row.
-		_, err = tx.Exec(ctx, appendSQL, oneTrip, s.opts.Name, seqs, b.Lines[:n], ehs, types, subjects, ops, idx, hs, tree.Size, tree.Head, ckpt)
+		_, err = tx.Exec(ctx, `UPDATE cp_ledgers SET size = $2, head = $3, checkpoint = COALESCE($4, checkpoint) WHERE name = $1`, s.opts.Name, tree.Size, tree.Head, ckpt)
 		return err
 	})
 	if errors.Is(err, errReady) {
@@ -800,18 +766,6 @@ func (s *Store) Append(ctx context.Context, drafts []ledger.Draft) ([]ledger.Ent
 
 // testTracer, when set (by tests), traces the connection and its queries.
 var testTracer pgx.QueryTracer
-
-// appendSQL writes a batch: its entries ($2-$7: seq, line, entry_hash,
-// event_type, submission_id, op_id), its stored hashes ($8, $9: idx,
-// hash), and the head row's size, head and checkpoint ($10-$12) of
-// ledger $1.
-const appendSQL = `WITH e AS (
-	INSERT INTO cp_entries (ledger, seq, line, entry_hash, event_type, submission_id, op_id)
-	SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::text[])
-), h AS (
-	INSERT INTO cp_hashes (ledger, idx, hash) SELECT $1, * FROM unnest($8::bigint[], $9::bytea[])
-)
-UPDATE cp_ledgers SET size = $10, head = $11, checkpoint = COALESCE($12, checkpoint) WHERE name = $1`
 
 // beforeCommit, when set (by tests), runs just before a commit.
 var beforeCommit func()
@@ -839,66 +793,37 @@ func (s *Store) locked(ctx context.Context, fn func(tx pgx.Tx, tree *ledger.Tree
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	name := s.opts.Name
-	// Each step is one round trip, and all but the first are made
-	// holding the head row, which every other writer waits for: the
-	// transaction begins with its lock timeout; the head row is locked
-	// (created first, once per ledger); the head entry's line and the
-	// stored hashes the tree is loaded from are read in one statement.
-	tx, err := s.conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: fmt.Sprintf(`BEGIN; SET LOCAL lock_timeout = %d`, s.opts.Ledger.LockTimeout.Milliseconds())})
+	tx, err := s.conn.Begin(ctx)
 	if err != nil {
-		return lockErr(name, s.opts.Ledger.LockTimeout, err)
+		return dbErr(name, "beginning a transaction", err)
 	}
 	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, s.opts.Ledger.LockTimeout.Milliseconds())); err != nil {
+		return dbErr(name, "setting the lock timeout", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO cp_ledgers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, name); err != nil {
+		return lockErr(name, s.opts.Ledger.LockTimeout, err)
+	}
 	var size int64
 	var head string
 	var dbCkpt []byte
 	var moved *string
-	lock := func() error {
-		return tx.QueryRow(ctx, `SELECT size, head, checkpoint, moved FROM cp_ledgers WHERE name = $1 FOR UPDATE`, oneTrip, name).Scan(&size, &head, &dbCkpt, &moved)
-	}
-	err = lock()
-	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err := tx.Exec(ctx, `INSERT INTO cp_ledgers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, oneTrip, name); err != nil {
-			return lockErr(name, s.opts.Ledger.LockTimeout, err)
-		}
-		err = lock()
-	}
-	if err != nil {
+	if err := tx.QueryRow(ctx, `SELECT size, head, checkpoint, moved FROM cp_ledgers WHERE name = $1 FOR UPDATE`, name).Scan(&size, &head, &dbCkpt, &moved); err != nil {
 		return lockErr(name, s.opts.Ledger.LockTimeout, err)
 	}
 	if moved != nil {
 		return ledger.Errorf("LEDGER_MOVED", "ledger %s was moved to the %s store (cp-ledger migrate): nothing written; run again (tier.json names where the ledger is now)", name, *moved)
 	}
-	hr := prefetched{hashMap{}, hashes{ctx, tx, name}}
+	hr := hashes{ctx, tx, name}
 	if size > 0 {
 		// The new entries chain to the last one: re-hash it rather than
 		// trust the head row, and check the tree agrees.
-		rec := recorder{tlog.StoredHashIndex(0, size-1): true}
-		ledger.LoadTree(size, head, rec)
 		var line []byte
-		rows, err := tx.Query(ctx, `SELECT -1, line FROM cp_entries WHERE ledger = $1 AND seq = $2
-			UNION ALL SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($3)`, oneTrip, name, size-1, rec.indexes())
-		if err != nil {
-			return dbErr(name, "reading its head", err)
-		}
-		var x int64
-		var b []byte
-		_, err = pgx.ForEachRow(rows, []any{&x, &b}, func() error {
-			switch {
-			case x == -1:
-				line, b = b, nil // b: a fresh slice for the next row
-			case len(b) != tlog.HashSize:
-				return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", name, x, len(b), tlog.HashSize)
-			default:
-				hr.m[x] = tlog.Hash(b)
-			}
-			return nil
-		})
-		if err != nil {
-			return dbErr(name, "reading its head", err)
-		}
-		if line == nil {
+		err := tx.QueryRow(ctx, `SELECT line FROM cp_entries WHERE ledger = $1 AND seq = $2`, name, size-1).Scan(&line)
+		if errors.Is(err, pgx.ErrNoRows) {
 			return ledger.Errorf("LEDGER_INVALID", "ledger %s: entry %d, its head, is missing: rows were deleted; refusing to append (run cp-ledger verify)", name, size-1)
+		} else if err != nil {
+			return dbErr(name, "reading its head", err)
 		}
 		leaf, err := ledger.LeafOf(line, size-1)
 		if err != nil {

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -177,4 +178,34 @@ func TestProofIndexes(t *testing.T) {
 	}
 	require.Empty(t, proofIndexes(5, 0))
 	require.Len(t, proofIndexes(5, 4), 1, "out of range: the root's only")
+}
+
+// TestProveOutsideUnreadable: a checkpoint copy outside the database that
+// cannot be read (here a symbolic link, never followed) is left out of a
+// proof, as ProveInclusion leaves out a ReadCheckpoint that fails: the
+// proof is against the database's checkpoint, the same as through the
+// interface.
+func TestProveOutsideUnreadable(t *testing.T) {
+	dsn := pgtest.DB(t)
+	dir := t.TempDir()
+	k, vs := storetest.Key(t, "outside/ho3/governance")
+	w := open(t, dsn, "governance", ledger.Options{Actor: "tester", Checkpoint: k}, "")
+	for range 12 {
+		_, err := w.Append(ctx, []ledger.Draft{{EventType: "EV", SubmissionID: "S"}})
+		require.NoError(t, err)
+	}
+	target := filepath.Join(dir, "real.checkpoint")
+	require.NoError(t, os.WriteFile(target, []byte("not a checkpoint\n"), 0o644))
+	link := filepath.Join(dir, "governance.checkpoint")
+	require.NoError(t, os.Symlink(target, link))
+	r, err := Open(ctx, dsn, Options{Name: "governance", CheckpointFile: link})
+	require.NoError(t, err)
+	defer r.Close()
+	got, err := ledger.ProveInclusion(ctx, r, 4, 0, "proof")
+	require.NoError(t, err)
+	want, err := ledger.ProveInclusion(ctx, plain{r}, 4, 0, "proof")
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	require.EqualValues(t, 12, got.TreeSize)
+	require.NoError(t, ledger.VerifyInclusion(got, vs))
 }

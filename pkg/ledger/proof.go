@@ -154,14 +154,55 @@ type Inclusion struct {
 	Checkpoint string   `json:"checkpoint"`
 }
 
+// ProofReader is a Store that reads, in one go, everything an inclusion
+// proof needs: a database store, each of whose reads is a round trip to a
+// server. ProveInclusion uses it when the store is one; the answer is the
+// same as through State, ReadCheckpoint and ReadHashes.
+type ProofReader interface {
+	// ReadProof returns, as of one moment, the ledger's size, its stored
+	// checkpoint (as ReadCheckpoint: nil if none), and a tlog.HashReader
+	// that holds at least the stored hashes of the roots of the trees of
+	// the current size and of treeSize (0: of the stored checkpoint's
+	// size), of seq's leaf, and of seq's inclusion proof in those trees.
+	// A hash the reader lacks is an error when read, never a zero hash.
+	ReadProof(ctx context.Context, seq, treeSize int64) (ProofView, error)
+}
+
+// ProofView is what a ProofReader reads for an inclusion proof.
+type ProofView struct {
+	Size       int64
+	Checkpoint []byte
+	Hashes     tlog.HashReader
+}
+
 // ProveInclusion returns an inclusion proof of seq in the ledger s. With
 // treeSize 0 it proves against the stored checkpoint when that covers seq,
 // else against the current tree (with an unsigned checkpoint body). It
-// reads O(log n) stored hashes.
+// reads O(log n) stored hashes: through one ReadProof when s is a
+// ProofReader.
 func ProveInclusion(ctx context.Context, s Store, seq, treeSize int64, origin string) (Inclusion, error) {
-	st, err := s.State(ctx)
-	if err != nil {
-		return Inclusion{}, err
+	var st State
+	var hr tlog.HashReader = s
+	var stored []byte
+	if pr, ok := s.(ProofReader); ok {
+		v, err := pr.ReadProof(ctx, seq, treeSize)
+		if err != nil {
+			return Inclusion{}, err
+		}
+		// The current tree's root, as State computes it: a store whose
+		// stored hashes do not reach its size proves nothing.
+		st.Size, hr, stored = v.Size, v.Hashes, v.Checkpoint
+		if _, err := tlog.TreeHash(st.Size, hr); err != nil {
+			return Inclusion{}, err
+		}
+	} else {
+		var err error
+		if st, err = s.State(ctx); err != nil {
+			return Inclusion{}, err
+		}
+		if treeSize == 0 {
+			stored, _ = s.ReadCheckpoint()
+		}
 	}
 	ckpt := ""
 	if treeSize == 0 {
@@ -169,7 +210,7 @@ func ProveInclusion(ctx context.Context, s Store, seq, treeSize int64, origin st
 		// Prefer the stored checkpoint when it covers seq; its root is
 		// checked against the tree below, so a stale or forged file cannot
 		// mislead.
-		if b, _ := s.ReadCheckpoint(); b != nil {
+		if b := stored; b != nil {
 			if c, err := parseBody(b); err == nil && seq < c.Size && c.Size <= st.Size {
 				treeSize, ckpt = c.Size, string(b)
 			}
@@ -178,7 +219,7 @@ func ProveInclusion(ctx context.Context, s Store, seq, treeSize int64, origin st
 	if seq < 0 || seq >= treeSize || treeSize > st.Size {
 		return Inclusion{}, errorf("OUT_OF_RANGE", "cannot prove seq %d in a tree of size %d (the ledger holds %d entries)", seq, treeSize, st.Size)
 	}
-	root, err := tlog.TreeHash(treeSize, s)
+	root, err := tlog.TreeHash(treeSize, hr)
 	if err != nil {
 		return Inclusion{}, err
 	}
@@ -189,11 +230,11 @@ func ProveInclusion(ctx context.Context, s Store, seq, treeSize int64, origin st
 	} else {
 		ckpt = Checkpoint{Origin: origin, Size: treeSize, Root: root}.Text()
 	}
-	p, err := tlog.ProveRecord(treeSize, seq, s)
+	p, err := tlog.ProveRecord(treeSize, seq, hr)
 	if err != nil {
 		return Inclusion{}, err
 	}
-	leaf, err := s.ReadHashes([]int64{tlog.StoredHashIndex(0, seq)})
+	leaf, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(0, seq)})
 	if err != nil {
 		return Inclusion{}, err
 	}

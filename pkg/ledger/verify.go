@@ -106,6 +106,9 @@ func Verify(ctx context.Context, s Store, opts VerifyOptions) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	if snap.wait != nil {
+		defer snap.wait()
+	}
 
 	v := &verifier{max: opts.MaxIssues, idx: snap.index}
 	leaves, lines, err := v.scanLines(snap.lines, opts.Workers)
@@ -198,6 +201,20 @@ type snapshot struct {
 	// moment, fit to use: Verify compares it with the lines
 	// (INDEX_MISMATCH).
 	index *indexComparer
+	// wait, when set, waits for reads stored started in the background:
+	// Verify calls it before it returns.
+	wait func()
+}
+
+// StoredHashesReader is a Store that reads the stored hashes of a tree
+// whole, and can do so while its lines are being read: a database store,
+// on a connection of its own. Verify reads them so when a store is one.
+type StoredHashesReader interface {
+	// ReadStoredHashes returns the stored hashes at tlog.StoredHashIndex
+	// 0 to n-1, concatenated (n*tlog.HashSize bytes); one missing is an
+	// error (TORN_TAIL), never a zero hash. It may run concurrently with
+	// the store's other methods.
+	ReadStoredHashes(ctx context.Context, n int64) ([]byte, error)
 }
 
 // snapshotter is a store that hands Verify its storage more directly than
@@ -241,6 +258,40 @@ func storeSnapshot(ctx context.Context, s Store, progress func(done, total int64
 			progress(st.Size, st.Size)
 		}
 		return err
+	}
+	if hr, ok := s.(StoredHashesReader); ok {
+		// The stored hashes stream in while the lines do.
+		type read struct {
+			b   []byte
+			err error
+		}
+		done := make(chan read, 1)
+		bg, cancel := context.WithCancel(ctx)
+		go func() {
+			b, err := hr.ReadStoredHashes(bg, tlog.StoredHashCount(st.Size))
+			done <- read{b, err}
+		}()
+		var r *read
+		stored := func(m int64) ([]byte, error) {
+			if r == nil {
+				got := <-done
+				r = &got
+			}
+			if r.err != nil {
+				return nil, r.err
+			}
+			n := tlog.StoredHashCount(m) * tlog.HashSize
+			if int64(len(r.b)) < n {
+				return nil, errorf(TornTail, "%d stored hashes read, %d asked for", len(r.b)/tlog.HashSize, n/tlog.HashSize)
+			}
+			return r.b[:n], nil
+		}
+		return snapshot{checkpoint: ckpt, lines: lines, storedTree: st.Size, stored: stored, wait: func() {
+			cancel()
+			if r == nil {
+				<-done
+			}
+		}}, nil
 	}
 	stored := func(m int64) ([]byte, error) {
 		n := tlog.StoredHashCount(m)

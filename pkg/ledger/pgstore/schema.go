@@ -6,7 +6,6 @@ import (
 
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // migrations are the schema's steps, in order: after step i the schema
@@ -56,20 +55,6 @@ const readableSince = 1
 // migrateLock is the advisory lock key that serializes migrations: two
 // tools opening a new database at once create its tables once.
 const migrateLock = 0x63705f6c6564676572 & 0x7fffffffffffffff // "cp_ledger"
-
-// schemaVersion returns the database's schema version: 0 when it has
-// none yet.
-func schemaVersion(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}) (int, error) {
-	var v int
-	err := q.QueryRow(ctx, `SELECT version FROM cp_schema`, pgx.QueryExecModeExec).Scan(&v)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table
-		return 0, nil
-	}
-	return v, err
-}
 
 // migrate brings the schema to SchemaVersion, in one transaction under the
 // advisory lock; a schema newer than this driver knows is refused

@@ -54,6 +54,7 @@ var pathFields = map[string]map[string]kind{
 	"cp-pkg init":               {"output": aPath},
 	"cp-pkg init-agent":         {"output": aPath},
 	"cp-pkg init-config":        {"output": aPath},
+	"cp-pkg init-prompt-pack":   {"output": aPath},
 	"cp-pkg preflight":          {"src": aPath, "archive": aPath},
 	"cp-pkg stage":              {"src": aPath, "out": aPath},
 	"cp-pkg sign":               {"archive": aPath, "key": aSigner},
@@ -75,7 +76,8 @@ var pathFields = map[string]map[string]kind{
 // out, is the working directory: over MCP that is the server's, outside
 // the plane, so the request must name one.
 var requiredPaths = map[string][]string{
-	"cp-pkg init-config": {"output"},
+	"cp-pkg init-config":      {"output"},
+	"cp-pkg init-prompt-pack": {"output"},
 }
 
 // confine checks (and, for aPath, rewrites) the path fields of req for the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -82,7 +83,9 @@ func sessionLedger(id string) string {
 // calls it after its own entry, and before it acts (so that a lower tier
 // whose ledger contradicts an anchor stops the step): woID and sessionID
 // are stamped on the anchors it writes (either may be ""; a sessionID is
-// checked before a path is built from it).
+// checked before a path is built from it). It is OpenChain, Chain.Anchor
+// and Chain.Close: a step that also writes to these ledgers opens the
+// chain once and anchors through it before and after.
 //
 // For each link it takes the child's latest checkpoint (the stored one
 // when it states the ledger's current size and root and its signature
@@ -100,18 +103,104 @@ func sessionLedger(id string) string {
 // of the same size can result. It returns the anchors written, oldest
 // first.
 func AnchorChain(ctx context.Context, root string, actor Actor, woID, sessionID string) ([]ledger.Entry, error) {
-	var out []ledger.Entry
+	c, err := OpenChain(root, actor, woID, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.Anchor(ctx)
+	if cerr := c.Close(); err == nil && cerr != nil {
+		return out, cerr
+	}
+	return out, err
+}
+
+// Chain is the anchor chain of one work-order step, its ledgers opened
+// once for the whole step: HO3's and HO2's (for appending) and, with a
+// session, the session's. A step anchors through it before it acts and
+// after its entry (Anchor), and appends its own entries through the same
+// stores (HO2, Session), so that each ledger is opened, and its stored
+// checkpoint's signature checked, once per step rather than once per
+// anchor: a checkpoint the step itself wrote, or already accepted, is not
+// verified again.
+type Chain struct {
+	root      string
+	actor     Actor
+	woID, sid string
+	t1, t2    Tier
+	ho3       ledger.Store
+	ho2       ledger.Store // HO2's ledger at its canonical path (the child)
+	ho2Own    ledger.Store // HO2's ledger where tier.json says (the parent of sessions); ho2 when the same
+	ses       ledger.Store // nil: no session, or its ledger is missing
+	sesRel    string
+}
+
+// OpenChain opens the anchor chain of a step under work order woID (may
+// be "") within session sessionID (may be ""): HO3's and HO2's ledgers
+// for appending and, with a session whose ledger exists, the session's
+// (a missing one is AnchorChain's to judge: LEDGER_TRUNCATED when an
+// anchor names it, SESSION_NOT_FOUND otherwise). Close it.
+func OpenChain(root string, actor Actor, woID, sessionID string) (_ *Chain, err error) {
+	c := &Chain{root: root, actor: actor, woID: woID, sid: sessionID}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
 	ho1, ho2 := filepath.Join(root, "planes", "ho1"), filepath.Join(root, "planes", "ho2")
 	if sessionID != "" {
 		if !ValidSessionID(sessionID) {
 			return nil, BadArg("USAGE", "session id %q: want SES-YYYYMMDD-<8 hex>", sessionID)
 		}
-		t, err := ReadTier(ho1)
-		if err != nil {
+		if c.t1, err = ReadTier(ho1); err != nil {
 			return nil, err
 		}
-		rel := sessionLedger(sessionID)
-		e, err := anchor(ctx, root, actor, ho1, t, rel, ho2, Anchor{WorkOrderID: woID, SessionID: sessionID})
+		c.sesRel = sessionLedger(sessionID)
+		p := filepath.Join(root, filepath.FromSlash(c.sesRel))
+		if _, serr := os.Lstat(p); serr == nil {
+			if c.ses, err = OpenTierLedger(ho1, c.t1, p, ForAppend, actor); err != nil {
+				return nil, err
+			}
+		} else if !errors.Is(serr, fs.ErrNotExist) {
+			return nil, serr
+		}
+	}
+	if c.t2, err = ReadTier(ho2); err != nil {
+		return nil, err
+	}
+	// The canonical layout's path, as G6 judges it, whatever tier.json
+	// says (a ledger_path moved elsewhere is G6's TIER_MISMATCH).
+	canon := filepath.Join(root, filepath.FromSlash(Layout[1].Dir+"/"+Layout[1].Ledger))
+	if c.ho2, err = OpenTierLedger(ho2, c.t2, canon, ForAppend, actor); err != nil {
+		return nil, err
+	}
+	c.ho2Own = c.ho2
+	if own := LedgerPath(ho2, c.t2); filepath.Clean(own) != filepath.Clean(canon) {
+		if c.ho2Own, err = OpenTierLedger(ho2, c.t2, own, ForAppend, actor); err != nil {
+			return nil, err
+		}
+	}
+	if c.ho3, _, err = OpenLedger(root, ForAppend, actor); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Session returns the session's ledger, opened for appending (nil
+// without a session, or when its ledger did not exist at OpenChain).
+func (c *Chain) Session() ledger.Store { return c.ses }
+
+// HO2 returns HO2's ledger where its tier.json says, opened for
+// appending.
+func (c *Chain) HO2() ledger.Store { return c.ho2Own }
+
+// Anchor anchors the session (if any) in HO2's ledger, then HO2's in
+// HO3's, as AnchorChain describes.
+func (c *Chain) Anchor(ctx context.Context) ([]ledger.Entry, error) {
+	var out []ledger.Entry
+	ho1, ho2 := filepath.Join(c.root, "planes", "ho1"), filepath.Join(c.root, "planes", "ho2")
+	a := Anchor{WorkOrderID: c.woID, SessionID: c.sid}
+	if c.sid != "" {
+		e, err := anchor(ctx, c.ho2Own, c.t2, c.ses, ho1, c.t1, c.sesRel, filepath.Join(c.root, filepath.FromSlash(c.sesRel)), a)
 		if err != nil {
 			return out, err
 		}
@@ -119,14 +208,8 @@ func AnchorChain(ctx context.Context, root string, actor Actor, woID, sessionID 
 			out = append(out, *e)
 		}
 	}
-	t, err := ReadTier(ho2)
-	if err != nil {
-		return out, err
-	}
-	// The canonical layout's path, as G6 judges it, whatever tier.json
-	// says (a ledger_path moved elsewhere is G6's TIER_MISMATCH).
 	rel := Layout[1].Dir + "/" + Layout[1].Ledger
-	e, err := anchor(ctx, root, actor, ho2, t, rel, root, Anchor{WorkOrderID: woID, SessionID: sessionID})
+	e, err := anchor(ctx, c.ho3, Tier{Tier: "HO3"}, c.ho2, ho2, c.t2, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
 	if err != nil {
 		return out, err
 	}
@@ -136,34 +219,39 @@ func AnchorChain(ctx context.Context, root string, actor Actor, woID, sessionID 
 	return out, nil
 }
 
-// anchor anchors the child ledger rel (relative to root) of the tier t
-// whose directory is dir in the ledger of the tier whose directory is
-// parentDir. It returns nil when nothing needed anchoring.
-func anchor(ctx context.Context, root string, actor Actor, dir string, t Tier, rel, parentDir string, a Anchor) (*ledger.Entry, error) {
-	ps, pt, err := OpenLedger(parentDir, ForAppend, actor)
-	if err != nil {
-		return nil, err
+// Close closes the chain's ledgers.
+func (c *Chain) Close() error {
+	var errs []error
+	for _, s := range []ledger.Store{c.ses, c.ho3} {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
 	}
-	defer ps.Close()
+	if c.ho2Own != nil && c.ho2Own != c.ho2 {
+		errs = append(errs, c.ho2Own.Close())
+	}
+	if c.ho2 != nil {
+		errs = append(errs, c.ho2.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// anchor anchors the child ledger cs (nil: missing) at rel (relative to
+// the HO3 root; childPath on disk), of the tier t whose directory is dir,
+// in the parent ledger ps of tier pt. It returns nil when nothing needed
+// anchoring.
+func anchor(ctx context.Context, ps ledger.Store, pt Tier, cs ledger.Store, dir string, t Tier, rel, childPath string, a Anchor) (*ledger.Entry, error) {
 	last, err := LastAnchor(ctx, ps, rel)
 	if err != nil {
 		return nil, err
 	}
-	childPath := filepath.Join(root, filepath.FromSlash(rel))
-	cs, err := OpenTierLedger(dir, t, childPath, ForCheckpoint, actor)
-	if errors.Is(err, fs.ErrNotExist) {
+	if cs == nil {
 		if last != nil {
 			return nil, refuse(CodeLedgerTruncated, "%s is missing, but %s seq %d anchored it at size %d: a lower tier's history was cut",
 				rel, parentName(pt), last.Seq, last.TreeSize)
 		}
-		if a.SessionID != "" && strings.HasPrefix(rel, "planes/ho1/sessions/") {
-			return nil, refuse("SESSION_NOT_FOUND", "session %s has no ledger (%s): nothing to anchor", a.SessionID, rel)
-		}
-		return nil, err
-	} else if err != nil {
-		return nil, err
+		return nil, refuse("SESSION_NOT_FOUND", "session %s has no ledger (%s): nothing to anchor", a.SessionID, rel)
 	}
-	defer cs.Close()
 	st, err := cs.State(ctx)
 	if err != nil {
 		return nil, err
@@ -173,7 +261,9 @@ func anchor(ctx context.Context, root string, actor Actor, dir string, t Tier, r
 			return nil, err
 		}
 	}
-	if st.Size == 0 {
+	if st.Size == 0 || last != nil && last.TreeSize >= st.Size {
+		// Empty, or anchored already at this size (the check above held:
+		// the same tree); nothing to sign or verify.
 		return nil, nil
 	}
 	c, note, err := latestCheckpoint(ctx, cs, st, dir, t, childPath)
@@ -208,6 +298,13 @@ func parentName(t Tier) string { return t.Tier + "'s ledger" }
 // its stored checkpoint).
 func latestCheckpoint(ctx context.Context, cs ledger.Store, st ledger.State, dir string, t Tier, childPath string) (ledger.Checkpoint, []byte, error) {
 	if b, err := cs.ReadCheckpoint(); err == nil && b != nil {
+		// One this process wrote or accepted (the step's own append) is
+		// authentic: only what it states is read.
+		if w, ok := cs.(interface{ Accepted([]byte) bool }); ok && w.Accepted(b) {
+			if c, err := ledger.ParseCheckpoint(noteBody(b)); err == nil && c.Size == st.Size && c.Root == st.Root {
+				return c, b, nil
+			}
+		}
 		if c, ok := storedCheckpoint(b, dir, t); ok && c.Size == st.Size && c.Root == st.Root {
 			return c, b, nil
 		}
@@ -239,14 +336,16 @@ func storedCheckpoint(b []byte, dir string, t Tier) (ledger.Checkpoint, bool) {
 // parent's head in widening windows (the file store's index walks an
 // anchor's postings from the newest down to the window's start), so that
 // its cost is that of the anchors since the window's start, not of all the
-// anchors the parent ever took: a step's anchor finds its predecessor among
-// the last few entries.
+// anchors the parent ever took: a step's anchor finds its predecessor
+// among the last few entries, most often the very last (each anchor found
+// in the window is read, parsed and re-hashed, so the first window is one
+// entry).
 func LastAnchor(ctx context.Context, s ledger.Store, rel string) (*Anchor, error) {
 	st, err := s.State(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for window := int64(8); ; window *= 16 {
+	for window := int64(1); ; window *= 16 {
 		from := max(st.Size-window, 0)
 		a, err := lastAnchorFrom(ctx, s, rel, from)
 		if a != nil || err != nil || from == 0 {
@@ -309,11 +408,7 @@ func ParseAnchor(e *ledger.Entry) (Anchor, error) {
 	if a.Checkpoint == "" || SHA256([]byte(a.Checkpoint)) != a.CheckpointHash {
 		return bad("the checkpoint note does not hash to checkpoint_hash %q", a.CheckpointHash)
 	}
-	body := a.Checkpoint
-	if i := strings.Index(body, "\n\n"); i >= 0 {
-		body = body[:i+1]
-	}
-	c, err := ledger.ParseCheckpoint(body)
+	c, err := ledger.ParseCheckpoint(noteBody([]byte(a.Checkpoint)))
 	if err != nil {
 		return bad("checkpoint note: %v", err)
 	}
@@ -322,6 +417,15 @@ func ParseAnchor(e *ledger.Entry) (Anchor, error) {
 			c.Origin, c.Size, c.Root[:], a.Origin, a.TreeSize, a.RootHash)
 	}
 	return a, nil
+}
+
+// noteBody returns the text of a signed note (up to its blank line).
+func noteBody(b []byte) string {
+	body := string(b)
+	if i := strings.Index(body, "\n\n"); i >= 0 {
+		body = body[:i+1]
+	}
+	return body
 }
 
 // anchorablePath reports whether p names a ledger AnchorChain anchors.

@@ -182,6 +182,21 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	w = a.WorkOrder
+	// The declared inputs are checked on another goroutine while the
+	// step's ledgers are opened and anchored (they only read: the disk,
+	// the ledgers, the registries), and their verdict taken in its place
+	// below, after the turn's order and budget, under the same lock.
+	verdict := make(chan error, 1)
+	go func() { verdict <- checkInputs(ctx, root, sid, w, h) }()
+	var inputsErr error
+	waited := false
+	checked := func() error {
+		if !waited {
+			inputsErr, waited = <-verdict, true
+		}
+		return inputsErr
+	}
+	defer checked()
 	var others int64
 	for _, s := range st.Sessions {
 		if s.ID == sid {
@@ -193,16 +208,23 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		}
 		others += n
 	}
-	// The session is held to its anchors before the turn: a session cut
-	// below one stops here, and what was appended to it since is anchored.
-	if err := anchorBefore(ctx, root, opts, id, sid); err != nil {
-		return nil, err
-	}
-	l, _, err := plane.OpenSessionLedger(root, sid, plane.ForAppend, opts.Actor)
+	// The step's ledgers (HO3's, HO2's, the session's) are opened once:
+	// the anchors before and after the turn and the turn's own append go
+	// through them. The session is held to its anchors before the turn:
+	// a session cut below one stops here, and what was appended to it
+	// since is anchored.
+	ch, err := plane.OpenChain(root, opts.Actor, id, sid)
 	if err != nil {
 		return nil, err
 	}
-	defer l.Close()
+	defer ch.Close()
+	if _, err := ch.Anchor(ctx); err != nil {
+		return nil, err
+	}
+	l := ch.Session()
+	if l == nil { // Anchor refuses a missing session ledger first
+		return nil, refuse(CodeSessionMismatch, map[string]any{"session_id": sid, "wo_id": id}, "session %s has no ledger", sid)
+	}
 	genesis, err := firstEntry(ctx, l)
 	if err != nil {
 		return nil, err
@@ -239,7 +261,7 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, refused(refuse(CodeTurnBudget, map[string]any{"wo_id": id, "turns": used, "budget": w.Budget.Turns},
 			"work order %s has spent its budget of %d turns (%d recorded)", id, w.Budget.Turns, used))
 	}
-	if err := checkInputs(ctx, root, sid, w, h); err != nil {
+	if err := checked(); err != nil {
 		var e *Error
 		if errors.As(err, &e) {
 			return nil, refused(e)
@@ -261,8 +283,8 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	e := es[0]
-	if err := anchorAfter(ctx, root, opts, id, e, sid); err != nil {
-		return nil, err
+	if _, err := ch.Anchor(ctx); err != nil {
+		return nil, afterStep(err, id, e)
 	}
 	return &TurnResult{ID: id, SessionID: sid, TurnNumber: h.TurnNumber, TurnsUsed: others + n + 1, TurnsBudget: w.Budget.Turns,
 		HeaderHash: hh, InputsChecked: len(h.DeclaredInputs), Seq: e.Seq, Entry: e}, nil
@@ -597,14 +619,15 @@ func firstEntry(ctx context.Context, l ledger.Store) (*ledger.Entry, error) {
 
 // lastTurn returns the turn_number of the last TURN entry of session
 // ledger l (0: none), looking back from its end through the store's index
-// over a window that doubles until it holds one, so that a turn costs
+// over a window (one entry, then four times wider each time: each TURN
+// in it is read and parsed) until it holds one, so that a turn costs
 // about the same however many came before it.
 func lastTurn(ctx context.Context, l ledger.Store) (int64, error) {
 	st, err := l.State(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for window := int64(4); ; window *= 2 {
+	for window := int64(1); ; window *= 4 {
 		from := max(0, st.Size-window)
 		var last *ledger.Entry
 		err := l.Find(ctx, ledger.Query{EventTypes: []string{EventTurn}, From: from}, func(e *ledger.Entry) bool {

@@ -70,6 +70,12 @@ func (l *Ledger) checkStored(n int64, allowMissing bool, rootAt func(int64) (tlo
 	}, nil
 }
 
+// Accepted reports whether b is the checkpoint this Ledger's last append
+// signed and published, or the stored one an append checked and found
+// signed by an accepted key: a caller holding the same Ledger need not
+// verify its signature again.
+func (l *Ledger) Accepted(b []byte) bool { return b != nil && bytes.Equal(b, l.ckptLast) }
+
 // CheckStored is the check every append to a plane's ledger makes of the
 // stored checkpoint b (nil: none), whatever the store: that a ledger of n
 // entries, whose root at a size up to n rootAt returns, does not

@@ -332,7 +332,10 @@ func checkPath(m *Matcher, id string, i int, kind, p string) error {
 }
 
 // checkInputs checks every declared input of h, at record time, and every
-// declared output's path against scope.paths:
+// declared file output: its path inside scope.paths (SCOPE_VIOLATION),
+// and the file there as a {path, sha256} input is checked, but refused as
+// DECLARED_OUTPUT_MISMATCH (a turn declares what it wrote: a file that is
+// not there, or not with those bytes, is not its output). The inputs:
 //
 //   - {path, sha256}: the path inside scope.paths (SCOPE_VIOLATION), a
 //     regular file reached without a symbolic link anywhere on its path
@@ -356,7 +359,9 @@ func checkInputs(ctx context.Context, root, sid string, w *WorkOrder, h *Header)
 		switch {
 		case in.Path != "":
 			if err = checkPath(m, w.ID, i, "declared input", in.Path); err == nil {
-				err = c.file(i, in)
+				err = c.file(in.Path, in.SHA256, func(d map[string]any, format string, args ...any) *Error {
+					return mismatch(i, d, format, args...)
+				})
 			}
 		case in.Ledger != "":
 			err = c.entry(i, in)
@@ -370,10 +375,18 @@ func checkInputs(ctx context.Context, root, sid string, w *WorkOrder, h *Header)
 		}
 	}
 	for i, o := range h.Outputs {
-		if o.Path != "" {
-			if err := checkPath(m, w.ID, i, "output", o.Path); err != nil {
-				return err
-			}
+		if o.Path == "" {
+			continue
+		}
+		err := checkPath(m, w.ID, i, "output", o.Path)
+		if err == nil {
+			err = c.file(o.Path, o.SHA256, func(d map[string]any, format string, args ...any) *Error {
+				d["index"] = i
+				return refuse(CodeOutputMismatch, d, "declared output %d: %s", i, fmt.Sprintf(format, args...))
+			})
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -403,8 +416,10 @@ func mismatch(i int, details map[string]any, format string, args ...any) *Error 
 	return refuse(CodeInputMismatch, details, "declared input %d: %s", i, fmt.Sprintf(format, args...))
 }
 
-// file checks a {path, sha256} input.
-func (c *inputChecker) file(i int, in Input) error {
+// file checks that the plane-relative path p (a clean path inside scope)
+// is a regular file, reached without a link, whose bytes hash to want;
+// bad makes the refusal from its details and message.
+func (c *inputChecker) file(p, want string, bad func(d map[string]any, format string, args ...any) *Error) error {
 	if c.r == nil {
 		r, err := os.OpenRoot(c.root)
 		if err != nil {
@@ -412,18 +427,18 @@ func (c *inputChecker) file(i int, in Input) error {
 		}
 		c.r, c.buf = r, make([]byte, 128<<10)
 	}
-	d := map[string]any{"path": in.Path, "declared": in.SHA256}
-	fi, err := c.noLinks(i, d, in.Path)
+	d := map[string]any{"path": p, "declared": want}
+	fi, err := c.noLinks(bad, d, p)
 	if err != nil {
 		return err
 	}
-	f, err := c.r.OpenFile(in.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := c.r.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return mismatch(i, d, "%s cannot be opened: %v", in.Path, err)
+		return bad(d, "%s cannot be opened: %v", p, err)
 	}
 	defer f.Close()
 	if err := regfile.Check(f); err != nil {
-		return mismatch(i, d, "%s is not a regular file", in.Path)
+		return bad(d, "%s is not a regular file", p)
 	}
 	// What was opened is what was checked: the same file, reached by a
 	// path that still holds no link (a directory swapped for a link in
@@ -432,12 +447,12 @@ func (c *inputChecker) file(i int, in Input) error {
 	if err != nil {
 		return err
 	}
-	again, err := c.noLinks(i, d, in.Path)
+	again, err := c.noLinks(bad, d, p)
 	if err != nil {
 		return err
 	}
 	if !os.SameFile(fi, ofi) || !os.SameFile(again, ofi) {
-		return mismatch(i, d, "%s changed while it was opened", in.Path)
+		return bad(d, "%s changed while it was opened", p)
 	}
 	hs := sha256.New()
 	for {
@@ -451,9 +466,9 @@ func (c *inputChecker) file(i int, in Input) error {
 		}
 	}
 	got := "sha256:" + hex.EncodeToString(hs.Sum(nil))
-	if got != in.SHA256 {
+	if got != want {
 		d["actual"] = got
-		return mismatch(i, d, "%s hashes to %s, not %s as declared", in.Path, got, in.SHA256)
+		return bad(d, "%s hashes to %s, not %s as declared", p, got, want)
 	}
 	return nil
 }
@@ -461,7 +476,7 @@ func (c *inputChecker) file(i int, in Input) error {
 // noLinks checks every component of the plane-relative path p with
 // Lstat: no symbolic link, directories on the way, a regular file at the
 // end, which it returns.
-func (c *inputChecker) noLinks(i int, d map[string]any, p string) (fs.FileInfo, error) {
+func (c *inputChecker) noLinks(bad func(d map[string]any, format string, args ...any) *Error, d map[string]any, p string) (fs.FileInfo, error) {
 	segs := strings.Split(p, "/")
 	var fi fs.FileInfo
 	for k := 1; k <= len(segs); k++ {
@@ -469,19 +484,19 @@ func (c *inputChecker) noLinks(i int, d map[string]any, p string) (fs.FileInfo, 
 		var err error
 		fi, err = c.r.Lstat(name)
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, mismatch(i, d, "%s does not exist", p)
+			return nil, bad(d, "%s does not exist", p)
 		}
 		if err != nil {
 			return nil, err
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
-			return nil, mismatch(i, d, "%s is a symbolic link: a declared input is read where it is, never through a link", name)
+			return nil, bad(d, "%s is a symbolic link: a declared input is read where it is, never through a link", name)
 		}
 		if k < len(segs) && !fi.IsDir() {
-			return nil, mismatch(i, d, "%s is not a directory", name)
+			return nil, bad(d, "%s is not a directory", name)
 		}
 		if k == len(segs) && !fi.Mode().IsRegular() {
-			return nil, mismatch(i, d, "%s is not a regular file (%s)", p, fi.Mode().Type())
+			return nil, bad(d, "%s is not a regular file (%s)", p, fi.Mode().Type())
 		}
 	}
 	return fi, nil

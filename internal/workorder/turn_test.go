@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -168,4 +169,59 @@ func TestTurnSessionAndBudget(t *testing.T) {
 	require.Equal(t, CodeClosed, code(t, err))
 	_, err = Start(ctx, root, s.ID, alice)
 	require.Equal(t, CodeClosed, code(t, err))
+}
+
+// TestTurnOutputs holds a turn's declared file outputs to the disk when
+// the turn is recorded (DECLARED_OUTPUT_MISMATCH, recorded as
+// TURN_REFUSED), and to the scope; a text output has nothing on disk to
+// check.
+func TestTurnOutputs(t *testing.T) {
+	ctx := context.Background()
+	root, s := started(t, 20)
+	h := writeFile(t, root, "lib/router/out.py", "out\n")
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "real"), 0o755))
+	writeFile(t, root, "lib/real/out.py", "out\n")
+	require.NoError(t, os.Symlink(filepath.Join(root, "lib", "real", "out.py"), filepath.Join(root, "lib", "router", "link.py")))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(root, "lib", "router", "fifo"), 0o644))
+	turn := func(out ...Output) error {
+		_, err := Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{}, Outputs: out}, alice)
+		return err
+	}
+	for _, c := range []struct {
+		name string
+		out  Output
+		code string
+	}{
+		{"not written", Output{Path: "lib/router/none.py", SHA256: h}, CodeOutputMismatch},
+		{"other bytes", Output{Path: "lib/router/out.py", SHA256: sha([]byte("other"))}, CodeOutputMismatch},
+		{"a link to the right bytes", Output{Path: "lib/router/link.py", SHA256: h}, CodeOutputMismatch},
+		{"a FIFO", Output{Path: "lib/router/fifo", SHA256: h}, CodeOutputMismatch},
+		{"a directory", Output{Path: "lib/router", SHA256: h}, CodeOutputMismatch},
+		{"outside the scope", Output{Path: "lib/real/out.py", SHA256: h}, CodeScope},
+		{"leaving the plane", Output{Path: "lib/router/../../etc/passwd", SHA256: h}, CodeScope},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := turn(c.out)
+			require.Equal(t, c.code, code(t, err))
+			var e *Error
+			require.ErrorAs(t, err, &e)
+			require.EqualValues(t, 0, e.details["index"])
+		})
+	}
+	l, _, err := plane.OpenSessionLedger(root, s.SessionID, plane.ForReading, plane.Actor{})
+	require.NoError(t, err)
+	n := 0
+	require.NoError(t, l.Find(ctx, ledger.Query{EventTypes: []string{EventTurnRefused}}, func(e *ledger.Entry) bool {
+		if e.Metadata["code"] == CodeOutputMismatch {
+			n++
+		}
+		return true
+	}))
+	require.NoError(t, l.Close())
+	require.Equal(t, 5, n)
+
+	r, err := Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{},
+		Outputs: []Output{{Path: "lib/router/out.py", SHA256: h}, {TextSHA256: sha([]byte("a reply"))}}}, alice)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, r.TurnNumber)
 }

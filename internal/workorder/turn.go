@@ -343,10 +343,11 @@ func checkPath(m *Matcher, id string, i int, kind, p string) error {
 //     a FIFO, a device, a missing file: DECLARED_INPUT_MISMATCH) whose
 //     bytes, read once, hash to sha256;
 //   - {ledger, seq, entry_hash}: ledger is the checkpoint origin of one of
-//     the plane's three tier ledgers, or of this session's ledger (every
-//     session ledger's origin is <plane>/ho1/session, so it names the
-//     turn's own); the entry at seq exists and its entry_hash is the one
-//     declared (the chain itself is G6's to verify);
+//     the plane's three tier ledgers, or of a session's ledger
+//     (<plane>/ho1/sessions/<SES>, each session its own; the legacy
+//     <plane>/ho1/session names the turn's own); the entry at seq exists
+//     and its entry_hash is the one declared (the chain itself is G6's to
+//     verify);
 //   - {artifact, version}: the id is registered (frameworks, specs,
 //     prompt packs) or installed (packages) at that version, not retired
 //     or failed; a registry that cannot be read refuses (fail closed).
@@ -397,7 +398,8 @@ type inputChecker struct {
 	root, sid string
 	r         *os.Root
 	buf       []byte
-	origins   map[string]string // checkpoint origin → ledger path
+	origins   map[string]string // checkpoint origin → ho3, ho2, ho1 or session:<SES>
+	sesPrefix string            // <plane_name>/ho1/sessions/
 	stores    map[string]ledger.Store
 	rows      map[string][]registry.Row // by table file
 }
@@ -502,7 +504,12 @@ func (c *inputChecker) noLinks(bad func(d map[string]any, format string, args ..
 	return fi, nil
 }
 
-// ledgerFor returns the ledger whose checkpoint origin is origin.
+// ledgerFor returns the ledger whose checkpoint origin is origin: one of
+// the plane's three tier ledgers, or an HO1 session's
+// (<plane_name>/ho1/sessions/<SES>: this session's or another's, when its
+// ledger exists), or nil. The origin every session's checkpoints shared
+// before each had its own, <plane_name>/ho1/session, still names this
+// session's ledger, as it did.
 func (c *inputChecker) ledgerFor(origin string) (ledger.Store, error) {
 	if c.origins == nil {
 		c.origins, c.stores = map[string]string{}, map[string]ledger.Store{}
@@ -514,21 +521,31 @@ func (c *inputChecker) ledgerFor(origin string) (ledger.Store, error) {
 			}
 			c.origins[plane.Origin(t, plane.LedgerPath(dir, t))] = lay.PlaneID
 			if lay.PlaneID == "ho1" {
-				c.origins[plane.Origin(t, plane.SessionLedgerPath(c.root, c.sid))] = "session"
+				c.sesPrefix = plane.SessionOrigin(t, c.sid)
+				c.sesPrefix = c.sesPrefix[:len(c.sesPrefix)-len(c.sid)]
+				legacy := strings.TrimSuffix(c.sesPrefix, "/sessions/") + "/session"
+				c.origins[legacy] = "session:" + c.sid
 			}
 		}
 	}
 	which, ok := c.origins[origin]
 	if !ok {
-		return nil, nil
+		id, isSes := strings.CutPrefix(origin, c.sesPrefix)
+		if !isSes || !plane.ValidSessionID(id) {
+			return nil, nil
+		}
+		if _, err := os.Lstat(plane.SessionLedgerPath(c.root, id)); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		which = "session:" + id
 	}
 	if s := c.stores[which]; s != nil {
 		return s, nil
 	}
 	var s ledger.Store
 	var err error
-	if which == "session" {
-		s, _, err = plane.OpenSessionLedger(c.root, c.sid, plane.ForReading, plane.Actor{})
+	if id, ok := strings.CutPrefix(which, "session:"); ok {
+		s, _, err = plane.OpenSessionLedger(c.root, id, plane.ForReading, plane.Actor{})
 	} else {
 		dir, _ := plane.Dir(c.root, which)
 		s, _, err = plane.OpenLedger(dir, plane.ForReading, plane.Actor{})
@@ -552,7 +569,7 @@ func (c *inputChecker) entry(i int, in Input) error {
 		return err
 	}
 	if s == nil {
-		return mismatch(i, d, "%q is the checkpoint origin of no ledger of this plane (its tiers' ledgers, this session's)", in.Ledger)
+		return mismatch(i, d, "%q is the checkpoint origin of no ledger of this plane (its tiers' ledgers, its sessions')", in.Ledger)
 	}
 	var e *ledger.Entry
 	var perr error

@@ -116,7 +116,9 @@ func sessionOfLedger(path string) (string, bool) {
 
 // SessionOrigin is the checkpoint origin of HO1 session id's ledger, on
 // the plane whose HO1 tier is t (see Origin).
-func SessionOrigin(t Tier, id string) string { return Origin(t, filepath.Join("sessions", id, "ledger", "session.jsonl")) }
+func SessionOrigin(t Tier, id string) string {
+	return Origin(t, filepath.Join("sessions", id, "ledger", "session.jsonl"))
+}
 
 // ledgerOptions returns the options to append to the ledger at path of the
 // tier t whose directory is dir. A tier with a plane_name signs a

@@ -46,8 +46,9 @@ const (
 // metadata.
 type Anchor struct {
 	// Path is the child ledger, relative to the HO3 root:
-	// planes/ho2/ledger/workorder.jsonl (in HO3's ledger) or
-	// planes/ho1/sessions/<SES>/ledger/session.jsonl (in HO2's). Under
+	// planes/ho2/ledger/workorder.jsonl (in HO3's ledger),
+	// planes/ho1/sessions/<SES>/ledger/session.jsonl or HO1's own
+	// planes/ho1/ledger/worker.jsonl (in HO2's). Under
 	// the key "path", which the file store indexes: the last anchor of
 	// a ledger is found without reading the parent's others.
 	Path string `json:"path"`
@@ -71,6 +72,10 @@ type Anchor struct {
 	Seq int64 `json:"-"`
 }
 
+// workerLedger is HO1's own ledger, relative to the HO3 root (the
+// canonical layout's).
+const workerLedger = "planes/ho1/ledger/worker.jsonl"
+
 // sessionLedger is the ledger of HO1 session id, relative to the HO3
 // root (DESIGN.md §13).
 func sessionLedger(id string) string {
@@ -79,7 +84,8 @@ func sessionLedger(id string) string {
 
 // AnchorChain anchors the lower tiers' ledgers in their parents', child
 // first: with sessionID, the ledger of HO1 session sessionID in HO2's
-// ledger, then HO2's ledger in HO3's. Every work-order step that writes
+// ledger, then HO1's own ledger (worker.jsonl) in HO2's, then HO2's
+// ledger in HO3's. Every work-order step that writes
 // calls it after its own entry, and before it acts (so that a lower tier
 // whose ledger contradicts an anchor stops the step): woID and sessionID
 // are stamped on the anchors it writes (either may be ""; a sessionID is
@@ -127,6 +133,7 @@ type Chain struct {
 	actor     Actor
 	woID, sid string
 	t1, t2    Tier
+	worker    ledger.Store // HO1's own ledger at its canonical path; nil when missing
 	ho3       ledger.Store
 	ho2       ledger.Store // HO2's ledger at its canonical path (the child)
 	ho2Own    ledger.Store // HO2's ledger where tier.json says (the parent of sessions); ho2 when the same
@@ -147,13 +154,28 @@ func OpenChain(root string, actor Actor, woID, sessionID string) (_ *Chain, err 
 		}
 	}()
 	ho1, ho2 := filepath.Join(root, "planes", "ho1"), filepath.Join(root, "planes", "ho2")
-	if sessionID != "" {
-		if !ValidSessionID(sessionID) {
-			return nil, BadArg("USAGE", "session id %q: want SES-YYYYMMDD-<8 hex>", sessionID)
-		}
-		if c.t1, err = ReadTier(ho1); err != nil {
+	if sessionID != "" && !ValidSessionID(sessionID) {
+		return nil, BadArg("USAGE", "session id %q: want SES-YYYYMMDD-<8 hex>", sessionID)
+	}
+	if c.t1, err = ReadTier(ho1); err != nil {
+		return nil, err
+	}
+	// HO1's own ledger, as HO2's below: at the canonical layout's path.
+	// Only read (and a checkpoint signed when its stored one does not
+	// state it): the step does not append to it.
+	wp := filepath.Join(root, filepath.FromSlash(workerLedger))
+	if c.t1.Postgres() && filepath.Clean(wp) == filepath.Clean(LedgerPath(ho1, c.t1)) {
+		if c.worker, err = OpenTierLedger(ho1, c.t1, wp, ForCheckpoint, actor); err != nil {
 			return nil, err
 		}
+	} else if _, werr := os.Lstat(wp); werr == nil {
+		if c.worker, err = OpenTierLedger(ho1, c.t1, wp, ForCheckpoint, actor); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(werr, fs.ErrNotExist) {
+		return nil, werr
+	}
+	if sessionID != "" {
 		c.sesRel = sessionLedger(sessionID)
 		p := filepath.Join(root, filepath.FromSlash(c.sesRel))
 		if _, serr := os.Lstat(p); serr == nil {
@@ -208,8 +230,19 @@ func (c *Chain) Anchor(ctx context.Context) ([]ledger.Entry, error) {
 			out = append(out, *e)
 		}
 	}
+	// HO1's own ledger: anchored when it grew (a worker's appends to
+	// it, within a work order or not), checked against its last anchor
+	// at every step. A plane without one (never bootstrapped so) has
+	// nothing to anchor, unless an anchor says it had.
+	e, err := anchor(ctx, c.ho2Own, c.t2, c.worker, ho1, c.t1, workerLedger, filepath.Join(c.root, filepath.FromSlash(workerLedger)), Anchor{WorkOrderID: c.woID})
+	if err != nil {
+		return out, err
+	}
+	if e != nil {
+		out = append(out, *e)
+	}
 	rel := Layout[1].Dir + "/" + Layout[1].Ledger
-	e, err := anchor(ctx, c.ho3, Tier{Tier: "HO3"}, c.ho2, ho2, c.t2, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
+	e, err = anchor(ctx, c.ho3, Tier{Tier: "HO3"}, c.ho2, ho2, c.t2, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
 	if err != nil {
 		return out, err
 	}
@@ -222,7 +255,7 @@ func (c *Chain) Anchor(ctx context.Context) ([]ledger.Entry, error) {
 // Close closes the chain's ledgers.
 func (c *Chain) Close() error {
 	var errs []error
-	for _, s := range []ledger.Store{c.ses, c.ho3} {
+	for _, s := range []ledger.Store{c.ses, c.worker, c.ho3} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -249,6 +282,9 @@ func anchor(ctx context.Context, ps ledger.Store, pt Tier, cs ledger.Store, dir 
 		if last != nil {
 			return nil, refuse(CodeLedgerTruncated, "%s is missing, but %s seq %d anchored it at size %d: a lower tier's history was cut",
 				rel, parentName(pt), last.Seq, last.TreeSize)
+		}
+		if rel == workerLedger {
+			return nil, nil // a plane made without HO1's own ledger: nothing to anchor
 		}
 		return nil, refuse("SESSION_NOT_FOUND", "session %s has no ledger (%s): nothing to anchor", a.SessionID, rel)
 	}
@@ -403,7 +439,7 @@ func ParseAnchor(e *ledger.Entry) (Anchor, error) {
 	}
 	a.TreeSize = size
 	if !anchorablePath(a.Path) {
-		return bad("path %q is not a lower tier's ledger (planes/ho2/ledger/workorder.jsonl or planes/ho1/sessions/<SES>/ledger/session.jsonl)", a.Path)
+		return bad("path %q is not a lower tier's ledger (planes/ho2/ledger/workorder.jsonl, planes/ho1/ledger/worker.jsonl or planes/ho1/sessions/<SES>/ledger/session.jsonl)", a.Path)
 	}
 	if a.Checkpoint == "" || SHA256([]byte(a.Checkpoint)) != a.CheckpointHash {
 		return bad("the checkpoint note does not hash to checkpoint_hash %q", a.CheckpointHash)
@@ -430,7 +466,7 @@ func noteBody(b []byte) string {
 
 // anchorablePath reports whether p names a ledger AnchorChain anchors.
 func anchorablePath(p string) bool {
-	if p == Layout[1].Dir+"/"+Layout[1].Ledger {
+	if p == Layout[1].Dir+"/"+Layout[1].Ledger || p == workerLedger {
 		return true
 	}
 	id, ok := strings.CutPrefix(p, "planes/ho1/sessions/")

@@ -139,6 +139,10 @@ type Chain struct {
 	ho2Own    ledger.Store // HO2's ledger where tier.json says (the parent of sessions); ho2 when the same
 	ses       ledger.Store // nil: no session, or its ledger is missing
 	sesRel    string
+	// last holds each child's last anchor as this chain found or wrote
+	// it (nil: none), so that the anchors after a step do not look up
+	// again what the anchors before it found, under the same lock.
+	last map[string]*Anchor
 }
 
 // OpenChain opens the anchor chain of a step under work order woID (may
@@ -147,7 +151,7 @@ type Chain struct {
 // (a missing one is AnchorChain's to judge: LEDGER_TRUNCATED when an
 // anchor names it, SESSION_NOT_FOUND otherwise). Close it.
 func OpenChain(root string, actor Actor, woID, sessionID string) (_ *Chain, err error) {
-	c := &Chain{root: root, actor: actor, woID: woID, sid: sessionID}
+	c := &Chain{root: root, actor: actor, woID: woID, sid: sessionID, last: map[string]*Anchor{}}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -215,41 +219,69 @@ func (c *Chain) Session() ledger.Store { return c.ses }
 // appending.
 func (c *Chain) HO2() ledger.Store { return c.ho2Own }
 
-// Anchor anchors the session (if any) in HO2's ledger, then HO2's in
-// HO3's, as AnchorChain describes.
+// HO3 returns HO3's ledger, opened for appending.
+func (c *Chain) HO3() ledger.Store { return c.ho3 }
+
+// Anchor anchors the session (if any) in HO2's ledger, then HO1's own
+// ledger in HO2's, then HO2's in HO3's, as AnchorChain describes: what a
+// step runs before it acts.
 func (c *Chain) Anchor(ctx context.Context) ([]ledger.Entry, error) {
+	return c.anchor(ctx, true)
+}
+
+// AnchorSteps anchors what a step within the session changed, after it:
+// the session's ledger in HO2's, then HO2's (which now holds that anchor)
+// in HO3's, each checked against its last anchor first. HO1's own ledger,
+// which such a step does not write, was checked by Anchor before the step,
+// and what was appended to it meanwhile is anchored by the next step.
+func (c *Chain) AnchorSteps(ctx context.Context) ([]ledger.Entry, error) {
+	return c.anchor(ctx, false)
+}
+
+func (c *Chain) anchor(ctx context.Context, worker bool) ([]ledger.Entry, error) {
 	var out []ledger.Entry
+	add := func(e *ledger.Entry, err error) error {
+		if e != nil {
+			out = append(out, *e)
+		}
+		return err
+	}
 	ho1, ho2 := filepath.Join(c.root, "planes", "ho1"), filepath.Join(c.root, "planes", "ho2")
 	a := Anchor{WorkOrderID: c.woID, SessionID: c.sid}
 	if c.sid != "" {
-		e, err := anchor(ctx, c.ho2Own, c.t2, c.ses, ho1, c.t1, c.sesRel, filepath.Join(c.root, filepath.FromSlash(c.sesRel)), a)
-		if err != nil {
+		if err := add(c.link(ctx, c.ho2Own, c.t2, c.ses, ho1, c.t1, c.sesRel, a)); err != nil {
 			return out, err
-		}
-		if e != nil {
-			out = append(out, *e)
 		}
 	}
 	// HO1's own ledger: anchored when it grew (a worker's appends to
 	// it, within a work order or not), checked against its last anchor
 	// at every step. A plane without one (never bootstrapped so) has
 	// nothing to anchor, unless an anchor says it had.
-	e, err := anchor(ctx, c.ho2Own, c.t2, c.worker, ho1, c.t1, workerLedger, filepath.Join(c.root, filepath.FromSlash(workerLedger)), Anchor{WorkOrderID: c.woID})
-	if err != nil {
-		return out, err
-	}
-	if e != nil {
-		out = append(out, *e)
+	if worker {
+		if err := add(c.link(ctx, c.ho2Own, c.t2, c.worker, ho1, c.t1, workerLedger, Anchor{WorkOrderID: c.woID})); err != nil {
+			return out, err
+		}
 	}
 	rel := Layout[1].Dir + "/" + Layout[1].Ledger
-	e, err = anchor(ctx, c.ho3, Tier{Tier: "HO3"}, c.ho2, ho2, c.t2, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
-	if err != nil {
-		return out, err
+	err := add(c.link(ctx, c.ho3, Tier{Tier: "HO3"}, c.ho2, ho2, c.t2, rel, a))
+	return out, err
+}
+
+// link is anchor with the chain's cache of last anchors.
+func (c *Chain) link(ctx context.Context, ps ledger.Store, pt Tier, cs ledger.Store, dir string, t Tier, rel string, a Anchor) (*ledger.Entry, error) {
+	last, ok := c.last[rel]
+	if !ok {
+		var err error
+		if last, err = LastAnchor(ctx, ps, rel); err != nil {
+			return nil, err
+		}
+		c.last[rel] = last
 	}
-	if e != nil {
-		out = append(out, *e)
+	e, wrote, err := anchor(ctx, ps, pt, last, cs, dir, t, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
+	if wrote != nil {
+		c.last[rel] = wrote
 	}
-	return out, nil
+	return e, err
 }
 
 // Close closes the chain's ledgers.
@@ -271,58 +303,56 @@ func (c *Chain) Close() error {
 
 // anchor anchors the child ledger cs (nil: missing) at rel (relative to
 // the HO3 root; childPath on disk), of the tier t whose directory is dir,
-// in the parent ledger ps of tier pt. It returns nil when nothing needed
-// anchoring.
-func anchor(ctx context.Context, ps ledger.Store, pt Tier, cs ledger.Store, dir string, t Tier, rel, childPath string, a Anchor) (*ledger.Entry, error) {
-	last, err := LastAnchor(ctx, ps, rel)
-	if err != nil {
-		return nil, err
-	}
+// in the parent ledger ps of tier pt, whose last anchor of it is last
+// (nil: none). It returns the entry and the anchor it wrote, nil when
+// nothing needed anchoring.
+func anchor(ctx context.Context, ps ledger.Store, pt Tier, last *Anchor, cs ledger.Store, dir string, t Tier, rel, childPath string, a Anchor) (*ledger.Entry, *Anchor, error) {
 	if cs == nil {
 		if last != nil {
-			return nil, refuse(CodeLedgerTruncated, "%s is missing, but %s seq %d anchored it at size %d: a lower tier's history was cut",
+			return nil, nil, refuse(CodeLedgerTruncated, "%s is missing, but %s seq %d anchored it at size %d: a lower tier's history was cut",
 				rel, parentName(pt), last.Seq, last.TreeSize)
 		}
 		if rel == workerLedger {
-			return nil, nil // a plane made without HO1's own ledger: nothing to anchor
+			return nil, nil, nil // a plane made without HO1's own ledger: nothing to anchor
 		}
-		return nil, refuse("SESSION_NOT_FOUND", "session %s has no ledger (%s): nothing to anchor", a.SessionID, rel)
+		return nil, nil, refuse("SESSION_NOT_FOUND", "session %s has no ledger (%s): nothing to anchor", a.SessionID, rel)
 	}
 	st, err := cs.State(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if last != nil {
 		if err := checkAnchor(cs, st.Size, *last, parentName(pt)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if st.Size == 0 || last != nil && last.TreeSize >= st.Size {
 		// Empty, or anchored already at this size (the check above held:
 		// the same tree); nothing to sign or verify.
-		return nil, nil
+		return nil, nil, nil
 	}
 	c, note, err := latestCheckpoint(ctx, cs, st, dir, t, childPath)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if last != nil && last.TreeSize >= c.Size {
-		return nil, nil // anchored already, at this size or a later one
+		return nil, nil, nil // anchored already, at this size or a later one
 	}
 	a.Path, a.Origin, a.TreeSize = rel, c.Origin, c.Size
 	a.RootHash = hex.EncodeToString(c.Root[:])
 	a.Checkpoint, a.CheckpointHash = string(note), SHA256(note)
 	meta, err := a.metadata()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	meta["_tier"] = pt.Tier
 	es, err := ps.Append(ctx, []ledger.Draft{{EventType: AnchorEvent, SubmissionID: rel, Decision: "ANCHORED",
 		Reason: fmt.Sprintf("%s at size %d", rel, c.Size), Metadata: meta}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &es[0], nil
+	a.Seq = es[0].Seq
+	return &es[0], &a, nil
 }
 
 func parentName(t Tier) string { return t.Tier + "'s ledger" }

@@ -172,6 +172,22 @@ func KeyRoot(name, root string) error {
 	if _, ok := making.Load(name); ok {
 		return nil
 	}
+	// Checked once per process and root, as the key itself is read once
+	// (checkpointSigner): a step opens several of a plane's ledgers.
+	if _, ok := boundRoots.Load(name + "\x00" + root); ok {
+		return nil
+	}
+	if err := keyRoot(name, root); err != nil {
+		return err
+	}
+	boundRoots.Store(name+"\x00"+root, true)
+	return nil
+}
+
+// boundRoots holds the (plane name, root) pairs KeyRoot accepted.
+var boundRoots sync.Map
+
+func keyRoot(name, root string) error {
 	dir, err := KeyDir(name)
 	if err != nil {
 		return keyUnavailable(name, "", err)

@@ -87,10 +87,15 @@ func workOrderKeys(root string) (note.Verifiers, int, error) {
 // allowed) a file that does not read is named in fileErr, not refused. An
 // expiry that passed is recorded (WO_EXPIRED) and refused.
 func open(ctx context.Context, root, id string, opts Options, strict bool) (w *WorkOrder, h string, st *Status, fileErr string, err error) {
+	return openIn(ctx, nil, root, id, opts, strict)
+}
+
+// openIn is open, reading the state through ch when it is not nil.
+func openIn(ctx context.Context, ch *plane.Chain, root, id string, opts Options, strict bool) (w *WorkOrder, h string, st *Status, fileErr string, err error) {
 	if err := CheckID(id); err != nil {
 		return nil, "", nil, "", err
 	}
-	if st, err = State(ctx, root, id, opts.now()); err != nil {
+	if st, err = stateIn(ctx, ch, root, id, opts.now()); err != nil {
 		return nil, "", nil, "", err
 	}
 	w, h, err = readKnown(root, id, st.PayloadHash)

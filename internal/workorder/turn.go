@@ -160,7 +160,15 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	defer unlock()
-	w, fh, st, _, err := open(ctx, root, id, opts, true)
+	// The step's ledgers (HO3's, HO2's, HO1's own and the session's) are
+	// opened once: the work order's state is read, the anchors before and
+	// after the turn are taken and the turn is appended through them.
+	ch, err := plane.OpenChain(root, opts.Actor, id, sid)
+	if err != nil {
+		return nil, err
+	}
+	defer ch.Close()
+	w, fh, st, _, err := openIn(ctx, ch, root, id, opts, true)
 	if err != nil {
 		return nil, err
 	}
@@ -208,16 +216,9 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		}
 		others += n
 	}
-	// The step's ledgers (HO3's, HO2's, the session's) are opened once:
-	// the anchors before and after the turn and the turn's own append go
-	// through them. The session is held to its anchors before the turn:
-	// a session cut below one stops here, and what was appended to it
-	// since is anchored.
-	ch, err := plane.OpenChain(root, opts.Actor, id, sid)
-	if err != nil {
-		return nil, err
-	}
-	defer ch.Close()
+	// The session (and HO1's own ledger, and HO2's) is held to its
+	// anchors before the turn: a ledger cut below one stops here, and
+	// what was appended to it since is anchored.
 	if _, err := ch.Anchor(ctx); err != nil {
 		return nil, err
 	}
@@ -283,7 +284,8 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	e := es[0]
-	if _, err := ch.Anchor(ctx); err != nil {
+	// After it, what the turn changed: the session, then HO2.
+	if _, err := ch.AnchorSteps(ctx); err != nil {
 		return nil, afterStep(err, id, e)
 	}
 	return &TurnResult{ID: id, SessionID: sid, TurnNumber: h.TurnNumber, TurnsUsed: others + n + 1, TurnsBudget: w.Budget.Turns,

@@ -32,6 +32,7 @@ func emittedBy() map[string][]string {
 		"CONFIG_ASSET_INVALID":           {"cp-gate check", "cp-install install", "cp-pkg preflight", "cp-pkg sign", "cp-pkg stage", "G0A"},
 		"CONFIG_INVALID":                 {"cp-gate check", "cp-install install", "cp-install rollback", "cp-pkg preflight", "cp-pkg register framework", "cp-pkg register spec", "cp-pkg sign", "cp-pkg stage", "cp-trace compliance summary", "G3"},
 		"DECLARED_INPUT_MISMATCH":        {"cp-wo turn"},
+		"DECLARED_OUTPUT_MISMATCH":       {"cp-wo turn"},
 		"DEPENDENCY_CHANGE_UNAUTHORIZED": {"cp-gate check", "cp-install install", "G3"},
 		"DEPENDENCY_INVALID":             {"cp-gate check", "cp-install install", "cp-pkg preflight", "cp-pkg sign", "cp-pkg stage", "G1"},
 		"DEPENDENCY_MISSING":             {"cp-gate check", "cp-install install", "cp-pkg preflight", "cp-pkg sign", "cp-pkg stage", "G1"},

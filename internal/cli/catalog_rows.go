@@ -54,6 +54,8 @@ var codeRows = []codeRow{
 		"Install a config package with a valid file (cp-pkg init-config, stage, cp-install install); never edit config/ in place."},
 	{"DECLARED_INPUT_MISMATCH", "A declared input of a turn header does not match the disk, the ledger or the registries at record time.",
 		"Declare the hash the input has now (cp-trace agent-context lists them), or restore the input; the refusal is recorded as TURN_REFUSED."},
+	{"DECLARED_OUTPUT_MISMATCH", "A {path, sha256} output of a turn header is not on disk as declared when the turn is recorded: missing, not a regular file, reached through a link, or hashing to another value.",
+		"Write the output before recording the turn and declare the hash it has (sha256sum), inside the work order's scope; the refusal is recorded as TURN_REFUSED."},
 	{"DEPENDENCY_CHANGE_UNAUTHORIZED", "Dependencies change without a dependency_add work order (G3).",
 		"Create and approve a dependency_add work order (cp-wo create, approve) and install with --wo."},
 	{"DEPENDENCY_INVALID", "A dependency the package declares does not parse (want PKG-ID or PKG-ID@range).",

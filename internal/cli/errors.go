@@ -273,6 +273,8 @@ var classes = map[string]int{
 	"TURN_OUT_OF_ORDER":       ExitDenied, // turn_number is not the session's previous + 1 (a replay or a skip)
 	"TURN_BUDGET_EXCEEDED":    ExitDenied, // the work order's budget.turns is spent
 	"DECLARED_INPUT_MISMATCH": ExitDenied, // a declared input does not match the disk, the ledger or the registries
+	// cp-wo turn's declared outputs (internal/workorder/turn.go).
+	"DECLARED_OUTPUT_MISMATCH": ExitDenied, // a declared {path, sha256} output is not that file on disk
 	// Anchors of lower-tier ledgers in their parents' (internal/plane/anchor.go, G6).
 	"LEDGER_TRUNCATED":  ExitDenied, // a lower-tier ledger holds fewer entries than an anchor of it (cut, or gone)
 	"ANCHOR_MISMATCH":   ExitDenied, // a lower-tier ledger's root at an anchored size is not the anchored root

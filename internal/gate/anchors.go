@@ -15,8 +15,8 @@ import (
 // anchorFindings is G6's check of the lower tiers against their anchors
 // (DESIGN.md §13): every CHECKPOINT_ANCHORED in HO3's ledger and in HO2's
 // must parse (plane.ParseAnchor, else ANCHOR_INVALID) and sit in the
-// ledger its child's anchors belong in (HO2's in HO3's, a session's in
-// HO2's), and the child ledger it names must still hold at least the
+// ledger its child's anchors belong in (HO2's in HO3's, a session's and
+// HO1's own in HO2's), and the child ledger it names must still hold at least the
 // anchored size (LEDGER_TRUNCATED, also when the child is gone) with the
 // anchored root at that size (ANCHOR_MISMATCH): a lower tier cannot cut
 // or rewrite its history below an anchor unseen, even by re-signing its
@@ -114,8 +114,10 @@ func openCanonical(root string, t plane.TierLayout, tier plane.Tier) (ledger.Sto
 
 // openChild opens the anchored ledger p (relative to root) for reading.
 func openChild(root, p string, tiers map[string]plane.Tier) (ledger.Store, error) {
-	if ho2 := plane.Layout[1]; p == path.Join(ho2.Dir, ho2.Ledger) {
-		return openCanonical(root, ho2, tiers[ho2.PlaneID])
+	for _, t := range plane.Layout[1:] { // HO2's, HO1's own: where tier.json says they live
+		if p == path.Join(t.Dir, t.Ledger) {
+			return openCanonical(root, t, tiers[t.PlaneID])
+		}
 	}
 	return ledger.OpenFileStore(filepath.Join(root, filepath.FromSlash(p)))
 }

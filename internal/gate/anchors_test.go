@@ -20,6 +20,7 @@ const (
 	anchorSes = "SES-20261206-00c0ffee"
 	sesRel    = "planes/ho1/sessions/" + anchorSes + "/ledger/session.jsonl"
 	ho2Rel    = "planes/ho2/ledger/workorder.jsonl"
+	workerRel = "planes/ho1/ledger/worker.jsonl"
 	ho3Rel    = "ledger/governance.jsonl"
 )
 
@@ -113,6 +114,15 @@ func TestG6Anchors(t *testing.T) {
 		{"session deleted", func(t *testing.T, root string) {
 			require.NoError(t, os.RemoveAll(filepath.Join(root, "planes/ho1/sessions", anchorSes)))
 		}, plane.CodeLedgerTruncated, sesRel, ho2Rel, "missing"},
+		{"HO1's own ledger cut after its anchor, re-signed", func(t *testing.T, root string) {
+			replaceLedger(t, root, "ho1", workerRel, 0)
+		}, plane.CodeLedgerTruncated, workerRel, ho2Rel, "its history was cut"},
+		{"HO1's own ledger rewritten before its anchor", func(t *testing.T, root string) {
+			replaceLedger(t, root, "ho1", workerRel, 5)
+		}, plane.CodeAnchorMismatch, workerRel, ho2Rel, "rewritten"},
+		{"HO1's own ledger deleted", func(t *testing.T, root string) {
+			require.NoError(t, os.Remove(filepath.Join(root, filepath.FromSlash(workerRel))))
+		}, plane.CodeLedgerTruncated, workerRel, ho2Rel, "missing"},
 		{"HO2 cut after its anchor in HO3, re-signed", func(t *testing.T, root string) {
 			replaceLedger(t, root, "ho2", ho2Rel, 0)
 		}, plane.CodeLedgerTruncated, ho2Rel, ho3Rel, "its history was cut"},
@@ -152,7 +162,7 @@ func TestG6Anchors(t *testing.T) {
 			r, err := G6(ctx, root)
 			require.NoError(t, err)
 			require.True(t, r.Passed, "%+v", r.Errors)
-			require.Equal(t, 2, r.Details["anchors"])
+			require.Equal(t, 3, r.Details["anchors"], "the session's and HO1's own in HO2, HO2's in HO3")
 
 			msg := tc.msg
 			if tc.parent != "" {

@@ -266,7 +266,7 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 				// One outcome per request: the last entry's answer says
 				// it was written, and that its anchor was not.
 				last := entries[len(entries)-1]
-				outs[len(outs)-1] = cli.Outcome{Err: anchorFailed(aerr, last), LedgerEntryID: last.ID, Seq: last.Seq}
+				outs[len(outs)-1] = cli.Outcome{Err: anchorFailed(aerr, last, t), LedgerEntryID: last.ID, Seq: last.Seq}
 				return outs
 			}
 		}
@@ -288,12 +288,24 @@ func (w *writers) appendBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 // §13). before, it runs ahead of the append, on a session ledger that
 // exists: a session that contradicts one of its anchors (cut or rewritten
 // below it) is refused before anything is written, and what it holds
-// unanchored is anchored. An append to a session outside any work order,
-// or to any other ledger, is anchored by the next work-order step (it
-// would otherwise cost two appends to the parents per append).
+// unanchored is anchored. An append to HO1's own ledger (worker.jsonl,
+// --plane ho1) within a work order is a step the same way: the chain
+// anchors HO1's own ledger in HO2's at every step. An append outside any
+// work order, or to any other ledger, is anchored by the next work-order
+// step (it would otherwise cost two appends to the parents per append).
 func anchorSession(ctx context.Context, t target, req cli.Request, before bool) error {
 	wo := req.String("work_order_id")
-	if t.session == "" || t.root == "" || wo == "" {
+	if wo == "" {
+		return nil
+	}
+	if t.session == "" {
+		if t.tier != "HO1" || filepath.Clean(t.path) != filepath.Clean(plane.LedgerPath(t.dir, t.plane)) {
+			return nil
+		}
+		_, err := plane.AnchorChain(ctx, plane.HO3Root(t.dir, t.plane), t.actor, wo, "")
+		return err
+	}
+	if t.root == "" {
 		return nil
 	}
 	if before {
@@ -307,9 +319,13 @@ func anchorSession(ctx context.Context, t target, req cli.Request, before bool) 
 
 // anchorFailed is the answer to an append whose entries were written but
 // whose anchor failed: the anchor's code, saying so.
-func anchorFailed(err error, last ledger.Entry) error {
+func anchorFailed(err error, last ledger.Entry, t target) error {
+	what := "session"
+	if t.session == "" {
+		what = "ledger"
+	}
 	e := cli.AsError(err)
-	e.Message = fmt.Sprintf("appended up to seq %d, but anchoring the session failed: %s", last.Seq, e.Message)
+	e.Message = fmt.Sprintf("appended up to seq %d, but anchoring the %s failed: %s", last.Seq, what, e.Message)
 	return e
 }
 

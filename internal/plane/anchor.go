@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -45,8 +46,9 @@ const (
 // metadata.
 type Anchor struct {
 	// Path is the child ledger, relative to the HO3 root:
-	// planes/ho2/ledger/workorder.jsonl (in HO3's ledger) or
-	// planes/ho1/sessions/<SES>/ledger/session.jsonl (in HO2's). Under
+	// planes/ho2/ledger/workorder.jsonl (in HO3's ledger),
+	// planes/ho1/sessions/<SES>/ledger/session.jsonl or HO1's own
+	// planes/ho1/ledger/worker.jsonl (in HO2's). Under
 	// the key "path", which the file store indexes: the last anchor of
 	// a ledger is found without reading the parent's others.
 	Path string `json:"path"`
@@ -70,6 +72,10 @@ type Anchor struct {
 	Seq int64 `json:"-"`
 }
 
+// workerLedger is HO1's own ledger, relative to the HO3 root (the
+// canonical layout's).
+const workerLedger = "planes/ho1/ledger/worker.jsonl"
+
 // sessionLedger is the ledger of HO1 session id, relative to the HO3
 // root (DESIGN.md §13).
 func sessionLedger(id string) string {
@@ -78,11 +84,14 @@ func sessionLedger(id string) string {
 
 // AnchorChain anchors the lower tiers' ledgers in their parents', child
 // first: with sessionID, the ledger of HO1 session sessionID in HO2's
-// ledger, then HO2's ledger in HO3's. Every work-order step that writes
+// ledger, then HO1's own ledger (worker.jsonl) in HO2's, then HO2's
+// ledger in HO3's. Every work-order step that writes
 // calls it after its own entry, and before it acts (so that a lower tier
 // whose ledger contradicts an anchor stops the step): woID and sessionID
 // are stamped on the anchors it writes (either may be ""; a sessionID is
-// checked before a path is built from it).
+// checked before a path is built from it). It is OpenChain, Chain.Anchor
+// and Chain.Close: a step that also writes to these ledgers opens the
+// chain once and anchors through it before and after.
 //
 // For each link it takes the child's latest checkpoint (the stored one
 // when it states the ledger's current size and root and its signature
@@ -100,103 +109,250 @@ func sessionLedger(id string) string {
 // of the same size can result. It returns the anchors written, oldest
 // first.
 func AnchorChain(ctx context.Context, root string, actor Actor, woID, sessionID string) ([]ledger.Entry, error) {
-	var out []ledger.Entry
-	ho1, ho2 := filepath.Join(root, "planes", "ho1"), filepath.Join(root, "planes", "ho2")
-	if sessionID != "" {
-		if !ValidSessionID(sessionID) {
-			return nil, BadArg("USAGE", "session id %q: want SES-YYYYMMDD-<8 hex>", sessionID)
-		}
-		t, err := ReadTier(ho1)
+	c, err := OpenChain(root, actor, woID, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.Anchor(ctx)
+	if cerr := c.Close(); err == nil && cerr != nil {
+		return out, cerr
+	}
+	return out, err
+}
+
+// Chain is the anchor chain of one work-order step, its ledgers opened
+// once for the whole step: HO3's and HO2's (for appending) and, with a
+// session, the session's. A step anchors through it before it acts and
+// after its entry (Anchor), and appends its own entries through the same
+// stores (HO2, Session), so that each ledger is opened, and its stored
+// checkpoint's signature checked, once per step rather than once per
+// anchor: a checkpoint the step itself wrote, or already accepted, is not
+// verified again.
+type Chain struct {
+	root      string
+	actor     Actor
+	woID, sid string
+	t1, t2    Tier
+	worker    ledger.Store // HO1's own ledger at its canonical path; nil when missing
+	ho3       ledger.Store
+	ho2       ledger.Store // HO2's ledger at its canonical path (the child)
+	ho2Own    ledger.Store // HO2's ledger where tier.json says (the parent of sessions); ho2 when the same
+	ses       ledger.Store // nil: no session, or its ledger is missing
+	sesRel    string
+	// last holds each child's last anchor as this chain found or wrote
+	// it (nil: none), so that the anchors after a step do not look up
+	// again what the anchors before it found, under the same lock.
+	last map[string]*Anchor
+}
+
+// OpenChain opens the anchor chain of a step under work order woID (may
+// be "") within session sessionID (may be ""): HO3's and HO2's ledgers
+// for appending and, with a session whose ledger exists, the session's
+// (a missing one is AnchorChain's to judge: LEDGER_TRUNCATED when an
+// anchor names it, SESSION_NOT_FOUND otherwise). Close it.
+func OpenChain(root string, actor Actor, woID, sessionID string) (_ *Chain, err error) {
+	c := &Chain{root: root, actor: actor, woID: woID, sid: sessionID, last: map[string]*Anchor{}}
+	defer func() {
 		if err != nil {
+			c.Close()
+		}
+	}()
+	ho1, ho2 := filepath.Join(root, "planes", "ho1"), filepath.Join(root, "planes", "ho2")
+	if sessionID != "" && !ValidSessionID(sessionID) {
+		return nil, BadArg("USAGE", "session id %q: want SES-YYYYMMDD-<8 hex>", sessionID)
+	}
+	if c.t1, err = ReadTier(ho1); err != nil {
+		return nil, err
+	}
+	// HO1's own ledger, as HO2's below: at the canonical layout's path.
+	// Only read (and a checkpoint signed when its stored one does not
+	// state it): the step does not append to it.
+	wp := filepath.Join(root, filepath.FromSlash(workerLedger))
+	if c.t1.Postgres() && filepath.Clean(wp) == filepath.Clean(LedgerPath(ho1, c.t1)) {
+		if c.worker, err = OpenTierLedger(ho1, c.t1, wp, ForCheckpoint, actor); err != nil {
 			return nil, err
 		}
-		rel := sessionLedger(sessionID)
-		e, err := anchor(ctx, root, actor, ho1, t, rel, ho2, Anchor{WorkOrderID: woID, SessionID: sessionID})
-		if err != nil {
-			return out, err
+	} else if _, werr := os.Lstat(wp); werr == nil {
+		if c.worker, err = OpenTierLedger(ho1, c.t1, wp, ForCheckpoint, actor); err != nil {
+			return nil, err
 		}
-		if e != nil {
-			out = append(out, *e)
+	} else if !errors.Is(werr, fs.ErrNotExist) {
+		return nil, werr
+	}
+	if sessionID != "" {
+		c.sesRel = sessionLedger(sessionID)
+		p := filepath.Join(root, filepath.FromSlash(c.sesRel))
+		if _, serr := os.Lstat(p); serr == nil {
+			if c.ses, err = OpenTierLedger(ho1, c.t1, p, ForAppend, actor); err != nil {
+				return nil, err
+			}
+		} else if !errors.Is(serr, fs.ErrNotExist) {
+			return nil, serr
 		}
 	}
-	t, err := ReadTier(ho2)
-	if err != nil {
-		return out, err
+	if c.t2, err = ReadTier(ho2); err != nil {
+		return nil, err
 	}
 	// The canonical layout's path, as G6 judges it, whatever tier.json
 	// says (a ledger_path moved elsewhere is G6's TIER_MISMATCH).
-	rel := Layout[1].Dir + "/" + Layout[1].Ledger
-	e, err := anchor(ctx, root, actor, ho2, t, rel, root, Anchor{WorkOrderID: woID, SessionID: sessionID})
-	if err != nil {
-		return out, err
-	}
-	if e != nil {
-		out = append(out, *e)
-	}
-	return out, nil
-}
-
-// anchor anchors the child ledger rel (relative to root) of the tier t
-// whose directory is dir in the ledger of the tier whose directory is
-// parentDir. It returns nil when nothing needed anchoring.
-func anchor(ctx context.Context, root string, actor Actor, dir string, t Tier, rel, parentDir string, a Anchor) (*ledger.Entry, error) {
-	ps, pt, err := OpenLedger(parentDir, ForAppend, actor)
-	if err != nil {
+	canon := filepath.Join(root, filepath.FromSlash(Layout[1].Dir+"/"+Layout[1].Ledger))
+	if c.ho2, err = OpenTierLedger(ho2, c.t2, canon, ForAppend, actor); err != nil {
 		return nil, err
 	}
-	defer ps.Close()
-	last, err := LastAnchor(ctx, ps, rel)
-	if err != nil {
-		return nil, err
-	}
-	childPath := filepath.Join(root, filepath.FromSlash(rel))
-	cs, err := OpenTierLedger(dir, t, childPath, ForCheckpoint, actor)
-	if errors.Is(err, fs.ErrNotExist) {
-		if last != nil {
-			return nil, refuse(CodeLedgerTruncated, "%s is missing, but %s seq %d anchored it at size %d: a lower tier's history was cut",
-				rel, parentName(pt), last.Seq, last.TreeSize)
-		}
-		if a.SessionID != "" && strings.HasPrefix(rel, "planes/ho1/sessions/") {
-			return nil, refuse("SESSION_NOT_FOUND", "session %s has no ledger (%s): nothing to anchor", a.SessionID, rel)
-		}
-		return nil, err
-	} else if err != nil {
-		return nil, err
-	}
-	defer cs.Close()
-	st, err := cs.State(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if last != nil {
-		if err := checkAnchor(cs, st.Size, *last, parentName(pt)); err != nil {
+	c.ho2Own = c.ho2
+	if own := LedgerPath(ho2, c.t2); filepath.Clean(own) != filepath.Clean(canon) {
+		if c.ho2Own, err = OpenTierLedger(ho2, c.t2, own, ForAppend, actor); err != nil {
 			return nil, err
 		}
 	}
-	if st.Size == 0 {
-		return nil, nil
+	if c.ho3, _, err = OpenLedger(root, ForAppend, actor); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Session returns the session's ledger, opened for appending (nil
+// without a session, or when its ledger did not exist at OpenChain).
+func (c *Chain) Session() ledger.Store { return c.ses }
+
+// HO2 returns HO2's ledger where its tier.json says, opened for
+// appending.
+func (c *Chain) HO2() ledger.Store { return c.ho2Own }
+
+// HO3 returns HO3's ledger, opened for appending.
+func (c *Chain) HO3() ledger.Store { return c.ho3 }
+
+// Anchor anchors the session (if any) in HO2's ledger, then HO1's own
+// ledger in HO2's, then HO2's in HO3's, as AnchorChain describes: what a
+// step runs before it acts.
+func (c *Chain) Anchor(ctx context.Context) ([]ledger.Entry, error) {
+	return c.anchor(ctx, true)
+}
+
+// AnchorSteps anchors what a step within the session changed, after it:
+// the session's ledger in HO2's, then HO2's (which now holds that anchor)
+// in HO3's, each checked against its last anchor first. HO1's own ledger,
+// which such a step does not write, was checked by Anchor before the step,
+// and what was appended to it meanwhile is anchored by the next step.
+func (c *Chain) AnchorSteps(ctx context.Context) ([]ledger.Entry, error) {
+	return c.anchor(ctx, false)
+}
+
+func (c *Chain) anchor(ctx context.Context, worker bool) ([]ledger.Entry, error) {
+	var out []ledger.Entry
+	add := func(e *ledger.Entry, err error) error {
+		if e != nil {
+			out = append(out, *e)
+		}
+		return err
+	}
+	ho1, ho2 := filepath.Join(c.root, "planes", "ho1"), filepath.Join(c.root, "planes", "ho2")
+	a := Anchor{WorkOrderID: c.woID, SessionID: c.sid}
+	if c.sid != "" {
+		if err := add(c.link(ctx, c.ho2Own, c.t2, c.ses, ho1, c.t1, c.sesRel, a)); err != nil {
+			return out, err
+		}
+	}
+	// HO1's own ledger: anchored when it grew (a worker's appends to
+	// it, within a work order or not), checked against its last anchor
+	// at every step. A plane without one (never bootstrapped so) has
+	// nothing to anchor, unless an anchor says it had.
+	if worker {
+		if err := add(c.link(ctx, c.ho2Own, c.t2, c.worker, ho1, c.t1, workerLedger, Anchor{WorkOrderID: c.woID})); err != nil {
+			return out, err
+		}
+	}
+	rel := Layout[1].Dir + "/" + Layout[1].Ledger
+	err := add(c.link(ctx, c.ho3, Tier{Tier: "HO3"}, c.ho2, ho2, c.t2, rel, a))
+	return out, err
+}
+
+// link is anchor with the chain's cache of last anchors.
+func (c *Chain) link(ctx context.Context, ps ledger.Store, pt Tier, cs ledger.Store, dir string, t Tier, rel string, a Anchor) (*ledger.Entry, error) {
+	last, ok := c.last[rel]
+	if !ok {
+		var err error
+		if last, err = LastAnchor(ctx, ps, rel); err != nil {
+			return nil, err
+		}
+		c.last[rel] = last
+	}
+	e, wrote, err := anchor(ctx, ps, pt, last, cs, dir, t, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
+	if wrote != nil {
+		c.last[rel] = wrote
+	}
+	return e, err
+}
+
+// Close closes the chain's ledgers.
+func (c *Chain) Close() error {
+	var errs []error
+	for _, s := range []ledger.Store{c.ses, c.worker, c.ho3} {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
+	}
+	if c.ho2Own != nil && c.ho2Own != c.ho2 {
+		errs = append(errs, c.ho2Own.Close())
+	}
+	if c.ho2 != nil {
+		errs = append(errs, c.ho2.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// anchor anchors the child ledger cs (nil: missing) at rel (relative to
+// the HO3 root; childPath on disk), of the tier t whose directory is dir,
+// in the parent ledger ps of tier pt, whose last anchor of it is last
+// (nil: none). It returns the entry and the anchor it wrote, nil when
+// nothing needed anchoring.
+func anchor(ctx context.Context, ps ledger.Store, pt Tier, last *Anchor, cs ledger.Store, dir string, t Tier, rel, childPath string, a Anchor) (*ledger.Entry, *Anchor, error) {
+	if cs == nil {
+		if last != nil {
+			return nil, nil, refuse(CodeLedgerTruncated, "%s is missing, but %s seq %d anchored it at size %d: a lower tier's history was cut",
+				rel, parentName(pt), last.Seq, last.TreeSize)
+		}
+		if rel == workerLedger {
+			return nil, nil, nil // a plane made without HO1's own ledger: nothing to anchor
+		}
+		return nil, nil, refuse("SESSION_NOT_FOUND", "session %s has no ledger (%s): nothing to anchor", a.SessionID, rel)
+	}
+	st, err := cs.State(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if last != nil {
+		if err := checkAnchor(cs, st.Size, *last, parentName(pt)); err != nil {
+			return nil, nil, err
+		}
+	}
+	if st.Size == 0 || last != nil && last.TreeSize >= st.Size {
+		// Empty, or anchored already at this size (the check above held:
+		// the same tree); nothing to sign or verify.
+		return nil, nil, nil
 	}
 	c, note, err := latestCheckpoint(ctx, cs, st, dir, t, childPath)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if last != nil && last.TreeSize >= c.Size {
-		return nil, nil // anchored already, at this size or a later one
+		return nil, nil, nil // anchored already, at this size or a later one
 	}
 	a.Path, a.Origin, a.TreeSize = rel, c.Origin, c.Size
 	a.RootHash = hex.EncodeToString(c.Root[:])
 	a.Checkpoint, a.CheckpointHash = string(note), SHA256(note)
 	meta, err := a.metadata()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	meta["_tier"] = pt.Tier
 	es, err := ps.Append(ctx, []ledger.Draft{{EventType: AnchorEvent, SubmissionID: rel, Decision: "ANCHORED",
 		Reason: fmt.Sprintf("%s at size %d", rel, c.Size), Metadata: meta}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &es[0], nil
+	a.Seq = es[0].Seq
+	return &es[0], &a, nil
 }
 
 func parentName(t Tier) string { return t.Tier + "'s ledger" }
@@ -208,6 +364,13 @@ func parentName(t Tier) string { return t.Tier + "'s ledger" }
 // its stored checkpoint).
 func latestCheckpoint(ctx context.Context, cs ledger.Store, st ledger.State, dir string, t Tier, childPath string) (ledger.Checkpoint, []byte, error) {
 	if b, err := cs.ReadCheckpoint(); err == nil && b != nil {
+		// One this process wrote or accepted (the step's own append) is
+		// authentic: only what it states is read.
+		if w, ok := cs.(interface{ Accepted([]byte) bool }); ok && w.Accepted(b) {
+			if c, err := ledger.ParseCheckpoint(noteBody(b)); err == nil && c.Size == st.Size && c.Root == st.Root {
+				return c, b, nil
+			}
+		}
 		if c, ok := storedCheckpoint(b, dir, t); ok && c.Size == st.Size && c.Root == st.Root {
 			return c, b, nil
 		}
@@ -239,14 +402,16 @@ func storedCheckpoint(b []byte, dir string, t Tier) (ledger.Checkpoint, bool) {
 // parent's head in widening windows (the file store's index walks an
 // anchor's postings from the newest down to the window's start), so that
 // its cost is that of the anchors since the window's start, not of all the
-// anchors the parent ever took: a step's anchor finds its predecessor among
-// the last few entries.
+// anchors the parent ever took: a step's anchor finds its predecessor
+// among the last few entries, most often the very last (each anchor found
+// in the window is read, parsed and re-hashed, so the first window is one
+// entry).
 func LastAnchor(ctx context.Context, s ledger.Store, rel string) (*Anchor, error) {
 	st, err := s.State(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for window := int64(8); ; window *= 16 {
+	for window := int64(1); ; window *= 16 {
 		from := max(st.Size-window, 0)
 		a, err := lastAnchorFrom(ctx, s, rel, from)
 		if a != nil || err != nil || from == 0 {
@@ -304,16 +469,12 @@ func ParseAnchor(e *ledger.Entry) (Anchor, error) {
 	}
 	a.TreeSize = size
 	if !anchorablePath(a.Path) {
-		return bad("path %q is not a lower tier's ledger (planes/ho2/ledger/workorder.jsonl or planes/ho1/sessions/<SES>/ledger/session.jsonl)", a.Path)
+		return bad("path %q is not a lower tier's ledger (planes/ho2/ledger/workorder.jsonl, planes/ho1/ledger/worker.jsonl or planes/ho1/sessions/<SES>/ledger/session.jsonl)", a.Path)
 	}
 	if a.Checkpoint == "" || SHA256([]byte(a.Checkpoint)) != a.CheckpointHash {
 		return bad("the checkpoint note does not hash to checkpoint_hash %q", a.CheckpointHash)
 	}
-	body := a.Checkpoint
-	if i := strings.Index(body, "\n\n"); i >= 0 {
-		body = body[:i+1]
-	}
-	c, err := ledger.ParseCheckpoint(body)
+	c, err := ledger.ParseCheckpoint(noteBody([]byte(a.Checkpoint)))
 	if err != nil {
 		return bad("checkpoint note: %v", err)
 	}
@@ -324,9 +485,18 @@ func ParseAnchor(e *ledger.Entry) (Anchor, error) {
 	return a, nil
 }
 
+// noteBody returns the text of a signed note (up to its blank line).
+func noteBody(b []byte) string {
+	body := string(b)
+	if i := strings.Index(body, "\n\n"); i >= 0 {
+		body = body[:i+1]
+	}
+	return body
+}
+
 // anchorablePath reports whether p names a ledger AnchorChain anchors.
 func anchorablePath(p string) bool {
-	if p == Layout[1].Dir+"/"+Layout[1].Ledger {
+	if p == Layout[1].Dir+"/"+Layout[1].Ledger || p == workerLedger {
 		return true
 	}
 	id, ok := strings.CutPrefix(p, "planes/ho1/sessions/")

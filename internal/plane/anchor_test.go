@@ -118,10 +118,12 @@ func TestAnchorChain(t *testing.T) {
 
 	es, err := plane.AnchorChain(ctx, root, tester, "WO-20261206-001", ses)
 	require.NoError(t, err)
-	require.Len(t, es, 2)
+	require.Len(t, es, 3, "the session's, HO1's own, HO2's")
 	require.Equal(t, plane.AnchorEvent, es[0].EventType)
 	require.Equal(t, "HO2", es[0].Metadata["_tier"])
-	require.Equal(t, "HO3", es[1].Metadata["_tier"])
+	require.Equal(t, "HO2", es[1].Metadata["_tier"])
+	require.Equal(t, "planes/ho1/ledger/worker.jsonl", es[1].Metadata["path"])
+	require.Equal(t, "HO3", es[2].Metadata["_tier"])
 
 	size, root1 := state(t, root, sesLedger)
 	as := anchors(t, root, ho2Ledger, sesLedger)
@@ -155,7 +157,45 @@ func TestAnchorChain(t *testing.T) {
 
 	r := g6(t, root)
 	require.True(t, r.Passed, "%v", r.Errors)
-	require.Equal(t, 3, r.Details["anchors"])
+	require.Equal(t, 4, r.Details["anchors"])
+}
+
+// TestAnchorWorker: HO1's own ledger (worker.jsonl) is anchored in HO2's
+// like a session's, at every chain: when it grew, then checked; a cut
+// below its anchor, re-signed, stops the next step and fails G6.
+func TestAnchorWorker(t *testing.T) {
+	ctx := context.Background()
+	root := anchorPlane(t)
+	const worker = "planes/ho1/ledger/worker.jsonl"
+	appendTo(t, root, "ho1", worker, 2)
+	_, err := plane.AnchorChain(ctx, root, tester, "", "")
+	require.NoError(t, err)
+	size, r1 := state(t, root, worker)
+	as := anchors(t, root, ho2Ledger, worker)
+	require.Len(t, as, 1)
+	require.Equal(t, size, as[0].TreeSize)
+	require.Equal(t, r1, as[0].RootHash)
+	require.True(t, strings.HasSuffix(as[0].Origin, "/ho1/worker"), as[0].Origin)
+	es, err := plane.AnchorChain(ctx, root, tester, "", "")
+	require.NoError(t, err)
+	require.Empty(t, es, "idempotent")
+	appendTo(t, root, "ho1", worker, 1)
+	es, err = plane.AnchorChain(ctx, root, tester, "", "")
+	require.NoError(t, err)
+	require.Len(t, es, 2, "HO1's own, then HO2's")
+	require.True(t, g6(t, root).Passed)
+
+	// a fresh ledger of one entry in its place, signed with the plane's key
+	path := filepath.Join(root, filepath.FromSlash(worker))
+	for _, side := range []string{".jsonl", ".tlog", ".checkpoint", ".idx"} {
+		require.NoError(t, os.RemoveAll(strings.TrimSuffix(path, ".jsonl")+side))
+	}
+	appendTo(t, root, "ho1", worker, 0)
+	_, err = plane.AnchorChain(ctx, root, tester, "", "")
+	require.Equal(t, plane.CodeLedgerTruncated, codeOf(t, err))
+	r := g6(t, root)
+	require.False(t, r.Passed)
+	hasFinding(t, r, plane.CodeLedgerTruncated, worker, "its history was cut")
 }
 
 // TestAnchorChainRefusals: a child cut below its last anchor, rewritten

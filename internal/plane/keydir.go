@@ -81,13 +81,43 @@ func CheckpointKeyName(planeName string) string { return planeName + "-checkpoin
 
 // Origin is the checkpoint origin of a tier's ledger at path:
 // <plane_name>/<plane_id>/<ledger name>, or <plane_id>/<ledger name> for a
-// plane without a plane_name.
+// plane without a plane_name. An HO1 session's ledger
+// (sessions/<SES>/ledger/session.jsonl) is <plane_name>/ho1/sessions/<SES>:
+// an origin names one ledger (DESIGN.md §5), and a turn's declared input
+// {ledger, seq, entry_hash} names its ledger by it. (Sessions whose
+// checkpoints were signed before shared <plane_name>/ho1/session; those
+// checkpoints still verify, as nothing holds a checkpoint to its origin,
+// and their next append signs one with their own.)
 func Origin(t Tier, path string) string {
 	o := t.PlaneID + "/" + strings.TrimSuffix(filepath.Base(path), ".jsonl")
+	if id, ok := sessionOfLedger(path); ok && t.Tier == "HO1" {
+		o = t.PlaneID + "/sessions/" + id
+	}
 	if t.PlaneName != "" {
 		o = t.PlaneName + "/" + o
 	}
 	return o
+}
+
+// sessionOfLedger returns the session id of path when it is a session's
+// ledger, .../sessions/<SES>/ledger/session.jsonl.
+func sessionOfLedger(path string) (string, bool) {
+	if filepath.Base(path) != "session.jsonl" {
+		return "", false
+	}
+	dir := filepath.Dir(path)
+	if filepath.Base(dir) != "ledger" {
+		return "", false
+	}
+	ses := filepath.Dir(dir)
+	id := filepath.Base(ses)
+	return id, filepath.Base(filepath.Dir(ses)) == "sessions" && ValidSessionID(id)
+}
+
+// SessionOrigin is the checkpoint origin of HO1 session id's ledger, on
+// the plane whose HO1 tier is t (see Origin).
+func SessionOrigin(t Tier, id string) string {
+	return Origin(t, filepath.Join("sessions", id, "ledger", "session.jsonl"))
 }
 
 // ledgerOptions returns the options to append to the ledger at path of the
@@ -142,6 +172,22 @@ func KeyRoot(name, root string) error {
 	if _, ok := making.Load(name); ok {
 		return nil
 	}
+	// Checked once per process and root, as the key itself is read once
+	// (checkpointSigner): a step opens several of a plane's ledgers.
+	if _, ok := boundRoots.Load(name + "\x00" + root); ok {
+		return nil
+	}
+	if err := keyRoot(name, root); err != nil {
+		return err
+	}
+	boundRoots.Store(name+"\x00"+root, true)
+	return nil
+}
+
+// boundRoots holds the (plane name, root) pairs KeyRoot accepted.
+var boundRoots sync.Map
+
+func keyRoot(name, root string) error {
 	dir, err := KeyDir(name)
 	if err != nil {
 		return keyUnavailable(name, "", err)

@@ -40,7 +40,12 @@ func anchorChains(ctx context.Context, root string, opts Options, id string, ses
 // failure is reported with the anchor's code, saying that the step's
 // entry was recorded, and the next step's anchor continues from it.
 func anchorAfter(ctx context.Context, root string, opts Options, id string, e ledger.Entry, sessions ...string) error {
-	err := anchorChains(ctx, root, opts, id, sessions)
+	return afterStep(anchorChains(ctx, root, opts, id, sessions), id, e)
+}
+
+// afterStep reports err, the failure of the anchors after a step of work
+// order id recorded e, as anchorAfter does (nil: none).
+func afterStep(err error, id string, e ledger.Entry) error {
 	if err == nil {
 		return nil
 	}

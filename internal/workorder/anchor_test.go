@@ -1,10 +1,12 @@
 package workorder
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -98,4 +100,55 @@ func TestStepRefusedBelowAnchor(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, n, "no second work order written")
+}
+
+// TestTurnAnchors: a turn leaves its session anchored in HO2 at the size
+// its TURN made, and HO2 (holding that anchor) in HO3; a session cut below
+// its anchor (re-made with a checkpoint of its own), or HO1's own ledger
+// cut below its anchor, stops the next turn before it writes anything.
+func TestTurnAnchors(t *testing.T) {
+	ctx := context.Background()
+	root, s := started(t, 20)
+	r, err := Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{}}, alice)
+	require.NoError(t, err)
+	rel := "planes/ho1/sessions/" + s.SessionID + "/ledger/session.jsonl"
+	ho2, _, err := plane.OpenLedger(ho2Dir(root), plane.ForReading, plane.Actor{})
+	require.NoError(t, err)
+	a, err := plane.LastAnchor(ctx, ho2, rel)
+	require.NoError(t, err)
+	require.NotNil(t, a)
+	require.Equal(t, r.Seq+1, a.TreeSize, "the session is anchored with its TURN")
+	ho2State, err := ho2.State(ctx)
+	require.NoError(t, err)
+	require.NoError(t, ho2.Close())
+	a2 := requireAnchored(t, root, "turn")
+	require.Equal(t, ho2State.Size, a2.TreeSize, "HO2 is anchored with the session's anchor")
+	require.Greater(t, a2.TreeSize, a.Seq)
+
+	// the session re-made below its anchor: refused, nothing written
+	p := plane.SessionLedgerPath(root, s.SessionID)
+	for _, side := range append([]string{".jsonl"}, ledger.SideFiles...) {
+		require.NoError(t, os.RemoveAll(strings.TrimSuffix(p, ".jsonl")+side))
+	}
+	l, _, err := plane.OpenSessionLedger(root, s.SessionID, plane.ForAppend, alice.Actor)
+	require.NoError(t, err)
+	_, err = ledger.Genesis(ctx, l, ledger.Draft{SubmissionID: s.SessionID, Decision: "CREATED"})
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	_, err = Turn(ctx, root, s.SessionID, &Header{TurnNumber: 2, WorkOrderID: s.ID, DeclaredInputs: []Input{}}, alice)
+	require.Equal(t, plane.CodeLedgerTruncated, code(t, err))
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.Equal(t, 1, bytes.Count(b, []byte("\n")), "no TURN, no TURN_REFUSED written")
+
+	// another session of the same work order, HO1's own ledger cut below
+	// its anchor: the turn stops too
+	s2, err := Start(ctx, root, s.ID, alice)
+	require.NoError(t, err)
+	wp := filepath.Join(root, "planes", "ho1", "ledger", "worker.jsonl")
+	for _, side := range append([]string{".jsonl"}, ledger.SideFiles...) {
+		require.NoError(t, os.RemoveAll(strings.TrimSuffix(wp, ".jsonl")+side))
+	}
+	_, err = Turn(ctx, root, s2.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{}}, alice)
+	require.Equal(t, plane.CodeLedgerTruncated, code(t, err))
 }

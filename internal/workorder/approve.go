@@ -87,10 +87,15 @@ func workOrderKeys(root string) (note.Verifiers, int, error) {
 // allowed) a file that does not read is named in fileErr, not refused. An
 // expiry that passed is recorded (WO_EXPIRED) and refused.
 func open(ctx context.Context, root, id string, opts Options, strict bool) (w *WorkOrder, h string, st *Status, fileErr string, err error) {
+	return openIn(ctx, nil, root, id, opts, strict)
+}
+
+// openIn is open, reading the state through ch when it is not nil.
+func openIn(ctx context.Context, ch *plane.Chain, root, id string, opts Options, strict bool) (w *WorkOrder, h string, st *Status, fileErr string, err error) {
 	if err := CheckID(id); err != nil {
 		return nil, "", nil, "", err
 	}
-	if st, err = State(ctx, root, id, opts.now()); err != nil {
+	if st, err = stateIn(ctx, ch, root, id, opts.now()); err != nil {
 		return nil, "", nil, "", err
 	}
 	w, h, err = readKnown(root, id, st.PayloadHash)
@@ -166,18 +171,12 @@ func stateRefusal(st *Status, verb, want string) error {
 // order (work_orders/<id>.approval, 0444) and WO_APPROVED recorded in HO3
 // with the note's hash.
 func Approve(ctx context.Context, root, id string, signer note.Signer, opts Options) (*Approval, error) {
-	unlock, err := lock(ctx, root)
+	o, err := begin(ctx, root, id, opts, true, "approve", StateCreated, isCreated)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	w, h, st, _, err := open(ctx, root, id, opts, true)
-	if err != nil {
-		return nil, err
-	}
-	if st.State != StateCreated {
-		return nil, stateRefusal(st, "approve", StateCreated)
-	}
+	defer o.unlock()
+	w, h, st := o.w, o.hash, o.st
 	vs, n, err := workOrderKeys(root)
 	if err != nil {
 		return nil, err
@@ -260,33 +259,11 @@ func fileMeta(m map[string]any, h, fileErr string) map[string]any {
 // Reject records WO_REJECTED in HO3 for work order id, which must be
 // created (not yet approved, rejected, cancelled or expired).
 func Reject(ctx context.Context, root, id, reason string, opts Options) (*Decision, error) {
-	unlock, err := lock(ctx, root)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	_, h, st, fileErr, err := open(ctx, root, id, opts, false)
-	if err != nil {
-		return nil, err
-	}
-	if st.State != StateCreated {
-		return nil, stateRefusal(st, "reject", StateCreated)
-	}
-	if reason == "" {
-		reason = "rejected"
-	}
-	if err := anchorBefore(ctx, root, opts, id); err != nil {
-		return nil, err
-	}
-	e, err := plane.Record(ctx, root, opts.Actor, ledger.Draft{EventType: EventRejected, SubmissionID: id, Decision: "REJECTED",
-		Reason: reason, Metadata: fileMeta(map[string]any{"wo_id": id, "payload_hash": st.PayloadHash}, h, fileErr)})
-	if err != nil {
-		return nil, err
-	}
-	if err := anchorAfter(ctx, root, opts, id, e); err != nil {
-		return nil, err
-	}
-	return &Decision{ID: id, State: StateRejected, PayloadHash: st.PayloadHash, Reason: reason, Entry: e}, nil
+	return closeStep(ctx, root, id, reason, opts, "reject", StateCreated, isCreated, StateRejected,
+		func(o *opened, reason string) (ledger.Entry, error) {
+			return plane.Record(ctx, root, opts.Actor, ledger.Draft{EventType: EventRejected, SubmissionID: id, Decision: "REJECTED",
+				Reason: reason, Metadata: fileMeta(map[string]any{"wo_id": id, "payload_hash": o.st.PayloadHash}, o.hash, o.fileErr)})
+		})
 }
 
 // Cancel records WO_CANCELLED in HO2 for work order id, which must not be
@@ -294,33 +271,74 @@ func Reject(ctx context.Context, root, id, reason string, opts Options) (*Decisi
 // (nor a reject): closing is always allowed, and the entry says what the
 // file hashed to, or why it did not read.
 func Cancel(ctx context.Context, root, id, reason string, opts Options) (*Decision, error) {
+	return closeStep(ctx, root, id, reason, opts, "cancel", "open (created, approved or started)", func(s string) bool { return !Closed(s) }, StateCancelled,
+		func(o *opened, reason string) (ledger.Entry, error) {
+			return recordHO2(ctx, root, opts.Actor, ledger.Draft{EventType: EventCancelled, SubmissionID: id, Decision: "CANCELLED",
+				Reason: reason, Metadata: fileMeta(map[string]any{"wo_id": id, "payload_hash": o.st.PayloadHash, "was": o.st.State}, o.hash, o.fileErr)})
+		})
+}
+
+// opened is a work order as a step that changes it found it under the
+// work-order lock (begin): the file (nil, with fileErr, when it did not
+// read and the step need not), its hash, its state.
+type opened struct {
+	w       *WorkOrder
+	hash    string
+	st      *Status
+	fileErr string
+	unlock  func()
+}
+
+func isCreated(s string) bool { return s == StateCreated }
+
+// begin is the preamble of every step that decides a work order's state
+// (approve, reject, cancel): it takes the plane's work-order lock, reads
+// the work order and its state (open: strict for approve, whose file
+// must hash to WO_CREATED's payload hash; an expiry met is recorded and
+// refused), and refuses a state allowed does not accept (WO_STATE, or
+// WO_CLOSED for a closed one) saying the verb needs want. On success the
+// caller holds the lock and releases it with o.unlock.
+func begin(ctx context.Context, root, id string, opts Options, strict bool, verb, want string, allowed func(string) bool) (*opened, error) {
 	unlock, err := lock(ctx, root)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	_, h, st, fileErr, err := open(ctx, root, id, opts, false)
+	w, h, st, fileErr, err := open(ctx, root, id, opts, strict)
+	if err == nil && !allowed(st.State) {
+		err = stateRefusal(st, verb, want)
+	}
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return &opened{w: w, hash: h, st: st, fileErr: fileErr, unlock: unlock}, nil
+}
+
+// closeStep is Reject and Cancel: begin (closing is always allowed, so a
+// file that does not read does not stop it), the lower tiers anchored,
+// the entry record writes (reason "" is the verb's past tense, state),
+// the lower tiers anchored again.
+func closeStep(ctx context.Context, root, id, reason string, opts Options, verb, want string, allowed func(string) bool, state string,
+	record func(o *opened, reason string) (ledger.Entry, error)) (*Decision, error) {
+	o, err := begin(ctx, root, id, opts, false, verb, want, allowed)
 	if err != nil {
 		return nil, err
 	}
-	if Closed(st.State) {
-		return nil, stateRefusal(st, "cancel", "open (created, approved or started)")
-	}
+	defer o.unlock()
 	if reason == "" {
-		reason = "cancelled"
+		reason = state
 	}
 	if err := anchorBefore(ctx, root, opts, id); err != nil {
 		return nil, err
 	}
-	e, err := recordHO2(ctx, root, opts.Actor, ledger.Draft{EventType: EventCancelled, SubmissionID: id, Decision: "CANCELLED",
-		Reason: reason, Metadata: fileMeta(map[string]any{"wo_id": id, "payload_hash": st.PayloadHash, "was": st.State}, h, fileErr)})
+	e, err := record(o, reason)
 	if err != nil {
 		return nil, err
 	}
 	if err := anchorAfter(ctx, root, opts, id, e); err != nil {
 		return nil, err
 	}
-	return &Decision{ID: id, State: StateCancelled, PayloadHash: st.PayloadHash, Reason: reason, Entry: e}, nil
+	return &Decision{ID: id, State: state, PayloadHash: o.st.PayloadHash, Reason: reason, Entry: e}, nil
 }
 
 // Approved is G2's question: may work be done under work order id now? It

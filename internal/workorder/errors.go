@@ -54,4 +54,7 @@ const (
 	CodeTurnBudget      = "TURN_BUDGET_EXCEEDED"    // the work order's budget.turns is spent
 	CodeInputMismatch   = "DECLARED_INPUT_MISMATCH" // a declared input does not match disk, ledger or registry
 	CodeScope           = "SCOPE_VIOLATION"         // a declared path is outside the work order's scope.paths
+	// CodeOutputMismatch: a declared {path, sha256} output is not that
+	// file on disk when the turn is recorded.
+	CodeOutputMismatch = "DECLARED_OUTPUT_MISMATCH"
 )

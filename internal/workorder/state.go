@@ -103,15 +103,18 @@ type Session struct {
 func ho2Dir(root string) string { return filepath.Join(root, filepath.FromSlash(plane.Layout[1].Dir)) }
 
 // find returns the entries of events in the ledger of the tier at dir
-// whose submission_id is id, in seq order.
-func find(ctx context.Context, dir, id string, events []string) ([]ledger.Entry, error) {
-	l, _, err := plane.OpenLedger(dir, plane.ForReading, plane.Actor{})
-	if err != nil {
-		return nil, err
+// (or in l, when not nil: that ledger already open) whose submission_id is
+// id, in seq order.
+func find(ctx context.Context, l ledger.Store, dir, id string, events []string) ([]ledger.Entry, error) {
+	if l == nil {
+		var err error
+		if l, _, err = plane.OpenLedger(dir, plane.ForReading, plane.Actor{}); err != nil {
+			return nil, err
+		}
+		defer l.Close()
 	}
-	defer l.Close()
 	var out []ledger.Entry
-	err = l.Find(ctx, ledger.Query{EventTypes: events, Subject: id}, func(e *ledger.Entry) bool {
+	err := l.Find(ctx, ledger.Query{EventTypes: events, Subject: id}, func(e *ledger.Entry) bool {
 		out = append(out, *e)
 		return true
 	})
@@ -125,14 +128,24 @@ func find(ctx context.Context, dir, id string, events []string) ([]ledger.Entry,
 // created; a work order past its expires_at that is not closed is
 // expired (ExpiryPending until WO_EXPIRED is recorded).
 func State(ctx context.Context, root, id string, now time.Time) (*Status, error) {
+	return stateIn(ctx, nil, root, id, now)
+}
+
+// stateIn is State, reading HO2's and HO3's ledgers through ch when it is
+// not nil (a step's chain, already open).
+func stateIn(ctx context.Context, ch *plane.Chain, root, id string, now time.Time) (*Status, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
-	ho2, err := find(ctx, ho2Dir(root), id, ho2Events)
+	var l2, l3 ledger.Store
+	if ch != nil {
+		l2, l3 = ch.HO2(), ch.HO3()
+	}
+	ho2, err := find(ctx, l2, ho2Dir(root), id, ho2Events)
 	if err != nil {
 		return nil, err
 	}
-	ho3, err := find(ctx, root, id, ho3Events)
+	ho3, err := find(ctx, l3, root, id, ho3Events)
 	if err != nil {
 		return nil, err
 	}

@@ -160,7 +160,15 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	defer unlock()
-	w, fh, st, _, err := open(ctx, root, id, opts, true)
+	// The step's ledgers (HO3's, HO2's, HO1's own and the session's) are
+	// opened once: the work order's state is read, the anchors before and
+	// after the turn are taken and the turn is appended through them.
+	ch, err := plane.OpenChain(root, opts.Actor, id, sid)
+	if err != nil {
+		return nil, err
+	}
+	defer ch.Close()
+	w, fh, st, _, err := openIn(ctx, ch, root, id, opts, true)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +190,21 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	w = a.WorkOrder
+	// The declared inputs are checked on another goroutine while the
+	// step's ledgers are opened and anchored (they only read: the disk,
+	// the ledgers, the registries), and their verdict taken in its place
+	// below, after the turn's order and budget, under the same lock.
+	verdict := make(chan error, 1)
+	go func() { verdict <- checkInputs(ctx, root, sid, w, h) }()
+	var inputsErr error
+	waited := false
+	checked := func() error {
+		if !waited {
+			inputsErr, waited = <-verdict, true
+		}
+		return inputsErr
+	}
+	defer checked()
 	var others int64
 	for _, s := range st.Sessions {
 		if s.ID == sid {
@@ -193,16 +216,16 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		}
 		others += n
 	}
-	// The session is held to its anchors before the turn: a session cut
-	// below one stops here, and what was appended to it since is anchored.
-	if err := anchorBefore(ctx, root, opts, id, sid); err != nil {
+	// The session (and HO1's own ledger, and HO2's) is held to its
+	// anchors before the turn: a ledger cut below one stops here, and
+	// what was appended to it since is anchored.
+	if _, err := ch.Anchor(ctx); err != nil {
 		return nil, err
 	}
-	l, _, err := plane.OpenSessionLedger(root, sid, plane.ForAppend, opts.Actor)
-	if err != nil {
-		return nil, err
+	l := ch.Session()
+	if l == nil { // Anchor refuses a missing session ledger first
+		return nil, refuse(CodeSessionMismatch, map[string]any{"session_id": sid, "wo_id": id}, "session %s has no ledger", sid)
 	}
-	defer l.Close()
 	genesis, err := firstEntry(ctx, l)
 	if err != nil {
 		return nil, err
@@ -239,7 +262,7 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, refused(refuse(CodeTurnBudget, map[string]any{"wo_id": id, "turns": used, "budget": w.Budget.Turns},
 			"work order %s has spent its budget of %d turns (%d recorded)", id, w.Budget.Turns, used))
 	}
-	if err := checkInputs(ctx, root, sid, w, h); err != nil {
+	if err := checked(); err != nil {
 		var e *Error
 		if errors.As(err, &e) {
 			return nil, refused(e)
@@ -261,8 +284,9 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	e := es[0]
-	if err := anchorAfter(ctx, root, opts, id, e, sid); err != nil {
-		return nil, err
+	// After it, what the turn changed: the session, then HO2.
+	if _, err := ch.AnchorSteps(ctx); err != nil {
+		return nil, afterStep(err, id, e)
 	}
 	return &TurnResult{ID: id, SessionID: sid, TurnNumber: h.TurnNumber, TurnsUsed: others + n + 1, TurnsBudget: w.Budget.Turns,
 		HeaderHash: hh, InputsChecked: len(h.DeclaredInputs), Seq: e.Seq, Entry: e}, nil
@@ -310,7 +334,10 @@ func checkPath(m *Matcher, id string, i int, kind, p string) error {
 }
 
 // checkInputs checks every declared input of h, at record time, and every
-// declared output's path against scope.paths:
+// declared file output: its path inside scope.paths (SCOPE_VIOLATION),
+// and the file there as a {path, sha256} input is checked, but refused as
+// DECLARED_OUTPUT_MISMATCH (a turn declares what it wrote: a file that is
+// not there, or not with those bytes, is not its output). The inputs:
 //
 //   - {path, sha256}: the path inside scope.paths (SCOPE_VIOLATION), a
 //     regular file reached without a symbolic link anywhere on its path
@@ -318,10 +345,11 @@ func checkPath(m *Matcher, id string, i int, kind, p string) error {
 //     a FIFO, a device, a missing file: DECLARED_INPUT_MISMATCH) whose
 //     bytes, read once, hash to sha256;
 //   - {ledger, seq, entry_hash}: ledger is the checkpoint origin of one of
-//     the plane's three tier ledgers, or of this session's ledger (every
-//     session ledger's origin is <plane>/ho1/session, so it names the
-//     turn's own); the entry at seq exists and its entry_hash is the one
-//     declared (the chain itself is G6's to verify);
+//     the plane's three tier ledgers, or of a session's ledger
+//     (<plane>/ho1/sessions/<SES>, each session its own; the legacy
+//     <plane>/ho1/session names the turn's own); the entry at seq exists
+//     and its entry_hash is the one declared (the chain itself is G6's to
+//     verify);
 //   - {artifact, version}: the id is registered (frameworks, specs,
 //     prompt packs) or installed (packages) at that version, not retired
 //     or failed; a registry that cannot be read refuses (fail closed).
@@ -334,7 +362,9 @@ func checkInputs(ctx context.Context, root, sid string, w *WorkOrder, h *Header)
 		switch {
 		case in.Path != "":
 			if err = checkPath(m, w.ID, i, "declared input", in.Path); err == nil {
-				err = c.file(i, in)
+				err = c.file(in.Path, in.SHA256, func(d map[string]any, format string, args ...any) *Error {
+					return mismatch(i, d, format, args...)
+				})
 			}
 		case in.Ledger != "":
 			err = c.entry(i, in)
@@ -348,10 +378,18 @@ func checkInputs(ctx context.Context, root, sid string, w *WorkOrder, h *Header)
 		}
 	}
 	for i, o := range h.Outputs {
-		if o.Path != "" {
-			if err := checkPath(m, w.ID, i, "output", o.Path); err != nil {
-				return err
-			}
+		if o.Path == "" {
+			continue
+		}
+		err := checkPath(m, w.ID, i, "output", o.Path)
+		if err == nil {
+			err = c.file(o.Path, o.SHA256, func(d map[string]any, format string, args ...any) *Error {
+				d["index"] = i
+				return refuse(CodeOutputMismatch, d, "declared output %d: %s", i, fmt.Sprintf(format, args...))
+			})
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -362,7 +400,8 @@ type inputChecker struct {
 	root, sid string
 	r         *os.Root
 	buf       []byte
-	origins   map[string]string // checkpoint origin → ledger path
+	origins   map[string]string // checkpoint origin → ho3, ho2, ho1 or session:<SES>
+	sesPrefix string            // <plane_name>/ho1/sessions/
 	stores    map[string]ledger.Store
 	rows      map[string][]registry.Row // by table file
 }
@@ -381,8 +420,10 @@ func mismatch(i int, details map[string]any, format string, args ...any) *Error 
 	return refuse(CodeInputMismatch, details, "declared input %d: %s", i, fmt.Sprintf(format, args...))
 }
 
-// file checks a {path, sha256} input.
-func (c *inputChecker) file(i int, in Input) error {
+// file checks that the plane-relative path p (a clean path inside scope)
+// is a regular file, reached without a link, whose bytes hash to want;
+// bad makes the refusal from its details and message.
+func (c *inputChecker) file(p, want string, bad func(d map[string]any, format string, args ...any) *Error) error {
 	if c.r == nil {
 		r, err := os.OpenRoot(c.root)
 		if err != nil {
@@ -390,18 +431,18 @@ func (c *inputChecker) file(i int, in Input) error {
 		}
 		c.r, c.buf = r, make([]byte, 128<<10)
 	}
-	d := map[string]any{"path": in.Path, "declared": in.SHA256}
-	fi, err := c.noLinks(i, d, in.Path)
+	d := map[string]any{"path": p, "declared": want}
+	fi, err := c.noLinks(bad, d, p)
 	if err != nil {
 		return err
 	}
-	f, err := c.r.OpenFile(in.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := c.r.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return mismatch(i, d, "%s cannot be opened: %v", in.Path, err)
+		return bad(d, "%s cannot be opened: %v", p, err)
 	}
 	defer f.Close()
 	if err := regfile.Check(f); err != nil {
-		return mismatch(i, d, "%s is not a regular file", in.Path)
+		return bad(d, "%s is not a regular file", p)
 	}
 	// What was opened is what was checked: the same file, reached by a
 	// path that still holds no link (a directory swapped for a link in
@@ -410,12 +451,12 @@ func (c *inputChecker) file(i int, in Input) error {
 	if err != nil {
 		return err
 	}
-	again, err := c.noLinks(i, d, in.Path)
+	again, err := c.noLinks(bad, d, p)
 	if err != nil {
 		return err
 	}
 	if !os.SameFile(fi, ofi) || !os.SameFile(again, ofi) {
-		return mismatch(i, d, "%s changed while it was opened", in.Path)
+		return bad(d, "%s changed while it was opened", p)
 	}
 	hs := sha256.New()
 	for {
@@ -429,9 +470,9 @@ func (c *inputChecker) file(i int, in Input) error {
 		}
 	}
 	got := "sha256:" + hex.EncodeToString(hs.Sum(nil))
-	if got != in.SHA256 {
+	if got != want {
 		d["actual"] = got
-		return mismatch(i, d, "%s hashes to %s, not %s as declared", in.Path, got, in.SHA256)
+		return bad(d, "%s hashes to %s, not %s as declared", p, got, want)
 	}
 	return nil
 }
@@ -439,7 +480,7 @@ func (c *inputChecker) file(i int, in Input) error {
 // noLinks checks every component of the plane-relative path p with
 // Lstat: no symbolic link, directories on the way, a regular file at the
 // end, which it returns.
-func (c *inputChecker) noLinks(i int, d map[string]any, p string) (fs.FileInfo, error) {
+func (c *inputChecker) noLinks(bad func(d map[string]any, format string, args ...any) *Error, d map[string]any, p string) (fs.FileInfo, error) {
 	segs := strings.Split(p, "/")
 	var fi fs.FileInfo
 	for k := 1; k <= len(segs); k++ {
@@ -447,25 +488,30 @@ func (c *inputChecker) noLinks(i int, d map[string]any, p string) (fs.FileInfo, 
 		var err error
 		fi, err = c.r.Lstat(name)
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, mismatch(i, d, "%s does not exist", p)
+			return nil, bad(d, "%s does not exist", p)
 		}
 		if err != nil {
 			return nil, err
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
-			return nil, mismatch(i, d, "%s is a symbolic link: a declared input is read where it is, never through a link", name)
+			return nil, bad(d, "%s is a symbolic link: a declared input is read where it is, never through a link", name)
 		}
 		if k < len(segs) && !fi.IsDir() {
-			return nil, mismatch(i, d, "%s is not a directory", name)
+			return nil, bad(d, "%s is not a directory", name)
 		}
 		if k == len(segs) && !fi.Mode().IsRegular() {
-			return nil, mismatch(i, d, "%s is not a regular file (%s)", p, fi.Mode().Type())
+			return nil, bad(d, "%s is not a regular file (%s)", p, fi.Mode().Type())
 		}
 	}
 	return fi, nil
 }
 
-// ledgerFor returns the ledger whose checkpoint origin is origin.
+// ledgerFor returns the ledger whose checkpoint origin is origin: one of
+// the plane's three tier ledgers, or an HO1 session's
+// (<plane_name>/ho1/sessions/<SES>: this session's or another's, when its
+// ledger exists), or nil. The origin every session's checkpoints shared
+// before each had its own, <plane_name>/ho1/session, still names this
+// session's ledger, as it did.
 func (c *inputChecker) ledgerFor(origin string) (ledger.Store, error) {
 	if c.origins == nil {
 		c.origins, c.stores = map[string]string{}, map[string]ledger.Store{}
@@ -477,21 +523,31 @@ func (c *inputChecker) ledgerFor(origin string) (ledger.Store, error) {
 			}
 			c.origins[plane.Origin(t, plane.LedgerPath(dir, t))] = lay.PlaneID
 			if lay.PlaneID == "ho1" {
-				c.origins[plane.Origin(t, plane.SessionLedgerPath(c.root, c.sid))] = "session"
+				c.sesPrefix = plane.SessionOrigin(t, c.sid)
+				c.sesPrefix = c.sesPrefix[:len(c.sesPrefix)-len(c.sid)]
+				legacy := strings.TrimSuffix(c.sesPrefix, "/sessions/") + "/session"
+				c.origins[legacy] = "session:" + c.sid
 			}
 		}
 	}
 	which, ok := c.origins[origin]
 	if !ok {
-		return nil, nil
+		id, isSes := strings.CutPrefix(origin, c.sesPrefix)
+		if !isSes || !plane.ValidSessionID(id) {
+			return nil, nil
+		}
+		if _, err := os.Lstat(plane.SessionLedgerPath(c.root, id)); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		which = "session:" + id
 	}
 	if s := c.stores[which]; s != nil {
 		return s, nil
 	}
 	var s ledger.Store
 	var err error
-	if which == "session" {
-		s, _, err = plane.OpenSessionLedger(c.root, c.sid, plane.ForReading, plane.Actor{})
+	if id, ok := strings.CutPrefix(which, "session:"); ok {
+		s, _, err = plane.OpenSessionLedger(c.root, id, plane.ForReading, plane.Actor{})
 	} else {
 		dir, _ := plane.Dir(c.root, which)
 		s, _, err = plane.OpenLedger(dir, plane.ForReading, plane.Actor{})
@@ -515,7 +571,7 @@ func (c *inputChecker) entry(i int, in Input) error {
 		return err
 	}
 	if s == nil {
-		return mismatch(i, d, "%q is the checkpoint origin of no ledger of this plane (its tiers' ledgers, this session's)", in.Ledger)
+		return mismatch(i, d, "%q is the checkpoint origin of no ledger of this plane (its tiers' ledgers, its sessions')", in.Ledger)
 	}
 	var e *ledger.Entry
 	var perr error
@@ -597,14 +653,15 @@ func firstEntry(ctx context.Context, l ledger.Store) (*ledger.Entry, error) {
 
 // lastTurn returns the turn_number of the last TURN entry of session
 // ledger l (0: none), looking back from its end through the store's index
-// over a window that doubles until it holds one, so that a turn costs
+// over a window (one entry, then four times wider each time: each TURN
+// in it is read and parsed) until it holds one, so that a turn costs
 // about the same however many came before it.
 func lastTurn(ctx context.Context, l ledger.Store) (int64, error) {
 	st, err := l.State(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for window := int64(4); ; window *= 2 {
+	for window := int64(1); ; window *= 4 {
 		from := max(0, st.Size-window)
 		var last *ledger.Entry
 		err := l.Find(ctx, ledger.Query{EventTypes: []string{EventTurn}, From: from}, func(e *ledger.Entry) bool {

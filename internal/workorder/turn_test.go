@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -52,6 +54,13 @@ func TestTurnInputs(t *testing.T) {
 	t1, err := plane.ReadTier(ho1)
 	require.NoError(t, err)
 	sesOrigin := plane.Origin(t1, plane.SessionLedgerPath(root, s.SessionID))
+	// each session's ledger has its own origin (DESIGN.md §5)
+	s2, err := Start(ctx, root, s.ID, alice)
+	require.NoError(t, err)
+	ses2Origin := plane.SessionOrigin(t1, s2.SessionID)
+	require.NotEqual(t, sesOrigin, ses2Origin)
+	require.Equal(t, t1.PlaneName+"/ho1/sessions/"+s.SessionID, sesOrigin)
+	legacy := t1.PlaneName + "/ho1/session"
 	// a directory link inside the scope, pointing inside the plane
 	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "real"), 0o755))
 	writeFile(t, root, "lib/real/b.py", "b\n")
@@ -73,6 +82,9 @@ func TestTurnInputs(t *testing.T) {
 		{"outside the scope", Input{Path: "lib/real/b.py", SHA256: sha([]byte("b\n"))}, CodeScope},
 		{"absolute", Input{Path: "/etc/passwd", SHA256: h}, CodeScope},
 		{"an origin of no ledger", Input{Ledger: "elsewhere/ho2/workorder", Seq: seq(0), EntryHash: s.Entry.EntryHash}, CodeInputMismatch},
+		{"a session that does not exist", Input{Ledger: t1.PlaneName + "/ho1/sessions/SES-20200101-00000000", Seq: seq(0), EntryHash: s.GenesisHash}, CodeInputMismatch},
+		{"a session origin that is no id", Input{Ledger: t1.PlaneName + "/ho1/sessions/../../ho2", Seq: seq(0), EntryHash: s.GenesisHash}, CodeInputMismatch},
+		{"another session's GENESIS under this one's origin", Input{Ledger: sesOrigin, Seq: seq(0), EntryHash: s2.GenesisHash}, CodeInputMismatch},
 		{"an entry past the end", Input{Ledger: ho2Origin, Seq: seq(1 << 40), EntryHash: s.Entry.EntryHash}, CodeInputMismatch},
 		{"another entry's hash", Input{Ledger: ho2Origin, Seq: seq(0), EntryHash: s.Entry.EntryHash}, CodeInputMismatch},
 		{"a framework at another version", Input{Artifact: "FMWK-KERNEL-001", Version: "9.9.9"}, CodeInputMismatch},
@@ -95,7 +107,7 @@ func TestTurnInputs(t *testing.T) {
 	n := 0
 	require.NoError(t, l.Find(ctx, ledger.Query{EventTypes: []string{EventTurnRefused}}, func(*ledger.Entry) bool { n++; return true }))
 	require.NoError(t, l.Close())
-	require.Equal(t, 13, n)
+	require.Equal(t, 16, n)
 
 	// what holds: the file, WO_STARTED, the session's own GENESIS, the kernel's package
 	pk, err := registry.Read(root, registry.Packages)
@@ -104,11 +116,17 @@ func TestTurnInputs(t *testing.T) {
 		{Path: "lib/router/a.py", SHA256: h},
 		{Ledger: ho2Origin, Seq: seq(s.Entry.Seq), EntryHash: s.Entry.EntryHash},
 		{Ledger: sesOrigin, Seq: seq(0), EntryHash: s.GenesisHash},
+		{Ledger: ses2Origin, Seq: seq(0), EntryHash: s2.GenesisHash},
+		{Ledger: legacy, Seq: seq(0), EntryHash: s.GenesisHash},
 		{Artifact: "PKG-KERNEL-001", Version: pk[0]["version"]},
 	}}, alice)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, r.TurnNumber)
-	require.Equal(t, 4, r.InputsChecked)
+	require.Equal(t, 6, r.InputsChecked)
+	// the session's checkpoint, and its anchor in HO2, carry its own origin
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(plane.SessionLedgerPath(root, s.SessionID)), "session.checkpoint"))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(b), sesOrigin+"\n"), "%s", b)
 }
 
 // TestTurnSessionAndBudget: a session of another work order, a ledger
@@ -168,4 +186,59 @@ func TestTurnSessionAndBudget(t *testing.T) {
 	require.Equal(t, CodeClosed, code(t, err))
 	_, err = Start(ctx, root, s.ID, alice)
 	require.Equal(t, CodeClosed, code(t, err))
+}
+
+// TestTurnOutputs holds a turn's declared file outputs to the disk when
+// the turn is recorded (DECLARED_OUTPUT_MISMATCH, recorded as
+// TURN_REFUSED), and to the scope; a text output has nothing on disk to
+// check.
+func TestTurnOutputs(t *testing.T) {
+	ctx := context.Background()
+	root, s := started(t, 20)
+	h := writeFile(t, root, "lib/router/out.py", "out\n")
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "real"), 0o755))
+	writeFile(t, root, "lib/real/out.py", "out\n")
+	require.NoError(t, os.Symlink(filepath.Join(root, "lib", "real", "out.py"), filepath.Join(root, "lib", "router", "link.py")))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(root, "lib", "router", "fifo"), 0o644))
+	turn := func(out ...Output) error {
+		_, err := Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{}, Outputs: out}, alice)
+		return err
+	}
+	for _, c := range []struct {
+		name string
+		out  Output
+		code string
+	}{
+		{"not written", Output{Path: "lib/router/none.py", SHA256: h}, CodeOutputMismatch},
+		{"other bytes", Output{Path: "lib/router/out.py", SHA256: sha([]byte("other"))}, CodeOutputMismatch},
+		{"a link to the right bytes", Output{Path: "lib/router/link.py", SHA256: h}, CodeOutputMismatch},
+		{"a FIFO", Output{Path: "lib/router/fifo", SHA256: h}, CodeOutputMismatch},
+		{"a directory", Output{Path: "lib/router", SHA256: h}, CodeOutputMismatch},
+		{"outside the scope", Output{Path: "lib/real/out.py", SHA256: h}, CodeScope},
+		{"leaving the plane", Output{Path: "lib/router/../../etc/passwd", SHA256: h}, CodeScope},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := turn(c.out)
+			require.Equal(t, c.code, code(t, err))
+			var e *Error
+			require.ErrorAs(t, err, &e)
+			require.EqualValues(t, 0, e.details["index"])
+		})
+	}
+	l, _, err := plane.OpenSessionLedger(root, s.SessionID, plane.ForReading, plane.Actor{})
+	require.NoError(t, err)
+	n := 0
+	require.NoError(t, l.Find(ctx, ledger.Query{EventTypes: []string{EventTurnRefused}}, func(e *ledger.Entry) bool {
+		if e.Metadata["code"] == CodeOutputMismatch {
+			n++
+		}
+		return true
+	}))
+	require.NoError(t, l.Close())
+	require.Equal(t, 5, n)
+
+	r, err := Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{},
+		Outputs: []Output{{Path: "lib/router/out.py", SHA256: h}, {TextSHA256: sha([]byte("a reply"))}}}, alice)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, r.TurnNumber)
 }

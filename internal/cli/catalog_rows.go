@@ -82,6 +82,8 @@ var codeRows = []codeRow{
 		"The ledger was replaced or truncated: restore it from a copy, or restore the plane with cp-install rollback."},
 	{"GENESIS_UNLINKED", "A lower tier's GENESIS does not record its parent ledger's head (G6).",
 		"The tier was replaced or its parent rewritten: restore both from copies."},
+	{"GOVERNED_ROOT_INVALID", "A governed root to add is not one lower-case top directory written with its slash, or is one of the plane's own directories.",
+		"Name a top directory such as docs/ (cp-install trust add --governed-root docs/); ledger/, installed/, planes/ and the like are never package targets."},
 	{"HARD_LINK", "An installed file has more than one name (a hard link shares its bytes with a file outside the plane).",
 		"Remove the extra link, then reinstall the package or roll back."},
 	{"HASH_MISMATCH", "Bytes do not hash to the recorded value (a file, an archive, a manifest, a kernel file or a ledger entry).",

@@ -291,6 +291,8 @@ var classes = map[string]int{
 	"FILE_TAMPERED":         ExitDenied, // a file whose bytes or mode are not what its owner installed
 	"PROVENANCE_UNRECORDED": ExitDenied, // no ledger entry records the install of a file's owner
 	"PROVENANCE_INVALID":    ExitDenied, // a file's provenance whose entries, proofs, manifest or receipt do not hold together
+	// Coming from CPv2 (internal/cpv2, cp-install trust add --governed-root, import-cpv2).
+	"GOVERNED_ROOT_INVALID": ExitDenied, // a governed root that is not one top directory, or is the plane's own
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

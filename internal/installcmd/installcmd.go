@@ -35,6 +35,7 @@ Usage:
   cp-install recover
   cp-install bootstrap --root DIR [--trust-key [PURPOSE,...=]PUB ...] [--plane-name NAME]
   cp-install trust add --purpose P[,P...] PUB
+  cp-install trust add --governed-root DIR/ [--governed-root DIR/ ...]
   cp-install trust remove [--purpose P[,P...]] [--force] PUB|NAME
 
   Or a JSON request on stdin whose "operation" names the verb (default install):
@@ -92,7 +93,11 @@ removing the checkpoint purpose of the key the tier ledgers' stored
 checkpoints are signed by, and no other trusted key (the plane's own). A
 kernel package is never installed from an archive, and a rollback to a
 checkpoint holding another kernel release is refused (KERNEL_PARITY): either
-would change HO3's kernel alone.
+would change HO3's kernel alone. trust add --governed-root DIR/ changes
+config/governed_roots.json the same way (TRUST_CHANGED, change roots_added): a
+top directory (docs/, tests/) packages may then write; one of the plane's own
+(ledger/, planes/, ...) is refused (GOVERNED_ROOT_INVALID), and so is one under
+which a tier already holds files no package owns (ORPHAN).
 
 Options:
   --archive A        the package archive to install
@@ -139,6 +144,7 @@ Exit status:
 Examples:
   cp-install bootstrap --root plane --trust-key keys/ops.pub --trust-key work_order=keys/approver.pub
   cp-install --root plane trust add --purpose package keys/release.pub
+  cp-install --root plane trust add --governed-root docs/ --governed-root tests/
   cp-install --root plane trust remove --purpose package ops
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --dry-run
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --wo WO-20261206-001
@@ -172,6 +178,7 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 	}},
 	{Name: "trust-add", Schema: "cp-install.trust-add.request.json", Action: cli.ActionTrust, Tier: cli.TierHO3, Args: []string{"key"}, Run: trustVerb(true), Text: trustText, Flags: []cli.Flag{
 		{Name: "purpose", Kind: cli.List, Usage: "purposes to add"},
+		{Name: "governed-root", Kind: cli.Multi, Usage: "instead of a key: a top directory (docs/) to add to the governed roots"},
 	}},
 	{Name: "trust-remove", Schema: "cp-install.trust-remove.request.json", Action: cli.ActionTrust, Tier: cli.TierHO3, Args: []string{"key"}, Run: trustVerb(false), Text: trustText, Flags: []cli.Flag{
 		{Name: "purpose", Kind: cli.List, Usage: "purposes to remove (default: all)"},
@@ -327,6 +334,19 @@ func trustVerb(add bool) func(ctx context.Context, c *cli.Call, req cli.Request)
 			return cli.Outcome{Err: err}
 		}
 		verb := map[bool]string{true: "trust add", false: "trust remove"}[add]
+		if add && req.Has("governed_root") {
+			if req.Has("key") || req.Has("purpose") {
+				return cli.Outcome{Err: cli.Usagef("trust add changes a key or the governed roots, one at a time")}
+			}
+			res, err := install.AddGovernedRoots(ctx, root, req.Strings("governed_root"), install.TrustOptions{Actor: c.Actor()})
+			if err != nil {
+				return cli.Outcome{Err: err}
+			}
+			if res.Change == "none" {
+				c.Logf("%v governed already: nothing to do", req.Strings("governed_root"))
+			}
+			return cli.Outcome{Result: res, LedgerEntryID: res.LedgerEntryID, Seq: res.LedgerSeq}
+		}
 		if req.String("key") == "" {
 			return cli.Outcome{Err: cli.Usagef("%s needs a key: cp-install %s --purpose P PUB", verb, verb)}
 		}
@@ -355,6 +375,14 @@ func trustVerb(add bool) func(ctx context.Context, c *cli.Call, req cli.Request)
 
 func trustText(w io.Writer, result any) error {
 	r := result.(*install.TrustResult)
+	if r.GovernedRoots != nil {
+		if r.Change == "none" {
+			_, err := fmt.Fprintf(w, "nothing to change; governed roots %v\n", r.GovernedRoots)
+			return err
+		}
+		_, err := fmt.Fprintf(w, "governed roots added %v (now %v): kernel %s %s installed on HO3, HO2 and HO1\n", r.Roots, r.GovernedRoots, r.PackageID, r.Version)
+		return err
+	}
 	if r.Change == "none" {
 		_, err := fmt.Fprintf(w, "%s+%s: nothing to change; trusted for %v\n", r.KeyName, r.KeyHash, r.KeyPurposes)
 		return err

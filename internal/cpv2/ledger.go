@@ -180,16 +180,29 @@ func Draft(source string, l legacy.Line) ledger.Draft {
 	return d
 }
 
-// ImportError is an import refused; Code is its error code.
+// ImportError is an import or stage refused: Code is its error code,
+// with a hint and details for the person at the terminal.
 type ImportError struct {
-	code string
-	Msg  string
+	code    string
+	Msg     string
+	hint    string
+	details map[string]any
+}
+
+func refusef(code, format string, args ...any) *ImportError {
+	return &ImportError{code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
 func (e *ImportError) Error() string { return e.Msg }
 
 // Code returns the error's code.
 func (e *ImportError) Code() string { return e.code }
+
+// ErrorHint returns what to do about it, or "".
+func (e *ImportError) ErrorHint() string { return e.hint }
+
+// ErrorDetails returns the error's details, or nil.
+func (e *ImportError) ErrorDetails() map[string]any { return e.details }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
 

@@ -292,6 +292,8 @@ var classes = map[string]int{
 	"PROVENANCE_UNRECORDED": ExitDenied, // no ledger entry records the install of a file's owner
 	"PROVENANCE_INVALID":    ExitDenied, // a file's provenance whose entries, proofs, manifest or receipt do not hold together
 	// Coming from CPv2 (internal/cpv2, cp-install trust add --governed-root, import-cpv2).
+	"CPV2_PACKAGE_CHANGED":  ExitDenied, // a CPv2 package file that does not hash to what its manifest declared
+	"IMPORT_INCOMPLETE":     ExitDenied, // import-cpv2: some item of the checkout was refused (the report names each)
 	"GOVERNED_ROOT_INVALID": ExitDenied, // a governed root that is not one top directory, or is the plane's own
 }
 

@@ -16,13 +16,16 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/control-plane/cp/internal/bootstrap"
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/cpv2"
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/install"
 	"github.com/control-plane/cp/internal/trust"
+	"github.com/control-plane/cp/pkg/keys"
 )
 
 const usage = `cp-install: install packages into a plane, atomically; checkpoints and rollback
@@ -183,6 +186,10 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 	{Name: "trust-remove", Schema: "cp-install.trust-remove.request.json", Action: cli.ActionTrust, Tier: cli.TierHO3, Args: []string{"key"}, Run: trustVerb(false), Text: trustText, Flags: []cli.Flag{
 		{Name: "purpose", Kind: cli.List, Usage: "purposes to remove (default: all)"},
 		{Name: "force", Kind: cli.Bool, Usage: "remove a package key installed packages are signed by"},
+	}},
+	{Name: "import-cpv2", Schema: "cp-install.import-cpv2.request.json", Action: cli.ActionTrust, Tier: cli.TierHO3, Run: importCPv2, Text: importText, FailedText: importText, Flags: []cli.Flag{
+		{Name: "from", Kind: cli.String, Usage: "the CPv2 checkout"},
+		{Name: "key", Kind: cli.String, Usage: "signer key (or path) for the converted packages"},
 	}},
 }}
 
@@ -442,5 +449,58 @@ func rollbackText(w io.Writer, result any) error {
 	r := result.(*install.RollbackResult)
 	_, err := fmt.Fprintf(w, "rolled back to %s (%s): %d restored, %d removed, %d unchanged; integrity passed: %v; undo with --version-id %s\n",
 		r.VersionID, r.Label, len(r.Restored), len(r.Removed), r.Unchanged, r.Integrity.AllPassed, r.Checkpoint)
+	return err
+}
+
+// importCPv2 brings a CPv2 checkout into the plane (cpv2.Import): every
+// item attempted, the report as the result; anything refused makes the
+// run IMPORT_INCOMPLETE (exit 1), the report its result.
+func importCPv2(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	from := req.String("from")
+	if from == "" {
+		return cli.Outcome{Err: cli.Usagef("import-cpv2 needs --from DIR, a CPv2 checkout")}
+	}
+	if r, _, _, err := cli.PathScope(from); err == nil && r != "" {
+		return cli.Outcome{Err: cli.Usagef("--from %s is inside the plane at %s: a CPv2 checkout is read from outside every plane", from, r)}
+	}
+	opts := cpv2.ImportOptions{From: from, Actor: c.Actor(), Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey}}
+	spec := req.String("key")
+	if spec == "" {
+		spec = c.Env.SigningKey
+	}
+	if spec != "" {
+		if opts.Signer, err = keys.Signer(spec); err != nil {
+			return cli.Outcome{Err: err}
+		}
+	}
+	rep, err := cpv2.Import(ctx, root, opts)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if rep.Refused > 0 {
+		var names []string
+		for _, it := range rep.Items {
+			if it.Outcome == cpv2.Refused {
+				names = append(names, it.Type+" "+it.ID)
+			}
+		}
+		e := cli.Errorf(cli.ExitDenied, "IMPORT_INCOMPLETE", "%d of %d items of %s refused: %s", rep.Refused, len(rep.Items), from, strings.Join(names, ", ")).
+			WithHint("the report (result.items) gives each one's reason; fix them and run import-cpv2 again: what came over is reported present")
+		e.Result = rep
+		return cli.Outcome{Err: e}
+	}
+	return cli.Outcome{Result: rep}
+}
+
+func importText(w io.Writer, result any) error {
+	r, ok := result.(*cpv2.Report)
+	if !ok {
+		return fmt.Errorf("not an import report")
+	}
+	_, err := io.WriteString(w, r.Table())
 	return err
 }

@@ -40,6 +40,7 @@ Usage:
   cp-install trust add --purpose P[,P...] PUB
   cp-install trust add --governed-root DIR/ [--governed-root DIR/ ...]
   cp-install trust remove [--purpose P[,P...]] [--force] PUB|NAME
+  cp-install import-cpv2 --from DIR [--key K]                       (admin, HO3; host-level)
 
   Or a JSON request on stdin whose "operation" names the verb (default install):
   echo '{"archive":"PKG-X.tar.gz","dry_run":true}' | cp-install --root plane
@@ -71,6 +72,18 @@ a checkpoint file the ledger did not record, or one naming a path outside the
 installed state, is refused. It records ROLLED_BACK and then runs the integrity
 sweep (G0B, G6 and RECEIPTS, as cp-gate integrity): a plane that fails it is
 INTEGRITY_FAILED, exit 1, with the rollback at .result.
+
+import-cpv2 brings a checkout of the Python Control Plane v2 into the plane in
+one step: frameworks/*.md, specs/<SPEC-ID>/ in dependency order, the governed
+roots its packages need (as trust add --governed-root), each package of
+installed/<PKG-ID>/ (files at the checkout's root) and packages/<PKG-ID>/ (files
+beside its manifest) converted, staged, signed with --key (or
+CONTROL_PLANE_SIGNING_KEY) and installed in dependency order, and every *.jsonl
+in a ledger/ or ledgers/ directory re-chained into ledger/imported-NAME.jsonl
+(cp-ledger import --legacy). Every item is attempted; the result is a report of
+each (imported, present, refused with its code and reason) with counts (a table
+with --format text); anything refused is IMPORT_INCOMPLETE, exit 1, the report
+at .result. Run it again after fixing: what came over is reported present.
 
 recover finishes or undoes an interrupted install or rollback and records its
 outcome; every mutating command runs it first.
@@ -148,6 +161,7 @@ Examples:
   cp-install bootstrap --root plane --trust-key keys/ops.pub --trust-key work_order=keys/approver.pub
   cp-install --root plane trust add --purpose package keys/release.pub
   cp-install --root plane trust add --governed-root docs/ --governed-root tests/
+  cp-install --root plane import-cpv2 --from ~/cpv2-checkout --key keys/ops.key --format text
   cp-install --root plane trust remove --purpose package ops
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --dry-run
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --wo WO-20261206-001

@@ -2,6 +2,8 @@ package cpv2
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -508,8 +510,18 @@ func importLedgers(ctx context.Context, root string, opts ImportOptions, rep *Re
 	if err != nil {
 		return err
 	}
+	names := map[string]int{}
+	for _, l := range ls {
+		names[NameOf(l.rel)]++
+	}
 	for _, l := range ls {
 		name := NameOf(l.rel)
+		if names[name] > 1 {
+			// Two paths that read as one name (ledger/a-b.jsonl and
+			// ledger/a/b.jsonl): each gets its path's hash as well.
+			sum := sha256.Sum256([]byte(l.rel))
+			name = NameOf(name[:min(len(name), 90)] + "-" + hex.EncodeToString(sum[:4]))
+		}
 		file, _ := ImportedName(name)
 		dst := filepath.Join(root, "ledger", file)
 		it := Item{Type: ItemLedger, ID: "ledger/" + file, Source: l.rel}

@@ -136,3 +136,38 @@ func TestImportCheckoutUnsigned(t *testing.T) {
 	require.Equal(t, "imported ", o["ledger ledger/imported-ledger-governance.jsonl"])
 	require.Equal(t, 0, rep.Counts[ItemPackage][Imported])
 }
+
+// TestFindLedgersNames: ledgers are found in ledger/ and ledgers/
+// directories at any depth, outside installed/ and packages/, links not
+// followed; two paths that read as one name are told apart.
+func TestFindLedgersNames(t *testing.T) {
+	ctx := context.Background()
+	from := t.TempDir()
+	sound, err := os.ReadFile(filepath.Join(ledgers, "governance.jsonl"))
+	require.NoError(t, err)
+	for _, p := range []string{"x-y/ledger/a.jsonl", "x/y/ledger/a.jsonl", "z/ledgers/c.jsonl", "installed/PKG-X/ledger/d.jsonl",
+		"packages/PKG-Y/ledger/e.jsonl", "ledger/notes.txt", "other/f.jsonl"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(from, filepath.Dir(p)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(from, p), sound, 0o644))
+	}
+	require.NoError(t, os.Symlink(filepath.Join(from, "z", "ledgers", "c.jsonl"), filepath.Join(from, "z", "ledgers", "link.jsonl")))
+	ls, err := findLedgers(from)
+	require.NoError(t, err)
+	var rels []string
+	for _, l := range ls {
+		rels = append(rels, l.rel)
+	}
+	require.Equal(t, []string{"x/y/ledger/a.jsonl", "x-y/ledger/a.jsonl", "z/ledgers/c.jsonl"}, rels)
+
+	root, _ := newPlane(t)
+	rep, err := Import(ctx, root, ImportOptions{From: from, Actor: plane.Actor{Name: "test"}})
+	require.NoError(t, err)
+	require.Equal(t, 3, rep.Counts[ItemLedger][Imported], "%+v", rep.Items)
+	require.NotEqual(t, rep.Items[0].ID, rep.Items[1].ID)
+	require.Regexp(t, `^ledger/imported-x-y-ledger-a-[0-9a-f]{8}\.jsonl$`, rep.Items[0].ID)
+	require.Regexp(t, `^ledger/imported-x-y-ledger-a-[0-9a-f]{8}\.jsonl$`, rep.Items[1].ID)
+	require.Equal(t, "ledger/imported-z-ledgers-c.jsonl", rep.Items[2].ID)
+	rep, err = Import(ctx, root, ImportOptions{From: from, Actor: plane.Actor{Name: "test"}})
+	require.NoError(t, err)
+	require.Equal(t, 3, rep.Counts[ItemLedger][Present])
+}

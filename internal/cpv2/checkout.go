@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/framework"
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/install"
@@ -163,6 +164,22 @@ func Import(ctx context.Context, root string, opts ImportOptions) (*Report, erro
 	return rep, nil
 }
 
+// woRequired is G2 for a registration made by the import, which acts under
+// no work order: when config/governance.json requires one, the
+// registration is refused (WO_REQUIRED) and recorded as refused, as
+// cp-pkg register-* without --wo is; install refuses the packages the same
+// way.
+func woRequired(root string) register.Guard {
+	return func(ctx context.Context, paths []string) error {
+		gov, _, err := config.Governance(root)
+		if err != nil {
+			return err
+		}
+		_, err = gate.RequireG2(ctx, root, gate.WOAction{Required: gov.WorkOrdersRequired(), Paths: paths})
+		return err
+	}
+}
+
 // changed reads a registration's "changed" and "version".
 func changed(o register.Outcome) (bool, string) {
 	m, _ := o.Result.(map[string]any)
@@ -193,7 +210,7 @@ func importFrameworks(ctx context.Context, root string, opts ImportOptions, rep 
 			continue
 		}
 		it.ID, it.Version = fw.ID, fw.Version
-		o, err := register.Framework(ctx, root, opts.Actor, fw.ID, src, nil)
+		o, err := register.Framework(ctx, root, opts.Actor, fw.ID, src, woRequired(root))
 		if err != nil {
 			rep.add(refused(it, err))
 			continue
@@ -242,7 +259,7 @@ func importSpecs(ctx context.Context, root string, opts ImportOptions, rep *Repo
 			rep.add(refused(it, d.err))
 			continue
 		}
-		o, err := register.Spec(ctx, root, opts.Actor, d.id, d.dir, nil)
+		o, err := register.Spec(ctx, root, opts.Actor, d.id, d.dir, woRequired(root))
 		if err != nil {
 			rep.add(refused(it, err))
 			continue

@@ -171,4 +171,3 @@ func TestFindLedgersNames(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, rep.Counts[ItemLedger][Present])
 }
-

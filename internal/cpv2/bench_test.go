@@ -56,7 +56,7 @@ func BenchmarkImportLedger(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		im, err := ImportLedger(ctx, bytes.NewReader(data), "x.jsonl", l)
+		im, err := ImportLedger(ctx, bytes.NewReader(data), "x.jsonl", "test/x", l)
 		if err != nil || !im.Valid || im.Entries != 10000 {
 			b.Fatalf("%v %+v", err, im)
 		}

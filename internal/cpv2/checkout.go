@@ -556,6 +556,11 @@ func importLedgers(ctx context.Context, root string, opts ImportOptions, rep *Re
 // importLedgerFile imports one legacy ledger into dst, or reports it
 // present when dst holds it whole already.
 func importLedgerFile(ctx context.Context, root string, t plane.Tier, actor plane.Actor, l legacyLedger, dst string) (*LedgerImport, string, error) {
+	f, err := ledger.OpenFile(l.path)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
 	s, err := plane.OpenTierLedger(root, t, dst, plane.ForAppend, actor)
 	if err != nil {
 		return nil, "", err
@@ -565,11 +570,6 @@ func importLedgerFile(ctx context.Context, root string, t plane.Tier, actor plan
 	if err != nil {
 		return nil, "", err
 	}
-	f, err := ledger.OpenFile(l.path)
-	if err != nil {
-		return nil, "", err
-	}
-	defer f.Close()
 	rel := "ledger/" + filepath.Base(dst)
 	if st.Size > 0 {
 		held, lines, complete, err := Compare(ctx, s, f)
@@ -582,7 +582,7 @@ func importLedgerFile(ctx context.Context, root string, t plane.Tier, actor plan
 		}
 		return nil, Present, nil
 	}
-	im, err := ImportLedger(ctx, f, l.rel, s)
+	im, err := ImportLedger(ctx, f, l.rel, plane.Origin(t, dst), s)
 	if err != nil {
 		return im, "", err
 	}

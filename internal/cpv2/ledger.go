@@ -62,10 +62,14 @@ type LedgerImport struct {
 // history and its breaks stay visible. source names the legacy ledger in
 // the entries.
 //
+// A legacy ledger with no line makes a new ledger with none, which gets a
+// checkpoint of its empty tree with origin (signed by the store's key, as
+// every append's is), so that it verifies as the plane's ledgers must.
+//
 // Entries are appended in batches; a failure part way leaves the entries
 // appended so far (the ledger is then not empty, and a second import into
 // it is refused: Compare says how far it got).
-func ImportLedger(ctx context.Context, src io.Reader, source string, dst ledger.Store) (*LedgerImport, error) {
+func ImportLedger(ctx context.Context, src io.Reader, source, origin string, dst ledger.Store) (*LedgerImport, error) {
 	st, err := dst.State(ctx)
 	if err != nil {
 		return nil, err
@@ -118,6 +122,11 @@ func ImportLedger(ctx context.Context, src io.Reader, source string, dst ledger.
 	im.SourceSHA256 = "sha256:" + hex.EncodeToString(whole.Sum(nil))
 	im.Entries, im.Prefixed, im.Valid = rep.Entries, rep.Prefixed, len(rep.Issues) == 0
 	im.Issues = append(im.Issues, rep.Issues...)
+	if rep.Entries == 0 {
+		if _, _, err := dst.Checkpoint(ctx, origin); err != nil {
+			return im, err
+		}
+	}
 	if st, err = dst.State(ctx); err != nil {
 		return im, err
 	}

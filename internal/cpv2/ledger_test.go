@@ -29,7 +29,7 @@ func importInto(t *testing.T, data []byte) (*LedgerImport, []*ledger.Entry, ledg
 	l, err := ledger.OpenWriter(filepath.Join(t.TempDir(), "imported.jsonl"), ledger.Options{Actor: "test"})
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
-	im, err := ImportLedger(ctx, bytes.NewReader(data), "x.jsonl", l)
+	im, err := ImportLedger(ctx, bytes.NewReader(data), "x.jsonl", "test/x", l)
 	require.NoError(t, err)
 	rep, err := ledger.Verify(ctx, l, ledger.VerifyOptions{})
 	require.NoError(t, err)
@@ -174,7 +174,7 @@ func TestImportLedgerRefusesNonEmpty(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(ledgers, "session_mixed.jsonl"))
 	require.NoError(t, err)
 	_, _, l := importInto(t, data)
-	_, err = ImportLedger(context.Background(), bytes.NewReader(data), "x.jsonl", l)
+	_, err = ImportLedger(context.Background(), bytes.NewReader(data), "x.jsonl", "test/x", l)
 	var ie *ImportError
 	require.ErrorAs(t, err, &ie)
 	require.Equal(t, "LEDGER_NOT_EMPTY", ie.Code())
@@ -258,4 +258,15 @@ func FuzzLegacyImportLine(f *testing.F) {
 			t.Fatalf("scan and verify disagree")
 		}
 	})
+}
+
+// TestImportLedgerEmpty: a legacy ledger with no line makes a ledger with
+// none, and its checkpoint: a ledger, not a stray file G6 would flag.
+func TestImportLedgerEmpty(t *testing.T) {
+	im, es, l := importInto(t, nil)
+	require.Zero(t, im.Entries)
+	require.Empty(t, es)
+	cp, err := l.ReadCheckpoint()
+	require.NoError(t, err)
+	require.Contains(t, string(cp), "test/x\n0\n")
 }

@@ -199,7 +199,7 @@ func importLegacy(ctx context.Context, c *cli.Call, t target, from, source strin
 		return nil, -1, err
 	}
 	defer l.Close()
-	res, err := cpv2.ImportLedger(ctx, f, source, l)
+	res, err := cpv2.ImportLedger(ctx, f, source, t.origin, l)
 	var ie *cpv2.ImportError
 	if errors.As(err, &ie) {
 		ie.Msg = t.path + ": " + ie.Msg

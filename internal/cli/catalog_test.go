@@ -125,7 +125,7 @@ func TestCatalogReach(t *testing.T) {
 		"INVALID_JSON":        {"request path"},
 		"WAIVER_UNRECORDED":   {"G5", "cp-gate check"},
 		"PLANE_NESTED":        {"cp-install bootstrap"},
-		"WEAKENED_CONTROL":    {"G3", "cp-gate check", "cp-install install"}, // a warning: a code all the same
+		"WEAKENED_CONTROL":    {"G3", "cp-gate check", "cp-install import cpv2", "cp-install install"}, // a warning: a code all the same
 	} {
 		require.Equal(t, by, scan.derivedEmitters(code), code)
 	}

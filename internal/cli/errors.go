@@ -302,6 +302,10 @@ var classes = map[string]int{
 	"PROMPT_VARIABLES_INVALID": ExitInvalid, // variables that do not validate against the pack's variables schema
 	"PROMPT_RENDER_FAILED":     ExitInvalid, // a template that does not render with the variables (one missing)
 	"PROMPT_LIMIT":             ExitDenied,  // a provider, model or max_tokens outside the pack's limits
+	// Coming from CPv2 (internal/cpv2, cp-install trust add --governed-root, import-cpv2).
+	"CPV2_PACKAGE_CHANGED":  ExitDenied, // a CPv2 package file that does not hash to what its manifest declared
+	"IMPORT_INCOMPLETE":     ExitDenied, // import-cpv2: some item of the checkout was refused (the report names each)
+	"GOVERNED_ROOT_INVALID": ExitDenied, // a governed root that is not one top directory, or is the plane's own
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

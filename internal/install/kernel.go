@@ -81,10 +81,24 @@ type TrustChange struct {
 	InUse       []string `json:"in_use,omitempty"` // PKG@version signed by a removed package key (Force)
 	PackageID   string   `json:"package_id,omitempty"`
 	Version     string   `json:"version,omitempty"` // the kernel release that carries the change
+	// Roots are the governed roots a roots change added (Change
+	// "roots_added"), GovernedRoots the list after it; a key change holds
+	// neither.
+	Roots         []string `json:"roots,omitempty"`
+	GovernedRoots []string `json:"governed_roots,omitempty"`
 }
 
 // draft is the TRUST_CHANGED entry of the change, made by operation opID.
 func (t *TrustChange) draft(opID, actor string, recovered bool) ledger.Draft {
+	if t.Change == RootsAdded {
+		m := map[string]any{"op_id": opID, "actor": actor, "change": t.Change, "roots": strs(t.Roots), "governed_roots": strs(t.GovernedRoots),
+			"package_id": t.PackageID, "version": t.Version}
+		if recovered {
+			m["recovered"] = true
+		}
+		return ledger.Draft{EventType: "TRUST_CHANGED", SubmissionID: plane.GovernedRootsFile, Decision: strings.ToUpper(t.Change),
+			Reason: "governed roots added: " + strings.Join(t.Roots, ", "), Metadata: m}
+	}
 	m := map[string]any{"op_id": opID, "actor": actor, "change": t.Change, "key_name": t.KeyName, "key_hash": t.KeyHash, "key": t.Key,
 		"purposes": strs(t.Purposes), "key_purposes": strs(t.KeyPurposes), "package_id": t.PackageID, "version": t.Version}
 	if len(t.InUse) > 0 {
@@ -168,7 +182,7 @@ func Trust(ctx context.Context, root string, opts TrustOptions) (*TrustResult, e
 	if change.Change == "none" {
 		return &TrustResult{TrustChange: *change}, nil
 	}
-	res, err := installKernel(ctx, root, list, change, opts)
+	res, err := installKernel(ctx, root, list, nil, change, opts)
 	out := &TrustResult{TrustChange: *change, Kernel: res}
 	if res != nil {
 		out.LedgerEntryID, out.LedgerSeq = res.LedgerEntryID, res.LedgerSeq
@@ -386,14 +400,16 @@ func nextPatch(version string) (string, error) {
 
 // installKernel builds the next kernel patch release with trusted as its
 // trusted keys and installs it on every tier in one journaled change.
-func installKernel(ctx context.Context, root string, trusted []trust.Key, change *TrustChange, opts TrustOptions) (*Result, error) {
+// roots is the release's config/governed_roots.json (nil: the one on disk).
+func installKernel(ctx context.Context, root string, trusted []trust.Key, roots []byte, change *TrustChange, opts TrustOptions) (*Result, error) {
 	tb, err := trust.Marshal(trusted)
 	if err != nil {
 		return nil, err
 	}
-	roots, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(plane.GovernedRootsFile)))
-	if err != nil {
-		return nil, err
+	if roots == nil {
+		if roots, err = os.ReadFile(filepath.Join(root, filepath.FromSlash(plane.GovernedRootsFile))); err != nil {
+			return nil, err
+		}
 	}
 	installed, err := currentPackage(root, plane.KernelID)
 	if err != nil {

@@ -16,13 +16,16 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/control-plane/cp/internal/bootstrap"
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/cpv2"
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/install"
 	"github.com/control-plane/cp/internal/trust"
+	"github.com/control-plane/cp/pkg/keys"
 )
 
 const usage = `cp-install: install packages into a plane, atomically; checkpoints and rollback
@@ -35,7 +38,9 @@ Usage:
   cp-install recover
   cp-install bootstrap --root DIR [--trust-key [PURPOSE,...=]PUB ...] [--plane-name NAME]
   cp-install trust add --purpose P[,P...] PUB
+  cp-install trust add --governed-root DIR/ [--governed-root DIR/ ...]
   cp-install trust remove [--purpose P[,P...]] [--force] PUB|NAME
+  cp-install import-cpv2 --from DIR [--key K]                       (admin, HO3; host-level)
 
   Or a JSON request on stdin whose "operation" names the verb (default install):
   echo '{"archive":"PKG-X.tar.gz","dry_run":true}' | cp-install --root plane
@@ -68,6 +73,18 @@ installed state, is refused. It records ROLLED_BACK and then runs the integrity
 sweep (G0B, G6 and RECEIPTS, as cp-gate integrity): a plane that fails it is
 INTEGRITY_FAILED, exit 1, with the rollback at .result.
 
+import-cpv2 brings a checkout of the Python Control Plane v2 into the plane in
+one step: frameworks/*.md, specs/<SPEC-ID>/ in dependency order, the governed
+roots its packages need (as trust add --governed-root), each package of
+installed/<PKG-ID>/ (files at the checkout's root) and packages/<PKG-ID>/ (files
+beside its manifest) converted, staged, signed with --key (or
+CONTROL_PLANE_SIGNING_KEY) and installed in dependency order, and every *.jsonl
+in a ledger/ or ledgers/ directory re-chained into ledger/imported-NAME.jsonl
+(cp-ledger import --legacy). Every item is attempted; the result is a report of
+each (imported, present, refused with its code and reason) with counts (a table
+with --format text); anything refused is IMPORT_INCOMPLETE, exit 1, the report
+at .result. Run it again after fixing: what came over is reported present.
+
 recover finishes or undoes an interrupted install or rollback and records its
 outcome; every mutating command runs it first.
 
@@ -92,7 +109,11 @@ removing the checkpoint purpose of the key the tier ledgers' stored
 checkpoints are signed by, and no other trusted key (the plane's own). A
 kernel package is never installed from an archive, and a rollback to a
 checkpoint holding another kernel release is refused (KERNEL_PARITY): either
-would change HO3's kernel alone.
+would change HO3's kernel alone. trust add --governed-root DIR/ changes
+config/governed_roots.json the same way (TRUST_CHANGED, change roots_added): a
+top directory (docs/, tests/) packages may then write; one of the plane's own
+(ledger/, planes/, ...) is refused (GOVERNED_ROOT_INVALID), and so is one under
+which a tier already holds files no package owns (ORPHAN).
 
 Options:
   --archive A        the package archive to install
@@ -139,6 +160,8 @@ Exit status:
 Examples:
   cp-install bootstrap --root plane --trust-key keys/ops.pub --trust-key work_order=keys/approver.pub
   cp-install --root plane trust add --purpose package keys/release.pub
+  cp-install --root plane trust add --governed-root docs/ --governed-root tests/
+  cp-install --root plane import-cpv2 --from ~/cpv2-checkout --key keys/ops.key --format text
   cp-install --root plane trust remove --purpose package ops
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --dry-run
   cp-install --root plane --archive PKG-HELLO-001.tar.gz --wo WO-20261206-001
@@ -172,10 +195,15 @@ var tool = &cli.Tool{Name: "cp-install", Usage: usage, Verbs: []*cli.Verb{
 	}},
 	{Name: "trust-add", Schema: "cp-install.trust-add.request.json", Action: cli.ActionTrust, Tier: cli.TierHO3, Args: []string{"key"}, Run: trustVerb(true), Text: trustText, Flags: []cli.Flag{
 		{Name: "purpose", Kind: cli.List, Usage: "purposes to add"},
+		{Name: "governed-root", Kind: cli.Multi, Usage: "instead of a key: a top directory (docs/) to add to the governed roots"},
 	}},
 	{Name: "trust-remove", Schema: "cp-install.trust-remove.request.json", Action: cli.ActionTrust, Tier: cli.TierHO3, Args: []string{"key"}, Run: trustVerb(false), Text: trustText, Flags: []cli.Flag{
 		{Name: "purpose", Kind: cli.List, Usage: "purposes to remove (default: all)"},
 		{Name: "force", Kind: cli.Bool, Usage: "remove a package key installed packages are signed by"},
+	}},
+	{Name: "import-cpv2", Schema: "cp-install.import-cpv2.request.json", Action: cli.ActionTrust, Tier: cli.TierHO3, Run: importCPv2, Text: importText, FailedText: importText, Flags: []cli.Flag{
+		{Name: "from", Kind: cli.String, Usage: "the CPv2 checkout"},
+		{Name: "key", Kind: cli.String, Usage: "signer key (or path) for the converted packages"},
 	}},
 }}
 
@@ -327,6 +355,19 @@ func trustVerb(add bool) func(ctx context.Context, c *cli.Call, req cli.Request)
 			return cli.Outcome{Err: err}
 		}
 		verb := map[bool]string{true: "trust add", false: "trust remove"}[add]
+		if add && req.Has("governed_root") {
+			if req.Has("key") || req.Has("purpose") {
+				return cli.Outcome{Err: cli.Usagef("trust add changes a key or the governed roots, one at a time")}
+			}
+			res, err := install.AddGovernedRoots(ctx, root, req.Strings("governed_root"), install.TrustOptions{Actor: c.Actor()})
+			if err != nil {
+				return cli.Outcome{Err: err}
+			}
+			if res.Change == "none" {
+				c.Logf("%v governed already: nothing to do", req.Strings("governed_root"))
+			}
+			return cli.Outcome{Result: res, LedgerEntryID: res.LedgerEntryID, Seq: res.LedgerSeq}
+		}
 		if req.String("key") == "" {
 			return cli.Outcome{Err: cli.Usagef("%s needs a key: cp-install %s --purpose P PUB", verb, verb)}
 		}
@@ -355,6 +396,14 @@ func trustVerb(add bool) func(ctx context.Context, c *cli.Call, req cli.Request)
 
 func trustText(w io.Writer, result any) error {
 	r := result.(*install.TrustResult)
+	if r.GovernedRoots != nil {
+		if r.Change == "none" {
+			_, err := fmt.Fprintf(w, "nothing to change; governed roots %v\n", r.GovernedRoots)
+			return err
+		}
+		_, err := fmt.Fprintf(w, "governed roots added %v (now %v): kernel %s %s installed on HO3, HO2 and HO1\n", r.Roots, r.GovernedRoots, r.PackageID, r.Version)
+		return err
+	}
 	if r.Change == "none" {
 		_, err := fmt.Fprintf(w, "%s+%s: nothing to change; trusted for %v\n", r.KeyName, r.KeyHash, r.KeyPurposes)
 		return err
@@ -414,5 +463,58 @@ func rollbackText(w io.Writer, result any) error {
 	r := result.(*install.RollbackResult)
 	_, err := fmt.Fprintf(w, "rolled back to %s (%s): %d restored, %d removed, %d unchanged; integrity passed: %v; undo with --version-id %s\n",
 		r.VersionID, r.Label, len(r.Restored), len(r.Removed), r.Unchanged, r.Integrity.AllPassed, r.Checkpoint)
+	return err
+}
+
+// importCPv2 brings a CPv2 checkout into the plane (cpv2.Import): every
+// item attempted, the report as the result; anything refused makes the
+// run IMPORT_INCOMPLETE (exit 1), the report its result.
+func importCPv2(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	from := req.String("from")
+	if from == "" {
+		return cli.Outcome{Err: cli.Usagef("import-cpv2 needs --from DIR, a CPv2 checkout")}
+	}
+	if r, _, _, err := cli.PathScope(from); err == nil && r != "" {
+		return cli.Outcome{Err: cli.Usagef("--from %s is inside the plane at %s: a CPv2 checkout is read from outside every plane", from, r)}
+	}
+	opts := cpv2.ImportOptions{From: from, Actor: c.Actor(), Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey}}
+	spec := req.String("key")
+	if spec == "" {
+		spec = c.Env.SigningKey
+	}
+	if spec != "" {
+		if opts.Signer, err = keys.Signer(spec); err != nil {
+			return cli.Outcome{Err: err}
+		}
+	}
+	rep, err := cpv2.Import(ctx, root, opts)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if rep.Refused > 0 {
+		var names []string
+		for _, it := range rep.Items {
+			if it.Outcome == cpv2.Refused {
+				names = append(names, it.Type+" "+it.ID)
+			}
+		}
+		e := cli.Errorf(cli.ExitDenied, "IMPORT_INCOMPLETE", "%d of %d items of %s refused: %s", rep.Refused, len(rep.Items), from, strings.Join(names, ", ")).
+			WithHint("the report (result.items) gives each one's reason; fix them and run import-cpv2 again: what came over is reported present")
+		e.Result = rep
+		return cli.Outcome{Err: e}
+	}
+	return cli.Outcome{Result: rep}
+}
+
+func importText(w io.Writer, result any) error {
+	r, ok := result.(*cpv2.Report)
+	if !ok {
+		return fmt.Errorf("not an import report")
+	}
+	_, err := io.WriteString(w, r.Table())
 	return err
 }

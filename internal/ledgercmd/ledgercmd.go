@@ -31,6 +31,7 @@ Usage:
   cp-ledger genesis     [--parent-ledger PATH] [--parent-hash H] [--metadata JSON]
   cp-ledger export      --out FILE.jsonl [--verify-key K]
   cp-ledger import      --from FILE.jsonl [--verify-key K]          (admin, HO3; host-level)
+  cp-ledger import      --legacy --from CPV2.jsonl [--name N | --ledger L] [--plane P]
   cp-ledger migrate     --to postgres|file [--name N] [--dsn-env VAR] (admin, HO3)
 
   Or a JSON request on stdin whose "operation" names the verb:
@@ -71,6 +72,12 @@ Ledgers in PostgreSQL (tier.json "ledger_store", the DSN in the environment
 variable it names): export writes any ledger as a file ledger (.jsonl and .tlog,
 byte-identical to the file store's) outside every plane and verifies the copy;
 import loads a verified file ledger into a tier's EMPTY ledger in PostgreSQL;
+import --legacy re-chains a ledger of the Python Control Plane v2 into a NEW,
+empty ledger of ours (by default ledger/imported-NAME.jsonl in the tier's
+directory, verified by G6 like the tier's other ledgers): one LEGACY_ENTRY per
+legacy line, at the line's index, each keeping the line, its sha256, its legacy
+entry_hash and the verdict of CPv2's rule (VERIFIED, BROKEN or MALFORMED), so
+broken history comes over and stays visible; recorded in HO3 (LEGACY_IMPORTED).
 migrate moves a tier's ledger between stores, recorded as LEDGER_MIGRATED,
 tier.json switched last (a move that stopped is finished by running it again).
 
@@ -100,6 +107,7 @@ Examples:
   cp-ledger verify --legacy --ledger old/governance.jsonl
   CONTROL_PLANE_LEDGER_DSN='host=/var/run/postgresql dbname=cp' cp-ledger migrate --plane ho3 --to postgres
   cp-ledger export --plane ho3 --out /backup/governance.jsonl
+  cp-ledger import --legacy --from cpv2/ledger/governance.jsonl --name cpv2-governance
 `
 
 var common = []cli.Flag{
@@ -173,6 +181,9 @@ func tool(w *writers) *cli.Tool {
 				{Name: "plane", Kind: cli.String, Usage: "ho3|ho2|ho1"},
 				{Name: "from", Kind: cli.String},
 				{Name: "verify-key", Kind: cli.String},
+				{Name: "legacy", Kind: cli.Bool, Usage: "from is a CPv2 ledger: re-chain it into a new ledger of ours"},
+				{Name: "ledger", Kind: cli.String, Usage: "with --legacy: the new ledger (default: the tier's ledger/imported-NAME.jsonl)"},
+				{Name: "name", Kind: cli.String, Usage: "with --legacy: NAME (default: from's file name)"},
 			}},
 		{Name: "migrate", Schema: "cp-ledger.migrate.request.json", Action: cli.ActionMigrate, Tier: cli.TierPlane, Scope: w.scope, Run: migrateVerb,
 			Flags: []cli.Flag{

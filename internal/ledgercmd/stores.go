@@ -2,10 +2,12 @@ package ledgercmd
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/cpv2"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/pkg/ledger"
 )
@@ -86,6 +88,12 @@ func tierOnly(c *cli.Call, req cli.Request) (target, error) {
 // importVerb loads a file ledger into the tier's empty ledger in
 // PostgreSQL (plane.Import).
 func importVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	if req.Bool("legacy") {
+		return legacyImport(ctx, c, req)
+	}
+	if req.Has("ledger") || req.Has("name") {
+		return cli.Outcome{Err: cli.Usagef("--ledger and --name go with --legacy (a file ledger of ours loads into a tier's own ledger)")}
+	}
 	t, err := tierOnly(c, req)
 	if err != nil {
 		return cli.Outcome{Err: err}
@@ -127,4 +135,91 @@ func migrateVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 		c.Warnf("finished a move an earlier run stopped")
 	}
 	return cli.Outcome{Result: m, Seq: m.Seq}
+}
+
+// legacyImport re-chains a CPv2 ledger into a new ledger of ours
+// (cpv2.ImportLedger): --ledger L, or the tier's ledger/imported-NAME.jsonl
+// (--plane, default the tier of --root; --name, default --from's file name),
+// where G6 verifies it with the tier's other ledgers. Into a plane, the
+// import is recorded in HO3 (LEGACY_IMPORTED). Broken legacy lines are kept
+// and marked: the import succeeds, and says how many with a warning.
+func legacyImport(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	if req.Has("verify_key") {
+		return cli.Outcome{Err: cli.Usagef("--verify-key goes with a file ledger of ours; a CPv2 ledger carries no checkpoint")}
+	}
+	from := req.String("from")
+	var t target
+	var err error
+	if req.Has("ledger") {
+		if req.Has("name") {
+			return cli.Outcome{Err: cli.Usagef("give --ledger or --name, not both")}
+		}
+		t, err = resolve(c, req)
+	} else {
+		t, err = resolve(c, cli.Request{"plane": req.String("plane")})
+		if err == nil {
+			name := req.String("name")
+			if name == "" {
+				name = cpv2.NameOf(filepath.Base(from))
+			}
+			var file string
+			if file, err = cpv2.ImportedName(name); err == nil {
+				t.path = filepath.Join(t.dir, "ledger", file)
+				t.origin = plane.Origin(t.plane, t.path)
+			}
+		}
+	}
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if t.session != "" {
+		return cli.Outcome{Err: cli.Usagef("a legacy ledger is imported into a ledger of its own, not a session's")}
+	}
+	res, seq, err := importLegacy(ctx, c, t, from, filepath.Base(from))
+	if err != nil {
+		return cli.Outcome{Err: err, Result: res}
+	}
+	if !res.Valid {
+		c.Warnf("%d of %d legacy lines do not hold by CPv2's rule (%d broken, %d malformed): kept, marked in their entries",
+			res.Broken+res.Malformed, res.Entries, res.Broken, res.Malformed)
+	}
+	return cli.Outcome{Result: res, Seq: seq}
+}
+
+// importLegacy imports the CPv2 ledger at from into target t, recorded in
+// HO3 when t is a plane's ledger; seq is that record's (-1 if none).
+func importLegacy(ctx context.Context, c *cli.Call, t target, from, source string) (*cpv2.LedgerImport, int64, error) {
+	f, err := ledger.OpenFile(from)
+	if err != nil {
+		return nil, -1, err
+	}
+	defer f.Close()
+	l, err := t.open(plane.ForAppend)
+	if err != nil {
+		return nil, -1, err
+	}
+	defer l.Close()
+	res, err := cpv2.ImportLedger(ctx, f, source, t.origin, l)
+	var ie *cpv2.ImportError
+	if errors.As(err, &ie) {
+		ie.Msg = t.path + ": " + ie.Msg
+	}
+	if res != nil {
+		res.Ledger = t.path
+	}
+	if err != nil || t.tier == "" {
+		return res, -1, err
+	}
+	root, _, _, err := cli.PathScope(t.path)
+	if err != nil {
+		return res, -1, err
+	}
+	if rel, rerr := filepath.Rel(root, t.path); rerr == nil {
+		res.Ledger = filepath.ToSlash(rel)
+	}
+	e, err := plane.Record(ctx, root, c.Actor(), cpv2.RecordDraft(res))
+	if err != nil {
+		return res, -1, err
+	}
+	return res, e.Seq, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/config"
+	"github.com/control-plane/cp/internal/cpv2"
 	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/registry/register"
@@ -44,6 +45,8 @@ var (
 			{Name: "src", Kind: cli.String, Usage: "package source tree"},
 			{Name: "out", Kind: cli.String, Usage: "directory for the archive"},
 			{Name: "declare", Kind: cli.Bool, Usage: "rewrite the asset list from the tree"},
+			{Name: "from-cpv2", Kind: cli.Bool, Usage: "src holds a CPv2 manifest: convert it, then stage"},
+			{Name: "files", Kind: cli.String, Usage: "with --from-cpv2: the directory the asset paths are under (default: src)"},
 		}}
 	signVerb = &cli.Verb{Name: "sign", Schema: "cp-pkg.sign.request.json", Action: cli.ActionSign, Tier: cli.TierHO3, Scope: writesScope("archive"), Run: sign, Text: textSign, Flags: []cli.Flag{
 		{Name: "archive", Kind: cli.String, Usage: "package archive"},
@@ -399,7 +402,26 @@ func stageTree(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		e.Message = "stage runs preflight against a plane: " + e.Message
 		return fail(e)
 	}
-	res, err := stage.Archive(ctx, root, stage.Options{PackageID: id, Src: src, Out: out, Declare: req.Bool("declare"), Gate: gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey}})
+	gopts := gate.Options{AllowUnsigned: c.Env.AllowUnsigned, VerifyKey: c.Env.VerifyKey}
+	if req.Bool("from_cpv2") {
+		if req.Bool("declare") {
+			return fail(cli.Usagef("--declare does not go with --from-cpv2: a CPv2 package is staged as its manifest declares it"))
+		}
+		files := req.String("files")
+		if files == "" {
+			files = src
+		}
+		res, err := cpv2.Stage(ctx, root, cpv2.StageOptions{PackageID: id, Manifest: filepath.Join(src, manifest.FileName), Files: files, Out: out, Gate: gopts})
+		if err != nil {
+			return fail(err)
+		}
+		c.Logf("staged CPv2 package %s %s: %s (%d files, %d bytes)", res.PackageID, res.Version, res.Archive, res.Files, res.Bytes)
+		return cli.Outcome{Result: *res}
+	}
+	if req.Has("files") {
+		return fail(cli.Usagef("--files goes with --from-cpv2"))
+	}
+	res, err := stage.Archive(ctx, root, stage.Options{PackageID: id, Src: src, Out: out, Declare: req.Bool("declare"), Gate: gopts})
 	if err != nil {
 		return fail(err)
 	}
@@ -408,6 +430,17 @@ func stageTree(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 }
 
 func textStage(w io.Writer, result any) error {
+	if s, ok := result.(cpv2.Staged); ok {
+		if _, err := fmt.Fprintf(w, "converted from CPv2 (manifest %s)\n", s.CPv2.Manifest); err != nil {
+			return err
+		}
+		for _, n := range s.CPv2.Notes {
+			if _, err := fmt.Fprintf(w, "  note: %s\n", n); err != nil {
+				return err
+			}
+		}
+		result = s.Result
+	}
 	r := result.(stage.Result)
 	_, err := fmt.Fprintf(w, "staged %s %s: %s\n  archive  %s\n  manifest %s\n  %d files, %d bytes; preflight passed\n",
 		r.PackageID, r.Version, r.Archive, r.ArchiveSHA256, r.ManifestHash, r.Files, r.Bytes)

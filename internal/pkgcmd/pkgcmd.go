@@ -35,6 +35,7 @@ Usage:
   cp-pkg init-prompt-pack PRM-ID (--spec SPEC-ID | --framework FMWK-ID) [--package PKG-ID] [--output DIR]
   cp-pkg preflight  (PKG-ID --src DIR | --archive A)
   cp-pkg stage      PKG-ID --src DIR [--out DIR] [--declare]
+  cp-pkg stage      PKG-ID --src DIR --from-cpv2 [--files DIR] [--out DIR]
   cp-pkg sign       --archive A [--key K]
   cp-pkg keygen     --name NAME [--out DIR]
   cp-pkg register-framework FMWK-ID --src DOC.md [--wo WO-ID]
@@ -93,6 +94,15 @@ never an invalid one; on a source tree G5 reports "not applicable"), VERSION
 (no downgrade, no second manifest for one version) and OWNERSHIP (no file owned
 by another package), in that order (DESIGN.md §6). Any failed gate: exit 1,
 PREFLIGHT_FAILED, the report at .result.
+
+stage --from-cpv2 stages a package of the Python Control Plane v2: DIR holds its
+CPv2 manifest.json, its files under DIR (or --files: a CPv2 checkout's root, for
+an installed package). The manifest is converted into ours (the README's
+mapping; the spec must be registered here, SPEC_NOT_FOUND), each file checked
+against the hash CPv2 declared (CPV2_PACKAGE_CHANGED), the governed roots its
+files need checked (NOT_GOVERNED, hint: cp-install trust add --governed-root),
+and the declared files and our manifest staged from a private copy: DIR is only
+read, and what is signed is our manifest, never CPv2's.
 
 stage reads DIR/manifest.json, fills every asset's sha256, size and mode (0555
 when the file has an execute bit, else 0444: installed files are never writable)

@@ -3,6 +3,7 @@ package trace
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -433,5 +434,78 @@ func explainEntry(ctx context.Context, root string, x *Explanation) error {
 			return err
 		}
 	}
+	if found, err := explainImported(ctx, ts, x); err != nil || found {
+		return err
+	}
 	return notFound(x.Kind, x.ID, "no tier's ledger holds it")
+}
+
+// explainImported looks for entry x.ID in the ledgers a CPv2 import wrote
+// (ledger/imported-<name>.jsonl of each tier, cp-ledger import --legacy):
+// an entry there is shown with its legacy origin (metadata.legacy: the
+// CPv2 ledger, its line, the line's sha256, its legacy entry_hash and the
+// verdict of CPv2's rule).
+func explainImported(ctx context.Context, ts []tier, x *Explanation) (bool, error) {
+	for _, t := range ts {
+		paths, err := filepath.Glob(filepath.Join(t.dir, "ledger", "imported-*.jsonl"))
+		if err != nil {
+			return false, err
+		}
+		for _, p := range paths {
+			s, err := plane.OpenTierLedger(t.dir, t.info, p, plane.ForReading, plane.Actor{})
+			if err != nil {
+				return false, err
+			}
+			var found *ledger.Entry
+			err = s.Lines(ctx, 0, -1, func(seq int64, line []byte) bool {
+				if !strings.Contains(string(line), `"id":"`+x.ID+`"`) {
+					return true
+				}
+				if e, perr := ledger.ParseLine(line); perr == nil && e.ID == x.ID {
+					found = e
+					return false
+				}
+				return true
+			})
+			if err == nil && found != nil {
+				origin := plane.Origin(t.info, p)
+				var pr ledger.Inclusion
+				pr, err = ledger.ProveInclusion(ctx, s, found.Seq, 0, origin)
+				rel := "ledger/" + filepath.Base(p)
+				if t.layout.Dir != "" {
+					rel = t.layout.Dir + "/" + rel
+				}
+				x.Status = "recorded in " + rel + " at seq " + itoa(found.Seq)
+				x.Attributes = map[string]any{"tier": t.layout.PlaneID, "ledger": rel, "entry": found, "inclusion": pr}
+				if lg, ok := found.Metadata["legacy"].(map[string]any); ok && found.EventType == "LEGACY_ENTRY" {
+					x.Status += ", imported from CPv2 " + legacyStr(lg["source"]) + " line " + legacyStr(lg["line"]) + " (" + legacyStr(lg["verdict"]) + ")"
+					x.Attributes["legacy_origin"] = lg
+					if src := legacyStr(lg["source"]); src != "" {
+						x.Relations["legacy_source"] = []string{src}
+					}
+				}
+				if found.SubmissionID != "" {
+					x.Relations["subject"] = []string{found.SubmissionID}
+				}
+				x.Entries = append(x.Entries, refOf(t.layout.PlaneID, origin, found))
+			}
+			s.Close()
+			if err != nil || found != nil {
+				return found != nil, err
+			}
+		}
+	}
+	return false, nil
+}
+
+// legacyStr renders a metadata value for a status line.
+func legacyStr(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(x)
+	}
 }

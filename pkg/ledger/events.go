@@ -64,6 +64,8 @@ var Events = []EventType{
 	{"ROUTE_DECISION", "cp-route route", "a routing decision"},
 	{"LEDGER_MIGRATED", "cp-ledger migrate", "a tier's ledger moved between stores: both stores and the hash of the tier.json it leads to"},
 	{"LEDGER_IMPORTED", "cp-ledger import", "a file ledger loaded into a tier's empty ledger in PostgreSQL: its entries, root and the tier.json in force"},
+	{"LEGACY_ENTRY", "cp-ledger import --legacy, cp-install import-cpv2", "one line of a CPv2 ledger re-chained into an imported ledger: its sha256, legacy entry_hash, event type and timestamp, the verdict of CPv2's rule, the line"},
+	{"LEGACY_IMPORTED", "cp-ledger import --legacy, cp-install import-cpv2", "a CPv2 ledger re-chained into a new ledger of ours (HO3): its source, lines by verdict and the new ledger's root"},
 }
 
 // Reserved reports whether eventType is in the event catalogue, by name or

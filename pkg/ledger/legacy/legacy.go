@@ -92,6 +92,28 @@ type Report struct {
 // Verify reads a legacy ledger from r and reports every broken entry; the
 // error is only for read failures, with the report covering the lines read.
 func Verify(r io.Reader) (Report, error) {
+	return Scan(r, nil)
+}
+
+// Line is one line of a legacy ledger as Scan reads it, with its verdict.
+type Line struct {
+	Seq int64  // the 0-based line index
+	Raw []byte // the line without its "\n"; valid only until fn returns
+	// Entry is the line parsed (Parse), its entry_hash key removed; nil
+	// for a MALFORMED line.
+	Entry map[string]Value
+	// EntryHash is the line's stored entry_hash, when it has one.
+	EntryHash    Value
+	HasEntryHash bool
+	// Issues are this line's issues, in Verify's order; none: the line
+	// holds by CPv2's rule.
+	Issues []Issue
+}
+
+// Scan reads a legacy ledger from r as Verify does and, when fn is not
+// nil, calls it with each line and that line's verdict, in order. An error
+// from fn stops the scan and is returned with the report so far.
+func Scan(r io.Reader, fn func(Line) error) (Report, error) {
 	v := verifier{prevSeq: -1}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var line []byte
@@ -105,7 +127,17 @@ func Verify(r io.Reader) (Report, error) {
 		if !nl && len(line) == 0 {
 			return v.report(), nil
 		}
-		v.check(line)
+		first := len(v.rep.Issues)
+		l := v.check(line)
+		if fn != nil {
+			l.Raw = line
+			if len(v.rep.Issues) > first {
+				l.Issues = v.rep.Issues[first:len(v.rep.Issues):len(v.rep.Issues)]
+			}
+			if err := fn(l); err != nil {
+				return v.report(), err
+			}
+		}
 		if !nl {
 			return v.report(), nil
 		}
@@ -150,22 +182,23 @@ func (v *verifier) add(seq int64, id, code, format string, args ...any) {
 	v.rep.Issues = append(v.rep.Issues, Issue{Seq: seq, ID: id, Code: code, Message: fmt.Sprintf(format, args...)})
 }
 
-func (v *verifier) check(line []byte) {
+func (v *verifier) check(line []byte) Line {
 	seq := v.rep.Entries
 	v.rep.Entries++
+	l := Line{Seq: seq}
 	if len(bytes.Trim(line, " \t\r")) == 0 {
 		v.add(seq, "", CodeMalformed, "empty line")
-		return
+		return l
 	}
 	val, err := Parse(line)
 	if err != nil {
 		v.add(seq, "", CodeMalformed, "invalid JSON: %v", err)
-		return
+		return l
 	}
 	obj, ok := val.(map[string]Value)
 	if !ok {
 		v.add(seq, "", CodeMalformed, "not a JSON object")
-		return
+		return l
 	}
 	id, _ := obj["id"].(string)
 
@@ -198,6 +231,8 @@ func (v *verifier) check(line []byte) {
 		v.add(seq, id, CodeChainBroken, "previous_hash is %s, want %s (entry_hash of seq %d)", describe(prev, hasPrev), quote(v.prevHash), v.prevSeq)
 	}
 	v.prevSeq, v.prevHash, v.prevOK = seq, storedStr, storedOK
+	l.Entry, l.EntryHash, l.HasEntryHash = obj, stored, hasStored
+	return l
 }
 
 // describe renders a field value for a message.

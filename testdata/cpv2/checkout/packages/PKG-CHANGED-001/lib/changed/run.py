@@ -1,0 +1,1 @@
+print('v2, edited after the manifest')

@@ -1,0 +1,2 @@
+def render(md):
+    return md.strip() + '\n'

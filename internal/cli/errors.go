@@ -291,6 +291,18 @@ var classes = map[string]int{
 	"FILE_TAMPERED":         ExitDenied, // a file whose bytes or mode are not what its owner installed
 	"PROVENANCE_UNRECORDED": ExitDenied, // no ledger entry records the install of a file's owner
 	"PROVENANCE_INVALID":    ExitDenied, // a file's provenance whose entries, proofs, manifest or receipt do not hold together
+	// cp-route (internal/route) and the blobs it keeps (internal/plane/blob.go).
+	"ROUTE_POLICY_INVALID":     ExitInvalid, // a router policy that does not validate, parse or compile, or reads outside the request
+	"ROUTE_HANDLER_UNKNOWN":    ExitInvalid, // a route to a handler no installed package provides
+	"ROUTE_CAPABILITY_MISSING": ExitInvalid, // a route to a handler that lacks a capability it requires
+	"ROUTE_EXPR_TIMEOUT":       ExitInvalid, // an expression that ran past its deadline
+	"ROUTE_EXPR_ERROR":         ExitInvalid, // an expression that failed, or answered other than true or false
+	"ROUTE_DENIED":             ExitDenied,  // a deny rule of the policy holds for the request (recorded)
+	"ROUTE_LIMIT_EXCEEDED":     ExitDenied,  // the session's LLM calls are spent (recorded)
+	"ROUTE_REPLAY_DIFFERENT":   ExitDenied,  // a replayed decision gives another answer
+	"ROUTE_REPLAY_INVALID":     ExitInvalid, // a replay of something that is not a replayable ROUTE_DECISION
+	"CAPABILITIES_INVALID":     ExitInvalid, // an installed capabilities.json that does not validate, changed, or clashes
+	"BLOB_MISMATCH":            ExitDenied,  // a blob that does not hash to its name
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

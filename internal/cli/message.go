@@ -21,6 +21,7 @@ var goPrefixes = []string{
 	"cpv2",
 	"llm", "provider", "price", "anthropic", "openai", "mock",
 	"trace", "tracecmd",
+	"route", "routecmd",
 	// the standard library
 	"json", "archive/tar", "tar", "gzip", "flate", "encoding/hex", "strconv", "tlog",
 }

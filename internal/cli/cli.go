@@ -145,6 +145,10 @@ type Verb struct {
 	// Raw verbs write their own stdout lines on success (for example
 	// NDJSON entries); errors are still enveloped.
 	Raw bool
+	// Upstream, if set, turns an upstream envelope's result into this
+	// verb's request before it is validated (cp-ledger append: the members
+	// an append does not name become the entry's metadata, DESIGN.md §9).
+	Upstream func(result Request) Request
 }
 
 // Tool is one binary.
@@ -314,7 +318,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	}
 	var base Request
 	if firstIn != nil {
-		base = firstIn.req
+		base = verb.fromUpstream(*firstIn)
 	}
 	req, err := build(base)
 	if err != nil {
@@ -322,6 +326,15 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	}
 	watchSignals(ctx)
 	return r.finish(verb, r.runBatch(ctx, verb, []Request{req})[0])
+}
+
+// fromUpstream is in's request, reshaped by the verb's Upstream when it
+// came from an upstream envelope.
+func (v *Verb) fromUpstream(in input) Request {
+	if in.upstream && v.Upstream != nil {
+		return v.Upstream(in.req)
+	}
+	return in.req
 }
 
 // helpOrVersion answers -h and -version as the first argument (or right

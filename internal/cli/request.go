@@ -86,6 +86,9 @@ func decodeValue(b []byte) (any, error) {
 type input struct {
 	req         Request
 	passthrough *Error
+	// upstream marks a request taken from an upstream envelope's result
+	// (Verb.Upstream may reshape it).
+	upstream bool
 }
 
 // parseInput decodes one stdin request line or document. An upstream envelope
@@ -112,7 +115,7 @@ func parseInput(b []byte) (input, error) {
 		if !ok {
 			return input{}, Invalidf("INVALID_INPUT", "upstream envelope result must be an object, got %s", jsonKind(obj["result"]))
 		}
-		return input{req: res}, nil
+		return input{req: res, upstream: true}, nil
 	case "error":
 		code := "UPSTREAM_ERROR"
 		msg := ""

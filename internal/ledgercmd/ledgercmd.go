@@ -116,6 +116,7 @@ func flags(fs ...cli.Flag) []cli.Flag { return append(append([]cli.Flag{}, commo
 func tool(w *writers) *cli.Tool {
 	return &cli.Tool{Name: "cp-ledger", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "append", Schema: "cp-ledger.append.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Scope: w.scope, Stream: true, Batch: w.appendBatch,
+			Upstream: upstreamEntry,
 			Flags: flags(
 				cli.Flag{Name: "event-type", Kind: cli.String},
 				cli.Flag{Name: "submission-id", Kind: cli.String},

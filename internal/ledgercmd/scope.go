@@ -65,3 +65,46 @@ func (w *writers) scope(c *cli.Call, req cli.Request) (root, tier, session strin
 	}
 	return root, tier, session, nil
 }
+
+// appendMembers are the members an append request names
+// (cp-ledger.append.request.json).
+var appendMembers = map[string]bool{
+	"ledger": true, "plane": true, "session_id": true, "work_order_id": true, "event_type": true, "submission_id": true,
+	"decision": true, "reason": true, "prompts_used": true, "metadata": true,
+	"seq": true, "id": true, "timestamp": true, "actor": true, "previous_hash": true, "entry_hash": true,
+}
+
+// upstreamEntry turns an upstream tool's result into an append request
+// (DESIGN.md §9: cp-route's or cp-llm's result piped into cp-ledger append
+// --event-type X becomes an entry whose metadata holds it): the members an
+// append names stay what they are (an upstream append request, a session
+// the upstream acted in), every other member goes into metadata. A member
+// metadata already holds is left where it is, for the schema to refuse:
+// nothing is overwritten or dropped.
+func upstreamEntry(res cli.Request) cli.Request {
+	var meta map[string]any
+	for k, v := range res {
+		if appendMembers[k] {
+			continue
+		}
+		if meta == nil {
+			old, ok := res["metadata"].(map[string]any)
+			if !ok && res["metadata"] != nil {
+				return res // a metadata that is not an object: the schema says so
+			}
+			meta = make(map[string]any, len(old)+len(res))
+			for mk, mv := range old {
+				meta[mk] = mv
+			}
+		}
+		if _, clash := meta[k]; clash {
+			continue
+		}
+		meta[k] = v
+		delete(res, k)
+	}
+	if meta != nil {
+		res["metadata"] = meta
+	}
+	return res
+}

@@ -255,6 +255,11 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 		if req.Has("replay") || req.String("plane") != reqs[0].String("plane") {
 			break
 		}
+		if cl := c.Identity.Claims; cl != nil && cl.Session != "" && !req.Has("session_id") {
+			// A token's session is the request's, whatever else it names
+			// (--plane): the limit counts a worker's calls in its session.
+			req["session_id"] = cl.Session
+		}
 		p := pending{req: req, session: req.String("session_id")}
 		m := routed(req)
 		used := int64(-1)

@@ -276,8 +276,8 @@ func TestParseCapabilities(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []Handler{{Name: "deployer", PackageID: "PKG-X-001", Path: "modules/x/capabilities.json", Capabilities: []string{"deploy", "rollback"}}}, hs)
 	for doc, says := range map[string]string{
-		`[]`: "want object",
-		`{"handlers":[{"handler":"Bad Name"}]}`:          "handlers/0/handler",
+		`[]`:                                    "want object",
+		`{"handlers":[{"handler":"Bad Name"}]}`: "handlers/0/handler",
 		`{"handlers":[{"handler":"a","extra":1}]}`:       "handlers/0",
 		`{"handlers":[{"handler":"a"},{"handler":"a"}]}`: "twice",
 		`{"package_id":"PKG-OTHER-001"}`:                 "PKG-OTHER-001",

@@ -27,10 +27,12 @@ var Forbidden = []string{
 	"localtime", "modulemeta", "now", "stderr", "strflocaltime",
 }
 
-// EvalTimeout bounds one evaluation of one expression: past it the
-// decision stops with ROUTE_EXPR_TIMEOUT. gojq checks its context at every
-// step, so a loop (def f: f; f) or a huge range ([range(1e9)]) stops
-// within the bound. A variable so that tests can shrink it.
+// EvalTimeout bounds the evaluations of one decision, together (so each
+// one too): past it the decision stops with ROUTE_EXPR_TIMEOUT, naming the
+// expression that was running. gojq checks its context at every step, so a
+// loop (def f: f; f) or a huge range ([range(1e9)]) stops within the
+// bound. One deadline per decision rather than per expression: a timer
+// costs more than a short rule. A variable so that tests can shrink it.
 var EvalTimeout = 250 * time.Millisecond
 
 // expr is one compiled expression of the policy.
@@ -120,13 +122,17 @@ func forbiddenNames(q *gojq.Query) []string {
 
 var errEvalDeadline = errors.New("expression deadline")
 
+// withDeadline is the context a decision's evaluations run under.
+func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, EvalTimeout, errEvalDeadline)
+}
+
 // eval runs the expression over the request and returns its boolean: the
 // first value it yields must be true or false. Anything else (another
 // type, no value, an error, the deadline) is an error: a policy whose rule
 // cannot say yes or no decides nothing.
+// ctx carries the decision's deadline (withDeadline).
 func (e *expr) eval(ctx context.Context, req map[string]any) (bool, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, EvalTimeout, errEvalDeadline)
-	defer cancel()
 	v, ok := e.code.RunWithContext(ctx, req).Next()
 	if err, isErr := v.(error); isErr {
 		if ctx.Err() != nil {

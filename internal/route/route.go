@@ -267,35 +267,90 @@ func (d Decision) PromptsUsed() []string {
 // classifier falls back to the default route, and the decision says the
 // classifier was unavailable. An error is an expression that failed
 // (ROUTE_EXPR_TIMEOUT, ROUTE_EXPR_ERROR) or a cancelled context: nothing
-// was decided.
+// was decided. Decide is Match, then Finish.
 func (p *Policy) Decide(ctx context.Context, req map[string]any, used int64, clf Classifier) (Decision, error) {
+	m, err := p.Match(ctx, req)
+	if err != nil {
+		return Decision{}, err
+	}
+	return p.Finish(ctx, m, req, used, clf)
+}
+
+// Match is what the rules say of a request: the deny rule or route that
+// holds, if any.
+type Match struct {
+	d       Decision
+	decided bool
+}
+
+// Match applies the deny rules, then the routes, under one deadline. It
+// depends on the request and the policy alone, so requests may be matched
+// on several goroutines at once (a stream's batch is); Finish then applies
+// what depends on the session, in order.
+func (p *Policy) Match(ctx context.Context, req map[string]any) (Match, error) {
+	if len(p.deny)+len(p.routes) == 0 {
+		return Match{}, nil
+	}
+	ectx, cancel := withDeadline(ctx)
+	defer cancel()
+	d, decided, err := p.rules(ectx, req)
+	return Match{d: d, decided: decided}, err
+}
+
+// Finish completes a match for a session that has spent used LLM calls
+// (-1: no session): a route's llm_assisted call counted against the limit;
+// without a rule, the classifier or the default route.
+func (p *Policy) Finish(ctx context.Context, m Match, req map[string]any, used int64, clf Classifier) (Decision, error) {
+	if m.decided {
+		if m.d.Denied {
+			return m.d, nil
+		}
+		return p.spend(m.d, used, p.limitFor(used)), nil
+	}
+	return p.fallback(ctx, req, used, clf)
+}
+
+// rules applies the deny rules, then the routes; decided is false when
+// none holds.
+func (p *Policy) rules(ctx context.Context, req map[string]any) (Decision, bool, error) {
 	for i, e := range p.deny {
 		ok, err := e.eval(ctx, req)
 		if err != nil {
-			return Decision{}, err
+			return Decision{}, false, err
 		}
 		if ok {
 			r := p.Doc.Deny[i]
 			return Decision{By: "deny", Denied: true, Deny: &DenyRef{Index: i, Reason: r.Reason, ExprSHA256: e.hash},
-				Reason: fmt.Sprintf("deny rule %d: %s", i, r.Reason)}, nil
+				Reason: fmt.Sprintf("deny rule %d: %s", i, r.Reason)}, true, nil
 		}
-	}
-	limit := p.Limit()
-	if used < 0 {
-		limit = -1 // no session: nothing to count against
 	}
 	for i, e := range p.routes {
 		ok, err := e.eval(ctx, req)
 		if err != nil {
-			return Decision{}, err
+			return Decision{}, false, err
 		}
 		if ok {
 			r := p.Doc.Routes[i]
 			d := Decision{Handler: r.Handler, Mode: r.Mode, PromptPackID: r.PromptPackID, By: "rule",
 				Rule: &RuleRef{Index: i, Name: r.Name, ExprSHA256: e.hash}, Reason: fmt.Sprintf("rule %d%s matched", i, named(r.Name))}
-			return p.spend(d, used, limit), nil
+			return d, true, nil
 		}
 	}
+	return Decision{}, false, nil
+}
+
+// limitFor is the limit that applies: none without a session.
+func (p *Policy) limitFor(used int64) int64 {
+	if used < 0 {
+		return -1 // no session: nothing to count against
+	}
+	return p.Limit()
+}
+
+// fallback is the decision when no rule holds: the classifier, if the
+// policy configures one, else the default route.
+func (p *Policy) fallback(ctx context.Context, req map[string]any, used int64, clf Classifier) (Decision, error) {
+	limit := p.limitFor(used)
 	def := p.Doc.DefaultRoute
 	d := Decision{Handler: def.Handler, Mode: def.Mode, PromptPackID: def.PromptPackID, By: "default", Reason: "no rule matched: the default route"}
 	c := p.Doc.Classifier

@@ -307,6 +307,24 @@ func TestRefusals(t *testing.T) {
 		require.Equal(t, "ROUTE_EXPR_TIMEOUT", gjson.Get(ls[1], "error.code").String())
 		require.Equal(t, "routes/1/when", gjson.Get(ls[1], "error.details.rule").String())
 	})
+	t.Run("a looping expression in a large batch", func(t *testing.T) {
+		defer func(d time.Duration) { route.EvalTimeout = d }(route.EvalTimeout)
+		route.EvalTimeout = 200 * time.Millisecond
+		root := newPlane(t, `{"routes":[{"when":"if .n >= 300 then (def f: f; f) else false end","handler":"default","mode":"tools_first"}],"default_route":{"handler":"default","mode":"tools_first"}}`)
+		var in strings.Builder
+		for i := range 2000 {
+			in.WriteString(`{"n":` + itoa(int64(i)) + "}\n")
+		}
+		start := time.Now()
+		code, out, _ := run(t, Run, in.String(), "--root", root)
+		require.Equal(t, cli.ExitInvalid, code)
+		ls := lines(out)
+		require.Len(t, ls, 301, "every request before the first that loops is decided, none after")
+		require.Equal(t, "ROUTE_EXPR_TIMEOUT", gjson.Get(ls[300], "error.code").String())
+		require.Less(t, time.Since(start), 20*time.Second, "one deadline per goroutine, not one per request")
+		show := must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION")
+		require.Len(t, lines(show), 300)
+	})
 	t.Run("no policy: the built-in default route", func(t *testing.T) {
 		root := newPlane(t, "")
 		out := must(t, Run, `{"intent":"x"}`, "--root", root)

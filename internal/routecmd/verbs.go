@@ -8,8 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 
 	"github.com/control-plane/cp/internal/cli"
@@ -142,20 +146,27 @@ func (r *router) ledger(c *cli.Call, req cli.Request, a plane.Access) (*tierLedg
 // (ROUTE_DECISION entries whose submission_id is the session, found
 // through the ledger's index) plus what this run decided since: read again
 // at each batch, from where the last read stopped, so that decisions other
-// processes recorded meanwhile count too.
+// processes recorded meanwhile count too. The entries this run wrote are
+// counted as they are decided, and not read back when nothing came between
+// (wrote).
 func (l *tierLedger) used(ctx context.Context, session string) (int64, error) {
 	sc := l.sessions[session]
 	if sc == nil {
 		sc = &sessionCount{}
 		l.sessions[session] = sc
 	}
-	err := l.store.Find(ctx, ledger.Query{EventTypes: []string{EventType}, Subject: session, From: sc.next}, func(e *ledger.Entry) bool {
+	st, err := l.store.State(ctx)
+	if err != nil {
+		return 0, err
+	}
+	err = l.store.Find(ctx, ledger.Query{EventTypes: []string{EventType}, Subject: session, From: sc.next}, func(e *ledger.Entry) bool {
 		if !l.mine(e.Seq) {
 			sc.used += llmCalls(e.Metadata)
 		}
 		sc.next = e.Seq + 1
 		return true
 	})
+	sc.next = max(sc.next, st.Size)
 	return sc.used, err
 }
 
@@ -169,11 +180,21 @@ func (l *tierLedger) mine(seq int64) bool {
 }
 
 func (l *tierLedger) wrote(from, to int64) {
+	for _, sc := range l.sessions {
+		if sc.next == from { // read up to these: nothing of anyone else's between
+			sc.next = to
+		}
+	}
 	if n := len(l.own); n > 0 && l.own[n-1].to == from {
 		l.own[n-1].to = to
 		return
 	}
 	l.own = append(l.own, span{from, to})
+	low := to
+	for _, sc := range l.sessions {
+		low = min(low, sc.next)
+	}
+	l.own = slices.DeleteFunc(l.own, func(s span) bool { return s.to <= low }) // never read back
 }
 
 // llmCalls reads a recorded decision's llm_calls.
@@ -248,20 +269,25 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 		return fail(err)
 	}
 	limited := r.policy.Limit() >= 0
+	n := 0
+	for n < len(reqs) && !reqs[n].Has("replay") && reqs[n].String("plane") == reqs[0].String("plane") {
+		if cl := c.Identity.Claims; cl != nil && cl.Session != "" && !reqs[n].Has("session_id") {
+			// A token's session is the request's, whatever else it names
+			// (--plane): the limit counts a worker's calls in its session.
+			reqs[n]["session_id"] = cl.Session
+		}
+		n++
+	}
+	pre := r.prepare(ctx, reqs[:n])
 	var ps []pending
 	var stopErr error
 	inBatch := map[string]int64{} // session → calls decided in this batch
-	for _, req := range reqs {
-		if req.Has("replay") || req.String("plane") != reqs[0].String("plane") {
+	for i, req := range reqs[:n] {
+		if pre[i].err != nil || pre[i].m == nil { // skipped: after a failure
+			stopErr = pre[i].err
 			break
 		}
-		if cl := c.Identity.Claims; cl != nil && cl.Session != "" && !req.Has("session_id") {
-			// A token's session is the request's, whatever else it names
-			// (--plane): the limit counts a worker's calls in its session.
-			req["session_id"] = cl.Session
-		}
 		p := pending{req: req, session: req.String("session_id")}
-		m := routed(req)
 		used := int64(-1)
 		if limited && p.session != "" {
 			if _, seen := inBatch[p.session]; !seen {
@@ -272,7 +298,7 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 			}
 			used = l.sessions[p.session].used + inBatch[p.session]
 		}
-		d, err := r.policy.Decide(ctx, m, used, r.clf)
+		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, r.clf)
 		if err != nil {
 			stopErr = err
 			break
@@ -281,7 +307,7 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 			inBatch[p.session] += d.LLMCalls
 		}
 		p.d = d
-		if p.draft, p.evidence, err = r.draft(l, req, m, d, used); err != nil {
+		if p.draft, p.evidence, err = r.draft(l, req, pre[i], d, used); err != nil {
 			stopErr = err
 			break
 		}
@@ -324,6 +350,68 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 	return len(ps), outs, false
 }
 
+// prepared is a request made ready to decide: what the expressions see,
+// its canonical form and hash, and what the rules say of it.
+type prepared struct {
+	m     map[string]any
+	canon []byte
+	hash  string
+	match route.Match
+	err   error
+}
+
+// parallelFrom is the batch size from which requests are matched and
+// hashed on every core: the rules depend on the request and the policy
+// alone, so only what depends on the session (Finish) runs in order.
+const parallelFrom = 256
+
+// prepare matches and hashes reqs, on every core for a large batch.
+func (r *router) prepare(ctx context.Context, reqs []cli.Request) []prepared {
+	pre := make([]prepared, len(reqs))
+	one := func(i int) {
+		p := &pre[i]
+		p.m = routed(reqs[i])
+		var err error
+		if p.canon, err = jcs.Marshal(p.m); err != nil {
+			p.err = cli.Invalidf("INVALID_INPUT", "the request has no canonical JSON form: %v", err)
+			return
+		}
+		h := sha256.Sum256(p.canon)
+		p.hash = "sha256:" + hex.EncodeToString(h[:])
+		p.match, p.err = r.policy.Match(ctx, p.m)
+	}
+	// Each goroutine stops at its first failure, and skips what comes after
+	// the first failure seen: the batch stops there, and a policy whose
+	// rule loops costs one deadline per goroutine, not one per request.
+	var failed atomic.Int64
+	failed.Store(int64(len(reqs)))
+	span := func(from, to int) {
+		for i := from; i < to && int64(i) < failed.Load(); i++ {
+			if one(i); pre[i].err != nil {
+				for f := failed.Load(); int64(i) < f && !failed.CompareAndSwap(f, int64(i)); f = failed.Load() {
+				}
+				return
+			}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(reqs)/parallelFrom*2)
+	if workers < 2 {
+		span(0, len(reqs))
+		return pre
+	}
+	var wg sync.WaitGroup
+	chunk := (len(reqs) + workers - 1) / workers
+	for w := range workers {
+		wg.Add(1)
+		go func(from, to int) {
+			defer wg.Done()
+			span(from, to)
+		}(w*chunk, min((w+1)*chunk, len(reqs)))
+	}
+	wg.Wait()
+	return pre
+}
+
 // routeResult is a decision's answer: a cp-llm complete request (DESIGN.md
 // §9), with the decision's seq.
 type routeResult struct {
@@ -336,6 +424,47 @@ type routeResult struct {
 	WorkOrderID  string         `json:"work_order_id,omitempty"`
 }
 
+// AppendJSON writes the result (cli.JSONAppender): a stream writes one
+// per decision.
+func (r routeResult) AppendJSON(b []byte) []byte {
+	b = append(b, `{"handler":`...)
+	b, _ = jcs.AppendString(b, r.Handler)
+	b = append(b, `,"mode":`...)
+	b, _ = jcs.AppendString(b, r.Mode)
+	if r.PromptPackID != "" {
+		b = append(b, `,"prompt_pack_id":`...)
+		b, _ = jcs.AppendString(b, r.PromptPackID)
+	}
+	b = append(b, `,"variables":`...)
+	n := len(b)
+	b, err := jcs.Append(b, r.Variables)
+	if err != nil { // a value canonical JSON refuses (the draft refused it first)
+		b = append(b[:n], "{}"...)
+	}
+	b = append(b, `,"decision_seq":`...)
+	b = strconv.AppendInt(b, r.DecisionSeq, 10)
+	if r.SessionID != "" {
+		b = append(b, `,"session_id":`...)
+		b, _ = jcs.AppendString(b, r.SessionID)
+	}
+	if r.WorkOrderID != "" {
+		b = append(b, `,"work_order_id":`...)
+		b, _ = jcs.AppendString(b, r.WorkOrderID)
+	}
+	return append(b, '}')
+}
+
+// MarshalJSON makes the result printable by encoding/json too.
+func (r routeResult) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
+
+// rawJSON is JSON already encoded (cli.JSONAppender).
+type rawJSON []byte
+
+func (r rawJSON) AppendJSON(b []byte) []byte { return append(b, r...) }
+
+// MarshalJSON returns the bytes.
+func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+
 func result(req cli.Request, d route.Decision, seq int64) routeResult {
 	vars := req.Object("variables")
 	if vars == nil {
@@ -347,13 +476,8 @@ func result(req cli.Request, d route.Decision, seq int64) routeResult {
 
 // draft is a decision's ROUTE_DECISION entry, and the evidence its answer
 // carries.
-func (r *router) draft(l *tierLedger, req cli.Request, m map[string]any, d route.Decision, used int64) (ledger.Draft, map[string]any, error) {
-	canon, err := jcs.Marshal(m)
-	if err != nil {
-		return ledger.Draft{}, nil, cli.Invalidf("INVALID_INPUT", "the request has no canonical JSON form: %v", err)
-	}
-	h := sha256.Sum256(canon)
-	reqHash := "sha256:" + hex.EncodeToString(h[:])
+func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision, used int64) (ledger.Draft, map[string]any, error) {
+	m, canon, reqHash := pre.m, pre.canon, pre.hash
 	meta := decisionMeta(d)
 	meta["policy_sha256"] = r.policy.SHA256
 	meta["policy_source"] = sourceName(r.src)
@@ -388,8 +512,12 @@ func (r *router) draft(l *tierLedger, req cli.Request, m map[string]any, d route
 			ev[k] = v
 		}
 	}
+	evb, err := jcs.Marshal(ev)
+	if err != nil {
+		return ledger.Draft{}, nil, err
+	}
 	return ledger.Draft{EventType: EventType, SubmissionID: sub, Decision: decision, Reason: d.Reason,
-		PromptsUsed: d.PromptsUsed(), Metadata: meta}, map[string]any{"route": ev}, nil
+		PromptsUsed: d.PromptsUsed(), Metadata: meta}, map[string]any{"route": rawJSON(evb)}, nil
 }
 
 // decisionMeta is a decision as entry metadata (values canonical JSON

@@ -571,6 +571,11 @@ func canonical(v map[string]any) any {
 }
 
 func routeText(w io.Writer, res any) error {
+	if rr, ok := res.(replayResult); ok {
+		_, err := fmt.Fprintf(w, "decision %d replayed under policy %s: the same answer (%v, %v, %v, by %v)\n", rr.Seq, rr.PolicySHA256,
+			rr.Replayed["handler"], rr.Replayed["mode"], orDash(rr.Replayed["prompt_pack_id"]), rr.Replayed["by"])
+		return err
+	}
 	r, ok := res.(routeResult)
 	if !ok {
 		return cli.Fields(w, res)
@@ -581,6 +586,13 @@ func routeText(w io.Writer, res any) error {
 	}
 	_, err := fmt.Fprintf(w, "%s\t%s\t%s\tdecision seq %d\n", r.Handler, r.Mode, pp, r.DecisionSeq)
 	return err
+}
+
+func orDash(v any) any {
+	if v == nil || v == "" {
+		return "-"
+	}
+	return v
 }
 
 // ---- replay ----

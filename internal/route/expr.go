@@ -32,8 +32,11 @@ var Forbidden = []string{
 // expression that was running. gojq checks its context at every step, so a
 // loop (def f: f; f) or a huge range ([range(1e9)]) stops within the
 // bound. One deadline per decision rather than per expression: a timer
-// costs more than a short rule. A variable so that tests can shrink it.
-var EvalTimeout = 250 * time.Millisecond
+// costs more than a short rule. It is wall-clock time, so it is generous:
+// on a machine loaded forty deep a sound rule was seen to wait 250 ms for
+// a core, and a decision must not fail for that. A variable so that tests
+// can shrink it.
+var EvalTimeout = 2 * time.Second
 
 // expr is one compiled expression of the policy.
 type expr struct {

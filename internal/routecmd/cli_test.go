@@ -297,7 +297,7 @@ func TestRefusals(t *testing.T) {
 	}
 	t.Run("a looping expression", func(t *testing.T) {
 		defer func(d time.Duration) { route.EvalTimeout = d }(route.EvalTimeout)
-		route.EvalTimeout = 50 * time.Millisecond
+		route.EvalTimeout = 500 * time.Millisecond
 		root := newPlane(t, `{"routes":[{"when":".intent == \"a\"","handler":"default","mode":"tools_first"},{"when":"def f: f; f","handler":"default","mode":"tools_first"}],"default_route":{"handler":"default","mode":"tools_first"}}`)
 		code, out, _ := run(t, Run, "{\"intent\":\"a\"}\n{\"intent\":\"b\"}\n", "--root", root)
 		require.Equal(t, cli.ExitInvalid, code, out)
@@ -309,7 +309,7 @@ func TestRefusals(t *testing.T) {
 	})
 	t.Run("a looping expression in a large batch", func(t *testing.T) {
 		defer func(d time.Duration) { route.EvalTimeout = d }(route.EvalTimeout)
-		route.EvalTimeout = 200 * time.Millisecond
+		route.EvalTimeout = time.Second
 		root := newPlane(t, `{"routes":[{"when":"if .n >= 300 then (def f: f; f) else false end","handler":"default","mode":"tools_first"}],"default_route":{"handler":"default","mode":"tools_first"}}`)
 		var in strings.Builder
 		for i := range 2000 {

@@ -29,7 +29,7 @@ func FuzzCompile(f *testing.F) {
 	f.Add([]byte(`{"deny":[{"when":".a | test(\"x\")","reason":"r"}],"default_route":{"handler":"ghost","mode":"llm_assisted"}}`))
 	f.Add([]byte(`{"classifier":{"prompt_pack_id":"PRM-R","threshold":1e-1},"default_route":{"handler":"default","mode":"tools_first"}}`))
 	defer func(d time.Duration) { EvalTimeout = d }(EvalTimeout)
-	EvalTimeout = 20 * time.Millisecond
+	EvalTimeout = 500 * time.Millisecond
 	req := map[string]any{"intent": "deploy", "user": "x", "tags": []any{"billing"}, "n": json.Number("3")}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Compile(b, testHandlers)

@@ -41,6 +41,9 @@ func PutBlob(root string, b []byte) (string, error) {
 	h := sha256.Sum256(b)
 	hash := "sha256:" + hex.EncodeToString(h[:])
 	p, _ := BlobPath(root, hash)
+	if _, err := ReadBlob(root, hash); err == nil {
+		return hash, nil // kept already: one read, no write or fsync
+	}
 	for _, d := range []string{filepath.Join(root, BlobsDir), filepath.Dir(p)} {
 		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return "", err

@@ -145,9 +145,10 @@ type Verb struct {
 	// Raw verbs write their own stdout lines on success (for example
 	// NDJSON entries); errors are still enveloped.
 	Raw bool
-	// Upstream, if set, turns an upstream envelope's result into this
-	// verb's request before it is validated (cp-ledger append: the members
-	// an append does not name become the entry's metadata, DESIGN.md §9).
+	// Upstream, if set, turns an upstream envelope's result (DESIGN.md
+	// §3: composition) into this verb's request before flags and
+	// validation: cp-ledger append keeps another tool's result as its
+	// entry's metadata. Without it, the result is the request.
 	Upstream func(result Request) Request
 }
 
@@ -318,7 +319,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	}
 	var base Request
 	if firstIn != nil {
-		base = verb.fromUpstream(*firstIn)
+		base = firstIn.fromUpstream(verb)
 	}
 	req, err := build(base)
 	if err != nil {
@@ -326,15 +327,6 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	}
 	watchSignals(ctx)
 	return r.finish(verb, r.runBatch(ctx, verb, []Request{req})[0])
-}
-
-// fromUpstream is in's request, reshaped by the verb's Upstream when it
-// came from an upstream envelope.
-func (v *Verb) fromUpstream(in input) Request {
-	if in.upstream && v.Upstream != nil {
-		return v.Upstream(in.req)
-	}
-	return in.req
 }
 
 // helpOrVersion answers -h and -version as the first argument (or right

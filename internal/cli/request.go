@@ -86,9 +86,17 @@ func decodeValue(b []byte) (any, error) {
 type input struct {
 	req         Request
 	passthrough *Error
-	// upstream marks a request taken from an upstream envelope's result
-	// (Verb.Upstream may reshape it).
+	// upstream marks req as an upstream envelope's result (Verb.Upstream).
 	upstream bool
+}
+
+// fromUpstream is req as verb takes it: an upstream envelope's result
+// through the verb's Upstream, if it declares one.
+func (in input) fromUpstream(verb *Verb) Request {
+	if in.upstream && verb.Upstream != nil {
+		return verb.Upstream(in.req)
+	}
+	return in.req
 }
 
 // parseInput decodes one stdin request line or document. An upstream envelope

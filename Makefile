@@ -84,6 +84,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseTrusted -fuzztime $(FUZZTIME) ./pkg/pkgsig/
 	$(GO) test -run '^$$' -fuzz FuzzTarStream -fuzztime $(FUZZTIME) ./pkg/archive/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./internal/auth/
+	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./internal/route/
 
 demo: build
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh

@@ -52,6 +52,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Verify100k' -benchtime 3x ./pkg/ledger/pgstore/
 	$(GO) test -run '^$$' -bench 'Prove1MPostgresOverFile' -benchtime 200x -timeout 60m ./internal/bench/
 	$(GO) test -run '^$$' -bench 'Trace' -benchtime 10x -timeout 40m ./internal/bench/
+	$(GO) test -run '^$$' -bench 'StreamRouteProcess$$' -benchtime 1x -count 5 ./internal/bench/
+	$(GO) test -run '^$$' -bench 'SingleRouteOverBare' -benchtime 200x -count 5 ./internal/bench/
 
 lint:
 	$(GO) vet ./...

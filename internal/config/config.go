@@ -426,7 +426,14 @@ func RouterPolicy(root string) (*RouterPolicyDoc, Source, error) {
 // bytes, for a default): what cp-route hashes and keeps, so that a decision
 // can be replayed under the policy it was made under.
 func RouterPolicyFile(root string) (*RouterPolicyDoc, []byte, Source, error) {
-	v, b, src, err := loadFile(root, RouterPolicyPath)
+	return RouterPolicyFileOwned(root, nil)
+}
+
+// RouterPolicyFileOwned is RouterPolicyFile judged by owners, the rows of
+// the ownership registry the caller read already (nil: read them): a
+// process that reads the registry for other files too reads it once.
+func RouterPolicyFileOwned(root string, owners []registry.Row) (*RouterPolicyDoc, []byte, Source, error) {
+	v, b, src, err := loadFile(root, RouterPolicyPath, owners)
 	if err != nil {
 		return nil, nil, src, err
 	}
@@ -456,12 +463,13 @@ func PolicyText(root string) (string, Source, error) {
 // load reads the file at rel under root as the ownership registry says it
 // must be (see the package comment).
 func load(root, rel string) (any, Source, error) {
-	v, _, src, err := loadFile(root, rel)
+	v, _, src, err := loadFile(root, rel, nil)
 	return v, src, err
 }
 
-// loadFile is load with the bytes in force.
-func loadFile(root, rel string) (any, []byte, Source, error) {
+// loadFile is load with the bytes in force, judged by owners (nil: the
+// ownership registry, read now).
+func loadFile(root, rel string, owners []registry.Row) (any, []byte, Source, error) {
 	src := Source{Path: rel}
 	// config/ itself must be a directory of the plane, not a link to one
 	// elsewhere.
@@ -471,9 +479,11 @@ func loadFile(root, rel string) (any, []byte, Source, error) {
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, src, &Error{Path: rel, Reason: "cannot read: " + err.Error(), Err: err}
 	}
-	owners, err := registry.Read(root, registry.Ownership)
-	if err != nil {
-		return nil, nil, src, err
+	if owners == nil {
+		var err error
+		if owners, err = registry.Read(root, registry.Ownership); err != nil {
+			return nil, nil, src, err
+		}
 	}
 	var owner registry.Row
 	if i := slices.IndexFunc(owners, func(r registry.Row) bool { return r["path"] == rel }); i >= 0 {

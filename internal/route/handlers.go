@@ -110,6 +110,12 @@ func InstalledHandlers(root string) (map[string]Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	return HandlersOwned(root, rows)
+}
+
+// HandlersOwned is InstalledHandlers over rows, the ownership registry the
+// caller read already.
+func HandlersOwned(root string, rows []registry.Row) (map[string]Handler, error) {
 	out := map[string]Handler{}
 	for _, r := range rows {
 		rel, pkg := r["path"], r["package_id"]

@@ -42,7 +42,7 @@ const testPolicy = `{
 }
 `
 
-func run(t *testing.T, f cli.RunFunc, stdin string, args ...string) (int, string, string) {
+func run(t testing.TB, f cli.RunFunc, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	var in io.Reader
@@ -53,7 +53,7 @@ func run(t *testing.T, f cli.RunFunc, stdin string, args ...string) (int, string
 	return code, out.String(), errb.String()
 }
 
-func must(t *testing.T, f cli.RunFunc, stdin string, args ...string) string {
+func must(t testing.TB, f cli.RunFunc, stdin string, args ...string) string {
 	t.Helper()
 	code, out, errs := run(t, f, stdin, args...)
 	require.Equal(t, 0, code, "%v\nstdout: %s\nstderr: %s", args, out, errs)
@@ -62,7 +62,7 @@ func must(t *testing.T, f cli.RunFunc, stdin string, args ...string) string {
 
 // newPlane bootstraps a plane and installs a config package holding
 // policy, as an operator would: init-config, stage, sign, install.
-func newPlane(t *testing.T, policy string) string {
+func newPlane(t testing.TB, policy string) string {
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("CONTROL_PLANE", "")
@@ -391,7 +391,7 @@ func TestStdinOperation(t *testing.T) {
 	})
 }
 
-func writeFile(t *testing.T, p, s string) {
+func writeFile(t testing.TB, p, s string) {
 	t.Helper()
 	require.NoError(t, osWriteFile(p, []byte(s)))
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/route"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/control-plane/cp/pkg/ledger"
@@ -83,11 +84,15 @@ func (r *router) load(c *cli.Call) error {
 		if err != nil {
 			return err
 		}
-		_, b, src, err := config.RouterPolicyFile(root)
+		owners, err := registry.Read(root, registry.Ownership) // once, for the policy and the handlers
 		if err != nil {
 			return err
 		}
-		hs, err := route.InstalledHandlers(root)
+		_, b, src, err := config.RouterPolicyFileOwned(root, owners)
+		if err != nil {
+			return err
+		}
+		hs, err := route.HandlersOwned(root, owners)
 		if err != nil {
 			return err
 		}

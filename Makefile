@@ -53,6 +53,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Prove1MPostgresOverFile' -benchtime 200x -timeout 60m ./internal/bench/
 	$(GO) test -run '^$$' -bench 'Trace' -benchtime 10x -timeout 40m ./internal/bench/
 	$(GO) test -run '^$$' -bench 'BenchmarkStdio' -benchtime 300x -count 5 ./internal/mcpcmd/
+	$(GO) test -run '^$$' -bench 'StreamRouteProcess$$' -benchtime 1x -count 5 ./internal/bench/
+	$(GO) test -run '^$$' -bench 'SingleRouteOverBare' -benchtime 200x -count 5 ./internal/bench/
 
 lint:
 	$(GO) vet ./...
@@ -87,6 +89,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./internal/auth/
 	$(GO) test -run '^$$' -fuzz FuzzArguments -fuzztime $(FUZZTIME) ./internal/mcpcmd/
 	$(GO) test -run '^$$' -fuzz FuzzBearer -fuzztime $(FUZZTIME) ./internal/mcpcmd/
+	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./internal/route/
 
 demo: build
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh

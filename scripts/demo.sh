@@ -322,4 +322,24 @@ run cp-trace compliance summary --format text
 printf '$ cp-trace compliance troubleshoot --error FILE_TAMPERED --format text   (the error above: what it means, who emits it, the fix)\n'
 check 0 cp-trace compliance troubleshoot --error FILE_TAMPERED --format text
 
+step "29. routing (cp-route): the router policy arrives in the config package (0.2.0); a rule routes one request, a deny rule refuses another (recorded); a decision replays under the policy it was made under"
+cat > cfg/config/router_policy.json <<'JSON'
+{
+  "routes": [{"name": "deploy", "when": ".intent == \"deploy\"", "handler": "default", "mode": "llm_assisted", "prompt_pack_id": "PRM-DEPLOY"}],
+  "deny": [{"when": ".user == \"mallory\"", "reason": "mallory is blocked"}],
+  "default_route": {"handler": "default", "mode": "tools_first"}
+}
+JSON
+sed -i 's/"version": *"0\.1\.0"/"version": "0.2.0"/' cfg/manifest.json
+printf '$ cp-pkg stage PKG-CONFIG-001 --src cfg --declare | cp-pkg sign --key demo-ops.key | cp-install --format text   (0.2.0: the router policy)\n' >&2
+check 0 cp-pkg stage PKG-CONFIG-001 --src cfg --declare | check 0 cp-pkg sign --key demo-ops.key | check 0 cp-install --format text
+printf '$ echo '"'"'{"intent":"deploy","variables":{"service":"api"}}'"'"' | cp-route\n'
+echo '{"intent":"deploy","variables":{"service":"api"}}' | check 0 cp-route > routed.json
+cat routed.json
+seq=$(field decision_seq < routed.json)
+printf '$ echo '"'"'{"intent":"deploy","user":"mallory"}'"'"' | cp-route   (a deny rule: refused, exit 1, and recorded)\n'
+echo '{"intent":"deploy","user":"mallory"}' | check 1 cp-route >/dev/null
+run cp-ledger show --event-type ROUTE_DECISION --format text
+run cp-route --replay "$seq" --format text
+
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

@@ -117,7 +117,7 @@ func Decide(c *Claims, a Access) error {
 		case RoleWorker:
 			// Its work order: checked above, for every action; and a
 			// step it takes in a session is in its own.
-			if a.Action == ActionWOStep && a.Session != "" && a.Session != c.Session {
+			if (a.Action == ActionWOStep || a.Action == ActionRoute) && a.Session != "" && a.Session != c.Session {
 				return deny("role worker may act only in its own session %q, not %q", c.Session, a.Session)
 			}
 			return inTier()

@@ -118,6 +118,9 @@ func TestDecideWorkerBindings(t *testing.T) {
 	err := Decide(w, Access{Action: ActionWOStep, Tier: "ho1", WorkOrder: "WO-2"})
 	require.ErrorContains(t, err, "only for its work order WO-1, not WO-2")
 	require.Error(t, Decide(w, Access{Action: ActionLLM, WorkOrder: "WO-2"}))
+	// It routes in its own session only (cp-route counts its LLM calls there).
+	require.NoError(t, Decide(w, Access{Action: ActionRoute, Tier: "ho1", WorkOrder: "WO-1", Session: w.Session}))
+	require.ErrorContains(t, Decide(w, Access{Action: ActionRoute, Tier: "ho1", WorkOrder: "WO-1", Session: "SES-20261206-00000002"}), "its own session")
 	// Naming another work order is refused whatever the action: its own
 	// session's append, and a read.
 	require.NoError(t, Decide(w, Access{Action: ActionAppend, Tier: "ho1", Session: w.Session, WorkOrder: "WO-1"}))

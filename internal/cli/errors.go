@@ -306,6 +306,18 @@ var classes = map[string]int{
 	"CPV2_PACKAGE_CHANGED":  ExitDenied, // a CPv2 package file that does not hash to what its manifest declared
 	"IMPORT_INCOMPLETE":     ExitDenied, // import-cpv2: some item of the checkout was refused (the report names each)
 	"GOVERNED_ROOT_INVALID": ExitDenied, // a governed root that is not one top directory, or is the plane's own
+	// cp-route (internal/route) and the blobs it keeps (internal/plane/blob.go).
+	"ROUTE_POLICY_INVALID":     ExitInvalid, // a router policy that does not validate, parse or compile, or reads outside the request
+	"ROUTE_HANDLER_UNKNOWN":    ExitInvalid, // a route to a handler no installed package provides
+	"ROUTE_CAPABILITY_MISSING": ExitInvalid, // a route to a handler that lacks a capability it requires
+	"ROUTE_EXPR_TIMEOUT":       ExitInvalid, // an expression that ran past its deadline
+	"ROUTE_EXPR_ERROR":         ExitInvalid, // an expression that failed, or answered other than true or false
+	"ROUTE_DENIED":             ExitDenied,  // a deny rule of the policy holds for the request (recorded)
+	"ROUTE_LIMIT_EXCEEDED":     ExitDenied,  // the session's LLM calls are spent (recorded)
+	"ROUTE_REPLAY_DIFFERENT":   ExitDenied,  // a replayed decision gives another answer
+	"ROUTE_REPLAY_INVALID":     ExitInvalid, // a replay of something that is not a replayable ROUTE_DECISION
+	"CAPABILITIES_INVALID":     ExitInvalid, // an installed capabilities.json that does not validate, changed, or clashes
+	"BLOB_MISMATCH":            ExitDenied,  // a blob that does not hash to its name
 }
 
 // Kinds a library error may give with a Kind() string method, for a code

@@ -23,6 +23,7 @@ var goPrefixes = []string{
 	"trace", "tracecmd",
 	"mcpcmd",
 	"prompt", "prompttest", "llmcmd",
+	"route", "routecmd",
 	// the standard library
 	"json", "archive/tar", "tar", "gzip", "flate", "encoding/hex", "strconv", "tlog",
 }

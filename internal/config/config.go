@@ -422,6 +422,34 @@ func RouterPolicy(root string) (*RouterPolicyDoc, Source, error) {
 	return v.(*RouterPolicyDoc), src, nil
 }
 
+// RouterPolicyFile is RouterPolicy with the bytes in force (the default's
+// bytes, for a default): what cp-route hashes and keeps, so that a decision
+// can be replayed under the policy it was made under.
+func RouterPolicyFile(root string) (*RouterPolicyDoc, []byte, Source, error) {
+	return RouterPolicyFileOwned(root, nil)
+}
+
+// RouterPolicyFileOwned is RouterPolicyFile judged by owners, the rows of
+// the ownership registry the caller read already (nil: read them): a
+// process that reads the registry for other files too reads it once.
+func RouterPolicyFileOwned(root string, owners []registry.Row) (*RouterPolicyDoc, []byte, Source, error) {
+	v, b, src, err := loadFile(root, RouterPolicyPath, owners)
+	if err != nil {
+		return nil, nil, src, err
+	}
+	return v.(*RouterPolicyDoc), b, src, nil
+}
+
+// ParseRouterPolicy validates b as config/router_policy.json (Validate)
+// and returns it decoded: a policy kept by its hash is read back this way.
+func ParseRouterPolicy(b []byte) (*RouterPolicyDoc, error) {
+	v, err := parse(RouterPolicyPath, b)
+	if err != nil {
+		return nil, err
+	}
+	return v.(*RouterPolicyDoc), nil
+}
+
 // PolicyText returns the text of the plane's config/policy.cedar in force
 // at root (the default holds comments only: no policy).
 func PolicyText(root string) (string, Source, error) {
@@ -435,18 +463,27 @@ func PolicyText(root string) (string, Source, error) {
 // load reads the file at rel under root as the ownership registry says it
 // must be (see the package comment).
 func load(root, rel string) (any, Source, error) {
+	v, _, src, err := loadFile(root, rel, nil)
+	return v, src, err
+}
+
+// loadFile is load with the bytes in force, judged by owners (nil: the
+// ownership registry, read now).
+func loadFile(root, rel string, owners []registry.Row) (any, []byte, Source, error) {
 	src := Source{Path: rel}
 	// config/ itself must be a directory of the plane, not a link to one
 	// elsewhere.
 	dir := filepath.Join(root, "config")
 	if fi, err := os.Lstat(dir); err == nil && !fi.IsDir() {
-		return nil, src, invalid(rel, "config is a %s, not a directory of the plane", kind(fi.Mode()))
+		return nil, nil, src, invalid(rel, "config is a %s, not a directory of the plane", kind(fi.Mode()))
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, src, &Error{Path: rel, Reason: "cannot read: " + err.Error(), Err: err}
+		return nil, nil, src, &Error{Path: rel, Reason: "cannot read: " + err.Error(), Err: err}
 	}
-	owners, err := registry.Read(root, registry.Ownership)
-	if err != nil {
-		return nil, src, err
+	if owners == nil {
+		var err error
+		if owners, err = registry.Read(root, registry.Ownership); err != nil {
+			return nil, nil, src, err
+		}
 	}
 	var owner registry.Row
 	if i := slices.IndexFunc(owners, func(r registry.Row) bool { return r["path"] == rel }); i >= 0 {
@@ -458,33 +495,33 @@ func load(root, rel string) (any, Source, error) {
 		b = Defaults()[rel]
 		v, err := parse(rel, b)
 		if err != nil {
-			return nil, src, err // a default that does not validate: a bug the tests catch
+			return nil, nil, src, err // a default that does not validate: a bug the tests catch
 		}
 		src.SHA256 = sum(b)
-		return v, src, nil
+		return v, b, src, nil
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, src, invalid(rel, "owned by %s but missing", owner["package_id"])
+		return nil, nil, src, invalid(rel, "owned by %s but missing", owner["package_id"])
 	case err != nil:
-		return nil, src, &Error{Path: rel, Reason: "cannot read: " + err.Error(), Err: err}
+		return nil, nil, src, &Error{Path: rel, Reason: "cannot read: " + err.Error(), Err: err}
 	}
 	src.SHA256 = sum(b)
 	if owner == nil {
-		return nil, src, invalid(rel, "present but owned by no installed package; operator configuration is installed by a config package")
+		return nil, nil, src, invalid(rel, "present but owned by no installed package; operator configuration is installed by a config package")
 	}
 	if owner["package_id"] == plane.KernelID {
 		// Kernels before issue 10 shipped a placeholder router policy; the
 		// next kernel release (any cp-install trust change) drops it.
-		return nil, src, invalid(rel, "owned by the kernel %s, which owns no operator configuration: an older kernel's placeholder, which the next kernel release (cp-install trust add|remove) removes", plane.KernelID)
+		return nil, nil, src, invalid(rel, "owned by the kernel %s, which owns no operator configuration: an older kernel's placeholder, which the next kernel release (cp-install trust add|remove) removes", plane.KernelID)
 	}
 	if owner["sha256"] != src.SHA256 {
-		return nil, src, invalid(rel, "changed since %s installed it (holds %s, installed %s)", owner["package_id"], src.SHA256, owner["sha256"])
+		return nil, nil, src, invalid(rel, "changed since %s installed it (holds %s, installed %s)", owner["package_id"], src.SHA256, owner["sha256"])
 	}
 	v, err := parse(rel, b)
 	if err != nil {
-		return nil, src, err
+		return nil, nil, src, err
 	}
 	src.Package = owner["package_id"]
-	return v, src, nil
+	return v, b, src, nil
 }
 
 func sum(b []byte) string {

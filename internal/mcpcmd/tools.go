@@ -12,6 +12,7 @@ import (
 	"github.com/control-plane/cp/internal/installcmd"
 	"github.com/control-plane/cp/internal/ledgercmd"
 	"github.com/control-plane/cp/internal/pkgcmd"
+	"github.com/control-plane/cp/internal/routecmd"
 	"github.com/control-plane/cp/internal/tracecmd"
 	"github.com/control-plane/cp/internal/wocmd"
 )
@@ -34,6 +35,7 @@ var Binaries = []Binary{
 	{authcmd.VerbTable, authcmd.Dispatch},
 	{wocmd.VerbTable, wocmd.Dispatch},
 	{tracecmd.VerbTable, tracecmd.Dispatch},
+	{routecmd.VerbTable, routecmd.Dispatch},
 }
 
 // HostLevel are the verbs that are not tools ("tool verb" → why): they act

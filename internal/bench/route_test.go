@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/control-plane/cp/internal/routecmd"
+)
+
+// routePolicy is a policy of the size a team writes: five routes, two
+// deny rules, a limit, a classifier (none wired in: the default route).
+const routePolicy = `{
+  "routes": [
+    {"name": "deploy", "when": ".intent == \"deploy\" and (.variables.service // \"\") != \"\"", "handler": "default", "mode": "llm_assisted", "prompt_pack_id": "PRM-DEPLOY"},
+    {"name": "status", "when": ".intent == \"status\"", "handler": "default", "mode": "tools_first"},
+    {"name": "billing", "when": "(.tags // []) | index(\"billing\") != null", "handler": "default", "mode": "tools_first", "prompt_pack_id": "PRM-BILL"},
+    {"name": "questions", "when": "(.text // \"\") | endswith(\"?\")", "handler": "default", "mode": "tools_first"},
+    {"name": "big", "when": "(.variables.n // 0) > 1000000000", "handler": "default", "mode": "tools_first"}
+  ],
+  "deny": [
+    {"when": ".user == \"mallory\"", "reason": "blocked"},
+    {"when": ".intent == \"drop-tables\"", "reason": "destructive"}
+  ],
+  "limits": {"llm_calls_per_session": 1000000},
+  "classifier": {"prompt_pack_id": "PRM-ROUTER"},
+  "default_route": {"handler": "default", "mode": "tools_first"}
+}
+`
+
+// routeRequests returns n requests that exercise every kind of decision but
+// a denial (which would end the stream).
+func routeRequests(n int) []byte {
+	var b bytes.Buffer
+	intents := []string{"deploy", "status", "chat", "billing"}
+	for i := range n {
+		switch i % 4 {
+		case 3:
+			fmt.Fprintf(&b, `{"intent":"chat","tags":["billing"],"user":"u%d","variables":{"n":%d}}`+"\n", i%50, i)
+		default:
+			fmt.Fprintf(&b, `{"intent":%q,"user":"u%d","text":"where is it?","variables":{"service":"api","n":%d}}`+"\n", intents[i%4], i%50, i)
+		}
+	}
+	return b.Bytes()
+}
+
+// routePlane bootstraps a plane and installs routePolicy in a config
+// package, with the binaries, as an operator would.
+func routePlane(b *testing.B) string {
+	dir := b.TempDir()
+	root := filepath.Join(dir, "plane")
+	run := func(name string, args ...string) {
+		b.Helper()
+		if out, err := exec.Command(filepath.Join(binDir, name), args...).CombinedOutput(); err != nil {
+			b.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+	}
+	run("cp-pkg", "keygen", "--name", "ops", "--out", dir)
+	run("cp-install", "bootstrap", "--root", root, "--trust-key", filepath.Join(dir, "ops.pub"))
+	conf := filepath.Join(dir, "opconf")
+	run("cp-pkg", "init-config", "PKG-CONFIG-001", "--output", conf)
+	p := filepath.Join(conf, "config", "router_policy.json")
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, []byte(routePolicy), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	run("cp-pkg", "stage", "PKG-CONFIG-001", "--root", root, "--src", conf, "--out", filepath.Join(dir, "v1"))
+	arch := filepath.Join(dir, "v1", "PKG-CONFIG-001.tar.gz")
+	run("cp-pkg", "sign", "--archive", arch, "--key", filepath.Join(dir, "ops.key"))
+	run("cp-install", "install", "--root", root, "--archive", arch)
+	return root
+}
+
+// BenchmarkStreamRouteProcess runs `cp-route --root plane --session S <
+// requests.ndjson > decisions.ndjson` with 200,000 requests: each decided
+// by the policy and recorded as a ROUTE_DECISION in HO3's ledger (group
+// commits, each leaving the plane's signed checkpoint), the session's
+// limit counted. The same run measures the plane append stream of the same
+// number of entries (BenchmarkStreamAppendPlaneProcess's work) as its
+// baseline.
+func BenchmarkStreamRouteProcess(b *testing.B) {
+	const n = 200_000
+	root := routePlane(b)
+	dir := b.TempDir()
+	inPath := filepath.Join(dir, "requests.ndjson")
+	if err := os.WriteFile(inPath, routeRequests(n), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	appPath := filepath.Join(dir, "appends.ndjson")
+	if err := os.WriteFile(appPath, requests(n), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cpu := map[string]time.Duration{} // by binary
+	stream := func(in string, name string, args ...string) time.Duration {
+		f, err := os.Open(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		out, err := os.Create(filepath.Join(dir, "out.ndjson"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer out.Close()
+		cmd := exec.Command(filepath.Join(binDir, name), args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = f, out, os.Stderr
+		t0 := time.Now()
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(t0)
+		cpu[name] += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		acks, _ := os.ReadFile(filepath.Join(dir, "out.ndjson"))
+		if got := bytes.Count(acks, []byte(`"status":"ok"`)); got != n {
+			b.Fatalf("%s: %d answers, want %d", name, got, n)
+		}
+		return d
+	}
+	var route, app time.Duration
+	b.ResetTimer()
+	for range b.N {
+		route += stream(inPath, "cp-route", "--root", root, "--session", "SES-20261206-0a1b2c3d")
+		app += stream(appPath, "cp-ledger", "append", "--root", root, "--plane", "ho2")
+	}
+	b.ReportMetric(float64(b.N*n)/route.Seconds(), "decisions/s")
+	b.ReportMetric(float64(b.N*n)/app.Seconds(), "baseline-appends/s")
+	// CPU time per entry (user + system, both cores): what a loaded
+	// machine distorts least.
+	b.ReportMetric(float64(cpu["cp-route"].Microseconds())/float64(b.N*n), "cpu-us/decision")
+	b.ReportMetric(float64(cpu["cp-ledger"].Microseconds())/float64(b.N*n), "baseline-cpu-us/append")
+}
+
+// BenchmarkStreamRouteInProcess is the same stream through routecmd.Run in
+// this process, for profiling (-cpuprofile).
+func BenchmarkStreamRouteInProcess(b *testing.B) {
+	const n = 100_000
+	root := routePlane(b)
+	in := routeRequests(n)
+	b.ResetTimer()
+	for range b.N {
+		var out countWriter
+		if code := routecmd.Run(context.Background(), []string{"--root", root, "--session", "SES-20261206-0a1b2c3d"}, bytes.NewReader(in), &out, io.Discard); code != 0 {
+			b.Fatalf("exit %d", code)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "decisions/s")
+}
+
+// BenchmarkSingleRouteOverBare is one cp-route process deciding one
+// request (the policy loaded, compiled and checked against the installed
+// handlers, the decision recorded in HO3's 10,000-entry ledger with the
+// plane's signed checkpoint), minus a bare Go process reading stdin, back
+// to back: the median of b.N pairs.
+func BenchmarkSingleRouteOverBare(b *testing.B) {
+	root := routePlane(b)
+	stdin, stdout := tempFiles(b, routeRequests(10_000))
+	runProcess(b, stdin, stdout, "cp-route", "--root", root)
+	stdin, stdout = tempFiles(b, routeRequests(1))
+	diffs := make([]time.Duration, 0, b.N)
+	cpus := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		bare := cpuProcess(b, stdin, stdout, "bare")
+		t1 := time.Now()
+		route := cpuProcess(b, stdin, stdout, "cp-route", "--root", root)
+		diffs = append(diffs, time.Since(t1)-t1.Sub(t0))
+		cpus = append(cpus, route-bare)
+	}
+	slices.Sort(diffs)
+	slices.Sort(cpus)
+	b.ReportMetric(float64(diffs[len(diffs)/2].Microseconds())/1000, "ms-over-bare")
+	// CPU time (user + system) is what a loaded machine distorts least.
+	b.ReportMetric(float64(cpus[len(cpus)/2].Microseconds())/1000, "cpu-ms-over-bare")
+}
+
+// cpuProcess is runProcess, returning the process's CPU time (user +
+// system).
+func cpuProcess(b *testing.B, stdin, stdout *os.File, name string, args ...string) time.Duration {
+	if _, err := stdin.Seek(0, 0); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	cmd.Stdin, cmd.Stdout = stdin, stdout
+	if err := cmd.Run(); err != nil {
+		b.Fatal(err)
+	}
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}

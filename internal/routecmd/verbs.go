@@ -1,0 +1,839 @@
+package routecmd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+
+	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/config"
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/registry"
+	"github.com/control-plane/cp/internal/route"
+	"github.com/control-plane/cp/pkg/jcs"
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// EventType is the event every decision is recorded as.
+const EventType = "ROUTE_DECISION"
+
+// maxInlineRequest is the largest request (canonical JSON) a decision
+// holds in its entry; a larger one is kept under blobs/ by its hash.
+const maxInlineRequest = 64 << 10
+
+// router is one run's state: the policy, loaded once, the ledgers the
+// decisions go to and, per session, the LLM calls counted so far.
+type router struct {
+	clf     route.Classifier
+	loaded  bool
+	root    string
+	policy  *route.Policy
+	src     config.Source
+	loadErr error
+	ledgers map[ledgerKey]*tierLedger
+}
+
+type ledgerKey struct {
+	plane string
+	actor plane.Actor
+}
+
+// tierLedger is a tier's ledger open for the run, with what the limit
+// needs: per session, the calls counted and the first seq not read yet,
+// and the spans of seqs this run wrote (counted as they were decided).
+type tierLedger struct {
+	store    ledger.Store
+	tier     plane.Tier
+	sessions map[string]*sessionCount
+	own      []span
+}
+
+type sessionCount struct{ used, next int64 }
+
+type span struct{ from, to int64 } // [from, to)
+
+func (r *router) close() {
+	for _, l := range r.ledgers {
+		l.store.Close()
+	}
+	r.ledgers = nil
+}
+
+// load reads, compiles and keeps the policy in force, once per run: the
+// plane's config/router_policy.json (internal/config: a config package's,
+// or the built-in default), checked against the installed handlers, and
+// kept under blobs/ by its hash before any decision records that hash.
+func (r *router) load(c *cli.Call) error {
+	if r.loaded {
+		return r.loadErr
+	}
+	r.loaded = true
+	r.loadErr = func() error {
+		root, err := c.Root()
+		if err != nil {
+			return err
+		}
+		owners, err := registry.Read(root, registry.Ownership) // once, for the policy and the handlers
+		if err != nil {
+			return err
+		}
+		_, b, src, err := config.RouterPolicyFileOwned(root, owners)
+		if err != nil {
+			return err
+		}
+		hs, err := route.HandlersOwned(root, owners)
+		if err != nil {
+			return err
+		}
+		p, err := route.Compile(b, hs)
+		if err != nil {
+			return err
+		}
+		if _, err := plane.PutBlob(root, b); err != nil {
+			return fmt.Errorf("keeping the policy under blobs/: %w", err)
+		}
+		r.root, r.policy, r.src = root, p, src
+		c.Logf("policy %s (%s): %d routes, %d deny rules", p.SHA256, sourceName(src), len(p.Doc.Routes), len(p.Doc.Deny))
+		return nil
+	}()
+	return r.loadErr
+}
+
+func sourceName(s config.Source) string {
+	if s.Default() {
+		return "built-in default"
+	}
+	return s.Package
+}
+
+// ledger returns the tier ledger a request's decision goes to: --plane's,
+// else the tier --root names, open for the run.
+func (r *router) ledger(c *cli.Call, req cli.Request, a plane.Access) (*tierLedger, error) {
+	id := req.String("plane")
+	if id == "" {
+		id = c.RootPlane()
+	}
+	k := ledgerKey{plane: id, actor: c.Actor()}
+	if l, ok := r.ledgers[k]; ok && a == plane.ForAppend {
+		return l, nil
+	}
+	dir, err := plane.Dir(r.root, id)
+	if err != nil {
+		return nil, cli.Usagef("%v", err)
+	}
+	s, t, err := plane.OpenLedger(dir, a, c.Actor())
+	if err != nil {
+		return nil, err
+	}
+	l := &tierLedger{store: s, tier: t}
+	if a == plane.ForAppend { // kept for the run; one opened for reading is the caller's to close
+		l.sessions = map[string]*sessionCount{}
+		if r.ledgers == nil {
+			r.ledgers = map[ledgerKey]*tierLedger{}
+		}
+		r.ledgers[k] = l
+	}
+	return l, nil
+}
+
+// used returns the LLM calls session has spent, as recorded in the ledger
+// (ROUTE_DECISION entries whose submission_id is the session, found
+// through the ledger's index) plus what this run decided since: read again
+// at each batch, from where the last read stopped, so that decisions other
+// processes recorded meanwhile count too. The entries this run wrote are
+// counted as they are decided, and not read back when nothing came between
+// (wrote).
+func (l *tierLedger) used(ctx context.Context, session string) (int64, error) {
+	sc := l.sessions[session]
+	if sc == nil {
+		sc = &sessionCount{}
+		l.sessions[session] = sc
+	}
+	st, err := l.store.State(ctx)
+	if err != nil {
+		return 0, err
+	}
+	err = l.store.Find(ctx, ledger.Query{EventTypes: []string{EventType}, Subject: session, From: sc.next}, func(e *ledger.Entry) bool {
+		if !l.mine(e.Seq) {
+			sc.used += llmCalls(e.Metadata)
+		}
+		sc.next = e.Seq + 1
+		return true
+	})
+	sc.next = max(sc.next, st.Size)
+	return sc.used, err
+}
+
+func (l *tierLedger) mine(seq int64) bool {
+	for _, s := range l.own {
+		if seq >= s.from && seq < s.to {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *tierLedger) wrote(from, to int64) {
+	for _, sc := range l.sessions {
+		if sc.next == from { // read up to these: nothing of anyone else's between
+			sc.next = to
+		}
+	}
+	if n := len(l.own); n > 0 && l.own[n-1].to == from {
+		l.own[n-1].to = to
+		return
+	}
+	l.own = append(l.own, span{from, to})
+	low := to
+	for _, sc := range l.sessions {
+		low = min(low, sc.next)
+	}
+	l.own = slices.DeleteFunc(l.own, func(s span) bool { return s.to <= low }) // never read back
+}
+
+// llmCalls reads a recorded decision's llm_calls.
+func llmCalls(meta map[string]any) int64 {
+	switch v := meta["llm_calls"].(type) {
+	case json.Number:
+		n, _ := v.Int64()
+		return n
+	case float64:
+		return int64(v)
+	}
+	return 0
+}
+
+// routed is what the expressions see and the decision records: the
+// request without the fields that steer cp-route itself.
+func routed(req cli.Request) map[string]any {
+	m := make(map[string]any, len(req))
+	for k, v := range req {
+		if k != "plane" && k != "replay" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// pending is one decided request of a batch, waiting for its entry.
+type pending struct {
+	req      cli.Request
+	d        route.Decision
+	draft    ledger.Draft
+	evidence map[string]any
+	session  string
+}
+
+// batch decides the requests that arrived together and records their
+// decisions in one append per tier ledger (group commit). A denial is
+// recorded and ends the batch with its refusal; an expression that fails
+// ends it before its request, recording nothing for it.
+func (r *router) batch(ctx context.Context, c *cli.Call, reqs []cli.Request) []cli.Outcome {
+	outs := make([]cli.Outcome, 0, len(reqs))
+	for len(reqs) > 0 {
+		if reqs[0].Has("replay") {
+			o := r.replay(ctx, c, reqs[0])
+			outs = append(outs, o)
+			if o.Err != nil {
+				return outs
+			}
+			reqs = reqs[1:]
+			continue
+		}
+		n, o, stop := r.decideRun(ctx, c, reqs)
+		outs = append(outs, o...)
+		if stop {
+			return outs
+		}
+		reqs = reqs[n:]
+	}
+	return outs
+}
+
+// decideRun decides the leading requests of reqs that go to the same
+// ledger (up to a replay), appends their decisions at once and returns how
+// many it took, their outcomes, and whether the batch stops.
+func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request) (int, []cli.Outcome, bool) {
+	fail := func(err error) (int, []cli.Outcome, bool) { return 0, []cli.Outcome{{Err: err}}, true }
+	if err := r.load(c); err != nil {
+		return fail(err)
+	}
+	l, err := r.ledger(c, reqs[0], plane.ForAppend)
+	if err != nil {
+		return fail(err)
+	}
+	limited := r.policy.Limit() >= 0
+	n := 0
+	for n < len(reqs) && !reqs[n].Has("replay") && reqs[n].String("plane") == reqs[0].String("plane") {
+		if cl := c.Identity.Claims; cl != nil && cl.Session != "" && !reqs[n].Has("session_id") {
+			// A token's session is the request's, whatever else it names
+			// (--plane): the limit counts a worker's calls in its session.
+			reqs[n]["session_id"] = cl.Session
+		}
+		n++
+	}
+	pre := r.prepare(ctx, reqs[:n])
+	var ps []pending
+	var stopErr error
+	inBatch := map[string]int64{} // session → calls decided in this batch
+	for i, req := range reqs[:n] {
+		if pre[i].err != nil || pre[i].m == nil { // skipped: after a failure
+			stopErr = pre[i].err
+			break
+		}
+		p := pending{req: req, session: req.String("session_id")}
+		used := int64(-1)
+		if limited && p.session != "" {
+			if _, seen := inBatch[p.session]; !seen {
+				if _, err := l.used(ctx, p.session); err != nil {
+					stopErr = err
+					break
+				}
+			}
+			used = l.sessions[p.session].used + inBatch[p.session]
+		}
+		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, r.clf)
+		if err != nil {
+			stopErr = err
+			break
+		}
+		if p.session != "" {
+			inBatch[p.session] += d.LLMCalls
+		}
+		p.d = d
+		if p.draft, p.evidence, err = r.draft(l, req, pre[i], d, used); err != nil {
+			stopErr = err
+			break
+		}
+		ps = append(ps, p)
+		if d.Denied {
+			break
+		}
+	}
+	var outs []cli.Outcome
+	if len(ps) > 0 {
+		drafts := make([]ledger.Draft, len(ps))
+		for i := range ps {
+			drafts[i] = ps[i].draft
+		}
+		es, err := l.store.Append(ctx, drafts)
+		if len(es) > 0 {
+			l.wrote(es[0].Seq, es[len(es)-1].Seq+1)
+		}
+		for i, e := range es {
+			p := ps[i]
+			if s := p.session; s != "" {
+				if sc := l.sessions[s]; sc != nil {
+					sc.used += p.d.LLMCalls
+				}
+			}
+			if rerr := p.d.Refusal(); rerr != nil {
+				outs = append(outs, cli.Outcome{Err: rerr, LedgerEntryID: e.ID, Seq: e.Seq, Evidence: p.evidence})
+				return len(ps), outs, true
+			}
+			outs = append(outs, cli.Outcome{Result: result(p.req, p.d, e.Seq), LedgerEntryID: e.ID, Seq: e.Seq, Evidence: p.evidence})
+		}
+		if err != nil {
+			return len(es), append(outs, cli.Outcome{Err: err}), true
+		}
+		c.Logf("recorded %d decisions in %s", len(es), l.tier.Tier)
+	}
+	if stopErr != nil {
+		return len(ps), append(outs, cli.Outcome{Err: stopErr}), true
+	}
+	return len(ps), outs, false
+}
+
+// prepared is a request made ready to decide: what the expressions see,
+// its canonical form and hash, and what the rules say of it.
+type prepared struct {
+	m     map[string]any
+	canon []byte
+	hash  string
+	match route.Match
+	err   error
+}
+
+// parallelFrom is the batch size from which requests are matched and
+// hashed on every core: the rules depend on the request and the policy
+// alone, so only what depends on the session (Finish) runs in order.
+const parallelFrom = 256
+
+// prepare matches and hashes reqs, on every core for a large batch.
+func (r *router) prepare(ctx context.Context, reqs []cli.Request) []prepared {
+	pre := make([]prepared, len(reqs))
+	one := func(i int) {
+		p := &pre[i]
+		p.m = routed(reqs[i])
+		var err error
+		if p.canon, err = jcs.Marshal(p.m); err != nil {
+			p.err = cli.Invalidf("INVALID_INPUT", "the request has no canonical JSON form: %v", err)
+			return
+		}
+		h := sha256.Sum256(p.canon)
+		p.hash = "sha256:" + hex.EncodeToString(h[:])
+		p.match, p.err = r.policy.Match(ctx, p.m)
+	}
+	// Each goroutine stops at its first failure, and skips what comes after
+	// the first failure seen: the batch stops there, and a policy whose
+	// rule loops costs one deadline per goroutine, not one per request.
+	var failed atomic.Int64
+	failed.Store(int64(len(reqs)))
+	span := func(from, to int) {
+		for i := from; i < to && int64(i) < failed.Load(); i++ {
+			if one(i); pre[i].err != nil {
+				for f := failed.Load(); int64(i) < f && !failed.CompareAndSwap(f, int64(i)); f = failed.Load() {
+				}
+				return
+			}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(reqs)/parallelFrom*2)
+	if workers < 2 {
+		span(0, len(reqs))
+		return pre
+	}
+	var wg sync.WaitGroup
+	chunk := (len(reqs) + workers - 1) / workers
+	for w := range workers {
+		wg.Add(1)
+		go func(from, to int) {
+			defer wg.Done()
+			span(from, to)
+		}(w*chunk, min((w+1)*chunk, len(reqs)))
+	}
+	wg.Wait()
+	return pre
+}
+
+// routeResult is a decision's answer: a cp-llm complete request (DESIGN.md
+// §9), with the decision's seq.
+type routeResult struct {
+	Handler      string         `json:"handler"`
+	Mode         string         `json:"mode"`
+	PromptPackID string         `json:"prompt_pack_id,omitempty"`
+	Variables    map[string]any `json:"variables"`
+	DecisionSeq  int64          `json:"decision_seq"`
+	SessionID    string         `json:"session_id,omitempty"`
+	WorkOrderID  string         `json:"work_order_id,omitempty"`
+}
+
+// AppendJSON writes the result (cli.JSONAppender): a stream writes one
+// per decision.
+func (r routeResult) AppendJSON(b []byte) []byte {
+	b = append(b, `{"handler":`...)
+	b, _ = jcs.AppendString(b, r.Handler)
+	b = append(b, `,"mode":`...)
+	b, _ = jcs.AppendString(b, r.Mode)
+	if r.PromptPackID != "" {
+		b = append(b, `,"prompt_pack_id":`...)
+		b, _ = jcs.AppendString(b, r.PromptPackID)
+	}
+	b = append(b, `,"variables":`...)
+	n := len(b)
+	b, err := jcs.Append(b, r.Variables)
+	if err != nil { // a value canonical JSON refuses (the draft refused it first)
+		b = append(b[:n], "{}"...)
+	}
+	b = append(b, `,"decision_seq":`...)
+	b = strconv.AppendInt(b, r.DecisionSeq, 10)
+	if r.SessionID != "" {
+		b = append(b, `,"session_id":`...)
+		b, _ = jcs.AppendString(b, r.SessionID)
+	}
+	if r.WorkOrderID != "" {
+		b = append(b, `,"work_order_id":`...)
+		b, _ = jcs.AppendString(b, r.WorkOrderID)
+	}
+	return append(b, '}')
+}
+
+// MarshalJSON makes the result printable by encoding/json too.
+func (r routeResult) MarshalJSON() ([]byte, error) { return r.AppendJSON(nil), nil }
+
+// rawJSON is JSON already encoded (cli.JSONAppender).
+type rawJSON []byte
+
+func (r rawJSON) AppendJSON(b []byte) []byte { return append(b, r...) }
+
+// MarshalJSON returns the bytes.
+func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+
+func result(req cli.Request, d route.Decision, seq int64) routeResult {
+	vars := req.Object("variables")
+	if vars == nil {
+		vars = map[string]any{}
+	}
+	return routeResult{Handler: d.Handler, Mode: d.Mode, PromptPackID: d.PromptPackID, Variables: vars, DecisionSeq: seq,
+		SessionID: req.String("session_id"), WorkOrderID: req.String("work_order_id")}
+}
+
+// draft is a decision's ROUTE_DECISION entry, and the evidence its answer
+// carries.
+func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision, used int64) (ledger.Draft, map[string]any, error) {
+	m, canon, reqHash := pre.m, pre.canon, pre.hash
+	meta := decisionMeta(d)
+	meta["policy_sha256"] = r.policy.SHA256
+	meta["policy_source"] = sourceName(r.src)
+	meta["request_sha256"] = reqHash
+	if len(canon) <= maxInlineRequest {
+		meta["request"] = m
+	} else {
+		if _, err := plane.PutBlob(r.root, canon); err != nil {
+			return ledger.Draft{}, nil, fmt.Errorf("keeping the request under blobs/: %w", err)
+		}
+		meta["request_blob"] = reqHash
+	}
+	if used >= 0 {
+		meta["session_llm_calls"] = used
+		meta["limit"] = r.policy.Limit()
+	}
+	meta["_tier"] = l.tier.Tier
+	sub := reqHash
+	if s := req.String("session_id"); s != "" {
+		meta["_session_id"], sub = s, s
+	}
+	if wo := req.String("work_order_id"); wo != "" {
+		meta["_work_order_id"] = wo
+	}
+	decision := "ROUTED"
+	if d.Denied {
+		decision = "DENIED"
+	}
+	ev := map[string]any{"by": d.By, "reason": d.Reason, "policy_sha256": r.policy.SHA256, "request_sha256": reqHash}
+	for _, k := range []string{"rule", "deny", "classifier"} {
+		if v, ok := meta[k]; ok {
+			ev[k] = v
+		}
+	}
+	evb, err := jcs.Marshal(ev)
+	if err != nil {
+		return ledger.Draft{}, nil, err
+	}
+	return ledger.Draft{EventType: EventType, SubmissionID: sub, Decision: decision, Reason: d.Reason,
+		PromptsUsed: d.PromptsUsed(), Metadata: meta}, map[string]any{"route": rawJSON(evb)}, nil
+}
+
+// decisionMeta is a decision as entry metadata (values canonical JSON
+// encodes).
+func decisionMeta(d route.Decision) map[string]any {
+	m := map[string]any{"handler": d.Handler, "mode": d.Mode, "by": d.By, "llm_calls": d.LLMCalls}
+	if d.PromptPackID != "" {
+		m["prompt_pack_id"] = d.PromptPackID
+	}
+	if d.Rule != nil {
+		rm := map[string]any{"index": d.Rule.Index, "expr_sha256": d.Rule.ExprSHA256}
+		if d.Rule.Name != "" {
+			rm["name"] = d.Rule.Name
+		}
+		m["rule"] = rm
+	}
+	if d.Deny != nil {
+		m["deny"] = map[string]any{"index": d.Deny.Index, "reason": d.Deny.Reason, "expr_sha256": d.Deny.ExprSHA256}
+	}
+	if cl := d.Classifier; cl != nil {
+		cm := map[string]any{"prompt_pack_id": cl.PromptPackID, "called": cl.Called, "threshold": cl.Threshold, "outcome": cl.Outcome}
+		if cl.Handler != "" {
+			cm["handler"] = cl.Handler
+		}
+		if cl.Confidence != "" {
+			cm["confidence"] = string(cl.Confidence)
+		}
+		if cl.Error != "" {
+			cm["error"] = cl.Error
+		}
+		if cl.Evidence != nil {
+			cm["evidence"] = canonical(cl.Evidence)
+		}
+		m["classifier"] = cm
+	}
+	return m
+}
+
+// canonical turns a classifier's evidence into values canonical JSON
+// encodes (its own types, whatever they are, through encoding/json).
+func canonical(v map[string]any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return map[string]any{"unencodable": err.Error()}
+	}
+	out, err := jcs.Decode(b)
+	if err != nil {
+		return map[string]any{"unencodable": err.Error()}
+	}
+	return out
+}
+
+func routeText(w io.Writer, res any) error {
+	if rr, ok := res.(replayResult); ok {
+		_, err := fmt.Fprintf(w, "decision %d replayed under policy %s: the same answer (%v, %v, %v, by %v)\n", rr.Seq, rr.PolicySHA256,
+			rr.Replayed["handler"], rr.Replayed["mode"], orDash(rr.Replayed["prompt_pack_id"]), rr.Replayed["by"])
+		return err
+	}
+	r, ok := res.(routeResult)
+	if !ok {
+		return cli.Fields(w, res)
+	}
+	pp := r.PromptPackID
+	if pp == "" {
+		pp = "-"
+	}
+	_, err := fmt.Fprintf(w, "%s\t%s\t%s\tdecision seq %d\n", r.Handler, r.Mode, pp, r.DecisionSeq)
+	return err
+}
+
+func orDash(v any) any {
+	if v == nil || v == "" {
+		return "-"
+	}
+	return v
+}
+
+// ---- replay ----
+
+// replayResult is a replay's answer.
+type replayResult struct {
+	Seq           int64          `json:"seq"`
+	Same          bool           `json:"same"`
+	PolicySHA256  string         `json:"policy_sha256"`
+	RequestSHA256 string         `json:"request_sha256"`
+	Recorded      map[string]any `json:"recorded"`
+	Replayed      map[string]any `json:"replayed"`
+	Differences   []string       `json:"differences"`
+}
+
+// compared are the members of a decision a replay must give again.
+var compared = []string{"handler", "mode", "prompt_pack_id", "by", "denied", "rule_index", "deny_index", "classifier_outcome", "llm_calls"}
+
+// summary is the compared members of a decision's metadata.
+func summary(meta map[string]any, decision string) map[string]any {
+	s := map[string]any{"handler": meta["handler"], "mode": meta["mode"], "prompt_pack_id": meta["prompt_pack_id"],
+		"by": meta["by"], "denied": decision == "DENIED", "rule_index": nil, "deny_index": nil, "classifier_outcome": nil,
+		"llm_calls": num(meta["llm_calls"])}
+	if rm, ok := meta["rule"].(map[string]any); ok {
+		s["rule_index"] = num(rm["index"])
+	}
+	if dm, ok := meta["deny"].(map[string]any); ok {
+		s["deny_index"] = num(dm["index"])
+	}
+	if cm, ok := meta["classifier"].(map[string]any); ok {
+		s["classifier_outcome"] = cm["outcome"]
+	}
+	return s
+}
+
+// num normalizes a number read back from an entry or built in memory.
+func num(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n
+		}
+		return x.String()
+	case int:
+		return int64(x)
+	case int64:
+		return x
+	}
+	return v
+}
+
+// recordedClassifier answers as the classifier answered when the decision
+// was made: a model is not asked again, and its answer, with the
+// threshold applied again, is part of what is replayed.
+type recordedClassifier struct {
+	handler    string
+	confidence route.Confidence
+	evidence   map[string]any
+	err        error
+}
+
+func (rc recordedClassifier) Classify(context.Context, route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
+	return rc.handler, rc.confidence, rc.evidence, rc.err
+}
+
+func replayInvalid(format string, args ...any) *cli.Error {
+	return cli.Invalidf("ROUTE_REPLAY_INVALID", format, args...).
+		WithHint("name the seq of a ROUTE_DECISION entry in the tier ledger of --plane (cp-ledger show --event-type ROUTE_DECISION)")
+}
+
+// replay re-decides the ROUTE_DECISION at seq under the policy it records
+// (read back from blobs/ by its hash), with the request it records, the
+// session's count it records and the classifier's recorded answer, and
+// compares the answers. It writes nothing.
+func (r *router) replay(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	seq, _, err := req.Int("replay")
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	r.root = root
+	l, err := r.ledger(c, req, plane.ForReading)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	defer l.store.Close()
+	var line []byte
+	if err := l.store.Lines(ctx, seq, seq+1, func(_ int64, b []byte) bool { line = append([]byte(nil), b...); return false }); err != nil {
+		return cli.Outcome{Err: err}
+	}
+	if line == nil {
+		return cli.Outcome{Err: replayInvalid("%s ledger has no entry %d", l.tier.Tier, seq)}
+	}
+	v, err := jcs.Decode(line)
+	if err != nil {
+		return cli.Outcome{Err: replayInvalid("entry %d does not parse: %v (run cp-ledger verify)", seq, err)}
+	}
+	e, _ := v.(map[string]any)
+	if et, _ := e["event_type"].(string); et != EventType {
+		return cli.Outcome{Err: replayInvalid("entry %d is %v, not %s", seq, e["event_type"], EventType)}
+	}
+	meta, _ := e["metadata"].(map[string]any)
+	polHash, _ := meta["policy_sha256"].(string)
+	reqHash, _ := meta["request_sha256"].(string)
+	pb, err := plane.ReadBlob(root, polHash)
+	if err != nil && isCoded(err) {
+		return cli.Outcome{Err: err} // BLOB_MISMATCH: the kept policy was changed
+	} else if err != nil {
+		return cli.Outcome{Err: replayInvalid("entry %d: the policy %s it was decided under is not kept under blobs/: %v", seq, polHash, err)}
+	}
+	p, err := route.Compile(pb, nil)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	m, err := recordedRequest(root, meta, reqHash)
+	if err != nil {
+		return cli.Outcome{Err: replayInvalid("entry %d: %v", seq, err)}
+	}
+	used := int64(-1)
+	if n, ok := num(meta["session_llm_calls"]).(int64); ok {
+		used = n
+	}
+	var clf route.Classifier
+	if cm, ok := meta["classifier"].(map[string]any); ok && cm["outcome"] != "unavailable" {
+		rc := recordedClassifier{}
+		rc.handler, _ = cm["handler"].(string)
+		conf, _ := cm["confidence"].(string)
+		rc.confidence = route.Confidence(conf)
+		rc.evidence, _ = cm["evidence"].(map[string]any)
+		if msg, ok := cm["error"].(string); ok {
+			rc.err = errors.New(msg)
+		}
+		clf = rc
+	}
+	d, err := p.Decide(ctx, m, used, clf)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	decision, _ := e["decision"].(string)
+	rec := summary(meta, decision)
+	dd := "ROUTED"
+	if d.Denied {
+		dd = "DENIED"
+	}
+	rep := summary(decisionMeta(d), dd)
+	res := replayResult{Seq: seq, Same: true, PolicySHA256: polHash, RequestSHA256: reqHash, Recorded: rec, Replayed: rep, Differences: []string{}}
+	for _, k := range compared {
+		if fmt.Sprint(rec[k]) != fmt.Sprint(rep[k]) {
+			res.Same = false
+			res.Differences = append(res.Differences, k)
+		}
+	}
+	if !res.Same {
+		return cli.Outcome{Err: &cli.Error{Exit: cli.ExitDenied, Code: "ROUTE_REPLAY_DIFFERENT",
+			Message: fmt.Sprintf("decision %d replayed under its policy gives another answer (%s): recorded %v, replayed %v", seq, strings.Join(res.Differences, ", "), rec["handler"], rep["handler"]),
+			Hint:    "the decision does not follow from its policy and request: the entry or the router changed (cp-ledger verify checks the entry)",
+			Result:  res}}
+	}
+	return cli.Outcome{Result: res}
+}
+
+func isCoded(err error) bool {
+	var c interface{ Code() string }
+	return errors.As(err, &c)
+}
+
+// recordedRequest returns the request a decision records (in its entry,
+// or under blobs/ when large), checked against its recorded hash.
+func recordedRequest(root string, meta map[string]any, hash string) (map[string]any, error) {
+	var m map[string]any
+	if v, ok := meta["request"].(map[string]any); ok {
+		m = v
+	} else if bh, ok := meta["request_blob"].(string); ok {
+		b, err := plane.ReadBlob(root, bh)
+		if err != nil {
+			return nil, fmt.Errorf("its request %s is not kept under blobs/: %v", bh, err)
+		}
+		v, err := jcs.Decode(b)
+		if err != nil {
+			return nil, err
+		}
+		if m, ok = v.(map[string]any); !ok {
+			return nil, errors.New("its request blob is not an object")
+		}
+	} else {
+		return nil, errors.New("it records no request")
+	}
+	canon, err := jcs.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if h := sha256.Sum256(canon); "sha256:"+hex.EncodeToString(h[:]) != hash {
+		return nil, fmt.Errorf("its request does not hash to its request_sha256 %s", hash)
+	}
+	return m, nil
+}
+
+// ---- list-handlers ----
+
+type handlersResult struct {
+	Handlers []route.Handler `json:"handlers"`
+}
+
+func listHandlers(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
+	root, err := c.Root()
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	hs, err := route.InstalledHandlers(root)
+	if err != nil {
+		return cli.Outcome{Err: err}
+	}
+	out := append([]route.Handler{{Name: route.DefaultHandler, Capabilities: []string{}, Description: "built in: the default route's handler (no specialist)"}},
+		route.SortedHandlers(hs)...)
+	return cli.Outcome{Result: handlersResult{Handlers: out}}
+}
+
+func handlersText(w io.Writer, res any) error {
+	r, ok := res.(handlersResult)
+	if !ok {
+		return cli.Fields(w, res)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, h := range r.Handlers {
+		pkg := h.PackageID
+		if pkg == "" {
+			pkg = "(built in)"
+		}
+		caps := strings.Join(h.Capabilities, ",")
+		if caps == "" {
+			caps = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Name, pkg, caps, strconv.Quote(h.Description))
+	}
+	return tw.Flush()
+}

@@ -377,9 +377,13 @@ func explainCheckpoint(ctx context.Context, root string, x *Explanation) error {
 	return nil
 }
 
-// explainEntry finds a ledger entry by id in the tiers' own ledgers. No
-// index maps ids yet: this one lookup reads the ledgers.
+// explainEntry finds a ledger entry by id in the tiers' own ledgers and
+// the sessions' (HO1's), through each ledger's index (the id key): a
+// lookup, not a read of the ledgers.
 func explainEntry(ctx context.Context, root string, x *Explanation) error {
+	if !validEntryID(x.ID) {
+		return badArg("USAGE", "%q is not a ledger entry id (LED- and 16 lowercase hex digits)", x.ID)
+	}
 	ts, err := tiers(root, "")
 	if err != nil {
 		return err
@@ -389,31 +393,79 @@ func explainEntry(ctx context.Context, root string, x *Explanation) error {
 		if err != nil {
 			return err
 		}
-		var found *ledger.Entry
-		err = s.Lines(ctx, 0, -1, func(seq int64, line []byte) bool {
-			if !strings.Contains(string(line), `"id":"`+x.ID+`"`) {
-				return true
-			}
-			if e, perr := ledger.ParseLine(line); perr == nil && e.ID == x.ID {
-				found = e
-				return false
-			}
-			return true
-		})
-		if err == nil && found != nil {
-			var p ledger.Inclusion
-			p, err = ledger.ProveInclusion(ctx, s, found.Seq, 0, t.origin())
-			x.Status = "recorded in " + t.info.Tier + " at seq " + itoa(found.Seq)
-			x.Attributes = map[string]any{"tier": t.layout.PlaneID, "entry": found, "inclusion": p}
-			if found.SubmissionID != "" {
-				x.Relations["subject"] = []string{found.SubmissionID}
-			}
-			x.Entries = append(x.Entries, refOf(t.layout.PlaneID, t.origin(), found))
-		}
-		s.Close()
-		if err != nil || found != nil {
+		found, err := explainIn(ctx, s, t.layout.PlaneID, t.info.Tier, t.origin(), "", x)
+		if err != nil || found {
 			return err
 		}
 	}
-	return notFound(x.Kind, x.ID, "no tier's ledger holds it")
+	// A session's ledger (HO1): its entries are HO1's too.
+	hi := slices.IndexFunc(ts, func(t tier) bool { return t.layout.PlaneID == "ho1" })
+	if hi < 0 {
+		return notFound(x.Kind, x.ID, "no tier's ledger holds it")
+	}
+	ho1 := ts[hi]
+	ents, err := os.ReadDir(filepath.Join(ho1.dir, "sessions"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, d := range ents {
+		if !d.IsDir() || !plane.ValidSessionID(d.Name()) {
+			continue
+		}
+		s, _, err := plane.OpenSessionLedger(root, d.Name(), plane.ForReading, plane.Actor{})
+		if err != nil {
+			continue
+		}
+		origin := plane.Origin(ho1.info, filepath.Join(ho1.dir, plane.SessionLedger(d.Name())))
+		found, err := explainIn(ctx, s, "ho1", ho1.info.Tier, origin, d.Name(), x)
+		if err != nil || found {
+			return err
+		}
+	}
+	return notFound(x.Kind, x.ID, "no tier's or session's ledger holds it")
+}
+
+// explainIn looks id up in s (closing it) and fills x when s holds it.
+func explainIn(ctx context.Context, s ledger.Store, planeID, tierName, origin, session string, x *Explanation) (bool, error) {
+	defer s.Close()
+	var found *ledger.Entry
+	err := s.Find(ctx, ledger.Query{ID: x.ID}, func(e *ledger.Entry) bool {
+		found = e
+		return false
+	})
+	if err != nil || found == nil {
+		return false, err
+	}
+	p, err := ledger.ProveInclusion(ctx, s, found.Seq, 0, origin)
+	if err != nil {
+		return true, err
+	}
+	where := tierName
+	if session != "" {
+		where = "session " + session + " (" + tierName + ")"
+	}
+	x.Status = "recorded in " + where + " at seq " + itoa(found.Seq)
+	x.Attributes = map[string]any{"tier": planeID, "entry": found, "inclusion": p}
+	if session != "" {
+		x.Attributes["session"] = session
+	}
+	if found.SubmissionID != "" {
+		x.Relations["subject"] = []string{found.SubmissionID}
+	}
+	x.Entries = append(x.Entries, refOf(planeID, origin, found))
+	return true, nil
+}
+
+// validEntryID reports whether id is LED- and 16 lowercase hex digits.
+func validEntryID(id string) bool {
+	h, ok := strings.CutPrefix(id, "LED-")
+	if !ok || len(h) != 16 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -76,7 +76,9 @@ func IndexPath(path string) string { return strings.TrimSuffix(path, ".jsonl") +
 // is all that issue 14's lookups (package_id, path) need: the list is part
 // of the index's identity (idxKeyset), so every index built with another
 // list is rebuilt by the next writer and not used until then.
-var indexedMetadata = []string{"op_id", "package_id", "path"}
+// _work_order_id (the tier's stamp) finds a work order's entries in each
+// session's ledger (cp-trace explain WO-...).
+var indexedMetadata = []string{"op_id", "package_id", "path", "_work_order_id"}
 
 const (
 	// idxMagic is the format's version: 2 had CRC-32 (IEEE) checksums; 3

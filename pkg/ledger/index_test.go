@@ -34,6 +34,9 @@ func randomLedger(t testing.TB, r *rand.Rand, path string, n int) {
 			if r.IntN(5) == 0 {
 				md["path"] = fmt.Sprintf("a/%d.txt", r.IntN(3))
 			}
+			if r.IntN(6) == 0 {
+				md["_work_order_id"] = fmt.Sprintf("WO-20261206-00%d", r.IntN(3))
+			}
 			if r.IntN(7) == 0 {
 				md["op_id"] = float64(r.IntN(3)) // not a string: not indexed
 			}
@@ -83,6 +86,9 @@ func randomQuery(r *rand.Rand, ids []string) Query {
 		q.Metadata = map[string]string{"package_id": fmt.Sprintf("PKG-%d", r.IntN(4))}
 	case 5:
 		q.Metadata = map[string]string{"path": fmt.Sprintf("a/%d.txt", r.IntN(4))}
+		if r.IntN(2) == 0 {
+			q.Metadata = map[string]string{"_work_order_id": fmt.Sprintf("WO-20261206-00%d", r.IntN(4))}
+		}
 	}
 	if r.IntN(3) == 0 {
 		q.EventTypes = append(q.EventTypes, fmt.Sprintf("EV%d", r.IntN(6)))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
 	"github.com/control-plane/cp/internal/workorder"
@@ -220,16 +221,23 @@ func explainPackage(ctx context.Context, root string, x *Explanation) error {
 	case len(where) > 0:
 		x.Status = "installed"
 		x.Relations["tiers"] = where
-		t, _ := tiers(root, where[0])
-		rows, err := registry.Read(t[0].dir, registry.Ownership)
+		// Its files are its receipt's (what its install wrote), not a read
+		// of the whole ownership table (10,000 rows on a big plane).
+		t, err := tiers(root, where[0])
+		if err != nil {
+			return err
+		}
+		rb, err := regfile.ReadNoFollow(filepath.Join(t[0].dir, filepath.FromSlash(plane.ReceiptPath(x.ID))))
+		if err != nil {
+			return err
+		}
+		rc, err := plane.ParseReceipt(rb)
 		if err != nil {
 			return err
 		}
 		x.Relations["files"] = []string{}
-		for _, r := range rows {
-			if r["package_id"] == x.ID {
-				x.Relations["files"] = append(x.Relations["files"], r["path"])
-			}
+		for _, f := range rc.Files {
+			x.Relations["files"] = append(x.Relations["files"], f.Path)
 		}
 	case len(x.Entries) > 0:
 		x.Status = "not installed"

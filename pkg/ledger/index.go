@@ -572,14 +572,28 @@ func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
 		return nil, false
 	}
 	line = line[:p.len]
-	e, err := ParseLine(line)
-	if err != nil || e.Seq != p.seq {
-		return nil, false
-	}
-	stored := e.EntryHash
-	_, leaf, err := encode(nil, e)
-	if err != nil || e.EntryHash != stored {
-		return nil, false
+	var leaf tlog.Hash
+	var e *Entry
+	if h, info, issue, _, canonical := checkLineVals(line, p.seq); canonical {
+		// An entry in canonical form, checked and hashed as it is in one
+		// pass (Verify's), not re-encoded: its entry_hash is its content's.
+		if issue != nil || info.seq != p.seq {
+			return nil, false
+		}
+		var err error
+		if e, err = ParseLine(line); err != nil || e.Seq != p.seq {
+			return nil, false
+		}
+		leaf = h
+	} else {
+		var err error
+		if e, err = ParseLine(line); err != nil || e.Seq != p.seq {
+			return nil, false
+		}
+		stored := e.EntryHash
+		if _, leaf, err = encode(nil, e); err != nil || e.EntryHash != stored {
+			return nil, false
+		}
 	}
 	hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, p.seq)})
 	if err != nil || hs[0] != leaf {

@@ -336,12 +336,17 @@ func history(ctx context.Context, root string, t tier, pv *Provenance, full, inT
 	}
 	slices.SortFunc(pv.History, func(a, b Touch) int { return cmp.Compare(a.Seq, b.Seq) })
 	// The latest entry proved is the last rollback or install of the
-	// owner that touched the file: another package's install is history,
-	// never what vouches for the owner's bytes.
+	// owner that put the file there: another package's install is
+	// history, never what vouches for the owner's bytes, and neither is
+	// an entry that removed the file.
+	change := map[int64]string{}
+	for _, h := range pv.History {
+		change[h.Seq] = h.Change
+	}
 	latest := install
 	for i := range entries {
 		e := &entries[i]
-		if e.Seq > latest.Seq && (e.EventType == "ROLLED_BACK" || e.SubmissionID == pv.Owner.PackageID) {
+		if e.Seq > latest.Seq && change[e.Seq] != ChangeRemoved && (e.EventType == "ROLLED_BACK" || e.SubmissionID == pv.Owner.PackageID) {
 			latest = e
 		}
 	}

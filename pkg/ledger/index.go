@@ -574,17 +574,20 @@ func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
 	line = line[:p.len]
 	var leaf tlog.Hash
 	var e *Entry
-	if h, info, issue, _, canonical := checkLineVals(line, p.seq); canonical {
+	if vals, canonical := scanEntry(line); canonical {
 		// An entry in canonical form, checked and hashed as it is in one
-		// pass (Verify's), not re-encoded: its entry_hash is its content's.
-		if issue != nil || info.seq != p.seq {
+		// pass (Verify's fast path), not re-encoded: its entry_hash must
+		// be its content's.
+		eh := vals[fEntryHash]
+		leaf = leafHash(line[:eh.a-len(`"entry_hash":`)], line[eh.b+1:])
+		var stated tlog.Hash
+		if _, err := hex.Decode(stated[:], line[eh.a+1:eh.b-1]); err != nil || stated != leaf {
 			return nil, false
 		}
 		var err error
 		if e, err = ParseLine(line); err != nil || e.Seq != p.seq {
 			return nil, false
 		}
-		leaf = h
 	} else {
 		var err error
 		if e, err = ParseLine(line); err != nil || e.Seq != p.seq {

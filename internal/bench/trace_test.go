@@ -198,3 +198,92 @@ func BenchmarkTraceAgentContext1M(b *testing.B) {
 	}
 	timeTrace(b, bigPlane, func(r []byte) error { return nil }, "agent-context")
 }
+
+// BenchmarkTraceExplain1M is `cp-trace explain ID` of every id kind on the
+// plane with the 1,000,000-entry governance ledger: each one's entries are
+// found through the ledgers' indexes (by subject; a ledger entry by its
+// id, one early in the ledger and its last), never by a scan. A work order
+// is created on the plane first (its HO3 and HO2 entries). A prompt pack
+// is left out: the gate plane registers none, so its explain is
+// ID_NOT_FOUND from prompts_registry.csv without a ledger read. Target:
+// each under 20 ms, like file.
+func BenchmarkTraceExplain1M(b *testing.B) {
+	bigOnce.Do(func() { bigPlane, bigErr = makeBigLedgerPlane() })
+	if bigErr != nil {
+		b.Fatal(bigErr)
+	}
+	explainOnce.Do(func() { explainIDs, explainErr = makeExplainIDs(bigPlane) })
+	if explainErr != nil {
+		b.Fatal(explainErr)
+	}
+	for _, id := range explainIDs {
+		b.Run(id.kind, func(b *testing.B) {
+			timeTrace(b, bigPlane, func(r []byte) error {
+				var x struct {
+					Kind    string `json:"kind"`
+					Entries []any  `json:"entries"`
+				}
+				if err := json.Unmarshal(r, &x); err != nil {
+					return err
+				}
+				if x.Kind != id.want || len(x.Entries) == 0 {
+					return fmt.Errorf("kind %s, %d entries", x.Kind, len(x.Entries))
+				}
+				return nil
+			}, "explain", id.id)
+		})
+	}
+}
+
+var (
+	explainOnce sync.Once
+	explainIDs  []explainID
+	explainErr  error
+)
+
+type explainID struct{ kind, id, want string }
+
+// makeExplainIDs creates a work order on the plane at root and returns an
+// id of every kind explain takes (but a prompt pack's).
+func makeExplainIDs(root string) ([]explainID, error) {
+	run := func(args ...string) (map[string]any, error) {
+		out, err := exec.Command(filepath.Join(binDir, args[0]), append(args[1:], "--root", root)...).Output()
+		if err != nil {
+			return nil, fmt.Errorf("%v: %v\n%s", args, err, out)
+		}
+		var m map[string]any
+		line, _, _ := bytes.Cut(out, []byte("\n"))
+		return m, json.Unmarshal(line, &m)
+	}
+	wo, err := run("cp-wo", "create", "--type", "investigation", "--title", "bench", "--paths", "lib/**", "--turns", "3")
+	if err != nil {
+		return nil, err
+	}
+	woID, _ := wo["result"].(map[string]any)["wo_id"].(string)
+	ck, err := run("cp-ledger", "show", "--event-type", "CHECKPOINT_CREATED")
+	if err != nil {
+		return nil, err
+	}
+	early, err := run("cp-ledger", "show", "--seq", "1000")
+	if err != nil {
+		return nil, err
+	}
+	st, err := run("cp-ledger", "verify")
+	if err != nil {
+		return nil, err
+	}
+	n, _ := st["result"].(map[string]any)["entries"].(float64)
+	last, err := run("cp-ledger", "show", "--seq", fmt.Sprint(int64(n)-1))
+	if err != nil {
+		return nil, err
+	}
+	return []explainID{
+		{"framework", "FMWK-GATE", "framework"},
+		{"spec", "SPEC-GATE", "spec"},
+		{"package", "PKG-GATE-057", "package"},
+		{"work_order", woID, "work_order"},
+		{"checkpoint", ck["submission_id"].(string), "checkpoint"},
+		{"entry_early", early["id"].(string), "ledger_entry"},
+		{"entry_last", last["id"].(string), "ledger_entry"},
+	}, nil
+}

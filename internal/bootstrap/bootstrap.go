@@ -267,7 +267,7 @@ func build(ctx context.Context, root string, opts Options, checkpointKey string)
 		if err := registerKernel(ctx, tdir, t, m, mhash, ahash, now, opts.Actor.Name, fwPath, specPath); err != nil {
 			return nil, err
 		}
-		tr, err := openLedgers(ctx, tdir, t, plane.SHA256(tj), parentHash, parentSize, mhash, ahash, opts.Actor)
+		tr, err := openLedgers(ctx, tdir, t, plane.SHA256(tj), parentHash, parentSize, mhash, ahash, opts.Actor, m.Assets)
 		if err != nil {
 			return nil, err
 		}
@@ -308,7 +308,7 @@ func registerKernel(ctx context.Context, tdir string, t plane.TierLayout, m *man
 // openLedgers writes the tier's GENESIS (recording its parent's head and
 // the hash of its tier.json, which G6 holds tier.json to) and the events
 // of its creation, and returns the tier's ledger state.
-func openLedgers(ctx context.Context, tdir string, t plane.TierLayout, tierHash, parentHash string, parentSize int64, mhash, ahash string, actor plane.Actor) (TierResult, error) {
+func openLedgers(ctx context.Context, tdir string, t plane.TierLayout, tierHash, parentHash string, parentSize int64, mhash, ahash string, actor plane.Actor, assets []manifest.Asset) (TierResult, error) {
 	l, _, err := plane.OpenLedger(tdir, plane.ForAppend, actor) // every append leaves the plane's checkpoint
 	if err != nil {
 		return TierResult{}, err
@@ -342,6 +342,12 @@ func openLedgers(ctx context.Context, tdir string, t plane.TierLayout, tierHash,
 	done := op()
 	done["action"], done["signature"] = "install", registry.SignatureWaived
 	done["weakened_control"] = "G5 waived: the bootstrap kernel is built by cp-install itself, not signed"
+	var added []string
+	for _, a := range assets {
+		added = append(added, a.Path)
+	}
+	slices.Sort(added)
+	done[ledger.ChangedKey] = ledger.Changed{Added: added}.Metadata()
 	drafts = append(drafts,
 		ledger.Draft{EventType: "INSTALL_STARTED", SubmissionID: plane.KernelID, Decision: "STARTED",
 			Reason: "install " + plane.KernelID + " " + plane.KernelVersion, Metadata: op()},

@@ -7,6 +7,8 @@ import (
 	"go/types"
 	"io/fs"
 	"maps"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,15 +16,19 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/tools/go/packages"
 )
 
-// This file derives, from the Go sources alone (go/parser and go/ast, no
-// type checker), where each error code is emitted and which emitters (a
-// binary's verb, a gate, the request path) reach those places. The
-// catalogue test (catalog_test.go) checks every row's EmittedBy against it.
+// This file derives, from the Go sources, where each error code is emitted
+// and which emitters (a binary's verb, a gate, the request path) reach
+// those places. The catalogue test (catalog_test.go) checks every row's
+// EmittedBy against it.
 //
-// What it reads: every non-test .go file of the module outside testdata,
-// vendor and dot directories.
+// What it reads: the module's packages as the default build has them
+// (golang.org/x/tools/go/packages: its non-test files, type-checked, so
+// that a file a build tag leaves out is not read and a method call is
+// resolved by its types), or, for a tree without a go.mod, every non-test
+// .go file outside testdata, vendor and dot directories, parsed alone.
 //
 // Sites. A code is emitted at a site inside a function where a string
 // constant (a literal, or a constant of this module named directly or
@@ -53,15 +59,28 @@ import (
 // to the declaration it is written in. A node references: a function or
 // variable of its own package named by an identifier, a function or
 // variable of an imported module package named pkg.Name, and, for any
-// other selector x.M, every method named M that methodScope says it may
-// name: an unexported one of its own package; an exported one of its own
-// package, of the module packages its file imports, and of the packages
-// its package depends on that import one of those (methods are matched by
-// name: an interface call reaches the implementations it can reach). Not followed: error-protocol methods (Code, Kind,
+// other selector x.M that names a method:
+//   - typed (the module loaded): the method itself when x is not an
+//     interface; when it is, every method named M that methodScope says
+//     the call may reach whose receiver type implements x's interface (an
+//     interface of the standard library is not followed: io.Writer's Write
+//     would reach every writer of the module). A field (a func value) is
+//     not a method: its func literal belongs to where it is written;
+//   - untyped (a tree without go.mod): every method named M that
+//     methodScope says it may name, matched by name.
+// methodScope: an unexported method of its own package; an exported one of
+// its own package, of the module packages its file imports, and of the
+// packages its package depends on that import one of those (a driver
+// behind an interface). Not followed: error-protocol methods (Code, Kind,
 // Error, ErrorDetails, ErrorHint, ErrorResult, Unwrap: a Code() call reads
-// a code, it does not emit one); the standard interfaces' methods (Write,
-// Read, Close, String, ...: see ioMethods); and a selector on a value of a
-// package outside the module (os.Stdout.Write).
+// a code, it does not emit one); untyped, the standard interfaces' methods
+// by name (Write, Read, Close, String, ...: see ioMethods); and a selector
+// on a value of a package outside the module (os.Stdout.Write).
+//
+// Links. A binary's verb is attributed a code only if the code's site is in
+// a package that binary links (cmd/<tool>'s import closure: what go list
+// -deps says, checked by TestLinkSets): its reach does not enter a package
+// the binary does not link.
 //
 // Emitters and their roots:
 //   - "cp-x verb": the Run, Batch and Scope functions of a cli.Verb literal
@@ -72,9 +91,9 @@ import (
 //   - "request path": cli.Main, cli.RunWith and cli.Dispatch, the code every
 //     verb of every binary runs before and after its own.
 //
-// The reach approximates the call graph both ways: methods matched by
-// name can reach too far, and an implementation in a package the caller
-// does not import (pgstore behind ledger.Store) is not followed. The test
+// The reach approximates the call graph: an interface call reaches every
+// implementation in scope (class hierarchy analysis), and a func value
+// passed around is followed only where it is written. The test
 // logs each site nothing reaches, so what the reach misses is in plain
 // sight, and a code all of whose sites are missed fails.
 
@@ -94,6 +113,8 @@ type emitScan struct {
 	built    []string // codes built at run time: "file:line expression"
 	edges    map[string]map[string]bool
 	roots    map[string][]string
+	links    map[string]map[string]bool // tool -> the module packages its binary links (cmd/<tool>'s import closure)
+	closure  map[string][]string        // package -> the module packages it imports, directly or not
 }
 
 // derivedEmitters returns, for a code, the emitters that reach at least
@@ -187,26 +208,43 @@ func rootIdent(e ast.Expr) string {
 type srcFile struct {
 	pkg     string
 	file    *ast.File
+	info    *types.Info       // nil when the tree is parsed untyped
 	imports map[string]string // name in the file -> import path (module packages only)
 	others  map[string]bool   // names of the other packages the file imports
 }
 
 type srcPkg struct {
-	funcs     map[string]bool     // top-level functions
-	vars      map[string]bool     // package-level variables
-	methods   map[string][]string // method name -> node keys
-	consts    map[string]string   // string constants
-	raisers   map[string]int      // function, method or func var -> index of its code parameter
-	typeCodes map[string][]string // type -> the constant codes its Code() returns
-	imports   map[string]bool     // module packages imported by any file
+	funcs     map[string]bool       // top-level functions
+	vars      map[string]bool       // package-level variables
+	methods   map[string][]string   // method name -> node keys
+	consts    map[string]string     // string constants
+	raisers   map[string]int        // function, method or func var -> index of its code parameter
+	typeCodes map[string][]string   // type -> the constant codes its Code() returns
+	imports   map[string]bool       // module packages imported by any file
+	recvs     map[string]types.Type // method node key -> its receiver's named type (typed only)
 }
 
-// derive scans the module under root.
+// derived caches derive's scans by root: loading the module with its
+// types takes seconds, and several tests read the same scan.
+var derived = map[string]*emitScan{}
+
+// derive scans the module under root (once per test binary).
 func derive(t *testing.T, root string) *emitScan {
+	t.Helper()
+	if s := derived[root]; s != nil {
+		return s
+	}
+	s := deriveScan(t, root)
+	derived[root] = s
+	return s
+}
+
+func deriveScan(t *testing.T, root string) *emitScan {
 	t.Helper()
 	fset := token.NewFileSet()
 	var files []srcFile
 	pkgs := map[string]*srcPkg{}
+	typed := loadTyped(t, fset, root)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -220,8 +258,19 @@ func derive(t *testing.T, root string) *emitScan {
 		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
 			return nil
 		}
-		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
-		if err != nil {
+		var f *ast.File
+		var info *types.Info
+		if typed != nil {
+			abs, err := filepath.Abs(p)
+			if err != nil {
+				return err
+			}
+			tf, ok := typed[abs]
+			if !ok {
+				return nil // not in the default build (a build tag leaves it out)
+			}
+			f, info = tf.file, tf.info
+		} else if f, err = parser.ParseFile(fset, p, nil, parser.SkipObjectResolution); err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(root, filepath.Dir(p))
@@ -229,11 +278,12 @@ func derive(t *testing.T, root string) *emitScan {
 		if rel != "." {
 			pkg += "/" + filepath.ToSlash(rel)
 		}
-		sf := srcFile{pkg: pkg, file: f, imports: map[string]string{}, others: map[string]bool{}}
+		sf := srcFile{pkg: pkg, file: f, info: info, imports: map[string]string{}, others: map[string]bool{}}
 		sp := pkgs[pkg]
 		if sp == nil {
 			sp = &srcPkg{funcs: map[string]bool{}, vars: map[string]bool{}, methods: map[string][]string{},
-				consts: map[string]string{}, raisers: map[string]int{}, typeCodes: map[string][]string{}, imports: map[string]bool{}}
+				consts: map[string]string{}, raisers: map[string]int{}, typeCodes: map[string][]string{}, imports: map[string]bool{},
+				recvs: map[string]types.Type{}}
 			pkgs[pkg] = sp
 		}
 		for _, im := range f.Imports {
@@ -257,6 +307,11 @@ func derive(t *testing.T, root string) *emitScan {
 					sp.funcs[d.Name.Name] = true
 				} else {
 					sp.methods[d.Name.Name] = append(sp.methods[d.Name.Name], nodeKey(pkg, d))
+					if info != nil {
+						if fn, ok := info.Defs[d.Name].(*types.Func); ok {
+							sp.recvs[nodeKey(pkg, d)] = namedRecv(fn)
+						}
+					}
 				}
 				if i := codeParam(d.Type); i >= 0 {
 					sp.raisers[d.Name.Name] = i
@@ -347,16 +402,25 @@ func derive(t *testing.T, root string) *emitScan {
 		lit  *ast.CompositeLit
 	}
 	var verbLits []verbLit
+	toolOfEmitter := map[string]string{}
 
+	absRoot, err := filepath.Abs(root)
+	require.NoError(t, err)
 	at := func(n ast.Node) string {
 		p := fset.Position(n.Pos())
-		rel, _ := filepath.Rel(root, p.Filename)
+		name := p.Filename
+		if !filepath.IsAbs(name) {
+			name, _ = filepath.Abs(name)
+		}
+		rel, _ := filepath.Rel(absRoot, name)
 		return filepath.ToSlash(rel) + ":" + strconv.Itoa(p.Line)
 	}
 
 	// walk collects the references and sites of one node's body.
+	nodePkg := map[string]string{} // node -> its package
 	walk := func(sf srcFile, key string, body ast.Node) {
 		sp := pkgs[sf.pkg]
+		nodePkg[key] = sf.pkg
 		out := edges[key]
 		if out == nil {
 			out = map[string]bool{}
@@ -388,6 +452,10 @@ func derive(t *testing.T, root string) *emitScan {
 						}
 					}
 					return false
+				}
+				if sf.info != nil {
+					methodEdges(sf, pkgs, closure, scopes, n, out)
+					return true
 				}
 				if !notFollowed[n.Sel.Name] && !ioMethods[n.Sel.Name] && !sf.others[rootIdent(n.X)] {
 					scope := []string{sf.pkg}
@@ -557,6 +625,7 @@ func derive(t *testing.T, root string) *emitScan {
 		require.NotEmpty(t, name, "a verb of %s without a constant Name", tool)
 		emitter := tool + " " + strings.ReplaceAll(name, "-", " ")
 		scan.verbs[tool] = append(scan.verbs[tool], emitter)
+		toolOfEmitter[emitter] = tool
 		key := sf.pkg + ".verb." + name
 		for _, fn := range fns {
 			walk(sf, key, fn) // an identifier, a call of a factory, or a func literal
@@ -564,9 +633,20 @@ func derive(t *testing.T, root string) *emitScan {
 		roots[emitter] = append(roots[emitter], key)
 	}
 
-	scan.edges, scan.roots = edges, roots
+	scan.edges, scan.roots, scan.closure = edges, roots, closure
 	scan.reach, scan.reaches = map[string][]string{}, map[string]map[string]bool{}
+	scan.links = map[string]map[string]bool{}
+	for _, tool := range toolOfEmitter {
+		if main := module + "/cmd/" + tool; pkgs[main] != nil && scan.links[tool] == nil {
+			scan.links[tool] = map[string]bool{main: true}
+			for _, p := range closure[main] {
+				scan.links[tool][p] = true
+			}
+		}
+	}
 	for e, rs := range roots {
+		// A verb's reach stays inside what its binary links.
+		links := scan.links[toolOfEmitter[e]]
 		seen := map[string]bool{}
 		stack := slices.Clone(rs)
 		for _, r := range rs {
@@ -576,7 +656,7 @@ func derive(t *testing.T, root string) *emitScan {
 			n := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
 			for m := range edges[n] {
-				if !seen[m] {
+				if !seen[m] && (links == nil || links[nodePkg[m]]) {
 					seen[m] = true
 					stack = append(stack, m)
 				}
@@ -691,6 +771,8 @@ func TestDeriveFixture(t *testing.T) {
 		"G1_FINDING":        {"G1", "cp-x check all"}, // a gate's fail
 		"G1_WARNING":        {"G1", "cp-x check all"}, // a gate's warn, in a helper
 		"G2_FINDING":        {"G2", "cp-x other"},     // a func literal with a code parameter
+		"LIB_OTHER_APPEND":  nil,                      // a method of the same name whose type does not implement the interface called
+		"LIB_UNLINKED":      nil,                      // nothing reaches it
 		"DEAD_CODE":         nil,                      // emitted where nothing reaches
 		"LIB_DECLARED_ONLY": nil,                      // declared, never used
 	} {
@@ -712,5 +794,148 @@ func TestCompress(t *testing.T) {
 		{nil, nil},
 	} {
 		require.Equal(t, tc.want, compress(tc.derived, verbs), "%q", tc.derived)
+	}
+}
+
+// typedFile is a file of the module as go/packages loaded it.
+type typedFile struct {
+	file *ast.File
+	info *types.Info
+}
+
+// loadTyped loads the module at root with its types (the default build:
+// no test files, build tags as go build has them), by absolute file name;
+// nil when root holds no go.mod (a tree parsed untyped). A package with
+// type errors is kept: what its types resolve is used, the rest is not
+// followed.
+func loadTyped(t *testing.T, fset *token.FileSet, root string) map[string]typedFile {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		return nil
+	}
+	cfg := &packages.Config{Dir: root, Fset: fset, Env: append(os.Environ(), "GOWORK=off"),
+		Mode: packages.NeedName | packages.NeedFiles | packages.NeedCompiledGoFiles | packages.NeedSyntax |
+			packages.NeedTypes | packages.NeedTypesInfo | packages.NeedImports}
+	ps, err := packages.Load(cfg, "./...")
+	require.NoError(t, err)
+	out := map[string]typedFile{}
+	for _, p := range ps {
+		for i, f := range p.Syntax {
+			if i < len(p.CompiledGoFiles) {
+				out[p.CompiledGoFiles[i]] = typedFile{file: f, info: p.TypesInfo}
+			}
+		}
+	}
+	return out
+}
+
+// namedRecv is the named type a method is declared on (its origin, for a
+// generic type's).
+func namedRecv(fn *types.Func) types.Type {
+	r := fn.Type().(*types.Signature).Recv()
+	if r == nil {
+		return nil
+	}
+	rt := r.Type()
+	if p, ok := rt.(*types.Pointer); ok {
+		rt = p.Elem()
+	}
+	if n, ok := rt.(*types.Named); ok {
+		return n.Origin()
+	}
+	return nil
+}
+
+// methodEdges adds to out the methods a typed selector n may call: the
+// method itself on a concrete receiver; on an interface, every method of
+// that name in methodScope whose receiver type implements it.
+func methodEdges(sf srcFile, pkgs map[string]*srcPkg, closure map[string][]string, scopes map[*ast.File][]string, n *ast.SelectorExpr, out map[string]bool) {
+	sel := sf.info.Selections[n]
+	if sel == nil || sel.Kind() == types.FieldVal || notFollowed[n.Sel.Name] {
+		return // a qualified name, a field, or an error-protocol method
+	}
+	fn, ok := sel.Obj().(*types.Func)
+	if !ok || fn.Pkg() == nil {
+		return
+	}
+	if !types.IsInterface(sel.Recv()) {
+		r, ok := namedRecv(fn.Origin()).(*types.Named)
+		if ok && fn.Pkg() != nil && (fn.Pkg().Path() == module || strings.HasPrefix(fn.Pkg().Path(), module+"/")) {
+			out[fn.Pkg().Path()+"."+r.Obj().Name()+"."+fn.Name()] = true
+		}
+		return
+	}
+	if p := fn.Pkg().Path(); p != module && !strings.HasPrefix(p, module+"/") {
+		return // a standard or third-party interface's method (io.Writer's Write)
+	}
+	iface, _ := sel.Recv().Underlying().(*types.Interface)
+	scope := []string{sf.pkg}
+	if ast.IsExported(n.Sel.Name) {
+		if scopes[sf.file] == nil {
+			scopes[sf.file] = methodScope(sf, pkgs, closure)
+		}
+		scope = scopes[sf.file]
+	}
+	for _, p := range scope {
+		q := pkgs[p]
+		if q == nil {
+			continue
+		}
+		for _, m := range q.methods[n.Sel.Name] {
+			if implements(q.recvs[m], iface) {
+				out[m] = true
+			}
+		}
+	}
+}
+
+// implements reports whether T or *T implements iface (true when either
+// is unknown: followed rather than missed).
+func implements(t types.Type, iface *types.Interface) bool {
+	if t == nil || iface == nil {
+		return true
+	}
+	if n, ok := t.(*types.Named); ok && n.TypeParams().Len() > 0 {
+		return true // a generic type: not instantiated here
+	}
+	return types.Implements(t, iface) || types.Implements(types.NewPointer(t), iface)
+}
+
+// TestLinkSets holds the packages the scan says each binary links (the
+// import closure of cmd/<tool>, from the sources of the default build) to
+// what go list -deps says, and every verb's attributed sites to them: a
+// code is attributed to a binary only if a package that binary links
+// emits it.
+func TestLinkSets(t *testing.T) {
+	scan := derive(t, filepath.Join("..", ".."))
+	require.Contains(t, scan.links, "cp-trace")
+	for tool, links := range scan.links {
+		cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "./cmd/"+tool)
+		cmd.Dir = filepath.Join("..", "..")
+		out, err := cmd.Output()
+		require.NoError(t, err, "go list -deps ./cmd/%s", tool)
+		var want []string
+		for _, p := range strings.Fields(string(out)) {
+			if p == module || strings.HasPrefix(p, module+"/") {
+				want = append(want, p)
+			}
+		}
+		slices.Sort(want)
+		require.Equal(t, want, slices.Sorted(maps.Keys(links)), "the module packages cmd/%s links", tool)
+	}
+	for code, sites := range scan.sites {
+		for _, e := range scan.emitters {
+			tool, _, ok := strings.Cut(e, " ")
+			if !ok || scan.links[tool] == nil {
+				continue
+			}
+			for _, st := range sites {
+				if scan.reaches[e][st.node] {
+					i := strings.LastIndex(st.node, "/")
+					pkg := st.node[:i+strings.Index(st.node[i:], ".")]
+					require.True(t, scan.links[tool][pkg], "%s attributed to %s at %s, in %s, which %s does not link", code, e, st.at, pkg, tool)
+				}
+			}
+		}
 	}
 }

@@ -67,6 +67,7 @@ import (
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
 	"github.com/control-plane/cp/pkg/archive"
+	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/manifest"
 )
 
@@ -423,7 +424,7 @@ func install(ctx context.Context, root string, opts Options, rec *recorder) (*Re
 	meta, err := json.Marshal(opMeta{Op: "install", OpID: rec.opID, Actor: opts.Actor.Name, WorkOrder: opts.WorkOrder,
 		PackageID: m.PackageID, Version: m.Version, ManifestHash: mhash, ArchiveSHA256: res.ArchiveSHA256,
 		PreviousVersion: res.PreviousVersion, Checkpoint: v.VersionID, Action: res.Action, Drift: res.DriftOverwritten, Signature: res.Signature, Weakened: rec.weakened,
-		LedgerEntries: rec.ledgerEntries})
+		LedgerEntries: rec.ledgerEntries, Changed: ptr(res.changed())})
 	if err != nil {
 		return res, err
 	}
@@ -653,9 +654,22 @@ type opMeta struct {
 	Drift           []string `json:"drift,omitempty"`
 	// Trust is a trust change's TRUST_CHANGED, owed after its INSTALLED.
 	Trust *TrustChange `json:"trust,omitempty"`
+	// Changed is what the operation changes (its entry's metadata.changed),
+	// so that an outcome Recover records says it too; nil in a journal an
+	// earlier release wrote.
+	Changed *ledger.Changed `json:"changed,omitempty"`
 	// LedgerEntries is the number of entries in HO3's ledger before the
 	// operation recorded anything: Recover looks for its events from that
 	// seq only. (A journal that carries the byte offset ledger_size of
 	// earlier releases instead is searched from the start.)
 	LedgerEntries int64 `json:"ledger_entries"`
 }
+
+// changed is what res changes, as its INSTALLED entry records it
+// (metadata.changed), each list sorted.
+func (res *Result) changed() ledger.Changed {
+	return ledger.Changed{Added: slices.Sorted(slices.Values(res.Added)), Modified: slices.Sorted(slices.Values(res.Replaced)),
+		Removed: slices.Sorted(slices.Values(res.Removed))}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -161,10 +161,17 @@ func TestNotAPlane(t *testing.T) {
 // runs; a crash after the outcome was recorded adds nothing.
 func TestRecoverRecordsOutcomeOnce(t *testing.T) {
 	ctx := context.Background()
-	for _, already := range []bool{false, true} {
+	for i, already := range []bool{false, true, false} {
 		root := newPlane(t)
 		op := newOpID()
-		meta, err := json.Marshal(opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall})
+		// The journal says what the install changes (i 0, 1); one an
+		// earlier release wrote does not (i 2).
+		var changed *ledger.Changed
+		if i < 2 {
+			changed = &ledger.Changed{Added: []string{"lib/x/a.py"}}
+		}
+		meta, err := json.Marshal(opMeta{Op: "install", OpID: op, Actor: "tester", PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall,
+			Changed: changed})
 		require.NoError(t, err)
 		rec := &recorder{root: root, actor: "tester", opID: op, pkg: &Result{PackageID: "PKG-X-001", Version: "1.0.0", Action: ActionInstall}}
 		require.NoError(t, rec.start(ctx))
@@ -189,6 +196,14 @@ func TestRecoverRecordsOutcomeOnce(t *testing.T) {
 		require.Equal(t, []string{"INSTALL_STARTED", "INSTALLED"}, types(es))
 		require.Equal(t, !already, es[1].Metadata["recovered"] == true)
 		require.Equal(t, "tester", es[1].Actor)
+		c, ok := ledger.ChangedOf(es[1].Metadata)
+		switch i {
+		case 0:
+			require.True(t, ok, "the recovered INSTALLED says what changed")
+			require.Equal(t, []string{"lib/x/a.py"}, c.Paths())
+		case 2:
+			require.False(t, ok, "a journal that did not say records no changed set (not an empty one)")
+		}
 
 		got, err = Recover(ctx, root, plane.Actor{Name: "someone"})
 		require.NoError(t, err)

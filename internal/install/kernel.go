@@ -466,7 +466,7 @@ func installRelease(ctx context.Context, root string, rel *plane.Release, previo
 	if err := rec.start(ctx); err != nil {
 		return res, err
 	}
-	op.LedgerEntries = rec.ledgerEntries
+	op.LedgerEntries, op.Changed = rec.ledgerEntries, ptr(res.changed())
 	meta, err := json.Marshal(op)
 	if err != nil {
 		return res, rec.refused(err, rec.failed(ctx, err))

@@ -36,6 +36,7 @@ type recorder struct {
 	log                                   func(format string, args ...any)
 	trust                                 *TrustChange // a trust change's TRUST_CHANGED, recorded with INSTALLED
 	weakened                              []string     // controls the operation went without (G3), recorded on its events
+	changedUnknown                        bool         // a recovered outcome whose journal did not say what changed
 }
 
 // intentFile, in an operation's private directory under _staging/, says
@@ -188,6 +189,9 @@ func (r *recorder) installedDraft(res *Result, recovered bool) ledger.Draft {
 			packs[i] = map[string]any{"prompt_pack_id": p.ID, "version": p.Version, "sha256": p.SHA256}
 		}
 		m["prompt_packs"] = packs
+	}
+	if !r.changedUnknown {
+		m[ledger.ChangedKey] = res.changed().Metadata()
 	}
 	return ledger.Draft{EventType: "INSTALLED", SubmissionID: res.PackageID, Decision: "INSTALLED",
 		Reason: res.Action + " " + res.PackageID + " " + res.Version, Metadata: m}
@@ -394,6 +398,13 @@ func recordRecovered(ctx context.Context, root string, actor plane.Actor, m opMe
 	case "install":
 		r.pkg = &Result{PackageID: m.PackageID, Version: m.Version, ManifestHash: m.ManifestHash, ArchiveSHA256: m.ArchiveSHA256,
 			PreviousVersion: m.PreviousVersion, Action: m.Action, Checkpoint: m.Checkpoint, Signature: m.Signature, DriftOverwritten: m.Drift}
+		if m.Changed != nil {
+			r.pkg.Added, r.pkg.Replaced, r.pkg.Removed = m.Changed.Added, m.Changed.Modified, m.Changed.Removed
+		} else {
+			// A journal an earlier release wrote: the entry says nothing
+			// of what changed, and cp-trace judges it by its checkpoints.
+			r.changedUnknown = true
+		}
 		if o.RolledForward {
 			_, err := r.installed(ctx, r.pkg, true)
 			return "INSTALLED", err
@@ -401,7 +412,7 @@ func recordRecovered(ctx context.Context, root string, actor plane.Actor, m opMe
 		return "INSTALL_FAILED", r.failed(ctx, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))
 	case "rollback":
 		if o.RolledForward {
-			return "ROLLED_BACK", r.rolledBack(ctx, m.VersionID, m.Checkpoint, true)
+			return "ROLLED_BACK", r.rolledBack(ctx, m.VersionID, m.Checkpoint, m.Changed, true)
 		}
 
 		return "ROLLBACK_FAILED", r.rollbackFailed(ctx, m.VersionID, errors.New("interrupted before it took effect; recovery rolled it back, the plane is as before"))

@@ -91,6 +91,9 @@ type RollbackResult struct {
 	// LedgerEntryID and LedgerSeq name the ROLLED_BACK entry.
 	LedgerEntryID string `json:"-"`
 	LedgerSeq     int64  `json:"-"`
+	// changed is Restored split into the files added and those modified,
+	// and Removed: the ROLLED_BACK entry's metadata.changed.
+	changed ledger.Changed
 }
 
 // Integrity is the health sweep run after a rollback.
@@ -238,7 +241,7 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 		return nil, err
 	}
 	meta, err := json.Marshal(opMeta{Op: "rollback", OpID: rec.opID, Actor: actor, WorkOrder: rec.workOrder, VersionID: v.VersionID, Checkpoint: before.VersionID,
-		LedgerEntries: rec.ledgerEntries})
+		LedgerEntries: rec.ledgerEntries, Changed: &res.changed})
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +250,7 @@ func rollback(ctx context.Context, root, id string, now time.Time, rec *recorder
 	defer func() { done("journaled apply: %d changes", len(changes)) }()
 	err = apply(root, changes, journal.Options{Meta: meta, Committed: func() error {
 		committed = true
-		err := rec.rolledBack(ctx, v.VersionID, before.VersionID, false)
+		err := rec.rolledBack(ctx, v.VersionID, before.VersionID, &res.changed, false)
 		rec.outcome = err == nil
 		return err
 	}})
@@ -302,6 +305,11 @@ func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackRe
 		blobs, dsts = append(blobs, f), append(dsts, src)
 		changes = append(changes, journal.Change{Path: f.Path, Src: src, Mode: mode})
 		res.Restored = append(res.Restored, f.Path)
+		if stats[i].Exists {
+			res.changed.Modified = append(res.changed.Modified, f.Path)
+		} else {
+			res.changed.Added = append(res.changed.Added, f.Path)
+		}
 	}
 	if err := snapshot.CopyObjects(r, blobs, dsts); err != nil {
 		return nil, err
@@ -310,13 +318,20 @@ func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackRe
 		if stats[i].Exists {
 			changes = append(changes, journal.Change{Path: paths[i], Remove: true})
 			res.Removed = append(res.Removed, paths[i])
+			res.changed.Removed = append(res.changed.Removed, paths[i])
 		}
+	}
+	for _, l := range []*[]string{&res.changed.Added, &res.changed.Modified, &res.changed.Removed} {
+		slices.Sort(*l)
 	}
 	return changes, nil
 }
 
-func (r *recorder) rolledBack(ctx context.Context, versionID, checkpoint string, recovered bool) error {
+func (r *recorder) rolledBack(ctx context.Context, versionID, checkpoint string, changed *ledger.Changed, recovered bool) error {
 	m := map[string]any{"op_id": r.opID, "actor": r.actor, "version_id": versionID, "checkpoint": checkpoint}
+	if changed != nil {
+		m[ledger.ChangedKey] = changed.Metadata()
+	}
 	withWO(m, r.workOrder)
 	if recovered {
 		m["recovered"] = true

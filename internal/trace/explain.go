@@ -13,6 +13,7 @@ import (
 
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/prompt"
+	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/snapshot"
 	"github.com/control-plane/cp/internal/workorder"
@@ -222,16 +223,23 @@ func explainPackage(ctx context.Context, root string, x *Explanation) error {
 	case len(where) > 0:
 		x.Status = "installed"
 		x.Relations["tiers"] = where
-		t, _ := tiers(root, where[0])
-		rows, err := registry.Read(t[0].dir, registry.Ownership)
+		// Its files are its receipt's (what its install wrote), not a read
+		// of the whole ownership table (10,000 rows on a big plane).
+		t, err := tiers(root, where[0])
+		if err != nil {
+			return err
+		}
+		rb, err := regfile.ReadNoFollow(filepath.Join(t[0].dir, filepath.FromSlash(plane.ReceiptPath(x.ID))))
+		if err != nil {
+			return err
+		}
+		rc, err := plane.ParseReceipt(rb)
 		if err != nil {
 			return err
 		}
 		x.Relations["files"] = []string{}
-		for _, r := range rows {
-			if r["package_id"] == x.ID {
-				x.Relations["files"] = append(x.Relations["files"], r["path"])
-			}
+		for _, f := range rc.Files {
+			x.Relations["files"] = append(x.Relations["files"], f.Path)
 		}
 	case len(x.Entries) > 0:
 		x.Status = "not installed"
@@ -396,9 +404,13 @@ func explainCheckpoint(ctx context.Context, root string, x *Explanation) error {
 	return nil
 }
 
-// explainEntry finds a ledger entry by id in the tiers' own ledgers. No
-// index maps ids yet: this one lookup reads the ledgers.
+// explainEntry finds a ledger entry by id in the tiers' own ledgers and
+// the sessions' (HO1's), through each ledger's index (the id key): a
+// lookup, not a read of the ledgers.
 func explainEntry(ctx context.Context, root string, x *Explanation) error {
+	if !validEntryID(x.ID) {
+		return badArg("USAGE", "%q is not a ledger entry id (LED- and 16 lowercase hex digits)", x.ID)
+	}
 	ts, err := tiers(root, "")
 	if err != nil {
 		return err
@@ -408,36 +420,90 @@ func explainEntry(ctx context.Context, root string, x *Explanation) error {
 		if err != nil {
 			return err
 		}
-		var found *ledger.Entry
-		err = s.Lines(ctx, 0, -1, func(seq int64, line []byte) bool {
-			if !strings.Contains(string(line), `"id":"`+x.ID+`"`) {
-				return true
-			}
-			if e, perr := ledger.ParseLine(line); perr == nil && e.ID == x.ID {
-				found = e
-				return false
-			}
-			return true
-		})
-		if err == nil && found != nil {
-			var p ledger.Inclusion
-			p, err = ledger.ProveInclusion(ctx, s, found.Seq, 0, t.origin())
-			x.Status = "recorded in " + t.info.Tier + " at seq " + itoa(found.Seq)
-			x.Attributes = map[string]any{"tier": t.layout.PlaneID, "entry": found, "inclusion": p}
-			if found.SubmissionID != "" {
-				x.Relations["subject"] = []string{found.SubmissionID}
-			}
-			x.Entries = append(x.Entries, refOf(t.layout.PlaneID, t.origin(), found))
-		}
-		s.Close()
-		if err != nil || found != nil {
+		found, err := explainIn(ctx, s, t.layout.PlaneID, t.info.Tier, t.origin(), "", x)
+		if err != nil || found {
 			return err
 		}
 	}
+	// A session's ledger (HO1): its entries are HO1's too.
+	if hi := slices.IndexFunc(ts, func(t tier) bool { return t.layout.PlaneID == "ho1" }); hi >= 0 {
+		if found, err := explainSessions(ctx, root, ts[hi], x); err != nil || found {
+			return err
+		}
+	}
+	// An imported CPv2 ledger (cp-ledger import --legacy).
 	if found, err := explainImported(ctx, ts, x); err != nil || found {
 		return err
 	}
-	return notFound(x.Kind, x.ID, "no tier's ledger holds it")
+	return notFound(x.Kind, x.ID, "no tier's, session's or imported ledger holds it")
+}
+
+// explainSessions looks x's entry id up in each session ledger of HO1.
+func explainSessions(ctx context.Context, root string, ho1 tier, x *Explanation) (bool, error) {
+	ents, err := os.ReadDir(filepath.Join(ho1.dir, "sessions"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	for _, d := range ents {
+		if !d.IsDir() || !plane.ValidSessionID(d.Name()) {
+			continue
+		}
+		s, _, err := plane.OpenSessionLedger(root, d.Name(), plane.ForReading, plane.Actor{})
+		if err != nil {
+			continue
+		}
+		origin := plane.Origin(ho1.info, filepath.Join(ho1.dir, plane.SessionLedger(d.Name())))
+		found, err := explainIn(ctx, s, "ho1", ho1.info.Tier, origin, d.Name(), x)
+		if err != nil || found {
+			return found, err
+		}
+	}
+	return false, nil
+}
+
+// explainIn looks id up in s (closing it) and fills x when s holds it.
+func explainIn(ctx context.Context, s ledger.Store, planeID, tierName, origin, session string, x *Explanation) (bool, error) {
+	defer s.Close()
+	var found *ledger.Entry
+	err := s.Find(ctx, ledger.Query{ID: x.ID}, func(e *ledger.Entry) bool {
+		found = e
+		return false
+	})
+	if err != nil || found == nil {
+		return false, err
+	}
+	p, err := ledger.ProveInclusion(ctx, s, found.Seq, 0, origin)
+	if err != nil {
+		return true, err
+	}
+	where := tierName
+	if session != "" {
+		where = "session " + session + " (" + tierName + ")"
+	}
+	x.Status = "recorded in " + where + " at seq " + itoa(found.Seq)
+	x.Attributes = map[string]any{"tier": planeID, "entry": found, "inclusion": p}
+	if session != "" {
+		x.Attributes["session"] = session
+	}
+	if found.SubmissionID != "" {
+		x.Relations["subject"] = []string{found.SubmissionID}
+	}
+	x.Entries = append(x.Entries, refOf(planeID, origin, found))
+	return true, nil
+}
+
+// validEntryID reports whether id is LED- and 16 lowercase hex digits.
+func validEntryID(id string) bool {
+	h, ok := strings.CutPrefix(id, "LED-")
+	if !ok || len(h) != 16 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // explainImported looks for entry x.ID in the ledgers a CPv2 import wrote

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -51,9 +52,10 @@ type Provenance struct {
 	DiskMode   string `json:"disk_mode"`
 	// State is StateIntact or what is wrong with the file.
 	State string `json:"state"`
-	// History lists the entries of the tier's ledger that touched the file, oldest
-	// first: the installs and upgrades of its owning package, and the
-	// rollbacks that restored a checkpoint holding it.
+	// History lists the entries of the tier's ledger that touched the file,
+	// oldest first: the installs, upgrades and rollbacks that added,
+	// modified or removed it (whichever package they installed: an earlier
+	// owner's too), and the install of the owner's version in force.
 	History []Touch `json:"history"`
 	// Latest is the seq of the last entry of History.
 	Latest int64 `json:"latest_seq"`
@@ -77,13 +79,21 @@ type Touch struct {
 	Actor     string `json:"actor"`
 	// Action is install, upgrade, reinstall or rollback.
 	Action string `json:"action"`
+	// PackageID is the package an install put in place (another than the
+	// owner's for an earlier owner of the path).
+	PackageID string `json:"package_id,omitempty"`
+	// Change is what the entry did to the file: ChangeAdded,
+	// ChangeModified, ChangeRemoved, ChangeKept; "" for an install of the
+	// owner written before changed sets were recorded whose states around
+	// it cannot be read.
+	Change string `json:"change"`
 	// Version is the package version an install put in place; VersionID
 	// the checkpoint a rollback restored.
 	Version   string `json:"version,omitempty"`
 	VersionID string `json:"version_id,omitempty"`
 	EntryHash string `json:"entry_hash"`
-	// Removed marks an install of the owner (an upgrade) that removed the
-	// file: it was in the state before and not in the state after.
+	// Removed is Change == ChangeRemoved (kept for readers of the first
+	// format).
 	Removed bool `json:"removed,omitempty"`
 }
 
@@ -183,7 +193,7 @@ func File(ctx context.Context, root, p string) (*Provenance, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := history(ctx, root, t, pv, full, mb, rb); err != nil {
+	if err := history(ctx, root, t, pv, full, inTier, mb, rb); err != nil {
 		return nil, err
 	}
 	if pv.State != StateIntact {
@@ -266,10 +276,13 @@ func onDisk(root, rel, sha, mode string) (diskSHA, diskMode, state string, err e
 }
 
 // history fills pv's History and Evidence from the ledger of the file's
-// tier t, found through its index: the INSTALLED entries of the owning
-// package and the ROLLED_BACK entries after its first install whose
-// checkpoint holds the file.
-func history(ctx context.Context, root string, t tier, pv *Provenance, full string, mb, rb []byte) error {
+// tier t, found through its index: the INSTALLED and ROLLED_BACK entries
+// whose changed set (metadata.changed) lists the path, whichever package
+// they installed (an earlier owner's too); entries written before changed
+// sets were recorded are judged by the checkpoints around them (legacy);
+// and the install of the owner's version in force, which vouches for the
+// file now (change "kept" when it left the file as it was).
+func history(ctx context.Context, root string, t tier, pv *Provenance, full, inTier string, mb, rb []byte) error {
 	s, err := t.open()
 	if err != nil {
 		return err
@@ -279,73 +292,64 @@ func history(ctx context.Context, root string, t tier, pv *Provenance, full stri
 	if err != nil {
 		return err
 	}
-	// An install of the owner touched the file only if the state before it
-	// (its checkpoint) or the state after it holds the file: the after is
-	// the checkpoint the next change of the tier took first or, for the
-	// tier's last change, the state on disk, where the owner holds it. An
-	// install whose states both lack the file (0.1.0 of a file 0.2.0 added)
-	// is not its history; one with the file only before removed it.
-	after, err := statesAfter(ctx, s)
-	if err != nil {
-		return err
-	}
-	st := &states{root: root, loaded: map[string]*snapshot.Version{}}
 	var install *ledger.Entry
-	shipped := installs[:0:0]
 	for i := range installs {
 		e := &installs[i]
-		current := str(e.Metadata, "manifest_hash") == pv.Owner.ManifestHash && str(e.Metadata, "version") == pv.Owner.Version
-		if current {
+		if str(e.Metadata, "manifest_hash") == pv.Owner.ManifestHash && str(e.Metadata, "version") == pv.Owner.Version {
 			install = e
 		}
-		// The install of the owner's version shipped the file (its receipt
-		// lists it): no checkpoint is read for it, only for older ones.
-		inAfter := true
-		if vid, ok := after[e.Seq]; ok && !current {
-			inAfter = st.has(vid, full)
-		}
-		if !inAfter && !st.has(str(e.Metadata, "checkpoint"), full) {
-			continue
-		}
-		if inAfter {
-			shipped = append(shipped, *e)
-		}
-		act := str(e.Metadata, "action")
-		if act == "" {
-			act = "install"
-		}
-		pv.History = append(pv.History, Touch{Seq: e.Seq, ID: e.ID, EventType: e.EventType, Timestamp: e.Timestamp, Actor: e.Actor,
-			Action: act, Version: str(e.Metadata, "version"), EntryHash: e.EntryHash, Removed: !inAfter})
 	}
 	if install == nil {
 		return refuse(CodeUnrecorded, "%s: no INSTALLED entry in %s's ledger records %s %s with manifest %s", full, t.info.Tier,
 			pv.Owner.PackageID, pv.Owner.Version, pv.Owner.ManifestHash).withHint("run cp-gate integrity and cp-ledger verify")
 	}
-	latest := install
-	if len(installs) > 0 {
-		rbs, err := find(ctx, s, ledger.Query{EventTypes: []string{"ROLLED_BACK"}, From: installs[0].Seq})
-		if err != nil {
-			return err
-		}
-		for i := range rbs {
-			e := &rbs[i]
-			vid := str(e.Metadata, "version_id")
-			if !st.has(vid, full) {
-				continue
-			}
-			pv.History = append(pv.History, Touch{Seq: e.Seq, ID: e.ID, EventType: e.EventType, Timestamp: e.Timestamp, Actor: e.Actor,
-				Action: "rollback", VersionID: vid, EntryHash: e.EntryHash})
-			if e.Seq > latest.Seq {
-				latest = e
-			}
-		}
-		for i := range shipped {
-			if shipped[i].Seq > latest.Seq {
-				latest = &shipped[i]
-			}
+	// Only the tools write these event types (cp-ledger append refuses
+	// them): a changed set in any other entry says nothing.
+	changes := []string{"INSTALLED", "ROLLED_BACK"}
+	touched, err := find(ctx, s, ledger.Query{EventTypes: changes, Changed: inTier})
+	if err != nil {
+		return err
+	}
+	byseq := map[int64]bool{}
+	var entries []ledger.Entry
+	for i := range touched {
+		c, _ := ledger.ChangedOf(touched[i].Metadata)
+		byseq[touched[i].Seq] = true
+		entries = append(entries, touched[i])
+		pv.History = append(pv.History, touchOf(&touched[i], c.Change(inTier)))
+	}
+	st := &states{root: root, loaded: map[string]*snapshot.Version{}}
+	legacy, err := legacyTouches(ctx, s, st, pv, full)
+	if err != nil {
+		return err
+	}
+	for i := range legacy {
+		if !byseq[legacy[i].e.Seq] {
+			byseq[legacy[i].e.Seq] = true
+			entries = append(entries, legacy[i].e)
+			pv.History = append(pv.History, touchOf(&legacy[i].e, legacy[i].change))
 		}
 	}
-	slices.SortFunc(pv.History, func(a, b Touch) int { return int(a.Seq - b.Seq) })
+	if !byseq[install.Seq] {
+		entries = append(entries, *install)
+		pv.History = append(pv.History, touchOf(install, ChangeKept))
+	}
+	slices.SortFunc(pv.History, func(a, b Touch) int { return cmp.Compare(a.Seq, b.Seq) })
+	// The latest entry proved is the last rollback or install of the
+	// owner that put the file there: another package's install is
+	// history, never what vouches for the owner's bytes, and neither is
+	// an entry that removed the file.
+	change := map[int64]string{}
+	for _, h := range pv.History {
+		change[h.Seq] = h.Change
+	}
+	latest := install
+	for i := range entries {
+		e := &entries[i]
+		if e.Seq > latest.Seq && change[e.Seq] != ChangeRemoved && (e.EventType == "ROLLED_BACK" || e.SubmissionID == pv.Owner.PackageID) {
+			latest = e
+		}
+	}
 	pv.Latest = latest.Seq
 	ip, err := ledger.ProveInclusion(ctx, s, install.Seq, 0, t.origin())
 	if err != nil {
@@ -371,6 +375,105 @@ func history(ctx context.Context, root string, t tier, pv *Provenance, full stri
 	return nil
 }
 
+// What an entry of a file's history did to it (Touch.Change).
+const (
+	ChangeAdded    = "added"    // the file was not there before
+	ChangeModified = "modified" // other bytes or mode
+	ChangeRemoved  = "removed"  // the file was there and is no more
+	ChangeKept     = "kept"     // the install of the owner's version, which left the file as it was
+)
+
+func touchOf(e *ledger.Entry, change string) Touch {
+	t := Touch{Seq: e.Seq, ID: e.ID, EventType: e.EventType, Timestamp: e.Timestamp, Actor: e.Actor, EntryHash: e.EntryHash,
+		Change: change, Removed: change == ChangeRemoved}
+	switch e.EventType {
+	case "ROLLED_BACK":
+		t.Action, t.VersionID = "rollback", str(e.Metadata, "version_id")
+	default:
+		t.Action, t.PackageID, t.Version = str(e.Metadata, "action"), e.SubmissionID, str(e.Metadata, "version")
+		if t.Action == "" {
+			t.Action = "install"
+		}
+	}
+	return t
+}
+
+type legacyTouch struct {
+	e      ledger.Entry
+	change string
+}
+
+// legacyTouches returns the INSTALLED and ROLLED_BACK entries of s written
+// before changed sets were recorded that touched the file at full (its
+// path from the plane root, as checkpoints hold it): those whose state
+// before (their "checkpoint") and after differ for it. The state after a
+// rollback is the checkpoint it restored; after an install, the checkpoint
+// the next change took first or, for the tier's last change, the file as
+// its owner holds it now. An install whose states cannot be read (a
+// change that took no checkpoint, one pruned) is kept when it is the
+// owner's, unjudged (change ""). The entries are read in seq order and
+// the read stops at the first one that records its changed set: every
+// tool since writes one.
+func legacyTouches(ctx context.Context, s ledger.Store, st *states, pv *Provenance, full string) ([]legacyTouch, error) {
+	var old []ledger.Entry
+	next := "" // the checkpoint of the first change that records its changed set
+	nextSeen := false
+	err := s.Find(ctx, ledger.Query{EventTypes: []string{"INSTALLED", "ROLLED_BACK"}}, func(e *ledger.Entry) bool {
+		if _, ok := ledger.ChangedOf(e.Metadata); ok {
+			next, nextSeen = str(e.Metadata, "checkpoint"), true
+			return false
+		}
+		old = append(old, *e)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := &snapshot.File{Path: full, SHA256: pv.RecordedSHA256, Mode: pv.RecordedMode}
+	var out []legacyTouch
+	for i := range old {
+		e := &old[i]
+		before, bknown := st.file(str(e.Metadata, "checkpoint"), full)
+		var after *snapshot.File
+		aknown := true
+		switch {
+		case e.EventType == "ROLLED_BACK":
+			after, aknown = st.file(str(e.Metadata, "version_id"), full)
+		case i+1 < len(old):
+			after, aknown = st.file(str(old[i+1].Metadata, "checkpoint"), full)
+		case nextSeen:
+			after, aknown = st.file(next, full)
+		default:
+			after = now
+		}
+		if !bknown || !aknown {
+			if e.EventType == "INSTALLED" && e.SubmissionID == pv.Owner.PackageID {
+				out = append(out, legacyTouch{e: *e})
+			}
+			continue
+		}
+		if c := changeOf(before, after); c != "" {
+			out = append(out, legacyTouch{e: *e, change: c})
+		}
+	}
+	return out, nil
+}
+
+// changeOf says what became of a file between two states (nil: absent).
+func changeOf(before, after *snapshot.File) string {
+	switch {
+	case before == nil && after == nil:
+		return ""
+	case before == nil:
+		return ChangeAdded
+	case after == nil:
+		return ChangeRemoved
+	case before.SHA256 != after.SHA256 || before.Mode != after.Mode:
+		return ChangeModified
+	}
+	return ""
+}
+
 // compact is JSON bytes without insignificant white space (they were read
 // from a file the install wrote and checked).
 func compact(b []byte) json.RawMessage {
@@ -381,37 +484,15 @@ func compact(b []byte) json.RawMessage {
 	return json.RawMessage(buf.Bytes())
 }
 
-// holds reports whether checkpoint vid holds the file at p (HO3-relative).
-// statesAfter maps the seq of each INSTALLED and ROLLED_BACK entry of s
-// (found through its index) to the checkpoint of the state right after it:
-// the "checkpoint" (the state before) of the next one. The last has none:
-// the state after it is the plane as it is.
-func statesAfter(ctx context.Context, s ledger.Store) (map[int64]string, error) {
-	changes, err := find(ctx, s, ledger.Query{EventTypes: []string{"INSTALLED", "ROLLED_BACK"}})
-	if err != nil {
-		return nil, err
-	}
-	after := map[int64]string{}
-	for i := 0; i+1 < len(changes); i++ {
-		// A change that took no checkpoint first (a kernel release of a
-		// trust change) leaves the state after the one before it unknown:
-		// not judged, so kept in the history.
-		if vid := str(changes[i+1].Metadata, "checkpoint"); vid != "" {
-			after[changes[i].Seq] = vid
-		}
-	}
-	return after, nil
-}
-
 // states reads checkpoints once each.
 type states struct {
 	root   string
 	loaded map[string]*snapshot.Version
 }
 
-// file returns path's entry in checkpoint vid (false: not there, or no
-// such checkpoint).
-func (st *states) file(vid, path string) (snapshot.File, bool) {
+// file returns path's entry in checkpoint vid (nil: not there); known is
+// false when there is no such checkpoint to read.
+func (st *states) file(vid, path string) (f *snapshot.File, known bool) {
 	v, ok := st.loaded[vid]
 	if !ok {
 		if snapshot.ValidID(vid) {
@@ -420,18 +501,13 @@ func (st *states) file(vid, path string) (snapshot.File, bool) {
 		st.loaded[vid] = v
 	}
 	if v == nil {
-		return snapshot.File{}, false
+		return nil, false
 	}
 	i := slices.IndexFunc(v.Files, func(f snapshot.File) bool { return f.Path == path })
 	if i < 0 {
-		return snapshot.File{}, false
+		return nil, true
 	}
-	return v.Files[i], true
-}
-
-func (st *states) has(vid, path string) bool {
-	_, ok := st.file(vid, path)
-	return ok
+	return &v.Files[i], true
 }
 
 // str is m[k] when it is a string.

@@ -60,7 +60,8 @@ type provenanceDoc struct {
 //     signed by one of verifiers (an unsigned checkpoint is refused);
 //   - the install entry is the INSTALLED of the owner's package, version
 //     and manifest hash; the latest entry is that one or a later
-//     ROLLED_BACK or INSTALLED of the same package;
+//     ROLLED_BACK or INSTALLED of the same package, and when it records
+//     what it changed (metadata.changed), it added or modified the file;
 //   - the manifest hashes to that manifest hash and lists the file with
 //     the recorded hash and mode; the receipt names the same package,
 //     version and manifest hash and lists the file likewise;
@@ -100,6 +101,13 @@ func VerifyProvenance(doc []byte, verifiers note.Verifiers) (*Verdict, error) {
 	case latest.EventType == "INSTALLED" && latest.SubmissionID == o.PackageID:
 	default:
 		return v, invalid("latest entry seq %d is %s of %s: not an install of %s or a rollback", latest.Seq, latest.EventType, latest.SubmissionID, o.PackageID)
+	}
+	if c, ok := ledger.ChangedOf(latest.Metadata); ok && latest.Seq != install.Seq {
+		// An entry that records what it changed vouches for the file
+		// only if it put these bytes there.
+		if ch := c.Change(inTier); ch != ChangeAdded && ch != ChangeModified {
+			return v, invalid("latest entry seq %d does not record adding or modifying %s (its changed set: %q)", latest.Seq, inTier, ch)
+		}
 	}
 	if p.Latest == nil || *p.Latest != latest.Seq {
 		return v, invalid("latest_seq does not name the latest entry proved (seq %d)", latest.Seq)

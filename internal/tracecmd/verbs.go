@@ -162,13 +162,9 @@ func fileText(w io.Writer, result any) error {
 		if t.VersionID != "" {
 			what = t.VersionID
 		}
-		action := t.Action
-		if t.Removed {
-			action += " (removed it)"
-		}
-		rows = append(rows, []string{fmt.Sprint(t.Seq), t.Timestamp, t.EventType, action, what, t.Actor})
+		rows = append(rows, []string{fmt.Sprint(t.Seq), t.Timestamp, t.EventType, dash(t.PackageID), t.Action, dash(t.Change), what, t.Actor})
 	}
-	return table(w, "SEQ TIME EVENT ACTION VERSION ACTOR", rows)
+	return table(w, "SEQ TIME EVENT PACKAGE ACTION CHANGE VERSION ACTOR", rows)
 }
 
 func explainText(w io.Writer, result any) error {

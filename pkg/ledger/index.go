@@ -29,7 +29,8 @@ import (
 )
 
 // The index X.idx beside a ledger X.jsonl maps keys (an event type, a
-// submission_id, a value of an indexed metadata key) to the seqs and byte
+// submission_id, an entry id, a value of an indexed metadata key, a path
+// an entry's metadata.changed lists: Changed) to the seqs and byte
 // offsets of the entries that carry them, so that Find by those keys costs
 // what the matches cost (plus the entries appended after the index), not a
 // scan of the ledger. It is a cache, rebuilt from the ledger, and never
@@ -75,10 +76,15 @@ func IndexPath(path string) string { return strings.TrimSuffix(path, ".jsonl") +
 // is all that issue 14's lookups (package_id, path) need: the list is part
 // of the index's identity (idxKeyset), so every index built with another
 // list is rebuilt by the next writer and not used until then.
-var indexedMetadata = []string{"op_id", "package_id", "path"}
+// _work_order_id (the tier's stamp) finds a work order's entries in each
+// session's ledger (cp-trace explain WO-...).
+var indexedMetadata = []string{"op_id", "package_id", "path", "_work_order_id"}
 
 const (
-	idxMagic       = "CPIDX2\n\x00" // 2: CRC-32 (IEEE) checksums
+	// idxMagic is the format's version: 2 had CRC-32 (IEEE) checksums; 3
+	// adds the keys of entry ids and changed paths. An index of another
+	// version is not used, and the next writer rebuilds it from the ledger.
+	idxMagic       = "CPIDX3\n\x00"
 	idxHeaderSize  = 128
 	idxPostingSize = 40
 	idxMinBuckets  = 256
@@ -93,7 +99,7 @@ const (
 )
 
 var idxKeyset = func() uint64 {
-	return keyHash("cp-ledger-index/1\x00" + strings.Join(indexedMetadata, "\x00"))
+	return keyHash("cp-ledger-index/2\x00id\x00" + ChangedKey + "\x00" + strings.Join(indexedMetadata, "\x00"))
 }()
 
 // keyHash is 64-bit FNV-1a. A collision costs a lookup a longer chain,
@@ -110,10 +116,13 @@ func fnvAdd(h uint64, s string) uint64 {
 	return h
 }
 
-// The keys are the hashes of "t\x00"+type, "s\x00"+subject and
-// "m\x00"+k+"\x00"+v, hashed without building those strings.
+// The keys are the hashes of "t\x00"+type, "s\x00"+subject, "i\x00"+id,
+// "c\x00"+path (a changed path) and "m\x00"+k+"\x00"+v, hashed without
+// building those strings.
 func eventKey(t string) uint64   { return fnvAdd(fnvAdd(fnvOffset, "t\x00"), t) }
 func subjectKey(s string) uint64 { return fnvAdd(fnvAdd(fnvOffset, "s\x00"), s) }
+func idKey(id string) uint64     { return fnvAdd(fnvAdd(fnvOffset, "i\x00"), id) }
+func changedKey(p string) uint64 { return fnvAdd(fnvAdd(fnvOffset, "c\x00"), p) }
 func metaKey(k, v string) uint64 {
 	return fnvAdd(fnvAdd(fnvAdd(fnvAdd(fnvOffset, "m\x00"), k), "\x00"), v)
 }
@@ -126,15 +135,25 @@ func bucketsFor(postings int64) int64 {
 	return min(idxMaxBuckets, max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings/4))))
 }
 
-// entryKeys appends the key hashes of an entry with these fields.
-func keysOf(dst []uint64, eventType, subject string, meta func(k string) (string, bool)) []uint64 {
+// keysOf appends the key hashes of an entry with these fields: its event
+// type, subject, id, indexed metadata values, then the paths of its
+// changed set (ch) in Changed.Paths's order.
+func keysOf(dst []uint64, id, eventType, subject string, meta func(k string) (string, bool), ch *Changed) []uint64 {
 	dst = append(dst, eventKey(eventType))
 	if subject != "" {
 		dst = append(dst, subjectKey(subject))
 	}
+	if id != "" {
+		dst = append(dst, idKey(id))
+	}
 	for _, k := range indexedMetadata {
 		if v, ok := meta(k); ok && v != "" {
 			dst = append(dst, metaKey(k, v))
+		}
+	}
+	if ch != nil {
+		for _, p := range ch.Paths() {
+			dst = append(dst, changedKey(p))
 		}
 	}
 	return dst
@@ -156,7 +175,8 @@ func lineKeys(dst []uint64, line []byte) []uint64 {
 func valsKeys(dst []uint64, line []byte, vals *[nFields]span) []uint64 {
 	et, ok1 := rawBytes(line[vals[fEventType].a:vals[fEventType].b])
 	sub, ok2 := rawBytes(line[vals[fSubmission].a:vals[fSubmission].b])
-	if !ok1 || !ok2 {
+	id, ok3 := rawBytes(line[vals[fID].a:vals[fID].b])
+	if !ok1 || !ok2 || !ok3 {
 		return slowLineKeys(dst, line)
 	}
 	md := line[vals[fMetadata].a:vals[fMetadata].b]
@@ -168,6 +188,9 @@ func valsKeys(dst []uint64, line []byte, vals *[nFields]span) []uint64 {
 	dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "t\x00"), et))
 	if len(sub) > 0 {
 		dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "s\x00"), sub))
+	}
+	if len(id) > 0 {
+		dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "i\x00"), id))
 	}
 	return dst
 }
@@ -211,7 +234,7 @@ func rawBytes(q []byte) ([]byte, bool) {
 // without any of them is not searched.
 var metaQuoted = func() [][]byte {
 	var qs [][]byte
-	for _, k := range indexedMetadata {
+	for _, k := range append([]string{ChangedKey}, indexedMetadata...) {
 		q, _ := json.Marshal(k)
 		qs = append(qs, q)
 	}
@@ -227,15 +250,27 @@ var metaPaths = func() []string {
 }()
 
 func slowLineKeys(dst []uint64, line []byte) []uint64 {
-	r := gjson.GetManyBytes(line, "event_type", "submission_id", "metadata")
+	r := gjson.GetManyBytes(line, "event_type", "submission_id", "metadata", "id")
 	if !r[0].Exists() || !r[2].IsObject() {
-		return keysOf(dst, r[0].String(), r[1].String(), func(string) (string, bool) { return "", false })
+		return keysOf(dst, r[3].String(), r[0].String(), r[1].String(), func(string) (string, bool) { return "", false }, nil)
 	}
-	m := gjson.GetMany(r[2].Raw, metaPaths...)
-	return keysOf(dst, r[0].String(), r[1].String(), func(k string) (string, bool) {
+	m := gjson.GetMany(r[2].Raw, append(metaPaths, ChangedKey)...)
+	var ch *Changed
+	if c := m[len(metaPaths)]; c.IsObject() {
+		// Decoded as the entry's own metadata is (ParseLine), so the
+		// writer's keys (from the entry) and a rebuild's (from the line)
+		// are the same.
+		var v any
+		if json.Unmarshal([]byte(c.Raw), &v) == nil {
+			if got, ok := changedOf(v); ok {
+				ch = &got
+			}
+		}
+	}
+	return keysOf(dst, r[3].String(), r[0].String(), r[1].String(), func(k string) (string, bool) {
 		v := m[slices.Index(indexedMetadata, k)]
 		return v.Str, v.Type == gjson.String
-	})
+	}, ch)
 }
 
 func gjsonEscape(k string) string {
@@ -452,6 +487,10 @@ func (x *idxFile) lookup(key uint64, from int64, out []posting) ([]posting, erro
 // (any of them: the union), or nil when q names no indexed condition.
 func (q Query) indexKeys() []uint64 {
 	switch {
+	case q.ID != "":
+		return []uint64{idKey(q.ID)}
+	case q.Changed != "":
+		return []uint64{changedKey(q.Changed)}
 	case q.Subject != "":
 		return []uint64{subjectKey(q.Subject)}
 	case q.OpID != "":
@@ -533,14 +572,31 @@ func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
 		return nil, false
 	}
 	line = line[:p.len]
-	e, err := ParseLine(line)
-	if err != nil || e.Seq != p.seq {
-		return nil, false
-	}
-	stored := e.EntryHash
-	_, leaf, err := encode(nil, e)
-	if err != nil || e.EntryHash != stored {
-		return nil, false
+	var leaf tlog.Hash
+	var e *Entry
+	if vals, canonical := scanEntry(line); canonical {
+		// An entry in canonical form, checked and hashed as it is in one
+		// pass (Verify's fast path), not re-encoded: its entry_hash must
+		// be its content's.
+		eh := vals[fEntryHash]
+		leaf = leafHash(line[:eh.a-len(`"entry_hash":`)], line[eh.b+1:])
+		var stated tlog.Hash
+		if _, err := hex.Decode(stated[:], line[eh.a+1:eh.b-1]); err != nil || stated != leaf {
+			return nil, false
+		}
+		var err error
+		if e, err = ParseLine(line); err != nil || e.Seq != p.seq {
+			return nil, false
+		}
+	} else {
+		var err error
+		if e, err = ParseLine(line); err != nil || e.Seq != p.seq {
+			return nil, false
+		}
+		stored := e.EntryHash
+		if _, leaf, err = encode(nil, e); err != nil || e.EntryHash != stored {
+			return nil, false
+		}
 	}
 	hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, p.seq)})
 	if err != nil || hs[0] != leaf {
@@ -688,13 +744,17 @@ func (l *Ledger) updateIndexErr(prevN, prevEnd int64, prevHead string, entries [
 		}
 	}
 	off := prevEnd
-	ps = slices.Grow(ps, 3*len(entries))
+	ps = slices.Grow(ps, 4*len(entries))
 	for i := range entries {
 		e := &entries[i]
-		keys = keysOf(keys[:0], e.EventType, e.SubmissionID, func(k string) (string, bool) {
+		var ch *Changed
+		if c, ok := ChangedOf(e.Metadata); ok {
+			ch = &c
+		}
+		keys = keysOf(keys[:0], e.ID, e.EventType, e.SubmissionID, func(k string) (string, bool) {
 			v, ok := e.Metadata[k].(string)
 			return v, ok
-		})
+		}, ch)
 		for _, k := range keys {
 			ps = append(ps, posting{key: k, seq: e.Seq, off: off, len: uint32(ends[i] - off - 1)})
 		}
@@ -1032,5 +1092,5 @@ func (c *indexComparer) finish() []Issue {
 	if c.bad < 0 {
 		return nil
 	}
-	return []Issue{{Seq: c.bad, Code: IndexMismatch, Message: fmt.Sprintf("the index %s differs from its rebuild from the ledger (first at seq %d): an edited or damaged index can hide entries from lookups by event type, subject or metadata; remove it and the next append rebuilds it", filepath.Base(c.path), c.bad)}}
+	return []Issue{{Seq: c.bad, Code: IndexMismatch, Message: fmt.Sprintf("the index %s differs from its rebuild from the ledger (first at seq %d): an edited or damaged index can hide entries from lookups by event type, subject, id, changed path or metadata; remove it and the next append rebuilds it", filepath.Base(c.path), c.bad)}}
 }

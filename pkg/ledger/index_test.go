@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -33,8 +34,21 @@ func randomLedger(t testing.TB, r *rand.Rand, path string, n int) {
 			if r.IntN(5) == 0 {
 				md["path"] = fmt.Sprintf("a/%d.txt", r.IntN(3))
 			}
+			if r.IntN(6) == 0 {
+				md["_work_order_id"] = fmt.Sprintf("WO-20261206-00%d", r.IntN(3))
+			}
 			if r.IntN(7) == 0 {
 				md["op_id"] = float64(r.IntN(3)) // not a string: not indexed
+			}
+			switch r.IntN(12) {
+			case 0:
+				md[ChangedKey] = Changed{Added: []string{fmt.Sprintf("f/%d", r.IntN(4))}, Removed: []string{fmt.Sprintf("f/%d", r.IntN(4))}}.Metadata()
+			case 1:
+				md[ChangedKey] = map[string]any{"modified": []any{fmt.Sprintf("f/%d", r.IntN(4)), "f/\u2028\"x"}}
+			case 2:
+				md[ChangedKey] = map[string]any{"added": []any{"f/1", 7.0}} // not a changed set: not indexed
+			case 3:
+				md[ChangedKey] = "f/1" // nor this
 			}
 			sub := ""
 			if r.IntN(4) != 0 {
@@ -48,9 +62,18 @@ func randomLedger(t testing.TB, r *rand.Rand, path string, n int) {
 	}
 }
 
-func randomQuery(r *rand.Rand) Query {
+func randomQuery(r *rand.Rand, ids []string) Query {
 	var q Query
-	switch r.IntN(6) {
+	switch r.IntN(9) {
+	case 6:
+		q.Changed = fmt.Sprintf("f/%d", r.IntN(5))
+	case 7:
+		q.Changed = "f/\u2028\"x"
+	case 8:
+		q.ID = "LED-0000000000000000"
+		if len(ids) > 0 && r.IntN(4) != 0 {
+			q.ID = ids[r.IntN(len(ids))]
+		}
 	case 0:
 		q.EventTypes = []string{fmt.Sprintf("EV%d", r.IntN(7))}
 	case 1:
@@ -63,6 +86,9 @@ func randomQuery(r *rand.Rand) Query {
 		q.Metadata = map[string]string{"package_id": fmt.Sprintf("PKG-%d", r.IntN(4))}
 	case 5:
 		q.Metadata = map[string]string{"path": fmt.Sprintf("a/%d.txt", r.IntN(4))}
+		if r.IntN(2) == 0 {
+			q.Metadata = map[string]string{"_work_order_id": fmt.Sprintf("WO-20261206-00%d", r.IntN(4))}
+		}
 	}
 	if r.IntN(3) == 0 {
 		q.EventTypes = append(q.EventTypes, fmt.Sprintf("EV%d", r.IntN(6)))
@@ -88,6 +114,16 @@ func findBoth(t testing.TB, path string, q Query) (got, want []string, indexed b
 	return got, want, indexed
 }
 
+// ledgerIDs returns the ids of the ledger's entries.
+func ledgerIDs(t testing.TB, path string) []string {
+	l, err := Open(path, Options{})
+	require.NoError(t, err)
+	defer l.Close()
+	var ids []string
+	require.NoError(t, l.Find(ctx, Query{}, func(e *Entry) bool { ids = append(ids, e.ID); return true }))
+	return ids
+}
+
 // tag names an entry by seq and hash, for comparing answers.
 func tag(e *Entry) string { return fmt.Sprintf("%d:%s", e.Seq, e.EntryHash) }
 
@@ -96,8 +132,9 @@ func TestIndexFindEqualsScan(t *testing.T) {
 		r := rand.New(rand.NewPCG(seed, 7))
 		path := filepath.Join(t.TempDir(), "x.jsonl")
 		randomLedger(t, r, path, 1+r.IntN(400))
+		ids := ledgerIDs(t, path)
 		for range 60 {
-			q := randomQuery(r)
+			q := randomQuery(r, ids)
 			got, want, indexed := findBoth(t, path, q)
 			require.True(t, indexed, "seed %d: the index was not used", seed)
 			require.Equal(t, want, got, "seed %d query %+v", seed, q)
@@ -124,6 +161,75 @@ func TestIndexIsItsRebuild(t *testing.T) {
 
 func indexFile(path string) string { return IndexPath(path) }
 
+// An index of the previous format (CPIDX2: no id or changed-path keys) is
+// not used, however well formed: Find by id or changed path through it
+// would miss every entry. A reader scans; the next writer rebuilds it in
+// this format, byte for byte what a rebuild makes.
+func TestIndexOldFormatRebuilt(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	randomLedger(t, r, path, 200)
+	ids := ledgerIDs(t, path)
+	// The old format's image: its magic and key set, the postings a v2
+	// writer made (no id or changed keys), its header checksum.
+	oldKeyset := keyHash("cp-ledger-index/1\x00" + strings.Join(indexedMetadata, "\x00"))
+	l, err := Open(path, Options{})
+	require.NoError(t, err)
+	var ps []posting
+	var off int64
+	var n int64
+	var head string
+	require.NoError(t, l.Lines(ctx, 0, -1, func(seq int64, line []byte) bool {
+		e, err := ParseLine(line)
+		require.NoError(t, err)
+		for _, k := range keysOf(nil, "", e.EventType, e.SubmissionID, func(k string) (string, bool) { v, ok := e.Metadata[k].(string); return v, ok }, nil) {
+			ps = append(ps, posting{key: k, seq: seq, off: off, len: uint32(len(line))})
+		}
+		off += int64(len(line)) + 1
+		n, head = seq+1, e.EntryHash
+		return true
+	}))
+	l.Close()
+	img, h, err := indexImage(ps, 0, n, off, head)
+	require.NoError(t, err)
+	h.keyset = oldKeyset
+	hb := h.encode()
+	copy(hb, "CPIDX2\n\x00")
+	binary.LittleEndian.PutUint32(hb[124:], sum(hb[:124]))
+	copy(img, hb)
+	require.NoError(t, os.WriteFile(indexFile(path), img, 0o644))
+
+	l, err = Open(path, Options{})
+	require.NoError(t, err)
+	require.Nil(t, l.openIndex(), "an old-format index is not used")
+	require.Nil(t, l.compareIndex(ctx), "nor judged: it is never trusted")
+	l.Close()
+	for _, q := range []Query{{ID: ids[17]}, {Changed: "f/1"}, {ID: ids[len(ids)-1], From: 3}} {
+		got, want, indexed := findBoth(t, path, q)
+		require.False(t, indexed)
+		require.NotEmpty(t, want, "%+v", q)
+		require.Equal(t, want, got, "%+v", q)
+	}
+	// The next append rebuilds it from the ledger.
+	w, err := OpenWriter(path, Options{Actor: "tester"})
+	require.NoError(t, err)
+	_, err = w.Append(ctx, []Draft{{EventType: "EV1", Metadata: map[string]any{ChangedKey: Changed{Added: []string{"f/1"}}.Metadata()}}})
+	require.NoError(t, err)
+	w.Close()
+	b, err := os.ReadFile(indexFile(path))
+	require.NoError(t, err)
+	require.Equal(t, idxMagic, string(b[:8]))
+	l, err = Open(path, Options{})
+	require.NoError(t, err)
+	defer l.Close()
+	require.Nil(t, l.compareIndex(ctx))
+	for _, q := range []Query{{ID: ids[17]}, {Changed: "f/1"}} {
+		got, want, indexed := findBoth(t, path, q)
+		require.True(t, indexed)
+		require.Equal(t, want, got, "%+v", q)
+	}
+}
+
 // damage applies fn to the index of path and checks that Find still
 // answers what a scan does, and that the next append repairs the index.
 func damage(t *testing.T, name string, fn func(t *testing.T, path string)) {
@@ -139,9 +245,10 @@ func damageInside(t *testing.T, name string, inside bool, fn func(t *testing.T, 
 		r := rand.New(rand.NewPCG(3, 4))
 		path := filepath.Join(t.TempDir(), "x.jsonl")
 		randomLedger(t, r, path, 300)
+		ids := ledgerIDs(t, path)
 		fn(t, path)
 		for range 40 {
-			q := randomQuery(r)
+			q := randomQuery(r, ids)
 			got, want, _ := findBoth(t, path, q)
 			require.Equal(t, want, got, "query %+v", q)
 		}
@@ -426,7 +533,7 @@ func FuzzIndex(f *testing.F) {
 		require.NoError(t, os.WriteFile(p, data, 0o644))
 		require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(p), "x.tlog"), tl, 0o644))
 		require.NoError(t, os.WriteFile(IndexPath(p), b, 0o644))
-		q := randomQuery(rand.New(rand.NewPCG(uint64(qi), 1)))
+		q := randomQuery(rand.New(rand.NewPCG(uint64(qi), 1)), nil)
 		got, want, _ := findBoth(t, p, q)
 		// Everything returned is in the scan's answer, in order, once.
 		j := 0

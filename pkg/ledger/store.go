@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"slices"
 
@@ -87,6 +88,11 @@ type Query struct {
 	Metadata map[string]string
 	// From selects entries with seq >= From.
 	From int64
+	// ID, when set, selects the entry with this id (LED-...).
+	ID string
+	// Changed, when set, selects entries whose metadata.changed lists this
+	// path (added, modified or removed: ChangedOf).
+	Changed string
 }
 
 // match reports whether a line may hold an entry q selects, reading only
@@ -94,13 +100,17 @@ type Query struct {
 // that is not valid JSON its answer means nothing, and does not matter:
 // such a line does not parse, and Find skips it either way.
 func (q Query) match(line []byte) bool {
-	if len(q.EventTypes) == 0 && q.Subject == "" && q.OpID == "" && len(q.Metadata) == 0 {
+	if len(q.EventTypes) == 0 && q.Subject == "" && q.OpID == "" && len(q.Metadata) == 0 && q.ID == "" && q.Changed == "" {
 		return true
 	}
-	r := gjson.GetManyBytes(line, "event_type", "submission_id", "metadata.op_id")
+	if q.Changed != "" && plainASCII(q.Changed) && !bytes.Contains(line, []byte(q.Changed)) {
+		return false // written as is in any JSON string: the line does not hold it
+	}
+	r := gjson.GetManyBytes(line, "event_type", "submission_id", "metadata.op_id", "id")
 	if !((len(q.EventTypes) == 0 || slices.Contains(q.EventTypes, r[0].String())) &&
 		(q.Subject == "" || r[1].String() == q.Subject) &&
-		(q.OpID == "" || r[2].String() == q.OpID)) {
+		(q.OpID == "" || r[2].String() == q.OpID) &&
+		(q.ID == "" || r[3].String() == q.ID)) {
 		return false
 	}
 	for k, v := range q.Metadata {
@@ -117,8 +127,15 @@ func (q Query) selects(e *Entry) bool {
 	if !(e.Seq >= q.From &&
 		(len(q.EventTypes) == 0 || slices.Contains(q.EventTypes, e.EventType)) &&
 		(q.Subject == "" || e.SubmissionID == q.Subject) &&
-		(q.OpID == "" || op == q.OpID)) {
+		(q.OpID == "" || op == q.OpID) &&
+		(q.ID == "" || e.ID == q.ID)) {
 		return false
+	}
+	if q.Changed != "" {
+		c, ok := ChangedOf(e.Metadata)
+		if !ok || c.Change(q.Changed) == "" {
+			return false
+		}
 	}
 	for k, v := range q.Metadata {
 		if s, ok := e.Metadata[k].(string); !ok || s != v {
@@ -143,3 +160,14 @@ func Genesis(ctx context.Context, s Store, d Draft) (Entry, error) {
 
 // The file store is the embedded driver.
 var _ Store = (*Ledger)(nil)
+
+// plainASCII reports whether s is printable ASCII without a quote or a
+// backslash: text every JSON encoder writes unescaped.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

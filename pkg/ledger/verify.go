@@ -469,7 +469,7 @@ type block struct {
 	wantKeys  bool
 	// results
 	keys       []uint64 // the index keys of its lines, in order
-	nkeys      []uint8  // how many keys each line has
+	nkeys      []uint32 // how many keys each line has (a changed set lists thousands)
 	lens       []uint32 // each line's length
 	leaves     []tlog.Hash
 	issues     []Issue
@@ -556,7 +556,7 @@ func (b *block) verify() {
 			} else {
 				b.keys = lineKeys(b.keys, line)
 			}
-			b.nkeys = append(b.nkeys, uint8(len(b.keys)-n))
+			b.nkeys = append(b.nkeys, uint32(len(b.keys)-n))
 			b.lens = append(b.lens, uint32(len(line)))
 		}
 		if issue != nil {

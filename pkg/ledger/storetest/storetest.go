@@ -109,10 +109,11 @@ func Run(t *testing.T, open Opener) {
 
 	t.Run("Find", func(t *testing.T) {
 		s := open(t, ledger.Options{Actor: "tester"})
-		_, err := s.Append(ctx, []ledger.Draft{
+		es, err := s.Append(ctx, []ledger.Draft{
 			{EventType: ev("INSTALL_STARTED"), SubmissionID: "PKG-A", Metadata: op("OP-1")},
 			{EventType: ev("NOTE"), SubmissionID: "PKG-A", Reason: `"event_type":"INSTALLED"`}, // the needle in a value
-			{EventType: ev("INSTALLED"), SubmissionID: "PKG-A", Metadata: map[string]any{"op_id": "OP-1", "package_id": "P1"}},
+			{EventType: ev("INSTALLED"), SubmissionID: "PKG-A", Metadata: map[string]any{"op_id": "OP-1", "package_id": "P1",
+				ledger.ChangedKey: ledger.Changed{Added: []string{"lib/a.py"}, Removed: []string{"lib/b.py"}}.Metadata()}},
 			{EventType: ev("INSTALL_STARTED"), SubmissionID: "PKG-B", Metadata: map[string]any{"op_id": "OP-2", "note": map[string]any{"op_id": "OP-1"}}},
 			{EventType: ev("CHECKPOINT_CREATED"), SubmissionID: "VER-1", Metadata: op("OP-2")},
 		})
@@ -130,6 +131,12 @@ func Run(t *testing.T, open Opener) {
 			"metadata":       {ledger.Query{Metadata: map[string]string{"package_id": "P1"}}, []int64{2}},
 			"metadata op_id": {ledger.Query{Metadata: map[string]string{"op_id": "OP-2"}}, []int64{3, 4}},
 			"none":           {ledger.Query{Subject: "PKG-Z"}, nil},
+			"id":             {ledger.Query{ID: es[3].ID}, []int64{3}},
+			"id from":        {ledger.Query{ID: es[1].ID, From: 2}, nil},
+			"no such id":     {ledger.Query{ID: "LED-0000000000000000"}, nil},
+			"changed":        {ledger.Query{Changed: "lib/b.py"}, []int64{2}},
+			"changed + type": {ledger.Query{Changed: "lib/a.py", EventTypes: []string{"NOTE"}}, nil},
+			"not changed":    {ledger.Query{Changed: "lib/c.py"}, nil},
 		} {
 			var got []int64
 			require.NoError(t, s.Find(ctx, tc.q, func(e *ledger.Entry) bool { got = append(got, e.Seq); return true }), name)

@@ -31,3 +31,5 @@ func other_() error {
 }
 
 func builtCode(kind string) error { return cli.Errorf(1, "X_"+kind, "x") }
+
+func Main() { _ = tool; _ = other }

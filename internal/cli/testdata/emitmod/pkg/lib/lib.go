@@ -37,3 +37,17 @@ func (s *Store) Append() error {
 	code = "LIB_APPEND"
 	return &Error{code: code}
 }
+
+// Other has an Append too, of another signature: it does not implement
+// the interface other_ calls Append through, so that call does not reach
+// it (a scan by name would).
+type Other struct{}
+
+func (o *Other) Append(n int) error {
+	var code string
+	code = "LIB_OTHER_APPEND"
+	return &Error{code: code}
+}
+
+// Unlinked is reached from nothing cp-x calls.
+func Unlinked() error { return refuse("LIB_UNLINKED") }

@@ -1,0 +1,5 @@
+package main
+
+import "github.com/control-plane/cp/internal/xcmd"
+
+func main() { xcmd.Main() }

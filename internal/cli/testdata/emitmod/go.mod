@@ -1,0 +1,3 @@
+module github.com/control-plane/cp
+
+go 1.26.0

@@ -145,6 +145,11 @@ type Verb struct {
 	// Raw verbs write their own stdout lines on success (for example
 	// NDJSON entries); errors are still enveloped.
 	Raw bool
+	// Upstream, if set, turns an upstream envelope's result (DESIGN.md
+	// §3: composition) into this verb's request before flags and
+	// validation: cp-ledger append keeps another tool's result as its
+	// entry's metadata. Without it, the result is the request.
+	Upstream func(result Request) Request
 }
 
 // Tool is one binary.
@@ -314,7 +319,7 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	}
 	var base Request
 	if firstIn != nil {
-		base = firstIn.req
+		base = firstIn.fromUpstream(verb)
 	}
 	req, err := build(base)
 	if err != nil {

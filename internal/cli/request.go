@@ -86,6 +86,17 @@ func decodeValue(b []byte) (any, error) {
 type input struct {
 	req         Request
 	passthrough *Error
+	// upstream marks req as an upstream envelope's result (Verb.Upstream).
+	upstream bool
+}
+
+// fromUpstream is req as verb takes it: an upstream envelope's result
+// through the verb's Upstream, if it declares one.
+func (in input) fromUpstream(verb *Verb) Request {
+	if in.upstream && verb.Upstream != nil {
+		return verb.Upstream(in.req)
+	}
+	return in.req
 }
 
 // parseInput decodes one stdin request line or document. An upstream envelope
@@ -112,7 +123,7 @@ func parseInput(b []byte) (input, error) {
 		if !ok {
 			return input{}, Invalidf("INVALID_INPUT", "upstream envelope result must be an object, got %s", jsonKind(obj["result"]))
 		}
-		return input{req: res}, nil
+		return input{req: res, upstream: true}, nil
 	case "error":
 		code := "UPSTREAM_ERROR"
 		msg := ""
@@ -160,6 +171,7 @@ func readAllTrim(r io.Reader, limit int) ([]byte, error) {
 	// Trailing whitespace (a final newline) is not the request's; leading
 	// whitespace may be the indentation of a pretty-printed document's
 	// second line, read after its first: it counts.
+	b = skipDeltas(b)
 	trimmed := bytes.TrimRight(b, " \t\r\n")
 	if len(b) > limit+slack || len(trimmed) > limit {
 		return nil, errTooLarge()

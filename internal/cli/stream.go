@@ -26,7 +26,7 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 		} else if op != "" && op != verb.Name {
 			return nil, Usagef("stream of %q holds operation %q", verb.Name, op)
 		}
-		return build(in.req)
+		return build(in.fromUpstream(verb))
 	}
 	req, err := request(first)
 	if err != nil {

@@ -111,11 +111,24 @@ var common = []cli.Flag{
 
 func flags(fs ...cli.Flag) []cli.Flag { return append(append([]cli.Flag{}, common...), fs...) }
 
+// upstreamEntry is the append request an upstream tool's result makes
+// (DESIGN.md §9: cp-llm's result piped into cp-ledger append --event-type X
+// becomes an entry whose metadata holds it): the result as the entry's
+// metadata, unless it is itself an append request (it names an
+// event_type), which is taken as it is.
+func upstreamEntry(result cli.Request) cli.Request {
+	if result.Has("event_type") {
+		return result
+	}
+	return cli.Request{"metadata": map[string]any(result)}
+}
+
 // tool is cp-ledger's verb table for one run; w holds the run's open
 // ledgers.
 func tool(w *writers) *cli.Tool {
 	return &cli.Tool{Name: "cp-ledger", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "append", Schema: "cp-ledger.append.request.json", Action: cli.ActionAppend, Tier: cli.TierPlane, Scope: w.scope, Stream: true, Batch: w.appendBatch,
+			Upstream: upstreamEntry,
 			Flags: flags(
 				cli.Flag{Name: "event-type", Kind: cli.String},
 				cli.Flag{Name: "submission-id", Kind: cli.String},

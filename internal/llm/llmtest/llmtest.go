@@ -72,7 +72,7 @@ func (s *Server) Hang(on bool) {
 }
 
 // Stream sets how many pieces a streamed answer comes in and the pause
-// between them.
+// between them (for a whole answer: the pause before it).
 func (s *Server) Stream(pieces int, delay time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,6 +122,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if hang && !body.Stream {
 		<-r.Context().Done()
+		return
+	}
+	if !body.Stream && !pause(r, delay) {
 		return
 	}
 	switch {

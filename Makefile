@@ -52,6 +52,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 'Verify100k' -benchtime 3x ./pkg/ledger/pgstore/
 	$(GO) test -run '^$$' -bench 'Prove1MPostgresOverFile' -benchtime 200x -timeout 60m ./internal/bench/
 	$(GO) test -run '^$$' -bench 'Trace' -benchtime 10x -timeout 40m ./internal/bench/
+	$(GO) test -run '^$$' -bench 'GatewayProcessOverSDK' -benchtime 30x -count 5 -timeout 30m ./internal/llmcmd/
+	$(GO) test -run '^$$' -bench 'GatewayStreamOverSDK' -benchtime 2x -count 5 -timeout 30m ./internal/llmcmd/
 
 lint:
 	$(GO) vet ./...
@@ -84,6 +86,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseTrusted -fuzztime $(FUZZTIME) ./pkg/pkgsig/
 	$(GO) test -run '^$$' -fuzz FuzzTarStream -fuzztime $(FUZZTIME) ./pkg/archive/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./internal/auth/
+	$(GO) test -run '^$$' -fuzz FuzzSkipDeltas -fuzztime $(FUZZTIME) ./internal/cli/
+	$(GO) test -run '^$$' -fuzz FuzzNewExporter -fuzztime $(FUZZTIME) ./internal/llm/
 
 demo: build
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh

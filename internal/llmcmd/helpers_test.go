@@ -30,14 +30,14 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // testPlane is a bootstrapped plane: its root, the package signer's key
 // and the work-order approver's key.
 type testPlane struct {
-	t              *testing.T
+	t              testing.TB
 	dir, root      string
 	opsKey, aprKey string
 }
 
 // newPlane bootstraps a plane (auth off) trusting ops for packages and
 // appr for work orders, with its keys under a temporary XDG_CONFIG_HOME.
-func newPlane(t *testing.T) *testPlane {
+func newPlane(t testing.TB) *testPlane {
 	t.Helper()
 	t.Setenv("CONTROL_PLANE_TOKEN", "")
 	t.Setenv("CONTROL_PLANE_AUTH", "")

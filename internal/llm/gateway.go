@@ -135,9 +135,10 @@ type Gateway struct {
 	// Now is the clock of work-order checks (nil: time.Now).
 	Now func() time.Time
 
-	providers *config.ProvidersDoc
-	limits    *config.Limits
-	loaded    bool
+	providers    *config.ProvidersDoc
+	limits       *config.Limits
+	loaded       bool
+	limitsLoaded bool
 }
 
 func (g *Gateway) warnf(format string, args ...any) {
@@ -153,8 +154,7 @@ func (g *Gateway) now() time.Time {
 	return nowUTC()
 }
 
-// load reads the configuration once per gateway: providers.json and the
-// router policy's per-session limit.
+// load reads providers.json once per gateway.
 func (g *Gateway) load() error {
 	if g.loaded {
 		return nil
@@ -163,12 +163,22 @@ func (g *Gateway) load() error {
 	if err != nil {
 		return err
 	}
-	rp, _, err := config.RouterPolicy(g.Root)
-	if err != nil {
-		return err
-	}
-	g.providers, g.limits, g.loaded = doc, rp.Limits, true
+	g.providers, g.loaded = doc, true
 	return nil
+}
+
+// sessionLimits reads the router policy's limits once per gateway, when a
+// call in a session first needs them (a call outside sessions never pays
+// for the file).
+func (g *Gateway) sessionLimits() (*config.Limits, error) {
+	if !g.limitsLoaded {
+		rp, _, err := config.RouterPolicy(g.Root)
+		if err != nil {
+			return nil, err
+		}
+		g.limits, g.limitsLoaded = rp.Limits, true
+	}
+	return g.limits, nil
 }
 
 // Providers returns the providers configuration in force.
@@ -539,9 +549,15 @@ func (g *Gateway) budgetsOf(p *prepared, wo, all *ledgerSpend) ([]Budget, error)
 			lim.MicroUSD = ptr(int64(r))
 		}
 		bs = append(bs, Budget{Scope: "work_order", Key: c.WorkOrderID, Limit: lim, Spent: wo.total(nil)})
-		if c.SessionID != "" && g.limits != nil && g.limits.LLMCallsPerSession != nil {
-			s := wo.total(func(r *spendRow) bool { return r.session == c.SessionID })
-			bs = append(bs, Budget{Scope: "session", Key: c.SessionID, Limit: Limit{Calls: ptr(*g.limits.LLMCallsPerSession)}, Spent: s})
+		if c.SessionID != "" {
+			lim, err := g.sessionLimits()
+			if err != nil {
+				return nil, err
+			}
+			if lim != nil && lim.LLMCallsPerSession != nil {
+				s := wo.total(func(r *spendRow) bool { return r.session == c.SessionID })
+				bs = append(bs, Budget{Scope: "session", Key: c.SessionID, Limit: Limit{Calls: ptr(*lim.LLMCallsPerSession)}, Spent: s})
+			}
 		}
 	}
 	if caps := g.providers.Caps; caps != nil && all != nil {

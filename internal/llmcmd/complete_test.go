@@ -19,10 +19,14 @@ import (
 
 	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/llm/llmtest"
 	"github.com/control-plane/cp/internal/llm/provider"
 	"github.com/control-plane/cp/internal/schematest"
+	"github.com/control-plane/cp/internal/wocmd"
 )
+
+var defaultProviders = config.DefaultProviders
 
 func sum(s string) string {
 	h := sha256.Sum256([]byte(s))
@@ -479,3 +483,26 @@ func TestStreamOfCalls(t *testing.T) {
 
 var _ = provider.Delta{}
 var _ = auth.AuthOff
+
+// A session's calls are capped by config/router_policy.json
+// limits.llm_calls_per_session, inside the work order's budget: another
+// session of the same work order has its own count.
+func TestSessionLimit(t *testing.T) {
+	p := newPlane(t)
+	p.provide(string(defaultProviders), `{"routes":[],"deny":[],"default_route":{"handler":"default","mode":"tools_first"},"limits":{"llm_calls_per_session":1}}`)
+	id, ses := p.wo("--llm-calls", "5", "--llm-tokens", "100000")
+	code, out, errs := p.call("", "--prompt", "one", "--wo", id, "--session", ses, "--max-tokens", "10")
+	require.Equal(t, 0, code, out+errs)
+	code, out, _ = p.call("", "--prompt", "two", "--wo", id, "--session", ses, "--max-tokens", "10")
+	require.Equal(t, 1, code, out)
+	require.Equal(t, "BUDGET_EXCEEDED", errCode(t, out))
+	require.Equal(t, "session", envelope(t, out)["error"].(map[string]any)["details"].(map[string]any)["scope"])
+	ses2 := p.tool(wocmd.Run, "start", "--root", p.root, id)["session_id"].(string)
+	code, out, errs = p.call("", "--prompt", "three", "--wo", id, "--session", ses2, "--max-tokens", "10")
+	require.Equal(t, 0, code, out+errs)
+	r := result(t, out)
+	require.Equal(t, json.Number("1"), r["budgets"].([]any)[0].(map[string]any)["spent"].(map[string]any)["calls"], "the work order counts both sessions")
+	// Without a work order there is no session budget to spend.
+	code, out, errs = p.call("", "--prompt", "free")
+	require.Equal(t, 0, code, out+errs)
+}

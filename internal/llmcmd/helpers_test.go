@@ -68,13 +68,17 @@ func (p *testPlane) tool(run cli.RunFunc, args ...string) map[string]any {
 	return env.Result
 }
 
-// provide installs a config package whose providers.json is doc.
-func (p *testPlane) provide(doc string) {
+// provide installs a config package whose providers.json is doc (and
+// router_policy.json router, if given).
+func (p *testPlane) provide(doc string, router ...string) {
 	p.t.Helper()
 	src := filepath.Join(p.dir, "conf")
 	require.NoError(p.t, os.RemoveAll(src))
 	p.tool(pkgcmd.Run, "init-config", "PKG-CONFIG-001", "--output", src)
 	require.NoError(p.t, os.WriteFile(filepath.Join(src, "config", "providers.json"), []byte(doc), 0o644))
+	for _, r := range router {
+		require.NoError(p.t, os.WriteFile(filepath.Join(src, "config", "router_policy.json"), []byte(r), 0o644))
+	}
 	out := filepath.Join(p.dir, "staged")
 	require.NoError(p.t, os.RemoveAll(out))
 	p.tool(pkgcmd.Run, "stage", "PKG-CONFIG-001", "--src", src, "--out", out, "--root", p.root)

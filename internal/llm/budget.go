@@ -179,14 +179,12 @@ func (ls *ledgerSpend) add(e *ledger.Entry) {
 	}
 }
 
-// total sums the rows keep selects.
+// total sums the rows keep selects. An LLM_CALL whose reservation is not
+// found still counts what it charged: more spend, never less.
 func (ls *ledgerSpend) total(keep func(*spendRow) bool) Spend {
 	var s Spend
 	for _, rid := range ls.order {
 		row := ls.reserved[rid]
-		if row.max.Calls == 0 && !row.settled {
-			continue // an LLM_CALL's half without its reservation: nothing reserved
-		}
 		if keep != nil && !keep(row) {
 			continue
 		}

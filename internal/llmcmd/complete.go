@@ -135,6 +135,11 @@ func (s *state) callOf(ctx context.Context, c *cli.Call, root string, req cli.Re
 	if cl := c.Identity.Claims; cl != nil {
 		call.Role = cl.Role
 	}
+	if call.SessionID != "" && call.WorkOrderID == "" {
+		// A session spends its work order's budget: it is checked against
+		// the sessions that work order opened, so it is named with it.
+		return nil, cli.Usagef("--session %s names no work order: give --wo, the work order that started it", call.SessionID)
+	}
 	r := provider.Request{Model: req.String("model"), System: req.String("system")}
 	if n, ok, err := req.Int("max_tokens"); err != nil {
 		return nil, err

@@ -162,6 +162,9 @@ func TestWorkOrderBudget(t *testing.T) {
 	code, out, _ = p.call("", "--prompt", "x", "--wo", id2, "--session", ses3, "--max-tokens", "10")
 	require.Equal(t, 1, code, out)
 	require.Equal(t, "SESSION_MISMATCH", errCode(t, out))
+	// A session without its work order: a usage error.
+	code, out, _ = p.call("", "--prompt", "x", "--session", ses3)
+	require.Equal(t, 2, code, out)
 	// An unknown work order.
 	code, out, _ = p.call("", "--prompt", "x", "--wo", "WO-"+today()+"-999")
 	require.Equal(t, 1, code, out)

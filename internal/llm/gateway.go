@@ -80,6 +80,9 @@ type Call struct {
 	Request provider.Request
 	// StoreBodies writes the prompt and the response under blobs/.
 	StoreBodies bool
+	// Route is the routing decision the call follows, when cp-route's
+	// result is the request (handler, mode, decision_seq): recorded.
+	Route map[string]any
 	// OnDelta, when set, streams the answer: each piece of text as it
 	// comes. An error from it (the caller hung up) stops the call, which
 	// is charged for the usage so far.
@@ -510,6 +513,9 @@ func baseMeta(c *Call, p *prepared) map[string]any {
 	} else {
 		m["prompts_used"] = []any{}
 		m["weakened_control"] = "raw_prompt"
+	}
+	if len(c.Route) > 0 {
+		m["route"] = c.Route
 	}
 	if p != nil && p.target != nil {
 		m["provider_id"] = p.target.Provider.ID

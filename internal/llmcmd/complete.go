@@ -170,8 +170,13 @@ func (s *state) callOf(ctx context.Context, c *cli.Call, root string, req cli.Re
 			c.Logf("a raw prompt is ungoverned: recorded as a weakened control (weakened_control: raw_prompt); use a registered prompt pack")
 		}
 	}
-	if req.Has("handler") || req.Has("decision_seq") {
-		c.Logf("routed: handler %s, mode %s, ROUTE_DECISION seq %v", req.String("handler"), req.String("mode"), req["decision_seq"])
+	for _, k := range []string{"handler", "mode", "decision_seq"} {
+		if v, ok := req[k]; ok {
+			if call.Route == nil {
+				call.Route = map[string]any{}
+			}
+			call.Route[k] = v
+		}
 	}
 	call.Request = r
 	if req.Bool("stream") {

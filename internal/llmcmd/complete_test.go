@@ -249,6 +249,9 @@ func TestPromptPacks(t *testing.T) {
 	code, out, errs = p.call(route + "\n")
 	require.Equal(t, 0, code, out+errs)
 	require.Equal(t, sum("summarize routes"), result(t, out)["prompt_sha256"])
+	calls := p.entries("LLM_CALL")
+	require.Equal(t, map[string]any{"handler": "summarizer", "mode": "llm_assisted", "decision_seq": json.Number("7")},
+		calls[len(calls)-1].Metadata["route"], "the routing decision is recorded beside the call")
 }
 
 // Workers: only with a pack (a raw prompt is refused and recorded), only

@@ -30,8 +30,10 @@ var (
 // once per run.
 func benchBins(b *testing.B) string {
 	benchBinOnce.Do(func() {
-		benchBinDir, benchBinErr = os.MkdirTemp("", "cp-llm-bench-")
-		if benchBinErr != nil {
+		// One fixed directory, rebuilt by each run: nothing piles up in
+		// the temporary directory.
+		benchBinDir = filepath.Join(os.TempDir(), "cp-llm-bench")
+		if benchBinErr = os.MkdirAll(benchBinDir, 0o755); benchBinErr != nil {
 			return
 		}
 		cmd := exec.Command("go", "build", "-o", benchBinDir+"/", "../../cmd/cp-llm", "./testdata/sdkbare")

@@ -55,6 +55,8 @@ bench: build
 	$(GO) test -run '^$$' -bench 'BenchmarkStdio' -benchtime 300x -count 5 ./internal/mcpcmd/
 	$(GO) test -run '^$$' -bench 'StreamRouteProcess$$' -benchtime 1x -count 5 ./internal/bench/
 	$(GO) test -run '^$$' -bench 'SingleRouteOverBare' -benchtime 200x -count 5 ./internal/bench/
+	$(GO) test -run '^$$' -bench 'GatewayProcessOverSDK' -benchtime 30x -count 5 -timeout 30m ./internal/llmcmd/
+	$(GO) test -run '^$$' -bench 'GatewayStreamOverSDK' -benchtime 2x -count 5 -timeout 30m ./internal/llmcmd/
 
 lint:
 	$(GO) vet ./...
@@ -90,6 +92,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzArguments -fuzztime $(FUZZTIME) ./internal/mcpcmd/
 	$(GO) test -run '^$$' -fuzz FuzzBearer -fuzztime $(FUZZTIME) ./internal/mcpcmd/
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./internal/route/
+	$(GO) test -run '^$$' -fuzz FuzzSkipDeltas -fuzztime $(FUZZTIME) ./internal/cli/
+	$(GO) test -run '^$$' -fuzz FuzzNewExporter -fuzztime $(FUZZTIME) ./internal/llm/
 
 demo: build
 	@PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh

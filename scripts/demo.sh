@@ -341,5 +341,18 @@ printf '$ echo '"'"'{"intent":"deploy","user":"mallory"}'"'"' | cp-route   (a de
 echo '{"intent":"deploy","user":"mallory"}' | check 1 cp-route >/dev/null
 run cp-ledger show --event-type ROUTE_DECISION --format text
 run cp-route --replay "$seq" --format text
+step "30. governed completion through the mock provider (cp-llm): a raw prompt as admin, recorded as a weakened control, its LLM_CALL evidence; then a work order that allows one model call: the second is refused before any provider is asked (BUDGET_EXCEEDED, recorded)"
+run cp-llm list-providers --format text
+run cp-llm --prompt "summarize the plane in one line" --max-tokens 64 --format text
+printf '$ cp-ledger show --plane ho2 --event-type LLM_CALL | tail -n1   (hashes, tokens, cost, gen_ai.* names; never the body)\n'
+check 0 cp-ledger show --plane ho2 --event-type LLM_CALL | tail -n1
+printf '$ cp-wo create --type investigation --title "one model call" --paths "notes/**" --llm-calls 1 --llm-tokens 4000 --expires-in 2h\n'
+wo4=$(check 0 cp-wo create --type investigation --title "one model call" --paths "notes/**" --llm-calls 1 --llm-tokens 4000 --expires-in 2h | field wo_id)
+CONTROL_PLANE_TOKEN=$maint check 0 cp-wo approve "$wo4" --key demo-approver.key >/dev/null
+ses4=$(check 0 cp-wo start "$wo4" | field session_id)
+printf '(approved by maint, session %s started)\n' "$ses4"
+run cp-llm --prompt "first call" --wo "$wo4" --session "$ses4" --max-tokens 100 --format text
+expect 1 cp-llm --prompt "second call" --wo "$wo4" --session "$ses4" --max-tokens 100 --format text
+run cp-ledger show --plane ho2 --event-type LLM_REFUSED --submission-id "$wo4" --format text
 
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

@@ -120,6 +120,11 @@ func Decide(c *Claims, a Access) error {
 			if (a.Action == ActionWOStep || a.Action == ActionRoute) && a.Session != "" && a.Session != c.Session {
 				return deny("role worker may act only in its own session %q, not %q", c.Session, a.Session)
 			}
+			// A model call is made in its own session only (DESIGN.md
+			// §8: within its work order's scope and budget).
+			if a.Action == ActionLLM && (c.Session == "" || a.Session != c.Session) {
+				return deny("role worker may call models only in its own session %q, not %q", c.Session, a.Session)
+			}
 			return inTier()
 		}
 		return deny("role %s may not %s (reads only)", role, a.Action)

@@ -121,6 +121,10 @@ func TestDecideWorkerBindings(t *testing.T) {
 	// It routes in its own session only (cp-route counts its LLM calls there).
 	require.NoError(t, Decide(w, Access{Action: ActionRoute, Tier: "ho1", WorkOrder: "WO-1", Session: w.Session}))
 	require.ErrorContains(t, Decide(w, Access{Action: ActionRoute, Tier: "ho1", WorkOrder: "WO-1", Session: "SES-20261206-00000002"}), "its own session")
+	// A model call: its own session only (the session its token names).
+	require.NoError(t, Decide(w, Access{Action: ActionLLM, Tier: "ho1", Session: w.Session, WorkOrder: "WO-1"}))
+	require.ErrorContains(t, Decide(w, Access{Action: ActionLLM, Tier: "ho1", Session: "SES-20261206-00000002", WorkOrder: "WO-1"}), "call models only in its own session")
+	require.Error(t, Decide(w, Access{Action: ActionLLM, Tier: "ho1", WorkOrder: "WO-1"}), "no session named")
 	// Naming another work order is refused whatever the action: its own
 	// session's append, and a read.
 	require.NoError(t, Decide(w, Access{Action: ActionAppend, Tier: "ho1", Session: w.Session, WorkOrder: "WO-1"}))

@@ -245,7 +245,7 @@ func TestCodesAPI(t *testing.T) {
 	_, ok = LookupCode("")
 	require.False(t, ok)
 
-	provider, ok := LookupCode("PROVIDER_ERROR")
+	provider, ok := LookupCode("UNSAFE_NUMBER")
 	require.True(t, ok)
 	raw, err := json.Marshal(provider)
 	require.NoError(t, err)

@@ -287,6 +287,9 @@ var classes = map[string]int{
 	"LLM_PROVIDER_UNKNOWN":   ExitDenied,      // a provider config/providers.json does not list
 	"LLM_MODEL_UNKNOWN":      ExitDenied,      // a model without a price in config/providers.json
 	"LLM_KEY_MISSING":        ExitUnavailable, // the provider's key variable is unset in the gateway's environment
+	// The gateway (internal/llm gateway.go, budget.go; cp-llm complete).
+	"BUDGET_EXCEEDED":      ExitDenied, // a call's largest possible spend would pass a budget (work order, session, cap)
+	"PROMPT_PACK_REQUIRED": ExitDenied, // a worker sent a raw prompt: workers call through registered prompt packs only
 	// cp-trace (internal/trace).
 	"FILE_NOT_OWNED":        ExitUsage,  // cp-trace file: a path no installed package owns
 	"ID_NOT_FOUND":          ExitUsage,  // cp-trace explain: an id nothing on the plane holds

@@ -35,16 +35,12 @@ const module = "github.com/control-plane/cp"
 
 // reserved are codes in classes that no code emits yet: DESIGN.md names
 // them for binaries to come (the LLM gateway) or for input
-// checks kept in the vocabulary. The LLM codes are raised by internal/llm,
-// which no binary links until cp-llm lands (issue 15): drop them from here
-// then.
-var reserved = []string{"UNAVAILABLE", "PROVIDER_ERROR", "UNSAFE_NUMBER",
-	"LLM_KEY_MISSING", "LLM_MODEL_UNKNOWN", "LLM_OUTPUT_INVALID", "LLM_PROVIDER_UNKNOWN", "LLM_REQUEST_INVALID", "LLM_SCHEMA_UNSUPPORTED",
+// checks kept in the vocabulary. (The LLM codes left it when cp-llm
+// landed, issue 15.)
+var reserved = []string{"UNSAFE_NUMBER", "UNAVAILABLE",
 	// Raised by internal/mcpcmd (cp-mcp serve), which the emitter scan
 	// does not root: cp-mcp has no cli.Verb (its one verb serves a session).
-	"MCP_PATH_OUTSIDE_PLANE",
-	// internal/prompt's: reached once cp-llm complete calls Pack.Check.
-	"PROMPT_LIMIT"}
+	"MCP_PATH_OUTSIDE_PLANE"}
 
 // twoClasses are codes that the request path or a command package raises
 // with cli.Errorf in a class other than the table's, on purpose.

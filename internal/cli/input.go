@@ -34,7 +34,31 @@ func errTooLarge() *Error {
 		WithHint("split it: one request per line, each under %d MiB", MaxRequest>>20)
 }
 
+// deltaPrefix starts a partial-output line of a streaming verb (cp-llm
+// complete --stream, DESIGN.md §3): {"status":"delta",...}, written
+// compact, before the verb's envelope. A downstream binary skips them.
+const deltaPrefix = `{"status":"delta"`
+
+// isDelta reports whether line is a delta line.
+func isDelta(line []byte) bool {
+	return bytes.HasPrefix(bytes.TrimLeft(line, " \t\r\n"), []byte(deltaPrefix))
+}
+
+// skipDeltas drops the delta lines that start b (a streaming verb's output
+// read whole): what follows them is the envelope.
+func skipDeltas(b []byte) []byte {
+	for isDelta(b) {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return nil
+		}
+		b = b[i+1:]
+	}
+	return b
+}
+
 // readLine returns the next non-blank line of an NDJSON stream, nil at EOF.
+// Delta lines of an upstream streaming verb are skipped like blank ones.
 // A line that fits the reader's buffer is returned in place: it is valid
 // until the next read, so callers decode it (decoding copies what it
 // keeps), or copy it, before reading again.
@@ -56,7 +80,7 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 			}
 			line = long
 		}
-		if len(bytes.TrimSpace(line)) > 0 {
+		if len(bytes.TrimSpace(line)) > 0 && !isDelta(line) {
 			if err != nil && !errors.Is(err, io.EOF) {
 				return nil, Errorf(ExitUnavailable, "IO_ERROR", "reading stdin: %v", err)
 			}

@@ -20,6 +20,7 @@ var goPrefixes = []string{
 	"stage", "storetest", "testenv", "trust", "workorder", "wocmd",
 	"cpv2",
 	"llm", "provider", "price", "anthropic", "openai", "mock",
+	"llmcmd", "llmtest",
 	"trace", "tracecmd",
 	"mcpcmd",
 	"prompt", "prompttest", "llmcmd",

@@ -171,6 +171,7 @@ func readAllTrim(r io.Reader, limit int) ([]byte, error) {
 	// Trailing whitespace (a final newline) is not the request's; leading
 	// whitespace may be the indentation of a pretty-printed document's
 	// second line, read after its first: it counts.
+	b = skipDeltas(b)
 	trimmed := bytes.TrimRight(b, " \t\r\n")
 	if len(b) > limit+slack || len(trimmed) > limit {
 		return nil, errTooLarge()

@@ -30,15 +30,6 @@ func loadPromptVerb() *cli.Verb {
 		}}
 }
 
-// loadPromptTool is a cp-llm holding load-prompt alone: the verb as the
-// gateway's tool lists it, for the tests, and the cli.Tool the error
-// catalogue's scan finds the verb under until cp-llm's own tool (Run in
-// this package) lists it; then the tests may use that tool and this one
-// goes.
-func loadPromptTool() *cli.Tool {
-	return &cli.Tool{Name: "cp-llm", Usage: "Usage:\n  cp-llm load-prompt PRM-ID [--variables JSON]\n", Verbs: []*cli.Verb{loadPromptVerb()}}
-}
-
 func loadPromptRun(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 	root, err := c.Root()
 	if err != nil {

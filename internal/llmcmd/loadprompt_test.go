@@ -22,7 +22,7 @@ import (
 )
 
 func loadPromptRunTool(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return cli.Run(ctx, loadPromptTool(), args, stdin, stdout, stderr)
+	return cli.Run(ctx, tool(), args, stdin, stdout, stderr)
 }
 
 const loadPromptVars = `{"type":"object","required":["name"],"properties":{"name":{"type":"string","minLength":1}},"additionalProperties":false}`

@@ -11,6 +11,7 @@ import (
 	"github.com/control-plane/cp/internal/gatecmd"
 	"github.com/control-plane/cp/internal/installcmd"
 	"github.com/control-plane/cp/internal/ledgercmd"
+	"github.com/control-plane/cp/internal/llmcmd"
 	"github.com/control-plane/cp/internal/pkgcmd"
 	"github.com/control-plane/cp/internal/routecmd"
 	"github.com/control-plane/cp/internal/tracecmd"
@@ -36,6 +37,7 @@ var Binaries = []Binary{
 	{wocmd.VerbTable, wocmd.Dispatch},
 	{tracecmd.VerbTable, tracecmd.Dispatch},
 	{routecmd.VerbTable, routecmd.Dispatch},
+	{llmcmd.VerbTable, llmcmd.Dispatch},
 }
 
 // HostLevel are the verbs that are not tools ("tool verb" → why): they act

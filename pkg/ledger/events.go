@@ -61,6 +61,7 @@ var Events = []EventType{
 	{"LLM_*", "cp-llm", "the model-call family"},
 	{"LLM_CALL", "cp-llm complete", "a model call, with its evidence"},
 	{"LLM_RESERVED", "cp-llm complete", "a budget reservation before a model call"},
+	{"LLM_REFUSED", "cp-llm complete", "a model call refused before any provider was asked (a budget, a worker without a prompt pack, a pack or work order that does not allow it), with its code (HO2)"},
 	{"ROUTE_DECISION", "cp-route route", "a routing decision"},
 	{"LEDGER_MIGRATED", "cp-ledger migrate", "a tier's ledger moved between stores: both stores and the hash of the tier.json it leads to"},
 	{"LEDGER_IMPORTED", "cp-ledger import", "a file ledger loaded into a tier's empty ledger in PostgreSQL: its entries, root and the tier.json in force"},

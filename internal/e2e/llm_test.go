@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/internal/llm/llmtest"
+)
+
+var (
+	llmOnce sync.Once
+	cpLLM   string
+	llmErr  error
+)
+
+// llmTool builds cp-llm once, beside the binaries planeTools builds.
+func llmTool(t *testing.T) string {
+	t.Helper()
+	install, _ := planeTools(t)
+	woTools(t)
+	llmOnce.Do(func() {
+		dir := filepath.Dir(install)
+		build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/cp-llm")
+		build.Dir = filepath.Join("..", "..")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			llmErr = fmt.Errorf("building cp-llm: %v\n%s", err, out)
+		}
+		cpLLM = filepath.Join(dir, "cp-llm")
+	})
+	require.NoError(t, llmErr)
+	return cpLLM
+}
+
+// newLLMPlane is newWOPlane with a config package whose providers.json is
+// providers (when not ""), installed before auth is turned on, and a work
+// order whose budget allows calls LLM calls.
+func newLLMPlane(t *testing.T, calls int, providers string) woPlane {
+	t.Helper()
+	install, pkg := planeTools(t)
+	wo, authBin := woTools(t)
+	llmTool(t)
+	work := t.TempDir()
+	p := woPlane{root: filepath.Join(work, "plane"), work: work}
+	mustPlane(t, pkg, p.root, work, "keygen", "--name", "appr", "--out", work)
+	mustPlane(t, pkg, p.root, work, "keygen", "--name", "ops", "--out", work)
+	mustPlane(t, install, p.root, work, "bootstrap", "--root", p.root, "--trust-key", filepath.Join(work, "ops.pub"),
+		"--trust-key", "work_order="+filepath.Join(work, "appr.pub"))
+	if providers != "" {
+		mustPlane(t, pkg, p.root, work, "init-config", "PKG-CONFIG-001", "--output", "conf")
+		require.NoError(t, os.WriteFile(filepath.Join(work, "conf", "config", "providers.json"), []byte(providers), 0o644))
+		mustPlane(t, pkg, p.root, work, "stage", "PKG-CONFIG-001", "--src", "conf", "--out", "staged")
+		mustPlane(t, pkg, p.root, work, "sign", "--archive", "staged/PKG-CONFIG-001.tar.gz", "--key", filepath.Join(work, "ops.key"))
+		mustPlane(t, install, p.root, work, "install", "--archive", "staged/PKG-CONFIG-001.tar.gz")
+	}
+	p.admin = p.must(t, authBin, "", nil, "init", "--sub", "ops")["token"].(string)
+	maint := p.must(t, authBin, p.admin, nil, "token", "--sub", "maint", "--role", "maintainer", "--tiers", "ho3,ho2")["token"].(string)
+	p.wo = p.must(t, wo, p.admin, nil, "create", "--type", "investigation", "--title", "llm e2e", "--paths", "notes/**",
+		"--llm-calls", fmt.Sprint(calls), "--llm-tokens", "10000000", "--llm-cost-usd", "100", "--expires-in", "2h")["wo_id"].(string)
+	p.must(t, wo, maint, nil, "approve", p.wo, "--key", filepath.Join(work, "appr.key"))
+	p.session = p.must(t, wo, p.admin, nil, "start", p.wo)["session_id"].(string)
+	return p
+}
+
+// call is one cp-llm complete under the work order and session, as admin.
+func (p woPlane) llmArgs(extra ...string) []string {
+	return append([]string{"--prompt", "count to three", "--wo", p.wo, "--session", p.session, "--max-tokens", "200"}, extra...)
+}
+
+func errorCodeOf(stdout []byte) string {
+	var env struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(lastLineOf(stdout), &env)
+	return env.Error.Code
+}
+
+func lastLineOf(b []byte) []byte {
+	b = bytes.TrimSpace(b)
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		return b[i+1:]
+	}
+	return b
+}
+
+// TestLLMBudgetRace runs 8 cp-llm processes at once against one work
+// order whose budget allows exactly five calls, each call held open by the
+// provider so that the five in flight are reservations, not yet spend:
+// exactly five succeed, three are BUDGET_EXCEEDED (exit 1), and HO2's
+// ledger holds five LLM_RESERVED, five LLM_CALL and three LLM_REFUSED.
+func TestLLMBudgetRace(t *testing.T) {
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Stream(1, 300*time.Millisecond)
+	p := newLLMPlane(t, 5, srv.ProvidersJSON(""))
+	const n = 8
+	rs := make([]result, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			rs[i] = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	ok, refused := 0, 0
+	for i, r := range rs {
+		switch r.code {
+		case 0:
+			ok++
+		case 1:
+			require.Equal(t, "BUDGET_EXCEEDED", errorCodeOf(r.stdout), "process %d: %s", i, r.stdout)
+			refused++
+		default:
+			t.Fatalf("process %d: exit %d: %s%s", i, r.code, r.stdout, r.stderr)
+		}
+	}
+	require.Equal(t, 5, ok, "exactly five calls fit the budget")
+	require.Equal(t, 3, refused)
+	require.Equal(t, 5, srv.Calls(), "no refused call reached the provider")
+	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_RESERVED"))
+	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_CALL"))
+	require.Equal(t, 3, p.count(t, ho2Ledger, "LLM_REFUSED"))
+}
+
+// TestLLMKilledCallerChargedInFull kills cp-llm with SIGKILL while its
+// call hangs at the provider: its reservation is never settled, and the
+// next calls' sums charge it in full, so a budget of three calls allows
+// two more, not three.
+func TestLLMKilledCallerChargedInFull(t *testing.T) {
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Hang(true)
+	p := newLLMPlane(t, 3, srv.ProvidersJSON(""))
+	cmd := p.cmd(cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	require.NoError(t, cmd.Start())
+	select {
+	case <-srv.Arrived:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the call never reached the provider")
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	require.Equal(t, 1, p.count(t, ho2Ledger, "LLM_RESERVED"))
+	require.Equal(t, 0, p.count(t, ho2Ledger, "LLM_CALL"), "the killed caller settled nothing")
+
+	srv.Hang(false)
+	r := p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+	var env struct {
+		Result struct {
+			Budgets []struct {
+				Scope string `json:"scope"`
+				Spent struct {
+					Calls, Tokens, MicroUSD int64
+				} `json:"spent"`
+			} `json:"budgets"`
+		} `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(r.stdout, &env))
+	b := env.Result.Budgets[0]
+	require.Equal(t, "work_order", b.Scope)
+	require.Equal(t, int64(1), b.Spent.Calls, "the killed call's reservation counts")
+	require.Greater(t, b.Spent.Tokens, int64(200), "in full: max_tokens and the input bound")
+	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	require.Equal(t, 1, r.code, "%s%s", r.stdout, r.stderr)
+	require.Equal(t, "BUDGET_EXCEEDED", errorCodeOf(r.stdout))
+}
+
+// TestLLMStreamHangUpAndSignal: a caller that closes the pipe mid-stream
+// (the binary gets EPIPE, not a SIGPIPE death) and one stopped by SIGTERM
+// both leave an LLM_CALL, status cancelled, charged the tokens so far.
+func TestLLMStreamHangUpAndSignal(t *testing.T) {
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Answer(strings.Repeat("token ", 60), 40, 60)
+	srv.Stream(30, 100*time.Millisecond)
+	p := newLLMPlane(t, 10, srv.ProvidersJSON(""))
+
+	for _, how := range []string{"hang-up", "sigterm"} {
+		before := p.count(t, ho2Ledger, "LLM_CALL")
+		cmd := p.cmd(cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai", "--stream")...)
+		out, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		require.NoError(t, cmd.Start())
+		first, err := bufio.NewReader(out).ReadString('\n')
+		require.NoError(t, err, how)
+		require.True(t, strings.HasPrefix(first, `{"status":"delta"`), first)
+		if how == "hang-up" {
+			out.Close()
+		} else {
+			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+		}
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, how)
+		require.Equal(t, 4, ee.ExitCode(), "%s: %s", how, errb.String())
+		require.Equal(t, before+1, p.count(t, ho2Ledger, "LLM_CALL"), how)
+		last := lastEntry(t, filepath.Join(p.root, ho2Ledger), "LLM_CALL")
+		require.Equal(t, "cancelled", last.Metadata["status"], how)
+		require.NotEqual(t, float64(0), last.Metadata["gen_ai.usage.output_tokens"], how)
+		require.NotEqual(t, float64(0), last.Metadata["cost_micro_usd"], how)
+	}
+}
+
+type llmEntry struct {
+	EventType string         `json:"event_type"`
+	Metadata  map[string]any `json:"metadata"`
+}
+
+func lastEntry(t *testing.T, path, et string) llmEntry {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var last llmEntry
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e llmEntry
+		require.NoError(t, json.Unmarshal([]byte(line), &e))
+		if e.EventType == et {
+			last = e
+		}
+	}
+	return last
+}

@@ -1,0 +1,155 @@
+package llmcmd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/control-plane/cp/internal/llm"
+	"github.com/control-plane/cp/internal/llm/llmtest"
+	"github.com/control-plane/cp/internal/llm/openai"
+	"github.com/control-plane/cp/internal/llm/provider"
+	"github.com/control-plane/cp/internal/plane"
+)
+
+var (
+	benchBinOnce sync.Once
+	benchBinDir  string
+	benchBinErr  error
+)
+
+// benchBins builds cp-llm and the bare SDK client (testdata/sdkbare) once,
+// once per run.
+func benchBins(b *testing.B) string {
+	benchBinOnce.Do(func() {
+		// One fixed directory, rebuilt by each run: nothing piles up in
+		// the temporary directory.
+		benchBinDir = filepath.Join(os.TempDir(), "cp-llm-bench")
+		if benchBinErr = os.MkdirAll(benchBinDir, 0o755); benchBinErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", benchBinDir+"/", "../../cmd/cp-llm", "./testdata/sdkbare")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			benchBinErr = fmt.Errorf("building: %v\n%s", err, out)
+		}
+	})
+	if benchBinErr != nil {
+		b.Fatal(benchBinErr)
+	}
+	return benchBinDir
+}
+
+// benchPlane is a plane whose providers.json lists srv as local-openai
+// (auth off, so calls run as the plane's owner, raw prompts).
+func benchPlane(b *testing.B, srv *llmtest.Server) *testPlane {
+	p := newPlane(b)
+	p.provide(srv.ProvidersJSON(""))
+	return p
+}
+
+func runBin(b *testing.B, stdin []byte, env []string, bin string, args ...string) []byte {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s %v: %v\n%s%s", filepath.Base(bin), args, err, out.String(), errb.String())
+	}
+	return out.Bytes()
+}
+
+// BenchmarkGatewayProcessOverSDK is the gateway's cost as one process per
+// call: cp-llm (a raw prompt to local-openai, the configuration read, the
+// reservation and the evidence each a durable append to HO2's ledger with
+// its signed checkpoint) against sdkbare (the same call with the same SDK
+// to the same local server, one process), paired in each iteration.
+// Reported: the median difference, ms-over-sdk (target: at most 3 ms).
+func BenchmarkGatewayProcessOverSDK(b *testing.B) {
+	dir := benchBins(b)
+	srv := llmtest.New()
+	defer srv.Close()
+	p := benchPlane(b, srv)
+	env := []string{"HOME=" + p.dir, "XDG_CONFIG_HOME=" + filepath.Join(p.dir, "config"), "PATH=" + os.Getenv("PATH")}
+	gw := []string{"--root", p.root, "--prompt", "say hi", "--provider", "local-openai", "--max-tokens", "64"}
+	runBin(b, nil, env, filepath.Join(dir, "cp-llm"), gw...)
+	diffs := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		runBin(b, nil, env, filepath.Join(dir, "sdkbare"), "--base-url", srv.URL+"/v1")
+		t1 := time.Now()
+		runBin(b, nil, env, filepath.Join(dir, "cp-llm"), gw...)
+		diffs = append(diffs, time.Since(t1)-t1.Sub(t0))
+	}
+	slices.Sort(diffs)
+	b.ReportMetric(float64(diffs[len(diffs)/2].Microseconds())/1000, "ms-over-sdk")
+}
+
+// BenchmarkGatewayStreamOverSDK is the gateway's cost per call in a
+// stream of calls: one cp-llm process answering n NDJSON requests (their
+// reservations and evidence group-committed) against sdkbare making the
+// same n calls in one process. Reported: the difference per call,
+// ms-over-sdk/call (target: at most 1 ms).
+func BenchmarkGatewayStreamOverSDK(b *testing.B) {
+	const n = 1000
+	dir := benchBins(b)
+	srv := llmtest.New()
+	defer srv.Close()
+	p := benchPlane(b, srv)
+	env := []string{"HOME=" + p.dir, "XDG_CONFIG_HOME=" + filepath.Join(p.dir, "config"), "PATH=" + os.Getenv("PATH")}
+	reqs := []byte(strings.Repeat(`{"prompt":"say hi","provider_id":"local-openai","max_tokens":64}`+"\n", n))
+	var total time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		runBin(b, nil, env, filepath.Join(dir, "sdkbare"), "--base-url", srv.URL+"/v1", "-n", fmt.Sprint(n))
+		t1 := time.Now()
+		out := runBin(b, reqs, env, filepath.Join(dir, "cp-llm"), "--root", p.root)
+		total += time.Since(t1) - t1.Sub(t0)
+		if got := bytes.Count(out, []byte(`"status":"ok"`)); got != n {
+			b.Fatalf("%d answers, want %d", got, n)
+		}
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N*n), "ms-over-sdk/call")
+}
+
+// BenchmarkGatewayInProcessOverProvider is the gateway in-process
+// (Gateway.Complete: checks, the reservation's and the evidence's durable
+// appends) against the provider's own Complete to the same local server.
+func BenchmarkGatewayInProcessOverProvider(b *testing.B) {
+	srv := llmtest.New()
+	defer srv.Close()
+	p := benchPlane(b, srv)
+	ctx := context.Background()
+	b.Run("provider", func(b *testing.B) {
+		pr, err := openai.New(openai.Config{BaseURL: srv.URL})
+		if err != nil {
+			b.Fatal(err)
+		}
+		req := provider.Request{Model: "local-model", Prompt: "say hi", MaxTokens: 64}
+		for b.Loop() {
+			if _, err := pr.Complete(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("gateway", func(b *testing.B) {
+		g := &llm.Gateway{Root: p.root, Actor: plane.Actor{Name: "bench", AuthOff: true}, Options: llm.Options{Getenv: os.Getenv}}
+		for b.Loop() {
+			if _, err := g.Complete(ctx, &llm.Call{Subject: "bench", ProviderID: "local-openai",
+				Request: provider.Request{Prompt: "say hi", MaxTokens: 64}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -16,7 +16,8 @@ import (
 )
 
 // routePolicy is a policy of the size a team writes: five routes, two
-// deny rules, a limit, a classifier (none wired in: the default route).
+// deny rules, a limit, a classifier (never asked: every request below
+// matches a rule).
 const routePolicy = `{
   "routes": [
     {"name": "deploy", "when": ".intent == \"deploy\" and (.variables.service // \"\") != \"\"", "handler": "default", "mode": "llm_assisted", "prompt_pack_id": "PRM-DEPLOY"},

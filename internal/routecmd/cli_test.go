@@ -127,10 +127,19 @@ func TestRoute(t *testing.T) {
 	require.Equal(t, "DENIED", gjson.Get(show, "decision").String())
 	require.EqualValues(t, 0, gjson.Get(show, "metadata.deny.index").Int())
 
-	// No rule, a classifier configured but none wired in: the default
-	// route, and the decision says why.
+	// No rule, the classifier is the gateway but its router prompt pack
+	// is not registered: the default route, and the decision says why.
 	out = must(t, Run, `{"intent":"chat"}`, "--root", root)
 	require.Equal(t, "default", gjson.Get(out, "result.handler").String())
+	require.Equal(t, "failed", gjson.Get(out, "evidence.route.classifier.outcome").String())
+	require.Contains(t, gjson.Get(out, "evidence.route.reason").String(), "the classifier failed")
+	require.Contains(t, gjson.Get(out, "evidence.route.classifier.error").String(), "PRM-ROUTER")
+	// A binary without the gateway (a table of verbs with no classifier)
+	// says the classifier is unavailable, never silently.
+	code, out, _ = run(t, func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		return cli.RunWith(ctx, tool(&router{}), cli.Options{}, args, stdin, stdout, stderr)
+	}, `{"intent":"chat"}`, "--root", root)
+	require.Equal(t, 0, code, out)
 	require.Equal(t, "unavailable", gjson.Get(out, "evidence.route.classifier.outcome").String())
 	require.Contains(t, gjson.Get(out, "evidence.route.reason").String(), "classifier is unavailable")
 

@@ -124,11 +124,13 @@ func routeAction(req cli.Request) cli.Action {
 	return cli.ActionRoute
 }
 
-// Run is cp-route's entry point. No classifier is wired into the binary
-// yet: a policy that configures one falls back to the default route, and
-// each decision says so.
+// Run is cp-route's entry point. A policy's classifier is the gateway
+// (cp-llm's engine, in-process), asked as the caller with the policy's
+// router prompt pack (classifier.go).
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return RunWith(ctx, nil, cli.Options{}, args, stdin, stdout, stderr)
+	r := &router{gateway: true}
+	defer r.close()
+	return cli.RunWith(ctx, tool(r), cli.Options{}, args, stdin, stdout, stderr)
 }
 
 // RunWith is Run with a classifier (nil: none) under opts: the seam the
@@ -141,7 +143,7 @@ func RunWith(ctx context.Context, clf route.Classifier, opts cli.Options, args [
 
 // Dispatch runs one cp-route request in-process (cli.Dispatch).
 func Dispatch(ctx context.Context, req cli.Request, opts cli.Options) cli.Response {
-	r := &router{}
+	r := &router{gateway: true}
 	defer r.close()
 	return cli.Dispatch(ctx, tool(r), req, opts)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/config"
+	"github.com/control-plane/cp/internal/llm"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/route"
@@ -35,7 +36,11 @@ const maxInlineRequest = 64 << 10
 // router is one run's state: the policy, loaded once, the ledgers the
 // decisions go to and, per session, the LLM calls counted so far.
 type router struct {
+	// clf is a test's classifier; else, with gateway set (the binary,
+	// cp-mcp), the gateway classifies as the caller (classifierFor).
 	clf     route.Classifier
+	gateway bool
+	gw      *llm.Gateway
 	loaded  bool
 	root    string
 	policy  *route.Policy
@@ -303,7 +308,7 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 			}
 			used = l.sessions[p.session].used + inBatch[p.session]
 		}
-		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, r.clf)
+		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, r.classifierFor(c, req))
 		if err != nil {
 			stopErr = err
 			break

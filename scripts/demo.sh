@@ -381,6 +381,14 @@ cat > prompts/governed_prompts/PRM-DEPLOY/pack.json <<'JSON'
  "providers": ["mock"], "models": ["mock-1"], "max_tokens": 256}
 JSON
 printf 'Write the deployment checklist for the service {{.service}}.\n' > prompts/governed_prompts/PRM-DEPLOY/template.txt
+mkdir -p prompts/governed_prompts/PRM-ROUTER
+cat > prompts/governed_prompts/PRM-ROUTER/pack.json <<'JSON'
+{"prompt_pack_id": "PRM-ROUTER", "version": "0.1.0", "template": "template.txt",
+ "variables": {"type": "object", "required": ["request", "handlers"], "additionalProperties": false,
+               "properties": {"request": {"type": "string"}, "handlers": {"type": "array", "items": {"type": "string"}}}},
+ "providers": ["mock"], "models": ["mock-1"], "max_tokens": 64}
+JSON
+printf 'Pick the handler for this request, one of:{{range .handlers}} {{.}}{{end}}.\nRequest: {{.request}}\n' > prompts/governed_prompts/PRM-ROUTER/template.txt
 printf '$ cp-pkg stage PKG-PROMPTS-001 --src prompts --declare --out dist | cp-pkg sign --key demo-ops.key | cp-install --format text\n' >&2
 check 0 cp-pkg stage PKG-PROMPTS-001 --src prompts --declare --out dist | check 0 cp-pkg sign --key demo-ops.key | check 0 cp-install --format text
 run cp-llm load-prompt PRM-DEPLOY --variables '{"service":"api"}' --format text
@@ -395,5 +403,23 @@ expect 1 cp-llm --pack PRM-DEPLOY --variables '{"service":"api"}' --format text
 printf '$ cp-install install --archive dist/PKG-PROMPTS-001.tar.gz --force --format text   (the package re-applied over the drift)\n' >&2
 check 0 cp-install install --archive dist/PKG-PROMPTS-001.tar.gz --force --format text
 run cp-llm --pack PRM-DEPLOY --variables '{"service":"api"}' --format text
+
+step "32. a classifier fallback (cp-route): the router policy (config 0.3.0) names the router prompt pack; a request no rule matches is classified through the gateway in-process (a governed LLM_CALL); the mock's answer is below the 0.8 threshold, so the default route, visibly"
+python3 - cfg/config/router_policy.json <<'PY'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+d["classifier"] = {"prompt_pack_id": "PRM-ROUTER", "threshold": 0.8}
+open(p, "w").write(json.dumps(d, indent=2) + "\n")
+PY
+sed -i 's/"version": *"0\.2\.0"/"version": "0.3.0"/' cfg/manifest.json
+printf '$ cp-pkg stage PKG-CONFIG-001 --src cfg --declare | cp-pkg sign --key demo-ops.key | cp-install --format text   (0.3.0: a classifier)\n' >&2
+check 0 cp-pkg stage PKG-CONFIG-001 --src cfg --declare | check 0 cp-pkg sign --key demo-ops.key | check 0 cp-install --format text
+printf '$ echo '"'"'{"intent":"chat","text":"hello"}'"'"' | cp-route\n'
+echo '{"intent":"chat","text":"hello"}' | check 0 cp-route > routed3.json
+cat routed3.json
+run cp-ledger show --seq "$(field decision_seq < routed3.json)" --format text
+printf '$ cp-ledger show --plane ho2 --event-type LLM_CALL --format text | tail -n1   (the classifier'"'"'s call, under the router pack)\n'
+check 0 cp-ledger show --plane ho2 --event-type LLM_CALL --format text | tail -n1
 
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

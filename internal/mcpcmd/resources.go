@@ -3,22 +3,18 @@ package mcpcmd
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
-	"slices"
 	"strings"
-	"text/template"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/plane"
-	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/prompt"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/tracecmd"
 )
@@ -139,21 +135,15 @@ func (s *Server) record(ctx context.Context, guard cli.Guard, a auth.Access, ref
 	return rid, seq
 }
 
-// PromptText is the seam prompts are read through: the registered pack's
-// text, re-hashed against its registry row (a pack whose bytes changed
-// since it was registered is refused, HASH_MISMATCH). When the prompt-pack
-// engine lands, internal/prompt.Load replaces it.
-var PromptText = func(root string, row registry.Prompt) (string, error) {
-	b, err := regfile.ReadNoFollow(filepath.Join(root, filepath.FromSlash(row.Path)))
-	if err != nil {
-		return "", err
+// coded prefixes err's message with its code (PROMPT_HASH_MISMATCH: ...),
+// as the envelopes of the tools name theirs: a JSON-RPC error carries only
+// a message.
+func coded(err error) error {
+	var c interface{ Code() string }
+	if errors.As(err, &c) && !strings.HasPrefix(err.Error(), c.Code()+": ") {
+		return fmt.Errorf("%s: %w", c.Code(), err)
 	}
-	sum := sha256.Sum256(b)
-	if got := "sha256:" + hex.EncodeToString(sum[:]); got != row.SHA256 {
-		return "", cli.Errorf(cli.ExitDenied, "HASH_MISMATCH", "prompt pack %s: %s hashes to %s, registered %s", row.ID, row.Path, got, row.SHA256).
-			WithHint("reinstall the pack's package (cp-install) or roll back")
-	}
-	return string(b), nil
+	return err
 }
 
 // prompts returns the active rows of the plane's prompt registry.
@@ -241,37 +231,28 @@ func (s *Server) syncPrompts() error {
 	return nil
 }
 
-// getPrompt answers prompts/get: the registered pack, hash-checked, its
-// template rendered with the arguments given (a variable not given is an
-// error), as one user message.
+// getPrompt answers prompts/get: the registered pack loaded as the
+// gateway loads it (internal/prompt: its files re-hashed against the
+// registered digest, PROMPT_HASH_MISMATCH; the altered text never served)
+// and rendered strictly with the arguments (PROMPT_VARIABLES_INVALID,
+// PROMPT_RENDER_FAILED), as one user message.
 func (s *Server) getPrompt(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 	if err := s.admitRead(ctx, extra(req.Extra), "ho3", "prompt"); err != nil {
 		return nil, err
 	}
-	ps, err := s.prompts()
+	p, err := prompt.Load(s.root, req.Params.Name)
 	if err != nil {
-		return nil, err
+		return nil, coded(err)
 	}
-	i := slices.IndexFunc(ps, func(p registry.Prompt) bool { return p.ID == req.Params.Name })
-	if i < 0 {
-		return nil, fmt.Errorf("prompt pack %s is not registered (active)", req.Params.Name)
+	vars := make(map[string]any, len(req.Params.Arguments))
+	for k, v := range req.Params.Arguments {
+		vars[k] = v
 	}
-	text, err := PromptText(s.root, ps[i])
+	r, err := p.Render(vars)
 	if err != nil {
-		return nil, err
+		return nil, coded(err)
 	}
-	if len(req.Params.Arguments) > 0 {
-		t, err := template.New(ps[i].ID).Option("missingkey=error").Parse(text)
-		if err != nil {
-			return nil, fmt.Errorf("prompt pack %s: template: %w", ps[i].ID, err)
-		}
-		var b strings.Builder
-		if err := t.Execute(&b, req.Params.Arguments); err != nil {
-			return nil, fmt.Errorf("prompt pack %s: %w", ps[i].ID, err)
-		}
-		text = b.String()
-	}
-	meta, _ := json.Marshal(map[string]string{"prompt_pack_id": ps[i].ID, "version": ps[i].Version, "sha256": ps[i].SHA256})
+	meta, _ := json.Marshal(map[string]string{"prompt_pack_id": r.PromptPackID, "version": r.Version, "sha256": r.SHA256, "text_sha256": r.TextSHA256})
 	return &mcp.GetPromptResult{Description: string(meta),
-		Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: text}}}}, nil
+		Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: r.Text}}}}, nil
 }

@@ -92,6 +92,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzArguments -fuzztime $(FUZZTIME) ./internal/mcpcmd/
 	$(GO) test -run '^$$' -fuzz FuzzBearer -fuzztime $(FUZZTIME) ./internal/mcpcmd/
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./internal/route/
+	$(GO) test -run '^$$' -fuzz FuzzLegacyImportLine -fuzztime $(FUZZTIME) ./internal/cpv2/ledgerimport/
 	$(GO) test -run '^$$' -fuzz FuzzSkipDeltas -fuzztime $(FUZZTIME) ./internal/cli/
 	$(GO) test -run '^$$' -fuzz FuzzNewExporter -fuzztime $(FUZZTIME) ./internal/llm/
 

@@ -18,7 +18,7 @@ var goPrefixes = []string{
 	"install", "installcmd", "jcs", "journal", "keys", "ledger", "ledgercmd", "legacy", "lockfile", "manifest",
 	"pgstore", "pgtest", "pkgcmd", "pkgsig", "plane", "regfile", "register", "registry", "schema", "schematest", "snapshot", "spec",
 	"stage", "storetest", "testenv", "trust", "workorder", "wocmd",
-	"cpv2",
+	"cpv2", "ledgerimport",
 	"llm", "provider", "price", "anthropic", "openai", "mock",
 	"llmcmd", "llmtest",
 	"trace", "tracecmd",

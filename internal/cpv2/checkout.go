@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/control-plane/cp/internal/cpv2/ledgerimport"
 	"io/fs"
 	"os"
 	"path"
@@ -466,7 +467,7 @@ func importPackage(ctx context.Context, root string, opts ImportOptions, d pkgDo
 			return it, err
 		}
 	case !opts.Gate.AllowUnsigned:
-		return it, refusef("SIGNATURE_MISSING", "no signing key to sign %s with", it.ID).withHint("give --key K (or CONTROL_PLANE_SIGNING_KEY), a key trusted for packages")
+		return it, refusef("SIGNATURE_MISSING", "no signing key to sign %s with", it.ID).WithHint("give --key K (or CONTROL_PLANE_SIGNING_KEY), a key trusted for packages")
 	}
 	res, err := install.Install(ctx, root, install.Options{Archive: st.Archive, ID: it.ID, Actor: opts.Actor, Gate: opts.Gate,
 		ArchiveSHA256: st.ArchiveSHA256, ManifestHash: st.ManifestHash})
@@ -478,11 +479,6 @@ func importPackage(ctx context.Context, root string, opts ImportOptions, d pkgDo
 		it.Outcome = Present
 	}
 	return it, nil
-}
-
-func (e *ImportError) withHint(h string) *ImportError {
-	e.hint = h
-	return e
 }
 
 // legacyLedger is a ledger of the checkout.
@@ -529,17 +525,17 @@ func importLedgers(ctx context.Context, root string, opts ImportOptions, rep *Re
 	}
 	names := map[string]int{}
 	for _, l := range ls {
-		names[NameOf(l.rel)]++
+		names[ledgerimport.NameOf(l.rel)]++
 	}
 	for _, l := range ls {
-		name := NameOf(l.rel)
+		name := ledgerimport.NameOf(l.rel)
 		if names[name] > 1 {
 			// Two paths that read as one name (ledger/a-b.jsonl and
 			// ledger/a/b.jsonl): each gets its path's hash as well.
 			sum := sha256.Sum256([]byte(l.rel))
-			name = NameOf(name[:min(len(name), 90)] + "-" + hex.EncodeToString(sum[:4]))
+			name = ledgerimport.NameOf(name[:min(len(name), 90)] + "-" + hex.EncodeToString(sum[:4]))
 		}
-		file, _ := ImportedName(name)
+		file, _ := ledgerimport.ImportedName(name)
 		dst := filepath.Join(root, "ledger", file)
 		it := Item{Type: ItemLedger, ID: "ledger/" + file, Source: l.rel}
 		im, outcome, err := importLedgerFile(ctx, root, t, opts.Actor, l, dst)
@@ -572,22 +568,22 @@ func importLedgerFile(ctx context.Context, root string, t plane.Tier, actor plan
 	}
 	rel := "ledger/" + filepath.Base(dst)
 	if st.Size > 0 {
-		held, lines, complete, err := Compare(ctx, s, f)
+		held, lines, complete, err := ledgerimport.Compare(ctx, s, f)
 		if err != nil {
 			return nil, "", err
 		}
 		if !complete {
 			return nil, "", refusef("LEDGER_NOT_EMPTY", "%s holds %d entries, of which the first %d are this ledger's %d lines: not an import of it, or one cut short",
-				rel, st.Size, held, lines).withHint("move " + rel + " and its side files out of the plane, then run import-cpv2 again")
+				rel, st.Size, held, lines).WithHint("move " + rel + " and its side files out of the plane, then run import-cpv2 again")
 		}
 		return nil, Present, nil
 	}
-	im, err := ImportLedger(ctx, f, l.rel, plane.Origin(t, dst), s)
+	im, err := ledgerimport.ImportLedger(ctx, f, l.rel, plane.Origin(t, dst), s)
 	if err != nil {
 		return im, "", err
 	}
 	im.Ledger = rel
-	if _, err := plane.Record(ctx, root, actor, RecordDraft(im)); err != nil {
+	if _, err := plane.Record(ctx, root, actor, ledgerimport.RecordDraft(im)); err != nil {
 		return im, "", err
 	}
 	return im, Imported, nil

@@ -143,7 +143,7 @@ func TestImportCheckoutUnsigned(t *testing.T) {
 func TestFindLedgersNames(t *testing.T) {
 	ctx := context.Background()
 	from := t.TempDir()
-	sound, err := os.ReadFile(filepath.Join(ledgers, "governance.jsonl"))
+	sound, err := os.ReadFile(filepath.Join("../../testdata/cpv2/ledgers", "governance.jsonl"))
 	require.NoError(t, err)
 	for _, p := range []string{"x-y/ledger/a.jsonl", "x/y/ledger/a.jsonl", "z/ledgers/c.jsonl", "installed/PKG-X/ledger/d.jsonl",
 		"packages/PKG-Y/ledger/e.jsonl", "ledger/notes.txt", "other/f.jsonl"} {

@@ -60,7 +60,7 @@ func FrameworkOfPlane(root string) FrameworkOf {
 			}
 		}
 		e := refusef("SPEC_NOT_FOUND", "spec %s is not registered on this plane: a package answers to a registered spec", specID)
-		e.hint = "register it first: cp-pkg register-spec " + specID + " --src DIR"
+		e.WithHint("register it first: cp-pkg register-spec " + specID + " --src DIR")
 		return "", e
 	}
 }
@@ -104,7 +104,7 @@ func Stage(ctx context.Context, root string, opts StageOptions) (*Staged, error)
 			what = append(what, f.Path+" ("+f.Problem+")")
 		}
 		e := refusef("CPV2_PACKAGE_CHANGED", "%s: %d file(s) are not what its CPv2 manifest declared: %s", c.Manifest.PackageID, len(fs), strings.Join(what, "; "))
-		e.details = map[string]any{"findings": fs}
+		e.WithDetails(map[string]any{"findings": fs})
 		return nil, e
 	}
 	governed, err := plane.GovernedRoots(root)
@@ -119,8 +119,8 @@ func Stage(ctx context.Context, root string, opts StageOptions) (*Staged, error)
 	}
 	if len(missing) > 0 {
 		e := refusef("NOT_GOVERNED", "%s has files under %s, which this plane does not govern", c.Manifest.PackageID, strings.Join(missing, ", "))
-		e.hint = "add them by the trust-change path (admin): cp-install trust add --governed-root " + strings.Join(missing, " --governed-root ")
-		e.details = map[string]any{"roots": missing}
+		e.WithHint("add them by the trust-change path (admin): cp-install trust add --governed-root " + strings.Join(missing, " --governed-root ")).
+			WithDetails(map[string]any{"roots": missing})
 		return nil, e
 	}
 	if filepath.Clean(filepath.Dir(opts.Manifest)) == filepath.Clean(opts.Files) {

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/control-plane/cp/internal/cli"
-	"github.com/control-plane/cp/internal/cpv2"
+	"github.com/control-plane/cp/internal/cpv2/ledgerimport"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/pkg/ledger"
 )
@@ -138,7 +138,7 @@ func migrateVerb(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome 
 }
 
 // legacyImport re-chains a CPv2 ledger into a new ledger of ours
-// (cpv2.ImportLedger): --ledger L, or the tier's ledger/imported-NAME.jsonl
+// (ledgerimport.ImportLedger): --ledger L, or the tier's ledger/imported-NAME.jsonl
 // (--plane, default the tier of --root; --name, default --from's file name),
 // where G6 verifies it with the tier's other ledgers. Into a plane, the
 // import is recorded in HO3 (LEGACY_IMPORTED). Broken legacy lines are kept
@@ -160,10 +160,10 @@ func legacyImport(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 		if err == nil {
 			name := req.String("name")
 			if name == "" {
-				name = cpv2.NameOf(filepath.Base(from))
+				name = ledgerimport.NameOf(filepath.Base(from))
 			}
 			var file string
-			if file, err = cpv2.ImportedName(name); err == nil {
+			if file, err = ledgerimport.ImportedName(name); err == nil {
 				t.path = filepath.Join(t.dir, "ledger", file)
 				t.origin = plane.Origin(t.plane, t.path)
 			}
@@ -188,7 +188,7 @@ func legacyImport(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome
 
 // importLegacy imports the CPv2 ledger at from into target t, recorded in
 // HO3 when t is a plane's ledger; seq is that record's (-1 if none).
-func importLegacy(ctx context.Context, c *cli.Call, t target, from, source string) (*cpv2.LedgerImport, int64, error) {
+func importLegacy(ctx context.Context, c *cli.Call, t target, from, source string) (*ledgerimport.LedgerImport, int64, error) {
 	f, err := ledger.OpenFile(from)
 	if err != nil {
 		return nil, -1, err
@@ -199,8 +199,8 @@ func importLegacy(ctx context.Context, c *cli.Call, t target, from, source strin
 		return nil, -1, err
 	}
 	defer l.Close()
-	res, err := cpv2.ImportLedger(ctx, f, source, t.origin, l)
-	var ie *cpv2.ImportError
+	res, err := ledgerimport.ImportLedger(ctx, f, source, t.origin, l)
+	var ie *ledgerimport.ImportError
 	if errors.As(err, &ie) {
 		ie.Msg = t.path + ": " + ie.Msg
 	}
@@ -217,7 +217,7 @@ func importLegacy(ctx context.Context, c *cli.Call, t target, from, source strin
 	if rel, rerr := filepath.Rel(root, t.path); rerr == nil {
 		res.Ledger = filepath.ToSlash(rel)
 	}
-	e, err := plane.Record(ctx, root, c.Actor(), cpv2.RecordDraft(res))
+	e, err := plane.Record(ctx, root, c.Actor(), ledgerimport.RecordDraft(res))
 	if err != nil {
 		return res, -1, err
 	}

@@ -1,4 +1,4 @@
-package cpv2
+package ledgerimport
 
 import (
 	"bytes"

@@ -1,4 +1,9 @@
-package cpv2
+// Package ledgerimport re-chains a CPv2 ledger into a new ledger of ours
+// (cp-ledger import --legacy, DESIGN.md §16): one LEGACY_ENTRY per legacy
+// line, keeping the line, its legacy hashes and CPv2's verdict on it, so
+// broken history comes over and stays visible. It depends on the ledger
+// alone, so cp-ledger links it without internal/cpv2's installer.
+package ledgerimport
 
 import (
 	"context"
@@ -200,6 +205,22 @@ type ImportError struct {
 
 func refusef(code, format string, args ...any) *ImportError {
 	return &ImportError{code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Refusef is an ImportError with code and a message (internal/cpv2's
+// import and stage refuse with it too).
+func Refusef(code, format string, args ...any) *ImportError { return refusef(code, format, args...) }
+
+// WithHint sets what to do about e and returns e.
+func (e *ImportError) WithHint(h string) *ImportError {
+	e.hint = h
+	return e
+}
+
+// WithDetails sets e's details and returns e.
+func (e *ImportError) WithDetails(d map[string]any) *ImportError {
+	e.details = d
+	return e
 }
 
 func (e *ImportError) Error() string { return e.Msg }

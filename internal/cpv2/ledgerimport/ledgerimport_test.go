@@ -1,4 +1,4 @@
-package cpv2
+package ledgerimport
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 
 // ledgers holds CPv2 ledgers made by Python's own json.dumps
 // (gen_ledgers.py there), BROKEN.json naming each broken line.
-const ledgers = "../../testdata/cpv2/ledgers"
+const ledgers = "../../../testdata/cpv2/ledgers"
 
 func importInto(t *testing.T, data []byte) (*LedgerImport, []*ledger.Entry, ledger.Store) {
 	t.Helper()

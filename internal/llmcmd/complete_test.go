@@ -92,7 +92,7 @@ func TestRawPromptEvidence(t *testing.T) {
 		require.Equal(t, text, string(b))
 		fi, err := os.Stat(filepath.Join(p.root, rel))
 		require.NoError(t, err)
-		require.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
+		require.Equal(t, os.FileMode(0o444), fi.Mode().Perm(), "a blob is written once, read-only")
 	}
 	require.Equal(t, sum("be brief"), r["system_sha256"])
 	calls = p.entries("LLM_CALL")

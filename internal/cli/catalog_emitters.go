@@ -22,7 +22,7 @@ func emittedBy() map[string][]string {
 		"AUTH_OFF":                       {"cp-gate", "cp-install rollback", "G6"},
 		"AUTH_OFF_REFUSED":               {"request path"},
 		"AUTH_REVOKED":                   {"request path"},
-		"BLOB_MISMATCH":                  {"cp-route route"},
+		"BLOB_MISMATCH":                  {"cp-llm complete", "cp-route route"},
 		"BREAKING_CHANGE":                {"cp-install import cpv2", "cp-pkg check framework", "cp-pkg register framework"},
 		"BUDGET_EXCEEDED":                {"cp-llm complete"},
 		"CANCELLED":                      {"request path", "cp-auth token", "cp-ledger append", "cp-ledger verify", "cp-llm complete", "cp-pkg init", "cp-pkg init agent", "cp-pkg init prompt pack", "cp-pkg stage", "cp-trace agent context", "cp-trace compliance frameworks", "cp-trace compliance gates", "cp-trace compliance specs", "cp-trace compliance summary", "cp-trace explain", "cp-trace file", "cp-trace inventory", "cp-wo start", "cp-wo status"},

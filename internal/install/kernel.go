@@ -163,13 +163,8 @@ func Trust(ctx context.Context, root string, opts TrustOptions) (*TrustResult, e
 	if err := realTiers(root); err != nil {
 		return nil, err
 	}
-	if r, err := gate.G0K(root); err != nil {
+	if err := kernelWhole(root, "a trust change"); err != nil {
 		return nil, err
-	} else if !r.Passed {
-		e := refuse("KERNEL_MISMATCH", "kernel parity is broken already (%s: %s %s); a trust change installs the kernel on every tier and needs it whole",
-			r.Errors[0].Code, r.Errors[0].Path, r.Errors[0].Message)
-		e.Details = map[string]any{"gate": "G0K"}
-		return nil, e
 	}
 	trusted, err := trust.Load(root)
 	if err != nil {
@@ -566,4 +561,21 @@ func checkTiersManaged(root string, changes []journal.Change) error {
 		}
 	}
 	return nil
+}
+
+// kernelWhole refuses a change (what: "a trust change", "a roots change")
+// that installs the kernel on every tier while kernel parity is broken
+// already (G0K): KERNEL_MISMATCH, naming the first finding.
+func kernelWhole(root, what string) error {
+	r, err := gate.G0K(root)
+	if err != nil {
+		return err
+	}
+	if r.Passed {
+		return nil
+	}
+	e := refuse("KERNEL_MISMATCH", "kernel parity is broken already (%s: %s %s); %s installs the kernel on every tier and needs it whole",
+		r.Errors[0].Code, r.Errors[0].Path, r.Errors[0].Message, what)
+	e.Details = map[string]any{"gate": "G0K"}
+	return e
 }

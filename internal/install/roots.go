@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/control-plane/cp/internal/gate"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/trust"
@@ -100,13 +99,8 @@ func AddGovernedRoots(ctx context.Context, root string, roots []string, opts Tru
 			}
 		}
 	}
-	if r, err := gate.G0K(root); err != nil {
+	if err := kernelWhole(root, "a roots change"); err != nil {
 		return nil, err
-	} else if !r.Passed {
-		e := refuse("KERNEL_MISMATCH", "kernel parity is broken already (%s: %s %s); a roots change installs the kernel on every tier and needs it whole",
-			r.Errors[0].Code, r.Errors[0].Path, r.Errors[0].Message)
-		e.Details = map[string]any{"gate": "G0K"}
-		return nil, e
 	}
 	trusted, err := trust.Load(root)
 	if err != nil {

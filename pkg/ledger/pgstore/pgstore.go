@@ -466,6 +466,15 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 			})
 		}
 		if first {
+			var coded interface{ Code() string }
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code != "42P01" && !errors.As(err, &coded) {
+				// A statement the schema could not answer (a newer one's
+				// columns): Open's own questions say why, if they can.
+				if err := s.init(ctx); err != nil {
+					return err
+				}
+			}
 			if err := s.opened(version, n, err); err != nil {
 				return err
 			}

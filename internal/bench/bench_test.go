@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	if err := os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config")); err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dir+"/", "../../cmd/cp-ledger", "../../cmd/cp-pkg", "../../cmd/cp-install", "../../cmd/cp-gate", "../../cmd/cp-auth", "../../cmd/cp-wo", "../../cmd/cp-trace", "../../cmd/cp-route", "./testdata/bare")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dir+"/", "../../cmd/cp-ledger", "../../cmd/cp-pkg", "../../cmd/cp-install", "../../cmd/cp-gate", "../../cmd/cp-auth", "../../cmd/cp-wo", "../../cmd/cp-trace", "../../cmd/cp-route", "./testdata/bare", "./testdata/pgfloor")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {

@@ -101,6 +101,12 @@ func (e *setupError) Error() string { return e.what + ": " + e.err.Error() + "\n
 // connected over the server's Unix socket), back to back, and reports the
 // median of the paired differences (ms-pg-over-file) and of each. The
 // proof is of an entry that no checkpoint covers alone: the current tree.
+//
+// Its floor is measured in the same iterations: a bare process and one
+// that only connects with pgx and asks SELECT 1 (testdata/pgfloor), their
+// median paired difference ms-floor-over-bare: what any process pays to
+// ask the database one question (the server starting a backend for it,
+// and the round trips), which no change to the prove process removes.
 func BenchmarkProve1MPostgresOverFile(b *testing.B) {
 	if !pgtest.Available() {
 		b.Skip("no PostgreSQL")
@@ -123,16 +129,26 @@ func BenchmarkProve1MPostgresOverFile(b *testing.B) {
 		}
 		return d
 	}
-	var diffs, files, pgs []time.Duration
+	bare := func(name string) time.Duration {
+		t0 := time.Now()
+		cmd := exec.Command(filepath.Join(binDir, name))
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%s: %v\n%s", name, err, out)
+		}
+		return time.Since(t0)
+	}
+	var diffs, files, pgs, floors []time.Duration
 	b.ResetTimer()
 	for i := range b.N {
-		var f, p time.Duration
+		var f, p, z, fl time.Duration
 		if i%2 == 0 {
-			f, p = run(provePlanes.file), run(provePlanes.pg)
+			f, p, z, fl = run(provePlanes.file), run(provePlanes.pg), bare("bare"), bare("pgfloor")
 		} else {
-			p, f = run(provePlanes.pg), run(provePlanes.file)
+			fl, z, p, f = bare("pgfloor"), bare("bare"), run(provePlanes.pg), run(provePlanes.file)
 		}
 		files, pgs, diffs = append(files, f), append(pgs, p), append(diffs, p-f)
+		floors = append(floors, fl-z)
 	}
 	med := func(ds []time.Duration) float64 {
 		slices.Sort(ds)
@@ -141,4 +157,5 @@ func BenchmarkProve1MPostgresOverFile(b *testing.B) {
 	b.ReportMetric(med(diffs), "ms-pg-over-file")
 	b.ReportMetric(med(files), "ms-file")
 	b.ReportMetric(med(pgs), "ms-pg")
+	b.ReportMetric(med(floors), "ms-floor-over-bare")
 }

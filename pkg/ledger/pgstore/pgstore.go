@@ -67,7 +67,11 @@ type Options struct {
 	CheckpointFile string
 	// Writable opens the ledger for appending: the schema is created or
 	// migrated if needed. A reader needs the schema and the ledger to
-	// exist (fs.ErrNotExist otherwise), and writes nothing.
+	// exist (fs.ErrNotExist otherwise), and writes nothing. A reader
+	// whose ledger has a checkpoint kept outside (CheckpointFile) reads
+	// the schema's version and the head row with its first read, in the
+	// same statement when that is a proof: a ledger missing from the
+	// database is then that read's fs.ErrNotExist.
 	Writable bool
 	// ConnectTimeout bounds the connection (default 10s).
 	ConnectTimeout time.Duration
@@ -83,6 +87,9 @@ type Store struct {
 	mu   sync.Mutex
 	conn *pgx.Conn
 	hint head // the head row as last read (Open, ReadProof)
+	// deferred: a reader's opening (the schema's version and the head
+	// row) is still to be read, by the first read (settle).
+	deferred bool
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -125,6 +132,19 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, ledger.Errorf(Unavailable, "ledger %s: the database is unreachable: %s", opts.Name, redact(err))
 	}
 	s := &Store{opts: opts, cfg: cfg, conn: conn}
+	if !opts.Writable {
+		// A cp-ledger prove process connects, asks once and exits: with
+		// the checkpoint kept outside as the hint of the ledger's size, the
+		// opening's questions go with the proof's, in one statement
+		// (ReadProof), rather than in a round trip of their own to a
+		// backend just started. The ledger has had an append (the copy
+		// outside is written after one): its absence from the database is
+		// still reported, by the first read.
+		if b, err := s.readOutside(); err == nil && size(b) >= 0 {
+			s.deferred, s.hint = true, head{size: size(b)}
+			return s, nil
+		}
+	}
 	if err := s.init(ctx); err != nil {
 		conn.Close(context.Background())
 		return nil, err
@@ -174,6 +194,29 @@ func (s *Store) init(ctx context.Context) error {
 			return nil
 		})
 	}
+	if err := s.opened(v, n, err); err != nil {
+		return err
+	}
+	s.hint.size = *n
+	return nil
+}
+
+// settle reads a deferred opening (Open), with s.mu held: every read but
+// ReadProof's first, which reads it in its own statement, calls it first.
+func (s *Store) settle(ctx context.Context) error {
+	if !s.deferred {
+		return nil
+	}
+	if err := s.init(ctx); err != nil {
+		return err
+	}
+	s.deferred = false
+	return nil
+}
+
+// opened judges what a reader's opening read: the schema's version v (0:
+// none), the head row's size n (nil: no head row), err the statement's.
+func (s *Store) opened(v int64, n *int64, err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table: no schema yet
 		v, err = 0, nil
@@ -191,7 +234,6 @@ func (s *Store) init(ctx context.Context) error {
 	case n == nil:
 		return fmt.Errorf("ledger %s is not in the database: %w", s.opts.Name, fs.ErrNotExist)
 	}
-	s.hint.size = *n
 	return nil
 }
 
@@ -324,6 +366,9 @@ func (h hashes) readRange(lo, n int64) ([]tlog.Hash, error) {
 func (s *Store) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.settle(context.Background()); err != nil {
+		return nil, err
+	}
 	return hashes{context.Background(), s.conn, s.opts.Name}.ReadHashes(indexes)
 }
 
@@ -333,6 +378,9 @@ func (s *Store) State(ctx context.Context) (ledger.State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var st ledger.State
+	if err := s.settle(ctx); err != nil {
+		return st, err
+	}
 	err := s.conn.QueryRow(ctx, `SELECT size, head FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&st.Size, &st.Head)
 	if errors.Is(err, pgx.ErrNoRows) {
 		st.Root, _ = tlog.TreeHash(0, nil)
@@ -353,12 +401,20 @@ var _ ledger.ProofReader = (*Store)(nil)
 const proofSQL = `SELECT -1, size, checkpoint FROM cp_ledgers WHERE name = $1
 	UNION ALL SELECT idx, NULL, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`
 
+// openProofSQL is proofSQL that also reads the schema's version (the row
+// whose index is -2): a deferred opening's questions (Open) and a
+// proof's, in one statement.
+const openProofSQL = `SELECT -2, version::bigint, NULL::bytea FROM cp_schema
+	UNION ALL ` + proofSQL
+
 // ReadProof implements ledger.ProofReader in one statement (proofSQL),
-// so that a cp-ledger prove process makes two round trips after
-// connecting (Open's and this one), not eight. Which stored hashes a
-// proof needs depends on the ledger's size and its checkpoint's, which
-// that same statement reads: it asks for those of the size and
-// checkpoint Open (or the last ReadProof) found, and when the ledger has
+// so that a cp-ledger prove process makes one round trip after
+// connecting, not eight: a reader whose opening was deferred (Open, with
+// the checkpoint kept outside) reads the schema's version in it too
+// (openProofSQL). Which stored hashes a proof needs depends on the
+// ledger's size and its checkpoint's, which that same statement reads: it
+// asks for those of the size and checkpoint Open (or the last ReadProof)
+// found, or the size of the checkpoint kept outside, and when the ledger has
 // grown meanwhile, reads what the new size needs in a second statement.
 // A stored hash, once its entries are committed, never changes: the two
 // statements read one tree. The checkpoint kept outside the database is
@@ -371,40 +427,67 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 	if err != nil {
 		outside = nil
 	}
-	s.mu.Lock()
-	hint := s.hint
-	s.mu.Unlock()
-	asked := proofIndexes(seq, hint.size, treeSize, size(hint.checkpoint), size(outside))
 	var v ledger.ProofView
 	var db []byte
-	got := make(hashMap, len(asked))
-	err = s.query(ctx, "reading a proof", func(q querier) error {
-		rows, err := q.Query(ctx, proofSQL, oneTrip, s.opts.Name, asked)
-		if err != nil {
+	var asked []int64
+	got := make(hashMap)
+	err = func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var x int64
-		var n *int64
-		var b []byte
-		_, err = pgx.ForEachRow(rows, []any{&x, &n, &b}, func() error {
-			switch {
-			case x == -1 && n != nil:
-				v.Size, db, b = *n, b, nil // b: a fresh slice for the next row
-			case len(b) != tlog.HashSize:
-				return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", s.opts.Name, x, len(b), tlog.HashSize)
-			default:
-				got[x] = tlog.Hash(b)
+		first := s.deferred
+		asked = proofIndexes(seq, s.hint.size, treeSize, size(s.hint.checkpoint), size(outside))
+		q := proofSQL
+		if first {
+			q = openProofSQL
+		}
+		var version int64
+		var n *int64 // the head row's size, nil without one
+		rows, err := s.conn.Query(ctx, q, oneTrip, s.opts.Name, asked)
+		if err == nil {
+			var x int64
+			var y *int64
+			var b []byte
+			_, err = pgx.ForEachRow(rows, []any{&x, &y, &b}, func() error {
+				switch {
+				case x == -2 && y != nil:
+					version = *y
+				case x == -1 && y != nil:
+					v.Size, db, b = *y, b, nil // b: a fresh slice for the next row
+					n = &v.Size
+				case len(b) != tlog.HashSize:
+					return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", s.opts.Name, x, len(b), tlog.HashSize)
+				default:
+					got[x] = tlog.Hash(b)
+				}
+				return nil
+			})
+		}
+		if first {
+			var coded interface{ Code() string }
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code != "42P01" && !errors.As(err, &coded) {
+				// A statement the schema could not answer (a newer one's
+				// columns): Open's own questions say why, if they can.
+				if err := s.init(ctx); err != nil {
+					return err
+				}
 			}
-			return nil
-		})
-		return err // no head row: an empty ledger
-	})
+			if err := s.opened(version, n, err); err != nil {
+				return err
+			}
+			s.deferred = false
+		} else if err != nil {
+			return dbErr(s.opts.Name, "reading a proof", err)
+		} // else no head row: an empty ledger
+		s.hint = head{v.Size, db}
+		return nil
+	}()
 	if err != nil {
 		return v, err
 	}
-	s.mu.Lock()
-	s.hint = head{v.Size, db}
-	s.mu.Unlock()
 	v.Checkpoint = later(db, outside)
 	// What the size and checkpoint read need that was not asked for.
 	var more []int64
@@ -555,6 +638,9 @@ func (s *Store) copy(ctx context.Context, doing, sql string, fields int, row fun
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
 	return dbErr(s.opts.Name, doing, copyTo(ctx, s.conn, sql, fields, row))
 }
 
@@ -567,6 +653,12 @@ var _ ledger.StoredHashesReader = (*Store)(nil)
 // out of range, twice, or missing is refused, never read as a zero hash.
 func (s *Store) ReadStoredHashes(ctx context.Context, n int64) ([]byte, error) {
 	name, err := literal(s.opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	err = s.settle(ctx)
+	s.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -631,6 +723,9 @@ func (s *Store) query(ctx context.Context, doing string, fn func(querier) error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.settle(ctx); err != nil {
 		return err
 	}
 	return dbErr(s.opts.Name, doing, fn(s.conn))
@@ -795,6 +890,9 @@ func rootAt(tree *ledger.Tree, hr tlog.HashReader) func(int64) (tlog.Hash, error
 func (s *Store) locked(ctx context.Context, fn func(tx pgx.Tx, tree *ledger.Tree, stored []byte) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
 	name := s.opts.Name
 	tx, err := s.conn.Begin(ctx)
 	if err != nil {

@@ -51,8 +51,10 @@ func trace(t *testing.T) *statements {
 	return st
 }
 
-// TestProveReadsOnce: a reader proves an entry in one statement after
-// Open's one, and the proof is the one ProveInclusion makes through the
+// TestProveReadsOnce: a reader whose ledger keeps its checkpoint outside
+// the database proves an entry in one statement after connecting (Open
+// defers its own questions into it), and the proof is the one
+// ProveInclusion makes through the
 // Store interface, for every entry, against the current tree, the
 // checkpoint's and a tree size asked for; when the ledger has grown since
 // the reader last read its head row, a second statement reads the hashes
@@ -73,7 +75,21 @@ func TestProveReadsOnce(t *testing.T) {
 	r, err := Open(ctx, dsn, Options{Name: "governance", CheckpointFile: ckpt})
 	require.NoError(t, err)
 	defer r.Close()
-	require.Len(t, st.take(), 1, "Open of a reader: one statement")
+	require.Empty(t, st.take(), "Open of a reader with the checkpoint kept outside: no statement")
+	p, err := ledger.ProveInclusion(ctx, r, 11, 0, "proof")
+	require.NoError(t, err)
+	require.Equal(t, []string{openProofSQL}, st.take(), "its first proof: one statement, the opening's questions in it")
+	require.NoError(t, ledger.VerifyInclusion(p, vs))
+
+	// Without the copy outside, Open asks its questions itself.
+	r2, err := Open(ctx, dsn, Options{Name: "governance"})
+	require.NoError(t, err)
+	defer r2.Close()
+	require.Len(t, st.take(), 1, "Open of a reader without a checkpoint outside: one statement")
+	p2, err := ledger.ProveInclusion(ctx, r2, 11, 0, "proof")
+	require.NoError(t, err)
+	require.Equal(t, []string{proofSQL}, st.take())
+	require.Equal(t, p.Proof, p2.Proof)
 
 	same := func(seq, size int64) {
 		t.Helper()
@@ -106,7 +122,7 @@ func TestProveReadsOnce(t *testing.T) {
 	// the hashes the new size needs are read in a second statement.
 	grow(30)
 	st.take()
-	p, err := ledger.ProveInclusion(ctx, r, 5, 0, "proof")
+	p, err = ledger.ProveInclusion(ctx, r, 5, 0, "proof")
 	require.NoError(t, err)
 	require.EqualValues(t, 67, p.TreeSize)
 	require.Len(t, st.take(), 2, "a ledger grown since the last read: two statements")
@@ -208,4 +224,71 @@ func TestProveOutsideUnreadable(t *testing.T) {
 	require.Equal(t, want, got)
 	require.EqualValues(t, 12, got.TreeSize)
 	require.NoError(t, ledger.VerifyInclusion(got, vs))
+}
+
+// TestDeferredOpen: a reader whose opening waits for its first read (a
+// checkpoint kept outside) still fails closed on what Open would have
+// refused: no schema, no such ledger, a schema newer than the tool. Each
+// read reports it, the proof in its one statement too; nothing is read
+// as an empty ledger, and a checkpoint is not written on a newer schema.
+func TestDeferredOpen(t *testing.T) {
+	k, _ := storetest.Key(t, "deferred/ho3/governance")
+	outside := func(t *testing.T) string {
+		// A checkpoint of a ledger of 3 entries, kept outside.
+		path := filepath.Join(t.TempDir(), "governance.checkpoint")
+		text, err := ledger.Checkpoint{Origin: "deferred/ho3/governance", Size: 3}.Sign(k.Signer)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, text, 0o644))
+		return path
+	}
+	reads := map[string]func(s *Store) error{
+		"prove":      func(s *Store) error { _, err := ledger.ProveInclusion(ctx, s, 1, 0, "o"); return err },
+		"state":      func(s *Store) error { _, err := s.State(ctx); return err },
+		"hashes":     func(s *Store) error { _, err := s.ReadHashes([]int64{0}); return err },
+		"checkpoint": func(s *Store) error { _, err := s.ReadCheckpoint(); return err },
+		"lines":      func(s *Store) error { return s.Lines(ctx, 0, -1, func(int64, []byte) bool { return true }) },
+		"find":       func(s *Store) error { return s.Find(ctx, ledger.Query{}, func(*ledger.Entry) bool { return true }) },
+		"verify":     func(s *Store) error { _, err := ledger.Verify(ctx, s, ledger.VerifyOptions{}); return err },
+		"stored":     func(s *Store) error { _, err := s.ReadStoredHashes(ctx, 3); return err },
+		"sign":       func(s *Store) error { _, _, err := s.Checkpoint(ctx, "o"); return err },
+	}
+	each := func(t *testing.T, dsn string, check func(t *testing.T, err error)) {
+		path := outside(t)
+		for name, read := range reads {
+			t.Run(name, func(t *testing.T) {
+				s, err := Open(ctx, dsn, Options{Name: "governance", CheckpointFile: path, Ledger: ledger.Options{Checkpoint: k}})
+				require.NoError(t, err, "the opening waits for the first read")
+				defer s.Close()
+				check(t, read(s))
+				check(t, read(s)) // and again: never settled by a failure
+			})
+		}
+	}
+	t.Run("no schema", func(t *testing.T) {
+		each(t, pgtest.DB(t), func(t *testing.T, err error) { require.ErrorIs(t, err, os.ErrNotExist) })
+	})
+	t.Run("no such ledger", func(t *testing.T) {
+		dsn := pgtest.DB(t)
+		w := open(t, dsn, "other", ledger.Options{Actor: "tester"}, "")
+		_, err := w.Append(ctx, []ledger.Draft{{EventType: "EV"}})
+		require.NoError(t, err)
+		each(t, dsn, func(t *testing.T, err error) { require.ErrorIs(t, err, os.ErrNotExist) })
+	})
+	t.Run("schema newer", func(t *testing.T) {
+		dsn := pgtest.DB(t)
+		w := open(t, dsn, "governance", ledger.Options{Actor: "tester"}, "")
+		_, err := w.Append(ctx, []ledger.Draft{{EventType: "A"}, {EventType: "B"}, {EventType: "C"}})
+		require.NoError(t, err)
+		// A newer schema whose stored hashes a proof's statement cannot
+		// read as it asks: still named for what it is.
+		sql(t, dsn, `UPDATE cp_schema SET version = version + 1`)
+		sql(t, dsn, `ALTER TABLE cp_hashes RENAME COLUMN hash TO digest`)
+		each(t, dsn, func(t *testing.T, err error) { storetest.RequireCode(t, err, "LEDGER_SCHEMA_NEWER") })
+		c, err := pgx.Connect(ctx, dsn)
+		require.NoError(t, err)
+		defer c.Close(ctx)
+		var ckpt []byte
+		require.NoError(t, c.QueryRow(ctx, `SELECT checkpoint FROM cp_ledgers WHERE name = 'governance'`).Scan(&ckpt))
+		require.Nil(t, ckpt, "no checkpoint signed on a schema this tool does not know")
+	})
 }

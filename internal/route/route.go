@@ -95,6 +95,8 @@ type Policy struct {
 	SHA256 string
 	routes []*expr
 	deny   []*expr
+	// reasons of the routes and deny rules, in words, made once
+	routeReasons, denyReasons []string
 	// threshold is the classifier's, exact.
 	threshold     *big.Rat
 	thresholdText string
@@ -120,6 +122,7 @@ func Compile(b []byte, handlers map[string]Handler) (*Policy, error) {
 			return nil, err
 		}
 		p.deny = append(p.deny, e)
+		p.denyReasons = append(p.denyReasons, fmt.Sprintf("deny rule %d: %s", i, d.Reason))
 	}
 	for i, r := range doc.Routes {
 		e, err := compileExpr(fmt.Sprintf("routes/%d/when", i), r.When)
@@ -127,6 +130,7 @@ func Compile(b []byte, handlers map[string]Handler) (*Policy, error) {
 			return nil, err
 		}
 		p.routes = append(p.routes, e)
+		p.routeReasons = append(p.routeReasons, fmt.Sprintf("rule %d%s matched", i, named(r.Name)))
 	}
 	if c := doc.Classifier; c != nil && c.Threshold != nil {
 		p.thresholdText = c.Threshold.String()
@@ -194,6 +198,11 @@ func (p *Policy) Limit() int64 {
 		return *l.LLMCallsPerSession
 	}
 	return -1
+}
+
+// Rule returns the reference a decision by route i records.
+func (p *Policy) Rule(i int) RuleRef {
+	return RuleRef{Index: i, Name: p.Doc.Routes[i].Name, ExprSHA256: p.routes[i].hash}
 }
 
 // RuleRef names the rule that decided: its index in routes (or deny), its
@@ -283,6 +292,10 @@ type Match struct {
 	decided bool
 }
 
+// Decided reports whether a deny rule or a route holds: Finish then asks
+// no classifier, and its decision depends on the session's count alone.
+func (m Match) Decided() bool { return m.decided }
+
 // Match applies the deny rules, then the routes, under one deadline. It
 // depends on the request and the policy alone, so requests may be matched
 // on several goroutines at once (a stream's batch is); Finish then applies
@@ -291,9 +304,12 @@ func (p *Policy) Match(ctx context.Context, req map[string]any) (Match, error) {
 	if len(p.deny)+len(p.routes) == 0 {
 		return Match{}, nil
 	}
-	ectx, cancel := withDeadline(ctx)
-	defer cancel()
-	d, decided, err := p.rules(ectx, req)
+	if err := ctx.Err(); err != nil {
+		return Match{}, err // cancelled: a signal
+	}
+	dl := &deadline{parent: ctx}
+	defer dl.stop()
+	d, decided, err := p.rules(dl, req)
 	return Match{d: d, decided: decided}, err
 }
 
@@ -312,27 +328,27 @@ func (p *Policy) Finish(ctx context.Context, m Match, req map[string]any, used i
 
 // rules applies the deny rules, then the routes; decided is false when
 // none holds.
-func (p *Policy) rules(ctx context.Context, req map[string]any) (Decision, bool, error) {
+func (p *Policy) rules(dl *deadline, req map[string]any) (Decision, bool, error) {
 	for i, e := range p.deny {
-		ok, err := e.eval(ctx, req)
+		ok, err := e.eval(dl, req)
 		if err != nil {
 			return Decision{}, false, err
 		}
 		if ok {
 			r := p.Doc.Deny[i]
 			return Decision{By: "deny", Denied: true, Deny: &DenyRef{Index: i, Reason: r.Reason, ExprSHA256: e.hash},
-				Reason: fmt.Sprintf("deny rule %d: %s", i, r.Reason)}, true, nil
+				Reason: p.denyReasons[i]}, true, nil
 		}
 	}
 	for i, e := range p.routes {
-		ok, err := e.eval(ctx, req)
+		ok, err := e.eval(dl, req)
 		if err != nil {
 			return Decision{}, false, err
 		}
 		if ok {
 			r := p.Doc.Routes[i]
 			d := Decision{Handler: r.Handler, Mode: r.Mode, PromptPackID: r.PromptPackID, By: "rule",
-				Rule: &RuleRef{Index: i, Name: r.Name, ExprSHA256: e.hash}, Reason: fmt.Sprintf("rule %d%s matched", i, named(r.Name))}
+				Rule: &RuleRef{Index: i, Name: r.Name, ExprSHA256: e.hash}, Reason: p.routeReasons[i]}
 			return d, true, nil
 		}
 	}

@@ -3,6 +3,7 @@ package route
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"testing"
 
 	"github.com/control-plane/cp/pkg/jcs"
@@ -86,12 +87,12 @@ func checkNative(t *testing.T, src string, req any) {
 	if n == nil {
 		return
 	}
+	code, err := gojq.Compile(q)
+	require.NoError(t, err, "%s has a native form: it must compile (compileExpr compiles it lazily)", src)
 	got, ok := n(req)
 	if !ok {
 		return
 	}
-	code, err := gojq.Compile(q)
-	require.NoError(t, err)
 	it := code.RunWithContext(context.Background(), req)
 	want, has := it.Next()
 	require.True(t, has, "%s over %v: native %v, gojq no value", src, req, got)
@@ -145,5 +146,15 @@ func BenchmarkNative(b *testing.B) {
 				code.RunWithContext(context.Background(), req).Next()
 			}
 		})
+	}
+}
+
+// TestConfidenceDecimal holds the hand-written check to the grammar it
+// replaced: ^(0(\.[0-9]{1,18})?|1(\.0{1,18})?)$.
+func TestConfidenceDecimal(t *testing.T) {
+	re := regexp.MustCompile(`^(0(\.[0-9]{1,18})?|1(\.0{1,18})?)$`)
+	for _, s := range []string{"", "0", "1", "2", "0.", "1.", "0.8", "0.79", "1.0", "1.00", "1.01", "0.123456789012345678", "0.1234567890123456789",
+		"1.000000000000000000", "1.0000000000000000000", "00", "01", "10", ".8", "0.8 ", " 0.8", "0,8", "0.-1", "0.8e1", "1e0", "0.x", "-0", "0.08"} {
+		require.Equal(t, re.MatchString(s), Confidence(s).decimal(), "%q", s)
 	}
 }

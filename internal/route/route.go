@@ -24,7 +24,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
-	"regexp"
 	"slices"
 
 	"github.com/control-plane/cp/internal/config"
@@ -61,10 +60,31 @@ type Handler struct {
 // through a float: 0.8 is at the threshold, 0.79999 below it.
 type Confidence string
 
-var confidenceRE = regexp.MustCompile(`^(0(\.[0-9]{1,18})?|1(\.0{1,18})?)$`)
+// decimal reports whether c is "0", "0." and 1 to 18 digits, "1", or
+// "1." and 1 to 18 zeros (no regexp: its compilation would cost every
+// process that links this package at start-up).
+func (c Confidence) decimal() bool {
+	s := string(c)
+	if s == "" || (s[0] != '0' && s[0] != '1') {
+		return false
+	}
+	if len(s) == 1 {
+		return true
+	}
+	frac := s[2:]
+	if s[1] != '.' || len(frac) < 1 || len(frac) > 18 {
+		return false
+	}
+	for i := 0; i < len(frac); i++ {
+		if frac[i] < '0' || frac[i] > '9' || (s[0] == '1' && frac[i] != '0') {
+			return false
+		}
+	}
+	return true
+}
 
 func (c Confidence) rat() (*big.Rat, bool) {
-	if !confidenceRE.MatchString(string(c)) {
+	if !c.decimal() {
 		return nil, false
 	}
 	return new(big.Rat).SetString(string(c))

@@ -134,6 +134,13 @@ func Compile(b []byte, handlers map[string]Handler) (*Policy, error) {
 	if err != nil {
 		return nil, &Error{code: "ROUTE_POLICY_INVALID", msg: err.Error(), hint: policyHint}
 	}
+	return CompileDoc(doc, b, handlers)
+}
+
+// CompileDoc is Compile of a policy whose bytes b internal/config has
+// parsed and validated already as doc (config.RouterPolicyFileOwned): a
+// process validates its policy once.
+func CompileDoc(doc *config.RouterPolicyDoc, b []byte, handlers map[string]Handler) (*Policy, error) {
 	h := sha256.Sum256(b)
 	p := &Policy{Doc: doc, Bytes: b, SHA256: "sha256:" + hex.EncodeToString(h[:]), thresholdText: DefaultThreshold}
 	for i, d := range doc.Deny {

@@ -96,7 +96,7 @@ func (r *router) load(c *cli.Call) error {
 		if err != nil {
 			return err
 		}
-		_, b, src, err := config.RouterPolicyFileOwned(root, owners)
+		doc, b, src, err := config.RouterPolicyFileOwned(root, owners)
 		if err != nil {
 			return err
 		}
@@ -104,7 +104,7 @@ func (r *router) load(c *cli.Call) error {
 		if err != nil {
 			return err
 		}
-		p, err := route.Compile(b, hs)
+		p, err := route.CompileDoc(doc, b, hs)
 		if err != nil {
 			return err
 		}

@@ -284,8 +284,10 @@ func TestClassifierAndLimit(t *testing.T) {
 	}
 }
 
-// TestRefusals: a policy that reads outside the request, a looping
-// expression, an unknown handler.
+// TestRefusals: a policy that reads outside the request or routes to an
+// unknown handler does not install (the gate compiles it as cp-route
+// does; cp-route judges it again at load: internal/route's tests); a
+// looping expression stops at its deadline.
 func TestRefusals(t *testing.T) {
 	for name, tc := range map[string]struct {
 		policy, code string
@@ -295,13 +297,18 @@ func TestRefusals(t *testing.T) {
 		"an unknown handler":  {`{"routes":[{"when":"true","handler":"ghost","mode":"tools_first"}],"default_route":{"handler":"default","mode":"tools_first"}}`, "ROUTE_HANDLER_UNKNOWN"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			root := newPlane(t, tc.policy)
-			code, out, errs := run(t, Run, `{"intent":"x"}`, "--root", root)
-			require.Equal(t, cli.ExitInvalid, code, out)
-			require.Equal(t, tc.code, gjson.Get(out, "error.code").String())
-			require.Contains(t, errs, "cp-route: error: ")
-			show := must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION")
-			require.Empty(t, strings.TrimSpace(show), "nothing decided, nothing recorded")
+			root := newPlane(t, "")
+			conf := filepath.Join(t.TempDir(), "opconf")
+			must(t, pkgcmd.Run, "", "init-config", "PKG-CONFIG-001", "--output", conf)
+			writeFile(t, filepath.Join(conf, "config", "router_policy.json"), tc.policy)
+			code, out, errs := run(t, pkgcmd.Run, "", "stage", "PKG-CONFIG-001", "--root", root, "--src", conf, "--out", filepath.Join(t.TempDir(), "v1"))
+			require.Equal(t, cli.ExitDenied, code, out)
+			require.Equal(t, "PREFLIGHT_FAILED", gjson.Get(out, "error.code").String(), out)
+			require.Contains(t, errs, "CONFIG_ASSET_INVALID config/router_policy.json: router policy ")
+			require.Contains(t, errs, "("+tc.code+")")
+			// The built-in policy is in force: the default route.
+			out = must(t, Run, `{"intent":"x"}`, "--root", root)
+			require.Equal(t, "default", gjson.Get(out, "evidence.route.by").String(), out)
 		})
 	}
 	t.Run("a looping expression", func(t *testing.T) {

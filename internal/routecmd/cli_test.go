@@ -415,3 +415,47 @@ func writeFile(t testing.TB, p, s string) {
 func itoa(n int64) string { return strings.TrimSpace(jsonNum(n)) }
 
 func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestLimitInLargeBatches: a stream whose batches are drafted on the
+// workers (speculatively, without the session's count): each decision
+// records the count as it stood in order, the llm_assisted route past the
+// limit is refused where the count says, not where a draft guessed, and
+// the decisions replay.
+func TestLimitInLargeBatches(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	const ses = "SES-20261206-0b0b0b0b"
+	var in strings.Builder
+	for _, intent := range []string{"status", "deploy", "status", "deploy", "status", "deploy", "status"} {
+		n := 300
+		if intent == "deploy" {
+			n = 1
+		}
+		for range n {
+			in.WriteString(`{"intent":"` + intent + `"}` + "\n")
+		}
+	}
+	code, out, _ := run(t, Run, in.String(), "--root", root, "--session", ses)
+	require.Equal(t, cli.ExitDenied, code)
+	ls := lines(out)
+	require.Len(t, ls, 903, "the stream stops at the refusal")
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(ls[902], "error.code").String(), ls[902])
+	show := must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION")
+	es := lines(show)
+	require.Len(t, es, 903, "the refusal is recorded too")
+	for i, e := range es {
+		want := int64(0)
+		switch {
+		case i > 601:
+			want = 2
+		case i > 300:
+			want = 1
+		}
+		require.Equal(t, want, gjson.Get(e, "metadata.session_llm_calls").Int(), "decision %d: %s", i, e)
+		require.Equal(t, i == 300 || i == 601, gjson.Get(e, "metadata.llm_calls").Int() == 1, "decision %d", i)
+	}
+	require.Equal(t, "DENIED", gjson.Get(es[902], "decision").String())
+	for _, i := range []int{0, 300, 301, 601, 902} {
+		out := must(t, Run, "", "--root", root, "--replay", itoa(gjson.Get(es[i], "seq").Int()))
+		require.True(t, gjson.Get(out, "result.same").Bool(), out)
+	}
+}

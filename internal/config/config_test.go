@@ -363,6 +363,11 @@ func contains(list []string, s string) bool {
 // An archive made by hand, never staged, meets the same rule at install:
 // refused with CONFIG_ASSET_INVALID before anything is written, and the
 // loaders still give the defaults.
+// routerPolicy is a router policy of one route.
+func routerPolicy(when, handler string) string {
+	return `{"routes":[{"when":"` + when + `","handler":"` + handler + `","mode":"tools_first"}],"default_route":{"handler":"default","mode":"tools_first"}}`
+}
+
 func TestInstallRefuses(t *testing.T) {
 	valid := string(config.DefaultGovernance)
 	for _, tc := range []struct {
@@ -377,6 +382,14 @@ func TestInstallRefuses(t *testing.T) {
 		{"a standard package writing governance.json", "standard", map[string]string{config.GovernancePath: valid}, config.GovernancePath},
 		{"an agent package writing policy.cedar", "agent", map[string]string{config.PolicyPath: "// nothing\n"}, config.PolicyPath},
 		{"a standard package, another spelling", "standard", map[string]string{"config/Policy.cedar": "// nothing\n"}, "config/Policy.cedar"},
+		// A router policy cp-route would refuse does not install either
+		// (the gate compiles it as cp-route does): the clock read, through
+		// a definition too, an expression that does not compile, a route to
+		// a handler no installed package provides.
+		{"a router policy reading the clock", "config", map[string]string{config.RouterPolicyPath: routerPolicy(`now > 0`, "default")}, config.RouterPolicyPath},
+		{"a router policy reading the clock through a definition", "config", map[string]string{config.RouterPolicyPath: routerPolicy(`def f: env; f | has(\"x\")`, "default")}, config.RouterPolicyPath},
+		{"a router policy that does not compile", "config", map[string]string{config.RouterPolicyPath: routerPolicy(`nosuchfunction(1)`, "default")}, config.RouterPolicyPath},
+		{"a router policy to an unknown handler", "config", map[string]string{config.RouterPolicyPath: routerPolicy(`.intent == \"x\"`, "ghost")}, config.RouterPolicyPath},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root, _ := newPlane(t)
@@ -386,6 +399,9 @@ func TestInstallRefuses(t *testing.T) {
 			require.False(t, rep.Passed)
 			require.Equal(t, "CONFIG_ASSET_INVALID", rep.Results[0].Errors[0].Code, "%+v", rep.Results[0])
 			require.Equal(t, tc.path, rep.Results[0].Errors[0].Path)
+			if tc.path == config.RouterPolicyPath {
+				require.Regexp(t, `router policy routes/0.*\((ROUTE_POLICY_INVALID|ROUTE_HANDLER_UNKNOWN)\)$`, rep.Results[0].Errors[0].Message)
+			}
 
 			_, err = install.Install(context.Background(), root, install.Options{Archive: a, Actor: plane.Actor{Name: "tester"}, Gate: gate.Options{AllowUnsigned: true}})
 			require.Error(t, err)

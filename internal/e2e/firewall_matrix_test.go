@@ -26,6 +26,7 @@ import (
 	"github.com/control-plane/cp/internal/ledgercmd"
 	"github.com/control-plane/cp/internal/pkgcmd"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/routecmd"
 	"github.com/control-plane/cp/internal/wocmd"
 	"github.com/control-plane/cp/pkg/ledger"
 )
@@ -40,6 +41,7 @@ var tools = map[string]dispatcher{
 	"cp-gate":    gatecmd.Dispatch,
 	"cp-auth":    authcmd.Dispatch,
 	"cp-wo":      wocmd.Dispatch,
+	"cp-route":   routecmd.Dispatch,
 }
 
 // The tokens of the matrix, one column each, in this order: every role
@@ -148,6 +150,19 @@ func matrixCases(dir string) []matrixCase {
 		{"ADDDDDDDDD", "cp-auth", r("token", "sub", "m1", "role", "reader", "tiers", []any{"ho3"}), auth.ActionToken, "ho3"},
 		{"ADDDDDDDDD", "cp-auth", r("revoke", "jti", "tok-00000000000000000000000000000000"), auth.ActionRevoke, "ho3"},
 		{"ADDDDDDDDD", "cp-auth", r("init"), auth.ActionTrust, "ho3"},
+
+		// cp-route: a decision is recorded in the ledger of the tier it is
+		// routed in, which the token must hold (admin, maintainer, and a
+		// worker within its work order, in its own session); auditors and
+		// readers never route. A replay and list-handlers are reads.
+		{"ADADDDDDAD", "cp-route", r("route", "plane", "ho3", "intent", "x"), auth.ActionRoute, "ho3"},
+		{"AAAADDDDAD", "cp-route", r("route", "plane", "ho2", "intent", "x"), auth.ActionRoute, "ho2"},
+		{"ADADDDDDAA", "cp-route", r("route", "plane", "ho1", "intent", "x"), auth.ActionRoute, "ho1"},
+		{"ADADDDDDAA", "cp-route", r("route", "plane", "ho1", "session_id", matrixSES, "intent", "x"), auth.ActionRoute, "ho1"},
+		{"ADADDDDDDD", "cp-route", r("route", "plane", "ho1", "session_id", otherSES, "intent", "x"), auth.ActionRoute, "ho1"},
+		{"ADADDDDDDD", "cp-route", r("route", "plane", "ho1", "work_order_id", "WO-20261206-999", "intent", "x"), auth.ActionRoute, "ho1"},
+		{"AAAAAAAAAA", "cp-route", r("route", "plane", "ho3", "replay", 1), auth.ActionRead, "ho3"},
+		{"AAAAAAAAAA", "cp-route", r("list-handlers"), auth.ActionRead, "ho3"},
 	}
 }
 

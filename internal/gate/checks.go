@@ -99,7 +99,7 @@ func preflight(ctx context.Context, root string, src Source, opts Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	if err := configContent(g0a, m, src, files); err != nil {
+	if err := configContent(root, g0a, m, src, files); err != nil {
 		return nil, err
 	}
 	if err := promptContent(g0a, m, src, files); err != nil {

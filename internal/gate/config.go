@@ -11,6 +11,7 @@ import (
 	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/internal/route"
 	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/archive"
 	"github.com/control-plane/cp/pkg/manifest"
@@ -58,7 +59,7 @@ func configRule(r *Result, m *manifest.Manifest) {
 // that does not validate. The bytes judged are read from the source again
 // and must hash to what G0A judged, so the bytes validated are the bytes
 // installed.
-func configContent(g0a *Result, m *manifest.Manifest, src Source, files map[string]File) error {
+func configContent(root string, g0a *Result, m *manifest.Manifest, src Source, files map[string]File) error {
 	if m.PackageType != config.PackageType || !g0a.Passed {
 		return nil
 	}
@@ -84,11 +85,48 @@ func configContent(g0a *Result, m *manifest.Manifest, src Source, files map[stri
 					return err
 				}
 				g0a.fail("CONFIG_ASSET_INVALID", a.Path, "%s", ce.Reason)
+			} else if a.Path == config.RouterPolicyPath {
+				if msg, err := routerPolicy(root, b); err != nil {
+					return err
+				} else if msg != "" {
+					g0a.fail("CONFIG_ASSET_INVALID", a.Path, "%s", msg)
+				}
 			}
 		}
 	}
 	g0a.done("")
 	return nil
+}
+
+// routerPolicy judges a router policy as cp-route loads it (route.Compile),
+// so that a policy cp-route would refuse does not install: an expression
+// that does not parse or compile, imports a module or reads outside the
+// request (route.Forbidden), and, on a plane, a route to a handler no
+// installed package provides or that lacks a capability the route requires.
+// It returns the refusal's message, or an error that is not a finding (the
+// plane's registries unreadable). A capabilities.json changed since install
+// is a finding too: the handlers cannot be judged (fail closed). cp-route
+// judges the policy again when it loads it (the handlers may change since).
+func routerPolicy(root string, b []byte) (string, error) {
+	var hs map[string]route.Handler // nil: no plane to judge handlers against
+	if root != "" {
+		var err error
+		if hs, err = route.InstalledHandlers(root); err != nil {
+			var re *route.Error
+			if errors.As(err, &re) {
+				return "the router policy's handlers cannot be judged: " + re.Error() + " (" + re.Code() + ")", nil
+			}
+			return "", err
+		}
+	}
+	if _, err := route.Compile(b, hs); err != nil {
+		var re *route.Error
+		if !errors.As(err, &re) {
+			return "", err
+		}
+		return re.Error() + " (" + re.Code() + ")", nil
+	}
+	return "", nil
 }
 
 // sourceBytes reads the files named in want from src: a source directory

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/itchyny/gojq"
@@ -41,8 +42,11 @@ var EvalTimeout = 2 * time.Second
 // expr is one compiled expression of the policy.
 type expr struct {
 	text string
-	hash string // sha256: of the expression's text
-	code *gojq.Code
+	hash string                     // sha256: of the expression's text
+	code func() (*gojq.Code, error) // compiled once, when first needed
+	// native is its direct form when it has one (native.go): tried
+	// first, gojq deciding whenever it is not sure.
+	native native
 	// where names it in messages: "routes/2/when", "deny/0/when".
 	where string
 }
@@ -63,12 +67,21 @@ func compileExpr(where, src string) (*expr, error) {
 		return nil, policyErr(where, "uses %s, which reads outside the request (forbidden: %s)", bad[0], joinNames(Forbidden)).
 			with("builtin", bad[0]).with("expr", src)
 	}
+	h := sha256.Sum256([]byte(src))
+	e := &expr{text: src, hash: "sha256:" + hex.EncodeToString(h[:]), native: compileNative(q), where: where}
+	if e.native != nil {
+		// The native subset names only builtins, with their arities, and
+		// no variables: gojq compiles it without fail (FuzzNative checks),
+		// so a process whose rules all answer natively never compiles.
+		e.code = sync.OnceValues(func() (*gojq.Code, error) { return gojq.Compile(q) })
+		return e, nil
+	}
 	code, err := gojq.Compile(q)
 	if err != nil {
 		return nil, policyErr(where, "does not compile: %v", err).with("expr", src)
 	}
-	h := sha256.Sum256([]byte(src))
-	return &expr{text: src, hash: "sha256:" + hex.EncodeToString(h[:]), code: code, where: where}, nil
+	e.code = func() (*gojq.Code, error) { return code, nil }
+	return e, nil
 }
 
 func joinNames(ns []string) string {
@@ -125,18 +138,50 @@ func forbiddenNames(q *gojq.Query) []string {
 
 var errEvalDeadline = errors.New("expression deadline")
 
-// withDeadline is the context a decision's evaluations run under.
-func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, EvalTimeout, errEvalDeadline)
+// deadline is the context a decision's evaluations run under, made when
+// the first evaluation needs gojq: a native evaluation (native.go) is
+// bounded by the expression's and the request's size, and a timer costs
+// more than it does.
+type deadline struct {
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (d *deadline) get() context.Context {
+	if d.ctx == nil {
+		d.ctx, d.cancel = context.WithTimeoutCause(d.parent, EvalTimeout, errEvalDeadline)
+	}
+	return d.ctx
+}
+
+func (d *deadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
 }
 
 // eval runs the expression over the request and returns its boolean: the
 // first value it yields must be true or false. Anything else (another
 // type, no value, an error, the deadline) is an error: a policy whose rule
-// cannot say yes or no decides nothing.
-// ctx carries the decision's deadline (withDeadline).
-func (e *expr) eval(ctx context.Context, req map[string]any) (bool, error) {
-	v, ok := e.code.RunWithContext(ctx, req).Next()
+// cannot say yes or no decides nothing. The native form answers first
+// when it is sure of a boolean; gojq otherwise, under the decision's
+// deadline.
+func (e *expr) eval(dl *deadline, req map[string]any) (bool, error) {
+	if e.native != nil {
+		if v, ok := e.native(req); ok {
+			if b, isBool := v.(bool); isBool {
+				return b, nil
+			}
+		}
+	}
+	code, err := e.code()
+	if err != nil { // a native form gojq does not compile: a bug (FuzzNative)
+		return false, &Error{code: "ROUTE_EXPR_ERROR", msg: fmt.Sprintf("%s does not compile: %v", e.where, err),
+			details: map[string]any{"rule": e.where, "expr_sha256": e.hash}, hint: "report this: the router's native form of the rule and gojq disagree"}
+	}
+	ctx := dl.get()
+	v, ok := code.RunWithContext(ctx, req).Next()
 	if err, isErr := v.(error); isErr {
 		if ctx.Err() != nil {
 			if context.Cause(ctx) == errEvalDeadline {

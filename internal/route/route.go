@@ -24,7 +24,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
-	"regexp"
 	"slices"
 
 	"github.com/control-plane/cp/internal/config"
@@ -61,10 +60,31 @@ type Handler struct {
 // through a float: 0.8 is at the threshold, 0.79999 below it.
 type Confidence string
 
-var confidenceRE = regexp.MustCompile(`^(0(\.[0-9]{1,18})?|1(\.0{1,18})?)$`)
+// decimal reports whether c is "0", "0." and 1 to 18 digits, "1", or
+// "1." and 1 to 18 zeros (no regexp: its compilation would cost every
+// process that links this package at start-up).
+func (c Confidence) decimal() bool {
+	s := string(c)
+	if s == "" || (s[0] != '0' && s[0] != '1') {
+		return false
+	}
+	if len(s) == 1 {
+		return true
+	}
+	frac := s[2:]
+	if s[1] != '.' || len(frac) < 1 || len(frac) > 18 {
+		return false
+	}
+	for i := 0; i < len(frac); i++ {
+		if frac[i] < '0' || frac[i] > '9' || (s[0] == '1' && frac[i] != '0') {
+			return false
+		}
+	}
+	return true
+}
 
 func (c Confidence) rat() (*big.Rat, bool) {
-	if !confidenceRE.MatchString(string(c)) {
+	if !c.decimal() {
 		return nil, false
 	}
 	return new(big.Rat).SetString(string(c))
@@ -95,6 +115,8 @@ type Policy struct {
 	SHA256 string
 	routes []*expr
 	deny   []*expr
+	// reasons of the routes and deny rules, in words, made once
+	routeReasons, denyReasons []string
 	// threshold is the classifier's, exact.
 	threshold     *big.Rat
 	thresholdText string
@@ -112,6 +134,13 @@ func Compile(b []byte, handlers map[string]Handler) (*Policy, error) {
 	if err != nil {
 		return nil, &Error{code: "ROUTE_POLICY_INVALID", msg: err.Error(), hint: policyHint}
 	}
+	return CompileDoc(doc, b, handlers)
+}
+
+// CompileDoc is Compile of a policy whose bytes b internal/config has
+// parsed and validated already as doc (config.RouterPolicyFileOwned): a
+// process validates its policy once.
+func CompileDoc(doc *config.RouterPolicyDoc, b []byte, handlers map[string]Handler) (*Policy, error) {
 	h := sha256.Sum256(b)
 	p := &Policy{Doc: doc, Bytes: b, SHA256: "sha256:" + hex.EncodeToString(h[:]), thresholdText: DefaultThreshold}
 	for i, d := range doc.Deny {
@@ -120,6 +149,7 @@ func Compile(b []byte, handlers map[string]Handler) (*Policy, error) {
 			return nil, err
 		}
 		p.deny = append(p.deny, e)
+		p.denyReasons = append(p.denyReasons, fmt.Sprintf("deny rule %d: %s", i, d.Reason))
 	}
 	for i, r := range doc.Routes {
 		e, err := compileExpr(fmt.Sprintf("routes/%d/when", i), r.When)
@@ -127,6 +157,7 @@ func Compile(b []byte, handlers map[string]Handler) (*Policy, error) {
 			return nil, err
 		}
 		p.routes = append(p.routes, e)
+		p.routeReasons = append(p.routeReasons, fmt.Sprintf("rule %d%s matched", i, named(r.Name)))
 	}
 	if c := doc.Classifier; c != nil && c.Threshold != nil {
 		p.thresholdText = c.Threshold.String()
@@ -194,6 +225,11 @@ func (p *Policy) Limit() int64 {
 		return *l.LLMCallsPerSession
 	}
 	return -1
+}
+
+// Rule returns the reference a decision by route i records.
+func (p *Policy) Rule(i int) RuleRef {
+	return RuleRef{Index: i, Name: p.Doc.Routes[i].Name, ExprSHA256: p.routes[i].hash}
 }
 
 // RuleRef names the rule that decided: its index in routes (or deny), its
@@ -283,6 +319,10 @@ type Match struct {
 	decided bool
 }
 
+// Decided reports whether a deny rule or a route holds: Finish then asks
+// no classifier, and its decision depends on the session's count alone.
+func (m Match) Decided() bool { return m.decided }
+
 // Match applies the deny rules, then the routes, under one deadline. It
 // depends on the request and the policy alone, so requests may be matched
 // on several goroutines at once (a stream's batch is); Finish then applies
@@ -291,9 +331,12 @@ func (p *Policy) Match(ctx context.Context, req map[string]any) (Match, error) {
 	if len(p.deny)+len(p.routes) == 0 {
 		return Match{}, nil
 	}
-	ectx, cancel := withDeadline(ctx)
-	defer cancel()
-	d, decided, err := p.rules(ectx, req)
+	if err := ctx.Err(); err != nil {
+		return Match{}, err // cancelled: a signal
+	}
+	dl := &deadline{parent: ctx}
+	defer dl.stop()
+	d, decided, err := p.rules(dl, req)
 	return Match{d: d, decided: decided}, err
 }
 
@@ -312,27 +355,27 @@ func (p *Policy) Finish(ctx context.Context, m Match, req map[string]any, used i
 
 // rules applies the deny rules, then the routes; decided is false when
 // none holds.
-func (p *Policy) rules(ctx context.Context, req map[string]any) (Decision, bool, error) {
+func (p *Policy) rules(dl *deadline, req map[string]any) (Decision, bool, error) {
 	for i, e := range p.deny {
-		ok, err := e.eval(ctx, req)
+		ok, err := e.eval(dl, req)
 		if err != nil {
 			return Decision{}, false, err
 		}
 		if ok {
 			r := p.Doc.Deny[i]
 			return Decision{By: "deny", Denied: true, Deny: &DenyRef{Index: i, Reason: r.Reason, ExprSHA256: e.hash},
-				Reason: fmt.Sprintf("deny rule %d: %s", i, r.Reason)}, true, nil
+				Reason: p.denyReasons[i]}, true, nil
 		}
 	}
 	for i, e := range p.routes {
-		ok, err := e.eval(ctx, req)
+		ok, err := e.eval(dl, req)
 		if err != nil {
 			return Decision{}, false, err
 		}
 		if ok {
 			r := p.Doc.Routes[i]
 			d := Decision{Handler: r.Handler, Mode: r.Mode, PromptPackID: r.PromptPackID, By: "rule",
-				Rule: &RuleRef{Index: i, Name: r.Name, ExprSHA256: e.hash}, Reason: fmt.Sprintf("rule %d%s matched", i, named(r.Name))}
+				Rule: &RuleRef{Index: i, Name: r.Name, ExprSHA256: e.hash}, Reason: p.routeReasons[i]}
 			return d, true, nil
 		}
 	}

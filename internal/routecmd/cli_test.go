@@ -284,8 +284,10 @@ func TestClassifierAndLimit(t *testing.T) {
 	}
 }
 
-// TestRefusals: a policy that reads outside the request, a looping
-// expression, an unknown handler.
+// TestRefusals: a policy that reads outside the request or routes to an
+// unknown handler does not install (the gate compiles it as cp-route
+// does; cp-route judges it again at load: internal/route's tests); a
+// looping expression stops at its deadline.
 func TestRefusals(t *testing.T) {
 	for name, tc := range map[string]struct {
 		policy, code string
@@ -295,13 +297,18 @@ func TestRefusals(t *testing.T) {
 		"an unknown handler":  {`{"routes":[{"when":"true","handler":"ghost","mode":"tools_first"}],"default_route":{"handler":"default","mode":"tools_first"}}`, "ROUTE_HANDLER_UNKNOWN"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			root := newPlane(t, tc.policy)
-			code, out, errs := run(t, Run, `{"intent":"x"}`, "--root", root)
-			require.Equal(t, cli.ExitInvalid, code, out)
-			require.Equal(t, tc.code, gjson.Get(out, "error.code").String())
-			require.Contains(t, errs, "cp-route: error: ")
-			show := must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION")
-			require.Empty(t, strings.TrimSpace(show), "nothing decided, nothing recorded")
+			root := newPlane(t, "")
+			conf := filepath.Join(t.TempDir(), "opconf")
+			must(t, pkgcmd.Run, "", "init-config", "PKG-CONFIG-001", "--output", conf)
+			writeFile(t, filepath.Join(conf, "config", "router_policy.json"), tc.policy)
+			code, out, errs := run(t, pkgcmd.Run, "", "stage", "PKG-CONFIG-001", "--root", root, "--src", conf, "--out", filepath.Join(t.TempDir(), "v1"))
+			require.Equal(t, cli.ExitDenied, code, out)
+			require.Equal(t, "PREFLIGHT_FAILED", gjson.Get(out, "error.code").String(), out)
+			require.Contains(t, errs, "CONFIG_ASSET_INVALID config/router_policy.json: router policy ")
+			require.Contains(t, errs, "("+tc.code+")")
+			// The built-in policy is in force: the default route.
+			out = must(t, Run, `{"intent":"x"}`, "--root", root)
+			require.Equal(t, "default", gjson.Get(out, "evidence.route.by").String(), out)
 		})
 	}
 	t.Run("a looping expression", func(t *testing.T) {
@@ -408,3 +415,47 @@ func writeFile(t testing.TB, p, s string) {
 func itoa(n int64) string { return strings.TrimSpace(jsonNum(n)) }
 
 func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestLimitInLargeBatches: a stream whose batches are drafted on the
+// workers (speculatively, without the session's count): each decision
+// records the count as it stood in order, the llm_assisted route past the
+// limit is refused where the count says, not where a draft guessed, and
+// the decisions replay.
+func TestLimitInLargeBatches(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	const ses = "SES-20261206-0b0b0b0b"
+	var in strings.Builder
+	for _, intent := range []string{"status", "deploy", "status", "deploy", "status", "deploy", "status"} {
+		n := 300
+		if intent == "deploy" {
+			n = 1
+		}
+		for range n {
+			in.WriteString(`{"intent":"` + intent + `"}` + "\n")
+		}
+	}
+	code, out, _ := run(t, Run, in.String(), "--root", root, "--session", ses)
+	require.Equal(t, cli.ExitDenied, code)
+	ls := lines(out)
+	require.Len(t, ls, 903, "the stream stops at the refusal")
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(ls[902], "error.code").String(), ls[902])
+	show := must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION")
+	es := lines(show)
+	require.Len(t, es, 903, "the refusal is recorded too")
+	for i, e := range es {
+		want := int64(0)
+		switch {
+		case i > 601:
+			want = 2
+		case i > 300:
+			want = 1
+		}
+		require.Equal(t, want, gjson.Get(e, "metadata.session_llm_calls").Int(), "decision %d: %s", i, e)
+		require.Equal(t, i == 300 || i == 601, gjson.Get(e, "metadata.llm_calls").Int() == 1, "decision %d", i)
+	}
+	require.Equal(t, "DENIED", gjson.Get(es[902], "decision").String())
+	for _, i := range []int{0, 300, 301, 601, 902} {
+		out := must(t, Run, "", "--root", root, "--replay", itoa(gjson.Get(es[i], "seq").Int()))
+		require.True(t, gjson.Get(out, "result.same").Bool(), out)
+	}
+}

@@ -52,12 +52,15 @@ expressions read outside the request (now, env, $ENV, input, inputs, debug,
 stderr, halt, halt_error, input_filename, $__loc__, localtime, ...) is refused
 when loaded (ROUTE_POLICY_INVALID), and so is a route to a handler no
 installed package provides (ROUTE_HANDLER_UNKNOWN) or one lacking a
-capability the route requires (ROUTE_CAPABILITY_MISSING).
+capability the route requires (ROUTE_CAPABILITY_MISSING). The gates judge a
+config package's policy the same way, so such a policy does not install.
 
 limits.llm_calls_per_session counts, per session (--session, or the
 token's), the LLM calls routing spends: a classifier call, and a decision
-for a target in mode llm_assisted. Past it the classifier is not asked and
-an llm_assisted target is refused (ROUTE_LIMIT_EXCEEDED, recorded).
+for a target in mode llm_assisted, from the session's ROUTE_DECISION
+entries. Past it the classifier is not asked and an llm_assisted target is
+refused (ROUTE_LIMIT_EXCEEDED, recorded). The gateway holds the calls made in
+the session (the classifier's included) to the same number.
 
 Every decision, a denial included, is one ROUTE_DECISION entry in the tier
 ledger of --plane (default: the tier --root names), submission_id the

@@ -45,6 +45,9 @@ type router struct {
 	root    string
 	policy  *route.Policy
 	src     config.Source
+	// rules are the policy's routes as a decision's metadata records
+	// them (rule), encoded once.
+	rules   []jcs.Raw
 	loadErr error
 	ledgers map[ledgerKey]*tierLedger
 }
@@ -93,7 +96,7 @@ func (r *router) load(c *cli.Call) error {
 		if err != nil {
 			return err
 		}
-		_, b, src, err := config.RouterPolicyFileOwned(root, owners)
+		doc, b, src, err := config.RouterPolicyFileOwned(root, owners)
 		if err != nil {
 			return err
 		}
@@ -101,7 +104,7 @@ func (r *router) load(c *cli.Call) error {
 		if err != nil {
 			return err
 		}
-		p, err := route.Compile(b, hs)
+		p, err := route.CompileDoc(doc, b, hs)
 		if err != nil {
 			return err
 		}
@@ -109,6 +112,13 @@ func (r *router) load(c *cli.Call) error {
 			return fmt.Errorf("keeping the policy under blobs/: %w", err)
 		}
 		r.root, r.policy, r.src = root, p, src
+		r.rules = make([]jcs.Raw, len(p.Doc.Routes))
+		for i := range r.rules {
+			ref := p.Rule(i)
+			if r.rules[i], err = jcs.MarshalRaw(ruleMeta(&ref)); err != nil {
+				return err
+			}
+		}
 		c.Logf("policy %s (%s): %d routes, %d deny rules", p.SHA256, sourceName(src), len(p.Doc.Routes), len(p.Doc.Deny))
 		return nil
 	}()
@@ -222,6 +232,11 @@ func llmCalls(meta map[string]any) int64 {
 // routed is what the expressions see and the decision records: the
 // request without the fields that steer cp-route itself.
 func routed(req cli.Request) map[string]any {
+	if _, p := req["plane"]; !p {
+		if _, r := req["replay"]; !r {
+			return req // nothing to drop: read, never changed
+		}
+	}
 	m := make(map[string]any, len(req))
 	for k, v := range req {
 		if k != "plane" && k != "replay" {
@@ -288,7 +303,7 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 		}
 		n++
 	}
-	pre := r.prepare(ctx, reqs[:n])
+	pre := r.prepare(ctx, l.tier.Tier, reqs[:n])
 	var ps []pending
 	var stopErr error
 	inBatch := map[string]int64{} // session → calls decided in this batch
@@ -317,9 +332,15 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 			inBatch[p.session] += d.LLMCalls
 		}
 		p.d = d
-		if p.draft, p.evidence, err = r.draft(l, req, pre[i], d, used); err != nil {
+		if pr := &pre[i]; pr.spec != nil && sameDecision(d, *pr.spec) {
+			p.draft, p.evidence = pr.draft, pr.evidence // made on the workers
+		} else if p.draft, p.evidence, err = r.draft(l.tier.Tier, req, *pr, d); err != nil {
 			stopErr = err
 			break
+		}
+		if used >= 0 {
+			p.draft.Metadata["session_llm_calls"] = used
+			p.draft.Metadata["limit"] = r.policy.Limit()
 		}
 		ps = append(ps, p)
 		if d.Denied {
@@ -364,10 +385,25 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 // its canonical form and hash, and what the rules say of it.
 type prepared struct {
 	m     map[string]any
-	canon []byte
+	canon jcs.Raw
 	hash  string
 	match route.Match
 	err   error
+	// spec is the decision a matched request gets when the session's
+	// limit does not change it, with its draft (but the session's count)
+	// and evidence made on the workers; the decision in order takes them
+	// when it is the same (sameDecision).
+	spec     *route.Decision
+	draft    ledger.Draft
+	evidence map[string]any
+}
+
+// sameDecision reports whether a decision made in order is the
+// speculative one: the limit left it as it was.
+func sameDecision(d, spec route.Decision) bool {
+	return d.By == spec.By && d.Denied == spec.Denied && d.LLMCalls == spec.LLMCalls && d.Reason == spec.Reason &&
+		d.Handler == spec.Handler && d.Mode == spec.Mode && d.PromptPackID == spec.PromptPackID &&
+		d.Rule == spec.Rule && d.Deny == spec.Deny && d.Classifier == nil && spec.Classifier == nil
 }
 
 // parallelFrom is the batch size from which requests are matched and
@@ -375,20 +411,30 @@ type prepared struct {
 // alone, so only what depends on the session (Finish) runs in order.
 const parallelFrom = 256
 
-// prepare matches and hashes reqs, on every core for a large batch.
-func (r *router) prepare(ctx context.Context, reqs []cli.Request) []prepared {
+// prepare matches and hashes reqs, on every core for a large batch, and
+// drafts the entries of those a rule decides.
+func (r *router) prepare(ctx context.Context, tier string, reqs []cli.Request) []prepared {
 	pre := make([]prepared, len(reqs))
 	one := func(i int) {
 		p := &pre[i]
 		p.m = routed(reqs[i])
 		var err error
-		if p.canon, err = jcs.Marshal(p.m); err != nil {
+		if p.canon, err = jcs.MarshalRaw(p.m); err != nil {
 			p.err = cli.Invalidf("INVALID_INPUT", "the request has no canonical JSON form: %v", err)
 			return
 		}
-		h := sha256.Sum256(p.canon)
+		h := sha256.Sum256(p.canon.Bytes())
 		p.hash = "sha256:" + hex.EncodeToString(h[:])
-		p.match, p.err = r.policy.Match(ctx, p.m)
+		if p.match, p.err = r.policy.Match(ctx, p.m); p.err != nil || !p.match.Decided() || len(p.canon.Bytes()) > maxInlineRequest {
+			return // the classifier is asked in order; a large request's blob is written in order
+		}
+		d, err := r.policy.Finish(ctx, p.match, p.m, -1, nil)
+		if err != nil {
+			return
+		}
+		if p.draft, p.evidence, err = r.draft(tier, reqs[i], *p, d); err == nil {
+			p.spec = &d
+		}
 	}
 	// Each goroutine stops at its first failure, and skips what comes after
 	// the first failure seen: the batch stops there, and a policy whose
@@ -486,25 +532,22 @@ func result(req cli.Request, d route.Decision, seq int64) routeResult {
 
 // draft is a decision's ROUTE_DECISION entry, and the evidence its answer
 // carries.
-func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision, used int64) (ledger.Draft, map[string]any, error) {
-	m, canon, reqHash := pre.m, pre.canon, pre.hash
-	meta := decisionMeta(d)
+func (r *router) draft(tier string, req cli.Request, pre prepared, d route.Decision) (ledger.Draft, map[string]any, error) {
+	canon, reqHash := pre.canon, pre.hash
+	meta := make(map[string]any, 20)
+	decisionMeta(d, meta, r.rules)
 	meta["policy_sha256"] = r.policy.SHA256
 	meta["policy_source"] = sourceName(r.src)
 	meta["request_sha256"] = reqHash
-	if len(canon) <= maxInlineRequest {
-		meta["request"] = m
+	if len(canon.Bytes()) <= maxInlineRequest {
+		meta["request"] = canon // m, encoded once: the bytes its hash was taken over
 	} else {
-		if _, err := plane.PutBlob(r.root, canon); err != nil {
+		if _, err := plane.PutBlob(r.root, canon.Bytes()); err != nil {
 			return ledger.Draft{}, nil, fmt.Errorf("keeping the request under blobs/: %w", err)
 		}
 		meta["request_blob"] = reqHash
 	}
-	if used >= 0 {
-		meta["session_llm_calls"] = used
-		meta["limit"] = r.policy.Limit()
-	}
-	meta["_tier"] = l.tier.Tier
+	meta["_tier"] = tier
 	sub := reqHash
 	if s := req.String("session_id"); s != "" {
 		meta["_session_id"], sub = s, s
@@ -516,13 +559,7 @@ func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Dec
 	if d.Denied {
 		decision = "DENIED"
 	}
-	ev := map[string]any{"by": d.By, "reason": d.Reason, "policy_sha256": r.policy.SHA256, "request_sha256": reqHash}
-	for _, k := range []string{"rule", "deny", "classifier"} {
-		if v, ok := meta[k]; ok {
-			ev[k] = v
-		}
-	}
-	evb, err := jcs.Marshal(ev)
+	evb, err := evidenceJSON(d, meta, r.policy.SHA256, reqHash)
 	if err != nil {
 		return ledger.Draft{}, nil, err
 	}
@@ -530,19 +567,60 @@ func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Dec
 		PromptsUsed: d.PromptsUsed(), Metadata: meta}, map[string]any{"route": rawJSON(evb)}, nil
 }
 
-// decisionMeta is a decision as entry metadata (values canonical JSON
-// encodes).
-func decisionMeta(d route.Decision) map[string]any {
-	m := map[string]any{"handler": d.Handler, "mode": d.Mode, "by": d.By, "llm_calls": d.LLMCalls}
+// evidenceJSON is a decision's evidence.route, canonical: by, the
+// classifier, the deny rule, the policy's hash, the reason, the request's
+// hash and the rule (meta's values), in that (sorted) order.
+func evidenceJSON(d route.Decision, meta map[string]any, policy, request string) ([]byte, error) {
+	b := make([]byte, 0, 512)
+	var err error
+	b = append(b, `{"by":`...)
+	if b, err = jcs.AppendString(b, d.By); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"classifier", "deny"} {
+		if v, ok := meta[k]; ok {
+			b = append(b, `,"`+k+`":`...)
+			if b, err = jcs.Append(b, v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	b = append(b, `,"policy_sha256":`...)
+	if b, err = jcs.AppendString(b, policy); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"reason":`...)
+	if b, err = jcs.AppendString(b, d.Reason); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"request_sha256":`...)
+	if b, err = jcs.AppendString(b, request); err != nil {
+		return nil, err
+	}
+	if v, ok := meta["rule"]; ok {
+		b = append(b, `,"rule":`...)
+		if b, err = jcs.Append(b, v); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// decisionMeta writes a decision into m as entry metadata (values
+// canonical JSON encodes) and returns m. rules, when given, are the
+// policy's rule references already encoded (router.rules): the same
+// bytes, encoded once per policy rather than once per decision.
+func decisionMeta(d route.Decision, m map[string]any, rules []jcs.Raw) map[string]any {
+	m["handler"], m["mode"], m["by"], m["llm_calls"] = d.Handler, d.Mode, d.By, d.LLMCalls
 	if d.PromptPackID != "" {
 		m["prompt_pack_id"] = d.PromptPackID
 	}
 	if d.Rule != nil {
-		rm := map[string]any{"index": d.Rule.Index, "expr_sha256": d.Rule.ExprSHA256}
-		if d.Rule.Name != "" {
-			rm["name"] = d.Rule.Name
+		if d.Rule.Index >= 0 && d.Rule.Index < len(rules) {
+			m["rule"] = rules[d.Rule.Index]
+		} else {
+			m["rule"] = ruleMeta(d.Rule)
 		}
-		m["rule"] = rm
 	}
 	if d.Deny != nil {
 		m["deny"] = map[string]any{"index": d.Deny.Index, "reason": d.Deny.Reason, "expr_sha256": d.Deny.ExprSHA256}
@@ -564,6 +642,15 @@ func decisionMeta(d route.Decision) map[string]any {
 		m["classifier"] = cm
 	}
 	return m
+}
+
+// ruleMeta is a rule reference as metadata.
+func ruleMeta(r *route.RuleRef) map[string]any {
+	rm := map[string]any{"index": r.Index, "expr_sha256": r.ExprSHA256}
+	if r.Name != "" {
+		rm["name"] = r.Name
+	}
+	return rm
 }
 
 // canonical turns a classifier's evidence into values canonical JSON
@@ -750,7 +837,7 @@ func (r *router) replay(ctx context.Context, c *cli.Call, req cli.Request) cli.O
 	if d.Denied {
 		dd = "DENIED"
 	}
-	rep := summary(decisionMeta(d), dd)
+	rep := summary(decisionMeta(d, map[string]any{}, nil), dd)
 	res := replayResult{Seq: seq, Same: true, PolicySHA256: polHash, RequestSHA256: reqHash, Recorded: rec, Replayed: rep, Differences: []string{}}
 	for _, k := range compared {
 		if fmt.Sprint(rec[k]) != fmt.Sprint(rep[k]) {

@@ -86,6 +86,59 @@ func Marshal(v any) ([]byte, error) {
 	return out, err
 }
 
+// Raw is a value already in canonical form, to be embedded in a larger
+// value without being encoded again: Append copies its bytes. Only
+// MarshalRaw makes one, from a value Marshal accepts, so a Raw holds
+// canonical JSON whatever the caller does; the zero Raw is null.
+type Raw struct {
+	b     []byte
+	depth int // the arrays and objects nested in it, so that an enclosing value keeps maxDepth
+}
+
+// MarshalRaw returns v's canonical form (Marshal) as a Raw.
+func MarshalRaw(v any) (Raw, error) {
+	b, err := Marshal(v)
+	if err != nil {
+		return Raw{}, err
+	}
+	return Raw{b: b, depth: nesting(b)}, nil
+}
+
+// Bytes returns the canonical bytes (null for the zero Raw). The caller
+// must not modify them.
+func (r Raw) Bytes() []byte {
+	if r.b == nil {
+		return []byte("null")
+	}
+	return r.b
+}
+
+// MarshalJSON returns the canonical bytes, so encoding/json writes a Raw
+// as the value it holds.
+func (r Raw) MarshalJSON() ([]byte, error) { return r.Bytes(), nil }
+
+// nesting returns how deep arrays and objects nest in canonical JSON b.
+func nesting(b []byte) int {
+	depth, most := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		case '[', '{':
+			if depth++; depth > most {
+				most = depth
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return most
+}
+
 // Append appends the canonical form of v to dst and returns the extended
 // buffer. It accepts the same values as Marshal and fails in the same cases;
 // on failure it returns dst with its original length. It allocates only to
@@ -112,6 +165,14 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 		return appendValueString(dst, x)
 	case canonNumber:
 		return append(dst, x...), nil
+	case Raw:
+		if depth+x.depth > maxDepth {
+			return dst, valueError("nesting deeper than 1000")
+		}
+		if x.b == nil {
+			return append(dst, "null"...), nil
+		}
+		return append(dst, x.b...), nil
 	case json.Number:
 		return appendNumberLiteral(dst, string(x))
 	case float64:

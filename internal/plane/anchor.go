@@ -322,7 +322,7 @@ func anchor(ctx context.Context, ps ledger.Store, pt Tier, last *Anchor, cs ledg
 		return nil, nil, err
 	}
 	if last != nil {
-		if err := checkAnchor(cs, st.Size, *last, parentName(pt)); err != nil {
+		if err := checkAnchor(cs, st, *last, parentName(pt)); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -436,16 +436,19 @@ func lastAnchorFrom(ctx context.Context, s ledger.Store, rel string, from int64)
 	return &a, nil
 }
 
-// metadata returns a as an entry's metadata.
+// metadata returns a as an entry's metadata: the fields its JSON names
+// (as ParseAnchor reads them back), tree_size a json.Number as a decoded
+// entry holds it.
 func (a Anchor) metadata() (map[string]any, error) {
-	b, err := json.Marshal(a)
-	if err != nil {
-		return nil, err
+	m := map[string]any{"path": a.Path, "origin": a.Origin, "tree_size": json.Number(strconv.FormatInt(a.TreeSize, 10)),
+		"root_hash": a.RootHash, "checkpoint": a.Checkpoint, "checkpoint_hash": a.CheckpointHash}
+	if a.WorkOrderID != "" {
+		m["wo_id"] = a.WorkOrderID
 	}
-	var m map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.UseNumber()
-	return m, dec.Decode(&m)
+	if a.SessionID != "" {
+		m["session_id"] = a.SessionID
+	}
+	return m, nil
 }
 
 // ParseAnchor reads the anchor a CHECKPOINT_ANCHORED entry states, and
@@ -527,17 +530,24 @@ func CheckAnchor(ctx context.Context, s ledger.Store, a Anchor, parent string) e
 	if err != nil {
 		return err
 	}
-	return checkAnchor(s, st.Size, a, parent)
+	return checkAnchor(s, st, a, parent)
 }
 
-func checkAnchor(s ledger.Store, size int64, a Anchor, parent string) error {
-	if size < a.TreeSize {
+// checkAnchor is CheckAnchor against the child's state st. At the
+// anchored size itself (a child that did not grow since: most checks a
+// step makes) the root is st's, read with it; below it, the stored hashes
+// give it.
+func checkAnchor(s ledger.Store, st ledger.State, a Anchor, parent string) error {
+	if st.Size < a.TreeSize {
 		return refuse(CodeLedgerTruncated, "%s holds %d entries, but %s seq %d anchored it at size %d: its history was cut",
-			a.Path, size, parent, a.Seq, a.TreeSize)
+			a.Path, st.Size, parent, a.Seq, a.TreeSize)
 	}
-	root, err := tlog.TreeHash(a.TreeSize, s)
-	if err != nil {
-		return refuse(CodeAnchorMismatch, "%s: its root at size %d, anchored by %s seq %d, cannot be computed: %v", a.Path, a.TreeSize, parent, a.Seq, err)
+	root := st.Root
+	if a.TreeSize != st.Size {
+		var err error
+		if root, err = tlog.TreeHash(a.TreeSize, s); err != nil {
+			return refuse(CodeAnchorMismatch, "%s: its root at size %d, anchored by %s seq %d, cannot be computed: %v", a.Path, a.TreeSize, parent, a.Seq, err)
+		}
 	}
 	if got := hex.EncodeToString(root[:]); got != a.RootHash {
 		return refuse(CodeAnchorMismatch, "%s: its root at size %d is %s, but %s seq %d anchored %s: its history was rewritten",

@@ -3,11 +3,10 @@ package auth
 import (
 	"crypto"
 	"crypto/ed25519"
-	"crypto/sha512"
-	"crypto/subtle"
 
-	"filippo.io/edwards25519"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/control-plane/cp/pkg/keys"
 )
 
 // edDSA is jwt's EdDSA signing method with a verification that costs a
@@ -48,30 +47,11 @@ func (edDSA) Verify(signingString string, sig []byte, key any) error {
 }
 
 // verifyEd25519 is crypto/ed25519.Verify's check, [S]B − [k]A = R with
-// k = SHA-512(R ‖ A ‖ M), computed without the precomputed base-point table.
+// k = SHA-512(R ‖ A ‖ M), computed without the precomputed base-point
+// table (keys.VerifyEd25519, which approval notes and other note
+// signatures are verified with too).
 func verifyEd25519(pub ed25519.PublicKey, msg, sig []byte) bool {
-	if len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize || sig[63]&224 != 0 {
-		return false
-	}
-	A, err := new(edwards25519.Point).SetBytes(pub)
-	if err != nil {
-		return false
-	}
-	S, err := edwards25519.NewScalar().SetCanonicalBytes(sig[32:])
-	if err != nil {
-		return false
-	}
-	h := sha512.New()
-	h.Write(sig[:32])
-	h.Write(pub)
-	h.Write(msg)
-	k, err := edwards25519.NewScalar().SetUniformBytes(h.Sum(nil))
-	if err != nil {
-		return false
-	}
-	R := new(edwards25519.Point).VarTimeMultiScalarMult([]*edwards25519.Scalar{S, k},
-		[]*edwards25519.Point{edwards25519.NewGeneratorPoint(), new(edwards25519.Point).Negate(A)})
-	return subtle.ConstantTimeCompare(sig[:32], R.Bytes()) == 1
+	return keys.VerifyEd25519(pub, msg, sig)
 }
 
 // The parser finds a method by the token's alg; ours replaces jwt's EdDSA

@@ -143,6 +143,10 @@ type Chain struct {
 	// it (nil: none), so that the anchors after a step do not look up
 	// again what the anchors before it found, under the same lock.
 	last map[string]*Anchor
+	// states holds each ledger's state as one pass of anchors read it
+	// (HO2's is the parent of two links and the child of a third),
+	// dropped when the pass appends to it, and at the next pass.
+	states map[ledger.Store]ledger.State
 }
 
 // OpenChain opens the anchor chain of a step under work order woID (may
@@ -239,6 +243,7 @@ func (c *Chain) AnchorSteps(ctx context.Context) ([]ledger.Entry, error) {
 }
 
 func (c *Chain) anchor(ctx context.Context, worker bool) ([]ledger.Entry, error) {
+	c.states = map[ledger.Store]ledger.State{}
 	var out []ledger.Entry
 	add := func(e *ledger.Entry, err error) error {
 		if e != nil {
@@ -267,21 +272,38 @@ func (c *Chain) anchor(ctx context.Context, worker bool) ([]ledger.Entry, error)
 	return out, err
 }
 
-// link is anchor with the chain's cache of last anchors.
+// link is anchor with the chain's caches of last anchors and states.
 func (c *Chain) link(ctx context.Context, ps ledger.Store, pt Tier, cs ledger.Store, dir string, t Tier, rel string, a Anchor) (*ledger.Entry, error) {
 	last, ok := c.last[rel]
 	if !ok {
-		var err error
-		if last, err = LastAnchor(ctx, ps, rel); err != nil {
+		pst, err := c.state(ctx, ps)
+		if err != nil {
+			return nil, err
+		}
+		if last, err = lastAnchorBelow(ctx, ps, rel, pst.Size); err != nil {
 			return nil, err
 		}
 		c.last[rel] = last
 	}
-	e, wrote, err := anchor(ctx, ps, pt, last, cs, dir, t, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
+	state := func(context.Context) (ledger.State, error) { return c.state(ctx, cs) }
+	e, wrote, err := anchor(ctx, ps, pt, last, cs, state, dir, t, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
 	if wrote != nil {
 		c.last[rel] = wrote
+		delete(c.states, ps)
 	}
 	return e, err
+}
+
+// state is s.State, read once a pass.
+func (c *Chain) state(ctx context.Context, s ledger.Store) (ledger.State, error) {
+	if st, ok := c.states[s]; ok {
+		return st, nil
+	}
+	st, err := s.State(ctx)
+	if err == nil {
+		c.states[s] = st
+	}
+	return st, err
 }
 
 // Close closes the chain's ledgers.
@@ -306,7 +328,7 @@ func (c *Chain) Close() error {
 // in the parent ledger ps of tier pt, whose last anchor of it is last
 // (nil: none). It returns the entry and the anchor it wrote, nil when
 // nothing needed anchoring.
-func anchor(ctx context.Context, ps ledger.Store, pt Tier, last *Anchor, cs ledger.Store, dir string, t Tier, rel, childPath string, a Anchor) (*ledger.Entry, *Anchor, error) {
+func anchor(ctx context.Context, ps ledger.Store, pt Tier, last *Anchor, cs ledger.Store, state func(context.Context) (ledger.State, error), dir string, t Tier, rel, childPath string, a Anchor) (*ledger.Entry, *Anchor, error) {
 	if cs == nil {
 		if last != nil {
 			return nil, nil, refuse(CodeLedgerTruncated, "%s is missing, but %s seq %d anchored it at size %d: a lower tier's history was cut",
@@ -317,12 +339,12 @@ func anchor(ctx context.Context, ps ledger.Store, pt Tier, last *Anchor, cs ledg
 		}
 		return nil, nil, refuse("SESSION_NOT_FOUND", "session %s has no ledger (%s): nothing to anchor", a.SessionID, rel)
 	}
-	st, err := cs.State(ctx)
+	st, err := state(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	if last != nil {
-		if err := checkAnchor(cs, st.Size, *last, parentName(pt)); err != nil {
+		if err := checkAnchor(cs, st, *last, parentName(pt)); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -411,8 +433,15 @@ func LastAnchor(ctx context.Context, s ledger.Store, rel string) (*Anchor, error
 	if err != nil {
 		return nil, err
 	}
+	return lastAnchorBelow(ctx, s, rel, st.Size)
+}
+
+// lastAnchorBelow is LastAnchor with the windows counted back from size
+// (the parent's size as its caller read it: entries appended since are
+// found too, the windows reaching to the end).
+func lastAnchorBelow(ctx context.Context, s ledger.Store, rel string, size int64) (*Anchor, error) {
 	for window := int64(1); ; window *= 16 {
-		from := max(st.Size-window, 0)
+		from := max(size-window, 0)
 		a, err := lastAnchorFrom(ctx, s, rel, from)
 		if a != nil || err != nil || from == 0 {
 			return a, err
@@ -436,16 +465,19 @@ func lastAnchorFrom(ctx context.Context, s ledger.Store, rel string, from int64)
 	return &a, nil
 }
 
-// metadata returns a as an entry's metadata.
+// metadata returns a as an entry's metadata: the fields its JSON names
+// (as ParseAnchor reads them back), tree_size a json.Number as a decoded
+// entry holds it.
 func (a Anchor) metadata() (map[string]any, error) {
-	b, err := json.Marshal(a)
-	if err != nil {
-		return nil, err
+	m := map[string]any{"path": a.Path, "origin": a.Origin, "tree_size": json.Number(strconv.FormatInt(a.TreeSize, 10)),
+		"root_hash": a.RootHash, "checkpoint": a.Checkpoint, "checkpoint_hash": a.CheckpointHash}
+	if a.WorkOrderID != "" {
+		m["wo_id"] = a.WorkOrderID
 	}
-	var m map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.UseNumber()
-	return m, dec.Decode(&m)
+	if a.SessionID != "" {
+		m["session_id"] = a.SessionID
+	}
+	return m, nil
 }
 
 // ParseAnchor reads the anchor a CHECKPOINT_ANCHORED entry states, and
@@ -527,17 +559,24 @@ func CheckAnchor(ctx context.Context, s ledger.Store, a Anchor, parent string) e
 	if err != nil {
 		return err
 	}
-	return checkAnchor(s, st.Size, a, parent)
+	return checkAnchor(s, st, a, parent)
 }
 
-func checkAnchor(s ledger.Store, size int64, a Anchor, parent string) error {
-	if size < a.TreeSize {
+// checkAnchor is CheckAnchor against the child's state st. At the
+// anchored size itself (a child that did not grow since: most checks a
+// step makes) the root is st's, read with it; below it, the stored hashes
+// give it.
+func checkAnchor(s ledger.Store, st ledger.State, a Anchor, parent string) error {
+	if st.Size < a.TreeSize {
 		return refuse(CodeLedgerTruncated, "%s holds %d entries, but %s seq %d anchored it at size %d: its history was cut",
-			a.Path, size, parent, a.Seq, a.TreeSize)
+			a.Path, st.Size, parent, a.Seq, a.TreeSize)
 	}
-	root, err := tlog.TreeHash(a.TreeSize, s)
-	if err != nil {
-		return refuse(CodeAnchorMismatch, "%s: its root at size %d, anchored by %s seq %d, cannot be computed: %v", a.Path, a.TreeSize, parent, a.Seq, err)
+	root := st.Root
+	if a.TreeSize != st.Size {
+		var err error
+		if root, err = tlog.TreeHash(a.TreeSize, s); err != nil {
+			return refuse(CodeAnchorMismatch, "%s: its root at size %d, anchored by %s seq %d, cannot be computed: %v", a.Path, a.TreeSize, parent, a.Seq, err)
+		}
 	}
 	if got := hex.EncodeToString(root[:]); got != a.RootHash {
 		return refuse(CodeAnchorMismatch, "%s: its root at size %d is %s, but %s seq %d anchored %s: its history was rewritten",

@@ -226,7 +226,7 @@ func Verifiers(trusted []Key, purpose string, envKey string) (note.Verifiers, er
 		if !slices.Contains(k.Purposes, purpose) {
 			continue
 		}
-		v, err := note.NewVerifier(k.Key)
+		v, err := keys.NewVerifier(k.Key)
 		if err != nil {
 			return nil, &Error{Path: fmt.Sprintf("/keys/%d/key", i), Reason: fmt.Sprintf("not a note verifier key: %v", err)}
 		}

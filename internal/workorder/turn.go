@@ -398,6 +398,8 @@ func checkInputs(ctx context.Context, root, sid string, w *WorkOrder, h *Header)
 type inputChecker struct {
 	ctx       context.Context
 	root, sid string
+	dir       *os.File // the plane root, for openBeneath
+	portable  bool     // no openBeneath here: the portable path only
 	r         *os.Root
 	buf       []byte
 	origins   map[string]string // checkpoint origin → ho3, ho2, ho1 or session:<SES>
@@ -407,6 +409,9 @@ type inputChecker struct {
 }
 
 func (c *inputChecker) close() {
+	if c.dir != nil {
+		c.dir.Close()
+	}
 	if c.r != nil {
 		c.r.Close()
 	}
@@ -424,14 +429,39 @@ func mismatch(i int, details map[string]any, format string, args ...any) *Error 
 // is a regular file, reached without a link, whose bytes hash to want;
 // bad makes the refusal from its details and message.
 func (c *inputChecker) file(p, want string, bad func(d map[string]any, format string, args ...any) *Error) error {
+	d := map[string]any{"path": p, "declared": want}
+	// One openat2 where the kernel has it: what it opens was reached
+	// without a link and below the root, so nothing needs checking twice.
+	// Anything it does not open as a regular file (a link, a missing
+	// file, a FIFO, ...) is judged again by the portable path below, which
+	// names what it finds.
+	if !c.portable {
+		if c.dir == nil {
+			dir, err := os.Open(c.root)
+			if err != nil {
+				return err
+			}
+			c.dir = dir
+		}
+		f, ok, err := openBeneath(c.dir, p)
+		switch {
+		case !ok:
+			c.portable = true
+		case err == nil:
+			if regfile.Check(f) == nil {
+				defer f.Close()
+				return c.hash(f, p, want, bad, d)
+			}
+			f.Close()
+		}
+	}
 	if c.r == nil {
 		r, err := os.OpenRoot(c.root)
 		if err != nil {
 			return err
 		}
-		c.r, c.buf = r, make([]byte, 128<<10)
+		c.r = r
 	}
-	d := map[string]any{"path": p, "declared": want}
 	fi, err := c.noLinks(bad, d, p)
 	if err != nil {
 		return err
@@ -457,6 +487,15 @@ func (c *inputChecker) file(p, want string, bad func(d map[string]any, format st
 	}
 	if !os.SameFile(fi, ofi) || !os.SameFile(again, ofi) {
 		return bad(d, "%s changed while it was opened", p)
+	}
+	return c.hash(f, p, want, bad, d)
+}
+
+// hash reads f (the file at p) to its end and refuses it unless its
+// SHA-256 is want.
+func (c *inputChecker) hash(f *os.File, p, want string, bad func(d map[string]any, format string, args ...any) *Error, d map[string]any) error {
+	if c.buf == nil {
+		c.buf = make([]byte, 128<<10)
 	}
 	hs := sha256.New()
 	for {

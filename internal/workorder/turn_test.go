@@ -242,3 +242,56 @@ func TestTurnOutputs(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, r.TurnNumber)
 }
+
+// TestInputFileBothPaths holds the two ways a declared file is checked to
+// one verdict: openat2 (Linux, one resolution with no link and nothing
+// outside the root) and the portable walk (Lstat, os.Root, and the same
+// file again after the open). Every case gives the same error, message
+// included, either way; a good file is read by openat2 alone on Linux.
+func TestInputFileBothPaths(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "real"), 0o755))
+	good := writeFile(t, root, "lib/a.py", "a\n")
+	writeFile(t, root, "lib/real/b.py", "b\n")
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "x"), []byte("x\n"), 0o644))
+	require.NoError(t, os.Symlink(filepath.Join(root, "lib", "real"), filepath.Join(root, "lib", "dirlink")))
+	require.NoError(t, os.Symlink(filepath.Join(root, "lib", "a.py"), filepath.Join(root, "lib", "filelink")))
+	require.NoError(t, os.Symlink(outside, filepath.Join(root, "lib", "out")))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(root, "lib", "fifo"), 0o644))
+	bad := func(d map[string]any, format string, args ...any) *Error { return mismatch(0, d, format, args...) }
+	for _, c := range []struct {
+		name, path, want string
+		ok               bool
+	}{
+		{"a regular file", "lib/a.py", good, true},
+		{"another hash", "lib/a.py", sha([]byte("other")), false},
+		{"missing", "lib/none.py", good, false},
+		{"a directory link on the way", "lib/dirlink/b.py", sha([]byte("b\n")), false},
+		{"a file link", "lib/filelink", good, false},
+		{"a link out of the root", "lib/out/x", sha([]byte("x\n")), false},
+		{"a directory", "lib/real", good, false},
+		{"a FIFO", "lib/fifo", good, false},
+		{"below a file", "lib/a.py/x", good, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var errs [2]error
+			for i, portable := range []bool{false, true} {
+				ic := inputChecker{ctx: context.Background(), root: root, portable: portable}
+				errs[i] = ic.file(c.path, c.want, bad)
+				if c.ok && !portable && ic.portable == false {
+					require.Nil(t, ic.r, "a good file on this system is read without the portable walk")
+				}
+				ic.close()
+			}
+			if c.ok {
+				require.NoError(t, errs[0])
+				require.NoError(t, errs[1])
+				return
+			}
+			require.Error(t, errs[0])
+			require.Equal(t, CodeInputMismatch, code(t, errs[0]))
+			require.Equal(t, errs[1].Error(), errs[0].Error())
+		})
+	}
+}

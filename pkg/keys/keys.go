@@ -54,7 +54,7 @@ func Verifier(spec string) (note.Verifier, error) {
 	if err != nil {
 		return nil, &Error{Spec: spec, Err: err}
 	}
-	v, err := note.NewVerifier(text)
+	v, err := NewVerifier(text)
 	if err != nil {
 		return nil, &Error{Spec: spec, Err: err}
 	}

@@ -47,7 +47,8 @@ import (
 //     offset the index gives, parsed, re-hashed, and its leaf compared with
 //     X.tlog at its seq: an index can make Find return nothing that is not
 //     in the ledger, and nothing its query does not select. A posting that
-//     fails the check sends Find back to a scan from that seq;
+//     fails the check sends Find back to a scan from the entry after the
+//     last one checked;
 //   - a missing, torn, garbled or stale index (one that covers more than
 //     the ledger holds, or another history), one a writer was interrupted
 //     writing (its dirty mark), or one written before the machine last
@@ -594,6 +595,7 @@ func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn fun
 	slices.SortFunc(ps, func(a, b posting) int { return cmp.Compare(a.seq, b.seq) })
 	ps = slices.CompactFunc(ps, func(a, b posting) bool { return a.seq == b.seq })
 	var line []byte
+	next := q.From // the seq after the last entry checked
 	for i, p := range ps {
 		if i&255 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -603,9 +605,13 @@ func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn fun
 		e, ok := l.entryAt(p, x.h.dataEnd, &line)
 		if !ok {
 			// The index is wrong about this entry: what it has not yet
-			// given is found by a scan.
-			return true, l.scan(ctx, q, p.seq, fn)
+			// given is found by a scan, from the entry after the last
+			// one it was right about (the posting's own seq is not to be
+			// trusted: it may name a later entry than the line it points
+			// at).
+			return true, l.scan(ctx, q, next, fn)
 		}
+		next = p.seq + 1
 		if q.selects(e) && !fn(e) {
 			return true, nil
 		}

@@ -359,6 +359,18 @@ func TestIndexDamaged(t *testing.T) {
 			}
 		})
 	})
+	damageInside(t, "one entry's postings name the next", true, func(t *testing.T, path string) {
+		// The binary search by seq (Find by an id that names its seq)
+		// lands on a posting of another line (seq 8), or on none (seq 7);
+		// a lookup by key meets a posting whose line is not its seq, and
+		// scans from the entry after the last one it checked, not from the
+		// posting's seq.
+		rewritePostings(t, path, func(i int, p *posting) {
+			if p.seq == 7 {
+				p.seq = 8
+			}
+		})
+	})
 	damage(t, "claims more entries than exist", func(t *testing.T, path string) {
 		h := readHeader(t, path)
 		h.entries += 50

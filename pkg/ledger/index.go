@@ -493,19 +493,58 @@ func (x *idxFile) lookup(key uint64, from int64, out []posting) ([]posting, erro
 }
 
 // atSeq returns a posting of the entry at seq (among those x covers),
-// found by a binary search of the postings, which are in seq order; an
-// error if there is none or they are not well formed.
+// found in the postings, which are in seq order: first in one read of a
+// window where an even spread of postings over entries puts it (an entry
+// has one to a few), then by a binary search of what is left; an error if
+// there is none or they are not well formed.
 func (x *idxFile) atSeq(seq int64) (posting, error) {
+	const window = 64
 	b := int(x.h.buckets)
-	pb := make([]byte, idxPostingSize)
+	n := int64(x.h.postings)
+	if n == 0 || x.h.entries == 0 {
+		return posting{}, errIndex
+	}
+	pb := make([]byte, window*idxPostingSize)
 	read := func(i int64) (posting, error) {
-		if _, err := x.f.ReadAt(pb, postingAt(b, i)); err != nil {
+		if _, err := x.f.ReadAt(pb[:idxPostingSize], postingAt(b, i)); err != nil {
 			return posting{}, errIndex
 		}
 		return decodePosting(pb)
 	}
-	// The first posting with a seq at least seq.
-	lo, hi := int64(0), int64(x.h.postings)
+	// The first posting with a seq at least seq is in [lo, hi] (hi = n:
+	// none).
+	lo, hi := int64(0), n
+	guess := int64(float64(seq) / float64(x.h.entries) * float64(n))
+	start := max(0, min(guess-window/2, n-window))
+	cnt := min(int64(window), n-start)
+	w := pb[:cnt*idxPostingSize]
+	if _, err := x.f.ReadAt(w, postingAt(b, start)); err != nil {
+		return posting{}, errIndex
+	}
+	first, err1 := decodePosting(w)
+	last, err2 := decodePosting(w[(cnt-1)*idxPostingSize:])
+	switch {
+	case err1 != nil || err2 != nil:
+		return posting{}, errIndex
+	case first.seq >= seq:
+		hi = start
+	case last.seq < seq:
+		lo = start + cnt
+	default:
+		for i := int64(1); i < cnt; i++ {
+			p, err := decodePosting(w[i*idxPostingSize:])
+			if err != nil {
+				return posting{}, errIndex
+			}
+			if p.seq >= seq {
+				if p.seq != seq {
+					return posting{}, errIndex
+				}
+				return p, nil
+			}
+		}
+		return posting{}, errIndex // not in seq order
+	}
 	for lo < hi {
 		mid := int64(uint64(lo+hi) >> 1)
 		p, err := read(mid)
@@ -518,7 +557,7 @@ func (x *idxFile) atSeq(seq int64) (posting, error) {
 			hi = mid
 		}
 	}
-	if lo == int64(x.h.postings) {
+	if lo == n {
 		return posting{}, errIndex
 	}
 	p, err := read(lo)

@@ -721,3 +721,37 @@ func FuzzIDSeq(f *testing.F) {
 		}
 	})
 }
+
+// atSeq finds a posting of every covered entry, whatever the spread of
+// postings over entries (its window, then a binary search either side),
+// and none past them.
+func TestIndexAtSeq(t *testing.T) {
+	for seed := range uint64(4) {
+		r := rand.New(rand.NewPCG(seed, 11))
+		path := filepath.Join(t.TempDir(), "x.jsonl")
+		n := 50 + r.IntN(1500)
+		randomLedger(t, r, path, n)
+		w, err := OpenWriter(path, Options{Actor: "tester"})
+		require.NoError(t, err)
+		// A crowd of postings at the end: the spread is uneven.
+		md := map[string]any{ChangedKey: Changed{Added: []string{"a", "b", "c", "d", "e", "f", "g", "h"}}.Metadata()}
+		for range 3 {
+			_, err = w.Append(ctx, []Draft{{EventType: "EV1", SubmissionID: "S", Metadata: md}})
+			require.NoError(t, err)
+		}
+		require.NoError(t, w.Close())
+		l, err := Open(path, Options{})
+		require.NoError(t, err)
+		x := l.openIndex()
+		require.NotNil(t, x)
+		for seq := range int64(x.h.entries) {
+			p, err := x.atSeq(seq)
+			require.NoError(t, err, "seed %d seq %d", seed, seq)
+			require.Equal(t, seq, p.seq)
+		}
+		_, err = x.atSeq(int64(x.h.entries))
+		require.Error(t, err)
+		x.f.Close()
+		l.Close()
+	}
+}

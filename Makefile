@@ -70,6 +70,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzCheck -fuzztime $(FUZZTIME) ./pkg/jcs/
 	$(GO) test -run '^$$' -fuzz FuzzParseLine -fuzztime $(FUZZTIME) ./pkg/ledger/
 	$(GO) test -run '^$$' -fuzz FuzzParseCheckpoint -fuzztime $(FUZZTIME) ./pkg/ledger/
+	$(GO) test -run '^$$' -fuzz FuzzIDSeq -fuzztime $(FUZZTIME) ./pkg/ledger/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./pkg/ledger/legacy/
 	$(GO) test -run '^$$' -fuzz FuzzParseInput -fuzztime $(FUZZTIME) ./internal/cli/
 	$(GO) test -run '^$$' -fuzz FuzzSchemaAgreement -fuzztime $(FUZZTIME) ./internal/cli/

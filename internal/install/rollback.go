@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/control-plane/cp/internal/plane"
+	"io/fs"
 	"os"
 	"slices"
 	"strconv"
@@ -292,10 +293,16 @@ func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackRe
 	var changes []journal.Change
 	var blobs []snapshot.File
 	var dsts []string
+	var kept []string // files left as they are
+	ownersAt := -1    // file_ownership.csv's change, if it is restored
 	for i, f := range v.Files {
 		if st := stats[i]; st.Exists && st.File.SHA256 == f.SHA256 && st.File.Mode == f.Mode {
 			res.Unchanged++
+			kept = append(kept, f.Path)
 			continue
+		}
+		if f.Path == ownershipFile {
+			ownersAt = len(changes)
 		}
 		mode, err := snapshot.ParseMode(f.Mode)
 		if err != nil {
@@ -314,6 +321,17 @@ func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackRe
 	if err := snapshot.CopyObjects(r, blobs, dsts); err != nil {
 		return nil, err
 	}
+	if ownersAt >= 0 {
+		// A file the rollback leaves as it is may still change hands:
+		// the checkpoint's owner is not today's (another package installed
+		// the same bytes since). Its provenance changes, so the rollback's
+		// changed set lists it (cp-trace file finds the rollback by it).
+		moved, err := reowned(r, changes[ownersAt].Src, kept)
+		if err != nil {
+			return nil, err
+		}
+		res.changed.Modified = append(res.changed.Modified, moved...)
+	}
 	for i := len(v.Files); i < len(paths); i++ {
 		if stats[i].Exists {
 			changes = append(changes, journal.Change{Path: paths[i], Remove: true})
@@ -325,6 +343,48 @@ func restorePlan(root string, v *snapshot.Version, stage string, res *RollbackRe
 		slices.Sort(*l)
 	}
 	return changes, nil
+}
+
+// ownershipFile is HO3's file_ownership.csv, plane-relative, as a
+// checkpoint lists it.
+const ownershipFile = registry.Dir + "/file_ownership.csv"
+
+// reowned returns the paths among kept whose owner in the checkpoint's
+// file_ownership.csv (staged at src, hash-checked) is not their owner in
+// today's.
+func reowned(r *os.Root, src string, kept []string) ([]string, error) {
+	owners := func(name string) (map[string]string, error) {
+		b, err := r.ReadFile(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil // no owners (snapshot.Scope has read today's already)
+		} else if err != nil {
+			return nil, err
+		}
+		rows, err := registry.Decode(registry.Ownership, b)
+		if err != nil {
+			return nil, err
+		}
+		m := make(map[string]string, len(rows))
+		for _, row := range rows {
+			m[row["path"]] = row["package_id"]
+		}
+		return m, nil
+	}
+	then, err := owners(src)
+	if err != nil {
+		return nil, err
+	}
+	now, err := owners(ownershipFile)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range kept {
+		if o, ok := then[p]; ok && o != now[p] {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 func (r *recorder) rolledBack(ctx context.Context, versionID, checkpoint string, changed *ledger.Changed, recovered bool) error {

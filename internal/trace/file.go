@@ -378,7 +378,7 @@ func history(ctx context.Context, root string, t tier, pv *Provenance, full, inT
 // What an entry of a file's history did to it (Touch.Change).
 const (
 	ChangeAdded    = "added"    // the file was not there before
-	ChangeModified = "modified" // other bytes or mode
+	ChangeModified = "modified" // other bytes or mode, or another owner (a rollback)
 	ChangeRemoved  = "removed"  // the file was there and is no more
 	ChangeKept     = "kept"     // the install of the owner's version, which left the file as it was
 )

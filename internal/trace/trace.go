@@ -6,8 +6,9 @@
 // Every lookup of ledger entries by event type, subject, package or path
 // goes through ledger.Store.Find, which the file store serves from its index
 // (X.idx) and re-checks against the ledger: a lookup costs what its matches
-// cost, not a scan. The one exception is an entry named by its id (explain
-// LED-...), which no index maps yet.
+// cost, not a scan. An entry named by its id (explain LED-...) is read at
+// the seq its id names (ledger.IDSeq), or through the index's key of an id
+// that names none (an imported entry's).
 //
 // A file's provenance (File) carries the evidence an auditor checks offline
 // (VerifyProvenance, run by cp-ledger verify): the ledger entry that

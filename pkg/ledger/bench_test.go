@@ -199,3 +199,38 @@ func BenchmarkFindByEventType(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFindByID opens the 1,000,000-entry ledger and finds one entry
+// by its id, as cp-trace explain LED-... does: the posting at the seq the
+// id names (a binary search of the postings), the id's own key (no
+// posting: every id here names its seq), the entry read and checked.
+func BenchmarkFindByID(b *testing.B) {
+	path := bigLedger(b)
+	l, err := Open(path, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []string
+	for _, seq := range []int64{1, 500_000, 999_999} {
+		err := l.Find(ctx, Query{EventTypes: []string{benchDraft(int(seq)).EventType}, From: seq}, func(e *Entry) bool {
+			ids = append(ids, e.ID)
+			return false
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	l.Close()
+	b.ResetTimer()
+	for i := range b.N {
+		r, err := Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		if err := r.Find(ctx, Query{ID: ids[i%len(ids)]}, func(*Entry) bool { n++; return true }); err != nil || n != 1 {
+			b.Fatalf("%d entries, %v", n, err)
+		}
+		r.Close()
+	}
+}

@@ -10,7 +10,8 @@ const ChangedKey = "changed"
 
 // Changed is the set of paths an operation changed, each relative to its
 // tier's root and sorted: files it added, replaced with other bytes or
-// mode, and removed. Its JSON form is metadata.changed.
+// mode (or, a rollback, handed to another owner with the same bytes: their
+// provenance changed), and removed. Its JSON form is metadata.changed.
 type Changed struct {
 	Added    []string `json:"added"`
 	Modified []string `json:"modified"`

@@ -29,11 +29,15 @@ import (
 )
 
 // The index X.idx beside a ledger X.jsonl maps keys (an event type, a
-// submission_id, an entry id, a value of an indexed metadata key, a path
-// an entry's metadata.changed lists: Changed) to the seqs and byte
-// offsets of the entries that carry them, so that Find by those keys costs
-// what the matches cost (plus the entries appended after the index), not a
-// scan of the ledger. It is a cache, rebuilt from the ledger, and never
+// submission_id, a value of an indexed metadata key, a path an entry's
+// metadata.changed lists: Changed, and an entry id that does not name its
+// own seq) to the seqs and byte offsets of the entries that carry them, so
+// that Find by those keys costs what the matches cost (plus the entries
+// appended after the index), not a scan of the ledger. An id this package
+// made names its entry's seq (IDSeq): Find by id reads the posting of that
+// seq (the postings are in seq order: a binary search), and the id's own
+// key only for the entries whose id does not (imported, or written before
+// ids named their seq). So an entry costs the index no posting for its id. It is a cache, rebuilt from the ledger, and never
 // trusted over it:
 //
 //   - it says which entries it covers (their count, the ledger offset they
@@ -43,7 +47,8 @@ import (
 //     offset the index gives, parsed, re-hashed, and its leaf compared with
 //     X.tlog at its seq: an index can make Find return nothing that is not
 //     in the ledger, and nothing its query does not select. A posting that
-//     fails the check sends Find back to a scan from that seq;
+//     fails the check sends Find back to a scan from the entry after the
+//     last one checked;
 //   - a missing, torn, garbled or stale index (one that covers more than
 //     the ledger holds, or another history), one a writer was interrupted
 //     writing (its dirty mark), or one written before the machine last
@@ -60,7 +65,8 @@ import (
 // Layout (little endian): a 128-byte header, then a table of 2^k bucket
 // heads (8 bytes: a posting number + 1, 0 for none), then postings of 40
 // bytes in seq order: key hash, seq, offset, the previous posting in the
-// same bucket (+1), line length and a CRC-32C of those 36 bytes. A key's
+// same bucket (+1), line length and a CRC-32 of those 36 bytes. Every
+// entry has at least one posting (its event type's). A key's
 // postings are its bucket's chain, newest first. The whole file is a pure
 // function of the bucket count and the ledger's lines: Verify compares it
 // byte for byte with a rebuild.
@@ -82,9 +88,10 @@ var indexedMetadata = []string{"op_id", "package_id", "path", "_work_order_id"}
 
 const (
 	// idxMagic is the format's version: 2 had CRC-32 (IEEE) checksums; 3
-	// adds the keys of entry ids and changed paths. An index of another
-	// version is not used, and the next writer rebuilds it from the ledger.
-	idxMagic       = "CPIDX3\n\x00"
+	// added the keys of entry ids and changed paths; 4 keys only the ids
+	// that do not name their seq (IDSeq). An index of another version is
+	// not used, and the next writer rebuilds it from the ledger.
+	idxMagic       = "CPIDX4\n\x00"
 	idxHeaderSize  = 128
 	idxPostingSize = 40
 	idxMinBuckets  = 256
@@ -99,7 +106,7 @@ const (
 )
 
 var idxKeyset = func() uint64 {
-	return keyHash("cp-ledger-index/2\x00id\x00" + ChangedKey + "\x00" + strings.Join(indexedMetadata, "\x00"))
+	return keyHash("cp-ledger-index/3\x00id-unless-seq\x00" + ChangedKey + "\x00" + strings.Join(indexedMetadata, "\x00"))
 }()
 
 // keyHash is 64-bit FNV-1a. A collision costs a lookup a longer chain,
@@ -135,15 +142,16 @@ func bucketsFor(postings int64) int64 {
 	return min(idxMaxBuckets, max(idxMinBuckets, int64(1)<<bits.Len64(uint64(postings/4))))
 }
 
-// keysOf appends the key hashes of an entry with these fields: its event
-// type, subject, id, indexed metadata values, then the paths of its
-// changed set (ch) in Changed.Paths's order.
-func keysOf(dst []uint64, id, eventType, subject string, meta func(k string) (string, bool), ch *Changed) []uint64 {
+// keysOf appends the key hashes of the entry at seq with these fields:
+// its event type, subject, id (unless it names seq: namesSeq), indexed
+// metadata values, then the paths of its changed set (ch) in
+// Changed.Paths's order.
+func keysOf(dst []uint64, seq int64, id, eventType, subject string, meta func(k string) (string, bool), ch *Changed) []uint64 {
 	dst = append(dst, eventKey(eventType))
 	if subject != "" {
 		dst = append(dst, subjectKey(subject))
 	}
-	if id != "" {
+	if id != "" && !namesSeq(id, seq) {
 		dst = append(dst, idKey(id))
 	}
 	for _, k := range indexedMetadata {
@@ -159,37 +167,38 @@ func keysOf(dst []uint64, id, eventType, subject string, meta func(k string) (st
 	return dst
 }
 
-// lineKeys returns the key hashes of a ledger line, as keysOf does for
-// the entry it holds. A canonical entry line is walked once (scan) and
-// only its metadata object is searched; any other line through gjson
-// (such a line does not parse, and Find skips it either way).
-func lineKeys(dst []uint64, line []byte) []uint64 {
+// lineKeys returns the key hashes of the ledger line at seq (its
+// position), as keysOf does for the entry it holds. A canonical entry line
+// is walked once (scan) and only its metadata object is searched; any
+// other line through gjson (such a line does not parse, and Find skips it
+// either way).
+func lineKeys(dst []uint64, seq int64, line []byte) []uint64 {
 	vals, ok := scan(line, false)
 	if !ok {
-		return slowLineKeys(dst, line)
+		return slowLineKeys(dst, seq, line)
 	}
-	return valsKeys(dst, line, &vals)
+	return valsKeys(dst, seq, line, &vals)
 }
 
 // valsKeys is lineKeys given the spans of the line's values.
-func valsKeys(dst []uint64, line []byte, vals *[nFields]span) []uint64 {
+func valsKeys(dst []uint64, seq int64, line []byte, vals *[nFields]span) []uint64 {
 	et, ok1 := rawBytes(line[vals[fEventType].a:vals[fEventType].b])
 	sub, ok2 := rawBytes(line[vals[fSubmission].a:vals[fSubmission].b])
 	id, ok3 := rawBytes(line[vals[fID].a:vals[fID].b])
 	if !ok1 || !ok2 || !ok3 {
-		return slowLineKeys(dst, line)
+		return slowLineKeys(dst, seq, line)
 	}
 	md := line[vals[fMetadata].a:vals[fMetadata].b]
 	if hasIndexedKey(md) {
 		// Rare enough to take the general path.
-		return slowLineKeys(dst, line)
+		return slowLineKeys(dst, seq, line)
 	}
 	// keysOf's keys, without building strings.
 	dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "t\x00"), et))
 	if len(sub) > 0 {
 		dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "s\x00"), sub))
 	}
-	if len(id) > 0 {
+	if len(id) > 0 && !namesSeq(string(id), seq) {
 		dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "i\x00"), id))
 	}
 	return dst
@@ -249,10 +258,10 @@ var metaPaths = func() []string {
 	return ps
 }()
 
-func slowLineKeys(dst []uint64, line []byte) []uint64 {
+func slowLineKeys(dst []uint64, seq int64, line []byte) []uint64 {
 	r := gjson.GetManyBytes(line, "event_type", "submission_id", "metadata", "id")
 	if !r[0].Exists() || !r[2].IsObject() {
-		return keysOf(dst, r[3].String(), r[0].String(), r[1].String(), func(string) (string, bool) { return "", false }, nil)
+		return keysOf(dst, seq, r[3].String(), r[0].String(), r[1].String(), func(string) (string, bool) { return "", false }, nil)
 	}
 	m := gjson.GetMany(r[2].Raw, append(metaPaths, ChangedKey)...)
 	var ch *Changed
@@ -267,7 +276,7 @@ func slowLineKeys(dst []uint64, line []byte) []uint64 {
 			}
 		}
 	}
-	return keysOf(dst, r[3].String(), r[0].String(), r[1].String(), func(k string) (string, bool) {
+	return keysOf(dst, seq, r[3].String(), r[0].String(), r[1].String(), func(k string) (string, bool) {
 		v := m[slices.Index(indexedMetadata, k)]
 		return v.Str, v.Type == gjson.String
 	}, ch)
@@ -483,8 +492,85 @@ func (x *idxFile) lookup(key uint64, from int64, out []posting) ([]posting, erro
 	return out, nil
 }
 
+// atSeq returns a posting of the entry at seq (among those x covers),
+// found in the postings, which are in seq order: first in one read of a
+// window where an even spread of postings over entries puts it (an entry
+// has one to a few), then by a binary search of what is left; an error if
+// there is none or they are not well formed.
+func (x *idxFile) atSeq(seq int64) (posting, error) {
+	const window = 64
+	b := int(x.h.buckets)
+	n := int64(x.h.postings)
+	if n == 0 || x.h.entries == 0 {
+		return posting{}, errIndex
+	}
+	pb := make([]byte, window*idxPostingSize)
+	read := func(i int64) (posting, error) {
+		if _, err := x.f.ReadAt(pb[:idxPostingSize], postingAt(b, i)); err != nil {
+			return posting{}, errIndex
+		}
+		return decodePosting(pb)
+	}
+	// The first posting with a seq at least seq is in [lo, hi] (hi = n:
+	// none).
+	lo, hi := int64(0), n
+	guess := int64(float64(seq) / float64(x.h.entries) * float64(n))
+	start := max(0, min(guess-window/2, n-window))
+	cnt := min(int64(window), n-start)
+	w := pb[:cnt*idxPostingSize]
+	if _, err := x.f.ReadAt(w, postingAt(b, start)); err != nil {
+		return posting{}, errIndex
+	}
+	first, err1 := decodePosting(w)
+	last, err2 := decodePosting(w[(cnt-1)*idxPostingSize:])
+	switch {
+	case err1 != nil || err2 != nil:
+		return posting{}, errIndex
+	case first.seq >= seq:
+		hi = start
+	case last.seq < seq:
+		lo = start + cnt
+	default:
+		for i := int64(1); i < cnt; i++ {
+			p, err := decodePosting(w[i*idxPostingSize:])
+			if err != nil {
+				return posting{}, errIndex
+			}
+			if p.seq >= seq {
+				if p.seq != seq {
+					return posting{}, errIndex
+				}
+				return p, nil
+			}
+		}
+		return posting{}, errIndex // not in seq order
+	}
+	for lo < hi {
+		mid := int64(uint64(lo+hi) >> 1)
+		p, err := read(mid)
+		if err != nil {
+			return posting{}, err
+		}
+		if p.seq < seq {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == n {
+		return posting{}, errIndex
+	}
+	p, err := read(lo)
+	if err != nil || p.seq != seq {
+		return posting{}, errIndex
+	}
+	return p, nil
+}
+
 // indexKeys returns the keys whose postings hold every entry q selects
-// (any of them: the union), or nil when q names no indexed condition.
+// (any of them: the union), or nil when q names no indexed condition. For
+// an id, its key's postings are the entries whose id does not name their
+// seq; the entry at the seq it names is looked up too (findIndexed).
 func (q Query) indexKeys() []uint64 {
 	switch {
 	case q.ID != "":
@@ -536,9 +622,19 @@ func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn fun
 			return false, nil
 		}
 	}
+	if seq, ok := IDSeq(q.ID); ok && q.ID != "" && seq >= q.From && uint64(seq) < x.h.entries {
+		// The entry at the seq the id names (the index covers it, so it
+		// holds a posting of it): checked like any other.
+		p, err := x.atSeq(seq)
+		if err != nil {
+			return false, nil
+		}
+		ps = append(ps, p)
+	}
 	slices.SortFunc(ps, func(a, b posting) int { return cmp.Compare(a.seq, b.seq) })
 	ps = slices.CompactFunc(ps, func(a, b posting) bool { return a.seq == b.seq })
 	var line []byte
+	next := q.From // the seq after the last entry checked
 	for i, p := range ps {
 		if i&255 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -548,9 +644,13 @@ func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn fun
 		e, ok := l.entryAt(p, x.h.dataEnd, &line)
 		if !ok {
 			// The index is wrong about this entry: what it has not yet
-			// given is found by a scan.
-			return true, l.scan(ctx, q, p.seq, fn)
+			// given is found by a scan, from the entry after the last
+			// one it was right about (the posting's own seq is not to be
+			// trusted: it may name a later entry than the line it points
+			// at).
+			return true, l.scan(ctx, q, next, fn)
 		}
+		next = p.seq + 1
 		if q.selects(e) && !fn(e) {
 			return true, nil
 		}
@@ -732,7 +832,7 @@ func (l *Ledger) updateIndexErr(prevN, prevEnd int64, prevHead string, entries [
 		// index the lines it misses from the ledger.
 		off := int64(h.dataEnd)
 		err := l.linesIn(context.Background(), off, int64(h.entries), prevEnd, func(seq int64, line []byte) bool {
-			keys = lineKeys(keys[:0], line)
+			keys = lineKeys(keys[:0], seq, line)
 			for _, k := range keys {
 				ps = append(ps, posting{key: k, seq: seq, off: off, len: uint32(len(line))})
 			}
@@ -751,7 +851,7 @@ func (l *Ledger) updateIndexErr(prevN, prevEnd int64, prevHead string, entries [
 		if c, ok := ChangedOf(e.Metadata); ok {
 			ch = &c
 		}
-		keys = keysOf(keys[:0], e.ID, e.EventType, e.SubmissionID, func(k string) (string, bool) {
+		keys = keysOf(keys[:0], e.Seq, e.ID, e.EventType, e.SubmissionID, func(k string) (string, bool) {
 			v, ok := e.Metadata[k].(string)
 			return v, ok
 		}, ch)
@@ -920,7 +1020,7 @@ func buildIndex(ctx context.Context, l *Ledger, size int64, buckets int64) ([]by
 	var off, n int64
 	var last []byte
 	err := l.linesIn(ctx, 0, 0, size, func(seq int64, line []byte) bool {
-		keys = lineKeys(keys[:0], line)
+		keys = lineKeys(keys[:0], seq, line)
 		for _, k := range keys {
 			ps = append(ps, posting{key: k, seq: seq, off: off, len: uint32(len(line))})
 		}
@@ -1002,7 +1102,7 @@ func (l *Ledger) compareIndex(ctx context.Context) []Issue {
 	}
 	var keys []uint64
 	err := l.linesIn(ctx, 0, 0, int64(c.h.dataEnd), func(seq int64, line []byte) bool {
-		keys = lineKeys(keys[:0], line)
+		keys = lineKeys(keys[:0], seq, line)
 		return c.line(seq, uint32(len(line)), keys)
 	})
 	if err != nil {

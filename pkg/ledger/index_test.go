@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // randomLedger appends n entries in random batches with a few event
@@ -161,18 +162,28 @@ func TestIndexIsItsRebuild(t *testing.T) {
 
 func indexFile(path string) string { return IndexPath(path) }
 
-// An index of the previous format (CPIDX2: no id or changed-path keys) is
-// not used, however well formed: Find by id or changed path through it
-// would miss every entry. A reader scans; the next writer rebuilds it in
-// this format, byte for byte what a rebuild makes.
+// An index of a previous format (CPIDX2: no id or changed-path keys;
+// CPIDX3: a key for every id) is not used, however well formed: Find by
+// id or changed path through a CPIDX2 would miss every entry, and a CPIDX3
+// lacks no key but is not this format. A reader scans; the next writer
+// rebuilds it in this format, byte for byte what a rebuild makes.
 func TestIndexOldFormatRebuilt(t *testing.T) {
+	for _, old := range []struct{ magic, keyset string }{
+		{"CPIDX2\n\x00", "cp-ledger-index/1\x00" + strings.Join(indexedMetadata, "\x00")},
+		{"CPIDX3\n\x00", "cp-ledger-index/2\x00id\x00" + ChangedKey + "\x00" + strings.Join(indexedMetadata, "\x00")},
+	} {
+		t.Run(old.magic[:6], func(t *testing.T) { testOldFormatRebuilt(t, old.magic, old.keyset) })
+	}
+}
+
+func testOldFormatRebuilt(t *testing.T, magic, keyset string) {
 	r := rand.New(rand.NewPCG(9, 9))
 	path := filepath.Join(t.TempDir(), "x.jsonl")
 	randomLedger(t, r, path, 200)
 	ids := ledgerIDs(t, path)
 	// The old format's image: its magic and key set, the postings a v2
 	// writer made (no id or changed keys), its header checksum.
-	oldKeyset := keyHash("cp-ledger-index/1\x00" + strings.Join(indexedMetadata, "\x00"))
+	oldKeyset := keyHash(keyset)
 	l, err := Open(path, Options{})
 	require.NoError(t, err)
 	var ps []posting
@@ -182,7 +193,7 @@ func TestIndexOldFormatRebuilt(t *testing.T) {
 	require.NoError(t, l.Lines(ctx, 0, -1, func(seq int64, line []byte) bool {
 		e, err := ParseLine(line)
 		require.NoError(t, err)
-		for _, k := range keysOf(nil, "", e.EventType, e.SubmissionID, func(k string) (string, bool) { v, ok := e.Metadata[k].(string); return v, ok }, nil) {
+		for _, k := range keysOf(nil, seq, "", e.EventType, e.SubmissionID, func(k string) (string, bool) { v, ok := e.Metadata[k].(string); return v, ok }, nil) {
 			ps = append(ps, posting{key: k, seq: seq, off: off, len: uint32(len(line))})
 		}
 		off += int64(len(line)) + 1
@@ -194,7 +205,7 @@ func TestIndexOldFormatRebuilt(t *testing.T) {
 	require.NoError(t, err)
 	h.keyset = oldKeyset
 	hb := h.encode()
-	copy(hb, "CPIDX2\n\x00")
+	copy(hb, magic)
 	binary.LittleEndian.PutUint32(hb[124:], sum(hb[:124]))
 	copy(img, hb)
 	require.NoError(t, os.WriteFile(indexFile(path), img, 0o644))
@@ -345,6 +356,18 @@ func TestIndexDamaged(t *testing.T) {
 		rewritePostings(t, path, func(i int, p *posting) {
 			if i > 0 {
 				p.off = offs[i-1]
+			}
+		})
+	})
+	damageInside(t, "one entry's postings name the next", true, func(t *testing.T, path string) {
+		// The binary search by seq (Find by an id that names its seq)
+		// lands on a posting of another line (seq 8), or on none (seq 7);
+		// a lookup by key meets a posting whose line is not its seq, and
+		// scans from the entry after the last one it checked, not from the
+		// posting's seq.
+		rewritePostings(t, path, func(i int, p *posting) {
+			if p.seq == 7 {
+				p.seq = 8
 			}
 		})
 	})
@@ -545,4 +568,190 @@ func FuzzIndex(f *testing.F) {
 			j++
 		}
 	})
+}
+
+// writeEntries writes a ledger of es (seq, previous_hash and entry_hash
+// filled in) with its stored hashes and no index: entries whose ids no
+// writer of this package would make (imported, or older).
+func writeEntries(t *testing.T, path string, es []Entry) {
+	var lines, hashes []byte
+	var frontier [64]tlog.Hash
+	prev := ""
+	for i := range es {
+		e := &es[i]
+		e.Seq, e.PreviousHash, e.Timestamp, e.Actor = int64(i), prev, "2026-12-06T10:00:00.000000Z", "tester"
+		if e.PromptsUsed == nil {
+			e.PromptsUsed = []string{}
+		}
+		var leaf tlog.Hash
+		var err error
+		lines, leaf, err = encode(lines, e)
+		require.NoError(t, err)
+		hashes = appendStoredHashes(hashes, &frontier, e.Seq, leaf)
+		prev = e.EntryHash
+	}
+	require.NoError(t, os.WriteFile(path, lines, 0o644))
+	hp, _, _ := SidePaths(path)
+	require.NoError(t, os.WriteFile(hp, hashes, 0o644))
+}
+
+// Ids that do not name their entry's seq (another writer's, or from
+// before ids named it) are keyed in the index; those that do are found at
+// their seq. Either way Find by id answers what a scan does: duplicates,
+// an id naming another entry's seq, one naming a seq past the end.
+func TestIndexForeignIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	r := rand.New(rand.NewPCG(3, 4))
+	var es []Entry
+	for i := range 300 {
+		var id string
+		switch i % 6 {
+		case 0, 1:
+			id = newID(int64(i)) // names its seq
+		case 2:
+			id = fmt.Sprintf("LED-%016x", r.Uint64()|1<<63) // an old random id (starts a-f)
+		case 3:
+			id = newID(int64(i + 1)) // names the next entry's seq
+		case 4:
+			id = "LED-1a" + fmt.Sprintf("%014x", r.Uint64()>>8) // names seq 0xa... the shape, not its seq
+		case 5:
+			id = es[i-3].ID // a duplicate of an old random id
+		}
+		es = append(es, Entry{ID: id, EventType: fmt.Sprintf("EV%d", i%3), Metadata: map[string]any{}})
+	}
+	es[10].ID = es[0].ID                           // an id that names seq 0, carried by seq 10 too
+	es[299].ID = "LED-9" + strings.Repeat("f", 15) // names a seq far past the end
+	writeEntries(t, path, es)
+	w, err := OpenWriter(path, Options{Actor: "tester"})
+	require.NoError(t, err)
+	_, err = w.Append(ctx, []Draft{{EventType: "EV1"}, {EventType: "EV2"}}) // builds the index
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	ids := ledgerIDs(t, path)
+	queries := []Query{{ID: "LED-0000000000000000"}, {ID: "LED-05" + strings.Repeat("0", 14)}, {ID: "LED-not-an-id"}}
+	for _, id := range ids {
+		queries = append(queries, Query{ID: id}, Query{ID: id, From: 150}, Query{ID: id, EventTypes: []string{"EV1"}})
+	}
+	for _, q := range queries {
+		got, want, indexed := findBoth(t, path, q)
+		require.True(t, indexed)
+		require.Equal(t, want, got, "%+v", q)
+	}
+	got, _, _ := findBoth(t, path, Query{ID: es[0].ID})
+	require.Len(t, got, 2, "the entry at the seq it names and the one that carries it elsewhere")
+	l, err := Open(path, Options{})
+	require.NoError(t, err)
+	defer l.Close()
+	require.Nil(t, l.compareIndex(ctx))
+	// The ids that name their seq have no key of their own.
+	x := l.openIndex()
+	require.NotNil(t, x)
+	defer x.f.Close()
+	var ps []posting
+	ps, err = x.lookup(idKey(es[1].ID), 0, ps)
+	require.NoError(t, err)
+	require.Empty(t, ps)
+	ps, err = x.lookup(idKey(es[3].ID), 0, ps)
+	require.NoError(t, err)
+	require.Len(t, ps, 1)
+}
+
+// A ledger written by this package keys no id: its index holds the event
+// type's posting (and the subject's) per entry, and Find by any id is a
+// lookup at the seq it names.
+func TestIndexNoIDPostings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	w, err := OpenWriter(path, Options{Actor: "tester"})
+	require.NoError(t, err)
+	var ds []Draft
+	for i := range 1000 {
+		ds = append(ds, Draft{EventType: "TOOL_CALL", SubmissionID: fmt.Sprintf("S-%d", i)})
+	}
+	es, err := w.Append(ctx, ds)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	h := readHeader(t, path)
+	require.EqualValues(t, 2000, h.postings)
+	for _, i := range []int{0, 1, 15, 16, 255, 256, 999} {
+		got, want, indexed := findBoth(t, path, Query{ID: es[i].ID})
+		require.True(t, indexed)
+		require.Equal(t, want, got)
+		require.Len(t, got, 1)
+	}
+}
+
+func TestEntryIDNamesSeq(t *testing.T) {
+	for _, seq := range []int64{0, 1, 9, 15, 16, 255, 256, 4095, 1 << 20, 1<<40 - 1} {
+		id := newID(seq)
+		require.Regexp(t, `^LED-[0-9a-f]{16}$`, id)
+		got, ok := IDSeq(id)
+		require.True(t, ok, id)
+		require.Equal(t, seq, got, id)
+		require.NotEqual(t, id, newID(seq), "random digits")
+	}
+	require.Regexp(t, `^LED-[0-9a-f]{16}$`, newID(1<<40))
+	for _, id := range []string{"", "LED-", "LED-0", "LED-00000000000000000", "led-0000000000000000", "LED-000000000000000G",
+		"LED-A000000000000000", "LED-a000000000000000", "LED-1000000000000000", "LED-00000000000000A0", "XYZ-0000000000000000"} {
+		_, ok := IDSeq(id)
+		require.False(t, ok, id)
+	}
+	seq, ok := IDSeq("LED-1ff0000000000000")
+	require.True(t, ok)
+	require.EqualValues(t, 255, seq)
+}
+
+// FuzzIDSeq: IDSeq accepts exactly the ids newID makes for a seq below
+// 2^40 (the form, whatever the random digits), and answers that seq.
+func FuzzIDSeq(f *testing.F) {
+	f.Add("LED-0000000000000000", int64(0))
+	f.Add("LED-9ffffffffff00000", int64(1<<40-1))
+	f.Add("LED-f123456789abcdef", int64(7))
+	f.Fuzz(func(t *testing.T, id string, seq int64) {
+		if s, ok := IDSeq(id); ok {
+			require.Len(t, id, 20)
+			k := int(id[4]-'0') + 1
+			require.Equal(t, fmt.Sprintf("%x", s), id[5:5+k])
+			require.Equal(t, strings.ToLower(id[4:]), id[4:])
+		}
+		if seq >= 0 {
+			// Past 2^40 the id is random: it may have the form, never
+			// naming that seq.
+			got, ok := IDSeq(newID(seq))
+			require.Equal(t, seq < 1<<40, ok && got == seq)
+		}
+	})
+}
+
+// atSeq finds a posting of every covered entry, whatever the spread of
+// postings over entries (its window, then a binary search either side),
+// and none past them.
+func TestIndexAtSeq(t *testing.T) {
+	for seed := range uint64(4) {
+		r := rand.New(rand.NewPCG(seed, 11))
+		path := filepath.Join(t.TempDir(), "x.jsonl")
+		n := 50 + r.IntN(1500)
+		randomLedger(t, r, path, n)
+		w, err := OpenWriter(path, Options{Actor: "tester"})
+		require.NoError(t, err)
+		// A crowd of postings at the end: the spread is uneven.
+		md := map[string]any{ChangedKey: Changed{Added: []string{"a", "b", "c", "d", "e", "f", "g", "h"}}.Metadata()}
+		for range 3 {
+			_, err = w.Append(ctx, []Draft{{EventType: "EV1", SubmissionID: "S", Metadata: md}})
+			require.NoError(t, err)
+		}
+		require.NoError(t, w.Close())
+		l, err := Open(path, Options{})
+		require.NoError(t, err)
+		x := l.openIndex()
+		require.NotNil(t, x)
+		for seq := range int64(x.h.entries) {
+			p, err := x.atSeq(seq)
+			require.NoError(t, err, "seed %d seq %d", seed, seq)
+			require.Equal(t, seq, p.seq)
+		}
+		_, err = x.atSeq(int64(x.h.entries))
+		require.Error(t, err)
+		x.f.Close()
+		l.Close()
+	}
 }

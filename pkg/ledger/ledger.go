@@ -392,7 +392,7 @@ func build(buf, hbuf []byte, scratch *[]byte, frontier *[64]tlog.Hash, n int64, 
 	prev := head
 	for i, d := range drafts {
 		e := Entry{
-			Seq: n + int64(i), ID: newID(), Timestamp: stamp(opts.Now()),
+			Seq: n + int64(i), ID: newID(n + int64(i)), Timestamp: stamp(opts.Now()),
 			EventType: d.EventType, SubmissionID: d.SubmissionID, Decision: d.Decision, Reason: d.Reason,
 			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: opts.Actor, PreviousHash: prev,
 		}

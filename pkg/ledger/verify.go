@@ -552,9 +552,9 @@ func (b *block) verify() {
 		if b.wantKeys {
 			n := len(b.keys)
 			if canonical {
-				b.keys = valsKeys(b.keys, line, &vals)
+				b.keys = valsKeys(b.keys, pos, line, &vals)
 			} else {
-				b.keys = lineKeys(b.keys, line)
+				b.keys = lineKeys(b.keys, pos, line)
 			}
 			b.nkeys = append(b.nkeys, uint32(len(b.keys)-n))
 			b.lens = append(b.lens, uint32(len(line)))

@@ -15,7 +15,11 @@
 //	            database serializes appends from any process or machine.
 //	cp_entries  each entry's canonical line bytes, with seq, entry_hash,
 //	            event_type, submission_id and metadata.op_id as columns
-//	            (indexed: Find is a lookup, not a scan).
+//	            (indexed: Find is a lookup, not a scan), and its id where it
+//	            does not name its seq (ledger.IDSeq; one that does is found
+//	            by seq).
+//	cp_changed  a row per path an entry's metadata.changed lists (Find by
+//	            Query.Changed).
 //	cp_hashes   the tree's stored hashes at their tlog.StoredHashIndex.
 //
 // A batch is one transaction, acknowledged (Append returns) only after
@@ -90,6 +94,9 @@ type Store struct {
 	// deferred: a reader's opening (the schema's version and the head
 	// row) is still to be read, by the first read (settle).
 	deferred bool
+	// schema is the database's schema version as the opening found it
+	// (after migrating, for a writer).
+	schema int64
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -171,6 +178,7 @@ func (s *Store) init(ctx context.Context) error {
 		if err := migrate(ctx, s.conn); err != nil {
 			return dbErr(s.opts.Name, "creating the schema", err)
 		}
+		s.schema = int64(SchemaVersion)
 		return nil
 	}
 	// The schema's version and the ledger's head row, in one round trip
@@ -234,6 +242,7 @@ func (s *Store) opened(v int64, n *int64, err error) error {
 	case n == nil:
 		return fmt.Errorf("ledger %s is not in the database: %w", s.opts.Name, fs.ErrNotExist)
 	}
+	s.schema = v
 	return nil
 }
 
@@ -731,10 +740,11 @@ func (s *Store) query(ctx context.Context, doing string, fn func(querier) error)
 	return dbErr(s.opts.Name, doing, fn(s.conn))
 }
 
-// Find implements ledger.Store.Find: the event type, subject and op_id
-// conditions are SQL lookups through their indexes; each row is then
-// parsed and held to the whole query (ledger.Query.Selects), so the
-// answer is a scan's.
+// Find implements ledger.Store.Find: the event type, subject, op_id, id
+// and changed-path conditions are SQL lookups through their indexes (the
+// last two from schema 3: a reader of an older database scans for them);
+// each row is then parsed and held to the whole query
+// (ledger.Query.Selects), so the answer is a scan's.
 func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry) bool) error {
 	sql := `SELECT seq, line FROM cp_entries WHERE ledger = $1 AND seq >= $2`
 	args := []any{s.opts.Name, q.From}
@@ -752,6 +762,23 @@ func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry)
 		}
 		args = append(args, op)
 		sql += fmt.Sprintf(` AND op_id = $%d`, len(args))
+	}
+	if s.schema >= lookupsSince {
+		if q.ID != "" {
+			// The entry at the seq the id names (the primary key), and
+			// those whose id names none (the id column).
+			args = append(args, q.ID)
+			cond := fmt.Sprintf(`id = $%d`, len(args))
+			if seq, ok := ledger.IDSeq(q.ID); ok {
+				args = append(args, seq)
+				cond = fmt.Sprintf(`(seq = $%d OR %s)`, len(args), cond)
+			}
+			sql += ` AND ` + cond
+		}
+		if q.Changed != "" {
+			args = append(args, q.Changed)
+			sql += fmt.Sprintf(` AND seq IN (SELECT seq FROM cp_changed WHERE ledger = $1 AND path = $%d)`, len(args))
+		}
 	}
 	sql += fmt.Sprintf(` ORDER BY seq LIMIT %d`, page)
 	var lines [][]byte
@@ -823,14 +850,12 @@ func (s *Store) Append(ctx context.Context, drafts []ledger.Draft) ([]ledger.Ent
 		}
 		entries, encErr = b.Entries, err
 		rows := make([][]any, len(b.Entries))
-		for i, e := range b.Entries {
-			var op any
-			if v, ok := e.Metadata["op_id"].(string); ok {
-				op = v
-			}
-			rows[i] = []any{s.opts.Name, e.Seq, b.Lines[i], e.EntryHash, e.EventType, e.SubmissionID, op}
+		var changed [][]any
+		for i := range b.Entries {
+			e := &b.Entries[i]
+			rows[i], changed = s.entryRow(e, b.Lines[i], changed)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_entries"}, []string{"ledger", "seq", "line", "entry_hash", "event_type", "submission_id", "op_id"}, pgx.CopyFromRows(rows)); err != nil {
+		if err := copyEntries(ctx, tx, rows, changed); err != nil {
 			return err
 		}
 		hrows := make([][]any, len(b.Hashes))
@@ -1249,18 +1274,48 @@ func (s *Store) holds(stored []byte, tree *ledger.Tree, hr tlog.HashReader) erro
 	return nil
 }
 
+// entryCols are the columns of cp_entries an append or import writes.
+var entryCols = []string{"ledger", "seq", "line", "entry_hash", "event_type", "submission_id", "op_id", "id"}
+
+// entryRow returns the row of cp_entries for e (whose line is line) and
+// appends its rows of cp_changed to changed.
+func (s *Store) entryRow(e *ledger.Entry, line []byte, changed [][]any) ([]any, [][]any) {
+	var op any
+	if v, ok := e.Metadata["op_id"].(string); ok {
+		op = v
+	}
+	id, paths := lookups(e)
+	for _, p := range paths {
+		changed = append(changed, []any{s.opts.Name, p, e.Seq})
+	}
+	return []any{s.opts.Name, e.Seq, line, e.EntryHash, e.EventType, e.SubmissionID, op, id}, changed
+}
+
+// copyEntries writes rows of cp_entries and their rows of cp_changed.
+func copyEntries(ctx context.Context, tx pgx.Tx, rows, changed [][]any) error {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_entries"}, entryCols, pgx.CopyFromRows(rows)); err != nil {
+		return err
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_changed"}, []string{"ledger", "path", "seq"}, pgx.CopyFromRows(changed))
+	return err
+}
+
 // copyLines copies src's lines from seq from up to n into cp_entries
 // through tx, in chunks, checking each, and returns the last one's
 // entry_hash ("" when there is none).
 func (s *Store) copyLines(ctx context.Context, tx pgx.Tx, src ledger.Store, from, n int64) (string, error) {
 	var head string
 	rows := make([][]any, 0, importChunk)
+	var changed [][]any
 	flush := func() error {
 		if len(rows) == 0 {
 			return nil
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_entries"}, []string{"ledger", "seq", "line", "entry_hash", "event_type", "submission_id", "op_id"}, pgx.CopyFromRows(rows))
-		rows = rows[:0]
+		err := copyEntries(ctx, tx, rows, changed)
+		rows, changed = rows[:0], changed[:0]
 		return err
 	}
 	next := from
@@ -1279,11 +1334,9 @@ func (s *Store) copyLines(ctx context.Context, tx pgx.Tx, src ledger.Store, from
 			lerr = ledger.Errorf("LEDGER_INVALID", "the source's entry %d does not parse: %v", seq, err)
 			return false
 		}
-		var op any
-		if v, ok := e.Metadata["op_id"].(string); ok {
-			op = v
-		}
-		rows = append(rows, []any{s.opts.Name, seq, append([]byte(nil), line...), e.EntryHash, e.EventType, e.SubmissionID, op})
+		var row []any
+		row, changed = s.entryRow(e, append([]byte(nil), line...), changed)
+		rows = append(rows, row)
 		head = e.EntryHash
 		next++
 		if len(rows) == importChunk {

@@ -3,6 +3,8 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/jackc/pgx/v5"
@@ -50,7 +52,33 @@ var migrations = []string{
 	// once, in the migrating transaction (seconds per million entries).
 	`ALTER TABLE cp_hashes DROP CONSTRAINT cp_hashes_pkey,
 		ADD CONSTRAINT cp_hashes_pkey PRIMARY KEY (ledger, idx) INCLUDE (hash);`,
+	// 4: the lookups Find answers in SQL beyond those of 1 (issue 14): an
+	// entry by its id (the id column holds it only where it does not name
+	// the entry's seq, ledger.IDSeq: an id that does is found by the
+	// primary key), and the entries whose metadata.changed lists a path
+	// (cp_changed, a row per path, deleted with its entry). The rows
+	// already there get theirs from backfillLookups, in the same
+	// transaction.
+	`ALTER TABLE cp_entries ADD COLUMN id text;
+	CREATE INDEX cp_entries_id ON cp_entries (ledger, id) WHERE id IS NOT NULL;
+	CREATE TABLE cp_changed (
+		ledger text   NOT NULL,
+		path   text   NOT NULL,
+		seq    bigint NOT NULL,
+		PRIMARY KEY (ledger, path, seq),
+		FOREIGN KEY (ledger, seq) REFERENCES cp_entries (ledger, seq) ON DELETE CASCADE
+	);`,
 }
+
+// backfills run after the migration step of the same index, in its
+// transaction: what a step derives from the stored lines, which SQL
+// alone does not parse.
+var backfills = map[int]func(context.Context, pgx.Tx) error{3: backfillLookups}
+
+// lookupsSince is the schema version from which the id column and
+// cp_changed exist: a reader of an older database scans for those
+// conditions.
+const lookupsSince = 4
 
 // SchemaVersion is the version of the schema this driver reads and writes.
 var SchemaVersion = len(migrations)
@@ -112,9 +140,79 @@ func migrate(ctx context.Context, conn *pgx.Conn) error {
 		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
 			return err
 		}
+		if fill := backfills[v]; fill != nil {
+			if err := fill(ctx, tx); err != nil {
+				return err
+			}
+		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE cp_schema SET version = $1`, v); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// lookups returns what the entry e adds to the lookups of schema 3: its
+// id when it does not name its seq (nil otherwise), and the distinct paths
+// its changed set lists.
+func lookups(e *ledger.Entry) (id any, paths []string) {
+	if s, ok := ledger.IDSeq(e.ID); !ok || s != e.Seq {
+		id = e.ID
+	}
+	if c, ok := ledger.ChangedOf(e.Metadata); ok {
+		paths = slices.Compact(slices.Sorted(slices.Values(c.Paths())))
+	}
+	return id, paths
+}
+
+// backfillPage is how many rows backfillLookups reads at a time.
+const backfillPage = 5000
+
+// backfillLookups fills the id column and cp_changed for the rows already
+// stored when schema 3 arrives: each line parsed as Find parses it (a
+// line that does not parse gets nothing; Find skips it either way, and
+// Verify reports it), a page of rows at a time.
+func backfillLookups(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE cp_backfill_ids (ledger text, seq bigint, id text) ON COMMIT DROP`); err != nil {
+		return err
+	}
+	name, seq := "", int64(-1)
+	for {
+		rows, err := tx.Query(ctx, `SELECT ledger, seq, line FROM cp_entries WHERE (ledger, seq) > ($1, $2) ORDER BY ledger, seq LIMIT `+strconv.Itoa(backfillPage), name, seq)
+		if err != nil {
+			return err
+		}
+		var ids, changed [][]any
+		n := 0
+		var line []byte
+		_, err = pgx.ForEachRow(rows, []any{&name, &seq, &line}, func() error {
+			n++
+			e, err := ledger.ParseLine(line)
+			if err != nil || e.Seq != seq {
+				return nil
+			}
+			id, paths := lookups(e)
+			if id != nil {
+				ids = append(ids, []any{name, seq, id})
+			}
+			for _, p := range paths {
+				changed = append(changed, []any{name, p, seq})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_backfill_ids"}, []string{"ledger", "seq", "id"}, pgx.CopyFromRows(ids)); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cp_changed"}, []string{"ledger", "path", "seq"}, pgx.CopyFromRows(changed)); err != nil {
+			return err
+		}
+		if n < backfillPage {
+			break
+		}
+	}
+	_, err := tx.Exec(ctx, `UPDATE cp_entries e SET id = b.id FROM cp_backfill_ids b WHERE e.ledger = b.ledger AND e.seq = b.seq`)
+	return err
 }

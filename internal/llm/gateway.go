@@ -354,6 +354,16 @@ func refusal(code, format string, args ...any) *Refusal {
 	return &Refusal{code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// packLimit is PROMPT_LIMIT: the call's resolved provider, model or
+// max_tokens (field, requested) is outside its prompt pack's limits. This
+// is the one check of a pack's limits: it runs here, once the provider and
+// model a call goes to are known, and is recorded as LLM_REFUSED.
+func packLimit(field string, requested any, format string, args ...any) *Refusal {
+	r := refusal(CodePackDisallows, format, args...)
+	r.Details = map[string]any{"field": field, "requested": requested}
+	return r
+}
+
 // prepare resolves and checks one call, before any budget is touched.
 // The *prepared it returns with an error holds what is known (for the
 // refusal's record).
@@ -404,11 +414,11 @@ func (g *Gateway) prepare(ctx context.Context, c *Call) (*prepared, error) {
 	if pk := c.Pack; pk != nil {
 		switch {
 		case len(pk.Providers) > 0 && !slices.Contains(pk.Providers, t.Provider.ID):
-			return p, refusal(CodePackDisallows, "prompt pack %s allows providers %v, not %s", pk.ID, pk.Providers, t.Provider.ID)
+			return p, packLimit("provider", t.Provider.ID, "prompt pack %s allows providers %v, not %s", pk.ID, pk.Providers, t.Provider.ID)
 		case len(pk.Models) > 0 && !slices.Contains(pk.Models, t.Model.ID):
-			return p, refusal(CodePackDisallows, "prompt pack %s allows models %v, not %s", pk.ID, pk.Models, t.Model.ID)
+			return p, packLimit("model", t.Model.ID, "prompt pack %s allows models %v, not %s", pk.ID, pk.Models, t.Model.ID)
 		case pk.MaxTokens > 0 && p.req.MaxTokens > pk.MaxTokens:
-			return p, refusal(CodePackDisallows, "prompt pack %s allows max_tokens up to %d, not %d", pk.ID, pk.MaxTokens, p.req.MaxTokens)
+			return p, packLimit("max_tokens", p.req.MaxTokens, "prompt pack %s allows max_tokens up to %d, not %d", pk.ID, pk.MaxTokens, p.req.MaxTokens)
 		}
 	}
 	if err := t.Check(&p.req); err != nil {

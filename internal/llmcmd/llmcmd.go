@@ -22,6 +22,8 @@ package llmcmd
 import (
 	"context"
 	"io"
+	"os/signal"
+	"syscall"
 
 	"github.com/control-plane/cp/internal/cli"
 )
@@ -109,8 +111,9 @@ Examples:
   cp-ledger show --root plane --plane ho2 --event-type LLM_CALL --format text
 `
 
-func tool() *cli.Tool {
-	st := &state{}
+func tool() *cli.Tool { return toolOf(&state{}) }
+
+func toolOf(st *state) *cli.Tool {
 	return &cli.Tool{Name: "cp-llm", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "complete", Schema: "cp-llm.complete.request.json", Action: cli.ActionLLM, Tier: "ho1", Scope: callScope,
 			Stream: true, Run: st.complete, Batch: st.completeBatch, Text: completeText,
@@ -135,9 +138,15 @@ func tool() *cli.Tool {
 	}}
 }
 
-// Run is cp-llm's entry point.
+// Run is cp-llm's entry point as a process (cmd/cp-llm): the only path
+// that touches the process's signal dispositions. A closed stdout becomes
+// a write error (EPIPE: SIGPIPE is ignored), not the end of the process,
+// so a caller that hangs up mid-stream still gets its call recorded and
+// charged; SIGINT and SIGTERM cancel a call in flight (state.watchSignals).
+// In-process callers use Dispatch, which does neither.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return cli.Run(ctx, tool(), args, stdin, stdout, stderr)
+	signal.Ignore(syscall.SIGPIPE)
+	return cli.Run(ctx, toolOf(&state{process: true}), args, stdin, stdout, stderr)
 }
 
 // Dispatch runs one cp-llm request in-process (cli.Dispatch): cp-route's

@@ -27,10 +27,12 @@
 // # Use (the gateway's API)
 //
 //	p, err := prompt.Load(root, "PRM-X")  // PROMPT_NOT_FOUND, PROMPT_HASH_MISMATCH, PROMPT_PACK_INVALID
-//	if err := p.Check(providerID, model, maxTokens); err != nil { ... } // PROMPT_LIMIT
 //	r, err := p.Render(vars)             // PROMPT_VARIABLES_INVALID, PROMPT_RENDER_FAILED
 //	// r.Text is the prompt; r.PromptPackID, r.Version, r.SHA256 (registered)
-//	// and r.TextSHA256 are the evidence (prompts_used).
+//	// and r.TextSHA256 are the evidence (prompts_used); r.Providers,
+//	// r.Models and r.MaxTokens are the pack's limits, which the gateway
+//	// (internal/llm) holds a call to once its provider and model are
+//	// resolved (PROMPT_LIMIT, recorded as LLM_REFUSED).
 //
 // Load re-reads and re-hashes both files at every call, through os.Root,
 // following no link, reading regular files only and at most MaxPackBytes

@@ -47,7 +47,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -81,10 +80,23 @@ const (
 	MaxTextBytes = 1 << 20
 )
 
-var idRE = regexp.MustCompile(`^PRM-[A-Z0-9-]+$`)
 
 // ValidID reports whether id is a prompt pack id (^PRM-[A-Z0-9-]+$).
-func ValidID(id string) bool { return len(id) <= 128 && idRE.MatchString(id) }
+// It is checked by hand, not by a regexp compiled at package init: every
+// process that links this package (cp-llm, cp-route, cp-mcp) would pay for
+// the compile at start-up.
+func ValidID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "PRM-")
+	if !ok || rest == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // PackDir returns the plane-relative directory of pack id.
 func PackDir(id string) string { return Dir + "/" + id }

@@ -80,7 +80,6 @@ const (
 	MaxTextBytes = 1 << 20
 )
 
-
 // ValidID reports whether id is a prompt pack id (^PRM-[A-Z0-9-]+$).
 // It is checked by hand, not by a regexp compiled at package init: every
 // process that links this package (cp-llm, cp-route, cp-mcp) would pay for

@@ -154,7 +154,7 @@ func (s *state) completeBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 	if len(calls) > 0 {
 		results, err := g.CompleteBatch(ctx, calls)
 		for _, r := range results {
-			outs = append(outs, cli.Outcome{Result: r, LedgerEntryID: r.LedgerEntryID, Seq: r.Seq})
+			outs = append(outs, cli.Outcome{Result: answer{r}, LedgerEntryID: r.LedgerEntryID, Seq: r.Seq})
 		}
 		if err != nil {
 			return append(outs, cli.Outcome{Err: err})
@@ -266,7 +266,7 @@ func deltaWriter(w io.Writer) func(provider.Delta) error {
 }
 
 func completeText(w io.Writer, result any) error {
-	r := result.(*llm.Result)
+	r := result.(answer).Result
 	fmt.Fprintf(w, "%s\n", r.Text)
 	pack := "raw prompt (weakened control)"
 	if r.PromptPackID != "" {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/internal/gate"
 )
 
 // The judge of abandoned reservations: a reservation whose in-flight lock
@@ -67,4 +69,13 @@ func TestJudgeAbandoned(t *testing.T) {
 	ls3.reserved[live], ls3.order = res(live, bootID()), []string{live}
 	ds, _ = newJudge(dir).settle(ls3, "next_call")
 	require.Len(t, ds, 1)
+}
+
+// The gates know the gateway's lock files in HO2's ledger directory (G6
+// reports anything else there as LEDGER_STRAY).
+func TestGateKnowsLockFiles(t *testing.T) {
+	for _, p := range []string{inflightFile("d"), filepath.Join("d", "ledger", "llm-budget.lock")} {
+		require.Contains(t, gate.GatewayLockFiles, filepath.Base(p))
+		require.Equal(t, "ledger", filepath.Base(filepath.Dir(p)))
+	}
 }

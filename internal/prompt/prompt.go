@@ -47,7 +47,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"testing/fstest"
@@ -317,6 +316,3 @@ func sum(b []byte) string {
 func invalid(id, format string, args ...any) *Error {
 	return newErr(CodeInvalid, id, "", "", format, args...)
 }
-
-// contains reports whether list holds x.
-func contains(list []string, x string) bool { return slices.Contains(list, x) }

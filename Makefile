@@ -12,6 +12,9 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # TAGS=nopostgres builds binaries without the PostgreSQL ledger store, for
 # planes whose ledgers are all files: each process starts ~0.4 ms sooner
 # (README, Benchmarks); a tier in PostgreSQL is then refused.
+# TAGS=noanthropic builds cp-llm, cp-route and cp-mcp without the Anthropic
+# SDK: each of their processes starts 1-2 ms sooner (README, "The LLM
+# gateway"); a provider of type anthropic is then refused. Both: TAGS='nopostgres noanthropic'.
 TAGS ?=
 build:
 	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...

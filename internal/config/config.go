@@ -479,14 +479,16 @@ func loadFile(root, rel string, owners []registry.Row) (any, []byte, Source, err
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, src, &Error{Path: rel, Reason: "cannot read: " + err.Error(), Err: err}
 	}
+	var owner registry.Row
 	if owners == nil {
+		// One file's owner: its row alone is looked up and checked, not
+		// every row of the registry (a gateway reads providers.json at
+		// every call).
 		var err error
-		if owners, err = registry.Read(root, registry.Ownership); err != nil {
+		if owner, err = registry.Lookup(root, registry.Ownership, rel); err != nil {
 			return nil, nil, src, err
 		}
-	}
-	var owner registry.Row
-	if i := slices.IndexFunc(owners, func(r registry.Row) bool { return r["path"] == rel }); i >= 0 {
+	} else if i := slices.IndexFunc(owners, func(r registry.Row) bool { return r["path"] == rel }); i >= 0 {
 		owner = owners[i]
 	}
 	b, err := regfile.ReadNoFollow(filepath.Join(root, filepath.FromSlash(rel)))

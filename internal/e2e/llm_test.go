@@ -142,28 +142,53 @@ func TestLLMBudgetRace(t *testing.T) {
 }
 
 // TestLLMKilledCallerChargedInFull kills cp-llm with SIGKILL while its
-// call hangs at the provider: its reservation is never settled, and the
-// next calls' sums charge it in full, so a budget of three calls allows
-// two more, not three.
+// call hangs at the provider: its reservation is never settled by it, so
+// the next call's sums charge it in full, and settle it visibly (an
+// LLM_CALL, status abandoned, charged_in_full) in the same append as its
+// own reservation. A second caller killed the same way is settled by
+// cp-llm recover, which leaves a call in flight alone and settles nothing
+// twice. With a budget of four calls: two killed, two answered, then
+// BUDGET_EXCEEDED.
 func TestLLMKilledCallerChargedInFull(t *testing.T) {
 	srv := llmtest.New()
 	defer srv.Close()
-	srv.Hang(true)
-	p := newLLMPlane(t, 3, srv.ProvidersJSON(""))
-	cmd := p.cmd(cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
-	require.NoError(t, cmd.Start())
-	select {
-	case <-srv.Arrived:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("the call never reached the provider")
+	p := newLLMPlane(t, 4, srv.ProvidersJSON(""))
+	ledger := filepath.Join(p.root, ho2Ledger)
+	// hanging starts a call that hangs at the provider and waits until it
+	// arrived there (its reservation durable).
+	hanging := func() *exec.Cmd {
+		t.Helper()
+		for len(srv.Arrived) > 0 {
+			<-srv.Arrived
+		}
+		srv.Hang(true)
+		cmd := p.cmd(cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+		require.NoError(t, cmd.Start())
+		select {
+		case <-srv.Arrived:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("the call never reached the provider")
+		}
+		return cmd
 	}
-	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-	_ = cmd.Wait()
+	kill := func(cmd *exec.Cmd) {
+		t.Helper()
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+		srv.Hang(false)
+	}
+	recoverRun := func() map[string]any {
+		t.Helper()
+		return p.must(t, cpLLM, p.admin, nil, "recover")
+	}
+
+	kill(hanging())
 	require.Equal(t, 1, p.count(t, ho2Ledger, "LLM_RESERVED"))
 	require.Equal(t, 0, p.count(t, ho2Ledger, "LLM_CALL"), "the killed caller settled nothing")
+	killed := lastEntry(t, ledger, "LLM_RESERVED")
+	require.NotEmpty(t, killed.Metadata["inflight_boot_id"], "the reservation was marked in flight")
 
-	srv.Hang(false)
 	r := p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
 	require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
 	var env struct {
@@ -181,11 +206,45 @@ func TestLLMKilledCallerChargedInFull(t *testing.T) {
 	require.Equal(t, "work_order", b.Scope)
 	require.Equal(t, int64(1), b.Spent.Calls, "the killed call's reservation counts")
 	require.Greater(t, b.Spent.Tokens, int64(200), "in full: max_tokens and the input bound")
+	// Settled by that call, visibly: an LLM_CALL before its own.
+	calls := entriesOf(t, ledger, "LLM_CALL")
+	require.Len(t, calls, 2)
+	ab := calls[0].Metadata
+	require.Equal(t, "abandoned", ab["status"])
+	require.Equal(t, killed.Metadata["reservation_id"], ab["reservation_id"])
+	require.Equal(t, killed.Metadata["max_cost_micro_usd"], ab["cost_micro_usd"], "charged in full")
+	require.Equal(t, true, ab["charged_in_full"])
+	require.Equal(t, "next_call", ab["settled_by"])
+	require.Equal(t, p.wo, ab["work_order_id"])
+	require.Equal(t, "ok", calls[1].Metadata["status"])
+
+	// A call in flight is left alone; once its caller is killed, recover
+	// settles it, once.
+	cmd := hanging()
+	res := recoverRun()
+	require.Empty(t, res["settled"], "a call in flight is not abandoned")
+	require.Equal(t, float64(1), res["in_flight"])
+	kill(cmd)
+	res = recoverRun()
+	settled := res["settled"].([]any)
+	require.Len(t, settled, 1)
+	require.Equal(t, lastEntry(t, ledger, "LLM_RESERVED").Metadata["reservation_id"], settled[0].(map[string]any)["reservation_id"])
+	require.Equal(t, float64(0), res["in_flight"])
+	last := lastEntry(t, ledger, "LLM_CALL").Metadata
+	require.Equal(t, "abandoned", last["status"])
+	require.Equal(t, "recover", last["settled_by"])
+	res = recoverRun()
+	require.Empty(t, res["settled"], "idempotent: nothing is settled twice")
+	require.Equal(t, 3, p.count(t, ho2Ledger, "LLM_CALL"), "two settled, one answered")
+
 	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
 	require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+	require.Equal(t, 4, p.count(t, ho2Ledger, "LLM_CALL"), "nothing more to settle")
 	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
 	require.Equal(t, 1, r.code, "%s%s", r.stdout, r.stderr)
 	require.Equal(t, "BUDGET_EXCEEDED", errorCodeOf(r.stdout))
+	// The ledger verifies: every append left its signed checkpoint.
+	p.must(t, cpLedger, p.admin, nil, "verify", "--plane", "ho2")
 }
 
 // TestLLMStreamHangUpAndSignal: a caller that closes the pipe mid-stream
@@ -244,4 +303,19 @@ func lastEntry(t *testing.T, path, et string) llmEntry {
 		}
 	}
 	return last
+}
+
+func entriesOf(t *testing.T, path, et string) []llmEntry {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var es []llmEntry
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e llmEntry
+		require.NoError(t, json.Unmarshal([]byte(line), &e))
+		if e.EventType == et {
+			es = append(es, e)
+		}
+	}
+	return es
 }

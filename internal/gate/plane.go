@@ -489,6 +489,13 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		// A ledger in PostgreSQL keeps its checkpoints outside the
 		// database too, in ledger/<name>.checkpoint (and its lock).
 		outside := map[string]bool{}
+		if t.PlaneID == "ho2" {
+			// HO2's ledger is the LLM gateway's budget ledger: its
+			// directory also holds the gateway's lock files.
+			for _, name := range GatewayLockFiles {
+				outside[path.Join(t.Dir, "ledger", name)] = true
+			}
+		}
 		if tier.Postgres() {
 			ck := path.Join(t.Dir, "ledger", tier.LedgerStore.Name+".checkpoint")
 			outside[ck], outside[ck+".lock"] = true, true
@@ -656,6 +663,12 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout, outside map[string]
 	slices.Sort(out)
 	return out, nil
 }
+
+// GatewayLockFiles are the lock files the LLM gateway keeps in HO2's
+// ledger directory (internal/llm): llm-inflight.lock, whose byte-range
+// locks mark reservations in flight, and llm-budget.lock, the budget's
+// lock for a tier in PostgreSQL. Regular files, never ledgers.
+var GatewayLockFiles = []string{"llm-inflight.lock", "llm-budget.lock"}
 
 // sideOf returns the ledger base name of a side file's name.
 func sideOf(name string) (string, bool) {

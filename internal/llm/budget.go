@@ -147,6 +147,13 @@ type spendRow struct {
 	settled           bool
 	wo, session       string
 	provider, subject string
+	// The reservation, for settling it when its caller is gone: its
+	// entry's seq, metadata and prompts_used, and the boot id of the
+	// kernel that holds its in-flight mark ("" for none: never judged).
+	seq     int64
+	meta    map[string]any
+	prompts []string
+	boot    string
 }
 
 func newLedgerSpend() *ledgerSpend { return &ledgerSpend{reserved: map[string]*spendRow{}} }
@@ -168,6 +175,7 @@ func (ls *ledgerSpend) add(e *ledger.Entry) {
 		row.max = Spend{Calls: 1, Tokens: num(e.Metadata, "max_tokens_total"), MicroUSD: num(e.Metadata, "max_cost_micro_usd")}
 		row.wo, row.session = str(e.Metadata, "work_order_id"), str(e.Metadata, "session_id")
 		row.provider, row.subject = str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
+		row.seq, row.meta, row.prompts, row.boot = e.Seq, e.Metadata, e.PromptsUsed, str(e.Metadata, "inflight_boot_id")
 	case EventCall:
 		row.settled = true
 		calls := int64(1)

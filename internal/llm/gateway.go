@@ -335,7 +335,18 @@ func (g *Gateway) CompleteBatch(ctx context.Context, calls []*Call) ([]*Result, 
 		}
 		ps = append(ps, p)
 	}
-	ps, rerr := g.reserve(ctx, dir, store, ps)
+	// The batch's in-flight marks, released when it returns: after its
+	// LLM_CALLs are durable (see inflight.go).
+	var marks *inflightHolder
+	if inflightSupported && bootID() != "" && len(ps) > 0 {
+		if marks, err = openInflight(dir); err != nil {
+			g.warnf("%s: %v: this call's reservation is not marked in flight (if its caller is killed, it counts in full and is never settled)", inflightFile(dir), err)
+			marks = nil
+		} else {
+			defer marks.close()
+		}
+	}
+	ps, rerr := g.reserve(ctx, dir, store, ps, marks)
 	if rerr != nil {
 		stop = rerr
 	}
@@ -352,6 +363,16 @@ func (g *Gateway) CompleteBatch(ctx context.Context, calls []*Call) ([]*Result, 
 // refusal wraps a check's error as a Refusal to record.
 func refusal(code, format string, args ...any) *Refusal {
 	return &Refusal{code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// packLimit is PROMPT_LIMIT: the call's resolved provider, model or
+// max_tokens (field, requested) is outside its prompt pack's limits. This
+// is the one check of a pack's limits: it runs here, once the provider and
+// model a call goes to are known, and is recorded as LLM_REFUSED.
+func packLimit(field string, requested any, format string, args ...any) *Refusal {
+	r := refusal(CodePackDisallows, format, args...)
+	r.Details = map[string]any{"field": field, "requested": requested}
+	return r
 }
 
 // prepare resolves and checks one call, before any budget is touched.
@@ -404,11 +425,11 @@ func (g *Gateway) prepare(ctx context.Context, c *Call) (*prepared, error) {
 	if pk := c.Pack; pk != nil {
 		switch {
 		case len(pk.Providers) > 0 && !slices.Contains(pk.Providers, t.Provider.ID):
-			return p, refusal(CodePackDisallows, "prompt pack %s allows providers %v, not %s", pk.ID, pk.Providers, t.Provider.ID)
+			return p, packLimit("provider", t.Provider.ID, "prompt pack %s allows providers %v, not %s", pk.ID, pk.Providers, t.Provider.ID)
 		case len(pk.Models) > 0 && !slices.Contains(pk.Models, t.Model.ID):
-			return p, refusal(CodePackDisallows, "prompt pack %s allows models %v, not %s", pk.ID, pk.Models, t.Model.ID)
+			return p, packLimit("model", t.Model.ID, "prompt pack %s allows models %v, not %s", pk.ID, pk.Models, t.Model.ID)
 		case pk.MaxTokens > 0 && p.req.MaxTokens > pk.MaxTokens:
-			return p, refusal(CodePackDisallows, "prompt pack %s allows max_tokens up to %d, not %d", pk.ID, pk.MaxTokens, p.req.MaxTokens)
+			return p, packLimit("max_tokens", p.req.MaxTokens, "prompt pack %s allows max_tokens up to %d, not %d", pk.ID, pk.MaxTokens, p.req.MaxTokens)
 		}
 	}
 	if err := t.Check(&p.req); err != nil {
@@ -587,7 +608,13 @@ func ptr(v int64) *int64 { return &v }
 // reserve holds the budget ledger, sums, and appends the reservations of
 // the calls that fit (and the refusal of the first that does not), as one
 // batch. It returns the calls reserved.
-func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, ps []*prepared) ([]*prepared, error) {
+//
+// The reservations it sums that were never settled and whose callers are
+// gone (abandoned: see inflight.go) it settles in full first, in the same
+// append (StatusAbandoned): the sums do not change, the charge becomes an
+// entry. Each reservation it appends is marked in flight by marks (nil:
+// not marked).
+func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, ps []*prepared, marks *inflightHolder) ([]*prepared, error) {
 	if len(ps) == 0 {
 		return nil, nil
 	}
@@ -596,6 +623,9 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 		return nil, err
 	}
 	defer release()
+	j := newJudge(dir)
+	defer j.close()
+	var drafts []ledger.Draft
 	spends := map[string]*ledgerSpend{}
 	var all *ledgerSpend
 	if caps := g.providers.Caps; caps != nil && (caps.PlaneMicroUSD != nil || len(caps.Providers) > 0 || len(caps.Subjects) > 0) {
@@ -606,8 +636,9 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 		}); err != nil {
 			return nil, err
 		}
+		ds, _ := j.settle(all, "next_call")
+		drafts = append(drafts, ds...)
 	}
-	var drafts []ledger.Draft
 	var stop *BudgetError
 	var stopErr error
 	n := 0
@@ -621,6 +652,8 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 			}); err != nil {
 				return nil, err
 			}
+			ds, _ := j.settle(wo, "next_call")
+			drafts = append(drafts, ds...)
 			spends[p.call.WorkOrderID] = wo
 		}
 		bs, err := g.budgetsOf(p, wo, all)
@@ -647,6 +680,15 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 		p.rid = newReservationID()
 		meta := baseMeta(p.call, p)
 		meta["reservation_id"] = p.rid
+		if marks != nil {
+			// Marked before it is durable: no judge ever sees it unmarked
+			// while its caller lives.
+			if err := marks.hold(p.rid); err != nil {
+				g.warnf("%s: %v: reservation %s is not marked in flight", inflightFile(dir), err, p.rid)
+			} else {
+				meta["inflight_boot_id"] = bootID()
+			}
+		}
 		meta["max_cost_micro_usd"], meta["max_tokens_total"] = p.max.MicroUSD, p.max.Tokens
 		meta["gen_ai.request.max_tokens"] = p.req.MaxTokens
 		d := ledger.Draft{EventType: EventReserved, SubmissionID: p.call.WorkOrderID, Decision: "RESERVED",
@@ -669,6 +711,9 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 	if err != nil {
 		// Nothing reserved (an append is one batch): nothing to call.
 		return nil, err
+	}
+	if n == 0 && stop == nil {
+		return nil, stopErr // settlements only
 	}
 	if stop != nil {
 		stop.Recorded = &es[len(es)-1]

@@ -23,7 +23,12 @@
 // Ollama or llama.cpp server) needs no key; OpenAI's own API does.
 //
 // This package links both provider SDKs: only the gateway's binaries
-// (cp-llm, and cp-route and cp-mcp through it) may import it.
+// (cp-llm, and cp-route and cp-mcp through it) may import it. Built with
+// -tags noanthropic (make build TAGS=noanthropic) it does not link the
+// Anthropic SDK, which costs every process that links it 1-2 ms of
+// start-up (a binary 36 MB larger, and its packages' init): a provider of
+// type anthropic is then refused (LLM_PROVIDER_UNKNOWN, naming the tag),
+// never answered by another.
 package llm
 
 import (
@@ -31,7 +36,6 @@ import (
 	"net/http"
 
 	"github.com/control-plane/cp/internal/config"
-	"github.com/control-plane/cp/internal/llm/anthropic"
 	"github.com/control-plane/cp/internal/llm/mock"
 	"github.com/control-plane/cp/internal/llm/openai"
 	"github.com/control-plane/cp/internal/llm/price"
@@ -149,7 +153,7 @@ func KeyEnv(p config.Provider) string {
 		return p.APIKeyEnv
 	}
 	switch p.Type {
-	case anthropic.Name:
+	case anthropicType:
 		return "ANTHROPIC_API_KEY"
 	case openai.Name:
 		return "OPENAI_API_KEY"
@@ -180,11 +184,11 @@ func Open(t *Target, opts Options) (provider.Provider, error) {
 	switch p.Type {
 	case mock.Name:
 		return mock.Provider{}, nil
-	case anthropic.Name:
+	case anthropicType:
 		if key == "" {
 			return nil, missing
 		}
-		return anthropic.New(anthropic.Config{BaseURL: p.BaseURL, APIKey: key, HTTPClient: opts.HTTPClient, Retry: opts.Retry})
+		return openAnthropic(p, key, opts)
 	case openai.Name:
 		if key == "" && p.BaseURL == "" {
 			return nil, missing

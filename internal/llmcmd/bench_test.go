@@ -74,6 +74,12 @@ func runBin(b *testing.B, stdin []byte, env []string, bin string, args ...string
 // its signed checkpoint) against sdkbare (the same call with the same SDK
 // to the same local server, one process), paired in each iteration.
 // Reported: the median difference, ms-over-sdk (target: at most 3 ms).
+//
+// With CP_BENCH_BASELINE=DIR (DIR holding another build's cp-llm, built
+// CGO_ENABLED=0 as this one is), each iteration also runs that cp-llm on
+// the same plane, the two in alternating order, and reports the median of
+// its own difference to sdkbare (baseline-ms-over-sdk) and of this one's
+// to it (ms-over-baseline): the same call, the same minutes.
 func BenchmarkGatewayProcessOverSDK(b *testing.B) {
 	dir := benchBins(b)
 	srv := llmtest.New()
@@ -81,18 +87,44 @@ func BenchmarkGatewayProcessOverSDK(b *testing.B) {
 	p := benchPlane(b, srv)
 	env := []string{"HOME=" + p.dir, "XDG_CONFIG_HOME=" + filepath.Join(p.dir, "config"), "PATH=" + os.Getenv("PATH")}
 	gw := []string{"--root", p.root, "--prompt", "say hi", "--provider", "local-openai", "--max-tokens", "64"}
-	runBin(b, nil, env, filepath.Join(dir, "cp-llm"), gw...)
-	diffs := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for range b.N {
-		t0 := time.Now()
-		runBin(b, nil, env, filepath.Join(dir, "sdkbare"), "--base-url", srv.URL+"/v1")
-		t1 := time.Now()
-		runBin(b, nil, env, filepath.Join(dir, "cp-llm"), gw...)
-		diffs = append(diffs, time.Since(t1)-t1.Sub(t0))
+	base := os.Getenv("CP_BENCH_BASELINE")
+	if base != "" {
+		base = filepath.Join(base, "cp-llm")
+		runBin(b, nil, env, base, gw...)
 	}
-	slices.Sort(diffs)
-	b.ReportMetric(float64(diffs[len(diffs)/2].Microseconds())/1000, "ms-over-sdk")
+	runBin(b, nil, env, filepath.Join(dir, "cp-llm"), gw...)
+	timed := func(bin string, args ...string) time.Duration {
+		t0 := time.Now()
+		runBin(b, nil, env, bin, args...)
+		return time.Since(t0)
+	}
+	median := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2].Microseconds()) / 1000
+	}
+	diffs := make([]time.Duration, 0, b.N)
+	var baseDiffs, overBase []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		sdk := timed(filepath.Join(dir, "sdkbare"), "--base-url", srv.URL+"/v1")
+		var this, that time.Duration
+		if base != "" && i%2 == 1 {
+			that = timed(base, gw...)
+		}
+		this = timed(filepath.Join(dir, "cp-llm"), gw...)
+		if base != "" && i%2 == 0 {
+			that = timed(base, gw...)
+		}
+		diffs = append(diffs, this-sdk)
+		if base != "" {
+			baseDiffs, overBase = append(baseDiffs, that-sdk), append(overBase, this-that)
+		}
+	}
+	b.ReportMetric(median(diffs), "ms-over-sdk")
+	if base != "" {
+		b.ReportMetric(median(baseDiffs), "baseline-ms-over-sdk")
+		b.ReportMetric(median(overBase), "ms-over-baseline")
+	}
 }
 
 // BenchmarkGatewayStreamOverSDK is the gateway's cost per call in a

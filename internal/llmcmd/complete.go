@@ -67,6 +67,34 @@ type state struct {
 	mu      sync.Mutex
 	calls   int
 	gateway *llm.Gateway
+	// process is set by Run, cp-llm's own process (never by Dispatch: an
+	// in-process caller, cp-mcp or cp-route's classifier, keeps its own
+	// signal handling); signals is the context watchSignals cancels.
+	process    bool
+	signalOnce sync.Once
+	signals    context.Context
+}
+
+// watchSignals returns a context cancelled on the first SIGINT or SIGTERM
+// this process receives, installing the handler once per process, the
+// first time a call is made (list-providers, load-prompt and -h never pay
+// for it): a call is charged for what it used even when its caller stops
+// it. After that first signal the handler is gone, so a second one ends
+// the process as usual. Only Run's state calls it: a handler inside an
+// in-process caller would take its signals from it.
+func (s *state) watchSignals() context.Context {
+	s.signalOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-ch
+			signal.Stop(ch)
+			cancel()
+		}()
+		s.signals = ctx
+	})
+	return s.signals
 }
 
 func (s *state) complete(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
@@ -99,15 +127,14 @@ func (s *state) completeBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 	if err != nil {
 		return []cli.Outcome{{Err: err}}
 	}
-	// A call is charged for what it used even when its caller stops it:
-	// SIGINT and SIGTERM cancel the context (the call ends CANCELLED and
-	// is recorded), and a closed stdout is a write error (EPIPE), not the
-	// end of the process.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	pipe := make(chan os.Signal, 1)
-	signal.Notify(pipe, syscall.SIGPIPE)
-	defer signal.Stop(pipe)
+	if s.process {
+		// cp-llm's own process: SIGINT and SIGTERM cancel the call, which
+		// ends CANCELLED, recorded and charged (see watchSignals).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(s.watchSignals(), cancel)()
+	}
 
 	calls := make([]*llm.Call, 0, len(reqs))
 	var stopErr error
@@ -127,7 +154,7 @@ func (s *state) completeBatch(ctx context.Context, c *cli.Call, reqs []cli.Reque
 	if len(calls) > 0 {
 		results, err := g.CompleteBatch(ctx, calls)
 		for _, r := range results {
-			outs = append(outs, cli.Outcome{Result: r, LedgerEntryID: r.LedgerEntryID, Seq: r.Seq})
+			outs = append(outs, cli.Outcome{Result: answer{r}, LedgerEntryID: r.LedgerEntryID, Seq: r.Seq})
 		}
 		if err != nil {
 			return append(outs, cli.Outcome{Err: err})
@@ -239,7 +266,7 @@ func deltaWriter(w io.Writer) func(provider.Delta) error {
 }
 
 func completeText(w io.Writer, result any) error {
-	r := result.(*llm.Result)
+	r := result.(answer).Result
 	fmt.Fprintf(w, "%s\n", r.Text)
 	pack := "raw prompt (weakened control)"
 	if r.PromptPackID != "" {

@@ -1,6 +1,7 @@
 package llmcmd
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,9 +11,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -226,6 +229,9 @@ func TestPromptPacks(t *testing.T) {
 	code, out, _ = p.call("", "--pack", "PRM-SUM-001", "--variables", `{"topic":"x"}`, "--max-tokens", "201")
 	require.Equal(t, 1, code, out)
 	require.Equal(t, "PROMPT_LIMIT", errCode(t, out))
+	d := envelope(t, out)["error"].(map[string]any)["details"].(map[string]any)
+	require.Equal(t, "max_tokens", d["field"], "the limit named")
+	require.Equal(t, json.Number("201"), d["requested"])
 	code, out, _ = p.call("", "--pack", "PRM-ELSE-001", "--variables", `{"topic":"x"}`)
 	require.Equal(t, 1, code, out, "a provider the configuration does not list")
 	require.Equal(t, "LLM_PROVIDER_UNKNOWN", errCode(t, out))
@@ -511,4 +517,24 @@ func TestSessionLimit(t *testing.T) {
 	// Without a work order there is no session budget to spend.
 	code, out, errs = p.call("", "--prompt", "free")
 	require.Equal(t, 0, code, out+errs)
+}
+
+// Signal dispositions belong to cp-llm's own process (Run): an in-process
+// call (cp-mcp, cp-route's classifier: Dispatch) installs no handler and
+// leaves SIGPIPE as its host has it.
+func TestInProcessLeavesSignals(t *testing.T) {
+	p := newPlane(t)
+	st := &state{}
+	var out, errb bytes.Buffer
+	code := cli.RunWith(context.Background(), toolOf(st), cli.Options{}, []string{"--root", p.root, "--prompt", "hi"}, nil, &out, &errb)
+	require.Equal(t, 0, code, out.String()+errb.String())
+	require.Nil(t, st.signals, "no SIGINT/SIGTERM handler in-process")
+	resp := Dispatch(context.Background(), cli.Request{"prompt": "hi"}, cli.Options{Env: &cli.Env{Root: p.root}})
+	require.Equal(t, 0, resp.Exit, string(resp.Stdout)+string(resp.Stderr))
+	require.False(t, signal.Ignored(syscall.SIGPIPE), "SIGPIPE untouched in-process")
+
+	st = &state{process: true}
+	code = cli.RunWith(context.Background(), toolOf(st), cli.Options{}, []string{"--root", p.root, "--prompt", "hi"}, nil, &out, &errb)
+	require.Equal(t, 0, code, out.String()+errb.String())
+	require.NotNil(t, st.signals, "the process's own run cancels a call on SIGINT/SIGTERM")
 }

@@ -22,6 +22,8 @@ package llmcmd
 import (
 	"context"
 	"io"
+	"os/signal"
+	"syscall"
 
 	"github.com/control-plane/cp/internal/cli"
 )
@@ -34,6 +36,7 @@ Usage:
                     [--schema JSON] [--wo WO-ID] [--session SES-ID] [--store-bodies] [--stream]
   cp-llm load-prompt PRM-ID [--variables JSON]
   cp-llm list-providers
+  cp-llm recover
 
   Or JSON on stdin whose "operation" names the verb (complete by default); for
   complete, NDJSON: one call per line, answered in order, evidence group-committed.
@@ -58,7 +61,15 @@ gateway sums what is spent and reserved (the ledger's index) and reserves the
 largest cost and tokens the call could reach (LLM_RESERVED), or refuses it
 (BUDGET_EXCEEDED, LLM_REFUSED recorded). After it, LLM_CALL settles the
 reservation to the usage reported; a call cancelled or cut is charged for its
-tokens so far; a reservation never settled (a killed caller) counts in full.
+tokens so far; a reservation never settled (a killed caller) counts in full,
+and is settled in full (an LLM_CALL, status abandoned) by the next call
+whose sums find it, or by recover. A call marks its reservation in flight
+(a lock on ledger/llm-inflight.lock that the kernel drops when the caller
+dies), so a call in flight is never taken for an abandoned one.
+
+recover settles every abandoned reservation of the plane at once (admin and
+maintainer, action recover at HO3): idempotent; calls in flight and
+reservations made on another boot or host are left alone and counted.
 
 Evidence (LLM_CALL, HO2): prompts_used (pack id, version, registered hash),
 gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model,
@@ -106,11 +117,13 @@ Examples:
   cp-route --root plane < request.json | cp-llm | cp-ledger append --event-type ANSWERED --plane ho2
   cp-llm load-prompt PRM-SUMMARIZE-001 --root plane --variables '{"text":"..."}' --format text
   cp-llm list-providers --root plane --format text
+  cp-llm recover --root plane --format text
   cp-ledger show --root plane --plane ho2 --event-type LLM_CALL --format text
 `
 
-func tool() *cli.Tool {
-	st := &state{}
+func tool() *cli.Tool { return toolOf(&state{}) }
+
+func toolOf(st *state) *cli.Tool {
 	return &cli.Tool{Name: "cp-llm", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "complete", Schema: "cp-llm.complete.request.json", Action: cli.ActionLLM, Tier: "ho1", Scope: callScope,
 			Stream: true, Run: st.complete, Batch: st.completeBatch, Text: completeText,
@@ -132,12 +145,19 @@ func tool() *cli.Tool {
 		loadPromptVerb(),
 		{Name: "list-providers", Schema: "cp-llm.list-providers.request.json", Action: cli.ActionRead, Tier: "ho3",
 			Run: listProviders, Text: providersText},
+		recoverVerb(),
 	}}
 }
 
-// Run is cp-llm's entry point.
+// Run is cp-llm's entry point as a process (cmd/cp-llm): the only path
+// that touches the process's signal dispositions. A closed stdout becomes
+// a write error (EPIPE: SIGPIPE is ignored), not the end of the process,
+// so a caller that hangs up mid-stream still gets its call recorded and
+// charged; SIGINT and SIGTERM cancel a call in flight (state.watchSignals).
+// In-process callers use Dispatch, which does neither.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return cli.Run(ctx, tool(), args, stdin, stdout, stderr)
+	signal.Ignore(syscall.SIGPIPE)
+	return cli.Run(ctx, toolOf(&state{process: true}), args, stdin, stdout, stderr)
 }
 
 // Dispatch runs one cp-llm request in-process (cli.Dispatch): cp-route's

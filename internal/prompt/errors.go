@@ -20,9 +20,6 @@ const (
 	// CodeRenderFailed: the template could not be rendered with the
 	// variables: one it uses is missing, or the text is too large (exit 3).
 	CodeRenderFailed = "PROMPT_RENDER_FAILED"
-	// CodeLimit: a provider, model or max_tokens outside the pack's
-	// limits (exit 1).
-	CodeLimit = "PROMPT_LIMIT"
 )
 
 // Error is a prompt pack that cannot be used as asked. Its Code is one of

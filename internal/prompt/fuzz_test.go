@@ -2,6 +2,8 @@ package prompt
 
 import (
 	"encoding/json"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -81,6 +83,20 @@ func FuzzRender(f *testing.F) {
 		}
 		if len(r.Text) > MaxTextBytes {
 			t.Fatalf("%d bytes rendered", len(r.Text))
+		}
+	})
+}
+
+// FuzzValidID holds the hand-written ValidID to the rule it replaces:
+// ^PRM-[A-Z0-9-]+$, at most 128 bytes.
+func FuzzValidID(f *testing.F) {
+	for _, s := range []string{"PRM-A", "PRM-", "PRM-GREET-001", "prm-x", "PRM-a", "PRM-X\n", "xPRM-X", "PRM-" + strings.Repeat("A", 124), "PRM-" + strings.Repeat("A", 125)} {
+		f.Add(s)
+	}
+	re := regexp.MustCompile(`^PRM-[A-Z0-9-]+$`)
+	f.Fuzz(func(t *testing.T, id string) {
+		if got, want := ValidID(id), len(id) <= 128 && re.MatchString(id); got != want {
+			t.Fatalf("ValidID(%q) = %v, want %v", id, got, want)
 		}
 	})
 }

@@ -27,10 +27,12 @@
 // # Use (the gateway's API)
 //
 //	p, err := prompt.Load(root, "PRM-X")  // PROMPT_NOT_FOUND, PROMPT_HASH_MISMATCH, PROMPT_PACK_INVALID
-//	if err := p.Check(providerID, model, maxTokens); err != nil { ... } // PROMPT_LIMIT
 //	r, err := p.Render(vars)             // PROMPT_VARIABLES_INVALID, PROMPT_RENDER_FAILED
 //	// r.Text is the prompt; r.PromptPackID, r.Version, r.SHA256 (registered)
-//	// and r.TextSHA256 are the evidence (prompts_used).
+//	// and r.TextSHA256 are the evidence (prompts_used); r.Providers,
+//	// r.Models and r.MaxTokens are the pack's limits, which the gateway
+//	// (internal/llm) holds a call to once its provider and model are
+//	// resolved (PROMPT_LIMIT, recorded as LLM_REFUSED).
 //
 // Load re-reads and re-hashes both files at every call, through os.Root,
 // following no link, reading regular files only and at most MaxPackBytes
@@ -45,8 +47,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing/fstest"
@@ -79,10 +79,22 @@ const (
 	MaxTextBytes = 1 << 20
 )
 
-var idRE = regexp.MustCompile(`^PRM-[A-Z0-9-]+$`)
-
 // ValidID reports whether id is a prompt pack id (^PRM-[A-Z0-9-]+$).
-func ValidID(id string) bool { return len(id) <= 128 && idRE.MatchString(id) }
+// It is checked by hand, not by a regexp compiled at package init: every
+// process that links this package (cp-llm, cp-route, cp-mcp) would pay for
+// the compile at start-up.
+func ValidID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "PRM-")
+	if !ok || rest == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // PackDir returns the plane-relative directory of pack id.
 func PackDir(id string) string { return Dir + "/" + id }
@@ -304,6 +316,3 @@ func sum(b []byte) string {
 func invalid(id, format string, args ...any) *Error {
 	return newErr(CodeInvalid, id, "", "", format, args...)
 }
-
-// contains reports whether list holds x.
-func contains(list []string, x string) bool { return slices.Contains(list, x) }

@@ -114,17 +114,6 @@ func TestLifecycle(t *testing.T) {
 	require.Equal(t, []string{"mock"}, r.Providers)
 	require.Equal(t, int64(512), r.MaxTokens)
 
-	t.Run("limits", func(t *testing.T) {
-		require.NoError(t, p.Check("mock", "mock-1", 512))
-		require.NoError(t, p.Check("mock", "mock-1", 0))
-		for _, c := range []struct {
-			provider, model string
-			max             int64
-		}{{"openai", "mock-1", 10}, {"mock", "gpt-x", 10}, {"mock", "mock-1", 513}, {"mock", "mock-1", -1}} {
-			err := p.Check(c.provider, c.model, c.max)
-			require.Equal(t, prompt.CodeLimit, code(err), "%v: %v", c, err)
-		}
-	})
 	t.Run("variables", func(t *testing.T) {
 		for _, vars := range []map[string]any{{}, {"name": ""}, {"name": "Ada", "tone": "loud"}, {"name": "Ada", "extra": 1}, {"name": json.Number("3")}} {
 			_, err := p.Render(vars)

@@ -2,7 +2,6 @@ package prompt
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 )
 
@@ -52,28 +51,6 @@ func (p *Pack) Render(vars map[string]any) (*Rendered, error) {
 	text := w.b.String()
 	return &Rendered{PromptPackID: p.ID, Version: p.Version, SHA256: p.SHA256, Text: text, TextSHA256: sum([]byte(text)),
 		Providers: p.Providers, Models: p.Models, MaxTokens: p.MaxTokens}, nil
-}
-
-// Check refuses a request for this pack outside its limits (PROMPT_LIMIT):
-// a provider id or a model the pack does not list, or maxTokens above the
-// pack's max_tokens. maxTokens 0 means "not given": the caller then sends
-// at most MaxTokens. A negative value is refused.
-func (p *Pack) Check(provider, model string, maxTokens int64) error {
-	switch {
-	case !contains(p.Providers, provider):
-		return p.limit("provider", provider, "prompt pack %s may be sent to providers %s, not %q", p.ID, strings.Join(p.Providers, ", "), provider)
-	case !contains(p.Models, model):
-		return p.limit("model", model, "prompt pack %s may be sent to models %s, not %q", p.ID, strings.Join(p.Models, ", "), model)
-	case maxTokens < 0 || maxTokens > p.MaxTokens:
-		return p.limit("max_tokens", maxTokens, "prompt pack %s allows at most %d output tokens, not %d", p.ID, p.MaxTokens, maxTokens)
-	}
-	return nil
-}
-
-func (p *Pack) limit(field string, got any, format string, args ...any) error {
-	e := newErr(CodeLimit, p.ID, "", "ask within the pack's limits, or publish a new version of the pack that allows it", format, args...)
-	e.Details = map[string]any{"field": field, "requested": fmt.Sprint(got)}
-	return e
 }
 
 var errTooLong = errors.New("rendered text too long")

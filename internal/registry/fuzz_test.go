@@ -31,6 +31,28 @@ func FuzzRead(f *testing.F) {
 		tb := All[int(which)%len(All)]
 		require.NoError(t, os.WriteFile(filepath.Join(root, Dir, tb.File), data, 0o644))
 		rows, err := Read(root, tb)
+		// Lookup never panics, and refuses with REGISTRY_INVALID or agrees
+		// with Read: on a file Read accepts, each key's row, and no row
+		// for a key it does not hold.
+		for _, key := range lookupKeys(tb, data) {
+			got, lerr := Lookup(root, tb, key)
+			if lerr != nil {
+				var e *Error
+				require.ErrorAs(t, lerr, &e)
+				require.Equal(t, CodeInvalid, e.Code())
+				require.Error(t, err, "Lookup(%q) refused a file Read accepts: %v", key, lerr)
+				continue
+			}
+			if err == nil {
+				var want Row
+				for _, r := range rows {
+					if r[tb.Key] == key {
+						want = r
+					}
+				}
+				require.Equal(t, want, got, "Lookup(%q)", key)
+			}
+		}
 		if err != nil {
 			var e *Error
 			require.ErrorAs(t, err, &e)
@@ -50,4 +72,17 @@ func FuzzRead(f *testing.F) {
 			require.Equal(t, r, parseRow(t, tb, r))
 		}
 	})
+}
+
+// lookupKeys are the keys FuzzRead looks up in data: the first field of
+// each line (the key column of every table but the ownership one, whose
+// key, path, is first too) and one no file holds.
+func lookupKeys(tb Table, data []byte) []string {
+	keys := []string{"no such key"}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, _, _ := strings.Cut(line, ","); k != "" && len(keys) < 8 {
+			keys = append(keys, strings.Trim(k, `"`))
+		}
+	}
+	return keys
 }

@@ -347,3 +347,95 @@ func format(t Table, rows []Row) []byte {
 	w.Flush() // writing to a bytes.Buffer cannot fail
 	return b.Bytes()
 }
+
+// Lookup returns the row of the table t of the plane at root whose primary
+// key is key, or nil when there is none: what a reader that needs one row
+// (config's owner of one file, at every call) pays instead of Read's check
+// of every row. The file is read as Read reads it (a regular file, never
+// through a link), its header must be t's, and the row found is checked as
+// Read checks each (its canonical CSV form, its fields' rules); a key
+// that appears twice is REGISTRY_INVALID, as in Read. The other rows are
+// not judged here: the gates (cp-gate) and Read do that.
+func Lookup(root string, t Table, key string) (Row, error) {
+	data, err := regfile.ReadFile(filepath.Join(root, Dir, t.File))
+	if err != nil {
+		return nil, err
+	}
+	file := t.name()
+	if len(data) == 0 || bytes.HasPrefix(data, bom) || bytes.IndexByte(data, '\r') >= 0 {
+		return parseOne(t, data, key) // Read's own messages for a broken file
+	}
+	ki := slices.Index(t.Columns, t.Key)
+	r := csv.NewReader(bytes.NewReader(data))
+	r.FieldsPerRecord = -1
+	var found Row
+	line0, header := 0, false
+	var prev int64 // where the record read next starts
+	for {
+		start := prev
+		rec, err := r.Read()
+		prev = r.InputOffset()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, &Error{File: file, Line: pe.Line, Msg: pe.Err.Error(), code: CodeInvalid, err: err}
+			}
+			return nil, err
+		}
+		line, _ := r.FieldPos(0)
+		if !header {
+			if p := checkHeader(t, rec); p != "" {
+				return nil, invalidf(file, line, "%s; want header %q", p, strings.Join(t.Columns, ","))
+			}
+			header = true
+			continue
+		}
+		if ki >= len(rec) || rec[ki] != key {
+			continue
+		}
+		if found != nil {
+			return nil, invalidf(file, line, "duplicate %s %q (first on line %d)", t.Key, key, line0)
+		}
+		if len(rec) != len(t.Columns) {
+			return nil, invalidf(file, line, "%d fields, want %d", len(rec), len(t.Columns))
+		}
+		var canon bytes.Buffer
+		cw := csv.NewWriter(&canon)
+		cw.Write(rec)
+		cw.Flush()
+		if !bytes.Equal(data[start:prev], canon.Bytes()) {
+			return nil, invalidf(file, line, "not in canonical CSV form: want %q", canon.Bytes())
+		}
+		row := make(Row, len(t.Columns))
+		for i, c := range t.Columns {
+			row[c] = rec[i]
+		}
+		if col, p := checkRow(t, row); p != "" {
+			l, _ := r.FieldPos(slices.Index(t.Columns, col))
+			return nil, invalidf(file, l, "%s: %s", col, p)
+		}
+		found, line0 = row, line
+	}
+	if !header {
+		return nil, invalidf(file, 1, "no header: want %q", strings.Join(t.Columns, ","))
+	}
+	return found, nil
+}
+
+// parseOne is Lookup through Read's whole check: for a file whose shape
+// is already wrong, so that both refuse it with the same message.
+func parseOne(t Table, data []byte, key string) (Row, error) {
+	rows, err := parse(t, data)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		if r[t.Key] == key {
+			return r, nil
+		}
+	}
+	return nil, nil
+}

@@ -334,3 +334,50 @@ func TestParseRefusesBadRows(t *testing.T) {
 	requireError(t, err, CodeInvalid, "registries/specs_registry.csv", 0, `unknown column "extra"`)
 	require.True(t, errors.As(err, new(*Error)))
 }
+
+// Lookup checks the one row it returns, and the file's shape, not the
+// rows it does not concern.
+func TestLookup(t *testing.T) {
+	root := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(root, Dir), 0o755))
+	write := func(s string) {
+		require.NoError(t, os.WriteFile(filepath.Join(root, Dir, Ownership.File), []byte(s), 0o644))
+	}
+	header := strings.Join(Ownership.Columns, ",") + "\n"
+	row := func(path, hash string) string {
+		return path + ",PKG-CONFIG-001," + hash + ",10,config,2026-01-02T03:04:05Z\n"
+	}
+	write(header + row("config/a.json", digest(1)) + row("config/providers.json", digest(2)))
+	r, err := Lookup(root, Ownership, "config/providers.json")
+	require.NoError(t, err)
+	require.Equal(t, digest(2), r["sha256"])
+	r, err = Lookup(root, Ownership, "config/none.json")
+	require.NoError(t, err)
+	require.Nil(t, r, "no row: nil, no error")
+
+	// Another row's fault is not this lookup's: Read refuses the file.
+	write(header + row("config/a.json", "sha256:bad") + row("config/providers.json", digest(2)))
+	_, err = Read(root, Ownership)
+	require.Error(t, err)
+	_, err = Lookup(root, Ownership, "config/providers.json")
+	require.NoError(t, err)
+
+	for name, s := range map[string]string{
+		"row's hash":    header + row("config/providers.json", "sha256:bad"),
+		"duplicate":     header + row("config/providers.json", digest(2)) + row("config/providers.json", digest(3)),
+		"header":        "path,package_id\n" + row("config/providers.json", digest(2)),
+		"not canonical": header + `"config/providers.json"` + strings.TrimPrefix(row("config/providers.json", digest(2)), "config/providers.json"),
+		"fields":        header + "config/providers.json,PKG-CONFIG-001\n",
+		"carriage":      header + strings.TrimSuffix(row("config/providers.json", digest(2)), "\n") + "\r\n",
+		"empty":         "",
+	} {
+		write(s)
+		_, err := Lookup(root, Ownership, "config/providers.json")
+		var e *Error
+		require.ErrorAs(t, err, &e, name)
+		require.Equal(t, CodeInvalid, e.Code(), name)
+	}
+	require.NoError(t, os.Remove(filepath.Join(root, Dir, Ownership.File)))
+	_, err = Lookup(root, Ownership, "x")
+	require.ErrorIs(t, err, fs.ErrNotExist)
+}

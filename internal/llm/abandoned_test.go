@@ -1,0 +1,81 @@
+package llm
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/internal/gate"
+)
+
+// The judge of abandoned reservations: a reservation whose in-flight lock
+// another open file description holds (in this process or another) is in
+// flight; once that description is closed (its caller died) it is
+// abandoned, and settled once, in full, without changing the sums. One
+// without a mark, or marked on another boot, is never judged.
+func TestJudgeAbandoned(t *testing.T) {
+	if !inflightSupported || bootID() == "" {
+		t.Skip("no in-flight marks on this system")
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
+	live, dead := newReservationID(), newReservationID()
+	h1, err := openInflight(dir)
+	require.NoError(t, err)
+	defer h1.close()
+	require.NoError(t, h1.hold(live))
+	h2, err := openInflight(dir)
+	require.NoError(t, err)
+	require.NoError(t, h2.hold(dead))
+	h2.close() // its caller is gone
+
+	res := func(rid, boot string) *spendRow {
+		return &spendRow{max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}, boot: boot, wo: "WO-1", seq: 7,
+			meta: map[string]any{"reservation_id": rid, "gen_ai.request.max_tokens": int64(200), "subject": "ops", "provider_id": "p"}}
+	}
+	ls := newLedgerSpend()
+	for rid, row := range map[string]*spendRow{live: res(live, bootID()), dead: res(dead, bootID()),
+		"RSV-00000000000000aa": res("RSV-00000000000000aa", ""), "RSV-00000000000000bb": res("RSV-00000000000000bb", "another-boot")} {
+		ls.reserved[rid] = row
+		ls.order = append(ls.order, rid)
+	}
+	before := ls.total(nil)
+	j := newJudge(dir)
+	defer j.close()
+	ds, ss := j.settle(ls, "recover")
+	require.Len(t, ds, 1, "only the reservation whose caller is gone")
+	require.Equal(t, dead, ss[0].ReservationID)
+	m := ds[0].Metadata
+	require.Equal(t, EventCall, ds[0].EventType)
+	require.Equal(t, StatusAbandoned, m["status"])
+	require.Equal(t, int64(900), m["cost_micro_usd"])
+	require.Equal(t, int64(100), m["gen_ai.usage.input_tokens"])
+	require.Equal(t, int64(200), m["gen_ai.usage.output_tokens"])
+	require.Equal(t, int64(7), m["reserved_seq"])
+	require.Equal(t, before, ls.total(nil), "settling in full changes no sum")
+
+	// A second sum in the same step (another budget's) settles it no more.
+	ls2 := newLedgerSpend()
+	ls2.reserved[dead], ls2.order = res(dead, bootID()), []string{dead}
+	ds, _ = j.settle(ls2, "recover")
+	require.Empty(t, ds)
+	require.True(t, ls2.reserved[dead].settled)
+
+	// The live caller ends: its reservation becomes abandoned.
+	h1.close()
+	ls3 := newLedgerSpend()
+	ls3.reserved[live], ls3.order = res(live, bootID()), []string{live}
+	ds, _ = newJudge(dir).settle(ls3, "next_call")
+	require.Len(t, ds, 1)
+}
+
+// The gates know the gateway's lock files in HO2's ledger directory (G6
+// reports anything else there as LEDGER_STRAY).
+func TestGateKnowsLockFiles(t *testing.T) {
+	for _, p := range []string{inflightFile("d"), filepath.Join("d", "ledger", "llm-budget.lock")} {
+		require.Contains(t, gate.GatewayLockFiles, filepath.Base(p))
+		require.Equal(t, "ledger", filepath.Base(filepath.Dir(p)))
+	}
+}

@@ -79,10 +79,10 @@ const (
 	MaxTextBytes = 1 << 20
 )
 
-var idRE = regexp.MustCompile(`^PRM-[A-Z0-9-]+$`)
+var idRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^PRM-[A-Z0-9-]+$`) })
 
 // ValidID reports whether id is a prompt pack id (^PRM-[A-Z0-9-]+$).
-func ValidID(id string) bool { return len(id) <= 128 && idRE.MatchString(id) }
+func ValidID(id string) bool { return len(id) <= 128 && idRE().MatchString(id) }
 
 // PackDir returns the plane-relative directory of pack id.
 func PackDir(id string) string { return Dir + "/" + id }

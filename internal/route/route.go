@@ -26,6 +26,7 @@ import (
 	"math/big"
 	"regexp"
 	"slices"
+	"sync"
 
 	"github.com/control-plane/cp/internal/config"
 )
@@ -61,10 +62,10 @@ type Handler struct {
 // through a float: 0.8 is at the threshold, 0.79999 below it.
 type Confidence string
 
-var confidenceRE = regexp.MustCompile(`^(0(\.[0-9]{1,18})?|1(\.0{1,18})?)$`)
+var confidenceRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(0(\.[0-9]{1,18})?|1(\.0{1,18})?)$`) })
 
 func (c Confidence) rat() (*big.Rat, bool) {
-	if !confidenceRE.MatchString(string(c)) {
+	if !confidenceRE().MatchString(string(c)) {
 		return nil, false
 	}
 	return new(big.Rat).SetString(string(c))

@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// What every process pays before main (README "Start-up"): Go runs the
+// init of every package a binary links, and compiles every package-level
+// regexp there. These tests keep the cuts made.
+
+// TestNoInitRegexps: no package of this module compiles a regexp at package
+// init (a package-level var whose value calls regexp.MustCompile or
+// Compile outside a function literal): each cost every process linking the
+// package 0.01-0.4 ms and tens of KB, whether or not it ran the check.
+// Compile on first use instead, as the rest do:
+//
+//	var idRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^X-[0-9]+$`) })
+func TestNoInitRegexps(t *testing.T) {
+	fset := token.NewFileSet()
+	var found []string
+	for _, top := range []string{"../../cmd", "../../internal", "../../pkg"} {
+		err := filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if d.Name() == "testdata" {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+				return nil
+			}
+			f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
+			if err != nil {
+				return err
+			}
+			for _, decl := range f.Decls {
+				g, ok := decl.(*ast.GenDecl)
+				if !ok || g.Tok != token.VAR {
+					continue
+				}
+				for _, spec := range g.Specs {
+					for _, v := range spec.(*ast.ValueSpec).Values {
+						if call := initRegexpCall(v); call != nil {
+							found = append(found, fset.Position(call.Pos()).String())
+						}
+					}
+				}
+			}
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	require.Empty(t, found, "package-level regexps compiled at init: compile them on first use (sync.OnceValue)")
+}
+
+// initRegexpCall returns a call of regexp's compilers in e that runs when e
+// is evaluated (not inside a function literal), or nil.
+func initRegexpCall(e ast.Expr) *ast.CallExpr {
+	var hit *ast.CallExpr
+	ast.Inspect(e, func(n ast.Node) bool {
+		if hit != nil {
+			return false
+		}
+		switch n := n.(type) {
+		case *ast.FuncLit:
+			return false
+		case *ast.CallExpr:
+			if sel, ok := n.Fun.(*ast.SelectorExpr); ok {
+				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "regexp" && strings.Contains(sel.Sel.Name, "Compile") {
+					hit = n
+					return false
+				}
+			}
+		}
+		return true
+	})
+	return hit
+}
+
+// TestInitRegexpCallSeen: the test above sees what it must, and only that.
+func TestInitRegexpCallSeen(t *testing.T) {
+	for src, want := range map[string]bool{
+		"regexp.MustCompile(`x`)":                                                  true,
+		"regexp.MustCompilePOSIX(`x`)":                                             true,
+		"must(regexp.Compile(`x`))":                                                true,
+		"[]*regexp.Regexp{regexp.MustCompile(`x`)}":                                true,
+		"sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`x`) })": false,
+		"regexp.QuoteMeta(`x`)":                                                    false,
+	} {
+		e, err := parser.ParseExpr(src)
+		require.NoError(t, err, src)
+		require.Equal(t, want, initRegexpCall(e) != nil, src)
+	}
+}
+
+// unlinked are packages a binary must not link: what its verbs do not use,
+// cut out of it because every process paid for its init and size.
+var unlinked = map[string][]string{}
+
+// TestUnlinked holds the binaries to unlinked (go list -deps ./cmd/...).
+func TestUnlinked(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list over ./cmd/...")
+	}
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "../../cmd/...").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		deps := strings.Fields(line)
+		cmd := path.Base(deps[0])
+		for _, dep := range deps[1:] {
+			for _, u := range unlinked[cmd] {
+				if dep == u || strings.HasPrefix(dep, u+"/") {
+					t.Errorf("%s links %s (go list -deps ./cmd/%s; why: go mod why -m, or follow its importers)", cmd, dep, cmd)
+				}
+			}
+		}
+	}
+}

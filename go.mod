@@ -55,3 +55,5 @@ require (
 )
 
 replace github.com/itchyny/gojq => ./third_party/gojq
+
+replace github.com/jackc/pgpassfile => ./third_party/pgpassfile

@@ -57,3 +57,5 @@ require (
 replace github.com/itchyny/gojq => ./third_party/gojq
 
 replace github.com/jackc/pgpassfile => ./third_party/pgpassfile
+
+replace go.yaml.in/yaml/v3 => ./third_party/yaml

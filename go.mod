@@ -53,3 +53,9 @@ require (
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
 )
+
+replace github.com/itchyny/gojq => ./third_party/gojq
+
+replace github.com/jackc/pgpassfile => ./third_party/pgpassfile
+
+replace go.yaml.in/yaml/v3 => ./third_party/yaml

@@ -14,7 +14,7 @@ import (
 )
 
 // tools are the binaries whose start-up the benchmarks below measure.
-var tools = []string{"cp-ledger", "cp-install", "cp-pkg", "cp-gate", "cp-auth"}
+var tools = []string{"cp-ledger", "cp-install", "cp-pkg", "cp-gate", "cp-auth", "cp-wo", "cp-trace", "cp-route"}
 
 // BenchmarkStartOverBare is what being one of our binaries costs a process
 // before it does anything: `cp-x -version` (package initialisation, the
@@ -74,6 +74,35 @@ func BenchmarkSingleAppendOverBaseline(b *testing.B) {
 	stdin, stdout = tempFiles(b, requests(1))
 	d := paired(b, stdin, stdout, [][]string{{bin("bare")},
 		{baseBin, "append", "--ledger", theirs}, {bin("cp-ledger"), "append", "--ledger", ours}})
+	b.ReportMetric(ms(d[2]), "ms-over-bare")
+	b.ReportMetric(ms(d[1]), "baseline-ms-over-bare")
+	b.ReportMetric(ms(d[3]), "ms-over-baseline")
+}
+
+// BenchmarkSinglePlaneAppendOverBaseline is BenchmarkSinglePlaneAppendOverBare
+// paired against the build in CP_BENCH_BASELINE as well (see
+// BenchmarkSingleAppendOverBaseline): each build appends one entry to the
+// own ledger of its own plane (bootstrapped by this tree's cp-install,
+// 10,000 entries), checking the stored checkpoint and signing the next.
+func BenchmarkSinglePlaneAppendOverBaseline(b *testing.B) {
+	base := os.Getenv("CP_BENCH_BASELINE")
+	if base == "" {
+		b.Skip("CP_BENCH_BASELINE (a directory holding another build's cp-ledger) not set")
+	}
+	dir := b.TempDir()
+	ours, theirs := filepath.Join(dir, "ours"), filepath.Join(dir, "theirs")
+	baseBin := filepath.Join(base, "cp-ledger")
+	stdin, stdout := tempFiles(b, requests(10_000))
+	for _, root := range []string{ours, theirs} {
+		if out, err := exec.Command(bin("cp-install"), "bootstrap", "--root", root).CombinedOutput(); err != nil {
+			b.Fatalf("bootstrap: %v\n%s", err, out)
+		}
+	}
+	runCmd(b, stdin, stdout, []string{bin("cp-ledger"), "append", "--root", ours})
+	runCmd(b, stdin, stdout, []string{baseBin, "append", "--root", theirs})
+	stdin, stdout = tempFiles(b, requests(1))
+	d := paired(b, stdin, stdout, [][]string{{bin("bare")},
+		{baseBin, "append", "--root", theirs}, {bin("cp-ledger"), "append", "--root", ours}})
 	b.ReportMetric(ms(d[2]), "ms-over-bare")
 	b.ReportMetric(ms(d[1]), "baseline-ms-over-bare")
 	b.ReportMetric(ms(d[3]), "ms-over-baseline")

@@ -8,9 +8,12 @@ import (
 	"github.com/control-plane/cp/schemas"
 )
 
+// The embedded schemas' $refs resolve when a request first reaches them
+// (schema.Compiler.LazyRefs): a request compiles only the definitions its
+// members use. TestSchemasCompile resolves every one of them.
 var (
 	schemaMu       sync.Mutex
-	schemaCompiler = schema.NewCompiler(schemas.FS, schemas.BaseURL)
+	schemaCompiler = schema.NewCompiler(schemas.FS, schemas.BaseURL).LazyRefs()
 	schemaCache    = map[string]*schema.Schema{}
 )
 

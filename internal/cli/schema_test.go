@@ -26,8 +26,9 @@ func TestSchemasCompile(t *testing.T) {
 	for _, n := range names {
 		t.Run(n, func(t *testing.T) {
 			oracle(t, n)
-			_, err := compileSchema(n)
+			s, err := compileSchema(n)
 			require.NoError(t, err)
+			require.NoError(t, s.Resolve(), "every $ref resolves and compiles")
 		})
 	}
 }

@@ -12,7 +12,7 @@ import (
 // shipped: it lives in testdata, and the tests compile schemas from there
 // first, then from the binaries' embedded set.
 func init() {
-	schemaCompiler = schema.NewCompiler(layered{os.DirFS("testdata"), schemas.FS}, schemas.BaseURL)
+	schemaCompiler = schema.NewCompiler(layered{os.DirFS("testdata"), schemas.FS}, schemas.BaseURL).LazyRefs()
 }
 
 // layered opens a file from the first file system that has it.

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/control-plane/cp/internal/plane"
@@ -21,7 +22,7 @@ const RootsAdded = "roots_added"
 
 // rootRE is a governed root: one top directory of the plane, with its
 // trailing slash.
-var rootRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}/$`)
+var rootRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}/$`) })
 
 // planeDirs are top directories of the plane that are never governed
 // roots: the reserved paths and the tools' own directories (DESIGN.md §4).
@@ -31,7 +32,7 @@ var planeDirs = []string{"work_orders/", "blobs/", "sessions/"}
 // governed root: not one lower-case top directory written "name/", or one
 // of the plane's own directories.
 func CheckRoot(r string) error {
-	if !rootRE.MatchString(r) {
+	if !rootRE().MatchString(r) {
 		return refuse("GOVERNED_ROOT_INVALID", "governed root %q: want one top directory of the plane, lower case, written with its slash (docs/)", r)
 	}
 	if plane.Under(r, plane.Reserved) || slices.Contains(planeDirs, r) {

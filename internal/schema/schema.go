@@ -65,6 +65,12 @@ type Schema struct {
 	not       *Schema
 	ref       *Schema
 	refURL    string
+
+	// A $ref of a compiler with LazyRefs resolves on first use: lazy is
+	// that compiler, refOnce guards ref and refErr.
+	lazy    *Compiler
+	refOnce sync.Once
+	refErr  error
 }
 
 // Compiler compiles schemas from a file system of schema files whose $id is
@@ -72,6 +78,8 @@ type Schema struct {
 type Compiler struct {
 	fsys  fs.FS
 	base  string
+	lazy  bool
+	mu    sync.Mutex // Compile and lazy $refs: docs and nodes
 	docs  map[string]any
 	nodes map[string]*Schema // by absolute URL with JSON-pointer fragment
 }
@@ -81,8 +89,23 @@ func NewCompiler(fsys fs.FS, base string) *Compiler {
 	return &Compiler{fsys: fsys, base: base, docs: map[string]any{}, nodes: map[string]*Schema{}}
 }
 
+// LazyRefs makes c resolve each $ref when a validation first reaches it,
+// not when the schema compiles: a request's schema then decodes and
+// compiles only the referenced documents and definitions its instance
+// uses (a one-entry append's request names none of cp-ledger.defs.json's:
+// half the bytes its compile decoded). A $ref that does not resolve or
+// compile then fails the validation that reaches it (fail closed), not
+// Compile; Resolve resolves them all at once, as a test of embedded
+// schemas must. It returns c.
+func (c *Compiler) LazyRefs() *Compiler {
+	c.lazy = true
+	return c
+}
+
 // Compile compiles the schema in the named file.
 func (c *Compiler) Compile(name string) (*Schema, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	s, err := c.node(c.base + name)
 	if err != nil {
 		return nil, err
@@ -140,9 +163,54 @@ func (c *Compiler) node(url string) (*Schema, error) {
 	s := &Schema{url: url}
 	c.nodes[url] = s // before compiling children: $ref cycles resolve to it
 	if err := c.compile(s, v, docURL, url); err != nil {
+		delete(c.nodes, url) // never handed out half compiled
 		return nil, err
 	}
 	return s, nil
+}
+
+// target returns the schema s's $ref names, resolving it first if its
+// compiler resolves refs lazily.
+func (s *Schema) target() (*Schema, error) {
+	if s.lazy == nil {
+		return s.ref, nil
+	}
+	s.refOnce.Do(func() {
+		c := s.lazy
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		s.ref, s.refErr = c.node(s.refURL)
+	})
+	return s.ref, s.refErr
+}
+
+// Resolve resolves every $ref reachable from s now (see LazyRefs) and
+// returns the first that does not resolve or compile.
+func (s *Schema) Resolve() error { return s.resolve(map[*Schema]bool{}) }
+
+func (s *Schema) resolve(seen map[*Schema]bool) error {
+	if s == nil || seen[s] {
+		return nil
+	}
+	seen[s] = true
+	kids := []*Schema{s.addlProps, s.items, s.not}
+	if s.refURL != "" {
+		ref, err := s.target()
+		if err != nil {
+			return fmt.Errorf("%s: $ref %s: %w", s.url, s.refURL, err)
+		}
+		kids = append(kids, ref)
+	}
+	for _, k := range s.propOrder {
+		kids = append(kids, s.props[k])
+	}
+	kids = append(append(append(kids, s.oneOf...), s.anyOf...), s.allOf...)
+	for _, k := range kids {
+		if err := k.resolve(seen); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *Compiler) compile(s *Schema, v any, docURL, at string) error {
@@ -302,6 +370,10 @@ func (c *Compiler) compile(s *Schema, v any, docURL, at string) error {
 		}
 	}
 	if s.refURL != "" {
+		if c.lazy {
+			s.lazy = c
+			return nil
+		}
 		ref, err := c.node(s.refURL)
 		if err != nil {
 			return err
@@ -367,8 +439,12 @@ func (s *Schema) check(v any, w *walker) {
 		}
 		return
 	}
-	if s.ref != nil {
-		s.ref.check(v, w)
+	if s.refURL != "" {
+		if ref, err := s.target(); err != nil {
+			w.fail("schema error: $ref %s: %v", s.refURL, err)
+		} else {
+			ref.check(v, w)
+		}
 	}
 	if len(s.types) > 0 {
 		ok := false

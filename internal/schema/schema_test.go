@@ -49,3 +49,58 @@ func TestPatternLazy(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// With LazyRefs, a $ref resolves when a validation first reaches it: a
+// definition no instance uses is never decoded or compiled, a broken one
+// fails the validations that reach it (and Resolve), and the answers are
+// those of an eager compile.
+func TestLazyRefs(t *testing.T) {
+	fsys := fstest.MapFS{
+		"s.json":   {Data: []byte(`{"type":"object","properties":{"a":{"$ref":"d.json#/$defs/a"},"b":{"$ref":"bad.json"},"c":{"$ref":"#/$defs/c"},"n":{"$ref":"#"}},"$defs":{"c":{"type":"integer"}},"additionalProperties":false}`)},
+		"d.json":   {Data: []byte(`{"$defs":{"a":{"type":"string","minLength":2}}}`)},
+		"bad.json": {Data: []byte(`{"type":"string","minLenght":2}`)},
+	}
+	_, err := NewCompiler(fsys, base).Compile("s.json")
+	require.ErrorContains(t, err, "minLenght", "eager: a broken $ref is a compile error")
+
+	c := NewCompiler(fsys, base).LazyRefs()
+	s, err := c.Compile("s.json")
+	require.NoError(t, err)
+	require.Empty(t, c.docs[base+"d.json"], "nothing referenced is decoded at compile")
+	for _, tc := range []struct {
+		v  map[string]any
+		ok bool
+	}{
+		{map[string]any{}, true},
+		{map[string]any{"c": 1}, true},
+		{map[string]any{"c": "x"}, false},
+		{map[string]any{"a": "xy"}, true},
+		{map[string]any{"a": "x"}, false},
+		{map[string]any{"n": map[string]any{"a": "xy", "n": map[string]any{"c": 2}}}, true},
+		{map[string]any{"n": map[string]any{"c": true}}, false},
+		{map[string]any{"z": 1}, false},
+		{map[string]any{"b": "xy"}, false}, // fails closed: the $ref does not compile
+	} {
+		require.Equal(t, tc.ok, s.Valid(tc.v), "%v", tc.v)
+	}
+	require.Nil(t, c.nodes[base+"bad.json"], "a node that failed to compile is not kept")
+	p := s.Validate(map[string]any{"b": "xy"})
+	require.Len(t, p, 1)
+	require.Contains(t, p[0].Message, "schema error")
+	require.ErrorContains(t, s.Resolve(), "minLenght")
+
+	// Validations from several goroutines resolve a $ref once.
+	s, err = NewCompiler(fsys, base).LazyRefs().Compile("s.json")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			require.Equal(t, i%2 == 0, s.Valid(map[string]any{"a": map[bool]string{true: "xy", false: "x"}[i%2 == 0]}))
+		})
+	}
+	wg.Wait()
+	fsys["bad.json"] = &fstest.MapFile{Data: []byte(`{"type":"string"}`)}
+	s, err = NewCompiler(fsys, base).LazyRefs().Compile("s.json")
+	require.NoError(t, err)
+	require.NoError(t, s.Resolve())
+}

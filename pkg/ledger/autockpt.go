@@ -144,17 +144,19 @@ func (l *Ledger) unappend() error {
 
 // checkSigned accepts a stored checkpoint signed by the ledger's key, or
 // by a key Trusted returns. The common case, our own note, is checked
-// cheaply: by signing its text again (Ed25519 is deterministic, and a
-// signature costs about half a verification), then by the signer's own
-// verifier when it has one (keys.PairSigner's Self).
+// cheaply: by the signer's own verifier when it has one (keys.PairSigner's
+// Self: two hashes, no scalar multiplication), else by signing its text
+// again (Ed25519 is deterministic, and a signature costs about half a
+// verification). Self accepts every note the re-signing accepts (our
+// signature of the same text), so trying it first changes what is
+// accepted in nothing and saves a process a signature (~0.1 ms).
 func (k *CheckpointKey) checkSigned(b []byte, c Checkpoint) error {
-	if mine, err := c.Sign(k.Signer); err == nil && bytes.Equal(mine, b) {
-		return nil
-	}
 	if s, ok := k.Signer.(interface{ Self() note.Verifier }); ok {
 		if _, err := note.Open(b, note.VerifierList(s.Self())); err == nil {
 			return nil
 		}
+	} else if mine, err := c.Sign(k.Signer); err == nil && bytes.Equal(mine, b) {
+		return nil
 	}
 	if k.Trusted == nil {
 		return errors.New("not a checkpoint signed by the plane's key")

@@ -1,13 +1,17 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/control-plane/cp/pkg/keys"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -234,4 +238,60 @@ func TestCheckpointHardLinkNotWrittenThrough(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, rep.Valid, "%v", rep.Issues)
 	require.Equal(t, int64(3), rep.Checkpoint.TreeSize)
+}
+
+// TestCheckSignedSelf: with the plane's own signer (keys.PairSigner), a
+// stored checkpoint is checked by its Self verifier, without a signature:
+// it accepts exactly what signing the text again accepts (ours), a
+// cosigned note, and a note a trusted key signed; it refuses an unsigned
+// note, another key's, our signature over other text, and a forged S or R.
+func TestCheckSignedSelf(t *testing.T) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, "plane-test-checkpoint")
+	require.NoError(t, err)
+	ours, err := keys.PairSigner(skey, vkey)
+	require.NoError(t, err)
+	oskey, ovkey, err := note.GenerateKey(rand.Reader, "plane-other-checkpoint")
+	require.NoError(t, err)
+	other, err := note.NewSigner(oskey)
+	require.NoError(t, err)
+	otherV, err := note.NewVerifier(ovkey)
+	require.NoError(t, err)
+	trusted := note.VerifierList()
+	k := &CheckpointKey{Origin: "plane-test/ho3/governance", Signer: ours,
+		Trusted: func() (note.Verifiers, error) { return trusted, nil }}
+	c := Checkpoint{Origin: k.Origin, Size: 7, Root: tlog.Hash{1, 2, 3}}
+	signed, err := c.Sign(ours)
+	require.NoError(t, err)
+	cosigned, err := c.Sign(ours, other)
+	require.NoError(t, err)
+	byOther, err := c.Sign(other)
+	require.NoError(t, err)
+	elsewhere, err := Checkpoint{Origin: k.Origin, Size: 8, Root: tlog.Hash{1, 2, 3}}.Sign(ours)
+	require.NoError(t, err)
+	tamper := func(b []byte, back int) []byte {
+		// flip a bit of the signature's decoded bytes: back bytes from the end
+		text, sig, _ := bytes.Cut(b, []byte("\n\n"))
+		line := strings.TrimSuffix(string(sig), "\n")
+		i := strings.LastIndex(line, " ")
+		raw, err := base64.StdEncoding.DecodeString(line[i+1:])
+		require.NoError(t, err)
+		raw[len(raw)-back] ^= 1
+		return []byte(string(text) + "\n\n" + line[:i+1] + base64.StdEncoding.EncodeToString(raw) + "\n")
+	}
+	check := func(b []byte) error {
+		c, err := parseBody(b)
+		require.NoError(t, err)
+		return k.checkSigned(b, c)
+	}
+	require.NoError(t, check(signed), "ours")
+	require.NoError(t, check(cosigned), "cosigned")
+	require.Error(t, check([]byte(c.Text())), "unsigned")
+	require.Error(t, check(byOther), "another key's, not trusted")
+	require.Error(t, check(tamper(signed, 1)), "S forged")
+	require.Error(t, check(tamper(signed, 40)), "R forged")
+	// our signature moved onto other text
+	_, sigOf8, _ := bytes.Cut(elsewhere, []byte("\n\n"))
+	require.Error(t, check([]byte(c.Text()+"\n"+string(sigOf8))), "our signature of other text")
+	trusted = note.VerifierList(otherV)
+	require.NoError(t, check(byOther), "another key's, trusted")
 }

@@ -1,0 +1,3 @@
+module github.com/jackc/pgpassfile
+
+go 1.12

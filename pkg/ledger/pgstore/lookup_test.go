@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -108,4 +109,37 @@ func TestLookups(t *testing.T) {
 	got, want := seqsOf(t, w, ledger.Query{Changed: "lib/z.py"})
 	require.Equal(t, want, got)
 	require.Len(t, got, 10)
+}
+
+// A reader whose opening is deferred (its ledger keeps its checkpoint
+// outside, as every plane ledger does) asks Find's first question with
+// the lookups too: the schema's version is known by the time the
+// statement is built, not after (a Find by id or changed path that
+// scanned the whole ledger for its first answer, cp-trace's only one).
+func TestLookupsDeferredReader(t *testing.T) {
+	dsn := pgtest.DB(t)
+	ckpt := filepath.Join(t.TempDir(), "governance.checkpoint")
+	w := open(t, dsn, "governance", ledger.Options{Actor: "tester"}, ckpt)
+	md := map[string]any{ledger.ChangedKey: ledger.Changed{Added: []string{"lib/a.py"}}.Metadata()}
+	es, err := w.Append(ctx, []ledger.Draft{{EventType: "INSTALLED"}, {EventType: "INSTALLED", Metadata: md}, {EventType: "NOTE"}})
+	require.NoError(t, err)
+	_, _, err = w.Checkpoint(ctx, "test/governance")
+	require.NoError(t, err)
+	for _, q := range []ledger.Query{{ID: es[1].ID}, {Changed: "lib/a.py"}} {
+		st := trace(t)
+		r, err := Open(ctx, dsn, Options{Name: "governance", CheckpointFile: ckpt})
+		require.NoError(t, err)
+		require.True(t, r.deferred, "the reader's opening is deferred (the checkpoint is outside)")
+		st.take()
+		var got []int64
+		require.NoError(t, r.Find(ctx, q, func(e *ledger.Entry) bool { got = append(got, e.Seq); return true }))
+		require.Equal(t, []int64{1}, got)
+		sqls := strings.Join(st.take(), "\n")
+		if q.ID != "" {
+			require.Contains(t, sqls, "id = $", "%+v: the first Find of a deferred reader uses the id lookup", q)
+		} else {
+			require.Contains(t, sqls, "cp_changed", "%+v: the first Find of a deferred reader uses cp_changed", q)
+		}
+		r.Close()
+	}
 }

@@ -746,6 +746,14 @@ func (s *Store) query(ctx context.Context, doing string, fn func(querier) error)
 // each row is then parsed and held to the whole query
 // (ledger.Query.Selects), so the answer is a scan's.
 func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry) bool) error {
+	// A deferred opening is read first: the statement depends on the
+	// schema's version (s.schema), which it reads.
+	s.mu.Lock()
+	err := s.settle(ctx)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	sql := `SELECT seq, line FROM cp_entries WHERE ledger = $1 AND seq >= $2`
 	args := []any{s.opts.Name, q.From}
 	if len(q.EventTypes) > 0 {

@@ -40,18 +40,13 @@ func (edDSA) Verify(signingString string, sig []byte, key any) error {
 	if !ok || len(pub) != ed25519.PublicKeySize {
 		return jwt.ErrInvalidKeyType
 	}
-	if !verifyEd25519(pub, []byte(signingString), sig) {
+	// crypto/ed25519.Verify's check without its precomputed base-point
+	// table (keys.VerifyEd25519, which note signatures are verified with
+	// too).
+	if !keys.VerifyEd25519(pub, []byte(signingString), sig) {
 		return jwt.ErrEd25519Verification
 	}
 	return nil
-}
-
-// verifyEd25519 is crypto/ed25519.Verify's check, [S]B − [k]A = R with
-// k = SHA-512(R ‖ A ‖ M), computed without the precomputed base-point
-// table (keys.VerifyEd25519, which approval notes and other note
-// signatures are verified with too).
-func verifyEd25519(pub ed25519.PublicKey, msg, sig []byte) bool {
-	return keys.VerifyEd25519(pub, msg, sig)
 }
 
 // The parser finds a method by the token's alg; ours replaces jwt's EdDSA

@@ -14,6 +14,8 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/pkg/keys"
 )
 
 var testNow = time.Unix(1_800_000_000, 0)
@@ -249,6 +251,6 @@ func BenchmarkVerifyEd25519(b *testing.B) {
 	pub, priv := testKey(b)
 	sig := ed25519.Sign(priv, []byte("message"))
 	for b.Loop() {
-		verifyEd25519(pub, []byte("message"), sig)
+		keys.VerifyEd25519(pub, []byte("message"), sig)
 	}
 }

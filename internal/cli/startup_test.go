@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -156,6 +158,49 @@ func TestUnlinked(t *testing.T) {
 			for _, u := range unlinked[cmd] {
 				if unlinkedBy(u, dep) {
 					t.Errorf("%s links %s (go list -deps ./cmd/%s; why: go mod why -m, or follow its importers)", cmd, dep, cmd)
+				}
+			}
+		}
+	}
+}
+
+// tagUnlinks are the build tags that leave a library out of every
+// binary (README, "Start-up"): each use of it sits behind the tag
+// (internal/plane/postgres.go for pgx, internal/llm's provider table for
+// the Anthropic SDK); without the tag the binaries do link it.
+var tagUnlinks = []struct {
+	tag     string
+	prefix  []string // packages the tag leaves out ("P/" is P's tree)
+	without string   // a package the default build links
+}{
+	{"nopostgres", []string{"github.com/jackc/", "github.com/control-plane/cp/pkg/ledger/pgstore"}, "github.com/jackc/pgx/v5"},
+	{"noanthropic", []string{"github.com/anthropics/"}, "github.com/anthropics/anthropic-sdk-go/v2"},
+}
+
+// TestTagsUnlink: built with each tag of tagUnlinks, no binary links what
+// the tag leaves out (pgx: its init and size cost every process ~0.4 ms;
+// the Anthropic SDK: 1.2-1.9 ms of init in cp-llm, cp-route, cp-mcp).
+func TestTagsUnlink(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list over ./cmd/...")
+	}
+	deps := func(tags string) []string {
+		t.Helper()
+		out, err := exec.Command("go", "list", "-deps", "-tags", tags, "../../cmd/...").Output()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%v: %s", err, ee.Stderr)
+		}
+		require.NoError(t, err, "go list -tags %q", tags)
+		return strings.Fields(string(out))
+	}
+	all := deps("")
+	for _, tu := range tagUnlinks {
+		require.Contains(t, all, tu.without, "the default build links it")
+		for _, p := range deps(tu.tag) {
+			for _, pre := range tu.prefix {
+				if p == pre || strings.HasPrefix(p, pre) && strings.HasSuffix(pre, "/") {
+					t.Errorf("-tags %s: a binary links %s (go list -deps -tags %s ./cmd/...; go mod why)", tu.tag, p, tu.tag)
 				}
 			}
 		}

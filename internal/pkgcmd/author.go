@@ -143,19 +143,9 @@ func initTree(c *cli.Call, req cli.Request, agent bool) cli.Outcome {
 	if err := checkOutput(out); err != nil {
 		return fail(err)
 	}
-	fwID := req.String("framework")
-	unregistered := false
-	if fwID == "" {
-		var err error
-		if fwID, err = specFramework(c, specID); err != nil {
-			return fail(err)
-		}
-	}
-	if specID == "" {
-		var err error
-		if specID, unregistered, err = frameworkSpec(c, fwID, id); err != nil {
-			return fail(err)
-		}
+	fwID, specID, unregistered, err := governance(c, req.String("framework"), specID, id)
+	if err != nil {
+		return fail(err)
 	}
 
 	m := &manifest.Manifest{SchemaVersion: manifest.SchemaVersion, PackageID: id, Version: "0.1.0",
@@ -274,6 +264,23 @@ func checkOutput(out string) error {
 			WithHint("choose another --output, or remove %s", out)
 	}
 	return nil
+}
+
+// governance completes a new package's framework and spec from the one of
+// them given (specFramework, frameworkSpec); unregistered reports a spec
+// still to register.
+func governance(c *cli.Call, fwID, specID, pkgID string) (fw, spec string, unregistered bool, err error) {
+	if fwID == "" {
+		if fwID, err = specFramework(c, specID); err != nil {
+			return "", "", false, err
+		}
+	}
+	if specID == "" {
+		if specID, unregistered, err = frameworkSpec(c, fwID, pkgID); err != nil {
+			return "", "", false, err
+		}
+	}
+	return fwID, specID, unregistered, nil
 }
 
 // specFramework looks up the framework of a registered spec in the plane's

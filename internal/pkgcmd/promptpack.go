@@ -50,18 +50,9 @@ func initPromptPack(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 	if err := checkOutput(out); err != nil {
 		return fail(err)
 	}
-	unregistered := false
-	if fwID == "" {
-		var err error
-		if fwID, err = specFramework(c, specID); err != nil {
-			return fail(err)
-		}
-	}
-	if specID == "" {
-		var err error
-		if specID, unregistered, err = frameworkSpec(c, fwID, pkgID); err != nil {
-			return fail(err)
-		}
+	fwID, specID, unregistered, err := governance(c, fwID, specID, pkgID)
+	if err != nil {
+		return fail(err)
 	}
 	pack, err := json.MarshalIndent(map[string]any{
 		"prompt_pack_id": id, "version": "0.1.0", "template": "template.txt",

@@ -208,11 +208,7 @@ func parse(t Table, data []byte) ([]Row, error) {
 			break
 		}
 		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return nil, &Error{File: file, Line: pe.Line, Msg: pe.Err.Error(), code: CodeInvalid, err: err}
-			}
-			return nil, err
+			return nil, csvErr(file, err)
 		}
 		line, _ := r.FieldPos(0)
 		off := r.InputOffset()
@@ -239,13 +235,9 @@ func parse(t Table, data []byte) ([]Row, error) {
 		if len(rec) != len(t.Columns) {
 			return nil, invalidf(file, line, "%d fields, want %d", len(rec), len(t.Columns))
 		}
-		row := make(Row, len(t.Columns))
-		for i, c := range t.Columns {
-			row[c] = rec[i]
-		}
-		if col, p := checkRow(t, row); p != "" {
-			l, _ := r.FieldPos(slices.Index(t.Columns, col))
-			return nil, invalidf(file, l, "%s: %s", col, p)
+		row, err := toRow(t, rec, r, file)
+		if err != nil {
+			return nil, err
 		}
 		k := row[t.Key]
 		if first, dup := keys[k]; dup {
@@ -379,11 +371,7 @@ func Lookup(root string, t Table, key string) (Row, error) {
 			break
 		}
 		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				return nil, &Error{File: file, Line: pe.Line, Msg: pe.Err.Error(), code: CodeInvalid, err: err}
-			}
-			return nil, err
+			return nil, csvErr(file, err)
 		}
 		line, _ := r.FieldPos(0)
 		if !header {
@@ -409,13 +397,9 @@ func Lookup(root string, t Table, key string) (Row, error) {
 		if !bytes.Equal(data[start:prev], canon.Bytes()) {
 			return nil, invalidf(file, line, "not in canonical CSV form: want %q", canon.Bytes())
 		}
-		row := make(Row, len(t.Columns))
-		for i, c := range t.Columns {
-			row[c] = rec[i]
-		}
-		if col, p := checkRow(t, row); p != "" {
-			l, _ := r.FieldPos(slices.Index(t.Columns, col))
-			return nil, invalidf(file, l, "%s: %s", col, p)
+		row, err := toRow(t, rec, r, file)
+		if err != nil {
+			return nil, err
 		}
 		found, line0 = row, line
 	}
@@ -423,6 +407,30 @@ func Lookup(root string, t Table, key string) (Row, error) {
 		return nil, invalidf(file, 1, "no header: want %q", strings.Join(t.Columns, ","))
 	}
 	return found, nil
+}
+
+// csvErr codes a CSV reader's error: a parse error is REGISTRY_INVALID
+// at its line.
+func csvErr(file string, err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return &Error{File: file, Line: pe.Line, Msg: pe.Err.Error(), code: CodeInvalid, err: err}
+	}
+	return err
+}
+
+// toRow makes the record r just read (of t's width) a Row, checked by its
+// fields' rules (checkRow).
+func toRow(t Table, rec []string, r *csv.Reader, file string) (Row, error) {
+	row := make(Row, len(t.Columns))
+	for i, c := range t.Columns {
+		row[c] = rec[i]
+	}
+	if col, p := checkRow(t, row); p != "" {
+		l, _ := r.FieldPos(slices.Index(t.Columns, col))
+		return nil, invalidf(file, l, "%s: %s", col, p)
+	}
+	return row, nil
 }
 
 // parseOne is Lookup through Read's whole check: for a file whose shape

@@ -49,7 +49,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"testing/fstest"
 	"text/template"
 	"text/template/parse"
 	"unicode/utf8"
@@ -186,8 +185,7 @@ func compileVariables(m map[string]any) (*schema.Schema, error) {
 	if err != nil {
 		return nil, invalid("", "/variables: %v", err)
 	}
-	fsys := fstest.MapFS{variablesName: &fstest.MapFile{Data: b}}
-	s, err := schema.NewCompiler(fsys, variablesBase).Compile(variablesName)
+	s, err := schema.CompileDocument(variablesBase, variablesName, b)
 	if err != nil {
 		return nil, invalid("", "/variables: not a schema the project's validator enforces: %v", err)
 	}

@@ -89,6 +89,19 @@ func NewCompiler(fsys fs.FS, base string) *Compiler {
 	return &Compiler{fsys: fsys, base: base, docs: map[string]any{}, nodes: map[string]*Schema{}}
 }
 
+// CompileDocument compiles the one schema document doc (a caller's, not
+// an embedded file), under the URL base+name: a $ref can point only inside
+// it.
+func CompileDocument(base, name string, doc []byte) (*Schema, error) {
+	v, err := jcs.Decode(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
+	}
+	c := NewCompiler(nil, base)
+	c.docs[base+name] = v
+	return c.Compile(name)
+}
+
 // LazyRefs makes c resolve each $ref when a validation first reaches it,
 // not when the schema compiles: a request's schema then decodes and
 // compiles only the referenced documents and definitions its instance
@@ -118,7 +131,7 @@ func (c *Compiler) doc(url string) (any, error) {
 		return d, nil
 	}
 	name, ok := strings.CutPrefix(url, c.base)
-	if !ok {
+	if !ok || c.fsys == nil {
 		return nil, fmt.Errorf("schema %s is not embedded", url)
 	}
 	b, err := fs.ReadFile(c.fsys, name)

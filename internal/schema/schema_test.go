@@ -104,3 +104,23 @@ func TestLazyRefs(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Resolve())
 }
+
+// TestCompileDocument: one caller's document compiles and validates; a
+// $ref can point only inside it (another name under the base, or another
+// base, is refused at compile, never read from anywhere).
+func TestCompileDocument(t *testing.T) {
+	s, err := CompileDocument("urn:t/", "d.json", []byte(`{"type":"object","properties":{"n":{"$ref":"#/$defs/n"}},"$defs":{"n":{"type":"integer"}}}`))
+	require.NoError(t, err)
+	require.True(t, s.Valid(map[string]any{"n": float64(1)}))
+	require.False(t, s.Valid(map[string]any{"n": "x"}))
+	for _, doc := range []string{
+		`{"$ref":"other.json"}`,
+		`{"$ref":"urn:elsewhere/x.json"}`,
+		`{"properties":{"a":{"$ref":"d.json#/$defs/missing"}}}`,
+	} {
+		_, err := CompileDocument("urn:t/", "d.json", []byte(doc))
+		require.Error(t, err, doc)
+	}
+	_, err = CompileDocument("urn:t/", "d.json", []byte(`{"type":`))
+	require.Error(t, err)
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"testing/fstest"
 
 	"github.com/control-plane/cp/internal/schema"
 )
@@ -30,8 +29,7 @@ func CompileSchema(m map[string]any) (*Output, error) {
 	if err != nil {
 		return nil, &Error{code: CodeSchemaUnsupported, Message: "schema: " + err.Error()}
 	}
-	fsys := fstest.MapFS{outputName: &fstest.MapFile{Data: b}}
-	s, err := schema.NewCompiler(fsys, outputBase).Compile(outputName)
+	s, err := schema.CompileDocument(outputBase, outputName, b)
 	if err != nil {
 		return nil, &Error{code: CodeSchemaUnsupported, Message: "schema: " + err.Error()}
 	}

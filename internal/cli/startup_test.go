@@ -133,6 +133,11 @@ var unlinked = func() map[string][]string {
 			cp+"internal/bootstrap", cp+"internal/cpv2") // cp-ledger import links internal/cpv2/ledgerimport only
 	}
 	m["cp-wo"] = append(m["cp-wo"], "text/template/...", cp+"internal/prompt/...", cp+"internal/trace", cp+"internal/config")
+	// No binary links the testing packages (testing/fstest's MapFS was
+	// once a production schema's file system: schema.CompileDocument).
+	for _, tool := range []string{"cp-ledger", "cp-install", "cp-pkg", "cp-gate", "cp-auth", "cp-wo", "cp-trace", "cp-route", "cp-llm", "cp-mcp"} {
+		m[tool] = append(m[tool], "testing/...")
+	}
 	return m
 }()
 

@@ -143,9 +143,10 @@ type Chain struct {
 	// it (nil: none), so that the anchors after a step do not look up
 	// again what the anchors before it found, under the same lock.
 	last map[string]*Anchor
-	// states holds each ledger's state as one pass of anchors read it
-	// (HO2's is the parent of two links and the child of a third),
-	// dropped when the pass appends to it, and at the next pass.
+	// states holds each parent ledger's state as one pass of anchors read
+	// it (HO2 is the parent of two links), to start the search for its
+	// last anchors; dropped when the pass appends to it, and at the next
+	// pass. A child's state is always read afresh (link).
 	states map[ledger.Store]ledger.State
 }
 
@@ -285,7 +286,14 @@ func (c *Chain) link(ctx context.Context, ps ledger.Store, pt Tier, cs ledger.St
 		}
 		c.last[rel] = last
 	}
-	state := func(context.Context) (ledger.State, error) { return c.state(ctx, cs) }
+	// The child's state is read now, after its last anchor was found,
+	// never from the pass's cache: another process may have grown the
+	// child and anchored it since the cache read it, and a size older
+	// than the anchor would read as a cut history.
+	var state func(context.Context) (ledger.State, error)
+	if cs != nil {
+		state = cs.State
+	}
 	e, wrote, err := anchor(ctx, ps, pt, last, cs, state, dir, t, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
 	if wrote != nil {
 		c.last[rel] = wrote

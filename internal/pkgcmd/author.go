@@ -178,15 +178,7 @@ func initTree(c *cli.Call, req cli.Request, agent bool) cli.Outcome {
 		next = fmt.Sprintf("register spec %s (framework %s, its assets covering this package's paths) with cp-pkg register-spec %s --src DIR; %s",
 			specID, fwID, specID, next)
 	}
-	mb, err := m.Marshal()
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := manifest.Parse(mb); err != nil {
-		return fail(err) // an id the schema let through but the manifest refuses
-	}
-	files[manifest.FileName] = mb
-	if err := writeTree(out, files); err != nil {
+	if err := writePackage(out, m, files); err != nil {
 		return fail(err)
 	}
 	res := initResult{PackageID: id, PackageType: m.PackageType, Version: m.Version, SpecID: specID,
@@ -227,15 +219,7 @@ func initConfig(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 		m.Assets = append(m.Assets, manifest.Asset{Path: p, SHA256: plane.SHA256(files[p]), Size: int64(len(files[p])),
 			Classification: stage.Classify(p)})
 	}
-	mb, err := m.Marshal()
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := manifest.Parse(mb); err != nil {
-		return fail(err) // an id the schema let through but the manifest refuses
-	}
-	files[manifest.FileName] = mb
-	if err := writeTree(out, files); err != nil {
+	if err := writePackage(out, m, files); err != nil {
 		return fail(err)
 	}
 	res := initResult{PackageID: id, PackageType: m.PackageType, Version: m.Version, SpecID: m.SpecID, FrameworkID: m.FrameworkID, Output: out,
@@ -331,6 +315,21 @@ func systemPrompt(id string) string {
 		"This file is a governed prompt: it installs under governed_prompts/, its hash is\n" +
 		"recorded, and the LLM gateway refuses it if it changes after install. Edit it\n" +
 		"here, then run cp-pkg stage again to record the new hash.\n"
+}
+
+// writePackage writes a new package's files into out with its manifest
+// m, checked as a manifest first (an id the schema let through but the
+// manifest refuses fails here, before anything is written).
+func writePackage(out string, m *manifest.Manifest, files map[string][]byte) error {
+	mb, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	if _, err := manifest.Parse(mb); err != nil {
+		return err
+	}
+	files[manifest.FileName] = mb
+	return writeTree(out, files)
 }
 
 // writeTree writes files (slash paths relative to dir) into a new sibling

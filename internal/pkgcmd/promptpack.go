@@ -80,15 +80,7 @@ func initPromptPack(ctx context.Context, c *cli.Call, req cli.Request) cli.Outco
 	for _, p := range slices.Sorted(maps.Keys(files)) {
 		m.Assets = append(m.Assets, manifest.Asset{Path: p, SHA256: plane.SHA256(files[p]), Size: int64(len(files[p])), Classification: stage.Classify(p)})
 	}
-	mb, err := m.Marshal()
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := manifest.Parse(mb); err != nil {
-		return fail(err) // an id the schema let through but the manifest refuses
-	}
-	files[manifest.FileName] = mb
-	if err := writeTree(out, files); err != nil {
+	if err := writePackage(out, m, files); err != nil {
 		return fail(err)
 	}
 	next := fmt.Sprintf("edit %s and %s (raise the versions for an upgrade), then: cp-pkg stage %s --src %s | cp-pkg sign --key KEY | cp-install install",

@@ -400,6 +400,11 @@ func (c *Compiler) compile(s *Schema, v any, docURL, at string) error {
 type Problem struct {
 	Path    string `json:"path"` // JSON pointer into the instance
 	Message string `json:"message"`
+	// Broken marks a fault of the schema found while validating (a lazy
+	// $ref that does not resolve, a pattern that does not compile), not of
+	// the instance: the instance is refused, whatever encloses the fault
+	// (not, anyOf, oneOf), because nothing can say it is valid.
+	Broken bool `json:"-"`
 }
 
 // Validate reports the problems of v against s; none means valid. It stops
@@ -424,6 +429,7 @@ type walker struct {
 	path     []string
 	stack    [16]string
 	problems []Problem
+	broken   *Problem // the first schema fault met (see Problem.Broken)
 }
 
 func (w *walker) push(k string) {
@@ -445,6 +451,35 @@ func (w *walker) fail(format string, args ...any) {
 	}
 }
 
+// fault records a fault of the schema itself: a problem marked Broken,
+// kept past maxProblems, and carried out of every sub-validation.
+func (w *walker) fault(format string, args ...any) {
+	var b strings.Builder
+	for _, k := range w.path {
+		b.WriteString("/" + escape(k))
+	}
+	p := Problem{Path: b.String(), Message: fmt.Sprintf(format, args...), Broken: true}
+	w.problems = append(w.problems, p)
+	if w.broken == nil {
+		w.broken = &p
+	}
+}
+
+// validIn reports whether v is valid against s for a keyword that only
+// asks yes or no (anyOf, oneOf, not); a schema fault met on the way is
+// not a "no" but a fault of the enclosing validation too (fail closed).
+func (s *Schema) validIn(v any, w *walker) bool {
+	sub := walker{}
+	s.check(v, &sub)
+	if sub.broken != nil {
+		if w.broken == nil {
+			w.fault("%s", sub.broken.Message)
+		}
+		return false
+	}
+	return len(sub.problems) == 0
+}
+
 func (s *Schema) check(v any, w *walker) {
 	if s.bool_ != nil {
 		if !*s.bool_ {
@@ -454,7 +489,7 @@ func (s *Schema) check(v any, w *walker) {
 	}
 	if s.refURL != "" {
 		if ref, err := s.target(); err != nil {
-			w.fail("schema error: $ref %s: %v", s.refURL, err)
+			w.fault("schema error: $ref %s: %v", s.refURL, err)
 		} else {
 			ref.check(v, w)
 		}
@@ -528,7 +563,7 @@ func (s *Schema) check(v any, w *walker) {
 		}
 		if s.pattern != nil {
 			if ok, err := s.pattern.match(x); err != nil {
-				w.fail("pattern %s: %v", s.pattern.src, err) // fail closed
+				w.fault("pattern %s: %v", s.pattern.src, err) // fail closed
 			} else if !ok {
 				w.fail("does not match pattern %s", s.pattern.src)
 			}
@@ -548,21 +583,26 @@ func (s *Schema) check(v any, w *walker) {
 	for _, a := range s.allOf {
 		a.check(v, w)
 	}
-	if s.anyOf != nil && !slices.ContainsFunc(s.anyOf, func(a *Schema) bool { return a.Valid(v) }) {
-		w.fail("matches none of anyOf")
+	if s.anyOf != nil {
+		// The first branch that matches ends the search, as before; a
+		// broken branch reached on the way fails the validation.
+		ok := slices.ContainsFunc(s.anyOf, func(a *Schema) bool { return a.validIn(v, w) })
+		if !ok && w.broken == nil {
+			w.fail("matches none of anyOf")
+		}
 	}
 	if s.oneOf != nil {
 		n := 0
 		for _, o := range s.oneOf {
-			if o.Valid(v) {
+			if o.validIn(v, w) {
 				n++
 			}
 		}
-		if n != 1 {
+		if n != 1 && w.broken == nil {
 			w.fail("matches %d of oneOf, want exactly 1", n)
 		}
 	}
-	if s.not != nil && s.not.Valid(v) {
+	if s.not != nil && s.not.validIn(v, w) {
 		w.fail("matches a schema it must not")
 	}
 }

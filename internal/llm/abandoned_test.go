@@ -4,7 +4,9 @@ import (
 	"github.com/control-plane/cp/pkg/ledger"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -120,4 +122,47 @@ func TestJudgeOtherLockFile(t *testing.T) {
 	h.close()
 	ds, _ = newJudge(dir).settle(row(h.id), "recover")
 	require.Empty(t, ds)
+}
+
+// TestInflightLockPlanted: a FIFO or a symbolic link planted at
+// llm-inflight.lock (by a process that can write HO2's files) is never
+// opened through or waited on: a caller marks nothing (its reservation
+// counts in full, never settled by another), a judge judges nothing, and
+// neither blocks.
+func TestInflightLockPlanted(t *testing.T) {
+	if !inflightSupported || bootID() == "" {
+		t.Skip("no in-flight marks on this system")
+	}
+	for _, kind := range []string{"fifo", "symlink"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
+			target := filepath.Join(t.TempDir(), "elsewhere.lock")
+			require.NoError(t, os.WriteFile(target, nil, 0o644))
+			if kind == "fifo" {
+				require.NoError(t, syscall.Mkfifo(inflightFile(dir), 0o644))
+			} else {
+				require.NoError(t, os.Symlink(target, inflightFile(dir)))
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, err := openInflight(dir)
+				require.Error(t, err, "a caller takes no mark through a %s", kind)
+				rid := newReservationID()
+				ls := newLedgerSpend()
+				ls.add(&ledger.Entry{EventType: EventReserved, Seq: 1, Metadata: map[string]any{"reservation_id": rid,
+					"inflight_boot_id": bootID(), "inflight_file": "1:1", "max_cost_micro_usd": int64(1), "max_tokens_total": int64(1)}})
+				j := newJudge(dir)
+				ds, _ := j.settle(ls, "recover")
+				j.close()
+				require.Empty(t, ds, "a judge judges nothing through a %s", kind)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("blocked on a %s", kind)
+			}
+		})
+	}
 }

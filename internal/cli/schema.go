@@ -53,6 +53,12 @@ func validate(s *schema.Schema, verb *Verb, req Request) error {
 		details[i] = map[string]any{"path": p.Path, "message": p.Message}
 	}
 	first := problems[0]
+	for _, p := range problems {
+		if p.Broken { // the embedded schema's fault, not the request's
+			return Errorf(ExitInternal, "INTERNAL", "%s request: schema %s cannot judge it: %s", verb.Name, verb.Schema, p.Message).
+				WithDetails(map[string]any{"schema": verb.Schema, "problems": details})
+		}
+	}
 	loc := first.Path
 	if loc == "" {
 		loc = "/"

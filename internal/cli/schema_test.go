@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"testing/fstest"
+
+	"github.com/control-plane/cp/internal/schema"
 	"strings"
 	"testing"
 
@@ -86,4 +89,28 @@ func FuzzSchemaAgreement(f *testing.F) {
 			checkAgreement(t, n, doc)
 		}
 	})
+}
+
+// TestValidateBrokenSchemaInternal: a request that reaches a $ref of the
+// embedded schemas that does not resolve (a build whose schemas
+// TestSchemasCompile would refuse) is refused as INTERNAL (exit 5), the
+// schema's fault, never accepted, and never blamed on the request as a
+// SCHEMA_VIOLATION; a negation around the broken $ref does not accept it.
+func TestValidateBrokenSchemaInternal(t *testing.T) {
+	fsys := fstest.MapFS{
+		"x.request.json": {Data: []byte(`{"type":"object","properties":{"a":{"not":{"$ref":"gone.json"}},"b":{"type":"string"}}}`)},
+	}
+	s, err := schema.NewCompiler(fsys, "https://example.test/").LazyRefs().Compile("x.request.json")
+	require.NoError(t, err)
+	verb := &Verb{Name: "x", Schema: "x.request.json"}
+	require.NoError(t, validate(s, verb, Request{"b": "y"}), "a request that does not reach the $ref is judged as before")
+	err = validate(s, verb, Request{"b": 1})
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "SCHEMA_VIOLATION", e.Code)
+	err = validate(s, verb, Request{"a": "anything"})
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, "INTERNAL", e.Code, "%v", err)
+	require.Equal(t, ExitInternal, e.Exit)
+	require.Contains(t, e.Message, "gone.json")
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/control-plane/cp/internal/gatecmd"
 	"github.com/control-plane/cp/internal/installcmd"
 	"github.com/control-plane/cp/internal/ledgercmd"
+	"github.com/control-plane/cp/internal/llmcmd"
 	"github.com/control-plane/cp/internal/pkgcmd"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/routecmd"
@@ -42,6 +43,7 @@ var tools = map[string]dispatcher{
 	"cp-auth":    authcmd.Dispatch,
 	"cp-wo":      wocmd.Dispatch,
 	"cp-route":   routecmd.Dispatch,
+	"cp-llm":     llmcmd.Dispatch,
 }
 
 // The tokens of the matrix, one column each, in this order: every role
@@ -163,6 +165,16 @@ func matrixCases(dir string) []matrixCase {
 		{"ADADDDDDDD", "cp-route", r("route", "plane", "ho1", "work_order_id", "WO-20261206-999", "intent", "x"), auth.ActionRoute, "ho1"},
 		{"AAAAAAAAAA", "cp-route", r("route", "plane", "ho3", "replay", 1), auth.ActionRead, "ho3"},
 		{"AAAAAAAAAA", "cp-route", r("list-handlers"), auth.ActionRead, "ho3"},
+
+		// cp-llm: a call is the llm action at HO1 within the caller's work
+		// order and session (a worker's raw prompt is then refused by the
+		// gateway, not the firewall); recover settles reservations in HO2
+		// as an HO3 recovery, never a worker's (it writes LLM_CALLs for
+		// other work orders' reservations).
+		{"AAAAAAAAAA", "cp-llm", r("list-providers"), auth.ActionRead, "ho3"},
+		{"ADADDDDDDD", "cp-llm", r("recover"), auth.ActionRecover, "ho3"},
+		{"ADADDDDDAA", "cp-llm", r("complete", "prompt", "x", "work_order_id", matrixWO, "session_id", matrixSES), auth.ActionLLM, "ho1"},
+		{"ADADDDDDDD", "cp-llm", r("complete", "prompt", "x", "work_order_id", matrixWO, "session_id", otherSES), auth.ActionLLM, "ho1"},
 	}
 }
 

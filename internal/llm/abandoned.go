@@ -38,6 +38,7 @@ type Settled struct {
 type judge struct {
 	dir     string
 	f       *os.File
+	id      string // f's fileID
 	err     error
 	settled map[string]bool // reservations settled in this step already
 }
@@ -50,19 +51,34 @@ func (j *judge) close() {
 	}
 }
 
-// abandoned reports whether row rid is an abandoned reservation.
+// abandoned reports whether row rid is an abandoned reservation: marked
+// on this boot, on the very file the judge opened (the same inflight_file:
+// a lock on another file, one replaced since or another directory's,
+// cannot be seen from this one), and nobody holds its lock.
 func (j *judge) abandoned(rid string, row *spendRow) bool {
-	if row.settled || row.boot == "" || row.boot != bootID() || !inflightSupported {
+	if row.settled || !j.judgeable(row) {
 		return false
-	}
-	if j.f == nil && j.err == nil {
-		j.f, j.err = lockfile.Open(inflightFile(j.dir))
-	}
-	if j.err != nil {
-		return false // cannot tell: it counts in full, unsettled
 	}
 	held, err := inflightHeld(j.f, rid)
 	return err == nil && !held
+}
+
+// judgeable reports whether row's mark can be judged here: made on this
+// boot, on the lock file the judge has open. A judge that cannot open the
+// file judges nothing (fail closed: unsettled reservations count in full).
+func (j *judge) judgeable(row *spendRow) bool {
+	if row.boot == "" || row.boot != bootID() || row.lock == "" || !inflightSupported {
+		return false
+	}
+	if j.f == nil && j.err == nil {
+		if j.f, j.err = lockfile.Open(inflightFile(j.dir)); j.err == nil {
+			if j.id, j.err = fileID(j.f); j.err != nil {
+				j.f.Close()
+				j.f = nil
+			}
+		}
+	}
+	return j.err == nil && row.lock == j.id
 }
 
 // settle finds the abandoned reservations among ls's rows and returns the
@@ -126,8 +142,9 @@ type RecoverResult struct {
 	// mark: calls in flight, left alone.
 	InFlight int `json:"in_flight"`
 	// Unjudged counts unsettled reservations no caller here can judge
-	// (made on another boot or host, or before reservations were marked):
-	// they keep counting in full.
+	// (made on another boot or host, before reservations were marked, or
+	// marked on a lock file that is not the one at the path now): they
+	// keep counting in full.
 	Unjudged int `json:"unjudged"`
 }
 
@@ -165,7 +182,7 @@ func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 		row := all.reserved[rid]
 		switch {
 		case row.settled || row.max.Calls == 0:
-		case row.boot == "" || row.boot != bootID() || !inflightSupported:
+		case !j.judgeable(row) && j.err == nil:
 			res.Unjudged++
 		default:
 			res.InFlight++

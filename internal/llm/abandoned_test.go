@@ -1,9 +1,12 @@
 package llm
 
 import (
+	"github.com/control-plane/cp/pkg/ledger"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -32,7 +35,7 @@ func TestJudgeAbandoned(t *testing.T) {
 	h2.close() // its caller is gone
 
 	res := func(rid, boot string) *spendRow {
-		return &spendRow{max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}, boot: boot, wo: "WO-1", seq: 7,
+		return &spendRow{max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}, boot: boot, lock: h1.id, wo: "WO-1", seq: 7,
 			meta: map[string]any{"reservation_id": rid, "gen_ai.request.max_tokens": int64(200), "subject": "ops", "provider_id": "p"}}
 	}
 	ls := newLedgerSpend()
@@ -77,5 +80,89 @@ func TestGateKnowsLockFiles(t *testing.T) {
 	for _, p := range []string{inflightFile("d"), filepath.Join("d", "ledger", "llm-budget.lock")} {
 		require.Contains(t, gate.GatewayLockFiles, filepath.Base(p))
 		require.Equal(t, "ledger", filepath.Base(filepath.Dir(p)))
+	}
+}
+
+// TestJudgeOtherLockFile: a judge whose lock file is not the one a
+// reservation's mark is on (the file replaced while the caller holds its
+// mark, or a reservation that names no file) judges nothing: the caller's
+// lock cannot be seen from another file, and a live call must never be
+// settled as abandoned (the end-to-end case:
+// TestLLMInflightLockReplacedNotAbandoned).
+func TestJudgeOtherLockFile(t *testing.T) {
+	if !inflightSupported || bootID() == "" {
+		t.Skip("no in-flight marks on this system")
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
+	live := newReservationID()
+	h, err := openInflight(dir)
+	require.NoError(t, err)
+	defer h.close()
+	require.NoError(t, h.hold(live))
+	row := func(lock string) *ledgerSpend {
+		ls := newLedgerSpend()
+		ls.add(&ledger.Entry{EventType: EventReserved, Seq: 3, Metadata: map[string]any{"reservation_id": live,
+			"inflight_boot_id": bootID(), "inflight_file": lock, "max_cost_micro_usd": int64(9), "max_tokens_total": int64(9)}})
+		return ls
+	}
+	ds, _ := newJudge(dir).settle(row(h.id), "recover")
+	require.Empty(t, ds, "held on this very file: in flight")
+
+	require.NoError(t, os.Remove(inflightFile(dir)))
+	require.NoError(t, os.WriteFile(inflightFile(dir), nil, 0o644))
+	for _, lock := range []string{h.id, ""} {
+		j := newJudge(dir)
+		ds, _ := j.settle(row(lock), "recover")
+		require.Empty(t, ds, "lock file replaced, mark on %q: not judged", lock)
+		j.close()
+	}
+	// Once the caller is gone, a judge of the file it marked on would
+	// settle it; on the new file it stays unjudged, counting in full.
+	h.close()
+	ds, _ = newJudge(dir).settle(row(h.id), "recover")
+	require.Empty(t, ds)
+}
+
+// TestInflightLockPlanted: a FIFO or a symbolic link planted at
+// llm-inflight.lock (by a process that can write HO2's files) is never
+// opened through or waited on: a caller marks nothing (its reservation
+// counts in full, never settled by another), a judge judges nothing, and
+// neither blocks.
+func TestInflightLockPlanted(t *testing.T) {
+	if !inflightSupported || bootID() == "" {
+		t.Skip("no in-flight marks on this system")
+	}
+	for _, kind := range []string{"fifo", "symlink"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
+			target := filepath.Join(t.TempDir(), "elsewhere.lock")
+			require.NoError(t, os.WriteFile(target, nil, 0o644))
+			if kind == "fifo" {
+				require.NoError(t, syscall.Mkfifo(inflightFile(dir), 0o644))
+			} else {
+				require.NoError(t, os.Symlink(target, inflightFile(dir)))
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, err := openInflight(dir)
+				require.Error(t, err, "a caller takes no mark through a %s", kind)
+				rid := newReservationID()
+				ls := newLedgerSpend()
+				ls.add(&ledger.Entry{EventType: EventReserved, Seq: 1, Metadata: map[string]any{"reservation_id": rid,
+					"inflight_boot_id": bootID(), "inflight_file": "1:1", "max_cost_micro_usd": int64(1), "max_tokens_total": int64(1)}})
+				j := newJudge(dir)
+				ds, _ := j.settle(ls, "recover")
+				j.close()
+				require.Empty(t, ds, "a judge judges nothing through a %s", kind)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("blocked on a %s", kind)
+			}
+		})
 	}
 }

@@ -154,6 +154,7 @@ type spendRow struct {
 	meta    map[string]any
 	prompts []string
 	boot    string
+	lock    string // inflight_file: the lock file its mark is on (fileID)
 }
 
 func newLedgerSpend() *ledgerSpend { return &ledgerSpend{reserved: map[string]*spendRow{}} }
@@ -176,6 +177,7 @@ func (ls *ledgerSpend) add(e *ledger.Entry) {
 		row.wo, row.session = str(e.Metadata, "work_order_id"), str(e.Metadata, "session_id")
 		row.provider, row.subject = str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
 		row.seq, row.meta, row.prompts, row.boot = e.Seq, e.Metadata, e.PromptsUsed, str(e.Metadata, "inflight_boot_id")
+		row.lock = str(e.Metadata, "inflight_file")
 	case EventCall:
 		row.settled = true
 		calls := int64(1)

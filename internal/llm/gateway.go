@@ -687,6 +687,7 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 				g.warnf("%s: %v: reservation %s is not marked in flight", inflightFile(dir), err, p.rid)
 			} else {
 				meta["inflight_boot_id"] = bootID()
+				meta["inflight_file"] = marks.id
 			}
 		}
 		meta["max_cost_micro_usd"], meta["max_tokens_total"] = p.max.MicroUSD, p.max.Tokens

@@ -2,6 +2,7 @@ package llm
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -13,15 +14,38 @@ import (
 const inflightSupported = true
 
 // inflightHolder holds the in-flight locks of one batch of calls, on its
-// own open file description: closing it releases them all.
-type inflightHolder struct{ f *os.File }
+// own open file description: closing it releases them all. id names the
+// file (fileID) its reservations record as inflight_file.
+type inflightHolder struct {
+	f  *os.File
+	id string
+}
 
 func openInflight(dir string) (*inflightHolder, error) {
 	f, err := lockfile.Open(inflightFile(dir))
 	if err != nil {
 		return nil, err
 	}
-	return &inflightHolder{f: f}, nil
+	id, err := fileID(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &inflightHolder{f: f, id: id}, nil
+}
+
+// fileID names the open file f by its device and inode ("dev:ino"). While
+// a caller holds its mark the file stays open, so no other file can take
+// that inode on that device: a judge that opened a file of another id at
+// the same path (the lock file replaced, or another machine's directory
+// over the same PostgreSQL tier on this kernel) is not looking at the
+// caller's lock.
+func fileID(f *os.File) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d:%d", st.Dev, st.Ino), nil
 }
 
 // hold takes reservation rid's lock (never waiting: its offset is its

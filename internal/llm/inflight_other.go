@@ -12,7 +12,9 @@ import (
 // unsettled one counts in full, for ever.
 const inflightSupported = false
 
-type inflightHolder struct{}
+type inflightHolder struct{ id string }
+
+func fileID(*os.File) (string, error) { return "", errors.New("in-flight marks need Linux") }
 
 func openInflight(string) (*inflightHolder, error) {
 	return nil, errors.New("in-flight marks need Linux")

@@ -123,7 +123,69 @@ func (c *Compiler) Compile(name string) (*Schema, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !c.lazy {
+		if err := s.cycles(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// cycles returns an error if a $ref reachable from s leads back to where
+// it started without descending into the instance (through $ref, allOf,
+// anyOf, oneOf and not alone): validating anything against it would never
+// end. $refs not yet resolved (LazyRefs) are not followed.
+func (s *Schema) cycles() error {
+	const visiting, done = 1, 2
+	state := map[*Schema]int{}
+	var inPlace func(n *Schema) error
+	inPlace = func(n *Schema) error {
+		switch state[n] {
+		case visiting:
+			return fmt.Errorf("%s: a $ref cycle that consumes no instance (validation would never end)", n.url)
+		case done:
+			return nil
+		}
+		state[n] = visiting
+		kids := append(append(append([]*Schema{n.not}, n.allOf...), n.anyOf...), n.oneOf...)
+		if n.refURL != "" && (n.lazy == nil || n.resolved()) {
+			kids = append(kids, n.ref)
+		}
+		for _, k := range kids {
+			if k != nil {
+				if err := inPlace(k); err != nil {
+					return err
+				}
+			}
+		}
+		state[n] = done
+		return nil
+	}
+	seen := map[*Schema]bool{}
+	var all func(n *Schema) error
+	all = func(n *Schema) error {
+		if n == nil || seen[n] {
+			return nil
+		}
+		seen[n] = true
+		if err := inPlace(n); err != nil {
+			return err
+		}
+		kids := append(append(append([]*Schema{n.not, n.addlProps, n.items}, n.allOf...), n.anyOf...), n.oneOf...)
+		for _, k := range n.propOrder {
+			kids = append(kids, n.props[k])
+		}
+		if n.refURL != "" && (n.lazy == nil || n.resolved()) {
+			kids = append(kids, n.ref)
+		}
+		for _, k := range kids {
+			if err := all(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return all(s)
 }
 
 func (c *Compiler) doc(url string) (any, error) {
@@ -198,8 +260,25 @@ func (s *Schema) target() (*Schema, error) {
 }
 
 // Resolve resolves every $ref reachable from s now (see LazyRefs) and
-// returns the first that does not resolve or compile.
-func (s *Schema) Resolve() error { return s.resolve(map[*Schema]bool{}) }
+// returns the first that does not resolve or compile, or a cycle of them
+// that consumes no instance.
+func (s *Schema) Resolve() error {
+	if err := s.resolve(map[*Schema]bool{}); err != nil {
+		return err
+	}
+	return s.cycles()
+}
+
+// resolved reports whether a lazy $ref was resolved already (without
+// resolving it).
+func (s *Schema) resolved() bool {
+	if s.lazy == nil {
+		return true
+	}
+	s.lazy.mu.Lock()
+	defer s.lazy.mu.Unlock()
+	return s.ref != nil
+}
 
 func (s *Schema) resolve(seen map[*Schema]bool) error {
 	if s == nil || seen[s] {
@@ -400,14 +479,77 @@ func (c *Compiler) compile(s *Schema, v any, docURL, at string) error {
 type Problem struct {
 	Path    string `json:"path"` // JSON pointer into the instance
 	Message string `json:"message"`
+	// Broken marks a fault of the schema found while validating (a lazy
+	// $ref that does not resolve, a pattern that does not compile), not of
+	// the instance: the instance is refused, whatever encloses the fault
+	// (not, anyOf, oneOf), because nothing can say it is valid.
+	Broken bool `json:"-"`
 }
 
 // Validate reports the problems of v against s; none means valid. It stops
 // collecting after a few problems.
 func (s *Schema) Validate(v any) []Problem {
 	w := walker{}
+	w.own = cost{left: baseSteps, root: v}
+	w.cost = &w.own
 	s.check(v, &w)
 	return w.problems
+}
+
+// A validation's steps (schema nodes applied to instance values) are
+// bounded by its instance's size: a schema whose branches multiply (a
+// oneOf of two $refs to the next of sixty definitions: 2^60 steps) would
+// otherwise take for ever, and a request may bring its own schema. A
+// schema that needs more is a fault (Problem.Broken). A $ref chain that
+// does not descend into the instance is bounded too (a cycle that escaped
+// the compile-time check: a lazy $ref).
+const (
+	baseSteps       = 1 << 16
+	stepsPerNode    = 1 << 10
+	maxCountedNodes = 1 << 20
+	maxRefChain     = 128
+)
+
+type cost struct {
+	left      int
+	root      any  // the instance, counted (nodes) only if baseSteps run out
+	grown     bool // left grew by the instance's size
+	exhausted bool
+}
+
+// spend takes one step, and reports false once the budget is spent.
+func (c *cost) spend() bool {
+	if c.left--; c.left >= 0 {
+		return true
+	}
+	if !c.grown {
+		c.grown = true
+		c.left += stepsPerNode * nodes(c.root, maxCountedNodes)
+		return c.left >= 0
+	}
+	return false
+}
+
+// nodes counts v's values, up to most.
+func nodes(v any, most int) int {
+	n := 1
+	switch x := v.(type) {
+	case map[string]any:
+		for _, e := range x {
+			if n >= most {
+				break
+			}
+			n += nodes(e, most-n)
+		}
+	case []any:
+		for _, e := range x {
+			if n >= most {
+				break
+			}
+			n += nodes(e, most-n)
+		}
+	}
+	return n
 }
 
 // Valid reports whether v is valid against s.
@@ -424,16 +566,27 @@ type walker struct {
 	path     []string
 	stack    [16]string
 	problems []Problem
+	broken   *Problem // the first schema fault met (see Problem.Broken)
+	cost     *cost    // shared with sub-validations
+	own      cost     // the top-level walker's
+	refs     int      // $refs followed since the last descent into the instance
 }
 
-func (w *walker) push(k string) {
+// push descends into member or item k of the instance; it returns the
+// count of $refs followed at the level left, for pop.
+func (w *walker) push(k string) (refs int) {
 	if w.path == nil {
 		w.path = w.stack[:0]
 	}
 	w.path = append(w.path, k)
+	refs, w.refs = w.refs, 0
+	return refs
 }
 
-func (w *walker) pop() { w.path = w.path[:len(w.path)-1] }
+func (w *walker) pop(refs int) {
+	w.path = w.path[:len(w.path)-1]
+	w.refs = refs
+}
 
 func (w *walker) fail(format string, args ...any) {
 	if len(w.problems) < maxProblems {
@@ -445,7 +598,48 @@ func (w *walker) fail(format string, args ...any) {
 	}
 }
 
+// fault records a fault of the schema itself: a problem marked Broken,
+// kept past maxProblems, and carried out of every sub-validation.
+func (w *walker) fault(format string, args ...any) {
+	var b strings.Builder
+	for _, k := range w.path {
+		b.WriteString("/" + escape(k))
+	}
+	p := Problem{Path: b.String(), Message: fmt.Sprintf(format, args...), Broken: true}
+	w.problems = append(w.problems, p)
+	if w.broken == nil {
+		w.broken = &p
+	}
+}
+
+// validIn reports whether v is valid against s for a keyword that only
+// asks yes or no (anyOf, oneOf, not); a schema fault met on the way is
+// not a "no" but a fault of the enclosing validation too (fail closed).
+func (s *Schema) validIn(v any, w *walker) bool {
+	sub := walker{cost: w.cost, refs: w.refs}
+	s.check(v, &sub)
+	if sub.broken != nil {
+		if w.broken == nil {
+			w.fault("%s", sub.broken.Message)
+		}
+		return false
+	}
+	return len(sub.problems) == 0
+}
+
 func (s *Schema) check(v any, w *walker) {
+	if w.cost == nil {
+		w.own = cost{left: baseSteps, root: v}
+		w.cost = &w.own
+	}
+	if w.cost.exhausted {
+		return
+	}
+	if !w.cost.spend() {
+		w.cost.exhausted = true
+		w.fault("validation takes more steps than its instance's size allows: the schema's branches multiply")
+		return
+	}
 	if s.bool_ != nil {
 		if !*s.bool_ {
 			w.fail("not allowed")
@@ -454,9 +648,13 @@ func (s *Schema) check(v any, w *walker) {
 	}
 	if s.refURL != "" {
 		if ref, err := s.target(); err != nil {
-			w.fail("schema error: $ref %s: %v", s.refURL, err)
+			w.fault("schema error: $ref %s: %v", s.refURL, err)
+		} else if w.refs >= maxRefChain {
+			w.fault("schema error: $ref %s: more than %d $refs without descending into the instance (a $ref cycle)", s.refURL, maxRefChain)
 		} else {
+			w.refs++
 			ref.check(v, w)
+			w.refs--
 		}
 	}
 	if len(s.types) > 0 {
@@ -488,17 +686,17 @@ func (s *Schema) check(v any, w *walker) {
 		if s.props != nil || s.addlProps != nil {
 			for k, val := range x {
 				if p, ok := s.props[k]; ok {
-					w.push(k)
+					refs := w.push(k)
 					p.check(val, w)
-					w.pop()
+					w.pop(refs)
 				} else if s.addlProps != nil {
-					w.push(k)
+					refs := w.push(k)
 					if s.addlProps.bool_ != nil && !*s.addlProps.bool_ {
 						w.fail("unknown property %q", k)
 					} else {
 						s.addlProps.check(val, w)
 					}
-					w.pop()
+					w.pop(refs)
 				}
 			}
 		}
@@ -511,9 +709,9 @@ func (s *Schema) check(v any, w *walker) {
 		}
 		if s.items != nil {
 			for i, item := range x {
-				w.push(strconv.Itoa(i))
+				refs := w.push(strconv.Itoa(i))
 				s.items.check(item, w)
-				w.pop()
+				w.pop(refs)
 			}
 		}
 	case string:
@@ -528,7 +726,7 @@ func (s *Schema) check(v any, w *walker) {
 		}
 		if s.pattern != nil {
 			if ok, err := s.pattern.match(x); err != nil {
-				w.fail("pattern %s: %v", s.pattern.src, err) // fail closed
+				w.fault("pattern %s: %v", s.pattern.src, err) // fail closed
 			} else if !ok {
 				w.fail("does not match pattern %s", s.pattern.src)
 			}
@@ -548,21 +746,26 @@ func (s *Schema) check(v any, w *walker) {
 	for _, a := range s.allOf {
 		a.check(v, w)
 	}
-	if s.anyOf != nil && !slices.ContainsFunc(s.anyOf, func(a *Schema) bool { return a.Valid(v) }) {
-		w.fail("matches none of anyOf")
+	if s.anyOf != nil {
+		// The first branch that matches ends the search, as before; a
+		// broken branch reached on the way fails the validation.
+		ok := slices.ContainsFunc(s.anyOf, func(a *Schema) bool { return a.validIn(v, w) })
+		if !ok && w.broken == nil {
+			w.fail("matches none of anyOf")
+		}
 	}
 	if s.oneOf != nil {
 		n := 0
 		for _, o := range s.oneOf {
-			if o.Valid(v) {
+			if o.validIn(v, w) {
 				n++
 			}
 		}
-		if n != 1 {
+		if n != 1 && w.broken == nil {
 			w.fail("matches %d of oneOf, want exactly 1", n)
 		}
 	}
-	if s.not != nil && s.not.Valid(v) {
+	if s.not != nil && s.not.validIn(v, w) {
 		w.fail("matches a schema it must not")
 	}
 }

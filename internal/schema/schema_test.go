@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -123,4 +125,50 @@ func TestCompileDocument(t *testing.T) {
 	}
 	_, err = CompileDocument("urn:t/", "d.json", []byte(`{"type":`))
 	require.Error(t, err)
+}
+
+// TestLazyRefBrokenUnderNegation: a $ref that does not resolve fails the
+// validation that reaches it whatever encloses it. Under not, anyOf or
+// oneOf the failing branch alone used to count as "does not match", so
+// {"not":{"$ref":broken}} accepted every instance and a broken branch of
+// anyOf left the others to accept: fail open where the eager compiler
+// refused the schema outright. The problem is marked Broken (the schema's
+// fault, not the instance's).
+func TestLazyRefBrokenUnderNegation(t *testing.T) {
+	fsys := fstest.MapFS{
+		"not.json":   {Data: []byte(`{"not":{"$ref":"bad.json"}}`)},
+		"any.json":   {Data: []byte(`{"anyOf":[{"$ref":"missing.json"},{"type":"string"}]}`)},
+		"one.json":   {Data: []byte(`{"oneOf":[{"$ref":"bad.json"},{"type":"string"}]}`)},
+		"deep.json":  {Data: []byte(`{"properties":{"a":{"not":{"not":{"$ref":"bad.json"}}}}}`)},
+		"ok.json":    {Data: []byte(`{"not":{"$ref":"good.json"}}`)},
+		"good.json":  {Data: []byte(`{"type":"integer"}`)},
+		"bad.json":   {Data: []byte(`{"type":"string","minLenght":2}`)},
+		"patt.json":  {Data: []byte(`{"not":{"type":"string","pattern":"^a"}}`)},
+		"cycle.json": {Data: []byte(`{"anyOf":[{"$ref":"#/$defs/x"},{"type":"null"}],"$defs":{"x":{"$ref":"nowhere.json#/y"}}}`)},
+	}
+	for _, tc := range []struct {
+		name string
+		v    any
+	}{
+		{"not.json", "x"}, {"not.json", nil}, {"any.json", "x"}, {"one.json", "x"},
+		{"deep.json", map[string]any{"a": "x"}}, {"cycle.json", nil},
+	} {
+		s, err := NewCompiler(fsys, base).LazyRefs().Compile(tc.name)
+		require.NoError(t, err, tc.name)
+		p := s.Validate(tc.v)
+		require.NotEmpty(t, p, "%s accepted %v through a $ref that does not resolve", tc.name, tc.v)
+		require.True(t, slices.ContainsFunc(p, func(p Problem) bool { return p.Broken }), "%s: %v", tc.name, p)
+	}
+	// A $ref that resolves keeps its meaning under not.
+	s, err := NewCompiler(fsys, base).LazyRefs().Compile("ok.json")
+	require.NoError(t, err)
+	require.True(t, s.Valid("x"))
+	require.False(t, s.Valid(json.Number("1")))
+	// Ordinary failures under not are not Broken.
+	s, err = NewCompiler(fsys, base).LazyRefs().Compile("patt.json")
+	require.NoError(t, err)
+	require.True(t, s.Valid("b"))
+	p := s.Validate("a")
+	require.Len(t, p, 1)
+	require.False(t, p[0].Broken)
 }

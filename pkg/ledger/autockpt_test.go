@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"os"
@@ -294,4 +295,62 @@ func TestCheckSignedSelf(t *testing.T) {
 	require.Error(t, check([]byte(c.Text()+"\n"+string(sigOf8))), "our signature of other text")
 	trusted = note.VerifierList(otherV)
 	require.NoError(t, check(byOther), "another key's, trusted")
+}
+
+// TestCheckSignedBodyIsSignedText: the body a stored checkpoint is read as
+// (parseBody: up to the first blank line) must be the text the signature
+// covers (note.Open: up to the last). A note whose signed text holds a
+// blank line carries a second "body" after it, and Self accepted the
+// signature over the whole text while the checkpoint checked against the
+// ledger was only its first lines: a text the key signed for anything
+// else, whose first lines look like a checkpoint, passed as one. Signing
+// again refused it (other bytes), and so does every public reader
+// (OpenCheckpoint parses the signed text: an empty line is no
+// checkpoint). Also refused: a signature line that names our key and key
+// hash over another key's signature.
+func TestCheckSignedBodyIsSignedText(t *testing.T) {
+	skey, vkey, err := note.GenerateKey(rand.Reader, "plane-test-checkpoint")
+	require.NoError(t, err)
+	ours, err := keys.PairSigner(skey, vkey)
+	require.NoError(t, err)
+	plain, err := note.NewSigner(skey)
+	require.NoError(t, err)
+	ourV, err := keys.NewVerifier(vkey)
+	require.NoError(t, err)
+	oskey, _, err := note.GenerateKey(rand.Reader, "plane-test-checkpoint")
+	require.NoError(t, err)
+	other, err := note.NewSigner(oskey)
+	require.NoError(t, err)
+	c := Checkpoint{Origin: "plane-test/ho3/governance", Size: 7, Root: tlog.Hash{1, 2, 3}}
+	smuggled, err := note.Sign(&note.Note{Text: c.Text() + "\nanything the key signed\n"}, ours)
+	require.NoError(t, err)
+	body, err := parseBody(smuggled)
+	require.NoError(t, err)
+	require.Equal(t, c, body, "the first lines read as the checkpoint")
+
+	// our key name and hash, another key's signature
+	byOther, err := c.Sign(other)
+	require.NoError(t, err)
+	text, sig, _ := bytes.Cut(byOther, []byte("\n\n"))
+	line := strings.TrimSuffix(string(sig), "\n")
+	raw, err := base64.StdEncoding.DecodeString(line[strings.LastIndex(line, " ")+1:])
+	require.NoError(t, err)
+	binary.BigEndian.PutUint32(raw, ours.KeyHash())
+	collide := []byte(string(text) + "\n\n— " + ours.Name() + " " + base64.StdEncoding.EncodeToString(raw) + "\n")
+
+	for _, signer := range []note.Signer{ours, plain} {
+		for _, trusted := range []note.Verifiers{nil, note.VerifierList(ourV)} {
+			k := &CheckpointKey{Origin: c.Origin, Signer: signer}
+			if trusted != nil {
+				k.Trusted = func() (note.Verifiers, error) { return trusted, nil }
+			}
+			for name, b := range map[string][]byte{"signed text holds a blank line": smuggled, "our name and hash, another key": collide} {
+				c, err := parseBody(b)
+				require.NoError(t, err)
+				require.Error(t, k.checkSigned(b, c), "%s (signer %T, trusted %v)", name, signer, trusted != nil)
+			}
+		}
+	}
+	_, _, err = OpenCheckpoint(smuggled, note.VerifierList(ourV))
+	require.Error(t, err, "a public reader refuses it")
 }

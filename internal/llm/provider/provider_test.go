@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -212,4 +213,36 @@ func TestWireSchema(t *testing.T) {
 	require.Equal(t, int64(3), got["properties"].(map[string]any)["n"].(map[string]any)["maxLength"])
 	require.Equal(t, json.Number("1"), in["minimum"], "the original is left exact")
 	require.Nil(t, WireSchema(nil))
+}
+
+// TestCompileSchemaHostile: a request's schema whose $refs loop without
+// consuming the answer (validating any answer against it overflowed the
+// goroutine's stack: a fatal error that killed cp-llm, or cp-mcp serve
+// with it) is LLM_SCHEMA_UNSUPPORTED before any call; one whose branches
+// multiply is refused at the answer (LLM_OUTPUT_INVALID) in bounded time.
+func TestCompileSchemaHostile(t *testing.T) {
+	for name, s := range map[string]map[string]any{
+		"itself":         {"$ref": "#"},
+		"under not":      {"not": map[string]any{"$ref": "#"}},
+		"through $defs":  {"$defs": map[string]any{"a": map[string]any{"anyOf": []any{map[string]any{"$ref": "#/$defs/a"}}}}, "properties": map[string]any{"x": map[string]any{"$ref": "#/$defs/a"}}},
+		"through allOf":  {"allOf": []any{map[string]any{"type": "object"}, map[string]any{"$ref": "#"}}},
+		"through oneOf":  {"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"$ref": "#"}}},
+		"through anyOf ": {"anyOf": []any{map[string]any{"$ref": "#"}}},
+	} {
+		_, err := CompileSchema(s)
+		var e *Error
+		require.ErrorAs(t, err, &e, name)
+		require.Equal(t, CodeSchemaUnsupported, e.Code(), name)
+	}
+	defs := map[string]any{"d40": map[string]any{"type": "string"}}
+	for i := range 40 {
+		next := map[string]any{"$ref": fmt.Sprintf("#/$defs/d%d", i+1)}
+		defs[fmt.Sprintf("d%d", i)] = map[string]any{"oneOf": []any{next, next}}
+	}
+	out, err := CompileSchema(map[string]any{"$defs": defs, "$ref": "#/$defs/d0"})
+	require.NoError(t, err)
+	_, err = out.Check("test", `"x"`)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, CodeOutputInvalid, e.Code())
 }

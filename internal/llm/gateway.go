@@ -287,9 +287,6 @@ type prepared struct {
 	rid      string
 	budgets  []Budget
 	approval *workorder.Approval
-	// early is the call already started while its reservation was
-	// appended (startEarly), nil when it was not.
-	early *early
 }
 
 // Complete makes one governed call (see CompleteBatch).
@@ -710,23 +707,10 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 	if len(drafts) == 0 {
 		return nil, stopErr
 	}
-	// The first reserved call starts now, its requests held at their
-	// gate until the reservation is durable (see startEarly).
-	var pre *early
-	if n > 0 {
-		pre = g.startEarly(ctx, ps[0])
-	}
 	es, err := store.Append(ctx, drafts)
 	if err != nil {
 		// Nothing reserved (an append is one batch): nothing to call.
-		if pre != nil {
-			pre.abort(err)
-		}
 		return nil, err
-	}
-	if pre != nil {
-		pre.open()
-		ps[0].early = pre
 	}
 	if n == 0 && stop == nil {
 		return nil, stopErr // settlements only
@@ -800,16 +784,15 @@ func (g *Gateway) run(ctx context.Context, store ledger.Store, ps []*prepared) (
 // nil draft means nothing reached the provider.
 func (g *Gateway) call(ctx context.Context, p *prepared) (*Result, *ledger.Draft, error) {
 	c := p.call
+	start := time.Now()
 	var resp *provider.Response
 	var err error
-	var dur time.Duration
-	if p.early != nil {
-		resp, dur, err = p.early.wait()
+	if c.OnDelta != nil {
+		resp, err = p.prov.Stream(ctx, p.req, c.OnDelta)
 	} else {
-		start := time.Now()
-		resp, err = g.ask(ctx, p)
-		dur = time.Since(start)
+		resp, err = p.prov.Complete(ctx, p.req)
 	}
+	dur := time.Since(start)
 	var perr *provider.Error
 	if err != nil && !errors.As(err, &perr) {
 		if ctx.Err() != nil {
@@ -947,64 +930,4 @@ func cancelledError(e *provider.Error) *provider.Error {
 func sha(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return "sha256:" + hex.EncodeToString(h[:])
-}
-
-// ask makes the provider call of p.
-func (g *Gateway) ask(ctx context.Context, p *prepared) (*provider.Response, error) {
-	if p.call.OnDelta != nil {
-		return p.prov.Stream(ctx, p.req, p.call.OnDelta)
-	}
-	return p.prov.Complete(ctx, p.req)
-}
-
-// early is a call started before its reservation was durable. The SDK
-// builds and encodes its request meanwhile (a cold process's first call
-// spends a few hundred microseconds there, while the reservation's
-// fsyncs wait on the disk), but its requests wait at its gate: the
-// transport Open gives every provider (provider.Gated) sends nothing of
-// the call, not even a connection, until open, after the reservation's
-// append returned, so a reservation is durable before anything reaches
-// the provider, as when the call started after it. If the append fails,
-// abort fails the gate and ends the call's context: nothing is sent, and
-// the call's outcome is dropped.
-type early struct {
-	gate          *provider.Gate
-	cancel        context.CancelFunc
-	done          chan struct{}
-	opened, ended time.Time
-	resp          *provider.Response
-	err           error
-}
-
-// startEarly starts p's call behind a closed gate.
-func (g *Gateway) startEarly(ctx context.Context, p *prepared) *early {
-	e := &early{gate: provider.NewGate(), done: make(chan struct{})}
-	ctx, e.cancel = context.WithCancel(provider.WithGate(ctx, e.gate))
-	go func() {
-		defer close(e.done)
-		e.resp, e.err = g.ask(ctx, p)
-		e.ended = time.Now()
-	}()
-	return e
-}
-
-// open lets the call reach its provider: its reservation is durable.
-func (e *early) open() {
-	e.opened = time.Now()
-	e.gate.Open()
-}
-
-// abort stops a call whose reservation failed, before anything of it was
-// sent, and waits for it to end.
-func (e *early) abort(err error) {
-	e.gate.Fail(fmt.Errorf("not reserved: %w", err))
-	e.cancel()
-	<-e.done
-}
-
-// wait returns the call's outcome and its duration since the gate opened.
-func (e *early) wait() (*provider.Response, time.Duration, error) {
-	<-e.done
-	e.cancel()
-	return e.resp, max(e.ended.Sub(e.opened), 0), e.err
 }

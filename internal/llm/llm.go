@@ -167,8 +167,6 @@ type Options struct {
 	// pass their own). Required for anthropic and openai.
 	Getenv func(string) string
 	// HTTPClient sends the SDKs' requests (default: a new http.Client).
-	// Open sends through a copy of it whose transport holds a call's
-	// requests at its gate (provider.Gated), if its context has one.
 	HTTPClient *http.Client
 	// Retry is the one retry loop (zero: provider.Retry's defaults).
 	Retry provider.Retry
@@ -183,13 +181,6 @@ func Open(t *Target, opts Options) (provider.Provider, error) {
 	}
 	missing := &Error{code: CodeKeyMissing, Provider: p.ID, KeyEnv: KeyEnv(p),
 		Message: fmt.Sprintf("provider %s: %s is not set in the gateway's environment", p.ID, KeyEnv(p))}
-	hc := &http.Client{}
-	if opts.HTTPClient != nil {
-		c := *opts.HTTPClient
-		hc = &c
-	}
-	hc.Transport = provider.Gated(hc.Transport)
-	opts.HTTPClient = hc
 	switch p.Type {
 	case mock.Name:
 		return mock.Provider{}, nil

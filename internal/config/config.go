@@ -328,11 +328,11 @@ func parse(path string, b []byte) (any, error) {
 		var d GovernanceDoc
 		return &d, strict(path, b, &d)
 	case ProvidersPath:
-		var d ProvidersDoc
-		if err := strict(path, b, &d); err != nil {
-			return nil, err
+		d, err := providersOf(v)
+		if err != nil {
+			return nil, invalid(path, "%v", err)
 		}
-		return &d, providerRules(&d)
+		return d, providerRules(d)
 	default:
 		var d RouterPolicyDoc
 		return &d, strict(path, b, &d)

@@ -19,17 +19,22 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/internal/pgtest"
 )
 
 // cpLedger is the binary under test, built once by TestMain; home is the
 // HOME its processes see.
 var cpLedger, home string
 
+// TestMain builds cp-ledger and starts a throwaway PostgreSQL for the
+// tests whose tier is in a database (pgtest: skipped without one, a
+// failure in CI).
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
+	os.Exit(runMain(pgtest.M(m)))
 }
 
-func runMain(m *testing.M) int {
+func runMain(m interface{ Run() int }) int {
 	tmp, err := os.MkdirTemp("", "cp-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/control-plane/cp/internal/llm/llmtest"
+	"github.com/control-plane/cp/internal/pgtest"
 )
 
 var (
@@ -107,6 +109,52 @@ func TestLLMBudgetRace(t *testing.T) {
 	defer srv.Close()
 	srv.Stream(1, 300*time.Millisecond)
 	p := newLLMPlane(t, 5, srv.ProvidersJSON(""))
+	budgetRace(t, p, srv, nil)
+	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_RESERVED"))
+	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_CALL"))
+	require.Equal(t, 3, p.count(t, ho2Ledger, "LLM_REFUSED"))
+}
+
+// TestLLMBudgetRacePostgres is TestLLMBudgetRace with HO2, the budget
+// ledger, in PostgreSQL (cp-ledger migrate): a store without the file
+// store's append lock, so each gateway holds the budget through
+// ledger/llm-budget.lock beside the tier, across its sums and its
+// reservation's transaction. Exactly five of the eight calls succeed, no
+// refused call reaches the provider, and the ledger in the database holds
+// five LLM_RESERVED, five LLM_CALL and three LLM_REFUSED and verifies.
+// (That lock is a file: it serializes the gateways of one host; see the
+// README for gateways on several hosts sharing the tier.)
+func TestLLMBudgetRacePostgres(t *testing.T) {
+	dsn := pgtest.DB(t)
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Stream(1, 300*time.Millisecond)
+	p := newLLMPlane(t, 5, srv.ProvidersJSON(""))
+	env := []string{"CP_TEST_LEDGER_DSN=" + dsn}
+	p.mustEnv(t, cpLedger, env, "migrate", "--plane", "ho2", "--to", "postgres", "--name", "workorder-llm", "--dsn-env", "CP_TEST_LEDGER_DSN")
+	_, err := os.Stat(filepath.Join(p.root, ho2Ledger))
+	require.ErrorIs(t, err, fs.ErrNotExist, "HO2's ledger moved to the database")
+	budgetRace(t, p, srv, env)
+	count := func(et string) int {
+		r := p.runEnv(t, cpLedger, env, "show", "--plane", "ho2", "--event-type", et)
+		require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+		return bytes.Count(r.stdout, []byte(`"event_type":"`+et+`"`))
+	}
+	require.Equal(t, 5, count("LLM_RESERVED"))
+	require.Equal(t, 5, count("LLM_CALL"))
+	require.Equal(t, 3, count("LLM_REFUSED"))
+	r := p.runEnv(t, cpLedger, env, "verify", "--plane", "ho2")
+	require.Equal(t, 0, r.code, "the ledger in the database verifies: %s%s", r.stdout, r.stderr)
+	_, err = os.Stat(filepath.Join(p.root, "planes", "ho2", "ledger", "llm-budget.lock"))
+	require.NoError(t, err, "the gateways held the budget through the lock file beside the tier")
+}
+
+// budgetRace starts eight cp-llm calls at once under p's work order
+// (whose budget allows five; env: more of their environment) and
+// requires exactly five answers and three BUDGET_EXCEEDED, and the five
+// alone at the provider.
+func budgetRace(t *testing.T, p woPlane, srv *llmtest.Server, env []string) {
+	t.Helper()
 	const n = 8
 	rs := make([]result, n)
 	var wg sync.WaitGroup
@@ -116,7 +164,7 @@ func TestLLMBudgetRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			rs[i] = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+			rs[i] = p.runEnv(t, cpLLM, env, p.llmArgs("--provider", "local-openai")...)
 		}()
 	}
 	close(start)
@@ -136,9 +184,23 @@ func TestLLMBudgetRace(t *testing.T) {
 	require.Equal(t, 5, ok, "exactly five calls fit the budget")
 	require.Equal(t, 3, refused)
 	require.Equal(t, 5, srv.Calls(), "no refused call reached the provider")
-	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_RESERVED"))
-	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_CALL"))
-	require.Equal(t, 3, p.count(t, ho2Ledger, "LLM_REFUSED"))
+}
+
+// runEnv runs bin as the admin with env added to its environment.
+func (p woPlane) runEnv(t *testing.T, bin string, env []string, args ...string) result {
+	t.Helper()
+	cmd := p.cmd(bin, p.admin, nil, args...)
+	cmd.Env = append(cmd.Env, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	_ = cmd.Run()
+	return result{out.Bytes(), errb.Bytes(), cmd.ProcessState.ExitCode()}
+}
+
+func (p woPlane) mustEnv(t *testing.T, bin string, env []string, args ...string) {
+	t.Helper()
+	r := p.runEnv(t, bin, env, args...)
+	require.Equal(t, 0, r.code, "%s %v: %s%s", filepath.Base(bin), args, r.stdout, r.stderr)
 }
 
 // TestLLMKilledCallerChargedInFull kills cp-llm with SIGKILL while its

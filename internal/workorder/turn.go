@@ -436,7 +436,15 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 	}
 	// Turn numbers run 1, 2, ... in a session (each the previous + 1), so
 	// the last one is also the session's count.
-	last, err := lastTurn(ctx, l)
+	// The search for the last turn starts where the anchor pass just
+	// read the session's size (the turns since, if any, are found too).
+	sst, read := ch.SessionRead()
+	if !read {
+		if sst, err = l.State(ctx); err != nil {
+			return nil, err
+		}
+	}
+	last, err := lastTurnBelow(ctx, l, sst.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -910,8 +918,15 @@ func lastTurn(ctx context.Context, l ledger.Store) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return lastTurnBelow(ctx, l, st.Size)
+}
+
+// lastTurnBelow is lastTurn with the windows counted back from size (the
+// ledger's size as the caller read it: turns appended since are found
+// too, the windows reaching to the end).
+func lastTurnBelow(ctx context.Context, l ledger.Store, size int64) (int64, error) {
 	for window := int64(1); ; window *= 4 {
-		from := max(0, st.Size-window)
+		from := max(0, size-window)
 		var last *ledger.Entry
 		err := l.Find(ctx, ledger.Query{EventTypes: []string{EventTurn}, From: from}, func(e *ledger.Entry) bool {
 			last = e

@@ -138,7 +138,7 @@ func Load(root string) ([]Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks, err := parseOnce(b)
+	ks, err := parse(b)
 	if err != nil {
 		var te *Error
 		if errors.As(err, &te) {
@@ -147,44 +147,6 @@ func Load(root string) ([]Key, error) {
 		return nil, err
 	}
 	return ks, nil
-}
-
-// lastParsed is the last file parse accepted in this process and its
-// keys: a process reads the file more than once (a cp-wo turn: the
-// token's auth keys, then the approval's work-order keys), and the same
-// bytes give the same keys.
-var lastParsed struct {
-	sync.Mutex
-	b    []byte
-	keys []Key
-}
-
-// parseOnce is parse, the keys of bytes identical to the last ones it
-// accepted reused (copies: a caller may change what it is given).
-func parseOnce(b []byte) ([]Key, error) {
-	lastParsed.Lock()
-	if lastParsed.b != nil && bytes.Equal(lastParsed.b, b) {
-		ks := cloneKeys(lastParsed.keys)
-		lastParsed.Unlock()
-		return ks, nil
-	}
-	lastParsed.Unlock()
-	ks, err := parse(b)
-	if err != nil {
-		return nil, err
-	}
-	lastParsed.Lock()
-	lastParsed.b, lastParsed.keys = bytes.Clone(b), cloneKeys(ks)
-	lastParsed.Unlock()
-	return ks, nil
-}
-
-func cloneKeys(ks []Key) []Key {
-	out := slices.Clone(ks)
-	for i := range out {
-		out[i].Purposes = slices.Clone(out[i].Purposes)
-	}
-	return out
 }
 
 // parse parses the trusted-keys file strictly.

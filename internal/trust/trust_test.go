@@ -73,34 +73,6 @@ func TestLoad(t *testing.T) {
 	require.Empty(t, ks)
 }
 
-// A file read again with the same bytes gives the same keys, as copies
-// (what a caller does to its keys is not what the next Load returns); a
-// file that changed, or no longer holds, is parsed again.
-func TestLoadAgain(t *testing.T) {
-	root := writeTrusted(t, trustedFile)
-	ks, err := Load(root)
-	require.NoError(t, err)
-	ks[0].Purposes[0], ks[1].Name = "auth", "changed"
-	again, err := Load(root)
-	require.NoError(t, err)
-	require.Equal(t, "package", again[0].Purposes[0])
-	require.Equal(t, "ops", again[1].Name)
-
-	file := filepath.Join(root, "config", "trusted_keys.json")
-	require.NoError(t, os.WriteFile(file, []byte(strings.Replace(trustedFile, `"work_order"`, `"auth"`, 1)), 0o644))
-	changed, err := Load(root)
-	require.NoError(t, err)
-	require.Equal(t, []string{"auth"}, changed[2].Purposes)
-
-	require.NoError(t, os.WriteFile(file, []byte(strings.Replace(trustedFile, `"work_order"`, `"nothing"`, 1)), 0o644))
-	_, err = Load(root)
-	require.Error(t, err)
-	require.NoError(t, os.WriteFile(file, []byte(trustedFile), 0o644))
-	ks, err = Load(root)
-	require.NoError(t, err)
-	require.Equal(t, []string{"work_order"}, ks[2].Purposes)
-}
-
 func TestLoadMissing(t *testing.T) {
 	root := t.TempDir()
 	ks, err := Load(root) // no config directory

@@ -1,32 +1,56 @@
 package schema
 
-import "regexp/syntax"
+import (
+	"regexp/syntax"
+	"unicode"
+	"unicode/utf8"
+)
 
 // simplePattern is a pattern of the one shape most schemas here use,
 // matched without compiling a regexp: anchored at both ends (^...$), a
-// sequence of ASCII literals and ASCII character classes, each repeated
-// a fixed or bounded number of times, such as ^sha256:[0-9a-f]{64}$,
+// sequence of ASCII literals and character classes (of ASCII characters,
+// or of every character but some ASCII ones, as [^+\s]), each repeated a
+// fixed or bounded number of times, such as ^sha256:[0-9a-f]{64}$,
 // ^WO-[0-9]{8}-[0-9]{3}$ or ^PKG-[A-Z0-9-]+$. regexp.Compile of such a
 // pattern is most of a request's validation (the {64} alone is 64
 // instructions), and every process pays it again.
 //
 // It is taken only where one greedy pass decides the match exactly as
-// the regexp would: an item repeated a variable number of times is the
-// last one, or is followed by an item repeated a fixed number of times
-// (at least once) whose characters it cannot match, so that no match
-// ever needs to give characters back. Every other pattern keeps
-// regexp (FuzzSimplePattern holds the two to the same answers).
+// the regexp would: an item repeated a variable number of times shares
+// no character with any item after it, up to and including the next one
+// that must match at least once, so that no match ever needs to give
+// characters back. Every other pattern keeps regexp (FuzzSimplePattern
+// holds the two to the same answers).
 type simplePattern []simpleItem
 
 // simpleItem is one character set, matched min to max times (max -1:
 // unbounded).
 type simpleItem struct {
 	set      [2]uint64 // ASCII bit set
+	other    bool      // every character beyond ASCII is in the set too
 	min, max int
 }
 
-func (it *simpleItem) has(c byte) bool {
-	return c < 128 && it.set[c>>6]&(1<<(c&63)) != 0
+// at returns the width of the character at s[i] when the set holds it,
+// else 0. Beyond ASCII it decodes as regexp does (a byte that is not
+// UTF-8 is one U+FFFD).
+func (it *simpleItem) at(s string, i int) int {
+	if c := s[i]; c < utf8.RuneSelf {
+		if it.set[c>>6]&(1<<(c&63)) != 0 {
+			return 1
+		}
+		return 0
+	}
+	if !it.other {
+		return 0
+	}
+	_, w := utf8.DecodeRuneInString(s[i:])
+	return w
+}
+
+// disjoint reports whether no character is in both sets.
+func (it *simpleItem) disjoint(o *simpleItem) bool {
+	return it.set[0]&o.set[0] == 0 && it.set[1]&o.set[1] == 0 && !(it.other && o.other)
 }
 
 // newSimplePattern returns re's simple form, or nil when it has none.
@@ -92,22 +116,27 @@ func newSimplePattern(re *syntax.Regexp) simplePattern {
 		it.min, it.max = min, max
 		p = append(p, it)
 	}
-	// No backtracking: a variable item is last, or followed by a fixed
-	// one it cannot eat into.
-	for i, it := range p {
-		if it.min == it.max || i == len(p)-1 {
+	// No backtracking: a variable item shares no character with the
+	// items after it, up to and including the first that must match at
+	// least once (the one a shorter run would hand its characters to).
+	for i := range p {
+		if p[i].min == p[i].max {
 			continue
 		}
-		next := p[i+1]
-		if next.min != next.max || next.min < 1 || it.set[0]&next.set[0] != 0 || it.set[1]&next.set[1] != 0 {
-			return nil
+		for k := i + 1; k < len(p); k++ {
+			if !p[i].disjoint(&p[k]) {
+				return nil
+			}
+			if p[k].min >= 1 {
+				break
+			}
 		}
 	}
 	return p
 }
 
 func literalItem(r rune) (simpleItem, bool) {
-	if r < 0 || r >= 128 {
+	if r < 0 || r >= utf8.RuneSelf {
 		return simpleItem{}, false
 	}
 	var it simpleItem
@@ -116,14 +145,23 @@ func literalItem(r rune) (simpleItem, bool) {
 	return it, true
 }
 
-// classItem is a class of ASCII characters only (a class reaching
-// beyond ASCII, as a negated one does, keeps regexp).
+// classItem is a class of ASCII characters, or of every character beyond
+// ASCII and some ASCII ones (a negated class of ASCII characters); any
+// other class keeps regexp.
 func classItem(re *syntax.Regexp) (simpleItem, bool) {
 	var it simpleItem
 	for i := 0; i+1 < len(re.Rune); i += 2 {
 		lo, hi := re.Rune[i], re.Rune[i+1]
-		if lo < 0 || hi >= 128 || lo > hi {
+		if lo < 0 || lo > hi {
 			return simpleItem{}, false
+		}
+		if hi >= utf8.RuneSelf {
+			// Only as the class's last range, and reaching the last
+			// rune: every character beyond ASCII.
+			if i+2 != len(re.Rune) || hi != unicode.MaxRune || lo > utf8.RuneSelf {
+				return simpleItem{}, false
+			}
+			it.other, hi = true, utf8.RuneSelf-1
 		}
 		for c := lo; c <= hi; c++ {
 			it.set[c>>6] |= 1 << (c & 63)
@@ -140,8 +178,12 @@ func (p simplePattern) match(s string) bool {
 	for k := range p {
 		it := &p[k]
 		n := 0
-		for i < len(s) && (it.max < 0 || n < it.max) && it.has(s[i]) {
-			i++
+		for i < len(s) && (it.max < 0 || n < it.max) {
+			w := it.at(s, i)
+			if w == 0 {
+				break
+			}
+			i += w
 			n++
 		}
 		if n < it.min {

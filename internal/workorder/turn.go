@@ -85,10 +85,10 @@ func ParseHeader(b []byte) (*Header, error) {
 	return DecodeHeader(b)
 }
 
-// DecodeHeader decodes a turn header that was already held to
-// turn_header.schema.json (cp-wo turn's request schema holds its fields
-// to it), strictly: no unknown field, no second value (WO_INVALID
-// otherwise). Any other caller uses ParseHeader.
+// DecodeHeader decodes the JSON of a turn header that was already held
+// to turn_header.schema.json, strictly: no unknown field, no second value
+// (WO_INVALID otherwise). cp-wo turn, whose request is already decoded,
+// uses HeaderOf; any caller with bytes not yet validated, ParseHeader.
 func DecodeHeader(b []byte) (*Header, error) {
 	var h Header
 	d := json.NewDecoder(bytes.NewReader(b))

@@ -121,6 +121,13 @@ type Verb struct {
 	Scope func(c *Call, req Request) (root, tier, session string, err error)
 	// Stream verbs take NDJSON on stdin, one request per line.
 	Stream bool
+	// SignalEnds, on a verb whose every instant is crash-safe (its kill -9
+	// test: what it wrote is wholly there or repaired by the next writer),
+	// keeps the default dispositions while it runs, as a one-entry append
+	// does: a SIGINT or SIGTERM ends the process at once instead of
+	// cancelling the verb's context, and the process does not pay for the
+	// handler's thread (see watchSignals).
+	SignalEnds bool
 	// Run answers one request.
 	Run func(ctx context.Context, c *Call, req Request) Outcome
 	// Batch, if set on a stream verb, answers requests that arrived together
@@ -325,7 +332,9 @@ func (r *runner) run(ctx context.Context, args []string, stdin io.Reader, stdout
 	if err != nil {
 		return r.fail(err)
 	}
-	watchSignals(ctx)
+	if !verb.SignalEnds {
+		watchSignals(ctx)
+	}
 	return r.finish(verb, r.runBatch(ctx, verb, []Request{req})[0])
 }
 

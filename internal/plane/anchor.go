@@ -148,6 +148,8 @@ type Chain struct {
 	// last anchors; dropped when the pass appends to it, and at the next
 	// pass. A child's state is always read afresh (link).
 	states map[ledger.Store]ledger.State
+	// read holds each child's state as the last pass read it (Read).
+	read map[ledger.Store]ledger.State
 }
 
 // OpenChain opens the anchor chain of a step under work order woID (may
@@ -156,7 +158,7 @@ type Chain struct {
 // (a missing one is AnchorChain's to judge: LEDGER_TRUNCATED when an
 // anchor names it, SESSION_NOT_FOUND otherwise). Close it.
 func OpenChain(root string, actor Actor, woID, sessionID string) (_ *Chain, err error) {
-	c := &Chain{root: root, actor: actor, woID: woID, sid: sessionID, last: map[string]*Anchor{}}
+	c := &Chain{root: root, actor: actor, woID: woID, sid: sessionID, last: map[string]*Anchor{}, read: map[ledger.Store]ledger.State{}}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -219,6 +221,18 @@ func OpenChain(root string, actor Actor, woID, sessionID string) (_ *Chain, err 
 // Session returns the session's ledger, opened for appending (nil
 // without a session, or when its ledger did not exist at OpenChain).
 func (c *Chain) Session() ledger.Store { return c.ses }
+
+// SessionRead returns the session ledger's state as the last anchor
+// pass read it (ok false: not read). It may be older than the ledger
+// (an append outside the work-order lock since): a place to start a
+// search from, not what the ledger holds.
+func (c *Chain) SessionRead() (st ledger.State, ok bool) {
+	if c.ses == nil {
+		return ledger.State{}, false
+	}
+	st, ok = c.read[c.ses]
+	return st, ok
+}
 
 // HO2 returns HO2's ledger where its tier.json says, opened for
 // appending.
@@ -292,7 +306,13 @@ func (c *Chain) link(ctx context.Context, ps ledger.Store, pt Tier, cs ledger.St
 	// than the anchor would read as a cut history.
 	var state func(context.Context) (ledger.State, error)
 	if cs != nil {
-		state = cs.State
+		state = func(ctx context.Context) (ledger.State, error) {
+			st, err := cs.State(ctx)
+			if err == nil {
+				c.read[cs] = st
+			}
+			return st, err
+		}
 	}
 	e, wrote, err := anchor(ctx, ps, pt, last, cs, state, dir, t, rel, filepath.Join(c.root, filepath.FromSlash(rel)), a)
 	if wrote != nil {

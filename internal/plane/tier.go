@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/pkg/jcs"
@@ -239,11 +237,24 @@ func Dir(root, planeID string) (string, error) {
 	return "", fmt.Errorf("unknown plane %q (want ho3, ho2 or ho1)", planeID)
 }
 
-// sessionID is an HO1 session id (DESIGN.md §13): SES-YYYYMMDD-<8 hex>;
-// compiled on first use, not at package init (every binary links plane).
-var sessionID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^SES-[0-9]{8}-[0-9a-f]{8}$`) })
-
-// ValidSessionID reports whether id is an HO1 session id. Check it before
-// a path is built from one (planes/ho1/sessions/<id>/...), and before a
-// token is bound to one.
-func ValidSessionID(id string) bool { return sessionID().MatchString(id) }
+// ValidSessionID reports whether id is an HO1 session id (DESIGN.md §13):
+// SES-YYYYMMDD-<8 lowercase hex>. Check it before a path is built from one
+// (planes/ho1/sessions/<id>/...), and before a token is bound to one. No
+// regexp (FuzzValidSessionID holds this to ^SES-[0-9]{8}-[0-9a-f]{8}$):
+// its compilation was a measurable part of every turn.
+func ValidSessionID(id string) bool {
+	if len(id) != len("SES-YYYYMMDD-01234567") || id[:4] != "SES-" || id[12] != '-' {
+		return false
+	}
+	for i := 4; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case i == 12:
+		case '0' <= c && c <= '9':
+		case i > 12 && 'a' <= c && c <= 'f':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -2,7 +2,6 @@ package wocmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -147,14 +146,10 @@ func turn(ctx context.Context, c *cli.Call, req cli.Request) cli.Outcome {
 			hdr[k] = v
 		}
 	}
-	b, err := json.Marshal(hdr)
-	if err != nil {
-		return cli.Outcome{Err: err}
-	}
 	// The request path held the request to cp-wo.turn.request.json,
-	// whose fields are turn_header.schema.json's: decoded, not validated
-	// again.
-	h, err := workorder.DecodeHeader(b)
+	// whose fields are turn_header.schema.json's: taken as they are, not
+	// validated again.
+	h, err := workorder.HeaderOf(hdr)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

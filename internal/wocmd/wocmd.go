@@ -158,7 +158,10 @@ func tool() *cli.Tool {
 				{Name: "sub", Kind: cli.String, Usage: "the worker token's subject (default worker-<session>)"},
 				{Name: "key", Kind: cli.String, Usage: "the auth signing key (default: the plane's, outside it)"},
 			}},
-		{Name: "turn", Schema: "cp-wo.turn.request.json", Action: cli.ActionWOStep, Tier: "ho1", Scope: turnScope, Run: turn, Text: turnText,
+		// A turn is crash-safe at every instant (TestKillDuringTurnAndComplete):
+		// the work-order lock goes with the process, a torn TURN is repaired
+		// and an unanchored one anchored by the next step.
+		{Name: "turn", Schema: "cp-wo.turn.request.json", Action: cli.ActionWOStep, Tier: "ho1", Scope: turnScope, Run: turn, Text: turnText, SignalEnds: true,
 			Flags: []cli.Flag{woFlag(), {Name: "session", Kind: cli.String, Field: "session_id", Usage: "the session (default: the token's)"}}},
 		{Name: "complete", Schema: "cp-wo.complete.request.json", Action: cli.ActionWOStep, Tier: "ho2", Run: complete, Text: completeText,
 			Args: []string{"work_order_id"}, Flags: []cli.Flag{woFlag(), {Name: "result-sha256", Kind: cli.String, Usage: "the hash of the work's result"}}},

@@ -1,7 +1,9 @@
 package workorder
 
 import (
+	"regexp"
 	"testing"
+	"time"
 )
 
 // FuzzParse: the work-order reader never panics, and what it accepts has
@@ -64,4 +66,24 @@ func containsAny(s, chars string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzValidID holds ValidID to the pattern it replaced,
+// ^WO-([0-9]{8})-([0-9]{3})$ with a real date and NNN from 001.
+func FuzzValidID(f *testing.F) {
+	re := regexp.MustCompile(`^WO-([0-9]{8})-([0-9]{3})$`)
+	for _, s := range []string{"WO-20261206-001", "WO-20261206-000", "WO-20261306-001", "WO-20260229-001", "WO-20240229-001", "WO-20261206-01",
+		"WO-20261206-0011", "WO-20261206-001\n", "wo-20261206-001", "WO-2026120a-001", "WO-20261206_001", "", "WO-20261206-00é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := false
+		if m := re.FindStringSubmatch(s); m != nil && m[2] != "000" {
+			_, err := time.Parse("20060102", m[1])
+			want = err == nil
+		}
+		if got := ValidID(s); got != want {
+			t.Fatalf("ValidID(%q) = %v, want %v", s, got, want)
+		}
+	})
 }

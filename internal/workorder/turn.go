@@ -85,10 +85,10 @@ func ParseHeader(b []byte) (*Header, error) {
 	return DecodeHeader(b)
 }
 
-// DecodeHeader decodes a turn header that was already held to
-// turn_header.schema.json (cp-wo turn's request schema holds its fields
-// to it), strictly: no unknown field, no second value (WO_INVALID
-// otherwise). Any other caller uses ParseHeader.
+// DecodeHeader decodes the JSON of a turn header that was already held
+// to turn_header.schema.json, strictly: no unknown field, no second value
+// (WO_INVALID otherwise). cp-wo turn, whose request is already decoded,
+// uses HeaderOf; any caller with bytes not yet validated, ParseHeader.
 func DecodeHeader(b []byte) (*Header, error) {
 	var h Header
 	d := json.NewDecoder(bytes.NewReader(b))
@@ -103,9 +103,209 @@ func DecodeHeader(b []byte) (*Header, error) {
 	return &h, nil
 }
 
+// HeaderOf builds a turn header from request members already held to
+// turn_header.schema.json's fields (cp-wo turn's request schema holds
+// them to it), valued as the request path decodes JSON (json.Number for
+// numbers), without a JSON round trip: what DecodeHeader of their JSON
+// gives, as strictly (a member that is no header field, a value of
+// another type, a turn number that is not an integer: WO_INVALID).
+func HeaderOf(m map[string]any) (*Header, error) {
+	bad := func(format string, args ...any) (*Header, error) {
+		return nil, refuse(CodeInvalid, nil, "turn header: %s", fmt.Sprintf(format, args...))
+	}
+	h := &Header{}
+	for k, v := range m {
+		var ok bool
+		switch k {
+		case "turn_number":
+			h.TurnNumber, ok = intOf(v)
+		case "work_order_id":
+			h.WorkOrderID, ok = v.(string)
+		case "declared_inputs":
+			var xs []any
+			if xs, ok = v.([]any); ok {
+				h.DeclaredInputs = make([]Input, len(xs))
+				for i, x := range xs {
+					if ok = inputOf(x, &h.DeclaredInputs[i]); !ok {
+						return bad("declared_inputs[%d] is not an input ({path, sha256}, {ledger, seq, entry_hash} or {artifact, version})", i)
+					}
+				}
+			}
+		case "prompts_used":
+			var xs []any
+			if xs, ok = v.([]any); ok {
+				h.PromptsUsed = make([]string, len(xs))
+				for i, x := range xs {
+					if h.PromptsUsed[i], ok = x.(string); !ok {
+						break
+					}
+				}
+			}
+		case "outputs":
+			var xs []any
+			if xs, ok = v.([]any); ok {
+				h.Outputs = make([]Output, len(xs))
+				for i, x := range xs {
+					if ok = outputOf(x, &h.Outputs[i]); !ok {
+						return bad("outputs[%d] is not an output ({path, sha256} or {text_sha256})", i)
+					}
+				}
+			}
+		default:
+			return bad("unknown field %q", k)
+		}
+		if !ok {
+			return bad("%s: a value of the wrong type", k)
+		}
+	}
+	return h, nil
+}
+
+// intOf reads an integer as the request path decodes it.
+func intOf(v any) (int64, bool) {
+	switch n := v.(type) {
+	case json.Number:
+		i, err := strconv.ParseInt(string(n), 10, 64)
+		return i, err == nil
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	}
+	return 0, false
+}
+
+func inputOf(x any, in *Input) bool {
+	m, ok := x.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k, v := range m {
+		var s string
+		if k != "seq" {
+			if s, ok = v.(string); !ok {
+				return false
+			}
+		}
+		switch k {
+		case "path":
+			in.Path = s
+		case "sha256":
+			in.SHA256 = s
+		case "ledger":
+			in.Ledger = s
+		case "seq":
+			n, ok := intOf(v)
+			if !ok {
+				return false
+			}
+			in.Seq = &n
+		case "entry_hash":
+			in.EntryHash = s
+		case "artifact":
+			in.Artifact = s
+		case "version":
+			in.Version = s
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func outputOf(x any, o *Output) bool {
+	m, ok := x.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k, v := range m {
+		s, ok := v.(string)
+		if !ok {
+			return false
+		}
+		switch k {
+		case "path":
+			o.Path = s
+		case "sha256":
+			o.SHA256 = s
+		case "text_sha256":
+			o.TextSHA256 = s
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// value returns the header as plain JSON values, as json.Marshal of it
+// and a decode would (empty optional members left out).
+func (h *Header) value() map[string]any {
+	m := map[string]any{"turn_number": json.Number(strconv.FormatInt(h.TurnNumber, 10)), "work_order_id": h.WorkOrderID,
+		"declared_inputs": inputValues(h.DeclaredInputs)}
+	if h.DeclaredInputs == nil {
+		m["declared_inputs"] = nil
+	}
+	if len(h.PromptsUsed) > 0 {
+		ps := make([]any, len(h.PromptsUsed))
+		for i, p := range h.PromptsUsed {
+			ps[i] = p
+		}
+		m["prompts_used"] = ps
+	}
+	if len(h.Outputs) > 0 {
+		m["outputs"] = outputValues(h.Outputs)
+	}
+	return m
+}
+
+// inputValues and outputValues are the metadata TURN records of a
+// header's inputs and outputs: each as its JSON (empty fields left out).
+func inputValues(ins []Input) []any {
+	out := make([]any, len(ins))
+	for i, in := range ins {
+		m := map[string]any{}
+		for _, f := range [...]struct{ k, v string }{{"path", in.Path}, {"sha256", in.SHA256}, {"ledger", in.Ledger},
+			{"entry_hash", in.EntryHash}, {"artifact", in.Artifact}, {"version", in.Version}} {
+			if f.v != "" {
+				m[f.k] = f.v
+			}
+		}
+		if in.Seq != nil {
+			m["seq"] = json.Number(strconv.FormatInt(*in.Seq, 10))
+		}
+		out[i] = m
+	}
+	return out
+}
+
+func outputValues(os []Output) []any {
+	out := make([]any, len(os))
+	for i, o := range os {
+		m := map[string]any{}
+		for _, f := range [...]struct{ k, v string }{{"path", o.Path}, {"sha256", o.SHA256}, {"text_sha256", o.TextSHA256}} {
+			if f.v != "" {
+				m[f.k] = f.v
+			}
+		}
+		out[i] = m
+	}
+	return out
+}
+
 // Hash returns "sha256:" + the SHA-256 of the header's canonical JSON:
-// the hash TURN and TURN_REFUSED record.
+// the hash TURN and TURN_REFUSED record. The canonical form is made from
+// the header's values directly; a header they do not encode (a string
+// that is not UTF-8) is hashed as it always was, through encoding/json
+// (which replaces such bytes), so that one header has one hash.
 func (h *Header) Hash() (string, error) {
+	if c, err := jcs.Marshal(h.value()); err == nil {
+		return sha(c), nil
+	}
+	return h.hashJSON()
+}
+
+// hashJSON is Hash through encoding/json.
+func (h *Header) hashJSON() (string, error) {
 	b, err := json.Marshal(h)
 	if err != nil {
 		return "", err
@@ -236,7 +436,15 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 	}
 	// Turn numbers run 1, 2, ... in a session (each the previous + 1), so
 	// the last one is also the session's count.
-	last, err := lastTurn(ctx, l)
+	// The search for the last turn starts where the anchor pass just
+	// read the session's size (the turns since, if any, are found too).
+	sst, read := ch.SessionRead()
+	if !read {
+		if sst, err = l.State(ctx); err != nil {
+			return nil, err
+		}
+	}
+	last, err := lastTurnBelow(ctx, l, sst.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -269,17 +477,9 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		}
 		return nil, err
 	}
-	inputs := make([]any, len(h.DeclaredInputs))
-	for i, in := range h.DeclaredInputs {
-		inputs[i] = in
-	}
-	outputs := make([]any, len(h.Outputs))
-	for i, o := range h.Outputs {
-		outputs[i] = o
-	}
 	es, err := l.Append(ctx, []ledger.Draft{{EventType: EventTurn, SubmissionID: id, Decision: "RECORDED",
 		Reason: fmt.Sprintf("turn %d: %d inputs checked", h.TurnNumber, len(h.DeclaredInputs)), PromptsUsed: h.PromptsUsed,
-		Metadata: stamp(map[string]any{"declared_inputs": jsonValue(inputs), "outputs": jsonValue(outputs)})}})
+		Metadata: stamp(turnMetadata(h))}})
 	if err != nil {
 		return nil, err
 	}
@@ -290,6 +490,24 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 	}
 	return &TurnResult{ID: id, SessionID: sid, TurnNumber: h.TurnNumber, TurnsUsed: others + n + 1, TurnsBudget: w.Budget.Turns,
 		HeaderHash: hh, InputsChecked: len(h.DeclaredInputs), Seq: e.Seq, Entry: e}, nil
+}
+
+// turnMetadata is what TURN records of h's inputs and outputs: each as
+// its JSON, made directly when the header encodes as canonical JSON
+// (Hash), else through encoding/json as before.
+func turnMetadata(h *Header) map[string]any {
+	if _, err := jcs.Marshal(h.value()); err == nil {
+		return map[string]any{"declared_inputs": inputValues(h.DeclaredInputs), "outputs": outputValues(h.Outputs)}
+	}
+	inputs := make([]any, len(h.DeclaredInputs))
+	for i, in := range h.DeclaredInputs {
+		inputs[i] = in
+	}
+	outputs := make([]any, len(h.Outputs))
+	for i, o := range h.Outputs {
+		outputs[i] = o
+	}
+	return map[string]any{"declared_inputs": jsonValue(inputs), "outputs": jsonValue(outputs)}
 }
 
 // jsonValue turns v into plain JSON values (maps, slices, json.Number),
@@ -700,8 +918,15 @@ func lastTurn(ctx context.Context, l ledger.Store) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return lastTurnBelow(ctx, l, st.Size)
+}
+
+// lastTurnBelow is lastTurn with the windows counted back from size (the
+// ledger's size as the caller read it: turns appended since are found
+// too, the windows reaching to the end).
+func lastTurnBelow(ctx context.Context, l ledger.Store, size int64) (int64, error) {
 	for window := int64(1); ; window *= 4 {
-		from := max(0, st.Size-window)
+		from := max(0, size-window)
 		var last *ledger.Entry
 		err := l.Find(ctx, ledger.Query{EventTypes: []string{EventTurn}, From: from}, func(e *ledger.Entry) bool {
 			last = e

@@ -211,3 +211,10 @@ func stopPoolers() {
 		delete(poolers, mode)
 	}
 }
+
+// PoolerAvailable reports whether Pooled can start a PgBouncer: a
+// throwaway cluster is running and pgbouncer is installed.
+func PoolerAvailable() bool {
+	_, err := pgbouncerPath()
+	return socketDir != "" && err == nil
+}

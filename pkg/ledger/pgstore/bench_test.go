@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -59,6 +60,10 @@ func BenchmarkWriterProcesses(b *testing.B) {
 		{"txpooled-entries/s", func(dsn string) string {
 			return pgtest.Pooled(b, dsn, pgtest.Transaction) + " default_query_exec_mode=exec"
 		}},
+	}
+	if !pgtest.PoolerAvailable() && os.Getenv("CI") != "true" {
+		b.Logf("no PgBouncer: direct connections only")
+		ways = ways[:1]
 	}
 	took := make([]time.Duration, len(ways))
 	i := 0

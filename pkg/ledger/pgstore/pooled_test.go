@@ -8,7 +8,6 @@ import (
 	"github.com/control-plane/cp/internal/pgtest"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/ledger/storetest"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 )
@@ -107,49 +106,52 @@ func TestPooledProve(t *testing.T) {
 // connection does not reach the next client of a session pool. The store
 // sets nothing for its session (SET LOCAL only) and its prepared
 // statements (pgx's cache, named by their text: the next client's would
-// collide) go with PgBouncer's DISCARD ALL: a writer after a writer, on
-// the same server connection, appends; the settings and locks the next
-// client finds are the server's defaults.
+// collide) go with PgBouncer's DISCARD ALL. Writers one after another,
+// until one is handed a server connection an earlier one used (the pool
+// holds at most 10: the 11th at the latest): each finds no prepared
+// statement, advisory lock or setting of the store's on it, and appends.
 func TestPooledSessionReset(t *testing.T) {
 	dsn := pooled(t, pgtest.Session, "")
-	pid := func(s *Store) (p int32) {
-		require.NoError(t, s.query(ctx, "pid", func(q querier) error {
-			return q.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&p)
-		}))
-		return p
-	}
-	var pids []int32
-	for i := range 3 {
+	// The schema first: a writer's Open on an empty database migrates it
+	// with statements of its own, prepared; on a current one it asks its
+	// version in an unnamed one, and prepares nothing.
+	w, err := Open(ctx, dsn, Options{Name: "governance", Writable: true})
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	seen := map[int32]bool{}
+	reused, writers := false, 0
+	for !reused {
+		require.Less(t, writers, 11, "a pool of at most 10 server connections hands one on")
+		writers++
 		s, err := Open(ctx, dsn, Options{Name: "governance", Writable: true, Ledger: ledger.Options{Actor: "tester"}})
 		require.NoError(t, err)
+		var pid int32
+		var prepared, locks int
+		var planMode, timeout, jit, jitReset string
+		require.NoError(t, s.query(ctx, "reading the session", func(q querier) error {
+			return q.QueryRow(ctx, `SELECT pg_backend_pid(), (SELECT count(*) FROM pg_prepared_statements),
+				(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
+				current_setting('plan_cache_mode'), current_setting('lock_timeout'), current_setting('jit'),
+				(SELECT reset_val FROM pg_settings WHERE name = 'jit')`, oneTrip).
+				Scan(&pid, &prepared, &locks, &planMode, &timeout, &jit, &jitReset)
+		}))
+		reused = seen[pid]
+		seen[pid] = true
+		require.Zero(t, prepared, "writer %d: no prepared statement left on the server connection", writers)
+		require.Zero(t, locks, "writer %d: no advisory lock left", writers)
+		require.Equal(t, "auto", planMode, "writer %d: plan_cache_mode is set for a transaction only", writers)
+		require.Equal(t, "0", timeout, "writer %d: lock_timeout is set for a transaction only", writers)
+		require.Equal(t, jitReset, jit, "writer %d: jit as the server sets it", writers)
 		for range 6 { // past pgx's and the server's thresholds of reuse
 			_, err := s.Append(ctx, []ledger.Draft{{EventType: "EV"}, {EventType: "EV"}})
-			require.NoError(t, err, "writer %d", i)
+			require.NoError(t, err, "writer %d", writers)
 		}
-		pids = append(pids, pid(s))
 		require.NoError(t, s.Close())
 	}
-	require.Equal(t, pids[0], pids[2], "the pool handed the writers one server connection (the test's premise)")
-	c, err := pgx.Connect(ctx, dsn)
-	require.NoError(t, err)
-	defer c.Close(ctx)
-	var prepared, locks int
-	var planMode, jit, timeout string
-	require.NoError(t, c.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_prepared_statements),
-		(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
-		current_setting('plan_cache_mode'), current_setting('jit'), current_setting('lock_timeout')`,
-		pgx.QueryExecModeSimpleProtocol).Scan(&prepared, &locks, &planMode, &jit, &timeout))
-	require.Zero(t, prepared, "no prepared statement left")
-	require.Zero(t, locks, "no advisory lock left")
-	require.Equal(t, "auto", planMode, "plan_cache_mode set for a transaction only")
-	require.Equal(t, "0", timeout, "lock_timeout set for a transaction only")
-	var fresh string
-	require.NoError(t, c.QueryRow(ctx, `SELECT reset_val FROM pg_settings WHERE name = 'jit'`, pgx.QueryExecModeSimpleProtocol).Scan(&fresh))
-	require.Equal(t, fresh, jit, "jit as the server sets it")
 	r := open(t, dsn, "governance", ledger.Options{}, "")
 	st, err := r.State(ctx)
 	require.NoError(t, err)
-	require.EqualValues(t, 36, st.Size)
+	require.EqualValues(t, 12*writers, st.Size)
 }
 
 // TestPooledTransactionWithoutExec: transaction pooling with pgx's

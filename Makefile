@@ -29,6 +29,10 @@ test:
 		if [ "$$CI" = true ]; then echo "make test: PostgreSQL (initdb) not found, and CI requires it (.ci/run installs it)" >&2; exit 1; fi; \
 		echo "make test: PostgreSQL (initdb) not found: the PostgreSQL ledger store's tests are SKIPPED (install postgresql to run them)"; \
 	fi
+	@if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then \
+		if [ "$$CI" = true ]; then echo "make test: PgBouncer not found, and CI requires it (.ci/run installs it)" >&2; exit 1; fi; \
+		echo "make test: PgBouncer not found: the tests of a PostgreSQL ledger through a pooler are SKIPPED (install pgbouncer to run them)"; \
+	fi
 	@race=$$(grep -rlE --include='*.go' --exclude='*_test.go' $(GOROUTINES) cmd internal pkg | xargs -n1 dirname | sort -u | sed 's|^|./|'); \
 	rest=$$($(GO) list -f '{{.Dir}}' ./... | sed 's|^$(CURDIR)|.|' | grep -vxF "$$race"); \
 	echo "go test -race:" $$race; \

@@ -113,12 +113,29 @@ func TestScripts(t *testing.T) {
 				}
 				env.Defer(drop)
 				env.Setenv("PGDSN", dsn)
+				// And through a PgBouncer beside the cluster, when there
+				// is one (in CI there must be): in session pooling,
+				// $PGPOOLDSN; in transaction pooling, with pgx's
+				// default_query_exec_mode=exec, $PGTXPOOLDSN.
+				if pooled, err := pgtest.PooledDSN(dsn, pgtest.Session); err == nil {
+					env.Setenv("PGPOOLDSN", pooled)
+					tx, err := pgtest.PooledDSN(dsn, pgtest.Transaction)
+					if err != nil {
+						return err
+					}
+					env.Setenv("PGTXPOOLDSN", tx+" default_query_exec_mode=exec")
+				} else if os.Getenv("CI") == "true" {
+					return fmt.Errorf("%v: in CI PgBouncer is required (.ci/run installs it)", err)
+				}
 			}
 			return nil
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "postgres" {
 				return pgtest.Available(), nil
+			}
+			if cond == "pgbouncer" { // $PGPOOLDSN and $PGTXPOOLDSN are set
+				return pgtest.Available() && pgtest.PoolerAvailable(), nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},

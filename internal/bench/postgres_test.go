@@ -21,6 +21,8 @@ var provePlanes struct {
 	dir        string // removed by TestMain
 	file, pg   string
 	dsn        string
+	pooled     string // dsn through a PgBouncer in session pooling
+	pooledSkip string // why there is none
 	err        error
 	setupTimes string
 }
@@ -42,6 +44,15 @@ func makeProvePlanes(b *testing.B) {
 			return
 		}
 		p.dsn = dsn
+		// Without PgBouncer the pooled variant is left out (said in the
+		// log), unless in CI.
+		if p.pooled, err = pgtest.PooledDSN(dsn, pgtest.Session); err != nil {
+			if os.Getenv("CI") == "true" {
+				p.err = err
+				return
+			}
+			p.pooledSkip = err.Error()
+		}
 		// Bootstrap writes 5 entries to HO3; the move to PostgreSQL adds
 		// its record: both ledgers end at proveEntries.
 		for _, root := range []string{filepath.Join(dir, "file"), filepath.Join(dir, "pg")} {
@@ -107,14 +118,27 @@ func (e *setupError) Error() string { return e.what + ": " + e.err.Error() + "\n
 // median paired difference ms-floor-over-bare: what any process pays to
 // ask the database one question (the server starting a backend for it,
 // and the round trips), which no change to the prove process removes.
+//
+// The pooled variant is in the same iterations: the same prove of the
+// same ledger with the DSN through a PgBouncer in session pooling on a
+// Unix socket (a throwaway one beside the throwaway cluster,
+// pgtest.Pooled), ms-pooled-over-file, and the floor through it,
+// ms-pooledfloor-over-bare: the pooler keeps the server's backends
+// between processes, so a process connects to the pooler, not to a
+// backend being started for it.
 func BenchmarkProve1MPostgresOverFile(b *testing.B) {
 	if !pgtest.Available() {
 		b.Skip("no PostgreSQL")
 	}
 	makeProvePlanes(b)
 	b.Logf("migrating %d entries to PostgreSQL took %s (the machine is shared)", proveEntries, provePlanes.setupTimes)
-	env := append(os.Environ(), "CONTROL_PLANE_LEDGER_DSN="+provePlanes.dsn)
-	run := func(root string) time.Duration {
+	direct := append(os.Environ(), "CONTROL_PLANE_LEDGER_DSN="+provePlanes.dsn)
+	pooled := append(os.Environ(), "CONTROL_PLANE_LEDGER_DSN="+provePlanes.pooled)
+	if provePlanes.pooled == "" {
+		b.Logf("the pooled variant is left out: %s", provePlanes.pooledSkip)
+		pooled = direct // run, not reported: the same order of processes
+	}
+	run := func(root string, env []string) time.Duration {
 		t0 := time.Now()
 		cmd := exec.Command(filepath.Join(binDir, "cp-ledger"), "prove", "--root", root, "--seq", "777777")
 		cmd.Env = env
@@ -129,7 +153,7 @@ func BenchmarkProve1MPostgresOverFile(b *testing.B) {
 		}
 		return d
 	}
-	bare := func(name string) time.Duration {
+	bare := func(name string, env []string) time.Duration {
 		t0 := time.Now()
 		cmd := exec.Command(filepath.Join(binDir, name))
 		cmd.Env = env
@@ -138,17 +162,22 @@ func BenchmarkProve1MPostgresOverFile(b *testing.B) {
 		}
 		return time.Since(t0)
 	}
-	var diffs, files, pgs, floors []time.Duration
+	var diffs, files, pgs, floors, pdiffs, ppgs, pfloors []time.Duration
 	b.ResetTimer()
 	for i := range b.N {
-		var f, p, z, fl time.Duration
+		var f, p, pp, z, fl, pfl time.Duration
 		if i%2 == 0 {
-			f, p, z, fl = run(provePlanes.file), run(provePlanes.pg), bare("bare"), bare("pgfloor")
+			f, p, pp = run(provePlanes.file, direct), run(provePlanes.pg, direct), run(provePlanes.pg, pooled)
+			z, fl, pfl = bare("bare", direct), bare("pgfloor", direct), bare("pgfloor", pooled)
 		} else {
-			fl, z, p, f = bare("pgfloor"), bare("bare"), run(provePlanes.pg), run(provePlanes.file)
+			pfl, fl, z = bare("pgfloor", pooled), bare("pgfloor", direct), bare("bare", direct)
+			pp, p, f = run(provePlanes.pg, pooled), run(provePlanes.pg, direct), run(provePlanes.file, direct)
 		}
 		files, pgs, diffs = append(files, f), append(pgs, p), append(diffs, p-f)
 		floors = append(floors, fl-z)
+		if provePlanes.pooled != "" {
+			ppgs, pdiffs, pfloors = append(ppgs, pp), append(pdiffs, pp-f), append(pfloors, pfl-z)
+		}
 	}
 	med := func(ds []time.Duration) float64 {
 		slices.Sort(ds)
@@ -158,4 +187,9 @@ func BenchmarkProve1MPostgresOverFile(b *testing.B) {
 	b.ReportMetric(med(files), "ms-file")
 	b.ReportMetric(med(pgs), "ms-pg")
 	b.ReportMetric(med(floors), "ms-floor-over-bare")
+	if provePlanes.pooled != "" {
+		b.ReportMetric(med(pdiffs), "ms-pooled-over-file")
+		b.ReportMetric(med(ppgs), "ms-pooled")
+		b.ReportMetric(med(pfloors), "ms-pooledfloor-over-bare")
+	}
 }

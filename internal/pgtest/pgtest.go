@@ -28,6 +28,9 @@ var (
 	socketDir string
 	skipWhy   string
 	dbSeq     atomic.Int64
+	// runAs is the user the cluster (and its poolers) run as: nil for
+	// the tests' own.
+	runAs *syscall.Credential
 )
 
 // User is the cluster's superuser (trust authentication on its socket).
@@ -58,6 +61,7 @@ func (r runner) Run() int {
 		fmt.Fprintf(os.Stderr, "pgtest: SKIPPING the PostgreSQL tests: %v\n", err)
 	}
 	code := r.m.Run()
+	stopPoolers()
 	if stop != nil {
 		stop()
 	}
@@ -146,7 +150,7 @@ func start() (func(), error) {
 		cleanup()
 		return nil, err
 	}
-	socketDir = dir
+	socketDir, runAs = dir, cred
 	return func() {
 		run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
 		cleanup()

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -45,23 +46,49 @@ func BenchmarkAppend(b *testing.B) {
 // BenchmarkWriterProcesses: 8 writer processes streaming batches of 100
 // (the target shape), each with the plane's key and the copy
 // outside; entries/s in total. fsync is off in the test cluster unless
-// PGTEST_DURABLE=1.
+// PGTEST_DURABLE=1. Each iteration also runs the same through a PgBouncer
+// beside the cluster, in session pooling (pooled-entries/s) and in
+// transaction pooling with default_query_exec_mode=exec
+// (txpooled-entries/s), the three in an order that turns each iteration.
 func BenchmarkWriterProcesses(b *testing.B) {
+	ways := []struct {
+		unit string
+		dsn  func(string) string
+	}{
+		{"entries/s", func(dsn string) string { return dsn }},
+		{"pooled-entries/s", func(dsn string) string { return pgtest.Pooled(b, dsn, pgtest.Session) }},
+		{"txpooled-entries/s", func(dsn string) string {
+			return pgtest.Pooled(b, dsn, pgtest.Transaction) + " default_query_exec_mode=exec"
+		}},
+	}
+	if !pgtest.PoolerAvailable() && os.Getenv("CI") != "true" {
+		b.Logf("no PgBouncer: direct connections only")
+		ways = ways[:1]
+	}
+	took := make([]time.Duration, len(ways))
+	i := 0
 	for b.Loop() {
-		b.StopTimer()
-		dsn := pgtest.DB(b)
-		skey, _ := processKey(b)
-		ckpt := filepath.Join(b.TempDir(), "governance.checkpoint")
-		b.StartTimer()
-		start := time.Now()
-		cmds, results := startWriters(b, 8, 20, 100, dsn, skey, ckpt)
-		for i, cmd := range cmds {
-			if err := cmd.Wait(); err != nil {
-				b.Fatalf("writer %d: %v", i, err)
+		for k := range ways {
+			w := ways[(i+k)%len(ways)]
+			b.StopTimer()
+			dsn := w.dsn(pgtest.DB(b))
+			skey, _ := processKey(b)
+			ckpt := filepath.Join(b.TempDir(), "governance.checkpoint")
+			b.StartTimer()
+			start := time.Now()
+			cmds, results := startWriters(b, 8, 20, 100, dsn, skey, ckpt)
+			for i, cmd := range cmds {
+				if err := cmd.Wait(); err != nil {
+					b.Fatalf("writer %d (%s): %v", i, w.unit, err)
+				}
+				<-results[i]
 			}
-			<-results[i]
+			took[(i+k)%len(ways)] += time.Since(start)
 		}
-		b.ReportMetric(float64(8*20*100)/time.Since(start).Seconds(), "entries/s")
+		i++
+	}
+	for k, w := range ways {
+		b.ReportMetric(float64(b.N*8*20*100)/took[k].Seconds(), w.unit)
 	}
 }
 

@@ -118,15 +118,15 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		// The DSN may hold a password: never echo it.
 		return nil, ledger.Errorf(Unavailable, "the ledger database's DSN does not parse (%s)", redact(err))
 	}
-	// Plans for the values each statement runs with: a generic plan of a
-	// prepared statement, made before the tables have statistics, scans
-	// the stored hashes for idx = ANY($2) (4x slower appends of 100 at
-	// 30,000 entries, and worse as they grow; BenchmarkAppend).
-	cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
-	// No JIT compilation: it pays off for long analytic queries, and the
-	// reads of a whole ledger, estimated costly, would compile code for
-	// tens of milliseconds before their first row.
-	cfg.RuntimeParams["jit"] = "off"
+	// The connection sets nothing for its session (no start-up
+	// parameters, no SET): a pooler (PgBouncer) refuses start-up
+	// parameters it does not know, and in transaction pooling a session's
+	// settings would go to whichever client gets its server connection
+	// next. What the tool's statements need is set for their own
+	// transaction (SET LOCAL): plans for the values each runs with (an
+	// append's, localSettings; every other statement is unnamed, oneTrip,
+	// so planned for its values), and no JIT compilation for the reads of
+	// a whole ledger (Lines, ReadStoredHashes).
 	cfg.ConnectTimeout = opts.ConnectTimeout
 	if testTracer != nil {
 		cfg.Tracer = testTracer
@@ -264,6 +264,13 @@ func dbErr(name, doing string, err error) error {
 	if errors.As(err, &pe) && len(pe.Code) == 5 && pe.Code[:2] == "23" { // integrity_constraint_violation
 		return ledger.Errorf("LEDGER_INVALID", "ledger %s: %s: the database refused the rows (%s): it holds rows this ledger's head does not account for (run cp-ledger verify)", name, doing, pe.Message)
 	}
+	if errors.As(err, &pe) && (pe.Code == "26000" || pe.Code == "42P05") {
+		// invalid_sql_statement_name, duplicate_prepared_statement: a
+		// prepared statement that is not, or already is, on the server
+		// connection: a pooler in transaction mode hands each transaction
+		// another one (README "A tier's ledger in PostgreSQL").
+		return ledger.Errorf(Unavailable, "ledger %s: %s: %s: the connection is a pooler's in transaction mode? add default_query_exec_mode=exec to the DSN (no prepared statements)", name, doing, redact(err))
+	}
 	return ledger.Errorf(Unavailable, "ledger %s: %s: %s", name, doing, redact(err))
 }
 
@@ -283,6 +290,21 @@ func (s *Store) Close() error {
 // prepared statement is never reused, and each round trip is a wake-up
 // of the server's backend.
 const oneTrip = pgx.QueryExecModeExec
+
+// localSettings are the settings of a transaction that writes (locked),
+// set with its lock timeout in its first statement: plans for the values
+// each statement runs with. A generic plan of a prepared statement, made
+// before the tables have statistics, scans the stored hashes for idx =
+// ANY($2) (4x slower appends of 100 at 30,000 entries, and worse as they
+// grow; BenchmarkAppend). Set per transaction, not per session, so that
+// the connection can be a pooler's (Open).
+const localSettings = `SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off`
+
+// noJIT is said first in the query string of a read of a whole ledger (a
+// COPY, one implicit transaction): JIT compilation pays off for long
+// analytic queries, and these reads, estimated costly, would compile code
+// for tens of milliseconds before their first row.
+const noJIT = `SET LOCAL jit = off; `
 
 // querier is a connection or a transaction.
 type querier interface {
@@ -344,7 +366,7 @@ func contiguous(indexes []int64) bool {
 
 // readRange reads the n stored hashes from lo on, in one range scan.
 func (h hashes) readRange(lo, n int64) ([]tlog.Hash, error) {
-	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx >= $2 AND idx < $3 ORDER BY idx`, h.name, lo, lo+n)
+	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx >= $2 AND idx < $3 ORDER BY idx`, oneTrip, h.name, lo, lo+n)
 	if err != nil {
 		return nil, dbErr(h.name, "reading stored hashes", err)
 	}
@@ -618,7 +640,7 @@ func (s *Store) Lines(ctx context.Context, from, to int64, fn func(seq int64, li
 		if to >= 0 {
 			bound = fmt.Sprintf(" AND seq < %d", to)
 		}
-		sql := fmt.Sprintf(`SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off;
+		sql := fmt.Sprintf(noJIT+`SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off;
 			COPY (SELECT seq, line FROM cp_entries WHERE ledger = %s AND seq >= %d%s ORDER BY seq LIMIT %d) TO STDOUT (FORMAT binary)`, name, from, bound, n)
 		var rows int64
 		stopped := false
@@ -682,7 +704,7 @@ func (s *Store) ReadStoredHashes(ctx context.Context, n int64) ([]byte, error) {
 	defer conn.Close(context.Background())
 	seen := make([]uint64, (n+63)/64)
 	var got int64
-	sql := fmt.Sprintf(`COPY (SELECT idx, hash FROM cp_hashes WHERE ledger = %s AND idx < %d) TO STDOUT (FORMAT binary)`, name, n)
+	sql := fmt.Sprintf(noJIT+`COPY (SELECT idx, hash FROM cp_hashes WHERE ledger = %s AND idx < %d) TO STDOUT (FORMAT binary)`, name, n)
 	err = copyTo(ctx, conn, sql, 2, func(vals [][]byte) error {
 		if len(vals[0]) != 8 {
 			return fmt.Errorf("%w: a row of cp_hashes with an index of %d bytes", errCopyFormat, len(vals[0]))
@@ -794,7 +816,10 @@ func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry)
 		lines = lines[:0]
 		last := int64(-1)
 		err := s.query(ctx, "finding entries", func(qr querier) error {
-			rows, err := qr.Query(ctx, sql, args...)
+			// Unnamed (oneTrip): planned for its values each time, in one
+			// round trip, whatever the connection's settings (Open sets
+			// none).
+			rows, err := qr.Query(ctx, sql, append([]any{oneTrip}, args...)...)
 			if err != nil {
 				return err
 			}
@@ -932,7 +957,7 @@ func (s *Store) locked(ctx context.Context, fn func(tx pgx.Tx, tree *ledger.Tree
 		return dbErr(name, "beginning a transaction", err)
 	}
 	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, s.opts.Ledger.LockTimeout.Milliseconds())); err != nil {
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d; %s`, s.opts.Ledger.LockTimeout.Milliseconds(), localSettings)); err != nil {
 		return dbErr(name, "setting the lock timeout", err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO cp_ledgers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, name); err != nil {

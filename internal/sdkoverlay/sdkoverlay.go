@@ -309,7 +309,9 @@ func write(root, outDir string, patches []Patch, mods map[string]Module) (string
 					return err
 				}
 				replace[filepath.Join(virtual, rel)] = file
-				return nil
+				// The directory exists, empty: go vet runs its tool in a
+				// package's directory (the files come from the overlay).
+				return os.MkdirAll(filepath.Dir(filepath.Join(virtual, rel)), 0o755)
 			})
 			if err != nil {
 				return "", err

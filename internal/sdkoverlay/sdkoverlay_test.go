@@ -73,6 +73,9 @@ func TestWrite(t *testing.T) {
 		filepath.Join(virtual, "internal/reg/reg.go"): filepath.Join(f.root, PatchDir, fakeMod+"@"+fakeVer, "internal/reg/reg.go"),
 		filepath.Join(f.root, "go.mod"):               filepath.Join(f.out, "sdk", "go.mod"),
 	}, r, "every upstream file but tests, the patched one from third_party, go.mod replaced")
+	fi, err := os.Stat(filepath.Join(virtual, "internal/reg"))
+	require.NoError(t, err, "go vet runs in a package's directory: it must exist")
+	require.True(t, fi.IsDir())
 	mod, err := os.ReadFile(filepath.Join(f.out, "sdk", "go.mod"))
 	require.NoError(t, err)
 	require.Contains(t, string(mod), "replace "+fakeMod+" => "+virtual+"\n")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/control-plane/cp/internal/ledgercmd"
 	"github.com/control-plane/cp/internal/pgtest"
+	"github.com/control-plane/cp/internal/sdkoverlay"
 )
 
 var binDir string
@@ -31,8 +32,16 @@ func TestMain(m *testing.M) {
 	if err := os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config")); err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dir+"/", "../../cmd/cp-ledger", "../../cmd/cp-pkg", "../../cmd/cp-install", "../../cmd/cp-gate", "../../cmd/cp-auth", "../../cmd/cp-wo", "../../cmd/cp-trace", "../../cmd/cp-route", "./testdata/bare", "./testdata/pgfloor")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// The SDKs patched as `make build` does (the overlay; CP_SDK_OVERLAY=off:
+	// unpatched, to measure what the patch saves).
+	overlay, env, err := sdkoverlay.BuildArgs("../..")
+	if err != nil {
+		panic(err)
+	}
+	args := append(append([]string{"build", "-trimpath", "-ldflags", "-s -w"}, overlay...), "-o", dir+"/", "../../cmd/cp-ledger", "../../cmd/cp-pkg", "../../cmd/cp-install", "../../cmd/cp-gate", "../../cmd/cp-auth", "../../cmd/cp-wo", "../../cmd/cp-trace", "../../cmd/cp-route", "./testdata/bare", "./testdata/pgfloor")
+	args = append(args, "../../cmd/cp-llm", "../../cmd/cp-mcp")
+	build := exec.Command("go", args...)
+	build.Env = append(env, "CGO_ENABLED=0")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		panic(err)

@@ -14,7 +14,7 @@ import (
 )
 
 // tools are the binaries whose start-up the benchmarks below measure.
-var tools = []string{"cp-ledger", "cp-install", "cp-pkg", "cp-gate", "cp-auth", "cp-wo", "cp-trace", "cp-route"}
+var tools = []string{"cp-ledger", "cp-install", "cp-pkg", "cp-gate", "cp-auth", "cp-wo", "cp-trace", "cp-route", "cp-llm", "cp-mcp"}
 
 // BenchmarkStartOverBare is what being one of our binaries costs a process
 // before it does anything: `cp-x -version` (package initialisation, the

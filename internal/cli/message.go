@@ -25,6 +25,7 @@ var goPrefixes = []string{
 	"mcpcmd",
 	"prompt", "prompttest", "llmcmd",
 	"route", "routecmd",
+	"sdkoverlay",
 	// the standard library
 	"json", "archive/tar", "tar", "gzip", "flate", "encoding/hex", "strconv", "tlog",
 }

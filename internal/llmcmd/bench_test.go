@@ -18,6 +18,7 @@ import (
 	"github.com/control-plane/cp/internal/llm/openai"
 	"github.com/control-plane/cp/internal/llm/provider"
 	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/sdkoverlay"
 )
 
 var (
@@ -36,8 +37,16 @@ func benchBins(b *testing.B) string {
 		if benchBinErr = os.MkdirAll(benchBinDir, 0o755); benchBinErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", benchBinDir+"/", "../../cmd/cp-llm", "./testdata/sdkbare")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		// Both with the SDKs patched as `make build` does (the overlay;
+		// CP_SDK_OVERLAY=off: both unpatched).
+		overlay, env, err := sdkoverlay.BuildArgs("../..")
+		if err != nil {
+			benchBinErr = err
+			return
+		}
+		args := append(append([]string{"build"}, overlay...), "-o", benchBinDir+"/", "../../cmd/cp-llm", "./testdata/sdkbare")
+		cmd := exec.Command("go", args...)
+		cmd.Env = append(env, "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			benchBinErr = fmt.Errorf("building: %v\n%s", err, out)
 		}

@@ -1,0 +1,138 @@
+package apijson
+
+import (
+	"reflect"
+	"sync"
+
+	"github.com/tidwall/gjson"
+)
+
+type UnionVariant struct {
+	TypeFilter         gjson.Type
+	DiscriminatorValue any
+	Type               reflect.Type
+}
+
+// Patched (Control Plane, third_party/README.md): RegisterUnion and
+// RegisterDiscriminatedUnion run hundreds of times at package init, so they
+// only append the registration to pendingUnions; the maps are built, presized,
+// on the first read (lookupUnion, isUnionVariant), which is when a decoder is
+// first built. unionMu guards all three variables.
+var (
+	unionMu       sync.Mutex
+	pendingUnions []unionRegistration
+	unionRegistry map[reflect.Type]unionEntry
+	unionVariants map[reflect.Type]any
+)
+
+type unionRegistration struct {
+	typ   reflect.Type
+	entry unionEntry
+	// marksVariants: the variants' types map back to typ in unionVariants
+	// (RegisterUnion; RegisterDiscriminatedUnion does not record them).
+	marksVariants bool
+}
+
+func registerUnion(r unionRegistration) {
+	unionMu.Lock()
+	pendingUnions = append(pendingUnions, r)
+	unionMu.Unlock()
+}
+
+// drainUnionsLocked moves the pending registrations into the maps, in the
+// order they were made (a later one replaces an earlier one, as before).
+func drainUnionsLocked() {
+	if len(pendingUnions) == 0 {
+		return
+	}
+	if unionRegistry == nil {
+		variants := 0
+		for _, r := range pendingUnions {
+			if r.marksVariants {
+				variants += len(r.entry.variants)
+			}
+		}
+		unionRegistry = make(map[reflect.Type]unionEntry, len(pendingUnions))
+		unionVariants = make(map[reflect.Type]any, variants)
+	}
+	for _, r := range pendingUnions {
+		unionRegistry[r.typ] = r.entry
+		if r.marksVariants {
+			for _, variant := range r.entry.variants {
+				unionVariants[variant.Type] = r.typ
+			}
+		}
+	}
+	pendingUnions = nil
+}
+
+// lookupUnion is the read of unionRegistry[t], safe for concurrent decoders.
+func lookupUnion(t reflect.Type) (unionEntry, bool) {
+	unionMu.Lock()
+	defer unionMu.Unlock()
+	drainUnionsLocked()
+	entry, ok := unionRegistry[t]
+	return entry, ok
+}
+
+// isUnionVariant is the read of unionVariants[t], safe for concurrent decoders.
+func isUnionVariant(t reflect.Type) bool {
+	unionMu.Lock()
+	defer unionMu.Unlock()
+	drainUnionsLocked()
+	_, ok := unionVariants[t]
+	return ok
+}
+
+// typeOfZero is reflect.TypeOf(zero T) without boxing a zero T (a large
+// struct would be allocated): nil for an interface type, as TypeOf gives.
+func typeOfZero[T any]() reflect.Type {
+	t := reflect.TypeFor[T]()
+	if t.Kind() == reflect.Interface {
+		return nil
+	}
+	return t
+}
+
+var customDecoderRegistry = map[reflect.Type]CustomDecoderFunc{}
+
+type unionEntry struct {
+	discriminatorKey string
+	variants         []UnionVariant
+}
+
+func Discriminator[T any](value any) UnionVariant {
+	return UnionVariant{
+		TypeFilter:         gjson.JSON,
+		DiscriminatorValue: value,
+		Type:               typeOfZero[T](),
+	}
+}
+
+func RegisterUnion[T any](discriminator string, variants ...UnionVariant) {
+	registerUnion(unionRegistration{
+		typ: reflect.TypeFor[T](),
+		entry: unionEntry{
+			discriminatorKey: discriminator,
+			variants:         variants,
+		},
+		marksVariants: true,
+	})
+}
+
+// Useful to wrap a union type to force it to use [apijson.UnmarshalJSON] since you cannot define an
+// UnmarshalJSON function on the interface itself.
+type UnionUnmarshaler[T any] struct {
+	Value T
+}
+
+func (c *UnionUnmarshaler[T]) UnmarshalJSON(buf []byte) error {
+	return UnmarshalRoot(buf, &c.Value)
+}
+
+type CustomDecoderFunc func(node gjson.Result, value reflect.Value, defaultDecoder func(gjson.Result, reflect.Value) error) error
+
+func RegisterCustomDecoder[T any](decoder CustomDecoderFunc) {
+	typ := reflect.TypeOf((*T)(nil)).Elem()
+	customDecoderRegistry[typ] = decoder
+}

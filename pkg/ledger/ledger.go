@@ -41,6 +41,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -1004,11 +1005,17 @@ func (l *Ledger) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return l.hashes.ReadHashes(indexes)
 }
 
-// stampAuthOff returns a copy of meta with _auth "off" (DESIGN.md §8).
+// stampAuthOff returns meta with _auth "off" (DESIGN.md §8): a copy, the
+// caller's map never changed, or meta itself when it already says so (a
+// writer that knows its auth is off stamps its own metadata, and spares
+// the copy of a large map per entry).
 func stampAuthOff(meta map[string]any) map[string]any {
-	m := make(map[string]any, len(meta)+1)
-	for k, v := range meta {
-		m[k] = v
+	if v, ok := meta["_auth"].(string); ok && v == "off" {
+		return meta
+	}
+	m := maps.Clone(meta)
+	if m == nil {
+		m = make(map[string]any, 1)
 	}
 	m["_auth"] = "off"
 	return m

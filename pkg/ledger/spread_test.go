@@ -168,3 +168,22 @@ func TestAppendLargeBatches(t *testing.T) {
 		require.EqualValues(t, total, rep.Entries)
 	}
 }
+
+// TestStampAuthOff: every entry written with auth off says so, whatever
+// the draft's metadata says; the caller's map is never changed, and one
+// that already says "off" is taken as it is (no copy).
+func TestStampAuthOff(t *testing.T) {
+	require.Equal(t, map[string]any{"_auth": "off"}, stampAuthOff(nil))
+	on := map[string]any{"_auth": "on", "a": 1}
+	require.Equal(t, map[string]any{"_auth": "off", "a": 1}, stampAuthOff(on))
+	require.Equal(t, "on", on["_auth"], "the caller's map is never changed")
+	odd := map[string]any{"_auth": []any{"off"}}
+	require.Equal(t, "off", stampAuthOff(odd)["_auth"])
+	plain := map[string]any{"a": 1}
+	require.Equal(t, map[string]any{"_auth": "off", "a": 1}, stampAuthOff(plain))
+	require.NotContains(t, plain, "_auth")
+	off := map[string]any{"_auth": "off", "a": 1}
+	got := stampAuthOff(off)
+	got["b"] = 2
+	require.Equal(t, 2, off["b"], "a map that already says off is the entry's own")
+}

@@ -93,7 +93,12 @@ func (r *router) load(c *cli.Call) error {
 		if err != nil {
 			return err
 		}
-		owners, err := registry.Read(root, registry.Ownership) // once, for the policy and the handlers
+		// The ownership rows of the policy and of the modules'
+		// capabilities.json, read once for both and checked as Read checks
+		// each; the other rows are the gates' to judge (registry.Select).
+		owners, err := registry.Select(root, registry.Ownership, func(p string) bool {
+			return p == config.RouterPolicyPath || route.IsCapabilitiesPath(p)
+		})
 		if err != nil {
 			return err
 		}

@@ -358,7 +358,12 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 			return nil, err
 		}
 	}
-	buf := make([]byte, 0, len(drafts)*384)
+	var buf []byte
+	if len(drafts) >= spreadFrom {
+		buf = getBuf(len(drafts) * 384)
+	} else {
+		buf = make([]byte, 0, len(drafts)*384)
+	}
 	hbuf := make([]byte, 0, (2*len(drafts)+64)*tlog.HashSize)
 	frontier := l.frontier
 	buf, hbuf, entries, ends, encErr := build(buf, hbuf, &frontier, l.n, l.head, l.dataSize, drafts, l.opts)
@@ -378,7 +383,31 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	l.hashSize += int64(len(hbuf))
 	// The entries are durable: now the index may name them.
 	l.updateIndex(prevN, prevEnd, prevHead, entries, ends)
+	putBuf(buf) // nothing returned holds its bytes
 	return entries, encErr
+}
+
+// lineBufs keeps the buffers large batches are encoded into from one
+// append to the next: a stream's group commits of megabytes would
+// otherwise fault fresh pages in for each batch.
+var lineBufs sync.Pool
+
+// getBuf returns an empty buffer of capacity n or more.
+func getBuf(n int) []byte {
+	if p, ok := lineBufs.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+// putBuf gives b back for another batch, unless it is small (a single
+// append's: not worth keeping) or huge (not worth pinning).
+func putBuf(b []byte) {
+	if cap(b) < 64<<10 || cap(b) > 32<<20 {
+		return
+	}
+	b = b[:0]
+	lineBufs.Put(&b)
 }
 
 // build encodes drafts as the entries after seq n-1 (whose entry_hash is
@@ -474,7 +503,7 @@ func buildSpread(buf, hbuf []byte, frontier *[64]tlog.Hash, head string, off int
 	for w := range workers {
 		from, to := min(w*chunk, len(entries)), min((w+1)*chunk, len(entries))
 		wg.Go(func() {
-			b := make([]byte, 0, (to-from)*512)
+			b := getBuf((to - from) * 512)
 			for i := from; i < to; i++ {
 				e, x := &entries[i], &enc[i]
 				fill(e, opts)
@@ -531,6 +560,9 @@ func buildSpread(buf, hbuf []byte, frontier *[64]tlog.Hash, head string, off int
 		hbuf = appendStoredHashes(hbuf, frontier, e.Seq, leaf)
 		ends = append(ends, off+int64(len(buf)))
 		prev = e.EntryHash
+	}
+	for _, b := range runs {
+		putBuf(b) // copied into buf
 	}
 	return buf, hbuf, entries, ends, nil
 }

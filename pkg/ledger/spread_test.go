@@ -187,3 +187,55 @@ func TestStampAuthOff(t *testing.T) {
 	got["b"] = 2
 	require.Equal(t, 2, off["b"], "a map that already says off is the entry's own")
 }
+
+// FuzzBuildSpread holds the batch encoded on several goroutines to the
+// one-by-one encoding for arbitrary strings (reason, a metadata value, the
+// head it chains to), batch sizes and goroutine counts: the same bytes, or
+// the same refusal at the same draft.
+func FuzzBuildSpread(f *testing.F) {
+	f.Add("within scope", "bash", "", uint16(100), uint8(2), uint16(7))
+	f.Add("r\"\n\u2028<", "\xff", "parent", uint16(300), uint8(3), uint16(299))
+	f.Add("", "é", "a3f1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9", uint16(1), uint8(8), uint16(0))
+	f.Fuzz(func(t *testing.T, reason, val, head string, n uint16, workers uint8, odd uint16) {
+		size := int(n%400) + 1
+		w := int(workers%8) + 2
+		mk := func() []Entry {
+			es := make([]Entry, size)
+			for i := range es {
+				es[i] = Entry{Seq: int64(i) + 3, Timestamp: "2026-12-06T12:00:00.000000Z", EventType: "E", Reason: reason, Actor: "a"}
+				if i == int(odd)%size {
+					es[i].Metadata = map[string]any{"v": val, "r": reason}
+					es[i].SubmissionID = val
+				}
+			}
+			return es
+		}
+		var f1, f2 [64]tlog.Hash
+		buf, hbuf, got, ends, err := buildSpread(nil, nil, &f1, head, 0, mk(), nil, Options{}, w)
+		var want, wantH []byte
+		var wantEnds []int64
+		prev := head
+		var werr error
+		for i, e := range mk() {
+			if i < len(got) {
+				e.ID = got[i].ID // random: taken from the spread run
+			} else {
+				e.ID = newID(e.Seq)
+			}
+			e.PromptsUsed = []string{}
+			e.PreviousHash = prev
+			var leaf tlog.Hash
+			if want, leaf, werr = encode(want, &e); werr != nil {
+				break
+			}
+			wantH = appendStoredHashes(wantH, &f2, e.Seq, leaf)
+			wantEnds = append(wantEnds, int64(len(want)))
+			prev = e.EntryHash
+		}
+		require.Equal(t, werr == nil, err == nil, "spread: %v, one by one: %v", err, werr)
+		require.Equal(t, string(want), string(buf))
+		require.Equal(t, wantH, hbuf)
+		require.Equal(t, wantEnds, ends)
+		require.Equal(t, len(wantEnds), len(got))
+	})
+}

@@ -417,9 +417,9 @@ func putBuf(b []byte) {
 // for every driver (Tree.Build). If a draft cannot be encoded, the entries
 // before it are returned with the error.
 //
-// A large batch is encoded on every core (encodeSpread): only the chain
-// (each previous_hash, and the hash of the bytes from it on) is made in
-// order.
+// A large batch of large entries (spreadFrom, spreadLine) is encoded on
+// every core after its first entry (buildSpread): only the chain (each
+// previous_hash, and the hash of the bytes from it on) is made in order.
 func build(buf, hbuf []byte, frontier *[64]tlog.Hash, n int64, head string, off int64, drafts []Draft, opts Options) ([]byte, []byte, []Entry, []int64, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -433,11 +433,18 @@ func build(buf, hbuf []byte, frontier *[64]tlog.Hash, n int64, head string, off 
 			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: opts.Actor,
 		}
 	}
-	if workers := spreadWorkers(len(drafts)); workers > 1 {
-		return buildSpread(buf, hbuf, frontier, head, off, entries, ends, opts, workers)
-	}
+	workers := spreadWorkers(len(drafts))
+	start := len(buf)
 	prev := head
 	for i := range entries {
+		if i == 1 && workers > 1 && len(buf)-start >= spreadLine {
+			// Entries of this size are worth the handoff: the rest on
+			// every core, chained to this first one.
+			var es []Entry
+			var err error
+			buf, hbuf, es, ends, err = buildSpread(buf, hbuf, frontier, prev, off, entries[1:], ends, opts, workers)
+			return buf, hbuf, entries[:1+len(es)], ends, err
+		}
 		e := &entries[i]
 		fill(e, opts)
 		e.PreviousHash = prev
@@ -469,6 +476,12 @@ func fill(e *Entry, opts Options) {
 // goroutine costs more than encoding a few entries (a single append, the
 // commonest, never starts one).
 const spreadFrom = 64
+
+// spreadLine is the length of a batch's first line from which the batch
+// is encoded on every core: a short entry (cp-ledger append's ~300 bytes)
+// encodes in about the time its handoff costs, and its batch stays on one
+// goroutine, as before; a cp-route decision (~1 KB) is spread.
+const spreadLine = 512
 
 // spreadWorkers returns how many goroutines encode a batch of n entries.
 func spreadWorkers(n int) int {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -155,8 +156,12 @@ func TestAppendLargeBatches(t *testing.T) {
 		l, err := OpenWriter(path, Options{Actor: "tester", AuthOff: authOff})
 		require.NoError(t, err)
 		total := 0
-		for _, n := range []int{500, 1, spreadFrom, 3, 1000} {
-			es, err := l.Append(ctx, spreadDrafts(n))
+		for _, n := range []int{500, 1, spreadFrom, 3, 1000, 700} {
+			ds := spreadDrafts(n)
+			if n != 700 { // a large first entry: the batch is spread (700: its first is small, it is not)
+				ds[0].Metadata = map[string]any{"pad": strings.Repeat("x", spreadLine)}
+			}
+			es, err := l.Append(ctx, ds)
 			require.NoError(t, err)
 			require.Len(t, es, n)
 			require.EqualValues(t, total, es[0].Seq)
@@ -238,4 +243,49 @@ func FuzzBuildSpread(f *testing.F) {
 		require.Equal(t, wantEnds, ends)
 		require.Equal(t, len(wantEnds), len(got))
 	})
+}
+
+// TestBuildSpreadsAfterFirst: build encodes a batch whose first line is
+// long in order for that line, then on every core chained to it; the bytes,
+// ends and stored hashes are the one-by-one encoding's, and a bad draft
+// anywhere ends the batch before it.
+func TestBuildSpreadsAfterFirst(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	for _, bad := range []int{-1, 1, 2, 150, 299} {
+		t.Run(fmt.Sprint("bad", bad), func(t *testing.T) {
+			ds := spreadDrafts(300)
+			ds[0].Metadata = map[string]any{"pad": strings.Repeat("x", spreadLine)}
+			if bad >= 0 {
+				ds[bad].Metadata = map[string]any{"nan": math.NaN()}
+			}
+			var f [64]tlog.Hash
+			head := "parent"
+			buf, hbuf, got, ends, err := build([]byte("x\n"), nil, &f, 5, head, 10, ds, Options{Actor: "a"})
+			want := len(ds)
+			if bad >= 0 {
+				require.Error(t, err)
+				want = bad
+			} else {
+				require.NoError(t, err)
+			}
+			require.Len(t, got, want)
+			var wbuf, wh []byte
+			var wf [64]tlog.Hash
+			var wends []int64
+			prev := head
+			for i := range got {
+				e := got[i]
+				require.Equal(t, prev, e.PreviousHash)
+				var leaf tlog.Hash
+				wbuf, leaf, err = encode(wbuf, &e)
+				require.NoError(t, err)
+				wh = appendStoredHashes(wh, &wf, e.Seq, leaf)
+				wends = append(wends, 10+2+int64(len(wbuf)))
+				prev = e.EntryHash
+			}
+			require.Equal(t, "x\n"+string(wbuf), string(buf))
+			require.Equal(t, wh, hbuf)
+			require.Equal(t, wends, ends)
+		})
+	}
 }

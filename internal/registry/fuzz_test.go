@@ -53,6 +53,20 @@ func FuzzRead(f *testing.F) {
 				require.Equal(t, want, got, "Lookup(%q)", key)
 			}
 		}
+		// Select of every key agrees with Read on a file Read accepts: the
+		// same rows. (Like Lookup, it judges rows, not the file's shape
+		// around them: a blank line or a last line without its newline is
+		// Read's and the gates' to refuse.)
+		all, serr := Select(root, tb, func(string) bool { return true })
+		if serr != nil {
+			var e *Error
+			require.ErrorAs(t, serr, &e)
+			require.Equal(t, CodeInvalid, e.Code())
+		}
+		if err == nil {
+			require.NoError(t, serr, "Select refused a file Read accepts")
+			require.Equal(t, append([]Row{}, rows...), all)
+		}
 		if err != nil {
 			var e *Error
 			require.ErrorAs(t, err, &e)

@@ -381,3 +381,51 @@ func TestLookup(t *testing.T) {
 	_, err = Lookup(root, Ownership, "x")
 	require.ErrorIs(t, err, fs.ErrNotExist)
 }
+
+// TestSelect: the rows a reader selects by key, in file order, each
+// checked as Read checks it; a selected key twice is refused; the rows not
+// selected are only read past.
+func TestSelect(t *testing.T) {
+	root := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(root, Dir), 0o755))
+	write := func(s string) {
+		require.NoError(t, os.WriteFile(filepath.Join(root, Dir, Ownership.File), []byte(s), 0o644))
+	}
+	header := strings.Join(Ownership.Columns, ",") + "\n"
+	row := func(path, hash string) string {
+		return path + ",PKG-CONFIG-001," + hash + ",10,config,2026-01-02T03:04:05Z\n"
+	}
+	modules := func(k string) bool { return strings.HasPrefix(k, "modules/") }
+	write(header + row("modules/b/capabilities.json", digest(1)) + row("config/a.json", digest(2)) + row("modules/a/capabilities.json", digest(3)))
+	rows, err := Select(root, Ownership, modules)
+	require.NoError(t, err)
+	require.Len(t, rows, 2)
+	require.Equal(t, "modules/b/capabilities.json", rows[0]["path"], "file order")
+	require.Equal(t, digest(3), rows[1]["sha256"])
+	rows, err = Select(root, Ownership, func(string) bool { return false })
+	require.NoError(t, err)
+	require.NotNil(t, rows, "none selected: empty, not nil")
+	require.Empty(t, rows)
+
+	// A row not selected is not judged here (Read and the gates do).
+	write(header + row("config/a.json", "sha256:bad") + row("config/a.json", digest(2)) + row("modules/a/capabilities.json", digest(3)))
+	rows, err = Select(root, Ownership, modules)
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+
+	for name, s := range map[string]string{
+		"row's hash":    header + row("config/a.json", digest(2)) + row("modules/a/capabilities.json", "sha256:bad"),
+		"duplicate":     header + row("modules/a/capabilities.json", digest(2)) + row("config/a.json", digest(2)) + row("modules/a/capabilities.json", digest(3)),
+		"not canonical": header + `"modules/a/capabilities.json"` + strings.TrimPrefix(row("modules/a/capabilities.json", digest(2)), "modules/a/capabilities.json"),
+		"fields":        header + "modules/a/capabilities.json,PKG-CONFIG-001\n",
+		"carriage":      header + strings.TrimSuffix(row("config/a.json", digest(2)), "\n") + "\r\n",
+		"no header":     row("modules/a/capabilities.json", digest(2)),
+		"empty":         "",
+	} {
+		write(s)
+		_, err := Select(root, Ownership, modules)
+		var e *Error
+		require.ErrorAs(t, err, &e, name)
+		require.Equal(t, CodeInvalid, e.Code(), name)
+	}
+}

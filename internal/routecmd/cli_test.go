@@ -111,6 +111,8 @@ func TestRoute(t *testing.T) {
 	require.JSONEq(t, `["PRM-DEPLOY"]`, e.Get("prompts_used").Raw)
 	require.Equal(t, "PKG-CONFIG-001", e.Get("metadata.policy_source").String())
 	require.Equal(t, "HO3", e.Get("metadata._tier").String())
+	require.Equal(t, "off", e.Get("metadata._auth").String(), "no cp-auth init: written without a token")
+	require.Equal(t, 1, strings.Count(show, `"_auth"`))
 	require.JSONEq(t, `{"intent":"deploy","variables":{"service":"api"}}`, e.Get("metadata.request").Raw)
 	pol := e.Get("metadata.policy_sha256").String()
 	b, err := plane.ReadBlob(root, pol)
@@ -391,7 +393,12 @@ func TestFirewall(t *testing.T) {
 	code, out, _ = run(t, as("worker", "ho1"), `{"intent":"status"}`, "--root", root, "--plane", "ho1", "--session", "SES-20261206-ffffffff")
 	require.Equal(t, cli.ExitDenied, code, out)
 	require.Contains(t, gjson.Get(out, "error.message").String(), "its own session")
-	must(t, as("maintainer", "ho3", "ho2", "ho1"), `{"intent":"status"}`, "--root", root)
+	out = must(t, as("maintainer", "ho3", "ho2", "ho1"), `{"intent":"status"}`, "--root", root)
+	// Written with a token: no _auth stamp (the one above, with auth off, has it).
+	show = must(t, ledgercmd.Run, "", "show", "--root", root, "--seq", itoa(gjson.Get(out, "result.decision_seq").Int()))
+	require.False(t, gjson.Get(show, "metadata._auth").Exists(), show)
+	show = must(t, ledgercmd.Run, "", "show", "--root", root, "--seq", itoa(seq))
+	require.Equal(t, "off", gjson.Get(show, "metadata._auth").String(), show)
 }
 
 // TestStdinOperation: the request path's other form.

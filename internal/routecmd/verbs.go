@@ -63,6 +63,7 @@ type ledgerKey struct {
 type tierLedger struct {
 	store    ledger.Store
 	tier     plane.Tier
+	authOff  bool // the ledger stamps _auth "off" (plane.Actor)
 	sessions map[string]*sessionCount
 	own      []span
 }
@@ -92,7 +93,12 @@ func (r *router) load(c *cli.Call) error {
 		if err != nil {
 			return err
 		}
-		owners, err := registry.Read(root, registry.Ownership) // once, for the policy and the handlers
+		// The ownership rows of the policy and of the modules'
+		// capabilities.json, read once for both and checked as Read checks
+		// each; the other rows are the gates' to judge (registry.Select).
+		owners, err := registry.Select(root, registry.Ownership, func(p string) bool {
+			return p == config.RouterPolicyPath || route.IsCapabilitiesPath(p)
+		})
 		if err != nil {
 			return err
 		}
@@ -151,7 +157,7 @@ func (r *router) ledger(c *cli.Call, req cli.Request, a plane.Access) (*tierLedg
 	if err != nil {
 		return nil, err
 	}
-	l := &tierLedger{store: s, tier: t}
+	l := &tierLedger{store: s, tier: t, authOff: c.Actor().AuthOff}
 	if a == plane.ForAppend { // kept for the run; one opened for reading is the caller's to close
 		l.sessions = map[string]*sessionCount{}
 		if r.ledgers == nil {
@@ -303,7 +309,7 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 		}
 		n++
 	}
-	pre := r.prepare(ctx, l.tier.Tier, reqs[:n])
+	pre := r.prepare(ctx, l, reqs[:n])
 	var ps []pending
 	var stopErr error
 	inBatch := map[string]int64{} // session → calls decided in this batch
@@ -334,7 +340,7 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 		p.d = d
 		if pr := &pre[i]; pr.spec != nil && sameDecision(d, *pr.spec) {
 			p.draft, p.evidence = pr.draft, pr.evidence // made on the workers
-		} else if p.draft, p.evidence, err = r.draft(l.tier.Tier, req, *pr, d); err != nil {
+		} else if p.draft, p.evidence, err = r.draft(l, req, *pr, d); err != nil {
 			stopErr = err
 			break
 		}
@@ -413,7 +419,7 @@ const parallelFrom = 256
 
 // prepare matches and hashes reqs, on every core for a large batch, and
 // drafts the entries of those a rule decides.
-func (r *router) prepare(ctx context.Context, tier string, reqs []cli.Request) []prepared {
+func (r *router) prepare(ctx context.Context, l *tierLedger, reqs []cli.Request) []prepared {
 	pre := make([]prepared, len(reqs))
 	one := func(i int) {
 		p := &pre[i]
@@ -432,7 +438,7 @@ func (r *router) prepare(ctx context.Context, tier string, reqs []cli.Request) [
 		if err != nil {
 			return
 		}
-		if p.draft, p.evidence, err = r.draft(tier, reqs[i], *p, d); err == nil {
+		if p.draft, p.evidence, err = r.draft(l, reqs[i], *p, d); err == nil {
 			p.spec = &d
 		}
 	}
@@ -532,7 +538,7 @@ func result(req cli.Request, d route.Decision, seq int64) routeResult {
 
 // draft is a decision's ROUTE_DECISION entry, and the evidence its answer
 // carries.
-func (r *router) draft(tier string, req cli.Request, pre prepared, d route.Decision) (ledger.Draft, map[string]any, error) {
+func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision) (ledger.Draft, map[string]any, error) {
 	canon, reqHash := pre.canon, pre.hash
 	meta := make(map[string]any, 20)
 	decisionMeta(d, meta, r.rules)
@@ -547,7 +553,12 @@ func (r *router) draft(tier string, req cli.Request, pre prepared, d route.Decis
 		}
 		meta["request_blob"] = reqHash
 	}
-	meta["_tier"] = tier
+	meta["_tier"] = l.tier.Tier
+	if l.authOff {
+		// The stamp the ledger adds (DESIGN.md §8), written here so that
+		// the ledger need not copy the map to add it.
+		meta["_auth"] = "off"
+	}
 	sub := reqHash
 	if s := req.String("session_id"); s != "" {
 		meta["_session_id"], sub = s, s

@@ -72,8 +72,7 @@ type Batch struct {
 // the hashes), and advances t past them. If a draft cannot be encoded,
 // the entries before it are returned with the error.
 func (t *Tree) Build(drafts []Draft, opts Options) (Batch, error) {
-	var scratch []byte
-	buf, hbuf, entries, ends, err := build(nil, nil, &scratch, &t.frontier, t.Size, t.Head, 0, drafts, opts)
+	buf, hbuf, entries, ends, err := build(nil, nil, &t.frontier, t.Size, t.Head, 0, drafts, opts)
 	b := Batch{Entries: entries, Lines: make([][]byte, len(entries)), Hashes: make([]tlog.Hash, len(hbuf)/tlog.HashSize)}
 	start := int64(0)
 	for i, end := range ends {

@@ -131,82 +131,102 @@ func namesSeq(id string, seq int64) bool {
 // "\n") appended to dst, and its leaf hash. Keys are written in RFC 8785
 // order by hand: the field set is fixed, and this is the append hot path.
 // entry_hash sorts between decision and event_type, so the hashed bytes are
-// the line without that one member.
+// the line without that one member. On failure dst is returned with its
+// original length.
 func encode(dst []byte, e *Entry) ([]byte, tlog.Hash, error) {
-	var scratch []byte
-	return encodeWith(dst, &scratch, e)
+	start := len(dst)
+	dst, at, err := appendLine(dst, e)
+	if err != nil {
+		return dst[:start], tlog.Hash{}, err
+	}
+	line := dst[start:]
+	leaf := leafHash(line[:at.hash-len(entryHashKey)], line[at.hash+entryHashTail:len(line)-1])
+	setEntryHash(line, at, e, leaf)
+	return dst, leaf, nil
 }
 
-// encodeWith is encode with a caller's scratch buffer for the body (the
-// append loop reuses one).
-func encodeWith(dst []byte, scratch *[]byte, e *Entry) ([]byte, tlog.Hash, error) {
-	body := (*scratch)[:0]
-	defer func() { *scratch = body }()
+// entryHashKey and entryHashTail frame the entry_hash member in a line:
+// the key before the 64 hex digits, the quote and comma after them.
+const (
+	entryHashKey  = `"entry_hash":"`
+	entryHashTail = 64 + len(`",`)
+)
+
+// lineAt is where a line's entry_hash and previous_hash values start, from
+// the line's first byte.
+type lineAt struct{ hash, prev int }
+
+// appendLine appends e's line to dst with 64 zeros in place of the
+// entry_hash value (e.EntryHash is not read), and returns where the
+// entry_hash and previous_hash values start in it. The leaf hash is over
+// the line without the entry_hash member (line[:at.hash-len(entryHashKey)]
+// and line[at.hash+entryHashTail:], without the newline).
+func appendLine(dst []byte, e *Entry) ([]byte, lineAt, error) {
+	start := len(dst)
+	var at lineAt
 	var err error
-	body = append(body, `{"actor":`...)
-	if body, err = jcs.AppendString(body, e.Actor); err != nil {
-		return dst, tlog.Hash{}, fieldErr("actor", err)
+	dst = append(dst, `{"actor":`...)
+	if dst, err = jcs.AppendString(dst, e.Actor); err != nil {
+		return dst, at, fieldErr("actor", err)
 	}
-	body = append(body, `,"decision":`...)
-	if body, err = jcs.AppendString(body, e.Decision); err != nil {
-		return dst, tlog.Hash{}, fieldErr("decision", err)
+	dst = append(dst, `,"decision":`...)
+	if dst, err = jcs.AppendString(dst, e.Decision); err != nil {
+		return dst, at, fieldErr("decision", err)
 	}
-	body = append(body, ',')
-	split := len(body)
-	body = append(body, `"event_type":`...)
-	if body, err = jcs.AppendString(body, e.EventType); err != nil {
-		return dst, tlog.Hash{}, fieldErr("event_type", err)
+	dst = append(dst, ',')
+	dst = append(dst, entryHashKey...)
+	at.hash = len(dst) - start
+	dst = append(dst, "0000000000000000000000000000000000000000000000000000000000000000\","...)
+	dst = append(dst, `"event_type":`...)
+	if dst, err = jcs.AppendString(dst, e.EventType); err != nil {
+		return dst, at, fieldErr("event_type", err)
 	}
-	body = append(body, `,"id":`...)
-	if body, err = jcs.AppendString(body, e.ID); err != nil {
-		return dst, tlog.Hash{}, fieldErr("id", err)
+	dst = append(dst, `,"id":`...)
+	if dst, err = jcs.AppendString(dst, e.ID); err != nil {
+		return dst, at, fieldErr("id", err)
 	}
-	body = append(body, `,"metadata":`...)
+	dst = append(dst, `,"metadata":`...)
 	if e.Metadata == nil {
-		body = append(body, "{}"...)
-	} else if body, err = jcs.Append(body, e.Metadata); err != nil {
-		return dst, tlog.Hash{}, fieldErr("metadata", err)
+		dst = append(dst, "{}"...)
+	} else if dst, err = jcs.Append(dst, e.Metadata); err != nil {
+		return dst, at, fieldErr("metadata", err)
 	}
-	body = append(body, `,"previous_hash":`...)
-	if body, err = jcs.AppendString(body, e.PreviousHash); err != nil {
-		return dst, tlog.Hash{}, fieldErr("previous_hash", err)
+	dst = append(dst, `,"previous_hash":`...)
+	at.prev = len(dst) + 1 - start
+	if dst, err = jcs.AppendString(dst, e.PreviousHash); err != nil {
+		return dst, at, fieldErr("previous_hash", err)
 	}
-	body = append(body, `,"prompts_used":[`...)
+	dst = append(dst, `,"prompts_used":[`...)
 	for i, p := range e.PromptsUsed {
 		if i > 0 {
-			body = append(body, ',')
+			dst = append(dst, ',')
 		}
-		if body, err = jcs.AppendString(body, p); err != nil {
-			return dst, tlog.Hash{}, fieldErr("prompts_used", err)
+		if dst, err = jcs.AppendString(dst, p); err != nil {
+			return dst, at, fieldErr("prompts_used", err)
 		}
 	}
-	body = append(body, `],"reason":`...)
-	if body, err = jcs.AppendString(body, e.Reason); err != nil {
-		return dst, tlog.Hash{}, fieldErr("reason", err)
+	dst = append(dst, `],"reason":`...)
+	if dst, err = jcs.AppendString(dst, e.Reason); err != nil {
+		return dst, at, fieldErr("reason", err)
 	}
-	body = append(body, `,"seq":`...)
-	body = strconv.AppendInt(body, e.Seq, 10)
-	body = append(body, `,"submission_id":`...)
-	if body, err = jcs.AppendString(body, e.SubmissionID); err != nil {
-		return dst, tlog.Hash{}, fieldErr("submission_id", err)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendInt(dst, e.Seq, 10)
+	dst = append(dst, `,"submission_id":`...)
+	if dst, err = jcs.AppendString(dst, e.SubmissionID); err != nil {
+		return dst, at, fieldErr("submission_id", err)
 	}
-	body = append(body, `,"timestamp":`...)
-	if body, err = jcs.AppendString(body, e.Timestamp); err != nil {
-		return dst, tlog.Hash{}, fieldErr("timestamp", err)
+	dst = append(dst, `,"timestamp":`...)
+	if dst, err = jcs.AppendString(dst, e.Timestamp); err != nil {
+		return dst, at, fieldErr("timestamp", err)
 	}
-	body = append(body, '}')
+	return append(dst, "}\n"...), at, nil
+}
 
-	// The hashed bytes: body without the ',' at split (the member list
-	// continues directly with event_type).
-	leaf := leafHash(body[:split], body[split:])
-	e.EntryHash = hex.EncodeToString(leaf[:])
-	dst = append(dst, body[:split]...)
-	dst = append(dst, `"entry_hash":"`...)
-	dst = append(dst, e.EntryHash...)
-	dst = append(dst, `",`...)
-	dst = append(dst, body[split:]...)
-	dst = append(dst, '\n')
-	return dst, leaf, nil
+// setEntryHash writes leaf, the leaf hash of line (made by appendLine at
+// at), into line's entry_hash value and e.EntryHash.
+func setEntryHash(line []byte, at lineAt, e *Entry, leaf tlog.Hash) {
+	hex.Encode(line[at.hash:at.hash+64], leaf[:])
+	e.EntryHash = string(line[at.hash : at.hash+64])
 }
 
 // leafHash is the RFC 6962 leaf hash of the concatenation of parts.

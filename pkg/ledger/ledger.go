@@ -36,11 +36,16 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,7 +102,6 @@ type Ledger struct {
 	// is a left child still waiting for its sibling (bit L of n is 1): all an
 	// append needs to compute the new stored hashes, without reading X.tlog.
 	frontier [64]tlog.Hash
-	scratch  []byte
 	// ckptLast is the stored checkpoint this process last wrote or
 	// accepted (Options.Checkpoint).
 	ckptLast []byte
@@ -354,10 +358,15 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 			return nil, err
 		}
 	}
-	buf := make([]byte, 0, len(drafts)*384)
+	var buf []byte
+	if len(drafts) >= spreadFrom {
+		buf = getBuf(len(drafts) * 384)
+	} else {
+		buf = make([]byte, 0, len(drafts)*384)
+	}
 	hbuf := make([]byte, 0, (2*len(drafts)+64)*tlog.HashSize)
 	frontier := l.frontier
-	buf, hbuf, entries, ends, encErr := build(buf, hbuf, &l.scratch, &frontier, l.n, l.head, l.dataSize, drafts, l.opts)
+	buf, hbuf, entries, ends, encErr := build(buf, hbuf, &frontier, l.n, l.head, l.dataSize, drafts, l.opts)
 	if len(entries) == 0 {
 		return nil, encErr
 	}
@@ -374,7 +383,31 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	l.hashSize += int64(len(hbuf))
 	// The entries are durable: now the index may name them.
 	l.updateIndex(prevN, prevEnd, prevHead, entries, ends)
+	putBuf(buf) // nothing returned holds its bytes
 	return entries, encErr
+}
+
+// lineBufs keeps the buffers large batches are encoded into from one
+// append to the next: a stream's group commits of megabytes would
+// otherwise fault fresh pages in for each batch.
+var lineBufs sync.Pool
+
+// getBuf returns an empty buffer of capacity n or more.
+func getBuf(n int) []byte {
+	if p, ok := lineBufs.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+// putBuf gives b back for another batch, unless it is small (a single
+// append's: not worth keeping) or huge (not worth pinning).
+func putBuf(b []byte) {
+	if cap(b) < 64<<10 || cap(b) > 32<<20 {
+		return
+	}
+	b = b[:0]
+	lineBufs.Put(&b)
 }
 
 // build encodes drafts as the entries after seq n-1 (whose entry_hash is
@@ -383,34 +416,166 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 // line's end offset counted from off. It is the one place entries are made,
 // for every driver (Tree.Build). If a draft cannot be encoded, the entries
 // before it are returned with the error.
-func build(buf, hbuf []byte, scratch *[]byte, frontier *[64]tlog.Hash, n int64, head string, off int64, drafts []Draft, opts Options) ([]byte, []byte, []Entry, []int64, error) {
+//
+// A large batch of large entries (spreadFrom, spreadLine) is encoded on
+// every core after its first entry (buildSpread): only the chain (each
+// previous_hash, and the hash of the bytes from it on) is made in order.
+func build(buf, hbuf []byte, frontier *[64]tlog.Hash, n int64, head string, off int64, drafts []Draft, opts Options) ([]byte, []byte, []Entry, []int64, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	ends := make([]int64, 0, len(drafts))
-	entries := make([]Entry, 0, len(drafts))
-	prev := head
-	for i, d := range drafts {
-		e := Entry{
-			Seq: n + int64(i), ID: newID(n + int64(i)), Timestamp: stamp(opts.Now()),
+	entries := make([]Entry, len(drafts))
+	for i, d := range drafts { // the clock read in order: timestamps never go back within a batch
+		entries[i] = Entry{
+			Seq: n + int64(i), Timestamp: stamp(opts.Now()),
 			EventType: d.EventType, SubmissionID: d.SubmissionID, Decision: d.Decision, Reason: d.Reason,
-			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: opts.Actor, PreviousHash: prev,
+			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: opts.Actor,
 		}
-		if e.PromptsUsed == nil {
-			e.PromptsUsed = []string{}
+	}
+	workers := spreadWorkers(len(drafts))
+	start := len(buf)
+	prev := head
+	for i := range entries {
+		if i == 1 && workers > 1 && len(buf)-start >= spreadLine {
+			// Entries of this size are worth the handoff: the rest on
+			// every core, chained to this first one.
+			var es []Entry
+			var err error
+			buf, hbuf, es, ends, err = buildSpread(buf, hbuf, frontier, prev, off, entries[1:], ends, opts, workers)
+			return buf, hbuf, entries[:1+len(es)], ends, err
 		}
-		if opts.AuthOff {
-			e.Metadata = stampAuthOff(d.Metadata)
-		}
+		e := &entries[i]
+		fill(e, opts)
+		e.PreviousHash = prev
 		var leaf tlog.Hash
 		var err error
-		if buf, leaf, err = encodeWith(buf, scratch, &e); err != nil {
-			return buf, hbuf, entries, ends, err
+		if buf, leaf, err = encode(buf, e); err != nil {
+			return buf, hbuf, entries[:i], ends, err
 		}
 		hbuf = appendStoredHashes(hbuf, frontier, e.Seq, leaf)
-		entries = append(entries, e)
 		ends = append(ends, off+int64(len(buf)))
 		prev = e.EntryHash
+	}
+	return buf, hbuf, entries, ends, nil
+}
+
+// fill sets what an entry takes besides its draft, its clock and its
+// chain: the id, the empty prompt list, the auth stamp.
+func fill(e *Entry, opts Options) {
+	e.ID = newID(e.Seq)
+	if e.PromptsUsed == nil {
+		e.PromptsUsed = []string{}
+	}
+	if opts.AuthOff {
+		e.Metadata = stampAuthOff(e.Metadata)
+	}
+}
+
+// spreadFrom is the batch size from which build encodes on every core: a
+// goroutine costs more than encoding a few entries (a single append, the
+// commonest, never starts one).
+const spreadFrom = 64
+
+// spreadLine is the length of a batch's first line from which the batch
+// is encoded on every core: a short entry (cp-ledger append's ~300 bytes)
+// encodes in about the time its handoff costs, and its batch stays on one
+// goroutine, as before; a cp-route decision (~1 KB) is spread.
+const spreadLine = 512
+
+// spreadWorkers returns how many goroutines encode a batch of n entries.
+func spreadWorkers(n int) int {
+	if n < spreadFrom {
+		return 1
+	}
+	return min(runtime.GOMAXPROCS(0), n/(spreadFrom/2), 8)
+}
+
+// buildSpread is build's large batch (entries made but for id, stamp and
+// chain), encoded by workers goroutines, each over a run of entries into a
+// buffer of its own: the lines with every previous_hash but the batch's
+// first as 64 zeros, and each line's leaf hash state up to its
+// previous_hash value (SHA-256 is written in order, so the bytes before the
+// chain are hashed off the chain). Then, in order, each previous_hash is
+// written in and the hash finished over the rest of the line (~200 bytes,
+// whatever the metadata's size). The lines are the bytes encode makes: an
+// entry's hash is always 64 hex digits, so a placeholder of that length
+// moves nothing.
+func buildSpread(buf, hbuf []byte, frontier *[64]tlog.Hash, head string, off int64, entries []Entry, ends []int64, opts Options, workers int) ([]byte, []byte, []Entry, []int64, error) {
+	type encoded struct {
+		start int // in its run's buffer
+		at    lineAt
+		h     hash.Hash // the leaf hash, written up to the previous_hash value
+		err   error
+	}
+	const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
+	enc := make([]encoded, len(entries))
+	runs := make([][]byte, workers)
+	chunk := (len(entries) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for w := range workers {
+		from, to := min(w*chunk, len(entries)), min((w+1)*chunk, len(entries))
+		wg.Go(func() {
+			b := getBuf((to - from) * 512)
+			for i := from; i < to; i++ {
+				e, x := &entries[i], &enc[i]
+				fill(e, opts)
+				if i == 0 {
+					e.PreviousHash = head // any string: hashed in order below
+				} else {
+					e.PreviousHash = zeros
+				}
+				x.start = len(b)
+				if b, x.at, x.err = appendLine(b, e); x.err != nil {
+					b = b[:x.start]
+					break // the batch ends before it
+				}
+				line := b[x.start:]
+				x.h = sha256.New()
+				x.h.Write([]byte{0})
+				x.h.Write(line[:x.at.hash-len(entryHashKey)])
+				if i > 0 {
+					x.h.Write(line[x.at.hash+entryHashTail : x.at.prev])
+				}
+			}
+			runs[w] = b
+		})
+	}
+	wg.Wait()
+	total := 0
+	for _, b := range runs {
+		total += len(b)
+	}
+	buf = slices.Grow(buf, total)
+	prev := head
+	for i := range entries {
+		e, x := &entries[i], &enc[i]
+		if x.err != nil {
+			return buf, hbuf, entries[:i], ends, x.err
+		}
+		run := runs[i/chunk]
+		end := len(run)
+		if i+1 < len(entries) && (i+1)/chunk == i/chunk {
+			end = enc[i+1].start
+		}
+		line := run[x.start:end]
+		from := x.at.hash + entryHashTail // the hash so far stops here (the batch's first line)...
+		if i > 0 {
+			copy(line[x.at.prev:x.at.prev+64], prev)
+			e.PreviousHash = prev
+			from = x.at.prev // ... or here
+		}
+		x.h.Write(line[from : len(line)-1])
+		var leaf tlog.Hash
+		x.h.Sum(leaf[:0])
+		setEntryHash(line, x.at, e, leaf)
+		buf = append(buf, line...)
+		hbuf = appendStoredHashes(hbuf, frontier, e.Seq, leaf)
+		ends = append(ends, off+int64(len(buf)))
+		prev = e.EntryHash
+	}
+	for _, b := range runs {
+		putBuf(b) // copied into buf
 	}
 	return buf, hbuf, entries, ends, nil
 }
@@ -885,11 +1050,17 @@ func (l *Ledger) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return l.hashes.ReadHashes(indexes)
 }
 
-// stampAuthOff returns a copy of meta with _auth "off" (DESIGN.md §8).
+// stampAuthOff returns meta with _auth "off" (DESIGN.md §8): a copy, the
+// caller's map never changed, or meta itself when it already says so (a
+// writer that knows its auth is off stamps its own metadata, and spares
+// the copy of a large map per entry).
 func stampAuthOff(meta map[string]any) map[string]any {
-	m := make(map[string]any, len(meta)+1)
-	for k, v := range meta {
-		m[k] = v
+	if v, ok := meta["_auth"].(string); ok && v == "off" {
+		return meta
+	}
+	m := maps.Clone(meta)
+	if m == nil {
+		m = make(map[string]any, 1)
 	}
 	m["_auth"] = "off"
 	return m

@@ -125,6 +125,49 @@ func TestPatternSetMatcher(t *testing.T) {
 	require.Nil(t, s.pattern.re, "never compiled")
 }
 
+// TestPatternCompiledWhenUsedOften: past setUses matches a pattern is
+// compiled (a stream's requests), with the same answers.
+func TestPatternCompiledWhenUsedOften(t *testing.T) {
+	s, err := compile(t, `{"type":"string","pattern":"^sha256:[0-9a-f]{64}$"}`)
+	require.NoError(t, err)
+	good, bad := "sha256:"+strings.Repeat("ab", 32), "sha256:"+strings.Repeat("AB", 32)
+	for i := range 2 * setUses {
+		require.Empty(t, s.Validate(good), "match %d", i)
+		require.NotEmpty(t, s.Validate(bad), "match %d", i)
+		require.Equal(t, i >= setUses/2, s.pattern.re != nil, "after %d matches", 2*i+2)
+	}
+}
+
+// BenchmarkPatternMatch: one match of a hash pattern by the set matcher
+// and by the compiled regexp (what setUses trades).
+func BenchmarkPatternMatch(b *testing.B) {
+	const p = `^sha256:[0-9a-f]{64}$`
+	in := "sha256:" + strings.Repeat("0123456789abcdef", 4)
+	re, err := syntax.Parse(p, syntax.Perl)
+	require.NoError(b, err)
+	b.Run("set", func(b *testing.B) {
+		m := newSetMatcher(re)
+		for b.Loop() {
+			if !m.match(in) {
+				b.Fatal("no match")
+			}
+		}
+	})
+	b.Run("regexp", func(b *testing.B) {
+		r := regexp.MustCompile(p)
+		for b.Loop() {
+			if !r.MatchString(in) {
+				b.Fatal("no match")
+			}
+		}
+	})
+	b.Run("compile", func(b *testing.B) {
+		for b.Loop() {
+			regexp.MustCompile(p)
+		}
+	})
+}
+
 func FuzzSetMatcher(f *testing.F) {
 	for _, p := range append(embeddedPatterns(f), trickyPatterns...) {
 		f.Add(p, "")

@@ -50,17 +50,7 @@ func TestPooledContract(t *testing.T) {
 func TestPooledWriterProcesses(t *testing.T) {
 	for _, m := range pooledModes {
 		t.Run(m.mode, func(t *testing.T) {
-			dsn := pooled(t, m.mode, m.dsnExtra)
-			skey, vs := processKey(t)
-			ckpt := filepath.Join(t.TempDir(), "governance.checkpoint")
-			cmds, results := startWriters(t, 8, 100, 5, dsn, skey, ckpt)
-			var as []acked
-			for i, cmd := range cmds {
-				require.NoError(t, cmd.Wait(), "writer %d", i)
-				as = append(as, <-results[i])
-			}
-			s := open(t, dsn, "governance", ledger.Options{}, "")
-			require.EqualValues(t, 8*500, checkAcked(t, s, as, 1, vs))
+			writersNoLoss(t, pooled(t, m.mode, m.dsnExtra))
 		})
 	}
 }

@@ -33,6 +33,10 @@ var (
 	runAs *syscall.Credential
 )
 
+// inheritEnv names the running cluster's socket directory in the
+// environment of the processes a test starts.
+const inheritEnv = "PGTEST_CLUSTER_DIR"
+
 // User is the cluster's superuser (trust authentication on its socket).
 const User = "cp"
 
@@ -50,6 +54,21 @@ type runner struct{ m interface{ Run() int } }
 func (r runner) Run() int {
 	if os.Getenv("CONTROL_PLANE_TEST_DSN") != "" {
 		return r.m.Run()
+	}
+	// A test binary started by a test of the same package (a helper
+	// process, killed at will by crash tests) uses the cluster its parent
+	// started rather than starting one more: a helper killed between
+	// initdb and its cleanup left a cluster's directory behind in /tmp
+	// (~40 MB a time, ~1 GB a run), and a helper killed after pg_ctl
+	// start a server.
+	if dir := os.Getenv(inheritEnv); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, ".s.PGSQL.5432")); err == nil {
+			socketDir = dir
+			runAs, _ = clusterUser()
+			code := r.m.Run()
+			stopPoolers()
+			return code
+		}
 	}
 	stop, err := start()
 	if err != nil {
@@ -96,17 +115,13 @@ func start() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("nobody")
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("running as root and no user nobody to run PostgreSQL as: %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, uid, gid); err != nil {
+	cred, err := clusterUser()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -151,10 +166,26 @@ func start() (func(), error) {
 		return nil, err
 	}
 	socketDir, runAs = dir, cred
+	os.Setenv(inheritEnv, dir)
 	return func() {
 		run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
 		cleanup()
 	}, nil
+}
+
+// clusterUser is the user the cluster runs as: nobody when the tests run
+// as root (PostgreSQL refuses root), nil (the tests' own) otherwise.
+func clusterUser() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return nil, fmt.Errorf("running as root and no user nobody to run PostgreSQL as: %v", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
 // serverDSN is the DSN of the cluster's maintenance database.

@@ -42,6 +42,10 @@ build: overlay
 # The packages whose code starts goroutines (found by grep, so a new one is
 # not forgotten) run under the race detector (it needs cgo: gcc), the
 # others as they are: every package runs once.
+# A test binary's time limit: pgstore's tests and sdkoverlay's (it compiles
+# the SDKs without the overlay) took 7-10 minutes on a loaded machine
+# (load average 40), past go test's default of 10.
+TESTTIMEOUT ?= 30m
 GOROUTINES := '(^|[^[:alnum:]_])go (func|[[:alpha:]_][[:alnum:]_.]*)\(|\.Go\('
 test: overlay
 	$(GO) vet ./...
@@ -56,8 +60,8 @@ test: overlay
 	@race=$$(grep -rlE --include='*.go' --exclude='*_test.go' $(GOROUTINES) cmd internal pkg | xargs -n1 dirname | sort -u | sed 's|^|./|'); \
 	rest=$$($(GO) list -f '{{.Dir}}' ./... | sed 's|^$(CURDIR)|.|' | grep -vxF "$$race"); \
 	echo "go test -race:" $$race; \
-	$(GO) test -count=1 $$rest && CGO_ENABLED=1 $(GO) test -race -count=1 $$race
-	$(GO) test -count=1 -tags nopostgres -run NoPostgres ./internal/plane/
+	$(GO) test -count=1 -timeout $(TESTTIMEOUT) $$rest && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TESTTIMEOUT) $$race
+	$(GO) test -count=1 -timeout $(TESTTIMEOUT) -tags nopostgres -run NoPostgres ./internal/plane/
 
 # Whole-process and library benchmarks quoted in the README (~7 minutes).
 bench: build

@@ -175,7 +175,7 @@ func TestAppendSpreadRefusalAsSequential(t *testing.T) {
 					}
 					return ds
 				}
-				run := func(procs int) ([]Entry, error, string) {
+				run := func(procs int) ([]Entry, error) {
 					runtime.GOMAXPROCS(procs)
 					path := filepath.Join(t.TempDir(), "l.jsonl")
 					l, err := OpenWriter(path, Options{Actor: "a"})
@@ -191,10 +191,10 @@ func TestAppendSpreadRefusalAsSequential(t *testing.T) {
 					rep := verify(t, path, VerifyOptions{})
 					require.True(t, rep.Valid, "%+v", rep.Issues)
 					require.EqualValues(t, len(es)+1, rep.Entries)
-					return es, aerr, path
+					return es, aerr
 				}
-				seqEs, seqErr, _ := run(1)
-				es, err, _ := run(4)
+				seqEs, seqErr := run(1)
+				es, err := run(4)
 				require.Error(t, seqErr)
 				require.Len(t, seqEs, at)
 				require.Len(t, es, at)

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/internal/schematest"
+	"github.com/control-plane/cp/internal/testenv"
 	"github.com/control-plane/cp/pkg/jcs"
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m interface{ Run() int }) int {
-	tmp, err := os.MkdirTemp("", "cp-script-bin-")
+	tmp, err := testenv.MkdirTemp("cp-script-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -17,12 +17,13 @@ import (
 	"github.com/control-plane/cp/internal/ledgercmd"
 	"github.com/control-plane/cp/internal/pgtest"
 	"github.com/control-plane/cp/internal/sdkoverlay"
+	"github.com/control-plane/cp/internal/testenv"
 )
 
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cp-bench-bin-")
+	dir, err := testenv.MkdirTemp("cp-bench-bin-")
 	if err != nil {
 		panic(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/control-plane/cp/internal/testenv"
 )
 
 // bigPackage is a plane with a registered framework and spec, and a package
@@ -35,7 +37,7 @@ func run(dir, name string, args ...string) error {
 
 func setupBigPackage(b *testing.B) bigPackage {
 	bigPkgOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cp-bench-pkg-")
+		dir, err := testenv.MkdirTemp("cp-bench-pkg-")
 		if err != nil {
 			bigPkgErr = err
 			return

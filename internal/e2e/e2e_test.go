@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/control-plane/cp/internal/pgtest"
+	"github.com/control-plane/cp/internal/testenv"
 )
 
 // cpLedger is the binary under test, built once by TestMain; home is the
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m interface{ Run() int }) int {
-	tmp, err := os.MkdirTemp("", "cp-e2e-bin-")
+	tmp, err := testenv.MkdirTemp("cp-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -20,6 +20,7 @@ import (
 
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/ledgercmd"
+	"github.com/control-plane/cp/internal/testenv"
 )
 
 // binaryBuilt is set once binary has been asked for.
@@ -28,13 +29,14 @@ var binaryBuilt atomic.Bool
 // binary builds cmd/cp-mcp once per test run.
 var binary = sync.OnceValues(func() (string, error) {
 	binaryBuilt.Store(true)
-	dir, err := os.MkdirTemp("", "cp-mcp-bin-")
+	dir, err := testenv.MkdirTemp("cp-mcp-bin-")
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "cp-mcp")
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/cp-mcp").CombinedOutput()
 	if err != nil {
+		os.RemoveAll(dir)
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	return bin, nil

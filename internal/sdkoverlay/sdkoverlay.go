@@ -12,7 +12,11 @@
 // patched version. It fails, and writes nothing, when go.mod requires
 // another version than the patch's, when an upstream file's sha256 is not
 // the one the patch was made against, or when go.mod already replaces the
-// module: a build is patched as recorded or not at all.
+// module, or when the module cache's copy of a replaced module does not
+// hash to go.sum's h1 line for it (the go command checks no go.sum line for
+// a module replaced by a directory): a build is patched as recorded or not
+// at all. A module-cache file changed after generation is not seen until
+// the next (the Makefile generates before every go command).
 //
 // A plain `go build` (no -overlay) compiles the unpatched SDKs: slower to
 // start, the same behaviour.
@@ -37,6 +41,7 @@ import (
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
+	"golang.org/x/mod/sumdb/dirhash"
 )
 
 // Paths relative to the module root.
@@ -334,6 +339,11 @@ func write(root, outDir string, patches []Patch, mods map[string]Module) (string
 		replace[filepath.Join(virtual, filepath.FromSlash(p.Path))] = patched
 	}
 	if len(done) > 0 {
+		// The go command checks no go.sum line for a module replaced by a
+		// directory: the module cache's copy is checked here, whole.
+		if err := checkSums(root, patches, mods); err != nil {
+			return "", err
+		}
 		mf.Cleanup()
 		out, err := mf.Format()
 		if err != nil {
@@ -351,6 +361,45 @@ func write(root, outDir string, patches []Patch, mods map[string]Module) (string
 	}
 	overlay := filepath.Join(outDir, "overlay.json")
 	return overlay, writeFile(overlay, append(js, '\n'))
+}
+
+// checkSums holds the module cache's copy of every patched module to the
+// hash root's go.sum records for it (what `go mod verify` checks): a
+// replace by a directory turns off the go command's own check, and the
+// overlay compiles the files of that copy as they are, so one changed
+// since the download (a file added, removed or altered by whoever can
+// write the module cache) fails here instead of being built unnoticed.
+func checkSums(root string, patches []Patch, mods map[string]Module) error {
+	data, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		return fmt.Errorf("the replaced modules are checked against go.sum: %v", err)
+	}
+	sums := map[string]string{}
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) == 3 && strings.HasPrefix(f[2], "h1:") {
+			sums[f[0]+"@"+f[1]] = f[2]
+		}
+	}
+	checked := map[string]bool{}
+	for _, p := range patches {
+		mv := p.Module + "@" + p.Version
+		if checked[mv] {
+			continue
+		}
+		checked[mv] = true
+		want, ok := sums[mv]
+		if !ok {
+			return fmt.Errorf("%s: go.sum has no hash of it: the module cache's copy cannot be checked (go mod download %s)", mv, p.Module)
+		}
+		got, err := dirhash.HashDir(mods[p.Module].Dir, mv, dirhash.Hash1)
+		if err != nil {
+			return fmt.Errorf("%s: hashing the module cache's copy: %v", mv, err)
+		}
+		if got != want {
+			return fmt.Errorf("%s: the module cache's copy %s hashes to %s, go.sum says %s: it changed after it was downloaded (go clean -modcache, then go mod download)", mv, mods[p.Module].Dir, got, want)
+		}
+	}
+	return nil
 }
 
 func fileSHA256(name string) (string, error) {

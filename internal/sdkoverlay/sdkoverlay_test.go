@@ -46,6 +46,7 @@ func newFake(t *testing.T) *fake {
 	write(filepath.Join(f.root, PatchDir, fakeMod+"@"+fakeVer, "internal/reg/reg.go"), "package reg // patched\n")
 	f.patches = []Patch{{Module: fakeMod, Version: fakeVer, Path: "internal/reg/reg.go", Upstream: sum("package reg // upstream\n")}}
 	f.mods = map[string]Module{fakeMod: {Path: fakeMod, Version: fakeVer, Dir: f.cache}}
+	f.writeGoSum(t)
 	return f
 }
 

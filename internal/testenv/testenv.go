@@ -21,7 +21,7 @@ func Main(m interface{ Run() int }) {
 			os.Exit(m.Run())
 		}
 	}
-	dir, err := os.MkdirTemp("", "cp-test-config-")
+	dir, err := MkdirTemp("cp-test-config-")
 	if err != nil {
 		panic(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/control-plane/cp/internal/testenv"
 )
 
 // benchDraft is a typical ~300-byte entry once encoded.
@@ -49,7 +51,7 @@ var (
 // bigLedger builds a 1,000,000-entry ledger once per test process.
 func bigLedger(b *testing.B) string {
 	bigOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cp-bench-")
+		dir, err := testenv.MkdirTemp("cp-bench-")
 		if err != nil {
 			bigErr = err
 			return

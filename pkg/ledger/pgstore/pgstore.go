@@ -75,7 +75,10 @@ type Options struct {
 	// whose ledger has a checkpoint kept outside (CheckpointFile) reads
 	// the schema's version and the head row with its first read, in the
 	// same statement when that is a proof: a ledger missing from the
-	// database is then that read's fs.ErrNotExist.
+	// database is then that read's fs.ErrNotExist. A reader with a
+	// checkpoint key (Ledger.Checkpoint) may sign checkpoints
+	// (Checkpoint); one without only reads: its connection is pgx's
+	// wire-protocol layer alone (raw.go), and Checkpoint is refused.
 	Writable bool
 	// ConnectTimeout bounds the connection (default 10s).
 	ConnectTimeout time.Duration
@@ -90,8 +93,10 @@ type Store struct {
 	cfg  *pgx.ConnConfig // for a second connection (ReadStoredHashes)
 	mu   sync.Mutex
 	// pc is the connection; every read goes through it (raw.go). conn is
-	// pgx's over it, a writer's only (transactions, COPY FROM): a reader
-	// never builds pgx's type map.
+	// pgx's over it (transactions, COPY FROM), for a store that writes:
+	// opened Writable, or with a checkpoint key (Checkpoint signs and
+	// stores one). A store that only reads has none, and never builds
+	// pgx's type map.
 	pc   *pgconn.PgConn
 	conn *pgx.Conn
 	hint head // the head row as last read (Open, ReadProof)
@@ -139,7 +144,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
 	s := &Store{opts: opts, cfg: cfg}
-	if opts.Writable {
+	if opts.Writable || opts.Ledger.Checkpoint != nil {
 		s.conn, err = pgx.ConnectConfig(ctx, cfg)
 		if err == nil {
 			s.pc = s.conn.PgConn()
@@ -485,6 +490,7 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 	var v ledger.ProofView
 	var db []byte
 	var asked []int64
+	var hintSize, hintCkpt int64 // what asked was named from
 	got := make(hashMap)
 	err = func() error {
 		s.mu.Lock()
@@ -493,7 +499,8 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 			return err
 		}
 		first := s.deferred
-		asked = proofIndexes(seq, s.hint.size, treeSize, size(s.hint.checkpoint), size(outside))
+		hintSize, hintCkpt = s.hint.size, size(s.hint.checkpoint)
+		asked = proofIndexes(seq, hintSize, treeSize, hintCkpt, size(outside))
 		q := proofSQL
 		if first {
 			q = openProofSQL
@@ -548,15 +555,18 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 		return v, err
 	}
 	v.Checkpoint = later(db, outside)
-	// What the size and checkpoint read need that was not asked for.
+	// What the size and checkpoint read need that was not asked for (if
+	// they are the ones asked was named from, nothing).
 	var more []int64
-	have := make(map[int64]bool, len(asked))
-	for _, x := range asked {
-		have[x] = true
-	}
-	for _, x := range proofIndexes(seq, v.Size, treeSize, size(db), size(outside)) {
-		if !have[x] {
-			more = append(more, x)
+	if dbCkpt := size(db); v.Size != hintSize || dbCkpt != hintCkpt {
+		have := make(map[int64]bool, len(asked))
+		for _, x := range asked {
+			have[x] = true
+		}
+		for _, x := range proofIndexes(seq, v.Size, treeSize, dbCkpt, size(outside)) {
+			if !have[x] {
+				more = append(more, x)
+			}
 		}
 	}
 	if len(more) > 0 {
@@ -589,11 +599,17 @@ func proofIndexes(seq, n int64, sizes ...int64) []int64 {
 	tlog.TreeHash(n, r)
 	if 0 <= seq && seq < n {
 		r[tlog.StoredHashIndex(0, seq)] = true
-		for _, t := range append([]int64{n}, sizes...) {
-			if seq < t && t <= n {
-				tlog.TreeHash(t, r)
-				tlog.ProveRecord(t, seq, r)
+		ts := append(make([]int64, 0, 1+len(sizes)), n)
+		for _, t := range sizes {
+			if seq < t && t <= n && !slices.Contains(ts, t) {
+				ts = append(ts, t) // each size once: they are often all n
 			}
+		}
+		for _, t := range ts {
+			if t != n {
+				tlog.TreeHash(t, r)
+			}
+			tlog.ProveRecord(t, seq, r)
 		}
 	}
 	out := make([]int64, 0, len(r))
@@ -983,6 +999,9 @@ func (s *Store) locked(ctx context.Context, fn func(tx pgx.Tx, tree *ledger.Tree
 		return err
 	}
 	name := s.opts.Name
+	if s.conn == nil {
+		return ledger.Errorf("INTERNAL", "ledger %s opened to read only (neither Writable nor with a checkpoint key): it writes nothing", name)
+	}
 	tx, err := s.conn.Begin(ctx)
 	if err != nil {
 		return dbErr(name, "beginning a transaction", err)

@@ -38,7 +38,7 @@ func makeProvePlanes(b *testing.B) {
 			return
 		}
 		p.dir = dir
-		pgtest.Sweep(dir) // ~600 MB: removed even if this process dies
+		pgtest.Sweep(dir)             // ~600 MB: removed even if this process dies
 		dsn, _, err := pgtest.NewDB() // dropped with the cluster
 		if err != nil {
 			p.err = err

@@ -12,9 +12,10 @@ import (
 // A reader's statements go through pgconn, pgx's wire-protocol layer,
 // with their parameters and results in PostgreSQL's binary format,
 // encoded and decoded here: a cp-ledger prove process connects, asks one
-// statement and exits, and pgx.Conn's type map (pgtype.NewMap, built on
-// every connect: ~0.25-0.5 ms of CPU, a registry of some hundred types and
-// the Go types that map to them) would be most of its work. The types
+// statement and exits, and pgx.Conn's type map (pgtype.NewMap at each
+// connect, whose first call in a process builds pgx's default map: ~0.25-0.5
+// ms of CPU, a registry of some hundred types and the Go types that map
+// to them) would be most of its work. The types
 // these statements use are four: bigint, bytea, text and arrays of
 // bigint and text. A writer (pgx.Conn: transactions, COPY FROM) runs its
 // reads the same way, on its connection's PgConn.

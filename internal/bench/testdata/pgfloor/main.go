@@ -4,7 +4,7 @@
 // `cp-ledger prove` against a ledger in PostgreSQL is measured against
 // (BenchmarkProve1MPostgresOverFile). `pgfloor pgconn` does the same
 // with pgx's wire-protocol layer alone (pgconn, as a pgstore reader
-// connects): without pgx.Conn's type map, built at each connect.
+// connects): without pgx.Conn's type map, built when it connects.
 package main
 
 import (

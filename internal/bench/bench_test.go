@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
+	pgtest.Sweep(dir) // removed even if this process dies
 	// The planes' checkpoint keys go to a temporary XDG_CONFIG_HOME, which
 	// the benchmarked processes inherit: never the user's home.
 	if err := os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config")); err != nil {

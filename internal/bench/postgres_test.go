@@ -18,7 +18,7 @@ import (
 // migrate; made once per run (the benchmark function runs more than once).
 var provePlanes struct {
 	once       sync.Once
-	dir        string // removed by TestMain
+	dir        string // removed by TestMain (pgtest.Sweep: also if it dies)
 	file, pg   string
 	dsn        string
 	pooled     string // dsn through a PgBouncer in session pooling
@@ -38,6 +38,7 @@ func makeProvePlanes(b *testing.B) {
 			return
 		}
 		p.dir = dir
+		pgtest.Sweep(dir)             // ~600 MB: removed even if this process dies
 		dsn, _, err := pgtest.NewDB() // dropped with the cluster
 		if err != nil {
 			p.err = err
@@ -82,6 +83,7 @@ func makeProvePlanes(b *testing.B) {
 				return
 			}
 		}
+		os.Remove(filepath.Join(dir, "requests.ndjson")) // ~170 MB, read
 		p.file, p.pg = filepath.Join(dir, "file"), filepath.Join(dir, "pg")
 		start := time.Now()
 		cmd := exec.Command(filepath.Join(binDir, "cp-ledger"), "migrate", "--root", p.pg, "--to", "postgres")
@@ -117,7 +119,10 @@ func (e *setupError) Error() string { return e.what + ": " + e.err.Error() + "\n
 // that only connects with pgx and asks SELECT 1 (testdata/pgfloor), their
 // median paired difference ms-floor-over-bare: what any process pays to
 // ask the database one question (the server starting a backend for it,
-// and the round trips), which no change to the prove process removes.
+// and the round trips), which no change to the prove process removes;
+// and ms-pgconnfloor-over-bare, the same through pgconn alone (`pgfloor
+// pgconn`), as a pgstore reader connects: the pgx floor less pgx.Conn's
+// type map (pgtype.NewMap), which a prove no longer builds.
 //
 // The pooled variant is in the same iterations: the same prove of the
 // same ledger with the DSN through a PgBouncer in session pooling on a
@@ -153,30 +158,33 @@ func BenchmarkProve1MPostgresOverFile(b *testing.B) {
 		}
 		return d
 	}
-	bare := func(name string, env []string) time.Duration {
+	bare := func(name string, env []string, args ...string) time.Duration {
 		t0 := time.Now()
-		cmd := exec.Command(filepath.Join(binDir, name))
+		cmd := exec.Command(filepath.Join(binDir, name), args...)
 		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("%s: %v\n%s", name, err, out)
 		}
 		return time.Since(t0)
 	}
-	var diffs, files, pgs, floors, pdiffs, ppgs, pfloors []time.Duration
+	var diffs, files, pgs, floors, rfloors, pdiffs, ppgs, pfloors, prfloors []time.Duration
 	b.ResetTimer()
 	for i := range b.N {
-		var f, p, pp, z, fl, pfl time.Duration
+		var f, p, pp, z, fl, rfl, pfl, prfl time.Duration
 		if i%2 == 0 {
 			f, p, pp = run(provePlanes.file, direct), run(provePlanes.pg, direct), run(provePlanes.pg, pooled)
 			z, fl, pfl = bare("bare", direct), bare("pgfloor", direct), bare("pgfloor", pooled)
+			rfl, prfl = bare("pgfloor", direct, "pgconn"), bare("pgfloor", pooled, "pgconn")
 		} else {
+			prfl, rfl = bare("pgfloor", pooled, "pgconn"), bare("pgfloor", direct, "pgconn")
 			pfl, fl, z = bare("pgfloor", pooled), bare("pgfloor", direct), bare("bare", direct)
 			pp, p, f = run(provePlanes.pg, pooled), run(provePlanes.pg, direct), run(provePlanes.file, direct)
 		}
 		files, pgs, diffs = append(files, f), append(pgs, p), append(diffs, p-f)
-		floors = append(floors, fl-z)
+		floors, rfloors = append(floors, fl-z), append(rfloors, rfl-z)
 		if provePlanes.pooled != "" {
-			ppgs, pdiffs, pfloors = append(ppgs, pp), append(pdiffs, pp-f), append(pfloors, pfl-z)
+			ppgs, pdiffs = append(ppgs, pp), append(pdiffs, pp-f)
+			pfloors, prfloors = append(pfloors, pfl-z), append(prfloors, prfl-z)
 		}
 	}
 	med := func(ds []time.Duration) float64 {
@@ -187,9 +195,11 @@ func BenchmarkProve1MPostgresOverFile(b *testing.B) {
 	b.ReportMetric(med(files), "ms-file")
 	b.ReportMetric(med(pgs), "ms-pg")
 	b.ReportMetric(med(floors), "ms-floor-over-bare")
+	b.ReportMetric(med(rfloors), "ms-pgconnfloor-over-bare")
 	if provePlanes.pooled != "" {
 		b.ReportMetric(med(pdiffs), "ms-pooled-over-file")
 		b.ReportMetric(med(ppgs), "ms-pooled")
 		b.ReportMetric(med(pfloors), "ms-pooledfloor-over-bare")
+		b.ReportMetric(med(prfloors), "ms-pooledpgconnfloor-over-bare")
 	}
 }

@@ -67,6 +67,7 @@ func (r runner) Run() int {
 			runAs, _ = clusterUser()
 			code := r.m.Run()
 			stopPoolers()
+			sentinelDone()
 			return code
 		}
 	}
@@ -84,6 +85,7 @@ func (r runner) Run() int {
 	if stop != nil {
 		stop()
 	}
+	sentinelDone()
 	return code
 }
 
@@ -115,6 +117,7 @@ func start() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	tell("dir " + dir) // removed even if this process dies (sentinel.go)
 	cred, err := clusterUser()
 	if err != nil {
 		os.RemoveAll(dir)
@@ -164,6 +167,14 @@ func start() (func(), error) {
 	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
 		cleanup()
 		return nil, err
+	}
+	// The postmaster's pid, read once, now that pg_ctl has seen it start:
+	// the sentinel stops it (SIGQUIT: immediate shutdown) if this process
+	// dies without stopping it.
+	if b, err := os.ReadFile(filepath.Join(data, "postmaster.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0]); err == nil && pid > 1 {
+			tell(fmt.Sprintf("kill QUIT %d", pid))
+		}
 	}
 	socketDir, runAs = dir, cred
 	os.Setenv(inheritEnv, dir)

@@ -116,6 +116,7 @@ func startPooler(mode string) *pooler {
 		return p
 	}
 	p.dir = dir
+	tell("dir " + dir) // removed even if this process dies (sentinel.go)
 	// trust on the pooler's own socket, as on the cluster's; the user
 	// must be listed in auth_file all the same. DISCARD ALL (PgBouncer's
 	// default, said here) when a session pool's client lets its server
@@ -167,6 +168,7 @@ pidfile =
 		return p
 	}
 	p.cmd = cmd
+	tell(fmt.Sprintf("kill TERM %d", cmd.Process.Pid))
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	sock := filepath.Join(dir, fmt.Sprintf(".s.PGSQL.%d", p.port))

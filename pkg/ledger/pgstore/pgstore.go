@@ -75,7 +75,10 @@ type Options struct {
 	// whose ledger has a checkpoint kept outside (CheckpointFile) reads
 	// the schema's version and the head row with its first read, in the
 	// same statement when that is a proof: a ledger missing from the
-	// database is then that read's fs.ErrNotExist.
+	// database is then that read's fs.ErrNotExist. A reader with a
+	// checkpoint key (Ledger.Checkpoint) may sign checkpoints
+	// (Checkpoint); one without only reads: its connection is pgx's
+	// wire-protocol layer alone (raw.go), and Checkpoint is refused.
 	Writable bool
 	// ConnectTimeout bounds the connection (default 10s).
 	ConnectTimeout time.Duration
@@ -89,6 +92,12 @@ type Store struct {
 	opts Options
 	cfg  *pgx.ConnConfig // for a second connection (ReadStoredHashes)
 	mu   sync.Mutex
+	// pc is the connection; every read goes through it (raw.go). conn is
+	// pgx's over it (transactions, COPY FROM), for a store that writes:
+	// opened Writable, or with a checkpoint key (Checkpoint signs and
+	// stores one). A store that only reads has none, and never builds
+	// pgx's type map.
+	pc   *pgconn.PgConn
 	conn *pgx.Conn
 	hint head // the head row as last read (Open, ReadProof)
 	// deferred: a reader's opening (the schema's version and the head
@@ -124,9 +133,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	// settings would go to whichever client gets its server connection
 	// next. What the tool's statements need is set for their own
 	// transaction (SET LOCAL): plans for the values each runs with (an
-	// append's, localSettings; every other statement is unnamed, oneTrip,
-	// so planned for its values), and no JIT compilation for the reads of
-	// a whole ledger (Lines, ReadStoredHashes).
+	// append's, localSettings; every other statement is unnamed, each in
+	// raw.go, so planned for its values), and no JIT compilation for the
+	// reads of a whole ledger (Lines, ReadStoredHashes).
 	cfg.ConnectTimeout = opts.ConnectTimeout
 	if testTracer != nil {
 		cfg.Tracer = testTracer
@@ -134,11 +143,18 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	s := &Store{opts: opts, cfg: cfg}
+	if opts.Writable || opts.Ledger.Checkpoint != nil {
+		s.conn, err = pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			s.pc = s.conn.PgConn()
+		}
+	} else {
+		s.pc, err = pgconn.ConnectConfig(ctx, &cfg.Copy().Config)
+	}
 	if err != nil {
 		return nil, ledger.Errorf(Unavailable, "ledger %s: the database is unreachable: %s", opts.Name, redact(err))
 	}
-	s := &Store{opts: opts, cfg: cfg, conn: conn}
 	if !opts.Writable {
 		// A cp-ledger prove process connects, asks once and exits: with
 		// the checkpoint kept outside as the hint of the ledger's size, the
@@ -153,7 +169,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		}
 	}
 	if err := s.init(ctx); err != nil {
-		conn.Close(context.Background())
+		s.pc.Close(context.Background())
 		return nil, err
 	}
 	return s, nil
@@ -173,6 +189,11 @@ func redact(err error) string {
 	return err.Error()
 }
 
+// openSQL reads a reader's opening: the schema's version (the row whose
+// first column is 0) and the ledger's head row (1).
+const openSQL = `SELECT 0::bigint, version::bigint, NULL::bytea FROM cp_schema
+	UNION ALL SELECT 1, size, checkpoint FROM cp_ledgers WHERE name = $1`
+
 func (s *Store) init(ctx context.Context) error {
 	if s.opts.Writable {
 		if err := migrate(ctx, s.conn); err != nil {
@@ -187,21 +208,22 @@ func (s *Store) init(ctx context.Context) error {
 	// hashes a proof needs (ReadProof).
 	var v int64
 	var n *int64
-	rows, err := s.conn.Query(ctx, `SELECT 0, version::bigint, NULL::bytea FROM cp_schema
-		UNION ALL SELECT 1, size, checkpoint FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name)
-	if err == nil {
-		var k, x int64
-		var b []byte
-		_, err = pgx.ForEachRow(rows, []any{&k, &x, &b}, func() error {
-			if k == 0 {
-				v = x
-			} else {
-				size := x
-				n, s.hint.checkpoint, b = &size, b, nil
-			}
-			return nil
-		})
-	}
+	err := each(ctx, s.pc, openSQL, new(args).text(s.opts.Name), func(vals [][]byte) error {
+		k, err := int8Of("kind", vals[0])
+		if err != nil {
+			return err
+		}
+		x, err := int8Of("version or size", vals[1])
+		if err != nil {
+			return err
+		}
+		if k == 0 {
+			v = x
+		} else {
+			n, s.hint.checkpoint = &x, bytes.Clone(vals[2])
+		}
+		return nil
+	})
 	if err := s.opened(v, n, err); err != nil {
 		return err
 	}
@@ -281,7 +303,10 @@ func (s *Store) Name() string { return s.opts.Name }
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.conn.Close(context.Background())
+	if s.conn != nil {
+		return s.conn.Close(context.Background())
+	}
+	return s.pc.Close(context.Background())
 }
 
 // oneTrip runs a small query in one round trip (the unnamed statement,
@@ -306,17 +331,29 @@ const localSettings = `SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL 
 // for tens of milliseconds before their first row.
 const noJIT = `SET LOCAL jit = off; `
 
-// querier is a connection or a transaction.
-type querier interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-	QueryRow(context.Context, string, ...any) pgx.Row
-}
-
-// hashes reads stored hashes through q: a tlog.HashReader.
+// hashes reads stored hashes through pc (the store's connection, or a
+// writer's in its transaction): a tlog.HashReader.
 type hashes struct {
 	ctx  context.Context
-	q    querier
+	pc   *pgconn.PgConn
 	name string
+}
+
+// txHashes reads stored hashes in tx.
+func txHashes(ctx context.Context, tx pgx.Tx, name string) hashes {
+	return hashes{ctx, tx.Conn().PgConn(), name}
+}
+
+// hashRow decodes a row of (idx, hash).
+func hashRow(name string, vals [][]byte) (int64, tlog.Hash, error) {
+	idx, err := int8Of("idx", vals[0])
+	if err != nil {
+		return 0, tlog.Hash{}, err
+	}
+	if len(vals[1]) != tlog.HashSize {
+		return 0, tlog.Hash{}, ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", name, idx, len(vals[1]), tlog.HashSize)
+	}
+	return idx, tlog.Hash(vals[1]), nil
 }
 
 func (h hashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
@@ -326,19 +363,11 @@ func (h hashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	if contiguous(indexes) {
 		return h.readRange(indexes[0], int64(len(indexes)))
 	}
-	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`, oneTrip, h.name, indexes)
-	if err != nil {
-		return nil, dbErr(h.name, "reading stored hashes", err)
-	}
 	got := make(map[int64]tlog.Hash, len(indexes))
-	var idx int64
-	var b []byte
-	_, err = pgx.ForEachRow(rows, []any{&idx, &b}, func() error {
-		if len(b) != tlog.HashSize {
-			return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", h.name, idx, len(b), tlog.HashSize)
-		}
-		got[idx] = tlog.Hash(b)
-		return nil
+	err := each(h.ctx, h.pc, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx = ANY($2)`, new(args).text(h.name).bigints(indexes), func(vals [][]byte) error {
+		idx, hh, err := hashRow(h.name, vals)
+		got[idx] = hh
+		return err
 	})
 	if err != nil {
 		return nil, dbErr(h.name, "reading stored hashes", err)
@@ -366,22 +395,16 @@ func contiguous(indexes []int64) bool {
 
 // readRange reads the n stored hashes from lo on, in one range scan.
 func (h hashes) readRange(lo, n int64) ([]tlog.Hash, error) {
-	rows, err := h.q.Query(h.ctx, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx >= $2 AND idx < $3 ORDER BY idx`, oneTrip, h.name, lo, lo+n)
-	if err != nil {
-		return nil, dbErr(h.name, "reading stored hashes", err)
-	}
 	out := make([]tlog.Hash, 0, n)
-	var idx int64
-	var b []byte
-	_, err = pgx.ForEachRow(rows, []any{&idx, &b}, func() error {
-		want := lo + int64(len(out))
-		if idx != want {
+	err := each(h.ctx, h.pc, `SELECT idx, hash FROM cp_hashes WHERE ledger = $1 AND idx >= $2 AND idx < $3 ORDER BY idx`, new(args).text(h.name).bigint(lo).bigint(lo+n), func(vals [][]byte) error {
+		idx, hh, err := hashRow(h.name, vals)
+		if err != nil {
+			return err
+		}
+		if want := lo + int64(len(out)); idx != want {
 			return ledger.Errorf(ledger.TornTail, "ledger %s: stored hash %d missing (run cp-ledger verify)", h.name, want)
 		}
-		if len(b) != tlog.HashSize {
-			return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", h.name, idx, len(b), tlog.HashSize)
-		}
-		out = append(out, tlog.Hash(b))
+		out = append(out, hh)
 		return nil
 	})
 	if err != nil {
@@ -400,7 +423,7 @@ func (s *Store) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	if err := s.settle(context.Background()); err != nil {
 		return nil, err
 	}
-	return hashes{context.Background(), s.conn, s.opts.Name}.ReadHashes(indexes)
+	return hashes{context.Background(), s.pc, s.opts.Name}.ReadHashes(indexes)
 }
 
 // State implements ledger.Store.State: the head row's size and head, and
@@ -412,15 +435,21 @@ func (s *Store) State(ctx context.Context) (ledger.State, error) {
 	if err := s.settle(ctx); err != nil {
 		return st, err
 	}
-	err := s.conn.QueryRow(ctx, `SELECT size, head FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&st.Size, &st.Head)
-	if errors.Is(err, pgx.ErrNoRows) {
-		st.Root, _ = tlog.TreeHash(0, nil)
-		return st, nil // a writer's ledger before its first append
-	}
+	found := false
+	err := each(ctx, s.pc, `SELECT size, head FROM cp_ledgers WHERE name = $1`, new(args).text(s.opts.Name), func(vals [][]byte) error {
+		var err error
+		st.Size, err = int8Of("size", vals[0])
+		st.Head, found = string(vals[1]), true
+		return err
+	})
 	if err != nil {
 		return st, dbErr(s.opts.Name, "reading its state", err)
 	}
-	st.Root, err = tlog.TreeHash(st.Size, hashes{ctx, s.conn, s.opts.Name})
+	if !found {
+		st.Root, _ = tlog.TreeHash(0, nil)
+		return st, nil // a writer's ledger before its first append
+	}
+	st.Root, err = tlog.TreeHash(st.Size, hashes{ctx, s.pc, s.opts.Name})
 	return st, err
 }
 
@@ -461,6 +490,7 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 	var v ledger.ProofView
 	var db []byte
 	var asked []int64
+	var hintSize, hintCkpt int64 // what asked was named from
 	got := make(hashMap)
 	err = func() error {
 		s.mu.Lock()
@@ -469,33 +499,38 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 			return err
 		}
 		first := s.deferred
-		asked = proofIndexes(seq, s.hint.size, treeSize, size(s.hint.checkpoint), size(outside))
+		hintSize, hintCkpt = s.hint.size, size(s.hint.checkpoint)
+		asked = proofIndexes(seq, hintSize, treeSize, hintCkpt, size(outside))
 		q := proofSQL
 		if first {
 			q = openProofSQL
 		}
 		var version int64
 		var n *int64 // the head row's size, nil without one
-		rows, err := s.conn.Query(ctx, q, oneTrip, s.opts.Name, asked)
-		if err == nil {
-			var x int64
-			var y *int64
-			var b []byte
-			_, err = pgx.ForEachRow(rows, []any{&x, &y, &b}, func() error {
+		err := each(ctx, s.pc, q, new(args).text(s.opts.Name).bigints(asked), func(vals [][]byte) error {
+			x, err := int8Of("idx", vals[0])
+			if err != nil {
+				return err
+			}
+			if x < 0 {
+				y, err := int8Of("version or size", vals[1])
 				switch {
-				case x == -2 && y != nil:
-					version = *y
-				case x == -1 && y != nil:
-					v.Size, db, b = *y, b, nil // b: a fresh slice for the next row
+				case err != nil:
+					return err
+				case x == -2:
+					version = y
+				case x == -1:
+					v.Size, db = y, bytes.Clone(vals[2])
 					n = &v.Size
-				case len(b) != tlog.HashSize:
-					return ledger.Errorf("LEDGER_INVALID", "ledger %s: stored hash %d is %d bytes, not %d (run cp-ledger verify)", s.opts.Name, x, len(b), tlog.HashSize)
 				default:
-					got[x] = tlog.Hash(b)
+					return fmt.Errorf("%w: a row of kind %d", errRowFormat, x)
 				}
 				return nil
-			})
-		}
+			}
+			_, hh, err := hashRow(s.opts.Name, [][]byte{vals[0], vals[2]})
+			got[x] = hh
+			return err
+		})
 		if first {
 			var coded interface{ Code() string }
 			var pe *pgconn.PgError
@@ -520,15 +555,18 @@ func (s *Store) ReadProof(ctx context.Context, seq, treeSize int64) (ledger.Proo
 		return v, err
 	}
 	v.Checkpoint = later(db, outside)
-	// What the size and checkpoint read need that was not asked for.
+	// What the size and checkpoint read need that was not asked for (if
+	// they are the ones asked was named from, nothing).
 	var more []int64
-	have := make(map[int64]bool, len(asked))
-	for _, x := range asked {
-		have[x] = true
-	}
-	for _, x := range proofIndexes(seq, v.Size, treeSize, size(db), size(outside)) {
-		if !have[x] {
-			more = append(more, x)
+	if dbCkpt := size(db); v.Size != hintSize || dbCkpt != hintCkpt {
+		have := make(map[int64]bool, len(asked))
+		for _, x := range asked {
+			have[x] = true
+		}
+		for _, x := range proofIndexes(seq, v.Size, treeSize, dbCkpt, size(outside)) {
+			if !have[x] {
+				more = append(more, x)
+			}
 		}
 	}
 	if len(more) > 0 {
@@ -561,11 +599,17 @@ func proofIndexes(seq, n int64, sizes ...int64) []int64 {
 	tlog.TreeHash(n, r)
 	if 0 <= seq && seq < n {
 		r[tlog.StoredHashIndex(0, seq)] = true
-		for _, t := range append([]int64{n}, sizes...) {
-			if seq < t && t <= n {
-				tlog.TreeHash(t, r)
-				tlog.ProveRecord(t, seq, r)
+		ts := append(make([]int64, 0, 1+len(sizes)), n)
+		for _, t := range sizes {
+			if seq < t && t <= n && !slices.Contains(ts, t) {
+				ts = append(ts, t) // each size once: they are often all n
 			}
+		}
+		for _, t := range ts {
+			if t != n {
+				tlog.TreeHash(t, r)
+			}
+			tlog.ProveRecord(t, seq, r)
 		}
 	}
 	out := make([]int64, 0, len(r))
@@ -672,7 +716,7 @@ func (s *Store) copy(ctx context.Context, doing, sql string, fields int, row fun
 	if err := s.settle(ctx); err != nil {
 		return err
 	}
-	return dbErr(s.opts.Name, doing, copyTo(ctx, s.conn, sql, fields, row))
+	return dbErr(s.opts.Name, doing, copyTo(ctx, s.pc, sql, fields, row))
 }
 
 var _ ledger.StoredHashesReader = (*Store)(nil)
@@ -697,7 +741,7 @@ func (s *Store) ReadStoredHashes(ctx context.Context, n int64) ([]byte, error) {
 	if n == 0 {
 		return out, nil
 	}
-	conn, err := pgx.ConnectConfig(ctx, s.cfg)
+	conn, err := pgconn.ConnectConfig(ctx, &s.cfg.Copy().Config)
 	if err != nil {
 		return nil, ledger.Errorf(Unavailable, "ledger %s: the database is unreachable: %s", s.opts.Name, redact(err))
 	}
@@ -738,19 +782,22 @@ func (s *Store) ReadStoredHashes(ctx context.Context, n int64) ([]byte, error) {
 // calling row with each row of fields fields. The statement holds its
 // values as literals (COPY takes no parameters): it is refused by a
 // server that does not read them as literal() writes them.
-func copyTo(ctx context.Context, conn *pgx.Conn, sql string, fields int, row func([][]byte) error) error {
-	if conn.PgConn().ParameterStatus("standard_conforming_strings") != "on" {
+func copyTo(ctx context.Context, conn *pgconn.PgConn, sql string, fields int, row func([][]byte) error) error {
+	if testTracer != nil {
+		ctx = testTracer.TraceQueryStart(ctx, nil, pgx.TraceQueryStartData{SQL: sql})
+	}
+	if conn.ParameterStatus("standard_conforming_strings") != "on" {
 		return ledger.Errorf(Unavailable, "the database server has standard_conforming_strings off: this tool needs it on (the default since PostgreSQL 9.1)")
 	}
 	w := &copyRows{fields: fields, row: row}
-	if _, err := conn.PgConn().CopyTo(ctx, w, sql); err != nil {
+	if _, err := conn.CopyTo(ctx, w, sql); err != nil {
 		return err
 	}
 	return w.finish()
 }
 
 // query runs fn with the connection held.
-func (s *Store) query(ctx context.Context, doing string, fn func(querier) error) error {
+func (s *Store) query(ctx context.Context, doing string, fn func(*pgconn.PgConn) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
@@ -759,7 +806,7 @@ func (s *Store) query(ctx context.Context, doing string, fn func(querier) error)
 	if err := s.settle(ctx); err != nil {
 		return err
 	}
-	return dbErr(s.opts.Name, doing, fn(s.conn))
+	return dbErr(s.opts.Name, doing, fn(s.pc))
 }
 
 // Find implements ledger.Store.Find: the event type, subject, op_id, id
@@ -777,37 +824,37 @@ func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry)
 		return err
 	}
 	sql := `SELECT seq, line FROM cp_entries WHERE ledger = $1 AND seq >= $2`
-	args := []any{s.opts.Name, q.From}
+	a := new(args).text(s.opts.Name).bigint(q.From)
 	if len(q.EventTypes) > 0 {
-		args = append(args, q.EventTypes)
-		sql += fmt.Sprintf(` AND event_type = ANY($%d)`, len(args))
+		a.texts(q.EventTypes)
+		sql += fmt.Sprintf(` AND event_type = ANY($%d)`, len(a.vals))
 	}
 	if q.Subject != "" {
-		args = append(args, q.Subject)
-		sql += fmt.Sprintf(` AND submission_id = $%d`, len(args))
+		a.text(q.Subject)
+		sql += fmt.Sprintf(` AND submission_id = $%d`, len(a.vals))
 	}
 	if op := q.OpID; op != "" || q.Metadata["op_id"] != "" {
 		if op == "" {
 			op = q.Metadata["op_id"]
 		}
-		args = append(args, op)
-		sql += fmt.Sprintf(` AND op_id = $%d`, len(args))
+		a.text(op)
+		sql += fmt.Sprintf(` AND op_id = $%d`, len(a.vals))
 	}
 	if s.schema >= lookupsSince {
 		if q.ID != "" {
 			// The entry at the seq the id names (the primary key), and
 			// those whose id names none (the id column).
-			args = append(args, q.ID)
-			cond := fmt.Sprintf(`id = $%d`, len(args))
+			a.text(q.ID)
+			cond := fmt.Sprintf(`id = $%d`, len(a.vals))
 			if seq, ok := ledger.IDSeq(q.ID); ok {
-				args = append(args, seq)
-				cond = fmt.Sprintf(`(seq = $%d OR %s)`, len(args), cond)
+				a.bigint(seq)
+				cond = fmt.Sprintf(`(seq = $%d OR %s)`, len(a.vals), cond)
 			}
 			sql += ` AND ` + cond
 		}
 		if q.Changed != "" {
-			args = append(args, q.Changed)
-			sql += fmt.Sprintf(` AND seq IN (SELECT seq FROM cp_changed WHERE ledger = $1 AND path = $%d)`, len(args))
+			a.text(q.Changed)
+			sql += fmt.Sprintf(` AND seq IN (SELECT seq FROM cp_changed WHERE ledger = $1 AND path = $%d)`, len(a.vals))
 		}
 	}
 	sql += fmt.Sprintf(` ORDER BY seq LIMIT %d`, page)
@@ -815,22 +862,22 @@ func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry)
 	for {
 		lines = lines[:0]
 		last := int64(-1)
-		err := s.query(ctx, "finding entries", func(qr querier) error {
-			// Unnamed (oneTrip): planned for its values each time, in one
+		err := s.query(ctx, "finding entries", func(pc *pgconn.PgConn) error {
+			// Unnamed (each): planned for its values each time, in one
 			// round trip, whatever the connection's settings (Open sets
 			// none).
-			rows, err := qr.Query(ctx, sql, append([]any{oneTrip}, args...)...)
-			if err != nil {
-				return err
-			}
-			var seq int64
-			var line []byte
-			_, err = pgx.ForEachRow(rows, []any{&seq, &line}, func() error {
-				lines = append(lines, line)
-				line, last = nil, seq
+			return each(ctx, pc, sql, a, func(vals [][]byte) error {
+				seq, err := int8Of("seq", vals[0])
+				if err != nil {
+					return err
+				}
+				if vals[1] == nil {
+					return fmt.Errorf("%w: entry %d's line is NULL", errRowFormat, seq)
+				}
+				lines = append(lines, bytes.Clone(vals[1]))
+				last = seq
 				return nil
 			})
-			return err
 		})
 		if err != nil {
 			return err
@@ -847,7 +894,7 @@ func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry)
 		if len(lines) < page {
 			return nil
 		}
-		args[1] = last + 1
+		a.vals[1] = binary.BigEndian.AppendUint64(nil, uint64(last+1))
 	}
 }
 
@@ -865,7 +912,7 @@ func (s *Store) Append(ctx context.Context, drafts []ledger.Draft) ([]ledger.Ent
 		if genesis && tree.Size != 0 {
 			return ledger.Errorf("LEDGER_NOT_EMPTY", "ledger %s already holds %d entries; GENESIS opens an empty ledger", s.opts.Name, tree.Size)
 		}
-		hr := hashes{ctx, tx, s.opts.Name}
+		hr := txHashes(ctx, tx, s.opts.Name)
 		if k := s.opts.Ledger.Checkpoint; k != nil {
 			// An empty ledger has no checkpoint to keep: its first append
 			// makes the first one.
@@ -952,6 +999,9 @@ func (s *Store) locked(ctx context.Context, fn func(tx pgx.Tx, tree *ledger.Tree
 		return err
 	}
 	name := s.opts.Name
+	if s.conn == nil {
+		return ledger.Errorf("INTERNAL", "ledger %s opened to read only (neither Writable nor with a checkpoint key): it writes nothing", name)
+	}
 	tx, err := s.conn.Begin(ctx)
 	if err != nil {
 		return dbErr(name, "beginning a transaction", err)
@@ -973,7 +1023,7 @@ func (s *Store) locked(ctx context.Context, fn func(tx pgx.Tx, tree *ledger.Tree
 	if moved != nil {
 		return ledger.Errorf("LEDGER_MOVED", "ledger %s was moved to the %s store (cp-ledger migrate): nothing written; run again (tier.json names where the ledger is now)", name, *moved)
 	}
-	hr := hashes{ctx, tx, name}
+	hr := txHashes(ctx, tx, name)
 	if size > 0 {
 		// The new entries chain to the last one: re-hash it rather than
 		// trust the head row, and check the tree agrees.
@@ -1037,12 +1087,12 @@ func lockErr(name string, timeout time.Duration, err error) error {
 // checkpoint outside.
 func (s *Store) ReadCheckpoint() ([]byte, error) {
 	var db []byte
-	err := s.query(context.Background(), "reading its checkpoint", func(q querier) error {
-		err := q.QueryRow(context.Background(), `SELECT checkpoint FROM cp_ledgers WHERE name = $1`, oneTrip, s.opts.Name).Scan(&db)
-		if errors.Is(err, pgx.ErrNoRows) {
+	ctx := context.Background()
+	err := s.query(ctx, "reading its checkpoint", func(pc *pgconn.PgConn) error {
+		return each(ctx, pc, `SELECT checkpoint FROM cp_ledgers WHERE name = $1`, new(args).text(s.opts.Name), func(vals [][]byte) error {
+			db = bytes.Clone(vals[0])
 			return nil
-		}
-		return err
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -1151,7 +1201,7 @@ func (s *Store) Checkpoint(ctx context.Context, origin string, signers ...note.S
 		if k := s.opts.Ledger.Checkpoint; k != nil {
 			// Never sign over a stored checkpoint the ledger contradicts;
 			// a missing one may be re-anchored on request.
-			if err := k.CheckStored(stored, s.where(), s.opts.Name, tree.Size, true, rootAt(tree, hashes{ctx, tx, s.opts.Name})); err != nil {
+			if err := k.CheckStored(stored, s.where(), s.opts.Name, tree.Size, true, rootAt(tree, txHashes(ctx, tx, s.opts.Name))); err != nil {
 				return err
 			}
 			signers = append([]note.Signer{k.Signer}, signers...)
@@ -1231,7 +1281,7 @@ func (s *Store) Import(ctx context.Context, src ledger.Store) (ledger.State, err
 		if err := s.copyHashes(ctx, tx, src, from, want.Size); err != nil {
 			return err
 		}
-		hr := hashes{ctx, tx, s.opts.Name}
+		hr := txHashes(ctx, tx, s.opts.Name)
 		t, err := ledger.LoadTree(want.Size, head, hr)
 		if err != nil {
 			return err
@@ -1434,16 +1484,12 @@ func (s *Store) MoveOut(ctx context.Context, to string, fn func(ledger.State) er
 
 // Moved returns the store the ledger moved to (MoveOut), "" if it has not.
 func (s *Store) Moved(ctx context.Context) (string, error) {
-	var moved *string
-	err := s.query(ctx, "reading its head row", func(q querier) error {
-		err := q.QueryRow(ctx, `SELECT moved FROM cp_ledgers WHERE name = $1`, s.opts.Name).Scan(&moved)
-		if errors.Is(err, pgx.ErrNoRows) {
+	var moved string
+	err := s.query(ctx, "reading its head row", func(pc *pgconn.PgConn) error {
+		return each(ctx, pc, `SELECT moved FROM cp_ledgers WHERE name = $1`, new(args).text(s.opts.Name), func(vals [][]byte) error {
+			moved = string(vals[0]) // NULL: not moved
 			return nil
-		}
-		return err
+		})
 	})
-	if err != nil || moved == nil {
-		return "", err
-	}
-	return *moved, nil
+	return moved, err
 }

@@ -118,13 +118,13 @@ func TestPooledSessionReset(t *testing.T) {
 		var pid int32
 		var prepared, locks int
 		var planMode, timeout, jit, jitReset string
-		require.NoError(t, s.query(ctx, "reading the session", func(q querier) error {
-			return q.QueryRow(ctx, `SELECT pg_backend_pid(), (SELECT count(*) FROM pg_prepared_statements),
+		require.NoError(t, func() error { // a writer's pgx.Conn, as its appends use
+			return s.conn.QueryRow(ctx, `SELECT pg_backend_pid(), (SELECT count(*) FROM pg_prepared_statements),
 				(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()),
 				current_setting('plan_cache_mode'), current_setting('lock_timeout'), current_setting('jit'),
 				(SELECT reset_val FROM pg_settings WHERE name = 'jit')`, oneTrip).
 				Scan(&pid, &prepared, &locks, &planMode, &timeout, &jit, &jitReset)
-		}))
+		}())
 		reused = seen[pid]
 		seen[pid] = true
 		require.Zero(t, prepared, "writer %d: no prepared statement left on the server connection", writers)

@@ -213,3 +213,53 @@ func BenchmarkReserveWithCaps(b *testing.B) {
 		}
 	}
 }
+
+// TestTallyAbandoned: a reservation whose caller was killed stays open in
+// the tally, counting in full; the judge settles it through the tally's
+// rows without changing the caps' sums, and once its LLM_CALL (status
+// abandoned, charged in full) is appended the tally folds it as settled,
+// at the same spend: nothing is lost or counted twice across kill -9,
+// settlement and recover's rebuild.
+func TestTallyAbandoned(t *testing.T) {
+	if !inflightSupported || bootID() == "" {
+		t.Skip("no in-flight marks on this system")
+	}
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	h, err := openInflight(dir)
+	require.NoError(t, err)
+	rid := newReservationID()
+	require.NoError(t, h.hold(rid))
+	d := reservedDraft(rid, "p", "a", 300, 900)
+	d.Metadata["inflight_boot_id"], d.Metadata["inflight_file"] = bootID(), h.id
+	d.Metadata["gen_ai.request.max_tokens"] = int64(200)
+	_, err = l.Append(ctx, []ledger.Draft{d})
+	require.NoError(t, err)
+	h.close() // the caller is killed
+
+	tl, _, err := loadTally(ctx, dir, l, false, t.Logf)
+	require.NoError(t, err)
+	cs := tl.spend()
+	before := cs.plane()
+	require.Equal(t, Spend{Calls: 1, Tokens: 300, MicroUSD: 900}, before, "open: counted in full")
+	j := newJudge(dir)
+	ds, _ := j.settle(cs.open, "next_call")
+	j.close()
+	require.Len(t, ds, 1)
+	require.Equal(t, before, cs.plane(), "settling changes no sum")
+	_, err = l.Append(ctx, ds)
+	require.NoError(t, err)
+
+	tl, _, err = loadTally(ctx, dir, l, false, t.Logf)
+	require.NoError(t, err)
+	require.Empty(t, tl.Open)
+	require.Equal(t, before, tl.spend().plane(), "settled in full: the same spend")
+	j = newJudge(dir)
+	ds, _ = j.settle(tl.spend().open, "recover")
+	j.close()
+	require.Empty(t, ds, "nothing settled twice")
+	fresh, disagreed, err := loadTally(ctx, dir, l, true, t.Logf)
+	require.NoError(t, err)
+	require.False(t, disagreed)
+	require.True(t, sameSums(tl, fresh))
+}

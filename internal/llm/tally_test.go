@@ -263,3 +263,37 @@ func TestTallyAbandoned(t *testing.T) {
 	require.False(t, disagreed)
 	require.True(t, sameSums(tl, fresh))
 }
+
+// FuzzTally: whatever bytes lie in the tally file, a call's sums neither
+// fail nor panic, and they differ from the whole ledger's only when the
+// file names the very tree the ledger holds (size and root): a tally of
+// any other tree is never believed.
+func FuzzTally(f *testing.F) {
+	ctx := context.Background()
+	dir, l := tallyLedger(f)
+	_, err := l.Append(ctx, []ledger.Draft{reservedDraft("RSV-1", "p", "a", 1000, 500), callDraft("RSV-1", StatusOK, "p", "a", 3, 4, 5),
+		reservedDraft("RSV-2", "q", "b", 10, 5)})
+	require.NoError(f, err)
+	truth, _, err := loadTally(ctx, dir, l, true, nil)
+	require.NoError(f, err)
+	seed, err := json.Marshal(truth)
+	require.NoError(f, err)
+	f.Add(seed)
+	f.Add([]byte(`{"version":1,"size":0,"root":"","plane":{},"providers":{},"subjects":{},"open":{}}`))
+	f.Add([]byte(`{"version":1,"size":1,"open":{"RSV-1":null}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		require.NoError(t, os.WriteFile(tallyFile(dir), b, 0o644))
+		got, _, err := loadTally(ctx, dir, l, false, nil)
+		require.NoError(t, err)
+		if !sameSums(got, truth) {
+			// Believed: the file named the ledger's own tree.
+			var claimed struct {
+				Size json.Number `json:"size"`
+				Root string      `json:"root"`
+			}
+			require.NoError(t, json.Unmarshal(b, &claimed), "a tally that does not parse was believed")
+			require.Equal(t, fmt.Sprint(truth.Size), claimed.Size.String())
+			require.Equal(t, truth.Root, claimed.Root, "a tally of another tree was believed")
+		}
+	})
+}

@@ -186,15 +186,15 @@ func (ls *ledgerSpend) add(e *ledger.Entry) {
 	}
 	switch e.EventType {
 	case EventReserved:
-		row.reserve(e)
+		row.fromReserved(e)
 	case EventCall:
 		row.settled = true
 		row.actual = callSpend(e)
 	}
 }
 
-// reserve sets row from its LLM_RESERVED entry.
-func (row *spendRow) reserve(e *ledger.Entry) {
+// fromReserved sets row from its LLM_RESERVED entry.
+func (row *spendRow) fromReserved(e *ledger.Entry) {
 	row.max = Spend{Calls: 1, Tokens: num(e.Metadata, "max_tokens_total"), MicroUSD: num(e.Metadata, "max_cost_micro_usd")}
 	row.wo, row.session = str(e.Metadata, "work_order_id"), str(e.Metadata, "session_id")
 	row.provider, row.subject = str(e.Metadata, "provider_id"), str(e.Metadata, "subject")

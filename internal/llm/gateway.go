@@ -590,15 +590,15 @@ func (g *Gateway) budgetsOf(p *prepared, wo *ledgerSpend, all *capSpend) ([]Budg
 	}
 	if caps := g.providers.Caps; caps != nil && all != nil {
 		if caps.PlaneMicroUSD != nil {
-			bs = append(bs, Budget{Scope: "plane", Limit: Limit{MicroUSD: ptr(*caps.PlaneMicroUSD)}, Spent: all.plane()})
+			bs = append(bs, Budget{Scope: "plane", Limit: Limit{MicroUSD: ptr(*caps.PlaneMicroUSD)}, Spent: all.ofPlane()})
 		}
 		if v, ok := caps.Providers[p.target.Provider.ID]; ok {
 			bs = append(bs, Budget{Scope: "provider", Key: p.target.Provider.ID, Limit: Limit{MicroUSD: ptr(v)},
-				Spent: all.provider(p.target.Provider.ID)})
+				Spent: all.ofProvider(p.target.Provider.ID)})
 		}
 		if v, ok := caps.Subjects[c.Subject]; ok {
 			bs = append(bs, Budget{Scope: "subject", Key: c.Subject, Limit: Limit{MicroUSD: ptr(v)},
-				Spent: all.subject(c.Subject)})
+				Spent: all.ofSubject(c.Subject)})
 		}
 	}
 	return bs, nil

@@ -47,15 +47,15 @@ type tally struct {
 	Version int    `json:"version"`
 	Size    int64  `json:"size"`
 	Root    string `json:"root"`
-	// Plane, Providers and Subjects are the settled spend: what the
+	// Plane, ByProvider and BySubject are the settled spend: what the
 	// LLM_CALLs charged (an LLM_CALL whose reservation is not open counts
 	// too: more spend, never less).
-	Plane     Spend            `json:"plane"`
-	Providers map[string]Spend `json:"providers"`
-	Subjects  map[string]Spend `json:"subjects"`
-	// Open are the reservations not settled yet, by reservation id: each
+	Plane      Spend            `json:"plane"`
+	ByProvider map[string]Spend `json:"providers"`
+	BySubject  map[string]Spend `json:"subjects"`
+	// Pending are the reservations not settled yet, by reservation id: each
 	// counts in full until its LLM_CALL comes.
-	Open map[string]*openRow `json:"open"`
+	Pending map[string]*openRow `json:"open"`
 }
 
 // openRow is an unsettled reservation: what the sums and the judge of
@@ -72,7 +72,7 @@ type openRow struct {
 }
 
 func newTally() *tally {
-	return &tally{Version: tallyVersion, Providers: map[string]Spend{}, Subjects: map[string]Spend{}, Open: map[string]*openRow{}}
+	return &tally{Version: tallyVersion, ByProvider: map[string]Spend{}, BySubject: map[string]Spend{}, Pending: map[string]*openRow{}}
 }
 
 // fold takes the next LLM_RESERVED or LLM_CALL entry, in seq order. Its
@@ -86,33 +86,33 @@ func (t *tally) fold(e *ledger.Entry) {
 	switch e.EventType {
 	case EventReserved:
 		var row spendRow
-		row.reserve(e)
-		t.Open[rid] = &openRow{Max: row.max, WO: row.wo, Session: row.session, Provider: row.provider, Subject: row.subject,
+		row.fromReserved(e)
+		t.Pending[rid] = &openRow{Max: row.max, WO: row.wo, Session: row.session, Provider: row.provider, Subject: row.subject,
 			Seq: row.seq, Meta: row.meta, Prompts: row.prompts}
 	case EventCall:
 		actual := callSpend(e)
 		provider, subject := str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
-		if o := t.Open[rid]; o != nil {
+		if o := t.Pending[rid]; o != nil {
 			provider, subject = o.Provider, o.Subject
-			delete(t.Open, rid)
+			delete(t.Pending, rid)
 		}
 		t.Plane = t.Plane.add(actual)
-		t.Providers[provider] = t.Providers[provider].add(actual)
-		t.Subjects[subject] = t.Subjects[subject].add(actual)
+		t.ByProvider[provider] = t.ByProvider[provider].add(actual)
+		t.BySubject[subject] = t.BySubject[subject].add(actual)
 	}
 }
 
 // spend is the tally as a capSpend: its settled sums, and its open
 // reservations as rows the judge can settle and a batch can add to.
 func (t *tally) spend() *capSpend {
-	ids := make([]string, 0, len(t.Open))
-	for rid := range t.Open {
+	ids := make([]string, 0, len(t.Pending))
+	for rid := range t.Pending {
 		ids = append(ids, rid)
 	}
-	sort.Slice(ids, func(i, j int) bool { return t.Open[ids[i]].Seq < t.Open[ids[j]].Seq })
+	sort.Slice(ids, func(i, j int) bool { return t.Pending[ids[i]].Seq < t.Pending[ids[j]].Seq })
 	open := newLedgerSpend()
 	for _, rid := range ids {
-		o := t.Open[rid]
+		o := t.Pending[rid]
 		open.reserved[rid] = &spendRow{max: o.Max, wo: o.WO, session: o.Session, provider: o.Provider, subject: o.Subject,
 			seq: o.Seq, meta: o.Meta, prompts: o.Prompts, boot: str(o.Meta, "inflight_boot_id"), lock: str(o.Meta, "inflight_file")}
 		open.order = append(open.order, rid)
@@ -127,15 +127,15 @@ type capSpend struct {
 	open *ledgerSpend
 }
 
-// plane, provider and subject are the spend under each cap.
-func (c *capSpend) plane() Spend { return c.t.Plane.add(c.open.total(nil)) }
+// ofPlane, ofProvider and ofSubject are the spend under each cap.
+func (c *capSpend) ofPlane() Spend { return c.t.Plane.add(c.open.total(nil)) }
 
-func (c *capSpend) provider(id string) Spend {
-	return c.t.Providers[id].add(c.open.total(func(r *spendRow) bool { return r.provider == id }))
+func (c *capSpend) ofProvider(id string) Spend {
+	return c.t.ByProvider[id].add(c.open.total(func(r *spendRow) bool { return r.provider == id }))
 }
 
-func (c *capSpend) subject(s string) Spend {
-	return c.t.Subjects[s].add(c.open.total(func(r *spendRow) bool { return r.subject == s }))
+func (c *capSpend) ofSubject(s string) Spend {
+	return c.t.BySubject[s].add(c.open.total(func(r *spendRow) bool { return r.subject == s }))
 }
 
 // readTally reads the tally file; nil when there is none or it does not
@@ -149,10 +149,10 @@ func readTally(dir string) *tally {
 	dec.UseNumber()
 	t := newTally()
 	if err := dec.Decode(t); err != nil || t.Version != tallyVersion || t.Size < 0 ||
-		t.Providers == nil || t.Subjects == nil || t.Open == nil {
+		t.ByProvider == nil || t.BySubject == nil || t.Pending == nil {
 		return nil
 	}
-	for _, o := range t.Open {
+	for _, o := range t.Pending {
 		if o == nil {
 			return nil
 		}

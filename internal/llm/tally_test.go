@@ -75,7 +75,7 @@ func TestTallyCatchesUp(t *testing.T) {
 
 		whole := wholeSum(t, l)
 		cs := got.spend()
-		require.Equal(t, whole.total(nil), cs.plane(), "step %d: plane", i)
+		require.Equal(t, whole.total(nil), cs.ofPlane(), "step %d: plane", i)
 		for _, p := range []string{"p", "q"} {
 			want := whole.total(func(r *spendRow) bool { return r.provider == p })
 			if p == "q" && i >= 3 {
@@ -84,17 +84,17 @@ func TestTallyCatchesUp(t *testing.T) {
 				// (more spend under a cap, never less).
 				want = want.add(Spend{Calls: 1, Tokens: 2, MicroUSD: 99})
 			}
-			require.Equal(t, want, cs.provider(p), "step %d: provider %s", i, p)
+			require.Equal(t, want, cs.ofProvider(p), "step %d: provider %s", i, p)
 		}
 		for _, s := range []string{"a", "b"} {
-			require.Equal(t, whole.total(func(r *spendRow) bool { return r.subject == s }), cs.subject(s), "step %d: subject %s", i, s)
+			require.Equal(t, whole.total(func(r *spendRow) bool { return r.subject == s }), cs.ofSubject(s), "step %d: subject %s", i, s)
 		}
 	}
 	got, _, err := loadTally(ctx, dir, l, false, t.Logf)
 	require.NoError(t, err)
-	require.Empty(t, got.Open, "every reservation settled")
+	require.Empty(t, got.Pending, "every reservation settled")
 	require.Equal(t, Spend{Calls: 3, Tokens: 50 + 10 + 2, MicroUSD: 7 + 3 + 99}, got.Plane)
-	require.Equal(t, Spend{Calls: 1, Tokens: 2, MicroUSD: 99}, got.Subjects["c"], "a call without its reservation counts under its own subject")
+	require.Equal(t, Spend{Calls: 1, Tokens: 2, MicroUSD: 99}, got.BySubject["c"], "a call without its reservation counts under its own subject")
 }
 
 // TestTallyNotBelieved: a tally that does not match the ledger is never
@@ -109,7 +109,7 @@ func TestTallyNotBelieved(t *testing.T) {
 	require.NoError(t, err)
 	truth, _, err := loadTally(ctx, dir, l, true, t.Logf)
 	require.NoError(t, err)
-	require.Equal(t, int64(505), truth.spend().plane().MicroUSD)
+	require.Equal(t, int64(505), truth.spend().ofPlane().MicroUSD)
 
 	// The same number of entries, other content: another root.
 	otherDir, other := tallyLedger(t)
@@ -125,7 +125,7 @@ func TestTallyNotBelieved(t *testing.T) {
 	bigJSON, err := json.Marshal(&bigger)
 	require.NoError(t, err)
 	hole := *truth
-	hole.Open = map[string]*openRow{"RSV-1": nil}
+	hole.Pending = map[string]*openRow{"RSV-1": nil}
 	holeJSON, err := json.Marshal(&hole)
 	require.NoError(t, err)
 	versioned := *truth
@@ -142,13 +142,13 @@ func TestTallyNotBelieved(t *testing.T) {
 		if name == "another ledger's" || name == "a larger tree's" {
 			require.True(t, disagreed, name)
 		}
-		require.Equal(t, int64(505), got.spend().plane().MicroUSD, name)
+		require.Equal(t, int64(505), got.spend().ofPlane().MicroUSD, name)
 	}
 
 	// A tally that matches the tree but not the sums (written by hand):
 	// recover's rebuild says so, and replaces it.
 	low := *truth
-	low.Open = map[string]*openRow{}
+	low.Pending = map[string]*openRow{}
 	lowJSON, err := json.Marshal(&low)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(tallyFile(dir), lowJSON, 0o644))
@@ -195,7 +195,7 @@ func BenchmarkReserveWithCaps(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if t.spend().plane().MicroUSD <= 0 {
+					if t.spend().ofPlane().MicroUSD <= 0 {
 						b.Fatal("no spend")
 					}
 					rid := fmt.Sprintf("RSV-b%015x", i)
@@ -240,20 +240,20 @@ func TestTallyAbandoned(t *testing.T) {
 	tl, _, err := loadTally(ctx, dir, l, false, t.Logf)
 	require.NoError(t, err)
 	cs := tl.spend()
-	before := cs.plane()
+	before := cs.ofPlane()
 	require.Equal(t, Spend{Calls: 1, Tokens: 300, MicroUSD: 900}, before, "open: counted in full")
 	j := newJudge(dir)
 	ds, _ := j.settle(cs.open, "next_call")
 	j.close()
 	require.Len(t, ds, 1)
-	require.Equal(t, before, cs.plane(), "settling changes no sum")
+	require.Equal(t, before, cs.ofPlane(), "settling changes no sum")
 	_, err = l.Append(ctx, ds)
 	require.NoError(t, err)
 
 	tl, _, err = loadTally(ctx, dir, l, false, t.Logf)
 	require.NoError(t, err)
-	require.Empty(t, tl.Open)
-	require.Equal(t, before, tl.spend().plane(), "settled in full: the same spend")
+	require.Empty(t, tl.Pending)
+	require.Equal(t, before, tl.spend().ofPlane(), "settled in full: the same spend")
 	j = newJudge(dir)
 	ds, _ = j.settle(tl.spend().open, "recover")
 	j.close()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/control-plane/cp/internal/llm/llmtest"
+	"github.com/control-plane/cp/internal/llm/provider"
 	"github.com/control-plane/cp/internal/pgtest"
 )
 
@@ -109,21 +111,22 @@ func TestLLMBudgetRace(t *testing.T) {
 	defer srv.Close()
 	srv.Stream(1, 300*time.Millisecond)
 	p := newLLMPlane(t, 5, srv.ProvidersJSON(""))
-	budgetRace(t, p, srv, nil)
+	budgetRace(t, []woPlane{p}, [][]string{nil}, srv)
 	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_RESERVED"))
 	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_CALL"))
 	require.Equal(t, 3, p.count(t, ho2Ledger, "LLM_REFUSED"))
 }
 
 // TestLLMBudgetRacePostgres is TestLLMBudgetRace with HO2, the budget
-// ledger, in PostgreSQL (cp-ledger migrate): a store without the file
-// store's append lock, so each gateway holds the budget through
-// ledger/llm-budget.lock beside the tier, across its sums and its
-// reservation's transaction. Exactly five of the eight calls succeed, no
-// refused call reaches the provider, and the ledger in the database holds
-// five LLM_RESERVED, five LLM_CALL and three LLM_REFUSED and verifies.
-// (That lock is a file: it serializes the gateways of one host; see the
-// README for gateways on several hosts sharing the tier.)
+// ledger, in PostgreSQL (cp-ledger migrate), and the eight gateways
+// spread over two plane directories pointing at that one tier (two hosts
+// or containers, each with its own copy of the plane directory): each
+// gateway holds the budget through the database's advisory lock of the
+// ledger (pgstore's Advisory), across its sums and its reservation's
+// commit, so the two directories exclude each other as one would.
+// Exactly five of the eight calls succeed, no refused call reaches the
+// provider, and the ledger in the database holds five LLM_RESERVED, five
+// LLM_CALL and three LLM_REFUSED and verifies from either directory.
 func TestLLMBudgetRacePostgres(t *testing.T) {
 	dsn := pgtest.DB(t)
 	srv := llmtest.New()
@@ -134,26 +137,90 @@ func TestLLMBudgetRacePostgres(t *testing.T) {
 	p.mustEnv(t, cpLedger, env, "migrate", "--plane", "ho2", "--to", "postgres", "--name", "workorder-llm", "--dsn-env", "CP_TEST_LEDGER_DSN")
 	_, err := os.Stat(filepath.Join(p.root, ho2Ledger))
 	require.ErrorIs(t, err, fs.ErrNotExist, "HO2's ledger moved to the database")
-	budgetRace(t, p, srv, env)
-	count := func(et string) int {
-		r := p.runEnv(t, cpLedger, env, "show", "--plane", "ho2", "--event-type", et)
-		require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
-		return bytes.Count(r.stdout, []byte(`"event_type":"`+et+`"`))
+	// The second directory: a copy of the plane, as another host has,
+	// with that host's own copy of the plane's keys (bound to where the
+	// plane is on that host: PLANE_KEY_BOUND otherwise).
+	q := p
+	q.root = filepath.Join(t.TempDir(), "plane")
+	out, err := exec.Command("cp", "-a", p.root, q.root).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	qHome := t.TempDir()
+	keysOf := func(h string) string { return filepath.Join(h, ".config", "control-plane") }
+	des, err := os.ReadDir(keysOf(home))
+	require.NoError(t, err)
+	found := false
+	for _, de := range des {
+		b, err := os.ReadFile(filepath.Join(keysOf(home), de.Name(), "root"))
+		if err != nil || strings.TrimSpace(string(b)) != p.root {
+			continue
+		}
+		require.NoError(t, os.MkdirAll(keysOf(qHome), 0o700))
+		out, err := exec.Command("cp", "-a", filepath.Join(keysOf(home), de.Name()), keysOf(qHome)).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.NoError(t, os.WriteFile(filepath.Join(keysOf(qHome), de.Name(), "root"),
+			[]byte(strings.Replace(string(b), p.root, q.root, 1)), 0o600))
+		found = true
 	}
-	require.Equal(t, 5, count("LLM_RESERVED"))
-	require.Equal(t, 5, count("LLM_CALL"))
-	require.Equal(t, 3, count("LLM_REFUSED"))
-	r := p.runEnv(t, cpLedger, env, "verify", "--plane", "ho2")
-	require.Equal(t, 0, r.code, "the ledger in the database verifies: %s%s", r.stdout, r.stderr)
-	_, err = os.Stat(filepath.Join(p.root, "planes", "ho2", "ledger", "llm-budget.lock"))
-	require.NoError(t, err, "the gateways held the budget through the lock file beside the tier")
+	require.True(t, found, "the plane's keys under %s", keysOf(home))
+	qEnv := append(slices.Clone(env), "HOME="+qHome)
+	budgetRace(t, []woPlane{p, q}, [][]string{env, qEnv}, srv)
+	for i, d := range []woPlane{p, q} {
+		env := [][]string{env, qEnv}[i]
+		count := func(et string) int {
+			r := d.runEnv(t, cpLedger, env, "show", "--plane", "ho2", "--event-type", et)
+			require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+			return bytes.Count(r.stdout, []byte(`"event_type":"`+et+`"`))
+		}
+		require.Equal(t, 5, count("LLM_RESERVED"))
+		require.Equal(t, 5, count("LLM_CALL"))
+		require.Equal(t, 3, count("LLM_REFUSED"))
+		r := d.runEnv(t, cpLedger, env, "verify", "--plane", "ho2")
+		require.Equal(t, 0, r.code, "the ledger in the database verifies: %s%s", r.stdout, r.stderr)
+		_, err = os.Stat(filepath.Join(d.root, "planes", "ho2", "ledger", "llm-budget.lock"))
+		require.ErrorIs(t, err, fs.ErrNotExist, "no lock file: the gateways held the budget in the database")
+	}
 }
 
-// budgetRace starts eight cp-llm calls at once under p's work order
-// (whose budget allows five; env: more of their environment) and
+// TestLLMCapRace is TestLLMBudgetRace held by a cap of providers.json
+// rather than the work order's budget (which allows a hundred calls): a
+// plane cap of exactly five calls' largest cost, each call charged its
+// whole reservation. The caps are summed through the tally beside HO2's
+// ledger (O(entries since the last call)): exactly five succeed, and
+// recover, which recomputes the tally from the whole ledger, finds it in
+// agreement.
+func TestLLMCapRace(t *testing.T) {
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Stream(1, 300*time.Millisecond)
+	// 3 and 15 micro-USD a token: a call's reservation is its input bound
+	// at 3 and max_tokens (200) at 15; answered with that usage, a call
+	// costs its reservation.
+	bound := provider.InputTokenBound(&provider.Request{Prompt: "count to three", MaxTokens: 200})
+	srv.Answer("one two three", bound, 200)
+	max := 3*bound + 15*200
+	p := newLLMPlane(t, 100, srv.ProvidersJSON(fmt.Sprintf(`{"plane_micro_usd": %d}`, 5*max)))
+	budgetRace(t, []woPlane{p}, [][]string{nil}, srv)
+	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_RESERVED"))
+	require.Equal(t, 3, p.count(t, ho2Ledger, "LLM_REFUSED"))
+	for _, e := range entriesOf(t, filepath.Join(p.root, ho2Ledger), "LLM_REFUSED") {
+		require.Equal(t, "plane", e.Metadata["budget_scope"])
+	}
+	_, err := os.Stat(filepath.Join(p.root, "planes", "ho2", "ledger", "llm-tally.json"))
+	require.NoError(t, err, "the caps' tally beside HO2's ledger")
+	r := p.run(t, cpLLM, p.admin, nil, "recover")
+	require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+	require.Empty(t, r.stderr, "recover found the tally in agreement with the ledger")
+	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	require.Equal(t, 1, r.code, "%s%s", r.stdout, r.stderr)
+	require.Equal(t, "BUDGET_EXCEEDED", errorCodeOf(r.stdout))
+}
+
+// budgetRace starts eight cp-llm calls at once under the work order of
+// ps (one plane, or copies of one plane over a shared tier, taken in
+// turn; whose budget allows five; env: more of their environment) and
 // requires exactly five answers and three BUDGET_EXCEEDED, and the five
 // alone at the provider.
-func budgetRace(t *testing.T, p woPlane, srv *llmtest.Server, env []string) {
+func budgetRace(t *testing.T, ps []woPlane, envs [][]string, srv *llmtest.Server) {
 	t.Helper()
 	const n = 8
 	rs := make([]result, n)
@@ -164,7 +231,8 @@ func budgetRace(t *testing.T, p woPlane, srv *llmtest.Server, env []string) {
 		go func() {
 			defer wg.Done()
 			<-start
-			rs[i] = p.runEnv(t, cpLLM, env, p.llmArgs("--provider", "local-openai")...)
+			p := ps[i%len(ps)]
+			rs[i] = p.runEnv(t, cpLLM, envs[i%len(ps)], p.llmArgs("--provider", "local-openai")...)
 		}()
 	}
 	close(start)

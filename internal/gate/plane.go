@@ -667,8 +667,10 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout, outside map[string]
 // GatewayLockFiles are the lock files the LLM gateway keeps in HO2's
 // ledger directory (internal/llm): llm-inflight.lock, whose byte-range
 // locks mark reservations in flight, and llm-budget.lock, the budget's
-// lock for a tier in PostgreSQL. Regular files, never ledgers.
-var GatewayLockFiles = []string{"llm-inflight.lock", "llm-budget.lock"}
+// lock for a tier in PostgreSQL (older gateways), and llm-tally.json, the
+// caps' sums as of a tree the gateway checks before it believes them.
+// Regular files, never ledgers.
+var GatewayLockFiles = []string{"llm-inflight.lock", "llm-budget.lock", "llm-tally.json"}
 
 // sideOf returns the ledger base name of a side file's name.
 func sideOf(name string) (string, bool) {

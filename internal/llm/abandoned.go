@@ -167,13 +167,16 @@ func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 		return nil, err
 	}
 	defer release()
-	all := newLedgerSpend()
-	if err := store.Find(ctx, ledger.Query{EventTypes: []string{EventReserved, EventCall}}, func(e *ledger.Entry) bool {
-		all.add(e)
-		return true
-	}); err != nil {
+	// The sums' tally (tally.go), recomputed from the whole ledger: recover
+	// is also its repair.
+	t, disagreed, err := loadTally(ctx, dir, store, true, g.warnf)
+	if err != nil {
 		return nil, err
 	}
+	if disagreed {
+		g.warnf("%s did not match HO2's ledger: recomputed from the ledger", tallyFile(dir))
+	}
+	all := t.spend().open
 	j := newJudge(dir)
 	defer j.close()
 	res := &RecoverResult{Settled: []*Settled{}}

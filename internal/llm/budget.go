@@ -107,14 +107,23 @@ func newReservationID() string {
 
 // holdLedger takes the budget ledger's lock and keeps it until release:
 // the file store's own append lock (Hold), so that the sum and the
-// reservation's append are one step against every other writer; a store
-// without one (a tier in PostgreSQL) is held through a lock file beside
-// the tier's ledger directory, which every gateway takes alike.
+// reservation's append are one step against every other writer; for a
+// tier in PostgreSQL, the database's advisory lock of the ledger
+// (pgstore's Advisory: a transaction-level lock on a connection of its
+// own, held until the reservation's append has committed), which every
+// gateway over that ledger takes, on any host and through a pooler in
+// transaction mode. A store with neither is held through a lock file
+// beside the tier's ledger directory (one host only).
 func holdLedger(ctx context.Context, dir string, s ledger.Store) (release func(), err error) {
 	if h, ok := s.(interface {
 		Hold(context.Context) (func(), error)
 	}); ok {
 		return h.Hold(ctx)
+	}
+	if a, ok := s.(interface {
+		Advisory(context.Context, string) (func(), error)
+	}); ok {
+		return a.Advisory(ctx, budgetLockKey)
 	}
 	f, err := lockfile.Open(filepath.Join(dir, "ledger", "llm-budget.lock"))
 	if err != nil {
@@ -126,6 +135,10 @@ func holdLedger(ctx context.Context, dir string, s ledger.Store) (release func()
 	}
 	return func() { lockfile.Unlock(f); f.Close() }, nil
 }
+
+// budgetLockKey names the budget's advisory lock of a ledger in
+// PostgreSQL.
+const budgetLockKey = "llm-budget"
 
 // sumQuery selects what a budget sums: the LLM_RESERVED and LLM_CALL
 // entries of one work order (through the index, by submission_id), or of
@@ -173,20 +186,30 @@ func (ls *ledgerSpend) add(e *ledger.Entry) {
 	}
 	switch e.EventType {
 	case EventReserved:
-		row.max = Spend{Calls: 1, Tokens: num(e.Metadata, "max_tokens_total"), MicroUSD: num(e.Metadata, "max_cost_micro_usd")}
-		row.wo, row.session = str(e.Metadata, "work_order_id"), str(e.Metadata, "session_id")
-		row.provider, row.subject = str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
-		row.seq, row.meta, row.prompts, row.boot = e.Seq, e.Metadata, e.PromptsUsed, str(e.Metadata, "inflight_boot_id")
-		row.lock = str(e.Metadata, "inflight_file")
+		row.fromReserved(e)
 	case EventCall:
 		row.settled = true
-		calls := int64(1)
-		if str(e.Metadata, "status") == StatusNotCalled {
-			calls = 0
-		}
-		row.actual = Spend{Calls: calls, Tokens: num(e.Metadata, "gen_ai.usage.input_tokens") + num(e.Metadata, "gen_ai.usage.output_tokens"),
-			MicroUSD: num(e.Metadata, "cost_micro_usd")}
+		row.actual = callSpend(e)
 	}
+}
+
+// fromReserved sets row from its LLM_RESERVED entry.
+func (row *spendRow) fromReserved(e *ledger.Entry) {
+	row.max = Spend{Calls: 1, Tokens: num(e.Metadata, "max_tokens_total"), MicroUSD: num(e.Metadata, "max_cost_micro_usd")}
+	row.wo, row.session = str(e.Metadata, "work_order_id"), str(e.Metadata, "session_id")
+	row.provider, row.subject = str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
+	row.seq, row.meta, row.prompts, row.boot = e.Seq, e.Metadata, e.PromptsUsed, str(e.Metadata, "inflight_boot_id")
+	row.lock = str(e.Metadata, "inflight_file")
+}
+
+// callSpend is what an LLM_CALL charged (a call not made: no call).
+func callSpend(e *ledger.Entry) Spend {
+	calls := int64(1)
+	if str(e.Metadata, "status") == StatusNotCalled {
+		calls = 0
+	}
+	return Spend{Calls: calls, Tokens: num(e.Metadata, "gen_ai.usage.input_tokens") + num(e.Metadata, "gen_ai.usage.output_tokens"),
+		MicroUSD: num(e.Metadata, "cost_micro_usd")}
 }
 
 // total sums the rows keep selects. An LLM_CALL whose reservation is not

@@ -555,8 +555,9 @@ func promptsUsed(pk *Pack) []string {
 	return []string{pk.ID + "@" + pk.Version}
 }
 
-// budgetsOf lists the budgets call p is held to, spent from ls.
-func (g *Gateway) budgetsOf(p *prepared, wo, all *ledgerSpend) ([]Budget, error) {
+// budgetsOf lists the budgets call p is held to: its work order's and
+// session's spent from wo, the caps' from all.
+func (g *Gateway) budgetsOf(p *prepared, wo *ledgerSpend, all *capSpend) ([]Budget, error) {
 	var bs []Budget
 	c := p.call
 	if a := p.approval; a != nil {
@@ -589,15 +590,15 @@ func (g *Gateway) budgetsOf(p *prepared, wo, all *ledgerSpend) ([]Budget, error)
 	}
 	if caps := g.providers.Caps; caps != nil && all != nil {
 		if caps.PlaneMicroUSD != nil {
-			bs = append(bs, Budget{Scope: "plane", Limit: Limit{MicroUSD: ptr(*caps.PlaneMicroUSD)}, Spent: all.total(nil)})
+			bs = append(bs, Budget{Scope: "plane", Limit: Limit{MicroUSD: ptr(*caps.PlaneMicroUSD)}, Spent: all.ofPlane()})
 		}
 		if v, ok := caps.Providers[p.target.Provider.ID]; ok {
 			bs = append(bs, Budget{Scope: "provider", Key: p.target.Provider.ID, Limit: Limit{MicroUSD: ptr(v)},
-				Spent: all.total(func(r *spendRow) bool { return r.provider == p.target.Provider.ID })})
+				Spent: all.ofProvider(p.target.Provider.ID)})
 		}
 		if v, ok := caps.Subjects[c.Subject]; ok {
 			bs = append(bs, Budget{Scope: "subject", Key: c.Subject, Limit: Limit{MicroUSD: ptr(v)},
-				Spent: all.total(func(r *spendRow) bool { return r.subject == c.Subject })})
+				Spent: all.ofSubject(c.Subject)})
 		}
 	}
 	return bs, nil
@@ -627,16 +628,16 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 	defer j.close()
 	var drafts []ledger.Draft
 	spends := map[string]*ledgerSpend{}
-	var all *ledgerSpend
+	var all *capSpend
 	if caps := g.providers.Caps; caps != nil && (caps.PlaneMicroUSD != nil || len(caps.Providers) > 0 || len(caps.Subjects) > 0) {
-		all = newLedgerSpend()
-		if err := store.Find(ctx, ledger.Query{EventTypes: []string{EventReserved, EventCall}}, func(e *ledger.Entry) bool {
-			all.add(e)
-			return true
-		}); err != nil {
+		// The caps sum the whole ledger: through its tally, O(entries
+		// appended since the last call) (tally.go).
+		t, _, err := loadTally(ctx, dir, store, false, g.warnf)
+		if err != nil {
 			return nil, err
 		}
-		ds, _ := j.settle(all, "next_call")
+		all = t.spend()
+		ds, _ := j.settle(all.open, "next_call")
 		drafts = append(drafts, ds...)
 	}
 	var stop *BudgetError
@@ -701,7 +702,7 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 			wo.add(pending)
 		}
 		if all != nil {
-			all.add(pending)
+			all.open.add(pending)
 		}
 		n++
 	}

@@ -15,10 +15,11 @@ import (
 	"github.com/control-plane/cp/internal/config"
 	"github.com/control-plane/cp/internal/llm"
 	"github.com/control-plane/cp/internal/llm/provider"
+	"github.com/control-plane/cp/internal/pgtest"
 	"github.com/control-plane/cp/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) { testenv.Main(pgtest.M(m)) }
 
 // providers is a config/providers.json as an operator writes it; doc
 // validates it the way the loader does.

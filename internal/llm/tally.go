@@ -1,0 +1,279 @@
+package llm
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// The caps of providers.json (plane, provider, subject) are summed over
+// every LLM_RESERVED and LLM_CALL of the budget ledger. Reading them all
+// on every call grows without bound (570-840 ms a call at 12,000
+// entries), so the sums are carried in a tally: the settled spend per
+// plane, provider and subject, and the reservations not yet settled,
+// as of the ledger's first Size entries, kept beside the ledger in
+// ledger/llm-tally.json. A call reads the tally and folds in only the
+// entries appended since (O(new entries) and O(log n) stored hashes).
+//
+// Fail closed: the tally names the tree it was folded from (Size and the
+// Merkle root of those entries). It is believed only when the ledger's
+// first Size entries still hash to that root (tlog.TreeHash over the
+// stored hashes, the ones verify checks the entries against): a ledger
+// that was rolled back, forked or replaced, a tally that does not parse,
+// is of another version or names a larger tree than the ledger holds, is
+// never believed: the sums are recomputed from the whole ledger and the
+// tally rewritten. The tally is derived state, like the file store's
+// index: it lives inside the plane, which only the service user writes
+// (DESIGN.md §8); recover recomputes it from the whole ledger every time
+// and says when it disagreed.
+
+// tallyVersion is the tally file's format; another is recomputed.
+const tallyVersion = 1
+
+// tallyFile is the tally beside the budget ledger.
+func tallyFile(dir string) string { return filepath.Join(dir, "ledger", "llm-tally.json") }
+
+// tally is the spend of the budget ledger's first Size entries.
+type tally struct {
+	Version int    `json:"version"`
+	Size    int64  `json:"size"`
+	Root    string `json:"root"`
+	// Plane, ByProvider and BySubject are the settled spend: what the
+	// LLM_CALLs charged (an LLM_CALL whose reservation is not open counts
+	// too: more spend, never less).
+	Plane      Spend            `json:"plane"`
+	ByProvider map[string]Spend `json:"providers"`
+	BySubject  map[string]Spend `json:"subjects"`
+	// Pending are the reservations not settled yet, by reservation id: each
+	// counts in full until its LLM_CALL comes.
+	Pending map[string]*openRow `json:"open"`
+}
+
+// openRow is an unsettled reservation: what the sums and the judge of
+// abandoned reservations need of its LLM_RESERVED.
+type openRow struct {
+	Max      Spend          `json:"max"`
+	WO       string         `json:"wo,omitempty"`
+	Session  string         `json:"session,omitempty"`
+	Provider string         `json:"provider,omitempty"`
+	Subject  string         `json:"subject,omitempty"`
+	Seq      int64          `json:"seq"`
+	Meta     map[string]any `json:"meta"`
+	Prompts  []string       `json:"prompts,omitempty"`
+}
+
+func newTally() *tally {
+	return &tally{Version: tallyVersion, ByProvider: map[string]Spend{}, BySubject: map[string]Spend{}, Pending: map[string]*openRow{}}
+}
+
+// fold takes the next LLM_RESERVED or LLM_CALL entry, in seq order. Its
+// rules are ledgerSpend.add's: one fold for a tally built from nothing
+// and one caught up, so the two always agree.
+func (t *tally) fold(e *ledger.Entry) {
+	rid := str(e.Metadata, "reservation_id")
+	if rid == "" {
+		return
+	}
+	switch e.EventType {
+	case EventReserved:
+		var row spendRow
+		row.fromReserved(e)
+		t.Pending[rid] = &openRow{Max: row.max, WO: row.wo, Session: row.session, Provider: row.provider, Subject: row.subject,
+			Seq: row.seq, Meta: row.meta, Prompts: row.prompts}
+	case EventCall:
+		actual := callSpend(e)
+		provider, subject := str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
+		if o := t.Pending[rid]; o != nil {
+			provider, subject = o.Provider, o.Subject
+			delete(t.Pending, rid)
+		}
+		t.Plane = t.Plane.add(actual)
+		t.ByProvider[provider] = t.ByProvider[provider].add(actual)
+		t.BySubject[subject] = t.BySubject[subject].add(actual)
+	}
+}
+
+// spend is the tally as a capSpend: its settled sums, and its open
+// reservations as rows the judge can settle and a batch can add to.
+func (t *tally) spend() *capSpend {
+	ids := make([]string, 0, len(t.Pending))
+	for rid := range t.Pending {
+		ids = append(ids, rid)
+	}
+	sort.Slice(ids, func(i, j int) bool { return t.Pending[ids[i]].Seq < t.Pending[ids[j]].Seq })
+	open := newLedgerSpend()
+	for _, rid := range ids {
+		o := t.Pending[rid]
+		open.reserved[rid] = &spendRow{max: o.Max, wo: o.WO, session: o.Session, provider: o.Provider, subject: o.Subject,
+			seq: o.Seq, meta: o.Meta, prompts: o.Prompts, boot: str(o.Meta, "inflight_boot_id"), lock: str(o.Meta, "inflight_file")}
+		open.order = append(open.order, rid)
+	}
+	return &capSpend{t: t, open: open}
+}
+
+// capSpend is what the caps sum: the tally's settled spend and the rows
+// of the reservations open (this batch's included).
+type capSpend struct {
+	t    *tally
+	open *ledgerSpend
+}
+
+// ofPlane, ofProvider and ofSubject are the spend under each cap.
+func (c *capSpend) ofPlane() Spend { return c.t.Plane.add(c.open.total(nil)) }
+
+func (c *capSpend) ofProvider(id string) Spend {
+	return c.t.ByProvider[id].add(c.open.total(func(r *spendRow) bool { return r.provider == id }))
+}
+
+func (c *capSpend) ofSubject(s string) Spend {
+	return c.t.BySubject[s].add(c.open.total(func(r *spendRow) bool { return r.subject == s }))
+}
+
+// readTally reads the tally file; nil when there is none or it does not
+// parse or is of another version (recomputed: never an error).
+func readTally(dir string) *tally {
+	b, err := os.ReadFile(tallyFile(dir))
+	if err != nil {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	t := newTally()
+	if err := dec.Decode(t); err != nil || t.Version != tallyVersion || t.Size < 0 ||
+		t.ByProvider == nil || t.BySubject == nil || t.Pending == nil {
+		return nil
+	}
+	for _, o := range t.Pending {
+		if o == nil {
+			return nil
+		}
+	}
+	return t
+}
+
+// holds reports whether the ledger's first t.Size entries are the ones t
+// was folded from: the tree they make has t's root.
+func (t *tally) holds(store ledger.Store, st ledger.State) bool {
+	if t.Size > st.Size {
+		return false
+	}
+	var root tlog.Hash
+	if t.Size == st.Size {
+		root = st.Root
+	} else {
+		r, err := tlog.TreeHash(t.Size, store)
+		if err != nil {
+			return false
+		}
+		root = r
+	}
+	return t.Root == hex.EncodeToString(root[:])
+}
+
+// loadTally returns the tally of the budget ledger as it is now, for a
+// caller holding the budget lock: the tally file when the ledger still
+// holds the entries it was folded from, caught up with the entries
+// appended since; else (or when rebuild) recomputed from the whole
+// ledger. It writes the tally back (a failure to write is only a
+// warning: the next call catches up from the older one). disagreed says
+// that a tally file was there and not believed.
+func loadTally(ctx context.Context, dir string, store ledger.Store, rebuild bool, warnf func(string, ...any)) (t *tally, disagreed bool, err error) {
+	st, err := store.State(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	cached := readTally(dir)
+	if cached != nil && !cached.holds(store, st) {
+		cached, disagreed = nil, true
+	}
+	if cached != nil && !rebuild {
+		t = cached
+	} else {
+		t = newTally()
+	}
+	if err := t.catchUp(ctx, store, st); err != nil {
+		return nil, false, err
+	}
+	if rebuild && cached != nil {
+		if err := cached.catchUp(ctx, store, st); err != nil {
+			return nil, false, err
+		}
+		disagreed = !sameSums(cached, t)
+	}
+	if err := writeTally(dir, t); err != nil && warnf != nil {
+		warnf("%s: %v: the next call sums from the older tally", tallyFile(dir), err)
+	}
+	return t, disagreed, nil
+}
+
+// catchUp folds the entries from t.Size up to st.Size (entries appended
+// after the state was read wait for the next call).
+func (t *tally) catchUp(ctx context.Context, store ledger.Store, st ledger.State) error {
+	if t.Size < st.Size {
+		var ferr error
+		err := store.Find(ctx, ledger.Query{EventTypes: []string{EventReserved, EventCall}, From: t.Size}, func(e *ledger.Entry) bool {
+			if e.Seq >= st.Size {
+				return false
+			}
+			if e.Seq < t.Size {
+				ferr = fmt.Errorf("the budget ledger's index returned entry %d before %d", e.Seq, t.Size)
+				return false
+			}
+			t.fold(e)
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		if ferr != nil {
+			return ferr
+		}
+	}
+	t.Size, t.Root = st.Size, hex.EncodeToString(st.Root[:])
+	return nil
+}
+
+// writeTally replaces the tally file atomically (a temporary file renamed
+// over it).
+func writeTally(dir string, t *tally) error {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	path := tallyFile(dir)
+	f, err := os.CreateTemp(filepath.Dir(path), ".llm-tally.json.tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// sameSums reports whether two tallies of the same entries agree.
+func sameSums(a, b *tally) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}

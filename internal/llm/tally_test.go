@@ -1,0 +1,299 @@
+package llm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// tallyLedger is a budget ledger directory (dir/ledger/budget.jsonl) with
+// its store open for appending.
+func tallyLedger(t testing.TB) (string, *ledger.Ledger) {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
+	l, err := ledger.OpenWriter(filepath.Join(dir, "ledger", "budget.jsonl"), ledger.Options{Actor: "test"})
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	return dir, l
+}
+
+func reservedDraft(rid, provider, subject string, tokens, micro int64) ledger.Draft {
+	return ledger.Draft{EventType: EventReserved, Decision: "RESERVED", Reason: "r", Metadata: map[string]any{"reservation_id": rid,
+		"provider_id": provider, "subject": subject, "max_tokens_total": tokens, "max_cost_micro_usd": micro}}
+}
+
+func callDraft(rid, status, provider, subject string, in, out, micro int64) ledger.Draft {
+	return ledger.Draft{EventType: EventCall, Decision: status, Reason: "c", Metadata: map[string]any{"reservation_id": rid,
+		"status": status, "provider_id": provider, "subject": subject, "gen_ai.usage.input_tokens": in,
+		"gen_ai.usage.output_tokens": out, "cost_micro_usd": micro}}
+}
+
+// wholeSum is what the caps summed before the tally: every LLM entry read.
+func wholeSum(t *testing.T, l ledger.Store) *ledgerSpend {
+	t.Helper()
+	ls := newLedgerSpend()
+	require.NoError(t, l.Find(context.Background(), ledger.Query{EventTypes: []string{EventReserved, EventCall}}, func(e *ledger.Entry) bool {
+		ls.add(e)
+		return true
+	}))
+	return ls
+}
+
+// TestTallyCatchesUp: a tally caught up from its file, step by step, is
+// the tally computed from the whole ledger, and its sums are the ones a
+// read of every entry gives: a settled reservation counts what its call
+// charged, an open one in full, a call not made nothing, a call without
+// its reservation what it charged.
+func TestTallyCatchesUp(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	steps := [][]ledger.Draft{
+		{reservedDraft("RSV-1", "p", "a", 1000, 500), {EventType: "NOTE", Decision: "x", Reason: "not an LLM entry"}},
+		{callDraft("RSV-1", StatusOK, "p", "a", 30, 20, 7), reservedDraft("RSV-2", "p", "b", 900, 400)},
+		{reservedDraft("RSV-3", "q", "a", 100, 10), callDraft("RSV-3", StatusNotCalled, "q", "a", 0, 0, 0)},
+		{callDraft("RSV-9", StatusOK, "q", "c", 1, 1, 99)},
+		{callDraft("RSV-2", StatusCancelled, "p", "b", 5, 5, 3)},
+	}
+	for i, ds := range steps {
+		_, err := l.Append(ctx, ds)
+		require.NoError(t, err)
+		got, disagreed, err := loadTally(ctx, dir, l, false, t.Logf)
+		require.NoError(t, err)
+		require.False(t, disagreed, "step %d", i)
+		fresh, disagreed, err := loadTally(ctx, dir, l, true, t.Logf)
+		require.NoError(t, err)
+		require.False(t, disagreed, "step %d: the tally caught up agrees with the whole ledger", i)
+		require.True(t, sameSums(got, fresh), "step %d", i)
+
+		whole := wholeSum(t, l)
+		cs := got.spend()
+		require.Equal(t, whole.total(nil), cs.ofPlane(), "step %d: plane", i)
+		for _, p := range []string{"p", "q"} {
+			want := whole.total(func(r *spendRow) bool { return r.provider == p })
+			if p == "q" && i >= 3 {
+				// RSV-9's call has no reservation: the whole-ledger sum
+				// counted it under no provider, the tally under its own
+				// (more spend under a cap, never less).
+				want = want.add(Spend{Calls: 1, Tokens: 2, MicroUSD: 99})
+			}
+			require.Equal(t, want, cs.ofProvider(p), "step %d: provider %s", i, p)
+		}
+		for _, s := range []string{"a", "b"} {
+			require.Equal(t, whole.total(func(r *spendRow) bool { return r.subject == s }), cs.ofSubject(s), "step %d: subject %s", i, s)
+		}
+	}
+	got, _, err := loadTally(ctx, dir, l, false, t.Logf)
+	require.NoError(t, err)
+	require.Empty(t, got.Pending, "every reservation settled")
+	require.Equal(t, Spend{Calls: 3, Tokens: 50 + 10 + 2, MicroUSD: 7 + 3 + 99}, got.Plane)
+	require.Equal(t, Spend{Calls: 1, Tokens: 2, MicroUSD: 99}, got.BySubject["c"], "a call without its reservation counts under its own subject")
+}
+
+// TestTallyNotBelieved: a tally that does not match the ledger is never
+// believed, whatever it says: it is recomputed from the ledger. A tally
+// of another ledger of the same size (its root differs), one of a larger
+// tree (the ledger rolled back), one that does not parse, of another
+// version, or with a hole in it.
+func TestTallyNotBelieved(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	_, err := l.Append(ctx, []ledger.Draft{reservedDraft("RSV-1", "p", "a", 1000, 500), reservedDraft("RSV-2", "p", "a", 10, 5)})
+	require.NoError(t, err)
+	truth, _, err := loadTally(ctx, dir, l, true, t.Logf)
+	require.NoError(t, err)
+	require.Equal(t, int64(505), truth.spend().ofPlane().MicroUSD)
+
+	// The same number of entries, other content: another root.
+	otherDir, other := tallyLedger(t)
+	_, err = other.Append(ctx, []ledger.Draft{callDraft("RSV-1", StatusOK, "p", "a", 1, 1, 1), callDraft("RSV-2", StatusOK, "p", "a", 1, 1, 1)})
+	require.NoError(t, err)
+	_, _, err = loadTally(ctx, otherDir, other, false, t.Logf)
+	require.NoError(t, err)
+	forged, err := os.ReadFile(tallyFile(otherDir))
+	require.NoError(t, err)
+
+	bigger := *truth
+	bigger.Size, bigger.Plane = truth.Size+5, Spend{}
+	bigJSON, err := json.Marshal(&bigger)
+	require.NoError(t, err)
+	hole := *truth
+	hole.Pending = map[string]*openRow{"RSV-1": nil}
+	holeJSON, err := json.Marshal(&hole)
+	require.NoError(t, err)
+	versioned := *truth
+	versioned.Version = tallyVersion + 1
+	verJSON, err := json.Marshal(&versioned)
+	require.NoError(t, err)
+
+	for name, b := range map[string][]byte{"another ledger's": forged, "a larger tree's": bigJSON, "garbage": []byte("{not json"),
+		"a hole": holeJSON, "another version": verJSON, "empty": nil} {
+		require.NoError(t, os.WriteFile(tallyFile(dir), b, 0o644))
+		got, disagreed, err := loadTally(ctx, dir, l, false, t.Logf)
+		require.NoError(t, err, name)
+		require.True(t, sameSums(truth, got), "%s tally: recomputed from the ledger", name)
+		if name == "another ledger's" || name == "a larger tree's" {
+			require.True(t, disagreed, name)
+		}
+		require.Equal(t, int64(505), got.spend().ofPlane().MicroUSD, name)
+	}
+
+	// A tally that matches the tree but not the sums (written by hand):
+	// recover's rebuild says so, and replaces it.
+	low := *truth
+	low.Pending = map[string]*openRow{}
+	lowJSON, err := json.Marshal(&low)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(tallyFile(dir), lowJSON, 0o644))
+	got, disagreed, err := loadTally(ctx, dir, l, true, t.Logf)
+	require.NoError(t, err)
+	require.True(t, disagreed, "recover's rebuild reports a tally that disagrees")
+	require.True(t, sameSums(truth, got))
+	again, _, err := loadTally(ctx, dir, l, false, t.Logf)
+	require.NoError(t, err)
+	require.True(t, sameSums(truth, again), "the rebuilt tally replaced it")
+}
+
+// BenchmarkReserveWithCaps is one call's reservation and settlement under
+// a plane cap, at 10,000 and 50,000 prior LLM entries: through the tally
+// (O(entries since the last call)), paired with the whole-ledger sum the
+// caps made before it (rescan) in the same run.
+func BenchmarkReserveWithCaps(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{10_000, 50_000} {
+		dir, l := tallyLedger(b)
+		const batch = 1000
+		for i := 0; i < n; i += batch {
+			ds := make([]ledger.Draft, 0, batch)
+			for j := i; j < i+batch; j += 2 {
+				rid := fmt.Sprintf("RSV-%016x", j)
+				ds = append(ds, reservedDraft(rid, "p", "a", 300, 90), callDraft(rid, StatusOK, "p", "a", 10, 10, 3))
+			}
+			_, err := l.Append(ctx, ds)
+			require.NoError(b, err)
+		}
+		for _, mode := range []string{"tally", "rescan"} {
+			b.Run(fmt.Sprintf("entries=%d/%s", n, mode), func(b *testing.B) {
+				// The tally as the call before left it.
+				if _, _, err := loadTally(ctx, dir, l, false, nil); err != nil {
+					b.Fatal(err)
+				}
+				i := 0
+				for b.Loop() {
+					release, err := holdLedger(ctx, dir, l)
+					if err != nil {
+						b.Fatal(err)
+					}
+					t, _, err := loadTally(ctx, dir, l, mode == "rescan", nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if t.spend().ofPlane().MicroUSD <= 0 {
+						b.Fatal("no spend")
+					}
+					rid := fmt.Sprintf("RSV-b%015x", i)
+					i++
+					_, err = l.Append(ctx, []ledger.Draft{reservedDraft(rid, "p", "a", 300, 90)})
+					release()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := l.Append(ctx, []ledger.Draft{callDraft(rid, StatusOK, "p", "a", 10, 10, 3)}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestTallyAbandoned: a reservation whose caller was killed stays open in
+// the tally, counting in full; the judge settles it through the tally's
+// rows without changing the caps' sums, and once its LLM_CALL (status
+// abandoned, charged in full) is appended the tally folds it as settled,
+// at the same spend: nothing is lost or counted twice across kill -9,
+// settlement and recover's rebuild.
+func TestTallyAbandoned(t *testing.T) {
+	if !inflightSupported || bootID() == "" {
+		t.Skip("no in-flight marks on this system")
+	}
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	h, err := openInflight(dir)
+	require.NoError(t, err)
+	rid := newReservationID()
+	require.NoError(t, h.hold(rid))
+	d := reservedDraft(rid, "p", "a", 300, 900)
+	d.Metadata["inflight_boot_id"], d.Metadata["inflight_file"] = bootID(), h.id
+	d.Metadata["gen_ai.request.max_tokens"] = int64(200)
+	_, err = l.Append(ctx, []ledger.Draft{d})
+	require.NoError(t, err)
+	h.close() // the caller is killed
+
+	tl, _, err := loadTally(ctx, dir, l, false, t.Logf)
+	require.NoError(t, err)
+	cs := tl.spend()
+	before := cs.ofPlane()
+	require.Equal(t, Spend{Calls: 1, Tokens: 300, MicroUSD: 900}, before, "open: counted in full")
+	j := newJudge(dir)
+	ds, _ := j.settle(cs.open, "next_call")
+	j.close()
+	require.Len(t, ds, 1)
+	require.Equal(t, before, cs.ofPlane(), "settling changes no sum")
+	_, err = l.Append(ctx, ds)
+	require.NoError(t, err)
+
+	tl, _, err = loadTally(ctx, dir, l, false, t.Logf)
+	require.NoError(t, err)
+	require.Empty(t, tl.Pending)
+	require.Equal(t, before, tl.spend().ofPlane(), "settled in full: the same spend")
+	j = newJudge(dir)
+	ds, _ = j.settle(tl.spend().open, "recover")
+	j.close()
+	require.Empty(t, ds, "nothing settled twice")
+	fresh, disagreed, err := loadTally(ctx, dir, l, true, t.Logf)
+	require.NoError(t, err)
+	require.False(t, disagreed)
+	require.True(t, sameSums(tl, fresh))
+}
+
+// FuzzTally: whatever bytes lie in the tally file, a call's sums neither
+// fail nor panic, and they differ from the whole ledger's only when the
+// file names the very tree the ledger holds (size and root): a tally of
+// any other tree is never believed.
+func FuzzTally(f *testing.F) {
+	ctx := context.Background()
+	dir, l := tallyLedger(f)
+	_, err := l.Append(ctx, []ledger.Draft{reservedDraft("RSV-1", "p", "a", 1000, 500), callDraft("RSV-1", StatusOK, "p", "a", 3, 4, 5),
+		reservedDraft("RSV-2", "q", "b", 10, 5)})
+	require.NoError(f, err)
+	truth, _, err := loadTally(ctx, dir, l, true, nil)
+	require.NoError(f, err)
+	seed, err := json.Marshal(truth)
+	require.NoError(f, err)
+	f.Add(seed)
+	f.Add([]byte(`{"version":1,"size":0,"root":"","plane":{},"providers":{},"subjects":{},"open":{}}`))
+	f.Add([]byte(`{"version":1,"size":1,"open":{"RSV-1":null}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		require.NoError(t, os.WriteFile(tallyFile(dir), b, 0o644))
+		got, _, err := loadTally(ctx, dir, l, false, nil)
+		require.NoError(t, err)
+		if !sameSums(got, truth) {
+			// Believed: the file named the ledger's own tree.
+			var claimed struct {
+				Size json.Number `json:"size"`
+				Root string      `json:"root"`
+			}
+			require.NoError(t, json.Unmarshal(b, &claimed), "a tally that does not parse was believed")
+			require.Equal(t, fmt.Sprint(truth.Size), claimed.Size.String())
+			require.Equal(t, truth.Root, claimed.Root, "a tally of another tree was believed")
+		}
+	})
+}

@@ -110,6 +110,8 @@ type Ledger struct {
 	// idx is a writer's open index (X.idx, index.go), idxF its file.
 	idx  *idxWriter
 	idxF *os.File
+	// rdIdx is a reader's index file (Find), kept open (index.go).
+	rdIdx readIdx
 }
 
 // Repair describes what an append had to mend before writing: a partial last
@@ -317,6 +319,7 @@ func (l *Ledger) Close() error {
 			errs = append(errs, f.Close())
 		}
 	}
+	errs = append(errs, l.closeReadIdx())
 	return errors.Join(errs...)
 }
 

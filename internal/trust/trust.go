@@ -155,15 +155,19 @@ func parse(b []byte) ([]Key, error) {
 	if err != nil {
 		return nil, &Error{Reason: fmt.Sprintf("not valid JSON: %v", err)}
 	}
-	s, err := trustSchema()
-	if err != nil {
-		return nil, fmt.Errorf("trust: compiling %s: %w", SchemaName, err)
-	}
-	if ps := s.Validate(v); len(ps) > 0 {
-		p := slices.MinFunc(ps, func(a, b schema.Problem) int {
-			return cmp.Or(strings.Compare(a.Path, b.Path), strings.Compare(a.Message, b.Message))
-		})
-		return nil, &Error{Path: p.Path, Reason: p.Message}
+	if !plainShape(v) {
+		// Only a file outside the plain shape (which every tool writes)
+		// pays for compiling the schema, which names what is wrong.
+		s, err := trustSchema()
+		if err != nil {
+			return nil, fmt.Errorf("trust: compiling %s: %w", SchemaName, err)
+		}
+		if ps := s.Validate(v); len(ps) > 0 {
+			p := slices.MinFunc(ps, func(a, b schema.Problem) int {
+				return cmp.Or(strings.Compare(a.Path, b.Path), strings.Compare(a.Message, b.Message))
+			})
+			return nil, &Error{Path: p.Path, Reason: p.Message}
+		}
 	}
 	type nameHash struct {
 		name string
@@ -253,4 +257,126 @@ func VerifierText(spec string) (string, error) {
 		return spec, nil // the spec is the key itself
 	}
 	return string(bytes.TrimSpace(b)), nil
+}
+
+// plainShape reports whether v, a decoded trusted-keys file, has the
+// plain shape every tool writes, checked by code: a subset of what
+// trusted_keys.schema.json accepts (names and keys of printable ASCII
+// only, times in the schema's exact form), so that a file of that shape
+// is valid without compiling the schema in each process that reads one.
+// False says nothing: the schema judges, and names what is wrong
+// (FuzzPlainShape holds the subset).
+func plainShape(v any) bool {
+	doc, ok := v.(map[string]any)
+	if !ok || len(doc) != 1 {
+		return false
+	}
+	list, ok := doc["keys"].([]any)
+	if !ok {
+		return false
+	}
+	for _, x := range list {
+		o, ok := x.(map[string]any)
+		if !ok {
+			return false
+		}
+		n := 0
+		for k, v := range o {
+			switch k {
+			case "name":
+				s, _ := v.(string)
+				ok = len(s) >= 1 && len(s) <= 128 && plainName(s)
+			case "key":
+				s, _ := v.(string)
+				ok = len(s) <= 1024 && plainKey(s)
+			case "purposes":
+				ps, _ := v.([]any)
+				ok = len(ps) >= 1
+				for _, p := range ps {
+					s, isStr := p.(string)
+					ok = ok && isStr && slices.Contains(purposes, s)
+				}
+			case "added_at":
+				s, _ := v.(string)
+				ok = plainTime(s)
+				n-- // optional
+			default:
+				ok = false
+			}
+			if !ok {
+				return false
+			}
+			n++
+		}
+		if n != 3 {
+			return false
+		}
+	}
+	return true
+}
+
+// plainName: printable ASCII, no space, no '+' (^[^+\s]+$, in any
+// reading of \s).
+func plainName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' || c == '+' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// plainKey: name+8 lowercase hex+base64 (the schema's key pattern).
+func plainKey(s string) bool {
+	i := strings.IndexByte(s, '+')
+	if i < 1 || !plainName(s[:i]) || len(s) < i+11 || s[i+9] != '+' {
+		return false
+	}
+	for _, c := range []byte(s[i+1 : i+9]) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	b := s[i+10:]
+	j := 0
+	for j < len(b) && (b[j] >= 'A' && b[j] <= 'Z' || b[j] >= 'a' && b[j] <= 'z' || b[j] >= '0' && b[j] <= '9' || b[j] == '+' || b[j] == '/') {
+		j++
+	}
+	if j == 0 {
+		return false
+	}
+	for ; j < len(b); j++ {
+		if b[j] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainTime: the schema's added_at pattern, YYYY-MM-DDTHH:MM:SS[.f+](Z|±HH:MM).
+func plainTime(s string) bool {
+	digits := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	if len(s) < 20 || !digits(s[0:4]) || s[4] != '-' || !digits(s[5:7]) || s[7] != '-' || !digits(s[8:10]) || s[10] != 'T' ||
+		!digits(s[11:13]) || s[13] != ':' || !digits(s[14:16]) || s[16] != ':' || !digits(s[17:19]) {
+		return false
+	}
+	r := s[19:]
+	if r[0] == '.' {
+		j := 1
+		for j < len(r) && r[j] >= '0' && r[j] <= '9' {
+			j++
+		}
+		if j == 1 {
+			return false
+		}
+		r = r[j:]
+	}
+	return r == "Z" || len(r) == 6 && (r[0] == '+' || r[0] == '-') && digits(r[1:3]) && r[3] == ':' && digits(r[4:6])
 }

@@ -1,6 +1,9 @@
 package workorder
 
 import (
+	"bytes"
+	"encoding/json"
+	"reflect"
 	"regexp"
 	"testing"
 	"time"
@@ -84,6 +87,32 @@ func FuzzValidID(f *testing.F) {
 		}
 		if got := ValidID(s); got != want {
 			t.Fatalf("ValidID(%q) = %v, want %v", s, got, want)
+		}
+	})
+}
+
+// FuzzKnownOf: what knownOf decodes (a work order file of the plain
+// shape), encoding/json's strict decode, which readKnown used alone
+// before, decodes the same; what it declines is left to that decoder.
+func FuzzKnownOf(f *testing.F) {
+	f.Add([]byte(`{"wo_id":"WO-20261206-001","type":"investigation","title":"t","description":"","tier":"ho1","scope":{"paths":["lib/**"],"packages":[],"event_types":["TURN"]},"budget":{"turns":1,"llm_cost_usd":1.50,"llm_tokens":-0,"llm_calls":7},"expires_at":"2099-01-01T00:00:00Z","created_by":"ops","created_at":"2026-12-06T00:00:00Z"}`))
+	f.Add([]byte(`{"wo_id":"WO-20261206-001","budget":{"turns":1e3}}`))
+	f.Add([]byte(`{"WO_ID":"x","scope":{"paths":null}}`))
+	f.Add([]byte(`{"budget":{"llm_cost_usd":"1.5"},"title":"\u00e9\ud83d\ude00"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		w, ok := knownOf(b)
+		if !ok {
+			return
+		}
+		var want WorkOrder
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		d.DisallowUnknownFields()
+		if err := d.Decode(&want); err != nil {
+			t.Fatalf("knownOf accepted what encoding/json refuses (%v): %s", err, b)
+		}
+		if !reflect.DeepEqual(*w, want) {
+			t.Fatalf("knownOf %+v, encoding/json %+v, of %s", *w, want, b)
 		}
 	})
 }

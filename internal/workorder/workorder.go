@@ -22,6 +22,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -384,14 +385,135 @@ func readKnown(root, id, want string) (*WorkOrder, string, error) {
 	if err != nil || want == "" || PayloadHash(canon) != want {
 		return Read(root, id)
 	}
-	var w WorkOrder
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	d.DisallowUnknownFields()
-	if err := d.Decode(&w); err != nil || w.ID != id {
+	w, ok := knownOf(b)
+	if !ok {
+		w = &WorkOrder{}
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		d.DisallowUnknownFields()
+		if err := d.Decode(w); err != nil {
+			return Read(root, id)
+		}
+	}
+	if w.ID != id {
 		return Read(root, id)
 	}
-	return &w, want, nil
+	return w, want, nil
+}
+
+// knownOf decodes a work order file of the plain shape Create writes
+// (its members by their exact names, each of its type) from pkg/jcs's
+// values, without encoding/json's reflection (built once per process,
+// most of what decoding one small file costs). ok false says nothing:
+// readKnown then decodes it with encoding/json, as strictly as before.
+// What it accepts, it decodes as that decoder does (FuzzKnownOf).
+func knownOf(b []byte) (*WorkOrder, bool) {
+	v, err := jcs.Decode(b)
+	if err != nil {
+		return nil, false
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	w := &WorkOrder{}
+	for k, x := range m {
+		switch k {
+		case "wo_id":
+			w.ID, ok = x.(string)
+		case "type":
+			w.Type, ok = x.(string)
+		case "title":
+			w.Title, ok = x.(string)
+		case "description":
+			w.Description, ok = x.(string)
+		case "tier":
+			w.Tier, ok = x.(string)
+		case "expires_at":
+			w.ExpiresAt, ok = x.(string)
+		case "created_by":
+			w.CreatedBy, ok = x.(string)
+		case "created_at":
+			w.CreatedAt, ok = x.(string)
+		case "scope":
+			ok = scopeOf(x, &w.Scope)
+		case "budget":
+			ok = budgetOf(x, &w.Budget)
+		default:
+			ok = false
+		}
+		if !ok {
+			return nil, false
+		}
+	}
+	return w, true
+}
+
+func scopeOf(x any, s *Scope) bool {
+	m, ok := x.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k, v := range m {
+		var dst *[]string
+		switch k {
+		case "paths":
+			dst = &s.Paths
+		case "packages":
+			dst = &s.Packages
+		case "prompt_packs":
+			dst = &s.PromptPacks
+		case "event_types":
+			dst = &s.EventTypes
+		default:
+			return false
+		}
+		xs, ok := v.([]any)
+		if !ok {
+			return false
+		}
+		out := make([]string, len(xs))
+		for i, x := range xs {
+			if out[i], ok = x.(string); !ok {
+				return false
+			}
+		}
+		*dst = out
+	}
+	return true
+}
+
+func budgetOf(x any, b *Budget) bool {
+	m, ok := x.(map[string]any)
+	if !ok {
+		return false
+	}
+	for k, v := range m {
+		n, ok := v.(json.Number)
+		if !ok {
+			return false
+		}
+		switch k {
+		case "llm_cost_usd":
+			b.LLMCostUSD = &n
+		case "llm_tokens", "llm_calls", "turns":
+			i, err := strconv.ParseInt(string(n), 10, 64)
+			if err != nil {
+				return false
+			}
+			switch k {
+			case "llm_tokens":
+				b.LLMTokens = &i
+			case "llm_calls":
+				b.LLMCalls = &i
+			default:
+				b.Turns = i
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // checkDir refuses a work_orders directory that is not a directory (a

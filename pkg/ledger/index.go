@@ -402,59 +402,122 @@ func indexEnabled() bool { return bootID() != [16]byte{} }
 
 // idxFile is an open index with its header, as a reader checked it.
 type idxFile struct {
-	f *os.File
-	h idxHeader
+	f      *os.File
+	h      idxHeader
+	shared bool // f is the ledger's reader file (readIdx): close leaves it open
+}
+
+// close releases x's file unless the ledger keeps it.
+func (x *idxFile) close() {
+	if !x.shared {
+		x.f.Close()
+	}
+}
+
+// readIdx is a reader's index file, kept open from one Find to the next
+// (a work-order step looks up a ledger several times): each use checks
+// its header against the ledger's files again, as a fresh open would,
+// and a file no longer linked (a writer put a rebuilt index in its place)
+// is opened again by name. A file given up is closed with the ledger, as
+// another goroutine's Find may still be reading it.
+type readIdx struct {
+	mu      sync.Mutex
+	f       *os.File
+	retired []*os.File
 }
 
 // openIndex opens the index of l for reading and checks it against the
-// ledger's current files: nil when there is none fit to use.
+// ledger's current files: nil when there is none fit to use. Release it
+// with close.
 func (l *Ledger) openIndex() *idxFile {
 	if !indexEnabled() || l.sideErr != nil || l.noHashes {
 		return nil
 	}
-	f, err := regfile.OpenFile(IndexPath(l.path), os.O_RDONLY|regfile.NoFollow, 0)
-	if err != nil {
-		return nil
+	r := &l.rdIdx
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for range 2 {
+		if r.f == nil {
+			f, err := regfile.OpenFile(IndexPath(l.path), os.O_RDONLY|regfile.NoFollow, 0)
+			if err != nil {
+				return nil
+			}
+			r.f = f
+		}
+		x := &idxFile{f: r.f, shared: true}
+		ok, unlinked := l.checkIndexFile(x)
+		if ok {
+			return x
+		}
+		if !unlinked {
+			return nil
+		}
+		r.retired = append(r.retired, r.f)
+		r.f = nil
 	}
-	x := &idxFile{f: f}
-	if !l.checkIndex(x) {
-		f.Close()
-		return nil
+	return nil
+}
+
+// closeReadIdx closes the reader's index files.
+func (l *Ledger) closeReadIdx() error {
+	r := &l.rdIdx
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, f := range append(r.retired, r.f) {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
 	}
-	return x
+	r.f, r.retired = nil, nil
+	return errors.Join(errs...)
 }
 
 // checkIndex reads x's header and reports whether it describes a clean
 // index of this boot over a prefix of the ledger as it is now.
 func (l *Ledger) checkIndex(x *idxFile) bool {
+	ok, _ := l.checkIndexFile(x)
+	return ok
+}
+
+// checkIndexFile is checkIndex, which also reports a file that no longer
+// has a name (replaced by a rebuilt index: it will never be brought up to
+// date again).
+func (l *Ledger) checkIndexFile(x *idxFile) (ok, unlinked bool) {
+	// The header first, then the size: a writer adding postings writes
+	// them before the header that counts them.
 	hb := make([]byte, idxHeaderSize)
-	if _, err := x.f.ReadAt(hb, 0); err != nil {
-		return false
+	_, rerr := x.f.ReadAt(hb, 0)
+	st, err := x.f.Stat()
+	if err != nil {
+		return false, false
+	}
+	if s, ok := st.Sys().(*syscall.Stat_t); ok && s.Nlink == 0 {
+		return false, true
+	}
+	if rerr != nil {
+		return false, false
 	}
 	h, err := decodeHeader(hb)
-	if err != nil || h.boot != bootID() {
-		return false
-	}
-	st, err := x.f.Stat()
-	if err != nil || st.Size() < postingAt(int(h.buckets), int64(h.postings)) {
-		return false
+	if err != nil || h.boot != bootID() || st.Size() < postingAt(int(h.buckets), int64(h.postings)) {
+		return false, false
 	}
 	dst, err := l.data.Stat()
 	if err != nil || uint64(dst.Size()) < h.dataEnd {
-		return false
+		return false, false
 	}
 	if h.entries > 0 {
 		var nl [1]byte
 		if _, err := l.data.ReadAt(nl[:], int64(h.dataEnd)-1); err != nil || nl[0] != '\n' {
-			return false
+			return false, false
 		}
 		hs, err := l.hashes.ReadHashes([]int64{tlog.StoredHashIndex(0, int64(h.entries)-1)})
 		if err != nil || hs[0] != h.leaf {
-			return false
+			return false, false
 		}
 	}
 	x.h = h
-	return true
+	return true, false
 }
 
 // lookup returns the postings of key with seq >= from among the entries
@@ -614,7 +677,7 @@ func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn fun
 	if x == nil {
 		return false, nil
 	}
-	defer x.f.Close()
+	defer x.close()
 	var ps []posting
 	for _, k := range keys {
 		var err error
@@ -1147,7 +1210,7 @@ func (l *Ledger) newIndexComparer() *indexComparer {
 	return c
 }
 
-func (c *indexComparer) close() { c.x.f.Close() }
+func (c *indexComparer) close() { c.x.close() }
 
 // line takes the next line's index keys; false once a difference is found
 // or the lines the index covers are done.

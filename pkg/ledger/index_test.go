@@ -108,7 +108,7 @@ func findBoth(t testing.TB, path string, q Query) (got, want []string, indexed b
 	defer l.Close()
 	if x := l.openIndex(); x != nil {
 		indexed = true
-		x.f.Close()
+		x.close()
 	}
 	require.NoError(t, l.Find(ctx, q, func(e *Entry) bool { got = append(got, tag(e)); return true }))
 	require.NoError(t, l.scan(ctx, q, q.From, func(e *Entry) bool { want = append(want, tag(e)); return true }))
@@ -156,7 +156,7 @@ func TestIndexIsItsRebuild(t *testing.T) {
 	require.Nil(t, l.compareIndex(ctx))
 	x := l.openIndex()
 	require.NotNil(t, x)
-	defer x.f.Close()
+	defer x.close()
 	require.EqualValues(t, 3000, x.h.entries)
 }
 
@@ -646,7 +646,7 @@ func TestIndexForeignIDs(t *testing.T) {
 	// The ids that name their seq have no key of their own.
 	x := l.openIndex()
 	require.NotNil(t, x)
-	defer x.f.Close()
+	defer x.close()
 	var ps []posting
 	ps, err = x.lookup(idKey(es[1].ID), 0, ps)
 	require.NoError(t, err)
@@ -754,4 +754,51 @@ func TestIndexAtSeq(t *testing.T) {
 		x.f.Close()
 		l.Close()
 	}
+}
+
+// TestReaderKeepsIndexOpen: a reader's Finds share one open index file,
+// each checked again against the ledger; when a writer puts a rebuilt
+// index in its place, the next Find opens the new one by name (the old
+// one, no longer linked, would never be brought up to date) and finds
+// what was appended since.
+func TestReaderKeepsIndexOpen(t *testing.T) {
+	if !indexEnabled() {
+		t.Skip("no boot id: no index")
+	}
+	path := filepath.Join(t.TempDir(), "l.jsonl")
+	w, err := OpenWriter(path, Options{Actor: "tester"})
+	require.NoError(t, err)
+	defer w.Close()
+	_, err = w.Append(ctx, []Draft{{EventType: "A", SubmissionID: "S-1"}, {EventType: "B", SubmissionID: "S-2"}})
+	require.NoError(t, err)
+	r, err := Open(path, Options{})
+	require.NoError(t, err)
+	find := func(q Query) (got []string) {
+		require.NoError(t, r.Find(ctx, q, func(e *Entry) bool { got = append(got, tag(e)); return true }))
+		return got
+	}
+	require.Len(t, find(Query{EventTypes: []string{"A"}}), 1)
+	first := r.rdIdx.f
+	require.NotNil(t, first, "the reader keeps its index open")
+	require.Len(t, find(Query{Subject: "S-2"}), 1)
+	require.Same(t, first, r.rdIdx.f, "and uses it again")
+	// Appended since: the kept index is checked again, and what it does
+	// not cover yet is found past its end.
+	_, err = w.Append(ctx, []Draft{{EventType: "A", SubmissionID: "S-3"}})
+	require.NoError(t, err)
+	require.Len(t, find(Query{EventTypes: []string{"A"}}), 2)
+	// Rebuilt under a new inode by the writer.
+	require.NoError(t, os.Remove(IndexPath(path)))
+	_, err = w.Append(ctx, []Draft{{EventType: "A", SubmissionID: "S-4"}})
+	require.NoError(t, err)
+	got := find(Query{EventTypes: []string{"A"}})
+	require.Len(t, got, 3)
+	require.NotSame(t, first, r.rdIdx.f, "the unlinked index was given up")
+	require.Len(t, r.rdIdx.retired, 1)
+	x := r.openIndex()
+	require.NotNil(t, x, "the new index is used")
+	require.EqualValues(t, 4, x.h.entries)
+	x.close()
+	require.NoError(t, r.Close())
+	require.Nil(t, r.rdIdx.f)
 }

@@ -509,6 +509,19 @@ func FuzzParseLine(f *testing.F) {
 		e, err := ParseLine(line)
 		leaf, info, issue := checkLine(line, 0)
 		vals, ok := scanEntry(line)
+		// A tail's reading of the line (its seq and entry_hash) and a
+		// writer's leaf check give ParseLine's answers, fast path or not.
+		seq, head, terr := lastEntryOf(line)
+		if (terr == nil) != (err == nil) || err == nil && (seq != e.Seq || head != e.EntryHash) {
+			t.Fatalf("lastEntryOf(%q) = %d, %q, %v; ParseLine: %+v, %v", line, seq, head, terr, e, err)
+		}
+		for _, at := range []int64{0, 1, seq} {
+			fast, ferr := checkedLeaf(line, at)
+			slow, serr := parsedLeaf(line, at)
+			if (ferr == nil) != (serr == nil) || fast != slow {
+				t.Fatalf("checkedLeaf(%q, %d) = %x, %v; parsed: %x, %v", line, at, fast, ferr, slow, serr)
+			}
+		}
 		if ok && jcs.Check(line) != nil {
 			t.Fatalf("scanEntry accepted a line that is not canonical JSON: %q", line)
 		}

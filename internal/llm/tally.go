@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/pkg/ledger"
 )
 
@@ -138,10 +139,12 @@ func (c *capSpend) ofSubject(s string) Spend {
 	return c.t.BySubject[s].add(c.open.total(func(r *spendRow) bool { return r.subject == s }))
 }
 
-// readTally reads the tally file; nil when there is none or it does not
-// parse or is of another version (recomputed: never an error).
+// readTally reads the tally file; nil when there is none, it is not a
+// regular file (a FIFO would block the call, holding the budget lock; a
+// symbolic link would read another file), or it does not parse or is of
+// another version (recomputed: never an error).
 func readTally(dir string) *tally {
-	b, err := os.ReadFile(tallyFile(dir))
+	b, err := regfile.ReadNoFollow(tallyFile(dir))
 	if err != nil {
 		return nil
 	}
@@ -243,7 +246,10 @@ func (t *tally) catchUp(ctx context.Context, store ledger.Store, st ledger.State
 }
 
 // writeTally replaces the tally file atomically (a temporary file renamed
-// over it).
+// over it, which replaces a planted link rather than following it). Not
+// atomicfile.Write: its two fsyncs would be on every capped call, and a
+// tally lost or torn by a crash is only recomputed (it names the tree it
+// was folded from, and an older one is caught up).
 func writeTally(dir string, t *tally) error {
 	b, err := json.Marshal(t)
 	if err != nil {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -296,4 +298,42 @@ func FuzzTally(f *testing.F) {
 			require.Equal(t, truth.Root, claimed.Root, "a tally of another tree was believed")
 		}
 	})
+}
+
+// TestTallyNotRegular: a FIFO or a symbolic link planted where the tally
+// is kept is never read (a FIFO would block the call while it holds the
+// budget lock): the sums are recomputed from the ledger and the tally
+// written back as a regular file.
+func TestTallyNotRegular(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	_, err := l.Append(ctx, []ledger.Draft{reservedDraft("RSV-1", "p", "a", 1000, 500)})
+	require.NoError(t, err)
+	low := filepath.Join(t.TempDir(), "low.json")
+	require.NoError(t, os.WriteFile(low, []byte(`{"version":1}`), 0o644))
+	for name, plant := range map[string]func(string) error{
+		"fifo":    func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"symlink": func(p string) error { return os.Symlink(low, p) },
+	} {
+		os.Remove(tallyFile(dir))
+		require.NoError(t, plant(tallyFile(dir)), name)
+		done := make(chan *tally, 1)
+		go func() {
+			got, _, err := loadTally(ctx, dir, l, false, t.Logf)
+			require.NoError(t, err, name)
+			done <- got
+		}()
+		select {
+		case got := <-done:
+			require.Equal(t, int64(500), got.spend().ofPlane().MicroUSD, name)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s at the tally's path: the call blocked", name)
+		}
+		fi, err := os.Lstat(tallyFile(dir))
+		require.NoError(t, err, name)
+		require.True(t, fi.Mode().IsRegular(), "%s: the tally written back is a regular file", name)
+		b, err := os.ReadFile(low)
+		require.NoError(t, err)
+		require.Equal(t, `{"version":1}`, string(b), "%s: the link's target untouched", name)
+	}
 }

@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -27,4 +29,50 @@ func TestTwoWordVerb(t *testing.T) {
 	var out, errb bytes.Buffer
 	require.Equal(t, ExitUsage, Run(context.Background(), tool, []string{"trust", "k"}, nil, &out, &errb))
 	require.Contains(t, errb.String(), `unknown verb "trust"`)
+}
+
+// A verb's Plain vouches for the requests it accepts, which then skip the
+// compiled schema (so it must accept only what the schema does: its
+// package holds it there); a request it does not vouch for is judged by
+// the schema as before, from stdin (exit 3), from flags (exit 2) and in a
+// stream, where plain and other requests mix.
+func TestVerbPlain(t *testing.T) {
+	var calls int
+	plain := func(req Request) bool {
+		calls++
+		s, ok := req["name"].(string)
+		return len(req) == 1 && ok && s != "" || req["name"] == "vouched"
+	}
+	tool := echoTool()
+	for _, v := range tool.Verbs {
+		v.Plain = plain
+	}
+	do := func(stdin string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		var in io.Reader
+		if stdin != "" {
+			in = strings.NewReader(stdin)
+		}
+		code := Run(context.Background(), tool, args, in, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	code, out, errb := do(`{"name":"a"}`)
+	require.Equal(t, ExitOK, code, errb)
+	require.Contains(t, out, `"name":"a"`)
+	require.Equal(t, 1, calls)
+	code, _, errb = do(`{"name":"a","n":2}`)
+	require.Equal(t, ExitOK, code, "not plain, valid: %s", errb)
+	code, out, _ = do(`{"name":"a","n":-1}`)
+	require.Equal(t, ExitInvalid, code)
+	require.Contains(t, out, "SCHEMA_VIOLATION")
+	code, _, errb = do("", "--name", "a", "--n", "-1")
+	require.Equal(t, ExitUsage, code, errb)
+	// What Plain vouches for is not judged again: a lying Plain lets
+	// through what the schema refuses (why each Plain has its fuzz test).
+	code, _, errb = do(`{"name":"vouched","n":-1}`)
+	require.Equal(t, ExitOK, code, errb)
+	code, out, _ = do("{\"name\":\"a\"}\n{\"name\":\"b\",\"n\":3}\n{\"name\":\"c\",\"n\":-1}\n", "stream")
+	require.Equal(t, ExitInvalid, code, out)
+	require.Equal(t, 2, strings.Count(out, `"status":"ok"`), out)
+	require.Contains(t, out, "SCHEMA_VIOLATION")
 }

@@ -316,12 +316,17 @@ func parse(path string, b []byte) (any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, invalid(path, "more than one JSON value")
 	}
-	s, err := schemaFor(name)
-	if err != nil {
-		return nil, err
-	}
-	if probs := s.Validate(v); len(probs) > 0 {
-		return nil, invalid(path, "%s: %s (schema %s)", pointer(probs[0].Path), probs[0].Message, name)
+	// A providers.json of the plain shape is valid without its schema,
+	// which a gateway process would otherwise compile at every call
+	// (plainProviders); any other file is judged by the schema.
+	if path != ProvidersPath || !plainProviders(v) {
+		s, err := schemaFor(name)
+		if err != nil {
+			return nil, err
+		}
+		if probs := s.Validate(v); len(probs) > 0 {
+			return nil, invalid(path, "%s: %s (schema %s)", pointer(probs[0].Path), probs[0].Message, name)
+		}
 	}
 	switch path {
 	case GovernancePath:

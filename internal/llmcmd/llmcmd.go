@@ -126,7 +126,7 @@ func tool() *cli.Tool { return toolOf(&state{}) }
 func toolOf(st *state) *cli.Tool {
 	return &cli.Tool{Name: "cp-llm", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "complete", Schema: "cp-llm.complete.request.json", Action: cli.ActionLLM, Tier: "ho1", Scope: callScope,
-			Stream: true, Run: st.complete, Batch: st.completeBatch, Text: completeText,
+			Stream: true, Run: st.complete, Batch: st.completeBatch, Text: completeText, Plain: plainComplete,
 			Flags: []cli.Flag{
 				{Name: "pack", Kind: cli.String, Field: "prompt_pack_id", Usage: "the prompt pack (PRM-...)"},
 				{Name: "variables", Kind: cli.JSON, Usage: "the pack's variables (a JSON object)"},

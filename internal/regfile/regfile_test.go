@@ -1,6 +1,7 @@
 package regfile
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -79,4 +80,32 @@ func TestRefusesWithoutBlocking(t *testing.T) {
 	b, err = ReadIn(r, "reg")
 	require.NoError(t, err)
 	require.Equal(t, "x", string(b))
+}
+
+// TestReadWhole: the readers return a file's bytes exactly, whatever its
+// size against the buffer its fstat sized, and a file whose size says
+// nothing (procfs: 0) is read whole.
+func TestReadWhole(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{0, 1, 511, 512, 513, 4096, 100_001} {
+		p := filepath.Join(dir, "f")
+		want := bytes.Repeat([]byte("abcdefg\n"), n/8+1)[:n]
+		require.NoError(t, os.WriteFile(p, want, 0o644))
+		for name, read := range map[string]func(string) ([]byte, error){"ReadFile": ReadFile, "ReadNoFollow": ReadNoFollow} {
+			got, err := read(p)
+			require.NoError(t, err)
+			require.Equal(t, want, got, "%s of %d bytes", name, n)
+		}
+		r, err := os.OpenRoot(dir)
+		require.NoError(t, err)
+		got, err := ReadIn(r, "f")
+		r.Close()
+		require.NoError(t, err)
+		require.Equal(t, want, got, "ReadIn of %d bytes", n)
+	}
+	if _, err := os.Stat("/proc/self/status"); err == nil {
+		b, err := ReadFile("/proc/self/status")
+		require.NoError(t, err)
+		require.Contains(t, string(b), "\nPid:", "procfs reports size 0: read to its end all the same")
+	}
 }

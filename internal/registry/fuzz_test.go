@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,4 +100,46 @@ func lookupKeys(tb Table, data []byte) []string {
 		}
 	}
 	return keys
+}
+
+// FuzzSelectLines holds selectLines to selectCSV on every file it takes
+// (no quote, no carriage return, no byte-order mark): for each key of
+// the file, for one no file holds and for every row, the same rows or
+// the same refusal, line and message.
+func FuzzSelectLines(f *testing.F) {
+	fx := fixtures()
+	for i, tb := range All {
+		f.Add(uint8(i), format(tb, fx[tb.File]))
+		f.Add(uint8(i), format(tb, nil))
+		f.Add(uint8(i), []byte(strings.Join(tb.Columns, ",")))
+		b := format(tb, fx[tb.File])
+		f.Add(uint8(i), append(append(append([]byte{}, b...), '\n'), b[bytes.IndexByte(b, '\n')+1:]...))
+		f.Add(uint8(i), bytes.TrimSuffix(b, []byte("\n")))
+		f.Add(uint8(i), bytes.ReplaceAll(b, []byte(","), []byte(", ")))
+	}
+	for _, s := range []string{"\n", "\n\npath\n", "a,b\n", "a,b,c\n\n\nd,e", ",,,\n,,,"} {
+		f.Add(uint8(3), []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
+		tb := All[int(which)%len(All)]
+		if len(data) == 0 || bytes.HasPrefix(data, bom) || bytes.ContainsAny(data, "\r\"") {
+			return
+		}
+		keeps := map[string]func(string) bool{"every row": func(string) bool { return true }}
+		for _, k := range lookupKeys(tb, data) {
+			keeps[k] = func(key string) bool { return key == k }
+		}
+		for name, keep := range keeps {
+			want, werr := selectCSV(tb, data, keep)
+			got, gerr := selectLines(tb, data, keep)
+			if werr != nil {
+				require.Error(t, gerr, "%s: selectCSV refused (%v), selectLines did not", name, werr)
+				require.Equal(t, werr.Error(), gerr.Error(), name)
+				require.Equal(t, werr.(*Error).Line, gerr.(*Error).Line, name)
+				continue
+			}
+			require.NoError(t, gerr, name)
+			require.Equal(t, want, got, name)
+		}
+	})
 }

@@ -235,7 +235,7 @@ func parse(t Table, data []byte) ([]Row, error) {
 		if len(rec) != len(t.Columns) {
 			return nil, invalidf(file, line, "%d fields, want %d", len(rec), len(t.Columns))
 		}
-		row, err := toRow(t, rec, r, file)
+		row, err := toRow(t, rec, file, func(i int) int { l, _ := r.FieldPos(i); return l })
 		if err != nil {
 			return nil, err
 		}
@@ -367,10 +367,19 @@ func Select(root string, t Table, keep func(key string) bool) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	file := t.name()
 	if len(data) == 0 || bytes.HasPrefix(data, bom) || bytes.IndexByte(data, '\r') >= 0 {
 		return parseSome(t, data, keep) // Read's own messages for a broken file
 	}
+	if bytes.IndexByte(data, '"') < 0 {
+		return selectLines(t, data, keep)
+	}
+	return selectCSV(t, data, keep)
+}
+
+// selectCSV is Select over data read as CSV record by record: the rows
+// keep accepts checked, the others read past.
+func selectCSV(t Table, data []byte, keep func(key string) bool) ([]Row, error) {
+	file := t.name()
 	ki := slices.Index(t.Columns, t.Key)
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = -1
@@ -413,7 +422,7 @@ func Select(root string, t Table, keep func(key string) bool) ([]Row, error) {
 		if !bytes.Equal(data[start:prev], canon.Bytes()) {
 			return nil, invalidf(file, line, "not in canonical CSV form: want %q", canon.Bytes())
 		}
-		row, err := toRow(t, rec, r, file)
+		row, err := toRow(t, rec, file, func(i int) int { l, _ := r.FieldPos(i); return l })
 		if err != nil {
 			return nil, err
 		}
@@ -429,6 +438,92 @@ func Select(root string, t Table, keep func(key string) bool) ([]Row, error) {
 	return found, nil
 }
 
+// selectLines is selectCSV for data without a quote (nor a carriage
+// return, nor a byte-order mark): every record is then one line and its
+// fields are what lies between its commas, which is how encoding/csv
+// reads such a file (an empty line skipped, a last line without its
+// newline a record), and no such file is malformed CSV. Only the lines
+// whose key keep accepts are split and checked (FuzzSelectLines holds it
+// to selectCSV): a gateway reads one row of the ownership registry at
+// every call.
+func selectLines(t Table, data []byte, keep func(key string) bool) ([]Row, error) {
+	file := t.name()
+	ki := slices.Index(t.Columns, t.Key)
+	found := []Row{}
+	var lines map[string]int // selected key → its line
+	header := false
+	line := 0
+	prev := 0 // where the record read next starts, as selectCSV counts it
+	for off := 0; off < len(data); {
+		text := data[off:]
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			text, off = text[:i], off+i+1
+		} else {
+			off = len(data)
+		}
+		line++
+		if len(text) == 0 {
+			continue // an empty line, as encoding/csv skips it
+		}
+		start := prev
+		prev = off
+		if !header {
+			if p := checkHeader(t, strings.Split(string(text), ",")); p != "" {
+				return nil, invalidf(file, line, "%s; want header %q", p, strings.Join(t.Columns, ","))
+			}
+			header = true
+			continue
+		}
+		key, ok := fieldAt(text, ki)
+		if !ok || !keep(key) {
+			continue
+		}
+		if first, dup := lines[key]; dup {
+			return nil, invalidf(file, line, "duplicate %s %q (first on line %d)", t.Key, key, first)
+		}
+		rec := strings.Split(string(text), ",")
+		if len(rec) != len(t.Columns) {
+			return nil, invalidf(file, line, "%d fields, want %d", len(rec), len(t.Columns))
+		}
+		var canon bytes.Buffer
+		cw := csv.NewWriter(&canon)
+		cw.Write(rec)
+		cw.Flush()
+		if !bytes.Equal(data[start:off], canon.Bytes()) {
+			return nil, invalidf(file, line, "not in canonical CSV form: want %q", canon.Bytes())
+		}
+		row, err := toRow(t, rec, file, func(int) int { return line })
+		if err != nil {
+			return nil, err
+		}
+		if lines == nil {
+			lines = map[string]int{}
+		}
+		lines[key] = line
+		found = append(found, row)
+	}
+	if !header {
+		return nil, invalidf(file, 1, "no header: want %q", strings.Join(t.Columns, ","))
+	}
+	return found, nil
+}
+
+// fieldAt returns the field i of a line without quotes (false: the line
+// has fewer fields).
+func fieldAt(line []byte, i int) (string, bool) {
+	for ; i > 0; i-- {
+		j := bytes.IndexByte(line, ',')
+		if j < 0 {
+			return "", false
+		}
+		line = line[j+1:]
+	}
+	if j := bytes.IndexByte(line, ','); j >= 0 {
+		line = line[:j]
+	}
+	return string(line), true
+}
+
 // csvErr codes a CSV reader's error: a parse error is REGISTRY_INVALID
 // at its line.
 func csvErr(file string, err error) error {
@@ -439,16 +534,15 @@ func csvErr(file string, err error) error {
 	return err
 }
 
-// toRow makes the record r just read (of t's width) a Row, checked by its
-// fields' rules (checkRow).
-func toRow(t Table, rec []string, r *csv.Reader, file string) (Row, error) {
+// toRow makes the record just read (of t's width) a Row, checked by its
+// fields' rules (checkRow); lineOf gives the line a field starts on.
+func toRow(t Table, rec []string, file string, lineOf func(field int) int) (Row, error) {
 	row := make(Row, len(t.Columns))
 	for i, c := range t.Columns {
 		row[c] = rec[i]
 	}
 	if col, p := checkRow(t, row); p != "" {
-		l, _ := r.FieldPos(slices.Index(t.Columns, col))
-		return nil, invalidf(file, l, "%s: %s", col, p)
+		return nil, invalidf(file, lineOf(slices.Index(t.Columns, col)), "%s: %s", col, p)
 	}
 	return row, nil
 }

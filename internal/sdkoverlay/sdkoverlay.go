@@ -445,7 +445,10 @@ func writeFile(name string, data []byte) error {
 
 // deferModule runs deferInits for p's module when the manifest patches its
 // ApijsonRegistry (the patched registry has DeferRegistrations), writing
-// under outDir/sdkgen/MODULE@VERSION (emptied first).
+// under outDir/sdkgen/MODULE@VERSION. Each file is replaced atomically and
+// nothing is removed there: a build may be reading them while another
+// process (a benchmark's BuildArgs) regenerates; a file no longer
+// generated is no longer in the overlay, so it is never compiled.
 func deferModule(outDir, virtual string, p Patch, m Module, patches []Patch, replace map[string]string) error {
 	skip := map[string]bool{}
 	for _, q := range patches {
@@ -454,9 +457,6 @@ func deferModule(outDir, virtual string, p Patch, m Module, patches []Patch, rep
 		}
 	}
 	gen := filepath.Join(outDir, "sdkgen", filepath.FromSlash(p.Module+"@"+p.Version))
-	if err := os.RemoveAll(gen); err != nil {
-		return err
-	}
 	if !skip[ApijsonRegistry] {
 		return nil
 	}

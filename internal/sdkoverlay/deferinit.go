@@ -29,6 +29,10 @@ import (
 const (
 	ApijsonRegistry   = "internal/apijson/registry.go"
 	DeferredInitsFile = "zz_cp_deferred_inits.go"
+	// CountsFunc is the function DeferredInitsFile adds to a module's
+	// root package: how many registrations were deferred, and how many
+	// have run.
+	CountsFunc = "CPDeferredRegistrations"
 )
 
 // registrations are the apijson functions a deferrable init may call.
@@ -170,6 +174,12 @@ func deferPackage(apijson, modDir, dir, virtual, gen string, files []string, ski
 		fmt.Fprintf(&b, "\t\t%s,\n", n)
 	}
 	fmt.Fprintf(&b, "\t)\n}\n")
+	if relDir == "." {
+		// The module's root package reports the counts, so a program
+		// built with the overlay can show that the registrations were
+		// deferred and then ran (TestDeferredInitsDecode).
+		fmt.Fprintf(&b, "\n// %s reports how many registration inits the overlay deferred in this\n// module's linked packages, and how many of them have run.\nfunc %s() (deferred, ran int) { return cpapijson.DeferredCounts() }\n", CountsFunc, CountsFunc)
+	}
 	written := filepath.Join(gen, relDir, DeferredInitsFile)
 	if err := writeFile(written, b.Bytes()); err != nil {
 		return 0, err

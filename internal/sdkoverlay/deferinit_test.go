@@ -63,6 +63,14 @@ func init() {
 	apijson.RegisterUnion[int]("type")
 }
 `,
+	"r.go": `package m
+
+import "example.com/m/internal/apijson"
+
+func init() {
+	apijson.RegisterUnion[int]("type")
+}
+`,
 	"internal/apijson/registry.go": "package apijson\n",
 }
 
@@ -76,12 +84,18 @@ func TestDeferInits(t *testing.T) {
 	replace := map[string]string{}
 	n, err := deferInits("example.com/m", mod, virtual, gen, map[string]bool{ApijsonRegistry: true}, replace)
 	require.NoError(t, err)
-	require.Equal(t, 3, n)
+	require.Equal(t, 4, n)
 	require.Equal(t, map[string]string{
 		filepath.Join(virtual, "a/x.go"):               filepath.Join(gen, "a/x.go"),
 		filepath.Join(virtual, "a/y.go"):               filepath.Join(gen, "a/y.go"),
 		filepath.Join(virtual, "a", DeferredInitsFile): filepath.Join(gen, "a", DeferredInitsFile),
-	}, replace, "only package a is rewritten: b mixes, c is constrained")
+		filepath.Join(virtual, "r.go"):                 filepath.Join(gen, "r.go"),
+		filepath.Join(virtual, DeferredInitsFile):      filepath.Join(gen, DeferredInitsFile),
+	}, replace, "packages a and the root are rewritten: b mixes, c is constrained")
+	root, err := os.ReadFile(filepath.Join(gen, DeferredInitsFile))
+	require.NoError(t, err)
+	require.Contains(t, string(root), "package m\n")
+	require.Contains(t, string(root), "func "+CountsFunc+"() (deferred, ran int) { return cpapijson.DeferredCounts() }", "the root package reports the counts")
 	x, err := os.ReadFile(filepath.Join(gen, "a/x.go"))
 	require.NoError(t, err)
 	require.Equal(t, strings.Replace(strings.Replace(deferModuleFiles["a/x.go"],
@@ -94,14 +108,20 @@ func TestDeferInits(t *testing.T) {
 	z, err := os.ReadFile(filepath.Join(gen, "a", DeferredInitsFile))
 	require.NoError(t, err)
 	require.Contains(t, string(z), "package a\n")
+	require.NotContains(t, string(z), CountsFunc, "only the root package reports the counts")
 	require.Contains(t, string(z), "cpapijson.DeferRegistrations(\n\t\tcpDeferredInit0,\n\t\tcpDeferredInit1,\n\t\tcpDeferredInit2,\n\t)")
 
-	// A file the manifest patches is never rewritten: its package stays.
+	// A file the manifest patches is never rewritten: its package stays
+	// (the root's is deferred still).
 	replace = map[string]string{}
-	n, err = deferInits("example.com/m", mod, virtual, filepath.Join(dir, "gen2"), map[string]bool{"a/y.go": true}, replace)
+	gen2 := filepath.Join(dir, "gen2")
+	n, err = deferInits("example.com/m", mod, virtual, gen2, map[string]bool{"a/y.go": true}, replace)
 	require.NoError(t, err)
-	require.Zero(t, n)
-	require.Empty(t, replace)
+	require.Equal(t, 1, n)
+	require.Equal(t, map[string]string{
+		filepath.Join(virtual, "r.go"):            filepath.Join(gen2, "r.go"),
+		filepath.Join(virtual, DeferredInitsFile): filepath.Join(gen2, DeferredInitsFile),
+	}, replace)
 
 	// A file that does not parse fails the generation.
 	require.NoError(t, os.WriteFile(filepath.Join(mod, "a/z.go"), []byte("package a\nfunc {"), 0o644))
@@ -133,5 +153,7 @@ func TestDeferredInitsDecode(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	out, err = exec.Command(bin).CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.Equal(t, "ok 80\n", string(out))
+	// It also checks that both SDKs' registrations were deferred (none
+	// run before its first decode) and all ran after it.
+	require.Regexp(t, `^ok 80 deferred [1-9][0-9]* [1-9][0-9]*\n$`, string(out))
 }

@@ -132,7 +132,27 @@ var cases = []decodeCase{
 	}},
 }
 
+// deferred fails unless both SDKs' registrations were deferred (some,
+// none run yet) or, after, all ran; it returns the two deferred counts.
+func deferred(after bool) (int, int, error) {
+	od, or := openai.CPDeferredRegistrations()
+	ad, ar := anthropic.CPDeferredRegistrations()
+	switch {
+	case od == 0 || ad == 0:
+		return 0, 0, fmt.Errorf("no registration deferred: openai %d, anthropic %d", od, ad)
+	case !after && (or != 0 || ar != 0):
+		return 0, 0, fmt.Errorf("registrations ran before the first decode: openai %d of %d, anthropic %d of %d", or, od, ar, ad)
+	case after && (or != od || ar != ad):
+		return 0, 0, fmt.Errorf("registrations not all run after decoding: openai %d of %d, anthropic %d of %d", or, od, ar, ad)
+	}
+	return od, ad, nil
+}
+
 func main() {
+	if _, _, err := deferred(false); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	const per = 8
 	start := make(chan struct{})
 	errs := make(chan error, per*len(cases))
@@ -157,8 +177,13 @@ func main() {
 			failed = true
 		}
 	}
+	od, ad, err := deferred(true)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		failed = true
+	}
 	if failed {
 		os.Exit(1)
 	}
-	fmt.Println("ok", len(cases)*per)
+	fmt.Println("ok", len(cases)*per, "deferred", od, ad)
 }

@@ -71,27 +71,49 @@ func drainUnionsLocked() {
 // renamed by the overlay's generator (internal/sdkoverlay), which adds to
 // each such package one init passing them to DeferRegistrations; they run
 // at the first read of a registry (runDeferred), not at every process's
-// start. deferredMu guards deferred and deferredRan.
+// start. deferredMu guards deferred, deferredRan and the two counts.
 var (
 	deferredMu   sync.Mutex
 	deferred     []func()
 	deferredRan  bool
 	deferredOnce sync.Once
+	// deferredCount functions were handed to DeferRegistrations, of
+	// which deferredDone have run (DeferredCounts).
+	deferredCount, deferredDone int
 )
+
+// DeferredCounts reports how many registration functions were handed to
+// DeferRegistrations and how many of them have run: the overlay's tests
+// (TestDeferredInitsDecode) hold the second zero before a first decode
+// and equal to the first after it.
+func DeferredCounts() (deferred, ran int) {
+	deferredMu.Lock()
+	defer deferredMu.Unlock()
+	return deferredCount, deferredDone
+}
 
 // DeferRegistrations records fns (registration functions) to run before
 // the first read of a registry, in the order given; called after that
 // read, it runs them at once.
 func DeferRegistrations(fns ...func()) {
 	deferredMu.Lock()
+	deferredCount += len(fns)
 	if !deferredRan {
 		deferred = append(deferred, fns...)
 		deferredMu.Unlock()
 		return
 	}
 	deferredMu.Unlock()
+	runCounted(fns)
+}
+
+// runCounted runs fns in order, counting each as it returns.
+func runCounted(fns []func()) {
 	for _, f := range fns {
 		f()
+		deferredMu.Lock()
+		deferredDone++
+		deferredMu.Unlock()
 	}
 }
 
@@ -103,9 +125,7 @@ func runDeferred() {
 		fns := deferred
 		deferred, deferredRan = nil, true
 		deferredMu.Unlock()
-		for _, f := range fns {
-			f()
-		}
+		runCounted(fns)
 	})
 }
 

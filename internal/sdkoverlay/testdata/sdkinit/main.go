@@ -4,6 +4,7 @@ package main
 
 import (
 	_ "github.com/anthropics/anthropic-sdk-go/v2"
+	_ "github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/openai/openai-go/v3"
 	_ "github.com/openai/openai-go/v3/responses"
 	_ "go.yaml.in/yaml/v4"

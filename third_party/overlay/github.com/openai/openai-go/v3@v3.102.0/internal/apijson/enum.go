@@ -62,6 +62,7 @@ func RegisterFieldValidator[T any, V string | bool | int | float64](fieldName st
 // fieldValidators is the read of validationRegistry[t], safe for concurrent
 // decoders: it builds t's entries on first use, in registration order.
 func fieldValidators(t reflect.Type) []validationEntry {
+	runDeferred()
 	validatorMu.Lock()
 	defer validatorMu.Unlock()
 	if len(pendingValidators) > 0 {

@@ -66,8 +66,72 @@ func drainUnionsLocked() {
 	pendingUnions = nil
 }
 
+// Patched (Control Plane, third_party/README.md): the SDK's generated
+// package inits that only register unions and field validators are
+// renamed by the overlay's generator (internal/sdkoverlay), which adds to
+// each such package one init passing them to DeferRegistrations; they run
+// at the first read of a registry (runDeferred), not at every process's
+// start. deferredMu guards deferred, deferredRan and the two counts.
+var (
+	deferredMu   sync.Mutex
+	deferred     []func()
+	deferredRan  bool
+	deferredOnce sync.Once
+	// deferredCount functions were handed to DeferRegistrations, of
+	// which deferredDone have run (DeferredCounts).
+	deferredCount, deferredDone int
+)
+
+// DeferredCounts reports how many registration functions were handed to
+// DeferRegistrations and how many of them have run: the overlay's tests
+// (TestDeferredInitsDecode) hold the second zero before a first decode
+// and equal to the first after it.
+func DeferredCounts() (deferred, ran int) {
+	deferredMu.Lock()
+	defer deferredMu.Unlock()
+	return deferredCount, deferredDone
+}
+
+// DeferRegistrations records fns (registration functions) to run before
+// the first read of a registry, in the order given; called after that
+// read, it runs them at once.
+func DeferRegistrations(fns ...func()) {
+	deferredMu.Lock()
+	deferredCount += len(fns)
+	if !deferredRan {
+		deferred = append(deferred, fns...)
+		deferredMu.Unlock()
+		return
+	}
+	deferredMu.Unlock()
+	runCounted(fns)
+}
+
+// runCounted runs fns in order, counting each as it returns.
+func runCounted(fns []func()) {
+	for _, f := range fns {
+		f()
+		deferredMu.Lock()
+		deferredDone++
+		deferredMu.Unlock()
+	}
+}
+
+// runDeferred runs the deferred registrations once; a concurrent caller
+// waits until they have run. Every read of a registry calls it first.
+func runDeferred() {
+	deferredOnce.Do(func() {
+		deferredMu.Lock()
+		fns := deferred
+		deferred, deferredRan = nil, true
+		deferredMu.Unlock()
+		runCounted(fns)
+	})
+}
+
 // lookupUnion is the read of unionRegistry[t], safe for concurrent decoders.
 func lookupUnion(t reflect.Type) (unionEntry, bool) {
+	runDeferred()
 	unionMu.Lock()
 	defer unionMu.Unlock()
 	drainUnionsLocked()
@@ -77,6 +141,7 @@ func lookupUnion(t reflect.Type) (unionEntry, bool) {
 
 // isUnionVariant is the read of unionVariants[t], safe for concurrent decoders.
 func isUnionVariant(t reflect.Type) bool {
+	runDeferred()
 	unionMu.Lock()
 	defer unionMu.Unlock()
 	drainUnionsLocked()

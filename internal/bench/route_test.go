@@ -85,7 +85,10 @@ func routePlane(b *testing.B) string {
 // commits, each leaving the plane's signed checkpoint), the session's
 // limit counted. The same run measures the plane append stream of the same
 // number of entries (BenchmarkStreamAppendPlaneProcess's work) as its
-// baseline.
+// baseline. With CP_BENCH_BASELINE (a directory holding another build's
+// cp-route), that build routes the same requests in the same run, each
+// process in a session of its own (a session's first read counts what the
+// ledger holds of it): baseline-decisions/s.
 func BenchmarkStreamRouteProcess(b *testing.B) {
 	const n = 200_000
 	root := routePlane(b)
@@ -99,6 +102,7 @@ func BenchmarkStreamRouteProcess(b *testing.B) {
 		b.Fatal(err)
 	}
 	cpu := map[string]time.Duration{} // by binary
+	base := os.Getenv("CP_BENCH_BASELINE")
 	stream := func(in string, name string, args ...string) time.Duration {
 		f, err := os.Open(in)
 		if err != nil {
@@ -110,7 +114,11 @@ func BenchmarkStreamRouteProcess(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer out.Close()
-		cmd := exec.Command(filepath.Join(binDir, name), args...)
+		bin := filepath.Join(binDir, name)
+		if name == "baseline/cp-route" {
+			bin = filepath.Join(base, "cp-route")
+		}
+		cmd := exec.Command(bin, args...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = f, out, os.Stderr
 		t0 := time.Now()
 		if err := cmd.Run(); err != nil {
@@ -124,13 +132,20 @@ func BenchmarkStreamRouteProcess(b *testing.B) {
 		}
 		return d
 	}
-	var route, app time.Duration
+	var route, app, baseRoute time.Duration
 	b.ResetTimer()
-	for range b.N {
-		route += stream(inPath, "cp-route", "--root", root, "--session", "SES-20261206-0a1b2c3d")
+	for i := range b.N {
+		route += stream(inPath, "cp-route", "--root", root, "--session", fmt.Sprintf("SES-20261206-0a1b%04x", 2*i))
 		app += stream(appPath, "cp-ledger", "append", "--root", root, "--plane", "ho2")
+		if base != "" {
+			baseRoute += stream(inPath, "baseline/cp-route", "--root", root, "--session", fmt.Sprintf("SES-20261206-0a1b%04x", 2*i+1))
+		}
 	}
 	b.ReportMetric(float64(b.N*n)/route.Seconds(), "decisions/s")
+	if base != "" {
+		b.ReportMetric(float64(b.N*n)/baseRoute.Seconds(), "baseline-decisions/s")
+		b.ReportMetric(float64(cpu["baseline/cp-route"].Microseconds())/float64(b.N*n), "baseline-cpu-us/decision")
+	}
 	b.ReportMetric(float64(b.N*n)/app.Seconds(), "baseline-appends/s")
 	// CPU time per entry (user + system, both cores): what a loaded
 	// machine distorts least.

@@ -49,6 +49,9 @@ type router struct {
 	// them (rule), encoded once.
 	rules   []jcs.Raw
 	loadErr error
+	// mu guards ledgers: a stream's batches are started on its goroutine
+	// and finished on another (pipeline).
+	mu      sync.Mutex
 	ledgers map[ledgerKey]*tierLedger
 }
 
@@ -73,6 +76,8 @@ type sessionCount struct{ used, next int64 }
 type span struct{ from, to int64 } // [from, to)
 
 func (r *router) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, l := range r.ledgers {
 		l.store.Close()
 	}
@@ -146,8 +151,10 @@ func (r *router) ledger(c *cli.Call, req cli.Request, a plane.Access) (*tierLedg
 		id = c.RootPlane()
 	}
 	k := ledgerKey{plane: id, actor: c.Actor()}
-	if l, ok := r.ledgers[k]; ok && a == plane.ForAppend {
-		return l, nil
+	if a == plane.ForAppend {
+		if l := r.open(k); l != nil {
+			return l, nil
+		}
 	}
 	dir, err := plane.Dir(r.root, id)
 	if err != nil {
@@ -160,12 +167,21 @@ func (r *router) ledger(c *cli.Call, req cli.Request, a plane.Access) (*tierLedg
 	l := &tierLedger{store: s, tier: t, authOff: c.Actor().AuthOff}
 	if a == plane.ForAppend { // kept for the run; one opened for reading is the caller's to close
 		l.sessions = map[string]*sessionCount{}
+		r.mu.Lock()
 		if r.ledgers == nil {
 			r.ledgers = map[ledgerKey]*tierLedger{}
 		}
 		r.ledgers[k] = l
+		r.mu.Unlock()
 	}
 	return l, nil
+}
+
+// open returns the tier ledger open for appending under k, or nil.
+func (r *router) open(k ledgerKey) *tierLedger {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ledgers[k]
 }
 
 // used returns the LLM calls session has spent, as recorded in the ledger
@@ -266,40 +282,57 @@ type pending struct {
 // recorded and ends the batch with its refusal; an expression that fails
 // ends it before its request, recording nothing for it.
 func (r *router) batch(ctx context.Context, c *cli.Call, reqs []cli.Request) []cli.Outcome {
-	outs := make([]cli.Outcome, 0, len(reqs))
-	for len(reqs) > 0 {
-		if reqs[0].Has("replay") {
-			o := r.replay(ctx, c, reqs[0])
-			outs = append(outs, o)
-			if o.Err != nil {
-				return outs
-			}
-			reqs = reqs[1:]
-			continue
-		}
-		n, o, stop := r.decideRun(ctx, c, reqs)
-		outs = append(outs, o...)
-		if stop {
-			return outs
-		}
-		reqs = reqs[n:]
-	}
-	return outs
+	return r.batchWith(ctx, c, reqs, nil)
 }
 
-// decideRun decides the leading requests of reqs that go to the same
-// ledger (up to a replay), appends their decisions at once and returns how
-// many it took, their outcomes, and whether the batch stops.
-func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request) (int, []cli.Outcome, bool) {
-	fail := func(err error) (int, []cli.Outcome, bool) { return 0, []cli.Outcome{{Err: err}}, true }
-	if err := r.load(c); err != nil {
-		return fail(err)
+// pipeline is batch in two steps (cli.Verb.Pipeline): now, on the
+// stream's goroutine, what depends on each request and the policy alone
+// (ahead); then, in order on the acknowledging goroutine while the next
+// batch is started, the rest (batchWith: each session's count, the
+// classifier, the group commit). Only the runs of requests whose ledger
+// this run already holds open are prepared ahead: opening a ledger is
+// left to its turn.
+func (r *router) pipeline(ctx context.Context, c *cli.Call, reqs []cli.Request) func() []cli.Outcome {
+	pre := r.ahead(ctx, c, reqs)
+	return func() []cli.Outcome { return r.batchWith(ctx, c, reqs, pre) }
+}
+
+// ahead prepares the runs of reqs that decideRun will take (keyed by the
+// index of their first request), as decideRun would.
+func (r *router) ahead(ctx context.Context, c *cli.Call, reqs []cli.Request) map[int][]prepared {
+	if r.load(c) != nil {
+		return nil // the batch fails in its turn
 	}
-	l, err := r.ledger(c, reqs[0], plane.ForAppend)
-	if err != nil {
-		return fail(err)
+	var pre map[int][]prepared
+	for i := 0; i < len(reqs); {
+		if reqs[i].Has("replay") {
+			i++
+			continue
+		}
+		n := r.run(c, reqs[i:])
+		if l := r.open(r.key(c, reqs[i])); l != nil {
+			if pre == nil {
+				pre = map[int][]prepared{}
+			}
+			pre[i] = r.prepare(ctx, l, reqs[i:i+n])
+		}
+		i += n
 	}
-	limited := r.policy.Limit() >= 0
+	return pre
+}
+
+// key is the key of the tier ledger req's decision goes to.
+func (r *router) key(c *cli.Call, req cli.Request) ledgerKey {
+	id := req.String("plane")
+	if id == "" {
+		id = c.RootPlane()
+	}
+	return ledgerKey{plane: id, actor: c.Actor()}
+}
+
+// run returns how many of the leading requests of reqs go to the same
+// ledger, up to a replay, giving each the token's session.
+func (r *router) run(c *cli.Call, reqs []cli.Request) int {
 	n := 0
 	for n < len(reqs) && !reqs[n].Has("replay") && reqs[n].String("plane") == reqs[0].String("plane") {
 		if cl := c.Identity.Claims; cl != nil && cl.Session != "" && !reqs[n].Has("session_id") {
@@ -309,8 +342,53 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 		}
 		n++
 	}
-	pre := r.prepare(ctx, l, reqs[:n])
-	var ps []pending
+	return n
+}
+
+// batchWith is batch with the runs prepared ahead (pipeline).
+func (r *router) batchWith(ctx context.Context, c *cli.Call, reqs []cli.Request, ahead map[int][]prepared) []cli.Outcome {
+	outs := make([]cli.Outcome, 0, len(reqs))
+	at := 0 // reqs[0]'s index in the batch
+	for len(reqs) > 0 {
+		if reqs[0].Has("replay") {
+			o := r.replay(ctx, c, reqs[0])
+			outs = append(outs, o)
+			if o.Err != nil {
+				return outs
+			}
+			reqs, at = reqs[1:], at+1
+			continue
+		}
+		n, o, stop := r.decideRun(ctx, c, reqs, ahead[at])
+		outs = append(outs, o...)
+		if stop {
+			return outs
+		}
+		reqs, at = reqs[n:], at+n
+	}
+	return outs
+}
+
+// decideRun decides the leading requests of reqs that go to the same
+// ledger (up to a replay), appends their decisions at once and returns how
+// many it took, their outcomes, and whether the batch stops. ahead, when
+// it is as long as the run, is the run prepared already (pipeline).
+func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request, ahead []prepared) (int, []cli.Outcome, bool) {
+	fail := func(err error) (int, []cli.Outcome, bool) { return 0, []cli.Outcome{{Err: err}}, true }
+	if err := r.load(c); err != nil {
+		return fail(err)
+	}
+	l, err := r.ledger(c, reqs[0], plane.ForAppend)
+	if err != nil {
+		return fail(err)
+	}
+	limited := r.policy.Limit() >= 0
+	n := r.run(c, reqs)
+	pre := ahead
+	if len(pre) != n {
+		pre = r.prepare(ctx, l, reqs[:n])
+	}
+	ps := make([]pending, 0, n)
 	var stopErr error
 	inBatch := map[string]int64{} // session → calls decided in this batch
 	for i, req := range reqs[:n] {
@@ -329,7 +407,11 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 			}
 			used = l.sessions[p.session].used + inBatch[p.session]
 		}
-		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, r.classifierFor(c, req))
+		var clf route.Classifier // asked only when no rule decides
+		if !pre[i].match.Decided() {
+			clf = r.classifierFor(c, req)
+		}
+		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, clf)
 		if err != nil {
 			stopErr = err
 			break
@@ -784,7 +866,9 @@ func (r *router) replay(ctx context.Context, c *cli.Call, req cli.Request) cli.O
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	r.root = root
+	if r.root != root { // set once: a pipeline's goroutines read it
+		r.root = root
+	}
 	l, err := r.ledger(c, req, plane.ForReading)
 	if err != nil {
 		return cli.Outcome{Err: err}

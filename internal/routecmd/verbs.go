@@ -146,6 +146,13 @@ func sourceName(s config.Source) string {
 // ledger returns the tier ledger a request's decision goes to: --plane's,
 // else the tier --root names, open for the run.
 func (r *router) ledger(c *cli.Call, req cli.Request, a plane.Access) (*tierLedger, error) {
+	return r.ledgerIn(r.root, c, req, a)
+}
+
+// ledgerIn is ledger in the plane at root: a replay's, which does not
+// load the policy in force (r.root is load's: a pipeline's goroutines
+// read it).
+func (r *router) ledgerIn(root string, c *cli.Call, req cli.Request, a plane.Access) (*tierLedger, error) {
 	id := req.String("plane")
 	if id == "" {
 		id = c.RootPlane()
@@ -156,7 +163,7 @@ func (r *router) ledger(c *cli.Call, req cli.Request, a plane.Access) (*tierLedg
 			return l, nil
 		}
 	}
-	dir, err := plane.Dir(r.root, id)
+	dir, err := plane.Dir(root, id)
 	if err != nil {
 		return nil, cli.Usagef("%v", err)
 	}
@@ -200,6 +207,12 @@ func (l *tierLedger) used(ctx context.Context, session string) (int64, error) {
 	st, err := l.store.State(ctx)
 	if err != nil {
 		return 0, err
+	}
+	if st.Size <= sc.next {
+		// Nothing recorded since the last read (a stream's own batches
+		// are counted as they are decided: wrote): the running count
+		// stands, and the index is not opened again.
+		return sc.used, nil
 	}
 	err = l.store.Find(ctx, ledger.Query{EventTypes: []string{EventType}, Subject: session, From: sc.next}, func(e *ledger.Entry) bool {
 		if !l.mine(e.Seq) {
@@ -275,6 +288,9 @@ type pending struct {
 	draft    ledger.Draft
 	evidence map[string]any
 	session  string
+	// metaJSON is the draft's metadata in canonical form but its last
+	// member (session_llm_calls, known only in order) and its end.
+	metaJSON *jcs.Object
 }
 
 // batch decides the requests that arrived together and records their
@@ -421,15 +437,18 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 		}
 		p.d = d
 		if pr := &pre[i]; pr.spec != nil && sameDecision(d, *pr.spec) {
-			p.draft, p.evidence = pr.draft, pr.evidence // made on the workers
-		} else if p.draft, p.evidence, err = r.draft(l, req, *pr, d); err != nil {
+			p.draft, p.evidence, p.metaJSON = pr.draft, pr.evidence, pr.metaJSON // made on the workers
+		} else if p.draft, p.evidence, p.metaJSON, err = r.draft(l, req, *pr, d); err != nil {
 			stopErr = err
 			break
 		}
 		if used >= 0 {
 			p.draft.Metadata["session_llm_calls"] = used
-			p.draft.Metadata["limit"] = r.policy.Limit()
+			p.metaJSON.AddInt("session_llm_calls", used)
 		}
+		if raw, err := p.metaJSON.Raw(); err == nil {
+			p.draft.Canonical = raw
+		} // else the ledger encodes the map, and says what is wrong with it
 		ps = append(ps, p)
 		if d.Denied {
 			break
@@ -484,6 +503,7 @@ type prepared struct {
 	spec     *route.Decision
 	draft    ledger.Draft
 	evidence map[string]any
+	metaJSON *jcs.Object
 }
 
 // sameDecision reports whether a decision made in order is the
@@ -520,7 +540,7 @@ func (r *router) prepare(ctx context.Context, l *tierLedger, reqs []cli.Request)
 		if err != nil {
 			return
 		}
-		if p.draft, p.evidence, err = r.draft(l, reqs[i], *p, d); err == nil {
+		if p.draft, p.evidence, p.metaJSON, err = r.draft(l, reqs[i], *p, d); err == nil {
 			p.spec = &d
 		}
 	}
@@ -619,19 +639,25 @@ func result(req cli.Request, d route.Decision, seq int64) routeResult {
 }
 
 // draft is a decision's ROUTE_DECISION entry, and the evidence its answer
-// carries.
-func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision) (ledger.Draft, map[string]any, error) {
+// carries. The entry's metadata is made twice from the same values: as a
+// map (what the index and the returned entry read) and in canonical form,
+// member by member in key order (jcs.Object: no map sorted and encoded
+// again by the ledger), but for session_llm_calls, which the decision in
+// order adds (when limited) before ending it (decideRun).
+func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision) (ledger.Draft, map[string]any, *jcs.Object, error) {
 	canon, reqHash := pre.canon, pre.hash
 	meta := make(map[string]any, 20)
 	decisionMeta(d, meta, r.rules)
 	meta["policy_sha256"] = r.policy.SHA256
-	meta["policy_source"] = sourceName(r.src)
+	source := sourceName(r.src)
+	meta["policy_source"] = source
 	meta["request_sha256"] = reqHash
-	if len(canon.Bytes()) <= maxInlineRequest {
+	inline := len(canon.Bytes()) <= maxInlineRequest
+	if inline {
 		meta["request"] = canon // m, encoded once: the bytes its hash was taken over
 	} else {
 		if _, err := plane.PutBlob(r.root, canon.Bytes()); err != nil {
-			return ledger.Draft{}, nil, fmt.Errorf("keeping the request under blobs/: %w", err)
+			return ledger.Draft{}, nil, nil, fmt.Errorf("keeping the request under blobs/: %w", err)
 		}
 		meta["request_blob"] = reqHash
 	}
@@ -642,11 +668,17 @@ func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Dec
 		meta["_auth"] = "off"
 	}
 	sub := reqHash
-	if s := req.String("session_id"); s != "" {
-		meta["_session_id"], sub = s, s
+	session := req.String("session_id")
+	if session != "" {
+		meta["_session_id"], sub = session, session
 	}
-	if wo := req.String("work_order_id"); wo != "" {
+	wo := req.String("work_order_id")
+	if wo != "" {
 		meta["_work_order_id"] = wo
+	}
+	limited := session != "" && r.policy.Limit() >= 0
+	if limited {
+		meta["limit"] = r.policy.Limit()
 	}
 	decision := "ROUTED"
 	if d.Denied {
@@ -654,10 +686,52 @@ func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Dec
 	}
 	evb, err := evidenceJSON(d, meta, r.policy.SHA256, reqHash)
 	if err != nil {
-		return ledger.Draft{}, nil, err
+		return ledger.Draft{}, nil, nil, err
+	}
+
+	// The same members, in canonical key order.
+	o := &jcs.Object{}
+	if inline {
+		o.Grow(len(canon.Bytes()) + 768)
+	}
+	if l.authOff {
+		o.AddString("_auth", "off")
+	}
+	if session != "" {
+		o.AddString("_session_id", session)
+	}
+	o.AddString("_tier", l.tier.Tier)
+	if wo != "" {
+		o.AddString("_work_order_id", wo)
+	}
+	o.AddString("by", d.By)
+	for _, k := range []string{"classifier", "deny"} {
+		if v, ok := meta[k]; ok {
+			o.Add(k, v)
+		}
+	}
+	o.AddString("handler", d.Handler)
+	if limited {
+		o.AddInt("limit", r.policy.Limit())
+	}
+	o.AddInt("llm_calls", d.LLMCalls)
+	o.AddString("mode", d.Mode)
+	o.AddString("policy_sha256", r.policy.SHA256)
+	o.AddString("policy_source", source)
+	if d.PromptPackID != "" {
+		o.AddString("prompt_pack_id", d.PromptPackID)
+	}
+	if inline {
+		o.Add("request", canon)
+	} else {
+		o.AddString("request_blob", reqHash)
+	}
+	o.AddString("request_sha256", reqHash)
+	if v, ok := meta["rule"]; ok {
+		o.Add("rule", v)
 	}
 	return ledger.Draft{EventType: EventType, SubmissionID: sub, Decision: decision, Reason: d.Reason,
-		PromptsUsed: d.PromptsUsed(), Metadata: meta}, map[string]any{"route": rawJSON(evb)}, nil
+		PromptsUsed: d.PromptsUsed(), Metadata: meta}, map[string]any{"route": rawJSON(evb)}, o, nil
 }
 
 // evidenceJSON is a decision's evidence.route, canonical: by, the
@@ -866,10 +940,7 @@ func (r *router) replay(ctx context.Context, c *cli.Call, req cli.Request) cli.O
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	if r.root != root { // set once: a pipeline's goroutines read it
-		r.root = root
-	}
-	l, err := r.ledger(c, req, plane.ForReading)
+	l, err := r.ledgerIn(root, c, req, plane.ForReading)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

@@ -173,14 +173,18 @@ func BenchmarkStreamRouteInProcess(b *testing.B) {
 // request (the policy loaded, compiled and checked against the installed
 // handlers, the decision recorded in HO3's 10,000-entry ledger with the
 // plane's signed checkpoint), minus a bare Go process reading stdin, back
-// to back: the median of b.N pairs.
+// to back: the median of b.N pairs. With CP_BENCH_BASELINE (a directory
+// holding another build's cp-route), that build's process runs in each
+// round too, after the same bare process: baseline-ms-over-bare.
 func BenchmarkSingleRouteOverBare(b *testing.B) {
 	root := routePlane(b)
 	stdin, stdout := tempFiles(b, routeRequests(10_000))
 	runProcess(b, stdin, stdout, "cp-route", "--root", root)
 	stdin, stdout = tempFiles(b, routeRequests(1))
+	base := os.Getenv("CP_BENCH_BASELINE")
 	diffs := make([]time.Duration, 0, b.N)
 	cpus := make([]time.Duration, 0, b.N)
+	var baseDiffs, baseCPUs []time.Duration
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
@@ -189,21 +193,37 @@ func BenchmarkSingleRouteOverBare(b *testing.B) {
 		route := cpuProcess(b, stdin, stdout, "cp-route", "--root", root)
 		diffs = append(diffs, time.Since(t1)-t1.Sub(t0))
 		cpus = append(cpus, route-bare)
+		if base != "" {
+			t2 := time.Now()
+			other := cpuProcess(b, stdin, stdout, filepath.Join(base, "cp-route"), "--root", root)
+			baseDiffs = append(baseDiffs, time.Since(t2)-t1.Sub(t0))
+			baseCPUs = append(baseCPUs, other-bare)
+		}
 	}
-	slices.Sort(diffs)
-	slices.Sort(cpus)
-	b.ReportMetric(float64(diffs[len(diffs)/2].Microseconds())/1000, "ms-over-bare")
+	median := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(median(diffs), "ms-over-bare")
 	// CPU time (user + system) is what a loaded machine distorts least.
-	b.ReportMetric(float64(cpus[len(cpus)/2].Microseconds())/1000, "cpu-ms-over-bare")
+	b.ReportMetric(median(cpus), "cpu-ms-over-bare")
+	if base != "" {
+		b.ReportMetric(median(baseDiffs), "baseline-ms-over-bare")
+		b.ReportMetric(median(baseCPUs), "baseline-cpu-ms-over-bare")
+	}
 }
 
 // cpuProcess is runProcess, returning the process's CPU time (user +
-// system).
+// system); name is a binary of binDir, or an absolute path.
 func cpuProcess(b *testing.B, stdin, stdout *os.File, name string, args ...string) time.Duration {
 	if _, err := stdin.Seek(0, 0); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	bin := name
+	if !filepath.IsAbs(name) {
+		bin = filepath.Join(binDir, name)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdin, cmd.Stdout = stdin, stdout
 	if err := cmd.Run(); err != nil {
 		b.Fatal(err)

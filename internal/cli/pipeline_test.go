@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -162,7 +164,12 @@ func TestPipelineRefusalRecordedInOrder(t *testing.T) {
 			require.Equal(t, ExitDenied, code)
 			require.Contains(t, stderr, "a worker appends to HO1 only")
 			require.Equal(t, ns[:at], acked)
-			steps := log.all()
+			var steps []string // what was applied (work prepared ahead may follow: it is not)
+			for _, s := range log.all() {
+				if !strings.HasPrefix(s, "ahead ") {
+					steps = append(steps, s)
+				}
+			}
 			require.Equal(t, "denied ho3", steps[len(steps)-1], "recorded last: %v", steps[max(0, len(steps)-3):])
 			require.Equal(t, "commit "+ns[at-1], steps[len(steps)-2])
 
@@ -179,4 +186,40 @@ func TestPipelineRefusalRecordedInOrder(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPipelineCancelled: a pipelined stream cancelled midway (SIGINT)
+// ends CANCELLED; what was acknowledged was finished, and what was
+// finished was acknowledged, in order.
+func TestPipelineCancelled(t *testing.T) {
+	var log pipeLog
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for i := range 5000 {
+			fmt.Fprintf(pw, `{"name":"r%d"}`+"\n", i)
+		}
+		cancel()
+		time.Sleep(50 * time.Millisecond) // stdin still open: the stream waits for more
+		pw.Close()
+	}()
+	g := &fakeGuard{id: Identity{Subject: "alice", Auth: auth.AuthOff}}
+	var out, errb bytes.Buffer
+	code := RunWith(ctx, pipelinedTool(&log), Options{Env: &Env{}, Guard: g}, []string{"stream"}, pr, &out, &errb)
+	require.Equal(t, ExitUnavailable, code, errb.String())
+	require.Contains(t, errb.String(), "interrupted")
+	var acked, commits []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if i := strings.Index(l, `"name":"`); i >= 0 && strings.Contains(l, `"status":"ok"`) {
+			acked = append(acked, strings.SplitN(l[i+8:], `"`, 2)[0])
+		}
+	}
+	for _, s := range log.all() {
+		if name, ok := strings.CutPrefix(s, "commit "); ok {
+			commits = append(commits, name)
+		}
+	}
+	require.Equal(t, commits, acked)
+	require.Equal(t, names(len(acked)), acked)
 }

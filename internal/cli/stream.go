@@ -245,7 +245,10 @@ func (r *runner) runBatches(ctx context.Context, verb *Verb, items <-chan item, 
 		}
 		last = len(batch)
 		if len(batch) > 0 && verb.Pipeline != nil {
-			if !k.send(acked{later: r.runBatchLater(ctx, verb, batch), start: start}) {
+			later, refused := r.runBatchLater(ctx, verb, batch)
+			if !k.send(acked{later: later, start: start}) || refused {
+				// A refusal ends the batch, and the stream with it (the
+				// acknowledging goroutine holds the failure).
 				return r.end(verb, k, nil, time.Time{})
 			}
 			// The batch's requests are the pipeline's now: the next
@@ -269,8 +272,9 @@ func (r *runner) runBatches(ctx context.Context, verb *Verb, items <-chan item, 
 // each request now, and the verb's Pipeline starts each run of requests
 // one identity admitted; the function returned finishes them in order
 // (and records a refusal that ends the batch, after them), stopping at
-// the first failure, as runBatch does.
-func (r *runner) runBatchLater(ctx context.Context, verb *Verb, reqs []Request) func() []Outcome {
+// the first failure, as runBatch does. refused reports a refusal: the
+// stream reads no further.
+func (r *runner) runBatchLater(ctx context.Context, verb *Verb, reqs []Request) (later func() []Outcome, refused bool) {
 	var parts []func() []Outcome
 	var sizes []int
 	start := 0
@@ -316,7 +320,7 @@ func (r *runner) runBatchLater(ctx context.Context, verb *Verb, reqs []Request) 
 			outs = append(outs, *refusal)
 		}
 		return outs
-	}
+	}, refusal != nil
 }
 
 // fill adds to batch the requests that have already arrived, up to

@@ -143,7 +143,7 @@ type Verb struct {
 	// request and the run's fixed state alone, and nothing that writes),
 	// and returns the function that finishes the batch as Batch would (in
 	// order, the group commit included) and returns its outcomes. The
-	// stream calls that function on its acknowledging goroutine, batch
+	// stream calls that function on a goroutine of its own, batch
 	// after batch in order, while the next batch is read and started; it
 	// calls none after a batch that failed, so nothing of a later batch is
 	// applied. c is the call as of this batch, the verb's to keep. The

@@ -121,7 +121,9 @@ type acked struct {
 	start time.Time
 }
 
-// acknowledger is the goroutine that formats and writes acknowledgements.
+// acknowledger is the goroutine that formats and writes acknowledgements
+// (and, for a verb with Pipeline, the one before it that finishes the
+// batches).
 type acknowledger struct {
 	ch         chan acked
 	writerDone chan error
@@ -136,28 +138,44 @@ type acknowledger struct {
 // acknowledge starts the goroutine that formats and writes
 // acknowledgements, in order, while the next batch is appended: a batch is
 // handed over only after runBatch returned, that is after its fsync; a
-// pipelined batch (Verb.Pipeline) is finished, its fsync included, on this
-// goroutine first. stop waits for every acknowledgement to be written; the
+// pipelined batch (Verb.Pipeline) is finished first, its fsync included,
+// on a goroutine of its own, batch after batch in order. stop waits for every acknowledgement to be written; the
 // final error (if any) is printed after them by the caller.
 func (r *runner) acknowledge(verb *Verb) *acknowledger {
 	k := &acknowledger{ch: make(chan acked, 2), writerDone: make(chan error, 1), halted: make(chan struct{})}
+	toWrite := k.ch
+	if verb.Pipeline != nil {
+		// A goroutine finishes the pipelined batches in order, and hands
+		// their outcomes to the writer: the next batch's group commit
+		// need not wait for this one's answers to be formatted.
+		finished := make(chan acked, 2)
+		toWrite = finished
+		go func() {
+			defer close(finished)
+			for a := range k.ch {
+				if k.failed != nil {
+					continue // nothing after a failure is applied
+				}
+				if a.later != nil {
+					a.outs, a.later = a.later(), nil
+					if n := len(a.outs); n > 0 && a.outs[n-1].Err != nil {
+						k.failed, k.failedStart = &a.outs[n-1], a.start
+						a.outs = a.outs[:n-1]
+						close(k.halted)
+					}
+				}
+				finished <- a
+			}
+		}()
+	}
 	go func() {
 		var werr error
-		for a := range k.ch {
-			if werr != nil || k.failed != nil {
-				continue // nothing after a failure is applied
-			}
-			outs := a.outs
-			if a.later != nil {
-				outs = a.later()
-				if n := len(outs); n > 0 && outs[n-1].Err != nil {
-					k.failed, k.failedStart = &outs[n-1], a.start
-					outs = outs[:n-1]
-					close(k.halted)
-				}
+		for a := range toWrite {
+			if werr != nil {
+				continue
 			}
 			r.start = a.start
-			for _, o := range outs {
+			for _, o := range a.outs {
 				r.finish(verb, o)
 			}
 			werr = r.out.Flush()
@@ -248,7 +266,7 @@ func (r *runner) runBatches(ctx context.Context, verb *Verb, items <-chan item, 
 			later, refused := r.runBatchLater(ctx, verb, batch)
 			if !k.send(acked{later: later, start: start}) || refused {
 				// A refusal ends the batch, and the stream with it (the
-				// acknowledging goroutine holds the failure).
+				// finishing goroutine holds the failure).
 				return r.end(verb, k, nil, time.Time{})
 			}
 			// The batch's requests are the pipeline's now: the next

@@ -303,7 +303,7 @@ func (r *router) batch(ctx context.Context, c *cli.Call, reqs []cli.Request) []c
 
 // pipeline is batch in two steps (cli.Verb.Pipeline): now, on the
 // stream's goroutine, what depends on each request and the policy alone
-// (ahead); then, in order on the acknowledging goroutine while the next
+// (ahead); then, in order on the stream's finishing goroutine while the next
 // batch is started, the rest (batchWith: each session's count, the
 // classifier, the group commit). Only the runs of requests whose ledger
 // this run already holds open are prepared ahead: opening a ledger is

@@ -85,7 +85,10 @@ func routePlane(b *testing.B) string {
 // commits, each leaving the plane's signed checkpoint), the session's
 // limit counted. The same run measures the plane append stream of the same
 // number of entries (BenchmarkStreamAppendPlaneProcess's work) as its
-// baseline.
+// baseline. With CP_BENCH_BASELINE (a directory holding another build's
+// cp-route), that build routes the same requests in the same run, each
+// process in a session of its own (a session's first read counts what the
+// ledger holds of it): baseline-decisions/s.
 func BenchmarkStreamRouteProcess(b *testing.B) {
 	const n = 200_000
 	root := routePlane(b)
@@ -99,6 +102,7 @@ func BenchmarkStreamRouteProcess(b *testing.B) {
 		b.Fatal(err)
 	}
 	cpu := map[string]time.Duration{} // by binary
+	base := os.Getenv("CP_BENCH_BASELINE")
 	stream := func(in string, name string, args ...string) time.Duration {
 		f, err := os.Open(in)
 		if err != nil {
@@ -110,7 +114,11 @@ func BenchmarkStreamRouteProcess(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer out.Close()
-		cmd := exec.Command(filepath.Join(binDir, name), args...)
+		bin := filepath.Join(binDir, name)
+		if name == "baseline/cp-route" {
+			bin = filepath.Join(base, "cp-route")
+		}
+		cmd := exec.Command(bin, args...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = f, out, os.Stderr
 		t0 := time.Now()
 		if err := cmd.Run(); err != nil {
@@ -124,13 +132,20 @@ func BenchmarkStreamRouteProcess(b *testing.B) {
 		}
 		return d
 	}
-	var route, app time.Duration
+	var route, app, baseRoute time.Duration
 	b.ResetTimer()
-	for range b.N {
-		route += stream(inPath, "cp-route", "--root", root, "--session", "SES-20261206-0a1b2c3d")
+	for i := range b.N {
+		route += stream(inPath, "cp-route", "--root", root, "--session", fmt.Sprintf("SES-20261206-0a1b%04x", 2*i))
 		app += stream(appPath, "cp-ledger", "append", "--root", root, "--plane", "ho2")
+		if base != "" {
+			baseRoute += stream(inPath, "baseline/cp-route", "--root", root, "--session", fmt.Sprintf("SES-20261206-0a1b%04x", 2*i+1))
+		}
 	}
 	b.ReportMetric(float64(b.N*n)/route.Seconds(), "decisions/s")
+	if base != "" {
+		b.ReportMetric(float64(b.N*n)/baseRoute.Seconds(), "baseline-decisions/s")
+		b.ReportMetric(float64(cpu["baseline/cp-route"].Microseconds())/float64(b.N*n), "baseline-cpu-us/decision")
+	}
 	b.ReportMetric(float64(b.N*n)/app.Seconds(), "baseline-appends/s")
 	// CPU time per entry (user + system, both cores): what a loaded
 	// machine distorts least.
@@ -158,14 +173,18 @@ func BenchmarkStreamRouteInProcess(b *testing.B) {
 // request (the policy loaded, compiled and checked against the installed
 // handlers, the decision recorded in HO3's 10,000-entry ledger with the
 // plane's signed checkpoint), minus a bare Go process reading stdin, back
-// to back: the median of b.N pairs.
+// to back: the median of b.N pairs. With CP_BENCH_BASELINE (a directory
+// holding another build's cp-route), that build's process runs in each
+// round too, after the same bare process: baseline-ms-over-bare.
 func BenchmarkSingleRouteOverBare(b *testing.B) {
 	root := routePlane(b)
 	stdin, stdout := tempFiles(b, routeRequests(10_000))
 	runProcess(b, stdin, stdout, "cp-route", "--root", root)
 	stdin, stdout = tempFiles(b, routeRequests(1))
+	base := os.Getenv("CP_BENCH_BASELINE")
 	diffs := make([]time.Duration, 0, b.N)
 	cpus := make([]time.Duration, 0, b.N)
+	var baseDiffs, baseCPUs []time.Duration
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
@@ -174,21 +193,37 @@ func BenchmarkSingleRouteOverBare(b *testing.B) {
 		route := cpuProcess(b, stdin, stdout, "cp-route", "--root", root)
 		diffs = append(diffs, time.Since(t1)-t1.Sub(t0))
 		cpus = append(cpus, route-bare)
+		if base != "" {
+			t2 := time.Now()
+			other := cpuProcess(b, stdin, stdout, filepath.Join(base, "cp-route"), "--root", root)
+			baseDiffs = append(baseDiffs, time.Since(t2)-t1.Sub(t0))
+			baseCPUs = append(baseCPUs, other-bare)
+		}
 	}
-	slices.Sort(diffs)
-	slices.Sort(cpus)
-	b.ReportMetric(float64(diffs[len(diffs)/2].Microseconds())/1000, "ms-over-bare")
+	median := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2].Microseconds()) / 1000
+	}
+	b.ReportMetric(median(diffs), "ms-over-bare")
 	// CPU time (user + system) is what a loaded machine distorts least.
-	b.ReportMetric(float64(cpus[len(cpus)/2].Microseconds())/1000, "cpu-ms-over-bare")
+	b.ReportMetric(median(cpus), "cpu-ms-over-bare")
+	if base != "" {
+		b.ReportMetric(median(baseDiffs), "baseline-ms-over-bare")
+		b.ReportMetric(median(baseCPUs), "baseline-cpu-ms-over-bare")
+	}
 }
 
 // cpuProcess is runProcess, returning the process's CPU time (user +
-// system).
+// system); name is a binary of binDir, or an absolute path.
 func cpuProcess(b *testing.B, stdin, stdout *os.File, name string, args ...string) time.Duration {
 	if _, err := stdin.Seek(0, 0); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	bin := name
+	if !filepath.IsAbs(name) {
+		bin = filepath.Join(binDir, name)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdin, cmd.Stdout = stdin, stdout
 	if err := cmd.Run(); err != nil {
 		b.Fatal(err)

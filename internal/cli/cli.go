@@ -85,6 +85,9 @@ type Outcome struct {
 	Seq           int64
 	// Evidence holds any other evidence fields.
 	Evidence map[string]any
+	// record, on a pipelined stream's refusal, records it (AUTHZ_DENIED)
+	// when the batches before it are applied (runBatchLater).
+	record func()
 }
 
 // Verb is one operation of a tool.
@@ -135,6 +138,18 @@ type Verb struct {
 	// (group commit). It returns one outcome per request handled; it may
 	// stop early, and then its last outcome holds the error.
 	Batch func(ctx context.Context, c *Call, reqs []Request) []Outcome
+	// Pipeline, if set on a stream verb with Batch, is Batch in two steps,
+	// so that a stream's batches overlap: it runs on the stream's goroutine
+	// what may run ahead of the batches before (work that depends on each
+	// request and the run's fixed state alone, and nothing that writes),
+	// and returns the function that finishes the batch as Batch would (in
+	// order, the group commit included) and returns its outcomes. The
+	// stream calls that function on a goroutine of its own, batch
+	// after batch in order, while the next batch is read and started; it
+	// calls none after a batch that failed, so nothing of a later batch is
+	// applied. c is the call as of this batch, the verb's to keep. The
+	// first request of a stream, and Dispatch, go through Batch.
+	Pipeline func(ctx context.Context, c *Call, reqs []Request) func() []Outcome
 	// Text renders a successful result for people (--format text, the
 	// default on a terminal). It is never called for a failure: then the
 	// runner writes "error: CODE: message" itself, then the failure's result
@@ -290,6 +305,9 @@ type runner struct {
 	// text is stdout being a terminal, or --format text given: text is
 	// then the format, for errors met before the flags are parsed too.
 	text bool
+
+	// deferRecord: a refusal is recorded later, in order (Verb.Pipeline).
+	deferRecord bool
 }
 
 // run is the request path of one invocation, in steps: the verb the

@@ -371,11 +371,21 @@ func (r *runner) refuse(ctx context.Context, a Access, id Identity, err error) *
 		record = RecordDenial
 	}
 	c.Identity = id
-	rid, seq, rerr := record(ctx, c, a, refusal)
-	if rerr != nil {
-		c.Warnf("recording the refusal: %v", rerr)
+	rec := func(c *Call) {
+		rid, seq, rerr := record(ctx, c, a, refusal)
+		if rerr != nil {
+			c.Warnf("recording the refusal: %v", rerr)
+		}
+		o.LedgerEntryID, o.Seq = rid, seq
 	}
-	o.LedgerEntryID, o.Seq = rid, seq
+	if r.deferRecord {
+		// A pipelined stream: recorded in order, after the batches
+		// before it are applied, and only if they are (runBatchLater).
+		cc := *c
+		o.record = func() { rec(&cc) }
+		return o
+	}
+	rec(c)
 	return o
 }
 

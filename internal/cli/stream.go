@@ -58,8 +58,7 @@ func (r *runner) stream(ctx context.Context, verb *Verb, br *bufio.Reader, first
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	items := readRequests(ctx, br, second, request)
-	acks, stop := r.acknowledge(verb)
-	return r.runBatches(ctx, verb, items, acks, stop)
+	return r.runBatches(ctx, verb, items, r.acknowledge(verb))
 }
 
 // item is one request of a stream, decoded and validated, or the error
@@ -114,23 +113,64 @@ func readRequests(ctx context.Context, br *bufio.Reader, second input, request f
 }
 
 // acked is a batch's outcomes, handed to the acknowledging goroutine with
-// the batch's clock.
+// the batch's clock; or, for a verb with Pipeline, the function that
+// finishes the batch and returns them (later).
 type acked struct {
 	outs  []Outcome
+	later func() []Outcome
 	start time.Time
+}
+
+// acknowledger is the goroutine that formats and writes acknowledgements
+// (and, for a verb with Pipeline, the one before it that finishes the
+// batches).
+type acknowledger struct {
+	ch         chan acked
+	writerDone chan error
+	// halted is closed when a pipelined batch failed: failed is its
+	// failure, to be printed after the acknowledgements, and no batch
+	// after it is finished.
+	halted      chan struct{}
+	failed      *Outcome
+	failedStart time.Time
 }
 
 // acknowledge starts the goroutine that formats and writes
 // acknowledgements, in order, while the next batch is appended: a batch is
-// handed over only after runBatch returned, that is after its fsync. stop
-// waits for every acknowledgement to be written; the final error (if any)
-// is printed after them by the caller.
-func (r *runner) acknowledge(verb *Verb) (acks chan<- acked, stop func() int) {
-	ch := make(chan acked, 2)
-	writerDone := make(chan error, 1)
+// handed over only after runBatch returned, that is after its fsync; a
+// pipelined batch (Verb.Pipeline) is finished first, its fsync included,
+// on a goroutine of its own, batch after batch in order. stop waits for every acknowledgement to be written; the
+// final error (if any) is printed after them by the caller.
+func (r *runner) acknowledge(verb *Verb) *acknowledger {
+	k := &acknowledger{ch: make(chan acked, 2), writerDone: make(chan error, 1), halted: make(chan struct{})}
+	toWrite := k.ch
+	if verb.Pipeline != nil {
+		// A goroutine finishes the pipelined batches in order, and hands
+		// their outcomes to the writer: the next batch's group commit
+		// need not wait for this one's answers to be formatted.
+		finished := make(chan acked, 2)
+		toWrite = finished
+		go func() {
+			defer close(finished)
+			for a := range k.ch {
+				if k.failed != nil {
+					continue // nothing after a failure is applied
+				}
+				if a.later != nil {
+					a.outs, a.later = a.later(), nil
+					if n := len(a.outs); n > 0 && a.outs[n-1].Err != nil {
+						k.failed, k.failedStart = &a.outs[n-1], a.start
+						a.outs = a.outs[:n-1]
+						close(k.halted)
+					}
+				}
+				finished <- a
+			}
+		}()
+	}
 	go func() {
 		var werr error
-		for a := range ch {
+		for a := range toWrite {
 			if werr != nil {
 				continue
 			}
@@ -140,16 +180,49 @@ func (r *runner) acknowledge(verb *Verb) (acks chan<- acked, stop func() int) {
 			}
 			werr = r.out.Flush()
 		}
-		writerDone <- werr
+		k.writerDone <- werr
 	}()
-	stop = func() int {
-		close(ch)
-		if err := <-writerDone; err != nil {
-			return ExitUnavailable
-		}
+	return k
+}
+
+// send hands a batch over; false if a pipelined batch before it failed
+// (then it is dropped: stop, and print the failure).
+func (k *acknowledger) send(a acked) bool {
+	select {
+	case k.ch <- a:
+		return true
+	case <-k.halted:
+		return false
+	}
+}
+
+// stop waits for every acknowledgement to be written.
+func (k *acknowledger) stop() int {
+	close(k.ch)
+	if err := <-k.writerDone; err != nil {
+		return ExitUnavailable
+	}
+	return ExitOK
+}
+
+// end stops the acknowledgements, then prints the stream's first failure:
+// a pipelined batch's, if one failed, else err's (when set), with its
+// batch's clock (errStart; zero: the last batch's). It returns the
+// stream's exit code.
+func (r *runner) end(verb *Verb, k *acknowledger, err *Outcome, errStart time.Time) int {
+	if code := k.stop(); code != ExitOK {
+		return code
+	}
+	if k.failed != nil {
+		err, errStart = k.failed, k.failedStart
+	}
+	if err == nil {
 		return ExitOK
 	}
-	return ch, stop
+	if !errStart.IsZero() { // else the clock of the last batch acknowledged
+		r.start = errStart
+	}
+	return r.finish(verb, *err)
 }
 
 // maxBatch is the most requests one batch (one group commit) takes.
@@ -157,7 +230,7 @@ const maxBatch = 4096
 
 // runBatches runs the stream's requests in batches of whatever has arrived
 // (group commit) until the stream ends, fails or is cancelled.
-func (r *runner) runBatches(ctx context.Context, verb *Verb, items <-chan item, acks chan<- acked, stop func() int) int {
+func (r *runner) runBatches(ctx context.Context, verb *Verb, items <-chan item, k *acknowledger) int {
 	batch := make([]Request, 0, maxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -168,17 +241,17 @@ func (r *runner) runBatches(ctx context.Context, verb *Verb, items <-chan item, 
 		select {
 		case it, ok = <-items:
 		case <-ctx.Done():
+		case <-k.halted:
+			return r.end(verb, k, nil, time.Time{})
 		}
 		if ctx.Err() != nil {
 			// SIGINT or SIGTERM (see watchSignals): every acknowledged
 			// request stands; requests read but not run are not applied.
-			if code := stop(); code != ExitOK {
-				return code
-			}
-			return r.fail(Errorf(ExitUnavailable, "CANCELLED", "%s stream interrupted: the requests acknowledged above were applied, none after them", verb.Name))
+			cancelled := Outcome{Err: Errorf(ExitUnavailable, "CANCELLED", "%s stream interrupted: the requests acknowledged above were applied, none after them", verb.Name)}
+			return r.end(verb, k, &cancelled, time.Time{})
 		}
 		if !ok {
-			return stop()
+			return r.end(verb, k, nil, time.Time{})
 		}
 		start := time.Now() // the batch's clock: from its first request's arrival
 		batch = batch[:0]
@@ -189,25 +262,83 @@ func (r *runner) runBatches(ctx context.Context, verb *Verb, items <-chan item, 
 			batch, stopErr = fill(items, append(batch, it.req), last, timer)
 		}
 		last = len(batch)
-		if len(batch) > 0 {
+		if len(batch) > 0 && verb.Pipeline != nil {
+			later, refused := r.runBatchLater(ctx, verb, batch)
+			if !k.send(acked{later: later, start: start}) || refused {
+				// A refusal ends the batch, and the stream with it (the
+				// finishing goroutine holds the failure).
+				return r.end(verb, k, nil, time.Time{})
+			}
+			// The batch's requests are the pipeline's now: the next
+			// batch gets slices of its own.
+			batch = make([]Request, 0, maxBatch)
+		} else if len(batch) > 0 {
 			outs := r.runBatch(ctx, verb, batch)
 			if n := len(outs); n > 0 && outs[n-1].Err != nil {
-				acks <- acked{outs[:n-1], start}
-				if code := stop(); code != ExitOK {
-					return code
-				}
-				r.start = start
-				return r.finish(verb, outs[n-1])
+				k.send(acked{outs: outs[:n-1], start: start})
+				return r.end(verb, k, &outs[n-1], start)
 			}
-			acks <- acked{outs, start}
+			k.send(acked{outs: outs, start: start})
 		}
 		if stopErr != nil {
-			if code := stop(); code != ExitOK {
-				return code
-			}
-			return r.fail(stopErr)
+			return r.end(verb, k, &Outcome{Err: stopErr}, time.Time{})
 		}
 	}
+}
+
+// runBatchLater is runBatch for a verb with Pipeline: the firewall decides
+// each request now, and the verb's Pipeline starts each run of requests
+// one identity admitted; the function returned finishes them in order
+// (and records a refusal that ends the batch, after them), stopping at
+// the first failure, as runBatch does. refused reports a refusal: the
+// stream reads no further.
+func (r *runner) runBatchLater(ctx context.Context, verb *Verb, reqs []Request) (later func() []Outcome, refused bool) {
+	var parts []func() []Outcome
+	var sizes []int
+	start := 0
+	flush := func(end int) {
+		if end > start {
+			c := *r.call // the verb keeps its copy: this goroutine goes on
+			parts = append(parts, verb.Pipeline(ctx, &c, reqs[start:end]))
+			sizes = append(sizes, end-start)
+			start = end
+		}
+	}
+	var refusal *Outcome
+	r.deferRecord = true
+	for i, req := range reqs {
+		d := r.decide(ctx, req)
+		if d.refusal != nil {
+			flush(i)
+			refusal = d.refusal
+			break
+		}
+		if d.id != r.call.Identity && i > start {
+			flush(i) // another plane of a stream admitted another identity
+		}
+		r.call.Identity = d.id
+	}
+	r.deferRecord = false
+	if refusal == nil {
+		flush(len(reqs))
+	}
+	return func() []Outcome {
+		var outs []Outcome
+		for i, p := range parts {
+			o := p()
+			outs = append(outs, o...)
+			if n := len(o); n != sizes[i] || n > 0 && o[n-1].Err != nil {
+				return outs
+			}
+		}
+		if refusal != nil {
+			if refusal.record != nil {
+				refusal.record()
+			}
+			outs = append(outs, *refusal)
+		}
+		return outs
+	}, refusal != nil
 }
 
 // fill adds to batch the requests that have already arrived, up to

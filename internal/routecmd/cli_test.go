@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -465,4 +466,55 @@ func TestLimitInLargeBatches(t *testing.T) {
 		out := must(t, Run, "", "--root", root, "--replay", itoa(gjson.Get(es[i], "seq").Int()))
 		require.True(t, gjson.Get(out, "result.same").Bool(), out)
 	}
+}
+
+// TestPipelinedStream: a stream long enough to run in pipelined batches
+// (cli.Verb.Pipeline: each batch prepared while the one before is
+// committed), mixing tiers and a replay, ending at a denial: every answer
+// in order, each ledger's decisions in the requests' order, the replay
+// answered in its place, the denial recorded and nothing after it.
+func TestPipelinedStream(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	first := must(t, Run, `{"intent":"deploy"}`, "--root", root)
+	seq0 := gjson.Get(first, "result.decision_seq").Int()
+	var in strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&in, `{"intent":"status","variables":{"i":%d}}`+"\n", i)
+	}
+	fmt.Fprintf(&in, `{"replay":%d}`+"\n", seq0)
+	for i := range 2000 {
+		fmt.Fprintf(&in, `{"intent":"status","plane":"ho2","variables":{"i":%d}}`+"\n", 2000+i)
+	}
+	in.WriteString(`{"intent":"status","variables":{"i":4000}}` + "\n")
+	in.WriteString(`{"intent":"status","user":"mallory"}` + "\n")
+	for i := range 3000 {
+		fmt.Fprintf(&in, `{"intent":"status","variables":{"i":%d}}`+"\n", 5000+i)
+	}
+	code, out, errs := run(t, Run, in.String(), "--root", root)
+	require.Equal(t, cli.ExitDenied, code, errs)
+	ls := lines(out)
+	require.Len(t, ls, 4003, "the stream stops at the denial")
+	last := map[bool]int64{false: seq0, true: -1} // by ho2
+	for i, l := range ls[:4002] {
+		require.Equal(t, "ok", gjson.Get(l, "status").String(), "answer %d: %s", i, l)
+		if i == 2000 {
+			require.True(t, gjson.Get(l, "result.same").Bool(), l)
+			continue
+		}
+		n := i
+		if i > 2000 {
+			n = i - 1
+		}
+		require.Equal(t, int64(n), gjson.Get(l, "result.variables.i").Int(), "answer %d in order", i)
+		ho2 := i > 2000 && i < 4001
+		s := gjson.Get(l, "result.decision_seq").Int()
+		require.Greater(t, s, last[ho2], "answer %d", i)
+		last[ho2] = s
+	}
+	require.Equal(t, "ROUTE_DENIED", gjson.Get(ls[4002], "error.code").String(), ls[4002])
+	ho3 := lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION"))
+	require.Len(t, ho3, 1+2000+1+1, "nothing after the denial is recorded")
+	require.Equal(t, "DENIED", gjson.Get(ho3[len(ho3)-1], "decision").String())
+	ho2 := lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--plane", "ho2", "--event-type", "ROUTE_DECISION"))
+	require.Len(t, ho2, 2000)
 }

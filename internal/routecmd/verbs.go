@@ -49,6 +49,9 @@ type router struct {
 	// them (rule), encoded once.
 	rules   []jcs.Raw
 	loadErr error
+	// mu guards ledgers: a stream's batches are started on its goroutine
+	// and finished on another (pipeline).
+	mu      sync.Mutex
 	ledgers map[ledgerKey]*tierLedger
 }
 
@@ -73,6 +76,8 @@ type sessionCount struct{ used, next int64 }
 type span struct{ from, to int64 } // [from, to)
 
 func (r *router) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, l := range r.ledgers {
 		l.store.Close()
 	}
@@ -141,15 +146,24 @@ func sourceName(s config.Source) string {
 // ledger returns the tier ledger a request's decision goes to: --plane's,
 // else the tier --root names, open for the run.
 func (r *router) ledger(c *cli.Call, req cli.Request, a plane.Access) (*tierLedger, error) {
+	return r.ledgerIn(r.root, c, req, a)
+}
+
+// ledgerIn is ledger in the plane at root: a replay's, which does not
+// load the policy in force (r.root is load's: a pipeline's goroutines
+// read it).
+func (r *router) ledgerIn(root string, c *cli.Call, req cli.Request, a plane.Access) (*tierLedger, error) {
 	id := req.String("plane")
 	if id == "" {
 		id = c.RootPlane()
 	}
 	k := ledgerKey{plane: id, actor: c.Actor()}
-	if l, ok := r.ledgers[k]; ok && a == plane.ForAppend {
-		return l, nil
+	if a == plane.ForAppend {
+		if l := r.open(k); l != nil {
+			return l, nil
+		}
 	}
-	dir, err := plane.Dir(r.root, id)
+	dir, err := plane.Dir(root, id)
 	if err != nil {
 		return nil, cli.Usagef("%v", err)
 	}
@@ -160,12 +174,21 @@ func (r *router) ledger(c *cli.Call, req cli.Request, a plane.Access) (*tierLedg
 	l := &tierLedger{store: s, tier: t, authOff: c.Actor().AuthOff}
 	if a == plane.ForAppend { // kept for the run; one opened for reading is the caller's to close
 		l.sessions = map[string]*sessionCount{}
+		r.mu.Lock()
 		if r.ledgers == nil {
 			r.ledgers = map[ledgerKey]*tierLedger{}
 		}
 		r.ledgers[k] = l
+		r.mu.Unlock()
 	}
 	return l, nil
+}
+
+// open returns the tier ledger open for appending under k, or nil.
+func (r *router) open(k ledgerKey) *tierLedger {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ledgers[k]
 }
 
 // used returns the LLM calls session has spent, as recorded in the ledger
@@ -184,6 +207,12 @@ func (l *tierLedger) used(ctx context.Context, session string) (int64, error) {
 	st, err := l.store.State(ctx)
 	if err != nil {
 		return 0, err
+	}
+	if st.Size <= sc.next {
+		// Nothing recorded since the last read (a stream's own batches
+		// are counted as they are decided: wrote): the running count
+		// stands, and the index is not opened again.
+		return sc.used, nil
 	}
 	err = l.store.Find(ctx, ledger.Query{EventTypes: []string{EventType}, Subject: session, From: sc.next}, func(e *ledger.Entry) bool {
 		if !l.mine(e.Seq) {
@@ -259,6 +288,9 @@ type pending struct {
 	draft    ledger.Draft
 	evidence map[string]any
 	session  string
+	// metaJSON is the draft's metadata in canonical form but its last
+	// member (session_llm_calls, known only in order) and its end.
+	metaJSON *jcs.Object
 }
 
 // batch decides the requests that arrived together and records their
@@ -266,40 +298,57 @@ type pending struct {
 // recorded and ends the batch with its refusal; an expression that fails
 // ends it before its request, recording nothing for it.
 func (r *router) batch(ctx context.Context, c *cli.Call, reqs []cli.Request) []cli.Outcome {
-	outs := make([]cli.Outcome, 0, len(reqs))
-	for len(reqs) > 0 {
-		if reqs[0].Has("replay") {
-			o := r.replay(ctx, c, reqs[0])
-			outs = append(outs, o)
-			if o.Err != nil {
-				return outs
-			}
-			reqs = reqs[1:]
-			continue
-		}
-		n, o, stop := r.decideRun(ctx, c, reqs)
-		outs = append(outs, o...)
-		if stop {
-			return outs
-		}
-		reqs = reqs[n:]
-	}
-	return outs
+	return r.batchWith(ctx, c, reqs, nil)
 }
 
-// decideRun decides the leading requests of reqs that go to the same
-// ledger (up to a replay), appends their decisions at once and returns how
-// many it took, their outcomes, and whether the batch stops.
-func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request) (int, []cli.Outcome, bool) {
-	fail := func(err error) (int, []cli.Outcome, bool) { return 0, []cli.Outcome{{Err: err}}, true }
-	if err := r.load(c); err != nil {
-		return fail(err)
+// pipeline is batch in two steps (cli.Verb.Pipeline): now, on the
+// stream's goroutine, what depends on each request and the policy alone
+// (ahead); then, in order on the stream's finishing goroutine while the next
+// batch is started, the rest (batchWith: each session's count, the
+// classifier, the group commit). Only the runs of requests whose ledger
+// this run already holds open are prepared ahead: opening a ledger is
+// left to its turn.
+func (r *router) pipeline(ctx context.Context, c *cli.Call, reqs []cli.Request) func() []cli.Outcome {
+	pre := r.ahead(ctx, c, reqs)
+	return func() []cli.Outcome { return r.batchWith(ctx, c, reqs, pre) }
+}
+
+// ahead prepares the runs of reqs that decideRun will take (keyed by the
+// index of their first request), as decideRun would.
+func (r *router) ahead(ctx context.Context, c *cli.Call, reqs []cli.Request) map[int][]prepared {
+	if r.load(c) != nil {
+		return nil // the batch fails in its turn
 	}
-	l, err := r.ledger(c, reqs[0], plane.ForAppend)
-	if err != nil {
-		return fail(err)
+	var pre map[int][]prepared
+	for i := 0; i < len(reqs); {
+		if reqs[i].Has("replay") {
+			i++
+			continue
+		}
+		n := r.run(c, reqs[i:])
+		if l := r.open(r.key(c, reqs[i])); l != nil {
+			if pre == nil {
+				pre = map[int][]prepared{}
+			}
+			pre[i] = r.prepare(ctx, l, reqs[i:i+n])
+		}
+		i += n
 	}
-	limited := r.policy.Limit() >= 0
+	return pre
+}
+
+// key is the key of the tier ledger req's decision goes to.
+func (r *router) key(c *cli.Call, req cli.Request) ledgerKey {
+	id := req.String("plane")
+	if id == "" {
+		id = c.RootPlane()
+	}
+	return ledgerKey{plane: id, actor: c.Actor()}
+}
+
+// run returns how many of the leading requests of reqs go to the same
+// ledger, up to a replay, giving each the token's session.
+func (r *router) run(c *cli.Call, reqs []cli.Request) int {
 	n := 0
 	for n < len(reqs) && !reqs[n].Has("replay") && reqs[n].String("plane") == reqs[0].String("plane") {
 		if cl := c.Identity.Claims; cl != nil && cl.Session != "" && !reqs[n].Has("session_id") {
@@ -309,8 +358,53 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 		}
 		n++
 	}
-	pre := r.prepare(ctx, l, reqs[:n])
-	var ps []pending
+	return n
+}
+
+// batchWith is batch with the runs prepared ahead (pipeline).
+func (r *router) batchWith(ctx context.Context, c *cli.Call, reqs []cli.Request, ahead map[int][]prepared) []cli.Outcome {
+	outs := make([]cli.Outcome, 0, len(reqs))
+	at := 0 // reqs[0]'s index in the batch
+	for len(reqs) > 0 {
+		if reqs[0].Has("replay") {
+			o := r.replay(ctx, c, reqs[0])
+			outs = append(outs, o)
+			if o.Err != nil {
+				return outs
+			}
+			reqs, at = reqs[1:], at+1
+			continue
+		}
+		n, o, stop := r.decideRun(ctx, c, reqs, ahead[at])
+		outs = append(outs, o...)
+		if stop {
+			return outs
+		}
+		reqs, at = reqs[n:], at+n
+	}
+	return outs
+}
+
+// decideRun decides the leading requests of reqs that go to the same
+// ledger (up to a replay), appends their decisions at once and returns how
+// many it took, their outcomes, and whether the batch stops. ahead, when
+// it is as long as the run, is the run prepared already (pipeline).
+func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request, ahead []prepared) (int, []cli.Outcome, bool) {
+	fail := func(err error) (int, []cli.Outcome, bool) { return 0, []cli.Outcome{{Err: err}}, true }
+	if err := r.load(c); err != nil {
+		return fail(err)
+	}
+	l, err := r.ledger(c, reqs[0], plane.ForAppend)
+	if err != nil {
+		return fail(err)
+	}
+	limited := r.policy.Limit() >= 0
+	n := r.run(c, reqs)
+	pre := ahead
+	if len(pre) != n {
+		pre = r.prepare(ctx, l, reqs[:n])
+	}
+	ps := make([]pending, 0, n)
 	var stopErr error
 	inBatch := map[string]int64{} // session → calls decided in this batch
 	for i, req := range reqs[:n] {
@@ -329,7 +423,11 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 			}
 			used = l.sessions[p.session].used + inBatch[p.session]
 		}
-		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, r.classifierFor(c, req))
+		var clf route.Classifier // asked only when no rule decides
+		if !pre[i].match.Decided() {
+			clf = r.classifierFor(c, req)
+		}
+		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, clf)
 		if err != nil {
 			stopErr = err
 			break
@@ -339,15 +437,18 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request)
 		}
 		p.d = d
 		if pr := &pre[i]; pr.spec != nil && sameDecision(d, *pr.spec) {
-			p.draft, p.evidence = pr.draft, pr.evidence // made on the workers
-		} else if p.draft, p.evidence, err = r.draft(l, req, *pr, d); err != nil {
+			p.draft, p.evidence, p.metaJSON = pr.draft, pr.evidence, pr.metaJSON // made on the workers
+		} else if p.draft, p.evidence, p.metaJSON, err = r.draft(l, req, *pr, d); err != nil {
 			stopErr = err
 			break
 		}
 		if used >= 0 {
 			p.draft.Metadata["session_llm_calls"] = used
-			p.draft.Metadata["limit"] = r.policy.Limit()
+			p.metaJSON.AddInt("session_llm_calls", used)
 		}
+		if raw, err := p.metaJSON.Raw(); err == nil {
+			p.draft.Canonical = raw
+		} // else the ledger encodes the map, and says what is wrong with it
 		ps = append(ps, p)
 		if d.Denied {
 			break
@@ -402,6 +503,7 @@ type prepared struct {
 	spec     *route.Decision
 	draft    ledger.Draft
 	evidence map[string]any
+	metaJSON *jcs.Object
 }
 
 // sameDecision reports whether a decision made in order is the
@@ -438,7 +540,7 @@ func (r *router) prepare(ctx context.Context, l *tierLedger, reqs []cli.Request)
 		if err != nil {
 			return
 		}
-		if p.draft, p.evidence, err = r.draft(l, reqs[i], *p, d); err == nil {
+		if p.draft, p.evidence, p.metaJSON, err = r.draft(l, reqs[i], *p, d); err == nil {
 			p.spec = &d
 		}
 	}
@@ -537,19 +639,25 @@ func result(req cli.Request, d route.Decision, seq int64) routeResult {
 }
 
 // draft is a decision's ROUTE_DECISION entry, and the evidence its answer
-// carries.
-func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision) (ledger.Draft, map[string]any, error) {
+// carries. The entry's metadata is made twice from the same values: as a
+// map (what the index and the returned entry read) and in canonical form,
+// member by member in key order (jcs.Object: no map sorted and encoded
+// again by the ledger), but for session_llm_calls, which the decision in
+// order adds (when limited) before ending it (decideRun).
+func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision) (ledger.Draft, map[string]any, *jcs.Object, error) {
 	canon, reqHash := pre.canon, pre.hash
 	meta := make(map[string]any, 20)
 	decisionMeta(d, meta, r.rules)
 	meta["policy_sha256"] = r.policy.SHA256
-	meta["policy_source"] = sourceName(r.src)
+	source := sourceName(r.src)
+	meta["policy_source"] = source
 	meta["request_sha256"] = reqHash
-	if len(canon.Bytes()) <= maxInlineRequest {
+	inline := len(canon.Bytes()) <= maxInlineRequest
+	if inline {
 		meta["request"] = canon // m, encoded once: the bytes its hash was taken over
 	} else {
 		if _, err := plane.PutBlob(r.root, canon.Bytes()); err != nil {
-			return ledger.Draft{}, nil, fmt.Errorf("keeping the request under blobs/: %w", err)
+			return ledger.Draft{}, nil, nil, fmt.Errorf("keeping the request under blobs/: %w", err)
 		}
 		meta["request_blob"] = reqHash
 	}
@@ -560,11 +668,17 @@ func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Dec
 		meta["_auth"] = "off"
 	}
 	sub := reqHash
-	if s := req.String("session_id"); s != "" {
-		meta["_session_id"], sub = s, s
+	session := req.String("session_id")
+	if session != "" {
+		meta["_session_id"], sub = session, session
 	}
-	if wo := req.String("work_order_id"); wo != "" {
+	wo := req.String("work_order_id")
+	if wo != "" {
 		meta["_work_order_id"] = wo
+	}
+	limited := session != "" && r.policy.Limit() >= 0
+	if limited {
+		meta["limit"] = r.policy.Limit()
 	}
 	decision := "ROUTED"
 	if d.Denied {
@@ -572,10 +686,52 @@ func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Dec
 	}
 	evb, err := evidenceJSON(d, meta, r.policy.SHA256, reqHash)
 	if err != nil {
-		return ledger.Draft{}, nil, err
+		return ledger.Draft{}, nil, nil, err
+	}
+
+	// The same members, in canonical key order.
+	o := &jcs.Object{}
+	if inline {
+		o.Grow(len(canon.Bytes()) + 768)
+	}
+	if l.authOff {
+		o.AddString("_auth", "off")
+	}
+	if session != "" {
+		o.AddString("_session_id", session)
+	}
+	o.AddString("_tier", l.tier.Tier)
+	if wo != "" {
+		o.AddString("_work_order_id", wo)
+	}
+	o.AddString("by", d.By)
+	for _, k := range []string{"classifier", "deny"} {
+		if v, ok := meta[k]; ok {
+			o.Add(k, v)
+		}
+	}
+	o.AddString("handler", d.Handler)
+	if limited {
+		o.AddInt("limit", r.policy.Limit())
+	}
+	o.AddInt("llm_calls", d.LLMCalls)
+	o.AddString("mode", d.Mode)
+	o.AddString("policy_sha256", r.policy.SHA256)
+	o.AddString("policy_source", source)
+	if d.PromptPackID != "" {
+		o.AddString("prompt_pack_id", d.PromptPackID)
+	}
+	if inline {
+		o.Add("request", canon)
+	} else {
+		o.AddString("request_blob", reqHash)
+	}
+	o.AddString("request_sha256", reqHash)
+	if v, ok := meta["rule"]; ok {
+		o.Add("rule", v)
 	}
 	return ledger.Draft{EventType: EventType, SubmissionID: sub, Decision: decision, Reason: d.Reason,
-		PromptsUsed: d.PromptsUsed(), Metadata: meta}, map[string]any{"route": rawJSON(evb)}, nil
+		PromptsUsed: d.PromptsUsed(), Metadata: meta}, map[string]any{"route": rawJSON(evb)}, o, nil
 }
 
 // evidenceJSON is a decision's evidence.route, canonical: by, the
@@ -784,8 +940,7 @@ func (r *router) replay(ctx context.Context, c *cli.Call, req cli.Request) cli.O
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}
-	r.root = root
-	l, err := r.ledger(c, req, plane.ForReading)
+	l, err := r.ledgerIn(root, c, req, plane.ForReading)
 	if err != nil {
 		return cli.Outcome{Err: err}
 	}

@@ -113,6 +113,10 @@ func (r Raw) Bytes() []byte {
 	return r.b
 }
 
+// IsObject reports whether r holds an object (without allocating, as
+// Bytes may for the zero Raw).
+func (r Raw) IsObject() bool { return len(r.b) > 0 && r.b[0] == '{' }
+
 // MarshalJSON returns the canonical bytes, so encoding/json writes a Raw
 // as the value it holds.
 func (r Raw) MarshalJSON() ([]byte, error) { return r.Bytes(), nil }

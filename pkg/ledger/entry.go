@@ -30,6 +30,9 @@ type Entry struct {
 	Actor        string         `json:"actor"`
 	PreviousHash string         `json:"previous_hash"`
 	EntryHash    string         `json:"entry_hash"`
+
+	// canonical is Metadata's canonical form, written as it is (Draft.Canonical).
+	canonical jcs.Raw
 }
 
 // Draft is what a caller asks to append; the ledger assigns the rest.
@@ -40,6 +43,15 @@ type Draft struct {
 	Reason       string
 	PromptsUsed  []string
 	Metadata     map[string]any
+	// Canonical, when set, is Metadata's canonical form, made by the
+	// writer as it made Metadata (jcs.Object, jcs.MarshalRaw): the line
+	// holds these bytes, and Metadata is not encoded again. A jcs.Raw is
+	// canonical whatever its maker does (only package jcs makes one), and
+	// it must be an object holding exactly Metadata's members: the index
+	// and the entries Append returns read Metadata. It is for in-process
+	// writers that build both from the same values (cp-route's stream),
+	// never for bytes that came from input.
+	Canonical jcs.Raw
 }
 
 // TimeFormat is the entry timestamp layout: RFC 3339 UTC with microseconds.
@@ -186,7 +198,9 @@ func appendLine(dst []byte, e *Entry) ([]byte, lineAt, error) {
 		return dst, at, fieldErr("id", err)
 	}
 	dst = append(dst, `,"metadata":`...)
-	if e.Metadata == nil {
+	if e.canonical.IsObject() {
+		dst = append(dst, e.canonical.Bytes()...)
+	} else if e.Metadata == nil {
 		dst = append(dst, "{}"...)
 	} else if dst, err = jcs.Append(dst, e.Metadata); err != nil {
 		return dst, at, fieldErr("metadata", err)

@@ -56,6 +56,7 @@ import (
 	"github.com/control-plane/cp/internal/atomicfile"
 	"github.com/control-plane/cp/internal/lockfile"
 	"github.com/control-plane/cp/internal/regfile"
+	"github.com/control-plane/cp/pkg/jcs"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -435,7 +436,7 @@ func build(buf, hbuf []byte, frontier *[64]tlog.Hash, n int64, head string, off 
 		entries[i] = Entry{
 			Seq: n + int64(i), Timestamp: stamp(opts.Now()),
 			EventType: d.EventType, SubmissionID: d.SubmissionID, Decision: d.Decision, Reason: d.Reason,
-			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: opts.Actor,
+			PromptsUsed: d.PromptsUsed, Metadata: d.Metadata, Actor: opts.Actor, canonical: d.Canonical,
 		}
 	}
 	workers := spreadWorkers(len(drafts))
@@ -473,6 +474,9 @@ func fill(e *Entry, opts Options) {
 		e.PromptsUsed = []string{}
 	}
 	if opts.AuthOff {
+		if v, ok := e.Metadata["_auth"].(string); !ok || v != "off" {
+			e.canonical = jcs.Raw{} // stamped below: the map's bytes are no longer the draft's
+		}
 		e.Metadata = stampAuthOff(e.Metadata)
 	}
 }

@@ -24,7 +24,7 @@ import (
 // at the first read of a registry instead of at every process's start
 // (~550 functions in openai-go and anthropic-sdk-go, each on its own page
 // of a 60 MB binary). The renamed files and the added ones are written
-// under outDir/sdkgen (the module cache's copy is checked whole against
+// under outDir/_sdkgen (the module cache's copy is checked whole against
 // go.sum before: checkSums).
 const (
 	ApijsonRegistry   = "internal/apijson/registry.go"

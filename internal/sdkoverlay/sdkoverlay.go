@@ -445,7 +445,9 @@ func writeFile(name string, data []byte) error {
 
 // deferModule runs deferInits for p's module when the manifest patches its
 // ApijsonRegistry (the patched registry has DeferRegistrations), writing
-// under outDir/sdkgen/MODULE@VERSION. Each file is replaced atomically and
+// under outDir/_sdkgen/MODULE@VERSION (a directory whose name starts with
+// "_", so that `go build ./...` and `go vet ./...` from the repository's
+// root do not take its Go files for packages of the main module). Each file is replaced atomically and
 // nothing is removed there: a build may be reading them while another
 // process (a benchmark's BuildArgs) regenerates; a file no longer
 // generated is no longer in the overlay, so it is never compiled.
@@ -456,7 +458,7 @@ func deferModule(outDir, virtual string, p Patch, m Module, patches []Patch, rep
 			skip[q.Path] = true
 		}
 	}
-	gen := filepath.Join(outDir, "sdkgen", filepath.FromSlash(p.Module+"@"+p.Version))
+	gen := filepath.Join(outDir, "_sdkgen", filepath.FromSlash(p.Module+"@"+p.Version))
 	if !skip[ApijsonRegistry] {
 		return nil
 	}

@@ -61,7 +61,12 @@ func init() {
 // at random moments (mostly while a batch is being written or fsynced)
 // leaves a ledger that the next writer brings in step and that verifies,
 // holding every entry whose batch was acknowledged, with the hash it was
-// acknowledged with; of the batch in flight, nothing is half there.
+// acknowledged with. Of the batch in flight, whole entries may remain (a
+// write killed part-way lands a prefix of its bytes; the next writer keeps
+// the prefix's whole lines, rebuilding their stored hashes, and cuts the
+// torn one): never acknowledged, they verify and chain as any entry does.
+// DESIGN §5 promises that a crash loses only unacknowledged entries, not
+// that it loses all of them.
 func TestKilledSpreadWriter(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills writer processes")
@@ -119,7 +124,6 @@ func TestKilledSpreadWriter(t *testing.T) {
 	require.NoError(t, l.Close())
 	n := es[0].Seq
 	require.Greater(t, n, top, "every acknowledged entry is before the next writer's")
-	require.Zero(t, n%killBatch, "whole batches only: %d entries before the next writer's", n)
 
 	rep := verify(t, path, VerifyOptions{})
 	require.True(t, rep.Valid, "%+v", rep.Issues)
@@ -140,7 +144,7 @@ func TestKilledSpreadWriter(t *testing.T) {
 		return true
 	}))
 	require.Equal(t, len(acked), found, "every acknowledged batch is there")
-	t.Logf("%d batches acknowledged, %d entries before the next writer's (%d batches)", len(acked), n, int64(math.Floor(float64(n)/killBatch)))
+	t.Logf("%d batches acknowledged, %d entries before the next writer's (%d batches, %d entries of the batch in flight kept)", len(acked), n, int64(math.Floor(float64(n)/killBatch)), n%killBatch)
 }
 
 // TestAppendSpreadRefusalAsSequential: a large batch with a draft that

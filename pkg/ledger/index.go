@@ -748,7 +748,7 @@ func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
 			return nil, false
 		}
 		var err error
-		if e, err = ParseLine(line); err != nil || e.Seq != p.seq {
+		if e, err = entryOf(line, vals); err != nil || e.Seq != p.seq {
 			return nil, false
 		}
 	} else {

@@ -385,15 +385,16 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, refuse(CodeSessionMismatch, map[string]any{"session_id": sid, "wo_id": id},
 			"session %s was not started under work order %s", sid, id)
 	}
-	a, err := approvedWith(root, id, w, fh, st, opts.now())
-	if err != nil {
-		return nil, err
-	}
-	w = a.WorkOrder
 	// The declared inputs are checked on another goroutine while the
-	// step's ledgers are opened and anchored (they only read: the disk,
-	// the ledgers, the registries), and their verdict taken in its place
-	// below, after the turn's order and budget, under the same lock.
+	// approval is checked and the step's ledgers are anchored (they only
+	// read: the disk, the ledgers, the registries), and their verdict
+	// taken in its place below, after the approval, the turn's order and
+	// budget, under the same lock. They are checked against w's scope,
+	// the file whose hash is the one recorded at creation (openIn), which
+	// the approval must then name too: a work order whose approval does
+	// not hold refuses the turn before the verdict is looked at. Started
+	// before the approval's signature is checked, not after: hashing 10
+	// files of 64 KiB outlasted what the turn did beside it.
 	verdict := make(chan error, 1)
 	go func() { verdict <- checkInputs(ctx, root, sid, w, h) }()
 	var inputsErr error
@@ -405,6 +406,13 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return inputsErr
 	}
 	defer checked()
+	a, err := approvedWith(root, id, w, fh, st, opts.now())
+	if err != nil {
+		return nil, err
+	}
+	if a.WorkOrder != w {
+		return nil, fmt.Errorf("workorder: the approval names another work order than the one whose inputs are checked") // never: approvedWith returns w
+	}
 	var others int64
 	for _, s := range st.Sessions {
 		if s.ID == sid {

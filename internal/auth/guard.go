@@ -163,7 +163,7 @@ func authKeysOf(root string) ([]ed25519.PublicKey, error) {
 	if !bytes.Contains(b, []byte(`"auth"`)) && !bytes.Contains(b, []byte(`\u`)) {
 		return nil, nil
 	}
-	return TrustedKeys(root)
+	return authKeys(b, filepath.Join(root, filepath.FromSlash(trust.File))) // the bytes just read: one read of the file
 }
 
 // ownsPlane refuses CONTROL_PLANE_AUTH=off from a user that does not own

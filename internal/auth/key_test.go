@@ -49,6 +49,14 @@ func TestTrustedKeysAgreesWithTrust(t *testing.T) {
 		{"keys missing", `{}`, -1},
 		{"duplicate member", `{"keys":[],"keys":[]}`, -1},
 		{"trailing data", entry("") + `{}`, -1},
+		{"a key not an object", `{"keys":[1]}`, -1},
+		{"keys not a list", `{"keys":{}}`, -1},
+		{"name null", strings.Replace(entry(""), `"name":"plane-a-auth"`, `"name":null`, 1), -1},
+		{"purposes not a list", strings.Replace(entry(""), `["auth"]`, `"auth"`, 1), -1},
+		{"a purpose not a string", strings.Replace(entry(""), `["auth"]`, `["auth",1]`, 1), -1},
+		{"added_at null", entry(`,"added_at":null`), -1},
+		{"a member in another case", strings.Replace(entry(""), `"name"`, `"Name"`, 1), -1},
+		{"duplicate member in a key", entry(`,"name":"plane-a-auth"`), -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := trustedFile(t, tc.body)

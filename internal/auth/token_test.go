@@ -123,6 +123,15 @@ func TestVerifyRefusals(t *testing.T) {
 		{"worker without wo", signRaw(priv, `{"alg":"EdDSA"}`, strings.Replace(payload(""), `"role":"admin"`, `"role":"worker"`, 1)), CodeInvalid},
 		{"wo on an admin", signRaw(priv, `{"alg":"EdDSA"}`, payload(`,"wo":"WO-1"`)), CodeInvalid},
 		{"session on an admin", signRaw(priv, `{"alg":"EdDSA"}`, payload(`,"session":"S"`)), CodeInvalid},
+		{"a claim in another case", signRaw(priv, `{"alg":"EdDSA"}`, strings.Replace(payload(""), `"role":`, `"Role":`, 1)), CodeInvalid},
+		{"a claim null", signRaw(priv, `{"alg":"EdDSA"}`, payload(`,"wo":null`)), CodeInvalid},
+		{"a tier not a string", signRaw(priv, `{"alg":"EdDSA"}`, strings.Replace(payload(""), `"ho1"`, `1`, 1)), CodeInvalid},
+		{"exp as a string", signRaw(priv, `{"alg":"EdDSA"}`, `{"sub":"a","role":"admin","tiers":["ho3"],"aud":"plane-a","iat":1800000000,"exp":"1800000100","jti":"x"}`), CodeInvalid},
+		{"exp in exponent form", signRaw(priv, `{"alg":"EdDSA"}`, `{"sub":"a","role":"admin","tiers":["ho3"],"aud":"plane-a","iat":1800000000,"exp":18000001e2,"jti":"x"}`), CodeInvalid},
+		{"payload a list", signRaw(priv, `{"alg":"EdDSA"}`, `[]`), CodeInvalid},
+		{"header member named twice", signRaw(priv, `{"alg":"EdDSA","alg":"EdDSA"}`, payload("")), CodeInvalid},
+		{"typ not JWT", signRaw(priv, `{"alg":"EdDSA","typ":"JOSE"}`, payload("")), CodeInvalid},
+		{"kid not a string", signRaw(priv, `{"alg":"EdDSA","kid":1}`, payload("")), CodeInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Verify(tc.token, keys, "plane-a", testNow)

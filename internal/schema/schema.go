@@ -572,6 +572,10 @@ type walker struct {
 	cost     *cost    // shared with sub-validations
 	own      cost     // the top-level walker's
 	refs     int      // $refs followed since the last descent into the instance
+	// yesNo marks a sub-validation whose problems only say whether there
+	// are any (validIn): a failure there is counted, not described, so
+	// that a oneOf's failing branches build no message that is dropped.
+	yesNo bool
 }
 
 // push descends into member or item k of the instance; it returns the
@@ -591,6 +595,12 @@ func (w *walker) pop(refs int) {
 }
 
 func (w *walker) fail(format string, args ...any) {
+	if w.yesNo {
+		if len(w.problems) == 0 {
+			w.problems = append(w.problems, Problem{Message: "invalid"})
+		}
+		return
+	}
 	if len(w.problems) < maxProblems {
 		var b strings.Builder
 		for _, k := range w.path {
@@ -618,7 +628,7 @@ func (w *walker) fault(format string, args ...any) {
 // asks yes or no (anyOf, oneOf, not); a schema fault met on the way is
 // not a "no" but a fault of the enclosing validation too (fail closed).
 func (s *Schema) validIn(v any, w *walker) bool {
-	sub := walker{cost: w.cost, refs: w.refs}
+	sub := walker{cost: w.cost, refs: w.refs, yesNo: true}
 	s.check(v, &sub)
 	if sub.broken != nil {
 		if w.broken == nil {

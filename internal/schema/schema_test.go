@@ -8,6 +8,8 @@ import (
 	"testing/fstest"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/pkg/jcs"
 )
 
 const base = "https://example.test/schemas/"
@@ -171,4 +173,44 @@ func TestLazyRefBrokenUnderNegation(t *testing.T) {
 	p := s.Validate("a")
 	require.Len(t, p, 1)
 	require.False(t, p[0].Broken)
+}
+
+// TestYesNoBranches: the branches of anyOf, oneOf and not are validated
+// for a yes or no only (their failures counted, not described), and give
+// the verdicts they gave; what the instance is refused for is still
+// described where it is.
+func TestYesNoBranches(t *testing.T) {
+	s, err := CompileDocument("urn:t/", "d.json", []byte(`{"type":"object","properties":{
+		"one":{"oneOf":[{"type":"string","pattern":"^a+$"},{"type":"integer","minimum":3}]},
+		"any":{"anyOf":[{"type":"string","minLength":2},{"type":"null"}]},
+		"not":{"not":{"type":"object","required":["k"]}},
+		"both":{"oneOf":[{"type":"integer"},{"type":"number"}]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		doc  string
+		path string // "" valid
+	}{
+		{`{"one":"aaa","any":"xy","not":{},"both":1.5}`, ""},
+		{`{"one":4}`, ""},
+		{`{"one":"b"}`, "/one"},
+		{`{"one":2}`, "/one"},
+		{`{"any":"x"}`, "/any"},
+		{`{"any":null}`, ""},
+		{`{"not":{"k":1}}`, "/not"},
+		{`{"both":1}`, "/both"}, // both branches hold: not exactly one
+	} {
+		v, err := jcs.Decode([]byte(tc.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := s.Validate(v)
+		switch {
+		case tc.path == "" && len(ps) > 0:
+			t.Errorf("%s: got %v, want valid", tc.doc, ps)
+		case tc.path != "" && (len(ps) != 1 || ps[0].Path != tc.path || ps[0].Message == "invalid" || ps[0].Message == ""):
+			t.Errorf("%s: got %v, want one described problem at %s", tc.doc, ps, tc.path)
+		}
+	}
 }

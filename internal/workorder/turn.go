@@ -360,6 +360,37 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, err
 	}
 	defer unlock()
+	// The declared inputs are checked on another goroutine while the
+	// turn reads the work order's state, checks its approval and anchors
+	// the step's ledgers (the inputs' check only reads: the disk, the
+	// ledgers, the registries); its verdict is taken in its place below,
+	// after the approval, the turn's order and budget, under the same
+	// lock. It starts as soon as the lock is held, against the scope of
+	// the work order's file as it is now (earlyWorkOrder), since hashing
+	// 10 files of 64 KiB outlasted everything the turn did beside it; the
+	// verdict counts only if that file is the one the state then accepts
+	// (its payload hash is the recorded one, fh below), else the inputs
+	// are checked again against the accepted file's scope.
+	verdict := make(chan error, 1)
+	early := ""
+	if w0, ph, ok := earlyWorkOrder(root, id); ok {
+		early = ph
+		go func() { verdict <- checkInputs(ctx, root, sid, w0, h) }()
+	}
+	started := early != ""
+	var inputsErr error
+	waited := false
+	checked := func() error {
+		if !waited {
+			inputsErr, waited = <-verdict, true
+		}
+		return inputsErr
+	}
+	defer func() {
+		if started {
+			checked()
+		}
+	}()
 	// The step's ledgers (HO3's, HO2's, HO1's own and the session's) are
 	// opened once: the work order's state is read, the anchors before and
 	// after the turn are taken and the turn is appended through them.
@@ -385,26 +416,23 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		return nil, refuse(CodeSessionMismatch, map[string]any{"session_id": sid, "wo_id": id},
 			"session %s was not started under work order %s", sid, id)
 	}
+	// w is the file whose hash is the one recorded at creation (openIn),
+	// which the approval must then name too: a work order whose approval
+	// does not hold refuses the turn before the verdict is looked at.
+	if early != fh {
+		if started {
+			checked() // against another file's scope: not this turn's verdict
+		}
+		waited, started = false, true
+		go func() { verdict <- checkInputs(ctx, root, sid, w, h) }()
+	}
 	a, err := approvedWith(root, id, w, fh, st, opts.now())
 	if err != nil {
 		return nil, err
 	}
-	w = a.WorkOrder
-	// The declared inputs are checked on another goroutine while the
-	// step's ledgers are opened and anchored (they only read: the disk,
-	// the ledgers, the registries), and their verdict taken in its place
-	// below, after the turn's order and budget, under the same lock.
-	verdict := make(chan error, 1)
-	go func() { verdict <- checkInputs(ctx, root, sid, w, h) }()
-	var inputsErr error
-	waited := false
-	checked := func() error {
-		if !waited {
-			inputsErr, waited = <-verdict, true
-		}
-		return inputsErr
+	if a.WorkOrder != w {
+		return nil, fmt.Errorf("workorder: the approval names another work order than the one whose inputs are checked") // never: approvedWith returns w
 	}
-	defer checked()
 	var others int64
 	for _, s := range st.Sessions {
 		if s.ID == sid {

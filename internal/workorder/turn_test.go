@@ -295,3 +295,44 @@ func TestInputFileBothPaths(t *testing.T) {
 		})
 	}
 }
+
+// TestTurnEarlyScope: a turn's inputs are checked from as soon as the lock
+// is held, against the work order's file as read then (earlyWorkOrder);
+// that verdict never stands for a file other than the recorded one. A file
+// rewritten with a wider scope after approval refuses the turn as a
+// changed work order, an input only the wider scope covers included, and
+// no TURN is written.
+func TestTurnEarlyScope(t *testing.T) {
+	ctx := context.Background()
+	root, s := started(t, 20)
+	w0, ph, ok := earlyWorkOrder(root, s.ID)
+	require.True(t, ok, "a file Create wrote is read early")
+	st, err := State(ctx, root, s.ID, alice.now())
+	require.NoError(t, err)
+	require.Equal(t, st.PayloadHash, ph)
+	require.Contains(t, w0.Scope.Paths, "lib/router/**")
+	_, _, ok = earlyWorkOrder(root, "WO-20261206-999")
+	require.False(t, ok, "no file: nothing early")
+
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "other"), 0o755))
+	h := writeFile(t, root, "lib/other/x.py", "x\n")
+	path := filepath.Join(root, filepath.FromSlash(FilePath(s.ID)))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	wider := strings.Replace(string(b), `"lib/router/**"`, `"lib/**"`, 1)
+	require.NotEqual(t, string(b), wider)
+	require.NoError(t, os.Chmod(path, 0o644))
+	require.NoError(t, os.WriteFile(path, []byte(wider), 0o644))
+	_, err = Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{{Path: "lib/other/x.py", SHA256: h}}}, alice)
+	require.Equal(t, CodePayloadChanged, code(t, err))
+	l, _, err := plane.OpenSessionLedger(root, s.SessionID, plane.ForReading, plane.Actor{})
+	require.NoError(t, err)
+	n := 0
+	require.NoError(t, l.Find(ctx, ledger.Query{EventTypes: []string{EventTurn}}, func(*ledger.Entry) bool { n++; return true }))
+	require.NoError(t, l.Close())
+	require.Zero(t, n, "no TURN under a changed work order")
+	// The recorded file back: the input outside its scope is refused as such.
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	_, err = Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{{Path: "lib/other/x.py", SHA256: h}}}, alice)
+	require.Equal(t, CodeScope, code(t, err))
+}

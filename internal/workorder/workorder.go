@@ -401,6 +401,31 @@ func readKnown(root, id, want string) (*WorkOrder, string, error) {
 	return w, want, nil
 }
 
+// earlyWorkOrder reads work order id's file as it is now, before its state
+// is known, for what may start before the state is read (a turn's check
+// of its inputs against the scope): the work order, when the file has
+// Create's plain shape (knownOf) and names id, and its payload hash. ok
+// false says nothing: the caller waits for the state and readKnown. What
+// it gives counts only where its payload hash is the one recorded (equal
+// payload hashes: the same canonical JSON, so the same work order).
+func earlyWorkOrder(root, id string) (w *WorkOrder, payloadHash string, ok bool) {
+	if CheckID(id) != nil || checkDir(root) != nil {
+		return nil, "", false
+	}
+	b, err := regfile.ReadNoFollow(filepath.Join(root, filepath.FromSlash(FilePath(id))))
+	if err != nil {
+		return nil, "", false
+	}
+	canon, err := jcs.Canonicalize(b)
+	if err != nil {
+		return nil, "", false
+	}
+	if w, ok = knownOf(b); !ok || w.ID != id {
+		return nil, "", false
+	}
+	return w, PayloadHash(canon), true
+}
+
 // knownOf decodes a work order file of the plain shape Create writes
 // (its members by their exact names, each of its type) from pkg/jcs's
 // values, without encoding/json's reflection (built once per process,

@@ -727,14 +727,21 @@ func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
 	if uint64(p.off)+uint64(p.len)+1 > end {
 		return nil, false
 	}
-	if cap(*buf) < int(p.len)+1 {
-		*buf = make([]byte, p.len+1)
+	// One read: the line, its newline, and the byte before it, which must
+	// end the line before (a posting never points into a line).
+	before := 0
+	if p.off > 0 {
+		before = 1
 	}
-	line := (*buf)[:p.len+1]
-	if _, err := l.data.ReadAt(line, p.off); err != nil || line[p.len] != '\n' || (p.off > 0 && !l.newlineBefore(p.off)) {
+	n := before + int(p.len) + 1
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	line := (*buf)[:n]
+	if _, err := l.data.ReadAt(line, p.off-int64(before)); err != nil || line[n-1] != '\n' || (before == 1 && line[0] != '\n') {
 		return nil, false
 	}
-	line = line[:p.len]
+	line = line[before : n-1]
 	var leaf tlog.Hash
 	var e *Entry
 	if vals, canonical := scanEntry(line); canonical {
@@ -748,7 +755,7 @@ func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
 			return nil, false
 		}
 		var err error
-		if e, err = ParseLine(line); err != nil || e.Seq != p.seq {
+		if e, err = entryOf(line, vals); err != nil || e.Seq != p.seq {
 			return nil, false
 		}
 	} else {
@@ -766,12 +773,6 @@ func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
 		return nil, false
 	}
 	return e, true
-}
-
-func (l *Ledger) newlineBefore(off int64) bool {
-	var b [1]byte
-	_, err := l.data.ReadAt(b[:], off-1)
-	return err == nil && b[0] == '\n'
 }
 
 // scan is Find by scanning the lines from seq from (at least q.From).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -505,6 +506,23 @@ func FuzzParseLine(f *testing.F) {
 		f.Add(l)
 	}
 	f.Add([]byte(`{"seq":1}`))
+	// Escapes in strings, prompts, nested metadata: what entryOf decodes.
+	escaped := &Entry{Seq: 3, ID: "LED-00000000000000a1", Timestamp: "2026-12-06T00:00:00.000000Z", EventType: "NOTE",
+		SubmissionID: "s\u00e9", Decision: "OK", Reason: "a \"quote\", a \\ and a line\nbreak \u2028 \u001f é",
+		PromptsUsed: []string{"PRM-A", "PRM-\"B"}, Metadata: map[string]any{"n": json.Number("1.5"), "o": map[string]any{"k": []any{"x", nil, true}}},
+		Actor: "ops", PreviousHash: strings.Repeat("ab", 32)}
+	line, _, err := encode(nil, escaped)
+	require.NoError(f, err)
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	vals, ok := scanEntry(line)
+	require.True(f, ok, "the escaped seed is canonical")
+	fe, err := entryOf(line, vals)
+	require.NoError(f, err)
+	e, err := ParseLine(line)
+	require.NoError(f, err)
+	require.Equal(f, e, fe)
+	require.Equal(f, escaped.Reason, fe.Reason)
+	f.Add(line)
 	f.Fuzz(func(t *testing.T, line []byte) {
 		e, err := ParseLine(line)
 		leaf, info, issue := checkLine(line, 0)
@@ -524,6 +542,13 @@ func FuzzParseLine(f *testing.F) {
 		}
 		if ok && jcs.Check(line) != nil {
 			t.Fatalf("scanEntry accepted a line that is not canonical JSON: %q", line)
+		}
+		if ok {
+			// Find's reading of a canonical line gives ParseLine's entry.
+			fe, ferr := entryOf(line, vals)
+			if ferr != nil || err != nil || !reflect.DeepEqual(fe, e) {
+				t.Fatalf("entryOf(%q) = %+v, %v; ParseLine: %+v, %v", line, fe, ferr, e, err)
+			}
 		}
 		if shape, shaped := scan(line, false); ok && (!shaped || shape != vals) {
 			t.Fatalf("the shape-only scan disagrees on a canonical entry: %q", line)

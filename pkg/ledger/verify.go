@@ -1046,3 +1046,55 @@ func (v *verifier) checkCheckpoint(b []byte, verifiers note.Verifiers, levels []
 	st.Valid = !sigOnly
 	return st
 }
+
+// entryOf builds the entry of a line scanEntry accepted (vals its spans)
+// without decoding the line again as a whole: a string without an escape
+// is its bytes (scanEntry checked it is canonical JSON, so valid UTF-8),
+// seq its digits, and only metadata, a non-empty prompts_used and an
+// escaped string go through jcs.Decode. It gives what ParseLine gives for
+// such a line (FuzzParseLine holds the two to one result): Find's reads
+// through the index take it, a fifth of what a parse of the line cost.
+func entryOf(line []byte, vals [nFields]span) (*Entry, error) {
+	str := func(k int) (string, error) {
+		s := line[vals[k].a:vals[k].b]
+		if bytes.IndexByte(s, '\\') < 0 {
+			return string(s[1 : len(s)-1]), nil
+		}
+		v, err := jcs.Decode(s)
+		if err != nil {
+			return "", err
+		}
+		return v.(string), nil
+	}
+	e := &Entry{Seq: parseDigits(line[vals[fSeq].a:vals[fSeq].b])}
+	for k, dst := range [...]*string{fActor: &e.Actor, fDecision: &e.Decision, fEntryHash: &e.EntryHash,
+		fEventType: &e.EventType, fID: &e.ID, fPrev: &e.PreviousHash, fReason: &e.Reason,
+		fSubmission: &e.SubmissionID, fTimestamp: &e.Timestamp} {
+		if dst == nil {
+			continue
+		}
+		var err error
+		if *dst, err = str(k); err != nil {
+			return nil, err
+		}
+	}
+	if p := line[vals[fPrompts].a:vals[fPrompts].b]; len(p) == 2 {
+		e.PromptsUsed = []string{}
+	} else {
+		v, err := jcs.Decode(p)
+		if err != nil {
+			return nil, err
+		}
+		list := v.([]any) // scanEntry: an array of strings
+		e.PromptsUsed = make([]string, len(list))
+		for i, s := range list {
+			e.PromptsUsed[i] = s.(string)
+		}
+	}
+	v, err := jcs.Decode(line[vals[fMetadata].a:vals[fMetadata].b])
+	if err != nil {
+		return nil, err
+	}
+	e.Metadata = v.(map[string]any) // scanEntry: an object
+	return e, nil
+}

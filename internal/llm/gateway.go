@@ -346,7 +346,11 @@ func (g *Gateway) CompleteBatch(ctx context.Context, calls []*Call) ([]*Result, 
 			defer marks.close()
 		}
 	}
+	// While the reservations are made durable, the first call's provider
+	// does its SDK's first-use work on the other core (provider.Warmer).
+	warmed := warm(ps)
 	ps, rerr := g.reserve(ctx, dir, store, ps, marks)
+	warmed()
 	if rerr != nil {
 		stop = rerr
 	}
@@ -358,6 +362,27 @@ func (g *Gateway) CompleteBatch(ctx context.Context, calls []*Call) ([]*Result, 
 		stop = cerr
 	}
 	return results, stop
+}
+
+// warm starts the first call's provider.Warmer, if its provider is one, on
+// a goroutine of its own, and returns what waits for it to end: called
+// before the calls are made, so the goroutine never outlives the batch
+// (what it has not finished by then the call would have done itself).
+func warm(ps []*prepared) (wait func()) {
+	if len(ps) == 0 {
+		return func() {}
+	}
+	w, ok := ps[0].prov.(provider.Warmer)
+	if !ok {
+		return func() {}
+	}
+	done := make(chan struct{})
+	req := ps[0].req
+	go func() {
+		defer close(done)
+		w.Warm(req)
+	}()
+	return func() { <-done }
 }
 
 // refusal wraps a check's error as a Refusal to record.

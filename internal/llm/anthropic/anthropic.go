@@ -118,6 +118,24 @@ func (p *Provider) params(req *provider.Request) (sdk.MessageNewParams, *provide
 	return params, out, nil
 }
 
+// warmAnswer is a message with every field Complete reads.
+const warmAnswer = `{"id":"w","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"w"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}`
+
+// Warm (provider.Warmer) encodes req's parameters as Complete would and
+// decodes warmAnswer, so the SDK's encoders and decoders are built before
+// the call; nothing is sent. The schema, if any, is left out: the
+// parameters Warm builds share nothing with the call's.
+func (p *Provider) Warm(req provider.Request) {
+	req.Schema = nil
+	params, _, err := p.params(&req)
+	if err != nil {
+		return
+	}
+	_, _ = params.MarshalJSON()
+	var m sdk.Message
+	_ = m.UnmarshalJSON([]byte(warmAnswer))
+}
+
 // Complete makes the call with POST /v1/messages.
 func (p *Provider) Complete(ctx context.Context, req provider.Request) (*provider.Response, error) {
 	params, out, err := p.params(&req)

@@ -368,3 +368,29 @@ func hardCut(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
 	buf.Flush()
 	conn.Close()
 }
+
+// Warm (provider.Warmer) sends nothing and leaves the caller's request as
+// it was, and it may run while a call does (the race detector watches):
+// the call gets its answer as it would without it.
+func TestWarmSendsNothing(t *testing.T) {
+	s, ts := newServer(t, message("ok", "end_turn", 3, 2))
+	p := open(t, ts.URL, &sleeps{})
+	structured := request()
+	withSchema(&structured)
+	p.Warm(structured)
+	require.Zero(t, s.requests(), "Warm sent a request")
+	want := request()
+	withSchema(&want)
+	require.Equal(t, want, structured, "Warm changed the caller's request")
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Warm(request())
+	}()
+	resp, err := p.Complete(context.Background(), request())
+	<-done
+	require.NoError(t, err)
+	require.Equal(t, "ok", resp.Text)
+	require.Equal(t, 1, s.requests())
+}

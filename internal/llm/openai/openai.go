@@ -185,6 +185,24 @@ func (x *exchange) middleware(req *http.Request, next option.MiddlewareNext) (*h
 	return res, err
 }
 
+// warmAnswer is a chat completion with every field Complete reads.
+const warmAnswer = `{"id":"w","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"w"}}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+
+// Warm (provider.Warmer) encodes req's parameters as Complete would and
+// decodes warmAnswer, so the SDK's encoders and decoders are built before
+// the call; nothing is sent. The schema, if any, is left out: the
+// parameters Warm builds share nothing with the call's.
+func (p *Provider) Warm(req provider.Request) {
+	req.Schema = nil
+	params, _, err := p.params(&req)
+	if err != nil {
+		return
+	}
+	_, _ = params.MarshalJSON()
+	var cc sdk.ChatCompletion
+	_ = cc.UnmarshalJSON([]byte(warmAnswer))
+}
+
 // Complete makes the call with POST {base}/chat/completions.
 func (p *Provider) Complete(ctx context.Context, req provider.Request) (*provider.Response, error) {
 	params, out, err := p.params(&req)

@@ -412,3 +412,29 @@ func noUsage(w http.ResponseWriter, _ *http.Request, _ map[string]any) {
 	io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","model":"gpt-test","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\n")
 	io.WriteString(w, "data: [DONE]\n\n")
 }
+
+// Warm (provider.Warmer) sends nothing and leaves the caller's request as
+// it was, and it may run while a call does (the race detector watches):
+// the call gets its answer as it would without it.
+func TestWarmSendsNothing(t *testing.T) {
+	s, ts := newServer(t, completion("ok", "stop", 3, 2))
+	p := open(t, ts.URL+"/v1", key, &sleeps{})
+	structured := request()
+	withSchema(&structured)
+	p.Warm(structured)
+	require.Zero(t, s.requests(), "Warm sent a request")
+	want := request()
+	withSchema(&want)
+	require.Equal(t, want, structured, "Warm changed the caller's request")
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Warm(request())
+	}()
+	resp, err := p.Complete(context.Background(), request())
+	<-done
+	require.NoError(t, err)
+	require.Equal(t, "ok", resp.Text)
+	require.Equal(t, 1, s.requests())
+}

@@ -165,6 +165,17 @@ type Provider interface {
 	Stream(ctx context.Context, req Request, onDelta func(Delta) error) (*Response, error)
 }
 
+// Warmer is a Provider whose SDK does first-use work inside a call (the
+// request's encoders and the answer's decoders, built by reflection, and
+// the registrations they read) that it can do ahead: the gateway calls
+// Warm on another goroutine while the call's reservation is made durable,
+// so that work runs on the other core instead of after the fsync. Warm
+// sends nothing, touches no file and changes nothing a call returns; it
+// may run while Complete does.
+type Warmer interface {
+	Warm(req Request)
+}
+
 // Redact replaces every occurrence of secret in s. Errors built from a
 // provider's answer pass through it with the API key, so a server that
 // echoes the key cannot put it into a ledger or a log.

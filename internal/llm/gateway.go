@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/control-plane/cp/internal/config"
@@ -364,6 +365,10 @@ func (g *Gateway) CompleteBatch(ctx context.Context, calls []*Call) ([]*Result, 
 	return results, stop
 }
 
+// warmed holds the kinds of provider (Name) whose SDK this process has
+// warmed: the SDK's caches are the process's, so once is enough.
+var warmed sync.Map
+
 // warm starts the first call's provider.Warmer, if its provider is one, on
 // a goroutine of its own, and returns what waits for it to end: called
 // before the calls are made, so the goroutine never outlives the batch
@@ -375,6 +380,9 @@ func warm(ps []*prepared) (wait func()) {
 	w, ok := ps[0].prov.(provider.Warmer)
 	if !ok {
 		return func() {}
+	}
+	if _, done := warmed.LoadOrStore(ps[0].prov.Name(), true); done {
+		return func() {} // a stream's later batches: the SDK is warm
 	}
 	done := make(chan struct{})
 	req := ps[0].req

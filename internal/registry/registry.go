@@ -379,12 +379,10 @@ func Select(root string, t Table, keep func(key string) bool) ([]Row, error) {
 // selectCSV is Select over data read as CSV record by record: the rows
 // keep accepts checked, the others read past.
 func selectCSV(t Table, data []byte, keep func(key string) bool) ([]Row, error) {
-	file := t.name()
+	s := newSelected(t)
 	ki := slices.Index(t.Columns, t.Key)
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = -1
-	found := []Row{}
-	var lines map[string]int // selected key → its line
 	header := false
 	var prev int64 // where the record read next starts
 	for {
@@ -395,12 +393,12 @@ func selectCSV(t Table, data []byte, keep func(key string) bool) ([]Row, error) 
 			break
 		}
 		if err != nil {
-			return nil, csvErr(file, err)
+			return nil, csvErr(s.file, err)
 		}
 		line, _ := r.FieldPos(0)
 		if !header {
-			if p := checkHeader(t, rec); p != "" {
-				return nil, invalidf(file, line, "%s; want header %q", p, strings.Join(t.Columns, ","))
+			if err := s.header(rec, line); err != nil {
+				return nil, err
 			}
 			header = true
 			continue
@@ -408,34 +406,12 @@ func selectCSV(t Table, data []byte, keep func(key string) bool) ([]Row, error) 
 		if ki >= len(rec) || !keep(rec[ki]) {
 			continue
 		}
-		key := rec[ki]
-		if first, dup := lines[key]; dup {
-			return nil, invalidf(file, line, "duplicate %s %q (first on line %d)", t.Key, key, first)
-		}
-		if len(rec) != len(t.Columns) {
-			return nil, invalidf(file, line, "%d fields, want %d", len(rec), len(t.Columns))
-		}
-		var canon bytes.Buffer
-		cw := csv.NewWriter(&canon)
-		cw.Write(rec)
-		cw.Flush()
-		if !bytes.Equal(data[start:prev], canon.Bytes()) {
-			return nil, invalidf(file, line, "not in canonical CSV form: want %q", canon.Bytes())
-		}
-		row, err := toRow(t, rec, file, func(i int) int { l, _ := r.FieldPos(i); return l })
-		if err != nil {
+		if err := s.add(rec[ki], func() []string { return rec }, data[start:prev], line,
+			func(i int) int { l, _ := r.FieldPos(i); return l }); err != nil {
 			return nil, err
 		}
-		if lines == nil {
-			lines = map[string]int{}
-		}
-		lines[key] = line
-		found = append(found, row)
 	}
-	if !header {
-		return nil, invalidf(file, 1, "no header: want %q", strings.Join(t.Columns, ","))
-	}
-	return found, nil
+	return s.result(header)
 }
 
 // selectLines is selectCSV for data without a quote (nor a carriage
@@ -447,10 +423,8 @@ func selectCSV(t Table, data []byte, keep func(key string) bool) ([]Row, error) 
 // to selectCSV): a gateway reads one row of the ownership registry at
 // every call.
 func selectLines(t Table, data []byte, keep func(key string) bool) ([]Row, error) {
-	file := t.name()
+	s := newSelected(t)
 	ki := slices.Index(t.Columns, t.Key)
-	found := []Row{}
-	var lines map[string]int // selected key → its line
 	header := false
 	line := 0
 	prev := 0 // where the record read next starts, as selectCSV counts it
@@ -468,8 +442,8 @@ func selectLines(t Table, data []byte, keep func(key string) bool) ([]Row, error
 		start := prev
 		prev = off
 		if !header {
-			if p := checkHeader(t, strings.Split(string(text), ",")); p != "" {
-				return nil, invalidf(file, line, "%s; want header %q", p, strings.Join(t.Columns, ","))
+			if err := s.header(strings.Split(string(text), ","), line); err != nil {
+				return nil, err
 			}
 			header = true
 			continue
@@ -478,34 +452,71 @@ func selectLines(t Table, data []byte, keep func(key string) bool) ([]Row, error
 		if !ok || !keep(key) {
 			continue
 		}
-		if first, dup := lines[key]; dup {
-			return nil, invalidf(file, line, "duplicate %s %q (first on line %d)", t.Key, key, first)
-		}
-		rec := strings.Split(string(text), ",")
-		if len(rec) != len(t.Columns) {
-			return nil, invalidf(file, line, "%d fields, want %d", len(rec), len(t.Columns))
-		}
-		var canon bytes.Buffer
-		cw := csv.NewWriter(&canon)
-		cw.Write(rec)
-		cw.Flush()
-		if !bytes.Equal(data[start:off], canon.Bytes()) {
-			return nil, invalidf(file, line, "not in canonical CSV form: want %q", canon.Bytes())
-		}
-		row, err := toRow(t, rec, file, func(int) int { return line })
-		if err != nil {
+		if err := s.add(key, func() []string { return strings.Split(string(text), ",") }, data[start:off], line,
+			func(int) int { return line }); err != nil {
 			return nil, err
 		}
-		if lines == nil {
-			lines = map[string]int{}
-		}
-		lines[key] = line
-		found = append(found, row)
 	}
+	return s.result(header)
+}
+
+// selected is what Select's readers share: the header's check, and each
+// selected row's (its key once, its field count, its canonical form, its
+// values), in file order.
+type selected struct {
+	t     Table
+	file  string
+	rows  []Row
+	lines map[string]int // selected key → its line
+}
+
+func newSelected(t Table) *selected { return &selected{t: t, file: t.name(), rows: []Row{}} }
+
+// header checks the header record, on line.
+func (s *selected) header(rec []string, line int) error {
+	if p := checkHeader(s.t, rec); p != "" {
+		return invalidf(s.file, line, "%s; want header %q", p, strings.Join(s.t.Columns, ","))
+	}
+	return nil
+}
+
+// add checks and keeps the row of key on line: fields gives its fields
+// (split only once the key is known not to repeat), raw its bytes as
+// read (newline included), fieldLine the line of its field i.
+func (s *selected) add(key string, fields func() []string, raw []byte, line int, fieldLine func(int) int) error {
+	if first, dup := s.lines[key]; dup {
+		return invalidf(s.file, line, "duplicate %s %q (first on line %d)", s.t.Key, key, first)
+	}
+	rec := fields()
+	if len(rec) != len(s.t.Columns) {
+		return invalidf(s.file, line, "%d fields, want %d", len(rec), len(s.t.Columns))
+	}
+	var canon bytes.Buffer
+	cw := csv.NewWriter(&canon)
+	cw.Write(rec)
+	cw.Flush()
+	if !bytes.Equal(raw, canon.Bytes()) {
+		return invalidf(s.file, line, "not in canonical CSV form: want %q", canon.Bytes())
+	}
+	row, err := toRow(s.t, rec, s.file, fieldLine)
+	if err != nil {
+		return err
+	}
+	if s.lines == nil {
+		s.lines = map[string]int{}
+	}
+	s.lines[key] = line
+	s.rows = append(s.rows, row)
+	return nil
+}
+
+// result is the rows selected, or REGISTRY_INVALID for a file without a
+// header.
+func (s *selected) result(header bool) ([]Row, error) {
 	if !header {
-		return nil, invalidf(file, 1, "no header: want %q", strings.Join(t.Columns, ","))
+		return nil, invalidf(s.file, 1, "no header: want %q", strings.Join(s.t.Columns, ","))
 	}
-	return found, nil
+	return s.rows, nil
 }
 
 // fieldAt returns the field i of a line without quotes (false: the line

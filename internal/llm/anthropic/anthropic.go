@@ -131,9 +131,7 @@ func (p *Provider) Warm(req provider.Request) {
 	if err != nil {
 		return
 	}
-	_, _ = params.MarshalJSON()
-	var m sdk.Message
-	_ = m.UnmarshalJSON([]byte(warmAnswer))
+	provider.WarmUp(params, &sdk.Message{}, warmAnswer)
 }
 
 // Complete makes the call with POST /v1/messages.

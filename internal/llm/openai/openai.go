@@ -198,9 +198,7 @@ func (p *Provider) Warm(req provider.Request) {
 	if err != nil {
 		return
 	}
-	_, _ = params.MarshalJSON()
-	var cc sdk.ChatCompletion
-	_ = cc.UnmarshalJSON([]byte(warmAnswer))
+	provider.WarmUp(params, &sdk.ChatCompletion{}, warmAnswer)
 }
 
 // Complete makes the call with POST {base}/chat/completions.

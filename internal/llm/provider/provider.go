@@ -23,6 +23,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -174,6 +175,14 @@ type Provider interface {
 // may run while Complete does.
 type Warmer interface {
 	Warm(req Request)
+}
+
+// WarmUp is a Warmer's work on its SDK's types: params (the call's, as
+// Complete builds them) encoded and body (a sample answer) decoded into
+// answer, both results dropped.
+func WarmUp(params json.Marshaler, answer json.Unmarshaler, body string) {
+	_, _ = params.MarshalJSON()
+	_ = answer.UnmarshalJSON([]byte(body))
 }
 
 // Redact replaces every occurrence of secret in s. Errors built from a

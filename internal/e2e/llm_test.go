@@ -210,9 +210,37 @@ func TestLLMCapRace(t *testing.T) {
 	r := p.run(t, cpLLM, p.admin, nil, "recover")
 	require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
 	require.Empty(t, r.stderr, "recover found the tally in agreement with the ledger")
+
+	// A process that can write the plane's files (not its owner's key
+	// directory) zeroes the sums in the tally, keeping its size, root and
+	// MAC: the tally is not believed, the cap still holds, and the tally
+	// is written back from the ledger.
+	tallyPath := filepath.Join(p.root, "planes", "ho2", "ledger", "llm-tally.json")
+	b, err := os.ReadFile(tallyPath)
+	require.NoError(t, err)
+	var sealed struct {
+		MAC   string         `json:"mac"`
+		Tally map[string]any `json:"tally"`
+	}
+	require.NoError(t, json.Unmarshal(b, &sealed))
+	require.NotEmpty(t, sealed.MAC)
+	for _, k := range []string{"plane", "providers", "subjects", "open"} {
+		require.Contains(t, sealed.Tally, k)
+		sealed.Tally[k] = map[string]any{}
+	}
+	forged, err := json.Marshal(sealed)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(tallyPath, forged, 0o644))
 	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
 	require.Equal(t, 1, r.code, "%s%s", r.stdout, r.stderr)
 	require.Equal(t, "BUDGET_EXCEEDED", errorCodeOf(r.stdout))
+	require.Equal(t, 5, srv.Calls(), "the forged tally let no call through")
+	b, err = os.ReadFile(tallyPath)
+	require.NoError(t, err)
+	require.NotEqual(t, string(forged), string(b), "the tally written back from the ledger")
+	r = p.run(t, cpLLM, p.admin, nil, "recover")
+	require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+	require.Empty(t, r.stderr, "the tally written back agrees with the ledger")
 }
 
 // budgetRace starts eight cp-llm calls at once under the work order of

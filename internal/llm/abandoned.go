@@ -157,7 +157,7 @@ type RecoverResult struct {
 // sums the same reservations) settle each at most once.
 func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 	dir := BudgetLedgerDir(g.Root)
-	store, _, err := plane.OpenLedger(dir, plane.ForAppend, g.Actor)
+	store, tier, err := plane.OpenLedger(dir, plane.ForAppend, g.Actor)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +169,11 @@ func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 	defer release()
 	// The sums' tally (tally.go), recomputed from the whole ledger: recover
 	// is also its repair.
-	t, disagreed, err := loadTally(ctx, dir, store, true, g.warnf)
+	key, err := tallyKey(tier)
+	if err != nil {
+		return nil, err
+	}
+	t, disagreed, err := loadTally(ctx, dir, store, key, true, g.warnf)
 	if err != nil {
 		return nil, err
 	}

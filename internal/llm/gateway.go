@@ -320,7 +320,7 @@ func (g *Gateway) CompleteBatch(ctx context.Context, calls []*Call) ([]*Result, 
 		return nil, err
 	}
 	dir := BudgetLedgerDir(g.Root)
-	store, _, err := plane.OpenLedger(dir, plane.ForAppend, g.Actor)
+	store, tier, err := plane.OpenLedger(dir, plane.ForAppend, g.Actor)
 	if err != nil {
 		return nil, err
 	}
@@ -350,7 +350,7 @@ func (g *Gateway) CompleteBatch(ctx context.Context, calls []*Call) ([]*Result, 
 	// While the reservations are made durable, the first call's provider
 	// does its SDK's first-use work on the other core (provider.Warmer).
 	warmed := warm(ps)
-	ps, rerr := g.reserve(ctx, dir, store, ps, marks)
+	ps, rerr := g.reserve(ctx, dir, tier, store, ps, marks)
 	warmed()
 	if rerr != nil {
 		stop = rerr
@@ -648,7 +648,7 @@ func ptr(v int64) *int64 { return &v }
 // append (StatusAbandoned): the sums do not change, the charge becomes an
 // entry. Each reservation it appends is marked in flight by marks (nil:
 // not marked).
-func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, ps []*prepared, marks *inflightHolder) ([]*prepared, error) {
+func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, store ledger.Store, ps []*prepared, marks *inflightHolder) ([]*prepared, error) {
 	if len(ps) == 0 {
 		return nil, nil
 	}
@@ -665,7 +665,11 @@ func (g *Gateway) reserve(ctx context.Context, dir string, store ledger.Store, p
 	if caps := g.providers.Caps; caps != nil && (caps.PlaneMicroUSD != nil || len(caps.Providers) > 0 || len(caps.Subjects) > 0) {
 		// The caps sum the whole ledger: through its tally, O(entries
 		// appended since the last call) (tally.go).
-		t, _, err := loadTally(ctx, dir, store, false, g.warnf)
+		key, err := tallyKey(tier)
+		if err != nil {
+			return nil, err
+		}
+		t, _, err := loadTally(ctx, dir, store, key, false, g.warnf)
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,8 @@ package llm
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/pkg/ledger"
 )
@@ -32,13 +35,40 @@ import (
 // that was rolled back, forked or replaced, a tally that does not parse,
 // is of another version or names a larger tree than the ledger holds, is
 // never believed: the sums are recomputed from the whole ledger and the
-// tally rewritten. The tally is derived state, like the file store's
-// index: it lives inside the plane, which only the service user writes
-// (DESIGN.md §8); recover recomputes it from the whole ledger every time
-// and says when it disagreed.
+// tally rewritten.
+//
+// Nor is a tally believed that its writer did not authenticate: the file
+// carries an HMAC-SHA-256 of the tally's bytes under a key derived from the
+// plane's checkpoint key (plane.MACKey), which only the plane's owner
+// holds. The tree check alone would let a process that can write the
+// plane's files (and not its owner's key directory) keep the size and root
+// and lower the sums, and so spend past a cap. A plane without a
+// checkpoint key (no plane_name) has no key to authenticate with: its caps
+// are summed from the whole ledger at every call, and no tally is kept.
+// recover recomputes the tally from the whole ledger every time and says
+// when it disagreed.
+// tallyVersion is the tally's format; another is recomputed. Version 1
+// carried no MAC.
+const tallyVersion = 2
 
-// tallyVersion is the tally file's format; another is recomputed.
-const tallyVersion = 1
+// tallyKey is the key of the tally's MAC on the plane whose budget
+// ledger's tier is t: nil when the plane has no checkpoint key.
+func tallyKey(t plane.Tier) ([]byte, error) { return plane.MACKey(t, "llm-tally") }
+
+// tallyEnvelope is the tally file: the tally's JSON, and the HMAC of
+// exactly those bytes (tallyMAC).
+type tallyEnvelope struct {
+	MAC   string          `json:"mac"`
+	Tally json.RawMessage `json:"tally"`
+}
+
+// tallyMAC is the tally file's MAC of the tally's bytes b under key.
+func tallyMAC(key, b []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("control-plane llm-tally v2\n"))
+	m.Write(b)
+	return m.Sum(nil)
+}
 
 // tallyFile is the tally beside the budget ledger.
 func tallyFile(dir string) string { return filepath.Join(dir, "ledger", "llm-tally.json") }
@@ -139,16 +169,28 @@ func (c *capSpend) ofSubject(s string) Spend {
 	return c.t.BySubject[s].add(c.open.total(func(r *spendRow) bool { return r.subject == s }))
 }
 
-// readTally reads the tally file; nil when there is none, it is not a
-// regular file (a FIFO would block the call, holding the budget lock; a
-// symbolic link would read another file), or it does not parse or is of
+// readTally reads the tally file; nil when there is no key to check it
+// with, there is no file, it is not a regular file (a FIFO would block the
+// call, holding the budget lock; a symbolic link would read another file),
+// its MAC is not the key's over its bytes, or it does not parse or is of
 // another version (recomputed: never an error).
-func readTally(dir string) *tally {
+func readTally(dir string, key []byte) *tally {
+	if key == nil {
+		return nil
+	}
 	b, err := regfile.ReadNoFollow(tallyFile(dir))
 	if err != nil {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
+	var env tallyEnvelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return nil
+	}
+	mac, err := hex.DecodeString(env.MAC)
+	if err != nil || !hmac.Equal(mac, tallyMAC(key, env.Tally)) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(env.Tally))
 	dec.UseNumber()
 	t := newTally()
 	if err := dec.Decode(t); err != nil || t.Version != tallyVersion || t.Size < 0 ||
@@ -183,18 +225,24 @@ func (t *tally) holds(store ledger.Store, st ledger.State) bool {
 }
 
 // loadTally returns the tally of the budget ledger as it is now, for a
-// caller holding the budget lock: the tally file when the ledger still
-// holds the entries it was folded from, caught up with the entries
-// appended since; else (or when rebuild) recomputed from the whole
-// ledger. It writes the tally back (a failure to write is only a
-// warning: the next call catches up from the older one). disagreed says
-// that a tally file was there and not believed.
-func loadTally(ctx context.Context, dir string, store ledger.Store, rebuild bool, warnf func(string, ...any)) (t *tally, disagreed bool, err error) {
+// caller holding the budget lock: the tally file when its MAC is key's and
+// the ledger still holds the entries it was folded from, caught up with
+// the entries appended since; else (or when rebuild) recomputed from the
+// whole ledger. It writes the tally back with its MAC (a failure to write
+// is only a warning: the next call catches up from the older one); with
+// no key (a plane without a checkpoint key) it neither reads nor writes
+// one. disagreed says that a tally file was there and not believed, or
+// (rebuild) that its sums were not the ledger's.
+func loadTally(ctx context.Context, dir string, store ledger.Store, key []byte, rebuild bool, warnf func(string, ...any)) (t *tally, disagreed bool, err error) {
 	st, err := store.State(ctx)
 	if err != nil {
 		return nil, false, err
 	}
-	cached := readTally(dir)
+	cached := readTally(dir, key)
+	if cached == nil && key != nil {
+		_, err := os.Lstat(tallyFile(dir))
+		disagreed = err == nil // there, and not believed
+	}
 	if cached != nil && !cached.holds(store, st) {
 		cached, disagreed = nil, true
 	}
@@ -212,7 +260,10 @@ func loadTally(ctx context.Context, dir string, store ledger.Store, rebuild bool
 		}
 		disagreed = !sameSums(cached, t)
 	}
-	if err := writeTally(dir, t); err != nil && warnf != nil {
+	if key == nil {
+		return t, disagreed, nil
+	}
+	if err := writeTally(dir, t, key); err != nil && warnf != nil {
 		warnf("%s: %v: the next call sums from the older tally", tallyFile(dir), err)
 	}
 	return t, disagreed, nil
@@ -245,13 +296,18 @@ func (t *tally) catchUp(ctx context.Context, store ledger.Store, st ledger.State
 	return nil
 }
 
-// writeTally replaces the tally file atomically (a temporary file renamed
-// over it, which replaces a planted link rather than following it). Not
-// atomicfile.Write: its two fsyncs would be on every capped call, and a
-// tally lost or torn by a crash is only recomputed (it names the tree it
-// was folded from, and an older one is caught up).
-func writeTally(dir string, t *tally) error {
-	b, err := json.Marshal(t)
+// writeTally replaces the tally file with t and its MAC under key,
+// atomically (a temporary file renamed over it, which replaces a planted
+// link rather than following it). Not atomicfile.Write: its two fsyncs
+// would be on every capped call, and a tally lost or torn by a crash is
+// only recomputed (it names the tree it was folded from, and an older one
+// is caught up).
+func writeTally(dir string, t *tally, key []byte) error {
+	tb, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(tallyEnvelope{MAC: hex.EncodeToString(tallyMAC(key, tb)), Tally: tb})
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,12 @@
 package llm
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -14,6 +17,21 @@ import (
 
 	"github.com/control-plane/cp/pkg/ledger"
 )
+
+// tallyTestKey is the tests' MAC key of the tally (a plane's is derived
+// from its checkpoint key: plane.MACKey).
+var tallyTestKey = []byte("0123456789abcdef0123456789abcdef")
+
+// sealed is v as a tally file authenticated with key: what writeTally
+// writes, for a tally the tests make by hand.
+func sealed(t testing.TB, key []byte, v any) []byte {
+	t.Helper()
+	tb, err := json.Marshal(v)
+	require.NoError(t, err)
+	b, err := json.Marshal(tallyEnvelope{MAC: hex.EncodeToString(tallyMAC(key, tb)), Tally: tb})
+	require.NoError(t, err)
+	return b
+}
 
 // tallyLedger is a budget ledger directory (dir/ledger/budget.jsonl) with
 // its store open for appending.
@@ -67,10 +85,10 @@ func TestTallyCatchesUp(t *testing.T) {
 	for i, ds := range steps {
 		_, err := l.Append(ctx, ds)
 		require.NoError(t, err)
-		got, disagreed, err := loadTally(ctx, dir, l, false, t.Logf)
+		got, disagreed, err := loadTally(ctx, dir, l, tallyTestKey, false, t.Logf)
 		require.NoError(t, err)
 		require.False(t, disagreed, "step %d", i)
-		fresh, disagreed, err := loadTally(ctx, dir, l, true, t.Logf)
+		fresh, disagreed, err := loadTally(ctx, dir, l, tallyTestKey, true, t.Logf)
 		require.NoError(t, err)
 		require.False(t, disagreed, "step %d: the tally caught up agrees with the whole ledger", i)
 		require.True(t, sameSums(got, fresh), "step %d", i)
@@ -92,7 +110,7 @@ func TestTallyCatchesUp(t *testing.T) {
 			require.Equal(t, whole.total(func(r *spendRow) bool { return r.subject == s }), cs.ofSubject(s), "step %d: subject %s", i, s)
 		}
 	}
-	got, _, err := loadTally(ctx, dir, l, false, t.Logf)
+	got, _, err := loadTally(ctx, dir, l, tallyTestKey, false, t.Logf)
 	require.NoError(t, err)
 	require.Empty(t, got.Pending, "every reservation settled")
 	require.Equal(t, Spend{Calls: 3, Tokens: 50 + 10 + 2, MicroUSD: 7 + 3 + 99}, got.Plane)
@@ -103,64 +121,109 @@ func TestTallyCatchesUp(t *testing.T) {
 // believed, whatever it says: it is recomputed from the ledger. A tally
 // of another ledger of the same size (its root differs), one of a larger
 // tree (the ledger rolled back), one that does not parse, of another
-// version, or with a hole in it.
+// version (the unauthenticated version 1 among them), or with a hole in
+// it; and one whose MAC is not the key's over its bytes: sums lowered in
+// place (the size and root kept), or a tally sealed with another key.
 func TestTallyNotBelieved(t *testing.T) {
 	ctx := context.Background()
 	dir, l := tallyLedger(t)
 	_, err := l.Append(ctx, []ledger.Draft{reservedDraft("RSV-1", "p", "a", 1000, 500), reservedDraft("RSV-2", "p", "a", 10, 5)})
 	require.NoError(t, err)
-	truth, _, err := loadTally(ctx, dir, l, true, t.Logf)
+	truth, _, err := loadTally(ctx, dir, l, tallyTestKey, true, t.Logf)
 	require.NoError(t, err)
 	require.Equal(t, int64(505), truth.spend().ofPlane().MicroUSD)
+	honest, err := os.ReadFile(tallyFile(dir))
+	require.NoError(t, err)
 
 	// The same number of entries, other content: another root.
 	otherDir, other := tallyLedger(t)
 	_, err = other.Append(ctx, []ledger.Draft{callDraft("RSV-1", StatusOK, "p", "a", 1, 1, 1), callDraft("RSV-2", StatusOK, "p", "a", 1, 1, 1)})
 	require.NoError(t, err)
-	_, _, err = loadTally(ctx, otherDir, other, false, t.Logf)
+	_, _, err = loadTally(ctx, otherDir, other, tallyTestKey, false, t.Logf)
 	require.NoError(t, err)
 	forged, err := os.ReadFile(tallyFile(otherDir))
 	require.NoError(t, err)
 
 	bigger := *truth
 	bigger.Size, bigger.Plane = truth.Size+5, Spend{}
-	bigJSON, err := json.Marshal(&bigger)
-	require.NoError(t, err)
 	hole := *truth
 	hole.Pending = map[string]*openRow{"RSV-1": nil}
-	holeJSON, err := json.Marshal(&hole)
-	require.NoError(t, err)
 	versioned := *truth
 	versioned.Version = tallyVersion + 1
-	verJSON, err := json.Marshal(&versioned)
+	v1 := *truth
+	v1.Version = 1
+	v1JSON, err := json.Marshal(&v1)
 	require.NoError(t, err)
-
-	for name, b := range map[string][]byte{"another ledger's": forged, "a larger tree's": bigJSON, "garbage": []byte("{not json"),
-		"a hole": holeJSON, "another version": verJSON, "empty": nil} {
-		require.NoError(t, os.WriteFile(tallyFile(dir), b, 0o644))
-		got, disagreed, err := loadTally(ctx, dir, l, false, t.Logf)
-		require.NoError(t, err, name)
-		require.True(t, sameSums(truth, got), "%s tally: recomputed from the ledger", name)
-		if name == "another ledger's" || name == "a larger tree's" {
-			require.True(t, disagreed, name)
-		}
-		require.Equal(t, int64(505), got.spend().ofPlane().MicroUSD, name)
-	}
-
-	// A tally that matches the tree but not the sums (written by hand):
-	// recover's rebuild says so, and replaces it.
+	// A writer of the plane's files keeps the MAC, size and root and
+	// empties the open reservations: 505 µUSD held becomes 0.
+	var env tallyEnvelope
+	require.NoError(t, json.Unmarshal(honest, &env))
+	lowered := bytes.Replace(env.Tally, []byte(`"open":{"RSV-1"`), []byte(`"open":{},"x":{"RSV-1"`), 1)
+	require.NotEqual(t, env.Tally, lowered)
+	env.Tally = lowered
+	loweredJSON, err := json.Marshal(env)
+	require.NoError(t, err)
 	low := *truth
 	low.Pending = map[string]*openRow{}
 	lowJSON, err := json.Marshal(&low)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(tallyFile(dir), lowJSON, 0o644))
-	got, disagreed, err := loadTally(ctx, dir, l, true, t.Logf)
+	noMAC := []byte(`{"tally":` + string(lowJSON) + `}`)
+
+	for name, b := range map[string][]byte{"another ledger's": forged, "a larger tree's": sealed(t, tallyTestKey, &bigger),
+		"garbage": []byte("{not json"), "a hole": sealed(t, tallyTestKey, &hole), "another version": sealed(t, tallyTestKey, &versioned),
+		"an unauthenticated version 1": v1JSON, "lowered in place": loweredJSON,
+		"another key's": sealed(t, []byte("another plane's key, 32 bytes..."), &low), "no MAC": noMAC,
+		"empty": nil} {
+		require.NoError(t, os.WriteFile(tallyFile(dir), b, 0o644))
+		got, disagreed, err := loadTally(ctx, dir, l, tallyTestKey, false, t.Logf)
+		require.NoError(t, err, name)
+		require.True(t, sameSums(truth, got), "%s tally: recomputed from the ledger", name)
+		require.True(t, disagreed, "%s tally: reported as not believed", name)
+		require.Equal(t, int64(505), got.spend().ofPlane().MicroUSD, name)
+		b, err := os.ReadFile(tallyFile(dir))
+		require.NoError(t, err)
+		require.Equal(t, string(honest), string(b), "%s tally: replaced by the ledger's", name)
+	}
+
+	// A tally that matches the tree but not the sums, sealed with the key
+	// (its writer's bug, not a forger's): believed by a call, but
+	// recover's rebuild says so, and replaces it.
+	require.NoError(t, os.WriteFile(tallyFile(dir), sealed(t, tallyTestKey, &low), 0o644))
+	got, disagreed, err := loadTally(ctx, dir, l, tallyTestKey, true, t.Logf)
 	require.NoError(t, err)
 	require.True(t, disagreed, "recover's rebuild reports a tally that disagrees")
 	require.True(t, sameSums(truth, got))
-	again, _, err := loadTally(ctx, dir, l, false, t.Logf)
+	again, _, err := loadTally(ctx, dir, l, tallyTestKey, false, t.Logf)
 	require.NoError(t, err)
 	require.True(t, sameSums(truth, again), "the rebuilt tally replaced it")
+}
+
+// TestTallyNoKey: on a plane without a checkpoint key there is no key to
+// authenticate a tally with: the sums come from the whole ledger at every
+// call, a tally file there (planted, or left by a keyed plane) is never
+// read, and none is written.
+func TestTallyNoKey(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	_, err := l.Append(ctx, []ledger.Draft{reservedDraft("RSV-1", "p", "a", 1000, 500)})
+	require.NoError(t, err)
+	got, disagreed, err := loadTally(ctx, dir, l, nil, false, t.Logf)
+	require.NoError(t, err)
+	require.False(t, disagreed)
+	require.Equal(t, int64(500), got.spend().ofPlane().MicroUSD)
+	_, err = os.Lstat(tallyFile(dir))
+	require.ErrorIs(t, err, fs.ErrNotExist, "no tally written without a key")
+
+	low := *got
+	low.Pending = map[string]*openRow{}
+	planted := sealed(t, nil, &low)
+	require.NoError(t, os.WriteFile(tallyFile(dir), planted, 0o644))
+	got, _, err = loadTally(ctx, dir, l, nil, false, t.Logf)
+	require.NoError(t, err)
+	require.Equal(t, int64(500), got.spend().ofPlane().MicroUSD, "a planted tally is not read")
+	b, err := os.ReadFile(tallyFile(dir))
+	require.NoError(t, err)
+	require.Equal(t, planted, b, "nor replaced")
 }
 
 // BenchmarkReserveWithCaps is one call's reservation and settlement under
@@ -184,7 +247,7 @@ func BenchmarkReserveWithCaps(b *testing.B) {
 		for _, mode := range []string{"tally", "rescan"} {
 			b.Run(fmt.Sprintf("entries=%d/%s", n, mode), func(b *testing.B) {
 				// The tally as the call before left it.
-				if _, _, err := loadTally(ctx, dir, l, false, nil); err != nil {
+				if _, _, err := loadTally(ctx, dir, l, tallyTestKey, false, nil); err != nil {
 					b.Fatal(err)
 				}
 				i := 0
@@ -193,7 +256,7 @@ func BenchmarkReserveWithCaps(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					t, _, err := loadTally(ctx, dir, l, mode == "rescan", nil)
+					t, _, err := loadTally(ctx, dir, l, tallyTestKey, mode == "rescan", nil)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -239,7 +302,7 @@ func TestTallyAbandoned(t *testing.T) {
 	require.NoError(t, err)
 	h.close() // the caller is killed
 
-	tl, _, err := loadTally(ctx, dir, l, false, t.Logf)
+	tl, _, err := loadTally(ctx, dir, l, tallyTestKey, false, t.Logf)
 	require.NoError(t, err)
 	cs := tl.spend()
 	before := cs.ofPlane()
@@ -252,7 +315,7 @@ func TestTallyAbandoned(t *testing.T) {
 	_, err = l.Append(ctx, ds)
 	require.NoError(t, err)
 
-	tl, _, err = loadTally(ctx, dir, l, false, t.Logf)
+	tl, _, err = loadTally(ctx, dir, l, tallyTestKey, false, t.Logf)
 	require.NoError(t, err)
 	require.Empty(t, tl.Pending)
 	require.Equal(t, before, tl.spend().ofPlane(), "settled in full: the same spend")
@@ -260,43 +323,34 @@ func TestTallyAbandoned(t *testing.T) {
 	ds, _ = j.settle(tl.spend().open, "recover")
 	j.close()
 	require.Empty(t, ds, "nothing settled twice")
-	fresh, disagreed, err := loadTally(ctx, dir, l, true, t.Logf)
+	fresh, disagreed, err := loadTally(ctx, dir, l, tallyTestKey, true, t.Logf)
 	require.NoError(t, err)
 	require.False(t, disagreed)
 	require.True(t, sameSums(tl, fresh))
 }
 
 // FuzzTally: whatever bytes lie in the tally file, a call's sums neither
-// fail nor panic, and they differ from the whole ledger's only when the
-// file names the very tree the ledger holds (size and root): a tally of
-// any other tree is never believed.
+// fail nor panic, and they are always the whole ledger's: the only tallies
+// believed are ones the key sealed, and the key seals only what the
+// ledger says.
 func FuzzTally(f *testing.F) {
 	ctx := context.Background()
 	dir, l := tallyLedger(f)
 	_, err := l.Append(ctx, []ledger.Draft{reservedDraft("RSV-1", "p", "a", 1000, 500), callDraft("RSV-1", StatusOK, "p", "a", 3, 4, 5),
 		reservedDraft("RSV-2", "q", "b", 10, 5)})
 	require.NoError(f, err)
-	truth, _, err := loadTally(ctx, dir, l, true, nil)
+	truth, _, err := loadTally(ctx, dir, l, tallyTestKey, true, nil)
 	require.NoError(f, err)
-	seed, err := json.Marshal(truth)
+	seed, err := os.ReadFile(tallyFile(dir))
 	require.NoError(f, err)
 	f.Add(seed)
-	f.Add([]byte(`{"version":1,"size":0,"root":"","plane":{},"providers":{},"subjects":{},"open":{}}`))
+	f.Add([]byte(`{"mac":"","tally":{"version":2,"size":0,"root":"","plane":{},"providers":{},"subjects":{},"open":{}}}`))
 	f.Add([]byte(`{"version":1,"size":1,"open":{"RSV-1":null}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		require.NoError(t, os.WriteFile(tallyFile(dir), b, 0o644))
-		got, _, err := loadTally(ctx, dir, l, false, nil)
+		got, _, err := loadTally(ctx, dir, l, tallyTestKey, false, nil)
 		require.NoError(t, err)
-		if !sameSums(got, truth) {
-			// Believed: the file named the ledger's own tree.
-			var claimed struct {
-				Size json.Number `json:"size"`
-				Root string      `json:"root"`
-			}
-			require.NoError(t, json.Unmarshal(b, &claimed), "a tally that does not parse was believed")
-			require.Equal(t, fmt.Sprint(truth.Size), claimed.Size.String())
-			require.Equal(t, truth.Root, claimed.Root, "a tally of another tree was believed")
-		}
+		require.True(t, sameSums(got, truth), "a tally the key did not seal was believed")
 	})
 }
 
@@ -319,7 +373,7 @@ func TestTallyNotRegular(t *testing.T) {
 		require.NoError(t, plant(tallyFile(dir)), name)
 		done := make(chan *tally, 1)
 		go func() {
-			got, _, err := loadTally(ctx, dir, l, false, t.Logf)
+			got, _, err := loadTally(ctx, dir, l, tallyTestKey, false, t.Logf)
 			require.NoError(t, err, name)
 			done <- got
 		}()

@@ -1,7 +1,9 @@
 package plane
 
 import (
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -246,8 +248,9 @@ func realPath(root string) (string, error) {
 }
 
 // signers caches each plane's checkpoint signer: the key is read once per
-// process, however many ledgers and batches it signs for.
-var signers sync.Map // plane name → note.Signer
+// process, however many ledgers and batches it signs for. macRoots caches,
+// beside it, the secret that MACKey derives its keys from.
+var signers, macRoots sync.Map // plane name → note.Signer; plane name → [32]byte
 
 func checkpointSigner(name string) (note.Signer, error) {
 	if s, ok := signers.Load(name); ok {
@@ -270,8 +273,45 @@ func checkpointSigner(name string) (note.Signer, error) {
 	if err != nil {
 		return nil, keyUnavailable(name, path, err)
 	}
-	signers.Store(name, s)
+	remember(name, b, s)
 	return s, nil
+}
+
+// remember caches the signer of plane name's checkpoint key, and the
+// secret MACKey derives from: the key file's bytes, hashed.
+func remember(name string, keyFile []byte, s note.Signer) {
+	macRoots.Store(name, sha256.Sum256(keyFile))
+	signers.Store(name, s)
+}
+
+// forget drops what remember cached.
+func forget(name string) {
+	signers.Delete(name)
+	macRoots.Delete(name)
+}
+
+// MACKey returns the key that authenticates one kind of file the plane's
+// tools derive and keep inside the plane (purpose names the kind, e.g.
+// "llm-tally"), or nil for a tier without a plane_name (no checkpoint key:
+// nothing it keeps can be authenticated, its ledgers included). The key
+// is derived (HKDF-SHA-256) from the plane's checkpoint key, which lives
+// 0600 in its owner's key directory, outside the plane: the plane's owner
+// can make and check such a MAC, a process that can only write the plane's
+// files cannot. Each purpose gets its own key. When the checkpoint key
+// cannot be read it fails as an append would (CHECKPOINT_KEY_UNAVAILABLE).
+func MACKey(t Tier, purpose string) ([]byte, error) {
+	if t.PlaneName == "" {
+		return nil, nil
+	}
+	if _, err := checkpointSigner(t.PlaneName); err != nil {
+		return nil, err
+	}
+	root, ok := macRoots.Load(t.PlaneName)
+	if !ok { // forgotten meanwhile (a bootstrap undone)
+		return nil, keyUnavailable(t.PlaneName, "", errors.New("the key was removed"))
+	}
+	secret := root.([32]byte)
+	return hkdf.Key(sha256.New, secret[:], nil, "control-plane/mac/"+purpose, sha256.Size)
 }
 
 func keyUnavailable(name, path string, err error) error {
@@ -333,7 +373,7 @@ func MakeCheckpointKey(name, root string) (verifier, path string, undo func(), e
 		os.Remove(pubPath)
 		os.Remove(filepath.Join(dir, RootFile))
 		rmdir()
-		signers.Delete(name)
+		forget(name)
 		making.Delete(name)
 	}
 	if err := atomicfile.Create(pubPath, []byte(vkey+"\n"), 0o600); err != nil {
@@ -345,7 +385,7 @@ func MakeCheckpointKey(name, root string) (verifier, path string, undo func(), e
 		undo()
 		return "", "", nil, err
 	}
-	signers.Store(name, s)
+	remember(name, []byte(skey+"\n"), s)
 	making.Store(name, true) // until BindRoot: the plane is being built elsewhere
 	return vkey, path, undo, nil
 }

@@ -6,13 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
-	"os"
+	"maps"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/control-plane/cp/internal/atomicfile"
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/trust"
 	"github.com/control-plane/cp/pkg/archive"
@@ -209,34 +208,16 @@ func (e *FileError) Code() string { return "SOURCE_UNSAFE" }
 // ErrorDetails names the path concerned.
 func (e *FileError) ErrorDetails() map[string]any { return map[string]any{"path": e.Path} }
 
-// kernelArchive is the kernel as a deterministic package archive.
+// kernelArchive is the kernel as a deterministic package archive, built
+// in memory (a temporary directory would be left behind by a bootstrap
+// killed meanwhile).
 func kernelArchive(files map[string][]byte, manifestBytes []byte) ([]byte, error) {
-	src, err := os.MkdirTemp("", "cp-kernel-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(src)
-	paths := []string{"manifest.json"}
-	if err := writeFile(filepath.Join(src, "manifest.json"), manifestBytes, 0o644); err != nil {
-		return nil, err
-	}
-	for p, b := range files {
-		if err := writeFile(filepath.Join(src, filepath.FromSlash(p)), b, 0o644); err != nil {
-			return nil, err
-		}
-		paths = append(paths, p)
-	}
+	all := make(map[string][]byte, len(files)+1)
+	maps.Copy(all, files)
+	all[archive.ManifestName] = manifestBytes
 	var buf bytes.Buffer
-	if err := archive.Write(&buf, src, paths); err != nil {
+	if err := archive.WriteFiles(&buf, all); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// writeFile creates path (and its directory) with mode perm, fsynced.
-func writeFile(path string, b []byte, perm fs.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return atomicfile.Create(path, b, perm)
 }

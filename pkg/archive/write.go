@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -56,6 +57,45 @@ func Write(w io.Writer, srcDir string, paths []string) error {
 // underneath cannot slip by), the manifest.json bytes, and the hash of the
 // compressed output.
 func WriteContents(w io.Writer, srcDir string, paths []string) (*Contents, error) {
+	sorted, err := sortedNames(paths)
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(srcDir)
+	if err != nil {
+		return nil, err
+	}
+	dirs := NewDirRoots(root)
+	defer dirs.Close()
+	return writeMembers(w, sorted, func(tw *tar.Writer, p string, h hash.Hash) (File, []byte, error) {
+		dir, base, err := dirs.Split(p)
+		if err != nil {
+			return File{}, nil, err
+		}
+		return writeFile(tw, dir, base, p, h)
+	})
+}
+
+// WriteFiles is [Write] of files held in memory, by slash path, each
+// archived with mode 0644: the same bytes Write gives for a tree of those
+// files with that mode. For an archive a program builds (the plane's
+// kernel): no directory to write out first, and to leave behind if the
+// program is killed.
+func WriteFiles(w io.Writer, files map[string][]byte) error {
+	sorted, err := sortedNames(slices.Collect(maps.Keys(files)))
+	if err != nil {
+		return err
+	}
+	_, err = writeMembers(w, sorted, func(tw *tar.Writer, p string, h hash.Hash) (File, []byte, error) {
+		b := files[p]
+		return writeMember(tw, p, 0o644, int64(len(b)), bytes.NewReader(b), h)
+	})
+	return err
+}
+
+// sortedNames returns paths sorted by their bytes, once each has been
+// checked against the name rules and against the others.
+func sortedNames(paths []string) ([]string, error) {
 	sorted := slices.Clone(paths)
 	slices.Sort(sorted)
 	names := nameSet{}
@@ -68,12 +108,12 @@ func WriteContents(w io.Writer, srcDir string, paths []string) (*Contents, error
 			return nil, uerr
 		}
 	}
-	root, err := os.OpenRoot(srcDir)
-	if err != nil {
-		return nil, err
-	}
-	dirs := NewDirRoots(root)
-	defer dirs.Close()
+	return sorted, nil
+}
+
+// writeMembers writes the deterministic tar.gz of Write to w, its members
+// the sorted paths, each appended by add.
+func writeMembers(w io.Writer, sorted []string, add func(tw *tar.Writer, p string, h hash.Hash) (File, []byte, error)) (*Contents, error) {
 	archiveHash := sha256.New()
 	zw, err := newParallelGzip(io.MultiWriter(w, archiveHash))
 	if err != nil {
@@ -84,11 +124,7 @@ func WriteContents(w io.Writer, srcDir string, paths []string) (*Contents, error
 	c := &Contents{}
 	h := sha256.New()
 	for _, p := range sorted {
-		dir, base, err := dirs.Split(p)
-		if err != nil {
-			return nil, err
-		}
-		f, manifest, err := writeFile(tw, dir, base, p, h)
+		f, manifest, err := add(tw, p, h)
 		if err != nil {
 			return nil, err
 		}
@@ -134,11 +170,18 @@ func writeFile(tw *tar.Writer, dir *os.Root, base, p string, h hash.Hash) (File,
 	if fi.Mode().Perm()&0o111 != 0 {
 		mode = 0o755
 	}
+	return writeMember(tw, p, mode, fi.Size(), f, h)
+}
+
+// writeMember appends member p (mode, size bytes read from r) to tw and
+// describes it from the bytes written (h is a reused hash); for
+// manifest.json it also returns those bytes.
+func writeMember(tw *tar.Writer, p string, mode, size int64, r io.Reader, h hash.Hash) (File, []byte, error) {
 	hdr := &tar.Header{
 		Typeflag: tar.TypeReg,
 		Name:     p,
 		Mode:     mode,
-		Size:     fi.Size(),
+		Size:     size,
 		ModTime:  time.Unix(0, 0),
 		Format:   tar.FormatPAX,
 	}
@@ -151,10 +194,10 @@ func writeFile(tw *tar.Writer, dir *os.Root, base, p string, h hash.Hash) (File,
 	if p == ManifestName {
 		dst = io.MultiWriter(tw, h, &manifest)
 	}
-	if _, err := io.CopyN(dst, f, fi.Size()); err != nil {
+	if _, err := io.CopyN(dst, r, size); err != nil {
 		return File{}, nil, &ChangedError{Path: p, Msg: "shrank or could not be read while being archived: " + err.Error()}
 	}
-	return File{Path: p, Size: fi.Size(), SHA256: hex.EncodeToString(h.Sum(nil)), Mode: fs.FileMode(mode)}, manifest.Bytes(), nil
+	return File{Path: p, Size: size, SHA256: hex.EncodeToString(h.Sum(nil)), Mode: fs.FileMode(mode)}, manifest.Bytes(), nil
 }
 
 // ChangedError is a source file that changed (or was never a regular file)

@@ -84,6 +84,31 @@ func TestWriteDeterministic(t *testing.T) {
 	require.Equal(t, first, writeArchive(t, b, pb), "different mtimes, modes and order")
 }
 
+// TestWriteFiles: an archive of files held in memory is, byte for byte,
+// Write's archive of a tree of those files (mode 0644), and refuses the
+// same names.
+func TestWriteFiles(t *testing.T) {
+	files := map[string][]byte{}
+	var tree []treeFile
+	for _, f := range testTree() {
+		if !f.exec {
+			files[f.path] = []byte(f.body)
+			tree = append(tree, f)
+		}
+	}
+	dir := t.TempDir()
+	paths := makeTree(t, dir, tree, time.Unix(42, 0), true)
+	var buf bytes.Buffer
+	require.NoError(t, WriteFiles(&buf, files))
+	require.Equal(t, writeArchive(t, dir, paths), buf.Bytes())
+
+	for _, bad := range []map[string][]byte{{"../x": nil}, {"a/../b": nil}, {"x": nil, "X": nil}, {"/abs": nil}} {
+		buf.Reset()
+		require.Error(t, WriteFiles(&buf, bad), "%v", bad)
+		require.Zero(t, buf.Len(), "%v: names checked before anything is written", bad)
+	}
+}
+
 func TestWriteFormat(t *testing.T) {
 	dir := t.TempDir()
 	paths := makeTree(t, dir, testTree(), time.Now(), true)

@@ -3,6 +3,8 @@ package llmcmd
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,20 +33,30 @@ var (
 // once per run.
 func benchBins(b *testing.B) string {
 	benchBinOnce.Do(func() {
-		// One fixed directory, rebuilt by each run: nothing piles up in
-		// the temporary directory.
-		benchBinDir = filepath.Join(os.TempDir(), "cp-llm-bench")
+		// One fixed directory per source tree, rebuilt by each run:
+		// nothing piles up in the temporary directory, and two trees
+		// (git worktrees) measured at once do not overwrite each other's
+		// binaries.
+		tree, err := filepath.Abs("../..")
+		if err != nil {
+			benchBinErr = err
+			return
+		}
+		sum := sha256.Sum256([]byte(tree))
+		benchBinDir = filepath.Join(os.TempDir(), "cp-llm-bench-"+hex.EncodeToString(sum[:6]))
 		if benchBinErr = os.MkdirAll(benchBinDir, 0o755); benchBinErr != nil {
 			return
 		}
-		// Both with the SDKs patched as `make build` does (the overlay;
-		// CP_SDK_OVERLAY=off: both unpatched).
+		// Both as `make build` builds (-trimpath, -ldflags '-s -w', the
+		// SDKs patched through the overlay; CP_SDK_OVERLAY=off: both
+		// unpatched), so a CP_BENCH_BASELINE built that way is paired
+		// with a binary built the same way.
 		overlay, env, err := sdkoverlay.BuildArgs("../..")
 		if err != nil {
 			benchBinErr = err
 			return
 		}
-		args := append(append([]string{"build"}, overlay...), "-o", benchBinDir+"/", "../../cmd/cp-llm", "./testdata/sdkbare")
+		args := append(append([]string{"build", "-trimpath", "-ldflags", "-s -w"}, overlay...), "-o", benchBinDir+"/", "../../cmd/cp-llm", "./testdata/sdkbare")
 		cmd := exec.Command("go", args...)
 		cmd.Env = append(env, "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -47,6 +47,7 @@ import (
 // are summed from the whole ledger at every call, and no tally is kept.
 // recover recomputes the tally from the whole ledger every time and says
 // when it disagreed.
+
 // tallyVersion is the tally's format; another is recomputed. Version 1
 // carried no MAC.
 const tallyVersion = 2

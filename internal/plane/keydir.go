@@ -299,6 +299,8 @@ func forget(name string) {
 // can make and check such a MAC, a process that can only write the plane's
 // files cannot. Each purpose gets its own key. When the checkpoint key
 // cannot be read it fails as an append would (CHECKPOINT_KEY_UNAVAILABLE).
+// It does not check that t's plane is the one the key serves: its caller
+// has opened the plane's ledger to append (OpenLedger checks, KeyRoot).
 func MACKey(t Tier, purpose string) ([]byte, error) {
 	if t.PlaneName == "" {
 		return nil, nil

@@ -286,24 +286,11 @@ func BenchmarkSinglePlaneAppendOverBare(b *testing.B) {
 
 // sameFooting rewrites the binaries just built in dir with write(2), and
 // copies those of CP_BENCH_BASELINE (if set) into dir/baseline the same
-// way, pointing CP_BENCH_BASELINE there. A binary the linker has just
-// written (through a mapping) sits in the page cache in small pages, and
-// each exec of it faults its text in page by page: on this VM that cost a
-// fresh cp-gate 0.5 ms a process more than the same bytes copied, which a
-// pairing against an older build (its pages long since re-read) counted
-// against the new code.
+// way, pointing CP_BENCH_BASELINE there (testenv.RewriteExecutable says
+// why: a pairing against an older build, its pages long since re-read,
+// counted the linker's way of writing against the new code).
 func sameFooting(dir string) error {
-	rewrite := func(from, to string) error {
-		b, err := os.ReadFile(from)
-		if err != nil {
-			return err
-		}
-		tmp := to + ".tmp"
-		if err := os.WriteFile(tmp, b, 0o755); err != nil {
-			return err
-		}
-		return os.Rename(tmp, to)
-	}
+	rewrite := testenv.RewriteExecutable
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 	"github.com/control-plane/cp/internal/llm/provider"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/sdkoverlay"
+	"github.com/control-plane/cp/internal/testenv"
 )
 
 var (
@@ -64,7 +65,7 @@ func benchBins(b *testing.B) string {
 			return
 		}
 		for _, name := range []string{"cp-llm", "sdkbare"} {
-			if benchBinErr = rewriteBin(filepath.Join(benchBinDir, name), filepath.Join(benchBinDir, name)); benchBinErr != nil {
+			if benchBinErr = testenv.RewriteExecutable(filepath.Join(benchBinDir, name), filepath.Join(benchBinDir, name)); benchBinErr != nil {
 				return
 			}
 		}
@@ -73,26 +74,6 @@ func benchBins(b *testing.B) string {
 		b.Fatal(benchBinErr)
 	}
 	return benchBinDir
-}
-
-// rewriteBin writes the executable src to dst with write(2), through a
-// temporary file renamed into place. The linker writes its output through
-// a memory mapping, and on this project's test machine (a Firecracker
-// guest, 2026-12-06) a process run from a file written so took 3-6 ms
-// longer than the same bytes written with write(2) (cat or cp of it:
-// sdkbare 3.4 ms, cp-llm 6.3 ms, the same page faults), more than the
-// differences measured here. Every binary a benchmark times is written
-// this one way, the baseline's too.
-func rewriteBin(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o755); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
 }
 
 // benchPlane is a plane whose providers.json lists srv as local-openai
@@ -136,9 +117,9 @@ func BenchmarkGatewayProcessOverSDK(b *testing.B) {
 	gw := []string{"--root", p.root, "--prompt", "say hi", "--provider", "local-openai", "--max-tokens", "64"}
 	base := os.Getenv("CP_BENCH_BASELINE")
 	if base != "" {
-		// Run from a copy written as this build's binaries are (rewriteBin).
+		// Run from a copy written as this build's binaries are (testenv.RewriteExecutable).
 		cp := filepath.Join(dir, "cp-llm-baseline")
-		if err := rewriteBin(filepath.Join(base, "cp-llm"), cp); err != nil {
+		if err := testenv.RewriteExecutable(filepath.Join(base, "cp-llm"), cp); err != nil {
 			b.Fatal(err)
 		}
 		base = cp

@@ -15,122 +15,97 @@ import (
 // nothing: the schema judges, and names what is wrong (FuzzPlainProviders
 // holds the subset against our validator and jsonschema/v6).
 func plainProviders(v any) bool {
-	doc, ok := v.(map[string]any)
-	if !ok {
-		return false
-	}
-	n := 0
-	for k, x := range doc {
+	return plainObject(v, 2, func(k string, x any) (ok, required bool) {
 		switch k {
 		case "default_provider":
 			s, _ := x.(string)
-			ok = plainID(s)
-			n++
+			return plainID(s), true
 		case "providers":
-			ps, _ := x.([]any)
-			ok = len(ps) >= 1
-			for _, p := range ps {
-				ok = ok && plainProvider(p)
-			}
-			n++
+			return plainArray(x, plainProvider), true
 		case "caps":
-			ok = plainCaps(x)
-		default:
-			ok = false
+			return plainCaps(x), false
 		}
-		if !ok {
-			return false
-		}
-	}
-	return n == 2
+		return false, false
+	})
 }
 
 func plainProvider(v any) bool {
-	o, ok := v.(map[string]any)
-	if !ok {
-		return false
-	}
-	n := 0
-	for k, x := range o {
+	return plainObject(v, 3, func(k string, x any) (ok, required bool) {
 		s, isStr := x.(string)
 		switch k {
 		case "id":
-			ok = isStr && plainID(s)
-			n++
+			return isStr && plainID(s), true
 		case "type":
-			ok = isStr && (s == "anthropic" || s == "openai" || s == "mock")
-			n++
+			return isStr && (s == "anthropic" || s == "openai" || s == "mock"), true
 		case "base_url":
-			ok = isStr && plainURL(s)
+			return isStr && plainURL(s), false
 		case "api_key_env":
-			ok = isStr && plainEnvName(s)
+			return isStr && plainEnvName(s), false
 		case "models":
-			ms, _ := x.([]any)
-			ok = len(ms) >= 1
-			for _, m := range ms {
-				ok = ok && plainModel(m)
-			}
-			n++
-		default:
-			ok = false
+			return plainArray(x, plainModel), true
 		}
-		if !ok {
-			return false
-		}
-	}
-	return n == 3
+		return false, false
+	})
 }
 
 func plainModel(v any) bool {
-	o, ok := v.(map[string]any)
-	if !ok {
+	return plainObject(v, 3, func(k string, x any) (ok, required bool) {
+		s, isStr := x.(string)
+		switch k {
+		case "id":
+			return isStr && len(s) >= 1 && len(s) <= 256 && graphicASCII(s), true
+		case "input_usd_per_mtok", "output_usd_per_mtok":
+			return isStr && plainPrice(s), true
+		case "max_tokens":
+			return plainUint(x, 1), false
+		}
+		return false, false
+	})
+}
+
+func plainCaps(v any) bool {
+	return plainObject(v, 0, func(k string, x any) (ok, required bool) {
+		switch k {
+		case "plane_micro_usd":
+			return plainUint(x, 0), false
+		case "providers", "subjects":
+			return plainObject(x, 0, func(_ string, n any) (bool, bool) { return plainUint(n, 0), false }), false
+		}
+		return false, false
+	})
+}
+
+// plainObject reports whether v is an object each of whose members member
+// accepts, holding the want members member calls required (an unknown
+// member: member says not ok).
+func plainObject(v any, want int, member func(k string, x any) (ok, required bool)) bool {
+	o, isObj := v.(map[string]any)
+	if !isObj {
 		return false
 	}
 	n := 0
 	for k, x := range o {
-		s, isStr := x.(string)
-		switch k {
-		case "id":
-			ok = isStr && len(s) >= 1 && len(s) <= 256 && graphicASCII(s)
-			n++
-		case "input_usd_per_mtok", "output_usd_per_mtok":
-			ok = isStr && plainPrice(s)
-			n++
-		case "max_tokens":
-			ok = plainUint(x, 1)
-		default:
-			ok = false
-		}
+		ok, required := member(k, x)
 		if !ok {
 			return false
 		}
+		if required {
+			n++
+		}
 	}
-	return n == 3
+	return n == want
 }
 
-func plainCaps(v any) bool {
-	o, ok := v.(map[string]any)
-	if !ok {
-		return false
-	}
-	for k, x := range o {
-		switch k {
-		case "plane_micro_usd":
-			ok = plainUint(x, 0)
-		case "providers", "subjects":
-			var m map[string]any
-			m, ok = x.(map[string]any)
-			for _, n := range m {
-				ok = ok && plainUint(n, 0)
-			}
-		default:
-			ok = false
-		}
-		if !ok {
+// plainArray reports whether v is a non-empty array each of whose items
+// item accepts.
+func plainArray(v any, item func(any) bool) bool {
+	xs, _ := v.([]any)
+	for _, x := range xs {
+		if !item(x) {
 			return false
 		}
 	}
-	return true
+	return len(xs) >= 1
 }
 
 // plainID: ^[a-z][a-z0-9_-]{0,63}$.

@@ -330,6 +330,11 @@ type TurnResult struct {
 	Entry         ledger.Entry `json:"-"`
 }
 
+// testHookAfterEarlyRead, when set by a test, runs after the early read of
+// the work order's file and before its state is read: where a file
+// rewritten in between makes the early verdict another file's.
+var testHookAfterEarlyRead func()
+
 // Turn records turn header h in session sid's ledger as TURN. Under the
 // plane's work-order lock (so that two turns with the same number, two
 // sessions spending the last turn of a budget, or a turn and a complete
@@ -378,6 +383,9 @@ func Turn(ctx context.Context, root, sid string, h *Header, opts Options) (*Turn
 		go func() { verdict <- checkInputs(ctx, root, sid, w0, h) }()
 	}
 	started := early != ""
+	if testHookAfterEarlyRead != nil {
+		testHookAfterEarlyRead()
+	}
 	var inputsErr error
 	waited := false
 	checked := func() error {

@@ -336,3 +336,53 @@ func TestTurnEarlyScope(t *testing.T) {
 	_, err = Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{{Path: "lib/other/x.py", SHA256: h}}}, alice)
 	require.Equal(t, CodeScope, code(t, err))
 }
+
+// TestTurnEarlyScopeStale: the file read early is not the one the state
+// then accepts (rewritten with a wider scope before the turn, put back
+// between the early read and the state's). The early verdict, against
+// the wider scope, is dropped and the inputs are checked again against
+// the recorded file's: an input only the wider scope covers is refused
+// (SCOPE_VIOLATION) and no TURN is written; one the recorded scope covers
+// passes on the same path.
+func TestTurnEarlyScopeStale(t *testing.T) {
+	ctx := context.Background()
+	root, s := started(t, 20)
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "other"), 0o755))
+	outside := writeFile(t, root, "lib/other/x.py", "x\n")
+	inside := writeFile(t, root, "lib/router/main.py", "y\n")
+	path := filepath.Join(root, filepath.FromSlash(FilePath(s.ID)))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	wider := strings.Replace(string(b), `"lib/router/**"`, `"lib/**"`, 1)
+	require.NotEqual(t, string(b), wider)
+	require.NoError(t, os.Chmod(path, 0o644))
+	// Each turn starts with the wider file on disk; the hook puts the
+	// recorded one back after the early read, counting the swaps.
+	swaps := 0
+	testHookAfterEarlyRead = func() {
+		swaps++
+		require.NoError(t, os.WriteFile(path, b, 0o644))
+	}
+	t.Cleanup(func() { testHookAfterEarlyRead = nil })
+	turn := func(n int64, in Input) error {
+		require.NoError(t, os.WriteFile(path, []byte(wider), 0o644))
+		w0, _, ok := earlyWorkOrder(root, s.ID)
+		require.True(t, ok)
+		require.Contains(t, w0.Scope.Paths, "lib/**", "the early read sees the wider file")
+		_, err := Turn(ctx, root, s.SessionID, &Header{TurnNumber: n, WorkOrderID: s.ID, DeclaredInputs: []Input{in}}, alice)
+		return err
+	}
+
+	err = turn(1, Input{Path: "lib/other/x.py", SHA256: outside})
+	require.Equal(t, CodeScope, code(t, err), "checked against the recorded scope, not the early file's")
+	require.Equal(t, 1, swaps)
+	l, _, err := plane.OpenSessionLedger(root, s.SessionID, plane.ForReading, plane.Actor{})
+	require.NoError(t, err)
+	n := 0
+	require.NoError(t, l.Find(ctx, ledger.Query{EventTypes: []string{EventTurn}}, func(*ledger.Entry) bool { n++; return true }))
+	require.NoError(t, l.Close())
+	require.Zero(t, n, "no TURN for an input outside the recorded scope")
+
+	require.NoError(t, turn(1, Input{Path: "lib/router/main.py", SHA256: inside}))
+	require.Equal(t, 2, swaps)
+}

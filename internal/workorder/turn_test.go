@@ -314,14 +314,8 @@ func TestTurnEarlyScope(t *testing.T) {
 	_, _, ok = earlyWorkOrder(root, "WO-20261206-999")
 	require.False(t, ok, "no file: nothing early")
 
-	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "other"), 0o755))
+	path, b, wider := widerFile(t, root, s.ID)
 	h := writeFile(t, root, "lib/other/x.py", "x\n")
-	path := filepath.Join(root, filepath.FromSlash(FilePath(s.ID)))
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	wider := strings.Replace(string(b), `"lib/router/**"`, `"lib/**"`, 1)
-	require.NotEqual(t, string(b), wider)
-	require.NoError(t, os.Chmod(path, 0o644))
 	require.NoError(t, os.WriteFile(path, []byte(wider), 0o644))
 	_, err = Turn(ctx, root, s.SessionID, &Header{TurnNumber: 1, WorkOrderID: s.ID, DeclaredInputs: []Input{{Path: "lib/other/x.py", SHA256: h}}}, alice)
 	require.Equal(t, CodePayloadChanged, code(t, err))
@@ -347,15 +341,9 @@ func TestTurnEarlyScope(t *testing.T) {
 func TestTurnEarlyScopeStale(t *testing.T) {
 	ctx := context.Background()
 	root, s := started(t, 20)
-	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "other"), 0o755))
+	path, b, wider := widerFile(t, root, s.ID)
 	outside := writeFile(t, root, "lib/other/x.py", "x\n")
 	inside := writeFile(t, root, "lib/router/main.py", "y\n")
-	path := filepath.Join(root, filepath.FromSlash(FilePath(s.ID)))
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	wider := strings.Replace(string(b), `"lib/router/**"`, `"lib/**"`, 1)
-	require.NotEqual(t, string(b), wider)
-	require.NoError(t, os.Chmod(path, 0o644))
 	// Each turn starts with the wider file on disk; the hook puts the
 	// recorded one back after the early read, counting the swaps.
 	swaps := 0
@@ -373,7 +361,7 @@ func TestTurnEarlyScopeStale(t *testing.T) {
 		return err
 	}
 
-	err = turn(1, Input{Path: "lib/other/x.py", SHA256: outside})
+	err := turn(1, Input{Path: "lib/other/x.py", SHA256: outside})
 	require.Equal(t, CodeScope, code(t, err), "checked against the recorded scope, not the early file's")
 	require.Equal(t, 1, swaps)
 	l, _, err := plane.OpenSessionLedger(root, s.SessionID, plane.ForReading, plane.Actor{})
@@ -385,4 +373,19 @@ func TestTurnEarlyScopeStale(t *testing.T) {
 
 	require.NoError(t, turn(1, Input{Path: "lib/router/main.py", SHA256: inside}))
 	require.Equal(t, 2, swaps)
+}
+
+// widerFile makes lib/other (outside work order id's scope, lib/router/**)
+// and returns the work order file's path, made writable, its recorded
+// bytes and a copy whose scope is widened to lib/**.
+func widerFile(t *testing.T, root, id string) (path string, recorded []byte, wider string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "lib", "other"), 0o755))
+	path = filepath.Join(root, filepath.FromSlash(FilePath(id)))
+	recorded, err := os.ReadFile(path)
+	require.NoError(t, err)
+	wider = strings.Replace(string(recorded), `"lib/router/**"`, `"lib/**"`, 1)
+	require.NotEqual(t, string(recorded), wider)
+	require.NoError(t, os.Chmod(path, 0o644))
+	return path, recorded, wider
 }

@@ -366,7 +366,7 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	}
 	var buf []byte
 	if len(drafts) >= spreadFrom {
-		buf = getBuf(len(drafts) * 384)
+		buf = getBuf(linesSize(drafts))
 	} else {
 		buf = make([]byte, 0, len(drafts)*384)
 	}
@@ -393,27 +393,76 @@ func (l *Ledger) append(ctx context.Context, drafts []Draft, genesis bool) ([]En
 	return entries, encErr
 }
 
-// lineBufs keeps the buffers large batches are encoded into from one
-// append to the next: a stream's group commits of megabytes would
-// otherwise fault fresh pages in for each batch.
-var lineBufs sync.Pool
+// spare keeps the buffers large batches are encoded into from one append
+// to the next (a batch's lines and, spread, each worker's run): a stream's
+// group commits of megabytes would otherwise fault fresh pages in for each
+// batch. Not a sync.Pool: a collection empties one, and a pipelined
+// stream collects every few batches (and its Get hands back any buffer, a
+// run's where the batch's is wanted: dropped, and a fresh one made). At
+// most spareMax bytes are kept, the smallest buffers given up first.
+var spare struct {
+	sync.Mutex
+	bufs  [][]byte
+	bytes int
+}
 
-// getBuf returns an empty buffer of capacity n or more.
-func getBuf(n int) []byte {
-	if p, ok := lineBufs.Get().(*[]byte); ok && cap(*p) >= n {
-		return (*p)[:0]
+const spareMax = 16 << 20
+
+// linesSize is about what the lines of drafts take: ~430 bytes an entry
+// besides a canonical metadata's. Sized short (it was 384 an entry), a
+// batch's buffer grew onto fresh pages batch after batch.
+func linesSize(drafts []Draft) int {
+	n := 0
+	for i := range drafts {
+		n += 512 + len(drafts[i].Canonical.Bytes())
 	}
-	return make([]byte, 0, n)
+	return n
+}
+
+// getBuf returns an empty buffer of capacity n or more: the smallest kept
+// that is large enough, or a new one.
+func getBuf(n int) []byte {
+	spare.Lock()
+	best := -1
+	for i, b := range spare.bufs {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(spare.bufs[best])) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		b := spare.bufs[best]
+		spare.bufs = slices.Delete(spare.bufs, best, best+1)
+		spare.bytes -= cap(b)
+		spare.Unlock()
+		return b[:0]
+	}
+	spare.Unlock()
+	return make([]byte, 0, n+n/8) // the next batch's may be a little longer
 }
 
 // putBuf gives b back for another batch, unless it is small (a single
 // append's: not worth keeping) or huge (not worth pinning).
 func putBuf(b []byte) {
-	if cap(b) < 64<<10 || cap(b) > 32<<20 {
+	if cap(b) < 64<<10 || cap(b) > spareMax {
 		return
 	}
-	b = b[:0]
-	lineBufs.Put(&b)
+	spare.Lock()
+	defer spare.Unlock()
+	for spare.bytes+cap(b) > spareMax {
+		small := 0
+		for i, k := range spare.bufs {
+			if cap(k) < cap(spare.bufs[small]) {
+				small = i
+			}
+		}
+		if cap(spare.bufs[small]) > cap(b) {
+			return // b is the smallest: given up
+		}
+		spare.bytes -= cap(spare.bufs[small])
+		spare.bufs = slices.Delete(spare.bufs, small, small+1)
+	}
+	spare.bufs = append(spare.bufs, b[:0])
+	spare.bytes += cap(b)
 }
 
 // build encodes drafts as the entries after seq n-1 (whose entry_hash is
@@ -525,7 +574,11 @@ func buildSpread(buf, hbuf []byte, frontier *[64]tlog.Hash, head string, off int
 	for w := range workers {
 		from, to := min(w*chunk, len(entries)), min((w+1)*chunk, len(entries))
 		wg.Go(func() {
-			b := getBuf((to - from) * 512)
+			n := 0
+			for i := from; i < to; i++ {
+				n += 512 + len(entries[i].canonical.Bytes())
+			}
+			b := getBuf(n)
 			for i := from; i < to; i++ {
 				e, x := &entries[i], &enc[i]
 				fill(e, opts)

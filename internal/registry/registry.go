@@ -396,11 +396,11 @@ func selectData(t Table, data []byte, keep func(key string) bool) ([]Row, error)
 // selectStream is selectLines over f read size bytes at a time into one
 // buffer (grown only for a longer line), not into a buffer of the whole
 // file: a 24 KB ownership registry read whole cost a gateway process 6
-// page faults of fresh memory at every call, this one. lines is false,
-// and nothing else is to be believed, when f is not a file selectLines
-// reads (empty, a byte-order mark, a carriage return or a quote in it),
-// or a read failed: the caller reads it whole (FuzzSelectStream holds the
-// two to each other).
+// page faults of fresh memory at every call, a 4 KiB buffer one. lines
+// is false, and nothing else is to be believed, when f is not a file
+// selectLines reads (empty, a byte-order mark, a carriage return or a
+// quote in it), or a read failed: the caller reads it whole
+// (FuzzSelectStream holds the two to each other).
 func selectStream(f io.Reader, t Table, keep func(key string) bool, size int) (rows []Row, err error, lines bool) {
 	ls := newLineSelect(t, keep)
 	buf := make([]byte, size)

@@ -316,10 +316,11 @@ func parse(path string, b []byte) (any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, invalid(path, "more than one JSON value")
 	}
-	// A providers.json of the plain shape is valid without its schema,
-	// which a gateway process would otherwise compile at every call
-	// (plainProviders); any other file is judged by the schema.
-	if path != ProvidersPath || !plainProviders(v) {
+	// A providers.json or router_policy.json of the plain shape is valid
+	// without its schema, which a gateway or cp-route process would
+	// otherwise compile at every call (plainProviders,
+	// plainRouterPolicy); any other file is judged by the schema.
+	if !(path == ProvidersPath && plainProviders(v) || path == RouterPolicyPath && plainRouterPolicy(v)) {
 		s, err := schemaFor(name)
 		if err != nil {
 			return nil, err
@@ -339,6 +340,11 @@ func parse(path string, b []byte) (any, error) {
 		}
 		return d, providerRules(d)
 	default:
+		if d, err := routerPolicyOf(v); err == nil {
+			return d, nil
+		}
+		// Refused: the strict decode judges, and says why in its own
+		// words.
 		var d RouterPolicyDoc
 		return &d, strict(path, b, &d)
 	}

@@ -2,9 +2,10 @@ package llm
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"time"
 
@@ -98,10 +99,19 @@ type Reservation struct {
 	Entry ledger.Entry `json:"-"`
 }
 
-// newReservationID returns RSV- and 16 random hex digits.
+// newReservationID returns RSV- and 16 random hex digits. The id names a
+// reservation (its LLM_CALL settles it by the id; its in-flight mark is a
+// lock at an offset the id gives) and need only be unique, not secret:
+// every entry is the gateway's own, and whoever could act on a guessed id
+// (hold its lock in inflight_file) can write HO2's directory anyway, and
+// then the reservation counts in full (fail closed). math/rand/v2's
+// generator (ChaCha8, seeded from the kernel at each process's start)
+// gives 64 bits as unlikely to collide as crypto/rand's, without the
+// getrandom state and the DRBG crypto/rand sets up on its first read: 5
+// page faults and 0.1 ms of a gateway process.
 func newReservationID() string {
 	var b [8]byte
-	_, _ = rand.Read(b[:])
+	binary.BigEndian.PutUint64(b[:], rand.Uint64())
 	return "RSV-" + hex.EncodeToString(b[:])
 }
 

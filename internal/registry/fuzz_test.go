@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,6 +135,73 @@ func FuzzSelectLines(f *testing.F) {
 			got, gerr := selectLines(tb, data, keep)
 			if werr != nil {
 				require.Error(t, gerr, "%s: selectCSV refused (%v), selectLines did not", name, werr)
+				require.Equal(t, werr.Error(), gerr.Error(), name)
+				require.Equal(t, werr.(*Error).Line, gerr.(*Error).Line, name)
+				continue
+			}
+			require.NoError(t, gerr, name)
+			require.Equal(t, want, got, name)
+		}
+	})
+}
+
+// chunked reads data a few bytes at a time, as sizes say (cycled).
+type chunked struct {
+	data  []byte
+	sizes []byte
+	i     int
+}
+
+func (c *chunked) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := len(p)
+	if len(c.sizes) > 0 {
+		n = min(n, int(c.sizes[c.i%len(c.sizes)])%64+1)
+		c.i++
+	}
+	n = copy(p, c.data[:min(n, len(c.data))])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// FuzzSelectStream holds selectStream, read in chunks of any size into a
+// buffer of any size, to selectData over the whole file: the same rows or
+// the same refusal, at the same line; it leaves to selectData exactly the
+// files selectLines does not read.
+func FuzzSelectStream(f *testing.F) {
+	fx := fixtures()
+	for i, tb := range All {
+		b := format(tb, fx[tb.File])
+		f.Add(uint8(i), b, []byte{}, uint8(0))
+		f.Add(uint8(i), b, []byte{3, 7, 1}, uint8(5))
+		f.Add(uint8(i), append([]byte("\n\n"), b...), []byte{0}, uint8(1))
+		f.Add(uint8(i), append(append(append([]byte{}, b...), '\n'), b[bytes.IndexByte(b, '\n')+1:]...), []byte{9}, uint8(16))
+		f.Add(uint8(i), bytes.TrimSuffix(b, []byte("\n")), []byte{2}, uint8(3))
+		f.Add(uint8(i), append(append([]byte{}, bom...), b...), []byte{0}, uint8(1))
+		f.Add(uint8(i), bytes.Replace(b, []byte(","), []byte(`,"`), 1), []byte{1}, uint8(2))
+		f.Add(uint8(i), bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n")), []byte{}, uint8(0))
+	}
+	for _, s := range []string{"", "\n", "\n\npath\n", "a,b\n", "a,b,c\n\n\nd,e", ",,,\n,,,", "\xef\xbb", "\xef\xbb\xbf"} {
+		f.Add(uint8(3), []byte(s), []byte{0}, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, which uint8, data, sizes []byte, size uint8) {
+		tb := All[int(which)%len(All)]
+		keeps := map[string]func(string) bool{"every row": func(string) bool { return true }}
+		for _, k := range lookupKeys(tb, data) {
+			keeps[k] = func(key string) bool { return key == k }
+		}
+		whole := len(data) == 0 || bytes.HasPrefix(data, bom) || bytes.ContainsAny(data, "\r\"")
+		for name, keep := range keeps {
+			got, gerr, lines := selectStream(&chunked{data: data, sizes: sizes}, tb, keep, int(size)%32+1)
+			require.Equal(t, !whole, lines, name)
+			if !lines {
+				continue
+			}
+			want, werr := selectData(tb, data, keep)
+			if werr != nil {
+				require.Error(t, gerr, "%s: selectData refused (%v), selectStream did not", name, werr)
 				require.Equal(t, werr.Error(), gerr.Error(), name)
 				require.Equal(t, werr.(*Error).Line, gerr.(*Error).Line, name)
 				continue

@@ -363,10 +363,27 @@ func Lookup(root string, t Table, key string) (Row, error) {
 // every row. A key keep accepts that appears twice is REGISTRY_INVALID.
 // It returns an empty, non-nil slice when no row is selected.
 func Select(root string, t Table, keep func(key string) bool) ([]Row, error) {
-	data, err := regfile.ReadFile(filepath.Join(root, Dir, t.File))
+	path := filepath.Join(root, Dir, t.File)
+	f, err := regfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	rows, err, lines := selectStream(f, t, keep, 4096)
+	f.Close()
+	if lines {
+		return rows, err
+	}
+	// Not a file of lines (or not one selectStream could read): read
+	// whole, as it is now.
+	data, err := regfile.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return selectData(t, data, keep)
+}
+
+// selectData is Select over the whole file's data.
+func selectData(t Table, data []byte, keep func(key string) bool) ([]Row, error) {
 	if len(data) == 0 || bytes.HasPrefix(data, bom) || bytes.IndexByte(data, '\r') >= 0 {
 		return parseSome(t, data, keep) // Read's own messages for a broken file
 	}
@@ -374,6 +391,63 @@ func Select(root string, t Table, keep func(key string) bool) ([]Row, error) {
 		return selectLines(t, data, keep)
 	}
 	return selectCSV(t, data, keep)
+}
+
+// selectStream is selectLines over f read size bytes at a time into one
+// buffer (grown only for a longer line), not into a buffer of the whole
+// file: a 24 KB ownership registry read whole cost a gateway process 6
+// page faults of fresh memory at every call, a 4 KiB buffer one. lines
+// is false, and nothing else is to be believed, when f is not a file
+// selectLines reads (empty, a byte-order mark, a carriage return or a
+// quote in it), or a read failed: the caller reads it whole
+// (FuzzSelectStream holds the two to each other).
+func selectStream(f io.Reader, t Table, keep func(key string) bool, size int) (rows []Row, err error, lines bool) {
+	ls := newLineSelect(t, keep)
+	buf := make([]byte, size)
+	n, total := 0, 0 // buf[:n]: the bytes of lines not taken yet
+	var head [3]byte // the file's first bytes
+	for {
+		m, rerr := f.Read(buf[n:])
+		copy(head[min(total, len(head)):], buf[n:n+m])
+		total, n = total+m, n+m
+		if bytes.ContainsAny(buf[n-m:n], "\r\"") || total >= len(head) && head == [3]byte(bom) {
+			return nil, nil, false
+		}
+		if rerr != nil && rerr != io.EOF {
+			return nil, nil, false
+		}
+		taken := 0
+		for err == nil {
+			i := bytes.IndexByte(buf[taken:n], '\n')
+			if i < 0 {
+				break
+			}
+			err = ls.next(buf[taken:taken+i+1], i)
+			taken += i + 1
+		}
+		if rerr == io.EOF {
+			if total == 0 {
+				return nil, nil, false
+			}
+			if err == nil && taken < n {
+				err = ls.next(buf[taken:n], n-taken) // the last line, without its newline
+			}
+			if err != nil {
+				return nil, err, true
+			}
+			rows, err := ls.s.result(ls.header)
+			return rows, err, true
+		}
+		if err != nil {
+			// Refused: the rest is still read for a byte that would
+			// have the file read another way.
+			taken = n
+		}
+		n = copy(buf, buf[taken:n])
+		if n == len(buf) {
+			buf = append(buf, make([]byte, len(buf))...) // a line longer than the buffer
+		}
+	}
 }
 
 // selectCSV is Select over data read as CSV record by record: the rows
@@ -423,41 +497,68 @@ func selectCSV(t Table, data []byte, keep func(key string) bool) ([]Row, error) 
 // to selectCSV): a gateway reads one row of the ownership registry at
 // every call.
 func selectLines(t Table, data []byte, keep func(key string) bool) ([]Row, error) {
-	s := newSelected(t)
-	ki := slices.Index(t.Columns, t.Key)
-	header := false
-	line := 0
-	prev := 0 // where the record read next starts, as selectCSV counts it
+	ls := newLineSelect(t, keep)
 	for off := 0; off < len(data); {
-		text := data[off:]
-		if i := bytes.IndexByte(text, '\n'); i >= 0 {
-			text, off = text[:i], off+i+1
-		} else {
-			off = len(data)
+		i := bytes.IndexByte(data[off:], '\n')
+		if i < 0 {
+			return ls.finish(data[off:], len(data)-off)
 		}
-		line++
-		if len(text) == 0 {
-			continue // an empty line, as encoding/csv skips it
-		}
-		start := prev
-		prev = off
-		if !header {
-			if err := s.header(strings.Split(string(text), ","), line); err != nil {
-				return nil, err
-			}
-			header = true
-			continue
-		}
-		key, ok := fieldAt(text, ki)
-		if !ok || !keep(key) {
-			continue
-		}
-		if err := s.add(key, func() []string { return strings.Split(string(text), ",") }, data[start:off], line,
-			func(int) int { return line }); err != nil {
+		if err := ls.next(data[off:off+i+1], i); err != nil {
 			return nil, err
 		}
+		off += i + 1
 	}
-	return s.result(header)
+	return ls.s.result(ls.header)
+}
+
+// lineSelect is selectLines' reading of one line after another.
+type lineSelect struct {
+	s       *selected
+	ki      int
+	keep    func(key string) bool
+	header  bool
+	line    int
+	empties int // empty lines since the last record
+}
+
+func newLineSelect(t Table, keep func(key string) bool) *lineSelect {
+	return &lineSelect{s: newSelected(t), ki: slices.Index(t.Columns, t.Key), keep: keep}
+}
+
+// finish takes the last line (raw, without a newline) and gives the result.
+func (ls *lineSelect) finish(raw []byte, n int) ([]Row, error) {
+	if err := ls.next(raw, n); err != nil {
+		return nil, err
+	}
+	return ls.s.result(ls.header)
+}
+
+// next takes the next line: raw its bytes (its newline included, if it
+// has one), n the length of its text.
+func (ls *lineSelect) next(raw []byte, n int) error {
+	ls.line++
+	text := raw[:n]
+	if len(text) == 0 {
+		ls.empties++ // an empty line, as encoding/csv skips it
+		return nil
+	}
+	if ls.empties > 0 {
+		// The record's bytes as selectCSV counts them start where the
+		// last one ended: the empty lines between are its own.
+		raw = append(bytes.Repeat([]byte{'\n'}, ls.empties), raw...)
+		ls.empties = 0
+	}
+	if !ls.header {
+		ls.header = true
+		return ls.s.header(strings.Split(string(text), ","), ls.line)
+	}
+	key, ok := fieldAt(text, ls.ki)
+	if !ok || !ls.keep(key) {
+		return nil
+	}
+	line := ls.line
+	return ls.s.add(key, func() []string { return strings.Split(string(text), ",") }, raw, line,
+		func(int) int { return line })
 }
 
 // selected is what Select's readers share: the header's check, and each

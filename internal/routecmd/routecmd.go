@@ -107,7 +107,7 @@ Examples:
 func tool(r *router) *cli.Tool {
 	return &cli.Tool{Name: "cp-route", Usage: usage, Verbs: []*cli.Verb{
 		{Name: "route", Schema: "cp-route.route.request.json", Action: cli.ActionRoute, ActionOf: routeAction, Tier: cli.TierPlane,
-			Stream: true, Batch: r.batch, Pipeline: r.pipeline, Text: routeText,
+			Stream: true, Batch: r.batch, Pipeline: r.pipeline, Text: routeText, Plain: plainRoute,
 			Flags: []cli.Flag{
 				{Name: "plane", Kind: cli.String, Usage: "ho3|ho2|ho1: the tier whose ledger records the decisions (default: the tier of --root)"},
 				{Name: "session", Kind: cli.String, Field: "session_id", Usage: "the session whose LLM calls the limit counts (default: the token's)"},

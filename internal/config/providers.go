@@ -22,14 +22,7 @@ func providersOf(v any) (*ProvidersDoc, error) {
 		case "default_provider":
 			d.DefaultProvider, err = str(x, k)
 		case "providers":
-			err = items(x, k, func(at string, x any) error {
-				p, err := providerOf(x, at)
-				d.Providers = append(d.Providers, p)
-				return err
-			})
-			if err == nil && x != nil && d.Providers == nil {
-				d.Providers = []Provider{} // [], as encoding/json leaves it
-			}
+			d.Providers, err = list(x, k, providerOf)
 		case "caps":
 			d.Caps, err = capsOf(x, k)
 		default:
@@ -56,14 +49,7 @@ func providerOf(v any, at string) (Provider, error) {
 		case "api_key_env":
 			p.APIKeyEnv, err = str(x, at+"/"+k)
 		case "models":
-			err = items(x, at+"/"+k, func(at string, x any) error {
-				m, err := modelOf(x, at)
-				p.Models = append(p.Models, m)
-				return err
-			})
-			if err == nil && x != nil && p.Models == nil {
-				p.Models = []Model{}
-			}
+			p.Models, err = list(x, at+"/"+k, modelOf)
 		default:
 			err = fmt.Errorf("%s: unknown field %q", at, k)
 		}
@@ -152,6 +138,21 @@ func items(v any, at string, fn func(at string, x any) error) error {
 		}
 	}
 	return nil
+}
+
+// list reads an array, each item by of, as encoding/json fills a slice:
+// nil for a member that is null, empty (not nil) for [].
+func list[T any](v any, at string, of func(v any, at string) (T, error)) ([]T, error) {
+	if v == nil {
+		return nil, nil
+	}
+	out := []T{}
+	err := items(v, at, func(at string, x any) error {
+		t, err := of(x, at)
+		out = append(out, t)
+		return err
+	})
+	return out, err
 }
 
 func str(v any, at string) (string, error) {

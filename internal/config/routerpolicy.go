@@ -20,23 +20,9 @@ func routerPolicyOf(v any) (*RouterPolicyDoc, error) {
 	err := fields(v, "", func(k string, x any) (err error) {
 		switch k {
 		case "routes":
-			err = items(x, k, func(at string, x any) error {
-				r, err := routeOf(x, at)
-				d.Routes = append(d.Routes, r)
-				return err
-			})
-			if err == nil && x != nil && d.Routes == nil {
-				d.Routes = []Route{} // [], as encoding/json leaves it
-			}
+			d.Routes, err = list(x, k, routeOf)
 		case "deny":
-			err = items(x, k, func(at string, x any) error {
-				r, err := denyOf(x, at)
-				d.Deny = append(d.Deny, r)
-				return err
-			})
-			if err == nil && x != nil && d.Deny == nil {
-				d.Deny = []DenyRule{}
-			}
+			d.Deny, err = list(x, k, denyOf)
 		case "limits":
 			d.Limits, err = limitsOf(x, k)
 		case "classifier":
@@ -69,14 +55,7 @@ func routeOf(v any, at string) (Route, error) {
 		case "prompt_pack_id":
 			r.PromptPackID, err = str(x, at+"/"+k)
 		case "required_capabilities":
-			err = items(x, at+"/"+k, func(at string, x any) error {
-				s, err := str(x, at)
-				r.RequiredCapabilities = append(r.RequiredCapabilities, s)
-				return err
-			})
-			if err == nil && x != nil && r.RequiredCapabilities == nil {
-				r.RequiredCapabilities = []string{}
-			}
+			r.RequiredCapabilities, err = list(x, at+"/"+k, str)
 		default:
 			err = fmt.Errorf("%s: unknown field %q", at, k)
 		}

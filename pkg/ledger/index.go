@@ -1113,45 +1113,81 @@ func indexImage(ps []posting, buckets, n, end int64, head string) ([]byte, idxHe
 	if buckets == 0 {
 		buckets = bucketsFor(int64(len(ps)))
 	}
-	h := idxHeader{keyset: idxKeyset, boot: bootID(), buckets: uint64(buckets), postings: uint64(len(ps)), entries: uint64(n), dataEnd: uint64(end)}
+	img, err := newImage(int64(len(ps)), buckets, n, end, head)
+	if err != nil {
+		return nil, img.h, err
+	}
+	for i := range ps {
+		img.link(&ps[i])
+	}
+	return img.out, img.h, nil
+}
+
+// image is an index laid out in memory: its header, its table of bucket
+// heads and room for its postings, linked in seq order (link).
+type image struct {
+	out     []byte
+	h       idxHeader
+	table   []byte
+	buckets int
+	i       int64 // the postings linked so far
+}
+
+// newImage makes the image of an index of postings postings in buckets
+// buckets over n entries ending at offset end, the last with entry_hash
+// head, its header written, its postings still zero.
+func newImage(postings, buckets, n, end int64, head string) (*image, error) {
+	h := idxHeader{keyset: idxKeyset, boot: bootID(), buckets: uint64(buckets), postings: uint64(postings), entries: uint64(n), dataEnd: uint64(end)}
 	if n > 0 {
 		if _, err := hex.Decode(h.leaf[:], []byte(head)); err != nil {
-			return nil, h, err
+			return &image{h: h}, err
 		}
 	}
-	out := make([]byte, postingAt(int(buckets), int64(len(ps))))
-	table := out[idxHeaderSize:postingAt(int(buckets), 0)]
-	for i := range ps {
-		slot := bucketOf(ps[i].key, int(buckets))
-		ps[i].prev = binary.LittleEndian.Uint64(table[slot*8:])
-		ps[i].put(out[postingAt(int(buckets), int64(i)):])
-		binary.LittleEndian.PutUint64(table[slot*8:], uint64(i)+1)
-	}
+	out := make([]byte, postingAt(int(buckets), postings))
 	copy(out, h.encode())
-	return out, h, nil
+	return &image{out: out, h: h, table: out[idxHeaderSize:postingAt(int(buckets), 0)], buckets: int(buckets)}, nil
+}
+
+// at is where the image's posting i lies.
+func (m *image) at(i int64) []byte { return m.out[postingAt(m.buckets, i):] }
+
+// link puts p as the next posting, at the head of its bucket's chain.
+func (m *image) link(p *posting) {
+	slot := bucketOf(p.key, m.buckets)
+	p.prev = binary.LittleEndian.Uint64(m.table[slot*8:])
+	p.put(m.at(m.i))
+	binary.LittleEndian.PutUint64(m.table[slot*8:], uint64(m.i)+1)
+	m.i++
 }
 
 // regrowIndex rebuilds the index with more buckets from its own postings
 // and the new ones (ps), without reading the ledger; from the ledger if a
-// posting does not decode.
+// posting does not decode. The old postings are read straight into their
+// places in the new image (a posting's place moves by the table's growth
+// only) and relinked there: one buffer the size of the new index, where
+// a buffer of the old postings, their decoding and the image took three
+// (in a stream into a fresh plane, regrowing HO3's index was 37% of its
+// page faults).
 func (l *Ledger) regrowIndex(w *idxWriter, h idxHeader, ps []posting, n, end int64, head string) error {
-	b := make([]byte, h.postings*idxPostingSize)
-	if _, err := w.f.ReadAt(b, postingAt(int(h.buckets), 0)); err != nil {
-		return l.rebuildIndex()
-	}
-	all := make([]posting, 0, int(h.postings)+len(ps))
-	for i := range int(h.postings) {
-		p, err := decodePosting(b[i*idxPostingSize:])
-		if err != nil {
-			return l.rebuildIndex()
-		}
-		all = append(all, p)
-	}
-	img, nh, err := indexImage(append(all, ps...), 0, n, end, head)
+	old := int64(h.postings)
+	img, err := newImage(old+int64(len(ps)), bucketsFor(old+int64(len(ps))), n, end, head)
 	if err != nil {
 		return err
 	}
-	return l.putIndex(img, nh)
+	if _, err := w.f.ReadAt(img.out[postingAt(img.buckets, 0):postingAt(img.buckets, old)], postingAt(int(h.buckets), 0)); err != nil {
+		return l.rebuildIndex()
+	}
+	for i := range old {
+		p, err := decodePosting(img.at(i))
+		if err != nil {
+			return l.rebuildIndex()
+		}
+		img.link(&p) // posting i, in its own place
+	}
+	for i := range ps {
+		img.link(&ps[i])
+	}
+	return l.putIndex(img.out, img.h)
 }
 
 // compareIndex is Verify's check of the index, on its own: an index a

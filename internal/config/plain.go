@@ -21,7 +21,7 @@ func plainProviders(v any) bool {
 			s, _ := x.(string)
 			return plainID(s), true
 		case "providers":
-			return plainArray(x, plainProvider), true
+			return plainArray(x, 1, plainProvider), true
 		case "caps":
 			return plainCaps(x), false
 		}
@@ -42,7 +42,7 @@ func plainProvider(v any) bool {
 		case "api_key_env":
 			return isStr && plainEnvName(s), false
 		case "models":
-			return plainArray(x, plainModel), true
+			return plainArray(x, 1, plainModel), true
 		}
 		return false, false
 	})
@@ -96,43 +96,44 @@ func plainObject(v any, want int, member func(k string, x any) (ok, required boo
 	return n == want
 }
 
-// plainArray reports whether v is a non-empty array each of whose items
-// item accepts.
-func plainArray(v any, item func(any) bool) bool {
-	xs, _ := v.([]any)
+// plainArray reports whether v is an array of at least min items, each
+// of which item accepts.
+func plainArray(v any, min int, item func(any) bool) bool {
+	xs, isArr := v.([]any)
 	for _, x := range xs {
 		if !item(x) {
 			return false
 		}
 	}
-	return len(xs) >= 1
+	return isArr && len(xs) >= min
+}
+
+const (
+	lower  = "abcdefghijklmnopqrstuvwxyz"
+	upper  = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	digit  = "0123456789"
+	idRest = lower + digit + "_-"
+)
+
+// plainToken: s is 1 to max bytes, its first in first and every other in
+// rest (an ASCII pattern ^[first][rest]*$ with a bound on its length).
+func plainToken(s string, max int, first, rest string) bool {
+	if len(s) < 1 || len(s) > max || strings.IndexByte(first, s[0]) < 0 {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if strings.IndexByte(rest, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // plainID: ^[a-z][a-z0-9_-]{0,63}$.
-func plainID(s string) bool {
-	if len(s) < 1 || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
+func plainID(s string) bool { return plainToken(s, 64, lower, idRest) }
 
 // plainEnvName: ^[A-Z_][A-Z0-9_]{0,127}$.
-func plainEnvName(s string) bool {
-	if len(s) < 1 || len(s) > 128 || (s[0] < 'A' || s[0] > 'Z') && s[0] != '_' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '_' {
-			return false
-		}
-	}
-	return true
-}
+func plainEnvName(s string) bool { return plainToken(s, 128, upper+"_", upper+digit+"_") }
 
 // plainURL: http:// or https:// and then printable ASCII without spaces
 // (a subset of ^https?://[^\s]+$).

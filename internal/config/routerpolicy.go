@@ -159,9 +159,9 @@ func plainRouterPolicy(v any) bool {
 	return plainObject(v, 1, func(k string, x any) (ok, required bool) {
 		switch k {
 		case "routes":
-			return plainList(x, plainRoute), false
+			return plainArray(x, 0, plainRoute), false
 		case "deny":
-			return plainList(x, plainDeny), false
+			return plainArray(x, 0, plainDeny), false
 		case "limits":
 			return plainObject(x, 0, func(k string, x any) (bool, bool) {
 				return k == "llm_calls_per_session" && plainUint(x, 0), false
@@ -212,7 +212,7 @@ func plainRoute(v any) bool {
 		case "prompt_pack_id":
 			return plainPackID(x), false
 		case "required_capabilities":
-			return plainList(x, func(x any) bool { s, ok := x.(string); return ok && s != "" }), false
+			return plainArray(x, 0, func(x any) bool { s, ok := x.(string); return ok && s != "" }), false
 		}
 		return false, false
 	})
@@ -231,30 +231,10 @@ func plainDeny(v any) bool {
 	})
 }
 
-// plainList reports whether v is an array (empty or not) each of whose
-// items item accepts.
-func plainList(v any, item func(any) bool) bool {
-	xs, isArr := v.([]any)
-	for _, x := range xs {
-		if !item(x) {
-			return false
-		}
-	}
-	return isArr
-}
-
 // plainHandler: ^[a-z][a-z0-9_.-]*$, at most 128 bytes.
 func plainHandler(v any) bool {
 	s, _ := v.(string)
-	if len(s) < 1 || len(s) > 128 || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '.' && c != '-' {
-			return false
-		}
-	}
-	return true
+	return plainToken(s, 128, lower, idRest+".")
 }
 
 // plainMode: tools_first or llm_assisted.
@@ -266,15 +246,8 @@ func plainMode(v any) bool {
 // plainPackID: ^PRM-[A-Z0-9-]+$, at most 128 bytes.
 func plainPackID(v any) bool {
 	s, _ := v.(string)
-	if len(s) < 5 || len(s) > 128 || s[:4] != "PRM-" {
-		return false
-	}
-	for i := 4; i < len(s); i++ {
-		if c := s[i]; (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
+	rest, ok := strings.CutPrefix(s, "PRM-")
+	return ok && plainToken(rest, 124, upper+digit+"-", upper+digit+"-")
 }
 
 // plainFraction: a json.Number written 0, 1 or 0. and at most 17 digits

@@ -620,3 +620,18 @@ func (r *runner) runVerb(ctx context.Context, verb *Verb, reqs []Request) []Outc
 	}
 	return outs
 }
+
+// PlainInt reports whether s is a decimal integer literal without sign,
+// fraction, exponent or leading zero, of 1 to max digits: a plain integer
+// for a Verb.Plain check (a schema's bounded "integer").
+func PlainInt(s string, max int) bool {
+	if len(s) < 1 || len(s) > max || s[0] == '0' && len(s) > 1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

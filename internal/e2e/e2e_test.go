@@ -423,7 +423,16 @@ func (m killMode) String() string {
 // before the process died, and its stderr.
 func killedWriter(t *testing.T, args []string, round int, delay time.Duration, mode killMode) ([]ack, []byte) {
 	t.Helper()
-	cmd := command(args...)
+	line := func(n int) string {
+		return fmt.Sprintf(`{"event_type":"KILLED","metadata":{"round":%d,"n":%d}}`, round, n)
+	}
+	return killedStream(t, command(args...), line, parseAck, delay, mode)
+}
+
+// killedStream is killedWriter for any stream verb: cmd is fed line(n) for
+// n = 0, 1, ... and each answer is read by parse.
+func killedStream(t *testing.T, cmd *exec.Cmd, line func(n int) string, parse func([]byte) (ack, error), delay time.Duration, mode killMode) ([]ack, []byte) {
+	t.Helper()
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
@@ -450,7 +459,7 @@ func killedWriter(t *testing.T, args []string, round int, delay time.Duration, m
 			if err != nil {
 				return // EOF: a partial last line is not an acknowledgement
 			}
-			a, err := parseAck(line)
+			a, err := parse(line)
 			if err != nil {
 				readErr = err
 				return
@@ -468,7 +477,7 @@ func killedWriter(t *testing.T, args []string, round int, delay time.Duration, m
 		// many lines are written.
 		w := bufio.NewWriterSize(stdin, 4096)
 		for n := range 1_000_000 {
-			if _, err := fmt.Fprintf(w, `{"event_type":"KILLED","metadata":{"round":%d,"n":%d}}`+"\n", round, n); err != nil {
+			if _, err := fmt.Fprintln(w, line(n)); err != nil {
 				return
 			}
 			if (mode == lockstep || n%8 == 7) && w.Flush() != nil {

@@ -36,11 +36,12 @@ const (
 var (
 	planeToolsOnce      sync.Once
 	cpInstall, cpPkg    string
+	cpRoute             string // built with them (routeTool)
 	planeToolsErr       error
 	planeToolsBuildTime time.Duration
 )
 
-// planeTools builds cp-install and cp-pkg once, with go build, into the
+// planeTools builds cp-install, cp-pkg (and cp-route) once, with go build, into the
 // temporary directory TestMain made (so they go when it goes), and returns
 // their paths.
 func planeTools(t *testing.T) (install, pkg string) {
@@ -57,14 +58,14 @@ func planeTools(t *testing.T) (install, pkg string) {
 			planeToolsErr = fmt.Errorf("finding the module root: %v", err)
 			return
 		}
-		build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/cp-install", "./cmd/cp-pkg")
+		build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/cp-install", "./cmd/cp-pkg", "./cmd/cp-route")
 		build.Dir = filepath.Dir(string(bytes.TrimSpace(gomod)))
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
-			planeToolsErr = fmt.Errorf("building cp-install and cp-pkg: %v\n%s", err, out)
+			planeToolsErr = fmt.Errorf("building cp-install, cp-pkg and cp-route: %v\n%s", err, out)
 			return
 		}
-		cpInstall, cpPkg = filepath.Join(dir, "cp-install"), filepath.Join(dir, "cp-pkg")
+		cpInstall, cpPkg, cpRoute = filepath.Join(dir, "cp-install"), filepath.Join(dir, "cp-pkg"), filepath.Join(dir, "cp-route")
 	})
 	require.NoError(t, planeToolsErr)
 	return cpInstall, cpPkg

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/plane"
 )
 
 // plainComplete reports whether req, a complete request with its flags
@@ -32,7 +33,7 @@ func plainComplete(req cli.Request) bool {
 			ok = isStr
 		case "max_tokens":
 			n, isNum := v.(json.Number)
-			ok = isNum && plainInt(string(n), 7) && string(n) != "0" && (len(n) < 7 || string(n) == "1000000")
+			ok = isNum && cli.PlainInt(string(n), 7) && string(n) != "0" && (len(n) < 7 || string(n) == "1000000")
 		case "temperature":
 			n, isNum := v.(json.Number)
 			ok = isNum && plainTemperature(string(n))
@@ -43,14 +44,14 @@ func plainComplete(req cli.Request) bool {
 		case "work_order_id":
 			ok = isStr && len(s) == 15 && strings.HasPrefix(s, "WO-") && allOf(s[3:11], "0123456789") && s[11] == '-' && allOf(s[12:], "0123456789")
 		case "session_id":
-			ok = isStr && len(s) == 21 && strings.HasPrefix(s, "SES-") && allOf(s[4:12], "0123456789") && s[12] == '-' && allOf(s[13:], "0123456789abcdef")
+			ok = isStr && plane.ValidSessionID(s)
 		case "store_bodies", "stream":
 			_, ok = v.(bool)
 		case "mode":
 			ok = s == "tools_first" || s == "llm_assisted"
 		case "decision_seq":
 			n, isNum := v.(json.Number)
-			ok = isNum && plainInt(string(n), 18)
+			ok = isNum && cli.PlainInt(string(n), 18)
 		}
 		if !ok {
 			return false
@@ -62,12 +63,6 @@ func plainComplete(req cli.Request) bool {
 	_, raw := req["prompt"]
 	_, vars := req["variables"]
 	return pack && !raw || raw && !pack && !vars
-}
-
-// plainInt: a decimal integer literal without sign, fraction, exponent or
-// leading zero, of 1 to max digits.
-func plainInt(s string, max int) bool {
-	return len(s) >= 1 && len(s) <= max && allOf(s, "0123456789") && (s[0] != '0' || len(s) == 1)
 }
 
 // plainTemperature: 0 to 2 written plainly: 0 or 1 with up to six

@@ -368,7 +368,7 @@ func Select(root string, t Table, keep func(key string) bool) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err, lines := selectStream(f, t, keep, 4096)
+	rows, lines, err := selectStream(f, t, keep, 4096)
 	f.Close()
 	if lines {
 		return rows, err
@@ -401,7 +401,7 @@ func selectData(t Table, data []byte, keep func(key string) bool) ([]Row, error)
 // selectLines reads (empty, a byte-order mark, a carriage return or a
 // quote in it), or a read failed: the caller reads it whole
 // (FuzzSelectStream holds the two to each other).
-func selectStream(f io.Reader, t Table, keep func(key string) bool, size int) (rows []Row, err error, lines bool) {
+func selectStream(f io.Reader, t Table, keep func(key string) bool, size int) (rows []Row, lines bool, err error) {
 	ls := newLineSelect(t, keep)
 	buf := make([]byte, size)
 	n, total := 0, 0 // buf[:n]: the bytes of lines not taken yet
@@ -411,10 +411,10 @@ func selectStream(f io.Reader, t Table, keep func(key string) bool, size int) (r
 		copy(head[min(total, len(head)):], buf[n:n+m])
 		total, n = total+m, n+m
 		if bytes.ContainsAny(buf[n-m:n], "\r\"") || total >= len(head) && head == [3]byte(bom) {
-			return nil, nil, false
+			return nil, false, nil
 		}
 		if rerr != nil && rerr != io.EOF {
-			return nil, nil, false
+			return nil, false, nil
 		}
 		taken := 0
 		for err == nil {
@@ -427,16 +427,16 @@ func selectStream(f io.Reader, t Table, keep func(key string) bool, size int) (r
 		}
 		if rerr == io.EOF {
 			if total == 0 {
-				return nil, nil, false
+				return nil, false, nil
 			}
 			if err == nil && taken < n {
 				err = ls.next(buf[taken:n], n-taken) // the last line, without its newline
 			}
 			if err != nil {
-				return nil, err, true
+				return nil, true, err
 			}
 			rows, err := ls.s.result(ls.header)
-			return rows, err, true
+			return rows, true, err
 		}
 		if err != nil {
 			// Refused: the rest is still read for a byte that would

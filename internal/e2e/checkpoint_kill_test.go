@@ -47,15 +47,7 @@ func TestKillNeverLeavesCheckpointAhead(t *testing.T) {
 		require.NoError(t, err)
 		c, _, err := ledger.OpenCheckpoint(b, note.VerifierList(v))
 		require.NoError(t, err, "round %d: checkpoint", round)
-		require.LessOrEqual(t, c.Size, int64(len(entries)), "round %d: the checkpoint claims entries that are not complete lines", round)
-		var leaves []tlog.Hash
-		for _, e := range entries[:c.Size] {
-			var h tlog.Hash
-			_, err := hex.Decode(h[:], []byte(e.EntryHash))
-			require.NoError(t, err)
-			leaves = append(leaves, h)
-		}
-		require.Equal(t, merkleRoot(leaves), c.Root, "round %d: checkpoint root", round)
+		requireCheckpointOver(t, c, entries, fmt.Sprintf("round %d", round))
 
 		r := run(t, nil, "append", "--root", root, "--event-type", "AFTER_KILL")
 		require.Equal(t, 0, r.code, "round %d: append after kill: %s%s", round, r.stdout, r.stderr)
@@ -87,6 +79,21 @@ func handPlane(t *testing.T, name string) (root, vkey string) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(root, "config", "trusted_keys.json"), trusted, 0o644))
 	return root, vkey
+}
+
+// requireCheckpointOver requires the stored checkpoint c to claim only
+// complete lines of the ledger (entries), with their root.
+func requireCheckpointOver(t *testing.T, c ledger.Checkpoint, entries []entry, who string) {
+	t.Helper()
+	require.LessOrEqual(t, c.Size, int64(len(entries)), "%s: the checkpoint claims entries that are not complete lines", who)
+	var leaves []tlog.Hash
+	for _, e := range entries[:c.Size] {
+		var h tlog.Hash
+		_, err := hex.Decode(h[:], []byte(e.EntryHash))
+		require.NoError(t, err)
+		leaves = append(leaves, h)
+	}
+	require.Equal(t, merkleRoot(leaves), c.Root, "%s: checkpoint root", who)
 }
 
 // merkleRoot is RFC 6962's root of the leaves (at least one).

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/control-plane/cp/pkg/ledger"
 )
@@ -83,15 +81,7 @@ func TestKillRouteStream(t *testing.T) {
 		require.True(t, ok, "round %d: the checkpoint is signed", round)
 		c, err := ledger.ParseCheckpoint(string(body) + "\n")
 		require.NoError(t, err, "round %d", round)
-		require.LessOrEqual(t, c.Size, int64(len(entries)), "round %d: the checkpoint claims entries that are not complete lines", round)
-		var leaves []tlog.Hash
-		for _, e := range entries[:c.Size] {
-			var h tlog.Hash
-			_, err := hex.Decode(h[:], []byte(e.EntryHash))
-			require.NoError(t, err)
-			leaves = append(leaves, h)
-		}
-		require.Equal(t, merkleRoot(leaves), c.Root, "round %d: checkpoint root", round)
+		requireCheckpointOver(t, c, entries, fmt.Sprintf("round %d", round))
 
 		after := planeCmd(cpRoute, root, dir, "route", "--root", root, "--session", session)
 		after.Stdin = strings.NewReader(`{"intent":"after-kill"}` + "\n")

@@ -8,6 +8,7 @@ import (
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/route"
 	"github.com/control-plane/cp/pkg/jcs"
+	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/stretchr/testify/require"
 )
 
@@ -56,18 +57,57 @@ func TestDraftCanonical(t *testing.T) {
 						l := &tierLedger{tier: plane.Tier{Tier: "HO2"}, authOff: authOff}
 						draft, _, o, err := r.draft(l, req, pre, d)
 						require.NoError(t, err)
+						full := wantMeta(r, l, req, pre, d)
 						if req["session_id"] != nil && p.Limit() >= 0 {
-							draft.Metadata["session_llm_calls"] = int64(3)
+							full["session_llm_calls"] = int64(3)
 							o.AddInt("session_llm_calls", 3)
 						}
 						raw, err := o.Raw()
 						require.NoError(t, err)
-						want, err := jcs.Marshal(draft.Metadata)
+						want, err := jcs.Marshal(full)
 						require.NoError(t, err)
 						require.Equal(t, string(want), string(raw.Bytes()))
+						// The map the ledger reads: the auth stamp and every
+						// key the index finds entries by, as in the whole.
+						read := map[string]any{}
+						for k, v := range full {
+							if k == "_auth" || ledger.IndexedKey(k) {
+								read[k] = v
+							}
+						}
+						require.Equal(t, read, draft.Metadata)
 					})
 				}
 			}
 		}
 	}
+}
+
+// wantMeta is a decision's whole metadata as a map: what draft's canonical
+// form must encode (draft built both until session 30).
+func wantMeta(r *router, l *tierLedger, req map[string]any, pre prepared, d route.Decision) map[string]any {
+	meta := decisionMeta(d, map[string]any{}, r.rules)
+	meta["policy_sha256"] = r.policy.SHA256
+	meta["policy_source"] = sourceName(r.src)
+	meta["request_sha256"] = pre.hash
+	if len(pre.canon.Bytes()) <= maxInlineRequest {
+		meta["request"] = pre.canon
+	} else {
+		meta["request_blob"] = pre.hash
+	}
+	meta["_tier"] = l.tier.Tier
+	if l.authOff {
+		meta["_auth"] = "off"
+	}
+	session, _ := req["session_id"].(string)
+	if session != "" {
+		meta["_session_id"] = session
+	}
+	if wo, _ := req["work_order_id"].(string); wo != "" {
+		meta["_work_order_id"] = wo
+	}
+	if session != "" && r.policy.Limit() >= 0 {
+		meta["limit"] = r.policy.Limit()
+	}
+	return meta
 }

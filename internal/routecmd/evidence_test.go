@@ -41,7 +41,7 @@ func TestEvidenceCanonical(t *testing.T) {
 		}
 		want, err := jcs.Marshal(ev)
 		require.NoError(t, err)
-		got, err := evidenceJSON(d, fast, "sha256:p", "sha256:r")
+		got, err := evidenceJSON(d, decisionRefs(d, []jcs.Raw{{}, raw}), "sha256:p", "sha256:r")
 		require.NoError(t, err)
 		require.Equal(t, string(want), string(got), "evidence of %s", d.By)
 	}

@@ -13,14 +13,17 @@ import (
 // TestDraftCanonicalSameBytes holds a draft whose metadata comes with its
 // canonical form (Draft.Canonical) to the same draft without: the same
 // lines and hashes, byte for byte, whether the batch is encoded in order
-// or spread, with and without the auth stamp; a form the ledger cannot
-// use as it is (not an object, or a map the auth stamp changes) is left
-// aside and the map encoded.
+// or spread, with and without the auth stamp, with the whole map or only
+// what the ledger reads of it; a form the ledger cannot use as it is (not
+// an object, or a map the auth stamp changes) is left aside and the
+// metadata encoded from the map, or from the canonical form when the map
+// is partial.
 func TestDraftCanonicalSameBytes(t *testing.T) {
 	for _, n := range []int{1, 3, spreadFrom, 300} {
 		for _, authOff := range []bool{false, true} {
-			for _, stamped := range []bool{false, true} {
-				t.Run(fmt.Sprintf("n%d/auth%v/stamped%v", n, authOff, stamped), func(t *testing.T) {
+			for _, c := range []struct{ stamped, partial bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+				stamped := c.stamped
+				t.Run(fmt.Sprintf("n%d/auth%v/stamped%v/partial%v", n, authOff, stamped, c.partial), func(t *testing.T) {
 					plain := spreadDrafts(n)
 					withRaw := spreadDrafts(n)
 					for i := range plain {
@@ -39,6 +42,15 @@ func TestDraftCanonicalSameBytes(t *testing.T) {
 							raw, err := jcs.MarshalRaw(withRaw[i].Metadata)
 							require.NoError(t, err)
 							withRaw[i].Canonical = raw
+							if c.partial { // the map holds only what the ledger reads
+								read := map[string]any{}
+								for k, v := range withRaw[i].Metadata {
+									if k == "_auth" || IndexedKey(k) {
+										read[k] = v
+									}
+								}
+								withRaw[i].Metadata = read
+							}
 						}
 					}
 					lines := func(ds []Draft) ([]byte, []Entry) {

@@ -43,14 +43,18 @@ type Draft struct {
 	Reason       string
 	PromptsUsed  []string
 	Metadata     map[string]any
-	// Canonical, when set, is Metadata's canonical form, made by the
-	// writer as it made Metadata (jcs.Object, jcs.MarshalRaw): the line
-	// holds these bytes, and Metadata is not encoded again. A jcs.Raw is
-	// canonical whatever its maker does (only package jcs makes one), and
-	// it must be an object holding exactly Metadata's members: the index
-	// and the entries Append returns read Metadata. It is for in-process
-	// writers that build both from the same values (cp-route's stream),
-	// never for bytes that came from input.
+	// Canonical, when set, is the metadata's canonical form, made by the
+	// writer (jcs.Object, jcs.MarshalRaw): the line holds these bytes,
+	// and Metadata is not encoded. A jcs.Raw is canonical whatever its
+	// maker does (only package jcs makes one), and it must be an object.
+	// Metadata then need hold only what the ledger reads of it, with the
+	// same values as Canonical: the auth stamp (_auth) and every member
+	// the index finds entries by (IndexedKey); the entries Append returns
+	// carry that Metadata. A Metadata whose auth stamp is missing while
+	// Options.AuthOff is set is stamped and encoded instead, Canonical
+	// dropped. It is for in-process writers that build the metadata from
+	// their own values (cp-route's stream, whose drafts hold the auth
+	// stamp and _work_order_id), never for bytes that came from input.
 	Canonical jcs.Raw
 }
 

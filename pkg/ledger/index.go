@@ -133,7 +133,12 @@ func changedKey(p string) uint64 { return fnvAdd(fnvAdd(fnvOffset, "c\x00"), p) 
 func metaKey(k, v string) uint64 {
 	return fnvAdd(fnvAdd(fnvAdd(fnvAdd(fnvOffset, "m\x00"), k), "\x00"), v)
 }
-func indexedKey(k string) bool       { return slices.Contains(indexedMetadata, k) }
+func indexedKey(k string) bool { return slices.Contains(indexedMetadata, k) }
+
+// IndexedKey reports whether the index finds entries by the metadata key
+// k (indexedMetadata, and the paths under ChangedKey): what a Draft's
+// Metadata must hold of its Canonical.
+func IndexedKey(k string) bool       { return k == ChangedKey || indexedKey(k) }
 func bucketOf(key uint64, b int) int { return int(key & uint64(b-1)) }
 func postingAt(b int, i int64) int64 { return idxHeaderSize + int64(b)*8 + i*idxPostingSize }
 func slotAt(slot int) int64          { return idxHeaderSize + int64(slot)*8 }

@@ -524,10 +524,25 @@ func fill(e *Entry, opts Options) {
 	}
 	if opts.AuthOff {
 		if v, ok := e.Metadata["_auth"].(string); !ok || v != "off" {
+			if e.canonical.IsObject() {
+				// The map may hold only what the ledger reads
+				// (Draft.Canonical): the whole metadata is the canonical
+				// form's, stamped below.
+				if m, ok := decodeObject(e.canonical); ok {
+					e.Metadata = m
+				}
+			}
 			e.canonical = jcs.Raw{} // stamped below: the map's bytes are no longer the draft's
 		}
 		e.Metadata = stampAuthOff(e.Metadata)
 	}
+}
+
+// decodeObject is the map a canonical object stands for.
+func decodeObject(r jcs.Raw) (map[string]any, bool) {
+	v, err := jcs.Decode(r.Bytes())
+	m, ok := v.(map[string]any)
+	return m, err == nil && ok
 }
 
 // spreadFrom is the batch size from which build encodes on every core: a

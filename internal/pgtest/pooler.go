@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,7 +174,11 @@ pidfile =
 	go func() { exited <- cmd.Wait() }()
 	sock := filepath.Join(dir, fmt.Sprintf(".s.PGSQL.%d", p.port))
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if _, err := os.Stat(sock); err == nil {
+		// Ready when it accepts a connection: its socket file exists from
+		// bind(2), before listen(2), and a test that dialled in between
+		// was refused (CI, session 30).
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			go func() { <-exited }()
 			return p
 		}

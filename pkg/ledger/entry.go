@@ -50,9 +50,10 @@ type Draft struct {
 	// Metadata then need hold only what the ledger reads of it, with the
 	// same values as Canonical: the auth stamp (_auth) and every member
 	// the index finds entries by (IndexedKey); the entries Append returns
-	// carry that Metadata. A Metadata whose auth stamp is missing while
-	// Options.AuthOff is set is stamped and encoded instead, Canonical
-	// dropped. It is for in-process writers that build the metadata from
+	// carry that Metadata. When Options.AuthOff is set and Metadata lacks
+	// the auth stamp, the metadata is Canonical decoded, stamped and
+	// encoded instead (slower, never partial). It is for in-process
+	// writers that build the metadata from
 	// their own values (cp-route's stream, whose drafts hold the auth
 	// stamp and _work_order_id), never for bytes that came from input.
 	Canonical jcs.Raw

@@ -53,9 +53,9 @@ type Draft struct {
 	// carry that Metadata. When Options.AuthOff is set and Metadata lacks
 	// the auth stamp, the metadata is Canonical decoded, stamped and
 	// encoded instead (slower, never partial). It is for in-process
-	// writers that build the metadata from
-	// their own values (cp-route's stream, whose drafts hold the auth
-	// stamp and _work_order_id), never for bytes that came from input.
+	// writers that build the metadata from their own values (cp-route's
+	// stream, whose drafts hold the auth stamp and _work_order_id), never
+	// for bytes that came from input.
 	Canonical jcs.Raw
 }
 

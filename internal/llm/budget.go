@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/control-plane/cp/internal/lockfile"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/pkg/ledger"
 )
@@ -115,35 +114,12 @@ func newReservationID() string {
 	return "RSV-" + hex.EncodeToString(b[:])
 }
 
-// holdLedger takes the budget ledger's lock and keeps it until release:
-// the file store's own append lock (Hold), so that the sum and the
-// reservation's append are one step against every other writer; for a
-// tier in PostgreSQL, the database's advisory lock of the ledger
-// (pgstore's Advisory: a transaction-level lock on a connection of its
-// own, held until the reservation's append has committed), which every
-// gateway over that ledger takes, on any host and through a pooler in
-// transaction mode. A store with neither is held through a lock file
-// beside the tier's ledger directory (one host only).
+// holdLedger takes the budget ledger's lock and keeps it until release
+// (plane.HoldLedger), so that the sum and the reservation's append are one
+// step against every other gateway: the file store's append lock, or for a
+// tier in PostgreSQL the advisory lock budgetLockKey.
 func holdLedger(ctx context.Context, dir string, s ledger.Store) (release func(), err error) {
-	if h, ok := s.(interface {
-		Hold(context.Context) (func(), error)
-	}); ok {
-		return h.Hold(ctx)
-	}
-	if a, ok := s.(interface {
-		Advisory(context.Context, string) (func(), error)
-	}); ok {
-		return a.Advisory(ctx, budgetLockKey)
-	}
-	f, err := lockfile.Open(filepath.Join(dir, "ledger", "llm-budget.lock"))
-	if err != nil {
-		return nil, err
-	}
-	if err := lockfile.Lock(ctx, f, true, ledger.DefaultLockTimeout); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { lockfile.Unlock(f); f.Close() }, nil
+	return plane.HoldLedger(ctx, dir, s, budgetLockKey)
 }
 
 // budgetLockKey names the budget's advisory lock of a ledger in

@@ -106,6 +106,22 @@ type Classifier interface {
 	Classify(ctx context.Context, q ClassifyQuery) (handler string, confidence Confidence, evidence map[string]any, err error)
 }
 
+// AskedClassifier is a Classifier whose call may have been made already,
+// before the session's count was read again under the ledger's lock
+// (cp-route asks the gateway before it takes the lock). Once asked, its
+// answer is the decision's even if the count has since reached the limit:
+// the call was made, and the decision records it and counts it.
+type AskedClassifier interface {
+	Classifier
+	Asked() bool
+}
+
+// alreadyAsked reports whether clf's call has been made.
+func alreadyAsked(clf Classifier) bool {
+	a, ok := clf.(AskedClassifier)
+	return ok && a.Asked()
+}
+
 // Policy is a compiled router policy.
 type Policy struct {
 	Doc *config.RouterPolicyDoc
@@ -407,7 +423,7 @@ func (p *Policy) fallback(ctx context.Context, req map[string]any, used int64, c
 		cl.Outcome = "unavailable"
 		d.Reason = "no rule matched; the classifier is unavailable (no gateway wired into this binary): the default route"
 		return p.spend(d, used, limit), nil
-	case limit >= 0 && used+1 > limit:
+	case limit >= 0 && used+1 > limit && !alreadyAsked(clf):
 		cl.Outcome = "limit_reached"
 		d.Reason = fmt.Sprintf("no rule matched; the classifier was not asked: the session has spent %d of its %d LLM calls: the default route", used, limit)
 		return p.spend(d, used, limit), nil

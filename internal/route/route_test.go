@@ -300,3 +300,35 @@ func requireCode(t *testing.T, err error, code string) {
 	require.ErrorAs(t, err, &c, "%v", err)
 	require.Equal(t, code, c.Code(), "%v", err)
 }
+
+// askedFake is a classifier already asked (route.AskedClassifier).
+type askedFake struct {
+	fakeClassifier
+	asked bool
+}
+
+func (a *askedFake) Asked() bool { return a.asked }
+
+// TestAskedClassifierPastLimit: a classifier whose call was made before
+// the session's count was read again (cp-route asks it before it takes
+// the ledger's lock) is the decision's even when that count has since
+// reached the limit, and the call is counted; one not asked is not asked
+// past the limit.
+func TestAskedClassifierPastLimit(t *testing.T) {
+	p := compile(t, fullPolicy)
+	req := map[string]any{"intent": "chat"}
+	a := &askedFake{fakeClassifier: fakeClassifier{handler: "support", conf: "0.9"}, asked: true}
+	d, err := p.Decide(context.Background(), req, 2, a)
+	require.NoError(t, err)
+	require.Equal(t, "classifier", d.By)
+	require.Equal(t, "accepted", d.Classifier.Outcome)
+	require.Equal(t, int64(1), d.LLMCalls, "the call made is counted")
+	require.Equal(t, 1, a.calls)
+
+	a = &askedFake{fakeClassifier: fakeClassifier{handler: "support", conf: "0.9"}}
+	d, err = p.Decide(context.Background(), req, 2, a)
+	require.NoError(t, err)
+	require.Equal(t, "limit_reached", d.Classifier.Outcome)
+	require.Equal(t, int64(0), d.LLMCalls)
+	require.Zero(t, a.calls, "not asked past the limit")
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -517,4 +518,33 @@ func TestPipelinedStream(t *testing.T) {
 	require.Equal(t, "DENIED", gjson.Get(ho3[len(ho3)-1], "decision").String())
 	ho2 := lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--plane", "ho2", "--event-type", "ROUTE_DECISION"))
 	require.Len(t, ho2, 2000)
+}
+
+// countingClassifier is fakeClassifier counting its calls.
+type countingClassifier struct {
+	fakeClassifier
+	calls *atomic.Int64
+}
+
+func (c countingClassifier) Classify(ctx context.Context, q route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
+	c.calls.Add(1)
+	return c.fakeClassifier.Classify(ctx, q)
+}
+
+// TestClassifierAskedOnceUnderLimit: in a limited session the classifier
+// is asked before the ledger's lock is taken and its answer kept for the
+// decision under it: each request is asked once, the limit (2) spares the
+// third, and the decisions record what was asked.
+func TestClassifierAskedOnceUnderLimit(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	var calls atomic.Int64
+	clf := countingClassifier{fakeClassifier{handler: "default", conf: "0.9"}, &calls}
+	code, out, _ := run(t, with(clf), "{\"intent\":\"chat\"}\n{\"intent\":\"chat\"}\n{\"intent\":\"chat\"}\n", "--root", root, "--session", "SES-20261207-0c1a551f")
+	require.Equal(t, 0, code, out)
+	ls := lines(out)
+	require.Len(t, ls, 3)
+	for i, want := range []string{"accepted", "accepted", "limit_reached"} {
+		require.Equal(t, want, gjson.Get(ls[i], "evidence.route.classifier.outcome").String(), "decision %d", i)
+	}
+	require.Equal(t, int64(2), calls.Load(), "asked once for each of the first two, not for the third")
 }

@@ -65,6 +65,7 @@ type ledgerKey struct {
 // and the spans of seqs this run wrote (counted as they were decided).
 type tierLedger struct {
 	store    ledger.Store
+	dir      string // the tier's directory (plane.HoldLedger)
 	tier     plane.Tier
 	authOff  bool // the ledger stamps _auth "off" (plane.Actor)
 	sessions map[string]*sessionCount
@@ -171,7 +172,7 @@ func (r *router) ledgerIn(root string, c *cli.Call, req cli.Request, a plane.Acc
 	if err != nil {
 		return nil, err
 	}
-	l := &tierLedger{store: s, tier: t, authOff: c.Actor().AuthOff}
+	l := &tierLedger{store: s, dir: dir, tier: t, authOff: c.Actor().AuthOff}
 	if a == plane.ForAppend { // kept for the run; one opened for reading is the caller's to close
 		l.sessions = map[string]*sessionCount{}
 		r.mu.Lock()
@@ -251,6 +252,104 @@ func (l *tierLedger) wrote(from, to int64) {
 	}
 	l.own = slices.DeleteFunc(l.own, func(s span) bool { return s.to <= low }) // never read back
 }
+
+// sessionLockKey names the lock a limited session's decisions are made
+// under, for a tier in PostgreSQL (plane.HoldLedger; a file store's is its
+// append lock).
+const sessionLockKey = "route-session"
+
+// anySession reports whether a request of reqs names a session (its own,
+// or the token's: run).
+func anySession(reqs []cli.Request) bool {
+	for _, req := range reqs {
+		if req.String("session_id") != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// askFirst asks the classifier, before the ledger's lock is taken, for the
+// requests of a run no rule decides whose session's count, read now,
+// leaves room for its call: the run is decided as decideRun will decide it
+// under the lock, but for the count, which can only have grown there.
+// What each was answered is kept for the decision under the lock
+// (askedClassifier); a request not asked here is not asked there.
+func (r *router) askFirst(ctx context.Context, c *cli.Call, l *tierLedger, reqs []cli.Request, pre []prepared) (map[int]*askedClassifier, error) {
+	var asked map[int]*askedClassifier
+	inBatch := map[string]int64{}
+	for i, req := range reqs {
+		if pre[i].err != nil || pre[i].m == nil {
+			break
+		}
+		session := req.String("session_id")
+		used := int64(-1)
+		if session != "" {
+			if _, seen := inBatch[session]; !seen {
+				if _, err := l.used(ctx, session); err != nil {
+					return nil, err
+				}
+			}
+			used = l.sessions[session].used + inBatch[session]
+		}
+		var clf route.Classifier
+		if !pre[i].match.Decided() {
+			if inner := r.classifierFor(c, req); inner != nil {
+				if asked == nil {
+					asked = map[int]*askedClassifier{}
+				}
+				asked[i] = &askedClassifier{inner: inner}
+				clf = asked[i]
+			}
+		}
+		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, clf)
+		if err != nil {
+			break // decideRun meets it again, in order
+		}
+		if session != "" {
+			inBatch[session] += d.LLMCalls
+		}
+		if d.Denied {
+			break
+		}
+	}
+	return asked, nil
+}
+
+// askedClassifier is a request's classifier asked at most once, before
+// the ledger's lock (askFirst): under the lock it gives the answer it got,
+// and one never asked then is not asked under the lock, where the
+// gateway's own appends would wait for it. It fails instead: the decision
+// takes the default route and counts the call it would have made (fail
+// closed); askFirst asks every request whose count the lock can find
+// room for, so this is not expected to happen.
+type askedClassifier struct {
+	inner  route.Classifier
+	locked bool // decideRun holds the ledger's lock
+	asked  bool
+	answer struct {
+		handler string
+		conf    route.Confidence
+		ev      map[string]any
+		err     error
+	}
+}
+
+func (a *askedClassifier) Classify(ctx context.Context, q route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
+	if !a.asked {
+		if a.locked {
+			return "", "", nil, errors.New("the classifier was not asked before the session's count was locked")
+		}
+		a.asked = true
+		x := &a.answer
+		x.handler, x.conf, x.ev, x.err = a.inner.Classify(ctx, q)
+	}
+	return a.answer.handler, a.answer.conf, a.answer.ev, a.answer.err
+}
+
+// Asked reports whether the call was made (route.AskedClassifier): its
+// answer is then the decision's under the lock, even past the limit.
+func (a *askedClassifier) Asked() bool { return a.asked }
 
 // llmCalls reads a recorded decision's llm_calls.
 func llmCalls(meta map[string]any) int64 {
@@ -404,6 +503,26 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 	if len(pre) != n {
 		pre = r.prepare(ctx, l, reqs[:n])
 	}
+	// A session's count is read, and the decisions that spend it appended,
+	// under the ledger's lock: processes deciding in one session at once
+	// then each count the others' decisions, and the limit holds
+	// (TestRouteSessionLimitRace). The classifier is asked before the lock
+	// (askFirst): its call goes through the gateway, which appends to HO2
+	// under a lock of its own, and takes as long as a model does.
+	var asked map[int]*askedClassifier
+	if limited && anySession(reqs[:n]) {
+		if asked, err = r.askFirst(ctx, c, l, reqs[:n], pre); err != nil {
+			return fail(err)
+		}
+		release, err := plane.HoldLedger(ctx, l.dir, l.store, sessionLockKey)
+		if err != nil {
+			return fail(err)
+		}
+		defer release()
+		for _, a := range asked {
+			a.locked = true
+		}
+	}
 	ps := make([]pending, 0, n)
 	var stopErr error
 	inBatch := map[string]int64{} // session → calls decided in this batch
@@ -424,7 +543,9 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 			used = l.sessions[p.session].used + inBatch[p.session]
 		}
 		var clf route.Classifier // asked only when no rule decides
-		if !pre[i].match.Decided() {
+		if a := asked[i]; a != nil {
+			clf = a
+		} else if !pre[i].match.Decided() {
 			clf = r.classifierFor(c, req)
 		}
 		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, clf)

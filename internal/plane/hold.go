@@ -1,0 +1,48 @@
+package plane
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/control-plane/cp/internal/lockfile"
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// HoldLedger takes a tier's ledger's lock for a read-then-append step and
+// keeps it until release, so that what a caller reads (a budget's sum, a
+// session's count) still holds when its append lands, against every other
+// process doing the same step:
+//   - the file store's own append lock (Hold): every other writer of the
+//     ledger waits, and the store's own appends go on without locking
+//     again;
+//   - for a tier in PostgreSQL, the database's advisory lock of the ledger
+//     named name (pgstore's Advisory: a transaction-level lock on a
+//     connection of its own, held until release), which every process
+//     taking the same step over that ledger takes, on any host and through
+//     a pooler in transaction mode;
+//   - a store with neither: a lock file name.lock beside the tier's ledger
+//     (dir/ledger; one host only).
+//
+// Nothing slow may run while it is held (a model call): other writers of
+// the ledger wait for it, LOCK_TIMEOUT after ledger.DefaultLockTimeout.
+func HoldLedger(ctx context.Context, dir string, s ledger.Store, name string) (release func(), err error) {
+	if h, ok := s.(interface {
+		Hold(context.Context) (func(), error)
+	}); ok {
+		return h.Hold(ctx)
+	}
+	if a, ok := s.(interface {
+		Advisory(context.Context, string) (func(), error)
+	}); ok {
+		return a.Advisory(ctx, name)
+	}
+	f, err := lockfile.Open(filepath.Join(dir, "ledger", name+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	if err := lockfile.Lock(ctx, f, true, ledger.DefaultLockTimeout); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { lockfile.Unlock(f); f.Close() }, nil
+}

@@ -548,3 +548,49 @@ func TestClassifierAskedOnceUnderLimit(t *testing.T) {
 	}
 	require.Equal(t, int64(2), calls.Load(), "asked once for each of the first two, not for the third")
 }
+
+// TestSessionCountFromNewest: a process reads a session's count from its
+// newest decision when that records one (session_llm_calls, then its own
+// llm_calls), and sums the session's decisions when it does not (recorded
+// with no limit in force, or not a count): either way the limit (2)
+// refuses the llm_assisted route once two calls are spent.
+func TestSessionCountFromNewest(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	forge := func(session string, metas ...map[string]any) {
+		t.Helper()
+		l, _, err := plane.OpenLedger(root, plane.ForAppend, plane.Actor{Name: "forger"})
+		require.NoError(t, err)
+		defer l.Close()
+		for _, m := range metas {
+			_, err := l.Append(context.Background(), []ledger.Draft{{EventType: EventType, SubmissionID: session, Decision: "ROUTED", Metadata: m}})
+			require.NoError(t, err)
+		}
+	}
+	deploy := func(session string) string {
+		_, out, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", session)
+		return gjson.Get(out, "error.code").String()
+	}
+	n := func(i int64) json.Number { return json.Number(itoa(i)) }
+
+	// Two calls, no count recorded: summed.
+	forge("SES-20261207-00000a01", map[string]any{"llm_calls": n(1)}, map[string]any{"llm_calls": n(1)})
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", deploy("SES-20261207-00000a01"))
+	// The newest records one spent before it and its own: two.
+	forge("SES-20261207-00000a02", map[string]any{"llm_calls": n(0), "session_llm_calls": n(0)},
+		map[string]any{"llm_calls": n(1), "session_llm_calls": n(1)})
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", deploy("SES-20261207-00000a02"))
+	// The newest's count is read alone, not the older decisions: it says
+	// one spent in all (the two before it, summed, would say two), so
+	// there is room for one more.
+	forge("SES-20261207-00000a03", map[string]any{"llm_calls": n(1)}, map[string]any{"llm_calls": n(1)},
+		map[string]any{"llm_calls": n(0), "session_llm_calls": n(1)})
+	require.Equal(t, "", deploy("SES-20261207-00000a03"))
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", deploy("SES-20261207-00000a03"))
+	// A count that is not one: summed.
+	forge("SES-20261207-00000a04", map[string]any{"llm_calls": n(1)},
+		map[string]any{"llm_calls": n(1), "session_llm_calls": "none"})
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", deploy("SES-20261207-00000a04"))
+	forge("SES-20261207-00000a05", map[string]any{"llm_calls": n(1)},
+		map[string]any{"llm_calls": n(1), "session_llm_calls": n(-5)})
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", deploy("SES-20261207-00000a05"))
+}

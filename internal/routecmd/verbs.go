@@ -215,6 +215,13 @@ func (l *tierLedger) used(ctx context.Context, session string) (int64, error) {
 		// stands, and the index is not opened again.
 		return sc.used, nil
 	}
+	if sc.next == 0 {
+		// The session's first read in this run: its newest decision
+		// carries the count, when it recorded one.
+		if err := l.countFromNewest(ctx, session, sc); err != nil {
+			return 0, err
+		}
+	}
 	err = l.store.Find(ctx, ledger.Query{EventTypes: []string{EventType}, Subject: session, From: sc.next}, func(e *ledger.Entry) bool {
 		if !l.mine(e.Seq) {
 			sc.used += llmCalls(e.Metadata)
@@ -224,6 +231,42 @@ func (l *tierLedger) used(ctx context.Context, session string) (int64, error) {
 	})
 	sc.next = max(sc.next, st.Size)
 	return sc.used, err
+}
+
+// countFromNewest starts sc from the session's newest decision when it
+// records the session's count (session_llm_calls, the calls spent before
+// it, written under the ledger's lock by a limited decision) and its own
+// llm_calls: the count after it, without reading the session's older
+// decisions (ledger.FindNewest: through the index, newest first), so that
+// one decision as one process costs the same in a session's first
+// decision and in its ten-thousandth. A newest decision without a count
+// (recorded with no limit in force), or with one that is not a count,
+// leaves sc as it is: the whole session is read and summed.
+func (l *tierLedger) countFromNewest(ctx context.Context, session string, sc *sessionCount) error {
+	e, err := ledger.FindNewest(ctx, l.store, ledger.Query{EventTypes: []string{EventType}, Subject: session})
+	if err != nil || e == nil || l.mine(e.Seq) {
+		return err
+	}
+	before, ok := count(e.Metadata["session_llm_calls"])
+	if !ok {
+		return nil
+	}
+	calls, ok := count(e.Metadata["llm_calls"])
+	if !ok {
+		return nil
+	}
+	sc.used, sc.next = before+calls, e.Seq+1
+	return nil
+}
+
+// count reads a recorded count: a non-negative integer.
+func count(v any) (int64, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, false
+	}
+	i, err := n.Int64()
+	return i, err == nil && i >= 0
 }
 
 func (l *tierLedger) mine(seq int64) bool {

@@ -528,11 +528,22 @@ func (l *Ledger) checkIndexFile(x *idxFile) (ok, unlinked bool) {
 // lookup returns the postings of key with seq >= from among the entries
 // x covers, newest first; an error if the chain is not well formed.
 func (x *idxFile) lookup(key uint64, from int64, out []posting) ([]posting, error) {
+	err := x.walk(key, from, func(p posting) bool {
+		out = append(out, p)
+		return true
+	})
+	return out, err
+}
+
+// walk calls fn with each posting of key with seq >= from among the
+// entries x covers, newest first, until fn returns false; an error if the
+// chain is not well formed (as far as it was walked).
+func (x *idxFile) walk(key uint64, from int64, fn func(posting) bool) error {
 	b := int(x.h.buckets)
 	bucket := bucketOf(key, b)
 	var sb [8]byte
 	if _, err := x.f.ReadAt(sb[:], slotAt(bucket)); err != nil {
-		return out, errIndex
+		return errIndex
 	}
 	next := binary.LittleEndian.Uint64(sb[:])
 	pb := make([]byte, idxPostingSize)
@@ -542,22 +553,22 @@ func (x *idxFile) lookup(key uint64, from int64, out []posting) ([]posting, erro
 		// now: readable (postings are written before the heads that
 		// name them), and dropped below by its seq.
 		if _, err := x.f.ReadAt(pb, postingAt(b, int64(next-1))); err != nil {
-			return out, errIndex
+			return errIndex
 		}
 		p, err := decodePosting(pb)
 		if err != nil || bucketOf(p.key, b) != bucket || p.prev >= next || p.seq > lastSeq {
-			return out, errIndex
+			return errIndex
 		}
 		lastSeq = p.seq
 		if p.seq < from {
 			break
 		}
-		if p.key == key && uint64(p.seq) < x.h.entries {
-			out = append(out, p)
+		if p.key == key && uint64(p.seq) < x.h.entries && !fn(p) {
+			return nil
 		}
 		next = p.prev
 	}
-	return out, nil
+	return nil
 }
 
 // atSeq returns a posting of the entry at seq (among those x covers),
@@ -724,6 +735,60 @@ func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn fun
 		}
 	}
 	return true, l.scanFrom(ctx, q, int64(x.h.dataEnd), int64(x.h.entries), fn)
+}
+
+// FindNewest implements NewestFinder. A query that names a subject, an
+// event type or an indexed metadata value (one key) goes through the index
+// when there is one fit to use: the entries appended after those it
+// covers, then its postings of the key newest first, each entry read and
+// checked as Find reads it, until one is selected. Otherwise, and where
+// the index proves wrong, a scan.
+func (l *Ledger) FindNewest(ctx context.Context, q Query) (*Entry, error) {
+	if keys := q.indexKeys(); len(keys) == 1 && q.ID == "" {
+		if e, done, err := l.newestIndexed(ctx, q, keys[0]); done || err != nil {
+			return e, err
+		}
+	}
+	var last *Entry
+	err := l.scan(ctx, q, q.From, func(e *Entry) bool { last = e; return true })
+	return last, err
+}
+
+// newestIndexed is FindNewest through the index; done is false when the
+// index is not fit to answer (none, or wrong about an entry).
+func (l *Ledger) newestIndexed(ctx context.Context, q Query, key uint64) (e *Entry, done bool, err error) {
+	x := l.openIndex()
+	if x == nil {
+		return nil, false, nil
+	}
+	defer x.close()
+	if err := l.scanFrom(ctx, q, int64(x.h.dataEnd), int64(x.h.entries), func(t *Entry) bool { e = t; return true }); err != nil || e != nil {
+		return e, true, err
+	}
+	var line []byte
+	wrong, n := false, 0
+	werr := x.walk(key, q.From, func(p posting) bool {
+		if n++; n&255 == 0 && ctx.Err() != nil {
+			return false
+		}
+		t, ok := l.entryAt(p, x.h.dataEnd, &line)
+		if !ok {
+			wrong = true
+			return false
+		}
+		if q.selects(t) {
+			e = t
+			return false
+		}
+		return true
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, true, err
+	}
+	if werr != nil || wrong {
+		return nil, false, nil // a scan answers
+	}
+	return e, true, nil
 }
 
 // entryAt reads, parses and checks the entry posting p names: the line at

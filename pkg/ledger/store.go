@@ -72,6 +72,26 @@ type Store interface {
 	Close() error
 }
 
+// NewestFinder is a Store that finds the newest entry a query selects
+// without reading the older ones (FindNewest).
+type NewestFinder interface {
+	// FindNewest returns the newest entry q selects, or nil if there is
+	// none: the last entry Find would call its function with.
+	FindNewest(ctx context.Context, q Query) (*Entry, error)
+}
+
+// FindNewest returns the newest entry of s that q selects, or nil:
+// through s's own FindNewest when it has one, else the last entry Find
+// gives.
+func FindNewest(ctx context.Context, s Store, q Query) (*Entry, error) {
+	if nf, ok := s.(NewestFinder); ok {
+		return nf.FindNewest(ctx, q)
+	}
+	var last *Entry
+	err := s.Find(ctx, q, func(e *Entry) bool { last = e; return true })
+	return last, err
+}
+
 // Query selects entries for Store.Find. Every condition set must hold.
 type Query struct {
 	// EventTypes, when set, selects entries of any of these types.

@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -815,6 +816,19 @@ func (s *Store) query(ctx context.Context, doing string, fn func(*pgconn.PgConn)
 // each row is then parsed and held to the whole query
 // (ledger.Query.Selects), so the answer is a scan's.
 func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry) bool) error {
+	return s.find(ctx, q, false, fn)
+}
+
+// FindNewest implements ledger.NewestFinder: Find's statement, newest
+// first, read a page at a time until a row is selected.
+func (s *Store) FindNewest(ctx context.Context, q ledger.Query) (*ledger.Entry, error) {
+	var found *ledger.Entry
+	err := s.find(ctx, q, true, func(e *ledger.Entry) bool { found = e; return false })
+	return found, err
+}
+
+// find is Find, in seq order or (newest) the reverse.
+func (s *Store) find(ctx context.Context, q ledger.Query, newest bool, fn func(*ledger.Entry) bool) error {
 	// A deferred opening is read first: the statement depends on the
 	// schema's version (s.schema), which it reads.
 	s.mu.Lock()
@@ -857,7 +871,16 @@ func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry)
 			sql += fmt.Sprintf(` AND seq IN (SELECT seq FROM cp_changed WHERE ledger = $1 AND path = $%d)`, len(a.vals))
 		}
 	}
-	sql += fmt.Sprintf(` ORDER BY seq LIMIT %d`, page)
+	order, before := "", 0
+	if newest {
+		// Newest first: the pages go down from the end, each below the
+		// last seq read (the argument before names).
+		a.bigint(math.MaxInt64)
+		before = len(a.vals)
+		sql += fmt.Sprintf(` AND seq < $%d`, before)
+		order = " DESC"
+	}
+	sql += fmt.Sprintf(` ORDER BY seq%s LIMIT %d`, order, page)
 	var lines [][]byte
 	for {
 		lines = lines[:0]
@@ -894,7 +917,11 @@ func (s *Store) Find(ctx context.Context, q ledger.Query, fn func(*ledger.Entry)
 		if len(lines) < page {
 			return nil
 		}
-		a.vals[1] = binary.BigEndian.AppendUint64(nil, uint64(last+1))
+		if newest {
+			a.vals[before-1] = binary.BigEndian.AppendUint64(nil, uint64(last))
+		} else {
+			a.vals[1] = binary.BigEndian.AppendUint64(nil, uint64(last+1))
+		}
 	}
 }
 

@@ -141,6 +141,17 @@ func Run(t *testing.T, open Opener) {
 			var got []int64
 			require.NoError(t, s.Find(ctx, tc.q, func(e *ledger.Entry) bool { got = append(got, e.Seq); return true }), name)
 			require.Equal(t, tc.want, got, name)
+			// The newest of them, through the store's own FindNewest
+			// when it has one.
+			e, err := ledger.FindNewest(ctx, s, tc.q)
+			require.NoError(t, err, name)
+			if len(tc.want) == 0 {
+				require.Nil(t, e, name)
+			} else {
+				require.NotNil(t, e, name)
+				require.Equal(t, tc.want[len(tc.want)-1], e.Seq, name)
+				require.Equal(t, es[e.Seq].EntryHash, e.EntryHash, name)
+			}
 		}
 		n := 0
 		require.NoError(t, s.Find(ctx, ledger.Query{}, func(*ledger.Entry) bool { n++; return false }))

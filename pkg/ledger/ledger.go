@@ -501,7 +501,9 @@ func build(buf, hbuf []byte, frontier *[64]tlog.Hash, n int64, head string, off 
 			return buf, hbuf, entries[:1+len(es)], ends, err
 		}
 		e := &entries[i]
-		fill(e, opts)
+		if err := fill(e, opts); err != nil {
+			return buf, hbuf, entries[:i], ends, err
+		}
 		e.PreviousHash = prev
 		var leaf tlog.Hash
 		var err error
@@ -516,8 +518,11 @@ func build(buf, hbuf []byte, frontier *[64]tlog.Hash, n int64, head string, off 
 }
 
 // fill sets what an entry takes besides its draft, its clock and its
-// chain: the id, the empty prompt list, the auth stamp.
-func fill(e *Entry, opts Options) {
+// chain: the id, the empty prompt list, the auth stamp. It fails when the
+// stamp must be added to a canonical form that does not decode: the map
+// beside it may hold only part of the metadata (Draft.Canonical), and is
+// never written in its place.
+func fill(e *Entry, opts Options) error {
 	e.ID = newID(e.Seq)
 	if e.PromptsUsed == nil {
 		e.PromptsUsed = []string{}
@@ -528,14 +533,17 @@ func fill(e *Entry, opts Options) {
 				// The map may hold only what the ledger reads
 				// (Draft.Canonical): the whole metadata is the canonical
 				// form's, stamped below.
-				if m, ok := decodeObject(e.canonical); ok {
-					e.Metadata = m
+				m, ok := decodeObject(e.canonical)
+				if !ok {
+					return errorf("INTERNAL", "entry %d: its canonical metadata does not decode, so it cannot be stamped", e.Seq)
 				}
+				e.Metadata = m
 			}
 			e.canonical = jcs.Raw{} // stamped below: the map's bytes are no longer the draft's
 		}
 		e.Metadata = stampAuthOff(e.Metadata)
 	}
+	return nil
 }
 
 // decodeObject is the map a canonical object stands for.
@@ -596,7 +604,9 @@ func buildSpread(buf, hbuf []byte, frontier *[64]tlog.Hash, head string, off int
 			b := getBuf(n)
 			for i := from; i < to; i++ {
 				e, x := &entries[i], &enc[i]
-				fill(e, opts)
+				if x.err = fill(e, opts); x.err != nil {
+					break // the batch ends before it
+				}
 				if i == 0 {
 					e.PreviousHash = head // any string: hashed in order below
 				} else {

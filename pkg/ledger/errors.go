@@ -22,11 +22,15 @@ const (
 // the condition; what a caller does about it (a process's exit status) is
 // the caller's.
 type Error struct {
-	code string
-	msg  string
+	code  string
+	msg   string
+	cause error // what it wraps, if anything (a context's error)
 }
 
 func (e *Error) Error() string { return e.msg }
+
+// Unwrap returns the error e wraps, or nil.
+func (e *Error) Unwrap() error { return e.cause }
 
 // Code returns the stable error code.
 func (e *Error) Code() string { return e.code }

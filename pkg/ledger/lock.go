@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -22,7 +23,9 @@ func flock(ctx context.Context, f *os.File, exclusive bool, timeout time.Duratio
 	case errors.Is(err, lockfile.ErrTimeout):
 		return errorf("LOCK_TIMEOUT", "ledger lock %s still held by another process after %s", f.Name(), timeout)
 	case ctx.Err() != nil:
-		return err
+		// Cancelled while waiting (SIGINT, SIGTERM, a deadline): said
+		// as what was waited for, still a context's error (errors.Is).
+		return &Error{code: "CANCELLED", msg: fmt.Sprintf("cancelled while waiting for the ledger lock %s (held by another process)", f.Name()), cause: ctx.Err()}
 	}
 	return errorf("IO_ERROR", "locking %s: %v", f.Name(), err)
 }

@@ -48,6 +48,18 @@ func TestHold(t *testing.T) {
 	var coded interface{ Code() string }
 	require.ErrorAs(t, err, &coded)
 	require.Equal(t, "LOCK_TIMEOUT", coded.Code())
+	// A writer cancelled while it waits (SIGINT, SIGTERM) says so, and
+	// its error is still the context's.
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(20*time.Millisecond, cancel)
+	waiting, err := OpenWriter(path, Options{Actor: "w", LockTimeout: 10 * time.Second})
+	require.NoError(t, err)
+	defer waiting.Close()
+	_, err = waiting.Append(cctx, []Draft{{EventType: "C"}})
+	require.ErrorAs(t, err, &coded)
+	require.Equal(t, "CANCELLED", coded.Code())
+	require.ErrorIs(t, err, context.Canceled)
+	require.Contains(t, err.Error(), "waiting for the ledger lock")
 	rep, err := Verify(ctx, l, VerifyOptions{})
 	require.NoError(t, err)
 	require.True(t, rep.Valid)

@@ -25,7 +25,7 @@ func emittedBy() map[string][]string {
 		"BLOB_MISMATCH":                  {"cp-llm complete", "cp-route route"},
 		"BREAKING_CHANGE":                {"cp-install import cpv2", "cp-pkg check framework", "cp-pkg register framework"},
 		"BUDGET_EXCEEDED":                {"cp-llm complete"},
-		"CANCELLED":                      {"request path", "cp-auth token", "cp-ledger append", "cp-ledger verify", "cp-llm complete", "cp-pkg init", "cp-pkg init agent", "cp-pkg init prompt pack", "cp-pkg stage", "cp-trace agent context", "cp-trace compliance frameworks", "cp-trace compliance gates", "cp-trace compliance specs", "cp-trace compliance summary", "cp-trace explain", "cp-trace file", "cp-trace inventory", "cp-wo start", "cp-wo status"},
+		"CANCELLED":                      {"request path", "every binary", "G2", "G3", "G6"},
 		"CAPABILITIES_INVALID":           {"cp-gate check", "cp-install import cpv2", "cp-install install", "cp-pkg preflight", "cp-pkg sign", "cp-pkg stage", "cp-route"},
 		"CHAIN_BROKEN":                   {"cp-gate", "cp-install import cpv2", "cp-install rollback", "cp-ledger export", "cp-ledger import", "cp-ledger migrate", "cp-ledger verify", "G6"},
 		"CHECKPOINT_INCONSISTENT":        {"request path", "every binary", "G6"},

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -434,24 +435,57 @@ func killedWriter(t *testing.T, args []string, round int, delay time.Duration, m
 // n = 0, 1, ... and each answer is read by parse.
 func killedStream(t *testing.T, cmd *exec.Cmd, line func(n int) string, parse func([]byte) (ack, error), delay time.Duration, mode killMode) ([]ack, []byte) {
 	t.Helper()
-	stdin, err := cmd.StdinPipe()
+	s := feedStream(t, cmd, line, parse, mode == lockstep, false)
+	if mode == floodFromAck {
+		<-s.first
+	}
+	time.Sleep(delay)
+	require.NoError(t, cmd.Process.Kill())
+	s.stdin.Close() // unblocks a feeder stuck on a full pipe
+	<-s.eof
+	<-s.fed
+	err := cmd.Wait()
+	require.Error(t, err, "the writer finished before it was killed")
+	require.NoError(t, s.readErr)
+	return s.acks, s.stderr.Bytes()
+}
+
+// fedStream is a stream process being fed requests and read
+// (feedStream). Its fields are the reader's and the feeder's: read them
+// after eof and fed are closed.
+type fedStream struct {
+	stdin   io.WriteCloser
+	stderr  bytes.Buffer
+	acks    []ack
+	last    string // the last line of output
+	readErr error
+	first   chan struct{} // closed at the first acknowledgement, or at EOF
+	eof     chan struct{} // closed when the output ends
+	fed     chan struct{} // closed when the feeder stops
+}
+
+// feedStream starts cmd and feeds it line(n) for n = 0, 1, ... until its
+// stdin pipe breaks (flushed every 8 lines; in lockstep, one line per
+// acknowledgement), while it reads each line of output as an
+// acknowledgement (parse), or skips it when it is an error answer and
+// skipErrors is set.
+func feedStream(t *testing.T, cmd *exec.Cmd, line func(n int) string, parse func([]byte) (ack, error), lockstep, skipErrors bool) *fedStream {
+	t.Helper()
+	s := &fedStream{first: make(chan struct{}), eof: make(chan struct{}), fed: make(chan struct{})}
+	var err error
+	s.stdin, err = cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd.Stderr = &s.stderr
 	require.NoError(t, cmd.Start())
-
-	var acks []ack
-	var readErr error
-	first := make(chan struct{})    // closed at the first acknowledgement, or at EOF
 	acked := make(chan struct{}, 1) // one token per acknowledgement, for lockstep
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	go func() {
+		defer close(s.eof)
 		defer close(acked)
 		defer func() {
-			if len(acks) == 0 {
-				close(first)
+			if len(s.acks) == 0 {
+				close(s.first)
 			}
 		}()
 		br := bufio.NewReader(stdout)
@@ -460,48 +494,44 @@ func killedStream(t *testing.T, cmd *exec.Cmd, line func(n int) string, parse fu
 			if err != nil {
 				return // EOF: a partial last line is not an acknowledgement
 			}
+			s.last = string(line)
+			if skipErrors && strings.Contains(s.last, `"status":"error"`) {
+				continue
+			}
 			a, err := parse(line)
 			if err != nil {
-				readErr = err
+				s.readErr = err
 				return
 			}
-			if acks = append(acks, a); len(acks) == 1 {
-				close(first)
+			if s.acks = append(s.acks, a); len(s.acks) == 1 {
+				close(s.first)
 			}
-			if mode == lockstep {
+			if lockstep {
 				acked <- struct{}{}
 			}
 		}
-	})
-	wg.Go(func() {
-		// Until the pipe breaks: the process is killed long before this
-		// many lines are written.
-		w := bufio.NewWriterSize(stdin, 4096)
-		for n := range 1_000_000 {
+	}()
+	go func() {
+		defer close(s.fed)
+		// Until the pipe breaks: the process ends long before this many
+		// lines are written.
+		w := bufio.NewWriterSize(s.stdin, 4096)
+		for n := range 5_000_000 {
 			if _, err := fmt.Fprintln(w, line(n)); err != nil {
 				return
 			}
-			if (mode == lockstep || n%8 == 7) && w.Flush() != nil {
+			if (lockstep || n%8 == 7) && w.Flush() != nil {
 				return
 			}
-			if mode == lockstep {
+			if lockstep {
 				if _, ok := <-acked; !ok {
 					return
 				}
 			}
 		}
-	})
-	if mode == floodFromAck {
-		<-first
-	}
-	time.Sleep(delay)
-	require.NoError(t, cmd.Process.Kill())
-	stdin.Close() // unblocks a feeder stuck on a full pipe
-	wg.Wait()
-	err = cmd.Wait()
-	require.Error(t, err, "the writer finished before it was killed")
-	require.NoError(t, readErr)
-	return acks, stderr.Bytes()
+		w.Flush()
+	}()
+	return s
 }
 
 func firstLine(b []byte) string {

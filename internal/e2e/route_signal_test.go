@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -149,74 +146,25 @@ func TestRouteStreamSignalledBesideWriters(t *testing.T) {
 // output and its stderr.
 func signalledRoute(t *testing.T, cmd *exec.Cmd, round int, delay time.Duration, sig syscall.Signal) ([]ack, syscall.WaitStatus, string, string) {
 	t.Helper()
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-
-	var acks []ack
-	var last string
-	var readErr error
-	first, eof := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(eof)
-		defer func() {
-			if len(acks) == 0 {
-				close(first)
-			}
-		}()
-		br := bufio.NewReader(stdout)
-		for {
-			line, err := br.ReadBytes('\n')
-			if err != nil {
-				return // EOF: a partial last line is not an acknowledgement
-			}
-			last = string(line)
-			if strings.Contains(last, `"status":"error"`) {
-				continue
-			}
-			a, err := parseRouteAck(line)
-			if err != nil {
-				readErr = err
-				return
-			}
-			if acks = append(acks, a); len(acks) == 1 {
-				close(first)
-			}
-		}
-	}()
-	fed := make(chan struct{})
-	go func() {
-		defer close(fed)
-		w := bufio.NewWriterSize(stdin, 4096)
-		for n := range 5_000_000 {
-			if _, err := fmt.Fprintf(w, `{"intent":"status","variables":{"round":%d,"n":%d}}`+"\n", round, n); err != nil {
-				return
-			}
-			if n%8 == 7 && w.Flush() != nil {
-				return
-			}
-		}
-		w.Flush()
-	}()
-	<-first
+	line := func(n int) string {
+		return fmt.Sprintf(`{"intent":"status","variables":{"round":%d,"n":%d}}`, round, n)
+	}
+	s := feedStream(t, cmd, line, parseRouteAck, false, true)
+	<-s.first
 	time.Sleep(delay)
 	require.NoError(t, cmd.Process.Signal(sig))
 	// Every answer is read (the pipe ends when the process does) before
 	// Wait closes it.
 	select {
-	case <-eof:
+	case <-s.eof:
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		<-eof
+		<-s.eof
 		t.Errorf("round %d: cp-route did not end within 30 s of %v", round, sig)
 	}
-	stdin.Close() // unblocks a feeder stuck on a full pipe
-	<-fed
+	s.stdin.Close() // unblocks a feeder stuck on a full pipe
+	<-s.fed
 	cmd.Wait()
-	require.NoError(t, readErr)
-	return acks, cmd.ProcessState.Sys().(syscall.WaitStatus), last, stderr.String()
+	require.NoError(t, s.readErr)
+	return s.acks, cmd.ProcessState.Sys().(syscall.WaitStatus), s.last, s.stderr.String()
 }

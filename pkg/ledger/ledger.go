@@ -79,7 +79,12 @@ type Options struct {
 }
 
 // Ledger is the file store: an open ledger file with its side files. It
-// implements Store.
+// implements Store. A Ledger is for one goroutine at a time: its state
+// and its lock (one descriptor of X.lock, shared by all its calls) are
+// not guarded, so an unlock by one call could release a lock another
+// call took. Processes, and Ledgers opened on the same file, exclude each
+// other through X.lock; goroutines of one process that append at once
+// each open their own.
 type Ledger struct {
 	path     string
 	opts     Options

@@ -871,13 +871,33 @@ func (l *Ledger) scanFrom(ctx context.Context, q Query, off, seq int64, fn func(
 
 // ---- the writer's side ----
 
-// idxWriter is a writer's open index. table, when loaded, is the bucket
-// table as of header gen (valid while the file's gen is still that).
+// idxWriter is a writer's open index. table, when made, is the bucket
+// table as of header gen (valid while the file's gen is still that), read
+// a page at a time as batches touch it (loaded): a batch reads the pages
+// of its buckets, not the whole table (64 MB at 5M entries).
 type idxWriter struct {
-	f     *os.File
-	ino   uint64
-	h     idxHeader
-	table []byte
+	f      *os.File
+	ino    uint64
+	h      idxHeader
+	table  []byte
+	loaded []bool // by page of table
+}
+
+// tablePage is the unit in which the bucket table is read and written back.
+const tablePage = 4096
+
+// slotPage reads the table's page holding slot, if it is not read yet.
+func (w *idxWriter) slotPage(slot int) error {
+	pg := slot * 8 / tablePage
+	if w.loaded[pg] {
+		return nil
+	}
+	lo, hi := pg*tablePage, min((pg+1)*tablePage, len(w.table))
+	if _, err := w.f.ReadAt(w.table[lo:hi], slotAt(0)+int64(lo)); err != nil {
+		return err
+	}
+	w.loaded[pg] = true
+	return nil
 }
 
 func fileID(fi os.FileInfo) uint64 {
@@ -948,7 +968,7 @@ func (l *Ledger) updateIndexErr(prevN, prevEnd int64, prevHead string, entries [
 		return l.rebuildIndex()
 	}
 	if h.gen != w.h.gen {
-		w.table = nil
+		w.table, w.loaded = nil, nil
 	}
 	if int64(h.entries) != prevN || hex.EncodeToString(h.leaf[:]) != prevHead {
 		// Not the index of the ledger this writer holds, as it was before
@@ -1014,20 +1034,22 @@ func (w *idxWriter) add(ps []posting, n, end int64, head string) error {
 	}
 	if w.table == nil && len(ps) > 32 {
 		// A batch: the table in memory (kept while no other writer
-		// changes the file), written back by the pages it touched.
+		// changes the file), read and written back by the pages it
+		// touched.
 		w.table = make([]byte, b*8)
-		if _, err := w.f.ReadAt(w.table, slotAt(0)); err != nil {
-			w.table = nil
-			return err
-		}
+		w.loaded = make([]bool, (len(w.table)+tablePage-1)/tablePage)
 	}
 	pbuf := make([]byte, len(ps)*idxPostingSize)
 	le := binary.LittleEndian
 	if w.table != nil {
-		const page = 4096
-		dirty := make([]bool, (len(w.table)+page-1)/page)
+		const page = tablePage
+		dirty := make([]bool, len(w.loaded))
 		for i := range ps {
 			slot := bucketOf(ps[i].key, b)
+			if err := w.slotPage(slot); err != nil {
+				w.table, w.loaded = nil, nil
+				return err
+			}
 			ps[i].prev = le.Uint64(w.table[slot*8:])
 			ps[i].put(pbuf[i*idxPostingSize:])
 			le.PutUint64(w.table[slot*8:], h.postings+uint64(i)+1)

@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	args := append(append([]string{"build", "-trimpath", "-ldflags", "-s -w"}, overlay...), "-o", dir+"/", "../../cmd/cp-ledger", "../../cmd/cp-pkg", "../../cmd/cp-install", "../../cmd/cp-gate", "../../cmd/cp-auth", "../../cmd/cp-wo", "../../cmd/cp-trace", "../../cmd/cp-route", "./testdata/bare", "./testdata/pgfloor")
+	args := append(append([]string{"build", "-trimpath", "-ldflags", "-s -w"}, overlay...), "-o", dir+"/", "../../cmd/cp-ledger", "../../cmd/cp-pkg", "../../cmd/cp-install", "../../cmd/cp-gate", "../../cmd/cp-auth", "../../cmd/cp-wo", "../../cmd/cp-trace", "../../cmd/cp-route", "./testdata/bare", "./testdata/pgfloor", "./testdata/appendfloor")
 	args = append(args, "../../cmd/cp-llm", "../../cmd/cp-mcp")
 	build := exec.Command("go", args...)
 	build.Env = append(env, "CGO_ENABLED=0")

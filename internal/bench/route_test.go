@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/control-plane/cp/internal/routecmd"
+	"github.com/control-plane/cp/pkg/keys"
 )
 
 // routePolicy is a policy of the size a team writes: five routes, two
@@ -192,15 +193,29 @@ func BenchmarkStreamRouteInProcess(b *testing.B) {
 // plane's signed checkpoint), minus a bare Go process reading stdin, back
 // to back: the median of b.N pairs. With CP_BENCH_BASELINE (a directory
 // holding another build's cp-route), that build's process runs in each
-// round too, after the same bare process: baseline-ms-over-bare.
+// round too, after the same bare process: baseline-ms-over-bare. Each
+// round also runs the machine's floor for such a process
+// (testdata/appendfloor: one line appended and fsynced, a signed
+// checkpoint written beside it, nothing else) after a bare process of its
+// own: floor-ms-over-bare, what no implementation in Go goes below here.
 func BenchmarkSingleRouteOverBare(b *testing.B) {
 	root := routePlane(b)
 	stdin, stdout := tempFiles(b, routeRequests(10_000))
 	runProcess(b, stdin, stdout, "cp-route", "--root", root)
 	stdin, stdout = tempFiles(b, routeRequests(1))
+	floorDir := b.TempDir()
+	skey, vkey, err := keys.Generate("floor")
+	if err != nil {
+		b.Fatal(err)
+	}
+	skeyFile, vkeyFile := filepath.Join(floorDir, "floor.key"), filepath.Join(floorDir, "floor.pub")
+	if os.WriteFile(skeyFile, []byte(skey), 0o600) != nil || os.WriteFile(vkeyFile, []byte(vkey), 0o644) != nil {
+		b.Fatal("writing the floor's keys")
+	}
 	base := os.Getenv("CP_BENCH_BASELINE")
 	diffs := make([]time.Duration, 0, b.N)
 	cpus := make([]time.Duration, 0, b.N)
+	floors := make([]time.Duration, 0, b.N)
 	var baseDiffs, baseCPUs []time.Duration
 	b.ResetTimer()
 	for range b.N {
@@ -210,6 +225,14 @@ func BenchmarkSingleRouteOverBare(b *testing.B) {
 		route := cpuProcess(b, stdin, stdout, "cp-route", "--root", root)
 		diffs = append(diffs, time.Since(t1)-t1.Sub(t0))
 		cpus = append(cpus, route-bare)
+		// The floor after a bare process of its own, as cp-route's: run
+		// right after cp-route's, its fsyncs would wait for the journal
+		// commit of cp-route's.
+		t2 := time.Now()
+		cpuProcess(b, stdin, stdout, "bare")
+		t3 := time.Now()
+		cpuProcess(b, stdin, stdout, "appendfloor", floorDir, skeyFile, vkeyFile)
+		floors = append(floors, time.Since(t3)-t3.Sub(t2))
 		if base != "" {
 			t2 := time.Now()
 			other := cpuProcess(b, stdin, stdout, filepath.Join(base, "cp-route"), "--root", root)
@@ -224,6 +247,7 @@ func BenchmarkSingleRouteOverBare(b *testing.B) {
 	b.ReportMetric(median(diffs), "ms-over-bare")
 	// CPU time (user + system) is what a loaded machine distorts least.
 	b.ReportMetric(median(cpus), "cpu-ms-over-bare")
+	b.ReportMetric(median(floors), "floor-ms-over-bare")
 	if base != "" {
 		b.ReportMetric(median(baseDiffs), "baseline-ms-over-bare")
 		b.ReportMetric(median(baseCPUs), "baseline-cpu-ms-over-bare")

@@ -2,15 +2,21 @@ package routecmd
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
 	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/ledgercmd"
+	"github.com/control-plane/cp/internal/route"
 )
 
 // TestWorkerCannotLeaveItsSessionsLimit: a worker's token names its
@@ -59,4 +65,105 @@ func TestSessionLimitAcrossTiers(t *testing.T) {
 		t.Logf("%s: %d %s", p, code, gjson.Get(out, "error.code").String())
 	}
 	require.Equal(t, 2, routed, "one session allowing two calls, routed in two tiers")
+}
+
+// routedIn counts the answers of out that routed, by session.
+func routedIn(out string) map[string]int {
+	n := map[string]int{}
+	for _, l := range lines(out) {
+		if gjson.Get(l, "status").String() == "ok" {
+			n[gjson.Get(l, "result.session_id").String()]++
+		}
+	}
+	return n
+}
+
+// TestLimitRaceStreamsAndSingles: streams of several requests in one
+// session (and streams mixing two sessions, a batch naming both) race
+// single-request runs in the same sessions, each run with its own ledger
+// handle (the lock is the ledger file's, between handles as between
+// processes): each session allowing two calls routes exactly two
+// llm_assisted requests in all.
+func TestLimitRaceStreamsAndSingles(t *testing.T) {
+	for round := range 3 {
+		root := newPlane(t, testPolicy)
+		a, b := fmt.Sprintf("SES-20261207-aaaa%04x", round), fmt.Sprintf("SES-20261207-bbbb%04x", round)
+		var mu sync.Mutex
+		total := map[string]int{}
+		var wg sync.WaitGroup
+		add := func(out string) {
+			mu.Lock()
+			defer mu.Unlock()
+			for s, n := range routedIn(out) {
+				total[s] += n
+			}
+		}
+		for i := range 3 {
+			// A stream in one session.
+			wg.Go(func() {
+				var in strings.Builder
+				for j := range 4 {
+					fmt.Fprintf(&in, `{"intent":"deploy","variables":{"i":%d}}`+"\n", 10*i+j)
+				}
+				_, out, _ := run(t, Run, in.String(), "--root", root, "--session", a)
+				add(out)
+			})
+			// A stream mixing both sessions (each line names its own).
+			wg.Go(func() {
+				var in strings.Builder
+				for j := range 4 {
+					s := a
+					if j%2 == 1 {
+						s = b
+					}
+					fmt.Fprintf(&in, `{"intent":"deploy","session_id":%q}`+"\n", s)
+				}
+				_, out, _ := run(t, Run, in.String(), "--root", root)
+				add(out)
+			})
+			// Singles in each.
+			for _, s := range []string{a, b} {
+				wg.Go(func() {
+					_, out, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", s)
+					add(out)
+				})
+			}
+		}
+		wg.Wait()
+		require.Equal(t, map[string]int{a: 2, b: 2}, total, "round %d: two sessions each allowing two calls", round)
+		must(t, ledgercmd.Run, "", "verify", "--root", root)
+	}
+}
+
+// TestClassifierLimitRace: runs at once in one session allowing two LLM
+// calls, each with a request no rule decides (the classifier's): the
+// classifier is asked at most twice in all. cp-route asks it before the
+// ledger's lock, from the count read then, and keeps a call made even past
+// the limit (route.AskedClassifier): six runs that all read zero spent all
+// ask, and the session records six calls.
+func TestClassifierLimitRace(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	const ses = "SES-20261207-c1a55c1a"
+	var calls atomic.Int64
+	slow := slowClassifier{countingClassifier{fakeClassifier{handler: "default", conf: "0.9"}, &calls}}
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() { run(t, with(slow), `{"intent":"chat"}`, "--root", root, "--session", ses) })
+	}
+	wg.Wait()
+	show := lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION", "--submission-id", ses))
+	spent := int64(0)
+	for _, e := range show {
+		spent += gjson.Get(e, "metadata.llm_calls").Int()
+	}
+	require.LessOrEqual(t, calls.Load(), int64(2), "the classifier asked past the session's limit (2); the session records %d calls", spent)
+}
+
+// slowClassifier answers as a model does, after a while: the runs' calls
+// overlap.
+type slowClassifier struct{ countingClassifier }
+
+func (s slowClassifier) Classify(ctx context.Context, q route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
+	time.Sleep(50 * time.Millisecond)
+	return s.countingClassifier.Classify(ctx, q)
 }

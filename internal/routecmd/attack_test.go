@@ -226,3 +226,53 @@ func writerBesideStream(t *testing.T, session string) {
 	require.Less(t, p(1), ledger.DefaultLockTimeout/2, "an append waited most of the lock's timeout")
 	must(t, ledgercmd.Run, "", "verify", "--root", root)
 }
+
+// meddlingClassifier, when asked, first has another run spend the
+// session's calls (as another process would while this one's classifier
+// call is out, before its lock), then answers.
+type meddlingClassifier struct {
+	countingClassifier
+	meddle func()
+}
+
+func (m meddlingClassifier) Classify(ctx context.Context, q route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
+	m.meddle()
+	return m.countingClassifier.Classify(ctx, q)
+}
+
+// TestAskedCallRecordedWhenBatchEndsAtLimit: a stream's batch [deploy
+// (llm_assisted: one call), chat (the classifier's)] in a session allowing
+// two. Before the lock the count is 0: the deploy would spend one and the
+// chat has room, so the classifier is asked (a model call made). While it
+// is out another process spends the session's two calls; under the lock
+// the deploy is refused by the limit and the refusal ends the batch. The
+// classifier's call was made all the same: some decision must record it
+// (route.AskedClassifier: a call made is counted even past the limit), or
+// the session's count misses a call its model was asked.
+func TestAskedCallRecordedWhenBatchEndsAtLimit(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	// A stream's first request runs by itself; the next two are one batch
+	// when both have arrived when it is taken (tried until they are).
+	for attempt := range 20 {
+		ses := fmt.Sprintf("SES-20261207-0dd0%04x", attempt)
+		var calls atomic.Int64
+		clf := meddlingClassifier{countingClassifier{fakeClassifier{handler: "default", conf: "0.9"}, &calls}, func() {
+			for range 2 {
+				run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", ses)
+			}
+		}}
+		_, out, _ := run(t, with(clf), "{\"intent\":\"status\"}\n{\"intent\":\"deploy\"}\n{\"intent\":\"chat\"}\n", "--root", root, "--session", ses)
+		ls := lines(out)
+		if len(ls) != 2 || gjson.Get(ls[1], "error.code").String() != "ROUTE_LIMIT_EXCEEDED" {
+			continue // deploy and chat were not one batch
+		}
+		require.Equal(t, int64(1), calls.Load(), "the classifier was asked before the lock: %s", out)
+		recorded := int64(0)
+		for _, e := range lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION", "--submission-id", ses)) {
+			recorded += gjson.Get(e, "metadata.llm_calls").Int()
+		}
+		require.Equal(t, int64(2+1), recorded, "attempt %d: two deploys by the other run and the classifier's call: the session records %d calls", attempt, recorded)
+		return
+	}
+	t.Fatal("deploy and chat were never one batch")
+}

@@ -108,6 +108,11 @@ type Store struct {
 	// schema is the database's schema version as the opening found it
 	// (after migrating, for a writer).
 	schema int64
+	// advIdle is the connection of the last Advisory released, kept for
+	// the next (advisory.go); advClosed: Close closed it, keep none.
+	advMu     sync.Mutex
+	advIdle   *pgx.Conn
+	advClosed bool
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -303,6 +308,7 @@ func (s *Store) Name() string { return s.opts.Name }
 
 // Close closes the connection.
 func (s *Store) Close() error {
+	s.closeAdvisory()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn != nil {

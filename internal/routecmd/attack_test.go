@@ -142,7 +142,11 @@ func TestLimitRaceStreamsAndSingles(t *testing.T) {
 // classifier is asked at most twice in all. cp-route asks it before the
 // ledger's lock, from the count read then, and keeps a call made even past
 // the limit (route.AskedClassifier): six runs that all read zero spent all
-// ask, and the session records six calls.
+// ask, and the session records six calls. (The gateway, cp-route's
+// classifier in the binary, holds a session to limits.llm_calls_per_session
+// with its own budget, under its lock, for a call that names a work order:
+// not for one that names a session alone. This test's classifier is the
+// seam's, which holds nothing.)
 func TestClassifierLimitRace(t *testing.T) {
 	root := newPlane(t, testPolicy)
 	const ses = "SES-20261207-c1a55c1a"

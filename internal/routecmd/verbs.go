@@ -318,6 +318,13 @@ func anySession(reqs []cli.Request) bool {
 // under the lock, but for the count, which can only have grown there.
 // What each was answered is kept for the decision under the lock
 // (askedClassifier); a request not asked here is not asked there.
+//
+// It asks nothing after a decision in a limited session whose target is
+// llm_assisted: under the lock, with the count grown, that one may be
+// refused by the limit, and the refusal ends the batch, so a call made
+// for a request after it would be recorded by no decision. decideRun ends
+// the run before such a request instead, and the rest of the batch is a
+// run of its own, asked before its lock.
 func (r *router) askFirst(ctx context.Context, c *cli.Call, l *tierLedger, reqs []cli.Request, pre []prepared) (map[int]*askedClassifier, error) {
 	var asked map[int]*askedClassifier
 	inBatch := map[string]int64{}
@@ -352,7 +359,7 @@ func (r *router) askFirst(ctx context.Context, c *cli.Call, l *tierLedger, reqs 
 		if session != "" {
 			inBatch[session] += d.LLMCalls
 		}
-		if d.Denied {
+		if d.Denied || used >= 0 && d.Mode == route.ModeLLMAssisted {
 			break
 		}
 	}
@@ -367,10 +374,11 @@ func (r *router) askFirst(ctx context.Context, c *cli.Call, l *tierLedger, reqs 
 // closed); askFirst asks every request whose count the lock can find
 // room for, so this is not expected to happen.
 type askedClassifier struct {
-	inner  route.Classifier
-	locked bool // decideRun holds the ledger's lock
-	asked  bool
-	answer struct {
+	inner   route.Classifier
+	locked  bool // decideRun holds the ledger's lock
+	asked   bool
+	refused bool // not asked before the lock, and needed under it
+	answer  struct {
 		handler string
 		conf    route.Confidence
 		ev      map[string]any
@@ -381,6 +389,7 @@ type askedClassifier struct {
 func (a *askedClassifier) Classify(ctx context.Context, q route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
 	if !a.asked {
 		if a.locked {
+			a.refused = true
 			return "", "", nil, errors.New("the classifier was not asked before the session's count was locked")
 		}
 		a.asked = true
@@ -553,7 +562,8 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 	// (askFirst): its call goes through the gateway, which appends to HO2
 	// under a lock of its own, and takes as long as a model does.
 	var asked map[int]*askedClassifier
-	if limited && anySession(reqs[:n]) {
+	held := limited && anySession(reqs[:n])
+	if held {
 		if asked, err = r.askFirst(ctx, c, l, reqs[:n], pre); err != nil {
 			return fail(err)
 		}
@@ -586,7 +596,15 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 			used = l.sessions[p.session].used + inBatch[p.session]
 		}
 		var clf route.Classifier // asked only when no rule decides
-		if a := asked[i]; a != nil {
+		a := asked[i]
+		if a == nil && held && !pre[i].match.Decided() {
+			// Not asked before the lock (askFirst stopped before it):
+			// never asked under it.
+			if inner := r.classifierFor(c, req); inner != nil {
+				a = &askedClassifier{inner: inner, locked: true}
+			}
+		}
+		if a != nil {
 			clf = a
 		} else if !pre[i].match.Decided() {
 			clf = r.classifierFor(c, req)
@@ -594,6 +612,13 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, clf)
 		if err != nil {
 			stopErr = err
+			break
+		}
+		if a != nil && a.refused && len(ps) > 0 {
+			// askFirst stopped asking before this request (after one
+			// that spends the session's calls): the run ends here, and
+			// the rest of the batch is decided in a run of its own,
+			// its classifier asked before that run's lock.
 			break
 		}
 		if p.session != "" {

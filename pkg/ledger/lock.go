@@ -64,7 +64,9 @@ func (l *Ledger) Hold(ctx context.Context) (release func(), err error) {
 		return nil, err
 	}
 	l.held = true
-	l.synced = false // read the files afresh under the lock
+	// What this store knows of the files stands while their sizes do
+	// (sync checks them under the lock, as an append does): another
+	// writer's append changes them.
 	return func() {
 		l.held = false
 		funlock(l.lockF)

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/control-plane/cp/internal/pgtest"
 )
 
 // TestKillLimitedRouteStream kills cp-route streams in a limited session
@@ -28,13 +26,7 @@ func TestKillLimitedRouteStream(t *testing.T) {
 // held on a connection of its own, which the server ends with the
 // killed process's connection.
 func TestKillLimitedRouteStreamPostgres(t *testing.T) {
-	dsn := pgtest.DB(t)
-	root, work := newLimitPlane(t)
-	env := []string{"CP_TEST_LEDGER_DSN=" + dsn}
-	cmd := planeCmd(cpLedger, root, work, "migrate", "--root", root, "--plane", "ho3", "--to", "postgres", "--name", "governance", "--dsn-env", "CP_TEST_LEDGER_DSN")
-	cmd.Env = append(cmd.Env, env...)
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "migrate: %s", out)
+	root, work, env := newLimitPlanePostgres(t)
 	killLimitedStream(t, root, work, env)
 }
 

@@ -61,14 +61,23 @@ func TestRouteSessionLimitRace(t *testing.T) {
 // HO3's ledger in PostgreSQL (cp-ledger migrate): the processes hold the
 // session's count through the database's advisory lock of the ledger.
 func TestRouteSessionLimitRacePostgres(t *testing.T) {
+	root, work, env := newLimitPlanePostgres(t)
+	routeLimitRace(t, root, work, env)
+}
+
+// newLimitPlanePostgres is newLimitPlane with HO3's ledger moved to a
+// throwaway PostgreSQL database (cp-ledger migrate); env names its DSN for
+// the processes run on the plane.
+func newLimitPlanePostgres(t *testing.T) (root, work string, env []string) {
+	t.Helper()
 	dsn := pgtest.DB(t)
-	root, work := newLimitPlane(t)
-	env := []string{"CP_TEST_LEDGER_DSN=" + dsn}
+	root, work = newLimitPlane(t)
+	env = []string{"CP_TEST_LEDGER_DSN=" + dsn}
 	cmd := planeCmd(cpLedger, root, work, "migrate", "--root", root, "--plane", "ho3", "--to", "postgres", "--name", "governance", "--dsn-env", "CP_TEST_LEDGER_DSN")
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "migrate: %s", out)
-	routeLimitRace(t, root, work, env)
+	return root, work, env
 }
 
 func routeLimitRace(t *testing.T, root, work string, env []string) {

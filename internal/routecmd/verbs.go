@@ -326,6 +326,9 @@ func anySession(reqs []cli.Request) bool {
 // the run before such a request instead, and the rest of the batch is a
 // run of its own, asked before its lock.
 func (r *router) askFirst(ctx context.Context, c *cli.Call, l *tierLedger, reqs []cli.Request, pre []prepared) (map[int]*askedClassifier, error) {
+	if !slices.ContainsFunc(pre, func(p prepared) bool { return p.err == nil && p.m != nil && !p.match.Decided() }) {
+		return nil, nil // every request decided by a rule (a stream's usual run): nothing to ask
+	}
 	var asked map[int]*askedClassifier
 	inBatch := map[string]int64{}
 	for i, req := range reqs {
@@ -369,10 +372,12 @@ func (r *router) askFirst(ctx context.Context, c *cli.Call, l *tierLedger, reqs 
 // askedClassifier is a request's classifier asked at most once, before
 // the ledger's lock (askFirst): under the lock it gives the answer it got,
 // and one never asked then is not asked under the lock, where the
-// gateway's own appends would wait for it. It fails instead: the decision
-// takes the default route and counts the call it would have made (fail
-// closed); askFirst asks every request whose count the lock can find
-// room for, so this is not expected to happen.
+// gateway's own appends would wait for it. It fails instead (refused):
+// decideRun then ends the run before that request, which a run of its own
+// asks before its lock; for a run's first request (askFirst asks it
+// whenever the count it read leaves room, and the count under the lock is
+// no lower) the decision takes the default route and counts the call it
+// would have made (fail closed).
 type askedClassifier struct {
 	inner   route.Classifier
 	locked  bool // decideRun holds the ledger's lock

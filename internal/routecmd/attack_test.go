@@ -243,3 +243,93 @@ func TestClassifierAfterSpendInOneBatch(t *testing.T) {
 	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(ls[302], "error.code").String(), ls[302])
 	require.Equal(t, int64(1), calls.Load())
 }
+
+// TestClassifierLimitRace: runs at once in one session allowing two LLM
+// calls, each with a request no rule decides (the classifier's): the
+// classifier is asked at most twice in all, and the session records what
+// was asked. Before each call, cp-route reserves it (ROUTE_RESERVED) under
+// the route-session locks; a run that finds the session's room taken by
+// others' reservations takes the default route without asking. (Session
+// 31 asked before the lock from a count read without it: six runs that
+// all read zero all asked, and the session recorded six calls.)
+func TestClassifierLimitRace(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	const ses = "SES-20261207-c1a55c1a"
+	var calls atomic.Int64
+	slow := slowClassifier{countingClassifier{fakeClassifier{handler: "default", conf: "0.9"}, &calls}}
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() { run(t, with(slow), `{"intent":"chat"}`, "--root", root, "--session", ses) })
+	}
+	wg.Wait()
+	require.EqualValues(t, 2, calls.Load(), "the classifier asked past the session's limit (2), or not up to it")
+	decisions := lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", "ROUTE_DECISION", "--submission-id", ses))
+	reservations := lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", EventReserved, "--submission-id", ses))
+	require.Len(t, decisions, 6)
+	require.Len(t, reservations, 2, "one reservation per call made")
+	ids := map[string]bool{}
+	for _, e := range reservations {
+		ids[gjson.Get(e, "id").String()] = true
+		require.EqualValues(t, 1, gjson.Get(e, "metadata.llm_calls").Int())
+	}
+	asked, spent := 0, int64(0)
+	for _, e := range decisions {
+		spent += gjson.Get(e, "metadata.llm_calls").Int()
+		if res := gjson.Get(e, "metadata.reservation"); res.Exists() {
+			asked++
+			require.True(t, ids[res.String()], "a decision names a reservation that is not the session's: %s", e)
+			require.Equal(t, "accepted", gjson.Get(e, "metadata.classifier.outcome").String())
+		} else {
+			require.Equal(t, "limit_reached", gjson.Get(e, "metadata.classifier.outcome").String(), e)
+		}
+	}
+	require.Equal(t, 2, asked)
+	require.EqualValues(t, 2, spent, "the decisions record the calls made")
+	must(t, ledgercmd.Run, "", "verify", "--root", root)
+}
+
+// slowClassifier answers as a model does, after a while: the runs' calls
+// overlap.
+type slowClassifier struct{ countingClassifier }
+
+func (s slowClassifier) Classify(ctx context.Context, q route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
+	time.Sleep(50 * time.Millisecond)
+	return s.countingClassifier.Classify(ctx, q)
+}
+
+// TestSessionLimitAcrossTiers: a session's limit (2) counts its calls in
+// every tier ledger its decisions go to: a caller who may route in several
+// tiers (--plane ho2, --plane ho1, the root's ho3) does not get the limit
+// once per tier, in turn or at once.
+func TestSessionLimitAcrossTiers(t *testing.T) {
+	t.Run("in turn", func(t *testing.T) {
+		root := newPlane(t, testPolicy)
+		const ses = "SES-20261207-0c0c0c0c"
+		routed := 0
+		for _, p := range []string{"ho2", "ho1", "ho3", "ho2", "ho1", "ho3"} {
+			code, out, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", p, "--session", ses)
+			if code == 0 {
+				routed++
+			} else {
+				require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), out)
+			}
+		}
+		require.Equal(t, 2, routed, "one session allowing two calls, routed in three tiers")
+	})
+	t.Run("at once", func(t *testing.T) {
+		root := newPlane(t, testPolicy)
+		const ses = "SES-20261207-0d0d0d0d"
+		var routed atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 9 {
+			p := []string{"ho3", "ho2", "ho1"}[i%3]
+			wg.Go(func() {
+				if code, _, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", p, "--session", ses); code == 0 {
+					routed.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		require.EqualValues(t, 2, routed.Load(), "one session allowing two calls, nine runs in three tiers at once")
+	})
+}

@@ -55,7 +55,7 @@ func TestDraftCanonical(t *testing.T) {
 						require.NoError(t, err)
 						pre := prepared{m: req, canon: canon, hash: "sha256:feed"}
 						l := &tierLedger{tier: plane.Tier{Tier: "HO2"}, authOff: authOff}
-						draft, _, o, err := r.draft(l, req, pre, d)
+						draft, _, o, err := r.draft(l, req, pre, d, "")
 						require.NoError(t, err)
 						full := wantMeta(r, l, req, pre, d)
 						if req["session_id"] != nil && p.Limit() >= 0 {

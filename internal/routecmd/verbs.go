@@ -53,6 +53,10 @@ type router struct {
 	// and finished on another (pipeline).
 	mu      sync.Mutex
 	ledgers map[ledgerKey]*tierLedger
+	// counts are the tiers a limited session's count is read across, by
+	// plane id (count.go), and totals each session's count as last read.
+	counts map[string]*tierCount
+	totals map[string]int64
 }
 
 type ledgerKey struct {
@@ -60,19 +64,14 @@ type ledgerKey struct {
 	actor plane.Actor
 }
 
-// tierLedger is a tier's ledger open for the run, with what the limit
-// needs: per session, the calls counted and the first seq not read yet,
-// and the spans of seqs this run wrote (counted as they were decided).
+// tierLedger is a tier's ledger open for the run.
 type tierLedger struct {
-	store    ledger.Store
-	dir      string // the tier's directory (plane.HoldLedger)
-	tier     plane.Tier
-	authOff  bool // the ledger stamps _auth "off" (plane.Actor)
-	sessions map[string]*sessionCount
-	own      []span
+	id      string // its plane: ho3, ho2 or ho1
+	store   ledger.Store
+	dir     string // the tier's directory (plane.HoldKey)
+	tier    plane.Tier
+	authOff bool // the ledger stamps _auth "off" (plane.Actor)
 }
-
-type sessionCount struct{ used, next int64 }
 
 type span struct{ from, to int64 } // [from, to)
 
@@ -83,6 +82,12 @@ func (r *router) close() {
 		l.store.Close()
 	}
 	r.ledgers = nil
+	for _, tc := range r.counts {
+		if tc.closer {
+			tc.store.Close()
+		}
+	}
+	r.counts = nil
 }
 
 // load reads, compiles and keeps the policy in force, once per run: the
@@ -172,9 +177,8 @@ func (r *router) ledgerIn(root string, c *cli.Call, req cli.Request, a plane.Acc
 	if err != nil {
 		return nil, err
 	}
-	l := &tierLedger{store: s, dir: dir, tier: t, authOff: c.Actor().AuthOff}
+	l := &tierLedger{id: id, store: s, dir: dir, tier: t, authOff: c.Actor().AuthOff}
 	if a == plane.ForAppend { // kept for the run; one opened for reading is the caller's to close
-		l.sessions = map[string]*sessionCount{}
 		r.mu.Lock()
 		if r.ledgers == nil {
 			r.ledgers = map[ledgerKey]*tierLedger{}
@@ -192,113 +196,9 @@ func (r *router) open(k ledgerKey) *tierLedger {
 	return r.ledgers[k]
 }
 
-// used returns the LLM calls session has spent, as recorded in the ledger
-// (ROUTE_DECISION entries whose submission_id is the session, found
-// through the ledger's index) plus what this run decided since: read again
-// at each batch, from where the last read stopped, so that decisions other
-// processes recorded meanwhile count too. The entries this run wrote are
-// counted as they are decided, and not read back when nothing came between
-// (wrote).
-func (l *tierLedger) used(ctx context.Context, session string) (int64, error) {
-	sc := l.sessions[session]
-	if sc == nil {
-		sc = &sessionCount{}
-		l.sessions[session] = sc
-	}
-	st, err := l.store.State(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if st.Size <= sc.next {
-		// Nothing recorded since the last read (a stream's own batches
-		// are counted as they are decided: wrote): the running count
-		// stands, and the index is not opened again.
-		return sc.used, nil
-	}
-	if sc.next == 0 {
-		// The session's first read in this run: its newest decision
-		// carries the count, when it recorded one.
-		if err := l.countFromNewest(ctx, session, sc); err != nil {
-			return 0, err
-		}
-	}
-	err = l.store.Find(ctx, ledger.Query{EventTypes: []string{EventType}, Subject: session, From: sc.next}, func(e *ledger.Entry) bool {
-		if !l.mine(e.Seq) {
-			sc.used += llmCalls(e.Metadata)
-		}
-		sc.next = e.Seq + 1
-		return true
-	})
-	sc.next = max(sc.next, st.Size)
-	return sc.used, err
-}
-
-// countFromNewest starts sc from the session's newest decision when it
-// records the session's count (session_llm_calls, the calls spent before
-// it, written under the ledger's lock by a limited decision) and its own
-// llm_calls: the count after it, without reading the session's older
-// decisions (ledger.FindNewest: through the index, newest first), so that
-// one decision as one process costs the same in a session's first
-// decision and in its ten-thousandth. A newest decision without a count
-// (recorded with no limit in force), or with one that is not a count,
-// leaves sc as it is: the whole session is read and summed.
-func (l *tierLedger) countFromNewest(ctx context.Context, session string, sc *sessionCount) error {
-	e, err := ledger.FindNewest(ctx, l.store, ledger.Query{EventTypes: []string{EventType}, Subject: session})
-	if err != nil || e == nil || l.mine(e.Seq) {
-		return err
-	}
-	before, ok := count(e.Metadata["session_llm_calls"])
-	if !ok {
-		return nil
-	}
-	calls, ok := count(e.Metadata["llm_calls"])
-	if !ok {
-		return nil
-	}
-	sc.used, sc.next = before+calls, e.Seq+1
-	return nil
-}
-
-// count reads a recorded count: a non-negative integer.
-func count(v any) (int64, bool) {
-	n, ok := v.(json.Number)
-	if !ok {
-		return 0, false
-	}
-	i, err := n.Int64()
-	return i, err == nil && i >= 0
-}
-
-func (l *tierLedger) mine(seq int64) bool {
-	for _, s := range l.own {
-		if seq >= s.from && seq < s.to {
-			return true
-		}
-	}
-	return false
-}
-
-func (l *tierLedger) wrote(from, to int64) {
-	for _, sc := range l.sessions {
-		if sc.next == from { // read up to these: nothing of anyone else's between
-			sc.next = to
-		}
-	}
-	if n := len(l.own); n > 0 && l.own[n-1].to == from {
-		l.own[n-1].to = to
-		return
-	}
-	l.own = append(l.own, span{from, to})
-	low := to
-	for _, sc := range l.sessions {
-		low = min(low, sc.next)
-	}
-	l.own = slices.DeleteFunc(l.own, func(s span) bool { return s.to <= low }) // never read back
-}
-
-// sessionLockKey names the lock a limited session's decisions are made
-// under, for a tier in PostgreSQL (plane.HoldLedger; a file store's is its
-// append lock).
+// sessionLockKey names the lock of every tier a limited session's count
+// is read and spent under (plane.HoldKey: a lock file beside the tier's
+// ledger, or the ledger's advisory lock in PostgreSQL).
 const sessionLockKey = "route-session"
 
 // anySession reports whether a request of reqs names a session (its own,
@@ -312,24 +212,52 @@ func anySession(reqs []cli.Request) bool {
 	return false
 }
 
-// askFirst asks the classifier, before the ledger's lock is taken, for the
-// requests of a run no rule decides whose session's count, read now,
-// leaves room for its call: the run is decided as decideRun will decide it
-// under the lock, but for the count, which can only have grown there.
-// What each was answered is kept for the decision under the lock
-// (askedClassifier); a request not asked here is not asked there.
+// askFirst asks the classifier, before the session's count is locked for
+// the run's decisions, for the requests of a run no rule decides: the run
+// is planned as decideRun will decide it, up to and including the first of
+// them in a limited session with room left for the call. That call is
+// reserved first (a ROUTE_RESERVED entry, appended under the route-session
+// locks with the count it was judged against), so that no other process
+// can count the session's room again while the call is made; then the
+// locks are released and the classifier is asked. What each was answered
+// is kept for the decision under the locks (askedClassifier); a request
+// not asked here is not asked there.
 //
-// It asks nothing after a decision in a limited session whose target is
-// llm_assisted: under the lock, with the count grown, that one may be
-// refused by the limit, and the refusal ends the batch, so a call made
-// for a request after it would be recorded by no decision. decideRun ends
-// the run before such a request instead, and the rest of the batch is a
-// run of its own, asked before its lock.
+// It plans nothing after a decision in a limited session whose target is
+// llm_assisted: under the locks, with the count grown, that one may be
+// refused by the limit, and the refusal ends the batch, so a call made for
+// a request after it would be recorded by no decision. Nor after the
+// reserved request, whose answer decides what follows. decideRun ends the
+// run before a request it would need the classifier for and that was not
+// asked, and the rest of the batch is a run of its own, planned again.
 func (r *router) askFirst(ctx context.Context, c *cli.Call, l *tierLedger, reqs []cli.Request, pre []prepared) (map[int]*askedClassifier, error) {
 	if !slices.ContainsFunc(pre, func(p prepared) bool { return p.err == nil && p.m != nil && !p.match.Decided() }) {
 		return nil, nil // every request decided by a rule (a stream's usual run): nothing to ask
 	}
-	var asked map[int]*askedClassifier
+	release, err := r.holdSessions(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	asked, err := r.plan(ctx, c, l, reqs, pre)
+	release()
+	if err != nil {
+		return nil, err
+	}
+	for i, a := range asked {
+		// Asked with no count: the limit was judged under the locks, and
+		// the call, when in a limited session, is reserved.
+		if _, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, -1, a); err != nil {
+			return nil, err // cancelled: the reservation stays spent
+		}
+	}
+	return asked, nil
+}
+
+// plan is askFirst's planning of the run under the route-session locks:
+// the requests to ask the classifier for, the reservation of the call in a
+// limited session appended.
+func (r *router) plan(ctx context.Context, c *cli.Call, l *tierLedger, reqs []cli.Request, pre []prepared) (map[int]*askedClassifier, error) {
+	asked := map[int]*askedClassifier{}
 	inBatch := map[string]int64{}
 	for i, req := range reqs {
 		if pre[i].err != nil || pre[i].m == nil {
@@ -339,25 +267,41 @@ func (r *router) askFirst(ctx context.Context, c *cli.Call, l *tierLedger, reqs 
 		used := int64(-1)
 		if session != "" {
 			if _, seen := inBatch[session]; !seen {
-				if _, err := l.used(ctx, session); err != nil {
+				if _, err := r.used(ctx, c, session); err != nil {
 					return nil, err
 				}
 			}
-			used = l.sessions[session].used + inBatch[session]
+			used = r.totals[session] + inBatch[session]
 		}
-		var clf route.Classifier
+		var clf *planClassifier
+		var inner route.Classifier
 		if !pre[i].match.Decided() {
-			if inner := r.classifierFor(c, req); inner != nil {
-				if asked == nil {
-					asked = map[int]*askedClassifier{}
-				}
-				asked[i] = &askedClassifier{inner: inner}
-				clf = asked[i]
+			if inner = r.classifierFor(c, req); inner != nil {
+				clf = &planClassifier{}
 			}
 		}
-		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, clf)
+		var d route.Decision
+		var err error
+		if clf != nil {
+			d, err = r.policy.Finish(ctx, pre[i].match, pre[i].m, used, clf)
+		} else {
+			d, err = r.policy.Finish(ctx, pre[i].match, pre[i].m, used, nil)
+		}
 		if err != nil {
 			break // decideRun meets it again, in order
+		}
+		if clf != nil && clf.called {
+			a := &askedClassifier{inner: inner}
+			asked[i] = a
+			if used < 0 {
+				continue // no session: its answer spends no count
+			}
+			e, err := r.reserve(ctx, l, req, pre[i], used)
+			if err != nil {
+				return nil, err
+			}
+			a.reservation = e.ID
+			break
 		}
 		if session != "" {
 			inBatch[session] += d.LLMCalls
@@ -369,21 +313,69 @@ func (r *router) askFirst(ctx context.Context, c *cli.Call, l *tierLedger, reqs 
 	return asked, nil
 }
 
+// planClassifier stands for the classifier while a run is planned: it
+// notes that the decision would ask it, and asks nothing.
+type planClassifier struct{ called bool }
+
+func (p *planClassifier) Classify(context.Context, route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
+	p.called = true
+	return "", "", nil, errors.New("planned")
+}
+
+// reserve appends the ROUTE_RESERVED of the classifier call a request in a
+// limited session will make, the session having spent used calls.
+func (r *router) reserve(ctx context.Context, l *tierLedger, req cli.Request, pre prepared, used int64) (*ledger.Entry, error) {
+	session := req.String("session_id")
+	meta := map[string]any{
+		"_session_id":       session,
+		"_tier":             l.tier.Tier,
+		"limit":             r.policy.Limit(),
+		"llm_calls":         int64(1),
+		"policy_sha256":     r.policy.SHA256,
+		"request_sha256":    pre.hash,
+		"session_llm_calls": used,
+	}
+	var prompts []string
+	if cl := r.policy.Doc.Classifier; cl != nil {
+		meta["prompt_pack_id"] = cl.PromptPackID
+		prompts = []string{cl.PromptPackID}
+	}
+	if l.authOff {
+		meta["_auth"] = "off"
+	}
+	if wo := req.String("work_order_id"); wo != "" {
+		meta["_work_order_id"] = wo
+	}
+	es, err := l.store.Append(ctx, []ledger.Draft{{EventType: EventReserved, SubmissionID: session, Decision: "RESERVED",
+		Reason: fmt.Sprintf("no rule matched: a classifier call reserved, the session having spent %d of its %d LLM calls", used, r.policy.Limit()),
+		PromptsUsed: prompts, Metadata: meta}})
+	if err != nil {
+		return nil, err
+	}
+	e := &es[0]
+	r.counts[l.id].wrote(e.Seq, e.Seq+1)
+	r.totals[session]++
+	return e, nil
+}
+
 // askedClassifier is a request's classifier asked at most once, before
-// the ledger's lock (askFirst): under the lock it gives the answer it got,
-// and one never asked then is not asked under the lock, where the
-// gateway's own appends would wait for it. It fails instead (refused):
-// decideRun then ends the run before that request, which a run of its own
-// asks before its lock; for a run's first request (askFirst asks it
-// whenever the count it read leaves room, and the count under the lock is
-// no lower) the decision takes the default route and counts the call it
-// would have made (fail closed).
+// the route-session locks (askFirst): under them it gives the answer it
+// got, and one never asked then is not asked under them, where the
+// gateway's own appends would wait and other processes with it. It fails
+// instead (refused): decideRun then ends the run before that request,
+// which a run of its own asks before its locks; for a run's first request
+// (askFirst asks it whenever the count leaves room, reserving the call)
+// the decision takes the default route and counts the call it would have
+// made (fail closed).
 type askedClassifier struct {
 	inner   route.Classifier
-	locked  bool // decideRun holds the ledger's lock
+	locked  bool // decideRun holds the route-session locks
 	asked   bool
-	refused bool // not asked before the lock, and needed under it
-	answer  struct {
+	refused bool // not asked before the locks, and needed under them
+	// reservation is the id of the ROUTE_RESERVED that counted the call
+	// before it was made ("" for a request in no session).
+	reservation string
+	answer      struct {
 		handler string
 		conf    route.Confidence
 		ev      map[string]any
@@ -407,18 +399,6 @@ func (a *askedClassifier) Classify(ctx context.Context, q route.ClassifyQuery) (
 // Asked reports whether the call was made (route.AskedClassifier): its
 // answer is then the decision's under the lock, even past the limit.
 func (a *askedClassifier) Asked() bool { return a.asked }
-
-// llmCalls reads a recorded decision's llm_calls.
-func llmCalls(meta map[string]any) int64 {
-	switch v := meta["llm_calls"].(type) {
-	case json.Number:
-		n, _ := v.Int64()
-		return n
-	case float64:
-		return int64(v)
-	}
-	return 0
-}
 
 // routed is what the expressions see and the decision records: the
 // request without the fields that steer cp-route itself.
@@ -444,6 +424,10 @@ type pending struct {
 	draft    ledger.Draft
 	evidence map[string]any
 	session  string
+	// reserved: its classifier call was counted before it was made, by
+	// the ROUTE_RESERVED whose id is reservation.
+	reserved    bool
+	reservation string
 	// metaJSON is the draft's metadata in canonical form but its last
 	// member (session_llm_calls, known only in order) and its end.
 	metaJSON *jcs.Object
@@ -561,18 +545,20 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 		pre = r.prepare(ctx, l, reqs[:n])
 	}
 	// A session's count is read, and the decisions that spend it appended,
-	// under the ledger's lock: processes deciding in one session at once
-	// then each count the others' decisions, and the limit holds
-	// (TestRouteSessionLimitRace). The classifier is asked before the lock
-	// (askFirst): its call goes through the gateway, which appends to HO2
-	// under a lock of its own, and takes as long as a model does.
+	// under the route-session locks of every tier (count.go): processes
+	// deciding in one session at once, in any tier, then each count the
+	// others' decisions, and the limit holds (TestRouteSessionLimitRace,
+	// TestSessionLimitAcrossTiers). The classifier is asked before the
+	// locks, its call reserved (askFirst): it goes through the gateway,
+	// which appends to HO2 under a lock of its own, and takes as long as a
+	// model does.
 	var asked map[int]*askedClassifier
 	held := limited && anySession(reqs[:n])
 	if held {
 		if asked, err = r.askFirst(ctx, c, l, reqs[:n], pre); err != nil {
 			return fail(err)
 		}
-		release, err := plane.HoldLedger(ctx, l.dir, l.store, sessionLockKey)
+		release, err := r.holdSessions(ctx, c)
 		if err != nil {
 			return fail(err)
 		}
@@ -593,15 +579,19 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 		used := int64(-1)
 		if limited && p.session != "" {
 			if _, seen := inBatch[p.session]; !seen {
-				if _, err := l.used(ctx, p.session); err != nil {
+				if _, err := r.used(ctx, c, p.session); err != nil {
 					stopErr = err
 					break
 				}
 			}
-			used = l.sessions[p.session].used + inBatch[p.session]
+			used = r.totals[p.session] + inBatch[p.session]
 		}
 		var clf route.Classifier // asked only when no rule decides
 		a := asked[i]
+		reserved := a != nil && a.reservation != ""
+		if reserved {
+			used-- // the count holds the call: the decision counts it once
+		}
 		if a == nil && held && !pre[i].match.Decided() {
 			// Not asked before the lock (askFirst stopped before it):
 			// never asked under it.
@@ -628,11 +618,17 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 		}
 		if p.session != "" {
 			inBatch[p.session] += d.LLMCalls
+			if reserved {
+				inBatch[p.session]--
+			}
 		}
-		p.d = d
+		p.d, p.reserved = d, reserved
+		if reserved {
+			p.reservation = a.reservation
+		}
 		if pr := &pre[i]; pr.spec != nil && sameDecision(d, *pr.spec) {
 			p.draft, p.evidence, p.metaJSON = pr.draft, pr.evidence, pr.metaJSON // made on the workers
-		} else if p.draft, p.evidence, p.metaJSON, err = r.draft(l, req, *pr, d); err != nil {
+		} else if p.draft, p.evidence, p.metaJSON, err = r.draft(l, req, *pr, d, p.reservation); err != nil {
 			stopErr = err
 			break
 		}
@@ -659,14 +655,15 @@ func (r *router) decideRun(ctx context.Context, c *cli.Call, reqs []cli.Request,
 			drafts[i] = ps[i].draft
 		}
 		es, err := l.store.Append(ctx, drafts)
-		if len(es) > 0 {
-			l.wrote(es[0].Seq, es[len(es)-1].Seq+1)
+		if tc := r.counts[l.id]; len(es) > 0 && tc != nil {
+			tc.wrote(es[0].Seq, es[len(es)-1].Seq+1)
 		}
 		for i, e := range es {
 			p := ps[i]
-			if s := p.session; s != "" {
-				if sc := l.sessions[s]; sc != nil {
-					sc.used += p.d.LLMCalls
+			if _, counted := r.totals[p.session]; counted {
+				r.totals[p.session] += p.d.LLMCalls
+				if p.reserved {
+					r.totals[p.session]--
 				}
 			}
 			if rerr := p.d.Refusal(); rerr != nil {
@@ -738,7 +735,7 @@ func (r *router) prepare(ctx context.Context, l *tierLedger, reqs []cli.Request)
 		if err != nil {
 			return
 		}
-		if p.draft, p.evidence, p.metaJSON, err = r.draft(l, reqs[i], *p, d); err == nil {
+		if p.draft, p.evidence, p.metaJSON, err = r.draft(l, reqs[i], *p, d, ""); err == nil {
 			p.spec = &d
 		}
 	}
@@ -837,7 +834,8 @@ func result(req cli.Request, d route.Decision, seq int64) routeResult {
 }
 
 // draft is a decision's ROUTE_DECISION entry, and the evidence its answer
-// carries. The entry's metadata is made in canonical form, member by
+// carries; reservation is the id of the ROUTE_RESERVED that counted its
+// classifier call, if one did. The entry's metadata is made in canonical form, member by
 // member in key order (jcs.Object: no map built, sorted and encoded), but
 // for session_llm_calls, which the decision in order adds (when limited)
 // before ending it (decideRun). The draft's Metadata holds only what the
@@ -846,7 +844,7 @@ func result(req cli.Request, d route.Decision, seq int64) routeResult {
 // cost a fifth of a stream's allocations and 3-4 µs of CPU a decision
 // (README, cp-route's section, session 30); TestDraftCanonical holds the
 // canonical form to the map it stands for.
-func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision) (ledger.Draft, map[string]any, *jcs.Object, error) {
+func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Decision, reservation string) (ledger.Draft, map[string]any, *jcs.Object, error) {
 	canon, reqHash := pre.canon, pre.hash
 	source := sourceName(r.src)
 	inline := len(canon.Bytes()) <= maxInlineRequest
@@ -920,6 +918,9 @@ func (r *router) draft(l *tierLedger, req cli.Request, pre prepared, d route.Dec
 		o.AddString("request_blob", reqHash)
 	}
 	o.AddString("request_sha256", reqHash)
+	if reservation != "" {
+		o.AddString("reservation", reservation)
+	}
 	if refs.rule != nil {
 		o.Add("rule", refs.rule)
 	}

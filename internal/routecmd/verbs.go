@@ -347,7 +347,7 @@ func (r *router) reserve(ctx context.Context, l *tierLedger, req cli.Request, pr
 		meta["_work_order_id"] = wo
 	}
 	es, err := l.store.Append(ctx, []ledger.Draft{{EventType: EventReserved, SubmissionID: session, Decision: "RESERVED",
-		Reason: fmt.Sprintf("no rule matched: a classifier call reserved, the session having spent %d of its %d LLM calls", used, r.policy.Limit()),
+		Reason:      fmt.Sprintf("no rule matched: a classifier call reserved, the session having spent %d of its %d LLM calls", used, r.policy.Limit()),
 		PromptsUsed: prompts, Metadata: meta}})
 	if err != nil {
 		return nil, err

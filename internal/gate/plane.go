@@ -489,9 +489,11 @@ func G6(ctx context.Context, root string) (*Result, error) {
 		// A ledger in PostgreSQL keeps its checkpoints outside the
 		// database too, in ledger/<name>.checkpoint (and its lock).
 		outside := map[string]bool{}
-		// Every tier's: the lock cp-route reads and spends a limited
-		// session's count under (plane.HoldKey).
-		outside[path.Join(t.Dir, "ledger", RouteLockFile)] = true
+		if t.PlaneID == "ho3" {
+			// The lock cp-route reads and spends a limited session's
+			// count under (plane.HoldKey).
+			outside[path.Join(t.Dir, "ledger", RouteLockFile)] = true
+		}
 		if t.PlaneID == "ho2" {
 			// HO2's ledger is the LLM gateway's budget ledger: its
 			// directory also holds the gateway's lock files.
@@ -675,9 +677,9 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout, outside map[string]
 // Regular files, never ledgers.
 var GatewayLockFiles = []string{"llm-inflight.lock", "llm-budget.lock", "llm-tally.json"}
 
-// RouteLockFile is the lock file cp-route keeps in every tier's ledger
-// directory (internal/routecmd, plane.HoldKey): a limited session's count
-// is read and spent under it. A regular file, never a ledger.
+// RouteLockFile is the lock file cp-route keeps in HO3's ledger directory
+// (internal/routecmd, plane.HoldKey): a limited session's count, across
+// every tier, is read and spent under it. A regular file, never a ledger.
 const RouteLockFile = "route-session.lock"
 
 // sideOf returns the ledger base name of a side file's name.

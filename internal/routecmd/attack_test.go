@@ -285,6 +285,12 @@ func TestClassifierLimitRace(t *testing.T) {
 	}
 	require.Equal(t, 2, asked)
 	require.EqualValues(t, 2, spent, "the decisions record the calls made")
+	for _, e := range decisions {
+		// Each replays to the same answer from the count it records
+		// (one that settles its reservation records the count less it).
+		out := must(t, Run, fmt.Sprintf(`{"replay":%d}`, gjson.Get(e, "seq").Int()), "--root", root)
+		require.True(t, gjson.Get(out, "result.same").Bool(), out)
+	}
 	must(t, ledgercmd.Run, "", "verify", "--root", root)
 }
 

@@ -110,8 +110,11 @@ func (r *router) counters(c *cli.Call) ([]*tierCount, error) {
 	return tcs, nil
 }
 
-// holdSessions takes the route-session lock of every tier, in order, and
-// returns what releases them.
+// holdSessions takes the route-session locks and returns what releases
+// them: the lock file beside HO3's ledger (every tier in files is under
+// the HO3 root, on one host), then, in the order of countPlanes, the
+// advisory lock of each tier whose ledger is in PostgreSQL (other hosts
+// share those). Every process takes them in that order.
 func (r *router) holdSessions(ctx context.Context, c *cli.Call) (func(), error) {
 	tcs, err := r.counters(c)
 	if err != nil {
@@ -123,7 +126,17 @@ func (r *router) holdSessions(ctx context.Context, c *cli.Call) (func(), error) 
 			rel()
 		}
 	}
+	rel, err := plane.HoldKey(ctx, r.root, nil, sessionLockKey)
+	if err != nil {
+		return nil, err
+	}
+	held = append(held, rel)
 	for _, tc := range tcs {
+		if _, ok := tc.store.(interface {
+			Advisory(context.Context, string) (func(), error)
+		}); !ok {
+			continue
+		}
 		rel, err := plane.HoldKey(ctx, tc.dir, tc.store, sessionLockKey)
 		if err != nil {
 			release()
@@ -144,10 +157,20 @@ func (r *router) used(ctx context.Context, c *cli.Call, session string) (int64, 
 	if err != nil {
 		return 0, err
 	}
+	if r.totals == nil {
+		r.totals = map[string]int64{}
+	}
 	n, read := r.totals[session]
 	if !read {
-		if n, err = newestCount(ctx, tcs, session); err != nil {
+		var summed bool
+		if n, summed, err = newestCount(ctx, tcs, session); err != nil {
 			return 0, err
+		}
+		if !summed {
+			// Under the locks, the newest entries are the newest:
+			// nothing after them to read yet.
+			r.totals[session] = n
+			return n, nil
 		}
 	}
 	for _, tc := range tcs {
@@ -157,25 +180,25 @@ func (r *router) used(ctx context.Context, c *cli.Call, session string) (int64, 
 		}
 		n += add
 	}
-	if r.totals == nil {
-		r.totals = map[string]int64{}
-	}
 	r.totals[session] = n
 	return n, nil
 }
 
 // newestCount is a session's count from the newest entry of the session in
 // each tier ledger: the largest count-after, each tier then read from
-// after its newest. When one of them records no count, every tier is read
-// from its start and summed (since).
-func newestCount(ctx context.Context, tcs []*tierCount, session string) (int64, error) {
-	var n int64
+// after its newest (none: from its start) when next it is read. When one of
+// them records no count, every tier is read from its start and summed
+// (since): summed.
+func newestCount(ctx context.Context, tcs []*tierCount, session string) (n int64, summed bool, err error) {
 	for _, tc := range tcs {
 		e, err := ledger.FindNewest(ctx, tc.store, ledger.Query{EventTypes: countTypes, Subject: session})
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if e == nil {
+			// Read from its start next time; until then, what this
+			// run writes there is its own (wrote keeps the spans).
+			tc.next[session] = 0
 			continue
 		}
 		after, ok := countAfter(e.Metadata)
@@ -183,12 +206,12 @@ func newestCount(ctx context.Context, tcs []*tierCount, session string) (int64, 
 			for _, tc := range tcs {
 				delete(tc.next, session)
 			}
-			return 0, nil
+			return 0, true, nil
 		}
 		n = max(n, after)
 		tc.next[session] = e.Seq + 1
 	}
-	return n, nil
+	return n, false, nil
 }
 
 // since returns what the session's entries from the first seq not read yet

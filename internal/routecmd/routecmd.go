@@ -57,13 +57,17 @@ config package's policy the same way, so such a policy does not install.
 
 limits.llm_calls_per_session counts, per session (--session, or the
 token's), the LLM calls routing spends: a classifier call, and a decision
-for a target in mode llm_assisted, from the session's ROUTE_DECISION
-entries. Past it the classifier is not asked and an llm_assisted target is
-refused (ROUTE_LIMIT_EXCEEDED, recorded). The count is read, and the
-decisions appended, under the ledger's lock, so that processes deciding in
-one session at once count each other's decisions; it is read from the
-session's newest decision (which records it). The gateway holds the calls
-made in the session (the classifier's included) to the same number.
+for a target in mode llm_assisted, from the session's ROUTE_DECISION and
+ROUTE_RESERVED entries in every tier's ledger (HO3, HO2, HO1 together).
+Past it the classifier is not asked and an llm_assisted target is refused
+(ROUTE_LIMIT_EXCEEDED, recorded). The count is read, and what spends it
+appended, under the route-session locks (HO3's ledger/route-session.lock,
+and each PostgreSQL tier's advisory lock), so that processes deciding in
+one session at once count each other's decisions. A classifier call is
+reserved (ROUTE_RESERVED) under those locks before it is made, outside
+them; the decision names its reservation and counts the call once. The
+gateway holds the calls made in a session under a work order (the
+classifier's included) to the same number.
 
 Every decision, a denial included, is one ROUTE_DECISION entry in the tier
 ledger of --plane (default: the tier --root names), submission_id the

@@ -404,12 +404,13 @@ printf '$ cp-install install --archive dist/PKG-PROMPTS-001.tar.gz --force --for
 check 0 cp-install install --archive dist/PKG-PROMPTS-001.tar.gz --force --format text
 run cp-llm --pack PRM-DEPLOY --variables '{"service":"api"}' --format text
 
-step "32. a classifier fallback (cp-route): the router policy (config 0.3.0) names the router prompt pack; a request no rule matches is classified through the gateway in-process (a governed LLM_CALL); the mock's answer is below the 0.8 threshold, so the default route, visibly"
+step "32. a classifier fallback (cp-route): the router policy (config 0.3.0) names the router prompt pack; a request no rule matches is classified through the gateway in-process (a governed LLM_CALL); the mock's answer is below the 0.8 threshold, so the default route, visibly; in a session allowing one LLM call, the call is reserved (ROUTE_RESERVED) before it is made, and the next request is not classified"
 python3 - cfg/config/router_policy.json <<'PY'
 import json, sys
 p = sys.argv[1]
 d = json.load(open(p))
 d["classifier"] = {"prompt_pack_id": "PRM-ROUTER", "threshold": 0.8}
+d["limits"] = {"llm_calls_per_session": 1}
 open(p, "w").write(json.dumps(d, indent=2) + "\n")
 PY
 sed -i 's/"version": *"0\.2\.0"/"version": "0.3.0"/' cfg/manifest.json
@@ -421,5 +422,11 @@ cat routed3.json
 run cp-ledger show --seq "$(field decision_seq < routed3.json)" --format text
 printf '$ cp-ledger show --plane ho2 --event-type LLM_CALL --format text | tail -n1   (the classifier'"'"'s call, under the router pack)\n'
 check 0 cp-ledger show --plane ho2 --event-type LLM_CALL --format text | tail -n1
+sesr=SES-20261207-0de70032
+printf '$ echo '"'"'{"intent":"chat","text":"hello"}'"'"' | cp-route --session %s   (twice: the session allows one LLM call)\n' "$sesr"
+echo '{"intent":"chat","text":"hello"}' | check 0 cp-route --session "$sesr" >/dev/null
+echo '{"intent":"chat","text":"hello"}' | check 0 cp-route --session "$sesr" >/dev/null
+printf '$ cp-ledger show --submission-id %s --format text   (the call reserved before it was made, the decision that made it, the one that could not)\n' "$sesr"
+check 0 cp-ledger show --submission-id "$sesr" --format text
 
 printf '\ndemo: ok (worked in %s, now removed)\n' "$work"

@@ -10,6 +10,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/control-plane/cp/internal/config"
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/workorder"
 	"github.com/control-plane/cp/pkg/ledger"
 )
 
@@ -240,6 +243,52 @@ func TestTallyWorkOrderNotBelieved(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, string(honest), string(b), "%s tally: replaced by the ledger's", name)
 	}
+}
+
+// TestReserveWithoutKey: on a plane without a checkpoint key (no tally
+// kept) reserve sums a work order's budget and its session's from the
+// work order's entries, to what a tally of the same ledger says: settled
+// calls at their charge, an open reservation in full, another work
+// order's calls not at all, and this batch's reservation for the call
+// after it. The call that would pass the budget is refused, and no tally
+// is written.
+func TestReserveWithoutKey(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	a := func(rid, session string) woRes {
+		return woRes{rid: rid, wo: "WO-20260101-001", session: session, provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
+	}
+	other := a("RSV-00000000000000f1", "SES-9")
+	other.wo = "WO-20260101-002"
+	x1, x2, x3, x4 := a("RSV-00000000000000a1", "SES-1"), a("RSV-00000000000000a2", "SES-1"), a("RSV-00000000000000a3", "SES-1"), a("RSV-00000000000000a4", "SES-2")
+	_, err := l.Append(ctx, []ledger.Draft{x1.reserved(), x1.call(StatusOK, 10, 20, 30), x2.reserved(), x2.call(StatusNotCalled, 0, 0, 0),
+		x3.reserved(), x4.reserved(), x4.call(StatusCancelled, 1, 2, 3), other.reserved(), other.call(StatusOK, 50, 50, 500)})
+	require.NoError(t, err)
+
+	calls, tokens, usd := int64(4), int64(1_000_000), json.Number("10")
+	wo := &workorder.WorkOrder{ID: x1.wo, Budget: workorder.Budget{LLMCalls: &calls, LLMTokens: &tokens, LLMCostUSD: &usd}}
+	g := &Gateway{providers: &config.ProvidersDoc{}, loaded: true, limits: &config.Limits{LLMCallsPerSession: ptr(5)}, limitsLoaded: true}
+	prep := func() *prepared {
+		return &prepared{call: &Call{Subject: "s", WorkOrderID: x1.wo, SessionID: "SES-1"}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
+			approval: &workorder.Approval{ID: x1.wo, WorkOrder: wo}}
+	}
+	tl, _, err := loadTally(ctx, dir, l, nil, false, nil)
+	require.NoError(t, err)
+	wantWO, wantSession := tl.spend().ofWorkOrder(x1.wo), tl.spend().ofSession(x1.wo, "SES-1")
+	require.Equal(t, Spend{Calls: 3, Tokens: 30 + 300 + 3, MicroUSD: 30 + 900 + 3}, wantWO)
+	require.Equal(t, Spend{Calls: 2, Tokens: 330, MicroUSD: 930}, wantSession)
+
+	p1, p2 := prep(), prep()
+	got, err := g.reserve(ctx, dir, plane.Tier{}, l, []*prepared{p1, p2}, nil)
+	var be *BudgetError
+	require.ErrorAs(t, err, &be)
+	require.Equal(t, []*prepared{p1}, got, "the first call fits, the second would pass llm_calls")
+	require.Equal(t, "work_order", be.Budget.Scope)
+	require.Equal(t, Budget{Scope: "work_order", Key: x1.wo, Limit: Limit{Calls: &calls, Tokens: &tokens, MicroUSD: ptr(10_000_000)}, Spent: wantWO}, p1.budgets[0])
+	require.Equal(t, wantSession, p1.budgets[1].Spent)
+	require.Equal(t, wantWO.add(p1.max), be.Budget.Spent, "the batch's reservation counts for the call after it")
+	_, err = os.Lstat(tallyFile(dir))
+	require.ErrorIs(t, err, os.ErrNotExist, "no tally without a key")
 }
 
 // BenchmarkWorkOrderSum is a work order's budget summed under the lock,

@@ -128,7 +128,15 @@ func newTally() *tally {
 
 // fold takes the next LLM_RESERVED or LLM_CALL entry, in seq order. Its
 // rules are ledgerSpend.add's: one fold for a tally built from nothing
-// and one caught up, so the two always agree.
+// and one caught up, so the two always agree, and they agree with the
+// whole sums over every history the gateway writes (an LLM_CALL names
+// its reservation's work order, session, provider and subject, and comes
+// after it). A tally forgets a reservation once settled, so over
+// histories it never writes they can differ: an LLM_CALL before its
+// LLM_RESERVED, or a reservation id used again, counts more here; a
+// second LLM_CALL naming another session than its reservation counts
+// under the session it names, where the whole sum counts it under the
+// reservation's.
 func (t *tally) fold(e *ledger.Entry) {
 	rid := str(e.Metadata, "reservation_id")
 	if rid == "" {

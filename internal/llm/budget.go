@@ -142,11 +142,8 @@ type ledgerSpend struct {
 }
 
 type spendRow struct {
-	max, actual Spend
-	settled     bool
-	// reserved: its LLM_RESERVED was found (else its work order, session,
-	// provider and subject are its LLM_CALL's).
-	reserved          bool
+	max, actual       Spend
+	settled           bool
 	wo, session       string
 	provider, subject string
 	// The reservation, for settling it when its caller is gone: its
@@ -161,13 +158,7 @@ type spendRow struct {
 
 func newLedgerSpend() *ledgerSpend { return &ledgerSpend{reserved: map[string]*spendRow{}} }
 
-// add takes one LLM_RESERVED or LLM_CALL entry. Its rules are the
-// tally's (tally.fold), which carries the same sums from one call to the
-// next: a reservation counts in full until an LLM_CALL settles it, then
-// what the LLM_CALL charged; every LLM_CALL of a reservation counts (a
-// second is more spend, never less); an LLM_CALL whose reservation is not
-// found counts what it charged, under its own work order, session,
-// provider and subject.
+// add takes one LLM_RESERVED or LLM_CALL entry.
 func (ls *ledgerSpend) add(e *ledger.Entry) {
 	rid := str(e.Metadata, "reservation_id")
 	if rid == "" {
@@ -183,23 +174,15 @@ func (ls *ledgerSpend) add(e *ledger.Entry) {
 	case EventReserved:
 		row.fromReserved(e)
 	case EventCall:
-		if !row.reserved {
-			row.wo, row.session = e.SubmissionID, str(e.Metadata, "session_id")
-			row.provider, row.subject = str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
-		}
 		row.settled = true
-		row.actual = row.actual.add(callSpend(e))
+		row.actual = callSpend(e)
 	}
 }
 
-// fromReserved sets row from its LLM_RESERVED entry. Its work order is
-// the entry's submission_id: the key under which the ledger's index finds
-// the work order's entries (sumQuery), and the one the gateway writes the
-// work order's id as.
+// fromReserved sets row from its LLM_RESERVED entry.
 func (row *spendRow) fromReserved(e *ledger.Entry) {
-	row.reserved = true
 	row.max = Spend{Calls: 1, Tokens: num(e.Metadata, "max_tokens_total"), MicroUSD: num(e.Metadata, "max_cost_micro_usd")}
-	row.wo, row.session = e.SubmissionID, str(e.Metadata, "session_id")
+	row.wo, row.session = str(e.Metadata, "work_order_id"), str(e.Metadata, "session_id")
 	row.provider, row.subject = str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
 	row.seq, row.meta, row.prompts, row.boot = e.Seq, e.Metadata, e.PromptsUsed, str(e.Metadata, "inflight_boot_id")
 	row.lock = str(e.Metadata, "inflight_file")
@@ -231,22 +214,6 @@ func (ls *ledgerSpend) total(keep func(*spendRow) bool) Spend {
 		}
 	}
 	return s
-}
-
-// woSpend is what a work order's budgets count: the spend of work order
-// wo, and of its session: a tally's (tallySpend) or, on a plane that keeps
-// none, the whole sum of the work order's entries (ledgerSpend).
-type woSpend interface {
-	ofWorkOrder(wo string) Spend
-	ofSession(wo, session string) Spend
-}
-
-func (ls *ledgerSpend) ofWorkOrder(wo string) Spend {
-	return ls.total(func(r *spendRow) bool { return r.wo == wo })
-}
-
-func (ls *ledgerSpend) ofSession(wo, session string) Spend {
-	return ls.total(func(r *spendRow) bool { return r.wo == wo && r.session == session })
 }
 
 func str(m map[string]any, k string) string {

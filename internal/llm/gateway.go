@@ -497,14 +497,16 @@ func (g *Gateway) prepare(ctx context.Context, c *Call) (*prepared, error) {
 // in its scope.prompt_packs.
 func (g *Gateway) checkWorkOrder(ctx context.Context, p *prepared) error {
 	c := p.call
-	// One read of the work order's state for both checks: it grows with
-	// the work order's entries (its LLM calls among them).
-	a, st, err := workorder.ApprovedState(ctx, g.Root, c.WorkOrderID, g.now())
+	a, err := workorder.Approved(ctx, g.Root, c.WorkOrderID)
 	if err != nil {
 		return &Refusal{code: codeOf(err), Message: err.Error(), Err: err}
 	}
 	p.approval = a
 	if c.SessionID != "" {
+		st, err := workorder.State(ctx, g.Root, c.WorkOrderID, g.now())
+		if err != nil {
+			return &Refusal{code: codeOf(err), Message: err.Error(), Err: err}
+		}
 		if !slices.ContainsFunc(st.Sessions, func(s workorder.Session) bool { return s.ID == c.SessionID }) {
 			return refusal(workorder.CodeSessionMismatch, "session %s was not started under work order %s", c.SessionID, c.WorkOrderID)
 		}
@@ -588,7 +590,7 @@ func promptsUsed(pk *Pack) []string {
 
 // budgetsOf lists the budgets call p is held to: its work order's and
 // session's spent from wo, the caps' from all.
-func (g *Gateway) budgetsOf(p *prepared, wo woSpend, all *tallySpend) ([]Budget, error) {
+func (g *Gateway) budgetsOf(p *prepared, wo *ledgerSpend, all *capSpend) ([]Budget, error) {
 	var bs []Budget
 	c := p.call
 	if a := p.approval; a != nil {
@@ -607,15 +609,15 @@ func (g *Gateway) budgetsOf(p *prepared, wo woSpend, all *tallySpend) ([]Budget,
 			}
 			lim.MicroUSD = ptr(int64(r))
 		}
-		bs = append(bs, Budget{Scope: "work_order", Key: c.WorkOrderID, Limit: lim, Spent: wo.ofWorkOrder(c.WorkOrderID)})
+		bs = append(bs, Budget{Scope: "work_order", Key: c.WorkOrderID, Limit: lim, Spent: wo.total(nil)})
 		if c.SessionID != "" {
 			lim, err := g.sessionLimits()
 			if err != nil {
 				return nil, err
 			}
 			if lim != nil && lim.LLMCallsPerSession != nil {
-				bs = append(bs, Budget{Scope: "session", Key: c.SessionID, Limit: Limit{Calls: ptr(*lim.LLMCallsPerSession)},
-					Spent: wo.ofSession(c.WorkOrderID, c.SessionID)})
+				s := wo.total(func(r *spendRow) bool { return r.session == c.SessionID })
+				bs = append(bs, Budget{Scope: "session", Key: c.SessionID, Limit: Limit{Calls: ptr(*lim.LLMCallsPerSession)}, Spent: s})
 			}
 		}
 	}
@@ -641,13 +643,6 @@ func ptr(v int64) *int64 { return &v }
 // the calls that fit (and the refusal of the first that does not), as one
 // batch. It returns the calls reserved.
 //
-// The sums come from the tally (tally.go): the spend settled as of the
-// tally's tree and the reservations still open, caught up with the
-// entries appended since, so a work order's budget costs the same however
-// many calls it has made. A plane that keeps no tally (no checkpoint key)
-// sums a work order's entries through the index instead, and, when caps
-// are set, folds the whole ledger.
-//
 // The reservations it sums that were never settled and whose callers are
 // gone (abandoned: see inflight.go) it settles in full first, in the same
 // append (StatusAbandoned): the sums do not change, the charge becomes an
@@ -666,52 +661,38 @@ func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, stor
 	defer j.close()
 	var drafts []ledger.Draft
 	spends := map[string]*ledgerSpend{}
-	var all *tallySpend
-	capped := false
+	var all *capSpend
 	if caps := g.providers.Caps; caps != nil && (caps.PlaneMicroUSD != nil || len(caps.Providers) > 0 || len(caps.Subjects) > 0) {
-		capped = true
-	}
-	ordered := slices.ContainsFunc(ps, func(p *prepared) bool { return p.call.WorkOrderID != "" })
-	if capped || ordered {
+		// The caps sum the whole ledger: through its tally, O(entries
+		// appended since the last call) (tally.go).
 		key, err := tallyKey(tier)
 		if err != nil {
 			return nil, err
 		}
-		if capped || key != nil {
-			t, _, err := loadTally(ctx, dir, store, key, false, g.warnf)
-			if err != nil {
-				return nil, err
-			}
-			all = t.spend()
-			ds, _ := j.settle(all.open, "next_call")
-			drafts = append(drafts, ds...)
+		t, _, err := loadTally(ctx, dir, store, key, false, g.warnf)
+		if err != nil {
+			return nil, err
 		}
+		all = t.spend()
+		ds, _ := j.settle(all.open, "next_call")
+		drafts = append(drafts, ds...)
 	}
 	var stop *BudgetError
 	var stopErr error
 	n := 0
 	for _, p := range ps {
-		var wo woSpend
-		ls := spends[p.call.WorkOrderID]
-		switch {
-		case p.call.WorkOrderID == "":
-		case all != nil:
-			wo = all
-		case ls == nil:
-			// No tally: the work order's entries, through the index.
-			ls = newLedgerSpend()
+		wo := spends[p.call.WorkOrderID]
+		if wo == nil && p.call.WorkOrderID != "" {
+			wo = newLedgerSpend()
 			if err := store.Find(ctx, sumQuery(p.call.WorkOrderID), func(e *ledger.Entry) bool {
-				ls.add(e)
+				wo.add(e)
 				return true
 			}); err != nil {
 				return nil, err
 			}
-			ds, _ := j.settle(ls, "next_call")
+			ds, _ := j.settle(wo, "next_call")
 			drafts = append(drafts, ds...)
-			spends[p.call.WorkOrderID] = ls
-			wo = ls
-		default:
-			wo = ls
+			spends[p.call.WorkOrderID] = wo
 		}
 		bs, err := g.budgetsOf(p, wo, all)
 		if err != nil {
@@ -753,9 +734,9 @@ func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, stor
 			Reason: fmt.Sprintf("up to %d micro-USD, %d tokens", p.max.MicroUSD, p.max.Tokens), PromptsUsed: promptsUsed(p.call.Pack), Metadata: meta}
 		drafts = append(drafts, d)
 		// This batch's reservations count for the calls after it.
-		pending := &ledger.Entry{EventType: EventReserved, SubmissionID: p.call.WorkOrderID, Metadata: meta}
-		if ls != nil {
-			ls.add(pending)
+		pending := &ledger.Entry{EventType: EventReserved, Metadata: meta}
+		if wo != nil {
+			wo.add(pending)
 		}
 		if all != nil {
 			all.open.add(pending)

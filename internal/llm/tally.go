@@ -19,23 +19,14 @@ import (
 	"github.com/control-plane/cp/pkg/ledger"
 )
 
-// Every budget of a call is summed over LLM_RESERVED and LLM_CALL entries
-// of the budget ledger: the caps of providers.json (plane, provider,
-// subject) over all of them, a work order's budget and its session's over
-// the work order's. Reading them all on every call grows without bound
-// (570-840 ms a call at 12,000 entries for the caps; a work order's sum,
-// through the index, grows with the calls the work order has made), and
-// is done under the budget lock every call of the plane takes. So the
-// sums are carried in a tally: the settled spend per plane, provider,
-// subject, work order and (work order, session), and the reservations not
-// yet settled, as of the ledger's first Size entries, kept beside the
-// ledger in ledger/llm-tally.json. A call reads the tally and folds in
-// only the entries appended since (O(new entries) and O(log n) stored
-// hashes); a work order's spend is then its settled sum and its open
-// reservations, whatever its history. The fold's rules are
-// ledgerSpend.add's (one set: TestTallyAgreesWithWholeSums holds them
-// together), so a tally built from nothing, one caught up, and the whole
-// sum a plane without a tally makes all agree.
+// The caps of providers.json (plane, provider, subject) are summed over
+// every LLM_RESERVED and LLM_CALL of the budget ledger. Reading them all
+// on every call grows without bound (570-840 ms a call at 12,000
+// entries), so the sums are carried in a tally: the settled spend per
+// plane, provider and subject, and the reservations not yet settled,
+// as of the ledger's first Size entries, kept beside the ledger in
+// ledger/llm-tally.json. A call reads the tally and folds in only the
+// entries appended since (O(new entries) and O(log n) stored hashes).
 //
 // Fail closed: the tally names the tree it was folded from (Size and the
 // Merkle root of those entries). It is believed only when the ledger's
@@ -51,16 +42,15 @@ import (
 // plane's checkpoint key (plane.MACKey), which only the plane's owner
 // holds. The tree check alone would let a process that can write the
 // plane's files (and not its owner's key directory) keep the size and root
-// and lower the sums, and so spend past a cap or a work order's budget. A
-// plane without a checkpoint key (no plane_name) has no key to
-// authenticate with: no tally is kept; its caps are summed from the whole
-// ledger at every call, a work order's budgets from the work order's
-// entries (through the index). recover recomputes the tally from the
-// whole ledger every time and says when it disagreed.
+// and lower the sums, and so spend past a cap. A plane without a
+// checkpoint key (no plane_name) has no key to authenticate with: its caps
+// are summed from the whole ledger at every call, and no tally is kept.
+// recover recomputes the tally from the whole ledger every time and says
+// when it disagreed.
 
 // tallyVersion is the tally's format; another is recomputed. Version 1
-// carried no MAC, version 2 no work orders' and sessions' sums.
-const tallyVersion = 3
+// carried no MAC.
+const tallyVersion = 2
 
 // tallyKey is the key of the tally's MAC on the plane whose budget
 // ledger's tier is t: nil when the plane has no checkpoint key.
@@ -95,14 +85,6 @@ type tally struct {
 	Plane      Spend            `json:"plane"`
 	ByProvider map[string]Spend `json:"providers"`
 	BySubject  map[string]Spend `json:"subjects"`
-	// ByWorkOrder and BySession are the settled spend of each work order
-	// (its entries' submission_id) and of each session of it (by work
-	// order, then session): what the LLM_CALLs charged, under their
-	// reservation's work order and session (an LLM_CALL whose reservation
-	// is not open: under its own). Calls of no work order or session are
-	// in neither.
-	ByWorkOrder map[string]Spend            `json:"work_orders"`
-	BySession   map[string]map[string]Spend `json:"sessions"`
 	// Pending are the reservations not settled yet, by reservation id: each
 	// counts in full until its LLM_CALL comes.
 	Pending map[string]*openRow `json:"open"`
@@ -122,21 +104,12 @@ type openRow struct {
 }
 
 func newTally() *tally {
-	return &tally{Version: tallyVersion, ByProvider: map[string]Spend{}, BySubject: map[string]Spend{},
-		ByWorkOrder: map[string]Spend{}, BySession: map[string]map[string]Spend{}, Pending: map[string]*openRow{}}
+	return &tally{Version: tallyVersion, ByProvider: map[string]Spend{}, BySubject: map[string]Spend{}, Pending: map[string]*openRow{}}
 }
 
 // fold takes the next LLM_RESERVED or LLM_CALL entry, in seq order. Its
 // rules are ledgerSpend.add's: one fold for a tally built from nothing
-// and one caught up, so the two always agree, and they agree with the
-// whole sums over every history the gateway writes (an LLM_CALL names
-// its reservation's work order, session, provider and subject, and comes
-// after it). A tally forgets a reservation once settled, so over
-// histories it never writes they can differ: an LLM_CALL before its
-// LLM_RESERVED, or a reservation id used again, counts more here; a
-// second LLM_CALL naming another session than its reservation counts
-// under the session it names, where the whole sum counts it under the
-// reservation's.
+// and one caught up, so the two always agree.
 func (t *tally) fold(e *ledger.Entry) {
 	rid := str(e.Metadata, "reservation_id")
 	if rid == "" {
@@ -151,48 +124,19 @@ func (t *tally) fold(e *ledger.Entry) {
 	case EventCall:
 		actual := callSpend(e)
 		provider, subject := str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
-		wo, session := e.SubmissionID, str(e.Metadata, "session_id")
 		if o := t.Pending[rid]; o != nil {
 			provider, subject = o.Provider, o.Subject
 			delete(t.Pending, rid)
-			if o.WO == wo {
-				session = o.Session
-			} else {
-				// Settled from another work order's entries (the gateway
-				// never writes one): the reservation's own never see the
-				// settlement, and count it in full, as their whole sum
-				// does.
-				t.settle(o.WO, o.Session, o.Max)
-			}
 		}
 		t.Plane = t.Plane.add(actual)
 		t.ByProvider[provider] = t.ByProvider[provider].add(actual)
 		t.BySubject[subject] = t.BySubject[subject].add(actual)
-		t.settle(wo, session, actual)
 	}
 }
 
-// settle adds s to the settled spend of work order wo and of its session
-// (none for "").
-func (t *tally) settle(wo, session string, s Spend) {
-	if wo == "" {
-		return
-	}
-	t.ByWorkOrder[wo] = t.ByWorkOrder[wo].add(s)
-	if session == "" {
-		return
-	}
-	m := t.BySession[wo]
-	if m == nil {
-		m = map[string]Spend{}
-		t.BySession[wo] = m
-	}
-	m[session] = m[session].add(s)
-}
-
-// spend is the tally as a tallySpend: its settled sums, and its open
+// spend is the tally as a capSpend: its settled sums, and its open
 // reservations as rows the judge can settle and a batch can add to.
-func (t *tally) spend() *tallySpend {
+func (t *tally) spend() *capSpend {
 	ids := make([]string, 0, len(t.Pending))
 	for rid := range t.Pending {
 		ids = append(ids, rid)
@@ -205,35 +149,25 @@ func (t *tally) spend() *tallySpend {
 			seq: o.Seq, meta: o.Meta, prompts: o.Prompts, boot: str(o.Meta, "inflight_boot_id"), lock: str(o.Meta, "inflight_file")}
 		open.order = append(open.order, rid)
 	}
-	return &tallySpend{t: t, open: open}
+	return &capSpend{t: t, open: open}
 }
 
-// tallySpend is what the budgets sum: the tally's settled spend and the
-// rows of the reservations open (this batch's included).
-type tallySpend struct {
+// capSpend is what the caps sum: the tally's settled spend and the rows
+// of the reservations open (this batch's included).
+type capSpend struct {
 	t    *tally
 	open *ledgerSpend
 }
 
 // ofPlane, ofProvider and ofSubject are the spend under each cap.
-func (c *tallySpend) ofPlane() Spend { return c.t.Plane.add(c.open.total(nil)) }
+func (c *capSpend) ofPlane() Spend { return c.t.Plane.add(c.open.total(nil)) }
 
-func (c *tallySpend) ofProvider(id string) Spend {
+func (c *capSpend) ofProvider(id string) Spend {
 	return c.t.ByProvider[id].add(c.open.total(func(r *spendRow) bool { return r.provider == id }))
 }
 
-func (c *tallySpend) ofSubject(s string) Spend {
+func (c *capSpend) ofSubject(s string) Spend {
 	return c.t.BySubject[s].add(c.open.total(func(r *spendRow) bool { return r.subject == s }))
-}
-
-// ofWorkOrder and ofSession are the spend under a work order's budget and
-// its session's (woSpend).
-func (c *tallySpend) ofWorkOrder(wo string) Spend {
-	return c.t.ByWorkOrder[wo].add(c.open.total(func(r *spendRow) bool { return r.wo == wo }))
-}
-
-func (c *tallySpend) ofSession(wo, session string) Spend {
-	return c.t.BySession[wo][session].add(c.open.total(func(r *spendRow) bool { return r.wo == wo && r.session == session }))
 }
 
 // readTally reads the tally file; nil when there is no key to check it
@@ -261,7 +195,7 @@ func readTally(dir string, key []byte) *tally {
 	dec.UseNumber()
 	t := newTally()
 	if err := dec.Decode(t); err != nil || t.Version != tallyVersion || t.Size < 0 ||
-		t.ByProvider == nil || t.BySubject == nil || t.ByWorkOrder == nil || t.BySession == nil || t.Pending == nil {
+		t.ByProvider == nil || t.BySubject == nil || t.Pending == nil {
 		return nil
 	}
 	for _, o := range t.Pending {

@@ -22,6 +22,7 @@ import (
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/sdkoverlay"
 	"github.com/control-plane/cp/internal/testenv"
+	"github.com/control-plane/cp/pkg/ledger"
 )
 
 var (
@@ -217,4 +218,82 @@ func BenchmarkGatewayInProcessOverProvider(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkGatewayWorkOrderHistory is one governed call in-process
+// (Gateway.Complete to the local server, under a work order and its
+// session) in a work order that has made calls before it: 0, 2,500 and
+// 10,000 calls, that is 0, 5,000 and 20,000 LLM_RESERVED and LLM_CALL
+// entries of the work order in HO2's ledger (copies of a call the gateway
+// made, appended 1,000 at a time). What grows with the history is what a
+// call reads of its work order: its budget's sum, under the budget
+// ledger's lock, and its state (prepare's checkWorkOrder).
+func BenchmarkGatewayWorkOrderHistory(b *testing.B) {
+	srv := llmtest.New()
+	defer srv.Close()
+	ctx := context.Background()
+	for _, calls := range []int{0, 2_500, 10_000} {
+		p := benchPlane(b, srv)
+		id, ses := p.wo("--llm-calls", "1000000", "--llm-tokens", "10000000000", "--llm-cost-usd", "100000")
+		g := &llm.Gateway{Root: p.root, Actor: plane.Actor{Name: "bench", AuthOff: true}, Options: llm.Options{Getenv: os.Getenv}}
+		call := func() *llm.Call {
+			return &llm.Call{Subject: "bench", WorkOrderID: id, SessionID: ses, ProviderID: "local-openai",
+				Request: provider.Request{Prompt: "say hi", MaxTokens: 64}}
+		}
+		if calls > 0 {
+			if _, err := g.Complete(ctx, call()); err != nil {
+				b.Fatal(err)
+			}
+			appendHistory(b, p.root, calls-1)
+		}
+		b.Run(fmt.Sprintf("entries=%d", 2*calls), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := g.Complete(ctx, call()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// appendHistory appends n copies of the last call the gateway made (its
+// LLM_RESERVED and LLM_CALL, each copy under a reservation id of its own)
+// to HO2's ledger.
+func appendHistory(b *testing.B, root string, n int) {
+	ctx := context.Background()
+	s, _, err := plane.OpenLedger(llm.BudgetLedgerDir(root), plane.ForAppend, plane.Actor{Name: "bench", AuthOff: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var last [2]*ledger.Entry
+	if err := s.Find(ctx, ledger.Query{EventTypes: []string{llm.EventReserved, llm.EventCall}}, func(e *ledger.Entry) bool {
+		c := *e
+		last[0], last[1] = last[1], &c
+		return true
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if last[0] == nil || last[0].EventType != llm.EventReserved || last[1].EventType != llm.EventCall {
+		b.Fatal("no call to copy")
+	}
+	const batch = 500
+	for i := 0; i < n; i += batch {
+		ds := make([]ledger.Draft, 0, 2*batch)
+		for j := i; j < min(i+batch, n); j++ {
+			rid := fmt.Sprintf("RSV-%016x", j+1)
+			for _, e := range last {
+				meta := make(map[string]any, len(e.Metadata))
+				for k, v := range e.Metadata {
+					meta[k] = v
+				}
+				meta["reservation_id"] = rid
+				ds = append(ds, ledger.Draft{EventType: e.EventType, SubmissionID: e.SubmissionID, Decision: e.Decision, Reason: e.Reason,
+					PromptsUsed: e.PromptsUsed, Metadata: meta})
+			}
+		}
+		if _, err := s.Append(ctx, ds); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -497,16 +497,14 @@ func (g *Gateway) prepare(ctx context.Context, c *Call) (*prepared, error) {
 // in its scope.prompt_packs.
 func (g *Gateway) checkWorkOrder(ctx context.Context, p *prepared) error {
 	c := p.call
-	a, err := workorder.Approved(ctx, g.Root, c.WorkOrderID)
+	// One read of the work order's state for both checks: it grows with
+	// the work order's entries (its LLM calls among them).
+	a, st, err := workorder.ApprovedState(ctx, g.Root, c.WorkOrderID, g.now())
 	if err != nil {
 		return &Refusal{code: codeOf(err), Message: err.Error(), Err: err}
 	}
 	p.approval = a
 	if c.SessionID != "" {
-		st, err := workorder.State(ctx, g.Root, c.WorkOrderID, g.now())
-		if err != nil {
-			return &Refusal{code: codeOf(err), Message: err.Error(), Err: err}
-		}
 		if !slices.ContainsFunc(st.Sessions, func(s workorder.Session) bool { return s.ID == c.SessionID }) {
 			return refusal(workorder.CodeSessionMismatch, "session %s was not started under work order %s", c.SessionID, c.WorkOrderID)
 		}

@@ -363,16 +363,34 @@ func Approved(ctx context.Context, root, id string) (*Approval, error) {
 	return approvedAt(ctx, root, id, time.Now().UTC())
 }
 
+// ApprovedState is Approved at time now, and the state it was judged on
+// (the work order's sessions among it): one read of the ledgers for a
+// caller that needs both, as the LLM gateway does for a call in a session
+// (a read that grows with the work order's entries in HO2, its LLM calls
+// included).
+func ApprovedState(ctx context.Context, root, id string, now time.Time) (*Approval, *Status, error) {
+	return approvedState(ctx, root, id, now)
+}
+
 func approvedAt(ctx context.Context, root, id string, now time.Time) (*Approval, error) {
+	a, _, err := approvedState(ctx, root, id, now)
+	return a, err
+}
+
+func approvedState(ctx context.Context, root, id string, now time.Time) (*Approval, *Status, error) {
 	w, h, err := Read(root, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st, err := State(ctx, root, id, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return approvedWith(root, id, w, h, st, now)
+	a, err := approvedWith(root, id, w, h, st, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, st, nil
 }
 
 // approvedWith is approvedAt over the file (w, its hash h) and the state

@@ -1,0 +1,271 @@
+package routecmd
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tidwall/gjson"
+
+	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/ledgercmd"
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/route"
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// Session 32's attack on the count across tiers and the classifier's
+// reservations (count.go, askFirst/plan/reserve).
+
+// ledgerCount reads a session's entries in the three tier ledgers as the
+// ledger holds them, apart from cp-route's bookkeeping: the sum of what
+// they spend (spends), the count the newest entries say (the largest
+// count-after of each tier's newest; -1 when one records none), and the
+// classifier calls the decisions record. It checks each decision that
+// names a reservation names one of the session's ROUTE_RESERVEDs in its
+// own tier, and that no two name the same.
+func ledgerCount(t *testing.T, root, session string) (sum, newest, called int64) {
+	t.Helper()
+	for _, id := range countPlanes {
+		dir, err := plane.Dir(root, id)
+		require.NoError(t, err)
+		s, _, err := plane.OpenLedger(dir, plane.ForReading, plane.Actor{Name: "reader"})
+		require.NoError(t, err)
+		reserved, named := map[string]bool{}, map[string]bool{}
+		var last *ledger.Entry
+		err = s.Find(context.Background(), ledger.Query{EventTypes: countTypes, Subject: session}, func(e *ledger.Entry) bool {
+			sum += spends(e.Metadata)
+			if e.EventType == EventReserved {
+				reserved[e.ID] = true
+			}
+			if res, ok := e.Metadata["reservation"].(string); ok {
+				require.True(t, reserved[res], "%s seq %d names reservation %s, not an earlier one of the session in its tier", id, e.Seq, res)
+				require.False(t, named[res], "%s seq %d: reservation %s named twice", id, e.Seq, res)
+				named[res] = true
+			}
+			if cm, ok := e.Metadata["classifier"].(map[string]any); ok && cm["called"] == true {
+				called++
+			}
+			last = e
+			return true
+		})
+		s.Close()
+		require.NoError(t, err)
+		if last != nil && newest >= 0 {
+			if after, ok := countAfter(last.Metadata); ok {
+				newest = max(newest, after)
+			} else {
+				newest = -1
+			}
+		}
+	}
+	return sum, newest, called
+}
+
+// TestMixedPlaneStreamsRace: streams whose lines each name their tier
+// ("plane": ho3, ho2, ho1) mixing llm_assisted routes, requests the
+// classifier decides, rule-decided ones, two sessions and replay lines,
+// race single runs in every tier. The limit (2) holds for each session
+// across the three tiers: the calls the ledgers record sum to at most two
+// (exactly two: the demand is far above), the newest entries' count is the
+// sum, every classifier call made is recorded by a decision, and every
+// reservation is settled by at most one decision of its tier.
+func TestMixedPlaneStreamsRace(t *testing.T) {
+	planes := []string{"ho3", "ho2", "ho1"}
+	intents := []string{"deploy", "chat", "status"}
+	for round := range 3 {
+		root := newPlane(t, testPolicy)
+		seed := must(t, Run, `{"intent":"status"}`, "--root", root)
+		replaySeq := gjson.Get(seed, "result.decision_seq").Int()
+		a, b := fmt.Sprintf("SES-20261207-a32a%04x", round), fmt.Sprintf("SES-20261207-b32b%04x", round)
+		var calls atomic.Int64
+		clf := slowClassifier{countingClassifier{fakeClassifier{handler: "default", conf: "0.9"}, &calls}}
+		rng := rand.New(rand.NewPCG(uint64(round), 32))
+		var wg sync.WaitGroup
+		for i := range 4 {
+			var in strings.Builder
+			for j := range 12 {
+				s := a
+				if (i+j)%3 == 0 {
+					s = b
+				}
+				if j%5 == 4 {
+					fmt.Fprintf(&in, `{"replay":%d,"plane":"ho3"}`+"\n", replaySeq)
+					continue
+				}
+				fmt.Fprintf(&in, `{"intent":%q,"plane":%q,"session_id":%q,"variables":{"i":%d}}`+"\n",
+					intents[rng.IntN(3)], planes[rng.IntN(3)], s, 100*i+j)
+			}
+			wg.Go(func() { run(t, with(clf), in.String(), "--root", root) })
+		}
+		for i := range 6 {
+			p, s, intent := planes[i%3], []string{a, b}[i%2], intents[i%2]
+			wg.Go(func() {
+				run(t, with(clf), fmt.Sprintf(`{"intent":%q}`, intent), "--root", root, "--plane", p, "--session", s)
+			})
+		}
+		wg.Wait()
+		var recorded int64
+		for _, s := range []string{a, b} {
+			sum, newest, called := ledgerCount(t, root, s)
+			recorded += called
+			require.EqualValues(t, 2, sum, "round %d, %s: the calls recorded across the tiers", round, s)
+			require.Equal(t, sum, newest, "round %d, %s: the newest entries' count and the sum", round, s)
+		}
+		require.Equal(t, calls.Load(), recorded, "round %d: every classifier call made is recorded by a decision", round)
+		for _, p := range planes {
+			must(t, ledgercmd.Run, "", "verify", "--root", root, "--plane", p)
+		}
+	}
+}
+
+// TestReplayOfReservationRefused: a ROUTE_RESERVED is no decision:
+// --replay of its seq is ROUTE_REPLAY_INVALID; the decision that settled
+// it replays to the same answer, in HO1 where both were recorded.
+func TestReplayOfReservationRefused(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	const ses = "SES-20261207-3e5e3e5e"
+	clf := fakeClassifier{handler: "default", conf: "0.9"}
+	out := must(t, with(clf), `{"intent":"chat"}`, "--root", root, "--plane", "ho1", "--session", ses)
+	dseq := gjson.Get(out, "result.decision_seq").Int()
+	res := lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--plane", "ho1", "--event-type", EventReserved, "--submission-id", ses))
+	require.Len(t, res, 1)
+	rseq := gjson.Get(res[0], "seq").Int()
+	code, out, _ := run(t, Run, "", "--root", root, "--plane", "ho1", "--replay", itoa(rseq))
+	require.NotEqual(t, 0, code)
+	require.Equal(t, "ROUTE_REPLAY_INVALID", gjson.Get(out, "error.code").String(), out)
+	out = must(t, Run, "", "--root", root, "--plane", "ho1", "--replay", itoa(dseq))
+	require.True(t, gjson.Get(out, "result.same").Bool(), out)
+	// Replayed in a stream beside new decisions in the session: the
+	// reservation's line ends the stream with its refusal, nothing else
+	// recorded after it.
+	_, out, _ = run(t, with(clf), fmt.Sprintf("{\"replay\":%d}\n{\"intent\":\"deploy\"}\n", rseq), "--root", root, "--plane", "ho1", "--session", ses)
+	ls := lines(out)
+	require.Equal(t, "ROUTE_REPLAY_INVALID", gjson.Get(ls[0], "error.code").String(), out)
+	sum, newest, _ := ledgerCount(t, root, ses)
+	require.EqualValues(t, 1, sum)
+	require.EqualValues(t, 1, newest)
+}
+
+// TestRouteSessionLockNotFollowed: whoever can write the plane's files may
+// put a symbolic link or a named pipe where the route-session lock goes
+// (HO3's ledger/route-session.lock). cp-route in a limited session then
+// refuses, at once, to follow the link (the file it names is not created
+// or written) or to open the pipe (no hang), and decides nothing.
+func TestRouteSessionLockNotFollowed(t *testing.T) {
+	for _, kind := range []string{"symlink", "fifo"} {
+		t.Run(kind, func(t *testing.T) {
+			root := newPlane(t, testPolicy)
+			lock := filepath.Join(root, "ledger", sessionLockKey+".lock")
+			os.Remove(lock)
+			target := filepath.Join(t.TempDir(), "elsewhere")
+			switch kind {
+			case "symlink":
+				require.NoError(t, os.Symlink(target, lock))
+			case "fifo":
+				require.NoError(t, syscall.Mkfifo(lock, 0o644))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			done := make(chan struct{})
+			var code int
+			var out string
+			go func() {
+				defer close(done)
+				var o, e strings.Builder
+				code = Run(ctx, []string{"--root", root, "--session", "SES-20261207-10c410c4"},
+					strings.NewReader(`{"intent":"deploy"}`), &o, &e)
+				out = o.String() + e.String()
+			}()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatalf("cp-route still running after 15 s with a %s at %s", kind, lock)
+			}
+			require.NotEqual(t, 0, code, out)
+			_, err := os.Lstat(target)
+			require.ErrorIs(t, err, os.ErrNotExist, "the link was followed: %s", out)
+			show := must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", EventType, "--submission-id", "SES-20261207-10c410c4")
+			require.Empty(t, strings.TrimSpace(show), "a decision recorded without the lock")
+		})
+	}
+}
+
+// blockingClassifier marks that it was asked (a file), then never
+// answers: a model call out when the process is killed.
+type blockingClassifier struct{ mark string }
+
+func (b blockingClassifier) Classify(ctx context.Context, _ route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
+	os.WriteFile(b.mark, []byte("asked"), 0o644)
+	<-ctx.Done()
+	select {}
+}
+
+// TestKilledDuringClassifierCall: a cp-route process (this test binary,
+// run again) is SIGKILLed while its classifier call is out, after the
+// call's reservation. While the call is out, another process routes in
+// the session at once (no lock held across the call) and counts the
+// reserved call; after the kill the ledgers verify, the reservation stays
+// spent (limit 2: one more llm_assisted route, then a refusal), and the
+// next runs do not wait for a lock the dead process held.
+func TestKilledDuringClassifierCall(t *testing.T) {
+	if env := os.Getenv("CP_ATTACK32_CHILD"); env != "" {
+		args := strings.Split(env, ",")
+		code := RunWith(context.Background(), blockingClassifier{mark: args[2]}, cli.Options{}, []string{"--root", args[0], "--plane", "ho1", "--session", args[1]},
+			strings.NewReader(`{"intent":"chat"}`), os.Stdout, os.Stderr)
+		os.Exit(code)
+	}
+	root := newPlane(t, testPolicy)
+	const ses = "SES-20261207-c111ed01"
+	mark := filepath.Join(t.TempDir(), "asked")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledDuringClassifierCall$", "-test.count=1")
+	// The plane's keys are under the XDG_CONFIG_HOME newPlane set:
+	// testenv.Main keeps CP_TESTENV_CONFIG's.
+	cmd.Env = append(os.Environ(), "CP_ATTACK32_CHILD="+root+","+ses+","+mark, "CP_TESTENV_CONFIG="+os.Getenv("XDG_CONFIG_HOME"))
+	var childOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &childOut, &childOut
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(mark); err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("the child ended before asking its classifier: %s", childOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		require.True(t, time.Now().Before(deadline), "the child never asked its classifier")
+	}
+	// The call is out: another process routes in the session meanwhile,
+	// at once, counting the reservation (one of two).
+	t0 := time.Now()
+	must(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", "ho2", "--session", ses)
+	require.Less(t, time.Since(t0), 5*time.Second, "a run waited while another's classifier call was out")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	<-exited
+
+	t0 = time.Now()
+	code, out, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", ses)
+	require.Less(t, time.Since(t0), 5*time.Second, "the next run waited for the killed process's lock")
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), "code %d: the killed run's reserved call, and the deploy, spent the session's two: %s", code, out)
+	sum, newest, _ := ledgerCount(t, root, ses)
+	require.EqualValues(t, 2, sum)
+	require.EqualValues(t, 2, newest)
+	require.Len(t, lines(must(t, ledgercmd.Run, "", "show", "--root", root, "--plane", "ho1", "--event-type", EventReserved, "--submission-id", ses)), 1)
+	for _, p := range countPlanes {
+		must(t, ledgercmd.Run, "", "verify", "--root", root, "--plane", p)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/control-plane/cp/internal/cli"
+	"github.com/control-plane/cp/internal/gatecmd"
 	"github.com/control-plane/cp/internal/ledgercmd"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/route"
@@ -268,4 +270,68 @@ func TestKilledDuringClassifierCall(t *testing.T) {
 	for _, p := range countPlanes {
 		must(t, ledgercmd.Run, "", "verify", "--root", root, "--plane", p)
 	}
+}
+
+// TestRouteBesideLimitedStream: the route-session lock is one for the
+// whole plane (every session, every tier), taken for each batch of a
+// limited stream, back to back (the next batch is prepared while one is
+// decided: pipeline). A single cp-route run in another session, in
+// another tier, beside a long limited stream must still get the lock well
+// within its timeout (lockfile.Lock polls: LOCK_NB, sleeping up to 5 ms),
+// as cp-ledger append beside the stream does (TestWriterBesideLimitedStream).
+func TestRouteBesideLimitedStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a long stream")
+	}
+	root := newPlane(t, testPolicy)
+	var in strings.Builder
+	for i := range 300_000 {
+		fmt.Fprintf(&in, `{"intent":"status","variables":{"i":%d}}`+"\n", i)
+	}
+	done := make(chan struct{})
+	var code int
+	var errs string
+	go func() {
+		defer close(done)
+		code, _, errs = run(t, Run, in.String(), "--root", root, "--session", "SES-20261207-5a5a0032")
+	}()
+	var waits []time.Duration
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		t0 := time.Now()
+		c, out, e := run(t, Run, `{"intent":"status"}`, "--root", root, "--plane", "ho1", "--session", "SES-20261207-5b5b0032")
+		d := time.Since(t0)
+		require.Equal(t, 0, c, "a route beside the stream, after %v: %s %s", d, out, e)
+		waits = append(waits, d)
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Equal(t, 0, code, errs)
+	slices.Sort(waits)
+	p := func(f float64) time.Duration { return waits[int(f*float64(len(waits)-1))] }
+	t.Logf("%d routes beside the stream: median %v, p90 %v, slowest %v", len(waits), p(0.5), p(0.9), p(1))
+	require.Less(t, p(1), ledger.DefaultLockTimeout/2, "a route waited most of the lock's timeout")
+}
+
+// TestGateBesideRouteSessionLock: the route-session lock file cp-route
+// leaves in HO3's ledger directory (with a reservation and decisions in
+// every tier) is no finding of G6, in any tier; the whole plane's gates
+// still pass.
+func TestGateBesideRouteSessionLock(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	const ses = "SES-20261207-9a7e9a7e"
+	clf := fakeClassifier{handler: "default", conf: "0.9"}
+	for _, p := range countPlanes {
+		must(t, with(clf), "{\"intent\":\"status\"}\n{\"intent\":\"chat\"}\n", "--root", root, "--plane", p, "--session", ses)
+	}
+	_, err := os.Lstat(filepath.Join(root, "ledger", sessionLockKey+".lock"))
+	require.NoError(t, err)
+	for _, p := range countPlanes {
+		out := must(t, gatecmd.Run, "", "check", "--gate", "G6", "--root", root, "--plane", p)
+		require.NotContains(t, out, "route-session", p)
+	}
+	must(t, gatecmd.Run, "", "check", "--root", root)
 }

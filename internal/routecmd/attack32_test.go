@@ -3,6 +3,7 @@ package routecmd
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/gjson"
 
+	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/gatecmd"
 	"github.com/control-plane/cp/internal/ledgercmd"
@@ -334,4 +336,39 @@ func TestGateBesideRouteSessionLock(t *testing.T) {
 		require.NotContains(t, out, "route-session", p)
 	}
 	must(t, gatecmd.Run, "", "check", "--root", root)
+}
+
+// TestWorkerStreamLinesStayInItsTier: a worker's token allows HO1 and its
+// own session. A stream's line may name its tier ("plane") and its
+// session: each line is held to the token as a single request is, so a
+// line naming HO3 or HO2, or another session or work order, records
+// nothing there (refused, or held to --plane), whatever the stream was
+// started with (--plane ho1, or no --plane and the first line's tier).
+func TestWorkerStreamLinesStayInItsTier(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	const wo, ses = "WO-20261207-032", "SES-20261207-0d0d0032"
+	worker := func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		cl := &auth.Claims{Subject: "worker-1", Role: "worker", Tiers: []string{"ho1"}, WorkOrder: wo, Session: ses}
+		return cli.RunWith(ctx, tool(&router{}), cli.Options{Identity: cli.Identity{Subject: cl.Subject, Auth: auth.AuthToken, Claims: cl}}, args, stdin, stdout, stderr)
+	}
+	for _, first := range []string{`{"intent":"status"}`, `{"intent":"status","plane":"ho1"}`} {
+		for _, line := range []string{`{"intent":"status","plane":"ho3"}`, `{"intent":"status","plane":"ho2"}`,
+			`{"intent":"status","session_id":"SES-20261207-ffff0032"}`, `{"intent":"status","work_order_id":"WO-20261207-999"}`} {
+			args := []string{"--root", root}
+			if !strings.Contains(first, "plane") {
+				args = append(args, "--plane", "ho1")
+			}
+			_, out, _ := run(t, worker, first+"\n"+line+"\n", args...)
+			ls := lines(out)
+			require.Equal(t, "ok", gjson.Get(ls[0], "status").String(), out)
+			if len(ls) > 1 && gjson.Get(ls[1], "status").String() == "ok" {
+				require.Equal(t, ses, gjson.Get(ls[1], "result.session_id").String(), "%s: %s", line, out)
+				require.Equal(t, wo, gjson.Get(ls[1], "result.work_order_id").String(), "%s: %s", line, out)
+			}
+		}
+	}
+	for _, p := range []string{"ho3", "ho2"} {
+		show := must(t, ledgercmd.Run, "", "show", "--root", root, "--plane", p, "--event-type", EventType)
+		require.Empty(t, strings.TrimSpace(show), "a worker's line recorded a decision in %s", p)
+	}
 }

@@ -2,6 +2,7 @@ package routecmd
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -371,4 +372,56 @@ func TestWorkerStreamLinesStayInItsTier(t *testing.T) {
 		show := must(t, ledgercmd.Run, "", "show", "--root", root, "--plane", p, "--event-type", EventType)
 		require.Empty(t, strings.TrimSpace(show), "a worker's line recorded a decision in %s", p)
 	}
+}
+
+// TestStreamCountsOthersAcrossTiersAndLegacy: one stream in a session
+// whose count is summed (an HO2 entry recorded with no count: the legacy
+// path), its lines in three tiers, while other processes spend the
+// session's calls in other tiers between its reservation and the decision
+// that settles it, and between its batches. Limit 5: the legacy call, the
+// stream's reserved classifier call, the two others' deploys, the
+// stream's deploy: five; then the stream's chat finds no room (not asked)
+// and its last deploy is refused. Every tier's entries sum to five, and a
+// new run counts five.
+func TestStreamCountsOthersAcrossTiersAndLegacy(t *testing.T) {
+	root := newPlane(t, strings.Replace(testPolicy, `"llm_calls_per_session": 2`, `"llm_calls_per_session": 5`, 1))
+	const ses = "SES-20261207-1e9a0032"
+	dir, err := plane.Dir(root, "ho2")
+	require.NoError(t, err)
+	l, _, err := plane.OpenLedger(dir, plane.ForAppend, plane.Actor{Name: "legacy"})
+	require.NoError(t, err)
+	_, err = l.Append(context.Background(), []ledger.Draft{{EventType: EventType, SubmissionID: ses, Decision: "ROUTED",
+		Metadata: map[string]any{"llm_calls": json.Number("1")}}})
+	require.NoError(t, err)
+	l.Close()
+
+	var calls atomic.Int64
+	clf := meddlingClassifier{countingClassifier{fakeClassifier{handler: "default", conf: "0.9"}, &calls}, func() {
+		if calls.Load() > 0 {
+			return
+		}
+		must(t, Run, `{"intent":"deploy","variables":{"by":"other"}}`, "--root", root, "--plane", "ho3", "--session", ses)
+		must(t, Run, `{"intent":"deploy","variables":{"by":"other"}}`, "--root", root, "--plane", "ho2", "--session", ses)
+	}}
+	in := strings.Join([]string{
+		`{"intent":"chat","plane":"ho1"}`,
+		`{"intent":"status","plane":"ho3"}`,
+		`{"intent":"deploy","plane":"ho2"}`,
+		`{"intent":"chat","plane":"ho3"}`,
+		`{"intent":"deploy","plane":"ho1"}`,
+	}, "\n") + "\n"
+	_, out, errs := run(t, with(clf), in, "--root", root, "--session", ses)
+	ls := lines(out)
+	require.Len(t, ls, 5, "%s\n%s", out, errs)
+	require.Equal(t, "accepted", gjson.Get(ls[0], "evidence.route.classifier.outcome").String(), ls[0])
+	require.Equal(t, "ok", gjson.Get(ls[1], "status").String(), ls[1])
+	require.Equal(t, "ok", gjson.Get(ls[2], "status").String(), "the fifth call: %s", ls[2])
+	require.Equal(t, "limit_reached", gjson.Get(ls[3], "evidence.route.classifier.outcome").String(), ls[3])
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(ls[4], "error.code").String(), ls[4])
+	require.EqualValues(t, 1, calls.Load())
+	sum, _, called := ledgerCount(t, root, ses)
+	require.EqualValues(t, 5, sum)
+	require.EqualValues(t, 1, called)
+	_, out, _ = run(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", "ho1", "--session", ses)
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), out)
 }

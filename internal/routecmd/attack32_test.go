@@ -425,3 +425,33 @@ func TestStreamCountsOthersAcrossTiersAndLegacy(t *testing.T) {
 	_, out, _ = run(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", "ho1", "--session", ses)
 	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), out)
 }
+
+// TestWorkerSessionOfOtherTypes: a worker's request whose session_id is
+// not a string (a number, a boolean, an object, an array), or whose
+// "plane" is not one, does not step out of its session's limit (2): at
+// most two llm_assisted routes of four, and nothing outside HO1.
+func TestWorkerSessionOfOtherTypes(t *testing.T) {
+	const wo, ses = "WO-20261207-033", "SES-20261207-0e0e0033"
+	worker := func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		cl := &auth.Claims{Subject: "worker-1", Role: "worker", Tiers: []string{"ho1"}, WorkOrder: wo, Session: ses}
+		return cli.RunWith(ctx, tool(&router{}), cli.Options{Identity: cli.Identity{Subject: cl.Subject, Auth: auth.AuthToken, Claims: cl}}, args, stdin, stdout, stderr)
+	}
+	for _, req := range []string{`{"intent":"deploy","session_id":5}`, `{"intent":"deploy","session_id":true}`,
+		`{"intent":"deploy","session_id":{}}`, `{"intent":"deploy","session_id":["x"]}`, `{"intent":"deploy","plane":5}`} {
+		root := newPlane(t, testPolicy)
+		var b strings.Builder
+		for range 4 {
+			b.WriteString(req + "\n")
+		}
+		_, out, errs := run(t, worker, b.String(), "--root", root, "--plane", "ho1")
+		routed := 0
+		for _, l := range lines(out) {
+			if gjson.Get(l, "status").String() == "ok" {
+				routed++
+			}
+		}
+		require.LessOrEqual(t, routed, 2, "%s: a worker's session allows two calls:\n%s\n%s", req, out, errs)
+		show := must(t, ledgercmd.Run, "", "show", "--root", root, "--plane", "ho3", "--event-type", EventType)
+		require.Empty(t, strings.TrimSpace(show), "%s: a decision in HO3", req)
+	}
+}

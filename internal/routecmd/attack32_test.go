@@ -455,3 +455,63 @@ func TestWorkerSessionOfOtherTypes(t *testing.T) {
 		require.Empty(t, strings.TrimSpace(show), "%s: a decision in HO3", req)
 	}
 }
+
+// TestPipelinedStreamRunsEndedEarly: a long stream (batches large enough
+// to be prepared on every core, and ahead of their turn: pipeline) in one
+// limited session (limit 10000: never reached), its runs ended early by
+// classifier requests after llm_assisted ones (askFirst stops planning
+// there), by tier changes and by replay lines. Every line is answered in
+// order, each answer the decision of its own line (its variables), each
+// decision recording its own request, and the session's count, summed or
+// from the newest entries, is the calls decided.
+func TestPipelinedStreamRunsEndedEarly(t *testing.T) {
+	root := newPlane(t, strings.Replace(testPolicy, `"llm_calls_per_session": 2`, `"llm_calls_per_session": 10000`, 1))
+	const ses = "SES-20261207-919e0032"
+	seed := must(t, Run, `{"intent":"status"}`, "--root", root)
+	replaySeq := gjson.Get(seed, "result.decision_seq").Int()
+	var calls atomic.Int64
+	clf := countingClassifier{fakeClassifier{handler: "default", conf: "0.9"}, &calls}
+	rng := rand.New(rand.NewPCG(32, 32))
+	var in strings.Builder
+	const n = 3000
+	kinds := make([]string, n)
+	for i := range n {
+		switch r := rng.IntN(100); {
+		case r < 2:
+			kinds[i] = "replay"
+			fmt.Fprintf(&in, `{"replay":%d,"plane":"ho3"}`+"\n", replaySeq)
+			continue
+		case r < 10:
+			kinds[i] = "deploy"
+		case r < 16:
+			kinds[i] = "chat"
+		default:
+			kinds[i] = "status"
+		}
+		p := "ho3"
+		if rng.IntN(20) == 0 {
+			p = []string{"ho2", "ho1"}[rng.IntN(2)]
+		}
+		fmt.Fprintf(&in, `{"intent":%q,"plane":%q,"variables":{"i":%d}}`+"\n", kinds[i], p, i)
+	}
+	_, out, errs := run(t, with(clf), in.String(), "--root", root, "--session", ses)
+	ls := lines(out)
+	require.Len(t, ls, n, errs)
+	want := int64(0)
+	for i, l := range ls {
+		require.Equal(t, "ok", gjson.Get(l, "status").String(), "line %d: %s", i, l)
+		if kinds[i] == "replay" {
+			require.True(t, gjson.Get(l, "result.same").Bool(), l)
+			continue
+		}
+		require.EqualValues(t, i, gjson.Get(l, "result.variables.i").Int(), "line %d answered with another's decision: %s", i, l)
+		if kinds[i] != "status" {
+			want++
+		}
+	}
+	require.Equal(t, calls.Load(), int64(strings.Count(in.String(), `"chat"`)))
+	sum, newest, called := ledgerCount(t, root, ses)
+	require.Equal(t, want, sum)
+	require.Equal(t, want, newest)
+	require.Equal(t, calls.Load(), called)
+}

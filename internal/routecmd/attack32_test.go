@@ -202,6 +202,11 @@ func TestRouteSessionLockNotFollowed(t *testing.T) {
 			require.ErrorIs(t, err, os.ErrNotExist, "the link was followed: %s", out)
 			show := must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", EventType, "--submission-id", "SES-20261207-10c410c4")
 			require.Empty(t, strings.TrimSpace(show), "a decision recorded without the lock")
+			// G6 says what is there.
+			code, gout, _ := run(t, gatecmd.Run, "", "check", "--gate", "G6", "--root", root)
+			require.NotEqual(t, 0, code, gout)
+			require.Contains(t, gout, "LEDGER_UNSAFE")
+			require.Contains(t, gout, sessionLockKey+".lock")
 		})
 	}
 }

@@ -520,3 +520,26 @@ func TestPipelinedStreamRunsEndedEarly(t *testing.T) {
 	require.Equal(t, want, newest)
 	require.Equal(t, calls.Load(), called)
 }
+
+// TestForgedRouteEntriesRefused: cp-ledger append refuses the ROUTE_
+// family in any spelling (case, spaces around it), so no entry that the
+// session's count reads can be forged through it to lower the count
+// (a newest entry saying none spent, a decision naming a reservation to
+// give its call back); a NOTE carrying the same metadata under the
+// session's submission_id is not read by the count.
+func TestForgedRouteEntriesRefused(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	const ses = "SES-20261207-f0f00032"
+	must(t, Run, "{\"intent\":\"deploy\"}\n{\"intent\":\"deploy\"}\n", "--root", root, "--plane", "ho1", "--session", ses)
+	meta := `{"llm_calls":0,"session_llm_calls":0,"reservation":"LED-0000000000000000"}`
+	for _, et := range []string{"ROUTE_DECISION", "route_decision", " ROUTE_RESERVED", "Route_Reserved ", "ROUTE_ANYTHING"} {
+		for _, p := range countPlanes {
+			code, out, _ := run(t, ledgercmd.Run, "", "append", "--root", root, "--plane", p, "--event-type", et, "--submission-id", ses, "--metadata", meta)
+			require.NotEqual(t, 0, code, "%q in %s: %s", et, p, out)
+			require.Equal(t, "RESERVED_EVENT_TYPE", gjson.Get(out, "error.code").String(), out)
+		}
+	}
+	must(t, ledgercmd.Run, "", "append", "--root", root, "--plane", "ho1", "--event-type", "NOTE", "--submission-id", ses, "--metadata", meta)
+	_, out, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", "ho2", "--session", ses)
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), out)
+}

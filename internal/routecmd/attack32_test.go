@@ -543,3 +543,32 @@ func TestForgedRouteEntriesRefused(t *testing.T) {
 	_, out, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", "ho2", "--session", ses)
 	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), out)
 }
+
+// TestSessionLimitWithTierRoots: --root naming a lower tier's directory
+// (planes/ho1, planes/ho2) is that tier; the session's count and the
+// route-session lock are still the whole plane's (HO3's lock file, no
+// other made beside the lower tiers' ledgers): two routed of six, in turn
+// and at once.
+func TestSessionLimitWithTierRoots(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	roots := []string{filepath.Join(root, "planes", "ho1"), filepath.Join(root, "planes", "ho2"), root}
+	const ses = "SES-20261207-4004a032"
+	var routed atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Go(func() {
+			if code, _, _ := run(t, Run, `{"intent":"deploy"}`, "--root", roots[i%3], "--session", ses); code == 0 {
+				routed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, 2, routed.Load())
+	for _, p := range []string{"ho1", "ho2"} {
+		_, err := os.Lstat(filepath.Join(root, "planes", p, "ledger", sessionLockKey+".lock"))
+		require.ErrorIs(t, err, os.ErrNotExist, "a route-session lock beside %s's ledger: not the plane's", p)
+	}
+	sum, newest, _ := ledgerCount(t, root, ses)
+	require.EqualValues(t, 2, sum)
+	require.EqualValues(t, 2, newest)
+}

@@ -23,7 +23,9 @@ import (
 	"github.com/control-plane/cp/internal/auth"
 	"github.com/control-plane/cp/internal/cli"
 	"github.com/control-plane/cp/internal/gatecmd"
+	"github.com/control-plane/cp/internal/installcmd"
 	"github.com/control-plane/cp/internal/ledgercmd"
+	"github.com/control-plane/cp/internal/pkgcmd"
 	"github.com/control-plane/cp/internal/plane"
 	"github.com/control-plane/cp/internal/route"
 	"github.com/control-plane/cp/pkg/ledger"
@@ -571,4 +573,49 @@ func TestSessionLimitWithTierRoots(t *testing.T) {
 	sum, newest, _ := ledgerCount(t, root, ses)
 	require.EqualValues(t, 2, sum)
 	require.EqualValues(t, 2, newest)
+}
+
+// TestRollbackBesideRouteSessionLock: a config upgrade raising the limit
+// (2 to 3) and the rollback to the checkpoint before it, with the
+// route-session lock file in HO3's ledger directory and a session's calls
+// spent in two tiers: install and rollback pass their gates, the lock file
+// stays a regular file cp-route goes on using, and the session's count
+// survives both (3 spent: the restored limit of 2 refuses).
+func TestRollbackBesideRouteSessionLock(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	dir := filepath.Dir(root)
+	const ses = "SES-20261207-0b0b0032"
+	ckpt := must(t, installcmd.Run, "", "checkpoint", "--label", "limit 2", "--root", root)
+	vid := gjson.Get(ckpt, "result.version_id").String()
+	require.NotEmpty(t, vid, ckpt)
+	must(t, Run, "{\"intent\":\"deploy\"}\n{\"intent\":\"deploy\"}\n", "--root", root, "--plane", "ho1", "--session", ses)
+
+	conf := filepath.Join(dir, "opconf")
+	writeFile(t, filepath.Join(conf, "config", "router_policy.json"), strings.Replace(testPolicy, `"llm_calls_per_session": 2`, `"llm_calls_per_session": 3`, 1))
+	mp := filepath.Join(conf, "manifest.json")
+	b, err := os.ReadFile(mp)
+	require.NoError(t, err)
+	var doc map[string]any
+	require.NoError(t, json.Unmarshal(b, &doc))
+	doc["version"] = "0.2.0"
+	b, err = json.Marshal(doc)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(mp, b, 0o644))
+	must(t, pkgcmd.Run, "", "stage", "PKG-CONFIG-001", "--root", root, "--src", conf, "--out", filepath.Join(dir, "v2"))
+	arch := filepath.Join(dir, "v2", "PKG-CONFIG-001.tar.gz")
+	must(t, pkgcmd.Run, "", "sign", "--archive", arch, "--key", filepath.Join(dir, "ops.key"))
+	must(t, installcmd.Run, "", "install", "--root", root, "--archive", arch)
+
+	must(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", "ho2", "--session", ses)
+	_, out, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", ses)
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), "limit 3: %s", out)
+
+	must(t, installcmd.Run, "", "rollback", "--version-id", vid, "--root", root)
+	fi, err := os.Lstat(filepath.Join(root, "ledger", sessionLockKey+".lock"))
+	require.NoError(t, err)
+	require.True(t, fi.Mode().IsRegular())
+	_, out, _ = run(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", "ho1", "--session", ses)
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), "limit 2 again, 3 spent: %s", out)
+	must(t, Run, `{"intent":"status"}`, "--root", root, "--session", ses)
+	must(t, gatecmd.Run, "", "check", "--root", root)
 }

@@ -619,3 +619,60 @@ func TestRollbackBesideRouteSessionLock(t *testing.T) {
 	must(t, Run, `{"intent":"status"}`, "--root", root, "--session", ses)
 	must(t, gatecmd.Run, "", "check", "--root", root)
 }
+
+// cancellingClassifier answers after a while, or, every few calls,
+// cancels its run while asked (a signal, a caller gone): the run records
+// no decision for it, and its reservation stays spent.
+type cancellingClassifier struct {
+	countingClassifier
+	cancel context.CancelFunc
+	every  int64
+}
+
+func (c cancellingClassifier) Classify(ctx context.Context, q route.ClassifyQuery) (string, route.Confidence, map[string]any, error) {
+	if n := c.calls.Add(1); c.every > 0 && n%c.every == 0 {
+		c.cancel()
+		<-ctx.Done()
+		return "", "", nil, ctx.Err()
+	}
+	time.Sleep(10 * time.Millisecond)
+	return c.fakeClassifier.Classify(ctx, q)
+}
+
+// TestRaceWithCancelledRuns: runs at once in two sessions (limit 6)
+// across the three tiers, streams and singles, some cancelled while their
+// classifier call is out. Whatever interleaving: each session's entries
+// sum to at most six, the newest entries say the sum, every reservation is
+// settled at most once in its own tier, and the ledgers verify.
+func TestRaceWithCancelledRuns(t *testing.T) {
+	root := newPlane(t, strings.Replace(testPolicy, `"llm_calls_per_session": 2`, `"llm_calls_per_session": 6`, 1))
+	sessions := []string{"SES-20261207-ca0c0032", "SES-20261207-cb0c0032"}
+	planes := []string{"ho3", "ho2", "ho1"}
+	intents := []string{"deploy", "chat", "status", "chat"}
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			clf := cancellingClassifier{countingClassifier{fakeClassifier{handler: "default", conf: "0.9"}, &calls}, cancel, 5}
+			rng := rand.New(rand.NewPCG(uint64(i), 33))
+			var in strings.Builder
+			for j := range 1 + rng.IntN(6) {
+				fmt.Fprintf(&in, `{"intent":%q,"plane":%q,"session_id":%q,"variables":{"i":%d}}`+"\n",
+					intents[rng.IntN(4)], planes[rng.IntN(3)], sessions[rng.IntN(2)], 100*i+j)
+			}
+			var o, e strings.Builder
+			RunWith(ctx, clf, cli.Options{}, []string{"--root", root}, strings.NewReader(in.String()), &o, &e)
+		})
+	}
+	wg.Wait()
+	for _, s := range sessions {
+		sum, newest, _ := ledgerCount(t, root, s)
+		require.LessOrEqual(t, sum, int64(6), s)
+		require.Equal(t, sum, newest, s)
+	}
+	for _, p := range planes {
+		must(t, ledgercmd.Run, "", "verify", "--root", root, "--plane", p)
+	}
+}

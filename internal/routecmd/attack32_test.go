@@ -676,3 +676,34 @@ func TestRaceWithCancelledRuns(t *testing.T) {
 		must(t, ledgercmd.Run, "", "verify", "--root", root, "--plane", p)
 	}
 }
+
+// TestNegativeCallsDoNotGiveBack: an entry of the session whose llm_calls
+// is negative (no tool writes one: written past the tools, as
+// TestSessionCountFromNewest's forged counts are) spends nothing; it
+// gives no calls back. Its count being none, it sends the reader down the
+// summed path, where it must not lower the sum: two spent stay two, and
+// the limit (2) refuses. One too large for an integer (1e30) spends more
+// than any limit, not nothing.
+func TestNegativeCallsDoNotGiveBack(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	forge := func(ses string, calls json.Number) {
+		dir, err := plane.Dir(root, "ho2")
+		require.NoError(t, err)
+		l, _, err := plane.OpenLedger(dir, plane.ForAppend, plane.Actor{Name: "forger"})
+		require.NoError(t, err)
+		defer l.Close()
+		_, err = l.Append(context.Background(), []ledger.Draft{{EventType: EventType, SubmissionID: ses, Decision: "ROUTED",
+			Metadata: map[string]any{"llm_calls": calls}}})
+		require.NoError(t, err)
+	}
+	const ses = "SES-20261207-0e9a0032"
+	must(t, Run, "{\"intent\":\"deploy\"}\n{\"intent\":\"deploy\"}\n", "--root", root, "--plane", "ho1", "--session", ses)
+	forge(ses, "-5")
+	_, out, _ := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", ses)
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), "a negative llm_calls gave calls back: %s", out)
+
+	const huge = "SES-20261207-1e300032"
+	forge(huge, "1e30")
+	_, out, _ = run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", huge)
+	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), "llm_calls 1e30 read as none: %s", out)
+}

@@ -707,3 +707,22 @@ func TestNegativeCallsDoNotGiveBack(t *testing.T) {
 	_, out, _ = run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", huge)
 	require.Equal(t, "ROUTE_LIMIT_EXCEEDED", gjson.Get(out, "error.code").String(), "llm_calls 1e30 read as none: %s", out)
 }
+
+// TestRouteSessionLockHardLinked: whoever can write the plane's files may
+// make the route-session lock a hard link to HO3's ledger's own lock
+// (ledger/governance.lock): a regular file, which G6 allows by its name.
+// cp-route would then hold, as its route-session lock, the lock its own
+// append to HO3 takes next (flock: the same inode, another open file),
+// and wait for itself until LOCK_TIMEOUT: every limited route in HO3
+// refused. Either the link is refused (at once, and G6 names it) or the
+// route goes through; it must not wait out the lock's timeout.
+func TestRouteSessionLockHardLinked(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	lock := filepath.Join(root, "ledger", sessionLockKey+".lock")
+	os.Remove(lock)
+	require.NoError(t, os.Link(filepath.Join(root, "ledger", "governance.lock"), lock))
+	t0 := time.Now()
+	code, out, errs := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", "SES-20261207-11a40032")
+	took := time.Since(t0)
+	require.Less(t, took, ledger.DefaultLockTimeout/2, "exit %d after %v: %s %s", code, took, out, errs)
+}

@@ -726,3 +726,53 @@ func TestRouteSessionLockHardLinked(t *testing.T) {
 	took := time.Since(t0)
 	require.Less(t, took, ledger.DefaultLockTimeout/2, "exit %d after %v: %s %s", code, took, out, errs)
 }
+
+// TestRouteBesideLimitedStreams is TestRouteBesideLimitedStream with three
+// long limited streams at once, each in a session and a tier of its own:
+// before the lock was one for the plane, they did not contend (each held
+// its own ledger's lock); now each batch of each takes the one lock. A
+// single route beside them must still get it well within its timeout.
+func TestRouteBesideLimitedStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long streams")
+	}
+	root := newPlane(t, testPolicy)
+	var in strings.Builder
+	for i := range 100_000 {
+		fmt.Fprintf(&in, `{"intent":"status","variables":{"i":%d}}`+"\n", i)
+	}
+	var streams sync.WaitGroup
+	var failed atomic.Int64
+	for i, p := range countPlanes {
+		streams.Go(func() {
+			if code, _, errs := run(t, Run, in.String(), "--root", root, "--plane", p, "--session", fmt.Sprintf("SES-20261207-5a5a%04x", i)); code != 0 {
+				failed.Add(1)
+				t.Logf("stream in %s: exit %d: %s", p, code, errs)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { streams.Wait(); close(done) }()
+	var waits []time.Duration
+	var refusals []string
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		t0 := time.Now()
+		c, out, _ := run(t, Run, `{"intent":"status"}`, "--root", root, "--plane", "ho1", "--session", "SES-20261207-5b5b0033")
+		waits = append(waits, time.Since(t0))
+		if c != 0 {
+			refusals = append(refusals, gjson.Get(out, "error.code").String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	slices.Sort(waits)
+	p := func(f float64) time.Duration { return waits[int(f*float64(len(waits)-1))] }
+	t.Logf("%d routes beside three streams: median %v, p90 %v, slowest %v; refused: %v", len(waits), p(0.5), p(0.9), p(1), refusals)
+	require.Zero(t, failed.Load(), "a stream failed")
+	require.Empty(t, refusals)
+	require.Less(t, p(1), ledger.DefaultLockTimeout/2, "a route waited most of the lock's timeout")
+}

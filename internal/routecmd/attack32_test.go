@@ -714,8 +714,9 @@ func TestNegativeCallsDoNotGiveBack(t *testing.T) {
 // cp-route would then hold, as its route-session lock, the lock its own
 // append to HO3 takes next (flock: the same inode, another open file),
 // and wait for itself until LOCK_TIMEOUT: every limited route in HO3
-// refused. Either the link is refused (at once, and G6 names it) or the
-// route goes through; it must not wait out the lock's timeout.
+// refused. The link is refused at once (LEDGER_LINKED, as a ledger's own
+// files with another name are), nothing recorded; removed, the lock is
+// made again.
 func TestRouteSessionLockHardLinked(t *testing.T) {
 	root := newPlane(t, testPolicy)
 	lock := filepath.Join(root, "ledger", sessionLockKey+".lock")
@@ -725,6 +726,12 @@ func TestRouteSessionLockHardLinked(t *testing.T) {
 	code, out, errs := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", "SES-20261207-11a40032")
 	took := time.Since(t0)
 	require.Less(t, took, ledger.DefaultLockTimeout/2, "exit %d after %v: %s %s", code, took, out, errs)
+	require.Equal(t, "LEDGER_LINKED", gjson.Get(out, "error.code").String(), "%s %s", out, errs)
+	show := must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", EventType, "--submission-id", "SES-20261207-11a40032")
+	require.Empty(t, strings.TrimSpace(show), "a decision recorded without the lock")
+	// Removed, it is made again, a file of its own.
+	require.NoError(t, os.Remove(lock))
+	must(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", "SES-20261207-11a40032")
 }
 
 // TestRouteBesideLimitedStreams is TestRouteBesideLimitedStream with three

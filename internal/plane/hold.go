@@ -3,6 +3,7 @@ package plane
 import (
 	"context"
 	"path/filepath"
+	"syscall"
 
 	"github.com/control-plane/cp/internal/lockfile"
 	"github.com/control-plane/cp/pkg/ledger"
@@ -48,9 +49,22 @@ func HoldKey(ctx context.Context, dir string, s ledger.Store, name string) (rele
 	}); ok {
 		return a.Advisory(ctx, name)
 	}
-	f, err := lockfile.Open(filepath.Join(dir, "ledger", name+".lock"))
+	p := filepath.Join(dir, "ledger", name+".lock")
+	f, err := lockfile.Open(p)
 	if err != nil {
 		return nil, err
+	}
+	// A hard link planted there is refused like a symbolic link (as a
+	// ledger's own files are): another name of a ledger's lock would make
+	// the holder wait for itself when it appends, until LOCK_TIMEOUT.
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Nlink > 1 {
+		f.Close()
+		return nil, refuse("LEDGER_LINKED", "%s has %d hard links: a lock file is refused under another file's name (remove it: it is made again)", p, sys.Nlink)
 	}
 	if err := lockfile.Lock(ctx, f, true, ledger.DefaultLockTimeout); err != nil {
 		f.Close()

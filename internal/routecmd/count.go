@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"slices"
 
 	"github.com/control-plane/cp/internal/cli"
@@ -274,17 +275,30 @@ func spends(meta map[string]any) int64 {
 	return n
 }
 
-// llmCalls reads a recorded entry's llm_calls.
+// llmCalls reads a recorded entry's llm_calls. No tool records a negative
+// one, and none gives calls back: read as none. One too large for an
+// int64 (no tool records that either) is read as maxCalls, which no limit
+// reaches.
 func llmCalls(meta map[string]any) int64 {
+	var f float64
 	switch v := meta["llm_calls"].(type) {
 	case json.Number:
-		n, _ := v.Int64()
-		return n
+		if n, err := v.Int64(); err == nil {
+			return min(max(n, 0), maxCalls)
+		}
+		f, _ = v.Float64()
 	case float64:
-		return int64(v)
+		f = v
 	}
-	return 0
+	if !(f > 0) { // negative, zero or NaN
+		return 0
+	}
+	return int64(min(math.Ceil(f), maxCalls))
 }
+
+// maxCalls bounds what one entry spends, so that a session's sum cannot
+// overflow (and wrap below its limit) however many such entries it holds.
+const maxCalls = 1 << 40
 
 func (tc *tierCount) mine(seq int64) bool {
 	for _, s := range tc.own {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -305,25 +304,10 @@ func TestRouteBesideLimitedStream(t *testing.T) {
 		defer close(done)
 		code, _, errs = run(t, Run, in.String(), "--root", root, "--session", "SES-20261207-5a5a0032")
 	}()
-	var waits []time.Duration
-	for stop := false; !stop; {
-		select {
-		case <-done:
-			stop = true
-		default:
-		}
-		t0 := time.Now()
-		c, out, e := run(t, Run, `{"intent":"status"}`, "--root", root, "--plane", "ho1", "--session", "SES-20261207-5b5b0032")
-		d := time.Since(t0)
-		require.Equal(t, 0, c, "a route beside the stream, after %v: %s %s", d, out, e)
-		waits = append(waits, d)
-		time.Sleep(20 * time.Millisecond)
-	}
+	besideStream(t, done, "routes", func() (int, string, string) {
+		return run(t, Run, `{"intent":"status"}`, "--root", root, "--plane", "ho1", "--session", "SES-20261207-5b5b0032")
+	})
 	require.Equal(t, 0, code, errs)
-	slices.Sort(waits)
-	p := func(f float64) time.Duration { return waits[int(f*float64(len(waits)-1))] }
-	t.Logf("%d routes beside the stream: median %v, p90 %v, slowest %v", len(waits), p(0.5), p(0.9), p(1))
-	require.Less(t, p(1), ledger.DefaultLockTimeout/2, "a route waited most of the lock's timeout")
 }
 
 // TestGateBesideRouteSessionLock: the route-session lock file cp-route
@@ -760,26 +744,8 @@ func TestRouteBesideLimitedStreams(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { streams.Wait(); close(done) }()
-	var waits []time.Duration
-	var refusals []string
-	for stop := false; !stop; {
-		select {
-		case <-done:
-			stop = true
-		default:
-		}
-		t0 := time.Now()
-		c, out, _ := run(t, Run, `{"intent":"status"}`, "--root", root, "--plane", "ho1", "--session", "SES-20261207-5b5b0033")
-		waits = append(waits, time.Since(t0))
-		if c != 0 {
-			refusals = append(refusals, gjson.Get(out, "error.code").String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	slices.Sort(waits)
-	p := func(f float64) time.Duration { return waits[int(f*float64(len(waits)-1))] }
-	t.Logf("%d routes beside three streams: median %v, p90 %v, slowest %v; refused: %v", len(waits), p(0.5), p(0.9), p(1), refusals)
+	besideStream(t, done, "routes", func() (int, string, string) {
+		return run(t, Run, `{"intent":"status"}`, "--root", root, "--plane", "ho1", "--session", "SES-20261207-5b5b0033")
+	})
 	require.Zero(t, failed.Load(), "a stream failed")
-	require.Empty(t, refusals)
-	require.Less(t, p(1), ledger.DefaultLockTimeout/2, "a route waited most of the lock's timeout")
 }

@@ -155,25 +155,10 @@ func writerBesideStream(t *testing.T, session string) {
 		defer close(done)
 		code, _, errs = run(t, Run, in.String(), args...)
 	}()
-	var waits []time.Duration
-	for stop := false; !stop; {
-		select {
-		case <-done:
-			stop = true
-		default:
-		}
-		t0 := time.Now()
-		c, out, e := run(t, ledgercmd.Run, "", "append", "--root", root, "--event-type", "NOTE", "--submission-id", "beside")
-		d := time.Since(t0)
-		require.Equal(t, 0, c, "an append beside the stream, after %v: %s %s", d, out, e)
-		waits = append(waits, d)
-		time.Sleep(20 * time.Millisecond)
-	}
+	besideStream(t, done, "appends", func() (int, string, string) {
+		return run(t, ledgercmd.Run, "", "append", "--root", root, "--event-type", "NOTE", "--submission-id", "beside")
+	})
 	require.Equal(t, 0, code, errs)
-	slices.Sort(waits)
-	p := func(f float64) time.Duration { return waits[int(f*float64(len(waits)-1))] }
-	t.Logf("%d appends beside the stream: median %v, p90 %v, slowest %v", len(waits), p(0.5), p(0.9), p(1))
-	require.Less(t, p(1), ledger.DefaultLockTimeout/2, "an append waited most of the lock's timeout")
 	must(t, ledgercmd.Run, "", "verify", "--root", root)
 }
 
@@ -338,4 +323,30 @@ func TestSessionLimitAcrossTiers(t *testing.T) {
 		wg.Wait()
 		require.EqualValues(t, 2, routed.Load(), "one session allowing two calls, nine runs in three tiers at once")
 	})
+}
+
+// besideStream runs try every 20 ms until done is closed, each to succeed
+// (exit 0), and holds the slowest of them to half the lock's timeout:
+// what runs beside a long limited stream (the locks it takes batch after
+// batch) must still get in. It logs the spread as what.
+func besideStream(t *testing.T, done <-chan struct{}, what string, try func() (int, string, string)) {
+	t.Helper()
+	var waits []time.Duration
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		t0 := time.Now()
+		c, out, e := try()
+		d := time.Since(t0)
+		require.Equal(t, 0, c, "%s beside the stream, after %v: %s %s", what, d, out, e)
+		waits = append(waits, d)
+		time.Sleep(20 * time.Millisecond)
+	}
+	slices.Sort(waits)
+	p := func(f float64) time.Duration { return waits[int(f*float64(len(waits)-1))] }
+	t.Logf("%d %s beside the stream: median %v, p90 %v, slowest %v", len(waits), what, p(0.5), p(0.9), p(1))
+	require.Less(t, p(1), ledger.DefaultLockTimeout/2, "%s waited most of the lock's timeout", what)
 }

@@ -40,9 +40,10 @@ func HoldLedger(ctx context.Context, dir string, s ledger.Store, name string) (r
 // ledger named name (pgstore's Advisory), else a lock file name.lock
 // beside the tier's ledger (dir/ledger). Only the processes taking the
 // same step wait for it; the ledger's writers do not, and an append made
-// while it is held takes the append lock as usual. cp-route holds the
-// route-session lock of every tier (in a fixed order) while it reads a
-// session's count across them and appends what spends it.
+// while it is held takes the append lock as usual. cp-route holds HO3's
+// route-session lock file, then the route-session advisory lock of each
+// tier in PostgreSQL, while it reads a session's count across the tiers
+// and appends what spends it.
 func HoldKey(ctx context.Context, dir string, s ledger.Store, name string) (release func(), err error) {
 	if a, ok := s.(interface {
 		Advisory(context.Context, string) (func(), error)

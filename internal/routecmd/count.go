@@ -19,8 +19,9 @@ import (
 // ho1) does not get the limit once per tier ledger.
 //
 // Every entry that spends a limited session's calls is appended while the
-// route-session lock of every tier is held (plane.HoldKey, taken in the
-// order of countPlanes), and records the session's count before it
+// route-session locks are held (holdSessions: HO3's lock file, then each
+// PostgreSQL tier's advisory lock, in the order of countPlanes), and
+// records the session's count before it
 // (session_llm_calls) and what it spends (llm_calls). Counts therefore only
 // grow, in the order the entries were written, whichever tier ledger they
 // went to: the session's count is the largest count-after (before +

@@ -196,9 +196,9 @@ func (r *router) open(k ledgerKey) *tierLedger {
 	return r.ledgers[k]
 }
 
-// sessionLockKey names the lock of every tier a limited session's count
-// is read and spent under (plane.HoldKey: a lock file beside the tier's
-// ledger, or the ledger's advisory lock in PostgreSQL).
+// sessionLockKey names the locks a limited session's count is read and
+// spent under (plane.HoldKey, holdSessions): the lock file beside HO3's
+// ledger, and the advisory lock of each tier in PostgreSQL.
 const sessionLockKey = "route-session"
 
 // anySession reports whether a request of reqs names a session (its own,

@@ -3,9 +3,7 @@ package routecmd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"slices"
 
@@ -62,8 +60,7 @@ type tierCount struct {
 }
 
 // counter returns the tierCount of plane id, opening it for reading when
-// the run holds no appending handle of it. nil, nil: the plane has no such
-// tier (nothing can be counted there).
+// the run holds no appending handle of it.
 func (r *router) counter(c *cli.Call, id string) (*tierCount, error) {
 	r.mu.Lock()
 	tc := r.counts[id]
@@ -79,10 +76,10 @@ func (r *router) counter(c *cli.Call, id string) (*tierCount, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A tier whose ledger cannot be read (missing included: every
+		// plane has three, from bootstrap) fails the count: its entries
+		// would go uncounted (fail closed).
 		s, _, err := plane.OpenLedger(dir, plane.ForReading, c.Actor())
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
 		if err != nil {
 			return nil, fmt.Errorf("reading the %s ledger for the session's count: %w", id, err)
 		}
@@ -105,9 +102,7 @@ func (r *router) counters(c *cli.Call) ([]*tierCount, error) {
 		if err != nil {
 			return nil, err
 		}
-		if tc != nil {
-			tcs = append(tcs, tc)
-		}
+		tcs = append(tcs, tc)
 	}
 	return tcs, nil
 }

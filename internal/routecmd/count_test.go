@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -126,4 +128,23 @@ func (h hangingClassifier) Classify(ctx context.Context, _ route.ClassifyQuery) 
 	h.cancel()
 	<-ctx.Done()
 	return "", "", nil, ctx.Err()
+}
+
+// TestCountFailsClosedOnUnreadableTier: a tier whose ledger cannot be read
+// fails a limited session's count, and nothing is recorded: its entries
+// would otherwise go uncounted. A request in no session (nothing to count)
+// is still routed.
+func TestCountFailsClosedOnUnreadableTier(t *testing.T) {
+	root := newPlane(t, testPolicy)
+	const ses = "SES-20261207-00000d01"
+	must(t, Run, `{"intent":"deploy"}`, "--root", root, "--plane", "ho1", "--session", ses)
+	dir, err := plane.Dir(root, "ho1")
+	require.NoError(t, err)
+	require.NoError(t, os.Rename(filepath.Join(dir, "tier.json"), filepath.Join(dir, "tier.json.away")))
+	code, out, errs := run(t, Run, `{"intent":"deploy"}`, "--root", root, "--session", ses)
+	require.NotEqual(t, 0, code, out)
+	require.Contains(t, errs, "reading the ho1 ledger for the session's count")
+	show := must(t, ledgercmd.Run, "", "show", "--root", root, "--event-type", EventType, "--submission-id", ses)
+	require.Empty(t, strings.TrimSpace(show), "a decision recorded in HO3 without HO1's count")
+	must(t, Run, `{"intent":"deploy"}`, "--root", root)
 }

@@ -142,8 +142,11 @@ type ledgerSpend struct {
 }
 
 type spendRow struct {
-	max, actual       Spend
-	settled           bool
+	max, actual Spend
+	settled     bool
+	// reserved: its LLM_RESERVED was found (else its work order, session,
+	// provider and subject are its LLM_CALL's).
+	reserved          bool
 	wo, session       string
 	provider, subject string
 	// The reservation, for settling it when its caller is gone: its
@@ -158,7 +161,13 @@ type spendRow struct {
 
 func newLedgerSpend() *ledgerSpend { return &ledgerSpend{reserved: map[string]*spendRow{}} }
 
-// add takes one LLM_RESERVED or LLM_CALL entry.
+// add takes one LLM_RESERVED or LLM_CALL entry. Its rules are the
+// tally's (tally.fold): a reservation counts in full until an LLM_CALL
+// settles it, then what the LLM_CALL charged; every LLM_CALL of a
+// reservation counts (a second, say a late caller's beside the judge's
+// settlement of its reservation as abandoned, is more spend, never less);
+// an LLM_CALL whose reservation is not found counts what it charged under
+// its own session, provider and subject.
 func (ls *ledgerSpend) add(e *ledger.Entry) {
 	rid := str(e.Metadata, "reservation_id")
 	if rid == "" {
@@ -174,13 +183,18 @@ func (ls *ledgerSpend) add(e *ledger.Entry) {
 	case EventReserved:
 		row.fromReserved(e)
 	case EventCall:
+		if !row.reserved {
+			row.wo, row.session = str(e.Metadata, "work_order_id"), str(e.Metadata, "session_id")
+			row.provider, row.subject = str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
+		}
 		row.settled = true
-		row.actual = callSpend(e)
+		row.actual = row.actual.add(callSpend(e))
 	}
 }
 
 // fromReserved sets row from its LLM_RESERVED entry.
 func (row *spendRow) fromReserved(e *ledger.Entry) {
+	row.reserved = true
 	row.max = Spend{Calls: 1, Tokens: num(e.Metadata, "max_tokens_total"), MicroUSD: num(e.Metadata, "max_cost_micro_usd")}
 	row.wo, row.session = str(e.Metadata, "work_order_id"), str(e.Metadata, "session_id")
 	row.provider, row.subject = str(e.Metadata, "provider_id"), str(e.Metadata, "subject")

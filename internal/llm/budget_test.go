@@ -39,4 +39,19 @@ func TestLedgerSpend(t *testing.T) {
 	if k, _, _ := b.over(Spend{Calls: 2}); k != "calls" {
 		t.Fatalf("calls: %s", k)
 	}
+
+	// As the tally folds them: a second LLM_CALL of one reservation adds
+	// (a late caller's beside the judge's settlement in full), and a call
+	// whose reservation is not found counts in its own session.
+	ls = newLedgerSpend()
+	ls.add(entry(EventReserved, map[string]any{"reservation_id": "RSV-1", "max_tokens_total": int64(1000), "max_cost_micro_usd": int64(500), "session_id": "S1"}))
+	ls.add(entry(EventCall, map[string]any{"reservation_id": "RSV-1", "status": StatusAbandoned, "gen_ai.usage.input_tokens": int64(1000), "cost_micro_usd": int64(500), "session_id": "S1"}))
+	ls.add(entry(EventCall, map[string]any{"reservation_id": "RSV-1", "status": "ok", "gen_ai.usage.input_tokens": int64(40), "cost_micro_usd": int64(9), "session_id": "S1"}))
+	ls.add(entry(EventCall, map[string]any{"reservation_id": "RSV-8", "status": "ok", "gen_ai.usage.output_tokens": int64(5), "cost_micro_usd": int64(3), "session_id": "S2"}))
+	if got, want := ls.total(func(r *spendRow) bool { return r.session == "S1" }), (Spend{Calls: 2, Tokens: 1040, MicroUSD: 509}); got != want {
+		t.Fatalf("S1 with a reservation settled twice: %+v, want %+v", got, want)
+	}
+	if got, want := ls.total(func(r *spendRow) bool { return r.session == "S2" }), (Spend{Calls: 1, Tokens: 5, MicroUSD: 3}); got != want {
+		t.Fatalf("S2, a call without its reservation: %+v, want %+v", got, want)
+	}
 }

@@ -79,6 +79,12 @@ func TestRouteStreamSignalledBesideWriters(t *testing.T) {
 				r := run(t, nil, args...)
 				took := time.Since(t0)
 				longest[args[0]] = max(longest[args[0]], took)
+				if sig == syscall.SIGKILL && i%2 == 1 && r.code != 0 && leftByKill(r.stdout) {
+					// A verify between the kill and the next append
+					// sees what the kill left (the next append
+					// repairs it): what verify must report.
+					continue
+				}
 				if r.code != 0 || took > 5*time.Second {
 					others = append(others, fmt.Sprintf("%s after %v: exit %d: %s%s", args[0], took, r.code, r.stdout, r.stderr))
 				} else if i%2 == 0 {
@@ -167,4 +173,25 @@ func signalledRoute(t *testing.T, cmd *exec.Cmd, round int, delay time.Duration,
 	cmd.Wait()
 	require.NoError(t, s.readErr)
 	return s.acks, cmd.ProcessState.Sys().(syscall.WaitStatus), s.last, s.stderr.String()
+}
+
+// leftByKill reports whether a verify's answer finds only what a writer
+// killed mid-append leaves: a torn tail, stored hashes short of the lines.
+func leftByKill(stdout []byte) bool {
+	var v struct {
+		Result struct {
+			Issues []struct {
+				Code string `json:"code"`
+			} `json:"issues"`
+		} `json:"result"`
+	}
+	if json.Unmarshal(stdout, &v) != nil || len(v.Result.Issues) == 0 {
+		return false
+	}
+	for _, is := range v.Result.Issues {
+		if is.Code != "TORN_TAIL" && is.Code != "TLOG_MISSING" {
+			return false
+		}
+	}
+	return true
 }

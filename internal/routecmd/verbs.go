@@ -273,24 +273,19 @@ func (r *router) plan(ctx context.Context, c *cli.Call, l *tierLedger, reqs []cl
 			}
 			used = r.totals[session] + inBatch[session]
 		}
-		var clf *planClassifier
+		var clf route.Classifier // nil, not a nil *planClassifier: "unavailable"
+		pc := &planClassifier{}
 		var inner route.Classifier
 		if !pre[i].match.Decided() {
 			if inner = r.classifierFor(c, req); inner != nil {
-				clf = &planClassifier{}
+				clf = pc
 			}
 		}
-		var d route.Decision
-		var err error
-		if clf != nil {
-			d, err = r.policy.Finish(ctx, pre[i].match, pre[i].m, used, clf)
-		} else {
-			d, err = r.policy.Finish(ctx, pre[i].match, pre[i].m, used, nil)
-		}
+		d, err := r.policy.Finish(ctx, pre[i].match, pre[i].m, used, clf)
 		if err != nil {
 			break // decideRun meets it again, in order
 		}
-		if clf != nil && clf.called {
+		if pc.called {
 			a := &askedClassifier{inner: inner}
 			asked[i] = a
 			if used < 0 {

@@ -132,6 +132,8 @@ fuzz: overlay
 	$(GO) test -run '^$$' -fuzz FuzzLegacyImportLine -fuzztime $(FUZZTIME) ./internal/cpv2/ledgerimport/
 	$(GO) test -run '^$$' -fuzz FuzzSkipDeltas -fuzztime $(FUZZTIME) ./internal/cli/
 	$(GO) test -run '^$$' -fuzz FuzzNewExporter -fuzztime $(FUZZTIME) ./internal/llm/
+	$(GO) test -run '^$$' -fuzz FuzzTally -fuzztime $(FUZZTIME) ./internal/llm/
+	$(GO) test -run '^$$' -fuzz FuzzWOTally -fuzztime $(FUZZTIME) ./internal/llm/
 	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime $(FUZZTIME) ./internal/sdkoverlay/
 
 demo: build

@@ -106,6 +106,11 @@ func lastLineOf(b []byte) []byte {
 // provider so that the five in flight are reservations, not yet spend:
 // exactly five succeed, three are BUDGET_EXCEEDED (exit 1), and HO2's
 // ledger holds five LLM_RESERVED, five LLM_CALL and three LLM_REFUSED.
+// The work order's sums are carried in its tally beside HO2's ledger,
+// which G6 accepts there; a process that can write the plane's files
+// zeroes its sums (MAC kept): the tally is not believed, and the budget
+// still holds (another work order's tally in its place, or the caps':
+// internal/llm's TestWOTallyNotBelieved).
 func TestLLMBudgetRace(t *testing.T) {
 	srv := llmtest.New()
 	defer srv.Close()
@@ -115,6 +120,43 @@ func TestLLMBudgetRace(t *testing.T) {
 	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_RESERVED"))
 	require.Equal(t, 5, p.count(t, ho2Ledger, "LLM_CALL"))
 	require.Equal(t, 3, p.count(t, ho2Ledger, "LLM_REFUSED"))
+
+	tallyPath := filepath.Join(p.root, "planes", "ho2", "ledger", "llm-wo."+p.wo+".json")
+	honest, err := os.ReadFile(tallyPath)
+	require.NoError(t, err, "the work order's tally beside HO2's ledger")
+	r := p.run(t, gateTool(t), p.admin, nil, "check", "--gate", "G6", "--root", p.root)
+	require.Equal(t, 0, r.code, "G6 accepts the work order's tally: %s%s", r.stdout, r.stderr)
+	r = p.run(t, cpLLM, p.admin, nil, "recover")
+	require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+	require.Empty(t, r.stderr, "recover found the work order's tally, kept by eight racing gateways, in agreement with the ledger")
+
+	var sealed struct {
+		MAC   string         `json:"mac"`
+		Tally map[string]any `json:"tally"`
+	}
+	require.NoError(t, json.Unmarshal(honest, &sealed))
+	require.NotEmpty(t, sealed.MAC)
+	for _, k := range []string{"settled", "sessions", "open"} {
+		require.Contains(t, sealed.Tally, k)
+		sealed.Tally[k] = map[string]any{}
+	}
+	forged, err := json.Marshal(sealed)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(tallyPath, forged, 0o644))
+	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	require.Equal(t, 1, r.code, "%s%s", r.stdout, r.stderr)
+	require.Equal(t, "BUDGET_EXCEEDED", errorCodeOf(r.stdout))
+	require.Equal(t, 5, srv.Calls(), "the forged tally let no call through")
+	b, err := os.ReadFile(tallyPath)
+	require.NoError(t, err)
+	require.NotEqual(t, string(forged), string(b), "the tally written back from the ledger")
+	// recover names a forged tally, and rewrites it.
+	require.NoError(t, os.WriteFile(tallyPath, forged, 0o644))
+	r = p.run(t, cpLLM, p.admin, nil, "recover")
+	require.Equal(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+	require.Contains(t, string(r.stderr), "llm-wo."+p.wo+".json did not match HO2's ledger")
+	r = p.run(t, cpLLM, p.admin, nil, "recover")
+	require.Empty(t, r.stderr, "the tally recover wrote agrees with the ledger")
 }
 
 // TestLLMBudgetRacePostgres is TestLLMBudgetRace with HO2, the budget

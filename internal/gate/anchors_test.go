@@ -205,3 +205,47 @@ func TestG6UnanchoredSession(t *testing.T) {
 	require.False(t, r.Passed)
 	requireFinding(t, r, "LEDGER_INVALID", sesRel, "HASH_MISMATCH")
 }
+
+// TestG6WorkOrderTallies: G6 accepts the LLM gateway's work-order tallies
+// in HO2's ledger directory (regular files named llm-wo.<WO-ID>.json) and
+// nothing like them elsewhere: a name that is not a work order's, a
+// link or a directory by such a name, or one in HO3's ledger directory.
+func TestG6WorkOrderTallies(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "plane")
+	_, err := bootstrap.Plane(ctx, root, bootstrap.Options{Actor: anchorActor})
+	require.NoError(t, err)
+	ho2 := filepath.Join(root, "planes", "ho2", "ledger")
+	require.NoError(t, os.WriteFile(filepath.Join(ho2, "llm-wo.WO-20260101-001.json"), []byte("{}"), 0o600))
+	r, err := G6(ctx, root)
+	require.NoError(t, err)
+	require.True(t, r.Passed, "%+v", r.Errors)
+
+	for name, make := range map[string]func() (string, error){
+		"not a work order's id": func() (string, error) {
+			p := filepath.Join(ho2, "llm-wo.WO-x.json")
+			return "planes/ho2/ledger/llm-wo.WO-x.json", os.WriteFile(p, []byte("{}"), 0o600)
+		},
+		"a link": func() (string, error) {
+			return "planes/ho2/ledger/llm-wo.WO-20260101-002.json", os.Symlink("llm-wo.WO-20260101-001.json", filepath.Join(ho2, "llm-wo.WO-20260101-002.json"))
+		},
+		"a directory": func() (string, error) {
+			return "planes/ho2/ledger/llm-wo.WO-20260101-003.json", os.Mkdir(filepath.Join(ho2, "llm-wo.WO-20260101-003.json"), 0o755)
+		},
+		"in HO3's ledger directory": func() (string, error) {
+			return "ledger/llm-wo.WO-20260101-001.json", os.WriteFile(filepath.Join(root, "ledger", "llm-wo.WO-20260101-001.json"), []byte("{}"), 0o600)
+		},
+	} {
+		rel, err := make()
+		require.NoError(t, err, name)
+		r, err := G6(ctx, root)
+		require.NoError(t, err)
+		require.False(t, r.Passed, name)
+		found := false
+		for _, f := range r.Errors {
+			found = found || f.Path == rel
+		}
+		require.True(t, found, "%s: a finding on %s: %+v", name, rel, r.Errors)
+		require.NoError(t, os.RemoveAll(filepath.Join(root, filepath.FromSlash(rel))))
+	}
+}

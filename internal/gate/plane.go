@@ -16,6 +16,7 @@ import (
 	"github.com/control-plane/cp/internal/regfile"
 	"github.com/control-plane/cp/internal/registry"
 	"github.com/control-plane/cp/internal/trust"
+	"github.com/control-plane/cp/internal/workorder"
 	"github.com/control-plane/cp/pkg/ledger"
 	"github.com/control-plane/cp/pkg/manifest"
 	"github.com/control-plane/cp/pkg/pkgsig"
@@ -656,6 +657,7 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout, outside map[string]
 			case ledgers[strings.TrimSuffix(e.Name(), ".jsonl")] && strings.HasSuffix(e.Name(), ".jsonl"):
 			case side && ledgers[base]:
 			case outside[p] && e.Type().IsRegular():
+			case t.PlaneID == "ho2" && d == path.Join(t.Dir, "ledger") && WOTallyFile(e.Name()) && e.Type().IsRegular():
 			case strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-"):
 				r.warn("LEDGER_LEFTOVER", p, "the leftover of an interrupted write; safe to remove")
 			case side:
@@ -676,6 +678,19 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout, outside map[string]
 // caps' sums as of a tree the gateway checks before it believes them.
 // Regular files, never ledgers.
 var GatewayLockFiles = []string{"llm-inflight.lock", "llm-budget.lock", "llm-tally.json"}
+
+// WOTallyFile reports whether name is that of a work-order tally the LLM
+// gateway keeps in HO2's ledger directory (internal/llm, wotally.go):
+// llm-wo.<WO-ID>.json, one work order's budget sums as of a tree the
+// gateway checks before it believes them. Regular files, never ledgers.
+func WOTallyFile(name string) bool {
+	id, ok := strings.CutPrefix(name, "llm-wo.")
+	if !ok {
+		return false
+	}
+	id, ok = strings.CutSuffix(id, ".json")
+	return ok && workorder.ValidID(id)
+}
 
 // RouteLockFile is the lock file cp-route keeps in HO3's ledger directory
 // (internal/routecmd, plane.HoldKey): a limited session's count, across

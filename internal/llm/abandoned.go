@@ -154,7 +154,10 @@ type RecoverResult struct {
 // appends one LLM_CALL (status abandoned, charged in full) per abandoned
 // one, in one append. Idempotent: a settled reservation is never judged
 // again, and the lock makes two recovers (or a recover and a call that
-// sums the same reservations) settle each at most once.
+// sums the same reservations) settle each at most once. It is also the
+// repair of the sums' tallies: the caps' and each work order's are
+// recomputed from the ledger and rewritten, and any that was not believed
+// or disagreed is named in a warning.
 func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 	dir := BudgetLedgerDir(g.Root)
 	store, tier, err := plane.OpenLedger(dir, plane.ForAppend, g.Actor)
@@ -179,6 +182,10 @@ func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 	}
 	if disagreed {
 		g.warnf("%s did not match HO2's ledger: recomputed from the ledger", tallyFile(dir))
+	}
+	// And each work order's tally (wotally.go).
+	if err := recheckWOTallies(ctx, dir, store, tier, g.warnf); err != nil {
+		return nil, err
 	}
 	all := t.spend().open
 	j := newJudge(dir)

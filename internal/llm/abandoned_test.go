@@ -81,6 +81,9 @@ func TestGateKnowsLockFiles(t *testing.T) {
 		require.Contains(t, gate.GatewayLockFiles, filepath.Base(p))
 		require.Equal(t, "ledger", filepath.Base(filepath.Dir(p)))
 	}
+	p := woTallyFile("d", "WO-20260101-001")
+	require.True(t, gate.WOTallyFile(filepath.Base(p)), "G6 knows a work order's tally by its name")
+	require.Equal(t, "ledger", filepath.Base(filepath.Dir(p)))
 }
 
 // TestJudgeOtherLockFile: a judge whose lock file is not the one a

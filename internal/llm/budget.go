@@ -126,13 +126,6 @@ func holdLedger(ctx context.Context, dir string, s ledger.Store) (release func()
 // PostgreSQL.
 const budgetLockKey = "llm-budget"
 
-// sumQuery selects what a budget sums: the LLM_RESERVED and LLM_CALL
-// entries of one work order (through the index, by submission_id), or of
-// the whole plane (by event type) for a cap.
-func sumQuery(wo string) ledger.Query {
-	return ledger.Query{EventTypes: []string{EventReserved, EventCall}, Subject: wo}
-}
-
 // ledgerSpend is the spend of the LLM entries found, per reservation: a
 // settled reservation counts what its LLM_CALL charged, one never settled
 // (a call in flight, or a caller killed) counts its whole reservation.

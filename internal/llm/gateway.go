@@ -588,7 +588,7 @@ func promptsUsed(pk *Pack) []string {
 
 // budgetsOf lists the budgets call p is held to: its work order's and
 // session's spent from wo, the caps' from all.
-func (g *Gateway) budgetsOf(p *prepared, wo *ledgerSpend, all *capSpend) ([]Budget, error) {
+func (g *Gateway) budgetsOf(p *prepared, wo *woSpend, all *capSpend) ([]Budget, error) {
 	var bs []Budget
 	c := p.call
 	if a := p.approval; a != nil {
@@ -607,15 +607,14 @@ func (g *Gateway) budgetsOf(p *prepared, wo *ledgerSpend, all *capSpend) ([]Budg
 			}
 			lim.MicroUSD = ptr(int64(r))
 		}
-		bs = append(bs, Budget{Scope: "work_order", Key: c.WorkOrderID, Limit: lim, Spent: wo.total(nil)})
+		bs = append(bs, Budget{Scope: "work_order", Key: c.WorkOrderID, Limit: lim, Spent: wo.ofWorkOrder()})
 		if c.SessionID != "" {
 			lim, err := g.sessionLimits()
 			if err != nil {
 				return nil, err
 			}
 			if lim != nil && lim.LLMCallsPerSession != nil {
-				s := wo.total(func(r *spendRow) bool { return r.session == c.SessionID })
-				bs = append(bs, Budget{Scope: "session", Key: c.SessionID, Limit: Limit{Calls: ptr(*lim.LLMCallsPerSession)}, Spent: s})
+				bs = append(bs, Budget{Scope: "session", Key: c.SessionID, Limit: Limit{Calls: ptr(*lim.LLMCallsPerSession)}, Spent: wo.ofSession(c.SessionID)})
 			}
 		}
 	}
@@ -658,7 +657,7 @@ func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, stor
 	j := newJudge(dir)
 	defer j.close()
 	var drafts []ledger.Draft
-	spends := map[string]*ledgerSpend{}
+	spends := map[string]*woSpend{}
 	var all *capSpend
 	if caps := g.providers.Caps; caps != nil && (caps.PlaneMicroUSD != nil || len(caps.Providers) > 0 || len(caps.Subjects) > 0) {
 		// The caps sum the whole ledger: through its tally, O(entries
@@ -675,20 +674,30 @@ func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, stor
 		ds, _ := j.settle(all.open, "next_call")
 		drafts = append(drafts, ds...)
 	}
+	var st ledger.State
+	var woKey []byte
+	if slices.ContainsFunc(ps, func(p *prepared) bool { return p.call.WorkOrderID != "" }) {
+		if st, err = store.State(ctx); err != nil {
+			return nil, err
+		}
+		if woKey, err = woTallyKeyOf(tier); err != nil {
+			return nil, err
+		}
+	}
 	var stop *BudgetError
 	var stopErr error
 	n := 0
 	for _, p := range ps {
 		wo := spends[p.call.WorkOrderID]
 		if wo == nil && p.call.WorkOrderID != "" {
-			wo = newLedgerSpend()
-			if err := store.Find(ctx, sumQuery(p.call.WorkOrderID), func(e *ledger.Entry) bool {
-				wo.add(e)
-				return true
-			}); err != nil {
+			// The work order's sums: through its tally, O(its entries
+			// appended since its last call) (wotally.go).
+			t, err := loadWOTally(ctx, dir, store, st, woKey, p.call.WorkOrderID, g.warnf)
+			if err != nil {
 				return nil, err
 			}
-			ds, _ := j.settle(wo, "next_call")
+			wo = t.spend()
+			ds, _ := j.settle(wo.open, "next_call")
 			drafts = append(drafts, ds...)
 			spends[p.call.WorkOrderID] = wo
 		}
@@ -734,7 +743,7 @@ func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, stor
 		// This batch's reservations count for the calls after it.
 		pending := &ledger.Entry{EventType: EventReserved, Metadata: meta}
 		if wo != nil {
-			wo.add(pending)
+			wo.open.add(pending)
 		}
 		if all != nil {
 			all.open.add(pending)

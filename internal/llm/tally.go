@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -137,19 +136,7 @@ func (t *tally) fold(e *ledger.Entry) {
 // spend is the tally as a capSpend: its settled sums, and its open
 // reservations as rows the judge can settle and a batch can add to.
 func (t *tally) spend() *capSpend {
-	ids := make([]string, 0, len(t.Pending))
-	for rid := range t.Pending {
-		ids = append(ids, rid)
-	}
-	sort.Slice(ids, func(i, j int) bool { return t.Pending[ids[i]].Seq < t.Pending[ids[j]].Seq })
-	open := newLedgerSpend()
-	for _, rid := range ids {
-		o := t.Pending[rid]
-		open.reserved[rid] = &spendRow{max: o.Max, wo: o.WO, session: o.Session, provider: o.Provider, subject: o.Subject,
-			seq: o.Seq, meta: o.Meta, prompts: o.Prompts, boot: str(o.Meta, "inflight_boot_id"), lock: str(o.Meta, "inflight_file")}
-		open.order = append(open.order, rid)
-	}
-	return &capSpend{t: t, open: open}
+	return &capSpend{t: t, open: openRows(t.Pending)}
 }
 
 // capSpend is what the caps sum: the tally's settled spend and the rows
@@ -176,25 +163,12 @@ func (c *capSpend) ofSubject(s string) Spend {
 // its MAC is not the key's over its bytes, or it does not parse or is of
 // another version (recomputed: never an error).
 func readTally(dir string, key []byte) *tally {
-	if key == nil {
+	b := readSealed(tallyFile(dir), key, tallyMAC)
+	if b == nil {
 		return nil
 	}
-	b, err := regfile.ReadNoFollow(tallyFile(dir))
-	if err != nil {
-		return nil
-	}
-	var env tallyEnvelope
-	if err := json.Unmarshal(b, &env); err != nil {
-		return nil
-	}
-	mac, err := hex.DecodeString(env.MAC)
-	if err != nil || !hmac.Equal(mac, tallyMAC(key, env.Tally)) {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(env.Tally))
-	dec.UseNumber()
 	t := newTally()
-	if err := dec.Decode(t); err != nil || t.Version != tallyVersion || t.Size < 0 ||
+	if err := decodeNumbers(b, t); err != nil || t.Version != tallyVersion || t.Size < 0 ||
 		t.ByProvider == nil || t.BySubject == nil || t.Pending == nil {
 		return nil
 	}
@@ -206,23 +180,59 @@ func readTally(dir string, key []byte) *tally {
 	return t
 }
 
+// readSealed returns the tally bytes of the file at path when its MAC is
+// mac's under key over them: nil when there is no key, no file, not a
+// regular file, or an envelope that does not parse or authenticate.
+func readSealed(path string, key []byte, mac func(key, b []byte) []byte) []byte {
+	if key == nil {
+		return nil
+	}
+	b, err := regfile.ReadNoFollow(path)
+	if err != nil {
+		return nil
+	}
+	var env tallyEnvelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return nil
+	}
+	m, err := hex.DecodeString(env.MAC)
+	if err != nil || !hmac.Equal(m, mac(key, env.Tally)) {
+		return nil
+	}
+	return env.Tally
+}
+
+// decodeNumbers decodes b into v with numbers kept as json.Number (a
+// reservation's metadata, as a parsed entry holds it).
+func decodeNumbers(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
 // holds reports whether the ledger's first t.Size entries are the ones t
 // was folded from: the tree they make has t's root.
 func (t *tally) holds(store ledger.Store, st ledger.State) bool {
-	if t.Size > st.Size {
+	return holdsTree(store, st, t.Size, t.Root)
+}
+
+// holdsTree reports whether the ledger's first size entries make the tree
+// whose root is root (hex).
+func holdsTree(store ledger.Store, st ledger.State, size int64, root string) bool {
+	if size > st.Size {
 		return false
 	}
-	var root tlog.Hash
-	if t.Size == st.Size {
-		root = st.Root
+	var r tlog.Hash
+	if size == st.Size {
+		r = st.Root
 	} else {
-		r, err := tlog.TreeHash(t.Size, store)
+		h, err := tlog.TreeHash(size, store)
 		if err != nil {
 			return false
 		}
-		root = r
+		r = h
 	}
-	return t.Root == hex.EncodeToString(root[:])
+	return root == hex.EncodeToString(r[:])
 }
 
 // loadTally returns the tally of the budget ledger as it is now, for a
@@ -274,46 +284,57 @@ func loadTally(ctx context.Context, dir string, store ledger.Store, key []byte, 
 // after the state was read wait for the next call).
 func (t *tally) catchUp(ctx context.Context, store ledger.Store, st ledger.State) error {
 	if t.Size < st.Size {
-		var ferr error
-		err := store.Find(ctx, ledger.Query{EventTypes: []string{EventReserved, EventCall}, From: t.Size}, func(e *ledger.Entry) bool {
-			if e.Seq >= st.Size {
-				return false
-			}
-			if e.Seq < t.Size {
-				ferr = fmt.Errorf("the budget ledger's index returned entry %d before %d", e.Seq, t.Size)
-				return false
-			}
-			t.fold(e)
-			return true
-		})
-		if err != nil {
+		if err := foldFrom(ctx, store, ledger.Query{EventTypes: []string{EventReserved, EventCall}, From: t.Size}, st.Size, t.fold); err != nil {
 			return err
-		}
-		if ferr != nil {
-			return ferr
 		}
 	}
 	t.Size, t.Root = st.Size, hex.EncodeToString(st.Root[:])
 	return nil
 }
 
-// writeTally replaces the tally file with t and its MAC under key,
-// atomically (a temporary file renamed over it, which replaces a planted
-// link rather than following it). Not atomicfile.Write: its two fsyncs
-// would be on every capped call, and a tally lost or torn by a crash is
+// foldFrom calls fold with each entry q finds below seq end, in seq
+// order, from q.From: an entry before q.From is an error (an index that
+// returned what was not asked).
+func foldFrom(ctx context.Context, store ledger.Store, q ledger.Query, end int64, fold func(*ledger.Entry)) error {
+	var ferr error
+	err := store.Find(ctx, q, func(e *ledger.Entry) bool {
+		if e.Seq >= end {
+			return false
+		}
+		if e.Seq < q.From {
+			ferr = fmt.Errorf("the budget ledger's index returned entry %d before %d", e.Seq, q.From)
+			return false
+		}
+		fold(e)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}
+
+// writeTally replaces the tally file with t and its MAC under key.
+func writeTally(dir string, t *tally, key []byte) error {
+	return writeSealed(tallyFile(dir), key, tallyMAC, t)
+}
+
+// writeSealed replaces the file at path with v and mac's MAC of it under
+// key, atomically (a temporary file renamed over it, which replaces a
+// planted link rather than following it). Not atomicfile.Write: its two
+// fsyncs would be on every call, and a tally lost or torn by a crash is
 // only recomputed (it names the tree it was folded from, and an older one
 // is caught up).
-func writeTally(dir string, t *tally, key []byte) error {
-	tb, err := json.Marshal(t)
+func writeSealed(path string, key []byte, mac func(key, b []byte) []byte, v any) error {
+	tb, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(tallyEnvelope{MAC: hex.EncodeToString(tallyMAC(key, tb)), Tally: tb})
+	b, err := json.Marshal(tallyEnvelope{MAC: hex.EncodeToString(mac(key, tb)), Tally: tb})
 	if err != nil {
 		return err
 	}
-	path := tallyFile(dir)
-	f, err := os.CreateTemp(filepath.Dir(path), ".llm-tally.json.tmp-*")
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,270 @@
+package llm
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/workorder"
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// A work order's budget (and its sessions' limits) are summed over its
+// LLM_RESERVED and LLM_CALL entries, found through the index by its id.
+// Reading them all on every call grew with the work order's history: 77
+// ms at 5,000 entries, 292 ms at 20,000, under the budget lock. So each
+// work order's sums are carried in a tally of its own, the work-order
+// tally, beside the budget ledger in ledger/llm-wo.<WO-ID>.json: its
+// settled spend, its sessions' settled spend, and its reservations not yet
+// settled, as of the ledger's first Size entries. A call folds in only the
+// work order's entries appended since (Find by its id from Size: the
+// index's postings newest first, down to Size).
+//
+// One file per work order, not one for the plane: the caps' tally
+// (tally.go) is read and rewritten by every capped call, and carrying
+// every work order in it made each call pay for all the plane's work
+// orders (32 ms a call at 1,000 of them; session 32). A call reads and
+// rewrites its own work order's file only.
+//
+// It is believed as the caps' tally is, and never otherwise:
+//   - its MAC (HMAC-SHA-256 under a key derived from the plane's checkpoint
+//     key for this purpose alone, plane.MACKey) is over bytes that name the
+//     work order: another work order's tally, or the caps' tally, copied
+//     over it is not believed;
+//   - the ledger's first Size entries still hash to its Root;
+//   - it parses, is of this version, and names this work order.
+//
+// An older tally of the same work order restored over a newer one is
+// believed and caught up from its own Size: the same sums. Anything else
+// is recomputed from the work order's entries and rewritten. A plane
+// without a checkpoint key keeps no work-order tallies: its calls sum the
+// work order's entries every time.
+
+// woTallyVersion is the work-order tally's format; another is recomputed.
+const woTallyVersion = 1
+
+// woTallyPrefix starts the name of a work-order tally file in HO2's
+// ledger directory; gate.G6 allows regular files named so there.
+const woTallyPrefix = "llm-wo."
+
+// woTallyFile is work order wo's tally beside the budget ledger in dir.
+func woTallyFile(dir, wo string) string {
+	return filepath.Join(dir, "ledger", woTallyPrefix+wo+".json")
+}
+
+// woTallyKey is the key of the work-order tallies' MAC: nil when the plane
+// has no checkpoint key.
+func woTallyKey(t plane.Tier) ([]byte, error) { return plane.MACKey(t, "llm-wo-tally") }
+
+// woTallyKeyOf is woTallyKey (a test's seam: a key without a plane).
+var woTallyKeyOf = woTallyKey
+
+// woTallyMAC is a work-order tally file's MAC of the tally's bytes b.
+func woTallyMAC(key, b []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("control-plane llm-wo-tally v1\n"))
+	m.Write(b)
+	return m.Sum(nil)
+}
+
+// woTally is the spend of one work order's entries among the budget
+// ledger's first Size entries.
+type woTally struct {
+	Version   int    `json:"version"`
+	WorkOrder string `json:"work_order_id"`
+	Size      int64  `json:"size"`
+	Root      string `json:"root"`
+	// Settled is what its LLM_CALLs charged; Sessions the same by session
+	// (the reservation's session, or the call's own when its reservation
+	// is not open).
+	Settled  Spend            `json:"settled"`
+	Sessions map[string]Spend `json:"sessions"`
+	// Pending are its reservations not settled yet, by reservation id.
+	Pending map[string]*openRow `json:"open"`
+}
+
+func newWOTally(wo string) *woTally {
+	return &woTally{Version: woTallyVersion, WorkOrder: wo, Sessions: map[string]Spend{}, Pending: map[string]*openRow{}}
+}
+
+// fold takes the work order's next LLM_RESERVED or LLM_CALL entry, in seq
+// order, by ledgerSpend.add's rules (and tally.fold's): a reservation
+// counts in full until an LLM_CALL settles it; every LLM_CALL counts.
+func (t *woTally) fold(e *ledger.Entry) {
+	rid := str(e.Metadata, "reservation_id")
+	if rid == "" {
+		return
+	}
+	switch e.EventType {
+	case EventReserved:
+		var row spendRow
+		row.fromReserved(e)
+		t.Pending[rid] = &openRow{Max: row.max, WO: row.wo, Session: row.session, Provider: row.provider, Subject: row.subject,
+			Seq: row.seq, Meta: row.meta, Prompts: row.prompts}
+	case EventCall:
+		actual := callSpend(e)
+		session := str(e.Metadata, "session_id")
+		if o := t.Pending[rid]; o != nil {
+			session = o.Session
+			delete(t.Pending, rid)
+		}
+		t.Settled = t.Settled.add(actual)
+		if session != "" {
+			t.Sessions[session] = t.Sessions[session].add(actual)
+		}
+	}
+}
+
+// woSpend is what a work order's budgets sum: its tally's settled spend
+// and the rows of its reservations open (this batch's included), which
+// the judge of abandoned reservations settles.
+type woSpend struct {
+	t    *woTally
+	open *ledgerSpend
+}
+
+func (t *woTally) spend() *woSpend {
+	return &woSpend{t: t, open: openRows(t.Pending)}
+}
+
+// openRows are pending reservations as rows, in seq order.
+func openRows(pending map[string]*openRow) *ledgerSpend {
+	ids := make([]string, 0, len(pending))
+	for rid := range pending {
+		ids = append(ids, rid)
+	}
+	sort.Slice(ids, func(i, j int) bool { return pending[ids[i]].Seq < pending[ids[j]].Seq })
+	open := newLedgerSpend()
+	for _, rid := range ids {
+		o := pending[rid]
+		open.reserved[rid] = &spendRow{max: o.Max, reserved: true, wo: o.WO, session: o.Session, provider: o.Provider, subject: o.Subject,
+			seq: o.Seq, meta: o.Meta, prompts: o.Prompts, boot: str(o.Meta, "inflight_boot_id"), lock: str(o.Meta, "inflight_file")}
+		open.order = append(open.order, rid)
+	}
+	return open
+}
+
+// ofWorkOrder is the spend under the work order's budget.
+func (w *woSpend) ofWorkOrder() Spend { return w.t.Settled.add(w.open.total(nil)) }
+
+// ofSession is the spend under session s's limit.
+func (w *woSpend) ofSession(s string) Spend {
+	return w.t.Sessions[s].add(w.open.total(func(r *spendRow) bool { return r.session == s }))
+}
+
+// readWOTally reads work order wo's tally file: nil when there is no key,
+// no file, not a regular file, a MAC that is not key's over its bytes, or
+// a tally that does not parse, is of another version or names another
+// work order (recomputed: never an error).
+func readWOTally(dir, wo string, key []byte) *woTally {
+	b := readSealed(woTallyFile(dir, wo), key, woTallyMAC)
+	if b == nil {
+		return nil
+	}
+	t := newWOTally(wo)
+	if decodeNumbers(b, t) != nil || t.Version != woTallyVersion || t.WorkOrder != wo || t.Size < 0 ||
+		t.Sessions == nil || t.Pending == nil {
+		return nil
+	}
+	for _, o := range t.Pending {
+		if o == nil {
+			return nil
+		}
+	}
+	return t
+}
+
+// loadWOTally returns work order wo's tally as of the ledger state st, for
+// a caller holding the budget lock: the file when believed, caught up;
+// else recomputed from the work order's entries. It writes the tally back
+// (a failure is only a warning). With no key it reads and writes none.
+func loadWOTally(ctx context.Context, dir string, store ledger.Store, st ledger.State, key []byte, wo string, warnf func(string, ...any)) (*woTally, error) {
+	if !workorder.ValidID(wo) {
+		// Never a path from an id that is not one (callers checked it).
+		return nil, fmt.Errorf("%q is not a work-order id", wo)
+	}
+	t := readWOTally(dir, wo, key)
+	if t != nil && !holdsTree(store, st, t.Size, t.Root) {
+		t = nil
+	}
+	if t == nil {
+		t = newWOTally(wo)
+	}
+	if err := t.catchUp(ctx, store, st); err != nil {
+		return nil, err
+	}
+	if key == nil {
+		return t, nil
+	}
+	if err := writeSealed(woTallyFile(dir, wo), key, woTallyMAC, t); err != nil && warnf != nil {
+		warnf("%s: %v: the next call sums from the older tally", woTallyFile(dir, wo), err)
+	}
+	return t, nil
+}
+
+// catchUp folds the work order's entries from t.Size up to st.Size.
+func (t *woTally) catchUp(ctx context.Context, store ledger.Store, st ledger.State) error {
+	if t.Size < st.Size {
+		if err := foldFrom(ctx, store, ledger.Query{EventTypes: []string{EventReserved, EventCall}, Subject: t.WorkOrder, From: t.Size}, st.Size, t.fold); err != nil {
+			return err
+		}
+	}
+	t.Size, t.Root = st.Size, hex.EncodeToString(st.Root[:])
+	return nil
+}
+
+// recheckWOTallies is recover's repair of the work-order tallies: each in
+// HO2's ledger directory is recomputed from its work order's entries and
+// rewritten, and one that was not believed, or that disagreed with the
+// ledger once caught up, is named in a warning. A plane without a key
+// keeps none.
+func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier plane.Tier, warnf func(string, ...any)) error {
+	key, err := woTallyKeyOf(tier)
+	if err != nil || key == nil {
+		return err
+	}
+	st, err := store.State(ctx)
+	if err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "ledger"))
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		id, ok := strings.CutPrefix(e.Name(), woTallyPrefix)
+		if id, ok = strings.CutSuffix(id, ".json"); !ok || !workorder.ValidID(id) {
+			continue
+		}
+		truth := newWOTally(id)
+		if err := truth.catchUp(ctx, store, st); err != nil {
+			return err
+		}
+		old := readWOTally(dir, id, key)
+		agreed := old != nil && holdsTree(store, st, old.Size, old.Root)
+		if agreed {
+			if err := old.catchUp(ctx, store, st); err != nil {
+				return err
+			}
+			x, _ := json.Marshal(old)
+			y, _ := json.Marshal(truth)
+			agreed = bytes.Equal(x, y)
+		}
+		if !agreed {
+			warnf("%s did not match HO2's ledger: recomputed from the ledger", woTallyFile(dir, id))
+		}
+		if err := writeSealed(woTallyFile(dir, id), key, woTallyMAC, truth); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -50,6 +50,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -118,6 +119,9 @@ type Ledger struct {
 	idxF *os.File
 	// rdIdx is a reader's index file (Find), kept open (index.go).
 	rdIdx readIdx
+	// entryReads counts the entries read at an index's postings
+	// (entryAt): what a lookup cost, for the tests.
+	entryReads atomic.Int64
 }
 
 // Repair describes what an append had to mend before writing: a partial last

@@ -34,12 +34,16 @@ import (
 // an entry's metadata.changed lists: Changed, and an entry id that does
 // not name its own seq) to the seqs and byte offsets of the entries that
 // carry them, so that Find by those keys costs what the matches cost (plus
-// the entries appended after the index), not a scan of the ledger. An id this package
-// made names its entry's seq (IDSeq): Find by id reads the posting of that
-// seq (the postings are in seq order: a binary search), and the id's own
-// key only for the entries whose id does not (imported, or written before
-// ids named their seq). So an entry costs the index no posting for its id. It is a cache, rebuilt from the ledger, and never
-// trusted over it:
+// the entries appended after the index), not a scan of the ledger. Find by
+// a subject and event types all in typedSubjectEvents (a work order's
+// WO_* entries) reads those types' postings of the subject, not every
+// entry of the subject (its thousands of LLM_* entries); any other query
+// with a subject reads the subject's. An id this package made names its
+// entry's seq (IDSeq): Find by id reads the posting of that seq (the
+// postings are in seq order: a binary search), and the id's own key only
+// for the entries whose id does not (imported, or written before ids
+// named their seq). So an entry costs the index no posting for its id. It
+// is a cache, rebuilt from the ledger, and never trusted over it:
 //
 //   - it says which entries it covers (their count, the ledger offset they
 //     end at, the last one's leaf hash); a reader checks that leaf against

@@ -98,7 +98,7 @@ var indexedMetadata = []string{"op_id", "package_id", "path", "_work_order_id"}
 // submission_id with every LLM_RESERVED and LLM_CALL the gateway writes
 // for it, and workorder.State reads them on every governed call: through
 // the subject's key alone it read, parsed and re-hashed the whole history
-// (~75 ms at 5,000 calls' entries). Only rare types belong here: each
+// (~75 ms a call at 5,000 LLM entries). Only rare types belong here: each
 // costs its entries one more posting (the high-volume LLM_*, ROUTE_* and
 // TOOL_* streams pay none). Like indexedMetadata, the list is part of the
 // index's identity (idxKeyset): an index built with another list is

@@ -29,16 +29,21 @@ import (
 )
 
 // The index X.idx beside a ledger X.jsonl maps keys (an event type, a
-// submission_id, a value of an indexed metadata key, a path an entry's
-// metadata.changed lists: Changed, and an entry id that does not name its
-// own seq) to the seqs and byte offsets of the entries that carry them, so
-// that Find by those keys costs what the matches cost (plus the entries
-// appended after the index), not a scan of the ledger. An id this package
-// made names its entry's seq (IDSeq): Find by id reads the posting of that
-// seq (the postings are in seq order: a binary search), and the id's own
-// key only for the entries whose id does not (imported, or written before
-// ids named their seq). So an entry costs the index no posting for its id. It is a cache, rebuilt from the ledger, and never
-// trusted over it:
+// submission_id, an event type and submission_id together for the few
+// types in typedSubjectEvents, a value of an indexed metadata key, a path
+// an entry's metadata.changed lists: Changed, and an entry id that does
+// not name its own seq) to the seqs and byte offsets of the entries that
+// carry them, so that Find by those keys costs what the matches cost (plus
+// the entries appended after the index), not a scan of the ledger. Find by
+// a subject and event types all in typedSubjectEvents (a work order's
+// WO_* entries) reads those types' postings of the subject, not every
+// entry of the subject (its thousands of LLM_* entries); any other query
+// with a subject reads the subject's. An id this package made names its
+// entry's seq (IDSeq): Find by id reads the posting of that seq (the
+// postings are in seq order: a binary search), and the id's own key only
+// for the entries whose id does not (imported, or written before ids
+// named their seq). So an entry costs the index no posting for its id. It
+// is a cache, rebuilt from the ledger, and never trusted over it:
 //
 //   - it says which entries it covers (their count, the ledger offset they
 //     end at, the last one's leaf hash); a reader checks that leaf against
@@ -86,6 +91,20 @@ func IndexPath(path string) string { return strings.TrimSuffix(path, ".jsonl") +
 // session's ledger (cp-trace explain WO-...).
 var indexedMetadata = []string{"op_id", "package_id", "path", "_work_order_id"}
 
+// typedSubjectEvents are the event types whose entries the index also
+// maps by (event type, submission_id) together: Find by a Subject and
+// EventTypes all in this list reads the entries of those types only, not
+// every entry of the subject. A work order's WO_* entries share its
+// submission_id with every LLM_RESERVED and LLM_CALL the gateway writes
+// for it, and workorder.State reads them on every governed call: through
+// the subject's key alone it read, parsed and re-hashed the whole history
+// (~75 ms a call at 5,000 LLM entries). Only rare types belong here: each
+// costs its entries one more posting (the high-volume LLM_*, ROUTE_* and
+// TOOL_* streams pay none). Like indexedMetadata, the list is part of the
+// index's identity (idxKeyset): an index built with another list is
+// rebuilt by the next writer and not used until then.
+var typedSubjectEvents = []string{"WO_CREATED", "WO_APPROVED", "WO_REJECTED", "WO_STARTED", "WO_COMPLETED", "WO_CANCELLED", "WO_EXPIRED"}
+
 const (
 	// idxMagic is the format's version: 2 had CRC-32 (IEEE) checksums; 3
 	// added the keys of entry ids and changed paths; 4 keys only the ids
@@ -105,9 +124,14 @@ const (
 	idxLoad = 16
 )
 
-var idxKeyset = func() uint64 {
-	return keyHash("cp-ledger-index/3\x00id-unless-seq\x00" + ChangedKey + "\x00" + strings.Join(indexedMetadata, "\x00"))
-}()
+var idxKeyset = keysetOf(indexedMetadata, typedSubjectEvents)
+
+// keysetOf is the identity of an index that keys the metadata keys meta
+// and the (type, subject) pairs of the event types typed.
+func keysetOf(meta, typed []string) uint64 {
+	return keyHash("cp-ledger-index/3\x00id-unless-seq\x00" + ChangedKey + "\x00" + strings.Join(meta, "\x00") +
+		"\x00typed-subject\x00" + strings.Join(typed, "\x00"))
+}
 
 // keyHash is 64-bit FNV-1a. A collision costs a lookup a longer chain,
 // never a wrong answer: every posting is checked against its entry.
@@ -123,17 +147,35 @@ func fnvAdd(h uint64, s string) uint64 {
 	return h
 }
 
-// The keys are the hashes of "t\x00"+type, "s\x00"+subject, "i\x00"+id,
+// The keys are the hashes of "t\x00"+type, "s\x00"+subject,
+// "ts\x00"+type+"\x00"+subject (typedSubjectEvents), "i\x00"+id,
 // "c\x00"+path (a changed path) and "m\x00"+k+"\x00"+v, hashed without
 // building those strings.
 func eventKey(t string) uint64   { return fnvAdd(fnvAdd(fnvOffset, "t\x00"), t) }
 func subjectKey(s string) uint64 { return fnvAdd(fnvAdd(fnvOffset, "s\x00"), s) }
+func typedSubjectKey(t, s string) uint64 {
+	return fnvAdd(fnvAdd(fnvAdd(fnvAdd(fnvOffset, "ts\x00"), t), "\x00"), s)
+}
 func idKey(id string) uint64     { return fnvAdd(fnvAdd(fnvOffset, "i\x00"), id) }
 func changedKey(p string) uint64 { return fnvAdd(fnvAdd(fnvOffset, "c\x00"), p) }
 func metaKey(k, v string) uint64 {
 	return fnvAdd(fnvAdd(fnvAdd(fnvAdd(fnvOffset, "m\x00"), k), "\x00"), v)
 }
 func indexedKey(k string) bool { return slices.Contains(indexedMetadata, k) }
+
+// typedSubject reports whether entries of event type t have a
+// typed-subject key (typedSubjectEvents).
+func typedSubject(t string) bool { return slices.Contains(typedSubjectEvents, t) }
+
+// typedSubjectBytes is typedSubject of a line's bytes, without a string.
+func typedSubjectBytes(t []byte) bool {
+	for _, u := range typedSubjectEvents {
+		if string(t) == u {
+			return true
+		}
+	}
+	return false
+}
 
 // IndexedKey reports whether the index finds entries by the metadata key
 // k (indexedMetadata, and the paths under ChangedKey): what a Draft's
@@ -148,13 +190,16 @@ func bucketsFor(postings int64) int64 {
 }
 
 // keysOf appends the key hashes of the entry at seq with these fields:
-// its event type, subject, id (unless it names seq: namesSeq), indexed
-// metadata values, then the paths of its changed set (ch) in
-// Changed.Paths's order.
+// its event type, subject, type and subject (typedSubjectEvents), id
+// (unless it names seq: namesSeq), indexed metadata values, then the paths
+// of its changed set (ch) in Changed.Paths's order.
 func keysOf(dst []uint64, seq int64, id, eventType, subject string, meta func(k string) (string, bool), ch *Changed) []uint64 {
 	dst = append(dst, eventKey(eventType))
 	if subject != "" {
 		dst = append(dst, subjectKey(subject))
+		if typedSubject(eventType) {
+			dst = append(dst, typedSubjectKey(eventType, subject))
+		}
 	}
 	if id != "" && !namesSeq(id, seq) {
 		dst = append(dst, idKey(id))
@@ -202,6 +247,9 @@ func valsKeys(dst []uint64, seq int64, line []byte, vals *[nFields]span) []uint6
 	dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "t\x00"), et))
 	if len(sub) > 0 {
 		dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "s\x00"), sub))
+		if typedSubjectBytes(et) {
+			dst = append(dst, fnvAddBytes(fnvAdd(fnvAddBytes(fnvAdd(fnvOffset, "ts\x00"), et), "\x00"), sub))
+		}
 	}
 	if len(id) > 0 && !namesSeq(string(id), seq) {
 		dst = append(dst, fnvAddBytes(fnvAdd(fnvOffset, "i\x00"), id))
@@ -649,13 +697,23 @@ func (x *idxFile) atSeq(seq int64) (posting, error) {
 // indexKeys returns the keys whose postings hold every entry q selects
 // (any of them: the union), or nil when q names no indexed condition. For
 // an id, its key's postings are the entries whose id does not name their
-// seq; the entry at the seq it names is looked up too (findIndexed).
+// seq; the entry at the seq it names is looked up too (findIndexed). A
+// subject with event types all in typedSubjectEvents is the typed-subject
+// key of each type; with any other types, or none, the subject's key.
 func (q Query) indexKeys() []uint64 {
 	switch {
 	case q.ID != "":
 		return []uint64{idKey(q.ID)}
 	case q.Changed != "":
 		return []uint64{changedKey(q.Changed)}
+	case q.Subject != "" && len(q.EventTypes) > 0 && !slices.ContainsFunc(q.EventTypes, func(t string) bool { return !typedSubject(t) }):
+		keys := make([]uint64, 0, len(q.EventTypes))
+		for _, t := range q.EventTypes {
+			if k := typedSubjectKey(t, q.Subject); !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+		return keys
 	case q.Subject != "":
 		return []uint64{subjectKey(q.Subject)}
 	case q.OpID != "":
@@ -744,7 +802,12 @@ func (l *Ledger) findIndexed(ctx context.Context, q Query, keys []uint64, fn fun
 // checked as Find reads it, until one is selected. Otherwise, and where
 // the index proves wrong, a scan.
 func (l *Ledger) FindNewest(ctx context.Context, q Query) (*Entry, error) {
-	if keys := q.indexKeys(); len(keys) == 1 && q.ID == "" {
+	keys := q.indexKeys()
+	if len(keys) > 1 && q.Subject != "" {
+		// Several typed-subject keys: the subject's one chain.
+		keys = []uint64{subjectKey(q.Subject)}
+	}
+	if len(keys) == 1 && q.ID == "" {
 		if e, done, err := l.newestIndexed(ctx, q, keys[0]); done || err != nil {
 			return e, err
 		}
@@ -794,6 +857,7 @@ func (l *Ledger) newestIndexed(ctx context.Context, q Query, key uint64) (e *Ent
 // entryAt reads, parses and checks the entry posting p names: the line at
 // its offset is entry p.seq and its leaf is the stored hash at that seq.
 func (l *Ledger) entryAt(p posting, end uint64, buf *[]byte) (*Entry, bool) {
+	l.entryReads.Add(1)
 	if uint64(p.off)+uint64(p.len)+1 > end {
 		return nil, false
 	}

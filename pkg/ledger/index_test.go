@@ -16,7 +16,8 @@ import (
 )
 
 // randomLedger appends n entries in random batches with a few event
-// types, subjects, op ids, package ids and paths.
+// types (two of them typedSubjectEvents), subjects, op ids, package ids
+// and paths.
 func randomLedger(t testing.TB, r *rand.Rand, path string, n int) {
 	l, err := OpenWriter(path, Options{Actor: "tester"})
 	require.NoError(t, err)
@@ -55,13 +56,15 @@ func randomLedger(t testing.TB, r *rand.Rand, path string, n int) {
 			if r.IntN(4) != 0 {
 				sub = fmt.Sprintf("S-%d", r.IntN(20))
 			}
-			ds = append(ds, Draft{EventType: fmt.Sprintf("EV%d", r.IntN(6)), SubmissionID: sub, Metadata: md})
+			ds = append(ds, Draft{EventType: randomTypes[r.IntN(len(randomTypes))], SubmissionID: sub, Metadata: md})
 			done++
 		}
 		_, err := l.Append(ctx, ds)
 		require.NoError(t, err)
 	}
 }
+
+var randomTypes = []string{"EV0", "EV1", "EV2", "EV3", "EV4", "EV5", "WO_CREATED", "WO_STARTED"}
 
 func randomQuery(r *rand.Rand, ids []string) Query {
 	var q Query
@@ -81,6 +84,11 @@ func randomQuery(r *rand.Rand, ids []string) Query {
 		q.EventTypes = []string{fmt.Sprintf("EV%d", r.IntN(7)), fmt.Sprintf("EV%d", r.IntN(7))}
 	case 2:
 		q.Subject = fmt.Sprintf("S-%d", r.IntN(22))
+		if r.IntN(2) == 0 {
+			// Types all in typedSubjectEvents (their keys), unless an
+			// EV type joins them below (the subject's key).
+			q.EventTypes = []string{"WO_STARTED", "WO_CREATED", "WO_EXPIRED"}[:1+r.IntN(3)]
+		}
 	case 3:
 		q.OpID = fmt.Sprintf("OP-%d", r.IntN(6))
 	case 4:
@@ -174,16 +182,19 @@ func TestIndexIsItsRebuild(t *testing.T) {
 func indexFile(path string) string { return IndexPath(path) }
 
 // An index of a previous format (CPIDX2: no id or changed-path keys;
-// CPIDX3: a key for every id) is not used, however well formed: Find by
-// id or changed path through a CPIDX2 would miss every entry, and a CPIDX3
-// lacks no key but is not this format. A reader scans; the next writer
-// rebuilds it in this format, byte for byte what a rebuild makes.
+// CPIDX3: a key for every id) or of this format with a previous key set
+// (no typed-subject keys) is not used, however well formed: Find by id or
+// changed path through a CPIDX2, or by a subject and WO_* types through
+// the older CPIDX4, would miss every entry, and a CPIDX3 lacks no key but
+// is not this format. A reader scans; the next writer rebuilds it in this
+// format, byte for byte what a rebuild makes.
 func TestIndexOldFormatRebuilt(t *testing.T) {
-	for _, old := range []struct{ magic, keyset string }{
-		{"CPIDX2\n\x00", "cp-ledger-index/1\x00" + strings.Join(indexedMetadata, "\x00")},
-		{"CPIDX3\n\x00", "cp-ledger-index/2\x00id\x00" + ChangedKey + "\x00" + strings.Join(indexedMetadata, "\x00")},
+	for _, old := range []struct{ name, magic, keyset string }{
+		{"CPIDX2", "CPIDX2\n\x00", "cp-ledger-index/1\x00" + strings.Join(indexedMetadata, "\x00")},
+		{"CPIDX3", "CPIDX3\n\x00", "cp-ledger-index/2\x00id\x00" + ChangedKey + "\x00" + strings.Join(indexedMetadata, "\x00")},
+		{"CPIDX4-untyped", idxMagic, "cp-ledger-index/3\x00id-unless-seq\x00" + ChangedKey + "\x00" + strings.Join(indexedMetadata, "\x00")},
 	} {
-		t.Run(old.magic[:6], func(t *testing.T) { testOldFormatRebuilt(t, old.magic, old.keyset) })
+		t.Run(old.name, func(t *testing.T) { testOldFormatRebuilt(t, old.magic, old.keyset) })
 	}
 }
 
@@ -193,7 +204,8 @@ func testOldFormatRebuilt(t *testing.T, magic, keyset string) {
 	randomLedger(t, r, path, 200)
 	ids := ledgerIDs(t, path)
 	// The old format's image: its magic and key set, the postings a v2
-	// writer made (no id or changed keys), its header checksum.
+	// writer made (no id, changed or typed-subject keys), its header
+	// checksum.
 	oldKeyset := keyHash(keyset)
 	l, err := Open(path, Options{})
 	require.NoError(t, err)
@@ -201,11 +213,18 @@ func testOldFormatRebuilt(t *testing.T, magic, keyset string) {
 	var off int64
 	var n int64
 	var head string
+	var typed Query // a subject's WO_* entries
 	require.NoError(t, l.Lines(ctx, 0, -1, func(seq int64, line []byte) bool {
 		e, err := ParseLine(line)
 		require.NoError(t, err)
 		for _, k := range keysOf(nil, seq, "", e.EventType, e.SubmissionID, func(k string) (string, bool) { v, ok := e.Metadata[k].(string); return v, ok }, nil) {
+			if k == typedSubjectKey(e.EventType, e.SubmissionID) {
+				continue
+			}
 			ps = append(ps, posting{key: k, seq: seq, off: off, len: uint32(len(line))})
+		}
+		if typed.Subject == "" && e.SubmissionID != "" && typedSubject(e.EventType) {
+			typed = Query{Subject: e.SubmissionID, EventTypes: []string{"WO_CREATED", "WO_STARTED"}}
 		}
 		off += int64(len(line)) + 1
 		n, head = seq+1, e.EntryHash
@@ -226,7 +245,8 @@ func testOldFormatRebuilt(t *testing.T, magic, keyset string) {
 	require.Nil(t, l.openIndex(), "an old-format index is not used")
 	require.Nil(t, l.compareIndex(ctx), "nor judged: it is never trusted")
 	l.Close()
-	for _, q := range []Query{{ID: ids[17]}, {Changed: "f/1"}, {ID: ids[len(ids)-1], From: 3}} {
+	require.NotEmpty(t, typed.Subject)
+	for _, q := range []Query{{ID: ids[17]}, {Changed: "f/1"}, {ID: ids[len(ids)-1], From: 3}, typed} {
 		got, want, indexed := findBoth(t, path, q)
 		require.False(t, indexed)
 		require.NotEmpty(t, want, "%+v", q)
@@ -245,11 +265,18 @@ func testOldFormatRebuilt(t *testing.T, magic, keyset string) {
 	require.NoError(t, err)
 	defer l.Close()
 	require.Nil(t, l.compareIndex(ctx))
-	for _, q := range []Query{{ID: ids[17]}, {Changed: "f/1"}} {
+	for _, q := range []Query{{ID: ids[17]}, {Changed: "f/1"}, typed} {
 		got, want, indexed := findBoth(t, path, q)
 		require.True(t, indexed)
 		require.Equal(t, want, got, "%+v", q)
 	}
+	// The typed-subject keys are there: the lookup reads the subject's
+	// WO_* entries only.
+	l.entryReads.Store(0)
+	require.NoError(t, l.Find(ctx, typed, func(*Entry) bool { return true }))
+	want := 0
+	require.NoError(t, l.scan(ctx, typed, 0, func(*Entry) bool { want++; return true }))
+	require.EqualValues(t, want, l.entryReads.Load())
 }
 
 // damage applies fn to the index of path and checks that Find still
@@ -419,11 +446,22 @@ func TestIndexOmissionIsVerifyFinding(t *testing.T) {
 	path := newLedger(t, 50) // subjects S-0..S-49
 	rep := verify(t, path, VerifyOptions{})
 	require.True(t, rep.Valid)
-	// Unlink S-7's posting from its bucket chain.
+	unlinkNewest(t, path, subjectKey("S-7"))
+	got, want, indexed := findBoth(t, path, Query{Subject: "S-7"})
+	require.True(t, indexed)
+	require.Len(t, want, 1)
+	require.Empty(t, got, "the omission hides the entry from a reader")
+	rep = verify(t, path, VerifyOptions{})
+	require.False(t, rep.Valid)
+	require.Equal(t, IndexMismatch, rep.Issues[0].Code)
+}
+
+// unlinkNewest unlinks the newest posting of key from its bucket chain:
+// an index forged to omit that entry.
+func unlinkNewest(t *testing.T, path string, key uint64) {
 	h := readHeader(t, path)
 	b, err := os.ReadFile(indexFile(path))
 	require.NoError(t, err)
-	key := subjectKey("S-7")
 	slot := bucketOf(key, int(h.buckets))
 	head := binary.LittleEndian.Uint64(b[slotAt(slot):])
 	prevOf := func(i uint64) posting {
@@ -443,13 +481,6 @@ func TestIndexOmissionIsVerifyFinding(t *testing.T) {
 		}
 	}
 	require.NoError(t, os.WriteFile(indexFile(path), b, 0o644))
-	got, want, indexed := findBoth(t, path, Query{Subject: "S-7"})
-	require.True(t, indexed)
-	require.Len(t, want, 1)
-	require.Empty(t, got, "the omission hides the entry from a reader")
-	rep = verify(t, path, VerifyOptions{})
-	require.False(t, rep.Valid)
-	require.Equal(t, IndexMismatch, rep.Issues[0].Code)
 }
 
 // Appenders on several handles (as several processes) leave an index that
@@ -812,4 +843,140 @@ func TestReaderKeepsIndexOpen(t *testing.T) {
 	x.close()
 	require.NoError(t, r.Close())
 	require.Nil(t, r.rdIdx.f)
+}
+
+// Find by a subject and work-order lifecycle types (workorder.State's
+// query) answers what a scan does, through the typed-subject keys: it
+// reads the entries of those types only, not the thousands of other
+// entries of the same subject (a work order's LLM_RESERVED and LLM_CALL).
+func TestIndexTypedSubject(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	w, err := OpenWriter(path, Options{Actor: "tester"})
+	require.NoError(t, err)
+	defer w.Close()
+	add := func(ds ...Draft) {
+		t.Helper()
+		_, err := w.Append(ctx, ds)
+		require.NoError(t, err)
+	}
+	add(Draft{EventType: "WO_CREATED", SubmissionID: "WO-A"}, Draft{EventType: "WO_CREATED", SubmissionID: "WO-B"},
+		Draft{EventType: "WO_CREATED"}, // no submission_id: no typed-subject posting
+		Draft{EventType: "WO_APPROVED", SubmissionID: "WO-A"}, Draft{EventType: "WO_STARTED", SubmissionID: "WO-A"})
+	const calls = 2500
+	for i := 0; i < calls; i += 500 {
+		var ds []Draft
+		for range 500 {
+			ds = append(ds, Draft{EventType: "LLM_RESERVED", SubmissionID: "WO-A"}, Draft{EventType: "LLM_CALL", SubmissionID: "WO-A"})
+		}
+		add(ds...)
+	}
+	add(Draft{EventType: "WO_STARTED", SubmissionID: "WO-A"}, Draft{EventType: "WO_COMPLETED", SubmissionID: "WO-A"},
+		Draft{EventType: "WO_CANCELLED", SubmissionID: "WO-B"}, Draft{EventType: "EV", SubmissionID: "WO-A"},
+		Draft{EventType: "WO_STARTED", SubmissionID: ""}, Draft{EventType: "WO_STARTED", SubmissionID: "WO-A\u2028\"x"})
+	// Entries after those the index covers: it is put back as it was.
+	covered, err := os.ReadFile(indexFile(path))
+	require.NoError(t, err)
+	add(Draft{EventType: "WO_EXPIRED", SubmissionID: "WO-A"}, Draft{EventType: "LLM_CALL", SubmissionID: "WO-A"},
+		Draft{EventType: "WO_CREATED"}, Draft{EventType: "WO_STARTED", SubmissionID: "WO-B"})
+	require.NoError(t, os.WriteFile(indexFile(path), covered, 0o644))
+	coveredN := int64(readHeader(t, path).entries)
+
+	ho2 := []string{"WO_CREATED", "WO_STARTED", "WO_COMPLETED", "WO_CANCELLED", "WO_EXPIRED"} // workorder.State's
+	all := append([]string{"WO_APPROVED", "WO_REJECTED"}, ho2...)
+	for _, tc := range []struct {
+		name  string
+		q     Query
+		n     int  // entries selected
+		other bool // the lookup reads entries it does not select
+	}{
+		{"state", Query{Subject: "WO-A", EventTypes: ho2}, 5, false},
+		{"every lifecycle type", Query{Subject: "WO-B", EventTypes: all}, 3, false},
+		{"one type", Query{Subject: "WO-A", EventTypes: []string{"WO_STARTED"}}, 2, false},
+		{"one type twice", Query{Subject: "WO-A", EventTypes: []string{"WO_STARTED", "WO_STARTED"}}, 2, false},
+		{"from", Query{Subject: "WO-A", EventTypes: ho2, From: 5}, 3, false},
+		{"escaped subject", Query{Subject: "WO-A\u2028\"x", EventTypes: []string{"WO_STARTED"}}, 1, false},
+		{"none of the type", Query{Subject: "WO-A", EventTypes: []string{"WO_REJECTED"}}, 0, false},
+		{"another subject", Query{Subject: "WO-C", EventTypes: ho2}, 0, false},
+		// The subject's key: every entry of WO-A.
+		{"mixed with an unlisted type", Query{Subject: "WO-A", EventTypes: []string{"WO_CREATED", "LLM_CALL"}}, 1 + calls + 1, true},
+		{"the subject alone", Query{Subject: "WO-B"}, 3, false},
+		{"types without a subject", Query{EventTypes: []string{"WO_CREATED", "WO_STARTED"}}, 9, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, want, indexed := findBoth(t, path, tc.q)
+			require.True(t, indexed)
+			require.Len(t, want, tc.n)
+			require.Equal(t, want, got)
+			// What the lookup read at the index's postings: the selected
+			// entries it covers, or (the subject's key) more.
+			l, err := Open(path, Options{})
+			require.NoError(t, err)
+			defer l.Close()
+			require.NoError(t, l.Find(ctx, tc.q, func(*Entry) bool { return true }))
+			inCover := 0
+			for _, g := range want {
+				var seq int64
+				fmt.Sscanf(g, "%d:", &seq)
+				if seq < coveredN {
+					inCover++
+				}
+			}
+			if tc.other {
+				require.Greater(t, l.entryReads.Load(), int64(2*calls))
+			} else {
+				require.EqualValues(t, inCover, l.entryReads.Load(), "entries read through the index")
+			}
+		})
+	}
+	rep := verify(t, path, VerifyOptions{})
+	require.True(t, rep.Valid, "%+v", rep.Issues)
+
+	// An index forged to omit a typed-subject posting hides that entry
+	// from the lookup; Verify finds the edit.
+	w.Close()
+	require.NoError(t, os.Remove(indexFile(path)))
+	w, err = OpenWriter(path, Options{Actor: "tester"})
+	require.NoError(t, err)
+	add(Draft{EventType: "EV"}) // rebuilds the index, covering everything
+	rep = verify(t, path, VerifyOptions{})
+	require.True(t, rep.Valid, "%+v", rep.Issues)
+	unlinkNewest(t, path, typedSubjectKey("WO_EXPIRED", "WO-A"))
+	got, want, indexed := findBoth(t, path, Query{Subject: "WO-A", EventTypes: []string{"WO_EXPIRED"}})
+	require.True(t, indexed)
+	require.Len(t, want, 1)
+	require.Empty(t, got, "the omission hides WO_EXPIRED from a reader")
+	rep = verify(t, path, VerifyOptions{})
+	require.False(t, rep.Valid)
+	require.Equal(t, IndexMismatch, rep.Issues[0].Code)
+}
+
+// Only the listed types pay a typed-subject posting: an LLM_CALL has
+// its type's and its subject's, a WO_STARTED one more, an entry without
+// a submission_id none; the writer's keys are the rebuild's.
+func TestTypedSubjectPostings(t *testing.T) {
+	for _, tc := range []struct {
+		typ, sub string
+		want     []uint64
+	}{
+		{"LLM_CALL", "WO-A", []uint64{eventKey("LLM_CALL"), subjectKey("WO-A")}},
+		{"WO_STARTED", "WO-A", []uint64{eventKey("WO_STARTED"), subjectKey("WO-A"), typedSubjectKey("WO_STARTED", "WO-A")}},
+		{"WO_STARTED", "", []uint64{eventKey("WO_STARTED")}},
+		{"wo_started", "WO-A", []uint64{eventKey("wo_started"), subjectKey("WO-A")}},
+	} {
+		path := filepath.Join(t.TempDir(), "x.jsonl")
+		w, err := OpenWriter(path, Options{Actor: "tester"})
+		require.NoError(t, err)
+		_, err = w.Append(ctx, []Draft{{EventType: tc.typ, SubmissionID: tc.sub}})
+		require.NoError(t, err)
+		w.Close()
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		line := b[:len(b)-1]
+		require.Equal(t, tc.want, lineKeys(nil, 0, line), "%s %q", tc.typ, tc.sub)
+		require.Equal(t, tc.want, slowLineKeys(nil, 0, line), "%s %q", tc.typ, tc.sub)
+		require.EqualValues(t, len(tc.want), readHeader(t, path).postings)
+		rep := verify(t, path, VerifyOptions{})
+		require.True(t, rep.Valid, "%+v", rep.Issues)
+	}
+	require.NotEqual(t, typedSubjectKey("WO_STARTED", "WO-A"), typedSubjectKey("WO_STARTE", "DWO-A"))
 }

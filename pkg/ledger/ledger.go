@@ -50,6 +50,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -118,6 +119,9 @@ type Ledger struct {
 	idxF *os.File
 	// rdIdx is a reader's index file (Find), kept open (index.go).
 	rdIdx readIdx
+	// entryReads counts the entries read at an index's postings
+	// (entryAt): what a lookup cost, for the tests.
+	entryReads atomic.Int64
 }
 
 // Repair describes what an append had to mend before writing: a partial last
@@ -1170,8 +1174,9 @@ func (l *Ledger) TornBytes() (int64, error) {
 }
 
 // Find implements Store.Find. A query that names an event type, a
-// subject or an indexed metadata value goes through the index (X.idx,
-// index.go) when there is one fit to use: the matches it lists, each read
+// subject (with WO_* event types, the two together: typedSubjectEvents)
+// or an indexed metadata value goes through the index (X.idx, index.go)
+// when there is one fit to use: the matches it lists, each read
 // from the ledger and checked against X.tlog, then the entries after those
 // it covers. Otherwise, a scan of the lines from q.From: a line is parsed
 // only when the fields q names, read cheaply, match. Either way the

@@ -96,7 +96,10 @@ func FindNewest(ctx context.Context, s Store, q Query) (*Entry, error) {
 type Query struct {
 	// EventTypes, when set, selects entries of any of these types.
 	EventTypes []string
-	// Subject, when set, selects entries with this submission_id.
+	// Subject, when set, selects entries with this submission_id. With
+	// EventTypes all of a work order's lifecycle (WO_*), the file store
+	// looks up those types' entries of the subject only, not every entry
+	// of it (typedSubjectEvents).
 	Subject string
 	// OpID, when set, selects entries whose metadata.op_id is this (the
 	// events of one install or rollback operation).

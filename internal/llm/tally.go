@@ -110,27 +110,41 @@ func newTally() *tally {
 // rules are ledgerSpend.add's: one fold for a tally built from nothing
 // and one caught up, so the two always agree.
 func (t *tally) fold(e *ledger.Entry) {
+	call, actual, o := foldOpen(t.Pending, e)
+	if !call {
+		return
+	}
+	provider, subject := str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
+	if o != nil {
+		provider, subject = o.Provider, o.Subject
+	}
+	t.Plane = t.Plane.add(actual)
+	t.ByProvider[provider] = t.ByProvider[provider].add(actual)
+	t.BySubject[subject] = t.BySubject[subject].add(actual)
+}
+
+// foldOpen takes an LLM_RESERVED or LLM_CALL entry into pending, the
+// reservations open by id: a reservation opens, a call closes its own.
+// For an LLM_CALL (call) it returns what the call charged and the
+// reservation it closed (nil when none was open: the call counts under
+// its own names).
+func foldOpen(pending map[string]*openRow, e *ledger.Entry) (call bool, actual Spend, closed *openRow) {
 	rid := str(e.Metadata, "reservation_id")
 	if rid == "" {
-		return
+		return false, Spend{}, nil
 	}
 	switch e.EventType {
 	case EventReserved:
 		var row spendRow
 		row.fromReserved(e)
-		t.Pending[rid] = &openRow{Max: row.max, WO: row.wo, Session: row.session, Provider: row.provider, Subject: row.subject,
+		pending[rid] = &openRow{Max: row.max, WO: row.wo, Session: row.session, Provider: row.provider, Subject: row.subject,
 			Seq: row.seq, Meta: row.meta, Prompts: row.prompts}
 	case EventCall:
-		actual := callSpend(e)
-		provider, subject := str(e.Metadata, "provider_id"), str(e.Metadata, "subject")
-		if o := t.Pending[rid]; o != nil {
-			provider, subject = o.Provider, o.Subject
-			delete(t.Pending, rid)
-		}
-		t.Plane = t.Plane.add(actual)
-		t.ByProvider[provider] = t.ByProvider[provider].add(actual)
-		t.BySubject[subject] = t.BySubject[subject].add(actual)
+		closed = pending[rid]
+		delete(pending, rid)
+		return true, callSpend(e), closed
 	}
+	return false, Spend{}, nil
 }
 
 // spend is the tally as a capSpend: its settled sums, and its open

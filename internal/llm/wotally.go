@@ -100,27 +100,17 @@ func newWOTally(wo string) *woTally {
 // order, by ledgerSpend.add's rules (and tally.fold's): a reservation
 // counts in full until an LLM_CALL settles it; every LLM_CALL counts.
 func (t *woTally) fold(e *ledger.Entry) {
-	rid := str(e.Metadata, "reservation_id")
-	if rid == "" {
+	call, actual, o := foldOpen(t.Pending, e)
+	if !call {
 		return
 	}
-	switch e.EventType {
-	case EventReserved:
-		var row spendRow
-		row.fromReserved(e)
-		t.Pending[rid] = &openRow{Max: row.max, WO: row.wo, Session: row.session, Provider: row.provider, Subject: row.subject,
-			Seq: row.seq, Meta: row.meta, Prompts: row.prompts}
-	case EventCall:
-		actual := callSpend(e)
-		session := str(e.Metadata, "session_id")
-		if o := t.Pending[rid]; o != nil {
-			session = o.Session
-			delete(t.Pending, rid)
-		}
-		t.Settled = t.Settled.add(actual)
-		if session != "" {
-			t.Sessions[session] = t.Sessions[session].add(actual)
-		}
+	session := str(e.Metadata, "session_id")
+	if o != nil {
+		session = o.Session
+	}
+	t.Settled = t.Settled.add(actual)
+	if session != "" {
+		t.Sessions[session] = t.Sessions[session].add(actual)
 	}
 }
 

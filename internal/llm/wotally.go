@@ -61,6 +61,17 @@ func woTallyFile(dir, wo string) string {
 	return filepath.Join(dir, "ledger", woTallyPrefix+wo+".json")
 }
 
+// woTallyID is the work order whose tally a file of HO2's ledger
+// directory named name is, if it is one.
+func woTallyID(name string) (string, bool) {
+	id, ok := strings.CutPrefix(name, woTallyPrefix)
+	if !ok {
+		return "", false
+	}
+	id, ok = strings.CutSuffix(id, ".json")
+	return id, ok && workorder.ValidID(id)
+}
+
 // woTallyKey is the key of the work-order tallies' MAC: nil when the plane
 // has no checkpoint key.
 func woTallyKey(t plane.Tier) ([]byte, error) { return plane.MACKey(t, "llm-wo-tally") }
@@ -231,8 +242,8 @@ func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier 
 		return err
 	}
 	for _, e := range ents {
-		id, ok := strings.CutPrefix(e.Name(), woTallyPrefix)
-		if id, ok = strings.CutSuffix(id, ".json"); !ok || !workorder.ValidID(id) {
+		id, ok := woTallyID(e.Name())
+		if !ok {
 			continue
 		}
 		truth := newWOTally(id)

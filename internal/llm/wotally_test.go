@@ -213,10 +213,10 @@ func TestWOTallyNotBelieved(t *testing.T) {
 	c.rid, c.wo = "RSV-00000000000000c3", other
 	_, err := l.Append(ctx, []ledger.Draft{a.reserved(), a.call(StatusOK, 10, 20, 30)})
 	require.NoError(t, err)
-	older, err := os.ReadFile(woTallyFile(dir, wo))
+	_, err = os.ReadFile(woTallyFile(dir, wo))
 	require.ErrorIs(t, err, os.ErrNotExist)
 	loadWO(t, dir, l, tallyTestKey, wo)
-	older, err = os.ReadFile(woTallyFile(dir, wo))
+	older, err := os.ReadFile(woTallyFile(dir, wo))
 	require.NoError(t, err)
 	_, err = l.Append(ctx, []ledger.Draft{b.reserved(), c.reserved()})
 	require.NoError(t, err)

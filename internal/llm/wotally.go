@@ -226,8 +226,8 @@ func (t *woTally) catchUp(ctx context.Context, store ledger.Store, st ledger.Sta
 // recheckWOTallies is recover's repair of the work-order tallies: each in
 // HO2's ledger directory is recomputed from its work order's entries and
 // rewritten, and one that was not believed, or that disagreed with the
-// ledger once caught up, is named in a warning. A plane without a key
-// keeps none.
+// ledger once caught up, or that cannot be rewritten, is named in a
+// warning. A plane without a key keeps none.
 func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier plane.Tier, warnf func(string, ...any)) error {
 	key, err := woTallyKeyOf(tier)
 	if err != nil || key == nil {
@@ -263,8 +263,11 @@ func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier 
 		if !agreed {
 			warnf("%s did not match HO2's ledger: recomputed from the ledger", woTallyFile(dir, id))
 		}
+		// Not written (a directory planted in its place): a warning, as
+		// the caps' tally's is, never the end of recover's repair (the
+		// next call recomputes what it cannot read).
 		if err := writeSealed(woTallyFile(dir, id), key, woTallyMAC, truth); err != nil {
-			return err
+			warnf("%s: %v: not rewritten", woTallyFile(dir, id), err)
 		}
 	}
 	return nil

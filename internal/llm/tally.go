@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -194,6 +195,11 @@ func readTally(dir string, key []byte) *tally {
 	return t
 }
 
+// maxSealed is the largest tally file read: far above what the sums and
+// the reservations open hold (a few hundred bytes each); a larger file is
+// not believed, and recomputed.
+const maxSealed = 64 << 20
+
 // readSealed returns the tally bytes of the file at path when its MAC is
 // mac's under key over them: nil when there is no key, no file, not a
 // regular file, or an envelope that does not parse or authenticate.
@@ -201,8 +207,15 @@ func readSealed(path string, key []byte, mac func(key, b []byte) []byte) []byte 
 	if key == nil {
 		return nil
 	}
-	b, err := regfile.ReadNoFollow(path)
+	f, err := regfile.OpenFile(path, os.O_RDONLY|regfile.NoFollow, 0)
 	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	// Never more than maxSealed into memory (a sparse file of terabytes
+	// planted there would be read whole while the budget lock is held).
+	b, err := io.ReadAll(io.LimitReader(f, maxSealed+1))
+	if err != nil || len(b) > maxSealed {
 		return nil
 	}
 	var env tallyEnvelope

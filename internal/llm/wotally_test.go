@@ -459,3 +459,29 @@ func FuzzWOTally(f *testing.F) {
 		requireSameWO(t, truth, loadWO(t, dir, l, tallyTestKey, wo), "a tally the key did not seal was believed")
 	})
 }
+
+// TestSealedTooLargeNotRead: a tally file larger than maxSealed (a sparse
+// file of gigabytes planted where a work order's tally belongs) is not
+// read into memory while the budget lock is held: not believed, and the
+// sums are the ledger's.
+func TestSealedTooLargeNotRead(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	const wo = "WO-20260101-001"
+	a := woRes{rid: "RSV-00000000000000a1", wo: wo, session: "SES-1", provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
+	_, err := l.Append(ctx, []ledger.Draft{a.reserved()})
+	require.NoError(t, err)
+	truth := loadWO(t, dir, l, tallyTestKey, wo)
+	honest, err := os.ReadFile(woTallyFile(dir, wo))
+	require.NoError(t, err)
+	// The honest tally, then 8 GiB of holes after it.
+	f, err := os.OpenFile(woTallyFile(dir, wo), os.O_WRONLY, 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(1<<33))
+	require.NoError(t, f.Close())
+	require.Nil(t, readSealed(woTallyFile(dir, wo), tallyTestKey, woTallyMAC), "not read")
+	requireSameWO(t, truth, loadWO(t, dir, l, tallyTestKey, wo))
+	b, err := os.ReadFile(woTallyFile(dir, wo))
+	require.NoError(t, err)
+	require.Equal(t, string(honest), string(b), "replaced by the ledger's")
+}

@@ -48,6 +48,32 @@ type Spend struct {
 	MicroUSD int64 `json:"micro_usd"`
 }
 
+// fields is s as an entry's metadata holds it.
+func (s Spend) fields() map[string]any {
+	return map[string]any{"calls": s.Calls, "tokens": s.Tokens, "micro_usd": s.MicroUSD}
+}
+
+// spendOf reads a Spend from an entry's metadata value v (fields); ok is
+// false when v is not one.
+func spendOf(v any) (s Spend, ok bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return Spend{}, false
+	}
+	for k, dst := range map[string]*int64{"calls": &s.Calls, "tokens": &s.Tokens, "micro_usd": &s.MicroUSD} {
+		if _, has := m[k]; !has {
+			return Spend{}, false
+		}
+		*dst = num(m, k)
+	}
+	return s, true
+}
+
+// below reports whether any kind of s is below t's.
+func (s Spend) below(t Spend) bool {
+	return s.Calls < t.Calls || s.Tokens < t.Tokens || s.MicroUSD < t.MicroUSD
+}
+
 func (s Spend) add(t Spend) Spend {
 	return Spend{Calls: s.Calls + t.Calls, Tokens: s.Tokens + t.Tokens, MicroUSD: s.MicroUSD + t.MicroUSD}
 }

@@ -725,6 +725,12 @@ func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, stor
 		p.rid = newReservationID()
 		meta := baseMeta(p.call, p)
 		meta["reservation_id"] = p.rid
+		if wo != nil {
+			// What the work order's sums were believed to be: a read
+			// hidden from this call (and sealed in its tally) leaves a
+			// trace an audit finds (recheckWOTallies).
+			meta["wo_spent"] = wo.ofWorkOrder().fields()
+		}
 		if marks != nil {
 			// Marked before it is durable: no judge ever sees it unmarked
 			// while its caller lives.

@@ -227,7 +227,11 @@ func (t *woTally) catchUp(ctx context.Context, store ledger.Store, st ledger.Sta
 // HO2's ledger directory is recomputed from its work order's entries and
 // rewritten, and one that was not believed, or that disagreed with the
 // ledger once caught up, or that cannot be rewritten, is named in a
-// warning. A plane without a key keeps none.
+// warning. So is a reservation of its work order whose recorded wo_spent
+// (the sums its call was reserved against) is below what the work
+// order's entries before it sum to: a read hidden from that call, whose
+// lie the tally may have carried since (README, cp-llm's limits). A plane
+// without a key keeps none.
 func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier plane.Tier, warnf func(string, ...any)) error {
 	key, err := woTallyKeyOf(tier)
 	if err != nil || key == nil {
@@ -246,9 +250,27 @@ func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier 
 		if !ok {
 			continue
 		}
+		// The truth, from the work order's entries; and the first
+		// reservation made against sums below the ledger's at its seq
+		// (its wo_spent): a read hidden from that call.
 		truth := newWOTally(id)
-		if err := truth.catchUp(ctx, store, st); err != nil {
+		var hidden *ledger.Entry
+		var believed, was Spend
+		q := ledger.Query{EventTypes: []string{EventReserved, EventCall}, Subject: id}
+		if err := foldFrom(ctx, store, q, st.Size, func(e *ledger.Entry) {
+			if b, ok := spendOf(e.Metadata["wo_spent"]); ok && hidden == nil && e.EventType == EventReserved {
+				if s := truth.spend().ofWorkOrder(); b.below(s) {
+					hidden, believed, was = e, b, s
+				}
+			}
+			truth.fold(e)
+		}); err != nil {
 			return err
+		}
+		truth.Size, truth.Root = st.Size, hex.EncodeToString(st.Root[:])
+		if hidden != nil {
+			warnf("work order %s: reservation %s (HO2 seq %d) was made against sums below the ledger's (believed %d calls, %d tokens, %d micro-USD; the ledger's %d, %d, %d): a read of its entries was hidden from that call",
+				id, str(hidden.Metadata, "reservation_id"), hidden.Seq, believed.Calls, believed.Tokens, believed.MicroUSD, was.Calls, was.Tokens, was.MicroUSD)
 		}
 		old := readWOTally(dir, id, key)
 		agreed := old != nil && holdsTree(store, st, old.Size, old.Root)

@@ -485,3 +485,52 @@ func TestSealedTooLargeNotRead(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, string(honest), string(b), "replaced by the ledger's")
 }
+
+// TestRecheckFindsHiddenRead: a reservation records the work order's sums
+// it was reserved against (wo_spent). recover's recheck of the work-order
+// tallies names one recorded below what the work order's entries before
+// it sum to (a read hidden from that call, its lie maybe carried by the
+// tally since), and not one recorded at the ledger's sums, as every
+// reservation the gateway makes is.
+func TestRecheckFindsHiddenRead(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	withWOKey(t, tallyTestKey)
+	const wo = "WO-20260101-001"
+	g := &Gateway{providers: &config.ProvidersDoc{}, loaded: true, limits: &config.Limits{}, limitsLoaded: true}
+	calls, tokens, usd := int64(10), int64(1_000_000), json.Number("10")
+	w := &workorder.WorkOrder{ID: wo, Budget: workorder.Budget{LLMCalls: &calls, LLMTokens: &tokens, LLMCostUSD: &usd}}
+	reserveOne := func() *prepared {
+		p := &prepared{call: &Call{Subject: "s", WorkOrderID: wo, SessionID: "SES-1"}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
+			approval: &workorder.Approval{ID: wo, WorkOrder: w}}
+		got, err := g.reserve(ctx, dir, plane.Tier{}, l, []*prepared{p, p}, nil)
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		return p
+	}
+	reserveOne()
+	reserveOne()
+	var recorded []Spend
+	require.NoError(t, l.Find(ctx, ledger.Query{EventTypes: []string{EventReserved}, Subject: wo}, func(e *ledger.Entry) bool {
+		s, ok := spendOf(e.Metadata["wo_spent"])
+		require.True(t, ok, "a reservation records the sums it was made against")
+		recorded = append(recorded, s)
+		return true
+	}))
+	require.Equal(t, []Spend{{}, {Calls: 1, Tokens: 100, MicroUSD: 10}, {Calls: 2, Tokens: 200, MicroUSD: 20}, {Calls: 3, Tokens: 300, MicroUSD: 30}}, recorded)
+	var warnings []string
+	warnf := func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) }
+	require.NoError(t, recheckWOTallies(ctx, dir, l, plane.Tier{}, warnf))
+	require.Empty(t, warnings, "the gateway's own reservations were made against the ledger's sums")
+
+	// A reservation made against sums a hidden read lowered.
+	x := woRes{rid: "RSV-00000000000000e1", wo: wo, session: "SES-1", provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10}}
+	d := x.reserved()
+	d.Metadata["wo_spent"] = Spend{Calls: 1, Tokens: 100, MicroUSD: 10}.fields()
+	_, err := l.Append(ctx, []ledger.Draft{d})
+	require.NoError(t, err)
+	require.NoError(t, recheckWOTallies(ctx, dir, l, plane.Tier{}, warnf))
+	require.Len(t, warnings, 1)
+	require.Contains(t, warnings[0], "reservation RSV-00000000000000e1")
+	require.Contains(t, warnings[0], "believed 1 calls, 100 tokens, 10 micro-USD; the ledger's 4, 400, 40")
+}

@@ -294,16 +294,24 @@ func TestWOTallyNotBelieved(t *testing.T) {
 	require.Error(t, err)
 }
 
+// oneReservation is a budget ledger holding one open reservation of
+// work order WO-20260101-001.
+func oneReservation(t *testing.T) (string, *ledger.Ledger, woRes) {
+	t.Helper()
+	dir, l := tallyLedger(t)
+	a := woRes{rid: "RSV-00000000000000a1", wo: "WO-20260101-001", session: "SES-1", provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
+	_, err := l.Append(context.Background(), []ledger.Draft{a.reserved()})
+	require.NoError(t, err)
+	return dir, l, a
+}
+
 // TestWOTallyFIFONotOpened: a FIFO where a work order's tally belongs
 // does not block the call (it holds the budget lock): it is not read, and
 // the sums are the ledger's.
 func TestWOTallyFIFONotOpened(t *testing.T) {
 	ctx := context.Background()
-	dir, l := tallyLedger(t)
-	const wo = "WO-20260101-001"
-	a := woRes{rid: "RSV-00000000000000a1", wo: wo, session: "SES-1", provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
-	_, err := l.Append(ctx, []ledger.Draft{a.reserved()})
-	require.NoError(t, err)
+	dir, l, a := oneReservation(t)
+	wo := a.wo
 	require.NoError(t, syscall.Mkfifo(woTallyFile(dir, wo), 0o644))
 	done := make(chan *woTally, 1)
 	go func() {
@@ -465,12 +473,8 @@ func FuzzWOTally(f *testing.F) {
 // read into memory while the budget lock is held: not believed, and the
 // sums are the ledger's.
 func TestSealedTooLargeNotRead(t *testing.T) {
-	ctx := context.Background()
-	dir, l := tallyLedger(t)
-	const wo = "WO-20260101-001"
-	a := woRes{rid: "RSV-00000000000000a1", wo: wo, session: "SES-1", provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
-	_, err := l.Append(ctx, []ledger.Draft{a.reserved()})
-	require.NoError(t, err)
+	dir, l, a := oneReservation(t)
+	wo := a.wo
 	truth := loadWO(t, dir, l, tallyTestKey, wo)
 	honest, err := os.ReadFile(woTallyFile(dir, wo))
 	require.NoError(t, err)

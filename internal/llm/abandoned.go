@@ -157,7 +157,8 @@ type RecoverResult struct {
 // sums the same reservations) settle each at most once. It is also the
 // repair of the sums' tallies: the caps' and each work order's are
 // recomputed from the ledger and rewritten, and any that was not believed
-// or disagreed is named in a warning.
+// or disagreed is named in a warning, as is a reservation made against a
+// work order's sums below the ledger's (recheckWOTallies).
 func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 	dir := BudgetLedgerDir(g.Root)
 	store, tier, err := plane.OpenLedger(dir, plane.ForAppend, g.Actor)

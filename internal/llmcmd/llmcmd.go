@@ -57,7 +57,10 @@ an absent one allows nothing) counts every call of all its sessions;
 config/router_policy.json limits.llm_calls_per_session caps one session's
 calls; config/providers.json caps (plane_micro_usd, providers, subjects) count
 every call on the plane. Before the call, holding HO2's ledger lock, the
-gateway sums what is spent and reserved (the ledger's index) and reserves the
+gateway sums what is spent and reserved (from tallies beside HO2's ledger:
+the caps' in ledger/llm-tally.json, each work order's in
+ledger/llm-wo.<WO-ID>.json, each caught up with the entries since and believed
+only when its MAC and the ledger's tree hold) and reserves the
 largest cost and tokens the call could reach (LLM_RESERVED), or refuses it
 (BUDGET_EXCEEDED, LLM_REFUSED recorded). After it, LLM_CALL settles the
 reservation to the usage reported; a call cancelled or cut is charged for its
@@ -69,7 +72,10 @@ dies), so a call in flight is never taken for an abandoned one.
 
 recover settles every abandoned reservation of the plane at once (admin and
 maintainer, action recover at HO3): idempotent; calls in flight and
-reservations made on another boot or host are left alone and counted.
+reservations made on another boot or host are left alone and counted. It
+also recomputes the tallies from the ledger and rewrites them, warning of any
+that disagreed, and of a reservation whose wo_spent (the work order's sums it
+was reserved against) is below the ledger's: a read hidden from that call.
 
 Evidence (LLM_CALL, HO2): prompts_used (pack id, version, registered hash),
 gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model,

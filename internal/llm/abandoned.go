@@ -146,6 +146,10 @@ type RecoverResult struct {
 	// marked on a lock file that is not the one at the path now): they
 	// keep counting in full.
 	Unjudged int `json:"unjudged"`
+	// HiddenReads are the reservations made against a work order's sums
+	// below the ledger's (recheckWOTallies): a security finding, also on
+	// stderr.
+	HiddenReads []*HiddenRead `json:"hidden_reads,omitempty"`
 }
 
 // Recover settles every abandoned reservation of the plane: holding the
@@ -185,13 +189,14 @@ func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 		g.warnf("%s did not match HO2's ledger: recomputed from the ledger", tallyFile(dir))
 	}
 	// And each work order's tally (wotally.go).
-	if err := recheckWOTallies(ctx, dir, store, tier, g.warnf); err != nil {
+	hidden, err := recheckWOTallies(ctx, dir, store, tier, g.warnf)
+	if err != nil {
 		return nil, err
 	}
 	all := t.spend().open
 	j := newJudge(dir)
 	defer j.close()
-	res := &RecoverResult{Settled: []*Settled{}}
+	res := &RecoverResult{Settled: []*Settled{}, HiddenReads: hidden}
 	ds, ss := j.settle(all, "recover")
 	for _, rid := range all.order {
 		row := all.reserved[rid]

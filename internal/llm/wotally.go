@@ -232,19 +232,20 @@ func (t *woTally) catchUp(ctx context.Context, store ledger.Store, st ledger.Sta
 // order's entries before it sum to: a read hidden from that call, whose
 // lie the tally may have carried since (README, cp-llm's limits). A plane
 // without a key keeps none.
-func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier plane.Tier, warnf func(string, ...any)) error {
+func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier plane.Tier, warnf func(string, ...any)) ([]*HiddenRead, error) {
 	key, err := woTallyKeyOf(tier)
 	if err != nil || key == nil {
-		return err
+		return nil, err
 	}
 	st, err := store.State(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ents, err := os.ReadDir(filepath.Join(dir, "ledger"))
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var found []*HiddenRead
 	for _, e := range ents {
 		id, ok := woTallyID(e.Name())
 		if !ok {
@@ -265,18 +266,19 @@ func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier 
 			}
 			truth.fold(e)
 		}); err != nil {
-			return err
+			return nil, err
 		}
 		truth.Size, truth.Root = st.Size, hex.EncodeToString(st.Root[:])
 		if hidden != nil {
-			warnf("work order %s: reservation %s (HO2 seq %d) was made against sums below the ledger's (believed %d calls, %d tokens, %d micro-USD; the ledger's %d, %d, %d): a read of its entries was hidden from that call",
-				id, str(hidden.Metadata, "reservation_id"), hidden.Seq, believed.Calls, believed.Tokens, believed.MicroUSD, was.Calls, was.Tokens, was.MicroUSD)
+			h := &HiddenRead{WorkOrderID: id, ReservationID: str(hidden.Metadata, "reservation_id"), ReservedSeq: hidden.Seq, Believed: believed, Ledger: was}
+			found = append(found, h)
+			warnf("%s", h)
 		}
 		old := readWOTally(dir, id, key)
 		agreed := old != nil && holdsTree(store, st, old.Size, old.Root)
 		if agreed {
 			if err := old.catchUp(ctx, store, st); err != nil {
-				return err
+				return nil, err
 			}
 			x, _ := json.Marshal(old)
 			y, _ := json.Marshal(truth)
@@ -292,5 +294,23 @@ func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier 
 			warnf("%s: %v: not rewritten", woTallyFile(dir, id), err)
 		}
 	}
-	return nil
+	return found, nil
+}
+
+// HiddenRead is a reservation made against a work order's sums below the
+// ledger's at its seq (its recorded wo_spent below what the entries before
+// it sum to): a read of the work order's entries was hidden from that call
+// (an index or ledger edited for its length), and its tally may have
+// carried the lower sums since.
+type HiddenRead struct {
+	WorkOrderID   string `json:"work_order_id"`
+	ReservationID string `json:"reservation_id"`
+	ReservedSeq   int64  `json:"reserved_seq"`
+	Believed      Spend  `json:"believed"`
+	Ledger        Spend  `json:"ledger"`
+}
+
+func (h *HiddenRead) String() string {
+	return fmt.Sprintf("work order %s: reservation %s (HO2 seq %d) was made against sums below the ledger's (believed %d calls, %d tokens, %d micro-USD; the ledger's %d, %d, %d): a read of its entries was hidden from that call",
+		h.WorkOrderID, h.ReservationID, h.ReservedSeq, h.Believed.Calls, h.Believed.Tokens, h.Believed.MicroUSD, h.Ledger.Calls, h.Ledger.Tokens, h.Ledger.MicroUSD)
 }

@@ -524,16 +524,21 @@ func TestRecheckFindsHiddenRead(t *testing.T) {
 	require.Equal(t, []Spend{{}, {Calls: 1, Tokens: 100, MicroUSD: 10}, {Calls: 2, Tokens: 200, MicroUSD: 20}, {Calls: 3, Tokens: 300, MicroUSD: 30}}, recorded)
 	var warnings []string
 	warnf := func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) }
-	require.NoError(t, recheckWOTallies(ctx, dir, l, plane.Tier{}, warnf))
+	found, err := recheckWOTallies(ctx, dir, l, plane.Tier{}, warnf)
+	require.NoError(t, err)
+	require.Empty(t, found)
 	require.Empty(t, warnings, "the gateway's own reservations were made against the ledger's sums")
 
 	// A reservation made against sums a hidden read lowered.
 	x := woRes{rid: "RSV-00000000000000e1", wo: wo, session: "SES-1", provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10}}
 	d := x.reserved()
 	d.Metadata["wo_spent"] = Spend{Calls: 1, Tokens: 100, MicroUSD: 10}.fields()
-	_, err := l.Append(ctx, []ledger.Draft{d})
+	_, err = l.Append(ctx, []ledger.Draft{d})
 	require.NoError(t, err)
-	require.NoError(t, recheckWOTallies(ctx, dir, l, plane.Tier{}, warnf))
+	found, err = recheckWOTallies(ctx, dir, l, plane.Tier{}, warnf)
+	require.NoError(t, err)
+	require.Equal(t, []*HiddenRead{{WorkOrderID: wo, ReservationID: x.rid, ReservedSeq: found[0].ReservedSeq,
+		Believed: Spend{Calls: 1, Tokens: 100, MicroUSD: 10}, Ledger: Spend{Calls: 4, Tokens: 400, MicroUSD: 40}}}, found, "in recover's result, not only on stderr")
 	require.Len(t, warnings, 1)
 	require.Contains(t, warnings[0], "reservation RSV-00000000000000e1")
 	require.Contains(t, warnings[0], "believed 1 calls, 100 tokens, 10 micro-USD; the ledger's 4, 400, 40")

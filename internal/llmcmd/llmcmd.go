@@ -74,8 +74,9 @@ recover settles every abandoned reservation of the plane at once (admin and
 maintainer, action recover at HO3): idempotent; calls in flight and
 reservations made on another boot or host are left alone and counted. It
 also recomputes the tallies from the ledger and rewrites them, warning of any
-that disagreed, and of a reservation whose wo_spent (the work order's sums it
-was reserved against) is below the ledger's: a read hidden from that call.
+that disagreed, and reports (hidden_reads, and on stderr) a reservation whose
+wo_spent (the work order's sums it was reserved against) is below the
+ledger's: a read hidden from that call.
 
 Evidence (LLM_CALL, HO2): prompts_used (pack id, version, registered hash),
 gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model,

@@ -46,6 +46,9 @@ func recoverRun(ctx context.Context, c *cli.Call, _ cli.Request) cli.Outcome {
 
 func recoverText(w io.Writer, result any) error {
 	r := result.(*llm.RecoverResult)
+	for _, h := range r.HiddenReads {
+		fmt.Fprintf(w, "FOUND: %s\n", h)
+	}
 	for _, s := range r.Settled {
 		wo := s.WorkOrderID
 		if wo == "" {

@@ -26,7 +26,9 @@ import (
 // plane, provider and subject, and the reservations not yet settled,
 // as of the ledger's first Size entries, kept beside the ledger in
 // ledger/llm-tally.json. A call reads the tally and folds in only the
-// entries appended since (O(new entries) and O(log n) stored hashes).
+// entries appended since (O(new entries) and O(log n) stored hashes),
+// every line of them read and checked against the ledger's tree
+// (foldSince).
 //
 // Fail closed: the tally names the tree it was folded from (Size and the
 // Merkle root of those entries). It is believed only when the ledger's
@@ -49,8 +51,9 @@ import (
 // when it disagreed.
 
 // tallyVersion is the tally's format; another is recomputed. Version 1
-// carried no MAC.
-const tallyVersion = 2
+// carried no MAC; version 2 was caught up through the index (Find), which
+// a one-call edit of the plane's files could make miss entries.
+const tallyVersion = 3
 
 // tallyKey is the key of the tally's MAC on the plane whose budget
 // ledger's tier is t: nil when the plane has no checkpoint key.
@@ -289,11 +292,11 @@ func loadTally(ctx context.Context, dir string, store ledger.Store, key []byte, 
 	} else {
 		t = newTally()
 	}
-	if err := t.catchUp(ctx, store, st); err != nil {
+	if err := t.catchUp(ctx, store, st, key != nil); err != nil {
 		return nil, false, err
 	}
 	if rebuild && cached != nil {
-		if err := cached.catchUp(ctx, store, st); err != nil {
+		if err := cached.catchUp(ctx, store, st, key != nil); err != nil {
 			return nil, false, err
 		}
 		disagreed = !sameSums(cached, t)
@@ -308,15 +311,44 @@ func loadTally(ctx context.Context, dir string, store ledger.Store, key []byte, 
 }
 
 // catchUp folds the entries from t.Size up to st.Size (entries appended
-// after the state was read wait for the next call).
-func (t *tally) catchUp(ctx context.Context, store ledger.Store, st ledger.State) error {
+// after the state was read wait for the next call); sealed, for a tally
+// that will be sealed, reads every one of them checked (foldSince).
+func (t *tally) catchUp(ctx context.Context, store ledger.Store, st ledger.State, sealed bool) error {
 	if t.Size < st.Size {
-		if err := foldFrom(ctx, store, ledger.Query{EventTypes: []string{EventReserved, EventCall}, From: t.Size}, st.Size, t.fold); err != nil {
+		q := ledger.Query{EventTypes: []string{EventReserved, EventCall}, From: t.Size}
+		if err := foldSince(ctx, store, q, t.Root, st, sealed, t.fold); err != nil {
 			return err
 		}
 	}
 	t.Size, t.Root = st.Size, hex.EncodeToString(st.Root[:])
 	return nil
+}
+
+// foldSince calls fold with each entry q selects from q.From up to
+// st.Size, in seq order. For a tally that will be sealed (sealed: the
+// plane has a key), through ledger.FindChecked: every line of the range
+// read and checked, and the tree they make with the first q.From entries
+// (whose root is root, hex, when the tally was believed) st's tree. Find
+// would let an index that leaves an entry out, or a line edited for the
+// length of the call, hide spend from the sums, and the seal would keep
+// the lie after the files were put back (README, cp-llm's limits).
+// Without a key nothing is sealed, and the next call sums again: Find.
+func foldSince(ctx context.Context, store ledger.Store, q ledger.Query, root string, st ledger.State, sealed bool, fold func(*ledger.Entry)) error {
+	if !sealed {
+		return foldFrom(ctx, store, q, st.Size, fold)
+	}
+	var from *tlog.Hash
+	if root != "" {
+		var h tlog.Hash
+		if len(root) != 2*len(h) {
+			return fmt.Errorf("a tally's root %q is not a hash", root)
+		}
+		if _, err := hex.Decode(h[:], []byte(root)); err != nil {
+			return fmt.Errorf("a tally's root %q is not a hash", root)
+		}
+		from = &h
+	}
+	return ledger.FindChecked(ctx, store, q, from, st, fold)
 }
 
 // foldFrom calls fold with each entry q finds below seq end, in seq

@@ -26,8 +26,12 @@ import (
 // tally, beside the budget ledger in ledger/llm-wo.<WO-ID>.json: its
 // settled spend, its sessions' settled spend, and its reservations not yet
 // settled, as of the ledger's first Size entries. A call folds in only the
-// work order's entries appended since (Find by its id from Size: the
-// index's postings newest first, down to Size).
+// work order's entries appended since, from a read of every line since
+// Size checked against the ledger's tree (ledger.FindChecked: no index
+// lookup, which a one-call edit could make miss an entry, and the seal
+// then keep the lie); a tally begun from nothing reads from the work
+// order's WO_CREATED. The cost is the plane's entries since the work
+// order's last call, not its history.
 //
 // One file per work order, not one for the plane: the caps' tally
 // (tally.go) is read and rewritten by every capped call, and carrying
@@ -50,7 +54,10 @@ import (
 // work order's entries every time.
 
 // woTallyVersion is the work-order tally's format; another is recomputed.
-const woTallyVersion = 1
+// Version 1 was caught up through the index (Find), which a one-call
+// edit of the plane's files could make miss entries: its sums are not
+// believed.
+const woTallyVersion = 2
 
 // woTallyPrefix starts the name of a work-order tally file in HO2's
 // ledger directory; gate.G6 allows regular files named so there.
@@ -200,7 +207,7 @@ func loadWOTally(ctx context.Context, dir string, store ledger.Store, st ledger.
 	if t == nil {
 		t = newWOTally(wo)
 	}
-	if err := t.catchUp(ctx, store, st); err != nil {
+	if err := t.catchUp(ctx, store, st, key != nil); err != nil {
 		return nil, err
 	}
 	if key == nil {
@@ -212,15 +219,57 @@ func loadWOTally(ctx context.Context, dir string, store ledger.Store, st ledger.
 	return t, nil
 }
 
-// catchUp folds the work order's entries from t.Size up to st.Size.
-func (t *woTally) catchUp(ctx context.Context, store ledger.Store, st ledger.State) error {
+// catchUp folds the work order's entries from t.Size up to st.Size;
+// sealed, for a tally that will be sealed, reads every entry between
+// checked (foldSince). A tally begun from nothing reads from the work
+// order's WO_CREATED then, not from the ledger's first entry: none of its
+// entries comes before it (the gateway calls for a work order State
+// finds).
+func (t *woTally) catchUp(ctx context.Context, store ledger.Store, st ledger.State, sealed bool) error {
 	if t.Size < st.Size {
-		if err := foldFrom(ctx, store, ledger.Query{EventTypes: []string{EventReserved, EventCall}, Subject: t.WorkOrder, From: t.Size}, st.Size, t.fold); err != nil {
+		q := ledger.Query{EventTypes: []string{EventReserved, EventCall}, Subject: t.WorkOrder, From: t.Size}
+		fold := t.fold
+		if sealed && t.Root == "" {
+			created, found, err := createdSeq(ctx, store, t.WorkOrder, st.Size)
+			if err != nil {
+				return err
+			}
+			// The line at created is read checked with the rest: it
+			// must be the WO_CREATED the index (or a scan) said it was.
+			q.From = created
+			q.EventTypes = append(q.EventTypes, workorder.EventCreated)
+			seen := !found
+			fold = func(e *ledger.Entry) {
+				if e.EventType == workorder.EventCreated {
+					seen = seen || e.Seq == created
+					return
+				}
+				t.fold(e)
+			}
+			if err := foldSince(ctx, store, q, "", st, true, fold); err != nil {
+				return err
+			}
+			if !seen {
+				return fmt.Errorf("work order %s: entry %d of HO2's ledger is not its WO_CREATED, as a lookup said (run cp-ledger verify)", t.WorkOrder, created)
+			}
+		} else if err := foldSince(ctx, store, q, t.Root, st, sealed, fold); err != nil {
 			return err
 		}
 	}
 	t.Size, t.Root = st.Size, hex.EncodeToString(st.Root[:])
 	return nil
+}
+
+// createdSeq is the seq of work order wo's first WO_CREATED below end;
+// 0 and not found when there is none (the whole ledger is read then).
+func createdSeq(ctx context.Context, store ledger.Store, wo string, end int64) (seq int64, found bool, err error) {
+	err = store.Find(ctx, ledger.Query{EventTypes: []string{workorder.EventCreated}, Subject: wo}, func(e *ledger.Entry) bool {
+		if e.Seq < end {
+			seq, found = e.Seq, true
+		}
+		return false
+	})
+	return seq, found, err
 }
 
 // recheckWOTallies is recover's repair of the work-order tallies: each in
@@ -245,39 +294,50 @@ func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier 
 	if err != nil {
 		return nil, err
 	}
-	var found []*HiddenRead
+	// The truth, from the work orders' entries, in one checked read of
+	// the whole ledger (what recover rechecks must not be what an index
+	// or a scan could hide); and each work order's first reservation made
+	// against sums below the ledger's at its seq (its wo_spent): a read
+	// hidden from that call.
+	truths := map[string]*woTally{}
+	var ids []string
 	for _, e := range ents {
-		id, ok := woTallyID(e.Name())
-		if !ok {
-			continue
+		if id, ok := woTallyID(e.Name()); ok {
+			truths[id] = newWOTally(id)
+			ids = append(ids, id)
 		}
-		// The truth, from the work order's entries; and the first
-		// reservation made against sums below the ledger's at its seq
-		// (its wo_spent): a read hidden from that call.
-		truth := newWOTally(id)
-		var hidden *ledger.Entry
-		var believed, was Spend
-		q := ledger.Query{EventTypes: []string{EventReserved, EventCall}, Subject: id}
-		if err := foldFrom(ctx, store, q, st.Size, func(e *ledger.Entry) {
-			if b, ok := spendOf(e.Metadata["wo_spent"]); ok && hidden == nil && e.EventType == EventReserved {
-				if s := truth.spend().ofWorkOrder(); b.below(s) {
-					hidden, believed, was = e, b, s
-				}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	hidden := map[string]*HiddenRead{}
+	q := ledger.Query{EventTypes: []string{EventReserved, EventCall}}
+	if err := ledger.FindChecked(ctx, store, q, nil, st, func(e *ledger.Entry) {
+		truth := truths[e.SubmissionID]
+		if truth == nil {
+			return
+		}
+		if b, ok := spendOf(e.Metadata["wo_spent"]); ok && hidden[truth.WorkOrder] == nil && e.EventType == EventReserved {
+			if s := truth.spend().ofWorkOrder(); b.below(s) {
+				hidden[truth.WorkOrder] = &HiddenRead{WorkOrderID: truth.WorkOrder, ReservationID: str(e.Metadata, "reservation_id"), ReservedSeq: e.Seq, Believed: b, Ledger: s}
 			}
-			truth.fold(e)
-		}); err != nil {
-			return nil, err
 		}
+		truth.fold(e)
+	}); err != nil {
+		return nil, err
+	}
+	var found []*HiddenRead
+	for _, id := range ids {
+		truth := truths[id]
 		truth.Size, truth.Root = st.Size, hex.EncodeToString(st.Root[:])
-		if hidden != nil {
-			h := &HiddenRead{WorkOrderID: id, ReservationID: str(hidden.Metadata, "reservation_id"), ReservedSeq: hidden.Seq, Believed: believed, Ledger: was}
+		if h := hidden[id]; h != nil {
 			found = append(found, h)
 			warnf("%s", h)
 		}
 		old := readWOTally(dir, id, key)
 		agreed := old != nil && holdsTree(store, st, old.Size, old.Root)
 		if agreed {
-			if err := old.catchUp(ctx, store, st); err != nil {
+			if err := old.catchUp(ctx, store, st, true); err != nil {
 				return nil, err
 			}
 			x, _ := json.Marshal(old)

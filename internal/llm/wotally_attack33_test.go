@@ -2,10 +2,12 @@ package llm
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -254,5 +256,242 @@ func TestAttack33TallyNeverAhead(t *testing.T) {
 	require.Equal(t, Spend{}, p2.budgets[0].Spent)
 	for _, id := range []string{wo, wo2} {
 		require.Equal(t, woWholeSum(t, l, id).total(nil), loadWO(t, dir, l, tallyTestKey, id).spend().ofWorkOrder(), id)
+	}
+}
+
+// hideSubjectPostings zeroes the bucket head of work order wo's subject
+// key in the budget ledger's index (dir/ledger/budget.idx): what a
+// process that can write the plane's files (not the owner's key
+// directory) can do, as the bucket table carries no checksum. The
+// postings of the subject among the entries the index covers are no
+// longer found; nothing else about the index changes, and a reader still
+// uses it.
+func hideSubjectPostings(t *testing.T, dir, wo string) {
+	t.Helper()
+	hidePostings(t, dir, "s\x00"+wo)
+}
+
+// hidePostings zeroes the bucket head of the index key whose hashed text
+// is k ("s\x00"+subject, "t\x00"+event type).
+func hidePostings(t *testing.T, dir, k string) {
+	t.Helper()
+	p := filepath.Join(dir, "ledger", "budget.idx")
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	var h [128]byte
+	_, err = f.ReadAt(h[:], 0)
+	require.NoError(t, err)
+	require.Equal(t, "CPIDX4\n\x00", string(h[:8]))
+	buckets := binary.LittleEndian.Uint64(h[32:])
+	key := uint64(14695981039346656037)
+	for _, c := range []byte(k) {
+		key ^= uint64(c)
+		key *= 1099511628211
+	}
+	var zero [8]byte
+	_, err = f.WriteAt(zero[:], 128+int64(key&(buckets-1))*8)
+	require.NoError(t, err)
+}
+
+// TestAttack33IndexLieSealedInTally: the work-order tally folds the
+// entries appended since its Size through the index (Find by the work
+// order's id from Size). An index edited to hide the work order's
+// postings (hideSubjectPostings) during one call makes that call's
+// catch-up miss its spend, and the tally it seals (MAC and all) says so.
+// Once the index is removed (the next writer rebuilds it from the ledger)
+// the ledger and its index verify clean and G6 has nothing to find, but
+// every later call sums from the sealed, lowered tally: the budget's
+// spend is not what the ledger holds, and a call the budget does not
+// allow is reserved. Before the tally, a hidden posting under-counted
+// only while the edited index stayed (and verify, G6, found it).
+//
+// Without a key (no tally: the whole sums at every call) the fourth call
+// is refused; with one it FAILS at a53acc5: a bug found and not fixed
+// (see the session's report).
+func TestAttack33IndexLieSealedInTally(t *testing.T) {
+	for _, key := range [][]byte{nil, tallyTestKey} {
+		t.Run(fmt.Sprintf("key=%t", key != nil), func(t *testing.T) { indexLieSealedInTally(t, key) })
+	}
+}
+
+func indexLieSealedInTally(t *testing.T, key []byte) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
+	path := filepath.Join(dir, "ledger", "budget.jsonl")
+	open := func() *ledger.Ledger {
+		l, err := ledger.OpenWriter(path, ledger.Options{Actor: "test"})
+		require.NoError(t, err)
+		return l
+	}
+	withWOKey(t, key)
+	const wo = "WO-20260101-001"
+	calls := int64(3)
+	w := &workorder.WorkOrder{ID: wo, Budget: workorder.Budget{LLMCalls: &calls, LLMTokens: ptr(1_000_000), LLMCostUSD: func() *json.Number { n := json.Number("10"); return &n }()}}
+	g := &Gateway{providers: &config.ProvidersDoc{}, loaded: true, limitsLoaded: true}
+	prep := func() *prepared {
+		return &prepared{call: &Call{Subject: "s", WorkOrderID: wo}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
+			approval: &workorder.Approval{ID: wo, WorkOrder: w}}
+	}
+	// One call, made and settled, as a gateway process does it.
+	call := func(l *ledger.Ledger) error {
+		p := prep()
+		got, err := g.reserve(ctx, dir, plane.Tier{}, l, []*prepared{p}, nil)
+		if err != nil {
+			return err
+		}
+		require.Len(t, got, 1)
+		x := woRes{rid: p.rid, wo: wo, provider: "p", subject: "s", max: p.max}
+		_, err = l.Append(ctx, []ledger.Draft{x.call(StatusOK, 10, 10, 5)})
+		return err
+	}
+	for i := range 2 {
+		l := open()
+		require.NoError(t, call(l), "call %d", i)
+		require.NoError(t, l.Close())
+	}
+	// The third call: its process's catch-up reads an index that hides
+	// the work order's postings.
+	hideSubjectPostings(t, dir, wo)
+	l := open()
+	require.NoError(t, call(l), "the third call fits the budget of three")
+	require.NoError(t, l.Close())
+	// The edit is undone: the index removed, rebuilt by the next writer.
+	require.NoError(t, os.Remove(filepath.Join(dir, "ledger", "budget.idx")))
+	l = open()
+	defer l.Close()
+	_, err := l.Append(ctx, []ledger.Draft{{EventType: "NOTE", Decision: "x", Reason: "any writer's entry"}})
+	require.NoError(t, err)
+	rep, err := ledger.Verify(ctx, l, ledger.VerifyOptions{})
+	require.NoError(t, err)
+	require.True(t, rep.Valid, "the ledger and its rebuilt index verify: %v", rep.Issues)
+	require.Equal(t, Spend{Calls: 3, Tokens: 60, MicroUSD: 15}, woWholeSum(t, l, wo).total(nil), "the ledger holds three calls")
+
+	// A fourth call would pass llm_calls = 3.
+	p := prep()
+	got, err := g.reserve(ctx, dir, plane.Tier{}, l, []*prepared{p}, nil)
+	var be *BudgetError
+	require.ErrorAs(t, err, &be, "a fourth call past llm_calls 3 was reserved (%d reserved): the tally sealed a catch-up the index lied to", len(got))
+}
+
+// TestAttack33IndexLieSealedInCapsTally is the same attack on the caps'
+// tally (session 32's, llm-tally.json), which catches up by the
+// LLM_RESERVED and LLM_CALL event types' keys from its Size: the buckets
+// of those keys hidden for one catch-up, the tally seals a plane's spend
+// without the calls since, and after the index is rebuilt the caps are
+// summed from it. FAILS at a53acc5: the same bug, older than session 33.
+func TestAttack33IndexLieSealedInCapsTally(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	loadCaps := func() *tally {
+		tl, _, err := loadTally(ctx, dir, l, tallyTestKey, false, t.Logf)
+		require.NoError(t, err)
+		return tl
+	}
+	loadCaps()
+	_, err := l.Append(ctx, []ledger.Draft{reservedDraft("RSV-00000000000000a1", "p", "s", 300, 900), callDraft("RSV-00000000000000a1", StatusOK, "p", "s", 10, 20, 700),
+		reservedDraft("RSV-00000000000000a2", "p", "s", 300, 900)})
+	require.NoError(t, err)
+	hidePostings(t, dir, "t\x00"+EventReserved)
+	hidePostings(t, dir, "t\x00"+EventCall)
+	loadCaps()
+	require.NoError(t, os.Remove(filepath.Join(dir, "ledger", "budget.idx")))
+	_, err = l.Append(ctx, []ledger.Draft{{EventType: "NOTE", Decision: "x", Reason: "any writer's entry"}})
+	require.NoError(t, err)
+	rep, err := ledger.Verify(ctx, l, ledger.VerifyOptions{})
+	require.NoError(t, err)
+	require.True(t, rep.Valid, "%v", rep.Issues)
+	require.Equal(t, wholeSum(t, l).total(nil), loadCaps().spend().ofPlane(), "the plane's spend is the ledger's")
+}
+
+// TestAttack33LedgerEditSealedInTally is TestAttack33IndexLieSealedInTally
+// without touching the index: the work order's LLM_RESERVED and LLM_CALL
+// lines in HO2's ledger edited in place for one call (their event types
+// renamed, same length), then put back byte for byte. The index's check
+// of a posting (the line re-hashed against X.tlog) fails, and Find falls
+// back to a scan, which parses lines without checking them against X.tlog:
+// the edited entries are not selected, the catch-up misses them, and the
+// tally seals it. The ledger put back verifies, and the next call sums
+// from the lowered tally. Without a key the next call's whole sums are
+// the ledger's. FAILS at a53acc5 with a key (not fixed).
+func TestAttack33LedgerEditSealedInTally(t *testing.T) {
+	for _, key := range [][]byte{nil, tallyTestKey} {
+		t.Run(fmt.Sprintf("key=%t", key != nil), func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
+			path := filepath.Join(dir, "ledger", "budget.jsonl")
+			open := func() *ledger.Ledger {
+				l, err := ledger.OpenWriter(path, ledger.Options{Actor: "test"})
+				require.NoError(t, err)
+				return l
+			}
+			withWOKey(t, key)
+			const wo = "WO-20260101-001"
+			calls := int64(3)
+			w := &workorder.WorkOrder{ID: wo, Budget: workorder.Budget{LLMCalls: &calls, LLMTokens: ptr(1_000_000), LLMCostUSD: func() *json.Number { n := json.Number("10"); return &n }()}}
+			g := &Gateway{providers: &config.ProvidersDoc{}, loaded: true, limitsLoaded: true}
+			call := func(l *ledger.Ledger) error {
+				p := &prepared{call: &Call{Subject: "s", WorkOrderID: wo}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
+					approval: &workorder.Approval{ID: wo, WorkOrder: w}}
+				if _, err := g.reserve(ctx, dir, plane.Tier{}, l, []*prepared{p}, nil); err != nil {
+					return err
+				}
+				x := woRes{rid: p.rid, wo: wo, provider: "p", subject: "s", max: p.max}
+				_, err := l.Append(ctx, []ledger.Draft{x.call(StatusOK, 10, 10, 5)})
+				return err
+			}
+			for i := range 2 {
+				l := open()
+				require.NoError(t, call(l), "call %d", i)
+				require.NoError(t, l.Close())
+			}
+			// Any writer's entry last (a writer checks the last line's
+			// hash when it opens).
+			l := open()
+			_, err := l.Append(ctx, []ledger.Draft{{EventType: "NOTE", Decision: "x", Reason: "any writer's entry"}})
+			require.NoError(t, err)
+			require.NoError(t, l.Close())
+			honest, err := os.ReadFile(path)
+			require.NoError(t, err)
+			edited := []byte(strings.ReplaceAll(strings.ReplaceAll(string(honest), `"LLM_RESERVED"`, `"LLM_RESERVEX"`), `"LLM_CALL"`, `"LLM_CALX"`))
+			require.NoError(t, os.WriteFile(path, edited, 0o644))
+			l = open()
+			err = call(l)
+			require.NoError(t, l.Close())
+			if key != nil {
+				// The tally's catch-up reads every line since its size,
+				// checked: an edited line is refused, never folded.
+				var le *ledger.Error
+				require.ErrorAs(t, err, &le, "a call over an edited ledger is refused")
+				require.Equal(t, "LEDGER_INVALID", le.Code())
+			} else {
+				require.NoError(t, err, "the third call fits the budget of three")
+			}
+			// Put back: the honest bytes, and the third call's own lines.
+			now, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, append(honest, now[len(honest):]...), 0o644))
+			l = open()
+			defer l.Close()
+			rep, err := ledger.Verify(ctx, l, ledger.VerifyOptions{})
+			require.NoError(t, err)
+			require.True(t, rep.Valid, "the ledger put back verifies: %v", rep.Issues)
+			require.Equal(t, map[bool]int64{true: 2, false: 3}[key != nil], woWholeSum(t, l, wo).total(nil).Calls, "the calls the ledger holds")
+			p := &prepared{call: &Call{Subject: "s", WorkOrderID: wo}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
+				approval: &workorder.Approval{ID: wo, WorkOrder: w}}
+			got, err := g.reserve(ctx, dir, plane.Tier{}, l, []*prepared{p}, nil)
+			if key != nil {
+				// Two calls in the ledger: the third fits, and the sums
+				// it was reserved against are the ledger's.
+				require.NoError(t, err)
+				require.Len(t, got, 1)
+				require.Equal(t, woWholeSum(t, l, wo).total(nil), loadWO(t, dir, l, key, wo).spend().ofWorkOrder())
+				return
+			}
+			var be *BudgetError
+			require.ErrorAs(t, err, &be, "a fourth call past llm_calls 3 was reserved (%d reserved)", len(got))
+		})
 	}
 }

@@ -129,6 +129,18 @@ func TestWOTallyAgreesWithWholeSums(t *testing.T) {
 					require.Equal(t, whole.total(func(r *spendRow) bool { return r.session == s }), ws.ofSession(s), "step %d: work order %s, session %s", step, wo, s)
 				}
 			}
+			// Each work order's WO_CREATED before any of its entries, with
+			// other entries between: a tally begun from nothing reads from
+			// it (the second of one work order's does not count).
+			var created []ledger.Draft
+			for _, wo := range append(wos[1:], pick(wos[1:])) {
+				for range r.IntN(3) {
+					created = append(created, ledger.Draft{EventType: "NOTE", Decision: "x", Reason: "before"})
+				}
+				created = append(created, ledger.Draft{EventType: workorder.EventCreated, SubmissionID: wo, Decision: "CREATED", Reason: "a work order"})
+			}
+			_, err := l.Append(ctx, created)
+			require.NoError(t, err)
 			for step := range 30 {
 				var ds []ledger.Draft
 				for range 1 + r.IntN(12) {
@@ -542,4 +554,67 @@ func TestRecheckFindsHiddenRead(t *testing.T) {
 	require.Len(t, warnings, 1)
 	require.Contains(t, warnings[0], "reservation RSV-00000000000000e1")
 	require.Contains(t, warnings[0], "believed 1 calls, 100 tokens, 10 micro-USD; the ledger's 4, 400, 40")
+}
+
+// TestWOTallyForkNotKept: the files of HO2's ledger replaced for one call
+// by a fork of it (the same work order created, none of its calls: lines
+// and stored hashes that agree with each other, so the checked read
+// passes) seal the fork's lower sums with the fork's tree; once the
+// honest files are back, that tree is not the ledger's and the tally is
+// recomputed: the work order's spend is the ledger's again. Caught up
+// through the index instead, a one-call lie was sealed with the honest
+// tree and believed after (session 33's attack tests).
+func TestWOTallyForkNotKept(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	const wo = "WO-20260101-001"
+	created := ledger.Draft{EventType: workorder.EventCreated, SubmissionID: wo, Decision: "CREATED", Reason: "a work order"}
+	a := woRes{rid: "RSV-00000000000000a1", wo: wo, provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
+	b := a
+	b.rid = "RSV-00000000000000b2"
+	_, err := l.Append(ctx, []ledger.Draft{created, a.reserved(), a.call(StatusOK, 10, 20, 30), b.reserved(), b.call(StatusOK, 1, 2, 3)})
+	require.NoError(t, err)
+	honest := loadWO(t, dir, l, tallyTestKey, wo).spend().ofWorkOrder()
+	require.Equal(t, Spend{Calls: 2, Tokens: 33, MicroUSD: 33}, honest)
+	require.NoError(t, l.Close())
+
+	path := filepath.Join(dir, "ledger", "budget.jsonl")
+	hashes, _, _ := ledger.SidePaths(path)
+	files := []string{path, hashes}
+	saved := map[string][]byte{}
+	for _, p := range files {
+		saved[p], err = os.ReadFile(p)
+		require.NoError(t, err)
+	}
+	forkDir := t.TempDir()
+	fork, err := ledger.OpenWriter(filepath.Join(forkDir, "budget.jsonl"), ledger.Options{Actor: "test"})
+	require.NoError(t, err)
+	_, err = fork.Append(ctx, []ledger.Draft{created, {EventType: "NOTE", Decision: "x", Reason: "y"}})
+	require.NoError(t, err)
+	require.NoError(t, fork.Close())
+	forkHashes, _, _ := ledger.SidePaths(filepath.Join(forkDir, "budget.jsonl"))
+	for i, p := range []string{filepath.Join(forkDir, "budget.jsonl"), forkHashes} {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(files[i], b, 0o644))
+	}
+	removeIndex := func() {
+		if err := os.Remove(ledger.IndexPath(path)); !os.IsNotExist(err) {
+			require.NoError(t, err)
+		}
+	}
+	removeIndex()
+	lf, err := ledger.OpenWriter(path, ledger.Options{Actor: "test"})
+	require.NoError(t, err)
+	require.Equal(t, Spend{}, loadWO(t, dir, lf, tallyTestKey, wo).spend().ofWorkOrder(), "the fork's sums, sealed")
+	require.NoError(t, lf.Close())
+
+	for _, p := range files {
+		require.NoError(t, os.WriteFile(p, saved[p], 0o644))
+	}
+	removeIndex()
+	lh, err := ledger.OpenWriter(path, ledger.Options{Actor: "test"})
+	require.NoError(t, err)
+	defer lh.Close()
+	require.Equal(t, honest, loadWO(t, dir, lh, tallyTestKey, wo).spend().ofWorkOrder(), "the honest ledger back: its sums, not the fork's")
 }

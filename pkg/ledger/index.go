@@ -1450,3 +1450,36 @@ func (c *indexComparer) finish() []Issue {
 	}
 	return []Issue{{Seq: c.bad, Code: IndexMismatch, Message: fmt.Sprintf("the index %s differs from its rebuild from the ledger (first at seq %d): an edited or damaged index can hide entries from lookups by event type, subject, id, changed path or metadata; remove it and the next append rebuilds it", filepath.Base(c.path), c.bad)}}
 }
+
+// lineAt returns the byte offset of a line at or before entry seq and the
+// seq of the entry there, for a read of the lines from seq: through the
+// index when one fit to use covers an entry at or before it and its
+// posting of that entry is right (entryAt: the line there is that entry,
+// with its stored leaf), else the start of the file. Never a line after
+// seq, nor one whose seq is not the one returned.
+func (l *Ledger) lineAt(seq int64) (off, at int64) {
+	if seq <= 0 {
+		return 0, 0
+	}
+	x := l.openIndex()
+	if x == nil {
+		return 0, 0
+	}
+	defer x.close()
+	if x.h.entries == 0 {
+		return 0, 0
+	}
+	p, err := x.atSeq(min(seq, int64(x.h.entries)-1))
+	if err != nil {
+		return 0, 0
+	}
+	var buf []byte
+	if _, ok := l.entryAt(p, x.h.dataEnd, &buf); !ok {
+		return 0, 0
+	}
+	if p.seq < seq {
+		// The last entry the index covers: the next line is after it.
+		return p.off + int64(p.len) + 1, p.seq + 1
+	}
+	return p.off, p.seq
+}

@@ -867,30 +867,9 @@ func (l *Ledger) sync() error {
 	return nil
 }
 
-// loadFrontier reads the left siblings an append of leaf n will need: for
-// each set bit L of n, the last complete level-L node. O(log n) reads.
-func (l *Ledger) loadFrontier(n int64) error {
-	l.frontier = [64]tlog.Hash{}
-	var idx []int64
-	var levels []int
-	for level := 0; n>>level > 0; level++ {
-		if n>>level&1 == 1 {
-			idx = append(idx, tlog.StoredHashIndex(level, n>>level-1))
-			levels = append(levels, level)
-		}
-	}
-	if len(idx) == 0 {
-		return nil
-	}
-	hs, err := l.hashes.ReadHashes(idx)
-	if err != nil {
-		return err
-	}
-	for i, level := range levels {
-		l.frontier[level] = hs[i]
-	}
-	return nil
-}
+// loadFrontier reads the left siblings an append of leaf n will need
+// (readFrontier).
+func (l *Ledger) loadFrontier(n int64) error { return readFrontier(&l.hashes, n, &l.frontier) }
 
 // appendStoredHashes appends the stored hashes that leaf n adds to the tree
 // (the leaf, then every node it completes, in tlog.StoredHashIndex order) and
@@ -1098,8 +1077,13 @@ const MaxLine = 64 << 20
 // Lines implements Store.Lines over the complete ("\n"-terminated) lines
 // of X.jsonl, whether or not X.tlog covers them yet; a partial last line
 // (TornBytes) is not one. A line longer than MaxLine is LEDGER_INVALID.
+//
+// The lines from seq from on are found through the index when it holds
+// a right posting of an entry at or before from (lineAt): a read of the
+// lines appended since an entry costs those lines, not the whole file.
 func (l *Ledger) Lines(ctx context.Context, from, to int64, fn func(seq int64, line []byte) bool) error {
-	return l.linesAt(ctx, 0, 0, func(seq int64, line []byte) bool {
+	off, seq := l.lineAt(from)
+	return l.linesAt(ctx, off, seq, func(seq int64, line []byte) bool {
 		if to >= 0 && seq >= to {
 			return false
 		}

@@ -152,6 +152,18 @@ func Run(t *testing.T, open Opener) {
 				require.Equal(t, tc.want[len(tc.want)-1], e.Seq, name)
 				require.Equal(t, es[e.Seq].EntryHash, e.EntryHash, name)
 			}
+			// Every line of the range read and checked against the
+			// store's tree: the same answer, with and without the root
+			// of the entries before it.
+			st, err := s.State(ctx)
+			require.NoError(t, err, name)
+			root, err := tlog.TreeHash(tc.q.From, s)
+			require.NoError(t, err, name)
+			for _, r := range []*tlog.Hash{nil, &root} {
+				var checked []int64
+				require.NoError(t, ledger.FindChecked(ctx, s, tc.q, r, st, func(e *ledger.Entry) { checked = append(checked, e.Seq) }), name)
+				require.Equal(t, tc.want, checked, name)
+			}
 		}
 		n := 0
 		require.NoError(t, s.Find(ctx, ledger.Query{}, func(*ledger.Entry) bool { n++; return false }))

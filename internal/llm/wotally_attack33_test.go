@@ -307,8 +307,9 @@ func hidePostings(t *testing.T, dir, k string) {
 // only while the edited index stayed (and verify, G6, found it).
 //
 // Without a key (no tally: the whole sums at every call) the fourth call
-// is refused; with one it FAILS at a53acc5: a bug found and not fixed
-// (see the session's report).
+// is refused. With one it failed at a53acc5 (session 33); it holds since
+// session 34, whose catch-up reads every line since the tally's size
+// checked (ledger.FindChecked), not the index.
 func TestAttack33IndexLieSealedInTally(t *testing.T) {
 	for _, key := range [][]byte{nil, tallyTestKey} {
 		t.Run(fmt.Sprintf("key=%t", key != nil), func(t *testing.T) { indexLieSealedInTally(t, key) })
@@ -380,7 +381,8 @@ func indexLieSealedInTally(t *testing.T, key []byte) {
 // LLM_RESERVED and LLM_CALL event types' keys from its Size: the buckets
 // of those keys hidden for one catch-up, the tally seals a plane's spend
 // without the calls since, and after the index is rebuilt the caps are
-// summed from it. FAILS at a53acc5: the same bug, older than session 33.
+// summed from it. Failed at a53acc5 (the same bug, older than session
+// 33); holds since session 34.
 func TestAttack33IndexLieSealedInCapsTally(t *testing.T) {
 	ctx := context.Background()
 	dir, l := tallyLedger(t)
@@ -414,7 +416,10 @@ func TestAttack33IndexLieSealedInCapsTally(t *testing.T) {
 // the edited entries are not selected, the catch-up misses them, and the
 // tally seals it. The ledger put back verifies, and the next call sums
 // from the lowered tally. Without a key the next call's whole sums are
-// the ledger's. FAILS at a53acc5 with a key (not fixed).
+// the ledger's. With a key it failed at a53acc5 (session 33). Since
+// session 34 the catch-up reads the edited lines checked and the call is
+// refused (LEDGER_INVALID); with the files put back, the sums are the
+// ledger's.
 func TestAttack33LedgerEditSealedInTally(t *testing.T) {
 	for _, key := range [][]byte{nil, tallyTestKey} {
 		t.Run(fmt.Sprintf("key=%t", key != nil), func(t *testing.T) {

@@ -561,9 +561,9 @@ func TestRecheckFindsHiddenRead(t *testing.T) {
 // and stored hashes that agree with each other, so the checked read
 // passes) seal the fork's lower sums with the fork's tree; once the
 // honest files are back, that tree is not the ledger's and the tally is
-// recomputed: the work order's spend is the ledger's again. Caught up
-// through the index instead, a one-call lie was sealed with the honest
-// tree and believed after (session 33's attack tests).
+// recomputed: the work order's spend is the ledger's again. (A one-call
+// lie that leaves the stored hashes alone is refused outright: session
+// 33's attack tests.)
 func TestWOTallyForkNotKept(t *testing.T) {
 	ctx := context.Background()
 	dir, l := tallyLedger(t)

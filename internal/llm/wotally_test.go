@@ -618,3 +618,51 @@ func TestWOTallyForkNotKept(t *testing.T) {
 	defer lh.Close()
 	require.Equal(t, honest, loadWO(t, dir, lh, tallyTestKey, wo).spend().ofWorkOrder(), "the honest ledger back: its sums, not the fork's")
 }
+
+// BenchmarkWOTallyGap is a work order's tally caught up across the other
+// work orders' entries appended since its last call (100, 1,000 and
+// 10,000 of them): read checked, every line of the gap hashed into the
+// tree (what a call does since session 34), against the index's postings
+// of the work order (session 33's catch-up, which an index lie or a
+// one-call line edit could make miss entries).
+func BenchmarkWOTallyGap(b *testing.B) {
+	ctx := context.Background()
+	const wo = "WO-20260101-001"
+	for _, gap := range []int{100, 1_000, 10_000} {
+		dir, l := tallyLedger(b)
+		x := woRes{rid: "RSV-0000000000000001", wo: wo, session: "SES-1", provider: "p", subject: "a", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 90}}
+		_, err := l.Append(ctx, []ledger.Draft{{EventType: workorder.EventCreated, SubmissionID: wo, Decision: "CREATED", Reason: "w"}, x.reserved(), x.call(StatusOK, 10, 10, 3)})
+		require.NoError(b, err)
+		loadWO(b, dir, l, tallyTestKey, wo)
+		sealed, err := os.ReadFile(woTallyFile(dir, wo))
+		require.NoError(b, err)
+		for i := 0; i < gap; i += 500 {
+			var ds []ledger.Draft
+			for j := i; j < min(i+500, gap); j += 2 {
+				y := woRes{rid: fmt.Sprintf("RSV-%016x", j+2), wo: fmt.Sprintf("WO-20260101-%03d", 2+j%300), provider: "p", subject: "a", max: x.max}
+				ds = append(ds, y.reserved(), y.call(StatusOK, 10, 10, 3))
+			}
+			_, err := l.Append(ctx, ds)
+			require.NoError(b, err)
+		}
+		st, err := l.State(ctx)
+		require.NoError(b, err)
+		for _, mode := range []string{"checked", "index"} {
+			b.Run(fmt.Sprintf("gap=%d/%s", gap, mode), func(b *testing.B) {
+				for b.Loop() {
+					require.NoError(b, os.WriteFile(woTallyFile(dir, wo), sealed, 0o600))
+					t := readWOTally(dir, wo, tallyTestKey)
+					if t == nil || !holdsTree(l, st, t.Size, t.Root) {
+						b.Fatal("the sealed tally is not believed")
+					}
+					if err := t.catchUp(ctx, l, st, mode == "checked"); err != nil {
+						b.Fatal(err)
+					}
+					if t.Settled.Calls != 1 {
+						b.Fatalf("%d calls", t.Settled.Calls)
+					}
+				}
+			})
+		}
+	}
+}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/hex"
+	"slices"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -51,14 +52,14 @@ func FindChecked(ctx context.Context, s Store, q Query, fromRoot *tlog.Hash, st 
 			ferr = errorf("LEDGER_INVALID", "entry %d missing: the next line read is entry %d (run cp-ledger verify)", next, seq)
 			return false
 		}
-		leaf, err := checkedLeaf(line, seq)
+		leaf, vals, canonical, err := checkedLeafVals(line, seq)
 		if err != nil {
 			ferr = err
 			return false
 		}
 		hbuf = appendStoredHashes(hbuf[:0], &f, seq, leaf)
 		next++
-		if !q.match(line) {
+		if canonical && !q.matchVals(line, &vals) || !canonical && !q.match(line) {
 			return true
 		}
 		e, err := ParseLine(line)
@@ -111,4 +112,22 @@ func readFrontier(r tlog.HashReader, n int64, f *[64]tlog.Hash) error {
 		f[level] = hs[i]
 	}
 	return nil
+}
+
+// matchVals is match for a line in canonical form whose values' spans
+// scanEntry found: a query by event types and subject only (a tally's)
+// compares them as they are, without reading the line again.
+func (q Query) matchVals(line []byte, vals *[nFields]span) bool {
+	if q.OpID != "" || len(q.Metadata) > 0 || q.ID != "" || q.Changed != "" {
+		return q.match(line)
+	}
+	et, ok1 := rawBytes(line[vals[fEventType].a:vals[fEventType].b])
+	sub, ok2 := rawBytes(line[vals[fSubmission].a:vals[fSubmission].b])
+	if !ok1 || !ok2 {
+		return q.match(line) // escapes: read as JSON
+	}
+	if len(q.EventTypes) > 0 && !slices.ContainsFunc(q.EventTypes, func(t string) bool { return t == string(et) }) {
+		return false
+	}
+	return q.Subject == "" || q.Subject == string(sub)
 }

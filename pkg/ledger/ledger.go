@@ -914,6 +914,13 @@ func (l *Ledger) completeLine(t tail) (bool, error) {
 // checkedLeaf parses a line and returns its leaf hash, refusing a line whose
 // seq or entry_hash is not what it must be.
 func checkedLeaf(line []byte, seq int64) (tlog.Hash, error) {
+	leaf, _, _, err := checkedLeafVals(line, seq)
+	return leaf, err
+}
+
+// checkedLeafVals is checkedLeaf, which also returns the spans of the
+// line's values when it is in canonical form (canonical).
+func checkedLeafVals(line []byte, seq int64) (leaf tlog.Hash, vals [nFields]span, canonical bool, err error) {
 	if vals, ok := scanEntry(line); ok {
 		// A canonical line (as every append writes) is hashed as it is,
 		// in one pass, as Verify's fast path does: its entry_hash must
@@ -921,16 +928,17 @@ func checkedLeaf(line []byte, seq int64) (tlog.Hash, error) {
 		eh := vals[fEntryHash]
 		leaf := leafHash(line[:eh.a-len(`"entry_hash":`)], line[eh.b+1:])
 		if got, ok := seqOf(line, vals); !ok || got != seq {
-			return tlog.Hash{}, errorf("LEDGER_INVALID", "entry at position %d has seq %s (run cp-ledger verify)", seq, line[vals[fSeq].a:vals[fSeq].b])
+			return tlog.Hash{}, vals, false, errorf("LEDGER_INVALID", "entry at position %d has seq %s (run cp-ledger verify)", seq, line[vals[fSeq].a:vals[fSeq].b])
 		}
 		var want [2 * tlog.HashSize]byte
 		hex.Encode(want[:], leaf[:])
 		if string(line[eh.a+1:eh.b-1]) != string(want[:]) {
-			return tlog.Hash{}, errorf("LEDGER_INVALID", "entry %d: entry_hash does not match its content (run cp-ledger verify)", seq)
+			return tlog.Hash{}, vals, false, errorf("LEDGER_INVALID", "entry %d: entry_hash does not match its content (run cp-ledger verify)", seq)
 		}
-		return leaf, nil
+		return leaf, vals, true, nil
 	}
-	return parsedLeaf(line, seq)
+	leaf, err = parsedLeaf(line, seq)
+	return leaf, vals, false, err
 }
 
 // parsedLeaf is checkedLeaf for any line: parsed, then re-encoded.

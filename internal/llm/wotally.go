@@ -250,7 +250,7 @@ func (t *woTally) catchUp(ctx context.Context, store ledger.Store, st ledger.Sta
 				return err
 			}
 			if !seen {
-				return fmt.Errorf("work order %s: entry %d of HO2's ledger is not its WO_CREATED, as a lookup said (run cp-ledger verify)", t.WorkOrder, created)
+				return &ledgerInvalid{fmt.Sprintf("work order %s: entry %d of HO2's ledger is not its WO_CREATED, as a lookup said (run cp-ledger verify)", t.WorkOrder, created)}
 			}
 		} else if err := foldSince(ctx, store, q, t.Root, st, sealed, fold); err != nil {
 			return err

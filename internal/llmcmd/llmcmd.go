@@ -59,8 +59,9 @@ calls; config/providers.json caps (plane_micro_usd, providers, subjects) count
 every call on the plane. Before the call, holding HO2's ledger lock, the
 gateway sums what is spent and reserved (from tallies beside HO2's ledger:
 the caps' in ledger/llm-tally.json, each work order's in
-ledger/llm-wo.<WO-ID>.json, each caught up with the entries since and believed
-only when its MAC and the ledger's tree hold) and reserves the
+ledger/llm-wo.<WO-ID>.json, each believed only when its MAC and the ledger's
+tree hold, and caught up from every entry since, each checked against the
+tree: an edited line is LEDGER_INVALID, exit 1) and reserves the
 largest cost and tokens the call could reach (LLM_RESERVED), or refuses it
 (BUDGET_EXCEEDED, LLM_REFUSED recorded). After it, LLM_CALL settles the
 reservation to the usage reported; a call cancelled or cut is charged for its

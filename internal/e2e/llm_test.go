@@ -138,6 +138,30 @@ func TestLLMBudgetRace(t *testing.T) {
 	require.Contains(t, string(r.stderr), "llm-wo."+p.wo+".json did not match HO2's ledger")
 	r = p.run(t, cpLLM, p.admin, nil, "recover")
 	require.Empty(t, r.stderr, "the tally recover wrote agrees with the ledger")
+
+	// The same process removes the tally and renames the event types of
+	// the work order's LLM_RESERVED and LLM_CALL lines in place for one
+	// call (same length, so the offsets hold): the tally begun again reads
+	// every line since the work order's WO_CREATED checked against the
+	// tree, and refuses the call (LEDGER_INVALID) rather than seal sums
+	// without them. With the bytes put back, the budget holds.
+	ledgerPath := filepath.Join(p.root, filepath.FromSlash(ho2Ledger))
+	honest, err := os.ReadFile(ledgerPath)
+	require.NoError(t, err)
+	edited := bytes.ReplaceAll(bytes.ReplaceAll(honest, []byte(`"LLM_RESERVED"`), []byte(`"LLM_RESERVEX"`)), []byte(`"LLM_CALL"`), []byte(`"LLM_CALX"`))
+	require.NoError(t, os.Remove(tallyPath))
+	require.NoError(t, os.WriteFile(ledgerPath, edited, 0o644))
+	calls := srv.Calls()
+	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	require.Equal(t, 1, r.code, "%s%s", r.stdout, r.stderr)
+	require.Equal(t, "LEDGER_INVALID", errorCodeOf(r.stdout), "%s", r.stdout)
+	require.Contains(t, string(r.stderr), "entry_hash does not match its content")
+	require.Equal(t, calls, srv.Calls(), "no call over the edited ledger")
+	require.NoError(t, os.WriteFile(ledgerPath, honest, 0o644))
+	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	require.Equal(t, 1, r.code, "%s%s", r.stdout, r.stderr)
+	require.Equal(t, "BUDGET_EXCEEDED", errorCodeOf(r.stdout))
+	require.Equal(t, calls, srv.Calls())
 }
 
 // TestLLMBudgetRacePostgres is TestLLMBudgetRace with HO2, the budget

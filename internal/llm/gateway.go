@@ -659,14 +659,24 @@ func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, stor
 	var drafts []ledger.Draft
 	spends := map[string]*woSpend{}
 	var all *capSpend
-	if caps := g.providers.Caps; caps != nil && (caps.PlaneMicroUSD != nil || len(caps.Providers) > 0 || len(caps.Subjects) > 0) {
+	caps := g.providers.Caps
+	capped := caps != nil && (caps.PlaneMicroUSD != nil || len(caps.Providers) > 0 || len(caps.Subjects) > 0)
+	wos := slices.ContainsFunc(ps, func(p *prepared) bool { return p.call.WorkOrderID != "" })
+	// The ledger as the sums read it, once, under the lock.
+	var st ledger.State
+	if capped || wos {
+		if st, err = store.State(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if capped {
 		// The caps sum the whole ledger: through its tally, O(entries
 		// appended since the last call) (tally.go).
 		key, err := tallyKey(tier)
 		if err != nil {
 			return nil, err
 		}
-		t, _, err := loadTally(ctx, dir, store, key, false, g.warnf)
+		t, _, err := loadTallyAt(ctx, dir, store, st, key, false, g.warnf)
 		if err != nil {
 			return nil, err
 		}
@@ -674,12 +684,8 @@ func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, stor
 		ds, _ := j.settle(all.open, "next_call")
 		drafts = append(drafts, ds...)
 	}
-	var st ledger.State
 	var woKey []byte
-	if slices.ContainsFunc(ps, func(p *prepared) bool { return p.call.WorkOrderID != "" }) {
-		if st, err = store.State(ctx); err != nil {
-			return nil, err
-		}
+	if wos {
 		if woKey, err = woTallyKeyOf(tier); err != nil {
 			return nil, err
 		}

@@ -187,15 +187,24 @@ func readTally(dir string, key []byte) *tally {
 	}
 	t := newTally()
 	if err := decodeNumbers(b, t); err != nil || t.Version != tallyVersion || t.Size < 0 ||
-		t.ByProvider == nil || t.BySubject == nil || t.Pending == nil {
+		t.ByProvider == nil || t.BySubject == nil || !wellFormedOpen(t.Pending) {
 		return nil
 	}
-	for _, o := range t.Pending {
+	return t
+}
+
+// wellFormedOpen reports whether a tally's reservations open are there
+// (null is not an empty set) and none of them is null.
+func wellFormedOpen(pending map[string]*openRow) bool {
+	if pending == nil {
+		return false
+	}
+	for _, o := range pending {
 		if o == nil {
-			return nil
+			return false
 		}
 	}
-	return t
+	return true
 }
 
 // maxSealed is the largest tally file read: far above what the sums and
@@ -279,6 +288,12 @@ func loadTally(ctx context.Context, dir string, store ledger.Store, key []byte, 
 	if err != nil {
 		return nil, false, err
 	}
+	return loadTallyAt(ctx, dir, store, st, key, rebuild, warnf)
+}
+
+// loadTallyAt is loadTally as of the ledger state st, read by a caller
+// holding the budget lock.
+func loadTallyAt(ctx context.Context, dir string, store ledger.Store, st ledger.State, key []byte, rebuild bool, warnf func(string, ...any)) (t *tally, disagreed bool, err error) {
 	cached := readTally(dir, key)
 	if cached == nil && key != nil {
 		_, err := os.Lstat(tallyFile(dir))

@@ -180,13 +180,8 @@ func readWOTally(dir, wo string, key []byte) *woTally {
 	}
 	t := newWOTally(wo)
 	if decodeNumbers(b, t) != nil || t.Version != woTallyVersion || t.WorkOrder != wo || t.Size < 0 ||
-		t.Sessions == nil || t.Pending == nil {
+		t.Sessions == nil || !wellFormedOpen(t.Pending) {
 		return nil
-	}
-	for _, o := range t.Pending {
-		if o == nil {
-			return nil
-		}
 	}
 	return t
 }

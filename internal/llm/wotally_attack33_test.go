@@ -316,42 +316,67 @@ func TestAttack33IndexLieSealedInTally(t *testing.T) {
 	}
 }
 
-func indexLieSealedInTally(t *testing.T, key []byte) {
-	ctx := context.Background()
+// threeCalls is the plane of the sealed-lie attacks: a budget ledger in
+// dir, one work order whose budget allows three calls, and a gateway.
+type threeCalls struct {
+	dir, path string
+	g         *Gateway
+	w         *workorder.WorkOrder
+}
+
+const threeCallsWO = "WO-20260101-001"
+
+func newThreeCalls(t *testing.T, key []byte) *threeCalls {
 	dir := t.TempDir()
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
-	path := filepath.Join(dir, "ledger", "budget.jsonl")
-	open := func() *ledger.Ledger {
-		l, err := ledger.OpenWriter(path, ledger.Options{Actor: "test"})
-		require.NoError(t, err)
-		return l
-	}
 	withWOKey(t, key)
-	const wo = "WO-20260101-001"
 	calls := int64(3)
-	w := &workorder.WorkOrder{ID: wo, Budget: workorder.Budget{LLMCalls: &calls, LLMTokens: ptr(1_000_000), LLMCostUSD: func() *json.Number { n := json.Number("10"); return &n }()}}
-	g := &Gateway{providers: &config.ProvidersDoc{}, loaded: true, limitsLoaded: true}
-	prep := func() *prepared {
-		return &prepared{call: &Call{Subject: "s", WorkOrderID: wo}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
-			approval: &workorder.Approval{ID: wo, WorkOrder: w}}
-	}
-	// One call, made and settled, as a gateway process does it.
-	call := func(l *ledger.Ledger) error {
-		p := prep()
-		got, err := g.reserve(ctx, dir, plane.Tier{}, l, []*prepared{p}, nil)
-		if err != nil {
-			return err
-		}
-		require.Len(t, got, 1)
-		x := woRes{rid: p.rid, wo: wo, provider: "p", subject: "s", max: p.max}
-		_, err = l.Append(ctx, []ledger.Draft{x.call(StatusOK, 10, 10, 5)})
+	return &threeCalls{dir: dir, path: filepath.Join(dir, "ledger", "budget.jsonl"),
+		g: &Gateway{providers: &config.ProvidersDoc{}, loaded: true, limitsLoaded: true},
+		w: &workorder.WorkOrder{ID: threeCallsWO, Budget: workorder.Budget{LLMCalls: &calls, LLMTokens: ptr(1_000_000), LLMCostUSD: func() *json.Number { n := json.Number("10"); return &n }()}}}
+}
+
+// open opens the budget ledger as a gateway process does.
+func (c *threeCalls) open(t *testing.T) *ledger.Ledger {
+	l, err := ledger.OpenWriter(c.path, ledger.Options{Actor: "test"})
+	require.NoError(t, err)
+	return l
+}
+
+// prep is one call of the work order, prepared.
+func (c *threeCalls) prep() *prepared {
+	return &prepared{call: &Call{Subject: "s", WorkOrderID: threeCallsWO}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
+		approval: &workorder.Approval{ID: threeCallsWO, WorkOrder: c.w}}
+}
+
+// call makes one call, reserved and settled, as a gateway process does.
+func (c *threeCalls) call(t *testing.T, l *ledger.Ledger) error {
+	ctx := context.Background()
+	p := c.prep()
+	if _, err := c.g.reserve(ctx, c.dir, plane.Tier{}, l, []*prepared{p}, nil); err != nil {
 		return err
 	}
+	x := woRes{rid: p.rid, wo: threeCallsWO, provider: "p", subject: "s", max: p.max}
+	_, err := l.Append(ctx, []ledger.Draft{x.call(StatusOK, 10, 10, 5)})
+	return err
+}
+
+// twoCalls makes two calls, each its own gateway process's.
+func (c *threeCalls) twoCalls(t *testing.T) {
 	for i := range 2 {
-		l := open()
-		require.NoError(t, call(l), "call %d", i)
+		l := c.open(t)
+		require.NoError(t, c.call(t, l), "call %d", i)
 		require.NoError(t, l.Close())
 	}
+}
+
+func indexLieSealedInTally(t *testing.T, key []byte) {
+	ctx := context.Background()
+	c := newThreeCalls(t, key)
+	dir, wo, g, prep := c.dir, threeCallsWO, c.g, c.prep
+	open := func() *ledger.Ledger { return c.open(t) }
+	call := func(l *ledger.Ledger) error { return c.call(t, l) }
+	c.twoCalls(t)
 	// The third call: its process's catch-up reads an index that hides
 	// the work order's postings.
 	hideSubjectPostings(t, dir, wo)
@@ -424,34 +449,11 @@ func TestAttack33LedgerEditSealedInTally(t *testing.T) {
 	for _, key := range [][]byte{nil, tallyTestKey} {
 		t.Run(fmt.Sprintf("key=%t", key != nil), func(t *testing.T) {
 			ctx := context.Background()
-			dir := t.TempDir()
-			require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
-			path := filepath.Join(dir, "ledger", "budget.jsonl")
-			open := func() *ledger.Ledger {
-				l, err := ledger.OpenWriter(path, ledger.Options{Actor: "test"})
-				require.NoError(t, err)
-				return l
-			}
-			withWOKey(t, key)
-			const wo = "WO-20260101-001"
-			calls := int64(3)
-			w := &workorder.WorkOrder{ID: wo, Budget: workorder.Budget{LLMCalls: &calls, LLMTokens: ptr(1_000_000), LLMCostUSD: func() *json.Number { n := json.Number("10"); return &n }()}}
-			g := &Gateway{providers: &config.ProvidersDoc{}, loaded: true, limitsLoaded: true}
-			call := func(l *ledger.Ledger) error {
-				p := &prepared{call: &Call{Subject: "s", WorkOrderID: wo}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
-					approval: &workorder.Approval{ID: wo, WorkOrder: w}}
-				if _, err := g.reserve(ctx, dir, plane.Tier{}, l, []*prepared{p}, nil); err != nil {
-					return err
-				}
-				x := woRes{rid: p.rid, wo: wo, provider: "p", subject: "s", max: p.max}
-				_, err := l.Append(ctx, []ledger.Draft{x.call(StatusOK, 10, 10, 5)})
-				return err
-			}
-			for i := range 2 {
-				l := open()
-				require.NoError(t, call(l), "call %d", i)
-				require.NoError(t, l.Close())
-			}
+			c := newThreeCalls(t, key)
+			dir, path, wo, g := c.dir, c.path, threeCallsWO, c.g
+			open := func() *ledger.Ledger { return c.open(t) }
+			call := func(l *ledger.Ledger) error { return c.call(t, l) }
+			c.twoCalls(t)
 			// Any writer's entry last (a writer checks the last line's
 			// hash when it opens).
 			l := open()
@@ -484,8 +486,7 @@ func TestAttack33LedgerEditSealedInTally(t *testing.T) {
 			require.NoError(t, err)
 			require.True(t, rep.Valid, "the ledger put back verifies: %v", rep.Issues)
 			require.Equal(t, map[bool]int64{true: 2, false: 3}[key != nil], woWholeSum(t, l, wo).total(nil).Calls, "the calls the ledger holds")
-			p := &prepared{call: &Call{Subject: "s", WorkOrderID: wo}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
-				approval: &workorder.Approval{ID: wo, WorkOrder: w}}
+			p := c.prep()
 			got, err := g.reserve(ctx, dir, plane.Tier{}, l, []*prepared{p}, nil)
 			if key != nil {
 				// Two calls in the ledger: the third fits, and the sums

@@ -1,0 +1,156 @@
+package llm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/control-plane/cp/internal/config"
+	"github.com/control-plane/cp/internal/plane"
+	"github.com/control-plane/cp/internal/workorder"
+	"github.com/control-plane/cp/pkg/ledger"
+)
+
+// Session 34's attacks on the tallies' checked reads (ledger.FindChecked,
+// createdSeq, recheckWOTallies).
+
+// budgetPlane is a plane directory with HO2's ledger (the budget ledger)
+// and a gateway whose work order wo allows calls LLM calls.
+type budgetPlane struct {
+	t    *testing.T
+	dir  string
+	path string
+	wo   string
+	w    *workorder.WorkOrder
+	g    *Gateway
+}
+
+func newBudgetPlane(t *testing.T, calls int64) *budgetPlane {
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "ledger"), 0o755))
+	const wo = "WO-20260101-001"
+	usd := json.Number("10")
+	w := &workorder.WorkOrder{ID: wo, Budget: workorder.Budget{LLMCalls: &calls, LLMTokens: ptr(1_000_000), LLMCostUSD: &usd}}
+	return &budgetPlane{t: t, dir: dir, path: filepath.Join(dir, "ledger", "budget.jsonl"), wo: wo, w: w,
+		g: &Gateway{providers: &config.ProvidersDoc{}, loaded: true, limitsLoaded: true}}
+}
+
+func (b *budgetPlane) open() *ledger.Ledger {
+	l, err := ledger.OpenWriter(b.path, ledger.Options{Actor: "test"})
+	require.NoError(b.t, err)
+	return l
+}
+
+// append appends drafts in a writer of its own (any process that can
+// write the plane's files can append a well-formed entry: entries carry
+// no MAC).
+func (b *budgetPlane) append(ds ...ledger.Draft) {
+	l := b.open()
+	defer l.Close()
+	_, err := l.Append(context.Background(), ds)
+	require.NoError(b.t, err)
+}
+
+func (b *budgetPlane) created() ledger.Draft {
+	return ledger.Draft{EventType: workorder.EventCreated, SubmissionID: b.wo, Decision: "CREATED", Reason: "a work order",
+		Metadata: map[string]any{"wo_id": b.wo}}
+}
+
+// call reserves one call of the work order in a gateway process of its
+// own and, when reserved, settles it.
+func (b *budgetPlane) call() error {
+	ctx := context.Background()
+	l := b.open()
+	defer l.Close()
+	p := &prepared{call: &Call{Subject: "s", WorkOrderID: b.wo}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
+		approval: &workorder.Approval{ID: b.wo, WorkOrder: b.w}}
+	if _, err := b.g.reserve(ctx, b.dir, plane.Tier{}, l, []*prepared{p}, nil); err != nil {
+		return err
+	}
+	x := woRes{rid: p.rid, wo: b.wo, provider: "p", subject: "s", max: p.max}
+	_, err := l.Append(ctx, []ledger.Draft{x.call(StatusOK, 10, 10, 5)})
+	return err
+}
+
+func (b *budgetPlane) requireRefused(err error, msgAndArgs ...any) {
+	b.t.Helper()
+	var be *BudgetError
+	require.ErrorAs(b.t, err, &be, msgAndArgs...)
+}
+
+// verifyClean: the ledger (its index rebuilt by a writer's append)
+// verifies, and holds calls calls of the work order.
+func (b *budgetPlane) verifyClean(calls int64) {
+	b.t.Helper()
+	if err := os.Remove(ledger.IndexPath(b.path)); err != nil && !os.IsNotExist(err) {
+		require.NoError(b.t, err)
+	}
+	b.append(ledger.Draft{EventType: "NOTE", Decision: "x", Reason: "any writer's entry"})
+	l := b.open()
+	defer l.Close()
+	rep, err := ledger.Verify(context.Background(), l, ledger.VerifyOptions{})
+	require.NoError(b.t, err)
+	require.True(b.t, rep.Valid, "the ledger and its rebuilt index verify: %v", rep.Issues)
+	require.Equal(b.t, calls, woWholeSum(b.t, l, b.wo).total(nil).Calls, "the ledger holds the work order's calls")
+}
+
+// TestAttack34CreatedHiddenSecondCreated: a work-order tally begun from
+// nothing (its file removed: anyone who can write the plane's files can)
+// reads from the seq createdSeq finds through the index (Find by the
+// work order's WO_CREATED), and the checked read then only checks that
+// the line there is one of the work order's WO_CREATED, not that it is
+// the first. The index's chain of (WO_CREATED, work order) emptied (its
+// bucket head zeroed: the table has no checksum), and one more
+// WO_CREATED of the work order appended (a well-formed entry: entries
+// carry no MAC, and the next append signs a checkpoint over it), make the
+// tally begin after the work order's calls: it seals none of them, with
+// the ledger's own root. The index put back (removed, rebuilt), the
+// ledger verifies and holds every call, and the sealed tally is still
+// believed: calls past llm_calls are reserved, call after call.
+//
+// Without the index edit (the honest index lists both WO_CREATED, and
+// Find returns the first) the budget holds: that case is checked first.
+func TestAttack34CreatedHiddenSecondCreated(t *testing.T) {
+	for _, hide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hide=%t", hide), func(t *testing.T) {
+			withWOKey(t, tallyTestKey)
+			b := newBudgetPlane(t, 3)
+			b.append(b.created())
+			for i := range 3 {
+				require.NoError(t, b.call(), "call %d fits the budget of three", i)
+			}
+			b.requireRefused(b.call(), "a fourth call is refused")
+			// The attack: the first WO_CREATED hidden from the index,
+			// a second one appended, the tally removed.
+			if hide {
+				hidePostings(t, b.dir, "ts\x00"+workorder.EventCreated+"\x00"+b.wo)
+			}
+			b.append(b.created())
+			require.NoError(t, os.Remove(woTallyFile(b.dir, b.wo)))
+			err := b.call()
+			// Put back: the index removed (rebuilt by the next writer).
+			b.verifyClean(3 + map[bool]int64{false: 0, true: 1}[err == nil])
+			require.NoError(t, os.Remove(ledger.IndexPath(b.path)))
+			var be *BudgetError
+			assert.ErrorAs(t, err, &be, "a fourth call past llm_calls 3 was reserved: the tally begun from nothing read from the second WO_CREATED")
+			assert.ErrorAs(t, b.call(), &be, "with the files put back, a call past llm_calls 3 is still reserved (the sealed tally is believed)")
+			// recover's recheck reads the whole ledger: it names the
+			// tally and the reservation made against lowered sums.
+			l := b.open()
+			defer l.Close()
+			var warnings []string
+			found, err := recheckWOTallies(context.Background(), b.dir, l, plane.Tier{}, func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) })
+			require.NoError(t, err)
+			if hide {
+				require.NotEmpty(t, found, "recover names the reservation made against lowered sums")
+				require.NotEmpty(t, warnings)
+			}
+		})
+	}
+}

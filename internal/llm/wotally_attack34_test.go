@@ -154,3 +154,129 @@ func TestAttack34CreatedHiddenSecondCreated(t *testing.T) {
 		})
 	}
 }
+
+// forkAt replaces the budget ledger's files (lines and stored hashes) by
+// a fork that keeps its first k entries byte for byte and then has n-k
+// entries of its own (NOTE entries: none of the work order's calls), the
+// index removed: the lines after k and the stored hashes edited to agree,
+// so that a checked read from k, with the root of the first k entries,
+// passes. It returns a function that puts the honest files back.
+func forkAt(t *testing.T, path string, k, n int) (putBack func()) {
+	t.Helper()
+	hashes, _, _ := ledger.SidePaths(path)
+	saved := map[string][]byte{}
+	for _, p := range []string{path, hashes} {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		saved[p] = b
+	}
+	var off int
+	for range k {
+		off += bytesIndex(saved[path][off:], '\n') + 1
+	}
+	fdir := t.TempDir()
+	fpath := filepath.Join(fdir, "budget.jsonl")
+	fhashes, _, _ := ledger.SidePaths(fpath)
+	require.NoError(t, os.WriteFile(fpath, saved[path][:off], 0o644))
+	require.NoError(t, os.WriteFile(fhashes, saved[hashes][:storedHashBytes(int64(k))], 0o644))
+	f, err := ledger.OpenWriter(fpath, ledger.Options{Actor: "test"})
+	require.NoError(t, err)
+	for range n - k {
+		_, err := f.Append(context.Background(), []ledger.Draft{{EventType: "NOTE", Decision: "x", Reason: "fork"}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+	for p, fp := range map[string]string{path: fpath, hashes: fhashes} {
+		b, err := os.ReadFile(fp)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(p, b, 0o644))
+	}
+	removeIdx := func() {
+		if err := os.Remove(ledger.IndexPath(path)); err != nil && !os.IsNotExist(err) {
+			require.NoError(t, err)
+		}
+	}
+	removeIdx()
+	return func() {
+		for p, b := range saved {
+			require.NoError(t, os.WriteFile(p, b, 0o644))
+		}
+		removeIdx()
+	}
+}
+
+func bytesIndex(b []byte, c byte) int {
+	for i := range b {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// storedHashBytes is the size of the stored hashes of a tree of n leaves.
+func storedHashBytes(n int64) int64 {
+	var c int64
+	for i := range n {
+		// Leaf i adds 1 + the number of trailing ones of i stored hashes.
+		c++
+		for j := i; j&1 == 1; j >>= 1 {
+			c++
+		}
+	}
+	return c * 32
+}
+
+// TestAttack34TailEditWithHashesNotKept: both tallies believed at size k
+// (their root the honest tree's), then the lines after k edited (the work
+// order's calls gone) with the stored hashes edited to agree, for one
+// catch-up: FindChecked from k passes (the frontier at k is untouched,
+// the root it must make is the edited hashes' own) and the tallies seal
+// the lowered sums with the edited tree. With the honest files back,
+// neither tally is believed (its tree is not the ledger's), and both sums
+// are the ledger's again.
+func TestAttack34TailEditWithHashesNotKept(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	const wo = "WO-20260101-001"
+	path := filepath.Join(dir, "ledger", "budget.jsonl")
+	created := ledger.Draft{EventType: workorder.EventCreated, SubmissionID: wo, Decision: "CREATED", Reason: "a work order"}
+	_, err := l.Append(ctx, []ledger.Draft{created, {EventType: "NOTE", Decision: "x", Reason: "y"}, {EventType: "NOTE", Decision: "x", Reason: "y"}})
+	require.NoError(t, err)
+	caps := func(l ledger.Store) *tally {
+		tl, _, err := loadTally(ctx, dir, l, tallyTestKey, false, t.Logf)
+		require.NoError(t, err)
+		return tl
+	}
+	caps(l)
+	loadWO(t, dir, l, tallyTestKey, wo)
+	const k = 3
+	var ds []ledger.Draft
+	for i := range 5 {
+		x := woRes{rid: fmt.Sprintf("RSV-00000000000000%02x", i), wo: wo, provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
+		ds = append(ds, x.reserved(), x.call(StatusOK, 10, 20, 30))
+	}
+	_, err = l.Append(ctx, ds)
+	require.NoError(t, err)
+	st, err := l.State(ctx)
+	require.NoError(t, err)
+	n := int(st.Size)
+	honestWO := woWholeSum(t, l, wo).total(nil)
+	honestCaps := wholeSum(t, l).total(nil)
+	require.Equal(t, int64(5), honestWO.Calls)
+	require.NoError(t, l.Close())
+
+	putBack := forkAt(t, path, k, n)
+	lf, err := ledger.OpenWriter(path, ledger.Options{Actor: "test"})
+	require.NoError(t, err)
+	require.Equal(t, Spend{}, loadWO(t, dir, lf, tallyTestKey, wo).spend().ofWorkOrder(), "the edited tail's sums, sealed")
+	require.Equal(t, Spend{}, caps(lf).spend().ofPlane(), "the edited tail's sums, sealed")
+	require.NoError(t, lf.Close())
+
+	putBack()
+	lh, err := ledger.OpenWriter(path, ledger.Options{Actor: "test"})
+	require.NoError(t, err)
+	defer lh.Close()
+	require.Equal(t, honestWO, loadWO(t, dir, lh, tallyTestKey, wo).spend().ofWorkOrder(), "the honest ledger back: its sums")
+	require.Equal(t, honestCaps, caps(lh).spend().ofPlane(), "the honest ledger back: its sums")
+}

@@ -3,10 +3,14 @@ package ledger
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/tlog"
@@ -199,4 +203,134 @@ func TestAttack34LinesSeekLies(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAttack34CheckedReadWhileAppending: writers (each with a handle of
+// its own, as processes have) append batches, each growing the index
+// (and rebuilding it with more buckets now and then), and a crashing
+// writer now and then leaves a torn tail (half a line, under the lock),
+// which the next append removes; meanwhile readers read the state and
+// FindChecked from random seqs with the root of the entries before
+// (with and without it). An honest ledger is never LEDGER_INVALID, and a
+// read gives every entry of the range once.
+func TestAttack34CheckedReadWhileAppending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	randomLedger(t, rand.New(rand.NewPCG(1, 34)), path, 50)
+	done := make(chan struct{})
+	errs := make(chan error, 64)
+	var wg, readers sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			l, err := OpenWriter(path, Options{Actor: "tester", LockTimeout: 30 * time.Second})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer l.Close()
+			for range 300 {
+				var ds []Draft
+				for range 1 + r.IntN(30) {
+					ds = append(ds, Draft{EventType: randomTypes[r.IntN(len(randomTypes))], SubmissionID: fmt.Sprintf("S-%d", r.IntN(9))})
+				}
+				if _, err := l.Append(ctx, ds); err != nil {
+					errs <- fmt.Errorf("append: %w", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		// The crashing writer: half a line written at the end, under
+		// the lock, as an append that died.
+		defer wg.Done()
+		for range 20 {
+			l, err := OpenWriter(path, Options{Actor: "tester", LockTimeout: 30 * time.Second})
+			if err != nil {
+				errs <- err
+				return
+			}
+			if err := l.lock(ctx, true, 30*time.Second); err != nil {
+				l.Close()
+				errs <- err
+				return
+			}
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+			if err == nil {
+				_, err = f.WriteString(`{"actor":"tester","decision":"","entry_hash":"00`)
+				f.Close()
+			}
+			l.unlock()
+			l.Close()
+			if err != nil {
+				errs <- err
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var reads atomic.Int64
+	for rd := range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			r := rand.New(rand.NewPCG(uint64(rd), 2))
+			l, err := Open(path, Options{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer l.Close()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				st, err := l.State(ctx)
+				if err != nil {
+					errs <- fmt.Errorf("state: %w", err)
+					return
+				}
+				from := r.Int64N(st.Size + 1)
+				var root *tlog.Hash
+				if r.IntN(2) == 0 {
+					h, err := tlog.TreeHash(from, l)
+					if err != nil {
+						errs <- err
+						return
+					}
+					root = &h
+				}
+				n := int64(0)
+				if err := FindChecked(ctx, l, Query{From: from}, root, st, func(e *Entry) {
+					if e.Seq != from+n {
+						errs <- fmt.Errorf("entry %d where %d was due", e.Seq, from+n)
+					}
+					n++
+				}); err != nil {
+					errs <- fmt.Errorf("FindChecked from %d of %d: %w", from, st.Size, err)
+					return
+				}
+				if n != st.Size-from {
+					errs <- fmt.Errorf("FindChecked from %d of %d gave %d entries", from, st.Size, n)
+					return
+				}
+				reads.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	during := reads.Load()
+	close(done)
+	readers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d checked reads, %d of them while appending", reads.Load(), during)
+	require.Positive(t, during)
 }

@@ -64,10 +64,16 @@ func (b *budgetPlane) created() ledger.Draft {
 
 // call reserves one call of the work order in a gateway process of its
 // own and, when reserved, settles it.
-func (b *budgetPlane) call() error {
+func (b *budgetPlane) call() error { return b.callWith(nil) }
+
+// callWith is call, with before run after the gateway opened the ledger.
+func (b *budgetPlane) callWith(before func()) error {
 	ctx := context.Background()
 	l := b.open()
 	defer l.Close()
+	if before != nil {
+		before()
+	}
 	p := &prepared{call: &Call{Subject: "s", WorkOrderID: b.wo}, max: Spend{Calls: 1, Tokens: 100, MicroUSD: 10},
 		approval: &workorder.Approval{ID: b.wo, WorkOrder: b.w}}
 	if _, err := b.g.reserve(ctx, b.dir, plane.Tier{}, l, []*prepared{p}, nil); err != nil {
@@ -279,4 +285,45 @@ func TestAttack34TailEditWithHashesNotKept(t *testing.T) {
 	defer lh.Close()
 	require.Equal(t, honestWO, loadWO(t, dir, lh, tallyTestKey, wo).spend().ofWorkOrder(), "the honest ledger back: its sums")
 	require.Equal(t, honestCaps, caps(lh).spend().ofPlane(), "the honest ledger back: its sums")
+}
+
+// TestAttack34HashesBehindLines: the stored hashes (X.tlog) cut back by
+// one entry's (the last call's LLM_CALL), as a crash between a line and
+// its hashes leaves them: the state counts one entry fewer than the
+// file's lines. A call must not be reserved against sums without that
+// entry (which the next append keeps, its hashes completed).
+func TestAttack34HashesBehindLines(t *testing.T) {
+	for _, c := range []struct {
+		key       []byte
+		afterOpen bool
+	}{{nil, false}, {tallyTestKey, false}, {nil, true}, {tallyTestKey, true}} {
+		key := c.key
+		t.Run(fmt.Sprintf("key=%t,afterOpen=%t", key != nil, c.afterOpen), func(t *testing.T) {
+			withWOKey(t, key)
+			b := newBudgetPlane(t, 3)
+			b.append(b.created())
+			for i := range 3 {
+				require.NoError(t, b.call(), "call %d fits the budget of three", i)
+			}
+			// The last line is the third call's LLM_CALL: its stored
+			// hashes removed.
+			l := b.open()
+			st, err := l.State(context.Background())
+			require.NoError(t, err)
+			require.NoError(t, l.Close())
+			hashes, _, _ := ledger.SidePaths(b.path)
+			cut := func() { require.NoError(t, os.Truncate(hashes, storedHashBytes(st.Size-1))) }
+			if c.afterOpen {
+				err = b.callWith(cut)
+			} else {
+				cut()
+				err = b.call()
+			}
+			var be *BudgetError
+			assert.ErrorAs(t, err, &be, "a fourth call past llm_calls 3 was reserved against a state one entry short")
+			if err == nil {
+				b.verifyClean(4)
+			}
+		})
+	}
 }

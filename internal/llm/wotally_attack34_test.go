@@ -1,11 +1,13 @@
 package llm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -326,4 +328,69 @@ func TestAttack34HashesBehindLines(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAttack34RecheckOverEditedLedger: recover's recheck of the
+// work-order tallies (recheckWOTallies) over an edited ledger: a line
+// edited in place (the work order's calls renamed) fails it closed,
+// LEDGER_INVALID, and no tally is rewritten; lines and stored hashes
+// edited to agree (a fork of the same size, none of the work order's
+// calls) are not silent: the tally is named as not matching, and the
+// lowered sums it seals are not believed once the files are back.
+func TestAttack34RecheckOverEditedLedger(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T) (*budgetPlane, []byte) {
+		withWOKey(t, tallyTestKey)
+		b := newBudgetPlane(t, 10)
+		b.append(b.created(), ledger.Draft{EventType: "NOTE", Decision: "x", Reason: "y"})
+		for i := range 3 {
+			require.NoError(t, b.call(), "call %d", i)
+		}
+		b.append(ledger.Draft{EventType: "NOTE", Decision: "x", Reason: "y"})
+		sealed, err := os.ReadFile(woTallyFile(b.dir, b.wo))
+		require.NoError(t, err)
+		return b, sealed
+	}
+	recheck := func(b *budgetPlane) ([]string, error) {
+		l := b.open()
+		defer l.Close()
+		var warnings []string
+		_, err := recheckWOTallies(ctx, b.dir, l, plane.Tier{}, func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) })
+		return warnings, err
+	}
+	t.Run("a line edited in place", func(t *testing.T) {
+		b, sealed := setup(t)
+		honest, err := os.ReadFile(b.path)
+		require.NoError(t, err)
+		edited := bytes.ReplaceAll(honest, []byte(`"LLM_CALL"`), []byte(`"LLM_CALX"`))
+		require.NoError(t, os.WriteFile(b.path, edited, 0o644))
+		_, err = recheck(b)
+		var le interface{ Code() string }
+		require.ErrorAs(t, err, &le, "recover's recheck over an edited line fails")
+		require.Equal(t, "LEDGER_INVALID", le.Code())
+		now, err := os.ReadFile(woTallyFile(b.dir, b.wo))
+		require.NoError(t, err)
+		require.Equal(t, string(sealed), string(now), "no tally rewritten")
+		require.NoError(t, os.WriteFile(b.path, honest, 0o644))
+		warnings, err := recheck(b)
+		require.NoError(t, err)
+		require.Empty(t, warnings)
+	})
+	t.Run("lines and stored hashes edited to agree", func(t *testing.T) {
+		b, _ := setup(t)
+		l := b.open()
+		st, err := l.State(ctx)
+		require.NoError(t, err)
+		honest := woWholeSum(t, l, b.wo).total(nil)
+		require.NoError(t, l.Close())
+		putBack := forkAt(t, b.path, 2, int(st.Size))
+		warnings, err := recheck(b)
+		require.NoError(t, err)
+		require.NotEmpty(t, warnings, "the tally that no longer matches is named")
+		require.Contains(t, strings.Join(warnings, "\n"), "did not match")
+		putBack()
+		l = b.open()
+		defer l.Close()
+		require.Equal(t, honest, loadWO(t, b.dir, l, tallyTestKey, b.wo).spend().ofWorkOrder(), "the honest ledger back: its sums")
+	})
 }

@@ -394,3 +394,56 @@ func TestAttack34RecheckOverEditedLedger(t *testing.T) {
 		require.Equal(t, honest, loadWO(t, b.dir, l, tallyTestKey, b.wo).spend().ofWorkOrder(), "the honest ledger back: its sums")
 	})
 }
+
+// TestAttack34Rollback: the plane's files restored from an older copy.
+// The older ledger (lines and stored hashes) under the newer tallies: a
+// tally larger than the ledger is not believed, and the call sums the
+// older ledger (what a rollback of the ledger allows, tally or not). With
+// the newer files back, the tallies written over the older ledger (a
+// fork of it) are not believed, and the budget is the ledger's. An older
+// tally restored over the newer ledger is believed and caught up: the
+// same sums.
+func TestAttack34Rollback(t *testing.T) {
+	withWOKey(t, tallyTestKey)
+	b := newBudgetPlane(t, 3)
+	b.append(b.created())
+	for i := range 2 {
+		require.NoError(t, b.call(), "call %d", i)
+	}
+	hashes, ckpt, _ := ledger.SidePaths(b.path)
+	files := []string{b.path, hashes, ledger.IndexPath(b.path), woTallyFile(b.dir, b.wo), ckpt}
+	snapshot := func() map[string][]byte {
+		m := map[string][]byte{}
+		for _, p := range files {
+			if c, err := os.ReadFile(p); err == nil {
+				m[p] = c
+			}
+		}
+		return m
+	}
+	restore := func(m map[string][]byte, which ...string) {
+		for _, p := range which {
+			os.Remove(p)
+			if c, ok := m[p]; ok {
+				require.NoError(t, os.WriteFile(p, c, 0o644))
+			}
+		}
+	}
+	older := snapshot()
+	require.NoError(t, b.call(), "the third call")
+	newer := snapshot()
+	b.requireRefused(b.call(), "a fourth call is refused")
+
+	// An older tally over the newer ledger: caught up.
+	restore(older, woTallyFile(b.dir, b.wo))
+	b.requireRefused(b.call(), "an older tally restored: a fourth call is refused")
+
+	// The older ledger under the newer tally, for one call.
+	restore(newer, woTallyFile(b.dir, b.wo))
+	restore(older, b.path, hashes, ledger.IndexPath(b.path), ckpt)
+	require.NoError(t, b.call(), "the rolled-back ledger holds two calls (a rollback's allowance, not the tally's)")
+	// The newer files back, the tally written over the rollback kept.
+	restore(newer, b.path, hashes, ledger.IndexPath(b.path), ckpt)
+	b.requireRefused(b.call(), "the newer ledger back: a fourth call is refused")
+	b.verifyClean(3)
+}

@@ -334,3 +334,53 @@ func TestAttack34CheckedReadWhileAppending(t *testing.T) {
 	t.Logf("%d checked reads, %d of them while appending", reads.Load(), during)
 	require.Positive(t, during)
 }
+
+// TestAttack34HugeTornTail: bytes after the last complete line are a
+// torn tail, which every reader tolerates (an append that died). Anyone
+// who can write the ledger can make it huge at no cost (a sparse
+// extension: truncate -s +100G). The ledger's state (every call's
+// first read, under the budget lock), a reader's or a writer's, must still
+// answer in bounded time and memory: no line is longer than MaxLine, so
+// no search for the last newline need read more than MaxLine+1 bytes
+// back. lastLines reads backwards in chunks of at most 1 MiB, each
+// prepended to all it read (a copy of everything so far): O(n^2/1 MiB),
+// and all n bytes held (16 MiB: 0.5 s, 64 MiB: 3.6 s, 256 MiB: 41 s,
+// measured; 100 GiB: days, and out of memory first).
+func TestAttack34HugeTornTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	randomLedger(t, rand.New(rand.NewPCG(3, 4)), path, 20)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(path, st.Size()+MaxLine+(64<<20)))
+	for name, read := range map[string]func() error{
+		"State": func() error {
+			l, err := Open(path, Options{})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			_, err = l.State(ctx)
+			return err
+		},
+		"a writer's State": func() error {
+			l, err := OpenWriter(path, Options{Actor: "tester"})
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			_, err = l.State(ctx)
+			return err
+		},
+	} {
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- read() }()
+		select {
+		case err := <-done:
+			t.Logf("%s over a %d MiB torn tail: %v in %v", name, (MaxLine+(64<<20))>>20, err, time.Since(start))
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s over a %d MiB torn tail: no answer in 5 s (it reads the whole tail back, quadratically)", name, (MaxLine+(64<<20))>>20)
+			<-done // leave nothing running
+		}
+	}
+}

@@ -447,3 +447,40 @@ func TestAttack34Rollback(t *testing.T) {
 	b.requireRefused(b.call(), "the newer ledger back: a fourth call is refused")
 	b.verifyClean(3)
 }
+
+// TestAttack34RecheckWithoutTallyFile: recover's recheck names a
+// reservation made against sums below the ledger's (HiddenRead) only for
+// the work orders that have a tally file in HO2's ledger directory: it
+// reads the whole ledger checked, but keeps the truth only of those. The
+// attack of TestAttack34CreatedHiddenSecondCreated (calls reserved past
+// llm_calls against a tally begun too late), then the work order's tally
+// file removed (a state the plane tolerates: the next call recomputes
+// it), and the index put back: verify finds nothing, and recover's
+// recheck names nothing either, though the ledger holds a reservation
+// whose recorded wo_spent is below what the work order's entries before
+// it sum to.
+func TestAttack34RecheckWithoutTallyFile(t *testing.T) {
+	withWOKey(t, tallyTestKey)
+	b := newBudgetPlane(t, 3)
+	b.append(b.created())
+	for i := range 3 {
+		require.NoError(t, b.call(), "call %d", i)
+	}
+	hidePostings(t, b.dir, "ts\x00"+workorder.EventCreated+"\x00"+b.wo)
+	b.append(b.created())
+	require.NoError(t, os.Remove(woTallyFile(b.dir, b.wo)))
+	if err := b.call(); err != nil {
+		t.Skipf("the attack it builds on holds now: %v", err)
+	}
+	// Covered up: the tally removed, the index put back.
+	require.NoError(t, os.Remove(woTallyFile(b.dir, b.wo)))
+	b.verifyClean(4)
+	_, err := os.Stat(woTallyFile(b.dir, b.wo))
+	require.True(t, os.IsNotExist(err))
+	l := b.open()
+	defer l.Close()
+	var warnings []string
+	found, err := recheckWOTallies(context.Background(), b.dir, l, plane.Tier{}, func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) })
+	require.NoError(t, err)
+	require.NotEmpty(t, found, "recover names the reservation made against lowered sums, tally file or not (warnings: %q)", warnings)
+}

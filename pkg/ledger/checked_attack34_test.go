@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -382,5 +384,76 @@ func TestAttack34HugeTornTail(t *testing.T) {
 			t.Errorf("%s over a %d MiB torn tail: no answer in 5 s (it reads the whole tail back, quadratically)", name, (MaxLine+(64<<20))>>20)
 			<-done // leave nothing running
 		}
+	}
+}
+
+// TestAttack34IndexNotAFile: where the index belongs, a FIFO (opening it
+// would block until a writer comes), a link to /dev/zero or to a copy of
+// the honest index, a directory, or a sparse file of 1 TiB whose header
+// (CRC right) claims 2^40 postings over the honest ones: Lines from any
+// seq answers at once with the file's lines, and FindChecked with the
+// scan's entries.
+func TestAttack34IndexNotAFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	randomLedger(t, rand.New(rand.NewPCG(9, 34)), path, 200)
+	lines, _ := fileLines(t, path)
+	honest, err := os.ReadFile(IndexPath(path))
+	require.NoError(t, err)
+	ids := ledgerIDs(t, path)
+	for name, plant := range map[string]func(p string) error{
+		"a FIFO":              func(p string) error { return syscall.Mkfifo(p, 0o644) },
+		"a link to /dev/zero": func(p string) error { return os.Symlink("/dev/zero", p) },
+		"a link to a copy of the index": func(p string) error {
+			c := filepath.Join(t.TempDir(), "copy.idx")
+			if err := os.WriteFile(c, honest, 0o644); err != nil {
+				return err
+			}
+			return os.Symlink(c, p)
+		},
+		"a directory": func(p string) error { return os.Mkdir(p, 0o755) },
+		"a sparse file claiming 2^32 postings": func(p string) error {
+			idx := bytes.Clone(honest)
+			editHeader(idx, func(h *idxHeader) { h.postings = 1 << 32 })
+			if err := os.WriteFile(p, idx, 0o644); err != nil {
+				return err
+			}
+			return os.Truncate(p, postingAt(idxBuckets(idx), 1<<32))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, os.RemoveAll(IndexPath(path)))
+			require.NoError(t, plant(IndexPath(path)))
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				l, err := Open(path, Options{})
+				if !assert.NoError(t, err) {
+					return
+				}
+				defer l.Close()
+				r := rand.New(rand.NewPCG(1, 2))
+				for range 20 {
+					from := r.Int64N(int64(len(lines)) + 1)
+					want := int(from)
+					assert.NoError(t, l.Lines(ctx, from, -1, func(seq int64, line []byte) bool {
+						assert.Equal(t, int64(want), seq)
+						assert.Equal(t, string(lines[want]), string(line))
+						want++
+						return true
+					}))
+					assert.Equal(t, len(lines), want)
+					q := randomQuery(r, ids)
+					q.From = from
+					got, err := findChecked(t, l, q, true)
+					assert.NoError(t, err)
+					assert.Equal(t, scanWhole(t, l, q), got)
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s where the index belongs: Lines blocked", name)
+			}
+		})
 	}
 }

@@ -108,7 +108,7 @@ func (b *budgetPlane) verifyClean(calls int64) {
 	require.Equal(b.t, calls, woWholeSum(b.t, l, b.wo).total(nil).Calls, "the ledger holds the work order's calls")
 }
 
-// TestAttack34CreatedHiddenSecondCreated: a work-order tally begun from
+// TestAttack34CreatedHiddenSecondCreated (hide=index, hide=line): a work-order tally begun from
 // nothing (its file removed: anyone who can write the plane's files can)
 // reads from the seq createdSeq finds through the index (Find by the
 // work order's WO_CREATED), and the checked read then only checks that
@@ -122,11 +122,14 @@ func (b *budgetPlane) verifyClean(calls int64) {
 // ledger verifies and holds every call, and the sealed tally is still
 // believed: calls past llm_calls are reserved, call after call.
 //
-// Without the index edit (the honest index lists both WO_CREATED, and
-// Find returns the first) the budget holds: that case is checked first.
+// hide=line does it without touching the index: the first WO_CREATED's
+// line renamed in place for the one call (its posting's check fails,
+// Find scans past it unchecked, and the checked read starts after it),
+// then put back byte for byte. Without hiding the first (hide=none: Find
+// returns the first of the two) the budget holds.
 func TestAttack34CreatedHiddenSecondCreated(t *testing.T) {
-	for _, hide := range []bool{false, true} {
-		t.Run(fmt.Sprintf("hide=%t", hide), func(t *testing.T) {
+	for _, hide := range []string{"none", "index", "line"} {
+		t.Run("hide="+hide, func(t *testing.T) {
 			withWOKey(t, tallyTestKey)
 			b := newBudgetPlane(t, 3)
 			b.append(b.created())
@@ -134,14 +137,30 @@ func TestAttack34CreatedHiddenSecondCreated(t *testing.T) {
 				require.NoError(t, b.call(), "call %d fits the budget of three", i)
 			}
 			b.requireRefused(b.call(), "a fourth call is refused")
-			// The attack: the first WO_CREATED hidden from the index,
-			// a second one appended, the tally removed.
-			if hide {
+			// The attack: a second WO_CREATED appended, the tally
+			// removed, and the first WO_CREATED hidden from createdSeq's
+			// Find for one call: its index bucket zeroed ("index"), or its
+			// line's event type renamed in place ("line": the posting's
+			// check fails and Find scans, unchecked, past it; the checked
+			// read that follows starts after it).
+			if hide == "index" {
 				hidePostings(t, b.dir, "ts\x00"+workorder.EventCreated+"\x00"+b.wo)
 			}
 			b.append(b.created())
+			if hide == "line" {
+				now, err := os.ReadFile(b.path)
+				require.NoError(t, err)
+				edited := bytes.Replace(now, []byte(`"WO_CREATED"`), []byte(`"WO_CREATEX"`), 1)
+				require.NoError(t, os.WriteFile(b.path, edited, 0o644))
+			}
 			require.NoError(t, os.Remove(woTallyFile(b.dir, b.wo)))
 			err := b.call()
+			if hide == "line" {
+				// Put back the first WO_CREATED's bytes.
+				now, rerr := os.ReadFile(b.path)
+				require.NoError(t, rerr)
+				require.NoError(t, os.WriteFile(b.path, bytes.Replace(now, []byte(`"WO_CREATEX"`), []byte(`"WO_CREATED"`), 1), 0o644))
+			}
 			// Put back: the index removed (rebuilt by the next writer).
 			b.verifyClean(3 + map[bool]int64{false: 0, true: 1}[err == nil])
 			require.NoError(t, os.Remove(ledger.IndexPath(b.path)))
@@ -155,7 +174,7 @@ func TestAttack34CreatedHiddenSecondCreated(t *testing.T) {
 			var warnings []string
 			found, err := recheckWOTallies(context.Background(), b.dir, l, plane.Tier{}, func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) })
 			require.NoError(t, err)
-			if hide {
+			if hide != "none" {
 				require.NotEmpty(t, found, "recover names the reservation made against lowered sums")
 				require.NotEmpty(t, warnings)
 			}

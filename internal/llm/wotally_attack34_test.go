@@ -503,3 +503,37 @@ func TestAttack34RecheckWithoutTallyFile(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, found, "recover names the reservation made against lowered sums, tally file or not (warnings: %q)", warnings)
 }
+
+// TestAttack34CreatedEditedLater: a tally begun from nothing, the first
+// WO_CREATED hidden from the index, and a later line of the work order
+// (a NOTE after its calls) edited in place to read as its WO_CREATED (no
+// hash can be made to match without the stored hashes): the lookup finds
+// the edited line, and the checked read, which starts there, refuses it
+// (LEDGER_INVALID); no tally is sealed. With the bytes back, the budget
+// holds.
+func TestAttack34CreatedEditedLater(t *testing.T) {
+	withWOKey(t, tallyTestKey)
+	b := newBudgetPlane(t, 3)
+	b.append(b.created())
+	for i := range 3 {
+		require.NoError(t, b.call(), "call %d", i)
+	}
+	b.append(ledger.Draft{EventType: "NOTE", SubmissionID: b.wo, Decision: "x", Reason: "a note"})
+	honest, err := os.ReadFile(b.path)
+	require.NoError(t, err)
+	i := bytes.LastIndex(honest, []byte(`"event_type":"NOTE"`))
+	require.Positive(t, i)
+	edited := append(append(bytes.Clone(honest[:i]), `"event_type":"WO_CREATED"`...), honest[i+len(`"event_type":"NOTE"`):]...)
+	hidePostings(t, b.dir, "ts\x00"+workorder.EventCreated+"\x00"+b.wo)
+	require.NoError(t, os.WriteFile(b.path, edited, 0o644))
+	require.NoError(t, os.Remove(woTallyFile(b.dir, b.wo)))
+	err = b.call()
+	var le interface{ Code() string }
+	require.ErrorAs(t, err, &le, "a call over the edited line is refused")
+	require.Equal(t, "LEDGER_INVALID", le.Code(), "%v", err)
+	_, serr := os.Stat(woTallyFile(b.dir, b.wo))
+	require.True(t, os.IsNotExist(serr), "no tally sealed")
+	require.NoError(t, os.WriteFile(b.path, honest, 0o644))
+	b.verifyClean(3)
+	b.requireRefused(b.call(), "with the bytes back, a fourth call is refused")
+}

@@ -537,3 +537,66 @@ func TestAttack34CreatedEditedLater(t *testing.T) {
 	b.verifyClean(3)
 	b.requireRefused(b.call(), "with the bytes back, a fourth call is refused")
 }
+
+// TestAttack34OldLineAtEnd: a rollback made by one append. A copy of an
+// old line of HO2's ledger (here its first, the work order's WO_CREATED)
+// appended to the file: the ledger's state is read from its last line,
+// so it now counts one entry, and the stored hashes' tree is cut to it
+// (State: min of the two). The call sums that one entry and is reserved
+// past llm_calls (key or not: the work order's tally, larger than the
+// ledger, is just not believed); the writer's sync then drops the stored
+// hashes of every entry after the copied one's seq (DroppedHashes, as a
+// crash between the hashes and the line leaves them) and appends after
+// the copy. With every file put back as it was (lines, stored hashes,
+// index, checkpoint, tallies: a snapshot taken before), the ledger
+// verifies, G6 has nothing to find, and the call past the budget is in
+// no record. It is the rollback any writer of the files can make (a
+// restored older copy does the same); it needs only an append, and a
+// sealed tally larger than the ledger, which proves the ledger held more,
+// does not stop the call.
+func TestAttack34OldLineAtEnd(t *testing.T) {
+	for _, key := range [][]byte{nil, tallyTestKey} {
+		t.Run(fmt.Sprintf("key=%t", key != nil), func(t *testing.T) {
+			withWOKey(t, key)
+			b := newBudgetPlane(t, 3)
+			b.append(b.created())
+			for i := range 3 {
+				require.NoError(t, b.call(), "call %d", i)
+			}
+			b.requireRefused(b.call(), "a fourth call is refused")
+			// The snapshot: every file of the ledger directory.
+			snap := map[string][]byte{}
+			des, err := os.ReadDir(filepath.Join(b.dir, "ledger"))
+			require.NoError(t, err)
+			for _, de := range des {
+				c, err := os.ReadFile(filepath.Join(b.dir, "ledger", de.Name()))
+				require.NoError(t, err)
+				snap[de.Name()] = c
+			}
+			honest := snap["budget.jsonl"]
+			first := honest[:bytes.IndexByte(honest, '\n')+1]
+			require.NoError(t, os.WriteFile(b.path, append(bytes.Clone(honest), first...), 0o644))
+			err = b.call()
+			var be *BudgetError
+			assert.ErrorAs(t, err, &be, "a fourth call past llm_calls 3 over a ledger whose last line is an old one")
+			// Put back: every file as it was.
+			des, err = os.ReadDir(filepath.Join(b.dir, "ledger"))
+			require.NoError(t, err)
+			for _, de := range des {
+				if _, ok := snap[de.Name()]; !ok {
+					require.NoError(t, os.Remove(filepath.Join(b.dir, "ledger", de.Name())))
+				}
+			}
+			for name, c := range snap {
+				require.NoError(t, os.WriteFile(filepath.Join(b.dir, "ledger", name), c, 0o644))
+			}
+			l := b.open()
+			rep, verr := ledger.Verify(context.Background(), l, ledger.VerifyOptions{})
+			require.NoError(t, verr)
+			require.True(t, rep.Valid, "%v", rep.Issues)
+			require.Equal(t, int64(3), woWholeSum(t, l, b.wo).total(nil).Calls, "the ledger holds three calls: the fourth is in no record")
+			require.NoError(t, l.Close())
+			b.requireRefused(b.call(), "with the files back, a fourth call is refused")
+		})
+	}
+}

@@ -457,3 +457,100 @@ func TestAttack34IndexNotAFile(t *testing.T) {
 		})
 	}
 }
+
+// TestAttack34DuplicatedLine: a copy of a line inserted in the file (after
+// its original, or at the end, or at the start), the index left as it
+// was or removed: FindChecked from any seq either refuses
+// (LEDGER_INVALID) or gives exactly what it gave over the honest file
+// (the entries of the tree the stored hashes make), never another set:
+// with the copy at the end, those of them in the tree of the state, which
+// counts up to the copy's seq.
+func TestAttack34DuplicatedLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	r := rand.New(rand.NewPCG(11, 34))
+	randomLedger(t, r, path, 120)
+	lines, offs := fileLines(t, path)
+	honest, err := os.ReadFile(path)
+	require.NoError(t, err)
+	honestIdx, err := os.ReadFile(IndexPath(path))
+	require.NoError(t, err)
+	ids := ledgerIDs(t, path)
+	type probe struct {
+		q    Query
+		root bool
+		want []string
+	}
+	var probes []probe
+	l, err := Open(path, Options{})
+	require.NoError(t, err)
+	for range 60 {
+		q := randomQuery(r, ids)
+		q.From = r.Int64N(int64(len(lines)) + 1)
+		root := r.IntN(2) == 0
+		want, err := findChecked(t, l, q, root)
+		require.NoError(t, err)
+		probes = append(probes, probe{q, root, want})
+	}
+	require.NoError(t, l.Close())
+	for _, k := range []int{0, 1, len(lines) / 2, len(lines) - 2, len(lines) - 1} {
+		for _, where := range []string{"after", "start", "end"} {
+			for _, withIdx := range []bool{true, false} {
+				dup := append(bytes.Clone(lines[k]), '\n')
+				var b []byte
+				switch where {
+				case "after":
+					at := offs[k] + int64(len(lines[k])) + 1
+					b = append(append(bytes.Clone(honest[:at]), dup...), honest[at:]...)
+				case "start":
+					b = append(bytes.Clone(dup), honest...)
+				case "end":
+					b = append(bytes.Clone(honest), dup...)
+				}
+				require.NoError(t, os.WriteFile(path, b, 0o644))
+				if withIdx {
+					require.NoError(t, os.WriteFile(IndexPath(path), honestIdx, 0o644))
+				} else {
+					os.Remove(IndexPath(path))
+				}
+				l, err := Open(path, Options{})
+				require.NoError(t, err)
+				st, serr := l.State(ctx)
+				for _, p := range probes {
+					if serr != nil {
+						break
+					}
+					var root *tlog.Hash
+					if p.root {
+						h, err := tlog.TreeHash(p.q.From, l)
+						require.NoError(t, err)
+						root = &h
+					}
+					if p.q.From > st.Size {
+						continue
+					}
+					var got []string
+					err := FindChecked(ctx, l, p.q, root, st, func(e *Entry) { got = append(got, tag(e)) })
+					if err != nil {
+						var le *Error
+						require.ErrorAs(t, err, &le)
+						require.Equal(t, "LEDGER_INVALID", le.Code(), "%v", err)
+						continue
+					}
+					// The entries of the tree st names: a copy at the end
+					// makes the state count up to the copy's seq (a
+					// rollback: TestAttack34OldLineAtEnd in internal/llm).
+					var want []string
+					for _, w := range p.want {
+						var seq int64
+						fmt.Sscanf(w, "%d:", &seq)
+						if seq < st.Size {
+							want = append(want, w)
+						}
+					}
+					require.Equal(t, want, got, "line %d copied %s (index %t): query %+v", k, where, withIdx, p.q)
+				}
+				require.NoError(t, l.Close())
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"os"
@@ -84,6 +85,82 @@ func TestAttack34SecondCreated(t *testing.T) {
 	t.Logf("cp-ledger verify --plane ho2: exit %d: %s%s", r.code, r.stdout, r.stderr)
 	r = p.run(t, gateTool(t), p.admin, nil, "check", "--gate", "G6", "--root", p.root)
 	t.Logf("G6: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	r = p.run(t, cpLLM, p.admin, nil, "recover")
+	t.Logf("cp-llm recover: exit %d: %s%s", r.code, r.stdout, r.stderr)
+}
+
+// TestAttack34OldLineAtEndTools is TestAttack34OldLineAtEnd (internal/llm)
+// through cp-llm, on a plane that signs a checkpoint with every append.
+// The attacker keeps a copy of HO2's checkpoint and last line from before
+// the work order's calls (files anyone who can read the plane has). After
+// the three calls: that old line appended to HO2's ledger alone (holds:
+// the stored checkpoint covers more than the state, which the last line
+// gives, and the writer refuses, CHECKPOINT_INCONSISTENT); then with the
+// old checkpoint put in place too ("with the old checkpoint"): the state
+// and the checkpoint agree on the old size, and a fourth call must still
+// be refused and reach no provider. With every file of HO2's ledger
+// directory put back (a snapshot from before the fourth call), verify and
+// G6 are clean whatever happened. (README, "witness": an older signed
+// checkpoint put back with the ledger cut to match it verifies; here the
+// cut is made by an append, and the call past the budget it allows is in
+// no record once the files are back.)
+func TestAttack34OldLineAtEndTools(t *testing.T) {
+	srv := llmtest.New()
+	defer srv.Close()
+	p := newLLMPlane(t, 3, srv.ProvidersJSON(""))
+	ledgerPath := filepath.Join(p.root, filepath.FromSlash(ho2Ledger))
+	ledgerDir := filepath.Dir(ledgerPath)
+	_, ckptPath, _ := ledger.SidePaths(ledgerPath)
+	oldCkpt, err := os.ReadFile(ckptPath)
+	require.NoError(t, err)
+	b, err := os.ReadFile(ledgerPath)
+	require.NoError(t, err)
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	oldLast := lines[len(lines)-2] // the last complete line
+	for i := range 3 {
+		r := p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+		require.Equal(t, 0, r.code, "call %d: %s%s", i, r.stdout, r.stderr)
+	}
+	calls := srv.Calls()
+	snap := map[string][]byte{}
+	des, err := os.ReadDir(ledgerDir)
+	require.NoError(t, err)
+	for _, de := range des {
+		if de.Type().IsRegular() {
+			c, err := os.ReadFile(filepath.Join(ledgerDir, de.Name()))
+			require.NoError(t, err)
+			snap[de.Name()] = c
+		}
+	}
+	putBack := func() {
+		for name, c := range snap {
+			require.NoError(t, os.WriteFile(filepath.Join(ledgerDir, name), c, 0o644))
+		}
+	}
+	appendOld := func() {
+		f, err := os.OpenFile(ledgerPath, os.O_WRONLY|os.O_APPEND, 0)
+		require.NoError(t, err)
+		_, err = f.Write(oldLast)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+	}
+	appendOld()
+	r := p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	require.NotEqual(t, 0, r.code, "%s%s", r.stdout, r.stderr)
+	require.Contains(t, string(r.stdout), "CHECKPOINT_INCONSISTENT")
+	putBack()
+
+	appendOld()
+	require.NoError(t, os.WriteFile(ckptPath, oldCkpt, 0o644))
+	r = p.run(t, cpLLM, p.admin, nil, p.llmArgs("--provider", "local-openai")...)
+	t.Logf("with the old checkpoint, the fourth call: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	assert.NotEqual(t, 0, r.code, "with the old checkpoint: a fourth call past llm_calls 3 over a ledger whose last line is an old one")
+	assert.Equal(t, calls, srv.Calls(), "no call past the budget reached the provider")
+	putBack()
+	r = p.run(t, cpLedger, p.admin, nil, "verify", "--plane", "ho2")
+	require.Equal(t, 0, r.code, "put back, HO2's ledger verifies: %s%s", r.stdout, r.stderr)
+	r = p.run(t, gateTool(t), p.admin, nil, "check", "--gate", "G6", "--root", p.root)
+	require.Equal(t, 0, r.code, "put back, G6 passes: %s%s", r.stdout, r.stderr)
 	r = p.run(t, cpLLM, p.admin, nil, "recover")
 	t.Logf("cp-llm recover: exit %d: %s%s", r.code, r.stdout, r.stderr)
 }

@@ -553,7 +553,10 @@ func TestAttack34CreatedEditedLater(t *testing.T) {
 // no record. It is the rollback any writer of the files can make (a
 // restored older copy does the same); it needs only an append, and a
 // sealed tally larger than the ledger, which proves the ledger held more,
-// does not stop the call.
+// does not stop the call. (This ledger keeps no checkpoint; a plane's,
+// signed with every append, makes the writer refuse, unless an older
+// signed checkpoint is put back with the line: e2e's
+// TestAttack34OldLineAtEndTools, README's rollback limit.)
 func TestAttack34OldLineAtEnd(t *testing.T) {
 	for _, key := range [][]byte{nil, tallyTestKey} {
 		t.Run(fmt.Sprintf("key=%t", key != nil), func(t *testing.T) {

@@ -674,10 +674,11 @@ func ledgerFiles(r *Result, root string, t plane.TierLayout, outside map[string]
 // GatewayLockFiles are the lock files the LLM gateway keeps in HO2's
 // ledger directory (internal/llm): llm-inflight.lock, whose byte-range
 // locks mark reservations in flight, and llm-budget.lock, the budget's
-// lock for a tier in PostgreSQL (older gateways), and llm-tally.json, the
-// caps' sums as of a tree the gateway checks before it believes them.
-// Regular files, never ledgers.
-var GatewayLockFiles = []string{"llm-inflight.lock", "llm-budget.lock", "llm-tally.json"}
+// lock for a tier in PostgreSQL (older gateways), llm-tally.json, the
+// caps' sums as of a tree the gateway checks before it believes them, and
+// llm-created.json, the first WO_CREATED of each work order, read by a
+// work-order tally begun from nothing. Regular files, never ledgers.
+var GatewayLockFiles = []string{"llm-inflight.lock", "llm-budget.lock", "llm-tally.json", "llm-created.json"}
 
 // WOTallyFile reports whether name is that of a work-order tally the LLM
 // gateway keeps in HO2's ledger directory (internal/llm, wotally.go):

@@ -77,7 +77,7 @@ func TestJudgeAbandoned(t *testing.T) {
 // The gates know the gateway's lock files in HO2's ledger directory (G6
 // reports anything else there as LEDGER_STRAY).
 func TestGateKnowsLockFiles(t *testing.T) {
-	for _, p := range []string{inflightFile("d"), filepath.Join("d", "ledger", "llm-budget.lock"), tallyFile("d")} {
+	for _, p := range []string{inflightFile("d"), filepath.Join("d", "ledger", "llm-budget.lock"), tallyFile("d"), createdFile("d")} {
 		require.Contains(t, gate.GatewayLockFiles, filepath.Base(p))
 		require.Equal(t, "ledger", filepath.Base(filepath.Dir(p)))
 	}

@@ -368,13 +368,6 @@ func foldSince(ctx context.Context, store ledger.Store, q ledger.Query, root str
 	return ledger.FindChecked(ctx, store, q, from, st, fold)
 }
 
-// ledgerInvalid is LEDGER_INVALID met by a tally's read of the budget
-// ledger (the ledger package's own are *ledger.Error).
-type ledgerInvalid struct{ msg string }
-
-func (e *ledgerInvalid) Error() string { return e.msg }
-func (e *ledgerInvalid) Code() string  { return "LEDGER_INVALID" }
-
 // foldFrom calls fold with each entry q finds below seq end, in seq
 // order, from q.From: an entry before q.From is an error (an index that
 // returned what was not asked).

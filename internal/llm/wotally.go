@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -199,10 +201,20 @@ func loadWOTally(ctx context.Context, dir string, store ledger.Store, st ledger.
 	if t != nil && !holdsTree(store, st, t.Size, t.Root) {
 		t = nil
 	}
+	var start int64
 	if t == nil {
 		t = newWOTally(wo)
+		if key != nil {
+			// Begun from nothing: from the work order's first WO_CREATED,
+			// as checked reads found it (created.go).
+			c, err := loadCreated(ctx, dir, store, st, key, warnf)
+			if err != nil {
+				return nil, err
+			}
+			start = c.First[wo] // 0 when there is none: the whole ledger
+		}
 	}
-	if err := t.catchUp(ctx, store, st, key != nil); err != nil {
+	if err := t.catchUp(ctx, store, st, key != nil, start); err != nil {
 		return nil, err
 	}
 	if key == nil {
@@ -216,55 +228,22 @@ func loadWOTally(ctx context.Context, dir string, store ledger.Store, st ledger.
 
 // catchUp folds the work order's entries from t.Size up to st.Size;
 // sealed, for a tally that will be sealed, reads every entry between
-// checked (foldSince). A tally begun from nothing reads from the work
-// order's WO_CREATED then, not from the ledger's first entry: none of its
-// entries comes before it (the gateway calls for a work order State
-// finds).
-func (t *woTally) catchUp(ctx context.Context, store ledger.Store, st ledger.State, sealed bool) error {
+// checked (foldSince). A tally begun from nothing (no root yet) and
+// sealed reads from start, the seq of the work order's first WO_CREATED
+// (loadCreated), not from the ledger's first entry: none of its entries
+// comes before it (the gateway calls for a work order State finds).
+func (t *woTally) catchUp(ctx context.Context, store ledger.Store, st ledger.State, sealed bool, start int64) error {
 	if t.Size < st.Size {
 		q := ledger.Query{EventTypes: []string{EventReserved, EventCall}, Subject: t.WorkOrder, From: t.Size}
-		fold := t.fold
 		if sealed && t.Root == "" {
-			created, found, err := createdSeq(ctx, store, t.WorkOrder, st.Size)
-			if err != nil {
-				return err
-			}
-			// The line at created is read checked with the rest: it
-			// must be the WO_CREATED the index (or a scan) said it was.
-			q.From = created
-			q.EventTypes = append(q.EventTypes, workorder.EventCreated)
-			seen := !found
-			fold = func(e *ledger.Entry) {
-				if e.EventType == workorder.EventCreated {
-					seen = seen || e.Seq == created
-					return
-				}
-				t.fold(e)
-			}
-			if err := foldSince(ctx, store, q, "", st, true, fold); err != nil {
-				return err
-			}
-			if !seen {
-				return &ledgerInvalid{fmt.Sprintf("work order %s: entry %d of HO2's ledger is not its WO_CREATED, as a lookup said (run cp-ledger verify)", t.WorkOrder, created)}
-			}
-		} else if err := foldSince(ctx, store, q, t.Root, st, sealed, fold); err != nil {
+			q.From = max(t.Size, start)
+		}
+		if err := foldSince(ctx, store, q, t.Root, st, sealed, t.fold); err != nil {
 			return err
 		}
 	}
 	t.Size, t.Root = st.Size, hex.EncodeToString(st.Root[:])
 	return nil
-}
-
-// createdSeq is the seq of work order wo's first WO_CREATED below end;
-// 0 and not found when there is none (the whole ledger is read then).
-func createdSeq(ctx context.Context, store ledger.Store, wo string, end int64) (seq int64, found bool, err error) {
-	err = store.Find(ctx, ledger.Query{EventTypes: []string{workorder.EventCreated}, Subject: wo}, func(e *ledger.Entry) bool {
-		if e.Seq < end {
-			seq, found = e.Seq, true
-		}
-		return false
-	})
-	return seq, found, err
 }
 
 // recheckWOTallies is recover's repair of the work-order tallies: each in
@@ -291,26 +270,28 @@ func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier 
 	}
 	// The truth, from the work orders' entries, in one checked read of
 	// the whole ledger (what recover rechecks must not be what an index
-	// or a scan could hide); and each work order's first reservation made
-	// against sums below the ledger's at its seq (its wo_spent): a read
-	// hidden from that call.
+	// or a scan could hide), for every work order with LLM entries, with
+	// a tally file or not (a tally removed after it sealed a lie must not
+	// hide the lie from recover); and each work order's first reservation
+	// made against sums below the ledger's at its seq (its wo_spent): a
+	// read hidden from that call. The first WO_CREATED of each work order
+	// (created.go) comes from the same read.
 	truths := map[string]*woTally{}
-	var ids []string
-	for _, e := range ents {
-		if id, ok := woTallyID(e.Name()); ok {
-			truths[id] = newWOTally(id)
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
+	first := newCreated()
 	hidden := map[string]*HiddenRead{}
-	q := ledger.Query{EventTypes: []string{EventReserved, EventCall}}
+	q := ledger.Query{EventTypes: []string{EventReserved, EventCall, workorder.EventCreated}}
 	if err := ledger.FindChecked(ctx, store, q, nil, st, func(e *ledger.Entry) {
+		if e.EventType == workorder.EventCreated {
+			first.fold(e)
+			return
+		}
+		if !workorder.ValidID(e.SubmissionID) {
+			return
+		}
 		truth := truths[e.SubmissionID]
 		if truth == nil {
-			return
+			truth = newWOTally(e.SubmissionID)
+			truths[e.SubmissionID] = truth
 		}
 		if b, ok := spendOf(e.Metadata["wo_spent"]); ok && hidden[truth.WorkOrder] == nil && e.EventType == EventReserved {
 			if s := truth.spend().ofWorkOrder(); b.below(s) {
@@ -321,18 +302,35 @@ func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier 
 	}); err != nil {
 		return nil, err
 	}
-	var found []*HiddenRead
-	for _, id := range ids {
-		truth := truths[id]
-		truth.Size, truth.Root = st.Size, hex.EncodeToString(st.Root[:])
-		if h := hidden[id]; h != nil {
-			found = append(found, h)
-			warnf("%s", h)
+	root := hex.EncodeToString(st.Root[:])
+	first.Size, first.Root = st.Size, root
+	if old := readCreated(dir, key); old == nil || !holdsTree(store, st, old.Size, old.Root) || !firstsAgree(old, first) {
+		if _, err := os.Lstat(createdFile(dir)); err == nil {
+			warnf("%s did not match HO2's ledger: rebuilt from the ledger", createdFile(dir))
 		}
+	}
+	if err := writeSealed(createdFile(dir), key, createdMAC, first); err != nil {
+		warnf("%s: %v: not rewritten", createdFile(dir), err)
+	}
+	var found []*HiddenRead
+	for _, id := range slices.Sorted(maps.Keys(hidden)) {
+		found = append(found, hidden[id])
+		warnf("%s", hidden[id])
+	}
+	for _, e := range ents {
+		id, ok := woTallyID(e.Name())
+		if !ok {
+			continue
+		}
+		truth := truths[id]
+		if truth == nil {
+			truth = newWOTally(id) // a tally of a work order with no LLM entries
+		}
+		truth.Size, truth.Root = st.Size, root
 		old := readWOTally(dir, id, key)
 		agreed := old != nil && holdsTree(store, st, old.Size, old.Root)
 		if agreed {
-			if err := old.catchUp(ctx, store, st, true); err != nil {
+			if err := old.catchUp(ctx, store, st, true, 0); err != nil {
 				return nil, err
 			}
 			x, _ := json.Marshal(old)
@@ -368,4 +366,24 @@ type HiddenRead struct {
 func (h *HiddenRead) String() string {
 	return fmt.Sprintf("work order %s: reservation %s (HO2 seq %d) was made against sums below the ledger's (believed %d calls, %d tokens, %d micro-USD; the ledger's %d, %d, %d): a read of its entries was hidden from that call",
 		h.WorkOrderID, h.ReservationID, h.ReservedSeq, h.Believed.Calls, h.Believed.Tokens, h.Believed.MicroUSD, h.Ledger.Calls, h.Ledger.Tokens, h.Ledger.MicroUSD)
+}
+
+// firstsAgree reports whether two records of the first WO_CREATED of each
+// work order, caught up to the same tree, say the same.
+func firstsAgree(old, truth *created) bool {
+	if old.Size < truth.Size {
+		// An older file, believed: it would be caught up from its size.
+		for id, seq := range old.First {
+			if truth.First[id] != seq {
+				return false
+			}
+		}
+		for id, seq := range truth.First {
+			if s, ok := old.First[id]; (ok && s != seq) || (!ok && seq < old.Size) {
+				return false
+			}
+		}
+		return true
+	}
+	return maps.Equal(old.First, truth.First)
 }

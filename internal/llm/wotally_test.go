@@ -655,7 +655,7 @@ func BenchmarkWOTallyGap(b *testing.B) {
 					if t == nil || !holdsTree(l, st, t.Size, t.Root) {
 						b.Fatal("the sealed tally is not believed")
 					}
-					if err := t.catchUp(ctx, l, st, mode == "checked"); err != nil {
+					if err := t.catchUp(ctx, l, st, mode == "checked", 0); err != nil {
 						b.Fatal(err)
 					}
 					if t.Settled.Calls != 1 {

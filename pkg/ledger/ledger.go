@@ -1030,40 +1030,61 @@ func tailLines(f *os.File, end int64, k int) ([][]byte, error) {
 // lastLines reads backwards from size and returns up to k complete
 // ("\n"-terminated) lines, oldest first, without their newlines, and the
 // offset just past the last complete line. Bytes after it are a torn tail.
+//
+// No line is longer than MaxLine, and a torn tail is part of one line (an
+// append writes whole lines, each ending in its newline): so it never
+// reads more than MaxLine+1 bytes back for the last newline, nor more
+// than MaxLine+1 bytes a line for the k lines before it. Past that the
+// file is not a ledger's (LEDGER_INVALID): a tail made huge at no cost
+// (a sparse extension of the file) must not be read back whole, by every
+// reader's State. The chunks read are joined once, at the end.
 func lastLines(f *os.File, size int64, k int) ([][]byte, int64, error) {
 	chunk := int64(4 << 10) // grows: most tails are one short line
-	var buf []byte          // the file's bytes from off to size
+	var chunks [][]byte     // the file's bytes from off to end, newest first
 	off := size
 	end := int64(-1)
+	newlines := 0 // in the file's bytes from off to end
 	for {
-		if end >= 0 {
-			// Count complete lines inside buf[0 : end-off].
-			region := buf[:end-off]
-			if bytes.Count(region, []byte{'\n'}) > k || off == 0 {
-				break
-			}
+		if end >= 0 && (newlines > k || off == 0) {
+			break
 		}
 		if off == 0 {
 			break
 		}
+		if end < 0 && size-off > MaxLine+1 {
+			return nil, 0, errorf("LEDGER_INVALID", "%s: no newline in its last %d bytes: longer than any line, not the tail of an append (run cp-ledger verify)", f.Name(), size-off)
+		}
+		if end >= 0 && end-off > int64(k)*(MaxLine+1) {
+			return nil, 0, errorf("LEDGER_INVALID", "%s: fewer than %d newlines in the %d bytes before its last line's end: a line longer than any entry (run cp-ledger verify)", f.Name(), k, end-off)
+		}
 		n := min(chunk, off)
 		chunk = min(chunk*4, 1<<20)
 		off -= n
-		more := make([]byte, n, n+int64(len(buf)))
+		more := make([]byte, n)
 		if _, err := f.ReadAt(more, off); err != nil && err != io.EOF {
 			return nil, 0, err
 		}
-		buf = append(more, buf...)
 		if end < 0 {
-			if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			// The torn tail is not kept: only the bytes up to the last
+			// newline are returned.
+			if i := bytes.LastIndexByte(more, '\n'); i >= 0 {
 				end = off + int64(i) + 1
+				newlines = bytes.Count(more[:i+1], []byte{'\n'})
+				chunks = append(chunks, more[:i+1])
 			} else if off == 0 {
 				return nil, 0, nil // no complete line at all
 			}
+		} else {
+			newlines += bytes.Count(more, []byte{'\n'})
+			chunks = append(chunks, more)
 		}
 	}
 	if end < 0 {
 		return nil, 0, nil
+	}
+	buf := make([]byte, 0, end-off)
+	for i := len(chunks) - 1; i >= 0; i-- {
+		buf = append(buf, chunks[i]...)
 	}
 	region := buf[:end-off]
 	region = region[:len(region)-1] // drop the final newline

@@ -61,7 +61,9 @@ gateway sums what is spent and reserved (from tallies beside HO2's ledger:
 the caps' in ledger/llm-tally.json, each work order's in
 ledger/llm-wo.<WO-ID>.json, each believed only when its MAC and the ledger's
 tree hold, and caught up from every entry since, each checked against the
-tree: an edited line is LEDGER_INVALID, exit 1) and reserves the
+tree: an edited line is LEDGER_INVALID, exit 1; a tally begun from nothing
+reads from the work order's first WO_CREATED, as checked reads recorded it
+in ledger/llm-created.json) and reserves the
 largest cost and tokens the call could reach (LLM_RESERVED), or refuses it
 (BUDGET_EXCEEDED, LLM_REFUSED recorded). After it, LLM_CALL settles the
 reservation to the usage reported; a call cancelled or cut is charged for its
@@ -74,7 +76,8 @@ dies), so a call in flight is never taken for an abandoned one.
 recover settles every abandoned reservation of the plane at once (admin and
 maintainer, action recover at HO3): idempotent; calls in flight and
 reservations made on another boot or host are left alone and counted. It
-also recomputes the tallies from the ledger and rewrites them, warning of any
+also recomputes the tallies and llm-created.json from the ledger and rewrites
+them, warning of any
 that disagreed, and reports (hidden_reads, and on stderr) a reservation whose
 wo_spent (the work order's sums it was reserved against) is below the
 ledger's: a read hidden from that call.

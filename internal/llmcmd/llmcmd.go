@@ -77,8 +77,7 @@ recover settles every abandoned reservation of the plane at once (admin and
 maintainer, action recover at HO3): idempotent; calls in flight and
 reservations made on another boot or host are left alone and counted. It
 also recomputes the tallies and llm-created.json from the ledger and rewrites
-them, warning of any
-that disagreed, and reports (hidden_reads, and on stderr) a reservation whose
+them, warning of any that disagreed, and reports (hidden_reads, and on stderr) a reservation whose
 wo_spent (the work order's sums it was reserved against) is below the
 ledger's: a read hidden from that call.
 

@@ -231,9 +231,10 @@ func BenchmarkGatewayInProcessOverProvider(b *testing.B) {
 // session) in a work order that has made calls before it: 0, 2,500 and
 // 10,000 calls, that is 0, 5,000 and 20,000 LLM_RESERVED and LLM_CALL
 // entries of the work order in HO2's ledger (copies of a call the gateway
-// made, appended 1,000 at a time), then one untimed call (the history
-// appended behind the gateway's back is folded into the work order's
-// tally by the first call after it, once, as after an upgrade). A call
+// made, appended 1,000 at a time) besides one untimed call before them
+// (the work order's tally begun) and one after (the history appended
+// behind the gateway's back is folded into the tally by the first call
+// after it, once, as after an upgrade). A call
 // reads of its work order its state (prepare's checkWorkOrder: the index's
 // typed-subject keys, its WO_* entries only) and, under the budget lock,
 // its budget's sum (its tally, caught up with the last call's entries):
@@ -251,10 +252,12 @@ func BenchmarkGatewayWorkOrderHistory(b *testing.B) {
 			return &llm.Call{Subject: "bench", WorkOrderID: id, SessionID: ses, ProviderID: "local-openai",
 				Request: provider.Request{Prompt: "say hi", MaxTokens: 64}}
 		}
+		// One untimed call first: the work order's tally begun (and the
+		// plane's llm-created.json), as on any work order's first call.
+		if _, err := g.Complete(ctx, call()); err != nil {
+			b.Fatal(err)
+		}
 		if calls > 0 {
-			if _, err := g.Complete(ctx, call()); err != nil {
-				b.Fatal(err)
-			}
 			appendHistory(b, p.root, calls-1)
 			if _, err := g.Complete(ctx, call()); err != nil {
 				b.Fatal(err)

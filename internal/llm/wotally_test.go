@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -665,4 +666,66 @@ func BenchmarkWOTallyGap(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestCreatedNotBelieved: llm-created.json, which says where a work-order
+// tally begun from nothing starts reading, is believed only as the
+// tallies are. Rewritten to start after the work order's calls, sealed
+// with another key, or left unsealed, it is rebuilt from a checked read of
+// the whole ledger: the tally begun from nothing holds every call, and
+// recover names the file and rewrites it.
+func TestCreatedNotBelieved(t *testing.T) {
+	ctx := context.Background()
+	dir, l := tallyLedger(t)
+	withWOKey(t, tallyTestKey)
+	const wo = "WO-20260101-001"
+	a := woRes{rid: "RSV-00000000000000a1", wo: wo, provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
+	b := a
+	b.rid = "RSV-00000000000000b2"
+	_, err := l.Append(ctx, []ledger.Draft{{EventType: "NOTE", Decision: "x", Reason: "before"},
+		{EventType: workorder.EventCreated, SubmissionID: wo, Decision: "CREATED", Reason: "a work order"},
+		a.reserved(), a.call(StatusOK, 10, 20, 30), b.reserved(), b.call(StatusOK, 1, 2, 3),
+		{EventType: "NOTE", Decision: "x", Reason: "after"}})
+	require.NoError(t, err)
+	honest := loadWO(t, dir, l, tallyTestKey, wo).spend().ofWorkOrder()
+	require.Equal(t, int64(2), honest.Calls)
+	c := readCreated(dir, tallyTestKey)
+	require.NotNil(t, c, "the first call sealed llm-created.json")
+	require.Equal(t, int64(1), c.First[wo])
+
+	late := *c
+	late.First = map[string]int64{wo: 6}
+	for name, forged := range map[string][]byte{
+		"sealed with another key": func() []byte {
+			tb, err := json.Marshal(late)
+			require.NoError(t, err)
+			env, err := json.Marshal(tallyEnvelope{MAC: hex.EncodeToString(createdMAC([]byte("another key, 32 bytes long......"), tb)), Tally: tb})
+			require.NoError(t, err)
+			return env
+		}(),
+		"not sealed": func() []byte {
+			b, err := json.Marshal(late)
+			require.NoError(t, err)
+			return b
+		}(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, os.WriteFile(createdFile(dir), forged, 0o644))
+			require.NoError(t, os.Remove(woTallyFile(dir, wo)))
+			require.Equal(t, honest, loadWO(t, dir, l, tallyTestKey, wo).spend().ofWorkOrder(), "the tally begun from nothing holds every call")
+			require.Equal(t, int64(1), readCreated(dir, tallyTestKey).First[wo], "rebuilt")
+			require.NoError(t, os.WriteFile(createdFile(dir), forged, 0o644))
+			var warnings []string
+			_, err := recheckWOTallies(ctx, dir, l, plane.Tier{}, func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) })
+			require.NoError(t, err)
+			require.Contains(t, strings.Join(warnings, "\n"), "llm-created.json did not match HO2's ledger")
+			require.Equal(t, int64(1), readCreated(dir, tallyTestKey).First[wo], "recover rewrote it")
+		})
+	}
+	// What recover wrote agrees with the ledger: a second recover names
+	// nothing.
+	var warnings []string
+	_, err = recheckWOTallies(ctx, dir, l, plane.Tier{}, func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) })
+	require.NoError(t, err)
+	require.Empty(t, warnings, "what recover wrote agrees with the ledger")
 }

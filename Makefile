@@ -107,6 +107,7 @@ fuzz: overlay
 	$(GO) test -run '^$$' -fuzz FuzzParseLine -fuzztime $(FUZZTIME) ./pkg/ledger/
 	$(GO) test -run '^$$' -fuzz FuzzParseCheckpoint -fuzztime $(FUZZTIME) ./pkg/ledger/
 	$(GO) test -run '^$$' -fuzz FuzzIDSeq -fuzztime $(FUZZTIME) ./pkg/ledger/
+	$(GO) test -run '^$$' -fuzz FuzzLastLines -fuzztime $(FUZZTIME) ./pkg/ledger/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./pkg/ledger/legacy/
 	$(GO) test -run '^$$' -fuzz FuzzParseInput -fuzztime $(FUZZTIME) ./internal/cli/
 	$(GO) test -run '^$$' -fuzz FuzzSchemaAgreement -fuzztime $(FUZZTIME) ./internal/cli/
@@ -134,6 +135,7 @@ fuzz: overlay
 	$(GO) test -run '^$$' -fuzz FuzzNewExporter -fuzztime $(FUZZTIME) ./internal/llm/
 	$(GO) test -run '^$$' -fuzz FuzzTally -fuzztime $(FUZZTIME) ./internal/llm/
 	$(GO) test -run '^$$' -fuzz FuzzWOTally -fuzztime $(FUZZTIME) ./internal/llm/
+	$(GO) test -run '^$$' -fuzz FuzzCreated -fuzztime $(FUZZTIME) ./internal/llm/
 	$(GO) test -run '^$$' -fuzz FuzzParseManifest -fuzztime $(FUZZTIME) ./internal/sdkoverlay/
 
 demo: build

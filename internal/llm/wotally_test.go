@@ -729,3 +729,29 @@ func TestCreatedNotBelieved(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, warnings, "what recover wrote agrees with the ledger")
 }
+
+// FuzzCreated: whatever llm-created.json holds, a work-order tally begun
+// from nothing sums its work order's entries in the ledger (a file the key
+// did not seal is never believed, and is rebuilt).
+func FuzzCreated(f *testing.F) {
+	ctx := context.Background()
+	dir, l := tallyLedger(f)
+	const wo = "WO-20260101-001"
+	a := woRes{rid: "RSV-00000000000000a1", wo: wo, session: "SES-1", provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
+	_, err := l.Append(ctx, []ledger.Draft{{EventType: "NOTE", Decision: "x", Reason: "before"},
+		{EventType: workorder.EventCreated, SubmissionID: wo, Decision: "CREATED", Reason: "a work order"}, a.reserved(), a.call(StatusOK, 10, 20, 30)})
+	require.NoError(f, err)
+	truth := loadWO(f, dir, l, tallyTestKey, wo)
+	seed, err := os.ReadFile(createdFile(dir))
+	require.NoError(f, err)
+	f.Add(seed)
+	f.Add([]byte(`{"mac":"","tally":{"version":1,"size":0,"root":"","first":{"WO-20260101-001":3}}}`))
+	f.Add([]byte(`{"version":1,"size":4,"first":null}`))
+	f.Fuzz(func(t *testing.T, content []byte) {
+		require.NoError(t, os.WriteFile(createdFile(dir), content, 0o644))
+		if err := os.Remove(woTallyFile(dir, wo)); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		requireSameWO(t, truth, loadWO(t, dir, l, tallyTestKey, wo), "a file of first WO_CREATED seqs the key did not seal was believed")
+	})
+}

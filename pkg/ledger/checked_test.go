@@ -170,3 +170,39 @@ func TestFindCheckedRefuses(t *testing.T) {
 		require.Zero(t, n, "an empty range")
 	})
 }
+
+// FuzzLastLines: for any bytes in a ledger's file, lastLines (every
+// State's read of the tail) returns the last k complete lines of them and
+// the offset past the last newline, as splitting the whole file would, or
+// an error: never a panic, never a line that is not one.
+func FuzzLastLines(f *testing.F) {
+	f.Add([]byte("a\nb\nc"), uint8(1))
+	f.Add([]byte("\n\n\n"), uint8(2))
+	f.Add([]byte("no newline"), uint8(1))
+	f.Add(bytes.Repeat([]byte("x\n"), 5000), uint8(3))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte, k uint8) {
+		kk := int(k%8) + 1
+		path := filepath.Join(dir, "tail")
+		require.NoError(t, os.WriteFile(path, data, 0o644))
+		fh, err := os.Open(path)
+		require.NoError(t, err)
+		defer fh.Close()
+		lines, end, err := lastLines(fh, int64(len(data)), kk)
+		require.NoError(t, err, "no line here is longer than MaxLine")
+		i := bytes.LastIndexByte(data, '\n')
+		require.Equal(t, int64(i+1), end)
+		if i < 0 {
+			require.Empty(t, lines)
+			return
+		}
+		want := bytes.Split(data[:i], []byte("\n"))
+		if len(want) > kk {
+			want = want[len(want)-kk:]
+		}
+		require.Equal(t, len(want), len(lines))
+		for j := range want {
+			require.Equal(t, string(want[j]), string(lines[j]))
+		}
+	})
+}

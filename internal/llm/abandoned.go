@@ -153,16 +153,19 @@ type RecoverResult struct {
 }
 
 // Recover settles every abandoned reservation of the plane: holding the
-// budget ledger's lock, it reads every LLM_RESERVED and LLM_CALL (the
-// index, by event type), judges each reservation never settled, and
+// budget ledger's lock, it reads every LLM_RESERVED and LLM_CALL (on a
+// plane with a checkpoint key, one checked read of the whole ledger,
+// ledger.FindChecked, which rebuilds the caps' tally; without one, through
+// the index), judges each reservation never settled, and
 // appends one LLM_CALL (status abandoned, charged in full) per abandoned
 // one, in one append. Idempotent: a settled reservation is never judged
 // again, and the lock makes two recovers (or a recover and a call that
 // sums the same reservations) settle each at most once. It is also the
 // repair of the sums' tallies: the caps' and each work order's are
-// recomputed from the ledger and rewritten, and any that was not believed
-// or disagreed is named in a warning, as is a reservation made against a
-// work order's sums below the ledger's (recheckWOTallies).
+// recomputed from the ledger and rewritten (and llm-created.json, from a
+// second checked read), and any that was not believed or disagreed is
+// named in a warning, as is a reservation made against a work order's
+// sums below the ledger's (recheckWOTallies).
 func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 	dir := BudgetLedgerDir(g.Root)
 	store, tier, err := plane.OpenLedger(dir, plane.ForAppend, g.Actor)

@@ -25,7 +25,7 @@ import (
 // Session 33's attacks on the work-order tally (wotally.go).
 
 // withWOKey makes woTallyKeyOf return key for the test.
-func withWOKey(t *testing.T, key []byte) {
+func withWOKey(t testing.TB, key []byte) {
 	saved := woTallyKeyOf
 	woTallyKeyOf = func(plane.Tier) ([]byte, error) { return key, nil }
 	t.Cleanup(func() { woTallyKeyOf = saved })

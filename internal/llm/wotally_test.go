@@ -755,3 +755,44 @@ func FuzzCreated(f *testing.F) {
 		requireSameWO(t, truth, loadWO(t, dir, l, tallyTestKey, wo), "a file of first WO_CREATED seqs the key did not seal was believed")
 	})
 }
+
+// BenchmarkRecoverRecheck is recover's repair of the sums at 20,000 and
+// 100,000 entries of HO2's ledger (reservations and calls of 100 work
+// orders, each with a tally): the caps' tally rebuilt and every
+// work-order tally and llm-created.json recomputed, each from a checked
+// read of the whole ledger.
+func BenchmarkRecoverRecheck(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{20_000, 100_000} {
+		dir, l := tallyLedger(b)
+		var created []ledger.Draft
+		for w := range 100 {
+			created = append(created, ledger.Draft{EventType: workorder.EventCreated, SubmissionID: fmt.Sprintf("WO-20260101-%03d", w+1), Decision: "CREATED", Reason: "w"})
+		}
+		_, err := l.Append(ctx, created)
+		require.NoError(b, err)
+		for i := 0; i < n; i += 1000 {
+			ds := make([]ledger.Draft, 0, 1000)
+			for j := i; j < i+1000; j += 2 {
+				x := woRes{rid: fmt.Sprintf("RSV-%016x", j), wo: fmt.Sprintf("WO-20260101-%03d", 1+j/2%100), provider: "p", subject: "a", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 90}}
+				ds = append(ds, x.reserved(), x.call(StatusOK, 10, 10, 3))
+			}
+			_, err := l.Append(ctx, ds)
+			require.NoError(b, err)
+		}
+		for w := range 100 {
+			loadWO(b, dir, l, tallyTestKey, fmt.Sprintf("WO-20260101-%03d", w+1))
+		}
+		withWOKey(b, tallyTestKey)
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := loadTally(ctx, dir, l, tallyTestKey, true, nil); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := recheckWOTallies(ctx, dir, l, plane.Tier{}, func(f string, args ...any) { b.Fatalf(f, args...) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -41,6 +41,9 @@ type judge struct {
 	id      string // f's fileID
 	err     error
 	settled map[string]bool // reservations settled in this step already
+	// store, when set, is the budget ledger, read again for a
+	// reservation whose mark is found free (settledSince).
+	store ledger.Store
 }
 
 func newJudge(dir string) *judge { return &judge{dir: dir, settled: map[string]bool{}} }
@@ -60,7 +63,27 @@ func (j *judge) abandoned(rid string, row *spendRow) bool {
 		return false
 	}
 	held, err := inflightHeld(j.f, rid)
-	return err == nil && !held
+	return err == nil && !held && !j.settledSince(rid, row.seq)
+}
+
+// settledSince reports whether an LLM_CALL of reservation rid was
+// appended after its LLM_RESERVED (at seq reserved): one its caller
+// appended after the sums being judged were read, then letting go of its
+// mark (it holds the mark until that LLM_CALL is durable, so a read made
+// after the mark was found free sees it). Settling it in full as well
+// would charge the call twice (a call refused that the budget allowed:
+// TestJudgeSettledSince). A read that fails counts as settled: the
+// reservation keeps counting in full, and nothing is charged twice.
+func (j *judge) settledSince(rid string, reserved int64) bool {
+	if j.store == nil {
+		return false
+	}
+	found := false
+	err := j.store.Find(context.Background(), ledger.Query{EventTypes: []string{EventCall}, From: reserved + 1}, func(e *ledger.Entry) bool {
+		found = str(e.Metadata, "reservation_id") == rid
+		return !found
+	})
+	return err != nil || found
 }
 
 // judgeable reports whether row's mark can be judged here: made on this
@@ -198,6 +221,7 @@ func (g *Gateway) Recover(ctx context.Context) (*RecoverResult, error) {
 	}
 	all := t.spend().open
 	j := newJudge(dir)
+	j.store = store
 	defer j.close()
 	res := &RecoverResult{Settled: []*Settled{}, HiddenReads: hidden}
 	ds, ss := j.settle(all, "recover")

@@ -169,3 +169,64 @@ func TestInflightLockPlanted(t *testing.T) {
 		})
 	}
 }
+
+// TestJudgeSettledSince: a caller appends its LLM_CALL and then lets go of
+// its reservation's mark; a call that read the sums before that LLM_CALL
+// (its reservation still open in them) and judges the reservation after
+// the mark was let go must not take it for abandoned: settled in full as
+// well, it was charged twice, and a call the budget allowed was refused
+// (TestLLMBudgetRacePostgres, once in CI: four calls of five). The judge
+// reads the ledger again for a reservation whose mark it finds free.
+func TestJudgeSettledSince(t *testing.T) {
+	if !inflightSupported || bootID() == "" {
+		t.Skip("no in-flight marks on this system")
+	}
+	ctx := t.Context()
+	dir, l := tallyLedger(t)
+	rid := newReservationID()
+	h, err := openInflight(dir)
+	require.NoError(t, err)
+	require.NoError(t, h.hold(rid))
+	x := woRes{rid: rid, wo: "WO-20260101-001", provider: "p", subject: "s", max: Spend{Calls: 1, Tokens: 300, MicroUSD: 900}}
+	d := x.reserved()
+	d.Metadata["inflight_boot_id"], d.Metadata["inflight_file"] = bootID(), h.id
+	_, err = l.Append(ctx, []ledger.Draft{d})
+	require.NoError(t, err)
+	// The sums as another call reads them: the reservation open.
+	sums := func() *ledgerSpend {
+		ls := newLedgerSpend()
+		require.NoError(t, l.Find(ctx, ledger.Query{EventTypes: []string{EventReserved}}, func(e *ledger.Entry) bool { ls.add(e); return true }))
+		return ls
+	}
+	before := sums()
+	// Its caller settles it, durably, then lets go of the mark.
+	_, err = l.Append(ctx, []ledger.Draft{x.call(StatusOK, 10, 10, 5)})
+	require.NoError(t, err)
+	h.close()
+
+	j := newJudge(dir)
+	defer j.close()
+	ds, _ := j.settle(before, "next_call")
+	require.Len(t, ds, 1, "without the ledger read again, the judge takes it for abandoned")
+	j2 := newJudge(dir)
+	j2.store = l
+	defer j2.close()
+	ds, _ = j2.settle(sums(), "next_call")
+	require.Empty(t, ds, "its LLM_CALL is in the ledger: not abandoned")
+
+	// A reservation truly abandoned (no LLM_CALL, mark let go) still is.
+	dead := newReservationID()
+	h2, err := openInflight(dir)
+	require.NoError(t, err)
+	require.NoError(t, h2.hold(dead))
+	y := x
+	y.rid = dead
+	d = y.reserved()
+	d.Metadata["inflight_boot_id"], d.Metadata["inflight_file"] = bootID(), h2.id
+	_, err = l.Append(ctx, []ledger.Draft{d})
+	require.NoError(t, err)
+	h2.close()
+	ds, ss := j2.settle(sums(), "next_call")
+	require.Len(t, ds, 1)
+	require.Equal(t, dead, ss[0].ReservationID)
+}

@@ -655,6 +655,7 @@ func (g *Gateway) reserve(ctx context.Context, dir string, tier plane.Tier, stor
 	}
 	defer release()
 	j := newJudge(dir)
+	j.store = store
 	defer j.close()
 	var drafts []ledger.Draft
 	spends := map[string]*woSpend{}

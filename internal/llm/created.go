@@ -96,15 +96,24 @@ func loadCreated(ctx context.Context, dir string, store ledger.Store, st ledger.
 	if c == nil {
 		c = newCreated()
 	}
-	if c.Size < st.Size {
-		q := ledger.Query{EventTypes: []string{workorder.EventCreated}, From: c.Size}
-		if err := foldSince(ctx, store, q, c.Root, st, true, c.fold); err != nil {
-			return nil, err
-		}
+	if err := c.catchUp(ctx, store, st); err != nil {
+		return nil, err
 	}
-	c.Size, c.Root = st.Size, hex.EncodeToString(st.Root[:])
 	if err := writeSealed(createdFile(dir), key, createdMAC, c); err != nil && warnf != nil {
 		warnf("%s: %v: the next work order's first tally reads from the older one", createdFile(dir), err)
 	}
 	return c, nil
+}
+
+// catchUp folds the WO_CREATED entries from c.Size up to st.Size, every
+// line between read checked (foldSince).
+func (c *created) catchUp(ctx context.Context, store ledger.Store, st ledger.State) error {
+	if c.Size < st.Size {
+		q := ledger.Query{EventTypes: []string{workorder.EventCreated}, From: c.Size}
+		if err := foldSince(ctx, store, q, c.Root, st, true, c.fold); err != nil {
+			return err
+		}
+	}
+	c.Size, c.Root = st.Size, hex.EncodeToString(st.Root[:])
+	return nil
 }

@@ -304,10 +304,17 @@ func recheckWOTallies(ctx context.Context, dir string, store ledger.Store, tier 
 	}
 	root := hex.EncodeToString(st.Root[:])
 	first.Size, first.Root = st.Size, root
-	if old := readCreated(dir, key); old == nil || !holdsTree(store, st, old.Size, old.Root) || !firstsAgree(old, first) {
-		if _, err := os.Lstat(createdFile(dir)); err == nil {
-			warnf("%s did not match HO2's ledger: rebuilt from the ledger", createdFile(dir))
+	old := readCreated(dir, key)
+	agreed := old != nil && holdsTree(store, st, old.Size, old.Root)
+	if agreed {
+		// Believed: caught up as a call would, it must say the same.
+		if err := old.catchUp(ctx, store, st); err != nil {
+			return nil, err
 		}
+		agreed = maps.Equal(old.First, first.First)
+	}
+	if _, err := os.Lstat(createdFile(dir)); err == nil && !agreed {
+		warnf("%s did not match HO2's ledger: rebuilt from the ledger", createdFile(dir))
 	}
 	if err := writeSealed(createdFile(dir), key, createdMAC, first); err != nil {
 		warnf("%s: %v: not rewritten", createdFile(dir), err)
@@ -366,24 +373,4 @@ type HiddenRead struct {
 func (h *HiddenRead) String() string {
 	return fmt.Sprintf("work order %s: reservation %s (HO2 seq %d) was made against sums below the ledger's (believed %d calls, %d tokens, %d micro-USD; the ledger's %d, %d, %d): a read of its entries was hidden from that call",
 		h.WorkOrderID, h.ReservationID, h.ReservedSeq, h.Believed.Calls, h.Believed.Tokens, h.Believed.MicroUSD, h.Ledger.Calls, h.Ledger.Tokens, h.Ledger.MicroUSD)
-}
-
-// firstsAgree reports whether two records of the first WO_CREATED of each
-// work order, caught up to the same tree, say the same.
-func firstsAgree(old, truth *created) bool {
-	if old.Size < truth.Size {
-		// An older file, believed: it would be caught up from its size.
-		for id, seq := range old.First {
-			if truth.First[id] != seq {
-				return false
-			}
-		}
-		for id, seq := range truth.First {
-			if s, ok := old.First[id]; (ok && s != seq) || (!ok && seq < old.Size) {
-				return false
-			}
-		}
-		return true
-	}
-	return maps.Equal(old.First, truth.First)
 }
